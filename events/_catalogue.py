@@ -1,0 +1,365 @@
+"""The typed catalogue of events: one frozen pydantic model per fact.
+
+Each event class is a fact in the past tense. Its `type` field is the
+discriminator stored in the log; `SCHEMA_VERSION` is bumped when a field is
+added, and an upcaster in `_upcasting.py` lifts rows stored by older schemas.
+
+Notes (do not fix without reading this):
+1. `data`-like fields that hold arbitrary JSON (tool input, raw hook payloads,
+   content blocks) are typed `dict[str, Any]` / `list[dict[str, Any]]`: the store
+   checks that they serialize to JSON before anything is written.
+2. Identifiers (run, agent, task ids) are plain strings here; their shape is
+   checked where they enter (the runtime and the API), not in the log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EVENT_TYPES",
+    "AgentCommanded",
+    "AgentCompleted",
+    "AgentCreated",
+    "AgentDeleted",
+    "AgentFailed",
+    "AgentWaiting",
+    "AgentWoke",
+    "BoardColumn",
+    "ContextCompacted",
+    "EventData",
+    "EventModel",
+    "ExternalHookReceived",
+    "HookInvoked",
+    "ModelResponded",
+    "ReplayDiverged",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "TaskCreated",
+    "TaskMoved",
+    "ToolCallCompleted",
+    "ToolCallRequested",
+    "UnknownEvent",
+    "Usage",
+]
+
+BoardColumn = Literal["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"]
+
+
+class EventModel(BaseModel):
+    """Base of every event's data: frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+
+class Usage(BaseModel):
+    """Token usage of one model response, in the Messages API's buckets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    # The 5-minute / 1-hour split of cache writes, when the API reports it.
+    cache_creation_5m_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+
+    @property
+    def context_tokens(self) -> int:
+        """Tokens the request put in the context window (all input buckets)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+# -- runs -------------------------------------------------------------------
+
+
+class RunStarted(EventModel):
+    """A run began: a task given to a pattern or to the orchestrator."""
+
+    type: Literal["RunStarted"] = "RunStarted"
+    run_id: str
+    task: str
+    pattern: str | None = None
+    workspace: str | None = None
+    model: str | None = None
+    simulated: bool = False
+    # Set on a re-execution: the run being replayed.
+    replay_of: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunCompleted(EventModel):
+    """A run ended well."""
+
+    type: Literal["RunCompleted"] = "RunCompleted"
+    run_id: str
+    summary: str = ""
+    duration_ms: float = 0.0
+
+
+class RunFailed(EventModel):
+    """A run ended badly; `error` says why."""
+
+    type: Literal["RunFailed"] = "RunFailed"
+    run_id: str
+    error: str
+    duration_ms: float = 0.0
+
+
+# -- agents -----------------------------------------------------------------
+
+
+class AgentCreated(EventModel):
+    """An agent came to be: who it is, what it may do and where."""
+
+    type: Literal["AgentCreated"] = "AgentCreated"
+    agent_id: str
+    name: str
+    role: str
+    model: str
+    parent_id: str | None = None
+    workspace: str = ""
+    tools: list[str] = Field(default_factory=list)
+    task: str | None = None
+    system_prompt: str = ""
+    context_limit: int = 200_000
+    max_turns: int | None = None
+    external: bool = False
+
+
+class AgentCommanded(EventModel):
+    """An agent was given a prompt (its first task or a later command)."""
+
+    type: Literal["AgentCommanded"] = "AgentCommanded"
+    agent_id: str
+    prompt: str
+    by: str = "user"
+
+
+class ModelResponded(EventModel):
+    """The model answered one request of an agent's loop."""
+
+    type: Literal["ModelResponded"] = "ModelResponded"
+    agent_id: str
+    message_id: str = ""
+    model: str
+    stop_reason: str | None = None
+    content: list[dict[str, Any]] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    duration_ms: float = 0.0
+    turn: int = 0
+
+
+class ToolCallRequested(EventModel):
+    """The model asked for a tool call (before hooks and execution)."""
+
+    type: Literal["ToolCallRequested"] = "ToolCallRequested"
+    agent_id: str
+    tool_use_id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCallCompleted(EventModel):
+    """A tool call ended: its result (summarised), error flag and the files it touched."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # v1 said `output` and `error`: see _upcasting.py
+
+    type: Literal["ToolCallCompleted"] = "ToolCallCompleted"
+    agent_id: str
+    tool_use_id: str
+    name: str
+    result: str = ""
+    is_error: bool = False
+    blocked: bool = False
+    duration_ms: float = 0.0
+    files_read: list[str] = Field(default_factory=list)
+    files_written: list[str] = Field(default_factory=list)
+
+
+class HookInvoked(EventModel):
+    """One hook ran at one hook point: what it decided and why."""
+
+    type: Literal["HookInvoked"] = "HookInvoked"
+    point: str
+    kind: Literal["python", "command", "http"]
+    hook: str = ""
+    agent_id: str | None = None
+    tool_use_id: str | None = None
+    decision: Literal["none", "allow", "deny", "ask", "block", "error", "timeout"] = "none"
+    reason: str | None = None
+    duration_ms: float = 0.0
+    updated_input: dict[str, Any] | None = None
+    additional_context: str | None = None
+
+
+class AgentWaiting(EventModel):
+    """An agent went to sleep until the agents in `on` change state."""
+
+    type: Literal["AgentWaiting"] = "AgentWaiting"
+    agent_id: str
+    on: list[str]
+    timeout_s: float | None = None
+
+
+class AgentWoke(EventModel):
+    """A sleeping agent woke: because some awaited agents changed, or a timeout."""
+
+    type: Literal["AgentWoke"] = "AgentWoke"
+    agent_id: str
+    on: list[str]
+    reason: Literal["changed", "timeout", "cancelled"] = "changed"
+    changed: list[str] = Field(default_factory=list)
+    waited_ms: float = 0.0
+
+
+class ContextCompacted(EventModel):
+    """An agent's conversation was summarised to free its context window."""
+
+    type: Literal["ContextCompacted"] = "ContextCompacted"
+    agent_id: str
+    trigger: Literal["auto", "manual"] = "auto"
+    tokens_before: int
+    tokens_after: int
+    summary: str
+
+
+class AgentCompleted(EventModel):
+    """An agent finished its current task."""
+
+    type: Literal["AgentCompleted"] = "AgentCompleted"
+    agent_id: str
+    summary: str = ""
+    artifacts: list[str] = Field(default_factory=list)
+    stop_reason: str = "end_turn"
+
+
+class AgentFailed(EventModel):
+    """An agent stopped on an error, or on a budget (`limit` names which)."""
+
+    type: Literal["AgentFailed"] = "AgentFailed"
+    agent_id: str
+    error: str
+    limit: str | None = None
+
+
+class AgentDeleted(EventModel):
+    """An agent was deleted; its events stay in the log."""
+
+    type: Literal["AgentDeleted"] = "AgentDeleted"
+    agent_id: str
+    by: str = "user"
+    was_working: bool = False
+
+
+# -- task board -------------------------------------------------------------
+
+
+class TaskCreated(EventModel):
+    """A task was put on the board."""
+
+    type: Literal["TaskCreated"] = "TaskCreated"
+    task_id: str
+    title: str
+    column: BoardColumn = "PLAN"
+    assignee: str | None = None
+
+
+class TaskMoved(EventModel):
+    """A task moved to another board column (or got a new assignee or artifacts)."""
+
+    type: Literal["TaskMoved"] = "TaskMoved"
+    task_id: str
+    column: BoardColumn
+    assignee: str | None = None
+    artifacts: list[str] = Field(default_factory=list)
+    reason: str | None = None
+
+
+# -- outside world ----------------------------------------------------------
+
+
+class ExternalHookReceived(EventModel):
+    """A hook payload posted by an external agent (e.g. a Claude Code session), kept raw."""
+
+    type: Literal["ExternalHookReceived"] = "ExternalHookReceived"
+    source_app: str
+    session_id: str
+    hook_event_name: str
+    payload: dict[str, Any]
+
+
+class ReplayDiverged(EventModel):
+    """A re-executed run did something other than its recording at one step."""
+
+    type: Literal["ReplayDiverged"] = "ReplayDiverged"
+    run_id: str
+    replay_of: str
+    agent_id: str
+    step: int
+    kind: Literal["tool_result", "tool_call", "hook_decision", "missing_response"]
+    expected: str = ""
+    actual: str = ""
+
+
+class UnknownEvent(EventModel):
+    """Stand-in for a stored event whose type this code does not know (lenient reads only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+EventData = Annotated[
+    RunStarted
+    | RunCompleted
+    | RunFailed
+    | AgentCreated
+    | AgentCommanded
+    | ModelResponded
+    | ToolCallRequested
+    | ToolCallCompleted
+    | HookInvoked
+    | AgentWaiting
+    | AgentWoke
+    | ContextCompacted
+    | AgentCompleted
+    | AgentFailed
+    | AgentDeleted
+    | TaskCreated
+    | TaskMoved
+    | ExternalHookReceived
+    | ReplayDiverged,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[EventModel]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        RunStarted,
+        RunCompleted,
+        RunFailed,
+        AgentCreated,
+        AgentCommanded,
+        ModelResponded,
+        ToolCallRequested,
+        ToolCallCompleted,
+        HookInvoked,
+        AgentWaiting,
+        AgentWoke,
+        ContextCompacted,
+        AgentCompleted,
+        AgentFailed,
+        AgentDeleted,
+        TaskCreated,
+        TaskMoved,
+        ExternalHookReceived,
+        ReplayDiverged,
+    )
+}

@@ -1,0 +1,96 @@
+"""The envelope around every event: where it sits in the log and who caused it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from ._catalogue import EventData, EventModel, UnknownEvent
+
+__all__ = ["ANY", "NO_STREAM", "ExpectedVersion", "Meta", "NewEvent", "RecordedEvent", "Source"]
+
+Source = Literal["runtime", "hook", "ingest", "replay", "api"]
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+ANY: Any = _Sentinel("ANY")
+"""Expected version that accepts any current version of the stream."""
+NO_STREAM: Any = _Sentinel("NO_STREAM")
+"""Expected version that requires the stream not to exist yet."""
+
+ExpectedVersion = int | _Sentinel
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Who and what an event belongs to and what caused it."""
+
+    run_id: str | None = None
+    agent_id: str | None = None
+    parent_id: str | None = None
+    # The position of the event that caused this one, when there is one.
+    causation_id: int | None = None
+    correlation_id: str | None = None
+    source: Source = "runtime"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event not yet in the log: its data and its meta."""
+
+    data: EventData
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: `position` is global and gap-free, `version` is within its stream."""
+
+    position: int
+    stream_id: str
+    version: int
+    data: EventData | UnknownEvent
+    meta: Meta
+    recorded_at: datetime
+
+    @property
+    def type(self) -> str:
+        return self.data.type
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-ready data (the shape of the API and of exports)."""
+        data = self.data.raw if isinstance(self.data, UnknownEvent) else _dump(self.data)
+        return {
+            "position": self.position,
+            "stream_id": self.stream_id,
+            "version": self.version,
+            "type": self.type,
+            "data": data,
+            "meta": {
+                "run_id": self.meta.run_id,
+                "agent_id": self.meta.agent_id,
+                "parent_id": self.meta.parent_id,
+                "causation_id": self.meta.causation_id,
+                "correlation_id": self.meta.correlation_id,
+                "source": self.meta.source,
+            },
+            "recorded_at": self.recorded_at.isoformat(),
+        }
+
+
+def _dump(model: EventModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

@@ -1,0 +1,92 @@
+"""Errors raised by fleet. Every package's errors descend from `FleetError`.
+
+The tree (other packages add their own leaves under these roots)::
+
+    FleetError
+    ├── StoreError                  the event log
+    │   ├── VersionConflict         optimistic concurrency: nothing was written
+    │   ├── EventTooLarge           one event's data is over the size limit
+    │   ├── InvalidEvent            data that cannot be encoded (not JSON-serializable)
+    │   ├── UnknownEventType        a stored type this code does not know
+    │   ├── StoreClosed             use after aclose()
+    │   └── NotADatabase            the file is not a SQLite database
+    ├── ProjectionError             projections/
+    ├── HookError                   hooks/
+    │   ├── HookConfigError
+    │   └── HookTimeout
+    ├── ModelError                  runtime/: the model could not be reached or refused
+    ├── ToolError                   runtime/: a tool call failed
+    │   └── WorkspaceEscape         a path outside the agent's workspace
+    ├── AgentNotFound / AgentDeleted / BudgetExceeded  runtime/
+    └── ReplayError                 replay and import/export
+
+Each exception carries its facts as attributes and builds its message itself.
+"""
+
+from __future__ import annotations
+
+
+class FleetError(Exception):
+    """Root of every error fleet raises on purpose."""
+
+
+class StoreError(FleetError):
+    """The event store could not do what was asked; nothing was written."""
+
+
+class VersionConflict(StoreError):
+    """An append's expected version did not match the stream's actual version."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"version conflict on stream {stream_id!r}: expected {expected}, actual {actual}"
+        )
+
+
+class EventTooLarge(StoreError):
+    """One event's encoded data is over the store's size limit."""
+
+    def __init__(self, stream_id: str, event_type: str, size: int, limit: int) -> None:
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{event_type} event for stream {stream_id!r} is {size} bytes, "
+            f"over the limit of {limit} bytes"
+        )
+
+
+class InvalidEvent(StoreError):
+    """An event could not be encoded or does not belong in the log."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid event: {reason}")
+
+
+class UnknownEventType(StoreError):
+    """A stored event has a type this version of fleet does not know."""
+
+    def __init__(self, position: int, event_type: str) -> None:
+        self.position = position
+        self.event_type = event_type
+        super().__init__(f"unknown event type {event_type!r} at position {position}")
+
+
+class StoreClosed(StoreError):
+    """The store was used after `aclose()`."""
+
+    def __init__(self) -> None:
+        super().__init__("the event store is closed")
+
+
+class NotADatabase(StoreError):
+    """The file given as the log is not a SQLite database."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a fleet SQLite database")
