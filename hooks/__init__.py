@@ -1,1 +1,120 @@
-"""Placeholder until this layer lands."""
+"""Hooks: lifecycle hook points, hook runners, and Claude Code ingest.
+
+Every lifecycle point of every agent is a hook point with Claude Code's name
+and payload fields. Hooks (in-process Python callables, shell commands, HTTP
+URLs) observe or block; every invocation is returned as `events.HookInvoked`
+data for the runtime to append. External agents' hook payloads are checked by
+`parse_external()` and become `events.ExternalHookReceived` data.
+
+This package imports `events` only.
+"""
+
+from __future__ import annotations
+
+from ._config import (
+    CLAUDE_ONLY_POINTS,
+    DEFAULT_TIMEOUT,
+    SETTINGS_FILES,
+    HookGroup,
+    HooksConfig,
+    HookSpec,
+    Matcher,
+    find_settings,
+    load_project_settings,
+    load_settings,
+)
+from ._dispatcher import HookDispatcher
+from ._ingest import DEFAULT_MAX_INGEST_BYTES, DEFAULT_SOURCE_APP, forward, parse_external
+from ._output import (
+    MAX_TEXT_CHARS,
+    Decision,
+    HookOutcome,
+    HookOutput,
+    HookSpecificOutput,
+    Permission,
+)
+from ._points import (
+    BLOCKING_POINTS,
+    MATCHER_FIELDS,
+    PAYLOAD_MODELS,
+    TOOL_POINTS,
+    FleetUsage,
+    HookPayload,
+    HookPoint,
+    NotificationPayload,
+    PostToolUseFailurePayload,
+    PostToolUsePayload,
+    PreCompactPayload,
+    PreToolUsePayload,
+    SessionEndPayload,
+    SessionStartPayload,
+    StopPayload,
+    SubagentStartPayload,
+    SubagentStopPayload,
+    UserPromptSubmitPayload,
+    build_payload,
+    hook_point,
+)
+from ._runners import MAX_OUTPUT_BYTES, PythonHookFn
+from .errors import (
+    DispatcherClosed,
+    HookConfigError,
+    HookError,
+    IngestError,
+    IngestTooLarge,
+    PayloadInvalid,
+    UnknownHookPoint,
+)
+
+__all__ = [
+    "BLOCKING_POINTS",
+    "CLAUDE_ONLY_POINTS",
+    "DEFAULT_MAX_INGEST_BYTES",
+    "DEFAULT_SOURCE_APP",
+    "DEFAULT_TIMEOUT",
+    "MATCHER_FIELDS",
+    "MAX_OUTPUT_BYTES",
+    "MAX_TEXT_CHARS",
+    "PAYLOAD_MODELS",
+    "SETTINGS_FILES",
+    "TOOL_POINTS",
+    "Decision",
+    "DispatcherClosed",
+    "FleetUsage",
+    "HookConfigError",
+    "HookDispatcher",
+    "HookError",
+    "HookGroup",
+    "HookOutcome",
+    "HookOutput",
+    "HookPayload",
+    "HookPoint",
+    "HookSpec",
+    "HookSpecificOutput",
+    "HooksConfig",
+    "IngestError",
+    "IngestTooLarge",
+    "Matcher",
+    "NotificationPayload",
+    "PayloadInvalid",
+    "Permission",
+    "PostToolUseFailurePayload",
+    "PostToolUsePayload",
+    "PreCompactPayload",
+    "PreToolUsePayload",
+    "PythonHookFn",
+    "SessionEndPayload",
+    "SessionStartPayload",
+    "StopPayload",
+    "SubagentStartPayload",
+    "SubagentStopPayload",
+    "UnknownHookPoint",
+    "UserPromptSubmitPayload",
+    "build_payload",
+    "find_settings",
+    "forward",
+    "hook_point",
+    "load_project_settings",
+    "load_settings",
+    "parse_external",
+]

@@ -1,0 +1,285 @@
+"""The hook dispatcher: runs the hooks that match at one point and combines their answers.
+
+    async with HookDispatcher(load_settings(path)) as hooks:
+        hooks.add_python("PreToolUse", check, matcher="run_command")
+        outcome = await hooks.dispatch("PreToolUse", payload)
+        for data in outcome.invocations:   # the runtime appends these (HookInvoked)
+            ...
+
+Notes (do not fix without reading this):
+1. A point with no hooks costs one dict lookup: no task, no payload encoding.
+   One matching hook is awaited directly (no task either); several run
+   concurrently, the async ones as tasks while the sync Python ones run inline.
+2. Identical commands (or URLs) selected at one point run once, as Claude Code
+   deduplicates them; Python hooks are never deduplicated.
+3. Python hooks receive the payload dict itself, not a copy (a copy per hook
+   would cost more than the hook): they must not mutate it, and change a tool's
+   input by answering `updatedInput` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from events import HookInvoked
+
+from ._config import DEFAULT_TIMEOUT, HooksConfig, Matcher
+from ._output import NO_OUTCOME, HookOutcome, Verdict, combine, error_verdict
+from ._points import MATCHER_FIELDS, HookPoint, hook_point
+from ._runners import Call, CommandHook, HttpHook, PythonHook, PythonHookFn, Runner
+from .errors import DispatcherClosed, HookConfigError, UnknownHookPoint
+
+__all__ = ["HookDispatcher"]
+
+logger = logging.getLogger(__name__)
+
+_POINT_NAMES = tuple(p.value for p in HookPoint)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    matcher: Matcher
+    runner: Runner
+    dedupe: str | None  # "kind target" for command and http hooks
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _fn_name(fn: object) -> str:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{qualname}" if module else qualname
+
+
+class HookDispatcher:
+    """Runs hooks at hook points; an async context manager (`aclose()` is idempotent).
+
+    Args:
+        config: validated settings (`load_settings()`); None for no configured hooks.
+        project_dir: the folder named by `CLAUDE_PROJECT_DIR` / `FLEET_PROJECT_DIR`
+            for command hooks (default: the config's project, else the current folder).
+        http_client: an `httpx.AsyncClient` for HTTP hooks, owned by the caller;
+            by default the dispatcher makes one when first needed and closes it.
+    """
+
+    def __init__(
+        self,
+        config: HooksConfig | None = None,
+        *,
+        project_dir: str | os.PathLike[str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config or HooksConfig()
+        folder = project_dir if project_dir is not None else self.config.project_dir
+        self.project_dir = os.path.abspath(folder if folder is not None else os.getcwd())
+        self._own_client = http_client is None
+        self._client = http_client
+        self._closed = False
+        env = dict(os.environ)
+        env["CLAUDE_PROJECT_DIR"] = env["FLEET_PROJECT_DIR"] = self.project_dir
+        self._table: dict[str, tuple[HookPoint, tuple[_Entry, ...]]] = {
+            p.value: (p, ()) for p in HookPoint
+        }
+        for point, groups in self.config.groups.items():
+            entries: list[_Entry] = []
+            for group in groups:
+                for spec in group.hooks:
+                    runner: Runner
+                    if spec.kind == "command":
+                        runner = CommandHook(spec, env, self.project_dir)
+                    else:
+                        runner = HttpHook(spec, self._http)
+                    entries.append(_Entry(group.matcher, runner, f"{spec.kind} {spec.target}"))
+            self._table[point.value] = (point, tuple(entries))
+
+    # -- configuration ----------------------------------------------------------
+
+    def add_python(
+        self,
+        point: str,
+        fn: PythonHookFn,
+        *,
+        matcher: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        name: str | None = None,
+        thread: bool = False,
+    ) -> None:
+        """Add an in-process hook at `point`, after the hooks already there.
+
+        `fn(payload)` returns None, a dict in Claude Code's output shape, a
+        `HookOutput`, or an awaitable of one. A sync `fn` runs on the event loop
+        and must be cheap; pass `thread=True` for one that blocks (it then runs in
+        a worker thread under `timeout`). `name` is recorded in `HookInvoked.hook`
+        (default: the function's qualified name).
+
+        Raises:
+            UnknownHookPoint: `point` is not a hook point.
+            HookConfigError: `matcher` is not a valid regular expression, or
+                `timeout` is not positive.
+            TypeError: `fn` is not callable.
+        """
+        hp = hook_point(point)
+        if not callable(fn):
+            raise TypeError(f"a python hook must be callable, got {type(fn).__name__}")
+        try:
+            compiled = Matcher(matcher)
+        except re.error as e:
+            raise HookConfigError(
+                "add_python", [("matcher", f"invalid regular expression {matcher!r}: {e}")]
+            ) from e
+        if not timeout > 0:
+            raise HookConfigError("add_python", [("timeout", f"must be > 0, got {timeout!r}")])
+        hook = PythonHook(fn, name or _fn_name(fn), float(timeout), thread)
+        _, entries = self._table[hp.value]
+        self._table[hp.value] = (hp, (*entries, _Entry(compiled, hook, None)))
+
+    def has_hooks(self, point: str) -> bool:
+        """Whether any hook is configured at `point` (to skip building a payload when none is)."""
+        entry = self._table.get(point)
+        return bool(entry and entry[1])
+
+    # -- dispatch ---------------------------------------------------------------
+
+    async def dispatch(self, point: str, payload: dict[str, Any]) -> HookOutcome:
+        """Run the hooks at `point` that match `payload` and combine their answers.
+
+        Tool points match on `payload["tool_name"]` (see `MATCHER_FIELDS` for the
+        others). A hook that fails, hangs or answers garbage is recorded as an
+        "error" or "timeout" invocation and never raises here.
+
+        Raises:
+            UnknownHookPoint: `point` is not a hook point.
+            DispatcherClosed: after `aclose()`.
+
+        The payload is never mutated.
+        """
+        if self._closed:
+            raise DispatcherClosed()
+        try:
+            hp, entries = self._table[point]
+        except KeyError:
+            raise UnknownHookPoint(point, _POINT_NAMES) from None
+        if not entries:
+            return NO_OUTCOME
+        selected = self._select(hp, entries, payload)
+        if not selected:
+            return NO_OUTCOME
+        call = Call(hp, payload)
+        if len(selected) == 1:
+            results = [await self._run(selected[0].runner, call)]
+        else:
+            results = await self._run_all(selected, call)
+        invocations = tuple(
+            self._record(hp, entry.runner, payload, verdict, ms)
+            for entry, (verdict, ms) in zip(selected, results, strict=True)
+        )
+        return combine(hp, [verdict for verdict, _ in results], invocations)
+
+    @staticmethod
+    def _select(
+        hp: HookPoint, entries: tuple[_Entry, ...], payload: Mapping[str, Any]
+    ) -> list[_Entry]:
+        field = MATCHER_FIELDS.get(hp)
+        value = payload.get(field) if field is not None else None
+        selected: list[_Entry] = []
+        seen: set[str] = set()
+        for entry in entries:
+            if field is not None and not entry.matcher.matches(value):
+                continue
+            if entry.dedupe is not None:
+                if entry.dedupe in seen:
+                    continue
+                seen.add(entry.dedupe)
+            selected.append(entry)
+        return selected
+
+    @staticmethod
+    async def _run(runner: Runner, call: Call) -> tuple[Verdict, float]:
+        started = time.perf_counter()
+        try:
+            verdict = await runner.run(call)
+        except Exception as e:  # a hook's failure is a verdict, never the agent's failure
+            logger.debug("hook %s at %s raised", runner.name, call.point, exc_info=True)
+            verdict = error_verdict(f"{type(e).__name__}: {e}")
+        return verdict, (time.perf_counter() - started) * 1000.0
+
+    async def _run_all(self, selected: list[_Entry], call: Call) -> list[tuple[Verdict, float]]:
+        tasks = {
+            i: asyncio.ensure_future(self._run(entry.runner, call))
+            for i, entry in enumerate(selected)
+            if not entry.runner.inline
+        }
+        results: list[tuple[Verdict, float]] = []
+        try:
+            for entry in selected:
+                if entry.runner.inline:
+                    results.append(await self._run(entry.runner, call))
+                else:
+                    results.append((Verdict(), 0.0))  # filled in below
+            if tasks:
+                done = await asyncio.gather(*tasks.values())
+                for i, result in zip(tasks, done, strict=True):
+                    results[i] = result
+        finally:
+            for task in tasks.values():
+                task.cancel()  # a no-op for finished tasks; stops the rest when we are cancelled
+        return results
+
+    @staticmethod
+    def _record(
+        hp: HookPoint, runner: Runner, payload: Mapping[str, Any], verdict: Verdict, ms: float
+    ) -> HookInvoked:
+        logger.debug("hook %s at %s: %s (%.2f ms)", runner.name, hp.value, verdict.decision, ms)
+        return HookInvoked(
+            point=hp.value,
+            kind=runner.kind,
+            hook=runner.name,
+            agent_id=_str_or_none(payload.get("fleet_agent_id")),
+            tool_use_id=_str_or_none(payload.get("tool_use_id")),
+            decision=verdict.decision,
+            reason=verdict.reason,
+            duration_ms=round(ms, 3),
+            updated_input=verdict.updated_input,
+            additional_context=verdict.context,
+        )
+
+    # -- resources ----------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            if self._closed:
+                raise DispatcherClosed()
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (if the dispatcher made it); safe to call twice."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self._own_client:
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise DispatcherClosed()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,161 @@
+"""Ingest: hook payloads posted by external agents (a real Claude Code session).
+
+`parse_external()` is the check the API runs on a posted body before anything is
+written; `forward()` is what `fleet hook-forward` calls to post a payload from a
+Claude Code hook to the fleet server, without ever holding Claude Code up.
+
+Notes (do not fix without reading this):
+1. The payload is kept as it came: unknown fields and unknown (future) hook
+   points are accepted. Only the known fields of known points are type-checked,
+   and none but `hook_event_name` and `session_id` is required, because Claude
+   Code's payloads differ between versions.
+2. The size limit is half the store's event limit: the payload is stored inside
+   an `ExternalHookReceived` event, whose other fields need room too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from events import DEFAULT_MAX_EVENT_BYTES, ExternalHookReceived
+
+from ._points import PAYLOAD_MODELS, HookPayload
+from .errors import IngestError, IngestTooLarge
+
+__all__ = ["DEFAULT_MAX_INGEST_BYTES", "DEFAULT_SOURCE_APP", "forward", "parse_external"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_INGEST_BYTES = DEFAULT_MAX_EVENT_BYTES // 2
+"""The largest external payload accepted, in bytes of JSON (note 2)."""
+
+DEFAULT_SOURCE_APP = "claude-code"
+"""The `source_app` recorded when the poster does not name one."""
+
+_SOURCE_APP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}")
+
+
+def _lenient(model: type[HookPayload]) -> type[BaseModel]:
+    # Same fields and types, all optional but the two ids, strictly typed, extras kept.
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name in ("hook_event_name", "session_id"):
+            fields[name] = (str, ...)
+        else:
+            fields[name] = (info.annotation | None, None)  # type: ignore[operator]
+    return create_model(
+        f"External{model.__name__}",
+        __config__=ConfigDict(strict=True, extra="allow"),
+        **fields,
+    )
+
+
+_COMMON = _lenient(HookPayload)
+_MODELS: dict[str, type[BaseModel]] = {
+    point.value: _lenient(model) for point, model in PAYLOAD_MODELS.items()
+}
+
+
+def _decode(body: bytes | bytearray | str, limit: int) -> Any:
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    if len(raw) > limit:
+        raise IngestTooLarge(len(raw), limit)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise IngestError(f"not UTF-8 text: {e}") from None
+    except json.JSONDecodeError as e:
+        raise IngestError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise IngestError("not valid JSON: nested too deeply") from None
+
+
+def parse_external(
+    body: bytes | bytearray | str | Mapping[str, Any],
+    *,
+    source_app: str | None = None,
+    max_bytes: int = DEFAULT_MAX_INGEST_BYTES,
+) -> ExternalHookReceived:
+    """Check a hook payload posted by an external agent and wrap it as event data.
+
+    `body` is the raw request body or an already parsed object. The payload
+    must be a JSON object of at most `max_bytes` bytes with non-empty string
+    `hook_event_name` and `session_id`; the known fields of the known points
+    must have their types (note 1). `source_app` names the sender
+    (default "claude-code"): letters, digits and `._:@/-`, at most 64 characters.
+
+    Raises:
+        IngestTooLarge: over `max_bytes`.
+        IngestError: anything else wrong, naming the field at fault.
+
+    The argument is never mutated; the event holds a copy of the payload.
+    """
+    app = DEFAULT_SOURCE_APP if source_app is None else source_app
+    if not isinstance(app, str) or not _SOURCE_APP.fullmatch(app):
+        raise IngestError(
+            "must be 1 to 64 letters, digits or ._:@/- starting with a letter or digit",
+            "source_app",
+        )
+    value = body if isinstance(body, Mapping) else _decode(body, max_bytes)
+    if not isinstance(value, Mapping):
+        raise IngestError(f"expected a JSON object, got {type(value).__name__}")
+    try:
+        # Re-encoded as the store will: checks it is JSON at all and measures it.
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        size = len(encoded.encode())
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as e:
+        raise IngestError(f"not JSON-serializable: {e}") from None
+    if size > max_bytes:
+        raise IngestTooLarge(size, max_bytes)
+    for name in ("hook_event_name", "session_id"):
+        field = value.get(name)
+        if not isinstance(field, str) or not field.strip():
+            got = "missing" if field is None else f"got {json.dumps(field)[:60]}"
+            raise IngestError(f"must be a non-empty string ({got})", name)
+    point = value["hook_event_name"]
+    try:
+        _MODELS.get(point, _COMMON).model_validate(value)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or None
+        raise IngestError(err["msg"], where) from None
+    # A parsed body is ours already; a caller's mapping is copied (and made plain JSON).
+    payload: dict[str, Any] = json.loads(encoded) if isinstance(body, Mapping) else dict(value)
+    return ExternalHookReceived(
+        source_app=app, session_id=value["session_id"], hook_event_name=point, payload=payload
+    )
+
+
+async def forward(
+    payload: bytes,
+    url: str,
+    token: str | None,
+    timeout: float,  # noqa: ASYNC109 - the signature hook-forward calls; bounds the whole call
+) -> bool:
+    """POST a hook payload to a fleet server; True when it answered 2xx.
+
+    Never raises and never takes much longer than `timeout` seconds (the whole
+    exchange, not each step): a Claude Code hook must not hang or fail because
+    fleet is down. The payload is sent as is; the server checks it.
+    """
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    try:
+        async with asyncio.timeout(timeout):
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.post(url, content=payload, headers=headers)
+    except Exception as e:  # fleet being down must never break Claude Code
+        logger.debug("forward to %s failed: %s: %s", url, type(e).__name__, e)
+        return False
+    if not response.is_success:
+        logger.debug("forward to %s: HTTP %s", url, response.status_code)
+    return response.is_success

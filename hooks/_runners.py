@@ -1,0 +1,264 @@
+"""The three kinds of hook: an in-process Python callable, a shell command, an HTTP URL.
+
+Each runner turns one invocation into a `Verdict` and never raises for what the
+hook did: a crash, a hang or garbage output is a verdict ("error", "timeout").
+
+Notes (do not fix without reading this):
+1. A *sync* Python hook runs directly on the event loop, not in a thread: a
+   thread hop costs more than the whole < 50 µs budget, and most hooks are
+   cheap checks. Its timeout cannot be enforced there (nothing can interrupt
+   it), so a sync hook that does I/O or heavy work must be added with
+   `thread=True`; it then runs in `asyncio.to_thread` under its timeout (on a
+   timeout the thread is abandoned, not killed: Python threads cannot be).
+   An async hook runs on the loop under `asyncio.timeout`.
+2. A command runs in its own process group (`start_new_session=True`); on a
+   timeout or a cancellation the whole group gets SIGKILL, so a hook's children
+   die with it. Its stdout and stderr are drained to the end but only the first
+   `MAX_OUTPUT_BYTES` are kept, so a hook spewing output cannot fill memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import re
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from ._config import HookSpec
+from ._output import Verdict, error_verdict, exit2_verdict, verdict_from_text, verdict_from_value
+from ._points import HookPoint
+
+__all__ = [
+    "MAX_OUTPUT_BYTES",
+    "Call",
+    "CommandHook",
+    "HttpHook",
+    "PythonHook",
+    "PythonHookFn",
+    "Runner",
+]
+
+MAX_OUTPUT_BYTES = 1024 * 1024
+"""The most of a command's stdout (or stderr, or an HTTP body) that is kept."""
+
+_READ_CHUNK = 64 * 1024
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+PythonHookFn = Callable[[dict[str, Any]], object]
+"""`fn(payload) -> dict | HookOutput | None`, or an awaitable of one."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One dispatch: the point, the payload, and the payload's JSON body (encoded once)."""
+
+    point: HookPoint
+    payload: dict[str, Any]
+    body: bytes | None = None
+
+    def json_body(self) -> bytes:
+        if self.body is None:
+            self.body = json.dumps(
+                self.payload, ensure_ascii=False, separators=(",", ":"), default=str
+            ).encode()
+        return self.body
+
+
+def _timeout_verdict(timeout: float, what: str = "") -> Verdict:
+    return Verdict("timeout", f"no answer within {timeout:g} s{what}")
+
+
+@dataclass(slots=True)
+class PythonHook:
+    """An in-process hook (note 1): `fn(payload)` returns a dict, a `HookOutput` or None."""
+
+    fn: PythonHookFn
+    name: str
+    timeout: float
+    thread: bool = False
+    kind: Literal["python"] = "python"
+    inline: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inline = not self.thread and not inspect.iscoroutinefunction(self.fn)
+
+    async def run(self, call: Call) -> Verdict:
+        if self.thread:
+            try:
+                value = await asyncio.wait_for(
+                    asyncio.to_thread(self.fn, call.payload), self.timeout
+                )
+            except TimeoutError:
+                return _timeout_verdict(self.timeout, " (its thread is abandoned)")
+        else:
+            value = self.fn(call.payload)
+        if inspect.isawaitable(value):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    value = await value
+            except TimeoutError:
+                return _timeout_verdict(self.timeout)
+        return verdict_from_value(call.point, value)
+
+
+async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
+    if stream is None:
+        return b""
+    kept = bytearray()
+    while chunk := await stream.read(_READ_CHUNK):
+        if len(kept) < MAX_OUTPUT_BYTES:
+            kept += chunk[: MAX_OUTPUT_BYTES - len(kept)]
+    return bytes(kept)
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
+    if stdin is None:
+        return
+    # A hook that exits without reading its stdin is fine.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(data)
+        await stdin.drain()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.close()
+        await stdin.wait_closed()
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass(slots=True)
+class CommandHook:
+    """A shell command: the payload as JSON on stdin, the answer in its exit code and output."""
+
+    spec: HookSpec
+    env: Mapping[str, str]
+    project_dir: str | None
+    kind: Literal["command"] = "command"
+    inline: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.target
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def _cwd(self, payload: Mapping[str, Any]) -> str | None:
+        for folder in (payload.get("cwd"), self.project_dir):
+            if isinstance(folder, str) and folder and os.path.isdir(folder):
+                return folder
+        return None
+
+    async def run(self, call: Call) -> Verdict:
+        proc = await asyncio.create_subprocess_shell(
+            self.spec.target,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self._cwd(call.payload),
+            env=dict(self.env),
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                _, out, err = await asyncio.gather(
+                    _feed(proc.stdin, call.json_body()),
+                    _read_capped(proc.stdout),
+                    _read_capped(proc.stderr),
+                )
+                code = await proc.wait()
+        except TimeoutError:
+            return _timeout_verdict(self.spec.timeout, " (its process group was killed)")
+        finally:
+            if proc.returncode is None:  # timed out or cancelled
+                _kill_group(proc)
+                with contextlib.suppress(TimeoutError, ProcessLookupError):
+                    async with asyncio.timeout(5):
+                        await proc.wait()
+        stderr = err.decode("utf-8", errors="replace")
+        if code == 0:
+            return verdict_from_text(call.point, out.decode("utf-8", errors="replace"))
+        if code == 2:
+            return exit2_verdict(call.point, stderr)
+        detail = stderr.strip()[:500] or "(no stderr)"
+        if code < 0:
+            return error_verdict(f"killed by signal {-code}: {detail}")
+        return error_verdict(f"exit code {code}: {detail}")
+
+
+def _expand(template: str, allowed: frozenset[str], environ: Mapping[str, str]) -> str:
+    # Claude Code's rule: only listed variables are expanded; others become "".
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return environ.get(name, "") if name in allowed else ""
+
+    return _ENV_VAR.sub(sub, template)
+
+
+@dataclass(slots=True)
+class HttpHook:
+    """An HTTP URL: the payload POSTed as JSON, the answer in a 2xx response's body."""
+
+    spec: HookSpec
+    client: Callable[[], httpx.AsyncClient]
+    headers: dict[str, str] = field(init=False)
+    kind: Literal["http"] = "http"
+    inline: bool = False
+
+    def __post_init__(self) -> None:
+        allowed = frozenset(self.spec.allowed_env_vars)
+        self.headers = {"content-type": "application/json"}
+        for key, template in self.spec.headers:
+            self.headers[key] = _expand(template, allowed, os.environ)
+
+    @property
+    def name(self) -> str:
+        return self.spec.target
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    async def run(self, call: Call) -> Verdict:
+        timeout = self.spec.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                request = self.client().build_request(
+                    "POST",
+                    self.spec.target,
+                    content=call.json_body(),
+                    headers=self.headers,
+                    timeout=timeout,
+                )
+                response = await self.client().send(request, stream=True)
+                try:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) >= MAX_OUTPUT_BYTES:
+                            break
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            return _timeout_verdict(timeout)
+        except httpx.HTTPError as e:
+            return error_verdict(f"request failed: {type(e).__name__}: {e}")
+        if not response.is_success:
+            text = bytes(body[:300]).decode("utf-8", errors="replace").strip()
+            return error_verdict(f"HTTP {response.status_code}" + (f": {text}" if text else ""))
+        return verdict_from_text(call.point, bytes(body).decode("utf-8", errors="replace"))
+
+
+Runner = PythonHook | CommandHook | HttpHook
