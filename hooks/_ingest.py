@@ -65,13 +65,16 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 def _decode(body: bytes | bytearray | str, limit: int) -> Any:
-    raw = body.encode() if isinstance(body, str) else bytes(body)
-    if len(raw) > limit:
-        raise IngestTooLarge(len(raw), limit)
+    size = len(body.encode()) if isinstance(body, str) else len(body)
+    if size > limit:
+        raise IngestTooLarge(size, limit)
     try:
-        return json.loads(raw)
+        # Decoded as UTF-8 here: json.loads would guess UTF-16/32 from the first bytes.
+        text = body if isinstance(body, str) else bytes(body).decode("utf-8")
     except UnicodeDecodeError as e:
         raise IngestError(f"not UTF-8 text: {e}") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise IngestError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
