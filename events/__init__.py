@@ -83,6 +83,7 @@ __all__ = [
     "RunCompleted",
     "RunFailed",
     "RunStarted",
+    "SQLiteEventStore",
     "Source",
     "StoreClosed",
     "StoreError",

@@ -8,7 +8,16 @@ from typing import Any, Literal
 
 from ._catalogue import EventData, EventModel, UnknownEvent
 
-__all__ = ["ANY", "NO_STREAM", "ExpectedVersion", "Meta", "NewEvent", "RecordedEvent", "Source"]
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "ExpectedVersion",
+    "Meta",
+    "NewEvent",
+    "RecordedEvent",
+    "Source",
+    "new_recorded",
+]
 
 Source = Literal["runtime", "hook", "ingest", "replay", "api"]
 
@@ -94,3 +103,36 @@ class RecordedEvent:
 
 def _dump(model: EventModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+_new = object.__new__
+_set_position = RecordedEvent.__dict__["position"].__set__
+_set_stream_id = RecordedEvent.__dict__["stream_id"].__set__
+_set_version = RecordedEvent.__dict__["version"].__set__
+_set_data = RecordedEvent.__dict__["data"].__set__
+_set_meta = RecordedEvent.__dict__["meta"].__set__
+_set_recorded_at = RecordedEvent.__dict__["recorded_at"].__set__
+
+
+def new_recorded(
+    position: int,
+    stream_id: str,
+    version: int,
+    data: EventData | UnknownEvent,
+    meta: Meta,
+    recorded_at: datetime,
+) -> RecordedEvent:
+    """`RecordedEvent(...)` for the store's hot paths, without the frozen `__init__`.
+
+    A frozen dataclass sets each field through `object.__setattr__`; setting the
+    slots directly is twice as fast, which counts when a read decodes 10^5
+    events. The result is equal to `RecordedEvent(...)` (a test checks it).
+    """
+    event = _new(RecordedEvent)
+    _set_position(event, position)
+    _set_stream_id(event, stream_id)
+    _set_version(event, version)
+    _set_data(event, data)
+    _set_meta(event, meta)
+    _set_recorded_at(event, recorded_at)
+    return event  # type: ignore[no-any-return]

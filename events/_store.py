@@ -49,7 +49,10 @@ class EventFilter:
 
 @runtime_checkable
 class EventStore(Protocol):
-    """An append-only log of events with global positions and per-stream versions."""
+    """An append-only log of events with global positions and per-stream versions.
+
+    Every backend passes the same contract suite (tests/events/test_store_contract.py).
+    """
 
     async def append(
         self,
@@ -66,7 +69,12 @@ class EventStore(Protocol):
         ...
 
     async def read_stream(
-        self, stream_id: str, *, after_version: int = 0, limit: int | None = None
+        self,
+        stream_id: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+        lenient: bool = False,
     ) -> list[RecordedEvent]:
         """Events of one stream in version order."""
         ...
@@ -83,10 +91,25 @@ class EventStore(Protocol):
         """One page of the whole log in position order: `after < position <= until`."""
         ...
 
-    def subscribe(
-        self, *, after: int = 0, where: EventFilter | None = None
+    def iter_all(
+        self,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        where: EventFilter | None = None,
+        lenient: bool = False,
+        page: int = ...,
     ) -> AsyncIterator[RecordedEvent]:
-        """Catch up from `after`, then follow live appends, with no gap and no duplicate."""
+        """Every matching event after `after` up to `until` (or the head), page by page."""
+        ...
+
+    def subscribe(
+        self, *, after: int = 0, where: EventFilter | None = None, lenient: bool = True
+    ) -> AsyncIterator[RecordedEvent]:
+        """Catch up from `after`, then follow live appends, with no gap and no duplicate.
+
+        Unknown types come back as `UnknownEvent` unless `lenient=False`.
+        """
         ...
 
     async def head(self) -> int:

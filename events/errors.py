@@ -69,12 +69,24 @@ class InvalidEvent(StoreError):
 
 
 class UnknownEventType(StoreError):
-    """A stored event has a type this version of fleet does not know."""
+    """A stored event has a type (or a schema of a type) this version of fleet does not know.
 
-    def __init__(self, position: int, event_type: str) -> None:
+    `schema_version` is set when the type is known but the row was written by a
+    newer schema of it; it is None when the type itself is unknown.
+    """
+
+    def __init__(self, position: int, event_type: str, *, schema_version: int | None = None) -> None:
         self.position = position
         self.event_type = event_type
-        super().__init__(f"unknown event type {event_type!r} at position {position}")
+        self.schema_version = schema_version
+        if schema_version is None:
+            message = f"unknown event type {event_type!r} at position {position}"
+        else:
+            message = (
+                f"event {event_type!r} at position {position} has schema {schema_version}, "
+                "newer than this version of fleet knows"
+            )
+        super().__init__(message + " (read with lenient=True to skip it as UnknownEvent)")
 
 
 class StoreClosed(StoreError):

@@ -1,0 +1,598 @@
+"""The event store contract: every backend passes these tests unchanged.
+
+They use only the `EventStore` protocol and the `store_factory` fixture
+(tests/conftest.py), which is parametrized over the backends; a new backend
+joins by adding itself there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events import (
+    ANY,
+    NO_STREAM,
+    AgentCommanded,
+    AgentCreated,
+    EventFilter,
+    EventStore,
+    EventTooLarge,
+    ExternalHookReceived,
+    InvalidEvent,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    RunStarted,
+    StoreClosed,
+    ToolCallCompleted,
+    UnknownEvent,
+    UnknownEventType,
+    VersionConflict,
+)
+
+
+def command(agent: str, n: int, *, run: str = "run-1") -> NewEvent:
+    return NewEvent(
+        AgentCommanded(agent_id=agent, prompt=f"step {n}"),
+        Meta(run_id=run, agent_id=agent),
+    )
+
+
+def started(run: str = "run-1") -> NewEvent:
+    return NewEvent(RunStarted(run_id=run, task="build it"), Meta(run_id=run))
+
+
+async def positions(store: EventStore, **kwargs: object) -> list[int]:
+    return [e.position for e in await store.read_all(**kwargs)]  # type: ignore[arg-type]
+
+
+# -- appending and reading ------------------------------------------------------
+
+
+async def test_append_assigns_gap_free_positions_and_per_stream_versions(store: EventStore) -> None:
+    a = await store.append("agent-a", [command("a", 1), command("a", 2)])
+    b = await store.append("agent-b", [command("b", 1)])
+    c = await store.append("agent-a", [command("a", 3)])
+
+    assert [(e.position, e.stream_id, e.version) for e in a + b + c] == [
+        (1, "agent-a", 1),
+        (2, "agent-a", 2),
+        (3, "agent-b", 1),
+        (4, "agent-a", 3),
+    ]
+    assert await store.head() == 4
+    assert await store.stream_version("agent-a") == 3
+    assert await store.stream_version("agent-b") == 1
+
+
+async def test_append_returns_what_a_read_gives_back(store: EventStore) -> None:
+    meta = Meta(
+        run_id="run-1",
+        agent_id="a",
+        parent_id="orchestrator",
+        causation_id=1,
+        correlation_id="corr-9",
+        source="hook",
+    )
+    await store.append("run-1", [started()])
+    appended = await store.append("agent-a", [NewEvent(AgentCommanded(agent_id="a", prompt="go"), meta)])
+
+    [read] = await store.read_stream("agent-a")
+    assert read == appended[0]
+    assert read.meta == meta
+    assert read.data == AgentCommanded(agent_id="a", prompt="go")
+    assert read.type == "AgentCommanded"
+
+
+async def test_recorded_at_is_utc_with_microseconds_and_never_goes_backwards(
+    store: EventStore,
+) -> None:
+    before = datetime.now(UTC)
+    for n in range(5):
+        await store.append("agent-a", [command("a", n)])
+    after = datetime.now(UTC)
+
+    stamps = [e.recorded_at for e in await store.read_all()]
+    assert all(s.tzinfo is not None and s.utcoffset() == timedelta(0) for s in stamps)
+    assert stamps == sorted(stamps)
+    assert before - timedelta(seconds=1) <= stamps[0] and stamps[-1] <= after + timedelta(seconds=1)
+
+
+async def test_empty_store_has_head_zero_and_reads_nothing(store: EventStore) -> None:
+    assert await store.head() == 0
+    assert await store.stream_version("agent-a") == 0
+    assert await store.read_all() == []
+    assert await store.read_stream("agent-a") == []
+
+
+async def test_appending_no_events_writes_nothing(store: EventStore) -> None:
+    assert await store.append("agent-a", []) == []
+    assert await store.head() == 0
+
+
+async def test_read_stream_pages_by_version(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", n) for n in range(5)])
+    await store.append("agent-b", [command("b", 0)])
+
+    page = await store.read_stream("agent-a", after_version=1, limit=2)
+    assert [e.version for e in page] == [2, 3]
+    assert [e.version for e in await store.read_stream("agent-a", after_version=3)] == [4, 5]
+
+
+async def test_read_all_pages_with_after_until_and_limit(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", n) for n in range(10)])
+
+    assert await positions(store, after=3, limit=4) == [4, 5, 6, 7]
+    assert await positions(store, after=3, until=5) == [4, 5]
+    assert await positions(store, after=10) == []
+    assert [e.position async for e in store.iter_all(after=2, until=9, page=3)] == list(range(3, 10))
+
+
+async def test_read_all_filters_by_stream_type_run_and_agent(store: EventStore) -> None:
+    await store.append("run-1", [started("run-1")])
+    await store.append("run-2", [started("run-2")])
+    await store.append("agent-a", [command("a", 1, run="run-1"), command("a", 2, run="run-1")])
+    await store.append("agent-b", [command("b", 1, run="run-2")])
+
+    assert await positions(store, where=EventFilter.of(stream_ids=["agent-a", "run-2"])) == [2, 3, 4]
+    assert await positions(store, where=EventFilter.of(types=["RunStarted"])) == [1, 2]
+    assert await positions(store, where=EventFilter.of(run_id="run-2")) == [2, 5]
+    assert await positions(store, where=EventFilter.of(agent_id="a")) == [3, 4]
+    both = EventFilter.of(run_id="run-1", types=["AgentCommanded"])
+    assert await positions(store, where=both) == [3, 4]
+    assert await positions(store, where=EventFilter.of(agent_id="nobody")) == []
+    # The filter's own test agrees with the store's query.
+    everything = await store.read_all()
+    for where in (both, EventFilter.of(run_id="run-2"), EventFilter.of(stream_ids=["run-1"])):
+        assert [e.position for e in everything if where.matches(e)] == await positions(
+            store, where=where
+        )
+
+
+async def test_iter_all_walks_many_pages_in_order(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", n) for n in range(25)])
+
+    seen = [e.position async for e in store.iter_all(page=4)]
+    filtered = [e.version async for e in store.iter_all(page=4, where=EventFilter.of(agent_id="a"))]
+    assert seen == list(range(1, 26))
+    assert filtered == list(range(1, 26))
+
+
+async def test_a_second_store_on_the_same_log_sees_appended_events(store_factory) -> None:
+    first = await store_factory()
+    second = await store_factory()
+    await first.append("agent-a", [command("a", 1)])
+
+    assert [e.stream_id for e in await second.read_all()] == ["agent-a"]
+    appended = await second.append("agent-a", [command("a", 2)], expected_version=1)
+    assert appended[0].position == 2
+
+
+# -- optimistic concurrency ------------------------------------------------------------
+
+
+async def test_expected_version_accepts_the_current_version(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 1)], expected_version=NO_STREAM)
+    await store.append("agent-a", [command("a", 2)], expected_version=1)
+    await store.append("agent-a", [command("a", 3)], expected_version=ANY)
+    await store.append("agent-b", [command("b", 1)], expected_version=0)
+
+    assert await store.stream_version("agent-a") == 3
+    assert await store.stream_version("agent-b") == 1
+
+
+async def test_append_with_stale_version_raises_and_writes_nothing(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 1), command("a", 2)])
+
+    with pytest.raises(VersionConflict) as caught:
+        await store.append("agent-a", [command("a", 3), command("a", 4)], expected_version=1)
+
+    assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("agent-a", 1, 2)
+    assert "agent-a" in str(caught.value) and "expected 1" in str(caught.value)
+    assert "actual 2" in str(caught.value)
+    assert await store.head() == 2
+    assert await store.stream_version("agent-a") == 2
+
+
+async def test_no_stream_on_an_existing_stream_conflicts(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 1)])
+
+    with pytest.raises(VersionConflict) as caught:
+        await store.append("agent-a", [command("a", 2)], expected_version=NO_STREAM)
+
+    assert caught.value.actual == 1
+    assert await store.head() == 1
+
+
+async def test_a_version_ahead_of_the_stream_conflicts(store: EventStore) -> None:
+    with pytest.raises(VersionConflict):
+        await store.append("agent-a", [command("a", 1)], expected_version=3)
+    assert await store.head() == 0
+
+
+async def test_concurrent_appends_at_one_version_let_exactly_one_win(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 0)])
+
+    results = await asyncio.gather(
+        *(store.append("agent-a", [command("a", n)], expected_version=1) for n in range(10)),
+        return_exceptions=True,
+    )
+
+    winners = [r for r in results if isinstance(r, list)]
+    assert len(winners) == 1
+    assert all(isinstance(r, VersionConflict) for r in results if not isinstance(r, list))
+    assert await store.stream_version("agent-a") == 2
+    assert await store.head() == 2
+
+
+async def test_a_conflicting_append_leaves_the_others_of_its_group_to_land(store: EventStore) -> None:
+    await store.append("agent-x", [command("x", 0)])
+
+    outcomes = await asyncio.gather(
+        *(store.append(f"agent-{n}", [command(str(n), 0), command(str(n), 1)]) for n in range(20)),
+        store.append("agent-x", [command("x", 1)], expected_version=0),
+        *(store.append(f"agent-{n}", [command(str(n), 2)]) for n in range(20, 40)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[20], VersionConflict)
+    assert all(isinstance(o, list) for i, o in enumerate(outcomes) if i != 20)
+    everything = await store.read_all()
+    assert [e.position for e in everything] == list(range(1, 62))
+    assert [e.stream_id for e in everything].count("agent-x") == 1
+    for n in range(20):
+        assert await store.stream_version(f"agent-{n}") == 2
+
+
+async def test_many_concurrent_appenders_get_distinct_gap_free_positions(store: EventStore) -> None:
+    async def appender(k: int) -> None:
+        for n in range(10):
+            await store.append(f"agent-{k}", [command(str(k), n)], expected_version=n)
+
+    await asyncio.gather(*(appender(k) for k in range(16)))
+
+    everything = await store.read_all()
+    assert [e.position for e in everything] == list(range(1, 161))
+    for k in range(16):
+        assert [e.version for e in everything if e.stream_id == f"agent-{k}"] == list(range(1, 11))
+
+
+# -- bad input: a clear error and nothing written ---------------------------------------
+
+
+@pytest.mark.parametrize("stream_id", ["", "x" * 201, 42, None])
+async def test_a_bad_stream_id_is_refused(store: EventStore, stream_id: object) -> None:
+    with pytest.raises(InvalidEvent, match="stream_id"):
+        await store.append(stream_id, [command("a", 1)])  # type: ignore[arg-type]
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize("expected", [-1, 1.0, "1", True, None])
+async def test_a_bad_expected_version_is_refused(store: EventStore, expected: object) -> None:
+    with pytest.raises(InvalidEvent, match="expected_version"):
+        await store.append("agent-a", [command("a", 1)], expected_version=expected)
+    assert await store.head() == 0
+
+
+async def test_data_that_is_not_json_serializable_is_refused_with_the_whole_append(
+    store: EventStore,
+) -> None:
+    bad = NewEvent(
+        ExternalHookReceived(
+            source_app="claude-code", session_id="s", hook_event_name="Stop", payload={"x": object()}
+        )
+    )
+
+    with pytest.raises(InvalidEvent, match="not JSON-serializable"):
+        await store.append("ingest-1", [command("a", 1), bad, command("a", 2)])
+
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"type": "AgentCommanded", "agent_id": "a", "prompt": "p"}, UnknownEvent(type="Future")],
+    ids=["dict", "UnknownEvent"],
+)
+async def test_data_that_is_not_an_event_type_is_refused(store: EventStore, data: object) -> None:
+    with pytest.raises(InvalidEvent, match="event types"):
+        await store.append("agent-a", [NewEvent(data)])  # type: ignore[arg-type]
+    assert await store.head() == 0
+
+
+async def test_events_that_are_not_new_events_are_refused(store: EventStore) -> None:
+    with pytest.raises(InvalidEvent, match="NewEvent"):
+        await store.append("agent-a", command("a", 1))  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match="NewEvent"):
+        await store.append("agent-a", [AgentCommanded(agent_id="a", prompt="p")])  # type: ignore[list-item]
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize(
+    ("meta", "field"),
+    [
+        (Meta(run_id=""), "run_id"),
+        (Meta(agent_id=""), "agent_id"),
+        (Meta(correlation_id=7), "correlation_id"),  # type: ignore[arg-type]
+        (Meta(causation_id=0), "causation_id"),
+        (Meta(source="elsewhere"), "source"),  # type: ignore[arg-type]
+    ],
+)
+async def test_meta_that_would_not_read_back_the_same_is_refused(
+    store: EventStore, meta: Meta, field: str
+) -> None:
+    event = NewEvent(AgentCommanded(agent_id="a", prompt="p"), meta)
+    with pytest.raises(InvalidEvent, match=f"meta.{field}"):
+        await store.append("agent-a", [event])
+    assert await store.head() == 0
+
+
+async def test_an_event_over_the_size_limit_is_refused(store_factory) -> None:
+    store = await store_factory(max_event_bytes=2_000)
+    fits = NewEvent(ToolCallCompleted(agent_id="a", tool_use_id="t", name="read", result="é" * 800))
+    too_big = NewEvent(
+        ToolCallCompleted(agent_id="a", tool_use_id="t", name="read", result="é" * 1_000)
+    )
+
+    await store.append("agent-a", [fits])
+    with pytest.raises(EventTooLarge) as caught:
+        await store.append("agent-a", [fits, too_big])
+
+    error = caught.value
+    assert (error.stream_id, error.event_type, error.limit) == ("agent-a", "ToolCallCompleted", 2_000)
+    assert error.size == len(too_big.data.model_dump_json().encode())
+    assert "2000 bytes" in str(error)
+    assert await store.head() == 1
+
+
+async def test_the_default_size_limit_is_one_mebibyte(store: EventStore) -> None:
+    big = NewEvent(
+        ToolCallCompleted(agent_id="a", tool_use_id="t", name="read", result="x" * (1024 * 1024))
+    )
+    with pytest.raises(EventTooLarge) as caught:
+        await store.append("agent-a", [big])
+    assert caught.value.limit == 1024 * 1024
+    assert await store.head() == 0
+
+
+# -- stored rows this code did not write ---------------------------------------------
+
+
+async def test_an_unknown_stored_type_fails_strict_reads_naming_its_position(
+    store_factory,
+) -> None:
+    store = await store_factory()
+    await store.append("agent-a", [command("a", 1)])
+    position = store_factory.write_raw(
+        stream_id="agent-a", type="AgentTeleported", data_json='{"to": "mars"}'
+    )
+    await store.append("agent-a", [command("a", 3)])
+
+    with pytest.raises(UnknownEventType) as caught:
+        await store.read_all()
+    assert (caught.value.position, caught.value.event_type) == (2, "AgentTeleported")
+    assert position == 2
+    assert "position 2" in str(caught.value)
+    with pytest.raises(UnknownEventType):
+        await store.read_stream("agent-a")
+
+
+async def test_lenient_reads_return_unknown_types_as_unknown_event(store_factory) -> None:
+    store = await store_factory()
+    await store.append("agent-a", [command("a", 1)])
+    store_factory.write_raw(stream_id="agent-a", type="AgentTeleported", data_json='{"to": "mars"}')
+    await store.append("agent-a", [command("a", 3)])
+
+    events = await store.read_all(lenient=True)
+    assert [e.type for e in events] == ["AgentCommanded", "AgentTeleported", "AgentCommanded"]
+    assert events[1].data == UnknownEvent(type="AgentTeleported", raw={"to": "mars"})
+    assert events[1].to_json_dict()["data"] == {"to": "mars"}
+    assert [e.position async for e in store.iter_all(lenient=True, page=1)] == [1, 2, 3]
+
+
+async def test_a_row_from_a_newer_schema_is_unknown_to_strict_reads(store_factory) -> None:
+    store = await store_factory()
+    newer = json.dumps({"type": "AgentCommanded", "agent_id": "a", "prompt": "p", "urgency": 3})
+    store_factory.write_raw(
+        stream_id="agent-a", type="AgentCommanded", data_json=newer, schema_version=9
+    )
+
+    with pytest.raises(UnknownEventType) as caught:
+        await store.read_all()
+    assert caught.value.schema_version == 9
+    assert "schema 9" in str(caught.value)
+    [lenient] = await store.read_all(lenient=True)
+    assert isinstance(lenient.data, UnknownEvent)
+
+
+async def test_a_tool_call_stored_at_schema_1_loads_as_the_current_schema(store_factory) -> None:
+    store = await store_factory()
+    v1 = {
+        "type": "ToolCallCompleted",
+        "agent_id": "a",
+        "tool_use_id": "toolu_1",
+        "name": "bash",
+        "output": "command not found",
+        "error": 1,
+        "duration_ms": 3.5,
+    }
+    store_factory.write_raw(
+        stream_id="agent-a", type="ToolCallCompleted", data_json=json.dumps(v1), schema_version=1
+    )
+    await store.append("agent-a", [command("a", 2)])
+
+    [old, new] = await store.read_stream("agent-a")
+    assert old.data == ToolCallCompleted(
+        agent_id="a",
+        tool_use_id="toolu_1",
+        name="bash",
+        result="command not found",
+        is_error=True,
+        duration_ms=3.5,
+    )
+    assert new.type == "AgentCommanded"
+    assert [e.data for e in await store.read_all()] == [old.data, new.data]
+
+
+# -- subscriptions ----------------------------------------------------------------------
+
+
+async def test_subscribe_catches_up_then_follows_live_appends(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", n) for n in range(3)])
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe(after=1):
+            seen.append(event.position)
+            if event.position == 3:
+                await store.append("agent-a", [command("a", 3)])
+            if event.position == 4:
+                return
+
+    async with asyncio.timeout(5):
+        await follow()
+    assert seen == [2, 3, 4]
+
+
+async def test_subscribe_from_zero_during_concurrent_appends_sees_every_position_once_in_order(
+    store: EventStore,
+) -> None:
+    """The seam between catch-up and live neither drops nor repeats an event."""
+    await store.append("agent-a", [command("a", n) for n in range(1_500)])  # more than one page
+    appenders, each = 8, 40
+    total = 1_500 + appenders * each
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe(after=0):
+            seen.append(event.position)
+            if len(seen) == total:
+                return
+
+    async def append(k: int) -> None:
+        for n in range(each):
+            await store.append(f"agent-{k}", [command(str(k), n)])
+
+    async with asyncio.timeout(20):
+        await asyncio.gather(follow(), *(append(k) for k in range(appenders)))
+    assert seen == list(range(1, total + 1))
+
+
+async def test_subscribe_with_a_filter_sees_only_matching_events(store: EventStore) -> None:
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe(where=EventFilter.of(agent_id="b")):
+            seen.append(f"{event.stream_id}:{event.version}")
+            if len(seen) == 2:
+                return
+
+    task = asyncio.create_task(follow())
+    await store.append("agent-a", [command("a", 0)])
+    await store.append("agent-b", [command("b", 0)])
+    await store.append("agent-a", [command("a", 1)])
+    await store.append("agent-b", [command("b", 1)])
+    async with asyncio.timeout(5):
+        await task
+    assert seen == ["agent-b:1", "agent-b:2"]
+
+
+async def test_lenient_subscribe_passes_unknown_types_and_keeps_going(store_factory) -> None:
+    store = await store_factory()
+    store_factory.write_raw(stream_id="future", type="AgentTeleported", data_json="{}")
+    await store.append("agent-a", [command("a", 1)])
+    seen: list[str] = []
+
+    async with asyncio.timeout(5):
+        async for event in store.subscribe():
+            seen.append(event.type)
+            if len(seen) == 2:
+                break
+    assert seen == ["AgentTeleported", "AgentCommanded"]
+
+    with pytest.raises(UnknownEventType):
+        async with asyncio.timeout(5):
+            async for _ in store.subscribe(lenient=False):
+                pass
+
+
+async def test_subscriptions_end_when_the_store_closes(store_factory) -> None:
+    store = await store_factory()
+    await store.append("agent-a", [command("a", 0)])
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe():
+            seen.append(event.position)
+
+    task = asyncio.create_task(follow())
+    async with asyncio.timeout(5):
+        while not seen:
+            await asyncio.sleep(0.01)
+        await store.aclose()
+        await task
+    assert seen == [1]
+
+
+# -- lifecycle ----------------------------------------------------------------------------
+
+
+async def test_use_after_close_raises_store_closed(store_factory) -> None:
+    store = await store_factory()
+    await store.append("agent-a", [command("a", 0)])
+    await store.aclose()
+    await store.aclose()  # twice is fine
+
+    with pytest.raises(StoreClosed):
+        await store.append("agent-a", [command("a", 1)])
+    with pytest.raises(StoreClosed):
+        await store.read_all()
+    with pytest.raises(StoreClosed):
+        await store.read_stream("agent-a")
+    with pytest.raises(StoreClosed):
+        await store.head()
+    with pytest.raises(StoreClosed):
+        await store.stream_version("agent-a")
+    with pytest.raises(StoreClosed):
+        await anext(aiter(store.subscribe()))
+    with pytest.raises(StoreClosed):
+        await anext(aiter(store.iter_all()))
+
+
+async def test_close_finishes_the_appends_already_made(store_factory) -> None:
+    store = await store_factory()
+    appends = [
+        asyncio.create_task(store.append(f"agent-{k}", [command(str(k), 0)])) for k in range(20)
+    ]
+    await asyncio.sleep(0)  # every append is queued
+    await store.aclose()
+
+    results = await asyncio.gather(*appends)
+    reopened = await store_factory()
+    assert sorted(r[0].position for r in results) == list(range(1, 21))
+    assert await reopened.head() == 20
+
+
+async def test_a_cancelled_append_is_written_whole_or_not_at_all(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 0)])
+    task = asyncio.create_task(store.append("agent-b", [command("b", n) for n in range(50)]))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    after = await store.append("agent-a", [command("a", 1)], expected_version=1)
+    landed = await store.stream_version("agent-b")
+    assert landed in (0, 50)
+    assert after[0].position == 2 + landed
+    assert [e.position for e in await store.read_all()] == list(range(1, 3 + landed))
+
+
+async def test_the_store_satisfies_the_protocol(store: EventStore) -> None:
+    assert isinstance(store, EventStore)
+    assert isinstance((await store.append("s", [started()]))[0], RecordedEvent)
+    await store.append("agent", [NewEvent(AgentCreated(agent_id="a", name="a", role="r", model="m"))])
