@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 _POINT_NAMES = tuple(p.value for p in HookPoint)
 
+# A sync hook that runs inline longer than this stalls every agent: say so.
+SLOW_INLINE_MS = 20.0
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
@@ -213,7 +216,14 @@ class HookDispatcher:
         except Exception as e:  # a hook's failure is a verdict, never the agent's failure
             logger.debug("hook %s at %s raised", runner.name, call.point, exc_info=True)
             verdict = error_verdict(f"{type(e).__name__}: {e}")
-        return verdict, (time.perf_counter() - started) * 1000.0
+        ms = (time.perf_counter() - started) * 1000.0
+        if runner.inline and ms > SLOW_INLINE_MS:
+            logger.warning(
+                "python hook %s held the event loop for %.0f ms; add it with thread=True",
+                runner.name,
+                ms,
+            )
+        return verdict, ms
 
     async def _run_all(self, selected: list[_Entry], call: Call) -> list[tuple[Verdict, float]]:
         tasks = {

@@ -81,15 +81,23 @@ def _decode(body: bytes | bytearray | str, limit: int) -> Any:
         raise IngestError("not valid JSON: nested too deeply") from None
 
 
+def _json_kind(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(
+        type(value), "a number" if isinstance(value, int | float) else "a non-JSON value"
+    )
+
+
 def parse_external(
-    body: bytes | bytearray | str | Mapping[str, Any],
+    body: bytes | bytearray | str | object,
     *,
     source_app: str | None = None,
     max_bytes: int = DEFAULT_MAX_INGEST_BYTES,
 ) -> ExternalHookReceived:
     """Check a hook payload posted by an external agent and wrap it as event data.
 
-    `body` is the raw request body or an already parsed object. The payload
+    `body` is the raw request body (bytes, or str holding JSON text) or an
+    already parsed JSON value (a dict, or anything `json.loads` gives). The payload
     must be a JSON object of at most `max_bytes` bytes with non-empty string
     `hook_event_name` and `session_id`; the known fields of the known points
     must have their types (note 1). `source_app` names the sender
@@ -107,9 +115,10 @@ def parse_external(
             "must be 1 to 64 letters, digits or ._:@/- starting with a letter or digit",
             "source_app",
         )
-    value = body if isinstance(body, Mapping) else _decode(body, max_bytes)
+    raw = isinstance(body, bytes | bytearray | str)
+    value = _decode(body, max_bytes) if raw else body  # type: ignore[arg-type]
     if not isinstance(value, Mapping):
-        raise IngestError(f"expected a JSON object, got {type(value).__name__}")
+        raise IngestError(f"expected a JSON object, got {_json_kind(value)}")
     try:
         # Re-encoded as the store will: checks it is JSON at all and measures it.
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -131,7 +140,7 @@ def parse_external(
         where = ".".join(str(p) for p in err["loc"]) or None
         raise IngestError(err["msg"], where) from None
     # A parsed body is ours already; a caller's mapping is copied (and made plain JSON).
-    payload: dict[str, Any] = json.loads(encoded) if isinstance(body, Mapping) else dict(value)
+    payload: dict[str, Any] = dict(value) if raw else json.loads(encoded)
     return ExternalHookReceived(
         source_app=app, session_id=value["session_id"], hook_event_name=point, payload=payload
     )

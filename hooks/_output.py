@@ -230,6 +230,8 @@ def combine(
     point: HookPoint, verdicts: list[Verdict], invocations: tuple[HookInvoked, ...]
 ) -> HookOutcome:
     """The joint decision of the hooks at one point; `verdicts` are in config order."""
+    if all(v is NO_VERDICT for v in verdicts):  # observers only: the common case
+        return HookOutcome(invocations=invocations)
     blocking = [v for v in verdicts if v.decision in ("deny", "block")]
     blocked = bool(blocking)
     permission: Permission | None = None

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from hook_servers import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from hooks import HookDispatcher, build_payload, load_settings
+
+Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 
 
 class Receiver:
@@ -50,7 +53,7 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+async def receiver(serve: Serve) -> AsyncIterator[tuple[Receiver, str]]:
     rec = Receiver()
     async with serve(rec.app) as url:
         yield rec, url

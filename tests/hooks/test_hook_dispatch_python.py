@@ -281,6 +281,15 @@ async def test_a_blocking_sync_hook_runs_in_a_thread_under_its_timeout() -> None
     assert outcome.reason == "threaded"
 
 
+async def test_a_slow_sync_hook_on_the_loop_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    async with HookDispatcher() as hooks:
+        hooks.add_python("PreToolUse", lambda p: time.sleep(0.03), name="sleepy")
+        outcome = await hooks.dispatch("PreToolUse", pre_tool())
+    assert outcome.invocations[0].decision == "none"
+    assert "sleepy held the event loop" in caplog.text
+    assert "thread=True" in caplog.text
+
+
 async def test_hooks_at_one_point_run_concurrently() -> None:
     async def slow(payload: dict[str, Any]) -> None:
         await asyncio.sleep(0.2)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hook_servers import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from events import ExternalHookReceived
 from hooks import (
@@ -28,6 +29,8 @@ from hooks import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = sorted(FIXTURES.glob("*.json"))
+
+Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -70,8 +73,10 @@ def test_a_dict_is_accepted_and_copied() -> None:
     [
         (b"{not json", None, "not valid JSON"),
         (b"\xff\xfe{}", None, "not UTF-8"),
-        (b"[1, 2]", None, "expected a JSON object, got list"),
-        (b'"PreToolUse"', None, "expected a JSON object, got str"),
+        (b"[1, 2]", None, "expected a JSON object, got an array"),
+        (b'"PreToolUse"', None, "expected a JSON object, got a string"),
+        ([{"hook_event_name": "Stop"}], None, "got an array"),  # already parsed
+        (None, None, "got null"),
         (b'{"session_id": "s"}', "hook_event_name", "missing"),
         (b'{"hook_event_name": 7, "session_id": "s"}', "hook_event_name", "got 7"),
         (b'{"hook_event_name": "Stop"}', "session_id", "missing"),
@@ -80,7 +85,7 @@ def test_a_dict_is_accepted_and_copied() -> None:
     ],
 )
 def test_a_malformed_body_is_refused_with_a_clear_error(
-    body: bytes | str, field: str | None, words: str
+    body: object, field: str | None, words: str
 ) -> None:
     with pytest.raises(IngestError) as info:
         parse_external(body)
@@ -160,7 +165,7 @@ class Sink:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[tuple[Sink, str]]:
+async def sink(serve: Serve) -> AsyncIterator[tuple[Sink, str]]:
     s = Sink()
     async with serve(s.app) as url:
         yield s, url

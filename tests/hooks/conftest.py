@@ -1,18 +1,19 @@
-"""A real uvicorn server on 127.0.0.1 (an ephemeral port) for the HTTP hook and forward tests."""
+"""Fixtures of the hooks tests: a real uvicorn server on 127.0.0.1 (an ephemeral port)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """Run `app` under uvicorn on a loopback port; yields its base URL."""
+async def _serve(app: ASGIApp) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
     )
@@ -30,3 +31,9 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
         server.should_exit = True
         server.force_exit = True  # do not wait for hooks still hanging on a slow endpoint
         await task
+
+
+@pytest.fixture
+def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
+    """`async with serve(app) as base_url`: runs `app` under uvicorn on a loopback port."""
+    return _serve
