@@ -168,7 +168,7 @@ class CommandHook:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=self._cwd(call.payload),
-            env=dict(self.env),
+            env=self.env,
             start_new_session=True,
         )
         try:
@@ -235,14 +235,15 @@ class HttpHook:
         timeout = self.spec.timeout
         try:
             async with asyncio.timeout(timeout):
-                request = self.client().build_request(
+                client = self.client()
+                request = client.build_request(
                     "POST",
                     self.spec.target,
                     content=call.json_body(),
                     headers=self.headers,
                     timeout=timeout,
                 )
-                response = await self.client().send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
