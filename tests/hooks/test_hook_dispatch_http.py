@@ -71,7 +71,7 @@ def post_tool(i: int) -> dict[str, Any]:
         agent_id="scout-1",
         run_id="r1",
         tool_name="grep",
-        tool_input={"pattern": f"TODO {i}"},
+        tool_input={"pattern": f"needle {i}"},
         tool_use_id=f"toolu_{i}",
         tool_response={"matches": i},
         usage={"input_tokens": 100 * i, "cost_usd": 0.001 * i},
