@@ -10,6 +10,9 @@ Notes (do not fix without reading this):
    checks that they serialize to JSON before anything is written.
 2. Identifiers (run, agent, task ids) are plain strings here; their shape is
    checked where they enter (the runtime and the API), not in the log.
+3. `allow_inf_nan=False`: JSON has no NaN or Infinity, and pydantic would
+   write them as `null`, which the same field then refuses to load. A NaN
+   cost or duration is refused when the event is built instead.
 """
 
 from __future__ import annotations
@@ -50,16 +53,16 @@ BoardColumn = Literal["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"]
 
 
 class EventModel(BaseModel):
-    """Base of every event's data: frozen, no unknown fields."""
+    """Base of every event's data: frozen, no unknown fields, finite floats (note 3)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     SCHEMA_VERSION: ClassVar[int] = 1
 
 
 class Usage(BaseModel):
     """Token usage of one model response, in the Messages API's buckets."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -309,9 +312,11 @@ class ReplayDiverged(EventModel):
 
 
 class UnknownEvent(EventModel):
-    """Stand-in for a stored event whose type this code does not know (lenient reads only)."""
+    """Stand-in for a stored event whose type this code does not know (lenient reads only).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    `raw` is the stored data as it was; it cannot be appended again.
+    """
+
     type: str
     raw: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,294 @@
+"""What only the SQLite backend promises: its file, its locks, other processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+
+import pytest
+
+from events import (
+    AgentCommanded,
+    Meta,
+    NewEvent,
+    NotADatabase,
+    SQLiteEventStore,
+    StoreClosed,
+    StoreError,
+)
+
+HELPER = Path(__file__).with_name("store_process.py")
+
+
+def command(agent: str, n: int) -> NewEvent:
+    return NewEvent(AgentCommanded(agent_id=agent, prompt=f"step {n}"), Meta(agent_id=agent))
+
+
+class Child:
+    """A store in another process (tests/events/store_process.py), line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def line(self) -> str:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(20):
+            raw = await self.process.stdout.readline()
+        if not raw:
+            assert self.process.stderr is not None
+            raise AssertionError(f"child ended: {(await self.process.stderr.read()).decode()}")
+        return raw.decode().strip()
+
+    async def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+
+
+@asynccontextmanager
+async def child(*args: str) -> AsyncIterator[Child]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HELPER),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    proc = Child(process)
+    try:
+        assert await proc.line() == "ready"
+        yield proc
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteEventStore]:
+    async with SQLiteEventStore(tmp_path / "log.db", poll_interval=0.02) as store:
+        yield store
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# -- the file ---------------------------------------------------------------------
+
+
+async def test_the_log_is_a_wal_file_marked_as_fleets(store: SQLiteEventStore) -> None:
+    with closing(raw(store.path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA application_id").fetchone() == (0x666C7431,)
+
+
+async def test_a_missing_folder_is_created(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "a" / "b" / "log.db") as store:
+        await store.append("agent-a", [command("a", 0)])
+    assert (tmp_path / "a" / "b" / "log.db").is_file()
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    content = b"these are my notes, not a database\n" * 200
+    path.write_bytes(content)
+
+    with pytest.raises(NotADatabase) as caught:
+        await SQLiteEventStore(path).open()
+
+    assert caught.value.path == str(path)
+    assert "not a fleet SQLite database" in str(caught.value)
+    assert path.read_bytes() == content
+
+
+async def test_another_applications_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with closing(raw(path)) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    content = path.read_bytes()
+
+    with pytest.raises(NotADatabase):
+        await SQLiteEventStore(path).open()
+
+    assert path.read_bytes() == content
+
+
+async def test_a_folder_is_not_a_log(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open"):
+        await SQLiteEventStore(tmp_path).open()
+
+
+async def test_a_store_opens_once(store: SQLiteEventStore) -> None:
+    with pytest.raises(StoreError, match="opened before"):
+        await store.open()
+
+
+async def test_an_unopened_store_refuses_use(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "log.db")
+    with pytest.raises(StoreClosed):
+        await store.append("agent-a", [command("a", 0)])
+    await store.aclose()
+    assert store.closed
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_event_bytes": 0}, {"poll_interval": 0}], ids=["max_event_bytes", "poll"]
+)
+def test_nonsense_options_are_refused(tmp_path: Path, options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        SQLiteEventStore(tmp_path / "log.db", **options)  # type: ignore[arg-type]
+
+
+async def test_the_log_refuses_update_and_delete(store: SQLiteEventStore) -> None:
+    """Append-only even against a careless hand with the sqlite3 shell."""
+    await store.append("agent-a", [command("a", 0)])
+
+    with closing(raw(store.path)) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="events are immutable"):
+            conn.execute("UPDATE events SET data = '{}'")
+        with pytest.raises(sqlite3.IntegrityError, match="events are never deleted"):
+            conn.execute("DELETE FROM events")
+
+    assert [e.data for e in await store.read_all()] == [command("a", 0).data]
+
+
+async def test_meta_ids_are_stored_as_null_when_absent(store: SQLiteEventStore) -> None:
+    await store.append("agent-a", [NewEvent(AgentCommanded(agent_id="a", prompt="p"))])
+    await store.append("agent-a", [NewEvent(AgentCommanded(agent_id="a", prompt="p"), Meta(
+        run_id="r", agent_id="a", parent_id="o", causation_id=1, correlation_id="c", source="api"
+    ))])  # fmt: skip
+
+    with closing(raw(store.path)) as conn:
+        rows = conn.execute(
+            "SELECT run_id, agent_id, parent_id, causation_id, correlation_id, source "
+            "FROM events ORDER BY position"
+        ).fetchall()
+    assert rows == [(None, None, None, None, None, "runtime"), ("r", "a", "o", 1, "c", "api")]
+
+
+# -- the writer ---------------------------------------------------------------------
+
+
+async def test_concurrent_appends_share_commits(store: SQLiteEventStore) -> None:
+    """Group commit: 64 appenders at once need far fewer than 64 transactions."""
+    results = await asyncio.gather(
+        *(store.append(f"agent-{k}", [command(str(k), 0)]) for k in range(64))
+    )
+
+    commits = {recorded.recorded_at for [recorded] in results}
+    assert len(commits) <= 8
+    assert sorted(recorded.position for [recorded] in results) == list(range(1, 65))
+
+
+async def test_appends_wait_while_another_connection_holds_the_write_lock(
+    store: SQLiteEventStore,
+) -> None:
+    with closing(raw(store.path)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        append = asyncio.create_task(store.append("agent-a", [command("a", 0)]))
+        await asyncio.sleep(0.1)
+        assert not append.done()
+        assert await store.head() == 0  # reads are not blocked
+        blocker.execute("COMMIT")
+    async with asyncio.timeout(5):
+        [recorded] = await append
+    assert recorded.position == 1
+
+
+async def test_an_append_cancelled_before_its_turn_writes_nothing(store: SQLiteEventStore) -> None:
+    with closing(raw(store.path)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(store.append("agent-a", [command("a", 0)]))
+        await asyncio.sleep(0.05)  # the writer has taken `first` and waits for the lock
+        second = asyncio.create_task(store.append("agent-b", [command("b", 0)]))
+        await asyncio.sleep(0)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        blocker.execute("COMMIT")
+    async with asyncio.timeout(5):
+        await first
+
+    assert [e.stream_id for e in await store.read_all()] == ["agent-a"]
+    [later] = await store.append("agent-b", [command("b", 1)], expected_version=0)
+    assert later.position == 2
+
+
+# -- other processes ----------------------------------------------------------------
+
+
+async def test_processes_appending_to_one_file_at_once_lose_and_duplicate_nothing(
+    store: SQLiteEventStore,
+) -> None:
+    """Three processes (two children and this one) append at the same moment."""
+    per_child = 150
+    async with child("append", str(store.path), "agent-1", str(per_child)) as one, child(
+        "append", str(store.path), "agent-2", str(per_child)
+    ) as two:
+        await asyncio.gather(one.go(), two.go())
+        mine = [
+            (await store.append("shared", [command("me", n)]))[0].position for n in range(100)
+        ]
+        theirs = [json.loads(await one.line()), json.loads(await two.line())]
+
+    total = 2 * per_child + 100
+    everything = await store.read_all()
+    assert [e.position for e in everything] == list(range(1, total + 1))
+    assert sorted(mine + theirs[0] + theirs[1]) == list(range(1, total + 1))
+    for stream in ("agent-1", "agent-2"):
+        assert [e.version for e in everything if e.stream_id == stream] == list(
+            range(1, per_child // 2 + 1)
+        )
+    shared = [e.version for e in everything if e.stream_id == "shared"]
+    assert shared == list(range(1, 100 + per_child + 1))
+
+
+async def test_a_subscriber_here_sees_events_appended_by_another_process(
+    store: SQLiteEventStore,
+) -> None:
+    await store.append("agent-a", [command("a", 0)])
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe(after=0):
+            seen.append(event.stream_id)
+            if len(seen) == 11:
+                return
+
+    follower = asyncio.create_task(follow())
+    async with child("append", str(store.path), "agent-far", "10") as other:
+        await other.go()
+        await other.line()
+    async with asyncio.timeout(10):
+        await follower
+    assert seen[0] == "agent-a"
+    assert sorted(seen[1:]) == ["agent-far"] * 5 + ["shared"] * 5
+
+
+async def test_a_subscriber_in_another_process_keeps_following(store: SQLiteEventStore) -> None:
+    await store.append("agent-a", [command("a", 0), command("a", 1)])
+    async with child("follow", str(store.path), "1", "6") as follower:
+        await follower.go()
+        assert await follower.line() == "2"  # caught up
+        for n in range(2, 7):
+            await store.append("agent-a", [command("a", n)])
+            assert await follower.line() == str(n + 1)  # and follows, one append at a time
+
+
+async def test_an_event_is_durable_when_append_returns(tmp_path: Path) -> None:
+    """The child appends, prints the position, and dies without closing anything."""
+    path = tmp_path / "log.db"
+    async with child("append-and-die", str(path)) as dying:
+        await dying.go()
+        position = int(await dying.line())
+
+    async with SQLiteEventStore(path) as store:
+        [event] = await store.read_all()
+    assert (event.position, event.stream_id) == (position, "agent-dies")
