@@ -1,1 +1,61 @@
-"""Placeholder until this layer lands."""
+"""Read models folded from the log: agents, fleet, graph, board, runs.
+
+Every read model is a pure function of the event log. `ProjectionRunner`
+keeps them up to date (exactly once, with checkpoints in the log's own
+SQLite file) and answers any of them as of any past position (time travel).
+
+    async with SQLiteEventStore(path) as store, ProjectionRunner(store) as runner:
+        await runner.wait_for(position)
+        runner.view("agents")                      # JSON the API serves
+        await runner.view_at("board", position=120)
+"""
+
+from __future__ import annotations
+
+from ._agents import AgentRecord, AgentsProjection, AgentsState
+from ._base import FoldProjection, Projection, quiet_reports
+from ._board import COLUMNS, BoardProjection, BoardState
+from ._fleet import FleetProjection, FleetState
+from ._graph import GraphProjection, GraphState, critical_path
+from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id
+from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
+from ._runs import RunsProjection, RunsState
+from .errors import (
+    InvalidPosition,
+    ProjectionError,
+    ProjectionFailed,
+    ProjectionTimeout,
+    RunnerClosed,
+    UnknownProjection,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "COLUMNS",
+    "DEFAULT_PROJECTIONS",
+    "STATUSES",
+    "AgentRecord",
+    "AgentsProjection",
+    "AgentsState",
+    "BoardProjection",
+    "BoardState",
+    "FleetProjection",
+    "FleetState",
+    "FoldProjection",
+    "GraphProjection",
+    "GraphState",
+    "InvalidPosition",
+    "Projection",
+    "ProjectionError",
+    "ProjectionFailed",
+    "ProjectionRunner",
+    "ProjectionTimeout",
+    "RunnerClosed",
+    "RunsProjection",
+    "RunsState",
+    "UnknownProjection",
+    "critical_path",
+    "default_projections",
+    "external_agent_id",
+    "quiet_reports",
+]

@@ -1,0 +1,475 @@
+"""The agents read model: one card per agent, internal or external.
+
+View shape (`AgentsProjection.view`), agents in the order they were created::
+
+    {"count": int,
+     "agents": [{
+        "id": str, "name": str, "role": str, "model": str,
+        "parent_id": str | None, "run_id": str | None,
+        "status": "created" | "working" | "waiting" | "complete" | "failed" | "deleted",
+        "task": str | None,                  # the current task (last command), capped
+        "context": {"used": int, "limit": int, "percent": float},
+        "tokens": {"input": int, "output": int, "cache_write": int,
+                   "cache_read": int, "total": int},
+        "cost_usd": float, "turns": int,
+        "files_consumed": [str], "files_produced": [str],
+        "tool_calls": {"count": int, "errors": int, "by_tool": {name: int},
+                       "last": {"name", "tool_use_id", "status", "at"} | None},
+        "blocked_calls": int, "compactions": int, "waiting_on": [str],
+        "created_at": iso, "started_at": iso | None, "finished_at": iso | None,
+        "last_activity_at": iso,
+        "error": str | None, "limit": str | None,
+        "summary": str, "artifacts": [str],
+        "external": bool, "source_app": str | None}]}
+
+`tool_calls.last.status` is "running", "ok", "error" or "blocked".
+Context in use is the last model response's input (all buckets: input,
+cache write, cache read) plus its output; a compaction sets it to the tokens
+left after it. Blocked calls count hook decisions "block" or "deny" (once per
+tool call). An event naming an agent that was never created is logged and
+skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentDeleted,
+    AgentFailed,
+    AgentWaiting,
+    AgentWoke,
+    ContextCompacted,
+    ExternalHookReceived,
+    HookInvoked,
+    ModelResponded,
+    RecordedEvent,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+
+from ._base import FoldProjection, iso, report
+from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status
+
+__all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
+
+TASK_CHARS = 2000
+_BLOCKING = frozenset({"block", "deny"})
+
+
+class AgentRecord(TypedDict):
+    """One agent in the agents state (JSON data; sets are dicts of None)."""
+
+    id: str
+    name: str
+    role: str
+    model: str
+    parent_id: str | None
+    run_id: str | None
+    status: str
+    task: str | None
+    external: bool
+    source_app: str | None
+    context_used: int
+    context_limit: int
+    input: int
+    output: int
+    cache_write: int
+    cache_read: int
+    cost_usd: float
+    turns: int
+    files_consumed: dict[str, None]
+    files_produced: dict[str, None]
+    tool_count: int
+    tool_errors: int
+    by_tool: dict[str, int]
+    last_tool: dict[str, Any] | None
+    blocked_ids: dict[str, None]
+    blocked_other: int
+    compactions: int
+    waiting_on: list[str]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    last_activity_at: float
+    error: str | None
+    limit: str | None
+    summary: str
+    artifacts: dict[str, None]
+
+
+class AgentsState(TypedDict):
+    """The agents state: records by id, in creation order."""
+
+    agents: dict[str, AgentRecord]
+
+
+def _cap(text: str | None) -> str | None:
+    if text is None or len(text) <= TASK_CHARS:
+        return text
+    return text[: TASK_CHARS - 1] + "…"
+
+
+def new_record(
+    agent_id: str,
+    *,
+    name: str,
+    role: str,
+    model: str,
+    at: float,
+    parent_id: str | None = None,
+    run_id: str | None = None,
+    task: str | None = None,
+    context_limit: int = 200_000,
+    external: bool = False,
+    source_app: str | None = None,
+) -> AgentRecord:
+    """A fresh agent record in status "created"."""
+    return {
+        "id": agent_id,
+        "name": name,
+        "role": role,
+        "model": model,
+        "parent_id": parent_id,
+        "run_id": run_id,
+        "status": "created",
+        "task": _cap(task),
+        "external": external,
+        "source_app": source_app,
+        "context_used": 0,
+        "context_limit": context_limit,
+        "input": 0,
+        "output": 0,
+        "cache_write": 0,
+        "cache_read": 0,
+        "cost_usd": 0.0,
+        "turns": 0,
+        "files_consumed": {},
+        "files_produced": {},
+        "tool_count": 0,
+        "tool_errors": 0,
+        "by_tool": {},
+        "last_tool": None,
+        "blocked_ids": {},
+        "blocked_other": 0,
+        "compactions": 0,
+        "waiting_on": [],
+        "created_at": at,
+        "started_at": None,
+        "finished_at": None,
+        "last_activity_at": at,
+        "error": None,
+        "limit": None,
+        "summary": "",
+        "artifacts": {},
+    }
+
+
+class AgentsProjection(FoldProjection[AgentsState]):
+    """Status, context, tokens, cost, files and tool calls of every agent."""
+
+    name = "agents"
+    version = 1
+    ignores = frozenset(
+        {
+            "RunStarted",
+            "RunCompleted",
+            "RunFailed",
+            "TaskCreated",
+            "TaskMoved",
+            "ReplayDiverged",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers.update(
+            {
+                AgentCreated: self._created,
+                AgentCommanded: self._commanded,
+                AgentWaiting: self._waiting,
+                AgentWoke: self._woke,
+                AgentCompleted: self._completed,
+                AgentFailed: self._failed,
+                AgentDeleted: self._deleted,
+                ModelResponded: self._model_responded,
+                ContextCompacted: self._compacted,
+                ToolCallRequested: self._tool_requested,
+                ToolCallCompleted: self._tool_completed,
+                HookInvoked: self._hook_invoked,
+                ExternalHookReceived: self._external,
+            }
+        )
+
+    def initial(self) -> AgentsState:
+        return {"agents": {}}
+
+    # -- queries ------------------------------------------------------------
+
+    def view(self, state: AgentsState) -> dict[str, Any]:
+        agents = [self.record_view(r) for r in state["agents"].values()]
+        return {"count": len(agents), "agents": agents}
+
+    def agent_view(self, state: AgentsState, agent_id: str) -> dict[str, Any] | None:
+        """One agent's card from the view, or None if no such agent was created."""
+        record = state["agents"].get(agent_id)
+        return None if record is None else self.record_view(record)
+
+    @staticmethod
+    def record_view(r: AgentRecord) -> dict[str, Any]:
+        """The JSON card of one record (new containers; the record is not mutated)."""
+        limit = r["context_limit"]
+        used = r["context_used"]
+        tokens = r["input"] + r["output"] + r["cache_write"] + r["cache_read"]
+        last = r["last_tool"]
+        return {
+            "id": r["id"],
+            "name": r["name"],
+            "role": r["role"],
+            "model": r["model"],
+            "parent_id": r["parent_id"],
+            "run_id": r["run_id"],
+            "status": r["status"],
+            "task": r["task"],
+            "context": {
+                "used": used,
+                "limit": limit,
+                "percent": round(100.0 * used / limit, 1) if limit > 0 else 0.0,
+            },
+            "tokens": {
+                "input": r["input"],
+                "output": r["output"],
+                "cache_write": r["cache_write"],
+                "cache_read": r["cache_read"],
+                "total": tokens,
+            },
+            "cost_usd": round(r["cost_usd"], 6),
+            "turns": r["turns"],
+            "files_consumed": list(r["files_consumed"]),
+            "files_produced": list(r["files_produced"]),
+            "tool_calls": {
+                "count": r["tool_count"],
+                "errors": r["tool_errors"],
+                "by_tool": dict(r["by_tool"]),
+                "last": None if last is None else {**last, "at": iso(last["at"])},
+            },
+            "blocked_calls": len(r["blocked_ids"]) + r["blocked_other"],
+            "compactions": r["compactions"],
+            "waiting_on": list(r["waiting_on"]),
+            "created_at": iso(r["created_at"]),
+            "started_at": iso(r["started_at"]),
+            "finished_at": iso(r["finished_at"]),
+            "last_activity_at": iso(r["last_activity_at"]),
+            "error": r["error"],
+            "limit": r["limit"],
+            "summary": r["summary"],
+            "artifacts": list(r["artifacts"]),
+            "external": r["external"],
+            "source_app": r["source_app"],
+        }
+
+    # -- folding ------------------------------------------------------------
+
+    def _get(self, state: AgentsState, event: RecordedEvent, agent_id: str) -> AgentRecord | None:
+        record = state["agents"].get(agent_id)
+        if record is None:
+            report(self.name, event, "no agent %r was created", agent_id)
+            return None
+        record["last_activity_at"] = event.recorded_at.timestamp()
+        return record
+
+    def _created(self, state: AgentsState, event: RecordedEvent, d: AgentCreated) -> None:
+        if d.agent_id in state["agents"]:
+            report(self.name, event, "agent %r already exists", d.agent_id)
+            return
+        state["agents"][d.agent_id] = new_record(
+            d.agent_id,
+            name=d.name,
+            role=d.role,
+            model=d.model,
+            at=event.recorded_at.timestamp(),
+            parent_id=d.parent_id,
+            run_id=event.meta.run_id,
+            task=d.task,
+            context_limit=d.context_limit,
+            external=d.external,
+        )
+
+    def _commanded(self, state: AgentsState, event: RecordedEvent, d: AgentCommanded) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None or r["status"] == "deleted":
+            return
+        r["status"] = "working"
+        r["task"] = _cap(d.prompt)
+        if r["started_at"] is None:
+            r["started_at"] = r["last_activity_at"]
+        r["finished_at"] = None
+        r["error"] = r["limit"] = None
+
+    def _waiting(self, state: AgentsState, event: RecordedEvent, d: AgentWaiting) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is not None and r["status"] != "deleted":
+            r["status"] = "waiting"
+            r["waiting_on"] = list(d.on)
+
+    def _woke(self, state: AgentsState, event: RecordedEvent, d: AgentWoke) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is not None and r["status"] != "deleted":
+            r["status"] = "working"
+            r["waiting_on"] = []
+
+    def _completed(self, state: AgentsState, event: RecordedEvent, d: AgentCompleted) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None:
+            return
+        r["summary"] = d.summary
+        for path in d.artifacts:
+            r["artifacts"][path] = None
+        if r["status"] != "deleted":
+            r["status"] = "complete"
+            r["finished_at"] = r["last_activity_at"]
+            r["waiting_on"] = []
+
+    def _failed(self, state: AgentsState, event: RecordedEvent, d: AgentFailed) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None or r["status"] == "deleted":
+            return
+        r["status"] = "failed"
+        r["error"] = d.error
+        r["limit"] = d.limit
+        r["finished_at"] = r["last_activity_at"]
+        r["waiting_on"] = []
+
+    def _deleted(self, state: AgentsState, event: RecordedEvent, d: AgentDeleted) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None or r["status"] == "deleted":
+            return
+        r["status"] = "deleted"
+        r["waiting_on"] = []
+        if r["finished_at"] is None:
+            r["finished_at"] = r["last_activity_at"]
+
+    def _model_responded(self, state: AgentsState, event: RecordedEvent, d: ModelResponded) -> None:
+        # Counted even after deletion: an in-flight response still cost money.
+        r = self._get(state, event, d.agent_id)
+        if r is None:
+            return
+        u = d.usage
+        r["input"] += u.input_tokens
+        r["output"] += u.output_tokens
+        r["cache_write"] += u.cache_creation_input_tokens
+        r["cache_read"] += u.cache_read_input_tokens
+        r["cost_usd"] += d.cost_usd
+        r["turns"] += 1
+        r["context_used"] = (
+            u.input_tokens
+            + u.cache_creation_input_tokens
+            + u.cache_read_input_tokens
+            + u.output_tokens
+        )
+
+    def _compacted(self, state: AgentsState, event: RecordedEvent, d: ContextCompacted) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is not None:
+            r["context_used"] = d.tokens_after
+            r["compactions"] += 1
+
+    def _tool_requested(
+        self, state: AgentsState, event: RecordedEvent, d: ToolCallRequested
+    ) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is not None:
+            r["last_tool"] = {
+                "name": d.name,
+                "tool_use_id": d.tool_use_id,
+                "status": "running",
+                "at": r["last_activity_at"],
+            }
+
+    def _tool_completed(
+        self, state: AgentsState, event: RecordedEvent, d: ToolCallCompleted
+    ) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None:
+            return
+        status = "blocked" if d.blocked else "error" if d.is_error else "ok"
+        _count_call(r, d.name, d.tool_use_id, status, d.is_error)
+        consumed = r["files_consumed"]
+        for path in d.files_read:
+            consumed[path] = None
+        produced = r["files_produced"]
+        for path in d.files_written:
+            produced[path] = None
+
+    def _hook_invoked(self, state: AgentsState, event: RecordedEvent, d: HookInvoked) -> None:
+        if d.decision not in _BLOCKING or d.agent_id is None:
+            return
+        r = self._get(state, event, d.agent_id)
+        if r is None:
+            return
+        if d.tool_use_id is None:
+            r["blocked_other"] += 1
+        else:
+            r["blocked_ids"][d.tool_use_id] = None
+
+    def _external(self, state: AgentsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
+        f = external_facts(d)
+        ts = event.recorded_at.timestamp()
+        r = state["agents"].get(f.agent_id)
+        if r is None:
+            r = new_record(
+                f.agent_id,
+                name=f"{d.source_app}/{d.session_id[:8]}",
+                role=EXTERNAL_ROLE,
+                model=f.model or "unknown",
+                at=ts,
+                run_id=event.meta.run_id,
+                external=True,
+                source_app=d.source_app,
+            )
+            state["agents"][f.agent_id] = r
+        r["last_activity_at"] = ts
+        if f.model is not None:
+            r["model"] = f.model
+        if f.prompt is not None:
+            r["task"] = _cap(f.prompt)
+        if f.status is not None and r["status"] != "deleted":
+            if f.status == "working" and r["started_at"] is None:
+                r["started_at"] = ts
+            if f.status in ("working", "waiting"):
+                r["finished_at"] = None
+            elif f.status == "complete":
+                r["finished_at"] = ts
+            r["status"] = next_status(r["status"], f.status)
+        if f.tool is not None and f.tool_use_id is not None and not f.completed:
+            r["last_tool"] = {
+                "name": f.tool,
+                "tool_use_id": f.tool_use_id,
+                "status": "running",
+                "at": ts,
+            }
+        if f.completed and f.tool is not None:
+            _count_call(r, f.tool, f.tool_use_id, "error" if f.is_error else "ok", f.is_error)
+            for path in f.files_read:
+                r["files_consumed"][path] = None
+            for path in f.files_written:
+                r["files_produced"][path] = None
+
+
+def _count_call(
+    r: AgentRecord, name: str, tool_use_id: str | None, status: str, is_error: bool
+) -> None:
+    r["tool_count"] += 1
+    by_tool = r["by_tool"]
+    by_tool[name] = by_tool.get(name, 0) + 1
+    if is_error:
+        r["tool_errors"] += 1
+    r["last_tool"] = {
+        "name": name,
+        "tool_use_id": tool_use_id,
+        "status": status,
+        "at": r["last_activity_at"],
+    }

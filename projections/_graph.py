@@ -1,0 +1,514 @@
+"""The dependency graph: who created whom, who waits on whom, which artifacts flow.
+
+View shape (`GraphProjection.view`; `run_view(state, run_id)` is the same
+restricted to one run)::
+
+    {"nodes": [{"id", "name", "role", "status", "run_id", "parent_id", "external"}],
+     "edges": [
+        {"kind": "created",  "from": parent, "to": child},
+        {"kind": "waits_on", "from": waiter, "to": awaited, "count": int,
+         "total_ms": float, "open": bool, "open_ms": float},
+        {"kind": "consumes", "from": consumer, "to": producer, "files": [str]}],
+     "bottlenecks": [{"agent_id", "waited_on_ms", "waits", "waiters_now", "waiting_now_ms"}],
+     "critical_paths": [{"run_id", "total_ms", "path": [{"agent_id", "ms"}]}]}
+
+Waits: AgentWaiting opens a wait of the agent on each agent in `on`. A wait
+on X closes when X completes, fails or is deleted (lasting until then, so the
+slow one of three awaited scouts carries the most), else when the waiter
+wakes (lasting AgentWoke's `waited_ms`, or the time between the two events
+when that is 0); failing or being deleted closes an agent's own waits.
+"consumes" links an agent that read a file to the agent that last wrote it
+(ToolCallCompleted.files_written or AgentCompleted.artifacts) before the read;
+relative paths are resolved against each agent's workspace. Bottlenecks are
+the agents others waited on longest, open waits counted up to the latest
+event ("now" is the log's clock, so views are a function of the log), sorted
+by `waited_on_ms`.
+
+Critical path (note 1). Each agent's life is cut into segments of work: a
+segment starts when the agent is created, woken, commanded again or reads
+another agent's artifact, and ends when it waits, completes, fails or is
+deleted. A segment depends, each at a moment, on: the agent's previous
+segment (at its end), its creator's segment (at the creation), the last
+segment of each agent whose change woke it (at that segment's end, or the
+wake), and the segment that wrote an artifact it read (at the write). Every
+dependency started at an earlier log position, so the segments form a DAG in
+position order. The critical path is its longest chain, where a dependency
+counts only up to its moment and the last segment counts whole: the time the
+run could not have been shorter than, given what waited on what. It is
+reported per run with consecutive segments of one agent merged. The
+orchestrator's sleep is not counted: only the chain through what it waited on.
+
+Notes (do not fix without reading this):
+1. Agents alone make a cyclic graph (the orchestrator creates a scout, then
+   waits on it), so a longest path over agents is ill-defined; cutting lives
+   into segments at every wake-up and every artifact read is what makes it a
+   DAG. Do not add a dependency to a segment that is already open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentDeleted,
+    AgentFailed,
+    AgentWaiting,
+    AgentWoke,
+    ExternalHookReceived,
+    RecordedEvent,
+    ToolCallCompleted,
+    UnknownEvent,
+)
+
+from ._base import FoldProjection
+from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status, resolve_path
+
+__all__ = ["GraphProjection", "GraphState"]
+
+# A segment: [start_position, start_ts, end_ts | None, [[agent_id, index, at_ts], ...]]
+Segment = list[Any]
+
+
+class GraphState(TypedDict):
+    """Nodes, wait and artifact edges, file writers, work segments and the log's clock."""
+
+    nodes: dict[str, dict[str, Any]]
+    # waiter -> awaited -> {"total_ms", "count", "open_since"}
+    waits: dict[str, dict[str, dict[str, Any]]]
+    # awaited -> {waiter: None} for the waits open now
+    awaited: dict[str, dict[str, None]]
+    # consumer -> producer -> {path: None}
+    consumes: dict[str, dict[str, dict[str, None]]]
+    # resolved path -> [agent_id, segment index, written at]
+    writers: dict[str, list[Any]]
+    segments: dict[str, list[Segment]]
+    clock: float | None
+
+
+class GraphProjection(FoldProjection[GraphState]):
+    """Created / waits-on / consumes edges, bottlenecks and critical paths."""
+
+    name = "graph"
+    version = 1
+    ignores = frozenset(
+        {
+            "RunStarted",
+            "RunCompleted",
+            "RunFailed",
+            "ModelResponded",
+            "ToolCallRequested",
+            "HookInvoked",
+            "ContextCompacted",
+            "TaskCreated",
+            "TaskMoved",
+            "ReplayDiverged",
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers.update(
+            {
+                AgentCreated: self._created,
+                AgentCommanded: self._commanded,
+                AgentWaiting: self._waiting,
+                AgentWoke: self._woke,
+                AgentCompleted: self._completed,
+                AgentFailed: self._stopped,
+                AgentDeleted: self._stopped,
+                ToolCallCompleted: self._tool_completed,
+                ExternalHookReceived: self._external,
+            }
+        )
+
+    def initial(self) -> GraphState:
+        return {
+            "nodes": {},
+            "waits": {},
+            "awaited": {},
+            "consumes": {},
+            "writers": {},
+            "segments": {},
+            "clock": None,
+        }
+
+    def apply(self, state: GraphState, event: RecordedEvent) -> GraphState:
+        """Advance the clock, then fold (mutates `state`, see _base note 1)."""
+        data = event.data
+        if type(data) is UnknownEvent:
+            return state
+        handler = self.handlers.get(type(data))
+        ts = event.recorded_at.timestamp()
+        clock = state["clock"]
+        if clock is None or ts > clock:
+            state["clock"] = ts
+        if handler is not None:
+            handler(state, event, data)
+        return state
+
+    # -- queries ------------------------------------------------------------
+
+    def view(self, state: GraphState) -> dict[str, Any]:
+        return self._view(state, None)
+
+    def run_view(self, state: GraphState, run_id: str) -> dict[str, Any]:
+        """The graph restricted to the agents of one run."""
+        return self._view(state, run_id)
+
+    def _view(self, state: GraphState, run_id: str | None) -> dict[str, Any]:
+        nodes = state["nodes"]
+        ids = (
+            set(nodes) if run_id is None else {a for a, n in nodes.items() if n["run_id"] == run_id}
+        )
+        clock = state["clock"] or 0.0
+        edges: list[dict[str, Any]] = []
+        for agent_id, node in nodes.items():
+            parent = node["parent_id"]
+            if agent_id in ids and parent in ids:
+                edges.append({"kind": "created", "from": parent, "to": agent_id})
+        waited: dict[str, list[float]] = {}
+        for waiter, targets in state["waits"].items():
+            if waiter not in ids:
+                continue
+            for target, w in targets.items():
+                if target not in ids:
+                    continue
+                since = w["open_since"]
+                open_ms = 0.0 if since is None else max(0.0, (clock - since) * 1000.0)
+                edges.append(
+                    {
+                        "kind": "waits_on",
+                        "from": waiter,
+                        "to": target,
+                        "count": w["count"],
+                        "total_ms": round(w["total_ms"], 3),
+                        "open": since is not None,
+                        "open_ms": round(open_ms, 3),
+                    }
+                )
+                acc = waited.setdefault(target, [0.0, 0, 0, 0.0])
+                acc[0] += w["total_ms"] + open_ms
+                acc[1] += w["count"] + (since is not None)
+                acc[2] += since is not None
+                acc[3] += open_ms
+        for consumer, producers in state["consumes"].items():
+            if consumer not in ids:
+                continue
+            for producer, files in producers.items():
+                if producer in ids:
+                    edges.append(
+                        {"kind": "consumes", "from": consumer, "to": producer, "files": list(files)}
+                    )
+        ranked = sorted(waited.items(), key=lambda item: (-item[1][0], -item[1][3], item[0]))
+        bottlenecks = [
+            {
+                "agent_id": agent_id,
+                "waited_on_ms": round(acc[0], 3),
+                "waits": acc[1],
+                "waiters_now": acc[2],
+                "waiting_now_ms": round(acc[3], 3),
+            }
+            for agent_id, acc in ranked
+        ]
+        runs: dict[str, None] = {}
+        for agent_id in ids:
+            r = nodes[agent_id]["run_id"]
+            if r is not None:
+                runs[r] = None
+        return {
+            "nodes": [
+                {
+                    "id": n["id"],
+                    "name": n["name"],
+                    "role": n["role"],
+                    "status": n["status"],
+                    "run_id": n["run_id"],
+                    "parent_id": n["parent_id"],
+                    "external": n["external"],
+                }
+                for agent_id, n in nodes.items()
+                if agent_id in ids
+            ],
+            "edges": edges,
+            "bottlenecks": bottlenecks,
+            "critical_paths": [critical_path(state, r) for r in sorted(runs)],
+        }
+
+    # -- folding ------------------------------------------------------------
+
+    def _created(self, state: GraphState, event: RecordedEvent, d: AgentCreated) -> None:
+        if d.agent_id in state["nodes"]:
+            return  # the agents projection reports it
+        state["nodes"][d.agent_id] = _node(
+            d.agent_id, d.name, d.role, event.meta.run_id, d.parent_id, d.workspace, d.external
+        )
+        ts = event.recorded_at.timestamp()
+        preds = []
+        parent_segments = state["segments"].get(d.parent_id) if d.parent_id else None
+        if parent_segments:
+            preds.append([d.parent_id, len(parent_segments) - 1, ts])
+        state["segments"][d.agent_id] = [[event.position, ts, None, preds]]
+
+    def _commanded(self, state: GraphState, event: RecordedEvent, d: AgentCommanded) -> None:
+        node = _status(state, d.agent_id, "working")
+        if node is None:
+            return
+        by = state["segments"].get(d.by) if d.by != d.agent_id else None
+        extra = [[d.by, len(by) - 1, event.recorded_at.timestamp()]] if by else []
+        _resume(state, d.agent_id, event, extra)
+
+    def _waiting(self, state: GraphState, event: RecordedEvent, d: AgentWaiting) -> None:
+        if _status(state, d.agent_id, "waiting") is None:
+            return
+        ts = event.recorded_at.timestamp()
+        _end(state, d.agent_id, ts)
+        waits = state["waits"].setdefault(d.agent_id, {})
+        for target in d.on:
+            if target in state["nodes"] and target != d.agent_id:
+                w = waits.setdefault(target, {"total_ms": 0.0, "count": 0, "open_since": None})
+                if w["open_since"] is None:
+                    w["open_since"] = ts
+                    state["awaited"].setdefault(target, {})[d.agent_id] = None
+
+    def _woke(self, state: GraphState, event: RecordedEvent, d: AgentWoke) -> None:
+        if _status(state, d.agent_id, "working") is None:
+            return
+        _close_waits(state, d.agent_id, event.recorded_at.timestamp(), d.waited_ms)
+        segments = state["segments"]
+        ts = event.recorded_at.timestamp()
+        extra = [
+            [c, len(segments[c]) - 1, ts] for c in d.changed if c in segments and c != d.agent_id
+        ]
+        _resume(state, d.agent_id, event, extra)
+
+    def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
+        node = _status(state, d.agent_id, "complete")
+        if node is None:
+            return
+        segments = state["segments"][d.agent_id]
+        ts = event.recorded_at.timestamp()
+        for path in d.artifacts:
+            state["writers"][resolve_path(path, node["workspace"])] = [
+                d.agent_id,
+                len(segments) - 1,
+                ts,
+            ]
+        _release_waiters(state, d.agent_id, ts)
+        _end(state, d.agent_id, ts)
+
+    def _stopped(
+        self, state: GraphState, event: RecordedEvent, d: AgentFailed | AgentDeleted
+    ) -> None:
+        status = "failed" if isinstance(d, AgentFailed) else "deleted"
+        if _status(state, d.agent_id, status) is None:
+            return
+        ts = event.recorded_at.timestamp()
+        _close_waits(state, d.agent_id, ts, 0.0)
+        _release_waiters(state, d.agent_id, ts)
+        _end(state, d.agent_id, ts)
+
+    def _tool_completed(
+        self, state: GraphState, event: RecordedEvent, d: ToolCallCompleted
+    ) -> None:
+        node = state["nodes"].get(d.agent_id)
+        if node is None or not (d.files_read or d.files_written):
+            return
+        workspace = node["workspace"]
+        _files(
+            state,
+            event,
+            d.agent_id,
+            [(p, resolve_path(p, workspace)) for p in d.files_read],
+            [resolve_path(p, workspace) for p in d.files_written],
+        )
+
+    def _external(self, state: GraphState, event: RecordedEvent, d: ExternalHookReceived) -> None:
+        f = external_facts(d)
+        agent_id = f.agent_id
+        if agent_id not in state["nodes"]:
+            state["nodes"][agent_id] = _node(
+                agent_id,
+                f"{d.source_app}/{d.session_id[:8]}",
+                EXTERNAL_ROLE,
+                event.meta.run_id,
+                None,
+                "",
+                True,
+            )
+            state["segments"][agent_id] = [
+                [event.position, event.recorded_at.timestamp(), None, []]
+            ]
+        if f.status is not None and _status(state, agent_id, f.status) is not None:
+            if f.status == "working":
+                _resume(state, agent_id, event, [])
+            else:
+                ts = event.recorded_at.timestamp()
+                if f.status == "complete":
+                    _release_waiters(state, agent_id, ts)
+                _end(state, agent_id, ts)
+        if f.files_read or f.files_written:
+            _files(state, event, agent_id, [(p, p) for p in f.files_read], list(f.files_written))
+
+
+def _node(
+    agent_id: str,
+    name: str,
+    role: str,
+    run_id: str | None,
+    parent_id: str | None,
+    workspace: str,
+    external: bool,
+) -> dict[str, Any]:
+    return {
+        "id": agent_id,
+        "name": name,
+        "role": role,
+        "status": "created",
+        "run_id": run_id,
+        "parent_id": parent_id,
+        "workspace": workspace,
+        "external": external,
+    }
+
+
+def _status(state: GraphState, agent_id: str, status: str) -> dict[str, Any] | None:
+    node = state["nodes"].get(agent_id)
+    if node is not None:
+        node["status"] = next_status(node["status"], status)
+    return node
+
+
+def _end(state: GraphState, agent_id: str, ts: float) -> None:
+    last = state["segments"][agent_id][-1]
+    if last[2] is None:
+        last[2] = ts
+
+
+def _resume(state: GraphState, agent_id: str, event: RecordedEvent, extra: list[list[Any]]) -> None:
+    """Start a new segment unless one is open (a first command continues the creation's)."""
+    segments = state["segments"][agent_id]
+    if segments[-1][2] is None:
+        return
+    previous = segments[-1]
+    preds = [[agent_id, len(segments) - 1, previous[2]], *extra]
+    segments.append([event.position, event.recorded_at.timestamp(), None, preds])
+
+
+def _close_wait(state: GraphState, waiter: str, target: str, ms: float) -> None:
+    w = state["waits"][waiter][target]
+    w["total_ms"] += ms
+    w["count"] += 1
+    w["open_since"] = None
+    awaited = state["awaited"].get(target)
+    if awaited is not None:
+        awaited.pop(waiter, None)
+        if not awaited:
+            del state["awaited"][target]
+
+
+def _close_waits(state: GraphState, waiter: str, ts: float, waited_ms: float) -> None:
+    """Close the waiter's open waits (it woke, failed or was deleted)."""
+    for target, w in state["waits"].get(waiter, {}).items():
+        since = w["open_since"]
+        if since is not None:
+            ms = waited_ms if waited_ms > 0 else max(0.0, (ts - since) * 1000.0)
+            _close_wait(state, waiter, target, ms)
+
+
+def _release_waiters(state: GraphState, target: str, ts: float) -> None:
+    """Close every open wait on `target`: it completed, failed or was deleted."""
+    for waiter in list(state["awaited"].get(target, ())):
+        since = state["waits"][waiter][target]["open_since"]
+        _close_wait(state, waiter, target, max(0.0, (ts - since) * 1000.0))
+
+
+def _files(
+    state: GraphState,
+    event: RecordedEvent,
+    agent_id: str,
+    read: list[tuple[str, str]],
+    written: list[str],
+) -> None:
+    writers = state["writers"]
+    segments = state["segments"][agent_id]
+    ts = event.recorded_at.timestamp()
+    preds: list[list[Any]] = []
+    for shown, key in read:
+        writer = writers.get(key)
+        if writer is None or writer[0] == agent_id:
+            continue
+        producers = state["consumes"].setdefault(agent_id, {})
+        producers.setdefault(writer[0], {})[shown] = None
+        if not any(p[0] == writer[0] and p[1] == writer[1] for p in preds):
+            preds.append(list(writer))
+    current = segments[-1]
+    if (
+        preds
+        and current[2] is None
+        and any(not any(q[0] == p[0] and q[1] == p[1] for q in current[3]) for p in preds)
+    ):
+        # Reading another agent's artifact starts a new segment (note 1).
+        current[2] = ts
+        segments.append([event.position, ts, None, [[agent_id, len(segments) - 1, ts], *preds]])
+    index = len(segments) - 1
+    for key in written:
+        writers[key] = [agent_id, index, ts]
+
+
+def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
+    """The longest chain of work segments of one run (see the module docstring)."""
+    nodes = state["nodes"]
+    all_segments = state["segments"]
+    clock = state["clock"] or 0.0
+    order: list[tuple[int, str, int]] = []
+    for agent_id, segments in all_segments.items():
+        if nodes[agent_id]["run_id"] == run_id:
+            order.extend((segment[0], agent_id, index) for index, segment in enumerate(segments))
+    if not order:
+        return {"run_id": run_id, "total_ms": 0.0, "path": []}
+    order.sort()
+    # reach[k]: the longest chain up to the start of segment k, and the
+    # dependency it came through with the ms of that dependency's segment it used.
+    reach: dict[tuple[str, int], tuple[float, tuple[str, int] | None, float]] = {}
+    for _, agent_id, index in order:
+        best, via, via_ms = 0.0, None, 0.0
+        for pred_agent, pred_index, at in all_segments[agent_id][index][3]:
+            key = (pred_agent, pred_index)
+            found = reach.get(key)
+            if found is None:
+                continue  # another run's agent
+            _, start, end, _ = all_segments[pred_agent][pred_index]
+            until = at if end is None else min(at, end)
+            used = max(0.0, (until - start) * 1000.0)
+            if via is None or found[0] + used > best:
+                best, via, via_ms = found[0] + used, key, used
+        reach[(agent_id, index)] = (best, via, via_ms)
+
+    def whole(key: tuple[str, int]) -> float:
+        segment = all_segments[key[0]][key[1]]
+        start: float = segment[1]
+        end: float = clock if segment[2] is None else segment[2]
+        return max(0.0, (end - start) * 1000.0)
+
+    last = max(reach, key=lambda k: (reach[k][0] + whole(k), all_segments[k[0]][k[1]][0]))
+    total = reach[last][0] + whole(last)
+    steps: list[tuple[str, float]] = [(last[0], whole(last))]
+    cursor = last
+    while True:
+        _, via, used = reach[cursor]
+        if via is None:
+            break
+        steps.append((via[0], used))
+        cursor = via
+    path: list[dict[str, Any]] = []
+    for agent_id, ms in reversed(steps):
+        if path and path[-1]["agent_id"] == agent_id:
+            path[-1]["ms"] += ms
+        else:
+            path.append({"agent_id": agent_id, "ms": ms})
+    for step in path:
+        step["ms"] = round(step["ms"], 3)
+    return {"run_id": run_id, "total_ms": round(total, 3), "path": path}

@@ -1,0 +1,168 @@
+"""Agent status rules and the reading of external (Claude Code) hook payloads.
+
+Shared by the agents, fleet and graph projections so the three agree on what
+an agent's status is and what an external session did.
+
+Status rules: AgentCreated -> created, AgentCommanded -> working,
+AgentWaiting -> waiting, AgentWoke -> working, AgentCompleted -> complete,
+AgentFailed -> failed, AgentDeleted -> deleted; deleted is final.
+
+External sessions (ExternalHookReceived) become agents `ext-<session_id>`
+with role "external": first sight -> created, UserPromptSubmit / PreToolUse /
+PostToolUse -> working, Notification (Claude Code asks the user something)
+-> waiting, Stop -> complete (a later prompt makes it work again),
+SessionEnd -> complete and finished. Files come from the tool input of
+Read / NotebookRead (consumed) and Write / Edit / MultiEdit / NotebookEdit
+(produced), relative paths resolved against the payload's `cwd`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentDeleted,
+    AgentFailed,
+    AgentWaiting,
+    AgentWoke,
+    EventModel,
+    ExternalHookReceived,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "EXTERNAL_ROLE",
+    "STATUSES",
+    "STATUS_AFTER",
+    "ExternalFacts",
+    "external_agent_id",
+    "external_facts",
+    "next_status",
+    "resolve_path",
+]
+
+STATUSES = ("created", "working", "waiting", "complete", "failed", "deleted")
+ACTIVE_STATUSES = frozenset({"created", "working", "waiting"})
+
+STATUS_AFTER: dict[type[EventModel], str] = {
+    AgentCreated: "created",
+    AgentCommanded: "working",
+    AgentWaiting: "waiting",
+    AgentWoke: "working",
+    AgentCompleted: "complete",
+    AgentFailed: "failed",
+    AgentDeleted: "deleted",
+}
+
+EXTERNAL_ROLE = "external"
+
+_EXTERNAL_STATUS: dict[str, str] = {
+    "UserPromptSubmit": "working",
+    "PreToolUse": "working",
+    "PostToolUse": "working",
+    "PostToolUseFailure": "working",
+    "Notification": "waiting",
+    "Stop": "complete",
+    "SessionEnd": "complete",
+}
+_READ_TOOLS = {"Read": "file_path", "NotebookRead": "notebook_path"}
+_WRITE_TOOLS = {
+    "Write": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+
+
+def next_status(current: str, new: str) -> str:
+    """The status after a transition to `new`: a deleted agent stays deleted."""
+    return current if current == "deleted" else new
+
+
+def external_agent_id(session_id: str) -> str:
+    """The agent id of an external session."""
+    return f"ext-{session_id}"
+
+
+def resolve_path(path: str, base: str | None) -> str:
+    """`path` made absolute against `base` (when relative and a base is known), normalized."""
+    if base and not posixpath.isabs(path):
+        path = posixpath.join(base, path)
+    return posixpath.normpath(path) if path else path
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalFacts:
+    """What one external hook payload means for the read models."""
+
+    agent_id: str
+    hook: str
+    status: str | None
+    prompt: str | None
+    model: str | None
+    tool: str | None
+    tool_use_id: str | None
+    # A PostToolUse (or PostToolUseFailure): one tool call finished.
+    completed: bool
+    is_error: bool
+    files_read: tuple[str, ...]
+    files_written: tuple[str, ...]
+    ended: bool
+
+
+def external_facts(data: ExternalHookReceived) -> ExternalFacts:
+    """Read an external hook payload (Claude Code's field names). Never raises."""
+    payload = data.payload
+    hook = data.hook_event_name
+    tool = _str(payload.get("tool_name"))
+    tool_input = payload.get("tool_input")
+    completed = hook in ("PostToolUse", "PostToolUseFailure")
+    read: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()
+    if completed and tool is not None and isinstance(tool_input, dict):
+        cwd = _str(payload.get("cwd"))
+        if tool in _READ_TOOLS:
+            read = _paths(tool_input.get(_READ_TOOLS[tool]), cwd)
+        elif tool in _WRITE_TOOLS:
+            written = _paths(tool_input.get(_WRITE_TOOLS[tool]), cwd)
+    return ExternalFacts(
+        agent_id=external_agent_id(data.session_id),
+        hook=hook,
+        status=_EXTERNAL_STATUS.get(hook),
+        prompt=_str(payload.get("prompt")) if hook == "UserPromptSubmit" else None,
+        model=_model(payload.get("model")),
+        tool=tool if hook in ("PreToolUse", "PostToolUse", "PostToolUseFailure") else None,
+        tool_use_id=_str(payload.get("tool_use_id")),
+        completed=completed,
+        is_error=hook == "PostToolUseFailure" or _is_error(payload.get("tool_response")),
+        files_read=read,
+        files_written=written,
+        ended=hook == "SessionEnd",
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _model(value: Any) -> str | None:
+    # SessionStart may carry the model as a string or as {"id": ..., "display_name": ...}.
+    if isinstance(value, dict):
+        value = value.get("id") or value.get("display_name")
+    return _str(value)
+
+
+def _paths(value: Any, cwd: str | None) -> tuple[str, ...]:
+    path = _str(value)
+    return () if path is None else (resolve_path(path, cwd),)
+
+
+def _is_error(response: Any) -> bool:
+    if not isinstance(response, dict):
+        return False
+    return bool(response.get("is_error")) or response.get("success") is False

@@ -1,0 +1,574 @@
+"""The projection runner: folds the log into every read model, exactly once.
+
+`async with ProjectionRunner(store) as runner:` loads each projection's
+checkpoint from the log's SQLite file, folds the events after it up to the
+head (in a worker thread), then follows `store.subscribe` in a background
+task. Each projection has its own position (the last event folded into its
+state); an event at or below it is a duplicate and is skipped. Checkpoints
+are written every `checkpoint_every` events or `checkpoint_interval` seconds
+and on close, never per event (the event writer shares SQLite's write lock).
+
+Notes (do not fix without reading this):
+1. An event whose type this code does not know (`events.UnknownEvent`, a
+   newer fleet wrote it) is logged as an error naming its position and
+   skipped: every projection's position moves past it so the runner goes on.
+2. A projection whose `apply` raises is stopped at the last position it
+   applied (its half-applied state is never checkpointed) and every read of
+   it raises `ProjectionFailed`; the other projections go on. `rebuild(name)`
+   starts it afresh.
+3. Bulk folds (catch-up at start, rebuild, time travel) run in a worker
+   thread on states nobody else holds; the live fold runs on the event loop.
+   The live state is only touched in the thread during `start()`, before
+   anyone can read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from events import RecordedEvent, SQLiteEventStore, UnknownEvent
+
+from ._agents import AgentsProjection
+from ._base import Projection, quiet_reports
+from ._board import BoardProjection
+from ._checkpoints import Checkpoint, CheckpointStore, Snapshots, decode_state, encode_state
+from ._fleet import FleetProjection
+from ._graph import GraphProjection
+from ._reader import LogReader
+from ._runs import RunsProjection
+from .errors import (
+    InvalidPosition,
+    ProjectionFailed,
+    ProjectionTimeout,
+    RunnerClosed,
+    UnknownProjection,
+)
+
+__all__ = ["DEFAULT_PROJECTIONS", "ProjectionRunner", "default_projections"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_projections() -> tuple[Projection[Any], ...]:
+    """New instances of the built-in read models: agents, fleet, graph, board, runs."""
+    return (
+        AgentsProjection(),
+        FleetProjection(),
+        GraphProjection(),
+        BoardProjection(),
+        RunsProjection(),
+    )
+
+
+DEFAULT_PROJECTIONS: tuple[Projection[Any], ...] = default_projections()
+"""The built-in read models (stateless objects: safe to share between runners)."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    projection: Projection[Any]
+    state: Any
+    position: int = 0
+    failed: ProjectionFailed | None = None
+    dirty: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+
+class ProjectionRunner:
+    """Keeps read models up to date with the log and answers them now or at any position."""
+
+    def __init__(
+        self,
+        store: SQLiteEventStore,
+        projections: Sequence[Projection[Any]] | None = None,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 1.0,
+        snapshot_every: int = 50_000,
+        max_snapshots: int = 16,
+    ) -> None:
+        """Args:
+        checkpoint_every: write checkpoints after this many events...
+        checkpoint_interval: ...or this many seconds after an event, whichever first.
+        snapshot_every: keep an in-memory snapshot for time travel every this many
+            positions (0: none); at most `max_snapshots` per projection.
+
+        Raises `ValueError` for duplicate projection names or bad numbers.
+        """
+        chosen = DEFAULT_PROJECTIONS if projections is None else tuple(projections)
+        names = [p.name for p in chosen]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique, got {names}")
+        if checkpoint_every < 1 or checkpoint_interval <= 0:
+            raise ValueError("checkpoint_every must be >= 1 and checkpoint_interval > 0")
+        if snapshot_every < 0 or max_snapshots < 1:
+            raise ValueError("snapshot_every must be >= 0 and max_snapshots >= 1")
+        self._store = store
+        self._path = Path(store.path)
+        self._slots = {p.name: _Slot(p, p.initial()) for p in chosen}
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._snapshots = Snapshots(snapshot_every, max_snapshots)
+        self._db = CheckpointStore(self._path)
+        self._checkpoint_lock = asyncio.Lock()
+        self._since_checkpoint = 0
+        self._advanced = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._stopped: RunnerClosed | None = None
+        self._state = "new"
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Load checkpoints, catch up to the log's head, then follow it in the background.
+
+        Raises `events.StoreError` if the checkpoint table cannot be opened,
+        `RunnerClosed` if the runner was already started or closed.
+        """
+        if self._state != "new":
+            raise RunnerClosed(f"the projection runner is already {self._state}")
+        self._state = "starting"
+        try:
+            await self._db.open()
+            await self._load_checkpoints()
+            head = await self._store.head()
+            for slot in self._slots.values():
+                if slot.position > head:
+                    logger.warning(
+                        "checkpoint of projection %r is at position %d, past the log's head %d "
+                        "(another log?): rebuilding from position 0",
+                        slot.name,
+                        slot.position,
+                        head,
+                    )
+                    slot.state, slot.position = slot.projection.initial(), 0
+                    slot.dirty = True
+            await self._fold_in_thread(list(self._slots.values()), head, quiet=False)
+            await self._checkpoint()
+        except BaseException:
+            self._state = "closed"
+            await self._db.aclose()
+            raise
+        self._follower = asyncio.create_task(self._follow(), name="fleet-projections-follow")
+        self._flusher = asyncio.create_task(self._flush(), name="fleet-projections-flush")
+        self._state = "open"
+        return self
+
+    async def __aenter__(self) -> Self:
+        if self._state == "new":
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self, *, checkpoint: bool = True) -> None:
+        """Stop following the log and write a last checkpoint. Safe to call twice.
+
+        `checkpoint=False` skips the last checkpoint, leaving on disk what a
+        crash would leave (the last periodic one).
+        """
+        if self._state in ("closing", "closed"):
+            return
+        self._state = "closing"
+        for task in (self._follower, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            if checkpoint:
+                await self._checkpoint()
+        except Exception:
+            logger.exception("could not write the last projection checkpoints")
+        finally:
+            await self._db.aclose()
+            self._state = "closed"
+            self._stopped = self._stopped or RunnerClosed()
+            self._advanced.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._state in ("closing", "closed")
+
+    # -- reading ------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        """The projections' names, in registration order."""
+        return list(self._slots)
+
+    @property
+    def position(self) -> int:
+        """The last position every working projection has applied."""
+        healthy = [s.position for s in self._slots.values() if s.failed is None]
+        return min(healthy or [s.position for s in self._slots.values()] or [0])
+
+    def positions(self) -> dict[str, int]:
+        """Each projection's last applied position."""
+        return {name: slot.position for name, slot in self._slots.items()}
+
+    def projection(self, name: str) -> Projection[Any]:
+        """The projection object registered as `name`. Raises `UnknownProjection`."""
+        return self._slot(name).projection
+
+    def state(self, name: str) -> Any:
+        """The live state of `name`: read it, never mutate it (it changes as events arrive).
+
+        Raises `UnknownProjection`, `ProjectionFailed`, `RunnerClosed`.
+        """
+        self._check_usable()
+        slot = self._slot(name)
+        if slot.failed is not None:
+            raise slot.failed
+        return slot.state
+
+    def view(self, name: str) -> dict[str, Any]:
+        """The current JSON view of `name` (a new object). Raises like `state`."""
+        return self._slot(name).projection.view(self.state(name))
+
+    def agent(self, agent_id: str) -> dict[str, Any] | None:
+        """One agent's card from the agents view, or None if it was never created."""
+        projection = self.projection("agents")
+        state = self.state("agents")
+        if isinstance(projection, AgentsProjection):
+            return projection.agent_view(state, agent_id)
+        for card in projection.view(state).get("agents", []):
+            if card.get("id") == agent_id:
+                return dict(card)
+        return None
+
+    # ASYNC109: `timeout` is part of the interface the runtime and the API call.
+    async def wait_for(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Return once every working projection has applied `position` (read your writes).
+
+        Raises `ProjectionTimeout` (a `TimeoutError`) after `timeout` seconds,
+        `RunnerClosed` if the runner is closed or stopped following the log.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < position:
+            self._check_usable()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ProjectionTimeout(position, self.position, timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+
+    async def offer(self, events: Iterable[RecordedEvent]) -> int:
+        """Apply events the caller already holds (e.g. just appended); returns how many.
+
+        Positions already applied are skipped (duplicates, out of order); the
+        first position beyond the next one stops the offer, since the
+        subscription delivers every event in order anyway.
+        """
+        self._check_usable()
+        applied = 0
+        for event in sorted(events, key=lambda e: e.position):
+            if event.position <= self.position:
+                logger.debug("offered event at position %d is already applied", event.position)
+                continue
+            if event.position != self.position + 1:
+                logger.debug(
+                    "offered event at position %d leaves a gap; left to the subscription",
+                    event.position,
+                )
+                break
+            self._apply(event)
+            applied += 1
+        await self._maybe_checkpoint()
+        return applied
+
+    async def state_at(self, name: str, position: int) -> Any:
+        """The state of `name` as of `position` (time travel): a new object, yours to keep.
+
+        Raises `InvalidPosition` when `position` is negative or past the head,
+        `UnknownProjection`, `ProjectionFailed` if the fold raises, `RunnerClosed`.
+        """
+        self._check_usable()
+        slot = self._slot(name)
+        await self._check_position(position)
+        projection = slot.projection
+        start = 0
+        data: Any = None
+        found = self._snapshots.best(name, position)
+        if found is not None:
+            start, blob = found
+            data = Snapshots.unpack(blob)
+        if slot.failed is None and start < slot.position <= position:
+            # Encoded here, on the loop, so the copy is of one consistent state.
+            start, data = slot.position, decode_state(encode_state(projection.dump(slot.state)))
+        fold = _Slot(
+            projection, projection.initial() if data is None else projection.load(data), start
+        )
+        await self._fold_in_thread([fold], position, quiet=True)
+        if fold.failed is not None:
+            raise fold.failed
+        return fold.state
+
+    async def view_at(self, name: str, position: int) -> dict[str, Any]:
+        """The JSON view of `name` as of `position`. Raises like `state_at`."""
+        self._check_usable()
+        slot = self._slot(name)
+        if slot.failed is None and position == slot.position and not self.closed:
+            return slot.projection.view(slot.state)
+        return slot.projection.view(await self.state_at(name, position))
+
+    async def rebuild(self, name: str | None = None) -> int:
+        """Fold `name` (or every projection) again from position 0 and swap it in.
+
+        The live projections keep serving while the rebuild runs in a thread.
+        Returns the position the rebuilt states reached. Clears a failure.
+        Raises `UnknownProjection`, `ProjectionFailed`, `RunnerClosed`.
+        """
+        self._check_usable()
+        names = list(self._slots) if name is None else [self._slot(name).name]
+        fresh = [
+            _Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
+        ]
+        for slot in fresh:
+            self._snapshots.clear(slot.name)
+        target = max(await self._store.head(), self.position)
+        while True:
+            await self._fold_in_thread(fresh, target, quiet=True)
+            for slot in fresh:
+                if slot.failed is not None:
+                    raise slot.failed
+            self._check_usable()
+            target = self.position
+            if all(slot.position >= target for slot in fresh):
+                break
+        for slot in fresh:  # no await in this loop: the swap is atomic for the follower
+            live = self._slots[slot.name]
+            live.state, live.position, live.failed, live.dirty = (
+                slot.state,
+                slot.position,
+                None,
+                True,
+            )
+            logger.info("projection %r rebuilt up to position %d", slot.name, slot.position)
+        await self._checkpoint()
+        return min(slot.position for slot in fresh)
+
+    # -- internals ----------------------------------------------------------
+
+    def _slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            raise UnknownProjection(name, list(self._slots))
+        return slot
+
+    def _check_usable(self) -> None:
+        if self._state != "open":
+            raise self._stopped or RunnerClosed(f"the projection runner is {self._state}")
+        if self._stopped is not None:
+            raise self._stopped
+
+    async def _check_position(self, position: int) -> None:
+        if position < 0:
+            raise InvalidPosition(position, await self._store.head())
+        if position > self.position:
+            head = await self._store.head()
+            if position > head:
+                raise InvalidPosition(position, head)
+
+    async def _load_checkpoints(self) -> None:
+        stored = await self._db.load_all()
+        for slot in self._slots.values():
+            checkpoint = stored.get(slot.name)
+            version = slot.projection.version
+            if checkpoint is None:
+                logger.debug("projection %r has no checkpoint: folding from 0", slot.name)
+                continue
+            if checkpoint.version != version:
+                logger.info(
+                    "projection %r changed from version %d to %d: rebuilding from position 0",
+                    slot.name,
+                    checkpoint.version,
+                    version,
+                )
+                continue
+            try:
+                slot.state = slot.projection.load(decode_state(checkpoint.state))
+            except Exception:
+                logger.exception(
+                    "checkpoint of projection %r does not load: rebuilding from position 0",
+                    slot.name,
+                )
+                slot.state = slot.projection.initial()
+                continue
+            slot.position = checkpoint.position
+            logger.debug("projection %r resumes after position %d", slot.name, slot.position)
+
+    async def _fold_in_thread(self, slots: list[_Slot], until: int, *, quiet: bool) -> None:
+        spacing = {slot.name: self._snapshots.spacing(slot.name) for slot in slots}
+        before = [slot.position for slot in slots]
+        taken = await asyncio.to_thread(_fold, self._path, slots, until, spacing, quiet)
+        for name, position, blob in taken:
+            self._snapshots.add(name, position, blob)
+        for slot, position in zip(slots, before, strict=True):
+            slot.dirty = slot.dirty or slot.position != position
+
+    async def _follow(self) -> None:
+        try:
+            async for event in self._store.subscribe(after=self.position, lenient=True):
+                if event.position > self.position + 1:
+                    await self._fill_gap(event.position)
+                self._apply(event)
+                await self._maybe_checkpoint()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            logger.exception("projection runner stopped following the log")
+            self._stopped = RunnerClosed(f"the projection runner stopped following the log: {e}")
+        else:
+            self._stopped = RunnerClosed("the projection runner stopped: the event store closed")
+        self._advanced.set()
+
+    async def _fill_gap(self, position: int) -> None:
+        # The subscription promises no gaps; if one shows anyway, read it rather than skip it.
+        logger.warning(
+            "events %d to %d missing from the subscription: reading them",
+            self.position + 1,
+            position - 1,
+        )
+        for event in await self._store.read_all(
+            after=self.position, until=position - 1, lenient=True
+        ):
+            self._apply(event)
+
+    def _apply(self, event: RecordedEvent) -> None:
+        position = event.position
+        unknown = type(event.data) is UnknownEvent
+        if unknown:
+            logger.error(
+                "event at position %d has unknown type %r (written by a newer fleet?): "
+                "skipped by every projection",
+                position,
+                event.type,
+            )
+        applied = False
+        for slot in self._slots.values():
+            if position <= slot.position or slot.failed is not None:
+                continue
+            applied = True
+            if not unknown:
+                try:
+                    slot.state = slot.projection.apply(slot.state, event)
+                except Exception as e:
+                    slot.failed = ProjectionFailed(slot.name, position, e)
+                    logger.exception("projection %r failed at position %d", slot.name, position)
+                    continue
+            slot.position = position
+            slot.dirty = True
+            spacing = self._snapshots.spacing(slot.name)
+            if spacing and position % spacing == 0:
+                blob = Snapshots.pack(slot.projection.dump(slot.state))
+                self._snapshots.add(slot.name, position, blob)
+        if not applied:
+            logger.debug("event at position %d was already applied: skipped", position)
+            return
+        self._since_checkpoint += 1
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def _maybe_checkpoint(self) -> None:
+        if self._since_checkpoint >= self._checkpoint_every:
+            await self._checkpoint()
+
+    async def _flush(self) -> None:
+        while True:
+            await asyncio.sleep(self._checkpoint_interval)
+            if any(slot.dirty for slot in self._slots.values()):
+                try:
+                    await self._checkpoint()
+                except Exception:
+                    logger.exception("could not write projection checkpoints; will retry")
+
+    async def _checkpoint(self) -> None:
+        async with self._checkpoint_lock:
+            rows: list[Checkpoint] = []
+            written: list[_Slot] = []
+            for slot in self._slots.values():
+                if slot.dirty and slot.failed is None:
+                    p = slot.projection
+                    rows.append(
+                        Checkpoint(
+                            slot.name, p.version, slot.position, encode_state(p.dump(slot.state))
+                        )
+                    )
+                    written.append(slot)
+                    slot.dirty = False
+            self._since_checkpoint = 0
+            if not rows:
+                return
+            try:
+                await self._db.save(rows)
+            except BaseException:
+                for slot in written:
+                    slot.dirty = True
+                raise
+            logger.debug("checkpoints written: %s", {r.name: r.position for r in rows})
+
+
+def _fold(
+    path: Path, slots: list[_Slot], until: int, spacing: dict[str, int], quiet: bool
+) -> list[tuple[str, int, bytes]]:
+    """Fold events after each slot's position up to `until` into it (runs in a thread)."""
+    taken: list[tuple[str, int, bytes]] = []
+    working = [s for s in slots if s.failed is None and s.position < until]
+    if not working:
+        return taken
+    start = min(s.position for s in working)
+    context = quiet_reports() if quiet else contextlib.nullcontext()
+    with context, LogReader(path) as reader:
+        for event in reader.events(after=start, until=until):
+            position = event.position
+            unknown = type(event.data) is UnknownEvent
+            if unknown:
+                logger.log(
+                    logging.DEBUG if quiet else logging.ERROR,
+                    "event at position %d has unknown type %r (written by a newer fleet?): "
+                    "skipped by every projection",
+                    position,
+                    event.type,
+                )
+            for slot in working:
+                if position <= slot.position or slot.failed is not None:
+                    continue
+                if not unknown:
+                    try:
+                        slot.state = slot.projection.apply(slot.state, event)
+                    except Exception as e:
+                        slot.failed = ProjectionFailed(slot.name, position, e)
+                        logger.log(
+                            logging.DEBUG if quiet else logging.ERROR,
+                            "projection %r failed at position %d",
+                            slot.name,
+                            position,
+                            exc_info=True,
+                        )
+                        continue
+                slot.position = position
+                every = spacing.get(slot.name, 0)
+                if every and position % every == 0:
+                    taken.append(
+                        (slot.name, position, Snapshots.pack(slot.projection.dump(slot.state)))
+                    )
+    return taken

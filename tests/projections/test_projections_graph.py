@@ -1,0 +1,156 @@
+"""The dependency graph: edges, bottlenecks and the critical path of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pj_helpers import Timeline, scout_plan_build
+from test_projections_agents import claude_code_session
+
+from events import AgentCommanded, AgentCreated, AgentDeleted, AgentWaiting, ToolCallCompleted
+from projections import GraphProjection
+
+graph = GraphProjection()
+
+
+def edges(view: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in view["edges"] if e["kind"] == kind]
+
+
+def test_created_edges_follow_parent_ids() -> None:
+    view = scout_plan_build(Timeline()).view(graph)
+
+    assert [n["id"] for n in view["nodes"]] == ["orch", "s1", "s2", "s3", "planner", "builder"]
+    assert [(e["from"], e["to"]) for e in edges(view, "created")] == [
+        ("orch", "s1"),
+        ("orch", "s2"),
+        ("orch", "s3"),
+        ("orch", "planner"),
+        ("orch", "builder"),
+    ]
+
+
+def test_each_wait_lasts_until_the_awaited_agent_finished() -> None:
+    view = scout_plan_build(Timeline()).view(graph)
+
+    waits = {e["to"]: e for e in edges(view, "waits_on")}
+    assert all(e["from"] == "orch" for e in waits.values())
+    assert {to: e["total_ms"] for to, e in waits.items()} == pytest.approx(
+        {"s1": 1900, "s2": 4900, "s3": 2900, "planner": 3400, "builder": 9400}
+    )
+    assert not any(e["open"] for e in waits.values())
+
+
+def test_bottlenecks_rank_the_agents_waited_on_longest() -> None:
+    view = scout_plan_build(Timeline()).view(graph)
+
+    ranking = [(b["agent_id"], b["waited_on_ms"]) for b in view["bottlenecks"]]
+    assert ranking == [
+        ("builder", pytest.approx(9400)),
+        ("s2", pytest.approx(4900)),
+        ("planner", pytest.approx(3400)),
+        ("s3", pytest.approx(2900)),
+        ("s1", pytest.approx(1900)),
+    ]
+
+
+def test_an_open_wait_counts_up_to_the_latest_event() -> None:
+    tl = scout_plan_build(Timeline())
+    s1_done = next(
+        e.position for e in tl.events if e.type == "AgentCompleted" and e.data.agent_id == "s1"
+    )
+
+    view = tl.view(graph, s1_done)
+
+    # At 3 s: s1 is done (waited 1.9 s); s2 and s3 are still awaited since 1.1 s.
+    now = {b["agent_id"]: b for b in view["bottlenecks"]}
+    assert now["s2"]["waiters_now"] == 1
+    assert now["s2"]["waiting_now_ms"] == pytest.approx(1900)
+    assert now["s1"]["waiters_now"] == 0
+    open_waits = [e["to"] for e in edges(view, "waits_on") if e["open"]]
+    assert open_waits == ["s2", "s3"]
+
+
+def test_artifacts_flow_from_scouts_to_planner_to_builder() -> None:
+    view = scout_plan_build(Timeline()).view(graph)
+
+    consumes = [(e["from"], e["to"], e["files"]) for e in edges(view, "consumes")]
+    assert consumes == [
+        ("planner", "s1", ["relevant-files-1.md"]),
+        ("planner", "s2", ["relevant-files-2.md"]),
+        ("planner", "s3", ["relevant-files-3.md"]),
+        ("builder", "planner", ["plan.md"]),
+    ]
+
+
+def test_the_critical_path_runs_through_the_slowest_scout() -> None:
+    view = scout_plan_build(Timeline()).view(graph)
+
+    (path,) = view["critical_paths"]
+    assert path["run_id"] == "r1"
+    # The orchestrator counts until it created the next agent, not while it slept;
+    # the wake-up latencies (6.0 -> 6.1 s, ...) are not on the path.
+    assert [(step["agent_id"], step["ms"]) for step in path["path"]] == [
+        ("orch", pytest.approx(1000)),
+        ("s2", pytest.approx(5000)),
+        ("orch", pytest.approx(400)),
+        ("planner", pytest.approx(3500)),
+        ("orch", pytest.approx(400)),
+        ("builder", pytest.approx(9500)),
+        ("orch", pytest.approx(900)),
+    ]
+    assert path["total_ms"] == pytest.approx(20_700)
+
+
+def test_an_orchestrator_reading_a_file_of_an_agent_it_created_makes_no_cycle() -> None:
+    tl = Timeline()
+    tl.add(0, AgentCreated(agent_id="o", name="o", role="orchestrator", model="m"))
+    tl.add(1, AgentCreated(agent_id="w", name="w", role="builder", model="m", parent_id="o"))
+    tl.add(1, AgentCommanded(agent_id="w", prompt="write", by="o"))
+    tl.add(3, ToolCallCompleted(agent_id="w", tool_use_id="1", name="write", files_written=["x"]))
+    tl.add(4, ToolCallCompleted(agent_id="o", tool_use_id="2", name="read", files_read=["x"]))
+
+    (path,) = tl.view(graph)["critical_paths"]
+
+    # The segments stay a DAG (o reads w's file, w was created by o): o itself
+    # worked the whole 4 s, which is as long as any chain through w.
+    assert path["total_ms"] == pytest.approx(4000)
+    assert path["path"][0]["agent_id"] == "o"
+
+
+def test_a_deleted_waiter_stops_waiting() -> None:
+    tl = Timeline()
+    tl.add(0, AgentCreated(agent_id="o", name="o", role="orchestrator", model="m"))
+    tl.add(0, AgentCreated(agent_id="w", name="w", role="builder", model="m", parent_id="o"))
+    tl.add(1, AgentWaiting(agent_id="o", on=["w"]))
+    tl.add(4, AgentDeleted(agent_id="o"))
+    tl.add(9, AgentDeleted(agent_id="w"))
+
+    (wait,) = edges(tl.view(graph), "waits_on")
+
+    assert (wait["open"], wait["total_ms"], wait["count"]) == (False, pytest.approx(3000), 1)
+
+
+def test_an_external_session_reading_the_plan_consumes_the_planners_artifact() -> None:
+    tl = scout_plan_build(Timeline())
+    claude_code_session(tl)
+
+    view = tl.view(graph)
+
+    ext = "ext-abc12345-session"
+    assert {"kind": "consumes", "from": ext, "to": "planner", "files": ["/ws/plan.md"]} in view[
+        "edges"
+    ]
+    node = next(n for n in view["nodes"] if n["id"] == ext)
+    assert (node["role"], node["external"], node["status"]) == ("external", True, "complete")
+
+
+def test_run_view_keeps_only_that_runs_agents() -> None:
+    tl = scout_plan_build(Timeline())
+    tl.add(30, AgentCreated(agent_id="other", name="x", role="r", model="m"), run="r2")
+
+    state = tl.fold(graph)
+
+    assert [n["id"] for n in graph.run_view(state, "r2")["nodes"]] == ["other"]
+    assert len(graph.run_view(state, "r1")["nodes"]) == 6
