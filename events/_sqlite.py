@@ -1,8 +1,9 @@
 """The default event store: one SQLite file.
 
 Writes go through one writer thread that group-commits (`_sqlite_writer.py`);
-reads go through an aiosqlite connection; rows map to events in
-`_sqlite_rows.py`. The file is in WAL mode, so readers (in this process or
+reads go through one reader thread that fetches and decodes a page at a time
+(`_sqlite_rows.py`). Each thread owns its own connection: the event loop never
+blocks on SQLite, and crosses to a thread once per group commit or page. The file is in WAL mode, so readers (in this process or
 another) never block the writer and always see a consistent prefix of the log.
 
 Notes (do not fix without reading this):
@@ -24,12 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import aiosqlite
 from pydantic_core import PydanticSerializationError
 
 from ._catalogue import EVENT_TYPES, EventModel
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent
-from ._sqlite_rows import SELECT_COLUMNS, RowDecoder, meta_params, select_events
+from ._sqlite_rows import SELECT_COLUMNS, PageReader, meta_params, select_events
 from ._sqlite_writer import GroupWriter, PendingAppend
 from ._store import EventFilter
 from .errors import EventTooLarge, InvalidEvent, NotADatabase, StoreClosed, StoreError
@@ -78,8 +78,7 @@ class SQLiteEventStore:
         self.max_event_bytes = max_event_bytes
         self.poll_interval = poll_interval
         self._writer: GroupWriter | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._decoder = RowDecoder()
+        self._reader: PageReader | None = None
         self._appended = asyncio.Event()
         self._state = "new"
 
@@ -107,7 +106,9 @@ class SQLiteEventStore:
             )
             await writer.start()
             self._writer = writer
-            self._reader = await _open_reader(self.path)
+            reader = PageReader(self.path, busy_timeout_ms=_BUSY_TIMEOUT_MS)
+            self._reader = reader
+            await reader.open()
         except BaseException:
             await self._close_connections()
             self._state = "closed"
@@ -147,7 +148,7 @@ class SQLiteEventStore:
                 await writer.stop()
         finally:
             if reader is not None:
-                await reader.close()
+                await reader.aclose()
 
     @property
     def closed(self) -> bool:
@@ -242,15 +243,15 @@ class SQLiteEventStore:
 
     async def head(self) -> int:
         """The last position in the log (0 when empty). Raises `StoreClosed`."""
-        rows = await self._fetch("SELECT COALESCE(MAX(position), 0) FROM events", ())
-        return int(rows[0][0])
+        return int(await self._read().scalar("SELECT COALESCE(MAX(position), 0) FROM events"))
 
     async def stream_version(self, stream_id: str) -> int:
         """The last version of `stream_id` (0 when it does not exist). Raises `StoreClosed`."""
-        rows = await self._fetch(
-            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
+        return int(
+            await self._read().scalar(
+                "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?", (stream_id,)
+            )
         )
-        return int(rows[0][0])
 
     async def read_stream(
         self,
@@ -265,12 +266,12 @@ class SQLiteEventStore:
         Raises `UnknownEventType` for a type this code does not know unless
         `lenient`, and `StoreClosed` after `aclose()`.
         """
-        rows = await self._fetch(
+        return await self._read().events(
             f"SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? "
             "ORDER BY version LIMIT ?",
             (stream_id, after_version, -1 if limit is None else limit),
+            lenient=lenient,
         )
-        return self._decoder.decode_all(rows, lenient=lenient)
 
     async def read_all(
         self,
@@ -288,8 +289,7 @@ class SQLiteEventStore:
         Raises `StoreClosed` after `aclose()`.
         """
         sql, params = select_events(after, until, where, limit)
-        rows = await self._fetch(sql, params)
-        return self._decoder.decode_all(rows, lenient=lenient)
+        return await self._read().events(sql, params, lenient=lenient)
 
     async def iter_all(
         self,
@@ -330,42 +330,20 @@ class SQLiteEventStore:
             appended = self._appended
             sql, params = select_events(position, None, where, _PAGE)
             try:
-                rows = await self._fetch(sql, params)
+                page = await self._read().events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
-            for event in self._decoder.decode_all(rows, lenient=lenient):
+            for event in page:
                 position = event.position
                 yield event
-            if len(rows) == _PAGE:
+            if len(page) == _PAGE:
                 continue
             try:
                 await asyncio.wait_for(appended.wait(), self.poll_interval)
             except TimeoutError:
                 pass
 
-    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _read(self) -> PageReader:
         self._check_open()
         assert self._reader is not None
-        try:
-            rows = await self._reader.execute_fetchall(sql, params)
-        except ValueError as e:  # aiosqlite: "Connection closed" (closed under our feet)
-            raise StoreClosed() from e
-        except sqlite3.Error as e:
-            raise StoreError(f"reading {self.path} failed: {e}") from e
-        return rows  # type: ignore[return-value]  # a list of tuples (no row factory)
-
-
-async def _open_reader(path: Path) -> aiosqlite.Connection:
-    reader = await aiosqlite.connect(path, isolation_level=None)
-    try:
-        await reader.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        await reader.execute("PRAGMA query_only = 1")
-    except sqlite3.DatabaseError as e:
-        await reader.close()
-        if "not a database" in str(e):
-            raise NotADatabase(str(path)) from e
-        raise StoreError(f"cannot open {path}: {e}") from e
-    except BaseException:
-        await reader.close()
-        raise
-    return reader
+        return self._reader

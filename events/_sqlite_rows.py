@@ -6,21 +6,36 @@ Notes (do not fix without reading this):
    protocol (two failed attribute look-ups per value, ~0.2 us each), which was
    a quarter of the cost of a batch insert; a `str` or an `int` binds directly.
    So an empty id is refused at append (`meta_params`): it would read back as None.
-2. Decoding is the hot path of every read: the data of a current-schema type
+2. Reads run on their own thread with their own connection (`PageReader`),
+   which fetches a page and decodes it there: one thread hop per page, and the
+   event loop is free while a page decodes. Decoding is the hot path of every read: the data of a current-schema type
    goes straight to its model's JSON validator; Meta objects are shared between
    rows with the same meta (they are immutable), and so is `recorded_at` between
    rows of one commit. Any other row (an old schema, an unknown type) takes the
    slow path through `upcast`.
 3. `recorded_at` is stored as integer microseconds since the epoch (UTC):
    cheaper to decode than ISO text, and exact.
+4. The cyclic garbage collector is paused while a page is decoded
+   (`gc_paused`). Each event is half a dozen new container objects (the model,
+   its dict and field set, lists, the envelope) that the collector would
+   otherwise walk and promote ten times per page; none of them forms a cycle.
+   Pausing for one page (at most a few milliseconds, no await inside) made
+   reads 1.3 to 3 times faster, the more so the larger the process's heap. A
+   caller that disabled the collector itself is left as it was.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -28,14 +43,16 @@ from ._catalogue import EVENT_TYPES, EventModel, UnknownEvent
 from ._envelope import Meta, RecordedEvent, new_recorded
 from ._store import EventFilter
 from ._upcasting import upcast
-from .errors import InvalidEvent, StoreError, UnknownEventType
+from .errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
 
 __all__ = [
     "INSERT",
+    "PageReader",
     "SCHEMA",
     "SELECT_COLUMNS",
     "Row",
     "RowDecoder",
+    "gc_paused",
     "meta_params",
     "select_events",
 ]
@@ -148,6 +165,19 @@ def select_events(
 _Validate = Callable[[str], Any]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block with no await in it (note 4)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class RowDecoder:
     """Turns rows into `RecordedEvent`s, sharing equal Meta and timestamps (note 2).
 
@@ -168,6 +198,10 @@ class RowDecoder:
 
     def decode_all(self, rows: list[Row], *, lenient: bool) -> list[RecordedEvent]:
         """Decode `rows`; raises `UnknownEventType` (strict) or `StoreError` (corrupt row)."""
+        with gc_paused():
+            return self._decode_all(rows, lenient)
+
+    def _decode_all(self, rows: list[Row], lenient: bool) -> list[RecordedEvent]:
         fast = self._fast
         metas = self._metas
         out: list[RecordedEvent] = []
@@ -222,3 +256,84 @@ def _undecodable(row: Row, error: Exception) -> StoreError:
     return StoreError(
         f"event at position {row[0]} ({row[3]}, schema {row[4]}) does not decode: {error}"
     )
+
+
+_T = TypeVar("_T")
+
+
+class PageReader:
+    """A read-only connection on its own thread; each call fetches and decodes one page there."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-store-reader")
+        self._conn: sqlite3.Connection | None = None
+        self._decoder = RowDecoder()  # used on the reader thread only
+        self._closed = False
+
+    async def open(self) -> None:
+        """Connect. Raises `StoreError` if the file cannot be read."""
+        await self._run(self._connect)
+
+    async def aclose(self) -> None:
+        """Close the connection and let the thread end; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._run(self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def events(self, sql: str, params: Sequence[Any], *, lenient: bool) -> list[RecordedEvent]:
+        """The events a SELECT of `SELECT_COLUMNS` returns, decoded on the reader thread."""
+        return await self._run(self._events, sql, params, lenient)
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a query."""
+        return await self._run(self._scalar, sql, params)
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- on the reader thread -------------------------------------------------
+
+    def _connect(self) -> None:
+        try:
+            # Not `mode=ro`: opening a WAL file read-only fails when no other
+            # connection holds its -shm file. `query_only` keeps it read-only.
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {self._path}: {e}") from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            conn.execute("PRAGMA query_only = 1")
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"cannot open {self._path}: {e}") from e
+        self._conn = conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        if self._conn is None:
+            raise StoreClosed()
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise StoreError(f"reading {self._path} failed: {e}") from e
+
+    def _events(self, sql: str, params: Sequence[Any], lenient: bool) -> list[RecordedEvent]:
+        with gc_paused():
+            try:
+                rows = self._cursor(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"reading {self._path} failed: {e}") from e
+            return self._decoder.decode_all(rows, lenient=lenient)
+
+    def _scalar(self, sql: str, params: Sequence[Any]) -> Any:
+        return self._cursor(sql, params).fetchone()[0]

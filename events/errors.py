@@ -11,9 +11,7 @@ The tree (other packages add their own leaves under these roots)::
     │   ├── StoreClosed             use after aclose()
     │   └── NotADatabase            the file is not a SQLite database
     ├── ProjectionError             projections/
-    ├── HookError                   hooks/
-    │   ├── HookConfigError
-    │   └── HookTimeout
+    ├── HookError                   hooks/ (see hooks/errors.py)
     ├── ModelError                  runtime/: the model could not be reached or refused
     ├── ToolError                   runtime/: a tool call failed
     │   └── WorkspaceEscape         a path outside the agent's workspace
