@@ -1,1 +1,142 @@
-"""Placeholder until this layer lands."""
+"""The runtime: agents, their tools, the model client and the offline simulator.
+
+    async with Simulator() as sim, SQLiteEventStore(path) as store:
+        client = ModelClient.from_env(simulator_base_url=sim.base_url)
+        agent = Agent(store=store, client=client, spec=AgentSpec(...))
+        await agent.create(task="...")
+        outcome = await agent.run_until_idle()
+
+Without `ANTHROPIC_API_KEY` the model is the offline simulator: its answers
+are scripted per role, not written by a model. This package wires `hooks`
+and `events`; `api` is built on it.
+"""
+
+from __future__ import annotations
+
+from ._agent import MAX_STOP_CONTINUATIONS, Agent, AgentOutcome, AgentSpec, AgentStats
+from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
+from ._conversation import AgentState, AgentStatus, PendingCall, find_unfinished_agents, stream_id_of
+from ._models import ModelInfo, ModelTable, PriceEntry, PriceTable, Rates
+from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, ReviewLoop, StepSpec, load_pattern
+from ._simulator import (
+    CHARS_PER_TOKEN,
+    MIN_CACHEABLE_TOKENS,
+    Simulator,
+    SimulatorStats,
+    count_request_tokens,
+    estimate_tokens,
+)
+from ._simulator_policy import (
+    COMPACTED_PREFIX,
+    COMPACTION_PROMPT,
+    Call,
+    Observation,
+    Policy,
+    PolicyRegistry,
+    Situation,
+    Turn,
+    register_policy,
+)
+from ._simulator_roles import TEST_COMMAND, Directive, find_directives, parse_plan_edits
+from ._tools import (
+    WORKER_TOOLS,
+    Tool,
+    ToolContext,
+    Toolbox,
+    ToolResult,
+    worker_toolbox,
+)
+from ._workspace import GIT_IDENTITY, Workspace, prepare_workspace, sample_repo_path
+from .errors import (
+    AgentBusy,
+    AgentDrivenElsewhere,
+    AgentGone,
+    AgentNotFound,
+    BudgetExceeded,
+    ClientClosed,
+    FleetLimitReached,
+    InvalidAgentSpec,
+    ModelCallFailed,
+    ModelError,
+    ModelTableInvalid,
+    PatternError,
+    PromptBlocked,
+    ToolError,
+    ToolInputInvalid,
+    UnknownModel,
+    WorkspaceEscape,
+    WorkspaceMissing,
+)
+
+__all__ = [
+    "BUILTIN_PATTERNS",
+    "CHARS_PER_TOKEN",
+    "COMPACTED_PREFIX",
+    "COMPACTION_PROMPT",
+    "GIT_IDENTITY",
+    "MAX_STOP_CONTINUATIONS",
+    "MIN_CACHEABLE_TOKENS",
+    "SIMULATOR_API_KEY",
+    "TEST_COMMAND",
+    "WORKER_TOOLS",
+    "Agent",
+    "AgentBusy",
+    "AgentDrivenElsewhere",
+    "AgentGone",
+    "AgentNotFound",
+    "AgentOutcome",
+    "AgentSpec",
+    "AgentState",
+    "AgentStats",
+    "AgentStatus",
+    "BudgetExceeded",
+    "Call",
+    "ClientClosed",
+    "Directive",
+    "FleetLimitReached",
+    "InvalidAgentSpec",
+    "ModelCallFailed",
+    "ModelClient",
+    "ModelError",
+    "ModelInfo",
+    "ModelReply",
+    "ModelTable",
+    "ModelTableInvalid",
+    "Observation",
+    "PatternError",
+    "PatternSpec",
+    "PendingCall",
+    "Policy",
+    "PolicyRegistry",
+    "PriceEntry",
+    "PriceTable",
+    "PromptBlocked",
+    "Rates",
+    "ReviewLoop",
+    "Simulator",
+    "SimulatorStats",
+    "Situation",
+    "StepSpec",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolInputInvalid",
+    "ToolResult",
+    "Toolbox",
+    "Turn",
+    "UnknownModel",
+    "Workspace",
+    "WorkspaceEscape",
+    "WorkspaceMissing",
+    "count_request_tokens",
+    "estimate_tokens",
+    "find_directives",
+    "find_unfinished_agents",
+    "load_pattern",
+    "parse_plan_edits",
+    "prepare_workspace",
+    "register_policy",
+    "sample_repo_path",
+    "stream_id_of",
+    "worker_toolbox",
+]

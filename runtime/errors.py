@@ -2,14 +2,20 @@
 
     FleetError
     ├── ModelError              the model could not be reached, refused, or is unknown
-    │   └── UnknownModel        a model name not in the model table (raised before any call)
+    │   ├── UnknownModel        a model name not in the model table (raised before any call)
+    │   ├── ModelCallFailed     the API answered an error (after the SDK's retries) or was unreachable
+    │   ├── ModelTableInvalid   a user's model/price file is unreadable or invalid
+    │   └── ClientClosed        a model client (or simulator) used after aclose()
     ├── ToolError               a tool call failed (the model sees it as a tool error)
     │   ├── ToolInputInvalid    the input does not match the tool's schema
     │   └── WorkspaceEscape     a path that leaves the agent's workspace
     ├── WorkspaceMissing        the agent's workspace folder does not exist
     ├── AgentNotFound           no agent with that id
+    ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
     ├── AgentGone               the agent was deleted: it takes no more commands
     ├── AgentBusy               the agent is working: wait or delete it first
+    ├── AgentDrivenElsewhere    another process appended to the agent's stream (VersionConflict)
+    ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
     ├── BudgetExceeded          a token, cost or context limit would be or was crossed
     ├── FleetLimitReached       too many agents
     └── PatternError            a pattern file is invalid (unknown step, cycle, ...)
@@ -21,12 +27,18 @@ from events.errors import FleetError
 
 __all__ = [
     "AgentBusy",
+    "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
     "BudgetExceeded",
+    "ClientClosed",
     "FleetLimitReached",
+    "InvalidAgentSpec",
+    "ModelCallFailed",
     "ModelError",
+    "ModelTableInvalid",
     "PatternError",
+    "PromptBlocked",
     "ToolError",
     "ToolInputInvalid",
     "UnknownModel",
@@ -46,6 +58,39 @@ class UnknownModel(ModelError):
         self.model = model
         self.known = known
         super().__init__(f"unknown model {model!r}; known models: {', '.join(sorted(known))}")
+
+
+class ModelCallFailed(ModelError):
+    """The Messages API answered an error after the SDK's retries, or could not be reached.
+
+    `status` is the HTTP status (None when no response came), `error_type` the
+    API's error type (`overloaded_error`, `rate_limit_error`, ... or `connection_error`).
+    """
+
+    def __init__(self, model: str, status: int | None, error_type: str, detail: str) -> None:
+        self.model = model
+        self.status = status
+        self.error_type = error_type
+        self.detail = detail
+        where = f"HTTP {status} " if status is not None else ""
+        super().__init__(f"model {model!r} call failed: {where}{error_type}: {detail}")
+
+
+class ModelTableInvalid(ModelError):
+    """A user's model or price file cannot be read or does not validate."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"invalid model/price file {path}: {problem}")
+
+
+class ClientClosed(ModelError):
+    """A model client or simulator was used after `aclose()`."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"the {what} is closed")
 
 
 class ToolError(FleetError):
@@ -86,6 +131,15 @@ class AgentNotFound(FleetError):
         super().__init__(f"no agent with id {agent_id!r}")
 
 
+class InvalidAgentSpec(FleetError):
+    """An agent's spec (or a prompt given to it) cannot be used; nothing was written."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"invalid agent {field}: {problem}")
+
+
 class AgentGone(FleetError):
     """The agent was deleted and takes no more commands."""
 
@@ -100,6 +154,31 @@ class AgentBusy(FleetError):
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
         super().__init__(f"agent {agent_id!r} is working; wait for it or delete it")
+
+
+class AgentDrivenElsewhere(FleetError):
+    """Another writer appended to the agent's stream: two processes are driving one agent."""
+
+    def __init__(self, agent_id: str, expected: int, actual: int) -> None:
+        self.agent_id = agent_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"agent {agent_id!r} is being driven by another process: its stream is at version "
+            f"{actual}, this process expected {expected}; nothing was written"
+        )
+
+
+class PromptBlocked(FleetError):
+    """A UserPromptSubmit hook refused a prompt; the agent was not commanded."""
+
+    def __init__(self, agent_id: str, reason: str | None) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
+        super().__init__(
+            f"a UserPromptSubmit hook refused the prompt for agent {agent_id!r}: "
+            f"{reason or 'no reason given'}"
+        )
 
 
 class BudgetExceeded(FleetError):

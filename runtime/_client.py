@@ -1,0 +1,314 @@
+"""The model client: one `AsyncAnthropic` per runtime, the streaming Messages API, costs.
+
+    async with Simulator() as sim:
+        async with ModelClient.from_env(simulator_base_url=sim.base_url) as client:
+            reply = await client.respond(model="haiku", system=..., messages=..., tools=...)
+
+With `ANTHROPIC_API_KEY` set, the client talks to Anthropic (`ANTHROPIC_BASE_URL`
+honoured); without it, to the simulator whose URL it is given, with a dummy key.
+The code path is the same: the official SDK, streaming with
+`async with client.messages.stream(...)`, the SDK's own retries.
+
+Notes (do not fix without reading this):
+1. Prompt caching: the system prompt and the last block of the last message
+   carry `cache_control` (ephemeral, 5 minutes), as an agent loop wants: each
+   turn reads the previous turn's prefix from the cache. The caller's messages
+   are never mutated; the last message is copied.
+2. The SDK retries 408/409/429/5xx (and 529) itself, honouring `retry-after`;
+   only what is left after its retries reaches us, as `ModelCallFailed`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anthropic
+from anthropic import AsyncAnthropic
+
+from events import Usage
+
+from ._models import ModelInfo, ModelTable, PriceTable
+from .errors import ClientClosed, ModelCallFailed, ModelError
+
+__all__ = ["SIMULATOR_API_KEY", "ModelClient", "ModelReply", "content_to_dicts", "usage_from_api"]
+
+SIMULATOR_API_KEY = "sim-offline"
+"""The dummy key given to the SDK when it talks to the simulator."""
+
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    """One answer of the model: content blocks as plain dicts, usage, cost and timing."""
+
+    message_id: str
+    model: str
+    stop_reason: str | None
+    content: list[dict[str, Any]]
+    usage: Usage
+    cost_usd: float
+    duration_ms: float
+    simulated: bool = False
+    raw_usage: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The text blocks, joined."""
+        return "\n".join(b["text"] for b in self.content if b.get("type") == "text").strip()
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        """The tool_use blocks, in order."""
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+
+def usage_from_api(usage: Any) -> Usage:
+    """The SDK's `Usage` as fleet's `events.Usage` (cache buckets apart, None as 0)."""
+    split = getattr(usage, "cache_creation", None)
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        cache_creation_5m_input_tokens=(getattr(split, "ephemeral_5m_input_tokens", 0) or 0),
+        cache_creation_1h_input_tokens=(getattr(split, "ephemeral_1h_input_tokens", 0) or 0),
+    )
+
+
+def content_to_dicts(blocks: Sequence[Any]) -> list[dict[str, Any]]:
+    """SDK content blocks as the dicts a later request sends back (no None fields)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            out.append({"type": "text", "text": block.text})
+        elif kind == "tool_use":
+            out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input)})
+        elif kind == "thinking":
+            out.append({"type": "thinking", "thinking": block.thinking, "signature": block.signature})
+        else:
+            out.append(block.model_dump(mode="json", exclude_none=True))
+    return out
+
+
+def _with_cache_control(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`messages` with a cache breakpoint on the last block of the last message (a copy)."""
+    if not messages:
+        return list(messages)
+    *head, last = messages
+    content = last.get("content")
+    if isinstance(content, str):
+        blocks: list[Any] = [{"type": "text", "text": content}]
+    else:
+        blocks = [dict(b) if isinstance(b, Mapping) else b for b in content or []]
+    if blocks and isinstance(blocks[-1], dict) and blocks[-1].get("type") in ("text", "tool_result", "image", "document"):
+        blocks[-1] = {**blocks[-1], "cache_control": _EPHEMERAL}
+    return [*head, {**last, "content": blocks}]
+
+
+def _error_type(e: anthropic.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping) and isinstance(err.get("type"), str):
+            return str(err["type"])
+    return type(e).__name__
+
+
+def _error_message(e: anthropic.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, Mapping):
+        err = body.get("error")
+        if isinstance(err, Mapping) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    return str(e)
+
+
+class ModelClient:
+    """The Messages API behind one `AsyncAnthropic`; an async context manager.
+
+    Args:
+        anthropic_client: the SDK client (owned: closed by `aclose()`).
+        simulated: True when it talks to the offline simulator.
+        models, prices: the model and price tables (default: the built-in ones).
+    """
+
+    def __init__(
+        self,
+        anthropic_client: AsyncAnthropic,
+        *,
+        simulated: bool,
+        models: ModelTable | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self._client = anthropic_client
+        self.simulated = simulated
+        self.models = models or ModelTable.default()
+        self.prices = prices or PriceTable.default(self.models)
+        self._closed = False
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        simulator_base_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        max_retries: int = 2,
+        timeout: float = 600.0,
+        models: ModelTable | None = None,
+        prices: PriceTable | None = None,
+        models_file: str | Path | None = None,
+    ) -> ModelClient:
+        """Anthropic when `ANTHROPIC_API_KEY` is set, else the simulator at `simulator_base_url`.
+
+        `models_file` (or `FLEET_MODELS_FILE`) is a user file that adds or overrides
+        models and prices (see `_models.py`). Raises `ModelError` when there is
+        neither a key nor a simulator, `ModelTableInvalid` for a bad file.
+        """
+        environ = os.environ if env is None else env
+        models = models or ModelTable.default()
+        prices = prices or PriceTable.default(models)
+        file = models_file or environ.get("FLEET_MODELS_FILE") or None
+        if file:
+            models = models.with_file(file)
+            prices = prices.with_models(models).with_file(file)
+        key = environ.get("ANTHROPIC_API_KEY") or None
+        if key:
+            sdk = AsyncAnthropic(
+                api_key=key,
+                base_url=environ.get("ANTHROPIC_BASE_URL") or None,
+                max_retries=max_retries,
+                timeout=timeout,
+            )
+            return cls(sdk, simulated=False, models=models, prices=prices)
+        if simulator_base_url is None:
+            raise ModelError(
+                "no ANTHROPIC_API_KEY is set and no simulator was given: set the key, or start "
+                "a Simulator and pass simulator_base_url=sim.base_url"
+            )
+        sdk = AsyncAnthropic(
+            api_key=SIMULATOR_API_KEY,
+            base_url=simulator_base_url,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        return cls(sdk, simulated=True, models=models, prices=prices)
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        return str(self._client.base_url).rstrip("/")
+
+    def resolve(self, model: str) -> ModelInfo:
+        """The model `model` names, with a price in effect today. Raises `UnknownModel`."""
+        info = self.models.resolve(model)
+        self.prices.entry(info.id)
+        return info
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("model client")
+
+    async def respond(
+        self,
+        *,
+        model: str,
+        system: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        max_tokens: int = 8192,
+        cache: bool = True,
+    ) -> ModelReply:
+        """One streamed request; the final message with its usage and cost. `messages` is not mutated.
+
+        Raises `UnknownModel` before any call, `ModelCallFailed` when the API
+        answers an error after the SDK's retries or cannot be reached.
+        """
+        self._check_open()
+        info = self.resolve(model)
+        system_param: Any = (
+            [{"type": "text", "text": system, "cache_control": _EPHEMERAL}] if cache and system else system
+        )
+        params: dict[str, Any] = {
+            "model": info.id,
+            "max_tokens": min(max_tokens, info.max_output),
+            "messages": _with_cache_control(messages) if cache else list(messages),
+        }
+        if system_param:
+            params["system"] = system_param
+        if tools:
+            params["tools"] = list(tools)
+        started = time.perf_counter()
+        try:
+            async with self._client.messages.stream(**params) as stream:
+                message = await stream.get_final_message()
+        except anthropic.APIStatusError as e:
+            raise ModelCallFailed(info.id, e.status_code, _error_type(e), _error_message(e)) from e
+        except anthropic.APITimeoutError as e:
+            raise ModelCallFailed(info.id, None, "timeout", str(e)) from e
+        except anthropic.APIConnectionError as e:
+            raise ModelCallFailed(info.id, None, "connection_error", f"{e} ({self.base_url})") from e
+        duration_ms = (time.perf_counter() - started) * 1000
+        usage = usage_from_api(message.usage)
+        cost = self.prices.cost(info.id, usage, datetime.now(UTC).date())
+        return ModelReply(
+            message_id=message.id,
+            model=info.id,
+            stop_reason=message.stop_reason,
+            content=content_to_dicts(message.content),
+            usage=usage,
+            cost_usd=cost,
+            duration_ms=duration_ms,
+            simulated=self.simulated,
+        )
+
+    async def count_tokens(
+        self,
+        *,
+        model: str,
+        system: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+    ) -> int:
+        """Input tokens the request would use (`POST /v1/messages/count_tokens`)."""
+        self._check_open()
+        info = self.resolve(model)
+        params: dict[str, Any] = {"model": info.id, "messages": list(messages)}
+        if system:
+            params["system"] = system
+        if tools:
+            params["tools"] = list(tools)
+        try:
+            result = await self._client.messages.count_tokens(**params)
+        except anthropic.APIStatusError as e:
+            raise ModelCallFailed(info.id, e.status_code, _error_type(e), _error_message(e)) from e
+        except anthropic.APIConnectionError as e:
+            raise ModelCallFailed(info.id, None, "connection_error", str(e)) from e
+        return int(result.input_tokens)
+
+    async def aclose(self) -> None:
+        """Close the SDK client; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.close()
+
+    async def __aenter__(self) -> Self:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

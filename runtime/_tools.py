@@ -1,0 +1,542 @@
+"""Tools: the `Tool` protocol, the `Toolbox` an agent is given, and the worker tools.
+
+A tool is a name, a description, a pydantic input model (its JSON schema is the
+Messages API's `input_schema`) and an async call. The worker tools run inside
+the agent's workspace: read_file, write_file, edit_file, list_files, grep,
+run_command. An orchestrator gets other tools (CRUD for agents) in its own
+`Toolbox`; nothing here knows about them.
+
+Notes (do not fix without reading this):
+1. A tool reports failure by raising `ToolError` (or a subclass): the toolbox
+   turns it into an error result the model sees. Any other exception is a bug
+   and propagates (the agent fails with it) rather than being shown as a tool
+   error and forgotten.
+2. `run_command` runs a shell in the workspace, in its own process group, and
+   kills the whole group on timeout, on an output flood and on cancellation.
+   It is not a sandbox: the command can reach outside the workspace like any
+   shell. Confinement of paths is for the file tools.
+3. `grep` and `list_files` skip hidden files and folders (`.git`, `.fleet`, ...)
+   and `__pycache__` while walking, as ripgrep does; a hidden path named
+   explicitly is searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events import EventModel, RecordedEvent
+
+from ._workspace import Workspace
+from .errors import ToolError, ToolInputInvalid
+
+__all__ = [
+    "WORKER_TOOLS",
+    "EditFile",
+    "Grep",
+    "ListFiles",
+    "ReadFile",
+    "RunCommand",
+    "Tool",
+    "ToolContext",
+    "ToolResult",
+    "Toolbox",
+    "WriteFile",
+    "worker_toolbox",
+]
+
+MAX_READ_BYTES = 256 * 1024
+MAX_OUTPUT_CHARS = 30_000
+MAX_DRAIN_BYTES = 8 * 1024 * 1024
+MAX_GREP_RESULTS = 200
+MAX_LIST_RESULTS = 1_000
+_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call produced: the text the model sees and the files it touched."""
+
+    content: str
+    is_error: bool = False
+    files_read: tuple[str, ...] = ()
+    files_written: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Where and for whom a tool runs.
+
+    `emit(data)` appends an event to the calling agent's own stream (with its
+    meta, caused by the tool call): a tool must use it, never `store.append`
+    on that stream, or the agent sees a version conflict. `extra` carries what
+    non-worker tools need (e.g. the fleet an orchestrator's tools act on).
+    """
+
+    workspace: Workspace
+    agent_id: str
+    run_id: str | None = None
+    parent_id: str | None = None
+    emit: Callable[[EventModel], Awaitable[RecordedEvent]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """A tool an agent can call."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+
+    async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
+        """Run with a validated `input`; raise `ToolError` to report a failure to the model."""
+        ...
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
+def _validation_detail(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "input"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class Toolbox:
+    """The tools one agent may call, by name, with their Messages API definitions."""
+
+    __slots__ = ("_definitions", "_tools")
+
+    def __init__(self, tools: Iterable[Tool]) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            if tool.name in self._tools:
+                raise ValueError(f"two tools are named {tool.name!r}")
+            self._tools[tool.name] = tool
+        self._definitions = [
+            {"name": t.name, "description": t.description, "input_schema": _schema(t.input_model)}
+            for t in self._tools.values()
+        ]
+
+    @property
+    def names(self) -> list[str]:
+        """The tool names, in the order given."""
+        return list(self._tools)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """The `tools` parameter of a Messages API request (a fresh list; safe to mutate)."""
+        return [dict(d) for d in self._definitions]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def get(self, name: str) -> Tool:
+        """The tool `name`. Raises `ToolError` naming the tools there are."""
+        tool = self._tools.get(name)
+        if tool is None:
+            raise ToolError(f"unknown tool {name!r}; available: {', '.join(self._tools)}")
+        return tool
+
+    def validate(self, name: str, raw: Mapping[str, Any]) -> BaseModel:
+        """`raw` checked against the tool's input model. Raises `ToolError` / `ToolInputInvalid`."""
+        tool = self.get(name)
+        try:
+            return tool.input_model.model_validate(raw)
+        except ValidationError as e:
+            raise ToolInputInvalid(name, _validation_detail(e)) from None
+
+    async def call(self, name: str, raw: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
+        """Validate `raw` and run the tool; a `ToolError` becomes an error result."""
+        try:
+            tool = self.get(name)
+            return await tool(self.validate(name, raw), ctx)
+        except ToolError as e:
+            return ToolResult(str(e), is_error=True)
+
+
+# -- the worker tools ---------------------------------------------------------------------
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadFileInput(_Input):
+    path: str = Field(min_length=1, description="File path, relative to the workspace.")
+    offset: int = Field(default=1, ge=1, description="First line to return (1-based).")
+    limit: int | None = Field(default=None, ge=1, description="Number of lines to return.")
+
+
+class WriteFileInput(_Input):
+    path: str = Field(min_length=1, description="File path, relative to the workspace.")
+    content: str = Field(description="The whole new content of the file.")
+
+
+class EditFileInput(_Input):
+    path: str = Field(min_length=1, description="File path, relative to the workspace.")
+    old_string: str = Field(min_length=1, description="Exact text to replace.")
+    new_string: str = Field(description="Text to put in its place.")
+    replace_all: bool = Field(default=False, description="Replace every occurrence.")
+
+
+class ListFilesInput(_Input):
+    pattern: str = Field(default="**/*", min_length=1, description="Glob, e.g. '**/*.py'.")
+    path: str = Field(default=".", description="Folder to list, relative to the workspace.")
+
+
+class GrepInput(_Input):
+    pattern: str = Field(min_length=1, description="Regular expression (Python syntax).")
+    path: str = Field(default=".", description="File or folder to search.")
+    glob: str | None = Field(default=None, description="Only files matching this glob.")
+    ignore_case: bool = False
+    max_results: int = Field(default=MAX_GREP_RESULTS, ge=1, le=2_000)
+
+
+class RunCommandInput(_Input):
+    command: str = Field(min_length=1, description="Shell command, run in the workspace.")
+    timeout_s: float = Field(default=120.0, gt=0, le=600, description="Seconds before it is killed.")
+
+
+def _io_error(verb: str, rel: str, e: OSError) -> ToolError:
+    return ToolError(f"cannot {verb} {rel}: {e.strerror or e}")
+
+
+def _read_text(path: Path, rel: str) -> str:
+    if not path.is_file():
+        raise ToolError(f"{rel} is not a file" if path.exists() else f"no such file: {rel}")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_READ_BYTES + 1)
+    except OSError as e:
+        raise _io_error("read", rel, e) from e
+    text = data[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+    if len(data) > MAX_READ_BYTES:
+        text += f"\n[... truncated: {rel} is over {MAX_READ_BYTES} bytes]"
+    return text
+
+
+class ReadFile:
+    """read_file: the text of a file in the workspace."""
+
+    name: ClassVar[str] = "read_file"
+    description: ClassVar[str] = (
+        "Read a text file of the workspace. Optional `offset` (1-based line) and `limit` (lines)."
+    )
+    input_model: ClassVar[type[BaseModel]] = ReadFileInput
+
+    async def __call__(self, input: ReadFileInput, ctx: ToolContext) -> ToolResult:
+        path = ctx.workspace.resolve(input.path)
+        rel = ctx.workspace.relative(path)
+        text = await asyncio.to_thread(_read_text, path, rel)
+        if input.offset > 1 or input.limit is not None:
+            lines = text.splitlines(keepends=True)
+            end = None if input.limit is None else input.offset - 1 + input.limit
+            text = "".join(lines[input.offset - 1 : end])
+        return ToolResult(text, files_read=(rel,))
+
+
+def _write_text(path: Path, rel: str, content: str) -> int:
+    if path.is_dir():
+        raise ToolError(f"{rel} is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode("utf-8")
+        path.write_bytes(data)
+    except OSError as e:
+        raise _io_error("write", rel, e) from e
+    return len(data)
+
+
+class WriteFile:
+    """write_file: create or overwrite a file in the workspace."""
+
+    name: ClassVar[str] = "write_file"
+    description: ClassVar[str] = (
+        "Create or overwrite a file of the workspace with `content` (folders are created)."
+    )
+    input_model: ClassVar[type[BaseModel]] = WriteFileInput
+
+    async def __call__(self, input: WriteFileInput, ctx: ToolContext) -> ToolResult:
+        path = ctx.workspace.resolve(input.path)
+        rel = ctx.workspace.relative(path)
+        size = await asyncio.to_thread(_write_text, path, rel, input.content)
+        return ToolResult(f"wrote {size} bytes to {rel}", files_written=(rel,))
+
+
+def _edit(path: Path, rel: str, input: EditFileInput) -> int:
+    if input.old_string == input.new_string:
+        raise ToolError("old_string and new_string are the same: nothing to change")
+    text = _read_text(path, rel)
+    count = text.count(input.old_string)
+    if count == 0:
+        raise ToolError(f"old_string not found in {rel}")
+    if count > 1 and not input.replace_all:
+        raise ToolError(
+            f"old_string occurs {count} times in {rel}: give more surrounding text to make it "
+            "unique, or set replace_all"
+        )
+    _write_text(path, rel, text.replace(input.old_string, input.new_string))
+    return count
+
+
+class EditFile:
+    """edit_file: replace an exact text in a file (once, or everywhere with replace_all)."""
+
+    name: ClassVar[str] = "edit_file"
+    description: ClassVar[str] = (
+        "Replace `old_string` with `new_string` in a file. `old_string` must occur exactly "
+        "once unless `replace_all` is true."
+    )
+    input_model: ClassVar[type[BaseModel]] = EditFileInput
+
+    async def __call__(self, input: EditFileInput, ctx: ToolContext) -> ToolResult:
+        path = ctx.workspace.resolve(input.path)
+        rel = ctx.workspace.relative(path)
+        count = await asyncio.to_thread(_edit, path, rel, input)
+        what = "1 occurrence" if count == 1 else f"{count} occurrences"
+        return ToolResult(f"replaced {what} in {rel}", files_read=(rel,), files_written=(rel,))
+
+
+def _walk(ws: Workspace, start: Path) -> Iterator[Path]:
+    """Files under `start` (or `start` itself), skipping hidden and cache folders, sorted."""
+    if start.is_file():
+        yield start
+        return
+    for folder, dirs, files in os.walk(start):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+        for name in sorted(files):
+            if name.startswith(".") and name != ".gitignore":
+                continue
+            path = Path(folder) / name
+            # A symlink pointing out of the workspace is not followed.
+            if path.is_symlink():
+                try:
+                    ws.resolve(str(path))
+                except ToolError:
+                    continue
+            yield path
+
+
+def _list(ws: Workspace, start: Path, pattern: str) -> list[str]:
+    if not start.is_dir():
+        raise ToolError(f"no such folder: {ws.relative(start)}")
+    found = []
+    for path in _walk(ws, start):
+        rel_to_start = path.relative_to(start).as_posix()
+        if _glob_match(rel_to_start, pattern):
+            found.append(ws.relative(path))
+    return found
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    if pattern.startswith("**/"):
+        return fnmatch.fnmatchcase(rel, pattern[3:]) or fnmatch.fnmatchcase(rel, pattern)
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
+    return fnmatch.fnmatchcase(rel, pattern)
+
+
+class ListFiles:
+    """list_files: the files of the workspace matching a glob."""
+
+    name: ClassVar[str] = "list_files"
+    description: ClassVar[str] = (
+        "List files matching a glob (default '**/*') under a folder of the workspace. "
+        "Hidden files and folders are skipped."
+    )
+    input_model: ClassVar[type[BaseModel]] = ListFilesInput
+
+    async def __call__(self, input: ListFilesInput, ctx: ToolContext) -> ToolResult:
+        start = ctx.workspace.resolve(input.path)
+        found = await asyncio.to_thread(_list, ctx.workspace, start, input.pattern)
+        if not found:
+            return ToolResult("no files match")
+        shown = found[:MAX_LIST_RESULTS]
+        text = "\n".join(shown)
+        if len(found) > len(shown):
+            text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        return ToolResult(text)
+
+
+def _grep(ws: Workspace, start: Path, input: GrepInput) -> tuple[list[str], list[str], int]:
+    try:
+        regex = re.compile(input.pattern, re.IGNORECASE if input.ignore_case else 0)
+    except re.error as e:
+        raise ToolInputInvalid("grep", f"pattern: not a valid regular expression: {e}") from None
+    if not start.exists():
+        raise ToolError(f"no such file or folder: {ws.relative(start)}")
+    lines: list[str] = []
+    files: list[str] = []
+    total = 0
+    for path in _walk(ws, start):
+        rel = ws.relative(path)
+        if input.glob and not _glob_match(rel, input.glob):
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if b"\x00" in data[:8192]:
+            continue  # binary
+        matched = False
+        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+            if regex.search(line):
+                total += 1
+                matched = True
+                if len(lines) < input.max_results:
+                    lines.append(f"{rel}:{number}:{line[:500]}")
+        if matched:
+            files.append(rel)
+    return lines, files, total
+
+
+class Grep:
+    """grep: lines matching a regular expression, as `path:line:text`."""
+
+    name: ClassVar[str] = "grep"
+    description: ClassVar[str] = (
+        "Search files of the workspace for a regular expression. Prints `path:line:text` for "
+        "each matching line (capped). Hidden files and folders are skipped."
+    )
+    input_model: ClassVar[type[BaseModel]] = GrepInput
+
+    async def __call__(self, input: GrepInput, ctx: ToolContext) -> ToolResult:
+        start = ctx.workspace.resolve(input.path)
+        lines, files, total = await asyncio.to_thread(_grep, ctx.workspace, start, input)
+        if not lines:
+            return ToolResult("no matches")
+        text = "\n".join(lines)
+        if total > len(lines):
+            text += f"\n[... {total - len(lines)} more matching lines not shown]"
+        return ToolResult(text, files_read=tuple(files))
+
+
+def _command_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # `python` in a command is the interpreter running fleet (its venv's bin comes first).
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.update(PYTHONDONTWRITEBYTECODE="1", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", PAGER="cat")
+    return env
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int) -> bool:
+    """Read `stream` to its end, keeping the first `limit` bytes; False on a flood."""
+    seen = 0
+    while chunk := await stream.read(65536):
+        seen += len(chunk)
+        if len(kept) < limit:
+            kept.extend(chunk[: limit - len(kept)])
+        if seen > MAX_DRAIN_BYTES:
+            return False
+    return True
+
+
+class RunCommand:
+    """run_command: a shell command in the workspace, with a timeout and an output cap."""
+
+    name: ClassVar[str] = "run_command"
+    description: ClassVar[str] = (
+        "Run a shell command with the workspace as the current folder (stdout and stderr "
+        "together, capped). Killed after `timeout_s` seconds. Non-zero exit is an error."
+    )
+    input_model: ClassVar[type[BaseModel]] = RunCommandInput
+
+    def __init__(self, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
+        self.max_output_chars = max_output_chars
+
+    async def __call__(self, input: RunCommandInput, ctx: ToolContext) -> ToolResult:
+        ctx.workspace.check()
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_shell(
+            input.command,
+            cwd=ctx.workspace.root,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as a whole
+            env=_command_env(),
+        )
+        assert proc.stdout is not None
+        kept = bytearray()
+        verdict = "exit"
+        try:
+            async with asyncio.timeout(input.timeout_s):
+                if not await _drain(proc.stdout, kept, self.max_output_chars * 4):
+                    verdict = "flood"
+                    _kill_group(proc)
+                await proc.wait()
+        except TimeoutError:
+            verdict = "timeout"
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc)
+                with contextlib.suppress(ProcessLookupError):
+                    await asyncio.shield(proc.wait())
+        output = kept.decode("utf-8", errors="replace")
+        if len(output) > self.max_output_chars:
+            cut = len(output) - self.max_output_chars
+            output = output[: self.max_output_chars] + f"\n[... output truncated: {cut}+ more characters]"
+        seconds = time.perf_counter() - started
+        if verdict == "timeout":
+            head = f"timed out after {input.timeout_s:g}s: the command's process group was killed"
+            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
+        if verdict == "flood":
+            head = f"output over {MAX_DRAIN_BYTES} bytes: the command's process group was killed"
+            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
+        code = proc.returncode
+        head = f"exit code {code} ({seconds:.2f}s)"
+        return ToolResult(f"{head}\n{output}".rstrip(), is_error=code != 0)
+
+
+WORKER_TOOLS: tuple[str, ...] = (
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_files",
+    "grep",
+    "run_command",
+)
+"""Names of the worker tools, in the order `worker_toolbox()` gives them."""
+
+
+def worker_toolbox(names: Iterable[str] | None = None, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> Toolbox:
+    """A toolbox of the worker tools (all, or those in `names`). Raises `ValueError` for another name."""
+    tools: dict[str, Tool] = {
+        "read_file": ReadFile(),
+        "write_file": WriteFile(),
+        "edit_file": EditFile(),
+        "list_files": ListFiles(),
+        "grep": Grep(),
+        "run_command": RunCommand(max_output_chars=max_output_chars),
+    }
+    wanted = list(WORKER_TOOLS if names is None else names)
+    unknown = [n for n in wanted if n not in tools]
+    if unknown:
+        raise ValueError(f"unknown worker tools {unknown}; known: {list(WORKER_TOOLS)}")
+    return Toolbox(tools[n] for n in wanted)
