@@ -29,7 +29,7 @@ from pydantic_core import PydanticSerializationError
 
 from ._catalogue import EVENT_TYPES, EventModel
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent
-from ._sqlite_rows import SELECT_COLUMNS, PageReader, meta_params, select_events
+from ._sqlite_rows import SELECT_COLUMNS, PageReader, gc_paused, meta_params, select_events
 from ._sqlite_writer import GroupWriter, PendingAppend
 from ._store import EventFilter
 from .errors import EventTooLarge, InvalidEvent, NotADatabase, StoreClosed, StoreError
@@ -208,6 +208,12 @@ class SQLiteEventStore:
         return await future
 
     def _encode(self, stream_id: str, batch: tuple[NewEvent, ...]) -> list[tuple[Any, ...]]:
+        if len(batch) < 64:
+            return self._encode_all(stream_id, batch)
+        with gc_paused():  # many new objects, no await (_sqlite_rows.py, note 4)
+            return self._encode_all(stream_id, batch)
+
+    def _encode_all(self, stream_id: str, batch: tuple[NewEvent, ...]) -> list[tuple[Any, ...]]:
         limit = self.max_event_bytes
         # A str of n characters is at most 4n UTF-8 bytes: most events skip the encode.
         safe_chars = limit // 4

@@ -16,8 +16,9 @@ Notes (do not fix without reading this):
 3. Positions are assigned here as `max(position) + 1 ...` inside `BEGIN
    IMMEDIATE`, which holds SQLite's write lock: two processes appending to one
    file never lose or duplicate a position, and a reader never sees position
-   N+1 committed without N. Stream versions are read under the same lock, with
-   one index seek per stream (a `GROUP BY` would scan the whole stream).
+   N+1 committed without N. Stream versions are read under the same lock, in
+   the same statement as the head, with one index seek per stream (a
+   `GROUP BY` would scan the whole stream: 11 ms for a stream of 200,000).
 4. WAL with `synchronous=FULL`: the WAL is fsynced at every commit, so an
    event is durable when `append` returns.
 5. Cancellation: an append whose caller was cancelled before the thread took
@@ -42,7 +43,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import INSERT, SCHEMA
+from ._sqlite_rows import INSERT, SCHEMA, gc_paused
 from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
 __all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
@@ -149,19 +150,41 @@ class GroupWriter:
     def _insert(self, conn: sqlite3.Connection, group: list[PendingAppend]) -> list[Outcome]:
         streams = list(dict.fromkeys(item.stream_id for item in group))
         values = ",".join(["(?)"] * len(streams))
-        versions: dict[str, int] = dict(
-            conn.execute(
-                f"WITH s(id) AS (VALUES {values}) SELECT id, "
-                "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = s.id) FROM s",
-                streams,
-            ).fetchall()
-        )
-        (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+        found = conn.execute(
+            f"WITH s(id) AS (VALUES {values}) SELECT id, "
+            "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = s.id), "
+            "(SELECT COALESCE(MAX(position), 0) FROM events) FROM s",
+            streams,
+        ).fetchall()
+        versions = {stream: version for stream, version, _ in found}
+        head = found[0][2]
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
-        recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         rows: list[tuple[Any, ...]] = []
         outcomes: list[Outcome] = []
+        if len(group) == 1 and len(group[0].params) < 64:
+            self._number(group, versions, head, now_us, rows, outcomes)
+        else:
+            with gc_paused():  # a CPU-only loop over many new objects (_sqlite_rows.py, note 4)
+                self._number(group, versions, head, now_us, rows, outcomes)
+        if rows:
+            try:
+                conn.executemany(INSERT, rows)
+            except sqlite3.IntegrityError as e:
+                raise StoreError(f"log integrity check failed: {e}") from e
+        return outcomes
+
+    @staticmethod
+    def _number(
+        group: list[PendingAppend],
+        versions: dict[str, int],
+        head: int,
+        now_us: int,
+        rows: list[tuple[Any, ...]],
+        outcomes: list[Outcome],
+    ) -> None:
+        """Check each append's expected version and give its events positions and versions."""
+        recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         for item in group:
             stream = item.stream_id
             actual = versions[stream]
@@ -179,12 +202,6 @@ class GroupWriter:
                 recorded.append(new_recorded(head, stream, actual, event.data, event.meta, recorded_at))
             versions[stream] = actual
             outcomes.append(recorded)
-        if rows:
-            try:
-                conn.executemany(INSERT, rows)
-            except sqlite3.IntegrityError as e:
-                raise StoreError(f"log integrity check failed: {e}") from e
-        return outcomes
 
     def _deliver(self, group: list[PendingAppend], outcomes: list[Outcome]) -> None:
         # On the event loop.
