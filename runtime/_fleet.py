@@ -1,0 +1,513 @@
+"""The fleet: CRUD for agents, the sleep pattern, and budgets.
+
+`Fleet` is the one interface that creates, commands, reads and deletes agents.
+Each working agent is an asyncio task; everything it does is an event, and
+everything the fleet answers about agents (status, output, lists) is read
+from the projections, never from memory, so it is the same after a restart.
+
+Notes (do not fix without reading this):
+1. `wait_for_agents` is the orchestrator's sleep: it follows the log's
+   subscription from the head it saw before checking statuses, so a change
+   that lands between the check and the wait still wakes it, and it spends no
+   model tokens while asleep.
+2. A budget is checked twice: before a command starts work (refused with
+   `BudgetExceeded`, nothing appended) and after every model response of a
+   running agent (the agent stops with `AgentFailed(limit=...)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from events import (
+    AgentCreated,
+    AgentDeleted,
+    AgentWaiting,
+    AgentWoke,
+    EventFilter,
+    EventModel,
+    Meta,
+    NewEvent,
+    SQLiteEventStore,
+)
+from hooks import HookDispatcher
+from projections import ProjectionRunner
+
+from ._agent import Agent, AgentSpec
+from ._client import ModelClient
+from ._models import ModelTable
+from ._orchestrator_tools import orchestrator_toolbox
+from ._roles import role_purpose, role_spec
+from ._tools import Toolbox, worker_toolbox
+from .errors import (
+    AgentBusy,
+    AgentGone,
+    AgentNotFound,
+    BudgetExceeded,
+    FleetLimitReached,
+    WorkspaceMissing,
+)
+
+__all__ = ["TERMINAL", "Budgets", "Fleet", "FleetConfig", "Recorder", "WakeResult"]
+
+logger = logging.getLogger(__name__)
+
+Recorder = Callable[[EventModel], Awaitable[object]]
+
+TERMINAL = frozenset({"complete", "failed", "deleted"})
+_TERMINAL_EVENTS = frozenset({"AgentCompleted", "AgentFailed", "AgentDeleted"})
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """Limits that keep a runaway fleet from spending without bound (None: no limit)."""
+
+    agent_tokens: int | None = None
+    agent_usd: float | None = None
+    agent_context_percent: float | None = None
+    fleet_tokens: int | None = None
+    fleet_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """How the fleet runs: where, on which model by default, and within which limits."""
+
+    workspace: Path
+    default_model: str = "haiku"
+    max_live_agents: int = 64
+    max_turns: int = 40
+    budgets: Budgets = field(default_factory=Budgets)
+
+
+@dataclass(frozen=True, slots=True)
+class WakeResult:
+    """Why a sleeping agent woke, which awaited agents changed, and every awaited status."""
+
+    reason: str
+    changed: list[str]
+    statuses: dict[str, str]
+    waited_ms: float
+
+
+class Fleet:
+    """Create, command, read and delete agents; run them concurrently."""
+
+    def __init__(
+        self,
+        *,
+        store: SQLiteEventStore,
+        runner: ProjectionRunner,
+        client: ModelClient,
+        hooks: HookDispatcher,
+        config: FleetConfig,
+        models: ModelTable | None = None,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.client = client
+        self.hooks = hooks
+        self.config = config
+        self.models = models or client.models
+        self._agents: dict[str, Agent] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every running agent task (agents stay in the log and can resume). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- reading --------------------------------------------------------------
+
+    async def _sync(self) -> None:
+        """Read your writes: wait until the projections have applied the log's head."""
+        await self.runner.wait_for(await self.store.head(), timeout=10.0)
+
+    def _record(self, agent_id: str) -> dict[str, Any]:
+        record = self.runner.agent(agent_id)
+        if record is None:
+            raise AgentNotFound(agent_id)
+        return record
+
+    async def get_agent_status(self, agent_id: str) -> dict[str, Any]:
+        """Status, context use, tokens and cost of one agent. Raises `AgentNotFound`."""
+        await self._sync()
+        r = self._record(agent_id)
+        return {
+            "id": r["id"],
+            "name": r["name"],
+            "role": r["role"],
+            "model": r["model"],
+            "status": r["status"],
+            "context": r["context"],
+            "tokens": r["tokens"]["total"],
+            "cost_usd": r["cost_usd"],
+            "tool_calls": r["tool_calls"]["count"],
+            "error": r["error"],
+        }
+
+    async def get_agent_output(self, agent_id: str) -> dict[str, Any]:
+        """An agent's result: summary, files consumed and produced, artifacts; not its transcript."""
+        await self._sync()
+        r = self._record(agent_id)
+        return {
+            "id": r["id"],
+            "status": r["status"],
+            "summary": r["summary"],
+            "artifacts": r["artifacts"],
+            "files_consumed": r["files_consumed"],
+            "files_produced": r["files_produced"],
+            "error": r["error"],
+        }
+
+    async def list_agents(
+        self,
+        *,
+        status: str | None = None,
+        role: str | None = None,
+        run_id: str | None = None,
+        parent_id: str | None = None,
+        include_deleted: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Agents as the projections see them, filtered; in the order they were created."""
+        await self._sync()
+        return [
+            a
+            for a in self.runner.view("agents")["agents"]
+            if (status is None or a["status"] == status)
+            and (role is None or a["role"] == role)
+            and (run_id is None or a["run_id"] == run_id)
+            and (parent_id is None or a["parent_id"] == parent_id)
+            and (include_deleted or a["status"] != "deleted")
+        ]
+
+    # -- creating and commanding ------------------------------------------------
+
+    def _new_id(self, name: str) -> str:
+        base = _ID_SAFE.sub("-", name).strip("-.")[:40] or "agent"
+        return f"{base}-{uuid.uuid4().hex[:6]}"
+
+    async def create_agent(
+        self,
+        *,
+        name: str,
+        role: str,
+        task: str | None = None,
+        model: str | None = None,
+        tools: Iterable[str] | None = None,
+        workspace: str | Path | None = None,
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        max_turns: int | None = None,
+    ) -> dict[str, Any]:
+        """Create an agent and, given a task, start it working. Returns its status.
+
+        Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
+        `FleetLimitReached`, `BudgetExceeded`.
+        """
+        info = self.models.resolve(model or self.config.default_model)
+        root = Path(workspace) if workspace is not None else self.config.workspace
+        if not root.is_dir():
+            raise WorkspaceMissing(str(root))
+        await self._sync()
+        live = sum(
+            1 for a in self.runner.view("agents")["agents"]
+            if a["status"] not in TERMINAL and not a["external"]
+        )
+        if live >= self.config.max_live_agents:
+            raise FleetLimitReached(self.config.max_live_agents)
+        self._check_fleet_budget()
+        agent_id = self._new_id(name)
+        agent = Agent(
+            store=self.store,
+            client=self.client,
+            hooks=self.hooks,
+            spec=AgentSpec(
+                agent_id=agent_id,
+                name=name,
+                role=role,
+                model=info.id,
+                workspace=root,
+                parent_id=parent_id,
+                run_id=run_id,
+                system_prompt=role_purpose(role),
+                max_turns=max_turns or self.config.max_turns,
+                max_total_tokens=self.config.budgets.agent_tokens,
+                max_cost_usd=self.config.budgets.agent_usd,
+            ),
+            toolbox=self._toolbox(role, tools),
+            tool_extra={"fleet": self},
+            budget_check=self._budget_check,
+        )
+        await agent.create(task=None)
+        self._agents[agent_id] = agent
+        if task:
+            await self._start(agent, task, by=parent_id or "user")
+        return await self.get_agent_status(agent_id)
+
+    @staticmethod
+    def _toolbox(role: str, tools: Iterable[str] | None) -> Toolbox:
+        if role == "orchestrator":
+            return orchestrator_toolbox()
+        return worker_toolbox(tools if tools is not None else role_spec(role).tools)
+
+    async def command_agent(self, agent_id: str, prompt: str, *, by: str = "user") -> dict[str, Any]:
+        """Give an agent a new task (continues its conversation). Returns its status.
+
+        Raises `AgentNotFound`, `AgentGone` (deleted), `AgentBusy` (working),
+        `BudgetExceeded` (nothing appended).
+        """
+        await self._sync()
+        record = self._record(agent_id)
+        if record["status"] == "deleted":
+            raise AgentGone(agent_id)
+        if record["external"]:
+            raise AgentBusy(agent_id)  # an external session takes no commands from fleet
+        task = self._tasks.get(agent_id)
+        if task is not None and not task.done():
+            raise AgentBusy(agent_id)
+        self._check_budget(record)
+        self._check_fleet_budget()
+        agent = self._agents.get(agent_id) or await self._load(agent_id)
+        await self._start(agent, prompt, by=by)
+        return await self.get_agent_status(agent_id)
+
+    async def _load(self, agent_id: str) -> Agent:
+        """Rebuild an agent from its stream (after a restart, or one made by another process)."""
+        agent = await Agent.load(
+            self.store,
+            agent_id,
+            client=self.client,
+            hooks=self.hooks,
+            toolbox_for=lambda role, tools: self._toolbox(role, tools),
+            tool_extra={"fleet": self},
+            budget_check=self._budget_check,
+            max_total_tokens=self.config.budgets.agent_tokens,
+            max_cost_usd=self.config.budgets.agent_usd,
+        )
+        self._agents[agent_id] = agent
+        return agent
+
+    async def _start(self, agent: Agent, prompt: str, *, by: str) -> None:
+        if self._closed:
+            raise AgentGone(agent.spec.agent_id)
+        await agent.command(prompt, by=by)
+        self._spawn(agent)
+
+    def _spawn(self, agent: Agent) -> None:
+        agent_id = agent.spec.agent_id
+        task = asyncio.create_task(self._drive(agent), name=f"agent-{agent_id}")
+        self._tasks[agent_id] = task
+        task.add_done_callback(lambda t: self._tasks.pop(agent_id, None) if self._tasks.get(agent_id) is t else None)
+
+    async def _drive(self, agent: Agent) -> None:
+        try:
+            outcome = await agent.run_until_idle()
+            logger.debug("agent %s is %s", agent.agent_id, outcome.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the agent has recorded AgentFailed; nothing more to do here
+            logger.warning("agent %s ended with an error", agent.agent_id, exc_info=True)
+
+    async def resume_unfinished(self) -> list[str]:
+        """Resume every agent the log shows as working or waiting (after a restart)."""
+        await self._sync()
+        resumed = []
+        for record in self.runner.view("agents")["agents"]:
+            if record["status"] in ("working", "waiting") and not record["external"]:
+                agent_id = record["id"]
+                if agent_id in self._tasks:
+                    continue
+                agent = self._agents.get(agent_id) or await self._load(agent_id)
+                self._spawn(agent)
+                resumed.append(agent_id)
+        return resumed
+
+    # -- budgets ----------------------------------------------------------------
+
+    def _check_budget(self, record: dict[str, Any]) -> None:
+        b = self.config.budgets
+        if b.agent_tokens is not None and record["tokens"]["total"] >= b.agent_tokens:
+            raise BudgetExceeded("tokens", record["tokens"]["total"], b.agent_tokens, f"agent {record['id']}")
+        if b.agent_usd is not None and record["cost_usd"] >= b.agent_usd:
+            raise BudgetExceeded("cost_usd", record["cost_usd"], b.agent_usd, f"agent {record['id']}")
+        percent = record["context"]["percent"]
+        if b.agent_context_percent is not None and percent >= b.agent_context_percent:
+            raise BudgetExceeded("context_percent", percent, b.agent_context_percent, f"agent {record['id']}")
+
+    def _check_fleet_budget(self) -> None:
+        b = self.config.budgets
+        totals = self.runner.view("fleet")
+        tokens = totals["tokens"]["total"]
+        cost = totals["cost_usd"]
+        if b.fleet_tokens is not None and tokens >= b.fleet_tokens:
+            raise BudgetExceeded("tokens", tokens, b.fleet_tokens, "fleet")
+        if b.fleet_usd is not None and cost >= b.fleet_usd:
+            raise BudgetExceeded("cost_usd", cost, b.fleet_usd, "fleet")
+
+    async def _budget_check(self, agent_id: str) -> BudgetExceeded | None:
+        """Called by a running agent after each model response: the limit it crossed, if any."""
+        b = self.config.budgets
+        if b == Budgets():
+            return None
+        await self._sync()
+        try:
+            self._check_budget(self._record(agent_id))
+            self._check_fleet_budget()
+        except BudgetExceeded as e:
+            return e
+        return None
+
+    # -- the sleep pattern --------------------------------------------------------
+
+
+    async def wait_for_agents(
+        self,
+        agent_ids: Iterable[str],
+        timeout_s: float,
+        *,
+        waiter_id: str | None = None,
+        record: Recorder | None = None,
+    ) -> WakeResult:
+        """Sleep until one of `agent_ids` finishes, fails or is deleted, or `timeout_s` passes.
+
+        Returns at once when every awaited agent has already finished. With a
+        `waiter_id` and its `record` (how events reach the waiter's stream),
+        appends AgentWaiting and AgentWoke (the dependency graph's "waits on"
+        edges). Raises `AgentNotFound`.
+        """
+        ids = list(dict.fromkeys(agent_ids))
+        start_head = await self.store.head()
+        await self.runner.wait_for(start_head, timeout=10.0)
+        statuses = {i: self._record(i)["status"] for i in ids}
+        pending = {i for i, s in statuses.items() if s not in TERMINAL}
+        if not pending:
+            return WakeResult("already_done", [], statuses, 0.0)
+        if record is not None and waiter_id is not None:
+            await record(AgentWaiting(agent_id=waiter_id, on=sorted(pending), timeout_s=timeout_s))
+        started = time.perf_counter()
+        changed: list[str] = []
+        reason = "timeout"
+        subscription = self.store.subscribe(after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS))
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for event in subscription:
+                    agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
+                    if agent_id in pending:
+                        changed.append(agent_id)
+                        reason = "changed"
+                        break
+        except TimeoutError:
+            pass
+        finally:
+            await subscription.aclose()  # type: ignore[attr-defined]
+        waited_ms = (time.perf_counter() - started) * 1000
+        await self._sync()
+        statuses = {i: self._record(i)["status"] for i in ids}
+        changed = sorted({*changed, *(i for i in pending if statuses[i] in TERMINAL)})
+        if record is not None and waiter_id is not None:
+            await record(
+                AgentWoke(
+                    agent_id=waiter_id,
+                    on=sorted(pending),
+                    reason="changed" if changed else "timeout",
+                    changed=changed,
+                    waited_ms=round(waited_ms, 3),
+                )
+            )
+        return WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
+
+    async def wait_all(
+        self,
+        agent_ids: Iterable[str],
+        *,
+        waiter_id: str | None = None,
+        record: Recorder | None = None,
+        timeout_s: float = 3600,
+    ) -> dict[str, str]:
+        """Sleep until every agent in `agent_ids` has finished; wakes once per completion."""
+        ids = list(agent_ids)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            wake = await self.wait_for_agents(
+                ids, max(remaining, 0.001), waiter_id=waiter_id, record=record
+            )
+            if all(s in TERMINAL for s in wake.statuses.values()) or remaining <= 0:
+                return wake.statuses
+
+    # -- deleting -----------------------------------------------------------------
+
+    async def delete_agent(self, agent_id: str, *, by: str = "user") -> None:
+        """Delete an agent: cancel it if working, append AgentDeleted. Its events remain.
+
+        Raises `AgentNotFound`, `AgentGone` when it is already deleted.
+        """
+        await self._sync()
+        record = self._record(agent_id)
+        if record["status"] == "deleted":
+            raise AgentGone(agent_id)
+        task = self._tasks.pop(agent_id, None)
+        was_working = task is not None and not task.done()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        agent = self._agents.pop(agent_id, None)
+        if agent is not None:
+            await agent.delete(by=by)
+        else:
+            await self.store.append(
+                f"agent-{agent_id}",
+                [
+                    NewEvent(
+                        AgentDeleted(agent_id=agent_id, by=by, was_working=was_working),
+                        Meta(run_id=record["run_id"], agent_id=agent_id, parent_id=record["parent_id"]),
+                    )
+                ],
+            )
+
+    async def delete_all_agents(
+        self, *, run_id: str | None = None, by: str = "user", parent_id: str | None = None
+    ) -> list[str]:
+        """Delete every live agent (of a run, or created by `parent_id`); returns their ids."""
+        targets = [
+            a["id"]
+            for a in await self.list_agents(run_id=run_id, parent_id=parent_id, include_deleted=False)
+            if not a["external"] and a["id"] != by
+        ]
+        for agent_id in targets:
+            with contextlib.suppress(AgentGone):
+                await self.delete_agent(agent_id, by=by)
+        return targets
+

@@ -1,0 +1,204 @@
+"""The orchestrator's tools: CRUD for agents plus `wait_for_agents` (the sleep pattern).
+
+These are ordinary `Tool`s whose work is done by the `Fleet` the orchestrator
+belongs to (found in `ToolContext.extra["fleet"]`). Their results are short JSON
+documents: statuses, summaries and artifact paths, never a worker's transcript,
+so the orchestrator's own context stays small.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.errors import FleetError
+
+from ._tools import ToolContext, ToolResult, Toolbox
+from .errors import ToolError
+
+if TYPE_CHECKING:
+    from ._fleet import Fleet
+
+__all__ = ["ORCHESTRATOR_TOOLS", "orchestrator_toolbox"]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateAgentInput(_Input):
+    name: str = Field(description="A short name, e.g. scout-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    role: str = Field(description="scout, planner, builder, reviewer, shipper, or another role")
+    task: str = Field(description="The detailed task the agent starts on", min_length=1)
+    model: str | None = Field(default=None, description="haiku, sonnet, opus, or a full model name")
+
+
+class CommandAgentInput(_Input):
+    agent_id: str
+    task: str = Field(min_length=1)
+
+
+class AgentIdInput(_Input):
+    agent_id: str
+
+
+class ListAgentsInput(_Input):
+    status: Literal["created", "working", "waiting", "complete", "failed", "deleted"] | None = None
+
+
+class WaitForAgentsInput(_Input):
+    agent_ids: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=15.0, gt=0, le=3600)
+
+
+class DeleteAllInput(_Input):
+    pass
+
+
+def _fleet(ctx: ToolContext) -> Fleet:
+    fleet = ctx.extra.get("fleet")
+    if fleet is None:
+        raise ToolError("this agent has no fleet to orchestrate")
+    return fleet  # type: ignore[no-any-return]
+
+
+def _ok(data: Any) -> ToolResult:
+    return ToolResult(json.dumps(data, separators=(",", ":"), default=str))
+
+
+class _FleetTool:
+    name = ""
+    description = ""
+    input_model: type[BaseModel] = _Input
+
+    async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
+        try:
+            return _ok(await self.run(_fleet(ctx), input, ctx))
+        except ToolError:
+            raise
+        except FleetError as e:  # unknown agent, budget, ...: the model is told, the loop goes on
+            raise ToolError(str(e)) from e
+
+    async def run(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:
+        raise NotImplementedError  # every subclass defines it
+
+
+class CreateAgent(_FleetTool):
+    name = "create_agent"
+    description = "Create a specialised agent and start it on a task. Returns its agent_id."
+    input_model = CreateAgentInput
+
+    async def run(self, fleet: Fleet, input: CreateAgentInput, ctx: ToolContext) -> Any:
+        status = await fleet.create_agent(
+            name=input.name,
+            role=input.role,
+            task=input.task,
+            model=input.model,
+            parent_id=ctx.agent_id,
+            run_id=ctx.run_id,
+            workspace=str(ctx.workspace.root),
+        )
+        return {"agent_id": status["id"], "status": status["status"]}
+
+
+class CommandAgent(_FleetTool):
+    name = "command_agent"
+    description = "Send a new task to an existing agent (continues its conversation)."
+    input_model = CommandAgentInput
+
+    async def run(self, fleet: Fleet, input: CommandAgentInput, ctx: ToolContext) -> Any:
+        await fleet.command_agent(input.agent_id, input.task, by=ctx.agent_id)
+        return {"agent_id": input.agent_id, "status": "commanded"}
+
+
+class GetAgentStatus(_FleetTool):
+    name = "get_agent_status"
+    description = "An agent's status, context use and cost (short)."
+    input_model = AgentIdInput
+
+    async def run(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext) -> Any:
+        return await fleet.get_agent_status(input.agent_id)
+
+
+class GetAgentOutput(_FleetTool):
+    name = "get_agent_output"
+    description = "An agent's result: summary, files consumed and produced, artifacts (not its transcript)."
+    input_model = AgentIdInput
+
+    async def run(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext) -> Any:
+        return await fleet.get_agent_output(input.agent_id)
+
+
+class ListAgents(_FleetTool):
+    name = "list_agents"
+    description = "The agents of this run with their status."
+    input_model = ListAgentsInput
+
+    async def run(self, fleet: Fleet, input: ListAgentsInput, ctx: ToolContext) -> Any:
+        agents = await fleet.list_agents(status=input.status, run_id=ctx.run_id)
+        return [{"id": a["id"], "name": a["name"], "role": a["role"], "status": a["status"]} for a in agents]
+
+
+class DeleteAgent(_FleetTool):
+    name = "delete_agent"
+    description = "Delete an agent (cancels it if working). Its events stay in the log."
+    input_model = AgentIdInput
+
+    async def run(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext) -> Any:
+        await fleet.delete_agent(input.agent_id, by=ctx.agent_id)
+        return {"agent_id": input.agent_id, "status": "deleted"}
+
+
+class DeleteAllAgents(_FleetTool):
+    name = "delete_all_agents"
+    description = "Delete every agent you created in this run."
+    input_model = DeleteAllInput
+
+    async def run(self, fleet: Fleet, input: DeleteAllInput, ctx: ToolContext) -> Any:
+        deleted = await fleet.delete_all_agents(run_id=ctx.run_id, by=ctx.agent_id, parent_id=ctx.agent_id)
+        return {"deleted": deleted}
+
+
+class WaitForAgents(_FleetTool):
+    name = "wait_for_agents"
+    description = (
+        "Sleep until one of the given agents finishes (or fails, or is deleted), or the "
+        "timeout passes. Spends no tokens while asleep. Returns each agent's status."
+    )
+    input_model = WaitForAgentsInput
+
+    async def run(self, fleet: Fleet, input: WaitForAgentsInput, ctx: ToolContext) -> Any:
+        wake = await fleet.wait_for_agents(
+            input.agent_ids, input.timeout_s, waiter_id=ctx.agent_id, record=ctx.emit
+        )
+        return {"woke_because": wake.reason, "changed": wake.changed, "statuses": wake.statuses}
+
+
+ORCHESTRATOR_TOOLS = (
+    "create_agent",
+    "command_agent",
+    "get_agent_status",
+    "get_agent_output",
+    "list_agents",
+    "delete_agent",
+    "delete_all_agents",
+    "wait_for_agents",
+)
+
+
+def orchestrator_toolbox() -> Toolbox:
+    """The orchestrator's toolbox: exactly CRUD for agents plus `wait_for_agents`."""
+    return Toolbox(
+        [
+            CreateAgent(),
+            CommandAgent(),
+            GetAgentStatus(),
+            GetAgentOutput(),
+            ListAgents(),
+            DeleteAgent(),
+            DeleteAllAgents(),
+            WaitForAgents(),
+        ]
+    )

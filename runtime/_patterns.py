@@ -1,0 +1,369 @@
+"""Running a run: a pattern's steps, or the orchestrator agent, from RunStarted to RunCompleted.
+
+A pattern run is conducted by an orchestrator that is code, not a model: it is
+recorded as an agent of role `orchestrator` (model `pattern:<name>`) so the
+graph shows it creating every agent and waiting on them, and it spends no
+tokens at all, which is the seed's "the orchestrator sleeps" taken literally.
+`run_orchestrator` instead gives the task to an orchestrator *agent* whose
+tools are CRUD for agents plus `wait_for_agents`.
+
+Notes (do not fix without reading this):
+1. Agents are deleted when their phase is done, as the seed says; their events
+   stay in the log, so every projection still shows what they did.
+2. A step's declared `outputs` must exist when its agents finish: "every agent
+   must produce concrete output" is a quality gate, not a hope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentFailed,
+    EventModel,
+    Meta,
+    NewEvent,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    TaskCreated,
+    TaskMoved,
+)
+from events.errors import FleetError
+
+from ._fleet import TERMINAL, Fleet
+from ._orchestrator_tools import ORCHESTRATOR_TOOLS
+from ._pattern_spec import PatternSpec, StepSpec
+from .errors import PatternError
+
+__all__ = ["RunResult", "run_orchestrator", "run_pattern"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended."""
+
+    run_id: str
+    status: str  # "complete" or "failed"
+    summary: str
+    error: str | None
+    duration_ms: float
+    orchestrator_id: str
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"step {step!r} failed: {reason}")
+
+
+def new_run_id() -> str:
+    """A fresh run id."""
+    return f"run-{uuid.uuid4().hex[:10]}"
+
+
+class _Conductor:
+    """The pattern's orchestrator: a recorded agent with no model, and the run's writer."""
+
+    def __init__(self, fleet: Fleet, run_id: str, pattern: str) -> None:
+        self.fleet = fleet
+        self.run_id = run_id
+        self.agent_id = f"orchestrator-{run_id.removeprefix('run-')}"
+        self.pattern = pattern
+
+    async def record(self, data: EventModel) -> None:
+        await self.fleet.store.append(
+            f"agent-{self.agent_id}",
+            [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
+        )
+
+    async def run_event(self, data: EventModel) -> None:
+        await self.fleet.store.append(
+            f"run-{self.run_id}", [NewEvent(data, Meta(run_id=self.run_id))]  # type: ignore[arg-type]
+        )
+
+    async def task_event(self, data: EventModel) -> None:
+        await self.fleet.store.append(
+            f"task-{self.run_id}",
+            [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
+        )
+
+
+class _Outputs(dict[str, str]):
+    """`{outputs[step]}` in a prompt: the step's artifacts, comma-separated."""
+
+    def __missing__(self, key: str) -> str:
+        return "(nothing yet)"
+
+
+_APPROVED = re.compile(r"\bCHANGES REQUESTED\b", re.IGNORECASE)
+
+
+def _approved(summary: str, marker: str) -> bool:
+    return marker.lower() in summary.lower() and not _APPROVED.search(summary)
+
+
+async def _is_git_repo(path: Path) -> bool:
+    return (path / ".git").exists()
+
+
+async def run_pattern(
+    fleet: Fleet,
+    spec: PatternSpec,
+    task: str,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Run `spec` on `task` in the fleet's workspace; returns when the run has ended.
+
+    Raises `PatternError` before anything is appended when the pattern cannot
+    run here (e.g. a step needs git and the workspace is not a git repository),
+    and `UnknownModel` for a model name not in the table. A step that fails
+    ends the run with RunFailed and a clear reason; it does not raise.
+    """
+    workspace = fleet.config.workspace
+    for step in spec.steps:
+        if step.requires_git and not await _is_git_repo(workspace):
+            raise PatternError(
+                f"step {step.id!r} of {spec.name} needs a git repository, and {workspace} is not one"
+            )
+        for name in step.models:
+            fleet.models.resolve(name)
+    fleet.models.resolve(model or fleet.config.default_model)
+    run_id = run_id or new_run_id()
+    conductor = _Conductor(fleet, run_id, spec.name)
+    started = time.perf_counter()
+    await conductor.run_event(
+        RunStarted(
+            run_id=run_id,
+            task=task,
+            pattern=spec.name,
+            workspace=str(workspace),
+            model=model or fleet.config.default_model,
+            simulated=fleet.client.simulated,
+        )
+    )
+    await conductor.record(
+        AgentCreated(
+            agent_id=conductor.agent_id,
+            name="orchestrator",
+            role="orchestrator",
+            model=f"pattern:{spec.name}",
+            workspace=str(workspace),
+            tools=list(ORCHESTRATOR_TOOLS),
+            task=task,
+        )
+    )
+    await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
+    board = spec.board or any(s.column for s in spec.steps)
+    if board:
+        await conductor.task_event(TaskCreated(task_id=run_id, title=task, column="PLAN"))
+    runner = _PatternExecution(fleet, spec, task, model, conductor, board)
+    try:
+        summary = await runner.execute()
+    except _StepFailed as e:
+        return await _finish_failed(conductor, board, started, str(e))
+    except FleetError as e:
+        return await _finish_failed(conductor, board, started, f"{type(e).__name__}: {e}")
+    finally:
+        with contextlib.suppress(FleetError):
+            await fleet.delete_all_agents(run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id)
+    duration = (time.perf_counter() - started) * 1000
+    if board:
+        await conductor.task_event(TaskMoved(task_id=run_id, column="DONE", reason="all steps done"))
+    await conductor.record(AgentCompleted(agent_id=conductor.agent_id, summary=summary))
+    await conductor.run_event(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration))
+    return RunResult(run_id, "complete", summary, None, duration, conductor.agent_id)
+
+
+async def _finish_failed(conductor: _Conductor, board: bool, started: float, error: str) -> RunResult:
+    duration = (time.perf_counter() - started) * 1000
+    if board:
+        await conductor.task_event(TaskMoved(task_id=conductor.run_id, column="FAILED", reason=error))
+    await conductor.record(AgentFailed(agent_id=conductor.agent_id, error=error))
+    await conductor.run_event(RunFailed(run_id=conductor.run_id, error=error, duration_ms=duration))
+    return RunResult(conductor.run_id, "failed", "", error, duration, conductor.agent_id)
+
+
+class _PatternExecution:
+    def __init__(
+        self,
+        fleet: Fleet,
+        spec: PatternSpec,
+        task: str,
+        model: str | None,
+        conductor: _Conductor,
+        board: bool,
+    ) -> None:
+        self.fleet = fleet
+        self.spec = spec
+        self.task = task
+        self.model = model
+        self.conductor = conductor
+        self.board = board
+        self.outputs = _Outputs()
+        self.summaries: dict[str, str] = {}
+        self.feedback = ""
+
+    async def execute(self) -> str:
+        waves = self.spec.order()
+        flat = [step for wave in waves for step in wave]
+        retries: dict[str, int] = {}
+        index = 0
+        while index < len(waves):
+            wave = waves[index]
+            # Steps of one wave run side by side; sequential here keeps the board legible,
+            # while each step's agents (e.g. N scouts) always run in parallel.
+            for step in wave:
+                summary = await self._run_step(step)
+                if step.review is None:
+                    continue
+                if _approved(summary, step.review.approve_marker):
+                    self.feedback = ""
+                    continue
+                used = retries.get(step.id, 0)
+                if used >= step.review.max_retries:
+                    raise _StepFailed(step.id, f"review rejected {used + 1} times: {summary[:300]}")
+                retries[step.id] = used + 1
+                self.feedback = f"Review feedback to address:\n{summary}"
+                target = self.spec.step(step.review.retry)
+                if self.board:
+                    await self.conductor.task_event(
+                        TaskMoved(
+                            task_id=self.conductor.run_id,
+                            column=target.column or "BUILD",
+                            reason=f"review requested changes (retry {used + 1})",
+                        )
+                    )
+                index = next(i for i, w in enumerate(waves) if target in w)
+                break
+            else:
+                index += 1
+        last = flat[-1].id
+        return self.summaries.get(last, "")
+
+    async def _run_step(self, step: StepSpec) -> str:
+        fleet = self.fleet
+        ids: list[str] = []
+        for i in range(1, step.count + 1):
+            model = step.models[(i - 1) % len(step.models)] if step.models else self.model
+            prompt = step.prompt.format(
+                task=self.task,
+                index=i,
+                outputs=self.outputs,
+                feedback=self.feedback,
+                workspace=fleet.config.workspace,
+            ).strip()
+            name = step.id if step.count == 1 else f"{step.id}-{i}"
+            status = await fleet.create_agent(
+                name=name,
+                role=step.role,
+                task=prompt,
+                model=model,
+                parent_id=self.conductor.agent_id,
+                run_id=self.conductor.run_id,
+                max_turns=step.max_turns,
+            )
+            ids.append(status["id"])
+            if self.board and step.column and i == 1:
+                await self.conductor.task_event(
+                    TaskMoved(
+                        task_id=self.conductor.run_id,
+                        column=step.column,
+                        assignee=status["id"],
+                        artifacts=sorted({p for v in self.outputs.values() for p in v.split(", ") if p}),
+                    )
+                )
+        statuses = await fleet.wait_all(
+            ids, waiter_id=self.conductor.agent_id, record=self.conductor.record
+        )
+        outputs = [await fleet.get_agent_output(agent_id) for agent_id in ids]
+        for agent_id in ids:
+            if statuses.get(agent_id) not in TERMINAL - {"deleted"}:
+                continue
+            with contextlib.suppress(FleetError):
+                await fleet.delete_agent(agent_id, by=self.conductor.agent_id)
+        failed = [o for o in outputs if o["status"] != "complete"]
+        if failed:
+            reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)
+            raise _StepFailed(step.id, reasons)
+        artifacts = await self._artifacts(step, outputs)
+        self.outputs[step.id] = ", ".join(artifacts)
+        self.summaries[step.id] = "\n".join(o["summary"] for o in outputs)
+        return self.summaries[step.id]
+
+    async def _artifacts(self, step: StepSpec, outputs: list[dict[str, object]]) -> list[str]:
+        if not step.outputs:
+            produced: list[str] = []
+            for o in outputs:
+                produced.extend(str(p) for p in o["files_produced"])  # type: ignore[attr-defined]
+            return sorted(set(produced))
+        expected = [
+            template.format(task=self.task, index=i, outputs=self.outputs, feedback="", workspace="")
+            for i in range(1, step.count + 1)
+            for template in step.outputs
+        ]
+        missing = [p for p in expected if not (self.fleet.config.workspace / p).is_file()]
+        if missing:
+            raise _StepFailed(step.id, f"declared outputs were not produced: {', '.join(missing)}")
+        return expected
+
+
+async def run_orchestrator(
+    fleet: Fleet, task: str, *, model: str | None = None, run_id: str | None = None
+) -> RunResult:
+    """Give `task` to an orchestrator agent (CRUD tools + wait_for_agents); returns when it ends."""
+    run_id = run_id or new_run_id()
+    started = time.perf_counter()
+    model_name = fleet.models.resolve(model or fleet.config.default_model).id
+    meta = Meta(run_id=run_id)
+    await fleet.store.append(
+        f"run-{run_id}",
+        [
+            NewEvent(
+                RunStarted(
+                    run_id=run_id,
+                    task=task,
+                    pattern="orchestrator",
+                    workspace=str(fleet.config.workspace),
+                    model=model_name,
+                    simulated=fleet.client.simulated,
+                ),
+                meta,
+            )
+        ],
+    )
+    status = await fleet.create_agent(
+        name="orchestrator", role="orchestrator", task=task, model=model_name, run_id=run_id
+    )
+    orchestrator_id = status["id"]
+    await fleet.wait_all([orchestrator_id])
+    output = await fleet.get_agent_output(orchestrator_id)
+    with contextlib.suppress(FleetError):
+        await fleet.delete_all_agents(run_id=run_id, by="user")
+    duration = (time.perf_counter() - started) * 1000
+    summary = output["summary"] or ""
+    ok = output["status"] == "complete" and not summary.startswith("FAILED")
+    if ok:
+        await fleet.store.append(
+            f"run-{run_id}", [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)]
+        )
+        return RunResult(run_id, "complete", summary, None, duration, orchestrator_id)
+    error = output["error"] or summary or f"orchestrator ended {output['status']}"
+    await fleet.store.append(
+        f"run-{run_id}", [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)]
+    )
+    return RunResult(run_id, "failed", summary, error, duration, orchestrator_id)

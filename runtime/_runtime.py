@@ -1,0 +1,111 @@
+"""Everything a running fleet needs, opened together and closed together.
+
+`open_runtime` builds, in one `AsyncExitStack`: the event store, the projection
+runner, the hook dispatcher, the model client (the offline simulator on
+loopback when there is no `ANTHROPIC_API_KEY`) and the `Fleet`. The CLI and the
+API's lifespan both use it, so a command and the server run the same parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from events import SQLiteEventStore
+from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
+from projections import ProjectionRunner
+
+from ._client import ModelClient
+from ._fleet import Budgets, Fleet, FleetConfig
+from ._simulator import Simulator
+
+__all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """How to open a runtime. Paths may be relative to the current folder."""
+
+    db: Path
+    workspace: Path
+    hooks: Path | None = None
+    default_model: str = "haiku"
+    budgets: Budgets = Budgets()
+    max_live_agents: int = 64
+    # Seconds the simulator pauses before each answer (makes a demo watchable).
+    simulator_latency_s: float = 0.0
+    models_file: Path | None = None
+    env: Mapping[str, str] | None = None
+    max_retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The open parts of a fleet."""
+
+    store: SQLiteEventStore
+    runner: ProjectionRunner
+    hooks: HookDispatcher
+    client: ModelClient
+    fleet: Fleet
+    simulator: Simulator | None
+
+    @property
+    def simulated(self) -> bool:
+        """True when the model is the offline simulator (say so wherever output is shown)."""
+        return self.client.simulated
+
+
+def _hooks_config(options: RuntimeOptions) -> HooksConfig:
+    if options.hooks is not None:
+        return load_settings(options.hooks)
+    return load_project_settings(options.workspace)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
+    """Open store, projections, hooks, model client and fleet; close them all on exit.
+
+    Raises `NotADatabase`, `HookConfigError`, `ModelTableInvalid` before
+    anything runs. Agents still working at exit are stopped (they stay in the
+    log and can be resumed).
+    """
+    env = os.environ if options.env is None else options.env
+    hooks_config = _hooks_config(options)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(SQLiteEventStore(options.db))
+        runner = await stack.enter_async_context(ProjectionRunner(store))
+        hooks = await stack.enter_async_context(
+            HookDispatcher(hooks_config, project_dir=options.workspace)
+        )
+        simulator: Simulator | None = None
+        if not env.get("ANTHROPIC_API_KEY"):
+            simulator = await stack.enter_async_context(
+                Simulator(latency_s=options.simulator_latency_s)
+            )
+        client = await stack.enter_async_context(
+            ModelClient.from_env(
+                simulator_base_url=simulator.base_url if simulator else None,
+                env=env,
+                models_file=options.models_file,
+                max_retries=options.max_retries,
+            )
+        )
+        fleet = await stack.enter_async_context(
+            Fleet(
+                store=store,
+                runner=runner,
+                client=client,
+                hooks=hooks,
+                config=FleetConfig(
+                    workspace=options.workspace.resolve(),
+                    default_model=options.default_model,
+                    max_live_agents=options.max_live_agents,
+                    budgets=options.budgets,
+                ),
+            )
+        )
+        yield Runtime(store, runner, hooks, client, fleet, simulator)
