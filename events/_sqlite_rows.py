@@ -8,8 +8,9 @@ Notes (do not fix without reading this):
    So an empty id is refused at append (`meta_params`): it would read back as None.
 2. Reads run on their own thread with their own connection (`PageReader`),
    which fetches a page and decodes it there: one thread hop per page, and the
-   event loop is free while a page decodes. Decoding is the hot path of every read: the data of a current-schema type
-   goes straight to its model's JSON validator; Meta objects are shared between
+   event loop is free while a page decodes. Decoding is the hot path of every
+   read: the data of a current-schema type goes straight to its model's JSON
+   validator; Meta objects are shared between
    rows with the same meta (they are immutable), and so is `recorded_at` between
    rows of one commit. Any other row (an old schema, an unknown type) takes the
    slow path through `upcast`.
@@ -22,6 +23,13 @@ Notes (do not fix without reading this):
    Pausing for one page (at most a few milliseconds, no await inside) made
    reads 1.3 to 3 times faster, the more so the larger the process's heap. A
    caller that disabled the collector itself is left as it was.
+5. Reads filtered by run or agent use `spans`, a block-range index (what
+   PostgreSQL calls BRIN): the first and last position of each run id and
+   agent id, kept by the writer with one statement per group commit. A run's
+   and an agent's events are appended while they live, so their span is
+   short, and a filtered read scans the span instead of the whole log. B-tree
+   indexes on (run_id, position) and (agent_id, position) did the same job
+   at a quarter of the cost of every insert (1.1 us of 3.9 us per row).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ __all__ = [
     "PageReader",
     "SCHEMA",
     "SELECT_COLUMNS",
+    "UPDATE_SPANS",
     "Row",
     "RowDecoder",
     "gc_paused",
@@ -76,9 +85,13 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at    INTEGER NOT NULL,
     UNIQUE (stream_id, version)
 );
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, position) WHERE run_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_by_agent ON events (agent_id, position)
-    WHERE agent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS spans (
+    kind  TEXT    NOT NULL,
+    key   TEXT    NOT NULL,
+    first INTEGER NOT NULL,
+    last  INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS events_are_immutable BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
@@ -93,6 +106,15 @@ INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, 0), "
     "NULLIF(?, ''), ?)"
 )
+
+# Widen the span of each run and agent of the rows just inserted (note 5).
+UPDATE_SPANS = [
+    f"INSERT INTO spans (kind, key, first, last) "
+    f"SELECT '{kind}', {column}, MIN(position), MAX(position) FROM events "
+    f"WHERE position > ? AND {column} IS NOT NULL GROUP BY {column} "
+    f"ON CONFLICT (kind, key) DO UPDATE SET last = MAX(last, excluded.last)"
+    for kind, column in (("run", "run_id"), ("agent", "agent_id"))
+]
 
 SELECT_COLUMNS = (
     "position, stream_id, version, type, schema_version, data, run_id, agent_id, "
@@ -135,12 +157,21 @@ def meta_params(meta: Meta) -> tuple[str, str, str, int, str, str]:
 def select_events(
     after: int, until: int | None, where: EventFilter | None, limit: int | None
 ) -> tuple[str, list[Any]]:
-    """The SELECT of a page of the log, `after < position <= until`, and its parameters."""
-    clauses = ["position > ?"]
-    params: list[Any] = [after]
+    """The SELECT of a page of the log, `after < position <= until`, and its parameters.
+
+    A run or agent filter narrows the position range to that id's span
+    (note 5); SQLite takes one range on the rowid, so the bounds are folded
+    into one `position > MAX(...)` and one `position <= MIN(...)`.
+    """
+    lower: list[str] = ["?"]
+    lower_params: list[Any] = [after]
+    upper: list[str] = []
+    upper_params: list[Any] = []
     if until is not None:
-        clauses.append("position <= ?")
-        params.append(until)
+        upper.append("?")
+        upper_params.append(until)
+    clauses: list[str] = []
+    params: list[Any] = []
     if where is not None:
         if where.stream_ids is not None:
             clauses.append(f"stream_id IN ({','.join('?' * len(where.stream_ids))})")
@@ -148,18 +179,36 @@ def select_events(
         if where.types is not None:
             clauses.append(f"type IN ({','.join('?' * len(where.types))})")
             params.extend(sorted(where.types))
-        if where.run_id is not None:
-            clauses.append("run_id = ?")
-            params.append(where.run_id)
-        if where.agent_id is not None:
-            clauses.append("agent_id = ?")
-            params.append(where.agent_id)
-    params.append(-1 if limit is None else limit)
+        spanned = (("run", "run_id", where.run_id), ("agent", "agent_id", where.agent_id))
+        for kind, column, value in spanned:
+            if value is None:
+                continue
+            clauses.append(f"{column} = ?")
+            params.append(value)
+            # A missing span means no such event: an empty range.
+            lower.append(
+                f"COALESCE((SELECT first - 1 FROM spans WHERE kind = '{kind}' AND key = ?), "
+                f"{_NOWHERE})"
+            )
+            lower_params.append(value)
+            upper.append(f"COALESCE((SELECT last FROM spans WHERE kind = '{kind}' AND key = ?), 0)")
+            upper_params.append(value)
+    ranges = [f"position > {_fold('MAX', lower)}"]
+    if upper:
+        ranges.append(f"position <= {_fold('MIN', upper)}")
     sql = (
-        f"SELECT {SELECT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+        f"SELECT {SELECT_COLUMNS} FROM events WHERE {' AND '.join(ranges + clauses)} "
         "ORDER BY position LIMIT ?"
     )
-    return sql, params
+    return sql, [*lower_params, *upper_params, *params, -1 if limit is None else limit]
+
+
+_NOWHERE = 2**63 - 1
+
+
+def _fold(function: str, terms: list[str]) -> str:
+    # One-argument MAX and MIN are aggregates in SQLite: use them with two or more.
+    return terms[0] if len(terms) == 1 else f"{function}({', '.join(terms)})"
 
 
 _Validate = Callable[[str], Any]

@@ -43,7 +43,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import INSERT, SCHEMA, gc_paused
+from ._sqlite_rows import INSERT, SCHEMA, UPDATE_SPANS, gc_paused
 from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
 __all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
@@ -172,6 +172,8 @@ class GroupWriter:
                 conn.executemany(INSERT, rows)
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"log integrity check failed: {e}") from e
+            for update in UPDATE_SPANS:
+                conn.execute(update, (head,))
         return outcomes
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -151,6 +152,38 @@ async def test_read_all_filters_by_stream_type_run_and_agent(store: EventStore) 
         assert [e.position for e in everything if where.matches(e)] == await positions(
             store, where=where
         )
+
+
+async def test_filtered_reads_agree_with_filtering_everything(store: EventStore) -> None:
+    """Interleaved runs and agents, appended in concurrent groups, then every filter and page."""
+    rng = random.Random(7)
+    runs, agents = ["run-1", "run-2", "run-3", None], ["a", "b", "c", "d", None]
+
+    def event(n: int) -> NewEvent:
+        run, agent = rng.choice(runs), rng.choice(agents)
+        return NewEvent(AgentCommanded(agent_id=agent or "-", prompt=str(n)), Meta(run, agent))
+
+    for round_ in range(12):
+        await asyncio.gather(
+            *(
+                store.append(f"s{rng.randrange(6)}", [event(round_) for _ in range(rng.randint(1, 4))])
+                for _ in range(rng.randint(1, 6))
+            )
+        )
+    everything = await store.read_all()
+    head = everything[-1].position
+    filters = [EventFilter.of(run_id=r) for r in runs if r] + [
+        EventFilter.of(agent_id=a) for a in agents if a
+    ]
+    filters += [EventFilter.of(run_id="run-2", agent_id="b"), EventFilter.of(run_id="nope")]
+    filters += [EventFilter.of(stream_ids=["s1", "s4"], agent_id="c", types=["AgentCommanded"])]
+
+    for where in filters:
+        expected = [e.position for e in everything if where.matches(e)]
+        assert await positions(store, where=where) == expected, where
+        window = [p for p in expected if head // 4 < p <= head * 3 // 4]
+        assert await positions(store, where=where, after=head // 4, until=head * 3 // 4) == window
+        assert [e.position async for e in store.iter_all(where=where, page=3)] == expected
 
 
 async def test_iter_all_walks_many_pages_in_order(store: EventStore) -> None:
