@@ -13,11 +13,25 @@ and `events`; `api` is built on it.
 
 from __future__ import annotations
 
-from ._agent import MAX_STOP_CONTINUATIONS, Agent, AgentOutcome, AgentSpec, AgentStats
+from ._agent import (
+    MAX_STOP_CONTINUATIONS,
+    Agent,
+    AgentOutcome,
+    AgentSpec,
+    AgentStats,
+    BudgetCheck,
+    ToolboxFor,
+)
 from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
 from ._conversation import AgentState, AgentStatus, PendingCall, find_unfinished_agents, stream_id_of
+from ._fleet import TERMINAL, Budgets, Fleet, FleetConfig, Recorder, WakeResult
 from ._models import ModelInfo, ModelTable, PriceEntry, PriceTable, Rates
+from ._orchestrator_policy import SCOUT_MODELS, orchestrator_policy
+from ._orchestrator_tools import ORCHESTRATOR_TOOLS, orchestrator_toolbox
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, ReviewLoop, StepSpec, load_pattern
+from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._roles import ROLES, RoleSpec, role_purpose, role_spec
+from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._simulator import (
     CHARS_PER_TOKEN,
     MIN_CACHEABLE_TOKENS,
@@ -69,16 +83,6 @@ from .errors import (
 )
 
 __all__ = [
-    "BUILTIN_PATTERNS",
-    "CHARS_PER_TOKEN",
-    "COMPACTED_PREFIX",
-    "COMPACTION_PROMPT",
-    "GIT_IDENTITY",
-    "MAX_STOP_CONTINUATIONS",
-    "MIN_CACHEABLE_TOKENS",
-    "SIMULATOR_API_KEY",
-    "TEST_COMMAND",
-    "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
     "AgentDrivenElsewhere",
@@ -89,12 +93,23 @@ __all__ = [
     "AgentState",
     "AgentStats",
     "AgentStatus",
+    "BUILTIN_PATTERNS",
+    "BudgetCheck",
     "BudgetExceeded",
+    "Budgets",
+    "CHARS_PER_TOKEN",
+    "COMPACTED_PREFIX",
+    "COMPACTION_PROMPT",
     "Call",
     "ClientClosed",
     "Directive",
+    "Fleet",
+    "FleetConfig",
     "FleetLimitReached",
+    "GIT_IDENTITY",
     "InvalidAgentSpec",
+    "MAX_STOP_CONTINUATIONS",
+    "MIN_CACHEABLE_TOKENS",
     "ModelCallFailed",
     "ModelClient",
     "ModelError",
@@ -102,6 +117,7 @@ __all__ = [
     "ModelReply",
     "ModelTable",
     "ModelTableInvalid",
+    "ORCHESTRATOR_TOOLS",
     "Observation",
     "PatternError",
     "PatternSpec",
@@ -111,20 +127,33 @@ __all__ = [
     "PriceEntry",
     "PriceTable",
     "PromptBlocked",
+    "ROLES",
     "Rates",
+    "Recorder",
     "ReviewLoop",
+    "RoleSpec",
+    "RunResult",
+    "Runtime",
+    "RuntimeOptions",
+    "SCOUT_MODELS",
+    "SIMULATOR_API_KEY",
     "Simulator",
     "SimulatorStats",
     "Situation",
     "StepSpec",
+    "TERMINAL",
+    "TEST_COMMAND",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolInputInvalid",
     "ToolResult",
     "Toolbox",
+    "ToolboxFor",
     "Turn",
     "UnknownModel",
+    "WORKER_TOOLS",
+    "WakeResult",
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",
@@ -133,9 +162,17 @@ __all__ = [
     "find_directives",
     "find_unfinished_agents",
     "load_pattern",
+    "new_run_id",
+    "open_runtime",
+    "orchestrator_policy",
+    "orchestrator_toolbox",
     "parse_plan_edits",
     "prepare_workspace",
     "register_policy",
+    "role_purpose",
+    "role_spec",
+    "run_orchestrator",
+    "run_pattern",
     "sample_repo_path",
     "stream_id_of",
     "worker_toolbox",

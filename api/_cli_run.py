@@ -1,0 +1,291 @@
+"""`fleet run` and `fleet demo`: run a task with a pattern or the orchestrator, live in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from runtime import (
+    BUILTIN_PATTERNS,
+    Budgets,
+    RunResult,
+    Runtime,
+    RuntimeOptions,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_orchestrator,
+    run_pattern,
+)
+
+from ._cli_common import add_common, console, print_json, resolve_db
+
+__all__ = ["register"]
+
+DEMO_TASK = "rename `count_words` to `word_count` everywhere"
+SIMULATOR_NOTICE = (
+    "[yellow]offline simulator[/] (no ANTHROPIC_API_KEY): model responses are scripted by "
+    "fleet's Messages-API simulator on loopback, not written by Claude"
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add `run` and `demo`."""
+    run = subparsers.add_parser("run", help="run a task with a pattern or the orchestrator agent")
+    run.add_argument("task", help="what to do, e.g. \"rename `old` to `new`\"")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--pattern",
+        default="scout-plan-build",
+        help=f"a built-in pattern ({', '.join(sorted(BUILTIN_PATTERNS))}) or a TOML file",
+    )
+    mode.add_argument(
+        "--orchestrator", action="store_true", help="let the orchestrator agent decide"
+    )
+    run.add_argument("--workspace", metavar="DIR", default=".", help="the repository to work in")
+    _add_run_options(run)
+    run.set_defaults(func=_run_command)
+
+    demo = subparsers.add_parser(
+        "demo", help="scout-plan-build on a fresh copy of the sample repository, offline"
+    )
+    demo.add_argument("--workspace", metavar="DIR", help="where to copy the sample repository")
+    demo.add_argument("--task", default=DEMO_TASK, help=f"the task (default: {DEMO_TASK})")
+    demo.add_argument("--pattern", default="scout-plan-build")
+    _add_run_options(demo, latency=0.05)
+    demo.set_defaults(func=_demo_command)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -> None:
+    add_common(parser)
+    parser.add_argument("--model", help="default model for agents (haiku, sonnet, opus, ...)")
+    parser.add_argument("--hooks", metavar="PATH", help="hooks settings.json (default: the project's)")
+    parser.add_argument("--budget-usd", type=float, help="stop the fleet past this cost")
+    parser.add_argument("--budget-tokens", type=int, help="stop the fleet past this many tokens")
+    parser.add_argument("--agent-budget-usd", type=float, help="stop any agent past this cost")
+    parser.add_argument("--max-agents", type=int, default=64, help="live agents at most")
+    parser.add_argument(
+        "--latency", type=float, default=latency, help="simulator pause per answer, seconds"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live view")
+
+
+def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
+    return RuntimeOptions(
+        db=resolve_db(args.db),
+        workspace=workspace,
+        hooks=Path(args.hooks) if args.hooks else None,
+        default_model=args.model or "haiku",
+        budgets=Budgets(
+            agent_usd=args.agent_budget_usd,
+            fleet_usd=args.budget_usd,
+            fleet_tokens=args.budget_tokens,
+        ),
+        max_live_agents=args.max_agents,
+        simulator_latency_s=args.latency,
+    )
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    workspace = Path(args.workspace).resolve()
+    return asyncio.run(_run(args, workspace, args.task, None if args.orchestrator else args.pattern))
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    if args.workspace:
+        workspace = Path(args.workspace)
+    else:
+        db = resolve_db(args.db)
+        workspace = db.parent / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
+    workspace = asyncio.run(prepare_workspace(workspace))
+    if not args.json:
+        console.print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
+    return asyncio.run(_run(args, workspace.resolve(), args.task, args.pattern))
+
+
+async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
+    spec = load_pattern(pattern) if pattern else None
+    async with open_runtime(_options(args, workspace)) as rt:
+        if not args.json:
+            if rt.simulated:
+                console.print(SIMULATOR_NOTICE)
+            how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
+            console.print(f"running {how} on: {task}\nlog: {rt.store.path}")
+        job = (
+            run_pattern(rt.fleet, spec, task, model=args.model)
+            if spec
+            else run_orchestrator(rt.fleet, task, model=args.model)
+        )
+        if args.json or args.quiet:
+            result = await job
+        else:
+            result = await _with_live_view(rt, job)
+        await rt.runner.wait_for(await rt.store.head())
+        report = await _report(rt, result, workspace)
+    if args.json:
+        print_json(report)
+    else:
+        _print_report(report)
+    return 0 if result.status == "complete" else 1
+
+
+async def _with_live_view(rt: Runtime, job: Any) -> RunResult:
+    task = asyncio.ensure_future(job)
+    with Live(_agents_table(rt), console=console, refresh_per_second=8, transient=False) as live:
+        while not task.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 0.15)
+            live.update(_agents_table(rt))
+    return task.result()
+
+
+def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
+    table = Table(title="fleet", expand=False)
+    for column in ("agent", "role", "model", "status", "context", "tokens", "cost $", "tools", "last"):
+        table.add_column(column)
+    for a in rt.runner.view("agents")["agents"]:
+        if run_id is not None and a["run_id"] != run_id:
+            continue
+        last = a["tool_calls"]["last"]
+        table.add_row(
+            a["name"],
+            a["role"],
+            a["model"],
+            _status_style(a["status"]),
+            f"{a['context']['percent']:.1f}%",
+            str(a["tokens"]["total"]),
+            f"{a['cost_usd']:.4f}",
+            str(a["tool_calls"]["count"]),
+            f"{last['name']} ({last['status']})" if last else "",
+        )
+    return table
+
+
+_STATUS_COLOURS = {
+    "working": "cyan",
+    "waiting": "magenta",
+    "complete": "green",
+    "failed": "red",
+    "deleted": "dim",
+}
+
+
+def _status_style(status: str) -> str:
+    colour = _STATUS_COLOURS.get(status)
+    return f"[{colour}]{status}[/]" if colour else status
+
+
+async def _git(workspace: Path, *args: str) -> str:
+    if not (workspace / ".git").exists():
+        return ""
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=workspace, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").strip()
+
+
+async def _tests(workspace: Path) -> dict[str, Any]:
+    if not (workspace / "tests").is_dir():
+        return {"ran": False}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "unittest", "-q",
+        cwd=workspace, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    lines = out.decode(errors="replace").strip().splitlines()
+    return {"ran": True, "passed": proc.returncode == 0, "summary": " ".join(lines[-3:])}
+
+
+async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, Any]:
+    root = await _git(workspace, "rev-list", "--max-parents=0", "HEAD")
+    diffstat = await _git(workspace, "diff", "--stat", root.splitlines()[0]) if root else ""
+    agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == result.run_id]
+    fleet = rt.runner.view("fleet")
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "error": result.error,
+        "summary": result.summary,
+        "duration_s": round(result.duration_ms / 1000, 3),
+        "simulated": rt.simulated,
+        "workspace": str(workspace),
+        "diffstat": diffstat,
+        "tests": await _tests(workspace),
+        "agents": [
+            {
+                "name": a["name"],
+                "role": a["role"],
+                "model": a["model"],
+                "status": a["status"],
+                "tokens": a["tokens"]["total"],
+                "cost_usd": a["cost_usd"],
+                "tool_calls": a["tool_calls"]["count"],
+                "files_consumed": a["files_consumed"],
+                "files_produced": a["files_produced"],
+            }
+            for a in agents
+        ],
+        "fleet": {
+            "agents_created": fleet["agents_created"],
+            "agents_deleted": fleet["agents_deleted"],
+            "tokens": fleet["tokens"]["total"],
+            "cost_usd": fleet["cost_usd"],
+            "events": await rt.store.head(),
+        },
+        "log": str(rt.store.path),
+    }
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    ok = report["status"] == "complete"
+    console.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
+    if report["error"]:
+        console.print(f"[red]error:[/] {report['error']}")
+    if report["summary"]:
+        console.print(report["summary"])
+    console.print(f"\n[bold]what changed[/] in {report['workspace']}:")
+    console.print(report["diffstat"] or "(no change)")
+    tests = report["tests"]
+    if tests["ran"]:
+        verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
+        console.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
+    table = Table(title="agents of this run")
+    for column in ("agent", "role", "model", "status", "tokens", "cost $", "tools", "read", "wrote"):
+        table.add_column(column, no_wrap=True)
+    for a in report["agents"]:
+        table.add_row(
+            a["name"],
+            a["role"],
+            a["model"].removeprefix("claude-"),
+            _status_style(a["status"]),
+            str(a["tokens"]),
+            f"{a['cost_usd']:.4f}",
+            str(a["tool_calls"]),
+            str(len(a["files_consumed"])),
+            str(len(a["files_produced"])),
+        )
+    console.print(table)
+    for a in report["agents"]:
+        if a["files_produced"]:
+            console.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")
+    f = report["fleet"]
+    console.print(
+        f"[bold]fleet totals[/]: {f['agents_created']} agents created, {f['agents_deleted']} deleted, "
+        f"{f['tokens']} tokens, ${f['cost_usd']:.4f}, {f['events']} events in the log"
+    )
+    if report["simulated"]:
+        console.print("(costs are what Claude would have charged for the simulator's token counts)")
+    console.print(
+        f"[bold]log[/]: {report['log']}  (run {report['run_id']}, {report['duration_s']} s)\n"
+        f"next: [bold]fleet replay {report['run_id']} --db {report['log']}[/] or "
+        f"[bold]fleet serve --db {report['log']}[/] and open http://127.0.0.1:8000/"
+    )
