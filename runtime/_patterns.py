@@ -16,6 +16,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -45,7 +46,7 @@ from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import PatternSpec, StepSpec
 from .errors import PatternError
 
-__all__ = ["RunResult", "run_orchestrator", "run_pattern"]
+__all__ = ["RunResult", "new_run_id", "run_orchestrator", "run_pattern", "workspace_head"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,22 @@ async def _is_git_repo(path: Path) -> bool:
     return (path / ".git").exists()
 
 
+async def workspace_head(path: Path) -> str | None:
+    """The git commit the workspace is at (recorded in RunStarted so a replay can start there)."""
+    if not await _is_git_repo(path):
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        "git", "rev-parse", "HEAD", cwd=path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return out.decode().strip() or None if proc.returncode == 0 else None
+
+
+async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
+    return {"git_head": await workspace_head(fleet.config.workspace), **(extra or {})}
+
+
 async def run_pattern(
     fleet: Fleet,
     spec: PatternSpec,
@@ -154,6 +171,7 @@ async def run_pattern(
             workspace=str(workspace),
             model=model or fleet.config.default_model,
             simulated=fleet.client.simulated,
+            config=await _run_config(fleet),
         )
     )
     await conductor.record(
@@ -341,6 +359,7 @@ async def run_orchestrator(
                     workspace=str(fleet.config.workspace),
                     model=model_name,
                     simulated=fleet.client.simulated,
+                    config=await _run_config(fleet),
                 ),
                 meta,
             )
