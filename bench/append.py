@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib import metadata
 from pathlib import Path
 from uuid import uuid4
 
@@ -196,7 +196,10 @@ def es_read(path: Path, total: int) -> float:
     for _ in range(total // 1_000):
         originator = uuid4()
         recorder.insert_events(
-            [StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, 0)) for v in range(1, 1_001)]
+            [
+                StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, 0))
+                for v in range(1, 1_001)
+            ]
         )
     start = time.perf_counter()
     n = 0
@@ -254,7 +257,10 @@ async def es_read_typed(path: Path, total: int) -> float:
     for _ in range(total // 1_000):
         originator = uuid4()
         recorder.insert_events(
-            [StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, 0)) for v in range(1, 1_001)]
+            [
+                StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, 0))
+                for v in range(1, 1_001)
+            ]
         )
     decode = ToolCallCompleted.model_validate_json
     start = time.perf_counter()
@@ -300,15 +306,17 @@ def measure(sizes: Sizes) -> list[Row]:
     rows: list[Row] = []
     t = sizes.trials
     for concurrency, total in sizes.single_total.items():
-        fleet = median_of(t, lambda p: asyncio.run(fleet_single(p, concurrency, total)))
-        raw = median_of(t, lambda p: es_single(p, concurrency, total))
-        typed = median_of(t, lambda p: asyncio.run(es_single_typed(p, concurrency, total)))
+        fleet = median_of(t, lambda p, c=concurrency, n=total: asyncio.run(fleet_single(p, c, n)))
+        raw = median_of(t, lambda p, c=concurrency, n=total: es_single(p, c, n))
+        typed = median_of(
+            t, lambda p, c=concurrency, n=total: asyncio.run(es_single_typed(p, c, n))
+        )
         aim = ">= 25,000/s" if concurrency == 64 else "> baseline"
         rows.append(Row(f"append 1 event, {concurrency} concurrent", fleet, raw, typed, aim))
     for size, count in sizes.batches.items():
-        fleet = median_of(t, lambda p: asyncio.run(fleet_batches(p, size, count)))
-        raw = median_of(t, lambda p: es_batches(p, size, count))
-        typed = median_of(t, lambda p: asyncio.run(es_batches_typed(p, size, count)))
+        fleet = median_of(t, lambda p, s=size, n=count: asyncio.run(fleet_batches(p, s, n)))
+        raw = median_of(t, lambda p, s=size, n=count: es_batches(p, s, n))
+        typed = median_of(t, lambda p, s=size, n=count: asyncio.run(es_batches_typed(p, s, n)))
         aim = ">= 250,000/s" if size == 1_000 else "> baseline"
         rows.append(Row(f"append batches of {size:,}", fleet, raw, typed, aim))
     n = sizes.read_events
@@ -363,7 +371,7 @@ def main() -> None:
     if args.trials is not None:
         sizes = Sizes(sizes.single_total, sizes.batches, sizes.read_events, args.trials)
     print(
-        f"fleet SQLite event store vs eventsourcing {version('eventsourcing')} "
+        f"fleet SQLite event store vs eventsourcing {metadata.version('eventsourcing')} "
         f"SQLiteApplicationRecorder, events/s, median of {sizes.trials}"
     )
     print(render(measure(sizes)))

@@ -135,4 +135,4 @@ def new_recorded(
     _set_data(event, data)
     _set_meta(event, meta)
     _set_recorded_at(event, recorded_at)
-    return event  # type: ignore[no-any-return]
+    return event

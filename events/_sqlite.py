@@ -3,8 +3,9 @@
 Writes go through one writer thread that group-commits (`_sqlite_writer.py`);
 reads go through one reader thread that fetches and decodes a page at a time
 (`_sqlite_rows.py`). Each thread owns its own connection: the event loop never
-blocks on SQLite, and crosses to a thread once per group commit or page. The file is in WAL mode, so readers (in this process or
-another) never block the writer and always see a consistent prefix of the log.
+blocks on SQLite, and crosses to a thread once per group commit or page. The
+file is in WAL mode, so readers (in this process or another) never block the
+writer and always see a consistent prefix of the log.
 
 Notes (do not fix without reading this):
 1. Events are encoded and checked in `append` itself, on the caller's task,
@@ -18,8 +19,8 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +33,7 @@ from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, Recorded
 from ._sqlite_rows import SELECT_COLUMNS, PageReader, gc_paused, meta_params, select_events
 from ._sqlite_writer import GroupWriter, PendingAppend
 from ._store import EventFilter
-from .errors import EventTooLarge, InvalidEvent, NotADatabase, StoreClosed, StoreError
+from .errors import EventTooLarge, InvalidEvent, StoreClosed, StoreError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
 
@@ -189,7 +190,9 @@ class SQLiteEventStore:
                 f"got {stream_id!r}"
             )
         if isinstance(events, NewEvent) or not isinstance(events, Sequence):
-            raise InvalidEvent(f"events must be a sequence of NewEvent, got {type(events).__name__}")
+            raise InvalidEvent(
+                f"events must be a sequence of NewEvent, got {type(events).__name__}"
+            )
         if not (
             expected_version is ANY
             or expected_version is NO_STREAM
@@ -344,10 +347,8 @@ class SQLiteEventStore:
                 yield event
             if len(page) == _PAGE:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(appended.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
 
     def _read(self) -> PageReader:
         self._check_open()

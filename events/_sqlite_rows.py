@@ -55,10 +55,10 @@ from .errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
 
 __all__ = [
     "INSERT",
-    "PageReader",
     "SCHEMA",
     "SELECT_COLUMNS",
     "UPDATE_SPANS",
+    "PageReader",
     "Row",
     "RowDecoder",
     "gc_paused",
@@ -335,7 +335,9 @@ class PageReader:
         finally:
             self._executor.shutdown(wait=False)
 
-    async def events(self, sql: str, params: Sequence[Any], *, lenient: bool) -> list[RecordedEvent]:
+    async def events(
+        self, sql: str, params: Sequence[Any], *, lenient: bool
+    ) -> list[RecordedEvent]:
         """The events a SELECT of `SELECT_COLUMNS` returns, decoded on the reader thread."""
         return await self._run(self._events, sql, params, lenient)
 

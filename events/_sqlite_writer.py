@@ -201,7 +201,9 @@ class GroupWriter:
                 head += 1
                 actual += 1
                 rows.append((head, stream, actual, now_us, *params))
-                recorded.append(new_recorded(head, stream, actual, event.data, event.meta, recorded_at))
+                recorded.append(
+                    new_recorded(head, stream, actual, event.data, event.meta, recorded_at)
+                )
             versions[stream] = actual
             outcomes.append(recorded)
 
@@ -245,7 +247,9 @@ def _run(ref: weakref.ref[GroupWriter], queue: SimpleQueue[PendingAppend | None]
 
 
 def _serve(
-    ref: weakref.ref[GroupWriter], queue: SimpleQueue[PendingAppend | None], conn: sqlite3.Connection
+    ref: weakref.ref[GroupWriter],
+    queue: SimpleQueue[PendingAppend | None],
+    conn: sqlite3.Connection,
 ) -> None:
     stopping = False
     while not stopping:

@@ -73,7 +73,9 @@ class UnknownEventType(StoreError):
     newer schema of it; it is None when the type itself is unknown.
     """
 
-    def __init__(self, position: int, event_type: str, *, schema_version: int | None = None) -> None:
+    def __init__(
+        self, position: int, event_type: str, *, schema_version: int | None = None
+    ) -> None:
         self.position = position
         self.event_type = event_type
         self.schema_version = schema_version

@@ -75,7 +75,9 @@ class StoreFactory:
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-async def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
     """Opens stores of one backend on a fresh log; every store is closed after the test."""
     factory = StoreFactory(request.param, tmp_path)
     try:

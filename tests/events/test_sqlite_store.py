@@ -229,13 +229,12 @@ async def test_processes_appending_to_one_file_at_once_lose_and_duplicate_nothin
 ) -> None:
     """Three processes (two children and this one) append at the same moment."""
     per_child = 150
-    async with child("append", str(store.path), "agent-1", str(per_child)) as one, child(
-        "append", str(store.path), "agent-2", str(per_child)
-    ) as two:
+    async with (
+        child("append", str(store.path), "agent-1", str(per_child)) as one,
+        child("append", str(store.path), "agent-2", str(per_child)) as two,
+    ):
         await asyncio.gather(one.go(), two.go())
-        mine = [
-            (await store.append("shared", [command("me", n)]))[0].position for n in range(100)
-        ]
+        mine = [(await store.append("shared", [command("me", n)]))[0].position for n in range(100)]
         theirs = [json.loads(await one.line()), json.loads(await two.line())]
 
     total = 2 * per_child + 100
