@@ -134,7 +134,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
         print_json(report)
     else:
         _print_report(report)
-    return 0 if result.status == "complete" else 1
+    return 0 if result.status == "completed" else 1
 
 
 async def _with_live_view(rt: Runtime, job: Any) -> RunResult:
@@ -246,7 +246,7 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    ok = report["status"] == "complete"
+    ok = report["status"] == "completed"
     console.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
     if report["error"]:
         console.print(f"[red]error:[/] {report['error']}")

@@ -56,7 +56,7 @@ class RunResult:
     """How a run ended."""
 
     run_id: str
-    status: str  # "complete" or "failed"
+    status: str  # "completed" or "failed", as the runs view says
     summary: str
     error: str | None
     duration_ms: float
@@ -204,7 +204,7 @@ async def run_pattern(
         await conductor.task_event(TaskMoved(task_id=run_id, column="DONE", reason="all steps done"))
     await conductor.record(AgentCompleted(agent_id=conductor.agent_id, summary=summary))
     await conductor.run_event(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration))
-    return RunResult(run_id, "complete", summary, None, duration, conductor.agent_id)
+    return RunResult(run_id, "completed", summary, None, duration, conductor.agent_id)
 
 
 async def _finish_failed(conductor: _Conductor, board: bool, started: float, error: str) -> RunResult:
@@ -380,7 +380,7 @@ async def run_orchestrator(
         await fleet.store.append(
             f"run-{run_id}", [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)]
         )
-        return RunResult(run_id, "complete", summary, None, duration, orchestrator_id)
+        return RunResult(run_id, "completed", summary, None, duration, orchestrator_id)
     error = output["error"] or summary or f"orchestrator ended {output['status']}"
     await fleet.store.append(
         f"run-{run_id}", [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)]

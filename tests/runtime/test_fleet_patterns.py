@@ -1,0 +1,199 @@
+"""The patterns end to end on the sample repository, through the simulator and the real SDK."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from events import EventFilter
+from runtime import (
+    PatternError,
+    Runtime,
+    RuntimeOptions,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_orchestrator,
+    run_pattern,
+)
+
+TASK = "rename `count_words` to `word_count` everywhere"
+
+
+@pytest.fixture
+async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
+    async with open_runtime(RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})) as runtime:
+        yield runtime
+
+
+def _sample_tests_pass(workspace: Path) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-m", "unittest", "-q"], cwd=workspace, capture_output=True, text=True
+    )
+    return done.returncode == 0
+
+
+def _grep(workspace: Path, word: str, *, include_docs: bool = True) -> list[str]:
+    hits = []
+    for path in sorted(workspace.rglob("*")):
+        rel = path.relative_to(workspace).as_posix()
+        if not path.is_file() or rel.startswith((".git/", ".fleet/")) or "__pycache__" in rel:
+            continue
+        if not include_docs and not rel.endswith(".py"):
+            continue
+        if re.search(rf"\b{re.escape(word)}\b", path.read_text(errors="replace")):
+            hits.append(rel)
+    return hits
+
+
+async def _views(rt: Runtime) -> tuple[list[dict], dict, dict, dict]:
+    await rt.runner.wait_for(await rt.store.head())
+    return (
+        rt.runner.view("agents")["agents"],
+        rt.runner.view("graph"),
+        rt.runner.view("board"),
+        rt.runner.view("runs"),
+    )
+
+
+async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(rt: Runtime, workspace: Path) -> None:
+    result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), TASK)
+
+    assert result.status == "completed", result.error
+    assert _grep(workspace, "count_words", include_docs=False) == []
+    assert "textstats/counting.py" in _grep(workspace, "word_count")
+    assert _sample_tests_pass(workspace)
+    agents, graph, board, runs = await _views(rt)
+    by_role = {a["role"] for a in agents}
+    assert by_role == {"orchestrator", "scout", "planner", "builder"}
+    scouts = [a for a in agents if a["role"] == "scout"]
+    assert len(scouts) == 3 and {a["model"] for a in scouts} >= {"claude-haiku-5-5"}
+    assert len({a["model"] for a in scouts}) == 2, "scouts run on different models"
+    # Deleted when their phase was done, their work still in the projections.
+    assert all(a["status"] == "deleted" for a in agents if a["role"] != "orchestrator")
+    planner = next(a for a in agents if a["role"] == "planner")
+    assert {".fleet/notes/relevant-files-1.md", ".fleet/notes/relevant-files-3.md"} <= set(planner["files_consumed"])
+    assert planner["files_produced"] == [".fleet/notes/plan.md"]
+    # The graph: the orchestrator created everyone, waited on them, and artifacts flowed.
+    edges = {(e["kind"], e["from"], e["to"]) for e in graph["edges"]}
+    conductor = result.orchestrator_id
+    assert all(("created", conductor, a["id"]) in edges for a in agents if a["id"] != conductor)
+    assert any(kind == "waits_on" and src == conductor for kind, src, _ in edges)
+    assert any(kind == "consumes" and src == planner["id"] for kind, src, _ in edges)
+    (task,) = [t for c in board["columns"] for t in c["tasks"]]
+    assert task["column"] == "DONE"
+    assert [h["to"] for h in task["history"]][-2:] == ["BUILD", "DONE"]
+    (run,) = runs["runs"]
+    assert run["status"] == "completed" and run["pattern"] == "scout-plan-build"
+
+
+async def test_plan_build_review_ship_goes_back_to_build_once_then_commits(rt: Runtime, workspace: Path) -> None:
+    result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+
+    assert result.status == "completed", result.error
+    assert _grep(workspace, "count_words") == [], "the second build fixed the docs too"
+    assert _sample_tests_pass(workspace)
+    log = subprocess.run(["git", "log", "--oneline"], cwd=workspace, capture_output=True, text=True).stdout
+    assert len(log.splitlines()) == 2 and "word_count" in log.splitlines()[0]
+    _, _, board, _ = await _views(rt)
+    (task,) = [t for c in board["columns"] for t in c["tasks"]]
+    columns = [h["to"] for h in task["history"]]
+    assert columns == ["PLAN", "PLAN", "BUILD", "REVIEW", "BUILD", "BUILD", "REVIEW", "SHIP", "DONE"]
+    assert task["returns"] == 1
+
+
+async def test_scout_builder_changes_the_code(rt: Runtime, workspace: Path) -> None:
+    result = await run_pattern(rt.fleet, load_pattern("scout-builder"), TASK)
+
+    assert result.status == "completed", result.error
+    assert _grep(workspace, "count_words", include_docs=False) == []
+    assert _sample_tests_pass(workspace)
+
+
+async def test_orchestrator_creates_four_scouts_sleeps_wakes_per_completion_and_deletes_all(
+    rt: Runtime, workspace: Path
+) -> None:
+    result = await run_orchestrator(rt.fleet, TASK)
+
+    assert result.status == "completed", result.error
+    assert _grep(workspace, "count_words", include_docs=False) == []
+    agents, graph, _, _ = await _views(rt)
+    orchestrator = next(a for a in agents if a["role"] == "orchestrator")
+    workers = [a for a in agents if a["parent_id"] == orchestrator["id"]]
+    assert sorted(a["role"] for a in workers) == ["builder", "scout", "scout", "scout", "scout"]
+    assert all(a["status"] == "deleted" for a in workers)
+    events = await rt.store.read_all(where=EventFilter.of(agent_id=orchestrator["id"]))
+    waits = [e for e in events if e.type == "AgentWaiting"]
+    wakes = [e for e in events if e.type == "AgentWoke"]
+    # Four scouts finishing at different times: at most one wake per completion (+1 for the builder).
+    assert 2 <= len(wakes) <= 5 and len(waits) == len(wakes)
+    assert all(w.data.reason == "changed" for w in wakes)  # type: ignore[union-attr]
+    # It slept: no model call happened between a wait and its wake.
+    types = [e.type for e in events]
+    for start in (i for i, t in enumerate(types) if t == "AgentWaiting"):
+        end = types.index("AgentWoke", start)
+        assert "ModelResponded" not in types[start:end]
+    # Its context stayed small: it never read a transcript.
+    assert orchestrator["context"]["used"] < 20_000
+    assert any(e["kind"] == "waits_on" and e["from"] == orchestrator["id"] for e in graph["edges"])
+
+
+async def test_a_failing_planner_fails_the_run_and_keeps_the_scouts_work(
+    rt: Runtime, workspace: Path, tmp_path: Path
+) -> None:
+    pattern = tmp_path / "fragile.toml"
+    builtin = (Path(__file__).parents[2] / "runtime/patterns/scout-plan-build.toml").read_text()
+    # One model call is not enough for the planner: it hits its turn limit.
+    pattern.write_text(builtin.replace('role = "planner"', 'role = "planner"\nmax_turns = 1'))
+
+    result = await run_pattern(rt.fleet, load_pattern(pattern), TASK)
+
+    assert result.status == "failed"
+    assert "plan" in (result.error or "") and "turn limit" in (result.error or "")
+    agents, _, board, runs = await _views(rt)
+    scouts = [a for a in agents if a["role"] == "scout"]
+    assert len(scouts) == 3 and all(a["files_produced"] for a in scouts)
+    assert all((workspace / p).is_file() for a in scouts for p in a["files_produced"])
+    (task,) = [t for c in board["columns"] for t in c["tasks"]]
+    assert task["column"] == "FAILED"
+    assert runs["runs"][0]["status"] == "failed"
+    assert not any(a["role"] == "builder" for a in agents)
+
+
+async def test_ship_on_a_workspace_that_is_not_git_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    plain = await prepare_workspace(tmp_path / "plain", git=False)
+    async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=plain, env={})) as rt:
+        with pytest.raises(PatternError, match="needs a git repository"):
+            await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert await rt.store.head() == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\nafter = ["nope"]\n', "unknown steps"),
+        (
+            'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\nafter = ["b"]\n'
+            '[[steps]]\nid = "b"\nrole = "scout"\nprompt = "p"\nafter = ["a"]\n',
+            "cycle",
+        ),
+        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "{secret}"\n', "unknown template field"),
+        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\ncolour = "red"\n', "Extra inputs"),
+        ("this is = not toml [", "not TOML"),
+    ],
+)
+def test_invalid_pattern_files_are_refused_with_the_problem(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(toml)
+    with pytest.raises(PatternError, match=message):
+        load_pattern(path)
+
+
+def test_unknown_pattern_name_lists_the_built_in_ones() -> None:
+    with pytest.raises(PatternError, match="scout-plan-build"):
+        load_pattern("no-such-pattern")
