@@ -34,7 +34,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,17 +71,32 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    BudgetExceeded,
     InvalidAgentSpec,
     ModelCallFailed,
     PromptBlocked,
     ToolError,
 )
 
-__all__ = ["MAX_STOP_CONTINUATIONS", "Agent", "AgentOutcome", "AgentSpec", "AgentStats"]
+__all__ = [
+    "MAX_STOP_CONTINUATIONS",
+    "Agent",
+    "AgentOutcome",
+    "AgentSpec",
+    "AgentStats",
+    "BudgetCheck",
+    "ToolboxFor",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_STOP_CONTINUATIONS = 3
+
+BudgetCheck = Callable[[str], Awaitable[BudgetExceeded | None]]
+"""An outside budget (e.g. the fleet's): the limit an agent crossed, or None."""
+
+ToolboxFor = Callable[[str, list[str]], Toolbox]
+"""Builds a resumed agent's toolbox from its role and the tool names AgentCreated lists."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -184,6 +199,11 @@ class Agent:
             `WorkspaceMissing` are raised before anything is written).
         toolbox: its tools (default: all worker tools).
         hooks: a `hooks.HookDispatcher`, or None for no hooks.
+        tool_extra: given to every tool as `ToolContext.extra` (e.g. the fleet
+            an orchestrator's tools act on).
+        budget_check: an async callable of the agent id, awaited before each
+            model call; a `BudgetExceeded` it returns ends the agent with
+            AgentFailed(limit=its limit) (e.g. a fleet-wide budget).
     """
 
     def __init__(
@@ -194,7 +214,8 @@ class Agent:
         spec: AgentSpec,
         toolbox: Toolbox | None = None,
         hooks: HookDispatcher | None = None,
-        context_extra: dict[str, Any] | None = None,
+        tool_extra: Mapping[str, Any] | None = None,
+        budget_check: BudgetCheck | None = None,
     ) -> None:
         spec.check()
         self.model_info = client.resolve(spec.model)
@@ -208,7 +229,8 @@ class Agent:
         self.state = AgentState(spec.agent_id)
         self.stats = AgentStats()
         self.context_window = spec.context_window or self.model_info.context_window
-        self._context_extra = dict(context_extra or {})
+        self._tool_extra = dict(tool_extra or {})
+        self._budget_check = budget_check
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[AgentOutcome] | None = None
         self._stop_reason: str | None = None  # a hook's `continue: false`
@@ -349,9 +371,11 @@ class Agent:
             raise AgentGone(self.agent_id)
         if status == "working":
             raise AgentBusy(self.agent_id)
+        self._stop_reason = None
         outcome = await self._dispatch("UserPromptSubmit", prompt=prompt)
         hook_events = self._hook_events(outcome, causation_id)
         if outcome is not None and outcome.blocked:
+            self._stop_reason = None
             if hook_events:
                 await self._append(hook_events)
             raise PromptBlocked(self.agent_id, outcome.reason)
@@ -383,14 +407,18 @@ class Agent:
             await task
         return True
 
-    async def delete(self, *, by: str = "user") -> None:
-        """Stop the agent if it works, append AgentDeleted, fire SessionEnd. Idempotent."""
-        await self._cancel()
+    async def delete(self, *, by: str = "user", was_working: bool | None = None) -> None:
+        """Stop the agent if it works, append AgentDeleted, fire SessionEnd. Idempotent.
+
+        `was_working` defaults to what the log says (the agent had a prompt unfinished).
+        """
+        cancelled = await self._cancel()
         async with self._lock:
             await self._sync()
             if self.state.status in ("new", "deleted"):
                 return
-            was_working = self.state.status == "working"
+            if was_working is None:
+                was_working = cancelled or self.state.status == "working"
             outcome = await self._dispatch("SessionEnd", reason="delete")
             events = [
                 *self._hook_events(outcome, self.state.last_position),
@@ -411,24 +439,29 @@ class Agent:
                 await self._append(events)
 
     @classmethod
-    async def resume(
+    async def load(
         cls,
         store: EventStore,
         agent_id: str,
         *,
         client: ModelClient,
         toolbox: Toolbox | None = None,
+        toolbox_for: ToolboxFor | None = None,
         hooks: HookDispatcher | None = None,
+        tool_extra: Mapping[str, Any] | None = None,
+        budget_check: BudgetCheck | None = None,
         workspace: str | Path | None = None,
-        run_id: str | None = None,
         **limits: Any,
     ) -> Agent:
-        """Rebuild an agent from its stream (SessionStart fires with source "resume").
+        """Rebuild an agent from its stream; SessionStart fires with source "resume".
 
-        The spec comes from AgentCreated; `limits` (max_tokens, max_total_tokens,
-        max_cost_usd, compact_at) are not in the log and may be given again. The
-        toolbox defaults to the worker tools AgentCreated names. Raises
-        `AgentNotFound` for an id with no AgentCreated.
+        It does not run: call `run_until_idle()` (an agent the log shows as
+        working goes on from where the log stops). The spec comes from
+        AgentCreated; `limits` (max_tokens, max_total_tokens, max_cost_usd,
+        compact_at) are not in the log and may be given again. The toolbox is
+        `toolbox`, else `toolbox_for(role, tool_names)`, else the worker tools
+        AgentCreated names. Raises `AgentNotFound` (no AgentCreated),
+        `WorkspaceMissing`, `UnknownModel`.
         """
         events = await store.read_stream(stream_id_of(agent_id))
         created = next((e for e in events if isinstance(e.data, AgentCreated)), None)
@@ -437,7 +470,10 @@ class Agent:
         data = created.data
         assert isinstance(data, AgentCreated)
         if toolbox is None:
-            toolbox = worker_toolbox([t for t in data.tools if t in WORKER_TOOLS])
+            if toolbox_for is not None:
+                toolbox = toolbox_for(data.role, list(data.tools))
+            else:
+                toolbox = worker_toolbox([t for t in data.tools if t in WORKER_TOOLS])
         spec = AgentSpec(
             agent_id=agent_id,
             name=data.name,
@@ -445,16 +481,27 @@ class Agent:
             model=data.model,
             workspace=workspace or data.workspace,
             parent_id=data.parent_id,
-            run_id=run_id if run_id is not None else created.meta.run_id,
+            run_id=created.meta.run_id,
             max_turns=data.max_turns,
             context_window=data.context_limit,
             **limits,
         )
-        agent = cls(store=store, client=client, spec=spec, toolbox=toolbox, hooks=hooks)
+        agent = cls(
+            store=store,
+            client=client,
+            spec=spec,
+            toolbox=toolbox,
+            hooks=hooks,
+            tool_extra=tool_extra,
+            budget_check=budget_check,
+        )
         agent.state.apply_all(events)
         if agent.state.status != "deleted":
             await agent._session_start("resume")
         return agent
+
+    resume = load
+    """`Agent.resume(store, agent_id, client=...)`: the same as `load`."""
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -531,8 +578,21 @@ class Agent:
         if (limit := self._limit_reached()) is not None:
             await self._fail(limit[1], limit=limit[0])
             return
-        if self.state.context_tokens > self.spec.compact_at * self.context_window:
-            await self._compact()
+        if self._budget_check is not None:
+            exceeded = await self._budget_check(self.agent_id)
+            if exceeded is not None:
+                await self._fail(str(exceeded), limit=exceeded.limit)
+                return
+        threshold = self.spec.compact_at * self.context_window
+        if self.state.context_tokens > threshold:
+            if await self._compact() and self.state.context_tokens > threshold:
+                # Compacting again would make the same summary: stop rather than loop.
+                await self._fail(
+                    f"the context window is still full after compaction: {self.state.context_tokens} "
+                    f"tokens of {self.context_window} (compacting above {threshold:.0f})",
+                    limit="context",
+                )
+                return
             if (limit := self._limit_reached()) is not None:
                 await self._fail(limit[1], limit=limit[0])
                 return
@@ -559,8 +619,14 @@ class Agent:
         if point == "SubagentStop":
             fields |= {"subagent_id": self.agent_id, "agent_type": self.spec.role}
         outcome = await self._dispatch(point, **fields)
+        self._stop_reason = None  # `continue: false` at Stop: the agent stops, as it would anyway
         events = self._hook_events(outcome, state.last_position)
-        if outcome is not None and outcome.blocked and state.hook_continuations < MAX_STOP_CONTINUATIONS:
+        if (
+            outcome is not None
+            and outcome.blocked
+            and not outcome.stop
+            and state.hook_continuations < MAX_STOP_CONTINUATIONS
+        ):
             reason = outcome.reason or f"a {point} hook asked the agent to continue"
             command = AgentCommanded(agent_id=self.agent_id, prompt=reason, by=f"hook:{point}")
             await self._append([*events, self._event(command, state.last_position)])
@@ -573,13 +639,14 @@ class Agent:
         )
         await self._append([*events, self._event(completed, state.last_position)])
 
-    async def _compact(self) -> None:
+    async def _compact(self) -> bool:
+        """Summarise the conversation (PreCompact first); True if it was compacted."""
         state = self.state
         before = state.context_tokens
         outcome = await self._dispatch("PreCompact", trigger="auto")
         if outcome is not None and outcome.blocked:
             await self._append(self._hook_events(outcome, state.last_position))
-            return
+            return False
         cause = state.last_position
         messages = [dict(m) for m in state.messages]
         last = messages[-1]
@@ -590,7 +657,7 @@ class Agent:
             reply = await self._respond(messages)
         except ModelCallFailed as e:
             logger.debug("compaction of %s failed, carrying on uncompacted: %s", self.agent_id, e)
-            return
+            return False
         summary = reply.text or "(the model gave no summary)"
         after_messages = [{"role": "user", "content": COMPACTED_PREFIX + summary}]
         try:
@@ -615,6 +682,7 @@ class Agent:
         restart = await self._dispatch("SessionStart", source="compact", model=self.model_info.id, agent_type=self.spec.role)
         if hook_events := self._hook_events(restart, self.state.last_position):
             await self._append(hook_events)
+        return True
 
     # -- tools ------------------------------------------------------------------------------
 
@@ -628,7 +696,7 @@ class Agent:
             run_id=self.spec.run_id,
             parent_id=self.spec.parent_id,
             emit=emit,
-            extra=self._context_extra,
+            extra=self._tool_extra,
         )
 
     async def _run_tools(self) -> None:

@@ -444,7 +444,8 @@ class Simulator:
 
 
 def _message(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
-    digest = hashlib.sha256(_canonical(body).encode()).hexdigest()
+    # The transport (stream or not) is not part of what is asked.
+    digest = hashlib.sha256(_canonical({k: v for k, v in body.items() if k != "stream"}).encode()).hexdigest()
     content: list[dict[str, Any]] = []
     if reply.text:
         content.append({"type": "text", "text": reply.text})

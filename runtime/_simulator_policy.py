@@ -63,7 +63,7 @@ COMPACTED_PREFIX = "This conversation was compacted to free the context window. 
 
 _STATE_OPEN = "<simulator-state>"
 _STATE_CLOSE = "</simulator-state>"
-_STATE_RESULT_CHARS = 4_000
+_STATE_RESULT_CHARS = 2_000
 _ROLE_LINE = re.compile(r"^\s*Role:\s*([A-Za-z0-9_-]+)", re.MULTILINE)
 
 

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from events import EventModel, RecordedEvent
 
 from ._workspace import Workspace
-from .errors import ToolError, ToolInputInvalid
+from .errors import ToolError, ToolInputInvalid, WorkspaceMissing
 
 __all__ = [
     "WORKER_TOOLS",
@@ -471,17 +471,20 @@ class RunCommand:
         self.max_output_chars = max_output_chars
 
     async def __call__(self, input: RunCommandInput, ctx: ToolContext) -> ToolResult:
-        ctx.workspace.check()
-        started = time.perf_counter()
-        proc = await asyncio.create_subprocess_shell(
-            input.command,
-            cwd=ctx.workspace.root,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as a whole
-            env=_command_env(),
-        )
+        try:
+            ctx.workspace.check()
+            started = time.perf_counter()
+            proc = await asyncio.create_subprocess_shell(
+                input.command,
+                cwd=ctx.workspace.root,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as a whole
+                env=_command_env(),
+            )
+        except (WorkspaceMissing, OSError) as e:
+            raise ToolError(f"cannot run the command: {e}") from e
         assert proc.stdout is not None
         kept = bytearray()
         verdict = "exit"

@@ -1,0 +1,35 @@
+"""Helpers of the runtime tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from events import EventStore, RecordedEvent
+from runtime import Agent, AgentSpec, ModelClient
+
+TASK = "rename `count_words` to `word_count`"
+
+
+def make_agent(
+    store: EventStore,
+    client: ModelClient,
+    workspace: Path,
+    *,
+    agent_id: str = "a1",
+    role: str = "scout",
+    model: str = "haiku",
+    **kwargs: Any,
+) -> Agent:
+    options = {k: kwargs.pop(k) for k in ("toolbox", "hooks", "tool_extra", "budget_check") if k in kwargs}
+    spec = AgentSpec(agent_id=agent_id, name=agent_id, role=role, model=model, workspace=workspace, run_id="run-1", **kwargs)
+    return Agent(store=store, client=client, spec=spec, **options)
+
+
+async def types_of(store: EventStore, agent_id: str = "a1") -> list[str]:
+    return [e.type for e in await store.read_stream(f"agent-{agent_id}")]
+
+
+async def events_of(store: EventStore, agent_id: str = "a1", type: str | None = None) -> list[RecordedEvent]:
+    events = await store.read_stream(f"agent-{agent_id}")
+    return [e for e in events if type is None or e.type == type]

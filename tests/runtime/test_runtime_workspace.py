@@ -1,0 +1,81 @@
+"""Workspaces: the sample repository as a git repo, and paths that cannot leave the folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runtime import GIT_IDENTITY, Workspace, WorkspaceEscape, WorkspaceMissing, prepare_workspace, sample_repo_path
+
+
+async def test_prepare_workspace_makes_a_git_repository_with_one_commit(tmp_path: Path) -> None:
+    repo = await prepare_workspace(tmp_path / "repo")
+    log = subprocess.run(["git", "log", "--format=%an <%ae> %s"], cwd=repo, capture_output=True, text=True, check=True)
+    assert log.stdout.strip() == f"{GIT_IDENTITY[0]} <{GIT_IDENTITY[1]}> Initial commit of the sample repository"
+    status = subprocess.run(["git", "status", "--short"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
+    assert (repo / "textstats" / "counting.py").is_file()
+
+
+async def test_the_sample_repository_tests_pass_with_the_stdlib_only(tmp_path: Path) -> None:
+    repo = await prepare_workspace(tmp_path / "repo", git=False)
+    proc = await asyncio.create_subprocess_exec(
+        "python3", "-m", "unittest", cwd=repo, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    assert b"OK" in out
+
+
+async def test_prepare_workspace_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        await prepare_workspace(tmp_path / "repo")
+    assert (tmp_path / "repo" / "mine.txt").read_text() == "keep me"
+
+
+def test_the_sample_repository_ships_a_readme_that_names_functions() -> None:
+    readme = (sample_repo_path() / "README.md").read_text()
+    assert "count_words" in readme and "summary_report" in readme
+
+
+def test_a_missing_workspace_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceMissing) as info:
+        Workspace(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(info.value)
+
+
+@pytest.mark.parametrize("path", ["../outside.txt", "a/../../outside.txt", "/etc/passwd", "~/x"])
+def test_paths_outside_the_workspace_are_escapes(tmp_path: Path, path: str) -> None:
+    ws = Workspace(tmp_path)
+    with pytest.raises(WorkspaceEscape) as info:
+        ws.resolve(path)
+    assert info.value.path == path
+
+
+def test_a_symlink_pointing_out_is_an_escape_and_so_is_a_path_through_it(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "key").write_text("s3cret")
+    os.symlink(outside, root / "link")
+    ws = Workspace(root)
+    with pytest.raises(WorkspaceEscape):
+        ws.resolve("link")
+    with pytest.raises(WorkspaceEscape):
+        ws.resolve("link/key")
+
+
+def test_paths_inside_resolve_and_read_back_relative(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    inside = ws.resolve("a/b/../c.txt")
+    assert inside == tmp_path.resolve() / "a" / "c.txt"
+    assert ws.relative(inside) == "a/c.txt"
+    assert ws.resolve(str(tmp_path / "x")) == tmp_path.resolve() / "x"
+    assert ws.relative(ws.resolve(".")) == "."
