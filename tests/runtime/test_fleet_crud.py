@@ -1,0 +1,203 @@
+"""CRUD for agents, the sleep pattern and budgets, on a real runtime (simulator over the SDK)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Generator
+from pathlib import Path
+
+import pytest
+
+from events import EventFilter
+from runtime import (
+    AgentBusy,
+    AgentGone,
+    AgentNotFound,
+    Budgets,
+    BudgetExceeded,
+    Call,
+    FleetLimitReached,
+    Observation,
+    Runtime,
+    RuntimeOptions,
+    Situation,
+    Turn,
+    UnknownModel,
+    WorkspaceMissing,
+    open_runtime,
+)
+
+SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
+
+
+def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role that starts a long command: something to delete mid tool call."""
+    yield Turn("Running a long job.", [Call("run_command", {"command": "echo $$ > sleeper.pid; exec sleep 30", "timeout_s": 60})])
+    return "done"
+
+
+@pytest.fixture
+async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
+    async with open_runtime(RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})) as runtime:
+        assert runtime.simulator is not None
+        runtime.simulator.register_policy("sleeper", sleeper_policy)
+        yield runtime
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_create_read_command_and_delete_an_agent(rt: Runtime) -> None:
+    fleet = rt.fleet
+    status = await fleet.create_agent(name="scout-api", role="scout", task=SCOUT_TASK, model="haiku")
+    agent_id = status["id"]
+    assert status["role"] == "scout" and status["model"].startswith("claude-haiku")
+
+    await fleet.wait_all([agent_id])
+    assert (await fleet.get_agent_status(agent_id))["status"] == "complete"
+    output = await fleet.get_agent_output(agent_id)
+    assert output["files_produced"] == ["notes/found.md"]
+    assert "textstats/counting.py" in output["files_consumed"]
+    assert output["summary"] and "transcript" not in output
+
+    await fleet.command_agent(agent_id, "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md.")
+    await fleet.wait_all([agent_id])
+    assert "notes/more.md" in (await fleet.get_agent_output(agent_id))["files_produced"]
+
+    listed = await fleet.list_agents(role="scout")
+    assert [a["id"] for a in listed] == [agent_id]
+    await fleet.delete_agent(agent_id)
+    assert (await fleet.get_agent_status(agent_id))["status"] == "deleted"
+    with pytest.raises(AgentGone):
+        await fleet.command_agent(agent_id, "one more thing")
+    with pytest.raises(AgentGone):
+        await fleet.delete_agent(agent_id)
+
+
+async def test_commands_to_unknown_agents_are_refused_and_write_nothing(rt: Runtime) -> None:
+    head = await rt.store.head()
+    for call in (
+        rt.fleet.command_agent("no-such-agent", "hello"),
+        rt.fleet.get_agent_status("../../etc/passwd"),
+        rt.fleet.delete_agent("no-such-agent"),
+    ):
+        with pytest.raises(AgentNotFound):
+            await call
+    assert await rt.store.head() == head
+
+
+async def test_unknown_model_and_missing_workspace_are_refused_before_anything_is_written(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    with pytest.raises(UnknownModel, match="gpt-4"):
+        await rt.fleet.create_agent(name="x", role="scout", task="t", model="gpt-4")
+    with pytest.raises(WorkspaceMissing):
+        await rt.fleet.create_agent(name="x", role="scout", task="t", workspace=tmp_path / "nowhere")
+    assert await rt.store.head() == 0
+
+
+async def test_deleting_a_working_agent_mid_tool_call_cancels_it_and_kills_its_command(
+    rt: Runtime, workspace: Path
+) -> None:
+    status = await rt.fleet.create_agent(name="sleepy", role="sleeper", task="sleep please")
+    agent_id = status["id"]
+    pid_file = workspace / "sleeper.pid"
+
+    async def started() -> bool:
+        return pid_file.is_file() and pid_file.read_text().strip() != ""
+
+    await _until(started)
+    pid = int(pid_file.read_text())
+    with pytest.raises(AgentBusy):
+        await rt.fleet.command_agent(agent_id, "something else")
+
+    await rt.fleet.delete_agent(agent_id)
+
+    events = await rt.store.read_stream(f"agent-{agent_id}")
+    deleted = events[-1]
+    assert deleted.type == "AgentDeleted" and deleted.data.was_working  # type: ignore[union-attr]
+    assert [e.type for e in events].count("ToolCallRequested") == 1
+    assert "ToolCallCompleted" not in [e.type for e in events]
+    await _until(lambda: _gone(pid))
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == f"agent-{agent_id}"]
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone for our purposes: it holds no resources but its exit status.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] == "Z"
+
+
+async def test_wait_for_agents_sleeps_until_a_change_and_records_the_wait(rt: Runtime) -> None:
+    fleet = rt.fleet
+    sleepy = (await fleet.create_agent(name="sleepy", role="sleeper", task="sleep"))["id"]
+    scout = (await fleet.create_agent(name="scout", role="scout", task=SCOUT_TASK))["id"]
+    recorded: list[object] = []
+
+    async def record(data: object) -> None:
+        recorded.append(data)
+
+    wake = await fleet.wait_for_agents([sleepy, scout], 20, waiter_id="me", record=record)
+
+    assert wake.reason == "changed" and wake.changed == [scout]
+    assert wake.statuses == {sleepy: "working", scout: "complete"}
+    assert [type(d).__name__ for d in recorded] == ["AgentWaiting", "AgentWoke"]
+
+    timeout = await fleet.wait_for_agents([sleepy], 0.2)
+    assert timeout.reason == "timeout" and timeout.changed == []
+    await fleet.delete_all_agents()
+    done = await fleet.wait_for_agents([sleepy, scout], 5)
+    assert done.reason == "already_done"
+
+
+async def test_creating_agents_past_the_fleet_limit_is_refused(tmp_path: Path, workspace: Path) -> None:
+    options = RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={}, max_live_agents=2)
+    async with open_runtime(options) as rt:
+        await rt.fleet.create_agent(name="a", role="scout")
+        await rt.fleet.create_agent(name="b", role="scout")
+        head = await rt.store.head()
+        with pytest.raises(FleetLimitReached, match="limit of 2"):
+            await rt.fleet.create_agent(name="c", role="scout")
+        assert await rt.store.head() == head
+
+
+async def test_a_command_past_the_fleet_budget_is_refused_with_the_limit_named(
+    tmp_path: Path, workspace: Path
+) -> None:
+    options = RuntimeOptions(
+        db=tmp_path / "f.db", workspace=workspace, env={}, budgets=Budgets(fleet_tokens=1000)
+    )
+    async with open_runtime(options) as rt:
+        first = (await rt.fleet.create_agent(name="a", role="scout", task=SCOUT_TASK))["id"]
+        await rt.fleet.wait_all([first])
+        head = await rt.store.head()
+        with pytest.raises(BudgetExceeded, match="fleet tokens budget exceeded"):
+            await rt.fleet.command_agent(first, "again")
+        assert await rt.store.head() == head
+
+
+async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_named(
+    tmp_path: Path, workspace: Path
+) -> None:
+    options = RuntimeOptions(
+        db=tmp_path / "f.db", workspace=workspace, env={}, budgets=Budgets(fleet_usd=0.0001)
+    )
+    async with open_runtime(options) as rt:
+        agent_id = (await rt.fleet.create_agent(name="a", role="scout", task=SCOUT_TASK, model="sonnet"))["id"]
+        await rt.fleet.wait_all([agent_id])
+        status = await rt.fleet.get_agent_status(agent_id)
+        assert status["status"] == "failed"
+        events = await rt.store.read_all(where=EventFilter.of(types=["AgentFailed"]))
+        assert events[-1].data.limit == "cost_usd"  # type: ignore[union-attr]
+        responses = await rt.store.read_all(where=EventFilter.of(types=["ModelResponded"]))
+        assert len(responses) == 1, "it stopped after the response that crossed the budget"
