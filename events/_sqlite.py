@@ -44,6 +44,8 @@ MAX_STREAM_ID_LENGTH = 200
 _PAGE = 1_000
 _BUSY_TIMEOUT_MS = 10_000
 
+Encoded = tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]
+
 # The event classes that may be appended: their stored type, schema and JSON
 # serializer (the serializer itself: `model_dump_json` adds ~0.4 us of argument
 # handling per call, a third of the cost of encoding an event).
@@ -204,26 +206,30 @@ class SQLiteEventStore:
         batch = tuple(events)
         if not batch:
             return []
-        params = self._encode(stream_id, batch)
+        params, segments = self._encode(stream_id, batch)
         assert self._writer is not None
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        self._writer.submit(PendingAppend(stream_id, batch, params, expected_version, future))
+        self._writer.submit(
+            PendingAppend(stream_id, batch, params, segments, expected_version, future)
+        )
         return await future
 
-    def _encode(self, stream_id: str, batch: tuple[NewEvent, ...]) -> list[tuple[Any, ...]]:
+    def _encode(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:
         if len(batch) < 64:
             return self._encode_all(stream_id, batch)
         with gc_paused():  # many new objects, no await (_sqlite_rows.py, note 4)
             return self._encode_all(stream_id, batch)
 
-    def _encode_all(self, stream_id: str, batch: tuple[NewEvent, ...]) -> list[tuple[Any, ...]]:
+    def _encode_all(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:
+        """Each event's row parameters, and where its run and agent ids change."""
         limit = self.max_event_bytes
         # A str of n characters is at most 4n UTF-8 bytes: most events skip the encode.
         safe_chars = limit // 4
         params: list[tuple[Any, ...]] = []
+        segments: list[tuple[int, str, str]] = []
         last_meta: Meta | None = None
         stored_meta: tuple[Any, ...] = ()
-        for event in batch:
+        for index, event in enumerate(batch):
             if type(event) is not NewEvent:
                 raise InvalidEvent(f"events must be NewEvent instances, got {type(event).__name__}")
             data = event.data
@@ -237,6 +243,8 @@ class SQLiteEventStore:
             if meta is not last_meta:
                 stored_meta = meta_params(meta)
                 last_meta = meta
+                if not segments or segments[-1][1:] != stored_meta[:2]:
+                    segments.append((index, *stored_meta[:2]))
             try:
                 text = to_json(data).decode()
             except PydanticSerializationError as e:
@@ -246,7 +254,7 @@ class SQLiteEventStore:
                 if size > limit:
                     raise EventTooLarge(stream_id, name, size, limit)
             params.append((name, schema, text, *stored_meta))
-        return params
+        return params, segments
 
     # -- reading ------------------------------------------------------------
 

@@ -25,16 +25,20 @@ Notes (do not fix without reading this):
    caller that disabled the collector itself is left as it was.
 5. Reads filtered by run or agent use `spans`, a block-range index (what
    PostgreSQL calls BRIN): the first and last position of each run id and
-   agent id, kept by the writer with one statement per group commit. A run's
+   agent id, kept by the writer in the transaction of the rows it covers. A run's
    and an agent's events are appended while they live, so their span is
    short, and a filtered read scans the span instead of the whole log. B-tree
    indexes on (run_id, position) and (agent_id, position) did the same job
    at a quarter of the cost of every insert (1.1 us of 3.9 us per row).
+6. Rows go in by a hundred per INSERT statement (`insert_rows`) rather than
+   one per `executemany` step: a fifth less time per row, because SQLite
+   runs one statement instead of resetting and stepping one per row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import sqlite3
@@ -54,14 +58,16 @@ from ._upcasting import upcast
 from .errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
 
 __all__ = [
-    "INSERT",
+    "INSERT_ROWS",
+    "ROW_PARAMS",
     "SCHEMA",
     "SELECT_COLUMNS",
-    "UPDATE_SPANS",
+    "UPSERT_SPAN",
     "PageReader",
     "Row",
     "RowDecoder",
     "gc_paused",
+    "insert_rows",
     "meta_params",
     "select_events",
 ]
@@ -98,23 +104,32 @@ CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are never deleted'); END;
 """
 
-# The parameter order of INSERT: the three the writer assigns, then what
-# `append` encodes up front (see `meta_params`), so a row is one tuple concat.
-INSERT = (
+# The parameter order of a row: the four the writer assigns, then what
+# `append` encodes up front (see `meta_params`), so a row is one extend.
+_INSERT_INTO = (
     "INSERT INTO events (position, stream_id, version, recorded_at, type, schema_version, data, "
-    "run_id, agent_id, parent_id, causation_id, correlation_id, source) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, 0), "
-    "NULLIF(?, ''), ?)"
+    "run_id, agent_id, parent_id, causation_id, correlation_id, source) VALUES "
 )
+_ROW = (
+    "(?, ?, ?, ?, ?, ?, ?, "
+    "NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, 0), NULLIF(?, ''), ?)"
+)
+ROW_PARAMS = 13
+INSERT_ROWS = 100
 
-# Widen the span of each run and agent of the rows just inserted (note 5).
-UPDATE_SPANS = [
-    f"INSERT INTO spans (kind, key, first, last) "
-    f"SELECT '{kind}', {column}, MIN(position), MAX(position) FROM events "
-    f"WHERE position > ? AND {column} IS NOT NULL GROUP BY {column} "
-    f"ON CONFLICT (kind, key) DO UPDATE SET last = MAX(last, excluded.last)"
-    for kind, column in (("run", "run_id"), ("agent", "agent_id"))
-]
+
+@functools.lru_cache(maxsize=INSERT_ROWS)
+def insert_rows(count: int) -> str:
+    """An INSERT of `count` rows (at most `INSERT_ROWS`) in one statement (note 6)."""
+    return _INSERT_INTO + ",".join([_ROW] * count)
+
+
+# Widen the span of a run or an agent id (note 5).
+UPSERT_SPAN = (
+    "INSERT INTO spans (kind, key, first, last) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE "
+    "SET first = MIN(first, excluded.first), last = MAX(last, excluded.last)"
+)
 
 SELECT_COLUMNS = (
     "position, stream_id, version, type, schema_version, data, run_id, agent_id, "

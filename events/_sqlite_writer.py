@@ -43,7 +43,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import INSERT, SCHEMA, UPDATE_SPANS, gc_paused
+from ._sqlite_rows import INSERT_ROWS, ROW_PARAMS, SCHEMA, UPSERT_SPAN, gc_paused, insert_rows
 from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
 __all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
@@ -64,6 +64,8 @@ class PendingAppend:
     events: tuple[NewEvent, ...]
     # Per event: (type, schema_version, data JSON, *meta params) in INSERT order.
     params: list[tuple[Any, ...]]
+    # (index of the first event, run id, agent id) wherever those change ('' for none).
+    segments: list[tuple[int, str, str]]
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
@@ -160,20 +162,24 @@ class GroupWriter:
         head = found[0][2]
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
-        rows: list[tuple[Any, ...]] = []
+        flat: list[Any] = []  # every row's parameters, one after the other
         outcomes: list[Outcome] = []
+        spans: dict[tuple[str, str], list[int]] = {}
         if len(group) == 1 and len(group[0].params) < 64:
-            self._number(group, versions, head, now_us, rows, outcomes)
+            self._number(group, versions, head, now_us, flat, outcomes, spans)
         else:
             with gc_paused():  # a CPU-only loop over many new objects (_sqlite_rows.py, note 4)
-                self._number(group, versions, head, now_us, rows, outcomes)
-        if rows:
+                self._number(group, versions, head, now_us, flat, outcomes, spans)
+        if flat:
+            rows = len(flat) // ROW_PARAMS
             try:
-                conn.executemany(INSERT, rows)
+                for first in range(0, rows, INSERT_ROWS):
+                    count = min(INSERT_ROWS, rows - first)
+                    start = first * ROW_PARAMS
+                    conn.execute(insert_rows(count), flat[start : start + count * ROW_PARAMS])
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"log integrity check failed: {e}") from e
-            for update in UPDATE_SPANS:
-                conn.execute(update, (head,))
+            conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
         return outcomes
 
     @staticmethod
@@ -182,11 +188,17 @@ class GroupWriter:
         versions: dict[str, int],
         head: int,
         now_us: int,
-        rows: list[tuple[Any, ...]],
+        flat: list[Any],
         outcomes: list[Outcome],
+        spans: dict[tuple[str, str], list[int]],
     ) -> None:
-        """Check each append's expected version and give its events positions and versions."""
+        """Check each append's expected version and give its events positions and versions.
+
+        Fills `flat` with the rows, `outcomes` with each append's result and
+        `spans` with the first and last position of each run and agent id.
+        """
         recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
+        extend = flat.extend
         for item in group:
             stream = item.stream_id
             actual = versions[stream]
@@ -196,11 +208,12 @@ class GroupWriter:
             ):
                 outcomes.append(VersionConflict(stream, expected, actual))
                 continue
+            _widen(spans, item.segments, head + 1, head + len(item.events))
             recorded: list[RecordedEvent] = []
             for event, params in zip(item.events, item.params, strict=True):
                 head += 1
                 actual += 1
-                rows.append((head, stream, actual, now_us, *params))
+                extend((head, stream, actual, now_us, *params))
                 recorded.append(
                     new_recorded(head, stream, actual, event.data, event.meta, recorded_at)
                 )
@@ -287,6 +300,25 @@ def _serve(
     writer = ref()
     if leftovers and writer is not None:
         writer._post(writer._deliver, leftovers, [StoreClosed() for _ in leftovers])
+
+
+def _widen(
+    spans: dict[tuple[str, str], list[int]],
+    segments: list[tuple[int, str, str]],
+    first: int,
+    last: int,
+) -> None:
+    """Widen `spans` by an append's events at positions `first..last`."""
+    ends = [start for start, _, _ in segments[1:]] + [last - first + 1]
+    for (start, run, agent), end in zip(segments, ends, strict=True):
+        for key in (("run", run), ("agent", agent)):
+            if not key[1]:
+                continue
+            span = spans.get(key)
+            if span is None:
+                spans[key] = [first + start, first + end - 1]
+            else:
+                span[1] = first + end - 1
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -171,6 +173,38 @@ async def test_meta_ids_are_stored_as_null_when_absent(store: SQLiteEventStore) 
             "FROM events ORDER BY position"
         ).fetchall()
     assert rows == [(None, None, None, None, None, "runtime"), ("r", "a", "o", 1, "c", "api")]
+
+
+async def test_closing_ends_the_stores_threads(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+        await store.append("agent-a", [command("a", 0)])
+        await store.read_all()
+        started = [
+            t for t in threading.enumerate() if t not in before and t.name.startswith("fleet")
+        ]
+    assert sorted(t.name.split("_")[0] for t in started) == [
+        "fleet-store-reader",
+        "fleet-store-writer",
+    ]
+    for thread in started:
+        await asyncio.to_thread(thread.join, 5)
+        assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_garbage_collector_is_left_as_the_caller_had_it(
+    store: SQLiteEventStore, enabled: bool
+) -> None:
+    """Encoding, committing and decoding pause the collector, and restore it."""
+    if not enabled:
+        gc.disable()
+    try:
+        await store.append("agent-a", [command("a", n) for n in range(500)])
+        assert len(await store.read_all()) == 500
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
 
 
 # -- the writer ---------------------------------------------------------------------
