@@ -229,6 +229,7 @@ class SQLiteEventStore:
         segments: list[tuple[int, str, str]] = []
         last_meta: Meta | None = None
         stored_meta: tuple[Any, ...] = ()
+        segment_run = segment_agent = ""
         for index, event in enumerate(batch):
             if type(event) is not NewEvent:
                 raise InvalidEvent(f"events must be NewEvent instances, got {type(event).__name__}")
@@ -243,8 +244,10 @@ class SQLiteEventStore:
             if meta is not last_meta:
                 stored_meta = meta_params(meta)
                 last_meta = meta
-                if not segments or segments[-1][1:] != stored_meta[:2]:
-                    segments.append((index, *stored_meta[:2]))
+                run, agent = stored_meta[0], stored_meta[1]
+                if run != segment_run or agent != segment_agent or not segments:
+                    segments.append((index, run, agent))
+                    segment_run, segment_agent = run, agent
             try:
                 text = to_json(data).decode()
             except PydanticSerializationError as e:
