@@ -14,8 +14,12 @@ those same events (`_conversation.py`), so a resumed agent continues from the
 log, not from memory.
 
 Notes (do not fix without reading this):
-1. A tool call requested but not completed when a process died is run again
-   on resume (at-least-once): the log cannot tell whether it ran.
+1. The calls of one model response are run one after another and their
+   ToolCallCompleted events are appended together when the last one ends (one
+   durable commit instead of one per call), with the HookInvoked of their
+   PreToolUse and PostToolUse hooks; each ToolCallRequested is appended before
+   any of them runs. A call requested but not completed when a process
+   died is run again on resume (at-least-once): the log cannot tell whether it ran.
 2. Compaction is one model call (the same path for Anthropic and the
    simulator) asking for a summary; its ModelResponded and the ContextCompacted
    are appended together, atomically, so a crash cannot leave the summary
@@ -34,7 +38,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -167,12 +171,12 @@ class AgentStats:
     tool_s: float = 0.0
     append_s: float = 0.0
     hook_s: float = 0.0
-    loop_s: float = 0.0
+    busy_s: float = 0.0  # inside create(), command() and run_until_idle()
 
     @property
     def overhead_s(self) -> float:
-        """Loop time not spent waiting on the model or inside tools."""
-        return self.loop_s - self.model_s - self.tool_s
+        """Busy time not spent waiting on the model or inside tools: the runtime's own."""
+        return self.busy_s - self.model_s - self.tool_s
 
 
 def _system_prompt(spec: AgentSpec, tools: Sequence[str]) -> str:
@@ -235,6 +239,7 @@ class Agent:
         self._task: asyncio.Task[AgentOutcome] | None = None
         self._stop_reason: str | None = None  # a hook's `continue: false`
         self._closed = False
+        self._depth = 0
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -327,6 +332,18 @@ class Agent:
         if events:
             await self._append(events)
 
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """Count the wall time of a public call in `stats.busy_s` (nested calls once)."""
+        self._depth += 1
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.stats.busy_s += time.perf_counter() - started
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def create(self, task: str | None = None, *, by: str = "user") -> None:
@@ -335,25 +352,26 @@ class Agent:
         Raises `InvalidAgentSpec` if an agent with this id exists (nothing written),
         `PromptBlocked` if a UserPromptSubmit hook refuses the task (the agent exists, idle).
         """
-        if self.state.status != "new":
-            raise InvalidAgentSpec("agent_id", f"agent {self.agent_id!r} was created already")
-        created = AgentCreated(
-            agent_id=self.agent_id,
-            name=self.spec.name,
-            role=self.spec.role,
-            model=self.model_info.id,
-            parent_id=self.spec.parent_id,
-            workspace=str(self.workspace.root),
-            tools=self.toolbox.names,
-            task=task,
-            system_prompt=_system_prompt(self.spec, self.toolbox.names),
-            context_limit=self.context_window,
-            max_turns=self.spec.max_turns,
-        )
-        await self._append([self._event(created, None)], create=True)
-        await self._session_start("startup")
-        if task is not None:
-            await self.command(task, by=by)
+        with self._busy():
+            if self.state.status != "new":
+                raise InvalidAgentSpec("agent_id", f"agent {self.agent_id!r} was created already")
+            created = AgentCreated(
+                agent_id=self.agent_id,
+                name=self.spec.name,
+                role=self.spec.role,
+                model=self.model_info.id,
+                parent_id=self.spec.parent_id,
+                workspace=str(self.workspace.root),
+                tools=self.toolbox.names,
+                task=task,
+                system_prompt=_system_prompt(self.spec, self.toolbox.names),
+                context_limit=self.context_window,
+                max_turns=self.spec.max_turns,
+            )
+            await self._append([self._event(created, None)], create=True)
+            await self._session_start("startup")
+            if task is not None:
+                await self.command(task, by=by)
 
     async def command(self, prompt: str, *, by: str = "user", causation_id: int | None = None) -> int:
         """Give the agent a prompt (UserPromptSubmit fires first); returns the AgentCommanded position.
@@ -361,30 +379,31 @@ class Agent:
         Raises `AgentNotFound` (never created), `AgentGone` (deleted), `AgentBusy`
         (working), `PromptBlocked` (a hook refused it: only its HookInvoked are written).
         """
-        if not prompt.strip():
-            raise InvalidAgentSpec("prompt", "must not be empty")
-        await self._sync()
-        status = self.state.status
-        if status == "new":
-            raise AgentNotFound(self.agent_id)
-        if status == "deleted":
-            raise AgentGone(self.agent_id)
-        if status == "working":
-            raise AgentBusy(self.agent_id)
-        self._stop_reason = None
-        outcome = await self._dispatch("UserPromptSubmit", prompt=prompt)
-        hook_events = self._hook_events(outcome, causation_id)
-        if outcome is not None and outcome.blocked:
+        with self._busy():
+            if not prompt.strip():
+                raise InvalidAgentSpec("prompt", "must not be empty")
+            await self._sync()
+            status = self.state.status
+            if status == "new":
+                raise AgentNotFound(self.agent_id)
+            if status == "deleted":
+                raise AgentGone(self.agent_id)
+            if status == "working":
+                raise AgentBusy(self.agent_id)
             self._stop_reason = None
-            if hook_events:
-                await self._append(hook_events)
-            raise PromptBlocked(self.agent_id, outcome.reason)
-        text = prompt
-        if outcome is not None and outcome.additional_context:
-            text = f"{prompt}\n\n{outcome.additional_context}"
-        commanded = self._event(AgentCommanded(agent_id=self.agent_id, prompt=text, by=by), causation_id)
-        recorded = await self._append([*hook_events, commanded])
-        return recorded[-1].position
+            outcome = await self._dispatch("UserPromptSubmit", prompt=prompt)
+            hook_events = self._hook_events(outcome, causation_id)
+            if outcome is not None and outcome.blocked:
+                self._stop_reason = None
+                if hook_events:
+                    await self._append(hook_events)
+                raise PromptBlocked(self.agent_id, outcome.reason)
+            text = prompt
+            if outcome is not None and outcome.additional_context:
+                text = f"{prompt}\n\n{outcome.additional_context}"
+            commanded = self._event(AgentCommanded(agent_id=self.agent_id, prompt=text, by=by), causation_id)
+            recorded = await self._append([*hook_events, commanded])
+            return recorded[-1].position
 
     async def run(self, prompt: str, *, by: str = "user") -> AgentOutcome:
         """`command(prompt)` then `run_until_idle()`."""
@@ -513,13 +532,10 @@ class Agent:
         Cancellation-safe: a cancelled run leaves the log resumable.
         """
         async with self._lock:
-            started = time.perf_counter()
-            try:
+            with self._busy():
                 await self._sync()
                 while self.state.status == "working":
                     await self._step()
-            finally:
-                self.stats.loop_s += time.perf_counter() - started
             return self.outcome()
 
     async def _step(self) -> None:
@@ -713,18 +729,24 @@ class Agent:
                     for c in unrequested
                 ]
             )
+        # The results of one response's calls are appended together (note 1 of the module).
+        done: list[NewEvent] = []
         for call in list(state.pending):
             if self._stop_reason is not None:
-                return
-            await self._run_tool(call)
+                break
+            done += await self._run_tool(call)
+        if done:
+            await self._append(done)
 
-    async def _run_tool(self, call: PendingCall) -> None:
+    async def _run_tool(self, call: PendingCall) -> list[NewEvent]:
+        """Run one call (hooks around it); its post-hook and ToolCallCompleted events, not appended."""
         cause = call.requested_at
         usage_fields = {"usage": self.state.usage(), "cost_usd": self.state.cost_usd}
         blocked = False
         result: ToolResult
         tool_input: dict[str, Any] = call.input
         started = time.perf_counter()
+        pre_events: list[NewEvent] = []
         try:
             validated = self.toolbox.validate(call.name, call.input)
         except ToolError as e:
@@ -733,8 +755,7 @@ class Agent:
             pre = await self._dispatch(
                 "PreToolUse", tool_name=call.name, tool_input=call.input, tool_use_id=call.tool_use_id, **usage_fields
             )
-            if pre is not None and pre.invocations:
-                await self._append(self._hook_events(pre, cause))
+            pre_events = self._hook_events(pre, cause)
             if pre is not None and (pre.blocked or pre.permission in ("deny", "ask")):
                 blocked = True
                 result = ToolResult(
@@ -752,7 +773,7 @@ class Agent:
                         self.stats.tool_s += time.perf_counter() - tool_started
                 except ToolError as e:
                     result = ToolResult(str(e), is_error=True)
-        post_events: list[NewEvent] = []
+        post_events: list[NewEvent] = pre_events
         if not blocked:
             if result.is_error:
                 post = await self._dispatch(
@@ -772,7 +793,7 @@ class Agent:
                     tool_response=result.content,
                     **usage_fields,
                 )
-            post_events = self._hook_events(post, cause)
+            post_events += self._hook_events(post, cause)
             if post is not None:
                 notes = [n for n in (post.reason if post.blocked else None, post.additional_context) if n]
                 if notes:
@@ -790,4 +811,4 @@ class Agent:
             files_written=list(result.files_written),
         )
         self.stats.tool_calls += 1
-        await self._append([*post_events, self._event(completed, cause)])
+        return [*post_events, self._event(completed, cause)]

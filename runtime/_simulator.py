@@ -319,7 +319,9 @@ class Simulator:
         """Bind and start serving. Raises `OSError` if the address is taken."""
         if self._state != "new":
             raise ClientClosed("simulator (already started or closed)")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, or asyncio does not set TCP_NODELAY on accepted connections and
+        # every response waits 40 ms for a delayed ACK (Nagle).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
+import json
 import os
 import re
 import signal
@@ -106,12 +108,18 @@ class Tool(Protocol):
         ...
 
 
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
+@functools.cache
+def _schema_of(model: type[BaseModel]) -> str:
     schema = model.model_json_schema()
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
-    return schema
+    return json.dumps(schema)
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The input_schema of a tool (built once per input model; a fresh copy each call)."""
+    return json.loads(_schema_of(model))  # type: ignore[no-any-return]
 
 
 def _validation_detail(e: ValidationError) -> str:

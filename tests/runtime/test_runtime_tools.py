@@ -195,8 +195,8 @@ async def test_run_command_kills_the_whole_process_group_on_timeout(tools: Toolb
 async def test_run_command_caps_a_flood_of_output(ws: Workspace) -> None:
     tools = worker_toolbox(["run_command"], max_output_chars=1000)
     started = time.perf_counter()
-    result = await tools.call("run_command", {"command": "yes flood", "timeout_s": 30}, ctx(ws))
-    assert time.perf_counter() - started < 10
+    result = await tools.call("run_command", {"command": "yes flood", "timeout_s": 60}, ctx(ws))
+    assert time.perf_counter() - started < 30  # killed at 8 MB, long before the timeout
     assert result.is_error
     assert "the command's process group was killed" in result.content
     assert len(result.content) < 1200
