@@ -14,6 +14,12 @@ Notes (do not fix without reading this):
 2. A subscription wakes up on this store's own commits at once, and polls
    every `poll_interval` seconds for appends made by other processes (SQLite
    has no cross-process notification).
+3. No aiosqlite: it sends each statement to its thread and back (~45 us a
+   hop here) and decodes on the event loop. The store keeps the same shape (a
+   thread per connection) but crosses once per group commit or page; see
+   `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
+4. A store belongs to the event loop that opened it: the writer thread hands
+   results back to that loop.
 """
 
 from __future__ import annotations

@@ -247,6 +247,7 @@ def _run(ref: weakref.ref[GroupWriter], queue: SimpleQueue[PendingAppend | None]
         conn = writer._connect()
     except BaseException as e:
         writer._opened.set_exception(e)
+        writer._stopped.set_result(None)
         return
     writer._opened.set_result(None)
     del writer  # hold no strong reference while waiting, so a dropped store can be collected
