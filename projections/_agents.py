@@ -278,7 +278,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if record is None:
             report(self.name, event, "no agent %r was created", agent_id)
             return None
-        record["last_activity_at"] = event.recorded_at.timestamp()
+        record["last_activity_at"] = self.ts(event)
         return record
 
     def _created(self, state: AgentsState, event: RecordedEvent, d: AgentCreated) -> None:
@@ -290,7 +290,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             name=d.name,
             role=d.role,
             model=d.model,
-            at=event.recorded_at.timestamp(),
+            at=self.ts(event),
             parent_id=d.parent_id,
             run_id=event.meta.run_id,
             task=d.task,
@@ -417,7 +417,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
 
     def _external(self, state: AgentsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         r = state["agents"].get(f.agent_id)
         if r is None:
             r = new_record(

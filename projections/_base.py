@@ -100,6 +100,21 @@ class FoldProjection(Generic[S]):
 
     def __init__(self) -> None:
         self.handlers: dict[type[EventModel], Handler] = {}
+        self._last_time: tuple[datetime | None, float] = (None, 0.0)
+
+    def ts(self, event: RecordedEvent) -> float:
+        """When `event` was recorded, as float seconds since the epoch.
+
+        The events of one group commit share one `recorded_at` object, so the
+        last conversion is kept (in one tuple: safe if folds share this object).
+        """
+        at = event.recorded_at
+        last = self._last_time
+        if last[0] is at:
+            return last[1]
+        seconds = at.timestamp()
+        self._last_time = (at, seconds)
+        return seconds
 
     @property
     def handled_types(self) -> frozenset[str]:

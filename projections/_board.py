@@ -119,7 +119,7 @@ class BoardProjection(FoldProjection[BoardState]):
         if d.task_id in state["tasks"]:
             report(self.name, event, "task %r already exists", d.task_id)
             return
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         state["tasks"][d.task_id] = {
             "id": d.task_id,
             "title": d.title,
@@ -138,7 +138,7 @@ class BoardProjection(FoldProjection[BoardState]):
         if task is None:
             report(self.name, event, "no task %r was created", d.task_id)
             return
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         previous = task["column"]
         if _ORDER[d.column] < _ORDER[previous]:
             task["returns"] += 1

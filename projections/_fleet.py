@@ -111,12 +111,17 @@ class FleetProjection(FoldProjection[FleetState]):
         data = event.data
         if type(data) is UnknownEvent:
             return state
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         state["events"] += 1
         last = state["last_at"]
         if last is None or ts > last:
             state["last_at"] = ts
-        _count_second(state["window"], int(ts))
+        window = state["window"]
+        second = int(ts)
+        if window and window[-1][0] == second:
+            window[-1][1] += 1  # the common case, inline
+        else:
+            _count_second(window, second)
         handler = self.handlers.get(type(data))
         if handler is not None:
             handler(state, event, data)

@@ -141,7 +141,7 @@ class GraphProjection(FoldProjection[GraphState]):
         if type(data) is UnknownEvent:
             return state
         handler = self.handlers.get(type(data))
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         clock = state["clock"]
         if clock is None or ts > clock:
             state["clock"] = ts
@@ -245,7 +245,7 @@ class GraphProjection(FoldProjection[GraphState]):
         state["nodes"][d.agent_id] = _node(
             d.agent_id, d.name, d.role, event.meta.run_id, d.parent_id, d.workspace, d.external
         )
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         preds = []
         parent_segments = state["segments"].get(d.parent_id) if d.parent_id else None
         if parent_segments:
@@ -257,13 +257,13 @@ class GraphProjection(FoldProjection[GraphState]):
         if node is None:
             return
         by = state["segments"].get(d.by) if d.by != d.agent_id else None
-        extra = [[d.by, len(by) - 1, event.recorded_at.timestamp()]] if by else []
-        _resume(state, d.agent_id, event, extra)
+        extra = [[d.by, len(by) - 1, self.ts(event)]] if by else []
+        _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _waiting(self, state: GraphState, event: RecordedEvent, d: AgentWaiting) -> None:
         if _status(state, d.agent_id, "waiting") is None:
             return
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         _end(state, d.agent_id, ts)
         waits = state["waits"].setdefault(d.agent_id, {})
         for target in d.on:
@@ -276,20 +276,20 @@ class GraphProjection(FoldProjection[GraphState]):
     def _woke(self, state: GraphState, event: RecordedEvent, d: AgentWoke) -> None:
         if _status(state, d.agent_id, "working") is None:
             return
-        _close_waits(state, d.agent_id, event.recorded_at.timestamp(), d.waited_ms)
+        _close_waits(state, d.agent_id, self.ts(event), d.waited_ms)
         segments = state["segments"]
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         extra = [
             [c, len(segments[c]) - 1, ts] for c in d.changed if c in segments and c != d.agent_id
         ]
-        _resume(state, d.agent_id, event, extra)
+        _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
         node = _status(state, d.agent_id, "complete")
         if node is None:
             return
         segments = state["segments"][d.agent_id]
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         for path in d.artifacts:
             state["writers"][resolve_path(path, node["workspace"])] = [
                 d.agent_id,
@@ -305,7 +305,7 @@ class GraphProjection(FoldProjection[GraphState]):
         status = "failed" if isinstance(d, AgentFailed) else "deleted"
         if _status(state, d.agent_id, status) is None:
             return
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         _close_waits(state, d.agent_id, ts, 0.0)
         _release_waiters(state, d.agent_id, ts)
         _end(state, d.agent_id, ts)
@@ -319,7 +319,8 @@ class GraphProjection(FoldProjection[GraphState]):
         workspace = node["workspace"]
         _files(
             state,
-            event,
+            event.position,
+            self.ts(event),
             d.agent_id,
             [(p, resolve_path(p, workspace)) for p in d.files_read],
             [resolve_path(p, workspace) for p in d.files_written],
@@ -338,19 +339,24 @@ class GraphProjection(FoldProjection[GraphState]):
                 "",
                 True,
             )
-            state["segments"][agent_id] = [
-                [event.position, event.recorded_at.timestamp(), None, []]
-            ]
+            state["segments"][agent_id] = [[event.position, self.ts(event), None, []]]
         if f.status is not None and _status(state, agent_id, f.status) is not None:
             if f.status == "working":
-                _resume(state, agent_id, event, [])
+                _resume(state, agent_id, event.position, self.ts(event), [])
             else:
-                ts = event.recorded_at.timestamp()
+                ts = self.ts(event)
                 if f.status == "complete":
                     _release_waiters(state, agent_id, ts)
                 _end(state, agent_id, ts)
         if f.files_read or f.files_written:
-            _files(state, event, agent_id, [(p, p) for p in f.files_read], list(f.files_written))
+            _files(
+                state,
+                event.position,
+                self.ts(event),
+                agent_id,
+                [(p, p) for p in f.files_read],
+                list(f.files_written),
+            )
 
 
 def _node(
@@ -387,14 +393,16 @@ def _end(state: GraphState, agent_id: str, ts: float) -> None:
         last[2] = ts
 
 
-def _resume(state: GraphState, agent_id: str, event: RecordedEvent, extra: list[list[Any]]) -> None:
+def _resume(
+    state: GraphState, agent_id: str, position: int, ts: float, extra: list[list[Any]]
+) -> None:
     """Start a new segment unless one is open (a first command continues the creation's)."""
     segments = state["segments"][agent_id]
     if segments[-1][2] is None:
         return
     previous = segments[-1]
     preds = [[agent_id, len(segments) - 1, previous[2]], *extra]
-    segments.append([event.position, event.recorded_at.timestamp(), None, preds])
+    segments.append([position, ts, None, preds])
 
 
 def _close_wait(state: GraphState, waiter: str, target: str, ms: float) -> None:
@@ -427,14 +435,14 @@ def _release_waiters(state: GraphState, target: str, ts: float) -> None:
 
 def _files(
     state: GraphState,
-    event: RecordedEvent,
+    position: int,
+    ts: float,
     agent_id: str,
     read: list[tuple[str, str]],
     written: list[str],
 ) -> None:
     writers = state["writers"]
     segments = state["segments"][agent_id]
-    ts = event.recorded_at.timestamp()
     preds: list[list[Any]] = []
     for shown, key in read:
         writer = writers.get(key)
@@ -452,7 +460,7 @@ def _files(
     ):
         # Reading another agent's artifact starts a new segment (note 1).
         current[2] = ts
-        segments.append([event.position, ts, None, [[agent_id, len(segments) - 1, ts], *preds]])
+        segments.append([position, ts, None, [[agent_id, len(segments) - 1, ts], *preds]])
     index = len(segments) - 1
     for key in written:
         writers[key] = [agent_id, index, ts]

@@ -2,7 +2,7 @@
 
 `async with ProjectionRunner(store) as runner:` loads each projection's
 checkpoint from the log's SQLite file, folds the events after it up to the
-head (in a worker thread), then follows `store.subscribe` in a background
+head, then follows `store.subscribe` in a background
 task. Each projection has its own position (the last event folded into its
 state); an event at or below it is a duplicate and is skipped. Checkpoints
 are written every `checkpoint_every` events or `checkpoint_interval` seconds
@@ -16,24 +16,31 @@ Notes (do not fix without reading this):
    applied (its half-applied state is never checkpointed) and every read of
    it raises `ProjectionFailed`; the other projections go on. `rebuild(name)`
    starts it afresh.
-3. Bulk folds (catch-up at start, rebuild, time travel) run in a worker
-   thread on states nobody else holds; the live fold runs on the event loop.
-   The live state is only touched in the thread during `start()`, before
-   anyone can read it.
+3. Bulk folds (catch-up at start, rebuild, time travel) read the log a page
+   at a time through the store (which decodes on its reader thread) and fold
+   each page on the event loop, the next page being read meanwhile: the loop
+   is held for one page (a few milliseconds) at a time, never for the whole
+   log. Rebuilds and time travel fold states nobody else holds; only the
+   catch-up in `start()` folds the live states, before anyone can read them.
+4. The cyclic garbage collector is paused while a page is folded, as the
+   store does while it decodes one (`events/_sqlite_rows.py`, note 4): a fold
+   makes many small containers and no cycles, and a collection walking a
+   large state several times per page made rebuilds markedly slower.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from events import RecordedEvent, SQLiteEventStore, UnknownEvent
+from events import RecordedEvent, SQLiteEventStore, StoreClosed, UnknownEvent
 
 from ._agents import AgentsProjection
 from ._base import Projection, quiet_reports
@@ -41,7 +48,6 @@ from ._board import BoardProjection
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshots, decode_state, encode_state
 from ._fleet import FleetProjection
 from ._graph import GraphProjection
-from ._reader import LogReader
 from ._runs import RunsProjection
 from .errors import (
     InvalidPosition,
@@ -54,6 +60,8 @@ from .errors import (
 __all__ = ["DEFAULT_PROJECTIONS", "ProjectionRunner", "default_projections"]
 
 logger = logging.getLogger(__name__)
+
+_PAGE = 2000
 
 
 def default_projections() -> tuple[Projection[Any], ...]:
@@ -154,7 +162,7 @@ class ProjectionRunner:
                     )
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
-            await self._fold_in_thread(list(self._slots.values()), head, quiet=False)
+            await self._fold(list(self._slots.values()), head, quiet=False)
             await self._checkpoint()
         except BaseException:
             self._state = "closed"
@@ -189,9 +197,7 @@ class ProjectionRunner:
         self._state = "closing"
         for task in (self._follower, self._flusher):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel(task)
         try:
             if checkpoint:
                 await self._checkpoint()
@@ -268,8 +274,10 @@ class ProjectionRunner:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ProjectionTimeout(position, self.position, timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._advanced.wait()
 
     async def offer(self, events: Iterable[RecordedEvent]) -> int:
         """Apply events the caller already holds (e.g. just appended); returns how many.
@@ -317,7 +325,7 @@ class ProjectionRunner:
         fold = _Slot(
             projection, projection.initial() if data is None else projection.load(data), start
         )
-        await self._fold_in_thread([fold], position, quiet=True)
+        await self._fold([fold], position, quiet=True)
         if fold.failed is not None:
             raise fold.failed
         return fold.state
@@ -333,7 +341,7 @@ class ProjectionRunner:
     async def rebuild(self, name: str | None = None) -> int:
         """Fold `name` (or every projection) again from position 0 and swap it in.
 
-        The live projections keep serving while the rebuild runs in a thread.
+        The live projections keep serving while the rebuild folds (note 3).
         Returns the position the rebuilt states reached. Clears a failure.
         Raises `UnknownProjection`, `ProjectionFailed`, `RunnerClosed`.
         """
@@ -346,7 +354,7 @@ class ProjectionRunner:
             self._snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
         while True:
-            await self._fold_in_thread(fresh, target, quiet=True)
+            await self._fold(fresh, target, quiet=True)
             for slot in fresh:
                 if slot.failed is not None:
                     raise slot.failed
@@ -416,14 +424,35 @@ class ProjectionRunner:
             slot.position = checkpoint.position
             logger.debug("projection %r resumes after position %d", slot.name, slot.position)
 
-    async def _fold_in_thread(self, slots: list[_Slot], until: int, *, quiet: bool) -> None:
-        spacing = {slot.name: self._snapshots.spacing(slot.name) for slot in slots}
-        before = [slot.position for slot in slots]
-        taken = await asyncio.to_thread(_fold, self._path, slots, until, spacing, quiet)
-        for name, position, blob in taken:
-            self._snapshots.add(name, position, blob)
-        for slot, position in zip(slots, before, strict=True):
-            slot.dirty = slot.dirty or slot.position != position
+    async def _fold(self, slots: list[_Slot], until: int, *, quiet: bool) -> None:
+        """Fold the events after each slot's position, up to `until`, into the slot."""
+        working = [slot for slot in slots if slot.failed is None and slot.position < until]
+        if not working:
+            return
+        before = [slot.position for slot in working]
+        position = min(before)
+        read = self._store.read_all
+        ahead = asyncio.ensure_future(read(after=position, until=until, limit=_PAGE, lenient=True))
+        try:
+            with quiet_reports() if quiet else contextlib.nullcontext():
+                while True:
+                    page = await ahead
+                    if not page:
+                        break
+                    position = page[-1].position
+                    if position < until:  # read the next page while this one folds
+                        ahead = asyncio.ensure_future(
+                            read(after=position, until=until, limit=_PAGE, lenient=True)
+                        )
+                    with _gc_paused():
+                        _fold_page(page, working, self._snapshots, quiet)
+                    if position >= until:
+                        break
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+        for slot, start in zip(working, before, strict=True):
+            slot.dirty = slot.dirty or slot.position != start
 
     async def _follow(self) -> None:
         try:
@@ -434,6 +463,8 @@ class ProjectionRunner:
                 await self._maybe_checkpoint()
         except asyncio.CancelledError:
             raise
+        except StoreClosed:
+            self._stopped = RunnerClosed("the projection runner stopped: the event store closed")
         except Exception as e:
             logger.exception("projection runner stopped following the log")
             self._stopped = RunnerClosed(f"the projection runner stopped following the log: {e}")
@@ -527,48 +558,85 @@ class ProjectionRunner:
             logger.debug("checkpoints written: %s", {r.name: r.position for r in rows})
 
 
-def _fold(
-    path: Path, slots: list[_Slot], until: int, spacing: dict[str, int], quiet: bool
-) -> list[tuple[str, int, bytes]]:
-    """Fold events after each slot's position up to `until` into it (runs in a thread)."""
-    taken: list[tuple[str, int, bytes]] = []
-    working = [s for s in slots if s.failed is None and s.position < until]
-    if not working:
-        return taken
-    start = min(s.position for s in working)
-    context = quiet_reports() if quiet else contextlib.nullcontext()
-    with context, LogReader(path) as reader:
-        for event in reader.events(after=start, until=until):
-            position = event.position
-            unknown = type(event.data) is UnknownEvent
-            if unknown:
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end.
+
+    Cancels again while it runs: on Python 3.11, an `asyncio.wait_for` inside
+    the task (the store's subscription polls with one) swallows a cancellation
+    that lands as its inner wait completes, and the task would go on forever.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("background task %s ended with %r", task.get_name(), task.exception())
+
+
+def _fold_page(
+    page: list[RecordedEvent], slots: list[_Slot], snapshots: Snapshots, quiet: bool
+) -> None:
+    """Fold one page of events into every slot that has not applied them yet.
+
+    Slot by slot, each over the whole page: the inner loop is just `apply`.
+    """
+    level = logging.DEBUG if quiet else logging.ERROR
+    known = page
+    if any(type(event.data) is UnknownEvent for event in page):
+        known = []
+        for unknown in page:
+            if type(unknown.data) is UnknownEvent:
                 logger.log(
-                    logging.DEBUG if quiet else logging.ERROR,
+                    level,
                     "event at position %d has unknown type %r (written by a newer fleet?): "
                     "skipped by every projection",
-                    position,
-                    event.type,
+                    unknown.position,
+                    unknown.type,
                 )
-            for slot in working:
-                if position <= slot.position or slot.failed is not None:
-                    continue
-                if not unknown:
-                    try:
-                        slot.state = slot.projection.apply(slot.state, event)
-                    except Exception as e:
-                        slot.failed = ProjectionFailed(slot.name, position, e)
-                        logger.log(
-                            logging.DEBUG if quiet else logging.ERROR,
-                            "projection %r failed at position %d",
-                            slot.name,
-                            position,
-                            exc_info=True,
-                        )
-                        continue
-                slot.position = position
-                every = spacing.get(slot.name, 0)
-                if every and position % every == 0:
-                    taken.append(
-                        (slot.name, position, Snapshots.pack(slot.projection.dump(slot.state)))
-                    )
-    return taken
+            else:
+                known.append(unknown)
+    last = page[-1].position
+    for slot in slots:
+        start = slot.position
+        if slot.failed is not None or start >= last:
+            continue
+        events = known if start < page[0].position else [e for e in known if e.position > start]
+        apply = slot.projection.apply
+        state = slot.state
+        spacing = snapshots.spacing(slot.name)
+        event: RecordedEvent | None = None
+        try:
+            if spacing and (start // spacing) != (last // spacing):
+                for event in events:  # a snapshot position falls in this page
+                    state = apply(state, event)
+                    if event.position % spacing == 0:
+                        blob = Snapshots.pack(slot.projection.dump(state))
+                        snapshots.add(slot.name, event.position, blob)
+            else:
+                for event in events:
+                    state = apply(state, event)
+        except Exception as e:
+            assert event is not None
+            slot.state, slot.position = state, event.position - 1
+            slot.failed = ProjectionFailed(slot.name, event.position, e)
+            logger.log(
+                level,
+                "projection %r failed at position %d",
+                slot.name,
+                event.position,
+                exc_info=True,
+            )
+            continue
+        slot.state, slot.position = state, last
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block with no await in it (note 4)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -121,7 +121,7 @@ class RunsProjection(FoldProjection[RunsState]):
         if run_id is not None:
             run = state["runs"].get(run_id)
             if run is not None:
-                ts = event.recorded_at.timestamp()
+                ts = self.ts(event)
                 if ts > run["last_at"]:
                     run["last_at"] = ts
         handler = self.handlers.get(type(data))
@@ -182,7 +182,7 @@ class RunsProjection(FoldProjection[RunsState]):
         if d.run_id in state["runs"]:
             report(self.name, event, "run %r already started", d.run_id)
             return
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         state["runs"][d.run_id] = {
             "id": d.run_id,
             "task": d.task,
@@ -207,7 +207,7 @@ class RunsProjection(FoldProjection[RunsState]):
         }
 
     def _finish(self, run: RunRecord, event: RecordedEvent, status: str, duration: float) -> None:
-        ts = event.recorded_at.timestamp()
+        ts = self.ts(event)
         run["status"] = status
         run["finished_at"] = ts
         run["last_at"] = max(run["last_at"], ts)

@@ -1,0 +1,441 @@
+"""Rebuild rate, memory and time-travel latency of fleet's read models.
+
+Run from the repository root::
+
+    .venv/bin/python bench/projections.py                  # 1,000,000 events
+    .venv/bin/python bench/projections.py --events 100000  # a quick run
+
+The first run writes a synthetic fleet log through the store (batched,
+group-committed appends) and keeps it under /tmp for the next runs: copies at
+a quarter, half and all of `--events`, so memory can be compared as the log
+grows. The log is a sequence of scout-plan-build runs like the ones fleet
+records (an orchestrator, three scouts, a planner and a builder per run, each
+tool call a model response, a request, a PreToolUse and a PostToolUse hook and
+a completion; waits, task moves, deletions) plus a Claude Code session
+ingested every tenth run.
+
+Each size is measured in a fresh process, after deleting the log's
+projection checkpoints:
+
+- baseline: reading the whole log through the store (`read_all` pages,
+  decoded to typed events), folding nothing;
+- rebuild: `ProjectionRunner(store).start()` with no checkpoint, i.e. all
+  five read models folded from position 0 (and their checkpoints written);
+  events/s and the ratio to the baseline;
+- memory: the process's peak RSS, its RSS before the rebuild, and the size
+  of the five states as checkpoint JSON;
+- time travel at the middle of the log (a position that is no snapshot's):
+  `state_at` per read model with the snapshots the rebuild kept ("warm"), and
+  for the agents model in a runner restarted from its checkpoints, which has
+  no snapshots yet ("cold": folds from 0) and then has them.
+
+The machine has 2 cores and other work may be running: the figures are
+indicative. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path and its name
+# would shadow the `projections` package: take the folder off the path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentDeleted,
+    AgentWaiting,
+    AgentWoke,
+    ExternalHookReceived,
+    HookInvoked,
+    Meta,
+    ModelResponded,
+    NewEvent,
+    RunCompleted,
+    RunStarted,
+    SQLiteEventStore,
+    TaskCreated,
+    TaskMoved,
+    ToolCallCompleted,
+    ToolCallRequested,
+    Usage,
+)
+from projections import ProjectionRunner
+
+TOOLS = ("read", "grep", "glob", "write", "edit", "bash")
+SCOUT_CALLS, PLANNER_CALLS, BUILDER_CALLS = 20, 15, 60
+
+
+# -- the synthetic log ------------------------------------------------------
+
+
+class RunWriter:
+    """Builds the events of one scout-plan-build run, in the order fleet would append them."""
+
+    def __init__(self, number: int, rng: random.Random) -> None:
+        self.run = f"r{number:06d}"
+        self.rng = rng
+        self.events: list[tuple[str, NewEvent]] = []
+
+    def add(self, stream: str, data: Any, agent: str | None = None) -> None:
+        self.events.append((stream, NewEvent(data, Meta(run_id=self.run, agent_id=agent))))
+
+    def agent(self, name: str, role: str, model: str, parent: str | None) -> str:
+        agent_id = f"{self.run}-{name}"
+        self.add(
+            f"agent-{agent_id}",
+            AgentCreated(
+                agent_id=agent_id,
+                name=name,
+                role=role,
+                model=model,
+                parent_id=parent,
+                workspace=f"/ws/{self.run}",
+                tools=list(TOOLS),
+            ),
+            agent_id,
+        )
+        self.add(
+            f"agent-{agent_id}",
+            AgentCommanded(agent_id=agent_id, prompt=f"{role}: do your part", by=parent or "user"),
+            agent_id,
+        )
+        return agent_id
+
+    def call(
+        self, agent_id: str, n: int, *, writes: str | None = None, reads: str | None = None
+    ) -> None:
+        rng = self.rng
+        stream = f"agent-{agent_id}"
+        tool = "write" if writes else "read" if reads else rng.choice(TOOLS)
+        use = f"{agent_id}-{n}"
+        usage = Usage(
+            input_tokens=rng.randrange(200, 3000),
+            output_tokens=rng.randrange(50, 800),
+            cache_read_input_tokens=rng.randrange(0, 20_000),
+        )
+        self.add(
+            stream,
+            ModelResponded(
+                agent_id=agent_id,
+                model="sim",
+                usage=usage,
+                cost_usd=usage.input_tokens * 3e-6,
+                turn=n,
+            ),
+            agent_id,
+        )
+        self.add(
+            stream,
+            ToolCallRequested(
+                agent_id=agent_id, tool_use_id=use, name=tool, input={"path": f"src/m{n % 200}.py"}
+            ),
+            agent_id,
+        )
+        decision = "deny" if rng.random() < 0.01 else "allow"
+        self.add(
+            stream,
+            HookInvoked(
+                point="PreToolUse",
+                kind="python",
+                agent_id=agent_id,
+                tool_use_id=use,
+                decision=decision,
+            ),
+            agent_id,
+        )
+        read = [reads] if reads else [f"src/m{rng.randrange(200)}.py"] if tool in TOOLS[:3] else []
+        written = (
+            [writes] if writes else [f"src/m{rng.randrange(200)}.py"] if tool == "edit" else []
+        )
+        self.add(
+            stream,
+            ToolCallCompleted(
+                agent_id=agent_id,
+                tool_use_id=use,
+                name=tool,
+                result="ok",
+                blocked=decision == "deny",
+                files_read=read,
+                files_written=written,
+            ),
+            agent_id,
+        )
+        self.add(
+            stream,
+            HookInvoked(point="PostToolUse", kind="python", agent_id=agent_id, tool_use_id=use),
+            agent_id,
+        )
+
+    def build(self) -> list[tuple[str, NewEvent]]:
+        run = self.run
+        self.add(f"run-{run}", RunStarted(run_id=run, task="Migrate", pattern="scout-plan-build"))
+        self.add(f"task-{run}", TaskCreated(task_id=run, title="Migrate"))
+        orch = self.agent("orchestrator", "orchestrator", "opus", None)
+        scouts = [self.agent(f"scout-{i}", "scout", m, orch) for i, m in enumerate("abc")]
+        self.add(f"agent-{orch}", AgentWaiting(agent_id=orch, on=scouts), orch)
+        for n in range(SCOUT_CALLS):  # the scouts work at once: their calls interleave
+            for i, scout in enumerate(scouts):
+                last = n == SCOUT_CALLS - 1
+                self.call(scout, n, writes=f"relevant-{i}.md" if last else None)
+        for i, scout in enumerate(scouts):
+            self.add(
+                f"agent-{scout}",
+                AgentCompleted(agent_id=scout, artifacts=[f"relevant-{i}.md"]),
+                scout,
+            )
+        self.add(
+            f"agent-{orch}",
+            AgentWoke(agent_id=orch, on=scouts, changed=scouts, waited_ms=30_000),
+            orch,
+        )
+        for step, role, calls, reads, writes in (
+            ("BUILD", "planner", PLANNER_CALLS, "relevant-0.md", "plan.md"),
+            ("REVIEW", "builder", BUILDER_CALLS, "plan.md", "src/app.py"),
+        ):
+            worker = self.agent(role, role, "sonnet", orch)
+            self.add(f"agent-{orch}", AgentWaiting(agent_id=orch, on=[worker]), orch)
+            for n in range(calls):
+                self.call(
+                    worker,
+                    n,
+                    reads=reads if n == 0 else None,
+                    writes=writes if n == calls - 1 else None,
+                )
+            self.add(f"agent-{worker}", AgentCompleted(agent_id=worker, artifacts=[writes]), worker)
+            self.add(
+                f"agent-{orch}",
+                AgentWoke(agent_id=orch, on=[worker], changed=[worker], waited_ms=60_000),
+                orch,
+            )
+            self.add(f"task-{run}", TaskMoved(task_id=run, column=step, assignee=worker))
+        self.add(f"agent-{orch}", AgentCompleted(agent_id=orch, summary="done"), orch)
+        for agent_id in [*scouts, f"{run}-planner", f"{run}-builder"]:
+            self.add(f"agent-{agent_id}", AgentDeleted(agent_id=agent_id, by=orch), agent_id)
+        self.add(f"task-{run}", TaskMoved(task_id=run, column="DONE"))
+        self.add(f"run-{run}", RunCompleted(run_id=run, duration_ms=120_000))
+        return self.events
+
+
+def claude_code_session(number: int) -> list[tuple[str, NewEvent]]:
+    session = f"cc{number:06d}"
+    hooks: list[tuple[str, dict[str, Any]]] = [
+        ("SessionStart", {"source": "startup"}),
+        ("UserPromptSubmit", {"prompt": "fix the tests"}),
+    ]
+    for n in range(10):
+        call = {
+            "tool_name": "Read",
+            "tool_input": {"file_path": f"/repo/m{n}.py"},
+            "tool_use_id": f"{session}-{n}",
+        }
+        hooks += [("PreToolUse", call), ("PostToolUse", {**call, "tool_response": {}})]
+    hooks.append(("Stop", {}))
+    return [
+        (
+            f"ext-{session}",
+            NewEvent(
+                ExternalHookReceived(
+                    source_app="repo",
+                    session_id=session,
+                    hook_event_name=name,
+                    payload={
+                        "session_id": session,
+                        "cwd": "/repo",
+                        "hook_event_name": name,
+                        **payload,
+                    },
+                ),
+                Meta(source="ingest"),
+            ),
+        )
+        for name, payload in hooks
+    ]
+
+
+async def append_runs(store: SQLiteEventStore, first: int, target: int, rng: random.Random) -> int:
+    """Append runs numbered from `first` until the log holds `target` events; next run number."""
+    number = first
+    while await store.head() < target:
+        events = RunWriter(number, rng).build()
+        if number % 10 == 0:
+            events += claude_code_session(number)
+        batches: list[tuple[str, list[NewEvent]]] = []
+        for stream, event in events:
+            if batches and batches[-1][0] == stream:
+                batches[-1][1].append(event)
+            else:
+                batches.append((stream, [event]))
+        # Submitted in order, committed in groups: positions keep this order.
+        await asyncio.gather(*(store.append(stream, batch) for stream, batch in batches))
+        number += 1
+    return number
+
+
+def generate(directory: Path, sizes: list[int]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    work = directory / "growing.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{work}{suffix}").unlink(missing_ok=True)
+    asyncio.run(grow(work, directory, sizes))
+    work.unlink()
+
+
+async def grow(work: Path, directory: Path, sizes: list[int]) -> None:
+    rng = random.Random(7)
+    number = 0
+    started = time.perf_counter()
+    for size in sizes:
+        async with SQLiteEventStore(work) as store:
+            number = await append_runs(store, number, size, rng)
+            head = await store.head()
+        await asyncio.to_thread(shutil.copyfile, work, log_path(directory, size))
+        print(f"  wrote {head:,} events ({time.perf_counter() - started:.0f} s so far)", flush=True)
+
+
+def log_path(directory: Path, size: int) -> Path:
+    return directory / f"log-{size}.db"
+
+
+# -- one measurement, in its own process ------------------------------------
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def measure(path: Path) -> dict[str, Any]:
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS projection_checkpoints (name TEXT PRIMARY KEY, "
+            "version INTEGER, position INTEGER, state TEXT, updated_at INTEGER)"
+        )
+        conn.execute("DELETE FROM projection_checkpoints")
+    result: dict[str, Any] = {}
+    async with SQLiteEventStore(path) as store:
+        head = await store.head()
+        result["events"] = head
+        result["rss_before_mb"] = rss_mb()
+        started = time.perf_counter()
+        runner = await ProjectionRunner(store, checkpoint_interval=3600).start()
+        seconds = time.perf_counter() - started
+        result["rebuild_s"] = seconds
+        result["rebuild_eps"] = head / seconds
+        result["peak_rss_mb"] = peak_rss_mb()
+        result["state_mb"] = {
+            name: len(json.dumps(runner.projection(name).dump(runner.state(name)))) / 2**20
+            for name in runner.names
+        }
+        result["agents"] = runner.view("fleet")["agents"]["total"]
+        mid = head // 2 + 123
+        warm: dict[str, float] = {}
+        for name in runner.names:
+            times = []
+            for _ in range(3):
+                t = time.perf_counter()
+                await runner.state_at(name, mid)
+                times.append(time.perf_counter() - t)
+            warm[name] = statistics.median(times)
+        result["state_at_warm_ms"] = {k: v * 1000 for k, v in warm.items()}
+        await runner.aclose()
+
+        async with ProjectionRunner(store, checkpoint_interval=3600) as restarted:
+            t = time.perf_counter()
+            await restarted.state_at("agents", mid)
+            cold = time.perf_counter() - t
+            t = time.perf_counter()
+            await restarted.state_at("agents", mid)
+            again = time.perf_counter() - t
+        result["state_at_cold_ms"] = cold * 1000
+        result["state_at_after_cold_ms"] = again * 1000
+
+        started = time.perf_counter()
+        position, count = 0, 0
+        while page := await store.read_all(after=position, limit=2000, lenient=True):
+            position = page[-1].position
+            count += len(page)
+        result["read_eps"] = count / (time.perf_counter() - started)
+    return result
+
+
+# -- the report -------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the largest log")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/fleet-bench-projections"))
+    parser.add_argument("--regenerate", action="store_true", help="write the logs again")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(asyncio.run(measure(args.measure))))
+        return
+
+    sizes = [args.events // 4, args.events // 2, args.events]
+    if args.regenerate or not all(log_path(args.dir, s).exists() for s in sizes):
+        print(f"writing synthetic logs of {', '.join(f'{s:,}' for s in sizes)} events ...")
+        generate(args.dir, sizes)
+    results = []
+    for size in sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(log_path(args.dir, size))],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+
+    print("\nrebuild of all five read models from position 0 (fresh process per log):")
+    print(
+        f"{'events':>10} {'agents':>7} {'read ev/s':>10} {'rebuild ev/s':>13} {'ratio':>6} "
+        f"{'rebuild s':>9} {'RSS before':>10} {'peak RSS':>9} {'state JSON':>10}"
+    )
+    for r in results:
+        print(
+            f"{r['events']:>10,} {r['agents']:>7,} {r['read_eps']:>10,.0f} "
+            f"{r['rebuild_eps']:>13,.0f} {r['rebuild_eps'] / r['read_eps']:>6.2f} "
+            f"{r['rebuild_s']:>9.1f} "
+            f"{r['rss_before_mb']:>8.0f}MB {r['peak_rss_mb']:>7.0f}MB "
+            f"{sum(r['state_mb'].values()):>8.1f}MB"
+        )
+    last = results[-1]
+    print(
+        f"\nstate JSON by read model at {last['events']:,} events (MB): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in last["state_mb"].items())
+    )
+    print(
+        f"\nstate_at(position {last['events'] // 2 + 123:,}) at the middle of {last['events']:,}:"
+    )
+    print(
+        "  warm (snapshots from the rebuild), median of 3: "
+        + ", ".join(f"{k} {v:.0f} ms" for k, v in last["state_at_warm_ms"].items())
+    )
+    print(
+        f"  cold (restarted runner, no snapshot yet), agents: {last['state_at_cold_ms']:.0f} ms; "
+        f"the same again: {last['state_at_after_cold_ms']:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
