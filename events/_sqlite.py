@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 MAX_STREAM_ID_LENGTH = 200
 _PAGE = 1_000
-_BUSY_TIMEOUT_MS = 10_000
 
 Encoded = tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]
 
@@ -70,6 +69,9 @@ class SQLiteEventStore:
             `EventTooLarge` and writes nothing.
         poll_interval: how often (seconds) an idle subscription looks for
             appends made by other processes.
+        lock_timeout: how long (seconds) an append waits for another
+            process's write transaction before it fails with `StoreError`
+            (nothing written).
     """
 
     def __init__(
@@ -78,14 +80,18 @@ class SQLiteEventStore:
         *,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval: float = 0.2,
+        lock_timeout: float = 10.0,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        if lock_timeout < 0:
+            raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
         self.path = Path(path)
         self.max_event_bytes = max_event_bytes
         self.poll_interval = poll_interval
+        self.lock_timeout = lock_timeout
         self._writer: GroupWriter | None = None
         self._reader: PageReader | None = None
         self._appended = asyncio.Event()
@@ -111,11 +117,11 @@ class SQLiteEventStore:
                 self.path,
                 asyncio.get_running_loop(),
                 self._committed,
-                busy_timeout_ms=_BUSY_TIMEOUT_MS,
+                busy_timeout_ms=round(self.lock_timeout * 1000),
             )
             await writer.start()
             self._writer = writer
-            reader = PageReader(self.path, busy_timeout_ms=_BUSY_TIMEOUT_MS)
+            reader = PageReader(self.path, busy_timeout_ms=round(self.lock_timeout * 1000))
             self._reader = reader
             await reader.open()
         except BaseException:

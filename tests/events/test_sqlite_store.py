@@ -141,10 +141,12 @@ async def test_an_unopened_store_refuses_use(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"max_event_bytes": 0}, {"poll_interval": 0}], ids=["max_event_bytes", "poll"]
+    "options",
+    [{"max_event_bytes": 0}, {"poll_interval": 0}, {"lock_timeout": -1}],
+    ids=["max_event_bytes", "poll_interval", "lock_timeout"],
 )
 def test_nonsense_options_are_refused(tmp_path: Path, options: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="must"):
         SQLiteEventStore(tmp_path / "log.db", **options)  # type: ignore[arg-type]
 
 
@@ -234,6 +236,20 @@ async def test_appends_wait_while_another_connection_holds_the_write_lock(
     async with asyncio.timeout(5):
         [recorded] = await append
     assert recorded.position == 1
+
+
+async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteEventStore(tmp_path / "log.db", lock_timeout=0.1) as store:
+        with closing(raw(store.path)) as blocker:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="locked"):
+                await store.append("agent-a", [command("a", 0)])
+            blocker.execute("ROLLBACK")
+        assert await store.head() == 0
+        [recorded] = await store.append("agent-a", [command("a", 0)], expected_version=0)
+        assert recorded.position == 1
 
 
 async def test_an_append_cancelled_before_its_turn_writes_nothing(store: SQLiteEventStore) -> None:

@@ -29,6 +29,7 @@ from events import (
     RecordedEvent,
     RunStarted,
     StoreClosed,
+    StoreError,
     ToolCallCompleted,
     UnknownEvent,
     UnknownEventType,
@@ -446,6 +447,17 @@ async def test_lenient_reads_return_unknown_types_as_unknown_event(store_factory
     assert events[1].data == UnknownEvent(type="AgentTeleported", raw={"to": "mars"})
     assert events[1].to_json_dict()["data"] == {"to": "mars"}
     assert [e.position async for e in store.iter_all(lenient=True, page=1)] == [1, 2, 3]
+
+
+async def test_a_stored_row_that_no_longer_decodes_names_its_position(store_factory) -> None:
+    store = await store_factory()
+    await store.append("agent-a", [command("a", 1)])
+    store_factory.write_raw(stream_id="agent-a", type="AgentCommanded", data_json='{"prompt": 3')
+
+    with pytest.raises(StoreError, match="position 2") as caught:
+        await store.read_all(lenient=True)
+    assert not isinstance(caught.value, UnknownEventType)
+    assert [e.position for e in await store.read_all(until=1)] == [1]
 
 
 async def test_a_row_from_a_newer_schema_is_unknown_to_strict_reads(store_factory) -> None:
