@@ -37,13 +37,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from events import SQLiteEventStore  # noqa: E402
-from hooks import HookDispatcher  # noqa: E402
-from runtime import Agent, AgentSpec, AgentStats, ModelClient, Simulator, prepare_workspace  # noqa: E402
+from events import SQLiteEventStore
+from hooks import HookDispatcher
+from runtime import Agent, AgentSpec, AgentStats, ModelClient, Simulator, prepare_workspace
 
 TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/scout-{i}.md."
 POINTS = (
@@ -201,7 +200,7 @@ async def main(sizes: Sizes) -> None:
             for point in POINTS:
                 hooks.add_python(point, lambda payload: None, name="noop")
             print(
-                f"fleet agent runtime, {os.cpu_count()} cores, simulator in its own process at {url}"
+                f"fleet agent runtime, {os.cpu_count()} cores, simulator in its own process: {url}"
             )
             print("(offline simulator: its answers are scripted; figures are indicative)\n")
             await sequential(store, client, workspace, "warm", 3, None)
@@ -219,7 +218,8 @@ async def main(sizes: Sizes) -> None:
                 base.append(await baseline(client, store, f"plain{t}"))
             med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
             print(
-                f"per step, one agent at a time ({sizes.sequential} agents x 4 steps, median of {sizes.trials}):"
+                f"per step, one agent at a time ({sizes.sequential} agents x 4 steps, "
+                f"median of {sizes.trials}):"
             )
             print(f"  {'':34}{'no hooks':>10}{'10 no-op hooks':>16}")
             for key, label in [
@@ -242,7 +242,8 @@ async def main(sizes: Sizes) -> None:
                     for t in range(sizes.trials)
                 ]
                 print(
-                    f"  {n:>6}{med(rows, 'steps_s'):>10.0f}{med(rows, 'cpu_ms'):>13.2f}{med(rows, 'wall_s'):>9.2f}"
+                    f"  {n:>6}{med(rows, 'steps_s'):>10.0f}{med(rows, 'cpu_ms'):>13.2f}"
+                    f"{med(rows, 'wall_s'):>9.2f}"
                 )
 
 

@@ -23,7 +23,13 @@ from ._agent import (
     ToolboxFor,
 )
 from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
-from ._conversation import AgentState, AgentStatus, PendingCall, find_unfinished_agents, stream_id_of
+from ._conversation import (
+    AgentState,
+    AgentStatus,
+    PendingCall,
+    find_unfinished_agents,
+    stream_id_of,
+)
 from ._fleet import TERMINAL, Budgets, Fleet, FleetConfig, Recorder, WakeResult
 from ._models import ModelInfo, ModelTable, PriceEntry, PriceTable, Rates
 from ._orchestrator_policy import SCOUT_MODELS, orchestrator_policy
@@ -55,8 +61,8 @@ from ._simulator_roles import TEST_COMMAND, Directive, find_directives, parse_pl
 from ._tools import (
     WORKER_TOOLS,
     Tool,
-    ToolContext,
     Toolbox,
+    ToolContext,
     ToolResult,
     worker_toolbox,
 )
@@ -83,6 +89,20 @@ from .errors import (
 )
 
 __all__ = [
+    "BUILTIN_PATTERNS",
+    "CHARS_PER_TOKEN",
+    "COMPACTED_PREFIX",
+    "COMPACTION_PROMPT",
+    "GIT_IDENTITY",
+    "MAX_STOP_CONTINUATIONS",
+    "MIN_CACHEABLE_TOKENS",
+    "ORCHESTRATOR_TOOLS",
+    "ROLES",
+    "SCOUT_MODELS",
+    "SIMULATOR_API_KEY",
+    "TERMINAL",
+    "TEST_COMMAND",
+    "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
     "AgentDrivenElsewhere",
@@ -93,23 +113,16 @@ __all__ = [
     "AgentState",
     "AgentStats",
     "AgentStatus",
-    "BUILTIN_PATTERNS",
     "BudgetCheck",
     "BudgetExceeded",
     "Budgets",
-    "CHARS_PER_TOKEN",
-    "COMPACTED_PREFIX",
-    "COMPACTION_PROMPT",
     "Call",
     "ClientClosed",
     "Directive",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
-    "GIT_IDENTITY",
     "InvalidAgentSpec",
-    "MAX_STOP_CONTINUATIONS",
-    "MIN_CACHEABLE_TOKENS",
     "ModelCallFailed",
     "ModelClient",
     "ModelError",
@@ -117,7 +130,6 @@ __all__ = [
     "ModelReply",
     "ModelTable",
     "ModelTableInvalid",
-    "ORCHESTRATOR_TOOLS",
     "Observation",
     "PatternError",
     "PatternSpec",
@@ -127,7 +139,6 @@ __all__ = [
     "PriceEntry",
     "PriceTable",
     "PromptBlocked",
-    "ROLES",
     "Rates",
     "Recorder",
     "ReviewLoop",
@@ -135,14 +146,10 @@ __all__ = [
     "RunResult",
     "Runtime",
     "RuntimeOptions",
-    "SCOUT_MODELS",
-    "SIMULATOR_API_KEY",
     "Simulator",
     "SimulatorStats",
     "Situation",
     "StepSpec",
-    "TERMINAL",
-    "TEST_COMMAND",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -152,7 +159,6 @@ __all__ = [
     "ToolboxFor",
     "Turn",
     "UnknownModel",
-    "WORKER_TOOLS",
     "WakeResult",
     "Workspace",
     "WorkspaceEscape",

@@ -39,7 +39,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ from events import (
     ContextCompacted,
     EventModel,
     EventStore,
-    HookInvoked,
     Meta,
     ModelResponded,
     NewEvent,
@@ -62,13 +61,12 @@ from events import (
     ToolCallRequested,
     VersionConflict,
 )
-
 from hooks import HookDispatcher, HookOutcome, build_payload
 
 from ._client import ModelClient, ModelReply
 from ._conversation import AgentState, AgentStatus, PendingCall, stream_id_of
 from ._simulator_policy import COMPACTED_PREFIX, COMPACTION_PROMPT
-from ._tools import WORKER_TOOLS, ToolContext, ToolResult, Toolbox, worker_toolbox
+from ._tools import WORKER_TOOLS, Toolbox, ToolContext, ToolResult, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
     AgentBusy,
@@ -133,11 +131,15 @@ class AgentSpec:
     def check(self) -> None:
         """Raise `InvalidAgentSpec` for an id, role or limit that cannot be right."""
         if not _ID.match(self.agent_id):
-            raise InvalidAgentSpec("agent_id", f"{self.agent_id!r} must be 1-128 letters, digits, '_.:-'")
+            raise InvalidAgentSpec(
+                "agent_id", f"{self.agent_id!r} must be 1-128 letters, digits, '_.:-'"
+            )
         if not self.name.strip():
             raise InvalidAgentSpec("name", "must not be empty")
         if not re.match(r"^[A-Za-z0-9_-]{1,64}$", self.role):
-            raise InvalidAgentSpec("role", f"{self.role!r} must be 1-64 letters, digits, '_' or '-'")
+            raise InvalidAgentSpec(
+                "role", f"{self.role!r} must be 1-64 letters, digits, '_' or '-'"
+            )
         if self.max_turns is not None and self.max_turns < 1:
             raise InvalidAgentSpec("max_turns", "must be at least 1")
         if self.max_tokens < 1:
@@ -254,7 +256,11 @@ class Agent:
     @property
     def system_prompt(self) -> str:
         created = self.state.created
-        return created.system_prompt if created is not None else _system_prompt(self.spec, self.toolbox.names)
+        return (
+            created.system_prompt
+            if created is not None
+            else _system_prompt(self.spec, self.toolbox.names)
+        )
 
     def outcome(self) -> AgentOutcome:
         """The agent's current result (status, summary, artifacts, error)."""
@@ -274,14 +280,18 @@ class Agent:
 
     # -- the log ----------------------------------------------------------------------------
 
-    async def _append(self, events: Sequence[NewEvent], *, create: bool = False) -> list[RecordedEvent]:
+    async def _append(
+        self, events: Sequence[NewEvent], *, create: bool = False
+    ) -> list[RecordedEvent]:
         started = time.perf_counter()
         expected = NO_STREAM if create else self.state.version
         try:
             recorded = await self.store.append(self.stream_id, events, expected_version=expected)
         except VersionConflict as e:
             if create:
-                raise InvalidAgentSpec("agent_id", f"an agent {self.agent_id!r} exists already") from e
+                raise InvalidAgentSpec(
+                    "agent_id", f"an agent {self.agent_id!r} exists already"
+                ) from e
             raise AgentDrivenElsewhere(self.agent_id, self.state.version, e.actual) from e
         self.state.apply_all(recorded)
         self.stats.appends += 1
@@ -299,7 +309,9 @@ class Agent:
 
     async def _sync(self) -> None:
         """Apply events of our stream we have not seen (e.g. one a cancelled append wrote)."""
-        self.state.apply_all(await self.store.read_stream(self.stream_id, after_version=self.state.version))
+        self.state.apply_all(
+            await self.store.read_stream(self.stream_id, after_version=self.state.version)
+        )
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -324,10 +336,14 @@ class Agent:
         return outcome
 
     async def _session_start(self, source: str) -> None:
-        outcome = await self._dispatch("SessionStart", source=source, model=self.model_info.id, agent_type=self.spec.role)
+        outcome = await self._dispatch(
+            "SessionStart", source=source, model=self.model_info.id, agent_type=self.spec.role
+        )
         events = self._hook_events(outcome, self.state.last_position)
         if self.spec.parent_id is not None and source == "startup":
-            sub = await self._dispatch("SubagentStart", subagent_id=self.agent_id, agent_type=self.spec.role)
+            sub = await self._dispatch(
+                "SubagentStart", subagent_id=self.agent_id, agent_type=self.spec.role
+            )
             events += self._hook_events(sub, self.state.last_position)
         if events:
             await self._append(events)
@@ -373,8 +389,10 @@ class Agent:
             if task is not None:
                 await self.command(task, by=by)
 
-    async def command(self, prompt: str, *, by: str = "user", causation_id: int | None = None) -> int:
-        """Give the agent a prompt (UserPromptSubmit fires first); returns the AgentCommanded position.
+    async def command(
+        self, prompt: str, *, by: str = "user", causation_id: int | None = None
+    ) -> int:
+        """Give the agent a prompt (after UserPromptSubmit); returns its AgentCommanded position.
 
         Raises `AgentNotFound` (never created), `AgentGone` (deleted), `AgentBusy`
         (working), `PromptBlocked` (a hook refused it: only its HookInvoked are written).
@@ -401,7 +419,9 @@ class Agent:
             text = prompt
             if outcome is not None and outcome.additional_context:
                 text = f"{prompt}\n\n{outcome.additional_context}"
-            commanded = self._event(AgentCommanded(agent_id=self.agent_id, prompt=text, by=by), causation_id)
+            commanded = self._event(
+                AgentCommanded(agent_id=self.agent_id, prompt=text, by=by), causation_id
+            )
             recorded = await self._append([*hook_events, commanded])
             return recorded[-1].position
 
@@ -441,12 +461,14 @@ class Agent:
             outcome = await self._dispatch("SessionEnd", reason="delete")
             events = [
                 *self._hook_events(outcome, self.state.last_position),
-                self._event(AgentDeleted(agent_id=self.agent_id, by=by, was_working=was_working), None),
+                self._event(
+                    AgentDeleted(agent_id=self.agent_id, by=by, was_working=was_working), None
+                ),
             ]
             await self._append(events)
 
     async def aclose(self) -> None:
-        """Cancel the agent's task if `start()` made one; fire SessionEnd (reason "close"). Idempotent."""
+        """Cancel the task `start()` made, if any; fire SessionEnd (reason "close"). Idempotent."""
         await self._cancel()
         if self.state.status in ("new", "deleted") or self._closed:
             return
@@ -577,7 +599,9 @@ class Agent:
         finally:
             self.stats.model_s += time.perf_counter() - started
 
-    def _responded(self, reply: ModelReply, *, content: list[dict[str, Any]] | None = None) -> ModelResponded:
+    def _responded(
+        self, reply: ModelReply, *, content: list[dict[str, Any]] | None = None
+    ) -> ModelResponded:
         return ModelResponded(
             agent_id=self.agent_id,
             message_id=reply.message_id,
@@ -604,8 +628,9 @@ class Agent:
             if await self._compact() and self.state.context_tokens > threshold:
                 # Compacting again would make the same summary: stop rather than loop.
                 await self._fail(
-                    f"the context window is still full after compaction: {self.state.context_tokens} "
-                    f"tokens of {self.context_window} (compacting above {threshold:.0f})",
+                    "the context window is still full after compaction: "
+                    f"{self.state.context_tokens} tokens of {self.context_window} "
+                    f"(compacting above {threshold:.0f})",
                     limit="context",
                 )
                 return
@@ -621,7 +646,9 @@ class Agent:
         self.stats.steps += 1
         await self._append([self._event(self._responded(reply), cause)])
         if reply.stop_reason == "max_tokens":
-            await self._fail(f"the response was cut at max_tokens ({self.spec.max_tokens})", limit="max_tokens")
+            await self._fail(
+                f"the response was cut at max_tokens ({self.spec.max_tokens})", limit="max_tokens"
+            )
         elif reply.stop_reason == "refusal":
             await self._fail("the model refused to continue (stop_reason 'refusal')")
 
@@ -687,7 +714,11 @@ class Agent:
             after = (len(self.system_prompt) + len(after_messages[0]["content"])) // 4
         text_only = [b for b in reply.content if b.get("type") == "text"]
         compacted = ContextCompacted(
-            agent_id=self.agent_id, trigger="auto", tokens_before=before, tokens_after=after, summary=summary
+            agent_id=self.agent_id,
+            trigger="auto",
+            tokens_before=before,
+            tokens_after=after,
+            summary=summary,
         )
         events = [
             *self._hook_events(outcome, cause),
@@ -695,7 +726,9 @@ class Agent:
             self._event(compacted, cause),
         ]
         await self._append(events)
-        restart = await self._dispatch("SessionStart", source="compact", model=self.model_info.id, agent_type=self.spec.role)
+        restart = await self._dispatch(
+            "SessionStart", source="compact", model=self.model_info.id, agent_type=self.spec.role
+        )
         if hook_events := self._hook_events(restart, self.state.last_position):
             await self._append(hook_events)
         return True
@@ -723,7 +756,12 @@ class Agent:
             await self._append(
                 [
                     self._event(
-                        ToolCallRequested(agent_id=self.agent_id, tool_use_id=c.tool_use_id, name=c.name, input=c.input),
+                        ToolCallRequested(
+                            agent_id=self.agent_id,
+                            tool_use_id=c.tool_use_id,
+                            name=c.name,
+                            input=c.input,
+                        ),
                         cause,
                     )
                     for c in unrequested
@@ -739,7 +777,7 @@ class Agent:
             await self._append(done)
 
     async def _run_tool(self, call: PendingCall) -> list[NewEvent]:
-        """Run one call (hooks around it); its post-hook and ToolCallCompleted events, not appended."""
+        """Run one call with its hooks; its HookInvoked and ToolCallCompleted, not appended yet."""
         cause = call.requested_at
         usage_fields = {"usage": self.state.usage(), "cost_usd": self.state.cost_usd}
         blocked = False
@@ -753,13 +791,18 @@ class Agent:
             result = ToolResult(str(e), is_error=True)
         else:
             pre = await self._dispatch(
-                "PreToolUse", tool_name=call.name, tool_input=call.input, tool_use_id=call.tool_use_id, **usage_fields
+                "PreToolUse",
+                tool_name=call.name,
+                tool_input=call.input,
+                tool_use_id=call.tool_use_id,
+                **usage_fields,
             )
             pre_events = self._hook_events(pre, cause)
             if pre is not None and (pre.blocked or pre.permission in ("deny", "ask")):
                 blocked = True
                 result = ToolResult(
-                    f"blocked by a PreToolUse hook: {pre.reason or 'no reason given'}", is_error=True
+                    f"blocked by a PreToolUse hook: {pre.reason or 'no reason given'}",
+                    is_error=True,
                 )
             else:
                 try:
@@ -768,7 +811,9 @@ class Agent:
                         validated = self.toolbox.validate(call.name, tool_input)
                     tool_started = time.perf_counter()
                     try:
-                        result = await self.toolbox.get(call.name)(validated, self._tool_context(cause))
+                        result = await self.toolbox.get(call.name)(
+                            validated, self._tool_context(cause)
+                        )
                     finally:
                         self.stats.tool_s += time.perf_counter() - tool_started
                 except ToolError as e:
@@ -795,7 +840,9 @@ class Agent:
                 )
             post_events += self._hook_events(post, cause)
             if post is not None:
-                notes = [n for n in (post.reason if post.blocked else None, post.additional_context) if n]
+                notes = [
+                    n for n in (post.reason if post.blocked else None, post.additional_context) if n
+                ]
                 if notes:
                     text = result.content + "".join(f"\n\n[hook] {n}" for n in notes)
                     result = replace(result, content=text)

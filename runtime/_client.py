@@ -91,9 +91,13 @@ def content_to_dicts(blocks: Sequence[Any]) -> list[dict[str, Any]]:
         if kind == "text":
             out.append({"type": "text", "text": block.text})
         elif kind == "tool_use":
-            out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input)})
+            out.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input)}
+            )
         elif kind == "thinking":
-            out.append({"type": "thinking", "thinking": block.thinking, "signature": block.signature})
+            out.append(
+                {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+            )
         else:
             out.append(block.model_dump(mode="json", exclude_none=True))
     return out
@@ -109,7 +113,11 @@ def _with_cache_control(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[s
         blocks: list[Any] = [{"type": "text", "text": content}]
     else:
         blocks = [dict(b) if isinstance(b, Mapping) else b for b in content or []]
-    if blocks and isinstance(blocks[-1], dict) and blocks[-1].get("type") in ("text", "tool_result", "image", "document"):
+    if (
+        blocks
+        and isinstance(blocks[-1], dict)
+        and blocks[-1].get("type") in ("text", "tool_result", "image", "document")
+    ):
         blocks[-1] = {**blocks[-1], "cache_control": _EPHEMERAL}
     return [*head, {**last, "content": blocks}]
 
@@ -227,7 +235,7 @@ class ModelClient:
         max_tokens: int = 8192,
         cache: bool = True,
     ) -> ModelReply:
-        """One streamed request; the final message with its usage and cost. `messages` is not mutated.
+        """One streamed request: the final message, its usage and cost. `messages` is not mutated.
 
         Raises `UnknownModel` before any call, `ModelCallFailed` when the API
         answers an error after the SDK's retries or cannot be reached.
@@ -235,7 +243,9 @@ class ModelClient:
         self._check_open()
         info = self.resolve(model)
         system_param: Any = (
-            [{"type": "text", "text": system, "cache_control": _EPHEMERAL}] if cache and system else system
+            [{"type": "text", "text": system, "cache_control": _EPHEMERAL}]
+            if cache and system
+            else system
         )
         params: dict[str, Any] = {
             "model": info.id,
@@ -255,7 +265,9 @@ class ModelClient:
         except anthropic.APITimeoutError as e:
             raise ModelCallFailed(info.id, None, "timeout", str(e)) from e
         except anthropic.APIConnectionError as e:
-            raise ModelCallFailed(info.id, None, "connection_error", f"{e} ({self.base_url})") from e
+            raise ModelCallFailed(
+                info.id, None, "connection_error", f"{e} ({self.base_url})"
+            ) from e
         duration_ms = (time.perf_counter() - started) * 1000
         usage = usage_from_api(message.usage)
         cost = self.prices.cost(info.id, usage, datetime.now(UTC).date())

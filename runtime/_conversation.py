@@ -103,7 +103,12 @@ class AgentState:
     @property
     def total_tokens(self) -> int:
         """Every token billed so far (input, output and both cache buckets)."""
-        return self.input_tokens + self.output_tokens + self.cache_creation_tokens + self.cache_read_tokens
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_tokens
+            + self.cache_read_tokens
+        )
 
     def usage(self) -> Usage:
         """The agent's usage so far, in the API's buckets."""
@@ -196,13 +201,19 @@ class AgentState:
         if self.messages and self.messages[-1]["role"] == "user":
             last = self.messages[-1]
             content = last["content"]
-            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            blocks = (
+                [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            )
             last["content"] = [*blocks, block]
         else:
             self.messages.append({"role": "user", "content": [block]})
 
     def _tool_result(self, tool_use_id: str, result: str, is_error: bool) -> None:
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": result}
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": tool_use_id,
+            "content": result,
+        }
         if is_error:
             block["is_error"] = True
         if self.messages and self.messages[-1]["role"] == "user":
@@ -230,7 +241,7 @@ async def find_unfinished_agents(store: EventStore, *, page: int = 1_000) -> lis
         for event in batch:
             data = event.data
             agent_id = getattr(data, "agent_id", None)
-            if not isinstance(agent_id, str) or data.type == "AgentCreated" and data.external:  # type: ignore[union-attr]
+            if not isinstance(agent_id, str) or (data.type == "AgentCreated" and data.external):  # type: ignore[union-attr]
                 continue
             status[agent_id] = {
                 "AgentCreated": "idle",

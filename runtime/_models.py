@@ -3,7 +3,7 @@
     models = ModelTable.default()                  # or ModelTable.default().with_file(path)
     info = models.resolve("sonnet")                 # ModelInfo; UnknownModel for a name not known
     prices = PriceTable.default()
-    cost = prices.cost(info.id, usage)              # USD for one response's usage, cache buckets apart
+    cost = prices.cost(info.id, usage)              # USD of one response, cache buckets apart
 
 A user file (JSON, or TOML when its name ends in `.toml`) adds or overrides
 models and prices; both tables read the same file::
@@ -24,7 +24,9 @@ models and prices; both tables read the same file::
     cache_read = 0.2
     # optional: a higher band for long prompts (input + cache reads + cache writes)
     # above_tokens = 200000
-    # above = { input = 8.0, output = 30.0, cache_write_5m = 10.0, cache_write_1h = 16.0, cache_read = 0.4 }
+    # [prices.above]
+    # input = 8.0
+    # output = 30.0               # (cache rates default to 1.25x, 2x and 0.1x of input)
 
 Notes (do not fix without reading this):
 1. Prices are data, not code: each entry is (model, effective date, rates). A
@@ -92,7 +94,7 @@ class Rates:
 
 @dataclass(frozen=True, slots=True)
 class PriceEntry:
-    """The rates of one model from one date on (and a higher band for prompts over `above_tokens`)."""
+    """The rates of one model from one date on (a higher band for prompts over `above_tokens`)."""
 
     model: str
     effective: date
@@ -102,9 +104,9 @@ class PriceEntry:
 
     def cost(self, usage: Usage) -> float:
         """USD for one response's `usage` (a long prompt pays the higher band on every token)."""
-        if self.above is not None and self.above_tokens is not None:
-            if usage.context_tokens > self.above_tokens:
-                return self.above.cost(usage)
+        above, limit = self.above, self.above_tokens
+        if above is not None and limit is not None and usage.context_tokens > limit:
+            return above.cost(usage)
         return self.rates.cost(usage)
 
 
@@ -356,7 +358,8 @@ def _load_file(path: str | Path) -> _Loaded:
         parsed = _FileIn.model_validate(_parse_file(file))
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
+            for err in e.errors()
         )
         raise ModelTableInvalid(str(file), problems) from e
     if any((p.above is None) != (p.above_tokens is None) for p in parsed.prices):

@@ -94,7 +94,7 @@ def _canonical(value: Any) -> str:
 
 
 def _parts(body: Mapping[str, Any]) -> list[tuple[int, Any]]:
-    """(tokens, cache_control of the part's last breakpoint or None) for tools, system, each message."""
+    """(tokens, cache_control of its last breakpoint or None) of tools, system and each message."""
     parts: list[tuple[int, Any]] = []
     tools = body.get("tools") or []
     parts.append((estimate_tokens(_canonical(tools)) if tools else 0, _breakpoint(tools)))
@@ -117,7 +117,7 @@ def _breakpoint(value: Any) -> Any:
 
 
 def count_request_tokens(body: Mapping[str, Any]) -> int:
-    """Input tokens of a request body, as `count_tokens` reports them (all cache buckets together)."""
+    """Input tokens of a request body, as `count_tokens` reports them (all cache buckets)."""
     return sum(tokens for tokens, _ in _parts(body))
 
 
@@ -134,7 +134,7 @@ def _input_usage(body: Mapping[str, Any]) -> dict[str, int]:
     if cached < MIN_CACHEABLE_TOKENS:
         return usage
     messages = len(parts) - 2
-    read = sum(tokens for tokens, _ in parts[: messages]) if messages >= 3 else 0
+    read = sum(tokens for tokens, _ in parts[:messages]) if messages >= 3 else 0
     read = min(read, cached)
     if read < MIN_CACHEABLE_TOKENS:
         read = 0
@@ -175,7 +175,13 @@ class _BadRequest(Exception):
         self.message = message
 
 
-def _error(status: int, message: str, *, error_type: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    *,
+    error_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     kind = error_type or _ERROR_TYPES.get(status, "api_error")
     request_id = "req_sim_" + hashlib.sha256(f"{status}{message}".encode()).hexdigest()[:20]
     return JSONResponse(
@@ -194,7 +200,9 @@ def _check_messages(messages: Any) -> None:
             raise _BadRequest(400, f"messages.{index}.role: must be 'user' or 'assistant'")
         content = message.get("content")
         if not isinstance(content, str | list):
-            raise _BadRequest(400, f"messages.{index}.content: must be a string or a list of blocks")
+            raise _BadRequest(
+                400, f"messages.{index}.content: must be a string or a list of blocks"
+            )
         blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
         if message["role"] == "user":
             answered = {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
@@ -203,7 +211,8 @@ def _check_messages(messages: Any) -> None:
                 raise _BadRequest(
                     400,
                     f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` "
-                    f"blocks: {', '.join(sorted(unexpected))}. Each `tool_result` block must have a "
+                    f"blocks: {', '.join(sorted(unexpected))}. "
+                    "Each `tool_result` block must have a "
                     "corresponding `tool_use` block in the previous message.",
                 )
             missing = pending - answered
@@ -373,7 +382,9 @@ class Simulator:
     # -- the API ------------------------------------------------------------------------
 
     def _authorize(self, request: Request) -> Response | None:
-        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        key = request.headers.get("x-api-key") or request.headers.get(
+            "authorization", ""
+        ).removeprefix("Bearer ")
         if not key:
             return _error(401, "x-api-key header is required")
         if self.api_key is not None and key != self.api_key:
@@ -447,16 +458,27 @@ class Simulator:
 
 def _message(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
     # The transport (stream or not) is not part of what is asked.
-    digest = hashlib.sha256(_canonical({k: v for k, v in body.items() if k != "stream"}).encode()).hexdigest()
+    digest = hashlib.sha256(
+        _canonical({k: v for k, v in body.items() if k != "stream"}).encode()
+    ).hexdigest()
     content: list[dict[str, Any]] = []
     if reply.text:
         content.append({"type": "text", "text": reply.text})
     for index, call in enumerate(reply.calls):
         call_id = hashlib.sha256(f"{digest}:{index}".encode()).hexdigest()[:24]
-        content.append({"type": "tool_use", "id": f"toolu_sim_{call_id}", "name": call.name, "input": dict(call.input)})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_sim_{call_id}",
+                "name": call.name,
+                "input": dict(call.input),
+            }
+        )
     stop_reason = reply.stop_reason
     output = sum(
-        estimate_tokens(b["text"]) if b["type"] == "text" else estimate_tokens(b["name"] + _canonical(b["input"]))
+        estimate_tokens(b["text"])
+        if b["type"] == "text"
+        else estimate_tokens(b["name"] + _canonical(b["input"]))
         for b in content
     )
     max_tokens = int(body.get("max_tokens") or 0)
@@ -488,7 +510,8 @@ def _message(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
 
 
 def _sse(event: str, data: Mapping[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 def _chunks(text: str, size: int) -> Sequence[str]:
@@ -504,11 +527,18 @@ async def _events(message: Mapping[str, Any], size: int) -> AsyncIterator[bytes]
         if block["type"] == "text":
             yield _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
             )
             for piece in _chunks(block["text"], size):
                 delta = {"type": "text_delta", "text": piece}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
         else:
             empty = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             yield _sse(
@@ -517,7 +547,10 @@ async def _events(message: Mapping[str, Any], size: int) -> AsyncIterator[bytes]
             )
             for piece in _chunks(_canonical(block["input"]), size):
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
     yield _sse(
         "message_delta",

@@ -1,4 +1,4 @@
-"""The simulator's policies: deterministic, scripted "models" chosen by the role in the system prompt.
+"""The simulator's policies: deterministic scripted "models", chosen by the system prompt's role.
 
 A policy is a generator function. It is given the `Situation` (role, task,
 current prompt, the tools offered) and yields `Turn`s (some text and tool
@@ -34,7 +34,6 @@ import json
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -58,7 +57,9 @@ COMPACTION_PROMPT = (
 )
 """The instruction the runtime appends to ask for a compaction summary (the simulator knows it)."""
 
-COMPACTED_PREFIX = "This conversation was compacted to free the context window. Summary of the earlier part:\n\n"
+COMPACTED_PREFIX = (
+    "This conversation was compacted to free the context window. Summary of the earlier part:\n\n"
+)
 """How the runtime opens the user message that replaces a compacted conversation."""
 
 _STATE_OPEN = "<simulator-state>"
@@ -214,7 +215,7 @@ def _parse_state(text: str) -> _State | None:
 
 
 def _read_conversation(messages: Sequence[Mapping[str, Any]]) -> tuple[_State, bool]:
-    """The task, the current prompt and the tool results since it; and whether a summary is asked."""
+    """The task, the current prompt, the tool results since it; whether a summary is asked."""
     state = _State()
     if messages and messages[0].get("role") == "user":
         first = _text_of(messages[0].get("content"))
@@ -271,9 +272,7 @@ def _summary(state: _State, role: str) -> str:
     )
 
 
-def respond(
-    body: Mapping[str, Any], registry: PolicyRegistry
-) -> Reply:
+def respond(body: Mapping[str, Any], registry: PolicyRegistry) -> Reply:
     """The simulated model's answer to one Messages API request body (a pure function of it)."""
     system = system_text(body.get("system"))
     role = role_of(system)
@@ -281,9 +280,7 @@ def respond(
     state, compaction = _read_conversation(messages)
     if compaction:
         return Reply(_summary(state, role))
-    tools = frozenset(
-        str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, Mapping)
-    )
+    tools = frozenset(str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, Mapping))
     situation = Situation(
         role=role or "generic",
         system=system,
@@ -320,8 +317,14 @@ def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     first_line = prompt.splitlines()[0] if prompt else "(no prompt)"
     if "list_files" not in situation.tools:
         return f"(offline simulator, role {situation.role}) Received: {first_line}"
-    seen = yield Turn("Let me look at the workspace first.", [Call("list_files", {"pattern": "**/*"})])
-    files = [] if seen[0].is_error or seen[0].content == "no files match" else seen[0].content.splitlines()
+    seen = yield Turn(
+        "Let me look at the workspace first.", [Call("list_files", {"pattern": "**/*"})]
+    )
+    files = (
+        []
+        if seen[0].is_error or seen[0].content == "no files match"
+        else seen[0].content.splitlines()
+    )
     readme = next((f for f in files if f.lower() in ("readme.md", "readme.txt", "readme")), None)
     summary = ""
     if readme and "read_file" in situation.tools:

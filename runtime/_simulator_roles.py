@@ -75,13 +75,14 @@ _MD_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.md)\b")
 _LISTED = re.compile(r"^\s*- ([^:\n]+):(\d+): (.*)$", re.MULTILINE)
 _GREPPED = re.compile(r"^([^:\n]+):(\d+):(.*)$", re.MULTILINE)
 _EDITS = re.compile(r"```json fleet-edits\n(.*?)\n```", re.DOTALL)
+# A word list reads better as one string than as a column of literals.
 _STOPWORDS = frozenset(
-    "about after again all also and any are because been before being below between both "
-    "but can could does doing down during each few find files from further have having here "
-    "into its just more most other over same should some such than that the their them then "
-    "there these they this those through under until very what when where which while with "
-    "would your task write change changes exact lines line touches orchestrator report back "
-    "findings notes".split()
+    "about after again all also and any are because been before being below between both "  # noqa: SIM905
+    "but can could does doing down during each few find files from further have having "
+    "here into its just more most other over same should some such than that the their "
+    "them then there these they this those through under until very what when where "
+    "which while with would your task write change changes exact lines line touches "
+    "orchestrator report back findings notes".split()
 )
 
 
@@ -140,13 +141,17 @@ def _split(prompt: str) -> tuple[str, str]:
 
 
 def _directives_in(text: str) -> list[Directive]:
-    found = [(m.start(), Directive("rename", m.group(1), m.group(2))) for m in _RENAME.finditer(text)]
-    found += [(m.start(), Directive("replace", m.group(1), m.group(2))) for m in _REPLACE.finditer(text)]
+    found = [
+        (m.start(), Directive("rename", m.group(1), m.group(2))) for m in _RENAME.finditer(text)
+    ]
+    found += [
+        (m.start(), Directive("replace", m.group(1), m.group(2))) for m in _REPLACE.finditer(text)
+    ]
     return [d for _, d in sorted(found, key=lambda item: item[0])]
 
 
 def find_directives(situation: Situation) -> list[Directive]:
-    """The changes asked for: in the prompt's task paragraph, else anywhere in the prompt or task."""
+    """The changes asked for: in the prompt's task paragraph, else anywhere in prompt or task."""
     task, _ = _split(situation.prompt)
     for text in (task, situation.prompt, _split(situation.task)[0], situation.task):
         found = _directives_in(text)
@@ -178,7 +183,9 @@ def _input_paths(situation: Situation, output: str | None) -> list[str]:
 
 def _keywords(task: str) -> list[str]:
     ticked = re.findall(r"`([^`\n]+)`", task)
-    words = [w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]{4,}", task) if w.lower() not in _STOPWORDS]
+    words = [
+        w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]{4,}", task) if w.lower() not in _STOPWORDS
+    ]
     out: list[str] = []
     for word in [*ticked, *words]:
         if word not in out:
@@ -187,7 +194,9 @@ def _keywords(task: str) -> list[str]:
 
 
 def _locations(text: str, pattern: re.Pattern[str]) -> list[Location]:
-    return [Location(m.group(1).strip(), int(m.group(2)), m.group(3)) for m in pattern.finditer(text)]
+    return [
+        Location(m.group(1).strip(), int(m.group(2)), m.group(3)) for m in pattern.finditer(text)
+    ]
 
 
 def _ok(observation: Observation) -> bool:
@@ -203,7 +212,9 @@ def _body(observation: Observation) -> str:
 def _missing(situation: Situation, needed: Iterable[str]) -> str | None:
     absent = [name for name in needed if name not in situation.tools]
     if absent:
-        return f"I cannot work as a {situation.role}: the tools {', '.join(absent)} are not available."
+        return (
+            f"I cannot work as a {situation.role}: the tools {', '.join(absent)} are not available."
+        )
     return None
 
 
@@ -221,7 +232,10 @@ def _files(locations: Iterable[Location]) -> list[str]:
 def _searches(directives: list[Directive], task: str) -> list[Call]:
     if directives:
         return [
-            Call("grep", {"pattern": d.pattern, "glob": "*.py"} if d.code_only else {"pattern": d.pattern})
+            Call(
+                "grep",
+                {"pattern": d.pattern, "glob": "*.py"} if d.code_only else {"pattern": d.pattern},
+            )
             for d in directives
         ]
     return [Call("grep", {"pattern": re.escape(k), "ignore_case": True}) for k in _keywords(task)]
@@ -241,9 +255,13 @@ def scout_policy(situation: Situation) -> Generator[Turn, list[Observation], str
     locations: list[Location] = []
     if searches:
         what = ", ".join(f"`{c.input['pattern']}`" for c in searches)
-        where = " in the Python files" if directives and all(d.code_only for d in directives) else ""
+        where = (
+            " in the Python files" if directives and all(d.code_only for d in directives) else ""
+        )
         results = yield Turn(f"I'll search the repository{where} for {what}.", searches)
-        locations = _unique(loc for r in results if _ok(r) for loc in _locations(r.content, _GREPPED))
+        locations = _unique(
+            loc for r in results if _ok(r) for loc in _locations(r.content, _GREPPED)
+        )
     files = _files(locations)[:8]
     if files and "read_file" in situation.tools:
         yield Turn(
@@ -255,7 +273,11 @@ def scout_policy(situation: Situation) -> Generator[Turn, list[Observation], str
         scope = "the Python files" if d.code_only else "all files"
         lines.append(f"Searched {scope} for `{d.old}` ({d.describe()}).")
     if not directives:
-        lines.append(f"Searched for the task's keywords: {', '.join(c.input['pattern'] for c in searches) or 'none'}.")
+        lines.append(
+            "Searched for the task's keywords: "
+            + (", ".join(str(c.input["pattern"]) for c in searches) or "none")
+            + "."
+        )
     lines.append("")
     for path in files:
         lines += [f"## {path}", ""]
@@ -299,7 +321,7 @@ def _edits_for(
 
 
 def parse_plan_edits(text: str) -> list[dict[str, object]]:
-    """The edits of a plan's ```json fleet-edits``` block ([] when there is none or it is invalid)."""
+    """The edits of a plan's ```json fleet-edits``` block ([] when none or invalid)."""
     match = _EDITS.search(text)
     if match is None:
         return []
@@ -312,7 +334,9 @@ def parse_plan_edits(text: str) -> list[dict[str, object]]:
     return [
         e
         for e in raw
-        if isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("old"), str)
+        if isinstance(e, dict)
+        and isinstance(e.get("file"), str)
+        and isinstance(e.get("old"), str)
         and isinstance(e.get("new"), str)
     ]
 
@@ -332,24 +356,33 @@ def planner_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     inputs = _input_paths(situation, out)
     locations: list[Location] = []
     if inputs:
-        results = yield Turn("Reading the findings.", [Call("read_file", {"path": p}) for p in inputs])
-        locations = _unique(loc for r in results if _ok(r) for loc in _locations(r.content, _LISTED))
+        results = yield Turn(
+            "Reading the findings.", [Call("read_file", {"path": p}) for p in inputs]
+        )
+        locations = _unique(
+            loc for r in results if _ok(r) for loc in _locations(r.content, _LISTED)
+        )
     if not locations and "grep" in situation.tools:
         searches = _searches(directives, _split(situation.prompt)[0])
         if searches:
             results = yield Turn("No findings to go on; searching the code myself.", searches)
-            locations = _unique(loc for r in results if _ok(r) for loc in _locations(r.content, _GREPPED))
+            locations = _unique(
+                loc for r in results if _ok(r) for loc in _locations(r.content, _GREPPED)
+            )
     files = _files(locations)
     contents: dict[str, str] = {}
     if files:
-        results = yield Turn("Reading the files involved.", [Call("read_file", {"path": f}) for f in files])
+        results = yield Turn(
+            "Reading the files involved.", [Call("read_file", {"path": f}) for f in files]
+        )
         _read_all(contents, files, results)
     edits = _edits_for(locations, directives, contents)
     edited = sorted({str(e["file"]) for e in edits})
     lines = ["# Plan", "", f"Task: {_task_line(situation)}", "", "## Edits", ""]
     for number, e in enumerate(edits, 1):
         every = " (every occurrence)" if e["replace_all"] else ""
-        lines.append(f"{number}. `{e['file']}`: replace `{e['old'].strip()}` with `{e['new'].strip()}`{every}")  # type: ignore[union-attr]
+        old, new = str(e["old"]).strip(), str(e["new"]).strip()
+        lines.append(f"{number}. `{e['file']}`: replace `{old}` with `{new}`{every}")
     if not edits:
         lines.append("No concrete edit follows from the task and the findings.")
     lines += [
@@ -366,11 +399,13 @@ def planner_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         "",
     ]
     written = yield Turn(
-        f"Writing the plan to {out}.", [Call("write_file", {"path": out, "content": "\n".join(lines)})]
+        f"Writing the plan to {out}.",
+        [Call("write_file", {"path": out, "content": "\n".join(lines)})],
     )
     if not _ok(written[0]):
         return f"I could not write the plan to {out}: {written[0].content}"
-    return f"Plan written to {out}: {len(edits)} edits in {len(edited)} files ({', '.join(edited) or 'none'})."
+    names = ", ".join(edited) or "none"
+    return f"Plan written to {out}: {len(edits)} edits in {len(edited)} files ({names})."
 
 
 # -- builder -------------------------------------------------------------------------------
@@ -430,12 +465,15 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         ran = yield Turn("Running the tests.", [Call("run_command", {"command": TEST_COMMAND})])
         tail = _body(ran[0]).strip().splitlines()[-1:] or [ran[0].content.splitlines()[0]]
         tests = f" Tests {'pass' if _ok(ran[0]) else 'FAIL'} ({tail[0].strip()})."
-    changed = sorted({a.split(':', 1)[0] for a in applied})
-    summary = f"Applied {len(applied)} of {len(edits)} edits in {len(changed)} files ({', '.join(changed) or 'none'})."
+    changed = sorted({a.split(":", 1)[0] for a in applied})
+    names = ", ".join(changed) or "none"
+    summary = f"Applied {len(applied)} of {len(edits)} edits in {len(changed)} files ({names})."
     if failed:
         summary += f" {len(failed)} failed: " + "; ".join(failed)
     if not edits:
-        summary = "The plan holds no edit I could apply." if inputs or feedback else "No plan was given."
+        summary = (
+            "The plan holds no edit I could apply." if inputs or feedback else "No plan was given."
+        )
     return summary + tests
 
 
@@ -451,7 +489,9 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
     calls = [Call("run_command", {"command": "git diff"})]
     calls += [Call("grep", {"pattern": d.pattern}) for d in directives]
     calls.append(Call("run_command", {"command": TEST_COMMAND}))
-    results = yield Turn("Reviewing the diff, searching for leftovers and running the tests.", calls)
+    results = yield Turn(
+        "Reviewing the diff, searching for leftovers and running the tests.", calls
+    )
     diff, greps, tests = results[0], results[1:-1], results[-1]
     left = _unique(
         loc
@@ -462,7 +502,9 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
     )
     problems: list[str] = []
     if not _ok(diff):
-        problems.append(f"- `git diff` failed: {diff.content.splitlines()[-1] if diff.content else ''}")
+        problems.append(
+            f"- `git diff` failed: {diff.content.splitlines()[-1] if diff.content else ''}"
+        )
     elif not _body(diff).strip():
         problems.append("- nothing was changed: the diff is empty")
     if left:
@@ -485,7 +527,9 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
 def _commit_message(directives: list[Directive], task_line: str) -> str:
     if directives:
         parts = [
-            f"Rename {d.old} to {d.new}" if d.kind == "rename" else f'Replace "{d.old}" with "{d.new}"'
+            f"Rename {d.old} to {d.new}"
+            if d.kind == "rename"
+            else f'Replace "{d.old}" with "{d.new}"'
             for d in directives
         ]
         return "; ".join(parts)
@@ -497,10 +541,15 @@ def shipper_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if problem := _missing(situation, ("run_command",)):
         return problem
     message = _commit_message(find_directives(situation), _task_line(situation))
-    status = yield Turn("Checking the repository.", [Call("run_command", {"command": "git status --short"})])
+    status = yield Turn(
+        "Checking the repository.", [Call("run_command", {"command": "git status --short"})]
+    )
     if not _ok(status[0]):
         if "not a git repository" in status[0].content:
-            return "Cannot ship: the workspace is not a git repository (git status failed), so there is nothing to commit to."
+            return (
+                "Cannot ship: the workspace is not a git repository (git status failed), "
+                "so there is nothing to commit to."
+            )
         return f"Cannot ship: git status failed: {_body(status[0]).strip() or status[0].content}"
     if not _body(status[0]).strip():
         return "Nothing to ship: the working tree is clean."

@@ -97,11 +97,22 @@ class ToolContext:
 
 @runtime_checkable
 class Tool(Protocol):
-    """A tool an agent can call."""
+    """A tool an agent can call (class attributes satisfy the three properties)."""
 
-    name: str
-    description: str
-    input_model: type[BaseModel]
+    @property
+    def name(self) -> str:
+        """The name the model calls it by."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What it does, for the model."""
+        ...
+
+    @property
+    def input_model(self) -> type[BaseModel]:
+        """The pydantic model of its input; its JSON schema is the tool's `input_schema`."""
+        ...
 
     async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
         """Run with a validated `input`; raise `ToolError` to report a failure to the model."""
@@ -222,7 +233,9 @@ class GrepInput(_Input):
 
 class RunCommandInput(_Input):
     command: str = Field(min_length=1, description="Shell command, run in the workspace.")
-    timeout_s: float = Field(default=120.0, gt=0, le=600, description="Seconds before it is killed.")
+    timeout_s: float = Field(
+        default=120.0, gt=0, le=600, description="Seconds before it is killed."
+    )
 
 
 def _io_error(verb: str, rel: str, e: OSError) -> ToolError:
@@ -512,7 +525,10 @@ class RunCommand:
         output = kept.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars:
             cut = len(output) - self.max_output_chars
-            output = output[: self.max_output_chars] + f"\n[... output truncated: {cut}+ more characters]"
+            output = (
+                output[: self.max_output_chars]
+                + f"\n[... output truncated: {cut}+ more characters]"
+            )
         seconds = time.perf_counter() - started
         if verdict == "timeout":
             head = f"timed out after {input.timeout_s:g}s: the command's process group was killed"
@@ -536,8 +552,10 @@ WORKER_TOOLS: tuple[str, ...] = (
 """Names of the worker tools, in the order `worker_toolbox()` gives them."""
 
 
-def worker_toolbox(names: Iterable[str] | None = None, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> Toolbox:
-    """A toolbox of the worker tools (all, or those in `names`). Raises `ValueError` for another name."""
+def worker_toolbox(
+    names: Iterable[str] | None = None, *, max_output_chars: int = MAX_OUTPUT_CHARS
+) -> Toolbox:
+    """A toolbox of the worker tools (all, or those in `names`). `ValueError` for another name."""
     tools: dict[str, Tool] = {
         "read_file": ReadFile(),
         "write_file": WriteFile(),

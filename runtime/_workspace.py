@@ -114,7 +114,7 @@ async def prepare_workspace(dest: str | os.PathLike[str], *, git: bool = True) -
     (`GIT_IDENTITY`) so commits work without a global one. Returns the absolute
     path. Raises `FileExistsError` for a non-empty `dest`, `RuntimeError` if git fails.
     """
-    target = Path(dest).expanduser().resolve()
+    target = await asyncio.to_thread(lambda: Path(dest).expanduser().resolve())
     await asyncio.to_thread(_copy_sample, target)
     if git:
         name, email = GIT_IDENTITY

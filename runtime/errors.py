@@ -1,24 +1,24 @@
 """Errors of the runtime: agents, tools, models, budgets. All descend from `FleetError`.
 
-    FleetError
-    ├── ModelError              the model could not be reached, refused, or is unknown
-    │   ├── UnknownModel        a model name not in the model table (raised before any call)
-    │   ├── ModelCallFailed     the API answered an error (after the SDK's retries) or was unreachable
-    │   ├── ModelTableInvalid   a user's model/price file is unreadable or invalid
-    │   └── ClientClosed        a model client (or simulator) used after aclose()
-    ├── ToolError               a tool call failed (the model sees it as a tool error)
-    │   ├── ToolInputInvalid    the input does not match the tool's schema
-    │   └── WorkspaceEscape     a path that leaves the agent's workspace
-    ├── WorkspaceMissing        the agent's workspace folder does not exist
-    ├── AgentNotFound           no agent with that id
-    ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
-    ├── AgentGone               the agent was deleted: it takes no more commands
-    ├── AgentBusy               the agent is working: wait or delete it first
-    ├── AgentDrivenElsewhere    another process appended to the agent's stream (VersionConflict)
-    ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
-    ├── BudgetExceeded          a token, cost or context limit would be or was crossed
-    ├── FleetLimitReached       too many agents
-    └── PatternError            a pattern file is invalid (unknown step, cycle, ...)
+FleetError
+├── ModelError              the model could not be reached, refused, or is unknown
+│   ├── UnknownModel        a model name not in the model table (raised before any call)
+│   ├── ModelCallFailed     the API answered an error (after the SDK's retries) or was unreachable
+│   ├── ModelTableInvalid   a user's model/price file is unreadable or invalid
+│   └── ClientClosed        a model client (or simulator) used after aclose()
+├── ToolError               a tool call failed (the model sees it as a tool error)
+│   ├── ToolInputInvalid    the input does not match the tool's schema
+│   └── WorkspaceEscape     a path that leaves the agent's workspace
+├── WorkspaceMissing        the agent's workspace folder does not exist
+├── AgentNotFound           no agent with that id
+├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
+├── AgentGone               the agent was deleted: it takes no more commands
+├── AgentBusy               the agent is working: wait or delete it first
+├── AgentDrivenElsewhere    another process appended to the agent's stream (VersionConflict)
+├── PromptBlocked           a UserPromptSubmit hook refused the prompt
+├── BudgetExceeded          a token, cost or context limit would be or was crossed
+├── FleetLimitReached       too many agents
+└── PatternError            a pattern file is invalid (unknown step, cycle, ...)
 """
 
 from __future__ import annotations

@@ -24,7 +24,14 @@ async def main(db: str, workspace: str, agent_id: str) -> None:
         Simulator(latency_s=LATENCY_S) as sim,
         ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client,
     ):
-        spec = AgentSpec(agent_id=agent_id, name=agent_id, role="scout", model="haiku", workspace=workspace, run_id="run-1")
+        spec = AgentSpec(
+            agent_id=agent_id,
+            name=agent_id,
+            role="scout",
+            model="haiku",
+            workspace=workspace,
+            run_id="run-1",
+        )
         agent = Agent(store=store, client=client, spec=spec)
         await agent.create(task=PROMPT)
         print("created", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,16 @@ from events import EventStore, RecordedEvent
 from runtime import Agent, AgentSpec, ModelClient
 
 TASK = "rename `count_words` to `word_count`"
+
+
+async def git(cwd: Path, *args: str) -> str:
+    """The output of `git ARGS` in `cwd`; raises AssertionError when it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
 
 
 def make_agent(
@@ -21,8 +32,18 @@ def make_agent(
     model: str = "haiku",
     **kwargs: Any,
 ) -> Agent:
-    options = {k: kwargs.pop(k) for k in ("toolbox", "hooks", "tool_extra", "budget_check") if k in kwargs}
-    spec = AgentSpec(agent_id=agent_id, name=agent_id, role=role, model=model, workspace=workspace, run_id="run-1", **kwargs)
+    options = {
+        k: kwargs.pop(k) for k in ("toolbox", "hooks", "tool_extra", "budget_check") if k in kwargs
+    }
+    spec = AgentSpec(
+        agent_id=agent_id,
+        name=agent_id,
+        role=role,
+        model=model,
+        workspace=workspace,
+        run_id="run-1",
+        **kwargs,
+    )
     return Agent(store=store, client=client, spec=spec, **options)
 
 
@@ -30,6 +51,8 @@ async def types_of(store: EventStore, agent_id: str = "a1") -> list[str]:
     return [e.type for e in await store.read_stream(f"agent-{agent_id}")]
 
 
-async def events_of(store: EventStore, agent_id: str = "a1", type: str | None = None) -> list[RecordedEvent]:
+async def events_of(
+    store: EventStore, agent_id: str = "a1", type: str | None = None
+) -> list[RecordedEvent]:
     events = await store.read_stream(f"agent-{agent_id}")
     return [e for e in events if type is None or e.type == type]

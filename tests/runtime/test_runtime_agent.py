@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
-from rt_support import TASK, events_of, make_agent, types_of
+from rt_support import TASK, events_of, git, make_agent, types_of
 
-from events import ANY, AgentCompleted, AgentFailed, EventStore, HookInvoked, Meta, ModelResponded, NewEvent, ToolCallCompleted
+from events import (
+    ANY,
+    AgentCompleted,
+    AgentFailed,
+    EventStore,
+    HookInvoked,
+    Meta,
+    ModelResponded,
+    NewEvent,
+    ToolCallCompleted,
+)
 from runtime import (
     AgentBusy,
     AgentDrivenElsewhere,
@@ -23,8 +32,8 @@ from runtime import (
     Observation,
     Simulator,
     Situation,
-    ToolContext,
     Toolbox,
+    ToolContext,
     ToolResult,
     Turn,
     UnknownModel,
@@ -32,7 +41,9 @@ from runtime import (
     worker_toolbox,
 )
 
-SCOUT_PROMPT = f"Task: {TASK}\n\nFind the exact lines. Write your findings to notes/relevant-files-1.md."
+SCOUT_PROMPT = (
+    f"Task: {TASK}\n\nFind the exact lines. Write your findings to notes/relevant-files-1.md."
+)
 
 
 async def test_a_scout_reads_files_writes_findings_and_records_each_step_in_order(
@@ -67,18 +78,33 @@ async def test_a_scout_reads_files_writes_findings_and_records_each_step_in_orde
     by_position = {e.position: e for e in events}
     for event in events[2:]:
         assert event.meta.causation_id in by_position, event.type
-        assert (event.meta.run_id, event.meta.agent_id, event.meta.source) == ("run-1", "a1", "runtime")
+        assert (event.meta.run_id, event.meta.agent_id, event.meta.source) == (
+            "run-1",
+            "a1",
+            "runtime",
+        )
     for event in events:
         if isinstance(event.data, ToolCallCompleted):
             cause = by_position[event.meta.causation_id].data
-            assert cause.type == "ToolCallRequested" and cause.tool_use_id == event.data.tool_use_id
-    reads = [e.data for e in events if isinstance(e.data, ToolCallCompleted) and e.data.name == "read_file"]
+            assert cause.type == "ToolCallRequested"
+            assert cause.tool_use_id == event.data.tool_use_id
+    reads = [
+        e.data
+        for e in events
+        if isinstance(e.data, ToolCallCompleted) and e.data.name == "read_file"
+    ]
     assert sorted(f for r in reads for f in r.files_read) == [
-        "tests/test_counting.py", "textstats/__init__.py", "textstats/counting.py", "textstats/report.py",
+        "tests/test_counting.py",
+        "textstats/__init__.py",
+        "textstats/counting.py",
+        "textstats/report.py",
     ]
     responses = [e.data for e in events if isinstance(e.data, ModelResponded)]
     assert [r.turn for r in responses] == [1, 2, 3, 4]
-    assert all(r.model == "claude-haiku-5-5" and r.cost_usd > 0 and r.usage.output_tokens > 0 for r in responses)
+    assert all(
+        r.model == "claude-haiku-5-5" and r.cost_usd > 0 and r.usage.output_tokens > 0
+        for r in responses
+    )
     assert responses[-1].stop_reason == "end_turn"
 
 
@@ -104,7 +130,8 @@ async def test_529_until_the_retries_run_out_fails_the_agent_with_a_clear_error(
     outcome = await agent.run_until_idle()
     assert outcome.status == "failed"
     assert outcome.error is not None
-    assert "HTTP 529 overloaded_error" in outcome.error and "claude-haiku-5-5" in outcome.error
+    assert "HTTP 529 overloaded_error" in outcome.error
+    assert "claude-haiku-5-5" in outcome.error
     assert sim.stats.requests == 3  # the first try and the SDK's two retries
     assert await types_of(store) == ["AgentCreated", "AgentCommanded", "AgentFailed"]
 
@@ -126,19 +153,25 @@ async def test_a_missing_workspace_is_refused_before_anything_is_written(
     assert await store.head() == 0
 
 
-async def test_a_bad_agent_id_is_refused(store: EventStore, client: ModelClient, workspace: Path) -> None:
+async def test_a_bad_agent_id_is_refused(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
     with pytest.raises(InvalidAgentSpec, match="agent_id"):
         make_agent(store, client, workspace, agent_id="../evil")
 
 
-async def test_creating_an_agent_twice_is_refused(store: EventStore, client: ModelClient, workspace: Path) -> None:
+async def test_creating_an_agent_twice_is_refused(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
     await make_agent(store, client, workspace).create()
     with pytest.raises(InvalidAgentSpec, match="exists already"):
         await make_agent(store, client, workspace).create()
     assert await types_of(store) == ["AgentCreated"]
 
 
-async def test_the_turn_limit_stops_the_agent(store: EventStore, client: ModelClient, workspace: Path) -> None:
+async def test_the_turn_limit_stops_the_agent(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
     agent = make_agent(store, client, workspace, max_turns=2)
     await agent.create(task=SCOUT_PROMPT)
     outcome = await agent.run_until_idle()
@@ -147,7 +180,9 @@ async def test_the_turn_limit_stops_the_agent(store: EventStore, client: ModelCl
     assert len(await events_of(store, type="ModelResponded")) == 2
 
 
-async def test_the_token_budget_stops_the_agent(store: EventStore, client: ModelClient, workspace: Path) -> None:
+async def test_the_token_budget_stops_the_agent(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
     agent = make_agent(store, client, workspace, max_total_tokens=500)
     await agent.create(task=SCOUT_PROMPT)
     outcome = await agent.run_until_idle()
@@ -173,7 +208,8 @@ async def test_bad_tool_input_and_escapes_are_tool_errors_the_model_sees(
     assert [c.is_error for c in completed] == [True, True]
     assert completed[0].result.startswith("invalid input for read_file: path: Field required")
     assert "is outside the workspace" in completed[1].result
-    assert "invalid input for read_file" in outcome.summary and "outside the workspace" in outcome.summary
+    assert "invalid input for read_file" in outcome.summary
+    assert "outside the workspace" in outcome.summary
 
 
 def _chat(situation: Situation) -> Generator[Turn, list[Observation], str]:
@@ -199,7 +235,10 @@ async def test_a_command_to_a_finished_agent_continues_its_conversation(
 async def test_a_working_agent_takes_no_command_and_a_deleted_one_takes_none(
     store: EventStore, client: ModelClient, workspace: Path, tmp_path: Path
 ) -> None:
-    async with Simulator(latency_s=0.2) as slow, ModelClient.from_env(simulator_base_url=slow.base_url, env={}) as c:
+    async with (
+        Simulator(latency_s=0.2) as slow,
+        ModelClient.from_env(simulator_base_url=slow.base_url, env={}) as c,
+    ):
         agent = make_agent(store, c, workspace)
         await agent.create(task=SCOUT_PROMPT)
         task = agent.start()
@@ -232,7 +271,9 @@ class MeddlingTool:
 
     async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
         foreign = HookInvoked(point="Notification", kind="python", agent_id=ctx.agent_id)
-        await self.store.append(f"agent-{ctx.agent_id}", [NewEvent(foreign, Meta())], expected_version=ANY)
+        await self.store.append(
+            f"agent-{ctx.agent_id}", [NewEvent(foreign, Meta())], expected_version=ANY
+        )
         return ToolResult("done")
 
 
@@ -245,7 +286,9 @@ async def test_another_writer_on_the_agent_stream_stops_it_clearly(
     store: EventStore, sim: Simulator, client: ModelClient, workspace: Path
 ) -> None:
     sim.register_policy("meddler", _meddler)
-    agent = make_agent(store, client, workspace, role="meddler", toolbox=Toolbox([MeddlingTool(store)]))
+    agent = make_agent(
+        store, client, workspace, role="meddler", toolbox=Toolbox([MeddlingTool(store)])
+    )
     await agent.create(task="go")
     with pytest.raises(AgentDrivenElsewhere, match="driven by another process"):
         await agent.run_until_idle()
@@ -280,11 +323,16 @@ async def test_a_context_still_full_after_compaction_fails_instead_of_looping(
 
 PLAN = f"Task: {TASK}\n\nFind the files involved and write an implementation plan to notes/plan.md."
 BUILD = f"Task: {TASK}\n\nCarry out the plan in notes/plan.md, then run the project's tests.\n"
-REVIEW = f"Task: {TASK}\n\nReview the change against the plan in notes/plan.md. End with APPROVED or CHANGES REQUESTED."
+REVIEW = (
+    f"Task: {TASK}\n\nReview the change against the plan in notes/plan.md. "
+    "End with APPROVED or CHANGES REQUESTED."
+)
 SHIP = f"Task: {TASK}\n\nThe change is reviewed and approved. Commit it."
 
 
-async def _run(store: EventStore, client: ModelClient, workspace: Path, agent_id: str, role: str, prompt: str) -> Any:
+async def _run(
+    store: EventStore, client: ModelClient, workspace: Path, agent_id: str, role: str, prompt: str
+) -> Any:
     agent = make_agent(store, client, workspace, agent_id=agent_id, role=role)
     await agent.create(task=prompt)
     return await agent.run_until_idle()
@@ -294,20 +342,32 @@ async def test_plan_build_review_ship_fails_review_once_on_the_docs_then_ships(
     store: EventStore, client: ModelClient, workspace: Path
 ) -> None:
     plan = await _run(store, client, workspace, "planner", "planner", PLAN)
-    assert plan.artifacts == ("notes/plan.md",) and "edits in 4 files" in plan.summary
+    assert plan.artifacts == ("notes/plan.md",)
+    assert "edits in 4 files" in plan.summary
     build = await _run(store, client, workspace, "builder", "builder", BUILD)
     assert "Tests pass" in build.summary
     review = await _run(store, client, workspace, "reviewer", "reviewer", REVIEW)
     assert review.summary.startswith("CHANGES REQUESTED")
     assert "- README.md:12: print(count_words(text))" in review.summary
-    fix = await _run(store, client, workspace, "builder-2", "builder", BUILD + "Review feedback:\n" + review.summary)
+    fix = await _run(
+        store,
+        client,
+        workspace,
+        "builder-2",
+        "builder",
+        BUILD + "Review feedback:\n" + review.summary,
+    )
     assert fix.artifacts == ("README.md",)
     approve = await _run(store, client, workspace, "reviewer-2", "reviewer", REVIEW)
     assert approve.summary.startswith("APPROVED")
     ship = await _run(store, client, workspace, "shipper", "shipper", SHIP)
-    assert ship.summary.startswith("Committed ") and ship.summary.endswith("Rename count_words to word_count")
-    log = subprocess.run(["git", "log", "--format=%s"], cwd=workspace, capture_output=True, text=True, check=True)
-    assert log.stdout.splitlines() == ["Rename count_words to word_count", "Initial commit of the sample repository"]
+    assert ship.summary.startswith("Committed ")
+    assert ship.summary.endswith("Rename count_words to word_count")
+    log = await git(workspace, "log", "--format=%s")
+    assert log.splitlines() == [
+        "Rename count_words to word_count",
+        "Initial commit of the sample repository",
+    ]
     assert "count_words" not in (workspace / "README.md").read_text()
 
 
@@ -321,16 +381,21 @@ async def test_the_shipper_says_plainly_when_the_workspace_is_not_a_git_reposito
     assert outcome.summary.startswith("Cannot ship: the workspace is not a git repository")
 
 
-async def test_fifty_agents_run_at_once(store: EventStore, client: ModelClient, workspace: Path) -> None:
+async def test_fifty_agents_run_at_once(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
     agents = [make_agent(store, client, workspace, agent_id=f"scout-{i}") for i in range(50)]
     for i, agent in enumerate(agents):
         await agent.create(task=f"Task: {TASK}\n\nWrite your findings to notes/scout-{i}.md.")
     outcomes = await asyncio.gather(*(a.run_until_idle() for a in agents))
     assert {o.status for o in outcomes} == {"completed"}
-    assert sorted(p.name for p in (workspace / "notes").iterdir()) == sorted(f"scout-{i}.md" for i in range(50))
+    assert sorted(p.name for p in (workspace / "notes").iterdir()) == sorted(
+        f"scout-{i}.md" for i in range(50)
+    )
     for i in (0, 49):
         types = await types_of(store, f"scout-{i}")
-        assert types[-1] == "AgentCompleted" and types.count("ModelResponded") == 4
+        assert types[-1] == "AgentCompleted"
+        assert types.count("ModelResponded") == 4
     completed = await store.read_all(where=None)
     assert sum(isinstance(e.data, AgentCompleted) for e in completed) == 50
     assert not any(isinstance(e.data, AgentFailed) for e in completed)
@@ -342,4 +407,6 @@ async def test_a_toolbox_without_worker_tools_makes_a_scout_say_it_cannot_work(
     agent = make_agent(store, client, workspace, toolbox=worker_toolbox(["read_file"]))
     await agent.create(task=SCOUT_PROMPT)
     outcome = await agent.run_until_idle()
-    assert outcome.summary == "I cannot work as a scout: the tools grep, write_file are not available."
+    assert (
+        outcome.summary == "I cannot work as a scout: the tools grep, write_file are not available."
+    )

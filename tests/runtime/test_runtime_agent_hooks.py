@@ -24,7 +24,7 @@ async def hooks() -> AsyncIterator[HookDispatcher]:
 
 
 class Seen:
-    """A hook that records every payload it gets and answers `answer` (or a function of the payload)."""
+    """A hook that records each payload and answers `answer` (or `answer(payload)`)."""
 
     def __init__(self, answer: Any = None) -> None:
         self.payloads: list[dict[str, Any]] = []
@@ -44,7 +44,8 @@ async def test_session_start_and_user_prompt_submit_fire_and_are_recorded(
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create(task=SCOUT)
     assert start.payloads[0]["source"] == "startup"
-    assert start.payloads[0]["fleet_agent_id"] == "a1" and start.payloads[0]["cwd"] == str(workspace)
+    assert start.payloads[0]["fleet_agent_id"] == "a1"
+    assert start.payloads[0]["cwd"] == str(workspace)
     assert prompt.payloads[0]["prompt"] == SCOUT
     assert await types_of(store) == ["AgentCreated", "HookInvoked", "HookInvoked", "AgentCommanded"]
     invoked = await events_of(store, type="HookInvoked")
@@ -55,7 +56,9 @@ async def test_session_start_and_user_prompt_submit_fire_and_are_recorded(
 async def test_a_blocked_prompt_is_refused_and_only_the_hook_is_recorded(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
-    hooks.add_python("UserPromptSubmit", Seen({"decision": "block", "reason": "no renames on Fridays"}))
+    hooks.add_python(
+        "UserPromptSubmit", Seen({"decision": "block", "reason": "no renames on Fridays"})
+    )
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create()
     with pytest.raises(PromptBlocked, match="no renames on Fridays"):
@@ -67,7 +70,13 @@ async def test_a_blocked_prompt_is_refused_and_only_the_hook_is_recorded(
 async def test_a_pre_tool_use_deny_becomes_an_error_result_and_the_tool_does_not_run(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
-    deny = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": "no shell"}}
+    deny = {
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "deny",
+            "permissionDecisionReason": "no shell",
+        }
+    }
     pre, post = Seen(deny), Seen()
     hooks.add_python("PreToolUse", pre, matcher="run_command")
     hooks.add_python("PostToolUse", post)
@@ -81,10 +90,10 @@ async def test_a_pre_tool_use_deny_becomes_an_error_result_and_the_tool_does_not
     assert pre.payloads[0]["fleet_usage"]["output_tokens"] > 0
     assert post.payloads == []  # a blocked call has no Post hooks
     events = await events_of(store, "b1")
-    done = [e for e in events if e.type == "ToolCallCompleted"][0]
+    done = next(e for e in events if e.type == "ToolCallCompleted")
     assert (done.data.blocked, done.data.is_error) == (True, True)
     assert done.data.result == "blocked by a PreToolUse hook: no shell"
-    hook = [e for e in events if e.type == "HookInvoked"][0]
+    hook = next(e for e in events if e.type == "HookInvoked")
     assert (hook.data.decision, hook.data.tool_use_id) == ("deny", done.data.tool_use_id)
     assert hook.meta.causation_id == done.meta.causation_id  # both caused by the ToolCallRequested
     assert "Tests FAIL (blocked by a PreToolUse hook: no shell)" in outcome.summary
@@ -94,7 +103,13 @@ async def test_a_pre_tool_use_updated_input_replaces_the_input_before_it_runs(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
     def to_echo(payload: dict[str, Any]) -> dict[str, Any]:
-        return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow", "updatedInput": {"command": "echo replaced"}}}
+        return {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "allow",
+                "updatedInput": {"command": "echo replaced"},
+            }
+        }
 
     hooks.add_python("PreToolUse", to_echo, matcher="run_command")
     agent = make_agent(store, client, workspace, agent_id="b1", role="builder", hooks=hooks)
@@ -103,18 +118,27 @@ async def test_a_pre_tool_use_updated_input_replaces_the_input_before_it_runs(
     done = (await events_of(store, "b1", type="ToolCallCompleted"))[0].data
     assert done.result.splitlines()[1] == "replaced"
     requested = (await events_of(store, "b1", type="ToolCallRequested"))[0].data
-    assert requested.input == {"command": "python -m unittest"}  # the log keeps what the model asked
+    assert requested.input == {
+        "command": "python -m unittest"
+    }  # the log keeps what the model asked
 
 
 async def test_post_tool_use_context_is_shown_to_the_model_with_the_result(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
-    note = {"hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": "remember the docs"}}
+    note = {
+        "hookSpecificOutput": {
+            "hookEventName": "PostToolUse",
+            "additionalContext": "remember the docs",
+        }
+    }
     hooks.add_python("PostToolUse", Seen(note), matcher="grep")
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create(task=SCOUT)
     await agent.run_until_idle()
-    grep = [e.data for e in await events_of(store, type="ToolCallCompleted") if e.data.name == "grep"][0]
+    grep = next(
+        e.data for e in await events_of(store, type="ToolCallCompleted") if e.data.name == "grep"
+    )
     assert grep.result.endswith("\n\n[hook] remember the docs")
 
 
@@ -136,7 +160,11 @@ async def test_a_blocking_stop_hook_makes_the_agent_go_on_once(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
     def once(payload: dict[str, Any]) -> dict[str, Any] | None:
-        return None if payload["stop_hook_active"] else {"decision": "block", "reason": "double-check the README"}
+        return (
+            None
+            if payload["stop_hook_active"]
+            else {"decision": "block", "reason": "double-check the README"}
+        )
 
     stop = Seen(once)
     hooks.add_python("Stop", stop)
@@ -160,19 +188,27 @@ async def test_a_child_agent_fires_subagent_start_and_subagent_stop_instead_of_s
     agent = make_agent(store, client, workspace, agent_id="child", parent_id="orch", hooks=hooks)
     await agent.create(task=SCOUT)
     await agent.run_until_idle()
-    assert start.payloads[0]["agent_id"] == "child" and start.payloads[0]["agent_type"] == "scout"
+    assert start.payloads[0]["agent_id"] == "child"
+    assert start.payloads[0]["agent_type"] == "scout"
     assert start.payloads[0]["fleet_parent_id"] == "orch"
-    assert stop.payloads == [] and len(sub_stop.payloads) == 1
+    assert stop.payloads == []
+    assert len(sub_stop.payloads) == 1
 
 
 async def test_a_continue_false_hook_stops_the_agent(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
-    hooks.add_python("PostToolUse", Seen({"continue": False, "stopReason": "enough"}), matcher="grep")
+    hooks.add_python(
+        "PostToolUse", Seen({"continue": False, "stopReason": "enough"}), matcher="grep"
+    )
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create(task=SCOUT)
     outcome = await agent.run_until_idle()
-    assert (outcome.status, outcome.limit, outcome.error) == ("failed", "hook", "stopped by a hook: enough")
+    assert (outcome.status, outcome.limit, outcome.error) == (
+        "failed",
+        "hook",
+        "stopped by a hook: enough",
+    )
 
 
 async def test_pre_compact_fires_before_compaction_and_can_prevent_it(
@@ -184,7 +220,8 @@ async def test_pre_compact_fires_before_compaction_and_can_prevent_it(
     await agent.create(task=SCOUT)
     outcome = await agent.run_until_idle()
     assert outcome.status == "completed"
-    assert pre.payloads and pre.payloads[0]["trigger"] == "auto"
+    assert pre.payloads
+    assert pre.payloads[0]["trigger"] == "auto"
     assert "ContextCompacted" not in await types_of(store)
 
 
@@ -199,4 +236,5 @@ async def test_session_end_fires_on_delete(
     assert end.payloads[0]["reason"] == "delete"
     assert await types_of(store) == ["AgentCreated", "HookInvoked", "AgentDeleted"]
     invoked = (await events_of(store, type="HookInvoked"))[0].data
-    assert isinstance(invoked, HookInvoked) and invoked.point == "SessionEnd"
+    assert isinstance(invoked, HookInvoked)
+    assert invoked.point == "SessionEnd"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rt_support import TASK, events_of, make_agent, types_of
 
-from events import EventStore, ModelResponded, SQLiteEventStore
+from events import EventFilter, EventStore, ModelResponded, SQLiteEventStore
 from runtime import (
     Agent,
     AgentNotFound,
@@ -31,15 +31,11 @@ HERE = Path(__file__).parent
 SCOUT = f"Task: {TASK}\n\nWrite your findings to notes/found.md."
 
 
-async def _wait_for_version(store: EventStore, stream: str, version: int, timeout: float) -> int:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        current = await store.stream_version(stream)
-        if current >= version:
-            return current
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{stream} did not reach version {version} in {timeout}s")
+async def _reach(store: EventStore, stream: str, version: int) -> None:
+    """Wait until `stream` (written by another process) reaches `version`."""
+    async for event in store.subscribe(where=EventFilter.of(stream_ids=[stream])):
+        if event.version >= version:
+            return
 
 
 async def test_an_agent_killed_mid_run_resumes_from_the_log_and_finishes(
@@ -48,15 +44,21 @@ async def test_an_agent_killed_mid_run_resumes_from_the_log_and_finishes(
     db = tmp_path / "killed.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(HERE)])}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "rt_agent_process.py"), str(db), str(workspace), "k1",
-        stdout=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        str(HERE / "rt_agent_process.py"),
+        str(db),
+        str(workspace),
+        "k1",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
     )
     try:
         assert proc.stdout is not None
         assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"created"
         async with SQLiteEventStore(db) as watcher:
             # Past the second model response (the four reads requested), before the end.
-            await _wait_for_version(watcher, "agent-k1", 6, timeout=20)
+            async with asyncio.timeout(20):
+                await _reach(watcher, "agent-k1", 6)
         proc.send_signal(signal.SIGKILL)
     finally:
         if proc.returncode is None:
@@ -76,8 +78,13 @@ async def test_an_agent_killed_mid_run_resumes_from_the_log_and_finishes(
         assert (workspace / "notes" / "found.md").read_text().count("textstats/counting.py:6") == 1
         after = await types_of(store, "k1")
         assert after[: len(before)] == before
-        assert after.count("AgentCompleted") == 1 and after.count("AgentCreated") == 1
-        turns = [e.data.turn for e in await events_of(store, "k1", type="ModelResponded") if isinstance(e.data, ModelResponded)]
+        assert after.count("AgentCompleted") == 1
+        assert after.count("AgentCreated") == 1
+        turns = [
+            e.data.turn
+            for e in await events_of(store, "k1", type="ModelResponded")
+            if isinstance(e.data, ModelResponded)
+        ]
         assert turns == [1, 2, 3, 4]  # no model response recorded twice
         assert await find_unfinished_agents(store) == []
 
@@ -98,12 +105,16 @@ async def test_a_tool_call_requested_but_not_completed_runs_again_on_resume(
     store: EventStore, client: ModelClient, workspace: Path
 ) -> None:
     tools = worker_toolbox()
-    hanging = Toolbox([HangingGrep() if name == "grep" else tools.get(name) for name in tools.names])
+    hanging = Toolbox(
+        [HangingGrep() if name == "grep" else tools.get(name) for name in tools.names]
+    )
     agent = make_agent(store, client, workspace, toolbox=hanging)
     await agent.create(task=SCOUT)
     task = agent.start()
-    while "ToolCallRequested" not in await types_of(store):
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        async for event in store.subscribe(where=EventFilter.of(types=["ToolCallRequested"])):
+            assert event.data.name == "grep"
+            break
     await agent.aclose()  # the "crash": the task is cancelled in the middle of the grep
     assert task.cancelled()
     assert (await types_of(store))[-1] == "ToolCallRequested"
@@ -139,9 +150,11 @@ async def test_a_command_after_an_unfinished_tool_call_closes_it_for_the_api(
     agent2 = await Agent.resume(store, "a1", client=client)
     await agent2.command(SCOUT)
     outcome = await agent2.run_until_idle()
-    assert outcome.status == "failed" and outcome.limit == "turns"  # the API accepted the request
+    assert outcome.status == "failed"
+    assert outcome.limit == "turns"
     first_user_after = agent2.state.messages[2]["content"]
-    assert first_user_after[0]["type"] == "tool_result" and first_user_after[0]["is_error"] is True
+    assert first_user_after[0]["type"] == "tool_result"
+    assert first_user_after[0]["is_error"] is True
 
 
 async def test_resuming_an_unknown_agent_or_one_whose_workspace_is_gone_fails_clearly(

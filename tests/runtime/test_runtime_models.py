@@ -41,7 +41,9 @@ def test_cost_prices_each_cache_bucket_apart() -> None:
 
 def test_unsplit_cache_writes_are_priced_as_five_minute_writes() -> None:
     usage = Usage(cache_creation_input_tokens=1_000_000)
-    assert PriceTable.default().cost("claude-opus-4-1", usage, date(2026, 1, 1)) == pytest.approx(18.75)
+    assert PriceTable.default().cost("claude-opus-4-1", usage, date(2026, 1, 1)) == pytest.approx(
+        18.75
+    )
 
 
 def test_a_price_applies_from_the_day_it_took_effect() -> None:
@@ -91,7 +93,8 @@ output = 4.0
 def test_a_user_json_file_overrides_a_price(tmp_path: Path) -> None:
     file = tmp_path / "prices.json"
     file.write_text(
-        '{"prices": [{"model": "claude-haiku-4-5", "effective": "2027-01-01", "input": 9, "output": 9}]}',
+        '{"prices": [{"model": "claude-haiku-4-5", "effective": "2027-01-01", '
+        '"input": 9, "output": 9}]}',
         encoding="utf-8",
     )
     prices = PriceTable.default().with_file(file)
@@ -104,11 +107,17 @@ def test_a_user_json_file_overrides_a_price(tmp_path: Path) -> None:
     [
         ("bad.json", "{nope", "not valid JSON"),
         ("bad.toml", "x = ", "not valid TOML"),
-        ("neg.json", '{"prices": [{"model": "m", "effective": "2026-01-01", "input": -1, "output": 1}]}', "prices.0.input"),
+        (
+            "neg.json",
+            '{"prices": [{"model": "m", "effective": "2026-01-01", "input": -1, "output": 1}]}',
+            "prices.0.input",
+        ),
         ("extra.json", '{"modles": []}', "modles"),
     ],
 )
-def test_an_invalid_user_file_is_refused_with_the_problem(tmp_path: Path, name: str, text: str, problem: str) -> None:
+def test_an_invalid_user_file_is_refused_with_the_problem(
+    tmp_path: Path, name: str, text: str, problem: str
+) -> None:
     file = tmp_path / name
     file.write_text(text, encoding="utf-8")
     with pytest.raises(ModelTableInvalid) as info:

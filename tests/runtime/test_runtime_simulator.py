@@ -66,20 +66,21 @@ async def test_a_stream_has_the_api_event_sequence(sim: Simulator) -> None:
     deltas = [data["delta"]["type"] for name, data in events if name == "content_block_delta"]
     assert {"text_delta", "input_json_delta"} <= set(deltas)
     start = events[0][1]["message"]
-    assert start["content"] == [] and start["stop_reason"] is None
+    assert start["content"] == []
+    assert start["stop_reason"] is None
     final = events[-2][1]
     assert final["delta"]["stop_reason"] == "tool_use"
     assert final["usage"]["output_tokens"] > 1
 
 
 async def test_the_sdk_assembles_the_stream_into_a_tool_call(sim: Simulator) -> None:
-    async with sdk(sim) as client:
-        async with client.messages.stream(**body()) as stream:
-            message = await stream.get_final_message()
+    async with sdk(sim) as client, client.messages.stream(**body()) as stream:
+        message = await stream.get_final_message()
     assert message.stop_reason == "tool_use"
     assert message.content[0].type == "text"
     call = message.content[1]
-    assert call.type == "tool_use" and call.name == "grep"
+    assert call.type == "tool_use"
+    assert call.name == "grep"
     assert call.input == {"pattern": r"(?<!\w)count_words(?!\w)", "glob": "*.py"}
     assert call.id.startswith("toolu_sim_")
 
@@ -97,20 +98,37 @@ async def test_the_answer_is_a_pure_function_of_the_request(sim: Simulator) -> N
         first = await client.messages.create(**body())
         second = await client.messages.create(**body())
         other = await client.messages.create(**body(system="Role: planner"))
-    assert first.id == second.id and first.content == second.content
+    assert first.id == second.id
+    assert first.content == second.content
     assert other.id != first.id
 
 
 async def test_count_tokens_agrees_with_the_usage_of_the_answer(sim: Simulator) -> None:
     long_task = TASK + "\n" + "context " * 2000
-    request = body(messages=[{"role": "user", "content": [{"type": "text", "text": long_task, "cache_control": {"type": "ephemeral"}}]}])
+    request = body(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": long_task, "cache_control": {"type": "ephemeral"}}
+                ],
+            }
+        ]
+    )
     async with sdk(sim) as client:
         counted = await client.messages.count_tokens(
-            model=request["model"], system=request["system"], messages=request["messages"], tools=request["tools"]
+            model=request["model"],
+            system=request["system"],
+            messages=request["messages"],
+            tools=request["tools"],
         )
         message = await client.messages.create(**request)
     usage = message.usage
-    total = usage.input_tokens + (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    total = (
+        usage.input_tokens
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
+    )
     assert counted.input_tokens == total == count_request_tokens(request)
     assert usage.cache_creation_input_tokens == total  # all of it up to the breakpoint is written
     assert usage.cache_creation.ephemeral_5m_input_tokens == total
@@ -122,8 +140,23 @@ async def test_a_later_turn_reads_the_earlier_prefix_from_the_cache(sim: Simulat
     task = TASK + "\n" + "context " * 2000
     messages = [
         {"role": "user", "content": task},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "no matches", "cache_control": mark}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "t1",
+                    "content": "no matches",
+                    "cache_control": mark,
+                }
+            ],
+        },
     ]
     async with sdk(sim) as client:
         message = await client.messages.create(**body(messages=messages))
@@ -151,13 +184,18 @@ async def test_an_unknown_model_is_not_found(sim: Simulator) -> None:
 async def test_a_tool_use_without_its_result_is_an_invalid_request(sim: Simulator) -> None:
     messages = [
         {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "grep", "input": {}}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "grep", "input": {}}],
+        },
         {"role": "user", "content": "and?"},
     ]
     async with sdk(sim, max_retries=0) as client:
         with pytest.raises(anthropic.BadRequestError) as info:
             await client.messages.create(**body(messages=messages))
-    assert "`tool_use` ids were found without `tool_result` blocks immediately after: t1" in str(info.value)
+    assert "`tool_use` ids were found without `tool_result` blocks immediately after: t1" in str(
+        info.value
+    )
 
 
 async def test_a_prompt_over_the_context_window_is_too_long(sim: Simulator) -> None:
@@ -169,9 +207,8 @@ async def test_a_prompt_over_the_context_window_is_too_long(sim: Simulator) -> N
 
 async def test_a_429_is_retried_by_the_sdk_after_retry_after(sim: Simulator) -> None:
     sim.inject_faults(status=429, count=1, retry_after=0)
-    async with sdk(sim, max_retries=2) as client:
-        async with client.messages.stream(**body()) as stream:
-            message = await stream.get_final_message()
+    async with sdk(sim, max_retries=2) as client, client.messages.stream(**body()) as stream:
+        message = await stream.get_final_message()
     assert message.stop_reason == "tool_use"
     assert (sim.stats.requests, sim.stats.faults, sim.stats.responses) == (2, 1, 1)
 
@@ -197,10 +234,17 @@ async def test_a_fault_sends_retry_after_headers(sim: Simulator) -> None:
     assert response.json()["error"]["type"] == "rate_limit_error"
 
 
-async def test_a_compaction_request_gets_a_summary_that_carries_the_progress(sim: Simulator) -> None:
+async def test_a_compaction_request_gets_a_summary_that_carries_the_progress(
+    sim: Simulator,
+) -> None:
     messages = [
         {"role": "user", "content": TASK},
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}
+            ],
+        },
         {
             "role": "user",
             "content": [
@@ -214,7 +258,8 @@ async def test_a_compaction_request_gets_a_summary_that_carries_the_progress(sim
     assert message.stop_reason == "end_turn"
     text = message.content[0].text
     assert "offline simulator" in text
-    assert "<simulator-state>" in text and "a.py:1:count_words" in text
+    assert "<simulator-state>" in text
+    assert "a.py:1:count_words" in text
 
 
 def _echo(situation: Situation) -> Generator[Turn, list[Observation], str]:
@@ -229,8 +274,16 @@ async def test_a_registered_policy_plays_its_role(sim: Simulator) -> None:
         first = await client.messages.create(**body(system="Role: echo", messages=messages))
         call = first.content[1]
         messages += [
-            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "README.md"}]},
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True) for b in first.content],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": "README.md"}
+                ],
+            },
         ]
         second = await client.messages.create(**body(system="Role: echo", messages=messages))
     assert second.stop_reason == "end_turn"

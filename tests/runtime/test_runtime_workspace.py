@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from rt_support import git
 
-from runtime import GIT_IDENTITY, Workspace, WorkspaceEscape, WorkspaceMissing, prepare_workspace, sample_repo_path
+from runtime import (
+    GIT_IDENTITY,
+    Workspace,
+    WorkspaceEscape,
+    WorkspaceMissing,
+    prepare_workspace,
+    sample_repo_path,
+)
 
 
 async def test_prepare_workspace_makes_a_git_repository_with_one_commit(tmp_path: Path) -> None:
     repo = await prepare_workspace(tmp_path / "repo")
-    log = subprocess.run(["git", "log", "--format=%an <%ae> %s"], cwd=repo, capture_output=True, text=True, check=True)
-    assert log.stdout.strip() == f"{GIT_IDENTITY[0]} <{GIT_IDENTITY[1]}> Initial commit of the sample repository"
-    status = subprocess.run(["git", "status", "--short"], cwd=repo, capture_output=True, text=True, check=True)
-    assert status.stdout == ""
+    log = await git(repo, "log", "--format=%an <%ae> %s")
+    name, email = GIT_IDENTITY
+    assert log.strip() == f"{name} <{email}> Initial commit of the sample repository"
+    assert await git(repo, "status", "--short") == ""
     assert (repo / "textstats" / "counting.py").is_file()
 
 
 async def test_the_sample_repository_tests_pass_with_the_stdlib_only(tmp_path: Path) -> None:
     repo = await prepare_workspace(tmp_path / "repo", git=False)
     proc = await asyncio.create_subprocess_exec(
-        "python3", "-m", "unittest", cwd=repo, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        "python3",
+        "-m",
+        "unittest",
+        cwd=repo,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
@@ -41,7 +53,8 @@ async def test_prepare_workspace_refuses_a_folder_that_is_not_empty(tmp_path: Pa
 
 def test_the_sample_repository_ships_a_readme_that_names_functions() -> None:
     readme = (sample_repo_path() / "README.md").read_text()
-    assert "count_words" in readme and "summary_report" in readme
+    assert "count_words" in readme
+    assert "summary_report" in readme
 
 
 def test_a_missing_workspace_is_refused(tmp_path: Path) -> None:
