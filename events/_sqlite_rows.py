@@ -58,6 +58,7 @@ from ._upcasting import upcast
 from .errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
 
 __all__ = [
+    "BACKFILL_SPANS",
     "INSERT_ROWS",
     "ROW_PARAMS",
     "SCHEMA",
@@ -98,6 +99,8 @@ CREATE TABLE IF NOT EXISTS spans (
     last  INTEGER NOT NULL,
     PRIMARY KEY (kind, key)
 ) WITHOUT ROWID;
+DROP INDEX IF EXISTS events_by_run;
+DROP INDEX IF EXISTS events_by_agent;
 CREATE TRIGGER IF NOT EXISTS events_are_immutable BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are immutable'); END;
 CREATE TRIGGER IF NOT EXISTS events_are_never_deleted BEFORE DELETE ON events
@@ -129,6 +132,16 @@ UPSERT_SPAN = (
     "INSERT INTO spans (kind, key, first, last) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (kind, key) DO UPDATE "
     "SET first = MIN(first, excluded.first), last = MAX(last, excluded.last)"
+)
+
+# Builds `spans` from the rows, for a log written before it existed (idempotent).
+BACKFILL_SPANS = "".join(
+    f"INSERT INTO spans (kind, key, first, last) "
+    f"SELECT '{kind}', {column}, MIN(position), MAX(position) FROM events "
+    f"WHERE {column} IS NOT NULL GROUP BY {column} "
+    f"ON CONFLICT (kind, key) DO UPDATE "
+    f"SET first = MIN(first, excluded.first), last = MAX(last, excluded.last);"
+    for kind, column in (("run", "run_id"), ("agent", "agent_id"))
 )
 
 SELECT_COLUMNS = (

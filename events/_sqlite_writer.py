@@ -43,7 +43,15 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import INSERT_ROWS, ROW_PARAMS, SCHEMA, UPSERT_SPAN, gc_paused, insert_rows
+from ._sqlite_rows import (
+    BACKFILL_SPANS,
+    INSERT_ROWS,
+    ROW_PARAMS,
+    SCHEMA,
+    UPSERT_SPAN,
+    gc_paused,
+    insert_rows,
+)
 from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
 __all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
@@ -355,9 +363,12 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
             raise StoreError(f"cannot put {path} in WAL mode (it is in {mode} mode)")
         conn.execute("PRAGMA synchronous = FULL")
         # One transaction, so a second process opening a new file at the same
-        # time sees either nothing or the whole schema.
+        # time sees either nothing or the whole schema. A log from before
+        # `spans` existed gets them built from its rows.
+        names = {name for (name,) in tables}
+        backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
         conn.executescript(
-            f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID}; {SCHEMA} COMMIT;"
+            f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID}; {SCHEMA} {backfill} COMMIT;"
         )
     except sqlite3.Error as e:
         if conn.in_transaction:

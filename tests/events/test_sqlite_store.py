@@ -16,6 +16,7 @@ import pytest
 
 from events import (
     AgentCommanded,
+    EventFilter,
     Meta,
     NewEvent,
     NotADatabase,
@@ -89,6 +90,38 @@ async def test_the_log_is_a_wal_file_marked_as_fleets(store: SQLiteEventStore) -
     with closing(raw(store.path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA application_id").fetchone() == (0x666C7431,)
+
+
+async def test_a_log_from_before_spans_reads_by_run_and_agent(tmp_path: Path) -> None:
+    """A file written by the first schema (B-tree indexes, no spans) is brought up to date."""
+    path = tmp_path / "old.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("agent-a", [command("a", 0)])
+    with closing(raw(path)) as conn:  # make it look like the first schema
+        conn.execute("DROP TABLE spans")
+        conn.execute("CREATE INDEX events_by_run ON events (run_id, position)")
+        rows = [
+            (2, "agent-b", 1, "AgentCommanded", 1, '{"agent_id":"b","prompt":"p"}', "r", "b", 1),
+            (3, "agent-a", 2, "AgentCommanded", 1, '{"agent_id":"a","prompt":"p"}', "r", "a", 1),
+        ]
+        conn.executemany(
+            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
+            "run_id, agent_id, source, recorded_at) VALUES (?,?,?,?,?,?,?,?,'runtime',?)",
+            rows,
+        )
+
+    async with SQLiteEventStore(path) as store:
+        by_run = await store.read_all(where=EventFilter.of(run_id="r"))
+        by_agent = await store.read_all(where=EventFilter.of(agent_id="a"))
+        await store.append("agent-b", [NewEvent(command("b", 1).data, Meta(run_id="r"))])
+        later = await store.read_all(where=EventFilter.of(run_id="r"))
+
+    assert [e.position for e in by_run] == [2, 3]
+    assert [e.position for e in by_agent] == [1, 3]
+    assert [e.position for e in later] == [2, 3, 4]
+    with closing(raw(path)) as conn:
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    assert ("events_by_run",) not in indexes
 
 
 async def test_a_missing_folder_is_created(tmp_path: Path) -> None:
