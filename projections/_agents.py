@@ -87,8 +87,9 @@ class AgentRecord(TypedDict):
     tool_errors: int
     by_tool: dict[str, int]
     last_tool: dict[str, Any] | None
-    blocked_ids: dict[str, None]
-    blocked_other: int
+    blocked_calls: int
+    # The last blocked call: a second hook blocking the same call counts once.
+    last_blocked: str | None
     compactions: int
     waiting_on: list[str]
     created_at: float
@@ -153,8 +154,8 @@ def new_record(
         "tool_errors": 0,
         "by_tool": {},
         "last_tool": None,
-        "blocked_ids": {},
-        "blocked_other": 0,
+        "blocked_calls": 0,
+        "last_blocked": None,
         "compactions": 0,
         "waiting_on": [],
         "created_at": at,
@@ -172,7 +173,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
     """Status, context, tokens, cost, files and tool calls of every agent."""
 
     name = "agents"
-    version = 1
+    version = 2  # 2: state shape changed before the first release
     ignores = frozenset(
         {
             "RunStarted",
@@ -256,7 +257,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 "by_tool": dict(r["by_tool"]),
                 "last": None if last is None else {**last, "at": iso(last["at"])},
             },
-            "blocked_calls": len(r["blocked_ids"]) + r["blocked_other"],
+            "blocked_calls": r["blocked_calls"],
             "compactions": r["compactions"],
             "waiting_on": list(r["waiting_on"]),
             "created_at": iso(r["created_at"]),
@@ -410,10 +411,10 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r = self._get(state, event, d.agent_id)
         if r is None:
             return
-        if d.tool_use_id is None:
-            r["blocked_other"] += 1
-        else:
-            r["blocked_ids"][d.tool_use_id] = None
+        # The hooks of one call run one after another: a repeat is the same call.
+        if d.tool_use_id is None or d.tool_use_id != r["last_blocked"]:
+            r["blocked_calls"] += 1
+            r["last_blocked"] = d.tool_use_id
 
     def _external(self, state: AgentsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)

@@ -28,11 +28,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from events import EVENT_TYPES, EventModel, RecordedEvent
+
+from .errors import ProjectionFailed
 
 __all__ = [
     "FoldProjection",
@@ -117,6 +119,17 @@ class FoldProjection(Generic[S]):
         return seconds
 
     @property
+    def types(self) -> frozenset[type[EventModel]] | None:
+        """The event classes `apply` folds; the runner skips the others (None: all).
+
+        The handlers' classes; None (every event) for a subclass that overrides
+        `apply`, unless it overrides `types` too.
+        """
+        if type(self).apply is not FoldProjection.apply:
+            return None
+        return frozenset(self.handlers)
+
+    @property
     def handled_types(self) -> frozenset[str]:
         """Names of the event types this projection folds."""
         return frozenset(cls.model_fields["type"].default for cls in self.handlers)
@@ -129,6 +142,28 @@ class FoldProjection(Generic[S]):
         handler = self.handlers.get(type(event.data))
         if handler is not None:
             handler(state, event, event.data)
+        return state
+
+    def apply_all(self, state: S, events: Iterable[RecordedEvent]) -> S:
+        """`apply` each of `events` in turn (mutates `state`); the runner's bulk path.
+
+        Raises `ProjectionFailed` naming the position of the event whose
+        handler raised. A subclass that overrides `apply` gets a loop over it.
+        """
+        event: RecordedEvent | None = None
+        try:
+            if type(self).apply is not FoldProjection.apply:
+                for event in events:
+                    state = self.apply(state, event)
+                return state
+            handlers = self.handlers
+            for event in events:
+                handler = handlers.get(type(event.data))
+                if handler is not None:
+                    handler(state, event, event.data)
+        except Exception as e:
+            position = 0 if event is None else event.position
+            raise ProjectionFailed(self.name, position, e) from e
         return state
 
     def view(self, state: S) -> dict[str, Any]:

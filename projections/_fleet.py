@@ -23,11 +23,14 @@ of each of those 60 seconds, oldest first, and `per_second` is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, TypedDict
 
 from events import (
     AgentCreated,
     ContextCompacted,
+    EventModel,
     ExternalHookReceived,
     ModelResponded,
     RecordedEvent,
@@ -36,6 +39,7 @@ from events import (
 
 from ._base import FoldProjection, iso
 from ._lifecycle import ACTIVE_STATUSES, STATUS_AFTER, STATUSES, external_facts, next_status
+from .errors import ProjectionFailed
 
 __all__ = ["FleetProjection", "FleetState"]
 
@@ -106,25 +110,42 @@ class FleetProjection(FoldProjection[FleetState]):
             "window": [],
         }
 
+    @property
+    def types(self) -> frozenset[type[EventModel]] | None:
+        """None: the fleet counts every event in its pace."""
+        return None
+
     def apply(self, state: FleetState, event: RecordedEvent) -> FleetState:
         """Count `event` in the pace, then fold it (mutates `state`, see _base note 1)."""
-        data = event.data
-        if type(data) is UnknownEvent:
-            return state
-        ts = self.ts(event)
-        state["events"] += 1
-        last = state["last_at"]
-        if last is None or ts > last:
-            state["last_at"] = ts
-        window = state["window"]
-        second = int(ts)
-        if window and window[-1][0] == second:
-            window[-1][1] += 1  # the common case, inline
-        else:
-            _count_second(window, second)
-        handler = self.handlers.get(type(data))
-        if handler is not None:
-            handler(state, event, data)
+        return self.apply_all(state, (event,))
+
+    def apply_all(self, state: FleetState, events: Iterable[RecordedEvent]) -> FleetState:
+        """`apply` each event in turn (mutates `state`), counting the pace per commit.
+
+        The events of one group commit share one `recorded_at` object: the
+        pace is counted once per run of them, not once per event.
+        """
+        handlers = self.handlers
+        at: datetime | None = None
+        count = 0
+        event: RecordedEvent | None = None
+        try:
+            for event in events:
+                data = event.data
+                if type(data) is UnknownEvent:
+                    continue
+                if event.recorded_at is not at:
+                    if at is not None:
+                        _count(state, at, count)
+                    at, count = event.recorded_at, 0
+                count += 1
+                handler = handlers.get(type(data))
+                if handler is not None:
+                    handler(state, event, data)
+        except Exception as e:
+            raise ProjectionFailed(self.name, 0 if event is None else event.position, e) from e
+        if at is not None:
+            _count(state, at, count)
         return state
 
     def view(self, state: FleetState) -> dict[str, Any]:
@@ -230,23 +251,32 @@ def _set_context(state: FleetState, agent: list[Any], tokens: int) -> None:
     agent[1] = tokens
 
 
-def _count_second(window: list[list[int]], second: int) -> None:
+def _count(state: FleetState, at: datetime, count: int) -> None:
+    ts = at.timestamp()
+    state["events"] += count
+    last = state["last_at"]
+    if last is None or ts > last:
+        state["last_at"] = ts
+    _count_second(state["window"], int(ts), count)
+
+
+def _count_second(window: list[list[int]], second: int, count: int) -> None:
     if window:
         newest = window[-1][0]
         if second == newest:
-            window[-1][1] += 1
+            window[-1][1] += count
             return
         if second < newest:
             # A clock a little behind another writer's: count it if still in the window.
             if second > newest - WINDOW_SECONDS:
                 for bucket in window:
                     if bucket[0] == second:
-                        bucket[1] += 1
+                        bucket[1] += count
                         return
-                window.append([second, 1])
+                window.append([second, count])
                 window.sort()
             return
-    window.append([second, 1])
+    window.append([second, count])
     cutoff = second - WINDOW_SECONDS
     while window[0][0] <= cutoff:
         del window[0]

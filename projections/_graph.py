@@ -21,8 +21,8 @@ when that is 0); failing or being deleted closes an agent's own waits.
 (ToolCallCompleted.files_written or AgentCompleted.artifacts) before the read;
 relative paths are resolved against each agent's workspace. Bottlenecks are
 the agents others waited on longest, open waits counted up to the latest
-event ("now" is the log's clock, so views are a function of the log), sorted
-by `waited_on_ms`.
+event the graph folds ("now" is the log's clock, so a view is a function of
+the log), sorted by `waited_on_ms`.
 
 Critical path (note 1). Each agent's life is cut into segments of work: a
 segment starts when the agent is created, woken, commanded again or reads
@@ -43,6 +43,12 @@ Notes (do not fix without reading this):
    waits on it), so a longest path over agents is ill-defined; cutting lives
    into segments at every wake-up and every artifact read is what makes it a
    DAG. Do not add a dependency to a segment that is already open.
+2. An agent keeps its last `MAX_SEGMENTS` segments: a long-lived agent that
+   waits and reads others' files forever would otherwise grow the state with
+   the log. A dependency on a dropped segment is ignored, so the critical
+   path of such a run covers its recent part; a run of ordinary agents (a few
+   segments each) is exact. Segment indexes are absolute: `dropped` counts
+   the ones gone.
 """
 
 from __future__ import annotations
@@ -57,10 +63,10 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    EventModel,
     ExternalHookReceived,
     RecordedEvent,
     ToolCallCompleted,
-    UnknownEvent,
 )
 
 from ._base import FoldProjection
@@ -85,6 +91,8 @@ class GraphState(TypedDict):
     # resolved path -> [agent_id, segment index, written at]
     writers: dict[str, list[Any]]
     segments: dict[str, list[Segment]]
+    # agent -> how many of its oldest segments were dropped (note 2)
+    dropped: dict[str, int]
     clock: float | None
 
 
@@ -92,7 +100,7 @@ class GraphProjection(FoldProjection[GraphState]):
     """Created / waits-on / consumes edges, bottlenecks and critical paths."""
 
     name = "graph"
-    version = 1
+    version = 2  # 2: state shape changed before the first release
     ignores = frozenset(
         {
             "RunStarted",
@@ -132,21 +140,24 @@ class GraphProjection(FoldProjection[GraphState]):
             "consumes": {},
             "writers": {},
             "segments": {},
+            "dropped": {},
             "clock": None,
         }
 
+    @property
+    def types(self) -> frozenset[type[EventModel]] | None:
+        """The handlers' classes: `apply` below folds nothing else."""
+        return frozenset(self.handlers)
+
     def apply(self, state: GraphState, event: RecordedEvent) -> GraphState:
-        """Advance the clock, then fold (mutates `state`, see _base note 1)."""
-        data = event.data
-        if type(data) is UnknownEvent:
-            return state
-        handler = self.handlers.get(type(data))
-        ts = self.ts(event)
-        clock = state["clock"]
-        if clock is None or ts > clock:
-            state["clock"] = ts
+        """Fold `event` and advance the clock (mutates `state`, see _base note 1)."""
+        handler = self.handlers.get(type(event.data))
         if handler is not None:
-            handler(state, event, data)
+            ts = self.ts(event)
+            clock = state["clock"]
+            if clock is None or ts > clock:
+                state["clock"] = ts
+            handler(state, event, event.data)
         return state
 
     # -- queries ------------------------------------------------------------
@@ -247,17 +258,16 @@ class GraphProjection(FoldProjection[GraphState]):
         )
         ts = self.ts(event)
         preds = []
-        parent_segments = state["segments"].get(d.parent_id) if d.parent_id else None
-        if parent_segments:
-            preds.append([d.parent_id, len(parent_segments) - 1, ts])
+        if d.parent_id is not None and d.parent_id in state["segments"]:
+            preds.append([d.parent_id, _last(state, d.parent_id), ts])
         state["segments"][d.agent_id] = [[event.position, ts, None, preds]]
 
     def _commanded(self, state: GraphState, event: RecordedEvent, d: AgentCommanded) -> None:
         node = _status(state, d.agent_id, "working")
         if node is None:
             return
-        by = state["segments"].get(d.by) if d.by != d.agent_id else None
-        extra = [[d.by, len(by) - 1, self.ts(event)]] if by else []
+        by = d.by if d.by != d.agent_id and d.by in state["segments"] else None
+        extra = [[by, _last(state, by), self.ts(event)]] if by else []
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _waiting(self, state: GraphState, event: RecordedEvent, d: AgentWaiting) -> None:
@@ -279,23 +289,17 @@ class GraphProjection(FoldProjection[GraphState]):
         _close_waits(state, d.agent_id, self.ts(event), d.waited_ms)
         segments = state["segments"]
         ts = self.ts(event)
-        extra = [
-            [c, len(segments[c]) - 1, ts] for c in d.changed if c in segments and c != d.agent_id
-        ]
+        extra = [[c, _last(state, c), ts] for c in d.changed if c in segments and c != d.agent_id]
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
         node = _status(state, d.agent_id, "complete")
         if node is None:
             return
-        segments = state["segments"][d.agent_id]
         ts = self.ts(event)
+        index = _last(state, d.agent_id)
         for path in d.artifacts:
-            state["writers"][resolve_path(path, node["workspace"])] = [
-                d.agent_id,
-                len(segments) - 1,
-                ts,
-            ]
+            state["writers"][resolve_path(path, node["workspace"])] = [d.agent_id, index, ts]
         _release_waiters(state, d.agent_id, ts)
         _end(state, d.agent_id, ts)
 
@@ -397,12 +401,11 @@ def _resume(
     state: GraphState, agent_id: str, position: int, ts: float, extra: list[list[Any]]
 ) -> None:
     """Start a new segment unless one is open (a first command continues the creation's)."""
-    segments = state["segments"][agent_id]
-    if segments[-1][2] is None:
+    previous = state["segments"][agent_id][-1]
+    if previous[2] is None:
         return
-    previous = segments[-1]
-    preds = [[agent_id, len(segments) - 1, previous[2]], *extra]
-    segments.append([position, ts, None, preds])
+    preds = [[agent_id, _last(state, agent_id), previous[2]], *extra]
+    _add_segment(state, agent_id, [position, ts, None, preds])
 
 
 def _close_wait(state: GraphState, waiter: str, target: str, ms: float) -> None:
@@ -442,7 +445,6 @@ def _files(
     written: list[str],
 ) -> None:
     writers = state["writers"]
-    segments = state["segments"][agent_id]
     preds: list[list[Any]] = []
     for shown, key in read:
         writer = writers.get(key)
@@ -452,7 +454,7 @@ def _files(
         producers.setdefault(writer[0], {})[shown] = None
         if not any(p[0] == writer[0] and p[1] == writer[1] for p in preds):
             preds.append(list(writer))
-    current = segments[-1]
+    current = state["segments"][agent_id][-1]
     if (
         preds
         and current[2] is None
@@ -460,10 +462,32 @@ def _files(
     ):
         # Reading another agent's artifact starts a new segment (note 1).
         current[2] = ts
-        segments.append([position, ts, None, [[agent_id, len(segments) - 1, ts], *preds]])
-    index = len(segments) - 1
+        previous = _last(state, agent_id)
+        _add_segment(state, agent_id, [position, ts, None, [[agent_id, previous, ts], *preds]])
+    index = _last(state, agent_id)
     for key in written:
         writers[key] = [agent_id, index, ts]
+
+
+MAX_SEGMENTS = 256
+
+
+def _last(state: GraphState, agent_id: str) -> int:
+    """The absolute index of the agent's current (last) segment."""
+    return state["dropped"].get(agent_id, 0) + len(state["segments"][agent_id]) - 1
+
+
+def _add_segment(state: GraphState, agent_id: str, segment: Segment) -> None:
+    segments = state["segments"][agent_id]
+    segments.append(segment)
+    if len(segments) > MAX_SEGMENTS:  # note 2
+        del segments[0]
+        state["dropped"][agent_id] = state["dropped"].get(agent_id, 0) + 1
+
+
+def _segment(state: GraphState, agent_id: str, index: int) -> Segment:
+    """The segment at an absolute index (it exists: callers look up known keys)."""
+    return state["segments"][agent_id][index - state["dropped"].get(agent_id, 0)]
 
 
 def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
@@ -474,7 +498,8 @@ def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
     order: list[tuple[int, str, int]] = []
     for agent_id, segments in all_segments.items():
         if nodes[agent_id]["run_id"] == run_id:
-            order.extend((segment[0], agent_id, index) for index, segment in enumerate(segments))
+            base = state["dropped"].get(agent_id, 0)
+            order.extend((s[0], agent_id, base + i) for i, s in enumerate(segments))
     if not order:
         return {"run_id": run_id, "total_ms": 0.0, "path": []}
     order.sort()
@@ -483,12 +508,12 @@ def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
     reach: dict[tuple[str, int], tuple[float, tuple[str, int] | None, float]] = {}
     for _, agent_id, index in order:
         best, via, via_ms = 0.0, None, 0.0
-        for pred_agent, pred_index, at in all_segments[agent_id][index][3]:
+        for pred_agent, pred_index, at in _segment(state, agent_id, index)[3]:
             key = (pred_agent, pred_index)
             found = reach.get(key)
             if found is None:
-                continue  # another run's agent
-            _, start, end, _ = all_segments[pred_agent][pred_index]
+                continue  # another run's agent, or a dropped segment
+            _, start, end, _ = _segment(state, pred_agent, pred_index)
             until = at if end is None else min(at, end)
             used = max(0.0, (until - start) * 1000.0)
             if via is None or found[0] + used > best:
@@ -496,12 +521,12 @@ def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
         reach[(agent_id, index)] = (best, via, via_ms)
 
     def whole(key: tuple[str, int]) -> float:
-        segment = all_segments[key[0]][key[1]]
+        segment = _segment(state, *key)
         start: float = segment[1]
         end: float = clock if segment[2] is None else segment[2]
         return max(0.0, (end - start) * 1000.0)
 
-    last = max(reach, key=lambda k: (reach[k][0] + whole(k), all_segments[k[0]][k[1]][0]))
+    last = max(reach, key=lambda k: (reach[k][0] + whole(k), _segment(state, *k)[0]))
     total = reach[last][0] + whole(last)
     steps: list[tuple[str, float]] = [(last[0], whole(last))]
     cursor = last

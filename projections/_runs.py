@@ -7,7 +7,7 @@ View shape (`RunsProjection.view`), runs in the order they started::
                "workspace": str | None, "status": "running" | "completed" | "failed",
                "simulated": bool, "replay_of": str | None,
                "started_at": iso, "finished_at": iso | None,
-               "duration_ms": float,     # recorded on completion; else up to the run's last event
+               "duration_ms": float,     # recorded on completion; else to its last model response
                "cost_usd": float,
                "tokens": {"input": int, "output": int, "cache_write": int,
                           "cache_read": int, "total": int},
@@ -26,13 +26,13 @@ from typing import Any, TypedDict
 
 from events import (
     AgentCreated,
+    EventModel,
     ExternalHookReceived,
     ModelResponded,
     RecordedEvent,
     RunCompleted,
     RunFailed,
     RunStarted,
-    UnknownEvent,
 )
 
 from ._base import FoldProjection, iso, report
@@ -112,11 +112,17 @@ class RunsProjection(FoldProjection[RunsState]):
     def initial(self) -> RunsState:
         return {"runs": {}, "agent_runs": {}}
 
+    @property
+    def types(self) -> frozenset[type[EventModel]] | None:
+        """The handlers' classes: `apply` below folds nothing else."""
+        return frozenset(self.handlers)
+
     def apply(self, state: RunsState, event: RecordedEvent) -> RunsState:
-        """Note the run's latest activity, then fold (mutates `state`, see _base note 1)."""
-        data = event.data
-        if type(data) is UnknownEvent:
+        """Fold `event` and note its run's latest activity (mutates `state`, see _base note 1)."""
+        handler = self.handlers.get(type(event.data))
+        if handler is None:
             return state
+        handler(state, event, event.data)
         run_id = event.meta.run_id
         if run_id is not None:
             run = state["runs"].get(run_id)
@@ -124,9 +130,6 @@ class RunsProjection(FoldProjection[RunsState]):
                 ts = self.ts(event)
                 if ts > run["last_at"]:
                     run["last_at"] = ts
-        handler = self.handlers.get(type(data))
-        if handler is not None:
-            handler(state, event, data)
         return state
 
     def view(self, state: RunsState) -> dict[str, Any]:

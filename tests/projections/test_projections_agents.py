@@ -14,6 +14,7 @@ from events import (
     AgentFailed,
     ContextCompacted,
     ExternalHookReceived,
+    HookInvoked,
     ModelResponded,
     Usage,
 )
@@ -111,6 +112,17 @@ def test_a_running_tool_call_shows_as_the_last_one() -> None:
     last = cards(tl, requested)["s1"]["tool_calls"]["last"]
 
     assert last == {"name": "grep", "tool_use_id": "s1-t1", "status": "running", "at": at(2.0)}
+
+
+def test_two_hooks_blocking_one_call_count_one_blocked_call() -> None:
+    tl = Timeline()
+    tl.add(0, AgentCreated(agent_id="a", name="a", role="builder", model="m"))
+    for n, hook in ((1, "guard"), (1, "audit"), (2, "guard")):
+        tl.add(n, HookInvoked(point="PreToolUse", kind="python", hook=hook, agent_id="a",
+                              tool_use_id=f"t{n}", decision="deny"))  # fmt: skip
+    tl.add(3, HookInvoked(point="Stop", kind="command", agent_id="a", decision="block"))
+
+    assert cards(tl)["a"]["blocked_calls"] == 3
 
 
 def test_compaction_sets_the_context_in_use_to_what_is_left() -> None:

@@ -8,8 +8,16 @@ import pytest
 from pj_helpers import Timeline, scout_plan_build
 from test_projections_agents import claude_code_session
 
-from events import AgentCommanded, AgentCreated, AgentDeleted, AgentWaiting, ToolCallCompleted
+from events import (
+    AgentCommanded,
+    AgentCreated,
+    AgentDeleted,
+    AgentWaiting,
+    AgentWoke,
+    ToolCallCompleted,
+)
 from projections import GraphProjection
+from projections._graph import MAX_SEGMENTS
 
 graph = GraphProjection()
 
@@ -154,3 +162,21 @@ def test_run_view_keeps_only_that_runs_agents() -> None:
 
     assert [n["id"] for n in graph.run_view(state, "r2")["nodes"]] == ["other"]
     assert len(graph.run_view(state, "r1")["nodes"]) == 6
+
+
+def test_a_long_lived_agent_keeps_a_bounded_number_of_segments() -> None:
+    tl = Timeline()
+    tl.add(0, AgentCreated(agent_id="o", name="o", role="orchestrator", model="m"))
+    tl.add(0, AgentCreated(agent_id="w", name="w", role="builder", model="m", parent_id="o"))
+    for i in range(MAX_SEGMENTS + 50):
+        tl.add(i + 0.5, AgentWaiting(agent_id="o", on=["w"]))
+        tl.add(i + 1, AgentWoke(agent_id="o", on=["w"], changed=["w"], waited_ms=500))
+
+    state = tl.fold(graph)
+
+    assert len(state["segments"]["o"]) == MAX_SEGMENTS
+    assert state["dropped"]["o"] == 51
+    (path,) = graph.view(state)["critical_paths"]
+    assert path["total_ms"] > 0
+    (wait,) = edges(graph.view(state), "waits_on")
+    assert wait["count"] == MAX_SEGMENTS + 50

@@ -119,8 +119,8 @@ async def test_checkpoints_are_written_every_n_events_not_per_event(
                 [NewEvent(AgentCreated(agent_id=f"a{i}", name="a", role="r", model="m"))],
             )
         await runner.wait_for(recorded.position)
-        assert checkpoints(store.path)["agents"] == (1, 10)
-    assert checkpoints(store.path)["agents"] == (1, 12)
+        assert checkpoints(store.path)["runs"] == (1, 10)
+    assert checkpoints(store.path)["runs"] == (1, 12)
 
 
 async def test_a_quiet_runner_still_checkpoints_after_the_interval(store: SQLiteEventStore) -> None:
@@ -128,10 +128,10 @@ async def test_a_quiet_runner_still_checkpoints_after_the_interval(store: SQLite
         head = await append_all(store, scout_plan_build(Timeline()).events[:3])
         await runner.wait_for(head)
         for _ in range(100):
-            if checkpoints(store.path).get("agents", (0, 0))[1] == head:
+            if checkpoints(store.path).get("runs", (0, 0))[1] == head:
                 break
             await asyncio.sleep(0.02)
-        assert checkpoints(store.path)["agents"] == (1, head)
+        assert checkpoints(store.path)["runs"] == (1, head)
 
 
 class Counter(FoldProjection[dict[str, int]]):
@@ -304,6 +304,21 @@ async def test_a_projection_that_raises_stops_alone_and_says_where(
         assert runner.positions()["exploding"] == first_completion - 1
     assert "exploding" not in checkpoints(store.path)
     assert "projection 'exploding' failed at position" in caplog.text
+
+
+async def test_a_projection_that_raises_while_catching_up_says_where(
+    store: SQLiteEventStore,
+) -> None:
+    events = scout_plan_build(Timeline()).events
+    first_completion = next(e.position for e in events if e.type == "AgentCompleted")
+    head = await append_all(store, events)
+
+    async with ProjectionRunner(store, [*DEFAULT_PROJECTIONS, Exploding()]) as runner:
+        with pytest.raises(ProjectionFailed) as caught:
+            runner.state("exploding")
+        assert caught.value.position == first_completion
+        assert isinstance(caught.value.cause, ZeroDivisionError)
+        assert runner.position == head
 
 
 async def test_aclose_is_idempotent_and_a_closed_runner_says_so(store: SQLiteEventStore) -> None:

@@ -30,16 +30,16 @@ def test_a_completed_run_sums_its_agents_costs() -> None:
     assert run["summary"] == "migrated"
 
 
-def test_a_running_run_lasts_until_its_latest_event() -> None:
+def test_a_running_run_lasts_until_its_latest_model_response() -> None:
     tl = scout_plan_build(Timeline())
+    last_response = max(e.position for e in tl.events[:20] if e.type == "ModelResponded")
 
     run = tl.view(runs, until=20)["runs"][0]
 
     assert run["status"] == "running"
     assert run["finished_at"] is None
-    assert run["duration_ms"] == pytest.approx(
-        (tl.events[19].recorded_at - tl.events[0].recorded_at).total_seconds() * 1000
-    )
+    started, responded = tl.events[0].recorded_at, tl.events[last_response - 1].recorded_at
+    assert run["duration_ms"] == pytest.approx((responded - started).total_seconds() * 1000)
 
 
 def test_two_runs_keep_their_costs_apart_and_a_failure_says_why() -> None:
