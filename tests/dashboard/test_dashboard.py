@@ -1,0 +1,347 @@
+"""The dashboard in a real headless Chromium against a real server (uvicorn on loopback).
+
+Each test compares what the page shows with the JSON of the projection routes
+at the same position, the way a user would check the page against the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dash_support import (
+    BUILDER,
+    DOCS,
+    ORCH,
+    PLANNER,
+    RUN_ID,
+    SCOUT_B,
+    append_steps,
+    count_events,
+    dashboard_server,
+    fleet_script,
+)
+
+from api import ApiConfig
+from events import SQLiteEventStore
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 15_000
+
+READ_CARDS = """() => [...document.querySelectorAll('#agents .agent-card')].map(card => {
+  const q = (s) => card.querySelector(s);
+  const files = (s) => [...card.querySelectorAll(s + ' li.file')].map(li => li.dataset.file);
+  const last = q('.tools .last');
+  const blocked = q('.tools .blocked');
+  return {
+    id: card.dataset.agentId, status: card.dataset.status,
+    name: q('.name').textContent, role: q('.role').textContent, model: q('.model').textContent,
+    used: Number(q('.ctx').dataset.used), limit: Number(q('.ctx').dataset.limit),
+    cost: Number(q('.cost').dataset.value), tokens: Number(q('.tokens').dataset.value),
+    consumed: files('.files-consumed'), produced: files('.files-produced'),
+    tool_count: Number(q('.tool-count').dataset.value),
+    last: last ? {name: last.dataset.name, status: last.dataset.status} : null,
+    blocked: blocked ? Number(blocked.dataset.value) : 0,
+    error: q('.error') ? q('.error').textContent : null,
+  };
+})"""
+
+READ_BOARD = """() => Object.fromEntries([...document.querySelectorAll('#board .board-column')].map(
+  col => [col.dataset.column, [...col.querySelectorAll('.task-card')].map(t => t.dataset.taskId)]))"""
+
+READ_GRAPH = """() => ({
+  nodes: [...document.querySelectorAll('#graph-svg g.node')].map(n => n.dataset.agentId),
+  statuses: Object.fromEntries([...document.querySelectorAll('#graph-svg g.node')].map(
+    n => [n.dataset.agentId, n.dataset.status])),
+  edges: [...document.querySelectorAll('#graph-svg path.edge')].map(
+    e => [e.dataset.kind, e.dataset.from, e.dataset.to]),
+  open: [...document.querySelectorAll('#graph-svg path.edge[data-open="true"]')].map(
+    e => [e.dataset.from, e.dataset.to]),
+  bottlenecks: [...document.querySelectorAll('#graph-svg g.node.bottleneck')].map(
+    n => n.dataset.agentId),
+})"""
+
+READ_TOTALS = """() => Object.fromEntries([...document.querySelectorAll('#totals .tile')].map(
+  t => [t.dataset.tile, Number(t.querySelector('.v').dataset.value)]))"""
+
+READ_CHIPS = """() => Object.fromEntries([...document.querySelectorAll('#totals .chip')].map(
+  c => [c.dataset.status, Number(c.dataset.count)]))"""
+
+FEED_POSITIONS = """() => [...document.querySelectorAll('#feed .feed-row')].map(
+  r => Number(r.dataset.position))"""
+
+
+async def get_json(base: str, path: str, **params: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        response = await client.get(path, params=params)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def open_page(browser: Any, url: str) -> Any:
+    page = await browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    await page.goto(url)
+    return page
+
+
+async def settled(page: Any, position: int) -> None:
+    """Wait until every panel shows the state as of `position` and nothing is loading."""
+    await page.wait_for_function(
+        """(p) => document.body.dataset.viewPosition === String(p)
+                  && document.body.dataset.loading !== 'true'""",
+        arg=position,
+    )
+
+
+async def feed_shows(page: Any, count: int) -> list[int]:
+    await page.wait_for_function(
+        "(n) => document.querySelectorAll('#feed .feed-row').length >= n", arg=count
+    )
+    positions: list[int] = await page.evaluate(FEED_POSITIONS)
+    return positions
+
+
+def short_model(model: str) -> str:
+    return model.removeprefix("claude-")
+
+
+def assert_cards_match(cards: list[dict[str, Any]], agents: list[dict[str, Any]]) -> None:
+    assert [c["id"] for c in cards] == [a["id"] for a in agents]
+    for card, agent in zip(cards, agents, strict=True):
+        last = agent["tool_calls"]["last"]
+        assert card == {
+            "id": agent["id"],
+            "status": agent["status"],
+            "name": agent["name"],
+            "role": agent["role"],
+            "model": short_model(agent["model"]),
+            "used": agent["context"]["used"],
+            "limit": agent["context"]["limit"],
+            "cost": pytest.approx(agent["cost_usd"]),
+            "tokens": agent["tokens"]["total"],
+            "consumed": agent["files_consumed"],
+            "produced": agent["files_produced"],
+            "tool_count": agent["tool_calls"]["count"],
+            "last": None if last is None else {"name": last["name"], "status": last["status"]},
+            "blocked": agent["blocked_calls"],
+            "error": card["error"] if agent["error"] else None,
+        }, agent["id"]
+        if agent["error"]:
+            assert agent["error"][:60] in card["error"]
+
+
+def assert_graph_matches(graph_dom: dict[str, Any], graph: dict[str, Any]) -> None:
+    assert graph_dom["nodes"] == [n["id"] for n in graph["nodes"]]
+    assert graph_dom["statuses"] == {n["id"]: n["status"] for n in graph["nodes"]}
+    assert sorted(map(tuple, graph_dom["edges"])) == sorted(
+        (e["kind"], e["from"], e["to"]) for e in graph["edges"]
+    )
+    assert sorted(map(tuple, graph_dom["open"])) == sorted(
+        (e["from"], e["to"]) for e in graph["edges"] if e["kind"] == "waits_on" and e["open"]
+    )
+    waited = [b for b in graph["bottlenecks"] if b["waited_on_ms"] > 0 or b["waiters_now"] > 0]
+    if waited:
+        assert waited[0]["agent_id"] in graph_dom["bottlenecks"]
+    assert set(graph_dom["bottlenecks"]) <= {b["agent_id"] for b in waited}
+
+
+async def assert_page_matches_api(page: Any, base: str, **at: Any) -> None:
+    """Cards, board, graph and totals equal the projection routes' JSON (`at=` for the past)."""
+    agents = await get_json(base, "/v1/agents", **at)
+    assert_cards_match(await page.evaluate(READ_CARDS), agents["agents"])
+    board = await get_json(base, "/v1/board", **at)
+    assert await page.evaluate(READ_BOARD) == {
+        column["name"]: [task["id"] for task in column["tasks"]] for column in board["columns"]
+    }
+    assert_graph_matches(await page.evaluate(READ_GRAPH), await get_json(base, "/v1/graph", **at))
+    fleet = await get_json(base, "/v1/fleet", **at)
+    assert await page.evaluate(READ_TOTALS) == {
+        "agents": fleet["agents"]["active"],
+        "tokens": fleet["tokens"]["total"],
+        "cost": pytest.approx(fleet["cost_usd"]),
+        "context": fleet["context_tokens_in_use"],
+        "events": pytest.approx(fleet["events"]["per_second"]),
+    }
+    assert await page.evaluate(READ_CHIPS) == fleet["agents"]["by_status"]
+
+
+async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
+    browser: Any, config: ApiConfig, artifacts: Path
+) -> None:
+    """Cards, board, graph, totals and feed follow the log live and agree with the API."""
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        first = await append_steps(store, phases[0])
+        page = await open_page(browser, server.url + "/")
+        await settled(page, first)
+        assert await feed_shows(page, first) == list(range(first, 0, -1))
+        await assert_page_matches_api(page, server.url)
+
+        head = await append_steps(store, phases[1] + phases[2])
+        await settled(page, head)
+        positions = await feed_shows(page, head)
+        assert sorted(positions) == list(range(1, head + 1))
+        await assert_page_matches_api(page, server.url)
+
+        # What a user looks for, in plain sight.
+        blocked = page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"] .blocked')
+        assert await blocked.text_content() == "1 blocked"
+        running = page.locator(f'.agent-card[data-agent-id="{BUILDER}"] .tools .last')
+        assert await running.text_content() == "run_command · running"
+        failed = page.locator(f'.agent-card[data-agent-id="{DOCS}"] .error')
+        assert "budget" in (await failed.text_content() or "")
+        warm = page.locator(f'.agent-card[data-agent-id="{PLANNER}"] .ctx .fill')
+        assert "warm" in (await warm.get_attribute("class") or "")
+        assert await page.locator('.task-card[data-task-id="t-json"] .returns').count() == 1
+        assert await page.locator('#feed .feed-row[data-cat="bad"]').count() >= 3
+        assert await page.locator("#conn").get_attribute("data-state") == "live"
+        await page.screenshot(path=artifacts / "dashboard-live.png", full_page=True)
+        assert page.errors == []
+        await page.close()
+
+
+async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_events(
+    browser: Any, config: ApiConfig, artifacts: Path
+) -> None:
+    """Stop the server, append while it is down, restart it: the feed holds 1..N exactly once."""
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store:
+        first = await append_steps(store, phases[0])
+        async with dashboard_server(config) as server:
+            port = int(server.url.rsplit(":", 1)[1])
+            page = await open_page(browser, server.url + "/")
+            await settled(page, first)
+            await append_steps(store, phases[1][:5])  # some arrive live
+            await feed_shows(page, first + count_events(phases[1][:5]))
+        await page.wait_for_function("document.getElementById('conn').dataset.state !== 'live'")
+        await append_steps(store, phases[1][5:])  # written while the server is down
+
+        async with dashboard_server(config, port=port) as server:
+            head = await append_steps(store, phases[2])  # and after the restart
+            await page.wait_for_function(
+                "document.getElementById('conn').dataset.state === 'live'"
+            )
+            positions = await feed_shows(page, head)
+            await settled(page, head)
+            assert sorted(positions) == list(range(1, head + 1))  # none lost, none doubled
+            stats = await page.evaluate("window.fleetDashboard.stats")
+            assert stats["gaps"] == []
+            assert stats["reconnects"] >= 1
+            await assert_page_matches_api(page, server.url)
+            await page.screenshot(path=artifacts / "dashboard-after-restart.png", full_page=True)
+            assert page.errors == []
+            await page.close()
+
+
+async def test_time_slider_shows_a_past_position_then_goes_live_again(
+    browser: Any, config: ApiConfig, artifacts: Path
+) -> None:
+    """Moving the slider shows the projections `?at=` that position; Live returns to the head."""
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        past = await append_steps(store, phases[0])
+        before = await append_steps(store, phases[1])
+        page = await open_page(browser, server.url + "/")
+        await settled(page, before)
+
+        await page.locator("#slider").fill(str(past))
+        await settled(page, past)
+        assert await page.locator("body").get_attribute("data-live") == "false"
+        await assert_page_matches_api(page, server.url, at=past)
+        # At that position no scout had finished and the planner did not exist yet.
+        assert await page.locator(f'.agent-card[data-agent-id="{PLANNER}"]').count() == 0
+        orchestrator = page.locator(f'.agent-card[data-agent-id="{ORCH}"]')
+        assert await orchestrator.get_attribute("data-status") == "waiting"
+        assert await page.locator("#feed .feed-row.future").count() == before - past
+        label = await page.locator("#position-label").text_content() or ""
+        assert label.startswith(f"position {past} of {before}")
+        await page.screenshot(path=artifacts / "dashboard-time-travel.png", full_page=True)
+
+        # New events reach the feed but do not move a past view.
+        head = await append_steps(store, phases[2])
+        await feed_shows(page, head)
+        assert await page.locator("body").get_attribute("data-view-position") == str(past)
+        assert await page.locator(f'.agent-card[data-agent-id="{BUILDER}"]').count() == 0
+        assert await page.locator("#slider").get_attribute("max") == str(head)
+
+        await page.locator("#live-btn").click()
+        await settled(page, head)
+        assert await page.locator("body").get_attribute("data-live") == "true"
+        assert await page.locator(f'.agent-card[data-agent-id="{BUILDER}"]').count() == 1
+        await assert_page_matches_api(page, server.url)
+        assert page.errors == []
+        await page.close()
+
+
+async def test_feed_filters_by_agent_and_type_and_pause_holds_new_events(
+    browser: Any, config: ApiConfig
+) -> None:
+    """Filters narrow the feed to matching events; pause holds new rows until resume."""
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        first = await append_steps(store, phases[0] + phases[1])
+        page = await open_page(browser, server.url + "/")
+        await settled(page, first)
+
+        await page.locator("#filter-agent").select_option(SCOUT_B)
+        rows = page.locator("#feed .feed-row")
+        agents = await rows.evaluate_all("rows => rows.map(r => r.dataset.agent)")
+        expected = await get_json(server.url, "/v1/events", agent_id=SCOUT_B, limit=1000)
+        assert agents == [SCOUT_B] * len(expected["events"])
+        assert sorted(await page.evaluate(FEED_POSITIONS)) == [
+            e["position"] for e in expected["events"]
+        ]
+
+        await page.locator("#filter-agent").select_option("")
+        await page.locator("#filter-type").select_option("ToolCallCompleted")
+        types = set(await rows.evaluate_all("rows => rows.map(r => r.dataset.type)"))
+        assert types == {"ToolCallCompleted"}
+        blocked = page.locator('#feed .feed-row[data-cat="bad"]')
+        assert "BLOCKED" in (await blocked.first.text_content() or "")
+        await page.locator("#filter-type").select_option("")
+
+        await page.locator("#pause").click()
+        shown = await rows.count()
+        head = await append_steps(store, phases[2])
+        await page.wait_for_function(
+            "(n) => window.fleetDashboard.lastId === n", arg=head
+        )
+        assert await rows.count() == shown
+        notice = await page.locator("#feed-paused").text_content() or ""
+        assert notice.startswith(f"Paused: {head - first} new events")
+        await page.locator("#pause").click()
+        assert sorted(await feed_shows(page, head)) == list(range(1, head + 1))
+        assert page.errors == []
+        await page.close()
+
+
+async def test_dashboard_with_a_token_authenticates_fetches_and_the_stream(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Opened as /?token=..., the page loads, its fetches and its EventSource carry the token."""
+    token = "dash-s3cret"
+    config = ApiConfig(db=tmp_path / "fleet.db", store_poll_s=0.05, token=token)
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        first = await append_steps(store, phases[0])
+        anonymous = await browser.new_page()
+        response = await anonymous.goto(server.url + "/")
+        assert response is not None and response.status == 401
+        await anonymous.close()
+
+        page = await open_page(browser, f"{server.url}/?token={token}")
+        await settled(page, first)
+        head = await append_steps(store, phases[1])
+        await settled(page, head)  # the live stream authenticated too
+        assert sorted(await feed_shows(page, head)) == list(range(1, head + 1))
+        assert await page.locator("#banner").is_hidden()
+        assert page.errors == []
+        await page.close()
