@@ -5,14 +5,18 @@ Run from the repository root::
     .venv/bin/python bench/projections.py                  # 1,000,000 events
     .venv/bin/python bench/projections.py --events 100000  # a quick run
 
-The first run writes a synthetic fleet log through the store (batched,
-group-committed appends) and keeps it under /tmp for the next runs: copies at
-a quarter, half and all of `--events`, so memory can be compared as the log
-grows. The log is a sequence of scout-plan-build runs like the ones fleet
-records (an orchestrator, three scouts, a planner and a builder per run, each
-tool call a model response, a request, a PreToolUse and a PostToolUse hook and
-a completion; waits, task moves, deletions) plus a Claude Code session
-ingested every tenth run.
+The first run writes synthetic fleet logs through the store (batched,
+group-committed appends) and keeps them under /tmp for the next runs: copies
+at a quarter, half and all of `--events`, so memory can be compared as the
+log grows. Two shapes (`--shape`, both by default):
+
+- runs: scout-plan-build runs like the ones fleet records (an orchestrator,
+  three scouts, a planner and a builder per run; each tool call a model
+  response, a request, a PreToolUse and a PostToolUse hook and a completion;
+  waits, task moves, deletions), a Claude Code session every tenth run. The
+  number of agents grows with the log, and so do the states.
+- long-lived: one endless run of 41 agents on 200 shared files. The entities
+  are fixed, so this shows what the read models keep per event: nothing.
 
 Each size is measured in a fresh process, after deleting the log's
 projection checkpoints:
@@ -21,7 +25,8 @@ projection checkpoints:
   decoded to typed events), folding nothing;
 - rebuild: `ProjectionRunner(store).start()` with no checkpoint, i.e. all
   five read models folded from position 0 (and their checkpoints written);
-  events/s and the ratio to the baseline;
+  events/s, the ratio to the baseline, and the fold's own rate derived from
+  the two (1 / (1/rebuild - 1/read): what folding adds to reading);
 - memory: the process's peak RSS, its RSS before the rebuild, and the size
   of the five states as checkpoint JSON;
 - time travel at the middle of the log (a position that is no snapshot's):
@@ -268,48 +273,110 @@ def claude_code_session(number: int) -> list[tuple[str, NewEvent]]:
     ]
 
 
-async def append_runs(store: SQLiteEventStore, first: int, target: int, rng: random.Random) -> int:
-    """Append runs numbered from `first` until the log holds `target` events; next run number."""
-    number = first
+class LongLivedFleet:
+    """One run that never ends: an orchestrator and 40 workers working on 200 shared files.
+
+    Every round each worker makes one tool call; the orchestrator waits on
+    three of them and wakes; every fifth round a task moves. The entities are
+    fixed, so the read models' states should not grow with the log.
+    """
+
+    WORKERS = 40
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.writer = RunWriter(0, rng)
+        self.round = 0
+
+    def next_events(self) -> list[tuple[str, NewEvent]]:
+        w = self.writer
+        w.events = []
+        rng = self.rng
+        if self.round == 0:
+            w.add(f"run-{w.run}", RunStarted(run_id=w.run, task="Keep the lights on"))
+            orch = w.agent("orchestrator", "orchestrator", "opus", None)
+            self.workers = [
+                w.agent(f"w{i}", "builder", "sonnet", orch) for i in range(self.WORKERS)
+            ]
+            for t in range(10):
+                w.add(f"task-t{t}", TaskCreated(task_id=f"t{t}", title=f"task {t}"))
+        orch = f"{w.run}-orchestrator"
+        for worker in self.workers:
+            f = f"src/m{rng.randrange(200)}.py"
+            w.call(worker, self.round, **({"writes": f} if rng.random() < 0.3 else {"reads": f}))
+        awaited = rng.sample(self.workers, 3)
+        w.add(f"agent-{orch}", AgentWaiting(agent_id=orch, on=awaited), orch)
+        w.add(
+            f"agent-{orch}",
+            AgentWoke(agent_id=orch, on=awaited, changed=awaited[:1], waited_ms=1000.0),
+            orch,
+        )
+        if self.round % 5 == 0:
+            column = ("PLAN", "BUILD", "REVIEW", "SHIP", "DONE")[self.round // 5 % 5]
+            t = f"t{self.round // 5 % 10}"
+            w.add(f"task-{t}", TaskMoved(task_id=t, column=column, assignee=awaited[0]))
+        self.round += 1
+        return w.events
+
+
+async def append_batches(store: SQLiteEventStore, events: list[tuple[str, NewEvent]]) -> None:
+    """Append `events` in order, one append per run of one stream, committed in groups."""
+    batches: list[tuple[str, list[NewEvent]]] = []
+    for stream, event in events:
+        if batches and batches[-1][0] == stream:
+            batches[-1][1].append(event)
+        else:
+            batches.append((stream, [event]))
+    # Submitted in order, committed in groups: positions keep this order.
+    await asyncio.gather(*(store.append(stream, batch) for stream, batch in batches))
+
+
+async def append_until(store: SQLiteEventStore, source: Any, target: int) -> None:
+    """Append the source's events until the log holds `target` events."""
     while await store.head() < target:
-        events = RunWriter(number, rng).build()
-        if number % 10 == 0:
-            events += claude_code_session(number)
-        batches: list[tuple[str, list[NewEvent]]] = []
-        for stream, event in events:
-            if batches and batches[-1][0] == stream:
-                batches[-1][1].append(event)
-            else:
-                batches.append((stream, [event]))
-        # Submitted in order, committed in groups: positions keep this order.
-        await asyncio.gather(*(store.append(stream, batch) for stream, batch in batches))
-        number += 1
-    return number
+        await append_batches(store, source.next_events())
 
 
-def generate(directory: Path, sizes: list[int]) -> None:
+class RunsOfAgents:
+    """Scout-plan-build runs one after another, a Claude Code session every tenth run."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.number = 0
+
+    def next_events(self) -> list[tuple[str, NewEvent]]:
+        events = RunWriter(self.number, self.rng).build()
+        if self.number % 10 == 0:
+            events += claude_code_session(self.number)
+        self.number += 1
+        return events
+
+
+SHAPES = {"runs": RunsOfAgents, "long-lived": LongLivedFleet}
+
+
+def generate(directory: Path, shape: str, sizes: list[int]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     work = directory / "growing.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{work}{suffix}").unlink(missing_ok=True)
-    asyncio.run(grow(work, directory, sizes))
+    asyncio.run(grow(work, directory, shape, sizes))
     work.unlink()
 
 
-async def grow(work: Path, directory: Path, sizes: list[int]) -> None:
-    rng = random.Random(7)
-    number = 0
+async def grow(work: Path, directory: Path, shape: str, sizes: list[int]) -> None:
+    source = SHAPES[shape](random.Random(7))
     started = time.perf_counter()
     for size in sizes:
         async with SQLiteEventStore(work) as store:
-            number = await append_runs(store, number, size, rng)
+            await append_until(store, source, size)
             head = await store.head()
-        await asyncio.to_thread(shutil.copyfile, work, log_path(directory, size))
+        await asyncio.to_thread(shutil.copyfile, work, log_path(directory, shape, size))
         print(f"  wrote {head:,} events ({time.perf_counter() - started:.0f} s so far)", flush=True)
 
 
-def log_path(directory: Path, size: int) -> Path:
-    return directory / f"log-{size}.db"
+def log_path(directory: Path, shape: str, size: int) -> Path:
+    return directory / f"{shape}-{size}.db"
 
 
 # -- one measurement, in its own process ------------------------------------
@@ -384,6 +451,7 @@ async def measure(path: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the largest log")
+    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/fleet-bench-projections"))
     parser.add_argument("--regenerate", action="store_true", help="write the logs again")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
@@ -391,42 +459,52 @@ def main() -> None:
     if args.measure:
         print(json.dumps(asyncio.run(measure(args.measure))))
         return
-
     sizes = [args.events // 4, args.events // 2, args.events]
-    if args.regenerate or not all(log_path(args.dir, s).exists() for s in sizes):
-        print(f"writing synthetic logs of {', '.join(f'{s:,}' for s in sizes)} events ...")
-        generate(args.dir, sizes)
+    for shape in SHAPES if args.shape == "both" else [args.shape]:
+        report(args.dir, shape, sizes, args.regenerate)
+
+
+def fold_rate(r: dict[str, Any]) -> float:
+    """Events/s that folding alone would reach: what it adds to the read, inverted."""
+    added = 1 / r["rebuild_eps"] - 1 / r["read_eps"]
+    return 1 / added if added > 0 else float("inf")
+
+
+def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> None:
+    print(f"\n== {shape}: {SHAPES[shape].__doc__.splitlines()[0]}")
+    if regenerate or not all(log_path(directory, shape, s).exists() for s in sizes):
+        print(f"writing the logs of {', '.join(f'{s:,}' for s in sizes)} events ...", flush=True)
+        generate(directory, shape, sizes)
     results = []
     for size in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", str(log_path(args.dir, size))],
+            [sys.executable, __file__, "--measure", str(log_path(directory, shape, size))],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
 
-    print("\nrebuild of all five read models from position 0 (fresh process per log):")
+    print("rebuild of all five read models from position 0 (a fresh process per log):")
     print(
         f"{'events':>10} {'agents':>7} {'read ev/s':>10} {'rebuild ev/s':>13} {'ratio':>6} "
-        f"{'rebuild s':>9} {'RSS before':>10} {'peak RSS':>9} {'state JSON':>10}"
+        f"{'fold ev/s':>10} {'rebuild s':>9} {'RSS before':>10} {'peak RSS':>9} "
+        f"{'state JSON':>10}"
     )
     for r in results:
         print(
             f"{r['events']:>10,} {r['agents']:>7,} {r['read_eps']:>10,.0f} "
             f"{r['rebuild_eps']:>13,.0f} {r['rebuild_eps'] / r['read_eps']:>6.2f} "
-            f"{r['rebuild_s']:>9.1f} "
+            f"{fold_rate(r):>10,.0f} {r['rebuild_s']:>9.1f} "
             f"{r['rss_before_mb']:>8.0f}MB {r['peak_rss_mb']:>7.0f}MB "
             f"{sum(r['state_mb'].values()):>8.1f}MB"
         )
     last = results[-1]
     print(
-        f"\nstate JSON by read model at {last['events']:,} events (MB): "
+        f"state JSON by read model at {last['events']:,} events (MB): "
         + ", ".join(f"{k} {v:.1f}" for k, v in last["state_mb"].items())
     )
-    print(
-        f"\nstate_at(position {last['events'] // 2 + 123:,}) at the middle of {last['events']:,}:"
-    )
+    print(f"state_at(position {last['events'] // 2 + 123:,}), the middle of {last['events']:,}:")
     print(
         "  warm (snapshots from the rebuild), median of 3: "
         + ", ".join(f"{k} {v:.0f} ms" for k, v in last["state_at_warm_ms"].items())

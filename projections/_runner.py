@@ -16,31 +16,19 @@ Notes (do not fix without reading this):
    applied (its half-applied state is never checkpointed) and every read of
    it raises `ProjectionFailed`; the other projections go on. `rebuild(name)`
    starts it afresh.
-3. Bulk folds (catch-up at start, rebuild, time travel) read the log a page
-   at a time through the store (which decodes on its reader thread) and fold
-   each page on the event loop, the next page being read meanwhile: the loop
-   is held for one page (a few milliseconds) at a time, never for the whole
-   log. Rebuilds and time travel fold states nobody else holds; only the
-   catch-up in `start()` folds the live states, before anyone can read them.
-4. The cyclic garbage collector is paused while a page is folded, as the
-   store does while it decodes one (`events/_sqlite_rows.py`, note 4): a fold
-   makes many small containers and no cycles, and a collection walking a
-   large state several times per page made rebuilds markedly slower.
-5. A projection may say which event classes it folds (`types`, e.g.
-   `FoldProjection.types`); the runner then skips calling `apply` for the
-   others, which is most of the log for most read models. Positions still
-   advance past every event.
+3. Bulk folds (catch-up at start, rebuild, time travel) go a page at a time
+   (`_folding.py`). Rebuilds and time travel fold states nobody else holds;
+   only the catch-up in `start()` folds the live states, before anyone can
+   read them. The live fold applies one event at a time as the subscription
+   delivers it, skipping the event classes a projection does not fold.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import gc
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -48,10 +36,11 @@ from typing import Any, Self
 from events import RecordedEvent, SQLiteEventStore, StoreClosed, UnknownEvent
 
 from ._agents import AgentsProjection
-from ._base import Projection, quiet_reports
+from ._base import Projection
 from ._board import BoardProjection
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshots, decode_state, encode_state
 from ._fleet import FleetProjection
+from ._folding import Slot, fold, gc_paused
 from ._graph import GraphProjection
 from ._runs import RunsProjection
 from .errors import (
@@ -65,8 +54,6 @@ from .errors import (
 __all__ = ["DEFAULT_PROJECTIONS", "ProjectionRunner", "default_projections"]
 
 logger = logging.getLogger(__name__)
-
-_PAGE = 2000
 
 
 def default_projections() -> tuple[Projection[Any], ...]:
@@ -82,24 +69,6 @@ def default_projections() -> tuple[Projection[Any], ...]:
 
 DEFAULT_PROJECTIONS: tuple[Projection[Any], ...] = default_projections()
 """The built-in read models (stateless objects: safe to share between runners)."""
-
-
-@dataclass(slots=True)
-class _Slot:
-    projection: Projection[Any]
-    state: Any
-    position: int = 0
-    failed: ProjectionFailed | None = None
-    dirty: bool = False
-    # The event classes the projection folds (its optional `types`; None: all).
-    types: frozenset[type[Any]] | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.types = getattr(self.projection, "types", None)
-
-    @property
-    def name(self) -> str:
-        return self.projection.name
 
 
 class ProjectionRunner:
@@ -133,7 +102,7 @@ class ProjectionRunner:
             raise ValueError("snapshot_every must be >= 0 and max_snapshots >= 1")
         self._store = store
         self._path = Path(store.path)
-        self._slots = {p.name: _Slot(p, p.initial()) for p in chosen}
+        self._slots = {p.name: Slot(p, p.initial()) for p in chosen}
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
         self._snapshots = Snapshots(snapshot_every, max_snapshots)
@@ -172,7 +141,7 @@ class ProjectionRunner:
                     )
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
-            await self._fold(list(self._slots.values()), head, quiet=False)
+            await fold(self._store, list(self._slots.values()), head, self._snapshots, quiet=False)
             await self._checkpoint()
         except BaseException:
             self._state = "closed"
@@ -325,20 +294,23 @@ class ProjectionRunner:
         projection = slot.projection
         start = 0
         data: Any = None
-        found = self._snapshots.best(name, position)
-        if found is not None:
-            start, blob = found
-            data = Snapshots.unpack(blob)
-        if slot.failed is None and start < slot.position <= position:
-            # Encoded here, on the loop, so the copy is of one consistent state.
-            start, data = slot.position, decode_state(encode_state(projection.dump(slot.state)))
-        fold = _Slot(
-            projection, projection.initial() if data is None else projection.load(data), start
-        )
-        await self._fold([fold], position, quiet=True)
-        if fold.failed is not None:
-            raise fold.failed
-        return fold.state
+        with gc_paused():  # loading a large state makes many objects, no cycles
+            found = self._snapshots.best(name, position)
+            if found is not None and not (
+                slot.failed is None and found[0] < slot.position <= position
+            ):
+                start, data = found[0], Snapshots.unpack(found[1])
+            elif slot.failed is None and slot.position <= position:
+                # Encoded here, on the loop, so the copy is of one consistent state.
+                start = slot.position
+                data = decode_state(encode_state(projection.dump(slot.state)))
+            past = Slot(
+                projection, projection.initial() if data is None else projection.load(data), start
+            )
+        await fold(self._store, [past], position, self._snapshots, quiet=True)
+        if past.failed is not None:
+            raise past.failed
+        return past.state
 
     async def view_at(self, name: str, position: int) -> dict[str, Any]:
         """The JSON view of `name` as of `position`. Raises like `state_at`."""
@@ -358,13 +330,13 @@ class ProjectionRunner:
         self._check_usable()
         names = list(self._slots) if name is None else [self._slot(name).name]
         fresh = [
-            _Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
+            Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
         ]
         for slot in fresh:
             self._snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
         while True:
-            await self._fold(fresh, target, quiet=True)
+            await fold(self._store, fresh, target, self._snapshots, quiet=True)
             for slot in fresh:
                 if slot.failed is not None:
                     raise slot.failed
@@ -386,7 +358,7 @@ class ProjectionRunner:
 
     # -- internals ----------------------------------------------------------
 
-    def _slot(self, name: str) -> _Slot:
+    def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
         if slot is None:
             raise UnknownProjection(name, list(self._slots))
@@ -423,7 +395,8 @@ class ProjectionRunner:
                 )
                 continue
             try:
-                slot.state = slot.projection.load(decode_state(checkpoint.state))
+                with gc_paused():
+                    slot.state = slot.projection.load(decode_state(checkpoint.state))
             except Exception:
                 logger.exception(
                     "checkpoint of projection %r does not load: rebuilding from position 0",
@@ -433,38 +406,6 @@ class ProjectionRunner:
                 continue
             slot.position = checkpoint.position
             logger.debug("projection %r resumes after position %d", slot.name, slot.position)
-
-    async def _fold(self, slots: list[_Slot], until: int, *, quiet: bool) -> None:
-        """Fold the events after each slot's position, up to `until`, into the slot."""
-        working = [slot for slot in slots if slot.failed is None and slot.position < until]
-        if not working:
-            return
-        before = [slot.position for slot in working]
-        position = min(before)
-        read = self._store.read_all
-        ahead = asyncio.ensure_future(read(after=position, until=until, limit=_PAGE, lenient=True))
-        try:
-            with quiet_reports() if quiet else contextlib.nullcontext():
-                while True:
-                    page = await ahead
-                    if not page:
-                        break
-                    position = page[-1].position
-                    if position < until:  # read the next page while this one folds
-                        ahead = asyncio.ensure_future(
-                            read(after=position, until=until, limit=_PAGE, lenient=True)
-                        )
-                    with _gc_paused():
-                        _fold_page(page, working, self._snapshots, quiet)
-                    if position >= until:
-                        break
-        finally:
-            if not ahead.done():
-                ahead.cancel()
-            elif not ahead.cancelled():
-                ahead.exception()  # a read we no longer need: its error is not news
-        for slot, start in zip(working, before, strict=True):
-            slot.dirty = slot.dirty or slot.position != start
 
     async def _follow(self) -> None:
         try:
@@ -548,7 +489,7 @@ class ProjectionRunner:
     async def _checkpoint(self) -> None:
         async with self._checkpoint_lock:
             rows: list[Checkpoint] = []
-            written: list[_Slot] = []
+            written: list[Slot] = []
             for slot in self._slots.values():
                 if slot.dirty and slot.failed is None:
                     p = slot.projection
@@ -583,113 +524,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await asyncio.wait([task], timeout=0.1)
     if not task.cancelled() and task.exception() is not None:
         logger.debug("background task %s ended with %r", task.get_name(), task.exception())
-
-
-def _fold_page(
-    page: list[RecordedEvent], slots: list[_Slot], snapshots: Snapshots, quiet: bool
-) -> None:
-    """Fold one page of events into every slot that has not applied them yet.
-
-    Slot by slot, each over the whole page at once (`apply_all` when the
-    projection has one), cut only where a snapshot is due.
-    """
-    level = logging.DEBUG if quiet else logging.ERROR
-    known = page
-    if any(type(event.data) is UnknownEvent for event in page):
-        known = []
-        for unknown in page:
-            if type(unknown.data) is UnknownEvent:
-                logger.log(
-                    level,
-                    "event at position %d has unknown type %r (written by a newer fleet?): "
-                    "skipped by every projection",
-                    unknown.position,
-                    unknown.type,
-                )
-            else:
-                known.append(unknown)
-    last = page[-1].position
-    for slot in slots:
-        start = slot.position
-        if slot.failed is not None or start >= last:
-            continue
-        events = known if start < page[0].position else [e for e in known if e.position > start]
-        if slot.types is not None:  # only what the projection folds (note 5)
-            wanted = slot.types
-            events = [e for e in events if type(e.data) in wanted]
-        projection = slot.projection
-        apply_all = getattr(projection, "apply_all", None)
-        state = slot.state
-        chunk: list[RecordedEvent] = events
-        try:
-            for chunk, due in _chunks(events, start, last, snapshots.spacing(slot.name)):
-                if chunk:
-                    if apply_all is not None:
-                        state = apply_all(state, chunk)
-                    else:
-                        state = _apply_each(projection, state, chunk)
-                if due is not None:
-                    snapshots.add(slot.name, due, Snapshots.pack(projection.dump(state)))
-        except Exception as e:
-            failure = (
-                e
-                if isinstance(e, ProjectionFailed)
-                else ProjectionFailed(slot.name, chunk[0].position if chunk else last, e)
-            )
-            slot.state, slot.position, slot.failed = state, failure.position - 1, failure
-            logger.log(
-                level,
-                "projection %r failed at position %d",
-                slot.name,
-                failure.position,
-                exc_info=True,
-            )
-            continue
-        slot.state, slot.position = state, last
-
-
-def _chunks(
-    events: list[RecordedEvent], start: int, last: int, spacing: int
-) -> Iterator[tuple[list[RecordedEvent], int | None]]:
-    """`events` cut at each snapshot position in `(start, last]`, with that position.
-
-    The state after the events up to a position is the state at it (the
-    events skipped in between change nothing).
-    """
-    if not spacing or start // spacing == last // spacing:
-        yield events, None
-        return
-    due = (start // spacing + 1) * spacing
-    lo = 0
-    while due <= last:
-        hi = bisect.bisect_right(events, due, lo=lo, key=_position)
-        yield events[lo:hi], due
-        lo, due = hi, due + spacing
-    yield events[lo:], None
-
-
-def _position(event: RecordedEvent) -> int:
-    return event.position
-
-
-def _apply_each(projection: Projection[Any], state: Any, events: list[RecordedEvent]) -> Any:
-    """Fold `events` one `apply` at a time; a failure names its event's position."""
-    for event in events:
-        try:
-            state = projection.apply(state, event)
-        except Exception as e:
-            raise ProjectionFailed(projection.name, event.position, e) from e
-    return state
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a block with no await in it (note 4)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()

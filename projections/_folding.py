@@ -1,0 +1,221 @@
+"""Folding the log into projections: a page at a time, slot by slot.
+
+A `Slot` is a projection with a state and the last position folded into it
+(the runner keeps one per read model; a rebuild or a time-travel query makes
+its own). `fold` reads the log after the slots' positions and folds it in.
+
+Notes (do not fix without reading this):
+1. Bulk folds (catch-up at start, rebuild, time travel) read the log a page
+   at a time through the store (which decodes on its reader thread) and fold
+   each page on the event loop, the next page being read meanwhile: the loop
+   is held for one page (a few milliseconds) at a time, never for the whole
+   log.
+2. The cyclic garbage collector is paused while a page is folded, as the
+   store does while it decodes one (`events/_sqlite_rows.py`, note 4): a fold
+   makes many small containers and no cycles, and a collection walking a
+   large state several times per page made rebuilds markedly slower.
+3. A projection may say which event classes it folds (`types`, e.g.
+   `FoldProjection.types`); the slot then skips the others, which is most of
+   the log for most read models, and positions still advance past them. A
+   projection with `apply_all(state, events)` gets a page's events in one
+   call (one Python call per page, not per event).
+4. An event of a type this code does not know (`events.UnknownEvent`) is
+   logged, naming its position, and skipped by every projection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import gc
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from events import RecordedEvent, SQLiteEventStore, UnknownEvent
+
+from ._base import Projection, quiet_reports
+from ._checkpoints import Snapshots
+from .errors import ProjectionFailed
+
+__all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_paused"]
+
+logger = logging.getLogger(__name__)
+
+PAGE = 2000
+
+
+@dataclass(slots=True)
+class Slot:
+    """A projection, its state and the last position folded into it."""
+
+    projection: Projection[Any]
+    state: Any
+    position: int = 0
+    failed: ProjectionFailed | None = None
+    dirty: bool = False
+    # The event classes the projection folds (its optional `types`; None: all).
+    types: frozenset[type[Any]] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.types = getattr(self.projection, "types", None)
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+
+async def fold(
+    store: SQLiteEventStore,
+    slots: list[Slot],
+    until: int,
+    snapshots: Snapshots,
+    *,
+    quiet: bool,
+) -> None:
+    """Fold the events after each slot's position, up to `until`, into the slot (note 1).
+
+    Snapshots due on the way are kept in `snapshots`. With `quiet`, problems
+    with events are logged at debug level (they were reported before).
+    """
+    working = [slot for slot in slots if slot.failed is None and slot.position < until]
+    if not working:
+        return
+    before = [slot.position for slot in working]
+    position = min(before)
+    read = store.read_all
+    ahead = asyncio.ensure_future(read(after=position, until=until, limit=PAGE, lenient=True))
+    try:
+        with quiet_reports() if quiet else contextlib.nullcontext():
+            while True:
+                page = await ahead
+                if not page:
+                    break
+                position = page[-1].position
+                if position < until:  # read the next page while this one folds
+                    ahead = asyncio.ensure_future(
+                        read(after=position, until=until, limit=PAGE, lenient=True)
+                    )
+                with gc_paused():
+                    fold_page(page, working, snapshots, quiet)
+                if position >= until:
+                    break
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+        elif not ahead.cancelled():
+            ahead.exception()  # a read we no longer need: its error is not news
+    for slot, start in zip(working, before, strict=True):
+        slot.dirty = slot.dirty or slot.position != start
+
+
+def fold_page(
+    page: list[RecordedEvent], slots: list[Slot], snapshots: Snapshots, quiet: bool
+) -> None:
+    """Fold one page of events into every slot that has not applied them yet.
+
+    Slot by slot, each over the whole page at once (`apply_all` when the
+    projection has one), cut only where a snapshot is due.
+    """
+    level = logging.DEBUG if quiet else logging.ERROR
+    known = page
+    if any(type(event.data) is UnknownEvent for event in page):
+        known = []
+        for unknown in page:
+            if type(unknown.data) is UnknownEvent:
+                logger.log(
+                    level,
+                    "event at position %d has unknown type %r (written by a newer fleet?): "
+                    "skipped by every projection",
+                    unknown.position,
+                    unknown.type,
+                )
+            else:
+                known.append(unknown)
+    last = page[-1].position
+    for slot in slots:
+        start = slot.position
+        if slot.failed is not None or start >= last:
+            continue
+        events = known if start < page[0].position else [e for e in known if e.position > start]
+        if slot.types is not None:  # only what the projection folds (note 3)
+            wanted = slot.types
+            events = [e for e in events if type(e.data) in wanted]
+        projection = slot.projection
+        apply_all = getattr(projection, "apply_all", None)
+        state = slot.state
+        chunk: list[RecordedEvent] = events
+        try:
+            for chunk, due in _chunks(events, start, last, snapshots.spacing(slot.name)):
+                if chunk:
+                    if apply_all is not None:
+                        state = apply_all(state, chunk)
+                    else:
+                        state = _apply_each(projection, state, chunk)
+                if due is not None:
+                    snapshots.add(slot.name, due, Snapshots.pack(projection.dump(state)))
+        except Exception as e:
+            failure = (
+                e
+                if isinstance(e, ProjectionFailed)
+                else ProjectionFailed(slot.name, chunk[0].position if chunk else last, e)
+            )
+            slot.state, slot.position, slot.failed = state, failure.position - 1, failure
+            logger.log(
+                level,
+                "projection %r failed at position %d",
+                slot.name,
+                failure.position,
+                exc_info=True,
+            )
+            continue
+        slot.state, slot.position = state, last
+
+
+def _chunks(
+    events: list[RecordedEvent], start: int, last: int, spacing: int
+) -> Iterator[tuple[list[RecordedEvent], int | None]]:
+    """`events` cut at each snapshot position in `(start, last]`, with that position.
+
+    The state after the events up to a position is the state at it (the
+    events skipped in between change nothing).
+    """
+    if not spacing or start // spacing == last // spacing:
+        yield events, None
+        return
+    due = (start // spacing + 1) * spacing
+    lo = 0
+    while due <= last:
+        hi = bisect.bisect_right(events, due, lo=lo, key=_position)
+        yield events[lo:hi], due
+        lo, due = hi, due + spacing
+    yield events[lo:], None
+
+
+def _position(event: RecordedEvent) -> int:
+    return event.position
+
+
+def _apply_each(projection: Projection[Any], state: Any, events: list[RecordedEvent]) -> Any:
+    """Fold `events` one `apply` at a time; a failure names its event's position."""
+    for event in events:
+        try:
+            state = projection.apply(state, event)
+        except Exception as e:
+            raise ProjectionFailed(projection.name, event.position, e) from e
+    return state
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block with no await in it (note 2)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
