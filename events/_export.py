@@ -1,0 +1,591 @@
+"""One run out of a log and into another: checksummed JSON Lines.
+
+    summary = await export_run(store, "run-1a2b", Path("run.jsonl"))
+    export = await read_export(Path("run.jsonl"))        # every check, nothing written
+    result = await import_run(other_store, export)       # one transaction
+
+A run is every event of its streams: `run-<id>`, `task-<id>` and each stream
+holding an event whose `meta.run_id` is the run (its conductor's and its
+agents'), in position order. The file (format version 1) is UTF-8, one JSON
+object per line::
+
+    {"format": "fleet-run", "version": 1, "run_id": ..., "exported_at": ..., "head": ...}
+    {"position": ..., "stream_id": ..., "version": ..., "type": ..., "schema": ...,
+     "data": {...}, "meta": {...}, "recorded_at": ...}          one line per event
+    {"end": "fleet-run", "events": N, "streams": {stream_id: count}, "sha256": ...}
+
+The trailer's SHA-256 covers every byte before it (header and event lines,
+each with its newline): a truncated, reordered or edited file is refused, and
+so is one whose events are out of position order, whose stream versions are
+not contiguous from 1, or whose data does not match its type.
+
+Notes (do not fix without reading this):
+1. `import_run` writes the whole run in ONE SQLite transaction on a connection
+   of its own, not through `append`: appends cannot carry an event's original
+   `recorded_at` (every projection's times, durations and critical paths come
+   from it, so a run imported through `append` would show all of its waits as
+   zero), and one append per stream cannot be all-or-nothing across streams.
+   The transaction checks that no stream of the run exists (what
+   `expected_version=NO_STREAM` checks per append), gives the events new
+   positions after the head in their original order, keeps stream versions,
+   maps `causation_id`s to the new positions (None when the cause is not in
+   the run), and widens `spans` as the writer does. It depends on the table
+   layout in `_sqlite_rows.SCHEMA`, a file format: change both together.
+2. Imported events keep their `recorded_at`, so `recorded_at` is not
+   monotonic along positions in a log that received an import; nothing in
+   fleet relies on that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._catalogue import EVENT_TYPES, EventModel, RunStarted, UnknownEvent
+from ._envelope import Meta, RecordedEvent
+from ._sqlite import SQLiteEventStore
+from ._sqlite_rows import UPSERT_SPAN, meta_params
+from ._store import EventFilter, EventStore
+from ._upcasting import upcast
+from .errors import EventTooLarge, FleetError, InvalidEvent, StoreError
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "ExportInvalid",
+    "ImportConflict",
+    "ImportResult",
+    "ReplayError",
+    "RunExport",
+    "RunExported",
+    "RunNotFound",
+    "export_lines",
+    "export_run",
+    "import_run",
+    "parse_export",
+    "read_export",
+    "run_stream_ids",
+]
+
+EXPORT_FORMAT = "fleet-run"
+EXPORT_VERSION = 1
+_EVENT_KEYS = frozenset(
+    ("position", "stream_id", "version", "type", "schema", "data", "meta", "recorded_at")
+)
+_META_KEYS = frozenset(Meta.__dataclass_fields__)
+_WRITE_CHUNK = 1 << 20  # bytes handed to a file write at once
+_SPAN_BATCH = 500  # stream ids per `IN (...)` (SQLite allows 32766 parameters)
+
+
+# -- errors -------------------------------------------------------------------
+
+
+class ReplayError(FleetError):
+    """Replaying, exporting or importing a run went wrong; nothing was written."""
+
+
+class RunNotFound(ReplayError):
+    """No run of this id is in the log (no RunStarted on its run stream)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in this log (see `fleet runs`)")
+
+
+class ExportInvalid(ReplayError):
+    """A run export that cannot be trusted: not JSON Lines, truncated, reordered or edited."""
+
+    def __init__(self, source: str, reason: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        self.line = line
+        where = f"{source}, line {line}" if line is not None else source
+        super().__init__(f"refusing {where}: {reason}; nothing was imported")
+
+
+class ImportConflict(ReplayError):
+    """Streams of the imported run exist in the target log already."""
+
+    def __init__(self, run_id: str, streams: Iterable[str]) -> None:
+        self.run_id = run_id
+        self.streams = tuple(sorted(streams))
+        shown = ", ".join(self.streams[:5]) + (" ..." if len(self.streams) > 5 else "")
+        super().__init__(
+            f"cannot import run {run_id!r}: {len(self.streams)} of its streams exist in this "
+            f"log already ({shown}); it was recorded or imported here before. Nothing was written"
+        )
+
+
+# -- results --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunExported:
+    """What `export_run` wrote."""
+
+    run_id: str
+    path: Path
+    events: int
+    streams: dict[str, int]
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What `import_run` appended: the run's new positions in the target log."""
+
+    run_id: str
+    events: int
+    streams: tuple[str, ...]
+    first_position: int
+    last_position: int
+
+
+# A validated event ready to insert: everything but its new position.
+# (old position, stream, version, type, schema, data JSON, run, agent, parent,
+#  old causation, correlation, source, recorded_at in microseconds)
+_Row = tuple[int, str, int, str, int, str, Any, Any, Any, Any, Any, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RunExport:
+    """A parsed and fully checked export, ready for `import_run`. Holds no open file."""
+
+    run_id: str
+    source: str
+    header: dict[str, Any]
+    sha256: str
+    streams: dict[str, int]
+    rows: tuple[_Row, ...]
+
+    @property
+    def events(self) -> int:
+        """How many events the export holds."""
+        return len(self.rows)
+
+
+# -- export -----------------------------------------------------------------------
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _event_line(event: RecordedEvent) -> bytes:
+    if isinstance(event.data, UnknownEvent):
+        # A type this fleet does not know cannot be checked on import: refuse it here.
+        raise InvalidEvent(
+            f"event at position {event.position} has a type this fleet does not know "
+            f"({event.type}); export it with the fleet that wrote it"
+        )
+    body = event.to_json_dict()
+    body["schema"] = type(event.data).SCHEMA_VERSION
+    return _line(body)
+
+
+async def run_stream_ids(store: EventStore, run_id: str) -> tuple[list[str], int]:
+    """The streams of run `run_id` and the position of its first event.
+
+    Raises `RunNotFound` when the log has no RunStarted for it.
+    """
+    run_stream = f"run-{run_id}"
+    first = await store.read_stream(run_stream, limit=1, lenient=True)
+    if not first or not isinstance(first[0].data, RunStarted):
+        raise RunNotFound(run_id)
+    streams: dict[str, None] = {run_stream: None}
+    start = first[0].position
+    async for event in store.iter_all(where=EventFilter.of(run_id=run_id), lenient=True):
+        streams.setdefault(event.stream_id, None)
+        start = min(start, event.position)
+    task = f"task-{run_id}"
+    if task not in streams and await store.stream_version(task):
+        streams[task] = None
+        start = min(start, (await store.read_stream(task, limit=1, lenient=True))[0].position)
+    return list(streams), start
+
+
+async def export_lines(store: EventStore, run_id: str) -> AsyncIterator[bytes]:
+    """The export of `run_id`, line by line (header, events, trailer).
+
+    The run is looked up before the first line: `RunNotFound` is raised by
+    this call, not in the middle of the iteration. Events appended to the run
+    after this call are not included.
+    """
+    streams, start = await run_stream_ids(store, run_id)
+    head = await store.head()
+    return _lines(store, run_id, streams, start, head)
+
+
+async def _lines(
+    store: EventStore, run_id: str, streams: list[str], start: int, head: int
+) -> AsyncIterator[bytes]:
+    digest = hashlib.sha256()
+    header = _line(
+        {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "run_id": run_id,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "head": head,
+        }
+    )
+    digest.update(header)
+    yield header
+    counts: dict[str, int] = dict.fromkeys(streams, 0)
+    where = EventFilter.of(stream_ids=streams)
+    async for event in store.iter_all(after=start - 1, until=head, where=where, lenient=True):
+        counts[event.stream_id] += 1
+        if event.version != counts[event.stream_id]:  # the log's invariant; checked, not assumed
+            raise InvalidEvent(
+                f"stream {event.stream_id!r} has version {event.version} where "
+                f"{counts[event.stream_id]} was expected"
+            )
+        line = _event_line(event)
+        digest.update(line)
+        yield line
+    yield _line(
+        {
+            "end": EXPORT_FORMAT,
+            "events": sum(counts.values()),
+            "streams": {s: n for s, n in counts.items() if n},
+            "sha256": digest.hexdigest(),
+        }
+    )
+
+
+async def export_run(store: EventStore, run_id: str, path: str | os.PathLike[str]) -> RunExported:
+    """Write run `run_id` to `path` as JSON Lines; returns what was written.
+
+    The file appears whole or not at all (written beside it, then renamed).
+    Raises `RunNotFound`, `InvalidEvent` (an event of a type unknown to this
+    fleet), `OSError` when the file cannot be written.
+    """
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    lines = await export_lines(store, run_id)
+    handle = await asyncio.to_thread(partial.open, "wb")
+    size = 0
+    last = b""
+    try:
+        chunk: list[bytes] = []
+        pending = 0
+        async for line in lines:
+            chunk.append(line)
+            pending += len(line)
+            last = line
+            if pending >= _WRITE_CHUNK:
+                await asyncio.to_thread(handle.writelines, chunk)
+                size += pending
+                chunk, pending = [], 0
+        await asyncio.to_thread(handle.writelines, chunk)
+        size += pending
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(os.replace, partial, target)
+    except BaseException:
+        handle.close()
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    trailer = json.loads(last)
+    return RunExported(
+        run_id, target, trailer["events"], trailer["streams"], trailer["sha256"], size
+    )
+
+
+# -- parsing and checking ------------------------------------------------------------
+
+
+class _Checker:
+    """Checks an export line by line; collects the rows to insert."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.digest = hashlib.sha256()
+        self.header: dict[str, Any] | None = None
+        self.trailer: dict[str, Any] | None = None
+        self.run_id = ""
+        self.rows: list[_Row] = []
+        self.versions: dict[str, int] = {}
+        self.last_position = 0
+        self.validators = {
+            name: (cls.SCHEMA_VERSION, cls) for name, cls in EVENT_TYPES.items()
+        }
+
+    def fail(self, reason: str, line: int | None) -> ExportInvalid:
+        return ExportInvalid(self.source, reason, line=line)
+
+    def feed(self, number: int, raw: bytes) -> None:
+        if self.trailer is not None:
+            raise self.fail("there is more after the trailer line", number)
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
+        if not isinstance(value, dict):
+            raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)
+        if self.header is None:
+            self.start(number, value, raw)
+        elif "end" in value:
+            self.finish(number, value)
+        else:
+            self.digest.update(raw)
+            self.event(number, value)
+
+    def start(self, number: int, value: dict[str, Any], raw: bytes) -> None:
+        if value.get("format") != EXPORT_FORMAT:
+            raise self.fail(
+                f"not a fleet run export (the first line has no \"format\": \"{EXPORT_FORMAT}\")",
+                number,
+            )
+        version = value.get("version")
+        if version != EXPORT_VERSION:
+            raise self.fail(
+                f"export format version {version!r} is not supported (this fleet reads "
+                f"version {EXPORT_VERSION})",
+                number,
+            )
+        run_id = value.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise self.fail("the header names no run_id", number)
+        self.header, self.run_id = value, run_id
+        self.digest.update(raw)
+
+    def event(self, number: int, value: dict[str, Any]) -> None:
+        if set(value) != _EVENT_KEYS:
+            missing = sorted(_EVENT_KEYS - set(value))
+            extra = sorted(set(value) - _EVENT_KEYS)
+            raise self.fail(f"not an event line (missing {missing}, unexpected {extra})", number)
+        position, stream, version = value["position"], value["stream_id"], value["version"]
+        if type(position) is not int or type(version) is not int or not isinstance(stream, str):
+            raise self.fail("position and version must be integers, stream_id a string", number)
+        if position <= self.last_position:
+            raise self.fail(
+                f"position {position} is not after {self.last_position}: the events are out "
+                "of order",
+                number,
+            )
+        expected = self.versions.get(stream, 0) + 1
+        if version != expected:
+            raise self.fail(
+                f"stream {stream!r} jumps to version {version} where {expected} was expected "
+                "(an event is missing or out of order)",
+                number,
+            )
+        if not self.rows and (stream != f"run-{self.run_id}" or value["type"] != "RunStarted"):
+            raise self.fail(f"the first event is not the RunStarted of run-{self.run_id}", number)
+        data = self.data(number, value)
+        if isinstance(data, RunStarted) and data.run_id != self.run_id:
+            raise self.fail(f"RunStarted is for run {data.run_id!r}, not {self.run_id!r}", number)
+        meta = self.meta(number, value["meta"])
+        recorded_us = self.recorded_at(number, value["recorded_at"])
+        try:
+            run, agent, parent, _, correlation, source = meta_params(meta)
+        except InvalidEvent as e:
+            raise self.fail(e.reason, number) from None
+        text = type(data).__pydantic_serializer__.to_json(data).decode()
+        self.rows.append(
+            (
+                position, stream, version, value["type"], type(data).SCHEMA_VERSION, text,
+                run or None, agent or None, parent or None, meta.causation_id,
+                correlation or None, source, recorded_us,
+            )
+        )  # fmt: skip
+        self.versions[stream] = version
+        self.last_position = position
+
+    def data(self, number: int, value: dict[str, Any]) -> EventModel:
+        kind, schema, data = value["type"], value["schema"], value["data"]
+        known = self.validators.get(kind) if isinstance(kind, str) else None
+        if known is None:
+            raise self.fail(f"unknown event type {kind!r}", number)
+        current, cls = known
+        if type(schema) is not int or not 1 <= schema <= current:
+            raise self.fail(
+                f"{kind} schema {schema!r} is not one this fleet reads (1 to {current})", number
+            )
+        if not isinstance(data, dict) or data.get("type") != kind:
+            raise self.fail(f"data is not a {kind} object", number)
+        try:
+            return cls.model_validate(upcast(kind, schema, data))
+        except ValidationError as e:
+            raise self.fail(f"{kind} data does not check: {_short(e)}", number) from None
+
+    def meta(self, number: int, raw: Any) -> Meta:
+        if not isinstance(raw, dict) or not set(raw) <= _META_KEYS:
+            raise self.fail(f"meta must be an object with keys among {sorted(_META_KEYS)}", number)
+        return Meta(**raw)
+
+    def recorded_at(self, number: int, raw: Any) -> int:
+        try:
+            at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            raise self.fail(f"recorded_at {raw!r} is not an ISO 8601 time with a zone", number)
+        delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    def finish(self, number: int, value: dict[str, Any]) -> None:
+        if value.get("end") != EXPORT_FORMAT:
+            raise self.fail("the trailer line is not a fleet run trailer", number)
+        if value.get("sha256") != self.digest.hexdigest():
+            raise self.fail(
+                "the SHA-256 checksum does not match: the file was changed after export", number
+            )
+        if value.get("events") != len(self.rows) or value.get("streams") != self.versions:
+            raise self.fail("the trailer's event counts do not match the events", number)
+        self.trailer = value
+
+    def result(self) -> RunExport:
+        if self.header is None:
+            raise self.fail("the file is empty", None)
+        if self.trailer is None:
+            raise self.fail(
+                f"the file is truncated: no trailer line after {len(self.rows)} events", None
+            )
+        return RunExport(
+            self.run_id,
+            self.source,
+            self.header,
+            self.trailer["sha256"],
+            dict(self.versions),
+            tuple(self.rows),
+        )
+
+
+def _short(error: Exception) -> str:
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def parse_export(data: bytes | Iterable[bytes], *, source: str = "<export>") -> RunExport:
+    """Check an export (its bytes, or its lines) completely; returns it ready to import.
+
+    CPU-bound: call it through `asyncio.to_thread` for a large export. Raises
+    `ExportInvalid` naming the line at fault. The argument is never mutated.
+    """
+    checker = _Checker(source)
+    lines = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    for number, raw in enumerate(lines, start=1):
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        if not body.strip():
+            raise checker.fail("a blank line (not a JSON Lines run export)", number)
+        checker.feed(number, body + b"\n")
+    return checker.result()
+
+
+async def read_export(path: str | os.PathLike[str]) -> RunExport:
+    """Read and check the export at `path` (on a worker thread).
+
+    Raises `ExportInvalid` (with the file's name), `OSError` when it cannot be read.
+    """
+    target = Path(path)
+
+    def parse() -> RunExport:
+        try:
+            with target.open("rb") as handle:
+                return parse_export(handle, source=str(target))
+        except UnicodeDecodeError as e:
+            raise ExportInvalid(str(target), f"not UTF-8 text ({e.reason})") from None
+
+    return await asyncio.to_thread(parse)
+
+
+# -- import ----------------------------------------------------------------------
+
+
+async def import_run(store: SQLiteEventStore, export: RunExport) -> ImportResult:
+    """Append the run in `export` to `store`'s log in one transaction (module note 1).
+
+    Every event gets a new position after the log's head, in the export's
+    order; stream versions, data, meta and `recorded_at` are kept. Raises
+    `ImportConflict` when a stream of the run exists already, `EventTooLarge`
+    for an event over this store's size limit, `StoreError`/`StoreClosed` for
+    the log itself; in every case nothing is written. `export` is not mutated.
+    """
+    await store.head()  # raises StoreClosed after aclose()
+    limit = store.max_event_bytes
+    for row in export.rows:
+        if len(row[5]) * 4 > limit and len(row[5].encode()) > limit:
+            raise EventTooLarge(row[1], row[3], len(row[5].encode()), limit)
+    timeout_ms = round(float(getattr(store, "lock_timeout", 10.0)) * 1000)
+    first = await asyncio.to_thread(_insert, store.path, export, timeout_ms)
+    with contextlib.suppress(AttributeError):
+        store._committed()  # wake this process's subscriptions now, not at their next poll
+    return ImportResult(
+        export.run_id,
+        export.events,
+        tuple(export.streams),
+        first,
+        first + export.events - 1,
+    )
+
+
+def _insert(path: Path, export: RunExport, timeout_ms: int) -> int:
+    """On a worker thread: the import's transaction. Returns the first new position."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            streams = list(export.streams)
+            existing: list[str] = []
+            for i in range(0, len(streams), _SPAN_BATCH):
+                batch = streams[i : i + _SPAN_BATCH]
+                existing += [
+                    s
+                    for (s,) in conn.execute(
+                        "SELECT DISTINCT stream_id FROM events WHERE stream_id IN "
+                        f"({','.join('?' * len(batch))})",
+                        batch,
+                    )
+                ]
+            if existing:
+                raise ImportConflict(export.run_id, existing)
+            (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+            new_position = {row[0]: head + i for i, row in enumerate(export.rows, start=1)}
+            spans: dict[tuple[str, str], list[int]] = {}
+            params = []
+            for row in export.rows:
+                position = new_position[row[0]]
+                for kind, key in (("run", row[6]), ("agent", row[7])):
+                    if key is not None:
+                        span = spans.setdefault((kind, key), [position, position])
+                        span[1] = position
+                params.append(
+                    (
+                        position, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                        new_position.get(row[9]) if row[9] is not None else None,
+                        row[10], row[11], row[12],
+                    )
+                )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
+                "run_id, agent_id, parent_id, causation_id, correlation_id, source, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as e:
+        raise StoreError(f"import into {path} failed, nothing was written: {e}") from e
+    finally:
+        conn.close()
+    return int(head) + 1
