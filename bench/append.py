@@ -6,10 +6,10 @@ Run from the repository root::
     .venv/bin/python bench/append.py --quick    # smaller sizes, one trial
 
 Every workload runs on a fresh database file in a temporary folder, `trials`
-times, and the median is printed. The baseline is the `eventsourcing` library's
-SQLite application recorder (`eventsourcing.sqlite.SQLiteApplicationRecorder`,
-file database in WAL mode, its default synchronous=FULL), measured in the same
-run, two ways:
+times, interleaved with its baselines, and the median is printed. The
+baseline is the `eventsourcing` library's SQLite application recorder
+(`eventsourcing.sqlite.SQLiteApplicationRecorder`, file database in WAL mode,
+its default synchronous=FULL), measured in the same run, two ways:
 
 - "recorder": the recorder alone, on payloads encoded before the clock
   starts, called directly from threads (it blocks its caller during fsync);
@@ -294,35 +294,48 @@ class Row:
     aim: str
 
 
-def median_of(trials: int, run: Callable[[Path], float]) -> float:
-    results = []
+def medians(trials: int, *runs: Callable[[Path], float]) -> list[float]:
+    """The median of each run over `trials`, interleaved (A, B, C, A, B, C, ...).
+
+    Interleaving puts the same noise from the rest of the machine on every
+    contender, so the ratios hold up better than the absolute figures.
+    """
+    results: list[list[float]] = [[] for _ in runs]
     for _ in range(trials):
-        with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-            results.append(run(Path(tmp) / "log.db"))
-    return statistics.median(results)
+        for run, out in zip(runs, results, strict=True):
+            with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+                out.append(run(Path(tmp) / "log.db"))
+    return [statistics.median(out) for out in results]
 
 
 def measure(sizes: Sizes) -> list[Row]:
     rows: list[Row] = []
     t = sizes.trials
     for concurrency, total in sizes.single_total.items():
-        fleet = median_of(t, lambda p, c=concurrency, n=total: asyncio.run(fleet_single(p, c, n)))
-        raw = median_of(t, lambda p, c=concurrency, n=total: es_single(p, c, n))
-        typed = median_of(
-            t, lambda p, c=concurrency, n=total: asyncio.run(es_single_typed(p, c, n))
+        fleet, raw, typed = medians(
+            t,
+            lambda p, c=concurrency, n=total: asyncio.run(fleet_single(p, c, n)),
+            lambda p, c=concurrency, n=total: es_single(p, c, n),
+            lambda p, c=concurrency, n=total: asyncio.run(es_single_typed(p, c, n)),
         )
         aim = ">= 25,000/s" if concurrency == 64 else "> baseline"
         rows.append(Row(f"append 1 event, {concurrency} concurrent", fleet, raw, typed, aim))
     for size, count in sizes.batches.items():
-        fleet = median_of(t, lambda p, s=size, n=count: asyncio.run(fleet_batches(p, s, n)))
-        raw = median_of(t, lambda p, s=size, n=count: es_batches(p, s, n))
-        typed = median_of(t, lambda p, s=size, n=count: asyncio.run(es_batches_typed(p, s, n)))
+        fleet, raw, typed = medians(
+            t,
+            lambda p, s=size, n=count: asyncio.run(fleet_batches(p, s, n)),
+            lambda p, s=size, n=count: es_batches(p, s, n),
+            lambda p, s=size, n=count: asyncio.run(es_batches_typed(p, s, n)),
+        )
         aim = ">= 250,000/s" if size == 1_000 else "> baseline"
         rows.append(Row(f"append batches of {size:,}", fleet, raw, typed, aim))
     n = sizes.read_events
-    fleet = median_of(t, lambda p: asyncio.run(fleet_read(p, n)))
-    raw = median_of(t, lambda p: es_read(p, n))
-    typed = median_of(t, lambda p: asyncio.run(es_read_typed(p, n)))
+    fleet, raw, typed = medians(
+        t,
+        lambda p: asyncio.run(fleet_read(p, n)),
+        lambda p: es_read(p, n),
+        lambda p: asyncio.run(es_read_typed(p, n)),
+    )
     rows.append(Row(f"read_all {n:,}, decoded", fleet, raw, typed, ">= 300,000/s"))
     return rows
 
