@@ -1,0 +1,164 @@
+"""The app factory: routes, middleware, exception handlers and the lifespan.
+
+Adding routes: write `api/_routes_<name>.py` exporting `routes` (paths
+relative to `/v1`) and `operations` (their OpenAPI description), and add the
+module to `ROUTE_MODULES`. The dashboard (`api/static/`, see `_static.py`) is
+mounted at `/` after every API route, so `/v1/...` and `/healthz` win.
+
+Notes (do not fix without reading this):
+1. The lifespan opens everything in one `AsyncExitStack` and yields typed
+   state (`Services`); it also keeps it on the app (`FleetApp.services`) for
+   transports that do not pass lifespan state (httpx's `ASGITransport`) and
+   for `serve()`, which ends the SSE streams before uvicorn waits for open
+   connections at shutdown (an endless stream would hold it forever).
+2. Middleware order, outermost first: Starlette's ServerErrorMiddleware,
+   BearerAuth (so no unauthenticated byte is parsed), BodyLimit, then
+   Starlette's ExceptionMiddleware and the router.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import ModuleType
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+
+from events import SQLiteEventStore
+from projections import ProjectionRunner
+
+from . import _routes_events, _routes_hooks, _routes_views
+from ._auth import BearerAuth
+from ._bodies import BodyLimit
+from ._broadcast import Broadcaster
+from ._config import ApiConfig
+from ._models import Health
+from ._openapi import Operation, document_bytes
+from ._problems import EXCEPTION_HANDLERS, problem
+from ._state import STATE_KEY, Services, services
+from ._static import STATIC_DIR, dashboard_mount
+
+__all__ = ["ROUTE_MODULES", "FleetApp", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_events, _routes_views, _routes_hooks)
+"""Modules with `routes` (under /v1) and `operations`; add yours here."""
+
+
+class FleetApp(Starlette):
+    """The fleet ASGI app: a `Starlette` with its config and, while it runs, its services."""
+
+    def __init__(self, config: ApiConfig, routes: list[BaseRoute], middleware: list[Middleware]):
+        self.config = config
+        self.services: Services | None = None
+        super().__init__(
+            routes=routes,
+            middleware=middleware,
+            exception_handlers=EXCEPTION_HANDLERS,
+            lifespan=_lifespan,
+        )
+
+    def end_streams(self, grace: float = 1.0) -> None:
+        """End every SSE stream now and refuse new ones (server shutdown; note 1).
+
+        Streams stuck in a send to a client that stopped reading are cancelled
+        after `grace` seconds.
+        """
+        if self.services is not None:
+            self.services.broadcaster.end_streams("the server is shutting down", grace=grace)
+
+
+@asynccontextmanager
+async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
+    config = app.config
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(
+            SQLiteEventStore(config.db, poll_interval=config.store_poll_s)
+        )
+        runner = await stack.enter_async_context(ProjectionRunner(store))
+        broadcaster = await stack.enter_async_context(
+            Broadcaster(
+                store,
+                queue_limit=config.sse_queue,
+                recent=config.sse_recent,
+                flush_interval=config.sse_flush_s,
+            )
+        )
+        app.services = Services(config, store, runner, broadcaster)
+        stack.callback(setattr, app, "services", None)
+        logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
+        yield {STATE_KEY: app.services}
+
+
+def create_app(config: ApiConfig | None = None) -> FleetApp:
+    """The fleet HTTP API as an ASGI app; `config` defaults to `ApiConfig.from_env()`.
+
+    Nothing is opened here: the app's lifespan opens the store, the projection
+    runner and the SSE broadcaster, and closes them in reverse order.
+    """
+    config = ApiConfig.from_env() if config is None else config
+    operations: list[Operation] = [*_OPERATIONS]
+    v1: list[BaseRoute] = []
+    for module in ROUTE_MODULES:
+        v1.extend(module.routes)
+        operations.extend(module.operations)
+    document = document_bytes(operations)
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    v1.append(Route("/openapi.json", openapi, methods=["GET"]))
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        # No trailing-slash redirects: a wrong path is a clear 404, not a 307 to guess at.
+        Mount("/v1", app=Router(routes=v1, redirect_slashes=False)),
+    ]
+    if (STATIC_DIR / "index.html").is_file():
+        routes.append(dashboard_mount())
+    middleware = [
+        Middleware(BearerAuth, token=config.token_value),
+        Middleware(BodyLimit, limit=config.max_body_bytes),
+    ]
+    app = FleetApp(config, routes, middleware)
+    app.router.redirect_slashes = False
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    """`GET /healthz`: 200 once the app is ready; 503 when it stopped following the log."""
+    app = services(request)
+    broadcaster = app.broadcaster
+    ok = broadcaster.running
+    body = Health(
+        status="ok" if ok else "degraded",
+        head=await app.store.head(),
+        projections=app.runner.position,
+        broadcast=broadcaster.position,
+        subscribers=broadcaster.subscriber_count,
+        streams=broadcaster.open_streams,
+        cut_offs=broadcaster.cut_offs,
+        auth=app.config.token is not None,
+    )
+    if not ok:
+        reason = broadcaster.failure or "it is shutting down"
+        return problem(
+            503, "Service degraded", f"the server stopped following the log: {reason}",
+            slug="unavailable", members=body.model_dump(), headers={"Retry-After": "1"},
+        )  # fmt: skip
+    return JSONResponse(body.model_dump())
+
+
+_OPERATIONS = [
+    Operation("GET", "/healthz", "Health",
+              "200 when the server is ready: the log's head, the projections' and the live "
+              "stream's positions, and the SSE subscriber count.",
+              response=Health, tag="server"),
+    Operation("GET", "/v1/openapi.json", "This document", response_schema={"type": "object"},
+              tag="server"),
+]  # fmt: skip

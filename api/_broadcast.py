@@ -1,0 +1,344 @@
+"""One broadcaster per app: it follows the log and fans each event out to the SSE subscribers.
+
+The broadcaster reads the log once (`store.subscribe`), encodes each event once
+into its SSE frame (the bytes every subscriber is sent) and appends that one
+shared frame to the pending queue of every subscriber whose filter it matches.
+
+Notes (do not fix without reading this):
+1. Bounded, never blocking: a subscriber's queue holds at most `queue_limit`
+   frames. The broadcaster never waits for a subscriber; one whose queue is
+   full is cut off at once (removed, its queue dropped) and its stream ends,
+   so a stalled client neither slows the others nor grows memory. The client
+   reconnects with its Last-Event-ID and catches up from the log.
+2. Frames are shared: queues hold references to the same bytes, so memory is
+   bounded by the distinct frames held, not by subscribers x frames.
+3. The seam: `subscribe()` registers synchronously (no await), so a subscriber
+   sees every event after `broadcaster.position` at that instant; the frames
+   up to it come from the `recent` ring (also synchronously) or the log.
+   `frames_after()` + `subscribe()` in one synchronous step is exact: no gap,
+   no duplicate. The reader skips anything at or before its last position.
+4. Wake-ups are coalesced: pending frames are appended at once, but a
+   subscriber is woken at most once per `flush_interval` (leading edge: an
+   idle stream is woken immediately). Under load each wake-up carries many
+   frames, which the stream writes in one chunk; the delay is bounded by
+   `flush_interval`.
+5. `aclose()` cancels the follower until it is done, not once: on Python
+   3.11, `asyncio.wait_for` (used inside `store.subscribe`) can swallow a
+   cancellation that lands as its timeout fires, and the follower would go
+   on forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import islice
+from types import TracebackType
+from typing import Literal, Self
+
+from events import EventFilter, EventStore, RecordedEvent, UnknownEvent
+
+__all__ = ["Broadcaster", "Frame", "Subscriber", "event_json", "sse_frame"]
+
+logger = logging.getLogger(__name__)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it, cancelling again if a cancel is lost (note 5)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the SSE broadcaster failed", exc_info=task.exception())
+
+
+def event_json(event: RecordedEvent) -> str:
+    """The event as JSON text, equal to `json.dumps(event.to_json_dict())` (a test checks it).
+
+    The data is dumped by pydantic's own serializer, not through a dict.
+    """
+    data = event.data
+    data_json = _dumps(data.raw) if isinstance(data, UnknownEvent) else data.model_dump_json()
+    meta = event.meta
+    head = _dumps(
+        {
+            "position": event.position,
+            "stream_id": event.stream_id,
+            "version": event.version,
+            "type": data.type,
+            "meta": {
+                "run_id": meta.run_id,
+                "agent_id": meta.agent_id,
+                "parent_id": meta.parent_id,
+                "causation_id": meta.causation_id,
+                "correlation_id": meta.correlation_id,
+                "source": meta.source,
+            },
+            "recorded_at": event.recorded_at.isoformat(),
+        }
+    )
+    return f'{head[:-1]},"data":{data_json}}}'
+
+
+def sse_frame(event: RecordedEvent) -> bytes:
+    """The event's SSE frame: `id` is its position, `data` its JSON (on one line)."""
+    return b"id: %d\ndata: %s\n\n" % (event.position, event_json(event).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One event and its encoded SSE frame, shared by every subscriber."""
+
+    position: int
+    event: RecordedEvent
+    data: bytes
+
+
+class Subscriber:
+    """One SSE client's place in the broadcast: a filter and a bounded queue of frames."""
+
+    __slots__ = ("_pending", "_wake", "limit", "reason", "state", "where")
+
+    def __init__(self, where: EventFilter | None, limit: int) -> None:
+        self.where = where
+        self.limit = limit
+        self.state: Literal["open", "cut_off", "closed"] = "open"
+        self.reason = ""
+        self._pending: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be sent."""
+        return len(self._pending)
+
+    async def next_batch(self) -> list[Frame]:
+        """Every frame ready now, waiting for one if none is; [] once cut off or closed."""
+        while not self._pending:
+            if self.state != "open":
+                return []
+            self._wake.clear()
+            await self._wake.wait()
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
+
+    def _end(self, state: Literal["cut_off", "closed"], reason: str) -> None:
+        if self.state == "open":
+            self.state = state
+            self.reason = reason
+            if state == "cut_off":
+                self._pending.clear()  # note 1: a cut-off subscriber holds nothing
+        self._wake.set()
+
+
+class Broadcaster:
+    """Follows the log and fans each event out to subscribers. An async context manager.
+
+    Args:
+        store: the log to follow, from its head at `__aenter__`.
+        queue_limit: frames a subscriber may have pending before it is cut off.
+        recent: how many recent frames to keep for reconnects (note 3).
+        flush_interval: seconds between wake-ups of one subscriber (note 4).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        queue_limit: int = 1024,
+        recent: int = 4096,
+        flush_interval: float = 0.005,
+    ) -> None:
+        self._store = store
+        self._queue_limit = queue_limit
+        self._recent: deque[Frame] = deque(maxlen=max(recent, 1))
+        self._flush_interval = flush_interval
+        self._subscribers: dict[int, Subscriber] = {}
+        self._dirty: dict[int, Subscriber] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
+        self._position = 0
+        self._task: asyncio.Task[None] | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._accepting = True
+        self._stream_cancels: dict[object, Callable[[], object]] = {}
+        self.open_streams = 0
+        """SSE responses open on this broadcaster (catching up or live); kept by the stream."""
+        self.cut_offs = 0
+        """How many subscribers were cut off for falling behind, since the start."""
+        self.failure: BaseException | None = None
+        """Why the broadcaster stopped following the log, if it did."""
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"the broadcaster is already {self._state}")
+        self._position = await self._store.head()
+        self._task = asyncio.create_task(self._follow(), name="fleet-sse-broadcaster")
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop following the log and end every subscriber's stream. Safe to call twice."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        self.end_streams("the server is shutting down")
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._task is not None:
+            await _cancel(self._task)
+
+    def end_streams(self, reason: str, *, grace: float | None = None) -> None:
+        """End every subscriber's stream now and refuse new ones (server shutdown).
+
+        Each stream sends what it has pending, then ends; a client reconnects
+        with its Last-Event-ID to another (or the restarted) server. With
+        `grace`, streams still open that many seconds later (their client
+        stopped reading, so a send is stuck) are cancelled.
+        """
+        self._accepting = False
+        if grace is not None and self._stream_cancels:
+            asyncio.get_running_loop().call_later(grace, self._cancel_streams)
+        for subscriber in list(self._subscribers.values()):
+            subscriber._end("closed", reason)
+        self._subscribers.clear()
+        self._dirty.clear()
+
+    def track_stream(self, cancel: Callable[[], object]) -> Callable[[], None]:
+        """Register a stream's cancel callback (for `end_streams(grace=)`); returns its remover."""
+        key = object()
+        self._stream_cancels[key] = cancel
+        return lambda: self._stream_cancels.pop(key, None) and None
+
+    def _cancel_streams(self) -> None:
+        if self._stream_cancels:
+            logger.info("cancelling %d SSE stream(s) stuck at shutdown", len(self._stream_cancels))
+        for cancel in list(self._stream_cancels.values()):
+            cancel()
+
+    @property
+    def position(self) -> int:
+        """The last position fanned out (the log's head when it started, before any event)."""
+        return self._position
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscribers are registered (each is one open SSE stream in its live phase)."""
+        return len(self._subscribers)
+
+    @property
+    def running(self) -> bool:
+        """True while it follows the log."""
+        return self._state == "open" and self._task is not None and not self._task.done()
+
+    # -- subscribers ----------------------------------------------------------
+
+    def subscribe(self, where: EventFilter | None = None) -> Subscriber:
+        """Register a subscriber for every matching event after `position` (note 3).
+
+        Synchronous on purpose. After `aclose()` (or a failure) the subscriber
+        comes back closed: its stream ends at once.
+        """
+        subscriber = Subscriber(where, self._queue_limit)
+        if self.running and self._accepting:
+            self._subscribers[id(subscriber)] = subscriber
+        else:
+            subscriber._end("closed", "the server is shutting down")
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Remove a subscriber (its stream ended). Safe to call twice."""
+        self._subscribers.pop(id(subscriber), None)
+        self._dirty.pop(id(subscriber), None)
+        subscriber._end("closed", "unsubscribed")
+
+    def frames_after(self, position: int, where: EventFilter | None = None) -> list[Frame] | None:
+        """The matching frames after `position` from the recent ring.
+
+        None when the ring does not reach back that far (read the log instead).
+        """
+        if position >= self._position:
+            return []
+        if not self._recent or self._recent[0].position > position + 1:
+            return None
+        start = position + 1 - self._recent[0].position
+        frames: Iterable[Frame] = islice(self._recent, start, None)
+        if where is None:
+            return list(frames)
+        return [frame for frame in frames if where.matches(frame.event)]
+
+    # -- following the log ----------------------------------------------------
+
+    async def _follow(self) -> None:
+        try:
+            async for event in self._store.subscribe(after=self._position):
+                self._publish(Frame(event.position, event, sse_frame(event)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.failure = e
+            logger.exception("the SSE broadcaster stopped following the log")
+        finally:
+            if self._state == "open":
+                self.end_streams("the server stopped following the log")
+
+    def _publish(self, frame: Frame) -> None:
+        self._position = frame.position
+        self._recent.append(frame)
+        cut: list[Subscriber] = []
+        for key, subscriber in self._subscribers.items():
+            where = subscriber.where
+            if where is not None and not where.matches(frame.event):
+                continue
+            pending = subscriber._pending
+            if len(pending) >= subscriber.limit:
+                cut.append(subscriber)
+                continue
+            pending.append(frame)
+            self._dirty[key] = subscriber
+        for subscriber in cut:
+            self._cut_off(subscriber)
+        if self._dirty and self._flush_handle is None:
+            delay = self._last_flush + self._flush_interval - asyncio.get_running_loop().time()
+            if delay <= 0:
+                self._flush()
+            else:
+                self._flush_handle = asyncio.get_running_loop().call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._last_flush = asyncio.get_running_loop().time()
+        for subscriber in self._dirty.values():
+            subscriber._wake.set()
+        self._dirty.clear()
+
+    def _cut_off(self, subscriber: Subscriber) -> None:
+        self.cut_offs += 1
+        self._subscribers.pop(id(subscriber), None)
+        self._dirty.pop(id(subscriber), None)
+        logger.info(
+            "cut off an SSE subscriber %d events behind at position %d",
+            subscriber.pending, self._position,
+        )  # fmt: skip
+        subscriber._end(
+            "cut_off",
+            f"more than {subscriber.limit} events behind at position {self._position}",
+        )

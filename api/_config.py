@@ -1,0 +1,98 @@
+"""The API's configuration: one frozen pydantic model, built explicitly or from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["DEFAULT_DB", "ApiConfig"]
+
+DEFAULT_DB = Path(".fleet") / "fleet.db"
+
+
+class ApiConfig(BaseModel):
+    """Everything `create_app()` needs; every field has a sensible default.
+
+    `token` is the bearer token every request must carry (None: no auth, which
+    `serve()` allows on loopback only). The `sse_*` fields bound the live event
+    stream: see `api/_broadcast.py`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db: Path = Field(default=DEFAULT_DB, description="the SQLite log")
+    token: SecretStr | None = Field(default=None, description="bearer token; None disables auth")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
+    )
+    page_limit: int = Field(default=100, ge=1, description="default page size of GET /v1/events")
+    max_page_limit: int = Field(default=1000, ge=1, description="largest `limit` accepted")
+    wait_timeout_s: float = Field(
+        default=5.0, gt=0, description="how long `?min_position=` waits for the projections"
+    )
+    store_poll_s: float = Field(
+        default=0.2, gt=0, description="how often the log is polled for other processes' appends"
+    )
+    sse_ping_s: float = Field(
+        default=15.0, gt=0, description="heartbeat interval of the event stream"
+    )
+    sse_queue: int = Field(
+        default=1024, ge=1, description="events a subscriber may have pending before it is cut off"
+    )
+    sse_recent: int = Field(
+        default=4096,
+        ge=16,
+        description="recent events kept in memory so reconnects resume without a read",
+    )
+    sse_flush_s: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="at most one wake-up per subscriber per this many seconds",
+    )
+    sse_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="a stream whose socket accepts nothing this long is closed"
+    )
+    sse_retry_ms: int = Field(
+        default=1000, ge=0, description="the reconnect delay told to EventSource"
+    )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value()
+            if any(c.isspace() for c in text) or not text.isprintable():
+                raise ValueError("the token must be printable and contain no whitespace")
+        return value
+
+    @property
+    def token_value(self) -> str | None:
+        """The token as plain text (None when auth is off)."""
+        return None if self.token is None else self.token.get_secret_value()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """A config from `FLEET_DB` and `FLEET_TOKEN`, then `overrides` (None values ignored).
+
+        `env` defaults to `os.environ`; it is only read.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("FLEET_DB"):
+            values["db"] = env["FLEET_DB"]
+        if env.get("FLEET_TOKEN"):
+            values["token"] = env["FLEET_TOKEN"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

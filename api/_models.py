@@ -1,0 +1,189 @@
+"""The API's pydantic models: query parameters, bodies and responses (also the OpenAPI schemas).
+
+Query models forbid unknown parameters: a misspelt filter (`?agent=` for
+`?agent_id=`) is an error, never a silently wider result.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from events import EVENT_TYPES, EventData
+
+__all__ = [
+    "ID_PATTERN",
+    "AgentsQuery",
+    "EventOut",
+    "EventPage",
+    "EventsQuery",
+    "Health",
+    "IngestAccepted",
+    "IngestQuery",
+    "MetaOut",
+    "Problem",
+    "StreamQuery",
+    "ViewQuery",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+"""What an id in a path or a stream name may look like: no `/`, no `..` start, no spaces."""
+
+Position = Annotated[int, Field(ge=0, le=2**62)]
+FilterText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known_types(values: list[str]) -> list[str]:
+    unknown = sorted(set(values) - EVENT_TYPES.keys())
+    if unknown:
+        raise ValueError(
+            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}"
+        )
+    return values
+
+
+class _EventFilters(_Query):
+    run_id: FilterText | None = Field(default=None, description="only events of this run")
+    agent_id: FilterText | None = Field(default=None, description="only events of this agent")
+    stream_id: list[FilterText] = Field(
+        default_factory=list, max_length=50, description="only these streams (repeatable)"
+    )
+    type: list[FilterText] = Field(
+        default_factory=list, max_length=50, description="only these event types (repeatable)"
+    )
+
+    _check_types = field_validator("type")(_known_types)
+
+
+class EventsQuery(_EventFilters):
+    """`GET /v1/events`: filters, a position range and a page size."""
+
+    after: Position = Field(
+        default=0, description="only events after this position (the paging cursor)"
+    )
+    until: Position | None = Field(
+        default=None, description="only events at or before this position"
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="page size (default 100, at most 1000)"
+    )
+
+
+class StreamQuery(_EventFilters):
+    """`GET /v1/events/stream`: filters and where to start (Last-Event-ID wins over `from`)."""
+
+    from_: Position | None = Field(
+        default=None,
+        alias="from",
+        description="send events after this position first (default: only new events)",
+    )
+
+
+class ViewQuery(_Query):
+    """A projection's view now, at a past position, or once it has caught up."""
+
+    at: Position | None = Field(default=None, description="the view as of this past position")
+    min_position: Position | None = Field(
+        default=None,
+        description="wait (up to 5 s) until the projections have applied this position",
+    )
+
+
+class AgentsQuery(ViewQuery):
+    """`GET /v1/agents`: the agents view, filtered."""
+
+    status: list[Literal["created", "working", "waiting", "complete", "failed", "deleted"]] = Field(
+        default_factory=list, description="only agents in these statuses (repeatable)"
+    )
+    role: FilterText | None = Field(default=None, description="only agents with this role")
+    model: FilterText | None = Field(default=None, description="only agents on this model")
+    parent_id: FilterText | None = Field(
+        default=None, description="only agents created by this agent"
+    )
+    run_id: FilterText | None = Field(default=None, description="only agents of this run")
+    external: bool | None = Field(
+        default=None, description="only external (or only internal) agents"
+    )
+
+
+class IngestQuery(_Query):
+    """`POST /v1/hooks/ingest`: who sent the payload (else the `X-Fleet-Source-App` header)."""
+
+    source_app: str | None = Field(
+        default=None, min_length=1, max_length=64, description="the sender, e.g. claude-code"
+    )
+
+
+# -- responses ----------------------------------------------------------------
+
+
+class MetaOut(BaseModel):
+    """Who and what an event belongs to, and what caused it."""
+
+    run_id: str | None
+    agent_id: str | None
+    parent_id: str | None
+    causation_id: int | None
+    correlation_id: str | None
+    source: str
+
+
+class EventOut(BaseModel):
+    """One event of the log, as `RecordedEvent.to_json_dict()` renders it (and each SSE `data`)."""
+
+    position: int = Field(description="global, gap-free; the SSE id")
+    stream_id: str
+    version: int = Field(description="1-based within the stream")
+    type: str
+    data: EventData | dict[str, Any]
+    meta: MetaOut
+    recorded_at: datetime
+
+
+class EventPage(BaseModel):
+    """A page of events; pass `next` as `after` for the next page (null: no more for now)."""
+
+    events: list[EventOut]
+    next: int | None
+    head: int = Field(description="the log's last position when the page was read")
+
+
+class Health(BaseModel):
+    """The server is up; where the log and its readers are."""
+
+    status: Literal["ok", "degraded"]
+    head: int = Field(description="the log's last position")
+    projections: int = Field(description="the position the projections have applied")
+    broadcast: int = Field(description="the position the live stream has fanned out")
+    subscribers: int = Field(description="live SSE subscribers")
+    streams: int = Field(description="open SSE responses (catching up or live)")
+    cut_offs: int = Field(description="SSE subscribers cut off for falling behind, since start")
+    auth: bool = Field(description="whether a bearer token is required")
+
+
+class IngestAccepted(BaseModel):
+    """Where an ingested hook payload was appended."""
+
+    position: int
+    stream_id: str
+    version: int
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="for invalid input: each error's location, message and rule"
+    )

@@ -1,0 +1,194 @@
+"""Errors as `application/problem+json` (RFC 9457), through exception handlers only.
+
+Every error a route can meet is mapped here to a status, a problem type and a
+title; the exception's own message (which names its facts) is the `detail`.
+A route never builds an error response itself: it raises.
+
+Notes (do not fix without reading this):
+1. Problem types are `urn:fleet:problem:<slug>`: stable names a client can
+   switch on, not URLs that would have to resolve.
+2. Unexpected exceptions answer 500 with a fixed detail: their message may
+   hold paths or data that do not belong in a response. They are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from events.errors import (
+    EventTooLarge,
+    FleetError,
+    InvalidEvent,
+    StoreClosed,
+    VersionConflict,
+)
+from hooks.errors import IngestError, IngestTooLarge
+from projections.errors import (
+    InvalidPosition,
+    ProjectionError,
+    ProjectionTimeout,
+    RunnerClosed,
+    UnknownProjection,
+)
+from runtime.errors import (
+    AgentBusy,
+    AgentGone,
+    AgentNotFound,
+    BudgetExceeded,
+    FleetLimitReached,
+    PatternError,
+    ToolError,
+    UnknownModel,
+    WorkspaceMissing,
+)
+
+from .errors import BodyTooLarge, HTTPProblem
+
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_MEDIA_TYPE",
+    "ProblemResponse",
+    "problem",
+    "validation_errors",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    """A JSON response with the problem+json media type."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+# exception class -> (status, slug, title); the first class in the MRO that is listed wins.
+_MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
+    BodyTooLarge: (413, "body-too-large", "Request body too large"),
+    IngestTooLarge: (413, "body-too-large", "Request body too large"),
+    EventTooLarge: (413, "event-too-large", "Event too large"),
+    IngestError: (422, "invalid-hook-payload", "Invalid hook payload"),
+    InvalidEvent: (422, "invalid-event", "Invalid event"),
+    VersionConflict: (409, "version-conflict", "Version conflict"),
+    AgentNotFound: (404, "agent-not-found", "Agent not found"),
+    AgentGone: (409, "agent-deleted", "Agent deleted"),
+    AgentBusy: (409, "agent-busy", "Agent busy"),
+    FleetLimitReached: (409, "fleet-limit-reached", "Fleet limit reached"),
+    BudgetExceeded: (409, "budget-exceeded", "Budget exceeded"),
+    UnknownModel: (422, "unknown-model", "Unknown model"),
+    PatternError: (422, "invalid-pattern", "Invalid pattern"),
+    WorkspaceMissing: (422, "workspace-missing", "Workspace missing"),
+    ToolError: (422, "tool-error", "Tool error"),
+    InvalidPosition: (400, "invalid-position", "Invalid position"),
+    UnknownProjection: (404, "unknown-projection", "Unknown projection"),
+    ProjectionTimeout: (503, "projections-behind", "Projections behind"),
+    RunnerClosed: (503, "unavailable", "Service unavailable"),
+    StoreClosed: (503, "unavailable", "Service unavailable"),
+    ProjectionError: (500, "projection-failed", "Projection failed"),
+}
+
+_HTTP_SLUGS: dict[int, tuple[str, str]] = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "Request body too large"),
+}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    members: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProblemResponse:
+    """Build a problem+json response; `members` are added to the document."""
+    body: dict[str, Any] = {
+        "type": f"urn:fleet:problem:{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if members:
+        body.update({k: v for k, v in members.items() if k not in body})
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def validation_errors(error: ValidationError, *, prefix: str) -> list[dict[str, Any]]:
+    """pydantic's errors as plain JSON: where (`loc`, starting with `prefix`), what, which rule."""
+    return [
+        {
+            "loc": [prefix, *(str(part) for part in item["loc"])],
+            "msg": item["msg"],
+            "type": item["type"],
+        }
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def _http_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPProblem)
+    return problem(
+        exc.status, exc.title, exc.detail, slug=exc.slug, members=exc.members, headers=exc.headers
+    )
+
+
+def _starlette_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug, title = _HTTP_SLUGS.get(exc.status_code, (None, exc.detail))
+    if exc.status_code == 404:
+        detail = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    else:
+        detail = exc.detail
+    return problem(exc.status_code, title, detail, slug=slug, headers=exc.headers)
+
+
+def _fleet_error(request: Request, exc: Exception) -> Response:
+    for cls in type(exc).__mro__:
+        mapped = _MAPPING.get(cls)
+        if mapped is not None:
+            break
+    else:
+        mapped = (500, "internal-error", "Internal error")
+    status, slug, title = mapped
+    members: dict[str, Any] = {}
+    field = getattr(exc, "field", None)
+    if isinstance(exc, IngestError) and field:
+        members["errors"] = [{"loc": ["body", *field.split(".")], "msg": exc.detail}]
+    if status >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return problem(status, title, str(exc), slug=slug, members=members, headers=headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    # Note 2: ServerErrorMiddleware logs and re-raises after this answers.
+    return problem(
+        500,
+        "Internal server error",
+        "the server met an unexpected error; it is in the server's log",
+        slug="internal-error",
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPProblem: _http_problem,
+    HTTPException: _starlette_http,
+    FleetError: _fleet_error,
+    Exception: _unexpected,
+}
+"""The app's exception handlers: pass to `Starlette(exception_handlers=...)`."""

@@ -1,0 +1,164 @@
+"""Running the app under uvicorn: `serve()` for `fleet serve`, `serving()` for tests and embedding.
+
+Notes (do not fix without reading this):
+1. Without a token, only loopback addresses are allowed: the API commands
+   agents that run tools, so an open port without auth would hand a shell to
+   anyone on the network. A host name other than `localhost` counts as
+   non-loopback (it could resolve anywhere).
+2. At shutdown uvicorn waits for open connections before it runs the app's
+   lifespan shutdown; an SSE stream never ends by itself, so the server
+   subclass ends the streams (after closing the listening sockets) first.
+   `timeout_graceful_shutdown` is the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ._app import FleetApp, create_app
+from ._config import ApiConfig
+from .errors import ApiError, InsecureServe
+
+__all__ = ["Serving", "is_loopback", "serve", "serving"]
+
+logger = logging.getLogger(__name__)
+
+_GRACEFUL_S = 5
+
+
+def is_loopback(host: str) -> bool:
+    """True if `host` is a loopback address (or `localhost`): safe to serve without a token."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the app's SSE streams when it shuts down (note 2)."""
+
+    def __init__(self, config: uvicorn.Config, app: FleetApp) -> None:
+        super().__init__(config)
+        self.fleet_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        self.fleet_app.end_streams()
+        await super().shutdown(sockets)
+
+
+def _server(app: FleetApp, host: str, port: int, **uvicorn_options: Any) -> _Server:
+    options: dict[str, Any] = {
+        "lifespan": "on",
+        "timeout_graceful_shutdown": _GRACEFUL_S,
+        "proxy_headers": False,
+    }
+    options.update(uvicorn_options)
+    return _Server(uvicorn.Config(app, host=host, port=port, **options), app)
+
+
+def _config(config: ApiConfig | None, db: str | Path | None, token: str | None) -> ApiConfig:
+    if config is None:
+        return ApiConfig.from_env(db=db, token=token)
+    updates: dict[str, Any] = {}
+    if db is not None:
+        updates["db"] = db
+    if token is not None:
+        updates["token"] = token
+    return ApiConfig.model_validate({**config.model_dump(), **updates}) if updates else config
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    db: str | Path | None = None,
+    token: str | None = None,
+    *,
+    config: ApiConfig | None = None,
+    ready: Callable[[str], None] | None = None,
+    **uvicorn_options: Any,
+) -> None:
+    """Serve the API under uvicorn until Ctrl-C, SIGTERM or cancellation.
+
+    `db` and `token` default to `FLEET_DB` / `FLEET_TOKEN` (then `.fleet/fleet.db`,
+    no token); with `config`, they override its fields. `ready(url)` is called
+    once the server answers `/healthz`. Extra keyword arguments go to
+    `uvicorn.Config` (e.g. `log_level`).
+
+    Raises:
+        InsecureServe: `host` is not loopback and there is no token (nothing is bound).
+    """
+    api_config = _config(config, db, token)
+    if api_config.token is None and not is_loopback(host):
+        raise InsecureServe(host)
+    app = create_app(api_config)
+    server = _server(app, host, port, **uvicorn_options)
+    if ready is None:
+        await server.serve()
+        return
+    task = asyncio.create_task(server.serve(), name="fleet-uvicorn")
+    try:
+        url = await _started(server, task, host)
+        ready(url)
+        await task
+    finally:
+        if not task.done():
+            server.should_exit = True
+            await task
+
+
+async def _started(server: _Server, task: asyncio.Task[None], host: str) -> str:
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                task.result()  # re-raises a startup failure
+                raise ApiError("the server stopped during startup; see its log")
+            await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{bound[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """A running server: its base URL (no trailing slash) and its app."""
+
+    url: str
+    app: FleetApp
+
+
+@asynccontextmanager
+async def serving(
+    config: ApiConfig, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+) -> AsyncIterator[Serving]:
+    """Run the app under uvicorn on this event loop for the `async with` block.
+
+    `port=0` picks a free port (see `Serving.url`). Logging is left to the
+    caller (`log_config=None`) unless given. Raises `InsecureServe` like `serve()`.
+    """
+    if config.token is None and not is_loopback(host):
+        raise InsecureServe(host)
+    app = create_app(config)
+    options: dict[str, Any] = {"log_config": None, "access_log": False}
+    options.update(uvicorn_options)
+    server = _server(app, host, port, **options)
+    task = asyncio.create_task(server.serve(), name="fleet-uvicorn")
+    try:
+        url = await _started(server, task, host)
+        yield Serving(url, app)
+    finally:
+        server.should_exit = True
+        await task

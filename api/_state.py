@@ -1,0 +1,50 @@
+"""The app's typed state: what the lifespan opens, and how a route reaches it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+
+from events import SQLiteEventStore
+
+from ._broadcast import Broadcaster
+from ._config import ApiConfig
+from .errors import HTTPProblem
+
+if TYPE_CHECKING:
+    from projections import ProjectionRunner
+
+__all__ = ["STATE_KEY", "Services", "services"]
+
+STATE_KEY = "fleet"
+"""The key of `Services` in the ASGI lifespan state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a route needs, opened by the lifespan and closed by it (in reverse)."""
+
+    config: ApiConfig
+    store: SQLiteEventStore
+    runner: ProjectionRunner
+    broadcaster: Broadcaster
+    # Set by the lead's runtime wiring (the Fleet CRUD API); None until then.
+    runtime: Any = None
+
+
+def services(conn: HTTPConnection) -> Services:
+    """The running app's services. Raises `HTTPProblem` 503 outside the lifespan.
+
+    Read from the ASGI lifespan state, else from the app (for transports that
+    do not pass lifespan state, such as httpx's `ASGITransport`).
+    """
+    state = conn.scope.get("state") or {}
+    found = state.get(STATE_KEY) or getattr(conn.scope.get("app"), "services", None)
+    if not isinstance(found, Services):
+        raise HTTPProblem(
+            503, "Service unavailable", "the app is not started (its lifespan has not run)",
+            slug="unavailable", headers={"Retry-After": "1"},
+        )  # fmt: skip
+    return found

@@ -1,0 +1,186 @@
+"""Bad input gets a clear problem+json answer and writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api import ApiConfig, create_app
+from events import SQLiteEventStore
+
+PROBLEM = "application/problem+json"
+PAYLOAD = b'{"hook_event_name": "SessionStart", "session_id": "s1", "source": "startup"}'
+
+
+def assert_problem(response: httpx.Response, status: int, *, title: str | None = None) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert body["status"] == status
+    assert body["detail"]
+    if title is not None:
+        assert body["title"] == title
+    return body  # type: ignore[no-any-return]
+
+
+async def test_unknown_route_is_404_naming_the_path(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/v1/nothing-here"), 404, title="Not found")
+    assert "/v1/nothing-here" in body["detail"]
+
+
+async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/v1/events")
+    body = assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+    assert "DELETE" in body["detail"]
+
+
+async def test_trailing_slash_is_a_404_not_a_redirect(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/v1/events/"), 404)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"hook_event_name": "Stop", ', "not valid JSON"),
+        (b"not json at all", "not valid JSON"),
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+async def test_malformed_json_is_400_and_writes_nothing(
+    client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes, detail: str
+) -> None:
+    response = await client.post("/v1/hooks/ingest", content=body)
+    problem = assert_problem(response, 400, title="Malformed JSON")
+    assert detail in problem["detail"]
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"hook_event_name": "Stop", "session_id": 5}', "session_id"),
+        (b'{"hook_event_name": "Stop"}', "session_id"),
+        (b'{"session_id": "s1"}', "hook_event_name"),
+        (b'{"hook_event_name": "PreToolUse", "session_id": "s1", "tool_input": "x"}', "tool_input"),
+        (b'{"hook_event_name": "Stop", "session_id": "../../etc/passwd"}', "session_id"),
+        (b'{"hook_event_name": "Stop", "session_id": "a b"}', "session_id"),
+    ],
+)
+async def test_wrong_types_are_422_naming_the_field_and_write_nothing(
+    client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes, field: str
+) -> None:
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body), 422)
+    assert problem["errors"][0]["loc"] == ["body", field]
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"42", b"null"])
+async def test_json_that_is_not_an_object_is_422(
+    client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes
+) -> None:
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body), 422)
+    assert "object" in problem["detail"]
+    assert await store.head() == 0
+
+
+async def test_body_over_the_limit_is_413_before_it_is_read(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    huge = b'{"hook_event_name": "Stop", "session_id": "s1", "x": "' + b"a" * 2_000_000 + b'"}'
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=huge), 413)
+    assert "limit of 1048576 bytes" in problem["detail"]
+    assert await store.head() == 0
+
+
+async def test_chunked_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """No Content-Length: the body is counted as it arrives."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"hook_event_name": "Stop", "session_id": "s1", "x": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}'
+
+    response = await client.post("/v1/hooks/ingest", content=chunks())
+    assert_problem(response, 413, title="Request body too large")
+    assert await store.head() == 0
+
+
+async def test_payload_over_the_ingest_limit_but_under_the_body_limit_is_413(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    body = b'{"hook_event_name": "Stop", "session_id": "s1", "x": "' + b"a" * 700_000 + b'"}'
+    assert_problem(await client.post("/v1/hooks/ingest", content=body), 413)
+    assert await store.head() == 0
+
+
+async def test_a_smaller_body_limit_is_enforced(tmp_path: Path) -> None:
+    app = create_app(ApiConfig(db=tmp_path / "f.db", max_body_bytes=2048))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            ok = await client.post("/v1/hooks/ingest", content=PAYLOAD)
+            too_big = await client.post("/v1/hooks/ingest", content=b" " * 3000 + PAYLOAD)
+    assert ok.status_code == 201
+    assert_problem(too_big, 413)
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("/v1/events?agent=a1", "agent"),
+        ("/v1/events?limit=ten", "limit"),
+        ("/v1/events?after=-3", "after"),
+        ("/v1/events?limit=0", "limit"),
+        ("/v1/events?type=NoSuchEvent", "type"),
+        ("/v1/agents?status=sleeping", "status"),
+        ("/v1/fleet?at=yesterday", "at"),
+        ("/v1/fleet?bogus=1", "bogus"),
+    ],
+)
+async def test_bad_query_parameters_are_400_listing_each(
+    client: httpx.AsyncClient, url: str, where: str
+) -> None:
+    problem = assert_problem(await client.get(url), 400, title="Invalid query")
+    assert [e["loc"][1] for e in problem["errors"]] == [where]
+
+
+async def test_a_parameter_given_twice_is_400(client: httpx.AsyncClient) -> None:
+    problem = assert_problem(await client.get("/v1/events?after=1&after=2"), 400)
+    assert "more than once" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/agents/..%2F..%2Fetc%2Fpasswd",
+        "/v1/agents/%2e%2e",
+        "/v1/agents/%2E%2E%2F%2E%2E",
+        "/v1/agents/..%5C..%5Cwindows",
+        "/v1/agents/a%00b",
+        "/v1/agents/" + "a" * 200,
+    ],
+)
+async def test_path_traversal_in_ids_is_refused(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code in (400, 404)
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_dot_segments_never_reach_outside_the_api(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/agents/../../../etc/passwd")
+    assert_problem(response, 404)
+
+
+async def test_an_invalid_id_is_400_without_a_lookup(client: httpx.AsyncClient) -> None:
+    problem = assert_problem(await client.get("/v1/agents/%2e%2e"), 400, title="Invalid agent id")
+    assert "'..'" in problem["detail"]

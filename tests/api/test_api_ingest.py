@@ -1,0 +1,96 @@
+"""`POST /v1/hooks/ingest`: a Claude Code hook payload becomes an event and an external agent."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from api import FleetApp
+from events import ExternalHookReceived, SQLiteEventStore
+
+SESSION = "4f7c1d2e-9a0b-4c3d-8e5f-0a1b2c3d4e5f"
+
+
+def payload(point: str = "PreToolUse", **fields: object) -> bytes:
+    body = {
+        "session_id": SESSION,
+        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
+        "cwd": "/home/u/project",
+        "hook_event_name": point,
+        **fields,
+    }
+    return json.dumps(body).encode()
+
+
+async def test_ingest_appends_to_the_session_stream_with_ingest_meta(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    body = payload(tool_name="Read", tool_input={"file_path": "a.py"}, tool_use_id="t1")
+    response = await client.post("/v1/hooks/ingest?source_app=my-laptop", content=body)
+    assert response.status_code == 201
+    assert response.json() == {"position": 1, "stream_id": f"session-{SESSION}", "version": 1}
+    (event,) = await store.read_stream(f"session-{SESSION}")
+    assert isinstance(event.data, ExternalHookReceived)
+    assert event.data.source_app == "my-laptop"
+    assert event.data.hook_event_name == "PreToolUse"
+    assert event.data.payload == json.loads(body)
+    assert event.meta.source == "ingest"
+    assert event.meta.agent_id == f"ext-{SESSION}"
+
+
+async def test_ingested_session_is_an_agent_at_once(client: httpx.AsyncClient) -> None:
+    """Read your write: the agents view shows the session when the POST has answered."""
+    await client.post("/v1/hooks/ingest", content=payload("SessionStart", source="startup"))
+    await client.post("/v1/hooks/ingest", content=payload("UserPromptSubmit", prompt="fix the bug"))
+    response = await client.get(f"/v1/agents/ext-{SESSION}")
+    assert response.status_code == 200
+    agent = response.json()
+    assert agent["external"] is True
+    assert agent["source_app"] == "claude-code"
+    assert agent["task"] == "fix the bug"
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "expected"),
+    [
+        ("/v1/hooks/ingest", {}, "claude-code"),
+        ("/v1/hooks/ingest", {"X-Fleet-Source-App": "ci-runner"}, "ci-runner"),
+        ("/v1/hooks/ingest?source_app=q", {"X-Fleet-Source-App": "h"}, "q"),
+    ],
+)
+async def test_source_app_from_query_else_header_else_default(
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    url: str,
+    headers: dict[str, str],
+    expected: str,
+) -> None:
+    assert (await client.post(url, content=payload(), headers=headers)).status_code == 201
+    (event,) = await store.read_all()
+    assert event.data.source_app == expected  # type: ignore[union-attr]
+
+
+async def test_unknown_fields_and_points_are_kept(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    body = payload("SomeFuturePoint", brand_new_field={"nested": [1, 2]})
+    assert (await client.post("/v1/hooks/ingest", content=body)).status_code == 201
+    (event,) = await store.read_all()
+    assert event.data.payload["brand_new_field"] == {"nested": [1, 2]}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("source_app", ["", "has space", "x" * 65, "../etc"])
+async def test_bad_source_app_is_refused_and_writes_nothing(
+    client: httpx.AsyncClient, store: SQLiteEventStore, source_app: str
+) -> None:
+    response = await client.post(
+        "/v1/hooks/ingest", content=payload(), headers={"X-Fleet-Source-App": source_app}
+    )
+    if source_app == "":
+        assert response.status_code == 201  # an empty header is no header
+        return
+    assert response.status_code in (400, 422)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await store.head() == 0
