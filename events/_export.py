@@ -320,9 +320,7 @@ class _Checker:
         self.rows: list[_Row] = []
         self.versions: dict[str, int] = {}
         self.last_position = 0
-        self.validators = {
-            name: (cls.SCHEMA_VERSION, cls) for name, cls in EVENT_TYPES.items()
-        }
+        self.validators = {name: (cls.SCHEMA_VERSION, cls) for name, cls in EVENT_TYPES.items()}
 
     def fail(self, reason: str, line: int | None) -> ExportInvalid:
         return ExportInvalid(self.source, reason, line=line)
@@ -347,7 +345,7 @@ class _Checker:
     def start(self, number: int, value: dict[str, Any], raw: bytes) -> None:
         if value.get("format") != EXPORT_FORMAT:
             raise self.fail(
-                f"not a fleet run export (the first line has no \"format\": \"{EXPORT_FORMAT}\")",
+                f'not a fleet run export (the first line has no "format": "{EXPORT_FORMAT}")',
                 number,
             )
         version = value.get("version")

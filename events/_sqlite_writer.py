@@ -368,8 +368,7 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
         names = {name for (name,) in tables}
         backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
         conn.executescript(
-            f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID};"
-            f"{SCHEMA} {backfill} COMMIT;"
+            f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID};{SCHEMA} {backfill} COMMIT;"
         )
     except sqlite3.Error as e:
         if conn.in_transaction:

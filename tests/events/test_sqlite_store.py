@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import sqlite3
 import sys
 import threading
@@ -194,6 +195,37 @@ async def test_the_log_refuses_update_and_delete(store: SQLiteEventStore) -> Non
             conn.execute("DELETE FROM events")
 
     assert [e.data for e in await store.read_all()] == [command("a", 0).data]
+
+
+async def test_the_store_never_updates_or_deletes_an_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every statement the store sends to SQLite, traced through a whole workload."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+        await store.append("agent-a", [command("a", n) for n in range(150)])
+        await asyncio.gather(
+            *(store.append(f"agent-{k}", [command(str(k), 0)]) for k in range(10)),
+            store.append("agent-a", [command("a", 0)], expected_version=0),
+            return_exceptions=True,
+        )
+        await store.read_all(where=EventFilter.of(run_id="r", agent_id="a"))
+    monkeypatch.undo()
+
+    assert any(s.startswith("INSERT INTO events") for s in statements)
+    writes_to_events = re.compile(
+        r"\b(UPDATE\s+events|DELETE\s+FROM\s+events|REPLACE\s+INTO\s+events|OR\s+REPLACE)\b",
+        re.IGNORECASE,
+    )
+    assert [s for s in statements if writes_to_events.search(s)] == []
 
 
 async def test_meta_ids_are_stored_as_null_when_absent(store: SQLiteEventStore) -> None:
