@@ -82,7 +82,7 @@ class ProjectionRunner:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
         snapshot_every: int = 50_000,
-        max_snapshots: int = 16,
+        max_snapshots: int = 32,
     ) -> None:
         """Args:
         checkpoint_every: write checkpoints after this many events...
