@@ -36,6 +36,17 @@ from ._orchestrator_policy import SCOUT_MODELS, orchestrator_policy
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS, orchestrator_toolbox
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, ReviewLoop, StepSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._replay import (
+    ReplayImpossible,
+    RerunOptions,
+    RerunResult,
+    WorkspaceUnavailable,
+    copy_workspace,
+    rerun,
+)
+from ._replay_diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence
+from ._replay_model import ReplayMiss, ReplayModel, ReplayScript
+from ._replay_timeline import Timeline, TimelineEntry, load_timeline, run_events
 from ._roles import ROLES, RoleSpec, role_purpose, role_spec
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._simulator import (
@@ -97,6 +108,8 @@ __all__ = [
     "MAX_STOP_CONTINUATIONS",
     "MIN_CACHEABLE_TOKENS",
     "ORCHESTRATOR_TOOLS",
+    "REPLAY_MASKS",
+    "REPLAY_UNCHECKED_TOOLS",
     "ROLES",
     "SCOUT_MODELS",
     "SIMULATOR_API_KEY",
@@ -119,6 +132,7 @@ __all__ = [
     "Call",
     "ClientClosed",
     "Directive",
+    "Divergence",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
@@ -141,6 +155,12 @@ __all__ = [
     "PromptBlocked",
     "Rates",
     "Recorder",
+    "ReplayImpossible",
+    "ReplayMiss",
+    "ReplayModel",
+    "ReplayScript",
+    "RerunOptions",
+    "RerunResult",
     "ReviewLoop",
     "RoleSpec",
     "RunResult",
@@ -150,6 +170,8 @@ __all__ = [
     "SimulatorStats",
     "Situation",
     "StepSpec",
+    "Timeline",
+    "TimelineEntry",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -163,11 +185,14 @@ __all__ = [
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",
+    "WorkspaceUnavailable",
+    "copy_workspace",
     "count_request_tokens",
     "estimate_tokens",
     "find_directives",
     "find_unfinished_agents",
     "load_pattern",
+    "load_timeline",
     "new_run_id",
     "open_runtime",
     "orchestrator_policy",
@@ -175,8 +200,10 @@ __all__ = [
     "parse_plan_edits",
     "prepare_workspace",
     "register_policy",
+    "rerun",
     "role_purpose",
     "role_spec",
+    "run_events",
     "run_orchestrator",
     "run_pattern",
     "sample_repo_path",
