@@ -1,0 +1,285 @@
+"""`fleet agents`, `fleet board`, `fleet runs` and `fleet events`: the log in the terminal.
+
+These read the SQLite log directly (no server needed): the views come from a
+`ProjectionRunner` on the log (`--at POSITION` folds up to a past position),
+and `events --follow` follows `store.subscribe`, one readable line per event,
+until Ctrl-C. `--json` prints the same JSON as the HTTP API (`events` prints
+JSON Lines, one event per line, each the shape of an event of `GET /v1/events`).
+The tables and lines are drawn by `api/_cli_render.py`.
+
+Notes (do not fix without reading this):
+1. A read command never creates a log: a missing `--db` file is an error
+   (opening `SQLiteEventStore` on a missing path would create an empty one).
+   The projection runner does write its checkpoints into the log's file, as
+   the server does: the next command starts from them instead of position 0.
+2. Into a terminal, tables fit its width (the least needed columns are left
+   out); into a pipe or a file they are printed at their natural width, so
+   `grep` and scripts see whole rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+
+from events import EVENT_TYPES, EventFilter, RecordedEvent, SQLiteEventStore
+from projections import STATUSES, ProjectionRunner
+
+from ._broadcast import event_json
+from ._cli_common import add_common, console, print_json, resolve_db
+from ._cli_render import event_line, render_agents, render_board, render_runs
+from .errors import ApiError
+
+__all__ = ["read_views", "register"]
+
+# -- reading the log ------------------------------------------------------------
+
+
+def _existing_log(arg: str | None) -> Path:
+    db = resolve_db(arg)
+    if not db.is_file():
+        raise ApiError(
+            f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
+        )
+    return db
+
+
+async def read_views(
+    db: Path, names: Sequence[str], *, at: int | None = None
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """The views `names` of the log at `db` now (or as of position `at`), and that position.
+
+    Raises `ApiError` when there is no log at `db` (nothing is created),
+    `projections.InvalidPosition` when `at` is negative or past the head.
+    """
+    if not await asyncio.to_thread(db.is_file):
+        raise ApiError(f"no fleet log at {db}")
+    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+        if at is None:
+            position = runner.position
+            return {name: runner.view(name) for name in names}, position
+        return {name: await runner.view_at(name, at) for name in names}, at
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add `agents`, `board`, `runs` and `events`."""
+    agents = subparsers.add_parser(
+        "agents", help="the agents: status, context, tokens, cost, tools"
+    )
+    add_common(agents)
+    agents.add_argument("--run", metavar="RUN", help="only this run's agents")
+    agents.add_argument("--status", action="append", choices=STATUSES,
+                        help="only agents in this status (repeatable)")  # fmt: skip
+    agents.add_argument(
+        "--active", action="store_true", help="only created, working or waiting agents"
+    )
+    _add_at(agents)
+    agents.set_defaults(func=_agents_command)
+
+    board = subparsers.add_parser(
+        "board", help="the task board: PLAN BUILD REVIEW SHIP DONE FAILED"
+    )
+    add_common(board)
+    board.add_argument("--run", metavar="RUN", help="only this run's tasks")
+    _add_at(board)
+    board.set_defaults(func=_board_command)
+
+    runs = subparsers.add_parser("runs", help="the runs: pattern, status, duration, cost")
+    add_common(runs)
+    _add_at(runs)
+    runs.set_defaults(func=_runs_command)
+
+    events = subparsers.add_parser(
+        "events", help="the event log, one line per event; --follow to watch it live"
+    )
+    add_common(events)
+    events.add_argument(
+        "-f", "--follow", action="store_true",
+        help="keep printing new events until Ctrl-C (starts with the last 10)",
+    )  # fmt: skip
+    events.add_argument("--run", metavar="RUN", help="only this run's events")
+    events.add_argument("--agent", metavar="AGENT", help="only this agent's events")
+    events.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
+                        help="only events of this type (repeatable)")  # fmt: skip
+    events.add_argument("--after", type=_position, metavar="POSITION",
+                        help="only events after this position")  # fmt: skip
+    events.add_argument("--tail", type=_count, metavar="N", help="start with the last N events")
+    events.add_argument("--limit", type=_count, metavar="N", help="stop after N events")
+    events.set_defaults(func=_events_command)
+
+
+def _position(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a position is a whole number >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _add_at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--at", type=_position, metavar="POSITION",
+                        help="as of this past position in the log (time travel)")  # fmt: skip
+
+
+def _caption(position: int, at: int | None) -> str:
+    return f"as of position {position}" if at is not None else f"at position {position} (head)"
+
+
+def _agents_command(args: argparse.Namespace) -> int:
+    views, position = asyncio.run(read_views(_existing_log(args.db), ["agents"], at=args.at))
+    wanted = set(args.status or ())
+    if args.active:
+        wanted |= {"created", "working", "waiting"}
+    agents = [
+        a
+        for a in views["agents"]["agents"]
+        if (args.run is None or a["run_id"] == args.run) and (not wanted or a["status"] in wanted)
+    ]
+    if args.json:
+        print_json({"count": len(agents), "agents": agents})
+        return 0
+    if not agents:
+        console.print(f"no agents ({_caption(position, args.at)})")
+        return 0
+    table = render_agents(agents, width=_width())
+    table.caption = f"{len(agents)} agents, {_caption(position, args.at)}"
+    _print(table)
+    return 0
+
+
+def _board_command(args: argparse.Namespace) -> int:
+    views, position = asyncio.run(read_views(_existing_log(args.db), ["board"], at=args.at))
+    board = views["board"]
+    if args.run is not None:
+        columns = [
+            {**c, "tasks": [t for t in c["tasks"] if t["run_id"] == args.run]}
+            for c in board["columns"]
+        ]
+        board = {**board, "columns": columns, "count": sum(len(c["tasks"]) for c in columns)}
+    if args.json:
+        print_json(board)
+        return 0
+    table = render_board(board)
+    table.caption = f"{board['count']} tasks, {_caption(position, args.at)}"
+    _print(table)
+    return 0
+
+
+def _runs_command(args: argparse.Namespace) -> int:
+    views, position = asyncio.run(read_views(_existing_log(args.db), ["runs"], at=args.at))
+    runs = views["runs"]
+    if args.json:
+        print_json(runs)
+        return 0
+    if not runs["runs"]:
+        console.print(f"no runs ({_caption(position, args.at)})")
+        return 0
+    table = render_runs(runs["runs"], width=_width())
+    table.caption = f"{runs['count']} runs, {_caption(position, args.at)}"
+    _print(table)
+    return 0
+
+
+def _events_command(args: argparse.Namespace) -> int:
+    db = _existing_log(args.db)
+    try:
+        asyncio.run(_print_events(db, args))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
+    except BrokenPipeError:
+        # The reader went away (`fleet events --json | head`): stop quietly, exit 1 as rich
+        # does when its console meets a broken pipe (Python's documented recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
+
+
+async def _print_events(db: Path, args: argparse.Namespace) -> None:
+    where = None
+    if args.run or args.agent or args.type:
+        where = EventFilter.of(run_id=args.run, agent_id=args.agent, types=args.type)
+    tail = (
+        args.tail if args.tail is not None else (10 if args.follow and args.after is None else None)
+    )
+    printed = 0
+    async with SQLiteEventStore(db) as store:
+        head = await store.head()
+        backlog = _backlog(store, args.after or 0, head, where, tail)
+        async for event in backlog:
+            _emit(event, args.json)
+            printed += 1
+            if args.limit is not None and printed >= args.limit:
+                return
+        sys.stdout.flush()
+        if not args.follow:
+            return
+        async for event in store.subscribe(after=max(head, args.after or 0), where=where):
+            _emit(event, args.json)
+            sys.stdout.flush()
+            printed += 1
+            if args.limit is not None and printed >= args.limit:
+                return
+
+
+async def _backlog(
+    store: SQLiteEventStore, after: int, head: int, where: EventFilter | None, tail: int | None
+) -> AsyncIterator[RecordedEvent]:
+    """The events after `after` up to `head` (only the last `tail` of them, when given)."""
+    if tail is not None and where is None:
+        after = max(after, head - tail)  # positions are gap-free
+    if tail is None or where is None:
+        async for event in store.iter_all(after=after, until=head, where=where, lenient=True):
+            yield event
+        return
+    # With a filter the matching events are not contiguous: keep the last `tail` seen.
+    last: deque[RecordedEvent] = deque(maxlen=tail)
+    async for event in store.iter_all(after=after, until=head, where=where, lenient=True):
+        last.append(event)
+    for event in last:
+        yield event
+
+
+def _width() -> int | None:
+    """The terminal's width, or None (no limit) when printing into a pipe or a file."""
+    return console.width if console.is_terminal else None
+
+
+def _print(renderable: RenderableType) -> None:
+    """Print a table: fitted to a terminal, at its natural width into a pipe or a file."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    width = console.measure(renderable, options=console.options.update(width=1000)).maximum
+    # Console.print clamps `width` to the console's own: print through one as wide as the table.
+    wide = Console(highlight=False, width=max(console.width, width))
+    wide.print(renderable, crop=False)
+
+
+def _emit(event: RecordedEvent, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(event_json(event) + "\n")
+        return
+    line = event_line(event)
+    if console.is_terminal:
+        line.truncate(console.width, overflow="ellipsis")
+        console.print(line)
+    else:
+        console.print(line, soft_wrap=True)

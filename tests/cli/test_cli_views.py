@@ -1,0 +1,354 @@
+"""`fleet agents`, `fleet board`, `fleet runs` and `fleet events` against a real log.
+
+The log is filled once per module by a real plan-build-review-ship run (the
+runtime, through the simulator) plus a few events a pattern run rarely
+writes (a blocked tool call, a failed agent, a task in FAILED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from api._cli_render import render_fleet
+from api.cli import main
+from events import (
+    AgentCreated,
+    AgentFailed,
+    HookInvoked,
+    Meta,
+    NewEvent,
+    RunStarted,
+    SQLiteEventStore,
+    TaskCreated,
+    TaskMoved,
+    ToolCallCompleted,
+    ToolCallRequested,
+)
+from projections import ProjectionRunner
+from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TASK = "rename `count_words` to `word_count` everywhere"
+EXTRA_RUN = "run-extra01"
+GUARDED = "guarded-7f3e"
+
+
+async def _fill(db: Path, workspace: Path) -> str:
+    await prepare_workspace(workspace)
+    async with open_runtime(RuntimeOptions(db=db, workspace=workspace, env={})) as rt:
+        result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert result.status == "completed", result.error
+    meta = Meta(run_id=EXTRA_RUN, agent_id=GUARDED)
+    async with SQLiteEventStore(db) as store:
+        await store.append(f"run-{EXTRA_RUN}", [NewEvent(RunStarted(run_id=EXTRA_RUN, task="docs"),
+                                                         Meta(run_id=EXTRA_RUN))])  # fmt: skip
+        await store.append(f"agent-{GUARDED}", [
+            NewEvent(AgentCreated(agent_id=GUARDED, name="guarded", role="builder",
+                                  model="claude-haiku-4-5"), meta),
+            NewEvent(ToolCallRequested(agent_id=GUARDED, tool_use_id="tu1", name="run_command",
+                                       input={"command": "rm -rf /"}), meta),
+            NewEvent(HookInvoked(point="PreToolUse", kind="command", agent_id=GUARDED,
+                                 tool_use_id="tu1", decision="deny", reason="destructive"), meta),
+            NewEvent(ToolCallCompleted(agent_id=GUARDED, tool_use_id="tu1", name="run_command",
+                                       result="blocked: destructive", is_error=True,
+                                       blocked=True), meta),
+            NewEvent(AgentFailed(agent_id=GUARDED, error="gave up after a blocked call"), meta),
+        ])  # fmt: skip
+        board_meta = Meta(run_id=EXTRA_RUN)
+        await store.append("task-docs", [
+            NewEvent(TaskCreated(task_id="docs", title="Write the docs"), board_meta),
+            NewEvent(TaskMoved(task_id="docs", column="FAILED", reason="agent failed"), board_meta),
+        ])  # fmt: skip
+    return result.run_id
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A log with a real pattern run and a guarded, failed agent: (path, the pattern's run id)."""
+    root = tmp_path_factory.mktemp("cli-views")
+    db = root / "fleet.db"
+    run_id = asyncio.run(_fill(db, root / "workspace"))
+    return db, run_id
+
+
+def _views(db: Path, *names: str, at: int | None = None) -> dict[str, Any]:
+    async def read() -> dict[str, Any]:
+        async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+            if at is None:
+                return {name: runner.view(name) for name in names}
+            return {name: await runner.view_at(name, at) for name in names}
+
+    return asyncio.run(read())
+
+
+def _head(db: Path) -> int:
+    async def read() -> int:
+        async with SQLiteEventStore(db) as store:
+            return await store.head()
+
+    return asyncio.run(read())
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_agents_json_is_the_agents_view(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, run_id = filled
+    code, out, _ = run_cli(capsys, "agents", "--db", str(db), "--json")
+    assert code == 0
+    assert json.loads(out) == _views(db, "agents")["agents"]
+    roles = {a["role"] for a in json.loads(out)["agents"] if a["run_id"] == run_id}
+    assert roles == {"orchestrator", "planner", "builder", "reviewer", "shipper"}
+
+
+def test_agents_table_shows_each_agent_with_status_context_cost_and_tools(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    code, out, _ = run_cli(capsys, "agents", "--db", str(db))
+    assert code == 0
+    agents = _views(db, "agents")["agents"]["agents"]
+    lines = out.splitlines()
+    assert any(
+        line.split()[:1] == ["agent"] and "context" in line and "cost" in line for line in lines
+    )
+    rows = iter(lines)
+    for agent in agents:  # in the view's order
+        row = next(line for line in rows if line.split()[:2] == [agent["name"], agent["role"]])
+        assert agent["status"] in row
+        assert f"${agent['cost_usd']:.4f}" in row
+        assert f"{agent['context']['percent']:4.1f}%" in row
+    guarded = next(line for line in lines if line.split()[:1] == ["guarded"])
+    assert "failed" in guarded
+    assert "(1 blocked)" in guarded
+    assert "run_command blocked" in guarded
+    assert f"{len(agents)} agents, at position {_head(db)} (head)" in out
+
+
+def test_agents_filter_by_run_status_and_active(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    _, out, _ = run_cli(capsys, "agents", "--db", str(db), "--run", EXTRA_RUN, "--json")
+    assert [a["id"] for a in json.loads(out)["agents"]] == [GUARDED]
+    _, out, _ = run_cli(capsys, "agents", "--db", str(db), "--status", "deleted", "--json")
+    deleted = json.loads(out)
+    assert deleted["count"] == len(deleted["agents"]) > 0
+    assert {a["status"] for a in deleted["agents"]} == {"deleted"}
+    _, out, _ = run_cli(capsys, "agents", "--db", str(db), "--active")
+    assert out.strip() == f"no agents (at position {_head(db)} (head))"
+
+
+def test_board_shows_tasks_by_column_and_filters_by_run(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, run_id = filled
+    code, out, _ = run_cli(capsys, "board", "--db", str(db))
+    assert code == 0
+    header = next(line for line in out.splitlines() if "PLAN (" in line)
+    for column in ("PLAN (0)", "BUILD (0)", "REVIEW (0)", "SHIP (0)", "DONE (1)", "FAILED (1)"):
+        assert column in header
+    assert "↺1" in out  # the review sent the task back once
+    assert "Write the docs" in out
+
+    code, out, _ = run_cli(capsys, "board", "--db", str(db), "--run", run_id, "--json")
+    board = json.loads(out)
+    assert board["count"] == 1
+    done = next(c for c in board["columns"] if c["name"] == "DONE")
+    assert [t["run_id"] for t in done["tasks"]] == [run_id]
+    assert done["tasks"][0]["returns"] == 1
+
+
+def test_runs_lists_pattern_status_duration_and_cost(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, run_id = filled
+    code, out, _ = run_cli(capsys, "runs", "--db", str(db), "--json")
+    assert code == 0
+    runs = json.loads(out)
+    assert runs == _views(db, "runs")["runs"]
+    _, table, _ = run_cli(capsys, "runs", "--db", str(db))
+    row = next(line for line in table.splitlines() if run_id in line)
+    record = next(r for r in runs["runs"] if r["id"] == run_id)
+    assert "plan-build-review-ship (sim)" in row
+    assert "completed" in row
+    assert f"${record['cost_usd']:.4f}" in row
+    extra = next(line for line in table.splitlines() if EXTRA_RUN in line)
+    assert "orchestrator" in extra
+    assert "running" in extra
+
+
+def test_views_at_a_past_position_are_the_projections_then(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    past = 40
+    _, out, _ = run_cli(capsys, "agents", "--db", str(db), "--at", str(past), "--json")
+    assert json.loads(out) == _views(db, "agents", at=past)["agents"]
+    _, out, _ = run_cli(capsys, "board", "--db", str(db), "--at", str(past))
+    assert f"as of position {past}" in out
+
+
+def test_events_print_one_readable_line_per_event_in_position_order(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    code, out, _ = run_cli(capsys, "events", "--db", str(db))
+    assert code == 0
+    lines = out.splitlines()
+    assert [int(line.split()[0]) for line in lines] == list(range(1, _head(db) + 1))
+    assert "RunStarted" in lines[0]
+    assert "plan-build-review-ship (simulator)" in lines[0]
+    blocked = next(line for line in lines if "ToolCallCompleted" in line and GUARDED in line)
+    assert "run_command BLOCKED" in blocked
+    assert "destructive" in blocked
+
+
+def test_events_filters_tail_limit_and_json_lines(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, run_id = filled
+    _, out, _ = run_cli(
+        capsys, "events", "--db", str(db), "--type", "TaskMoved", "--run", run_id, "--json"
+    )
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events
+    assert {e["type"] for e in events} == {"TaskMoved"}
+    assert {e["meta"]["run_id"] for e in events} == {run_id}
+    assert [e["data"]["column"] for e in events][-1] == "DONE"
+    assert "BUILD" in [
+        e["data"]["column"]
+        for e in events[events.index(next(e for e in events if e["data"]["column"] == "REVIEW")) :]
+    ]  # sent back from review
+
+    _, out, _ = run_cli(
+        capsys, "events", "--db", str(db), "--agent", GUARDED, "--tail", "2", "--json"
+    )
+    assert [json.loads(line)["type"] for line in out.splitlines()] == [
+        "ToolCallCompleted",
+        "AgentFailed",
+    ]
+    _, out, _ = run_cli(capsys, "events", "--db", str(db), "--after", "10", "--limit", "3")
+    assert [int(line.split()[0]) for line in out.splitlines()] == [11, 12, 13]
+
+
+def test_events_follow_prints_new_events_until_ctrl_c(
+    filled: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`events --follow --run R` prints R's new events as they are appended, and Ctrl-C ends it."""
+    db = tmp_path / "follow.db"
+    db.write_bytes(filled[0].read_bytes())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "events", "--db", str(db), "--follow", "--run", EXTRA_RUN,
+         "--tail", "1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "TaskMoved" in first
+        assert "docs → FAILED" in first
+
+        async def append() -> None:
+            async with SQLiteEventStore(db) as store:
+                other = Meta(run_id="run-other", agent_id="someone")
+                await store.append(
+                    "agent-someone", [NewEvent(AgentFailed(agent_id="someone", error="x"), other)]
+                )
+                await store.append("task-docs", [
+                    NewEvent(TaskMoved(task_id="docs", column="PLAN", reason="retry"),
+                             Meta(run_id=EXTRA_RUN))])  # fmt: skip
+
+        asyncio.run(append())
+        second = proc.stdout.readline()
+        assert "TaskMoved" in second
+        assert "docs → PLAN" in second
+        assert "retry" in second
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert rest == ""
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["agents", "board", "runs", "events"])
+def test_commands_refuse_a_missing_log_and_create_nothing(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere" / "fleet.db"
+    code, out, err = run_cli(capsys, command, "--db", str(missing))
+    assert code == 1
+    assert f"no fleet log at {missing}" in err
+    assert out == ""
+    assert not missing.parent.exists()
+
+
+def test_db_defaults_to_fleet_db_env(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _ = filled
+    monkeypatch.setenv("FLEET_DB", str(db))
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    assert code == 0
+    assert json.loads(out)["count"] == 2
+
+
+def test_a_position_past_the_head_is_a_clear_error(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    code, out, err = run_cli(capsys, "agents", "--db", str(db), "--at", "999999")
+    assert code == 1
+    assert out == ""
+    assert "999999" in err
+    assert str(_head(db)) in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["--tail", "0"], ["--limit", "x"], ["--after", "-3"], ["--type", "Nope"]]
+)
+def test_bad_event_options_are_usage_errors(
+    argv: list[str], filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["events", "--db", str(filled[0]), *argv])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_render_fleet_draws_totals_agents_and_board_for_one_run(filled: tuple[Path, str]) -> None:
+    db, run_id = filled
+    views = _views(db, "fleet", "agents", "board")
+    console = Console(record=True, width=160, color_system=None)
+    console.print(render_fleet(views, run_id=run_id))
+    text = console.export_text()
+    fleet = views["fleet"]
+    assert text.startswith(
+        f"fleet {fleet['agents']['active']} active / {fleet['agents']['total']} agents"
+    )
+    assert "shipper" in text
+    assert "guarded" not in text
+    assert "DONE (1)" in text
+    assert "FAILED (0)" in text
