@@ -29,8 +29,9 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
-    page_limit: int = Field(default=100, ge=1, description="default page size of GET /v1/events")
-    max_page_limit: int = Field(default=1000, ge=1, description="largest `limit` accepted")
+    page_limit: int = Field(
+        default=100, ge=1, le=1000, description="default page size of GET /v1/events"
+    )
     wait_timeout_s: float = Field(
         default=5.0, gt=0, description="how long `?min_position=` waits for the projections"
     )

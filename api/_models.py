@@ -15,9 +15,11 @@ from events import EVENT_TYPES, EventData
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_PAGE",
     "AgentsQuery",
     "EventOut",
     "EventPage",
+    "EventType",
     "EventsQuery",
     "Health",
     "IngestAccepted",
@@ -33,6 +35,10 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 Position = Annotated[int, Field(ge=0, le=2**62)]
 FilterText = Annotated[str, Field(min_length=1, max_length=200)]
+EventType = Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES)})]
+"""An event type's name (checked against the catalogue; the schema lists them)."""
+MAX_PAGE = 1000
+"""The largest page of `GET /v1/events`."""
 
 
 class _Query(BaseModel):
@@ -54,7 +60,7 @@ class _EventFilters(_Query):
     stream_id: list[FilterText] = Field(
         default_factory=list, max_length=50, description="only these streams (repeatable)"
     )
-    type: list[FilterText] = Field(
+    type: list[EventType] = Field(
         default_factory=list, max_length=50, description="only these event types (repeatable)"
     )
 
@@ -71,7 +77,7 @@ class EventsQuery(_EventFilters):
         default=None, description="only events at or before this position"
     )
     limit: int | None = Field(
-        default=None, ge=1, description="page size (default 100, at most 1000)"
+        default=None, ge=1, le=MAX_PAGE, description="page size (default 100, at most 1000)"
     )
 
 

@@ -54,7 +54,8 @@ class Operation:
     status: int = 200
     media_type: str = "application/json"
     errors: tuple[int, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    """Header parameters: name -> (description, JSON schema)."""
     path_params: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
     tag: str | None = None
@@ -121,10 +122,10 @@ def _operation(
         })  # fmt: skip
     if op.query is not None:
         parameters.extend(_query_parameters(op.query, keyed, schemas))
-    for name, description in op.headers.items():
+    for name, (description, schema) in op.headers.items():
         parameters.append({
             "name": name, "in": "header", "required": False, "description": description,
-            "schema": {"type": "string"},
+            "schema": dict(schema),
         })  # fmt: skip
     if parameters:
         out["parameters"] = parameters
@@ -141,7 +142,25 @@ def _operation(
     responses: dict[str, Any] = {}
     ok: dict[str, Any] = {"description": _STATUS_TEXT.get(op.status, "OK")}
     if op.stream:
-        ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        # Each Server-Sent Event (as schemathesis reads `schema` for text/event-stream):
+        # `id` is the position, `data` the event's JSON.
+        event = {"$ref": _REF.format(model=op.response.__name__)} if op.response else {}
+        ok["content"] = {
+            op.media_type: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": event,
+                        },
+                        "retry": {"type": "integer"},
+                    },
+                }
+            }
+        }
     elif op.response is not None:
         ok["content"] = {op.media_type: {"schema": _ref(keyed[(op.response, "validation")])}}
     elif op.response_schema is not None:

@@ -81,7 +81,9 @@ operations: list[Operation] = [
         "`hook_event_name` and `session_id` are required, unknown fields are kept). It is "
         "appended as `ExternalHookReceived` to the stream `session-<session_id>`.",
         query=IngestQuery, body=None, response=IngestAccepted, status=201,
-        errors=(400, 413, 422), headers={SOURCE_APP_HEADER: "the sender, if not in the query"},
+        errors=(400, 413, 422), headers={
+            SOURCE_APP_HEADER: ("the sender, if not in the query", {"type": "string"})
+        },
         tag="hooks", body_schema={
             "type": "object",
             "required": ["hook_event_name", "session_id"],

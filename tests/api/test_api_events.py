@@ -103,7 +103,7 @@ async def test_an_empty_range_is_400(client: httpx.AsyncClient) -> None:
 async def test_limit_over_the_maximum_is_400(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/events?limit=1001")
     assert response.status_code == 400
-    assert "at most 1000" in response.json()["detail"]
+    assert "less than or equal to 1000" in response.json()["detail"]
 
 
 async def test_an_event_of_a_type_this_version_does_not_know_is_served_raw(
