@@ -161,6 +161,7 @@ class _Teller:
         self.names: dict[str, str] = {}
         self.steps: dict[str, int] = {}
         self.agents: dict[str, dict[str, Any]] = {}
+        self.inputs: dict[str, str] = {}  # tool_use_id -> the call's main argument
 
     def name(self, agent_id: str | None) -> str:
         return self.names.get(agent_id or "", agent_id or "")
@@ -209,7 +210,7 @@ class _Teller:
             return "agent", f"created ({data.role}, {data.model}){by}"
         if isinstance(data, AgentCommanded):
             self._status(agent_id, "working")
-            return "agent", f"commanded by {self.name(data.by)}: {_short(data.prompt)}"
+            return "agent", f"commanded by {self.name(data.by)}: {_short(data.prompt, 100)}"
         if isinstance(data, ModelResponded):
             step = self.steps[data.agent_id] = self.steps.get(data.agent_id, 0) + 1
             self._count(agent_id, "steps")
@@ -220,12 +221,15 @@ class _Teller:
             head = f"step {step} ({data.stop_reason}, {tokens} tokens){asks}"
             return "step", f"{head}: {_short(said, 100)}" if said.strip() else head
         if isinstance(data, ToolCallRequested):
+            self.inputs[data.tool_use_id] = _input(data.input)
             return None  # the step names the calls; the completion tells the outcome
         if isinstance(data, ToolCallCompleted):
             self._count(agent_id, "tool_calls")
             outcome = "blocked" if data.blocked else "error" if data.is_error else "ok"
             first = data.result.strip().splitlines()[0] if data.result.strip() else ""
-            head = f"{data.name} → {outcome} ({data.duration_ms:.0f} ms)"
+            argument = self.inputs.get(data.tool_use_id, "")
+            call = f"{data.name} {argument}" if argument else data.name
+            head = f"{call} → {outcome} ({data.duration_ms:.0f} ms)"
             return "tool", f"{head}: {_short(first, 100)}"
         if isinstance(data, HookInvoked):
             reason = f": {_short(data.reason, 100)}" if data.reason else ""

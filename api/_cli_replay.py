@@ -1,0 +1,419 @@
+"""`fleet replay`, `fleet export`, `fleet import`: look back at a run, move it, run it again.
+
+    fleet replay RUN                          the run's timeline
+    fleet replay RUN --at 120 --view board    a read model as it was at position 120
+    fleet replay RUN --rerun                  re-execute it offline, report divergences
+    fleet export RUN -o run.jsonl             the run as checksummed JSON Lines
+    fleet import run.jsonl --db other.db      into another log (projections rebuilt)
+
+RUN is a run id as `fleet runs` lists it (`run-1a2b3c`; the `run-` may be left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import difflib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from events import (
+    EventStore,
+    RunNotFound,
+    SQLiteEventStore,
+    export_lines,
+    export_run,
+    import_run,
+    parse_export,
+    read_export,
+)
+from hooks import load_settings
+from projections import ProjectionRunner
+from runtime import (
+    Divergence,
+    RerunOptions,
+    RerunResult,
+    Timeline,
+    load_pattern,
+    load_timeline,
+    rerun,
+)
+
+from ._cli_common import add_common, console, print_json, resolve_db
+from ._cli_render import render_agents, render_board, render_fleet, render_runs
+
+__all__ = ["VIEW_NAMES", "register", "resolve_run"]
+
+VIEW_NAMES = ("agents", "fleet", "graph", "board", "runs")
+
+_KIND_STYLE = {
+    "run": "bold",
+    "agent": "cyan",
+    "step": "white",
+    "tool": "green",
+    "hook": "magenta",
+    "wait": "yellow",
+    "task": "blue",
+    "compaction": "yellow",
+    "divergence": "bold red",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add `replay`, `export` and `import`."""
+    replay = subparsers.add_parser(
+        "replay",
+        help="a run's timeline, any read model at any position, or a re-execution",
+        description=(
+            "Show a run's timeline (agents, steps, tool calls, hook decisions, waits); with "
+            "--at, a read model as it was at that position of the log; with --rerun, run it "
+            "again offline: model answers come from the log, tools and hooks run anew, and "
+            "every divergence from the recording is reported."
+        ),
+    )
+    replay.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
+    replay.add_argument(
+        "--at", type=int, metavar="POSITION", help="show a read model as of this position"
+    )
+    replay.add_argument(
+        "--view", choices=VIEW_NAMES, default=None, help="the read model for --at (default: agents)"
+    )
+    replay.add_argument("--rerun", action="store_true", help="re-execute the run offline")
+    replay.add_argument("--workspace", metavar="DIR", help="--rerun: where to put the fresh copy")
+    replay.add_argument(
+        "--source", metavar="DIR", help="--rerun: copy this repository, not the recorded one"
+    )
+    replay.add_argument(
+        "--hooks", metavar="PATH", help="--rerun: hooks settings.json (default: the project's)"
+    )
+    replay.add_argument(
+        "--pattern", metavar="FILE", help="--rerun: the pattern file of a custom pattern"
+    )
+    replay.add_argument(
+        "--exact", action="store_true", help="--rerun: compare tool results raw (mask nothing)"
+    )
+    add_common(replay)
+    replay.set_defaults(func=_replay_command)
+
+    export = subparsers.add_parser(
+        "export", help="write a run as checksummed JSON Lines (to import into another log)"
+    )
+    export.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="the file to write ('-': stdout; default RUN.jsonl)"
+    )
+    add_common(export)
+    export.set_defaults(func=_export_command)
+
+    imp = subparsers.add_parser(
+        "import", help="load a run exported by `fleet export` into this log"
+    )
+    imp.add_argument("file", metavar="FILE", help="the export ('-': stdin)")
+    add_common(imp)
+    imp.set_defaults(func=_import_command)
+
+
+def _error(message: str) -> int:
+    print(f"fleet: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _existing_db(args: argparse.Namespace) -> Path | None:
+    db = resolve_db(args.db)
+    return db if db.is_file() else None
+
+
+async def resolve_run(store: EventStore, run: str) -> str:
+    """The run id `run` names (`run-` may be left out). Raises `RunNotFound`."""
+    for candidate in (run, f"run-{run}"):
+        if await store.stream_version(f"run-{candidate}"):
+            return candidate
+        if candidate.startswith("run-"):
+            break
+    raise RunNotFound(run)
+
+
+@contextlib.asynccontextmanager
+async def _open(db: Path, *, projections: bool) -> AsyncIterator[tuple[SQLiteEventStore, Any]]:
+    async with SQLiteEventStore(db) as store:
+        if not projections:
+            yield store, None
+            return
+        async with ProjectionRunner(store) as runner:
+            yield store, runner
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def _replay_command(args: argparse.Namespace) -> int:
+    db = _existing_db(args)
+    if db is None:
+        return _error(f"no log at {resolve_db(args.db)} (give it with --db or FLEET_DB)")
+    if args.rerun and args.at is not None:
+        return _error("--rerun and --at do not go together")
+    if args.view is not None and args.at is None:
+        return _error("--view needs --at POSITION")
+    if args.rerun:
+        return asyncio.run(_rerun(args, db))
+    if args.at is not None:
+        return asyncio.run(_view_at(args, db))
+    return asyncio.run(_timeline(args, db))
+
+
+async def _timeline(args: argparse.Namespace, db: Path) -> int:
+    async with _open(db, projections=False) as (store, _):
+        timeline = await load_timeline(store, await resolve_run(store, args.run))
+    if args.json:
+        print_json(timeline.to_json())
+    else:
+        _print_timeline(timeline)
+    return 0
+
+
+def _print_timeline(t: Timeline) -> None:
+    how = f"pattern [bold]{t.pattern}[/]" if t.pattern != "orchestrator" else "the orchestrator"
+    took = f" in {t.duration_ms / 1000:.2f} s" if t.duration_ms is not None else ""
+    console.rule(f"run [bold]{t.run_id}[/]: {how}, {t.status}{took}")
+    console.print(f"[bold]task[/]: {escape(t.task)}")
+    if t.replay_of:
+        console.print(
+            f"re-execution of [bold]{t.replay_of}[/] (model answers replayed from its log): "
+            f"{t.divergences} divergence(s) recorded"
+        )
+    elif t.simulated:
+        console.print("[yellow]model answers by the offline simulator (scripted, not Claude)[/]")
+    if t.agents:
+        names = ", ".join(f"{a['name']} ({a['role']}, {a['steps']} steps)" for a in t.agents)
+        console.print(f"[bold]agents[/]: {escape(names)}")
+    table = Table(show_edge=False, pad_edge=False, expand=False)
+    for column in ("pos", "+s", "agent", "what"):
+        table.add_column(column, no_wrap=column != "what", overflow="fold")
+    for e in t.entries:
+        style = _KIND_STYLE.get(e.kind, "")
+        offset = (e.at - t.started_at).total_seconds()
+        table.add_row(
+            str(e.position),
+            f"{offset:.3f}",
+            escape(e.agent),
+            f"[{style}]{escape(e.text)}[/]" if style else escape(e.text),
+        )
+    console.print(table)
+    console.print(
+        f"positions {t.first_position}..{t.last_position}; a read model at any of them: "
+        f"[bold]fleet replay {t.run_id} --at POSITION --view agents|fleet|graph|board|runs[/]"
+    )
+
+
+async def _view_at(args: argparse.Namespace, db: Path) -> int:
+    view = args.view or "agents"
+    async with _open(db, projections=True) as (store, runner):
+        run_id = await resolve_run(store, args.run)
+        head = await store.head()
+        if not 0 <= args.at <= head:
+            return _error(f"position {args.at} is not in the log (0 to {head})")
+        data = await runner.view_at(view, args.at)
+    if args.json:
+        print_json(data)
+        return 0
+    console.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {run_id})")
+    if view == "agents":
+        # This run's agents first, then the others the log held at that position.
+        agents = sorted(data["agents"], key=lambda a: a.get("run_id") != run_id)
+        console.print(render_agents(agents, title=None, width=console.width))
+    elif view == "board":
+        console.print(render_board(data))
+    elif view == "runs":
+        console.print(render_runs(data["runs"], width=console.width))
+    elif view == "fleet":
+        console.print(render_fleet({"fleet": data}))
+    else:
+        console.print_json(data=data)
+    return 0
+
+
+async def _rerun(args: argparse.Namespace, db: Path) -> int:
+    options = RerunOptions(
+        workspace=Path(args.workspace) if args.workspace else None,
+        source=Path(args.source) if args.source else None,
+        hooks=load_settings(args.hooks) if args.hooks else None,
+        pattern=load_pattern(Path(args.pattern)) if args.pattern else None,
+        exact=args.exact,
+    )
+    async with _open(db, projections=True) as (store, runner):
+        run_id = await resolve_run(store, args.run)
+        if not args.json:
+            console.print(
+                f"re-executing run [bold]{run_id}[/] on a fresh copy of its workspace. [yellow]"
+                "Model answers are served from the log by fleet's replay model on loopback "
+                "(nothing is sent to any API, no token is paid)[/]; tools and hooks run anew."
+            )
+        result = await rerun(store, runner, run_id, options)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        _print_rerun(result, await _diffstat(result.workspace))
+    return 0 if result.status == "completed" and not result.diverged else 1
+
+
+async def _diffstat(workspace: Path) -> str:
+    if not (workspace / ".git").exists():
+        return ""
+    proc = await asyncio.create_subprocess_exec(
+        "git", "diff", "--stat", "HEAD", cwd=workspace,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace").rstrip()
+
+
+def _print_rerun(r: RerunResult, diffstat: str) -> None:
+    ok = r.status == "completed"
+    recorded = (
+        f" (the recording took {r.recorded_duration_ms / 1000:.2f} s)"
+        if r.recorded_duration_ms is not None
+        else ""
+    )
+    console.rule(
+        f"re-execution [bold]{r.run_id}[/] of {r.replay_of}: "
+        + ("[green]completed[/]" if ok else "[red]failed[/]")
+    )
+    console.print(
+        f"{r.responses_served} model answers served from the log in {r.duration_ms / 1000:.2f} s"
+        f"{recorded}; workspace copy: {r.workspace}"
+    )
+    if r.error:
+        console.print(f"[red]error:[/] {escape(r.error)}")
+    if diffstat:
+        console.print(f"[bold]what changed[/] in the copy:\n{escape(diffstat)}")
+    if not r.divergences:
+        console.print(
+            "[green]no divergence[/]: every tool result and hook decision matches the recording"
+        )
+        return
+    console.print(f"[bold red]{len(r.divergences)} divergence(s)[/] from the recording:")
+    for d in r.divergences:
+        _print_divergence(d)
+    console.print(
+        f"(recorded as ReplayDiverged events of run {r.run_id}: "
+        f"[bold]fleet replay {r.run_id}[/] shows them in the timeline)"
+    )
+
+
+def _print_divergence(d: Divergence) -> None:
+    what = f" {d.tool}" if d.tool else ""
+    console.print(
+        f"- [bold]{escape(d.agent)}[/] step {d.step}: [red]{d.kind}[/]{escape(what)}"
+        + (f" [dim]({escape(d.detail[:120])})[/]" if d.detail else "")
+    )
+    if d.kind == "tool_result" and ("\n" in d.expected or "\n" in d.actual):
+        diff = list(
+            difflib.unified_diff(
+                d.expected.splitlines(), d.actual.splitlines(), "recorded", "now", lineterm="", n=1
+            )
+        )
+        shown = diff[:16] + ([f"... ({len(diff) - 16} more lines)"] if len(diff) > 16 else [])
+        for line in shown:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
+            console.print(f"    [{style}]{escape(line)}[/]")
+        return
+    console.print(f"    recorded: {escape(_one_line(d.expected))}")
+    console.print(f"    now:      {escape(_one_line(d.actual))}")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# -- export and import --------------------------------------------------------------------
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    db = _existing_db(args)
+    if db is None:
+        return _error(f"no log at {resolve_db(args.db)} (give it with --db or FLEET_DB)")
+    try:
+        return asyncio.run(_export(args, db))
+    except OSError as e:
+        return _error(f"cannot write the export: {e}")
+
+
+async def _export(args: argparse.Namespace, db: Path) -> int:
+    async with _open(db, projections=False) as (store, _):
+        run_id = await resolve_run(store, args.run)
+        if args.output == "-":
+            lines = await export_lines(store, run_id)
+            out = sys.stdout.buffer
+            async for line in lines:
+                out.write(line)
+            out.flush()
+            return 0
+        target = Path(args.output or f"{run_id}.jsonl")
+        written = await export_run(store, run_id, target)
+    if args.json:
+        print_json(
+            {
+                "run_id": written.run_id,
+                "path": str(written.path),
+                "events": written.events,
+                "streams": written.streams,
+                "sha256": written.sha256,
+                "bytes": written.bytes,
+            }
+        )
+    else:
+        console.print(
+            f"exported run [bold]{written.run_id}[/]: {written.events} events of "
+            f"{len(written.streams)} streams to {written.path} ({written.bytes} bytes, "
+            f"sha256 {written.sha256[:16]}…)\nload it elsewhere with "
+            f"[bold]fleet import {written.path} --db OTHER.db[/]"
+        )
+    return 0
+
+
+def _import_command(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_import(args))
+    except OSError as e:
+        return _error(f"cannot read {args.file}: {e}")
+
+
+async def _import(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        data = await asyncio.to_thread(sys.stdin.buffer.read)
+        export = await asyncio.to_thread(parse_export, data, source="<stdin>")
+    else:
+        export = await read_export(Path(args.file))
+    db = resolve_db(args.db)
+    async with _open(db, projections=True) as (store, runner):
+        result = await import_run(store, export)
+        await runner.wait_for(result.last_position, timeout=60.0)
+        run = next((r for r in runner.view("runs")["runs"] if r["id"] == result.run_id), None)
+    if args.json:
+        print_json(
+            {
+                "run_id": result.run_id,
+                "events": result.events,
+                "streams": list(result.streams),
+                "first_position": result.first_position,
+                "last_position": result.last_position,
+                "db": str(db),
+                "run": run,
+            }
+        )
+    else:
+        status = f", {run['status']}, {run['agent_count']} agents" if run else ""
+        console.print(
+            f"imported run [bold]{result.run_id}[/]{status}: {result.events} events of "
+            f"{len(result.streams)} streams at positions {result.first_position}.."
+            f"{result.last_position} of {db}; projections are up to date.\n"
+            f"see it with [bold]fleet replay {result.run_id} --db {db}[/]"
+        )
+    return 0
