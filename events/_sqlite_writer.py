@@ -152,7 +152,8 @@ class GroupWriter:
                 _rollback(conn)
                 raise
         except Exception as e:
-            logger.exception("append group of %d failed", len(live))
+            # Every caller of the group gets the error; nothing was written.
+            logger.debug("append group of %d rolled back: %s", len(live), e)
             return [_failure(e) for _ in group]
         by_item = dict(zip(map(id, live), outcomes, strict=True))
         return [by_item.get(id(item), asyncio.CancelledError()) for item in group]
