@@ -76,7 +76,7 @@ class Checkpoint:
 
 def encode_state(data: Any) -> str:
     """A dumped state as compact JSON text."""
-    return json.dumps(data, separators=(",", ":"))
+    return json.dumps(data, separators=(",", ":"), check_circular=False)  # states are trees
 
 
 def decode_state(text: str | bytes) -> Any:
