@@ -71,6 +71,10 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
     parser.add_argument("--budget-usd", type=float, help="stop the fleet past this cost")
     parser.add_argument("--budget-tokens", type=int, help="stop the fleet past this many tokens")
     parser.add_argument("--agent-budget-usd", type=float, help="stop any agent past this cost")
+    parser.add_argument("--agent-budget-tokens", type=int, help="stop any agent past this many tokens")
+    parser.add_argument(
+        "--agent-context-percent", type=float, help="stop any agent past this share of its context"
+    )
     parser.add_argument("--max-agents", type=int, default=64, help="live agents at most")
     parser.add_argument(
         "--latency", type=float, default=latency, help="simulator pause per answer, seconds"
@@ -86,6 +90,8 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
         default_model=args.model or "haiku",
         budgets=Budgets(
             agent_usd=args.agent_budget_usd,
+            agent_tokens=args.agent_budget_tokens,
+            agent_context_percent=args.agent_context_percent,
             fleet_usd=args.budget_usd,
             fleet_tokens=args.budget_tokens,
         ),
