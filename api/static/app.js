@@ -449,7 +449,7 @@
     box.replaceChildren(
       h("span", { class: "status", "data-status": r.status, text: r.status }),
       h("span", null, h("b", { text: r.pattern || "orchestrator" }), r.simulated ? " (simulator)" : ""),
-      h("span", { title: r.task, text: clip(r.task, 60) }),
+      h("span", { class: "task", title: r.task, text: r.task }),
       h("span", { text: fmtMs(r.duration_ms) }),
       h("span", { text: fmtCost(r.cost_usd) }),
       h("span", { text: `${fmtTokens(r.tokens.total)} tokens` }),
@@ -690,7 +690,10 @@
       const label = runId
         ? `${run ? (run.pattern || "orchestrator") + " · " + clip(run.task, 70) : runId}  (${runId})`
         : "agents outside any run";
-      bandEls.push(s("rect", { class: "band", x: PAD - 12, y: y, width: bandW, height: bandH, rx: 10 }));
+      const labelW = label.length * 6.8 + 24; // about 6.8 px a character at 12 px
+      const boxW = Math.max(bandW, labelW);
+      width = Math.max(width, PAD + boxW + PAD);
+      bandEls.push(s("rect", { class: "band", x: PAD - 12, y: y, width: boxW, height: bandH, rx: 10 }));
       bandEls.push(s("text", { class: "band-label", x: PAD - 2, y: y + 17, text: label }));
       y += bandH + BAND_GAP;
     }
@@ -867,6 +870,7 @@
     const rows = shown.slice(-FEED_DOM_MAX).reverse().map(feedRow);
     $("feed").replaceChildren(...rows);
     updateFeedCount();
+    if (!S.live) markFeedCursor();
   }
 
   function updateFeedCount() {
@@ -880,10 +884,23 @@
   }
 
   function markFeedCursor() {
-    for (const row of $("feed").children) {
+    const feed = $("feed");
+    let cursor = null;
+    for (const row of feed.children) {
       const p = Number(row.dataset.position);
       row.classList.toggle("future", !S.live && p > S.at);
-      row.classList.toggle("cursor", !S.live && p === S.at);
+      const here = !S.live && p === S.at;
+      row.classList.toggle("cursor", here);
+      if (here) cursor = row;
+    }
+    if (cursor) {
+      // Keep the event at the slider's position in view (within the feed only, not the page).
+      const top = cursor.offsetTop; // the feed is the rows' offset parent (position: relative)
+      if (top < feed.scrollTop || top > feed.scrollTop + feed.clientHeight - cursor.offsetHeight) {
+        feed.scrollTop = Math.max(0, top - feed.clientHeight / 3);
+      }
+    } else if (S.live) {
+      feed.scrollTop = 0;
     }
   }
 

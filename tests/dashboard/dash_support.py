@@ -111,8 +111,10 @@ class _Script:
             ),
         )  # fmt: skip
 
-    def call(self, agent_id: str, tool: str, tool_input: dict[str, Any], *, read: Sequence[str] = (),
-             wrote: Sequence[str] = (), result: str = "ok", done: bool = True) -> None:  # fmt: skip
+    def call(
+        self, agent_id: str, tool: str, tool_input: dict[str, Any], *, read: Sequence[str] = (),
+        wrote: Sequence[str] = (), result: str = "ok", done: bool = True,
+    ) -> None:  # fmt: skip
         self._tool += 1
         use_id = f"toolu_{self._tool:04d}"
         self.agent(agent_id, ToolCallRequested(agent_id=agent_id, tool_use_id=use_id, name=tool,
@@ -126,7 +128,9 @@ class _Script:
                 ),
             )  # fmt: skip
 
-    def blocked_call(self, agent_id: str, tool: str, tool_input: dict[str, Any], reason: str) -> None:
+    def blocked_call(
+        self, agent_id: str, tool: str, tool_input: dict[str, Any], reason: str
+    ) -> None:
         self._tool += 1
         use_id = f"toolu_{self._tool:04d}"
         self.agent(
@@ -150,8 +154,17 @@ def fleet_script() -> list[list[Step]]:
     phases: list[list[Step]] = []
 
     s = _Script()
-    s.add(f"run-{RUN_ID}", RunStarted(run_id=RUN_ID, task=task, pattern="scout-plan-build",
-                                      model="haiku", simulated=True, workspace="/work/sample"))
+    s.add(
+        f"run-{RUN_ID}",
+        RunStarted(
+            run_id=RUN_ID,
+            task=task,
+            pattern="scout-plan-build",
+            model="haiku",
+            simulated=True,
+            workspace="/work/sample",
+        ),
+    )
     s.agent(ORCH, AgentCreated(agent_id=ORCH, name="orchestrator", role="orchestrator",
                                model=sonnet, tools=["create_agent", "wait_for_agents"]),
             AgentCommanded(agent_id=ORCH, prompt=task))  # fmt: skip
@@ -210,7 +223,9 @@ def fleet_script() -> list[list[Step]]:
     s.call(BUILDER, "edit_file", {"path": "textstats/report.py"}, read=["textstats/report.py"],
            wrote=["textstats/report.py"])  # fmt: skip
     s.add("task-t-json", TaskMoved(task_id="t-json", column="REVIEW"), agent=ORCH)
-    s.add("task-t-json", TaskMoved(task_id="t-json", column="BUILD", reason="tests fail"), agent=ORCH)
+    s.add(
+        "task-t-json", TaskMoved(task_id="t-json", column="BUILD", reason="tests fail"), agent=ORCH
+    )
     s.call(BUILDER, "run_command", {"command": "python -m unittest"}, done=False)
     s.agent(ORCH, AgentWaiting(agent_id=ORCH, on=[BUILDER], timeout_s=900))
     s.create(DOCS, "docs", "builder", haiku, "Document the flag in README.md.")

@@ -16,7 +16,6 @@ from dash_support import (
     DOCS,
     ORCH,
     PLANNER,
-    RUN_ID,
     SCOUT_B,
     append_steps,
     count_events,
@@ -26,10 +25,12 @@ from dash_support import (
 
 from api import ApiConfig
 from events import SQLiteEventStore
+from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 15_000
+TASK = "rename `count_words` to `word_count` everywhere"
 
 READ_CARDS = """() => [...document.querySelectorAll('#agents .agent-card')].map(card => {
   const q = (s) => card.querySelector(s);
@@ -49,8 +50,9 @@ READ_CARDS = """() => [...document.querySelectorAll('#agents .agent-card')].map(
   };
 })"""
 
-READ_BOARD = """() => Object.fromEntries([...document.querySelectorAll('#board .board-column')].map(
-  col => [col.dataset.column, [...col.querySelectorAll('.task-card')].map(t => t.dataset.taskId)]))"""
+READ_BOARD = """() => Object.fromEntries(
+  [...document.querySelectorAll('#board .board-column')].map(col => [
+    col.dataset.column, [...col.querySelectorAll('.task-card')].map(t => t.dataset.taskId)]))"""
 
 READ_GRAPH = """() => ({
   nodes: [...document.querySelectorAll('#graph-svg g.node')].map(n => n.dataset.agentId),
@@ -226,9 +228,7 @@ async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_
 
         async with dashboard_server(config, port=port) as server:
             head = await append_steps(store, phases[2])  # and after the restart
-            await page.wait_for_function(
-                "document.getElementById('conn').dataset.state === 'live'"
-            )
+            await page.wait_for_function("document.getElementById('conn').dataset.state === 'live'")
             positions = await feed_shows(page, head)
             await settled(page, head)
             assert sorted(positions) == list(range(1, head + 1))  # none lost, none doubled
@@ -311,9 +311,7 @@ async def test_feed_filters_by_agent_and_type_and_pause_holds_new_events(
         await page.locator("#pause").click()
         shown = await rows.count()
         head = await append_steps(store, phases[2])
-        await page.wait_for_function(
-            "(n) => window.fleetDashboard.lastId === n", arg=head
-        )
+        await page.wait_for_function("(n) => window.fleetDashboard.lastId === n", arg=head)
         assert await rows.count() == shown
         notice = await page.locator("#feed-paused").text_content() or ""
         assert notice.startswith(f"Paused: {head - first} new events")
@@ -334,7 +332,8 @@ async def test_dashboard_with_a_token_authenticates_fetches_and_the_stream(
         first = await append_steps(store, phases[0])
         anonymous = await browser.new_page()
         response = await anonymous.goto(server.url + "/")
-        assert response is not None and response.status == 401
+        assert response is not None
+        assert response.status == 401
         await anonymous.close()
 
         page = await open_page(browser, f"{server.url}/?token={token}")
@@ -343,5 +342,68 @@ async def test_dashboard_with_a_token_authenticates_fetches_and_the_stream(
         await settled(page, head)  # the live stream authenticated too
         assert sorted(await feed_shows(page, head)) == list(range(1, head + 1))
         assert await page.locator("#banner").is_hidden()
+        assert page.errors == []
+        await page.close()
+
+
+async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_replays_it(
+    browser: Any, config: ApiConfig, artifacts: Path, tmp_path: Path
+) -> None:
+    """A plan-build-review-ship run (simulator), watched live, then picked and replayed."""
+    workspace = await prepare_workspace(tmp_path / "workspace")
+    options = RuntimeOptions(db=config.db, workspace=workspace, env={}, simulator_latency_s=0.01)
+    async with open_runtime(options) as rt, dashboard_server(config) as server:
+        page = await open_page(browser, server.url + "/")
+        await page.wait_for_function("document.getElementById('conn').dataset.state === 'live'")
+        result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert result.status == "completed", result.error
+        head = await rt.store.head()
+        await settled(page, head)
+        assert sorted(await feed_shows(page, head)) == list(range(1, head + 1))
+        await assert_page_matches_api(page, server.url)
+
+        await page.locator("#run-picker").select_option(result.run_id)
+        run_agents = await get_json(server.url, "/v1/agents", run_id=result.run_id)
+        cards = await page.evaluate(READ_CARDS)
+        assert [c["id"] for c in cards] == [a["id"] for a in run_agents["agents"]]
+        assert {c["role"] for c in cards} == {
+            "orchestrator", "planner", "builder", "reviewer", "shipper",
+        }  # fmt: skip
+        assert await page.evaluate(READ_BOARD) == {
+            "PLAN": [], "BUILD": [], "REVIEW": [], "SHIP": [],
+            "DONE": [result.run_id], "FAILED": [],
+        }  # fmt: skip
+        graph = await page.evaluate(READ_GRAPH)
+        assert sorted(graph["nodes"]) == sorted(a["id"] for a in run_agents["agents"])
+        assert {kind for kind, _, _ in graph["edges"]} == {"created", "waits_on", "consumes"}
+        summary = await page.locator("#run-summary").text_content() or ""
+        assert "completed" in summary
+        assert "plan-build-review-ship" in summary
+        assert await page.locator("#filter-run").input_value() == result.run_id
+        assert await page.evaluate(
+            "[...document.querySelectorAll('#feed .feed-row')].every(r => r.dataset.run === "
+            f"'{result.run_id}')"
+        )
+        slider = page.locator("#slider")
+        assert await slider.get_attribute("min") == "0"  # the run starts at position 1
+        assert await slider.get_attribute("max") == str(head)
+        assert "#run=" in page.url
+        await page.screenshot(path=artifacts / "dashboard-real-run.png", full_page=True)
+
+        await page.locator("#play").click()  # replay from the run's start
+        await page.wait_for_function(
+            "() => Number(document.getElementById('slider').value) > 8"
+            " && document.body.dataset.live === 'false'"
+        )
+        await page.locator("#play").click()  # stop where it is
+        await page.wait_for_function("() => document.body.dataset.loading !== 'true'")
+        position = int(await slider.input_value())
+        await settled(page, position)
+        assert 0 < position < head
+        agents_then = await get_json(server.url, "/v1/agents", run_id=result.run_id, at=position)
+        cards = await page.evaluate(READ_CARDS)
+        assert [c["id"] for c in cards] == [a["id"] for a in agents_then["agents"]]
+        assert [c["status"] for c in cards] == [a["status"] for a in agents_then["agents"]]
+        await page.screenshot(path=artifacts / "dashboard-replay.png", full_page=True)
         assert page.errors == []
         await page.close()
