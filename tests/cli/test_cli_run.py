@@ -1,0 +1,67 @@
+"""`fleet demo` and `fleet run` as a user runs them: a real process, the offline simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FLEET = [sys.executable, "-m", "api.cli"]
+ROOT = Path(__file__).parents[2]
+
+
+def _fleet(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    environ["PYTHONPATH"] = str(ROOT)
+    environ.update(env or {})
+    return subprocess.run([*FLEET, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_demo_runs_scout_plan_build_offline_and_reports_what_changed(tmp_path: Path) -> None:
+    done = _fleet("demo", "--latency", "0", cwd=tmp_path, env={"COLUMNS": "160"})
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "offline simulator" in out
+    assert "textstats/counting.py" in out  # the diff stat
+    assert "tests: passed" in out
+    for name in ("scout-1", "scout-2", "scout-3", "plan", "build"):
+        assert name in out
+    assert "fleet totals" in out
+    assert (tmp_path / ".fleet" / "fleet.db").is_file(), "the default log is .fleet/fleet.db"
+
+
+def test_run_with_json_prints_a_report_a_script_can_read(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    db = tmp_path / "custom.db"
+    demo = _fleet("demo", "--workspace", str(workspace), "--db", str(db), "--json", "--latency", "0", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+
+    again = _fleet(
+        "run", "rename `count_lines` to `line_count`", "--pattern", "scout-builder",
+        "--workspace", str(workspace), "--json", cwd=tmp_path, env={"FLEET_DB": str(db)},
+    )  # fmt: skip
+
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["status"] == "completed" and report["simulated"] is True
+    assert report["log"] == str(db)
+    assert [a["role"] for a in report["agents"]] == ["orchestrator", "scout", "builder"]
+    assert report["tests"]["passed"] is True
+    assert report["fleet"]["agents_created"] == 9  # six in the demo, three now
+    assert "line_count" in (workspace / "textstats" / "counting.py").read_text()
+
+
+def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path) -> None:
+    unknown = _fleet("run", "x", "--pattern", "nope", "--workspace", str(tmp_path), cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "no pattern named 'nope'" in unknown.stderr
+
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("hello, I am not a database\n" * 100)
+    broken = _fleet("run", "x", "--db", str(not_a_db), "--workspace", str(tmp_path), cwd=tmp_path)
+    assert broken.returncode == 1
+    assert "not a fleet SQLite database" in broken.stderr
+    assert not_a_db.read_text().startswith("hello"), "the file was left alone"
