@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from api import ApiConfig, Serving, serving
-from api._static import dashboard_mount
 from events import (
     AgentCommanded,
     AgentCompleted,
@@ -253,13 +252,6 @@ def count_events(steps: Sequence[Step]) -> int:
 
 @contextlib.asynccontextmanager
 async def dashboard_server(config: ApiConfig, port: int = 0) -> AsyncIterator[Serving]:
-    """The app under uvicorn on loopback, serving the dashboard at `/`.
-
-    Until `create_app` mounts `api/static` itself (it looked in `api/dashboard/`
-    when this was written), the same mount `api._static.dashboard_mount()`
-    is added here, after the API's routes, as `create_app` would.
-    """
+    """The app as users run it: uvicorn on loopback, `create_app` serving the dashboard at `/`."""
     async with serving(config, port=port) as running:
-        if not any(getattr(route, "name", None) == "dashboard" for route in running.app.routes):
-            running.app.router.routes.append(dashboard_mount())
         yield running

@@ -90,6 +90,9 @@ async def open_page(browser: Any, url: str) -> Any:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.requested = requested
     await page.goto(url)
     return page
 
@@ -207,6 +210,9 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         assert await page.locator("#conn").get_attribute("data-state") == "live"
         await page.screenshot(path=artifacts / "dashboard-live.png", full_page=True)
         assert page.errors == []
+        # Everything came from the server itself: no CDN, no font service (works offline).
+        assert page.requested
+        assert [url for url in page.requested if not url.startswith(server.url + "/")] == []
         await page.close()
 
 
