@@ -442,7 +442,15 @@ class Simulator:
             return _error(e.status, e.message)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
-        reply = respond(body, self.policies)
+        try:
+            reply = respond(body, self.policies)
+        except Exception as e:  # a bug in a policy: say which, and do not let the SDK retry it
+            logger.exception("simulator policy failed")
+            return _error(
+                500,
+                f"simulator policy failed: {type(e).__name__}: {e}",
+                headers={"x-should-retry": "false"},
+            )
         message = _message(body, reply)
         self.stats.responses += 1
         self.stats.output_tokens += message["usage"]["output_tokens"]

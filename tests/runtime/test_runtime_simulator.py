@@ -306,3 +306,16 @@ async def test_the_simulator_refuses_use_when_not_running() -> None:
     await sim.aclose()
     with pytest.raises(Exception, match="not running"):
         _ = sim.base_url
+
+
+def _broken(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    raise ValueError("oops")
+    yield  # a generator
+
+
+async def test_a_broken_policy_is_a_500_that_names_it_and_is_not_retried(sim: Simulator) -> None:
+    sim.register_policy("broken", _broken)
+    async with sdk(sim, max_retries=2) as client:
+        with pytest.raises(anthropic.InternalServerError, match="simulator policy failed: ValueError: oops"):
+            await client.messages.create(**body(system="Role: broken"))
+    assert sim.stats.requests == 1
