@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from events import SQLiteEventStore
 from projections import ProjectionRunner
 
-from . import _routes_events, _routes_hooks, _routes_views
+from . import _routes_events, _routes_hooks, _routes_replay, _routes_views
 from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
@@ -47,7 +47,12 @@ __all__ = ["ROUTE_MODULES", "FleetApp", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (_routes_events, _routes_views, _routes_hooks)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    _routes_events,
+    _routes_views,
+    _routes_hooks,
+    _routes_replay,
+)
 """Modules with `routes` (under /v1) and `operations`; add yours here."""
 
 

@@ -53,7 +53,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     """Cancel `task` and wait for it, cancelling again if a cancel is lost (note 5)."""
     while not task.done():
         task.cancel()
-        await asyncio.wait([task], timeout=0.1)
+        await asyncio.wait([task], timeout=0.01)
     if not task.cancelled() and task.exception() is not None:
         logger.error("the SSE broadcaster failed", exc_info=task.exception())
 

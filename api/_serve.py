@@ -91,7 +91,7 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     **uvicorn_options: Any,
 ) -> None:
-    """Serve the API under uvicorn until Ctrl-C, SIGTERM or cancellation.
+    """Serve the API under uvicorn until Ctrl-C, SIGTERM or cancellation (a graceful stop).
 
     `db` and `token` default to `FLEET_DB` / `FLEET_TOKEN` (then `.fleet/fleet.db`,
     no token); with `config`, they override its fields. `ready(url)` is called
@@ -106,18 +106,17 @@ async def serve(
         raise InsecureServe(host)
     app = create_app(api_config)
     server = _server(app, host, port, **uvicorn_options)
-    if ready is None:
-        await server.serve()
-        return
     task = asyncio.create_task(server.serve(), name="fleet-uvicorn")
     try:
-        url = await _started(server, task, host)
-        ready(url)
-        await task
-    finally:
+        if ready is not None:
+            ready(await _started(server, task, host))
+        # Shielded: a cancel of serve() becomes a graceful shutdown, not a torn-down server.
+        await asyncio.shield(task)
+    except BaseException:
         if not task.done():
             server.should_exit = True
             await task
+        raise
 
 
 async def _started(server: _Server, task: asyncio.Task[None], host: str) -> str:
