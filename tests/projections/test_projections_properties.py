@@ -242,7 +242,7 @@ def live(runner: ProjectionRunner) -> dict[str, str]:
     return {name: dumped(runner.projection(name), runner.state(name)) for name in runner.names}
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(ops=steps, split=st.floats(0, 1), chunks=st.integers(1, 4), at=st.floats(0, 1))
 def test_live_rebuilt_and_time_travelled_states_agree(
     ops: list[tuple[Any, ...]], split: float, chunks: int, at: float
@@ -277,7 +277,7 @@ def test_live_rebuilt_and_time_travelled_states_agree(
         asyncio.run(scenario(Path(folder) / "fleet.db"))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(ops=steps, kill=st.floats(0, 1), every=st.integers(1, 8), chunks=st.integers(1, 6))
 def test_a_runner_killed_between_any_two_events_restarts_to_the_same_state(
     ops: list[tuple[Any, ...]], kill: float, every: int, chunks: int
