@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from events import EVENT_TYPES, EventModel, RecordedEvent
+from events import EventModel, RecordedEvent
 
 from .errors import ProjectionFailed
 
@@ -42,7 +42,6 @@ __all__ = [
     "iso",
     "quiet_reports",
     "report",
-    "timestamp",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +57,11 @@ class Projection(Protocol[S]):
 
     Bump `version` whenever `apply` changes meaning: the runner then rebuilds
     the projection from position 0 instead of trusting its checkpoint.
+
+    Two optional members make bulk folds faster (`FoldProjection` has both):
+    `types`, the event classes `apply` folds (None: all), lets the runner skip
+    the rest; `apply_all(state, events) -> state` folds a page of events in
+    one call and raises `ProjectionFailed` naming the event that failed.
     """
 
     name: str
@@ -179,16 +183,6 @@ class FoldProjection(Generic[S]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
-
-
-def all_event_type_names() -> frozenset[str]:
-    """Every event type in the catalogue (for the coverage test)."""
-    return frozenset(EVENT_TYPES)
-
-
-def timestamp(event: RecordedEvent) -> float:
-    """When `event` was recorded, as float seconds since the epoch."""
-    return event.recorded_at.timestamp()
 
 
 def iso(ts: float | None) -> str | None:
