@@ -28,6 +28,9 @@
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
+  const CARD_CAP = 120;
+  const GRAPH_RUN_CAP = 8;
+  const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "complete", "failed", "deleted"];
   const EVENT_TYPES = [
     "RunStarted", "RunCompleted", "RunFailed", "AgentCreated", "AgentCommanded",
@@ -71,6 +74,7 @@
     filters: { run: "", agent: "", type: "" },
     paused: false,
     missed: 0,
+    showAll: false,
     names: new Map(),
     stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0 },
   };
@@ -260,6 +264,7 @@
     S.lastId = position;
     S.head = Math.max(S.head, position);
     S.stats.received += 1;
+    S.stats.receivedAt = performance.now();
     S.events.push(event);
     if (S.events.length > FEED_MAX) S.events.splice(0, S.events.length - FEED_MAX);
     const d = event.data || {};
@@ -352,13 +357,20 @@
     } finally {
       inflight = false;
       document.body.dataset.loading = "false";
-      lastRound = Date.now() + (failed ? 1500 : 0);
+      // A round that took long to draw (a large fleet) spaces the next ones out.
+      lastRound = Date.now() + (failed ? 1500 : Math.min(3000, 2 * (S.stats.renderMs || 0)));
       schedule();
     }
   }
 
   function render(names) {
-    const changed = new Set(names);
+    const started = performance.now();
+    renderViews(new Set(names));
+    void document.body.offsetHeight; // count the layout the new DOM needs, too
+    S.stats.renderMs = Math.round(performance.now() - started);
+  }
+
+  function renderViews(changed) {
     if (changed.has("fleet") || changed.has("runs")) renderTotals();
     if (changed.has("runs")) { renderRunPicker(); renderRunSummary(); }
     if (changed.has("agents")) { rememberNames(); renderAgents(); renderAgentFilter(); }
@@ -537,12 +549,54 @@
       a.error ? h("div", { class: "error", title: a.error, text: `${a.limit ? "[" + a.limit + "] " : ""}${clip(a.error, 140)}` }) : null);
   }
 
+  const cardCache = new Map(); // agent id -> { key, el }: unchanged cards are not rebuilt
+
   function renderAgents() {
-    const agents = visibleAgents();
-    $("agents-count").textContent = agents.length ? String(agents.length) : "";
-    $("agents").replaceChildren(...(agents.length
-      ? agents.map(agentCard)
-      : [h("p", { class: "empty", text: S.run ? "No agents in this run at this position." : "No agents yet." })]));
+    const all = visibleAgents();
+    // A large fleet: the active agents and the most recent ones, unless asked for all.
+    let agents = all;
+    if (!S.showAll && all.length > CARD_CAP) {
+      const active = new Set(all.filter((a) => ACTIVE.has(a.status)).map((a) => a.id));
+      const room = Math.max(0, CARD_CAP - active.size);
+      const recent = new Set(all.slice(-room || all.length).map((a) => a.id));
+      agents = all.filter((a) => active.has(a.id) || (room && recent.has(a.id)));
+    }
+    $("agents-count").textContent = all.length ? String(all.length) : "";
+    const box = $("agents");
+    if (!all.length) {
+      cardCache.clear();
+      box.replaceChildren(h("p", { class: "empty", text: S.run ? "No agents in this run at this position." : "No agents yet." }));
+      return;
+    }
+    const seen = new Set();
+    const els = agents.map((a) => {
+      seen.add(a.id);
+      const key = JSON.stringify(a) + "|" + name(a.parent_id);
+      let cached = cardCache.get(a.id);
+      if (!cached || cached.key !== key) {
+        cached = { key, el: agentCard(a) };
+        cardCache.set(a.id, cached);
+      }
+      return cached.el;
+    });
+    for (const id of [...cardCache.keys()]) if (!seen.has(id)) cardCache.delete(id);
+    if (agents.length < all.length) {
+      els.push(h("button", {
+        class: "btn more-agents", onclick: () => { S.showAll = true; renderAgents(); },
+        text: `Show all ${all.length} agents (${all.length - agents.length} older ones hidden)`,
+      }));
+    }
+    patchChildren(box, els);
+  }
+
+  function patchChildren(box, els) {
+    // Move, add and remove only what changed, so an unchanged card keeps its layout.
+    const keep = new Set(els);
+    for (const child of [...box.children]) if (!keep.has(child)) child.remove();
+    els.forEach((el, i) => {
+      const current = box.children[i];
+      if (current !== el) box.insertBefore(el, current || null);
+    });
   }
 
   function renderAgentFilter() {
@@ -603,15 +657,21 @@
       const l = layer.get(n.id);
       (columns[l] = columns[l] || []).push(n);
     }
+    const preds = new Map();
+    for (const [u, v] of flow) {
+      if (!preds.has(v)) preds.set(v, []);
+      preds.get(v).push(u);
+    }
     const row = new Map();
     columns.forEach((col, l) => {
       if (!col) return;
       if (l > 0) {
-        const key = (n) => {
-          const preds = flow.filter(([, v]) => v === n.id).map(([u]) => row.get(u)).filter((r) => r != null);
-          return preds.length ? preds.reduce((a, b) => a + b, 0) / preds.length : Infinity;
-        };
-        col.sort((a, b) => key(a) - key(b) || index.get(a.id) - index.get(b.id));
+        // Barycentre of the rows of what flows into the node, so edges cross less.
+        const keys = new Map(col.map((n) => {
+          const rows = (preds.get(n.id) || []).map((u) => row.get(u)).filter((r) => r != null);
+          return [n.id, rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : Infinity];
+        }));
+        col.sort((a, b) => keys.get(a.id) - keys.get(b.id) || index.get(a.id) - index.get(b.id));
       }
       col.forEach((n, i) => row.set(n.id, i));
     });
@@ -644,12 +704,28 @@
       s("path", { d: "M0,0 L10,5 L0,10 z", fill: colour }));
   }
 
+  let graphKey = "";
+
   function renderGraph() {
     const graph = S.views.graph;
     const box = $("graph");
     const notes = $("graph-notes");
     if (!graph) return;
-    const nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
+    const labels = ((S.views.runs || {}).runs || []).map((r) => `${r.id}:${r.pattern}:${r.task}`).join("|");
+    const key = `${S.run}|${S.names.size}|${labels}|${JSON.stringify(graph)}`;
+    if (key === graphKey) return;
+    graphKey = key;
+    let nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
+    let hiddenRuns = 0;
+    if (!S.run) {
+      // Many runs: draw the most recent ones; the run picker shows any other.
+      const runIds = [...new Set(nodes.map((n) => n.run_id || ""))];
+      if (runIds.length > GRAPH_RUN_CAP) {
+        const shown = new Set(runIds.slice(-GRAPH_RUN_CAP));
+        hiddenRuns = runIds.length - GRAPH_RUN_CAP;
+        nodes = nodes.filter((n) => shown.has(n.run_id || ""));
+      }
+    }
     if (!nodes.length) {
       box.replaceChildren(h("p", { class: "empty", text: "No agents yet." }));
       notes.replaceChildren();
@@ -676,9 +752,16 @@
     const bandEls = [];
     let y = PAD;
     let width = 0;
+    const bandOf = new Map(nodes.map((n) => [n.id, n.run_id || ""]));
+    const bandEdges = new Map();
+    for (const e of edges) {
+      const key = bandOf.get(e.from);
+      if (key !== bandOf.get(e.to)) continue;
+      if (!bandEdges.has(key)) bandEdges.set(key, []);
+      bandEdges.get(key).push(e);
+    }
     for (const [runId, members] of bands) {
-      const memberIds = new Set(members.map((n) => n.id));
-      const L = layout(members, edges.filter((e) => memberIds.has(e.from) && memberIds.has(e.to)));
+      const L = layout(members, bandEdges.get(runId) || []);
       const rowsTop = y + LABEL_H + ARC_ROOM;
       for (const n of members) {
         pos.set(n.id, { x: PAD + L.layer.get(n.id) * COL_W, y: rowsTop + L.row.get(n.id) * ROW_H, top: rowsTop });
@@ -719,10 +802,11 @@
       }, s("title", { text: title })));
     }
 
+    const cards = new Map(((S.views.agents || {}).agents || []).map((a) => [a.id, a]));
     const nodeEls = nodes.map((n) => {
       const p = pos.get(n.id);
       const b = marked.get(n.id);
-      const agent = ((S.views.agents || {}).agents || []).find((a) => a.id === n.id);
+      const agent = cards.get(n.id);
       const detail = agent ? `${n.role} · ${shortModel(agent.model)}` : n.role;
       return s("g", {
         class: b ? "node bottleneck" : "node", transform: `translate(${p.x},${p.y})`,
@@ -743,12 +827,15 @@
       bandEls, edgeEls, nodeEls));
 
     const lines = [];
+    if (hiddenRuns) {
+      lines.push(h("div", { class: "hidden-runs", text: `${hiddenRuns} older run${hiddenRuns === 1 ? "" : "s"} not drawn: pick one in the run picker.` }));
+    }
     if (marked.size) {
       lines.push(h("div", { class: "bottlenecks" }, h("b", { text: "Bottlenecks: " }),
         [...marked.values()].map((b) => `${name(b.agent_id)} (waited on ${fmtMs(b.waited_on_ms)}, ${b.waits} wait${b.waits === 1 ? "" : "s"}${b.waiters_now ? `, ${b.waiters_now} waiting now` : ""})`).join(" · ")));
     }
     for (const path of graph.critical_paths || []) {
-      if (S.run && path.run_id !== S.run) continue;
+      if (!bands.has(path.run_id)) continue; // only the runs drawn
       if (!path.path.length) continue;
       const steps = [];
       for (const step of path.path) {
