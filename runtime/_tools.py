@@ -61,7 +61,7 @@ __all__ = [
 
 MAX_READ_BYTES = 256 * 1024
 MAX_OUTPUT_CHARS = 30_000
-MAX_DRAIN_BYTES = 8 * 1024 * 1024
+MIN_FLOOD_BYTES = 1024 * 1024
 MAX_GREP_RESULTS = 200
 MAX_LIST_RESULTS = 1_000
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
@@ -466,14 +466,14 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int) -> bool:
-    """Read `stream` to its end, keeping the first `limit` bytes; False on a flood."""
+async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int, flood: int) -> bool:
+    """Read `stream` to its end, keeping the first `limit` bytes; False past `flood` bytes."""
     seen = 0
     while chunk := await stream.read(65536):
         seen += len(chunk)
         if len(kept) < limit:
             kept.extend(chunk[: limit - len(kept)])
-        if seen > MAX_DRAIN_BYTES:
+        if seen > flood:
             return False
     return True
 
@@ -490,6 +490,8 @@ class RunCommand:
 
     def __init__(self, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
         self.max_output_chars = max_output_chars
+        # Output past the cap is read and dropped; this much more means a runaway command.
+        self.flood_bytes = max(MIN_FLOOD_BYTES, 32 * max_output_chars)
 
     async def __call__(self, input: RunCommandInput, ctx: ToolContext) -> ToolResult:
         try:
@@ -511,17 +513,18 @@ class RunCommand:
         verdict = "exit"
         try:
             async with asyncio.timeout(input.timeout_s):
-                if not await _drain(proc.stdout, kept, self.max_output_chars * 4):
+                if await _drain(proc.stdout, kept, self.max_output_chars * 4, self.flood_bytes):
+                    await proc.wait()
+                else:
                     verdict = "flood"
-                    _kill_group(proc)
-                await proc.wait()
         except TimeoutError:
             verdict = "timeout"
         finally:
             if proc.returncode is None:
                 _kill_group(proc)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.shield(proc.wait())
+                # Reap it, but never hang on a process that will not go away.
+                with contextlib.suppress(ProcessLookupError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
         output = kept.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars:
             cut = len(output) - self.max_output_chars
@@ -534,7 +537,7 @@ class RunCommand:
             head = f"timed out after {input.timeout_s:g}s: the command's process group was killed"
             return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
         if verdict == "flood":
-            head = f"output over {MAX_DRAIN_BYTES} bytes: the command's process group was killed"
+            head = f"output over {self.flood_bytes} bytes: the command's process group was killed"
             return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
         code = proc.returncode
         head = f"exit code {code} ({seconds:.2f}s)"
