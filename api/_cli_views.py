@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from events import EVENT_TYPES, EventFilter, RecordedEvent, SQLiteEventStore
 from projections import STATUSES, ProjectionRunner
@@ -39,6 +40,8 @@ from ._cli_render import event_line, render_agents, render_board, render_runs
 from .errors import ApiError
 
 __all__ = ["read_views", "register"]
+
+_BATCH = 500  # events printed per write when printing the log
 
 # -- reading the log ------------------------------------------------------------
 
@@ -219,23 +222,24 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
     tail = (
         args.tail if args.tail is not None else (10 if args.follow and args.after is None else None)
     )
+    limit = args.limit
     printed = 0
     async with SQLiteEventStore(db) as store:
         head = await store.head()
-        backlog = _backlog(store, args.after or 0, head, where, tail)
-        async for event in backlog:
-            _emit(event, args.json)
-            printed += 1
-            if args.limit is not None and printed >= args.limit:
-                return
-        sys.stdout.flush()
+        batch: list[RecordedEvent] = []
+        async for event in _backlog(store, args.after or 0, head, where, tail):
+            batch.append(event)
+            if len(batch) == _BATCH or (limit is not None and printed + len(batch) >= limit):
+                printed += _emit(batch, args.json)
+                batch = []
+                if limit is not None and printed >= limit:
+                    return
+        printed += _emit(batch, args.json)
         if not args.follow:
             return
         async for event in store.subscribe(after=max(head, args.after or 0), where=where):
-            _emit(event, args.json)
-            sys.stdout.flush()
-            printed += 1
-            if args.limit is not None and printed >= args.limit:
+            printed += _emit([event], args.json)
+            if limit is not None and printed >= limit:
                 return
 
 
@@ -273,13 +277,19 @@ def _print(renderable: RenderableType) -> None:
     wide.print(renderable, crop=False)
 
 
-def _emit(event: RecordedEvent, as_json: bool) -> None:
+def _emit(events: Sequence[RecordedEvent], as_json: bool) -> int:
+    """Print `events` (one line each) and flush; returns how many."""
+    if not events:
+        return 0
     if as_json:
-        sys.stdout.write(event_json(event) + "\n")
-        return
-    line = event_line(event)
-    if console.is_terminal:
-        line.truncate(console.width, overflow="ellipsis")
-        console.print(line)
+        sys.stdout.write("".join(event_json(event) + "\n" for event in events))
+    elif console.is_terminal:
+        lines = [event_line(event) for event in events]
+        for line in lines:
+            line.truncate(console.width, overflow="ellipsis")
+        console.print(Text("\n").join(lines))
     else:
-        console.print(line, soft_wrap=True)
+        # Into a pipe or a file: whole lines, no styling, without rich's per-line rendering.
+        sys.stdout.write("".join(event_line(event).plain + "\n" for event in events))
+    sys.stdout.flush()
+    return len(events)
