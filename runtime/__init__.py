@@ -13,15 +13,8 @@ and `events`; `api` is built on it.
 
 from __future__ import annotations
 
-from ._agent import (
-    MAX_STOP_CONTINUATIONS,
-    Agent,
-    AgentOutcome,
-    AgentSpec,
-    AgentStats,
-    BudgetCheck,
-    ToolboxFor,
-)
+from ._agent import MAX_STOP_CONTINUATIONS, Agent
+from ._agent_spec import AgentOutcome, AgentSpec, AgentStats, BudgetCheck, ToolboxFor
 from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
 from ._conversation import (
     AgentState,

@@ -36,10 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,14 @@ from events import (
 )
 from hooks import HookDispatcher, HookOutcome, build_payload
 
+from ._agent_spec import (
+    AgentOutcome,
+    AgentSpec,
+    AgentStats,
+    BudgetCheck,
+    ToolboxFor,
+    system_prompt_for,
+)
 from ._client import ModelClient, ModelReply
 from ._conversation import AgentState, AgentStatus, PendingCall, stream_id_of
 from ._simulator_policy import COMPACTED_PREFIX, COMPACTION_PROMPT
@@ -73,13 +80,13 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
-    BudgetExceeded,
     InvalidAgentSpec,
     ModelCallFailed,
     PromptBlocked,
     ToolError,
 )
 
+# AgentSpec and its kin live in _agent_spec; re-exported for modules importing them from here.
 __all__ = [
     "MAX_STOP_CONTINUATIONS",
     "Agent",
@@ -93,106 +100,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_STOP_CONTINUATIONS = 3
-
-BudgetCheck = Callable[[str], Awaitable[BudgetExceeded | None]]
-"""An outside budget (e.g. the fleet's): the limit an agent crossed, or None."""
-
-ToolboxFor = Callable[[str, list[str]], Toolbox]
-"""Builds a resumed agent's toolbox from its role and the tool names AgentCreated lists."""
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSpec:
-    """Who an agent is and what it may spend.
-
-    `system_prompt` is added to the runtime's own (which names the role on a
-    `Role: <role>` line). `max_turns` counts model calls per command;
-    `max_total_tokens` and `max_cost_usd` are for the agent's whole life.
-    `compact_at` is the share of the context window above which the
-    conversation is compacted; `context_window` overrides the model table's.
-    """
-
-    agent_id: str
-    name: str
-    role: str
-    model: str
-    workspace: str | Path
-    parent_id: str | None = None
-    run_id: str | None = None
-    system_prompt: str = ""
-    max_turns: int | None = 40
-    max_tokens: int = 8192
-    max_total_tokens: int | None = None
-    max_cost_usd: float | None = None
-    compact_at: float = 0.8
-    context_window: int | None = None
-
-    def check(self) -> None:
-        """Raise `InvalidAgentSpec` for an id, role or limit that cannot be right."""
-        if not _ID.match(self.agent_id):
-            raise InvalidAgentSpec(
-                "agent_id", f"{self.agent_id!r} must be 1-128 letters, digits, '_.:-'"
-            )
-        if not self.name.strip():
-            raise InvalidAgentSpec("name", "must not be empty")
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", self.role):
-            raise InvalidAgentSpec(
-                "role", f"{self.role!r} must be 1-64 letters, digits, '_' or '-'"
-            )
-        if self.max_turns is not None and self.max_turns < 1:
-            raise InvalidAgentSpec("max_turns", "must be at least 1")
-        if self.max_tokens < 1:
-            raise InvalidAgentSpec("max_tokens", "must be at least 1")
-        if not 0 < self.compact_at <= 1:
-            raise InvalidAgentSpec("compact_at", "must be in (0, 1]")
-        if self.context_window is not None and self.context_window < 1:
-            raise InvalidAgentSpec("context_window", "must be at least 1")
-
-
-@dataclass(frozen=True, slots=True)
-class AgentOutcome:
-    """Where an agent stands after `run_until_idle()`."""
-
-    agent_id: str
-    status: AgentStatus
-    summary: str = ""
-    artifacts: tuple[str, ...] = ()
-    error: str | None = None
-    limit: str | None = None
-
-
-@dataclass(slots=True)
-class AgentStats:
-    """Wall time this process spent on the agent, split by where it went (for benchmarks)."""
-
-    steps: int = 0
-    tool_calls: int = 0
-    appends: int = 0
-    model_s: float = 0.0
-    tool_s: float = 0.0
-    append_s: float = 0.0
-    hook_s: float = 0.0
-    busy_s: float = 0.0  # inside create(), command() and run_until_idle()
-
-    @property
-    def overhead_s(self) -> float:
-        """Busy time not spent waiting on the model or inside tools: the runtime's own."""
-        return self.busy_s - self.model_s - self.tool_s
-
-
-def _system_prompt(spec: AgentSpec, tools: Sequence[str]) -> str:
-    lines = [
-        f"You are {spec.name}, an agent of a fleet run by an orchestrator.",
-        f"Role: {spec.role}",
-        "You work in a workspace folder; every path you give a tool is relative to it. "
-        f"Your tools: {', '.join(tools) or 'none'}.",
-        "When your task is done, answer with a short summary of what you did and the paths of "
-        "the files you wrote: that summary is all the orchestrator reads.",
-    ]
-    if spec.system_prompt.strip():
-        lines += ["", spec.system_prompt.strip()]
-    return "\n".join(lines)
 
 
 class Agent:
@@ -259,7 +166,7 @@ class Agent:
         return (
             created.system_prompt
             if created is not None
-            else _system_prompt(self.spec, self.toolbox.names)
+            else system_prompt_for(self.spec, self.toolbox.names)
         )
 
     def outcome(self) -> AgentOutcome:
@@ -380,7 +287,7 @@ class Agent:
                 workspace=str(self.workspace.root),
                 tools=self.toolbox.names,
                 task=task,
-                system_prompt=_system_prompt(self.spec, self.toolbox.names),
+                system_prompt=system_prompt_for(self.spec, self.toolbox.names),
                 context_limit=self.context_window,
                 max_turns=self.spec.max_turns,
             )
