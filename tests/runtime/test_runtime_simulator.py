@@ -316,6 +316,6 @@ def _broken(situation: Situation) -> Generator[Turn, list[Observation], str]:
 async def test_a_broken_policy_is_a_500_that_names_it_and_is_not_retried(sim: Simulator) -> None:
     sim.register_policy("broken", _broken)
     async with sdk(sim, max_retries=2) as client:
-        with pytest.raises(anthropic.InternalServerError, match="simulator policy failed: ValueError: oops"):
+        with pytest.raises(anthropic.InternalServerError, match="policy failed: ValueError: oops"):
             await client.messages.create(**body(system="Role: broken"))
     assert sim.stats.requests == 1
