@@ -339,14 +339,20 @@ class Simulator:
         except OSError:
             sock.close()
             raise
+        # An embedded server must not reconfigure the process's logging: uvicorn's
+        # Config applies its dictConfig and log level, and `access_log=False` empties
+        # the process-wide "uvicorn.access" logger, silencing the host app's own.
+        access = logging.getLogger("uvicorn.access")
+        saved = (list(access.handlers), access.propagate)
         config = uvicorn.Config(
             self.app,
             lifespan="off",
-            log_level="warning",
+            log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
             backlog=512,
         )
+        access.handlers, access.propagate = saved
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
