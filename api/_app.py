@@ -31,8 +31,9 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 
 from events import SQLiteEventStore
 from projections import ProjectionRunner
+from runtime import Runtime, RuntimeOptions, open_runtime
 
-from . import _routes_events, _routes_hooks, _routes_replay, _routes_views
+from . import _routes_agents, _routes_events, _routes_hooks, _routes_replay, _routes_views
 from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_events,
     _routes_views,
+    _routes_agents,
     _routes_hooks,
     _routes_replay,
 )
@@ -83,10 +85,22 @@ class FleetApp(Starlette):
 async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
     config = app.config
     async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(
-            SQLiteEventStore(config.db, poll_interval=config.store_poll_s)
-        )
-        runner = await stack.enter_async_context(ProjectionRunner(store))
+        runtime: Runtime | None = None
+        if config.runtime:
+            # Store, projections, hooks, model client and Fleet, as `fleet run` opens them.
+            runtime = await stack.enter_async_context(
+                open_runtime(
+                    RuntimeOptions(
+                        db=config.db, workspace=config.workspace, store_poll_s=config.store_poll_s
+                    )
+                )
+            )
+            store, runner = runtime.store, runtime.runner
+        else:
+            store = await stack.enter_async_context(
+                SQLiteEventStore(config.db, poll_interval=config.store_poll_s)
+            )
+            runner = await stack.enter_async_context(ProjectionRunner(store))
         broadcaster = await stack.enter_async_context(
             Broadcaster(
                 store,
@@ -95,7 +109,7 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 flush_interval=config.sse_flush_s,
             )
         )
-        app.services = Services(config, store, runner, broadcaster)
+        app.services = Services(config, store, runner, broadcaster, runtime)
         stack.callback(setattr, app, "services", None)
         logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
         yield {STATE_KEY: app.services}

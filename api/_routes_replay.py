@@ -1,0 +1,159 @@
+"""Replay over HTTP: a run's timeline, its export as a download, an export as an upload.
+
+    GET  /v1/runs/{run_id}/timeline   what the run did, step by step (JSON)
+    GET  /v1/runs/{run_id}/export     the run as checksummed JSON Lines (a download)
+    POST /v1/runs/import              an export as the body: the run lands in this log
+
+An import is checked completely before anything is written and lands in one
+transaction (`events.import_run`); the projections have applied it when the
+201 answer is sent. The body limit of the app (`ApiConfig.max_body_bytes`)
+bounds an upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from events import (
+    ExportInvalid,
+    ImportConflict,
+    RunNotFound,
+    export_lines,
+    import_run,
+    parse_export,
+)
+from runtime import load_timeline
+
+from ._bodies import parse_query
+from ._openapi import Operation
+from ._routes_views import check_id
+from ._state import services
+from .errors import HTTPProblem
+
+__all__ = ["EXPORT_MEDIA_TYPE", "ImportedRun", "operations", "routes"]
+
+EXPORT_MEDIA_TYPE = "application/x-ndjson"
+
+
+class _NoQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImportedRun(BaseModel):
+    """What an import appended."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    events: int = Field(description="how many events were appended")
+    streams: list[str] = Field(description="the run's streams, in the order they first appear")
+    first_position: int = Field(description="the new position of the run's first event")
+    last_position: int = Field(description="the new position of the run's last event")
+
+
+def _run_id(request: Request) -> str:
+    return check_id(request.path_params["run_id"], "run id")
+
+
+def _not_found(error: RunNotFound) -> HTTPProblem:
+    return HTTPProblem(404, "Run not found", str(error), slug="run-not-found")
+
+
+async def get_timeline(request: Request) -> Response:
+    """`GET /v1/runs/{run_id}/timeline`: the run's timeline."""
+    app = services(request)
+    run_id = _run_id(request)
+    parse_query(_NoQuery, request)
+    try:
+        timeline = await load_timeline(app.store, run_id)
+    except RunNotFound as e:
+        raise _not_found(e) from e
+    return JSONResponse(timeline.to_json())
+
+
+async def get_export(request: Request) -> Response:
+    """`GET /v1/runs/{run_id}/export`: the run as a JSON Lines download."""
+    app = services(request)
+    run_id = _run_id(request)
+    parse_query(_NoQuery, request)
+    try:
+        lines = await export_lines(app.store, run_id)
+    except RunNotFound as e:
+        raise _not_found(e) from e
+    return StreamingResponse(
+        lines,
+        media_type=EXPORT_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{run_id}.jsonl"'},
+    )
+
+
+async def post_import(request: Request) -> Response:
+    """`POST /v1/runs/import`: load an export (the body) into this log."""
+    app = services(request)
+    parse_query(_NoQuery, request)
+    body = await request.body()
+    try:
+        export = await asyncio.to_thread(parse_export, body, source="the request body")
+    except ExportInvalid as e:
+        raise HTTPProblem(422, "Invalid run export", str(e), slug="invalid-export") from e
+    try:
+        result = await import_run(app.store, export)
+    except ImportConflict as e:
+        raise HTTPProblem(
+            409, "Run exists", str(e), slug="run-exists", members={"streams": list(e.streams)}
+        ) from e
+    await app.runner.wait_for(result.last_position, timeout=app.config.wait_timeout_s)
+    imported = ImportedRun(
+        run_id=result.run_id,
+        events=result.events,
+        streams=list(result.streams),
+        first_position=result.first_position,
+        last_position=result.last_position,
+    )
+    return JSONResponse(
+        imported.model_dump(),
+        status_code=201,
+        headers={"Location": f"/v1/runs/{result.run_id}/timeline"},
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/runs/import", post_import, methods=["POST"]),
+    Route("/runs/{run_id}/timeline", get_timeline, methods=["GET"]),
+    Route("/runs/{run_id}/export", get_export, methods=["GET"]),
+]
+
+_RUN = {"run_id": "the run's id, as `GET /v1/runs` lists it"}
+
+operations: list[Operation] = [
+    Operation(
+        "GET", "/v1/runs/{run_id}/timeline", "A run's timeline",
+        "What the run did in log order, one entry per event: agents created, commanded and "
+        "ended, each model response (step) and the tools it asked for, each tool call's "
+        "outcome, hook decisions, waits, board moves, and a re-execution's divergences.",
+        errors=(400, 404), path_params=_RUN, tag="replay", response_schema={"type": "object"},
+    ),
+    Operation(
+        "GET", "/v1/runs/{run_id}/export", "Export a run",
+        "Every event of the run's streams as JSON Lines: a header line, one line per event in "
+        "position order, and a trailer with the count and a SHA-256 of all lines before it. "
+        "`POST /v1/runs/import` (or `fleet import`) loads it into another log.",
+        errors=(400, 404), path_params=_RUN, tag="replay", media_type=EXPORT_MEDIA_TYPE,
+        response_schema={"type": "string"},
+    ),
+    Operation(
+        "POST", "/v1/runs/import", "Import a run",
+        "The body is an export (JSON Lines, as `GET /v1/runs/{run_id}/export` gives it). It is "
+        "checked completely (format, order, stream versions, checksum, every event's data) and "
+        "appended in one transaction with new positions, or refused with nothing written: 422 "
+        "for an export that is truncated, reordered, edited or not an export, 409 when the run "
+        "is in this log already.",
+        body_schema={"type": "string", "description": "a run export (JSON Lines)"},
+        response=ImportedRun, status=201, errors=(400, 409, 413, 422), tag="replay",
+    ),
+]  # fmt: skip
