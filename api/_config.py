@@ -26,6 +26,13 @@ class ApiConfig(BaseModel):
 
     db: Path = Field(default=DEFAULT_DB, description="the SQLite log")
     token: SecretStr | None = Field(default=None, description="bearer token; None disables auth")
+    runtime: bool = Field(
+        default=True,
+        description="open the runtime (model client, hooks, Fleet) so agents can be commanded",
+    )
+    workspace: Path = Field(
+        default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
@@ -85,7 +92,7 @@ class ApiConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """A config from `FLEET_DB` and `FLEET_TOKEN`, then `overrides` (None values ignored).
+        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, then `overrides` (None values ignored).
 
         `env` defaults to `os.environ`; it is only read.
         """
@@ -95,5 +102,7 @@ class ApiConfig(BaseModel):
             values["db"] = env["FLEET_DB"]
         if env.get("FLEET_TOKEN"):
             values["token"] = env["FLEET_TOKEN"]
+        if env.get("FLEET_WORKSPACE"):
+            values["workspace"] = env["FLEET_WORKSPACE"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

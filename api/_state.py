@@ -15,6 +15,7 @@ from .errors import HTTPProblem
 
 if TYPE_CHECKING:
     from projections import ProjectionRunner
+    from runtime import Runtime
 
 __all__ = ["STATE_KEY", "Services", "services"]
 
@@ -30,8 +31,8 @@ class Services:
     store: SQLiteEventStore
     runner: ProjectionRunner
     broadcaster: Broadcaster
-    # Set by the lead's runtime wiring (the Fleet CRUD API); None until then.
-    runtime: Any = None
+    # The runtime (model client, hooks, Fleet) when the config asks for one.
+    runtime: Runtime | None = None
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -23,11 +23,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from events import (
     AgentCreated,
@@ -48,13 +48,14 @@ from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
-from ._tools import Toolbox, worker_toolbox
+from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
 from .errors import (
     AgentBusy,
     AgentGone,
     AgentNotFound,
     BudgetExceeded,
     FleetLimitReached,
+    InvalidAgentSpec,
     WorkspaceMissing,
 )
 
@@ -62,6 +63,7 @@ __all__ = ["TERMINAL", "Budgets", "Fleet", "FleetConfig", "Recorder", "WakeResul
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Recorder = Callable[[EventModel], Awaitable[object]]
 
 TERMINAL = frozenset({"complete", "failed", "deleted"})
@@ -122,6 +124,7 @@ class Fleet:
         self.models = models or client.models
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runs: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -140,11 +143,29 @@ class Fleet:
         if self._closed:
             return
         self._closed = True
+        runs = list(self._runs)
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def start_run(self, job: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+        """Run `job` (e.g. `run_pattern(...)`) in a task the fleet owns and cancels on close."""
+        if self._closed:
+            raise AgentGone(name)
+        task = asyncio.create_task(job, name=name)
+        self._runs.add(task)
+        task.add_done_callback(self._run_done)
+        return task
+
+    def _run_done(self, task: asyncio.Task[Any]) -> None:
+        self._runs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("%s ended with an error", task.get_name(), exc_info=task.exception())
 
     # -- reading --------------------------------------------------------------
 
@@ -246,6 +267,7 @@ class Fleet:
         if live >= self.config.max_live_agents:
             raise FleetLimitReached(self.config.max_live_agents)
         self._check_fleet_budget()
+        toolbox = self._toolbox(role, tools)
         agent_id = self._new_id(name)
         agent = Agent(
             store=self.store,
@@ -264,7 +286,7 @@ class Fleet:
                 max_total_tokens=self.config.budgets.agent_tokens,
                 max_cost_usd=self.config.budgets.agent_usd,
             ),
-            toolbox=self._toolbox(role, tools),
+            toolbox=toolbox,
             tool_extra={"fleet": self},
             budget_check=self._budget_check,
         )
@@ -278,7 +300,11 @@ class Fleet:
     def _toolbox(role: str, tools: Iterable[str] | None) -> Toolbox:
         if role == "orchestrator":
             return orchestrator_toolbox()
-        return worker_toolbox(tools if tools is not None else role_spec(role).tools)
+        names = list(tools) if tools is not None else list(role_spec(role).tools)
+        unknown = sorted(set(names) - set(WORKER_TOOLS))
+        if unknown:
+            raise InvalidAgentSpec("tools", f"unknown tools {unknown}; known: {list(WORKER_TOOLS)}")
+        return worker_toolbox(names)
 
     async def command_agent(self, agent_id: str, prompt: str, *, by: str = "user") -> dict[str, Any]:
         """Give an agent a new task (continues its conversation). Returns its status.

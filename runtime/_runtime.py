@@ -40,6 +40,8 @@ class RuntimeOptions:
     models_file: Path | None = None
     env: Mapping[str, str] | None = None
     max_retries: int = 2
+    # How often the store looks for appends made by other processes.
+    store_poll_s: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
     env = os.environ if options.env is None else options.env
     hooks_config = _hooks_config(options)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(SQLiteEventStore(options.db))
+        store = await stack.enter_async_context(SQLiteEventStore(options.db, poll_interval=options.store_poll_s))
         runner = await stack.enter_async_context(ProjectionRunner(store))
         hooks = await stack.enter_async_context(
             HookDispatcher(hooks_config, project_dir=options.workspace)

@@ -1,0 +1,217 @@
+"""Commanding the fleet over HTTP: create, command, read output, delete agents; start runs.
+
+These routes drive `runtime.Fleet`, so they need the runtime the lifespan
+opens (`Services.runtime`). Reading agents (`GET /v1/agents`, `/v1/agents/{id}`)
+is in `_routes_views.py`, straight from the projections.
+
+Notes (do not fix without reading this):
+1. `POST /v1/runs` answers 202 as soon as the run's first event is in the log;
+   the run goes on in a task owned by the fleet (cancelled when it closes, its
+   agents left resumable in the log). Its progress is in `/v1/runs`,
+   `/v1/events/stream` and the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from runtime import WORKER_TOOLS, Runtime, load_pattern, new_run_id, run_orchestrator, run_pattern
+
+from ._bodies import parse_body, read_json
+from ._models import ID_PATTERN
+from ._openapi import Operation
+from ._routes_views import check_id
+from ._state import services
+from .errors import HTTPProblem
+
+__all__ = ["operations", "routes"]
+
+
+WORKER_TOOL_NAMES = tuple(WORKER_TOOLS)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateAgent(_Body):
+    """`POST /v1/agents`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    role: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    task: str | None = Field(default=None, min_length=1, max_length=100_000)
+    model: str | None = Field(default=None, max_length=100)
+    tools: list[Literal[WORKER_TOOL_NAMES]] | None = None  # type: ignore[valid-type]
+    parent_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class CommandAgent(_Body):
+    """`POST /v1/agents/{agent_id}/commands`."""
+
+    prompt: str = Field(min_length=1, max_length=100_000)
+    by: str = Field(default="api", max_length=128)
+
+
+class StartRun(_Body):
+    """`POST /v1/runs`: a task for a built-in pattern, or for the orchestrator agent."""
+
+    task: str = Field(min_length=1, max_length=100_000)
+    pattern: str = Field(default="scout-plan-build", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    mode: Literal["pattern", "orchestrator"] = "pattern"
+    model: str | None = Field(default=None, max_length=100)
+
+
+class AgentStatus(BaseModel):
+    id: str
+    name: str
+    role: str
+    model: str
+    status: str
+    context: dict[str, Any]
+    tokens: int
+    cost_usd: float
+    tool_calls: int
+    error: str | None
+
+
+class AgentOutput(BaseModel):
+    id: str
+    status: str
+    summary: str
+    artifacts: list[str]
+    files_consumed: list[str]
+    files_produced: list[str]
+    error: str | None
+
+
+class Deleted(BaseModel):
+    deleted: list[str]
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: Literal["started"]
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime = services(request).runtime
+    if runtime is None:
+        raise HTTPProblem(
+            503, "Runtime unavailable", "this server was started without a runtime to drive agents",
+            slug="unavailable",
+        )  # fmt: skip
+    return runtime  # type: ignore[no-any-return]
+
+
+async def create_agent(request: Request) -> Response:
+    rt = _runtime(request)
+    body = parse_body(CreateAgent, await read_json(request))
+    status = await rt.fleet.create_agent(
+        name=body.name, role=body.role, task=body.task, model=body.model, tools=body.tools,
+        parent_id=body.parent_id,
+    )  # fmt: skip
+    return JSONResponse(status, status_code=201, headers={"Location": f"/v1/agents/{status['id']}"})
+
+
+async def command_agent(request: Request) -> Response:
+    rt = _runtime(request)
+    agent_id = check_id(request.path_params["agent_id"])
+    body = parse_body(CommandAgent, await read_json(request))
+    status = await rt.fleet.command_agent(agent_id, body.prompt, by=body.by)
+    return JSONResponse(status, status_code=202)
+
+
+async def get_status(request: Request) -> Response:
+    rt = _runtime(request)
+    return JSONResponse(await rt.fleet.get_agent_status(check_id(request.path_params["agent_id"])))
+
+
+async def get_output(request: Request) -> Response:
+    rt = _runtime(request)
+    return JSONResponse(await rt.fleet.get_agent_output(check_id(request.path_params["agent_id"])))
+
+
+async def delete_agent(request: Request) -> Response:
+    rt = _runtime(request)
+    agent_id = check_id(request.path_params["agent_id"])
+    await rt.fleet.delete_agent(agent_id, by="api")
+    return Response(status_code=204)
+
+
+async def delete_all(request: Request) -> Response:
+    rt = _runtime(request)
+    run_id = request.query_params.get("run_id")
+    if run_id is not None:
+        check_id(run_id, "run id")
+    deleted = await rt.fleet.delete_all_agents(run_id=run_id, by="api")
+    return JSONResponse(Deleted(deleted=deleted).model_dump())
+
+
+async def start_run(request: Request) -> Response:
+    rt = _runtime(request)
+    body = parse_body(StartRun, await read_json(request))
+    run_id = new_run_id()
+    if body.mode == "pattern":
+        spec = load_pattern(body.pattern)  # PatternError (422) for an unknown name
+        job = run_pattern(rt.fleet, spec, body.task, model=body.model, run_id=run_id)
+    else:
+        rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
+        job = run_orchestrator(rt.fleet, body.task, model=body.model, run_id=run_id)
+    task = rt.fleet.start_run(job, name=f"run-{run_id}")
+    # 202 once the run is in the log (its RunStarted is its first append), so that
+    # `GET /v1/runs` shows it at once; an error before that is this request's error.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while await rt.store.stream_version(f"run-{run_id}") == 0 and loop.time() < deadline:
+        if task.done():
+            task.result()  # raises what ended the run before it started
+            break
+        await asyncio.sleep(0.005)
+    return JSONResponse(RunAccepted(run_id=run_id, status="started").model_dump(), status_code=202)
+
+
+routes: list[BaseRoute] = [
+    Route("/agents", create_agent, methods=["POST"]),
+    Route("/agents", delete_all, methods=["DELETE"]),
+    Route("/agents/{agent_id}/commands", command_agent, methods=["POST"]),
+    Route("/agents/{agent_id}/status", get_status, methods=["GET"]),
+    Route("/agents/{agent_id}/output", get_output, methods=["GET"]),
+    Route("/agents/{agent_id}", delete_agent, methods=["DELETE"]),
+    Route("/runs", start_run, methods=["POST"]),
+]
+
+_AGENT = {"agent_id": "the agent's id"}
+
+operations: list[Operation] = [
+    Operation("POST", "/v1/agents", "Create an agent",
+              "Creates an agent of a role and, given a task, starts it working.",
+              body=CreateAgent, response=AgentStatus, status=201, errors=(400, 409, 413, 422),
+              tag="agents"),
+    Operation("DELETE", "/v1/agents", "Delete all agents",
+              "Deletes every live agent (of `?run_id=` when given); their events stay in the log.",
+              response=Deleted, errors=(400,), tag="agents"),
+    Operation("POST", "/v1/agents/{agent_id}/commands", "Command an agent",
+              "A new task for an agent; it continues its conversation. 409 if it is working, "
+              "deleted, or past a budget.",
+              body=CommandAgent, response=AgentStatus, status=202, errors=(400, 404, 409, 413, 422),
+              path_params=_AGENT, tag="agents"),
+    Operation("GET", "/v1/agents/{agent_id}/status", "An agent's status",
+              "Status, context use, tokens, cost and tool calls.",
+              response=AgentStatus, errors=(400, 404), path_params=_AGENT, tag="agents"),
+    Operation("GET", "/v1/agents/{agent_id}/output", "An agent's output",
+              "Summary, artifacts, files consumed and produced: never the transcript.",
+              response=AgentOutput, errors=(400, 404), path_params=_AGENT, tag="agents"),
+    Operation("DELETE", "/v1/agents/{agent_id}", "Delete an agent",
+              "Cancels it if working and deletes it; its events stay in the log.",
+              status=204, errors=(400, 404, 409), path_params=_AGENT, tag="agents"),
+    Operation("POST", "/v1/runs", "Start a run",
+              "Runs a task with a built-in pattern or the orchestrator agent, in the background.",
+              body=StartRun, response=RunAccepted, status=202, errors=(400, 413, 422),
+              tag="runs"),
+]  # fmt: skip
