@@ -7,7 +7,7 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "id": str, "name": str, "role": str, "model": str,
         "parent_id": str | None, "run_id": str | None,
         "status": "created" | "working" | "waiting" | "complete" | "failed" | "deleted",
-        "task": str | None,                  # the current task (last command), capped
+        "task": str | None,                  # the current task (last command), <= 2000 chars
         "context": {"used": int, "limit": int, "percent": float},
         "tokens": {"input": int, "output": int, "cache_write": int,
                    "cache_read": int, "total": int},

@@ -7,7 +7,7 @@ View shape (`RunsProjection.view`), runs in the order they started::
                "workspace": str | None, "status": "running" | "completed" | "failed",
                "simulated": bool, "replay_of": str | None,
                "started_at": iso, "finished_at": iso | None,
-               "duration_ms": float,     # recorded on completion; else to its last model response
+               "duration_ms": float,  # as recorded on completion; else to its last response
                "cost_usd": float,
                "tokens": {"input": int, "output": int, "cache_write": int,
                           "cache_read": int, "total": int},
