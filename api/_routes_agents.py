@@ -173,6 +173,7 @@ async def start_run(request: Request) -> Response:
             task.result()  # raises what ended the run before it started
             break
         await asyncio.sleep(0.005)
+    await rt.runner.wait_for(await rt.store.head(), timeout=5.0)
     return JSONResponse(RunAccepted(run_id=run_id, status="started").model_dump(), status_code=202)
 
 
