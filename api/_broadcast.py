@@ -1,27 +1,29 @@
 """One broadcaster per app: it follows the log and fans each event out to the SSE subscribers.
 
 The broadcaster reads the log once (`store.subscribe`), encodes each event once
-into its SSE frame (the bytes every subscriber is sent) and appends that one
-shared frame to the pending queue of every subscriber whose filter it matches.
+into its SSE frame (the bytes every subscriber is sent) and keeps the recent
+frames in one shared ring. A subscriber is a cursor into that ring (the last
+position it took) and a filter; on each wake-up it takes every frame after
+its cursor at once, and the stream writes them in one chunk.
 
 Notes (do not fix without reading this):
-1. Bounded, never blocking: a subscriber's queue holds at most `queue_limit`
-   frames. The broadcaster never waits for a subscriber; one whose queue is
-   full is cut off at once (removed, its queue dropped) and its stream ends,
-   so a stalled client neither slows the others nor grows memory. The client
-   reconnects with its Last-Event-ID and catches up from the log.
-2. Frames are shared: queues hold references to the same bytes, so memory is
-   bounded by the distinct frames held, not by subscribers x frames.
-3. The seam: `subscribe()` registers synchronously (no await), so a subscriber
-   sees every event after `broadcaster.position` at that instant; the frames
-   up to it come from the `recent` ring (also synchronously) or the log.
-   `frames_after()` + `subscribe()` in one synchronous step is exact: no gap,
-   no duplicate. The reader skips anything at or before its last position.
-4. Wake-ups are coalesced: pending frames are appended at once, but a
-   subscriber is woken at most once per `flush_interval` (leading edge: an
-   idle stream is woken immediately). Under load each wake-up carries many
-   frames, which the stream writes in one chunk; the delay is bounded by
-   `flush_interval`.
+1. Bounded, never blocking: a subscriber may lag at most `queue_limit`
+   events behind the broadcaster. The broadcaster never waits for a
+   subscriber; one that lags further is cut off (removed) at the next flush
+   and its stream ends, so a stalled client neither slows the others nor
+   holds memory. The client reconnects with its Last-Event-ID and catches up
+   from the log.
+2. Frames are shared: the ring holds each frame once, whatever the number
+   of subscribers; publishing an event costs the same for 1 or 1,000 of
+   them, and memory is bounded by the ring (`max(recent, queue_limit)`).
+3. The seam: `subscribe()` registers synchronously (no await), at
+   `broadcaster.position` at that instant; the frames up to it come from the
+   ring (`frames_after()`, also synchronous) or the log. Both in one
+   synchronous step is exact: no gap, no duplicate. The stream also skips
+   anything at or before its last position.
+4. Wake-ups are coalesced: at most one flush per `flush_interval` (leading
+   edge: an idle stream is woken at once). Under load each wake-up carries
+   many frames in one chunk; the added delay is at most `flush_interval`.
 5. `aclose()` cancels the follower until it is done, not once: on Python
    3.11, `asyncio.wait_for` (used inside `store.subscribe`) can swallow a
    cancellation that lands as its timeout fires, and the follower would go
@@ -33,10 +35,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
 from types import TracebackType
 from typing import Literal, Self
 
@@ -100,41 +100,81 @@ class Frame:
     data: bytes
 
 
+class _Ring:
+    """The last `capacity` frames in a fixed list indexed by position: O(1) append and slice."""
+
+    __slots__ = ("_capacity", "_items", "first", "last")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: list[Frame | None] = [None] * capacity
+        self.first = 0  # the oldest position held (0: empty)
+        self.last = 0
+
+    def append(self, frame: Frame) -> None:
+        position = frame.position
+        if self.first == 0 or position != self.last + 1:
+            self.first = position  # empty, or a gap (never from a gap-free log): start over
+        elif position - self.first >= self._capacity:
+            self.first = position - self._capacity + 1
+        self._items[position % self._capacity] = frame
+        self.last = position
+
+    def after(self, position: int) -> list[Frame] | None:
+        """Frames after `position` up to the last; None when the ring no longer reaches back."""
+        if position >= self.last:
+            return []
+        if self.first == 0 or position + 1 < self.first:
+            return None
+        a, b = (position + 1) % self._capacity, self.last % self._capacity + 1
+        items = self._items[a:b] if a < b else self._items[a:] + self._items[:b]
+        return items  # type: ignore[return-value]
+
+
 class Subscriber:
-    """One SSE client's place in the broadcast: a filter and a bounded queue of frames."""
+    """One SSE client's place in the broadcast: a cursor into the shared ring and a filter."""
 
-    __slots__ = ("_pending", "_wake", "limit", "reason", "state", "where")
+    __slots__ = ("_broadcaster", "_wake", "cursor", "limit", "reason", "state", "where")
 
-    def __init__(self, where: EventFilter | None, limit: int) -> None:
+    def __init__(self, broadcaster: Broadcaster, where: EventFilter | None, limit: int) -> None:
+        self._broadcaster = broadcaster
         self.where = where
         self.limit = limit
+        self.cursor = broadcaster.position
+        """The last position this subscriber took (or skipped, by its filter)."""
         self.state: Literal["open", "cut_off", "closed"] = "open"
         self.reason = ""
-        self._pending: deque[Frame] = deque()
         self._wake = asyncio.Event()
 
     @property
     def pending(self) -> int:
-        """Frames waiting to be sent."""
-        return len(self._pending)
+        """Events of the log between this subscriber and the broadcaster (0 once ended)."""
+        return max(0, self._broadcaster.position - self.cursor) if self.state == "open" else 0
 
     async def next_batch(self) -> list[Frame]:
-        """Every frame ready now, waiting for one if none is; [] once cut off or closed."""
-        while not self._pending:
-            if self.state != "open":
-                return []
+        """Every matching frame ready now, waiting for one if none is; [] once cut off or closed."""
+        broadcaster = self._broadcaster
+        while self.state == "open":
+            if self.cursor < broadcaster.position:
+                frames = broadcaster._ring.after(self.cursor)
+                if frames is None:  # fell out of the ring before a flush could cut it off
+                    broadcaster._cut_off(self)
+                    return []
+                self.cursor = broadcaster.position
+                if self.where is not None:
+                    where = self.where
+                    frames = [frame for frame in frames if where.matches(frame.event)]
+                if frames:
+                    return frames
+                continue
             self._wake.clear()
             await self._wake.wait()
-        batch = list(self._pending)
-        self._pending.clear()
-        return batch
+        return []
 
     def _end(self, state: Literal["cut_off", "closed"], reason: str) -> None:
         if self.state == "open":
             self.state = state
             self.reason = reason
-            if state == "cut_off":
-                self._pending.clear()  # note 1: a cut-off subscriber holds nothing
         self._wake.set()
 
 
@@ -143,8 +183,9 @@ class Broadcaster:
 
     Args:
         store: the log to follow, from its head at `__aenter__`.
-        queue_limit: frames a subscriber may have pending before it is cut off.
-        recent: how many recent frames to keep for reconnects (note 3).
+        queue_limit: how far (in events) a subscriber may lag before it is cut off.
+        recent: how many recent frames to keep for reconnects (note 3); the
+            ring holds `max(recent, queue_limit)` frames.
         flush_interval: seconds between wake-ups of one subscriber (note 4).
     """
 
@@ -158,11 +199,10 @@ class Broadcaster:
     ) -> None:
         self._store = store
         self._queue_limit = queue_limit
-        self._recent: deque[Frame] = deque(maxlen=max(recent, 1))
+        self._ring = _Ring(max(recent, queue_limit, 1) + 1)
         self._flush_interval = flush_interval
         self._subscribers: dict[int, Subscriber] = {}
-        self._dirty: dict[int, Subscriber] = {}
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._position = 0
         self._task: asyncio.Task[None] | None = None
@@ -209,7 +249,7 @@ class Broadcaster:
     def end_streams(self, reason: str, *, grace: float | None = None) -> None:
         """End every subscriber's stream now and refuse new ones (server shutdown).
 
-        Each stream sends what it has pending, then ends; a client reconnects
+        Each stream ends after the chunk it is sending; a client reconnects
         with its Last-Event-ID to another (or the restarted) server. With
         `grace`, streams still open that many seconds later (their client
         stopped reading, so a send is stuck) are cancelled.
@@ -220,7 +260,6 @@ class Broadcaster:
         for subscriber in list(self._subscribers.values()):
             subscriber._end("closed", reason)
         self._subscribers.clear()
-        self._dirty.clear()
 
     def track_stream(self, cancel: Callable[[], object]) -> Callable[[], None]:
         """Register a stream's cancel callback (for `end_streams(grace=)`); returns its remover."""
@@ -257,7 +296,7 @@ class Broadcaster:
         Synchronous on purpose. After `aclose()` (or a failure) the subscriber
         comes back closed: its stream ends at once.
         """
-        subscriber = Subscriber(where, self._queue_limit)
+        subscriber = Subscriber(self, where, self._queue_limit)
         if self.running and self._accepting:
             self._subscribers[id(subscriber)] = subscriber
         else:
@@ -267,7 +306,6 @@ class Broadcaster:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Remove a subscriber (its stream ended). Safe to call twice."""
         self._subscribers.pop(id(subscriber), None)
-        self._dirty.pop(id(subscriber), None)
         subscriber._end("closed", "unsubscribed")
 
     def frames_after(self, position: int, where: EventFilter | None = None) -> list[Frame] | None:
@@ -275,14 +313,9 @@ class Broadcaster:
 
         None when the ring does not reach back that far (read the log instead).
         """
-        if position >= self._position:
-            return []
-        if not self._recent or self._recent[0].position > position + 1:
-            return None
-        start = position + 1 - self._recent[0].position
-        frames: Iterable[Frame] = islice(self._recent, start, None)
-        if where is None:
-            return list(frames)
+        frames = self._ring.after(position)
+        if frames is None or where is None:
+            return frames
         return [frame for frame in frames if where.matches(frame.event)]
 
     # -- following the log ----------------------------------------------------
@@ -301,43 +334,39 @@ class Broadcaster:
                 self.end_streams("the server stopped following the log")
 
     def _publish(self, frame: Frame) -> None:
+        self._ring.append(frame)
         self._position = frame.position
-        self._recent.append(frame)
-        cut: list[Subscriber] = []
-        for key, subscriber in self._subscribers.items():
-            where = subscriber.where
-            if where is not None and not where.matches(frame.event):
-                continue
-            pending = subscriber._pending
-            if len(pending) >= subscriber.limit:
-                cut.append(subscriber)
-                continue
-            pending.append(frame)
-            self._dirty[key] = subscriber
-        for subscriber in cut:
-            self._cut_off(subscriber)
-        if self._dirty and self._flush_handle is None:
-            delay = self._last_flush + self._flush_interval - asyncio.get_running_loop().time()
+        if self._flush_handle is None and self._subscribers:
+            loop = asyncio.get_running_loop()
+            delay = self._last_flush + self._flush_interval - loop.time()
             if delay <= 0:
-                self._flush()
+                # Soon, not now: the rest of this page of the log joins the same flush.
+                self._flush_handle = loop.call_soon(self._flush)
             else:
-                self._flush_handle = asyncio.get_running_loop().call_later(delay, self._flush)
+                self._flush_handle = loop.call_later(delay, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
         self._last_flush = asyncio.get_running_loop().time()
-        for subscriber in self._dirty.values():
-            subscriber._wake.set()
-        self._dirty.clear()
+        head = self._position
+        cut: list[Subscriber] = []
+        for subscriber in self._subscribers.values():
+            lag = head - subscriber.cursor
+            if lag > subscriber.limit:
+                cut.append(subscriber)
+            elif lag > 0:
+                subscriber._wake.set()
+        for subscriber in cut:
+            self._cut_off(subscriber)
 
     def _cut_off(self, subscriber: Subscriber) -> None:
+        if self._subscribers.pop(id(subscriber), None) is None:
+            return
         self.cut_offs += 1
-        self._subscribers.pop(id(subscriber), None)
-        self._dirty.pop(id(subscriber), None)
+        lag = self._position - subscriber.cursor
         logger.info(
-            "cut off an SSE subscriber %d events behind at position %d",
-            subscriber.pending, self._position,
-        )  # fmt: skip
+            "cut off an SSE subscriber %d events behind at position %d", lag, self._position
+        )
         subscriber._end(
             "cut_off",
             f"more than {subscriber.limit} events behind at position {self._position}",

@@ -92,7 +92,9 @@ class ApiConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, then `overrides` (None values ignored).
+        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, then `overrides`.
+
+        Overrides that are None are ignored.
 
         `env` defaults to `os.environ`; it is only read.
         """

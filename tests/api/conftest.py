@@ -16,8 +16,8 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture
 def config(tmp_path: Path) -> ApiConfig:
-    """A config on a fresh log, polling fast, no token."""
-    return ApiConfig(db=tmp_path / "fleet.db", store_poll_s=0.05)
+    """A config on a fresh log, polling fast, no token, no runtime (tests of agent CRUD add one)."""
+    return ApiConfig(db=tmp_path / "fleet.db", store_poll_s=0.05, runtime=False)
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ INGEST = b'{"hook_event_name": "Stop", "session_id": "s1"}'
 
 @pytest.fixture
 def config(tmp_path: Path) -> ApiConfig:
-    return ApiConfig(db=tmp_path / "fleet.db", token=SecretStr(TOKEN), store_poll_s=0.05)
+    return ApiConfig(
+        db=tmp_path / "fleet.db", runtime=False, token=SecretStr(TOKEN), store_poll_s=0.05
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,7 @@ async def test_query_token_is_not_accepted_on_post(
 
 
 async def test_without_a_configured_token_a_stray_query_token_is_ignored(tmp_path: Path) -> None:
-    app = create_app(ApiConfig(db=tmp_path / "f.db"))
+    app = create_app(ApiConfig(db=tmp_path / "f.db", runtime=False))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

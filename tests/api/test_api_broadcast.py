@@ -83,7 +83,7 @@ async def test_frames_after_and_subscribe_make_an_exact_seam(log: SQLiteEventSto
 
 
 async def test_frames_after_is_none_beyond_the_ring(log: SQLiteEventStore) -> None:
-    async with Broadcaster(log, flush_interval=0, recent=16) as broadcaster:
+    async with Broadcaster(log, flush_interval=0, recent=16, queue_limit=8) as broadcaster:
         await append_batch(log, 40)
         await wait_until(lambda: broadcaster.position == 40, what="the batch")
         assert broadcaster.frames_after(10) is None

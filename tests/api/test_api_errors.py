@@ -124,7 +124,7 @@ async def test_payload_over_the_ingest_limit_but_under_the_body_limit_is_413(
 
 
 async def test_a_smaller_body_limit_is_enforced(tmp_path: Path) -> None:
-    app = create_app(ApiConfig(db=tmp_path / "f.db", max_body_bytes=2048))
+    app = create_app(ApiConfig(db=tmp_path / "f.db", runtime=False, max_body_bytes=2048))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

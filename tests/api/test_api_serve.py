@@ -58,7 +58,7 @@ async def test_serve_refuses_to_listen_beyond_loopback_without_a_token(
 
 async def test_serving_refuses_too(tmp_path: Path) -> None:
     with pytest.raises(InsecureServe):
-        async with serving(ApiConfig(db=tmp_path / "f.db"), host="0.0.0.0"):
+        async with serving(ApiConfig(db=tmp_path / "f.db", runtime=False), host="0.0.0.0"):
             pass  # pragma: no cover
 
 
@@ -100,7 +100,7 @@ async def test_serve_takes_the_token_from_the_environment(
 
 async def test_everything_over_a_real_socket(tmp_path: Path) -> None:
     """One pass over every route against uvicorn on 127.0.0.1, as a user runs it."""
-    config = ApiConfig(db=tmp_path / "fleet.db", token=SecretStr("t0k"))
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, token=SecretStr("t0k"))
     auth = {"Authorization": "Bearer t0k"}
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url, headers=auth) as h:
         assert server.app.services is not None
@@ -152,7 +152,7 @@ async def test_everything_over_a_real_socket(tmp_path: Path) -> None:
 
 
 async def test_a_huge_body_over_a_real_socket_is_413(tmp_path: Path) -> None:
-    async with serving(ApiConfig(db=tmp_path / "f.db")) as server:
+    async with serving(ApiConfig(db=tmp_path / "f.db", runtime=False)) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             response = await http.post("/v1/hooks/ingest", content=b"x" * 1_100_000)
         assert response.status_code == 413

@@ -119,7 +119,7 @@ async def test_stream_filters_by_run_agent_and_type(
 
 async def test_stalled_client_is_cut_off_while_others_keep_pace(tmp_path: Path) -> None:
     """A client that stops reading is cut off; a reading client gets every event meanwhile."""
-    config = ApiConfig(db=tmp_path / "fleet.db", sse_queue=32, sse_send_timeout_s=60)
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, sse_queue=32, sse_send_timeout_s=60)
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         store = _store(server)
         broadcaster = server.app.services.broadcaster  # type: ignore[union-attr]
@@ -142,7 +142,7 @@ async def test_stalled_client_is_cut_off_while_others_keep_pace(tmp_path: Path) 
 
 async def test_cut_off_client_resumes_from_its_last_event_id(tmp_path: Path) -> None:
     """A slow reader sees the stream end with a comment, reconnects and misses nothing."""
-    config = ApiConfig(db=tmp_path / "fleet.db", sse_queue=8, sse_flush_s=0)
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, sse_queue=8, sse_flush_s=0)
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         store = _store(server)
         broadcaster = server.app.services.broadcaster  # type: ignore[union-attr]
@@ -198,7 +198,7 @@ def _subscribers(server: Serving) -> int:
 
 
 async def test_server_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
-    config = ApiConfig(db=tmp_path / "fleet.db")
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False)
     loop = asyncio.get_running_loop()
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         streams = [
@@ -216,7 +216,7 @@ async def test_server_shutdown_ends_open_streams_promptly(tmp_path: Path) -> Non
 
 
 async def test_heartbeat_comments_keep_an_idle_stream_alive(tmp_path: Path) -> None:
-    config = ApiConfig(db=tmp_path / "fleet.db", sse_ping_s=0.1)
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, sse_ping_s=0.1)
     async with (
         serving(config) as server,
         httpx.AsyncClient(base_url=server.url) as http,
@@ -273,7 +273,7 @@ async def test_last_event_id_wins_over_from(server: Serving, http: httpx.AsyncCl
 
 async def test_stream_catches_up_from_the_log_beyond_the_recent_ring(tmp_path: Path) -> None:
     """A resume from before the in-memory ring reads the log in pages, then goes live."""
-    config = ApiConfig(db=tmp_path / "fleet.db", sse_recent=16)
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, sse_recent=16)
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         store = _store(server)
         for _ in range(12):
