@@ -288,6 +288,11 @@ def _print_rerun(r: RerunResult, diffstat: str) -> None:
         f"{r.responses_served} model answers served from the log in {r.duration_ms / 1000:.2f} s"
         f"{recorded}; workspace copy: {r.workspace}"
     )
+    if r.git_head is None:
+        console.print(
+            f"[yellow]note:[/] {r.source} is not a git repository, so the copy is of the folder "
+            "as it is now, not as it was when the run was recorded (give --source to choose)"
+        )
     if r.error:
         console.print(f"[red]error:[/] {escape(r.error)}")
     if diffstat:

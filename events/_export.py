@@ -330,7 +330,7 @@ class _Checker:
             raise self.fail("there is more after the trailer line", number)
         try:
             value = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
         if not isinstance(value, dict):
             raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)

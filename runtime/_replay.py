@@ -62,7 +62,13 @@ from ._fleet import Fleet, FleetConfig
 from ._models import ModelTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
-from ._replay_diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence, compare_runs, trace_agents
+from ._replay_diff import (
+    REPLAY_MASKS,
+    REPLAY_UNCHECKED_TOOLS,
+    Divergence,
+    compare_runs,
+    trace_agents,
+)
 from ._replay_model import ReplayModel, ReplayScript
 from ._replay_timeline import run_events
 
@@ -133,6 +139,8 @@ class RerunResult:
     error: str | None
     summary: str
     workspace: Path
+    source: Path  # what the workspace was copied from
+    git_head: str | None  # the commit it was checked out at (None: a copy of the folder as it is)
     duration_ms: float
     recorded_duration_ms: float | None
     responses_served: int
@@ -151,6 +159,8 @@ class RerunResult:
             "error": self.error,
             "summary": self.summary,
             "workspace": str(self.workspace),
+            "source": str(self.source),
+            "git_head": self.git_head,
             "duration_ms": round(self.duration_ms, 3),
             "recorded_duration_ms": self.recorded_duration_ms,
             "responses_served": self.responses_served,
@@ -325,8 +335,10 @@ async def rerun(
     source = options.source or (Path(started.workspace) if started.workspace else None)
     if source is None:
         raise ReplayImpossible(run_id, "no workspace was recorded: give one with --source")
-    dest = options.workspace or store.path.parent / "workspaces" / f"replay-{new_id.removeprefix('run-')}"
-    workspace = await copy_workspace(source, dest, started.config.get("git_head"))
+    folder = f"replay-{new_id.removeprefix('run-')}"
+    dest = options.workspace or store.path.parent / "workspaces" / folder
+    git_head = started.config.get("git_head")
+    workspace = await copy_workspace(source, dest, git_head)
     if options.prepare is not None:
         await options.prepare(workspace)
     script = ReplayScript.from_events(recorded)
@@ -395,6 +407,8 @@ async def rerun(
         error=result.error,
         summary=result.summary,
         workspace=workspace,
+        source=await asyncio.to_thread(source.resolve),
+        git_head=git_head,
         duration_ms=duration,
         recorded_duration_ms=end.duration_ms,
         responses_served=script.served,

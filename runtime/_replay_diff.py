@@ -246,44 +246,62 @@ def compare_runs(
     old_side = _Masker(masks, recorded_roots)
     new_side = _Masker(masks, replayed_roots)
     pairs, extra = _pair(recorded, replayed)
-    out: list[Divergence] = []
+    out: list[tuple[_Key, Divergence]] = []
     for old, new in pairs:
         if new is None:
-            out.append(
-                Divergence(
-                    old.agent_id, old.name, 0, "tool_call",
-                    f"agent {old.name} ({old.role}) with {old.responses} model responses and "
-                    f"{len(old.calls)} tool calls",
-                    "the agent was not created in the re-execution",
-                )
-            )  # fmt: skip
+            _add(
+                out,
+                _WHOLE,
+                old.agent_id,
+                old.name,
+                0,
+                "tool_call",
+                f"agent {old.name} ({old.role}) with {old.responses} model responses and "
+                f"{len(old.calls)} tool calls",
+                "the agent was not created in the re-execution",
+            )
             continue
         out += _compare_calls(old, new, ids, old_side, new_side, unchecked_tools)
         out += _compare_hooks(old, new)
     for new in extra:
-        out.append(
-            Divergence(
-                new.agent_id, new.name, 0, "tool_call",
-                "the recording has no such agent",
-                f"agent {new.name} ({new.role}) with {new.responses} model responses and "
-                f"{len(new.calls)} tool calls",
-            )
-        )  # fmt: skip
+        _add(
+            out,
+            _WHOLE,
+            new.agent_id,
+            new.name,
+            0,
+            "tool_call",
+            "the recording has no such agent",
+            f"agent {new.name} ({new.role}) with {new.responses} model responses and "
+            f"{len(new.calls)} tool calls",
+        )
     paired = {old.agent_id: new for old, new in pairs if new is not None}
     for miss in misses:
         new = paired.get(miss.agent_id or "") or next(
             (t for t in replayed if t.name == miss.name and t.role == miss.role), None
         )
-        out.append(
-            Divergence(
-                new.agent_id if new else (miss.agent_id or ""), miss.name, miss.turn,
-                "missing_response", "no recorded model response for this call",
-                f"model call {miss.turn} was made", detail=miss.reason,
-            )
-        )  # fmt: skip
+        _add(
+            out,
+            (miss.turn, 0, 0),
+            new.agent_id if new else (miss.agent_id or ""),
+            miss.name,
+            miss.turn,
+            "missing_response",
+            "no recorded model response for this call",
+            f"model call {miss.turn} was made",
+            detail=miss.reason,
+        )
     order = {t.agent_id: i for i, t in enumerate([*replayed, *recorded])}
-    out.sort(key=lambda d: (order.get(d.agent_id, len(order)), d.step))
-    return out
+    out.sort(key=lambda item: (order.get(item[1].agent_id, len(order)), item[0]))
+    return [d for _, d in out]
+
+
+_Key = tuple[int, int, int]  # (step, place in the step, order at that place)
+_WHOLE: _Key = (0, 0, 0)
+
+
+def _add(out: list[tuple[_Key, Divergence]], at: _Key, *args: Any, **kwargs: Any) -> None:
+    out.append((at, Divergence(*args, **kwargs)))
 
 
 def _pair(
@@ -307,35 +325,57 @@ def _compare_calls(
     old_side: _Masker,
     new_side: _Masker,
     unchecked: frozenset[str],
-) -> list[Divergence]:
-    out: list[Divergence] = []
+) -> list[tuple[_Key, Divergence]]:
+    out: list[tuple[_Key, Divergence]] = []
     keys = sorted(set(old.calls) | set(new.calls))
     for index, key in enumerate(keys):
         a, b = old.calls.get(key), new.calls.get(key)
         step = key[0]
+        at = (step, key[1], 1)  # after the call's PreToolUse decision
         if a is None:
             assert b is not None
-            out.append(
-                Divergence(new.agent_id, new.name, step, "tool_call", "(no such call recorded)",
-                           _describe(b), tool=b.name)
-            )  # fmt: skip
+            _add(
+                out,
+                at,
+                new.agent_id,
+                new.name,
+                step,
+                "tool_call",
+                "(no such call recorded)",
+                _describe(b),
+                tool=b.name,
+            )
             continue
         if b is None:
             rest = sum(1 for k in keys[index + 1 :] if k in old.calls and k not in new.calls)
             later = f" (and {rest} later recorded calls)" if rest else ""
-            out.append(
-                Divergence(new.agent_id, new.name, step, "tool_call", _describe(a) + later,
-                           "(not called: the agent stopped before this call)", tool=a.name)
-            )  # fmt: skip
+            _add(
+                out,
+                at,
+                new.agent_id,
+                new.name,
+                step,
+                "tool_call",
+                _describe(a) + later,
+                "(not called: the agent stopped before this call)",
+                tool=a.name,
+            )
             break
         expected_input = translate_ids(a.input, ids)
         if a.name != b.name or expected_input != b.input:
             moved = _Call(a.step, a.ordinal, a.tool_use_id, a.name, expected_input)
-            out.append(
-                Divergence(new.agent_id, new.name, step, "tool_call", _describe(moved),
-                           _describe(b), tool=b.name,
-                           detail="the call made differs (a PreToolUse hook changed its input?)")
-            )  # fmt: skip
+            _add(
+                out,
+                at,
+                new.agent_id,
+                new.name,
+                step,
+                "tool_call",
+                _describe(moved),
+                _describe(b),
+                tool=b.name,
+                detail="the call made differs (a PreToolUse hook changed its input?)",
+            )
             continue
         if b.name in unchecked:
             continue
@@ -349,27 +389,43 @@ def _compare_calls(
         if not same:
             shown = _Call(a.step, a.ordinal, a.tool_use_id, a.name, a.input, was, a.is_error,
                           a.blocked)  # fmt: skip
-            out.append(
-                Divergence(new.agent_id, new.name, step, "tool_result", _outcome(shown),
-                           _outcome(b), tool=b.name, detail=_describe(b))
-            )  # fmt: skip
+            _add(
+                out,
+                at,
+                new.agent_id,
+                new.name,
+                step,
+                "tool_result",
+                _outcome(shown),
+                _outcome(b),
+                tool=b.name,
+                detail=_describe(b),
+            )
     return out
 
 
-def _compare_hooks(old: AgentTrace, new: AgentTrace) -> list[Divergence]:
-    out: list[Divergence] = []
+def _compare_hooks(old: AgentTrace, new: AgentTrace) -> list[tuple[_Key, Divergence]]:
+    out: list[tuple[_Key, Divergence]] = []
     for key in sorted(set(old.hooks) | set(new.hooks), key=lambda k: (k[1], k[0], k[2])):
         point, step, slot = key
         before, expected = _decisions(old.hooks.get(key))
         after, actual = _decisions(new.hooks.get(key))
         if before == after:
             continue
-        call = new.calls.get((step, int(slot.split()[1]))) if slot.startswith("call") else None
-        out.append(
-            Divergence(
-                new.agent_id, new.name, step, "hook_decision", expected, actual,
-                tool=call.name if call else None,
-                detail=f"{point}" + (f" of {_describe(call)}" if call else ""),
-            )
-        )  # fmt: skip
+        ordinal = int(slot.split()[1]) if slot.startswith("call") else None
+        call = new.calls.get((step, ordinal)) if ordinal is not None else None
+        # A tool point's decision comes before its call's result; other points after the calls.
+        at = (step, ordinal, 0) if ordinal is not None else (step, 1_000_000, int(slot))
+        _add(
+            out,
+            at,
+            new.agent_id,
+            new.name,
+            step,
+            "hook_decision",
+            expected,
+            actual,
+            tool=call.name if call else None,
+            detail=f"{point}" + (f" of {_describe(call)}" if call else ""),
+        )
     return out

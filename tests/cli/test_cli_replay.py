@@ -1,0 +1,192 @@
+"""`fleet replay`, `fleet export` and `fleet import` as a user types them (in process).
+
+The log is made once per module by `fleet demo` itself (scout-plan-build on the
+sample repository, through the offline simulator); a test that writes to a log
+works on a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.cli import main
+from events import EventFilter, SQLiteEventStore
+from projections import ProjectionRunner
+
+
+def fleet(*args: str) -> tuple[int, str, str]:
+    """Run `fleet ARGS` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def _run_ids(db: Path) -> list[str]:
+    async with SQLiteEventStore(db) as store:
+        found = await store.read_all(where=EventFilter.of(types=["RunStarted"]))
+    return [e.data.run_id for e in found]  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A log holding one `fleet demo` run (do not write to it: copy it), and the run's id."""
+    base = tmp_path_factory.mktemp("demo")
+    db = base / "fleet.db"
+    code, out, err = fleet("demo", "--workspace", str(base / "ws"), "--db", str(db),
+                           "--latency", "0", "--json")  # fmt: skip
+    assert code == 0, err
+    return db, json.loads(out)["run_id"]
+
+
+@pytest.fixture
+def db(demo: tuple[Path, str], tmp_path: Path) -> Path:
+    """A copy of the demo log."""
+    target = tmp_path / "fleet.db"
+    shutil.copyfile(demo[0], target)
+    return target
+
+
+def test_replay_prints_the_run_timeline(demo: tuple[Path, str]) -> None:
+    log, run_id = demo
+    code, out, _ = fleet("replay", run_id, "--db", str(log))
+
+    assert code == 0
+    assert run_id in out
+    for text in ("scout-1", "step 1", "grep", "read_file", "sleeps until", "run completed"):
+        assert text in out
+    assert f"fleet replay {run_id} --at POSITION" in " ".join(out.split())
+
+
+def test_replay_accepts_the_run_id_without_its_prefix_and_prints_json(
+    demo: tuple[Path, str],
+) -> None:
+    log, run_id = demo
+    code, out, _ = fleet("replay", run_id.removeprefix("run-"), "--db", str(log), "--json")
+
+    assert code == 0
+    timeline = json.loads(out)
+    assert timeline["run_id"] == run_id
+    assert {e["kind"] for e in timeline["entries"]} >= {"run", "agent", "step", "tool", "wait"}
+
+
+def test_replay_at_a_position_prints_the_view_as_it_was_then(demo: tuple[Path, str]) -> None:
+    log, run_id = demo
+
+    async def expected() -> Any:
+        async with SQLiteEventStore(log) as store, ProjectionRunner(store) as runner:
+            return await runner.view_at("board", 20)
+
+    code, out, _ = fleet("replay", run_id, "--db", str(log), "--at", "20", "--view", "board",
+                         "--json")  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == asyncio.run(expected())
+
+    code, out, _ = fleet("replay", run_id, "--db", str(log), "--at", "20")
+    assert code == 0
+    assert "agents as of position 20" in out
+    assert "scout-1" in out
+
+
+def test_replay_at_a_position_outside_the_log_is_refused(demo: tuple[Path, str]) -> None:
+    log, run_id = demo
+    code, _, err = fleet("replay", run_id, "--db", str(log), "--at", "99999")
+    assert code == 1
+    assert "position 99999 is not in the log" in err
+
+
+def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: Path) -> None:
+    log, run_id = demo
+    exported, other = tmp_path / "run.jsonl", tmp_path / "other.db"
+
+    code, out, err = fleet("export", run_id, "--db", str(log), "-o", str(exported))
+    assert code == 0, err
+    assert f"exported run {run_id}" in out
+
+    code, out, err = fleet("import", str(exported), "--db", str(other), "--json")
+    assert code == 0, err
+    imported = json.loads(out)
+    assert imported["run_id"] == run_id
+    assert imported["run"]["status"] == "completed"
+    assert fleet("replay", run_id, "--db", str(other), "--json")[0] == 0
+
+    code, _, err = fleet("import", str(exported), "--db", str(other))
+    assert code == 1
+    assert "exist in this log already" in err
+    assert asyncio.run(_run_ids(other)) == [run_id]
+
+
+def test_import_refuses_a_damaged_export_and_creates_no_log(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    log, run_id = demo
+    exported = tmp_path / "run.jsonl"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    lines = exported.read_bytes().splitlines(keepends=True)
+    (tmp_path / "cut.jsonl").write_bytes(b"".join(lines[:-1]))
+    (tmp_path / "junk.txt").write_text("not an export\n")
+
+    for name, reason in (("cut.jsonl", "truncated"), ("junk.txt", "not a JSON Lines run export")):
+        code, _, err = fleet("import", str(tmp_path / name), "--db", str(tmp_path / "other.db"))
+        assert code == 1
+        assert reason in err
+        assert "nothing was imported" in err
+    assert not (tmp_path / "other.db").exists()
+    code, _, err = fleet("import", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "o.db"))
+    assert code == 1
+    assert "cannot read" in err
+
+
+def test_an_unknown_run_or_a_missing_log_is_a_clear_error(
+    demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    log, _ = demo
+    for command in ("replay", "export"):
+        code, _, err = fleet(command, "run-nope", "--db", str(log))
+        assert code == 1
+        assert "no run 'run-nope'" in err
+    code, _, err = fleet("replay", "run-x", "--db", str(tmp_path / "none.db"))
+    assert code == 1
+    assert "no log at" in err
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_rerun_unchanged_reports_no_divergence(db: Path, demo: tuple[Path, str]) -> None:
+    code, out, err = fleet("replay", demo[1], "--db", str(db), "--rerun")
+
+    assert code == 0, err
+    assert "nothing is sent to any API" in " ".join(out.split())
+    assert "no divergence" in out
+
+
+def test_rerun_with_a_hook_that_blocks_reports_where_it_diverged(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"hooks": {"PreToolUse": [{
+        "matcher": "run_command",
+        "hooks": [{"type": "command", "command": "echo 'no commands today' >&2; exit 2"}],
+    }]}}))  # fmt: skip
+
+    code, out, _ = fleet("replay", demo[1], "--db", str(db), "--rerun", "--hooks", str(settings),
+                         "--json")  # fmt: skip
+
+    assert code == 1
+    result = json.loads(out)
+    assert result["replay_of"] == demo[1]
+    assert [(d["agent"], d["step"], d["kind"]) for d in result["divergences"]] == [
+        ("build", 3, "hook_decision"),
+        ("build", 3, "tool_result"),
+    ]
+    assert "no commands today" in result["divergences"][0]["actual"]
+
+    code, out, _ = fleet("replay", result["run_id"], "--db", str(db))
+    assert "diverged at step 3 (hook_decision)" in " ".join(out.split())

@@ -1,0 +1,218 @@
+"""Re-executing a recorded run: answers from the log, tools and hooks anew, divergences reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from replay_support import Recording, git, record
+
+from events import (
+    EventFilter,
+    Meta,
+    NewEvent,
+    ReplayDiverged,
+    RunNotFound,
+    RunStarted,
+    SQLiteEventStore,
+)
+from hooks import HookDispatcher
+from projections import ProjectionRunner
+from runtime import (
+    ReplayImpossible,
+    RerunOptions,
+    RerunResult,
+    WorkspaceUnavailable,
+    prepare_workspace,
+    rerun,
+)
+
+
+async def _rerun(store: SQLiteEventStore, run_id: str, **options: Any) -> RerunResult:
+    async with ProjectionRunner(store) as runner:
+        return await rerun(store, runner, run_id, RerunOptions(**options))
+
+
+async def _diverged_events(store: SQLiteEventStore, run_id: str) -> list[ReplayDiverged]:
+    found = await store.read_all(where=EventFilter.of(run_id=run_id, types=["ReplayDiverged"]))
+    return [e.data for e in found]  # type: ignore[misc]
+
+
+async def test_an_unchanged_rerun_diverges_nowhere_and_changes_the_same_files(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    result = await _rerun(store, recorded_pattern.run_id, workspace=tmp_path / "copy")
+
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    responses = await store.read_all(
+        where=EventFilter.of(run_id=recorded_pattern.run_id, types=["ModelResponded"])
+    )
+    assert result.responses_served == len(responses)
+    assert await _diverged_events(store, result.run_id) == []
+    assert await git(result.workspace, "diff", recorded_pattern.git_head) == recorded_pattern.diff
+    assert not await git(result.workspace, "remote"), "the copy must not point at the original"
+    async with ProjectionRunner(store) as runner:
+        await runner.wait_for(await store.head())
+        runs = {r["id"]: r for r in runner.view("runs")["runs"]}
+        agents = runner.view("agents")["agents"]
+    assert runs[result.run_id]["replay_of"] == recorded_pattern.run_id
+    assert runs[result.run_id]["tokens"] == runs[recorded_pattern.run_id]["tokens"]
+
+    def produced(run_id: str) -> list[tuple[str, list[str]]]:
+        return [(a["name"], a["files_produced"]) for a in agents if a["run_id"] == run_id]
+
+    assert produced(result.run_id) == produced(recorded_pattern.run_id)
+
+
+async def test_a_file_changed_in_the_copy_diverges_at_the_step_that_read_it(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    async def change_a_file(workspace: Path) -> None:
+        path = workspace / "textstats" / "counting.py"
+        path.write_text(path.read_text() + "\n# changed since the recording\n")
+
+    result = await _rerun(
+        store, recorded_pattern.run_id, workspace=tmp_path / "copy", prepare=change_a_file
+    )
+
+    assert result.status == "completed"
+    assert {d.kind for d in result.divergences} == {"tool_result"}
+    first = {}
+    for d in result.divergences:
+        first.setdefault(d.agent, d)
+    for scout in ("scout-1", "scout-2", "scout-3"):
+        d = first[scout]
+        assert (d.step, d.tool) == (2, "read_file")  # step 1 was the grep, which still matches
+        assert "textstats/counting.py" in d.detail
+        assert "# changed since the recording" in d.actual
+        assert "# changed since the recording" not in d.expected
+    events = await _diverged_events(store, result.run_id)
+    assert [(e.agent_id, e.step, e.kind) for e in events] == [
+        (d.agent_id, d.step, d.kind) for d in result.divergences
+    ]
+    assert {(e.run_id, e.replay_of) for e in events} == {(result.run_id, recorded_pattern.run_id)}
+
+
+async def test_a_hook_that_now_blocks_a_tool_is_a_hook_decision_and_a_tool_result(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    async with HookDispatcher() as hooks:
+        hooks.add_python(
+            "PreToolUse",
+            lambda payload: {"decision": "block", "reason": "no commands today"},
+            matcher="run_command",
+            name="no-commands",
+        )
+        result = await _rerun(
+            store, recorded_pattern.run_id, workspace=tmp_path / "copy", hooks=hooks
+        )
+
+    diverged = [(d.agent, d.step, d.kind, d.tool) for d in result.divergences]
+    assert diverged == [
+        ("build", 3, "hook_decision", "run_command"),
+        ("build", 3, "tool_result", "run_command"),
+    ]
+    decision, outcome = result.divergences
+    assert decision.detail.startswith("PreToolUse of run_command")
+    assert "no-commands: deny (no commands today)" in decision.actual
+    assert outcome.actual.startswith("[blocked] ")
+    assert "Ran 9 tests" in outcome.expected
+
+
+async def test_a_stop_hook_asking_for_one_more_turn_is_a_missing_response(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    """The recording has no answer for the extra turn: the builder stops, the run fails."""
+    async with HookDispatcher() as hooks:
+        hooks.add_python(
+            "SubagentStop",
+            lambda payload: {"decision": "block", "reason": "also update the README"},
+            matcher="builder",
+        )
+        result = await _rerun(
+            store, recorded_pattern.run_id, workspace=tmp_path / "copy", hooks=hooks
+        )
+
+    assert result.status == "failed"
+    assert [(d.agent, d.step, d.kind) for d in result.divergences] == [
+        ("build", 4, "hook_decision"),
+        ("build", 5, "missing_response"),
+    ]
+    missing = result.divergences[1]
+    assert "the recording has 4 model responses for agent 'build'" in missing.detail
+
+
+async def test_an_orchestrator_run_is_re_executed_through_the_orchestrator(
+    recorded_orchestrator: Recording, tmp_path: Path
+) -> None:
+    """Its recorded tool calls name the recorded agents: the replay gives them the new ids."""
+    db = tmp_path / "fleet.db"
+    db.write_bytes(recorded_orchestrator.db.read_bytes())
+    async with SQLiteEventStore(db) as store:
+        result = await _rerun(store, recorded_orchestrator.run_id, workspace=tmp_path / "copy")
+
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    assert await git(result.workspace, "diff", recorded_orchestrator.git_head) == (
+        recorded_orchestrator.diff
+    )
+
+
+async def test_an_unknown_run_is_refused(store: SQLiteEventStore, tmp_path: Path) -> None:
+    head = await store.head()
+    with pytest.raises(RunNotFound):
+        await _rerun(store, "run-nope", workspace=tmp_path / "copy")
+    assert await store.head() == head
+    assert not (tmp_path / "copy").exists()
+
+
+async def test_a_run_that_has_not_ended_is_refused(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    await store.append(
+        "run-run-open",
+        [NewEvent(RunStarted(run_id="run-open", task="t", pattern="scout-plan-build",
+                             workspace=str(recorded_pattern.workspace)), Meta(run_id="run-open"))],
+    )  # fmt: skip
+    head = await store.head()
+    with pytest.raises(ReplayImpossible, match="has not ended"):
+        await _rerun(store, "run-open", workspace=tmp_path / "copy")
+    assert await store.head() == head
+
+
+async def test_a_missing_workspace_or_a_busy_destination_is_refused_and_nothing_appended(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    head = await store.head()
+    with pytest.raises(WorkspaceUnavailable, match="does not exist"):
+        await _rerun(store, recorded_pattern.run_id, source=tmp_path / "gone")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("mine")
+    with pytest.raises(WorkspaceUnavailable, match="not empty"):
+        await _rerun(store, recorded_pattern.run_id, workspace=busy)
+    not_git = tmp_path / "plain"
+    not_git.mkdir()
+    with pytest.raises(WorkspaceUnavailable, match="not a git repository"):
+        await _rerun(store, recorded_pattern.run_id, source=not_git, workspace=tmp_path / "c")
+    assert await store.head() == head
+    assert (busy / "file").read_text() == "mine"
+
+
+async def test_a_run_recorded_outside_git_is_re_executed_on_a_plain_copy(tmp_path: Path) -> None:
+    """Without git the copy is of the folder as it is now: after the run, or a given source."""
+    recording = await record(tmp_path / "rec", "scout-builder", git=False)
+    pristine = await prepare_workspace(tmp_path / "pristine", git=False)
+    async with SQLiteEventStore(recording.db) as store:
+        clean = await _rerun(store, recording.run_id, workspace=tmp_path / "a", source=pristine)
+        after = await _rerun(store, recording.run_id, workspace=tmp_path / "b")
+
+    assert clean.status == "completed", clean.error
+    assert clean.divergences == ()
+    assert clean.git_head is None
+    assert clean.source == pristine
+    first = after.divergences[0]
+    assert (first.agent, first.step, first.tool) == ("scout", 1, "grep")
+    assert first.actual == "no matches"  # the recorded run renamed what the scout looks for
