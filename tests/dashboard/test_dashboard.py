@@ -382,6 +382,11 @@ async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_repl
         graph = await page.evaluate(READ_GRAPH)
         assert sorted(graph["nodes"]) == sorted(a["id"] for a in run_agents["agents"])
         assert {kind for kind, _, _ in graph["edges"]} == {"created", "waits_on", "consumes"}
+        # The summary is drawn once the run's range has been fetched: wait for it.
+        await page.wait_for_function(
+            "document.getElementById('run-summary').textContent.includes('completed')",
+            timeout=10_000,
+        )
         summary = await page.locator("#run-summary").text_content() or ""
         assert "completed" in summary
         assert "plan-build-review-ship" in summary
