@@ -95,6 +95,7 @@ class SQLiteEventStore:
         self._writer: GroupWriter | None = None
         self._reader: PageReader | None = None
         self._appended = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
 
     def __repr__(self) -> str:
@@ -113,9 +114,10 @@ class SQLiteEventStore:
         self._state = "opening"
         try:
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            self._loop = asyncio.get_running_loop()
             writer = GroupWriter(
                 self.path,
-                asyncio.get_running_loop(),
+                self._loop,
                 self._committed,
                 busy_timeout_ms=round(self.lock_timeout * 1000),
             )
@@ -218,9 +220,12 @@ class SQLiteEventStore:
         batch = tuple(events)
         if not batch:
             return []
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise StoreError("this store was opened on another event loop (note 4)")
         params, segments = self._encode(stream_id, batch)
         assert self._writer is not None
-        future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[RecordedEvent]] = loop.create_future()
         self._writer.submit(
             PendingAppend(stream_id, batch, params, segments, expected_version, future)
         )

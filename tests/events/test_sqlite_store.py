@@ -184,6 +184,23 @@ def test_nonsense_options_are_refused(tmp_path: Path, options: dict[str, float])
         SQLiteEventStore(tmp_path / "log.db", **options)  # type: ignore[arg-type]
 
 
+def test_a_store_refuses_appends_from_another_event_loop(tmp_path: Path) -> None:
+    async def open_store() -> SQLiteEventStore:
+        return await SQLiteEventStore(tmp_path / "log.db").open()
+
+    async def append(store: SQLiteEventStore) -> None:
+        with pytest.raises(StoreError, match="another event loop"):
+            await store.append("agent-a", [command("a", 0)])
+        assert await store.head() == 0
+
+    with asyncio.Runner() as first, asyncio.Runner() as second:
+        store = first.run(open_store())
+        try:
+            second.run(append(store))
+        finally:
+            first.run(store.aclose())
+
+
 async def test_the_log_refuses_update_and_delete(store: SQLiteEventStore) -> None:
     """Append-only even against a careless hand with the sqlite3 shell."""
     await store.append("agent-a", [command("a", 0)])
