@@ -50,7 +50,7 @@ from ._export import (
     import_run,
     parse_export,
     read_export,
-    run_stream_ids,
+    read_run,
 )
 from ._sqlite import DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
 from ._store import EventFilter, EventStore
@@ -126,6 +126,6 @@ __all__ = [
     "import_run",
     "parse_export",
     "read_export",
-    "run_stream_ids",
+    "read_run",
     "upcast",
 ]

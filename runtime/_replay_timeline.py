@@ -27,7 +27,6 @@ from events import (
     AgentWaiting,
     AgentWoke,
     ContextCompacted,
-    EventFilter,
     EventStore,
     ExternalHookReceived,
     HookInvoked,
@@ -41,7 +40,7 @@ from events import (
     TaskMoved,
     ToolCallCompleted,
     ToolCallRequested,
-    run_stream_ids,
+    read_run,
 )
 
 __all__ = ["Timeline", "TimelineEntry", "load_timeline", "run_events"]
@@ -51,9 +50,7 @@ _LINE = 160  # characters of free text (prompts, results, summaries) in one entr
 
 async def run_events(store: EventStore, run_id: str) -> list[RecordedEvent]:
     """Every event of run `run_id`'s streams, in position order. Raises `RunNotFound`."""
-    streams, start = await run_stream_ids(store, run_id)
-    where = EventFilter.of(stream_ids=streams)
-    return [e async for e in store.iter_all(after=start - 1, where=where, lenient=True)]
+    return await read_run(store, run_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from events import (
     EventFilter,
     ExportInvalid,
     ImportConflict,
+    InvalidEvent,
     Meta,
     NewEvent,
     RunCompleted,
@@ -268,3 +269,29 @@ async def test_an_export_written_by_an_older_schema_is_upcast_on_import(
 
     assert stored[0].type == "ToolCallCompleted"
     assert stored[0].data.result == data["output"]  # type: ignore[union-attr]
+
+
+async def test_a_run_whose_stream_goes_on_outside_it_is_not_exported(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    """An export holds whole streams: an agent commanded later outside the run cannot be cut out."""
+    (created,) = await store.read_all(
+        where=EventFilter.of(run_id=recorded_pattern.run_id, types=["AgentCreated"]), limit=1
+    )
+    await store.append(created.stream_id, [NewEvent(RunCompleted(run_id="elsewhere"))])
+
+    with pytest.raises(InvalidEvent, match="cannot be taken out of it whole"):
+        await export_run(store, recorded_pattern.run_id, tmp_path / "run.jsonl")
+    assert not [name for name in _names(tmp_path) if name.startswith("run.jsonl")]
+
+
+async def test_each_event_line_is_the_events_api_json_and_its_schema(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    exported = await _export(store, recorded_pattern.run_id, tmp_path / "run.jsonl")
+    lines = [json.loads(line) for line in lines_of(exported)[1:-1]]
+    events = await store.read_all()
+
+    assert len(lines) == len(events)
+    for line, event in zip(lines, events, strict=True):
+        assert line == {**event.to_json_dict(), "schema": type(event.data).SCHEMA_VERSION}
