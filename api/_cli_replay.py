@@ -6,7 +6,7 @@
     fleet export RUN -o run.jsonl             the run as checksummed JSON Lines
     fleet import run.jsonl --db other.db      into another log (projections rebuilt)
 
-RUN is a run id as `fleet runs` lists it (`run-1a2b3c`; the `run-` may be left out).
+RUN is a run id as `fleet runs` lists it (a `run-` prefix is accepted either way).
 """
 
 from __future__ import annotations
@@ -130,12 +130,10 @@ def _existing_db(args: argparse.Namespace) -> Path | None:
 
 
 async def resolve_run(store: EventStore, run: str) -> str:
-    """The run id `run` names (`run-` may be left out). Raises `RunNotFound`."""
-    for candidate in (run, f"run-{run}"):
-        if await store.stream_version(f"run-{candidate}"):
+    """The run id `run` names (with or without a `run-` prefix). Raises `RunNotFound`."""
+    for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
+        if candidate and await store.stream_version(f"run-{candidate}"):
             return candidate
-        if candidate.startswith("run-"):
-            break
     raise RunNotFound(run)
 
 

@@ -66,11 +66,9 @@ def test_replay_prints_the_run_timeline(demo: tuple[Path, str]) -> None:
     assert f"fleet replay {run_id} --at POSITION" in " ".join(out.split())
 
 
-def test_replay_accepts_the_run_id_without_its_prefix_and_prints_json(
-    demo: tuple[Path, str],
-) -> None:
+def test_replay_json_is_the_timeline(demo: tuple[Path, str]) -> None:
     log, run_id = demo
-    code, out, _ = fleet("replay", run_id.removeprefix("run-"), "--db", str(log), "--json")
+    code, out, _ = fleet("replay", run_id, "--db", str(log), "--json")
 
     assert code == 0
     timeline = json.loads(out)
@@ -190,3 +188,12 @@ def test_rerun_with_a_hook_that_blocks_reports_where_it_diverged(
 
     code, out, _ = fleet("replay", result["run_id"], "--db", str(db))
     assert "diverged at step 3 (hook_decision)" in " ".join(out.split())
+
+
+def test_a_run_id_is_found_with_or_without_a_run_prefix(demo: tuple[Path, str]) -> None:
+    log, run_id = demo
+    bare = run_id.removeprefix("run-")
+    for given in (bare, f"run-{bare}"):
+        code, out, _ = fleet("replay", given, "--db", str(log), "--json")
+        assert code == 0
+        assert json.loads(out)["run_id"] == run_id
