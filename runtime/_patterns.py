@@ -71,8 +71,8 @@ class _StepFailed(Exception):
 
 
 def new_run_id() -> str:
-    """A fresh run id."""
-    return f"run-{uuid.uuid4().hex[:10]}"
+    """A fresh run id (its stream is `run-<id>`)."""
+    return uuid.uuid4().hex[:10]
 
 
 class _Conductor:
@@ -81,7 +81,7 @@ class _Conductor:
     def __init__(self, fleet: Fleet, run_id: str, pattern: str) -> None:
         self.fleet = fleet
         self.run_id = run_id
-        self.agent_id = f"orchestrator-{run_id.removeprefix('run-')}"
+        self.agent_id = f"orchestrator-{run_id}"
         self.pattern = pattern
 
     async def record(self, data: EventModel) -> None:
