@@ -106,7 +106,9 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 store,
                 queue_limit=config.sse_queue,
                 recent=config.sse_recent,
+                recent_bytes=config.sse_recent_bytes,
                 flush_interval=config.sse_flush_s,
+                wakeups_per_s=config.sse_wakeups_per_s,
             )
         )
         app.services = Services(config, store, runner, broadcaster, runtime)

@@ -15,15 +15,18 @@ Notes (do not fix without reading this):
    from the log.
 2. Frames are shared: the ring holds each frame once, whatever the number
    of subscribers; publishing an event costs the same for 1 or 1,000 of
-   them, and memory is bounded by the ring (`max(recent, queue_limit)`).
+   them, and memory is bounded by the ring (`max(recent, queue_limit)`
+   frames, at most `recent_bytes`).
 3. The seam: `subscribe()` registers synchronously (no await), at
    `broadcaster.position` at that instant; the frames up to it come from the
    ring (`frames_after()`, also synchronous) or the log. Both in one
    synchronous step is exact: no gap, no duplicate. The stream also skips
    anything at or before its last position.
-4. Wake-ups are coalesced: at most one flush per `flush_interval` (leading
-   edge: an idle stream is woken at once). Under load each wake-up carries
-   many frames in one chunk; the added delay is at most `flush_interval`.
+4. Wake-ups are coalesced: at most one flush per interval (leading edge: an
+   idle stream is woken at once). The interval grows with the subscribers,
+   `subscribers / wakeups_per_s` capped at `flush_interval`, so one subscriber
+   is woken for every event (no added delay) while many share a bounded
+   number of wake-ups per second, each carrying many frames in one chunk.
 5. `aclose()` cancels the follower until it is done, not once: on Python
    3.11, `asyncio.wait_for` (used inside `store.subscribe`) can swallow a
    cancellation that lands as its timeout fires, and the follower would go
@@ -93,32 +96,74 @@ def sse_frame(event: RecordedEvent) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One event and its encoded SSE frame, shared by every subscriber."""
+    """One event's encoded SSE frame, shared by every subscriber, and what filters look at.
+
+    Only the filter keys are kept, not the decoded event: a ring of frames is a
+    few small objects each (less memory, and less for the garbage collector).
+    """
 
     position: int
-    event: RecordedEvent
+    stream_id: str
+    type: str
+    run_id: str | None
+    agent_id: str | None
     data: bytes
+
+    @classmethod
+    def of(cls, event: RecordedEvent) -> Frame:
+        """Encode `event` (once)."""
+        meta = event.meta
+        return cls(
+            event.position, event.stream_id, event.type, meta.run_id, meta.agent_id,
+            sse_frame(event),
+        )  # fmt: skip
+
+    def matches(self, where: EventFilter) -> bool:
+        """The test `EventFilter.matches` makes, on the frame's keys."""
+        return (
+            (where.stream_ids is None or self.stream_id in where.stream_ids)
+            and (where.types is None or self.type in where.types)
+            and (where.run_id is None or self.run_id == where.run_id)
+            and (where.agent_id is None or self.agent_id == where.agent_id)
+        )
 
 
 class _Ring:
-    """The last `capacity` frames in a fixed list indexed by position: O(1) append and slice."""
+    """The last frames (at most `capacity`, at most `max_bytes` of data) in a fixed list
+    indexed by position: O(1) append and slice."""
 
-    __slots__ = ("_capacity", "_items", "first", "last")
+    __slots__ = ("_bytes", "_capacity", "_items", "_max_bytes", "first", "last")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int) -> None:
         self._capacity = capacity
+        self._max_bytes = max_bytes
         self._items: list[Frame | None] = [None] * capacity
+        self._bytes = 0
         self.first = 0  # the oldest position held (0: empty)
         self.last = 0
 
     def append(self, frame: Frame) -> None:
         position = frame.position
         if self.first == 0 or position != self.last + 1:
-            self.first = position  # empty, or a gap (never from a gap-free log): start over
+            # Empty, or a gap (never from a gap-free log): start over.
+            self._items = [None] * self._capacity
+            self._bytes = 0
+            self.first = position
         elif position - self.first >= self._capacity:
-            self.first = position - self._capacity + 1
+            self._drop_oldest()
         self._items[position % self._capacity] = frame
+        self._bytes += len(frame.data)
         self.last = position
+        while self._bytes > self._max_bytes and self.first < self.last:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        index = self.first % self._capacity
+        oldest = self._items[index]
+        if oldest is not None:
+            self._bytes -= len(oldest.data)
+            self._items[index] = None
+        self.first += 1
 
     def after(self, position: int) -> list[Frame] | None:
         """Frames after `position` up to the last; None when the ring no longer reaches back."""
@@ -163,7 +208,7 @@ class Subscriber:
                 self.cursor = broadcaster.position
                 if self.where is not None:
                     where = self.where
-                    frames = [frame for frame in frames if where.matches(frame.event)]
+                    frames = [frame for frame in frames if frame.matches(where)]
                 if frames:
                     return frames
                 continue
@@ -185,8 +230,11 @@ class Broadcaster:
         store: the log to follow, from its head at `__aenter__`.
         queue_limit: how far (in events) a subscriber may lag before it is cut off.
         recent: how many recent frames to keep for reconnects (note 3); the
-            ring holds `max(recent, queue_limit)` frames.
-        flush_interval: seconds between wake-ups of one subscriber (note 4).
+            ring holds `max(recent, queue_limit)` frames...
+        recent_bytes: ...and at most this many bytes of them (a subscriber
+            lagging beyond the ring is cut off).
+        flush_interval: the longest pause between flushes (note 4).
+        wakeups_per_s: the stream wake-ups per second flushes aim to stay under.
     """
 
     def __init__(
@@ -195,12 +243,15 @@ class Broadcaster:
         *,
         queue_limit: int = 1024,
         recent: int = 4096,
-        flush_interval: float = 0.005,
+        recent_bytes: int = 64 * 1024 * 1024,
+        flush_interval: float = 0.02,
+        wakeups_per_s: float = 10_000,
     ) -> None:
         self._store = store
         self._queue_limit = queue_limit
-        self._ring = _Ring(max(recent, queue_limit, 1) + 1)
+        self._ring = _Ring(max(recent, queue_limit, 1) + 1, recent_bytes)
         self._flush_interval = flush_interval
+        self._wakeups_per_s = wakeups_per_s
         self._subscribers: dict[int, Subscriber] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
@@ -316,14 +367,14 @@ class Broadcaster:
         frames = self._ring.after(position)
         if frames is None or where is None:
             return frames
-        return [frame for frame in frames if where.matches(frame.event)]
+        return [frame for frame in frames if frame.matches(where)]
 
     # -- following the log ----------------------------------------------------
 
     async def _follow(self) -> None:
         try:
             async for event in self._store.subscribe(after=self._position):
-                self._publish(Frame(event.position, event, sse_frame(event)))
+                self._publish(Frame.of(event))
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -338,7 +389,8 @@ class Broadcaster:
         self._position = frame.position
         if self._flush_handle is None and self._subscribers:
             loop = asyncio.get_running_loop()
-            delay = self._last_flush + self._flush_interval - loop.time()
+            interval = min(self._flush_interval, len(self._subscribers) / self._wakeups_per_s)
+            delay = self._last_flush + interval - loop.time()
             if delay <= 0:
                 # Soon, not now: the rest of this page of the log joins the same flush.
                 self._flush_handle = loop.call_soon(self._flush)

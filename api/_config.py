@@ -49,18 +49,28 @@ class ApiConfig(BaseModel):
         default=15.0, gt=0, description="heartbeat interval of the event stream"
     )
     sse_queue: int = Field(
-        default=1024, ge=1, description="events a subscriber may have pending before it is cut off"
+        default=1024, ge=1, description="how many events a live stream may lag before it is cut off"
     )
     sse_recent: int = Field(
         default=4096,
         ge=16,
         description="recent events kept in memory so reconnects resume without a read",
     )
+    sse_recent_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="at most this many bytes of recent events are kept in memory",
+    )
     sse_flush_s: float = Field(
-        default=0.005,
+        default=0.02,
         ge=0,
         le=1,
-        description="at most one wake-up per subscriber per this many seconds",
+        description="the longest pause between wake-ups of the live streams (under load)",
+    )
+    sse_wakeups_per_s: float = Field(
+        default=10_000,
+        gt=0,
+        description="wake-ups of live streams per second to stay under (sets the pause)",
     )
     sse_send_timeout_s: float = Field(
         default=30.0, gt=0, description="a stream whose socket accepts nothing this long is closed"

@@ -18,14 +18,15 @@ Notes (do not fix without reading this):
    `sse_send_timeout_s` is closed (sse-starlette's `send_timeout`): its
    subscriber is long gone by then, this frees the connection.
 3. Chunks: everything ready is written at once (a catch-up page, or every
-   frame a wake-up found), not frame by frame.
+   frame a wake-up found), not frame by frame; only a chunk over about
+   `CHUNK_BYTES` is split, so a burst of large events is not one huge copy.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -47,7 +48,9 @@ __all__ = ["CATCH_UP_PAGE", "stream_events"]
 logger = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 500
-"""Events read from the log per catch-up page (each page is one chunk)."""
+"""Events read from the log per catch-up page."""
+CHUNK_BYTES = 1024 * 1024
+"""What is ready is written in one chunk, split at about this size (note 3)."""
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -151,20 +154,37 @@ async def _frames(app: Services, after: int, where: EventFilter | None) -> Async
             )
             chunk.extend(sse_frame(event) for event in events)
             last = events[-1].position if len(events) == CATCH_UP_PAGE else until
-            yield b"".join(chunk)
+            for data in _chunks(chunk):
+                yield data
             chunk = []
-        if chunk:
-            yield b"".join(chunk)
+        for data in _chunks(chunk):
+            yield data
         while batch := await subscriber.next_batch():
             if batch[0].position <= last:
                 batch = [frame for frame in batch if frame.position > last]
                 if not batch:
                     continue
             last = batch[-1].position
-            yield batch[0].data if len(batch) == 1 else b"".join(frame.data for frame in batch)
+            if len(batch) == 1:
+                yield batch[0].data
+            else:
+                for data in _chunks([frame.data for frame in batch]):
+                    yield data
         if subscriber.state == "cut_off":
             yield b": cut off: %s; reconnect with Last-Event-ID\n\n" % subscriber.reason.encode()
     finally:
         broadcaster.open_streams -= 1
         if subscriber is not None:
             broadcaster.unsubscribe(subscriber)
+
+
+def _chunks(frames: list[bytes]) -> Iterator[bytes]:
+    """`frames` joined into as few chunks as possible, each at most about `CHUNK_BYTES`."""
+    start, size = 0, 0
+    for i, frame in enumerate(frames):
+        size += len(frame)
+        if size >= CHUNK_BYTES:
+            yield b"".join(frames[start : i + 1])
+            start, size = i + 1, 0
+    if start < len(frames):
+        yield b"".join(frames[start:])

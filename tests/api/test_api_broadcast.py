@@ -111,7 +111,7 @@ async def test_a_full_queue_cuts_the_subscriber_off_and_frees_it(log: SQLiteEven
 
 async def test_wake_ups_are_coalesced_under_load(log: SQLiteEventStore) -> None:
     """With a flush interval, a burst of appends reaches a subscriber in a few large batches."""
-    async with Broadcaster(log, flush_interval=0.05) as broadcaster:
+    async with Broadcaster(log, flush_interval=0.05, wakeups_per_s=20) as broadcaster:
         subscriber = broadcaster.subscribe()
         batches: list[int] = []
 
@@ -165,3 +165,36 @@ async def test_close_while_the_log_is_busy_never_hangs(log: SQLiteEventStore) ->
         async with broadcaster:
             await append_ticks(log, 1)
         assert not broadcaster.running
+
+
+async def test_the_ring_is_bounded_by_bytes_too(log: SQLiteEventStore) -> None:
+    """Big events: the ring keeps at most `recent_bytes`; a reader beyond it is cut off."""
+    async with Broadcaster(
+        log, flush_interval=0, recent=1000, queue_limit=1000, recent_bytes=50_000
+    ) as broadcaster:
+        slow = broadcaster.subscribe()
+        await append_ticks(log, 40, size=5_000)  # about 200 kB of frames
+        await wait_until(lambda: broadcaster.position == 40, what="the events")
+        frames = broadcaster.frames_after(36)  # about 5 kB each: the last 9 or so are kept
+        assert frames is not None
+        assert [f.position for f in frames] == [37, 38, 39, 40]
+        assert broadcaster.frames_after(20) is None
+        assert broadcaster.frames_after(0) is None
+        assert await slow.next_batch() == []
+        assert slow.state == "cut_off"
+
+
+async def test_frame_filter_is_the_event_filter(log: SQLiteEventStore) -> None:
+    from apitest_support import seed
+
+    from api._broadcast import Frame
+
+    events = await seed(log, run_id="r1") + await seed(log, run_id="r2")
+    filters = [
+        EventFilter.of(run_id="r2"),
+        EventFilter.of(agent_id="r1-a1", types=["AgentCreated", "AgentCompleted"]),
+        EventFilter.of(stream_ids=["run-r1", "task-r2-t1"]),
+        EventFilter.of(types=["RunStarted"], run_id="r1"),
+    ]
+    for where in filters:
+        assert [Frame.of(e).matches(where) for e in events] == [where.matches(e) for e in events]

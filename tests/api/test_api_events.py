@@ -128,3 +128,16 @@ async def test_event_json_equals_to_json_dict(store: SQLiteEventStore) -> None:
         assert frame.startswith(b"id: %d\ndata: " % event.position)
         assert frame.endswith(b"\n\n")
         assert frame.count(b"\n") == 3
+
+
+def test_ready_frames_are_joined_into_chunks_of_bounded_size() -> None:
+    from api._sse import CHUNK_BYTES, _chunks
+
+    small = [b"x" * 100] * 10
+    assert list(_chunks(small)) == [b"x" * 1000]
+    big = [b"y" * (CHUNK_BYTES // 3)] * 7
+    chunks = list(_chunks(big))
+    assert b"".join(chunks) == b"".join(big)
+    assert all(len(c) <= CHUNK_BYTES + CHUNK_BYTES // 3 for c in chunks)
+    assert len(chunks) == 2
+    assert list(_chunks([])) == []
