@@ -8,7 +8,8 @@ restricted to one run)::
         {"kind": "created",  "from": parent, "to": child},
         {"kind": "waits_on", "from": waiter, "to": awaited, "count": int,
          "total_ms": float, "open": bool, "open_ms": float},
-        {"kind": "consumes", "from": consumer, "to": producer, "files": [str]}],
+        {"kind": "consumes", "from": consumer, "to": producer, "reads": int,
+         "files": [str]}],                    # the last MAX_EDGE_FILES files read
      "bottlenecks": [{"agent_id", "waited_on_ms", "waits", "waiters_now", "waiting_now_ms"}],
      "critical_paths": [{"run_id", "total_ms", "path": [{"agent_id", "ms"}]}]}
 
@@ -49,6 +50,9 @@ Notes (do not fix without reading this):
    path of such a run covers its recent part; a run of ordinary agents (a few
    segments each) is exact. Segment indexes are absolute: `dropped` counts
    the ones gone.
+3. A "consumes" edge keeps how many reads it stands for and the last
+   `MAX_EDGE_FILES` distinct files read, not every file: agents sharing a
+   large tree would otherwise keep agents x agents x files names.
 """
 
 from __future__ import annotations
@@ -72,7 +76,10 @@ from events import (
 from ._base import FoldProjection
 from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status, resolve_path
 
-__all__ = ["GraphProjection", "GraphState"]
+__all__ = ["MAX_EDGE_FILES", "MAX_SEGMENTS", "GraphProjection", "GraphState"]
+
+MAX_SEGMENTS = 256  # per agent (note 2)
+MAX_EDGE_FILES = 20  # per consumes edge (note 3)
 
 # A segment: [start_position, start_ts, end_ts | None, [[agent_id, index, at_ts], ...]]
 Segment = list[Any]
@@ -86,8 +93,8 @@ class GraphState(TypedDict):
     waits: dict[str, dict[str, dict[str, Any]]]
     # awaited -> {waiter: None} for the waits open now
     awaited: dict[str, dict[str, None]]
-    # consumer -> producer -> {path: None}
-    consumes: dict[str, dict[str, dict[str, None]]]
+    # consumer -> producer -> {"reads": int, "files": {path: None}} (note 3)
+    consumes: dict[str, dict[str, dict[str, Any]]]
     # resolved path -> [agent_id, segment index, written at]
     writers: dict[str, list[Any]]
     segments: dict[str, list[Segment]]
@@ -100,7 +107,7 @@ class GraphProjection(FoldProjection[GraphState]):
     """Created / waits-on / consumes edges, bottlenecks and critical paths."""
 
     name = "graph"
-    version = 2  # 2: state shape changed before the first release
+    version = 3  # 2, 3: the state changed shape before the first release
     ignores = frozenset(
         {
             "RunStarted",
@@ -208,10 +215,16 @@ class GraphProjection(FoldProjection[GraphState]):
         for consumer, producers in state["consumes"].items():
             if consumer not in ids:
                 continue
-            for producer, files in producers.items():
+            for producer, flow in producers.items():
                 if producer in ids:
                     edges.append(
-                        {"kind": "consumes", "from": consumer, "to": producer, "files": list(files)}
+                        {
+                            "kind": "consumes",
+                            "from": consumer,
+                            "to": producer,
+                            "reads": flow["reads"],
+                            "files": list(flow["files"]),
+                        }
                     )
         ranked = sorted(waited.items(), key=lambda item: (-item[1][0], -item[1][3], item[0]))
         bottlenecks = [
@@ -451,7 +464,15 @@ def _files(
         if writer is None or writer[0] == agent_id:
             continue
         producers = state["consumes"].setdefault(agent_id, {})
-        producers.setdefault(writer[0], {})[shown] = None
+        flow = producers.get(writer[0])
+        if flow is None:
+            flow = producers[writer[0]] = {"reads": 0, "files": {}}
+        flow["reads"] += 1
+        files = flow["files"]
+        files.pop(shown, None)  # the most recent last
+        files[shown] = None
+        if len(files) > MAX_EDGE_FILES:  # note 3
+            del files[next(iter(files))]
         if not any(p[0] == writer[0] and p[1] == writer[1] for p in preds):
             preds.append(list(writer))
     current = state["segments"][agent_id][-1]
@@ -467,9 +488,6 @@ def _files(
     index = _last(state, agent_id)
     for key in written:
         writers[key] = [agent_id, index, ts]
-
-
-MAX_SEGMENTS = 256
 
 
 def _last(state: GraphState, agent_id: str) -> int:

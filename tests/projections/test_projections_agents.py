@@ -118,8 +118,17 @@ def test_two_hooks_blocking_one_call_count_one_blocked_call() -> None:
     tl = Timeline()
     tl.add(0, AgentCreated(agent_id="a", name="a", role="builder", model="m"))
     for n, hook in ((1, "guard"), (1, "audit"), (2, "guard")):
-        tl.add(n, HookInvoked(point="PreToolUse", kind="python", hook=hook, agent_id="a",
-                              tool_use_id=f"t{n}", decision="deny"))  # fmt: skip
+        tl.add(
+            n,
+            HookInvoked(
+                point="PreToolUse",
+                kind="python",
+                hook=hook,
+                agent_id="a",
+                tool_use_id=f"t{n}",
+                decision="deny",
+            ),
+        )
     tl.add(3, HookInvoked(point="Stop", kind="command", agent_id="a", decision="block"))
 
     assert cards(tl)["a"]["blocked_calls"] == 3

@@ -17,7 +17,7 @@ from events import (
     ToolCallCompleted,
 )
 from projections import GraphProjection
-from projections._graph import MAX_SEGMENTS
+from projections._graph import MAX_EDGE_FILES, MAX_SEGMENTS
 
 graph = GraphProjection()
 
@@ -147,9 +147,14 @@ def test_an_external_session_reading_the_plan_consumes_the_planners_artifact() -
     view = tl.view(graph)
 
     ext = "ext-abc12345-session"
-    assert {"kind": "consumes", "from": ext, "to": "planner", "files": ["/ws/plan.md"]} in view[
-        "edges"
-    ]
+    consumes = {
+        "kind": "consumes",
+        "from": ext,
+        "to": "planner",
+        "reads": 1,
+        "files": ["/ws/plan.md"],
+    }
+    assert consumes in view["edges"]
     node = next(n for n in view["nodes"] if n["id"] == ext)
     assert (node["role"], node["external"], node["status"]) == ("external", True, "complete")
 
@@ -180,3 +185,21 @@ def test_a_long_lived_agent_keeps_a_bounded_number_of_segments() -> None:
     assert path["total_ms"] > 0
     (wait,) = edges(graph.view(state), "waits_on")
     assert wait["count"] == MAX_SEGMENTS + 50
+
+
+def test_a_consumes_edge_keeps_its_reads_and_the_latest_files() -> None:
+    tl = Timeline()
+    tl.add(0, AgentCreated(agent_id="w", name="w", role="builder", model="m"))
+    tl.add(0, AgentCreated(agent_id="r", name="r", role="reviewer", model="m"))
+    files = [f"f{i}.py" for i in range(MAX_EDGE_FILES + 5)]
+    tl.add(1, ToolCallCompleted(agent_id="w", tool_use_id="1", name="write", files_written=files))
+    for i, path in enumerate([*files, "f0.py"]):
+        tl.add(
+            2 + i,
+            ToolCallCompleted(agent_id="r", tool_use_id=f"r{i}", name="read", files_read=[path]),
+        )
+
+    (edge,) = edges(tl.view(graph), "consumes")
+
+    assert edge["reads"] == MAX_EDGE_FILES + 6
+    assert edge["files"] == [*files[6:], "f0.py"]
