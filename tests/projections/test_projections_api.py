@@ -24,12 +24,19 @@ from projections import (
 
 VIEW_KEYS = {
     "agents": {"count", "agents"},
-    "fleet": {"agents", "agents_created", "agents_deleted", "tokens", "cost_usd",
-              "context_tokens_in_use", "events"},
+    "fleet": {
+        "agents",
+        "agents_created",
+        "agents_deleted",
+        "tokens",
+        "cost_usd",
+        "context_tokens_in_use",
+        "events",
+    },
     "graph": {"nodes", "edges", "bottlenecks", "critical_paths"},
     "board": {"count", "columns"},
     "runs": {"count", "runs"},
-}  # fmt: skip
+}
 
 
 def story() -> Timeline:
