@@ -301,8 +301,10 @@ class SQLiteEventStore:
         """Events of one stream in version order, after `after_version`.
 
         Raises `UnknownEventType` for a type this code does not know unless
-        `lenient`, and `StoreClosed` after `aclose()`.
+        `lenient`, `StoreClosed` after `aclose()`, `ValueError` for a
+        negative `limit`.
         """
+        _check_limit("limit", limit)
         return await self._read().events(
             f"SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? "
             "ORDER BY version LIMIT ?",
@@ -323,8 +325,9 @@ class SQLiteEventStore:
 
         With `lenient=False` an unknown stored type raises `UnknownEventType`
         naming its position; with `lenient=True` it comes back as `UnknownEvent`.
-        Raises `StoreClosed` after `aclose()`.
+        Raises `StoreClosed` after `aclose()`, `ValueError` for a negative `limit`.
         """
+        _check_limit("limit", limit)
         sql, params = select_events(after, until, where, limit)
         return await self._read().events(sql, params, lenient=lenient)
 
@@ -337,7 +340,13 @@ class SQLiteEventStore:
         lenient: bool = False,
         page: int = _PAGE,
     ) -> AsyncIterator[RecordedEvent]:
-        """Every matching event after `after` up to `until` (or the head), page by page."""
+        """Every matching event after `after` up to `until` (or the head), page by page.
+
+        Raises `ValueError` if `page` is not positive.
+        """
+        _check_limit("page", page)
+        if page == 0:
+            raise ValueError("page must be positive, got 0")
         position = after
         while True:
             batch = await self.read_all(
@@ -382,3 +391,8 @@ class SQLiteEventStore:
         self._check_open()
         assert self._reader is not None
         return self._reader
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and (type(value) is not int or value < 0):
+        raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")

@@ -139,6 +139,15 @@ async def test_read_all_pages_with_after_until_and_limit(store: EventStore) -> N
     )
 
 
+async def test_nonsense_page_sizes_are_refused(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await store.read_all(limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        await store.read_stream("agent-a", limit=-5)
+    with pytest.raises(ValueError, match="page"):
+        await anext(aiter(store.iter_all(page=0)))
+
+
 async def test_read_all_filters_by_stream_type_run_and_agent(store: EventStore) -> None:
     await store.append("run-1", [started("run-1")])
     await store.append("run-2", [started("run-2")])
