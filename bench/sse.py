@@ -15,13 +15,13 @@ Three processes per measurement, all on 127.0.0.1:
 - this driver, which starts both, tells the appender when to go, and reads
   the server's CPU time from /proc.
 
-"fleet" is `api.create_app` as `fleet serve` runs it (so its CPU includes the
-projection runner folding the same events; the 0-subscriber row shows that
-share). "bare" is the usual sse-starlette broadcast, the baseline: the same
-store and appender, one follower putting each event into an unbounded
-`asyncio.Queue` per client, and each client's generator yielding a
-`ServerSentEvent` per event (so JSON and SSE encoding per subscriber, one send
-per event, no bound on a slow client's queue).
+"fleet" is `api.create_app` as `fleet serve` runs it (without the agent
+runtime, idle here). "bare" is the usual sse-starlette broadcast, the
+baseline: the same store, projection runner and appender, one follower
+putting each event into an unbounded `asyncio.Queue` per client, and each
+client's generator yielding a `ServerSentEvent` per event (so JSON and SSE
+encoding per subscriber, one send per event, no bound on a slow client's
+queue). The 0-subscriber row is what both pay without any stream.
 
 Figures: delivery latency p50/p99 at a fixed rate, the server's CPU (% of one
 core), and the highest rate (doubling from the fixed one) held with every
@@ -97,12 +97,14 @@ def _bare_app(db: Path) -> Any:
     from starlette.routing import Route
 
     from events import SQLiteEventStore
+    from projections import ProjectionRunner
 
     queues: set[asyncio.Queue[Any]] = set()
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        async with SQLiteEventStore(db) as store:
+        # The projection runner too, as in fleet's app: only the broadcast differs.
+        async with SQLiteEventStore(db) as store, ProjectionRunner(store):
             app.state.store = store
             head = await store.head()
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from api import ApiConfig, create_app
-from events import SQLiteEventStore
+from api import ApiConfig, FleetApp, create_app
+from events import EventTooLarge, SQLiteEventStore, StoreClosed, VersionConflict
+from projections.errors import InvalidPosition, ProjectionTimeout
+from runtime.errors import AgentGone, AgentNotFound
 
 PROBLEM = "application/problem+json"
 PAYLOAD = b'{"hook_event_name": "SessionStart", "session_id": "s1", "source": "startup"}'
@@ -184,3 +190,38 @@ async def test_dot_segments_never_reach_outside_the_api(client: httpx.AsyncClien
 async def test_an_invalid_id_is_400_without_a_lookup(client: httpx.AsyncClient) -> None:
     problem = assert_problem(await client.get("/v1/agents/%2e%2e"), 400, title="Invalid agent id")
     assert "'..'" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "title"),
+    [
+        (VersionConflict("agent-a1", 3, 5), 409, "Version conflict"),
+        (AgentGone("a1"), 409, "Agent deleted"),
+        (AgentNotFound("a1"), 404, "Agent not found"),
+        (EventTooLarge("s", "ToolCallCompleted", 2_000_000, 1_048_576), 413, "Event too large"),
+        (InvalidPosition(99, 10), 400, "Invalid position"),
+        (ProjectionTimeout(10, 5, 5.0), 503, "Projections behind"),
+        (StoreClosed(), 503, "Service unavailable"),
+    ],
+)
+async def test_fleet_errors_map_to_problems_naming_their_facts(
+    app: FleetApp, client: httpx.AsyncClient, error: Exception, status: int, title: str
+) -> None:
+    async def fail(request: Request) -> Response:
+        raise error
+
+    app.router.routes.insert(0, Route("/boom", fail))
+    body = assert_problem(await client.get("/boom"), status, title=title)
+    assert body["detail"] == str(error)
+    assert body["type"].startswith("urn:fleet:problem:")
+
+
+async def test_an_unexpected_error_is_a_500_problem_without_its_message(app: FleetApp) -> None:
+    async def fail(request: Request) -> Response:
+        raise RuntimeError("/secret/path/in/the/message")
+
+    app.router.routes.insert(0, Route("/boom", fail))
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        body = assert_problem(await client.get("/boom"), 500)
+    assert "secret" not in json.dumps(body)
