@@ -384,8 +384,11 @@ class SQLiteEventStore:
                 yield event
             if len(page) == _PAGE:
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives as the wait ends, and the subscriber would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(appended.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await appended.wait()
 
     def _read(self) -> PageReader:
         self._check_open()

@@ -525,6 +525,10 @@ class RunCommand:
                 # Reap it, but never hang on a process that will not go away.
                 with contextlib.suppress(ProcessLookupError, TimeoutError):
                     await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+            # Read the pipe to its end so its transport closes now: after a flood (reading
+            # paused) or a cancellation nothing else would, and it would leak until GC.
+            with contextlib.suppress(TimeoutError, OSError, ValueError):
+                await asyncio.wait_for(proc.stdout.read(), 2)
         output = kept.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars:
             cut = len(output) - self.max_output_chars
