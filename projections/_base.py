@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from abc import ABC, abstractmethod
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -91,7 +92,7 @@ class Projection(Protocol[S]):
 Handler = Callable[[Any, RecordedEvent, Any], None]
 
 
-class FoldProjection(Generic[S]):
+class FoldProjection(ABC, Generic[S]):
     """Base of the built-in projections: dispatch by event class, JSON states.
 
     Subclasses set `name`, `version`, `ignores` (names of the event types
@@ -138,8 +139,9 @@ class FoldProjection(Generic[S]):
         """Names of the event types this projection folds."""
         return frozenset(cls.model_fields["type"].default for cls in self.handlers)
 
+    @abstractmethod
     def initial(self) -> S:
-        raise NotImplementedError
+        """The state before any event."""
 
     def apply(self, state: S, event: RecordedEvent) -> S:
         """Fold `event` into `state`, mutating it (see note 1), and return it."""
@@ -170,8 +172,9 @@ class FoldProjection(Generic[S]):
             raise ProjectionFailed(self.name, position, e) from e
         return state
 
+    @abstractmethod
     def view(self, state: S) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON the API serves for `state`."""
 
     def dump(self, state: S) -> Any:
         """The state itself: it is JSON data already (note 2). Not a copy."""

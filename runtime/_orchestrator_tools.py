@@ -9,6 +9,7 @@ so the orchestrator's own context stays small.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,7 +69,7 @@ def _ok(data: Any) -> ToolResult:
     return ToolResult(json.dumps(data, separators=(",", ":"), default=str))
 
 
-class _FleetTool:
+class _FleetTool(ABC):
     name = ""
     description = ""
     input_model: type[BaseModel] = _Input
@@ -81,8 +82,9 @@ class _FleetTool:
         except FleetError as e:  # unknown agent, budget, ...: the model is told, the loop goes on
             raise ToolError(str(e)) from e
 
+    @abstractmethod
     async def run(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:
-        raise NotImplementedError  # every subclass defines it
+        """Do the tool's work on the fleet; its JSON-able result is what the model reads."""
 
 
 class CreateAgent(_FleetTool):
