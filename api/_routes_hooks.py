@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from events import Meta, NewEvent
 from hooks import parse_external
+from projections import external_agent_id
 
 from ._bodies import parse_query, read_json
 from ._models import ID_PATTERN, IngestAccepted, IngestQuery
@@ -29,11 +30,6 @@ __all__ = ["SOURCE_APP_HEADER", "operations", "routes"]
 SOURCE_APP_HEADER = "X-Fleet-Source-App"
 
 _SESSION = re.compile(ID_PATTERN)
-
-
-def _external_agent_id(session_id: str) -> str:
-    # The agent id the projections give an external session (projections/_lifecycle.py).
-    return f"ext-{session_id}"
 
 
 def _json_kind(value: object) -> str:
@@ -64,7 +60,7 @@ async def ingest(request: Request) -> Response:
             members={"errors": [{"loc": ["body", "session_id"], "msg": "invalid session id"}]},
         )  # fmt: skip
     stream_id = f"session-{data.session_id}"
-    meta = Meta(agent_id=_external_agent_id(data.session_id), source="ingest")
+    meta = Meta(agent_id=external_agent_id(data.session_id), source="ingest")
     (recorded,) = await app.store.append(stream_id, [NewEvent(data, meta)])
     # Read your writes: the views reflect the payload when this answers.
     await app.runner.offer([recorded])

@@ -25,6 +25,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import pickle
@@ -90,6 +91,7 @@ class CheckpointStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: aiosqlite.Connection | None = None
+        self._save_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Connect and create the table if needed. Raises `events.StoreError`."""
@@ -113,7 +115,20 @@ class CheckpointStore:
         return {row[0]: Checkpoint(row[0], row[1], row[2], row[3]) for row in rows}
 
     async def save(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Write `checkpoints` in one transaction. Raises `events.StoreError`."""
+        """Write `checkpoints` in one transaction. Raises `events.StoreError`.
+
+        The transaction runs shielded and one at a time: a cancellation of the
+        caller (the runner's flusher is cancelled at close) must not leave it
+        open halfway, or the next save fails with "transaction within a
+        transaction".
+        """
+        await asyncio.shield(self._save_serialized(list(checkpoints)))
+
+    async def _save_serialized(self, checkpoints: list[Checkpoint]) -> None:
+        async with self._save_lock:
+            await self._save(checkpoints)
+
+    async def _save(self, checkpoints: list[Checkpoint]) -> None:
         assert self._conn is not None
         now = time.time_ns() // 1000
         conn = self._conn
@@ -134,8 +149,10 @@ class CheckpointStore:
     async def aclose(self) -> None:
         """Close the connection; safe to call twice."""
         if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+            async with self._save_lock:  # a shielded save still running finishes first
+                conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
 
 
 class Snapshots:

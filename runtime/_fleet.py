@@ -304,6 +304,8 @@ class Fleet:
         unknown = sorted(set(names) - set(WORKER_TOOLS))
         if unknown:
             raise InvalidAgentSpec("tools", f"unknown tools {unknown}; known: {list(WORKER_TOOLS)}")
+        if len(set(names)) != len(names):
+            raise InvalidAgentSpec("tools", f"a tool is named twice in {names}")
         return worker_toolbox(names)
 
     async def command_agent(self, agent_id: str, prompt: str, *, by: str = "user") -> dict[str, Any]:
