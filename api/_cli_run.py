@@ -1,4 +1,4 @@
-"""`fleet run` and `fleet demo`: run a task with a pattern or the orchestrator, live in the terminal."""
+"""`fleet run` and `fleet demo`: a task for a pattern or the orchestrator, live in the terminal."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ SIMULATOR_NOTICE = (
 def register(subparsers: Any) -> None:
     """Add `run` and `demo`."""
     run = subparsers.add_parser("run", help="run a task with a pattern or the orchestrator agent")
-    run.add_argument("task", help="what to do, e.g. \"rename `old` to `new`\"")
+    run.add_argument("task", help='what to do, e.g. "rename `old` to `new`"')
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
         "--pattern",
@@ -67,11 +67,15 @@ def register(subparsers: Any) -> None:
 def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -> None:
     add_common(parser)
     parser.add_argument("--model", help="default model for agents (haiku, sonnet, opus, ...)")
-    parser.add_argument("--hooks", metavar="PATH", help="hooks settings.json (default: the project's)")
+    parser.add_argument(
+        "--hooks", metavar="PATH", help="hooks settings.json (default: the project's)"
+    )
     parser.add_argument("--budget-usd", type=float, help="stop the fleet past this cost")
     parser.add_argument("--budget-tokens", type=int, help="stop the fleet past this many tokens")
     parser.add_argument("--agent-budget-usd", type=float, help="stop any agent past this cost")
-    parser.add_argument("--agent-budget-tokens", type=int, help="stop any agent past this many tokens")
+    parser.add_argument(
+        "--agent-budget-tokens", type=int, help="stop any agent past this many tokens"
+    )
     parser.add_argument(
         "--agent-context-percent", type=float, help="stop any agent past this share of its context"
     )
@@ -102,7 +106,9 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
 
 def _run_command(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace).resolve()
-    return asyncio.run(_run(args, workspace, args.task, None if args.orchestrator else args.pattern))
+    return asyncio.run(
+        _run(args, workspace, args.task, None if args.orchestrator else args.pattern)
+    )
 
 
 def _demo_command(args: argparse.Namespace) -> int:
@@ -155,7 +161,17 @@ async def _with_live_view(rt: Runtime, job: Any) -> RunResult:
 
 def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
     table = Table(title="fleet", expand=False)
-    for column in ("agent", "role", "model", "status", "context", "tokens", "cost $", "tools", "last"):
+    for column in (
+        "agent",
+        "role",
+        "model",
+        "status",
+        "context",
+        "tokens",
+        "cost $",
+        "tools",
+        "last",
+    ):
         table.add_column(column)
     for a in rt.runner.view("agents")["agents"]:
         if run_id is not None and a["run_id"] != run_id:
@@ -193,7 +209,11 @@ async def _git(workspace: Path, *args: str) -> str:
     if not (workspace / ".git").exists():
         return ""
     proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=workspace, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        "git",
+        *args,
+        cwd=workspace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     return out.decode(errors="replace").strip()
@@ -265,7 +285,17 @@ def _print_report(report: dict[str, Any]) -> None:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
         console.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
     table = Table(title="agents of this run")
-    for column in ("agent", "role", "model", "status", "tokens", "cost $", "tools", "read", "wrote"):
+    for column in (
+        "agent",
+        "role",
+        "model",
+        "status",
+        "tokens",
+        "cost $",
+        "tools",
+        "read",
+        "wrote",
+    ):
         table.add_column(column, no_wrap=True)
     for a in report["agents"]:
         table.add_row(
@@ -285,7 +315,8 @@ def _print_report(report: dict[str, Any]) -> None:
             console.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")
     f = report["fleet"]
     console.print(
-        f"[bold]fleet totals[/]: {f['agents_created']} agents created, {f['agents_deleted']} deleted, "
+        f"[bold]fleet totals[/]: {f['agents_created']} agents created, "
+        f"{f['agents_deleted']} deleted, "
         f"{f['tokens']} tokens, ${f['cost_usd']:.4f}, {f['events']} events in the log"
     )
     if report["simulated"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from hooks import forward
 
 from ._cli_common import add_common, console, resolve_db
+from ._config import ApiConfig
 from ._serve import serve
 
 __all__ = ["register"]
@@ -45,16 +47,13 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     db = resolve_db(args.db)
-    if args.workspace:
-        os.environ["FLEET_WORKSPACE"] = args.workspace
+    config = ApiConfig.from_env(db=db, token=args.token, workspace=args.workspace)
 
     def ready(url: str) -> None:
         console.print(f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)")
 
-    try:
-        asyncio.run(serve(args.host, args.port, db, args.token, ready=ready, log_level="warning"))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.host, args.port, config=config, ready=ready, log_level="warning"))
     return 0
 
 

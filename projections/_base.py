@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from abc import ABC, abstractmethod
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable

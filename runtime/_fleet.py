@@ -30,7 +30,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from events import (
-    AgentCreated,
     AgentDeleted,
     AgentWaiting,
     AgentWoke,
@@ -197,7 +196,7 @@ class Fleet:
         }
 
     async def get_agent_output(self, agent_id: str) -> dict[str, Any]:
-        """An agent's result: summary, files consumed and produced, artifacts; not its transcript."""
+        """An agent's result: summary, files consumed and produced, artifacts; no transcript."""
         await self._sync()
         r = self._record(agent_id)
         return {
@@ -261,7 +260,8 @@ class Fleet:
             raise WorkspaceMissing(str(root))
         await self._sync()
         live = sum(
-            1 for a in self.runner.view("agents")["agents"]
+            1
+            for a in self.runner.view("agents")["agents"]
             if a["status"] not in TERMINAL and not a["external"]
         )
         if live >= self.config.max_live_agents:
@@ -308,7 +308,9 @@ class Fleet:
             raise InvalidAgentSpec("tools", f"a tool is named twice in {names}")
         return worker_toolbox(names)
 
-    async def command_agent(self, agent_id: str, prompt: str, *, by: str = "user") -> dict[str, Any]:
+    async def command_agent(
+        self, agent_id: str, prompt: str, *, by: str = "user"
+    ) -> dict[str, Any]:
         """Give an agent a new task (continues its conversation). Returns its status.
 
         Raises `AgentNotFound`, `AgentGone` (deleted), `AgentBusy` (working),
@@ -355,7 +357,9 @@ class Fleet:
         agent_id = agent.spec.agent_id
         task = asyncio.create_task(self._drive(agent), name=f"agent-{agent_id}")
         self._tasks[agent_id] = task
-        task.add_done_callback(lambda t: self._tasks.pop(agent_id, None) if self._tasks.get(agent_id) is t else None)
+        task.add_done_callback(
+            lambda t: self._tasks.pop(agent_id, None) if self._tasks.get(agent_id) is t else None
+        )
 
     async def _drive(self, agent: Agent) -> None:
         try:
@@ -385,12 +389,18 @@ class Fleet:
     def _check_budget(self, record: dict[str, Any]) -> None:
         b = self.config.budgets
         if b.agent_tokens is not None and record["tokens"]["total"] >= b.agent_tokens:
-            raise BudgetExceeded("tokens", record["tokens"]["total"], b.agent_tokens, f"agent {record['id']}")
+            raise BudgetExceeded(
+                "tokens", record["tokens"]["total"], b.agent_tokens, f"agent {record['id']}"
+            )
         if b.agent_usd is not None and record["cost_usd"] >= b.agent_usd:
-            raise BudgetExceeded("cost_usd", record["cost_usd"], b.agent_usd, f"agent {record['id']}")
+            raise BudgetExceeded(
+                "cost_usd", record["cost_usd"], b.agent_usd, f"agent {record['id']}"
+            )
         percent = record["context"]["percent"]
         if b.agent_context_percent is not None and percent >= b.agent_context_percent:
-            raise BudgetExceeded("context_percent", percent, b.agent_context_percent, f"agent {record['id']}")
+            raise BudgetExceeded(
+                "context_percent", percent, b.agent_context_percent, f"agent {record['id']}"
+            )
 
     def _check_fleet_budget(self) -> None:
         b = self.config.budgets
@@ -416,7 +426,6 @@ class Fleet:
         return None
 
     # -- the sleep pattern --------------------------------------------------------
-
 
     async def wait_for_agents(
         self,
@@ -445,7 +454,9 @@ class Fleet:
         started = time.perf_counter()
         changed: list[str] = []
         reason = "timeout"
-        subscription = self.store.subscribe(after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS))
+        subscription = self.store.subscribe(
+            after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS)
+        )
         try:
             async with asyncio.timeout(timeout_s):
                 async for event in subscription:
@@ -520,7 +531,11 @@ class Fleet:
                 [
                     NewEvent(
                         AgentDeleted(agent_id=agent_id, by=by, was_working=was_working),
-                        Meta(run_id=record["run_id"], agent_id=agent_id, parent_id=record["parent_id"]),
+                        Meta(
+                            run_id=record["run_id"],
+                            agent_id=agent_id,
+                            parent_id=record["parent_id"],
+                        ),
                     )
                 ],
             )
@@ -531,11 +546,12 @@ class Fleet:
         """Delete every live agent (of a run, or created by `parent_id`); returns their ids."""
         targets = [
             a["id"]
-            for a in await self.list_agents(run_id=run_id, parent_id=parent_id, include_deleted=False)
+            for a in await self.list_agents(
+                run_id=run_id, parent_id=parent_id, include_deleted=False
+            )
             if not a["external"] and a["id"] != by
         ]
         for agent_id in targets:
             with contextlib.suppress(AgentGone):
                 await self.delete_agent(agent_id, by=by)
         return targets
-

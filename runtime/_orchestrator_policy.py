@@ -67,7 +67,8 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
                     "model": model,
                     "task": (
                         f"Task: {task}\n\nFind the files and exact lines this task touches. Do not "
-                        f"change any file. Write your findings to .fleet/notes/relevant-files-{i}.md "
+                        "change any file. Write your findings to "
+                        f".fleet/notes/relevant-files-{i}.md "
                         "and report back to the orchestrator."
                     ),
                 },
@@ -112,7 +113,9 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
     )
     builder = _json(built[0])
     if not builder:
-        yield Turn("The builder could not be created; cleaning up.", [Call("delete_all_agents", {})])
+        yield Turn(
+            "The builder could not be created; cleaning up.", [Call("delete_all_agents", {})]
+        )
         return f"FAILED: could not create the builder ({built[0].content})"
     yield from _sleep_until_done([builder["agent_id"]])
     result = yield Turn(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.errors import FleetError
 
-from ._tools import ToolContext, ToolResult, Toolbox
+from ._tools import Toolbox, ToolContext, ToolResult
 from .errors import ToolError
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ class _Input(BaseModel):
 
 
 class CreateAgentInput(_Input):
-    name: str = Field(description="A short name, e.g. scout-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    name: str = Field(
+        description="A short name, e.g. scout-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
+    )
     role: str = Field(description="scout, planner, builder, reviewer, shipper, or another role")
     task: str = Field(description="The detailed task the agent starts on", min_length=1)
     model: str | None = Field(default=None, description="haiku, sonnet, opus, or a full model name")
@@ -126,7 +128,9 @@ class GetAgentStatus(_FleetTool):
 
 class GetAgentOutput(_FleetTool):
     name = "get_agent_output"
-    description = "An agent's result: summary, files consumed and produced, artifacts (not its transcript)."
+    description = (
+        "An agent's result: summary, files consumed and produced, artifacts (not its transcript)."
+    )
     input_model = AgentIdInput
 
     async def run(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext) -> Any:
@@ -140,7 +144,10 @@ class ListAgents(_FleetTool):
 
     async def run(self, fleet: Fleet, input: ListAgentsInput, ctx: ToolContext) -> Any:
         agents = await fleet.list_agents(status=input.status, run_id=ctx.run_id)
-        return [{"id": a["id"], "name": a["name"], "role": a["role"], "status": a["status"]} for a in agents]
+        return [
+            {"id": a["id"], "name": a["name"], "role": a["role"], "status": a["status"]}
+            for a in agents
+        ]
 
 
 class DeleteAgent(_FleetTool):
@@ -159,7 +166,9 @@ class DeleteAllAgents(_FleetTool):
     input_model = DeleteAllInput
 
     async def run(self, fleet: Fleet, input: DeleteAllInput, ctx: ToolContext) -> Any:
-        deleted = await fleet.delete_all_agents(run_id=ctx.run_id, by=ctx.agent_id, parent_id=ctx.agent_id)
+        deleted = await fleet.delete_all_agents(
+            run_id=ctx.run_id, by=ctx.agent_id, parent_id=ctx.agent_id
+        )
         return {"deleted": deleted}
 
 

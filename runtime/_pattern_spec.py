@@ -180,7 +180,9 @@ def load_pattern(name_or_path: str | Path) -> PatternSpec:
     path = Path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(BUILTIN_PATTERNS))
-        raise PatternError(f"no pattern named {str(name_or_path)!r} (built in: {known}) and no such file")
+        raise PatternError(
+            f"no pattern named {str(name_or_path)!r} (built in: {known}) and no such file"
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

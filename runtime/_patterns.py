@@ -92,7 +92,8 @@ class _Conductor:
 
     async def run_event(self, data: EventModel) -> None:
         await self.fleet.store.append(
-            f"run-{self.run_id}", [NewEvent(data, Meta(run_id=self.run_id))]  # type: ignore[arg-type]
+            f"run-{self.run_id}",
+            [NewEvent(data, Meta(run_id=self.run_id))],  # type: ignore[arg-type]
         )
 
     async def task_event(self, data: EventModel) -> None:
@@ -155,7 +156,8 @@ async def run_pattern(
     for step in spec.steps:
         if step.requires_git and not await _is_git_repo(workspace):
             raise PatternError(
-                f"step {step.id!r} of {spec.name} needs a git repository, and {workspace} is not one"
+                f"step {step.id!r} of {spec.name} needs a git repository, "
+                f"and {workspace} is not one"
             )
         for name in step.models:
             fleet.models.resolve(name)
@@ -198,19 +200,27 @@ async def run_pattern(
         return await _finish_failed(conductor, board, started, f"{type(e).__name__}: {e}")
     finally:
         with contextlib.suppress(FleetError):
-            await fleet.delete_all_agents(run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id)
+            await fleet.delete_all_agents(
+                run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id
+            )
     duration = (time.perf_counter() - started) * 1000
     if board:
-        await conductor.task_event(TaskMoved(task_id=run_id, column="DONE", reason="all steps done"))
+        await conductor.task_event(
+            TaskMoved(task_id=run_id, column="DONE", reason="all steps done")
+        )
     await conductor.record(AgentCompleted(agent_id=conductor.agent_id, summary=summary))
     await conductor.run_event(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration))
     return RunResult(run_id, "completed", summary, None, duration, conductor.agent_id)
 
 
-async def _finish_failed(conductor: _Conductor, board: bool, started: float, error: str) -> RunResult:
+async def _finish_failed(
+    conductor: _Conductor, board: bool, started: float, error: str
+) -> RunResult:
     duration = (time.perf_counter() - started) * 1000
     if board:
-        await conductor.task_event(TaskMoved(task_id=conductor.run_id, column="FAILED", reason=error))
+        await conductor.task_event(
+            TaskMoved(task_id=conductor.run_id, column="FAILED", reason=error)
+        )
     await conductor.record(AgentFailed(agent_id=conductor.agent_id, error=error))
     await conductor.run_event(RunFailed(run_id=conductor.run_id, error=error, duration_ms=duration))
     return RunResult(conductor.run_id, "failed", "", error, duration, conductor.agent_id)
@@ -302,7 +312,9 @@ class _PatternExecution:
                         task_id=self.conductor.run_id,
                         column=step.column,
                         assignee=status["id"],
-                        artifacts=sorted({p for v in self.outputs.values() for p in v.split(", ") if p}),
+                        artifacts=sorted(
+                            {p for v in self.outputs.values() for p in v.split(", ") if p}
+                        ),
                     )
                 )
         statuses = await fleet.wait_all(
@@ -330,7 +342,9 @@ class _PatternExecution:
                 produced.extend(str(p) for p in o["files_produced"])  # type: ignore[attr-defined]
             return sorted(set(produced))
         expected = [
-            template.format(task=self.task, index=i, outputs=self.outputs, feedback="", workspace="")
+            template.format(
+                task=self.task, index=i, outputs=self.outputs, feedback="", workspace=""
+            )
             for i in range(1, step.count + 1)
             for template in step.outputs
         ]
@@ -378,11 +392,13 @@ async def run_orchestrator(
     ok = output["status"] == "complete" and not summary.startswith("FAILED")
     if ok:
         await fleet.store.append(
-            f"run-{run_id}", [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)]
+            f"run-{run_id}",
+            [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)],
         )
         return RunResult(run_id, "completed", summary, None, duration, orchestrator_id)
     error = output["error"] or summary or f"orchestrator ended {output['status']}"
     await fleet.store.append(
-        f"run-{run_id}", [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)]
+        f"run-{run_id}",
+        [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)],
     )
     return RunResult(run_id, "failed", summary, error, duration, orchestrator_id)

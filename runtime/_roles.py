@@ -70,5 +70,5 @@ def role_spec(role: str) -> RoleSpec:
 
 
 def role_purpose(role: str) -> str:
-    """What an agent of `role` is for: added to the runtime's system prompt (which names the role)."""
+    """What an agent of `role` is for (added to the runtime's system prompt, which names it)."""
     return role_spec(role).purpose

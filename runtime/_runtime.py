@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from events import SQLiteEventStore
@@ -33,7 +33,7 @@ class RuntimeOptions:
     workspace: Path
     hooks: Path | None = None
     default_model: str = "haiku"
-    budgets: Budgets = Budgets()
+    budgets: Budgets = field(default_factory=Budgets)
     max_live_agents: int = 64
     # Seconds the simulator pauses before each answer (makes a demo watchable).
     simulator_latency_s: float = 0.0
@@ -78,7 +78,9 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
     env = os.environ if options.env is None else options.env
     hooks_config = _hooks_config(options)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(SQLiteEventStore(options.db, poll_interval=options.store_poll_s))
+        store = await stack.enter_async_context(
+            SQLiteEventStore(options.db, poll_interval=options.store_poll_s)
+        )
         runner = await stack.enter_async_context(ProjectionRunner(store))
         hooks = await stack.enter_async_context(
             HookDispatcher(hooks_config, project_dir=options.workspace)

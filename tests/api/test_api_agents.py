@@ -6,11 +6,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apitest_support import wait_until
 
 from api import ApiConfig, serving
 from runtime import prepare_workspace
-
-from apitest_support import wait_until
 
 SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
 
@@ -27,7 +26,9 @@ async def _status(client: httpx.AsyncClient, agent_id: str) -> str:
 
 
 async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> None:
-    created = await client.post("/v1/agents", json={"name": "scout-api", "role": "scout", "task": SCOUT_TASK})
+    created = await client.post(
+        "/v1/agents", json={"name": "scout-api", "role": "scout", "task": SCOUT_TASK}
+    )
     assert created.status_code == 201, created.text
     agent_id = created.json()["id"]
     assert created.headers["location"] == f"/v1/agents/{agent_id}"
@@ -43,7 +44,9 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
 
     commanded = await client.post(
         f"/v1/agents/{agent_id}/commands",
-        json={"prompt": "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md."},
+        json={
+            "prompt": "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md."
+        },
     )
     assert commanded.status_code == 202
     await wait_until(complete, within=20, what="the second command to finish")
@@ -94,10 +97,16 @@ async def test_malformed_json_to_create_is_a_400(client: httpx.AsyncClient) -> N
     assert response.json()["title"] == "Malformed JSON"
 
 
-async def test_a_run_started_over_http_on_uvicorn_completes_and_shows_in_the_views(config: ApiConfig) -> None:
-    async with serving(config) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+async def test_a_run_started_over_http_on_uvicorn_completes_and_shows_in_the_views(
+    config: ApiConfig,
+) -> None:
+    async with (
+        serving(config) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+    ):
         started = await http.post(
-            "/v1/runs", json={"task": "rename `count_words` to `word_count`", "pattern": "scout-builder"}
+            "/v1/runs",
+            json={"task": "rename `count_words` to `word_count`", "pattern": "scout-builder"},
         )
         assert started.status_code == 202, started.text
         run_id = started.json()["run_id"]

@@ -12,11 +12,15 @@ FLEET = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).parents[2]
 
 
-def _fleet(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _fleet(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     environ["PYTHONPATH"] = str(ROOT)
     environ.update(env or {})
-    return subprocess.run([*FLEET, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*FLEET, *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_demo_runs_scout_plan_build_offline_and_reports_what_changed(tmp_path: Path) -> None:
@@ -36,7 +40,17 @@ def test_demo_runs_scout_plan_build_offline_and_reports_what_changed(tmp_path: P
 def test_run_with_json_prints_a_report_a_script_can_read(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     db = tmp_path / "custom.db"
-    demo = _fleet("demo", "--workspace", str(workspace), "--db", str(db), "--json", "--latency", "0", cwd=tmp_path)
+    demo = _fleet(
+        "demo",
+        "--workspace",
+        str(workspace),
+        "--db",
+        str(db),
+        "--json",
+        "--latency",
+        "0",
+        cwd=tmp_path,
+    )
     assert demo.returncode == 0, demo.stderr
 
     again = _fleet(
@@ -46,7 +60,8 @@ def test_run_with_json_prints_a_report_a_script_can_read(tmp_path: Path) -> None
 
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
-    assert report["status"] == "completed" and report["simulated"] is True
+    assert report["status"] == "completed"
+    assert report["simulated"] is True
     assert report["log"] == str(db)
     assert [a["role"] for a in report["agents"]] == ["orchestrator", "scout", "builder"]
     assert report["tests"]["passed"] is True

@@ -14,8 +14,8 @@ from runtime import (
     AgentBusy,
     AgentGone,
     AgentNotFound,
-    Budgets,
     BudgetExceeded,
+    Budgets,
     Call,
     FleetLimitReached,
     Observation,
@@ -33,13 +33,18 @@ SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings 
 
 def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """A role that starts a long command: something to delete mid tool call."""
-    yield Turn("Running a long job.", [Call("run_command", {"command": "echo $$ > sleeper.pid; exec sleep 30", "timeout_s": 60})])
+    yield Turn(
+        "Running a long job.",
+        [Call("run_command", {"command": "echo $$ > sleeper.pid; exec sleep 30", "timeout_s": 60})],
+    )
     return "done"
 
 
 @pytest.fixture
 async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
-    async with open_runtime(RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})) as runtime:
+    async with open_runtime(
+        RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    ) as runtime:
         assert runtime.simulator is not None
         runtime.simulator.register_policy("sleeper", sleeper_policy)
         yield runtime
@@ -55,18 +60,25 @@ async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-u
 
 async def test_create_read_command_and_delete_an_agent(rt: Runtime) -> None:
     fleet = rt.fleet
-    status = await fleet.create_agent(name="scout-api", role="scout", task=SCOUT_TASK, model="haiku")
+    status = await fleet.create_agent(
+        name="scout-api", role="scout", task=SCOUT_TASK, model="haiku"
+    )
     agent_id = status["id"]
-    assert status["role"] == "scout" and status["model"].startswith("claude-haiku")
+    assert status["role"] == "scout"
+    assert status["model"].startswith("claude-haiku")
 
     await fleet.wait_all([agent_id])
     assert (await fleet.get_agent_status(agent_id))["status"] == "complete"
     output = await fleet.get_agent_output(agent_id)
     assert output["files_produced"] == ["notes/found.md"]
     assert "textstats/counting.py" in output["files_consumed"]
-    assert output["summary"] and "transcript" not in output
+    assert output["summary"]
+    assert "transcript" not in output
 
-    await fleet.command_agent(agent_id, "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md.")
+    await fleet.command_agent(
+        agent_id,
+        "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md.",
+    )
     await fleet.wait_all([agent_id])
     assert "notes/more.md" in (await fleet.get_agent_output(agent_id))["files_produced"]
 
@@ -98,7 +110,9 @@ async def test_unknown_model_and_missing_workspace_are_refused_before_anything_i
     with pytest.raises(UnknownModel, match="gpt-4"):
         await rt.fleet.create_agent(name="x", role="scout", task="t", model="gpt-4")
     with pytest.raises(WorkspaceMissing):
-        await rt.fleet.create_agent(name="x", role="scout", task="t", workspace=tmp_path / "nowhere")
+        await rt.fleet.create_agent(
+            name="x", role="scout", task="t", workspace=tmp_path / "nowhere"
+        )
     assert await rt.store.head() == 0
 
 
@@ -121,7 +135,8 @@ async def test_deleting_a_working_agent_mid_tool_call_cancels_it_and_kills_its_c
 
     events = await rt.store.read_stream(f"agent-{agent_id}")
     deleted = events[-1]
-    assert deleted.type == "AgentDeleted" and deleted.data.was_working  # type: ignore[union-attr]
+    assert deleted.type == "AgentDeleted"
+    assert deleted.data.was_working
     assert [e.type for e in events].count("ToolCallRequested") == 1
     assert "ToolCallCompleted" not in [e.type for e in events]
     await _until(lambda: _gone(pid))
@@ -149,18 +164,22 @@ async def test_wait_for_agents_sleeps_until_a_change_and_records_the_wait(rt: Ru
 
     wake = await fleet.wait_for_agents([sleepy, scout], 20, waiter_id="me", record=record)
 
-    assert wake.reason == "changed" and wake.changed == [scout]
+    assert wake.reason == "changed"
+    assert wake.changed == [scout]
     assert wake.statuses == {sleepy: "working", scout: "complete"}
     assert [type(d).__name__ for d in recorded] == ["AgentWaiting", "AgentWoke"]
 
     timeout = await fleet.wait_for_agents([sleepy], 0.2)
-    assert timeout.reason == "timeout" and timeout.changed == []
+    assert timeout.reason == "timeout"
+    assert timeout.changed == []
     await fleet.delete_all_agents()
     done = await fleet.wait_for_agents([sleepy, scout], 5)
     assert done.reason == "already_done"
 
 
-async def test_creating_agents_past_the_fleet_limit_is_refused(tmp_path: Path, workspace: Path) -> None:
+async def test_creating_agents_past_the_fleet_limit_is_refused(
+    tmp_path: Path, workspace: Path
+) -> None:
     options = RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={}, max_live_agents=2)
     async with open_runtime(options) as rt:
         await rt.fleet.create_agent(name="a", role="scout")
@@ -193,7 +212,9 @@ async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_na
         db=tmp_path / "f.db", workspace=workspace, env={}, budgets=Budgets(fleet_usd=0.0001)
     )
     async with open_runtime(options) as rt:
-        agent_id = (await rt.fleet.create_agent(name="a", role="scout", task=SCOUT_TASK, model="sonnet"))["id"]
+        agent_id = (
+            await rt.fleet.create_agent(name="a", role="scout", task=SCOUT_TASK, model="sonnet")
+        )["id"]
         await rt.fleet.wait_all([agent_id])
         status = await rt.fleet.get_agent_status(agent_id)
         assert status["status"] == "failed"

@@ -41,7 +41,7 @@ exit 0
 """
 
 
-class serving_app:  # noqa: N801 - used as a context manager like `serving`
+class serving_app:
     """A Starlette app under uvicorn on a loopback port (the audit endpoint)."""
 
     def __init__(self, app: Starlette) -> None:
@@ -82,29 +82,43 @@ async def test_a_command_hook_from_settings_blocks_rm_rf_and_the_model_sees_why(
     guard.chmod(0o755)
     _settings(
         workspace,
-        {"PreToolUse": [{"matcher": "run_command", "hooks": [{"type": "command", "command": str(guard)}]}]},
+        {
+            "PreToolUse": [
+                {"matcher": "run_command", "hooks": [{"type": "command", "command": str(guard)}]}
+            ]
+        },
     )
-    async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={})) as rt:
+    async with open_runtime(
+        RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={})
+    ) as rt:
         assert rt.simulator is not None
         rt.simulator.register_policy("wrecker", wrecker_policy)
-        agent_id = (await rt.fleet.create_agent(name="careless", role="wrecker", task="tidy up"))["id"]
+        agent_id = (await rt.fleet.create_agent(name="careless", role="wrecker", task="tidy up"))[
+            "id"
+        ]
         await rt.fleet.wait_all([agent_id])
 
         assert (workspace / "textstats" / "counting.py").is_file(), "the file system is untouched"
         output = await rt.fleet.get_agent_output(agent_id)
-        assert "rm -rf is not allowed in this repository" in output["summary"], "the model saw the reason"
+        assert "rm -rf is not allowed in this repository" in output["summary"], (
+            "the model saw the reason"
+        )
         (blocked,) = await rt.store.read_all(where=EventFilter.of(types=["HookInvoked"]))
-        assert blocked.data.decision == "block" and blocked.data.kind == "command"  # type: ignore[union-attr]
+        assert blocked.data.decision == "block"
+        assert blocked.data.kind == "command"
         completed = await rt.store.read_all(where=EventFilter.of(types=["ToolCallCompleted"]))
         assert [(e.data.name, e.data.blocked) for e in completed] == [  # type: ignore[union-attr]
             ("run_command", True),
             ("list_files", False),
         ]
         card = rt.runner.agent(agent_id)
-        assert card is not None and card["blocked_calls"] == 1
+        assert card is not None
+        assert card["blocked_calls"] == 1
 
 
-async def test_an_http_post_tool_use_hook_receives_every_call_in_order(tmp_path: Path, workspace: Path) -> None:
+async def test_an_http_post_tool_use_hook_receives_every_call_in_order(
+    tmp_path: Path, workspace: Path
+) -> None:
     received: list[dict[str, object]] = []
 
     async def audit(request: Request) -> JSONResponse:
@@ -113,8 +127,12 @@ async def test_an_http_post_tool_use_hook_receives_every_call_in_order(tmp_path:
 
     app = Starlette(routes=[Route("/audit", audit, methods=["POST"])])
     async with serving_app(app) as url:
-        _settings(workspace, {"PostToolUse": [{"hooks": [{"type": "http", "url": f"{url}/audit"}]}]})
-        async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={})) as rt:
+        _settings(
+            workspace, {"PostToolUse": [{"hooks": [{"type": "http", "url": f"{url}/audit"}]}]}
+        )
+        async with open_runtime(
+            RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={})
+        ) as rt:
             task = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
             agent_id = (await rt.fleet.create_agent(name="scout", role="scout", task=task))["id"]
             await rt.fleet.wait_all([agent_id])
@@ -125,7 +143,9 @@ async def test_an_http_post_tool_use_hook_receives_every_call_in_order(tmp_path:
     assert all(p["fleet_agent_id"] == agent_id and "fleet_usage" in p for p in received)
 
 
-async def test_a_claude_code_session_forwarded_by_hook_forward_appears_as_an_agent(tmp_path: Path) -> None:
+async def test_a_claude_code_session_forwarded_by_hook_forward_appears_as_an_agent(
+    tmp_path: Path,
+) -> None:
     config = ApiConfig(db=tmp_path / "f.db", store_poll_s=0.05, runtime=False)
     env = {k: v for k, v in os.environ.items() if k != "FLEET_TOKEN"}
     env["PYTHONPATH"] = str(ROOT)
@@ -138,13 +158,15 @@ async def test_a_claude_code_session_forwarded_by_hook_forward_appears_as_an_age
                 [sys.executable, "-m", "api.cli", "hook-forward", "--url", server.url, "--source-app", "my-repo"],
                 input=payload, capture_output=True, env=env, timeout=30,
             )  # fmt: skip
-            assert done.returncode == 0 and done.stdout == b""
+            assert done.returncode == 0
+            assert done.stdout == b""
         async with httpx.AsyncClient(base_url=server.url) as http:
             session = json.loads((FIXTURES / "SessionStart.json").read_text())["session_id"]
             card = (await http.get(f"/v1/agents/ext-{session}")).json()
             events = (await http.get("/v1/events", params={"type": "ExternalHookReceived"})).json()
 
-    assert card["external"] is True and card["source_app"] == "my-repo"
+    assert card["external"] is True
+    assert card["source_app"] == "my-repo"
     assert card["tool_calls"]["count"] >= 1
     assert [e["data"]["hook_event_name"] for e in events["events"]] == points
 
@@ -155,7 +177,8 @@ def test_hook_forward_never_fails_claude_code_when_fleet_is_down(tmp_path: Path)
         [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9", "--timeout", "1"],
         input=(FIXTURES / "PreToolUse.json").read_bytes(), capture_output=True, env=env, timeout=30,
     )  # fmt: skip
-    assert done.returncode == 0 and done.stdout == b""
+    assert done.returncode == 0
+    assert done.stdout == b""
 
 
 @pytest.mark.parametrize("bad", [b"", b"not json", b"[1, 2]"])

@@ -27,7 +27,9 @@ TASK = "rename `count_words` to `word_count` everywhere"
 
 @pytest.fixture
 async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
-    async with open_runtime(RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})) as runtime:
+    async with open_runtime(
+        RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    ) as runtime:
         yield runtime
 
 
@@ -61,7 +63,9 @@ async def _views(rt: Runtime) -> tuple[list[dict], dict, dict, dict]:
     )
 
 
-async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(rt: Runtime, workspace: Path) -> None:
+async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(
+    rt: Runtime, workspace: Path
+) -> None:
     result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), TASK)
 
     assert result.status == "completed", result.error
@@ -72,12 +76,15 @@ async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(rt: Runtim
     by_role = {a["role"] for a in agents}
     assert by_role == {"orchestrator", "scout", "planner", "builder"}
     scouts = [a for a in agents if a["role"] == "scout"]
-    assert len(scouts) == 3 and {a["model"] for a in scouts} >= {"claude-haiku-5-5"}
+    assert len(scouts) == 3
+    assert {a["model"] for a in scouts} >= {"claude-haiku-5-5"}
     assert len({a["model"] for a in scouts}) == 2, "scouts run on different models"
     # Deleted when their phase was done, their work still in the projections.
     assert all(a["status"] == "deleted" for a in agents if a["role"] != "orchestrator")
     planner = next(a for a in agents if a["role"] == "planner")
-    assert {".fleet/notes/relevant-files-1.md", ".fleet/notes/relevant-files-3.md"} <= set(planner["files_consumed"])
+    assert {".fleet/notes/relevant-files-1.md", ".fleet/notes/relevant-files-3.md"} <= set(
+        planner["files_consumed"]
+    )
     assert planner["files_produced"] == [".fleet/notes/plan.md"]
     # The graph: the orchestrator created everyone, waited on them, and artifacts flowed.
     edges = {(e["kind"], e["from"], e["to"]) for e in graph["edges"]}
@@ -89,21 +96,37 @@ async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(rt: Runtim
     assert task["column"] == "DONE"
     assert [h["to"] for h in task["history"]][-2:] == ["BUILD", "DONE"]
     (run,) = runs["runs"]
-    assert run["status"] == "completed" and run["pattern"] == "scout-plan-build"
+    assert run["status"] == "completed"
+    assert run["pattern"] == "scout-plan-build"
 
 
-async def test_plan_build_review_ship_goes_back_to_build_once_then_commits(rt: Runtime, workspace: Path) -> None:
+async def test_plan_build_review_ship_goes_back_to_build_once_then_commits(
+    rt: Runtime, workspace: Path
+) -> None:
     result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
 
     assert result.status == "completed", result.error
     assert _grep(workspace, "count_words") == [], "the second build fixed the docs too"
     assert _sample_tests_pass(workspace)
-    log = subprocess.run(["git", "log", "--oneline"], cwd=workspace, capture_output=True, text=True).stdout
-    assert len(log.splitlines()) == 2 and "word_count" in log.splitlines()[0]
+    log = subprocess.run(
+        ["git", "log", "--oneline"], cwd=workspace, capture_output=True, text=True
+    ).stdout
+    assert len(log.splitlines()) == 2
+    assert "word_count" in log.splitlines()[0]
     _, _, board, _ = await _views(rt)
     (task,) = [t for c in board["columns"] for t in c["tasks"]]
     columns = [h["to"] for h in task["history"]]
-    assert columns == ["PLAN", "PLAN", "BUILD", "REVIEW", "BUILD", "BUILD", "REVIEW", "SHIP", "DONE"]
+    assert columns == [
+        "PLAN",
+        "PLAN",
+        "BUILD",
+        "REVIEW",
+        "BUILD",
+        "BUILD",
+        "REVIEW",
+        "SHIP",
+        "DONE",
+    ]
     assert task["returns"] == 1
 
 
@@ -131,7 +154,8 @@ async def test_orchestrator_creates_four_scouts_sleeps_wakes_per_completion_and_
     waits = [e for e in events if e.type == "AgentWaiting"]
     wakes = [e for e in events if e.type == "AgentWoke"]
     # Four scouts finishing at different times: at most one wake per completion (+1 for the builder).
-    assert 2 <= len(wakes) <= 5 and len(waits) == len(wakes)
+    assert 2 <= len(wakes) <= 5
+    assert len(waits) == len(wakes)
     assert all(w.data.reason == "changed" for w in wakes)  # type: ignore[union-attr]
     # It slept: no model call happened between a wait and its wake.
     types = [e.type for e in events]
@@ -154,10 +178,12 @@ async def test_a_failing_planner_fails_the_run_and_keeps_the_scouts_work(
     result = await run_pattern(rt.fleet, load_pattern(pattern), TASK)
 
     assert result.status == "failed"
-    assert "plan" in (result.error or "") and "turn limit" in (result.error or "")
+    assert "plan" in (result.error or "")
+    assert "turn limit" in (result.error or "")
     agents, _, board, runs = await _views(rt)
     scouts = [a for a in agents if a["role"] == "scout"]
-    assert len(scouts) == 3 and all(a["files_produced"] for a in scouts)
+    assert len(scouts) == 3
+    assert all(a["files_produced"] for a in scouts)
     assert all((workspace / p).is_file() for a in scouts for p in a["files_produced"])
     (task,) = [t for c in board["columns"] for t in c["tasks"]]
     assert task["column"] == "FAILED"
@@ -165,7 +191,9 @@ async def test_a_failing_planner_fails_the_run_and_keeps_the_scouts_work(
     assert not any(a["role"] == "builder" for a in agents)
 
 
-async def test_ship_on_a_workspace_that_is_not_git_is_refused_before_anything_runs(tmp_path: Path) -> None:
+async def test_ship_on_a_workspace_that_is_not_git_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
     plain = await prepare_workspace(tmp_path / "plain", git=False)
     async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=plain, env={})) as rt:
         with pytest.raises(PatternError, match="needs a git repository"):
@@ -176,18 +204,29 @@ async def test_ship_on_a_workspace_that_is_not_git_is_refused_before_anything_ru
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\nafter = ["nope"]\n', "unknown steps"),
+        (
+            'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\nafter = ["nope"]\n',
+            "unknown steps",
+        ),
         (
             'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\nafter = ["b"]\n'
             '[[steps]]\nid = "b"\nrole = "scout"\nprompt = "p"\nafter = ["a"]\n',
             "cycle",
         ),
-        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "{secret}"\n', "unknown template field"),
-        ('name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\ncolour = "red"\n', "Extra inputs"),
+        (
+            'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "{secret}"\n',
+            "unknown template field",
+        ),
+        (
+            'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "p"\ncolour = "red"\n',
+            "Extra inputs",
+        ),
         ("this is = not toml [", "not TOML"),
     ],
 )
-def test_invalid_pattern_files_are_refused_with_the_problem(tmp_path: Path, toml: str, message: str) -> None:
+def test_invalid_pattern_files_are_refused_with_the_problem(
+    tmp_path: Path, toml: str, message: str
+) -> None:
     path = tmp_path / "p.toml"
     path.write_text(toml)
     with pytest.raises(PatternError, match=message):
