@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +149,11 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
     return 0 if result.status == "completed" else 1
 
 
-async def _with_live_view(rt: Runtime, job: Any) -> RunResult:
+async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:
     task = asyncio.ensure_future(job)
     with Live(_agents_table(rt), console=console, refresh_per_second=8, transient=False) as live:
         while not task.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), 0.15)
+            await asyncio.wait({task}, timeout=0.15)  # never cancels the run
             live.update(_agents_table(rt))
     return task.result()
 

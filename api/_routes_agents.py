@@ -106,7 +106,7 @@ def _runtime(request: Request) -> Runtime:
             503, "Runtime unavailable", "this server was started without a runtime to drive agents",
             slug="unavailable",
         )  # fmt: skip
-    return runtime  # type: ignore[no-any-return]
+    return runtime
 
 
 async def create_agent(request: Request) -> Response:
