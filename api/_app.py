@@ -144,7 +144,11 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
         routes.append(dashboard_mount())
     middleware = [
         Middleware(BearerAuth, token=config.token_value),
-        Middleware(BodyLimit, limit=config.max_body_bytes),
+        Middleware(
+            BodyLimit,
+            limit=config.max_body_bytes,
+            overrides={"/v1/runs/import": config.max_import_bytes},
+        ),
     ]
     app = FleetApp(config, routes, middleware)
     app.router.redirect_slashes = False

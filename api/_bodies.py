@@ -8,7 +8,7 @@ with pydantic's errors listed. Query strings: a wrong or unknown parameter is
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -31,17 +31,22 @@ class BodyLimit:
     `receive()` when it passes the limit (the exception handlers answer 413).
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        # Paths with a limit of their own (a run export is far larger than a command).
+        self.overrides = dict(overrides or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.limit)
         length = _content_length(scope)
-        if length is not None and length > self.limit:
-            error = BodyTooLarge(self.limit, length)
+        if length is not None and length > limit:
+            error = BodyTooLarge(limit, length)
             response = problem(
                 413, "Request body too large", str(error), slug="body-too-large",
                 headers={"Connection": "close"},
@@ -49,7 +54,6 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         seen = 0
-        limit = self.limit
 
         async def limited_receive() -> Message:
             nonlocal seen

@@ -36,6 +36,11 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
+    max_import_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="largest run export accepted by POST /v1/runs/import (413 beyond)",
+    )
     page_limit: int = Field(
         default=100, ge=1, le=1000, description="default page size of GET /v1/events"
     )

@@ -89,3 +89,29 @@ async def test_an_unknown_or_malformed_run_id_is_a_clear_4xx(api: httpx.AsyncCli
         assert missing.json()["type"] == "urn:fleet:problem:run-not-found"
     bad = await api.get("/v1/runs/..%20x/timeline")
     assert bad.status_code == 400
+
+
+async def test_an_import_has_its_own_body_limit_larger_than_a_command(
+    other: httpx.AsyncClient,
+) -> None:
+    """A run export of a few MiB is checked as an export, while the same body to a command is a 413."""
+    big = b'{"format": "fleet-run"}\n' + b"x" * (3 * 1024 * 1024)
+    to_import = await other.post("/v1/runs/import", content=big)
+    assert to_import.status_code == 422, "over the 1 MiB default, yet read and checked as an export"
+    to_command = await other.post(
+        "/v1/agents", content=big, headers={"content-type": "application/json"}
+    )
+    assert to_command.status_code == 413
+
+
+async def test_an_import_over_its_own_limit_is_a_413(tmp_path: Path) -> None:
+    app = create_app(ApiConfig(db=tmp_path / "small.db", runtime=False, max_import_bytes=64 * 1024))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://testserver"
+        ) as client,
+    ):
+        refused = await client.post("/v1/runs/import", content=b"x" * (128 * 1024))
+        assert refused.status_code == 413
+        assert (await client.get("/v1/runs")).json()["runs"] == []
