@@ -63,6 +63,12 @@ def register(subparsers: Any) -> None:
     _add_run_options(demo, latency=0.05)
     demo.set_defaults(func=_demo_command)
 
+    resume = subparsers.add_parser(
+        "resume", help="resume the agents the log shows as working (after a crash or Ctrl-C)"
+    )
+    _add_run_options(resume)
+    resume.set_defaults(func=_resume_command)
+
 
 def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -> None:
     add_common(parser)
@@ -147,6 +153,33 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
     else:
         _print_report(report)
     return 0 if result.status == "completed" else 1
+
+
+def _resume_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_resume(args))
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    """Resume unfinished agents from the log and wait for them; 0 when all complete."""
+    async with open_runtime(_options(args, Path.cwd())) as rt:
+        resumed = await rt.fleet.resume_unfinished()
+        if not resumed:
+            if args.json:
+                print_json({"resumed": [], "statuses": {}})
+            else:
+                console.print("no agent to resume: the log shows none working")
+            return 0
+        if not args.json:
+            if rt.simulated:
+                console.print(SIMULATOR_NOTICE)
+            console.print(f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}")
+        statuses = await rt.fleet.wait_all(resumed)
+    if args.json:
+        print_json({"resumed": resumed, "statuses": statuses})
+    else:
+        for agent_id, status in statuses.items():
+            console.print(f"  {agent_id}: {_status_style(status)}")
+    return 0 if all(s == "complete" for s in statuses.values()) else 1
 
 
 async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:

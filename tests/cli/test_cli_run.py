@@ -80,3 +80,13 @@ def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path)
     assert broken.returncode == 1
     assert "not a fleet SQLite database" in broken.stderr
     assert not_a_db.read_text().startswith("hello"), "the file was left alone"
+
+
+def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
+    demo = _fleet("demo", "--json", "--latency", "0", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+
+    done = _fleet("resume", "--json", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"resumed": [], "statuses": {}}

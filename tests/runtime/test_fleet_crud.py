@@ -222,3 +222,37 @@ async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_na
         assert events[-1].data.limit == "cost_usd"  # type: ignore[union-attr]
         responses = await rt.store.read_all(where=EventFilter.of(types=["ModelResponded"]))
         assert len(responses) == 1, "it stopped after the response that crossed the budget"
+
+
+def slow_writer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role whose one tool call takes a moment: long enough to stop the process in it."""
+    done = yield Turn("Working.", [Call("run_command", {"command": "sleep 1 && echo done > marker.txt"})])
+    return f"finished: {done[0].content.splitlines()[0]}"
+
+
+async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(tmp_path: Path, workspace: Path) -> None:
+    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as first:
+        assert first.simulator is not None
+        first.simulator.register_policy("slow", slow_writer_policy)
+        agent_id = (await first.fleet.create_agent(name="slow", role="slow", task="write the marker"))["id"]
+
+        async def in_tool_call() -> bool:
+            types = [e.type for e in await first.store.read_stream(f"agent-{agent_id}")]
+            return "ToolCallRequested" in types
+
+        await _until(in_tool_call)
+    # The runtime stopped mid tool call: the log says the agent is still working.
+    assert not (workspace / "marker.txt").exists()
+
+    async with open_runtime(options) as second:
+        assert second.simulator is not None
+        second.simulator.register_policy("slow", slow_writer_policy)
+        assert (await second.fleet.get_agent_status(agent_id))["status"] == "working"
+        assert await second.fleet.resume_unfinished() == [agent_id]
+        await second.fleet.wait_all([agent_id], timeout_s=30)
+        output = await second.fleet.get_agent_output(agent_id)
+
+    assert output["status"] == "complete"
+    assert output["summary"].startswith("finished: exit code 0")
+    assert (workspace / "marker.txt").read_text().strip() == "done"
