@@ -16,7 +16,7 @@ Notes (do not fix without reading this):
    has no cross-process notification).
 3. SQLite through aiosqlite, and only its public API. Each statement is a hop
    to the connection's thread and back (~45 us here), so the store keeps hops
-   few: five or six per group commit however many appends it holds, one per
+   few: four to six per group commit however many appends it holds, one per
    page read; see `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
 4. A store belongs to the event loop that opened it: its writer task and its
    connections' futures live on that loop.

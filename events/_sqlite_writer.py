@@ -7,9 +7,10 @@ Notes (do not fix without reading this):
    machine), so a group's transaction is kept to the fewest statements:
    `BEGIN IMMEDIATE`, one SELECT for the head and every stream's version, one
    `executemany` of the multi-row INSERT (plus one for a last partial chunk),
-   one `executemany` for the spans, and `COMMIT`: five or six hops per group
-   however many appends it holds. The rows are numbered and encoded on the
-   event loop between those hops; the loop never blocks on SQLite.
+   one `executemany` for the spans (none if no row has a run or agent id), and
+   `COMMIT`: four to six hops per group however many appends it holds. The
+   rows are numbered on the event loop between those hops; the loop never
+   blocks on SQLite.
 2. Group commit: appends queue up while a transaction is in flight, and the
    task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
@@ -231,7 +232,10 @@ class GroupWriter:
                     await conn.execute(insert_rows(rest), flat[full * chunk :])
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"log integrity check failed: {e}") from e
-            await conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
+            if spans:  # no hop for rows without run or agent ids
+                await conn.executemany(
+                    UPSERT_SPAN, [(*key, *span) for key, span in spans.items()]
+                )
         return outcomes
 
     @staticmethod
