@@ -233,9 +233,7 @@ class GroupWriter:
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"log integrity check failed: {e}") from e
             if spans:  # no hop for rows without run or agent ids
-                await conn.executemany(
-                    UPSERT_SPAN, [(*key, *span) for key, span in spans.items()]
-                )
+                await conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
         return outcomes
 
     @staticmethod
