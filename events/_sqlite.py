@@ -1,25 +1,25 @@
 """The default event store: one SQLite file.
 
-Writes go through one writer thread that group-commits (`_sqlite_writer.py`);
-reads go through one reader thread that fetches and decodes a page at a time
-(`_sqlite_rows.py`). Each thread owns its own connection: the event loop never
-blocks on SQLite, and crosses to a thread once per group commit or page. The
-file is in WAL mode, so readers (in this process or another) never block the
-writer and always see a consistent prefix of the log.
+Writes go through one writer task that group-commits on its own aiosqlite
+connection (`_sqlite_writer.py`); reads go through a second aiosqlite
+connection, one hop per page, decoded on the event loop (`_sqlite_rows.py`).
+The event loop never blocks on SQLite. The file is in WAL mode, so readers (in
+this process or another) never block the writer and always see a consistent
+prefix of the log.
 
 Notes (do not fix without reading this):
 1. Events are encoded and checked in `append` itself, on the caller's task,
    before anything is queued: a bad event raises there and nothing of its
-   append is written, and the writer thread only ever sees valid rows.
+   append is written, and the writer only ever sees valid rows.
 2. A subscription wakes up on this store's own commits at once, and polls
    every `poll_interval` seconds for appends made by other processes (SQLite
    has no cross-process notification).
-3. No aiosqlite: it sends each statement to its thread and back (~45 us a
-   hop here) and decodes on the event loop. The store keeps the same shape (a
-   thread per connection) but crosses once per group commit or page; see
-   `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
-4. A store belongs to the event loop that opened it: the writer thread hands
-   results back to that loop.
+3. SQLite through aiosqlite, and only its public API. Each statement is a hop
+   to the connection's thread and back (~45 us here), so the store keeps hops
+   few: four to six per group commit however many appends it holds, one per
+   page read; see `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
+4. A store belongs to the event loop that opened it: its writer task and its
+   connections' futures live on that loop.
 """
 
 from __future__ import annotations
@@ -116,10 +116,7 @@ class SQLiteEventStore:
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             self._loop = asyncio.get_running_loop()
             writer = GroupWriter(
-                self.path,
-                self._loop,
-                self._committed,
-                busy_timeout_ms=round(self.lock_timeout * 1000),
+                self.path, self._committed, busy_timeout_ms=round(self.lock_timeout * 1000)
             )
             await writer.start()
             self._writer = writer

@@ -6,9 +6,9 @@ Notes (do not fix without reading this):
    protocol (two failed attribute look-ups per value, ~0.2 us each), which was
    a quarter of the cost of a batch insert; a `str` or an `int` binds directly.
    So an empty id is refused at append (`meta_params`): it would read back as None.
-2. Reads run on their own thread with their own connection (`PageReader`),
-   which fetches a page and decodes it there: one thread hop per page, and the
-   event loop is free while a page decodes. Decoding is the hot path of every
+2. Reads go through their own aiosqlite connection (`PageReader`): one
+   `execute_fetchall` per page, so one hop to its thread and back, and the
+   rows are decoded on the event loop. Decoding is the hot path of every
    read: the data of a current-schema type goes straight to its model's JSON
    validator; Meta objects are shared between
    rows with the same meta (they are immutable), and so is `recorded_at` between
@@ -37,18 +37,17 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast
 
+import aiosqlite
 from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventModel, UnknownEvent
@@ -335,84 +334,67 @@ def _undecodable(row: Row, error: Exception) -> StoreError:
     )
 
 
-_T = TypeVar("_T")
-
-
 class PageReader:
-    """A read-only connection on its own thread; each call fetches and decodes one page there."""
+    """A read-only aiosqlite connection; each call fetches one page in one hop (note 2)."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-store-reader")
-        self._conn: sqlite3.Connection | None = None
-        self._decoder = RowDecoder()  # used on the reader thread only
+        self._conn: aiosqlite.Connection | None = None
+        self._decoder = RowDecoder()  # used on the event loop only
         self._closed = False
 
     async def open(self) -> None:
         """Connect. Raises `StoreError` if the file cannot be read."""
-        await self._run(self._connect)
+        try:
+            # Not `mode=ro`: opening a WAL file read-only fails when no other
+            # connection holds its -shm file. `query_only` keeps it read-only.
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open {self._path}: {e}") from e
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await conn.execute("PRAGMA query_only = 1")
+        except BaseException as e:
+            await conn.close()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open {self._path}: {e}") from e
+            raise
+        if self._closed:  # closed while opening
+            await conn.close()
+            return
+        self._conn = conn
 
     async def aclose(self) -> None:
-        """Close the connection and let the thread end; safe to call twice."""
+        """Close the connection (after any read in flight); safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        try:
-            await self._run(self._close)
-        finally:
-            self._executor.shutdown(wait=False)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
     async def events(
         self, sql: str, params: Sequence[Any], *, lenient: bool
     ) -> list[RecordedEvent]:
-        """The events a SELECT of `SELECT_COLUMNS` returns, decoded on the reader thread."""
-        return await self._run(self._events, sql, params, lenient)
+        """The events a SELECT of `SELECT_COLUMNS` returns, decoded on the event loop."""
+        rows = await self._fetch(sql, params)
+        return self._decoder.decode_all(rows, lenient=lenient)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query."""
-        return await self._run(self._scalar, sql, params)
+        return (await self._fetch(sql, params))[0][0]
 
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    # -- on the reader thread -------------------------------------------------
-
-    def _connect(self) -> None:
-        try:
-            # Not `mode=ro`: opening a WAL file read-only fails when no other
-            # connection holds its -shm file. `query_only` keeps it read-only.
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open {self._path}: {e}") from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            conn.execute("PRAGMA query_only = 1")
-        except sqlite3.Error as e:
-            conn.close()
-            raise StoreError(f"cannot open {self._path}: {e}") from e
-        self._conn = conn
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        if self._conn is None:
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        conn = self._conn
+        if conn is None:
             raise StoreClosed()
         try:
-            return self._conn.execute(sql, params)
+            rows = await conn.execute_fetchall(sql, params)
         except sqlite3.Error as e:
             raise StoreError(f"reading {self._path} failed: {e}") from e
-
-    def _events(self, sql: str, params: Sequence[Any], lenient: bool) -> list[RecordedEvent]:
-        with gc_paused():
-            try:
-                rows = self._cursor(sql, params).fetchall()
-            except sqlite3.Error as e:
-                raise StoreError(f"reading {self._path} failed: {e}") from e
-            return self._decoder.decode_all(rows, lenient=lenient)
-
-    def _scalar(self, sql: str, params: Sequence[Any]) -> Any:
-        return self._cursor(sql, params).fetchone()[0]
+        except ValueError as e:  # aiosqlite: the connection was closed meanwhile
+            if self._conn is None:
+                raise StoreClosed() from e
+            raise
+        return cast(list[Row], rows)  # aiosqlite returns the cursor's fetchall(): a list

@@ -1,15 +1,18 @@
-"""The SQLite log's single writer: one thread, one connection, group commit.
+"""The SQLite log's single writer: one task, one aiosqlite connection, group commit.
 
 Notes (do not fix without reading this):
-1. The writer is a dedicated thread with its own stdlib `sqlite3` connection,
-   not an aiosqlite connection. aiosqlite sends every statement to its thread
-   and back (one hop, ~45 us on the reference machine), and a group's
-   transaction is BEGIN, a SELECT, an INSERT and a COMMIT: run as one function
-   on one thread it costs one hop per group instead of four to nine, which is
-   what lets a lone appender beat a synchronous library. The thread talks to
-   the event loop only through `call_soon_threadsafe`; it never blocks it.
+1. The writer is one asyncio task driving its own aiosqlite connection (the
+   project's rule: SQLite through aiosqlite). aiosqlite sends every statement
+   to its connection's thread and back, one hop each (~45 us on the reference
+   machine), so a group's transaction is kept to the fewest statements:
+   `BEGIN IMMEDIATE`, one SELECT for the head and every stream's version, one
+   `executemany` of the multi-row INSERT (plus one for a last partial chunk),
+   one `executemany` for the spans (none if no row has a run or agent id), and
+   `COMMIT`: four to six hops per group however many appends it holds. The
+   rows are numbered on the event loop between those hops; the loop never
+   blocks on SQLite.
 2. Group commit: appends queue up while a transaction is in flight, and the
-   thread takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
+   task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
    rows are all-or-nothing within the group, and a conflicting append is left
    out while the others of its group land.
@@ -21,26 +24,26 @@ Notes (do not fix without reading this):
    `GROUP BY` would scan the whole stream: 11 ms for a stream of 200,000).
 4. WAL with `synchronous=FULL`: the WAL is fsynced at every commit, so an
    event is durable when `append` returns.
-5. Cancellation: an append whose caller was cancelled before the thread took
+5. Cancellation: an append whose caller was cancelled before the task took
    it into a transaction writes nothing; once taken, it lands whole. Either way
-   the caller sees `CancelledError`, and no append is ever half-written.
+   the caller sees `CancelledError`, and no append is ever half-written. The
+   writer task is not the caller's: cancelling an `append` never cancels it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import sqlite3
-import threading
 import time
-import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Empty, SimpleQueue
 from typing import Any
+
+import aiosqlite
 
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
 from ._sqlite_rows import (
@@ -78,95 +81,130 @@ class PendingAppend:
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
 
-_STOP = None
-
-
 class GroupWriter:
-    """Owns the write connection on its own thread and commits appends in groups."""
+    """Owns the write connection and commits queued appends in groups from one task."""
 
     def __init__(
         self,
         path: Path,
-        loop: asyncio.AbstractEventLoop,
         on_commit: Callable[[], None],
         *,
         busy_timeout_ms: int,
     ) -> None:
         self._path = path
-        self._loop = loop
         self._on_commit = on_commit
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: SimpleQueue[PendingAppend | None] = SimpleQueue()
-        self._opened: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue: deque[PendingAppend] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
         self._last_us = 0
-        # Daemon, and told to stop if the store is dropped unclosed, so a
-        # forgotten store never keeps the interpreter from exiting.
-        self._thread = threading.Thread(
-            target=_run, args=(weakref.ref(self), self._queue), name="fleet-store-writer",
-            daemon=True,
-        )  # fmt: skip
-        weakref.finalize(self, self._queue.put, _STOP)
 
     async def start(self) -> None:
-        """Open the file on the writer thread. Raises `NotADatabase` or `StoreError`."""
-        self._thread.start()
-        await asyncio.wrap_future(self._opened)
+        """Open the file and start the writer task. Raises `NotADatabase` or `StoreError`."""
+        conn = await _connect(self._path, self._busy_timeout_ms)
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(conn), name="fleet-store-writer"
+        )
 
     def submit(self, item: PendingAppend) -> None:
         """Queue an append for the next group (call on the event loop)."""
-        self._queue.put(item)
+        if self._stopping:
+            item.future.set_exception(StoreClosed())
+            return
+        self._queue.append(item)
+        self._wake.set()
 
     async def stop(self) -> None:
-        """Commit what is queued, then close the connection and end the thread."""
-        self._queue.put(_STOP)
-        await asyncio.wrap_future(self._stopped)
+        """Commit what is queued, then close the connection and end the task.
 
-    # -- on the writer thread ------------------------------------------------
+        Cancelling the caller does not cancel the writer: it still commits what
+        was queued and closes its connection.
+        """
+        self._stopping = True
+        self._wake.set()
+        task = self._task
+        if task is not None:
+            await asyncio.wait([task])  # unlike `await task`, never cancels the writer
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, cached_statements=256
-            )
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open {self._path}: {e}") from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            _init_schema(conn, self._path)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    # -- the writer task -----------------------------------------------------
 
-    def _commit(self, conn: sqlite3.Connection, group: list[PendingAppend]) -> list[Outcome]:
-        live = [item for item in group if not item.future.cancelled()]
-        if not live:
-            return [asyncio.CancelledError() for _ in group]
+    async def _serve(self, conn: aiosqlite.Connection) -> None:
+        queue = self._queue
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            while True:
+                if not queue:
+                    if self._stopping:
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                group = self._take()
+                if not group:
+                    continue
+                try:
+                    outcomes = await self._commit(conn, group)
+                except asyncio.CancelledError:
+                    # The writer itself was cancelled (the loop is shutting
+                    # down): the group was rolled back unless its COMMIT had
+                    # been sent, and SQLite keeps it all or nothing either way.
+                    self._deliver(group, [StoreClosed() for _ in group])
+                    raise
+                self._deliver(group, outcomes)
+        finally:
+            self._stopping = True
+            leftovers = list(queue)
+            queue.clear()
+            if leftovers:
+                self._deliver(leftovers, [StoreClosed() for _ in leftovers])
+            await conn.close()
+
+    def _take(self) -> list[PendingAppend]:
+        """The next group: queued appends whose callers are still waiting (note 5)."""
+        queue = self._queue
+        group: list[PendingAppend] = []
+        rows = 0
+        while queue and rows < MAX_GROUP_ROWS:
+            item = queue.popleft()
+            if item.future.done():  # cancelled before it was taken: write nothing
+                continue
+            group.append(item)
+            rows += len(item.events)
+        return group
+
+    async def _commit(
+        self, conn: aiosqlite.Connection, group: list[PendingAppend]
+    ) -> list[Outcome]:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = self._insert(conn, live)
-                conn.execute("COMMIT")
+                outcomes = await self._insert(conn, group)
+                await conn.execute("COMMIT")
             except BaseException:
-                _rollback(conn)
+                await _rollback(conn)
                 raise
         except Exception as e:
             # Every caller of the group gets the error; nothing was written.
-            logger.debug("append group of %d rolled back: %s", len(live), e)
+            logger.debug("append group of %d rolled back: %s", len(group), e)
             return [_failure(e) for _ in group]
-        by_item = dict(zip(map(id, live), outcomes, strict=True))
-        return [by_item.get(id(item), asyncio.CancelledError()) for item in group]
+        return outcomes
 
-    def _insert(self, conn: sqlite3.Connection, group: list[PendingAppend]) -> list[Outcome]:
+    async def _insert(
+        self, conn: aiosqlite.Connection, group: list[PendingAppend]
+    ) -> list[Outcome]:
         streams = list(dict.fromkeys(item.stream_id for item in group))
         values = ",".join(["(?)"] * len(streams))
-        found = conn.execute(
-            f"WITH s(id) AS (VALUES {values}) SELECT id, "
-            "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = s.id), "
-            "(SELECT COALESCE(MAX(position), 0) FROM events) FROM s",
-            streams,
-        ).fetchall()
+        found = list(
+            await conn.execute_fetchall(
+                f"WITH s(id) AS (VALUES {values}) SELECT id, "
+                "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = s.id), "
+                "(SELECT COALESCE(MAX(position), 0) FROM events) FROM s",
+                streams,
+            )
+        )
         versions = {stream: version for stream, version, _ in found}
         head = found[0][2]
         # recorded_at never goes backwards along positions, even if the clock does.
@@ -181,14 +219,21 @@ class GroupWriter:
                 self._number(group, versions, head, now_us, flat, outcomes, spans)
         if flat:
             rows = len(flat) // ROW_PARAMS
+            full, rest = divmod(rows, INSERT_ROWS)
+            chunk = INSERT_ROWS * ROW_PARAMS
             try:
-                for first in range(0, rows, INSERT_ROWS):
-                    count = min(INSERT_ROWS, rows - first)
-                    start = first * ROW_PARAMS
-                    conn.execute(insert_rows(count), flat[start : start + count * ROW_PARAMS])
+                if full:
+                    # One hop for every full chunk of rows (_sqlite_rows.py, note 6).
+                    await conn.executemany(
+                        insert_rows(INSERT_ROWS),
+                        [flat[start : start + chunk] for start in range(0, full * chunk, chunk)],
+                    )
+                if rest:
+                    await conn.execute(insert_rows(rest), flat[full * chunk :])
             except sqlite3.IntegrityError as e:
                 raise StoreError(f"log integrity check failed: {e}") from e
-            conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
+            if spans:  # no hop for rows without run or agent ids
+                await conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
         return outcomes
 
     @staticmethod
@@ -230,7 +275,6 @@ class GroupWriter:
             outcomes.append(recorded)
 
     def _deliver(self, group: list[PendingAppend], outcomes: list[Outcome]) -> None:
-        # On the event loop.
         for item, outcome in zip(group, outcomes, strict=True):
             if item.future.done():  # the caller was cancelled
                 continue
@@ -239,77 +283,6 @@ class GroupWriter:
             else:
                 item.future.set_result(outcome)
         self._on_commit()
-
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            logger.debug("event loop closed; dropping a writer callback")
-
-
-def _run(ref: weakref.ref[GroupWriter], queue: SimpleQueue[PendingAppend | None]) -> None:
-    """The writer thread: open, then commit groups until told to stop."""
-    writer = ref()
-    if writer is None:
-        return
-    try:
-        conn = writer._connect()
-    except BaseException as e:
-        writer._opened.set_exception(e)
-        writer._stopped.set_result(None)
-        return
-    writer._opened.set_result(None)
-    del writer  # hold no strong reference while waiting, so a dropped store can be collected
-    try:
-        _serve(ref, queue, conn)
-    finally:
-        conn.close()
-        writer = ref()
-        if writer is not None:
-            writer._stopped.set_result(None)
-
-
-def _serve(
-    ref: weakref.ref[GroupWriter],
-    queue: SimpleQueue[PendingAppend | None],
-    conn: sqlite3.Connection,
-) -> None:
-    stopping = False
-    while not stopping:
-        first = queue.get()
-        if first is _STOP:
-            break
-        group = [first]
-        rows = len(first.events)
-        while rows < MAX_GROUP_ROWS:
-            try:
-                item = queue.get_nowait()
-            except Empty:
-                break
-            if item is _STOP:
-                stopping = True
-                break
-            group.append(item)
-            rows += len(item.events)
-        writer = ref()
-        if writer is None:
-            return
-        outcomes = writer._commit(conn, group)
-        writer._post(writer._deliver, group, outcomes)
-        del writer
-    # Nothing can be queued behind the stop sentinel by the store itself (it
-    # stops taking appends first); refuse anything that raced in regardless.
-    leftovers: list[PendingAppend] = []
-    while True:
-        try:
-            item = queue.get_nowait()
-        except Empty:
-            break
-        if item is not _STOP:
-            leftovers.append(item)
-    writer = ref()
-    if leftovers and writer is not None:
-        writer._post(writer._deliver, leftovers, [StoreClosed() for _ in leftovers])
 
 
 def _widen(
@@ -331,12 +304,13 @@ def _widen(
                 span[1] = first + end - 1
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:  # SQLite may have rolled back already (e.g. on an I/O error)
-            logger.debug("rollback after a failed append group failed too", exc_info=True)
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # Always sent (reading `in_transaction` would race a statement still in
+    # flight on the connection's thread); it runs after any such statement.
+    try:
+        await conn.execute("ROLLBACK")
+    except (sqlite3.Error, ValueError):  # no transaction left (e.g. after an I/O error)
+        logger.debug("rollback after a failed append group failed too", exc_info=True)
 
 
 def _failure(error: Exception) -> StoreError:
@@ -348,10 +322,24 @@ def _failure(error: Exception) -> StoreError:
     return failure
 
 
-def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
+async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     try:
-        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
-        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open {path}: {e}") from e
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        await _init_schema(conn, path)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _init_schema(conn: aiosqlite.Connection, path: Path) -> None:
+    try:
+        ((app_id,),) = await conn.execute_fetchall("PRAGMA application_id")
+        tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
     except sqlite3.DatabaseError as e:
         if "not a database" in str(e) or "file is encrypted" in str(e):
             raise NotADatabase(str(path)) from e
@@ -359,19 +347,19 @@ def _init_schema(conn: sqlite3.Connection, path: Path) -> None:
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
         raise NotADatabase(str(path))
     try:
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        ((mode,),) = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
         if mode != "wal":
             raise StoreError(f"cannot put {path} in WAL mode (it is in {mode} mode)")
-        conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA synchronous = FULL")
         # One transaction, so a second process opening a new file at the same
         # time sees either nothing or the whole schema. A log from before
         # `spans` existed gets them built from its rows.
         names = {name for (name,) in tables}
         backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
-        conn.executescript(
+        await conn.executescript(
             f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID};{SCHEMA} {backfill} COMMIT;"
         )
     except sqlite3.Error as e:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            await conn.execute("ROLLBACK")
         raise StoreError(f"cannot initialise {path}: {e}") from e
