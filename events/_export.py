@@ -20,8 +20,8 @@ so is one whose events are out of position order, whose stream versions are
 not contiguous from 1, or whose data does not match its type.
 
 Notes (do not fix without reading this):
-1. `import_run` writes the whole run in ONE SQLite transaction on a connection
-   of its own, not through `append`: appends cannot carry an event's original
+1. `import_run` writes the whole run in ONE SQLite transaction on an aiosqlite
+   connection of its own, not through `append`: appends cannot carry an event's original
    `recorded_at` (every projection's times, durations and critical paths come
    from it, so a run imported through `append` would show all of its waits as
    zero), and one append per stream cannot be all-or-nothing across streams.
@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventModel, RunStarted, UnknownEvent
@@ -582,7 +583,7 @@ async def import_run(store: SQLiteEventStore, export: RunExport) -> ImportResult
         if len(row[5]) * 4 > limit and len(row[5].encode()) > limit:
             raise EventTooLarge(row[1], row[3], len(row[5].encode()), limit)
     timeout_ms = round(float(getattr(store, "lock_timeout", 10.0)) * 1000)
-    first = await asyncio.to_thread(_insert, store.path, export, timeout_ms)
+    first = await _insert(store.path, export, timeout_ms)
     with contextlib.suppress(AttributeError):
         store._committed()  # wake this process's subscriptions now, not at their next poll
     return ImportResult(
@@ -594,58 +595,64 @@ async def import_run(store: SQLiteEventStore, export: RunExport) -> ImportResult
     )
 
 
-def _insert(path: Path, export: RunExport, timeout_ms: int) -> int:
-    """On a worker thread: the import's transaction. Returns the first new position."""
-    conn = sqlite3.connect(path, isolation_level=None)
+def _rows_for(export: RunExport, head: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows to insert after `head` (positions and causation ids remapped) and their spans."""
+    new_position = {row[0]: head + i for i, row in enumerate(export.rows, start=1)}
+    spans: dict[tuple[str, str], list[int]] = {}
+    params = []
+    for row in export.rows:
+        position = new_position[row[0]]
+        for kind, key in (("run", row[6]), ("agent", row[7])):
+            if key is not None:
+                span = spans.setdefault((kind, key), [position, position])
+                span[1] = position
+        params.append(
+            (
+                position, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                new_position.get(row[9]) if row[9] is not None else None,
+                row[10], row[11], row[12],
+            )
+        )  # fmt: skip
+    return params, [(*key, *span) for key, span in spans.items()]
+
+
+async def _insert(path: Path, export: RunExport, timeout_ms: int) -> int:
+    """The import's transaction, on a connection of its own. Returns the first new position."""
     try:
-        conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            streams = list(export.streams)
-            existing: list[str] = []
-            for i in range(0, len(streams), _SPAN_BATCH):
-                batch = streams[i : i + _SPAN_BATCH]
-                existing += [
-                    s
-                    for (s,) in conn.execute(
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            await conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                streams = list(export.streams)
+                existing: list[str] = []
+                for i in range(0, len(streams), _SPAN_BATCH):
+                    batch = streams[i : i + _SPAN_BATCH]
+                    found = await conn.execute_fetchall(
                         "SELECT DISTINCT stream_id FROM events WHERE stream_id IN "
                         f"({','.join('?' * len(batch))})",
                         batch,
                     )
-                ]
-            if existing:
-                raise ImportConflict(export.run_id, existing)
-            (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
-            new_position = {row[0]: head + i for i, row in enumerate(export.rows, start=1)}
-            spans: dict[tuple[str, str], list[int]] = {}
-            params = []
-            for row in export.rows:
-                position = new_position[row[0]]
-                for kind, key in (("run", row[6]), ("agent", row[7])):
-                    if key is not None:
-                        span = spans.setdefault((kind, key), [position, position])
-                        span[1] = position
-                params.append(
-                    (
-                        position, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                        new_position.get(row[9]) if row[9] is not None else None,
-                        row[10], row[11], row[12],
-                    )
-                )  # fmt: skip
-            conn.executemany(
-                "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
-                "run_id, agent_id, parent_id, causation_id, correlation_id, source, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
-            conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+                    existing += [str(r[0]) for r in found]
+                if existing:
+                    raise ImportConflict(export.run_id, existing)
+                ((head,),) = await conn.execute_fetchall(
+                    "SELECT COALESCE(MAX(position), 0) FROM events"
+                )
+                # Building 100,000 rows is CPU work: off the event loop.
+                params, spans = await asyncio.to_thread(_rows_for, export, int(head))
+                await conn.executemany(
+                    "INSERT INTO events (position, stream_id, version, type, schema_version, "
+                    "data, run_id, agent_id, parent_id, causation_id, correlation_id, source, "
+                    "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                await conn.executemany(UPSERT_SPAN, spans)
+                await conn.execute("COMMIT")
+            except BaseException:
+                # Closing the connection would roll back too; say it, and never half-commit.
+                if conn.in_transaction:
+                    await asyncio.shield(conn.execute("ROLLBACK"))
+                raise
     except sqlite3.Error as e:
         raise StoreError(f"import into {path} failed, nothing was written: {e}") from e
-    finally:
-        conn.close()
     return int(head) + 1
