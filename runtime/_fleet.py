@@ -458,15 +458,14 @@ class Fleet:
             after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS)
         )
         try:
-            async with asyncio.timeout(timeout_s):
-                async for event in subscription:
-                    agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
-                    if agent_id in pending:
-                        changed.append(agent_id)
-                        reason = "changed"
-                        break
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):  # a timeout is a normal wake-up
+                async with asyncio.timeout(timeout_s):
+                    async for event in subscription:
+                        agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
+                        if agent_id in pending:
+                            changed.append(agent_id)
+                            reason = "changed"
+                            break
         finally:
             await subscription.aclose()  # type: ignore[attr-defined]
         waited_ms = (time.perf_counter() - started) * 1000

@@ -57,7 +57,7 @@ class WaitForAgentsInput(_Input):
 
 
 class DeleteAllInput(_Input):
-    pass
+    """No arguments: the orchestrator deletes every agent it created in its run."""
 
 
 def _fleet(ctx: ToolContext) -> Fleet:
