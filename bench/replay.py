@@ -82,7 +82,7 @@ def _rss_mib() -> float:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
-    except OSError:
+    except OSError:  # no /proc (not Linux): fall back to getrusage below
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -37,7 +37,7 @@ class StoreFactory:
     async def __call__(self, **options: Any) -> EventStore:
         """A new open store on this test's log (the same log on every call)."""
         if self.backend != "sqlite":
-            raise NotImplementedError(self.backend)
+            raise NotImplementedError(f"no store factory for backend {self.backend!r} yet")
         options.setdefault("poll_interval", 0.05)
         store = await SQLiteEventStore(self.location, **options).open()
         self._open.append(store)
@@ -54,7 +54,7 @@ class StoreFactory:
     ) -> int:
         """Append one row as-is, bypassing every check; returns its position."""
         if self.backend != "sqlite":
-            raise NotImplementedError(self.backend)
+            raise NotImplementedError(f"no store factory for backend {self.backend!r} yet")
         with closing(sqlite3.connect(self.location, isolation_level=None)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()

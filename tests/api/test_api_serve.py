@@ -59,7 +59,7 @@ async def test_serve_refuses_to_listen_beyond_loopback_without_a_token(
 async def test_serving_refuses_too(tmp_path: Path) -> None:
     with pytest.raises(InsecureServe):
         async with serving(ApiConfig(db=tmp_path / "f.db", runtime=False), host="0.0.0.0"):
-            pass  # pragma: no cover
+            pass  # pragma: no cover - serving must refuse before its body runs
 
 
 async def test_serve_answers_healthz_once_ready_and_stops_when_cancelled(tmp_path: Path) -> None:

@@ -337,4 +337,4 @@ async def test_an_unknown_point_or_a_closed_dispatcher_is_refused() -> None:
         await hooks.dispatch("PreToolUse", pre_tool())
     with pytest.raises(DispatcherClosed):
         async with hooks:
-            pass
+            pass  # reopening a closed dispatcher is what must fail

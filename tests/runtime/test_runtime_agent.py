@@ -256,7 +256,7 @@ async def test_a_working_agent_takes_no_command_and_a_deleted_one_takes_none(
 
 
 class _Meddle(BaseModel):
-    pass
+    """No input: the tool only meddles with its agent's stream."""
 
 
 class MeddlingTool:
