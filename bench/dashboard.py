@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 # The repository first: this folder's projections.py would shadow the package.
@@ -140,7 +141,7 @@ async def append_run(store: SQLiteEventStore, n: int) -> None:
 
 
 def drop_checkpoints(db: Path) -> None:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         for table in tables - {"events", "spans", "sqlite_sequence"}:
             if "checkpoint" in table:

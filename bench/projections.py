@@ -53,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -394,7 +395,7 @@ def peak_rss_mb() -> float:
 
 
 def forget_checkpoints(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS projection_checkpoints (name TEXT PRIMARY KEY, "
             "version INTEGER, position INTEGER, state TEXT, updated_at INTEGER)"

@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,14 @@ def live(runner: ProjectionRunner, name: str) -> str:
 
 def checkpoints(path: Path) -> dict[str, tuple[int, int]]:
     """(version, position) of each stored checkpoint, read as a user would with sqlite3."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute("SELECT name, version, position FROM projection_checkpoints").fetchall()
     return {name: (version, position) for name, version, position in rows}
 
 
 def insert_raw_event(path: Path, event_type: str, data: dict[str, Any]) -> int:
     """Write a row of a type this fleet does not know, as a newer fleet would."""
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
         conn.execute(
             "INSERT INTO events (position, stream_id, version, type, schema_version, data, "

@@ -226,16 +226,22 @@ async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_na
 
 def slow_writer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """A role whose one tool call takes a moment: long enough to stop the process in it."""
-    done = yield Turn("Working.", [Call("run_command", {"command": "sleep 1 && echo done > marker.txt"})])
+    done = yield Turn(
+        "Working.", [Call("run_command", {"command": "sleep 1 && echo done > marker.txt"})]
+    )
     return f"finished: {done[0].content.splitlines()[0]}"
 
 
-async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(tmp_path: Path, workspace: Path) -> None:
+async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(
+    tmp_path: Path, workspace: Path
+) -> None:
     options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
     async with open_runtime(options) as first:
         assert first.simulator is not None
         first.simulator.register_policy("slow", slow_writer_policy)
-        agent_id = (await first.fleet.create_agent(name="slow", role="slow", task="write the marker"))["id"]
+        agent_id = (
+            await first.fleet.create_agent(name="slow", role="slow", task="write the marker")
+        )["id"]
 
         async def in_tool_call() -> bool:
             types = [e.type for e in await first.store.read_stream(f"agent-{agent_id}")]
