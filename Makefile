@@ -1,27 +1,42 @@
-# Two commands a user needs: `make demo` and `make test`. Both set up .venv first.
+# Two commands a user needs: `make demo` and `make test`. Both set up a venv first.
+#   make test PYTHON=python3.13 VENV=.venv-3.13 PYTEST_ARGS="tests/events"
+# runs (part of) the suite on another Python; .ci/run does so for the newest one.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
+PYTEST_ARGS ?=
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Each install is stamped with the interpreter's version, so a venv made by
+# another Python is rebuilt instead of silently reused.
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+DEMO_STAMP := $(VENV)/.demo-$(PYVER)
+TEST_STAMP := $(VENV)/.test-$(PYVER)
 
 .PHONY: demo test bench install clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/.venv-$(PYVER):
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	touch $@
+
+# The demo needs the package only; the tests add their tools.
+$(DEMO_STAMP): pyproject.toml | $(VENV)/.venv-$(PYVER)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/.venv-$(PYVER)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $@ $(DEMO_STAMP)
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/fleet demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/append.py
 
 clean:
-	rm -rf $(VENV) .fleet .pytest_cache
+	rm -rf .venv .venv-* .fleet .pytest_cache
