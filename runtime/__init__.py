@@ -90,6 +90,7 @@ from .errors import (
     UnknownModel,
     WorkspaceEscape,
     WorkspaceMissing,
+    WriteRefused,
 )
 
 __all__ = [
@@ -179,6 +180,7 @@ __all__ = [
     "WorkspaceEscape",
     "WorkspaceMissing",
     "WorkspaceUnavailable",
+    "WriteRefused",
     "copy_workspace",
     "count_request_tokens",
     "estimate_tokens",
