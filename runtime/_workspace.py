@@ -229,11 +229,16 @@ class Workspace:
         The last name is not opened (a symlink there is followed); the caller opens
         it relative to `dir_fd`. `make_parents` creates missing folders once
         `check(parts)` has passed (it raises to refuse). Raises `WorkspaceEscape`
-        (out through `..`, an absolute path or a symlink), `WorkspaceMissing`, and
-        `ToolError` for a missing folder, a file used as a folder, a symlink loop
-        or another OS error. Blocking: call it in a thread.
+        (out through `..`, an absolute path or a symlink), and `ToolError` for a
+        workspace gone or replaced, a missing folder, a file used as a folder, a
+        symlink loop or another OS error. Blocking: call it in a thread.
         """
-        walk = _Walk(str(self.root), self.open_root(), path, self._names(path))
+        names = self._names(path)
+        try:
+            root_fd = self.open_root()
+        except WorkspaceMissing as e:
+            raise ToolError(f"cannot open {path}: {e}") from e
+        walk = _Walk(str(self.root), root_fd, path, names)
         try:
             return self._walk(walk, make_parents, lenient, check, on_step)
         except OSError as e:

@@ -237,7 +237,9 @@ async def test_run_command_kills_the_whole_process_group_on_timeout(
     )
     assert time.perf_counter() - started < 5
     assert result.is_error
-    assert result.content.startswith("timed out after 0.5s: the command and every process it started were killed")
+    assert result.content.startswith(
+        "timed out after 0.5s: the command and every process it started were killed"
+    )
     assert "started" in result.content
     child = int((ws.root / "child.pid").read_text())
     for _ in range(50):
