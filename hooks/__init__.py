@@ -55,6 +55,7 @@ from ._points import (
     build_payload,
     hook_point,
 )
+from ._processes import CONTAINED, start_command, stop_command
 from ._runners import MAX_OUTPUT_BYTES, PythonHookFn
 from .errors import (
     DispatcherClosed,
@@ -69,6 +70,7 @@ from .errors import (
 __all__ = [
     "BLOCKING_POINTS",
     "CLAUDE_ONLY_POINTS",
+    "CONTAINED",
     "DEFAULT_MAX_INGEST_BYTES",
     "DEFAULT_SOURCE_APP",
     "DEFAULT_TIMEOUT",
@@ -117,4 +119,6 @@ __all__ = [
     "load_project_settings",
     "load_settings",
     "parse_external",
+    "start_command",
+    "stop_command",
 ]

@@ -11,10 +11,12 @@ Notes (do not fix without reading this):
    `thread=True`; it then runs in `asyncio.to_thread` under its timeout (on a
    timeout the thread is abandoned, not killed: Python threads cannot be).
    An async hook runs on the loop under `asyncio.timeout`.
-2. A command runs in its own process group (`start_new_session=True`); on a
-   timeout or a cancellation the whole group gets SIGKILL, so a hook's children
-   die with it. Its stdout and stderr are drained to the end but only the first
-   `MAX_OUTPUT_BYTES` are kept, so a hook spewing output cannot fill memory.
+2. A command runs under `start_command` (`_processes.py`): a reaper process
+   that is a child subreaper. When the hook's shell ends, times out or is
+   cancelled, every process it started is killed and reaped, a `setsid` or
+   SIGTERM-ignoring one too. Its stdout and stderr are drained to the end but
+   only the first `MAX_OUTPUT_BYTES` are kept, so a hook spewing output cannot
+   fill memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import inspect
 import json
 import os
 import re
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +36,7 @@ import httpx
 from ._config import HookSpec
 from ._output import Verdict, error_verdict, exit2_verdict, verdict_from_text, verdict_from_value
 from ._points import HookPoint
+from ._processes import start_command, stop_command
 
 __all__ = [
     "MAX_OUTPUT_BYTES",
@@ -131,12 +133,6 @@ async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
         await stdin.wait_closed()
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 @dataclass(slots=True)
 class CommandHook:
     """A shell command: the payload as JSON on stdin, the answer in its exit code and output."""
@@ -162,14 +158,13 @@ class CommandHook:
         return None
 
     async def run(self, call: Call) -> Verdict:
-        proc = await asyncio.create_subprocess_shell(
+        proc = await start_command(
             self.spec.target,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=self._cwd(call.payload),
             env=self.env,
-            start_new_session=True,
         )
         try:
             async with asyncio.timeout(self.spec.timeout):
@@ -180,13 +175,11 @@ class CommandHook:
                 )
                 code = await proc.wait()
         except TimeoutError:
-            return _timeout_verdict(self.spec.timeout, " (its process group was killed)")
+            return _timeout_verdict(
+                self.spec.timeout, " (it and every process it started were killed)"
+            )
         finally:
-            if proc.returncode is None:  # timed out or cancelled
-                _kill_group(proc)
-                with contextlib.suppress(TimeoutError, ProcessLookupError):
-                    async with asyncio.timeout(5):
-                        await proc.wait()
+            await stop_command(proc)  # note 2: at once if it ended, else kills what is left
         stderr = err.decode("utf-8", errors="replace")
         if code == 0:
             return verdict_from_text(call.point, out.decode("utf-8", errors="replace"))

@@ -42,6 +42,7 @@ from ._replay_model import ReplayMiss, ReplayModel, ReplayScript
 from ._replay_timeline import Timeline, TimelineEntry, load_timeline, run_events
 from ._roles import ROLES, RoleSpec, role_purpose, role_spec
 from ._runtime import Runtime, RuntimeOptions, open_runtime
+from ._sandbox import Sandbox
 from ._simulator import (
     CHARS_PER_TOKEN,
     MIN_CACHEABLE_TOKENS,
@@ -90,6 +91,7 @@ from .errors import (
     UnknownModel,
     WorkspaceEscape,
     WorkspaceMissing,
+    WriteRefused,
 )
 
 __all__ = [
@@ -159,6 +161,7 @@ __all__ = [
     "RunResult",
     "Runtime",
     "RuntimeOptions",
+    "Sandbox",
     "Simulator",
     "SimulatorStats",
     "Situation",
@@ -179,6 +182,7 @@ __all__ = [
     "WorkspaceEscape",
     "WorkspaceMissing",
     "WorkspaceUnavailable",
+    "WriteRefused",
     "copy_workspace",
     "count_request_tokens",
     "estimate_tokens",

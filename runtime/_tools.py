@@ -11,13 +11,18 @@ Notes (do not fix without reading this):
    turns it into an error result the model sees. Any other exception is a bug
    and propagates (the agent fails with it) rather than being shown as a tool
    error and forgotten.
-2. `run_command` runs a shell in the workspace, in its own process group, and
-   kills the whole group on timeout, on an output flood and on cancellation.
-   It is not a sandbox: the command can reach outside the workspace like any
+2. `run_command` runs a shell in the workspace under a reaper process
+   (`hooks.start_command`): when the command ends, times out, floods its output
+   or is cancelled, every process it started is killed, `setsid` ones too. It
+   is not a path sandbox: the command can reach outside the workspace like any
    shell. Confinement of paths is for the file tools.
-3. `grep` and `list_files` skip hidden files and folders (`.git`, `.fleet`, ...)
-   and `__pycache__` while walking, as ripgrep does; a hidden path named
-   explicitly is searched.
+3. The file tools do their work in `Sandbox` (`_sandbox.py`: paths walked
+   without a check-then-use race, writes to fleet's control files, `.git`, the
+   log and foreign hard links refused) and `grep` in `_search.py` (RE2, linear
+   time, streamed, stopped at `MAX_GREP_SECONDS` or on cancellation), all in a
+   thread; those modules know no tool names. `grep` and `list_files` skip hidden
+   files and folders (`.git`, `.fleet`, ...) and `__pycache__` while walking, as
+   ripgrep does; a hidden path named explicitly is searched.
 """
 
 from __future__ import annotations
@@ -28,19 +33,20 @@ import fnmatch
 import functools
 import json
 import os
-import re
-import signal
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import EventModel, RecordedEvent
+from hooks import start_command, stop_command
 
+from ._sandbox import MAX_READ_BYTES, Sandbox
+from ._search import compile_search, search
 from ._workspace import Workspace
 from .errors import ToolError, ToolInputInvalid, WorkspaceMissing
 
@@ -59,12 +65,12 @@ __all__ = [
     "worker_toolbox",
 ]
 
-MAX_READ_BYTES = 256 * 1024
 MAX_OUTPUT_CHARS = 30_000
 MIN_FLOOD_BYTES = 1024 * 1024
 MAX_GREP_RESULTS = 200
+MAX_GREP_SECONDS = 30.0
 MAX_LIST_RESULTS = 1_000
-_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
+_KILLED = "the command and every process it started were killed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,22 +244,12 @@ class RunCommandInput(_Input):
     )
 
 
-def _io_error(verb: str, rel: str, e: OSError) -> ToolError:
-    return ToolError(f"cannot {verb} {rel}: {e.strerror or e}")
-
-
-def _read_text(path: Path, rel: str) -> str:
-    if not path.is_file():
-        raise ToolError(f"{rel} is not a file" if path.exists() else f"no such file: {rel}")
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_READ_BYTES + 1)
-    except OSError as e:
-        raise _io_error("read", rel, e) from e
-    text = data[:MAX_READ_BYTES].decode("utf-8", errors="replace")
-    if len(data) > MAX_READ_BYTES:
-        text += f"\n[... truncated: {rel} is over {MAX_READ_BYTES} bytes]"
-    return text
+def _glob_match(rel: str, pattern: str) -> bool:
+    if pattern.startswith("**/"):
+        return fnmatch.fnmatchcase(rel, pattern[3:]) or fnmatch.fnmatchcase(rel, pattern)
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
+    return fnmatch.fnmatchcase(rel, pattern)
 
 
 class ReadFile:
@@ -265,27 +261,18 @@ class ReadFile:
     )
     input_model: ClassVar[type[BaseModel]] = ReadFileInput
 
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
     async def __call__(self, input: ReadFileInput, ctx: ToolContext) -> ToolResult:
-        path = ctx.workspace.resolve(input.path)
-        rel = ctx.workspace.relative(path)
-        text = await asyncio.to_thread(_read_text, path, rel)
-        if input.offset > 1 or input.limit is not None:
-            lines = text.splitlines(keepends=True)
-            end = None if input.limit is None else input.offset - 1 + input.limit
-            text = "".join(lines[input.offset - 1 : end])
+        rel, text, next_line = await asyncio.to_thread(
+            self.sandbox.read, ctx.workspace, input.path, offset=input.offset, limit=input.limit
+        )
+        if next_line is not None:
+            text += (
+                f"\n[... truncated: over {MAX_READ_BYTES} bytes; read on with offset={next_line}]"
+            )
         return ToolResult(text, files_read=(rel,))
-
-
-def _write_text(path: Path, rel: str, content: str) -> int:
-    if path.is_dir():
-        raise ToolError(f"{rel} is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = content.encode("utf-8")
-        path.write_bytes(data)
-    except OSError as e:
-        raise _io_error("write", rel, e) from e
-    return len(data)
 
 
 class WriteFile:
@@ -297,27 +284,29 @@ class WriteFile:
     )
     input_model: ClassVar[type[BaseModel]] = WriteFileInput
 
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
     async def __call__(self, input: WriteFileInput, ctx: ToolContext) -> ToolResult:
-        path = ctx.workspace.resolve(input.path)
-        rel = ctx.workspace.relative(path)
-        size = await asyncio.to_thread(_write_text, path, rel, input.content)
+        data = input.content.encode("utf-8")
+        rel, size = await asyncio.to_thread(self.sandbox.write, ctx.workspace, input.path, data)
         return ToolResult(f"wrote {size} bytes to {rel}", files_written=(rel,))
 
 
-def _edit(path: Path, rel: str, input: EditFileInput) -> int:
-    if input.old_string == input.new_string:
-        raise ToolError("old_string and new_string are the same: nothing to change")
-    text = _read_text(path, rel)
-    count = text.count(input.old_string)
-    if count == 0:
-        raise ToolError(f"old_string not found in {rel}")
-    if count > 1 and not input.replace_all:
-        raise ToolError(
-            f"old_string occurs {count} times in {rel}: give more surrounding text to make it "
-            "unique, or set replace_all"
-        )
-    _write_text(path, rel, text.replace(input.old_string, input.new_string))
-    return count
+def _replacer(input: EditFileInput, counted: list[int]) -> Callable[[str, str], str]:
+    def change(text: str, rel: str) -> str:
+        count = text.count(input.old_string)
+        if count == 0:
+            raise ToolError(f"old_string not found in {rel}")
+        if count > 1 and not input.replace_all:
+            raise ToolError(
+                f"old_string occurs {count} times in {rel}: give more surrounding text to "
+                "make it unique, or set replace_all"
+            )
+        counted.append(count)
+        return text.replace(input.old_string, input.new_string)
+
+    return change
 
 
 class EditFile:
@@ -330,51 +319,35 @@ class EditFile:
     )
     input_model: ClassVar[type[BaseModel]] = EditFileInput
 
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
     async def __call__(self, input: EditFileInput, ctx: ToolContext) -> ToolResult:
-        path = ctx.workspace.resolve(input.path)
-        rel = ctx.workspace.relative(path)
-        count = await asyncio.to_thread(_edit, path, rel, input)
-        what = "1 occurrence" if count == 1 else f"{count} occurrences"
+        if input.old_string == input.new_string:
+            raise ToolError("old_string and new_string are the same: nothing to change")
+        counted: list[int] = []
+        rel = await asyncio.to_thread(
+            self.sandbox.edit, ctx.workspace, input.path, _replacer(input, counted)
+        )
+        what = "1 occurrence" if counted[0] == 1 else f"{counted[0]} occurrences"
         return ToolResult(f"replaced {what} in {rel}", files_read=(rel,), files_written=(rel,))
 
 
-def _walk(ws: Workspace, start: Path) -> Iterator[Path]:
-    """Files under `start` (or `start` itself), skipping hidden and cache folders, sorted."""
-    if start.is_file():
-        yield start
-        return
-    for folder, dirs, files in os.walk(start):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
-        for name in sorted(files):
-            if name.startswith(".") and name != ".gitignore":
-                continue
-            path = Path(folder) / name
-            # A symlink pointing out of the workspace is not followed.
-            if path.is_symlink():
-                try:
-                    ws.resolve(str(path))
-                except ToolError:
-                    continue
-            yield path
-
-
-def _list(ws: Workspace, start: Path, pattern: str) -> list[str]:
-    if not start.is_dir():
-        raise ToolError(f"no such folder: {ws.relative(start)}")
+def _list(box: Sandbox, ws: Workspace, path: str, pattern: str) -> list[str]:
+    located = ws.locate(path)
+    os.close(located.dir_fd)
+    start = "" if located.rel == "." else located.rel + "/"
     found = []
-    for path in _walk(ws, start):
-        rel_to_start = path.relative_to(start).as_posix()
-        if _glob_match(rel_to_start, pattern):
-            found.append(ws.relative(path))
+    entries = box.walk(ws, path)
+    try:
+        for entry in entries:
+            if entry.rel == located.rel:
+                raise ToolError(f"no such folder: {located.rel}")  # a file, not a folder
+            if _glob_match(entry.rel[len(start) :], pattern):
+                found.append(entry.rel)
+    finally:
+        entries.close()
     return found
-
-
-def _glob_match(rel: str, pattern: str) -> bool:
-    if pattern.startswith("**/"):
-        return fnmatch.fnmatchcase(rel, pattern[3:]) or fnmatch.fnmatchcase(rel, pattern)
-    if "/" not in pattern:
-        return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
-    return fnmatch.fnmatchcase(rel, pattern)
 
 
 class ListFiles:
@@ -387,9 +360,13 @@ class ListFiles:
     )
     input_model: ClassVar[type[BaseModel]] = ListFilesInput
 
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
     async def __call__(self, input: ListFilesInput, ctx: ToolContext) -> ToolResult:
-        start = ctx.workspace.resolve(input.path)
-        found = await asyncio.to_thread(_list, ctx.workspace, start, input.pattern)
+        found = await asyncio.to_thread(
+            _list, self.sandbox, ctx.workspace, input.path, input.pattern
+        )
         if not found:
             return ToolResult("no files match")
         shown = found[:MAX_LIST_RESULTS]
@@ -397,38 +374,6 @@ class ListFiles:
         if len(found) > len(shown):
             text += f"\n[... {len(found) - len(shown)} more files not shown]"
         return ToolResult(text)
-
-
-def _grep(ws: Workspace, start: Path, input: GrepInput) -> tuple[list[str], list[str], int]:
-    try:
-        regex = re.compile(input.pattern, re.IGNORECASE if input.ignore_case else 0)
-    except re.error as e:
-        raise ToolInputInvalid("grep", f"pattern: not a valid regular expression: {e}") from None
-    if not start.exists():
-        raise ToolError(f"no such file or folder: {ws.relative(start)}")
-    lines: list[str] = []
-    files: list[str] = []
-    total = 0
-    for path in _walk(ws, start):
-        rel = ws.relative(path)
-        if input.glob and not _glob_match(rel, input.glob):
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if b"\x00" in data[:8192]:
-            continue  # binary
-        matched = False
-        for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-            if regex.search(line):
-                total += 1
-                matched = True
-                if len(lines) < input.max_results:
-                    lines.append(f"{rel}:{number}:{line[:500]}")
-        if matched:
-            files.append(rel)
-    return lines, files, total
 
 
 class Grep:
@@ -441,15 +386,42 @@ class Grep:
     )
     input_model: ClassVar[type[BaseModel]] = GrepInput
 
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_GREP_SECONDS):
+        self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
+
     async def __call__(self, input: GrepInput, ctx: ToolContext) -> ToolResult:
-        start = ctx.workspace.resolve(input.path)
-        lines, files, total = await asyncio.to_thread(_grep, ctx.workspace, start, input)
-        if not lines:
-            return ToolResult("no matches")
-        text = "\n".join(lines)
-        if total > len(lines):
-            text += f"\n[... {total - len(lines)} more matching lines not shown]"
-        return ToolResult(text, files_read=tuple(files))
+        try:
+            regex = compile_search(input.pattern, ignore_case=input.ignore_case)
+        except ValueError as e:
+            raise ToolInputInvalid(self.name, f"pattern: {e}") from None
+        only = None if input.glob is None else functools.partial(_glob_filter, input.glob)
+        stop = threading.Event()
+        try:
+            found = await asyncio.to_thread(
+                search,
+                ctx.workspace,
+                self.sandbox,
+                input.path,
+                regex,
+                max_results=input.max_results,
+                deadline=time.monotonic() + self.max_seconds,
+                stop=stop,
+                only=only,
+            )
+        finally:
+            stop.set()  # a cancelled call stops its search thread (see _search.py note 3)
+        text = "\n".join(found.lines) if found.lines else "no matches"
+        if found.total > len(found.lines):
+            text += f"\n[... {found.total - len(found.lines)} more matching lines not shown]"
+        if found.stopped == "deadline":
+            text += f"\n[... search stopped after {self.max_seconds:g}s: narrow the path or glob]"
+            return ToolResult(text, is_error=True, files_read=tuple(found.files))
+        return ToolResult(text, files_read=tuple(found.files))
+
+
+def _glob_filter(pattern: str, rel: str) -> bool:
+    return _glob_match(rel, pattern)
 
 
 def _command_env() -> dict[str, str]:
@@ -459,11 +431,6 @@ def _command_env() -> dict[str, str]:
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.update(PYTHONDONTWRITEBYTECODE="1", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", PAGER="cat")
     return env
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int, flood: int) -> bool:
@@ -495,15 +462,14 @@ class RunCommand:
 
     async def __call__(self, input: RunCommandInput, ctx: ToolContext) -> ToolResult:
         try:
-            ctx.workspace.check()
+            await asyncio.to_thread(ctx.workspace.check)
             started = time.perf_counter()
-            proc = await asyncio.create_subprocess_shell(
+            proc = await start_command(
                 input.command,
                 cwd=ctx.workspace.root,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group, killed as a whole
                 env=_command_env(),
             )
         except (WorkspaceMissing, OSError) as e:
@@ -520,15 +486,21 @@ class RunCommand:
         except TimeoutError:
             verdict = "timeout"
         finally:
-            if proc.returncode is None:
-                _kill_group(proc)
-                # Reap it, but never hang on a process that will not go away.
-                with contextlib.suppress(ProcessLookupError, TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+            await stop_command(proc)  # note 2: every process it started is gone
             # Read the pipe to its end so its transport closes now: after a flood (reading
             # paused) or a cancellation nothing else would, and it would leak until GC.
             with contextlib.suppress(TimeoutError, OSError, ValueError):
                 await asyncio.wait_for(proc.stdout.read(), 2)
+        return self._result(input, verdict, proc.returncode, kept, time.perf_counter() - started)
+
+    def _result(
+        self,
+        input: RunCommandInput,
+        verdict: str,
+        code: int | None,
+        kept: bytearray,
+        seconds: float,
+    ) -> ToolResult:
         output = kept.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars:
             cut = len(output) - self.max_output_chars
@@ -536,14 +508,12 @@ class RunCommand:
                 output[: self.max_output_chars]
                 + f"\n[... output truncated: {cut}+ more characters]"
             )
-        seconds = time.perf_counter() - started
         if verdict == "timeout":
-            head = f"timed out after {input.timeout_s:g}s: the command's process group was killed"
+            head = f"timed out after {input.timeout_s:g}s: {_KILLED}"
             return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
         if verdict == "flood":
-            head = f"output over {self.flood_bytes} bytes: the command's process group was killed"
+            head = f"output over {self.flood_bytes} bytes: {_KILLED}"
             return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
-        code = proc.returncode
         head = f"exit code {code} ({seconds:.2f}s)"
         return ToolResult(f"{head}\n{output}".rstrip(), is_error=code != 0)
 
@@ -560,15 +530,24 @@ WORKER_TOOLS: tuple[str, ...] = (
 
 
 def worker_toolbox(
-    names: Iterable[str] | None = None, *, max_output_chars: int = MAX_OUTPUT_CHARS
+    names: Iterable[str] | None = None,
+    *,
+    max_output_chars: int = MAX_OUTPUT_CHARS,
+    log_path: str | os.PathLike[str] | None = None,
 ) -> Toolbox:
-    """A toolbox of the worker tools (all, or those in `names`). `ValueError` for another name."""
+    """A toolbox of the worker tools (all, or those in `names`). `ValueError` for another name.
+
+    `log_path` is the event log's file when it is one: the file tools refuse to
+    write it, its -wal, -shm and -journal (see `_sandbox.py`), wherever it is.
+    The file tools of one toolbox share one `Sandbox`.
+    """
+    box = Sandbox(log_path=log_path)
     tools: dict[str, Tool] = {
-        "read_file": ReadFile(),
-        "write_file": WriteFile(),
-        "edit_file": EditFile(),
-        "list_files": ListFiles(),
-        "grep": Grep(),
+        "read_file": ReadFile(box),
+        "write_file": WriteFile(box),
+        "edit_file": EditFile(box),
+        "list_files": ListFiles(box),
+        "grep": Grep(box),
         "run_command": RunCommand(max_output_chars=max_output_chars),
     }
     wanted = list(WORKER_TOOLS if names is None else names)

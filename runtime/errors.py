@@ -8,7 +8,8 @@ FleetError
 │   └── ClientClosed        a model client (or simulator) used after aclose()
 ├── ToolError               a tool call failed (the model sees it as a tool error)
 │   ├── ToolInputInvalid    the input does not match the tool's schema
-│   └── WorkspaceEscape     a path that leaves the agent's workspace
+│   ├── WorkspaceEscape     a path that leaves the agent's workspace
+│   └── WriteRefused        a write to fleet's control files, .git, the log, or a foreign hard link
 ├── WorkspaceMissing        the agent's workspace folder does not exist
 ├── AgentNotFound           no agent with that id
 ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
@@ -44,6 +45,7 @@ __all__ = [
     "UnknownModel",
     "WorkspaceEscape",
     "WorkspaceMissing",
+    "WriteRefused",
 ]
 
 
@@ -113,6 +115,15 @@ class WorkspaceEscape(ToolError):
         self.path = path
         self.workspace = workspace
         super().__init__(f"path {path!r} is outside the workspace {workspace}")
+
+
+class WriteRefused(ToolError):
+    """A file tool may not write this file (fleet's control files, `.git`, the log, a hard link)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"refused to write {path}: {reason}")
 
 
 class WorkspaceMissing(FleetError):

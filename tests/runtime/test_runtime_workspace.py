@@ -11,6 +11,7 @@ from rt_support import git
 
 from runtime import (
     GIT_IDENTITY,
+    ToolError,
     Workspace,
     WorkspaceEscape,
     WorkspaceMissing,
@@ -92,3 +93,36 @@ def test_paths_inside_resolve_and_read_back_relative(tmp_path: Path) -> None:
     assert ws.relative(inside) == "a/c.txt"
     assert ws.resolve(str(tmp_path / "x")) == tmp_path.resolve() / "x"
     assert ws.relative(ws.resolve(".")) == "."
+
+
+def test_a_symlink_inside_the_workspace_resolves_to_where_it_points(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "deep").mkdir(parents=True)
+    os.symlink("docs/deep", tmp_path / "shortcut")
+    os.symlink(str(tmp_path / "docs"), tmp_path / "absolute")
+    ws = Workspace(tmp_path)
+    root = tmp_path.resolve()
+    assert ws.resolve("shortcut/x.md") == root / "docs" / "deep" / "x.md"
+    assert ws.resolve("shortcut/../y.md") == root / "docs" / "y.md"  # `..` of where it points
+    assert ws.resolve("absolute/deep") == root / "docs" / "deep"
+
+
+def test_locate_holds_the_folder_and_names_the_path_walked(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    ws = Workspace(tmp_path)
+    found = ws.locate("src/../src/./app.py")
+    try:
+        assert (found.name, found.parts, found.rel) == ("app.py", ("src", "app.py"), "src/app.py")
+        assert os.path.samestat(os.fstat(found.dir_fd), os.stat(tmp_path / "src"))
+    finally:
+        os.close(found.dir_fd)
+    made = ws.locate("new/deeper/file.txt", make_parents=True)
+    os.close(made.dir_fd)
+    assert (tmp_path / "new" / "deeper").is_dir()
+    assert made.rel == "new/deeper/file.txt"
+
+
+def test_a_symlink_loop_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    with pytest.raises(ToolError, match="too many levels of symbolic links"):
+        Workspace(tmp_path).locate("a/x")

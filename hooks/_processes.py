@@ -1,0 +1,112 @@
+"""Shell commands that leave no process behind: `run_command`'s and command hooks'.
+
+    proc = await start_command("make test", cwd=folder, env=env, stdout=PIPE, stderr=STDOUT)
+    try:
+        ...                                    # read its output, wait for it, time it out
+    finally:
+        await stop_command(proc)               # it and everything it started are gone
+
+Notes (do not fix without reading this):
+1. Which process is the subreaper. Not fleet's own: a subreaper inherits every
+   orphan of every subprocess any library starts, and reaping those with
+   `waitpid(-1)` would steal the exit statuses asyncio's child watcher (and
+   `subprocess`) wait for. So each command runs under its own small reaper
+   process (`_reaper.py`: Python with `-I -S`, standard library only), which is
+   the child subreaper: whatever the command leaves behind (`setsid`, `nohup`,
+   double forks) is re-parented to it, and when the command's shell ends, or
+   when the reaper gets SIGTERM, it SIGKILLs and reaps all of it before it
+   exits. asyncio only ever waits for the reaper, its own child. Starting the
+   reaper costs an interpreter start (see BENCHMARKS.md, "Hooks").
+2. Stopping: SIGTERM to the reaper, never SIGKILL first (that would hand its
+   orphans to init); after `grace` seconds the whole process group gets SIGKILL
+   as a last resort. The reaper also gets SIGTERM if fleet's process dies
+   (`PR_SET_PDEATHSIG`).
+3. Where there is no `prctl` (not Linux) the shell runs directly in its own
+   process group and is stopped by SIGKILL to the group: a `setsid` child
+   escapes there. No cgroup is used: a subreaper needs no privilege and no
+   writable cgroup tree, and nothing a cgroup would catch escapes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["CONTAINED", "REAPER_PATH", "command_argv", "start_command", "stop_command"]
+
+REAPER_PATH = Path(__file__).with_name("_reaper.py")
+"""The script that runs each command as a child subreaper (note 1)."""
+
+CONTAINED = sys.platform == "linux" and bool(sys.executable)
+"""True when commands run under the reaper; False where a `setsid` child can escape (note 3)."""
+
+_Stream = int | IO[Any] | None
+
+
+def command_argv(command: str) -> list[str]:
+    """The argv that runs the shell `command` under the reaper (or bare, note 3)."""
+    shell = ["/bin/sh", "-c", command]
+    if not CONTAINED:
+        return shell
+    return [sys.executable, "-I", "-S", str(REAPER_PATH), *shell]
+
+
+async def start_command(
+    command: str,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: _Stream = None,
+    stdout: _Stream = None,
+    stderr: _Stream = None,
+) -> asyncio.subprocess.Process:
+    """Start the shell `command` under a reaper, in its own session (notes 1, 3).
+
+    Always pair it with `stop_command` in a `finally`. Raises `OSError` if it
+    cannot start.
+    """
+    return await asyncio.create_subprocess_exec(
+        *command_argv(command),
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+
+
+def _signal(pid: int, signum: int, *, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
+async def stop_command(proc: asyncio.subprocess.Process, *, grace: float = 5.0) -> None:
+    """Make sure `proc` (from `start_command`) and every process it started are gone (note 2).
+
+    Returns at once if it has ended (its reaper has killed what it left); waits
+    at most about `2 * grace` seconds otherwise. Never raises for a process
+    that is already gone.
+    """
+    if proc.returncode is not None:
+        return
+    if CONTAINED:
+        _signal(proc.pid, signal.SIGTERM, group=False)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await proc.wait()
+        if proc.returncode is not None:
+            return
+    _signal(proc.pid, signal.SIGKILL, group=True)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await proc.wait()

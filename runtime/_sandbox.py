@@ -1,0 +1,405 @@
+"""What an agent's file tools may do: read, write, edit and walk files inside the workspace.
+
+    box = Sandbox(log_path=".fleet/fleet.db")       # one per toolbox (per agent)
+    rel, text, more = box.read(ws, "src/app.py")      # blocking: call these in a thread
+    rel, size = box.write(ws, "notes/plan.md", b"...")  # WriteRefused / WorkspaceEscape
+    for entry in box.walk(ws, "."): ...               # the files under a folder, as ripgrep walks
+
+Every path goes through `Workspace.locate` (no check-then-use race, see
+`_workspace.py`), and every file is opened relative to its folder with
+`O_NOFOLLOW` and `O_NONBLOCK` (a FIFO or a device is refused, not waited on).
+Nothing here knows a tool's name: the tools in `_tools.py` call it.
+
+Notes (do not fix without reading this):
+1. Writes and edits are refused (`WriteRefused`, which the model sees as a tool
+   error) for any path with a `.git` folder in it (git changes `.git`, through
+   `run_command`; reads stay allowed), a `.fleet` folder in it except under
+   `.fleet/notes/` (the patterns' shared notes: the log, its hook settings and
+   anything else fleet keeps there are off limits), `.claude/settings*.json`
+   (hooks that run commands), and the event log's own files (`log_path`, its
+   `-wal`, `-shm` and `-journal`) wherever they are: matched by the folder's
+   device and inode and the file's name, and by the file's own identity, so a
+   symlink or a hard link to the log inside the workspace is caught too. Names
+   compare case-insensitively (`.GIT` is `.git` on macOS's disks).
+2. A file with more than one name (`st_nlink > 1`) that this sandbox did not
+   create is not written: its other names may be outside the workspace (a hard
+   link made by `run_command`, or a package store's files). Files the agent
+   created keep working after it links them.
+3. A write keeps the file's inode (truncate and write in place), as the shell's
+   `>` does, and an edit reads and writes through one descriptor: what was
+   checked is what is changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._workspace import DIR_FLAGS, Located, StepHook, Workspace
+from .errors import ToolError, WorkspaceEscape, WriteRefused
+
+__all__ = [
+    "MAX_EDIT_BYTES",
+    "MAX_READ_BYTES",
+    "Sandbox",
+    "WalkEntry",
+    "write_refusal",
+]
+
+MAX_READ_BYTES = 256 * 1024
+"""The most of a file one read returns."""
+
+MAX_EDIT_BYTES = 16 * 1024 * 1024
+"""The largest file an edit rewrites (it is held in memory twice)."""
+
+SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
+_OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_LOG_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def write_refusal(parts: Sequence[str]) -> str | None:
+    """Why the workspace path `parts` (folders then file name) may not be written, or None."""
+    folded = [p.casefold() for p in parts]
+    for i, part in enumerate(folded):
+        if part == ".git":
+            return ".git belongs to git: change it with git commands (run_command), not file tools"
+        if part == ".fleet" and not (i + 2 < len(folded) and folded[i + 1] == "notes"):
+            return (
+                ".fleet holds fleet's own files (its log, its hook settings); agents may write "
+                "only under .fleet/notes/"
+            )
+    if (
+        len(folded) >= 2
+        and folded[-2] == ".claude"
+        and fnmatch.fnmatchcase(folded[-1], "settings*.json")
+    ):
+        return f"{parts[-1]} configures hooks that run commands"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WalkEntry:
+    """A file met by `Sandbox.walk`: its workspace path, and its folder (open while yielded)."""
+
+    rel: str
+    dir_fd: int
+    name: str
+
+
+def _oserror(verb: str, rel: str, e: OSError) -> ToolError:
+    if e.errno == errno.ELOOP:
+        return ToolError(f"cannot {verb} {rel}: it became a symbolic link while being opened")
+    if e.errno == errno.ENXIO:
+        return ToolError(f"cannot {verb} {rel}: not a regular file")
+    return ToolError(f"cannot {verb} {rel}: {e.strerror or e}")
+
+
+def _not_a_file(rel: str, st: os.stat_result) -> ToolError:
+    return ToolError(
+        f"{rel} is a folder" if stat.S_ISDIR(st.st_mode) else f"{rel} is not a regular file"
+    )
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Sandbox:
+    """The file operations of one agent's tools (notes 1-3). Its methods block: use a thread.
+
+    Args:
+        log_path: the event log's file, when it is one (its -wal, -shm and
+            -journal are protected with it); relative to the current folder.
+        on_step: called as `on_step(walked, name)` before each name of a path is
+            opened; tests use it to change the tree between two steps.
+    """
+
+    __slots__ = ("_created", "_log_dir", "_log_names", "on_step")
+
+    def __init__(
+        self, *, log_path: str | os.PathLike[str] | None = None, on_step: StepHook | None = None
+    ) -> None:
+        self.on_step = on_step
+        self._created: set[tuple[int, int]] = set()
+        self._log_dir: str | None = None
+        self._log_names: frozenset[str] = frozenset()
+        if log_path is not None:
+            path = os.path.abspath(os.fspath(log_path))
+            self._log_dir, base = os.path.split(path)
+            self._log_names = frozenset((base + s).casefold() for s in _LOG_SUFFIXES)
+
+    @property
+    def log_files(self) -> tuple[Path, ...]:
+        """The log's files this sandbox refuses to write (empty without `log_path`)."""
+        if self._log_dir is None:
+            return ()
+        return tuple(Path(self._log_dir, n) for n in sorted(self._log_names))
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check_path(self, parts: Sequence[str]) -> None:
+        """Raise `WriteRefused` if the workspace path `parts` is protected (note 1)."""
+        reason = write_refusal(parts)
+        if reason is not None:
+            raise WriteRefused("/".join(parts), reason)
+
+    def _is_log_name(self, located: Located) -> bool:
+        if self._log_dir is None or located.name.casefold() not in self._log_names:
+            return False
+        try:
+            here, there = os.fstat(located.dir_fd), os.stat(self._log_dir)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+    def _is_log_file(self, st: os.stat_result) -> bool:
+        for path in self.log_files:
+            try:
+                log = os.stat(path)
+            except OSError:
+                continue
+            if (log.st_dev, log.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        return False
+
+    def _check_opened(self, fd: int, rel: str, *, created: bool) -> os.stat_result:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_a_file(rel, st)
+        key = (st.st_dev, st.st_ino)
+        if created:
+            self._created.add(key)
+        if self._is_log_file(st):
+            raise WriteRefused(rel, "it is fleet's event log")
+        if st.st_nlink > 1 and key not in self._created:
+            raise WriteRefused(
+                rel,
+                f"it is a hard link ({st.st_nlink} names) to a file this agent did not create; "
+                "its other names may be outside the workspace",
+            )
+        return st
+
+    def _locate_for_write(self, ws: Workspace, path: str, *, make_parents: bool) -> Located:
+        located = ws.locate(
+            path, make_parents=make_parents, check=self.check_path, on_step=self.on_step
+        )
+        try:
+            if not located.name:
+                raise ToolError(f"{located.rel} is a folder")
+            self.check_path(located.parts)
+            if self._is_log_name(located):
+                raise WriteRefused(located.rel, "it is fleet's event log")
+        except BaseException:
+            os.close(located.dir_fd)
+            raise
+        if self.on_step is not None:
+            self.on_step(located.parts[:-1], located.name)
+        return located
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open_file(self, ws: Workspace, path: str) -> tuple[int, str]:
+        """`path` opened for reading, and its workspace path. Raises `ToolError`."""
+        located = ws.locate(path, on_step=self.on_step)
+        rel = located.rel
+        try:
+            if not located.name:
+                raise ToolError(f"{rel} is a folder")
+            if self.on_step is not None:
+                self.on_step(located.parts[:-1], located.name)
+            fd = os.open(located.name, os.O_RDONLY | _OPEN, dir_fd=located.dir_fd)
+        except FileNotFoundError:
+            raise ToolError(f"no such file: {rel}") from None
+        except OSError as e:
+            raise _oserror("read", rel, e) from e
+        finally:
+            os.close(located.dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_a_file(rel, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, rel
+
+    def read(
+        self,
+        ws: Workspace,
+        path: str,
+        *,
+        offset: int = 1,
+        limit: int | None = None,
+        max_bytes: int = MAX_READ_BYTES,
+    ) -> tuple[str, str, int | None]:
+        """Lines `offset`.. (1-based, at most `limit`) of a text file, read as a stream.
+
+        Returns (workspace path, text, next line) where next line is None unless
+        `max_bytes` cut the text short: then it is the line to read on from.
+        """
+        fd, rel = self.open_file(ws, path)
+        with open(fd, "rb") as f:
+            line = 1
+            while line < offset:
+                chunk = f.readline(65536)
+                if not chunk:
+                    return rel, "", None
+                line += chunk.endswith(b"\n")
+            kept = bytearray()
+            taken = 0
+            while limit is None or taken < limit:
+                if len(kept) >= max_bytes:
+                    if f.peek(1):
+                        return rel, kept.decode("utf-8", errors="replace"), offset + taken
+                    break
+                chunk = f.readline(max_bytes - len(kept))
+                if not chunk:
+                    break
+                kept += chunk
+                taken += chunk.endswith(b"\n")
+        return rel, kept.decode("utf-8", errors="replace"), None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, ws: Workspace, path: str, data: bytes) -> tuple[str, int]:
+        """Create or overwrite `path` with `data` (folders are made). Returns (path, size).
+
+        Raises `WriteRefused` (notes 1, 2), `WorkspaceEscape`, `ToolError`.
+        """
+        located = self._locate_for_write(ws, path, make_parents=True)
+        rel = located.rel
+        try:
+            flags = os.O_WRONLY | _OPEN
+            try:
+                new = flags | os.O_CREAT | os.O_EXCL
+                fd = os.open(located.name, new, 0o666, dir_fd=located.dir_fd)
+                created = True
+            except FileExistsError:
+                fd = os.open(located.name, flags, dir_fd=located.dir_fd)
+                created = False
+        except OSError as e:
+            raise _oserror("write", rel, e) from e
+        finally:
+            os.close(located.dir_fd)
+        try:
+            self._check_opened(fd, rel, created=created)
+            os.ftruncate(fd, 0)
+            _write_all(fd, data)
+        except OSError as e:
+            raise _oserror("write", rel, e) from e
+        finally:
+            os.close(fd)
+        return rel, len(data)
+
+    def edit(self, ws: Workspace, path: str, change: Callable[[str, str], str]) -> str:
+        """Rewrite the text file `path` as `change(text, rel)` through one descriptor; its path.
+
+        Bytes that are not UTF-8 are kept as they are. `change` raises
+        `ToolError` to leave the file untouched. Raises `WriteRefused`,
+        `WorkspaceEscape`, `ToolError` (no such file, too large).
+        """
+        located = self._locate_for_write(ws, path, make_parents=False)
+        rel = located.rel
+        try:
+            fd = os.open(located.name, os.O_RDWR | _OPEN, dir_fd=located.dir_fd)
+        except FileNotFoundError:
+            raise ToolError(f"no such file: {rel}") from None
+        except OSError as e:
+            raise _oserror("edit", rel, e) from e
+        finally:
+            os.close(located.dir_fd)
+        try:
+            st = self._check_opened(fd, rel, created=False)
+            if st.st_size > MAX_EDIT_BYTES:
+                raise ToolError(
+                    f"{rel} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} an edit rewrites"
+                )
+            with open(fd, "rb", closefd=False) as f:
+                text = f.read().decode("utf-8", errors="surrogateescape")
+            data = change(text, rel).encode("utf-8", errors="surrogateescape")
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write_all(fd, data)
+            os.ftruncate(fd, len(data))
+        except OSError as e:
+            raise _oserror("edit", rel, e) from e
+        finally:
+            os.close(fd)
+        return rel
+
+    # -- walking ----------------------------------------------------------------------------
+
+    def walk(self, ws: Workspace, path: str) -> Generator[WalkEntry, None, None]:
+        """The files under the folder `path` (or that one file), sorted, as ripgrep walks.
+
+        Hidden files and folders (but `.gitignore`), `__pycache__` and
+        `node_modules` are skipped below `path`, and so are symlinks that lead out
+        of the workspace; symlinked folders are not entered. Each entry's
+        `dir_fd` is open only until the next one is asked for. Raises
+        `ToolError` for a missing `path`. A generator: close it when done.
+        """
+        located = ws.locate(path, on_step=self.on_step)
+        try:
+            if not located.name:
+                top = os.dup(located.dir_fd)
+            else:
+                try:
+                    top = os.open(located.name, DIR_FLAGS, dir_fd=located.dir_fd)
+                except NotADirectoryError:
+                    yield WalkEntry(located.rel, located.dir_fd, located.name)
+                    return
+                except FileNotFoundError:
+                    raise ToolError(f"no such file or folder: {located.rel}") from None
+            try:
+                yield from self._walk_folder(ws, top, located.rel)
+            finally:
+                os.close(top)
+        finally:
+            os.close(located.dir_fd)
+
+    def _walk_folder(self, ws: Workspace, top: int, top_rel: str) -> Iterator[WalkEntry]:
+        prefix = "" if top_rel == "." else top_rel + "/"
+        for folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+            base = prefix + ("" if folder == "." else folder[2:] + "/")
+            for name in sorted(files):
+                if name.startswith(".") and name != ".gitignore":
+                    continue
+                rel = base + name
+                if self._escapes(ws, dir_fd, name, rel):
+                    continue
+                yield WalkEntry(rel, dir_fd, name)
+
+    @staticmethod
+    def _escapes(ws: Workspace, dir_fd: int, name: str, rel: str) -> bool:
+        """True for a symlink that leads out of the workspace (or nowhere it can go)."""
+        try:
+            if not stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                return False
+            located = ws.locate(rel, lenient=True)
+        except (OSError, ToolError):
+            return True
+        os.close(located.dir_fd)
+        return False
+
+    def open_entry(self, ws: Workspace, entry: WalkEntry) -> int | None:
+        """`entry` opened for reading, or None if it is not a regular file (or cannot be read)."""
+        try:
+            fd = os.open(entry.name, os.O_RDONLY | _OPEN, dir_fd=entry.dir_fd)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                return None
+            try:  # a symlink inside the workspace: walk it from the root
+                return self.open_file(ws, entry.rel)[0]
+            except (ToolError, WorkspaceEscape):
+                return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
