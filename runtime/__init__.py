@@ -13,6 +13,8 @@ and `events`; `api` is built on it.
 
 from __future__ import annotations
 
+from projections._timeline import Timeline, TimelineEntry, load_timeline, run_events
+
 from ._agent import MAX_STOP_CONTINUATIONS, Agent
 from ._agent_spec import AgentOutcome, AgentSpec, AgentStats, BudgetCheck, ToolboxFor
 from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
@@ -25,43 +27,11 @@ from ._conversation import (
 )
 from ._fleet import TERMINAL, Budgets, Fleet, FleetConfig, Recorder, WakeResult
 from ._models import ModelInfo, ModelTable, PriceEntry, PriceTable, Rates
-from ._orchestrator_policy import SCOUT_MODELS, orchestrator_policy
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS, orchestrator_toolbox
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, ReviewLoop, StepSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
-from ._replay import (
-    ReplayImpossible,
-    RerunOptions,
-    RerunResult,
-    WorkspaceUnavailable,
-    copy_workspace,
-    rerun,
-)
-from ._replay_diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence
-from ._replay_model import ReplayMiss, ReplayModel, ReplayScript
-from ._replay_timeline import Timeline, TimelineEntry, load_timeline, run_events
 from ._roles import ROLES, RoleSpec, role_purpose, role_spec
 from ._runtime import Runtime, RuntimeOptions, open_runtime
-from ._simulator import (
-    CHARS_PER_TOKEN,
-    MIN_CACHEABLE_TOKENS,
-    Simulator,
-    SimulatorStats,
-    count_request_tokens,
-    estimate_tokens,
-)
-from ._simulator_policy import (
-    COMPACTED_PREFIX,
-    COMPACTION_PROMPT,
-    Call,
-    Observation,
-    Policy,
-    PolicyRegistry,
-    Situation,
-    Turn,
-    register_policy,
-)
-from ._simulator_roles import TEST_COMMAND, Directive, find_directives, parse_plan_edits
 from ._tools import (
     WORKER_TOOLS,
     Tool,
@@ -90,6 +60,37 @@ from .errors import (
     UnknownModel,
     WorkspaceEscape,
     WorkspaceMissing,
+)
+from .replay._answers import ReplayMiss, ReplayModel, ReplayScript
+from .replay._diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence
+from .replay._rerun import (
+    ReplayImpossible,
+    RerunOptions,
+    RerunResult,
+    WorkspaceUnavailable,
+    copy_workspace,
+    rerun,
+)
+from .simulator._orchestrator import SCOUT_MODELS, orchestrator_policy
+from .simulator._policies import (
+    COMPACTED_PREFIX,
+    COMPACTION_PROMPT,
+    Call,
+    Observation,
+    Policy,
+    PolicyRegistry,
+    Situation,
+    Turn,
+    register_policy,
+)
+from .simulator._roles import TEST_COMMAND, Directive, find_directives, parse_plan_edits
+from .simulator._server import (
+    CHARS_PER_TOKEN,
+    MIN_CACHEABLE_TOKENS,
+    Simulator,
+    SimulatorStats,
+    count_request_tokens,
+    estimate_tokens,
 )
 
 __all__ = [

@@ -72,7 +72,6 @@ from ._agent_spec import (
 )
 from ._client import ModelClient, ModelReply
 from ._conversation import AgentState, AgentStatus, PendingCall, stream_id_of
-from ._simulator_policy import COMPACTED_PREFIX, COMPACTION_PROMPT
 from ._tools import WORKER_TOOLS, Toolbox, ToolContext, ToolResult, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
@@ -85,6 +84,7 @@ from .errors import (
     PromptBlocked,
     ToolError,
 )
+from .simulator._policies import COMPACTED_PREFIX, COMPACTION_PROMPT
 
 # AgentSpec and its kin live in _agent_spec; re-exported for modules importing them from here.
 __all__ = [

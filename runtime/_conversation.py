@@ -42,7 +42,7 @@ from events import (
     Usage,
 )
 
-from ._simulator_policy import COMPACTED_PREFIX
+from .simulator._policies import COMPACTED_PREFIX
 
 __all__ = [
     "AgentState",

@@ -132,7 +132,7 @@ class PolicyRegistry:
     def default(cls) -> PolicyRegistry:
         """The built-in role policies (scout, planner, builder, reviewer, shipper) and any
         registered with `register_policy`."""
-        from ._simulator_roles import ROLE_POLICIES
+        from ._roles import ROLE_POLICIES
 
         return cls({**ROLE_POLICIES, **_EXTRA})
 

@@ -45,7 +45,7 @@ from events import (
     ToolCallRequested,
 )
 
-from ._replay_model import ReplayMiss, translate_ids
+from ._answers import ReplayMiss, translate_ids
 
 __all__ = [
     "REPLAY_MASKS",

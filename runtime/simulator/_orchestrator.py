@@ -14,7 +14,7 @@ import json
 from collections.abc import Generator
 from typing import Any
 
-from ._simulator_policy import Call, Observation, Situation, Turn, register_policy
+from ._policies import Call, Observation, Situation, Turn, register_policy
 
 __all__ = ["SCOUT_MODELS", "orchestrator_policy"]
 

@@ -57,9 +57,9 @@ from events import (
     Usage,
 )
 
-from ._models import ModelTable
-from ._simulator import Simulator, _BadRequest, _chunks, _error, _sse
-from ._simulator_policy import COMPACTED_PREFIX, role_of, system_text
+from .._models import ModelTable
+from ..simulator._policies import COMPACTED_PREFIX, role_of, system_text
+from ..simulator._server import Simulator, _BadRequest, _chunks, _error, _sse
 
 __all__ = ["RecordedAgent", "ReplayMiss", "ReplayModel", "ReplayScript", "translate_ids"]
 

@@ -50,9 +50,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._models import ModelTable
-from ._simulator_policy import Policy, PolicyRegistry, Reply, respond
-from .errors import ClientClosed
+from .._models import ModelTable
+from ..errors import ClientClosed
+from ._policies import Policy, PolicyRegistry, Reply, respond
 
 __all__ = [
     "CHARS_PER_TOKEN",

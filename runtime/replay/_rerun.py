@@ -56,21 +56,21 @@ from events import (
 )
 from hooks import HookDispatcher, HooksConfig, load_project_settings
 from projections import ProjectionRunner
+from projections._timeline import run_events
 
-from ._client import ModelClient
-from ._fleet import Fleet, FleetConfig
-from ._models import ModelTable
-from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec
-from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
-from ._replay_diff import (
+from .._client import ModelClient
+from .._fleet import Fleet, FleetConfig
+from .._models import ModelTable
+from .._pattern_spec import BUILTIN_PATTERNS, PatternSpec
+from .._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._answers import ReplayModel, ReplayScript
+from ._diff import (
     REPLAY_MASKS,
     REPLAY_UNCHECKED_TOOLS,
     Divergence,
     compare_runs,
     trace_agents,
 )
-from ._replay_model import ReplayModel, ReplayScript
-from ._replay_timeline import run_events
 
 __all__ = [
     "ReplayImpossible",
