@@ -18,6 +18,7 @@ from projections._timeline import Timeline, TimelineEntry, load_timeline, run_ev
 from ._agent import MAX_STOP_CONTINUATIONS, Agent
 from ._agent_spec import AgentOutcome, AgentSpec, AgentStats, BudgetCheck, ToolboxFor
 from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
+from ._compaction import COMPACTED_PREFIX, COMPACTION_PROMPT
 from ._conversation import (
     AgentState,
     AgentStatus,
@@ -73,8 +74,6 @@ from .replay._rerun import (
 )
 from .simulator._orchestrator import SCOUT_MODELS, orchestrator_policy
 from .simulator._policies import (
-    COMPACTED_PREFIX,
-    COMPACTION_PROMPT,
     Call,
     Observation,
     Policy,

@@ -42,7 +42,7 @@ from events import (
     Usage,
 )
 
-from .simulator._policies import COMPACTED_PREFIX
+from ._compaction import COMPACTED_PREFIX
 
 __all__ = [
     "AgentState",

@@ -42,7 +42,8 @@ from events import (
 from hooks import HookDispatcher
 from projections import ProjectionRunner
 
-from ._agent import Agent, AgentSpec
+from ._agent import Agent
+from ._agent_spec import AgentSpec
 from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox

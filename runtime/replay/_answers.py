@@ -57,8 +57,9 @@ from events import (
     Usage,
 )
 
+from .._compaction import COMPACTED_PREFIX
 from .._models import ModelTable
-from ..simulator._policies import COMPACTED_PREFIX, role_of, system_text
+from ..simulator._policies import role_of, system_text
 from ..simulator._server import Simulator, _BadRequest, _chunks, _error, _sse
 
 __all__ = ["RecordedAgent", "ReplayMiss", "ReplayModel", "ReplayScript", "translate_ids"]

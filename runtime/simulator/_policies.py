@@ -36,8 +36,9 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._compaction import COMPACTED_PREFIX, COMPACTION_PROMPT
+
 __all__ = [
-    "COMPACTION_PROMPT",
     "Call",
     "Observation",
     "Policy",
@@ -49,18 +50,6 @@ __all__ = [
     "register_policy",
     "respond",
 ]
-
-COMPACTION_PROMPT = (
-    "Your context window is nearly full. Summarise this conversation so that the work can "
-    "continue from your summary alone: the task, what has been done (tools called, files read "
-    "and written, results), what is left, and any facts needed to finish. Reply with text only."
-)
-"""The instruction the runtime appends to ask for a compaction summary (the simulator knows it)."""
-
-COMPACTED_PREFIX = (
-    "This conversation was compacted to free the context window. Summary of the earlier part:\n\n"
-)
-"""How the runtime opens the user message that replaces a compacted conversation."""
 
 _STATE_OPEN = "<simulator-state>"
 _STATE_CLOSE = "</simulator-state>"
