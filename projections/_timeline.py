@@ -43,14 +43,9 @@ from events import (
     read_run,
 )
 
-__all__ = ["Timeline", "TimelineEntry", "load_timeline", "run_events"]
+__all__ = ["Timeline", "TimelineEntry", "load_timeline"]
 
 _LINE = 160  # characters of free text (prompts, results, summaries) in one entry
-
-
-async def run_events(store: EventStore, run_id: str) -> list[RecordedEvent]:
-    """Every event of run `run_id`'s streams, in position order. Raises `RunNotFound`."""
-    return await read_run(store, run_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +274,7 @@ class _Teller:
 
 async def load_timeline(store: EventStore, run_id: str) -> Timeline:
     """The timeline of run `run_id` from the log. Raises `RunNotFound`."""
-    events = await run_events(store, run_id)
+    events = await read_run(store, run_id)
     run_stream = f"run-{run_id}"
     started = next(e for e in events if e.stream_id == run_stream)  # RunStarted: checked
     start = started.data

@@ -144,9 +144,11 @@ async def run_pattern(
     *,
     model: str | None = None,
     run_id: str | None = None,
+    replay_of: str | None = None,
 ) -> RunResult:
     """Run `spec` on `task` in the fleet's workspace; returns when the run has ended.
 
+    `replay_of` names the run this one re-executes (it goes into RunStarted).
     Raises `PatternError` before anything is appended when the pattern cannot
     run here (e.g. a step needs git and the workspace is not a git repository),
     and `UnknownModel` for a model name not in the table. A step that fails
@@ -174,6 +176,7 @@ async def run_pattern(
             model=model or fleet.config.default_model,
             simulated=fleet.client.simulated,
             config=await _run_config(fleet),
+            replay_of=replay_of,
         )
     )
     await conductor.record(
@@ -355,9 +358,17 @@ class _PatternExecution:
 
 
 async def run_orchestrator(
-    fleet: Fleet, task: str, *, model: str | None = None, run_id: str | None = None
+    fleet: Fleet,
+    task: str,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
+    replay_of: str | None = None,
 ) -> RunResult:
-    """Give `task` to an orchestrator agent (CRUD tools + wait_for_agents); returns when it ends."""
+    """Give `task` to an orchestrator agent (CRUD tools + wait_for_agents); returns when it ends.
+
+    `replay_of` names the run this one re-executes (it goes into RunStarted).
+    """
     run_id = run_id or new_run_id()
     started = time.perf_counter()
     model_name = fleet.models.resolve(model or fleet.config.default_model).id
@@ -374,6 +385,7 @@ async def run_orchestrator(
                     model=model_name,
                     simulated=fleet.client.simulated,
                     config=await _run_config(fleet),
+                    replay_of=replay_of,
                 ),
                 meta,
             )

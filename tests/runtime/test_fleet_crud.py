@@ -16,17 +16,14 @@ from runtime import (
     AgentNotFound,
     BudgetExceeded,
     Budgets,
-    Call,
     FleetLimitReached,
-    Observation,
     Runtime,
     RuntimeOptions,
-    Situation,
-    Turn,
     UnknownModel,
     WorkspaceMissing,
     open_runtime,
 )
+from runtime.simulator import Call, Observation, Situation, Turn
 
 SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
 

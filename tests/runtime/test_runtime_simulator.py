@@ -14,16 +14,9 @@ import anthropic
 import httpx
 import pytest
 
-from runtime import (
-    COMPACTION_PROMPT,
-    Call,
-    Observation,
-    Simulator,
-    Situation,
-    Turn,
-    count_request_tokens,
-    worker_toolbox,
-)
+from runtime import Simulator, worker_toolbox
+from runtime._compaction import COMPACTION_PROMPT
+from runtime.simulator import Call, Observation, Situation, Turn, count_request_tokens
 
 TOOLS = worker_toolbox().definitions()
 SCOUT = "Role: scout"
