@@ -237,7 +237,7 @@ class _Teller:
             sizes = f"{data.tokens_before} → {data.tokens_after} tokens"
             return "compaction", f"context compacted: {sizes}"
         if isinstance(data, AgentCompleted):
-            self._status(agent_id, "complete")
+            self._status(agent_id, "completed")
             files = f" [{', '.join(data.artifacts)}]" if data.artifacts else ""
             return "agent", f"completed{files}: {_short(data.summary)}"
         if isinstance(data, AgentFailed):

@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Recorder = Callable[[EventModel], Awaitable[object]]
 
-TERMINAL = frozenset({"complete", "failed", "deleted"})
+TERMINAL = frozenset({"completed", "failed", "deleted"})
 _TERMINAL_EVENTS = frozenset({"AgentCompleted", "AgentFailed", "AgentDeleted"})
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -329,7 +329,7 @@ class _PatternExecution:
                 continue
             with contextlib.suppress(FleetError):
                 await fleet.delete_agent(agent_id, by=self.conductor.agent_id)
-        failed = [o for o in outputs if o["status"] != "complete"]
+        failed = [o for o in outputs if o["status"] != "completed"]
         if failed:
             reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)
             raise _StepFailed(step.id, reasons)
@@ -401,7 +401,7 @@ async def run_orchestrator(
         await fleet.delete_all_agents(run_id=run_id, by="user")
     duration = (time.perf_counter() - started) * 1000
     summary = output["summary"] or ""
-    ok = output["status"] == "complete" and not summary.startswith("FAILED")
+    ok = output["status"] == "completed" and not summary.startswith("FAILED")
     if ok:
         await fleet.store.append(
             f"run-{run_id}",

@@ -19,7 +19,7 @@ from ._policies import Call, Observation, Situation, Turn, register_policy
 __all__ = ["SCOUT_MODELS", "orchestrator_policy"]
 
 SCOUT_MODELS = ("haiku", "sonnet", "haiku", "sonnet")
-_DONE = frozenset({"complete", "failed", "deleted"})
+_DONE = frozenset({"completed", "failed", "deleted"})
 _WAIT_S = 30.0
 
 
@@ -87,7 +87,7 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
     )
     findings: list[str] = []
     for data in map(_json, outputs):
-        if data and data.get("status") == "complete":
+        if data and data.get("status") == "completed":
             findings.extend(p for p in data.get("files_produced", []) if p.endswith(".md"))
     if not findings:
         yield Turn("No scout produced findings; cleaning up.", [Call("delete_all_agents", {})])
@@ -124,7 +124,7 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
     )
     output = _json(result[0]) or {}
     yield Turn("Work complete: deleting every agent I created.", [Call("delete_all_agents", {})])
-    verdict = "DONE" if output.get("status") == "complete" else "FAILED"
+    verdict = "DONE" if output.get("status") == "completed" else "FAILED"
     changed = ", ".join(output.get("files_produced", [])) or "no files"
     return (
         f"{verdict}: {len(scouts)} scouts found the relevant lines ({', '.join(findings)}); "
