@@ -44,7 +44,7 @@ from events.errors import FleetError
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import PatternSpec, StepSpec
-from .errors import PatternError
+from .errors import PatternError, StepFailed
 
 __all__ = ["RunResult", "new_run_id", "run_orchestrator", "run_pattern", "workspace_head"]
 
@@ -61,13 +61,6 @@ class RunResult:
     error: str | None
     duration_ms: float
     orchestrator_id: str
-
-
-class _StepFailed(Exception):
-    def __init__(self, step: str, reason: str) -> None:
-        self.step = step
-        self.reason = reason
-        super().__init__(f"step {step!r} failed: {reason}")
 
 
 def new_run_id() -> str:
@@ -197,7 +190,7 @@ async def run_pattern(
     runner = _PatternExecution(fleet, spec, task, model, conductor, board)
     try:
         summary = await runner.execute()
-    except _StepFailed as e:
+    except StepFailed as e:
         return await _finish_failed(conductor, board, started, str(e))
     except FleetError as e:
         return await _finish_failed(conductor, board, started, f"{type(e).__name__}: {e}")
@@ -267,7 +260,7 @@ class _PatternExecution:
                     continue
                 used = retries.get(step.id, 0)
                 if used >= step.review.max_retries:
-                    raise _StepFailed(step.id, f"review rejected {used + 1} times: {summary[:300]}")
+                    raise StepFailed(step.id, f"review rejected {used + 1} times: {summary[:300]}")
                 retries[step.id] = used + 1
                 self.feedback = f"Review feedback to address:\n{summary}"
                 target = self.spec.step(step.review.retry)
@@ -332,7 +325,7 @@ class _PatternExecution:
         failed = [o for o in outputs if o["status"] != "completed"]
         if failed:
             reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)
-            raise _StepFailed(step.id, reasons)
+            raise StepFailed(step.id, reasons)
         artifacts = await self._artifacts(step, outputs)
         self.outputs[step.id] = ", ".join(artifacts)
         self.summaries[step.id] = "\n".join(o["summary"] for o in outputs)
@@ -353,7 +346,7 @@ class _PatternExecution:
         ]
         missing = [p for p in expected if not (self.fleet.config.workspace / p).is_file()]
         if missing:
-            raise _StepFailed(step.id, f"declared outputs were not produced: {', '.join(missing)}")
+            raise StepFailed(step.id, f"declared outputs were not produced: {', '.join(missing)}")
         return expected
 
 
