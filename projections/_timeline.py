@@ -180,6 +180,11 @@ class _Teller:
         )
 
     def _tell(self, data: Any, agent_id: str | None) -> tuple[str, str] | None:
+        """(kind, text) of one event, or None for an event the timeline does not show."""
+        return self._tell_run(data) or self._tell_agent(data, agent_id) or self._tell_work(data)
+
+    def _tell_run(self, data: Any) -> tuple[str, str] | None:
+        """The run's own events, the board's, a re-execution's divergences, external hooks."""
         if isinstance(data, RunStarted):
             how = f"pattern {data.pattern}" if data.pattern else "the orchestrator"
             extra = f"; re-execution of {data.replay_of}" if data.replay_of else ""
@@ -191,6 +196,22 @@ class _Teller:
             return "run", f"run completed in {seconds:.2f} s: {_short(data.summary)}"
         if isinstance(data, RunFailed):
             return "run", f"run failed after {data.duration_ms / 1000:.2f} s: {_short(data.error)}"
+        if isinstance(data, TaskCreated):
+            return "task", f"task on the board in {data.column}: {_short(data.title)}"
+        if isinstance(data, TaskMoved):
+            who = f", assigned to {self.name(data.assignee)}" if data.assignee else ""
+            why = f" ({_short(data.reason, 100)})" if data.reason else ""
+            return "task", f"task → {data.column}{who}{why}"
+        if isinstance(data, ReplayDiverged):
+            expected, actual = _short(data.expected, 70), _short(data.actual, 70)
+            text = f"diverged at step {data.step} ({data.kind}): expected {expected!r}"
+            return "divergence", f"{text}, got {actual!r}"
+        if isinstance(data, ExternalHookReceived):
+            return "hook", f"external {data.hook_event_name} from {data.source_app}"
+        return None
+
+    def _tell_agent(self, data: Any, agent_id: str | None) -> tuple[str, str] | None:
+        """An agent's lifecycle: created, commanded, asleep and awake, compacted, ended."""
         if isinstance(data, AgentCreated):
             self.names[data.agent_id] = data.name
             self.steps[data.agent_id] = 0
@@ -203,29 +224,6 @@ class _Teller:
         if isinstance(data, AgentCommanded):
             self._status(agent_id, "working")
             return "agent", f"commanded by {self.name(data.by)}: {_short(data.prompt, 100)}"
-        if isinstance(data, ModelResponded):
-            step = self.steps[data.agent_id] = self.steps.get(data.agent_id, 0) + 1
-            self._count(agent_id, "steps")
-            calls = [b for b in data.content if b.get("type") == "tool_use"]
-            said = " ".join(str(b.get("text", "")) for b in data.content if b.get("type") == "text")
-            asks = f" → {', '.join(str(c.get('name')) for c in calls)}" if calls else ""
-            tokens = data.usage.context_tokens + data.usage.output_tokens
-            head = f"step {step} ({data.stop_reason}, {tokens} tokens){asks}"
-            return "step", f"{head}: {_short(said, 100)}" if said.strip() else head
-        if isinstance(data, ToolCallRequested):
-            self.inputs[data.tool_use_id] = _input(data.input)
-            return None  # the step names the calls; the completion tells the outcome
-        if isinstance(data, ToolCallCompleted):
-            self._count(agent_id, "tool_calls")
-            outcome = "blocked" if data.blocked else "error" if data.is_error else "ok"
-            first = data.result.strip().splitlines()[0] if data.result.strip() else ""
-            argument = self.inputs.get(data.tool_use_id, "")
-            call = f"{data.name} {argument}" if argument else data.name
-            head = f"{call} → {outcome} ({data.duration_ms:.0f} ms)"
-            return "tool", f"{head}: {_short(first, 100)}"
-        if isinstance(data, HookInvoked):
-            reason = f": {_short(data.reason, 100)}" if data.reason else ""
-            return "hook", f"{data.point} hook {data.hook or data.kind} → {data.decision}{reason}"
         if isinstance(data, AgentWaiting):
             self._status(agent_id, "waiting")
             return "wait", f"sleeps until one of {self.names_of(data.on)} changes"
@@ -247,18 +245,33 @@ class _Teller:
         if isinstance(data, AgentDeleted):
             self._status(agent_id, "deleted")
             return "agent", f"deleted by {self.name(data.by)}"
-        if isinstance(data, TaskCreated):
-            return "task", f"task on the board in {data.column}: {_short(data.title)}"
-        if isinstance(data, TaskMoved):
-            who = f", assigned to {self.name(data.assignee)}" if data.assignee else ""
-            why = f" ({_short(data.reason, 100)})" if data.reason else ""
-            return "task", f"task → {data.column}{who}{why}"
-        if isinstance(data, ReplayDiverged):
-            expected, actual = _short(data.expected, 70), _short(data.actual, 70)
-            text = f"diverged at step {data.step} ({data.kind}): expected {expected!r}"
-            return "divergence", f"{text}, got {actual!r}"
-        if isinstance(data, ExternalHookReceived):
-            return "hook", f"external {data.hook_event_name} from {data.source_app}"
+        return None
+
+    def _tell_work(self, data: Any) -> tuple[str, str] | None:
+        """What an agent did: model responses (steps), tool calls, hook decisions."""
+        if isinstance(data, ModelResponded):
+            step = self.steps[data.agent_id] = self.steps.get(data.agent_id, 0) + 1
+            self._count(data.agent_id, "steps")
+            calls = [b for b in data.content if b.get("type") == "tool_use"]
+            said = " ".join(str(b.get("text", "")) for b in data.content if b.get("type") == "text")
+            asks = f" → {', '.join(str(c.get('name')) for c in calls)}" if calls else ""
+            tokens = data.usage.context_tokens + data.usage.output_tokens
+            head = f"step {step} ({data.stop_reason}, {tokens} tokens){asks}"
+            return "step", f"{head}: {_short(said, 100)}" if said.strip() else head
+        if isinstance(data, ToolCallRequested):
+            self.inputs[data.tool_use_id] = _input(data.input)
+            return None  # the step names the calls; the completion tells the outcome
+        if isinstance(data, ToolCallCompleted):
+            self._count(data.agent_id, "tool_calls")
+            outcome = "blocked" if data.blocked else "error" if data.is_error else "ok"
+            first = data.result.strip().splitlines()[0] if data.result.strip() else ""
+            argument = self.inputs.get(data.tool_use_id, "")
+            call = f"{data.name} {argument}" if argument else data.name
+            head = f"{call} → {outcome} ({data.duration_ms:.0f} ms)"
+            return "tool", f"{head}: {_short(first, 100)}"
+        if isinstance(data, HookInvoked):
+            reason = f": {_short(data.reason, 100)}" if data.reason else ""
+            return "hook", f"{data.point} hook {data.hook or data.kind} → {data.decision}{reason}"
         return None
 
     def _status(self, agent_id: str | None, status: str) -> None:

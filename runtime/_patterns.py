@@ -147,43 +147,11 @@ async def run_pattern(
     and `UnknownModel` for a model name not in the table. A step that fails
     ends the run with RunFailed and a clear reason; it does not raise.
     """
-    workspace = fleet.config.workspace
-    for step in spec.steps:
-        if step.requires_git and not await _is_git_repo(workspace):
-            raise PatternError(
-                f"step {step.id!r} of {spec.name} needs a git repository, "
-                f"and {workspace} is not one"
-            )
-        for name in step.models:
-            fleet.models.resolve(name)
-    fleet.models.resolve(model or fleet.config.default_model)
+    await _check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
     started = time.perf_counter()
-    await conductor.run_event(
-        RunStarted(
-            run_id=run_id,
-            task=task,
-            pattern=spec.name,
-            workspace=str(workspace),
-            model=model or fleet.config.default_model,
-            simulated=fleet.client.simulated,
-            config=await _run_config(fleet),
-            replay_of=replay_of,
-        )
-    )
-    await conductor.record(
-        AgentCreated(
-            agent_id=conductor.agent_id,
-            name="orchestrator",
-            role="orchestrator",
-            model=f"pattern:{spec.name}",
-            workspace=str(workspace),
-            tools=list(ORCHESTRATOR_TOOLS),
-            task=task,
-        )
-    )
-    await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
+    await _start_run(conductor, spec, task, model, replay_of)
     board = spec.board or any(s.column for s in spec.steps)
     if board:
         await conductor.task_event(TaskCreated(task_id=run_id, title=task, column="PLAN"))
@@ -207,6 +175,51 @@ async def run_pattern(
     await conductor.record(AgentCompleted(agent_id=conductor.agent_id, summary=summary))
     await conductor.run_event(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration))
     return RunResult(run_id, "completed", summary, None, duration, conductor.agent_id)
+
+
+async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) -> None:
+    """Raise `PatternError` or `UnknownModel` if the pattern cannot run in this fleet."""
+    workspace = fleet.config.workspace
+    for step in spec.steps:
+        if step.requires_git and not await _is_git_repo(workspace):
+            raise PatternError(
+                f"step {step.id!r} of {spec.name} needs a git repository, "
+                f"and {workspace} is not one"
+            )
+        for name in step.models:
+            fleet.models.resolve(name)
+    fleet.models.resolve(model or fleet.config.default_model)
+
+
+async def _start_run(
+    conductor: _Conductor, spec: PatternSpec, task: str, model: str | None, replay_of: str | None
+) -> None:
+    """RunStarted, then the conductor as an agent: AgentCreated and AgentCommanded."""
+    fleet, workspace = conductor.fleet, str(conductor.fleet.config.workspace)
+    await conductor.run_event(
+        RunStarted(
+            run_id=conductor.run_id,
+            task=task,
+            pattern=spec.name,
+            workspace=workspace,
+            model=model or fleet.config.default_model,
+            simulated=fleet.client.simulated,
+            config=await _run_config(fleet),
+            replay_of=replay_of,
+        )
+    )
+    await conductor.record(
+        AgentCreated(
+            agent_id=conductor.agent_id,
+            name="orchestrator",
+            role="orchestrator",
+            model=f"pattern:{spec.name}",
+            workspace=workspace,
+            tools=list(ORCHESTRATOR_TOOLS),
+            task=task,
+        )
+    )
+    await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
 
 
 async def _finish_failed(

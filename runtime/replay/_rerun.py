@@ -162,7 +162,12 @@ class _Pairing:
                 self.script.ids[queue.pop(0)] = data.agent_id
 
 
-def _recorded_pattern(run_id: str, started: RunStarted, given: PatternSpec | None) -> PatternSpec:
+def _recorded_pattern(
+    run_id: str, started: RunStarted, given: PatternSpec | None
+) -> PatternSpec | None:
+    """The pattern the run followed; None for an orchestrator run (it has no pattern)."""
+    if started.pattern == "orchestrator":
+        return None
     name = started.pattern or ""
     if given is not None:
         if given.name != name:
@@ -198,16 +203,15 @@ async def rerun(
     options = options or RerunOptions()
     recorded = await read_run(store, run_id)
     started, ended = _recorded_run(run_id, recorded)
-    spec = None if started.pattern == "orchestrator" else _recorded_pattern(
-        run_id, started, options.pattern
-    )  # fmt: skip
+    spec = _recorded_pattern(run_id, started, options.pattern)
     source = options.source or (Path(started.workspace) if started.workspace else None)
     if source is None:
         raise ReplayImpossible(run_id, "no workspace was recorded: give one with --source")
     new_id = new_run_id()
-    dest = options.workspace or _default_workspace(store, f"replay-{new_id}")
     git_head = started.config.get("git_head")
-    workspace = await copy_workspace(source, dest, git_head)
+    workspace = await copy_workspace(
+        source, options.workspace or _default_workspace(store, f"replay-{new_id}"), git_head
+    )
     if options.prepare is not None:
         await options.prepare(workspace)
     script = ReplayScript.from_events(recorded)
