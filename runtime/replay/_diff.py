@@ -11,8 +11,8 @@ decision by its hook point and step (and the call, at the tool points). Then:
 - `tool_result`: the same call gave another result (or error or block flag);
 - `hook_decision`: the hooks at one point decided otherwise (every decision
   that is not "none" counts; which hooks and their reasons are shown);
-- `missing_response`: the agent asked the replay model for an answer the
-  recording does not have (see `ReplayScript.misses`).
+- `missing_response`: the agent asked for an answer the recording does not
+  have (`ReplayResponder` answered 400; see `ReplayScript.misses`).
 
 Results are compared after masking what differs on every run and says
 nothing about tools or hooks (`REPLAY_MASKS`: the workspace folder, timings
@@ -20,8 +20,8 @@ like `0.07s`, `*_ms` numbers, git hashes); `exact=True` compares them raw.
 
 Notes (do not fix without reading this):
 1. Old ids in the recording (the run's, its agents') are translated to the
-   re-execution's before anything is compared, as the replay model does for
-   the answers it serves.
+   re-execution's before anything is compared, as `ReplayResponder` does for the
+   answers it serves.
 2. When an agent of the re-execution stops early, the calls it never made are
    reported as one `tool_call` divergence (the first, with a count of the
    rest), not one per call: the cause is what matters.

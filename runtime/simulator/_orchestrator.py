@@ -5,7 +5,7 @@ parallel (alternating models), the sleep pattern (one `wait_for_agents` per
 completion, no tokens spent between), their outputs read as summaries and
 artifact paths, then one builder commanded with the scouts' findings, and
 every agent deleted at the end. Like every simulated role it is a pure
-function of the conversation (see `_simulator_policy`).
+function of the conversation (see `_policies.py`).
 """
 
 from __future__ import annotations
