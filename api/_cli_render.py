@@ -39,7 +39,6 @@ STATUS_STYLES: dict[str, str] = {
     "created": "bright_black",
     "working": "cyan",
     "waiting": "magenta",
-    "complete": "green",
     "completed": "green",
     "running": "cyan",
     "failed": "bold red",

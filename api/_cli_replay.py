@@ -34,16 +34,9 @@ from events import (
     read_export,
 )
 from hooks import load_settings
-from projections import ProjectionRunner
-from runtime import (
-    Divergence,
-    RerunOptions,
-    RerunResult,
-    Timeline,
-    load_pattern,
-    load_timeline,
-    rerun,
-)
+from projections import ProjectionRunner, Timeline, load_timeline
+from runtime import load_pattern
+from runtime.replay import Divergence, RerunOptions, RerunResult, rerun
 
 from ._cli_common import add_common, console, print_json, resolve_db
 from ._cli_render import render_agents, render_board, render_fleet, render_runs

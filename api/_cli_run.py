@@ -160,7 +160,7 @@ def _resume_command(args: argparse.Namespace) -> int:
 
 
 async def _resume(args: argparse.Namespace) -> int:
-    """Resume unfinished agents from the log and wait for them; 0 when all complete."""
+    """Resume unfinished agents from the log and wait for them; 0 when all completed."""
     async with open_runtime(_options(args, Path.cwd())) as rt:
         resumed = await rt.fleet.resume_unfinished()
         if not resumed:
@@ -179,7 +179,7 @@ async def _resume(args: argparse.Namespace) -> int:
     else:
         for agent_id, status in statuses.items():
             console.print(f"  {agent_id}: {_status_style(status)}")
-    return 0 if all(s == "complete" for s in statuses.values()) else 1
+    return 0 if all(s == "completed" for s in statuses.values()) else 1
 
 
 async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:
@@ -226,7 +226,7 @@ def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
 _STATUS_COLOURS = {
     "working": "cyan",
     "waiting": "magenta",
-    "complete": "green",
+    "completed": "green",
     "failed": "red",
     "deleted": "dim",
 }

@@ -101,10 +101,14 @@ class ViewQuery(_Query):
     )
 
 
+_AgentStatus = Literal["created", "working", "waiting", "completed", "failed", "deleted"]
+"""An agent's status as the agents view says it (`projections.STATUSES`)."""
+
+
 class AgentsQuery(ViewQuery):
     """`GET /v1/agents`: the agents view, filtered."""
 
-    status: list[Literal["created", "working", "waiting", "complete", "failed", "deleted"]] = Field(
+    status: list[_AgentStatus] = Field(
         default_factory=list, description="only agents in these statuses (repeatable)"
     )
     role: FilterText | None = Field(default=None, description="only agents with this role")

@@ -22,14 +22,26 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from events import ExportInvalid, ImportConflict, ReplayError, RunNotFound
 from events.errors import (
     EventTooLarge,
     FleetError,
     InvalidEvent,
+    NotADatabase,
     StoreClosed,
+    StoreError,
+    UnknownEventType,
     VersionConflict,
 )
-from hooks.errors import IngestError, IngestTooLarge
+from hooks.errors import (
+    DispatcherClosed,
+    HookConfigError,
+    HookError,
+    IngestError,
+    IngestTooLarge,
+    PayloadInvalid,
+    UnknownHookPoint,
+)
 from projections.errors import (
     InvalidPosition,
     ProjectionError,
@@ -39,19 +51,26 @@ from projections.errors import (
 )
 from runtime.errors import (
     AgentBusy,
+    AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
     BudgetExceeded,
+    ClientClosed,
     FleetLimitReached,
     InvalidAgentSpec,
+    ModelCallFailed,
+    ModelError,
+    ModelTableInvalid,
     PatternError,
     PromptBlocked,
+    StepFailed,
     ToolError,
     UnknownModel,
     WorkspaceMissing,
 )
+from runtime.replay.errors import ReplayImpossible, WorkspaceUnavailable
 
-from .errors import BodyTooLarge, HTTPProblem
+from .errors import ApiError, BodyTooLarge, HTTPProblem, InsecureServe
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -73,29 +92,58 @@ class ProblemResponse(JSONResponse):
 
 
 # exception class -> (status, slug, title); the first class in the MRO that is listed wins.
+# Every FleetError subclass of fleet's packages is covered (tests/api/test_api_problem_map.py);
+# a root is listed too, so that a new leaf answers as its family does until it is listed.
 _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
+    # api/ (HTTPProblem has a handler of its own: it carries its status)
     BodyTooLarge: (413, "body-too-large", "Request body too large"),
-    IngestTooLarge: (413, "body-too-large", "Request body too large"),
+    InsecureServe: (500, "insecure-serve", "Refusing to serve without a token"),
+    ApiError: (500, "api-error", "API error"),
+    # events/
     EventTooLarge: (413, "event-too-large", "Event too large"),
-    IngestError: (422, "invalid-hook-payload", "Invalid hook payload"),
     InvalidEvent: (422, "invalid-event", "Invalid event"),
     VersionConflict: (409, "version-conflict", "Version conflict"),
+    StoreClosed: (503, "unavailable", "Service unavailable"),
+    NotADatabase: (500, "not-a-database", "The log is not a database"),
+    UnknownEventType: (500, "unknown-event-type", "Unknown event type in the log"),
+    StoreError: (500, "store-error", "Store error"),
+    RunNotFound: (404, "run-not-found", "Run not found"),
+    ExportInvalid: (422, "invalid-export", "Invalid run export"),
+    ImportConflict: (409, "run-exists", "Run exists"),
+    ReplayImpossible: (409, "replay-impossible", "Run cannot be re-executed"),
+    WorkspaceUnavailable: (422, "workspace-unavailable", "Workspace unavailable"),
+    ReplayError: (422, "replay-error", "Replay error"),
+    # hooks/
+    IngestTooLarge: (413, "body-too-large", "Request body too large"),
+    IngestError: (422, "invalid-hook-payload", "Invalid hook payload"),
+    HookConfigError: (422, "invalid-hook-settings", "Invalid hook settings"),
+    UnknownHookPoint: (422, "unknown-hook-point", "Unknown hook point"),
+    PayloadInvalid: (500, "hook-payload-invalid", "Hook payload could not be built"),
+    DispatcherClosed: (503, "unavailable", "Service unavailable"),
+    HookError: (500, "hook-error", "Hook error"),
+    # runtime/
     AgentNotFound: (404, "agent-not-found", "Agent not found"),
     AgentGone: (409, "agent-deleted", "Agent deleted"),
     AgentBusy: (409, "agent-busy", "Agent busy"),
+    AgentDrivenElsewhere: (409, "agent-driven-elsewhere", "Agent driven by another process"),
     FleetLimitReached: (409, "fleet-limit-reached", "Fleet limit reached"),
     BudgetExceeded: (409, "budget-exceeded", "Budget exceeded"),
     UnknownModel: (422, "unknown-model", "Unknown model"),
     InvalidAgentSpec: (422, "invalid-agent", "Invalid agent"),
     PromptBlocked: (409, "prompt-blocked", "Prompt blocked by a hook"),
+    StepFailed: (422, "step-failed", "Pattern step failed"),
     PatternError: (422, "invalid-pattern", "Invalid pattern"),
     WorkspaceMissing: (422, "workspace-missing", "Workspace missing"),
     ToolError: (422, "tool-error", "Tool error"),
+    ModelCallFailed: (502, "model-call-failed", "Model call failed"),
+    ModelTableInvalid: (500, "invalid-model-table", "Invalid model table"),
+    ClientClosed: (503, "unavailable", "Service unavailable"),
+    ModelError: (502, "model-error", "Model error"),
+    # projections/
     InvalidPosition: (400, "invalid-position", "Invalid position"),
     UnknownProjection: (404, "unknown-projection", "Unknown projection"),
     ProjectionTimeout: (503, "projections-behind", "Projections behind"),
     RunnerClosed: (503, "unavailable", "Service unavailable"),
-    StoreClosed: (503, "unavailable", "Service unavailable"),
     ProjectionError: (500, "projection-failed", "Projection failed"),
 }
 

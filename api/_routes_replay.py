@@ -27,7 +27,7 @@ from events import (
     import_run,
     parse_export,
 )
-from runtime import load_timeline
+from projections import load_timeline
 
 from ._bodies import parse_query
 from ._openapi import Operation

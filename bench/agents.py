@@ -174,7 +174,8 @@ async def baseline(client: ModelClient, store: SQLiteEventStore, run: str) -> fl
     events = await store.read_stream(f"agent-{run}-scout-0")
     created = events[0].data
     system = created.system_prompt  # type: ignore[union-attr]
-    from runtime import AgentState, worker_toolbox
+    from runtime import worker_toolbox
+    from runtime._conversation import AgentState
 
     state = AgentState(f"{run}-scout-0")
     requests = []

@@ -200,15 +200,8 @@ def _child(name: str, work: Path) -> dict[str, Any]:
 
 async def _demo(repeat: int, base: Path) -> list[tuple[float, float, float, int]]:
     from projections import ProjectionRunner
-    from runtime import (
-        RerunOptions,
-        RuntimeOptions,
-        load_pattern,
-        open_runtime,
-        prepare_workspace,
-        rerun,
-        run_pattern,
-    )
+    from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
+    from runtime.replay import RerunOptions, rerun
 
     out = []
     for i in range(repeat):

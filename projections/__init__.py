@@ -1,4 +1,4 @@
-"""Read models folded from the log: agents, fleet, graph, board, runs.
+"""Read models folded from the log: agents, fleet, graph, board, runs, and a run's timeline.
 
 Every read model is a pure function of the event log. `ProjectionRunner`
 keeps them up to date (exactly once, with checkpoints in the log's own
@@ -8,6 +8,7 @@ SQLite file) and answers any of them as of any past position (time travel).
         await runner.wait_for(position)
         runner.view("agents")                      # JSON the API serves
         await runner.view_at("board", position=120)
+        timeline = await load_timeline(store, run_id)   # one run, told event by event
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._graph import GraphProjection, GraphState, critical_path
 from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState
+from ._timeline import Timeline, TimelineEntry, load_timeline
 from .errors import (
     InvalidPosition,
     ProjectionError,
@@ -53,9 +55,12 @@ __all__ = [
     "RunnerClosed",
     "RunsProjection",
     "RunsState",
+    "Timeline",
+    "TimelineEntry",
     "UnknownProjection",
     "critical_path",
     "default_projections",
     "external_agent_id",
+    "load_timeline",
     "quiet_reports",
 ]

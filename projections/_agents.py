@@ -6,7 +6,7 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
      "agents": [{
         "id": str, "name": str, "role": str, "model": str,
         "parent_id": str | None, "run_id": str | None,
-        "status": "created" | "working" | "waiting" | "complete" | "failed" | "deleted",
+        "status": "created" | "working" | "waiting" | "completed" | "failed" | "deleted",
         "task": str | None,                  # the current task (last command), <= 2000 chars
         "context": {"used": int, "limit": int, "percent": float},
         "tokens": {"input": int, "output": int, "cache_write": int,
@@ -173,7 +173,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
     """Status, context, tokens, cost, files and tool calls of every agent."""
 
     name = "agents"
-    version = 2  # 2: state shape changed before the first release
+    version = 3  # 2: state shape changed before the first release; 3: "completed"
     ignores = frozenset(
         {
             "RunStarted",
@@ -330,7 +330,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         for path in d.artifacts:
             r["artifacts"][path] = None
         if r["status"] != "deleted":
-            r["status"] = "complete"
+            r["status"] = "completed"
             r["finished_at"] = r["last_activity_at"]
             r["waiting_on"] = []
 
@@ -442,7 +442,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 r["started_at"] = ts
             if f.status in ("working", "waiting"):
                 r["finished_at"] = None
-            elif f.status == "complete":
+            elif f.status == "completed":
                 r["finished_at"] = ts
             r["status"] = next_status(r["status"], f.status)
         if f.tool is not None and f.tool_use_id is not None and not f.completed:

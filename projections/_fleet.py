@@ -4,7 +4,7 @@ View shape (`FleetProjection.view`)::
 
     {"agents": {"total": int, "active": int,
                 "by_status": {"created": int, "working": int, "waiting": int,
-                              "complete": int, "failed": int, "deleted": int}},
+                              "completed": int, "failed": int, "deleted": int}},
      "agents_created": int, "agents_deleted": int,
      "tokens": {"input": int, "output": int, "cache_write": int,
                 "cache_read": int, "total": int},
@@ -69,7 +69,7 @@ class FleetProjection(FoldProjection[FleetState]):
     """Agents by status, tokens, cost, context in use and events per second."""
 
     name = "fleet"
-    version = 1
+    version = 2  # 2: agents "completed" (was "complete")
     ignores = frozenset(
         {
             "RunStarted",

@@ -107,7 +107,7 @@ class GraphProjection(FoldProjection[GraphState]):
     """Created / waits-on / consumes edges, bottlenecks and critical paths."""
 
     name = "graph"
-    version = 3  # 2, 3: the state changed shape before the first release
+    version = 4  # 2, 3: the state changed shape before the first release; 4: "completed"
     ignores = frozenset(
         {
             "RunStarted",
@@ -306,7 +306,7 @@ class GraphProjection(FoldProjection[GraphState]):
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
-        node = _status(state, d.agent_id, "complete")
+        node = _status(state, d.agent_id, "completed")
         if node is None:
             return
         ts = self.ts(event)
@@ -362,7 +362,7 @@ class GraphProjection(FoldProjection[GraphState]):
                 _resume(state, agent_id, event.position, self.ts(event), [])
             else:
                 ts = self.ts(event)
-                if f.status == "complete":
+                if f.status == "completed":
                     _release_waiters(state, agent_id, ts)
                 _end(state, agent_id, ts)
         if f.files_read or f.files_written:

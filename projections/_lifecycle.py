@@ -4,14 +4,14 @@ Shared by the agents, fleet and graph projections so the three agree on what
 an agent's status is and what an external session did.
 
 Status rules: AgentCreated -> created, AgentCommanded -> working,
-AgentWaiting -> waiting, AgentWoke -> working, AgentCompleted -> complete,
+AgentWaiting -> waiting, AgentWoke -> working, AgentCompleted -> completed,
 AgentFailed -> failed, AgentDeleted -> deleted; deleted is final.
 
 External sessions (ExternalHookReceived) become agents `ext-<session_id>`
 with role "external": first sight -> created, UserPromptSubmit / PreToolUse /
 PostToolUse -> working, Notification (Claude Code asks the user something)
--> waiting, Stop -> complete (a later prompt makes it work again),
-SessionEnd -> complete and finished. Files come from the tool input of
+-> waiting, Stop -> completed (a later prompt makes it work again),
+SessionEnd -> completed and finished. Files come from the tool input of
 Read / NotebookRead (consumed) and Write / Edit / MultiEdit / NotebookEdit
 (produced), relative paths resolved against the payload's `cwd`.
 """
@@ -46,7 +46,7 @@ __all__ = [
     "resolve_path",
 ]
 
-STATUSES = ("created", "working", "waiting", "complete", "failed", "deleted")
+STATUSES = ("created", "working", "waiting", "completed", "failed", "deleted")
 ACTIVE_STATUSES = frozenset({"created", "working", "waiting"})
 
 STATUS_AFTER: dict[type[EventModel], str] = {
@@ -54,7 +54,7 @@ STATUS_AFTER: dict[type[EventModel], str] = {
     AgentCommanded: "working",
     AgentWaiting: "waiting",
     AgentWoke: "working",
-    AgentCompleted: "complete",
+    AgentCompleted: "completed",
     AgentFailed: "failed",
     AgentDeleted: "deleted",
 }
@@ -67,8 +67,8 @@ _EXTERNAL_STATUS: dict[str, str] = {
     "PostToolUse": "working",
     "PostToolUseFailure": "working",
     "Notification": "waiting",
-    "Stop": "complete",
-    "SessionEnd": "complete",
+    "Stop": "completed",
+    "SessionEnd": "completed",
 }
 _READ_TOOLS = {"Read": "file_path", "NotebookRead": "notebook_path"}
 _WRITE_TOOLS = {

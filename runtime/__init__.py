@@ -1,77 +1,31 @@
-"""The runtime: agents, their tools, the model client and the offline simulator.
+"""The runtime: the fleet of agents, their tools, the model client and the offline simulator.
 
-    async with Simulator() as sim, SQLiteEventStore(path) as store:
-        client = ModelClient.from_env(simulator_base_url=sim.base_url)
-        agent = Agent(store=store, client=client, spec=AgentSpec(...))
-        await agent.create(task="...")
-        outcome = await agent.run_until_idle()
+    async with open_runtime(RuntimeOptions(db=Path(".fleet/fleet.db"), workspace=repo)) as rt:
+        status = await rt.fleet.create_agent(name="scout-1", role="scout", task="...")
+        await rt.fleet.wait_for_agents([status["id"]], timeout_s=300)
+        result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), "...")
 
-Without `ANTHROPIC_API_KEY` the model is the offline simulator: its answers
-are scripted per role, not written by a model. This package wires `hooks`
+`open_runtime` opens everything a fleet needs (the log, the projections, the
+hooks, the model client and, without `ANTHROPIC_API_KEY`, the offline
+simulator) and `Fleet` is CRUD for agents on it. An `Agent` can also be driven
+alone. The simulator's scripted roles are in `runtime.simulator`, re-execution
+of recorded runs in `runtime.replay`. This package wires `hooks`, `projections`
 and `events`; `api` is built on it.
 """
 
 from __future__ import annotations
 
-from ._agent import MAX_STOP_CONTINUATIONS, Agent
-from ._agent_spec import AgentOutcome, AgentSpec, AgentStats, BudgetCheck, ToolboxFor
-from ._client import SIMULATOR_API_KEY, ModelClient, ModelReply
-from ._conversation import (
-    AgentState,
-    AgentStatus,
-    PendingCall,
-    find_unfinished_agents,
-    stream_id_of,
-)
-from ._fleet import TERMINAL, Budgets, Fleet, FleetConfig, Recorder, WakeResult
-from ._models import ModelInfo, ModelTable, PriceEntry, PriceTable, Rates
-from ._orchestrator_policy import SCOUT_MODELS, orchestrator_policy
-from ._orchestrator_tools import ORCHESTRATOR_TOOLS, orchestrator_toolbox
-from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, ReviewLoop, StepSpec, load_pattern
+from ._agent import Agent
+from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
+from ._client import ModelClient, ModelReply
+from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
+from ._models import ModelInfo, ModelTable, PriceTable
+from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
-from ._replay import (
-    ReplayImpossible,
-    RerunOptions,
-    RerunResult,
-    WorkspaceUnavailable,
-    copy_workspace,
-    rerun,
-)
-from ._replay_diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence
-from ._replay_model import ReplayMiss, ReplayModel, ReplayScript
-from ._replay_timeline import Timeline, TimelineEntry, load_timeline, run_events
-from ._roles import ROLES, RoleSpec, role_purpose, role_spec
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
-from ._simulator import (
-    CHARS_PER_TOKEN,
-    MIN_CACHEABLE_TOKENS,
-    Simulator,
-    SimulatorStats,
-    count_request_tokens,
-    estimate_tokens,
-)
-from ._simulator_policy import (
-    COMPACTED_PREFIX,
-    COMPACTION_PROMPT,
-    Call,
-    Observation,
-    Policy,
-    PolicyRegistry,
-    Situation,
-    Turn,
-    register_policy,
-)
-from ._simulator_roles import TEST_COMMAND, Directive, find_directives, parse_plan_edits
-from ._tools import (
-    WORKER_TOOLS,
-    Tool,
-    Toolbox,
-    ToolContext,
-    ToolResult,
-    worker_toolbox,
-)
-from ._workspace import GIT_IDENTITY, Workspace, prepare_workspace, sample_repo_path
+from ._tools import WORKER_TOOLS, Tool, Toolbox, ToolContext, ToolResult, worker_toolbox
+from ._workspace import Workspace, prepare_workspace
 from .errors import (
     AgentBusy,
     AgentDrivenElsewhere,
@@ -93,23 +47,10 @@ from .errors import (
     WorkspaceMissing,
     WriteRefused,
 )
+from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
-    "CHARS_PER_TOKEN",
-    "COMPACTED_PREFIX",
-    "COMPACTION_PROMPT",
-    "GIT_IDENTITY",
-    "MAX_STOP_CONTINUATIONS",
-    "MIN_CACHEABLE_TOKENS",
-    "ORCHESTRATOR_TOOLS",
-    "REPLAY_MASKS",
-    "REPLAY_UNCHECKED_TOOLS",
-    "ROLES",
-    "SCOUT_MODELS",
-    "SIMULATOR_API_KEY",
-    "TERMINAL",
-    "TEST_COMMAND",
     "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
@@ -118,16 +59,10 @@ __all__ = [
     "AgentNotFound",
     "AgentOutcome",
     "AgentSpec",
-    "AgentState",
     "AgentStats",
-    "AgentStatus",
-    "BudgetCheck",
     "BudgetExceeded",
     "Budgets",
-    "Call",
     "ClientClosed",
-    "Directive",
-    "Divergence",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
@@ -139,71 +74,32 @@ __all__ = [
     "ModelReply",
     "ModelTable",
     "ModelTableInvalid",
-    "Observation",
     "PatternError",
     "PatternSpec",
-    "PendingCall",
-    "Policy",
-    "PolicyRegistry",
-    "PriceEntry",
     "PriceTable",
     "PromptBlocked",
-    "Rates",
-    "Recorder",
-    "ReplayImpossible",
-    "ReplayMiss",
-    "ReplayModel",
-    "ReplayScript",
-    "RerunOptions",
-    "RerunResult",
-    "ReviewLoop",
-    "RoleSpec",
     "RunResult",
     "Runtime",
     "RuntimeOptions",
     "Sandbox",
     "Simulator",
-    "SimulatorStats",
-    "Situation",
-    "StepSpec",
-    "Timeline",
-    "TimelineEntry",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolInputInvalid",
     "ToolResult",
     "Toolbox",
-    "ToolboxFor",
-    "Turn",
     "UnknownModel",
     "WakeResult",
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",
-    "WorkspaceUnavailable",
     "WriteRefused",
-    "copy_workspace",
-    "count_request_tokens",
-    "estimate_tokens",
-    "find_directives",
-    "find_unfinished_agents",
     "load_pattern",
-    "load_timeline",
     "new_run_id",
     "open_runtime",
-    "orchestrator_policy",
-    "orchestrator_toolbox",
-    "parse_plan_edits",
     "prepare_workspace",
-    "register_policy",
-    "rerun",
-    "role_purpose",
-    "role_spec",
-    "run_events",
     "run_orchestrator",
     "run_pattern",
-    "sample_repo_path",
-    "stream_id_of",
     "worker_toolbox",
 ]

@@ -1,4 +1,4 @@
-"""The agent loop: prompt -> model -> tool_use -> hooks -> tool -> hooks -> tool_result -> ...
+"""The agent: its lifecycle (create, command, run, delete, resume) and its loop.
 
     agent = Agent(store=store, client=client, hooks=dispatcher, spec=AgentSpec(...))
     await agent.create(task="rename `a` to `b` ...")    # AgentCreated, SessionStart, AgentCommanded
@@ -6,29 +6,21 @@
     await agent.command("now also ...")                   # continues the same conversation
     agent = await Agent.resume(store, agent_id, client=client)   # after a restart
 
-Every step appends its event to the agent's stream `agent-<id>` with
-`expected_version` (this agent's task is the only writer of its stream; a
-conflict means another process drives it, and this one stops with
-`AgentDrivenElsewhere`). The state, the conversation included, is folded from
-those same events (`_conversation.py`), so a resumed agent continues from the
-log, not from memory.
+One step of the loop is one of: end the agent for a hook's `continue: false`;
+run the pending tool calls (`_tool_calls.py`); end the turn with the Stop
+hooks (`_agent_hooks.py`); or call the model, after the budget
+(`_agent_budget.py`) and compaction (`_compaction.py`). Each step appends its
+events to the agent's stream (`_agent_log.py`), whose fold is the agent's
+state, so a resumed agent continues from the log, not from memory.
 
 Notes (do not fix without reading this):
-1. The calls of one model response are run one after another and their
-   ToolCallCompleted events are appended together when the last one ends (one
-   durable commit instead of one per call), with the HookInvoked of their
-   PreToolUse and PostToolUse hooks; each ToolCallRequested is appended before
-   any of them runs. A call requested but not completed when a process
-   died is run again on resume (at-least-once): the log cannot tell whether it ran.
-2. Compaction is one model call (the same path for Anthropic and the
-   simulator) asking for a summary; its ModelResponded and the ContextCompacted
-   are appended together, atomically, so a crash cannot leave the summary
-   request in the conversation. The summary call's cost is the agent's cost.
-3. A PreToolUse "ask" is treated as "deny": nobody is there to answer.
-4. A Stop (or SubagentStop) hook that blocks makes its reason the agent's next
-   prompt (an AgentCommanded by "hook:Stop"), at most `MAX_STOP_CONTINUATIONS`
-   times in a row; a hook answering `continue: false` ends the agent with
-   AgentFailed(limit="hook").
+1. No exception leaves the loop with the agent still working: a model error,
+   a broken hook or a bug ends the agent with AgentFailed naming it. Only an
+   interruption (cancellation, KeyboardInterrupt, SystemExit) passes through,
+   with the log left resumable, and `AgentDrivenElsewhere`, since another
+   process owns the stream then and nothing may be written to it.
+2. A hook answering `continue: false` ends the agent with
+   AgentFailed(limit="hook") at its next step.
 """
 
 from __future__ import annotations
@@ -37,31 +29,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from events import (
-    NO_STREAM,
     AgentCommanded,
     AgentCompleted,
     AgentCreated,
     AgentDeleted,
     AgentFailed,
-    ContextCompacted,
-    EventModel,
     EventStore,
-    Meta,
-    ModelResponded,
-    NewEvent,
-    RecordedEvent,
-    ToolCallCompleted,
-    ToolCallRequested,
-    VersionConflict,
 )
-from hooks import HookDispatcher, HookOutcome, build_payload
+from hooks import HookDispatcher
 
+from ._agent_budget import AgentBudget
+from ._agent_hooks import MAX_STOP_CONTINUATIONS, AgentHooks
+from ._agent_log import AgentLog
+from ._agent_model import AgentModel
 from ._agent_spec import (
     AgentOutcome,
     AgentSpec,
@@ -70,10 +56,11 @@ from ._agent_spec import (
     ToolboxFor,
     system_prompt_for,
 )
-from ._client import ModelClient, ModelReply
-from ._conversation import AgentState, AgentStatus, PendingCall, stream_id_of
-from ._simulator_policy import COMPACTED_PREFIX, COMPACTION_PROMPT
-from ._tools import WORKER_TOOLS, Toolbox, ToolContext, ToolResult, worker_toolbox
+from ._client import ModelClient
+from ._compaction import Compactor
+from ._conversation import AgentState, AgentStatus, stream_id_of
+from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
+from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
     AgentBusy,
@@ -83,23 +70,11 @@ from .errors import (
     InvalidAgentSpec,
     ModelCallFailed,
     PromptBlocked,
-    ToolError,
 )
 
-# AgentSpec and its kin live in _agent_spec; re-exported for modules importing them from here.
-__all__ = [
-    "MAX_STOP_CONTINUATIONS",
-    "Agent",
-    "AgentOutcome",
-    "AgentSpec",
-    "AgentStats",
-    "BudgetCheck",
-    "ToolboxFor",
-]
+__all__ = ["MAX_STOP_CONTINUATIONS", "Agent"]
 
 logger = logging.getLogger(__name__)
-
-MAX_STOP_CONTINUATIONS = 3
 
 
 class Agent:
@@ -138,15 +113,29 @@ class Agent:
         self.client = client
         self.toolbox = toolbox if toolbox is not None else worker_toolbox()
         self.hooks = hooks
-        self.stream_id = stream_id_of(spec.agent_id)
-        self.state = AgentState(spec.agent_id)
         self.stats = AgentStats()
         self.context_window = spec.context_window or self.model_info.context_window
-        self._tool_extra = dict(tool_extra or {})
-        self._budget_check = budget_check
+        self._log = AgentLog(store, self.spec, self.stats)
+        self._hooks = AgentHooks(hooks, self._log, model_id=self.model_info.id, stats=self.stats)
+        self._model = AgentModel(client, self.model_info, self._log, self.toolbox, self.stats)
+        self._budget = AgentBudget(self.spec, check=budget_check)
+        self._compactor = Compactor(
+            self._log,
+            self._hooks,
+            self._model,
+            context_window=self.context_window,
+            compact_at=self.spec.compact_at,
+        )
+        self._tools = ToolCalls(
+            self._log,
+            self._hooks,
+            self.toolbox,
+            self.workspace,
+            extra=dict(tool_extra or {}),
+            stats=self.stats,
+        )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[AgentOutcome] | None = None
-        self._stop_reason: str | None = None  # a hook's `continue: false`
         self._closed = False
         self._depth = 0
 
@@ -157,17 +146,22 @@ class Agent:
         return self.spec.agent_id
 
     @property
+    def stream_id(self) -> str:
+        """The agent's stream, `agent-<id>`."""
+        return self._log.stream_id
+
+    @property
+    def state(self) -> AgentState:
+        """The agent's state, folded from its stream (read it; never change it)."""
+        return self._log.state
+
+    @property
     def status(self) -> AgentStatus:
         return self.state.status
 
     @property
     def system_prompt(self) -> str:
-        created = self.state.created
-        return (
-            created.system_prompt
-            if created is not None
-            else system_prompt_for(self.spec, self.toolbox.names)
-        )
+        return self._model.system_prompt
 
     def outcome(self) -> AgentOutcome:
         """The agent's current result (status, summary, artifacts, error)."""
@@ -175,85 +169,6 @@ class Agent:
         return AgentOutcome(
             self.agent_id, s.status, s.summary, tuple(s.artifacts), s.error, s.limit
         )
-
-    def _meta(self, causation: int | None, *, source: str = "runtime") -> Meta:
-        return Meta(
-            run_id=self.spec.run_id,
-            agent_id=self.agent_id,
-            parent_id=self.spec.parent_id,
-            causation_id=causation,
-            source=source,  # type: ignore[arg-type]
-        )
-
-    # -- the log ----------------------------------------------------------------------------
-
-    async def _append(
-        self, events: Sequence[NewEvent], *, create: bool = False
-    ) -> list[RecordedEvent]:
-        started = time.perf_counter()
-        expected = NO_STREAM if create else self.state.version
-        try:
-            recorded = await self.store.append(self.stream_id, events, expected_version=expected)
-        except VersionConflict as e:
-            if create:
-                raise InvalidAgentSpec(
-                    "agent_id", f"an agent {self.agent_id!r} exists already"
-                ) from e
-            raise AgentDrivenElsewhere(self.agent_id, self.state.version, e.actual) from e
-        self.state.apply_all(recorded)
-        self.stats.appends += 1
-        self.stats.append_s += time.perf_counter() - started
-        return recorded
-
-    def _event(self, data: EventModel, causation: int | None) -> NewEvent:
-        return NewEvent(data, self._meta(causation))  # type: ignore[arg-type]
-
-    def _hook_events(self, outcome: HookOutcome | None, causation: int | None) -> list[NewEvent]:
-        if outcome is None:
-            return []
-        meta = self._meta(causation, source="hook")
-        return [NewEvent(inv, meta) for inv in outcome.invocations]
-
-    async def _sync(self) -> None:
-        """Apply events of our stream we have not seen (e.g. one a cancelled append wrote)."""
-        self.state.apply_all(
-            await self.store.read_stream(self.stream_id, after_version=self.state.version)
-        )
-
-    # -- hooks ------------------------------------------------------------------------------
-
-    async def _dispatch(self, point: str, **fields: Any) -> HookOutcome | None:
-        hooks = self.hooks
-        if hooks is None or not hooks.has_hooks(point):
-            return None
-        started = time.perf_counter()
-        payload = build_payload(
-            point,
-            session_id=self.agent_id,
-            cwd=str(self.workspace.root),
-            agent_id=self.agent_id,
-            parent_id=self.spec.parent_id,
-            run_id=self.spec.run_id,
-            **fields,
-        )
-        outcome = await hooks.dispatch(point, payload)
-        self.stats.hook_s += time.perf_counter() - started
-        if outcome.stop:
-            self._stop_reason = outcome.stop_reason or f"a {point} hook stopped the agent"
-        return outcome
-
-    async def _session_start(self, source: str) -> None:
-        outcome = await self._dispatch(
-            "SessionStart", source=source, model=self.model_info.id, agent_type=self.spec.role
-        )
-        events = self._hook_events(outcome, self.state.last_position)
-        if self.spec.parent_id is not None and source == "startup":
-            sub = await self._dispatch(
-                "SubagentStart", subagent_id=self.agent_id, agent_type=self.spec.role
-            )
-            events += self._hook_events(sub, self.state.last_position)
-        if events:
-            await self._append(events)
 
     @contextlib.contextmanager
     def _busy(self) -> Iterator[None]:
@@ -273,7 +188,8 @@ class Agent:
         """Append AgentCreated, fire SessionStart (and SubagentStart), then command `task` if given.
 
         Raises `InvalidAgentSpec` if an agent with this id exists (nothing written),
-        `PromptBlocked` if a UserPromptSubmit hook refuses the task (the agent exists, idle).
+        `PromptBlocked` if a UserPromptSubmit hook refuses the task (the agent
+        exists, with status "created").
         """
         with self._busy():
             if self.state.status != "new":
@@ -291,8 +207,8 @@ class Agent:
                 context_limit=self.context_window,
                 max_turns=self.spec.max_turns,
             )
-            await self._append([self._event(created, None)], create=True)
-            await self._session_start("startup")
+            await self._log.append([self._log.event(created, None)], create=True)
+            await self._hooks.session_start("startup")
             if task is not None:
                 await self.command(task, by=by)
 
@@ -307,7 +223,7 @@ class Agent:
         with self._busy():
             if not prompt.strip():
                 raise InvalidAgentSpec("prompt", "must not be empty")
-            await self._sync()
+            await self._log.sync()
             status = self.state.status
             if status == "new":
                 raise AgentNotFound(self.agent_id)
@@ -315,21 +231,21 @@ class Agent:
                 raise AgentGone(self.agent_id)
             if status == "working":
                 raise AgentBusy(self.agent_id)
-            self._stop_reason = None
-            outcome = await self._dispatch("UserPromptSubmit", prompt=prompt)
-            hook_events = self._hook_events(outcome, causation_id)
+            self._hooks.stop_reason = None
+            outcome = await self._hooks.dispatch("UserPromptSubmit", prompt=prompt)
+            hook_events = self._hooks.events(outcome, causation_id)
             if outcome is not None and outcome.blocked:
-                self._stop_reason = None
+                self._hooks.stop_reason = None
                 if hook_events:
-                    await self._append(hook_events)
+                    await self._log.append(hook_events)
                 raise PromptBlocked(self.agent_id, outcome.reason)
             text = prompt
             if outcome is not None and outcome.additional_context:
                 text = f"{prompt}\n\n{outcome.additional_context}"
-            commanded = self._event(
+            commanded = self._log.event(
                 AgentCommanded(agent_id=self.agent_id, prompt=text, by=by), causation_id
             )
-            recorded = await self._append([*hook_events, commanded])
+            recorded = await self._log.append([*hook_events, commanded])
             return recorded[-1].position
 
     async def run(self, prompt: str, *, by: str = "user") -> AgentOutcome:
@@ -360,19 +276,14 @@ class Agent:
         """
         cancelled = await self._cancel()
         async with self._lock:
-            await self._sync()
+            await self._log.sync()
             if self.state.status in ("new", "deleted"):
                 return
             if was_working is None:
                 was_working = cancelled or self.state.status == "working"
-            outcome = await self._dispatch("SessionEnd", reason="delete")
-            events = [
-                *self._hook_events(outcome, self.state.last_position),
-                self._event(
-                    AgentDeleted(agent_id=self.agent_id, by=by, was_working=was_working), None
-                ),
-            ]
-            await self._append(events)
+            deleted = AgentDeleted(agent_id=self.agent_id, by=by, was_working=was_working)
+            events = await self._hooks.session_end("delete")
+            await self._log.append([*events, self._log.event(deleted, None)])
 
     async def aclose(self) -> None:
         """Cancel the task `start()` made, if any; fire SessionEnd (reason "close"). Idempotent."""
@@ -381,10 +292,8 @@ class Agent:
             return
         self._closed = True
         with contextlib.suppress(AgentDrivenElsewhere):
-            outcome = await self._dispatch("SessionEnd", reason="close")
-            events = self._hook_events(outcome, self.state.last_position)
-            if events:
-                await self._append(events)
+            if events := await self._hooks.session_end("close"):
+                await self._log.append(events)
 
     @classmethod
     async def load(
@@ -445,7 +354,7 @@ class Agent:
         )
         agent.state.apply_all(events)
         if agent.state.status != "deleted":
-            await agent._session_start("resume")
+            await agent._hooks.session_start("resume")
         return agent
 
     resume = load
@@ -456,24 +365,36 @@ class Agent:
     async def run_until_idle(self) -> AgentOutcome:
         """Work until the current prompt is done (end_turn), a limit is hit, or an error.
 
-        Model and tool errors end the agent with AgentFailed, not an exception.
-        Raises `AgentDrivenElsewhere` if another process appends to its stream.
-        Cancellation-safe: a cancelled run leaves the log resumable.
+        Every error ends the agent with AgentFailed, not an exception (module
+        note 1). Raises `AgentDrivenElsewhere` if another process appends to its
+        stream. Cancellation-safe: a cancelled run leaves the log resumable.
         """
         async with self._lock:
             with self._busy():
-                await self._sync()
+                await self._log.sync()
                 while self.state.status == "working":
-                    await self._step()
+                    await self._guarded_step()
             return self.outcome()
+
+    async def _guarded_step(self) -> None:
+        """One step; anything it raises but an interruption ends the agent (module note 1)."""
+        try:
+            await self._step()
+        except (*INTERRUPTIONS, AgentDrivenElsewhere):
+            raise
+        except BaseException as e:
+            logger.warning("agent %s failed in its loop", self.agent_id, exc_info=e)
+            await self._log.sync()  # what the failed step did append is part of the state
+            if self.state.status == "working":
+                await self._fail(f"the agent's loop failed: {unexpected_error(e)}")
 
     async def _step(self) -> None:
         state = self.state
-        if self._stop_reason is not None:
-            reason, self._stop_reason = self._stop_reason, None
+        if self._hooks.stop_reason is not None:  # module note 2
+            reason, self._hooks.stop_reason = self._hooks.stop_reason, None
             await self._fail(f"stopped by a hook: {reason}", limit="hook")
         elif state.pending:
-            await self._run_tools()
+            await self._tools.run_pending()
         elif state.messages and state.messages[-1]["role"] == "assistant":
             await self._end_turn()
         else:
@@ -481,77 +402,19 @@ class Agent:
 
     async def _fail(self, error: str, *, limit: str | None = None) -> None:
         failed = AgentFailed(agent_id=self.agent_id, error=error, limit=limit)
-        await self._append([self._event(failed, self.state.last_position)])
-
-    def _limit_reached(self) -> tuple[str, str] | None:
-        s, spec = self.state, self.spec
-        if spec.max_turns is not None and s.turns >= spec.max_turns:
-            return "turns", f"turn limit reached: {s.turns} model calls of {spec.max_turns}"
-        if spec.max_total_tokens is not None and s.total_tokens >= spec.max_total_tokens:
-            return "tokens", f"token budget reached: {s.total_tokens} of {spec.max_total_tokens}"
-        if spec.max_cost_usd is not None and s.cost_usd >= spec.max_cost_usd:
-            return "cost", f"cost budget reached: ${s.cost_usd:.4f} of ${spec.max_cost_usd:.4f}"
-        return None
-
-    async def _respond(self, messages: list[dict[str, Any]]) -> ModelReply:
-        started = time.perf_counter()
-        try:
-            return await self.client.respond(
-                model=self.model_info.id,
-                system=self.system_prompt,
-                messages=messages,
-                tools=self.toolbox.definitions(),
-                max_tokens=self.spec.max_tokens,
-            )
-        finally:
-            self.stats.model_s += time.perf_counter() - started
-
-    def _responded(
-        self, reply: ModelReply, *, content: list[dict[str, Any]] | None = None
-    ) -> ModelResponded:
-        return ModelResponded(
-            agent_id=self.agent_id,
-            message_id=reply.message_id,
-            model=reply.model,
-            stop_reason=reply.stop_reason,
-            content=reply.content if content is None else content,
-            usage=reply.usage,
-            cost_usd=reply.cost_usd,
-            duration_ms=reply.duration_ms,
-            turn=self.state.turns + 1,
-        )
+        await self._log.append([self._log.event(failed, self.state.last_position)])
 
     async def _call_model(self) -> None:
-        if (limit := self._limit_reached()) is not None:
-            await self._fail(limit[1], limit=limit[0])
+        if not await self._within_limits():
             return
-        if self._budget_check is not None:
-            exceeded = await self._budget_check(self.agent_id)
-            if exceeded is not None:
-                await self._fail(str(exceeded), limit=exceeded.limit)
-                return
-        threshold = self.spec.compact_at * self.context_window
-        if self.state.context_tokens > threshold:
-            if await self._compact() and self.state.context_tokens > threshold:
-                # Compacting again would make the same summary: stop rather than loop.
-                await self._fail(
-                    "the context window is still full after compaction: "
-                    f"{self.state.context_tokens} tokens of {self.context_window} "
-                    f"(compacting above {threshold:.0f})",
-                    limit="context",
-                )
-                return
-            if (limit := self._limit_reached()) is not None:
-                await self._fail(limit[1], limit=limit[0])
-                return
         cause = self.state.last_position
         try:
-            reply = await self._respond(self.state.messages)
+            reply = await self._model.respond(self.state.messages)
         except ModelCallFailed as e:
             await self._fail(str(e))
             return
         self.stats.steps += 1
-        await self._append([self._event(self._responded(reply), cause)])
+        await self._log.append([self._log.event(self._model.responded(reply), cause)])
         if reply.stop_reason == "max_tokens":
             await self._fail(
                 f"the response was cut at max_tokens ({self.spec.max_tokens})", limit="max_tokens"
@@ -559,27 +422,32 @@ class Agent:
         elif reply.stop_reason == "refusal":
             await self._fail("the model refused to continue (stop_reason 'refusal')")
 
+    async def _within_limits(self) -> bool:
+        """Budgets, then compaction when it is due; False when the agent was failed for a limit."""
+        if (crossed := await self._budget.crossed(self.state)) is not None:
+            await self._fail(crossed.reason, limit=crossed.limit)
+            return False
+        if not self._compactor.due():
+            return True
+        if await self._compactor.compact() and self._compactor.due():
+            # Compacting again would make the same summary: stop rather than loop.
+            await self._fail(self._compactor.still_full(), limit="context")
+            return False
+        if (reached := self._budget.reached(self.state)) is not None:  # the summary call counts
+            await self._fail(reached.reason, limit=reached.limit)
+            return False
+        return True
+
     async def _end_turn(self) -> None:
         state = self.state
-        point = "SubagentStop" if self.spec.parent_id is not None else "Stop"
-        fields: dict[str, Any] = {
-            "stop_hook_active": state.hook_continuations > 0,
-            "last_assistant_message": state.last_text or None,
-        }
-        if point == "SubagentStop":
-            fields |= {"subagent_id": self.agent_id, "agent_type": self.spec.role}
-        outcome = await self._dispatch(point, **fields)
-        self._stop_reason = None  # `continue: false` at Stop: the agent stops, as it would anyway
-        events = self._hook_events(outcome, state.last_position)
-        if (
-            outcome is not None
-            and outcome.blocked
-            and not outcome.stop
-            and state.hook_continuations < MAX_STOP_CONTINUATIONS
-        ):
-            reason = outcome.reason or f"a {point} hook asked the agent to continue"
-            command = AgentCommanded(agent_id=self.agent_id, prompt=reason, by=f"hook:{point}")
-            await self._append([*events, self._event(command, state.last_position)])
+        decision = await self._hooks.stop()
+        if decision.continue_with is not None:
+            command = AgentCommanded(
+                agent_id=self.agent_id, prompt=decision.continue_with, by=f"hook:{decision.point}"
+            )
+            await self._log.append(
+                [*decision.events, self._log.event(command, state.last_position)]
+            )
             return
         completed = AgentCompleted(
             agent_id=self.agent_id,
@@ -587,182 +455,4 @@ class Agent:
             artifacts=list(state.files_written),
             stop_reason=state.last_stop_reason or "end_turn",
         )
-        await self._append([*events, self._event(completed, state.last_position)])
-
-    async def _compact(self) -> bool:
-        """Summarise the conversation (PreCompact first); True if it was compacted."""
-        state = self.state
-        before = state.context_tokens
-        outcome = await self._dispatch("PreCompact", trigger="auto")
-        if outcome is not None and outcome.blocked:
-            await self._append(self._hook_events(outcome, state.last_position))
-            return False
-        cause = state.last_position
-        messages = [dict(m) for m in state.messages]
-        last = messages[-1]
-        content = last["content"]
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
-        messages[-1] = {**last, "content": [*blocks, {"type": "text", "text": COMPACTION_PROMPT}]}
-        try:
-            reply = await self._respond(messages)
-        except ModelCallFailed as e:
-            logger.debug("compaction of %s failed, carrying on uncompacted: %s", self.agent_id, e)
-            return False
-        summary = reply.text or "(the model gave no summary)"
-        after_messages = [{"role": "user", "content": COMPACTED_PREFIX + summary}]
-        try:
-            after = await self.client.count_tokens(
-                model=self.model_info.id,
-                system=self.system_prompt,
-                messages=after_messages,
-                tools=self.toolbox.definitions(),
-            )
-        except ModelCallFailed:
-            after = (len(self.system_prompt) + len(after_messages[0]["content"])) // 4
-        text_only = [b for b in reply.content if b.get("type") == "text"]
-        compacted = ContextCompacted(
-            agent_id=self.agent_id,
-            trigger="auto",
-            tokens_before=before,
-            tokens_after=after,
-            summary=summary,
-        )
-        events = [
-            *self._hook_events(outcome, cause),
-            self._event(self._responded(reply, content=text_only), cause),
-            self._event(compacted, cause),
-        ]
-        await self._append(events)
-        restart = await self._dispatch(
-            "SessionStart", source="compact", model=self.model_info.id, agent_type=self.spec.role
-        )
-        if hook_events := self._hook_events(restart, self.state.last_position):
-            await self._append(hook_events)
-        return True
-
-    # -- tools ------------------------------------------------------------------------------
-
-    def _tool_context(self, requested_at: int | None) -> ToolContext:
-        async def emit(data: EventModel) -> RecordedEvent:
-            return (await self._append([self._event(data, requested_at)]))[-1]
-
-        return ToolContext(
-            workspace=self.workspace,
-            agent_id=self.agent_id,
-            run_id=self.spec.run_id,
-            parent_id=self.spec.parent_id,
-            emit=emit,
-            extra=self._tool_extra,
-        )
-
-    async def _run_tools(self) -> None:
-        state = self.state
-        unrequested = [c for c in state.pending if c.requested_at is None]
-        if unrequested:
-            cause = state.last_position
-            await self._append(
-                [
-                    self._event(
-                        ToolCallRequested(
-                            agent_id=self.agent_id,
-                            tool_use_id=c.tool_use_id,
-                            name=c.name,
-                            input=c.input,
-                        ),
-                        cause,
-                    )
-                    for c in unrequested
-                ]
-            )
-        # The results of one response's calls are appended together (note 1 of the module).
-        done: list[NewEvent] = []
-        for call in list(state.pending):
-            if self._stop_reason is not None:
-                break
-            done += await self._run_tool(call)
-        if done:
-            await self._append(done)
-
-    async def _run_tool(self, call: PendingCall) -> list[NewEvent]:
-        """Run one call with its hooks; its HookInvoked and ToolCallCompleted, not appended yet."""
-        cause = call.requested_at
-        usage_fields = {"usage": self.state.usage(), "cost_usd": self.state.cost_usd}
-        blocked = False
-        result: ToolResult
-        tool_input: dict[str, Any] = call.input
-        started = time.perf_counter()
-        pre_events: list[NewEvent] = []
-        try:
-            validated = self.toolbox.validate(call.name, call.input)
-        except ToolError as e:
-            result = ToolResult(str(e), is_error=True)
-        else:
-            pre = await self._dispatch(
-                "PreToolUse",
-                tool_name=call.name,
-                tool_input=call.input,
-                tool_use_id=call.tool_use_id,
-                **usage_fields,
-            )
-            pre_events = self._hook_events(pre, cause)
-            if pre is not None and (pre.blocked or pre.permission in ("deny", "ask")):
-                blocked = True
-                result = ToolResult(
-                    f"blocked by a PreToolUse hook: {pre.reason or 'no reason given'}",
-                    is_error=True,
-                )
-            else:
-                try:
-                    if pre is not None and pre.updated_input is not None:
-                        tool_input = pre.updated_input
-                        validated = self.toolbox.validate(call.name, tool_input)
-                    tool_started = time.perf_counter()
-                    try:
-                        result = await self.toolbox.get(call.name)(
-                            validated, self._tool_context(cause)
-                        )
-                    finally:
-                        self.stats.tool_s += time.perf_counter() - tool_started
-                except ToolError as e:
-                    result = ToolResult(str(e), is_error=True)
-        post_events: list[NewEvent] = pre_events
-        if not blocked:
-            if result.is_error:
-                post = await self._dispatch(
-                    "PostToolUseFailure",
-                    tool_name=call.name,
-                    tool_input=tool_input,
-                    tool_use_id=call.tool_use_id,
-                    error=result.content,
-                    **usage_fields,
-                )
-            else:
-                post = await self._dispatch(
-                    "PostToolUse",
-                    tool_name=call.name,
-                    tool_input=tool_input,
-                    tool_use_id=call.tool_use_id,
-                    tool_response=result.content,
-                    **usage_fields,
-                )
-            post_events += self._hook_events(post, cause)
-            if post is not None:
-                notes = [
-                    n for n in (post.reason if post.blocked else None, post.additional_context) if n
-                ]
-                if notes:
-                    text = result.content + "".join(f"\n\n[hook] {n}" for n in notes)
-                    result = replace(result, content=text)
-        completed = ToolCallCompleted(
-            agent_id=self.agent_id,
-            tool_use_id=call.tool_use_id,
-            name=call.name,
-            result=result.content,
-            is_error=result.is_error,
-            blocked=blocked,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            files_read=list(result.files_read),
-            files_written=list(result.files_written),
-        )
-        self.stats.tool_calls += 1
-        return [*post_events, self._event(completed, cause)]
+        await self._log.append([*decision.events, self._log.event(completed, state.last_position)])

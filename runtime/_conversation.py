@@ -42,7 +42,7 @@ from events import (
     Usage,
 )
 
-from ._simulator_policy import COMPACTED_PREFIX
+from ._compaction import COMPACTED_PREFIX
 
 __all__ = [
     "AgentState",
@@ -52,7 +52,8 @@ __all__ = [
     "stream_id_of",
 ]
 
-AgentStatus = Literal["new", "idle", "working", "completed", "failed", "deleted"]
+AgentStatus = Literal["new", "created", "working", "completed", "failed", "deleted"]
+"""An agent's state as its own stream says; "new" is an `Agent` not created yet (no event)."""
 
 _UNANSWERED = "not run: the agent stopped before this tool call was made"
 
@@ -130,7 +131,7 @@ class AgentState:
         data = event.data
         if isinstance(data, AgentCreated):
             self.created = data
-            self.status = "idle"
+            self.status = "created"
         elif isinstance(data, AgentCommanded):
             self._close_unanswered()
             self._user_text(data.prompt)
@@ -244,12 +245,12 @@ async def find_unfinished_agents(store: EventStore, *, page: int = 1_000) -> lis
             if not isinstance(agent_id, str) or (data.type == "AgentCreated" and data.external):  # type: ignore[union-attr]
                 continue
             status[agent_id] = {
-                "AgentCreated": "idle",
+                "AgentCreated": "created",
                 "AgentCommanded": "working",
                 "AgentCompleted": "completed",
                 "AgentFailed": "failed",
                 "AgentDeleted": "deleted",
-            }.get(data.type, status.get(agent_id, "idle"))
+            }.get(data.type, status.get(agent_id, "created"))
         if len(batch) < page:
             break
         after = batch[-1].position

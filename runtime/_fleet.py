@@ -42,7 +42,8 @@ from events import (
 from hooks import HookDispatcher
 from projections import ProjectionRunner
 
-from ._agent import Agent, AgentSpec
+from ._agent import Agent
+from ._agent_spec import AgentSpec
 from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Recorder = Callable[[EventModel], Awaitable[object]]
 
-TERMINAL = frozenset({"complete", "failed", "deleted"})
+TERMINAL = frozenset({"completed", "failed", "deleted"})
 _TERMINAL_EVENTS = frozenset({"AgentCompleted", "AgentFailed", "AgentDeleted"})
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -48,7 +48,7 @@ class AgentIdInput(_Input):
 
 
 class ListAgentsInput(_Input):
-    status: Literal["created", "working", "waiting", "complete", "failed", "deleted"] | None = None
+    status: Literal["created", "working", "waiting", "completed", "failed", "deleted"] | None = None
 
 
 class WaitForAgentsInput(_Input):

@@ -44,7 +44,7 @@ from events.errors import FleetError
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import PatternSpec, StepSpec
-from .errors import PatternError
+from .errors import PatternError, StepFailed
 
 __all__ = ["RunResult", "new_run_id", "run_orchestrator", "run_pattern", "workspace_head"]
 
@@ -61,13 +61,6 @@ class RunResult:
     error: str | None
     duration_ms: float
     orchestrator_id: str
-
-
-class _StepFailed(Exception):
-    def __init__(self, step: str, reason: str) -> None:
-        self.step = step
-        self.reason = reason
-        super().__init__(f"step {step!r} failed: {reason}")
 
 
 def new_run_id() -> str:
@@ -144,57 +137,28 @@ async def run_pattern(
     *,
     model: str | None = None,
     run_id: str | None = None,
+    replay_of: str | None = None,
 ) -> RunResult:
     """Run `spec` on `task` in the fleet's workspace; returns when the run has ended.
 
+    `replay_of` names the run this one re-executes (it goes into RunStarted).
     Raises `PatternError` before anything is appended when the pattern cannot
     run here (e.g. a step needs git and the workspace is not a git repository),
     and `UnknownModel` for a model name not in the table. A step that fails
     ends the run with RunFailed and a clear reason; it does not raise.
     """
-    workspace = fleet.config.workspace
-    for step in spec.steps:
-        if step.requires_git and not await _is_git_repo(workspace):
-            raise PatternError(
-                f"step {step.id!r} of {spec.name} needs a git repository, "
-                f"and {workspace} is not one"
-            )
-        for name in step.models:
-            fleet.models.resolve(name)
-    fleet.models.resolve(model or fleet.config.default_model)
+    await _check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
     started = time.perf_counter()
-    await conductor.run_event(
-        RunStarted(
-            run_id=run_id,
-            task=task,
-            pattern=spec.name,
-            workspace=str(workspace),
-            model=model or fleet.config.default_model,
-            simulated=fleet.client.simulated,
-            config=await _run_config(fleet),
-        )
-    )
-    await conductor.record(
-        AgentCreated(
-            agent_id=conductor.agent_id,
-            name="orchestrator",
-            role="orchestrator",
-            model=f"pattern:{spec.name}",
-            workspace=str(workspace),
-            tools=list(ORCHESTRATOR_TOOLS),
-            task=task,
-        )
-    )
-    await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
+    await _start_run(conductor, spec, task, model, replay_of)
     board = spec.board or any(s.column for s in spec.steps)
     if board:
         await conductor.task_event(TaskCreated(task_id=run_id, title=task, column="PLAN"))
     runner = _PatternExecution(fleet, spec, task, model, conductor, board)
     try:
         summary = await runner.execute()
-    except _StepFailed as e:
+    except StepFailed as e:
         return await _finish_failed(conductor, board, started, str(e))
     except FleetError as e:
         return await _finish_failed(conductor, board, started, f"{type(e).__name__}: {e}")
@@ -211,6 +175,51 @@ async def run_pattern(
     await conductor.record(AgentCompleted(agent_id=conductor.agent_id, summary=summary))
     await conductor.run_event(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration))
     return RunResult(run_id, "completed", summary, None, duration, conductor.agent_id)
+
+
+async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) -> None:
+    """Raise `PatternError` or `UnknownModel` if the pattern cannot run in this fleet."""
+    workspace = fleet.config.workspace
+    for step in spec.steps:
+        if step.requires_git and not await _is_git_repo(workspace):
+            raise PatternError(
+                f"step {step.id!r} of {spec.name} needs a git repository, "
+                f"and {workspace} is not one"
+            )
+        for name in step.models:
+            fleet.models.resolve(name)
+    fleet.models.resolve(model or fleet.config.default_model)
+
+
+async def _start_run(
+    conductor: _Conductor, spec: PatternSpec, task: str, model: str | None, replay_of: str | None
+) -> None:
+    """RunStarted, then the conductor as an agent: AgentCreated and AgentCommanded."""
+    fleet, workspace = conductor.fleet, str(conductor.fleet.config.workspace)
+    await conductor.run_event(
+        RunStarted(
+            run_id=conductor.run_id,
+            task=task,
+            pattern=spec.name,
+            workspace=workspace,
+            model=model or fleet.config.default_model,
+            simulated=fleet.client.simulated,
+            config=await _run_config(fleet),
+            replay_of=replay_of,
+        )
+    )
+    await conductor.record(
+        AgentCreated(
+            agent_id=conductor.agent_id,
+            name="orchestrator",
+            role="orchestrator",
+            model=f"pattern:{spec.name}",
+            workspace=workspace,
+            tools=list(ORCHESTRATOR_TOOLS),
+            task=task,
+        )
+    )
+    await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
 
 
 async def _finish_failed(
@@ -264,7 +273,7 @@ class _PatternExecution:
                     continue
                 used = retries.get(step.id, 0)
                 if used >= step.review.max_retries:
-                    raise _StepFailed(step.id, f"review rejected {used + 1} times: {summary[:300]}")
+                    raise StepFailed(step.id, f"review rejected {used + 1} times: {summary[:300]}")
                 retries[step.id] = used + 1
                 self.feedback = f"Review feedback to address:\n{summary}"
                 target = self.spec.step(step.review.retry)
@@ -326,10 +335,10 @@ class _PatternExecution:
                 continue
             with contextlib.suppress(FleetError):
                 await fleet.delete_agent(agent_id, by=self.conductor.agent_id)
-        failed = [o for o in outputs if o["status"] != "complete"]
+        failed = [o for o in outputs if o["status"] != "completed"]
         if failed:
             reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)
-            raise _StepFailed(step.id, reasons)
+            raise StepFailed(step.id, reasons)
         artifacts = await self._artifacts(step, outputs)
         self.outputs[step.id] = ", ".join(artifacts)
         self.summaries[step.id] = "\n".join(o["summary"] for o in outputs)
@@ -350,14 +359,22 @@ class _PatternExecution:
         ]
         missing = [p for p in expected if not (self.fleet.config.workspace / p).is_file()]
         if missing:
-            raise _StepFailed(step.id, f"declared outputs were not produced: {', '.join(missing)}")
+            raise StepFailed(step.id, f"declared outputs were not produced: {', '.join(missing)}")
         return expected
 
 
 async def run_orchestrator(
-    fleet: Fleet, task: str, *, model: str | None = None, run_id: str | None = None
+    fleet: Fleet,
+    task: str,
+    *,
+    model: str | None = None,
+    run_id: str | None = None,
+    replay_of: str | None = None,
 ) -> RunResult:
-    """Give `task` to an orchestrator agent (CRUD tools + wait_for_agents); returns when it ends."""
+    """Give `task` to an orchestrator agent (CRUD tools + wait_for_agents); returns when it ends.
+
+    `replay_of` names the run this one re-executes (it goes into RunStarted).
+    """
     run_id = run_id or new_run_id()
     started = time.perf_counter()
     model_name = fleet.models.resolve(model or fleet.config.default_model).id
@@ -374,6 +391,7 @@ async def run_orchestrator(
                     model=model_name,
                     simulated=fleet.client.simulated,
                     config=await _run_config(fleet),
+                    replay_of=replay_of,
                 ),
                 meta,
             )
@@ -389,7 +407,7 @@ async def run_orchestrator(
         await fleet.delete_all_agents(run_id=run_id, by="user")
     duration = (time.perf_counter() - started) * 1000
     summary = output["summary"] or ""
-    ok = output["status"] == "complete" and not summary.startswith("FAILED")
+    ok = output["status"] == "completed" and not summary.startswith("FAILED")
     if ok:
         await fleet.store.append(
             f"run-{run_id}",

@@ -20,7 +20,7 @@ from projections import ProjectionRunner
 
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
-from ._simulator import Simulator
+from .simulator import Simulator
 
 __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
 

@@ -7,10 +7,11 @@ run_command. An orchestrator gets other tools (CRUD for agents) in its own
 `Toolbox`; nothing here knows about them.
 
 Notes (do not fix without reading this):
-1. A tool reports failure by raising `ToolError` (or a subclass): the toolbox
-   turns it into an error result the model sees. Any other exception is a bug
-   and propagates (the agent fails with it) rather than being shown as a tool
-   error and forgotten.
+1. A tool reports an expected failure by raising `ToolError` (or a subclass):
+   the toolbox turns it into an error result the model sees. Any other
+   exception is a bug; the agent's tool-call step (`_tool_calls.py`) still
+   shows it to the model as a tool error and logs its traceback, so no agent
+   is left working by it.
 2. `run_command` runs a shell in the workspace under a reaper process
    (`hooks.start_command`): when the command ends, times out, floods its output
    or is cancelled, every process it started is killed, `setsid` ones too. It

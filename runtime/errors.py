@@ -19,7 +19,8 @@ FleetError
 ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
 ├── BudgetExceeded          a token, cost or context limit would be or was crossed
 ├── FleetLimitReached       too many agents
-└── PatternError            a pattern file is invalid (unknown step, cycle, ...)
+└── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
+    └── StepFailed          a step's agents failed or left out its outputs (the run fails)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PromptBlocked",
+    "StepFailed",
     "ToolError",
     "ToolInputInvalid",
     "UnknownModel",
@@ -212,4 +214,13 @@ class FleetLimitReached(FleetError):
 
 
 class PatternError(FleetError):
-    """A pattern (workflow) definition is invalid."""
+    """A pattern (workflow) cannot run as written: its definition is invalid, or a step failed."""
+
+
+class StepFailed(PatternError):
+    """A step of a pattern run failed: `run_pattern` ends the run with RunFailed naming it."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"step {step!r} failed: {reason}")

@@ -13,7 +13,15 @@ import types
 
 import pytest
 
-PACKAGES = ["events", "projections", "runtime", "hooks", "api"]
+PACKAGES = [
+    "events",
+    "projections",
+    "runtime",
+    "runtime.simulator",
+    "runtime.replay",
+    "hooks",
+    "api",
+]
 
 
 def public_names(module: types.ModuleType) -> set[str]:

@@ -31,7 +31,7 @@
   const CARD_CAP = 120;
   const GRAPH_RUN_CAP = 8;
   const ACTIVE = new Set(["created", "working", "waiting"]);
-  const STATUSES = ["created", "working", "waiting", "complete", "failed", "deleted"];
+  const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
   const EVENT_TYPES = [
     "RunStarted", "RunCompleted", "RunFailed", "AgentCreated", "AgentCommanded",
     "ModelResponded", "ToolCallRequested", "ToolCallCompleted", "HookInvoked",

@@ -34,7 +34,7 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
     assert created.headers["location"] == f"/v1/agents/{agent_id}"
 
     async def complete() -> bool:
-        return await _status(client, agent_id) == "complete"
+        return await _status(client, agent_id) == "completed"
 
     await wait_until(complete, within=20, what="the scout to finish")
     output = (await client.get(f"/v1/agents/{agent_id}/output")).json()

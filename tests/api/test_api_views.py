@@ -88,7 +88,7 @@ async def test_min_position_beyond_the_head_is_400(client: httpx.AsyncClient) ->
         ("", ["r1-a0", "r1-a1", "r2-a0", "r2-a1", "r2-a2"]),
         ("?role=scout", ["r1-a0", "r2-a0"]),
         ("?run_id=r2&role=builder", ["r2-a1", "r2-a2"]),
-        ("?status=complete", ["r1-a0", "r1-a1", "r2-a0", "r2-a1", "r2-a2"]),
+        ("?status=completed", ["r1-a0", "r1-a1", "r2-a0", "r2-a1", "r2-a2"]),
         ("?status=working&status=failed", []),
         ("?model=sim-small&external=false", ["r1-a0", "r1-a1", "r2-a0", "r2-a1", "r2-a2"]),
         ("?external=true", []),

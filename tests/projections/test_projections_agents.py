@@ -36,7 +36,7 @@ def test_scout_plan_build_agents_end_with_their_final_status() -> None:
 
     assert list(by_id) == ["orch", "s1", "s2", "s3", "planner", "builder"]
     assert {a: c["status"] for a, c in by_id.items()} == {
-        "orch": "complete",
+        "orch": "completed",
         "s1": "deleted",
         "s2": "deleted",
         "s3": "deleted",
@@ -97,7 +97,7 @@ def test_statuses_in_the_middle_of_the_run() -> None:
 
     assert {a: c["status"] for a, c in by_id.items()} == {
         "orch": "waiting",
-        "s1": "complete",
+        "s1": "completed",
         "s2": "working",
         "s3": "working",
     }
@@ -241,7 +241,7 @@ def test_a_claude_code_session_appears_as_an_external_agent() -> None:
     assert card["source_app"] == "my-repo"
     assert card["name"] == "my-repo/abc12345"
     assert card["model"] == "claude-sonnet-4-5"
-    assert card["status"] == "complete"
+    assert card["status"] == "completed"
     assert card["task"] == "Review plan.md and fix the README"
     assert card["files_consumed"] == ["/ws/plan.md"]
     assert card["files_produced"] == ["/ws/README.md"]

@@ -23,7 +23,7 @@ def test_totals_after_a_scout_plan_build_run() -> None:
             "created": 0,
             "working": 0,
             "waiting": 0,
-            "complete": 1,
+            "completed": 1,
             "failed": 0,
             "deleted": 5,
         },
@@ -54,7 +54,7 @@ def test_active_agents_by_status_in_the_middle_of_the_run() -> None:
         "created": 0,
         "working": 2,
         "waiting": 1,
-        "complete": 1,
+        "completed": 1,
         "failed": 0,
         "deleted": 0,
     }

@@ -156,7 +156,7 @@ def test_an_external_session_reading_the_plan_consumes_the_planners_artifact() -
     }
     assert consumes in view["edges"]
     node = next(n for n in view["nodes"] if n["id"] == ext)
-    assert (node["role"], node["external"], node["status"]) == ("external", True, "complete")
+    assert (node["role"], node["external"], node["status"]) == ("external", True, "completed")
 
 
 def test_run_view_keeps_only_that_runs_agents() -> None:

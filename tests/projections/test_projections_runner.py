@@ -27,6 +27,7 @@ from events import (
 from projections import (
     DEFAULT_PROJECTIONS,
     AgentsProjection,
+    FleetProjection,
     FoldProjection,
     InvalidPosition,
     Projection,
@@ -100,7 +101,7 @@ async def test_restart_resumes_after_the_checkpoint_and_applies_each_event_once(
     await append_all(store, events[:30])
     async with ProjectionRunner(store) as runner:
         await runner.wait_for(30)
-    assert checkpoints(store.path)["fleet"] == (1, 30)
+    assert checkpoints(store.path)["fleet"] == (FleetProjection.version, 30)
 
     head = await append_all(store, events[30:])
     async with ProjectionRunner(store) as runner:
@@ -358,7 +359,7 @@ async def test_a_runner_killed_between_checkpoints_resumes_exactly_once(
     killed_at = await append_all(store, events[:25])
     await runner.wait_for(killed_at)
     await runner.aclose(checkpoint=False)  # what a crash leaves: the checkpoint at 21
-    assert checkpoints(store.path)["fleet"] == (1, 21)
+    assert checkpoints(store.path)["fleet"] == (FleetProjection.version, 21)
 
     head = await append_all(store, events[25:])
     async with ProjectionRunner(store) as restarted:
@@ -395,7 +396,10 @@ async def test_a_process_killed_with_sigkill_loses_no_event_and_counts_none_twic
         __import__("sys").executable, "-c", KILLED_CHILD, str(path)
     )
     assert await asyncio.wait_for(child.wait(), 60) == -9
-    assert checkpoints(path)["fleet"] == (1, 8)  # checkpoints at 4 and 8; 9..11 were lost
+    assert checkpoints(path)["fleet"] == (
+        FleetProjection.version,
+        8,
+    )  # checkpoints at 4 and 8; 9..11 were lost
 
     async with SQLiteEventStore(path) as store, ProjectionRunner(store) as runner:
         assert runner.position == 11

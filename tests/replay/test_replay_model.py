@@ -1,4 +1,4 @@
-"""The replay model: the recording's answers, through the real SDK over loopback."""
+"""Recorded answers: the simulator serves a recording, through the real SDK over loopback."""
 
 from __future__ import annotations
 
@@ -7,26 +7,25 @@ from typing import Any
 import pytest
 from replay_support import Recording
 
-from events import AgentCreated, ModelResponded, RecordedEvent, SQLiteEventStore
-from runtime import (
-    AgentState,
-    ModelCallFailed,
-    ModelClient,
-    ReplayModel,
-    ReplayScript,
-    orchestrator_toolbox,
-    run_events,
-    worker_toolbox,
-)
+from events import AgentCreated, ModelResponded, RecordedEvent, SQLiteEventStore, read_run
+from runtime import ModelCallFailed, ModelClient, Simulator, worker_toolbox
+from runtime._conversation import AgentState
+from runtime._orchestrator_tools import orchestrator_toolbox
+from runtime.replay import ReplayResponder, ReplayScript
 
 
 @pytest.fixture
 async def recorded(recorded_pattern: Recording) -> list[RecordedEvent]:
     async with SQLiteEventStore(recorded_pattern.db) as store:
-        return await run_events(store, recorded_pattern.run_id)
+        return await read_run(store, recorded_pattern.run_id)
 
 
-def _client(model: ReplayModel) -> ModelClient:
+def _serving(script: ReplayScript) -> Simulator:
+    """The simulator's server answering from the recording."""
+    return Simulator(responder=ReplayResponder(script))
+
+
+def _client(model: Simulator) -> ModelClient:
     return ModelClient.from_env(simulator_base_url=model.base_url, env={})
 
 
@@ -55,7 +54,7 @@ async def test_every_recorded_answer_is_served_for_the_conversation_before_it(
     recorded: list[RecordedEvent],
 ) -> None:
     script = ReplayScript.from_events(recorded)
-    async with ReplayModel(script) as model, _client(model) as client:
+    async with _serving(script) as model, _client(model) as client:
         for name in ("scout-1", "scout-2", "plan", "build"):
             for request, answer in _requests(recorded, name):
                 reply = await client.respond(**request)
@@ -75,7 +74,7 @@ async def test_a_request_beyond_the_recording_is_a_clear_400_and_a_miss(
         {"role": "assistant", "content": answer.content},
         {"role": "user", "content": [{"type": "text", "text": "one more thing"}]},
     ]
-    async with ReplayModel(script) as model, _client(model) as client:
+    async with _serving(script) as model, _client(model) as client:
         with pytest.raises(ModelCallFailed) as failed:
             await client.respond(**request)
     assert failed.value.status == 400
@@ -90,7 +89,7 @@ async def test_an_agent_the_recording_does_not_have_is_a_miss(
     script = ReplayScript.from_events(recorded)
     request, _ = _requests(recorded, "scout-1")[0]
     request["system"] = request["system"].replace("You are scout-1,", "You are scout-9,")
-    async with ReplayModel(script) as model, _client(model) as client:
+    async with _serving(script) as model, _client(model) as client:
         with pytest.raises(ModelCallFailed, match="the recording has no agent 'scout-9'"):
             await client.respond(**request)
     assert [m.agent_id for m in script.misses] == [None]
@@ -100,7 +99,7 @@ async def test_recorded_ids_in_an_answer_are_served_as_the_new_ids(
     recorded_orchestrator: Recording,
 ) -> None:
     async with SQLiteEventStore(recorded_orchestrator.db) as store:
-        events = await run_events(store, recorded_orchestrator.run_id)
+        events = await read_run(store, recorded_orchestrator.run_id)
     pairs = _requests(events, "orchestrator")
     waits = [(r, a) for r, a in pairs if any(b.get("name") == "wait_for_agents" for b in a.content)]
     request, answer = waits[0]
@@ -109,7 +108,7 @@ async def test_recorded_ids_in_an_answer_are_served_as_the_new_ids(
     script = ReplayScript.from_events(events)
     script.ids.update({agent_id: f"new-{i}" for i, agent_id in enumerate(old)})
 
-    async with ReplayModel(script) as model, _client(model) as client:
+    async with _serving(script) as model, _client(model) as client:
         reply = await client.respond(**request)
 
     (served,) = [b for b in reply.content if b.get("type") == "tool_use"]

@@ -19,14 +19,8 @@ from events import (
 )
 from hooks import HookDispatcher
 from projections import ProjectionRunner
-from runtime import (
-    ReplayImpossible,
-    RerunOptions,
-    RerunResult,
-    WorkspaceUnavailable,
-    prepare_workspace,
-    rerun,
-)
+from runtime import prepare_workspace
+from runtime.replay import ReplayImpossible, RerunOptions, RerunResult, WorkspaceUnavailable, rerun
 
 
 async def _rerun(store: SQLiteEventStore, run_id: str, **options: Any) -> RerunResult:

@@ -9,8 +9,8 @@ from replay_support import Recording
 
 from events import RunNotFound, SQLiteEventStore
 from hooks import HookDispatcher
-from projections import ProjectionRunner
-from runtime import RerunOptions, load_timeline, rerun
+from projections import ProjectionRunner, load_timeline
+from runtime.replay import RerunOptions, rerun
 
 
 async def test_the_timeline_tells_what_each_agent_did_step_by_step(

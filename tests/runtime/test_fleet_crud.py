@@ -16,17 +16,14 @@ from runtime import (
     AgentNotFound,
     BudgetExceeded,
     Budgets,
-    Call,
     FleetLimitReached,
-    Observation,
     Runtime,
     RuntimeOptions,
-    Situation,
-    Turn,
     UnknownModel,
     WorkspaceMissing,
     open_runtime,
 )
+from runtime.simulator import Call, Observation, Situation, Turn
 
 SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
 
@@ -68,7 +65,7 @@ async def test_create_read_command_and_delete_an_agent(rt: Runtime) -> None:
     assert status["model"].startswith("claude-haiku")
 
     await fleet.wait_all([agent_id])
-    assert (await fleet.get_agent_status(agent_id))["status"] == "complete"
+    assert (await fleet.get_agent_status(agent_id))["status"] == "completed"
     output = await fleet.get_agent_output(agent_id)
     assert output["files_produced"] == ["notes/found.md"]
     assert "textstats/counting.py" in output["files_consumed"]
@@ -166,7 +163,7 @@ async def test_wait_for_agents_sleeps_until_a_change_and_records_the_wait(rt: Ru
 
     assert wake.reason == "changed"
     assert wake.changed == [scout]
-    assert wake.statuses == {sleepy: "working", scout: "complete"}
+    assert wake.statuses == {sleepy: "working", scout: "completed"}
     assert [type(d).__name__ for d in recorded] == ["AgentWaiting", "AgentWoke"]
 
     timeout = await fleet.wait_for_agents([sleepy], 0.2)
@@ -259,6 +256,6 @@ async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(
         await second.fleet.wait_all([agent_id], timeout_s=30)
         output = await second.fleet.get_agent_output(agent_id)
 
-    assert output["status"] == "complete"
+    assert output["status"] == "completed"
     assert output["summary"].startswith("finished: exit code 0")
     assert (workspace / "marker.txt").read_text().strip() == "done"

@@ -26,7 +26,8 @@ from starlette.routing import Route
 
 from api import ApiConfig, serving
 from events import EventFilter
-from runtime import Call, Observation, RuntimeOptions, Situation, Turn, open_runtime
+from runtime import RuntimeOptions, open_runtime
+from runtime.simulator import Call, Observation, Situation, Turn
 
 ROOT = Path(__file__).parents[2]
 FIXTURES = ROOT / "tests" / "hooks" / "fixtures"

@@ -26,20 +26,17 @@ from runtime import (
     AgentBusy,
     AgentDrivenElsewhere,
     AgentGone,
-    Call,
     InvalidAgentSpec,
     ModelClient,
-    Observation,
     Simulator,
-    Situation,
     Toolbox,
     ToolContext,
     ToolResult,
-    Turn,
     UnknownModel,
     WorkspaceMissing,
     worker_toolbox,
 )
+from runtime.simulator import Call, Observation, Situation, Turn
 
 SCOUT_PROMPT = (
     f"Task: {TASK}\n\nFind the exact lines. Write your findings to notes/relevant-files-1.md."

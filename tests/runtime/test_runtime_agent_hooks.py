@@ -64,7 +64,7 @@ async def test_a_blocked_prompt_is_refused_and_only_the_hook_is_recorded(
     with pytest.raises(PromptBlocked, match="no renames on Fridays"):
         await agent.command(SCOUT)
     assert await types_of(store) == ["AgentCreated", "HookInvoked"]
-    assert agent.status == "idle"
+    assert agent.status == "created"
 
 
 async def test_a_pre_tool_use_deny_becomes_an_error_result_and_the_tool_does_not_run(

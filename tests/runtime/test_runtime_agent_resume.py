@@ -22,9 +22,9 @@ from runtime import (
     ToolContext,
     ToolResult,
     WorkspaceMissing,
-    find_unfinished_agents,
     worker_toolbox,
 )
+from runtime._conversation import find_unfinished_agents
 from runtime._tools import Grep
 
 HERE = Path(__file__).parent

@@ -14,16 +14,9 @@ import anthropic
 import httpx
 import pytest
 
-from runtime import (
-    COMPACTION_PROMPT,
-    Call,
-    Observation,
-    Simulator,
-    Situation,
-    Turn,
-    count_request_tokens,
-    worker_toolbox,
-)
+from runtime import Simulator, worker_toolbox
+from runtime._compaction import COMPACTION_PROMPT
+from runtime.simulator import Call, ErrorReply, Observation, Situation, Turn, count_request_tokens
 
 TOOLS = worker_toolbox().definitions()
 SCOUT = "Role: scout"
@@ -319,3 +312,41 @@ async def test_a_broken_policy_is_a_500_that_names_it_and_is_not_retried(sim: Si
         with pytest.raises(anthropic.InternalServerError, match="policy failed: ValueError: oops"):
             await client.messages.create(**body(system="Role: broken"))
     assert sim.stats.requests == 1
+
+
+THOUGHT = {"type": "thinking", "thinking": "The user wants a haiku.", "signature": "sig-1"}
+
+
+async def _thinking_responder(body: dict[str, Any]) -> dict[str, Any] | ErrorReply:
+    """A responder of one's own: a fixed message with a thinking block, or a 429 for 'busy'."""
+    if body["messages"][-1]["content"] == "busy":
+        return ErrorReply(429, "too many requests today")
+    return {
+        "id": "msg_own_1", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [THOUGHT, {"type": "text", "text": "Autumn moonlight"}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 7, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 5},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
+async def test_a_responder_answers_through_the_same_checks_and_streaming(stream: bool) -> None:
+    async with Simulator(responder=_thinking_responder) as sim, sdk(sim, max_retries=0) as client:
+        request = body(messages=[{"role": "user", "content": "a haiku"}])
+        if stream:
+            async with client.messages.stream(**request) as answer:
+                message = await answer.get_final_message()
+        else:
+            message = await client.messages.create(**request)
+        assert [b.type for b in message.content] == ["thinking", "text"]
+        assert message.content[0].thinking == THOUGHT["thinking"]  # type: ignore[union-attr]
+        assert message.content[0].signature == "sig-1"  # type: ignore[union-attr]
+        assert message.content[1].text == "Autumn moonlight"  # type: ignore[union-attr]
+        assert (message.usage.input_tokens, message.usage.output_tokens) == (7, 5)
+
+        with pytest.raises(anthropic.RateLimitError, match="too many requests today"):
+            await client.messages.create(**body(messages=[{"role": "user", "content": "busy"}]))
+        with pytest.raises(anthropic.NotFoundError):  # the server's own checks come first
+            await client.messages.create(**body(model="claude-nonexistent"))
+    assert (sim.stats.requests, sim.stats.responses) == (3, 1)

@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 from rt_support import git
 
-from runtime import (
-    GIT_IDENTITY,
-    ToolError,
-    Workspace,
-    WorkspaceEscape,
-    WorkspaceMissing,
-    prepare_workspace,
-    sample_repo_path,
-)
+from runtime import ToolError, Workspace, WorkspaceEscape, WorkspaceMissing, prepare_workspace
+from runtime._workspace import GIT_IDENTITY, sample_repo_path
 
 
 async def test_prepare_workspace_makes_a_git_repository_with_one_commit(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ._simulator_policy import Call, Observation, Policy, Situation, Turn
+from ._policies import Call, Observation, Policy, Situation, Turn
 
 __all__ = [
     "ROLE_POLICIES",

@@ -11,8 +11,8 @@ decision by its hook point and step (and the call, at the tool points). Then:
 - `tool_result`: the same call gave another result (or error or block flag);
 - `hook_decision`: the hooks at one point decided otherwise (every decision
   that is not "none" counts; which hooks and their reasons are shown);
-- `missing_response`: the agent asked the replay model for an answer the
-  recording does not have (see `ReplayScript.misses`).
+- `missing_response`: the agent asked for an answer the recording does not
+  have (`ReplayResponder` answered 400; see `ReplayScript.misses`).
 
 Results are compared after masking what differs on every run and says
 nothing about tools or hooks (`REPLAY_MASKS`: the workspace folder, timings
@@ -20,8 +20,8 @@ like `0.07s`, `*_ms` numbers, git hashes); `exact=True` compares them raw.
 
 Notes (do not fix without reading this):
 1. Old ids in the recording (the run's, its agents') are translated to the
-   re-execution's before anything is compared, as the replay model does for
-   the answers it serves.
+   re-execution's before anything is compared, as `ReplayResponder` does for the
+   answers it serves.
 2. When an agent of the re-execution stops early, the calls it never made are
    reported as one `tool_call` divergence (the first, with a count of the
    rest), not one per call: the cause is what matters.
@@ -45,7 +45,7 @@ from events import (
     ToolCallRequested,
 )
 
-from ._replay_model import ReplayMiss, translate_ids
+from ._answers import ReplayMiss, translate_ids
 
 __all__ = [
     "REPLAY_MASKS",
@@ -243,65 +243,54 @@ def compare_runs(
     `*_roots` are each side's workspace folders (masked with `masks`). The
     arguments are never mutated.
     """
-    old_side = _Masker(masks, recorded_roots)
-    new_side = _Masker(masks, replayed_roots)
+    calls = _Calls(ids, _Masker(masks, recorded_roots), _Masker(masks, replayed_roots))
     pairs, extra = _pair(recorded, replayed)
     out: list[tuple[_Key, Divergence]] = []
     for old, new in pairs:
         if new is None:
-            _add(
-                out,
-                _WHOLE,
-                old.agent_id,
-                old.name,
-                0,
-                "tool_call",
-                f"agent {old.name} ({old.role}) with {old.responses} model responses and "
-                f"{len(old.calls)} tool calls",
-                "the agent was not created in the re-execution",
-            )
-            continue
-        out += _compare_calls(old, new, ids, old_side, new_side, unchecked_tools)
-        out += _compare_hooks(old, new)
-    for new in extra:
-        _add(
-            out,
-            _WHOLE,
-            new.agent_id,
-            new.name,
-            0,
-            "tool_call",
-            "the recording has no such agent",
-            f"agent {new.name} ({new.role}) with {new.responses} model responses and "
-            f"{len(new.calls)} tool calls",
-        )
+            out.append((_WHOLE, _never_created(old)))
+        else:
+            out += calls.compare(old, new, unchecked_tools)
+            out += _compare_hooks(old, new)
+    out += [(_WHOLE, _not_recorded(new)) for new in extra]
     paired = {old.agent_id: new for old, new in pairs if new is not None}
     for miss in misses:
         new = paired.get(miss.agent_id or "") or next(
             (t for t in replayed if t.name == miss.name and t.role == miss.role), None
         )
-        _add(
-            out,
-            (miss.turn, 0, 0),
-            new.agent_id if new else (miss.agent_id or ""),
-            miss.name,
-            miss.turn,
-            "missing_response",
-            "no recorded model response for this call",
-            f"model call {miss.turn} was made",
-            detail=miss.reason,
-        )
+        out.append(((miss.turn, 0, 0), _missing_response(miss, new)))
     order = {t.agent_id: i for i, t in enumerate([*replayed, *recorded])}
     out.sort(key=lambda item: (order.get(item[1].agent_id, len(order)), item[0]))
     return [d for _, d in out]
 
 
+def _never_created(old: AgentTrace) -> Divergence:
+    return Divergence(
+        old.agent_id, old.name, 0, "tool_call",
+        f"agent {old.name} ({old.role}) with {old.responses} model responses and "
+        f"{len(old.calls)} tool calls",
+        "the agent was not created in the re-execution",
+    )  # fmt: skip
+
+
+def _not_recorded(new: AgentTrace) -> Divergence:
+    return Divergence(
+        new.agent_id, new.name, 0, "tool_call", "the recording has no such agent",
+        f"agent {new.name} ({new.role}) with {new.responses} model responses and "
+        f"{len(new.calls)} tool calls",
+    )  # fmt: skip
+
+
+def _missing_response(miss: ReplayMiss, new: AgentTrace | None) -> Divergence:
+    return Divergence(
+        new.agent_id if new else (miss.agent_id or ""), miss.name, miss.turn,
+        "missing_response", "no recorded model response for this call",
+        f"model call {miss.turn} was made", detail=miss.reason,
+    )  # fmt: skip
+
+
 _Key = tuple[int, int, int]  # (step, place in the step, order at that place)
 _WHOLE: _Key = (0, 0, 0)
-
-
-def _add(out: list[tuple[_Key, Divergence]], at: _Key, *args: Any, **kwargs: Any) -> None:
-    out.append((at, Divergence(*args, **kwargs)))
 
 
 def _pair(
@@ -318,90 +307,75 @@ def _pair(
     return pairs, extra
 
 
-def _compare_calls(
-    old: AgentTrace,
-    new: AgentTrace,
-    ids: Mapping[str, str],
-    old_side: _Masker,
-    new_side: _Masker,
-    unchecked: frozenset[str],
-) -> list[tuple[_Key, Divergence]]:
-    out: list[tuple[_Key, Divergence]] = []
-    keys = sorted(set(old.calls) | set(new.calls))
-    for index, key in enumerate(keys):
-        a, b = old.calls.get(key), new.calls.get(key)
-        step = key[0]
-        at = (step, key[1], 1)  # after the call's PreToolUse decision
-        if a is None:
-            assert b is not None
-            _add(
-                out,
-                at,
-                new.agent_id,
-                new.name,
-                step,
-                "tool_call",
-                "(no such call recorded)",
-                _describe(b),
-                tool=b.name,
-            )
-            continue
-        if b is None:
-            rest = sum(1 for k in keys[index + 1 :] if k in old.calls and k not in new.calls)
-            later = f" (and {rest} later recorded calls)" if rest else ""
-            _add(
-                out,
-                at,
-                new.agent_id,
-                new.name,
-                step,
-                "tool_call",
-                _describe(a) + later,
-                "(not called: the agent stopped before this call)",
-                tool=a.name,
-            )
-            break
-        expected_input = translate_ids(a.input, ids)
-        if a.name != b.name or expected_input != b.input:
-            moved = _Call(a.step, a.ordinal, a.tool_use_id, a.name, expected_input)
-            _add(
-                out,
-                at,
-                new.agent_id,
-                new.name,
-                step,
-                "tool_call",
-                _describe(moved),
-                _describe(b),
-                tool=b.name,
-                detail="the call made differs (a PreToolUse hook changed its input?)",
-            )
-            continue
-        if b.name in unchecked:
-            continue
-        was = translate_ids(a.result, ids) if a.result is not None else None
-        same = (
+class _Calls:
+    """Compares the tool calls of a recorded agent and its re-execution, step by step."""
+
+    def __init__(self, ids: Mapping[str, str], old_side: _Masker, new_side: _Masker) -> None:
+        self.ids = ids
+        self.old_side = old_side
+        self.new_side = new_side
+
+    def compare(
+        self, old: AgentTrace, new: AgentTrace, unchecked: frozenset[str]
+    ) -> list[tuple[_Key, Divergence]]:
+        out: list[tuple[_Key, Divergence]] = []
+        keys = sorted(set(old.calls) | set(new.calls))
+        for index, key in enumerate(keys):
+            a, b = old.calls.get(key), new.calls.get(key)
+            at = (key[0], key[1], 1)  # after the call's PreToolUse decision
+            if b is None:  # module note 2: the calls never made are one divergence
+                assert a is not None
+                rest = sum(1 for k in keys[index + 1 :] if k in old.calls and k not in new.calls)
+                out.append((at, self._not_made(new, a, rest)))
+                break
+            if a is None:
+                found: Divergence | None = self._unrecorded(new, b)
+            else:
+                found = self._other_call(new, a, b)
+                if found is None and b.name not in unchecked:
+                    found = self._other_result(new, a, b)
+            if found is not None:
+                out.append((at, found))
+        return out
+
+    def _unrecorded(self, new: AgentTrace, b: _Call) -> Divergence:
+        return Divergence(
+            new.agent_id, new.name, b.step, "tool_call", "(no such call recorded)",
+            _describe(b), tool=b.name,
+        )  # fmt: skip
+
+    def _not_made(self, new: AgentTrace, a: _Call, rest: int) -> Divergence:
+        later = f" (and {rest} later recorded calls)" if rest else ""
+        return Divergence(
+            new.agent_id, new.name, a.step, "tool_call", _describe(a) + later,
+            "(not called: the agent stopped before this call)", tool=a.name,
+        )  # fmt: skip
+
+    def _other_call(self, new: AgentTrace, a: _Call, b: _Call) -> Divergence | None:
+        expected_input = translate_ids(a.input, self.ids)
+        if a.name == b.name and expected_input == b.input:
+            return None
+        moved = _Call(a.step, a.ordinal, a.tool_use_id, a.name, expected_input)
+        return Divergence(
+            new.agent_id, new.name, b.step, "tool_call", _describe(moved), _describe(b),
+            tool=b.name, detail="the call made differs (a PreToolUse hook changed its input?)",
+        )  # fmt: skip
+
+    def _other_result(self, new: AgentTrace, a: _Call, b: _Call) -> Divergence | None:
+        was = translate_ids(a.result, self.ids) if a.result is not None else None
+        if (
             was is not None
             and b.result is not None
-            and old_side(was) == new_side(b.result)
+            and self.old_side(was) == self.new_side(b.result)
             and (a.is_error, a.blocked) == (b.is_error, b.blocked)
-        )
-        if not same:
-            shown = _Call(a.step, a.ordinal, a.tool_use_id, a.name, a.input, was, a.is_error,
-                          a.blocked)  # fmt: skip
-            _add(
-                out,
-                at,
-                new.agent_id,
-                new.name,
-                step,
-                "tool_result",
-                _outcome(shown),
-                _outcome(b),
-                tool=b.name,
-                detail=_describe(b),
-            )
-    return out
+        ):
+            return None
+        shown = _Call(a.step, a.ordinal, a.tool_use_id, a.name, a.input, was, a.is_error,
+                      a.blocked)  # fmt: skip
+        return Divergence(
+            new.agent_id, new.name, b.step, "tool_result", _outcome(shown), _outcome(b),
+            tool=b.name, detail=_describe(b),
+        )  # fmt: skip
 
 
 def _compare_hooks(old: AgentTrace, new: AgentTrace) -> list[tuple[_Key, Divergence]]:
@@ -416,16 +390,10 @@ def _compare_hooks(old: AgentTrace, new: AgentTrace) -> list[tuple[_Key, Diverge
         call = new.calls.get((step, ordinal)) if ordinal is not None else None
         # A tool point's decision comes before its call's result; other points after the calls.
         at = (step, ordinal, 0) if ordinal is not None else (step, 1_000_000, int(slot))
-        _add(
-            out,
-            at,
-            new.agent_id,
-            new.name,
-            step,
-            "hook_decision",
-            expected,
-            actual,
-            tool=call.name if call else None,
-            detail=f"{point}" + (f" of {_describe(call)}" if call else ""),
-        )
+        detail = f"{point}" + (f" of {_describe(call)}" if call else "")
+        divergence = Divergence(
+            new.agent_id, new.name, step, "hook_decision", expected, actual,
+            tool=call.name if call else None, detail=detail,
+        )  # fmt: skip
+        out.append((at, divergence))
     return out

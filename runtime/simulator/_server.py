@@ -6,19 +6,18 @@
 
 It speaks the wire protocol of `POST /v1/messages` (streaming server-sent
 events and plain JSON), `POST /v1/messages/count_tokens`, and the API's error
-shapes, so the SDK's parsing, streaming and retries run for real. Its answers
-are scripted per role (see `_simulator_policy.py` and `_simulator_roles.py`)
-and are a pure function of the request. It is a simulator: nothing it says
-comes from a model.
+shapes, so the SDK's parsing, streaming and retries run for real. It checks
+every request as the API does (key, model, message order, tool results,
+context window) and then asks its responder for the answer. The default
+responder plays the scripted role policies (`_policies.py`, `_roles.py`), a
+pure function of the request; fleet's replay gives it one that serves a
+recorded run's answers instead:
 
-Token usage is an estimate, `ceil(chars / 4)` of each part's canonical JSON
-(the tools, the system prompt, each message), and `count_tokens` returns the
-same total. Prompt caching is simulated deterministically from the request's
-`cache_control` breakpoints: everything up to the last breakpoint is cached
-(written), and of that, the conversation before the previous user turn counts
-as read from the cache, as it would be in an agent loop that moves its
-breakpoint forward each turn. Prefixes under `MIN_CACHEABLE_TOKENS` are not
-cached, as on the real API.
+    async with Simulator(responder=my_responder) as sim:
+        ...                # my_responder(body) -> a message dict, or an ErrorReply
+
+It is a simulator: nothing it says comes from a model. Token usage is an
+estimate (`_usage.py`).
 
 Notes (do not fix without reading this):
 1. The server is started with uvicorn's `startup()` / `shutdown()` on a socket
@@ -40,9 +39,9 @@ import math
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -50,23 +49,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._models import ModelTable
-from ._simulator_policy import Policy, PolicyRegistry, Reply, respond
-from .errors import ClientClosed
+from .._models import ModelTable
+from ..errors import ClientClosed
+from ._policies import Policy, PolicyRegistry, PolicyResponder
+from ._usage import canonical, count_request_tokens
 
-__all__ = [
-    "CHARS_PER_TOKEN",
-    "MIN_CACHEABLE_TOKENS",
-    "Simulator",
-    "SimulatorStats",
-    "count_request_tokens",
-    "estimate_tokens",
-]
+__all__ = ["ErrorReply", "Responder", "Simulator", "SimulatorStats"]
 
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4
-MIN_CACHEABLE_TOKENS = 1024
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -84,72 +75,6 @@ _ERROR_MESSAGES = {
 }
 
 
-def estimate_tokens(text: str) -> int:
-    """The simulator's token estimate of `text`: one token per 4 characters, rounded up."""
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def _parts(body: Mapping[str, Any]) -> list[tuple[int, Any]]:
-    """(tokens, cache_control of its last breakpoint or None) of tools, system and each message."""
-    parts: list[tuple[int, Any]] = []
-    tools = body.get("tools") or []
-    parts.append((estimate_tokens(_canonical(tools)) if tools else 0, _breakpoint(tools)))
-    system = body.get("system") or ""
-    parts.append((estimate_tokens(_canonical(system)) if system else 0, _breakpoint(system)))
-    for message in body.get("messages") or []:
-        content = message.get("content") if isinstance(message, Mapping) else None
-        parts.append((estimate_tokens(_canonical(content)), _breakpoint(content)))
-    return parts
-
-
-def _breakpoint(value: Any) -> Any:
-    if isinstance(value, list):
-        found = None
-        for item in value:
-            if isinstance(item, Mapping) and item.get("cache_control"):
-                found = item["cache_control"]
-        return found
-    return None
-
-
-def count_request_tokens(body: Mapping[str, Any]) -> int:
-    """Input tokens of a request body, as `count_tokens` reports them (all cache buckets)."""
-    return sum(tokens for tokens, _ in _parts(body))
-
-
-def _input_usage(body: Mapping[str, Any]) -> dict[str, int]:
-    parts = _parts(body)
-    total = sum(tokens for tokens, _ in parts)
-    marked = [i for i, (_, control) in enumerate(parts) if control]
-    usage = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-    usage |= {"cache_creation_5m": 0, "cache_creation_1h": 0}
-    if not marked:
-        return usage
-    last = marked[-1]
-    cached = sum(tokens for tokens, _ in parts[: last + 1])
-    if cached < MIN_CACHEABLE_TOKENS:
-        return usage
-    messages = len(parts) - 2
-    read = sum(tokens for tokens, _ in parts[:messages]) if messages >= 3 else 0
-    read = min(read, cached)
-    if read < MIN_CACHEABLE_TOKENS:
-        read = 0
-    created = cached - read
-    one_hour = isinstance(parts[last][1], Mapping) and parts[last][1].get("ttl") == "1h"
-    usage.update(
-        input_tokens=total - cached,
-        cache_creation_input_tokens=created,
-        cache_read_input_tokens=read,
-        cache_creation_5m=0 if one_hour else created,
-        cache_creation_1h=created if one_hour else 0,
-    )
-    return usage
-
-
 @dataclass(slots=True)
 class SimulatorStats:
     """What the simulator has served (for tests and benchmarks)."""
@@ -162,6 +87,31 @@ class SimulatorStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An API error to answer instead of a message (`error_type` defaults from the status)."""
+
+    status: int
+    message: str
+    error_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Responder(Protocol):
+    """What answers the simulator's message requests; the scripted policies by default.
+
+    It is awaited with the request body, already checked as the API checks it
+    (a JSON object naming a known model, with `max_tokens`, messages in a valid
+    order, within the model's context window), and returns the message the API
+    would answer (`id`, `type`, `role`, `model`, `content`, `stop_reason`,
+    `stop_sequence`, `usage`), which the simulator sends as JSON or streams, or
+    an `ErrorReply`. An exception it raises is answered with a 500 that names
+    it and tells the SDK not to retry. It must not mutate `body`.
+    """
+
+    async def __call__(self, body: dict[str, Any]) -> dict[str, Any] | ErrorReply: ...
+
+
+@dataclass(frozen=True, slots=True)
 class _Fault:
     status: int
     error_type: str
@@ -169,38 +119,31 @@ class _Fault:
     retry_after: float | None
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-
-
-def _error(
-    status: int,
-    message: str,
-    *,
-    error_type: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    kind = error_type or _ERROR_TYPES.get(status, "api_error")
-    request_id = "req_sim_" + hashlib.sha256(f"{status}{message}".encode()).hexdigest()[:20]
+def _error(reply: ErrorReply) -> JSONResponse:
+    kind = reply.error_type or _ERROR_TYPES.get(reply.status, "api_error")
+    digest = hashlib.sha256(f"{reply.status}{reply.message}".encode()).hexdigest()
+    request_id = "req_sim_" + digest[:20]
     return JSONResponse(
-        {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id},
-        status_code=status,
-        headers={"request-id": request_id, **(headers or {})},
+        {
+            "type": "error",
+            "error": {"type": kind, "message": reply.message},
+            "request_id": request_id,
+        },
+        status_code=reply.status,
+        headers={"request-id": request_id, **reply.headers},
     )
 
 
-def _check_messages(messages: Any) -> None:
+def _check_messages(messages: Any) -> ErrorReply | None:
     if not isinstance(messages, list) or not messages:
-        raise _BadRequest(400, "messages: at least one message is required")
+        return ErrorReply(400, "messages: at least one message is required")
     pending: set[str] = set()
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-            raise _BadRequest(400, f"messages.{index}.role: must be 'user' or 'assistant'")
+            return ErrorReply(400, f"messages.{index}.role: must be 'user' or 'assistant'")
         content = message.get("content")
         if not isinstance(content, str | list):
-            raise _BadRequest(
+            return ErrorReply(
                 400, f"messages.{index}.content: must be a string or a list of blocks"
             )
         blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
@@ -208,7 +151,7 @@ def _check_messages(messages: Any) -> None:
             answered = {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
             unexpected = answered - pending
             if unexpected:
-                raise _BadRequest(
+                return ErrorReply(
                     400,
                     f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` "
                     f"blocks: {', '.join(sorted(unexpected))}. "
@@ -217,7 +160,7 @@ def _check_messages(messages: Any) -> None:
                 )
             missing = pending - answered
             if missing:
-                raise _BadRequest(
+                return ErrorReply(
                     400,
                     f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
                     f"immediately after: {', '.join(sorted(missing))}. Each `tool_use` block must "
@@ -226,14 +169,15 @@ def _check_messages(messages: Any) -> None:
             pending = set()
         else:
             if pending:
-                raise _BadRequest(
+                return ErrorReply(
                     400,
                     f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
                     f"immediately after: {', '.join(sorted(pending))}.",
                 )
             pending = {str(b.get("id")) for b in blocks if b.get("type") == "tool_use"}
     if messages[0].get("role") != "user":
-        raise _BadRequest(400, "messages.0.role: the first message must use the 'user' role")
+        return ErrorReply(400, "messages.0.role: the first message must use the 'user' role")
+    return None
 
 
 class Simulator:
@@ -244,6 +188,7 @@ class Simulator:
         models: which model names it accepts (404 `not_found_error` for others) and
             their context windows (400 "prompt is too long" above them).
         policies: the scripted roles (default `PolicyRegistry.default()`).
+        responder: what answers instead of the scripted roles (see `Responder`).
         latency_s: a pause before each answer, to make a demo look like a model.
         chunk_chars: size of the text and JSON deltas it streams.
         api_key: when set, the only key it accepts (401 otherwise); any key by default.
@@ -256,6 +201,7 @@ class Simulator:
         port: int = 0,
         models: ModelTable | None = None,
         policies: PolicyRegistry | None = None,
+        responder: Responder | None = None,
         latency_s: float = 0.0,
         chunk_chars: int = 48,
         api_key: str | None = None,
@@ -264,6 +210,7 @@ class Simulator:
         self.port = port
         self.models = models or ModelTable.default()
         self.policies = policies or PolicyRegistry.default()
+        self.responder: Responder = responder or PolicyResponder(self.policies)
         self.latency_s = latency_s
         self.chunk_chars = max(1, chunk_chars)
         self.api_key = api_key
@@ -319,7 +266,7 @@ class Simulator:
         self._faults.clear()
 
     def register_policy(self, role: str, policy: Policy) -> None:
-        """Play `role` with `policy` in this simulator."""
+        """Play `role` with `policy` in this simulator (unless it was given another responder)."""
         self.policies.register(role, policy)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -392,42 +339,44 @@ class Simulator:
             "authorization", ""
         ).removeprefix("Bearer ")
         if not key:
-            return _error(401, "x-api-key header is required")
+            return _error(ErrorReply(401, "x-api-key header is required"))
         if self.api_key is not None and key != self.api_key:
-            return _error(401, "invalid x-api-key")
+            return _error(ErrorReply(401, "invalid x-api-key"))
         return None
 
-    async def _body(self, request: Request, *, need_max_tokens: bool) -> dict[str, Any]:
+    async def _body(
+        self, request: Request, *, need_max_tokens: bool
+    ) -> dict[str, Any] | ErrorReply:
         try:
             body = json.loads(await request.body())
         except ValueError as e:
-            raise _BadRequest(400, f"the request body is not valid JSON: {e}") from None
+            return ErrorReply(400, f"the request body is not valid JSON: {e}")
         if not isinstance(body, dict):
-            raise _BadRequest(400, "the request body must be a JSON object")
+            return ErrorReply(400, "the request body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            raise _BadRequest(400, "model: Field required")
+            return ErrorReply(400, "model: Field required")
         if model not in self.models:
-            raise _BadRequest(404, f"model: {model}")
+            return ErrorReply(404, f"model: {model}")
         if need_max_tokens:
             max_tokens = body.get("max_tokens")
             if not isinstance(max_tokens, int) or max_tokens < 1:
-                raise _BadRequest(400, "max_tokens: Field required (an integer >= 1)")
-        _check_messages(body.get("messages"))
+                return ErrorReply(400, "max_tokens: Field required (an integer >= 1)")
+        if (refused := _check_messages(body.get("messages"))) is not None:
+            return refused
         limit = self.models.resolve(model).context_window
         tokens = count_request_tokens(body)
         if tokens > limit:
-            raise _BadRequest(400, f"prompt is too long: {tokens} tokens > {limit} maximum")
+            return ErrorReply(400, f"prompt is too long: {tokens} tokens > {limit} maximum")
         return body
 
     async def _count_tokens(self, request: Request) -> Response:
         if (denied := self._authorize(request)) is not None:
             return denied
         self.stats.count_tokens += 1
-        try:
-            body = await self._body(request, need_max_tokens=False)
-        except _BadRequest as e:
-            return _error(e.status, e.message)
+        body = await self._body(request, need_max_tokens=False)
+        if isinstance(body, ErrorReply):
+            return _error(body)
         return JSONResponse({"input_tokens": count_request_tokens(body)})
 
     async def _messages(self, request: Request) -> Response:
@@ -435,92 +384,40 @@ class Simulator:
         if (denied := self._authorize(request)) is not None:
             return denied
         if self._faults:
-            fault = self._faults.popleft()
-            self.stats.faults += 1
-            headers: dict[str, str] = {}
-            if fault.retry_after is not None:
-                headers["retry-after"] = str(math.ceil(fault.retry_after))
-                headers["retry-after-ms"] = str(max(1, round(fault.retry_after * 1000)))
-            return _error(fault.status, fault.message, error_type=fault.error_type, headers=headers)
-        try:
-            body = await self._body(request, need_max_tokens=True)
-        except _BadRequest as e:
-            return _error(e.status, e.message)
+            return self._fault()
+        body = await self._body(request, need_max_tokens=True)
+        if isinstance(body, ErrorReply):
+            return _error(body)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         try:
-            reply = respond(body, self.policies)
+            answer = await self.responder(body)
         except Exception as e:  # a bug in a policy: say which, and do not let the SDK retry it
             logger.exception("simulator policy failed")
-            return _error(
-                500,
-                f"simulator policy failed: {type(e).__name__}: {e}",
-                headers={"x-should-retry": "false"},
-            )
-        message = _message(body, reply)
+            message = f"simulator policy failed: {type(e).__name__}: {e}"
+            return _error(ErrorReply(500, message, headers={"x-should-retry": "false"}))
+        if isinstance(answer, ErrorReply):
+            return _error(answer)
         self.stats.responses += 1
-        self.stats.output_tokens += message["usage"]["output_tokens"]
-        headers = {"request-id": "req_sim_" + message["id"][8:28]}
+        self.stats.output_tokens += answer["usage"]["output_tokens"]
+        digest = hashlib.sha256(str(answer["id"]).encode()).hexdigest()
+        headers = {"request-id": "req_sim_" + digest[:20]}
         if body.get("stream"):
             return StreamingResponse(
-                _events(message, self.chunk_chars),
+                _events(answer, self.chunk_chars),
                 media_type="text/event-stream",
                 headers={**headers, "cache-control": "no-cache"},
             )
-        return JSONResponse(message, headers=headers)
+        return JSONResponse(answer, headers=headers)
 
-
-def _message(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
-    # The transport (stream or not) is not part of what is asked.
-    digest = hashlib.sha256(
-        _canonical({k: v for k, v in body.items() if k != "stream"}).encode()
-    ).hexdigest()
-    content: list[dict[str, Any]] = []
-    if reply.text:
-        content.append({"type": "text", "text": reply.text})
-    for index, call in enumerate(reply.calls):
-        call_id = hashlib.sha256(f"{digest}:{index}".encode()).hexdigest()[:24]
-        content.append(
-            {
-                "type": "tool_use",
-                "id": f"toolu_sim_{call_id}",
-                "name": call.name,
-                "input": dict(call.input),
-            }
-        )
-    stop_reason = reply.stop_reason
-    output = sum(
-        estimate_tokens(b["text"])
-        if b["type"] == "text"
-        else estimate_tokens(b["name"] + _canonical(b["input"]))
-        for b in content
-    )
-    max_tokens = int(body.get("max_tokens") or 0)
-    if max_tokens and output > max_tokens:
-        text = reply.text[: max_tokens * CHARS_PER_TOKEN]
-        content = [{"type": "text", "text": text}] if text else []
-        output, stop_reason = max_tokens, "max_tokens"
-    usage_in = _input_usage(body)
-    return {
-        "id": f"msg_sim_{digest[:24]}",
-        "type": "message",
-        "role": "assistant",
-        "model": body["model"],
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": usage_in["input_tokens"],
-            "cache_creation_input_tokens": usage_in["cache_creation_input_tokens"],
-            "cache_read_input_tokens": usage_in["cache_read_input_tokens"],
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": usage_in["cache_creation_5m"],
-                "ephemeral_1h_input_tokens": usage_in["cache_creation_1h"],
-            },
-            "output_tokens": max(output, 1),
-            "service_tier": "standard",
-        },
-    }
+    def _fault(self) -> Response:
+        fault = self._faults.popleft()
+        self.stats.faults += 1
+        headers: dict[str, str] = {}
+        if fault.retry_after is not None:
+            headers["retry-after"] = str(math.ceil(fault.retry_after))
+            headers["retry-after-ms"] = str(max(1, round(fault.retry_after * 1000)))
+        return _error(ErrorReply(fault.status, fault.message, fault.error_type, headers))
 
 
 def _sse(event: str, data: Mapping[str, Any]) -> bytes:
@@ -532,51 +429,50 @@ def _chunks(text: str, size: int) -> Sequence[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
+def _block_deltas(block: Mapping[str, Any], size: int) -> tuple[dict[str, Any], list[Any]]:
+    """How a content block streams: its opening `content_block` and its deltas."""
+    kind = block.get("type")
+    if kind == "text":
+        deltas = [{"type": "text_delta", "text": p} for p in _chunks(block["text"], size)]
+        return {"type": "text", "text": ""}, deltas
+    if kind == "tool_use":
+        opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        pieces = _chunks(canonical(block.get("input") or {}), size)
+        return opening, [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+    if kind == "thinking":
+        deltas = [
+            *({"type": "thinking_delta", "thinking": p} for p in _chunks(block["thinking"], size)),
+            {"type": "signature_delta", "signature": block.get("signature", "")},
+        ]
+        return {"type": "thinking", "thinking": "", "signature": ""}, deltas
+    return dict(block), []  # redacted thinking and other opaque blocks arrive whole
+
+
 async def _events(message: Mapping[str, Any], size: int) -> AsyncIterator[bytes]:
+    """The message as the API's server-sent events."""
     usage = message["usage"]
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     yield _sse("message_start", {"type": "message_start", "message": start})
     yield _sse("ping", {"type": "ping"})
     for index, block in enumerate(message["content"]):
-        if block["type"] == "text":
+        opening, deltas = _block_deltas(block, size)
+        yield _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": opening},
+        )
+        for delta in deltas:
             yield _sse(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
             )
-            for piece in _chunks(block["text"], size):
-                delta = {"type": "text_delta", "text": piece}
-                yield _sse(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": delta},
-                )
-        else:
-            empty = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            yield _sse(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": empty},
-            )
-            for piece in _chunks(_canonical(block["input"]), size):
-                delta = {"type": "input_json_delta", "partial_json": piece}
-                yield _sse(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": delta},
-                )
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+    counted = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     yield _sse(
         "message_delta",
         {
             "type": "message_delta",
             "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {
-                "input_tokens": usage["input_tokens"],
-                "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
-                "cache_read_input_tokens": usage["cache_read_input_tokens"],
-                "output_tokens": usage["output_tokens"],
-            },
+            "usage": {**{k: usage[k] for k in counted}, "output_tokens": usage["output_tokens"]},
         },
     )
     yield _sse("message_stop", {"type": "message_stop"})

@@ -1,15 +1,15 @@
-"""The replay model: a loopback Messages API that answers from a recorded run.
+"""Recorded answers: the simulator's server, answering each request from a recorded run.
 
     script = ReplayScript.from_events(recorded_events)
-    async with ReplayModel(script) as model:
+    async with Simulator(responder=ReplayResponder(script)) as model:
         client = ModelClient.from_env(simulator_base_url=model.base_url, env={})
 
-It is the simulator's server (same wire protocol, same streaming, same
-request checks: `ReplayModel` is a `Simulator` whose one answering method is
-replaced) with the role policies swapped for the recording: each request of
-an agent is answered with that agent's recorded `ModelResponded` content and
-usage. So a re-executed run sees exactly the answers of its recording, costs
-nothing, and any difference comes from tools and hooks.
+The server is the simulator's own (same wire protocol, same streaming, same
+request checks); its responder is the recording instead of the role policies:
+each request of an agent is answered with that agent's recorded
+`ModelResponded` content and usage. So a re-executed run sees exactly the
+answers of its recording, costs nothing, and any difference comes from tools
+and hooks.
 
 Which recording answers a request:
 - the agent: the system prompt's `You are <name>, ...` and `Role: <role>` lines
@@ -37,15 +37,11 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from events import (
     AgentCommanded,
@@ -57,11 +53,10 @@ from events import (
     Usage,
 )
 
-from ._models import ModelTable
-from ._simulator import Simulator, _BadRequest, _chunks, _error, _sse
-from ._simulator_policy import COMPACTED_PREFIX, role_of, system_text
+from .._compaction import COMPACTED_PREFIX
+from ..simulator import ErrorReply, role_of, system_text
 
-__all__ = ["RecordedAgent", "ReplayMiss", "ReplayModel", "ReplayScript", "translate_ids"]
+__all__ = ["RecordedAgent", "ReplayMiss", "ReplayResponder", "ReplayScript", "translate_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -245,103 +240,26 @@ def _message(response: ModelResponded, model: str, ids: Mapping[str, str]) -> di
     }
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-async def _stream(message: Mapping[str, Any], size: int) -> AsyncIterator[bytes]:
-    """The message as the API's server-sent events (text, tool_use and thinking blocks)."""
-    usage = message["usage"]
-    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
-    yield _sse("message_start", {"type": "message_start", "message": start})
-    for index, block in enumerate(message["content"]):
-        kind = block.get("type")
-        if kind == "text":
-            opening: dict[str, Any] = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": p} for p in _chunks(block["text"], size)]
-        elif kind == "tool_use":
-            opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            deltas = [
-                {"type": "input_json_delta", "partial_json": p}
-                for p in _chunks(_canonical(block.get("input") or {}), size)
-            ]
-        elif kind == "thinking":
-            opening = {"type": "thinking", "thinking": "", "signature": ""}
-            pieces = _chunks(block["thinking"], size)
-            deltas = [
-                *({"type": "thinking_delta", "thinking": p} for p in pieces),
-                {"type": "signature_delta", "signature": block.get("signature", "")},
-            ]
-        else:  # redacted thinking and other opaque blocks arrive whole
-            opening, deltas = dict(block), []
-        yield _sse(
-            "content_block_start",
-            {"type": "content_block_start", "index": index, "content_block": opening},
-        )
-        for delta in deltas:
-            yield _sse(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": index, "delta": delta},
-            )
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-    yield _sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {k: usage[k] for k in (
-                "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-                "output_tokens",
-            )},
-        },
-    )  # fmt: skip
-    yield _sse("message_stop", {"type": "message_stop"})
-
-
-class ReplayModel(Simulator):
-    """A loopback Messages API serving a `ReplayScript`. An async context manager.
+class ReplayResponder:
+    """A simulator responder serving a `ReplayScript`: give it as `Simulator(responder=...)`.
 
     Args:
         script: the recorded answers (its `ids`, `misses` and `served` change as it serves).
         refresh: awaited before each answer (the engine updates `script.ids` there).
-        models: the model table (which model names are accepted).
     """
 
     def __init__(
-        self,
-        script: ReplayScript,
-        *,
-        refresh: Callable[[], Awaitable[None]] | None = None,
-        models: ModelTable | None = None,
-        chunk_chars: int = 4096,
+        self, script: ReplayScript, *, refresh: Callable[[], Awaitable[None]] | None = None
     ) -> None:
-        super().__init__(models=models, chunk_chars=chunk_chars)
         self.script = script
         self._refresh = refresh
 
-    async def _messages(self, request: Request) -> Response:
-        self.stats.requests += 1
-        if (denied := self._authorize(request)) is not None:
-            return denied
-        try:
-            body = await self._body(request, need_max_tokens=True)
-        except _BadRequest as e:
-            return _error(e.status, e.message)
+    async def __call__(self, body: dict[str, Any]) -> dict[str, Any] | ErrorReply:
         if self._refresh is not None:
             await self._refresh()
         answer = self.script.answer(body)
         if isinstance(answer, ReplayMiss):
-            return _error(400, f"replay: {answer.reason}", error_type="invalid_request_error")
+            return ErrorReply(400, f"replay: {answer.reason}", "invalid_request_error")
         if isinstance(answer, str):
-            return _error(400, f"replay of a recorded failure: {answer}")
-        message = _message(answer, str(body["model"]), self.script.ids)
-        self.stats.responses += 1
-        self.stats.output_tokens += message["usage"]["output_tokens"]
-        headers = {"request-id": "req_replay_" + str(self.script.served)}
-        if body.get("stream"):
-            return StreamingResponse(
-                _stream(message, self.chunk_chars),
-                media_type="text/event-stream",
-                headers={**headers, "cache-control": "no-cache"},
-            )
-        return JSONResponse(message, headers=headers)
+            return ErrorReply(400, f"replay of a recorded failure: {answer}")
+        return _message(answer, str(body["model"]), self.script.ids)

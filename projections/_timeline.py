@@ -43,14 +43,9 @@ from events import (
     read_run,
 )
 
-__all__ = ["Timeline", "TimelineEntry", "load_timeline", "run_events"]
+__all__ = ["Timeline", "TimelineEntry", "load_timeline"]
 
 _LINE = 160  # characters of free text (prompts, results, summaries) in one entry
-
-
-async def run_events(store: EventStore, run_id: str) -> list[RecordedEvent]:
-    """Every event of run `run_id`'s streams, in position order. Raises `RunNotFound`."""
-    return await read_run(store, run_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +180,11 @@ class _Teller:
         )
 
     def _tell(self, data: Any, agent_id: str | None) -> tuple[str, str] | None:
+        """(kind, text) of one event, or None for an event the timeline does not show."""
+        return self._tell_run(data) or self._tell_agent(data, agent_id) or self._tell_work(data)
+
+    def _tell_run(self, data: Any) -> tuple[str, str] | None:
+        """The run's own events, the board's, a re-execution's divergences, external hooks."""
         if isinstance(data, RunStarted):
             how = f"pattern {data.pattern}" if data.pattern else "the orchestrator"
             extra = f"; re-execution of {data.replay_of}" if data.replay_of else ""
@@ -196,62 +196,6 @@ class _Teller:
             return "run", f"run completed in {seconds:.2f} s: {_short(data.summary)}"
         if isinstance(data, RunFailed):
             return "run", f"run failed after {data.duration_ms / 1000:.2f} s: {_short(data.error)}"
-        if isinstance(data, AgentCreated):
-            self.names[data.agent_id] = data.name
-            self.steps[data.agent_id] = 0
-            self.agents[data.agent_id] = {
-                "id": data.agent_id, "name": data.name, "role": data.role, "model": data.model,
-                "parent_id": data.parent_id, "status": "created", "steps": 0, "tool_calls": 0,
-            }  # fmt: skip
-            by = f" by {self.name(data.parent_id)}" if data.parent_id else ""
-            return "agent", f"created ({data.role}, {data.model}){by}"
-        if isinstance(data, AgentCommanded):
-            self._status(agent_id, "working")
-            return "agent", f"commanded by {self.name(data.by)}: {_short(data.prompt, 100)}"
-        if isinstance(data, ModelResponded):
-            step = self.steps[data.agent_id] = self.steps.get(data.agent_id, 0) + 1
-            self._count(agent_id, "steps")
-            calls = [b for b in data.content if b.get("type") == "tool_use"]
-            said = " ".join(str(b.get("text", "")) for b in data.content if b.get("type") == "text")
-            asks = f" → {', '.join(str(c.get('name')) for c in calls)}" if calls else ""
-            tokens = data.usage.context_tokens + data.usage.output_tokens
-            head = f"step {step} ({data.stop_reason}, {tokens} tokens){asks}"
-            return "step", f"{head}: {_short(said, 100)}" if said.strip() else head
-        if isinstance(data, ToolCallRequested):
-            self.inputs[data.tool_use_id] = _input(data.input)
-            return None  # the step names the calls; the completion tells the outcome
-        if isinstance(data, ToolCallCompleted):
-            self._count(agent_id, "tool_calls")
-            outcome = "blocked" if data.blocked else "error" if data.is_error else "ok"
-            first = data.result.strip().splitlines()[0] if data.result.strip() else ""
-            argument = self.inputs.get(data.tool_use_id, "")
-            call = f"{data.name} {argument}" if argument else data.name
-            head = f"{call} → {outcome} ({data.duration_ms:.0f} ms)"
-            return "tool", f"{head}: {_short(first, 100)}"
-        if isinstance(data, HookInvoked):
-            reason = f": {_short(data.reason, 100)}" if data.reason else ""
-            return "hook", f"{data.point} hook {data.hook or data.kind} → {data.decision}{reason}"
-        if isinstance(data, AgentWaiting):
-            self._status(agent_id, "waiting")
-            return "wait", f"sleeps until one of {self.names_of(data.on)} changes"
-        if isinstance(data, AgentWoke):
-            self._status(agent_id, "working")
-            changed = f" ({self.names_of(data.changed)} changed)" if data.changed else ""
-            return "wait", f"woke: {data.reason}{changed} after {data.waited_ms:.0f} ms"
-        if isinstance(data, ContextCompacted):
-            sizes = f"{data.tokens_before} → {data.tokens_after} tokens"
-            return "compaction", f"context compacted: {sizes}"
-        if isinstance(data, AgentCompleted):
-            self._status(agent_id, "complete")
-            files = f" [{', '.join(data.artifacts)}]" if data.artifacts else ""
-            return "agent", f"completed{files}: {_short(data.summary)}"
-        if isinstance(data, AgentFailed):
-            self._status(agent_id, "failed")
-            limit = f" ({data.limit} limit)" if data.limit else ""
-            return "agent", f"failed{limit}: {_short(data.error)}"
-        if isinstance(data, AgentDeleted):
-            self._status(agent_id, "deleted")
-            return "agent", f"deleted by {self.name(data.by)}"
         if isinstance(data, TaskCreated):
             return "task", f"task on the board in {data.column}: {_short(data.title)}"
         if isinstance(data, TaskMoved):
@@ -264,6 +208,70 @@ class _Teller:
             return "divergence", f"{text}, got {actual!r}"
         if isinstance(data, ExternalHookReceived):
             return "hook", f"external {data.hook_event_name} from {data.source_app}"
+        return None
+
+    def _tell_agent(self, data: Any, agent_id: str | None) -> tuple[str, str] | None:
+        """An agent's lifecycle: created, commanded, asleep and awake, compacted, ended."""
+        if isinstance(data, AgentCreated):
+            self.names[data.agent_id] = data.name
+            self.steps[data.agent_id] = 0
+            self.agents[data.agent_id] = {
+                "id": data.agent_id, "name": data.name, "role": data.role, "model": data.model,
+                "parent_id": data.parent_id, "status": "created", "steps": 0, "tool_calls": 0,
+            }  # fmt: skip
+            by = f" by {self.name(data.parent_id)}" if data.parent_id else ""
+            return "agent", f"created ({data.role}, {data.model}){by}"
+        if isinstance(data, AgentCommanded):
+            self._status(agent_id, "working")
+            return "agent", f"commanded by {self.name(data.by)}: {_short(data.prompt, 100)}"
+        if isinstance(data, AgentWaiting):
+            self._status(agent_id, "waiting")
+            return "wait", f"sleeps until one of {self.names_of(data.on)} changes"
+        if isinstance(data, AgentWoke):
+            self._status(agent_id, "working")
+            changed = f" ({self.names_of(data.changed)} changed)" if data.changed else ""
+            return "wait", f"woke: {data.reason}{changed} after {data.waited_ms:.0f} ms"
+        if isinstance(data, ContextCompacted):
+            sizes = f"{data.tokens_before} → {data.tokens_after} tokens"
+            return "compaction", f"context compacted: {sizes}"
+        if isinstance(data, AgentCompleted):
+            self._status(agent_id, "completed")
+            files = f" [{', '.join(data.artifacts)}]" if data.artifacts else ""
+            return "agent", f"completed{files}: {_short(data.summary)}"
+        if isinstance(data, AgentFailed):
+            self._status(agent_id, "failed")
+            limit = f" ({data.limit} limit)" if data.limit else ""
+            return "agent", f"failed{limit}: {_short(data.error)}"
+        if isinstance(data, AgentDeleted):
+            self._status(agent_id, "deleted")
+            return "agent", f"deleted by {self.name(data.by)}"
+        return None
+
+    def _tell_work(self, data: Any) -> tuple[str, str] | None:
+        """What an agent did: model responses (steps), tool calls, hook decisions."""
+        if isinstance(data, ModelResponded):
+            step = self.steps[data.agent_id] = self.steps.get(data.agent_id, 0) + 1
+            self._count(data.agent_id, "steps")
+            calls = [b for b in data.content if b.get("type") == "tool_use"]
+            said = " ".join(str(b.get("text", "")) for b in data.content if b.get("type") == "text")
+            asks = f" → {', '.join(str(c.get('name')) for c in calls)}" if calls else ""
+            tokens = data.usage.context_tokens + data.usage.output_tokens
+            head = f"step {step} ({data.stop_reason}, {tokens} tokens){asks}"
+            return "step", f"{head}: {_short(said, 100)}" if said.strip() else head
+        if isinstance(data, ToolCallRequested):
+            self.inputs[data.tool_use_id] = _input(data.input)
+            return None  # the step names the calls; the completion tells the outcome
+        if isinstance(data, ToolCallCompleted):
+            self._count(data.agent_id, "tool_calls")
+            outcome = "blocked" if data.blocked else "error" if data.is_error else "ok"
+            first = data.result.strip().splitlines()[0] if data.result.strip() else ""
+            argument = self.inputs.get(data.tool_use_id, "")
+            call = f"{data.name} {argument}" if argument else data.name
+            head = f"{call} → {outcome} ({data.duration_ms:.0f} ms)"
+            return "tool", f"{head}: {_short(first, 100)}"
+        if isinstance(data, HookInvoked):
+            reason = f": {_short(data.reason, 100)}" if data.reason else ""
+            return "hook", f"{data.point} hook {data.hook or data.kind} → {data.decision}{reason}"
         return None
 
     def _status(self, agent_id: str | None, status: str) -> None:
@@ -279,7 +287,7 @@ class _Teller:
 
 async def load_timeline(store: EventStore, run_id: str) -> Timeline:
     """The timeline of run `run_id` from the log. Raises `RunNotFound`."""
-    events = await run_events(store, run_id)
+    events = await read_run(store, run_id)
     run_stream = f"run-{run_id}"
     started = next(e for e in events if e.stream_id == run_stream)  # RunStarted: checked
     start = started.data

@@ -5,7 +5,7 @@ parallel (alternating models), the sleep pattern (one `wait_for_agents` per
 completion, no tokens spent between), their outputs read as summaries and
 artifact paths, then one builder commanded with the scouts' findings, and
 every agent deleted at the end. Like every simulated role it is a pure
-function of the conversation (see `_simulator_policy`).
+function of the conversation (see `_policies.py`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import json
 from collections.abc import Generator
 from typing import Any
 
-from ._simulator_policy import Call, Observation, Situation, Turn, register_policy
+from ._policies import Call, Observation, Situation, Turn, register_policy
 
 __all__ = ["SCOUT_MODELS", "orchestrator_policy"]
 
 SCOUT_MODELS = ("haiku", "sonnet", "haiku", "sonnet")
-_DONE = frozenset({"complete", "failed", "deleted"})
+_DONE = frozenset({"completed", "failed", "deleted"})
 _WAIT_S = 30.0
 
 
@@ -55,6 +55,38 @@ def _sleep_until_done(ids: list[str]) -> Generator[Turn, list[Observation], dict
 def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Scouts in parallel, then a builder on their findings; reports and cleans up."""
     task = _task_of(situation)
+    scouts = yield from _create_scouts(task)
+    if isinstance(scouts, str):
+        return scouts
+    statuses = yield from _sleep_until_done(scouts)
+    findings = yield from _read_findings(scouts)
+    if not findings:
+        yield Turn("No scout produced findings; cleaning up.", [Call("delete_all_agents", {})])
+        failed = ", ".join(f"{i}: {s}" for i, s in statuses.items())
+        return f"FAILED: no scout produced findings ({failed})"
+    built = yield from _create_builder(task, findings)
+    if isinstance(built, Observation):
+        yield Turn(
+            "The builder could not be created; cleaning up.", [Call("delete_all_agents", {})]
+        )
+        return f"FAILED: could not create the builder ({built.content})"
+    yield from _sleep_until_done([built])
+    result = yield Turn(
+        "The builder is done. Reading its output.",
+        [Call("get_agent_output", {"agent_id": built})],
+    )
+    output = _json(result[0]) or {}
+    yield Turn("Work complete: deleting every agent I created.", [Call("delete_all_agents", {})])
+    verdict = "DONE" if output.get("status") == "completed" else "FAILED"
+    changed = ", ".join(output.get("files_produced", [])) or "no files"
+    return (
+        f"{verdict}: {len(scouts)} scouts found the relevant lines ({', '.join(findings)}); "
+        f"the builder changed {changed}.\nBuilder's report: {output.get('summary', '')}"
+    )
+
+
+def _create_scouts(task: str) -> Generator[Turn, list[Observation], list[str] | str]:
+    """Create the scouts in one turn: their ids, or the failure to report."""
     created = yield Turn(
         f"I'll split this up: {len(SCOUT_MODELS)} scouts search in parallel, then a builder acts "
         "on their findings. I will sleep while they work.",
@@ -66,8 +98,8 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
                     "role": "scout",
                     "model": model,
                     "task": (
-                        f"Task: {task}\n\nFind the files and exact lines this task touches. Do not "
-                        "change any file. Write your findings to "
+                        f"Task: {task}\n\nFind the files and exact lines this task touches. Do "
+                        "not change any file. Write your findings to "
                         f".fleet/notes/relevant-files-{i}.md "
                         "and report back to the orchestrator."
                     ),
@@ -80,19 +112,26 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
     if not scouts:
         errors = "; ".join(o.content for o in created if o.is_error)
         return f"FAILED: could not create any scout ({errors})"
-    statuses = yield from _sleep_until_done(scouts)
+    return scouts
+
+
+def _read_findings(scouts: list[str]) -> Generator[Turn, list[Observation], list[str]]:
+    """The notes (`.md` artifacts) of the scouts that completed, read as outputs."""
     outputs = yield Turn(
         "The scouts are done. Reading their outputs (summaries and artifacts only).",
         [Call("get_agent_output", {"agent_id": i}) for i in scouts],
     )
     findings: list[str] = []
     for data in map(_json, outputs):
-        if data and data.get("status") == "complete":
+        if data and data.get("status") == "completed":
             findings.extend(p for p in data.get("files_produced", []) if p.endswith(".md"))
-    if not findings:
-        yield Turn("No scout produced findings; cleaning up.", [Call("delete_all_agents", {})])
-        failed = ", ".join(f"{i}: {s}" for i, s in statuses.items())
-        return f"FAILED: no scout produced findings ({failed})"
+    return findings
+
+
+def _create_builder(
+    task: str, findings: list[str]
+) -> Generator[Turn, list[Observation], str | Observation]:
+    """Create the builder: its id, or the tool's result when it could not be created."""
     built = yield Turn(
         "Creating a builder with the scouts' findings.",
         [
@@ -103,33 +142,16 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
                     "role": "builder",
                     "model": "sonnet",
                     "task": (
-                        f"Task: {task}\n\nThe scouts' findings are in {', '.join(findings)}. Make "
-                        "the precise changes they call for, then run the project's tests and "
-                        "report the result."
+                        f"Task: {task}\n\nThe scouts' findings are in {', '.join(findings)}. "
+                        "Make the precise changes they call for, then run the project's tests "
+                        "and report the result."
                     ),
                 },
             )
         ],
     )
     builder = _json(built[0])
-    if not builder:
-        yield Turn(
-            "The builder could not be created; cleaning up.", [Call("delete_all_agents", {})]
-        )
-        return f"FAILED: could not create the builder ({built[0].content})"
-    yield from _sleep_until_done([builder["agent_id"]])
-    result = yield Turn(
-        "The builder is done. Reading its output.",
-        [Call("get_agent_output", {"agent_id": builder["agent_id"]})],
-    )
-    output = _json(result[0]) or {}
-    yield Turn("Work complete: deleting every agent I created.", [Call("delete_all_agents", {})])
-    verdict = "DONE" if output.get("status") == "complete" else "FAILED"
-    changed = ", ".join(output.get("files_produced", [])) or "no files"
-    return (
-        f"{verdict}: {len(scouts)} scouts found the relevant lines ({', '.join(findings)}); "
-        f"the builder changed {changed}.\nBuilder's report: {output.get('summary', '')}"
-    )
+    return str(builder["agent_id"]) if builder else built[0]
 
 
 register_policy("orchestrator", orchestrator_policy)

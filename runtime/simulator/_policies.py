@@ -30,37 +30,30 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._compaction import COMPACTED_PREFIX, COMPACTION_PROMPT
+from ._usage import CHARS_PER_TOKEN, canonical, estimate_tokens, input_usage
+
 __all__ = [
-    "COMPACTION_PROMPT",
     "Call",
     "Observation",
     "Policy",
     "PolicyRegistry",
+    "PolicyResponder",
     "Reply",
     "Situation",
     "Turn",
     "generic_policy",
+    "message_for",
     "register_policy",
     "respond",
 ]
-
-COMPACTION_PROMPT = (
-    "Your context window is nearly full. Summarise this conversation so that the work can "
-    "continue from your summary alone: the task, what has been done (tools called, files read "
-    "and written, results), what is left, and any facts needed to finish. Reply with text only."
-)
-"""The instruction the runtime appends to ask for a compaction summary (the simulator knows it)."""
-
-COMPACTED_PREFIX = (
-    "This conversation was compacted to free the context window. Summary of the earlier part:\n\n"
-)
-"""How the runtime opens the user message that replaces a compacted conversation."""
 
 _STATE_OPEN = "<simulator-state>"
 _STATE_CLOSE = "</simulator-state>"
@@ -132,7 +125,7 @@ class PolicyRegistry:
     def default(cls) -> PolicyRegistry:
         """The built-in role policies (scout, planner, builder, reviewer, shipper) and any
         registered with `register_policy`."""
-        from ._simulator_roles import ROLE_POLICIES
+        from ._roles import ROLE_POLICIES
 
         return cls({**ROLE_POLICIES, **_EXTRA})
 
@@ -306,6 +299,69 @@ def replay(policy: Policy, situation: Situation, steps: Iterable[list[Observatio
     if not turn.calls:
         return Reply(turn.text)
     return Reply(turn.text, tuple(turn.calls))
+
+
+class PolicyResponder:
+    """The simulator's default responder: the scripted policy of the request's role answers.
+
+    It reads `policies` at every request, so a policy registered later plays too.
+    """
+
+    def __init__(self, policies: PolicyRegistry) -> None:
+        self.policies = policies
+
+    async def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        return message_for(body, respond(body, self.policies))
+
+
+def message_for(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
+    """The API's message for `reply` to `body`: ids from the request's digest, usage estimated."""
+    # The transport (stream or not) is not part of what is asked.
+    digest = hashlib.sha256(
+        canonical({k: v for k, v in body.items() if k != "stream"}).encode()
+    ).hexdigest()
+    content: list[dict[str, Any]] = []
+    if reply.text:
+        content.append({"type": "text", "text": reply.text})
+    for index, call in enumerate(reply.calls):
+        call_id = hashlib.sha256(f"{digest}:{index}".encode()).hexdigest()[:24]
+        content.append(
+            {"type": "tool_use", "id": f"toolu_sim_{call_id}", "name": call.name,
+             "input": dict(call.input)}
+        )  # fmt: skip
+    stop_reason = reply.stop_reason
+    output = sum(
+        estimate_tokens(b["text"])
+        if b["type"] == "text"
+        else estimate_tokens(b["name"] + canonical(b["input"]))
+        for b in content
+    )
+    max_tokens = int(body.get("max_tokens") or 0)
+    if max_tokens and output > max_tokens:
+        text = reply.text[: max_tokens * CHARS_PER_TOKEN]
+        content = [{"type": "text", "text": text}] if text else []
+        output, stop_reason = max_tokens, "max_tokens"
+    usage_in = input_usage(body)
+    return {
+        "id": f"msg_sim_{digest[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage_in["input_tokens"],
+            "cache_creation_input_tokens": usage_in["cache_creation_input_tokens"],
+            "cache_read_input_tokens": usage_in["cache_read_input_tokens"],
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage_in["cache_creation_5m"],
+                "ephemeral_1h_input_tokens": usage_in["cache_creation_1h"],
+            },
+            "output_tokens": max(output, 1),
+            "service_tier": "standard",
+        },
+    }
 
 
 # -- the generic policy ------------------------------------------------------------------

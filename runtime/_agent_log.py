@@ -1,0 +1,85 @@
+"""An agent's own stream: every append carries the version it expects, and the state follows.
+
+    log = AgentLog(store, spec, stats)
+    await log.append([log.event(AgentCommanded(...), causation)])
+    log.state.status                 # folded from exactly what was appended
+
+The agent's task is the only writer of `agent-<id>`: an append that meets
+another version means another process drives the agent, and it raises
+`AgentDrivenElsewhere` with nothing written. The state is folded from the
+recorded events (`_conversation.py`), never kept on the side, so a resumed
+agent and a running one hold the same state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from events import NO_STREAM, EventModel, EventStore, Meta, NewEvent, RecordedEvent, VersionConflict
+
+from ._agent_spec import AgentSpec, AgentStats
+from ._conversation import AgentState, stream_id_of
+from .errors import AgentDrivenElsewhere, InvalidAgentSpec
+
+__all__ = ["AgentLog"]
+
+
+class AgentLog:
+    """Appends to one agent's stream with the expected version; folds what it appends.
+
+    Args:
+        store: the event log.
+        spec: the agent (its id, run and parent go into every event's meta).
+        stats: where the time spent appending is counted.
+    """
+
+    def __init__(self, store: EventStore, spec: AgentSpec, stats: AgentStats) -> None:
+        self.store = store
+        self.spec = spec
+        self.stats = stats
+        self.stream_id = stream_id_of(spec.agent_id)
+        self.state = AgentState(spec.agent_id)
+
+    def meta(self, causation: int | None, *, source: str = "runtime") -> Meta:
+        """The meta of an event of this agent, caused by the event at `causation`."""
+        return Meta(
+            run_id=self.spec.run_id,
+            agent_id=self.spec.agent_id,
+            parent_id=self.spec.parent_id,
+            causation_id=causation,
+            source=source,  # type: ignore[arg-type]
+        )
+
+    def event(self, data: EventModel, causation: int | None) -> NewEvent:
+        """`data` as a new event of this agent, caused by the event at `causation`."""
+        return NewEvent(data, self.meta(causation))  # type: ignore[arg-type]
+
+    async def append(
+        self, events: Sequence[NewEvent], *, create: bool = False
+    ) -> list[RecordedEvent]:
+        """Append `events` at the version the state expects, then fold them in.
+
+        `create=True` expects no stream at all. Raises `InvalidAgentSpec` when
+        creating an agent whose stream exists, `AgentDrivenElsewhere` when
+        another writer moved the stream on; nothing is written in either case.
+        """
+        started = time.perf_counter()
+        expected = NO_STREAM if create else self.state.version
+        try:
+            recorded = await self.store.append(self.stream_id, events, expected_version=expected)
+        except VersionConflict as e:
+            agent_id = self.spec.agent_id
+            if create:
+                raise InvalidAgentSpec("agent_id", f"an agent {agent_id!r} exists already") from e
+            raise AgentDrivenElsewhere(agent_id, self.state.version, e.actual) from e
+        self.state.apply_all(recorded)
+        self.stats.appends += 1
+        self.stats.append_s += time.perf_counter() - started
+        return recorded
+
+    async def sync(self) -> None:
+        """Fold events of the stream not seen yet (e.g. one a cancelled append still wrote)."""
+        self.state.apply_all(
+            await self.store.read_stream(self.stream_id, after_version=self.state.version)
+        )

@@ -1,0 +1,258 @@
+"""Running the tool calls of a model response: PreToolUse, the tool, PostToolUse, the result.
+
+    calls = ToolCalls(log, hooks, toolbox, workspace, extra={}, stats=stats)
+    await calls.run_pending()     # ToolCallRequested, then each call, then their ToolCallCompleted
+
+Whatever happens inside a tool ends as a `ToolCallCompleted`: a `ToolError`
+is the tool's own way to fail, and any other exception (an `OSError` on a
+path too long, a bug that raises `ValueError`, even a `BaseException` that is
+not an interruption) becomes an error result the model sees, naming the
+exception, and is logged with its traceback. Only cancellation,
+`KeyboardInterrupt` and `SystemExit` pass through: they stop the process or
+the agent's task, not the tool call, and the log stays resumable.
+
+Notes (do not fix without reading this):
+1. The calls of one model response are run one after another and their
+   ToolCallCompleted events are appended together when the last one ends (one
+   durable commit instead of one per call), with the HookInvoked of their
+   PreToolUse and PostToolUse hooks; each ToolCallRequested is appended before
+   any of them runs. A call requested but not completed when a process died is
+   run again on resume (at-least-once): the log cannot tell whether it ran.
+2. A PreToolUse "ask" is treated as "deny": nobody is there to answer.
+3. Input that fails validation never reaches PreToolUse (the hook would be
+   shown a call that cannot run); PostToolUseFailure still tells the hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from events import EventModel, NewEvent, RecordedEvent, ToolCallCompleted, ToolCallRequested
+
+from ._agent_hooks import AgentHooks
+from ._agent_log import AgentLog
+from ._agent_spec import AgentStats
+from ._conversation import PendingCall
+from ._tools import Toolbox, ToolContext, ToolResult
+from ._workspace import Workspace
+from .errors import ToolError
+
+__all__ = ["INTERRUPTIONS", "ToolCalls", "unexpected_error"]
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+"""Exceptions that stop a task or the process: never turned into a tool error or a failure."""
+
+_ERROR_CHARS = 2_000
+
+
+def unexpected_error(error: BaseException) -> str:
+    """An exception we did not raise on purpose, told in one capped line: `Type: message`."""
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One call on its way: the input it runs with, its hook events, its result once known."""
+
+    call: PendingCall
+    tool_input: dict[str, Any]
+    events: list[NewEvent] = field(default_factory=list)
+    validated: BaseModel | None = None
+    result: ToolResult | None = None
+    blocked: bool = False
+
+
+class ToolCalls:
+    """Runs an agent's pending tool calls with their hooks; no exception of a tool escapes.
+
+    Args:
+        log: the agent's stream (pending calls, appends).
+        hooks: the agent's hook points.
+        toolbox: the tools it may call.
+        workspace: where its tools run.
+        extra: given to every tool as `ToolContext.extra`.
+        stats: where the time spent in tools is counted.
+    """
+
+    def __init__(
+        self,
+        log: AgentLog,
+        hooks: AgentHooks,
+        toolbox: Toolbox,
+        workspace: Workspace,
+        *,
+        extra: Mapping[str, Any],
+        stats: AgentStats,
+    ) -> None:
+        self._log = log
+        self._hooks = hooks
+        self._toolbox = toolbox
+        self._workspace = workspace
+        self._extra = extra
+        self._stats = stats
+
+    async def run_pending(self) -> None:
+        """Record the calls not requested yet, run every pending call, append their results."""
+        log = self._log
+        unrequested = [c for c in log.state.pending if c.requested_at is None]
+        if unrequested:
+            cause = log.state.last_position
+            await log.append(
+                [
+                    log.event(
+                        ToolCallRequested(
+                            agent_id=log.spec.agent_id,
+                            tool_use_id=c.tool_use_id,
+                            name=c.name,
+                            input=c.input,
+                        ),
+                        cause,
+                    )
+                    for c in unrequested
+                ]
+            )
+        done: list[NewEvent] = []  # appended together: module note 1
+        for call in list(log.state.pending):
+            if self._hooks.stop_reason is not None:
+                break
+            done += await self._run(call)
+        if done:
+            await log.append(done)
+
+    async def _run(self, call: PendingCall) -> list[NewEvent]:
+        """One call with its hooks: its HookInvoked and ToolCallCompleted, not appended yet."""
+        started = time.perf_counter()
+        usage = {"usage": self._log.state.usage(), "cost_usd": self._log.state.cost_usd}
+        attempt = await self._before(call, usage)
+        if attempt.result is None:
+            assert attempt.validated is not None
+            attempt.result = await self._execute(call, attempt.validated)
+        if not attempt.blocked:
+            await self._after(attempt, usage)
+        result = attempt.result
+        completed = ToolCallCompleted(
+            agent_id=self._log.spec.agent_id,
+            tool_use_id=call.tool_use_id,
+            name=call.name,
+            result=result.content,
+            is_error=result.is_error,
+            blocked=attempt.blocked,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            files_read=list(result.files_read),
+            files_written=list(result.files_written),
+        )
+        self._stats.tool_calls += 1
+        return [*attempt.events, self._log.event(completed, call.requested_at)]
+
+    async def _before(self, call: PendingCall, usage: dict[str, Any]) -> _Attempt:
+        """Validate the input and run PreToolUse: a result already when the call will not run."""
+        attempt = _Attempt(call, call.input)
+        checked = self._validate(call.name, call.input)
+        if isinstance(checked, ToolResult):  # module note 3
+            attempt.result = checked
+            return attempt
+        pre = await self._hooks.dispatch(
+            "PreToolUse",
+            tool_name=call.name,
+            tool_input=call.input,
+            tool_use_id=call.tool_use_id,
+            **usage,
+        )
+        attempt.events = self._hooks.events(pre, call.requested_at)
+        if pre is not None and (pre.blocked or pre.permission in ("deny", "ask")):  # note 2
+            attempt.blocked = True
+            reason = pre.reason or "no reason given"
+            attempt.result = ToolResult(f"blocked by a PreToolUse hook: {reason}", is_error=True)
+            return attempt
+        if pre is not None and pre.updated_input is not None:
+            attempt.tool_input = pre.updated_input
+            checked = self._validate(call.name, attempt.tool_input)
+        if isinstance(checked, ToolResult):
+            attempt.result = checked
+        else:
+            attempt.validated = checked
+        return attempt
+
+    def _validate(self, name: str, raw: Mapping[str, Any]) -> BaseModel | ToolResult:
+        """The checked input, or the error result the model sees."""
+        try:
+            return self._toolbox.validate(name, raw)
+        except ToolError as e:
+            return ToolResult(str(e), is_error=True)
+        except INTERRUPTIONS:
+            raise
+        except BaseException as e:  # a validator that raises is a tool that fails
+            return self._unexpected(name, e)
+
+    async def _execute(self, call: PendingCall, validated: BaseModel) -> ToolResult:
+        """Run the tool; whatever it raises but an interruption becomes an error result."""
+        started = time.perf_counter()
+        try:
+            return await self._toolbox.get(call.name)(validated, self._context(call.requested_at))
+        except ToolError as e:
+            return ToolResult(str(e), is_error=True)
+        except INTERRUPTIONS:
+            raise
+        except BaseException as e:  # the module docstring: any other exception is a tool error
+            return self._unexpected(call.name, e)
+        finally:
+            self._stats.tool_s += time.perf_counter() - started
+
+    def _unexpected(self, name: str, error: BaseException) -> ToolResult:
+        agent_id = self._log.spec.agent_id
+        logger.warning("tool %s of agent %s raised", name, agent_id, exc_info=error)
+        return ToolResult(f"the tool failed: {unexpected_error(error)}", is_error=True)
+
+    async def _after(self, attempt: _Attempt, usage: dict[str, Any]) -> None:
+        """PostToolUse (PostToolUseFailure for an error); their notes are added to the result."""
+        call, result = attempt.call, attempt.result
+        assert result is not None
+        if result.is_error:
+            post = await self._hooks.dispatch(
+                "PostToolUseFailure",
+                tool_name=call.name,
+                tool_input=attempt.tool_input,
+                tool_use_id=call.tool_use_id,
+                error=result.content,
+                **usage,
+            )
+        else:
+            post = await self._hooks.dispatch(
+                "PostToolUse",
+                tool_name=call.name,
+                tool_input=attempt.tool_input,
+                tool_use_id=call.tool_use_id,
+                tool_response=result.content,
+                **usage,
+            )
+        attempt.events += self._hooks.events(post, call.requested_at)
+        if post is None:
+            return
+        notes = [n for n in (post.reason if post.blocked else None, post.additional_context) if n]
+        if notes:
+            text = result.content + "".join(f"\n\n[hook] {n}" for n in notes)
+            attempt.result = replace(result, content=text)
+
+    def _context(self, requested_at: int | None) -> ToolContext:
+        async def emit(data: EventModel) -> RecordedEvent:
+            return (await self._log.append([self._log.event(data, requested_at)]))[-1]
+
+        spec = self._log.spec
+        return ToolContext(
+            workspace=self._workspace,
+            agent_id=spec.agent_id,
+            run_id=spec.run_id,
+            parent_id=spec.parent_id,
+            emit=emit,
+            extra=self._extra,
+        )
