@@ -52,10 +52,10 @@ async def test_claude_codes_request_shape_streams_an_answer(sim: Simulator) -> N
         client.beta.messages.stream(
             model=NEW,
             max_tokens=128_000,
-            system=system,  # type: ignore[arg-type]
+            system=system,
             messages=[
                 {"role": "user", "content": [{"type": "text", "text": "look around"}]},
-                {"role": "system", "content": environment},  # type: ignore[list-item]
+                {"role": "system", "content": environment},
             ],
             thinking={"type": "adaptive", "display": "omitted"},
             output_config={"effort": "medium"},
@@ -74,7 +74,7 @@ async def test_the_system_message_is_not_taken_for_the_prompt(sim: Simulator) ->
     messages = [USER, {"role": "system", "content": "# Environment\nsomething else"}]
     async with sdk(sim) as client:
         message = await client.beta.messages.create(**body(messages=messages))
-    assert "Received: Hello" in message.content[0].text  # type: ignore[union-attr]
+    assert "Received: Hello" in message.content[0].text
 
 
 async def test_an_older_model_refuses_a_system_message(sim: Simulator) -> None:
@@ -241,7 +241,7 @@ async def test_count_tokens_takes_system_messages_and_refuses_max_tokens(sim: Si
         counted = await client.beta.messages.count_tokens(
             model=NEW,
             messages=messages,
-            thinking={"type": "adaptive"},  # type: ignore[list-item]
+            thinking={"type": "adaptive"},
         )
     assert counted.input_tokens > 0
     response = await post(sim, body(), path="/v1/messages/count_tokens")
