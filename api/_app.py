@@ -33,7 +33,14 @@ from events import SQLiteEventStore
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
-from . import _routes_agents, _routes_events, _routes_hooks, _routes_replay, _routes_views
+from . import (
+    _routes_agents,
+    _routes_events,
+    _routes_hooks,
+    _routes_otlp,
+    _routes_replay,
+    _routes_views,
+)
 from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
@@ -53,6 +60,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_views,
     _routes_agents,
     _routes_hooks,
+    _routes_otlp,
     _routes_replay,
 )
 """Modules with `routes` (under /v1) and `operations`; add yours here."""
@@ -147,7 +155,10 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
         Middleware(
             BodyLimit,
             limit=config.max_body_bytes,
-            overrides={"/v1/runs/import": config.max_import_bytes},
+            overrides={
+                "/v1/runs/import": config.max_import_bytes,
+                **dict.fromkeys(_routes_otlp.OTLP_PATHS, config.max_otlp_bytes),
+            },
         ),
     ]
     app = FleetApp(config, routes, middleware)

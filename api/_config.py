@@ -41,6 +41,11 @@ class ApiConfig(BaseModel):
         ge=1024,
         description="largest run export accepted by POST /v1/runs/import (413 beyond)",
     )
+    max_otlp_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="largest OTLP request accepted by POST /v1/otlp/v1/* (413 beyond)",
+    )
     page_limit: int = Field(
         default=100, ge=1, le=1000, description="default page size of GET /v1/events"
     )
