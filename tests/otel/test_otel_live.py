@@ -12,7 +12,7 @@ from otel_support import Receiver, receiving
 
 from api import ApiConfig, serving
 from api.otel import LiveExporter, ProjectionCheckpointPositions, SpanSender, map_events
-from events import Meta, NewEvent, RecordedEvent, SQLiteEventStore
+from events import NewEvent, RecordedEvent, SQLiteEventStore
 
 
 async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -75,7 +75,7 @@ async def test_a_restart_resumes_without_sending_twice_or_skipping(
         finally:
             await first.aclose()
         sent_before = len(receiver.spans)
-        assert 0 < sent_before
+        assert sent_before > 0
         await copy_events(store, events[half:])  # the log goes on while the exporter is down
         second = await live(store, db, receiver)
         try:
