@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -51,7 +52,9 @@ from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
 from ._state import STATE_KEY, Services, services
 from ._static import STATIC_DIR, dashboard_mount
-from .otel import LiveExporter, ProjectionCheckpointPositions, SpanSender
+
+if TYPE_CHECKING:
+    from .otel import LiveExporter
 
 __all__ = ["ROUTE_MODULES", "FleetApp", "create_app"]
 
@@ -136,6 +139,9 @@ async def _open_live_export(
     """The live OTLP exporter when the config names an endpoint (its position in the log's file)."""
     if not config.otlp_endpoint:
         return None
+    # Imported here: the OpenTelemetry SDK is a third of a second that only this needs.
+    from .otel import LiveExporter, ProjectionCheckpointPositions, SpanSender
+
     sender = await stack.enter_async_context(SpanSender(config.otlp_endpoint))
     positions = await stack.enter_async_context(
         ProjectionCheckpointPositions(config.db, f"otel-export {sender.endpoint}")

@@ -10,8 +10,8 @@ from typing import Any
 from events import SQLiteEventStore
 
 from ._cli_common import add_common, console, print_json, resolve_db
-from .otel import ENDPOINT_ENV, content_from_env, export_run
-from .otel.errors import ExportFailed
+
+ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 __all__ = ["register"]
 
@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # Imported here: every `fleet` command builds the parser; only this one needs the SDK.
+    from .otel import ExportFailed, content_from_env, export_run
+
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV)
     if not endpoint:
         raise ExportFailed(f"no OTLP endpoint: give --endpoint URL or set {ENDPOINT_ENV}")
