@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean test-phoenix bench-otel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
 
+# Arize Phoenix (a real tracing back end) is large: its own venv, outside `make test`'s install.
+PHOENIX_VENV := .venv-phoenix
+$(PHOENIX_VENV)/.installed:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet 'arize-phoenix>=12'
+	touch $@
+
+test-phoenix: $(STAMP) $(PHOENIX_VENV)/.installed
+	FLEET_PHOENIX=$(PHOENIX_VENV)/bin/phoenix $(BIN)/python -m pytest -q -m phoenix tests/otel
+
+bench-otel: $(STAMP)
+	$(BIN)/python bench/otel.py
+
 clean:
-	rm -rf $(VENV) .fleet .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) .fleet .pytest_cache
