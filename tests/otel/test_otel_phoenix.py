@@ -56,12 +56,14 @@ async def phoenix(tmp_path: Path) -> AsyncIterator[str]:
     env = {**os.environ, "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"), "PHOENIX_HOST": "127.0.0.1",
            "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"}  # fmt: skip
     log = (tmp_path / "phoenix.log").open("wb")
-    proc = subprocess.Popen([PHOENIX, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        PHOENIX, "serve", env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as http, asyncio.timeout(150):
             while True:
-                assert proc.poll() is None, (tmp_path / "phoenix.log").read_text()[-2000:]
+                assert proc.returncode is None, (tmp_path / "phoenix.log").read_text()[-2000:]
                 try:
                     if (await http.get(f"{url}/healthz")).status_code == 200:
                         break
@@ -72,10 +74,11 @@ async def phoenix(tmp_path: Path) -> AsyncIterator[str]:
     finally:
         proc.terminate()
         try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
+            async with asyncio.timeout(30):
+                await proc.wait()
+        except TimeoutError:
             proc.kill()
-            await asyncio.to_thread(proc.wait)
+            await proc.wait()
         log.close()
 
 
