@@ -52,6 +52,9 @@ CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """The GenAI instrumentations' opt-in for content; `true` records it (truncated)."""
 
 BATCH_SPANS = 512
+IN_FLIGHT = 2
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
 _TRACES_PATH = "/v1/traces"
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
 
@@ -82,8 +85,7 @@ def content_from_env(env: Mapping[str, str] | None = None) -> bool:
 
 
 def _context(trace_id: int, span_id: int) -> SpanContext:
-    flags = TraceFlags(TraceFlags.SAMPLED)
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
+    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=_SAMPLED)
 
 
 def to_sdk_span(record: SpanRecord) -> ReadableSpan:
@@ -92,7 +94,7 @@ def to_sdk_span(record: SpanRecord) -> ReadableSpan:
     status = (
         Status(StatusCode.ERROR, record.status_message or None)
         if record.status == "error"
-        else Status(StatusCode.UNSET)
+        else _UNSET
     )
     return ReadableSpan(
         name=record.name,
@@ -123,21 +125,40 @@ class SpanSender:
         self.sent = 0
 
     async def send(self, records: Sequence[SpanRecord]) -> bool:
-        """Export `records` (in batches); True when the receiver took all of them.
+        """Export `records` in one request; True when the receiver took them.
 
-        Raises `ExportFailed` after `aclose()`.
+        The SDK's encoding and the post run in a thread. Raises `ExportFailed`
+        after `aclose()`.
         """
         exporter = self._exporter
         if exporter is None:
             raise ExportFailed("the span sender is closed")
-        for start in range(0, len(records), BATCH_SPANS):
-            spans = [to_sdk_span(r) for r in records[start : start + BATCH_SPANS]]
-            result = await asyncio.to_thread(exporter.export, spans)
-            if result is not SpanExportResult.SUCCESS:
-                logger.debug("export of %d spans to %s failed", len(spans), self.endpoint)
-                return False
-            self.sent += len(spans)
+
+        def export() -> SpanExportResult:
+            return exporter.export([to_sdk_span(r) for r in records])
+
+        result = await asyncio.to_thread(export)
+        if result is not SpanExportResult.SUCCESS:
+            logger.debug("export of %d spans to %s failed", len(records), self.endpoint)
+            return False
+        self.sent += len(records)
         return True
+
+    async def send_all(self, records: Sequence[SpanRecord]) -> bool:
+        """Export `records` in batches, `IN_FLIGHT` at a time; True when all were taken.
+
+        While one batch is on the wire (and the receiver decodes it) the next is
+        encoded. Raises `ExportFailed` after `aclose()`.
+        """
+        gate = asyncio.Semaphore(IN_FLIGHT)
+
+        async def one(batch: Sequence[SpanRecord]) -> bool:
+            async with gate:
+                return await self.send(batch)
+
+        batches = [records[i : i + BATCH_SPANS] for i in range(0, len(records), BATCH_SPANS)]
+        results = await asyncio.gather(*(one(b) for b in batches))
+        return all(results)
 
     async def aclose(self) -> None:
         """Shut the exporter down; safe to call twice."""
@@ -186,7 +207,7 @@ async def export_run(
     events = await read_run(store, run_id)
     records = map_events(events, content=content, max_content_chars=max_content_chars)
     async with SpanSender(endpoint, timeout_s=timeout_s) as sender:
-        if not await sender.send(records):
+        if not await sender.send_all(records):
             raise ExportFailed(f"the OTLP receiver at {sender.endpoint} did not take the spans")
         target = sender.endpoint
     trace = records[0].trace_id if records else 0

@@ -32,7 +32,7 @@ from typing import Any, Protocol, Self
 from events import EventStore, RecordedEvent
 from projections._checkpoints import Checkpoint, CheckpointStore, decode_state, encode_state
 
-from ._export import SpanSender
+from ._export import BATCH_SPANS, SpanSender
 from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanMapper, SpanRecord
 from .errors import ExportFailed
 
@@ -207,14 +207,16 @@ class LiveExporter:
         raise ExportFailed("the log's subscription ended")
 
     async def _send(self, spans: list[SpanRecord]) -> None:
-        pause = 0.05
-        while spans and not await self._sender.send(spans):
-            self.failures += 1
-            where = self._sender.endpoint
-            self.failure = f"the receiver at {where} did not take {len(spans)} spans"
-            logger.warning("%s; retrying in %.2f s", self.failure, pause)
-            await asyncio.sleep(pause)
-            pause = min(self._max_retry_s, pause * 2)
-        if spans:
+        # One batch at a time, each retried until taken: a batch taken is never sent again.
+        for start in range(0, len(spans), BATCH_SPANS):
+            batch = spans[start : start + BATCH_SPANS]
+            pause = 0.05
+            while not await self._sender.send(batch):
+                self.failures += 1
+                where = self._sender.endpoint
+                self.failure = f"the receiver at {where} did not take {len(batch)} spans"
+                logger.warning("%s; retrying in %.2f s", self.failure, pause)
+                await asyncio.sleep(pause)
+                pause = min(self._max_retry_s, pause * 2)
             self.failure = None
-        self.spans_sent += len(spans)
+            self.spans_sent += len(batch)
