@@ -42,6 +42,7 @@ from projections import external_agent_id
 from ._bodies import parse_query
 from ._models import IngestQuery
 from ._openapi import Operation
+from ._routes_hooks import SOURCE_APP_HEADER
 from ._state import services
 from .errors import HTTPProblem
 
@@ -98,6 +99,7 @@ async def ingest(request: Request) -> Response:
     app = services(request)
     signal = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     query = parse_query(IngestQuery, request)
+    source_app = query.source_app or request.headers.get(SOURCE_APP_HEADER) or None
     content_type = request.headers.get("content-type")
     try:
         batch = parse_otlp(
@@ -105,13 +107,13 @@ async def ingest(request: Request) -> Response:
             signal=signal,
             content_type=content_type,
             content_encoding=request.headers.get("content-encoding"),
-            source_app=query.source_app,
+            source_app=source_app,
             max_bytes=app.config.max_otlp_bytes,
         )
     except TelemetryInvalid as e:
         raise _problem(e) from None
     recorded: list[RecordedEvent] = []
-    source_app = query.source_app or DEFAULT_SOURCE_APP
+    source_app = source_app or DEFAULT_SOURCE_APP
     for session_id, events in batch.sessions.items():
         recorded.extend(await _append(request, session_id, source_app, events))
     if recorded:
@@ -141,6 +143,7 @@ operations: list[Operation] = [
         "`ext-<id>`. The answer is OTLP's own response message, in the request's encoding.",
         query=IngestQuery, body=None, response_schema={"type": "object"},
         errors=(400, 413, 415), tag="hooks", body_schema=_BODY,
+        headers={SOURCE_APP_HEADER: ("the sender, if not in the query", {"type": "string"})},
     )
     for signal, kind in (("logs", "Logs"), ("metrics", "Metrics"), ("traces", "Trace"))
 ]  # fmt: skip

@@ -50,7 +50,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from events import DEFAULT_MAX_EVENT_BYTES, EventData, ModelResponded, TelemetryReceived, Usage
 
-from ._ingest import DEFAULT_SOURCE_APP
+from ._ingest import _SOURCE_APP, DEFAULT_SOURCE_APP
 from .errors import TelemetryInvalid, TelemetryTooLarge, TelemetryUnsupported
 
 __all__ = [
@@ -403,12 +403,18 @@ def parse_otlp(
         raise TelemetryUnsupported(
             f"content type {got!r} is not OTLP/HTTP; send {OTLP_PROTOBUF} or {OTLP_JSON}"
         )
+    app = DEFAULT_SOURCE_APP if source_app is None else source_app
+    if not _SOURCE_APP.fullmatch(app):
+        raise TelemetryInvalid(
+            f"source_app {app[:70]!r} must be 1 to 64 letters, digits or ._:@/- "
+            "starting with a letter or digit"
+        )
     raw = _inflate(bytes(body), content_encoding, max_bytes)
     if not raw.strip():
         raise TelemetryInvalid("the body is empty; expected an OTLP export request")
     request = _decode(sig, raw, media_type)
     batch = OtlpBatch(sig)
-    collector = _Collector(batch, source_app or DEFAULT_SOURCE_APP)
+    collector = _Collector(batch, app)
     {"logs": _logs, "metrics": _metrics, "traces": _spans}[sig](request, collector)
     return batch
 

@@ -192,3 +192,19 @@ async def test_records_without_a_session_are_a_partial_success(
     )
     empty.ParseFromString(ok.content)
     assert not empty.HasField("partial_success")
+
+
+async def test_the_sender_is_named_by_header_or_query_and_checked(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    body = (FIXTURES / "proto" / "002-logs.pb").read_bytes()
+    headers = {"content-type": "application/x-protobuf", "X-Fleet-Source-App": "my-laptop"}
+    assert (await client.post("/v1/otlp/v1/logs", content=body, headers=headers)).status_code == 200
+    card = (await client.get(f"/v1/agents/ext-{SESSIONS['proto']}")).json()
+    assert card["name"] == f"my-laptop/{SESSIONS['proto'][:8]}"
+    head = await store.head()
+    headers["X-Fleet-Source-App"] = "no spaces allowed"
+    response = await client.post("/v1/otlp/v1/logs", content=body, headers=headers)
+    assert response.status_code == 400
+    assert "source_app" in response.json()["detail"]
+    assert await store.head() == head
