@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 DEMO_STAMP := $(VENV)/.demo-$(PYVER)
 TEST_STAMP := $(VENV)/.test-$(PYVER)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean test-phoenix bench-otel
 
 $(VENV)/.venv-$(PYVER):
 	$(PYTHON) -m venv --clear $(VENV)
@@ -37,6 +37,19 @@ test: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/append.py
+
+# Arize Phoenix (a real tracing back end) is large: its own venv, outside `make test`'s install.
+PHOENIX_VENV := .venv-phoenix
+$(PHOENIX_VENV)/.installed:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet 'arize-phoenix>=12'
+	touch $@
+
+test-phoenix: $(TEST_STAMP) $(PHOENIX_VENV)/.installed
+	FLEET_PHOENIX=$(PHOENIX_VENV)/bin/phoenix $(BIN)/python -m pytest -q -m phoenix tests/otel
+
+bench-otel: $(TEST_STAMP)
+	$(BIN)/python bench/otel.py
 
 clean:
 	rm -rf .venv .venv-* .fleet .pytest_cache

@@ -32,6 +32,12 @@ def register(subparsers: Any) -> None:
         help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback",
     )
     p.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
+    p.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send the log live as OpenTelemetry spans to this OTLP/HTTP receiver "
+        "(default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     p.set_defaults(func=_serve)
 
     f = subparsers.add_parser(
@@ -47,7 +53,9 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     db = resolve_db(args.db)
-    config = ApiConfig.from_env(db=db, token=args.token, workspace=args.workspace)
+    config = ApiConfig.from_env(
+        db=db, token=args.token, workspace=args.workspace, otlp_endpoint=args.otlp_endpoint
+    )
 
     def ready(url: str) -> None:
         console.print(f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)")

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from projections import ProjectionRunner
     from runtime import Runtime
 
+    from ._metrics import Metrics
+    from .otel import LiveExporter
+
 __all__ = ["STATE_KEY", "Services", "services"]
 
 STATE_KEY = "fleet"
@@ -33,6 +36,10 @@ class Services:
     broadcaster: Broadcaster
     # The runtime (model client, hooks, Fleet) when the config asks for one.
     runtime: Runtime | None = None
+    # The live OpenTelemetry export, when the config names an endpoint.
+    otel: LiveExporter | None = None
+    # What /metrics serves (the Prometheus registry and the append timer).
+    metrics: Metrics | None = None
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -182,6 +182,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

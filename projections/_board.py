@@ -79,6 +79,7 @@ class BoardProjection(FoldProjection[BoardState]):
             "AgentDeleted",
             "ExternalHookReceived",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

@@ -81,6 +81,7 @@ class FleetProjection(FoldProjection[FleetState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

@@ -120,6 +120,7 @@ class GraphProjection(FoldProjection[GraphState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

@@ -93,6 +93,7 @@ class RunsProjection(FoldProjection[RunsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 
