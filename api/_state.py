@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from runtime import Runtime
 
     from ._metrics import Metrics
+    from ._transcripts import SessionUsage
     from .otel import LiveExporter
 
 __all__ = ["STATE_KEY", "Services", "services"]
@@ -40,6 +41,8 @@ class Services:
     otel: LiveExporter | None = None
     # What /metrics serves (the Prometheus registry and the append timer).
     metrics: Metrics | None = None
+    # Tokens and cost of ingested Claude Code sessions, from their transcripts.
+    session_usage: SessionUsage | None = None
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "api._cli_views",
     "api._cli_replay",
     "api._cli_otel",
+    "api._cli_simulator",
 )
 
 
