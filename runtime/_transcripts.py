@@ -133,7 +133,9 @@ class TranscriptReader:
 
 
 def _read_from(path: str, state: _File, limit: int) -> bytes:
-    with open(path, "rb") as f:
+    # O_NONBLOCK: opening a FIFO (or a device) named like a transcript must not block the thread.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file")
