@@ -17,7 +17,8 @@ Notes (do not fix without reading this):
 1. Each response is counted once, by its request id: the ids already in the
    session's stream (from an earlier server process, or from Claude Code's
    OpenTelemetry `api_request` through the OTLP ingest) are loaded before
-   the first response of a session is appended.
+   the first response of a session is appended, and the OTLP ingest asks
+   `claim()` before it appends one, whichever source comes first.
 2. The hook answers before the transcript is read: reading a large
    transcript must not hold Claude Code up (a PreToolUse hook waits for the
    answer). The tokens appear a moment after the hook that announced them.
@@ -154,16 +155,29 @@ class SessionUsage:
             await self._runner.offer(recorded)
             logger.debug("%d responses of %s from %s", len(batch), job.session_id, path)
 
+    async def claim(self, session_id: str, request_id: str) -> bool:
+        """Whether `request_id` is not counted yet for the session; it is from now on.
+
+        The OTLP ingest asks before it appends Claude Code's `api_request` as a
+        `ModelResponded`, so that telemetry and transcripts count each request once.
+        """
+        seen = await self._seen_ids(session_id)
+        if request_id in seen:
+            return False
+        seen.add(request_id)
+        return True
+
     async def _seen_ids(self, session_id: str) -> set[str]:
         seen = self._seen.get(session_id)
         if seen is None:
             events = await self._store.read_stream(f"session-{session_id}", lenient=True)
-            seen = {
+            loaded = {
                 e.data.message_id
                 for e in events
                 if isinstance(e.data, ModelResponded) and e.data.message_id
             }
-            self._seen[session_id] = seen
+            # Another task may have loaded it meanwhile: keep the one already shared.
+            seen = self._seen.setdefault(session_id, loaded)
         return seen
 
     async def __aenter__(self) -> Self:

@@ -151,3 +151,38 @@ async def test_a_transcript_that_cannot_be_read_leaves_the_session_without_token
     assert response.status_code == 201
     card = (await client.get(f"/v1/agents/ext-{SESSION}")).json()
     assert (card["turns"], card["cost_usd"], card["model"]) == (0, 0.0, "unknown")
+
+
+def otlp_api_request(request_id: str) -> dict[str, Any]:
+    """Claude Code's `api_request` log record for `request_id`, as OTLP/JSON."""
+
+    def attr(key: str, value: Any) -> dict[str, Any]:
+        kind = "intValue" if isinstance(value, int) else "stringValue"
+        return {"key": key, "value": {kind: str(value) if kind == "intValue" else value}}
+
+    attributes = [
+        attr("session.id", SESSION), attr("event.name", "api_request"),
+        attr("request_id", request_id), attr("model", "claude-opus-5-5"),
+        attr("input_tokens", 0), attr("output_tokens", 89),
+    ]  # fmt: skip
+    record = {"body": {"stringValue": "claude_code.api_request"}, "attributes": attributes}
+    return {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+
+
+@pytest.mark.parametrize("telemetry_first", [True, False])
+async def test_telemetry_and_transcript_count_a_request_once(
+    app: FleetApp, client: httpx.AsyncClient, transcript: Path, telemetry_first: bool
+) -> None:
+    async def telemetry() -> None:
+        response = await client.post("/v1/otlp/v1/logs", json=otlp_api_request("req_1"))
+        assert response.status_code == 200, response.text
+
+    if telemetry_first:
+        await telemetry()
+    await client.post("/v1/hooks/ingest", json=hook(transcript, "Stop"))
+    await drained(app)
+    if not telemetry_first:
+        await telemetry()
+
+    card = (await client.get(f"/v1/agents/ext-{SESSION}")).json()
+    assert card["turns"] == 2  # req_1 and req_2, each once
