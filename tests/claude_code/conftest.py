@@ -1,81 +1,12 @@
-"""Fixtures of the end-to-end tests with the real Claude Code binary.
-
-`make claude-code` (run by `make test`, required by .ci/run) installs Claude
-Code pinned into `.claude-code/`; `FLEET_CLAUDE_BIN` names another binary.
-Without one, these tests skip and say how to get it.
-
-`simulator` is `fleet simulator` and `fleet_server` is `fleet serve`, each a
-real process of its own (started once for the module: they start in a second
-or two), found by the URL each prints.
-"""
+"""Fixtures of the end-to-end tests with the real Claude Code: `fleet simulator`, `fleet serve`."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-FLEET = Path(sys.executable).with_name("fleet")
-CLAUDE = Path(os.environ.get("FLEET_CLAUDE_BIN") or REPO / ".claude-code/node_modules/.bin/claude")
-STARTUP_S = 60.0
-
-
-def claude_bin() -> Path:
-    """The Claude Code binary, or a skip saying how to install it."""
-    if not CLAUDE.exists():
-        pytest.skip(
-            f"the real Claude Code is not installed at {CLAUDE}: `make claude-code` installs it "
-            "(npm needed), or set FLEET_CLAUDE_BIN"
-        )
-    return CLAUDE
-
-
-@dataclass(frozen=True, slots=True)
-class Process:
-    """A fleet process started for the tests, and the base URL it printed."""
-
-    url: str
-    process: subprocess.Popen[str]
-    log: Path
-
-
-def _start(args: list[str], log: Path, pattern: str) -> Process:
-    # COLUMNS: the rich console must not wrap the line that holds the URL.
-    env = {**os.environ, "COLUMNS": "500", "NO_COLOR": "1"}
-    out = log.open("w")
-    process = subprocess.Popen(
-        [str(FLEET), *args], stdout=out, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        found = re.search(pattern, log.read_text())
-        if found:
-            return Process(found.group(1), process, log)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"`fleet {' '.join(args)}` did not start:\n{log.read_text()}")
-
-
-def _stop(p: Process) -> None:
-    p.process.terminate()
-    try:
-        p.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.process.kill()
-        p.process.wait()
+from cc_support import Process, claude_bin, start, stop
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +14,9 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """`fleet simulator` on a free loopback port."""
     claude_bin()
     log = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    running = _start(["simulator", "--port", "0"], log, r"^(http://127\.0\.0\.1:\d+)$")
+    running = start(["simulator", "--port", "0"], log, r"(?m)^(http://127\.0\.0\.1:\d+)$")
     yield running
-    _stop(running)
+    stop(running)
 
 
 @pytest.fixture(scope="module")
@@ -94,39 +25,8 @@ def fleet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     claude_bin()
     folder = tmp_path_factory.mktemp("serve")
     args = ["serve", "--port", "0", "--db", str(folder / "fleet.db")]
-    running = _start(args, folder / "serve.log", r"(http://127\.0\.0\.1:\d+)/")
+    running = start(args, folder / "serve.log", r"(http://127\.0\.0\.1:\d+)/")
     with httpx.Client(base_url=running.url, timeout=10) as http:
         assert http.get("/healthz").status_code == 200
     yield running
-    _stop(running)
-
-
-def offline_env(home: Path, simulator_url: str) -> dict[str, str]:
-    """Claude Code's environment: the simulator, a dummy key, nothing sent anywhere else.
-
-    The parent's own Anthropic and Claude Code settings are left out, so a
-    developer's real key or configuration never reaches the test.
-    """
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("ANTHROPIC_", "CLAUDE_", "OTEL_"))}  # fmt: skip
-    return {
-        **keep,
-        "HOME": str(home),
-        # The Bash tool runs `python -m unittest`: this interpreter, first on PATH.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ANTHROPIC_BASE_URL": simulator_url,
-        "ANTHROPIC_API_KEY": "sk-ant-offline-dummy",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_BUG_COMMAND": "1",
-        "CLAUDE_CODE_ENABLE_TELEMETRY": "0",
-    }
-
-
-def fleet_on_path() -> str:
-    """The `fleet` command of this interpreter, for a command hook."""
-    found = shutil.which("fleet", path=str(FLEET.parent))
-    assert found is not None
-    return found
+    stop(running)
