@@ -57,6 +57,7 @@ _WRITE_TO = re.compile(
     re.IGNORECASE,
 )
 _MAX_FILES = 12
+_SKIPPED_DIRS = (".git", ".claude", ".fleet", ".venv", "node_modules", "__pycache__")
 
 
 def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
@@ -189,7 +190,9 @@ def _search_call(situation: Situation, d: Directive) -> Call:
             grep["glob"] = "*.py"
         return Call("Grep", grep)
     flags = "-rnw --include='*.py'" if d.code_only else "-rnF"
-    command = f"grep {flags} --exclude-dir='.*' -e {shlex.quote(d.old)} . || true"
+    # Named folders, not '.*': GNU grep would skip the starting folder "." itself.
+    skip = " ".join(f"--exclude-dir={name}" for name in _SKIPPED_DIRS)
+    command = f"grep {flags} {skip} -e {shlex.quote(d.old)} . || true"
     return Call("Bash", {"command": command, "description": f"Find {d.old}"})
 
 
