@@ -20,6 +20,7 @@ from ._graph import GraphProjection, GraphState, critical_path
 from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState
+from ._scoped import fleet_totals
 from .errors import (
     InvalidPosition,
     ProjectionError,
@@ -57,5 +58,6 @@ __all__ = [
     "critical_path",
     "default_projections",
     "external_agent_id",
+    "fleet_totals",
     "quiet_reports",
 ]
