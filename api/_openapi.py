@@ -66,6 +66,7 @@ class Operation:
     response_schema: Mapping[str, Any] | None = None
     status: int = 200
     media_type: str = "application/json"
+    body_media_type: str = "application/json"
     errors: tuple[int, ...] = ()
     headers: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
     """Header parameters: name -> (description, JSON schema)."""
@@ -158,7 +159,7 @@ def _operation(
     if body_schema is not None:
         out["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body_schema}},
+            "content": {op.body_media_type: {"schema": body_schema}},
         }
     responses: dict[str, Any] = {}
     ok: dict[str, Any] = {"description": _STATUS_TEXT.get(op.status, "OK")}

@@ -173,7 +173,8 @@ operations: list[Operation] = [
         "appended in one transaction with new positions, or refused with nothing written: 422 "
         "for an export that is truncated, reordered, edited or not an export, 409 when the run "
         "is in this log already.",
-        body_schema={"type": "string", "description": "a run export (JSON Lines)"},
+        body_schema={"type": "string", "format": "binary", "description": "a run export"},
+        body_media_type=EXPORT_MEDIA_TYPE,
         query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 422),
         tag="replay",
     ),
