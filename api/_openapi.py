@@ -218,7 +218,7 @@ def _query_parameters(
     required = set(schema.get("required", []))
     parameters = []
     for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+        prop = _without_null(dict(prop))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
@@ -230,6 +230,21 @@ def _query_parameters(
             param["explode"] = True
         parameters.append(param)
     return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """`X | None` as just `X`: a query string cannot say null, only leave the parameter out."""
+    options = prop.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        if len(rest) == 1:
+            del prop["anyOf"]
+            prop = {**rest[0], **prop}
+        else:
+            prop["anyOf"] = rest
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
 
 
 def _ref(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def _routes(app: FleetApp) -> set[tuple[str, str]]:
 
     def walk(routes: list[Any], prefix: str) -> None:
         for route in routes:
-            if isinstance(route, Route):
+            if isinstance(route, Route) and route.name != "docs":  # a page, like the dashboard
                 for method in route.methods or ():
                     if method != "HEAD":
                         found.add((method, prefix + route.path))
