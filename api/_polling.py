@@ -18,12 +18,20 @@ Notes (do not fix without reading this):
 2. The ETag is a hash of the body, not of the position: events that do not
    change a (filtered) view leave its ETag as it was, which is what a monitor
    polling one agent or one run wants. It is a strong validator (equal bytes).
+3. A view is a function of its route, its query and the position it reflects
+   (the projections fold the log, nothing else), so `Renders` keeps the last
+   bodies by that key: a poll at a position already rendered, or its 304, costs
+   a dictionary lookup, whatever the size of the view. `min_position` and
+   `wait` say when to answer, not what, and are left out of the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.requests import Request
@@ -32,10 +40,12 @@ from starlette.types import Receive
 
 from projections import ProjectionTimeout
 
-from ._state import Services
 from .errors import HTTPProblem
 
-__all__ = ["POSITION_HEADER", "ClientGone", "answer", "etag_of", "reach"]
+if TYPE_CHECKING:
+    from ._state import Services
+
+__all__ = ["POSITION_HEADER", "ClientGone", "Rendered", "Renders", "answer", "etag_of", "reach"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +129,56 @@ def _matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def answer(request: Request, body: bytes, position: int) -> Response:
-    """The JSON `body` with its ETag and position; 304 when `If-None-Match` has the ETag."""
-    etag = etag_of(body)
+Rendered = tuple[bytes, str]
+"""A view's JSON body and its ETag."""
+
+_LEFT_OUT = frozenset({"min_position", "wait"})
+
+
+class Renders:
+    """The last rendered views by (path, query, position), bounded in count and bytes (note 3)."""
+
+    def __init__(self, *, entries: int = 64, max_bytes: int = 16 * 2**20) -> None:
+        self._items: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
+        self._entries = entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self.hits = 0
+
+    def clear(self) -> None:
+        """Forget every body (a benchmark's cold start)."""
+        self._items.clear()
+        self._bytes = 0
+
+    @staticmethod
+    def key(request: Request, position: int) -> tuple[str, str, int]:
+        query = sorted((k, v) for k, v in request.query_params.multi_items() if k not in _LEFT_OUT)
+        return request.url.path, repr(query), position
+
+    async def get(
+        self, request: Request, position: int, render: Callable[[], Awaitable[bytes]]
+    ) -> Rendered:
+        """The view at `position` for this request: cached, or `render()`ed and kept."""
+        key = self.key(request, position)
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+        body = await render()
+        rendered = (body, etag_of(body))
+        if len(body) <= self._max_bytes:
+            self._items[key] = rendered
+            self._bytes += len(body)
+            while len(self._items) > self._entries or self._bytes > self._max_bytes:
+                _, (old, _etag) = self._items.popitem(last=False)
+                self._bytes -= len(old)
+        return rendered
+
+
+def answer(request: Request, rendered: Rendered | bytes, position: int) -> Response:
+    """The JSON body with its ETag and position; 304 when `If-None-Match` has the ETag."""
+    body, etag = (rendered, etag_of(rendered)) if isinstance(rendered, bytes) else rendered
     headers = {"ETag": etag, POSITION_HEADER: str(position)}
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)

@@ -25,7 +25,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -116,16 +116,33 @@ def page(
     return out, count, last if more else None
 
 
-async def _view(app: Services, name: str, at: int | None) -> tuple[dict[str, Any], int]:
-    """The view `name` (now, or as of `at`) and the position it reflects."""
-    runner = app.runner
+async def _view(app: Services, name: str, at: int | None) -> dict[str, Any]:
+    """The view `name` now, or as of `at` (no suspension when now: see `_respond`)."""
     if at is not None:
-        return await runner.view_at(name, at), at
-    return runner.view(name), runner.position
+        return await app.runner.view_at(name, at)
+    return app.runner.view(name)
 
 
-def _json(request: Request, model: BaseModel, position: int) -> Response:
-    return answer(request, model.model_dump_json(by_alias=True).encode(), position)
+Render = Callable[[int | None], Awaitable[BaseModel]]
+
+
+async def _respond(request: Request, app: Services, q: Any, render: Render) -> Response:
+    """Wait as `q` asks, then answer `render(q.at)`, kept by the position it reflects.
+
+    For a view now, the position is read and the view rendered in one step of
+    the event loop (nothing in between awaits), so the two agree.
+    """
+    try:
+        await reach(request, app, q.min_position, q.wait)
+    except ClientGone:
+        return Response(status_code=_GONE)
+    at: int | None = getattr(q, "at", None)
+    position = at if at is not None else app.runner.position
+
+    async def body() -> bytes:
+        return (await render(at)).model_dump_json(by_alias=True).encode()
+
+    return answer(request, await app.renders.get(request, position, body), position)
 
 
 def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
@@ -158,14 +175,13 @@ async def list_agents(request: Request) -> Response:
     """`GET /v1/agents`: agent cards, filtered and paged."""
     app = services(request)
     q = query(AgentsQuery, request, lists=("status",))
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    view, position = await _view(app, "agents", q.at)
-    agents, count, next_cursor = page(view["agents"], _agent_filter(q), q.after, q.limit)
-    body = AgentPage.model_validate({"count": count, "agents": agents, "next": next_cursor})
-    return _json(request, body, position)
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "agents", at)
+        agents, count, next_cursor = page(view["agents"], _agent_filter(q), q.after, q.limit)
+        return AgentPage.model_validate({"count": count, "agents": agents, "next": next_cursor})
+
+    return await _respond(request, app, q, render)
 
 
 async def get_agent(request: Request) -> Response:
@@ -173,83 +189,74 @@ async def get_agent(request: Request) -> Response:
     app = services(request)
     agent_id = check_id(request.path_params["agent_id"])
     q = query(ViewQuery, request)
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    if q.at is None:
-        card = app.runner.agent(agent_id)
-        position = app.runner.position
-    else:
-        view, position = await _view(app, "agents", q.at)
-        card = next((a for a in view["agents"] if a["id"] == agent_id), None)
-    if card is None:
-        raise AgentNotFound(agent_id)
-    return _json(request, AgentCard.model_validate(card), position)
+
+    async def render(at: int | None) -> BaseModel:
+        if at is None:
+            card = app.runner.agent(agent_id)
+        else:
+            view = await _view(app, "agents", at)
+            card = next((a for a in view["agents"] if a["id"] == agent_id), None)
+        if card is None:
+            raise AgentNotFound(agent_id)
+        return AgentCard.model_validate(card)
+
+    return await _respond(request, app, q, render)
 
 
 async def get_fleet(request: Request) -> Response:
     """`GET /v1/fleet`: totals over the agents in scope."""
     app = services(request)
     q = query(ScopedQuery, request, lists=("status",))
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    view, position = await _view(app, "fleet", q.at)
-    if _scoped(q):
-        agents, _ = await _view(app, "agents", position if q.at is not None else None)
-        keep = _agent_filter(q)
-        view = fleet_totals((a for a in agents["agents"] if keep(a)), view["events"])
-    return _json(request, FleetTotals.model_validate(view), position)
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "fleet", at)
+        if _scoped(q):
+            keep = _agent_filter(q)
+            cards = (await _view(app, "agents", at))["agents"]
+            view = fleet_totals((a for a in cards if keep(a)), view["events"])
+        return FleetTotals.model_validate(view)
+
+    return await _respond(request, app, q, render)
 
 
 async def get_graph(request: Request) -> Response:
     """`GET /v1/graph`: the dependency graph of the agents in scope."""
     app = services(request)
     q = query(ScopedQuery, request, lists=("status",))
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
     runner = app.runner
-    projection = runner.projection("graph")
-    if not _scoped(q) or not isinstance(projection, GraphProjection):
-        view, position = await _view(app, "graph", q.at)
-    else:
-        if q.at is None:
-            state, position = runner.state("graph"), runner.position
-        else:
-            state, position = await runner.state_at("graph", q.at), q.at
+
+    async def render(at: int | None) -> BaseModel:
+        projection = runner.projection("graph")
+        if not _scoped(q) or not isinstance(projection, GraphProjection):
+            return Graph.model_validate(await _view(app, "graph", at))
+        state = runner.state("graph") if at is None else await runner.state_at("graph", at)
         view = projection.scoped_view(
             state, run_id=q.run_id, agent_id=q.agent_id, statuses=q.status, role=q.role
         )
-    return _json(request, Graph.model_validate(view), position)
+        return Graph.model_validate(view)
+
+    return await _respond(request, app, q, render)
 
 
 async def get_board(request: Request) -> Response:
     """`GET /v1/board`: the tasks in scope, in all six columns."""
     app = services(request)
     q = query(BoardQuery, request)
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    view, position = await _view(app, "board", q.at)
-    if q.run_id is not None or q.agent_id is not None:
-        count = 0
-        columns = []
-        for column in view["columns"]:
-            tasks = [
-                t
-                for t in column["tasks"]
-                if (q.run_id is None or t["run_id"] == q.run_id)
-                and (q.agent_id is None or t["assignee"] == q.agent_id)
-            ]
-            count += len(tasks)
-            columns.append({**column, "tasks": tasks})
-        view = {**view, "count": count, "columns": columns}
-    return _json(request, Board.model_validate(view), position)
+
+    def keep(t: Mapping[str, Any]) -> bool:
+        return (q.run_id is None or t["run_id"] == q.run_id) and (
+            q.agent_id is None or t["assignee"] == q.agent_id
+        )
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "board", at)
+        if q.run_id is not None or q.agent_id is not None:
+            columns = [{**c, "tasks": [t for t in c["tasks"] if keep(t)]} for c in view["columns"]]
+            count = sum(len(c["tasks"]) for c in columns)
+            view = {**view, "count": count, "columns": columns}
+        return Board.model_validate(view)
+
+    return await _respond(request, app, q, render)
 
 
 def _run_filter(q: RunsQuery) -> Callable[[Mapping[str, Any]], bool]:
@@ -267,14 +274,13 @@ async def list_runs(request: Request) -> Response:
     """`GET /v1/runs`: runs, filtered and paged."""
     app = services(request)
     q = query(RunsQuery, request, lists=("status",))
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    view, position = await _view(app, "runs", q.at)
-    runs, count, next_cursor = page(view["runs"], _run_filter(q), q.after, q.limit)
-    body = RunPage.model_validate({"count": count, "runs": runs, "next": next_cursor})
-    return _json(request, body, position)
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "runs", at)
+        runs, count, next_cursor = page(view["runs"], _run_filter(q), q.after, q.limit)
+        return RunPage.model_validate({"count": count, "runs": runs, "next": next_cursor})
+
+    return await _respond(request, app, q, render)
 
 
 async def get_run(request: Request) -> Response:
@@ -282,16 +288,16 @@ async def get_run(request: Request) -> Response:
     app = services(request)
     run_id = check_id(request.path_params["run_id"], "run id")
     q = query(ViewQuery, request)
-    try:
-        await reach(request, app, q.min_position, q.wait)
-    except ClientGone:
-        return Response(status_code=_GONE)
-    view, position = await _view(app, "runs", q.at)
-    run = next((r for r in view["runs"] if r["id"] == run_id), None)
-    if run is None:
-        raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
-                          slug="run-not-found")  # fmt: skip
-    return _json(request, RunCard.model_validate(run), position)
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "runs", at)
+        run = next((r for r in view["runs"] if r["id"] == run_id), None)
+        if run is None:
+            raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
+                              slug="run-not-found")  # fmt: skip
+        return RunCard.model_validate(run)
+
+    return await _respond(request, app, q, render)
 
 
 routes: list[BaseRoute] = [

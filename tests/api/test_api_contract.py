@@ -218,7 +218,7 @@ async def test_a_client_generated_from_the_document_calls_every_route(
         call = Calls(package, client)
         await call("server", "get_healthz", 200, "Health")
         await call("server", "get_v1_openapi_json", 200, None)
-        await call("default", "get_v1_events", 200, "EventPage", run_id=run_id, limit=10)
+        await call("events", "get_v1_events", 200, "EventPage", run_id=run_id, limit=10)
         page = await call("agents", "get_v1_agents", 200, "AgentPage", run_id=run_id, limit=3)
         assert page.next_ is not None
         await call("agents", "get_v1_agents", 200, "AgentPage", after=page.next_)
@@ -258,7 +258,7 @@ async def test_a_client_generated_from_the_document_calls_every_route(
         await call("agents", "delete_v1_agents", 200, "Deleted", run_id="nowhere")
         await call("runs", "post_v1_runs", 202, "RunAccepted", body=models.StartRun(task=TASK))
         # The stream never ends: the generated module builds the request, httpx streams it.
-        stream_module = importlib.import_module("fleet_client.api.default.get_v1_events_stream")
+        stream_module = importlib.import_module("fleet_client.api.events.get_v1_events_stream")
         request = stream_module._get_kwargs(from_=0)
         async with client.get_async_httpx_client().stream(**request) as stream:
             assert stream.status_code == 200

@@ -401,3 +401,25 @@ async def test_min_position_beyond_the_head_without_wait_says_to_wait(
     response = await client.get("/v1/board?min_position=5")
     assert response.status_code == 400
     assert "wait=" in response.json()["detail"]
+
+
+async def test_a_view_already_rendered_at_a_position_is_not_rendered_again(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """Polls at one position share one rendering; a new position renders anew (never stale)."""
+    await _two_runs(app, store)
+    assert app.services is not None
+    renders = app.services.renders
+    first = await client.get("/v1/graph?run_id=r1")
+    hits = renders.hits
+    again = await client.get(
+        "/v1/graph?run_id=r1", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    assert (await client.get("/v1/graph?run_id=r1")).content == first.content
+    assert renders.hits == hits + 2
+    more = await seed(store, run_id="r1b", agents=1)
+    await app.services.runner.wait_for(more[-1].position)
+    whole = await client.get("/v1/graph")
+    assert renders.hits == hits + 2
+    assert "r1b-a0" in whole.text
