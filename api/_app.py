@@ -51,7 +51,7 @@ from ._models import Health
 from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
 from ._state import STATE_KEY, Services, services
-from ._static import STATIC_DIR, dashboard_mount
+from ._static import STATIC_DIR, dashboard_mount, docs_route
 
 if TYPE_CHECKING:
     from .otel import LiveExporter
@@ -175,6 +175,7 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
         Mount("/v1", app=Router(routes=v1, redirect_slashes=False)),
     ]
     if (STATIC_DIR / "index.html").is_file():
+        routes.append(docs_route())
         routes.append(dashboard_mount())
     middleware = [
         Middleware(BearerAuth, token=config.token_value),

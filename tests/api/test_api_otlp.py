@@ -115,7 +115,7 @@ async def test_telemetry_first_creates_the_agent_once_and_hooks_then_join_it(
     assert sum(isinstance(e.data, ModelResponded) for e in events) == 4
     assert sum(isinstance(e.data, TelemetryReceived) for e in events) == 48
     card = (await client.get(f"/v1/agents/ext-{session}")).json()
-    assert card["status"] == "complete"
+    assert card["status"] == "completed"
     assert (await client.get("/v1/agents")).json()["count"] == 1
 
 
