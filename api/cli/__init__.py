@@ -20,10 +20,10 @@ __all__ = ["build_parser", "main"]
 
 # Modules that add subcommands, in the order `fleet --help` lists them.
 _COMMAND_MODULES = (
-    "api._cli_run",
-    "api._cli_serve",
-    "api._cli_views",
-    "api._cli_replay",
+    "api.cli._run",
+    "api.cli._serve",
+    "api.cli._views",
+    "api.cli._replay",
 )
 
 

@@ -26,7 +26,7 @@ from runtime import (
     run_pattern,
 )
 
-from ._cli_common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, print_json, resolve_db
 
 __all__ = ["register"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from hooks import forward
 
-from ._cli_common import add_common, console, resolve_db
-from ._config import ApiConfig
-from ._serve import serve
+from .._config import ApiConfig
+from .._serve import serve
+from ._common import add_common, console, resolve_db
 
 __all__ = ["register"]
 

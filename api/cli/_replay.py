@@ -45,8 +45,8 @@ from runtime import (
     rerun,
 )
 
-from ._cli_common import add_common, console, print_json, resolve_db
-from ._cli_render import render_agents, render_board, render_fleet, render_runs
+from ._common import add_common, console, print_json, resolve_db
+from ._render import render_agents, render_board, render_fleet, render_runs
 
 __all__ = ["VIEW_NAMES", "register", "resolve_run"]
 

@@ -34,10 +34,10 @@ from rich.text import Text
 from events import EVENT_TYPES, EventFilter, RecordedEvent, SQLiteEventStore
 from projections import STATUSES, ProjectionRunner
 
-from ._broadcast import event_json
-from ._cli_common import add_common, console, print_json, resolve_db
-from ._cli_render import event_line, render_agents, render_board, render_runs
-from .errors import ApiError
+from .._broadcast import event_json
+from ..errors import ApiError
+from ._common import add_common, console, print_json, resolve_db
+from ._render import event_line, render_agents, render_board, render_runs
 
 __all__ = ["read_views", "register"]
 
