@@ -110,10 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             cases: dict[str, tuple[list[str], bytes]] = {
                 "python -c pass": ([sys.executable, "-c", "pass"], b""),
                 "curl POST (same payload)": (
-                    [curl, "-sf", "-o", "/dev/null", "-m", "5", "-H",
-                     "content-type: application/json", "--data-binary", "@-", ingest],
+                    [
+                        curl,
+                        "-sf",
+                        "-o",
+                        "/dev/null",
+                        "-m",
+                        "5",
+                        "-H",
+                        "content-type: application/json",
+                        "--data-binary",
+                        "@-",
+                        ingest,
+                    ],
                     payload,
-                ),  # fmt: skip
+                ),
                 "fleet hook-forward": (
                     [FLEET, "hook-forward", "--url", url, "--source-app", "bench"],
                     payload,

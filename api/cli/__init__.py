@@ -1,66 +1,103 @@
 """The `fleet` command line.
 
-Each group of commands lives in its own module with a `register(subparsers)`
-function that adds its subcommands; a subcommand's `func(args)` returns the
-process exit code. Every command takes `--db PATH` (else `FLEET_DB`, else
-`.fleet/fleet.db`) and, where it prints data, `--json`.
+Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
+`_views`, `_replay`) with a `configure(command, parser)` function that adds a
+command's arguments and sets its `func(args)`, which returns the process exit
+code. Every command takes `--db PATH` (else `FLEET_DB`, else `.fleet/fleet.db`)
+and, where it prints data, `--json`.
+
+Notes (do not fix without reading this):
+1. `fleet` starts at once. Claude Code runs `fleet hook-forward` on every tool
+   call (twice: Pre and Post), so this package and every command module import
+   only the standard library at module level, and each command imports what it
+   needs (the log, the runtime, rich, the server) inside its function.
+   `COMMANDS` names each command's module and help line: `fleet --help` lists
+   them without importing any, and `fleet CMD` imports only CMD's module.
+   `api/__init__` is lazy for the same reason. tests/cli/test_cli_start.py
+   fails if `fleet hook-forward` imports anything beyond the standard library
+   and `api.cli._forward`; `bench/cli.py` prints the start-up times.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import importlib
-import logging
 import sys
-from collections.abc import Sequence
 
-from events.errors import FleetError
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-__all__ = ["build_parser", "main"]
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("_run", "run a task with a pattern or the orchestrator agent"),
+    "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
+    "resume": ("_run", "resume the agents the log shows as working (after a crash or Ctrl-C)"),
+    "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "hook-forward": (
+        "_forward",
+        "a Claude Code hook command: post the payload on stdin to a fleet server",
+    ),
+    "agents": ("_views", "the agents: status, context, tokens, cost, tools"),
+    "board": ("_views", "the task board: PLAN BUILD REVIEW SHIP DONE FAILED"),
+    "runs": ("_views", "the runs: pattern, status, duration, cost"),
+    "events": ("_views", "the event log, one line per event; --follow to watch it live"),
+    "replay": ("_replay", "a run's timeline, any read model at any position, or a re-execution"),
+    "export": ("_replay", "write a run as checksummed JSON Lines (to import into another log)"),
+    "import": ("_replay", "load a run exported by `fleet export` into this log"),
+}
+"""Every command, in the order `fleet --help` lists them: (module in api.cli, help line)."""
 
-# Modules that add subcommands, in the order `fleet --help` lists them.
-_COMMAND_MODULES = (
-    "api.cli._run",
-    "api.cli._serve",
-    "api.cli._views",
-    "api.cli._replay",
-)
 
+def build_parser(commands: collections.abc.Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command listed, `commands` (default: all) configured.
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand registered."""
+    A command left out is listed in `fleet --help` but takes no arguments of
+    its own; `main()` configures only the one being run (note 1).
+    """
+    wanted = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="fleet",
         description="An event-sourced runtime for fleets of LLM agents, observed through hooks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue  # a command group not written yet
-        module.register(subparsers)
+    for name, (module, help_line) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_line, description=help_line)
+        if name in wanted:
+            importlib.import_module(f"{__name__}.{module}").configure(name, sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _command_in(argv: collections.abc.Sequence[str]) -> str | None:
+    # The top-level options (-h, -v) take no value: the first other word is the command.
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     """Run `fleet` with `argv` (default: the process's arguments); returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    args = build_parser([] if command is None else [command]).parse_args(argv)
+    if args.verbose or args.command != "hook-forward":  # hook-forward logs nothing (note 1)
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
     try:
         code: int = args.func(args)
-    except FleetError as e:
-        print(f"fleet: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        from events.errors import FleetError
+
+        if not isinstance(e, FleetError):
+            raise
+        print(f"fleet: error: {e}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -1,73 +1,44 @@
-"""`fleet serve` (the HTTP API, SSE stream and dashboard) and `fleet hook-forward`."""
+"""`fleet serve`: the HTTP API, the SSE stream and the dashboard."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import os
-import sys
-from typing import Any
 
-from hooks import forward
-
-from .._config import ApiConfig
-from .._serve import serve
 from ._common import add_common, console, resolve_db
 
-__all__ = ["register"]
-
-_FORWARD_TIMEOUT_S = 2.0
-_MAX_STDIN_BYTES = 4 * 1024 * 1024
+__all__ = ["configure"]
 
 
-def register(subparsers: Any) -> None:
-    """Add `serve` and `hook-forward`."""
-    p = subparsers.add_parser("serve", help="serve the API, the SSE stream and the dashboard")
-    add_common(p, json_output=False)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `serve`."""
+    add_common(parser, json_output=False)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
         "--token",
         help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback",
     )
-    p.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
-    p.set_defaults(func=_serve)
-
-    f = subparsers.add_parser(
-        "hook-forward",
-        help="a Claude Code hook command: post the payload on stdin to a fleet server",
-    )
-    f.add_argument("--url", default=os.environ.get("FLEET_URL", "http://127.0.0.1:8000"))
-    f.add_argument("--source-app", default=None, help="name this session's app in fleet")
-    f.add_argument("--token", default=None, help="bearer token (default: $FLEET_TOKEN)")
-    f.add_argument("--timeout", type=float, default=_FORWARD_TIMEOUT_S)
-    f.set_defaults(func=_hook_forward)
+    parser.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
+    parser.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from .._config import ApiConfig
+    from .._serve import serve
+
     db = resolve_db(args.db)
     config = ApiConfig.from_env(db=db, token=args.token, workspace=args.workspace)
 
     def ready(url: str) -> None:
-        console.print(f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)")
+        console().print(
+            f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)"
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, config=config, ready=ready, log_level="warning"))
-    return 0
-
-
-def _hook_forward(args: argparse.Namespace) -> int:
-    # Never block or fail Claude Code: whatever happens, exit 0 quickly.
-    try:
-        payload = sys.stdin.buffer.read(_MAX_STDIN_BYTES + 1)
-        if not payload or len(payload) > _MAX_STDIN_BYTES:
-            return 0
-        url = args.url.rstrip("/") + "/v1/hooks/ingest"
-        if args.source_app:
-            url += f"?source_app={args.source_app}"
-        token = args.token or os.environ.get("FLEET_TOKEN") or None
-        asyncio.run(forward(payload, url, token, args.timeout))
-    except Exception:  # the hook must never break the session it observes
-        return 0
     return 0
