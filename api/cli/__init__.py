@@ -47,22 +47,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Every command, in the order `fleet --help` lists them: (module in api.cli, help line)."""
 
 
-def build_parser(commands: collections.abc.Iterable[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser: every command listed, `commands` (default: all) configured.
+def build_parser(
+    commands: collections.abc.Iterable[str] | None = None, *, configure: bool = True
+) -> argparse.ArgumentParser:
+    """The argument parser with `commands` (default: all), each configured unless told not.
 
-    A command left out is listed in `fleet --help` but takes no arguments of
-    its own; `main()` configures only the one being run (note 1).
+    `main()` builds it with the one command being run, or, for `fleet --help`
+    and mistakes, with every command listed and none configured (note 1).
+    Raises `KeyError` for a name not in `COMMANDS`.
     """
-    wanted = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="fleet",
         description="An event-sourced runtime for fleets of LLM agents, observed through hooks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_line) in COMMANDS.items():
+    for name in COMMANDS if commands is None else commands:
+        module, help_line = COMMANDS[name]
         sub = subparsers.add_parser(name, help=help_line, description=help_line)
-        if name in wanted:
+        if configure:
             importlib.import_module(f"{__name__}.{module}").configure(name, sub)
     return parser
 
@@ -70,6 +73,8 @@ def build_parser(commands: collections.abc.Iterable[str] | None = None) -> argpa
 def _command_in(argv: collections.abc.Sequence[str]) -> str | None:
     # The top-level options (-h, -v) take no value: the first other word is the command.
     for word in argv:
+        if word in ("-h", "--help"):
+            return None  # `fleet --help` lists every command
         if not word.startswith("-"):
             return word if word in COMMANDS else None
     return None
@@ -79,7 +84,8 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     """Run `fleet` with `argv` (default: the process's arguments); returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
-    args = build_parser([] if command is None else [command]).parse_args(argv)
+    parser = build_parser(configure=False) if command is None else build_parser([command])
+    args = parser.parse_args(argv)
     if args.verbose or args.command != "hook-forward":  # hook-forward logs nothing (note 1)
         import logging
 

@@ -184,12 +184,13 @@ def test_every_command_has_its_help(command: str, capsys: pytest.CaptureFixture[
     assert out.startswith(f"usage: fleet {command}")
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "agents"]], ids=" ".join)
 def test_help_lists_every_command_with_its_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # no line wrapped inside a word
     with pytest.raises(SystemExit) as exit_:
-        main(["--help"])
+        main(argv)
     assert exit_.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     for command, (_, line) in COMMANDS.items():
