@@ -13,10 +13,12 @@ alike), the wall time of each command as a new process:
 - `fleet --help`, `fleet agents`, `fleet events` on the served log (which the
   posts fill with one external agent's events).
 
-Prints the median, p90 and min of each in ms, its ratio to `python -c pass`
-(and hook-forward's to curl), and whether each meets its aim: hook-forward
-under 50 ms and within 3x the bare start, the others under 400 ms. Figures are
-indicative on a shared machine: read the ratios.
+Prints the median, p90 and min wall time of each in ms, its ratio to `python
+-c pass` (and hook-forward's to curl), the median CPU time the process used
+itself (user + system, which a busy machine inflates far less than wall time)
+and its ratio, and whether each meets its aim: hook-forward under 50 ms and
+within 3x the bare start, the others under 400 ms (wall time, medians).
+Figures are indicative on a shared machine: read the ratios.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -71,14 +74,17 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 60.
     raise SystemExit(f"fleet serve not ready at {url} after {timeout:.0f} s")
 
 
-def timed(argv: Sequence[str], stdin: bytes, env: dict[str, str], cwd: Path) -> float:
-    """Wall time of one process, in ms; its exit code must be 0."""
+def timed(argv: Sequence[str], stdin: bytes, env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one process, in ms; it must exit 0."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, input=stdin, env=env, cwd=cwd, capture_output=True)
     elapsed = (time.perf_counter() - started) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return elapsed, cpu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,23 +142,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             for argv_, stdin in cases.values():  # warm-up: caches, the first checkpoint
                 timed(argv_, stdin, env, cwd)
             samples: dict[str, list[float]] = {name: [] for name in cases}
+            cpu: dict[str, list[float]] = {name: [] for name in cases}
             for _ in range(args.runs):
                 for name, (argv_, stdin) in cases.items():
-                    samples[name].append(timed(argv_, stdin, env, cwd))
+                    wall, used = timed(argv_, stdin, env, cwd)
+                    samples[name].append(wall)
+                    cpu[name].append(used)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    report(samples, args.runs)
+    report(samples, cpu, args.runs)
     return 0
 
 
-def report(samples: dict[str, list[float]], runs: int) -> None:
+def report(samples: dict[str, list[float]], cpu: dict[str, list[float]], runs: int) -> None:
     medians = {name: statistics.median(s) for name, s in samples.items()}
     bare = medians["python -c pass"]
     curl = medians["curl POST (same payload)"]
     load = os.getloadavg()[0]
     print(f"{runs} runs each, interleaved; load average {load:.2f}; {sys.version.split()[0]}")
-    print(f"{'command':<26}{'median':>9}{'p90':>9}{'min':>9}{'x python':>10}{'x curl':>8}  aim")
+    print("wall time, ms; cpu: the process's own CPU time (user + system), ms, median")
+    print(
+        f"{'command':<26}{'median':>9}{'p90':>9}{'min':>9}{'x python':>10}{'x curl':>8}"
+        f"{'cpu':>8}{'x python':>10}  aim"
+    )
+    bare_cpu = statistics.median(cpu["python -c pass"])
     for name, s in samples.items():
         p90 = statistics.quantiles(s, n=10)[8] if len(s) > 1 else s[0]
         median = medians[name]
@@ -164,9 +178,10 @@ def report(samples: dict[str, list[float]], runs: int) -> None:
         elif name.startswith("fleet"):
             aim = f"< {AIM_OTHER_MS:.0f} ms: " + ("met" if median < AIM_OTHER_MS else "NOT met")
         ratio_curl = f"{median / curl:>8.2f}" if name == "fleet hook-forward" else f"{'':>8}"
+        used = statistics.median(cpu[name])
         print(
             f"{name:<26}{median:>9.1f}{p90:>9.1f}{min(s):>9.1f}{median / bare:>10.2f}"
-            f"{ratio_curl}  {aim}"
+            f"{ratio_curl}{used:>8.1f}{used / bare_cpu:>10.2f}  {aim}"
         )
 
 
