@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 DEMO_STAMP := $(VENV)/.demo-$(PYVER)
 TEST_STAMP := $(VENV)/.test-$(PYVER)
 
-.PHONY: demo test bench install clean test-phoenix bench-otel claude-code
+.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs claude-code
 
 $(VENV)/.venv-$(PYVER):
 	$(PYTHON) -m venv --clear $(VENV)
@@ -71,6 +71,15 @@ test-phoenix: $(TEST_STAMP) $(PHOENIX_VENV)/.installed
 
 bench-otel: $(TEST_STAMP)
 	$(BIN)/python bench/otel.py
+
+# The /docs page's renderer, from the npm registry (see api/static/docs/README.md).
+REDOC_VERSION ?= 3.0.1
+vendor-docs:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent redoc@$(REDOC_VERSION) >/dev/null && tar xzf redoc-$(REDOC_VERSION).tgz) && \
+	cp "$$tmp/package/bundles/redoc.standalone.js" api/static/docs/redoc.standalone.js && \
+	cp "$$tmp/package/LICENSE" api/static/docs/redoc-LICENSE.md && \
+	sha256sum "$$tmp/redoc-$(REDOC_VERSION).tgz" api/static/docs/redoc.standalone.js
 
 clean:
 	rm -rf .venv .venv-* .fleet .pytest_cache .claude-code

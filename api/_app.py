@@ -51,7 +51,7 @@ from ._models import Health
 from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
 from ._state import STATE_KEY, Services, services
-from ._static import STATIC_DIR, dashboard_mount
+from ._static import STATIC_DIR, dashboard_mount, docs_route
 from ._transcripts import SessionUsage
 
 if TYPE_CHECKING:
@@ -129,7 +129,9 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
         stack.callback(metrics.unwatch)
         otel = await _open_live_export(stack, config, store)
         usage = await stack.enter_async_context(SessionUsage(store, runner))
-        app.services = Services(config, store, runner, broadcaster, runtime, otel, metrics, usage)
+        app.services = Services(
+            config, store, runner, broadcaster, runtime, otel, metrics, session_usage=usage
+        )
         stack.callback(setattr, app, "services", None)
         logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
         yield {STATE_KEY: app.services}
@@ -177,6 +179,7 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
         Mount("/v1", app=Router(routes=v1, redirect_slashes=False)),
     ]
     if (STATIC_DIR / "index.html").is_file():
+        routes.append(docs_route())
         routes.append(dashboard_mount())
     middleware = [
         Middleware(BearerAuth, token=config.token_value),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -11,6 +11,7 @@ from events import SQLiteEventStore
 
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
+from ._polling import Renders
 from .errors import HTTPProblem
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class Services:
     otel: LiveExporter | None = None
     # What /metrics serves (the Prometheus registry and the append timer).
     metrics: Metrics | None = None
+    # The views' last rendered bodies (`_polling.py`, note 3).
+    renders: Renders = field(default_factory=Renders)
     # Tokens and cost of ingested Claude Code sessions, from their transcripts.
     session_usage: SessionUsage | None = None
 

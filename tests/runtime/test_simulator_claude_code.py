@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api import ApiConfig, create_app
-from api._cli_render import describe_event
+from api.cli._render import describe_event
 from events import SQLiteEventStore
 from runtime import Simulator, TranscriptReader
 

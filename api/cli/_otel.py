@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from typing import Any
 
-from events import SQLiteEventStore
-
-from ._cli_common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, print_json, resolve_db
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
-__all__ = ["register"]
+__all__ = ["configure"]
 
 
-def register(subparsers: Any) -> None:
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Add `otel export`."""
-    otel = subparsers.add_parser("otel", help="OpenTelemetry: send runs to a tracing back end")
-    commands = otel.add_subparsers(dest="otel_command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="otel_command", metavar="COMMAND", required=True)
     p = commands.add_parser("export", help="send one run as GenAI spans over OTLP/HTTP (protobuf)")
     add_common(p)
     p.add_argument("run", metavar="RUN", help="the run id (a run- prefix is accepted)")
@@ -41,8 +37,12 @@ def register(subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    # Imported here: every `fleet` command builds the parser; only this one needs the SDK.
-    from .otel import ExportFailed, content_from_env, export_run
+    import asyncio
+
+    # Imported here: the OpenTelemetry SDK costs a third of a second to load.
+    from events import SQLiteEventStore
+
+    from ..otel import ExportFailed, content_from_env, export_run
 
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV)
     if not endpoint:
@@ -61,7 +61,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_json())
     else:
-        console.print(
+        console().print(
             f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
             f"to {summary.endpoint} (trace {summary.trace_id})"
         )
