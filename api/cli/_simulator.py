@@ -5,22 +5,16 @@
 
 It prints its base URL alone on the first line of stdout (so a script can read
 it), then runs until Ctrl-C or SIGTERM. Its answers are scripted, not a model's.
+Like every command module, it imports only the standard library at module
+level (the package's note 1); the simulator is imported when the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-__all__ = ["configure", "register"]
-
-_HELP = "run the offline Messages-API simulator on its own and print its base URL"
-
-
-def register(subparsers: Any) -> None:
-    """Add `simulator` to the `fleet` command."""
-    configure("simulator", subparsers.add_parser("simulator", help=_HELP, description=_HELP))
+__all__ = ["configure"]
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:

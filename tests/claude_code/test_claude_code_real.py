@@ -159,13 +159,11 @@ async def test_fleet_hook_forward_as_a_command_hook_reaches_fleet_too(
     tmp_path: Path, simulator: Process, fleet_server: Process
 ) -> None:
     command = f"{fleet_on_path()} hook-forward --url {fleet_server.url} --source-app forwarded"
-    hook = {"type": "command", "command": command, "timeout": 30}
-    settings = {"hooks": {
-        "UserPromptSubmit": [{"hooks": [hook]}],
-        "PostToolUse": [{"matcher": "Write", "hooks": [hook]}],
-        "SubagentStart": [{"hooks": [hook]}],
-        "Stop": [{"hooks": [hook]}],
-    }}  # fmt: skip
+    # The README's hook points, each with the fallback command instead of the http hook.
+    settings = readme_settings(fleet_server.url)
+    for groups in settings["hooks"].values():
+        for group in groups:
+            group["hooks"] = [{"type": "command", "command": command, "timeout": 30}]
     workspace, home = await prepared(tmp_path, settings)
 
     await run_claude(workspace, home, simulator)
@@ -177,8 +175,10 @@ async def test_fleet_hook_forward_as_a_command_hook_reaches_fleet_too(
                               lambda c: c["status"] == "completed" and c["cost_usd"] > 0)  # fmt: skip
         assert card["name"].startswith("forwarded/")
         assert card["task"] == TASK
-        assert card["tool_calls"]["by_tool"] == {"Write": 1}
-        assert card["files_produced"] == [str(workspace / "CHANGES.md")]
+        assert card["tool_calls"]["by_tool"] == {"Agent": 1, "Read": 4, "Edit": 8, "Bash": 1,
+                                                 "Write": 1}  # fmt: skip
+        assert str(workspace / "CHANGES.md") in card["files_produced"]
         children = [a for a in (await http.get("/v1/agents")).json()["agents"]
                     if a["parent_id"] == session["id"]]  # fmt: skip
         assert [c["name"].split("/")[0] for c in children] == ["Explore"]
+        assert children[0]["tool_calls"]["by_tool"] == {"Bash": 1}
