@@ -43,7 +43,7 @@ def _json_kind(value: object) -> str:
 
 def _agent_of(session_id: str, sub: object) -> str:
     """The agent a payload is about: the session's, or its subagent's (`agent_id`)."""
-    if sub is None:
+    if sub is None or sub == "":
         return external_agent_id(session_id)
     agent_id = external_subagent_id(session_id, sub) if isinstance(sub, str) else ""
     if not _SESSION.fullmatch(agent_id):

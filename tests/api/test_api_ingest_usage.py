@@ -186,3 +186,31 @@ async def test_telemetry_and_transcript_count_a_request_once(
 
     card = (await client.get(f"/v1/agents/ext-{SESSION}")).json()
     assert card["turns"] == 2  # req_1 and req_2, each once
+
+
+async def test_a_subagents_payload_is_filed_under_the_subagent(
+    client: httpx.AsyncClient, transcript: Path
+) -> None:
+    payload = hook(transcript, "PreToolUse", agent_id=SUB, agent_type="Explore",
+                   tool_name="Bash", tool_input={"command": "ls"}, tool_use_id="t1")  # fmt: skip
+
+    response = await client.post("/v1/hooks/ingest", json=payload)
+
+    assert response.status_code == 201
+    (event,) = (await client.get("/v1/events", params={"type": "ExternalHookReceived"})).json()[
+        "events"
+    ]
+    assert event["meta"]["agent_id"] == f"ext-{SESSION}-{SUB}"
+
+
+@pytest.mark.parametrize("agent_id", [42, "bad id!", "x" * 120])
+async def test_an_agent_id_that_makes_no_agent_id_is_refused(
+    client: httpx.AsyncClient, transcript: Path, agent_id: object
+) -> None:
+    response = await client.post(
+        "/v1/hooks/ingest", json=hook(transcript, "SubagentStart", agent_id=agent_id)
+    )
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "agent_id"]
+    assert (await client.get("/v1/events")).json()["events"] == []
