@@ -293,6 +293,9 @@ def respond(body: Mapping[str, Any], registry: PolicyRegistry) -> Reply:
     if compaction:
         return Reply(_summary(state, role))
     tools = frozenset(str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, Mapping))
+    choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "none":
+        tools = frozenset()  # the API answers without a tool call: so do the policies
     situation = Situation(
         role=role or "generic",
         system=system,

@@ -271,3 +271,16 @@ async def test_models_need_a_key_too(sim: Simulator) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as http:
         response = await http.get("/v1/models")
     assert response.status_code == 401
+
+
+async def test_tool_choice_none_gets_an_answer_without_tool_calls(sim: Simulator) -> None:
+    tools = [{"name": n, "input_schema": {"type": "object"}} for n in ("Read", "Edit", "Bash")]
+    prompt = [{"role": "user", "content": "rename `a` to `b`"}]
+    async with sdk(sim) as client:
+        free = await client.messages.create(**body(messages=prompt, tools=tools))
+        told = await client.messages.create(
+            **body(messages=prompt, tools=tools, tool_choice={"type": "none"})
+        )
+    assert free.stop_reason == "tool_use"
+    assert told.stop_reason == "end_turn"
+    assert [b.type for b in told.content] == ["text"]
