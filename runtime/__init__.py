@@ -25,6 +25,7 @@ from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
 from ._tools import WORKER_TOOLS, Tool, Toolbox, ToolContext, ToolResult, worker_toolbox
+from ._transcripts import TranscriptReader, TranscriptResponse
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
     AgentBusy,
@@ -89,6 +90,8 @@ __all__ = [
     "ToolInputInvalid",
     "ToolResult",
     "Toolbox",
+    "TranscriptReader",
+    "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
     "Workspace",
