@@ -52,7 +52,6 @@ from ._export import (
     read_export,
     read_run,
 )
-from ._sqlite import DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
 from ._store import EventFilter, EventStore
 from ._upcasting import UPCASTERS, upcast
 from .errors import (
@@ -65,6 +64,7 @@ from .errors import (
     UnknownEventType,
     VersionConflict,
 )
+from .sqlite import DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
 
 __all__ = [
     "ANY",

@@ -30,7 +30,7 @@ Notes (do not fix without reading this):
    positions after the head in their original order, keeps stream versions,
    maps `causation_id`s to the new positions (None when the cause is not in
    the run), and widens `spans` as the writer does. It depends on the table
-   layout in `_sqlite_rows.SCHEMA`, a file format: change both together.
+   layout in `sqlite/_rows.py` (SCHEMA), a file format: change both together.
 2. Imported events keep their `recorded_at`, so `recorded_at` is not
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
@@ -56,11 +56,11 @@ from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventModel, RunStarted, UnknownEvent
 from ._envelope import Meta, RecordedEvent
-from ._sqlite import SQLiteEventStore
-from ._sqlite_rows import UPSERT_SPAN, meta_params
 from ._store import EventFilter, EventStore
 from ._upcasting import upcast
 from .errors import EventTooLarge, FleetError, InvalidEvent, StoreError
+from .sqlite import SQLiteEventStore
+from .sqlite._rows import UPSERT_SPAN, meta_params
 
 __all__ = [
     "EXPORT_FORMAT",

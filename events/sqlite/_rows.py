@@ -50,11 +50,11 @@ from typing import Any, cast
 import aiosqlite
 from pydantic import ValidationError
 
-from ._catalogue import EVENT_TYPES, EventModel, UnknownEvent
-from ._envelope import Meta, RecordedEvent, new_recorded
-from ._store import EventFilter
-from ._upcasting import upcast
-from .errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
+from .._catalogue import EVENT_TYPES, EventModel, UnknownEvent
+from .._envelope import Meta, RecordedEvent, new_recorded
+from .._store import EventFilter
+from .._upcasting import upcast
+from ..errors import InvalidEvent, StoreClosed, StoreError, UnknownEventType
 
 __all__ = [
     "BACKFILL_SPANS",

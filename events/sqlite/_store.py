@@ -1,8 +1,8 @@
 """The default event store: one SQLite file.
 
 Writes go through one writer task that group-commits on its own aiosqlite
-connection (`_sqlite_writer.py`); reads go through a second aiosqlite
-connection, one hop per page, decoded on the event loop (`_sqlite_rows.py`).
+connection (`_writer.py`); reads go through a second aiosqlite
+connection, one hop per page, decoded on the event loop (`_rows.py`).
 The event loop never blocks on SQLite. The file is in WAL mode, so readers (in
 this process or another) never block the writer and always see a consistent
 prefix of the log.
@@ -17,7 +17,7 @@ Notes (do not fix without reading this):
 3. SQLite through aiosqlite, and only its public API. Each statement is a hop
    to the connection's thread and back (~45 us here), so the store keeps hops
    few: four to six per group commit however many appends it holds, one per
-   page read; see `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
+   page read; see `_writer.py` note 1 and `_rows.py` note 2.
 4. A store belongs to the event loop that opened it: its writer task and its
    connections' futures live on that loop.
 """
@@ -34,12 +34,12 @@ from typing import Any, Self
 
 from pydantic_core import PydanticSerializationError
 
-from ._catalogue import EVENT_TYPES, EventModel
-from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent
-from ._sqlite_rows import SELECT_COLUMNS, PageReader, gc_paused, meta_params, select_events
-from ._sqlite_writer import GroupWriter, PendingAppend
-from ._store import EventFilter
-from .errors import EventTooLarge, InvalidEvent, StoreClosed, StoreError
+from .._catalogue import EVENT_TYPES, EventModel
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent
+from .._store import EventFilter
+from ..errors import EventTooLarge, InvalidEvent, StoreClosed, StoreError
+from ._rows import SELECT_COLUMNS, PageReader, gc_paused, meta_params, select_events
+from ._writer import GroupWriter, PendingAppend
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
 
@@ -231,7 +231,7 @@ class SQLiteEventStore:
     def _encode(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:
         if len(batch) < 64:
             return self._encode_all(stream_id, batch)
-        with gc_paused():  # many new objects, no await (_sqlite_rows.py, note 4)
+        with gc_paused():  # many new objects, no await (_rows.py, note 4)
             return self._encode_all(stream_id, batch)
 
     def _encode_all(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:

@@ -45,8 +45,9 @@ from typing import Any
 
 import aiosqlite
 
-from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import (
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
+from ._rows import (
     BACKFILL_SPANS,
     INSERT_ROWS,
     ROW_PARAMS,
@@ -55,7 +56,6 @@ from ._sqlite_rows import (
     gc_paused,
     insert_rows,
 )
-from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
 __all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
 
@@ -215,7 +215,7 @@ class GroupWriter:
         if len(group) == 1 and len(group[0].params) < 64:
             self._number(group, versions, head, now_us, flat, outcomes, spans)
         else:
-            with gc_paused():  # a CPU-only loop over many new objects (_sqlite_rows.py, note 4)
+            with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
                 self._number(group, versions, head, now_us, flat, outcomes, spans)
         if flat:
             rows = len(flat) // ROW_PARAMS
@@ -223,7 +223,7 @@ class GroupWriter:
             chunk = INSERT_ROWS * ROW_PARAMS
             try:
                 if full:
-                    # One hop for every full chunk of rows (_sqlite_rows.py, note 6).
+                    # One hop for every full chunk of rows (_rows.py, note 6).
                     await conn.executemany(
                         insert_rows(INSERT_ROWS),
                         [flat[start : start + chunk] for start in range(0, full * chunk, chunk)],
