@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from events import SQLiteEventStore
+from events import open_store
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
@@ -98,7 +98,7 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
             store, runner = runtime.store, runtime.runner
         else:
             store = await stack.enter_async_context(
-                SQLiteEventStore(config.db, poll_interval=config.store_poll_s)
+                open_store(config.db, poll_interval=config.store_poll_s)
             )
             runner = await stack.enter_async_context(ProjectionRunner(store))
         broadcaster = await stack.enter_async_context(

@@ -30,6 +30,7 @@ from events import (
     export_lines,
     export_run,
     import_run,
+    open_store,
     parse_export,
     read_export,
 )
@@ -138,8 +139,10 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(db: Path, *, projections: bool) -> AsyncIterator[tuple[SQLiteEventStore, Any]]:
-    async with SQLiteEventStore(db) as store:
+async def _open(
+    db: Path, *, projections: bool, readonly: bool = False
+) -> AsyncIterator[tuple[EventStore, Any]]:
+    async with open_store(db, readonly=readonly) as store:
         if not projections:
             yield store, None
             return
@@ -166,7 +169,7 @@ def _replay_command(args: argparse.Namespace) -> int:
 
 
 async def _timeline(args: argparse.Namespace, db: Path) -> int:
-    async with _open(db, projections=False) as (store, _):
+    async with _open(db, projections=False, readonly=True) as (store, _):
         timeline = await load_timeline(store, await resolve_run(store, args.run))
     if args.json:
         print_json(timeline.to_json())
@@ -245,6 +248,10 @@ async def _rerun(args: argparse.Namespace, db: Path) -> int:
         exact=args.exact,
     )
     async with _open(db, projections=True) as (store, runner):
+        # rerun() is typed on the SQLite store until replay takes any EventStore
+        # (runtime/_replay.py, being restructured on its own branch).
+        if not isinstance(store, SQLiteEventStore):
+            return _error(f"--rerun needs a SQLite log, not {store.location}")
         run_id = await resolve_run(store, args.run)
         if not args.json:
             console.print(
@@ -349,7 +356,7 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace, db: Path) -> int:
-    async with _open(db, projections=False) as (store, _):
+    async with _open(db, projections=False, readonly=True) as (store, _):
         run_id = await resolve_run(store, args.run)
         if args.output == "-":
             lines = await export_lines(store, run_id)

@@ -9,9 +9,10 @@ The tables and lines are drawn by `api/_cli_render.py`.
 
 Notes (do not fix without reading this):
 1. A read command never creates a log: a missing `--db` file is an error
-   (opening `SQLiteEventStore` on a missing path would create an empty one).
-   The projection runner does write its checkpoints into the log's file, as
-   the server does: the next command starts from them instead of position 0.
+   (opening a store for writing on a missing path would create an empty one).
+   `fleet events` opens the log read-only; the views' projection runner does
+   write its checkpoints into the log, as the server does: the next command
+   starts from them instead of position 0.
 2. Into a terminal, tables fit its width (the least needed columns are left
    out); into a pipe or a file they are printed at their natural width, so
    `grep` and scripts see whole rows.
@@ -31,10 +32,9 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from events import EVENT_TYPES, EventFilter, RecordedEvent, SQLiteEventStore
+from events import EVENT_TYPES, EventFilter, EventStore, RecordedEvent, encode_event, open_store
 from projections import STATUSES, ProjectionRunner
 
-from ._broadcast import event_json
 from ._cli_common import add_common, console, print_json, resolve_db
 from ._cli_render import event_line, render_agents, render_board, render_runs
 from .errors import ApiError
@@ -65,7 +65,7 @@ async def read_views(
     """
     if not await asyncio.to_thread(db.is_file):
         raise ApiError(f"no fleet log at {db}")
-    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
@@ -224,7 +224,7 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
     )
     limit = args.limit
     printed = 0
-    async with SQLiteEventStore(db) as store:
+    async with open_store(db, readonly=True) as store:
         head = await store.head()
         batch: list[RecordedEvent] = []
         async for event in _backlog(store, args.after or 0, head, where, tail):
@@ -244,7 +244,7 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
 
 
 async def _backlog(
-    store: SQLiteEventStore, after: int, head: int, where: EventFilter | None, tail: int | None
+    store: EventStore, after: int, head: int, where: EventFilter | None, tail: int | None
 ) -> AsyncIterator[RecordedEvent]:
     """The events after `after` up to `head` (only the last `tail` of them, when given)."""
     if tail is not None and where is None:
@@ -282,7 +282,7 @@ def _emit(events: Sequence[RecordedEvent], as_json: bool) -> int:
     if not events:
         return 0
     if as_json:
-        sys.stdout.write("".join(event_json(event) + "\n" for event in events))
+        sys.stdout.write("".join(encode_event(event).decode() + "\n" for event in events))
     elif console.is_terminal:
         lines = [event_line(event) for event in events]
         for line in lines:

@@ -1,6 +1,6 @@
 """The runtime: agents, their tools, the model client and the offline simulator.
 
-    async with Simulator() as sim, SQLiteEventStore(path) as store:
+    async with Simulator() as sim, open_store(path) as store:
         client = ModelClient.from_env(simulator_base_url=sim.base_url)
         agent = Agent(store=store, client=client, spec=AgentSpec(...))
         await agent.create(task="...")

@@ -35,9 +35,9 @@ from events import (
     AgentWoke,
     EventFilter,
     EventModel,
+    EventStore,
     Meta,
     NewEvent,
-    SQLiteEventStore,
 )
 from hooks import HookDispatcher
 from projections import ProjectionRunner
@@ -108,7 +108,7 @@ class Fleet:
     def __init__(
         self,
         *,
-        store: SQLiteEventStore,
+        store: EventStore,
         runner: ProjectionRunner,
         client: ModelClient,
         hooks: HookDispatcher,
