@@ -59,25 +59,14 @@ from ._envelope import Meta, RecordedEvent
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import upcast
 from ._wire import encode_event
-from .errors import (
-    EventTooLarge,
-    ExportInvalid,
-    ImportConflict,
-    InvalidEvent,
-    ReplayError,
-    RunNotFound,
-)
+from .errors import EventTooLarge, ExportInvalid, InvalidEvent, RunNotFound
 
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
-    "ExportInvalid",
-    "ImportConflict",
     "ImportResult",
-    "ReplayError",
     "RunExport",
     "RunExported",
-    "RunNotFound",
     "export_lines",
     "export_run",
     "import_run",

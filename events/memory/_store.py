@@ -352,11 +352,13 @@ class MemoryEventStore:
     ) -> list[Row]:
         rows = self.log.rows
         # Positions are gap-free from 1: position p is rows[p - 1].
-        window = rows[max(after, 0) : until]
+        start = max(after, 0)
+        end = len(rows) if until is None else max(start, min(until, len(rows)))
         if where is None:
-            return window[:limit]
+            return rows[start : end if limit is None else min(end, start + limit)]
         matched: list[Row] = []
-        for row in window:
+        for index in range(start, end):
+            row = rows[index]
             if _matches(where, row):
                 matched.append(row)
                 if limit is not None and len(matched) >= limit:

@@ -9,7 +9,8 @@ Notes (do not fix without reading this):
    rows are decoded on the event loop by the shared `RowDecoder`
    (`events/_decoding.py`); `SELECT_COLUMNS` is its row layout.
 3. `recorded_at` is stored as integer microseconds since the epoch (UTC).
-4. (gc: see `events/_decoding.py`, note 3.)
+4. The cyclic garbage collector is paused while a page is decoded and while
+   the writer numbers a group (`events/_decoding.py`, note 3).
 5. Reads filtered by run or agent use `spans`, a block-range index (what
    PostgreSQL calls BRIN): the first and last position of each run id and
    agent id, kept by the writer in the transaction of the rows it covers. A run's
