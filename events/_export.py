@@ -390,7 +390,7 @@ class _Checker:
             at = None
         if at is None or at.tzinfo is None:
             raise self.fail(f"recorded_at {raw!r} is not an ISO 8601 time with a zone", number)
-        return at.astimezone(UTC)
+        return at
 
     def finish(self, number: int, value: dict[str, Any]) -> None:
         if value.get("end") != EXPORT_FORMAT:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from ._checkpoints import CheckpointStore
 from ._envelope import ExpectedVersion, Meta, NewEvent, RecordedEvent
@@ -72,13 +72,14 @@ class EventFilter:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedEvent:
+class ImportedEvent(NamedTuple):
     """An event of another log, checked and ready for `EventStore.import_run`.
 
     `position` is its position in the log it comes from, and `meta.causation_id`
     refers to positions of that log too; `data` is the JSON text of the event's
-    data at `schema_version`. `parse_export` builds these.
+    data at `schema_version`. `parse_export` builds these. (A named tuple, not
+    a frozen dataclass: an import of 10^5 events builds one each, three times
+    faster.)
     """
 
     position: int
