@@ -12,8 +12,10 @@ Notes (do not fix without reading this):
    for `serve()`, which ends the SSE streams before uvicorn waits for open
    connections at shutdown (an endless stream would hold it forever).
 2. Middleware order, outermost first: Starlette's ServerErrorMiddleware,
-   BearerAuth (so no unauthenticated byte is parsed), BodyLimit, then
-   Starlette's ExceptionMiddleware and the router.
+   RequestGuard (Host, Origin and body type: a rebound name or another
+   site's page is refused before anything else, token or not), BearerAuth
+   (so no unauthenticated byte is parsed), BodyLimit, then Starlette's
+   ExceptionMiddleware and the router.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
+from ._guard import RequestGuard
 from ._models import Health
 from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
@@ -143,6 +146,7 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
     if (STATIC_DIR / "index.html").is_file():
         routes.append(dashboard_mount())
     middleware = [
+        Middleware(RequestGuard, allow_hosts=config.allow_hosts),
         Middleware(BearerAuth, token=config.token_value),
         Middleware(
             BodyLimit,

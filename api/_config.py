@@ -33,6 +33,11 @@ class ApiConfig(BaseModel):
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"
     )
+    allow_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="names accepted in the Host header besides the server's own address "
+        "(FLEET_ALLOW_HOSTS, comma-separated); see api/_guard.py",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
@@ -84,6 +89,16 @@ class ApiConfig(BaseModel):
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
 
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            bracketed = name.startswith("[") and name.endswith("]")  # an IPv6 address
+            bad = "/@?#*" if bracketed else "/:@?#*"
+            if not name.strip("[]") or any(c.isspace() or c in bad for c in name):
+                raise ValueError(f"{name!r} is not a host name (no port, no scheme, no *)")
+        return value
+
     @field_validator("token", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
@@ -107,7 +122,8 @@ class ApiConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, then `overrides`.
+        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, `FLEET_ALLOW_HOSTS`,
+        then `overrides`.
 
         Overrides that are None are ignored.
 
@@ -121,5 +137,9 @@ class ApiConfig(BaseModel):
             values["token"] = env["FLEET_TOKEN"]
         if env.get("FLEET_WORKSPACE"):
             values["workspace"] = env["FLEET_WORKSPACE"]
+        if env.get("FLEET_ALLOW_HOSTS"):
+            values["allow_hosts"] = tuple(
+                name.strip() for name in env["FLEET_ALLOW_HOSTS"].split(",") if name.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
