@@ -12,7 +12,7 @@ from ._app import FleetApp, create_app
 from ._config import DEFAULT_DB, ApiConfig
 from ._serve import Serving, is_loopback, serve, serving
 from ._state import Services
-from .errors import ApiError, BodyTooLarge, HTTPProblem, InsecureServe
+from .errors import ApiError, BodyTooLarge, HTTPProblem, InsecureServe, ListenError, WeakToken
 
 __all__ = [
     "DEFAULT_DB",
@@ -22,8 +22,10 @@ __all__ = [
     "FleetApp",
     "HTTPProblem",
     "InsecureServe",
+    "ListenError",
     "Services",
     "Serving",
+    "WeakToken",
     "create_app",
     "is_loopback",
     "serve",

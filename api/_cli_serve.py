@@ -9,11 +9,14 @@ import os
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
 from hooks import forward
 
 from ._cli_common import add_common, console, resolve_db
 from ._config import ApiConfig
 from ._serve import serve
+from .errors import ApiError
 
 __all__ = ["register"]
 
@@ -26,10 +29,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="serve the API, the SSE stream and the dashboard")
     add_common(p, json_output=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument(
         "--token",
-        help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback",
+        help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback, "
+        "at least 16 characters",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer to this name in the Host header (a proxy's or a DNS name); "
+        "repeatable (default: $FLEET_ALLOW_HOSTS)",
     )
     p.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
     p.set_defaults(func=_serve)
@@ -47,7 +58,13 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     db = resolve_db(args.db)
-    config = ApiConfig.from_env(db=db, token=args.token, workspace=args.workspace)
+    allow = tuple(args.allow_host) if args.allow_host else None
+    try:
+        config = ApiConfig.from_env(
+            db=db, token=args.token, workspace=args.workspace, allow_hosts=allow
+        )
+    except ValidationError as e:
+        raise ApiError(_first_error(e)) from None
 
     def ready(url: str) -> None:
         console.print(f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)")
@@ -55,6 +72,18 @@ def _serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, config=config, ready=ready, log_level="warning"))
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    return f"{where.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def _hook_forward(args: argparse.Namespace) -> int:
