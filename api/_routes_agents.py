@@ -21,7 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from runtime import WORKER_TOOLS, Runtime, load_pattern, new_run_id, run_orchestrator, run_pattern
+from runtime import (
+    WORKER_TOOLS,
+    AgentNotFound,
+    Runtime,
+    load_pattern,
+    new_run_id,
+    run_orchestrator,
+    run_pattern,
+)
 
 from ._bodies import parse_body, read_json
 from ._models import ID_PATTERN
@@ -112,11 +120,26 @@ def _runtime(request: Request) -> Runtime:
 async def create_agent(request: Request) -> Response:
     rt = _runtime(request)
     body = parse_body(CreateAgent, await read_json(request))
+    if body.parent_id is not None:
+        await _check_parent(rt, body.parent_id)
     status = await rt.fleet.create_agent(
         name=body.name, role=body.role, task=body.task, model=body.model, tools=body.tools,
         parent_id=body.parent_id,
     )  # fmt: skip
     return JSONResponse(status, status_code=201, headers={"Location": f"/v1/agents/{status['id']}"})
+
+
+async def _check_parent(rt: Runtime, parent_id: str) -> None:
+    """422 unless `parent_id` names an agent of this log (a typo must not make an orphan)."""
+    try:
+        await rt.fleet.get_agent_status(parent_id)
+    except AgentNotFound:
+        raise HTTPProblem(
+            422, "Invalid body", f"parent_id: no agent {parent_id!r} in this log",
+            slug="invalid-body",
+            members={"errors": [{"loc": ["body", "parent_id"], "msg": "no such agent",
+                                 "type": "agent_not_found"}]},
+        ) from None  # fmt: skip
 
 
 async def command_agent(request: Request) -> Response:
