@@ -36,20 +36,18 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-from events import EventFilter, EventStore, RecordedEvent, UnknownEvent
+from events import EventFilter, EventStore
+
+from ._frames import Frame, Ring, event_json, sse_frame
 
 __all__ = ["Broadcaster", "Frame", "Subscriber", "event_json", "sse_frame"]
 
 logger = logging.getLogger(__name__)
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -59,121 +57,6 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await asyncio.wait([task], timeout=0.01)
     if not task.cancelled() and task.exception() is not None:
         logger.error("the SSE broadcaster failed", exc_info=task.exception())
-
-
-def event_json(event: RecordedEvent) -> str:
-    """The event as JSON text, equal to `json.dumps(event.to_json_dict())` (a test checks it).
-
-    The data is dumped by pydantic's own serializer, not through a dict.
-    """
-    data = event.data
-    data_json = _dumps(data.raw) if isinstance(data, UnknownEvent) else data.model_dump_json()
-    meta = event.meta
-    head = _dumps(
-        {
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "type": data.type,
-            "meta": {
-                "run_id": meta.run_id,
-                "agent_id": meta.agent_id,
-                "parent_id": meta.parent_id,
-                "causation_id": meta.causation_id,
-                "correlation_id": meta.correlation_id,
-                "source": meta.source,
-            },
-            "recorded_at": event.recorded_at.isoformat(),
-        }
-    )
-    return f'{head[:-1]},"data":{data_json}}}'
-
-
-def sse_frame(event: RecordedEvent) -> bytes:
-    """The event's SSE frame: `id` is its position, `data` its JSON (on one line)."""
-    return b"id: %d\ndata: %s\n\n" % (event.position, event_json(event).encode())
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One event's encoded SSE frame, shared by every subscriber, and what filters look at.
-
-    Only the filter keys are kept, not the decoded event: a ring of frames is a
-    few small objects each (less memory, and less for the garbage collector).
-    """
-
-    position: int
-    stream_id: str
-    type: str
-    run_id: str | None
-    agent_id: str | None
-    data: bytes
-
-    @classmethod
-    def of(cls, event: RecordedEvent) -> Frame:
-        """Encode `event` (once)."""
-        meta = event.meta
-        return cls(
-            event.position, event.stream_id, event.type, meta.run_id, meta.agent_id,
-            sse_frame(event),
-        )  # fmt: skip
-
-    def matches(self, where: EventFilter) -> bool:
-        """The test `EventFilter.matches` makes, on the frame's keys."""
-        return (
-            (where.stream_ids is None or self.stream_id in where.stream_ids)
-            and (where.types is None or self.type in where.types)
-            and (where.run_id is None or self.run_id == where.run_id)
-            and (where.agent_id is None or self.agent_id == where.agent_id)
-        )
-
-
-class _Ring:
-    """The last frames (at most `capacity`, at most `max_bytes` of data) in a fixed list
-    indexed by position: O(1) append and slice."""
-
-    __slots__ = ("_bytes", "_capacity", "_items", "_max_bytes", "first", "last")
-
-    def __init__(self, capacity: int, max_bytes: int) -> None:
-        self._capacity = capacity
-        self._max_bytes = max_bytes
-        self._items: list[Frame | None] = [None] * capacity
-        self._bytes = 0
-        self.first = 0  # the oldest position held (0: empty)
-        self.last = 0
-
-    def append(self, frame: Frame) -> None:
-        position = frame.position
-        if self.first == 0 or position != self.last + 1:
-            # Empty, or a gap (never from a gap-free log): start over.
-            self._items = [None] * self._capacity
-            self._bytes = 0
-            self.first = position
-        elif position - self.first >= self._capacity:
-            self._drop_oldest()
-        self._items[position % self._capacity] = frame
-        self._bytes += len(frame.data)
-        self.last = position
-        while self._bytes > self._max_bytes and self.first < self.last:
-            self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        index = self.first % self._capacity
-        oldest = self._items[index]
-        if oldest is not None:
-            self._bytes -= len(oldest.data)
-            self._items[index] = None
-        self.first += 1
-
-    def after(self, position: int) -> list[Frame] | None:
-        """Frames after `position` up to the last; None when the ring no longer reaches back."""
-        if position >= self.last:
-            return []
-        if self.first == 0 or position + 1 < self.first:
-            return None
-        a, b = (position + 1) % self._capacity, self.last % self._capacity + 1
-        items = self._items[a:b] if a < b else self._items[a:] + self._items[:b]
-        return items  # type: ignore[return-value]
 
 
 class Subscriber:
@@ -249,7 +132,7 @@ class Broadcaster:
     ) -> None:
         self._store = store
         self._queue_limit = queue_limit
-        self._ring = _Ring(max(recent, queue_limit, 1) + 1, recent_bytes)
+        self._ring = Ring(max(recent, queue_limit, 1) + 1, recent_bytes)
         self._flush_interval = flush_interval
         self._wakeups_per_s = wakeups_per_s
         self._subscribers: dict[int, Subscriber] = {}
