@@ -110,6 +110,8 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 queue_limit=config.sse_queue,
                 recent=config.sse_recent,
                 recent_bytes=config.sse_recent_bytes,
+                lag_bytes=config.sse_lag_bytes,
+                buffer_bytes=config.sse_buffer_bytes,
                 flush_interval=config.sse_flush_s,
                 wakeups_per_s=config.sse_wakeups_per_s,
             )

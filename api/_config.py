@@ -67,9 +67,21 @@ class ApiConfig(BaseModel):
         description="recent events kept in memory so reconnects resume without a read",
     )
     sse_recent_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         ge=1024 * 1024,
         description="at most this many bytes of recent events are kept in memory",
+    )
+    sse_lag_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="a stream whose client stopped reading is cut off (its connection aborted) "
+        "once this many bytes wait for it",
+    )
+    sse_buffer_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="the most all streams whose clients stopped reading may hold unwritten; "
+        "past it the largest are aborted",
     )
     sse_flush_s: float = Field(
         default=0.02,
@@ -83,7 +95,7 @@ class ApiConfig(BaseModel):
         description="wake-ups of live streams per second to stay under (sets the pause)",
     )
     sse_send_timeout_s: float = Field(
-        default=30.0, gt=0, description="a stream whose socket accepts nothing this long is closed"
+        default=30.0, gt=0, description="a stream whose socket accepts nothing this long is aborted"
     )
     sse_retry_ms: int = Field(
         default=1000, ge=0, description="the reconnect delay told to EventSource"

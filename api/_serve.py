@@ -29,6 +29,7 @@ import uvicorn
 from ._app import FleetApp, create_app
 from ._config import ApiConfig
 from ._listen import bind_sockets, normalize_host
+from ._transport import FleetH11Protocol
 from .errors import MIN_TOKEN_CHARS, ApiError, InsecureServe, WeakToken
 
 __all__ = ["Serving", "is_loopback", "serve", "serving"]
@@ -76,6 +77,7 @@ class _Server(uvicorn.Server):
 
 def _server(app: FleetApp, host: str, port: int, **uvicorn_options: Any) -> _Server:
     options: dict[str, Any] = {
+        "http": FleetH11Protocol,  # the SSE stream sees its connection's buffer (_transport.py)
         "lifespan": "on",
         "timeout_graceful_shutdown": _GRACEFUL_S,
         "proxy_headers": False,
