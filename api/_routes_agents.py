@@ -180,11 +180,12 @@ async def start_run(request: Request) -> Response:
     rt = _runtime(request)
     body = parse_body(StartRun, await read_json(request))
     run_id = new_run_id()
+    # UnknownModel (422) here, not from inside the run's task (a failed run in the log).
+    rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
     if body.mode == "pattern":
         spec = load_pattern(body.pattern)  # PatternError (422) for an unknown name
         job = run_pattern(rt.fleet, spec, body.task, model=body.model, run_id=run_id)
     else:
-        rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
         job = run_orchestrator(rt.fleet, body.task, model=body.model, run_id=run_id)
     task = rt.fleet.start_run(job, name=f"run-{run_id}")
     # 202 once the run is in the log (its RunStarted is its first append), so that

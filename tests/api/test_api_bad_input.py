@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,3 +135,14 @@ async def test_the_timeline_of_a_run_being_written_is_always_200(plain_app: Flee
                 await reader
     assert len(statuses) >= 20
     assert set(statuses) == {200}, f"{statuses.count(422)} of {len(statuses)} were 422"
+
+
+async def test_a_run_with_an_unknown_model_is_422_before_anything_starts(
+    client: httpx.AsyncClient, store: SQLiteEventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: the run was started and failed in the background (a traceback in the log)."""
+    response = await client.post("/v1/runs", json={"task": "t", "model": "gpt-9"})
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:fleet:problem:unknown-model"
+    assert await store.head() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
