@@ -29,9 +29,11 @@ Notes (do not fix without reading this):
    (`[::1]:8000` becomes `[`), and it answers 400 in plain text.
 2. The guard is the outermost middleware, before auth: a rebound name gets
    421 whether or not it knows the token, and no byte of its body is read.
-3. Ports: a `Host` naming the server's address must carry the server's port
-   (or none when that port is 80). A name from `allow_hosts` may carry any
-   port: it is the name a proxy in front of the server answers to.
+3. Ports: a `Host` naming the server's address with a port must carry the
+   server's port; without one it is taken (a browser always sends a port
+   that is not the scheme's default, and rebinding is about the name, not
+   the port). A name from `allow_hosts` may carry any port: it is the name a
+   proxy in front of the server answers to.
 """
 
 from __future__ import annotations
@@ -160,8 +162,7 @@ class RequestGuard:
         if not server:
             return False
         address, server_port = str(server[0]), server[1]
-        given = port if port is not None else _DEFAULT_PORTS.get(scope.get("scheme", ""), 80)
-        if server_port is not None and given != server_port:
+        if port is not None and server_port is not None and port != server_port:
             return False
         own_ip = _ip(address)
         if own_ip is None:  # not on a socket address (e.g. httpx's ASGITransport): its name

@@ -74,7 +74,9 @@ async def test_a_host_that_is_not_the_bound_address_is_421_on_every_route(
 
 
 @pytest.mark.parametrize("path", ROUTES[:-1])
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost.:{port}"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:{port}", "localhost:{port}", "LocalHost.:{port}", "127.0.0.1", "localhost"]
+)
 async def test_the_bound_address_and_localhost_are_served(
     server: Serving, path: str, host: str
 ) -> None:
