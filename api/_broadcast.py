@@ -212,7 +212,7 @@ class Broadcaster:
         flush_interval: float = 0.02,
         wakeups_per_s: float = 10_000,
         take_bytes: int = 64 * 1024,
-        lag_bytes: int = 4 * 1024 * 1024,
+        lag_bytes: int = 1024 * 1024,
         buffer_bytes: int = 32 * 1024 * 1024,
         sweep_s: float = 1.0,
     ) -> None:

@@ -72,7 +72,7 @@ class ApiConfig(BaseModel):
         description="at most this many bytes of recent events are kept in memory",
     )
     sse_lag_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default=1024 * 1024,
         ge=64 * 1024,
         description="a stream whose client stopped reading is cut off (its connection aborted) "
         "once this many bytes wait for it",

@@ -24,7 +24,10 @@ Notes (do not fix without reading this):
    four times that; from the ring it takes `take_bytes` at a time), and
    small frames are joined into chunks of at most `take_bytes`, a larger
    frame being sent alone (not copied). Every send is counted on the
-   stream's `Outlet`, so the broadcaster sees what is stuck in a send.
+   stream's `Outlet`, so the broadcaster sees what is stuck in a send. The
+   socket's kernel send buffer is fixed at `SOCKET_BUFFER_BYTES` (Linux
+   would grow it to 4 MiB for a client that does not read): a reader that
+   stops shows as stuck after a few hundred KiB, and is cut off sooner.
 4. It subscribes once it is at most `Broadcaster.subscribe_lag` events
    behind, so a reconnect from far back does not start over the live lag
    bound; until then it catches up on its own, page by page.
@@ -60,6 +63,8 @@ CATCH_UP_PAGE = 500
 """The most events read from the log per catch-up page (fewer when they are large; note 3)."""
 FIRST_PAGE = 64
 """Events in the first catch-up page, before their size is known."""
+SOCKET_BUFFER_BYTES = 64 * 1024
+"""The kernel send buffer of a stream's socket (note 3)."""
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
@@ -90,7 +95,10 @@ class _EventStream(EventSourceResponse):
 
         try:
             with anyio.CancelScope() as cancel_scope:
-                outlet.attach(cancel_scope.cancel, connection_of(scope))
+                connection = connection_of(scope)
+                if connection is not None:
+                    connection.limit_send_buffer(SOCKET_BUFFER_BYTES)
+                outlet.attach(cancel_scope.cancel, connection)
                 broadcaster.open_outlet(outlet)
                 try:
                     await super().__call__(scope, receive, counted_send)
