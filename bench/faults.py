@@ -62,9 +62,14 @@ _URL = re.compile(r"at (http://\S+?)/ ")
 JSON = {"content-type": "application/json"}
 
 
-def _env() -> dict[str, str]:
+SERVER_ROOT = ROOT
+"""Where the servers' code is taken from (`--server-root`: another checkout, to compare)."""
+
+
+def _env(root: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
-    env.update(PYTHONPATH=str(ROOT), COLUMNS="200", ANTHROPIC_API_KEY="")
+    env.update(PYTHONPATH=str(root), COLUMNS="200", ANTHROPIC_API_KEY="")
+    env.update(PYTHONDONTWRITEBYTECODE="1")
     return env
 
 
@@ -86,7 +91,7 @@ class Server:
         cmd = [sys.executable, "-m", "api.cli", "serve", "--port", "0", "--db", str(self.db),
                "--workspace", str(self.workspace), *self.args]  # fmt: skip
         self.process = await asyncio.create_subprocess_exec(
-            *cmd, cwd=self.workspace, env=_env(),
+            *cmd, cwd=self.workspace, env=_env(SERVER_ROOT),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert self.process.stdout is not None
@@ -554,7 +559,7 @@ async def _live_timeline(client: httpx.AsyncClient) -> str:
 
 async def _cli(tmp: Path, *args: str, ready: bool = False) -> str:
     """`fleet serve ARGS`: its exit status and lines on stderr, or that it served."""
-    env = _env()
+    env = _env(SERVER_ROOT)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", "serve", "--db", str(tmp / "cli.db"), *args,
         cwd=tmp, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -645,9 +650,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and clients")
     parser.add_argument(
+        "--server-root", type=Path, default=ROOT,
+        help="run the servers from this checkout (e.g. `git worktree add /tmp/before HEAD~20`)",
+    )  # fmt: skip
+    parser.add_argument(
         "--only", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS)
     )
     args = parser.parse_args()
+    SERVER_ROOT = args.server_root.resolve()
     chosen = {part.strip() for part in args.only.split(",") if part.strip()}
     if unknown := chosen - set(PARTS):
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
