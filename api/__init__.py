@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from ._config import DEFAULT_DB, ApiConfig
     from ._serve import Serving, is_loopback, serve, serving
     from ._state import Services
-    from .errors import ApiError, BodyTooLarge, HTTPProblem, InsecureServe
+    from .errors import (
+        ApiError,
+        BodyTooLarge,
+        HTTPProblem,
+        InsecureServe,
+        ListenError,
+        WeakToken,
+    )
 
 __all__ = [
     "DEFAULT_DB",
@@ -34,8 +41,10 @@ __all__ = [
     "FleetApp",
     "HTTPProblem",
     "InsecureServe",
+    "ListenError",
     "Services",
     "Serving",
+    "WeakToken",
     "create_app",
     "is_loopback",
     "serve",
@@ -50,6 +59,8 @@ _EXPORTS = {
     "FleetApp": "._app",
     "HTTPProblem": ".errors",
     "InsecureServe": ".errors",
+    "ListenError": ".errors",
+    "WeakToken": ".errors",
     "Services": "._state",
     "Serving": "._serve",
     "create_app": "._app",

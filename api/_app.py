@@ -12,8 +12,10 @@ Notes (do not fix without reading this):
    for `serve()`, which ends the SSE streams before uvicorn waits for open
    connections at shutdown (an endless stream would hold it forever).
 2. Middleware order, outermost first: Starlette's ServerErrorMiddleware,
-   BearerAuth (so no unauthenticated byte is parsed), BodyLimit, then
-   Starlette's ExceptionMiddleware and the router.
+   RequestGuard (Host, Origin and body type: a rebound name or another
+   site's page is refused before anything else, token or not), BearerAuth
+   (so no unauthenticated byte is parsed), BodyLimit, then Starlette's
+   ExceptionMiddleware and the router.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
+from ._guard import RequestGuard
 from ._metrics import Metrics, metrics_endpoint
 from ._models import Health
 from ._openapi import Operation, document_bytes
@@ -121,6 +124,8 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 queue_limit=config.sse_queue,
                 recent=config.sse_recent,
                 recent_bytes=config.sse_recent_bytes,
+                lag_bytes=config.sse_lag_bytes,
+                buffer_bytes=config.sse_buffer_bytes,
                 flush_interval=config.sse_flush_s,
                 wakeups_per_s=config.sse_wakeups_per_s,
             )
@@ -180,6 +185,7 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
         routes.append(docs_route())
         routes.append(dashboard_mount())
     middleware = [
+        Middleware(RequestGuard, allow_hosts=config.allow_hosts),
         Middleware(BearerAuth, token=config.token_value),
         Middleware(
             BodyLimit,

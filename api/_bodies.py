@@ -1,13 +1,16 @@
 """Request input: the body size limit (before any parsing), JSON bodies and query strings.
 
-Bodies: over the limit is 413, not JSON is 400, JSON of the wrong shape is 422
-with pydantic's errors listed. Query strings: a wrong or unknown parameter is
-400 with the same error list (a typo in a filter must not silently widen it).
+Bodies: over the limit is 413, not typed `application/json` is 415, not JSON
+is 400, JSON of the wrong shape is 422 with pydantic's errors listed. Query
+strings: a wrong or unknown parameter is 400 with the same error list (a typo
+in a filter must not silently widen it).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
@@ -78,26 +81,69 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def read_json(request: Request) -> Any:
-    """The request body parsed as JSON. Raises `HTTPProblem` 400 when it is not JSON."""
+    """The request body parsed as JSON.
+
+    Raises `HTTPProblem` 415 unless the body is typed `application/json` (UTF-8),
+    400 when it is not JSON: empty, not UTF-8, malformed, nested too deeply, an
+    integer of more digits than Python converts (4,300), or NaN and Infinity
+    (not JSON, and stored they would turn into null).
+    """
+    _require_json_type(request)
     raw = await request.body()
     if not raw.strip():
-        raise HTTPProblem(400, "Malformed JSON", "the request body is empty; expected JSON",
-                          slug="malformed-json")  # fmt: skip
+        raise _malformed("the request body is empty; expected JSON")
     try:
         # Decoded here, strictly: json.loads(bytes) would guess UTF-16 or UTF-32 (RFC 8259: UTF-8).
-        return json.loads(raw.decode("utf-8"))
+        return _strict_loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise HTTPProblem(400, "Malformed JSON", f"the body is not UTF-8: {e.reason}",
-                          slug="malformed-json") from None  # fmt: skip
+        raise _malformed(f"the body is not UTF-8: {e.reason}") from None
     except json.JSONDecodeError as e:
-        raise HTTPProblem(
-            400, "Malformed JSON",
-            f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
-            slug="malformed-json",
-        ) from None  # fmt: skip
+        raise _malformed(
+            f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
     except RecursionError:
-        raise HTTPProblem(400, "Malformed JSON", "the body's JSON is nested too deeply",
-                          slug="malformed-json") from None  # fmt: skip
+        raise _malformed("the body's JSON is nested too deeply") from None
+    except ValueError as e:  # NaN, Infinity, or an int past sys.get_int_max_str_digits()
+        if "integer string conversion" in str(e):
+            limit = sys.get_int_max_str_digits()
+            raise _malformed(f"an integer in the body has more than {limit} digits") from None
+        raise _malformed(f"the body is not valid JSON: {e}") from None
+
+
+def _malformed(detail: str) -> HTTPProblem:
+    return HTTPProblem(400, "Malformed JSON", detail, slug="malformed-json")
+
+
+def _require_json_type(request: Request) -> None:
+    value = request.headers.get("content-type", "")
+    media, _, params = value.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        key, _, given = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = given.strip().strip('"').lower()
+    if media.strip().lower() == "application/json" and charset in ("", "utf-8", "utf8"):
+        return
+    got = f"a body typed {value.strip()[:80]!r}" if value.strip() else "a body with no type"
+    raise HTTPProblem(
+        415, "Unsupported media type",
+        f"this route takes JSON sent as 'Content-Type: application/json' (UTF-8), not {got}",
+        slug="unsupported-media-type",
+    )  # fmt: skip
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range (it would be Infinity)")
+    return value
+
+
+_strict_loads = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
 
 
 def parse_body(model: type[M], value: Any) -> M:

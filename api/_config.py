@@ -33,6 +33,11 @@ class ApiConfig(BaseModel):
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"
     )
+    allow_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="names accepted in the Host header besides the server's own address "
+        "(FLEET_ALLOW_HOSTS, comma-separated); see api/_guard.py",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
@@ -77,9 +82,21 @@ class ApiConfig(BaseModel):
         description="recent events kept in memory so reconnects resume without a read",
     )
     sse_recent_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         ge=1024 * 1024,
         description="at most this many bytes of recent events are kept in memory",
+    )
+    sse_lag_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="a stream whose client stopped reading is cut off (its connection aborted) "
+        "once this many bytes wait for it",
+    )
+    sse_buffer_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="the most all streams whose clients stopped reading may hold unwritten; "
+        "past it the largest are aborted",
     )
     sse_flush_s: float = Field(
         default=0.02,
@@ -93,11 +110,21 @@ class ApiConfig(BaseModel):
         description="wake-ups of live streams per second to stay under (sets the pause)",
     )
     sse_send_timeout_s: float = Field(
-        default=30.0, gt=0, description="a stream whose socket accepts nothing this long is closed"
+        default=30.0, gt=0, description="a stream whose socket accepts nothing this long is aborted"
     )
     sse_retry_ms: int = Field(
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            bracketed = name.startswith("[") and name.endswith("]")  # an IPv6 address
+            bad = "/@?#*" if bracketed else "/:@?#*"
+            if not name.strip("[]") or any(c.isspace() or c in bad for c in name):
+                raise ValueError(f"{name!r} is not a host name (no port, no scheme, no *)")
+        return value
 
     @field_validator("token", mode="before")
     @classmethod
@@ -122,8 +149,9 @@ class ApiConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, `OTEL_EXPORTER_OTLP_ENDPOINT`
-        and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, then `overrides`.
+        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, `FLEET_ALLOW_HOSTS`,
+        `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`,
+        then `overrides`.
 
         Overrides that are None are ignored.
 
@@ -142,5 +170,9 @@ class ApiConfig(BaseModel):
         capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
         if capture.strip().lower() in ("1", "true", "yes", "on"):
             values["otlp_content"] = True
+        if env.get("FLEET_ALLOW_HOSTS"):
+            values["allow_hosts"] = tuple(
+                name.strip() for name in env["FLEET_ALLOW_HOSTS"].split(",") if name.strip()
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

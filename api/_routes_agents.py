@@ -21,7 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from runtime import WORKER_TOOLS, Runtime, load_pattern, new_run_id, run_orchestrator, run_pattern
+from runtime import (
+    WORKER_TOOLS,
+    AgentNotFound,
+    Runtime,
+    load_pattern,
+    new_run_id,
+    run_orchestrator,
+    run_pattern,
+)
 
 from ._bodies import parse_body, read_json
 from ._models import ID_PATTERN, NoQuery
@@ -104,11 +112,26 @@ async def create_agent(request: Request) -> Response:
     rt = _runtime(request)
     query(NoQuery, request)
     body = parse_body(CreateAgent, await read_json(request))
+    if body.parent_id is not None:
+        await _check_parent(rt, body.parent_id)
     status = await rt.fleet.create_agent(
         name=body.name, role=body.role, task=body.task, model=body.model, tools=body.tools,
         parent_id=body.parent_id,
     )  # fmt: skip
     return _status(status, 201, Location=f"/v1/agents/{status['id']}")
+
+
+async def _check_parent(rt: Runtime, parent_id: str) -> None:
+    """422 unless `parent_id` names an agent of this log (a typo must not make an orphan)."""
+    try:
+        await rt.fleet.get_agent_status(parent_id)
+    except AgentNotFound:
+        raise HTTPProblem(
+            422, "Invalid body", f"parent_id: no agent {parent_id!r} in this log",
+            slug="invalid-body",
+            members={"errors": [{"loc": ["body", "parent_id"], "msg": "no such agent",
+                                 "type": "agent_not_found"}]},
+        ) from None  # fmt: skip
 
 
 async def command_agent(request: Request) -> Response:
@@ -155,11 +178,12 @@ async def start_run(request: Request) -> Response:
     query(NoQuery, request)
     body = parse_body(StartRun, await read_json(request))
     run_id = new_run_id()
+    # UnknownModel (422) here, not from inside the run's task (a failed run in the log).
+    rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
     if body.mode == "pattern":
         spec = load_pattern(body.pattern)  # PatternError (422) for an unknown name
         job = run_pattern(rt.fleet, spec, body.task, model=body.model, run_id=run_id)
     else:
-        rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
         job = run_orchestrator(rt.fleet, body.task, model=body.model, run_id=run_id)
     task = rt.fleet.start_run(job, name=f"run-{run_id}")
     # 202 once the run is in the log (its RunStarted is its first append), so that

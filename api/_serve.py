@@ -4,7 +4,8 @@ Notes (do not fix without reading this):
 1. Without a token, only loopback addresses are allowed: the API commands
    agents that run tools, so an open port without auth would hand a shell to
    anyone on the network. A host name other than `localhost` counts as
-   non-loopback (it could resolve anywhere).
+   non-loopback (it could resolve anywhere). Beyond loopback the token must
+   have at least 16 characters (`WeakToken`).
 2. At shutdown uvicorn waits for open connections before it runs the app's
    lifespan shutdown; an SSE stream never ends by itself, so the server
    subclass ends the streams (after closing the listening sockets) first.
@@ -27,7 +28,9 @@ import uvicorn
 
 from ._app import FleetApp, create_app
 from ._config import ApiConfig
-from .errors import ApiError, InsecureServe
+from ._listen import bind_sockets, normalize_host
+from ._transport import FleetH11Protocol
+from .errors import MIN_TOKEN_CHARS, ApiError, InsecureServe, WeakToken
 
 __all__ = ["Serving", "is_loopback", "serve", "serving"]
 
@@ -46,6 +49,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_exposure(config: ApiConfig, host: str) -> str:
+    """`host` normalized; raises `InsecureServe` or `WeakToken` beyond loopback (note 1)."""
+    host = normalize_host(host)
+    if not is_loopback(host):
+        token = config.token_value
+        if token is None:
+            raise InsecureServe(host)
+        if len(token) < MIN_TOKEN_CHARS:
+            raise WeakToken(host, len(token))
+    return host
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, ending the app's SSE streams when it shuts down (note 2)."""
 
@@ -62,6 +77,7 @@ class _Server(uvicorn.Server):
 
 def _server(app: FleetApp, host: str, port: int, **uvicorn_options: Any) -> _Server:
     options: dict[str, Any] = {
+        "http": FleetH11Protocol,  # the SSE stream sees its connection's buffer (_transport.py)
         "lifespan": "on",
         "timeout_graceful_shutdown": _GRACEFUL_S,
         "proxy_headers": False,
@@ -100,13 +116,15 @@ async def serve(
 
     Raises:
         InsecureServe: `host` is not loopback and there is no token (nothing is bound).
+        WeakToken: ... or a token of fewer than 16 characters.
+        ListenError: `host`:`port` cannot be listened on (in use, no such name).
     """
     api_config = _config(config, db, token)
-    if api_config.token is None and not is_loopback(host):
-        raise InsecureServe(host)
+    host = _check_exposure(api_config, host)
+    sockets = await bind_sockets(host, port)
     app = create_app(api_config)
     server = _server(app, host, port, **uvicorn_options)
-    task = asyncio.create_task(server.serve(), name="fleet-uvicorn")
+    task = asyncio.create_task(server.serve(sockets=sockets), name="fleet-uvicorn")
     try:
         if ready is not None:
             ready(await _started(server, task, host))
@@ -146,15 +164,15 @@ async def serving(
     """Run the app under uvicorn on this event loop for the `async with` block.
 
     `port=0` picks a free port (see `Serving.url`). Logging is left to the
-    caller (`log_config=None`) unless given. Raises `InsecureServe` like `serve()`.
+    caller (`log_config=None`) unless given. Raises like `serve()`.
     """
-    if config.token is None and not is_loopback(host):
-        raise InsecureServe(host)
+    host = _check_exposure(config, host)
+    sockets = await bind_sockets(host, port)
     app = create_app(config)
     options: dict[str, Any] = {"log_config": None, "access_log": False}
     options.update(uvicorn_options)
     server = _server(app, host, port, **options)
-    task = asyncio.create_task(server.serve(), name="fleet-uvicorn")
+    task = asyncio.create_task(server.serve(sockets=sockets), name="fleet-uvicorn")
     try:
         url = await _started(server, task, host)
         yield Serving(url, app)

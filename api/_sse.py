@@ -1,25 +1,36 @@
 """`GET /v1/events/stream`: the log as Server-Sent Events, resumable, filtered, bounded.
 
 A stream first catches up (from `Last-Event-ID`, else `?from=`, else nothing:
-only new events) by reading the log in pages, then switches to the app's one
-broadcaster (see `_broadcast.py` for the seam and the bounds). Each SSE `id`
-is the event's position and each `data` is the event's JSON; there is no
-`event:` field, so `EventSource.onmessage` sees every event.
+only new events), from the broadcaster's ring of recent frames or by reading
+the log in pages, then subscribes to the app's one broadcaster (see
+`_broadcast.py` for the seam and the bounds). Each SSE `id` is the event's
+position and each `data` is the event's JSON; there is no `event:` field, so
+`EventSource.onmessage` sees every event.
 
 Notes (do not fix without reading this):
 1. Every way a stream ends runs the generator's `finally`, which removes the
    subscriber: a clean end, a client disconnect (sse-starlette cancels the
    task group; cancellation reaches the generator or, while it is suspended
-   at `yield`, sse-starlette `aclose()`s it), a cut-off, a send timeout, and
-   server shutdown (`Broadcaster.end_streams`). A test kills connections
-   abruptly and checks the subscriber count returns to zero.
+   at `yield`, sse-starlette `aclose()`s it), a cut-off, an abort, a send
+   timeout, and server shutdown (`Broadcaster.end_streams`). A test kills
+   connections abruptly and checks the subscriber count returns to zero.
 2. A cut-off subscriber's stream ends with a comment saying why; the client
-   resumes with Last-Event-ID. A stream whose socket accepts nothing for
-   `sse_send_timeout_s` is closed (sse-starlette's `send_timeout`): its
-   subscriber is long gone by then, this frees the connection.
-3. Chunks: everything ready is written at once (a catch-up page, or every
-   frame a wake-up found), not frame by frame; only a chunk over about
-   `CHUNK_BYTES` is split, so a burst of large events is not one huge copy.
+   resumes with Last-Event-ID. One cut off while stuck in a send (its client
+   stopped reading) is aborted at once: the comment could never be
+   delivered. A stream whose socket accepts nothing for `sse_send_timeout_s`
+   is aborted too (sse-starlette's `send_timeout`), whatever it was doing.
+3. Bounded: a stream holds at most about `take_bytes` it has taken and not
+   sent (a catch-up page from the log is sized from the last one to about
+   four times that; from the ring it takes `take_bytes` at a time), and
+   small frames are joined into chunks of at most `take_bytes`, a larger
+   frame being sent alone (not copied). Every send is counted on the
+   stream's `Outlet`, so the broadcaster sees what is stuck in a send. The
+   socket's kernel send buffer is fixed at `SOCKET_BUFFER_BYTES` (Linux
+   would grow it to 4 MiB for a client that does not read): a reader that
+   stops shows as stuck after a few hundred KiB, and is cut off sooner.
+4. It subscribes once it is at most `Broadcaster.subscribe_lag` events
+   behind, so a reconnect from far back does not start over the live lag
+   bound; until then it catches up on its own, page by page.
 """
 
 from __future__ import annotations
@@ -33,14 +44,15 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from events import EventFilter
 
 from ._bodies import parse_query
-from ._broadcast import Broadcaster, Subscriber, sse_frame
+from ._broadcast import Broadcaster, Outlet, Subscriber, sse_frame
 from ._models import StreamQuery
 from ._state import Services, services
+from ._transport import connection_of
 from .errors import HTTPProblem
 
 __all__ = ["CATCH_UP_PAGE", "stream_events"]
@@ -48,37 +60,56 @@ __all__ = ["CATCH_UP_PAGE", "stream_events"]
 logger = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 500
-"""Events read from the log per catch-up page."""
-CHUNK_BYTES = 1024 * 1024
-"""What is ready is written in one chunk, split at about this size (note 3)."""
+"""The most events read from the log per catch-up page (fewer when they are large; note 3)."""
+FIRST_PAGE = 64
+"""Events in the first catch-up page, before their size is known."""
+SOCKET_BUFFER_BYTES = 64 * 1024
+"""The kernel send buffer of a stream's socket (note 3)."""
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 class _EventStream(EventSourceResponse):
-    """sse-starlette's response, closing quietly a stream whose client stopped reading (note 2).
+    """sse-starlette's response, counting its sends on its `Outlet` (note 3) and aborting its
+    connection when a send times out (note 2)."""
 
-    It registers with the broadcaster, which cancels it if it is still stuck
-    in a send after server shutdown's grace period.
-    """
-
-    def __init__(self, broadcaster: Broadcaster, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, broadcaster: Broadcaster, outlet: Outlet, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._broadcaster = broadcaster
+        self._outlet = outlet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outlet, broadcaster = self._outlet, self._broadcaster
+
+        async def counted_send(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            outlet.sending = len(message.get("body", b""))
+            outlet.in_send = True
+            try:
+                await send(message)
+            finally:
+                outlet.in_send = False
+                outlet.sending = 0
+
         try:
             with anyio.CancelScope() as cancel_scope:
-                untrack = self._broadcaster.track_stream(cancel_scope.cancel)
+                connection = connection_of(scope)
+                if connection is not None:
+                    connection.limit_send_buffer(SOCKET_BUFFER_BYTES)
+                outlet.attach(cancel_scope.cancel, connection)
+                broadcaster.open_outlet(outlet)
                 try:
-                    await super().__call__(scope, receive, send)
+                    await super().__call__(scope, receive, counted_send)
                 finally:
-                    untrack()
+                    broadcaster.close_outlet(outlet)
         except SendTimeoutError:
-            logger.info(
-                "closed an SSE stream to %s: its socket accepted nothing for %ss",
-                scope.get("client"), self.send_timeout,
-            )  # fmt: skip
+            reason = f"its socket accepted nothing for {self.send_timeout}s"
+            broadcaster.abort(outlet, reason)
+            logger.info("aborted an SSE stream to %s: %s", scope.get("client"), reason)
+        if outlet.aborted:
+            logger.debug("SSE stream to %s aborted: %s", scope.get("client"), outlet.aborted)
 
 
 async def stream_events(request: Request) -> _EventStream:
@@ -98,9 +129,11 @@ async def stream_events(request: Request) -> _EventStream:
         )  # fmt: skip
     where = _filter(query)
     config = app.config
+    outlet = Outlet()
     return _EventStream(
         app.broadcaster,
-        _frames(app, after, where),
+        outlet,
+        _frames(app, after, where, outlet),
         ping=config.sse_ping_s,
         sep="\n",
         send_timeout=config.sse_send_timeout_s,
@@ -132,34 +165,43 @@ def _filter(query: StreamQuery) -> EventFilter | None:
     )
 
 
-async def _frames(app: Services, after: int, where: EventFilter | None) -> AsyncIterator[bytes]:
+async def _frames(
+    app: Services, after: int, where: EventFilter | None, outlet: Outlet
+) -> AsyncIterator[bytes]:
     broadcaster = app.broadcaster
-    broadcaster.open_streams += 1
+    take = broadcaster.take_bytes
     subscriber: Subscriber | None = None
     try:
-        chunk: list[bytes] = [b"retry: %d\n\n" % app.config.sse_retry_ms]
+        ready: list[bytes] = [b"retry: %d\n\n" % app.config.sse_retry_ms]
         last = after
-        # Catch up from the log until the recent ring reaches back to `last`.
+        page = FIRST_PAGE
+        # Catch up (note 4): from the ring when it reaches back, else from the log.
         while True:
-            frames = broadcaster.frames_after(last, where)
-            if frames is not None:
-                # Same synchronous step as frames_after: the seam is exact (_broadcast note 3).
-                subscriber = broadcaster.subscribe(where)
-                chunk.extend(frame.data for frame in frames)
-                last = max(last, broadcaster.position)
+            if broadcaster.position - last <= broadcaster.subscribe_lag and broadcaster.reaches(
+                last
+            ):
+                # Same synchronous step as `reaches`: the seam is exact (_broadcast note 3).
+                subscriber = broadcaster.subscribe(where, outlet, after=last)
                 break
-            until = broadcaster.position
-            events = await app.store.read_all(
-                after=last, until=until, where=where, limit=CATCH_UP_PAGE, lenient=True
-            )
-            chunk.extend(sse_frame(event) for event in events)
-            last = events[-1].position if len(events) == CATCH_UP_PAGE else until
-            for data in _chunks(chunk):
+            taken = broadcaster.take_after(last, take, where)
+            if taken is not None:
+                frames, last = taken
+                ready.extend(frame.data for frame in frames)
+            else:
+                until = broadcaster.position
+                events = await app.store.read_all(
+                    after=last, until=until, where=where, limit=page, lenient=True
+                )
+                encoded = [sse_frame(event) for event in events]
+                last = events[-1].position if len(events) == page else until
+                page = _next_page(encoded, page, 4 * take)
+                ready.extend(encoded)
+            for data in _chunks(ready, take):
                 yield data
-            chunk = []
-        for data in _chunks(chunk):
+            ready = []
+        for data in _chunks(ready, take):
             yield data
-        while batch := await subscriber.next_batch():
+        while batch := await subscriber.next_batch(take):
             if batch[0].position <= last:
                 batch = [frame for frame in batch if frame.position > last]
                 if not batch:
@@ -168,23 +210,31 @@ async def _frames(app: Services, after: int, where: EventFilter | None) -> Async
             if len(batch) == 1:
                 yield batch[0].data
             else:
-                for data in _chunks([frame.data for frame in batch]):
+                for data in _chunks([frame.data for frame in batch], take):
                     yield data
         if subscriber.state == "cut_off":
             yield b": cut off: %s; reconnect with Last-Event-ID\n\n" % subscriber.reason.encode()
     finally:
-        broadcaster.open_streams -= 1
         if subscriber is not None:
             broadcaster.unsubscribe(subscriber)
 
 
-def _chunks(frames: list[bytes]) -> Iterator[bytes]:
-    """`frames` joined into as few chunks as possible, each at most about `CHUNK_BYTES`."""
+def _next_page(encoded: list[bytes], page: int, page_bytes: int) -> int:
+    """The next catch-up page size: about `page_bytes` of events the size of the last ones."""
+    if not encoded:
+        return page
+    average = max(1, sum(len(data) for data in encoded) // len(encoded))
+    return max(1, min(CATCH_UP_PAGE, page_bytes // average))
+
+
+def _chunks(frames: list[bytes], limit: int) -> Iterator[bytes]:
+    """`frames` joined into as few chunks as possible of at most `limit` bytes; a frame of
+    `limit` bytes or more is its own chunk, not copied (note 3)."""
     start, size = 0, 0
     for i, frame in enumerate(frames):
+        if size and size + len(frame) > limit:
+            yield frames[start] if i - start == 1 else b"".join(frames[start:i])
+            start, size = i, 0
         size += len(frame)
-        if size >= CHUNK_BYTES:
-            yield b"".join(frames[start : i + 1])
-            start, size = i + 1, 0
     if start < len(frames):
-        yield b"".join(frames[start:])
+        yield frames[start] if len(frames) - start == 1 else b"".join(frames[start:])

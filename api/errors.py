@@ -4,7 +4,9 @@
     └── ApiError                    api/
         ├── HTTPProblem             an HTTP error to answer: status, title, detail (+ members)
         ├── BodyTooLarge            a request body over the configured limit (413)
-        └── InsecureServe           serve() asked to listen beyond loopback without a token
+        ├── InsecureServe           serve() asked to listen beyond loopback without a token
+        │   └── WeakToken           ... or with a token too short to stand guessing
+        └── ListenError             the address cannot be listened on (in use, no such name)
 
 Only `api/` turns errors into HTTP responses; every other package's errors are
 mapped to a status in `api/_problems.py`.
@@ -17,7 +19,10 @@ from typing import Any
 
 from events.errors import FleetError
 
-__all__ = ["ApiError", "BodyTooLarge", "HTTPProblem", "InsecureServe"]
+__all__ = ["ApiError", "BodyTooLarge", "HTTPProblem", "InsecureServe", "ListenError", "WeakToken"]
+
+MIN_TOKEN_CHARS = 16
+"""The shortest token accepted beyond loopback."""
 
 
 class ApiError(FleetError):
@@ -69,3 +74,29 @@ class InsecureServe(ApiError):
             f"refusing to listen on {host!r} without a token: anyone who can reach it could "
             "command the fleet; set FLEET_TOKEN (or --token), or listen on 127.0.0.1"
         )
+
+
+class WeakToken(InsecureServe):
+    """Listening beyond loopback needs a token of at least `MIN_TOKEN_CHARS` characters."""
+
+    def __init__(self, host: str, length: int) -> None:
+        self.host = host
+        self.length = length
+        ApiError.__init__(
+            self,
+            f"refusing to listen on {host!r} with a token of {length} character"
+            f"{'s' if length != 1 else ''}: beyond loopback a token needs at least "
+            f"{MIN_TOKEN_CHARS} (make one with: python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(24))')",
+        )
+
+
+class ListenError(ApiError):
+    """The server cannot listen on `host`:`port`; `reason` says why, in words."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        shown = f"[{host}]" if ":" in host else host
+        super().__init__(f"cannot listen on {shown}:{port}: {reason}")

@@ -148,10 +148,13 @@ async def _serve(kind: str, db: Path) -> None:
     logging.getLogger("asyncio").setLevel(logging.ERROR)
 
     from api import ApiConfig, create_app
+    from api._transport import FleetH11Protocol
 
     app: Any = create_app(ApiConfig(db=db, runtime=False)) if kind == "fleet" else _bare_app(db)
+    # fleet as `fleet serve` runs it: with the protocol that lets a stream see its buffers.
+    http: Any = FleetH11Protocol if kind == "fleet" else "h11"
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
+        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on", http=http
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

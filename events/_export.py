@@ -167,11 +167,14 @@ async def read_run(store: EventStore, run_id: str) -> list[RecordedEvent]:
     """Every event of run `run_id`, in position order (the events an export holds).
 
     Those are the events whose `meta.run_id` is the run: its run, task,
-    conductor and agent streams, each whole. Raises `RunNotFound`, and
-    `InvalidEvent` if one of those streams also holds events of something else.
+    conductor and agent streams, each whole, up to the log's head at the call.
+    Raises `RunNotFound`, and `InvalidEvent` if one of those streams also holds
+    events of something else.
     """
     await _find_run(store, run_id)
-    return [event async for event in _run_events(store, run_id, None)]
+    # Up to the head as of now, as an export: a live run's streams go on while they are read.
+    head = await store.head()
+    return [event async for event in _run_events(store, run_id, head)]
 
 
 async def export_lines(store: EventStore, run_id: str) -> AsyncIterator[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ._common import add_common, console, resolve_db
 
@@ -15,10 +16,18 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=_port, default=8000)
     parser.add_argument(
         "--token",
-        help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback",
+        help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback, "
+        "at least 16 characters",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also answer to this name in the Host header (a proxy's or a DNS name); "
+        "repeatable (default: $FLEET_ALLOW_HOSTS)",
     )
     parser.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
     parser.add_argument(
@@ -34,13 +43,24 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
+    from pydantic import ValidationError
+
     from .._config import ApiConfig
     from .._serve import serve
+    from ..errors import ApiError
 
     db = resolve_db(args.db)
-    config = ApiConfig.from_env(
-        db=db, token=args.token, workspace=args.workspace, otlp_endpoint=args.otlp_endpoint
-    )
+    allow = tuple(args.allow_host) if args.allow_host else None
+    try:
+        config = ApiConfig.from_env(
+            db=db,
+            token=args.token,
+            workspace=args.workspace,
+            otlp_endpoint=args.otlp_endpoint,
+            allow_hosts=allow,
+        )
+    except ValidationError as e:
+        raise ApiError(_first_error(e)) from None
 
     def ready(url: str) -> None:
         console().print(
@@ -50,3 +70,16 @@ def _serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, config=config, ready=ready, log_level="warning"))
     return 0
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def _first_error(error: Any) -> str:
+    """The first problem of a pydantic `ValidationError`, as one line for the terminal."""
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"] if not isinstance(part, int))
+    return f"{where.replace('_', '-')}: {first['msg'].removeprefix('Value error, ')}"

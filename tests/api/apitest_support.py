@@ -72,6 +72,9 @@ async def seed(store: EventStore, *, run_id: str = "r1", agents: int = 2) -> lis
     return recorded
 
 
+JSON = {"content-type": "application/json"}
+"""The header a JSON body needs (anything else is 415)."""
+
 _ticks = itertools.count()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apitest_support import TOKEN, raw_get, read_ids, wait_until
+from apitest_support import JSON, TOKEN, raw_get, read_ids, wait_until
 from pydantic import SecretStr
 
 from api import ApiConfig, FleetApp, Serving, create_app, serving
@@ -41,7 +41,9 @@ def config(tmp_path: Path) -> ApiConfig:
 async def test_every_route_without_a_token_is_401(
     client: httpx.AsyncClient, store: SQLiteEventStore, method: str, path: str
 ) -> None:
-    response = await client.request(method, path, content=INGEST if method == "POST" else None)
+    response = await client.request(
+        method, path, content=INGEST if method == "POST" else None, headers=JSON
+    )
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == 'Bearer realm="fleet"'
@@ -57,7 +59,7 @@ async def test_a_wrong_token_is_401_invalid_token(
     client: httpx.AsyncClient, store: SQLiteEventStore, authorization: str
 ) -> None:
     response = await client.post(
-        "/v1/hooks/ingest", content=INGEST, headers={"Authorization": authorization}
+        "/v1/hooks/ingest", content=INGEST, headers={"Authorization": authorization, **JSON}
     )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="fleet", error="invalid_token"'
@@ -67,7 +69,7 @@ async def test_a_wrong_token_is_401_invalid_token(
 
 async def test_the_right_token_passes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/events", headers=AUTH)).status_code == 200
-    lower = {"Authorization": f"bearer {TOKEN}"}
+    lower = {"Authorization": f"bearer {TOKEN}", **JSON}
     assert (await client.post("/v1/hooks/ingest", content=INGEST, headers=lower)).status_code == 201
     health = (await client.get("/healthz", headers=AUTH)).json()
     assert health["auth"] is True
@@ -84,7 +86,7 @@ async def test_query_token_works_on_get_and_is_removed_from_the_query(
 async def test_query_token_is_not_accepted_on_post(
     client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
-    response = await client.post(f"/v1/hooks/ingest?token={TOKEN}", content=INGEST)
+    response = await client.post(f"/v1/hooks/ingest?token={TOKEN}", content=INGEST, headers=JSON)
     assert response.status_code == 401
     assert await store.head() == 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apitest_support import JSON
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -62,7 +63,7 @@ async def test_trailing_slash_is_a_404_not_a_redirect(client: httpx.AsyncClient)
 async def test_malformed_json_is_400_and_writes_nothing(
     client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes, detail: str
 ) -> None:
-    response = await client.post("/v1/hooks/ingest", content=body)
+    response = await client.post("/v1/hooks/ingest", content=body, headers=JSON)
     problem = assert_problem(response, 400, title="Malformed JSON")
     assert detail in problem["detail"]
     assert await store.head() == 0
@@ -82,7 +83,7 @@ async def test_malformed_json_is_400_and_writes_nothing(
 async def test_wrong_types_are_422_naming_the_field_and_write_nothing(
     client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes, field: str
 ) -> None:
-    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body), 422)
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body, headers=JSON), 422)
     assert problem["errors"][0]["loc"] == ["body", field]
     assert await store.head() == 0
 
@@ -91,7 +92,7 @@ async def test_wrong_types_are_422_naming_the_field_and_write_nothing(
 async def test_json_that_is_not_an_object_is_422(
     client: httpx.AsyncClient, store: SQLiteEventStore, body: bytes
 ) -> None:
-    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body), 422)
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=body, headers=JSON), 422)
     assert "object" in problem["detail"]
     assert await store.head() == 0
 
@@ -100,7 +101,7 @@ async def test_body_over_the_limit_is_413_before_it_is_read(
     client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
     huge = b'{"hook_event_name": "Stop", "session_id": "s1", "x": "' + b"a" * 2_000_000 + b'"}'
-    problem = assert_problem(await client.post("/v1/hooks/ingest", content=huge), 413)
+    problem = assert_problem(await client.post("/v1/hooks/ingest", content=huge, headers=JSON), 413)
     assert "limit of 1048576 bytes" in problem["detail"]
     assert await store.head() == 0
 
@@ -116,7 +117,7 @@ async def test_chunked_body_over_the_limit_is_413(
             yield b"a" * 65536
         yield b'"}'
 
-    response = await client.post("/v1/hooks/ingest", content=chunks())
+    response = await client.post("/v1/hooks/ingest", content=chunks(), headers=JSON)
     assert_problem(response, 413, title="Request body too large")
     assert await store.head() == 0
 
@@ -125,7 +126,7 @@ async def test_payload_over_the_ingest_limit_but_under_the_body_limit_is_413(
     client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
     body = b'{"hook_event_name": "Stop", "session_id": "s1", "x": "' + b"a" * 700_000 + b'"}'
-    assert_problem(await client.post("/v1/hooks/ingest", content=body), 413)
+    assert_problem(await client.post("/v1/hooks/ingest", content=body, headers=JSON), 413)
     assert await store.head() == 0
 
 
@@ -134,8 +135,10 @@ async def test_a_smaller_body_limit_is_enforced(tmp_path: Path) -> None:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            ok = await client.post("/v1/hooks/ingest", content=PAYLOAD)
-            too_big = await client.post("/v1/hooks/ingest", content=b" " * 3000 + PAYLOAD)
+            ok = await client.post("/v1/hooks/ingest", content=PAYLOAD, headers=JSON)
+            too_big = await client.post(
+                "/v1/hooks/ingest", content=b" " * 3000 + PAYLOAD, headers=JSON
+            )
     assert ok.status_code == 201
     assert_problem(too_big, 413)
 

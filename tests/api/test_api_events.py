@@ -134,13 +134,17 @@ async def test_pages_and_stream_frames_carry_each_event_s_wire_json(
 
 
 def test_ready_frames_are_joined_into_chunks_of_bounded_size() -> None:
-    from api._sse import CHUNK_BYTES, _chunks
+    from api._sse import _chunks
 
+    limit = 3000
     small = [b"x" * 100] * 10
-    assert list(_chunks(small)) == [b"x" * 1000]
-    big = [b"y" * (CHUNK_BYTES // 3)] * 7
-    chunks = list(_chunks(big))
-    assert b"".join(chunks) == b"".join(big)
-    assert all(len(c) <= CHUNK_BYTES + CHUNK_BYTES // 3 for c in chunks)
-    assert len(chunks) == 2
-    assert list(_chunks([])) == []
+    assert list(_chunks(small, limit)) == [b"x" * 1000]
+    mixed = [b"y" * 1000] * 7
+    chunks = list(_chunks(mixed, limit))
+    assert b"".join(chunks) == b"".join(mixed)
+    assert [len(c) for c in chunks] == [3000, 3000, 1000]
+    big = b"z" * 5000
+    alone = list(_chunks([b"a" * 10, big, b"b" * 10], limit))
+    assert alone == [b"a" * 10, big, b"b" * 10]
+    assert alone[1] is big, "a frame over the limit is sent as it is, not copied"
+    assert list(_chunks([], limit)) == []

@@ -6,6 +6,7 @@ import json
 
 import httpx
 import pytest
+from apitest_support import JSON
 
 from api import FleetApp
 from events import ExternalHookReceived, SQLiteEventStore
@@ -28,7 +29,9 @@ async def test_ingest_appends_to_the_session_stream_with_ingest_meta(
     app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
     body = payload(tool_name="Read", tool_input={"file_path": "a.py"}, tool_use_id="t1")
-    response = await client.post("/v1/hooks/ingest?source_app=my-laptop", content=body)
+    response = await client.post(
+        "/v1/hooks/ingest?source_app=my-laptop", content=body, headers=JSON
+    )
     assert response.status_code == 201
     assert response.json() == {"position": 1, "stream_id": f"session-{SESSION}", "version": 1}
     (event,) = await store.read_stream(f"session-{SESSION}")
@@ -42,8 +45,14 @@ async def test_ingest_appends_to_the_session_stream_with_ingest_meta(
 
 async def test_ingested_session_is_an_agent_at_once(client: httpx.AsyncClient) -> None:
     """Read your write: the agents view shows the session when the POST has answered."""
-    await client.post("/v1/hooks/ingest", content=payload("SessionStart", source="startup"))
-    await client.post("/v1/hooks/ingest", content=payload("UserPromptSubmit", prompt="fix the bug"))
+    await client.post(
+        "/v1/hooks/ingest", content=payload("SessionStart", source="startup"), headers=JSON
+    )
+    await client.post(
+        "/v1/hooks/ingest",
+        content=payload("UserPromptSubmit", prompt="fix the bug"),
+        headers=JSON,
+    )
     response = await client.get(f"/v1/agents/ext-{SESSION}")
     assert response.status_code == 200
     agent = response.json()
@@ -67,7 +76,9 @@ async def test_source_app_from_query_else_header_else_default(
     headers: dict[str, str],
     expected: str,
 ) -> None:
-    assert (await client.post(url, content=payload(), headers=headers)).status_code == 201
+    assert (
+        await client.post(url, content=payload(), headers={**headers, **JSON})
+    ).status_code == 201
     (event,) = await store.read_all()
     assert event.data.source_app == expected  # type: ignore[union-attr]
 
@@ -76,7 +87,7 @@ async def test_unknown_fields_and_points_are_kept(
     client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
     body = payload("SomeFuturePoint", brand_new_field={"nested": [1, 2]})
-    assert (await client.post("/v1/hooks/ingest", content=body)).status_code == 201
+    assert (await client.post("/v1/hooks/ingest", content=body, headers=JSON)).status_code == 201
     (event,) = await store.read_all()
     assert event.data.payload["brand_new_field"] == {"nested": [1, 2]}  # type: ignore[union-attr]
 
@@ -86,7 +97,7 @@ async def test_bad_source_app_is_refused_and_writes_nothing(
     client: httpx.AsyncClient, store: SQLiteEventStore, source_app: str
 ) -> None:
     response = await client.post(
-        "/v1/hooks/ingest", content=payload(), headers={"X-Fleet-Source-App": source_app}
+        "/v1/hooks/ingest", content=payload(), headers={"X-Fleet-Source-App": source_app, **JSON}
     )
     if source_app == "":
         assert response.status_code == 201  # an empty header is no header

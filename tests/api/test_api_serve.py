@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apitest_support import seed
+from apitest_support import JSON, seed
 from pydantic import SecretStr, ValidationError
 
 from api import ApiConfig, InsecureServe, is_loopback, serve, serving
@@ -110,7 +110,7 @@ async def test_everything_over_a_real_socket(tmp_path: Path) -> None:
         assert health["head"] == 16
 
         ingested = await h.post(
-            "/v1/hooks/ingest?source_app=cc", content=json.dumps(CLAUDE_PAYLOAD)
+            "/v1/hooks/ingest?source_app=cc", content=json.dumps(CLAUDE_PAYLOAD), headers=JSON
         )
         assert ingested.status_code == 201
         position = ingested.json()["position"]
@@ -144,7 +144,7 @@ async def test_everything_over_a_real_socket(tmp_path: Path) -> None:
         missing = await h.get("/v1/agents/nobody")
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
-        bad = await h.post("/v1/hooks/ingest", content=b"{nope")
+        bad = await h.post("/v1/hooks/ingest", content=b"{nope", headers=JSON)
         assert bad.status_code == 400
         assert (
             await h.get("/v1/fleet", headers={"Authorization": "Bearer nope"})
@@ -154,7 +154,7 @@ async def test_everything_over_a_real_socket(tmp_path: Path) -> None:
 async def test_a_huge_body_over_a_real_socket_is_413(tmp_path: Path) -> None:
     async with serving(ApiConfig(db=tmp_path / "f.db", runtime=False)) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
-            response = await http.post("/v1/hooks/ingest", content=b"x" * 1_100_000)
+            response = await http.post("/v1/hooks/ingest", content=b"x" * 1_100_000, headers=JSON)
         assert response.status_code == 413
         assert server.app.services is not None
         assert await server.app.services.store.head() == 0

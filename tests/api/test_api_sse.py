@@ -119,7 +119,12 @@ async def test_stream_filters_by_run_agent_and_type(
 
 async def test_stalled_client_is_cut_off_while_others_keep_pace(tmp_path: Path) -> None:
     """A client that stops reading is cut off; a reading client gets every event meanwhile."""
-    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False, sse_queue=32, sse_send_timeout_s=60)
+    # Bounded by bytes (2 MiB behind), not by a count a loaded machine's healthy reader
+    # could pass in one burst: the stalled client falls 6 MB behind, the reader a little.
+    config = ApiConfig(
+        db=tmp_path / "fleet.db", runtime=False, sse_queue=100_000,
+        sse_lag_bytes=2 * 1024 * 1024, sse_send_timeout_s=60,
+    )  # fmt: skip
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         store = _store(server)
         broadcaster = server.app.services.broadcaster  # type: ignore[union-attr]
@@ -127,7 +132,7 @@ async def test_stalled_client_is_cut_off_while_others_keep_pace(tmp_path: Path) 
         await reader.readuntil(b"\r\n\r\n")  # headers: then never read again
         async with http.stream("GET", "/v1/events/stream") as response:
             await wait_until(lambda: broadcaster.subscriber_count == 2, what="two subscribers")
-            healthy = asyncio.create_task(read_ids(response, 3000, within=30))
+            healthy = asyncio.create_task(read_ids(response, 3000, within=120))
             # 3000 events of ~2 KB: far more than the stalled socket's buffers hold.
             for _ in range(30):
                 await append_ticks(store, 100, size=2000)

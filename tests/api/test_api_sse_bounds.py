@@ -1,0 +1,178 @@
+"""The live stream's bounds over a real socket: what a reader that stops reading may hold, and when
+it is cut off (at its bound, not after the send timeout), per stream and across streams.
+
+Each test sets the send timeout far beyond its own wait, so a stream ended by
+that timeout cannot pass. The memory figures (300 stalled readers) are in
+`bench/faults.py`; here each door is shown closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from apitest_support import append_ticks, raw_get, read_ids, reset, wait_until
+from starlette.types import Receive, Scope, Send
+
+from api import ApiConfig, Serving, serving
+from api._broadcast import Broadcaster
+from api._sse import _next_page
+from events import SQLiteEventStore
+
+KIB = 1024
+NEVER = 3600.0  # the send timeout: a test waits far less
+
+
+def _parts(server: Serving) -> tuple[SQLiteEventStore, Broadcaster]:
+    assert server.app.services is not None
+    return server.app.services.store, server.app.services.broadcaster
+
+
+async def _stalled(server: Serving, path: str = "/v1/events/stream") -> asyncio.StreamWriter:
+    """A client that reads the response headers and then nothing."""
+    reader, writer = await raw_get(server.url, path, rcvbuf=4096)
+    await reader.readuntil(b"\r\n\r\n")
+    return writer
+
+
+async def _read_until_closed(writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> int:
+    got = 0
+    async with asyncio.timeout(30):
+        try:
+            while data := await reader.read(1 << 20):
+                got += len(data)
+        except ConnectionResetError:
+            pass
+    writer.close()
+    return got
+
+
+async def test_a_reader_that_stops_is_aborted_at_its_bound_not_at_the_send_timeout(
+    tmp_path: Path,
+) -> None:
+    config = ApiConfig(
+        db=tmp_path / "f.db", runtime=False, sse_send_timeout_s=NEVER, sse_lag_bytes=256 * KIB
+    )
+    async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
+        store, broadcaster = _parts(server)
+        reader, writer = await raw_get(server.url, "/v1/events/stream", rcvbuf=4096)
+        await reader.readuntil(b"\r\n\r\n")
+        async with http.stream("GET", "/v1/events/stream") as healthy:
+            await wait_until(lambda: broadcaster.subscriber_count == 2, what="two subscribers")
+            reading = asyncio.create_task(read_ids(healthy, 400, within=120))
+            appended = 0
+            while broadcaster.aborts == 0 and appended < 3000:  # 20 KB each: 60 MB at most
+                await append_ticks(store, 10, size=20_000)
+                appended += 10
+            assert broadcaster.aborts == 1, "the stalled reader was aborted"
+            await append_ticks(store, max(0, 400 - appended))
+            ids = await reading
+        assert ids == list(range(1, 401)), "the reading client missed nothing meanwhile"
+        assert broadcaster.cut_offs == 1
+        await wait_until(lambda: broadcaster.open_streams == 0, what="both streams to end")
+        assert broadcaster.subscriber_count == 0
+        # The stalled client finds its connection ended by the server, unread bytes and all.
+        got = await _read_until_closed(writer, reader)
+        assert got < appended * 21_000
+
+
+async def test_what_stalled_streams_hold_is_bounded_in_total(tmp_path: Path) -> None:
+    """Many readers that stop: past `sse_buffer_bytes` held, the largest are aborted."""
+    config = ApiConfig(
+        db=tmp_path / "f.db", runtime=False, sse_send_timeout_s=NEVER,
+        sse_lag_bytes=64 * 1024 * KIB, sse_buffer_bytes=1024 * KIB, sse_queue=100_000,
+        sse_recent=100_000,
+    )  # fmt: skip
+    async with serving(config) as server:
+        store, broadcaster = _parts(server)
+        writers = [await _stalled(server) for _ in range(12)]
+        await wait_until(lambda: broadcaster.subscriber_count == 12, what="12 subscribers")
+        for _ in range(150):  # until each has filled its socket and is stuck in a send
+            await append_ticks(store, 10, size=50_000)
+            if broadcaster.aborts:
+                break
+        await wait_until(lambda: broadcaster.open_streams < 12, within=30, what="an abort")
+        assert broadcaster.cut_offs == 0, "the lag bound was not what ended them"
+        assert broadcaster.held_bytes <= 1024 * KIB + 64 * KIB
+        for writer in writers:
+            reset(writer)
+        await wait_until(lambda: broadcaster.open_streams == 0, what="every stream to end")
+
+
+async def test_a_stalled_reader_catching_up_from_far_back_holds_little(tmp_path: Path) -> None:
+    """A client resuming from position 0 of a big log and not reading: the stream reads the
+    log in small pages and is aborted by the total bound, not by the send timeout."""
+    # Each stalled stream gets stuck in the send of a 200 KB event, of which its socket
+    # (64 KiB of send buffer, 4 KiB of receive buffer) takes less than half: 12 of them
+    # hold more than the 1 MiB total bound whatever the kernel takes, so aborts must come.
+    config = ApiConfig(
+        db=tmp_path / "f.db", runtime=False, sse_send_timeout_s=NEVER, sse_recent=16,
+        sse_buffer_bytes=1024 * KIB,
+    )  # fmt: skip
+    async with SQLiteEventStore(config.db) as store:
+        for _ in range(10):
+            await append_ticks(store, 10, size=200_000)  # 20 MB, far beyond the ring
+    async with serving(config) as server:
+        _, broadcaster = _parts(server)
+        writers = [await _stalled(server, "/v1/events/stream?from=0") for _ in range(12)]
+        await wait_until(lambda: broadcaster.aborts > 0, within=60, what="an abort")
+        # The bound is enforced at each sweep (every second): the largest go first.
+        await wait_until(
+            lambda: broadcaster.held_bytes <= 1024 * KIB + 256 * KIB,
+            within=30,
+            what="what the streams hold back under the bound",
+        )
+        await wait_until(
+            lambda: broadcaster.open_streams == 12 - broadcaster.aborts,
+            what="the aborted streams to end",
+        )
+        assert broadcaster.subscriber_count == 0, "none of them caught up: they never read"
+        for writer in writers:
+            reset(writer)
+        await wait_until(lambda: broadcaster.open_streams == 0, what="every stream to end")
+
+
+def test_catch_up_pages_shrink_for_large_events() -> None:
+    assert _next_page([b"x" * 100_000] * 3, 64, 256 * KIB) == 2
+    assert _next_page([b"x" * 300] * 64, 64, 256 * KIB) == 500
+    assert _next_page([b"x" * 2_000_000], 64, 256 * KIB) == 1
+    assert _next_page([], 64, 256 * KIB) == 64
+
+
+async def test_after_a_restart_a_resume_from_before_the_head_reads_the_log(
+    tmp_path: Path,
+) -> None:
+    """Regression: the ring started empty at the head answered "nothing after 0", so a client
+    resuming after a server restart got nothing until a new event came."""
+    db = tmp_path / "f.db"
+    async with SQLiteEventStore(db) as store:
+        await append_ticks(store, 5)
+    config = ApiConfig(db=db, runtime=False)
+    async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
+        async with http.stream("GET", "/v1/events/stream?from=0") as response:
+            assert await read_ids(response, 5) == [1, 2, 3, 4, 5]
+        headers = {"Last-Event-ID": "3"}
+        async with http.stream("GET", "/v1/events/stream", headers=headers) as response:
+            assert await read_ids(response, 2) == [4, 5]
+
+
+async def test_streams_under_serving_see_their_connection(tmp_path: Path) -> None:
+    """`serving()` runs uvicorn with fleet's protocol: the stream can abort its connection."""
+    from api._transport import CONNECTION_EXTENSION, Connection, connection_of
+
+    seen: list[object] = []
+    async with serving(ApiConfig(db=tmp_path / "f.db", runtime=False)) as server:
+        app = server.app
+        inner = app.middleware_stack or app.build_middleware_stack()
+
+        async def spy(scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(connection_of(scope))
+            await inner(scope, receive, send)
+
+        app.middleware_stack = spy
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+    assert len(seen) == 1
+    assert isinstance(seen[0], Connection)
+    assert CONNECTION_EXTENSION == "fleet.connection"
