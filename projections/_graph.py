@@ -67,6 +67,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     EventModel,
     ExternalHookReceived,
     RecordedEvent,
@@ -107,7 +109,8 @@ class GraphProjection(FoldProjection[GraphState]):
     """Created / waits-on / consumes edges, bottlenecks and critical paths."""
 
     name = "graph"
-    version = 4  # 2, 3: the state changed shape before the first release; 4: "completed"
+    # 2, 3: the state changed shape before the first release; 4: "completed"; 5: approvals
+    version = 5
     ignores = frozenset(
         {
             "RunStarted",
@@ -131,6 +134,8 @@ class GraphProjection(FoldProjection[GraphState]):
                 AgentCommanded: self._commanded,
                 AgentWaiting: self._waiting,
                 AgentWoke: self._woke,
+                ApprovalRequested: self._approval_requested,
+                ApprovalDecided: self._approval_decided,
                 AgentCompleted: self._completed,
                 AgentFailed: self._stopped,
                 AgentDeleted: self._stopped,
@@ -304,6 +309,18 @@ class GraphProjection(FoldProjection[GraphState]):
         ts = self.ts(event)
         extra = [[c, _last(state, c), ts] for c in d.changed if c in segments and c != d.agent_id]
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
+
+    def _approval_requested(
+        self, state: GraphState, event: RecordedEvent, d: ApprovalRequested
+    ) -> None:
+        _status(state, d.agent_id, "waiting")  # for a person: no "waits on" edge
+
+    def _approval_decided(
+        self, state: GraphState, event: RecordedEvent, d: ApprovalDecided
+    ) -> None:
+        node = state["nodes"].get(d.agent_id)
+        if node is not None and node["status"] == "waiting":
+            node["status"] = "working"
 
     def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
         node = _status(state, d.agent_id, "completed")
