@@ -24,7 +24,8 @@ from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
-from ._tools import WORKER_TOOLS, Tool, Toolbox, ToolContext, ToolResult, worker_toolbox
+from ._tools import Tool, Toolbox, ToolContext, ToolResult
+from ._worker_tools import WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
     AgentBusy,

@@ -60,7 +60,8 @@ from ._client import ModelClient
 from ._compaction import Compactor
 from ._conversation import AgentState, AgentStatus, stream_id_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
-from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
+from ._tools import Toolbox
+from ._worker_tools import WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
     AgentBusy,

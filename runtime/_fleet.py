@@ -48,7 +48,8 @@ from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
-from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
+from ._tools import Toolbox
+from ._worker_tools import WORKER_TOOLS, worker_toolbox
 from .errors import (
     AgentBusy,
     AgentGone,

@@ -25,7 +25,7 @@ from runtime import (
     worker_toolbox,
 )
 from runtime._conversation import find_unfinished_agents
-from runtime._tools import Grep
+from runtime._file_tools import Grep
 
 HERE = Path(__file__).parent
 SCOUT = f"Task: {TASK}\n\nWrite your findings to notes/found.md."

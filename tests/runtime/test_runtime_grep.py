@@ -14,7 +14,7 @@ import pytest
 
 from runtime import Sandbox, Toolbox, ToolContext, Workspace, worker_toolbox
 from runtime._search import BLOCK_BYTES, compile_search, search
-from runtime._tools import Grep
+from runtime._file_tools import Grep
 
 # Backtracks for ever in Python's re on a line of a's ending in "!"; RE2 refuses the
 # look-ahead, so this one can only run in the worker process.
