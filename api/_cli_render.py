@@ -53,6 +53,7 @@ _TYPE_STYLES: dict[str, str] = {
     "ContextCompacted": "blue", "ToolCallRequested": "yellow", "ToolCallCompleted": "yellow",
     "AgentWaiting": "magenta", "AgentWoke": "magenta", "TaskCreated": "cyan", "TaskMoved": "cyan",
     "HookInvoked": "bright_blue", "ExternalHookReceived": "bright_blue",
+    "ApprovalRequested": "magenta", "ApprovalDecided": "magenta",
     "ReplayDiverged": "bold red",
 }  # fmt: skip
 _BAD_DECISIONS = frozenset({"deny", "block", "error", "timeout"})
@@ -180,6 +181,8 @@ def render_agents(
         status = _status(a["status"])
         if a.get("waiting_on"):
             status.append(f" on {len(a['waiting_on'])}", style="magenta")
+        elif a.get("approval"):
+            status.append(f" for approval {a['approval']['id']}", style="magenta")
         rows.append([
             Text(a["name"], style="bold"),
             Text(a["role"]),
@@ -304,6 +307,12 @@ def _agent_of(event: RecordedEvent) -> str:
     return str(agent or "")
 
 
+def _args(tool_input: Mapping[str, Any]) -> str:
+    return " ".join(
+        f"{k}={_clip(v if isinstance(v, str) else repr(v), 40)}" for k, v in tool_input.items()
+    )
+
+
 def describe_event(event: RecordedEvent) -> str:
     """What `event` says, in a few words (the dashboard's feed says the same)."""
     d: dict[str, Any] = event.to_json_dict()["data"]
@@ -332,11 +341,7 @@ def describe_event(event: RecordedEvent) -> str:
             f"out {_tokens(u.get('output_tokens', 0))} · {_cost(d.get('cost_usd', 0.0))}"
         )
     if kind == "ToolCallRequested":
-        args = " ".join(
-            f"{k}={_clip(v if isinstance(v, str) else repr(v), 40)}"
-            for k, v in (d.get("input") or {}).items()
-        )
-        return f"{d['name']} {_clip(args, 90)}".rstrip()
+        return f"{d['name']} {_clip(_args(d.get('input') or {}), 90)}".rstrip()
     if kind == "ToolCallCompleted":
         status = "BLOCKED" if d.get("blocked") else "error" if d.get("is_error") else "ok"
         text = f"{d['name']} {status} · {_ms(d.get('duration_ms', 0))}"
@@ -349,8 +354,18 @@ def describe_event(event: RecordedEvent) -> str:
         return text
     if kind == "HookInvoked":
         hook = f" {_clip(d['hook'], 30)}" if d.get("hook") else ""
+        how = " (async, not applied)" if d.get("detached") else ""
         reason = f": {_clip(d['reason'], 80)}" if d.get("reason") else ""
-        return f"{d['point']} {d['kind']}{hook} → {d['decision']}{reason}"
+        said = f" · says: {_clip(d['system_message'], 80)}" if d.get("system_message") else ""
+        return f"{d['point']} {d['kind']}{hook} → {d['decision']}{how}{reason}{said}"
+    if kind == "ApprovalRequested":
+        why = f" · {_clip(d['reason'], 60)}" if d.get("reason") else ""
+        args = _args(d.get("tool_input") or {})
+        return f"waits for approval {d['approval_id']}: {d['tool_name']} {_clip(args, 60)}{why}"
+    if kind == "ApprovalDecided":
+        verb = "allowed" if d.get("decision") == "allow" else "denied"
+        why = f": {_clip(d['reason'], 60)}" if d.get("reason") else ""
+        return f"{d['approval_id']} {verb} by {d.get('by')}{why}"
     if kind == "AgentWaiting":
         timeout = f" (timeout {_ms(d['timeout_s'] * 1000)})" if d.get("timeout_s") else ""
         return f"waits on {', '.join(d.get('on', []))}{timeout}"

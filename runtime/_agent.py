@@ -61,7 +61,7 @@ from ._compaction import Compactor
 from ._conversation import AgentState, AgentStatus, stream_id_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
 from ._tools import Toolbox
-from ._worker_tools import WORKER_TOOLS, worker_toolbox
+from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
     AgentBusy,
@@ -331,7 +331,8 @@ class Agent:
             if toolbox_for is not None:
                 toolbox = toolbox_for(data.role, list(data.tools))
             else:
-                toolbox = worker_toolbox([t for t in data.tools if t in WORKER_TOOLS])
+                names = [t for t in data.tools if worker_tool_name(t) in WORKER_TOOLS]
+                toolbox = worker_toolbox(names)
         spec = AgentSpec(
             agent_id=agent_id,
             name=data.name,

@@ -1,4 +1,21 @@
-"""The command tool: run_command, a shell in the workspace that leaves no process behind."""
+"""The command tool, Claude Code's Bash: a shell in the workspace that leaves no process behind.
+
+    Bash {command, timeout, description, run_in_background}     kind "command"
+
+`timeout` is in milliseconds, as Claude Code's: 120000 (2 minutes) by default;
+a value above 600000 (10 minutes) is lowered to it, not refused.
+`run_in_background` is refused: fleet's Bash runs in the foreground. The
+model sees `exit code N (Xs)` and the output (stdout and stderr together,
+capped); a PostToolUse hook gets Claude Code's `{"stdout", "stderr",
+"interrupted", "isImage"}` (stdout holds both streams; stderr is "").
+
+Notes (do not fix without reading this):
+1. The command runs under a reaper process (`hooks.start_command`): when it
+   ends, times out, floods its output or is cancelled, every process it
+   started is killed, `setsid` ones too. It is not a path sandbox: the
+   command can reach outside the workspace like any shell. Confinement of
+   paths is for the file tools.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +24,20 @@ import contextlib
 import os
 import sys
 import time
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hooks import start_command, stop_command
 
-from ._tools import ToolContext, ToolResult
+from ._tools import ToolContext, ToolKind, ToolResult
 from .errors import ToolError, WorkspaceMissing
 
-__all__ = ["MAX_OUTPUT_CHARS", "RunCommand"]
+__all__ = ["DEFAULT_TIMEOUT_MS", "MAX_OUTPUT_CHARS", "MAX_TIMEOUT_MS", "Bash"]
 
+DEFAULT_TIMEOUT_MS = 120_000
+MAX_TIMEOUT_MS = 600_000
 MAX_OUTPUT_CHARS = 30_000
 MIN_FLOOD_BYTES = 1024 * 1024
 _KILLED = "the command and every process it started were killed"
@@ -27,11 +47,30 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RunCommandInput(_Input):
-    command: str = Field(min_length=1, description="Shell command, run in the workspace.")
-    timeout_s: float = Field(
-        default=120.0, gt=0, le=600, description="Seconds before it is killed."
+class BashInput(_Input):
+    command: str = Field(min_length=1, description="The command to run, in the workspace.")
+    timeout: float | None = Field(
+        default=None, gt=0, description="Timeout in milliseconds (default 120000, max 600000)."
     )
+    description: str | None = Field(
+        default=None, description="What the command does, in 5-10 words."
+    )
+    run_in_background: bool = Field(default=False, description="Not supported: always false.")
+
+    @property
+    def timeout_s(self) -> float:
+        """The timeout in seconds, lowered to the maximum."""
+        return min(self.timeout or DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS) / 1000
+
+
+def _from_run_command(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in raw.items() if k != "timeout_s"}
+    seconds = raw.get("timeout_s")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        out["timeout"] = seconds * 1000
+    elif seconds is not None:
+        out["timeout_s"] = seconds  # refused by validation, under its own name
+    return out
 
 
 def _command_env() -> dict[str, str]:
@@ -55,22 +94,31 @@ async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int, floo
     return True
 
 
-class RunCommand:
-    """run_command: a shell command in the workspace, with a timeout and an output cap."""
+class Bash:
+    """Bash: a shell command in the workspace, with a timeout and an output cap."""
 
-    name: ClassVar[str] = "run_command"
+    name: ClassVar[str] = "Bash"
+    kind: ClassVar[ToolKind] = "command"
     description: ClassVar[str] = (
-        "Run a shell command with the workspace as the current folder (stdout and stderr "
-        "together, capped). Killed after `timeout_s` seconds. Non-zero exit is an error."
+        "Runs a shell command with the workspace as the current folder (stdout and stderr "
+        "together, capped). Killed after `timeout` milliseconds (default 120000, max 600000). "
+        "A non-zero exit code is an error."
     )
-    input_model: ClassVar[type[BaseModel]] = RunCommandInput
+    input_model: ClassVar[type[BaseModel]] = BashInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "run_command": _from_run_command
+    }
 
     def __init__(self, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
         self.max_output_chars = max_output_chars
         # Output past the cap is read and dropped; this much more means a runaway command.
         self.flood_bytes = max(MIN_FLOOD_BYTES, 32 * max_output_chars)
 
-    async def __call__(self, input: RunCommandInput, ctx: ToolContext) -> ToolResult:
+    async def __call__(self, input: BashInput, ctx: ToolContext) -> ToolResult:
+        if input.run_in_background:
+            raise ToolError(
+                "run_in_background is not supported: fleet's Bash runs in the foreground"
+            )
         try:
             await asyncio.to_thread(ctx.workspace.check)
             started = time.perf_counter()
@@ -96,7 +144,7 @@ class RunCommand:
         except TimeoutError:
             verdict = "timeout"
         finally:
-            await stop_command(proc)  # note 2: every process it started is gone
+            await stop_command(proc)  # note 1: every process it started is gone
             # Read the pipe to its end so its transport closes now: after a flood (reading
             # paused) or a cancellation nothing else would, and it would leak until GC.
             with contextlib.suppress(TimeoutError, OSError, ValueError):
@@ -105,7 +153,7 @@ class RunCommand:
 
     def _result(
         self,
-        input: RunCommandInput,
+        input: BashInput,
         verdict: str,
         code: int | None,
         kept: bytearray,
@@ -118,11 +166,17 @@ class RunCommand:
                 output[: self.max_output_chars]
                 + f"\n[... output truncated: {cut}+ more characters]"
             )
+        response = {
+            "stdout": output,
+            "stderr": "",
+            "interrupted": verdict != "exit",
+            "isImage": False,
+        }
         if verdict == "timeout":
             head = f"timed out after {input.timeout_s:g}s: {_KILLED}"
-            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
+            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True, response=response)
         if verdict == "flood":
             head = f"output over {self.flood_bytes} bytes: {_KILLED}"
-            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True)
+            return ToolResult(f"{head}\n{output}".rstrip(), is_error=True, response=response)
         head = f"exit code {code} ({seconds:.2f}s)"
-        return ToolResult(f"{head}\n{output}".rstrip(), is_error=code != 0)
+        return ToolResult(f"{head}\n{output}".rstrip(), is_error=code != 0, response=response)

@@ -49,7 +49,7 @@ from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
 from ._tools import Toolbox
-from ._worker_tools import WORKER_TOOLS, worker_toolbox
+from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from .errors import (
     AgentBusy,
     AgentGone,
@@ -302,7 +302,8 @@ class Fleet:
     def _toolbox(role: str, tools: Iterable[str] | None) -> Toolbox:
         if role == "orchestrator":
             return orchestrator_toolbox()
-        names = list(tools) if tools is not None else list(role_spec(role).tools)
+        given = list(tools) if tools is not None else list(role_spec(role).tools)
+        names = [worker_tool_name(n) for n in given]  # former names are accepted
         unknown = sorted(set(names) - set(WORKER_TOOLS))
         if unknown:
             raise InvalidAgentSpec("tools", f"unknown tools {unknown}; known: {list(WORKER_TOOLS)}")

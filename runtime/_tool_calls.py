@@ -19,8 +19,9 @@ Notes (do not fix without reading this):
    any of them runs. A call requested but not completed when a process died is
    run again on resume (at-least-once): the log cannot tell whether it ran.
 2. A PreToolUse "ask" is treated as "deny": nobody is there to answer.
-3. Input that fails validation never reaches PreToolUse (the hook would be
-   shown a call that cannot run); PostToolUseFailure still tells the hooks.
+3. Input that fails validation (or names no tool) reaches no hook, as in
+   Claude Code: neither PreToolUse (it would be shown a call that cannot run)
+   nor PostToolUseFailure (the call never started).
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def unexpected_error(error: BaseException) -> str:
 
 @dataclass(slots=True)
 class _Attempt:
-    """One call on its way: the input it runs with, its hook events, its result once known."""
+    """One call on its way: the tool and input it runs with, its hook events, its result."""
 
     call: PendingCall
+    tool_name: str
     tool_input: dict[str, Any]
     events: list[NewEvent] = field(default_factory=list)
     validated: BaseModel | None = None
@@ -134,11 +136,14 @@ class ToolCalls:
         started = time.perf_counter()
         usage = {"usage": self._log.state.usage(), "cost_usd": self._log.state.cost_usd}
         attempt = await self._before(call, usage)
+        ran_ms = 0.0
         if attempt.result is None:
             assert attempt.validated is not None
-            attempt.result = await self._execute(call, attempt.validated)
-        if not attempt.blocked:
-            await self._after(attempt, usage)
+            ran = time.perf_counter()
+            attempt.result = await self._execute(attempt, attempt.validated)
+            ran_ms = (time.perf_counter() - ran) * 1000
+        if not attempt.blocked and attempt.validated is not None:  # module note 3
+            await self._after(attempt, usage, ran_ms)
         result = attempt.result
         completed = ToolCallCompleted(
             agent_id=self._log.spec.agent_id,
@@ -156,15 +161,19 @@ class ToolCalls:
 
     async def _before(self, call: PendingCall, usage: dict[str, Any]) -> _Attempt:
         """Validate the input and run PreToolUse: a result already when the call will not run."""
-        attempt = _Attempt(call, call.input)
-        checked = self._validate(call.name, call.input)
+        try:  # a former tool name is the tool's own call (`Toolbox.resolve`)
+            name, tool_input = self._toolbox.resolve(call.name, call.input)
+        except ToolError as e:
+            return _Attempt(call, call.name, call.input, result=ToolResult(str(e), is_error=True))
+        attempt = _Attempt(call, name, tool_input)
+        checked = self._validate(name, tool_input)
         if isinstance(checked, ToolResult):  # module note 3
             attempt.result = checked
             return attempt
         pre = await self._hooks.dispatch(
             "PreToolUse",
-            tool_name=call.name,
-            tool_input=call.input,
+            tool_name=name,
+            tool_input=tool_input,
             tool_use_id=call.tool_use_id,
             **usage,
         )
@@ -176,7 +185,7 @@ class ToolCalls:
             return attempt
         if pre is not None and pre.updated_input is not None:
             attempt.tool_input = pre.updated_input
-            checked = self._validate(call.name, attempt.tool_input)
+            checked = self._validate(name, attempt.tool_input)
         if isinstance(checked, ToolResult):
             attempt.result = checked
         else:
@@ -194,17 +203,18 @@ class ToolCalls:
         except BaseException as e:  # a validator that raises is a tool that fails
             return self._unexpected(name, e)
 
-    async def _execute(self, call: PendingCall, validated: BaseModel) -> ToolResult:
+    async def _execute(self, attempt: _Attempt, validated: BaseModel) -> ToolResult:
         """Run the tool; whatever it raises but an interruption becomes an error result."""
         started = time.perf_counter()
+        tool = self._toolbox.get(attempt.tool_name)
         try:
-            return await self._toolbox.get(call.name)(validated, self._context(call.requested_at))
+            return await tool(validated, self._context(attempt.call.requested_at))
         except ToolError as e:
             return ToolResult(str(e), is_error=True)
         except INTERRUPTIONS:
             raise
         except BaseException as e:  # the module docstring: any other exception is a tool error
-            return self._unexpected(call.name, e)
+            return self._unexpected(attempt.tool_name, e)
         finally:
             self._stats.tool_s += time.perf_counter() - started
 
@@ -213,28 +223,22 @@ class ToolCalls:
         logger.warning("tool %s of agent %s raised", name, agent_id, exc_info=error)
         return ToolResult(f"the tool failed: {unexpected_error(error)}", is_error=True)
 
-    async def _after(self, attempt: _Attempt, usage: dict[str, Any]) -> None:
+    async def _after(self, attempt: _Attempt, usage: dict[str, Any], ran_ms: float) -> None:
         """PostToolUse (PostToolUseFailure for an error); their notes are added to the result."""
         call, result = attempt.call, attempt.result
         assert result is not None
+        common = {
+            "tool_name": attempt.tool_name,
+            "tool_input": attempt.tool_input,
+            "tool_use_id": call.tool_use_id,
+            "duration_ms": round(ran_ms, 3),
+            **usage,
+        }
         if result.is_error:
-            post = await self._hooks.dispatch(
-                "PostToolUseFailure",
-                tool_name=call.name,
-                tool_input=attempt.tool_input,
-                tool_use_id=call.tool_use_id,
-                error=result.content,
-                **usage,
-            )
+            post = await self._hooks.dispatch("PostToolUseFailure", error=result.content, **common)
         else:
-            post = await self._hooks.dispatch(
-                "PostToolUse",
-                tool_name=call.name,
-                tool_input=attempt.tool_input,
-                tool_use_id=call.tool_use_id,
-                tool_response=result.content,
-                **usage,
-            )
+            response = result.content if result.response is None else dict(result.response)
+            post = await self._hooks.dispatch("PostToolUse", tool_response=response, **common)
         attempt.events += self._hooks.events(post, call.requested_at)
         if post is None:
             return

@@ -1,10 +1,10 @@
-"""Tools: the `Tool` protocol, the `Toolbox` an agent is given, and the worker tools.
+"""Tools: the `Tool` protocol and the `Toolbox` an agent is given.
 
 A tool is a name, a description, a pydantic input model (its JSON schema is the
-Messages API's `input_schema`) and an async call. The worker tools run inside
-the agent's workspace: read_file, write_file, edit_file, list_files, grep,
-run_command. An orchestrator gets other tools (CRUD for agents) in its own
-`Toolbox`; nothing here knows about them.
+Messages API's `input_schema`), a `kind` and an async call. The worker tools
+(`_worker_tools.py`) have Claude Code's names and input shapes: Read, Write,
+Edit, Glob, Grep, Bash. An orchestrator gets other tools (CRUD for agents) in
+its own `Toolbox`; nothing here knows about them.
 
 Notes (do not fix without reading this):
 1. A tool reports an expected failure by raising `ToolError` (or a subclass):
@@ -12,18 +12,15 @@ Notes (do not fix without reading this):
    exception is a bug; the agent's tool-call step (`_tool_calls.py`) still
    shows it to the model as a tool error and logs its traceback, so no agent
    is left working by it.
-2. `run_command` runs a shell in the workspace under a reaper process
-   (`hooks.start_command`): when the command ends, times out, floods its output
-   or is cancelled, every process it started is killed, `setsid` ones too. It
-   is not a path sandbox: the command can reach outside the workspace like any
-   shell. Confinement of paths is for the file tools.
-3. The file tools do their work in `Sandbox` (`_sandbox.py`: paths walked
-   without a check-then-use race, writes to fleet's control files, `.git`, the
-   log and foreign hard links refused) and `grep` in `_search.py` (RE2, linear
-   time, streamed, stopped at `MAX_GREP_SECONDS` or on cancellation), all in a
-   thread; those modules know no tool names. `grep` and `list_files` skip hidden
-   files and folders (`.git`, `.fleet`, ...) and `__pycache__` while walking, as
-   ripgrep does; a hidden path named explicitly is searched.
+2. A tool's `kind` says what a call does to the world: "read" (it only looks:
+   running it again is harmless, it is idempotent), "write" (it changes files
+   in a way that can be checked against the expected content) or "command"
+   (anything may have happened). A tool without `kind` counts as "command".
+   Resuming an interrupted call keys on it, never on tool names.
+3. A tool may keep older names as `aliases` (old name -> a function turning
+   the old input into its own): a call recorded under an old name (fleet's
+   recordings before the tools took Claude Code's names) is run as the tool's
+   own call. Aliases are never offered to the model.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -41,17 +38,29 @@ from events import EventModel, RecordedEvent
 from ._workspace import Workspace
 from .errors import ToolError, ToolInputInvalid
 
-__all__ = ["Tool", "ToolContext", "ToolResult", "Toolbox"]
+__all__ = ["InputTranslator", "Tool", "ToolContext", "ToolKind", "ToolResult", "Toolbox", "kind_of"]
+
+ToolKind = Literal["read", "write", "command"]
+"""What a call of a tool does to the world (module note 2)."""
+
+InputTranslator = Callable[[Mapping[str, Any]], dict[str, Any]]
+"""Turns the input of an alias (an older name) into the tool's own input (note 3)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """What a tool call produced: the text the model sees and the files it touched."""
+    """What a tool call produced: the text the model sees and the files it touched.
+
+    `response` is the structured output a PostToolUse hook gets as
+    `tool_response` (Claude Code's output object of the tool); None means the
+    text is all there is.
+    """
 
     content: str
     is_error: bool = False
     files_read: tuple[str, ...] = ()
     files_written: tuple[str, ...] = ()
+    response: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +83,10 @@ class ToolContext:
 
 @runtime_checkable
 class Tool(Protocol):
-    """A tool an agent can call (class attributes satisfy the three properties)."""
+    """A tool an agent can call (class attributes satisfy the three properties).
+
+    It may also declare `kind` (a `ToolKind`, note 2) and `aliases` (note 3).
+    """
 
     @property
     def name(self) -> str:
@@ -94,6 +106,14 @@ class Tool(Protocol):
     async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
         """Run with a validated `input`; raise `ToolError` to report a failure to the model."""
         ...
+
+
+def kind_of(tool: object) -> ToolKind:
+    """A tool's declared kind; "command" (anything may have happened) when it declares none."""
+    kind = getattr(tool, "kind", "command")
+    if kind == "read":
+        return "read"
+    return "write" if kind == "write" else "command"
 
 
 @functools.cache
@@ -119,16 +139,25 @@ def _validation_detail(e: ValidationError) -> str:
 
 
 class Toolbox:
-    """The tools one agent may call, by name, with their Messages API definitions."""
+    """The tools one agent may call, by name, with their Messages API definitions.
 
-    __slots__ = ("_definitions", "_tools")
+    Every method that takes a name also takes a tool's alias (module note 3).
+    """
+
+    __slots__ = ("_aliases", "_definitions", "_tools")
 
     def __init__(self, tools: Iterable[Tool]) -> None:
         self._tools: dict[str, Tool] = {}
+        self._aliases: dict[str, tuple[str, InputTranslator]] = {}
         for tool in tools:
             if tool.name in self._tools:
                 raise ValueError(f"two tools are named {tool.name!r}")
             self._tools[tool.name] = tool
+        for tool in self._tools.values():
+            aliases: Mapping[str, InputTranslator] = getattr(tool, "aliases", {})
+            for alias, translate in aliases.items():
+                if alias not in self._tools:
+                    self._aliases[alias] = (tool.name, translate)
         self._definitions = [
             {"name": t.name, "description": t.description, "input_schema": _schema(t.input_model)}
             for t in self._tools.values()
@@ -144,22 +173,43 @@ class Toolbox:
         return [dict(d) for d in self._definitions]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        return name in self._tools or name in self._aliases
+
+    def resolve(self, name: str, raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(the tool's own name, its input) for a call named `name` (an alias is translated).
+
+        Raises `ToolError` naming the tools there are; the argument is never mutated.
+        """
+        if name in self._tools:
+            return name, dict(raw)
+        alias = self._aliases.get(name)
+        if alias is None:
+            raise ToolError(f"unknown tool {name!r}; available: {', '.join(self._tools)}")
+        own, translate = alias
+        return own, translate(raw)
 
     def get(self, name: str) -> Tool:
-        """The tool `name`. Raises `ToolError` naming the tools there are."""
+        """The tool `name` (or whose alias it is). Raises `ToolError` naming the tools there are."""
         tool = self._tools.get(name)
         if tool is None:
-            raise ToolError(f"unknown tool {name!r}; available: {', '.join(self._tools)}")
+            own, _ = self.resolve(name, {})
+            tool = self._tools[own]
         return tool
 
+    def kind(self, name: str) -> ToolKind:
+        """The kind of the tool `name` (module note 2). Raises `ToolError` for an unknown name."""
+        return kind_of(self.get(name))
+
     def validate(self, name: str, raw: Mapping[str, Any]) -> BaseModel:
-        """`raw` checked against the tool's input model. Raises `ToolError` / `ToolInputInvalid`."""
-        tool = self.get(name)
+        """`raw` checked against the tool's input model. Raises `ToolError` / `ToolInputInvalid`.
+
+        For an alias, `raw` is the alias's input: it is translated first.
+        """
+        own, tool_input = self.resolve(name, raw)
         try:
-            return tool.input_model.model_validate(raw)
+            return self._tools[own].input_model.model_validate(tool_input)
         except ValidationError as e:
-            raise ToolInputInvalid(name, _validation_detail(e)) from None
+            raise ToolInputInvalid(own, _validation_detail(e)) from None
 
     async def call(self, name: str, raw: Mapping[str, Any], ctx: ToolContext) -> ToolResult:
         """Validate `raw` and run the tool; a `ToolError` becomes an error result."""

@@ -6,7 +6,7 @@ calls); each `yield` receives the tool results of that turn as a list of
 `Observation`s; its `return` value is the final answer (stop reason `end_turn`).
 
     def echo(situation):
-        results = yield Turn("Looking.", [Call("list_files", {"pattern": "*.md"})])
+        results = yield Turn("Looking.", [Call("Glob", {"pattern": "*.md"})])
         return f"I found: {results[0].content}"
 
     registry = PolicyRegistry.default().with_policy("echo", echo)
@@ -371,11 +371,9 @@ def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     """Any role without a script: look at the workspace when it can, then answer the prompt."""
     prompt = situation.prompt.strip() or situation.task.strip()
     first_line = prompt.splitlines()[0] if prompt else "(no prompt)"
-    if "list_files" not in situation.tools:
+    if "Glob" not in situation.tools:
         return f"(offline simulator, role {situation.role}) Received: {first_line}"
-    seen = yield Turn(
-        "Let me look at the workspace first.", [Call("list_files", {"pattern": "**/*"})]
-    )
+    seen = yield Turn("Let me look at the workspace first.", [Call("Glob", {"pattern": "**/*"})])
     files = (
         []
         if seen[0].is_error or seen[0].content == "no files match"
@@ -383,8 +381,8 @@ def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     )
     readme = next((f for f in files if f.lower() in ("readme.md", "readme.txt", "readme")), None)
     summary = ""
-    if readme and "read_file" in situation.tools:
-        read = yield Turn(f"Reading {readme}.", [Call("read_file", {"path": readme, "limit": 20})])
+    if readme and "Read" in situation.tools:
+        read = yield Turn(f"Reading {readme}.", [Call("Read", {"file_path": readme, "limit": 20})])
         if not read[0].is_error:
             heading = next((ln for ln in read[0].content.splitlines() if ln.strip()), "")
             summary = f" {readme} begins: {heading.strip()!r}."

@@ -26,6 +26,8 @@ from hooks import (
     load_settings,
 )
 
+SH_IS_BASH = Path("/bin/sh").resolve().name == "bash"
+
 
 def one_hook(point: str, hook: dict[str, Any], matcher: str | None = None) -> dict[str, Any]:
     return {"hooks": {point: [{"matcher": matcher, "hooks": [hook]}]}}
@@ -245,7 +247,7 @@ async def test_shell_bash_runs_the_command_with_bash() -> None:
     async with HookDispatcher(with_bash) as bash:
         outcome = await bash.dispatch("UserPromptSubmit", prompt_payload())
     assert outcome.additional_context == "bash-ran"
-    if Path("/bin/sh").resolve().name != "bash":
+    if not SH_IS_BASH:
         assert plain.additional_context is None
 
 
@@ -273,7 +275,11 @@ async def test_identical_commands_run_once_but_other_args_are_another_hook(tmp_p
 
 @pytest.mark.parametrize(
     ("cmd", "timeout", "why"),
-    [("exit 1", 10, "exit code 1"), ("sleep 30", 0.5, "no answer within"), ("echo '{oops'", 10, "")],
+    [
+        ("exit 1", 10, "exit code 1"),
+        ("sleep 30", 0.5, "no answer within"),
+        ("echo '{oops'", 10, ""),
+    ],
 )
 async def test_on_failure_block_makes_a_failing_guard_fail_closed(
     cmd: str, timeout: float, why: str

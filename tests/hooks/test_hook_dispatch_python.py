@@ -108,9 +108,7 @@ async def test_matchers_select_hooks_by_tool_name() -> None:
     calls: list[str] = []
     async with HookDispatcher() as hooks:
         hooks.add_python("PreToolUse", lambda p: calls.append("cmd"), matcher="Bash")
-        hooks.add_python(
-            "PreToolUse", lambda p: calls.append("files"), matcher="Write|Read"
-        )
+        hooks.add_python("PreToolUse", lambda p: calls.append("files"), matcher="Write|Read")
         hooks.add_python("PreToolUse", lambda p: calls.append("all"), matcher="*")
         await hooks.dispatch("PreToolUse", pre_tool(tool="Bash"))
         await hooks.dispatch("PreToolUse", pre_tool(tool="Write"))

@@ -78,7 +78,7 @@ async def test_a_file_changed_in_the_copy_diverges_at_the_step_that_read_it(
         first.setdefault(d.agent, d)
     for scout in ("scout-1", "scout-2", "scout-3"):
         d = first[scout]
-        assert (d.step, d.tool) == (2, "read_file")  # step 1 was the grep, which still matches
+        assert (d.step, d.tool) == (2, "Read")  # step 1 was the Grep, which still matches
         assert "textstats/counting.py" in d.detail
         assert "# changed since the recording" in d.actual
         assert "# changed since the recording" not in d.expected
@@ -96,7 +96,7 @@ async def test_a_hook_that_now_blocks_a_tool_is_a_hook_decision_and_a_tool_resul
         hooks.add_python(
             "PreToolUse",
             lambda payload: {"decision": "block", "reason": "no commands today"},
-            matcher="run_command",
+            matcher="Bash",
             name="no-commands",
         )
         result = await _rerun(
@@ -105,11 +105,11 @@ async def test_a_hook_that_now_blocks_a_tool_is_a_hook_decision_and_a_tool_resul
 
     diverged = [(d.agent, d.step, d.kind, d.tool) for d in result.divergences]
     assert diverged == [
-        ("build", 3, "hook_decision", "run_command"),
-        ("build", 3, "tool_result", "run_command"),
+        ("build", 3, "hook_decision", "Bash"),
+        ("build", 3, "tool_result", "Bash"),
     ]
     decision, outcome = result.divergences
-    assert decision.detail.startswith("PreToolUse of run_command")
+    assert decision.detail.startswith("PreToolUse of Bash")
     assert "no-commands: deny (no commands today)" in decision.actual
     assert outcome.actual.startswith("[blocked] ")
     assert "Ran 9 tests" in outcome.expected
@@ -208,5 +208,5 @@ async def test_a_run_recorded_outside_git_is_re_executed_on_a_plain_copy(tmp_pat
     assert clean.git_head is None
     assert clean.source == pristine
     first = after.divergences[0]
-    assert (first.agent, first.step, first.tool) == ("scout", 1, "grep")
+    assert (first.agent, first.step, first.tool) == ("scout", 1, "Grep")
     assert first.actual == "no matches"  # the recorded run renamed what the scout looks for
