@@ -235,7 +235,8 @@ async def test_session_end_fires_on_delete(
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create()
     await agent.delete()
-    assert end.payloads[0]["reason"] == "delete"
+    assert end.payloads[0]["reason"] == "other"  # one of Claude Code's reasons
+    assert end.payloads[0]["fleet_reason"] == "delete"
     assert await types_of(store) == ["AgentCreated", "HookInvoked", "AgentDeleted"]
     invoked = (await events_of(store, type="HookInvoked"))[0].data
     assert isinstance(invoked, HookInvoked)
