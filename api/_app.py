@@ -33,7 +33,14 @@ from events import SQLiteEventStore
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
-from . import _routes_agents, _routes_events, _routes_hooks, _routes_replay, _routes_views
+from . import (
+    _routes_agents,
+    _routes_approvals,
+    _routes_events,
+    _routes_hooks,
+    _routes_replay,
+    _routes_views,
+)
 from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
@@ -52,6 +59,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_events,
     _routes_views,
     _routes_agents,
+    _routes_approvals,
     _routes_hooks,
     _routes_replay,
 )

@@ -21,7 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from runtime import WORKER_TOOLS, Runtime, load_pattern, new_run_id, run_orchestrator, run_pattern
+from runtime import (
+    LEGACY_TOOL_NAMES,
+    WORKER_TOOLS,
+    Runtime,
+    load_pattern,
+    new_run_id,
+    run_orchestrator,
+    run_pattern,
+)
 
 from ._bodies import parse_body, read_json
 from ._models import ID_PATTERN
@@ -33,7 +41,7 @@ from .errors import HTTPProblem
 __all__ = ["operations", "routes"]
 
 
-WORKER_TOOL_NAMES = tuple(WORKER_TOOLS)
+WORKER_TOOL_NAMES = (*WORKER_TOOLS, *LEGACY_TOOL_NAMES)  # the former names still work
 
 
 class _Body(BaseModel):

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "api._cli_serve",
     "api._cli_views",
     "api._cli_replay",
+    "api._cli_approvals",
 )
 
 
