@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 DEMO_STAMP := $(VENV)/.demo-$(PYVER)
 TEST_STAMP := $(VENV)/.test-$(PYVER)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs
 
 $(VENV)/.venv-$(PYVER):
 	$(PYTHON) -m venv --clear $(VENV)
@@ -37,6 +37,28 @@ test: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/append.py
+
+# Arize Phoenix (a real tracing back end) is large: its own venv, outside `make test`'s install.
+PHOENIX_VENV := .venv-phoenix
+$(PHOENIX_VENV)/.installed:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet 'arize-phoenix>=12'
+	touch $@
+
+test-phoenix: $(TEST_STAMP) $(PHOENIX_VENV)/.installed
+	FLEET_PHOENIX=$(PHOENIX_VENV)/bin/phoenix $(BIN)/python -m pytest -q -m phoenix tests/otel
+
+bench-otel: $(TEST_STAMP)
+	$(BIN)/python bench/otel.py
+
+# The /docs page's renderer, from the npm registry (see api/static/docs/README.md).
+REDOC_VERSION ?= 3.0.1
+vendor-docs:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent redoc@$(REDOC_VERSION) >/dev/null && tar xzf redoc-$(REDOC_VERSION).tgz) && \
+	cp "$$tmp/package/bundles/redoc.standalone.js" api/static/docs/redoc.standalone.js && \
+	cp "$$tmp/package/LICENSE" api/static/docs/redoc-LICENSE.md && \
+	sha256sum "$$tmp/redoc-$(REDOC_VERSION).tgz" api/static/docs/redoc.standalone.js
 
 clean:
 	rm -rf .venv .venv-* .fleet .pytest_cache

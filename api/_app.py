@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -38,6 +39,7 @@ from . import (
     _routes_approvals,
     _routes_events,
     _routes_hooks,
+    _routes_otlp,
     _routes_replay,
     _routes_views,
 )
@@ -45,11 +47,15 @@ from ._auth import BearerAuth
 from ._bodies import BodyLimit
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
+from ._metrics import Metrics, metrics_endpoint
 from ._models import Health
 from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
 from ._state import STATE_KEY, Services, services
-from ._static import STATIC_DIR, dashboard_mount
+from ._static import STATIC_DIR, dashboard_mount, docs_route
+
+if TYPE_CHECKING:
+    from .otel import LiveExporter
 
 __all__ = ["ROUTE_MODULES", "FleetApp", "create_app"]
 
@@ -61,6 +67,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_agents,
     _routes_approvals,
     _routes_hooks,
+    _routes_otlp,
     _routes_replay,
 )
 """Modules with `routes` (under /v1) and `operations`; add yours here."""
@@ -119,10 +126,30 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 wakeups_per_s=config.sse_wakeups_per_s,
             )
         )
-        app.services = Services(config, store, runner, broadcaster, runtime)
+        metrics = Metrics.watching(store)
+        stack.callback(metrics.unwatch)
+        otel = await _open_live_export(stack, config, store)
+        app.services = Services(config, store, runner, broadcaster, runtime, otel, metrics)
         stack.callback(setattr, app, "services", None)
         logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
         yield {STATE_KEY: app.services}
+
+
+async def _open_live_export(
+    stack: AsyncExitStack, config: ApiConfig, store: SQLiteEventStore
+) -> LiveExporter | None:
+    """The live OTLP exporter when the config names an endpoint (its position in the log's file)."""
+    if not config.otlp_endpoint:
+        return None
+    # Imported here: the OpenTelemetry SDK is a third of a second that only this needs.
+    from .otel import LiveExporter, ProjectionCheckpointPositions, SpanSender
+
+    sender = await stack.enter_async_context(SpanSender(config.otlp_endpoint))
+    positions = await stack.enter_async_context(
+        ProjectionCheckpointPositions(config.db, f"otel-export {sender.endpoint}")
+    )
+    exporter = LiveExporter(store, sender, positions, content=config.otlp_content)
+    return await stack.enter_async_context(exporter)
 
 
 def create_app(config: ApiConfig | None = None) -> FleetApp:
@@ -145,17 +172,22 @@ def create_app(config: ApiConfig | None = None) -> FleetApp:
     v1.append(Route("/openapi.json", openapi, methods=["GET"]))
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         # No trailing-slash redirects: a wrong path is a clear 404, not a 307 to guess at.
         Mount("/v1", app=Router(routes=v1, redirect_slashes=False)),
     ]
     if (STATIC_DIR / "index.html").is_file():
+        routes.append(docs_route())
         routes.append(dashboard_mount())
     middleware = [
         Middleware(BearerAuth, token=config.token_value),
         Middleware(
             BodyLimit,
             limit=config.max_body_bytes,
-            overrides={"/v1/runs/import": config.max_import_bytes},
+            overrides={
+                "/v1/runs/import": config.max_import_bytes,
+                **dict.fromkeys(_routes_otlp.OTLP_PATHS, config.max_otlp_bytes),
+            },
         ),
     ]
     app = FleetApp(config, routes, middleware)
@@ -192,6 +224,11 @@ _OPERATIONS = [
               "200 when the server is ready: the log's head, the projections' and the live "
               "stream's positions, and the SSE subscriber count.",
               response=Health, tag="server"),
+    Operation("GET", "/metrics", "Metrics",
+              "The server in Prometheus' text format: events appended, append latency, SSE "
+              "subscribers and cut-offs, projection lag, agents by status, tokens and cost by "
+              "model, and the live OpenTelemetry export when it is on.",
+              response_schema={"type": "string"}, media_type="text/plain", tag="server"),
     Operation("GET", "/v1/openapi.json", "This document", response_schema={"type": "object"},
               tag="server"),
 ]  # fmt: skip

@@ -41,6 +41,21 @@ class ApiConfig(BaseModel):
         ge=1024,
         description="largest run export accepted by POST /v1/runs/import (413 beyond)",
     )
+    max_otlp_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="largest OTLP request accepted by POST /v1/otlp/v1/* (413 beyond)",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="send the log live as OpenTelemetry spans to this OTLP/HTTP URL "
+        "(OTEL_EXPORTER_OTLP_ENDPOINT); None: no live export",
+    )
+    otlp_content: bool = Field(
+        default=False,
+        description="include content (prompts, output, tool input/results) in the spans, "
+        "truncated (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)",
+    )
     page_limit: int = Field(
         default=100, ge=1, le=1000, description="default page size of GET /v1/events"
     )
@@ -107,7 +122,8 @@ class ApiConfig(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
-        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, then `overrides`.
+        """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, `OTEL_EXPORTER_OTLP_ENDPOINT`
+        and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`, then `overrides`.
 
         Overrides that are None are ignored.
 
@@ -121,5 +137,10 @@ class ApiConfig(BaseModel):
             values["token"] = env["FLEET_TOKEN"]
         if env.get("FLEET_WORKSPACE"):
             values["workspace"] = env["FLEET_WORKSPACE"]
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")
+        if capture.strip().lower() in ("1", "true", "yes", "on"):
+            values["otlp_content"] = True
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -7,16 +7,19 @@ Query models forbid unknown parameters: a misspelt filter (`?agent=` for
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from events import EVENT_TYPES, EventData
+from projections import STATUSES
 
 __all__ = [
     "ID_PATTERN",
     "MAX_PAGE",
+    "MAX_WAIT_S",
     "AgentsQuery",
+    "BoardQuery",
     "EventOut",
     "EventPage",
     "EventType",
@@ -25,8 +28,12 @@ __all__ = [
     "IngestAccepted",
     "IngestQuery",
     "MetaOut",
+    "NoQuery",
     "Problem",
+    "RunsQuery",
+    "ScopedQuery",
     "StreamQuery",
+    "TimelineQuery",
     "ViewQuery",
 ]
 
@@ -43,6 +50,10 @@ MAX_PAGE = 1000
 
 class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoQuery(_Query):
+    """No query parameters: any is refused with 400 naming it."""
 
 
 def _known_types(values: list[str]) -> list[str]:
@@ -91,24 +102,88 @@ class StreamQuery(_EventFilters):
     )
 
 
-class ViewQuery(_Query):
-    """A projection's view now, at a past position, or once it has caught up."""
+MAX_WAIT_S = 30.0
+"""The longest `wait` a view accepts, in seconds."""
 
-    at: Position | None = Field(default=None, description="the view as of this past position")
-    min_position: Position | None = Field(
+AgentStatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
+"""An agent status a filter may name: one of `projections.STATUSES`."""
+
+
+def _at(what: str = "the view") -> Any:
+    return Field(default=None, description=f"{what} as of this past position (time travel)")
+
+
+def _min_position() -> Any:
+    return Field(
         default=None,
-        description="wait (up to 5 s) until the projections have applied this position",
+        description="answer once the view reflects this position: at once when it does; else "
+        "wait up to `wait` seconds (without `wait`: 400 beyond the log's head, else up to 5 s)",
     )
 
 
-_AgentStatus = Literal["created", "working", "waiting", "completed", "failed", "deleted"]
-"""An agent's status as the agents view says it (`projections.STATUSES`)."""
+def _wait() -> Any:
+    return Field(
+        default=None,
+        ge=0,
+        le=MAX_WAIT_S,
+        description="with `min_position`: wait up to this many seconds (at most 30) for the log "
+        "to reach it, then answer with the view as it is (`Fleet-Position` says where)",
+    )
 
 
-class AgentsQuery(ViewQuery):
-    """`GET /v1/agents`: the agents view, filtered."""
+def _after(what: str) -> Any:
+    return Field(default=0, description=f"the paging cursor: {what} after this one (`next`)")
 
-    status: list[_AgentStatus] = Field(
+
+def _limit() -> Any:
+    return Field(
+        default=None, ge=1, le=MAX_PAGE, description="page size, at most 1000 (default: all)"
+    )
+
+
+class _Polled(_Query):
+    """`min_position` and `wait`, checked together; `at` excludes both where it exists."""
+
+    @model_validator(mode="after")
+    def _check_wait(self) -> Self:
+        at = getattr(self, "at", None)
+        min_position: int | None = getattr(self, "min_position", None)
+        wait: float | None = getattr(self, "wait", None)
+        if at is not None and (min_position is not None or wait is not None):
+            raise ValueError("`at` (a past position) cannot be combined with min_position or wait")
+        if wait is not None and min_position is None:
+            raise ValueError("`wait` needs `min_position`: the position to wait for")
+        return self
+
+
+class ViewQuery(_Polled):
+    """One item of a view (an agent, a run) now, at a past position, or once it has caught up."""
+
+    at: Position | None = _at("the item")
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+
+
+class ScopedQuery(_Polled):
+    """`GET /v1/fleet` and `/v1/graph`: the view over the agents that match every filter."""
+
+    run_id: FilterText | None = Field(default=None, description="only agents of this run")
+    agent_id: FilterText | None = Field(default=None, description="only this agent")
+    status: list[AgentStatusFilter] = Field(
+        default_factory=list, description="only agents in these statuses (repeatable)"
+    )
+    role: FilterText | None = Field(default=None, description="only agents with this role")
+    at: Position | None = _at()
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+
+
+class AgentsQuery(_Polled):
+    """`GET /v1/agents`: agent cards, filtered and paged."""
+
+    run_id: FilterText | None = Field(default=None, description="only agents of this run")
+    agent_id: FilterText | None = Field(default=None, description="only this agent")
+    status: list[AgentStatusFilter] = Field(
         default_factory=list, description="only agents in these statuses (repeatable)"
     )
     role: FilterText | None = Field(default=None, description="only agents with this role")
@@ -116,10 +191,53 @@ class AgentsQuery(ViewQuery):
     parent_id: FilterText | None = Field(
         default=None, description="only agents created by this agent"
     )
-    run_id: FilterText | None = Field(default=None, description="only agents of this run")
     external: bool | None = Field(
         default=None, description="only external (or only internal) agents"
     )
+    at: Position | None = _at()
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+    after: Position = _after("agents created")
+    limit: int | None = _limit()
+
+
+class BoardQuery(_Polled):
+    """`GET /v1/board`: the tasks that match every filter, in all six columns."""
+
+    run_id: FilterText | None = Field(default=None, description="only tasks of this run")
+    agent_id: FilterText | None = Field(
+        default=None, description="only tasks assigned to this agent"
+    )
+    at: Position | None = _at()
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+
+
+class RunsQuery(_Polled):
+    """`GET /v1/runs`: runs, filtered and paged."""
+
+    run_id: FilterText | None = Field(default=None, description="only this run")
+    agent_id: FilterText | None = Field(default=None, description="only the run of this agent")
+    status: list[FilterText] = Field(
+        default_factory=list,
+        max_length=10,
+        description="only runs in these statuses, e.g. running, completed, failed (repeatable)",
+    )
+    at: Position | None = _at()
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+    after: Position = _after("runs started")
+    limit: int | None = _limit()
+
+
+class TimelineQuery(_Polled):
+    """`GET /v1/runs/{run_id}/timeline`: its entries, filtered and paged by position."""
+
+    agent_id: FilterText | None = Field(default=None, description="only entries of this agent")
+    min_position: Position | None = _min_position()
+    wait: float | None = _wait()
+    after: Position = _after("entries at positions")
+    limit: int | None = _limit()
 
 
 class IngestQuery(_Query):

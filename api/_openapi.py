@@ -25,6 +25,7 @@ _REF = "#/components/schemas/{model}"
 
 _STATUS_TEXT = {
     200: "OK",
+    304: "Not modified: the view's ETag is one `If-None-Match` names (no body)",
     201: "Created",
     202: "Accepted",
     204: "No content",
@@ -35,6 +36,18 @@ _STATUS_TEXT = {
     413: "Request body too large",
     422: "The body is JSON of the wrong shape",
     503: "Not ready, or shutting down",
+}
+
+
+_VIEW_HEADERS = {
+    "ETag": {
+        "description": "a hash of the body: send it back in If-None-Match",
+        "schema": {"type": "string"},
+    },
+    "Fleet-Position": {
+        "description": "the log position the view reflects",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
 }
 
 
@@ -53,12 +66,15 @@ class Operation:
     response_schema: Mapping[str, Any] | None = None
     status: int = 200
     media_type: str = "application/json"
+    body_media_type: str = "application/json"
     errors: tuple[int, ...] = ()
     headers: Mapping[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
     """Header parameters: name -> (description, JSON schema)."""
     path_params: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
     tag: str | None = None
+    conditional: bool = False
+    """A view: answers with `ETag` and `Fleet-Position`, and 304 to a matching `If-None-Match`."""
 
 
 def build_document(operations: Iterable[Operation], *, title: str = "fleet") -> dict[str, Any]:
@@ -122,7 +138,13 @@ def _operation(
         })  # fmt: skip
     if op.query is not None:
         parameters.extend(_query_parameters(op.query, keyed, schemas))
-    for name, (description, schema) in op.headers.items():
+    headers = dict(op.headers)
+    if op.conditional:
+        headers["If-None-Match"] = (
+            "the ETag of the view you hold: 304 with no body while the view is the same",
+            {"type": "string"},
+        )
+    for name, (description, schema) in headers.items():
         parameters.append({
             "name": name, "in": "header", "required": False, "description": description,
             "schema": dict(schema),
@@ -137,7 +159,7 @@ def _operation(
     if body_schema is not None:
         out["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body_schema}},
+            "content": {op.body_media_type: {"schema": body_schema}},
         }
     responses: dict[str, Any] = {}
     ok: dict[str, Any] = {"description": _STATUS_TEXT.get(op.status, "OK")}
@@ -166,6 +188,9 @@ def _operation(
     elif op.response_schema is not None:
         ok["content"] = {op.media_type: {"schema": dict(op.response_schema)}}
     responses[str(op.status)] = ok
+    if op.conditional:
+        ok["headers"] = dict(_VIEW_HEADERS)
+        responses["304"] = {"description": _STATUS_TEXT[304], "headers": dict(_VIEW_HEADERS)}
     statuses = {*op.errors, 401, 503}
     if body_schema is not None:
         statuses |= {400, 413, 422}
@@ -193,7 +218,7 @@ def _query_parameters(
     required = set(schema.get("required", []))
     parameters = []
     for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+        prop = _without_null(dict(prop))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required,
@@ -205,6 +230,21 @@ def _query_parameters(
             param["explode"] = True
         parameters.append(param)
     return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """`X | None` as just `X`: a query string cannot say null, only leave the parameter out."""
+    options = prop.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        if len(rest) == 1:
+            del prop["anyOf"]
+            prop = {**rest[0], **prop}
+        else:
+            prop["anyOf"] = rest
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
 
 
 def _ref(schema: Mapping[str, Any]) -> dict[str, Any]:

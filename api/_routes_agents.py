@@ -32,10 +32,11 @@ from runtime import (
 )
 
 from ._bodies import parse_body, read_json
-from ._models import ID_PATTERN
+from ._models import ID_PATTERN, NoQuery
 from ._openapi import Operation
-from ._routes_views import check_id
+from ._routes_views import check_id, query
 from ._state import services
+from ._view_models import AgentOutput, AgentStatus
 from .errors import HTTPProblem
 
 __all__ = ["operations", "routes"]
@@ -66,6 +67,14 @@ class CommandAgent(_Body):
     by: str = Field(default="api", max_length=128)
 
 
+class DeleteAllQuery(NoQuery):
+    """`DELETE /v1/agents`: which agents."""
+
+    run_id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="only the agents of this run"
+    )
+
+
 class StartRun(_Body):
     """`POST /v1/runs`: a task for a built-in pattern, or for the orchestrator agent."""
 
@@ -73,29 +82,6 @@ class StartRun(_Body):
     pattern: str = Field(default="scout-plan-build", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     mode: Literal["pattern", "orchestrator"] = "pattern"
     model: str | None = Field(default=None, max_length=100)
-
-
-class AgentStatus(BaseModel):
-    id: str
-    name: str
-    role: str
-    model: str
-    status: str
-    context: dict[str, Any]
-    tokens: int
-    cost_usd: float
-    tool_calls: int
-    error: str | None
-
-
-class AgentOutput(BaseModel):
-    id: str
-    status: str
-    summary: str
-    artifacts: list[str]
-    files_consumed: list[str]
-    files_produced: list[str]
-    error: str | None
 
 
 class Deleted(BaseModel):
@@ -117,52 +103,64 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _status(value: dict[str, Any], status_code: int = 200, **headers: str) -> Response:
+    body = AgentStatus.model_validate(value).model_dump(mode="json")
+    return JSONResponse(body, status_code=status_code, headers=headers or None)
+
+
 async def create_agent(request: Request) -> Response:
     rt = _runtime(request)
+    query(NoQuery, request)
     body = parse_body(CreateAgent, await read_json(request))
     status = await rt.fleet.create_agent(
         name=body.name, role=body.role, task=body.task, model=body.model, tools=body.tools,
         parent_id=body.parent_id,
     )  # fmt: skip
-    return JSONResponse(status, status_code=201, headers={"Location": f"/v1/agents/{status['id']}"})
+    return _status(status, 201, Location=f"/v1/agents/{status['id']}")
 
 
 async def command_agent(request: Request) -> Response:
     rt = _runtime(request)
     agent_id = check_id(request.path_params["agent_id"])
+    query(NoQuery, request)
     body = parse_body(CommandAgent, await read_json(request))
     status = await rt.fleet.command_agent(agent_id, body.prompt, by=body.by)
-    return JSONResponse(status, status_code=202)
+    return _status(status, 202)
 
 
 async def get_status(request: Request) -> Response:
     rt = _runtime(request)
-    return JSONResponse(await rt.fleet.get_agent_status(check_id(request.path_params["agent_id"])))
+    agent_id = check_id(request.path_params["agent_id"])
+    query(NoQuery, request)
+    return _status(await rt.fleet.get_agent_status(agent_id))
 
 
 async def get_output(request: Request) -> Response:
     rt = _runtime(request)
-    return JSONResponse(await rt.fleet.get_agent_output(check_id(request.path_params["agent_id"])))
+    agent_id = check_id(request.path_params["agent_id"])
+    query(NoQuery, request)
+    output = AgentOutput.model_validate(await rt.fleet.get_agent_output(agent_id))
+    return JSONResponse(output.model_dump(mode="json"))
 
 
 async def delete_agent(request: Request) -> Response:
     rt = _runtime(request)
     agent_id = check_id(request.path_params["agent_id"])
+    query(NoQuery, request)
     await rt.fleet.delete_agent(agent_id, by="api")
     return Response(status_code=204)
 
 
 async def delete_all(request: Request) -> Response:
     rt = _runtime(request)
-    run_id = request.query_params.get("run_id")
-    if run_id is not None:
-        check_id(run_id, "run id")
+    run_id = query(DeleteAllQuery, request).run_id
     deleted = await rt.fleet.delete_all_agents(run_id=run_id, by="api")
     return JSONResponse(Deleted(deleted=deleted).model_dump())
 
 
 async def start_run(request: Request) -> Response:
     rt = _runtime(request)
+    query(NoQuery, request)
     body = parse_body(StartRun, await read_json(request))
     run_id = new_run_id()
     if body.mode == "pattern":
@@ -200,27 +198,32 @@ _AGENT = {"agent_id": "the agent's id"}
 operations: list[Operation] = [
     Operation("POST", "/v1/agents", "Create an agent",
               "Creates an agent of a role and, given a task, starts it working.",
-              body=CreateAgent, response=AgentStatus, status=201, errors=(400, 409, 413, 422),
+              query=NoQuery, body=CreateAgent, response=AgentStatus, status=201,
+              errors=(400, 409, 413, 422),
               tag="agents"),
     Operation("DELETE", "/v1/agents", "Delete all agents",
               "Deletes every live agent (of `?run_id=` when given); their events stay in the log.",
-              response=Deleted, errors=(400,), tag="agents"),
+              query=DeleteAllQuery, response=Deleted, errors=(400,), tag="agents"),
     Operation("POST", "/v1/agents/{agent_id}/commands", "Command an agent",
               "A new task for an agent; it continues its conversation. 409 if it is working, "
               "deleted, or past a budget.",
-              body=CommandAgent, response=AgentStatus, status=202, errors=(400, 404, 409, 413, 422),
+              query=NoQuery, body=CommandAgent, response=AgentStatus, status=202,
+              errors=(400, 404, 409, 413, 422),
               path_params=_AGENT, tag="agents"),
     Operation("GET", "/v1/agents/{agent_id}/status", "An agent's status",
               "Status, context use, tokens, cost and tool calls.",
-              response=AgentStatus, errors=(400, 404), path_params=_AGENT, tag="agents"),
+              query=NoQuery, response=AgentStatus, errors=(400, 404), path_params=_AGENT,
+              tag="agents"),
     Operation("GET", "/v1/agents/{agent_id}/output", "An agent's output",
               "Summary, artifacts, files consumed and produced: never the transcript.",
-              response=AgentOutput, errors=(400, 404), path_params=_AGENT, tag="agents"),
+              query=NoQuery, response=AgentOutput, errors=(400, 404), path_params=_AGENT,
+              tag="agents"),
     Operation("DELETE", "/v1/agents/{agent_id}", "Delete an agent",
               "Cancels it if working and deletes it; its events stay in the log.",
-              status=204, errors=(400, 404, 409), path_params=_AGENT, tag="agents"),
+              query=NoQuery, status=204, errors=(400, 404, 409), path_params=_AGENT, tag="agents"),
     Operation("POST", "/v1/runs", "Start a run",
               "Runs a task with a built-in pattern or the orchestrator agent, in the background.",
-              body=StartRun, response=RunAccepted, status=202, errors=(400, 413, 422),
+              query=NoQuery, body=StartRun, response=RunAccepted, status=202,
+              errors=(400, 413, 422),
               tag="runs"),
 ]  # fmt: skip

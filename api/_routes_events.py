@@ -68,6 +68,7 @@ operations: list[Operation] = [
         query=EventsQuery,
         response=EventPage,
         errors=(400,),
+        tag="events",
     ),
     Operation(
         "GET",
@@ -88,5 +89,6 @@ operations: list[Operation] = [
             )
         },
         stream=True,
+        tag="events",
     ),
 ]

@@ -29,19 +29,17 @@ from events import (
 )
 from projections import load_timeline
 
-from ._bodies import parse_query
+from ._models import NoQuery, TimelineQuery
 from ._openapi import Operation
-from ._routes_views import check_id
+from ._polling import ClientGone, answer, reach
+from ._routes_views import check_id, query
 from ._state import services
+from ._view_models import Timeline
 from .errors import HTTPProblem
 
 __all__ = ["EXPORT_MEDIA_TYPE", "ImportedRun", "operations", "routes"]
 
 EXPORT_MEDIA_TYPE = "application/x-ndjson"
-
-
-class _NoQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ImportedRun(BaseModel):
@@ -65,22 +63,39 @@ def _not_found(error: RunNotFound) -> HTTPProblem:
 
 
 async def get_timeline(request: Request) -> Response:
-    """`GET /v1/runs/{run_id}/timeline`: the run's timeline."""
+    """`GET /v1/runs/{run_id}/timeline`: the run's timeline, filtered and paged."""
     app = services(request)
     run_id = _run_id(request)
-    parse_query(_NoQuery, request)
+    q = query(TimelineQuery, request)
     try:
-        timeline = await load_timeline(app.store, run_id)
+        await reach(request, app, q.min_position, q.wait)
+    except ClientGone:
+        return Response(status_code=499)  # never sent: the client is gone
+    # Everything up to the head read before the run is in the timeline read after it.
+    position = await app.store.head()
+    try:
+        timeline = (await load_timeline(app.store, run_id)).to_json()
     except RunNotFound as e:
         raise _not_found(e) from e
-    return JSONResponse(timeline.to_json())
+    # Paged by position, as the events are: the cursor is the last entry's position.
+    entries = [
+        e
+        for e in timeline["entries"]
+        if e["position"] > q.after and (q.agent_id is None or e["agent_id"] == q.agent_id)
+    ]
+    next_cursor = None
+    if q.limit is not None and len(entries) > q.limit:
+        entries = entries[: q.limit]
+        next_cursor = entries[-1]["position"]
+    body = Timeline.model_validate({**timeline, "entries": entries, "next": next_cursor})
+    return answer(request, body.model_dump_json(by_alias=True).encode(), position)
 
 
 async def get_export(request: Request) -> Response:
     """`GET /v1/runs/{run_id}/export`: the run as a JSON Lines download."""
     app = services(request)
     run_id = _run_id(request)
-    parse_query(_NoQuery, request)
+    query(NoQuery, request)
     try:
         lines = await export_lines(app.store, run_id)
     except RunNotFound as e:
@@ -95,7 +110,7 @@ async def get_export(request: Request) -> Response:
 async def post_import(request: Request) -> Response:
     """`POST /v1/runs/import`: load an export (the body) into this log."""
     app = services(request)
-    parse_query(_NoQuery, request)
+    query(NoQuery, request)
     body = await request.body()
     try:
         export = await asyncio.to_thread(parse_export, body, source="the request body")
@@ -135,15 +150,20 @@ operations: list[Operation] = [
         "GET", "/v1/runs/{run_id}/timeline", "A run's timeline",
         "What the run did in log order, one entry per event: agents created, commanded and "
         "ended, each model response (step) and the tools it asked for, each tool call's "
-        "outcome, hook decisions, waits, board moves, and a re-execution's divergences.",
-        errors=(400, 404), path_params=_RUN, tag="replay", response_schema={"type": "object"},
+        "outcome, hook decisions, waits, board moves, and a re-execution's divergences. Entries "
+        "are paged by position: pass `next` back as `after`. Answers with `Fleet-Position` and "
+        "an `ETag` (304 to a matching `If-None-Match`); `?min_position=N&wait=S` answers once "
+        "the log has reached position N, or after S seconds (at most 30).",
+        query=TimelineQuery, response=Timeline, errors=(400, 404), path_params=_RUN,
+        conditional=True, tag="replay",
     ),
     Operation(
         "GET", "/v1/runs/{run_id}/export", "Export a run",
         "Every event of the run's streams as JSON Lines: a header line, one line per event in "
         "position order, and a trailer with the count and a SHA-256 of all lines before it. "
         "`POST /v1/runs/import` (or `fleet import`) loads it into another log.",
-        errors=(400, 404), path_params=_RUN, tag="replay", media_type=EXPORT_MEDIA_TYPE,
+        query=NoQuery, errors=(400, 404), path_params=_RUN, tag="replay",
+        media_type=EXPORT_MEDIA_TYPE,
         response_schema={"type": "string"},
     ),
     Operation(
@@ -153,7 +173,9 @@ operations: list[Operation] = [
         "appended in one transaction with new positions, or refused with nothing written: 422 "
         "for an export that is truncated, reordered, edited or not an export, 409 when the run "
         "is in this log already.",
-        body_schema={"type": "string", "description": "a run export (JSON Lines)"},
-        response=ImportedRun, status=201, errors=(400, 409, 413, 422), tag="replay",
+        body_schema={"type": "string", "format": "binary", "description": "a run export"},
+        body_media_type=EXPORT_MEDIA_TYPE,
+        query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 422),
+        tag="replay",
     ),
 ]  # fmt: skip

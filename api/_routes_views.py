@@ -1,34 +1,59 @@
 """Read models over HTTP: agents, fleet, graph, board and runs, now or at a past position.
 
-Each view is the projection runner's view, unchanged (`?at=POSITION` folds
-the log up to that position instead). `?min_position=P` first waits until the
-projections have applied position P: after an append at P, it reads your write.
-The position a view reflects is in the `Fleet-Position` header.
+Every view is the projection runner's view, validated through its response
+model (`_view_models.py`, which the OpenAPI document is generated from) and
+scoped by the same parameters wherever they make sense:
+
+    run_id, agent_id, status, role   which agents (or tasks, or runs) the view covers
+    at                               the view as of a past position (time travel)
+    min_position, wait               answer once the view reflects a position (long poll)
+    after, limit                     page a list; pass `next` back as `after`
+
+Every answer carries `Fleet-Position` and an `ETag`; `If-None-Match` gives 304
+(`_polling.py`). A filter naming a run or an agent that does not exist gives an
+empty list (or zero totals); an item route (`/v1/agents/{id}`, `/v1/runs/{id}`)
+gives 404. An unknown query parameter is 400 naming it and the ones the route takes.
+
+Notes (do not fix without reading this):
+1. A page's cursor is an item's place in the unfiltered list (1 for the first
+   agent created, or the first run started), not its place among the matches:
+   agents and runs are only ever appended to their lists (a deleted agent
+   stays, as "deleted"), so a cursor means the same thing on every page, with
+   any filter, at any past position.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from projections import GraphProjection, fleet_totals
 from runtime.errors import AgentNotFound
 
 from ._bodies import parse_query
-from ._models import ID_PATTERN, AgentsQuery, ViewQuery
+from ._models import ID_PATTERN, AgentsQuery, BoardQuery, RunsQuery, ScopedQuery, ViewQuery
 from ._openapi import Operation
+from ._polling import ClientGone, answer, reach
 from ._state import Services, services
+from ._view_models import AgentCard, AgentPage, Board, FleetTotals, Graph, RunCard, RunPage
 from .errors import HTTPProblem
 
-__all__ = ["VIEWS", "check_id", "operations", "routes"]
+__all__ = ["VIEWS", "check_id", "operations", "page", "query", "routes"]
 
 VIEWS = ("fleet", "graph", "board", "runs")
 """The views served as `GET /v1/<name>` (agents has its own routes)."""
 
 _ID = re.compile(ID_PATTERN)
+_GONE = 499  # never sent: the client has disconnected (nginx's "client closed request")
+
+Q = TypeVar("Q", bound=BaseModel)
+T = TypeVar("T")
 
 
 def check_id(value: str, what: str = "agent id") -> str:
@@ -43,110 +68,298 @@ def check_id(value: str, what: str = "agent id") -> str:
     return value
 
 
-async def _view(app: Services, name: str, query: ViewQuery) -> tuple[dict[str, Any], int]:
-    """The view `name` and the position it reflects."""
-    runner = app.runner
-    if query.at is not None:
-        return await runner.view_at(name, query.at), query.at
-    if query.min_position is not None:
-        head = await app.store.head()
-        if query.min_position > head:
-            raise HTTPProblem(
-                400, "Invalid position",
-                f"min_position {query.min_position} is beyond the head of the log ({head})",
-                slug="invalid-position",
-            )  # fmt: skip
-        await runner.wait_for(query.min_position, timeout=app.config.wait_timeout_s)
-    return runner.view(name), runner.position
+def query(model: type[Q], request: Request, *, lists: Collection[str] = ()) -> Q:
+    """The query string as `model`: 400 naming unknown parameters and the known ones first.
+
+    Raises `HTTPProblem` 400 for an unknown parameter, a repeated one that is
+    not a list, or a wrong value (every error listed).
+    """
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise HTTPProblem(
+            400, "Invalid query",
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names}; "
+            f"{request.url.path} takes {', '.join(sorted(known))}",
+            slug="invalid-query",
+            members={"errors": [
+                {"loc": ["query", name], "msg": "unknown parameter", "type": "extra_forbidden"}
+                for name in unknown
+            ]},
+        )  # fmt: skip
+    return parse_query(model, request, lists=lists)
 
 
-def _json(body: Any, position: int) -> Response:
-    return JSONResponse(body, headers={"Fleet-Position": str(position)})
+def page(
+    items: Iterable[T], keep: Callable[[T], bool], after: int, limit: int | None
+) -> tuple[list[T], int, int | None]:
+    """The matches of `keep` after cursor `after`: (page, matches in all, next cursor).
+
+    Cursors count every item, matched or not, from 1 (note 1).
+    """
+    out: list[T] = []
+    count = 0
+    last = 0
+    more = False
+    for ordinal, item in enumerate(items, start=1):
+        if not keep(item):
+            continue
+        count += 1
+        if ordinal <= after:
+            continue
+        if limit is not None and len(out) == limit:
+            more = True
+            continue
+        out.append(item)
+        last = ordinal
+    return out, count, last if more else None
 
 
-async def get_view(request: Request) -> Response:
-    """`GET /v1/{fleet,graph,board,runs}`: one read model."""
-    app = services(request)
-    name = request.url.path.rstrip("/").rsplit("/", 1)[1]
-    query = parse_query(ViewQuery, request)
-    view, position = await _view(app, name, query)
-    return _json(view, position)
+async def _view(app: Services, name: str, at: int | None) -> dict[str, Any]:
+    """The view `name` now, or as of `at` (no suspension when now: see `_respond`)."""
+    if at is not None:
+        return await app.runner.view_at(name, at)
+    return app.runner.view(name)
+
+
+Render = Callable[[int | None], Awaitable[BaseModel]]
+
+
+async def _respond(request: Request, app: Services, q: Any, render: Render) -> Response:
+    """Wait as `q` asks, then answer `render(q.at)`, kept by the position it reflects.
+
+    For a view now, the position is read and the view rendered in one step of
+    the event loop (nothing in between awaits), so the two agree.
+    """
+    try:
+        await reach(request, app, q.min_position, q.wait)
+    except ClientGone:
+        return Response(status_code=_GONE)
+    at: int | None = getattr(q, "at", None)
+    position = at if at is not None else app.runner.position
+
+    async def body() -> bytes:
+        return (await render(at)).model_dump_json(by_alias=True).encode()
+
+    return answer(request, await app.renders.get(request, position, body), position)
+
+
+def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
+    extra = isinstance(q, AgentsQuery)
+
+    def keep(a: Mapping[str, Any]) -> bool:
+        return (
+            (q.run_id is None or a["run_id"] == q.run_id)
+            and (q.agent_id is None or a["id"] == q.agent_id)
+            and (not q.status or a["status"] in q.status)
+            and (q.role is None or a["role"] == q.role)
+            and (
+                not extra
+                or (
+                    (q.model is None or a["model"] == q.model)  # type: ignore[union-attr]
+                    and (q.parent_id is None or a["parent_id"] == q.parent_id)  # type: ignore[union-attr]
+                    and (q.external is None or a["external"] == q.external)  # type: ignore[union-attr]
+                )
+            )
+        )
+
+    return keep
+
+
+def _scoped(q: ScopedQuery) -> bool:
+    return bool(q.run_id or q.agent_id or q.status or q.role)
 
 
 async def list_agents(request: Request) -> Response:
-    """`GET /v1/agents`: every agent card, filtered."""
+    """`GET /v1/agents`: agent cards, filtered and paged."""
     app = services(request)
-    query = parse_query(AgentsQuery, request, lists=("status",))
-    view, position = await _view(app, "agents", query)
-    agents = [agent for agent in view.get("agents", []) if _matches(agent, query)]
-    if len(agents) != len(view.get("agents", [])):
-        view = {**view, "count": len(agents), "agents": agents}
-    return _json(view, position)
+    q = query(AgentsQuery, request, lists=("status",))
 
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "agents", at)
+        agents, count, next_cursor = page(view["agents"], _agent_filter(q), q.after, q.limit)
+        return AgentPage.model_validate({"count": count, "agents": agents, "next": next_cursor})
 
-def _matches(agent: dict[str, Any], q: AgentsQuery) -> bool:
-    return (
-        (not q.status or agent.get("status") in q.status)
-        and (q.role is None or agent.get("role") == q.role)
-        and (q.model is None or agent.get("model") == q.model)
-        and (q.parent_id is None or agent.get("parent_id") == q.parent_id)
-        and (q.run_id is None or agent.get("run_id") == q.run_id)
-        and (q.external is None or bool(agent.get("external")) == q.external)
-    )
+    return await _respond(request, app, q, render)
 
 
 async def get_agent(request: Request) -> Response:
     """`GET /v1/agents/{agent_id}`: one agent card."""
     app = services(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query = parse_query(ViewQuery, request)
-    if query.at is None and query.min_position is None:
-        card = app.runner.agent(agent_id)
-        position = app.runner.position
-    else:
-        view, position = await _view(app, "agents", query)
-        card = next((a for a in view.get("agents", []) if a.get("id") == agent_id), None)
-    if card is None:
-        raise AgentNotFound(agent_id)
-    return _json(card, position)
+    q = query(ViewQuery, request)
+
+    async def render(at: int | None) -> BaseModel:
+        if at is None:
+            card = app.runner.agent(agent_id)
+        else:
+            view = await _view(app, "agents", at)
+            card = next((a for a in view["agents"] if a["id"] == agent_id), None)
+        if card is None:
+            raise AgentNotFound(agent_id)
+        return AgentCard.model_validate(card)
+
+    return await _respond(request, app, q, render)
+
+
+async def get_fleet(request: Request) -> Response:
+    """`GET /v1/fleet`: totals over the agents in scope."""
+    app = services(request)
+    q = query(ScopedQuery, request, lists=("status",))
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "fleet", at)
+        if _scoped(q):
+            keep = _agent_filter(q)
+            cards = (await _view(app, "agents", at))["agents"]
+            view = fleet_totals((a for a in cards if keep(a)), view["events"])
+        return FleetTotals.model_validate(view)
+
+    return await _respond(request, app, q, render)
+
+
+async def get_graph(request: Request) -> Response:
+    """`GET /v1/graph`: the dependency graph of the agents in scope."""
+    app = services(request)
+    q = query(ScopedQuery, request, lists=("status",))
+    runner = app.runner
+
+    async def render(at: int | None) -> BaseModel:
+        projection = runner.projection("graph")
+        if not _scoped(q) or not isinstance(projection, GraphProjection):
+            return Graph.model_validate(await _view(app, "graph", at))
+        state = runner.state("graph") if at is None else await runner.state_at("graph", at)
+        view = projection.scoped_view(
+            state, run_id=q.run_id, agent_id=q.agent_id, statuses=q.status, role=q.role
+        )
+        return Graph.model_validate(view)
+
+    return await _respond(request, app, q, render)
+
+
+async def get_board(request: Request) -> Response:
+    """`GET /v1/board`: the tasks in scope, in all six columns."""
+    app = services(request)
+    q = query(BoardQuery, request)
+
+    def keep(t: Mapping[str, Any]) -> bool:
+        return (q.run_id is None or t["run_id"] == q.run_id) and (
+            q.agent_id is None or t["assignee"] == q.agent_id
+        )
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "board", at)
+        if q.run_id is not None or q.agent_id is not None:
+            columns = [{**c, "tasks": [t for t in c["tasks"] if keep(t)]} for c in view["columns"]]
+            count = sum(len(c["tasks"]) for c in columns)
+            view = {**view, "count": count, "columns": columns}
+        return Board.model_validate(view)
+
+    return await _respond(request, app, q, render)
+
+
+def _run_filter(q: RunsQuery) -> Callable[[Mapping[str, Any]], bool]:
+    def keep(r: Mapping[str, Any]) -> bool:
+        return (
+            (q.run_id is None or r["id"] == q.run_id)
+            and (q.agent_id is None or q.agent_id in r["agents"])
+            and (not q.status or r["status"] in q.status)
+        )
+
+    return keep
+
+
+async def list_runs(request: Request) -> Response:
+    """`GET /v1/runs`: runs, filtered and paged."""
+    app = services(request)
+    q = query(RunsQuery, request, lists=("status",))
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "runs", at)
+        runs, count, next_cursor = page(view["runs"], _run_filter(q), q.after, q.limit)
+        return RunPage.model_validate({"count": count, "runs": runs, "next": next_cursor})
+
+    return await _respond(request, app, q, render)
+
+
+async def get_run(request: Request) -> Response:
+    """`GET /v1/runs/{run_id}`: one run."""
+    app = services(request)
+    run_id = check_id(request.path_params["run_id"], "run id")
+    q = query(ViewQuery, request)
+
+    async def render(at: int | None) -> BaseModel:
+        view = await _view(app, "runs", at)
+        run = next((r for r in view["runs"] if r["id"] == run_id), None)
+        if run is None:
+            raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
+                              slug="run-not-found")  # fmt: skip
+        return RunCard.model_validate(run)
+
+    return await _respond(request, app, q, render)
 
 
 routes: list[BaseRoute] = [
     Route("/agents", list_agents, methods=["GET"]),
     Route("/agents/{agent_id}", get_agent, methods=["GET"]),
-    *(Route(f"/{name}", get_view, methods=["GET"], name=f"view_{name}") for name in VIEWS),
+    Route("/fleet", get_fleet, methods=["GET"]),
+    Route("/graph", get_graph, methods=["GET"]),
+    Route("/board", get_board, methods=["GET"]),
+    Route("/runs", list_runs, methods=["GET"]),
+    Route("/runs/{run_id}", get_run, methods=["GET"]),
 ]
 
-_OBJECT = {"type": "object"}
-
-_AT = (
-    "With `?at=POSITION` the view is folded from the log up to that position (time travel); "
-    "with `?min_position=P` it waits until the projections have applied P."
+POLLING = (
+    "Answers with `Fleet-Position` (the log position the view reflects) and an `ETag`; send "
+    "the ETag back in `If-None-Match` for a 304 while the view is unchanged. `?at=POSITION` "
+    "is the view as of that past position; `?min_position=N&wait=S` answers once the view "
+    "reflects position N, or after S seconds (at most 30) with the view as it is."
 )
+"""What every view's description ends with."""
+
+_PAGED = " Page with `limit`; pass `next` back as `after`."
 
 operations: list[Operation] = [
     Operation(
         "GET", "/v1/agents", "List agents",
-        "Every agent card (status, role, model, context, tokens, cost, files, tool calls), "
-        "filtered. " + _AT,
-        query=AgentsQuery, errors=(400,), tag="agents", response_schema=_OBJECT,
+        "Every agent card (status, role, model, context, tokens, cost, files, tool calls), in "
+        "the order they were created, filtered." + _PAGED + " " + POLLING,
+        query=AgentsQuery, response=AgentPage, errors=(400,), conditional=True, tag="agents",
     ),
     Operation(
-        "GET", "/v1/agents/{agent_id}", "Get one agent", "One agent card. " + _AT,
-        query=ViewQuery, errors=(400, 404), path_params={"agent_id": "the agent's id"},
-        tag="agents", response_schema=_OBJECT,
+        "GET", "/v1/agents/{agent_id}", "Get one agent", "One agent card. " + POLLING,
+        query=ViewQuery, response=AgentCard, errors=(400, 404),
+        path_params={"agent_id": "the agent's id"}, conditional=True, tag="agents",
     ),
-    Operation("GET", "/v1/fleet", "Fleet totals",
-              "Agents by status, tokens, cost, created and deleted. " + _AT,
-              query=ViewQuery, errors=(400,), tag="views", response_schema=_OBJECT),
-    Operation("GET", "/v1/graph", "Dependency graph",
-              "Who created whom, who waits on whom, which artifacts flow between agents, and "
-              "the bottlenecks. " + _AT,
-              query=ViewQuery, errors=(400,), tag="views", response_schema=_OBJECT),
-    Operation("GET", "/v1/board", "Task board",
-              "Tasks by column: PLAN, BUILD, REVIEW, SHIP, DONE, FAILED. " + _AT,
-              query=ViewQuery, errors=(400,), tag="views", response_schema=_OBJECT),
-    Operation("GET", "/v1/runs", "Runs",
-              "Every run: pattern, status, duration, cost. " + _AT,
-              query=ViewQuery, errors=(400,), tag="views", response_schema=_OBJECT),
+    Operation(
+        "GET", "/v1/fleet", "Fleet totals",
+        "Agents by status, tokens, cost, context in use, created and deleted, over the agents "
+        "that match the filters (all by default), and the log's pace. " + POLLING,
+        query=ScopedQuery, response=FleetTotals, errors=(400,), conditional=True, tag="views",
+    ),
+    Operation(
+        "GET", "/v1/graph", "Dependency graph",
+        "Who created whom, who waits on whom, which artifacts flow between agents, the "
+        "bottlenecks and each run's critical path, over the agents that match the filters "
+        "(edges between two of them). " + POLLING,
+        query=ScopedQuery, response=Graph, errors=(400,), conditional=True, tag="views",
+    ),
+    Operation(
+        "GET", "/v1/board", "Task board",
+        "Tasks by column (PLAN, BUILD, REVIEW, SHIP, DONE, FAILED; always all six), filtered "
+        "by run and assignee. " + POLLING,
+        query=BoardQuery, response=Board, errors=(400,), conditional=True, tag="views",
+    ),
+    Operation(
+        "GET", "/v1/runs", "List runs",
+        "Every run (pattern, status, duration, cost, tokens, agents) in the order they "
+        "started, filtered." + _PAGED + " " + POLLING,
+        query=RunsQuery, response=RunPage, errors=(400,), conditional=True, tag="runs",
+    ),
+    Operation(
+        "GET", "/v1/runs/{run_id}", "Get one run", "One run. " + POLLING,
+        query=ViewQuery, response=RunCard, errors=(400, 404),
+        path_params={"run_id": "the run's id"}, conditional=True, tag="runs",
+    ),
 ]  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
@@ -11,11 +11,15 @@ from events import SQLiteEventStore
 
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
+from ._polling import Renders
 from .errors import HTTPProblem
 
 if TYPE_CHECKING:
     from projections import ProjectionRunner
     from runtime import Runtime
+
+    from ._metrics import Metrics
+    from .otel import LiveExporter
 
 __all__ = ["STATE_KEY", "Services", "services"]
 
@@ -33,6 +37,12 @@ class Services:
     broadcaster: Broadcaster
     # The runtime (model client, hooks, Fleet) when the config asks for one.
     runtime: Runtime | None = None
+    # The live OpenTelemetry export, when the config names an endpoint.
+    otel: LiveExporter | None = None
+    # What /metrics serves (the Prometheus registry and the append timer).
+    metrics: Metrics | None = None
+    # The views' last rendered bodies (`_polling.py`, note 3).
+    renders: Renders = field(default_factory=Renders)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -2,7 +2,8 @@
 
 The dashboard is plain HTML, CSS and JavaScript in `api/static/` (no build
 step, nothing fetched from a CDN: it works offline). `create_app` mounts
-`dashboard_mount()` last, so `/v1/...` and `/healthz` win over a file name.
+`dashboard_mount()` last, so `/v1/...` and `/healthz` win over a file name. The API
+reference is `docs/` in the same folder, served at `/docs` (`docs_route()`) and `/docs/`.
 
 Notes (do not fix without reading this):
 1. With a token configured, every request needs it (`_auth.py`). A browser
@@ -16,13 +17,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-__all__ = ["STATIC_DIR", "dashboard_mount"]
+__all__ = ["DOCS_DIR", "STATIC_DIR", "dashboard_mount", "docs_route"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard's files: `index.html`, `app.css`, `app.js`."""
+
+DOCS_DIR = STATIC_DIR / "docs"
+"""The API reference page (`/docs`): `index.html` and the vendored Redoc (see its README)."""
 
 
 def dashboard_mount(directory: Path = STATIC_DIR) -> Mount:
@@ -31,3 +37,16 @@ def dashboard_mount(directory: Path = STATIC_DIR) -> Mount:
     Raises `RuntimeError` (from Starlette) if `directory` does not exist.
     """
     return Mount("/", StaticFiles(directory=directory, html=True), name="dashboard")
+
+
+def docs_route(directory: Path = DOCS_DIR) -> Route:
+    """`GET /docs`: the API reference page itself, not a redirect to `/docs/`.
+
+    The auth middleware takes `?token=` off the request (`_auth.py`), so a
+    redirect would lose it; the page finds its files relative to either URL.
+    """
+
+    async def docs(request: Request) -> Response:
+        return FileResponse(directory / "index.html", media_type="text/html")
+
+    return Route("/docs", docs, methods=["GET", "HEAD"], name="docs")

@@ -171,7 +171,7 @@ def cold_agents(db: Path) -> float:
 
 def print_rate(db: Path, head: int, as_json: bool) -> float:
     """`fleet events` in process, into /dev/null: events/s."""
-    from api._cli_views import _print_events
+    from api.cli._views import _print_events
 
     args = argparse.Namespace(
         run=None, agent=None, type=None, tail=None, after=None, follow=False, limit=None,

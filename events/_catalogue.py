@@ -45,6 +45,7 @@ __all__ = [
     "RunStarted",
     "TaskCreated",
     "TaskMoved",
+    "TelemetryReceived",
     "ToolCallCompleted",
     "ToolCallRequested",
     "UnknownEvent",
@@ -345,6 +346,27 @@ class ExternalHookReceived(EventModel):
     payload: dict[str, Any]
 
 
+class TelemetryReceived(EventModel):
+    """One record of an external agent's own OpenTelemetry (a Claude Code session's), kept raw.
+
+    `signal` says which OTLP signal it came in: a log record (`name` is its
+    event name, e.g. `claude_code.api_request`), a metric data point (`value`
+    holds the point's value) or a span. `attributes` are the record's own,
+    flattened to JSON; `detail` keeps the rest that matters (metric unit and
+    temporality, span ids, times, status).
+    """
+
+    type: Literal["TelemetryReceived"] = "TelemetryReceived"
+    source_app: str
+    session_id: str
+    signal: Literal["log", "metric", "span"]
+    name: str
+    time_unix_nano: int = 0
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    value: float | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class ReplayDiverged(EventModel):
     """A re-executed run did something other than its recording at one step."""
 
@@ -389,6 +411,7 @@ EventData = Annotated[
     | TaskCreated
     | TaskMoved
     | ExternalHookReceived
+    | TelemetryReceived
     | ReplayDiverged,
     Field(discriminator="type"),
 ]
@@ -416,6 +439,7 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         TaskCreated,
         TaskMoved,
         ExternalHookReceived,
+        TelemetryReceived,
         ReplayDiverged,
     )
 }

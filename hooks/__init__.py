@@ -4,7 +4,9 @@ Every lifecycle point of every agent is a hook point with Claude Code's name
 and payload fields. Hooks (in-process Python callables, shell commands, HTTP
 URLs) observe or block; every invocation is returned as `events.HookInvoked`
 data for the runtime to append. External agents' hook payloads are checked by
-`parse_external()` and become `events.ExternalHookReceived` data.
+`parse_external()` and become `events.ExternalHookReceived` data; their own
+OpenTelemetry (OTLP/HTTP) is decoded by `parse_otlp()` into
+`events.TelemetryReceived` (and `ModelResponded` for each model call).
 
 This package imports `events` only.
 """
@@ -27,6 +29,16 @@ from ._config import (
 )
 from ._dispatcher import DetachedSink, HookDispatcher
 from ._ingest import DEFAULT_MAX_INGEST_BYTES, DEFAULT_SOURCE_APP, forward, parse_external
+from ._otlp import (
+    DEFAULT_MAX_OTLP_BYTES,
+    OTLP_JSON,
+    OTLP_PROTOBUF,
+    OTLP_SIGNALS,
+    OtlpBatch,
+    Signal,
+    otlp_response,
+    parse_otlp,
+)
 from ._output import (
     MAX_TEXT_CHARS,
     Decision,
@@ -70,6 +82,9 @@ from .errors import (
     IngestError,
     IngestTooLarge,
     PayloadInvalid,
+    TelemetryInvalid,
+    TelemetryTooLarge,
+    TelemetryUnsupported,
     UnknownHookPoint,
 )
 
@@ -78,6 +93,7 @@ __all__ = [
     "CLAUDE_ONLY_POINTS",
     "CONTAINED",
     "DEFAULT_MAX_INGEST_BYTES",
+    "DEFAULT_MAX_OTLP_BYTES",
     "DEFAULT_SOURCE_APP",
     "DEFAULT_TIMEOUT",
     "DOCUMENTED_EVENTS",
@@ -86,6 +102,9 @@ __all__ = [
     "MATCHER_FIELDS",
     "MAX_OUTPUT_BYTES",
     "MAX_TEXT_CHARS",
+    "OTLP_JSON",
+    "OTLP_PROTOBUF",
+    "OTLP_SIGNALS",
     "PAYLOAD_MODELS",
     "SETTINGS_FILES",
     "TOOL_POINTS",
@@ -108,6 +127,7 @@ __all__ = [
     "IngestTooLarge",
     "Matcher",
     "NotificationPayload",
+    "OtlpBatch",
     "PayloadInvalid",
     "Permission",
     "PermissionRequestPayload",
@@ -119,9 +139,13 @@ __all__ = [
     "PythonHookFn",
     "SessionEndPayload",
     "SessionStartPayload",
+    "Signal",
     "StopPayload",
     "SubagentStartPayload",
     "SubagentStopPayload",
+    "TelemetryInvalid",
+    "TelemetryTooLarge",
+    "TelemetryUnsupported",
     "UnknownHookPoint",
     "UserPromptSubmitPayload",
     "build_payload",
@@ -131,7 +155,9 @@ __all__ = [
     "hook_point",
     "load_project_settings",
     "load_settings",
+    "otlp_response",
     "parse_external",
+    "parse_otlp",
     "start_command",
     "stop_command",
 ]

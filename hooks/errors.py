@@ -6,8 +6,11 @@
         ├── UnknownHookPoint        a hook point name fleet does not know
         ├── PayloadInvalid          build_payload() was given a wrong or missing field
         ├── DispatcherClosed        a HookDispatcher used after aclose()
-        └── IngestError             an external hook payload was refused (nothing written)
-            └── IngestTooLarge      ... because it is over the size limit
+        ├── IngestError             an external hook payload was refused (nothing written)
+        │   └── IngestTooLarge      ... because it is over the size limit
+        └── TelemetryInvalid        an OTLP request was refused (nothing written)
+            ├── TelemetryTooLarge   ... because it (or one record) is over the size limit
+            └── TelemetryUnsupported ... because of its content type, encoding or signal
 
 A hook that fails, hangs or prints garbage is never an exception: it is recorded
 as a `HookInvoked` event with decision "error" or "timeout" and the agent goes on.
@@ -27,6 +30,9 @@ __all__ = [
     "IngestError",
     "IngestTooLarge",
     "PayloadInvalid",
+    "TelemetryInvalid",
+    "TelemetryTooLarge",
+    "TelemetryUnsupported",
     "UnknownHookPoint",
 ]
 
@@ -96,3 +102,24 @@ class IngestTooLarge(IngestError):
         self.size = size
         self.limit = limit
         super().__init__(f"{size} bytes is over the limit of {limit} bytes")
+
+
+class TelemetryInvalid(HookError):
+    """An OTLP request (an external agent's telemetry) was refused; `detail` says why."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"invalid OTLP request: {detail}")
+
+
+class TelemetryTooLarge(TelemetryInvalid):
+    """An OTLP request, or one record in it, is over the size limit."""
+
+    def __init__(self, size: int, limit: int, *, what: str = "the body") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
+
+
+class TelemetryUnsupported(TelemetryInvalid):
+    """An OTLP request in a content type, encoding or signal fleet does not take."""

@@ -21,6 +21,7 @@ from ._graph import GraphProjection, GraphState, critical_path
 from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState
+from ._scoped import fleet_totals
 from ._timeline import Timeline, TimelineEntry, load_timeline
 from .errors import (
     InvalidPosition,
@@ -61,6 +62,7 @@ __all__ = [
     "critical_path",
     "default_projections",
     "external_agent_id",
+    "fleet_totals",
     "load_timeline",
     "quiet_reports",
 ]

@@ -204,6 +204,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

@@ -82,6 +82,7 @@ class FleetProjection(FoldProjection[FleetState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 

@@ -1,7 +1,8 @@
 """The dependency graph: who created whom, who waits on whom, which artifacts flow.
 
-View shape (`GraphProjection.view`; `run_view(state, run_id)` is the same
-restricted to one run)::
+View shape (`GraphProjection.view`; `scoped_view(state, run_id=, agent_id=,
+statuses=, role=)` is the same restricted to the agents that match, and
+`run_view(state, run_id)` to one run)::
 
     {"nodes": [{"id", "name", "role", "status", "run_id", "parent_id", "external"}],
      "edges": [
@@ -57,6 +58,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, TypedDict
 
 from events import (
@@ -123,6 +125,7 @@ class GraphProjection(FoldProjection[GraphState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "TelemetryReceived",
         }
     )
 
@@ -175,17 +178,39 @@ class GraphProjection(FoldProjection[GraphState]):
     # -- queries ------------------------------------------------------------
 
     def view(self, state: GraphState) -> dict[str, Any]:
-        return self._view(state, None)
+        return self._view(state, set(state["nodes"]))
 
     def run_view(self, state: GraphState, run_id: str) -> dict[str, Any]:
         """The graph restricted to the agents of one run."""
-        return self._view(state, run_id)
+        return self.scoped_view(state, run_id=run_id)
 
-    def _view(self, state: GraphState, run_id: str | None) -> dict[str, Any]:
+    def scoped_view(
+        self,
+        state: GraphState,
+        *,
+        run_id: str | None = None,
+        agent_id: str | None = None,
+        statuses: Collection[str] = (),
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """The graph restricted to the agents that match every filter given.
+
+        Nodes are those agents, edges those between two of them, bottlenecks
+        are counted over those edges, and critical paths are those of their
+        runs. No filter is the whole graph. `state` is not mutated.
+        """
+        ids = {
+            a
+            for a, n in state["nodes"].items()
+            if (run_id is None or n["run_id"] == run_id)
+            and (agent_id is None or a == agent_id)
+            and (not statuses or n["status"] in statuses)
+            and (role is None or n["role"] == role)
+        }
+        return self._view(state, ids)
+
+    def _view(self, state: GraphState, ids: set[str]) -> dict[str, Any]:
         nodes = state["nodes"]
-        ids = (
-            set(nodes) if run_id is None else {a for a, n in nodes.items() if n["run_id"] == run_id}
-        )
         clock = state["clock"] or 0.0
         edges: list[dict[str, Any]] = []
         for agent_id, node in nodes.items():

@@ -244,10 +244,10 @@ class Fleet:
 
     async def create_agent(
         self,
-        *,
         name: str,
         role: str,
         task: str | None = None,
+        *,
         model: str | None = None,
         tools: Iterable[str] | None = None,
         workspace: str | Path | None = None,
@@ -256,6 +256,9 @@ class Fleet:
         max_turns: int | None = None,
     ) -> dict[str, Any]:
         """Create an agent and, given a task, start it working. Returns its status.
+
+        `create_agent("scout-1", "scout", "find ...")`: name, role and task may be
+        given in that order; everything after them by keyword.
 
         Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
         `FleetLimitReached`, `BudgetExceeded`.

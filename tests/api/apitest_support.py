@@ -32,6 +32,9 @@ from events import (
     Usage,
 )
 
+TOKEN = "s3cret-token"
+"""The bearer token of the API tests that need one."""
+
 
 async def seed(store: EventStore, *, run_id: str = "r1", agents: int = 2) -> list[RecordedEvent]:
     """A small finished run: agents created, commanded, a tool call, a response, a task moved."""

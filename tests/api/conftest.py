@@ -11,8 +11,6 @@ import pytest
 from api import ApiConfig, FleetApp, Serving, create_app, serving
 from events import SQLiteEventStore
 
-TOKEN = "s3cret-token"
-
 
 @pytest.fixture
 def config(tmp_path: Path) -> ApiConfig:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apitest_support import raw_get, read_ids, wait_until
-from conftest import TOKEN
+from apitest_support import TOKEN, raw_get, read_ids, wait_until
 from pydantic import SecretStr
 
 from api import ApiConfig, FleetApp, Serving, create_app, serving

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from api._cli_render import render_fleet
 from api.cli import main
+from api.cli._render import render_fleet
 from events import (
     AgentCreated,
     AgentFailed,

@@ -37,6 +37,7 @@ from events import (
     RunStarted,
     TaskCreated,
     TaskMoved,
+    TelemetryReceived,
     ToolCallCompleted,
     ToolCallRequested,
     UnknownEvent,
@@ -78,6 +79,15 @@ SAMPLES: dict[str, EventModel] = {
     "TaskMoved": TaskMoved(task_id="t", column="REVIEW"),
     "ExternalHookReceived": ExternalHookReceived(
         source_app="claude-code", session_id="s", hook_event_name="Stop", payload={"a": {"b": 1}}
+    ),
+    "TelemetryReceived": TelemetryReceived(
+        source_app="claude-code",
+        session_id="s",
+        signal="metric",
+        name="claude_code.cost.usage",
+        attributes={"model": "claude-sonnet-4-5"},
+        value=0.25,
+        detail={"unit": "USD"},
     ),
     "ReplayDiverged": ReplayDiverged(
         run_id="r2", replay_of="r1", agent_id="a", step=3, kind="tool_result"

@@ -23,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 
 from events import HookInvoked, RecordedEvent, TaskMoved, ToolCallCompleted
-from projections import STATUSES
 
 __all__ = [
     "STATUS_STYLES",
@@ -261,6 +260,8 @@ def render_runs(runs: Sequence[Mapping[str, Any]], *, width: int | None = None) 
 
 
 def _totals(fleet: Mapping[str, Any]) -> Text:
+    from projections import STATUSES  # here: `fleet events` draws lines, not read models
+
     agents = fleet["agents"]
     line = Text()
     line.append("fleet ", style="bold")

@@ -1,21 +1,32 @@
-"""What every `fleet` command shares: where the log is, JSON output, the console."""
+"""What every `fleet` command shares: where the log is, JSON output, the console.
+
+Standard library only at import (`api/cli/__init__.py`, note 1): the rich
+console is made on first use.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["DEFAULT_DB", "add_common", "console", "print_json", "resolve_db"]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
 
-console = Console(stderr=False, highlight=False)
+
+@functools.cache
+def console() -> Console:
+    """The console every command prints through (made, and rich imported, on first use)."""
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
 
 
 def resolve_db(arg: str | None) -> Path:
@@ -39,5 +50,7 @@ def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> 
 
 def print_json(data: Any) -> None:
     """Print `data` as JSON on stdout, one document."""
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()

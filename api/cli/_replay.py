@@ -7,6 +7,8 @@
     fleet import run.jsonl --db other.db      into another log (projections rebuilt)
 
 RUN is a run id as `fleet runs` lists it (a `run-` prefix is accepted either way).
+Standard library only at import (`api/cli/__init__.py`, note 1): each command
+imports the log, the runtime and rich when it runs.
 """
 
 from __future__ import annotations
@@ -18,30 +20,16 @@ import difflib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-from rich.table import Table
+from ._common import add_common, console, print_json, resolve_db
 
-from events import (
-    EventStore,
-    RunNotFound,
-    SQLiteEventStore,
-    export_lines,
-    export_run,
-    import_run,
-    parse_export,
-    read_export,
-)
-from hooks import load_settings
-from projections import ProjectionRunner, Timeline, load_timeline
-from runtime import load_pattern
-from runtime.replay import Divergence, RerunOptions, RerunResult, rerun
+if TYPE_CHECKING:
+    from events import EventStore, SQLiteEventStore
+    from projections import Timeline
+    from runtime.replay import Divergence, RerunResult
 
-from ._cli_common import add_common, console, print_json, resolve_db
-from ._cli_render import render_agents, render_board, render_fleet, render_runs
-
-__all__ = ["VIEW_NAMES", "register", "resolve_run"]
+__all__ = ["VIEW_NAMES", "configure", "resolve_run"]
 
 VIEW_NAMES = ("agents", "fleet", "graph", "board", "runs")
 
@@ -58,17 +46,33 @@ _KIND_STYLE = {
 }
 
 
-def register(subparsers: Any) -> None:
-    """Add `replay`, `export` and `import`."""
-    replay = subparsers.add_parser(
-        "replay",
-        help="a run's timeline, any read model at any position, or a re-execution",
-        description=(
-            "Show a run's timeline (agents, steps, tool calls, hook decisions, waits); with "
-            "--at, a read model as it was at that position of the log; with --rerun, run it "
-            "again offline: model answers come from the log, tools and hooks run anew, and "
-            "every divergence from the recording is reported."
-        ),
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `replay`, `export` or `import`."""
+    if command == "replay":
+        _add_replay_arguments(parser)
+        parser.set_defaults(func=_replay_command)
+    elif command == "export":
+        parser.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
+        parser.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="the file to write ('-': stdout; default RUN.jsonl)",
+        )
+        add_common(parser)
+        parser.set_defaults(func=_export_command)
+    else:
+        parser.add_argument("file", metavar="FILE", help="the export ('-': stdin)")
+        add_common(parser)
+        parser.set_defaults(func=_import_command)
+
+
+def _add_replay_arguments(replay: argparse.ArgumentParser) -> None:
+    replay.description = (
+        "Show a run's timeline (agents, steps, tool calls, hook decisions, waits); with "
+        "--at, a read model as it was at that position of the log; with --rerun, run it "
+        "again offline: model answers come from the log, tools and hooks run anew, and "
+        "every divergence from the recording is reported."
     )
     replay.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
     replay.add_argument(
@@ -92,24 +96,6 @@ def register(subparsers: Any) -> None:
         "--exact", action="store_true", help="--rerun: compare tool results raw (mask nothing)"
     )
     add_common(replay)
-    replay.set_defaults(func=_replay_command)
-
-    export = subparsers.add_parser(
-        "export", help="write a run as checksummed JSON Lines (to import into another log)"
-    )
-    export.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
-    export.add_argument(
-        "-o", "--output", metavar="FILE", help="the file to write ('-': stdout; default RUN.jsonl)"
-    )
-    add_common(export)
-    export.set_defaults(func=_export_command)
-
-    imp = subparsers.add_parser(
-        "import", help="load a run exported by `fleet export` into this log"
-    )
-    imp.add_argument("file", metavar="FILE", help="the export ('-': stdin)")
-    add_common(imp)
-    imp.set_defaults(func=_import_command)
 
 
 def _error(message: str) -> int:
@@ -124,6 +110,8 @@ def _existing_db(args: argparse.Namespace) -> Path | None:
 
 async def resolve_run(store: EventStore, run: str) -> str:
     """The run id `run` names (with or without a `run-` prefix). Raises `RunNotFound`."""
+    from events import RunNotFound
+
     for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
         if candidate and await store.stream_version(f"run-{candidate}"):
             return candidate
@@ -132,6 +120,9 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(db: Path, *, projections: bool) -> AsyncIterator[tuple[SQLiteEventStore, Any]]:
+    from events import SQLiteEventStore
+    from projections import ProjectionRunner
+
     async with SQLiteEventStore(db) as store:
         if not projections:
             yield store, None
@@ -159,6 +150,8 @@ def _replay_command(args: argparse.Namespace) -> int:
 
 
 async def _timeline(args: argparse.Namespace, db: Path) -> int:
+    from projections import load_timeline
+
     async with _open(db, projections=False) as (store, _):
         timeline = await load_timeline(store, await resolve_run(store, args.run))
     if args.json:
@@ -169,20 +162,24 @@ async def _timeline(args: argparse.Namespace, db: Path) -> int:
 
 
 def _print_timeline(t: Timeline) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
     how = f"pattern [bold]{t.pattern}[/]" if t.pattern != "orchestrator" else "the orchestrator"
     took = f" in {t.duration_ms / 1000:.2f} s" if t.duration_ms is not None else ""
-    console.rule(f"run [bold]{t.run_id}[/]: {how}, {t.status}{took}")
-    console.print(f"[bold]task[/]: {escape(t.task)}")
+    out.rule(f"run [bold]{t.run_id}[/]: {how}, {t.status}{took}")
+    out.print(f"[bold]task[/]: {escape(t.task)}")
     if t.replay_of:
-        console.print(
+        out.print(
             f"re-execution of [bold]{t.replay_of}[/] (model answers replayed from its log): "
             f"{t.divergences} divergence(s) recorded"
         )
     elif t.simulated:
-        console.print("[yellow]model answers by the offline simulator (scripted, not Claude)[/]")
+        out.print("[yellow]model answers by the offline simulator (scripted, not Claude)[/]")
     if t.agents:
         names = ", ".join(f"{a['name']} ({a['role']}, {a['steps']} steps)" for a in t.agents)
-        console.print(f"[bold]agents[/]: {escape(names)}")
+        out.print(f"[bold]agents[/]: {escape(names)}")
     table = Table(show_edge=False, pad_edge=False, expand=False)
     for column in ("pos", "+s", "agent", "what"):
         table.add_column(column, no_wrap=column != "what", overflow="fold")
@@ -195,14 +192,17 @@ def _print_timeline(t: Timeline) -> None:
             escape(e.agent),
             f"[{style}]{escape(e.text)}[/]" if style else escape(e.text),
         )
-    console.print(table)
-    console.print(
+    out.print(table)
+    out.print(
         f"positions {t.first_position}..{t.last_position}; a read model at any of them: "
         f"[bold]fleet replay {t.run_id} --at POSITION --view agents|fleet|graph|board|runs[/]"
     )
 
 
 async def _view_at(args: argparse.Namespace, db: Path) -> int:
+    from ._render import render_agents, render_board, render_fleet, render_runs
+
+    out = console()
     view = args.view or "agents"
     async with _open(db, projections=True) as (store, runner):
         run_id = await resolve_run(store, args.run)
@@ -213,23 +213,27 @@ async def _view_at(args: argparse.Namespace, db: Path) -> int:
     if args.json:
         print_json(data)
         return 0
-    console.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {run_id})")
+    out.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {run_id})")
     if view == "agents":
         # This run's agents first, then the others the log held at that position.
         agents = sorted(data["agents"], key=lambda a: a.get("run_id") != run_id)
-        console.print(render_agents(agents, title=None, width=console.width))
+        out.print(render_agents(agents, title=None, width=out.width))
     elif view == "board":
-        console.print(render_board(data))
+        out.print(render_board(data))
     elif view == "runs":
-        console.print(render_runs(data["runs"], width=console.width))
+        out.print(render_runs(data["runs"], width=out.width))
     elif view == "fleet":
-        console.print(render_fleet({"fleet": data}))
+        out.print(render_fleet({"fleet": data}))
     else:
-        console.print_json(data=data)
+        out.print_json(data=data)
     return 0
 
 
 async def _rerun(args: argparse.Namespace, db: Path) -> int:
+    from hooks import load_settings
+    from runtime import load_pattern
+    from runtime.replay import RerunOptions, rerun
+
     options = RerunOptions(
         workspace=Path(args.workspace) if args.workspace else None,
         source=Path(args.source) if args.source else None,
@@ -240,7 +244,7 @@ async def _rerun(args: argparse.Namespace, db: Path) -> int:
     async with _open(db, projections=True) as (store, runner):
         run_id = await resolve_run(store, args.run)
         if not args.json:
-            console.print(
+            console().print(
                 f"re-executing run [bold]{run_id}[/] on a fresh copy of its workspace. [yellow]"
                 "Model answers are served from the log by fleet's replay model on loopback "
                 "(nothing is sent to any API, no token is paid)[/]; tools and hooks run anew."
@@ -265,46 +269,52 @@ async def _diffstat(workspace: Path) -> str:
 
 
 def _print_rerun(r: RerunResult, diffstat: str) -> None:
+    from rich.markup import escape
+
+    out = console()
     ok = r.status == "completed"
     recorded = (
         f" (the recording took {r.recorded_duration_ms / 1000:.2f} s)"
         if r.recorded_duration_ms is not None
         else ""
     )
-    console.rule(
+    out.rule(
         f"re-execution [bold]{r.run_id}[/] of {r.replay_of}: "
         + ("[green]completed[/]" if ok else "[red]failed[/]")
     )
-    console.print(
+    out.print(
         f"{r.responses_served} model answers served from the log in {r.duration_ms / 1000:.2f} s"
         f"{recorded}; workspace copy: {r.workspace}"
     )
     if r.git_head is None:
-        console.print(
+        out.print(
             f"[yellow]note:[/] {r.source} is not a git repository, so the copy is of the folder "
             "as it is now, not as it was when the run was recorded (give --source to choose)"
         )
     if r.error:
-        console.print(f"[red]error:[/] {escape(r.error)}")
+        out.print(f"[red]error:[/] {escape(r.error)}")
     if diffstat:
-        console.print(f"[bold]what changed[/] in the copy:\n{escape(diffstat)}")
+        out.print(f"[bold]what changed[/] in the copy:\n{escape(diffstat)}")
     if not r.divergences:
-        console.print(
+        out.print(
             "[green]no divergence[/]: every tool result and hook decision matches the recording"
         )
         return
-    console.print(f"[bold red]{len(r.divergences)} divergence(s)[/] from the recording:")
+    out.print(f"[bold red]{len(r.divergences)} divergence(s)[/] from the recording:")
     for d in r.divergences:
         _print_divergence(d)
-    console.print(
+    out.print(
         f"(recorded as ReplayDiverged events of run {r.run_id}: "
         f"[bold]fleet replay {r.run_id}[/] shows them in the timeline)"
     )
 
 
 def _print_divergence(d: Divergence) -> None:
+    from rich.markup import escape
+
+    out = console()
     what = f" {d.tool}" if d.tool else ""
-    console.print(
+    out.print(
         f"- [bold]{escape(d.agent)}[/] step {d.step}: [red]{d.kind}[/]{escape(what)}"
         + (f" [dim]({escape(d.detail[:120])})[/]" if d.detail else "")
     )
@@ -317,10 +327,10 @@ def _print_divergence(d: Divergence) -> None:
         shown = diff[:16] + ([f"... ({len(diff) - 16} more lines)"] if len(diff) > 16 else [])
         for line in shown:
             style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
-            console.print(f"    [{style}]{escape(line)}[/]")
+            out.print(f"    [{style}]{escape(line)}[/]")
         return
-    console.print(f"    recorded: {escape(_one_line(d.expected))}")
-    console.print(f"    now:      {escape(_one_line(d.actual))}")
+    out.print(f"    recorded: {escape(_one_line(d.expected))}")
+    out.print(f"    now:      {escape(_one_line(d.actual))}")
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -342,6 +352,8 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace, db: Path) -> int:
+    from events import export_lines, export_run
+
     async with _open(db, projections=False) as (store, _):
         run_id = await resolve_run(store, args.run)
         if args.output == "-":
@@ -365,7 +377,7 @@ async def _export(args: argparse.Namespace, db: Path) -> int:
             }
         )
     else:
-        console.print(
+        console().print(
             f"exported run [bold]{written.run_id}[/]: {written.events} events of "
             f"{len(written.streams)} streams to {written.path} ({written.bytes} bytes, "
             f"sha256 {written.sha256[:16]}…)\nload it elsewhere with "
@@ -382,6 +394,8 @@ def _import_command(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from events import import_run, parse_export, read_export
+
     if args.file == "-":
         data = await asyncio.to_thread(sys.stdin.buffer.read)
         export = await asyncio.to_thread(parse_export, data, source="<stdin>")
@@ -406,7 +420,7 @@ async def _import(args: argparse.Namespace) -> int:
         )
     else:
         status = f", {run['status']}, {run['agent_count']} agents" if run else ""
-        console.print(
+        console().print(
             f"imported run [bold]{result.run_id}[/]{status}: {result.events} events of "
             f"{len(result.streams)} streams at positions {result.first_position}.."
             f"{result.last_position} of {db}; projections are up to date.\n"

@@ -5,7 +5,9 @@ These read the SQLite log directly (no server needed): the views come from a
 and `events --follow` follows `store.subscribe`, one readable line per event,
 until Ctrl-C. `--json` prints the same JSON as the HTTP API (`events` prints
 JSON Lines, one event per line, each the shape of an event of `GET /v1/events`).
-The tables and lines are drawn by `api/_cli_render.py`.
+The tables and lines are drawn by `api/cli/_render.py`. Standard library
+only at import (`api/cli/__init__.py`, note 1): each command imports the
+log, the projections and rich when it runs.
 
 Notes (do not fix without reading this):
 1. A read command never creates a log: a missing `--db` file is an error
@@ -26,20 +28,16 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
-from rich.text import Text
+from ._common import add_common, console, print_json, resolve_db
 
-from events import EVENT_TYPES, EventFilter, RecordedEvent, SQLiteEventStore
-from projections import STATUSES, ProjectionRunner
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
-from ._broadcast import event_json
-from ._cli_common import add_common, console, print_json, resolve_db
-from ._cli_render import event_line, render_agents, render_board, render_runs
-from .errors import ApiError
+    from events import EventFilter, RecordedEvent, SQLiteEventStore
 
-__all__ = ["read_views", "register"]
+__all__ = ["configure", "read_views"]
 
 _BATCH = 500  # events printed per write when printing the log
 
@@ -47,6 +45,8 @@ _BATCH = 500  # events printed per write when printing the log
 
 
 def _existing_log(arg: str | None) -> Path:
+    from ..errors import ApiError
+
     db = resolve_db(arg)
     if not db.is_file():
         raise ApiError(
@@ -63,6 +63,11 @@ async def read_views(
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
+    from events import SQLiteEventStore
+    from projections import ProjectionRunner
+
+    from ..errors import ApiError
+
     if not await asyncio.to_thread(db.is_file):
         raise ApiError(f"no fleet log at {db}")
     async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
@@ -75,51 +80,47 @@ async def read_views(
 # -- commands -------------------------------------------------------------------------
 
 
-def register(subparsers: Any) -> None:
-    """Add `agents`, `board`, `runs` and `events`."""
-    agents = subparsers.add_parser(
-        "agents", help="the agents: status, context, tokens, cost, tools"
-    )
-    add_common(agents)
-    agents.add_argument("--run", metavar="RUN", help="only this run's agents")
-    agents.add_argument("--status", action="append", choices=STATUSES,
-                        help="only agents in this status (repeatable)")  # fmt: skip
-    agents.add_argument(
-        "--active", action="store_true", help="only created, working or waiting agents"
-    )
-    _add_at(agents)
-    agents.set_defaults(func=_agents_command)
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `agents`, `board`, `runs` or `events`."""
+    add_common(parser)
+    if command == "agents":
+        from projections import STATUSES
 
-    board = subparsers.add_parser(
-        "board", help="the task board: PLAN BUILD REVIEW SHIP DONE FAILED"
-    )
-    add_common(board)
-    board.add_argument("--run", metavar="RUN", help="only this run's tasks")
-    _add_at(board)
-    board.set_defaults(func=_board_command)
+        parser.add_argument("--run", metavar="RUN", help="only this run's agents")
+        parser.add_argument("--status", action="append", choices=STATUSES,
+                            help="only agents in this status (repeatable)")  # fmt: skip
+        parser.add_argument(
+            "--active", action="store_true", help="only created, working or waiting agents"
+        )
+        _add_at(parser)
+        parser.set_defaults(func=_agents_command)
+    elif command == "board":
+        parser.add_argument("--run", metavar="RUN", help="only this run's tasks")
+        _add_at(parser)
+        parser.set_defaults(func=_board_command)
+    elif command == "runs":
+        _add_at(parser)
+        parser.set_defaults(func=_runs_command)
+    else:
+        _add_events_arguments(parser)
+        parser.set_defaults(func=_events_command)
 
-    runs = subparsers.add_parser("runs", help="the runs: pattern, status, duration, cost")
-    add_common(runs)
-    _add_at(runs)
-    runs.set_defaults(func=_runs_command)
 
-    events = subparsers.add_parser(
-        "events", help="the event log, one line per event; --follow to watch it live"
-    )
-    add_common(events)
-    events.add_argument(
+def _add_events_arguments(parser: argparse.ArgumentParser) -> None:
+    from events import EVENT_TYPES
+
+    parser.add_argument(
         "-f", "--follow", action="store_true",
         help="keep printing new events until Ctrl-C (starts with the last 10)",
     )  # fmt: skip
-    events.add_argument("--run", metavar="RUN", help="only this run's events")
-    events.add_argument("--agent", metavar="AGENT", help="only this agent's events")
-    events.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
+    parser.add_argument("--run", metavar="RUN", help="only this run's events")
+    parser.add_argument("--agent", metavar="AGENT", help="only this agent's events")
+    parser.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
                         help="only events of this type (repeatable)")  # fmt: skip
-    events.add_argument("--after", type=_position, metavar="POSITION",
+    parser.add_argument("--after", type=_position, metavar="POSITION",
                         help="only events after this position")  # fmt: skip
-    events.add_argument("--tail", type=_count, metavar="N", help="start with the last N events")
-    events.add_argument("--limit", type=_count, metavar="N", help="stop after N events")
-    events.set_defaults(func=_events_command)
+    parser.add_argument("--tail", type=_count, metavar="N", help="start with the last N events")
+    parser.add_argument("--limit", type=_count, metavar="N", help="stop after N events")
 
 
 def _position(text: str) -> int:
@@ -159,8 +160,10 @@ def _agents_command(args: argparse.Namespace) -> int:
         print_json({"count": len(agents), "agents": agents})
         return 0
     if not agents:
-        console.print(f"no agents ({_caption(position, args.at)})")
+        console().print(f"no agents ({_caption(position, args.at)})")
         return 0
+    from ._render import render_agents
+
     table = render_agents(agents, width=_width())
     table.caption = f"{len(agents)} agents, {_caption(position, args.at)}"
     _print(table)
@@ -179,6 +182,8 @@ def _board_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json(board)
         return 0
+    from ._render import render_board
+
     table = render_board(board)
     table.caption = f"{board['count']} tasks, {_caption(position, args.at)}"
     _print(table)
@@ -192,8 +197,10 @@ def _runs_command(args: argparse.Namespace) -> int:
         print_json(runs)
         return 0
     if not runs["runs"]:
-        console.print(f"no runs ({_caption(position, args.at)})")
+        console().print(f"no runs ({_caption(position, args.at)})")
         return 0
+    from ._render import render_runs
+
     table = render_runs(runs["runs"], width=_width())
     table.caption = f"{runs['count']} runs, {_caption(position, args.at)}"
     _print(table)
@@ -216,6 +223,8 @@ def _events_command(args: argparse.Namespace) -> int:
 
 
 async def _print_events(db: Path, args: argparse.Namespace) -> None:
+    from events import EventFilter, SQLiteEventStore
+
     where = None
     if args.run or args.agent or args.type:
         where = EventFilter.of(run_id=args.run, agent_id=args.agent, types=args.type)
@@ -263,17 +272,21 @@ async def _backlog(
 
 def _width() -> int | None:
     """The terminal's width, or None (no limit) when printing into a pipe or a file."""
-    return console.width if console.is_terminal else None
+    out = console()
+    return out.width if out.is_terminal else None
 
 
 def _print(renderable: RenderableType) -> None:
     """Print a table: fitted to a terminal, at its natural width into a pipe or a file."""
-    if console.is_terminal:
-        console.print(renderable)
+    from rich.console import Console
+
+    out = console()
+    if out.is_terminal:
+        out.print(renderable)
         return
-    width = console.measure(renderable, options=console.options.update(width=1000)).maximum
+    width = out.measure(renderable, options=out.options.update(width=1000)).maximum
     # Console.print clamps `width` to the console's own: print through one as wide as the table.
-    wide = Console(highlight=False, width=max(console.width, width))
+    wide = Console(highlight=False, width=max(out.width, width))
     wide.print(renderable, crop=False)
 
 
@@ -282,12 +295,21 @@ def _emit(events: Sequence[RecordedEvent], as_json: bool) -> int:
     if not events:
         return 0
     if as_json:
+        from .._broadcast import event_json
+
         sys.stdout.write("".join(event_json(event) + "\n" for event in events))
-    elif console.is_terminal:
+        sys.stdout.flush()
+        return len(events)
+    from rich.text import Text
+
+    from ._render import event_line
+
+    out = console()
+    if out.is_terminal:
         lines = [event_line(event) for event in events]
         for line in lines:
-            line.truncate(console.width, overflow="ellipsis")
-        console.print(Text("\n").join(lines))
+            line.truncate(out.width, overflow="ellipsis")
+        out.print(Text("\n").join(lines))
     else:
         # Into a pipe or a file: whole lines, no styling, without rich's per-line rendering.
         sys.stdout.write("".join(event_line(event).plain + "\n" for event in events))

@@ -1,4 +1,8 @@
-"""`fleet run` and `fleet demo`: a task for a pattern or the orchestrator, live in the terminal."""
+"""`fleet run`, `fleet demo` and `fleet resume`: a task for a pattern or the orchestrator, live.
+
+Standard library only at import (`api/cli/__init__.py`, note 1): each command
+imports the runtime and rich when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,66 +12,56 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.live import Live
-from rich.table import Table
+from ._common import add_common, console, print_json, resolve_db
 
-from runtime import (
-    BUILTIN_PATTERNS,
-    Budgets,
-    RunResult,
-    Runtime,
-    RuntimeOptions,
-    load_pattern,
-    open_runtime,
-    prepare_workspace,
-    run_orchestrator,
-    run_pattern,
-)
+if TYPE_CHECKING:
+    from rich.table import Table
 
-from ._cli_common import add_common, console, print_json, resolve_db
+    from runtime import RunResult, Runtime, RuntimeOptions
 
-__all__ = ["register"]
+__all__ = ["BUILTIN_PATTERN_NAMES", "configure"]
 
 DEMO_TASK = "rename `count_words` to `word_count` everywhere"
 SIMULATOR_NOTICE = (
     "[yellow]offline simulator[/] (no ANTHROPIC_API_KEY): model responses are scripted by "
     "fleet's Messages-API simulator on loopback, not written by Claude"
 )
+BUILTIN_PATTERN_NAMES = ("plan-build-review-ship", "scout-builder", "scout-plan-build")
+"""`runtime.BUILTIN_PATTERNS` by name, for `--help` without importing the runtime (a test
+keeps the two equal)."""
 
 
-def register(subparsers: Any) -> None:
-    """Add `run` and `demo`."""
-    run = subparsers.add_parser("run", help="run a task with a pattern or the orchestrator agent")
-    run.add_argument("task", help='what to do, e.g. "rename `old` to `new`"')
-    mode = run.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--pattern",
-        default="scout-plan-build",
-        help=f"a built-in pattern ({', '.join(sorted(BUILTIN_PATTERNS))}) or a TOML file",
-    )
-    mode.add_argument(
-        "--orchestrator", action="store_true", help="let the orchestrator agent decide"
-    )
-    run.add_argument("--workspace", metavar="DIR", default=".", help="the repository to work in")
-    _add_run_options(run)
-    run.set_defaults(func=_run_command)
-
-    demo = subparsers.add_parser(
-        "demo", help="scout-plan-build on a fresh copy of the sample repository, offline"
-    )
-    demo.add_argument("--workspace", metavar="DIR", help="where to copy the sample repository")
-    demo.add_argument("--task", default=DEMO_TASK, help=f"the task (default: {DEMO_TASK})")
-    demo.add_argument("--pattern", default="scout-plan-build")
-    _add_run_options(demo, latency=0.05)
-    demo.set_defaults(func=_demo_command)
-
-    resume = subparsers.add_parser(
-        "resume", help="resume the agents the log shows as working (after a crash or Ctrl-C)"
-    )
-    _add_run_options(resume)
-    resume.set_defaults(func=_resume_command)
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `run`, `demo` or `resume`."""
+    if command == "run":
+        parser.add_argument("task", help='what to do, e.g. "rename `old` to `new`"')
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--pattern",
+            default="scout-plan-build",
+            help=f"a built-in pattern ({', '.join(BUILTIN_PATTERN_NAMES)}) or a TOML file",
+        )
+        mode.add_argument(
+            "--orchestrator", action="store_true", help="let the orchestrator agent decide"
+        )
+        parser.add_argument(
+            "--workspace", metavar="DIR", default=".", help="the repository to work in"
+        )
+        _add_run_options(parser)
+        parser.set_defaults(func=_run_command)
+    elif command == "demo":
+        parser.add_argument(
+            "--workspace", metavar="DIR", help="where to copy the sample repository"
+        )
+        parser.add_argument("--task", default=DEMO_TASK, help=f"the task (default: {DEMO_TASK})")
+        parser.add_argument("--pattern", default="scout-plan-build")
+        _add_run_options(parser, latency=0.05)
+        parser.set_defaults(func=_demo_command)
+    else:
+        _add_run_options(parser)
+        parser.set_defaults(func=_resume_command)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -> None:
@@ -93,6 +87,8 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
 
 
 def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
+    from runtime import Budgets, RuntimeOptions
+
     return RuntimeOptions(
         db=resolve_db(args.db),
         workspace=workspace,
@@ -118,6 +114,8 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    from runtime import prepare_workspace
+
     if args.workspace:
         workspace = Path(args.workspace)
     else:
@@ -125,18 +123,20 @@ def _demo_command(args: argparse.Namespace) -> int:
         workspace = db.parent / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
-        console.print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
+        console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
     return asyncio.run(_run(args, workspace.resolve(), args.task, args.pattern))
 
 
 async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
+    from runtime import load_pattern, open_runtime, run_orchestrator, run_pattern
+
     spec = load_pattern(pattern) if pattern else None
     async with open_runtime(_options(args, workspace)) as rt:
         if not args.json:
             if rt.simulated:
-                console.print(SIMULATOR_NOTICE)
+                console().print(SIMULATOR_NOTICE)
             how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
-            console.print(f"running {how} on: {task}\nlog: {rt.store.path}")
+            console().print(f"running {how} on: {task}\nlog: {rt.store.path}")
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model)
             if spec
@@ -161,30 +161,34 @@ def _resume_command(args: argparse.Namespace) -> int:
 
 async def _resume(args: argparse.Namespace) -> int:
     """Resume unfinished agents from the log and wait for them; 0 when all completed."""
+    from runtime import open_runtime
+
     async with open_runtime(_options(args, Path.cwd())) as rt:
         resumed = await rt.fleet.resume_unfinished()
         if not resumed:
             if args.json:
                 print_json({"resumed": [], "statuses": {}})
             else:
-                console.print("no agent to resume: the log shows none working")
+                console().print("no agent to resume: the log shows none working")
             return 0
         if not args.json:
             if rt.simulated:
-                console.print(SIMULATOR_NOTICE)
-            console.print(f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}")
+                console().print(SIMULATOR_NOTICE)
+            console().print(f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}")
         statuses = await rt.fleet.wait_all(resumed)
     if args.json:
         print_json({"resumed": resumed, "statuses": statuses})
     else:
         for agent_id, status in statuses.items():
-            console.print(f"  {agent_id}: {_status_style(status)}")
+            console().print(f"  {agent_id}: {_status_style(status)}")
     return 0 if all(s == "completed" for s in statuses.values()) else 1
 
 
 async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:
+    from rich.live import Live
+
     task = asyncio.ensure_future(job)
-    with Live(_agents_table(rt), console=console, refresh_per_second=8, transient=False) as live:
+    with Live(_agents_table(rt), console=console(), refresh_per_second=8, transient=False) as live:
         while not task.done():
             await asyncio.wait({task}, timeout=0.15)  # never cancels the run
             live.update(_agents_table(rt))
@@ -192,6 +196,8 @@ async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> R
 
 
 def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
+    from rich.table import Table
+
     table = Table(title="fleet", expand=False)
     for column in (
         "agent",
@@ -304,18 +310,21 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
     ok = report["status"] == "completed"
-    console.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
+    out.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
     if report["error"]:
-        console.print(f"[red]error:[/] {report['error']}")
+        out.print(f"[red]error:[/] {report['error']}")
     if report["summary"]:
-        console.print(report["summary"])
-    console.print(f"\n[bold]what changed[/] in {report['workspace']}:")
-    console.print(report["diffstat"] or "(no change)")
+        out.print(report["summary"])
+    out.print(f"\n[bold]what changed[/] in {report['workspace']}:")
+    out.print(report["diffstat"] or "(no change)")
     tests = report["tests"]
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
-        console.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
+        out.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
     table = Table(title="agents of this run")
     for column in (
         "agent",
@@ -341,19 +350,19 @@ def _print_report(report: dict[str, Any]) -> None:
             str(len(a["files_consumed"])),
             str(len(a["files_produced"])),
         )
-    console.print(table)
+    out.print(table)
     for a in report["agents"]:
         if a["files_produced"]:
-            console.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")
+            out.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")
     f = report["fleet"]
-    console.print(
+    out.print(
         f"[bold]fleet totals[/]: {f['agents_created']} agents created, "
         f"{f['agents_deleted']} deleted, "
         f"{f['tokens']} tokens, ${f['cost_usd']:.4f}, {f['events']} events in the log"
     )
     if report["simulated"]:
-        console.print("(costs are what Claude would have charged for the simulator's token counts)")
-    console.print(
+        out.print("(costs are what Claude would have charged for the simulator's token counts)")
+    out.print(
         f"[bold]log[/]: {report['log']}  (run {report['run_id']}, {report['duration_s']} s)\n"
         f"next: [bold]fleet replay {report['run_id']} --db {report['log']}[/] or "
         f"[bold]fleet serve --db {report['log']}[/] and open http://127.0.0.1:8000/"

@@ -1,0 +1,116 @@
+"""The `fleet` command line.
+
+Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
+`_views`, `_replay`, `_otel`, `_approvals`) with a `configure(command, parser)` function that
+adds a
+command's arguments and sets its `func(args)`, which returns the process exit
+code. Every command takes `--db PATH` (else `FLEET_DB`, else `.fleet/fleet.db`)
+and, where it prints data, `--json`.
+
+Notes (do not fix without reading this):
+1. `fleet` starts at once. Claude Code runs `fleet hook-forward` on every tool
+   call (twice: Pre and Post), so this package and every command module import
+   only the standard library at module level, and each command imports what it
+   needs (the log, the runtime, rich, the server) inside its function.
+   `COMMANDS` names each command's module and help line: `fleet --help` lists
+   them without importing any, and `fleet CMD` imports only CMD's module.
+   `api/__init__` is lazy for the same reason. tests/cli/test_cli_start.py
+   fails if `fleet hook-forward` imports anything beyond the standard library
+   and `api.cli._forward`; `bench/cli.py` prints the start-up times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections.abc
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("_run", "run a task with a pattern or the orchestrator agent"),
+    "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
+    "resume": ("_run", "resume the agents the log shows as working (after a crash or Ctrl-C)"),
+    "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "hook-forward": (
+        "_forward",
+        "a Claude Code hook command: post the payload on stdin to a fleet server",
+    ),
+    "agents": ("_views", "the agents: status, context, tokens, cost, tools"),
+    "board": ("_views", "the task board: PLAN BUILD REVIEW SHIP DONE FAILED"),
+    "runs": ("_views", "the runs: pattern, status, duration, cost"),
+    "events": ("_views", "the event log, one line per event; --follow to watch it live"),
+    "replay": ("_replay", "a run's timeline, any read model at any position, or a re-execution"),
+    "export": ("_replay", "write a run as checksummed JSON Lines (to import into another log)"),
+    "import": ("_replay", "load a run exported by `fleet export` into this log"),
+    "otel": ("_otel", "OpenTelemetry: send a run to a tracing back end as GenAI spans"),
+    "approvals": ("_approvals", "tool calls on hold for a person (a hook answered ask)"),
+    "approve": ("_approvals", "allow a tool call on hold (its id from `fleet approvals`)"),
+    "deny": ("_approvals", "deny a tool call on hold, saying why (--reason)"),
+}
+"""Every command, in the order `fleet --help` lists them: (module in api.cli, help line)."""
+
+
+def build_parser(
+    commands: collections.abc.Iterable[str] | None = None, *, configure: bool = True
+) -> argparse.ArgumentParser:
+    """The argument parser with `commands` (default: all), each configured unless told not.
+
+    `main()` builds it with the one command being run, or, for `fleet --help`
+    and mistakes, with every command listed and none configured (note 1).
+    Raises `KeyError` for a name not in `COMMANDS`.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fleet",
+        description="An event-sourced runtime for fleets of LLM agents, observed through hooks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS if commands is None else commands:
+        module, help_line = COMMANDS[name]
+        sub = subparsers.add_parser(name, help=help_line, description=help_line)
+        if configure:
+            importlib.import_module(f"{__name__}.{module}").configure(name, sub)
+    return parser
+
+
+def _command_in(argv: collections.abc.Sequence[str]) -> str | None:
+    # The top-level options (-h, -v) take no value: the first other word is the command.
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None  # `fleet --help` lists every command
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def main(argv: collections.abc.Sequence[str] | None = None) -> int:
+    """Run `fleet` with `argv` (default: the process's arguments); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    parser = build_parser(configure=False) if command is None else build_parser([command])
+    args = parser.parse_args(argv)
+    if args.verbose or args.command != "hook-forward":  # hook-forward logs nothing (note 1)
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        from events.errors import FleetError
+
+        if not isinstance(e, FleetError):
+            raise
+        print(f"fleet: error: {e}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

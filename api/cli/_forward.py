@@ -1,0 +1,141 @@
+"""`fleet hook-forward`: a Claude Code hook command that posts its payload to a fleet server.
+
+Claude Code runs it on every tool call (twice: Pre and Post) with the hook's
+JSON payload on stdin; it posts the payload as it is to the server's
+`/v1/hooks/ingest` and always exits 0, quickly, whatever happens (fleet down,
+slow, refusing, garbage on stdin): the session it observes is never held up
+or broken.
+
+Notes (do not fix without reading this):
+1. Standard library only, and little of it: this module is all `fleet
+   hook-forward` imports besides `api.cli` itself (tests/cli/test_cli_start.py
+   checks it). The POST is written on a socket by hand because `http.client`
+   (through the `email` package) and `urllib.request` cost as much to import
+   as the interpreter takes to start, and the forwarder needs only a request
+   out and a status line back. `ssl` is imported only for an https URL.
+2. `timeout` bounds the whole exchange, not each step: every socket operation
+   gets what is left of it. Looking up a host name is left to the system's
+   resolver and is not bounded (the default URL is an address). Proxy
+   variables are not honoured: fleet serves on loopback, or on a network the
+   hook reaches directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+import urllib.parse
+
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_PAYLOAD_BYTES", "configure", "post_hook"]
+
+DEFAULT_TIMEOUT_S = 2.0
+"""How long the whole POST may take before hook-forward gives up (and exits 0)."""
+
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+"""A larger payload on stdin is not sent (the server refuses over 512 KiB anyway)."""
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `hook-forward`."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("FLEET_URL", "http://127.0.0.1:8000"),
+        help="the fleet server (default: $FLEET_URL, else http://127.0.0.1:8000)",
+    )
+    parser.add_argument("--source-app", default=None, help="name this session's app in fleet")
+    parser.add_argument("--token", default=None, help="bearer token (default: $FLEET_TOKEN)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds for the whole POST (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.set_defaults(func=_hook_forward)
+
+
+def _hook_forward(args: argparse.Namespace) -> int:
+    # Never block or fail Claude Code: whatever happens, exit 0 quickly.
+    try:
+        payload = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
+        if not payload or len(payload) > MAX_PAYLOAD_BYTES:
+            return 0
+        url = args.url.rstrip("/") + "/v1/hooks/ingest"
+        if args.source_app:
+            url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
+        token = args.token or os.environ.get("FLEET_TOKEN") or None
+        post_hook(payload, url, token=token, timeout=args.timeout)
+    except Exception:  # the hook must never break the session it observes
+        return 0
+    return 0
+
+
+def post_hook(
+    payload: bytes, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> int | None:
+    """POST `payload` (JSON, sent as is) to `url`; the response's HTTP status, or None.
+
+    None when the URL is not http(s) or the server cannot be reached, answers
+    garbage or takes longer than `timeout` seconds in all (note 2). Never
+    raises. The argument is never mutated.
+    """
+    try:
+        return _post(payload, url, token, time.monotonic() + timeout)
+    except (OSError, ValueError, UnicodeError):
+        return None
+
+
+def _post(payload: bytes, url: str, token: str | None, deadline: float) -> int | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    sock = socket.create_connection((parts.hostname, port), timeout=_left(deadline))
+    try:
+        if secure:
+            import ssl
+
+            sock.settimeout(_left(deadline))
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [
+            f"POST {target} HTTP/1.1",
+            f"Host: {parts.netloc.rpartition('@')[2]}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(payload)}",
+            "Connection: close",
+            "User-Agent: fleet-hook-forward",
+        ]
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
+        sock.settimeout(_left(deadline))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        return _status(sock, deadline)
+    finally:
+        sock.close()
+
+
+def _status(sock: socket.socket, deadline: float) -> int | None:
+    """Read the response's status line (and no more): `HTTP/1.1 202 Accepted`."""
+    received = b""
+    while b"\r\n" not in received and len(received) < 1024:
+        sock.settimeout(_left(deadline))
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        received += chunk
+    version, _, rest = received.partition(b" ")
+    code = rest[:3]
+    if not version.startswith(b"HTTP/") or not code.isdigit():
+        return None
+    return int(code)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("hook-forward: out of time")
+    return left

@@ -1,0 +1,68 @@
+"""`fleet otel export RUN`: one run's spans to an OTLP/HTTP receiver, after the fact."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ._common import add_common, console, print_json, resolve_db
+
+ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+__all__ = ["configure"]
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add `otel export`."""
+    commands = parser.add_subparsers(dest="otel_command", metavar="COMMAND", required=True)
+    p = commands.add_parser("export", help="send one run as GenAI spans over OTLP/HTTP (protobuf)")
+    add_common(p)
+    p.add_argument("run", metavar="RUN", help="the run id (a run- prefix is accepted)")
+    p.add_argument(
+        "--endpoint",
+        help=f"the OTLP/HTTP base URL, or the full /v1/traces URL (default: ${ENDPOINT_ENV})",
+    )
+    p.add_argument(
+        "--content",
+        action="store_true",
+        help="include prompts, model output and tool input and results, truncated "
+        "(default: off, or OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)",
+    )
+    p.add_argument(
+        "--max-content-chars", type=int, default=4096, help="cut each content value to this"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export request")
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    # Imported here: the OpenTelemetry SDK costs a third of a second to load.
+    from events import SQLiteEventStore
+
+    from ..otel import ExportFailed, content_from_env, export_run
+
+    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV)
+    if not endpoint:
+        raise ExportFailed(f"no OTLP endpoint: give --endpoint URL or set {ENDPOINT_ENV}")
+    run_id = args.run.removeprefix("run-")
+    content = args.content or content_from_env()
+
+    async def main() -> Any:
+        async with SQLiteEventStore(resolve_db(args.db)) as store:
+            return await export_run(
+                store, run_id, endpoint, content=content,
+                max_content_chars=args.max_content_chars, timeout_s=args.timeout,
+            )  # fmt: skip
+
+    summary = asyncio.run(main())
+    if args.json:
+        print_json(summary.to_json())
+    else:
+        console().print(
+            f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
+            f"to {summary.endpoint} (trace {summary.trace_id})"
+        )
+    return 0

@@ -1,0 +1,190 @@
+"""What answering a view through its response model costs, and what a 304 saves.
+
+Run from the repository root::
+
+    .venv/bin/python bench/views.py                 # 1,000 agents in 100 runs
+    .venv/bin/python bench/views.py --agents 5000   # a bigger fleet
+
+A log of `--agents` agents (10 per run, each created, commanded, two tool
+calls, a model response, completed; a task per run moved through the board)
+is written to a temporary folder and folded by a `ProjectionRunner`. Then,
+for each view, medians over `--repeat` rounds of:
+
+- baseline: the projection's view dict rendered as `JSONResponse` did before
+  (`json.dumps`), i.e. serving the dict unchecked;
+- model: the same dict validated through its response model and rendered
+  by pydantic, plus the ETag (what every view answers through now); the
+  ratio to the baseline is the price of one source of truth;
+- GET: a whole request to the app in process (httpx's ASGITransport), the
+  view rendered afresh each time (a new position: the render cache emptied);
+- again: the same request at the same position (served from the render cache),
+  and with a matching If-None-Match (304, no body).
+
+The machine is shared: the figures are indicative. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this folder comes first on sys.path, and bench/projections.py
+# would shadow the `projections` package: drop it.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import httpx
+from pydantic import BaseModel
+
+from api import ApiConfig, create_app
+from api._polling import etag_of
+from api._view_models import AgentPage, Board, FleetTotals, Graph, RunPage
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    Meta,
+    ModelResponded,
+    NewEvent,
+    RunCompleted,
+    RunStarted,
+    SQLiteEventStore,
+    TaskCreated,
+    TaskMoved,
+    ToolCallCompleted,
+    ToolCallRequested,
+    Usage,
+)
+
+PER_RUN = 10
+
+
+async def write_log(path: Path, agents: int) -> int:
+    """A log of `agents` agents in runs of PER_RUN; returns its head."""
+    async with SQLiteEventStore(path) as store:
+        for r in range(agents // PER_RUN):
+            run = f"run{r:05d}"
+            meta = Meta(run_id=run)
+            await store.append(f"run-{run}", [NewEvent(RunStarted(run_id=run, task="t"), meta)])
+            await store.append(f"task-{run}", [NewEvent(TaskCreated(task_id=run, title="t"), meta)])
+            for i in range(PER_RUN):
+                agent = f"{run}-a{i}"
+                m = Meta(run_id=run, agent_id=agent)
+                data: list[Any] = [
+                    AgentCreated(agent_id=agent, name=agent, role=("scout", "builder")[i % 2],
+                                 model="sim", parent_id=f"{run}-a0" if i else None),
+                    AgentCommanded(agent_id=agent, prompt="go"),
+                ]  # fmt: skip
+                for n in range(2):
+                    tu = f"{agent}-t{n}"
+                    data += [
+                        ToolCallRequested(agent_id=agent, tool_use_id=tu, name="read_file",
+                                          input={"path": f"f{n}.py"}),
+                        ToolCallCompleted(agent_id=agent, tool_use_id=tu, name="read_file",
+                                          files_read=[f"f{n}.py"], files_written=[f"o{i}.md"]),
+                    ]  # fmt: skip
+                data += [
+                    ModelResponded(agent_id=agent, model="sim", cost_usd=0.001,
+                                   usage=Usage(input_tokens=900, output_tokens=120)),
+                    AgentCompleted(agent_id=agent, summary="done", artifacts=[f"o{i}.md"]),
+                ]  # fmt: skip
+                await store.append(f"agent-{agent}", [NewEvent(d, m) for d in data])
+            await store.append(
+                f"task-{run}",
+                [NewEvent(TaskMoved(task_id=run, column=c), meta) for c in ("BUILD", "DONE")],
+            )
+            await store.append(f"run-{run}", [NewEvent(RunCompleted(run_id=run), meta)])
+        return await store.head()
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+async def median_request_ms(
+    client: httpx.AsyncClient,
+    url: str,
+    repeat: int,
+    headers: dict[str, str] | None = None,
+    before: Callable[[], None] = lambda: None,
+) -> tuple[float, int]:
+    times = []
+    status = 0
+    for _ in range(repeat):
+        before()
+        start = time.perf_counter()
+        response = await client.get(url, headers=headers)
+        times.append((time.perf_counter() - start) * 1000)
+        status = response.status_code
+    return statistics.median(times), status
+
+
+def _model_render(model: type[BaseModel], view: dict[str, Any]) -> Callable[[], object]:
+    def render() -> object:
+        body = model.model_validate(view).model_dump_json(by_alias=True).encode()
+        return etag_of(body)
+
+    return render
+
+
+def _dict_render(view: dict[str, Any]) -> Callable[[], object]:
+    return lambda: json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def main(agents: int, repeat: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "fleet.db"
+        head = await write_log(db, agents)
+        app = create_app(ApiConfig(db=db, runtime=False))
+        async with app.router.lifespan_context(app):
+            assert app.services is not None
+            runner = app.services.runner
+            await runner.wait_for(head, timeout=120)
+            views: list[tuple[str, str, type[BaseModel], dict[str, Any]]] = [
+                ("agents", "/v1/agents", AgentPage, {**runner.view("agents"), "next": None}),
+                ("fleet", "/v1/fleet", FleetTotals, runner.view("fleet")),
+                ("graph", "/v1/graph", Graph, runner.view("graph")),
+                ("board", "/v1/board", Board, runner.view("board")),
+                ("runs", "/v1/runs", RunPage, {**runner.view("runs"), "next": None}),
+            ]
+            print(f"{agents:,} agents in {agents // PER_RUN:,} runs, {head:,} events; "
+                  f"medians of {repeat} rounds, ms")  # fmt: skip
+            print(f"{'view':<8}{'bytes':>10}{'baseline':>10}{'model':>9}{'ratio':>7}"
+                  f"{'GET':>9}{'again':>8}{'304':>8}")  # fmt: skip
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                for name, url, model, view in views:
+                    size = len(_dict_render(view)())
+                    baseline = median_ms(_dict_render(view), repeat)
+                    validated = median_ms(_model_render(model, view), repeat)
+                    renders = app.services.renders
+                    cold, _ = await median_request_ms(client, url, repeat, before=renders.clear)
+                    first = await client.get(url)
+                    again, _ = await median_request_ms(client, url, repeat)
+                    etag = {"If-None-Match": first.headers["etag"]}
+                    not_modified, status = await median_request_ms(client, url, repeat, etag)
+                    assert status == 304
+                    print(f"{name:<8}{size:>10,}{baseline:>10.2f}{validated:>9.2f}"
+                          f"{validated / baseline:>7.1f}{cold:>9.2f}{again:>8.2f}"
+                          f"{not_modified:>8.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=1000, help="agents in the log")
+    parser.add_argument("--repeat", type=int, default=20, help="rounds per figure")
+    args = parser.parse_args()
+    asyncio.run(main(args.agents, args.repeat))

@@ -1,0 +1,268 @@
+"""`fleet` starts at once: each command imports only what it needs (api/cli/__init__.py, note 1).
+
+`fleet hook-forward` runs on every tool call of a Claude Code session, so it
+may import nothing beyond the standard library and `api.cli._forward`; the
+other commands never import the server, the runtime or the model SDK unless
+they need it. Each command runs in a fresh interpreter that reports what it
+imported (`sys.modules` once the command has returned). Start-up times are
+measured by `bench/cli.py`, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api import ApiConfig, serving
+from api.cli import COMMANDS, build_parser, main
+from api.cli._forward import post_hook
+
+ROOT = Path(__file__).parents[2]
+FIXTURES = ROOT / "tests" / "hooks" / "fixtures"
+FORWARDER = {"api", "api.cli", "api.cli._forward"}
+HEAVY = ("anthropic", "starlette", "uvicorn", "pydantic", "httpx", "sse_starlette", "runtime")
+
+# Runs `fleet ARGS...` as the console script does, then prints the modules it imported.
+_PROBE = """
+import sys
+from api.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+modules = sorted(sys.modules)
+import json
+print("\\n" + json.dumps({"code": code, "modules": modules}))
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FLEET_TOKEN", "ANTHROPIC_API_KEY")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _imported(*args: str, stdin: bytes = b"", cwd: Path = ROOT) -> tuple[int, set[str]]:
+    """Run `fleet ARGS` in a new interpreter: its exit code and the modules it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        input=stdin, capture_output=True, env=_env(), cwd=cwd, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout.decode().rsplit("\n", 2)[-2])
+    return report["code"], set(report["modules"])
+
+
+def _bare_start() -> set[str]:
+    """What the interpreter imports before any command (site, .pth files of this venv)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, env=_env(), check=True, timeout=60,
+    )  # fmt: skip
+    return set(json.loads(done.stdout))
+
+
+def _not_stdlib(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names}
+
+
+# -- what each command imports -------------------------------------------------------
+
+
+async def test_hook_forward_imports_only_the_standard_library_and_the_forwarder(
+    tmp_path: Path,
+) -> None:
+    """A real post to a real server, and nothing imported but the stdlib and api.cli._forward."""
+    payload = (FIXTURES / "PreToolUse.json").read_bytes()
+    config = ApiConfig(db=tmp_path / "f.db", store_poll_s=0.05, runtime=False)
+    async with serving(config) as server:
+        code, modules = await asyncio.to_thread(
+            _imported, "hook-forward", "--url", server.url, "--source-app", "probe", stdin=payload
+        )
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            page = (await http.get("/v1/events", params={"type": "ExternalHookReceived"})).json()
+
+    assert code == 0
+    [event] = page["events"]  # the forwarder really posted: the server logged it
+    assert event["data"]["payload"] == json.loads(payload)
+    assert event["data"]["source_app"] == "probe"
+    extra = _not_stdlib(modules - _bare_start())
+    assert extra == FORWARDER, f"hook-forward imported {sorted(extra - FORWARDER)}"
+
+
+def test_hook_forward_imports_nothing_more_when_fleet_is_down() -> None:
+    """The failure path (connection refused) stays as light as the success path."""
+    code, modules = _imported(
+        "hook-forward", "--url", "http://127.0.0.1:9", "--timeout", "1", stdin=b"{}"
+    )
+    assert code == 0
+    assert _not_stdlib(modules - _bare_start()) == FORWARDER
+
+
+def test_help_imports_no_command_module() -> None:
+    code, modules = _imported("--help")
+    assert code == 0
+    assert _not_stdlib(modules - _bare_start()) == {"api", "api.cli"}
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log with one external agent in it, written through the real ingest path."""
+    tmp = tmp_path_factory.mktemp("log")
+
+    async def fill() -> None:
+        config = ApiConfig(db=tmp / "fleet.db", runtime=False)
+        async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
+            for point in ("SessionStart", "PreToolUse", "PostToolUse"):
+                body = (FIXTURES / f"{point}.json").read_bytes()
+                response = await http.post(
+                    "/v1/hooks/ingest", content=body, headers={"content-type": "application/json"}
+                )
+                assert response.status_code == 201, response.text
+
+    asyncio.run(fill())
+    return tmp / "fleet.db"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["agents"], ["agents", "--json"], ["events"], ["events", "--json"], ["board"], ["runs"]],
+    ids=" ".join,
+)
+def test_read_commands_import_neither_the_server_nor_the_runtime(
+    small_log: Path, args: list[str]
+) -> None:
+    code, modules = _imported(*args, "--db", str(small_log))
+    assert code == 0
+    loaded = {m.split(".")[0] for m in modules}
+    assert loaded.isdisjoint({"anthropic", "starlette", "uvicorn", "httpx", "runtime", "hooks"}), (
+        sorted(loaded & {"anthropic", "starlette", "uvicorn", "httpx", "runtime", "hooks"})
+    )
+    if args[0] == "events":
+        assert "projections" not in loaded, "fleet events reads the log, not the read models"
+
+
+def test_importing_api_builds_no_server() -> None:
+    """`import api` (what every `fleet` start does) imports none of the heavy parts."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, api, api.cli; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, env=_env(), check=True, timeout=60,
+    )  # fmt: skip
+    loaded = {m.split(".")[0] for m in done.stdout.split()}
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_api_names_are_imported_on_first_use() -> None:
+    import api
+
+    assert api.create_app.__module__ == "api._app"
+    assert "create_app" in dir(api)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = api.nope  # type: ignore[attr-defined]
+
+
+# -- every command still parses --------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_its_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: fleet {command}")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "agents"]], ids=" ".join)
+def test_help_lists_every_command_with_its_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no line wrapped inside a word
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for command, (_, line) in COMMANDS.items():
+        assert f"{command} {line}" in out
+
+
+def test_the_full_parser_knows_every_command() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["events", "--tail", "3", "--db", "x.db"])
+    assert (args.command, args.tail, args.db) == ("events", 3, "x.db")
+    assert callable(args.func)
+
+
+def test_an_unknown_command_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["agentz"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'agentz'" in capsys.readouterr().err
+
+
+def test_run_help_lists_the_builtin_patterns_without_the_runtime() -> None:
+    from api.cli._run import BUILTIN_PATTERN_NAMES
+    from runtime import BUILTIN_PATTERNS
+
+    assert tuple(sorted(BUILTIN_PATTERNS)) == BUILTIN_PATTERN_NAMES
+
+
+# -- the forwarder ------------------------------------------------------------------------
+
+
+async def test_post_hook_sends_the_payload_as_is_with_the_token(tmp_path: Path) -> None:
+    raw = (FIXTURES / "Stop.json").read_bytes()
+    config = ApiConfig(db=tmp_path / "f.db", token="s3cret-token", runtime=False)
+    async with serving(config) as server:
+        url = f"{server.url}/v1/hooks/ingest?source_app=tok"
+        assert await asyncio.to_thread(post_hook, raw, url, token="s3cret-token") == 201
+        assert await asyncio.to_thread(post_hook, raw, url) == 401
+        assert await asyncio.to_thread(post_hook, b"[1]", url, token="s3cret-token") == 422
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"authorization": "Bearer s3cret-token"}
+        ) as http:
+            page = (await http.get("/v1/events", params={"type": "ExternalHookReceived"})).json()
+    assert [e["data"]["payload"] for e in page["events"]] == [json.loads(raw)]
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[str]:
+    """A server that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/hooks/ingest"
+
+
+def test_post_hook_gives_up_on_a_silent_server_within_its_timeout() -> None:
+    with _silent_server() as url:
+        started = time.monotonic()
+        assert post_hook(b"{}", url, timeout=0.3) is None
+        assert time.monotonic() - started < 10  # bounded by the timeout, not the OS's
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/v1/hooks/ingest", "not a url", "ftp://127.0.0.1/x", "http://[::1"]
+)
+def test_post_hook_never_raises(url: str) -> None:
+    assert post_hook(b"{}", url, timeout=1.0) is None
+
+
+def test_hook_forward_exits_zero_on_a_silent_server() -> None:
+    with _silent_server() as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "hook-forward", "--url", url.removesuffix("/v1/hooks/ingest"), "--timeout", "0.3"],
+            input=b"{}", capture_output=True, env=_env(), timeout=60,
+        )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
