@@ -29,6 +29,7 @@ from ._models import FilterText
 from ._openapi import Operation
 from ._routes_views import check_id
 from ._state import services
+from ._view_models import Approval
 
 __all__ = ["operations", "routes"]
 
@@ -55,23 +56,6 @@ class Decide(BaseModel):
     who: str = Field(default="api", min_length=1, max_length=128)
 
 
-class Approval(BaseModel):
-    id: str
-    agent_id: str
-    agent_name: str
-    run_id: str | None
-    tool_use_id: str
-    tool_name: str
-    tool_input: dict[str, Any]
-    reason: str | None
-    status: str
-    requested_at: str
-    expires_at: str
-    decided_at: str | None
-    by: str | None
-    decision_reason: str | None
-
-
 class Approvals(BaseModel):
     count: int
     approvals: list[Approval]
@@ -96,12 +80,12 @@ async def list_approvals(request: Request) -> Response:
     projection, state = _agents(request)
     status = None if query.status == "all" else query.status
     found = [
-        a
+        Approval.model_validate(a)
         for a in projection.approvals_view(state, status)["approvals"]
         if (query.agent_id is None or a["agent_id"] == query.agent_id)
         and (query.run_id is None or a["run_id"] == query.run_id)
     ]
-    return JSONResponse({"count": len(found), "approvals": found})
+    return JSONResponse(Approvals(count=len(found), approvals=found).model_dump())
 
 
 async def get_approval(request: Request) -> Response:
@@ -112,7 +96,7 @@ async def get_approval(request: Request) -> Response:
     found = projection.approval_view(state, approval_id)
     if found is None:
         raise ApprovalNotFound(approval_id)
-    return JSONResponse(found)
+    return JSONResponse(Approval.model_validate(found).model_dump())
 
 
 async def decide(request: Request) -> Response:

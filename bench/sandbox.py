@@ -99,7 +99,7 @@ async def paths(base: Path) -> None:
     ]
     for escape, tool, args in tries:
         result = await tools.call(tool, args, ctx)
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k == "path")
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k == "file_path")
         row(
             escape,
             f"`{tool}` {shown}".replace(str(base), "…"),

@@ -1,11 +1,10 @@
 """The `fleet` command line.
 
 Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
-`_views`, `_replay`, `_otel`, `_approvals`) with a `configure(command, parser)` function that
-adds a
-command's arguments and sets its `func(args)`, which returns the process exit
-code. Every command takes `--db PATH` (else `FLEET_DB`, else `.fleet/fleet.db`)
-and, where it prints data, `--json`.
+`_views`, `_replay`, `_otel`, `_approvals`) with a `configure(command,
+parser)` function that adds a command's arguments and sets its `func(args)`,
+which returns the process exit code. Every command takes `--db PATH` (else
+`FLEET_DB`, else `.fleet/fleet.db`) and, where it prints data, `--json`.
 
 Notes (do not fix without reading this):
 1. `fleet` starts at once. Claude Code runs `fleet hook-forward` on every tool

@@ -70,7 +70,7 @@ def post_tool(i: int) -> dict[str, Any]:
         session_id="s1",
         agent_id="scout-1",
         run_id="r1",
-        tool_name="grep",
+        tool_name="Grep",
         tool_input={"pattern": f"needle {i}"},
         tool_use_id=f"toolu_{i}",
         tool_response={"matches": i},

@@ -112,7 +112,7 @@ async def test_matchers_select_hooks_by_tool_name() -> None:
         hooks.add_python("PreToolUse", lambda p: calls.append("all"), matcher="*")
         await hooks.dispatch("PreToolUse", pre_tool(tool="Bash"))
         await hooks.dispatch("PreToolUse", pre_tool(tool="Write"))
-        outcome = await hooks.dispatch("PreToolUse", pre_tool(tool="list_files"))
+        outcome = await hooks.dispatch("PreToolUse", pre_tool(tool="Glob"))
     assert calls == ["cmd", "all", "files", "all", "all"]
     assert len(outcome.invocations) == 1
 
