@@ -22,7 +22,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime import (
-    LEGACY_TOOL_NAMES,
     WORKER_TOOLS,
     Runtime,
     load_pattern,
@@ -42,7 +41,7 @@ from .errors import HTTPProblem
 __all__ = ["operations", "routes"]
 
 
-WORKER_TOOL_NAMES = (*WORKER_TOOLS, *LEGACY_TOOL_NAMES)  # the former names still work
+WORKER_TOOL_NAMES = tuple(WORKER_TOOLS)
 
 
 class _Body(BaseModel):
