@@ -120,22 +120,25 @@ class Agent:
         self.stats = AgentStats()
         self.context_window = spec.context_window or self.model_info.context_window
         folder = spec.transcript_dir or self.workspace.root / TRANSCRIPTS
-        self.transcript = Transcript(
-            transcript_path(folder, spec.agent_id),
-            agent_id=spec.agent_id,
-            cwd=str(self.workspace.root),
-            sidechain=spec.parent_id is not None,
-        )
+        self.transcript: Transcript | None = None
+        if spec.transcript:
+            self.transcript = Transcript(
+                transcript_path(folder, spec.agent_id),
+                agent_id=spec.agent_id,
+                cwd=str(self.workspace.root),
+                sidechain=spec.parent_id is not None,
+            )
         self._log = AgentLog(store, self.spec, self.stats, self.transcript)
+        parent = None
+        if spec.transcript and spec.parent_id is not None:
+            parent = str(transcript_path(folder, spec.parent_id))
         self._hooks = AgentHooks(
             hooks,
             self._log,
             model_id=self.model_info.id,
             stats=self.stats,
-            transcript_path=str(self.transcript.path),
-            parent_transcript=(
-                None if spec.parent_id is None else str(transcript_path(folder, spec.parent_id))
-            ),
+            transcript_path="" if self.transcript is None else str(self.transcript.path),
+            parent_transcript=parent,
         )
         self._model = AgentModel(client, self.model_info, self._log, self.toolbox, self.stats)
         self._budget = AgentBudget(self.spec, check=budget_check)
@@ -375,7 +378,8 @@ class Agent:
             budget_check=budget_check,
         )
         agent.state.apply_all(events)
-        await agent.transcript.rebuild(events)
+        if agent.transcript is not None:
+            await agent.transcript.rebuild(events)
         if agent.state.status != "deleted":
             await agent._hooks.session_start("resume")
         return agent

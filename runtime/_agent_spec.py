@@ -52,7 +52,8 @@ class AgentSpec:
     `approval_timeout_s` is how long a tool call a hook put on hold ("ask")
     waits for a person's answer before it is denied. `transcript_dir` is where
     the agent's transcript is written (default: `.fleet/transcripts/` in its
-    workspace).
+    workspace); `transcript=False` writes none (hooks then get an empty
+    `transcript_path`).
     """
 
     agent_id: str
@@ -71,6 +72,7 @@ class AgentSpec:
     context_window: int | None = None
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     transcript_dir: str | Path | None = None
+    transcript: bool = True
 
     def check(self) -> None:
         """Raise `InvalidAgentSpec` for an id, role or limit that cannot be right."""
