@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 DEMO_STAMP := $(VENV)/.demo-$(PYVER)
 TEST_STAMP := $(VENV)/.test-$(PYVER)
 
-.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs
+.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs claude-code
 
 $(VENV)/.venv-$(PYVER):
 	$(PYTHON) -m venv --clear $(VENV)
@@ -32,8 +32,29 @@ install: $(TEST_STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/fleet demo
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) claude-code
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The real Claude Code, pinned, for the end-to-end tests (tests/claude_code/): npm installs the
+# package and its native binary into .claude-code/ (ignored by git, never committed). Without
+# npm the install is skipped and those tests skip, saying why; .ci/run sets
+# CLAUDE_CODE_REQUIRED=1, so there a failed install fails the build.
+CLAUDE_CODE_VERSION := 2.1.332
+CLAUDE_CODE_STAMP := .claude-code/.installed-$(CLAUDE_CODE_VERSION)
+
+claude-code: $(CLAUDE_CODE_STAMP)
+
+$(CLAUDE_CODE_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix .claude-code --no-audit --no-fund --loglevel=error \
+	    @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) \
+	  && .claude-code/node_modules/.bin/claude --version >/dev/null && touch $@ \
+	  || { echo "make: Claude Code $(CLAUDE_CODE_VERSION) did not install: its tests will skip"; \
+	       [ -z "$(CLAUDE_CODE_REQUIRED)" ]; }; \
+	else \
+	  echo "make: npm not found: the Claude Code tests (tests/claude_code/) will skip"; \
+	  [ -z "$(CLAUDE_CODE_REQUIRED)" ]; \
+	fi
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/append.py
@@ -61,4 +82,4 @@ vendor-docs:
 	sha256sum "$$tmp/redoc-$(REDOC_VERSION).tgz" api/static/docs/redoc.standalone.js
 
 clean:
-	rm -rf .venv .venv-* .fleet .pytest_cache
+	rm -rf .venv .venv-* .fleet .pytest_cache .claude-code

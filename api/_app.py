@@ -53,6 +53,7 @@ from ._openapi import Operation, document_bytes
 from ._problems import EXCEPTION_HANDLERS, problem
 from ._state import STATE_KEY, Services, services
 from ._static import STATIC_DIR, dashboard_mount, docs_route
+from ._transcripts import SessionUsage
 
 if TYPE_CHECKING:
     from .otel import LiveExporter
@@ -129,7 +130,10 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
         metrics = Metrics.watching(store)
         stack.callback(metrics.unwatch)
         otel = await _open_live_export(stack, config, store)
-        app.services = Services(config, store, runner, broadcaster, runtime, otel, metrics)
+        usage = await stack.enter_async_context(SessionUsage(store, runner))
+        app.services = Services(
+            config, store, runner, broadcaster, runtime, otel, metrics, session_usage=usage
+        )
         stack.callback(setattr, app, "services", None)
         logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
         yield {STATE_KEY: app.services}

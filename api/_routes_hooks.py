@@ -1,10 +1,14 @@
 """`POST /v1/hooks/ingest`: an external agent's hook payload (a Claude Code session) into the log.
 
-The body is the hook's JSON payload as Claude Code sends it on stdin. It is
-checked by `hooks.parse_external` and appended as `ExternalHookReceived` to
-the stream `session-<session_id>` with `Meta(source="ingest")`; the external
+The body is the hook's JSON payload as Claude Code sends it on stdin (or
+posts it, with a `type: "http"` hook). It is checked by
+`hooks.parse_external` and appended as `ExternalHookReceived` to the stream
+`session-<session_id>` with `Meta(source="ingest")` and the agent it is about
+(the session's, or its subagent's when the payload has an `agent_id`); the
 session then appears in the projections and the live stream like any agent.
-The sender is named by `?source_app=` or the `X-Fleet-Source-App` header.
+The transcripts the payload names are then read in the background for tokens
+and cost (`_transcripts.py`). The sender is named by `?source_app=` or the
+`X-Fleet-Source-App` header.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from events import Meta, NewEvent
 from hooks import parse_external
-from projections import external_agent_id
+from projections import external_agent_id, external_subagent_id
 
 from ._bodies import parse_query, read_json
 from ._models import ID_PATTERN, IngestAccepted, IngestQuery
@@ -35,6 +39,22 @@ _SESSION = re.compile(ID_PATTERN)
 def _json_kind(value: object) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")
+
+
+def _agent_of(session_id: str, sub: object) -> str:
+    """The agent a payload is about: the session's, or its subagent's (`agent_id`)."""
+    if sub is None or sub == "":
+        return external_agent_id(session_id)
+    agent_id = external_subagent_id(session_id, sub) if isinstance(sub, str) else ""
+    if not _SESSION.fullmatch(agent_id):
+        raise HTTPProblem(
+            422, "Invalid hook payload",
+            f"agent_id {str(sub)[:80]!r} does not make an agent id of 1-128 letters, digits "
+            "or ._:@- with the session id",
+            slug="invalid-hook-payload",
+            members={"errors": [{"loc": ["body", "agent_id"], "msg": "invalid agent id"}]},
+        )  # fmt: skip
+    return agent_id
 
 
 async def ingest(request: Request) -> Response:
@@ -59,11 +79,14 @@ async def ingest(request: Request) -> Response:
             slug="invalid-hook-payload",
             members={"errors": [{"loc": ["body", "session_id"], "msg": "invalid session id"}]},
         )  # fmt: skip
+    agent_id = _agent_of(data.session_id, value.get("agent_id"))
     stream_id = f"session-{data.session_id}"
-    meta = Meta(agent_id=external_agent_id(data.session_id), source="ingest")
+    meta = Meta(agent_id=agent_id, source="ingest")
     (recorded,) = await app.store.append(stream_id, [NewEvent(data, meta)])
     # Read your writes: the views reflect the payload when this answers.
     await app.runner.offer([recorded])
+    if app.session_usage is not None:
+        app.session_usage.notify(data)  # tokens and cost, read in the background
     body = IngestAccepted(position=recorded.position, stream_id=stream_id, version=recorded.version)
     return JSONResponse(body.model_dump(), status_code=201)
 

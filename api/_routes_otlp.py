@@ -24,7 +24,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import NO_STREAM, AgentCreated, EventData, Meta, NewEvent, RecordedEvent
+from events import (
+    NO_STREAM,
+    AgentCreated,
+    EventData,
+    Meta,
+    ModelResponded,
+    NewEvent,
+    RecordedEvent,
+)
 from events.errors import VersionConflict
 from hooks import (
     DEFAULT_SOURCE_APP,
@@ -94,6 +102,14 @@ async def _append(
     return await store.append(stream_id, batch)
 
 
+async def _first_count(request: Request, session_id: str, data: EventData) -> bool:
+    """False for an `api_request` the session's transcript has already counted (by request id)."""
+    usage = services(request).session_usage
+    if usage is None or not isinstance(data, ModelResponded) or not data.message_id:
+        return True
+    return await usage.claim(session_id, data.message_id)
+
+
 async def ingest(request: Request) -> Response:
     """Decode an OTLP request, append what it holds per session; OTLP's answer."""
     app = services(request)
@@ -115,7 +131,9 @@ async def ingest(request: Request) -> Response:
     recorded: list[RecordedEvent] = []
     source_app = source_app or DEFAULT_SOURCE_APP
     for session_id, events in batch.sessions.items():
-        recorded.extend(await _append(request, session_id, source_app, events))
+        fresh = [e for e in events if await _first_count(request, session_id, e)]
+        if fresh:
+            recorded.extend(await _append(request, session_id, source_app, fresh))
     if recorded:
         # Read your writes: the views reflect the telemetry when this answers.
         await app.runner.offer(recorded)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from runtime import Runtime
 
     from ._metrics import Metrics
+    from ._transcripts import SessionUsage
     from .otel import LiveExporter
 
 __all__ = ["STATE_KEY", "Services", "services"]
@@ -43,6 +44,8 @@ class Services:
     metrics: Metrics | None = None
     # The views' last rendered bodies (`_polling.py`, note 3).
     renders: Renders = field(default_factory=Renders)
+    # Tokens and cost of ingested Claude Code sessions, from their transcripts.
+    session_usage: SessionUsage | None = None
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -164,6 +164,9 @@ class ModelResponded(EventModel):
     cost_usd: float = 0.0
     duration_ms: float = 0.0
     turn: int = 0
+    # The model's context window, when the sender knows it and the agent's card may not
+    # (an ingested Claude Code session learns its model from its transcript).
+    context_limit: int | None = None
 
 
 class ToolCallRequested(EventModel):

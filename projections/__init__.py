@@ -18,7 +18,7 @@ from ._base import FoldProjection, Projection, quiet_reports
 from ._board import COLUMNS, BoardProjection, BoardState
 from ._fleet import FleetProjection, FleetState
 from ._graph import GraphProjection, GraphState, critical_path
-from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id
+from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id, external_subagent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState
 from ._scoped import fleet_totals
@@ -62,6 +62,7 @@ __all__ = [
     "critical_path",
     "default_projections",
     "external_agent_id",
+    "external_subagent_id",
     "fleet_totals",
     "load_timeline",
     "quiet_reports",

@@ -195,7 +195,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
     """Status, context, tokens, cost, files and tool calls of every agent."""
 
     name = "agents"
-    version = 4  # 2: state shape changed before the first release; 3: "completed"; 4: approvals
+    # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
+    # 5: approvals and what hooks said
+    version = 5
     ignores = frozenset(
         {
             "RunStarted",
@@ -406,6 +408,10 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r = self._get(state, event, d.agent_id)
         if r is None:
             return
+        if r["external"] and d.model and d.model != "unknown":
+            r["model"] = d.model  # an ingested session learns its model from its transcript
+        if d.context_limit:
+            r["context_limit"] = d.context_limit
         u = d.usage
         r["input"] += u.input_tokens
         r["output"] += u.output_tokens
@@ -526,19 +532,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
     def _external(self, state: AgentsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)
         ts = self.ts(event)
-        r = state["agents"].get(f.agent_id)
-        if r is None:
-            r = new_record(
-                f.agent_id,
-                name=f"{d.source_app}/{d.session_id[:8]}",
-                role=EXTERNAL_ROLE,
-                model=f.model or "unknown",
-                at=ts,
-                run_id=event.meta.run_id,
-                external=True,
-                source_app=d.source_app,
-            )
-            state["agents"][f.agent_id] = r
+        if f.parent_id is not None:
+            _external_record(state, f.parent_id, f.session_name, None, d, ts, event.meta.run_id)
+        r = _external_record(state, f.agent_id, f.name, f.parent_id, d, ts, event.meta.run_id)
         r["last_activity_at"] = ts
         if f.model is not None:
             r["model"] = f.model
@@ -583,6 +579,33 @@ def _approval_card(a: dict[str, Any]) -> dict[str, Any]:
         "expires_at": iso(a["expires_at"]),
         "decided_at": iso(a["decided_at"]),
     }
+
+
+def _external_record(
+    state: AgentsState,
+    agent_id: str,
+    name: str,
+    parent_id: str | None,
+    d: ExternalHookReceived,
+    ts: float,
+    run_id: str | None = None,
+) -> AgentRecord:
+    """The record of an external agent (a session or one of its subagents), made on first sight."""
+    r = state["agents"].get(agent_id)
+    if r is None:
+        r = new_record(
+            agent_id,
+            name=name,
+            role=EXTERNAL_ROLE,
+            model="unknown",
+            at=ts,
+            parent_id=parent_id,
+            run_id=run_id,
+            external=True,
+            source_app=d.source_app,
+        )
+        state["agents"][agent_id] = r
+    return r
 
 
 def _count_call(

@@ -70,7 +70,9 @@ class FleetProjection(FoldProjection[FleetState]):
     """Agents by status, tokens, cost, context in use and events per second."""
 
     name = "fleet"
-    version = 3  # 2: agents "completed" (was "complete"); 3: waiting for an approval
+    # 2: agents "completed" (was "complete"); 3: external subagents count; 4: waiting for
+    # an approval
+    version = 4
     ignores = frozenset(
         {
             "RunStarted",
@@ -224,6 +226,8 @@ class FleetProjection(FoldProjection[FleetState]):
 
     def _external(self, state: FleetState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)
+        if f.parent_id is not None and f.parent_id not in state["agents"]:
+            _add_agent(state, f.parent_id)
         if f.agent_id not in state["agents"]:
             _add_agent(state, f.agent_id)
         if f.status is not None:

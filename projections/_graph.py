@@ -111,8 +111,9 @@ class GraphProjection(FoldProjection[GraphState]):
     """Created / waits-on / consumes edges, bottlenecks and critical paths."""
 
     name = "graph"
-    # 2, 3: the state changed shape before the first release; 4: "completed"; 5: approvals
-    version = 5
+    # 2, 3: the state changed shape before the first release; 4: "completed";
+    # 5: external subagents are nodes of their own; 6: approvals
+    version = 6
     ignores = frozenset(
         {
             "RunStarted",
@@ -388,17 +389,9 @@ class GraphProjection(FoldProjection[GraphState]):
     def _external(self, state: GraphState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)
         agent_id = f.agent_id
-        if agent_id not in state["nodes"]:
-            state["nodes"][agent_id] = _node(
-                agent_id,
-                f"{d.source_app}/{d.session_id[:8]}",
-                EXTERNAL_ROLE,
-                event.meta.run_id,
-                None,
-                "",
-                True,
-            )
-            state["segments"][agent_id] = [[event.position, self.ts(event), None, []]]
+        if f.parent_id is not None:
+            self._external_node(state, event, f.parent_id, f.session_name, None)
+        self._external_node(state, event, agent_id, f.name, f.parent_id)
         if f.status is not None and _status(state, agent_id, f.status) is not None:
             if f.status == "working":
                 _resume(state, agent_id, event.position, self.ts(event), [])
@@ -416,6 +409,27 @@ class GraphProjection(FoldProjection[GraphState]):
                 [(p, p) for p in f.files_read],
                 list(f.files_written),
             )
+
+    def _external_node(
+        self,
+        state: GraphState,
+        event: RecordedEvent,
+        agent_id: str,
+        name: str,
+        parent_id: str | None,
+    ) -> None:
+        """An external agent's node and first segment, made on first sight (a subagent's
+        segment depends on its session's, as a created agent's on its creator's)."""
+        if agent_id in state["nodes"]:
+            return
+        ts = self.ts(event)
+        state["nodes"][agent_id] = _node(
+            agent_id, name, EXTERNAL_ROLE, event.meta.run_id, parent_id, "", True
+        )
+        preds = []
+        if parent_id is not None and parent_id in state["segments"]:
+            preds.append([parent_id, _last(state, parent_id), ts])
+        state["segments"][agent_id] = [[event.position, ts, None, preds]]
 
 
 def _node(

@@ -16,6 +16,13 @@ PostToolUse -> working, Notification (Claude Code asks the user something)
 SessionEnd -> completed and finished. Files come from the tool input of
 Read / NotebookRead (consumed) and Write / Edit / MultiEdit / NotebookEdit
 (produced), relative paths resolved against the payload's `cwd`.
+
+A payload with an `agent_id` (Claude Code sends one from a subagent: its
+SubagentStart and SubagentStop, and every hook of the subagent's own tool
+calls) is about that subagent: an agent of its own,
+`ext-<session_id>-<agent_id>`, whose parent is the session's agent and whose
+name is its `agent_type` ("Explore/ab335d47"). SubagentStart -> working,
+SubagentStop -> completed.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "ExternalFacts",
     "external_agent_id",
     "external_facts",
+    "external_subagent_id",
     "next_status",
     "resolve_path",
 ]
@@ -74,6 +82,12 @@ _EXTERNAL_STATUS: dict[str, str] = {
     "Stop": "completed",
     "SessionEnd": "completed",
 }
+# Only a payload that names its subagent moves it (older Claude Code sent SubagentStop bare).
+_SUBAGENT_STATUS: dict[str, str] = {
+    **_EXTERNAL_STATUS,
+    "SubagentStart": "working",
+    "SubagentStop": "completed",
+}
 _READ_TOOLS = {"Read": "file_path", "NotebookRead": "notebook_path"}
 _WRITE_TOOLS = {
     "Write": "file_path",
@@ -93,6 +107,11 @@ def external_agent_id(session_id: str) -> str:
     return f"ext-{session_id}"
 
 
+def external_subagent_id(session_id: str, agent_id: str) -> str:
+    """The agent id of a subagent (`agent_id` in Claude Code's payloads) of an external session."""
+    return f"ext-{session_id}-{agent_id}"
+
+
 def resolve_path(path: str, base: str | None) -> str:
     """`path` made absolute against `base` (when relative and a base is known), normalized."""
     if base and not path.startswith("/"):
@@ -108,6 +127,14 @@ class ExternalFacts:
     """What one external hook payload means for the read models."""
 
     agent_id: str
+    # The session's agent when this payload is a subagent's, else None.
+    parent_id: str | None
+    # Claude Code's `agent_type` of a subagent ("Explore", "general-purpose").
+    agent_type: str | None
+    # The agent's name: "<source_app>/<session>" or "<agent_type>/<subagent id>".
+    name: str
+    # The session's name, for a subagent's parent made on first sight.
+    session_name: str
     hook: str
     status: str | None
     prompt: str | None
@@ -137,10 +164,18 @@ def external_facts(data: ExternalHookReceived) -> ExternalFacts:
             read = _paths(tool_input.get(_READ_TOOLS[tool]), cwd)
         elif tool in _WRITE_TOOLS:
             written = _paths(tool_input.get(_WRITE_TOOLS[tool]), cwd)
+    session = external_agent_id(data.session_id)
+    session_name = f"{data.source_app}/{data.session_id[:8]}"
+    sub = _str(payload.get("agent_id"))
+    agent_type = None if sub is None else (_str(payload.get("agent_type")) or "subagent")
     return ExternalFacts(
-        agent_id=external_agent_id(data.session_id),
+        agent_id=session if sub is None else external_subagent_id(data.session_id, sub),
+        parent_id=None if sub is None else session,
+        agent_type=agent_type,
+        name=session_name if sub is None else f"{agent_type}/{sub[:8]}",
+        session_name=session_name,
         hook=hook,
-        status=_EXTERNAL_STATUS.get(hook),
+        status=(_EXTERNAL_STATUS if sub is None else _SUBAGENT_STATUS).get(hook),
         prompt=_str(payload.get("prompt")) if hook == "UserPromptSubmit" else None,
         model=_model(payload.get("model")),
         tool=tool if hook in ("PreToolUse", "PostToolUse", "PostToolUseFailure") else None,

@@ -36,7 +36,7 @@ from events import (
 )
 
 from ._base import FoldProjection, iso, report
-from ._lifecycle import external_agent_id
+from ._lifecycle import external_agent_id, external_subagent_id
 
 __all__ = ["RunRecord", "RunsProjection", "RunsState"]
 
@@ -77,7 +77,7 @@ class RunsProjection(FoldProjection[RunsState]):
     """Pattern, status, duration, cost and agents of every run."""
 
     name = "runs"
-    version = 1
+    version = 2  # 2: external subagents join their run
     ignores = frozenset(
         {
             "AgentCommanded",
@@ -247,6 +247,9 @@ class RunsProjection(FoldProjection[RunsState]):
 
     def _external(self, state: RunsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         self._join(state, event, external_agent_id(d.session_id))
+        sub = d.payload.get("agent_id")
+        if isinstance(sub, str) and sub:
+            self._join(state, event, external_subagent_id(d.session_id, sub))
 
     def _model_responded(self, state: RunsState, event: RecordedEvent, d: ModelResponded) -> None:
         run_id = state["agent_runs"].get(d.agent_id) or event.meta.run_id

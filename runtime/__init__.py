@@ -26,6 +26,7 @@ from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
+from ._transcripts import TranscriptReader, TranscriptResponse
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
@@ -97,6 +98,8 @@ __all__ = [
     "ToolKind",
     "ToolResult",
     "Toolbox",
+    "TranscriptReader",
+    "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
     "Workspace",

@@ -13,6 +13,8 @@ models and prices; both tables read the same file::
     aliases = ["opus"]            # an alias moves to the last model that claims it
     context_window = 1000000
     max_output = 128000
+    system_messages = true        # accepts role "system" messages inside `messages`
+    sampling = false              # refuses temperature, top_p and top_k
 
     [[prices]]
     model = "claude-opus-9"
@@ -37,6 +39,12 @@ Notes (do not fix without reading this):
    was not found, the date is the earliest day the price is known to apply.
    Override with a user file rather than editing this module for a new model.
 3. Context windows are the standard ones, without beta headers.
+4. `system_messages`: the models released after Claude Opus 4.8 (which
+   introduced mid-conversation `role: "system"` messages) accept them; older
+   ones refuse them. `sampling`: Claude Opus 4.7 and later refuse
+   `temperature`, `top_p` and `top_k` ("deprecated for this model"). Both
+   from Anthropic's model pages as they stood in November 2026; the simulator
+   refuses what each model refuses.
 """
 
 from __future__ import annotations
@@ -60,12 +68,18 @@ __all__ = ["ModelInfo", "ModelTable", "PriceEntry", "PriceTable", "Rates"]
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """One model: its API id, the other names it answers to, its context window and output limit."""
+    """One model: its API id, the other names it answers to, its context window and output limit.
+
+    `system_messages`: it accepts `role: "system"` messages inside `messages`;
+    `sampling`: it accepts `temperature`, `top_p` and `top_k` (note 4).
+    """
 
     id: str
     context_window: int = 200_000
     max_output: int = 64_000
     aliases: tuple[str, ...] = ()
+    system_messages: bool = False
+    sampling: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +128,18 @@ def _r(i: float, o: float, w5: float, w1: float, cr: float) -> Rates:
     return Rates(input=i, output=o, cache_write_5m=w5, cache_write_1h=w1, cache_read=cr)
 
 
+def _new(model_id: str, aliases: tuple[str, ...] = ()) -> ModelInfo:
+    # A model released after Claude Opus 4.8 (note 4): 1M context, 128k output.
+    return ModelInfo(model_id, 1_000_000, 128_000, aliases, system_messages=True, sampling=False)
+
+
 _BUILTIN_MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("claude-fable-5-1", 1_000_000, 128_000),
-    ModelInfo("claude-opus-5-5", 1_000_000, 128_000, ("opus",)),
-    ModelInfo("claude-opus-5", 1_000_000, 128_000),
-    ModelInfo("claude-sonnet-5-5", 1_000_000, 128_000, ("sonnet",)),
-    ModelInfo("claude-sonnet-5", 1_000_000, 128_000),
-    ModelInfo("claude-haiku-5-5", 1_000_000, 128_000, ("haiku",)),
+    _new("claude-fable-5-1"),
+    _new("claude-opus-5-5", ("opus",)),
+    _new("claude-opus-5"),
+    _new("claude-sonnet-5-5", ("sonnet",)),
+    _new("claude-sonnet-5"),
+    _new("claude-haiku-5-5", ("haiku",)),
     ModelInfo("claude-opus-4-6", 1_000_000, 128_000),
     ModelInfo("claude-sonnet-4-6", 1_000_000, 64_000),
     ModelInfo("claude-opus-4-5", 200_000, 64_000, ("claude-opus-4-5-20251101",)),
@@ -278,6 +297,14 @@ class PriceTable:
         """USD for one response of `model` with `usage`, at the price in effect on `at`."""
         return self.entry(model, at).cost(usage)
 
+    def first_priced(self, model: str) -> date | None:
+        """The date of `model`'s first price (about its release), or None when it has none.
+
+        Raises `UnknownModel` for a name not in the model table.
+        """
+        entries = self._entries.get(self._models.resolve(model).id)
+        return entries[0].effective if entries else None
+
 
 # -- user files -------------------------------------------------------------------------
 
@@ -320,6 +347,8 @@ class _ModelIn(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     context_window: int = Field(default=200_000, gt=0)
     max_output: int = Field(default=64_000, gt=0)
+    system_messages: bool = False
+    sampling: bool = True
 
 
 class _FileIn(BaseModel):
@@ -365,7 +394,10 @@ def _load_file(path: str | Path) -> _Loaded:
     if any((p.above is None) != (p.above_tokens is None) for p in parsed.prices):
         raise ModelTableInvalid(str(file), "`above` and `above_tokens` go together")
     models = [
-        ModelInfo(m.id, m.context_window, m.max_output, tuple(m.aliases)) for m in parsed.models
+        ModelInfo(
+            m.id, m.context_window, m.max_output, tuple(m.aliases), m.system_messages, m.sampling
+        )
+        for m in parsed.models
     ]
     prices = [
         PriceEntry(

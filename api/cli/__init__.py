@@ -1,10 +1,11 @@
 """The `fleet` command line.
 
 Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
-`_views`, `_replay`, `_otel`, `_approvals`) with a `configure(command,
-parser)` function that adds a command's arguments and sets its `func(args)`,
-which returns the process exit code. Every command takes `--db PATH` (else
-`FLEET_DB`, else `.fleet/fleet.db`) and, where it prints data, `--json`.
+`_views`, `_replay`, `_otel`, `_simulator`, `_approvals`) with a
+`configure(command, parser)` function that adds a command's arguments and sets
+its `func(args)`, which returns the process exit code. Every command takes
+`--db PATH` (else `FLEET_DB`, else `.fleet/fleet.db`) and, where it prints
+data, `--json`.
 
 Notes (do not fix without reading this):
 1. `fleet` starts at once. Claude Code runs `fleet hook-forward` on every tool
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
     "resume": ("_run", "resume the agents the log shows as working (after a crash or Ctrl-C)"),
     "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "simulator": ("_simulator", "run the offline Messages-API simulator alone; print its base URL"),
     "hook-forward": (
         "_forward",
         "a Claude Code hook command: post the payload on stdin to a fleet server",

@@ -308,10 +308,32 @@ def _agent_of(event: RecordedEvent) -> str:
     return str(agent or "")
 
 
-def _args(tool_input: Mapping[str, Any]) -> str:
-    return " ".join(
+def _args(tool_input: Any) -> str:
+    """A tool call's input in a few words: `key=value` pairs, each value clipped."""
+    if not isinstance(tool_input, dict):
+        return ""
+    args = " ".join(
         f"{k}={_clip(v if isinstance(v, str) else repr(v), 40)}" for k, v in tool_input.items()
     )
+    return _clip(args, 90)
+
+
+def _describe_external(d: dict[str, Any]) -> str:
+    """An ingested hook payload: the tool call and its input, the prompt, the subagent..."""
+    p = d.get("payload") or {}
+    hook = str(d.get("hook_event_name"))
+    if isinstance(p.get("tool_name"), str):
+        failed = " FAILED" if hook == "PostToolUseFailure" else ""
+        return f"{hook} {p['tool_name']}{failed} {_args(p.get('tool_input'))}".rstrip()
+    if hook in ("SubagentStart", "SubagentStop") and isinstance(p.get("agent_id"), str):
+        return f"{hook} {p.get('agent_type') or 'subagent'} {p['agent_id'][:8]}"
+    if hook == "UserPromptSubmit":
+        return f"{hook}: {_clip(p.get('prompt'), 90)}"
+    if hook == "Stop" and p.get("last_assistant_message"):
+        return f"{hook}: {_clip(p.get('last_assistant_message'), 90)}"
+    if hook == "SessionEnd":
+        return f"{hook} ({p.get('reason') or 'ended'})"
+    return f"{d.get('source_app')} {hook} · session {_clip(d.get('session_id'), 14)}"
 
 
 def describe_event(event: RecordedEvent) -> str:
@@ -342,7 +364,7 @@ def describe_event(event: RecordedEvent) -> str:
             f"out {_tokens(u.get('output_tokens', 0))} · {_cost(d.get('cost_usd', 0.0))}"
         )
     if kind == "ToolCallRequested":
-        return f"{d['name']} {_clip(_args(d.get('input') or {}), 90)}".rstrip()
+        return f"{d['name']} {_args(d.get('input'))}".rstrip()
     if kind == "ToolCallCompleted":
         status = "BLOCKED" if d.get("blocked") else "error" if d.get("is_error") else "ok"
         text = f"{d['name']} {status} · {_ms(d.get('duration_ms', 0))}"
@@ -361,8 +383,8 @@ def describe_event(event: RecordedEvent) -> str:
         return f"{d['point']} {d['kind']}{hook} → {d['decision']}{how}{reason}{said}"
     if kind == "ApprovalRequested":
         why = f" · {_clip(d['reason'], 60)}" if d.get("reason") else ""
-        args = _args(d.get("tool_input") or {})
-        return f"waits for approval {d['approval_id']}: {d['tool_name']} {_clip(args, 60)}{why}"
+        args = _clip(_args(d.get("tool_input")), 60)
+        return f"waits for approval {d['approval_id']}: {d['tool_name']} {args}{why}"
     if kind == "ApprovalDecided":
         verb = "allowed" if d.get("decision") == "allow" else "denied"
         why = f": {_clip(d['reason'], 60)}" if d.get("reason") else ""
@@ -390,8 +412,7 @@ def describe_event(event: RecordedEvent) -> str:
         reason = f": {_clip(d['reason'], 60)}" if d.get("reason") else ""
         return f"{d['task_id']} → {d['column']}{who}{reason}"
     if kind == "ExternalHookReceived":
-        session = _clip(d.get("session_id"), 14)
-        return f"{d.get('source_app')} {d.get('hook_event_name')} · session {session}"
+        return _describe_external(d)
     if kind == "ReplayDiverged":
         return (
             f"step {d.get('step')} {d.get('kind')}: expected {_clip(d.get('expected'), 50)}, "

@@ -856,8 +856,26 @@
 
   // -- the feed ---------------------------------------------------------------------
 
+  // A tool call's input in a few words: key=value pairs, each value clipped.
   function toolArgs(input) {
-    return Object.entries(input || {}).map(([k, v]) => `${k}=${clip(typeof v === "string" ? v : JSON.stringify(v), 40)}`).join(" ");
+    const args = Object.entries(input || {}).map(([k, v]) => `${k}=${clip(typeof v === "string" ? v : JSON.stringify(v), 40)}`).join(" ");
+    return clip(args, 90);
+  }
+
+  // An ingested hook payload (a Claude Code session): the tool call and its input, the prompt...
+  function externalHook(d) {
+    const p = d.payload || {};
+    const hook = d.hook_event_name;
+    if (typeof p.tool_name === "string") {
+      return `${hook} ${p.tool_name}${hook === "PostToolUseFailure" ? " FAILED" : ""} ${toolArgs(p.tool_input)}`.trim();
+    }
+    if ((hook === "SubagentStart" || hook === "SubagentStop") && typeof p.agent_id === "string") {
+      return `${hook} ${p.agent_type || "subagent"} ${p.agent_id.slice(0, 8)}`;
+    }
+    if (hook === "UserPromptSubmit") return `${hook}: ${clip(p.prompt, 90)}`;
+    if (hook === "Stop" && p.last_assistant_message) return `${hook}: ${clip(p.last_assistant_message, 90)}`;
+    if (hook === "SessionEnd") return `${hook} (${p.reason || "ended"})`;
+    return `${d.source_app} ${hook} · session ${clip(d.session_id, 14)}`;
   }
 
   function summarize(event) {
@@ -874,7 +892,7 @@
         const input = (u.input_tokens || 0) + (u.cache_creation_input_tokens || 0) + (u.cache_read_input_tokens || 0);
         return `${shortModel(d.model)} ${d.stop_reason || ""} · in ${fmtTokens(input)} out ${fmtTokens(u.output_tokens)} · ${fmtCost(d.cost_usd)}`;
       }
-      case "ToolCallRequested": return `${d.name} ${clip(toolArgs(d.input), 90)}`;
+      case "ToolCallRequested": return `${d.name} ${toolArgs(d.input)}`;
       case "ToolCallCompleted": {
         const status = d.blocked ? "BLOCKED" : d.is_error ? "error" : "ok";
         let text = `${d.name} ${status} · ${fmtMs(d.duration_ms)}`;
@@ -894,7 +912,7 @@
       case "AgentDeleted": return `by ${name(d.by)}${d.was_working ? " while working" : ""}`;
       case "TaskCreated": return `${clip(d.title, 80)} → ${d.column}`;
       case "TaskMoved": return `→ ${d.column}${d.assignee ? " @" + name(d.assignee) : ""}${d.reason ? ": " + clip(d.reason, 60) : ""}`;
-      case "ExternalHookReceived": return `${d.source_app} ${d.hook_event_name} · session ${clip(d.session_id, 14)}`;
+      case "ExternalHookReceived": return externalHook(d);
       case "ReplayDiverged": return `step ${d.step} ${d.kind}: expected ${clip(d.expected, 50)}, got ${clip(d.actual, 50)}`;
       default: return "";
     }

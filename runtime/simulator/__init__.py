@@ -20,6 +20,7 @@ Write a scripted role:
 from __future__ import annotations
 
 from . import _orchestrator as _orchestrator  # registers the orchestrator role's policy
+from ._generic import SEARCH_ONLY
 from ._policies import (
     Call,
     Observation,
@@ -38,6 +39,7 @@ from ._usage import CHARS_PER_TOKEN, MIN_CACHEABLE_TOKENS, count_request_tokens,
 __all__ = [
     "CHARS_PER_TOKEN",
     "MIN_CACHEABLE_TOKENS",
+    "SEARCH_ONLY",
     "Call",
     "ErrorReply",
     "Observation",

@@ -26,6 +26,11 @@ Notes (do not fix without reading this):
    JSON block (task, prompt, the tool results so far, each capped), so that the
    replay can go on from a compacted conversation. A real model writes a
    summary in prose; nothing but the simulator reads that block.
+3. A client such as Claude Code wraps context it adds in `<system-reminder>`
+   tags inside user messages and sends `role: "system"` messages between
+   turns. Neither is the user's prompt: reminders are dropped from what a
+   user message says, and system messages are read as part of the system
+   prompt (a policy finds the working directory there, for instance).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ __all__ = [
     "Reply",
     "Situation",
     "Turn",
-    "generic_policy",
+    "cache_warming",
     "message_for",
     "register_policy",
     "respond",
@@ -59,6 +64,7 @@ _STATE_OPEN = "<simulator-state>"
 _STATE_CLOSE = "</simulator-state>"
 _STATE_RESULT_CHARS = 2_000
 _ROLE_LINE = re.compile(r"^\s*Role:\s*([A-Za-z0-9_-]+)", re.MULTILINE)
+_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,8 @@ class PolicyRegistry:
 
     def get(self, role: str) -> Policy:
         """The policy for `role`, or the generic one."""
+        from ._generic import generic_policy
+
         return self._policies.get(role.lower(), generic_policy)
 
     @property
@@ -169,6 +177,11 @@ def _blocks(content: Any) -> list[Mapping[str, Any]]:
 
 def _text_of(content: Any) -> str:
     return "\n".join(str(b.get("text", "")) for b in _blocks(content) if b.get("type") == "text")
+
+
+def _said(content: Any) -> str:
+    """What a user message says, without the `<system-reminder>` blocks a client adds (note 3)."""
+    return _REMINDER.sub("", _text_of(content)).strip()
 
 
 def _result_text(block: Mapping[str, Any]) -> str:
@@ -211,7 +224,7 @@ def _read_conversation(messages: Sequence[Mapping[str, Any]]) -> tuple[_State, b
     """The task, the current prompt, the tool results since it; whether a summary is asked."""
     state = _State()
     if messages and messages[0].get("role") == "user":
-        first = _text_of(messages[0].get("content"))
+        first = _said(messages[0].get("content"))
         restored = _parse_state(first) if first.startswith(COMPACTED_PREFIX) else None
         if restored is not None:
             state = restored
@@ -222,6 +235,8 @@ def _read_conversation(messages: Sequence[Mapping[str, Any]]) -> tuple[_State, b
     for index, message in enumerate(messages):
         if index == 0 and state.steps:
             continue
+        if message.get("role") == "system":
+            continue  # instructions, not a turn (note 3)
         blocks = _blocks(message.get("content"))
         if message.get("role") == "assistant":
             last_calls = [str(b.get("id")) for b in blocks if b.get("type") == "tool_use"]
@@ -240,8 +255,8 @@ def _read_conversation(messages: Sequence[Mapping[str, Any]]) -> tuple[_State, b
             state.steps.append(
                 [Observation(_result_text(b), bool(b.get("is_error", False))) for b in ordered]
             )
-        elif index > 0 and any(b.get("type") == "text" for b in blocks):
-            state.prompt = _text_of(blocks)
+        elif index > 0 and _said(blocks):
+            state.prompt = _said(blocks)
             state.steps = []
     return state, compaction
 
@@ -267,13 +282,20 @@ def _summary(state: _State, role: str) -> str:
 
 def respond(body: Mapping[str, Any], registry: PolicyRegistry) -> Reply:
     """The simulated model's answer to one Messages API request body (a pure function of it)."""
-    system = system_text(body.get("system"))
-    role = role_of(system)
     messages = body.get("messages") or []
+    # Mid-conversation system messages add to the system prompt (note 3).
+    system = "\n\n".join(
+        [system_text(body.get("system"))]
+        + [_text_of(m.get("content")) for m in messages if m.get("role") == "system"]
+    ).strip()
+    role = role_of(system)
     state, compaction = _read_conversation(messages)
     if compaction:
         return Reply(_summary(state, role))
     tools = frozenset(str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, Mapping))
+    choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "none":
+        tools = frozenset()  # the API answers without a tool call: so do the policies
     situation = Situation(
         role=role or "generic",
         system=system,
@@ -312,6 +334,15 @@ class PolicyResponder:
 
     async def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
         return message_for(body, respond(body, self.policies))
+
+
+def cache_warming(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to `max_tokens: 0`: the prompt is cached (as its breakpoints say), no text."""
+    message = message_for(body, Reply(""))
+    message["content"] = []
+    message["stop_reason"] = "max_tokens"
+    message["usage"]["output_tokens"] = 0
+    return message
 
 
 def message_for(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
@@ -362,32 +393,3 @@ def message_for(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
             "service_tier": "standard",
         },
     }
-
-
-# -- the generic policy ------------------------------------------------------------------
-
-
-def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
-    """Any role without a script: look at the workspace when it can, then answer the prompt."""
-    prompt = situation.prompt.strip() or situation.task.strip()
-    first_line = prompt.splitlines()[0] if prompt else "(no prompt)"
-    if "Glob" not in situation.tools:
-        return f"(offline simulator, role {situation.role}) Received: {first_line}"
-    seen = yield Turn("Let me look at the workspace first.", [Call("Glob", {"pattern": "**/*"})])
-    files = (
-        []
-        if seen[0].is_error or seen[0].content == "no files match"
-        else seen[0].content.splitlines()
-    )
-    readme = next((f for f in files if f.lower() in ("readme.md", "readme.txt", "readme")), None)
-    summary = ""
-    if readme and "Read" in situation.tools:
-        read = yield Turn(f"Reading {readme}.", [Call("Read", {"file_path": readme, "limit": 20})])
-        if not read[0].is_error:
-            heading = next((ln for ln in read[0].content.splitlines() if ln.strip()), "")
-            summary = f" {readme} begins: {heading.strip()!r}."
-    return (
-        f"(offline simulator, role {situation.role}) Task: {first_line}\n"
-        f"The workspace has {len(files)} files.{summary} "
-        "This role has no scripted behaviour, so no change was made."
-    )

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 import uvicorn
 from starlette.applications import Starlette
@@ -49,9 +49,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .._models import ModelTable
+from .._models import ModelTable, PriceTable
 from ..errors import ClientClosed
-from ._policies import Policy, PolicyRegistry, PolicyResponder
+from ._models_api import model_object, model_page
+from ._policies import Policy, PolicyRegistry, PolicyResponder, cache_warming
+from ._requests import Endpoint, ErrorReply, check_request
 from ._usage import canonical, count_request_tokens
 
 __all__ = ["ErrorReply", "Responder", "Simulator", "SimulatorStats"]
@@ -84,16 +86,8 @@ class SimulatorStats:
     faults: int = 0  # injected errors served
     count_tokens: int = 0
     output_tokens: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """An API error to answer instead of a message (`error_type` defaults from the status)."""
-
-    status: int
-    message: str
-    error_type: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # `anthropic-beta` values seen on accepted requests, with how many requests sent each.
+    betas: dict[str, int] = field(default_factory=dict)
 
 
 class Responder(Protocol):
@@ -132,52 +126,6 @@ def _error(reply: ErrorReply) -> JSONResponse:
         status_code=reply.status,
         headers={"request-id": request_id, **reply.headers},
     )
-
-
-def _check_messages(messages: Any) -> ErrorReply | None:
-    if not isinstance(messages, list) or not messages:
-        return ErrorReply(400, "messages: at least one message is required")
-    pending: set[str] = set()
-    for index, message in enumerate(messages):
-        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
-            return ErrorReply(400, f"messages.{index}.role: must be 'user' or 'assistant'")
-        content = message.get("content")
-        if not isinstance(content, str | list):
-            return ErrorReply(
-                400, f"messages.{index}.content: must be a string or a list of blocks"
-            )
-        blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
-        if message["role"] == "user":
-            answered = {str(b.get("tool_use_id")) for b in blocks if b.get("type") == "tool_result"}
-            unexpected = answered - pending
-            if unexpected:
-                return ErrorReply(
-                    400,
-                    f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` "
-                    f"blocks: {', '.join(sorted(unexpected))}. "
-                    "Each `tool_result` block must have a "
-                    "corresponding `tool_use` block in the previous message.",
-                )
-            missing = pending - answered
-            if missing:
-                return ErrorReply(
-                    400,
-                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
-                    f"immediately after: {', '.join(sorted(missing))}. Each `tool_use` block must "
-                    "have a corresponding `tool_result` block in the next message.",
-                )
-            pending = set()
-        else:
-            if pending:
-                return ErrorReply(
-                    400,
-                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
-                    f"immediately after: {', '.join(sorted(pending))}.",
-                )
-            pending = {str(b.get("id")) for b in blocks if b.get("type") == "tool_use"}
-    if messages[0].get("role") != "user":
-        return ErrorReply(400, "messages.0.role: the first message must use the 'user' role")
-    return None
 
 
 class Simulator:
@@ -223,6 +171,8 @@ class Simulator:
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", self._get_model, methods=["GET"]),
             ]
         )
 
@@ -344,40 +294,47 @@ class Simulator:
             return _error(ErrorReply(401, "invalid x-api-key"))
         return None
 
-    async def _body(
-        self, request: Request, *, need_max_tokens: bool
-    ) -> dict[str, Any] | ErrorReply:
+    async def _body(self, request: Request, endpoint: Endpoint) -> dict[str, Any] | ErrorReply:
         try:
             body = json.loads(await request.body())
         except ValueError as e:
             return ErrorReply(400, f"the request body is not valid JSON: {e}")
-        if not isinstance(body, dict):
-            return ErrorReply(400, "the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return ErrorReply(400, "model: Field required")
-        if model not in self.models:
-            return ErrorReply(404, f"model: {model}")
-        if need_max_tokens:
-            max_tokens = body.get("max_tokens")
-            if not isinstance(max_tokens, int) or max_tokens < 1:
-                return ErrorReply(400, "max_tokens: Field required (an integer >= 1)")
-        if (refused := _check_messages(body.get("messages"))) is not None:
+        version = request.headers.get("anthropic-version")
+        refused = check_request(body, self.models, endpoint=endpoint, version=version)
+        if refused is not None:
             return refused
-        limit = self.models.resolve(model).context_window
+        for beta in request.headers.get("anthropic-beta", "").split(","):
+            if beta.strip():
+                self.stats.betas[beta.strip()] = self.stats.betas.get(beta.strip(), 0) + 1
+        limit = self.models.resolve(body["model"]).context_window
         tokens = count_request_tokens(body)
         if tokens > limit:
             return ErrorReply(400, f"prompt is too long: {tokens} tokens > {limit} maximum")
-        return body
+        return cast(dict[str, Any], body)
 
     async def _count_tokens(self, request: Request) -> Response:
         if (denied := self._authorize(request)) is not None:
             return denied
         self.stats.count_tokens += 1
-        body = await self._body(request, need_max_tokens=False)
+        body = await self._body(request, "count_tokens")
         if isinstance(body, ErrorReply):
             return _error(body)
         return JSONResponse({"input_tokens": count_request_tokens(body)})
+
+    async def _list_models(self, request: Request) -> Response:
+        if (denied := self._authorize(request)) is not None:
+            return denied
+        page = model_page(self.models, request.query_params)
+        return _error(page) if isinstance(page, ErrorReply) else JSONResponse(page)
+
+    async def _get_model(self, request: Request) -> Response:
+        if (denied := self._authorize(request)) is not None:
+            return denied
+        name = request.path_params["model_id"]
+        if name not in self.models:
+            return _error(ErrorReply(404, f"model: {name}"))
+        prices = PriceTable.default(self.models)
+        return JSONResponse(model_object(self.models.resolve(name), prices))
 
     async def _messages(self, request: Request) -> Response:
         self.stats.requests += 1
@@ -385,13 +342,13 @@ class Simulator:
             return denied
         if self._faults:
             return self._fault()
-        body = await self._body(request, need_max_tokens=True)
+        body = await self._body(request, "messages")
         if isinstance(body, ErrorReply):
             return _error(body)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         try:
-            answer = await self.responder(body)
+            answer = await self.responder(body) if body["max_tokens"] else cache_warming(body)
         except Exception as e:  # a bug in a policy: say which, and do not let the SDK retry it
             logger.exception("simulator policy failed")
             message = f"simulator policy failed: {type(e).__name__}: {e}"

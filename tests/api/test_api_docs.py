@@ -70,6 +70,13 @@ async def test_docs_render_every_operation_offline(browser: Any, tmp_path: Path)
         page, requested, blocked, errors = await _open_docs(browser, server.url + "/docs")
         try:
             assert page.url == server.url + "/docs"
+            # Redoc renders the operations after the heading: wait until the last one is there.
+            paths = list(document["paths"])
+            await page.wait_for_function(
+                "paths => paths.every(p => document.body.innerText.includes(p))",
+                arg=paths,
+                timeout=TIMEOUT_MS,
+            )
             text = await page.inner_text("body")
             for path, item in document["paths"].items():
                 for method in item:

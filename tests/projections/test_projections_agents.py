@@ -284,3 +284,88 @@ def test_an_external_session_first_seen_mid_way_is_still_an_agent() -> None:
         "unknown",
         ["/x/y.md"],
     )
+
+
+def claude_code_with_a_subagent(tl: Timeline, session: str = "s-1") -> Timeline:
+    """A session that starts an Explore subagent, as Claude Code 2.1.332 posts its hooks."""
+
+    def hook(t: float, name: str, **payload: Any) -> None:
+        data = {"session_id": session, "cwd": "/ws", "hook_event_name": name, **payload}
+        tl.add(
+            t,
+            ExternalHookReceived(
+                source_app="claude-code", session_id=session, hook_event_name=name, payload=data
+            ),
+            run=None,
+        )
+
+    sub = {"agent_id": "ab335d475f5d1bbe9", "agent_type": "Explore"}
+    task = {"tool_name": "Agent", "tool_input": {"prompt": "find it"}, "tool_use_id": "t1"}
+    grep = {"tool_name": "Bash", "tool_input": {"command": "grep -rn x ."}, "tool_use_id": "t2"}
+    read = {"tool_name": "Read", "tool_input": {"file_path": "a.py"}, "tool_use_id": "t3"}
+    hook(0, "UserPromptSubmit", prompt="rename `x` to `y`")
+    hook(1, "PreToolUse", **task)
+    hook(2, "SubagentStart", **sub)
+    hook(3, "PreToolUse", **grep, **sub)
+    hook(4, "PostToolUse", **grep, **sub, tool_response={"stdout": "a.py:1:x"})
+    hook(5, "PostToolUse", **read, **sub, tool_response={})
+    hook(6, "SubagentStop", **sub, agent_transcript_path="/t/agent-ab335d475f5d1bbe9.jsonl")
+    hook(7, "PostToolUse", **task, tool_response={"status": "completed"})
+    hook(8, "Stop")
+    return tl
+
+
+def test_a_subagent_is_an_agent_of_its_own_whose_parent_is_the_session() -> None:
+    found = cards(claude_code_with_a_subagent(Timeline()))
+    session, child = found["ext-s-1"], found["ext-s-1-ab335d475f5d1bbe9"]
+
+    assert child["parent_id"] == "ext-s-1"
+    assert (child["name"], child["role"], child["external"]) == (
+        "Explore/ab335d47",
+        "external",
+        True,
+    )
+    assert child["status"] == "completed"
+    assert (child["started_at"], child["finished_at"]) == (at(2), at(6))
+    assert child["tool_calls"]["by_tool"] == {"Bash": 1, "Read": 1}
+    assert child["files_consumed"] == ["/ws/a.py"]
+    assert session["tool_calls"]["by_tool"] == {"Agent": 1}
+    assert session["files_consumed"] == []
+    assert session["status"] == "completed"
+
+
+def test_a_subagent_works_while_its_session_waits_on_the_agent_tool() -> None:
+    mid = cards(claude_code_with_a_subagent(Timeline()), 4)
+
+    assert mid["ext-s-1-ab335d475f5d1bbe9"]["status"] == "working"
+    assert mid["ext-s-1-ab335d475f5d1bbe9"]["tool_calls"]["last"]["name"] == "Bash"
+    assert mid["ext-s-1"]["tool_calls"]["last"]["name"] == "Agent"
+
+
+def test_a_subagent_seen_first_makes_its_session_too() -> None:
+    tl = Timeline()
+    payload = {"hook_event_name": "SubagentStart", "agent_id": "a1", "agent_type": "Plan"}
+    tl.add(0, ExternalHookReceived(source_app="cc", session_id="s", hook_event_name="SubagentStart",
+                                   payload={**payload, "session_id": "s"}), run=None)  # fmt: skip
+
+    found = cards(tl)
+
+    assert found["ext-s"]["name"] == "cc/s"
+    assert found["ext-s-a1"]["parent_id"] == "ext-s"
+    assert found["ext-s-a1"]["status"] == "working"
+
+
+def test_an_ingested_session_learns_model_and_context_window_from_its_responses() -> None:
+    tl = claude_code_with_a_subagent(Timeline())
+    usage = Usage(input_tokens=3, output_tokens=50, cache_creation_input_tokens=1000,
+                  cache_read_input_tokens=12000)  # fmt: skip
+    tl.add(9, ModelResponded(agent_id="ext-s-1", message_id="req_1", model="claude-opus-5-5",
+                             usage=usage, cost_usd=0.012, context_limit=1_000_000), run=None)  # fmt: skip
+
+    card = cards(tl)["ext-s-1"]
+
+    assert card["model"] == "claude-opus-5-5"
+    assert card["tokens"] == {"input": 3, "output": 50, "cache_write": 1000, "cache_read": 12000,
+                              "total": 13053}  # fmt: skip
+    assert card["cost_usd"] == 0.012
+    assert card["context"] == {"used": 13053, "limit": 1_000_000, "percent": 1.3}

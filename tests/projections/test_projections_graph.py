@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from pj_helpers import Timeline, scout_plan_build
-from test_projections_agents import claude_code_session
+from test_projections_agents import claude_code_session, claude_code_with_a_subagent
 
 from events import (
     AgentCommanded,
@@ -203,3 +203,14 @@ def test_a_consumes_edge_keeps_its_reads_and_the_latest_files() -> None:
 
     assert edge["reads"] == MAX_EDGE_FILES + 6
     assert edge["files"] == [*files[6:], "f0.py"]
+
+
+def test_a_claude_code_subagent_is_a_node_created_by_its_session() -> None:
+    view = claude_code_with_a_subagent(Timeline()).view(graph)
+
+    nodes = {n["id"]: n for n in view["nodes"]}
+    assert nodes["ext-s-1-ab335d475f5d1bbe9"]["parent_id"] == "ext-s-1"
+    assert nodes["ext-s-1-ab335d475f5d1bbe9"]["status"] == "completed"
+    assert {"kind": "created", "from": "ext-s-1", "to": "ext-s-1-ab335d475f5d1bbe9"} in view[
+        "edges"
+    ]

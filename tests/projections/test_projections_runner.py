@@ -35,6 +35,7 @@ from projections import (
     ProjectionRunner,
     ProjectionTimeout,
     RunnerClosed,
+    RunsProjection,
     UnknownProjection,
 )
 
@@ -121,8 +122,8 @@ async def test_checkpoints_are_written_every_n_events_not_per_event(
                 [NewEvent(AgentCreated(agent_id=f"a{i}", name="a", role="r", model="m"))],
             )
         await runner.wait_for(recorded.position)
-        assert checkpoints(store.path)["runs"] == (1, 10)
-    assert checkpoints(store.path)["runs"] == (1, 12)
+        assert checkpoints(store.path)["runs"] == (RunsProjection.version, 10)
+    assert checkpoints(store.path)["runs"] == (RunsProjection.version, 12)
 
 
 async def test_a_quiet_runner_still_checkpoints_after_the_interval(store: SQLiteEventStore) -> None:
@@ -133,7 +134,7 @@ async def test_a_quiet_runner_still_checkpoints_after_the_interval(store: SQLite
             if checkpoints(store.path).get("runs", (0, 0))[1] == head:
                 break
             await asyncio.sleep(0.02)
-        assert checkpoints(store.path)["runs"] == (1, head)
+        assert checkpoints(store.path)["runs"] == (RunsProjection.version, head)
 
 
 class Counter(FoldProjection[dict[str, int]]):

@@ -1,0 +1,72 @@
+"""An ingested Claude Code session on the dashboard: its cards, its subagent, its tool calls' inputs.
+
+The session is the one recorded from the real Claude Code 2.1.332
+(tests/runtime/fixtures/claude-code-2.1.332/), posted to the ingest endpoint of
+a served app while the page watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dash_support import dashboard_server
+from test_dashboard import READ_CARDS, assert_cards_match, get_json, open_page
+
+from api import ApiConfig
+
+pytestmark = pytest.mark.browser
+
+FIXTURES = Path(__file__).resolve().parents[1] / "runtime" / "fixtures" / "claude-code-2.1.332"
+FEED_TEXTS = "() => [...document.querySelectorAll('#feed .feed-row .text')].map(t => t.textContent)"
+
+
+def recorded_hooks() -> list[dict[str, Any]]:
+    hooks = [json.loads(line) for line in (FIXTURES / "hooks.jsonl").read_text().splitlines()]
+    for hook in hooks:  # the transcripts are where the fixtures keep them now
+        hook["transcript_path"] = str(FIXTURES / "transcript.jsonl")
+        if "agent_transcript_path" in hook:
+            hook["agent_transcript_path"] = str(FIXTURES / "transcript-subagent.jsonl")
+    return hooks
+
+
+async def test_an_ingested_session_shows_its_subagent_tool_inputs_and_cost(
+    browser: Any, config: ApiConfig, artifacts: Path
+) -> None:
+    hooks = recorded_hooks()
+    session = f"ext-{hooks[0]['session_id']}"
+    async with dashboard_server(config) as server:
+        page = await open_page(browser, server.url + "/")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for hook in hooks:
+                assert (await http.post("/v1/hooks/ingest", json=hook)).status_code == 201
+            async with asyncio.timeout(30):  # the transcripts are read after the hooks
+                while (await http.get(f"/v1/agents/{session}")).json()["turns"] < 6:
+                    await asyncio.sleep(0.1)
+        head = (await get_json(server.url, "/healthz"))["head"]
+        await page.wait_for_function(
+            "(n) => document.querySelectorAll('#feed .feed-row').length >= n", arg=head
+        )
+        await page.wait_for_function(
+            """(id) => { const c = document.querySelector(`.agent-card[data-agent-id="${id}"]`);
+                         return c && Number(c.querySelector('.cost').dataset.value) > 0; }""",
+            arg=session,
+        )
+
+        texts: list[str] = await page.evaluate(FEED_TEXTS)
+        assert any(
+            t.startswith("PreToolUse Edit file_path=/") and "old_string=" in t for t in texts
+        )
+        assert any(t.startswith("PreToolUse Bash command=grep ") for t in texts)
+        assert any(t.startswith("SubagentStart Explore ") for t in texts)
+        assert any(t.startswith("UserPromptSubmit: rename `count_words`") for t in texts)
+        agents = (await get_json(server.url, "/v1/agents"))["agents"]
+        assert_cards_match(await page.evaluate(READ_CARDS), agents)
+        assert [a["parent_id"] for a in agents] == [None, session]
+        await page.screenshot(path=artifacts / "dashboard-claude-code.png", full_page=True)
+        assert page.errors == []
+        await page.close()
