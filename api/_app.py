@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from events import SQLiteEventStore
+from events import EventStore, open_store
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
@@ -114,7 +114,7 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
             store, runner = runtime.store, runtime.runner
         else:
             store = await stack.enter_async_context(
-                SQLiteEventStore(config.db, poll_interval=config.store_poll_s)
+                open_store(config.db, poll_interval=config.store_poll_s)
             )
             runner = await stack.enter_async_context(ProjectionRunner(store))
         broadcaster = await stack.enter_async_context(
@@ -140,18 +140,16 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
 
 
 async def _open_live_export(
-    stack: AsyncExitStack, config: ApiConfig, store: SQLiteEventStore
+    stack: AsyncExitStack, config: ApiConfig, store: EventStore
 ) -> LiveExporter | None:
     """The live OTLP exporter when the config names an endpoint (its position in the log's file)."""
     if not config.otlp_endpoint:
         return None
     # Imported here: the OpenTelemetry SDK is a third of a second that only this needs.
-    from .otel import LiveExporter, ProjectionCheckpointPositions, SpanSender
+    from .otel import CheckpointPositions, LiveExporter, SpanSender
 
     sender = await stack.enter_async_context(SpanSender(config.otlp_endpoint))
-    positions = await stack.enter_async_context(
-        ProjectionCheckpointPositions(config.db, f"otel-export {sender.endpoint}")
-    )
+    positions = CheckpointPositions(store.checkpoints, f"otel-export {sender.endpoint}")
     exporter = LiveExporter(store, sender, positions, content=config.otlp_content)
     return await stack.enter_async_context(exporter)
 

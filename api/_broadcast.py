@@ -36,20 +36,17 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-from events import EventFilter, EventStore, RecordedEvent, UnknownEvent
+from events import EventFilter, EventStore, RecordedEvent, encode_event
 
-__all__ = ["Broadcaster", "Frame", "Subscriber", "event_json", "sse_frame"]
+__all__ = ["Broadcaster", "Frame", "Subscriber", "sse_frame"]
 
 logger = logging.getLogger(__name__)
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -61,37 +58,9 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         logger.error("the SSE broadcaster failed", exc_info=task.exception())
 
 
-def event_json(event: RecordedEvent) -> str:
-    """The event as JSON text, equal to `json.dumps(event.to_json_dict())` (a test checks it).
-
-    The data is dumped by pydantic's own serializer, not through a dict.
-    """
-    data = event.data
-    data_json = _dumps(data.raw) if isinstance(data, UnknownEvent) else data.model_dump_json()
-    meta = event.meta
-    head = _dumps(
-        {
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "type": data.type,
-            "meta": {
-                "run_id": meta.run_id,
-                "agent_id": meta.agent_id,
-                "parent_id": meta.parent_id,
-                "causation_id": meta.causation_id,
-                "correlation_id": meta.correlation_id,
-                "source": meta.source,
-            },
-            "recorded_at": event.recorded_at.isoformat(),
-        }
-    )
-    return f'{head[:-1]},"data":{data_json}}}'
-
-
 def sse_frame(event: RecordedEvent) -> bytes:
     """The event's SSE frame: `id` is its position, `data` its JSON (on one line)."""
-    return b"id: %d\ndata: %s\n\n" % (event.position, event_json(event).encode())
+    return b"id: %d\ndata: %s\n\n" % (event.position, encode_event(event))
 
 
 @dataclass(frozen=True, slots=True)

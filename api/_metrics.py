@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from events import SQLiteEventStore
+from events import EventStore
 
 from ._state import Services, services
 
@@ -63,7 +63,7 @@ class Metrics:
         self._unwatch: Callable[[], None] | None = None
 
     @classmethod
-    def watching(cls, store: SQLiteEventStore) -> Metrics:
+    def watching(cls, store: EventStore) -> Metrics:
         """Metrics that time every `append` made through `store` (note 1)."""
         metrics = cls()
         original: Callable[..., Awaitable[Any]] = store.append

@@ -6,10 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import EventFilter
+from events import EventFilter, encode_event
 
 from ._bodies import parse_query
-from ._broadcast import event_json
 from ._models import EventOut, EventPage, EventsQuery, StreamQuery
 from ._openapi import Operation
 from ._sse import stream_events
@@ -44,11 +43,11 @@ async def list_events(request: Request) -> Response:
     more = len(events) > limit
     events = events[:limit]
     next_after = events[-1].position if more else None
-    # The page is assembled from each event's JSON text: no dict per event.
-    body = (
-        '{"events":['
-        + ",".join(event_json(event) for event in events)
-        + f'],"next":{"null" if next_after is None else next_after},"head":{head}}}'
+    # The page is assembled from each event's wire JSON: no dict per event.
+    body = b'{"events":[%s],"next":%s,"head":%d}' % (
+        b",".join([encode_event(event) for event in events]),
+        b"null" if next_after is None else b"%d" % next_after,
+        head,
     )
     return Response(body, media_type="application/json")
 

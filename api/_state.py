@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from events import SQLiteEventStore
+from events import EventStore
 
 from ._broadcast import Broadcaster
 from ._config import ApiConfig
@@ -33,7 +33,7 @@ class Services:
     """Everything a route needs, opened by the lifespan and closed by it (in reverse)."""
 
     config: ApiConfig
-    store: SQLiteEventStore
+    store: EventStore
     runner: ProjectionRunner
     broadcaster: Broadcaster
     # The runtime (model client, hooks, Fleet) when the config asks for one.

@@ -42,8 +42,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from api.otel import (  # noqa: E402
+    CheckpointPositions,
     LiveExporter,
-    ProjectionCheckpointPositions,
     SpanSender,
     export_run,
     map_events,
@@ -321,8 +321,8 @@ async def part2(rate: int, seconds: float) -> None:
         async with (
             SQLiteEventStore(db, poll_interval=0.05) as store,
             SpanSender(receiver.url) as sender,
-            ProjectionCheckpointPositions(db, "otel-export bench") as positions,
         ):
+            positions = CheckpointPositions(store.checkpoints, "otel-export bench")
             await _start_run(store, "live")
             async with LiveExporter(store, sender, positions) as exporter:
                 lag = _Lag(store, exporter)

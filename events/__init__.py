@@ -1,8 +1,12 @@
-"""The log: event models, the store protocol and its SQLite backend.
+"""The log: event models, the store protocols, their backends, the wire JSON.
 
-Everything in fleet is derived from this one append-only log. This package
-knows nothing of agents beyond the event types, and imports no web framework
-and no model SDK.
+Everything in fleet is derived from this one append-only log. Other packages
+know it only through the protocols `EventStore` and `CheckpointStore`, opened
+by `open_store(path or URL)`; the backends live in `events.sqlite` (the
+default, one file) and `events.memory` (tests, embedding). `encode_event` is
+the one JSON encoding of an event that leaves the process. This package knows
+nothing of agents beyond the event types, and imports no web framework and no
+model SDK.
 """
 
 from __future__ import annotations
@@ -37,17 +41,15 @@ from ._catalogue import (
     UnknownEvent,
     Usage,
 )
+from ._checkpoints import Checkpoint, CheckpointStore, Snapshot
+from ._encoding import DEFAULT_MAX_EVENT_BYTES
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent, Source
 from ._export import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
-    ExportInvalid,
-    ImportConflict,
     ImportResult,
-    ReplayError,
     RunExport,
     RunExported,
-    RunNotFound,
     export_lines,
     export_run,
     import_run,
@@ -55,19 +57,29 @@ from ._export import (
     read_export,
     read_run,
 )
-from ._sqlite import DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
-from ._store import EventFilter, EventStore
+from ._open import open_store
+from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
+from ._wire import encode_event
 from .errors import (
     EventTooLarge,
+    ExportInvalid,
     FleetError,
+    ImportConflict,
     InvalidEvent,
+    LogNotFound,
     NotADatabase,
+    ReplayError,
+    RunNotFound,
     StoreClosed,
     StoreError,
+    StoreUnavailable,
     UnknownEventType,
+    UnsupportedLocation,
     VersionConflict,
 )
+from .memory import MemoryEventStore
+from .sqlite import SQLiteEventStore
 
 __all__ = [
     "ANY",
@@ -87,6 +99,8 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalRequested",
     "BoardColumn",
+    "Checkpoint",
+    "CheckpointStore",
     "ContextCompacted",
     "EventData",
     "EventFilter",
@@ -100,7 +114,10 @@ __all__ = [
     "HookInvoked",
     "ImportConflict",
     "ImportResult",
+    "ImportedEvent",
     "InvalidEvent",
+    "LogNotFound",
+    "MemoryEventStore",
     "Meta",
     "ModelResponded",
     "NewEvent",
@@ -115,9 +132,11 @@ __all__ = [
     "RunNotFound",
     "RunStarted",
     "SQLiteEventStore",
+    "Snapshot",
     "Source",
     "StoreClosed",
     "StoreError",
+    "StoreUnavailable",
     "TaskCreated",
     "TaskMoved",
     "TelemetryReceived",
@@ -125,11 +144,14 @@ __all__ = [
     "ToolCallRequested",
     "UnknownEvent",
     "UnknownEventType",
+    "UnsupportedLocation",
     "Usage",
     "VersionConflict",
+    "encode_event",
     "export_lines",
     "export_run",
     "import_run",
+    "open_store",
     "parse_export",
     "read_export",
     "read_run",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ._catalogue import EventData, EventModel, UnknownEvent
+from ._catalogue import EventData, UnknownEvent
 
 __all__ = [
     "ANY",
@@ -81,28 +82,12 @@ class RecordedEvent:
         return self.data.type
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The event as plain JSON-ready data (the shape of the API and of exports)."""
-        data = self.data.raw if isinstance(self.data, UnknownEvent) else _dump(self.data)
-        return {
-            "position": self.position,
-            "stream_id": self.stream_id,
-            "version": self.version,
-            "type": self.type,
-            "data": data,
-            "meta": {
-                "run_id": self.meta.run_id,
-                "agent_id": self.meta.agent_id,
-                "parent_id": self.meta.parent_id,
-                "causation_id": self.meta.causation_id,
-                "correlation_id": self.meta.correlation_id,
-                "source": self.meta.source,
-            },
-            "recorded_at": self.recorded_at.isoformat(),
-        }
+        """The event's wire JSON (`events.encode_event`) as plain data: the shape of the
+        API, the SSE stream and exports."""
+        from ._wire import encode_event  # the encoder imports this module
 
-
-def _dump(model: EventModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+        value: dict[str, Any] = json.loads(encode_event(self))
+        return value
 
 
 _new = object.__new__

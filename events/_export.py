@@ -19,18 +19,19 @@ each with its newline): a truncated, reordered or edited file is refused, and
 so is one whose events are out of position order, whose stream versions are
 not contiguous from 1, or whose data does not match its type.
 
+Event lines are `events.encode_event(event, schema=True)`: the wire JSON of
+`GET /v1/events` plus the data's schema version.
+
 Notes (do not fix without reading this):
-1. `import_run` writes the whole run in ONE SQLite transaction on an aiosqlite
-   connection of its own, not through `append`: appends cannot carry an event's original
-   `recorded_at` (every projection's times, durations and critical paths come
-   from it, so a run imported through `append` would show all of its waits as
-   zero), and one append per stream cannot be all-or-nothing across streams.
-   The transaction checks that no stream of the run exists (what
-   `expected_version=NO_STREAM` checks per append), gives the events new
-   positions after the head in their original order, keeps stream versions,
-   maps `causation_id`s to the new positions (None when the cause is not in
-   the run), and widens `spans` as the writer does. It depends on the table
-   layout in `_sqlite_rows.SCHEMA`, a file format: change both together.
+1. Everything is checked here, before anything is written; the write is the
+   backend's `EventStore.import_run`: ONE transaction, not `append`s, since
+   appends cannot carry an event's original `recorded_at` (every
+   projection's times, durations and critical paths come from it) and one
+   append per stream cannot be all-or-nothing across streams. It checks that
+   no stream of the run exists, gives the events new positions after the
+   head in their original order, keeps stream versions, and maps
+   `causation_id`s to the new positions (None when the cause is not in the
+   run).
 2. Imported events keep their `recorded_at`, so `recorded_at` is not
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
@@ -44,34 +45,28 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from pydantic import ValidationError
 
-from ._catalogue import EVENT_TYPES, EventModel, RunStarted, UnknownEvent
+from ._catalogue import EVENT_TYPES, EventModel, RunStarted
+from ._encoding import meta_params
 from ._envelope import Meta, RecordedEvent
-from ._sqlite import SQLiteEventStore
-from ._sqlite_rows import UPSERT_SPAN, meta_params
-from ._store import EventFilter, EventStore
+from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import upcast
-from .errors import EventTooLarge, FleetError, InvalidEvent, StoreError
+from ._wire import encode_event
+from .errors import EventTooLarge, ExportInvalid, InvalidEvent, RunNotFound
 
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
-    "ExportInvalid",
-    "ImportConflict",
     "ImportResult",
-    "ReplayError",
     "RunExport",
     "RunExported",
-    "RunNotFound",
     "export_lines",
     "export_run",
     "import_run",
@@ -87,46 +82,6 @@ _EVENT_KEYS = frozenset(
 )
 _META_KEYS = frozenset(Meta.__dataclass_fields__)
 _WRITE_CHUNK = 1 << 20  # bytes handed to a file write at once
-_SPAN_BATCH = 500  # stream ids per `IN (...)` (SQLite allows 32766 parameters)
-
-
-# -- errors -------------------------------------------------------------------
-
-
-class ReplayError(FleetError):
-    """Replaying, exporting or importing a run went wrong; nothing was written."""
-
-
-class RunNotFound(ReplayError):
-    """No run of this id is in the log (no RunStarted on its run stream)."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"no run {run_id!r} in this log (see `fleet runs`)")
-
-
-class ExportInvalid(ReplayError):
-    """A run export that cannot be trusted: not JSON Lines, truncated, reordered or edited."""
-
-    def __init__(self, source: str, reason: str, *, line: int | None = None) -> None:
-        self.source = source
-        self.reason = reason
-        self.line = line
-        where = f"{source}, line {line}" if line is not None else source
-        super().__init__(f"refusing {where}: {reason}; nothing was imported")
-
-
-class ImportConflict(ReplayError):
-    """Streams of the imported run exist in the target log already."""
-
-    def __init__(self, run_id: str, streams: Iterable[str]) -> None:
-        self.run_id = run_id
-        self.streams = tuple(sorted(streams))
-        shown = ", ".join(self.streams[:5]) + (" ..." if len(self.streams) > 5 else "")
-        super().__init__(
-            f"cannot import run {run_id!r}: {len(self.streams)} of its streams exist in this "
-            f"log already ({shown}); it was recorded or imported here before. Nothing was written"
-        )
 
 
 # -- results --------------------------------------------------------------------
@@ -155,12 +110,6 @@ class ImportResult:
     last_position: int
 
 
-# A validated event ready to insert: everything but its new position.
-# (old position, stream, version, type, schema, data JSON, run, agent, parent,
-#  old causation, correlation, source, recorded_at in microseconds)
-_Row = tuple[int, str, int, str, int, str, Any, Any, Any, Any, Any, str, int]
-
-
 @dataclass(frozen=True, slots=True)
 class RunExport:
     """A parsed and fully checked export, ready for `import_run`. Holds no open file."""
@@ -170,7 +119,7 @@ class RunExport:
     header: dict[str, Any]
     sha256: str
     streams: dict[str, int]
-    rows: tuple[_Row, ...]
+    rows: tuple[ImportedEvent, ...]
 
     @property
     def events(self) -> int:
@@ -183,65 +132,6 @@ class RunExport:
 
 def _line(value: dict[str, Any]) -> bytes:
     return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-class _LineWriter:
-    """Encodes event lines: `RecordedEvent.to_json_dict()` plus `schema`, as one JSON object.
-
-    The data goes through its model's own JSON serializer, and the meta, stream
-    id and time of an event are encoded once for all the events that share them:
-    three times faster than `json.dumps(event.to_json_dict())`, the same JSON.
-    """
-
-    _MAX_CACHED = 4096
-
-    def __init__(self) -> None:
-        self._metas: dict[Meta, bytes] = {}
-        self._streams: dict[str, bytes] = {}
-        self._types: dict[type[EventModel], tuple[bytes, int]] = {}
-        self._at: tuple[datetime | None, bytes] = (None, b"")
-
-    def __call__(self, event: RecordedEvent) -> bytes:
-        data = event.data
-        if isinstance(data, UnknownEvent):
-            # A type this fleet does not know cannot be checked on import: refuse it here.
-            raise InvalidEvent(
-                f"event at position {event.position} has a type this fleet does not know "
-                f"({event.type}); export it with the fleet that wrote it"
-            )
-        cls = type(data)
-        kind = self._types.get(cls)
-        if kind is None:
-            kind = self._types[cls] = (_dumps(data.type), cls.SCHEMA_VERSION)
-        meta = self._metas.get(event.meta)
-        if meta is None:
-            if len(self._metas) >= self._MAX_CACHED:
-                self._metas.clear()
-            fields = {name: getattr(event.meta, name) for name in _META_FIELDS}
-            meta = self._metas[event.meta] = _dumps(fields)
-        stream = self._streams.get(event.stream_id)
-        if stream is None:
-            if len(self._streams) >= self._MAX_CACHED:
-                self._streams.clear()
-            stream = self._streams[event.stream_id] = _dumps(event.stream_id)
-        at = event.recorded_at
-        if self._at[0] is not at:
-            self._at = (at, _dumps(at.isoformat()))
-        return b"".join(
-            (
-                b'{"position":%d,"stream_id":%s,"version":%d,"type":%s,"schema":%d,"data":'
-                % (event.position, stream, event.version, kind[0], kind[1]),
-                cls.__pydantic_serializer__.to_json(data),
-                b',"meta":', meta, b',"recorded_at":', self._at[1], b"}\n",
-            )
-        )  # fmt: skip
-
-
-_META_FIELDS = tuple(Meta.__dataclass_fields__)
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def _find_run(store: EventStore, run_id: str) -> None:
@@ -313,10 +203,9 @@ async def _lines(store: EventStore, run_id: str, head: int) -> AsyncIterator[byt
     digest.update(header)
     yield header
     counts: dict[str, int] = {}
-    encode = _LineWriter()
     async for event in _run_events(store, run_id, head):
         counts[event.stream_id] = event.version
-        line = encode(event)
+        line = encode_event(event, schema=True) + b"\n"
         digest.update(line)
         yield line
     yield _line(
@@ -380,7 +269,7 @@ class _Checker:
         self.header: dict[str, Any] | None = None
         self.trailer: dict[str, Any] | None = None
         self.run_id = ""
-        self.rows: list[_Row] = []
+        self.rows: list[ImportedEvent] = []
         self.versions: dict[str, int] = {}
         self.last_position = 0
         self.validators = {name: (cls.SCHEMA_VERSION, cls) for name, cls in EVENT_TYPES.items()}
@@ -451,19 +340,24 @@ class _Checker:
         if isinstance(data, RunStarted) and data.run_id != self.run_id:
             raise self.fail(f"RunStarted is for run {data.run_id!r}, not {self.run_id!r}", number)
         meta = self.meta(number, value["meta"])
-        recorded_us = self.recorded_at(number, value["recorded_at"])
+        recorded_at = self.recorded_at(number, value["recorded_at"])
         try:
-            run, agent, parent, _, correlation, source = meta_params(meta)
+            meta_params(meta)
         except InvalidEvent as e:
             raise self.fail(e.reason, number) from None
         text = type(data).__pydantic_serializer__.to_json(data).decode()
         self.rows.append(
-            (
-                position, stream, version, value["type"], type(data).SCHEMA_VERSION, text,
-                run or None, agent or None, parent or None, meta.causation_id,
-                correlation or None, source, recorded_us,
+            ImportedEvent(
+                position,
+                stream,
+                version,
+                value["type"],
+                type(data).SCHEMA_VERSION,
+                text,
+                meta,
+                recorded_at,
             )
-        )  # fmt: skip
+        )
         self.versions[stream] = version
         self.last_position = position
 
@@ -489,15 +383,14 @@ class _Checker:
             raise self.fail(f"meta must be an object with keys among {sorted(_META_KEYS)}", number)
         return Meta(**raw)
 
-    def recorded_at(self, number: int, raw: Any) -> int:
+    def recorded_at(self, number: int, raw: Any) -> datetime:
         try:
             at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
         except ValueError:
             at = None
         if at is None or at.tzinfo is None:
             raise self.fail(f"recorded_at {raw!r} is not an ISO 8601 time with a zone", number)
-        delta = at - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return at
 
     def finish(self, number: int, value: dict[str, Any]) -> None:
         if value.get("end") != EXPORT_FORMAT:
@@ -568,24 +461,21 @@ async def read_export(path: str | os.PathLike[str]) -> RunExport:
 # -- import ----------------------------------------------------------------------
 
 
-async def import_run(store: SQLiteEventStore, export: RunExport) -> ImportResult:
+async def import_run(store: EventStore, export: RunExport) -> ImportResult:
     """Append the run in `export` to `store`'s log in one transaction (module note 1).
 
     Every event gets a new position after the log's head, in the export's
     order; stream versions, data, meta and `recorded_at` are kept. Raises
     `ImportConflict` when a stream of the run exists already, `EventTooLarge`
-    for an event over this store's size limit, `StoreError`/`StoreClosed` for
-    the log itself; in every case nothing is written. `export` is not mutated.
+    for an event over this store's size limit, `StoreError`/`StoreClosed`/
+    `StoreUnavailable` for the log itself; in every case nothing is written.
+    `export` is not mutated.
     """
-    await store.head()  # raises StoreClosed after aclose()
     limit = store.max_event_bytes
-    for row in export.rows:
-        if len(row[5]) * 4 > limit and len(row[5].encode()) > limit:
-            raise EventTooLarge(row[1], row[3], len(row[5].encode()), limit)
-    timeout_ms = round(float(getattr(store, "lock_timeout", 10.0)) * 1000)
-    first = await _insert(store.path, export, timeout_ms)
-    with contextlib.suppress(AttributeError):
-        store._committed()  # wake this process's subscriptions now, not at their next poll
+    for event in export.rows:
+        if len(event.data) * 4 > limit and len(event.data.encode()) > limit:
+            raise EventTooLarge(event.stream_id, event.type, len(event.data.encode()), limit)
+    first = await store.import_run(export.run_id, export.rows)
     return ImportResult(
         export.run_id,
         export.events,
@@ -593,66 +483,3 @@ async def import_run(store: SQLiteEventStore, export: RunExport) -> ImportResult
         first,
         first + export.events - 1,
     )
-
-
-def _rows_for(export: RunExport, head: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows to insert after `head` (positions and causation ids remapped) and their spans."""
-    new_position = {row[0]: head + i for i, row in enumerate(export.rows, start=1)}
-    spans: dict[tuple[str, str], list[int]] = {}
-    params = []
-    for row in export.rows:
-        position = new_position[row[0]]
-        for kind, key in (("run", row[6]), ("agent", row[7])):
-            if key is not None:
-                span = spans.setdefault((kind, key), [position, position])
-                span[1] = position
-        params.append(
-            (
-                position, row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                new_position.get(row[9]) if row[9] is not None else None,
-                row[10], row[11], row[12],
-            )
-        )  # fmt: skip
-    return params, [(*key, *span) for key, span in spans.items()]
-
-
-async def _insert(path: Path, export: RunExport, timeout_ms: int) -> int:
-    """The import's transaction, on a connection of its own. Returns the first new position."""
-    try:
-        async with aiosqlite.connect(path, isolation_level=None) as conn:
-            await conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                streams = list(export.streams)
-                existing: list[str] = []
-                for i in range(0, len(streams), _SPAN_BATCH):
-                    batch = streams[i : i + _SPAN_BATCH]
-                    found = await conn.execute_fetchall(
-                        "SELECT DISTINCT stream_id FROM events WHERE stream_id IN "
-                        f"({','.join('?' * len(batch))})",
-                        batch,
-                    )
-                    existing += [str(r[0]) for r in found]
-                if existing:
-                    raise ImportConflict(export.run_id, existing)
-                ((head,),) = await conn.execute_fetchall(
-                    "SELECT COALESCE(MAX(position), 0) FROM events"
-                )
-                # Building 100,000 rows is CPU work: off the event loop.
-                params, spans = await asyncio.to_thread(_rows_for, export, int(head))
-                await conn.executemany(
-                    "INSERT INTO events (position, stream_id, version, type, schema_version, "
-                    "data, run_id, agent_id, parent_id, causation_id, correlation_id, source, "
-                    "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    params,
-                )
-                await conn.executemany(UPSERT_SPAN, spans)
-                await conn.execute("COMMIT")
-            except BaseException:
-                # Closing the connection would roll back too; say it, and never half-commit.
-                if conn.in_transaction:
-                    await asyncio.shield(conn.execute("ROLLBACK"))
-                raise
-    except sqlite3.Error as e:
-        raise StoreError(f"import into {path} failed, nothing was written: {e}") from e
-    return int(head) + 1

@@ -9,6 +9,9 @@ The tree (other packages add their own leaves under these roots)::
     │   ├── InvalidEvent            data that cannot be encoded (not JSON-serializable)
     │   ├── UnknownEventType        a stored type this code does not know
     │   ├── StoreClosed             use after aclose()
+    │   ├── StoreUnavailable        the log cannot be written now (disk full, read-only)
+    │   ├── LogNotFound             opening a log that does not exist, where none is created
+    │   ├── UnsupportedLocation     no backend for this path or URL
     │   └── NotADatabase            the file is not a SQLite database
     ├── ProjectionError             projections/
     ├── HookError                   hooks/ (see hooks/errors.py)
@@ -16,12 +19,17 @@ The tree (other packages add their own leaves under these roots)::
     ├── ToolError                   runtime/: a tool call failed
     │   └── WorkspaceEscape         a path outside the agent's workspace
     ├── AgentNotFound / AgentDeleted / BudgetExceeded  runtime/
-    └── ReplayError                 replay and import/export
+    └── ReplayError                 replay and import/export: nothing was written
+        ├── RunNotFound             no such run in the log
+        ├── ExportInvalid           a run export that cannot be trusted
+        └── ImportConflict          the imported run's streams exist in the log already
 
 Each exception carries its facts as attributes and builds its message itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class FleetError(Exception):
@@ -102,3 +110,71 @@ class NotADatabase(StoreError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"{path} is not a fleet SQLite database")
+
+
+class StoreUnavailable(StoreError):
+    """The log cannot be written now: the disk is full, the file or its folder is
+    read-only, or the store was opened read-only. Nothing was written.
+
+    `reason` says which, in words a user can act on.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the event log cannot be written: {reason}")
+
+
+class LogNotFound(StoreError):
+    """There is no log at `location`, and this opening does not create one (read-only)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__(f"no fleet log at {location} (opened read-only, so none is created)")
+
+
+class UnsupportedLocation(StoreError):
+    """No backend can open a log at `location` (an unknown URL scheme, a backend not built)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"cannot open a fleet log at {location!r}: {reason}")
+
+
+# -- replay, export and import -------------------------------------------------------
+
+
+class ReplayError(FleetError):
+    """Replaying, exporting or importing a run went wrong; nothing was written."""
+
+
+class RunNotFound(ReplayError):
+    """No run of this id is in the log (no RunStarted on its run stream)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in this log (see `fleet runs`)")
+
+
+class ExportInvalid(ReplayError):
+    """A run export that cannot be trusted: not JSON Lines, truncated, reordered or edited."""
+
+    def __init__(self, source: str, reason: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        self.line = line
+        where = f"{source}, line {line}" if line is not None else source
+        super().__init__(f"refusing {where}: {reason}; nothing was imported")
+
+
+class ImportConflict(ReplayError):
+    """Streams of the imported run exist in the target log already."""
+
+    def __init__(self, run_id: str, streams: Iterable[str]) -> None:
+        self.run_id = run_id
+        self.streams = tuple(sorted(streams))
+        shown = ", ".join(self.streams[:5]) + (" ..." if len(self.streams) > 5 else "")
+        super().__init__(
+            f"cannot import run {run_id!r}: {len(self.streams)} of its streams exist in this "
+            f"log already ({shown}); it was recorded or imported here before. Nothing was written"
+        )

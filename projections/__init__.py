@@ -4,7 +4,7 @@ Every read model is a pure function of the event log. `ProjectionRunner`
 keeps them up to date (exactly once, with checkpoints in the log's own
 SQLite file) and answers any of them as of any past position (time travel).
 
-    async with SQLiteEventStore(path) as store, ProjectionRunner(store) as runner:
+    async with open_store(path) as store, ProjectionRunner(store) as runner:
         await runner.wait_for(position)
         runner.view("agents")                      # JSON the API serves
         await runner.view_at("board", position=120)

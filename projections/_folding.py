@@ -11,7 +11,7 @@ Notes (do not fix without reading this):
    is held for one page (a few milliseconds) at a time, never for the whole
    log.
 2. The cyclic garbage collector is paused while a page is folded, as the
-   store does while it decodes one (`events/_sqlite_rows.py`, note 4): a fold
+   store does while it decodes one (`events/_decoding.py`, note 3): a fold
    makes many small containers and no cycles, and a collection walking a
    large state several times per page made rebuilds markedly slower.
 3. A projection may say which event classes it folds (`types`, e.g.
@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import EventFilter, RecordedEvent, SQLiteEventStore, UnknownEvent
+from events import EventFilter, EventStore, RecordedEvent, UnknownEvent
 
 from ._base import Projection, quiet_reports
 from ._checkpoints import Snapshots
@@ -73,7 +73,7 @@ class Slot:
 
 
 async def fold(
-    store: SQLiteEventStore,
+    store: EventStore,
     slots: list[Slot],
     until: int,
     snapshots: Snapshots,

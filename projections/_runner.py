@@ -1,12 +1,13 @@
 """The projection runner: folds the log into every read model, exactly once.
 
 `async with ProjectionRunner(store) as runner:` loads each projection's
-checkpoint from the log's SQLite file, folds the events after it up to the
-head, then follows `store.subscribe` in a background
+checkpoint from the log's checkpoint store (`store.checkpoints`), folds the
+events after it up to the head, then follows `store.subscribe` in a background
 task. Each projection has its own position (the last event folded into its
 state); an event at or below it is a duplicate and is skipped. Checkpoints
 are written every `checkpoint_every` events or `checkpoint_interval` seconds
-and on close, never per event (the event writer shares SQLite's write lock).
+and on close, never per event (they share the log's writer with the events).
+On a store opened read-only, checkpoints are read but never written.
 
 Notes (do not fix without reading this):
 1. An event whose type this code does not know (`events.UnknownEvent`, a
@@ -29,16 +30,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from events import RecordedEvent, SQLiteEventStore, StoreClosed, UnknownEvent
+from events import Checkpoint, EventStore, RecordedEvent, StoreClosed, UnknownEvent
 
 from ._agents import AgentsProjection
 from ._base import Projection
 from ._board import BoardProjection
-from ._checkpoints import Checkpoint, CheckpointStore, Snapshots, decode_state, encode_state
+from ._checkpoints import Snapshots, decode_state, encode_state
 from ._fleet import FleetProjection
 from ._folding import Slot, fold, gc_paused
 from ._graph import GraphProjection
@@ -76,7 +76,7 @@ class ProjectionRunner:
 
     def __init__(
         self,
-        store: SQLiteEventStore,
+        store: EventStore,
         projections: Sequence[Projection[Any]] | None = None,
         *,
         checkpoint_every: int = 1000,
@@ -101,12 +101,11 @@ class ProjectionRunner:
         if snapshot_every < 0 or max_snapshots < 1:
             raise ValueError("snapshot_every must be >= 0 and max_snapshots >= 1")
         self._store = store
-        self._path = Path(store.path)
         self._slots = {p.name: Slot(p, p.initial()) for p in chosen}
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
         self._snapshots = Snapshots(snapshot_every, max_snapshots)
-        self._db = CheckpointStore(self._path)
+        self._checkpoints = store.checkpoints
         self._checkpoint_lock = asyncio.Lock()
         self._since_checkpoint = 0
         self._advanced = asyncio.Event()
@@ -120,14 +119,13 @@ class ProjectionRunner:
     async def start(self) -> Self:
         """Load checkpoints, catch up to the log's head, then follow it in the background.
 
-        Raises `events.StoreError` if the checkpoint table cannot be opened,
+        Raises `events.StoreError` if the checkpoints cannot be read or written,
         `RunnerClosed` if the runner was already started or closed.
         """
         if self._state != "new":
             raise RunnerClosed(f"the projection runner is already {self._state}")
         self._state = "starting"
         try:
-            await self._db.open()
             await self._load_checkpoints()
             head = await self._store.head()
             for slot in self._slots.values():
@@ -145,7 +143,6 @@ class ProjectionRunner:
             await self._checkpoint()
         except BaseException:
             self._state = "closed"
-            await self._db.aclose()
             raise
         self._follower = asyncio.create_task(self._follow(), name="fleet-projections-follow")
         self._flusher = asyncio.create_task(self._flush(), name="fleet-projections-flush")
@@ -183,7 +180,6 @@ class ProjectionRunner:
         except Exception:
             logger.exception("could not write the last projection checkpoints")
         finally:
-            await self._db.aclose()
             self._state = "closed"
             self._stopped = self._stopped or RunnerClosed()
             self._advanced.set()
@@ -379,7 +375,7 @@ class ProjectionRunner:
                 raise InvalidPosition(position, head)
 
     async def _load_checkpoints(self) -> None:
-        stored = await self._db.load_all()
+        stored = await self._checkpoints.load_checkpoints()
         for slot in self._slots.values():
             checkpoint = stored.get(slot.name)
             version = slot.projection.version
@@ -503,8 +499,11 @@ class ProjectionRunner:
             self._since_checkpoint = 0
             if not rows:
                 return
+            if self._store.readonly:
+                logger.debug("read-only log: checkpoints not written %s", [r.name for r in rows])
+                return
             try:
-                await self._db.save(rows)
+                await self._checkpoints.save_checkpoints(rows)
             except BaseException:
                 for slot in written:
                     slot.dirty = True

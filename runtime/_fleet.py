@@ -35,9 +35,9 @@ from events import (
     AgentWoke,
     EventFilter,
     EventModel,
+    EventStore,
     Meta,
     NewEvent,
-    SQLiteEventStore,
 )
 from hooks import HookDispatcher, build_payload
 from projections import ProjectionRunner
@@ -114,7 +114,7 @@ class Fleet:
     def __init__(
         self,
         *,
-        store: SQLiteEventStore,
+        store: EventStore,
         runner: ProjectionRunner,
         client: ModelClient,
         hooks: HookDispatcher,
@@ -306,8 +306,7 @@ class Fleet:
             await self._start(agent, task, by=parent_id or "user")
         return await self.get_agent_status(agent_id)
 
-    @staticmethod
-    def _toolbox(role: str, tools: Iterable[str] | None) -> Toolbox:
+    def _toolbox(self, role: str, tools: Iterable[str] | None) -> Toolbox:
         if role == "orchestrator":
             return orchestrator_toolbox()
         given = list(tools) if tools is not None else list(role_spec(role).tools)
@@ -317,7 +316,8 @@ class Fleet:
             raise InvalidAgentSpec("tools", f"unknown tools {unknown}; known: {list(WORKER_TOOLS)}")
         if len(set(names)) != len(names):
             raise InvalidAgentSpec("tools", f"a tool is named twice in {names}")
-        return worker_toolbox(names)
+        # The file tools refuse to write the log's own files, wherever they are.
+        return worker_toolbox(names, log_path=_log_file(self.store.location))
 
     async def command_agent(
         self, agent_id: str, prompt: str, *, by: str = "user"
@@ -602,3 +602,12 @@ class Fleet:
             with contextlib.suppress(AgentGone):
                 await self.delete_agent(agent_id, by=by)
         return targets
+
+
+def _log_file(location: str) -> str | None:
+    """The log's file when the store is one (a path or `sqlite:///...`), else None."""
+    if location.startswith("sqlite:///"):
+        return location.removeprefix("sqlite:///")
+    if location == "memory:" or "://" in location:
+        return None
+    return location

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from events import SQLiteEventStore
+from events import EventStore, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
@@ -53,7 +53,7 @@ class RuntimeOptions:
 class Runtime:
     """The open parts of a fleet."""
 
-    store: SQLiteEventStore
+    store: EventStore
     runner: ProjectionRunner
     hooks: HookDispatcher
     client: ModelClient
@@ -84,7 +84,7 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
     hooks_config = _hooks_config(options)
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(
-            SQLiteEventStore(options.db, poll_interval=options.store_poll_s)
+            open_store(options.db, poll_interval=options.store_poll_s)
         )
         runner = await stack.enter_async_context(ProjectionRunner(store))
         hooks = await stack.enter_async_context(

@@ -4,6 +4,8 @@ fixtures belong in tests/<package>/conftest.py.
 `store_factory` opens event stores on a fresh log for the test, once per
 backend in `STORE_BACKENDS`; a test written against it is part of the store
 contract and runs unchanged on every backend. `store` is one open store.
+A backend joins by adding its name to `STORE_BACKENDS` and teaching
+`StoreFactory` to open it (`_open`) and to write a raw row (`write_raw`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 import pytest
 
 from events import EventStore, SQLiteEventStore
+from events.memory import MemoryEventStore, MemoryLog
 
-STORE_BACKENDS = ["sqlite"]
+STORE_BACKENDS = ["sqlite", "memory"]
 
 
 class StoreFactory:
@@ -30,17 +33,35 @@ class StoreFactory:
     """
 
     def __init__(self, backend: str, tmp_path: Path) -> None:
+        if backend not in STORE_BACKENDS:
+            raise NotImplementedError(f"no store factory for backend {backend!r}")
         self.backend = backend
-        self.location = str(tmp_path / "log.db")
+        self._tmp_path = tmp_path
+        self._logs = 0
+        self.location = self._new_log()
+        self._memory: dict[str, MemoryLog] = {}
         self._open: list[EventStore] = []
+
+    def _new_log(self) -> str:
+        self._logs += 1
+        return str(self._tmp_path / f"log-{self._logs}.db")
 
     async def __call__(self, **options: Any) -> EventStore:
         """A new open store on this test's log (the same log on every call)."""
-        if self.backend != "sqlite":
-            raise NotImplementedError(f"no store factory for backend {self.backend!r} yet")
-        options.setdefault("poll_interval", 0.05)
-        store = await SQLiteEventStore(self.location, **options).open()
-        self._open.append(store)
+        return await self._open_on(self.location, **options)
+
+    async def other(self, **options: Any) -> EventStore:
+        """A new open store on another, empty log of the same backend."""
+        return await self._open_on(self._new_log(), **options)
+
+    async def _open_on(self, location: str, **options: Any) -> EventStore:
+        store: EventStore
+        if self.backend == "sqlite":
+            options.setdefault("poll_interval", 0.05)
+            store = SQLiteEventStore(location, **options)
+        else:
+            store = MemoryEventStore(self._memory.setdefault(location, MemoryLog()), **options)
+        self._open.append(await store.open())
         return store
 
     def write_raw(
@@ -53,8 +74,17 @@ class StoreFactory:
         recorded_at_us: int = 1_700_000_000_000_000,
     ) -> int:
         """Append one row as-is, bypassing every check; returns its position."""
-        if self.backend != "sqlite":
-            raise NotImplementedError(f"no store factory for backend {self.backend!r} yet")
+        if self.backend == "memory":
+            log = self._memory.setdefault(self.location, MemoryLog())
+            position = log.head + 1
+            version = len(log.stream_positions(stream_id)) + 1
+            log.insert_rows(
+                [
+                    (position, stream_id, version, type, schema_version, data_json,
+                     None, None, None, None, None, "runtime", recorded_at_us)
+                ]
+            )  # fmt: skip
+            return position
         with closing(sqlite3.connect(self.location, isolation_level=None)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()

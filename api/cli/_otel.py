@@ -40,7 +40,7 @@ def _export(args: argparse.Namespace) -> int:
     import asyncio
 
     # Imported here: the OpenTelemetry SDK costs a third of a second to load.
-    from events import SQLiteEventStore
+    from events import open_store
 
     from ..otel import ExportFailed, content_from_env, export_run
 
@@ -51,7 +51,7 @@ def _export(args: argparse.Namespace) -> int:
     content = args.content or content_from_env()
 
     async def main() -> Any:
-        async with SQLiteEventStore(resolve_db(args.db)) as store:
+        async with open_store(resolve_db(args.db), readonly=True) as store:
             return await export_run(
                 store, run_id, endpoint, content=content,
                 max_content_chars=args.max_content_chars, timeout_s=args.timeout,

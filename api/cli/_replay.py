@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._common import add_common, console, print_json, resolve_db
 
 if TYPE_CHECKING:
-    from events import EventStore, SQLiteEventStore
+    from events import EventStore
     from projections import Timeline
     from runtime.replay import Divergence, RerunResult
 
@@ -119,11 +119,13 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(db: Path, *, projections: bool) -> AsyncIterator[tuple[SQLiteEventStore, Any]]:
-    from events import SQLiteEventStore
+async def _open(
+    db: Path, *, projections: bool, readonly: bool = False
+) -> AsyncIterator[tuple[EventStore, Any]]:
+    from events import open_store
     from projections import ProjectionRunner
 
-    async with SQLiteEventStore(db) as store:
+    async with open_store(db, readonly=readonly) as store:
         if not projections:
             yield store, None
             return
@@ -152,7 +154,7 @@ def _replay_command(args: argparse.Namespace) -> int:
 async def _timeline(args: argparse.Namespace, db: Path) -> int:
     from projections import load_timeline
 
-    async with _open(db, projections=False) as (store, _):
+    async with _open(db, projections=False, readonly=True) as (store, _):
         timeline = await load_timeline(store, await resolve_run(store, args.run))
     if args.json:
         print_json(timeline.to_json())
@@ -354,7 +356,7 @@ def _export_command(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace, db: Path) -> int:
     from events import export_lines, export_run
 
-    async with _open(db, projections=False) as (store, _):
+    async with _open(db, projections=False, readonly=True) as (store, _):
         run_id = await resolve_run(store, args.run)
         if args.output == "-":
             lines = await export_lines(store, run_id)

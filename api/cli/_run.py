@@ -136,7 +136,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
             if rt.simulated:
                 console().print(SIMULATOR_NOTICE)
             how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
-            console().print(f"running {how} on: {task}\nlog: {rt.store.path}")
+            console().print(f"running {how} on: {task}\nlog: {rt.store.location}")
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model)
             if spec
@@ -305,7 +305,7 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
             "cost_usd": fleet["cost_usd"],
             "events": await rt.store.head(),
         },
-        "log": str(rt.store.path),
+        "log": str(rt.store.location),
     }
 
 

@@ -11,9 +11,10 @@ log, the projections and rich when it runs.
 
 Notes (do not fix without reading this):
 1. A read command never creates a log: a missing `--db` file is an error
-   (opening `SQLiteEventStore` on a missing path would create an empty one).
-   The projection runner does write its checkpoints into the log's file, as
-   the server does: the next command starts from them instead of position 0.
+   (opening a store for writing on a missing path would create an empty one).
+   `fleet events` opens the log read-only; the views' projection runner does
+   write its checkpoints into the log, as the server does: the next command
+   starts from them instead of position 0.
 2. Into a terminal, tables fit its width (the least needed columns are left
    out); into a pipe or a file they are printed at their natural width, so
    `grep` and scripts see whole rows.
@@ -35,7 +36,7 @@ from ._common import add_common, console, print_json, resolve_db
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from events import EventFilter, RecordedEvent, SQLiteEventStore
+    from events import EventFilter, EventStore, RecordedEvent
 
 __all__ = ["configure", "read_views"]
 
@@ -63,14 +64,14 @@ async def read_views(
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
-    from events import SQLiteEventStore
+    from events import open_store
     from projections import ProjectionRunner
 
     from ..errors import ApiError
 
     if not await asyncio.to_thread(db.is_file):
         raise ApiError(f"no fleet log at {db}")
-    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
@@ -223,7 +224,7 @@ def _events_command(args: argparse.Namespace) -> int:
 
 
 async def _print_events(db: Path, args: argparse.Namespace) -> None:
-    from events import EventFilter, SQLiteEventStore
+    from events import EventFilter, open_store
 
     where = None
     if args.run or args.agent or args.type:
@@ -233,7 +234,7 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
     )
     limit = args.limit
     printed = 0
-    async with SQLiteEventStore(db) as store:
+    async with open_store(db, readonly=True) as store:
         head = await store.head()
         batch: list[RecordedEvent] = []
         async for event in _backlog(store, args.after or 0, head, where, tail):
@@ -253,7 +254,7 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
 
 
 async def _backlog(
-    store: SQLiteEventStore, after: int, head: int, where: EventFilter | None, tail: int | None
+    store: EventStore, after: int, head: int, where: EventFilter | None, tail: int | None
 ) -> AsyncIterator[RecordedEvent]:
     """The events after `after` up to `head` (only the last `tail` of them, when given)."""
     if tail is not None and where is None:
@@ -295,9 +296,9 @@ def _emit(events: Sequence[RecordedEvent], as_json: bool) -> int:
     if not events:
         return 0
     if as_json:
-        from .._broadcast import event_json
+        from events import encode_event
 
-        sys.stdout.write("".join(event_json(event) + "\n" for event in events))
+        sys.stdout.write("".join(encode_event(event).decode() + "\n" for event in events))
         sys.stdout.flush()
         return len(events)
     from rich.text import Text

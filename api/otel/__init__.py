@@ -18,7 +18,7 @@ from ._export import (
     resolve_endpoint,
     to_sdk_span,
 )
-from ._live import LiveExporter, PositionStore, ProjectionCheckpointPositions, SavedPosition
+from ._live import CheckpointPositions, LiveExporter, PositionStore, SavedPosition
 from ._mapping import (
     DEFAULT_MAX_CONTENT_CHARS,
     SpanMapper,
@@ -33,12 +33,12 @@ __all__ = [
     "CONTENT_ENV",
     "DEFAULT_MAX_CONTENT_CHARS",
     "ENDPOINT_ENV",
+    "CheckpointPositions",
     "ExportFailed",
     "ExportSummary",
     "LiveExporter",
     "OtelError",
     "PositionStore",
-    "ProjectionCheckpointPositions",
     "SavedPosition",
     "SpanMapper",
     "SpanRecord",

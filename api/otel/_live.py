@@ -9,9 +9,9 @@ same ids, which a tracing back end keeps once).
 
 Notes (do not fix without reading this):
 1. `PositionStore` is this module's own narrow seam (load / save a position
-   with a state). `ProjectionCheckpointPositions` is its one adapter, to
-   today's `projections` checkpoint table; when the checkpoint store becomes a
-   protocol in `events/`, only that adapter changes.
+   with a state). `CheckpointPositions` keeps it in the log's own
+   `CheckpointStore` (`store.checkpoints`, the projections' too), under a name
+   no projection uses.
 2. A receiver that is down or refuses is retried (with a growing pause, at
    most `max_retry_s`) with the same spans; the exporter does not read further
    meanwhile, so its lag grows and `/metrics` shows it.
@@ -25,18 +25,17 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from events import EventStore, RecordedEvent
-from projections._checkpoints import Checkpoint, CheckpointStore, decode_state, encode_state
+from events import Checkpoint, CheckpointStore, EventStore, RecordedEvent
+from projections._checkpoints import decode_state, encode_state
 
 from ._export import BATCH_SPANS, SpanSender
 from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanMapper, SpanRecord
 from .errors import ExportFailed
 
-__all__ = ["LiveExporter", "PositionStore", "ProjectionCheckpointPositions", "SavedPosition"]
+__all__ = ["CheckpointPositions", "LiveExporter", "PositionStore", "SavedPosition"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,31 +61,24 @@ class PositionStore(Protocol):
         ...
 
 
-class ProjectionCheckpointPositions:
-    """`PositionStore` on today's projection checkpoint table, under its own name (note 1)."""
+class CheckpointPositions:
+    """`PositionStore` on the log's own checkpoint store, under a name of its own (note 1)."""
 
-    def __init__(self, path: str | Path, name: str) -> None:
+    def __init__(self, checkpoints: CheckpointStore, name: str) -> None:
         self.name = name
-        self._checkpoints = CheckpointStore(path)
-
-    async def __aenter__(self) -> Self:
-        await self._checkpoints.open()
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._checkpoints.aclose()
+        self._checkpoints = checkpoints
 
     async def load(self) -> SavedPosition | None:
-        found = (await self._checkpoints.load_all()).get(self.name)
+        found = (await self._checkpoints.load_checkpoints()).get(self.name)
         if found is None:
             return None
         return SavedPosition(found.position, found.version, decode_state(found.state))
 
     async def save(self, saved: SavedPosition) -> None:
         state = encode_state(saved.state)
-        await self._checkpoints.save([Checkpoint(self.name, saved.version, saved.position, state)])
+        await self._checkpoints.save_checkpoints(
+            [Checkpoint(self.name, saved.version, saved.position, state)]
+        )
 
 
 class LiveExporter:

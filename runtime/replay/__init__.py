@@ -1,6 +1,6 @@
 """Re-execution of recorded runs: their model answers from the log, tools and hooks anew.
 
-    async with SQLiteEventStore(path) as store, ProjectionRunner(store) as runner:
+    async with open_store(path) as store, ProjectionRunner(store) as runner:
         result = await rerun(store, runner, "1a2b3c4d5e")
         for d in result.divergences:
             print(d.agent, d.step, d.kind, d.expected, "->", d.actual)

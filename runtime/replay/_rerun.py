@@ -300,8 +300,7 @@ async def _replay_fleet(
         hooks = await stack.enter_async_context(HookDispatcher(config, project_dir=workspace))
     return await stack.enter_async_context(
         Fleet(
-            # Fleet is typed on SQLiteEventStore until the store branch types it on the protocol.
-            store=store,  # type: ignore[arg-type]
+            store=store,
             runner=runner,
             client=client,
             hooks=hooks,

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from apitest_support import seed
 
-from api._broadcast import event_json, sse_frame
-from events import SQLiteEventStore
+from api._broadcast import sse_frame
+from events import SQLiteEventStore, encode_event
 
 STREAMS = ("run-r1", "task-r2-t1")
 TYPES = ("AgentCreated", "RunStarted")
@@ -120,13 +120,16 @@ async def test_an_event_of_a_type_this_version_does_not_know_is_served_raw(
     assert (event["type"], event["data"]) == ("FromTheFuture", {"x": 1})
 
 
-async def test_event_json_equals_to_json_dict(store: SQLiteEventStore) -> None:
-    """The fast encoder used by the page and the stream says what `to_json_dict` says."""
-    for event in await seed(store):
-        assert json.loads(event_json(event)) == json.loads(json.dumps(event.to_json_dict()))
+async def test_pages_and_stream_frames_carry_each_event_s_wire_json(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """The page and the SSE stream write an event as `events.encode_event` does, one line."""
+    recorded = await seed(store)
+    page = (await client.get("/v1/events")).json()["events"]
+    assert page == [json.loads(encode_event(event)) for event in recorded]
+    for event in recorded:
         frame = sse_frame(event)
-        assert frame.startswith(b"id: %d\ndata: " % event.position)
-        assert frame.endswith(b"\n\n")
+        assert frame == b"id: %d\ndata: %s\n\n" % (event.position, encode_event(event))
         assert frame.count(b"\n") == 3
 
 

@@ -24,6 +24,7 @@ from events import (
     SQLiteEventStore,
     StoreClosed,
     StoreError,
+    StoreUnavailable,
 )
 
 HELPER = Path(__file__).with_name("store_process.py")
@@ -287,6 +288,116 @@ async def test_the_garbage_collector_is_left_as_the_caller_had_it(
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+# -- read-only opening and the driver's errors -------------------------------------------
+
+
+async def test_a_read_only_store_never_writes_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("agent-a", [command("a", n) for n in range(3)])
+    before = path.read_bytes()
+
+    async with SQLiteEventStore(path, readonly=True) as reader:
+        assert [e.position for e in await reader.read_all()] == [1, 2, 3]
+        assert await reader.checkpoints.load_checkpoints() == {}
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            await reader.append("agent-a", [command("a", 3)])
+
+    assert path.read_bytes() == before
+
+
+async def test_a_read_only_store_refuses_a_file_that_is_not_a_log(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with closing(raw(path)) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+
+    with pytest.raises(NotADatabase):
+        await SQLiteEventStore(path, readonly=True).open()
+
+
+def _sqlite_failure(path: Path, make: str) -> sqlite3.Error:
+    """A real error from SQLite itself, provoked on a connection of our own."""
+    if make == "full":
+        with closing(raw(path)) as conn:
+            conn.execute("CREATE TABLE t (x BLOB)")
+            conn.execute("PRAGMA max_page_count = 3")
+            try:
+                conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+            except sqlite3.Error as e:
+                return e
+    if make == "readonly":
+        with closing(raw(path)) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            try:
+                conn.execute("INSERT INTO t VALUES (1)")
+            except sqlite3.Error as e:
+                return e
+    if make == "notadb":
+        path.write_bytes(b"not a database at all\n" * 100)
+        with closing(raw(path)) as conn:
+            try:
+                conn.execute("SELECT * FROM sqlite_master")
+            except sqlite3.Error as e:
+                return e
+    if make == "locked":
+        with closing(raw(path)) as holder, closing(sqlite3.connect(path, timeout=0)) as other:
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                return e
+    raise AssertionError(f"SQLite did not fail as {make!r}")
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        ("full", StoreUnavailable, "is full"),
+        ("readonly", StoreUnavailable, "is read-only"),
+        ("notadb", NotADatabase, "not a fleet SQLite database"),
+        ("locked", StoreError, "held the log's write lock too long"),
+    ],
+)
+def test_driver_errors_become_fleet_errors_in_one_place(
+    tmp_path: Path, make: str, error: type[StoreError], words: str
+) -> None:
+    from events.sqlite._errors import store_error
+
+    path = tmp_path / "log.db"
+    translated = store_error(_sqlite_failure(path, make), "appending to", path)
+
+    assert type(translated) is error
+    assert words in str(translated)
+    assert str(path) in str(translated)
+
+
+async def test_a_full_disk_fails_the_append_with_the_reason_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own page limit stands in for a full disk (SQLITE_FULL either way)."""
+    connect = sqlite3.connect
+
+    def small_disk(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.execute("PRAGMA max_page_count = 40")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", small_disk)
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+        await store.append("agent-a", [command("a", 0)])
+        big = [
+            NewEvent(AgentCommanded(agent_id="a", prompt="x" * 2000), Meta(agent_id="a"))
+            for _ in range(200)
+        ]
+        with pytest.raises(StoreUnavailable, match="is full") as caught:
+            await store.append("agent-a", big)
+        assert "full" in caught.value.reason
+        assert await store.head() == 1
+        [after] = await store.append("agent-a", [command("a", 1)], expected_version=1)
+    assert after.position == 2
 
 
 # -- the writer ---------------------------------------------------------------------

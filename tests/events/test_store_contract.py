@@ -1,6 +1,7 @@
 """The event store contract: every backend passes these tests unchanged.
 
-They use only the `EventStore` protocol and the `store_factory` fixture
+They use only the `EventStore` protocol (appends, reads, subscriptions,
+imports, read-only opening) and the `store_factory` fixture
 (tests/conftest.py), which is parametrized over the backends; a new backend
 joins by adding itself there.
 """
@@ -19,10 +20,14 @@ from events import (
     NO_STREAM,
     AgentCommanded,
     AgentCreated,
+    Checkpoint,
+    CheckpointStore,
     EventFilter,
     EventStore,
     EventTooLarge,
     ExternalHookReceived,
+    ImportConflict,
+    ImportedEvent,
     InvalidEvent,
     Meta,
     NewEvent,
@@ -30,10 +35,15 @@ from events import (
     RunStarted,
     StoreClosed,
     StoreError,
+    StoreUnavailable,
     ToolCallCompleted,
     UnknownEvent,
     UnknownEventType,
     VersionConflict,
+    export_lines,
+    import_run,
+    parse_export,
+    read_run,
 )
 
 
@@ -636,6 +646,8 @@ async def test_use_after_close_raises_store_closed(store_factory) -> None:
         await anext(aiter(store.subscribe()))
     with pytest.raises(StoreClosed):
         await anext(aiter(store.iter_all()))
+    with pytest.raises(StoreClosed):
+        await store.import_run("run-x", a_run())
 
 
 async def test_close_finishes_the_appends_already_made(store_factory) -> None:
@@ -673,3 +685,158 @@ async def test_the_store_satisfies_the_protocol(store: EventStore) -> None:
     await store.append(
         "agent", [NewEvent(AgentCreated(agent_id="a", name="a", role="r", model="m"))]
     )
+    assert isinstance(store.checkpoints, CheckpointStore)
+
+
+# -- importing a run ----------------------------------------------------------------------
+
+T0 = datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
+
+
+def imported(
+    position: int,
+    stream_id: str,
+    version: int,
+    data: AgentCommanded | RunStarted,
+    *,
+    cause: int | None = None,
+    seconds: float = 0,
+) -> ImportedEvent:
+    """An event as another log stored it (its position, its time), ready to import."""
+    agent = getattr(data, "agent_id", None)
+    return ImportedEvent(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        type=data.type,
+        schema_version=type(data).SCHEMA_VERSION,
+        data=data.model_dump_json(),
+        meta=Meta(run_id="run-x", agent_id=agent, causation_id=cause, source="replay"),
+        recorded_at=T0 + timedelta(seconds=seconds),
+    )
+
+
+def a_run() -> list[ImportedEvent]:
+    return [
+        imported(10, "run-x", 1, RunStarted(run_id="run-x", task="t")),
+        imported(11, "agent-x", 1, AgentCommanded(agent_id="x", prompt="go"), cause=10, seconds=1),
+        imported(15, "agent-x", 2, AgentCommanded(agent_id="x", prompt="on"), cause=3, seconds=2.5),
+        imported(20, "run-x", 2, RunStarted(run_id="run-x", task="u"), cause=15, seconds=60),
+    ]
+
+
+async def test_import_run_writes_after_the_head_keeping_versions_times_and_meta(
+    store: EventStore,
+) -> None:
+    await store.append("agent-a", [command("a", 0), command("a", 1)])
+
+    first = await store.import_run("run-x", a_run())
+
+    assert first == 3
+    events = await store.read_all(after=2)
+    assert [(e.position, e.stream_id, e.version) for e in events] == [
+        (3, "run-x", 1),
+        (4, "agent-x", 1),
+        (5, "agent-x", 2),
+        (6, "run-x", 2),
+    ]
+    assert [e.recorded_at for e in events] == [T0 + timedelta(seconds=s) for s in (0, 1, 2.5, 60)]
+    # Causes inside the run follow it to its new positions; one outside it is dropped.
+    assert [e.meta.causation_id for e in events] == [None, 3, None, 5]
+    assert [e.data for e in events] == [
+        RunStarted(run_id="run-x", task="t"),
+        AgentCommanded(agent_id="x", prompt="go"),
+        AgentCommanded(agent_id="x", prompt="on"),
+        RunStarted(run_id="run-x", task="u"),
+    ]
+    assert events[1].meta == Meta(run_id="run-x", agent_id="x", causation_id=3, source="replay")
+    assert await store.head() == 6
+    assert await store.stream_version("agent-x") == 2
+    appended = await store.append("agent-x", [command("x", 3)], expected_version=2)
+    assert (appended[0].position, appended[0].version) == (7, 3)
+
+
+async def test_imported_events_are_found_by_run_and_agent(store: EventStore) -> None:
+    await store.append("agent-a", [command("a", 0, run="run-1")])
+    await store.import_run("run-x", a_run())
+
+    assert await positions(store, where=EventFilter.of(run_id="run-x")) == [2, 3, 4, 5]
+    assert await positions(store, where=EventFilter.of(agent_id="x")) == [3, 4]
+    assert [e.version for e in await store.read_stream("run-x")] == [1, 2]
+
+
+async def test_import_of_a_run_whose_streams_exist_writes_nothing(store: EventStore) -> None:
+    await store.append("agent-x", [command("x", 0)])
+
+    with pytest.raises(ImportConflict) as caught:
+        await store.import_run("run-x", a_run())
+
+    assert (caught.value.run_id, caught.value.streams) == ("run-x", ("agent-x",))
+    assert await store.head() == 1
+    assert await store.stream_version("run-x") == 0
+
+
+async def test_a_subscriber_is_woken_by_an_import(store: EventStore) -> None:
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in store.subscribe():
+            seen.append(event.position)
+            if len(seen) == 4:
+                return
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    await store.import_run("run-x", a_run())
+    async with asyncio.timeout(5):  # well before a poll would find them on SQLite's default
+        await task
+    assert seen == [1, 2, 3, 4]
+
+
+async def test_an_exported_run_imports_into_another_log_as_it_was(store_factory) -> None:
+    source = await store_factory()
+    await source.append("agent-other", [command("o", 0, run="run-other")])
+    [begun] = await source.append("run-r", [started("r")])
+    meta = Meta(run_id="r", agent_id="b", causation_id=begun.position)
+    await source.append("agent-b", [NewEvent(AgentCommanded(agent_id="b", prompt="p"), meta)])
+    await source.append("agent-b", [command("b", 1, run="r")])
+    lines = [line async for line in await export_lines(source, "r")]
+
+    target = await store_factory.other()
+    await target.append("agent-t", [command("t", 0, run="run-t")])
+    result = await import_run(target, parse_export(b"".join(lines)))
+
+    assert (result.first_position, result.last_position, result.events) == (2, 4, 3)
+    original = await read_run(source, "r")
+    copy = await read_run(target, "r")
+    assert [(e.stream_id, e.version, e.data, e.recorded_at) for e in copy] == [
+        (e.stream_id, e.version, e.data, e.recorded_at) for e in original
+    ]
+    assert copy[1].meta.causation_id == copy[0].position == 2
+    with pytest.raises(ImportConflict):
+        await import_run(target, parse_export(b"".join(lines)))
+
+
+# -- read-only ------------------------------------------------------------------------------
+
+
+async def test_a_read_only_store_reads_and_refuses_every_write(store_factory) -> None:
+    writer = await store_factory()
+    await writer.append("agent-a", [command("a", 0)])
+    reader = await store_factory(readonly=True)
+
+    assert reader.readonly and not writer.readonly
+    assert [e.position for e in await reader.read_all()] == [1]
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        await reader.append("agent-a", [command("a", 1)])
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        await reader.import_run("run-x", a_run())
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        await reader.checkpoints.save_checkpoints([Checkpoint("fleet", 1, 1, "{}")])
+    assert await writer.head() == 1
+    assert await reader.checkpoints.load_checkpoints() == {}
+
+    await writer.append("agent-a", [command("a", 1)])
+    async with asyncio.timeout(5):
+        follow = reader.subscribe(after=1)
+        assert (await anext(aiter(follow))).position == 2

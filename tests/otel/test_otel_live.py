@@ -11,7 +11,7 @@ import httpx
 from otel_support import Receiver, receiving
 
 from api import ApiConfig, serving
-from api.otel import LiveExporter, ProjectionCheckpointPositions, SpanSender, map_events
+from api.otel import CheckpointPositions, LiveExporter, SpanSender, map_events
 from events import NewEvent, RecordedEvent, SQLiteEventStore
 
 
@@ -30,8 +30,7 @@ async def copy_events(store: SQLiteEventStore, events: list[RecordedEvent]) -> N
 
 async def live(store: SQLiteEventStore, db: Path, receiver: Receiver) -> LiveExporter:
     sender = SpanSender(receiver.url, timeout_s=2)
-    positions = ProjectionCheckpointPositions(db, f"otel-export {sender.endpoint}")
-    await positions.__aenter__()
+    positions = CheckpointPositions(store.checkpoints, f"otel-export {sender.endpoint}")
     exporter = LiveExporter(store, sender, positions)
     await exporter.__aenter__()
     original = exporter.aclose
@@ -39,7 +38,6 @@ async def live(store: SQLiteEventStore, db: Path, receiver: Receiver) -> LiveExp
     async def aclose() -> None:
         await original()
         await sender.aclose()
-        await positions.__aexit__(None, None, None)
 
     exporter.aclose = aclose  # type: ignore[method-assign]
     return exporter

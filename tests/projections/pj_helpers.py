@@ -21,6 +21,7 @@ from events import (
     AgentWaiting,
     AgentWoke,
     EventModel,
+    EventStore,
     HookInvoked,
     Meta,
     ModelResponded,
@@ -28,7 +29,6 @@ from events import (
     RecordedEvent,
     RunCompleted,
     RunStarted,
-    SQLiteEventStore,
     TaskCreated,
     TaskMoved,
     ToolCallCompleted,
@@ -94,7 +94,7 @@ def dumped(projection: Projection[Any], state: Any) -> str:
     return json.dumps(projection.dump(state), sort_keys=True)
 
 
-async def append_all(store: SQLiteEventStore, events: Sequence[RecordedEvent]) -> int:
+async def append_all(store: EventStore, events: Sequence[RecordedEvent]) -> int:
     """Append `events` (data and meta) in order, one append per run of a stream; returns head."""
     head = 0
     batch: list[NewEvent] = []

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -17,6 +18,8 @@ from pj_helpers import Timeline, append_all, dumped, scout_plan_build
 
 from events import (
     AgentCreated,
+    Checkpoint,
+    EventStore,
     Meta,
     ModelResponded,
     NewEvent,
@@ -24,6 +27,7 @@ from events import (
     SQLiteEventStore,
     UnknownEvent,
 )
+from events.memory import MemoryEventStore, MemoryLog
 from projections import (
     DEFAULT_PROJECTIONS,
     AgentsProjection,
@@ -46,9 +50,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteEventStore]:
         yield s
 
 
-async def folded(
-    store: SQLiteEventStore, projection: Projection[Any], until: int | None = None
-) -> str:
+async def folded(store: EventStore, projection: Projection[Any], until: int | None = None) -> str:
     """The projection folded in memory over the stored log (the reference answer)."""
     state = projection.initial()
     for event in await store.read_all(until=until, lenient=True):
@@ -424,3 +426,62 @@ async def test_two_processes_can_share_one_log_and_its_checkpoints(tmp_path: Pat
         )
         await runner.wait_for(recorded[-1].position)
         assert runner.view("fleet")["cost_usd"] == 1.0
+
+
+# -- the runner on the store's protocols ------------------------------------------------------
+
+
+async def test_the_runner_opens_no_connection_of_its_own(tmp_path: Path) -> None:
+    """Checkpoints go through the store: its writer and reader are the only connections."""
+    before = set(threading.enumerate())
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        async with ProjectionRunner(store, checkpoint_every=3) as runner:
+            head = await append_all(store, scout_plan_build(Timeline()).events[:10])
+            await runner.wait_for(head)
+            await runner.view_at("agents", 5)
+        started = [
+            t for t in threading.enumerate() if t not in before and not t.name.startswith("asyncio")
+        ]
+    assert len(started) == 2
+    assert checkpoints(tmp_path / "fleet.db")["fleet"] == (1, head)
+
+
+async def test_a_runner_on_the_in_memory_log_resumes_from_its_checkpoint() -> None:
+    log = MemoryLog()
+    events = scout_plan_build(Timeline()).events
+    async with MemoryEventStore(log) as store, ProjectionRunner(store) as runner:
+        await runner.wait_for(await append_all(store, events[:30]))
+    assert (await _memory_checkpoint(log, "fleet")).position == 30
+
+    async with MemoryEventStore(log) as store:
+        head = await append_all(store, events[30:])
+        async with ProjectionRunner(store) as runner:
+            assert runner.position == head
+            assert runner.view("fleet")["events"]["total"] == head
+            for name in runner.names:
+                assert live(runner, name) == await folded(store, runner.projection(name))
+
+
+async def _memory_checkpoint(log: MemoryLog, name: str) -> Checkpoint:
+    async with MemoryEventStore(log) as store:
+        return (await store.checkpoints.load_checkpoints())[name]
+
+
+async def test_a_runner_on_a_read_only_log_starts_from_its_checkpoints_and_writes_none(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.db"
+    events = scout_plan_build(Timeline()).events
+    async with SQLiteEventStore(path) as store:
+        async with ProjectionRunner(store) as runner:
+            await runner.wait_for(await append_all(store, events[:30]))
+        head = await append_all(store, events[30:])
+
+    async with (
+        SQLiteEventStore(path, readonly=True) as reader,
+        ProjectionRunner(reader) as runner,
+    ):
+        assert runner.position == head
+        for name in runner.names:
+            assert live(runner, name) == await folded(reader, runner.projection(name))
+    assert checkpoints(path)["fleet"] == (1, 30)

@@ -28,6 +28,11 @@ Notes (do not fix without reading this):
    it into a transaction writes nothing; once taken, it lands whole. Either way
    the caller sees `CancelledError`, and no append is ever half-written. The
    writer task is not the caller's: cancelling an `append` never cancels it.
+6. Every other write of the log (an imported run, the projections'
+   checkpoints and snapshots) is a `Job` queued to the same task and run in
+   a transaction of its own between groups, with the same cancellation rule:
+   one connection writes the file, so no second writer in this process
+   waits on SQLite's lock, and closing the store closes everything.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,23 +50,24 @@ from typing import Any
 
 import aiosqlite
 
-from ._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
-from ._sqlite_rows import (
+from .._decoding import gc_paused
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
+from ._errors import store_error, translated
+from ._rows import (
+    APPLICATION_ID,
     BACKFILL_SPANS,
     INSERT_ROWS,
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
-    gc_paused,
     insert_rows,
 )
-from .errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 
-__all__ = ["APPLICATION_ID", "MAX_GROUP_ROWS", "GroupWriter", "PendingAppend"]
+__all__ = ["MAX_GROUP_ROWS", "GroupWriter", "Job", "PendingAppend"]
 
 logger = logging.getLogger(__name__)
 
-APPLICATION_ID = 0x666C7431  # "flt1": marks a file as a fleet log
 MAX_GROUP_ROWS = 10_000
 
 Outcome = list[RecordedEvent] | BaseException
@@ -81,6 +87,21 @@ class PendingAppend:
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
 
+@dataclass(slots=True)
+class Job:
+    """A write that is not an append, run by the writer in a transaction of its own (note 6).
+
+    `run` gets the connection inside `BEGIN IMMEDIATE` and its result is the
+    future's; `doing` names it in errors ("importing into"); `wakes` says
+    whether subscriptions should look for new events once it commits.
+    """
+
+    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    doing: str
+    wakes: bool
+    future: asyncio.Future[Any] = field(repr=False)
+
+
 class GroupWriter:
     """Owns the write connection and commits queued appends in groups from one task."""
 
@@ -94,7 +115,7 @@ class GroupWriter:
         self._path = path
         self._on_commit = on_commit
         self._busy_timeout_ms = busy_timeout_ms
-        self._queue: deque[PendingAppend] = deque()
+        self._queue: deque[PendingAppend | Job] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -107,8 +128,8 @@ class GroupWriter:
             self._serve(conn), name="fleet-store-writer"
         )
 
-    def submit(self, item: PendingAppend) -> None:
-        """Queue an append for the next group (call on the event loop)."""
+    def submit(self, item: PendingAppend | Job) -> None:
+        """Queue an append for the next group, or a job (call on the event loop)."""
         if self._stopping:
             item.future.set_exception(StoreClosed())
             return
@@ -146,7 +167,10 @@ class GroupWriter:
                 if not group:
                     continue
                 try:
-                    outcomes = await self._commit(conn, group)
+                    if isinstance(group[0], Job):
+                        outcomes = [await self._run_job(conn, group[0])]
+                    else:
+                        outcomes = await self._commit(conn, group)  # type: ignore[arg-type]  # a group of appends
                 except asyncio.CancelledError:
                     # The writer itself was cancelled (the loop is shutting
                     # down): the group was rolled back unless its COMMIT had
@@ -162,18 +186,43 @@ class GroupWriter:
                 self._deliver(leftovers, [StoreClosed() for _ in leftovers])
             await conn.close()
 
-    def _take(self) -> list[PendingAppend]:
-        """The next group: queued appends whose callers are still waiting (note 5)."""
+    def _take(self) -> list[PendingAppend | Job]:
+        """The next group: queued appends whose callers are still waiting (note 5), up to
+        the next job; or that job alone (note 6)."""
         queue = self._queue
-        group: list[PendingAppend] = []
+        group: list[PendingAppend | Job] = []
         rows = 0
         while queue and rows < MAX_GROUP_ROWS:
-            item = queue.popleft()
+            item = queue[0]
+            if isinstance(item, Job):
+                if group:
+                    break
+                queue.popleft()
+                if item.future.done():
+                    continue
+                return [item]
+            queue.popleft()
             if item.future.done():  # cancelled before it was taken: write nothing
                 continue
             group.append(item)
             rows += len(item.events)
         return group
+
+    async def _run_job(self, conn: aiosqlite.Connection, job: Job) -> Any:
+        """Run `job` in its own transaction; its result, or the error that rolled it back."""
+        try:
+            with translated(job.doing, self._path):
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = await job.run(conn)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+        except Exception as e:
+            logger.debug("%s %s rolled back: %s", job.doing, self._path, e)
+            return e
+        return result
 
     async def _commit(
         self, conn: aiosqlite.Connection, group: list[PendingAppend]
@@ -187,9 +236,9 @@ class GroupWriter:
                 await _rollback(conn)
                 raise
         except Exception as e:
-            # Every caller of the group gets the error; nothing was written.
+            # Every caller of the group gets the error (an instance each); nothing was written.
             logger.debug("append group of %d rolled back: %s", len(group), e)
-            return [_failure(e) for _ in group]
+            return [self._failure(e) for _ in group]
         return outcomes
 
     async def _insert(
@@ -215,23 +264,20 @@ class GroupWriter:
         if len(group) == 1 and len(group[0].params) < 64:
             self._number(group, versions, head, now_us, flat, outcomes, spans)
         else:
-            with gc_paused():  # a CPU-only loop over many new objects (_sqlite_rows.py, note 4)
+            with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
                 self._number(group, versions, head, now_us, flat, outcomes, spans)
         if flat:
             rows = len(flat) // ROW_PARAMS
             full, rest = divmod(rows, INSERT_ROWS)
             chunk = INSERT_ROWS * ROW_PARAMS
-            try:
-                if full:
-                    # One hop for every full chunk of rows (_sqlite_rows.py, note 6).
-                    await conn.executemany(
-                        insert_rows(INSERT_ROWS),
-                        [flat[start : start + chunk] for start in range(0, full * chunk, chunk)],
-                    )
-                if rest:
-                    await conn.execute(insert_rows(rest), flat[full * chunk :])
-            except sqlite3.IntegrityError as e:
-                raise StoreError(f"log integrity check failed: {e}") from e
+            if full:
+                # One hop for every full chunk of rows (_rows.py, note 6).
+                await conn.executemany(
+                    insert_rows(INSERT_ROWS),
+                    [flat[start : start + chunk] for start in range(0, full * chunk, chunk)],
+                )
+            if rest:
+                await conn.execute(insert_rows(rest), flat[full * chunk :])
             if spans:  # no hop for rows without run or agent ids
                 await conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
         return outcomes
@@ -274,7 +320,14 @@ class GroupWriter:
             versions[stream] = actual
             outcomes.append(recorded)
 
-    def _deliver(self, group: list[PendingAppend], outcomes: list[Outcome]) -> None:
+    def _failure(self, error: Exception) -> StoreError:
+        if isinstance(error, sqlite3.Error):
+            return store_error(error, "appending to", self._path)
+        failure = StoreError(f"append failed, nothing was written: {error}")
+        failure.__cause__ = error
+        return failure
+
+    def _deliver(self, group: list[PendingAppend | Job], outcomes: list[Any]) -> None:
         for item, outcome in zip(group, outcomes, strict=True):
             if item.future.done():  # the caller was cancelled
                 continue
@@ -282,7 +335,8 @@ class GroupWriter:
                 item.future.set_exception(outcome)
             else:
                 item.future.set_result(outcome)
-        self._on_commit()
+        if not (group and isinstance(group[0], Job) and not group[0].wakes):
+            self._on_commit()
 
 
 def _widen(
@@ -310,25 +364,16 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
     try:
         await conn.execute("ROLLBACK")
     except (sqlite3.Error, ValueError):  # no transaction left (e.g. after an I/O error)
-        logger.debug("rollback after a failed append group failed too", exc_info=True)
-
-
-def _failure(error: Exception) -> StoreError:
-    if isinstance(error, StoreError):
-        failure = StoreError(str(error))
-    else:
-        failure = StoreError(f"append failed, nothing was written: {error}")
-    failure.__cause__ = error
-    return failure
+        # Nothing to translate: the error that made us roll back is the one reported.
+        logger.debug("rollback after a failed transaction failed too", exc_info=True)
 
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
-    try:
+    with translated("opening", path):
         conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open {path}: {e}") from e
     try:
-        await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        with translated("opening", path):
+            await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         await _init_schema(conn, path)
     except BaseException:
         await conn.close()
@@ -337,29 +382,27 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
 
 
 async def _init_schema(conn: aiosqlite.Connection, path: Path) -> None:
-    try:
+    with translated("opening", path):
         ((app_id,),) = await conn.execute_fetchall("PRAGMA application_id")
         tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-    except sqlite3.DatabaseError as e:
-        if "not a database" in str(e) or "file is encrypted" in str(e):
-            raise NotADatabase(str(path)) from e
-        raise StoreError(f"cannot open {path}: {e}") from e
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
         raise NotADatabase(str(path))
     try:
-        ((mode,),) = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
-        if mode != "wal":
-            raise StoreError(f"cannot put {path} in WAL mode (it is in {mode} mode)")
-        await conn.execute("PRAGMA synchronous = FULL")
-        # One transaction, so a second process opening a new file at the same
-        # time sees either nothing or the whole schema. A log from before
-        # `spans` existed gets them built from its rows.
-        names = {name for (name,) in tables}
-        backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
-        await conn.executescript(
-            f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID};{SCHEMA} {backfill} COMMIT;"
-        )
-    except sqlite3.Error as e:
+        with translated("initialising", path):
+            ((mode,),) = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            if mode != "wal":
+                raise StoreError(f"cannot put {path} in WAL mode (it is in {mode} mode)")
+            await conn.execute("PRAGMA synchronous = FULL")
+            # One transaction, so a second process opening a new file at the same
+            # time sees either nothing or the whole schema. A log from before
+            # `spans` existed gets them built from its rows.
+            names = {name for (name,) in tables}
+            backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
+            await conn.executescript(
+                f"BEGIN IMMEDIATE; PRAGMA application_id = {APPLICATION_ID};{SCHEMA} {backfill} "
+                "COMMIT;"
+            )
+    except StoreError:
         if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-        raise StoreError(f"cannot initialise {path}: {e}") from e
+            await _rollback(conn)
+        raise

@@ -1,8 +1,8 @@
 """The default event store: one SQLite file.
 
 Writes go through one writer task that group-commits on its own aiosqlite
-connection (`_sqlite_writer.py`); reads go through a second aiosqlite
-connection, one hop per page, decoded on the event loop (`_sqlite_rows.py`).
+connection (`_writer.py`); reads go through a second aiosqlite
+connection, one hop per page, decoded on the event loop (`_rows.py`).
 The event loop never blocks on SQLite. The file is in WAL mode, so readers (in
 this process or another) never block the writer and always see a consistent
 prefix of the log.
@@ -17,54 +17,50 @@ Notes (do not fix without reading this):
 3. SQLite through aiosqlite, and only its public API. Each statement is a hop
    to the connection's thread and back (~45 us here), so the store keeps hops
    few: four to six per group commit however many appends it holds, one per
-   page read; see `_sqlite_writer.py` note 1 and `_sqlite_rows.py` note 2.
+   page read; see `_writer.py` note 1 and `_rows.py` note 2.
 4. A store belongs to the event loop that opened it: its writer task and its
    connections' futures live on that loop.
+5. Opened with `readonly=True`, the store has no writer at all: the reader
+   connection opens the file with `mode=ro`, the file must exist and be a
+   fleet log, and every write raises `StoreUnavailable`. The projections'
+   checkpoints are then read but never written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from pydantic_core import PydanticSerializationError
+import aiosqlite
 
-from ._catalogue import EVENT_TYPES, EventModel
-from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent
-from ._sqlite_rows import SELECT_COLUMNS, PageReader, gc_paused, meta_params, select_events
-from ._sqlite_writer import GroupWriter, PendingAppend
-from ._store import EventFilter
-from .errors import EventTooLarge, InvalidEvent, StoreClosed, StoreError
+from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
+from .._envelope import ANY, ExpectedVersion, NewEvent, RecordedEvent
+from .._store import EventFilter, ImportedEvent
+from ..errors import LogNotFound, StoreClosed, StoreError, StoreUnavailable
+from ._checkpoints import SQLiteCheckpointStore
+from ._import import insert_run
+from ._rows import SELECT_COLUMNS, PageReader, select_events
+from ._writer import GroupWriter, Job, PendingAppend
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
+__all__ = ["SQLiteEventStore"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
-MAX_STREAM_ID_LENGTH = 200
 _PAGE = 1_000
-
-Encoded = tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]
-
-# The event classes that may be appended: their stored type, schema and JSON
-# serializer (the serializer itself: `model_dump_json` adds ~0.4 us of argument
-# handling per call, a third of the cost of encoding an event).
-_WRITABLE: dict[type[EventModel], tuple[str, int, Callable[[Any], bytes]]] = {
-    cls: (name, cls.SCHEMA_VERSION, cls.__pydantic_serializer__.to_json)
-    for name, cls in EVENT_TYPES.items()
-}
 
 
 class SQLiteEventStore:
     """An `EventStore` in one SQLite file. Use as `async with SQLiteEventStore(path) as store`.
 
     Args:
-        path: the log file; created (with its folder) if missing.
+        path: the log file; created (with its folder) if missing, unless `readonly`.
+        readonly: open an existing log for reading only (note 5).
         max_event_bytes: the largest encoded data of one event; larger raises
             `EventTooLarge` and writes nothing.
         poll_interval: how often (seconds) an idle subscription looks for
@@ -78,6 +74,7 @@ class SQLiteEventStore:
         self,
         path: str | Path,
         *,
+        readonly: bool = False,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval: float = 0.2,
         lock_timeout: float = 10.0,
@@ -89,6 +86,7 @@ class SQLiteEventStore:
         if lock_timeout < 0:
             raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
         self.path = Path(path)
+        self.readonly = readonly
         self.max_event_bytes = max_event_bytes
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout
@@ -97,30 +95,37 @@ class SQLiteEventStore:
         self._appended = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
+        self._checkpoints = SQLiteCheckpointStore(self._connections, readonly=readonly)
 
     def __repr__(self) -> str:
-        return f"<SQLiteEventStore {str(self.path)!r} {self._state}>"
+        mode = " read-only" if self.readonly else ""
+        return f"<SQLiteEventStore {str(self.path)!r}{mode} {self._state}>"
 
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> Self:
         """Open (creating if needed) the log file.
 
-        Raises `NotADatabase` if the file is not a fleet log, `StoreError` if it
-        cannot be opened, and `StoreError` if the store was opened before.
+        Raises `NotADatabase` if the file is not a fleet log, `LogNotFound` if
+        it is missing and `readonly`, `StoreUnavailable` if it or its folder
+        cannot be written (and not `readonly`), `StoreError` if it cannot be
+        opened otherwise or the store was opened before.
         """
         if self._state != "new":
             raise StoreError(f"this store was opened before (it is {self._state})")
         self._state = "opening"
+        busy_timeout_ms = round(self.lock_timeout * 1000)
         try:
-            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             self._loop = asyncio.get_running_loop()
-            writer = GroupWriter(
-                self.path, self._committed, busy_timeout_ms=round(self.lock_timeout * 1000)
-            )
-            await writer.start()
-            self._writer = writer
-            reader = PageReader(self.path, busy_timeout_ms=round(self.lock_timeout * 1000))
+            if self.readonly:
+                if not await asyncio.to_thread(self.path.is_file):
+                    raise LogNotFound(str(self.path))
+            else:
+                await asyncio.to_thread(_make_folder, self.path.parent)
+                writer = GroupWriter(self.path, self._committed, busy_timeout_ms=busy_timeout_ms)
+                await writer.start()
+                self._writer = writer
+            reader = PageReader(self.path, busy_timeout_ms=busy_timeout_ms, readonly=self.readonly)
             self._reader = reader
             await reader.open()
         except BaseException:
@@ -173,6 +178,32 @@ class SQLiteEventStore:
         if self._state != "open":
             raise StoreClosed()
 
+    def _connections(self) -> tuple[GroupWriter | None, PageReader]:
+        """The open connections (for the checkpoint store). Raises `StoreClosed`."""
+        self._check_open()
+        assert self._reader is not None
+        return self._writer, self._reader
+
+    def _writing(self) -> GroupWriter:
+        """The writer, after checking the store may write now. Raises `StoreClosed`,
+        `StoreUnavailable` (read-only), `StoreError` (another event loop)."""
+        self._check_open()
+        if self._writer is None:
+            raise StoreUnavailable("the log was opened read-only")
+        if asyncio.get_running_loop() is not self._loop:
+            raise StoreError("this store was opened on another event loop (note 4)")
+        return self._writer
+
+    @property
+    def location(self) -> str:
+        """The log file's path, as given."""
+        return str(self.path)
+
+    @property
+    def checkpoints(self) -> SQLiteCheckpointStore:
+        """The projections' checkpoints and snapshots, in this file."""
+        return self._checkpoints
+
     def _committed(self) -> None:
         # Called on the event loop after each group commit.
         self._appended.set()
@@ -197,81 +228,32 @@ class SQLiteEventStore:
         is never mutated. Appending no events returns `[]` and checks nothing.
         """
         self._check_open()
-        if type(stream_id) is not str or not 0 < len(stream_id) <= MAX_STREAM_ID_LENGTH:
-            raise InvalidEvent(
-                f"stream_id must be a string of 1 to {MAX_STREAM_ID_LENGTH} characters, "
-                f"got {stream_id!r}"
-            )
-        if isinstance(events, NewEvent) or not isinstance(events, Sequence):
-            raise InvalidEvent(
-                f"events must be a sequence of NewEvent, got {type(events).__name__}"
-            )
-        if not (
-            expected_version is ANY
-            or expected_version is NO_STREAM
-            or (type(expected_version) is int and expected_version >= 0)
-        ):
-            raise InvalidEvent(
-                f"expected_version must be ANY, NO_STREAM or an int >= 0, got {expected_version!r}"
-            )
-        batch = tuple(events)
+        batch = check_append(stream_id, events, expected_version)
         if not batch:
             return []
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            raise StoreError("this store was opened on another event loop (note 4)")
-        params, segments = self._encode(stream_id, batch)
-        assert self._writer is not None
-        future: asyncio.Future[list[RecordedEvent]] = loop.create_future()
-        self._writer.submit(
-            PendingAppend(stream_id, batch, params, segments, expected_version, future)
-        )
+        writer = self._writing()
+        params, segments = encode_batch(stream_id, batch, self.max_event_bytes)
+        future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
+        writer.submit(PendingAppend(stream_id, batch, params, segments, expected_version, future))
         return await future
 
-    def _encode(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:
-        if len(batch) < 64:
-            return self._encode_all(stream_id, batch)
-        with gc_paused():  # many new objects, no await (_sqlite_rows.py, note 4)
-            return self._encode_all(stream_id, batch)
+    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+        """Write another log's run in one transaction after the head (`_import.py`).
 
-    def _encode_all(self, stream_id: str, batch: tuple[NewEvent, ...]) -> Encoded:
-        """Each event's row parameters, and where its run and agent ids change."""
-        limit = self.max_event_bytes
-        # A str of n characters is at most 4n UTF-8 bytes: most events skip the encode.
-        safe_chars = limit // 4
-        params: list[tuple[Any, ...]] = []
-        segments: list[tuple[int, str, str]] = []
-        last_meta: Meta | None = None
-        stored_meta: tuple[Any, ...] = ()
-        segment_run = segment_agent = ""
-        for index, event in enumerate(batch):
-            if type(event) is not NewEvent:
-                raise InvalidEvent(f"events must be NewEvent instances, got {type(event).__name__}")
-            data = event.data
-            kind = _WRITABLE.get(type(data))
-            if kind is None:
-                raise InvalidEvent(
-                    f"data must be an instance of one of the event types, got {type(data).__name__}"
-                )
-            name, schema, to_json = kind
-            meta = event.meta
-            if meta is not last_meta:
-                stored_meta = meta_params(meta)
-                last_meta = meta
-                run, agent = stored_meta[0], stored_meta[1]
-                if run != segment_run or agent != segment_agent or not segments:
-                    segments.append((index, run, agent))
-                    segment_run, segment_agent = run, agent
-            try:
-                text = to_json(data).decode()
-            except PydanticSerializationError as e:
-                raise InvalidEvent(f"{name} data is not JSON-serializable: {e}") from e
-            if len(text) > safe_chars:
-                size = len(text.encode())
-                if size > limit:
-                    raise EventTooLarge(stream_id, name, size, limit)
-            params.append((name, schema, text, *stored_meta))
-        return params, segments
+        Returns the first new position; the others follow it. Raises
+        `ImportConflict` when a stream of `events` exists already,
+        `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
+        `events` is never mutated.
+        """
+        writer = self._writing()
+        batch = tuple(events)
+
+        async def run(conn: aiosqlite.Connection) -> int:
+            return await insert_run(conn, run_id, batch)
+
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        writer.submit(Job(run, "importing into", True, future))
+        return await future
 
     # -- reading ------------------------------------------------------------
 
@@ -301,7 +283,7 @@ class SQLiteEventStore:
         `lenient`, `StoreClosed` after `aclose()`, `ValueError` for a
         negative `limit`.
         """
-        _check_limit("limit", limit)
+        check_limit("limit", limit)
         return await self._read().events(
             f"SELECT {SELECT_COLUMNS} FROM events WHERE stream_id = ? AND version > ? "
             "ORDER BY version LIMIT ?",
@@ -324,7 +306,7 @@ class SQLiteEventStore:
         naming its position; with `lenient=True` it comes back as `UnknownEvent`.
         Raises `StoreClosed` after `aclose()`, `ValueError` for a negative `limit`.
         """
-        _check_limit("limit", limit)
+        check_limit("limit", limit)
         sql, params = select_events(after, until, where, limit)
         return await self._read().events(sql, params, lenient=lenient)
 
@@ -341,7 +323,7 @@ class SQLiteEventStore:
 
         Raises `ValueError` if `page` is not positive.
         """
-        _check_limit("page", page)
+        check_limit("page", page)
         if page == 0:
             raise ValueError("page must be positive, got 0")
         position = after
@@ -393,6 +375,12 @@ class SQLiteEventStore:
         return self._reader
 
 
-def _check_limit(name: str, value: int | None) -> None:
-    if value is not None and (type(value) is not int or value < 0):
-        raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
+def _make_folder(folder: Path) -> None:
+    """Create the log's folder; a folder that cannot be made is `StoreUnavailable`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reason = "read-only" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "unusable"
+        raise StoreUnavailable(
+            f"cannot create the folder {folder} for the log ({reason}: {e.strerror})"
+        ) from e

@@ -1,0 +1,149 @@
+"""Stored rows to events: the decoder every backend shares.
+
+A backend stores an event as a row of thirteen columns, in this order (`Row`):
+`position, stream_id, version, type, schema_version, data (JSON text),
+run_id, agent_id, parent_id, causation_id, correlation_id, source,
+recorded_at (integer microseconds since the epoch, UTC)`; absent meta ids
+are None. `RowDecoder` turns such rows into `RecordedEvent`s, so every
+backend upcasts old schemas, reports unknown types and refuses corrupt rows
+the same way.
+
+Notes (do not fix without reading this):
+1. Decoding is the hot path of every read: the data of a current-schema type
+   goes straight to its model's JSON validator; Meta objects are shared
+   between rows with the same meta (they are immutable), and so is
+   `recorded_at` between rows of one commit. Any other row (an old schema,
+   an unknown type) takes the slow path through `upcast`.
+2. `recorded_at` is integer microseconds since the epoch (UTC): cheaper to
+   decode than ISO text, and exact.
+3. The cyclic garbage collector is paused while a page is decoded
+   (`gc_paused`). Each event is half a dozen new container objects (the model,
+   its dict and field set, lists, the envelope) that the collector would
+   otherwise walk and promote ten times per page; none of them forms a cycle.
+   Pausing for one page (at most a few milliseconds, no await inside) made
+   reads 1.3 to 3 times faster, the more so the larger the process's heap. A
+   caller that disabled the collector itself is left as it was.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._catalogue import EVENT_TYPES, EventModel, UnknownEvent
+from ._envelope import Meta, RecordedEvent, new_recorded
+from ._upcasting import upcast
+from .errors import StoreError, UnknownEventType
+
+__all__ = ["Row", "RowDecoder", "gc_paused", "microseconds"]
+
+Row = tuple[Any, ...]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_Validate = Callable[[str], Any]
+
+
+def microseconds(at: datetime) -> int:
+    """`at` (timezone-aware) as integer microseconds since the epoch, exactly (note 2)."""
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block with no await in it (note 3)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class RowDecoder:
+    """Turns rows into `RecordedEvent`s, sharing equal Meta and timestamps (note 1).
+
+    One per store; not thread-safe (use it on the event loop only).
+    """
+
+    _MAX_METAS = 4096
+
+    def __init__(self) -> None:
+        # type -> (current schema version, JSON validator of its model)
+        self._fast: dict[str, tuple[int, _Validate]] = {
+            name: (cls.SCHEMA_VERSION, cls.__pydantic_validator__.validate_json)
+            for name, cls in EVENT_TYPES.items()
+        }
+        self._metas: dict[tuple[Any, ...], Meta] = {}
+        self._last_us = -1
+        self._last_at = datetime.fromtimestamp(0, UTC)
+
+    def decode_all(self, rows: Sequence[Row], *, lenient: bool) -> list[RecordedEvent]:
+        """Decode `rows`; raises `UnknownEventType` (strict) or `StoreError` (corrupt row)."""
+        with gc_paused():
+            return self._decode_all(rows, lenient)
+
+    def _decode_all(self, rows: Sequence[Row], lenient: bool) -> list[RecordedEvent]:
+        fast = self._fast
+        metas = self._metas
+        out: list[RecordedEvent] = []
+        append = out.append
+        for row in rows:
+            entry = fast.get(row[3])
+            if entry is not None and entry[0] == row[4]:
+                try:
+                    data = entry[1](row[5])
+                except ValidationError as e:
+                    raise _undecodable(row, e) from e
+            else:
+                data = self._slow_data(row, lenient)
+            key = row[6:12]
+            meta = metas.get(key)
+            if meta is None:
+                meta = self._meta(key)
+            recorded_us = row[12]
+            if recorded_us != self._last_us:
+                self._last_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
+                self._last_us = recorded_us
+            append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
+        return out
+
+    def _meta(self, key: tuple[Any, ...]) -> Meta:
+        if len(self._metas) >= self._MAX_METAS:
+            self._metas.clear()
+        meta = self._metas[key] = Meta(*key)
+        return meta
+
+    @staticmethod
+    def _slow_data(row: Row, lenient: bool) -> EventModel:
+        position, type_, schema, text = row[0], row[3], row[4], row[5]
+        cls = EVENT_TYPES.get(type_)
+        if cls is None or schema > cls.SCHEMA_VERSION:
+            # A type, or a schema of a known type, written by a newer fleet.
+            newer = None if cls is None else schema
+            if not lenient:
+                raise UnknownEventType(position, type_, schema_version=newer)
+            try:
+                raw = json.loads(text)
+            except ValueError as e:
+                raise _undecodable(row, e) from e
+            return UnknownEvent(type=type_, raw=raw if isinstance(raw, dict) else {"value": raw})
+        try:
+            return cls.model_validate(upcast(type_, schema, json.loads(text)))
+        except (ValidationError, ValueError) as e:
+            raise _undecodable(row, e) from e
+
+
+def _undecodable(row: Row, error: Exception) -> StoreError:
+    return StoreError(
+        f"event at position {row[0]} ({row[3]}, schema {row[4]}) does not decode: {error}"
+    )

@@ -1,0 +1,105 @@
+"""`open_store`: a path or a URL picks the backend; read-only opening."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from events import (
+    AgentCommanded,
+    EventStore,
+    LogNotFound,
+    Meta,
+    NewEvent,
+    SQLiteEventStore,
+    StoreUnavailable,
+    UnsupportedLocation,
+    open_store,
+)
+from events.memory import MemoryEventStore
+
+
+def command(n: int) -> NewEvent:
+    return NewEvent(AgentCommanded(agent_id="a", prompt=f"step {n}"), Meta(agent_id="a"))
+
+
+async def test_a_path_opens_the_sqlite_log_there(tmp_path: Path) -> None:
+    for location in (tmp_path / "a.db", str(tmp_path / "b.db")):
+        async with open_store(location) as store:
+            assert isinstance(store, SQLiteEventStore)
+            assert isinstance(store, EventStore)
+            await store.append("agent-a", [command(0)])
+        assert await asyncio.to_thread(Path(location).is_file)
+
+
+async def test_a_sqlite_url_names_a_relative_or_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with open_store("sqlite:///logs/relative.db") as store:
+        await store.append("agent-a", [command(0)])
+    async with open_store(f"sqlite:///{tmp_path}/absolute%20log.db") as store:
+        await store.append("agent-a", [command(0)])
+
+    assert (tmp_path / "logs" / "relative.db").is_file()
+    assert (tmp_path / "absolute log.db").is_file()
+    assert store.location == f"{tmp_path}/absolute log.db"
+
+
+async def test_memory_opens_a_new_empty_log_each_time() -> None:
+    async with open_store("memory:") as first:
+        assert isinstance(first, MemoryEventStore)
+        await first.append("agent-a", [command(0)])
+        async with open_store("memory:") as second:
+            assert await second.head() == 0
+        assert await first.head() == 1
+        assert first.location == "memory:"
+
+
+@pytest.mark.parametrize("url", ["postgresql://fleet@127.0.0.1/fleet", "postgres://h/db"])
+def test_postgresql_is_refused_clearly_for_now(url: str) -> None:
+    with pytest.raises(UnsupportedLocation, match="PostgreSQL backend is not available yet") as e:
+        open_store(url)
+    assert e.value.location == url
+
+
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("mysql://h/db", "no backend for mysql://"),
+        ("sqlite://host/x.db", "sqlite:///relative/path"),
+        ("sqlite:///", "names no file"),
+        ("memory:named", '"memory:" alone'),
+    ],
+)
+def test_a_location_no_backend_serves_is_refused(location: str, reason: str) -> None:
+    with pytest.raises(UnsupportedLocation, match=reason):
+        open_store(location)
+
+
+def test_options_go_to_the_backend(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "x.db", max_event_bytes=10, poll_interval=0.5, readonly=True)
+    assert (store.max_event_bytes, store.readonly) == (10, True)
+    with pytest.raises(TypeError, match="nonsense"):
+        open_store("memory:", nonsense=1)
+    with pytest.raises(ValueError, match="poll_interval"):
+        open_store("memory:", poll_interval=0)
+
+
+async def test_opening_a_missing_log_read_only_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "fleet.db"
+    with pytest.raises(LogNotFound, match="no fleet log at") as caught:
+        await open_store(missing, readonly=True).open()
+    assert caught.value.location == str(missing)
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's /sys")
+async def test_a_log_whose_folder_cannot_be_made_is_unavailable_with_the_reason() -> None:
+    """sysfs refuses new folders even to root, as a read-only disk would."""
+    with pytest.raises(StoreUnavailable, match="cannot create the folder /sys/fleet-test") as e:
+        await open_store("/sys/fleet-test/fleet.db").open()
+    assert "read-only" in e.value.reason
