@@ -54,6 +54,8 @@ from runtime.errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    ApprovalClosed,
+    ApprovalNotFound,
     BudgetExceeded,
     ClientClosed,
     FleetLimitReached,
@@ -124,6 +126,8 @@ _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
     # runtime/
     AgentNotFound: (404, "agent-not-found", "Agent not found"),
     AgentGone: (409, "agent-deleted", "Agent deleted"),
+    ApprovalNotFound: (404, "approval-not-found", "Approval not found"),
+    ApprovalClosed: (409, "approval-closed", "Approval closed"),
     AgentBusy: (409, "agent-busy", "Agent busy"),
     AgentDrivenElsewhere: (409, "agent-driven-elsewhere", "Agent driven by another process"),
     FleetLimitReached: (409, "fleet-limit-reached", "Fleet limit reached"),

@@ -30,6 +30,8 @@ __all__ = [
     "AgentOutput",
     "AgentPage",
     "AgentStatus",
+    "Approval",
+    "ApprovalCounts",
     "Board",
     "BoardColumn",
     "Bottleneck",
@@ -47,6 +49,7 @@ __all__ = [
     "PathStep",
     "RunCard",
     "RunPage",
+    "SystemMessage",
     "Task",
     "TaskMove",
     "Timeline",
@@ -111,6 +114,38 @@ class ToolCalls(_Out):
     last: LastToolCall | None
 
 
+class Approval(_Out):
+    """A tool call a hook put on hold for a person ("ask"), and its answer once given."""
+
+    id: str
+    agent_id: str
+    agent_name: str
+    run_id: str | None
+    tool_use_id: str
+    tool_name: str
+    tool_input: dict[str, object]
+    reason: str | None = Field(description="why the hook asked")
+    status: Literal["pending", "allowed", "denied", "cancelled"]
+    requested_at: Timestamp
+    expires_at: Timestamp = Field(description="when no answer becomes a denial")
+    decided_at: Timestamp | None
+    by: str | None = Field(description='who answered ("timeout" when nobody did)')
+    decision_reason: str | None
+
+
+class ApprovalCounts(_Out):
+    requested: int
+    allowed: int
+    denied: int
+
+
+class SystemMessage(_Out):
+    point: str
+    hook: str
+    text: str = Field(description="a hook's systemMessage: shown to people, not to the model")
+    at: Timestamp
+
+
 class AgentCard(_Out):
     """One agent (fleet's own or an external Claude Code session), as the log tells it."""
 
@@ -132,6 +167,12 @@ class AgentCard(_Out):
     blocked_calls: int = Field(description="tool calls a hook blocked or denied")
     compactions: int
     waiting_on: list[str] = Field(description="the agents it sleeps on, while waiting")
+    waiting_for: Literal["agents", "approval"] | None = Field(
+        description="what a waiting agent waits for: other agents, or a person's approval"
+    )
+    approval: Approval | None = Field(description="the tool call it holds for approval, if any")
+    approvals: ApprovalCounts
+    system_messages: list[SystemMessage] = Field(description="the last few hooks said")
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None

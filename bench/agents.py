@@ -14,8 +14,9 @@ count as the runtime's), reached through the official SDK over loopback.
 Figures:
 - per step, one agent at a time: wall time split into the model call
   (simulator + HTTP + SDK), the tools, and the runtime's own overhead
-  (event appends, hook dispatch, building the conversation); with no hooks and
-  with a no-op Python hook at every hook point.
+  (event appends, the transcript, hook dispatch, building the conversation);
+  with no hooks, with no hooks and no transcript (`AgentSpec(transcript=False)`),
+  and with a no-op Python hook at every hook point.
 - the baseline, measured in the same run: the same model requests sent
   straight through `ModelClient.respond`, with no agent, no log and no tools.
 - throughput with 1, 10 and 100 agents at once: steps/s, and the runtime
@@ -101,7 +102,7 @@ class SimulatorProcess:
 # -- workloads ------------------------------------------------------------------------------
 
 
-def _spec(i: int, workspace: Path, run: str) -> AgentSpec:
+def _spec(i: int, workspace: Path, run: str, transcript: bool = True) -> AgentSpec:
     return AgentSpec(
         agent_id=f"{run}-scout-{i}",
         name=f"scout-{i}",
@@ -109,6 +110,7 @@ def _spec(i: int, workspace: Path, run: str) -> AgentSpec:
         model="haiku",
         workspace=workspace,
         run_id=run,
+        transcript=transcript,
     )
 
 
@@ -119,9 +121,10 @@ async def _agents(
     run: str,
     n: int,
     hooks: HookDispatcher | None,
+    transcript: bool = True,
 ) -> list[Agent]:
     agents = [
-        Agent(store=store, client=client, spec=_spec(i, workspace, run), hooks=hooks)
+        Agent(store=store, client=client, spec=_spec(i, workspace, run, transcript), hooks=hooks)
         for i in range(n)
     ]
     for i, agent in enumerate(agents):
@@ -149,8 +152,9 @@ async def sequential(
     run: str,
     n: int,
     hooks: HookDispatcher | None,
+    transcript: bool = True,
 ) -> dict[str, float]:
-    agents = await _agents(store, client, workspace, run, n, hooks)
+    agents = await _agents(store, client, workspace, run, n, hooks, transcript)
     for agent in agents:
         outcome = await agent.run_until_idle()
         assert outcome.status == "completed", outcome.error
@@ -206,10 +210,15 @@ async def main(sizes: Sizes) -> None:
             print("(offline simulator: its answers are scripted; figures are indicative)\n")
             await sequential(store, client, workspace, "warm", 3, None)
 
-            plain, hooked, base = [], [], []
+            plain, bare, hooked, base = [], [], [], []
             for t in range(sizes.trials):
                 plain.append(
                     await sequential(store, client, workspace, f"plain{t}", sizes.sequential, None)
+                )
+                bare.append(
+                    await sequential(
+                        store, client, workspace, f"bare{t}", sizes.sequential, None, False
+                    )
                 )
                 hooked.append(
                     await sequential(
@@ -222,7 +231,7 @@ async def main(sizes: Sizes) -> None:
                 f"per step, one agent at a time ({sizes.sequential} agents x 4 steps, "
                 f"median of {sizes.trials}):"
             )
-            print(f"  {'':34}{'no hooks':>10}{'10 no-op hooks':>16}")
+            print(f"  {'':34}{'no hooks':>10}{'no transcript':>15}{'10 no-op hooks':>16}")
             for key, label in [
                 ("overhead_ms", "runtime overhead (ms/step)"),
                 ("append_ms", "  of which event appends"),
@@ -230,7 +239,10 @@ async def main(sizes: Sizes) -> None:
                 ("model_ms", "model call: simulator+HTTP+SDK"),
                 ("tool_ms", "tools (grep, read, write)"),
             ]:
-                print(f"  {label:34}{med(plain, key):>10.2f}{med(hooked, key):>16.2f}")
+                print(
+                    f"  {label:34}{med(plain, key):>10.2f}{med(bare, key):>15.2f}"
+                    f"{med(hooked, key):>16.2f}"
+                )
             b = statistics.median(base)
             print(f"  baseline: the same requests without the runtime: {b:.2f} ms/request")
             print(f"  runtime overhead / model call: {med(plain, 'overhead_ms') / b:.2f}x\n")

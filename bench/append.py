@@ -78,7 +78,7 @@ def make_event(i: int, agent: int) -> NewEvent:
         ToolCallCompleted(
             agent_id=f"agent-{agent}",
             tool_use_id=f"toolu_{i:012d}",
-            name="read_file",
+            name="Read",
             result="def main() -> None:\n    print('hello')\n" * 2,
             duration_ms=1.5,
             files_read=[f"src/module_{i % 50}.py"],

@@ -110,9 +110,9 @@ def run_events(n: int) -> list[tuple[str, list[NewEvent]]]:
                 f"agent-{agent}", agent,
                 ModelResponded(agent_id=agent, model="claude-haiku-4-5", turn=turn,
                                cost_usd=0.001, usage=usage),
-                ToolCallRequested(agent_id=agent, tool_use_id=use, name="read_file",
-                                  input={"path": f"f{turn}.py"}),
-                ToolCallCompleted(agent_id=agent, tool_use_id=use, name="read_file",
+                ToolCallRequested(agent_id=agent, tool_use_id=use, name="Read",
+                                  input={"file_path": f"f{turn}.py"}),
+                ToolCallCompleted(agent_id=agent, tool_use_id=use, name="Read",
                                   files_read=[f"f{turn}.py"], files_written=wrote),
             )  # fmt: skip
         done = AgentCompleted(agent_id=agent, summary="done", artifacts=[f"notes/{agent}.md"])

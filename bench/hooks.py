@@ -42,7 +42,7 @@ def payload() -> dict[str, Any]:
         agent_id="builder-1",
         parent_id="orch",
         run_id="run-1",
-        tool_name="run_command",
+        tool_name="Bash",
         tool_input={"command": "ls -la"},
         tool_use_id="toolu_1",
         usage={"input_tokens": 1200, "output_tokens": 300, "cost_usd": 0.01},

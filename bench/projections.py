@@ -85,7 +85,7 @@ from events import (
 )
 from projections import ProjectionRunner
 
-TOOLS = ("read", "grep", "glob", "write", "edit", "bash")
+TOOLS = ("Read", "Grep", "Glob", "Write", "Edit", "Bash")
 SCOUT_CALLS, PLANNER_CALLS, BUILDER_CALLS = 20, 15, 60
 
 
@@ -130,7 +130,7 @@ class RunWriter:
     ) -> None:
         rng = self.rng
         stream = f"agent-{agent_id}"
-        tool = "write" if writes else "read" if reads else rng.choice(TOOLS)
+        tool = "Write" if writes else "Read" if reads else rng.choice(TOOLS)
         use = f"{agent_id}-{n}"
         usage = Usage(
             input_tokens=rng.randrange(200, 3000),
@@ -151,7 +151,10 @@ class RunWriter:
         self.add(
             stream,
             ToolCallRequested(
-                agent_id=agent_id, tool_use_id=use, name=tool, input={"path": f"src/m{n % 200}.py"}
+                agent_id=agent_id,
+                tool_use_id=use,
+                name=tool,
+                input={"file_path": f"src/m{n % 200}.py"},
             ),
             agent_id,
         )
@@ -169,7 +172,7 @@ class RunWriter:
         )
         read = [reads] if reads else [f"src/m{rng.randrange(200)}.py"] if tool in TOOLS[:3] else []
         written = (
-            [writes] if writes else [f"src/m{rng.randrange(200)}.py"] if tool == "edit" else []
+            [writes] if writes else [f"src/m{rng.randrange(200)}.py"] if tool == "Edit" else []
         )
         self.add(
             stream,

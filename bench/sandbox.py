@@ -6,7 +6,7 @@ Runs each escape against the real worker tools (and a real command hook) in a
 temporary folder and prints what happened: paths (`..`, absolute, symlink out,
 symlinked folder, a folder swapped for a symlink mid-call), a hard link to a
 file outside, fleet's control files and the log at a custom path, `setsid` and
-SIGTERM-ignoring children of `run_command` and of a command hook, and runaway
+SIGTERM-ignoring children of `Bash` and of a command hook, and runaway
 regular expressions. Then the figures: grep on `(a+)+$` (RE2) against Python's
 `re` on the same line (shorter lines: Python's time doubles with each `a`),
 the memory a grep over a large file adds (streamed) against reading it whole
@@ -86,20 +86,20 @@ async def paths(base: Path) -> None:
     ctx = ToolContext(workspace=ws, agent_id="bench")
     tools = worker_toolbox(log_path=root / "data" / "events.db")
     tries = [
-        ("`..`", "read_file", {"path": "../outside/secret.txt"}),
-        ("absolute path", "write_file", {"path": str(outside / "new.txt"), "content": "x"}),
-        ("symlink out", "read_file", {"path": "secret-link.txt"}),
-        ("symlinked folder", "write_file", {"path": "link/new.txt", "content": "x"}),
-        ("hard link to a file outside", "write_file", {"path": "hardlink.txt", "content": "x"}),
-        ("the log", "write_file", {"path": ".fleet/fleet.db", "content": "x"}),
-        ("hook settings", "write_file", {"path": ".fleet/settings.json", "content": "{}"}),
-        ("git hook", "write_file", {"path": ".git/hooks/pre-commit", "content": "x"}),
-        ("Claude settings", "write_file", {"path": ".claude/settings.local.json", "content": "{}"}),
-        ("log at a custom path", "write_file", {"path": "data/events.db-wal", "content": "x"}),
+        ("`..`", "Read", {"file_path": "../outside/secret.txt"}),
+        ("absolute path", "Write", {"file_path": str(outside / "new.txt"), "content": "x"}),
+        ("symlink out", "Read", {"file_path": "secret-link.txt"}),
+        ("symlinked folder", "Write", {"file_path": "link/new.txt", "content": "x"}),
+        ("hard link to a file outside", "Write", {"file_path": "hardlink.txt", "content": "x"}),
+        ("the log", "Write", {"file_path": ".fleet/fleet.db", "content": "x"}),
+        ("hook settings", "Write", {"file_path": ".fleet/settings.json", "content": "{}"}),
+        ("git hook", "Write", {"file_path": ".git/hooks/pre-commit", "content": "x"}),
+        ("Claude settings", "Write", {"file_path": ".claude/settings.local.json", "content": "{}"}),
+        ("log at a custom path", "Write", {"file_path": "data/events.db-wal", "content": "x"}),
     ]
     for escape, tool, args in tries:
         result = await tools.call(tool, args, ctx)
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k == "path")
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k == "file_path")
         row(
             escape,
             f"`{tool}` {shown}".replace(str(base), "…"),
@@ -132,15 +132,15 @@ def escaper_script(mark: str, then: str) -> str:
 async def processes(base: Path) -> None:
     ws = Workspace(base)
     ctx = ToolContext(workspace=ws, agent_id="bench")
-    tools = worker_toolbox(["run_command"])
+    tools = worker_toolbox(["Bash"])
     for then, timeout, when in (("exit 0", 60, "ends"), ("sleep 600", 2, "times out")):
         mark = uuid.uuid4().hex
         await tools.call(
-            "run_command", {"command": escaper_script(mark, then), "timeout_s": timeout}, ctx
+            "Bash", {"command": escaper_script(mark, then), "timeout": timeout * 1000}, ctx
         )
         row(
             f"`setsid` + SIGTERM-ignoring child, command {when}",
-            "`run_command`",
+            "`Bash`",
             f"processes left alive: {marked(mark)}",
         )
     for then, timeout, when in (("exit 0", 60, "ends"), ("sleep 600", 2, "times out")):
@@ -156,7 +156,7 @@ async def processes(base: Path) -> None:
                     "PreToolUse",
                     session_id="s",
                     cwd="",
-                    tool_name="run_command",
+                    tool_name="Bash",
                     tool_input={},
                     tool_use_id="t",
                 ),

@@ -86,9 +86,9 @@ async def write_log(path: Path, agents: int) -> int:
                 for n in range(2):
                     tu = f"{agent}-t{n}"
                     data += [
-                        ToolCallRequested(agent_id=agent, tool_use_id=tu, name="read_file",
-                                          input={"path": f"f{n}.py"}),
-                        ToolCallCompleted(agent_id=agent, tool_use_id=tu, name="read_file",
+                        ToolCallRequested(agent_id=agent, tool_use_id=tu, name="Read",
+                                          input={"file_path": f"f{n}.py"}),
+                        ToolCallCompleted(agent_id=agent, tool_use_id=tu, name="Read",
                                           files_read=[f"f{n}.py"], files_written=[f"o{i}.md"]),
                     ]  # fmt: skip
                 data += [

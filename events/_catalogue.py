@@ -30,6 +30,8 @@ __all__ = [
     "AgentFailed",
     "AgentWaiting",
     "AgentWoke",
+    "ApprovalDecided",
+    "ApprovalRequested",
     "BoardColumn",
     "ContextCompacted",
     "EventData",
@@ -195,7 +197,13 @@ class ToolCallCompleted(EventModel):
 
 
 class HookInvoked(EventModel):
-    """One hook ran at one hook point: what it decided and why."""
+    """One hook ran at one hook point: what it decided and why.
+
+    `system_message` is what the hook asked to show the user; `detached` marks a
+    hook that ran in the background (`async`): its decision was not applied.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no system_message and detached
 
     type: Literal["HookInvoked"] = "HookInvoked"
     point: str
@@ -208,6 +216,41 @@ class HookInvoked(EventModel):
     duration_ms: float = 0.0
     updated_input: dict[str, Any] | None = None
     additional_context: str | None = None
+    system_message: str | None = None
+    detached: bool = False
+
+
+class ApprovalRequested(EventModel):
+    """A tool call is on hold until a person approves or denies it (a hook answered "ask").
+
+    Appended to the agent's stream; the answer is `ApprovalDecided` in the
+    stream `approval-<approval_id>`. No answer within `timeout_s` is a denial.
+    """
+
+    type: Literal["ApprovalRequested"] = "ApprovalRequested"
+    approval_id: str
+    agent_id: str
+    tool_use_id: str
+    tool_name: str
+    tool_input: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+    timeout_s: float
+
+
+class ApprovalDecided(EventModel):
+    """Someone (`by`) answered an approval: "allow" runs the call, "deny" refuses it.
+
+    `by` is "timeout" when nobody answered in time. The first answer is the
+    only one: it is the stream `approval-<approval_id>`'s first event.
+    """
+
+    type: Literal["ApprovalDecided"] = "ApprovalDecided"
+    approval_id: str
+    agent_id: str
+    tool_use_id: str
+    decision: Literal["allow", "deny"]
+    reason: str | None = None
+    by: str
 
 
 class AgentWaiting(EventModel):
@@ -360,6 +403,8 @@ EventData = Annotated[
     | ToolCallRequested
     | ToolCallCompleted
     | HookInvoked
+    | ApprovalRequested
+    | ApprovalDecided
     | AgentWaiting
     | AgentWoke
     | ContextCompacted
@@ -386,6 +431,8 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         ToolCallRequested,
         ToolCallCompleted,
         HookInvoked,
+        ApprovalRequested,
+        ApprovalDecided,
         AgentWaiting,
         AgentWoke,
         ContextCompacted,

@@ -29,8 +29,14 @@ def _tool_call_completed_v1_to_v2(data: RawData) -> RawData:
     return lifted
 
 
+def _hook_invoked_v1_to_v2(data: RawData) -> RawData:
+    # Schema 2 added `system_message` and `detached`; a v1 hook said neither.
+    return {**data, "system_message": None, "detached": False}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ToolCallCompleted", 1): _tool_call_completed_v1_to_v2,
+    ("HookInvoked", 1): _hook_invoked_v1_to_v2,
 }
 
 

@@ -16,16 +16,18 @@ from __future__ import annotations
 from ._config import (
     CLAUDE_ONLY_POINTS,
     DEFAULT_TIMEOUT,
+    DORMANT_POINTS,
     SETTINGS_FILES,
     HookGroup,
     HooksConfig,
     HookSpec,
     Matcher,
+    default_timeout,
     find_settings,
     load_project_settings,
     load_settings,
 )
-from ._dispatcher import HookDispatcher
+from ._dispatcher import DetachedSink, HookDispatcher
 from ._ingest import DEFAULT_MAX_INGEST_BYTES, DEFAULT_SOURCE_APP, forward, parse_external
 from ._otlp import (
     DEFAULT_MAX_OTLP_BYTES,
@@ -47,6 +49,8 @@ from ._output import (
 )
 from ._points import (
     BLOCKING_POINTS,
+    DOCUMENTED_EVENTS,
+    IF_POINTS,
     MATCHER_FIELDS,
     PAYLOAD_MODELS,
     TOOL_POINTS,
@@ -54,6 +58,7 @@ from ._points import (
     HookPayload,
     HookPoint,
     NotificationPayload,
+    PermissionRequestPayload,
     PostToolUseFailurePayload,
     PostToolUsePayload,
     PreCompactPayload,
@@ -68,6 +73,7 @@ from ._points import (
     hook_point,
 )
 from ._processes import CONTAINED, start_command, stop_command
+from ._rules import PermissionRule
 from ._runners import MAX_OUTPUT_BYTES, PythonHookFn
 from .errors import (
     DispatcherClosed,
@@ -90,6 +96,9 @@ __all__ = [
     "DEFAULT_MAX_OTLP_BYTES",
     "DEFAULT_SOURCE_APP",
     "DEFAULT_TIMEOUT",
+    "DOCUMENTED_EVENTS",
+    "DORMANT_POINTS",
+    "IF_POINTS",
     "MATCHER_FIELDS",
     "MAX_OUTPUT_BYTES",
     "MAX_TEXT_CHARS",
@@ -100,6 +109,7 @@ __all__ = [
     "SETTINGS_FILES",
     "TOOL_POINTS",
     "Decision",
+    "DetachedSink",
     "DispatcherClosed",
     "FleetUsage",
     "HookConfigError",
@@ -120,6 +130,8 @@ __all__ = [
     "OtlpBatch",
     "PayloadInvalid",
     "Permission",
+    "PermissionRequestPayload",
+    "PermissionRule",
     "PostToolUseFailurePayload",
     "PostToolUsePayload",
     "PreCompactPayload",
@@ -137,6 +149,7 @@ __all__ = [
     "UnknownHookPoint",
     "UserPromptSubmitPayload",
     "build_payload",
+    "default_timeout",
     "find_settings",
     "forward",
     "hook_point",

@@ -1,27 +1,39 @@
 """Hook settings in the shape of Claude Code's settings.json "hooks" section.
 
-    {"hooks": {"PreToolUse": [{"matcher": "run_command|write_file",
+    {"hooks": {"PreToolUse": [{"matcher": "Bash|Write",
                                "hooks": [{"type": "command", "command": "...", "timeout": 30}]}]}}
 
-Fleet also accepts `{"type": "http", "url": "...", "headers": {...}, "allowedEnvVars": [...]}`.
-A project's settings are `.fleet/settings.json`, else `.claude/settings.json`.
+Handlers are `{"type": "command", "command": ..., "args": [...], "shell": "bash",
+"async": true, "if": "Bash(rm *)", "onFailure": "block", "timeout": 30}` or
+`{"type": "http", "url": ..., "headers": {...}, "allowedEnvVars": [...]}`, as
+Claude Code's hooks reference documents them. A project's settings are
+`.fleet/settings.json`, else `.claude/settings.json`.
 
 Notes (do not fix without reading this):
 1. A project's `.claude/settings.json` is written for Claude Code too, so what
-   only Claude Code can run is *skipped* (listed in `HooksConfig.skipped`), not an
-   error: its other points (PermissionRequest, PostCompact, ...), the hook types
-   "prompt", "agent" and "mcp_tool", and any `fleet hook-forward` command (fleet's
-   own agents are in the log already; forwarding them would record them twice).
-   A name that is no hook point anywhere is a typo, and an error.
-2. Keys fleet does not use (statusMessage, once, async, ...) are allowed and
-   ignored, as Claude Code ignores keys it does not know; the keys fleet does
-   use are checked strictly (a string timeout is an error, not coerced).
+   fleet does not run is *kept* or *skipped*, never refused: the events Claude
+   Code documents that fleet never fires (`DORMANT_POINTS`) and any event name
+   fleet does not know (a newer Claude Code's, or a typo) are kept in
+   `HooksConfig.kept` as written; an unknown name is also a warning
+   (`HooksConfig.warnings`, logged when the settings load). The hook types
+   "prompt", "agent" and "mcp_tool", any `fleet hook-forward` command (fleet's
+   own agents are in the log already; forwarding them would record them
+   twice) and a handler with `if` on an event that is not a tool event (Claude
+   Code never runs it) are skipped (`HooksConfig.skipped`).
+2. Keys fleet does not use (statusMessage, once, ...) are allowed and ignored,
+   as Claude Code ignores keys it does not know; the keys fleet does use are
+   checked strictly (a string timeout is an error, not coerced).
+3. Timeouts default to Claude Code's: 600 s for command and http hooks, 30 s at
+   UserPromptSubmit. Claude Code gives SessionEnd hooks a 1.5 s budget as it
+   exits; a fleet agent ends without a process exiting, so SessionEnd hooks
+   get the 600 s default.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -32,66 +44,65 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._points import HookPoint
+from ._points import DOCUMENTED_EVENTS, IF_POINTS, HookPoint
+from ._rules import PermissionRule
 from .errors import HookConfigError
 
 __all__ = [
     "CLAUDE_ONLY_POINTS",
     "DEFAULT_TIMEOUT",
+    "DORMANT_POINTS",
     "SETTINGS_FILES",
     "HookGroup",
     "HookSpec",
     "HooksConfig",
     "Matcher",
+    "default_timeout",
     "find_settings",
     "load_project_settings",
     "load_settings",
 ]
 
-DEFAULT_TIMEOUT = 60.0
-"""Seconds a hook may run when its settings give no `timeout` (Claude Code's default)."""
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds a command or http hook may run when its settings give no `timeout` (Claude Code's)."""
+
+_POINT_TIMEOUTS = {"UserPromptSubmit": 30.0}
 
 SETTINGS_FILES = (".fleet/settings.json", ".claude/settings.json")
 """Where a project's hook settings are looked for, first found wins."""
 
-CLAUDE_ONLY_POINTS = frozenset(
-    {
-        "PermissionRequest",
-        "PermissionDenied",
-        "PostCompact",
-        "PostToolBatch",
-        "StopFailure",
-        "TeammateIdle",
-        "TaskCreated",
-        "TaskCompleted",
-        "ConfigChange",
-        "InstructionsLoaded",
-        "CwdChanged",
-        "FileChanged",
-        "WorktreeCreate",
-        "WorktreeRemove",
-        "Elicitation",
-        "ElicitationResult",
-        "UserPromptExpansion",
-        "Setup",
-    }
-)
-"""Claude Code hook points that fleet never fires: skipped when found in settings."""
+_POINT_NAMES = tuple(p.value for p in HookPoint)
+
+DORMANT_POINTS = frozenset(name for name in DOCUMENTED_EVENTS if name not in _POINT_NAMES)
+"""Claude Code hook events fleet never fires: their settings load and are kept (note 1)."""
+
+CLAUDE_ONLY_POINTS = DORMANT_POINTS
+"""The former name of `DORMANT_POINTS`."""
 
 _CLAUDE_ONLY_TYPES = frozenset({"prompt", "agent", "mcp_tool"})
 _FORWARD_COMMAND = re.compile(r"\bfleet\s+hook-forward\b")
-# Claude Code: a matcher of only word characters and "|" is a list of exact names.
-_PLAIN_NAMES = re.compile(r"[A-Za-z0-9_|]+")
-_POINT_NAMES = tuple(p.value for p in HookPoint)
+# Claude Code: a matcher of only letters, digits, "_", "-", spaces, "," and "|" is
+# a list of exact names separated by "|" or ",".
+_PLAIN_NAMES = re.compile(r"[A-Za-z0-9_| ,-]+")
+_NAME_SEPARATORS = re.compile(r"[|,]")
+
+
+def default_timeout(point: str) -> float:
+    """Claude Code's default timeout of a command or http hook at `point` (note 3)."""
+    return _POINT_TIMEOUTS.get(point, DEFAULT_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
     """Which tool (or source, trigger, agent type) a hook group applies to.
 
-    Claude Code's semantics: `None`, `""` and `"*"` match everything; a pattern of
-    letters, digits, `_` and `|` is a list of exact names (`"Edit|Write"`);
-    anything else is a regular expression searched in the name (`"mcp__.*"`).
+    Claude Code's rule: `None`, `""` and `"*"` match everything; a pattern of
+    letters, digits, `_`, `-`, spaces, `,` and `|` is a list of exact names
+    separated by `|` or `,` (`"Edit|Write"`, `"Edit, Write"`, `"code-reviewer"`);
+    anything else is a regular expression searched anywhere in the name
+    (`"mcp__.*"`, `"^Notebook"`).
     """
 
     pattern: str | None = None
@@ -107,7 +118,7 @@ class Matcher:
         if not every:
             assert text is not None
             if _PLAIN_NAMES.fullmatch(text):
-                names = frozenset(n for n in text.split("|") if n)
+                names = frozenset(n.strip() for n in _NAME_SEPARATORS.split(text) if n.strip())
             else:
                 regex = re.compile(text)  # raises re.error
         object.__setattr__(self, "matches_all", every)
@@ -127,7 +138,15 @@ class Matcher:
 
 @dataclass(frozen=True, slots=True)
 class HookSpec:
-    """One configured hook: a shell `command` or an `http` URL (`target`), with its timeout."""
+    """One configured handler: a shell `command` or an `http` URL (`target`), and how it runs.
+
+    `args` set means exec form (`target` is the executable, no shell); else
+    `shell` picks the shell (None: `/bin/sh`). `detached` (settings: `async`)
+    runs it in the background: it cannot decide. `rule` (settings: `if`)
+    narrows a tool event's handler to calls the permission rule names.
+    `on_failure="block"` makes a hook that cannot start, times out or exits
+    with an unexpected code block the action instead of letting it through.
+    """
 
     kind: Literal["command", "http"]
     target: str
@@ -135,6 +154,18 @@ class HookSpec:
     # http only: header templates ($VAR / ${VAR}) and the variables they may use.
     headers: tuple[tuple[str, str], ...] = ()
     allowed_env_vars: tuple[str, ...] = ()
+    args: tuple[str, ...] | None = None
+    shell: Literal["bash", "powershell"] | None = None
+    detached: bool = False
+    rule: PermissionRule | None = None
+    on_failure: Literal["continue", "block"] = "continue"
+
+    @property
+    def dedupe_key(self) -> str:
+        """Identical handlers run once per event: commands by command and args, http by URL."""
+        if self.args is None:
+            return f"{self.kind} {self.target}"
+        return f"{self.kind} {json.dumps([self.target, *self.args])}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +184,16 @@ class HooksConfig:
     source: str = "<none>"
     # The folder that `CLAUDE_PROJECT_DIR` / `FLEET_PROJECT_DIR` name for command hooks.
     project_dir: str | None = None
-    # What was left out on purpose, one line each (see note 1).
+    # What was left out on purpose, one line each (note 1).
     skipped: tuple[str, ...] = ()
+    # Events fleet never fires, as written (documented ones and unknown names; note 1).
+    kept: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # Event names fleet does not know, one line each (note 1).
+    warnings: tuple[str, ...] = ()
 
     @property
     def hook_count(self) -> int:
-        """How many hooks are configured, over all points."""
+        """How many hooks are configured, over all points fleet fires."""
         return sum(len(g.hooks) for groups in self.groups.values() for g in groups)
 
 
@@ -166,7 +201,7 @@ class HooksConfig:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
 
 
 class _Settings(_Strict):
@@ -179,16 +214,24 @@ class _Group(_Strict):
     hooks: list[Any]
 
 
-class _CommandHook(_Strict):
+class _Common(_Strict):
+    timeout: float | None = Field(default=None, gt=0)
+    if_: str | None = Field(default=None, alias="if", min_length=1)
+    onFailure: Literal["continue", "block"] = "continue"
+
+
+class _CommandHook(_Common):
     type: Literal["command"]
     command: str = Field(min_length=1)
-    timeout: float | None = Field(default=None, gt=0)
+    args: list[str] | None = None
+    shell: Literal["bash", "powershell"] | None = None
+    async_: bool = Field(default=False, alias="async")
+    asyncRewake: bool = False
 
 
-class _HttpHook(_Strict):
+class _HttpHook(_Common):
     type: Literal["http"]
     url: str = Field(min_length=1)
-    timeout: float | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     allowedEnvVars: list[str] = Field(default_factory=list)
 
@@ -222,54 +265,130 @@ def _check_url(url: str) -> str | None:
     return None
 
 
-def _parse_hook(
-    raw: Any, where: str, problems: list[tuple[str, str]], skipped: list[str]
-) -> HookSpec | None:
+@dataclass(slots=True)
+class _Reading:
+    """What parsing found beside the hooks: problems, skipped handlers, warnings."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rule(raw: str | None, where: str, found: _Reading) -> PermissionRule | None:
+    if raw is None:
+        return None
+    try:
+        return PermissionRule.parse(raw)
+    except ValueError as e:
+        found.problems.append((f"{where}.if", str(e)))
+        return None
+
+
+def _command(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
+    cmd = _validate(_CommandHook, raw, where, found.problems)
+    if cmd is None:
+        return None
+    if not cmd.command.strip():
+        found.problems.append((f"{where}.command", "must not be blank"))
+        return None
+    if _FORWARD_COMMAND.search(" ".join([cmd.command, *(cmd.args or ())])):
+        found.skipped.append(f"{where}: a `fleet hook-forward` command is for Claude Code sessions")
+        return None
+    rule = _rule(cmd.if_, where, found)
+    if cmd.if_ is not None and rule is None:
+        return None
+    return HookSpec(
+        "command",
+        cmd.command,
+        cmd.timeout or default_timeout(point),
+        args=None if cmd.args is None else tuple(cmd.args),
+        shell=None if cmd.args is not None else cmd.shell,
+        detached=cmd.async_ or cmd.asyncRewake,
+        rule=rule,
+        on_failure=cmd.onFailure,
+    )
+
+
+def _http(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
+    http = _validate(_HttpHook, raw, where, found.problems)
+    if http is None:
+        return None
+    if (bad := _check_url(http.url)) is not None:
+        found.problems.append((f"{where}.url", bad))
+        return None
+    if raw.get("async") is True:
+        found.warnings.append(f"{where}: async is for command hooks only; this one runs in line")
+    rule = _rule(http.if_, where, found)
+    if http.if_ is not None and rule is None:
+        return None
+    return HookSpec(
+        "http",
+        http.url,
+        http.timeout or default_timeout(point),
+        tuple(http.headers.items()),
+        tuple(http.allowedEnvVars),
+        rule=rule,
+        on_failure=http.onFailure,
+    )
+
+
+def _parse_hook(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
     if not isinstance(raw, Mapping):
-        problems.append((where, f"expected an object, got {type(raw).__name__}"))
+        found.problems.append((where, f"expected an object, got {type(raw).__name__}"))
         return None
     kind = raw.get("type")
-    if kind == "command":
-        cmd = _validate(_CommandHook, raw, where, problems)
-        if cmd is None:
-            return None
-        if not cmd.command.strip():
-            problems.append((f"{where}.command", "must not be blank"))
-            return None
-        if _FORWARD_COMMAND.search(cmd.command):
-            skipped.append(f"{where}: a `fleet hook-forward` command is for Claude Code sessions")
-            return None
-        return HookSpec("command", cmd.command, cmd.timeout or DEFAULT_TIMEOUT)
-    if kind == "http":
-        http = _validate(_HttpHook, raw, where, problems)
-        if http is None:
-            return None
-        if (bad := _check_url(http.url)) is not None:
-            problems.append((f"{where}.url", bad))
-            return None
-        return HookSpec(
-            "http",
-            http.url,
-            http.timeout or DEFAULT_TIMEOUT,
-            tuple(http.headers.items()),
-            tuple(http.allowedEnvVars),
+    if kind in ("command", "http") and raw.get("if") is not None and point not in IF_POINTS:
+        found.skipped.append(
+            f"{where}: `if` is only evaluated on tool events; Claude Code never runs this hook"
         )
+        return None
+    if kind == "command":
+        return _command(raw, point, where, found)
+    if kind == "http":
+        return _http(raw, point, where, found)
     if kind in _CLAUDE_ONLY_TYPES:
-        skipped.append(f"{where}: fleet does not run {kind!r} hooks")
+        found.skipped.append(f"{where}: fleet does not run {kind!r} hooks")
         return None
     if kind is None:
-        problems.append((f"{where}.type", "missing: expected 'command' or 'http'"))
+        found.problems.append((f"{where}.type", "missing: expected 'command' or 'http'"))
     else:
-        problems.append(
+        found.problems.append(
             (f"{where}.type", f"unknown hook type {kind!r}: expected 'command' or 'http'")
         )
     return None
 
 
 def _unknown_point(name: str) -> str:
-    close = difflib.get_close_matches(name, _POINT_NAMES, n=1)
+    close = difflib.get_close_matches(name, DOCUMENTED_EVENTS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown hook point {name!r}{hint} (known points: {', '.join(_POINT_NAMES)})"
+    return (
+        f"unknown hook event {name!r}{hint}: kept, never fired "
+        f"(fleet fires {', '.join(_POINT_NAMES)})"
+    )
+
+
+def _parse_groups(name: str, raw_groups: list[Any], found: _Reading) -> tuple[HookGroup, ...]:
+    parsed: list[HookGroup] = []
+    for i, raw_group in enumerate(raw_groups):
+        gwhere = f"hooks.{name}[{i}]"
+        group = _validate(_Group, raw_group, gwhere, found.problems)
+        if group is None:
+            continue
+        try:
+            matcher = Matcher(group.matcher)
+        except re.error as e:
+            found.problems.append(
+                (f"{gwhere}.matcher", f"invalid regular expression {group.matcher!r}: {e}")
+            )
+            continue
+        specs = [
+            spec
+            for j, raw_hook in enumerate(group.hooks)
+            if (spec := _parse_hook(raw_hook, name, f"{gwhere}.hooks[{j}]", found))
+        ]
+        if specs:
+            parsed.append(HookGroup(matcher, tuple(specs)))
+    return tuple(parsed)
 
 
 def _parse(raw: Any, source: str, project_dir: str | None) -> HooksConfig:
@@ -277,49 +396,33 @@ def _parse(raw: Any, source: str, project_dir: str | None) -> HooksConfig:
         raise HookConfigError(
             source, [("(top level)", f"expected an object, got {type(raw).__name__}")]
         )
-    if "hooks" not in raw and any(k in _POINT_NAMES or k in CLAUDE_ONLY_POINTS for k in raw):
+    if "hooks" not in raw and any(k in DOCUMENTED_EVENTS for k in raw):
         raw = {"hooks": raw}  # the "hooks" section itself was given
-    problems: list[tuple[str, str]] = []
-    skipped: list[str] = []
-    settings = _validate(_Settings, raw, "", problems)
+    found = _Reading()
+    settings = _validate(_Settings, raw, "", found.problems)
     if settings is None:
-        raise HookConfigError(source, problems)
+        raise HookConfigError(source, found.problems)
     if settings.disableAllHooks:
         return HooksConfig({}, source, project_dir, ("disableAllHooks is true",))
     groups: dict[HookPoint, tuple[HookGroup, ...]] = {}
+    kept: dict[str, tuple[Any, ...]] = {}
     for name, raw_groups in settings.hooks.items():
-        where = f"hooks.{name}"
         if name not in _POINT_NAMES:
-            if name in CLAUDE_ONLY_POINTS:
-                skipped.append(f"{where}: fleet never fires {name}")
+            kept[name] = tuple(raw_groups)
+            if name in DORMANT_POINTS:
+                found.skipped.append(f"hooks.{name}: fleet never fires {name} (kept)")
             else:
-                problems.append((where, _unknown_point(name)))
+                found.warnings.append(f"hooks.{name}: {_unknown_point(name)}")
             continue
-        parsed: list[HookGroup] = []
-        for i, raw_group in enumerate(raw_groups):
-            gwhere = f"{where}[{i}]"
-            group = _validate(_Group, raw_group, gwhere, problems)
-            if group is None:
-                continue
-            try:
-                matcher = Matcher(group.matcher)
-            except re.error as e:
-                problems.append(
-                    (f"{gwhere}.matcher", f"invalid regular expression {group.matcher!r}: {e}")
-                )
-                continue
-            specs = [
-                spec
-                for j, raw_hook in enumerate(group.hooks)
-                if (spec := _parse_hook(raw_hook, f"{gwhere}.hooks[{j}]", problems, skipped))
-            ]
-            if specs:
-                parsed.append(HookGroup(matcher, tuple(specs)))
-        if parsed:
-            groups[HookPoint(name)] = tuple(parsed)
-    if problems:
-        raise HookConfigError(source, problems)
-    return HooksConfig(groups, source, project_dir, tuple(skipped))
+        if parsed := _parse_groups(name, raw_groups, found):
+            groups[HookPoint(name)] = parsed
+    if found.problems:
+        raise HookConfigError(source, found.problems)
+    for line in found.warnings:
+        logger.warning("hook settings %s: %s", source, line)
+    return HooksConfig(
+        groups, source, project_dir, tuple(found.skipped), kept, tuple(found.warnings)
+    )
 
 
 def _project_of(path: Path) -> str:
@@ -338,8 +441,9 @@ def load_settings(
 
     Raises:
         HookConfigError: the file is missing or not JSON, or the settings are
-            invalid (unknown point, bad regex, missing command or url, wrong
-            types); it names the path and every field at fault.
+            invalid (a bad regex or `if` rule, a missing command or url, wrong
+            types); it names the path and every field at fault. An event name
+            fleet does not know is a warning, not an error (note 1).
 
     The argument is never mutated.
     """

@@ -1,8 +1,8 @@
 """The hook dispatcher: runs the hooks that match at one point and combines their answers.
 
     async with HookDispatcher(load_settings(path)) as hooks:
-        hooks.add_python("PreToolUse", check, matcher="run_command")
-        outcome = await hooks.dispatch("PreToolUse", payload)
+        hooks.add_python("PreToolUse", check, matcher="Bash")
+        outcome = await hooks.dispatch("PreToolUse", payload, on_detached=record)
         for data in outcome.invocations:   # the runtime appends these (HookInvoked)
             ...
 
@@ -15,6 +15,15 @@ Notes (do not fix without reading this):
 3. Python hooks receive the payload dict itself, not a copy (a copy per hook
    would cost more than the hook): they must not mutate it, and change a tool's
    input by answering `updatedInput` instead.
+4. A detached hook (settings `"async": true`) runs in a task of the
+   dispatcher's own and the dispatch does not wait for it: it cannot decide.
+   When it ends, its record (`HookInvoked` with `detached=True`, its
+   `additionalContext` and `systemMessage` kept, its decision recorded but
+   never applied) goes to the dispatch's `on_detached` callback. `aclose()`
+   cancels detached hooks still running, and every process they started dies.
+5. `onFailure: "block"`: a hook that could not start, timed out or exited
+   with an unexpected code (an "error" or "timeout" verdict) blocks the action
+   at points that can block; elsewhere it is the non-blocking error it was.
 """
 
 from __future__ import annotations
@@ -24,22 +33,26 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 
 from events import HookInvoked
 
 from ._config import DEFAULT_TIMEOUT, HooksConfig, Matcher
-from ._output import NO_OUTCOME, HookOutcome, Verdict, combine, error_verdict
-from ._points import MATCHER_FIELDS, HookPoint, hook_point
+from ._output import NO_OUTCOME, HookOutcome, Verdict, clip, combine, error_verdict
+from ._points import BLOCKING_POINTS, IF_POINTS, MATCHER_FIELDS, HookPoint, hook_point
+from ._rules import PermissionRule
 from ._runners import Call, CommandHook, HttpHook, PythonHook, PythonHookFn, Runner
 from .errors import DispatcherClosed, HookConfigError, UnknownHookPoint
 
-__all__ = ["HookDispatcher"]
+__all__ = ["DetachedSink", "HookDispatcher"]
+
+DetachedSink = Callable[[HookInvoked], Awaitable[object]]
+"""Where a detached hook's record goes when it ends (module note 4)."""
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +66,10 @@ SLOW_INLINE_MS = 20.0
 class _Entry:
     matcher: Matcher
     runner: Runner
-    dedupe: str | None  # "kind target" for command and http hooks
+    dedupe: str | None  # command and http hooks: see HookSpec.dedupe_key
+    rule: PermissionRule | None = None
+    detached: bool = False
+    on_failure: Literal["continue", "block"] = "continue"
 
 
 def _str_or_none(value: object) -> str | None:
@@ -90,6 +106,7 @@ class HookDispatcher:
         self._own_client = http_client is None
         self._client = http_client
         self._closed = False
+        self._detached: set[asyncio.Task[None]] = set()
         env = dict(os.environ)
         env["CLAUDE_PROJECT_DIR"] = env["FLEET_PROJECT_DIR"] = self.project_dir
         self._table: dict[str, tuple[HookPoint, tuple[_Entry, ...]]] = {
@@ -104,7 +121,16 @@ class HookDispatcher:
                         runner = CommandHook(spec, env, self.project_dir)
                     else:
                         runner = HttpHook(spec, self._http)
-                    entries.append(_Entry(group.matcher, runner, f"{spec.kind} {spec.target}"))
+                    entries.append(
+                        _Entry(
+                            group.matcher,
+                            runner,
+                            spec.dedupe_key,
+                            spec.rule,
+                            spec.detached and spec.kind == "command",
+                            spec.on_failure,
+                        )
+                    )
             self._table[point.value] = (point, tuple(entries))
 
     # -- configuration ----------------------------------------------------------
@@ -118,6 +144,8 @@ class HookDispatcher:
         timeout: float = DEFAULT_TIMEOUT,
         name: str | None = None,
         thread: bool = False,
+        if_: str | None = None,
+        on_failure: Literal["continue", "block"] = "continue",
     ) -> None:
         """Add an in-process hook at `point`, after the hooks already there.
 
@@ -125,12 +153,15 @@ class HookDispatcher:
         `HookOutput`, or an awaitable of one. A sync `fn` runs on the event loop
         and must be cheap; pass `thread=True` for one that blocks (it then runs in
         a worker thread under `timeout`). `name` is recorded in `HookInvoked.hook`
-        (default: the function's qualified name).
+        (default: the function's qualified name). `if_` is a permission rule
+        (`"Bash(rm *)"`) narrowing a tool point's hook, as settings' `if`;
+        `on_failure="block"` makes a hook that raises or times out block.
 
         Raises:
             UnknownHookPoint: `point` is not a hook point.
-            HookConfigError: `matcher` is not a valid regular expression, or
-                `timeout` is not positive.
+            HookConfigError: `matcher` is not a valid regular expression, `if_`
+                is not a permission rule or is given at a point that is not a
+                tool point, or `timeout` is not positive.
             TypeError: `fn` is not callable.
         """
         hp = hook_point(point)
@@ -144,9 +175,18 @@ class HookDispatcher:
             ) from e
         if not timeout > 0:
             raise HookConfigError("add_python", [("timeout", f"must be > 0, got {timeout!r}")])
+        rule = None
+        if if_ is not None:
+            if hp.value not in IF_POINTS:
+                raise HookConfigError("add_python", [("if", f"{hp.value} is not a tool point")])
+            try:
+                rule = PermissionRule.parse(if_)
+            except ValueError as e:
+                raise HookConfigError("add_python", [("if", str(e))]) from None
         hook = PythonHook(fn, name or _fn_name(fn), float(timeout), thread)
+        entry = _Entry(compiled, hook, None, rule, on_failure=on_failure)
         _, entries = self._table[hp.value]
-        self._table[hp.value] = (hp, (*entries, _Entry(compiled, hook, None)))
+        self._table[hp.value] = (hp, (*entries, entry))
 
     def has_hooks(self, point: str) -> bool:
         """Whether any hook is configured at `point` (to skip building a payload when none is)."""
@@ -155,12 +195,20 @@ class HookDispatcher:
 
     # -- dispatch ---------------------------------------------------------------
 
-    async def dispatch(self, point: str, payload: dict[str, Any]) -> HookOutcome:
+    async def dispatch(
+        self,
+        point: str,
+        payload: dict[str, Any],
+        *,
+        on_detached: DetachedSink | None = None,
+    ) -> HookOutcome:
         """Run the hooks at `point` that match `payload` and combine their answers.
 
         Tool points match on `payload["tool_name"]` (see `MATCHER_FIELDS` for the
-        others). A hook that fails, hangs or answers garbage is recorded as an
-        "error" or "timeout" invocation and never raises here.
+        others), and a handler's `if` rule on the tool call. A hook that fails,
+        hangs or answers garbage is recorded as an "error" or "timeout"
+        invocation and never raises here. Detached hooks are started and not
+        waited for; their records go to `on_detached` (module note 4).
 
         Raises:
             UnknownHookPoint: `point` is not a hook point.
@@ -176,12 +224,19 @@ class HookDispatcher:
             raise UnknownHookPoint(point, _POINT_NAMES) from None
         if not entries:
             return NO_OUTCOME
-        selected = self._select(hp, entries, payload)
+        selected = self._select(hp, entries, payload, self.project_dir)
         if not selected:
             return NO_OUTCOME
         call = Call(hp, payload)
+        if any(e.detached for e in selected):
+            for entry in selected:
+                if entry.detached:
+                    self._start_detached(hp, entry, call, on_detached)
+            selected = [e for e in selected if not e.detached]
+            if not selected:
+                return NO_OUTCOME
         if len(selected) == 1:
-            results = [await self._run(selected[0].runner, call)]
+            results = [await self._run(selected[0], call)]
         else:
             results = await self._run_all(selected, call)
         invocations = tuple(
@@ -192,7 +247,7 @@ class HookDispatcher:
 
     @staticmethod
     def _select(
-        hp: HookPoint, entries: tuple[_Entry, ...], payload: Mapping[str, Any]
+        hp: HookPoint, entries: tuple[_Entry, ...], payload: Mapping[str, Any], project_dir: str
     ) -> list[_Entry]:
         field = MATCHER_FIELDS.get(hp)
         value = payload.get(field) if field is not None else None
@@ -201,7 +256,14 @@ class HookDispatcher:
         for entry in entries:
             if field is not None and not entry.matcher.matches(value):
                 continue
-            if entry.dedupe is not None:
+            if entry.rule is not None and not entry.rule.matches(
+                payload.get("tool_name"),
+                payload.get("tool_input"),
+                cwd=str(payload.get("cwd") or ""),
+                project_dir=project_dir,
+            ):
+                continue
+            if entry.dedupe is not None and not entry.detached:
                 if entry.dedupe in seen:
                     continue
                 seen.add(entry.dedupe)
@@ -209,13 +271,21 @@ class HookDispatcher:
         return selected
 
     @staticmethod
-    async def _run(runner: Runner, call: Call) -> tuple[Verdict, float]:
+    async def _run(entry: _Entry, call: Call) -> tuple[Verdict, float]:
+        runner = entry.runner
         started = time.perf_counter()
         try:
             verdict = await runner.run(call)
         except Exception as e:  # a hook's failure is a verdict, never the agent's failure
             logger.debug("hook %s at %s raised", runner.name, call.point, exc_info=True)
             verdict = error_verdict(f"{type(e).__name__}: {e}")
+        if (
+            entry.on_failure == "block"
+            and verdict.decision in ("error", "timeout")
+            and call.point in BLOCKING_POINTS
+        ):  # module note 5
+            why = f'the hook failed and its onFailure is "block": {verdict.reason}'
+            verdict = replace(verdict, decision="block", reason=clip(why))
         ms = (time.perf_counter() - started) * 1000.0
         if runner.inline and ms > SLOW_INLINE_MS:
             logger.warning(
@@ -227,7 +297,7 @@ class HookDispatcher:
 
     async def _run_all(self, selected: list[_Entry], call: Call) -> list[tuple[Verdict, float]]:
         tasks = {
-            i: asyncio.ensure_future(self._run(entry.runner, call))
+            i: asyncio.ensure_future(self._run(entry, call))
             for i, entry in enumerate(selected)
             if not entry.runner.inline
         }
@@ -235,7 +305,7 @@ class HookDispatcher:
         try:
             for entry in selected:
                 if entry.runner.inline:
-                    results.append(await self._run(entry.runner, call))
+                    results.append(await self._run(entry, call))
                 else:
                     results.append((Verdict(), 0.0))  # filled in below
             if tasks:
@@ -249,21 +319,57 @@ class HookDispatcher:
 
     @staticmethod
     def _record(
-        hp: HookPoint, runner: Runner, payload: Mapping[str, Any], verdict: Verdict, ms: float
+        hp: HookPoint,
+        runner: Runner,
+        payload: Mapping[str, Any],
+        verdict: Verdict,
+        ms: float,
+        *,
+        detached: bool = False,
     ) -> HookInvoked:
         logger.debug("hook %s at %s: %s (%.2f ms)", runner.name, hp.value, verdict.decision, ms)
+        if verdict.system_message:
+            logger.warning("hook %s at %s says: %s", runner.name, hp.value, verdict.system_message)
+        tool_use_id = payload.get("tool_use_id", payload.get("fleet_tool_use_id"))
         return HookInvoked(
             point=hp.value,
             kind=runner.kind,
             hook=runner.name,
             agent_id=_str_or_none(payload.get("fleet_agent_id")),
-            tool_use_id=_str_or_none(payload.get("tool_use_id")),
+            tool_use_id=_str_or_none(tool_use_id),
             decision=verdict.decision,
             reason=verdict.reason,
             duration_ms=round(ms, 3),
             updated_input=verdict.updated_input,
             additional_context=verdict.context,
+            system_message=clip(verdict.system_message) if verdict.system_message else None,
+            detached=detached,
         )
+
+    def _start_detached(
+        self, hp: HookPoint, entry: _Entry, call: Call, sink: DetachedSink | None
+    ) -> None:
+        """Run a detached hook in a task of the dispatcher's own (module note 4)."""
+
+        async def run() -> None:
+            verdict, ms = await self._run(replace(entry, on_failure="continue"), call)
+            record = self._record(hp, entry.runner, call.payload, verdict, ms, detached=True)
+            if sink is None:
+                return
+            try:
+                await sink(record)
+            except Exception:  # the sink's failure is logged, never lost silently
+                name = entry.runner.name
+                logger.warning("recording detached hook %s failed", name, exc_info=True)
+
+        task = asyncio.create_task(run(), name=f"hook-{hp.value}-{entry.runner.name[:40]}")
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def drain(self) -> None:
+        """Wait until every detached hook started so far has ended and been recorded."""
+        while self._detached:
+            await asyncio.gather(*list(self._detached), return_exceptions=True)
 
     # -- resources ----------------------------------------------------------------
 
@@ -275,8 +381,12 @@ class HookDispatcher:
         return self._client
 
     async def aclose(self) -> None:
-        """Close the HTTP client (if the dispatcher made it); safe to call twice."""
+        """Cancel detached hooks, close the HTTP client (if it made it); safe to call twice."""
         self._closed = True
+        detached = list(self._detached)
+        for task in detached:
+            task.cancel()
+        await asyncio.gather(*detached, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None and self._own_client:
             await client.aclose()

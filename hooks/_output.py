@@ -11,8 +11,13 @@ A hook answers in Claude Code's JSON output contract:
 
 Each hook's answer becomes a `Verdict`; the verdicts of one dispatch are combined
 into a `HookOutcome`: any deny or block wins (with every reason), else ask, else
-allow; `updatedInput` comes from the last hook in config order that gives one;
-`additionalContext` is every hook's context, joined in config order.
+allow ("defer" is Claude Code's way out for `claude -p` callers and counts as no
+decision); `updatedInput` comes from the last hook in config order that gives
+one; `additionalContext` is every hook's context, joined in config order.
+
+A PermissionRequest hook answers in `hookSpecificOutput.decision`:
+`{"behavior": "allow" | "deny", "updatedInput": {...}, "message": "...",
+"interrupt": true}` ("interrupt" stops the agent, as `continue: false` does).
 
 Notes (do not fix without reading this):
 1. `continue: false` stops the agent. It also counts as a block (the pending
@@ -67,6 +72,7 @@ class HookSpecificOutput(BaseModel):
     permissionDecisionReason: str | None = None
     updatedInput: dict[str, Any] | None = None
     additionalContext: str | None = None
+    decision: dict[str, Any] | None = None  # PermissionRequest's {"behavior": ...}
 
 
 class HookOutput(BaseModel):
@@ -127,13 +133,40 @@ def _output_problem(e: ValidationError) -> str:
     return f"invalid hook output: {where}: {err['msg']}"
 
 
+def _permission_request(
+    out: HookOutput,
+) -> Verdict | tuple[Decision, str | None, dict[str, Any] | None, bool]:
+    """PermissionRequest's `decision` object: (decision, reason, updated input, interrupt)."""
+    hso = out.hookSpecificOutput
+    raw = hso.decision if hso is not None else None
+    if raw is None:
+        if out.decision == "block":
+            return "deny", out.reason, None, False
+        return "none", out.reason, None, False
+    behavior = raw.get("behavior")
+    if behavior != "allow" and behavior != "deny":
+        return error_verdict(f"invalid hook output: decision.behavior {behavior!r}")
+    updated = raw.get("updatedInput") if behavior == "allow" else None
+    if updated is not None and not isinstance(updated, dict):
+        return error_verdict("invalid hook output: decision.updatedInput is not an object")
+    message = raw.get("message") if behavior == "deny" else None
+    interrupt = behavior == "deny" and raw.get("interrupt") is True
+    return behavior, message if isinstance(message, str) else None, updated, interrupt
+
+
 def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
     """Read one hook's answer at `point` (note 1 for `continue: false`)."""
     hso = out.hookSpecificOutput
     decision: Decision = "none"
     reason = out.reason
     updated: dict[str, Any] | None = None
-    if point is HookPoint.PreToolUse:
+    interrupt = False
+    if point is HookPoint.PermissionRequest:
+        read = _permission_request(out)
+        if isinstance(read, Verdict):
+            return read
+        decision, reason, updated, interrupt = read
+    elif point is HookPoint.PreToolUse:
         wanted = hso.permissionDecision if hso else None
         if wanted is None and out.decision is not None:
             # The deprecated top-level form: "approve" / "block".
@@ -142,7 +175,7 @@ def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
             reason = hso.permissionDecisionReason
         if wanted in _PERMISSIONS:
             decision = _PERMISSIONS[wanted]
-        elif wanted not in (None, "defer"):
+        elif wanted not in (None, "defer"):  # defer: no decision (module docstring)
             return error_verdict(f"invalid hook output: unknown permissionDecision {wanted!r}")
         updated = hso.updatedInput if hso else None
     elif out.decision == "block":
@@ -154,10 +187,12 @@ def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
         return error_verdict(f"invalid hook output: unknown decision {out.decision!r}")
     if decision in ("deny", "block") and not reason:
         reason = "blocked by hook"
-    stop = not out.continue_
+    stop = not out.continue_ or interrupt
     stop_reason = None
     if stop:
-        stop_reason = clip(out.stopReason or "a hook asked the agent to stop (continue: false)")
+        asked = "a hook asked the agent to stop (continue: false)"
+        default = (reason if interrupt else None) or asked
+        stop_reason = clip(out.stopReason or default)
         if point not in _STOP_POINTS:
             decision, reason = "block", reason or stop_reason
     context = hso.additionalContext if hso else None
@@ -235,7 +270,12 @@ def combine(
     blocking = [v for v in verdicts if v.decision in ("deny", "block")]
     blocked = bool(blocking)
     permission: Permission | None = None
-    if point is HookPoint.PreToolUse:
+    if point is HookPoint.PermissionRequest:
+        if blocked:
+            permission = "deny"
+        elif any(v.decision == "allow" for v in verdicts):
+            permission = "allow"
+    elif point is HookPoint.PreToolUse:
         if blocked:
             permission = "deny"
         elif any(v.decision == "ask" for v in verdicts):

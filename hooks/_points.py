@@ -6,6 +6,10 @@ own fields, so a hook script written for Claude Code runs unchanged. Fleet adds
 `fleet_agent_id`, `fleet_parent_id` and `fleet_run_id` to every payload, and
 `fleet_usage` (tokens and cost so far) to the tool points.
 
+`DOCUMENTED_EVENTS` lists every hook event Claude Code's hooks reference
+documents; `HookPoint` is the subset fleet fires (the rest load from settings
+and are kept, never run).
+
 Notes (do not fix without reading this):
 1. Open enumerations (`source`, `trigger`, `reason`, `notification_type`,
    `permission_mode`) are plain `str`: Claude Code adds values over time, and
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import Usage
 
@@ -30,6 +34,8 @@ from .errors import PayloadInvalid, UnknownHookPoint
 
 __all__ = [
     "BLOCKING_POINTS",
+    "DOCUMENTED_EVENTS",
+    "IF_POINTS",
     "MATCHER_FIELDS",
     "PAYLOAD_MODELS",
     "TOOL_POINTS",
@@ -37,6 +43,7 @@ __all__ = [
     "HookPayload",
     "HookPoint",
     "NotificationPayload",
+    "PermissionRequestPayload",
     "PostToolUseFailurePayload",
     "PostToolUsePayload",
     "PreCompactPayload",
@@ -58,6 +65,7 @@ class HookPoint(StrEnum):
     SessionStart = "SessionStart"
     UserPromptSubmit = "UserPromptSubmit"
     PreToolUse = "PreToolUse"
+    PermissionRequest = "PermissionRequest"
     PostToolUse = "PostToolUse"
     PostToolUseFailure = "PostToolUseFailure"
     Notification = "Notification"
@@ -68,14 +76,62 @@ class HookPoint(StrEnum):
     SessionEnd = "SessionEnd"
 
 
+DOCUMENTED_EVENTS: tuple[str, ...] = (
+    "SessionStart",
+    "Setup",
+    "InstructionsLoaded",
+    "UserPromptSubmit",
+    "UserPromptExpansion",
+    "MessageDisplay",
+    "PreToolUse",
+    "PermissionRequest",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "PostToolBatch",
+    "PermissionDenied",
+    "Notification",
+    "SubagentStart",
+    "SubagentStop",
+    "TaskCreated",
+    "TaskCompleted",
+    "Stop",
+    "StopFailure",
+    "TeammateIdle",
+    "ConfigChange",
+    "CwdChanged",
+    "DirectoryAdded",
+    "FileChanged",
+    "WorktreeCreate",
+    "WorktreeRemove",
+    "PreCompact",
+    "PostCompact",
+    "PreModelSwitch",
+    "PostModelSwitch",
+    "SessionEnd",
+    "Elicitation",
+    "ElicitationResult",
+)
+"""Every hook event Claude Code's hooks reference documents (33, as of Claude Code 2.1.3xx)."""
+
 TOOL_POINTS: frozenset[HookPoint] = frozenset(
-    {HookPoint.PreToolUse, HookPoint.PostToolUse, HookPoint.PostToolUseFailure}
+    {
+        HookPoint.PreToolUse,
+        HookPoint.PermissionRequest,
+        HookPoint.PostToolUse,
+        HookPoint.PostToolUseFailure,
+    }
 )
 """Points that fire around a tool call (their payloads carry the tool and `fleet_usage`)."""
+
+IF_POINTS: frozenset[str] = frozenset(
+    {"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest", "PermissionDenied"}
+)
+"""The events at which a handler's `if` rule is evaluated; elsewhere such a handler never runs."""
 
 BLOCKING_POINTS: frozenset[HookPoint] = frozenset(
     {
         HookPoint.PreToolUse,  # the tool is not run; the reason is the tool's error
+        HookPoint.PermissionRequest,  # the approval is denied
         HookPoint.PostToolUse,  # the reason is shown to the model beside the result
         HookPoint.PostToolUseFailure,  # the reason is shown to the model
         HookPoint.UserPromptSubmit,  # the prompt is dropped
@@ -92,6 +148,7 @@ mean anything, so, as in Claude Code, it is a non-blocking error.
 
 MATCHER_FIELDS: Mapping[HookPoint, str] = {
     HookPoint.PreToolUse: "tool_name",
+    HookPoint.PermissionRequest: "tool_name",
     HookPoint.PostToolUse: "tool_name",
     HookPoint.PostToolUseFailure: "tool_name",
     HookPoint.SessionStart: "source",
@@ -173,11 +230,27 @@ class PreToolUsePayload(_ToolPayload):
     hook_event_name: Literal["PreToolUse"] = "PreToolUse"
 
 
+class PermissionRequestPayload(HookPayload):
+    """A tool call needs a person's approval (a PreToolUse hook answered "ask").
+
+    As in Claude Code there is no `tool_use_id`; fleet names the call in
+    `fleet_tool_use_id`.
+    """
+
+    hook_event_name: Literal["PermissionRequest"] = "PermissionRequest"
+    tool_name: str
+    tool_input: dict[str, Any]
+    permission_suggestions: list[dict[str, Any]] = Field(default_factory=list)
+    fleet_tool_use_id: str | None = None
+    fleet_usage: FleetUsage | None = None
+
+
 class PostToolUsePayload(_ToolPayload):
-    """A tool call succeeded; `tool_response` is its result."""
+    """A tool call succeeded; `tool_response` is its result (the tool's output object)."""
 
     hook_event_name: Literal["PostToolUse"] = "PostToolUse"
     tool_response: Any = None
+    duration_ms: float | None = None
 
 
 class PostToolUseFailurePayload(_ToolPayload):
@@ -186,6 +259,7 @@ class PostToolUseFailurePayload(_ToolPayload):
     hook_event_name: Literal["PostToolUseFailure"] = "PostToolUseFailure"
     error: str
     is_interrupt: bool = False
+    duration_ms: float | None = None
 
 
 class NotificationPayload(HookPayload):
@@ -233,16 +307,23 @@ class PreCompactPayload(HookPayload):
 
 
 class SessionEndPayload(HookPayload):
-    """An agent's session ended (`reason`: e.g. clear, logout, prompt_input_exit, other)."""
+    """An agent's session ended.
+
+    `reason` is one of Claude Code's (clear, resume, logout, prompt_input_exit,
+    bypass_permissions_disabled, other): a fleet agent ends as "other", and
+    `fleet_reason` says how ("delete", "close").
+    """
 
     hook_event_name: Literal["SessionEnd"] = "SessionEnd"
     reason: str = "other"
+    fleet_reason: str | None = None
 
 
 PAYLOAD_MODELS: Mapping[HookPoint, type[HookPayload]] = {
     HookPoint.SessionStart: SessionStartPayload,
     HookPoint.UserPromptSubmit: UserPromptSubmitPayload,
     HookPoint.PreToolUse: PreToolUsePayload,
+    HookPoint.PermissionRequest: PermissionRequestPayload,
     HookPoint.PostToolUse: PostToolUsePayload,
     HookPoint.PostToolUseFailure: PostToolUseFailurePayload,
     HookPoint.Notification: NotificationPayload,

@@ -1,4 +1,4 @@
-"""Shell commands that leave no process behind: `run_command`'s and command hooks'.
+"""Commands that leave no process behind: the Bash tool's and command hooks'.
 
     proc = await start_command("make test", cwd=folder, env=env, stdout=PIPE, stderr=STDOUT)
     try:
@@ -34,7 +34,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,16 +49,19 @@ CONTAINED = sys.platform == "linux" and bool(sys.executable)
 _Stream = int | IO[Any] | None
 
 
-def command_argv(command: str) -> list[str]:
-    """The argv that runs the shell `command` under the reaper (or bare, note 3)."""
-    shell = ["/bin/sh", "-c", command]
+def command_argv(command: str | Sequence[str]) -> list[str]:
+    """The argv that runs `command` under the reaper (or bare, note 3).
+
+    A string is a shell command (`/bin/sh -c`); a sequence is an argv run as is.
+    """
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     if not CONTAINED:
-        return shell
-    return [sys.executable, "-I", "-S", str(REAPER_PATH), *shell]
+        return argv
+    return [sys.executable, "-I", "-S", str(REAPER_PATH), *argv]
 
 
 async def start_command(
-    command: str,
+    command: str | Sequence[str],
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -66,10 +69,10 @@ async def start_command(
     stdout: _Stream = None,
     stderr: _Stream = None,
 ) -> asyncio.subprocess.Process:
-    """Start the shell `command` under a reaper, in its own session (notes 1, 3).
+    """Start `command` (a shell command, or an argv) under a reaper, in its own session.
 
-    Always pair it with `stop_command` in a `finally`. Raises `OSError` if it
-    cannot start.
+    Notes 1 and 3. Always pair it with `stop_command` in a `finally`. Raises
+    `OSError` if it cannot start.
     """
     return await asyncio.create_subprocess_exec(
         *command_argv(command),

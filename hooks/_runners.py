@@ -17,6 +17,11 @@ Notes (do not fix without reading this):
    SIGTERM-ignoring one too. Its stdout and stderr are drained to the end but
    only the first `MAX_OUTPUT_BYTES` are kept, so a hook spewing output cannot
    fill memory.
+3. Exec form (`args` set) runs `command` found on PATH with `args` as its
+   argv, no shell; `${CLAUDE_PROJECT_DIR}` (and `${FLEET_PROJECT_DIR}`) are put
+   into `command` and each argument as plain strings. Shell form runs the
+   string with `/bin/sh -c` (Claude Code's shell form on Linux and macOS), or
+   with `bash -c` / PowerShell when `shell` says so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,6 +52,7 @@ __all__ = [
     "PythonHook",
     "PythonHookFn",
     "Runner",
+    "command_line",
 ]
 
 MAX_OUTPUT_BYTES = 1024 * 1024
@@ -133,9 +140,38 @@ async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
         await stdin.wait_closed()
 
 
+_PLACEHOLDER = re.compile(r"\$\{(CLAUDE_PROJECT_DIR|FLEET_PROJECT_DIR)\}")
+
+
+def _placeholders(text: str, env: Mapping[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), text)
+
+
+def command_line(spec: HookSpec, env: Mapping[str, str]) -> list[str]:
+    """The argv that runs a command hook (note 3). Raises `OSError` for a missing program."""
+    path = env.get("PATH", os.defpath)
+    if spec.args is not None:
+        program = _placeholders(spec.target, env)
+        found = program if os.sep in program else shutil.which(program, path=path)
+        if found is None:
+            raise FileNotFoundError(f"no executable named {program!r} on PATH")
+        return [found, *(_placeholders(a, env) for a in spec.args)]
+    if spec.shell is None:
+        return ["/bin/sh", "-c", spec.target]
+    if spec.shell == "bash":
+        bash = shutil.which("bash", path=path)
+        if bash is None:
+            raise FileNotFoundError("bash is not installed")
+        return [bash, "-c", spec.target]
+    pwsh = shutil.which("pwsh", path=path) or shutil.which("powershell", path=path)
+    if pwsh is None:
+        raise FileNotFoundError("PowerShell (pwsh) is not installed")
+    return [pwsh, "-NoProfile", "-NonInteractive", "-Command", spec.target]
+
+
 @dataclass(slots=True)
 class CommandHook:
-    """A shell command: the payload as JSON on stdin, the answer in its exit code and output."""
+    """A command: the payload as JSON on stdin, the answer in its exit code and output."""
 
     spec: HookSpec
     env: Mapping[str, str]
@@ -145,7 +181,9 @@ class CommandHook:
 
     @property
     def name(self) -> str:
-        return self.spec.target
+        if self.spec.args is None:
+            return self.spec.target
+        return " ".join([self.spec.target, *self.spec.args])
 
     @property
     def timeout(self) -> float:
@@ -158,14 +196,20 @@ class CommandHook:
         return None
 
     async def run(self, call: Call) -> Verdict:
-        proc = await start_command(
-            self.spec.target,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self._cwd(call.payload),
-            env=self.env,
-        )
+        try:
+            proc = await start_command(
+                command_line(self.spec, self.env),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self._cwd(call.payload),
+                env=self.env,
+            )
+        except OSError as e:
+            return error_verdict(f"cannot start: {e}")
+        return await self._finish(proc, call)
+
+    async def _finish(self, proc: asyncio.subprocess.Process, call: Call) -> Verdict:
         try:
             async with asyncio.timeout(self.spec.timeout):
                 _, out, err = await asyncio.gather(

@@ -16,6 +16,11 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "tool_calls": {"count": int, "errors": int, "by_tool": {name: int},
                        "last": {"name", "tool_use_id", "status", "at"} | None},
         "blocked_calls": int, "compactions": int, "waiting_on": [str],
+        "waiting_for": "agents" | "approval" | None,
+        "approval": {"id", "tool_name", "tool_use_id", "tool_input", "reason",
+                     "requested_at", "expires_at"} | None,     # the call on hold, if any
+        "approvals": {"requested": int, "allowed": int, "denied": int},
+        "system_messages": [{"point", "hook", "text", "at"}],  # the last 5 hooks said
         "created_at": iso, "started_at": iso | None, "finished_at": iso | None,
         "last_activity_at": iso,
         "error": str | None, "limit": str | None,
@@ -23,6 +28,11 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "external": bool, "source_app": str | None}]}
 
 `tool_calls.last.status` is "running", "ok", "error" or "blocked".
+A card is "waiting" with `waiting_for: "approval"` while a tool call is on
+hold for a person (ApprovalRequested until ApprovalDecided). Every approval
+is also kept by id (`approvals_view`, `approval_view`): "pending", "allowed",
+"denied", or "cancelled" when its agent failed, completed or was deleted
+first.
 Context in use is the last model response's input (all buckets: input,
 cache write, cache read) plus its output; a compaction sets it to the tokens
 left after it. Blocked calls count hook decisions "block" or "deny" (once per
@@ -42,6 +52,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     ContextCompacted,
     ExternalHookReceived,
     HookInvoked,
@@ -57,6 +69,7 @@ from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
 
 TASK_CHARS = 2000
+SYSTEM_MESSAGES = 5
 _BLOCKING = frozenset({"block", "deny"})
 
 
@@ -92,6 +105,10 @@ class AgentRecord(TypedDict):
     last_blocked: str | None
     compactions: int
     waiting_on: list[str]
+    waiting_for: str | None
+    approval: dict[str, Any] | None
+    approvals: dict[str, int]
+    system_messages: list[dict[str, Any]]
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -103,9 +120,10 @@ class AgentRecord(TypedDict):
 
 
 class AgentsState(TypedDict):
-    """The agents state: records by id, in creation order."""
+    """The agents state: records by id, in creation order, and every approval by id."""
 
     agents: dict[str, AgentRecord]
+    approvals: dict[str, dict[str, Any]]
 
 
 def _cap(text: str | None) -> str | None:
@@ -158,6 +176,10 @@ def new_record(
         "last_blocked": None,
         "compactions": 0,
         "waiting_on": [],
+        "waiting_for": None,
+        "approval": None,
+        "approvals": {"requested": 0, "allowed": 0, "denied": 0},
+        "system_messages": [],
         "created_at": at,
         "started_at": None,
         "finished_at": None,
@@ -173,8 +195,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
     """Status, context, tokens, cost, files and tool calls of every agent."""
 
     name = "agents"
-    # 2: state shape changed before the first release; 3: "completed"; 4: external subagents
-    version = 4
+    # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
+    # 5: approvals and what hooks said
+    version = 5
     ignores = frozenset(
         {
             "RunStarted",
@@ -203,18 +226,34 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 ToolCallRequested: self._tool_requested,
                 ToolCallCompleted: self._tool_completed,
                 HookInvoked: self._hook_invoked,
+                ApprovalRequested: self._approval_requested,
+                ApprovalDecided: self._approval_decided,
                 ExternalHookReceived: self._external,
             }
         )
 
     def initial(self) -> AgentsState:
-        return {"agents": {}}
+        return {"agents": {}, "approvals": {}}
 
     # -- queries ------------------------------------------------------------
 
     def view(self, state: AgentsState) -> dict[str, Any]:
         agents = [self.record_view(r) for r in state["agents"].values()]
         return {"count": len(agents), "agents": agents}
+
+    def approvals_view(self, state: AgentsState, status: str | None = None) -> dict[str, Any]:
+        """Approvals in the order they were asked for, those in `status` only if given."""
+        found = [
+            _approval_card(a)
+            for a in state["approvals"].values()
+            if status is None or a["status"] == status
+        ]
+        return {"count": len(found), "approvals": found}
+
+    def approval_view(self, state: AgentsState, approval_id: str) -> dict[str, Any] | None:
+        """One approval, or None if no such approval was asked for."""
+        record = state["approvals"].get(approval_id)
+        return None if record is None else _approval_card(record)
 
     def agent_view(self, state: AgentsState, agent_id: str) -> dict[str, Any] | None:
         """One agent's card from the view, or None if no such agent was created."""
@@ -262,6 +301,10 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "blocked_calls": r["blocked_calls"],
             "compactions": r["compactions"],
             "waiting_on": list(r["waiting_on"]),
+            "waiting_for": r["waiting_for"],
+            "approval": None if r["approval"] is None else _approval_card(r["approval"]),
+            "approvals": dict(r["approvals"]),
+            "system_messages": [{**m, "at": iso(m["at"])} for m in r["system_messages"]],
             "created_at": iso(r["created_at"]),
             "started_at": iso(r["started_at"]),
             "finished_at": iso(r["finished_at"]),
@@ -317,12 +360,14 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is not None and r["status"] != "deleted":
             r["status"] = "waiting"
             r["waiting_on"] = list(d.on)
+            r["waiting_for"] = "agents"
 
     def _woke(self, state: AgentsState, event: RecordedEvent, d: AgentWoke) -> None:
         r = self._get(state, event, d.agent_id)
         if r is not None and r["status"] != "deleted":
             r["status"] = "working"
             r["waiting_on"] = []
+            r["waiting_for"] = None
 
     def _completed(self, state: AgentsState, event: RecordedEvent, d: AgentCompleted) -> None:
         r = self._get(state, event, d.agent_id)
@@ -335,6 +380,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             r["status"] = "completed"
             r["finished_at"] = r["last_activity_at"]
             r["waiting_on"] = []
+            _end_waits(state, r)
 
     def _failed(self, state: AgentsState, event: RecordedEvent, d: AgentFailed) -> None:
         r = self._get(state, event, d.agent_id)
@@ -345,6 +391,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r["limit"] = d.limit
         r["finished_at"] = r["last_activity_at"]
         r["waiting_on"] = []
+        _end_waits(state, r)
 
     def _deleted(self, state: AgentsState, event: RecordedEvent, d: AgentDeleted) -> None:
         r = self._get(state, event, d.agent_id)
@@ -352,6 +399,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             return
         r["status"] = "deleted"
         r["waiting_on"] = []
+        _end_waits(state, r)
         if r["finished_at"] is None:
             r["finished_at"] = r["last_activity_at"]
 
@@ -412,15 +460,74 @@ class AgentsProjection(FoldProjection[AgentsState]):
             produced[path] = None
 
     def _hook_invoked(self, state: AgentsState, event: RecordedEvent, d: HookInvoked) -> None:
-        if d.decision not in _BLOCKING or d.agent_id is None:
+        if d.agent_id is None or (d.decision not in _BLOCKING and not d.system_message):
             return
         r = self._get(state, event, d.agent_id)
         if r is None:
+            return
+        if d.system_message:
+            said = {"point": d.point, "hook": d.hook, "text": d.system_message}
+            r["system_messages"] = [
+                *r["system_messages"][-(SYSTEM_MESSAGES - 1) :],
+                {**said, "at": r["last_activity_at"]},
+            ]
+        if d.decision not in _BLOCKING or d.detached:
             return
         # The hooks of one call run one after another: a repeat is the same call.
         if d.tool_use_id is None or d.tool_use_id != r["last_blocked"]:
             r["blocked_calls"] += 1
             r["last_blocked"] = d.tool_use_id
+
+    def _approval_requested(
+        self, state: AgentsState, event: RecordedEvent, d: ApprovalRequested
+    ) -> None:
+        r = self._get(state, event, d.agent_id)
+        if r is None:
+            return
+        at = r["last_activity_at"]
+        approval = {
+            "id": d.approval_id,
+            "agent_id": d.agent_id,
+            "agent_name": r["name"],
+            "run_id": r["run_id"],
+            "tool_use_id": d.tool_use_id,
+            "tool_name": d.tool_name,
+            "tool_input": d.tool_input,
+            "reason": d.reason,
+            "status": "pending",
+            "requested_at": at,
+            "expires_at": at + d.timeout_s,
+            "decided_at": None,
+            "by": None,
+            "decision_reason": None,
+        }
+        state["approvals"][d.approval_id] = approval
+        r["approvals"]["requested"] += 1
+        if r["status"] != "deleted":
+            r["approval"] = dict(approval)
+            r["status"] = "waiting"
+            r["waiting_for"] = "approval"
+
+    def _approval_decided(
+        self, state: AgentsState, event: RecordedEvent, d: ApprovalDecided
+    ) -> None:
+        approval = state["approvals"].get(d.approval_id)
+        r = self._get(state, event, d.agent_id)
+        if approval is None or r is None:
+            if approval is None:
+                report(self.name, event, "no approval %r was asked for", d.approval_id)
+            return
+        approval["status"] = "allowed" if d.decision == "allow" else "denied"
+        approval["decided_at"] = r["last_activity_at"]
+        approval["by"] = d.by
+        approval["decision_reason"] = d.reason
+        r["approvals"]["allowed" if d.decision == "allow" else "denied"] += 1
+        current = r["approval"]
+        if current is not None and current["id"] == d.approval_id:
+            r["approval"] = None
+            if r["status"] == "waiting":
+                r["status"] = "working"
+                r["waiting_for"] = None
 
     def _external(self, state: AgentsState, event: RecordedEvent, d: ExternalHookReceived) -> None:
         f = external_facts(d)
@@ -454,6 +561,24 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 r["files_consumed"][path] = None
             for path in f.files_written:
                 r["files_produced"][path] = None
+
+
+def _end_waits(state: AgentsState, r: AgentRecord) -> None:
+    """The agent stopped: nothing it waited for matters now; a pending approval is cancelled."""
+    r["waiting_for"] = None
+    approval = r["approval"]
+    if approval is not None:
+        state["approvals"][approval["id"]]["status"] = "cancelled"
+        r["approval"] = None
+
+
+def _approval_card(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **a,
+        "requested_at": iso(a["requested_at"]),
+        "expires_at": iso(a["expires_at"]),
+        "decided_at": iso(a["decided_at"]),
+    }
 
 
 def _external_record(

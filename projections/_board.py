@@ -71,6 +71,8 @@ class BoardProjection(FoldProjection[BoardState]):
             "ToolCallRequested",
             "ToolCallCompleted",
             "HookInvoked",
+            "ApprovalRequested",
+            "ApprovalDecided",
             "AgentWaiting",
             "AgentWoke",
             "ContextCompacted",

@@ -29,6 +29,7 @@ from typing import Any, TypedDict
 
 from events import (
     AgentCreated,
+    ApprovalDecided,
     ContextCompacted,
     EventModel,
     ExternalHookReceived,
@@ -69,7 +70,9 @@ class FleetProjection(FoldProjection[FleetState]):
     """Agents by status, tokens, cost, context in use and events per second."""
 
     name = "fleet"
-    version = 3  # 2: agents "completed" (was "complete"); 3: external subagents count
+    # 2: agents "completed" (was "complete"); 3: external subagents count; 4: waiting for
+    # an approval
+    version = 4
     ignores = frozenset(
         {
             "RunStarted",
@@ -89,6 +92,7 @@ class FleetProjection(FoldProjection[FleetState]):
         super().__init__()
         for cls in STATUS_AFTER:
             self.handlers[cls] = self._status
+        self.handlers[ApprovalDecided] = self._approval_decided
         self.handlers[AgentCreated] = self._created
         self.handlers[ModelResponded] = self._model_responded
         self.handlers[ContextCompacted] = self._compacted
@@ -195,6 +199,13 @@ class FleetProjection(FoldProjection[FleetState]):
 
     def _status(self, state: FleetState, event: RecordedEvent, d: Any) -> None:
         _move(state, d.agent_id, STATUS_AFTER[type(d)])
+
+    def _approval_decided(
+        self, state: FleetState, event: RecordedEvent, d: ApprovalDecided
+    ) -> None:
+        agent = state["agents"].get(d.agent_id)
+        if agent is not None and agent[0] == "waiting":
+            _move(state, d.agent_id, "working")
 
     def _model_responded(self, state: FleetState, event: RecordedEvent, d: ModelResponded) -> None:
         agent = state["agents"].get(d.agent_id)

@@ -69,6 +69,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     EventModel,
     ExternalHookReceived,
     RecordedEvent,
@@ -110,8 +112,8 @@ class GraphProjection(FoldProjection[GraphState]):
 
     name = "graph"
     # 2, 3: the state changed shape before the first release; 4: "completed";
-    # 5: external subagents are nodes of their own
-    version = 5
+    # 5: external subagents are nodes of their own; 6: approvals
+    version = 6
     ignores = frozenset(
         {
             "RunStarted",
@@ -136,6 +138,8 @@ class GraphProjection(FoldProjection[GraphState]):
                 AgentCommanded: self._commanded,
                 AgentWaiting: self._waiting,
                 AgentWoke: self._woke,
+                ApprovalRequested: self._approval_requested,
+                ApprovalDecided: self._approval_decided,
                 AgentCompleted: self._completed,
                 AgentFailed: self._stopped,
                 AgentDeleted: self._stopped,
@@ -331,6 +335,18 @@ class GraphProjection(FoldProjection[GraphState]):
         ts = self.ts(event)
         extra = [[c, _last(state, c), ts] for c in d.changed if c in segments and c != d.agent_id]
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
+
+    def _approval_requested(
+        self, state: GraphState, event: RecordedEvent, d: ApprovalRequested
+    ) -> None:
+        _status(state, d.agent_id, "waiting")  # for a person: no "waits on" edge
+
+    def _approval_decided(
+        self, state: GraphState, event: RecordedEvent, d: ApprovalDecided
+    ) -> None:
+        node = state["nodes"].get(d.agent_id)
+        if node is not None and node["status"] == "waiting":
+            node["status"] = "working"
 
     def _completed(self, state: GraphState, event: RecordedEvent, d: AgentCompleted) -> None:
         node = _status(state, d.agent_id, "completed")

@@ -4,8 +4,10 @@ Shared by the agents, fleet and graph projections so the three agree on what
 an agent's status is and what an external session did.
 
 Status rules: AgentCreated -> created, AgentCommanded -> working,
-AgentWaiting -> waiting, AgentWoke -> working, AgentCompleted -> completed,
-AgentFailed -> failed, AgentDeleted -> deleted; deleted is final.
+AgentWaiting -> waiting, AgentWoke -> working, ApprovalRequested -> waiting
+(for a person's answer), ApprovalDecided -> working (only from waiting),
+AgentCompleted -> completed, AgentFailed -> failed, AgentDeleted -> deleted;
+deleted is final.
 
 External sessions (ExternalHookReceived) become agents `ext-<session_id>`
 with role "external": first sight -> created, UserPromptSubmit / PreToolUse /
@@ -37,6 +39,7 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalRequested,
     EventModel,
     ExternalHookReceived,
 )
@@ -62,6 +65,7 @@ STATUS_AFTER: dict[type[EventModel], str] = {
     AgentCommanded: "working",
     AgentWaiting: "waiting",
     AgentWoke: "working",
+    ApprovalRequested: "waiting",
     AgentCompleted: "completed",
     AgentFailed: "failed",
     AgentDeleted: "deleted",

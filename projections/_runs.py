@@ -84,6 +84,8 @@ class RunsProjection(FoldProjection[RunsState]):
             "ToolCallRequested",
             "ToolCallCompleted",
             "HookInvoked",
+            "ApprovalRequested",
+            "ApprovalDecided",
             "AgentWaiting",
             "AgentWoke",
             "ContextCompacted",

@@ -6,9 +6,11 @@
 
 Each entry is one event of the run's streams, told in a line: agents created,
 commanded, completed, failed, deleted; each model response (a step, with the
-tool calls it asked for); each tool call's outcome; each hook decision; the
-orchestrator's waits and wake-ups; task board moves; and, for a re-execution,
-its divergences from the recording.
+tool calls it asked for); each tool call's outcome; each hook decision (and
+what a hook asked to show the user, its `systemMessage`); each tool call put
+on hold for a person's approval and the answer, with who gave it; the
+orchestrator's waits and wake-ups; task board moves; and, for a
+re-execution, its divergences from the recording.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     ContextCompacted,
     EventStore,
     ExternalHookReceived,
@@ -56,7 +60,8 @@ class TimelineEntry:
     at: datetime
     agent_id: str | None
     agent: str  # the agent's name ("" for run and task events)
-    kind: str  # run | agent | step | tool | hook | wait | task | compaction | divergence
+    # run | agent | step | tool | hook | approval | wait | task | compaction | divergence
+    kind: str
     type: str  # the event type
     step: int | None  # the agent's model response it belongs to
     text: str
@@ -139,7 +144,7 @@ def _short(text: str, limit: int = _LINE) -> str:
 
 
 def _input(data: dict[str, Any]) -> str:
-    for key in ("path", "pattern", "command", "name", "agent_id", "agent_ids"):
+    for key in ("file_path", "path", "pattern", "command", "name", "agent_id", "agent_ids"):
         if key in data:
             value = data[key]
             return _short(value if isinstance(value, str) else json.dumps(value), 80)
@@ -271,7 +276,20 @@ class _Teller:
             return "tool", f"{head}: {_short(first, 100)}"
         if isinstance(data, HookInvoked):
             reason = f": {_short(data.reason, 100)}" if data.reason else ""
-            return "hook", f"{data.point} hook {data.hook or data.kind} → {data.decision}{reason}"
+            how = " (async, not applied)" if data.detached else ""
+            said = f" | says: {_short(data.system_message, 100)}" if data.system_message else ""
+            head = f"{data.point} hook {data.hook or data.kind} → {data.decision}{how}"
+            return "hook", f"{head}{reason}{said}"
+        if isinstance(data, ApprovalRequested):
+            self._status(data.agent_id, "waiting")
+            why = f": {_short(data.reason, 100)}" if data.reason else ""
+            call = f"{data.tool_name} {_input(data.tool_input)}".strip()
+            return "approval", f"waits for approval {data.approval_id} of {call}{why}"
+        if isinstance(data, ApprovalDecided):
+            self._status(data.agent_id, "working")
+            verb = "allowed" if data.decision == "allow" else "denied"
+            why = f": {_short(data.reason, 100)}" if data.reason else ""
+            return "approval", f"approval {data.approval_id} {verb} by {data.by}{why}"
         return None
 
     def _status(self, agent_id: str | None, status: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
+from ._approvals import approval_stream, decide_approval, wait_for_decision
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
 from ._models import ModelInfo, ModelTable, PriceTable
@@ -24,14 +25,17 @@ from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
-from ._tools import WORKER_TOOLS, Tool, Toolbox, ToolContext, ToolResult, worker_toolbox
+from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
+from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
     AgentBusy,
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    ApprovalClosed,
+    ApprovalNotFound,
     BudgetExceeded,
     ClientClosed,
     FleetLimitReached,
@@ -52,6 +56,7 @@ from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
+    "LEGACY_TOOL_NAMES",
     "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
@@ -61,6 +66,8 @@ __all__ = [
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
+    "ApprovalClosed",
+    "ApprovalNotFound",
     "BudgetExceeded",
     "Budgets",
     "ClientClosed",
@@ -88,6 +95,7 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolInputInvalid",
+    "ToolKind",
     "ToolResult",
     "Toolbox",
     "TranscriptReader",
@@ -98,11 +106,14 @@ __all__ = [
     "WorkspaceEscape",
     "WorkspaceMissing",
     "WriteRefused",
+    "approval_stream",
+    "decide_approval",
     "load_pattern",
     "new_run_id",
     "open_runtime",
     "prepare_workspace",
     "run_orchestrator",
     "run_pattern",
+    "wait_for_decision",
     "worker_toolbox",
 ]

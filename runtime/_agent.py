@@ -49,6 +49,7 @@ from ._agent_hooks import MAX_STOP_CONTINUATIONS, AgentHooks
 from ._agent_log import AgentLog
 from ._agent_model import AgentModel
 from ._agent_spec import (
+    TRANSCRIPTS,
     AgentOutcome,
     AgentSpec,
     AgentStats,
@@ -56,11 +57,14 @@ from ._agent_spec import (
     ToolboxFor,
     system_prompt_for,
 )
+from ._approvals import ApprovalGate
 from ._client import ModelClient
 from ._compaction import Compactor
 from ._conversation import AgentState, AgentStatus, stream_id_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
-from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
+from ._tools import Toolbox
+from ._transcript import Transcript, transcript_path
+from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from ._workspace import Workspace
 from .errors import (
     AgentBusy,
@@ -115,8 +119,27 @@ class Agent:
         self.hooks = hooks
         self.stats = AgentStats()
         self.context_window = spec.context_window or self.model_info.context_window
-        self._log = AgentLog(store, self.spec, self.stats)
-        self._hooks = AgentHooks(hooks, self._log, model_id=self.model_info.id, stats=self.stats)
+        folder = spec.transcript_dir or self.workspace.root / TRANSCRIPTS
+        self.transcript: Transcript | None = None
+        if spec.transcript:
+            self.transcript = Transcript(
+                transcript_path(folder, spec.agent_id),
+                agent_id=spec.agent_id,
+                cwd=str(self.workspace.root),
+                sidechain=spec.parent_id is not None,
+            )
+        self._log = AgentLog(store, self.spec, self.stats, self.transcript)
+        parent = None
+        if spec.transcript and spec.parent_id is not None:
+            parent = str(transcript_path(folder, spec.parent_id))
+        self._hooks = AgentHooks(
+            hooks,
+            self._log,
+            model_id=self.model_info.id,
+            stats=self.stats,
+            transcript_path="" if self.transcript is None else str(self.transcript.path),
+            parent_transcript=parent,
+        )
         self._model = AgentModel(client, self.model_info, self._log, self.toolbox, self.stats)
         self._budget = AgentBudget(self.spec, check=budget_check)
         self._compactor = Compactor(
@@ -133,6 +156,7 @@ class Agent:
             self.workspace,
             extra=dict(tool_extra or {}),
             stats=self.stats,
+            gate=ApprovalGate(self._log, self._hooks, timeout_s=self.spec.approval_timeout_s),
         )
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[AgentOutcome] | None = None
@@ -317,8 +341,8 @@ class Agent:
         AgentCreated; `limits` (max_tokens, max_total_tokens, max_cost_usd,
         compact_at) are not in the log and may be given again. The toolbox is
         `toolbox`, else `toolbox_for(role, tool_names)`, else the worker tools
-        AgentCreated names. Raises `AgentNotFound` (no AgentCreated),
-        `WorkspaceMissing`, `UnknownModel`.
+        AgentCreated names. The transcript is written anew from the stream.
+        Raises `AgentNotFound` (no AgentCreated), `WorkspaceMissing`, `UnknownModel`.
         """
         events = await store.read_stream(stream_id_of(agent_id))
         created = next((e for e in events if isinstance(e.data, AgentCreated)), None)
@@ -330,7 +354,8 @@ class Agent:
             if toolbox_for is not None:
                 toolbox = toolbox_for(data.role, list(data.tools))
             else:
-                toolbox = worker_toolbox([t for t in data.tools if t in WORKER_TOOLS])
+                names = [t for t in data.tools if worker_tool_name(t) in WORKER_TOOLS]
+                toolbox = worker_toolbox(names)
         spec = AgentSpec(
             agent_id=agent_id,
             name=data.name,
@@ -353,6 +378,8 @@ class Agent:
             budget_check=budget_check,
         )
         agent.state.apply_all(events)
+        if agent.transcript is not None:
+            await agent.transcript.rebuild(events)
         if agent.state.status != "deleted":
             await agent._hooks.session_start("resume")
         return agent
@@ -414,7 +441,10 @@ class Agent:
             await self._fail(str(e))
             return
         self.stats.steps += 1
+        tokens, cost = self.state.total_tokens, self.state.cost_usd
         await self._log.append([self._log.event(self._model.responded(reply), cause)])
+        for message in self._budget.passed_warning(tokens, cost, self.state):
+            await self._hooks.notify(message, notification_type="budget_warning", title="Budget")
         if reply.stop_reason == "max_tokens":
             await self._fail(
                 f"the response was cut at max_tokens ({self.spec.max_tokens})", limit="max_tokens"

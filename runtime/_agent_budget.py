@@ -7,6 +7,8 @@ The agent's own limits come from its `AgentSpec` (`max_turns` per command,
 `max_total_tokens` and `max_cost_usd` for its whole life) and are read from
 its folded state; the outside check (e.g. the fleet's budget) is awaited
 after them. A crossed limit ends the agent with AgentFailed(limit=...).
+`passed_warning` says when a model response took the agent's tokens or cost
+past `WARN_AT` (80%) of its budget: the agent fires a Notification then.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 from ._agent_spec import AgentSpec, BudgetCheck
 from ._conversation import AgentState
 
-__all__ = ["AgentBudget", "Crossed"]
+__all__ = ["WARN_AT", "AgentBudget", "Crossed"]
+
+WARN_AT = 0.8
+"""The share of a token or cost budget past which a Notification says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,27 @@ class AgentBudget:
                 "cost", f"cost budget reached: ${state.cost_usd:.4f} of ${spec.max_cost_usd:.4f}"
             )
         return None
+
+    def passed_warning(
+        self, tokens_before: int, cost_before: float, state: AgentState
+    ) -> list[str]:
+        """Messages for what went past `WARN_AT` of its budget since the counts before."""
+        spec, said = self.spec, []
+        if spec.max_total_tokens is not None:
+            mark = WARN_AT * spec.max_total_tokens
+            if tokens_before < mark <= state.total_tokens:
+                said.append(
+                    f"{spec.name} has used {state.total_tokens} of its {spec.max_total_tokens} "
+                    f"tokens ({100 * state.total_tokens / spec.max_total_tokens:.0f}%)"
+                )
+        if spec.max_cost_usd is not None:
+            mark = WARN_AT * spec.max_cost_usd
+            if cost_before < mark <= state.cost_usd:
+                said.append(
+                    f"{spec.name} has spent ${state.cost_usd:.4f} of its ${spec.max_cost_usd:.4f} "
+                    f"budget ({100 * state.cost_usd / spec.max_cost_usd:.0f}%)"
+                )
+        return said
 
     async def crossed(self, state: AgentState) -> Crossed | None:
         """`reached(state)`, else the outside budget's verdict (awaited only when there is one)."""

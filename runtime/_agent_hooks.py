@@ -5,24 +5,30 @@
     events = hooks.events(outcome, causation)     # its HookInvoked, not appended yet
 
 Every payload carries the fields Claude Code gives (`session_id` is the agent
-id, `cwd` its workspace) plus the agent's, run's and parent's ids. A hook
-answering `continue: false` is remembered in `stop_reason`: the loop ends the
-agent with AgentFailed(limit="hook") at its next step.
+id, `cwd` its workspace, `transcript_path` its transcript) plus the agent's,
+run's and parent's ids. A hook answering `continue: false` is remembered in
+`stop_reason`: the loop ends the agent with AgentFailed(limit="hook") at its
+next step. A detached (`async`) hook's record is appended when it ends.
 
 Notes (do not fix without reading this):
 1. A Stop (or SubagentStop) hook that blocks makes its reason the agent's next
-   prompt, at most `MAX_STOP_CONTINUATIONS` times in a row; after that the
+   prompt, and one that answers `additionalContext` (non-error feedback) makes
+   that context its next prompt, as in Claude Code; at most
+   `MAX_STOP_CONTINUATIONS` (Claude Code's 8) times in a row, after which the
    agent completes as it would without the hook.
+2. SessionEnd's `reason` is one of Claude Code's: a fleet agent's session ends
+   as "other"; `fleet_reason` says how ("delete", "close").
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from events import NewEvent
+from events import HookInvoked, NewEvent
 from hooks import HookDispatcher, HookOutcome, build_payload
 
 from ._agent_log import AgentLog
@@ -30,7 +36,9 @@ from ._agent_spec import AgentStats
 
 __all__ = ["MAX_STOP_CONTINUATIONS", "AgentHooks", "StopDecision"]
 
-MAX_STOP_CONTINUATIONS = 3
+logger = logging.getLogger(__name__)
+
+MAX_STOP_CONTINUATIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,9 @@ class AgentHooks:
         log: the agent's stream (the ids and workspace of every payload, the meta of events).
         model_id: the model named in SessionStart payloads.
         stats: where the time spent in hooks is counted.
+        transcript_path: the agent's transcript (`transcript_path` in every payload).
+        parent_transcript: its parent's, for an agent with a parent (SubagentStop's
+            `transcript_path`, its own being `agent_transcript_path`).
     """
 
     def __init__(
@@ -59,9 +70,13 @@ class AgentHooks:
         *,
         model_id: str,
         stats: AgentStats,
+        transcript_path: str = "",
+        parent_transcript: str | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.stop_reason: str | None = None  # a hook's `continue: false`, until the loop acts
+        self.transcript_path = transcript_path
+        self.parent_transcript = parent_transcript
         self._log = log
         self._model_id = model_id
         self._stats = stats
@@ -72,6 +87,7 @@ class AgentHooks:
         if dispatcher is None or not dispatcher.has_hooks(point):
             return None
         started = time.perf_counter()
+        fields.setdefault("transcript_path", self.transcript_path)
         payload = build_payload(
             point,
             session_id=spec.agent_id,
@@ -81,11 +97,26 @@ class AgentHooks:
             run_id=spec.run_id,
             **fields,
         )
-        outcome = await dispatcher.dispatch(point, payload)
+        outcome = await dispatcher.dispatch(point, payload, on_detached=self._detached)
         self._stats.hook_s += time.perf_counter() - started
         if outcome.stop:
             self.stop_reason = outcome.stop_reason or f"a {point} hook stopped the agent"
         return outcome
+
+    async def _detached(self, record: HookInvoked) -> None:
+        """A detached hook ended: its record goes to the agent's stream (and to the model)."""
+        meta = self._log.meta(self._log.state.last_position, source="hook")
+        await self._log.append([NewEvent(record, meta)])
+
+    async def notify(
+        self, message: str, *, notification_type: str, title: str | None = None
+    ) -> None:
+        """Fire Notification (Claude Code's: a person should look) and append its records."""
+        outcome = await self.dispatch(
+            "Notification", message=message, notification_type=notification_type, title=title
+        )
+        if events := self.events(outcome, self._log.state.last_position):
+            await self._log.append(events)
 
     def events(self, outcome: HookOutcome | None, causation: int | None) -> list[NewEvent]:
         """The HookInvoked events of `outcome` (none for None), caused by `causation`."""
@@ -109,9 +140,9 @@ class AgentHooks:
         if events:
             await log.append(events)
 
-    async def session_end(self, reason: str) -> list[NewEvent]:
-        """SessionEnd with `reason`; its events, not appended yet."""
-        outcome = await self.dispatch("SessionEnd", reason=reason)
+    async def session_end(self, how: str) -> list[NewEvent]:
+        """SessionEnd, the agent ended `how` (note 2); its events, not appended yet."""
+        outcome = await self.dispatch("SessionEnd", reason="other", fleet_reason=how)
         return self.events(outcome, self._log.state.last_position)
 
     async def stop(self) -> StopDecision:
@@ -123,16 +154,20 @@ class AgentHooks:
             "last_assistant_message": state.last_text or None,
         }
         if point == "SubagentStop":
-            fields |= {"subagent_id": spec.agent_id, "agent_type": spec.role}
+            fields |= {
+                "subagent_id": spec.agent_id,
+                "agent_type": spec.role,
+                "agent_transcript_path": self.transcript_path,
+                "transcript_path": self.parent_transcript or self.transcript_path,
+            }
         outcome = await self.dispatch(point, **fields)
         self.stop_reason = None  # `continue: false` at Stop: the agent stops, as it would anyway
         events = self.events(outcome, state.last_position)
-        if (
-            outcome is not None
-            and outcome.blocked
-            and not outcome.stop
-            and state.hook_continuations < MAX_STOP_CONTINUATIONS
-        ):
+        if outcome is None or outcome.stop or state.hook_continuations >= MAX_STOP_CONTINUATIONS:
+            return StopDecision(events, point, None)
+        if outcome.blocked:
             reason = outcome.reason or f"a {point} hook asked the agent to continue"
             return StopDecision(events, point, reason)
+        if outcome.additional_context:  # note 1: feedback that keeps the agent going
+            return StopDecision(events, point, outcome.additional_context)
         return StopDecision(events, point, None)

@@ -4,15 +4,18 @@
     await log.append([log.event(AgentCommanded(...), causation)])
     log.state.status                 # folded from exactly what was appended
 
-The agent's task is the only writer of `agent-<id>`: an append that meets
-another version means another process drives the agent, and it raises
-`AgentDrivenElsewhere` with nothing written. The state is folded from the
-recorded events (`_conversation.py`), never kept on the side, so a resumed
-agent and a running one hold the same state.
+The agent's task is the only writer of `agent-<id>` in its process (its
+appends, and those of its detached hooks when they end, go one at a time
+through a lock): an append that meets another version means another process
+drives the agent, and it raises `AgentDrivenElsewhere` with nothing written.
+The state is folded from the recorded events (`_conversation.py`), never kept
+on the side, so a resumed agent and a running one hold the same state. What
+is appended is also copied to the agent's transcript (`_transcript.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -20,6 +23,7 @@ from events import NO_STREAM, EventModel, EventStore, Meta, NewEvent, RecordedEv
 
 from ._agent_spec import AgentSpec, AgentStats
 from ._conversation import AgentState, stream_id_of
+from ._transcript import Transcript
 from .errors import AgentDrivenElsewhere, InvalidAgentSpec
 
 __all__ = ["AgentLog"]
@@ -34,12 +38,20 @@ class AgentLog:
         stats: where the time spent appending is counted.
     """
 
-    def __init__(self, store: EventStore, spec: AgentSpec, stats: AgentStats) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        spec: AgentSpec,
+        stats: AgentStats,
+        transcript: Transcript | None = None,
+    ) -> None:
         self.store = store
         self.spec = spec
         self.stats = stats
         self.stream_id = stream_id_of(spec.agent_id)
         self.state = AgentState(spec.agent_id)
+        self.transcript = transcript
+        self._lock = asyncio.Lock()
 
     def meta(self, causation: int | None, *, source: str = "runtime") -> Meta:
         """The meta of an event of this agent, caused by the event at `causation`."""
@@ -64,22 +76,31 @@ class AgentLog:
         creating an agent whose stream exists, `AgentDrivenElsewhere` when
         another writer moved the stream on; nothing is written in either case.
         """
-        started = time.perf_counter()
-        expected = NO_STREAM if create else self.state.version
-        try:
-            recorded = await self.store.append(self.stream_id, events, expected_version=expected)
-        except VersionConflict as e:
-            agent_id = self.spec.agent_id
-            if create:
-                raise InvalidAgentSpec("agent_id", f"an agent {agent_id!r} exists already") from e
-            raise AgentDrivenElsewhere(agent_id, self.state.version, e.actual) from e
-        self.state.apply_all(recorded)
-        self.stats.appends += 1
-        self.stats.append_s += time.perf_counter() - started
-        return recorded
+        async with self._lock:
+            started = time.perf_counter()
+            expected = NO_STREAM if create else self.state.version
+            try:
+                recorded = await self.store.append(
+                    self.stream_id, events, expected_version=expected
+                )
+            except VersionConflict as e:
+                agent_id = self.spec.agent_id
+                if create:
+                    raise InvalidAgentSpec(
+                        "agent_id", f"an agent {agent_id!r} exists already"
+                    ) from e
+                raise AgentDrivenElsewhere(agent_id, self.state.version, e.actual) from e
+            self.state.apply_all(recorded)
+            self.stats.appends += 1
+            self.stats.append_s += time.perf_counter() - started
+            if self.transcript is not None:
+                await self.transcript.record(recorded)
+            return recorded
 
     async def sync(self) -> None:
         """Fold events of the stream not seen yet (e.g. one a cancelled append still wrote)."""
-        self.state.apply_all(
-            await self.store.read_stream(self.stream_id, after_version=self.state.version)
-        )
+        async with self._lock:
+            missed = await self.store.read_stream(self.stream_id, after_version=self.state.version)
+            self.state.apply_all(missed)
+            if self.transcript is not None and missed:
+                await self.transcript.record(missed)

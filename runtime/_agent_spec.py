@@ -16,6 +16,8 @@ from ._tools import Toolbox
 from .errors import BudgetExceeded, InvalidAgentSpec
 
 __all__ = [
+    "DEFAULT_APPROVAL_TIMEOUT_S",
+    "TRANSCRIPTS",
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
@@ -26,6 +28,12 @@ __all__ = [
 
 BudgetCheck = Callable[[str], Awaitable[BudgetExceeded | None]]
 """An outside budget (e.g. the fleet's): the limit an agent crossed, or None."""
+
+DEFAULT_APPROVAL_TIMEOUT_S = 600.0
+"""Seconds a tool call on hold waits for a person's answer before it is denied."""
+
+TRANSCRIPTS = ".fleet/transcripts"
+"""Where in its workspace an agent's transcript is written, unless its spec says."""
 
 ToolboxFor = Callable[[str, list[str]], Toolbox]
 """Builds a resumed agent's toolbox from its role and the tool names AgentCreated lists."""
@@ -41,6 +49,11 @@ class AgentSpec:
     `max_total_tokens` and `max_cost_usd` are for the agent's whole life.
     `compact_at` is the share of the context window above which the
     conversation is compacted; `context_window` overrides the model table's.
+    `approval_timeout_s` is how long a tool call a hook put on hold ("ask")
+    waits for a person's answer before it is denied. `transcript_dir` is where
+    the agent's transcript is written (default: `.fleet/transcripts/` in its
+    workspace); `transcript=False` writes none (hooks then get an empty
+    `transcript_path`).
     """
 
     agent_id: str
@@ -57,6 +70,9 @@ class AgentSpec:
     max_cost_usd: float | None = None
     compact_at: float = 0.8
     context_window: int | None = None
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    transcript_dir: str | Path | None = None
+    transcript: bool = True
 
     def check(self) -> None:
         """Raise `InvalidAgentSpec` for an id, role or limit that cannot be right."""
@@ -78,6 +94,8 @@ class AgentSpec:
             raise InvalidAgentSpec("compact_at", "must be in (0, 1]")
         if self.context_window is not None and self.context_window < 1:
             raise InvalidAgentSpec("context_window", "must be at least 1")
+        if not self.approval_timeout_s > 0:
+            raise InvalidAgentSpec("approval_timeout_s", "must be more than 0")
 
 
 @dataclass(frozen=True, slots=True)

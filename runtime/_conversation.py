@@ -9,6 +9,9 @@ stream. So what the model sees after a restart is exactly what the log says.
     ToolCallRequested -> the pending call is known to the log (its position is the cause)
     ToolCallCompleted -> a tool_result block in the user message after the assistant's
     ContextCompacted  -> the whole history becomes one user message holding the summary
+    HookInvoked       -> a SessionStart or SubagentStart hook's additionalContext, and a
+                         detached hook's, reach the model (note 3)
+    ApprovalRequested -> the call is on hold for a person (remembered until it completes)
     AgentCompleted / AgentFailed / AgentDeleted -> the status
 
 Notes (do not fix without reading this):
@@ -18,12 +21,22 @@ Notes (do not fix without reading this):
    tool_result. This is deterministic, so a rebuild makes the same messages.
 2. `max_turns` counts model calls since the last command, the compaction call
    included.
+3. Where hooks' `additionalContext` reaches the model, as in Claude Code: a
+   SessionStart or SubagentStart hook's at the start of the conversation,
+   before the first prompt (and, after a resume or a compaction, with the
+   next message); a detached (`async`) hook's on the next turn. Each is a
+   text block `<system-reminder>...</system-reminder>` added to the user
+   message being built, or held until the next one when the last message is
+   the model's. UserPromptSubmit's goes into the prompt itself (AgentCommanded),
+   PreToolUse's and PostToolUse's into the tool result (ToolCallCompleted),
+   Stop's becomes the next prompt: those need nothing here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from events import (
@@ -32,9 +45,11 @@ from events import (
     AgentCreated,
     AgentDeleted,
     AgentFailed,
+    ApprovalRequested,
     ContextCompacted,
     EventFilter,
     EventStore,
+    HookInvoked,
     ModelResponded,
     RecordedEvent,
     ToolCallCompleted,
@@ -45,6 +60,8 @@ from events import (
 from ._compaction import COMPACTED_PREFIX
 
 __all__ = [
+    "REMINDER_CLOSE",
+    "REMINDER_OPEN",
     "AgentState",
     "AgentStatus",
     "PendingCall",
@@ -56,6 +73,11 @@ AgentStatus = Literal["new", "created", "working", "completed", "failed", "delet
 """An agent's state as its own stream says; "new" is an `Agent` not created yet (no event)."""
 
 _UNANSWERED = "not run: the agent stopped before this tool call was made"
+_START_POINTS = frozenset({"SessionStart", "SubagentStart"})
+
+REMINDER_OPEN = "<system-reminder>\n"
+REMINDER_CLOSE = "\n</system-reminder>"
+"""How hook context is wrapped for the model (note 3), as Claude Code wraps it."""
 
 
 def stream_id_of(agent_id: str) -> str:
@@ -100,6 +122,10 @@ class AgentState:
     limit: str | None = None
     summary: str = ""
     artifacts: list[str] = field(default_factory=list)
+    # Hook context not yet in a user message (note 3).
+    pending_context: list[str] = field(default_factory=list)
+    # Calls on hold for a person: tool_use_id -> (the request, when it was made).
+    approvals: dict[str, tuple[ApprovalRequested, datetime]] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -153,6 +179,7 @@ class AgentState:
         elif isinstance(data, ToolCallCompleted):
             self._tool_result(data.tool_use_id, data.result, data.is_error)
             self.pending = [c for c in self.pending if c.tool_use_id != data.tool_use_id]
+            self.approvals.pop(data.tool_use_id, None)
             for path in data.files_written:
                 if path not in self.files_written:
                     self.files_written.append(path)
@@ -163,6 +190,10 @@ class AgentState:
             self.messages = [{"role": "user", "content": COMPACTED_PREFIX + data.summary}]
             self.pending = []
             self.context_tokens = data.tokens_after
+        elif isinstance(data, HookInvoked):
+            self._hook_context(data)
+        elif isinstance(data, ApprovalRequested):
+            self.approvals[data.tool_use_id] = (data, event.recorded_at)
         elif isinstance(data, AgentCompleted):
             self.status = "completed"
             self.summary = data.summary
@@ -173,7 +204,7 @@ class AgentState:
             self.limit = data.limit
         elif isinstance(data, AgentDeleted):
             self.status = "deleted"
-        # HookInvoked, AgentWaiting, AgentWoke and the rest do not change the conversation.
+        # AgentWaiting, AgentWoke and the rest do not change the conversation.
 
     def _responded(self, data: ModelResponded) -> None:
         self.turns += 1
@@ -197,17 +228,31 @@ class AgentState:
             if b.get("type") == "tool_use"
         ]
 
-    def _user_text(self, text: str) -> None:
-        block = {"type": "text", "text": text}
+    def _hook_context(self, data: HookInvoked) -> None:
+        """Note 3: the context of a start or detached hook goes to the model."""
+        if not data.additional_context or data.decision in ("error", "timeout"):
+            return
+        if not (data.detached or data.point in _START_POINTS):
+            return
+        self.pending_context.append(REMINDER_OPEN + data.additional_context + REMINDER_CLOSE)
+        if self.messages and self.messages[-1]["role"] == "user":
+            self._add_blocks([])  # the message being built takes it now
+
+    def _add_blocks(self, blocks: list[dict[str, Any]], *, context_first: bool = False) -> None:
+        """Add `blocks` and the pending hook context to the last user message (or a new one)."""
+        context = [{"type": "text", "text": text} for text in self.pending_context]
+        self.pending_context = []
+        added = [*context, *blocks] if context_first else [*blocks, *context]
         if self.messages and self.messages[-1]["role"] == "user":
             last = self.messages[-1]
             content = last["content"]
-            blocks = (
-                [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
-            )
-            last["content"] = [*blocks, block]
+            kept = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            last["content"] = [*kept, *added]
         else:
-            self.messages.append({"role": "user", "content": [block]})
+            self.messages.append({"role": "user", "content": added})
+
+    def _user_text(self, text: str) -> None:
+        self._add_blocks([{"type": "text", "text": text}], context_first=True)
 
     def _tool_result(self, tool_use_id: str, result: str, is_error: bool) -> None:
         block: dict[str, Any] = {
@@ -220,9 +265,11 @@ class AgentState:
         if self.messages and self.messages[-1]["role"] == "user":
             content = self.messages[-1]["content"]
             if isinstance(content, list):
-                content.append(block)
+                # tool results come first in a user message, before any text
+                texts = [i for i, b in enumerate(content) if b.get("type") != "tool_result"]
+                content.insert(texts[0] if texts else len(content), block)
                 return
-        self.messages.append({"role": "user", "content": [block]})
+        self._add_blocks([block])
 
     def _close_unanswered(self) -> None:
         for call in self.pending:

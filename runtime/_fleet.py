@@ -39,16 +39,17 @@ from events import (
     Meta,
     NewEvent,
 )
-from hooks import HookDispatcher
+from hooks import HookDispatcher, build_payload
 from projections import ProjectionRunner
 
 from ._agent import Agent
-from ._agent_spec import AgentSpec
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, AgentSpec
 from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
-from ._tools import WORKER_TOOLS, Toolbox, worker_toolbox
+from ._tools import Toolbox
+from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from .errors import (
     AgentBusy,
     AgentGone,
@@ -91,6 +92,10 @@ class FleetConfig:
     max_live_agents: int = 64
     max_turns: int = 40
     budgets: Budgets = field(default_factory=Budgets)
+    # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
+    notify_wait_after_s: float = 300.0
+    # Seconds a tool call on hold waits for a person before it is denied.
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +294,7 @@ class Fleet:
                 max_turns=max_turns or self.config.max_turns,
                 max_total_tokens=self.config.budgets.agent_tokens,
                 max_cost_usd=self.config.budgets.agent_usd,
+                approval_timeout_s=self.config.approval_timeout_s,
             ),
             toolbox=toolbox,
             tool_extra={"fleet": self},
@@ -303,7 +309,8 @@ class Fleet:
     def _toolbox(self, role: str, tools: Iterable[str] | None) -> Toolbox:
         if role == "orchestrator":
             return orchestrator_toolbox()
-        names = list(tools) if tools is not None else list(role_spec(role).tools)
+        given = list(tools) if tools is not None else list(role_spec(role).tools)
+        names = [worker_tool_name(n) for n in given]  # former names are accepted
         unknown = sorted(set(names) - set(WORKER_TOOLS))
         if unknown:
             raise InvalidAgentSpec("tools", f"unknown tools {unknown}; known: {list(WORKER_TOOLS)}")
@@ -347,6 +354,7 @@ class Fleet:
             budget_check=self._budget_check,
             max_total_tokens=self.config.budgets.agent_tokens,
             max_cost_usd=self.config.budgets.agent_usd,
+            approval_timeout_s=self.config.approval_timeout_s,
         )
         self._agents[agent_id] = agent
         return agent
@@ -444,7 +452,8 @@ class Fleet:
         Returns at once when every awaited agent has already finished. With a
         `waiter_id` and its `record` (how events reach the waiter's stream),
         appends AgentWaiting and AgentWoke (the dependency graph's "waits on"
-        edges). Raises `AgentNotFound`.
+        edges), and fires Notification (`agent_waiting`) when the wait passes
+        `FleetConfig.notify_wait_after_s`. Raises `AgentNotFound`.
         """
         ids = list(dict.fromkeys(agent_ids))
         start_head = await self.store.head()
@@ -461,6 +470,12 @@ class Fleet:
         subscription = self.store.subscribe(
             after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS)
         )
+        notifier = None
+        if record is not None and waiter_id is not None:
+            notifier = asyncio.create_task(
+                self._notify_waiting(waiter_id, sorted(pending), timeout_s, record),
+                name=f"notify-wait-{waiter_id}",
+            )
         try:
             with contextlib.suppress(TimeoutError):  # a timeout is a normal wake-up
                 async with asyncio.timeout(timeout_s):
@@ -471,6 +486,10 @@ class Fleet:
                             reason = "changed"
                             break
         finally:
+            if notifier is not None:
+                notifier.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await notifier
             await subscription.aclose()  # type: ignore[attr-defined]
         waited_ms = (time.perf_counter() - started) * 1000
         await self._sync()
@@ -487,6 +506,31 @@ class Fleet:
                 )
             )
         return WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
+
+    async def _notify_waiting(
+        self, waiter_id: str, on: list[str], timeout_s: float, record: Recorder
+    ) -> None:
+        """After `notify_wait_after_s` of a wait: Notification, recorded in the waiter's stream."""
+        after = self.config.notify_wait_after_s
+        if after >= timeout_s or not self.hooks.has_hooks("Notification"):
+            return
+        await asyncio.sleep(after)  # cancelled when the wait ends first
+        waiter = self.runner.agent(waiter_id) or {}
+        names = ", ".join((self.runner.agent(i) or {}).get("name", i) for i in on)
+        payload = build_payload(
+            "Notification",
+            session_id=waiter_id,
+            cwd=str(self.config.workspace),
+            agent_id=waiter_id,
+            parent_id=waiter.get("parent_id"),
+            run_id=waiter.get("run_id"),
+            message=f"{waiter.get('name', waiter_id)} has waited {after:g} s on {names}",
+            title="Still waiting",
+            notification_type="agent_waiting",
+        )
+        outcome = await self.hooks.dispatch("Notification", payload)
+        for invocation in outcome.invocations:
+            await record(invocation)
 
     async def wait_all(
         self,

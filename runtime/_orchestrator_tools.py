@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events.errors import FleetError
 
-from ._tools import Toolbox, ToolContext, ToolResult
+from ._tools import Toolbox, ToolContext, ToolKind, ToolResult
 from .errors import ToolError
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ class _FleetTool(ABC):
     name = ""
     description = ""
     input_model: type[BaseModel] = _Input
+    kind: ToolKind = "command"  # creating, commanding, deleting agents: effects to keep
 
     async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
         try:
@@ -119,6 +120,7 @@ class CommandAgent(_FleetTool):
 
 class GetAgentStatus(_FleetTool):
     name = "get_agent_status"
+    kind: ToolKind = "read"
     description = "An agent's status, context use and cost (short)."
     input_model = AgentIdInput
 
@@ -128,6 +130,7 @@ class GetAgentStatus(_FleetTool):
 
 class GetAgentOutput(_FleetTool):
     name = "get_agent_output"
+    kind: ToolKind = "read"
     description = (
         "An agent's result: summary, files consumed and produced, artifacts (not its transcript)."
     )
@@ -139,6 +142,7 @@ class GetAgentOutput(_FleetTool):
 
 class ListAgents(_FleetTool):
     name = "list_agents"
+    kind: ToolKind = "read"
     description = "The agents of this run with their status."
     input_model = ListAgentsInput
 
@@ -174,6 +178,7 @@ class DeleteAllAgents(_FleetTool):
 
 class WaitForAgents(_FleetTool):
     name = "wait_for_agents"
+    kind: ToolKind = "read"
     description = (
         "Sleep until one of the given agents finishes (or fails, or is deleted), or the "
         "timeout passes. Spends no tokens while asleep. Returns each agent's status."

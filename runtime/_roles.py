@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = ["ROLES", "RoleSpec", "role_purpose", "role_spec"]
 
-_READ = ("read_file", "list_files", "grep")
+_READ = ("Read", "Glob", "Grep")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,29 +30,29 @@ ROLES: dict[str, RoleSpec] = {
             "scout",
             "Search the codebase and report exact files and line numbers. Never change code; "
             "write only your findings file.",
-            (*_READ, "write_file"),
+            (*_READ, "Write"),
         ),
         RoleSpec(
             "planner",
             "Read the scouts' findings and the files they name, then write a detailed, "
             "machine-checkable implementation plan. Do not change code.",
-            (*_READ, "write_file"),
+            (*_READ, "Write"),
         ),
         RoleSpec(
             "builder",
             "Carry out the plan exactly with precise edits, then run the tests.",
-            (*_READ, "write_file", "edit_file", "run_command"),
+            (*_READ, "Write", "Edit", "Bash"),
         ),
         RoleSpec(
             "reviewer",
             "Check the change against the plan: read the diff, look for anything left undone, run "
             "the tests. End with APPROVED or with CHANGES REQUESTED and the list of what is left.",
-            (*_READ, "run_command"),
+            (*_READ, "Bash"),
         ),
         RoleSpec(
             "shipper",
             "Commit the approved change to the repository's git history with a clear message.",
-            ("read_file", "run_command"),
+            ("Read", "Bash"),
         ),
     )
 }
@@ -60,7 +60,7 @@ ROLES: dict[str, RoleSpec] = {
 _GENERIC = RoleSpec(
     "worker",
     "Do the task you are given with the tools you have, then report what you did.",
-    (*_READ, "write_file", "edit_file", "run_command"),
+    (*_READ, "Write", "Edit", "Bash"),
 )
 
 

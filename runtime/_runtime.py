@@ -18,6 +18,7 @@ from events import EventStore, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
 from .simulator import Simulator
@@ -42,6 +43,10 @@ class RuntimeOptions:
     max_retries: int = 2
     # How often the store looks for appends made by other processes.
     store_poll_s: float = 0.2
+    # Seconds a tool call on hold waits for a person before it is denied.
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
+    notify_wait_after_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,8 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     default_model=options.default_model,
                     max_live_agents=options.max_live_agents,
                     budgets=options.budgets,
+                    approval_timeout_s=options.approval_timeout_s,
+                    notify_wait_after_s=options.notify_wait_after_s,
                 ),
             )
         )

@@ -13,7 +13,7 @@ Nothing here knows a tool's name: the tools in `_tools.py` call it.
 Notes (do not fix without reading this):
 1. Writes and edits are refused (`WriteRefused`, which the model sees as a tool
    error) for any path with a `.git` folder in it (git changes `.git`, through
-   `run_command`; reads stay allowed), a `.fleet` folder in it except under
+   `Bash`; reads stay allowed), a `.fleet` folder in it except under
    `.fleet/notes/` (the patterns' shared notes: the log, its hook settings and
    anything else fleet keeps there are off limits), `.claude/settings*.json`
    (hooks that run commands), and the event log's own files (`log_path`, its
@@ -23,7 +23,7 @@ Notes (do not fix without reading this):
    compare case-insensitively (`.GIT` is `.git` on macOS's disks).
 2. A file with more than one name (`st_nlink > 1`) that this sandbox did not
    create is not written: its other names may be outside the workspace (a hard
-   link made by `run_command`, or a package store's files). Files the agent
+   link made by `Bash`, or a package store's files). Files the agent
    created keep working after it links them.
 3. A write keeps the file's inode (truncate and write in place), as the shell's
    `>` does, and an edit reads and writes through one descriptor: what was
@@ -67,7 +67,7 @@ def write_refusal(parts: Sequence[str]) -> str | None:
     folded = [p.casefold() for p in parts]
     for i, part in enumerate(folded):
         if part == ".git":
-            return ".git belongs to git: change it with git commands (run_command), not file tools"
+            return ".git belongs to git: change it with git commands (Bash), not file tools"
         if part == ".fleet" and not (i + 2 < len(folded) and folded[i + 1] == "notes"):
             return (
                 ".fleet holds fleet's own files (its log, its hook settings); agents may write "

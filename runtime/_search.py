@@ -68,11 +68,17 @@ class Regex:
 
 @dataclass(slots=True)
 class SearchResult:
-    """Matching lines as `path:line:text` (at most `max_results`), the files and the total."""
+    """Matching lines as `path:line:text` (at most `max_results`), the files and the total.
+
+    `hits` holds the same lines as (path, line number, text); `counts` the
+    number of matching lines of each file (all of them, not only those kept).
+    """
 
     lines: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     total: int = 0
+    hits: list[tuple[str, int, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None  # why the search ended early ("deadline", "cancelled")
 
 
@@ -236,10 +242,12 @@ def _search_file(
             line_number += block.count(b"\n", counted, start)
             counted = start
             found.total += 1
+            found.counts[rel] = found.counts.get(rel, 0) + 1
             matched = True
             if len(found.lines) < max_results:
-                text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-                found.lines.append(f"{rel}:{line_number}:{text[:MAX_LINE_CHARS]}")
+                text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")[:MAX_LINE_CHARS]
+                found.lines.append(f"{rel}:{line_number}:{text}")
+                found.hits.append((rel, line_number, text))
         line_number += block.count(b"\n", counted)
     if matched:
         found.files.append(rel)

@@ -18,9 +18,14 @@ Notes (do not fix without reading this):
    PreToolUse and PostToolUse hooks; each ToolCallRequested is appended before
    any of them runs. A call requested but not completed when a process died is
    run again on resume (at-least-once): the log cannot tell whether it ran.
-2. A PreToolUse "ask" is treated as "deny": nobody is there to answer.
-3. Input that fails validation never reaches PreToolUse (the hook would be
-   shown a call that cannot run); PostToolUseFailure still tells the hooks.
+2. A PreToolUse "ask" puts the call on hold for a person (`_approvals.py`):
+   PermissionRequest hooks may decide, else ApprovalRequested is appended and
+   the agent sleeps until someone allows or denies it (or the timeout
+   denies it). The calls completed before it are appended with the request,
+   so what ran is durable while the agent waits.
+3. Input that fails validation (or names no tool) reaches no hook, as in
+   Claude Code: neither PreToolUse (it would be shown a call that cannot run)
+   nor PostToolUseFailure (the call never started).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from events import EventModel, NewEvent, RecordedEvent, ToolCallCompleted, ToolC
 from ._agent_hooks import AgentHooks
 from ._agent_log import AgentLog
 from ._agent_spec import AgentStats
+from ._approvals import ApprovalGate
 from ._conversation import PendingCall
 from ._tools import Toolbox, ToolContext, ToolResult
 from ._workspace import Workspace
@@ -62,14 +68,16 @@ def unexpected_error(error: BaseException) -> str:
 
 @dataclass(slots=True)
 class _Attempt:
-    """One call on its way: the input it runs with, its hook events, its result once known."""
+    """One call on its way: the tool and input it runs with, its hook events, its result."""
 
     call: PendingCall
+    tool_name: str
     tool_input: dict[str, Any]
     events: list[NewEvent] = field(default_factory=list)
     validated: BaseModel | None = None
     result: ToolResult | None = None
     blocked: bool = False
+    notes: list[str] = field(default_factory=list)  # what hooks say next to the result
 
 
 class ToolCalls:
@@ -82,6 +90,7 @@ class ToolCalls:
         workspace: where its tools run.
         extra: given to every tool as `ToolContext.extra`.
         stats: where the time spent in tools is counted.
+        gate: where a call a hook answered "ask" waits for a person (note 2).
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class ToolCalls:
         *,
         extra: Mapping[str, Any],
         stats: AgentStats,
+        gate: ApprovalGate,
     ) -> None:
         self._log = log
         self._hooks = hooks
@@ -100,6 +110,8 @@ class ToolCalls:
         self._workspace = workspace
         self._extra = extra
         self._stats = stats
+        self._gate = gate
+        self._done: list[NewEvent] = []  # this response's finished calls, not appended yet
 
     async def run_pending(self) -> None:
         """Record the calls not requested yet, run every pending call, append their results."""
@@ -121,11 +133,12 @@ class ToolCalls:
                     for c in unrequested
                 ]
             )
-        done: list[NewEvent] = []  # appended together: module note 1
+        self._done = []  # appended together: module note 1 (or with an approval, note 2)
         for call in list(log.state.pending):
             if self._hooks.stop_reason is not None:
                 break
-            done += await self._run(call)
+            self._done += await self._run(call)
+        done, self._done = self._done, []
         if done:
             await log.append(done)
 
@@ -134,12 +147,20 @@ class ToolCalls:
         started = time.perf_counter()
         usage = {"usage": self._log.state.usage(), "cost_usd": self._log.state.cost_usd}
         attempt = await self._before(call, usage)
+        ran_ms = 0.0
         if attempt.result is None:
             assert attempt.validated is not None
-            attempt.result = await self._execute(call, attempt.validated)
-        if not attempt.blocked:
-            await self._after(attempt, usage)
+            ran = time.perf_counter()
+            attempt.result = await self._execute(attempt, attempt.validated)
+            ran_ms = (time.perf_counter() - ran) * 1000
+        if not attempt.blocked and attempt.validated is not None:  # module note 3
+            await self._after(attempt, usage, ran_ms)
         result = attempt.result
+        if result.response is not None and self._log.transcript is not None:
+            self._log.transcript.responses[call.tool_use_id] = result.response
+        if attempt.notes:
+            text = result.content + "".join(f"\n\n[hook] {n}" for n in attempt.notes)
+            result = replace(result, content=text)
         completed = ToolCallCompleted(
             agent_id=self._log.spec.agent_id,
             tool_use_id=call.tool_use_id,
@@ -156,32 +177,68 @@ class ToolCalls:
 
     async def _before(self, call: PendingCall, usage: dict[str, Any]) -> _Attempt:
         """Validate the input and run PreToolUse: a result already when the call will not run."""
-        attempt = _Attempt(call, call.input)
-        checked = self._validate(call.name, call.input)
+        try:  # a former tool name is the tool's own call (`Toolbox.resolve`)
+            name, tool_input = self._toolbox.resolve(call.name, call.input)
+        except ToolError as e:
+            return _Attempt(call, call.name, call.input, result=ToolResult(str(e), is_error=True))
+        attempt = _Attempt(call, name, tool_input)
+        checked = self._validate(name, tool_input)
         if isinstance(checked, ToolResult):  # module note 3
             attempt.result = checked
             return attempt
+        if self._gate.pending(call.tool_use_id):  # resumed while on hold (note 2)
+            return await self._held(attempt, None, usage)
         pre = await self._hooks.dispatch(
             "PreToolUse",
-            tool_name=call.name,
-            tool_input=call.input,
+            tool_name=name,
+            tool_input=tool_input,
             tool_use_id=call.tool_use_id,
             **usage,
         )
         attempt.events = self._hooks.events(pre, call.requested_at)
-        if pre is not None and (pre.blocked or pre.permission in ("deny", "ask")):  # note 2
+        if pre is not None and pre.additional_context:
+            attempt.notes.append(pre.additional_context)
+        if pre is not None and (pre.blocked or pre.permission == "deny"):
             attempt.blocked = True
             reason = pre.reason or "no reason given"
             attempt.result = ToolResult(f"blocked by a PreToolUse hook: {reason}", is_error=True)
             return attempt
         if pre is not None and pre.updated_input is not None:
             attempt.tool_input = pre.updated_input
-            checked = self._validate(call.name, attempt.tool_input)
+        if pre is not None and pre.permission == "ask":  # note 2
+            return await self._held(attempt, pre.reason, usage)
+        return self._checked(attempt)
+
+    def _checked(self, attempt: _Attempt) -> _Attempt:
+        """The attempt with its input validated, or with the error result the model sees."""
+        checked = self._validate(attempt.tool_name, attempt.tool_input)
         if isinstance(checked, ToolResult):
             attempt.result = checked
         else:
             attempt.validated = checked
         return attempt
+
+    async def _held(self, attempt: _Attempt, reason: str | None, usage: dict[str, Any]) -> _Attempt:
+        """The call waits for an answer (note 2): allowed, it runs; denied, it is blocked."""
+        call = attempt.call
+        answer = await self._gate.ask(
+            call.tool_use_id,
+            attempt.tool_name,
+            attempt.tool_input,
+            reason=reason,
+            events=[*self._done, *attempt.events],
+            cause=call.requested_at,
+            usage=usage,
+        )
+        self._done, attempt.events = [], []  # appended by the gate
+        if not answer.allowed:
+            attempt.blocked = True
+            why = answer.reason or "no reason given"
+            attempt.result = ToolResult(f"denied by {answer.by}: {why}", is_error=True)
+            return attempt
+        if answer.updated_input is not None:
+            attempt.tool_input = answer.updated_input
+        return self._checked(attempt)
 
     def _validate(self, name: str, raw: Mapping[str, Any]) -> BaseModel | ToolResult:
         """The checked input, or the error result the model sees."""
@@ -194,17 +251,18 @@ class ToolCalls:
         except BaseException as e:  # a validator that raises is a tool that fails
             return self._unexpected(name, e)
 
-    async def _execute(self, call: PendingCall, validated: BaseModel) -> ToolResult:
+    async def _execute(self, attempt: _Attempt, validated: BaseModel) -> ToolResult:
         """Run the tool; whatever it raises but an interruption becomes an error result."""
         started = time.perf_counter()
+        tool = self._toolbox.get(attempt.tool_name)
         try:
-            return await self._toolbox.get(call.name)(validated, self._context(call.requested_at))
+            return await tool(validated, self._context(attempt.call.requested_at))
         except ToolError as e:
             return ToolResult(str(e), is_error=True)
         except INTERRUPTIONS:
             raise
         except BaseException as e:  # the module docstring: any other exception is a tool error
-            return self._unexpected(call.name, e)
+            return self._unexpected(attempt.tool_name, e)
         finally:
             self._stats.tool_s += time.perf_counter() - started
 
@@ -213,35 +271,26 @@ class ToolCalls:
         logger.warning("tool %s of agent %s raised", name, agent_id, exc_info=error)
         return ToolResult(f"the tool failed: {unexpected_error(error)}", is_error=True)
 
-    async def _after(self, attempt: _Attempt, usage: dict[str, Any]) -> None:
+    async def _after(self, attempt: _Attempt, usage: dict[str, Any], ran_ms: float) -> None:
         """PostToolUse (PostToolUseFailure for an error); their notes are added to the result."""
         call, result = attempt.call, attempt.result
         assert result is not None
+        common = {
+            "tool_name": attempt.tool_name,
+            "tool_input": attempt.tool_input,
+            "tool_use_id": call.tool_use_id,
+            "duration_ms": round(ran_ms, 3),
+            **usage,
+        }
         if result.is_error:
-            post = await self._hooks.dispatch(
-                "PostToolUseFailure",
-                tool_name=call.name,
-                tool_input=attempt.tool_input,
-                tool_use_id=call.tool_use_id,
-                error=result.content,
-                **usage,
-            )
+            post = await self._hooks.dispatch("PostToolUseFailure", error=result.content, **common)
         else:
-            post = await self._hooks.dispatch(
-                "PostToolUse",
-                tool_name=call.name,
-                tool_input=attempt.tool_input,
-                tool_use_id=call.tool_use_id,
-                tool_response=result.content,
-                **usage,
-            )
+            response = result.content if result.response is None else dict(result.response)
+            post = await self._hooks.dispatch("PostToolUse", tool_response=response, **common)
         attempt.events += self._hooks.events(post, call.requested_at)
-        if post is None:
-            return
-        notes = [n for n in (post.reason if post.blocked else None, post.additional_context) if n]
-        if notes:
-            text = result.content + "".join(f"\n\n[hook] {n}" for n in notes)
-            attempt.result = replace(result, content=text)
+        if post is not None:
+            reason = post.reason if post.blocked else None
+            attempt.notes += [n for n in (reason, post.additional_context) if n]
 
     def _context(self, requested_at: int | None) -> ToolContext:
         async def emit(data: EventModel) -> RecordedEvent:

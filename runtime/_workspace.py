@@ -16,7 +16,7 @@ Notes (do not fix without reading this):
    workspace works and one pointing out is an escape; swapping a folder for a
    symlink while a walk is under way cannot redirect it: the walk holds the
    folder it opened, not its name. The caller opens the last name relative to
-   `dir_fd`, with `O_NOFOLLOW` too. `run_command` runs with the workspace as
+   `dir_fd`, with `O_NOFOLLOW` too. `Bash` runs with the workspace as
    its current folder and is not a path sandbox (see `_tools.py`).
 2. Past a folder that does not exist, the rest of the path is taken
    lexically (`new/../x` is `x`), as `Path.resolve()` did; `make_parents`

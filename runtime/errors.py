@@ -17,6 +17,8 @@ FleetError
 ├── AgentBusy               the agent is working: wait or delete it first
 ├── AgentDrivenElsewhere    another process appended to the agent's stream (VersionConflict)
 ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
+├── ApprovalNotFound        no tool call was put on hold for approval with that id
+├── ApprovalClosed          the approval was answered already, or its agent stopped waiting
 ├── BudgetExceeded          a token, cost or context limit would be or was crossed
 ├── FleetLimitReached       too many agents
 └── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
@@ -32,6 +34,8 @@ __all__ = [
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "ApprovalClosed",
+    "ApprovalNotFound",
     "BudgetExceeded",
     "ClientClosed",
     "FleetLimitReached",
@@ -159,6 +163,25 @@ class AgentGone(FleetError):
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
         super().__init__(f"agent {agent_id!r} was deleted")
+
+
+class ApprovalNotFound(FleetError):
+    """No tool call was put on hold for approval with this id."""
+
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(f"no approval {approval_id!r}")
+
+
+class ApprovalClosed(FleetError):
+    """The approval cannot be answered: it was answered already, or its agent stopped."""
+
+    def __init__(self, approval_id: str, status: str, by: str | None = None) -> None:
+        self.approval_id = approval_id
+        self.status = status
+        self.by = by
+        how = f"{status} by {by}" if by else status
+        super().__init__(f"approval {approval_id!r} is {how}: it takes no more answers")
 
 
 class AgentBusy(FleetError):

@@ -1,10 +1,11 @@
 """The `fleet` command line.
 
 Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
-`_views`, `_replay`, `_otel`, `_simulator`) with a `configure(command, parser)`
-function that adds a command's arguments and sets its `func(args)`, which
-returns the process exit code. Every command takes `--db PATH` (else
-`FLEET_DB`, else `.fleet/fleet.db`) and, where it prints data, `--json`.
+`_views`, `_replay`, `_otel`, `_simulator`, `_approvals`) with a
+`configure(command, parser)` function that adds a command's arguments and sets
+its `func(args)`, which returns the process exit code. Every command takes
+`--db PATH` (else `FLEET_DB`, else `.fleet/fleet.db`) and, where it prints
+data, `--json`.
 
 Notes (do not fix without reading this):
 1. `fleet` starts at once. Claude Code runs `fleet hook-forward` on every tool
@@ -45,6 +46,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("_replay", "write a run as checksummed JSON Lines (to import into another log)"),
     "import": ("_replay", "load a run exported by `fleet export` into this log"),
     "otel": ("_otel", "OpenTelemetry: send a run to a tracing back end as GenAI spans"),
+    "approvals": ("_approvals", "tool calls on hold for a person (a hook answered ask)"),
+    "approve": ("_approvals", "allow a tool call on hold (its id from `fleet approvals`)"),
+    "deny": ("_approvals", "deny a tool call on hold, saying why (--reason)"),
 }
 """Every command, in the order `fleet --help` lists them: (module in api.cli, help line)."""
 

@@ -52,6 +52,7 @@ _TYPE_STYLES: dict[str, str] = {
     "ContextCompacted": "blue", "ToolCallRequested": "yellow", "ToolCallCompleted": "yellow",
     "AgentWaiting": "magenta", "AgentWoke": "magenta", "TaskCreated": "cyan", "TaskMoved": "cyan",
     "HookInvoked": "bright_blue", "ExternalHookReceived": "bright_blue",
+    "ApprovalRequested": "magenta", "ApprovalDecided": "magenta",
     "ReplayDiverged": "bold red",
 }  # fmt: skip
 _BAD_DECISIONS = frozenset({"deny", "block", "error", "timeout"})
@@ -179,6 +180,8 @@ def render_agents(
         status = _status(a["status"])
         if a.get("waiting_on"):
             status.append(f" on {len(a['waiting_on'])}", style="magenta")
+        elif a.get("approval"):
+            status.append(f" for approval {a['approval']['id']}", style="magenta")
         rows.append([
             Text(a["name"], style="bold"),
             Text(a["role"]),
@@ -374,8 +377,18 @@ def describe_event(event: RecordedEvent) -> str:
         return text
     if kind == "HookInvoked":
         hook = f" {_clip(d['hook'], 30)}" if d.get("hook") else ""
+        how = " (async, not applied)" if d.get("detached") else ""
         reason = f": {_clip(d['reason'], 80)}" if d.get("reason") else ""
-        return f"{d['point']} {d['kind']}{hook} → {d['decision']}{reason}"
+        said = f" · says: {_clip(d['system_message'], 80)}" if d.get("system_message") else ""
+        return f"{d['point']} {d['kind']}{hook} → {d['decision']}{how}{reason}{said}"
+    if kind == "ApprovalRequested":
+        why = f" · {_clip(d['reason'], 60)}" if d.get("reason") else ""
+        args = _clip(_args(d.get("tool_input")), 60)
+        return f"waits for approval {d['approval_id']}: {d['tool_name']} {args}{why}"
+    if kind == "ApprovalDecided":
+        verb = "allowed" if d.get("decision") == "allow" else "denied"
+        why = f": {_clip(d['reason'], 60)}" if d.get("reason") else ""
+        return f"{d['approval_id']} {verb} by {d.get('by')}{why}"
     if kind == "AgentWaiting":
         timeout = f" (timeout {_ms(d['timeout_s'] * 1000)})" if d.get("timeout_s") else ""
         return f"waits on {', '.join(d.get('on', []))}{timeout}"

@@ -58,7 +58,7 @@
     AgentFailed: "bad", ModelResponded: "model", ContextCompacted: "model",
     ToolCallRequested: "tool", ToolCallCompleted: "tool", AgentWaiting: "wait", AgentWoke: "wait",
     TaskCreated: "task", TaskMoved: "task", HookInvoked: "hook", ExternalHookReceived: "hook",
-    ReplayDiverged: "bad",
+    ApprovalRequested: "wait", ApprovalDecided: "wait", ReplayDiverged: "bad",
   };
 
   const S = {
@@ -546,6 +546,12 @@
         last ? h("span", { class: "last", "data-status": last.status, "data-name": last.name, title: `${last.tool_use_id} at ${last.at}`, text: `${last.name} · ${last.status}` }) : null),
       a.waiting_on && a.waiting_on.length
         ? h("div", { class: "waiting", text: `waiting on ${a.waiting_on.map(name).join(", ")}` }) : null,
+      a.approval
+        ? h("div", { class: "waiting approval", "data-approval-id": a.approval.id, title: a.approval.reason || "",
+            text: `waiting for approval: ${a.approval.tool_name} ${clip(toolArgs(a.approval.tool_input), 60)}` }) : null,
+      (a.system_messages || []).length
+        ? h("div", { class: "said", title: a.system_messages.map((m) => `${m.point}: ${m.text}`).join("\n"),
+            text: `hook says: ${clip(a.system_messages[a.system_messages.length - 1].text, 100)}` }) : null,
       a.error ? h("div", { class: "error", title: a.error, text: `${a.limit ? "[" + a.limit + "] " : ""}${clip(a.error, 140)}` }) : null);
   }
 
@@ -895,7 +901,9 @@
         if (d.blocked || d.is_error) text += `: ${clip(d.result, 100)}`;
         return text;
       }
-      case "HookInvoked": return `${d.point} ${d.kind}${d.hook ? " " + clip(d.hook, 30) : ""} → ${d.decision}${d.reason ? ": " + clip(d.reason, 80) : ""}`;
+      case "HookInvoked": return `${d.point} ${d.kind}${d.hook ? " " + clip(d.hook, 30) : ""} → ${d.decision}${d.detached ? " (async, not applied)" : ""}${d.reason ? ": " + clip(d.reason, 80) : ""}${d.system_message ? " · says: " + clip(d.system_message, 80) : ""}`;
+      case "ApprovalRequested": return `waits for approval ${d.approval_id}: ${d.tool_name} ${clip(toolArgs(d.tool_input), 60)}${d.reason ? " · " + clip(d.reason, 60) : ""}`;
+      case "ApprovalDecided": return `${d.approval_id} ${d.decision === "allow" ? "allowed" : "denied"} by ${d.by}${d.reason ? ": " + clip(d.reason, 60) : ""}`;
       case "AgentWaiting": return `waits on ${(d.on || []).map(name).join(", ")}${d.timeout_s ? ` (timeout ${fmtMs(d.timeout_s * 1000)})` : ""}`;
       case "AgentWoke": return `${d.reason}${(d.changed || []).length ? ": " + d.changed.map(name).join(", ") : ""} after ${fmtMs(d.waited_ms)}`;
       case "ContextCompacted": return `${fmtTokens(d.tokens_before)} → ${fmtTokens(d.tokens_after)} tokens (${d.trigger})`;

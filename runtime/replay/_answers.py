@@ -54,6 +54,7 @@ from events import (
 )
 
 from .._compaction import COMPACTED_PREFIX
+from .._conversation import REMINDER_OPEN
 from ..simulator import ErrorReply, role_of, system_text
 
 __all__ = ["RecordedAgent", "ReplayMiss", "ReplayResponder", "ReplayScript", "translate_ids"]
@@ -207,12 +208,15 @@ def _model_failure(error: str) -> bool:
 
 
 def _first_text(content: Any) -> str:
+    """The first text of a message that is not hook context (a `<system-reminder>` block)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         for block in content:
             if isinstance(block, Mapping) and block.get("type") == "text":
-                return str(block.get("text", ""))
+                text = str(block.get("text", ""))
+                if not text.startswith(REMINDER_OPEN):
+                    return text
     return ""
 
 

@@ -11,7 +11,7 @@ are not written by a model; it says so wherever they are shown.
 Write a scripted role:
 
     def echo(situation: Situation) -> Generator[Turn, list[Observation], str]:
-        results = yield Turn("Looking.", [Call("list_files", {"pattern": "*.md"})])
+        results = yield Turn("Looking.", [Call("Glob", {"pattern": "*.md"})])
         return f"I found: {results[0].content}"
 
     sim.register_policy("echo", echo)       # or register_policy(...) for every simulator

@@ -15,7 +15,10 @@ the request offers:
   starts searches with `Grep` when offered, else `grep` through `Bash`, and
   reports `- path:line: text` lines. A task without a directive gets a look
   around (`Glob` or `ls`) and the README's first line.
-- fleet's own worker tools (`list_files`, `read_file`): it looks at the
+  Fleet's own agents have the same tools (fleet's worker tools took Claude
+  Code's names), so an agent of a role without a script that may edit or run
+  commands works the same way.
+- only tools that read (`Glob`, `Read`: a read-only role): it looks at the
   workspace and answers without changing anything.
 - no tools it knows: it says what it received.
 
@@ -66,11 +69,9 @@ def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         return (yield from coding_policy(situation))
     prompt = situation.prompt.strip() or situation.task.strip()
     first_line = prompt.splitlines()[0] if prompt else "(no prompt)"
-    if "list_files" not in situation.tools:
+    if "Glob" not in situation.tools:
         return f"(offline simulator, role {situation.role}) Received: {first_line}"
-    seen = yield Turn(
-        "Let me look at the workspace first.", [Call("list_files", {"pattern": "**/*"})]
-    )
+    seen = yield Turn("Let me look at the workspace first.", [Call("Glob", {"pattern": "**/*"})])
     files = (
         []
         if seen[0].is_error or seen[0].content == "no files match"
@@ -78,8 +79,8 @@ def generic_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     )
     readme = next((f for f in files if f.lower() in ("readme.md", "readme.txt", "readme")), None)
     summary = ""
-    if readme and "read_file" in situation.tools:
-        read = yield Turn(f"Reading {readme}.", [Call("read_file", {"path": readme, "limit": 20})])
+    if readme and "Read" in situation.tools:
+        read = yield Turn(f"Reading {readme}.", [Call("Read", {"file_path": readme, "limit": 20})])
         if not read[0].is_error:
             heading = next((ln for ln in read[0].content.splitlines() if ln.strip()), "")
             summary = f" {readme} begins: {heading.strip()!r}."

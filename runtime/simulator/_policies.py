@@ -6,7 +6,7 @@ calls); each `yield` receives the tool results of that turn as a list of
 `Observation`s; its `return` value is the final answer (stop reason `end_turn`).
 
     def echo(situation):
-        results = yield Turn("Looking.", [Call("list_files", {"pattern": "*.md"})])
+        results = yield Turn("Looking.", [Call("Glob", {"pattern": "*.md"})])
         return f"I found: {results[0].content}"
 
     registry = PolicyRegistry.default().with_policy("echo", echo)

@@ -20,7 +20,7 @@ names outside its `Task:` paragraph (e.g. "Carry out the plan in plan.md").
   are none), reads the files, writes a plan (default `plan.md`) whose
   ```json fleet-edits``` block lists the edits as {file, old, new, replace_all}.
 - builder: reads the plan (or a scout's findings), applies each edit with
-  edit_file, runs `python -m unittest`. Given review feedback ("CHANGES
+  Edit, runs `python -m unittest` with Bash. Given review feedback ("CHANGES
   REQUESTED" with `- path:line: text` lines), it fixes exactly those lines.
 - reviewer: `git diff`, a grep of the whole repository for what should be gone
   (the notes it was given excepted), the tests; answers `APPROVED: ...` or
@@ -204,7 +204,7 @@ def _ok(observation: Observation) -> bool:
 
 
 def _body(observation: Observation) -> str:
-    """A run_command result without its `exit code ...` first line."""
+    """A Bash result without its `exit code ...` first line."""
     _, _, rest = observation.content.partition("\n")
     return rest
 
@@ -229,16 +229,25 @@ def _files(locations: Iterable[Location]) -> list[str]:
     return sorted({loc.path for loc in locations})
 
 
+def _grep(pattern: str, **options: object) -> Call:
+    """A Grep call that lists the matching lines as `path:line:text`."""
+    return Call("Grep", {"pattern": pattern, "output_mode": "content", "-n": True, **options})
+
+
+def _read(path: str) -> Call:
+    return Call("Read", {"file_path": path})
+
+
+def _bash(command: str, description: str) -> Call:
+    return Call("Bash", {"command": command, "description": description})
+
+
 def _searches(directives: list[Directive], task: str) -> list[Call]:
     if directives:
         return [
-            Call(
-                "grep",
-                {"pattern": d.pattern, "glob": "*.py"} if d.code_only else {"pattern": d.pattern},
-            )
-            for d in directives
+            _grep(d.pattern, glob="*.py") if d.code_only else _grep(d.pattern) for d in directives
         ]
-    return [Call("grep", {"pattern": re.escape(k), "ignore_case": True}) for k in _keywords(task)]
+    return [_grep(re.escape(k), **{"-i": True}) for k in _keywords(task)]
 
 
 # -- scout ---------------------------------------------------------------------------------
@@ -246,7 +255,7 @@ def _searches(directives: list[Directive], task: str) -> list[Call]:
 
 def scout_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Search for what the task names, read the matching files, write the findings."""
-    if problem := _missing(situation, ("grep", "write_file")):
+    if problem := _missing(situation, ("Grep", "Write")):
         return problem
     directives = find_directives(situation)
     out = _output_path(situation) or "relevant-files.md"
@@ -263,10 +272,10 @@ def scout_policy(situation: Situation) -> Generator[Turn, list[Observation], str
             loc for r in results if _ok(r) for loc in _locations(r.content, _GREPPED)
         )
     files = _files(locations)[:8]
-    if files and "read_file" in situation.tools:
+    if files and "Read" in situation.tools:
         yield Turn(
             f"{len(locations)} matching lines in {len(files)} files; reading them.",
-            [Call("read_file", {"path": f}) for f in files],
+            [_read(f) for f in files],
         )
     lines = ["# Relevant files", "", f"Task: {task_line}", ""]
     for d in directives:
@@ -286,7 +295,7 @@ def scout_policy(situation: Situation) -> Generator[Turn, list[Observation], str
     lines.append(f"Summary: {len(locations)} matching lines in {len(files)} files.")
     written = yield Turn(
         f"Writing my findings to {out}.",
-        [Call("write_file", {"path": out, "content": "\n".join(lines) + "\n"})],
+        [Call("Write", {"file_path": out, "content": "\n".join(lines) + "\n"})],
     )
     if not _ok(written[0]):
         return f"I could not write my findings to {out}: {written[0].content}"
@@ -349,20 +358,18 @@ def _read_all(contents: dict[str, str], files: list[str], results: list[Observat
 
 def planner_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Read the findings (or search), read the files, write a plan with machine-readable edits."""
-    if problem := _missing(situation, ("read_file", "write_file")):
+    if problem := _missing(situation, ("Read", "Write")):
         return problem
     directives = find_directives(situation)
     out = _output_path(situation) or "plan.md"
     inputs = _input_paths(situation, out)
     locations: list[Location] = []
     if inputs:
-        results = yield Turn(
-            "Reading the findings.", [Call("read_file", {"path": p}) for p in inputs]
-        )
+        results = yield Turn("Reading the findings.", [_read(p) for p in inputs])
         locations = _unique(
             loc for r in results if _ok(r) for loc in _locations(r.content, _LISTED)
         )
-    if not locations and "grep" in situation.tools:
+    if not locations and "Grep" in situation.tools:
         searches = _searches(directives, _split(situation.prompt)[0])
         if searches:
             results = yield Turn("No findings to go on; searching the code myself.", searches)
@@ -372,9 +379,7 @@ def planner_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     files = _files(locations)
     contents: dict[str, str] = {}
     if files:
-        results = yield Turn(
-            "Reading the files involved.", [Call("read_file", {"path": f}) for f in files]
-        )
+        results = yield Turn("Reading the files involved.", [_read(f) for f in files])
         _read_all(contents, files, results)
     edits = _edits_for(locations, directives, contents)
     edited = sorted({str(e["file"]) for e in edits})
@@ -400,7 +405,7 @@ def planner_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     ]
     written = yield Turn(
         f"Writing the plan to {out}.",
-        [Call("write_file", {"path": out, "content": "\n".join(lines)})],
+        [Call("Write", {"file_path": out, "content": "\n".join(lines)})],
     )
     if not _ok(written[0]):
         return f"I could not write the plan to {out}: {written[0].content}"
@@ -419,14 +424,14 @@ def _feedback(prompt: str) -> list[Location]:
 
 def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Apply the plan's edits (or the review's list), then run the tests."""
-    if problem := _missing(situation, ("read_file", "edit_file")):
+    if problem := _missing(situation, ("Read", "Edit")):
         return problem
     directives = find_directives(situation)
     inputs = _input_paths(situation, None)
     feedback = _feedback(situation.prompt)
     edits: list[dict[str, object]] = []
     if inputs:
-        results = yield Turn("Reading the plan.", [Call("read_file", {"path": p}) for p in inputs])
+        results = yield Turn("Reading the plan.", [_read(p) for p in inputs])
         for result in results:
             if _ok(result):
                 found = parse_plan_edits(result.content)
@@ -437,7 +442,7 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         files = _files(feedback)
         results = yield Turn(
             f"The review lists {len(feedback)} lines left in {', '.join(files)}; reading them.",
-            [Call("read_file", {"path": f}) for f in files],
+            [_read(f) for f in files],
         )
         contents: dict[str, str] = {}
         _read_all(contents, files, results)
@@ -447,9 +452,9 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if edits:
         calls = [
             Call(
-                "edit_file",
+                "Edit",
                 {
-                    "path": e["file"],
+                    "file_path": e["file"],
                     "old_string": e["old"],
                     "new_string": e["new"],
                     **({"replace_all": True} if e.get("replace_all") else {}),
@@ -461,8 +466,8 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         for e, result in zip(edits, results, strict=False):
             (applied if _ok(result) else failed).append(f"{e['file']}: {result.content}")
     tests = ""
-    if "run_command" in situation.tools:
-        ran = yield Turn("Running the tests.", [Call("run_command", {"command": TEST_COMMAND})])
+    if "Bash" in situation.tools:
+        ran = yield Turn("Running the tests.", [_bash(TEST_COMMAND, "Run the tests")])
         tail = _body(ran[0]).strip().splitlines()[-1:] or [ran[0].content.splitlines()[0]]
         tests = f" Tests {'pass' if _ok(ran[0]) else 'FAIL'} ({tail[0].strip()})."
     changed = sorted({a.split(":", 1)[0] for a in applied})
@@ -482,13 +487,13 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
 
 def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Read the diff, look for what should be gone, run the tests; approve or list what is left."""
-    if problem := _missing(situation, ("run_command", "grep")):
+    if problem := _missing(situation, ("Bash", "Grep")):
         return problem
     directives = find_directives(situation)
     notes = set(_input_paths(situation, None))
-    calls = [Call("run_command", {"command": "git diff"})]
-    calls += [Call("grep", {"pattern": d.pattern}) for d in directives]
-    calls.append(Call("run_command", {"command": TEST_COMMAND}))
+    calls = [_bash("git diff", "Show the change")]
+    calls += [_grep(d.pattern) for d in directives]
+    calls.append(_bash(TEST_COMMAND, "Run the tests"))
     results = yield Turn(
         "Reviewing the diff, searching for leftovers and running the tests.", calls
     )
@@ -538,11 +543,11 @@ def _commit_message(directives: list[Directive], task_line: str) -> str:
 
 def shipper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Commit the change with git; say plainly when that cannot be done."""
-    if problem := _missing(situation, ("run_command",)):
+    if problem := _missing(situation, ("Bash",)):
         return problem
     message = _commit_message(find_directives(situation), _task_line(situation))
     status = yield Turn(
-        "Checking the repository.", [Call("run_command", {"command": "git status --short"})]
+        "Checking the repository.", [_bash("git status --short", "Show what changed")]
     )
     if not _ok(status[0]):
         if "not a git repository" in status[0].content:
@@ -554,7 +559,7 @@ def shipper_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if not _body(status[0]).strip():
         return "Nothing to ship: the working tree is clean."
     command = f"git add -A && git commit -q -m {shlex.quote(message)} && git log -1 --format=%h"
-    commit = yield Turn(f"Committing: {message}", [Call("run_command", {"command": command})])
+    commit = yield Turn(f"Committing: {message}", [_bash(command, "Commit the change")])
     if not _ok(commit[0]):
         return f"Cannot ship: the commit failed: {_body(commit[0]).strip() or commit[0].content}"
     sha = (_body(commit[0]).strip().splitlines() or ["?"])[-1]

@@ -26,6 +26,7 @@ import pytest
 from contract_support import Contract, copy_log, foreign_export, make_demo_log
 
 from api import ApiConfig, Serving, serving
+from events import ANY, ApprovalRequested, Meta, NewEvent, SQLiteEventStore
 from runtime import prepare_workspace
 
 OTLP_FIXTURES = Path(__file__).parents[1] / "hooks" / "fixtures" / "otlp-claude-code-2.1.197"
@@ -55,6 +56,18 @@ async def _ids(http: httpx.AsyncClient) -> tuple[str, str, int]:
     head = (await http.get("/healthz")).json()["head"]
     assert runs and agents, "the demo left no run or no agent in the log"
     return runs[0]["id"], agents[1]["id"], head // 2
+
+
+async def hold_a_call(db: Path, agent_id: str, approval_id: str) -> str:
+    """Put a call of `agent_id` on hold for approval, as its agent would (another store)."""
+    async with SQLiteEventStore(db) as store:
+        request = ApprovalRequested(
+            approval_id=approval_id, agent_id=agent_id, tool_use_id=f"tu-{approval_id}",
+            tool_name="Bash", tool_input={"command": "rm -rf build"}, timeout_s=600,
+        )  # fmt: skip
+        meta = Meta(agent_id=agent_id)
+        await store.append(f"agent-{agent_id}", [NewEvent(request, meta)], expected_version=ANY)
+    return approval_id
 
 
 async def test_every_live_response_validates_against_its_documented_schema(
@@ -125,6 +138,17 @@ async def test_every_live_response_validates_against_its_documented_schema(
             await send("POST", f"/v1/otlp/v1/{signal}", content=body,
                        headers={"Content-Type": "application/json"})  # fmt: skip
         await send("GET", "/metrics")
+        # A call on hold, answered over HTTP (once: a second answer is a 409).
+        held = await hold_a_call(demo.app.config.db, agent_id, "apr_contract")
+        one = f"/v1/approvals/{held}"
+        await get("/v1/approvals")
+        await get("/v1/approvals", params={"status": "all", "agent_id": agent_id})
+        await get("/v1/approvals/{approval_id}", one)
+        await get("/v1/approvals/{approval_id}", "/v1/approvals/apr_nope")
+        await send("POST", "/v1/approvals/{approval_id}", one, json={"decision": "maybe"})
+        await send("POST", "/v1/approvals/{approval_id}", one,
+                   json={"decision": "allow", "reason": "fine", "who": "contract"})  # fmt: skip
+        await send("POST", "/v1/approvals/{approval_id}", one, json={"decision": "deny"})
         # The live stream, from where the server started: what the calls above appended.
         # (From position 0 it sends nothing of a log written before the server started:
         # see the report on api/_broadcast.py.)
@@ -271,6 +295,14 @@ async def test_a_client_generated_from_the_document_calls_every_route(
             await call("hooks", f"post_v1_otlp_v1_{signal}", 200, model, body=body)
         metrics = await call("server", "get_metrics", 200, None)
         assert "fleet_events_appended" in str(metrics)
+        held = await hold_a_call(demo.app.config.db, agent_id, "apr_client")
+        pending = await call("approvals", "get_v1_approvals", 200, "Approvals")
+        assert [a.id for a in pending.approvals] == [held]
+        await call("approvals", "get_v1_approvals_approval_id", 200, "Approval", approval_id=held)
+        decided = await call("approvals", "post_v1_approvals_approval_id", 200, "Decided",
+                             approval_id=held,
+                             body=models.Decide.from_dict({"decision": "deny", "who": "client"}))  # fmt: skip
+        assert decided.by == "client"
         # The stream never ends: the generated module builds the request, httpx streams it.
         stream_module = importlib.import_module("fleet_client.api.events.get_v1_events_stream")
         request = stream_module._get_kwargs(from_=0)

@@ -70,11 +70,17 @@ async def test_docs_render_every_operation_offline(browser: Any, tmp_path: Path)
         page, requested, blocked, errors = await _open_docs(browser, server.url + "/docs")
         try:
             assert page.url == server.url + "/docs"
-            # Redoc renders the operations after the heading: wait until the last one is there.
-            paths = list(document["paths"])
+            # Redoc renders the operations after the heading, and the later tags only once
+            # scrolled to: scroll down until every operation is there.
+            pairs = [[m.upper(), p] for p, item in document["paths"].items() for m in item]
             await page.wait_for_function(
-                "paths => paths.every(p => document.body.innerText.includes(p))",
-                arg=paths,
+                """pairs => {
+                    window.scrollTo(0, document.body.scrollHeight);
+                    const text = document.body.innerText;
+                    return pairs.every(([m, p]) => text.includes(m + "\\n" + p)
+                                                   || text.includes(m + " " + p));
+                }""",
+                arg=pairs,
                 timeout=TIMEOUT_MS,
             )
             text = await page.inner_text("body")

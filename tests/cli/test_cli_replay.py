@@ -61,7 +61,7 @@ def test_replay_prints_the_run_timeline(demo: tuple[Path, str]) -> None:
 
     assert code == 0
     assert run_id in out
-    for text in ("scout-1", "step 1", "grep", "read_file", "sleeps until", "run completed"):
+    for text in ("scout-1", "step 1", "Grep", "Read", "sleeps until", "run completed"):
         assert text in out
     assert f"fleet replay {run_id} --at POSITION" in " ".join(out.split())
 
@@ -170,7 +170,7 @@ def test_rerun_with_a_hook_that_blocks_reports_where_it_diverged(
 ) -> None:
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"hooks": {"PreToolUse": [{
-        "matcher": "run_command",
+        "matcher": "Bash",
         "hooks": [{"type": "command", "command": "echo 'no commands today' >&2; exit 2"}],
     }]}}))  # fmt: skip
 

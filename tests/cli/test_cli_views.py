@@ -56,11 +56,11 @@ async def _fill(db: Path, workspace: Path) -> str:
         await store.append(f"agent-{GUARDED}", [
             NewEvent(AgentCreated(agent_id=GUARDED, name="guarded", role="builder",
                                   model="claude-haiku-4-5"), meta),
-            NewEvent(ToolCallRequested(agent_id=GUARDED, tool_use_id="tu1", name="run_command",
+            NewEvent(ToolCallRequested(agent_id=GUARDED, tool_use_id="tu1", name="Bash",
                                        input={"command": "rm -rf /"}), meta),
             NewEvent(HookInvoked(point="PreToolUse", kind="command", agent_id=GUARDED,
                                  tool_use_id="tu1", decision="deny", reason="destructive"), meta),
-            NewEvent(ToolCallCompleted(agent_id=GUARDED, tool_use_id="tu1", name="run_command",
+            NewEvent(ToolCallCompleted(agent_id=GUARDED, tool_use_id="tu1", name="Bash",
                                        result="blocked: destructive", is_error=True,
                                        blocked=True), meta),
             NewEvent(AgentFailed(agent_id=GUARDED, error="gave up after a blocked call"), meta),
@@ -137,7 +137,7 @@ def test_agents_table_shows_each_agent_with_status_context_cost_and_tools(
     guarded = next(line for line in lines if line.split()[:1] == ["guarded"])
     assert "failed" in guarded
     assert "(1 blocked)" in guarded
-    assert "run_command blocked" in guarded
+    assert "Bash blocked" in guarded
     assert f"{len(agents)} agents, at position {_head(db)} (head)" in out
 
 
@@ -216,7 +216,7 @@ def test_events_print_one_readable_line_per_event_in_position_order(
     assert "RunStarted" in lines[0]
     assert "plan-build-review-ship (simulator)" in lines[0]
     blocked = next(line for line in lines if "ToolCallCompleted" in line and GUARDED in line)
-    assert "run_command BLOCKED" in blocked
+    assert "Bash BLOCKED" in blocked
     assert "destructive" in blocked
 
 

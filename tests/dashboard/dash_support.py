@@ -89,7 +89,7 @@ class _Script:
             agent_id,
             AgentCreated(
                 agent_id=agent_id, name=name, role=role, model=model, parent_id=ORCH,
-                workspace="/work/sample", tools=["read_file", "grep", "write_file"],
+                workspace="/work/sample", tools=["Read", "Grep", "Write"],
             ),
             AgentCommanded(agent_id=agent_id, prompt=prompt, by=ORCH),
         )  # fmt: skip
@@ -175,10 +175,10 @@ def fleet_script() -> list[list[Step]]:
     s.create(SCOUT_B, "scout-2", "scout", sonnet, "Find the report's tests.")
     s.add("task-t-json", TaskMoved(task_id="t-json", column="PLAN", assignee=SCOUT_A), agent=ORCH)
     s.respond(SCOUT_A, haiku, 1, tokens=(1200, 150, 800, 0), cost=0.0021)
-    s.call(SCOUT_A, "grep", {"pattern": "def report"}, result="textstats/report.py:4")
-    s.call(SCOUT_A, "read_file", {"path": "textstats/report.py"}, read=["textstats/report.py"])
+    s.call(SCOUT_A, "Grep", {"pattern": "def report"}, result="textstats/report.py:4")
+    s.call(SCOUT_A, "Read", {"file_path": "textstats/report.py"}, read=["textstats/report.py"])
     s.respond(SCOUT_A, haiku, 2, tokens=(300, 220, 0, 2000), cost=0.0012)
-    s.call(SCOUT_A, "write_file", {"path": ".fleet/notes/relevant-files-1.md"},
+    s.call(SCOUT_A, "Write", {"file_path": ".fleet/notes/relevant-files-1.md"},
            wrote=[".fleet/notes/relevant-files-1.md"])  # fmt: skip
     s.agent(ORCH, AgentWaiting(agent_id=ORCH, on=[SCOUT_A, SCOUT_B], timeout_s=600))
     phases.append(s.steps)
@@ -186,9 +186,9 @@ def fleet_script() -> list[list[Step]]:
     s = _Script()
     s._tool = 100
     s.respond(SCOUT_B, sonnet, 1, tokens=(1500, 180, 900, 0), cost=0.0094)
-    s.blocked_call(SCOUT_B, "run_command", {"command": "rm -rf build/"}, "destructive command")
-    s.call(SCOUT_B, "read_file", {"path": "tests/test_report.py"}, read=["tests/test_report.py"])
-    s.call(SCOUT_B, "write_file", {"path": ".fleet/notes/relevant-files-2.md"},
+    s.blocked_call(SCOUT_B, "Bash", {"command": "rm -rf build/"}, "destructive command")
+    s.call(SCOUT_B, "Read", {"file_path": "tests/test_report.py"}, read=["tests/test_report.py"])
+    s.call(SCOUT_B, "Write", {"file_path": ".fleet/notes/relevant-files-2.md"},
            wrote=[".fleet/notes/relevant-files-2.md"])  # fmt: skip
     s.agent(SCOUT_B, AgentCompleted(agent_id=SCOUT_B, summary="Tests live in tests/test_report.py.",
                                     artifacts=[".fleet/notes/relevant-files-2.md"]))  # fmt: skip
@@ -199,15 +199,15 @@ def fleet_script() -> list[list[Step]]:
     s.agent(SCOUT_A, AgentDeleted(agent_id=SCOUT_A, by=ORCH))
     s.create(PLANNER, "plan", "planner", sonnet, "Plan from the scouts' notes.")
     s.add("task-t-json", TaskMoved(task_id="t-json", column="PLAN", assignee=PLANNER), agent=ORCH)
-    s.call(PLANNER, "read_file", {"path": ".fleet/notes/relevant-files-1.md"},
+    s.call(PLANNER, "Read", {"file_path": ".fleet/notes/relevant-files-1.md"},
            read=[".fleet/notes/relevant-files-1.md"])  # fmt: skip
-    s.call(PLANNER, "read_file", {"path": ".fleet/notes/relevant-files-2.md"},
+    s.call(PLANNER, "Read", {"file_path": ".fleet/notes/relevant-files-2.md"},
            read=[".fleet/notes/relevant-files-2.md"])  # fmt: skip
     s.respond(PLANNER, sonnet, 1, tokens=(90_000, 2_000, 4_000, 30_000), cost=0.3120)
     s.agent(PLANNER, ContextCompacted(agent_id=PLANNER, tokens_before=126_000, tokens_after=21_000,
                                       summary="kept the plan outline"))  # fmt: skip
     s.respond(PLANNER, sonnet, 2, tokens=(20_000, 3_000, 0, 100_000), cost=0.0910)
-    s.call(PLANNER, "write_file", {"path": ".fleet/notes/plan.md"}, wrote=[".fleet/notes/plan.md"])
+    s.call(PLANNER, "Write", {"file_path": ".fleet/notes/plan.md"}, wrote=[".fleet/notes/plan.md"])
     s.agent(PLANNER, AgentCompleted(agent_id=PLANNER, summary="Plan written.",
                                     artifacts=[".fleet/notes/plan.md"]))  # fmt: skip
     phases.append(s.steps)
@@ -217,15 +217,15 @@ def fleet_script() -> list[list[Step]]:
     s.add("task-t-json", TaskMoved(task_id="t-json", column="BUILD", assignee=BUILDER,
                                    artifacts=[".fleet/notes/plan.md"]), agent=ORCH)  # fmt: skip
     s.create(BUILDER, "build", "builder", haiku, "Implement .fleet/notes/plan.md.")
-    s.call(BUILDER, "read_file", {"path": ".fleet/notes/plan.md"}, read=[".fleet/notes/plan.md"])
+    s.call(BUILDER, "Read", {"file_path": ".fleet/notes/plan.md"}, read=[".fleet/notes/plan.md"])
     s.respond(BUILDER, haiku, 1, tokens=(5000, 900, 1000, 0), cost=0.0077)
-    s.call(BUILDER, "edit_file", {"path": "textstats/report.py"}, read=["textstats/report.py"],
+    s.call(BUILDER, "Edit", {"file_path": "textstats/report.py"}, read=["textstats/report.py"],
            wrote=["textstats/report.py"])  # fmt: skip
     s.add("task-t-json", TaskMoved(task_id="t-json", column="REVIEW"), agent=ORCH)
     s.add(
         "task-t-json", TaskMoved(task_id="t-json", column="BUILD", reason="tests fail"), agent=ORCH
     )
-    s.call(BUILDER, "run_command", {"command": "python -m unittest"}, done=False)
+    s.call(BUILDER, "Bash", {"command": "python -m unittest"}, done=False)
     s.agent(ORCH, AgentWaiting(agent_id=ORCH, on=[BUILDER], timeout_s=900))
     s.create(DOCS, "docs", "builder", haiku, "Document the flag in README.md.")
     s.respond(DOCS, haiku, 1, tokens=(4000, 300, 0, 0), cost=0.0055)

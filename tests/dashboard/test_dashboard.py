@@ -200,7 +200,7 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         blocked = page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"] .blocked')
         assert await blocked.text_content() == "1 blocked"
         running = page.locator(f'.agent-card[data-agent-id="{BUILDER}"] .tools .last')
-        assert await running.text_content() == "run_command · running"
+        assert await running.text_content() == "Bash · running"
         failed = page.locator(f'.agent-card[data-agent-id="{DOCS}"] .error')
         assert "budget" in (await failed.text_content() or "")
         warm = page.locator(f'.agent-card[data-agent-id="{PLANNER}"] .ctx .fill')

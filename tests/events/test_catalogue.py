@@ -19,6 +19,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     ContextCompacted,
     EventData,
     EventModel,
@@ -59,6 +61,12 @@ SAMPLES: dict[str, EventModel] = {
     ),
     "ToolCallCompleted": ToolCallCompleted(agent_id="a", tool_use_id="t", name="read"),
     "HookInvoked": HookInvoked(point="PreToolUse", kind="command"),
+    "ApprovalRequested": ApprovalRequested(
+        approval_id="ap", agent_id="a", tool_use_id="t", tool_name="Bash", timeout_s=60
+    ),
+    "ApprovalDecided": ApprovalDecided(
+        approval_id="ap", agent_id="a", tool_use_id="t", decision="deny", by="timeout"
+    ),
     "AgentWaiting": AgentWaiting(agent_id="a", on=["b"]),
     "AgentWoke": AgentWoke(agent_id="a", on=["b"]),
     "ContextCompacted": ContextCompacted(
@@ -210,6 +218,15 @@ def test_a_tool_call_at_schema_1_is_lifted_to_the_current_schema() -> None:
     assert ToolCallCompleted.model_validate(lifted) == ToolCallCompleted(
         agent_id="a", tool_use_id="t", name="bash", result="ok", is_error=False
     )
+
+
+def test_a_hook_invocation_at_schema_1_said_no_system_message_and_was_not_detached() -> None:
+    stored = {"type": "HookInvoked", "point": "Stop", "kind": "command", "decision": "block"}
+    lifted = upcast("HookInvoked", 1, stored)
+    assert HookInvoked.model_validate(lifted) == HookInvoked(
+        point="Stop", kind="command", decision="block", system_message=None, detached=False
+    )
+    assert "system_message" not in stored
 
 
 def test_data_at_the_current_schema_is_left_as_it_is() -> None:

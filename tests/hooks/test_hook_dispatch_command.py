@@ -35,7 +35,7 @@ def settings(point: str, *commands: str, matcher: str | None = None, timeout: fl
     return load_settings({"hooks": {point: [group]}})
 
 
-def pre_tool(command: str, cwd: str = "", tool: str = "run_command") -> dict[str, Any]:
+def pre_tool(command: str, cwd: str = "", tool: str = "Bash") -> dict[str, Any]:
     return build_payload(
         "PreToolUse",
         session_id="s1",
@@ -49,10 +49,10 @@ def pre_tool(command: str, cwd: str = "", tool: str = "run_command") -> dict[str
 
 async def test_a_command_hook_blocks_rm_rf_with_its_stderr_as_reason(tmp_path: Path) -> None:
     guard = script(tmp_path, "guard.sh", GUARD)
-    async with HookDispatcher(settings("PreToolUse", guard, matcher="run_command")) as hooks:
+    async with HookDispatcher(settings("PreToolUse", guard, matcher="Bash")) as hooks:
         fine = await hooks.dispatch("PreToolUse", pre_tool("ls -la"))
         bad = await hooks.dispatch("PreToolUse", pre_tool("rm -rf build/"))
-        other_tool = await hooks.dispatch("PreToolUse", pre_tool("rm -rf", tool="read_file"))
+        other_tool = await hooks.dispatch("PreToolUse", pre_tool("rm -rf", tool="Read"))
     assert not fine.blocked
     assert fine.invocations[0].decision == "none"
     assert bad.blocked
@@ -68,7 +68,7 @@ async def test_a_command_hook_blocks_rm_rf_with_its_stderr_as_reason(tmp_path: P
     assert (inv.agent_id, inv.tool_use_id) == ("builder-1", "toolu_9")
     assert inv.reason == bad.reason
     assert inv.duration_ms > 0
-    assert other_tool.invocations == ()  # the matcher selects run_command only
+    assert other_tool.invocations == ()  # the matcher selects Bash only
 
 
 async def test_the_hook_gets_the_payload_on_stdin_in_the_agents_folder(tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ async def test_an_identical_command_in_two_groups_runs_once(tmp_path: Path) -> N
     config = load_settings(
         {
             "PreToolUse": [
-                {"matcher": "run_command", "hooks": [{"type": "command", "command": count}]},
+                {"matcher": "Bash", "hooks": [{"type": "command", "command": count}]},
                 {"matcher": "*", "hooks": [{"type": "command", "command": count}]},
             ]
         }

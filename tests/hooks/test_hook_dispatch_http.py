@@ -70,7 +70,7 @@ def post_tool(i: int) -> dict[str, Any]:
         session_id="s1",
         agent_id="scout-1",
         run_id="r1",
-        tool_name="grep",
+        tool_name="Grep",
         tool_input={"pattern": f"needle {i}"},
         tool_use_id=f"toolu_{i}",
         tool_response={"matches": i},
@@ -82,7 +82,7 @@ def pre_tool() -> dict[str, Any]:
     return build_payload(
         "PreToolUse",
         session_id="s1",
-        tool_name="run_command",
+        tool_name="Bash",
         tool_input={"command": "deploy"},
         tool_use_id="t",
     )
@@ -173,7 +173,7 @@ async def test_command_and_http_hooks_run_side_by_side(receiver: tuple[Receiver,
         {
             "PreToolUse": [
                 {
-                    "matcher": "run_command",
+                    "matcher": "Bash",
                     "hooks": [
                         {"type": "command", "command": "cat >/dev/null; exit 0"},
                         {"type": "http", "url": f"{url}/deny"},

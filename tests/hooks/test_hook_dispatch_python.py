@@ -19,7 +19,7 @@ from hooks import (
 )
 
 
-def pre_tool(command: str = "ls", tool: str = "run_command") -> dict[str, Any]:
+def pre_tool(command: str = "ls", tool: str = "Bash") -> dict[str, Any]:
     return build_payload(
         "PreToolUse",
         session_id="s1",
@@ -107,14 +107,12 @@ async def test_a_hook_may_return_a_typed_hook_output() -> None:
 async def test_matchers_select_hooks_by_tool_name() -> None:
     calls: list[str] = []
     async with HookDispatcher() as hooks:
-        hooks.add_python("PreToolUse", lambda p: calls.append("cmd"), matcher="run_command")
-        hooks.add_python(
-            "PreToolUse", lambda p: calls.append("files"), matcher="write_.*|read_file"
-        )
+        hooks.add_python("PreToolUse", lambda p: calls.append("cmd"), matcher="Bash")
+        hooks.add_python("PreToolUse", lambda p: calls.append("files"), matcher="Write|Read")
         hooks.add_python("PreToolUse", lambda p: calls.append("all"), matcher="*")
-        await hooks.dispatch("PreToolUse", pre_tool(tool="run_command"))
-        await hooks.dispatch("PreToolUse", pre_tool(tool="write_file"))
-        outcome = await hooks.dispatch("PreToolUse", pre_tool(tool="list_files"))
+        await hooks.dispatch("PreToolUse", pre_tool(tool="Bash"))
+        await hooks.dispatch("PreToolUse", pre_tool(tool="Write"))
+        outcome = await hooks.dispatch("PreToolUse", pre_tool(tool="Glob"))
     assert calls == ["cmd", "all", "files", "all", "all"]
     assert len(outcome.invocations) == 1
 
@@ -187,7 +185,7 @@ async def test_additional_context_is_joined_in_order() -> None:
             build_payload(
                 "PostToolUse",
                 session_id="s",
-                tool_name="write_file",
+                tool_name="Write",
                 tool_input={},
                 tool_use_id="t",
                 tool_response="ok",

@@ -27,18 +27,24 @@ POINT_FIELDS: dict[str, dict[str, Any]] = {
     "SessionStart": {"source": "startup", "model": "claude-sonnet-4-5"},
     "UserPromptSubmit": {"prompt": "scout the repo"},
     "PreToolUse": {
-        "tool_name": "run_command",
+        "tool_name": "Bash",
         "tool_input": {"command": "ls"},
         "tool_use_id": "t1",
     },
     "PostToolUse": {
-        "tool_name": "run_command",
+        "tool_name": "Bash",
         "tool_input": {"command": "ls"},
         "tool_use_id": "t1",
-        "tool_response": {"stdout": "a\n", "exit_code": 0},
+        "tool_response": {"stdout": "a\n", "stderr": "", "interrupted": False, "isImage": False},
+    },
+    "PermissionRequest": {
+        "tool_name": "Bash",
+        "tool_input": {"command": "rm -rf dist"},
+        "permission_suggestions": [{"type": "addRules", "behavior": "allow"}],
+        "fleet_tool_use_id": "t1",
     },
     "PostToolUseFailure": {
-        "tool_name": "run_command",
+        "tool_name": "Bash",
         "tool_input": {"command": "false"},
         "tool_use_id": "t1",
         "error": "exit code 1",

@@ -70,7 +70,7 @@ def payload() -> dict[str, Any]:
         session_id="s1",
         cwd="",
         agent_id="builder-1",
-        tool_name="run_command",
+        tool_name="Bash",
         tool_input={"command": "ls"},
         tool_use_id="toolu_1",
     )

@@ -176,13 +176,13 @@ def scout_plan_build(tl: Timeline) -> Timeline:
                     agent_id=agent, model="m", usage=_usage(2000, 300, 500, 1000), cost_usd=0.01
                 ),
             ),
-            (2.0, ToolCallRequested(agent_id=agent, tool_use_id=f"{agent}-t1", name="grep")),
+            (2.0, ToolCallRequested(agent_id=agent, tool_use_id=f"{agent}-t1", name="Grep")),
             (
                 2.2,
                 ToolCallCompleted(
                     agent_id=agent,
                     tool_use_id=f"{agent}-t1",
-                    name="grep",
+                    name="Grep",
                     files_read=["src/a.py", "src/b.py"],
                 ),
             ),

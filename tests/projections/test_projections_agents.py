@@ -64,7 +64,7 @@ def test_scout_card_shows_tokens_context_cost_files_and_tool_calls() -> None:
     assert scout["files_consumed"] == ["src/a.py", "src/b.py"]
     assert scout["files_produced"] == ["relevant-files-1.md"]
     assert scout["tool_calls"]["count"] == 2
-    assert scout["tool_calls"]["by_tool"] == {"grep": 1, "write": 1}
+    assert scout["tool_calls"]["by_tool"] == {"Grep": 1, "write": 1}
     assert scout["tool_calls"]["last"] == {
         "name": "write",
         "tool_use_id": "s1-t2",
@@ -111,7 +111,7 @@ def test_a_running_tool_call_shows_as_the_last_one() -> None:
 
     last = cards(tl, requested)["s1"]["tool_calls"]["last"]
 
-    assert last == {"name": "grep", "tool_use_id": "s1-t1", "status": "running", "at": at(2.0)}
+    assert last == {"name": "Grep", "tool_use_id": "s1-t1", "status": "running", "at": at(2.0)}
 
 
 def test_two_hooks_blocking_one_call_count_one_blocked_call() -> None:

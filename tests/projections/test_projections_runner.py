@@ -443,7 +443,7 @@ async def test_the_runner_opens_no_connection_of_its_own(tmp_path: Path) -> None
             t for t in threading.enumerate() if t not in before and not t.name.startswith("asyncio")
         ]
     assert len(started) == 2
-    assert checkpoints(tmp_path / "fleet.db")["fleet"] == (1, head)
+    assert checkpoints(tmp_path / "fleet.db")["fleet"] == (FleetProjection.version, head)
 
 
 async def test_a_runner_on_the_in_memory_log_resumes_from_its_checkpoint() -> None:
@@ -484,4 +484,4 @@ async def test_a_runner_on_a_read_only_log_starts_from_its_checkpoints_and_write
         assert runner.position == head
         for name in runner.names:
             assert live(runner, name) == await folded(reader, runner.projection(name))
-    assert checkpoints(path)["fleet"] == (1, 30)
+    assert checkpoints(path)["fleet"] == (FleetProjection.version, 30)

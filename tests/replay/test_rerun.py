@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from replay_support import Recording, git, record
+from replay_support import Recording, git, lines_of, record, reseal
 
 from events import (
     EventFilter,
@@ -16,6 +17,9 @@ from events import (
     RunNotFound,
     RunStarted,
     SQLiteEventStore,
+    export_run,
+    import_run,
+    parse_export,
 )
 from hooks import HookDispatcher
 from projections import ProjectionRunner
@@ -78,7 +82,7 @@ async def test_a_file_changed_in_the_copy_diverges_at_the_step_that_read_it(
         first.setdefault(d.agent, d)
     for scout in ("scout-1", "scout-2", "scout-3"):
         d = first[scout]
-        assert (d.step, d.tool) == (2, "read_file")  # step 1 was the grep, which still matches
+        assert (d.step, d.tool) == (2, "Read")  # step 1 was the Grep, which still matches
         assert "textstats/counting.py" in d.detail
         assert "# changed since the recording" in d.actual
         assert "# changed since the recording" not in d.expected
@@ -96,7 +100,7 @@ async def test_a_hook_that_now_blocks_a_tool_is_a_hook_decision_and_a_tool_resul
         hooks.add_python(
             "PreToolUse",
             lambda payload: {"decision": "block", "reason": "no commands today"},
-            matcher="run_command",
+            matcher="Bash",
             name="no-commands",
         )
         result = await _rerun(
@@ -105,11 +109,11 @@ async def test_a_hook_that_now_blocks_a_tool_is_a_hook_decision_and_a_tool_resul
 
     diverged = [(d.agent, d.step, d.kind, d.tool) for d in result.divergences]
     assert diverged == [
-        ("build", 3, "hook_decision", "run_command"),
-        ("build", 3, "tool_result", "run_command"),
+        ("build", 3, "hook_decision", "Bash"),
+        ("build", 3, "tool_result", "Bash"),
     ]
     decision, outcome = result.divergences
-    assert decision.detail.startswith("PreToolUse of run_command")
+    assert decision.detail.startswith("PreToolUse of Bash")
     assert "no-commands: deny (no commands today)" in decision.actual
     assert outcome.actual.startswith("[blocked] ")
     assert "Ran 9 tests" in outcome.expected
@@ -208,5 +212,62 @@ async def test_a_run_recorded_outside_git_is_re_executed_on_a_plain_copy(tmp_pat
     assert clean.git_head is None
     assert clean.source == pristine
     first = after.divergences[0]
-    assert (first.agent, first.step, first.tool) == ("scout", 1, "grep")
+    assert (first.agent, first.step, first.tool) == ("scout", 1, "Grep")
     assert first.actual == "no matches"  # the recorded run renamed what the scout looks for
+
+
+_OLD_NAMES = {
+    "Read": "read_file", "Write": "write_file", "Edit": "edit_file",
+    "Glob": "list_files", "Grep": "grep", "Bash": "run_command",
+}  # fmt: skip
+
+
+def _old_input(name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+    """A call's input as fleet's tools took it before they had Claude Code's names."""
+    out = {("path" if k == "file_path" else k): v for k, v in tool_input.items()}
+    if name == "Grep":
+        assert out.pop("output_mode") == "content" and out.pop("-n") is True
+        if "-i" in out:
+            out["ignore_case"] = out.pop("-i")
+    if name == "Bash":
+        out.pop("description", None)
+    return out
+
+
+def _to_old_vocabulary(line: bytes) -> bytes:
+    """One export line as a recording made before the rename would hold it."""
+    event = json.loads(line)
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return line
+    if event["type"] == "AgentCreated":
+        data["tools"] = [_OLD_NAMES.get(t, t) for t in data["tools"]]
+    elif event["type"] == "ModelResponded":
+        for block in data["content"]:
+            if block.get("type") == "tool_use" and block["name"] in _OLD_NAMES:
+                block["input"] = _old_input(block["name"], block["input"])
+                block["name"] = _OLD_NAMES[block["name"]]
+    elif event["type"] == "ToolCallRequested" and data["name"] in _OLD_NAMES:
+        data["input"] = _old_input(data["name"], data["input"])
+        data["name"] = _OLD_NAMES[data["name"]]
+    elif event["type"] == "ToolCallCompleted":
+        data["name"] = _OLD_NAMES.get(data["name"], data["name"])
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+async def test_a_run_recorded_with_the_former_tool_names_replays_without_divergence(
+    recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    """Recordings made before the tools took Claude Code's names re-execute through aliases."""
+    async with SQLiteEventStore(recorded_pattern.db) as original:
+        await export_run(original, recorded_pattern.run_id, tmp_path / "new.jsonl")
+    lines = lines_of(tmp_path / "new.jsonl")
+    old = reseal([lines[0], *(_to_old_vocabulary(line) for line in lines[1:-1])])
+    assert b'"name":"read_file"' in old and b'"name":"Read"' not in old
+    async with SQLiteEventStore(tmp_path / "old.db") as store:
+        await import_run(store, parse_export(old))
+        result = await _rerun(store, recorded_pattern.run_id, workspace=tmp_path / "copy")
+
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    assert await git(result.workspace, "diff", recorded_pattern.git_head) == recorded_pattern.diff

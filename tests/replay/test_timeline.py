@@ -30,9 +30,9 @@ async def test_the_timeline_tells_what_each_agent_did_step_by_step(
         "step 1", "step 2", "step 3", "step 4",
     ]  # fmt: skip
     tools = [e for e in scout if e.kind == "tool"]
-    assert tools[0].text.startswith("grep ")
+    assert tools[0].text.startswith("Grep ")
     assert tools[0].step == 1
-    assert any(e.text.startswith("read_file textstats/counting.py → ok") for e in tools)
+    assert any(e.text.startswith("Read textstats/counting.py → ok") for e in tools)
     waits = [e.text for e in timeline.entries if e.kind == "wait"]
     assert waits[0] == "sleeps until one of scout-1, scout-2, scout-3 changes"
     assert timeline.entries[-1].text.startswith("run completed in ")
@@ -46,7 +46,7 @@ async def test_a_re_execution_timeline_shows_hook_decisions_and_divergences(
 ) -> None:
     async with HookDispatcher() as hooks, ProjectionRunner(store) as runner:
         hooks.add_python("PreToolUse", lambda p: {"decision": "block", "reason": "not now"},
-                         matcher="run_command", name="guard")  # fmt: skip
+                         matcher="Bash", name="guard")  # fmt: skip
         result = await rerun(
             store, runner, recorded_pattern.run_id,
             RerunOptions(workspace=tmp_path / "copy", hooks=hooks),

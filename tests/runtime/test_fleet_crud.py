@@ -32,7 +32,7 @@ def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     """A role that starts a long command: something to delete mid tool call."""
     yield Turn(
         "Running a long job.",
-        [Call("run_command", {"command": "echo $$ > sleeper.pid; exec sleep 30", "timeout_s": 60})],
+        [Call("Bash", {"command": "echo $$ > sleeper.pid; exec sleep 30", "timeout": 60_000})],
     )
     return "done"
 
@@ -223,9 +223,7 @@ async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_na
 
 def slow_writer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """A role whose one tool call takes a moment: long enough to stop the process in it."""
-    done = yield Turn(
-        "Working.", [Call("run_command", {"command": "sleep 1 && echo done > marker.txt"})]
-    )
+    done = yield Turn("Working.", [Call("Bash", {"command": "sleep 1 && echo done > marker.txt"})])
     return f"finished: {done[0].content.splitlines()[0]}"
 
 

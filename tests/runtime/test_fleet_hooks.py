@@ -64,8 +64,8 @@ class serving_app:
 
 def wrecker_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """A careless role: tries to delete the package, then reports what it was told."""
-    results = yield Turn("Cleaning up.", [Call("run_command", {"command": "rm -rf textstats"})])
-    listed = yield Turn("Checking.", [Call("list_files", {"pattern": "textstats/*.py"})])
+    results = yield Turn("Cleaning up.", [Call("Bash", {"command": "rm -rf textstats"})])
+    listed = yield Turn("Checking.", [Call("Glob", {"pattern": "textstats/*.py"})])
     return f"rm said: {results[0].content} | files: {listed[0].content}"
 
 
@@ -85,7 +85,7 @@ async def test_a_command_hook_from_settings_blocks_rm_rf_and_the_model_sees_why(
         workspace,
         {
             "PreToolUse": [
-                {"matcher": "run_command", "hooks": [{"type": "command", "command": str(guard)}]}
+                {"matcher": "Bash", "hooks": [{"type": "command", "command": str(guard)}]}
             ]
         },
     )
@@ -109,8 +109,8 @@ async def test_a_command_hook_from_settings_blocks_rm_rf_and_the_model_sees_why(
         assert blocked.data.kind == "command"
         completed = await rt.store.read_all(where=EventFilter.of(types=["ToolCallCompleted"]))
         assert [(e.data.name, e.data.blocked) for e in completed] == [  # type: ignore[union-attr]
-            ("run_command", True),
-            ("list_files", False),
+            ("Bash", True),
+            ("Glob", False),
         ]
         card = rt.runner.agent(agent_id)
         assert card is not None

@@ -1,6 +1,6 @@
 """No exception leaves an agent working: tool errors reach the model, loop errors fail the agent.
 
-Regression tests for issue 12 item 4: `read_file` with a 5,000-character path
+Regression tests for issue 12 item 4: `Read` with a 5,000-character path
 raised `OSError` out of the toolbox, nothing was written, and the agent stayed
 "working" until every waiter timed out.
 """
@@ -86,17 +86,17 @@ async def test_any_exception_of_a_tool_is_a_tool_error_the_model_sees(
     assert outcome.summary == f"is_error=True saw: the tool failed: {shown}"
 
 
-async def test_read_file_with_a_5000_character_path_is_a_tool_error_not_a_stuck_agent(
+async def test_read_with_a_5000_character_path_is_a_tool_error_not_a_stuck_agent(
     store: EventStore, sim: Simulator, client: ModelClient, workspace: Path
 ) -> None:
-    sim.register_policy("tester", _calls("read_file", {"path": "a" * 5_000}))
+    sim.register_policy("tester", _calls("Read", {"file_path": "a" * 5_000}))
     agent = make_agent(store, client, workspace, role="tester")
     await agent.create(task="go")
     outcome = await agent.run_until_idle()
 
     assert outcome.status == "completed", outcome.error
     completed = await _only(store, ToolCallCompleted)
-    assert (completed.name, completed.is_error) == ("read_file", True)
+    assert (completed.name, completed.is_error) == ("Read", True)
     assert outcome.summary.startswith("is_error=True saw: ")
     assert await types_of(store) == [
         "AgentCreated",

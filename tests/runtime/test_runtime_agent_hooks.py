@@ -78,15 +78,18 @@ async def test_a_pre_tool_use_deny_becomes_an_error_result_and_the_tool_does_not
         }
     }
     pre, post = Seen(deny), Seen()
-    hooks.add_python("PreToolUse", pre, matcher="run_command")
+    hooks.add_python("PreToolUse", pre, matcher="Bash")
     hooks.add_python("PostToolUse", post)
     hooks.add_python("PostToolUseFailure", post)
     agent = make_agent(store, client, workspace, agent_id="b1", role="builder", hooks=hooks)
     await agent.create(task=BUILD)
     outcome = await agent.run_until_idle()
     assert outcome.status == "completed"
-    assert pre.payloads[0]["tool_name"] == "run_command"
-    assert pre.payloads[0]["tool_input"] == {"command": "python -m unittest"}
+    assert pre.payloads[0]["tool_name"] == "Bash"
+    assert pre.payloads[0]["tool_input"] == {
+        "command": "python -m unittest",
+        "description": "Run the tests",
+    }
     assert pre.payloads[0]["fleet_usage"]["output_tokens"] > 0
     assert post.payloads == []  # a blocked call has no Post hooks
     events = await events_of(store, "b1")
@@ -111,16 +114,15 @@ async def test_a_pre_tool_use_updated_input_replaces_the_input_before_it_runs(
             }
         }
 
-    hooks.add_python("PreToolUse", to_echo, matcher="run_command")
+    hooks.add_python("PreToolUse", to_echo, matcher="Bash")
     agent = make_agent(store, client, workspace, agent_id="b1", role="builder", hooks=hooks)
     await agent.create(task=BUILD)
     await agent.run_until_idle()
     done = (await events_of(store, "b1", type="ToolCallCompleted"))[0].data
     assert done.result.splitlines()[1] == "replaced"
     requested = (await events_of(store, "b1", type="ToolCallRequested"))[0].data
-    assert requested.input == {
-        "command": "python -m unittest"
-    }  # the log keeps what the model asked
+    # the log keeps what the model asked
+    assert requested.input == {"command": "python -m unittest", "description": "Run the tests"}
 
 
 async def test_post_tool_use_context_is_shown_to_the_model_with_the_result(
@@ -132,12 +134,12 @@ async def test_post_tool_use_context_is_shown_to_the_model_with_the_result(
             "additionalContext": "remember the docs",
         }
     }
-    hooks.add_python("PostToolUse", Seen(note), matcher="grep")
+    hooks.add_python("PostToolUse", Seen(note), matcher="Grep")
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create(task=SCOUT)
     await agent.run_until_idle()
     grep = next(
-        e.data for e in await events_of(store, type="ToolCallCompleted") if e.data.name == "grep"
+        e.data for e in await events_of(store, type="ToolCallCompleted") if e.data.name == "Grep"
     )
     assert grep.result.endswith("\n\n[hook] remember the docs")
 
@@ -152,7 +154,7 @@ async def test_a_failing_tool_fires_post_tool_use_failure(
     agent = make_agent(store, client, plain, agent_id="s1", role="shipper", hooks=hooks)
     await agent.create(task="Task: ship it")
     await agent.run_until_idle()
-    assert failure.payloads[0]["tool_name"] == "run_command"
+    assert failure.payloads[0]["tool_name"] == "Bash"
     assert "not a git repository" in failure.payloads[0]["error"]
 
 
@@ -199,7 +201,7 @@ async def test_a_continue_false_hook_stops_the_agent(
     store: EventStore, client: ModelClient, workspace: Path, hooks: HookDispatcher
 ) -> None:
     hooks.add_python(
-        "PostToolUse", Seen({"continue": False, "stopReason": "enough"}), matcher="grep"
+        "PostToolUse", Seen({"continue": False, "stopReason": "enough"}), matcher="Grep"
     )
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create(task=SCOUT)
@@ -233,7 +235,8 @@ async def test_session_end_fires_on_delete(
     agent = make_agent(store, client, workspace, hooks=hooks)
     await agent.create()
     await agent.delete()
-    assert end.payloads[0]["reason"] == "delete"
+    assert end.payloads[0]["reason"] == "other"  # one of Claude Code's reasons
+    assert end.payloads[0]["fleet_reason"] == "delete"
     assert await types_of(store) == ["AgentCreated", "HookInvoked", "AgentDeleted"]
     invoked = (await events_of(store, type="HookInvoked"))[0].data
     assert isinstance(invoked, HookInvoked)

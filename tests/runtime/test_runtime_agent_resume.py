@@ -25,7 +25,7 @@ from runtime import (
     worker_toolbox,
 )
 from runtime._conversation import find_unfinished_agents
-from runtime._tools import Grep
+from runtime._file_tools import Grep
 
 HERE = Path(__file__).parent
 SCOUT = f"Task: {TASK}\n\nWrite your findings to notes/found.md."
@@ -92,7 +92,7 @@ async def test_an_agent_killed_mid_run_resumes_from_the_log_and_finishes(
 class HangingGrep:
     """A grep that never returns: the process "dies" while it runs."""
 
-    name = "grep"
+    name = "Grep"
     description = Grep.description
     input_model = Grep.input_model
 
@@ -106,21 +106,21 @@ async def test_a_tool_call_requested_but_not_completed_runs_again_on_resume(
 ) -> None:
     tools = worker_toolbox()
     hanging = Toolbox(
-        [HangingGrep() if name == "grep" else tools.get(name) for name in tools.names]
+        [HangingGrep() if name == "Grep" else tools.get(name) for name in tools.names]
     )
     agent = make_agent(store, client, workspace, toolbox=hanging)
     await agent.create(task=SCOUT)
     task = agent.start()
     async with asyncio.timeout(10):
         async for event in store.subscribe(where=EventFilter.of(types=["ToolCallRequested"])):
-            assert event.data.name == "grep"
+            assert event.data.name == "Grep"
             break
     await agent.aclose()  # the "crash": the task is cancelled in the middle of the grep
     assert task.cancelled()
     assert (await types_of(store))[-1] == "ToolCallRequested"
 
     resumed = await Agent.resume(store, "a1", client=client)
-    assert [c.name for c in resumed.state.pending] == ["grep"]
+    assert [c.name for c in resumed.state.pending] == ["Grep"]
     assert resumed.state.pending[0].requested_at is not None
     outcome = await resumed.run_until_idle()
     assert outcome.status == "completed"

@@ -1,4 +1,4 @@
-"""run_command leaves no process behind: a `setsid` child and one that ignores SIGTERM die
+"""Bash leaves no process behind: a `setsid` child and one that ignores SIGTERM die
 when the command ends, times out or is cancelled.
 
 The processes a test starts carry an environment variable with a unique value; the test
@@ -76,7 +76,7 @@ async def test_no_process_of_a_command_outlives_it(
 ) -> None:
     mark = uuid.uuid4().hex
     result = await worker_toolbox().call(
-        "run_command", {"command": escapers(mark, then=then), "timeout_s": timeout_s}, ctx(ws)
+        "Bash", {"command": escapers(mark, then=then), "timeout": timeout_s * 1000}, ctx(ws)
     )
     assert result.content.startswith(head)
     assert "both running" in result.content
@@ -86,7 +86,7 @@ async def test_no_process_of_a_command_outlives_it(
 async def test_a_cancelled_command_leaves_no_process_either(ws: Workspace) -> None:
     mark = uuid.uuid4().hex
     call = asyncio.create_task(
-        worker_toolbox().call("run_command", {"command": escapers(mark, then="sleep 600")}, ctx(ws))
+        worker_toolbox().call("Bash", {"command": escapers(mark, then="sleep 600")}, ctx(ws))
     )
     async with asyncio.timeout(60):
         while len(marked(mark)) < 2:
@@ -101,8 +101,8 @@ async def test_a_background_server_does_not_hold_the_command_open(ws: Workspace)
     """A child that keeps the output pipe open no longer makes the command wait for it."""
     mark = uuid.uuid4().hex
     result = await worker_toolbox().call(
-        "run_command",
-        {"command": f"{MARK}={mark} sleep 600 & echo started", "timeout_s": 120},
+        "Bash",
+        {"command": f"{MARK}={mark} sleep 600 & echo started", "timeout": 120_000},
         ctx(ws),
     )
     assert result.content.startswith("exit code 0")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runtime import Sandbox, Toolbox, ToolContext, Workspace, worker_toolbox
+from runtime._file_tools import Grep
 from runtime._search import BLOCK_BYTES, compile_search, search
-from runtime._tools import Grep
 
 # Backtracks for ever in Python's re on a line of a's ending in "!"; RE2 refuses the
 # look-ahead, so this one can only run in the worker process.
@@ -54,9 +54,11 @@ def workers() -> list[int]:
 async def test_a_catastrophic_pattern_runs_in_linear_time(ws: Workspace) -> None:
     """With Python's re this search would not end before the test's timeout."""
     tools = worker_toolbox()
-    none = await tools.call("grep", {"pattern": "(a+)+$", "path": "aaa.txt"}, ctx(ws))
+    none = await tools.call(
+        "Grep", {"output_mode": "content", "pattern": "(a+)+$", "path": "aaa.txt"}, ctx(ws)
+    )
     (ws.root / "more.txt").write_text("a" * 40 + "\n")
-    some = await tools.call("grep", {"pattern": "(a+)+$"}, ctx(ws))
+    some = await tools.call("Grep", {"output_mode": "content", "pattern": "(a+)+$"}, ctx(ws))
     assert none.content == "no matches"
     assert some.content == "more.txt:1:" + "a" * 40
 
@@ -65,8 +67,10 @@ async def test_look_around_and_backreferences_still_work_in_pythons_syntax(
     ws: Workspace,
 ) -> None:
     tools = worker_toolbox()
-    words = await tools.call("grep", {"pattern": r"(?<!\w)count(?!\w)"}, ctx(ws))
-    twice = await tools.call("grep", {"pattern": r"(\w)\1"}, ctx(ws))
+    words = await tools.call(
+        "Grep", {"output_mode": "content", "pattern": r"(?<!\w)count(?!\w)"}, ctx(ws)
+    )
+    twice = await tools.call("Grep", {"output_mode": "content", "pattern": r"(\w)\1"}, ctx(ws))
     assert words.content.splitlines() == [
         "app.py:1:def count(x):",
         "app.py:2:    return x  # count",
@@ -90,22 +94,28 @@ async def test_look_around_and_backreferences_still_work_in_pythons_syntax(
 async def test_anchors_match_at_each_line_and_no_match_spans_two(
     ws: Workspace, pattern: str, expected: list[str]
 ) -> None:
-    result = await worker_toolbox().call("grep", {"pattern": pattern, "path": "app.py"}, ctx(ws))
+    result = await worker_toolbox().call(
+        "Grep", {"output_mode": "content", "pattern": pattern, "path": "app.py"}, ctx(ws)
+    )
     assert result.content.splitlines() == ([f"app.py:{e}" for e in expected] or ["no matches"])
 
 
-async def test_ignore_case(ws: Workspace) -> None:
+async def test_case_insensitive_with_i(ws: Workspace) -> None:
     result = await worker_toolbox().call(
-        "grep", {"pattern": "COUNT", "path": "app.py", "ignore_case": True}, ctx(ws)
+        "Grep",
+        {"output_mode": "content", "pattern": "COUNT", "path": "app.py", "-i": True},
+        ctx(ws),
     )
     assert len(result.content.splitlines()) == 3
 
 
 async def test_a_pattern_neither_engine_takes_is_an_input_error(ws: Workspace) -> None:
-    result = await worker_toolbox().call("grep", {"pattern": "(unclosed"}, ctx(ws))
+    result = await worker_toolbox().call(
+        "Grep", {"output_mode": "content", "pattern": "(unclosed"}, ctx(ws)
+    )
     assert result.is_error
     assert result.content == (
-        "invalid input for grep: pattern: not a valid regular expression: "
+        "invalid input for Grep: pattern: not a valid regular expression: "
         "missing ), unterminated subpattern at position 0"
     )
 
@@ -118,14 +128,18 @@ async def test_line_numbers_are_right_across_blocks_and_in_a_line_longer_than_a_
     text = "\n".join(lines) + "\n"
     assert len(text) > 3 * BLOCK_BYTES
     (ws.root / "big.txt").write_text(text)
-    result = await worker_toolbox().call("grep", {"pattern": "needle", "path": "big.txt"}, ctx(ws))
+    result = await worker_toolbox().call(
+        "Grep", {"output_mode": "content", "pattern": "needle", "path": "big.txt"}, ctx(ws)
+    )
     expected = [i + 1 for i, line in enumerate(lines) if re.search("needle", line)]
     assert [int(line.split(":")[1]) for line in result.content.splitlines()] == expected
 
 
 async def test_binary_files_are_skipped(ws: Workspace) -> None:
     (ws.root / "blob.bin").write_bytes(b"\x00\x01count\n")
-    result = await worker_toolbox().call("grep", {"pattern": "count"}, ctx(ws))
+    result = await worker_toolbox().call(
+        "Grep", {"output_mode": "content", "pattern": "count"}, ctx(ws)
+    )
     assert "blob.bin" not in result.content
 
 
@@ -158,7 +172,9 @@ def test_a_search_told_to_stop_searches_nothing_more(ws: Workspace) -> None:
 
 async def test_cancelling_a_grep_kills_its_worker_process(ws: Workspace) -> None:
     call = asyncio.create_task(
-        worker_toolbox().call("grep", {"pattern": RUNAWAY_PYTHON_ONLY}, ctx(ws))
+        worker_toolbox().call(
+            "Grep", {"output_mode": "content", "pattern": RUNAWAY_PYTHON_ONLY}, ctx(ws)
+        )
     )
     async with asyncio.timeout(60):
         while not workers():
@@ -173,6 +189,6 @@ async def test_cancelling_a_grep_kills_its_worker_process(ws: Workspace) -> None
 
 async def test_a_grep_past_its_time_cap_says_so(ws: Workspace) -> None:
     tools = Toolbox([Grep(Sandbox(), max_seconds=0)])
-    result = await tools.call("grep", {"pattern": "count"}, ctx(ws))
+    result = await tools.call("Grep", {"output_mode": "content", "pattern": "count"}, ctx(ws))
     assert result.is_error
     assert result.content == "no matches\n[... search stopped after 0s: narrow the path or glob]"

@@ -64,11 +64,11 @@ PROTECTED = [
 
 
 @pytest.mark.parametrize(("path", "reason"), PROTECTED)
-async def test_control_files_are_refused_to_write_file_and_nothing_changes(
+async def test_control_files_are_refused_to_write_and_nothing_changes(
     ws: Workspace, tmp_path: Path, path: str, reason: str
 ) -> None:
     before = snapshot(tmp_path)
-    result = await worker_toolbox().call("write_file", {"path": path, "content": "x"}, ctx(ws))
+    result = await worker_toolbox().call("Write", {"file_path": path, "content": "x"}, ctx(ws))
     assert result.is_error
     assert result.content.startswith("refused to write ")
     assert reason in result.content
@@ -77,11 +77,11 @@ async def test_control_files_are_refused_to_write_file_and_nothing_changes(
 
 
 @pytest.mark.parametrize("path", [".fleet/settings.json", ".git/config"])
-async def test_control_files_are_refused_to_edit_file(ws: Workspace, path: str) -> None:
+async def test_control_files_are_refused_to_edit(ws: Workspace, path: str) -> None:
     before = (ws.root / path).read_bytes()
     old = "hooks" if "settings" in path else "core"
     result = await worker_toolbox().call(
-        "edit_file", {"path": path, "old_string": old, "new_string": "x"}, ctx(ws)
+        "Edit", {"file_path": path, "old_string": old, "new_string": "x"}, ctx(ws)
     )
     assert result.is_error
     assert result.content.startswith(f"refused to write {path}:")
@@ -90,10 +90,12 @@ async def test_control_files_are_refused_to_edit_file(ws: Workspace, path: str) 
 
 async def test_git_stays_readable_and_fleet_notes_writable(ws: Workspace) -> None:
     tools = worker_toolbox()
-    read = await tools.call("read_file", {"path": ".git/config"}, ctx(ws))
-    found = await tools.call("grep", {"pattern": "core", "path": ".git"}, ctx(ws))
+    read = await tools.call("Read", {"file_path": ".git/config"}, ctx(ws))
+    found = await tools.call(
+        "Grep", {"pattern": "core", "path": ".git", "output_mode": "content"}, ctx(ws)
+    )
     note = await tools.call(
-        "write_file", {"path": ".fleet/notes/plan.md", "content": "# Plan\n"}, ctx(ws)
+        "Write", {"file_path": ".fleet/notes/plan.md", "content": "# Plan\n"}, ctx(ws)
     )
     assert (read.content, read.is_error) == ("[core]\n", False)
     assert found.content == ".git/config:1:[core]"
@@ -109,12 +111,12 @@ async def test_a_symlink_inside_the_workspace_does_not_lead_around_the_rules(
     os.symlink("src/app.py", ws.root / "app-link.py")
     tools = worker_toolbox()
     hook = await tools.call(
-        "write_file", {"path": "docs/hooks/pre-commit", "content": "rm -rf ~"}, ctx(ws)
+        "Write", {"file_path": "docs/hooks/pre-commit", "content": "rm -rf ~"}, ctx(ws)
     )
     settings = await tools.call(
-        "write_file", {"path": "settings-link.json", "content": "{}"}, ctx(ws)
+        "Write", {"file_path": "settings-link.json", "content": "{}"}, ctx(ws)
     )
-    fine = await tools.call("write_file", {"path": "app-link.py", "content": "pass\n"}, ctx(ws))
+    fine = await tools.call("Write", {"file_path": "app-link.py", "content": "pass\n"}, ctx(ws))
     assert hook.content.startswith("refused to write .git/hooks/pre-commit: .git belongs to git")
     assert settings.content.startswith("refused to write .fleet/settings.json")
     assert not (ws.root / ".git" / "hooks" / "pre-commit").exists()
@@ -132,7 +134,7 @@ async def test_the_log_at_a_custom_path_inside_the_workspace_is_refused(
     (data / "events.db").write_bytes(b"SQLite format 3\x00")
     tools = worker_toolbox(log_path=data / "events.db")
     before = snapshot(data)
-    result = await tools.call("write_file", {"path": f"data/{name}", "content": "x"}, ctx(ws))
+    result = await tools.call("Write", {"file_path": f"data/{name}", "content": "x"}, ctx(ws))
     assert result.is_error
     assert result.content == f"refused to write data/{name}: it is fleet's event log"
     assert snapshot(data) == before
@@ -147,11 +149,11 @@ async def test_the_log_is_refused_through_a_symlink_or_a_hard_link(ws: Workspace
     os.link(log, ws.root / "copy.db")
     tools = worker_toolbox(log_path=log)
     for path in ("alias.db", "copy.db"):
-        result = await tools.call("write_file", {"path": path, "content": "x"}, ctx(ws))
+        result = await tools.call("Write", {"file_path": path, "content": "x"}, ctx(ws))
         assert result.is_error
         assert "it is fleet's event log" in result.content
     edit = await tools.call(
-        "edit_file", {"path": "copy.db", "old_string": "SQLite", "new_string": "x"}, ctx(ws)
+        "Edit", {"file_path": "copy.db", "old_string": "SQLite", "new_string": "x"}, ctx(ws)
     )
     assert "it is fleet's event log" in edit.content
     assert log.read_bytes() == b"SQLite format 3\x00"
@@ -163,10 +165,10 @@ async def test_a_hard_link_to_a_file_outside_is_read_but_never_written(
     secret = tmp_path / "outside" / "secret.txt"
     os.link(secret, ws.root / "linked.txt")
     tools = worker_toolbox()
-    read = await tools.call("read_file", {"path": "linked.txt"}, ctx(ws))
-    write = await tools.call("write_file", {"path": "linked.txt", "content": "pwned"}, ctx(ws))
+    read = await tools.call("Read", {"file_path": "linked.txt"}, ctx(ws))
+    write = await tools.call("Write", {"file_path": "linked.txt", "content": "pwned"}, ctx(ws))
     edit = await tools.call(
-        "edit_file", {"path": "linked.txt", "old_string": "s3cret", "new_string": "x"}, ctx(ws)
+        "Edit", {"file_path": "linked.txt", "old_string": "s3cret", "new_string": "x"}, ctx(ws)
     )
     assert read.content == "s3cret\n"
     for result in (write, edit):
@@ -187,13 +189,13 @@ def test_the_sandbox_raises_write_refused_with_the_path_and_the_reason(ws: Works
 
 async def test_a_file_the_agent_created_stays_writable_after_it_links_it(ws: Workspace) -> None:
     tools = worker_toolbox()
-    await tools.call("write_file", {"path": "mine.txt", "content": "one"}, ctx(ws))
-    os.link(ws.root / "mine.txt", ws.root / "mine-too.txt")  # as `ln` in run_command would
-    again = await tools.call("write_file", {"path": "mine-too.txt", "content": "two"}, ctx(ws))
+    await tools.call("Write", {"file_path": "mine.txt", "content": "one"}, ctx(ws))
+    os.link(ws.root / "mine.txt", ws.root / "mine-too.txt")  # as `ln` in Bash would
+    again = await tools.call("Write", {"file_path": "mine-too.txt", "content": "two"}, ctx(ws))
     assert again.content == "wrote 3 bytes to mine-too.txt"
     assert (ws.root / "mine.txt").read_text() == "two"
     other_agent = await worker_toolbox().call(
-        "write_file", {"path": "mine.txt", "content": "three"}, ctx(ws)
+        "Write", {"file_path": "mine.txt", "content": "three"}, ctx(ws)
     )
     assert other_agent.is_error
 
@@ -266,8 +268,8 @@ def test_a_file_swapped_for_a_symlink_before_it_is_opened_is_refused(
 async def test_a_fifo_is_refused_instead_of_waited_on(ws: Workspace) -> None:
     os.mkfifo(ws.root / "pipe")
     tools = worker_toolbox()
-    read = await tools.call("read_file", {"path": "pipe"}, ctx(ws))
-    write = await tools.call("write_file", {"path": "pipe", "content": "x"}, ctx(ws))
+    read = await tools.call("Read", {"file_path": "pipe"}, ctx(ws))
+    write = await tools.call("Write", {"file_path": "pipe", "content": "x"}, ctx(ws))
     assert read.content == "pipe is not a regular file"
     assert write.is_error
     assert "not a regular file" in write.content
@@ -276,10 +278,10 @@ async def test_a_fifo_is_refused_instead_of_waited_on(ws: Workspace) -> None:
 async def test_a_name_too_long_for_the_system_is_a_tool_error(ws: Workspace) -> None:
     tools: Toolbox = worker_toolbox()
     for tool, args in [
-        ("read_file", {"path": "x" * 5000}),
-        ("write_file", {"path": "x" * 5000, "content": "x"}),
-        ("write_file", {"path": "d" * 300 + "/x", "content": "x"}),
-        ("list_files", {"path": "x" * 5000}),
+        ("Read", {"file_path": "x" * 5000}),
+        ("Write", {"file_path": "x" * 5000, "content": "x"}),
+        ("Write", {"file_path": "d" * 300 + "/x", "content": "x"}),
+        ("Glob", {"pattern": "*", "path": "x" * 5000}),
     ]:
         result = await tools.call(tool, args, ctx(ws))
         assert result.is_error, tool
@@ -291,7 +293,7 @@ async def test_a_workspace_replaced_under_the_agent_is_a_tool_error(
 ) -> None:
     ws.root.rename(tmp_path / "elsewhere")
     ws.root.mkdir()
-    result = await worker_toolbox().call("write_file", {"path": "x", "content": "x"}, ctx(ws))
+    result = await worker_toolbox().call("Write", {"file_path": "x", "content": "x"}, ctx(ws))
     assert result.is_error
     assert "does not exist or is not a folder" in result.content
     assert not (ws.root / "x").exists()
@@ -301,20 +303,20 @@ async def test_edit_keeps_a_large_file_whole_and_bytes_that_are_not_utf8(ws: Wor
     big = ws.root / "big.txt"
     big.write_bytes(b"head\n" + b"x" * 400_000 + b"\n\xff\xfe tail\n")
     result = await worker_toolbox().call(
-        "edit_file", {"path": "big.txt", "old_string": "head", "new_string": "HEAD"}, ctx(ws)
+        "Edit", {"file_path": "big.txt", "old_string": "head", "new_string": "HEAD"}, ctx(ws)
     )
     assert result.content == "replaced 1 occurrence in big.txt"
     assert big.read_bytes() == b"HEAD\n" + b"x" * 400_000 + b"\n\xff\xfe tail\n"
 
 
-async def test_read_file_streams_to_a_late_offset_and_says_where_to_read_on(
+async def test_read_streams_to_a_late_offset_and_says_where_to_read_on(
     ws: Workspace,
 ) -> None:
     lines = [f"line {i} " + "y" * 90 + "\n" for i in range(1, 10_001)]  # ~1 MB
     (ws.root / "long.txt").write_text("".join(lines))
     tools = worker_toolbox()
-    late = await tools.call("read_file", {"path": "long.txt", "offset": 9_000, "limit": 2}, ctx(ws))
-    whole = await tools.call("read_file", {"path": "long.txt"}, ctx(ws))
+    late = await tools.call("Read", {"file_path": "long.txt", "offset": 9_000, "limit": 2}, ctx(ws))
+    whole = await tools.call("Read", {"file_path": "long.txt"}, ctx(ws))
     assert late.content == lines[8_999] + lines[9_000]
     assert len(whole.content) < 270_000
     shown = whole.content.count("\n") - 1

@@ -73,8 +73,13 @@ async def test_the_sdk_assembles_the_stream_into_a_tool_call(sim: Simulator) -> 
     assert message.content[0].type == "text"
     call = message.content[1]
     assert call.type == "tool_use"
-    assert call.name == "grep"
-    assert call.input == {"pattern": r"(?<!\w)count_words(?!\w)", "glob": "*.py"}
+    assert call.name == "Grep"
+    assert call.input == {
+        "pattern": r"(?<!\w)count_words(?!\w)",
+        "output_mode": "content",
+        "-n": True,
+        "glob": "*.py",
+    }
     assert call.id.startswith("toolu_sim_")
 
 
@@ -136,7 +141,7 @@ async def test_a_later_turn_reads_the_earlier_prefix_from_the_cache(sim: Simulat
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}
+                {"type": "tool_use", "id": "t1", "name": "Grep", "input": {"pattern": "x"}}
             ],
         },
         {
@@ -179,7 +184,7 @@ async def test_a_tool_use_without_its_result_is_an_invalid_request(sim: Simulato
         {"role": "user", "content": "hi"},
         {
             "role": "assistant",
-            "content": [{"type": "tool_use", "id": "t1", "name": "grep", "input": {}}],
+            "content": [{"type": "tool_use", "id": "t1", "name": "Grep", "input": {}}],
         },
         {"role": "user", "content": "and?"},
     ]
@@ -235,7 +240,7 @@ async def test_a_compaction_request_gets_a_summary_that_carries_the_progress(
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "t1", "name": "grep", "input": {"pattern": "x"}}
+                {"type": "tool_use", "id": "t1", "name": "Grep", "input": {"pattern": "x"}}
             ],
         },
         {
@@ -256,7 +261,7 @@ async def test_a_compaction_request_gets_a_summary_that_carries_the_progress(
 
 
 def _echo(situation: Situation) -> Generator[Turn, list[Observation], str]:
-    seen = yield Turn("Listing.", [Call("list_files", {"pattern": "*.md"})])
+    seen = yield Turn("Listing.", [Call("Glob", {"pattern": "*.md"})])
     return f"{situation.role} saw: {seen[0].content}"
 
 

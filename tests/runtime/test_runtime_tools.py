@@ -1,4 +1,4 @@
-"""The worker tools in a workspace: files, search, commands; bad input gets a clear error."""
+"""The worker tools in a workspace, named and shaped as Claude Code's; bad input gets a clear error."""
 
 from __future__ import annotations
 
@@ -42,61 +42,97 @@ def ctx(ws: Workspace) -> ToolContext:
     return ToolContext(workspace=ws, agent_id="a1")
 
 
-def test_tool_definitions_come_from_the_input_models(tools: Toolbox) -> None:
+def test_tool_definitions_have_claude_codes_names_and_input_shapes(tools: Toolbox) -> None:
     defs = {d["name"]: d for d in tools.definitions()}
-    assert list(defs) == [
-        "read_file",
-        "write_file",
-        "edit_file",
-        "list_files",
-        "grep",
-        "run_command",
-    ]
-    edit = defs["edit_file"]["input_schema"]
-    assert edit["required"] == ["path", "old_string", "new_string"]
-    assert edit["additionalProperties"] is False
+    assert list(defs) == ["Read", "Write", "Edit", "Glob", "Grep", "Bash"]
+    shapes = {name: d["input_schema"] for name, d in defs.items()}
+    assert list(shapes["Read"]["properties"]) == ["file_path", "offset", "limit"]
+    assert list(shapes["Write"]["properties"]) == ["file_path", "content"]
+    assert shapes["Edit"]["required"] == ["file_path", "old_string", "new_string"]
+    assert list(shapes["Edit"]["properties"]) == [
+        "file_path", "old_string", "new_string", "replace_all",
+    ]  # fmt: skip
+    assert list(shapes["Glob"]["properties"]) == ["pattern", "path"]
+    assert {"pattern", "path", "glob", "type", "output_mode", "-i", "-n", "-A", "-B", "-C",
+            "head_limit", "multiline"} == set(shapes["Grep"]["properties"])  # fmt: skip
+    assert shapes["Grep"]["properties"]["output_mode"]["default"] == "files_with_matches"
+    assert list(shapes["Bash"]["properties"]) == [
+        "command", "timeout", "description", "run_in_background",
+    ]  # fmt: skip
+    assert all(s["additionalProperties"] is False for s in shapes.values())
     assert all(d["description"] for d in defs.values())
 
 
-async def test_read_file_returns_the_text_and_records_the_read(
-    tools: Toolbox, ws: Workspace
-) -> None:
-    result = await tools.call("read_file", {"path": "src/app.py", "offset": 2, "limit": 1}, ctx(ws))
+def test_each_tool_declares_its_kind(tools: Toolbox) -> None:
+    """Reads may run again; writes can be checked; a command may have done anything."""
+    kinds = {name: tools.kind(name) for name in tools.names}
+    assert kinds == {
+        "Read": "read", "Glob": "read", "Grep": "read",
+        "Write": "write", "Edit": "write", "Bash": "command",
+    }  # fmt: skip
+    assert tools.kind("read_file") == "read"  # a former name is the same tool
+
+
+async def test_read_returns_the_text_and_records_the_read(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Read", {"file_path": "src/app.py", "offset": 2, "limit": 1}, ctx(ws))
     assert result.content == "    return 'hello'\n"
     assert result.files_read == ("src/app.py",)
     assert not result.is_error
+    assert result.response == {
+        "type": "text",
+        "file": {
+            "filePath": f"{ws.root}/src/app.py",
+            "content": "    return 'hello'\n",
+            "numLines": 1,
+            "startLine": 2,
+        },
+    }
+    whole = await tools.call("Read", {"file_path": f"{ws.root}/README.md"}, ctx(ws))
+    assert whole.response is not None
+    assert whole.response["file"]["totalLines"] == 3 == whole.response["file"]["numLines"]
 
 
-async def test_write_file_creates_folders_and_records_the_write(
-    tools: Toolbox, ws: Workspace
-) -> None:
+async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
-        "write_file", {"path": "notes/plan.md", "content": "# Plan\n"}, ctx(ws)
+        "Write", {"file_path": "notes/plan.md", "content": "# Plan\n"}, ctx(ws)
     )
     assert result.files_written == ("notes/plan.md",)
     assert (ws.root / "notes" / "plan.md").read_text() == "# Plan\n"
+    assert result.response == {
+        "type": "create", "filePath": f"{ws.root}/notes/plan.md", "content": "# Plan\n",
+    }  # fmt: skip
+    again = await tools.call("Write", {"file_path": "notes/plan.md", "content": "# v2\n"}, ctx(ws))
+    assert again.response is not None
+    assert again.response["type"] == "update"
 
 
-async def test_edit_file_replaces_exactly_one_match(tools: Toolbox, ws: Workspace) -> None:
+async def test_edit_replaces_exactly_one_match(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
-        "edit_file",
-        {"path": "src/app.py", "old_string": "def hello():", "new_string": "def greet():"},
+        "Edit",
+        {"file_path": "src/app.py", "old_string": "def hello():", "new_string": "def greet():"},
         ctx(ws),
     )
     assert result.content == "replaced 1 occurrence in src/app.py"
     assert result.files_written == ("src/app.py",)
     assert (ws.root / "src" / "app.py").read_text().startswith("def greet():")
+    assert result.response == {
+        "filePath": f"{ws.root}/src/app.py",
+        "oldString": "def hello():",
+        "newString": "def greet():",
+        "replaceAll": False,
+        "userModified": False,
+    }
 
 
-async def test_edit_file_refuses_zero_or_several_matches_and_writes_nothing(
+async def test_edit_refuses_zero_or_several_matches_and_writes_nothing(
     tools: Toolbox, ws: Workspace
 ) -> None:
     before = (ws.root / "src" / "app.py").read_text()
     missing = await tools.call(
-        "edit_file", {"path": "src/app.py", "old_string": "nope", "new_string": "x"}, ctx(ws)
+        "Edit", {"file_path": "src/app.py", "old_string": "nope", "new_string": "x"}, ctx(ws)
     )
     several = await tools.call(
-        "edit_file", {"path": "src/app.py", "old_string": "hello", "new_string": "x"}, ctx(ws)
+        "Edit", {"file_path": "src/app.py", "old_string": "hello", "new_string": "x"}, ctx(ws)
     )
     assert missing.is_error
     assert "not found in src/app.py" in missing.content
@@ -106,64 +142,128 @@ async def test_edit_file_refuses_zero_or_several_matches_and_writes_nothing(
     assert (ws.root / "src" / "app.py").read_text() == before
 
 
-async def test_edit_file_with_replace_all_replaces_every_match(
-    tools: Toolbox, ws: Workspace
-) -> None:
+async def test_edit_with_replace_all_replaces_every_match(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
-        "edit_file",
-        {"path": "src/app.py", "old_string": "hello", "new_string": "greet", "replace_all": True},
+        "Edit",
+        {
+            "file_path": "src/app.py",
+            "old_string": "hello",
+            "new_string": "greet",
+            "replace_all": True,
+        },
         ctx(ws),
     )
     assert result.content == "replaced 3 occurrences in src/app.py"
     assert "hello" not in (ws.root / "src" / "app.py").read_text()
 
 
-async def test_list_files_globs_and_skips_hidden_folders(tools: Toolbox, ws: Workspace) -> None:
-    everything = await tools.call("list_files", {}, ctx(ws))
+async def test_glob_globs_and_skips_hidden_folders(tools: Toolbox, ws: Workspace) -> None:
+    everything = await tools.call("Glob", {"pattern": "**/*"}, ctx(ws))
     assert everything.content.splitlines() == ["README.md", "src/app.py"]
-    python = await tools.call("list_files", {"pattern": "*.py"}, ctx(ws))
+    python = await tools.call("Glob", {"pattern": "*.py"}, ctx(ws))
     assert python.content == "src/app.py"
+    assert python.response is not None
+    assert python.response["filenames"] == [f"{ws.root}/src/app.py"]
+    assert (python.response["numFiles"], python.response["truncated"]) == (1, False)
+    required = await tools.call("Glob", {}, ctx(ws))
+    assert required.is_error
+    assert "pattern: Field required" in required.content
 
 
-async def test_grep_prints_paths_and_line_numbers_and_records_the_matching_files(
-    tools: Toolbox, ws: Workspace
-) -> None:
-    result = await tools.call("grep", {"pattern": r"hello\("}, ctx(ws))
+async def test_grep_lists_the_matching_files_by_default(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Grep", {"pattern": r"hello\("}, ctx(ws))
+    assert result.content.splitlines() == ["README.md", "src/app.py"]
+    assert result.files_read == ("README.md", "src/app.py")
+    assert result.response == {
+        "mode": "files_with_matches",
+        "numFiles": 2,
+        "filenames": [f"{ws.root}/README.md", f"{ws.root}/src/app.py"],
+    }
+
+
+async def test_grep_content_prints_paths_and_line_numbers(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Grep", {"pattern": r"hello\(", "output_mode": "content"}, ctx(ws))
     assert result.content.splitlines() == [
         "README.md:3:Call hello() to greet.",
         "src/app.py:1:def hello():",
         "src/app.py:4:hello()",
     ]
-    assert result.files_read == ("README.md", "src/app.py")
+    assert result.response is not None
+    assert result.response["numLines"] == 3
+    bare = await tools.call(
+        "Grep", {"pattern": r"hello\(", "output_mode": "content", "-n": False}, ctx(ws)
+    )
+    assert bare.content.splitlines()[0] == "README.md:Call hello() to greet."
+
+
+async def test_grep_counts_matches_per_file(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Grep", {"pattern": "hello", "output_mode": "count"}, ctx(ws))
+    assert result.content.splitlines() == ["README.md:1", "src/app.py:3"]
+    assert result.response is not None
+    assert result.response["numMatches"] == 4
+
+
+async def test_grep_shows_context_lines_as_ripgrep_does(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call(
+        "Grep",
+        {"pattern": "return", "output_mode": "content", "-B": 1, "-A": 1, "type": "py"},
+        ctx(ws),
+    )
+    assert result.content.splitlines() == [
+        "src/app.py-1-def hello():",
+        "src/app.py:2:    return 'hello'",
+        "src/app.py-3-",
+    ]
+    two = await tools.call(
+        "Grep", {"pattern": "hello", "output_mode": "content", "-C": 1, "-i": True}, ctx(ws)
+    )
+    assert "--" in two.content.splitlines()  # groups of different files are separated
+
+
+async def test_grep_filters_by_glob_and_type_and_is_case_insensitive_with_i(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    by_type = await tools.call("Grep", {"pattern": "HELLO", "-i": True, "type": "md"}, ctx(ws))
+    assert by_type.content == "README.md"
+    by_glob = await tools.call("Grep", {"pattern": "hello", "glob": "*.py"}, ctx(ws))
+    assert by_glob.content == "src/app.py"
+    unknown = await tools.call("Grep", {"pattern": "x", "type": "cobol"}, ctx(ws))
+    assert unknown.is_error
+    assert "unknown file type 'cobol'" in unknown.content
+    multiline = await tools.call("Grep", {"pattern": "x", "multiline": True}, ctx(ws))
+    assert multiline.is_error
+    assert "multiline: not supported" in multiline.content
 
 
 async def test_grep_is_capped_and_says_how_many_were_left_out(
     tools: Toolbox, ws: Workspace
 ) -> None:
     (ws.root / "many.txt").write_text("x\n" * 50)
-    result = await tools.call("grep", {"pattern": "x", "max_results": 10}, ctx(ws))
+    result = await tools.call(
+        "Grep", {"pattern": "x", "output_mode": "content", "head_limit": 10}, ctx(ws)
+    )
     assert len(result.content.splitlines()) == 11
     assert result.content.endswith("[... 40 more matching lines not shown]")
 
 
 async def test_grep_with_a_bad_regex_is_an_input_error(tools: Toolbox, ws: Workspace) -> None:
-    result = await tools.call("grep", {"pattern": "("}, ctx(ws))
+    result = await tools.call("Grep", {"pattern": "("}, ctx(ws))
     assert result.is_error
     assert result.content.startswith(
-        "invalid input for grep: pattern: not a valid regular expression"
+        "invalid input for Grep: pattern: not a valid regular expression"
     )
 
 
 async def test_input_that_does_not_match_the_schema_is_a_clear_tool_error(
     tools: Toolbox, ws: Workspace
 ) -> None:
-    result = await tools.call("read_file", {"file": "src/app.py"}, ctx(ws))
+    result = await tools.call("Read", {"file": "src/app.py"}, ctx(ws))
     assert result.is_error
-    assert "invalid input for read_file" in result.content
-    assert "path: Field required" in result.content
+    assert "invalid input for Read" in result.content
+    assert "file_path: Field required" in result.content
     assert "file: Extra inputs are not permitted" in result.content
     with pytest.raises(ToolInputInvalid):
-        tools.validate("run_command", {"command": "ls", "timeout_s": -1})
+        tools.validate("Bash", {"command": "ls", "timeout": -1})
 
 
 async def test_an_unknown_tool_is_an_error_that_lists_the_tools(
@@ -172,17 +272,17 @@ async def test_an_unknown_tool_is_an_error_that_lists_the_tools(
     result = await tools.call("delete_everything", {}, ctx(ws))
     assert result.is_error
     assert "unknown tool 'delete_everything'" in result.content
-    assert "read_file" in result.content
+    assert "Read" in result.content
 
 
 @pytest.mark.parametrize(
     ("tool", "args"),
     [
-        ("read_file", {"path": "../secret.txt"}),
-        ("write_file", {"path": "/tmp/fleet-escape.txt", "content": "x"}),
-        ("edit_file", {"path": "../secret.txt", "old_string": "a", "new_string": "b"}),
-        ("grep", {"pattern": "x", "path": ".."}),
-        ("list_files", {"path": "../"}),
+        ("Read", {"file_path": "../secret.txt"}),
+        ("Write", {"file_path": "/tmp/fleet-escape.txt", "content": "x"}),
+        ("Edit", {"file_path": "../secret.txt", "old_string": "a", "new_string": "b"}),
+        ("Grep", {"pattern": "x", "path": ".."}),
+        ("Glob", {"pattern": "*", "path": "../"}),
     ],
 )
 async def test_file_tools_cannot_leave_the_workspace(
@@ -203,9 +303,9 @@ async def test_a_symlink_pointing_out_cannot_be_read_or_written_through(
     outside.mkdir()
     (outside / "key").write_text("s3cret")
     os.symlink(outside, ws.root / "link")
-    read = await tools.call("read_file", {"path": "link/key"}, ctx(ws))
-    write = await tools.call("write_file", {"path": "link/new", "content": "x"}, ctx(ws))
-    listed = await tools.call("grep", {"pattern": "s3cret"}, ctx(ws))
+    read = await tools.call("Read", {"file_path": "link/key"}, ctx(ws))
+    write = await tools.call("Write", {"file_path": "link/new", "content": "x"}, ctx(ws))
+    listed = await tools.call("Grep", {"pattern": "s3cret"}, ctx(ws))
     assert read.is_error
     assert write.is_error
     assert "s3cret" not in read.content
@@ -213,26 +313,40 @@ async def test_a_symlink_pointing_out_cannot_be_read_or_written_through(
     assert listed.content == "no matches"
 
 
-async def test_run_command_runs_in_the_workspace_and_reports_the_exit_code(
+async def test_bash_runs_in_the_workspace_and_reports_the_exit_code(
     tools: Toolbox, ws: Workspace
 ) -> None:
-    ok = await tools.call("run_command", {"command": "pwd && echo out && echo err >&2"}, ctx(ws))
+    ok = await tools.call(
+        "Bash", {"command": "pwd && echo out && echo err >&2", "description": "Where am I"}, ctx(ws)
+    )
     assert ok.content.startswith("exit code 0")
     assert str(ws.root) in ok.content
     assert "out" in ok.content
     assert "err" in ok.content
-    failed = await tools.call("run_command", {"command": "exit 3"}, ctx(ws))
+    assert ok.response is not None
+    assert ok.response["stdout"] == f"{ws.root}\nout\nerr\n"
+    assert (ok.response["stderr"], ok.response["interrupted"], ok.response["isImage"]) == (
+        "", False, False,
+    )  # fmt: skip
+    failed = await tools.call("Bash", {"command": "exit 3"}, ctx(ws))
     assert failed.is_error
     assert failed.content.startswith("exit code 3")
+    background = await tools.call("Bash", {"command": "ls", "run_in_background": True}, ctx(ws))
+    assert background.is_error
+    assert "run_in_background is not supported" in background.content
 
 
-async def test_run_command_kills_the_whole_process_group_on_timeout(
-    tools: Toolbox, ws: Workspace
-) -> None:
+def test_bash_timeouts_are_milliseconds_lowered_to_ten_minutes(tools: Toolbox) -> None:
+    assert tools.validate("Bash", {"command": "x"}).timeout_s == 120.0  # type: ignore[attr-defined]
+    long = tools.validate("Bash", {"command": "x", "timeout": 3_600_000})
+    assert long.timeout_s == 600.0  # type: ignore[attr-defined]
+
+
+async def test_bash_kills_the_whole_process_group_on_timeout(tools: Toolbox, ws: Workspace) -> None:
     started = time.perf_counter()
     result = await tools.call(
-        "run_command",
-        {"command": "sleep 30 & echo $! > child.pid; echo started; wait", "timeout_s": 0.5},
+        "Bash",
+        {"command": "sleep 30 & echo $! > child.pid; echo started; wait", "timeout": 500},
         ctx(ws),
     )
     assert time.perf_counter() - started < 5
@@ -250,10 +364,10 @@ async def test_run_command_kills_the_whole_process_group_on_timeout(
         pytest.fail("the background child survived the timeout")
 
 
-async def test_run_command_caps_a_flood_of_output(ws: Workspace) -> None:
-    tools = worker_toolbox(["run_command"], max_output_chars=1000)
+async def test_bash_caps_a_flood_of_output(ws: Workspace) -> None:
+    tools = worker_toolbox(["Bash"], max_output_chars=1000)
     started = time.perf_counter()
-    result = await tools.call("run_command", {"command": "yes flood", "timeout_s": 60}, ctx(ws))
+    result = await tools.call("Bash", {"command": "yes flood", "timeout": 60_000}, ctx(ws))
     assert result.is_error
     assert result.content.startswith(
         "output over 1048576 bytes: the command and every process it started were killed"
@@ -268,6 +382,37 @@ async def test_tools_refuse_a_workspace_deleted_under_them(tools: Toolbox, tmp_p
     root.mkdir()
     ws = Workspace(root)
     root.rmdir()
-    result = await tools.call("run_command", {"command": "true"}, ctx(ws))
+    result = await tools.call("Bash", {"command": "true"}, ctx(ws))
     assert result.is_error
     assert "does not exist" in result.content
+
+
+@pytest.mark.parametrize(
+    ("old", "old_input", "new", "new_input"),
+    [
+        ("read_file", {"path": "src/app.py", "offset": 2}, "Read",
+         {"file_path": "src/app.py", "offset": 2}),
+        ("list_files", {}, "Glob", {"pattern": "**/*"}),
+        ("grep", {"pattern": "hello", "ignore_case": True, "max_results": 2}, "Grep",
+         {"pattern": "hello", "output_mode": "content", "-n": True, "-i": True, "head_limit": 2}),
+        ("run_command", {"command": "echo hi", "timeout_s": 30}, "Bash",
+         {"command": "echo hi", "timeout": 30_000}),
+        ("edit_file", {"path": "src/app.py", "old_string": "hello()\n", "new_string": "x\n"},
+         "Edit", {"file_path": "src/app.py", "old_string": "hello()\n", "new_string": "x\n"}),
+    ],
+)  # fmt: skip
+async def test_a_former_tool_name_runs_the_tool_that_has_it_now(
+    tmp_path: Path, old: str, old_input: dict[str, object], new: str, new_input: dict[str, object]
+) -> None:
+    """Recordings made before the rename replay: the old call gives the new call's result."""
+    results = []
+    for name, args in ((old, old_input), (new, new_input)):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "src").mkdir()
+        (root / "src" / "app.py").write_text("def hello():\n    return 'hello'\n\nhello()\n")
+        result = await worker_toolbox().call(name, args, ctx(Workspace(root)))
+        results.append(result.content.replace("(0.00s)", "").split(" (")[0])
+    assert results[0] == results[1]
+    assert not any(d["name"] == old for d in worker_toolbox().definitions())
+    assert worker_toolbox().resolve(old, old_input) == (new, {**new_input})

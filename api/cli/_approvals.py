@@ -1,0 +1,112 @@
+"""`fleet approvals`, `fleet approve ID` and `fleet deny ID --reason ...`: answer calls on hold.
+
+    fleet approvals                          # the tool calls waiting for a person
+    fleet approve apr_1a2b3c4d --reason "fine" --as alice
+    fleet deny apr_1a2b3c4d --reason "not on main"
+
+They work on the log directly (`--db`, as every command), like `POST
+/v1/approvals/{id}`: the agent waiting may run in any process on the same log
+and wakes when the answer lands. `--as` is who answered (default: the login
+name), recorded in `ApprovalDecided.by`. An approval answered already, or
+whose agent stopped waiting, is refused with the reason (exit code 1).
+Standard library only at import (`api/cli/__init__.py`, note 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ._common import add_common, console, print_json, resolve_db
+
+__all__ = ["configure"]
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `approvals`, `approve` or `deny`."""
+    add_common(parser)
+    if command == "approvals":
+        parser.add_argument("--all", action="store_true", help="answered ones too")
+        parser.set_defaults(func=_list_command)
+        return
+    decision = "allow" if command == "approve" else "deny"
+    parser.add_argument("approval_id", metavar="ID")
+    parser.add_argument("--reason", required=decision == "deny", help="why (the agent is told)")
+    parser.add_argument(
+        "--as", dest="who", default=None, help="who answers (default: your login name)"
+    )
+    parser.set_defaults(func=_decide_command, decision=decision)
+
+
+def _log(arg: str | None) -> Path:
+    from ..errors import ApiError
+
+    db = resolve_db(arg)
+    if not db.is_file():
+        raise ApiError(f"no fleet log at {db} (pass --db PATH or set FLEET_DB)")
+    return db
+
+
+async def _approvals(db: Path, status: str | None) -> dict[str, Any]:
+    from events import SQLiteEventStore
+    from projections import ProjectionRunner
+
+    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+        await runner.wait_for(await store.head())
+        agents = runner.projection("agents")
+        return agents.approvals_view(runner.state("agents"), status)  # type: ignore[attr-defined,no-any-return]
+
+
+async def _decide(
+    db: Path, approval_id: str, decision: Literal["allow", "deny"], who: str, reason: str | None
+) -> int:
+    from events import SQLiteEventStore
+    from projections import ProjectionRunner
+    from runtime import decide_approval
+
+    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+        recorded = await decide_approval(
+            store, runner, approval_id, decision=decision, by=who, reason=reason
+        )
+        return recorded.position
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    found = asyncio.run(_approvals(_log(args.db), None if args.all else "pending"))
+    if args.json:
+        print_json(found)
+        return 0
+    if not found["approvals"]:
+        console().print("no approvals" if args.all else "no tool call is waiting for approval")
+        return 0
+    table = Table(box=None, header_style="bold")
+    for column in ("approval", "agent", "tool", "input", "status", "expires", "reason"):
+        table.add_column(column, overflow="fold" if column == "input" else "ellipsis")
+    for a in found["approvals"]:
+        table.add_row(
+            a["id"], a["agent_name"], a["tool_name"],
+            json.dumps(a["tool_input"])[:80], a["status"] + (f" by {a['by']}" if a["by"] else ""),
+            (a["expires_at"] or "")[11:19], a["reason"] or "",
+        )  # fmt: skip
+    console().print(table)
+    return 0
+
+
+def _decide_command(args: argparse.Namespace) -> int:
+    who = args.who or f"cli:{getpass.getuser()}"
+    position = asyncio.run(
+        _decide(_log(args.db), args.approval_id, args.decision, who, args.reason)
+    )
+    verb = "allowed" if args.decision == "allow" else "denied"
+    if args.json:
+        print_json({"approval_id": args.approval_id, "decision": args.decision, "by": who,
+                    "position": position})  # fmt: skip
+    else:
+        console().print(f"{args.approval_id} {verb} by {who} (position {position})")
+    return 0

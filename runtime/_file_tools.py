@@ -1,0 +1,506 @@
+"""The file tools, named and shaped as Claude Code's: Read, Write, Edit, Glob, Grep.
+
+    Read  {file_path, offset, limit}                          kind "read"
+    Write {file_path, content}                                kind "write"
+    Edit  {file_path, old_string, new_string, replace_all}    kind "write"
+    Glob  {pattern, path}                                     kind "read"
+    Grep  {pattern, path, glob, type, output_mode, -i, -n, -A, -B, -C, head_limit, multiline}
+
+Each returns the text the model sees and, for PostToolUse hooks, Claude Code's
+output object of the tool (`ToolResult.response`): Read
+`{"type": "text", "file": {"filePath", "content", "numLines", "startLine"}}`,
+Write `{"type": "create"|"update", "filePath", "content"}`, Edit `{"filePath",
+"oldString", "newString", "replaceAll", "userModified"}`, Glob `{"filenames",
+"numFiles", "truncated", "durationMs"}`, Grep `{"mode", "numFiles",
+"filenames", "content", "numLines", "numMatches"}` (paths absolute, as Claude
+Code gives them).
+
+Notes (do not fix without reading this):
+1. The tools do their work in `Sandbox` (`_sandbox.py`) and Grep in
+   `_search.py` (RE2, linear time, streamed, stopped at `MAX_GREP_SECONDS` or
+   on cancellation), all in a thread; those modules know no tool names. Glob
+   and Grep skip hidden files and folders (`.git`, `.fleet`, ...),
+   `__pycache__` and `node_modules` while walking, as ripgrep does; a hidden
+   path named explicitly is searched.
+2. A path may be relative to the workspace or absolute inside it (Claude Code
+   gives absolute paths; fleet's agents may give either).
+3. The text the model sees keeps fleet's own forms (Read: the file's text, no
+   line numbers; Grep content: `path:line:text`), so runs recorded before the
+   tools took Claude Code's names replay with the same results through the
+   old names (`aliases`). Grep's context lines (-A, -B, -C) are read back
+   from the file after the search, as ripgrep prints them: `path-line-text`,
+   groups separated by `--`. `multiline` is refused: the search is per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._sandbox import MAX_READ_BYTES, Sandbox
+from ._search import SearchResult, compile_search, search
+from ._tools import ToolContext, ToolKind, ToolResult
+from ._workspace import Workspace
+from .errors import ToolError, ToolInputInvalid
+
+__all__ = [
+    "FILE_TYPES",
+    "MAX_GREP_RESULTS",
+    "MAX_GREP_SECONDS",
+    "Edit",
+    "Glob",
+    "Grep",
+    "Read",
+    "Write",
+]
+
+MAX_GREP_RESULTS = 200
+MAX_GREP_SECONDS = 30.0
+MAX_LIST_RESULTS = 1_000
+
+FILE_TYPES: Mapping[str, tuple[str, ...]] = {
+    "c": ("*.c", "*.h"),
+    "cpp": ("*.cpp", "*.cc", "*.cxx", "*.hpp", "*.hh", "*.h"),
+    "css": ("*.css",),
+    "go": ("*.go",),
+    "html": ("*.html", "*.htm"),
+    "java": ("*.java",),
+    "js": ("*.js", "*.jsx", "*.mjs", "*.cjs"),
+    "json": ("*.json",),
+    "md": ("*.md", "*.markdown"),
+    "py": ("*.py", "*.pyi"),
+    "rust": ("*.rs",),
+    "sh": ("*.sh", "*.bash"),
+    "toml": ("*.toml",),
+    "ts": ("*.ts", "*.tsx", "*.mts", "*.cts"),
+    "txt": ("*.txt",),
+    "yaml": ("*.yaml", "*.yml"),
+}
+"""Grep's `type` names (ripgrep's) and the files each one means."""
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+_PATH = "Path of the file: absolute (inside the workspace) or relative to the workspace."
+
+
+class ReadInput(_Input):
+    file_path: str = Field(min_length=1, description=_PATH)
+    offset: int | None = Field(
+        default=None, ge=0, description="The line number to start reading from (1-based)."
+    )
+    limit: int | None = Field(default=None, ge=1, description="The number of lines to read.")
+
+
+class WriteInput(_Input):
+    file_path: str = Field(min_length=1, description=_PATH)
+    content: str = Field(description="The content to write to the file.")
+
+
+class EditInput(_Input):
+    file_path: str = Field(min_length=1, description=_PATH)
+    old_string: str = Field(min_length=1, description="The text to replace.")
+    new_string: str = Field(description="The text to replace it with (must be different).")
+    replace_all: bool = Field(default=False, description="Replace all occurrences of old_string.")
+
+
+class GlobInput(_Input):
+    pattern: str = Field(min_length=1, description="The glob pattern to match files against.")
+    path: str | None = Field(
+        default=None, description="The folder to search in (default: the workspace)."
+    )
+
+
+class GrepInput(_Input):
+    pattern: str = Field(min_length=1, description="The regular expression to search for.")
+    path: str | None = Field(
+        default=None, description="File or folder to search in (default: the workspace)."
+    )
+    glob: str | None = Field(default=None, description='Glob to filter files, e.g. "*.py".')
+    type: str | None = Field(default=None, description='File type to search, e.g. "py", "js".')
+    output_mode: Literal["content", "files_with_matches", "count"] = Field(
+        default="files_with_matches",
+        description='"content" shows matching lines, "files_with_matches" file paths, '
+        '"count" match counts.',
+    )
+    case_insensitive: bool = Field(default=False, alias="-i", description="Case insensitive.")
+    line_numbers: bool = Field(
+        default=True, alias="-n", description='Show line numbers ("content" mode).'
+    )
+    after: int | None = Field(default=None, ge=0, le=100, alias="-A", description="Lines after.")
+    before: int | None = Field(default=None, ge=0, le=100, alias="-B", description="Lines before.")
+    context: int | None = Field(
+        default=None, ge=0, le=100, alias="-C", description="Lines before and after."
+    )
+    head_limit: int | None = Field(
+        default=None, ge=1, le=2_000, description="Show only the first N lines or entries."
+    )
+    multiline: bool = Field(default=False, description="Not supported: the search is per line.")
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    if pattern.startswith("**/"):
+        return fnmatch.fnmatchcase(rel, pattern[3:]) or fnmatch.fnmatchcase(rel, pattern)
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
+    return fnmatch.fnmatchcase(rel, pattern)
+
+
+def _absolute(ws: Workspace, rel: str) -> str:
+    return str(ws.root) if rel == "." else f"{ws.root}/{rel}"
+
+
+# -- legacy names (module note 3) ---------------------------------------------------------
+
+
+def _renamed(**names: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    def translate(raw: Mapping[str, Any]) -> dict[str, Any]:
+        return {names.get(k, k): v for k, v in raw.items()}
+
+    return translate
+
+
+def _from_list_files(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"pattern": "**/*", **raw}
+
+
+def _from_grep(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"output_mode": "content", "-n": True}
+    names = {"ignore_case": "-i", "max_results": "head_limit"}
+    out.update({names.get(k, k): v for k, v in raw.items()})
+    out.setdefault("head_limit", MAX_GREP_RESULTS)
+    return out
+
+
+# -- the tools ------------------------------------------------------------------------------
+
+
+class Read:
+    """Read: the text of a file in the workspace."""
+
+    name: ClassVar[str] = "Read"
+    kind: ClassVar[ToolKind] = "read"
+    description: ClassVar[str] = (
+        "Reads a file of the workspace. By default it reads the whole file; give `offset` "
+        "(first line, 1-based) and `limit` (lines) for a part of a long one."
+    )
+    input_model: ClassVar[type[BaseModel]] = ReadInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "read_file": _renamed(path="file_path")
+    }
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
+    async def __call__(self, input: ReadInput, ctx: ToolContext) -> ToolResult:
+        start = max(input.offset or 1, 1)
+        rel, text, next_line = await asyncio.to_thread(
+            self.sandbox.read, ctx.workspace, input.file_path, offset=start, limit=input.limit
+        )
+        lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+        file: dict[str, Any] = {
+            "filePath": _absolute(ctx.workspace, rel),
+            "content": text,
+            "numLines": lines,
+            "startLine": start,
+        }
+        if next_line is None and (input.limit is None or lines < input.limit):
+            file["totalLines"] = start - 1 + lines
+        if next_line is not None:
+            text += (
+                f"\n[... truncated: over {MAX_READ_BYTES} bytes; read on with offset={next_line}]"
+            )
+        return ToolResult(text, files_read=(rel,), response={"type": "text", "file": file})
+
+
+def _exists(box: Sandbox, ws: Workspace, path: str) -> bool:
+    try:
+        fd, _ = box.open_file(ws, path)
+    except ToolError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _write(box: Sandbox, ws: Workspace, path: str, data: bytes) -> tuple[str, int, bool]:
+    existed = _exists(box, ws, path)  # for the response's "type" only; the write decides
+    rel, size = box.write(ws, path, data)
+    return rel, size, existed
+
+
+class Write:
+    """Write: create or overwrite a file in the workspace."""
+
+    name: ClassVar[str] = "Write"
+    kind: ClassVar[ToolKind] = "write"
+    description: ClassVar[str] = (
+        "Writes a file of the workspace, replacing it if it exists (folders are created)."
+    )
+    input_model: ClassVar[type[BaseModel]] = WriteInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "write_file": _renamed(path="file_path")
+    }
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
+    async def __call__(self, input: WriteInput, ctx: ToolContext) -> ToolResult:
+        data = input.content.encode("utf-8")
+        rel, size, existed = await asyncio.to_thread(
+            _write, self.sandbox, ctx.workspace, input.file_path, data
+        )
+        response = {
+            "type": "update" if existed else "create",
+            "filePath": _absolute(ctx.workspace, rel),
+            "content": input.content,
+        }
+        return ToolResult(f"wrote {size} bytes to {rel}", files_written=(rel,), response=response)
+
+
+def _replacer(input: EditInput, counted: list[int]) -> Callable[[str, str], str]:
+    def change(text: str, rel: str) -> str:
+        count = text.count(input.old_string)
+        if count == 0:
+            raise ToolError(f"old_string not found in {rel}")
+        if count > 1 and not input.replace_all:
+            raise ToolError(
+                f"old_string occurs {count} times in {rel}: give more surrounding text to "
+                "make it unique, or set replace_all"
+            )
+        counted.append(count)
+        return text.replace(input.old_string, input.new_string)
+
+    return change
+
+
+class Edit:
+    """Edit: replace an exact text in a file (once, or everywhere with replace_all)."""
+
+    name: ClassVar[str] = "Edit"
+    kind: ClassVar[ToolKind] = "write"
+    description: ClassVar[str] = (
+        "Replaces `old_string` with `new_string` in a file. The edit fails if `old_string` "
+        "is not found, or is found more than once without `replace_all`."
+    )
+    input_model: ClassVar[type[BaseModel]] = EditInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "edit_file": _renamed(path="file_path")
+    }
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
+    async def __call__(self, input: EditInput, ctx: ToolContext) -> ToolResult:
+        if input.old_string == input.new_string:
+            raise ToolError("old_string and new_string are the same: nothing to change")
+        counted: list[int] = []
+        rel = await asyncio.to_thread(
+            self.sandbox.edit, ctx.workspace, input.file_path, _replacer(input, counted)
+        )
+        what = "1 occurrence" if counted[0] == 1 else f"{counted[0]} occurrences"
+        response = {
+            "filePath": _absolute(ctx.workspace, rel),
+            "oldString": input.old_string,
+            "newString": input.new_string,
+            "replaceAll": input.replace_all,
+            "userModified": False,
+        }
+        return ToolResult(
+            f"replaced {what} in {rel}", files_read=(rel,), files_written=(rel,), response=response
+        )
+
+
+def _list(box: Sandbox, ws: Workspace, path: str, pattern: str) -> list[str]:
+    located = ws.locate(path)
+    os.close(located.dir_fd)
+    start = "" if located.rel == "." else located.rel + "/"
+    found = []
+    entries = box.walk(ws, path)
+    try:
+        for entry in entries:
+            if entry.rel == located.rel:
+                raise ToolError(f"no such folder: {located.rel}")  # a file, not a folder
+            if _glob_match(entry.rel[len(start) :], pattern):
+                found.append(entry.rel)
+    finally:
+        entries.close()
+    return found
+
+
+class Glob:
+    """Glob: the files of the workspace matching a glob pattern."""
+
+    name: ClassVar[str] = "Glob"
+    kind: ClassVar[ToolKind] = "read"
+    description: ClassVar[str] = (
+        'Finds files by glob pattern ("**/*.py", "src/**/*.ts") under a folder of the '
+        "workspace. Hidden files and folders are skipped."
+    )
+    input_model: ClassVar[type[BaseModel]] = GlobInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "list_files": _from_list_files
+    }
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox()
+
+    async def __call__(self, input: GlobInput, ctx: ToolContext) -> ToolResult:
+        started = time.perf_counter()
+        found = await asyncio.to_thread(
+            _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern
+        )
+        shown = found[:MAX_LIST_RESULTS]
+        response = {
+            "filenames": [_absolute(ctx.workspace, rel) for rel in shown],
+            "numFiles": len(found),
+            "truncated": len(found) > len(shown),
+            "durationMs": round((time.perf_counter() - started) * 1000),
+        }
+        if not found:
+            return ToolResult("no files match", response=response)
+        text = "\n".join(shown)
+        if len(found) > len(shown):
+            text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        return ToolResult(text, response=response)
+
+
+def _file_filter(input: GrepInput) -> Callable[[str], bool] | None:
+    globs: list[str] = []
+    if input.type is not None:
+        if input.type not in FILE_TYPES:
+            known = ", ".join(sorted(FILE_TYPES))
+            raise ToolInputInvalid(
+                "Grep", f"type: unknown file type {input.type!r}; known: {known}"
+            )
+        globs = list(FILE_TYPES[input.type])
+    only_glob = input.glob
+
+    def wanted(rel: str) -> bool:
+        if only_glob is not None and not _glob_match(rel, only_glob):
+            return False
+        return not globs or any(_glob_match(rel, g) for g in globs)
+
+    return wanted if (globs or only_glob is not None) else None
+
+
+def _with_context(
+    box: Sandbox, ws: Workspace, hits: list[tuple[str, int, str]], before: int, after: int
+) -> list[str]:
+    """The matching lines with their context, as ripgrep prints them (module note 3)."""
+    out: list[str] = []
+    matched = {(rel, n) for rel, n, _ in hits}
+    last: tuple[str, int] | None = None  # (file, last line printed)
+    for rel, number, _ in hits:
+        first = max(1, number - before)
+        if last is not None and last[0] == rel and first <= last[1]:
+            first = last[1] + 1
+        if first > number + after:
+            continue
+        if out and (last is None or last[0] != rel or first > last[1] + 1):
+            out.append("--")
+        _, text, _ = box.read(ws, rel, offset=first, limit=number + after - first + 1)
+        for i, line in enumerate(text.splitlines(), start=first):
+            sep = ":" if (rel, i) in matched else "-"
+            out.append(f"{rel}{sep}{i}{sep}{line}")
+            last = (rel, i)
+    return out
+
+
+class Grep:
+    """Grep: search the files of the workspace for a regular expression."""
+
+    name: ClassVar[str] = "Grep"
+    kind: ClassVar[ToolKind] = "read"
+    description: ClassVar[str] = (
+        "Searches the contents of the workspace's files for a regular expression (Python "
+        'syntax). output_mode "files_with_matches" (default) lists the files, "content" the '
+        'matching lines as path:line:text, "count" the matches per file. Filter files with '
+        "`glob` or `type`. Hidden files and folders are skipped."
+    )
+    input_model: ClassVar[type[BaseModel]] = GrepInput
+    aliases: ClassVar[Mapping[str, Callable[[Mapping[str, Any]], dict[str, Any]]]] = {
+        "grep": _from_grep
+    }
+
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_GREP_SECONDS):
+        self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
+
+    async def __call__(self, input: GrepInput, ctx: ToolContext) -> ToolResult:
+        if input.multiline:
+            raise ToolInputInvalid(self.name, "multiline: not supported (the search is per line)")
+        try:
+            regex = compile_search(input.pattern, ignore_case=input.case_insensitive)
+        except ValueError as e:
+            raise ToolInputInvalid(self.name, f"pattern: {e}") from None
+        limit = input.head_limit or (MAX_GREP_RESULTS if input.output_mode == "content" else None)
+        stop = threading.Event()
+        try:
+            found, lines = await asyncio.to_thread(
+                self._search, ctx.workspace, input, regex, limit or MAX_GREP_RESULTS, stop
+            )
+        finally:
+            stop.set()  # a cancelled call stops its search thread (see _search.py note 3)
+        text, response = _grep_output(ctx.workspace, input, found, lines, limit)
+        if found.stopped == "deadline":
+            text += f"\n[... search stopped after {self.max_seconds:g}s: narrow the path or glob]"
+            return ToolResult(text, is_error=True, files_read=tuple(found.files), response=response)
+        return ToolResult(text, files_read=tuple(found.files), response=response)
+
+    def _search(
+        self, ws: Workspace, input: GrepInput, regex: Any, max_results: int, stop: threading.Event
+    ) -> tuple[SearchResult, list[str]]:
+        """The search, and for "content" the lines to show. Blocking: runs in a thread."""
+        found = search(
+            ws,
+            self.sandbox,
+            input.path or ".",
+            regex,
+            max_results=max_results,
+            deadline=time.monotonic() + self.max_seconds,
+            stop=stop,
+            only=_file_filter(input),
+        )
+        if input.output_mode != "content":
+            return found, []
+        before = input.before if input.before is not None else (input.context or 0)
+        after = input.after if input.after is not None else (input.context or 0)
+        if before or after:
+            return found, _with_context(self.sandbox, ws, found.hits, before, after)
+        if input.line_numbers:
+            return found, list(found.lines)
+        return found, [f"{rel}:{text}" for rel, _, text in found.hits]
+
+
+def _grep_output(
+    ws: Workspace, input: GrepInput, found: SearchResult, lines: list[str], limit: int | None
+) -> tuple[str, dict[str, Any]]:
+    files = found.files if limit is None else found.files[:limit]
+    response: dict[str, Any] = {
+        "mode": input.output_mode,
+        "numFiles": len(found.files),
+        "filenames": [_absolute(ws, rel) for rel in files],
+    }
+    if input.output_mode == "files_with_matches":
+        text = "\n".join(files) if files else "no matches"
+        if len(found.files) > len(files):
+            text += f"\n[... {len(found.files) - len(files)} more files not shown]"
+        return text, response
+    if input.output_mode == "count":
+        entries = [f"{rel}:{found.counts[rel]}" for rel in files]
+        response |= {"content": "\n".join(entries), "numMatches": found.total}
+        return ("\n".join(entries) if entries else "no matches"), response
+    text = "\n".join(lines) if lines else "no matches"
+    if found.total > len(found.hits):
+        text += f"\n[... {found.total - len(found.hits)} more matching lines not shown]"
+    response |= {"content": "\n".join(lines), "numLines": len(lines)}
+    return text, response

@@ -1,0 +1,174 @@
+"""An agent's transcript: JSON Lines in Claude Code's transcript line format, written as it goes.
+
+    transcript = Transcript(transcript_path(folder, agent_id), agent_id=agent_id, cwd=workspace)
+    await transcript.record(recorded_events)      # after each append to the agent's stream
+
+Hooks get its path as `transcript_path` (and, at SubagentStop, the subagent's
+as `agent_transcript_path`), so a hook script written for Claude Code that
+reads the transcript finds the lines it expects. One line per message, in
+the shape Claude Code writes (its format is internal to Claude Code; this
+follows the lines as they are observed in `~/.claude/projects/`):
+
+    {"type": "user", "message": {"role": "user", "content": "..."}, ...}
+    {"type": "assistant", "message": {"id", "type": "message", "role", "model", "content",
+                                      "stop_reason", "stop_sequence", "usage"}, ...}
+    {"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", ...}]},
+     "toolUseResult": {...}, ...}                   # the tool's output object, when known
+    {"type": "system", "subtype": "compact_boundary", ...}   # then the summary as a user line
+
+Every line carries the envelope: `parentUuid`, `isSidechain` (true for an
+agent with a parent), `userType`, `cwd`, `sessionId` (the agent id), `agentId`,
+`version`, `uuid` and `timestamp` (the event's `recorded_at`). Uuids are made
+from the agent id and the event's version, so a rebuilt transcript has the
+same ones.
+
+Notes (do not fix without reading this):
+1. The log is the record; the transcript is a copy for hooks. A transcript
+   that cannot be written (a read-only workspace, a full disk) is logged once
+   and given up: the agent goes on.
+2. `rebuild(events)` writes the file anew from the whole stream (a resumed
+   agent, whose file may be stale or missing); `record(events)` appends.
+3. Writes happen in a thread, one per append of the agent's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from events import (
+    AgentCommanded,
+    ContextCompacted,
+    ModelResponded,
+    RecordedEvent,
+    ToolCallCompleted,
+)
+
+from ._compaction import COMPACTED_PREFIX
+
+__all__ = ["TRANSCRIPT_VERSION", "Transcript", "transcript_path"]
+
+logger = logging.getLogger(__name__)
+
+TRANSCRIPT_VERSION = "fleet"
+"""The `version` field of every line (Claude Code puts its own version there)."""
+
+_NAMESPACE = uuid.UUID("6f1d4c1e-5b0e-4a9c-9a53-1f1e7d0c2b7a")
+
+
+def transcript_path(folder: str | Path, agent_id: str) -> Path:
+    """Where the transcript of `agent_id` is written in `folder`."""
+    return Path(folder) / f"{agent_id}.jsonl"
+
+
+class Transcript:
+    """The transcript file of one agent (module docstring)."""
+
+    def __init__(
+        self, path: str | Path, *, agent_id: str, cwd: str, sidechain: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self.agent_id = agent_id
+        self.cwd = cwd
+        self.sidechain = sidechain
+        self.responses: dict[str, Mapping[str, Any]] = {}  # tool_use_id -> output object
+        self._parent: str | None = None
+        self._broken = False
+
+    async def record(self, events: Iterable[RecordedEvent]) -> None:
+        """Append the lines of `events` (note 3); never raises (note 1)."""
+        lines = self._lines(events)
+        if lines and not self._broken:
+            await self._write(lines, append=True)
+
+    async def rebuild(self, events: Iterable[RecordedEvent]) -> None:
+        """Write the file anew from `events`, the agent's whole stream (note 2)."""
+        self._parent = None
+        if not self._broken:
+            await self._write(self._lines(events), append=False)
+
+    async def _write(self, lines: Sequence[str], *, append: bool) -> None:
+        try:
+            await asyncio.to_thread(self._write_now, lines, append)
+        except OSError as e:  # note 1
+            self._broken = True
+            logger.warning("the transcript %s cannot be written, giving up: %s", self.path, e)
+
+    def _write_now(self, lines: Sequence[str], append: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a" if append else "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+
+    # -- lines ------------------------------------------------------------------------------
+
+    def _lines(self, events: Iterable[RecordedEvent]) -> list[str]:
+        lines: list[str] = []
+        for event in events:
+            for i, body in enumerate(self._bodies(event)):
+                lines.append(json.dumps(self._envelope(event, i, body), ensure_ascii=False))
+        return lines
+
+    def _envelope(self, event: RecordedEvent, index: int, body: dict[str, Any]) -> dict[str, Any]:
+        line_id = str(uuid.uuid5(_NAMESPACE, f"{self.agent_id}:{event.version}:{index}"))
+        line = {
+            "parentUuid": self._parent,
+            "isSidechain": self.sidechain,
+            "userType": "external",
+            "cwd": self.cwd,
+            "sessionId": self.agent_id,
+            "agentId": self.agent_id,
+            "version": TRANSCRIPT_VERSION,
+            **body,
+            "uuid": line_id,
+            "timestamp": event.recorded_at.isoformat().replace("+00:00", "Z"),
+        }
+        self._parent = line_id
+        return line
+
+    def _bodies(self, event: RecordedEvent) -> list[dict[str, Any]]:
+        data = event.data
+        if isinstance(data, AgentCommanded):
+            return [{"type": "user", "message": {"role": "user", "content": data.prompt}}]
+        if isinstance(data, ModelResponded):
+            message = {
+                "id": data.message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": data.model,
+                "content": data.content,
+                "stop_reason": data.stop_reason,
+                "stop_sequence": None,
+                "usage": data.usage.model_dump(mode="json"),
+            }
+            return [{"type": "assistant", "message": message}]
+        if isinstance(data, ToolCallCompleted):
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": data.tool_use_id,
+                "content": data.result,
+            }
+            if data.is_error:
+                block["is_error"] = True
+            body: dict[str, Any] = {"type": "user", "message": {"role": "user", "content": [block]}}
+            response = self.responses.pop(data.tool_use_id, None)
+            body["toolUseResult"] = dict(response) if response is not None else data.result
+            return [body]
+        if isinstance(data, ContextCompacted):
+            boundary = {
+                "type": "system",
+                "subtype": "compact_boundary",
+                "content": "Conversation compacted",
+                "compactMetadata": {"trigger": data.trigger, "preTokens": data.tokens_before},
+            }
+            summary = {
+                "type": "user",
+                "message": {"role": "user", "content": COMPACTED_PREFIX + data.summary},
+                "isCompactSummary": True,
+            }
+            return [boundary, summary]
+        return []

@@ -1,0 +1,104 @@
+"""`fleet approvals`, `fleet approve`, `fleet deny`: a person answers a call on hold from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from api.cli import main
+from events import (
+    AgentCommanded,
+    AgentCreated,
+    ApprovalDecided,
+    ApprovalRequested,
+    Meta,
+    NewEvent,
+    SQLiteEventStore,
+)
+from runtime import approval_stream
+
+
+async def _seed(db: Path, *approvals: str) -> None:
+    async with SQLiteEventStore(db) as store:
+        meta = Meta(run_id="r1", agent_id="a1")
+        events = [
+            NewEvent(
+                AgentCreated(agent_id="a1", name="cleaner-1", role="cleaner", model="m"), meta
+            ),
+            NewEvent(AgentCommanded(agent_id="a1", prompt="clean"), meta),
+        ]
+        for i, approval_id in enumerate(approvals):
+            request = ApprovalRequested(
+                approval_id=approval_id, agent_id="a1", tool_use_id=f"tu{i}", tool_name="Bash",
+                tool_input={"command": "rm -rf build"}, reason="needs a person", timeout_s=600,
+            )  # fmt: skip
+            events.append(NewEvent(request, meta))
+        await store.append("agent-a1", events)
+
+
+async def _decision(db: Path, approval_id: str) -> ApprovalDecided:
+    async with SQLiteEventStore(db) as store:
+        [event] = await store.read_stream(approval_stream(approval_id))
+    assert isinstance(event.data, ApprovalDecided)
+    assert event.meta.run_id == "r1"
+    return event.data
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_approvals_are_listed_then_answered_with_who_answered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "fleet.db"
+    asyncio.run(_seed(db, "apr_one", "apr_two"))
+
+    code, out, _ = run_cli(capsys, "approvals", "--db", str(db))
+    assert code == 0
+    assert "apr_one" in out and "apr_two" in out and "cleaner-1" in out and "Bash" in out
+
+    code, out, _ = run_cli(
+        capsys, "approve", "apr_one", "--db", str(db), "--reason", "fine", "--as", "alice"
+    )
+    assert (code, out.split(" (")[0]) == (0, "apr_one allowed by alice")
+    code, out, _ = run_cli(
+        capsys, "deny", "apr_two", "--db", str(db), "--reason", "not today", "--json"
+    )
+    assert code == 0
+    assert json.loads(out)["decision"] == "deny"
+
+    allowed = asyncio.run(_decision(db, "apr_one"))
+    assert (allowed.decision, allowed.by, allowed.reason) == ("allow", "alice", "fine")
+    denied = asyncio.run(_decision(db, "apr_two"))
+    assert (denied.decision, denied.reason) == ("deny", "not today")
+    assert denied.by.startswith("cli:")  # the login name by default
+
+    code, out, _ = run_cli(capsys, "approvals", "--db", str(db), "--json")
+    assert json.loads(out)["count"] == 0
+    code, out, _ = run_cli(capsys, "approvals", "--all", "--db", str(db), "--json")
+    assert [a["status"] for a in json.loads(out)["approvals"]] == ["allowed", "denied"]
+
+
+def test_a_second_answer_or_an_unknown_id_is_refused_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "fleet.db"
+    asyncio.run(_seed(db, "apr_one"))
+    assert run_cli(capsys, "approve", "apr_one", "--db", str(db), "--as", "alice")[0] == 0
+    code, _, err = run_cli(capsys, "deny", "apr_one", "--db", str(db), "--reason", "late")
+    assert code == 1
+    assert "approval 'apr_one' is allowed by alice" in err
+    code, _, err = run_cli(capsys, "approve", "apr_nope", "--db", str(db))
+    assert code == 1
+    assert "no approval 'apr_nope'" in err
+
+
+def test_deny_needs_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["deny", "apr_one", "--db", str(tmp_path / "fleet.db")])
