@@ -540,3 +540,20 @@ async def test_a_rebuild_replaces_the_persisted_snapshots(store: SQLiteEventStor
         assert await runner.rebuild() == head
     after = await store.checkpoints.snapshot_positions("tally", Tally.version)
     assert after == before != []
+
+
+async def test_folds_leave_the_garbage_collector_as_the_caller_had_it(
+    store: SQLiteEventStore,
+) -> None:
+    import gc
+
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(500, 7, 9)
+        async with ProjectionRunner(store, snapshot_every=10) as runner:
+            await asyncio.gather(runner.rebuild(), runner.state_at("agents", head // 2))
+        assert gc.get_threshold() == (500, 7, 9)
+        assert gc.isenabled()
+    finally:
+        gc.set_threshold(*before)
