@@ -38,13 +38,17 @@ Notes (do not fix without reading this):
 7. What the writer remembers: the head and the last version of the streams it
    appended to or read (`_Known`). A group whose streams are all known and
    whose expected versions all match is numbered from memory and inserted at
-   once. Anything else (a stream not seen yet, a conflict to confirm, the
-   first group after a job) first reads the head and the versions in the
+   once. Anything else (a stream not seen yet expected at a version above 0,
+   a conflict to confirm, the first group after a job) first reads the head and the versions in the
    transaction (`BEGIN IMMEDIATE`, then one SELECT: two more hops). Memory
    can only be stale if another process appended meanwhile; then the first
    row's position is taken already, the INSERT fails on the primary key, and
    the group is rolled back and redone from a fresh read. Any append moves
-   the head, so an INSERT that succeeds proves the versions were current.
+   the head, so an INSERT that succeeds proves the versions were current. A
+   stream the writer has not seen is taken to be new when the append allows
+   that (`ANY`, `NO_STREAM`, 0): if it is not, its version 1 exists, the
+   `(stream_id, version)` index refuses the INSERT, and the group is redone
+   from a read the same way.
 """
 
 from __future__ import annotations
@@ -295,10 +299,15 @@ class GroupWriter:
             return None
         versions: dict[str, int] = {}
         for item in group:
-            version = known.versions.get(item.stream_id)
+            stream = item.stream_id
+            if stream in versions:
+                continue
+            version = known.versions.get(stream)
             if version is None:
-                return None
-            versions[item.stream_id] = version
+                if item.expected_version not in (ANY, NO_STREAM, 0):
+                    return None
+                version = 0  # a new stream, or version 1 is taken and the INSERT fails
+            versions[stream] = version
         numbered = self._numbering(group, versions, known.head)
         if any(isinstance(outcome, VersionConflict) for outcome in numbered[1]):
             return None

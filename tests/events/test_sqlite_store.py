@@ -430,10 +430,18 @@ async def test_a_writer_sees_what_another_writer_appended_to_its_streams(tmp_pat
         [fourth] = await one.append("agent-a", [command("a", 4)])
         with pytest.raises(VersionConflict) as conflict:
             await one.append("agent-a", [command("a", 5)], expected_version=4)
+        # A stream this writer never saw is not taken for new when it exists.
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-b", [command("b", 0)], expected_version=0)
+        with pytest.raises(VersionConflict) as unseen:
+            await one.append("agent-b", [command("b", 1)], expected_version=0)
+        [b2] = await one.append("agent-b", [command("b", 1)])
 
     assert (second.position, second.version) == (3, 3)
     assert (fourth.position, fourth.version) == (5, 5)
     assert conflict.value.actual == 5
+    assert unseen.value.actual == 1
+    assert (b2.position, b2.version) == (7, 2)
 
 
 async def test_appends_wait_while_another_connection_holds_the_write_lock(
