@@ -1,0 +1,235 @@
+"""The dashboard's per-run views in a real headless Chromium: tiles, approvals, drawer, trace.
+
+One server and one browser serve the whole module (a page per test): the log
+holds the scripted scout-plan-build run of `dash_support`, a second scripted
+run with two tool calls on hold for a person, and a real plan-build-review-ship
+run on the simulator. Each test compares what the page shows with the API's
+JSON or the log's events, as a user would check it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from dash_support import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    RUN_ID,
+    append_steps,
+    dashboard_server,
+    find_chromium,
+    fleet_script,
+)
+from test_dashboard import READ_TOTALS, TASK, get_json
+
+from api import ApiConfig
+from events import (
+    AgentCommanded,
+    AgentCreated,
+    ApprovalRequested,
+    EventModel,
+    HookInvoked,
+    Meta,
+    ModelResponded,
+    NewEvent,
+    RunStarted,
+    SQLiteEventStore,
+    ToolCallRequested,
+    Usage,
+)
+from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+TIMEOUT_MS = 20_000
+RUN_2 = "run-d3pl0y22"
+ORCH_2 = "orchestrator-d3pl0y22"
+SHIPPER = "ship-77aa01"
+CLEANER = "clean-88bb02"
+SIZES = {"wide": {"width": 1400, "height": 1000}, "narrow": {"width": 800, "height": 900}}
+
+
+def second_run() -> list[tuple[str, list[NewEvent]]]:
+    """A run whose two agents each hold a tool call for a person's approval."""
+    steps: list[tuple[str, list[NewEvent]]] = []
+
+    def add(stream: str, agent: str | None, *datas: EventModel) -> None:
+        meta = Meta(run_id=RUN_2, agent_id=agent, parent_id=None if agent == ORCH_2 else ORCH_2)
+        steps.append((stream, [NewEvent(d, meta) for d in datas]))  # type: ignore[arg-type]
+
+    add(f"run-{RUN_2}", None, RunStarted(run_id=RUN_2, task="ship the release", model="haiku",
+                                         simulated=True, workspace="/work/sample"))  # fmt: skip
+    add(f"agent-{ORCH_2}", ORCH_2,
+        AgentCreated(agent_id=ORCH_2, name="orchestrator", role="orchestrator",
+                     model="claude-sonnet-4-5"),
+        AgentCommanded(agent_id=ORCH_2, prompt="ship the release"))  # fmt: skip
+    for agent, name, command, call in (
+        (SHIPPER, "ship", "git push origin main", "toolu_ship"),
+        (CLEANER, "clean", "rm -rf dist/", "toolu_clean"),
+    ):
+        add(f"agent-{agent}", agent,
+            AgentCreated(agent_id=agent, name=name, role="shipper", model="claude-haiku-4-5",
+                         parent_id=ORCH_2),
+            AgentCommanded(agent_id=agent, prompt=f"run {command}", by=ORCH_2),
+            ModelResponded(agent_id=agent, model="claude-haiku-4-5", stop_reason="tool_use",
+                           usage=Usage(input_tokens=900, output_tokens=80), cost_usd=0.0031,
+                           duration_ms=350.0, turn=1),
+            ToolCallRequested(agent_id=agent, tool_use_id=call, name="Bash",
+                              input={"command": command}),
+            HookInvoked(point="PreToolUse", kind="command", hook="guard.sh", agent_id=agent,
+                        tool_use_id=call, decision="ask", reason="needs a person"),
+            ApprovalRequested(approval_id=f"appr-{name}", agent_id=agent, tool_use_id=call,
+                              tool_name="Bash", tool_input={"command": command},
+                              reason="needs a person", timeout_s=3600))  # fmt: skip
+    return steps
+
+
+@dataclass
+class Served:
+    url: str
+    store: SQLiteEventStore
+    real_run: str
+    artifacts: Path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """The server on one log: the scripted run, the run with approvals, a real pattern run."""
+    if find_chromium() is None:
+        pytest.skip("no Chromium on PATH: the dashboard's browser tests need Debian's chromium")
+    tmp = tmp_path_factory.mktemp("views")
+    config = ApiConfig(db=tmp / "fleet.db", store_poll_s=0.05)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    workspace = await prepare_workspace(tmp / "workspace")
+    options = RuntimeOptions(db=config.db, workspace=workspace, env={}, simulator_latency_s=0.01)
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        for phase in fleet_script():
+            await append_steps(store, phase)
+        await append_steps(store, second_run())
+        async with open_runtime(options) as rt:
+            result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert result.status == "completed", result.error
+        yield Served(server.url, store, result.run_id, ARTIFACTS)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(served: Served) -> AsyncIterator[Any]:
+    """One headless Chromium for the module."""
+    from playwright.async_api import async_playwright
+
+    chromium = find_chromium()
+    assert chromium is not None
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser: Any, url: str, size: str = "wide") -> Any:
+    page = await browser.new_page(viewport=SIZES[size])
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    await page.goto(url)
+    return page
+
+
+async def settled(page: Any, served: Served) -> int:
+    """Wait until the page's views reflect the log's head; returns the head."""
+    head: int = await served.store.head()
+    await page.wait_for_function(
+        """(p) => document.body.dataset.viewPosition === String(p)
+                  && document.body.dataset.loading !== 'true'""",
+        arg=head,
+    )
+    return head
+
+
+async def pick_run(page: Any, run_id: str) -> None:
+    """Pick `run_id` and wait until the tiles show that run's totals."""
+    await page.locator("#run-picker").select_option(run_id)
+    await page.wait_for_function(
+        """(id) => document.getElementById('totals').dataset.run === id
+                  && document.body.dataset.loading !== 'true'""",
+        arg=run_id,
+    )
+
+
+async def shoot(page: Any, served: Served, view: str, locator: str | None = None) -> None:
+    """Screenshots of a view at both sizes, for a person to look at."""
+    for size, viewport in SIZES.items():
+        await page.set_viewport_size(viewport)
+        path = served.artifacts / f"{view}-{size}.png"
+        if locator is None:
+            await page.screenshot(path=path, full_page=True)
+        else:
+            await page.locator(locator).screenshot(path=path)
+    await page.set_viewport_size(SIZES["wide"])
+
+
+def tiles_of(fleet: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agents": fleet["agents"]["active"],
+        "tokens": fleet["tokens"]["total"],
+        "cost": pytest.approx(fleet["cost_usd"]),
+        "context": fleet["context_tokens_in_use"],
+        "events": pytest.approx(fleet["events"]["per_second"]),
+    }
+
+
+async def test_tiles_board_graph_and_feed_are_scoped_to_the_picked_run(
+    browser: Any, served: Served
+) -> None:
+    """All runs: the whole log's totals; a picked run: that run's totals, board, graph, feed."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    everything = await get_json(served.url, "/v1/fleet")
+    assert await page.evaluate(READ_TOTALS) == tiles_of(everything)
+
+    for run_id in (RUN_2, RUN_ID):
+        await pick_run(page, run_id)
+        scoped = await get_json(served.url, "/v1/fleet", run_id=run_id)
+        assert scoped["cost_usd"] < everything["cost_usd"]  # the test can tell them apart
+        assert await page.evaluate(READ_TOTALS) == tiles_of(scoped)
+        chips = await page.evaluate(
+            """() => Object.fromEntries([...document.querySelectorAll('#totals .chip')].map(
+                 c => [c.dataset.status, Number(c.dataset.count)]))"""
+        )
+        assert chips == scoped["agents"]["by_status"]
+        graph = await get_json(served.url, "/v1/graph", run_id=run_id)
+        nodes = await page.evaluate(
+            "() => [...document.querySelectorAll('#graph-svg g.node')].map(n => n.dataset.agentId)"
+        )
+        assert sorted(nodes) == sorted(n["id"] for n in graph["nodes"])
+        board = await get_json(served.url, "/v1/board", run_id=run_id)
+        tasks = await page.evaluate(
+            "() => [...document.querySelectorAll('#board .task-card')].map(t => t.dataset.taskId)"
+        )
+        assert sorted(tasks) == sorted(t["id"] for c in board["columns"] for t in c["tasks"])
+        runs = await page.evaluate(
+            "() => new Set([...document.querySelectorAll('#feed .feed-row')].map(r => r.dataset.run))"
+            ".size"
+        )
+        assert runs == 1
+    await shoot(page, served, "dashboard-run-picked")
+    assert page.errors == []
+    await page.close()
+
+
+def _ms(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp() * 1000
+
+
+async def post_json(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        return await client.post(path, json=body)
