@@ -32,6 +32,8 @@
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
+  // The page's other parts (each its own file), told of every new event and run pick.
+  const PARTS = () => [window.fleetApprovals].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
@@ -165,6 +167,7 @@
     if (!accept(event)) return;
     queueRow(event);
     updateSlider();
+    for (const part of PARTS()) part.onEvent(event);
     if (S.live) invalidate(affected(event.type));
   }
 
@@ -391,6 +394,7 @@
     renderGraph();
     renderFeed();
     invalidate([...SCOPED]);
+    for (const part of PARTS()) part.reload();
   }
 
   // -- agents ---------------------------------------------------------------------
@@ -744,6 +748,7 @@
       }
     }
     connect();
+    for (const part of PARTS()) part.init(S);
     invalidate(VIEWS);
     if (wanted) selectRun(wanted);
   }

@@ -116,6 +116,19 @@
     return { body: await res.json(), position: position == null ? null : Number(position) };
   }
 
+  // A state-changing call: JSON in, JSON out; the answer's status is the caller's to judge
+  // (409 and 422 carry a problem+json `detail` a person can read).
+  async function apiPost(path, payload) {
+    const headers = { Accept: "application/json", "Content-Type": "application/json" };
+    if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
+    const res = await fetch(new URL(path, document.baseURI), {
+      method: "POST", headers, body: JSON.stringify(payload), cache: "no-store",
+    });
+    let body = null;
+    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    return { status: res.status, ok: res.ok, body };
+  }
+
   function showBanner(text) {
     const b = $("banner");
     b.textContent = text;
@@ -210,7 +223,7 @@
 
   window.fleetLib = {
     TOKEN, names, $, h, s, setAttrs, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel,
-    name, ApiError, api, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
+    name, ApiError, api, apiPost, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
     pretty,
   };
 })();

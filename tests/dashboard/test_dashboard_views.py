@@ -233,3 +233,42 @@ def _ms(iso: str) -> float:
 async def post_json(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         return await client.post(path, json=body)
+
+
+async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
+    browser: Any, served: Served
+) -> None:
+    """Both calls on hold are listed with their input; Approve and Deny are recorded in the log."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    panel = page.locator("#approvals-panel")
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#approvals .approval[data-state=pending]').length === 2"
+    )
+    pending = await get_json(served.url, "/v1/approvals")
+    assert sorted(a["id"] for a in pending["approvals"]) == ["appr-clean", "appr-ship"]
+    ship = page.locator('.approval[data-approval-id="appr-ship"]')
+    assert '"command": "git push origin main"' in (
+        await ship.locator("pre.input").text_content() or ""
+    )
+    await shoot(page, served, "dashboard-approvals", "#approvals-panel")
+
+    await ship.locator(".approve").click()
+    clean = page.locator('.approval[data-approval-id="appr-clean"]')
+    await clean.locator(".reason").fill("not today")
+    await clean.locator(".deny").click()
+    await page.wait_for_function(
+        "() => !document.querySelector('#approvals .approval[data-state=pending]')"
+    )
+    shipped = await get_json(served.url, "/v1/approvals/appr-ship")
+    cleaned = await get_json(served.url, "/v1/approvals/appr-clean")
+    assert (shipped["status"], shipped["by"]) == ("allowed", "dashboard")
+    assert (cleaned["status"], cleaned["by"], cleaned["decision_reason"]) == (
+        "denied", "dashboard", "not today",
+    )  # fmt: skip
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#feed .feed-row[data-type=ApprovalDecided]').length === 2"
+    )
+    assert await panel.locator(".approval.answered").count() == 2
+    assert page.errors == []
+    await page.close()
