@@ -116,6 +116,31 @@
     return { body: await res.json(), position: position == null ? null : Number(position) };
   }
 
+  // The events matching `filter` (e.g. {run_id}), read page by page and kept: a later call
+  // asks only for what came after the last one read. At most `cap` events are kept.
+  const logs = new Map(); // JSON of the filter -> { events, after, busy }
+  async function eventsOf(filter, cap = 20000) {
+    const key = JSON.stringify(filter);
+    let log = logs.get(key);
+    if (!log) logs.set(key, (log = { events: [], after: 0, busy: null }));
+    if (log.busy) return log.busy;
+    log.busy = (async () => {
+      try {
+        for (;;) {
+          const { body } = await api("v1/events", { ...filter, after: log.after, limit: 1000 });
+          log.events.push(...body.events);
+          if (body.events.length) log.after = body.events[body.events.length - 1].position;
+          if (log.events.length > cap) log.events.splice(0, log.events.length - cap);
+          if (body.next == null) break;
+        }
+        return log.events;
+      } finally {
+        log.busy = null;
+      }
+    })();
+    return log.busy;
+  }
+
   // A state-changing call: JSON in, JSON out; the answer's status is the caller's to judge
   // (409 and 422 carry a problem+json `detail` a person can read).
   async function apiPost(path, payload) {
@@ -223,7 +248,7 @@
 
   window.fleetLib = {
     TOKEN, names, $, h, s, setAttrs, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel,
-    name, ApiError, api, apiPost, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
+    name, ApiError, api, apiPost, eventsOf, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
     pretty,
   };
 })();

@@ -22,6 +22,7 @@ from dash_support import (
     ARTIFACTS,
     CHROMIUM_ARGS,
     RUN_ID,
+    SCOUT_A,
     append_steps,
     dashboard_server,
     find_chromium,
@@ -165,13 +166,15 @@ async def pick_run(page: Any, run_id: str) -> None:
     )
 
 
-async def shoot(page: Any, served: Served, view: str, locator: str | None = None) -> None:
+async def shoot(
+    page: Any, served: Served, view: str, locator: str | None = None, *, full_page: bool = True
+) -> None:
     """Screenshots of a view at both sizes, for a person to look at."""
     for size, viewport in SIZES.items():
         await page.set_viewport_size(viewport)
         path = served.artifacts / f"{view}-{size}.png"
         if locator is None:
-            await page.screenshot(path=path, full_page=True)
+            await page.screenshot(path=path, full_page=full_page)
         else:
             await page.locator(locator).screenshot(path=path)
     await page.set_viewport_size(SIZES["wide"])
@@ -270,5 +273,68 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
         "() => document.querySelectorAll('#feed .feed-row[data-type=ApprovalDecided]').length === 2"
     )
     assert await panel.locator(".approval.answered").count() == 2
+    assert page.errors == []
+    await page.close()
+
+
+READ_DRAWER_CALLS = """() => [...document.querySelectorAll('#drawer-body .entry-tool')].map(e => ({
+  id: e.dataset.toolUseId, tool: e.dataset.tool,
+  input: JSON.parse(e.querySelector('pre.tool-input').textContent),
+  result: e.querySelector('pre.tool-result') ? e.querySelector('pre.tool-result').textContent : null,
+}))"""
+
+
+async def test_the_drawer_shows_each_tool_call_input_and_result_from_the_log(
+    browser: Any, served: Served
+) -> None:
+    """A click on a card opens its drawer: prompts, tool inputs and results, cost over time."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    events = (await get_json(served.url, "/v1/events", agent_id=SCOUT_A, limit=1000))["events"]
+    await page.locator(f'.agent-card[data-agent-id="{SCOUT_A}"]').click()
+    last = events[-1]["position"]
+    await page.wait_for_function(
+        "(p) => document.getElementById('drawer-body').dataset.position === String(p)", arg=last
+    )
+    results = {
+        e["data"]["tool_use_id"]: e["data"]["result"]
+        for e in events
+        if e["type"] == "ToolCallCompleted"
+    }
+    assert await page.evaluate(READ_DRAWER_CALLS) == [
+        {
+            "id": e["data"]["tool_use_id"],
+            "tool": e["data"]["name"],
+            "input": e["data"]["input"],
+            "result": results.get(e["data"]["tool_use_id"]),
+        }
+        for e in events
+        if e["type"] == "ToolCallRequested"
+    ]
+    prompts = await page.locator("#drawer-body .entry-prompt pre").all_text_contents()
+    assert prompts == [e["data"]["prompt"] for e in events if e["type"] == "AgentCommanded"]
+    chart = page.locator("#drawer-summary .cost-chart")
+    responses = [e for e in events if e["type"] == "ModelResponded"]
+    assert await chart.get_attribute("data-points") == str(len(responses))
+    assert float(await chart.get_attribute("data-total") or 0) == pytest.approx(
+        sum(e["data"]["cost_usd"] for e in responses)
+    )
+
+    # Search across the run's events: every event whose text holds the words, nothing else.
+    await page.locator("#search").fill("relevant-files-2")
+    run_events = (await get_json(served.url, "/v1/events", run_id=RUN_ID, limit=1000))["events"]
+    expected = [e["position"] for e in run_events if "relevant-files-2" in str(e["data"])]
+    await page.wait_for_function(
+        "(n) => document.getElementById('search-results').dataset.count === String(n)",
+        arg=len(expected),
+    )
+    found = await page.evaluate(
+        "() => [...document.querySelectorAll('#search-results .result')].map("
+        "r => Number(r.dataset.position))"
+    )
+    assert found == expected
+    await shoot(page, served, "dashboard-drawer", full_page=False)
+    await page.keyboard.press("Escape")
+    assert await page.locator("#drawer").is_hidden()
     assert page.errors == []
     await page.close()
