@@ -33,7 +33,7 @@
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
   // The page's other parts (each its own file), told of every new event and run pick.
-  const PARTS = () => [window.fleetApprovals, window.fleetDrawer].filter(Boolean);
+  const PARTS = () => [window.fleetApprovals, window.fleetDrawer, window.fleetTrace].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
@@ -272,6 +272,7 @@
     if (changed.has("agents")) { rememberNames(); renderAgents(); renderAgentFilter(); }
     if (changed.has("board") || changed.has("agents")) renderBoard();
     if (changed.has("graph") || changed.has("agents") || changed.has("runs")) renderGraph();
+    for (const part of PARTS()) if (part.onViews) part.onViews(changed);
   }
 
   function rememberNames() {

@@ -9,6 +9,8 @@ JSON or the log's events, as a user would check it.
 
 from __future__ import annotations
 
+import calendar
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -336,5 +338,90 @@ async def test_the_drawer_shows_each_tool_call_input_and_result_from_the_log(
     await shoot(page, served, "dashboard-drawer", full_page=False)
     await page.keyboard.press("Escape")
     assert await page.locator("#drawer").is_hidden()
+    assert page.errors == []
+    await page.close()
+
+
+def log_ms(iso: str) -> int:
+    """A timestamp in whole milliseconds, as the browser's Date.parse reads it."""
+    at = datetime.fromisoformat(iso)
+    return calendar.timegm(at.utctimetuple()) * 1000 + at.microsecond // 1000
+
+
+def expected_bars(events: list[dict[str, Any]]) -> list[tuple[str, str, int, int, float, float]]:
+    """The trace's bars, from the log: (kind, agent, from position, position, start, end)."""
+    t0 = log_ms(events[0]["recorded_at"])
+    bars = []
+    opened: dict[str, tuple[int, int]] = {}
+    for e in events:
+        d, p, t = e["data"], e["position"], log_ms(e["recorded_at"]) - t0
+        agent = e["meta"].get("agent_id") or d.get("agent_id")
+        if not agent:
+            continue
+        kind, key = e["type"], ""
+        if kind in ("ModelResponded", "HookInvoked"):
+            bar = "model" if kind == "ModelResponded" else "hook"
+            bars.append((bar, agent, p, p, t - d.get("duration_ms", 0.0), float(t)))
+        elif kind == "ContextCompacted":
+            bars.append(("compaction", agent, p, p, float(t), float(t)))
+        elif kind in ("ToolCallRequested", "ToolCallCompleted"):
+            key = "tool:" + d["tool_use_id"]
+        elif kind in ("AgentWaiting", "AgentWoke"):
+            key = "wait:" + agent
+        elif kind in ("ApprovalRequested", "ApprovalDecided"):
+            key = "approval:" + d["approval_id"]
+        if key and kind in ("ToolCallRequested", "AgentWaiting", "ApprovalRequested"):
+            opened[key] = (p, t)
+        elif key and key in opened:
+            first, start = opened.pop(key)
+            bars.append(
+                ("tool" if key[0] == "t" else "wait", agent, first, p, float(start), float(t))
+            )
+    return sorted(bars)
+
+
+READ_BARS = """() => [...document.querySelectorAll('#trace .bar')].map(b => [
+  b.dataset.kind, b.dataset.agentId, Number(b.dataset.from), Number(b.dataset.position),
+  Number(b.dataset.startMs), Number(b.dataset.endMs)])"""
+
+
+async def test_the_trace_bars_of_a_real_run_match_the_logs_timestamps(
+    browser: Any, served: Served
+) -> None:
+    """One lane per agent; every model call, tool call, hook and wait where the log puts it."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    run = served.real_run
+    events = (await get_json(served.url, "/v1/events", run_id=run, limit=1000))["events"]
+    await pick_run(page, run)
+    await page.wait_for_function(
+        """([run, p]) => { const t = document.getElementById('trace');
+                           return t.dataset.run === run && t.dataset.position === String(p); }""",
+        arg=[run, events[-1]["position"]],
+    )
+    bars = sorted(tuple(bar) for bar in await page.evaluate(READ_BARS))
+    expected = expected_bars(events)
+    assert {b[0] for b in expected} >= {"model", "tool", "wait"}  # the run has them all
+    assert [b[:4] for b in bars] == [b[:4] for b in expected]
+    assert [b[4:] for b in bars] == [pytest.approx(b[4:], abs=0.01) for b in expected]
+    lanes = await page.evaluate(
+        "() => [...document.querySelectorAll('#trace .lane')].map(l => l.dataset.agentId)"
+    )
+    created = [e["data"]["agent_id"] for e in events if e["type"] == "AgentCreated"]
+    assert lanes == created
+    graph = await get_json(served.url, "/v1/graph", run_id=run)
+    path = next(p for p in graph["critical_paths"] if p["run_id"] == run)
+    critical = await page.evaluate(
+        "() => [...document.querySelectorAll('#trace .lane.critical')].map(l => l.dataset.agentId)"
+    )
+    assert set(critical) == {step["agent_id"] for step in path["path"]}
+
+    tool = page.locator('#trace .bar[data-kind="tool"]').first
+    position = int(await tool.get_attribute("data-from") or 0)
+    await tool.click()
+    requested = next(e for e in events if e["position"] == position)
+    shown = page.locator(f'#trace-detail .detail-event[data-position="{position}"] pre')
+    assert json.loads(await shown.text_content() or "") == requested["data"]
+    await shoot(page, served, "dashboard-trace", ".trace-panel")
     assert page.errors == []
     await page.close()
