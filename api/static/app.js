@@ -159,7 +159,7 @@
     S.events.push(event);
     if (S.events.length > FEED_MAX) S.events.splice(0, S.events.length - FEED_MAX);
     const d = event.data || {};
-    if (event.type === "AgentCreated" && d.agent_id) S.names.set(d.agent_id, d.name);
+    if (event.type === "AgentCreated" && d.agent_id && !S.names.has(d.agent_id)) S.names.set(d.agent_id, d.name);
     return true;
   }
 
@@ -276,7 +276,7 @@
   }
 
   function rememberNames() {
-    for (const a of (S.views.agents || {}).agents || []) S.names.set(a.id, a.name);
+    window.fleetLib.nameAgents((S.views.agents || {}).agents || []);
   }
 
   // -- totals ---------------------------------------------------------------------
@@ -423,6 +423,7 @@
     return h("article", { class: "agent-card", "data-agent-id": a.id, "data-status": a.status },
       h("div", { class: "head" },
         h("span", { class: "name", title: a.id, text: a.name }),
+        name(a.id) !== a.name ? h("span", { class: "nth", title: "another agent of this run has the same name", text: name(a.id).slice(a.name.length).trim() }) : null,
         h("span", { class: "status", "data-status": a.status, text: a.status })),
       h("div", { class: "sub", title: a.task || "" },
         h("span", { class: "role", text: a.role }), " · ",

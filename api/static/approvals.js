@@ -21,6 +21,8 @@
   let loading = false;
   let again = false;
   const notes = new Map(); // approval id -> what the last answer said (kept across reloads)
+  const reasons = new Map(); // approval id -> the reason typed so far (a reload keeps it)
+  let shownKey = "";
 
   function init(state) {
     S = state;
@@ -53,6 +55,10 @@
   }
 
   function render(approvals) {
+    // Unchanged: leave the cards be (a person may be typing a reason in one).
+    const key = JSON.stringify([approvals.map((a) => a.id), [...notes.entries()]]);
+    if (key === shownKey) return;
+    shownKey = key;
     const panel = $("approvals-panel");
     const box = $("approvals");
     panel.hidden = !approvals.length && !notes.size;
@@ -68,13 +74,18 @@
   }
 
   function card(a) {
-    const reason = h("input", { class: "reason", type: "text", placeholder: "reason (optional)", "aria-label": "reason" });
+    const reason = h("input", {
+      class: "reason", type: "text", placeholder: "reason (optional)", "aria-label": "reason",
+      oninput: (e) => reasons.set(a.id, e.target.value),
+    });
+    reason.value = reasons.get(a.id) || "";
     const status = h("span", { class: "verdict", text: notes.has(a.id) ? notes.get(a.id).text : "" });
     const answer = async (decision, button) => {
       button.disabled = true;
       const res = await apiPost("v1/approvals/" + encodeURIComponent(a.id), {
         decision, who: WHO, reason: reason.value.trim() || null,
       });
+      reasons.delete(a.id);
       if (res.ok) {
         notes.set(a.id, { state: decision, text: `${a.tool_name} ${decision === "allow" ? "approved" : "denied"} for ${a.agent_name}` });
       } else {

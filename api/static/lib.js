@@ -84,6 +84,21 @@
   function shortModel(m) { return String(m || "").replace(/^claude-/, ""); }
   function name(id) { return id ? (names.get(id) || id) : ""; }
 
+  // Agents of a run that share a name (a builder sent back by a review is a new agent,
+  // also "build") are told apart everywhere: "build", "build #2". `agents` in the order
+  // they were created; the whole map is redone, so the numbers never depend on what
+  // arrived first.
+  function nameAgents(agents) {
+    const seen = new Map();
+    names.clear();
+    for (const a of agents) {
+      const key = `${a.run_id || ""}|${a.name}`;
+      const n = (seen.get(key) || 0) + 1;
+      seen.set(key, n);
+      names.set(a.id, n > 1 ? `${a.name} #${n}` : a.name);
+    }
+  }
+
   // -- the API ---------------------------------------------------------------------
 
   class ApiError extends Error {
@@ -248,7 +263,7 @@
 
   window.fleetLib = {
     TOKEN, names, $, h, s, setAttrs, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel,
-    name, ApiError, api, apiPost, eventsOf, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
+    name, nameAgents, ApiError, api, apiPost, eventsOf, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
     pretty,
   };
 })();

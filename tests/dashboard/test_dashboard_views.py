@@ -425,3 +425,59 @@ async def test_the_trace_bars_of_a_real_run_match_the_logs_timestamps(
     await shoot(page, served, "dashboard-trace", ".trace-panel")
     assert page.errors == []
     await page.close()
+
+
+GRAPH_GEOMETRY = """() => {
+  const svg = document.getElementById('graph-svg');
+  const box = (el) => { const r = el.getBoundingClientRect();
+                        return [r.left, r.top, r.right, r.bottom]; };
+  const tips = [...svg.querySelectorAll('path.edge[marker-end]')].map(p => {
+    const q = p.getPointAtLength(p.getTotalLength()), m = p.getScreenCTM();
+    const x = q.x * m.a + m.e, y = q.y * m.d + m.f;
+    return [x - 7, y - 7, x + 7, y + 7];  // the arrowhead is 7 px
+  });
+  return {
+    layout: svg.dataset.layout,
+    labels: [...svg.querySelectorAll('g.node')].map(n => n.dataset.label),
+    retries: [...svg.querySelectorAll('g.node.retry')].map(n => n.dataset.label),
+    sentBack: [...svg.querySelectorAll('path.handoff.back')].map(p => [p.dataset.from, p.dataset.to].map(
+      id => svg.querySelector(`g.node[data-agent-id="${id}"]`).dataset.label)),
+    nodes: [...svg.querySelectorAll('g.node rect.box')].map(box),
+    edgeLabels: [...svg.querySelectorAll('g.edge-label rect')].map(box),
+    tips,
+  };
+}"""
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+async def test_the_graph_is_laid_out_with_retries_distinct_labels_and_clear_arrowheads(
+    browser: Any, served: Served
+) -> None:
+    """The real run's graph: build, review, build #2 (a retry); no label under a node or arrow."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    run = served.real_run
+    await pick_run(page, run)
+    graph = await get_json(served.url, "/v1/graph", run_id=run)
+    await page.wait_for_function(
+        "(n) => document.querySelectorAll('#graph-svg g.node').length === n",
+        arg=len(graph["nodes"]),
+    )
+    shape = await page.evaluate(GRAPH_GEOMETRY)
+    assert shape["layout"] == "dagre"
+    assert len(set(shape["labels"])) == len(shape["labels"])  # every agent told apart
+    assert {"build", "build #2", "review", "review #2"} <= set(shape["labels"])
+    assert shape["retries"] == ["build #2", "review #2"]
+    assert shape["sentBack"] == [["review", "build #2"]]  # the retry: build -> review -> build
+    assert shape["edgeLabels"]  # the waits and the files that flowed are written on the edges
+    for label in shape["edgeLabels"]:
+        assert not any(overlap(label, node) for node in shape["nodes"]), label
+        assert not any(overlap(label, tip) for tip in shape["tips"]), label
+    for i, a in enumerate(shape["nodes"]):
+        assert not any(overlap(a, b) for b in shape["nodes"][i + 1 :])
+    await shoot(page, served, "dashboard-graph", "#graph")
+    assert page.errors == []
+    await page.close()
