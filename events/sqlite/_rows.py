@@ -98,6 +98,11 @@ CREATE TABLE IF NOT EXISTS projection_snapshots (
     blob     BLOB    NOT NULL,
     PRIMARY KEY (name, version, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    key        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 # The parameter order of a row: the four the writer assigns, then what

@@ -48,6 +48,7 @@ from .._store import EventFilter, ImportedEvent
 from ..errors import LogNotFound, StoreClosed, StoreError, StoreUnavailable
 from ._checkpoints import SQLiteCheckpointStore
 from ._import import insert_run
+from ._leases import SQLiteLeaseStore
 from ._rows import SELECT_COLUMNS, PageReader, select_events
 from ._writer import GroupWriter, Job, PendingAppend
 
@@ -99,6 +100,7 @@ class SQLiteEventStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
         self._checkpoints = SQLiteCheckpointStore(self._connections, readonly=readonly)
+        self._leases = SQLiteLeaseStore(self._connections, readonly=readonly)
 
     def __repr__(self) -> str:
         mode = " read-only" if self.readonly else ""
@@ -206,6 +208,11 @@ class SQLiteEventStore:
     def checkpoints(self) -> SQLiteCheckpointStore:
         """The projections' checkpoints and snapshots, in this file."""
         return self._checkpoints
+
+    @property
+    def leases(self) -> SQLiteLeaseStore:
+        """Who drives which agent and run, in this file (`events/_leases.py`)."""
+        return self._leases
 
     def _committed(self) -> None:
         # Called on the event loop after each group commit.
