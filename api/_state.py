@@ -22,10 +22,29 @@ if TYPE_CHECKING:
     from ._transcripts import SessionUsage
     from .otel import LiveExporter
 
-__all__ = ["STATE_KEY", "Services", "services"]
+__all__ = ["STATE_KEY", "ImportSlot", "Services", "services"]
 
 STATE_KEY = "fleet"
 """The key of `Services` in the ASGI lifespan state."""
+
+
+class ImportSlot:
+    """One import at a time: an upload is checked and spooled, then written in one
+    transaction that holds the log's write lock; a second one would only wait."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def take(self) -> bool:
+        """Take the slot if it is free (on the event loop: no await between test and set)."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    def give_back(self) -> None:
+        """Free the slot."""
+        self.busy = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +65,8 @@ class Services:
     renders: Renders = field(default_factory=Renders)
     # Tokens and cost of ingested Claude Code sessions, from their transcripts.
     session_usage: SessionUsage | None = None
+    # The one import that may run at a time.
+    imports: ImportSlot = field(default_factory=ImportSlot)
 
 
 def services(conn: HTTPConnection) -> Services:

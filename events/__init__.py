@@ -47,15 +47,19 @@ from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, Recorded
 from ._export import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
+    MIN_KEY_BYTES,
     ImportResult,
     RunExport,
     RunExported,
+    SpooledExport,
     export_lines,
     export_run,
     import_run,
+    import_stream,
     parse_export,
     read_export,
     read_run,
+    spool_export,
 )
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
@@ -87,6 +91,7 @@ __all__ = [
     "EVENT_TYPES",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "MIN_KEY_BYTES",
     "NO_STREAM",
     "UPCASTERS",
     "AgentCommanded",
@@ -134,6 +139,7 @@ __all__ = [
     "SQLiteEventStore",
     "Snapshot",
     "Source",
+    "SpooledExport",
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
@@ -151,9 +157,11 @@ __all__ = [
     "export_lines",
     "export_run",
     "import_run",
+    "import_stream",
     "open_store",
     "parse_export",
     "read_export",
     "read_run",
+    "spool_export",
     "upcast",
 ]

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -237,16 +237,16 @@ class SQLiteEventStore:
         writer.submit(PendingAppend(stream_id, batch, params, segments, expected_version, future))
         return await future
 
-    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+    async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction after the head (`_import.py`).
 
-        Returns the first new position; the others follow it. Raises
-        `ImportConflict` when a stream of `events` exists already,
+        Returns the first new position; the others follow it. `events` is
+        iterated once, in chunks, on worker threads (it may read a file).
+        Raises `ImportConflict` when a stream of `events` exists already,
         `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
-        `events` is never mutated.
         """
         writer = self._writing()
-        batch = tuple(events)
+        batch = events
 
         async def run(conn: aiosqlite.Connection) -> int:
             return await insert_run(conn, run_id, batch)
