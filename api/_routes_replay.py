@@ -27,7 +27,7 @@ from events import (
     export_lines,
     import_stream,
 )
-from projections import load_timeline
+from projections import ProjectionTimeout, load_timeline
 
 from ._models import NoQuery, TimelineQuery
 from ._openapi import Operation
@@ -41,6 +41,7 @@ __all__ = ["EXPORT_MEDIA_TYPE", "ImportedRun", "operations", "routes"]
 
 EXPORT_MEDIA_TYPE = "application/x-ndjson"
 IMPORT_RETRY_S = 5
+IMPORT_PROJECTION_WAIT_S = 60.0
 
 
 class ImportedRun(BaseModel):
@@ -53,6 +54,10 @@ class ImportedRun(BaseModel):
     streams: list[str] = Field(description="the run's streams, in the order they first appear")
     first_position: int = Field(description="the new position of the run's first event")
     last_position: int = Field(description="the new position of the run's last event")
+    projected: bool = Field(
+        description="the views show the run already; false when the projections were still "
+        "folding a large import after `IMPORT_PROJECTION_WAIT_S` (it is in the log either way)"
+    )
 
 
 def _run_id(request: Request) -> str:
@@ -135,13 +140,21 @@ async def post_import(request: Request) -> Response:
         ) from e
     finally:
         app.imports.give_back()
-    await app.runner.wait_for(result.last_position, timeout=app.config.wait_timeout_s)
+    # The run is in the log: a slow fold of a large import is no reason to answer an error
+    # (a client retrying it would get a 409).
+    wait = max(app.config.wait_timeout_s, IMPORT_PROJECTION_WAIT_S)
+    try:
+        await app.runner.wait_for(result.last_position, timeout=wait)
+        projected = True
+    except ProjectionTimeout:
+        projected = False
     imported = ImportedRun(
         run_id=result.run_id,
         events=result.events,
         streams=list(result.streams),
         first_position=result.first_position,
         last_position=result.last_position,
+        projected=projected,
     )
     return JSONResponse(
         imported.model_dump(),

@@ -40,7 +40,8 @@ Notes (do not fix without reading this):
 2. Imported events keep their `recorded_at`, so `recorded_at` is not
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
-3. A run's streams are `run-<id>`, `task-<id>` and `agent-<agent_id>` whose
+3. A run's streams are `run-<id>`, `task-<id>` (or `task-<id>-...`, names
+   under the run's own), and `agent-<agent_id>` whose
    first event is the `AgentCreated` of that agent, and each of its events
    has `meta.run_id` = the run (what `export_run` selects). An import refuses
    any other stream: a resealed file must not plant events in another
@@ -463,7 +464,7 @@ class _Checker:
     def of_the_run(self, number: int, stream: str, version: int, data: EventModel) -> None:
         """Refuse a stream that is not one of the run's (module note 3)."""
         run_id = self.run_id
-        if stream in (f"run-{run_id}", f"task-{run_id}"):
+        if stream in (f"run-{run_id}", f"task-{run_id}") or stream.startswith(f"task-{run_id}-"):
             return
         if stream.startswith("agent-"):
             if version > 1:
@@ -476,7 +477,7 @@ class _Checker:
                 number,
             )
         raise self.fail(
-            f"stream {stream!r} is not one of run {run_id!r}'s (run-{run_id}, task-{run_id} "
+            f"stream {stream!r} is not one of run {run_id!r}'s (run-{run_id}, task-{run_id}[-*] "
             "and the agent-<id> streams of the agents it created): refusing to write into "
             "another stream (module note 3)",
             number,

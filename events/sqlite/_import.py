@@ -44,7 +44,8 @@ from ._rows import UPSERT_SPAN
 __all__ = ["insert_run"]
 
 _STREAM_BATCH = 500  # stream ids per `IN (...)` (SQLite allows 32766 parameters)
-_CHUNK = 2_000  # events taken from the iterable at once (note 3)
+_CHUNK = 2_000  # events taken from the iterable at once (note 3) ...
+_CHUNK_CHARS = 4 * 1024 * 1024  # ... or fewer, once their data holds this many characters
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, type, schema_version, data, run_id, "
@@ -76,15 +77,25 @@ async def insert_run(
         if existing:
             continue  # nothing more is inserted; the rest is read to name every conflict
         params, spans = await asyncio.to_thread(remap.rows, chunk)
+        # Dropped before the next chunk is taken: one chunk in memory at a time.
+        del chunk
         await conn.executemany(_INSERT, params)
         await conn.executemany(UPSERT_SPAN, spans)
+        del params
     if existing:
         raise ImportConflict(run_id, existing)
     return int(head) + 1
 
 
 def _take(iterator: Iterator[ImportedEvent]) -> list[ImportedEvent]:
-    return list(itertools.islice(iterator, _CHUNK))
+    chunk: list[ImportedEvent] = []
+    chars = 0
+    for event in itertools.islice(iterator, _CHUNK):
+        chunk.append(event)
+        chars += len(event.data)
+        if chars >= _CHUNK_CHARS:
+            break
+    return chunk
 
 
 async def _existing(conn: aiosqlite.Connection, streams: list[str]) -> list[str]:

@@ -269,6 +269,13 @@ class PageReader:
         rows = await self.fetch(sql, params)
         return self._decoder.decode_all(rows, lenient=lenient)
 
+    async def sized_events(
+        self, sql: str, params: Sequence[Any], *, lenient: bool
+    ) -> tuple[list[RecordedEvent], int]:
+        """`events`, and the characters of their data (to size the next page)."""
+        rows = await self.fetch(sql, params)
+        return self._decoder.decode_all(rows, lenient=lenient), sum(len(row[5]) for row in rows)
+
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query."""
         return (await self.fetch(sql, params))[0][0]

@@ -24,6 +24,12 @@ Notes (do not fix without reading this):
    connection opens the file with `mode=ro`, the file must exist and be a
    fleet log, and every write raises `StoreUnavailable`. The projections'
    checkpoints are then read but never written.
+6. Pages are sized by bytes as well as by count: `iter_all` and `subscribe`
+   take at most `_PAGE` events, fewer when the previous page's data averaged
+   more than `_PAGE_CHARS / _PAGE` characters an event. A page of a thousand
+   events of 100 KB would otherwise be 100 MB decoded at once, in each of
+   the server's subscribers (projections, SSE, runtime) as it catches up
+   after a large import.
 """
 
 from __future__ import annotations
@@ -53,6 +59,20 @@ __all__ = ["SQLiteEventStore"]
 logger = logging.getLogger(__name__)
 
 _PAGE = 1_000
+_PAGE_CHARS = 2 * 1024 * 1024  # note 6
+_FIRST_PAGE = 100  # a page of unknown event sizes (note 6)
+
+
+def _next_page(count: int, chars: int, most: int, previous: int) -> int:
+    """The next page's size after a page of `count` events holding `chars` (note 6).
+
+    An empty page says nothing of the sizes to come: the size stays.
+    """
+    if count == 0:
+        return previous
+    if chars == 0:
+        return most
+    return max(1, min(most, _PAGE_CHARS * count // chars))
 
 
 class SQLiteEventStore:
@@ -327,15 +347,17 @@ class SQLiteEventStore:
         if page == 0:
             raise ValueError("page must be positive, got 0")
         position = after
+        limit = min(page, _FIRST_PAGE)
         while True:
-            batch = await self.read_all(
-                after=position, until=until, where=where, limit=page, lenient=lenient
-            )
+            sql, params = select_events(position, until, where, limit)
+            batch, chars = await self._read().sized_events(sql, params, lenient=lenient)
             for event in batch:
                 yield event
-            if len(batch) < page:
+            if len(batch) < limit:
                 return
             position = batch[-1].position
+            limit = _next_page(len(batch), chars, page, limit)
+            del batch
 
     async def subscribe(
         self, *, after: int = 0, where: EventFilter | None = None, lenient: bool = True
@@ -349,19 +371,23 @@ class SQLiteEventStore:
         """
         self._check_open()
         position = after
+        limit = _FIRST_PAGE
         while not self.closed:
             # Take the wake-up event before reading, so an append that lands
             # between the read and the wait still wakes us.
             appended = self._appended
-            sql, params = select_events(position, None, where, _PAGE)
+            sql, params = select_events(position, None, where, limit)
             try:
-                page = await self._read().events(sql, params, lenient=lenient)
+                page, chars = await self._read().sized_events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
             for event in page:
                 position = event.position
                 yield event
-            if len(page) == _PAGE:
+            full = len(page) == limit
+            limit = _next_page(len(page), chars, _PAGE, limit)
+            del page
+            if full:
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
             # that arrives as the wait ends, and the subscriber would never stop.
