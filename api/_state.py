@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._transcripts import SessionUsage
     from .otel import LiveExporter
 
-__all__ = ["STATE_KEY", "ImportSlot", "Services", "services"]
+__all__ = ["STATE_KEY", "ImportSlot", "Services", "StoreHealth", "services"]
 
 STATE_KEY = "fleet"
 """The key of `Services` in the ASGI lifespan state."""
@@ -47,6 +47,31 @@ class ImportSlot:
         self.busy = False
 
 
+class StoreHealth:
+    """Whether the log can be written, as the last failed write and the last probe say.
+
+    A write the log refuses (`StoreUnavailable`: disk full, I/O error) makes
+    it degraded; `/healthz` then probes with a small write (a checkpoint row)
+    at most once a second, and the first that lands makes it ok again.
+    """
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.probed_at = 0.0
+
+    def failed(self, reason: str) -> bool:
+        """Note a refused write; True if the log was thought writable until now."""
+        new = self.failure is None
+        self.failure = reason
+        return new
+
+    def recovered(self) -> bool:
+        """Note a write that landed; True if the log was degraded until now."""
+        was = self.failure is not None
+        self.failure = None
+        return was
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Everything a route needs, opened by the lifespan and closed by it (in reverse)."""
@@ -67,6 +92,8 @@ class Services:
     session_usage: SessionUsage | None = None
     # The one import that may run at a time.
     imports: ImportSlot = field(default_factory=ImportSlot)
+    # Whether the log can be written (disk full), for /healthz and the 503s.
+    store_health: StoreHealth = field(default_factory=StoreHealth)
 
 
 def services(conn: HTTPConnection) -> Services:

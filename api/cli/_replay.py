@@ -22,7 +22,7 @@ import difflib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._common import add_common, console, print_json, resolve_db
 
@@ -152,12 +152,15 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(
-    db: Path, *, projections: bool, readonly: bool = False
+    db: Path, *, projections: bool, readonly: bool | Literal["if-needed"] = False
 ) -> AsyncIterator[tuple[EventStore, Any]]:
     from events import open_store
     from projections import ProjectionRunner
 
-    async with open_store(db, readonly=readonly) as store:
+    from ._common import open_to_read
+
+    opened = open_to_read(db) if readonly == "if-needed" else open_store(db, readonly=readonly)
+    async with opened as store:
         if not projections:
             yield store, None
             return
@@ -238,7 +241,7 @@ async def _view_at(args: argparse.Namespace, db: Path) -> int:
 
     out = console()
     view = args.view or "agents"
-    async with _open(db, projections=True) as (store, runner):
+    async with _open(db, projections=True, readonly="if-needed") as (store, runner):
         run_id = await resolve_run(store, args.run)
         head = await store.head()
         if not 0 <= args.at <= head:
