@@ -61,6 +61,7 @@ from ._export import (
     read_run,
     spool_export,
 )
+from ._leases import Lease, LeaseStore
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -71,6 +72,7 @@ from .errors import (
     FleetError,
     ImportConflict,
     InvalidEvent,
+    LeaseHeld,
     LogNotFound,
     NotADatabase,
     ReplayError,
@@ -121,6 +123,9 @@ __all__ = [
     "ImportResult",
     "ImportedEvent",
     "InvalidEvent",
+    "Lease",
+    "LeaseHeld",
+    "LeaseStore",
     "LogNotFound",
     "MemoryEventStore",
     "Meta",

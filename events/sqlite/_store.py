@@ -16,7 +16,7 @@ Notes (do not fix without reading this):
    has no cross-process notification).
 3. SQLite through aiosqlite, and only its public API. Each statement is a hop
    to the connection's thread and back (~45 us here), so the store keeps hops
-   few: four to six per group commit however many appends it holds, one per
+   few: usually three per group commit however many appends it holds, one per
    page read; see `_writer.py` note 1 and `_rows.py` note 2.
 4. A store belongs to the event loop that opened it: its writer task and its
    connections' futures live on that loop.
@@ -24,12 +24,14 @@ Notes (do not fix without reading this):
    connection opens the file with `mode=ro`, the file must exist and be a
    fleet log, and every write raises `StoreUnavailable`. The projections'
    checkpoints are then read but never written.
-6. Pages are sized by bytes as well as by count: `iter_all` and `subscribe`
-   take at most `_PAGE` events, fewer when the previous page's data averaged
-   more than `_PAGE_CHARS / _PAGE` characters an event. A page of a thousand
-   events of 100 KB would otherwise be 100 MB decoded at once, in each of
-   the server's subscribers (projections, SSE, runtime) as it catches up
-   after a large import.
+6. `iter_all` fetches the next page while the caller consumes the current one:
+   SQLite releases the GIL while it steps, so the fetch overlaps the decoding.
+7. Pages are sized by bytes as well as by count: `iter_all` and `subscribe`
+   take at most `_PAGE` events (or `page`), fewer when the previous page's
+   data averaged more than `_PAGE_CHARS / _PAGE` characters an event. A page
+   of a thousand events of 100 KB would otherwise be 100 MB decoded at once,
+   in each of the server's subscribers (projections, SSE, runtime) as it
+   catches up after a large import.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ from typing import Self
 
 import aiosqlite
 
+from .._decoding import Row
 from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
 from .._envelope import ANY, ExpectedVersion, NewEvent, RecordedEvent
 from .._store import EventFilter, ImportedEvent
 from ..errors import LogNotFound, StoreClosed, StoreError, StoreUnavailable
 from ._checkpoints import SQLiteCheckpointStore
 from ._import import insert_run
+from ._leases import SQLiteLeaseStore
 from ._rows import SELECT_COLUMNS, PageReader, select_events
 from ._writer import GroupWriter, Job, PendingAppend
 
@@ -59,12 +63,12 @@ __all__ = ["SQLiteEventStore"]
 logger = logging.getLogger(__name__)
 
 _PAGE = 1_000
-_PAGE_CHARS = 2 * 1024 * 1024  # note 6
-_FIRST_PAGE = 100  # a page of unknown event sizes (note 6)
+_PAGE_CHARS = 2 * 1024 * 1024  # note 7
+_FIRST_PAGE = 100  # a page of unknown event sizes (note 7)
 
 
 def _next_page(count: int, chars: int, most: int, previous: int) -> int:
-    """The next page's size after a page of `count` events holding `chars` (note 6).
+    """The next page's size after a page of `count` events holding `chars` (note 7).
 
     An empty page says nothing of the sizes to come: the size stays.
     """
@@ -116,6 +120,7 @@ class SQLiteEventStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
         self._checkpoints = SQLiteCheckpointStore(self._connections, readonly=readonly)
+        self._leases = SQLiteLeaseStore(self._connections, readonly=readonly)
 
     def __repr__(self) -> str:
         mode = " read-only" if self.readonly else ""
@@ -223,6 +228,11 @@ class SQLiteEventStore:
     def checkpoints(self) -> SQLiteCheckpointStore:
         """The projections' checkpoints and snapshots, in this file."""
         return self._checkpoints
+
+    @property
+    def leases(self) -> SQLiteLeaseStore:
+        """Who drives which agent and run, in this file (`events/_leases.py`)."""
+        return self._leases
 
     def _committed(self) -> None:
         # Called on the event loop after each group commit.
@@ -346,18 +356,34 @@ class SQLiteEventStore:
         check_limit("page", page)
         if page == 0:
             raise ValueError("page must be positive, got 0")
-        position = after
+        reader = self._read()
+
+        def fetch(position: int, limit: int) -> asyncio.Future[list[Row]]:
+            return asyncio.ensure_future(
+                reader.fetch(*select_events(position, until, where, limit))
+            )
+
         limit = min(page, _FIRST_PAGE)
-        while True:
-            sql, params = select_events(position, until, where, limit)
-            batch, chars = await self._read().sized_events(sql, params, lenient=lenient)
-            for event in batch:
-                yield event
-            if len(batch) < limit:
-                return
-            position = batch[-1].position
-            limit = _next_page(len(batch), chars, page, limit)
-            del batch
+        ahead = fetch(after, limit)
+        try:
+            while True:
+                rows = await ahead
+                more = len(rows) == limit and (until is None or rows[-1][0] < until)
+                if more:
+                    # The next page is fetched on the reader's thread while this
+                    # one decodes and its events are consumed (note 6), sized by
+                    # this one's bytes (note 7).
+                    limit = _next_page(len(rows), sum(len(row[5]) for row in rows), page, limit)
+                    ahead = fetch(rows[-1][0], limit)
+                for event in reader.decode(rows, lenient=lenient):
+                    yield event
+                if not more:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # a page nobody asked for: its error is not news
 
     async def subscribe(
         self, *, after: int = 0, where: EventFilter | None = None, lenient: bool = True
