@@ -48,15 +48,19 @@ from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, Recorded
 from ._export import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
+    MIN_KEY_BYTES,
     ImportResult,
     RunExport,
     RunExported,
+    SpooledExport,
     export_lines,
     export_run,
     import_run,
+    import_stream,
     parse_export,
     read_export,
     read_run,
+    spool_export,
 )
 from ._leases import Lease, LeaseStore
 from ._open import open_store
@@ -90,6 +94,7 @@ __all__ = [
     "EVENT_TYPES",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "MIN_KEY_BYTES",
     "NO_STREAM",
     "UPCASTERS",
     "AgentCommanded",
@@ -140,6 +145,7 @@ __all__ = [
     "SQLiteEventStore",
     "Snapshot",
     "Source",
+    "SpooledExport",
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
@@ -158,9 +164,11 @@ __all__ = [
     "export_lines",
     "export_run",
     "import_run",
+    "import_stream",
     "open_store",
     "parse_export",
     "read_export",
     "read_run",
+    "spool_export",
     "upcast",
 ]

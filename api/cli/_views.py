@@ -64,14 +64,14 @@ async def read_views(
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
-    from events import open_store
     from projections import ProjectionRunner
 
     from ..errors import ApiError
+    from ._common import open_to_read
 
     if not await asyncio.to_thread(db.is_file):
         raise ApiError(f"no fleet log at {db}")
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
