@@ -3,7 +3,8 @@
 Everything in fleet is derived from this one append-only log. Other packages
 know it only through the protocols `EventStore` and `CheckpointStore`, opened
 by `open_store(path or URL)`; the backends live in `events.sqlite` (the
-default, one file) and `events.memory` (tests, embedding). `encode_event` is
+default, one file), `events.postgres` (many machines; imported only when a
+`postgresql://` URL is opened) and `events.memory` (tests, embedding). `encode_event` is
 the one JSON encoding of an event that leaves the process. This package knows
 nothing of agents beyond the event types, and imports no web framework and no
 model SDK.
@@ -57,6 +58,7 @@ from ._export import (
     read_export,
     read_run,
 )
+from ._leases import Lease, LeaseStore, leases_of
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -116,6 +118,8 @@ __all__ = [
     "ImportResult",
     "ImportedEvent",
     "InvalidEvent",
+    "Lease",
+    "LeaseStore",
     "LogNotFound",
     "MemoryEventStore",
     "Meta",
@@ -151,6 +155,7 @@ __all__ = [
     "export_lines",
     "export_run",
     "import_run",
+    "leases_of",
     "open_store",
     "parse_export",
     "read_export",
