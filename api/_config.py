@@ -24,11 +24,19 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    db: Path = Field(default=DEFAULT_DB, description="the SQLite log")
+    db: Path | str = Field(
+        default=DEFAULT_DB,
+        description="the log: a SQLite file, or a URL (postgresql://user@host/db, FLEET_DB)",
+    )
     token: SecretStr | None = Field(default=None, description="bearer token; None disables auth")
     runtime: bool = Field(
         default=True,
         description="open the runtime (model client, hooks, Fleet) so agents can be commanded",
+    )
+    drive_agents: bool = Field(
+        default=True,
+        description="drive commanded agents in this server (on a shared PostgreSQL log, by "
+        "lease); False: only append, `fleet worker` processes drive them",
     )
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"

@@ -96,6 +96,10 @@ class FleetConfig:
     notify_wait_after_s: float = 300.0
     # Seconds a tool call on hold waits for a person before it is denied.
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    # True: a commanded agent runs in this process at once. False: its command is
+    # only appended, and a `Worker` (this process's or another machine's) that
+    # takes its lease drives it (runtime/_worker.py).
+    drive_locally: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +340,8 @@ class Fleet:
         task = self._tasks.get(agent_id)
         if task is not None and not task.done():
             raise AgentBusy(agent_id)
+        if not self.config.drive_locally and record["status"] in ("working", "waiting"):
+            raise AgentBusy(agent_id)  # a worker somewhere is driving it
         self._check_budget(record)
         self._check_fleet_budget()
         agent = self._agents.get(agent_id) or await self._load(agent_id)
@@ -363,7 +369,30 @@ class Fleet:
         if self._closed:
             raise AgentGone(agent.spec.agent_id)
         await agent.command(prompt, by=by)
+        if self.config.drive_locally:
+            self._spawn(agent)
+
+    # -- driving for a worker ---------------------------------------------------
+
+    def driving(self) -> set[str]:
+        """The ids of the agents this process is driving now."""
+        return {agent_id for agent_id, task in self._tasks.items() if not task.done()}
+
+    async def drive(self, agent_id: str) -> asyncio.Task[None]:
+        """Drive an agent the log shows as working or waiting, from where its log ends.
+
+        For a `Worker` that holds the agent's lease. Returns the task that
+        drives it (done when the agent is idle, finished or failed; cancel it
+        to stop driving, the agent stays resumable). Raises `AgentGone` after close.
+        """
+        if self._closed:
+            raise AgentGone(agent_id)
+        task = self._tasks.get(agent_id)
+        if task is not None and not task.done():
+            return task
+        agent = await self._load(agent_id)  # the log may have moved on elsewhere: reload
         self._spawn(agent)
+        return self._tasks[agent_id]
 
     def _spawn(self, agent: Agent) -> None:
         agent_id = agent.spec.agent_id

@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from events import EventStore, open_store
+from events import EventStore, leases_of, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
 from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
+from ._worker import Worker
 from .simulator import Simulator
 
 __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
@@ -30,7 +31,7 @@ __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
 class RuntimeOptions:
     """How to open a runtime. Paths may be relative to the current folder."""
 
-    db: Path
+    db: Path | str  # a SQLite file, or a URL for `events.open_store` (postgresql://...)
     workspace: Path
     hooks: Path | None = None
     default_model: str = "haiku"
@@ -47,6 +48,12 @@ class RuntimeOptions:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
     notify_wait_after_s: float = 300.0
+    # Drive agents in this process. On a log with leases (PostgreSQL) this runs a
+    # `Worker` that takes agents by lease; False: only append (`fleet serve --no-worker`),
+    # and `fleet worker` processes drive them.
+    drive_agents: bool = True
+    # Seconds an agent's lease lasts unless renewed (how soon a dead worker's agents move).
+    lease_ttl_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,7 @@ class Runtime:
     client: ModelClient
     fleet: Fleet
     simulator: Simulator | None
+    worker: Worker | None = None
 
     @property
     def simulated(self) -> bool:
@@ -87,6 +95,8 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
             open_store(options.db, poll_interval=options.store_poll_s)
         )
         runner = await stack.enter_async_context(ProjectionRunner(store))
+        # A log that many processes share hands agents out by lease: nothing runs without one.
+        leases = leases_of(store)
         hooks = await stack.enter_async_context(
             HookDispatcher(hooks_config, project_dir=options.workspace)
         )
@@ -116,7 +126,13 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     budgets=options.budgets,
                     approval_timeout_s=options.approval_timeout_s,
                     notify_wait_after_s=options.notify_wait_after_s,
+                    drive_locally=options.drive_agents and leases is None,
                 ),
             )
         )
-        yield Runtime(store, runner, hooks, client, fleet, simulator)
+        worker = None
+        if options.drive_agents and leases is not None:
+            worker = await stack.enter_async_context(
+                Worker(fleet, leases, ttl=options.lease_ttl_s, capacity=options.max_live_agents)
+            )
+        yield Runtime(store, runner, hooks, client, fleet, simulator, worker)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
     "resume": ("_run", "resume the agents the log shows as working (after a crash or Ctrl-C)"),
     "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "worker": ("_worker", "drive agents taken by lease from a shared log, without HTTP"),
     "simulator": ("_simulator", "run the offline Messages-API simulator alone; print its base URL"),
     "hook-forward": (
         "_forward",

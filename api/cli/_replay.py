@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from events import EventStore
@@ -103,9 +103,9 @@ def _error(message: str) -> int:
     return 1
 
 
-def _existing_db(args: argparse.Namespace) -> Path | None:
+def _existing_db(args: argparse.Namespace) -> Path | str | None:
     db = resolve_db(args.db)
-    return db if db.is_file() else None
+    return None if log_missing(db) else db
 
 
 async def resolve_run(store: EventStore, run: str) -> str:
@@ -120,7 +120,7 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(
-    db: Path, *, projections: bool, readonly: bool = False
+    db: Path | str, *, projections: bool, readonly: bool = False
 ) -> AsyncIterator[tuple[EventStore, Any]]:
     from events import open_store
     from projections import ProjectionRunner
@@ -151,7 +151,7 @@ def _replay_command(args: argparse.Namespace) -> int:
     return asyncio.run(_timeline(args, db))
 
 
-async def _timeline(args: argparse.Namespace, db: Path) -> int:
+async def _timeline(args: argparse.Namespace, db: Path | str) -> int:
     from projections import load_timeline
 
     async with _open(db, projections=False, readonly=True) as (store, _):
@@ -201,7 +201,7 @@ def _print_timeline(t: Timeline) -> None:
     )
 
 
-async def _view_at(args: argparse.Namespace, db: Path) -> int:
+async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
     from ._render import render_agents, render_board, render_fleet, render_runs
 
     out = console()
@@ -231,7 +231,7 @@ async def _view_at(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-async def _rerun(args: argparse.Namespace, db: Path) -> int:
+async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
     from hooks import load_settings
     from runtime import load_pattern
     from runtime.replay import RerunOptions, rerun
@@ -353,7 +353,7 @@ def _export_command(args: argparse.Namespace) -> int:
         return _error(f"cannot write the export: {e}")
 
 
-async def _export(args: argparse.Namespace, db: Path) -> int:
+async def _export(args: argparse.Namespace, db: Path | str) -> int:
     from events import export_lines, export_run
 
     async with _open(db, projections=False, readonly=True) as (store, _):

@@ -36,6 +36,13 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         help="send the log live as OpenTelemetry spans to this OTLP/HTTP receiver "
         "(default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
     )
+    parser.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="drive no agents here: commands are only appended, and `fleet worker` "
+        "processes on the same log drive them",
+    )
     parser.set_defaults(func=_serve)
 
 
@@ -58,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
             workspace=args.workspace,
             otlp_endpoint=args.otlp_endpoint,
             allow_hosts=allow,
+            drive_agents=None if args.worker else False,
         )
     except ValidationError as e:
         raise ApiError(_first_error(e)) from None

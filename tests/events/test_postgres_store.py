@@ -14,7 +14,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from conftest import POSTGRES_URL, StoreFactory
+from conftest import StoreFactory
+from postgres_support import POSTGRES_URL
 
 from events import AgentCommanded, Meta, NewEvent, leases_of, open_store
 from events.postgres import PostgresEventStore

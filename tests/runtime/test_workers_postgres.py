@@ -1,0 +1,178 @@
+"""Many workers on one PostgreSQL log: three `fleet worker` processes and two
+`fleet serve --no-worker` API servers share a fleet of 30 agents; one worker is
+killed with SIGKILL while it drives agents, and its agents are taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import uuid
+from collections import Counter
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+import httpx
+from postgres_support import POSTGRES_URL, drop_postgres_schemas, postgres_log_url, postgres_or_skip
+
+from events import open_store
+from runtime import prepare_workspace
+
+AGENTS = 30
+
+
+class Fleet:
+    """`fleet ARGS` as a process; `ready()` waits until its output matches `pattern`."""
+
+    def __init__(self, args: list[str], log: Path, pattern: str) -> None:
+        self.args, self.log, self.pattern = args, log, pattern
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, "COLUMNS": "500", "NO_COLOR": "1"}
+        env.pop("ANTHROPIC_API_KEY", None)
+        with self.log.open("w") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "api.cli", *self.args, stdout=out,
+                stderr=asyncio.subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+    async def ready(self) -> str:
+        """Group 1 of `pattern` in the output, once it is there."""
+        assert self.process is not None
+        async with asyncio.timeout(90):
+            while True:
+                text = await asyncio.to_thread(self.log.read_text)
+                found = re.search(self.pattern, text)
+                if found:
+                    return found.group(1)
+                if self.process.returncode is not None:
+                    raise AssertionError(f"fleet {self.args[0]} ended:\n{text}")
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(20):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def sse_ids(base: str, count: int) -> list[int]:
+    ids: list[int] = []
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        http.stream("GET", "/v1/events/stream", params={"from": 0}) as response,
+    ):
+        async with asyncio.timeout(60):
+            async for line in response.aiter_lines():
+                if line.startswith("id:"):
+                    ids.append(int(line[3:]))
+                    if len(ids) == count:
+                        break
+    return ids
+
+
+async def test_three_workers_and_two_servers_run_30_agents_through_a_worker_kill(
+    tmp_path: Path,
+) -> None:
+    postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:16]}_w"
+    url = postgres_log_url(schema)
+    workspace = await prepare_workspace(tmp_path / "repo")
+    worker_args = ["--db", url, "--workspace", str(workspace), "--lease-ttl", "2"]
+    workers = [
+        Fleet(
+            ["worker", *worker_args, "--latency", "1"],
+            tmp_path / f"worker-{w}.log",
+            r"fleet worker (\S+) on",
+        )
+        for w in range(3)
+    ]
+    servers = [
+        Fleet(
+            ["serve", "--port", "0", "--db", url, "--no-worker", "--workspace", str(workspace)],
+            tmp_path / f"serve-{s}.log",
+            r"(http://127\.0\.0\.1:\d+)/",
+        )
+        for s in range(2)
+    ]
+    try:
+        async with AsyncExitStack() as stack:
+            for process in workers + servers:
+                stack.push_async_callback(process.stop)
+            # One at a time: the first creates the schema, the others start at once.
+            await servers[0].start()
+            await servers[0].ready()
+            await asyncio.gather(*(p.start() for p in workers + servers[1:]))
+            owners = await asyncio.gather(*(w.ready() for w in workers))
+            bases = await asyncio.gather(*(s.ready() for s in servers))
+            clients = [
+                await stack.enter_async_context(httpx.AsyncClient(base_url=b, timeout=30))
+                for b in bases
+            ]
+            created = []
+            for n in range(AGENTS):
+                answer = await clients[n % 2].post(
+                    "/v1/agents",
+                    json={"name": f"agent-{n}", "role": "analyst", "task": "say hello",
+                          "tools": []},
+                )  # fmt: skip
+                assert answer.status_code == 201, answer.text
+                created.append(answer.json()["id"])
+
+            # Kill the first worker as soon as it drives agents.
+            victim = owners[0]
+            admin = await asyncpg.connect(POSTGRES_URL)
+            try:
+                async with asyncio.timeout(60):
+                    while not (
+                        orphans := [
+                            row[0].removeprefix("agent-")
+                            for row in await admin.fetch(
+                                f"SELECT key FROM {schema}.leases WHERE owner = $1", victim
+                            )
+                        ]
+                    ):
+                        await asyncio.sleep(0.02)
+            finally:
+                await admin.close()
+            assert workers[0].process is not None
+            os.kill(workers[0].process.pid, signal.SIGKILL)
+
+            async def all_done() -> dict[str, str]:
+                while True:
+                    agents = (await clients[1].get("/v1/agents")).json()["agents"]
+                    statuses = {a["id"]: a["status"] for a in agents}
+                    if len(statuses) == AGENTS and set(statuses.values()) <= {
+                        "completed",
+                        "failed",
+                    }:
+                        return statuses
+                    await asyncio.sleep(0.1)
+
+            async with asyncio.timeout(120):
+                statuses = await all_done()
+            assert set(statuses) == set(created)
+            assert set(statuses.values()) == {"completed"}
+
+            async with open_store(url) as store:
+                everything = await store.read_all()
+            head = len(everything)
+            streams = await asyncio.gather(*(sse_ids(b, head) for b in bases))
+    finally:
+        drop_postgres_schemas([schema])
+
+    assert [e.position for e in everything] == list(range(1, head + 1))
+    completed = Counter(e.meta.agent_id for e in everything if e.type == "AgentCompleted")
+    assert completed == dict.fromkeys(created, 1)  # every agent once, none twice
+    assert set(orphans) <= set(created)
+    assert streams[0] == streams[1] == list(range(1, head + 1))
