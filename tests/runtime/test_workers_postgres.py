@@ -1,6 +1,7 @@
-"""Many workers on one PostgreSQL log: three `fleet worker` processes and two
-`fleet serve --no-worker` API servers share a fleet of 30 agents; one worker is
-killed with SIGKILL while it drives agents, and its agents are taken over."""
+"""Many workers on one PostgreSQL log: three `fleet worker` processes and two API
+servers that drive no agents (`fleet serve --no-worker`, here in the test's
+process) share a fleet of 30 agents; one worker is killed with SIGKILL while it
+drives agents, and its agents are taken over."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import asyncpg
 import httpx
 from postgres_support import POSTGRES_URL, drop_postgres_schemas, postgres_log_url, postgres_or_skip
 
+from api import ApiConfig, serve
 from events import open_store
 from runtime import prepare_workspace
 
@@ -66,6 +68,11 @@ class Fleet:
             await process.wait()
 
 
+async def stopped(server: asyncio.Task[None]) -> None:
+    server.cancel()
+    await asyncio.gather(server, return_exceptions=True)
+
+
 async def sse_ids(base: str, count: int) -> list[int]:
     ids: list[int] = []
     async with (
@@ -97,37 +104,38 @@ async def test_three_workers_and_two_servers_run_30_agents_through_a_worker_kill
         )
         for w in range(3)
     ]
-    servers = [
-        Fleet(
-            ["serve", "--port", "0", "--db", url, "--no-worker", "--workspace", str(workspace)],
-            tmp_path / f"serve-{s}.log",
-            r"(http://127\.0\.0\.1:\d+)/",
-        )
-        for s in range(2)
-    ]
     try:
         async with AsyncExitStack() as stack:
-            for process in workers + servers:
+            for process in workers:
                 stack.push_async_callback(process.stop)
-            # One at a time: the first creates the schema, the others start at once.
-            await servers[0].start()
-            await servers[0].ready()
-            await asyncio.gather(*(p.start() for p in workers + servers[1:]))
+            await asyncio.gather(*(w.start() for w in workers))
+            # The API servers run here (uvicorn on loopback ports), the workers elsewhere.
+            bases = []
+            for _ in range(2):
+                ready: asyncio.Queue[str] = asyncio.Queue()
+                config = ApiConfig(db=url, drive_agents=False, workspace=workspace)
+                server = asyncio.create_task(
+                    serve("127.0.0.1", 0, config=config, ready=ready.put_nowait, log_config=None)
+                )
+                stack.push_async_callback(stopped, server)
+                async with asyncio.timeout(90):
+                    bases.append(await ready.get())
             owners = await asyncio.gather(*(w.ready() for w in workers))
-            bases = await asyncio.gather(*(s.ready() for s in servers))
             clients = [
                 await stack.enter_async_context(httpx.AsyncClient(base_url=b, timeout=30))
                 for b in bases
             ]
-            created = []
-            for n in range(AGENTS):
+
+            async def create(n: int) -> str:
                 answer = await clients[n % 2].post(
                     "/v1/agents",
                     json={"name": f"agent-{n}", "role": "analyst", "task": "say hello",
                           "tools": []},
                 )  # fmt: skip
                 assert answer.status_code == 201, answer.text
-                created.append(answer.json()["id"])
+                return str(answer.json()["id"])
+
+            created = await asyncio.gather(*(create(n) for n in range(AGENTS)))
 
             # Kill the first worker as soon as it drives agents.
             victim = owners[0]
