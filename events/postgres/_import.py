@@ -20,7 +20,7 @@ from .._decoding import microseconds
 from .._store import ImportedEvent
 from ..errors import ImportConflict
 from ._schema import Tables
-from ._writer import lock_head, move_head
+from ._writer import lock_head, write_rows
 
 __all__ = ["insert_run"]
 
@@ -57,6 +57,5 @@ async def insert_run(
         )  # fmt: skip
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    await conn.execute(tables.insert, *columns)
-    await move_head(conn, tables, head + len(events), last_us)
+    await write_rows(conn, tables, columns, head + len(events), last_us)
     return head + 1

@@ -164,13 +164,17 @@ CREATE TABLE IF NOT EXISTS {s}.leases (
 
     @functools.cached_property
     def insert(self) -> str:
-        """Insert rows from one array per column: one statement whatever their number."""
+        """Insert rows from one array per column, move the head to $14 (recorded_at $15)
+        and notify the channel with the head: one statement, one round trip, whatever
+        the number of rows (the NOTIFY is delivered on commit)."""
         return (
-            f"INSERT INTO {self.events} (position, stream_id, version, recorded_at, type, "
-            "schema_version, data, run_id, agent_id, parent_id, causation_id, correlation_id, "
-            "source) SELECT * FROM unnest($1::bigint[], $2::text[], $3::integer[], "
-            "$4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::text[], "
-            "$10::text[], $11::bigint[], $12::text[], $13::text[])"
+            f"WITH inserted AS (INSERT INTO {self.events} (position, stream_id, version, "
+            "recorded_at, type, schema_version, data, run_id, agent_id, parent_id, "
+            "causation_id, correlation_id, source) SELECT * FROM unnest($1::bigint[], "
+            "$2::text[], $3::integer[], $4::bigint[], $5::text[], $6::integer[], $7::text[], "
+            "$8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[])), "
+            f"moved AS (UPDATE {self.head} SET position = $14, recorded_at = $15) "
+            f"SELECT pg_notify('{self.channel}', $14::text)"
         )
 
 

@@ -37,7 +37,7 @@ from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
 
-__all__ = ["MAX_GROUP_ROWS", "Job", "PendingAppend", "PostgresWriter", "lock_head", "move_head"]
+__all__ = ["MAX_GROUP_ROWS", "Job", "PendingAppend", "PostgresWriter", "lock_head", "write_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,11 @@ async def lock_head(conn: asyncpg.Connection, tables: Tables) -> tuple[int, int]
     return int(row[0]), int(row[1])
 
 
-async def move_head(conn: asyncpg.Connection, tables: Tables, head: int, last_us: int) -> None:
-    """Set the head and wake every subscriber of the log, on commit (one NOTIFY)."""
-    await conn.execute(f"UPDATE {tables.head} SET position = $1, recorded_at = $2", head, last_us)
-    await conn.execute("SELECT pg_notify($1, $2)", tables.channel, str(head))
+async def write_rows(
+    conn: asyncpg.Connection, tables: Tables, columns: list[list[Any]], head: int, last_us: int
+) -> None:
+    """Insert the rows (one list per column), move the head, notify on commit: one round trip."""
+    await conn.execute(tables.insert, *columns, head, last_us)
 
 
 class PostgresWriter:
@@ -235,8 +236,7 @@ class PostgresWriter:
             versions[stream] = actual
             outcomes.append(recorded)
         if columns[0]:
-            await conn.execute(tables.insert, *columns)
-            await move_head(conn, tables, head, now_us)
+            await write_rows(conn, tables, columns, head, now_us)
         return outcomes
 
     def _failure(self, error: Exception) -> StoreError:
