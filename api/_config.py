@@ -124,6 +124,14 @@ class ApiConfig(BaseModel):
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: object) -> object:
+        # A URL (postgresql://...) stays the text given; anything else is a file's path.
+        if isinstance(value, str) and "://" not in value:
+            return Path(value)
+        return value
+
     @field_validator("allow_hosts")
     @classmethod
     def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
