@@ -58,7 +58,7 @@ from ._export import (
     read_export,
     read_run,
 )
-from ._leases import Lease, LeaseStore, leases_of
+from ._leases import Lease, LeaseStore
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -69,6 +69,7 @@ from .errors import (
     FleetError,
     ImportConflict,
     InvalidEvent,
+    LeaseHeld,
     LogNotFound,
     NotADatabase,
     ReplayError,
@@ -119,6 +120,7 @@ __all__ = [
     "ImportedEvent",
     "InvalidEvent",
     "Lease",
+    "LeaseHeld",
     "LeaseStore",
     "LogNotFound",
     "MemoryEventStore",
@@ -155,7 +157,6 @@ __all__ = [
     "export_lines",
     "export_run",
     "import_run",
-    "leases_of",
     "open_store",
     "parse_export",
     "read_export",

@@ -1,69 +1,74 @@
-"""The lease store protocol: which worker drives which agent, for how long.
+"""The lease store protocol: which process drives what, for how long.
 
-A lease is `(key, owner, expires_at)`: the key names what is leased (an
-agent, `agent-<id>`), the owner the worker that holds it. A worker takes
-free leases (never taken, expired, or its own already), renews the ones it
-holds well before they expire, and releases them when it is done. A worker
-that dies stops renewing, its leases expire, and another worker takes them
-over. Expiry is measured on the store's clock (the database server's), so
-workers whose clocks disagree still agree on who holds what.
+A lease is a row `(key, owner, expires_at)` kept in the log's own storage (the
+`leases` of an `EventStore`), beside the events it guards, so every process
+that opens the log sees the same leases. The runtime leases `agent-<id>` while
+it drives that agent and `run-<id>` while it conducts that run: a second
+process on the same log sees the lease and keeps its hands off until the
+owner lets go, or stops renewing it (it died) and the lease expires.
 
-A backend that supports several workers exposes one as `store.leases`
-(`events.postgres`); `leases_of(store)` finds it.
+- `acquire_lease` is one compare-and-set: it succeeds when the key is free,
+  expired, already the caller's, or held by the owner named in `replacing`
+  (the caller has found that owner dead); else it raises `LeaseHeld` naming
+  the holder. Two processes racing for one key never both win.
+- `renew_leases` pushes the expiry of the caller's own leases forward and
+  answers which keys it still held; a lease taken over meanwhile is lost.
+- `release_leases` lets go (only of the caller's own).
+- `leases` lists what is held, expired rows included: the caller judges
+  liveness with `Lease.live(now)`.
+
+Expiry uses the wall clock (`time.time()`) of the processes sharing the log.
+A lease is advisory about who *should* drive; the expected version of every
+append stays the guard against two writers, so a paused owner whose lease was
+taken over writes nothing when it wakes. Every backend passes the same
+contract tests (tests/events/test_lease_contract.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Lease", "LeaseStore", "leases_of"]
+__all__ = ["Lease", "LeaseStore"]
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """`owner` holds `key` until `expires_at` (on the store's clock) unless it renews."""
+    """`owner` holds `key` until `expires_at` (seconds since the epoch)."""
 
     key: str
     owner: str
-    expires_at: datetime
+    expires_at: float
+
+    def live(self, now: float) -> bool:
+        """True while the lease has not expired at `now`."""
+        return self.expires_at > now
 
 
 @runtime_checkable
 class LeaseStore(Protocol):
-    """Leases shared by every process on one log. Arguments are never mutated."""
+    """Leases on keys of a log, kept in that log's storage.
 
-    async def acquire(
-        self, owner: str, keys: Sequence[str], *, ttl: float, limit: int | None = None
-    ) -> list[str]:
-        """Take the free ones of `keys` for `ttl` seconds, at most `limit` of them.
+    Every method raises `StoreClosed` once its event store is closed, and the
+    writing ones `StoreUnavailable` when the log cannot be written (opened
+    read-only). `ttl_s` must be positive. Arguments are never mutated.
+    """
 
-        Free means never leased, expired, or held by `owner` already (which
-        renews it). Returns the keys taken, sorted; a key another live owner
-        holds, or that another process is taking at this moment, is skipped.
-        """
+    async def acquire_lease(
+        self, key: str, owner: str, ttl_s: float, *, replacing: str | None = None
+    ) -> Lease:
+        """Hold `key` for `ttl_s` seconds from now. Raises `LeaseHeld` if another holds it."""
         ...
 
-    async def renew(self, owner: str, keys: Sequence[str], *, ttl: float) -> list[str]:
-        """Extend `owner`'s leases of `keys` by `ttl` seconds from now; the keys still held.
-
-        A key missing from the answer was lost (it expired and was taken):
-        its owner must stop driving it.
-        """
+    async def renew_leases(self, keys: Collection[str], owner: str, ttl_s: float) -> set[str]:
+        """Extend `owner`'s leases on `keys` by `ttl_s` from now; the keys it still held."""
         ...
 
-    async def release(self, owner: str, keys: Sequence[str]) -> None:
-        """Give up `owner`'s leases of `keys` (others' are left as they are)."""
+    async def release_leases(self, keys: Collection[str], owner: str) -> None:
+        """Let go of `owner`'s leases on `keys` (others' leases are left alone)."""
         ...
 
-    async def held(self) -> list[Lease]:
-        """Every lease that has not expired, by key."""
+    async def leases(self, *, prefix: str = "") -> list[Lease]:
+        """Every lease whose key starts with `prefix`, expired ones included, by key."""
         ...
-
-
-def leases_of(store: object) -> LeaseStore | None:
-    """The lease store of `store`, or None when its backend has none."""
-    leases = getattr(store, "leases", None)
-    return leases if isinstance(leases, LeaseStore) else None

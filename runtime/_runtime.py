@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from events import EventStore, leases_of, open_store
+from events import EventStore, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
 from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
+from ._leases import DEFAULT_LEASE_TTL_S
 from ._worker import Worker
 from .simulator import Simulator
 
@@ -48,12 +49,14 @@ class RuntimeOptions:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
     notify_wait_after_s: float = 300.0
-    # Drive agents in this process. On a log with leases (PostgreSQL) this runs a
-    # `Worker` that takes agents by lease; False: only append (`fleet serve --no-worker`),
-    # and `fleet worker` processes drive them.
+    # Drive the agents commanded through this process, here (each under its lease).
+    # False: commands are only appended (`fleet serve --no-worker`) and workers drive them.
     drive_agents: bool = True
-    # Seconds an agent's lease lasts unless renewed (how soon a dead worker's agents move).
-    lease_ttl_s: float = 15.0
+    # Run a `Worker` here: take over agents the log shows working that no live process
+    # drives (`fleet worker`).
+    worker: bool = False
+    # Seconds an agent's lease lasts unless renewed: how soon a dead machine's agents move.
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +98,6 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
             open_store(options.db, poll_interval=options.store_poll_s)
         )
         runner = await stack.enter_async_context(ProjectionRunner(store))
-        # A log that many processes share hands agents out by lease: nothing runs without one.
-        leases = leases_of(store)
         hooks = await stack.enter_async_context(
             HookDispatcher(hooks_config, project_dir=options.workspace)
         )
@@ -126,13 +127,14 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     budgets=options.budgets,
                     approval_timeout_s=options.approval_timeout_s,
                     notify_wait_after_s=options.notify_wait_after_s,
-                    drive_locally=options.drive_agents and leases is None,
+                    drive_locally=options.drive_agents,
+                    lease_ttl_s=options.lease_ttl_s,
                 ),
             )
         )
         worker = None
-        if options.drive_agents and leases is not None:
+        if options.worker:
             worker = await stack.enter_async_context(
-                Worker(fleet, leases, ttl=options.lease_ttl_s, capacity=options.max_live_agents)
+                Worker(fleet, capacity=options.max_live_agents)
             )
         yield Runtime(store, runner, hooks, client, fleet, simulator, worker)

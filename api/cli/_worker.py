@@ -62,17 +62,14 @@ async def _work(args: argparse.Namespace, workspace: Path) -> int:
         max_live_agents=args.capacity,
         simulator_latency_s=args.latency,
         lease_ttl_s=args.lease_ttl,
+        worker=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_runtime(options) as rt:
-        if rt.worker is None:
-            raise ApiError(
-                f"{rt.store.location} has no leases to share agents by: "
-                "`fleet worker` needs a PostgreSQL log (--db postgresql://...)"
-            )
+        assert rt.worker is not None
         simulated = " (model: the offline simulator)" if rt.simulated else ""
         console().print(f"fleet worker {rt.worker.owner} on {rt.store.location}{simulated}")
         console().file.flush()

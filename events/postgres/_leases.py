@@ -1,29 +1,30 @@
-"""Leases in the log's schema: table `leases (key, owner, expires_at)`.
+"""Leases in the log's schema: the table `leases (key, owner, expires_at)`.
 
 Notes (do not fix without reading this):
-1. `acquire` locks the free rows with `SELECT ... FOR UPDATE SKIP LOCKED`:
-   two workers asking for the same agents at once each get different ones
-   instead of queueing behind each other; a row locked by another worker's
-   transaction is simply not free now.
-2. Times are the server's `clock_timestamp()` in microseconds, so expiry
-   does not depend on the workers' clocks.
+1. `acquire_lease` is one statement, `INSERT ... ON CONFLICT (key) DO UPDATE
+   ... WHERE` the holder is the caller, the one it replaces, or expired: the
+   row lock of the upsert makes the read of the holder and the write of the
+   new one one step for every process on every machine, so two racing for a
+   key never both win, and the loser learns the holder from a second read.
+2. Expiry is `time.time()` of the processes sharing the log, as the protocol
+   says (`events/_leases.py`); the runtime's margin (renewal every third of
+   the ttl) absorbs ordinary clock differences between machines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from .._leases import Lease
+from ..errors import LeaseHeld
 from ._errors import translated
 
 if TYPE_CHECKING:
     from ._store import PostgresEventStore
 
 __all__ = ["PostgresLeases"]
-
-_NOW = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 
 
 class PostgresLeases:
@@ -32,77 +33,81 @@ class PostgresLeases:
     def __init__(self, store: PostgresEventStore) -> None:
         self._store = store
 
-    async def acquire(
-        self, owner: str, keys: Sequence[str], *, ttl: float, limit: int | None = None
-    ) -> list[str]:
-        """Take the free ones of `keys` for `ttl` seconds, at most `limit` (note 1)."""
-        _check(owner, ttl)
-        if not keys or limit == 0:
-            return []
+    async def acquire_lease(
+        self, key: str, owner: str, ttl_s: float, *, replacing: str | None = None
+    ) -> Lease:
+        """Hold `key` for `ttl_s` seconds from now. Raises `LeaseHeld` if another holds it."""
+        _check_ttl(ttl_s)
         pool = self._store.check_writable()
-        table = self._store.tables.leases
-        wanted = sorted(set(keys))
-        with translated("taking leases in", self._store.location):
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    f"INSERT INTO {table} (key, owner, expires_at) "
-                    "SELECT k, '', 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING",
-                    wanted,
-                )
-                rows = await conn.fetch(
-                    f"UPDATE {table} AS l SET owner = $2, expires_at = {_NOW} + $3 "
-                    f"FROM (SELECT key FROM {table} WHERE key = ANY($1::text[]) "
-                    f"AND (expires_at < {_NOW} OR owner = $2) ORDER BY key "
-                    "FOR UPDATE SKIP LOCKED LIMIT $4) AS free "
-                    "WHERE l.key = free.key RETURNING l.key",
-                    wanted,
-                    owner,
-                    round(ttl * 1_000_000),
-                    limit,
-                )
-        return sorted(row[0] for row in rows)
+        with translated("acquiring a lease in", self._store.location):
+            async with pool.acquire() as conn:
+                while True:
+                    held = await self._try(conn, key, owner, ttl_s, replacing)
+                    if held is not None:  # None: the holder let go meanwhile, try again
+                        break
+        if isinstance(held, Lease):
+            return held
+        raise held
 
-    async def renew(self, owner: str, keys: Sequence[str], *, ttl: float) -> list[str]:
-        """Extend `owner`'s unexpired leases of `keys`; the keys still held."""
-        _check(owner, ttl)
-        if not keys:
-            return []
+    async def _try(
+        self, conn: Any, key: str, owner: str, ttl_s: float, replacing: str | None
+    ) -> Lease | LeaseHeld | None:
+        table = self._store.tables.leases
+        now = time.time()
+        taken = await conn.fetchval(
+                    f"INSERT INTO {table} AS l (key, owner, expires_at) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                    "expires_at = excluded.expires_at "
+                    "WHERE l.owner = $2 OR l.owner = $4 OR l.expires_at <= $5 RETURNING true",
+                    key, owner, now + ttl_s, replacing or owner, now,
+                )  # fmt: skip
+        if taken:
+            return Lease(key, owner, now + ttl_s)
+        row = await conn.fetchrow(f"SELECT owner, expires_at FROM {table} WHERE key = $1", key)
+        return None if row is None else LeaseHeld(key, row[0], row[1])
+
+    async def renew_leases(self, keys: Collection[str], owner: str, ttl_s: float) -> set[str]:
+        """Extend `owner`'s leases on `keys` by `ttl_s` from now; the keys it still held."""
+        _check_ttl(ttl_s)
         pool = self._store.check_writable()
+        chosen = sorted(set(keys))
+        if not chosen:
+            return set()
         with translated("renewing leases in", self._store.location):
             rows = await pool.fetch(
-                f"UPDATE {self._store.tables.leases} SET expires_at = {_NOW} + $3 "
-                f"WHERE key = ANY($1::text[]) AND owner = $2 AND expires_at >= {_NOW} "
-                "RETURNING key",
-                sorted(set(keys)),
+                f"UPDATE {self._store.tables.leases} SET expires_at = $3 "
+                "WHERE key = ANY($1::text[]) AND owner = $2 RETURNING key",
+                chosen,
                 owner,
-                round(ttl * 1_000_000),
+                time.time() + ttl_s,
             )
-        return sorted(row[0] for row in rows)
+        return {row[0] for row in rows}
 
-    async def release(self, owner: str, keys: Sequence[str]) -> None:
-        """Give up `owner`'s leases of `keys`."""
-        if not keys:
-            return
+    async def release_leases(self, keys: Collection[str], owner: str) -> None:
+        """Let go of `owner`'s leases on `keys` (others' leases are left alone)."""
         pool = self._store.check_writable()
+        chosen = sorted(set(keys))
+        if not chosen:
+            return
         with translated("releasing leases in", self._store.location):
             await pool.execute(
-                f"UPDATE {self._store.tables.leases} SET owner = '', expires_at = 0 "
-                "WHERE key = ANY($1::text[]) AND owner = $2",
-                sorted(set(keys)),
+                f"DELETE FROM {self._store.tables.leases} WHERE key = ANY($1::text[]) "
+                "AND owner = $2",
+                chosen,
                 owner,
             )
 
-    async def held(self) -> list[Lease]:
-        """Every unexpired lease, by key."""
+    async def leases(self, *, prefix: str = "") -> list[Lease]:
+        """Every lease whose key starts with `prefix`, expired ones included, by key."""
         rows = await self._store.fetch(
             f"SELECT key, owner, expires_at FROM {self._store.tables.leases} "
-            f"WHERE expires_at >= {_NOW} ORDER BY key"
+            "WHERE left(key, $1) = $2 ORDER BY key",
+            len(prefix),
+            prefix,
         )
-        return [Lease(r[0], r[1], datetime.fromtimestamp(r[2] / 1_000_000, UTC)) for r in rows]
+        return [Lease(row[0], row[1], row[2]) for row in rows]
 
 
-def _check(owner: str, ttl: float) -> None:
-    if not owner:
-        raise ValueError("a lease owner must be a non-empty string")
-    if ttl <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl}")
+def _check_ttl(ttl_s: float) -> None:
+    if not ttl_s > 0:
+        raise ValueError(f"ttl_s must be positive, got {ttl_s}")

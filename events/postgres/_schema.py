@@ -156,9 +156,9 @@ CREATE TABLE IF NOT EXISTS {s}.projection_snapshots (
     PRIMARY KEY (name, version, position)
 );
 CREATE TABLE IF NOT EXISTS {s}.leases (
-    key        text   PRIMARY KEY,
-    owner      text   NOT NULL,
-    expires_at bigint NOT NULL
+    key        text             PRIMARY KEY,
+    owner      text             NOT NULL,
+    expires_at double precision NOT NULL
 );
 """
 

@@ -246,7 +246,7 @@ class PostgresEventStore:
 
     @property
     def leases(self) -> PostgresLeases:
-        """Agents' leases for workers on many machines (`_leases.py`)."""
+        """Who drives which agent or run, in this schema (`_leases.py`)."""
         return self._leases
 
     def _committed(self) -> None:

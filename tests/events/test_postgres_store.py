@@ -1,7 +1,7 @@
 """What only the PostgreSQL backend promises beyond the contract suite: several
 processes (standing in for machines) writing and reading one log at once,
-wake-ups by LISTEN/NOTIFY one per committed group, polling when they are lost,
-and the leases workers share."""
+wake-ups by LISTEN/NOTIFY one per committed group, polling when they are lost
+(the leases are in the lease contract, tests/events/test_lease_contract.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from conftest import StoreFactory
 from postgres_support import POSTGRES_URL
 
-from events import AgentCommanded, Meta, NewEvent, leases_of, open_store
+from events import AgentCommanded, Meta, NewEvent, open_store
 from events.postgres import PostgresEventStore
 
 HELPER = Path(__file__).with_name("postgres_process.py")
@@ -178,34 +178,6 @@ async def test_a_lost_listener_falls_back_to_polling(factory: StoreFactory) -> N
     async with asyncio.timeout(30):
         event = await following
     assert event.position == 1
-
-
-async def test_leases_go_to_one_owner_until_they_expire(factory: StoreFactory) -> None:
-    one, two = await factory(), await factory()
-    leases_one, leases_two = leases_of(one), leases_of(two)
-    assert leases_one is not None and leases_two is not None
-    keys = [f"agent-{k}" for k in range(6)]
-
-    taken = await asyncio.gather(
-        leases_one.acquire("w1", keys, ttl=30, limit=3), leases_two.acquire("w2", keys, ttl=30)
-    )
-    assert sorted(taken[0] + taken[1]) == keys  # each key once, whoever came first
-    assert len(taken[0]) <= 3
-    await leases_two.release("w2", keys)
-    taken = [await leases_one.acquire("w1", keys, ttl=30, limit=3)]
-    taken.append(await leases_two.acquire("w2", keys, ttl=30))
-    assert (taken[0], taken[1]) == (keys[:3], keys[3:])
-    assert await leases_two.acquire("w2", keys, ttl=30) == taken[1]  # its own, renewed
-    assert await leases_one.renew("w1", keys, ttl=30) == taken[0]
-
-    # w1 dies: its leases run out and w2 takes them over.
-    assert await leases_one.renew("w1", taken[0], ttl=0.001) == taken[0]
-    await asyncio.sleep(0.01)
-    assert await leases_two.acquire("w2", keys, ttl=30) == keys
-    assert await leases_one.renew("w1", keys, ttl=30) == []
-    await leases_two.release("w2", keys[:2])
-    assert [lease.key for lease in await leases_one.held()] == keys[2:]
-    assert {lease.owner for lease in await leases_one.held()} == {"w2"}
 
 
 async def test_an_unreachable_server_is_a_clear_error() -> None:
