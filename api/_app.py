@@ -114,6 +114,7 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                         workspace=config.workspace,
                         store_poll_s=config.store_poll_s,
                         drive_agents=config.drive_agents,
+                        worker=config.worker,
                     )
                 )
             )

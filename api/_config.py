@@ -35,8 +35,12 @@ class ApiConfig(BaseModel):
     )
     drive_agents: bool = Field(
         default=True,
-        description="drive commanded agents in this server (on a shared PostgreSQL log, by "
-        "lease); False: only append, `fleet worker` processes drive them",
+        description="drive the agents commanded through this server (each under its lease); "
+        "False: only append, `fleet worker` processes drive them",
+    )
+    worker: bool = Field(
+        default=False,
+        description="also take over agents no live process drives, as `fleet worker` does",
     )
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"

@@ -438,6 +438,8 @@ class Fleet:
         task = self._tasks.get(agent_id)
         if task is not None and not task.done():
             return task
+        if self.leases.holds(f"agent-{agent_id}"):
+            return None  # this process is creating, commanding or deleting it right now
         try:
             await self._lease(agent_id)
         except AgentDrivenElsewhere:

@@ -21,7 +21,7 @@ from postgres_support import POSTGRES_URL, drop_postgres_schemas, postgres_log_u
 
 from api import ApiConfig, serve
 from events import open_store
-from runtime import prepare_workspace
+from runtime import RuntimeOptions, open_runtime, prepare_workspace
 
 AGENTS = 30
 
@@ -184,3 +184,38 @@ async def test_three_workers_and_two_servers_run_30_agents_through_a_worker_kill
     assert completed == dict.fromkeys(created, 1)  # every agent once, none twice
     assert set(orphans) <= set(created)
     assert streams[0] == streams[1] == list(range(1, head + 1))
+
+
+async def test_a_server_that_drives_and_works_drives_each_agent_it_creates_once(
+    tmp_path: Path,
+) -> None:
+    """`fleet serve --worker`: the worker leaves the agents this process starts to it.
+
+    (Over HTTP, a worker once took over an agent between its command and its drive
+    task, and the two drivers collided on a version conflict; `Fleet.take_over` now
+    skips an agent whose lease this process holds. The timing did not reproduce in
+    process; this checks the outcome.)"""
+    postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:16]}_s"
+    url = postgres_log_url(schema)
+    workspace = await prepare_workspace(tmp_path / "repo", git=False)
+    try:
+        options = RuntimeOptions(db=url, workspace=workspace, worker=True)
+        async with open_runtime(options) as rt:
+            statuses = await asyncio.gather(
+                *(
+                    rt.fleet.create_agent(f"a{n}", "analyst", "say hello", tools=[])
+                    for n in range(10)
+                )
+            )
+            created = [s["id"] for s in statuses]
+            async with asyncio.timeout(60):
+                while {a["status"] for a in await rt.fleet.list_agents()} != {"completed"}:
+                    await asyncio.sleep(0.05)
+            everything = await rt.store.read_all()
+    finally:
+        drop_postgres_schemas([schema])
+
+    assert [e.type for e in everything if e.type == "AgentFailed"] == []
+    completed = Counter(e.meta.agent_id for e in everything if e.type == "AgentCompleted")
+    assert completed == dict.fromkeys(created, 1)
