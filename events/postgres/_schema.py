@@ -155,12 +155,73 @@ CREATE TABLE IF NOT EXISTS {s}.projection_snapshots (
     blob     bytea   NOT NULL,
     PRIMARY KEY (name, version, position)
 );
+CREATE OR REPLACE FUNCTION {s}.append_group(
+    p_streams text[], p_expected bigint[], p_counts integer[], p_types text[],
+    p_schemas integer[], p_data text[], p_run text[], p_agent text[], p_parent text[],
+    p_cause bigint[], p_corr text[], p_source text[], p_now bigint,
+    OUT first_position bigint, OUT actual integer, OUT recorded_at bigint
+) RETURNS SETOF record LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_head bigint; v_last bigint; v_now bigint; v_version integer; v_n integer;
+    v_versions jsonb := '{{}}'; v_offset integer := 0; v_wrote boolean := false;
+BEGIN
+    SELECT h.position, h.recorded_at INTO v_head, v_last FROM {s}.log_head h FOR UPDATE;
+    v_now := GREATEST(p_now, v_last);
+    FOR i IN 1 .. coalesce(array_length(p_streams, 1), 0) LOOP
+        v_n := p_counts[i];
+        IF v_versions ? p_streams[i] THEN
+            v_version := (v_versions ->> p_streams[i])::integer;
+        ELSE
+            SELECT COALESCE(MAX(e.version), 0) INTO v_version
+                FROM {s}.events e WHERE e.stream_id = p_streams[i];
+        END IF;
+        actual := v_version;
+        recorded_at := v_now;
+        IF (p_expected[i] = -2 AND v_version <> 0)
+                OR (p_expected[i] >= 0 AND p_expected[i] <> v_version) THEN
+            first_position := NULL;
+        ELSE
+            first_position := v_head + 1;
+            INSERT INTO {s}.events (position, stream_id, version, recorded_at, type,
+                schema_version, data, run_id, agent_id, parent_id, causation_id,
+                correlation_id, source)
+            SELECT v_head + u.k, p_streams[i], v_version + u.k, v_now, u.t, u.sv, u.d, u.r,
+                u.a, u.p, u.c, u.co, u.so
+            FROM unnest(p_types[v_offset + 1 : v_offset + v_n],
+                p_schemas[v_offset + 1 : v_offset + v_n], p_data[v_offset + 1 : v_offset + v_n],
+                p_run[v_offset + 1 : v_offset + v_n], p_agent[v_offset + 1 : v_offset + v_n],
+                p_parent[v_offset + 1 : v_offset + v_n], p_cause[v_offset + 1 : v_offset + v_n],
+                p_corr[v_offset + 1 : v_offset + v_n], p_source[v_offset + 1 : v_offset + v_n])
+                WITH ORDINALITY AS u(t, sv, d, r, a, p, c, co, so, k);
+            v_head := v_head + v_n;
+            v_versions := v_versions || jsonb_build_object(p_streams[i], v_version + v_n);
+            v_wrote := true;
+        END IF;
+        v_offset := v_offset + v_n;
+        RETURN NEXT;
+    END LOOP;
+    IF v_wrote THEN
+        UPDATE {s}.log_head SET position = v_head, recorded_at = v_now;
+        PERFORM pg_notify('{self.channel}', v_head::text);
+    END IF;
+END $fn$;
 CREATE TABLE IF NOT EXISTS {s}.leases (
     key        text             PRIMARY KEY,
     owner      text             NOT NULL,
     expires_at double precision NOT NULL
 );
 """
+
+    @functools.cached_property
+    def append_group(self) -> str:
+        """Call the function that commits a group of appends (`_writer.py`, note 1)."""
+        return (
+            f"SELECT first_position, actual, recorded_at FROM {self.schema}.append_group("
+            "$1::text[], $2::bigint[], $3::integer[], $4::text[], $5::integer[], $6::text[], "
+            "$7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], "
+            "$13::bigint)"
+        )
 
     @functools.cached_property
     def insert(self) -> str:

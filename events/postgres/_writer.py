@@ -2,10 +2,11 @@
 
 Notes (do not fix without reading this):
 1. One task per store takes the queued appends (a group) and commits them
-   in one transaction: lock `log_head` (`_schema.py`, note 1), read the
-   streams' versions, check each append's expected version (an append that
-   conflicts fails alone; the rest of its group lands), insert every row
-   with one `unnest` statement, move the head, `pg_notify` once, commit.
+   in one transaction, one statement, one round trip: the server-side
+   function `append_group` (`_schema.py`) locks `log_head` (note 1 there),
+   reads each stream's version, checks each append's expected version (an
+   append that conflicts fails alone; the rest of its group lands), inserts
+   the rows, moves the head and `pg_notify`s once; the statement commits.
    Writers on other machines wait for the lock, so the whole log is written
    one transaction at a time, in position order; group commit is what makes
    that fast (one lock, one round trip per statement, one WAL flush for
@@ -186,57 +187,47 @@ class PostgresWriter:
 
     async def _commit(self, group: list[PendingAppend]) -> list[Outcome]:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire() as conn:
                 return await self._insert(conn, group)
         except Exception as e:
             logger.debug("append group of %d rolled back: %s", len(group), e)
             return [self._failure(e) for _ in group]
 
     async def _insert(self, conn: asyncpg.Connection, group: list[PendingAppend]) -> list[Outcome]:
-        tables = self._tables
-        head, last_us = await lock_head(conn, tables)
-        streams = list(dict.fromkeys(item.stream_id for item in group))
-        found = await conn.fetch(
-            f"SELECT s, (SELECT COALESCE(MAX(version), 0) FROM {tables.events} "
-            "WHERE stream_id = s) FROM unnest($1::text[]) AS s",
-            streams,
-        )
-        versions: dict[str, int] = {row[0]: int(row[1]) for row in found}
-        # recorded_at never goes backwards along positions, whatever the writers' clocks.
-        now_us = max(time.time_ns() // 1000, last_us)
-        recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
-        columns: list[list[Any]] = [[] for _ in range(13)]
-        outcomes: list[Outcome] = []
+        """The group in one call of `append_group` (note 1): one statement, its own transaction."""
+        streams: list[str] = []
+        expected: list[int] = []
+        counts: list[int] = []
+        columns: list[list[Any]] = [[] for _ in range(9)]
         for item in group:
-            stream = item.stream_id
-            actual = versions[stream]
-            expected = item.expected_version
-            if expected is not ANY and (
-                actual != 0 if expected is NO_STREAM else expected != actual
-            ):
-                outcomes.append(VersionConflict(stream, expected, actual))
-                continue
-            recorded: list[RecordedEvent] = []
-            for event, params in zip(item.events, item.params, strict=True):
-                head += 1
-                actual += 1
-                kind, schema, data, run, agent, parent, cause, correlation, source = params
-                for column, value in zip(
-                    columns,
-                    (
-                        head, stream, actual, now_us, kind, schema, data, run or None,
-                        agent or None, parent or None, cause or None, correlation or None, source,
-                    ),
-                    strict=True,
-                ):  # fmt: skip
+            streams.append(item.stream_id)
+            version = item.expected_version
+            expected.append(-1 if version is ANY else -2 if version is NO_STREAM else version)  # type: ignore[arg-type]
+            counts.append(len(item.events))
+            for kind, schema, data, run, agent, parent, cause, correlation, source in item.params:
+                values = (
+                    kind, schema, data, run or None, agent or None, parent or None,
+                    cause or None, correlation or None, source,
+                )  # fmt: skip
+                for column, value in zip(columns, values, strict=True):
                     column.append(value)
-                recorded.append(
-                    new_recorded(head, stream, actual, event.data, event.meta, recorded_at)
-                )
-            versions[stream] = actual
-            outcomes.append(recorded)
-        if columns[0]:
-            await write_rows(conn, tables, columns, head, now_us)
+        rows = await conn.fetch(
+            self._tables.append_group, streams, expected, counts, *columns, time.time_ns() // 1000
+        )
+        outcomes: list[Outcome] = []
+        for item, (first, actual, recorded_us) in zip(group, rows, strict=True):
+            if first is None:
+                outcomes.append(VersionConflict(item.stream_id, item.expected_version, actual))
+                continue
+            recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
+            outcomes.append(
+                [
+                    new_recorded(
+                        first + k, item.stream_id, actual + 1 + k, e.data, e.meta, recorded_at
+                    )
+                    for k, e in enumerate(item.events)
+                ]
+            )
         return outcomes
 
     def _failure(self, error: Exception) -> StoreError:

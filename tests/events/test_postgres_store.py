@@ -8,14 +8,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from conftest import StoreFactory
-from postgres_support import POSTGRES_URL
+from postgres_support import (
+    POSTGRES_URL,
+    drop_postgres_schemas,
+    postgres_log_url,
+    postgres_or_skip,
+)
 
 from events import AgentCommanded, Meta, NewEvent, open_store
 from events.postgres import PostgresEventStore
@@ -23,13 +29,36 @@ from events.postgres import PostgresEventStore
 HELPER = Path(__file__).with_name("postgres_process.py")
 
 
+class Logs:
+    """Opens stores on one fresh PostgreSQL log (a schema of its own, dropped afterwards)."""
+
+    def __init__(self) -> None:
+        self.schema = f"t_{uuid.uuid4().hex[:16]}_p"
+        self.location = postgres_log_url(self.schema)
+        self._open: list[PostgresEventStore] = []
+
+    async def __call__(self, **options: Any) -> PostgresEventStore:
+        options.setdefault("poll_interval", 0.05)
+        store = await PostgresEventStore(self.location, **options).open()
+        self._open.append(store)
+        return store
+
+    async def aclose(self) -> None:
+        try:
+            for store in reversed(self._open):
+                await store.aclose()
+        finally:
+            drop_postgres_schemas([self.schema])
+
+
 @pytest.fixture
-async def factory(tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    factory = StoreFactory("postgres", tmp_path)
+async def factory() -> AsyncIterator[Logs]:
+    postgres_or_skip()
+    logs = Logs()
     try:
-        yield factory
+        yield logs
     finally:
-        await factory.aclose()
+        await logs.aclose()
 
 
 def command(agent: str, n: int) -> NewEvent:
@@ -73,7 +102,7 @@ async def child(*args: str) -> AsyncIterator[Child]:
 
 
 async def test_writers_in_three_processes_give_every_reader_every_position_once_in_order(
-    factory: StoreFactory,
+    factory: Logs,
 ) -> None:
     """Readers in two other processes and this one see 1..N exactly once, in order, while
     three processes of four concurrent appenders each commit batches at once."""
@@ -126,7 +155,7 @@ async def test_writers_in_three_processes_give_every_reader_every_position_once_
             assert versions == list(range(1, len(versions) + 1))
 
 
-async def test_one_notification_per_committed_group(factory: StoreFactory) -> None:
+async def test_one_notification_per_committed_group(factory: Logs) -> None:
     store = await factory()
     assert isinstance(store, PostgresEventStore)
     heard: list[str] = []
@@ -146,7 +175,7 @@ async def test_one_notification_per_committed_group(factory: StoreFactory) -> No
 
 
 async def test_a_subscriber_in_another_process_is_woken_by_notify_not_by_polling(
-    factory: StoreFactory,
+    factory: Logs,
 ) -> None:
     store = await factory()
     async with child("follow", factory.location, "3", "3600") as follower:
@@ -157,7 +186,7 @@ async def test_a_subscriber_in_another_process_is_woken_by_notify_not_by_polling
     assert lines == ["1", "2", "3"]
 
 
-async def test_a_lost_listener_falls_back_to_polling(factory: StoreFactory) -> None:
+async def test_a_lost_listener_falls_back_to_polling(factory: Logs) -> None:
     reader = await factory(poll_interval=0.05)
     writer = await factory()
     assert isinstance(reader, PostgresEventStore)
