@@ -32,7 +32,10 @@ install: $(TEST_STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/fleet demo
 
+# The PostgreSQL tests need a server on 127.0.0.1:5432: started if the machine has one
+# (.ci/postgres); without it they skip, saying why.
 test: $(TEST_STAMP) claude-code
+	@.ci/postgres >/dev/null 2>&1 || echo "make: no PostgreSQL on 127.0.0.1:5432: its tests will skip"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The real Claude Code, pinned, for the end-to-end tests (tests/claude_code/): npm installs the

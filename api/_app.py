@@ -111,7 +111,11 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
             runtime = await stack.enter_async_context(
                 open_runtime(
                     RuntimeOptions(
-                        db=config.db, workspace=config.workspace, store_poll_s=config.store_poll_s
+                        db=config.db,
+                        workspace=config.workspace,
+                        store_poll_s=config.store_poll_s,
+                        drive_agents=config.drive_agents,
+                        worker=config.worker,
                     )
                 )
             )

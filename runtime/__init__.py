@@ -29,6 +29,7 @@ from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
+from ._worker import Worker
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
@@ -107,6 +108,7 @@ __all__ = [
     "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
+    "Worker",
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("_run", "resume interrupted runs and working agents (after a crash or Ctrl-C)"),
     "abandon": ("_run", "give up on an interrupted run: delete its agents, mark it failed"),
     "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "worker": ("_worker", "drive agents taken by lease from a shared log, without HTTP"),
     "simulator": ("_simulator", "run the offline Messages-API simulator alone; print its base URL"),
     "hook-forward": (
         "_forward",

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -127,7 +127,8 @@ def _demo_command(args: argparse.Namespace) -> int:
         workspace = Path(args.workspace)
     else:
         db = resolve_db(args.db)
-        workspace = db.parent / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
+        folder = db.parent if isinstance(db, Path) else DEFAULT_DB.parent
+        workspace = folder / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
         console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
@@ -166,7 +167,7 @@ def _resume_command(args: argparse.Namespace) -> int:
     return asyncio.run(_resume(args))
 
 
-async def _interrupted(db: Path, only: str | None) -> list[tuple[str, Path]]:
+async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path]]:
     """The interrupted runs (or `only`), each with its workspace."""
     from events import open_store
     from projections import ProjectionRunner

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -45,11 +45,11 @@ _BATCH = 500  # events printed per write when printing the log
 # -- reading the log ------------------------------------------------------------
 
 
-def _existing_log(arg: str | None) -> Path:
+def _existing_log(arg: str | None) -> Path | str:
     from ..errors import ApiError
 
     db = resolve_db(arg)
-    if not db.is_file():
+    if log_missing(db):
         raise ApiError(
             f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
         )
@@ -57,7 +57,7 @@ def _existing_log(arg: str | None) -> Path:
 
 
 async def read_views(
-    db: Path, names: Sequence[str], *, at: int | None = None
+    db: Path | str, names: Sequence[str], *, at: int | None = None
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """The views `names` of the log at `db` now (or as of position `at`), and that position.
 
@@ -69,7 +69,7 @@ async def read_views(
     from ..errors import ApiError
     from ._common import open_to_read
 
-    if not await asyncio.to_thread(db.is_file):
+    if await asyncio.to_thread(log_missing, db):
         raise ApiError(f"no fleet log at {db}")
     async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         if at is None:
@@ -212,7 +212,7 @@ def _runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _runs_now(db: Path) -> tuple[dict[str, Any], int]:
+async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
     """The runs view now, a running run that no live process conducts as "interrupted"."""
     from events import open_store
     from projections import ProjectionRunner
@@ -239,7 +239,7 @@ def _events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _print_events(db: Path, args: argparse.Namespace) -> None:
+async def _print_events(db: Path | str, args: argparse.Namespace) -> None:
     from events import EventFilter, open_store
 
     where = None
