@@ -36,7 +36,9 @@
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
   // The page's other parts (each its own file), told of every new event and run pick.
-  const PARTS = () => [window.fleetApprovals, window.fleetDrawer, window.fleetTrace, window.fleetAlerts].filter(Boolean);
+  const PARTS = () => [
+    window.fleetApprovals, window.fleetDrawer, window.fleetTrace, window.fleetAlerts, window.fleetChat,
+  ].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);

@@ -602,3 +602,23 @@ async def test_newest_agents_and_live_runs_first_and_deleted_agents_folded(
     assert await folded.locator(".agent-card").first.is_visible()
     assert page.errors == []
     await page.close()
+
+
+async def test_the_chat_panel_opens_and_says_when_the_server_takes_no_messages(
+    browser: Any, served: Served
+) -> None:
+    """The orchestrator's panel opens from its button; without the chat route it says so."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    assert await page.locator("#chat").is_hidden()
+    await page.locator("#chat-toggle").click()
+    assert await page.locator("#chat").is_visible()
+    await page.locator("#chat-input").fill("/status")
+    await page.locator("#chat-send").click()
+    status = page.locator('#chat-status[data-error="true"]')
+    await status.wait_for()
+    assert "/v1/orchestrator/messages" in (await status.text_content() or "")
+    assert await page.locator("#chat-input").input_value() == "/status"  # nothing lost
+    await shoot(page, served, "dashboard-chat", full_page=False)
+    assert page.errors == []
+    await page.close()
