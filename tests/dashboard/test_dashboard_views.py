@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -181,15 +182,15 @@ async def pick_run(page: Any, run_id: str) -> None:
     )
 
 
-async def shoot(
-    page: Any, served: Served, view: str, locator: str | None = None, *, full_page: bool = True
-) -> None:
-    """Screenshots of a view at both sizes, for a person to look at."""
+async def shoot(page: Any, served: Served, view: str, locator: str | None = None) -> None:
+    """Screenshots of a view at both sizes, for a person to look at (FLEET_SCREENSHOTS=0: none)."""
+    if os.environ.get("FLEET_SCREENSHOTS") == "0":
+        return
     for size, viewport in SIZES.items():
         await page.set_viewport_size(viewport)
         path = served.artifacts / f"{view}-{size}.png"
         if locator is None:
-            await page.screenshot(path=path, full_page=full_page)
+            await page.screenshot(path=path)  # the viewport: a full page costs seconds
         else:
             await page.locator(locator).screenshot(path=path)
     await page.set_viewport_size(SIZES["wide"])
@@ -348,7 +349,7 @@ async def test_the_drawer_shows_each_tool_call_input_and_result_from_the_log(
         "r => Number(r.dataset.position))"
     )
     assert found == expected
-    await shoot(page, served, "dashboard-drawer", full_page=False)
+    await shoot(page, served, "dashboard-drawer")
     await page.keyboard.press("Escape")
     assert await page.locator("#drawer").is_hidden()
     assert page.errors == []
@@ -619,6 +620,6 @@ async def test_the_chat_panel_opens_and_says_when_the_server_takes_no_messages(
     await status.wait_for()
     assert "/v1/orchestrator/messages" in (await status.text_content() or "")
     assert await page.locator("#chat-input").input_value() == "/status"  # nothing lost
-    await shoot(page, served, "dashboard-chat", full_page=False)
+    await shoot(page, served, "dashboard-chat")
     assert page.errors == []
     await page.close()
