@@ -562,7 +562,7 @@ async def test_the_feed_keeps_showing_events_while_the_slider_is_scrubbed(
         assert position in shown
         assert len(shown) >= min(position, 20)  # the events before it are there to read
     assert await page.locator("#feed-window").is_visible()
-    await shoot(page, served, "dashboard-scrubbing")
+    await shoot(page, served, "dashboard-scrubbing", ".col-feed")
     await page.locator("#live-btn").click()
     await page.wait_for_function(
         "(n) => Number(document.querySelector('#feed .feed-row').dataset.position) === n", arg=head
