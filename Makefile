@@ -91,7 +91,7 @@ vendor-dagre:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	(cd "$$tmp" && npm pack --silent @dagrejs/dagre@$(DAGRE_VERSION) >/dev/null && tar xzf dagrejs-dagre-$(DAGRE_VERSION).tgz) && \
 	grep -v '^//# sourceMappingURL=' "$$tmp/package/dist/dagre.min.js" > api/static/vendor/dagre.min.js && \
-	cp "$$tmp/package/LICENSE" api/static/vendor/dagre-LICENSE && \
+	cp "$$tmp/package/LICENSE" api/static/vendor/dagre-LICENSE.md && \
 	sha256sum "$$tmp/dagrejs-dagre-$(DAGRE_VERSION).tgz" api/static/vendor/dagre.min.js
 
 clean:
