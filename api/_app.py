@@ -39,6 +39,7 @@ from runtime import Runtime, RuntimeOptions, open_runtime
 from . import (
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_events,
     _routes_hooks,
     _routes_otlp,
@@ -70,6 +71,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_views,
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_hooks,
     _routes_otlp,
     _routes_replay,

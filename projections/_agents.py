@@ -206,6 +206,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

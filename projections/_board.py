@@ -81,6 +81,7 @@ class BoardProjection(FoldProjection[BoardState]):
             "AgentDeleted",
             "ExternalHookReceived",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -84,6 +84,7 @@ class FleetProjection(FoldProjection[FleetState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

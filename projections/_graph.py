@@ -126,6 +126,7 @@ class GraphProjection(FoldProjection[GraphState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

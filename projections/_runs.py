@@ -95,6 +95,7 @@ class RunsProjection(FoldProjection[RunsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

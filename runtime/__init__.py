@@ -18,6 +18,7 @@ from __future__ import annotations
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
 from ._approvals import approval_stream, decide_approval, wait_for_decision
+from ._chat import CONVERSATION_ID_PATTERN, Chat, ChatMessage, Conversation, Posted
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
 from ._models import ModelInfo, ModelTable, PriceTable
@@ -25,6 +26,7 @@ from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
+from ._slash import SLASH_COMMANDS
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
@@ -34,10 +36,13 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    AgentNotWorking,
     ApprovalClosed,
     ApprovalNotFound,
     BudgetExceeded,
+    ChatCommandInvalid,
     ClientClosed,
+    ConversationNotFound,
     FleetLimitReached,
     InvalidAgentSpec,
     ModelCallFailed,
@@ -56,13 +61,16 @@ from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
+    "CONVERSATION_ID_PATTERN",
     "LEGACY_TOOL_NAMES",
+    "SLASH_COMMANDS",
     "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "AgentNotWorking",
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
@@ -70,7 +78,12 @@ __all__ = [
     "ApprovalNotFound",
     "BudgetExceeded",
     "Budgets",
+    "Chat",
+    "ChatCommandInvalid",
+    "ChatMessage",
     "ClientClosed",
+    "Conversation",
+    "ConversationNotFound",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
@@ -84,6 +97,7 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PatternSpec",
+    "Posted",
     "PriceTable",
     "PromptBlocked",
     "RunResult",
