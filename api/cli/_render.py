@@ -150,7 +150,8 @@ def _fitted(
 
 
 _AGENT_COLUMNS = (
-    _Column("agent", 10), _Column("role", 3), _Column("model", 4), _Column("status", 9),
+    _Column("agent", 11), _Column("id", 10), _Column("role", 3), _Column("model", 4),
+    _Column("status", 9),
     _Column("context", 8), _Column("tokens", 5, right=True), _Column("cost", 7, right=True),
     _Column("tools", 6, right=True), _Column("last call", 6), _Column("read", 2, right=True),
     _Column("wrote", 2, right=True),
@@ -184,6 +185,7 @@ def render_agents(
             status.append(f" for approval {a['approval']['id']}", style="magenta")
         rows.append([
             Text(a["name"], style="bold"),
+            Text(a["id"], style="bright_black"),
             Text(a["role"]),
             Text(_model(a["model"])),
             status,
