@@ -53,7 +53,7 @@ _TYPE_STYLES: dict[str, str] = {
     "AgentWaiting": "magenta", "AgentWoke": "magenta", "TaskCreated": "cyan", "TaskMoved": "cyan",
     "HookInvoked": "bright_blue", "ExternalHookReceived": "bright_blue",
     "ApprovalRequested": "magenta", "ApprovalDecided": "magenta",
-    "ReplayDiverged": "bold red",
+    "ReplayDiverged": "bold red", "ChatMessagePosted": "bold green",
 }  # fmt: skip
 _BAD_DECISIONS = frozenset({"deny", "block", "error", "timeout"})
 
@@ -420,6 +420,8 @@ def describe_event(event: RecordedEvent) -> str:
             f"step {d.get('step')} {d.get('kind')}: expected {_clip(d.get('expected'), 50)}, "
             f"got {_clip(d.get('actual'), 50)}"
         )
+    if kind == "ChatMessagePosted":
+        return f"{d['conversation_id']} {d['role']} ({d['author']}): {_clip(d['text'], 90)}"
     return _clip(d, 100)
 
 
