@@ -58,6 +58,7 @@ from ._export import (
     read_export,
     read_run,
 )
+from ._leases import Lease, LeaseStore
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -68,6 +69,7 @@ from .errors import (
     FleetError,
     ImportConflict,
     InvalidEvent,
+    LeaseHeld,
     LogNotFound,
     NotADatabase,
     ReplayError,
@@ -118,6 +120,9 @@ __all__ = [
     "ImportResult",
     "ImportedEvent",
     "InvalidEvent",
+    "Lease",
+    "LeaseHeld",
+    "LeaseStore",
     "LogNotFound",
     "MemoryEventStore",
     "Meta",
