@@ -117,6 +117,9 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 )
             )
             store, runner = runtime.store, runtime.runner
+            # Messages to the orchestrator left unanswered by a stop are answered now (in the
+            # background: finding them reads the log's chat events).
+            runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
         else:
             store = await stack.enter_async_context(
                 open_store(config.db, poll_interval=config.store_poll_s)

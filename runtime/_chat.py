@@ -25,6 +25,11 @@ Notes (do not fix without reading this):
 3. An orchestrator the log shows working that no task of this process drives
    (the process that drove it died) is interrupted before the next prompt:
    its turn was cut, and it says so in its status.
+4. Two processes may serve one conversation (two terminals, a terminal and the
+   server). The one whose orchestrator turn is running answers the messages
+   that arrive meanwhile (its driver reads what is unanswered after each
+   answer); the other, refused the orchestrator's lease, waits for the turn to
+   end and looks again, and never answers in its place.
 """
 
 from __future__ import annotations
@@ -37,11 +42,19 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from events import NO_STREAM, ChatMessagePosted, Meta, NewEvent, RecordedEvent, RunStarted
+from events import (
+    NO_STREAM,
+    ChatMessagePosted,
+    EventFilter,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    RunStarted,
+)
 from events.errors import FleetError, VersionConflict
 
 from ._slash import parse_command, run_command
-from .errors import AgentNotWorking, ConversationNotFound, InvalidAgentSpec
+from .errors import AgentDrivenElsewhere, AgentNotWorking, ConversationNotFound, InvalidAgentSpec
 
 if TYPE_CHECKING:
     from ._fleet import Fleet
@@ -61,6 +74,7 @@ logger = logging.getLogger(__name__)
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID = re.compile(CONVERSATION_ID_PATTERN)
 MAX_TEXT = 100_000
+_ELSEWHERE_RETRY_S = 30.0
 
 ORCHESTRATOR_INSTRUCTIONS = (
     "Mode: conversation. You talk with a person: each of their messages is a new prompt. "
@@ -239,6 +253,28 @@ class Chat:
         """Answer what the conversation left unanswered (after a restart); returns at once."""
         self._kick(conversation_id)
 
+    async def resume_all(self) -> list[str]:
+        """Answer what every conversation of the log left unanswered; the ids it resumed.
+
+        `fleet serve` calls it as it starts: a message posted before a stop is
+        answered without waiting for the next one.
+        """
+        where = EventFilter.of(types=["ChatMessagePosted"])
+        answered: set[int] = set()
+        asked: dict[int, str] = {}
+        async for event in self.fleet.store.iter_all(where=where, lenient=True):
+            data = event.data
+            if not isinstance(data, ChatMessagePosted):
+                continue
+            if data.role == "orchestrator" and data.reply_to is not None:
+                answered.add(data.reply_to)
+            elif data.role == "user" and not data.text.lstrip().startswith("/"):
+                asked[event.position] = data.conversation_id
+        waiting = sorted({cid for position, cid in asked.items() if position not in answered})
+        for cid in waiting:
+            self._kick(cid)
+        return waiting
+
     # -- slash commands ----------------------------------------------------------------
 
     async def _answer_command(self, cid: str, position: int, text: str) -> None:
@@ -293,6 +329,12 @@ class Chat:
                 text = output["summary"]
             else:
                 text = f"The orchestrator {output['status']}: {output['error'] or 'no answer'}"
+        except AgentDrivenElsewhere:
+            # Another live process drives the orchestrator (note 4): it answers this message
+            # after its turn, or the next look here does once the orchestrator is free.
+            if orchestrator is not None:
+                await self.fleet.wait_all([orchestrator], timeout_s=_ELSEWHERE_RETRY_S)
+            return
         except FleetError as e:  # unknown model, budget, a hook refused the prompt...
             logger.info("conversation %s: message %s not carried out: %s", cid, message.position, e)
             text = f"Could not carry that out: {e}"

@@ -11,6 +11,7 @@ import pytest
 from apitest_support import wait_until
 
 from api import ApiConfig, FleetApp, create_app
+from events import ChatMessagePosted, Meta, NewEvent, SQLiteEventStore
 from runtime import prepare_workspace
 from runtime.simulator import Call, Observation, Situation, Turn
 
@@ -81,6 +82,27 @@ async def test_a_three_turn_conversation_survives_a_restart(config: ApiConfig) -
         events = (await client.get("/v1/events", params={"type": "ChatMessagePosted"})).json()
         texts = [e["data"]["text"] for e in events["events"]]
         assert texts == [m["text"] for m in conversation["messages"]]
+
+
+async def test_a_message_left_unanswered_by_a_stop_is_answered_when_the_server_starts(
+    config: ApiConfig,
+) -> None:
+    """The message is in the log, its answer is not (the process stopped): serve answers it."""
+    async with SQLiteEventStore(config.db) as store:
+        asked = ChatMessagePosted(conversation_id="left", role="user", text="status", author="me")
+        meta = Meta(run_id="chat-left")
+        (posted,) = await store.append("chat-left", [NewEvent(asked, meta)])
+    app = create_app(config)
+    async with app.router.lifespan_context(app), await _client(app) as client:
+
+        async def answered() -> bool:
+            got = await client.get("/v1/orchestrator/conversations/left")
+            return any(m["reply_to"] == posted.position for m in got.json()["messages"])
+
+        await wait_until(answered, within=60, what="the answer to the message left unanswered")
+        conversation = (await client.get("/v1/orchestrator/conversations/left")).json()
+        assert conversation["messages"][-1]["text"] == "No agents yet."
+        assert conversation["pending"] == 0
 
 
 async def test_slash_commands_act_on_the_fleet_without_the_model(client: httpx.AsyncClient) -> None:
