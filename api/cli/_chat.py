@@ -69,11 +69,19 @@ class _View:
         self.as_json = as_json
         self.echo = echo  # echo the person's messages (input not typed at a terminal)
         self.author = f"terminal-{os.getpid()}"  # who the messages typed here are from
+        self.prompt = ""  # the prompt on screen, while a line is being typed at a terminal
         self.names: dict[str, str] = {}
 
     def say(self, markup: str) -> None:
-        if not self.as_json:
-            console().print(markup, highlight=False)
+        """Print a line; over a prompt being shown, above it (the prompt is drawn again)."""
+        if self.as_json:
+            return
+        if self.prompt:
+            sys.stdout.write("\r\x1b[K")  # the prompt's line, cleared
+        console().print(markup, highlight=False)
+        if self.prompt:
+            sys.stdout.write(self.prompt)
+            sys.stdout.flush()
 
     def event(self, event: RecordedEvent, orchestrator: str | None) -> None:
         data: Any = event.data
@@ -88,10 +96,10 @@ class _View:
         if kind == "ChatMessagePosted":
             if data.role == "orchestrator":
                 who = "orchestrator" if data.author != "fleet" else "fleet"
-                console().print(f"[bold green]{who}>[/] {escape(data.text)}", highlight=False)
+                self.say(f"[bold green]{who}>[/] {escape(data.text)}")
             elif self.echo or data.author != self.author:
                 by = "" if data.author == self.author else f" ({escape(data.author)})"
-                console().print(f"[bold]you{by}>[/] {escape(data.text)}", highlight=False)
+                self.say(f"[bold]you{by}>[/] {escape(data.text)}")
         elif kind == "AgentCreated":
             self.names[data.agent_id] = data.name
             if data.agent_id != orchestrator and data.role != "orchestrator":
@@ -153,18 +161,24 @@ async def _chat(args: argparse.Namespace, workspace: Path) -> int:
                 state["new"] = False
                 view.say(f"conversation [bold]{cid}[/] (run chat-{cid}), carried on")
                 chat.resume(cid)  # what was left unanswered
+            else:
+                view.say(
+                    f"conversation [bold]{cid}[/] (run chat-{cid}): carry it on later with\n"
+                    f"  fleet chat --conversation {cid}\n"
+                    "slash commands: /help; end with Ctrl-D or /quit"
+                )
             while True:
-                line = await _read_line("you> " if sys.stdin.isatty() and not args.json else "")
+                prompt = "you> " if sys.stdin.isatty() and not args.json else ""
+                view.prompt = prompt
+                line = await _read_line(prompt)
+                view.prompt = ""
+                if line is None and prompt:
+                    sys.stdout.write("\n")  # Ctrl-D leaves the cursor after the prompt
                 if line is None or line.strip() in _QUIT:
                     break
                 if not line.strip():
                     continue
-                if state["new"]:
-                    state["new"] = False
-                    view.say(
-                        f"conversation [bold]{cid}[/] (run chat-{cid}): resume it with\n"
-                        f"  fleet chat --conversation {cid}"
-                    )
+                state["new"] = False
                 posted = await chat.post(line.rstrip("\n"), cid, author=view.author)
                 await answered.setdefault(posted.position, asyncio.Event()).wait()
         finally:
