@@ -82,6 +82,12 @@ async def test_a_three_turn_conversation_survives_a_restart(config: ApiConfig) -
         events = (await client.get("/v1/events", params={"type": "ChatMessagePosted"})).json()
         texts = [e["data"]["text"] for e in events["events"]]
         assert texts == [m["text"] for m in conversation["messages"]]
+        # The conversation is a run: listed, and replayed with its messages in its timeline.
+        run = (await client.get(f"/v1/runs/chat-{cid}")).json()
+        assert run["pattern"] == "chat" and run["task"] == RENAME
+        timeline = (await client.get(f"/v1/runs/chat-{cid}/timeline")).json()
+        said = [e["text"] for e in timeline["entries"] if e["kind"] == "chat"]
+        assert said[0] == f"user (api): {RENAME}" and len(said) == 6
 
 
 async def test_a_message_left_unanswered_by_a_stop_is_answered_when_the_server_starts(
