@@ -184,7 +184,7 @@ class Chat:
         messages = [ChatMessage.of(e) for e in events if isinstance(e.data, ChatMessagePosted)]
         if not messages:
             raise ConversationNotFound(conversation_id)
-        orchestrator = next((m.agent_id for m in messages if m.agent_id), None)
+        orchestrator = next((m.agent_id for m in reversed(messages) if m.agent_id), None)
         return Conversation(conversation_id, _run_id(conversation_id), orchestrator, messages)
 
     async def messages(self, conversation_id: str) -> list[ChatMessage]:
@@ -314,6 +314,8 @@ class Chat:
         cid = conversation.conversation_id
         orchestrator = conversation.orchestrator_id
         try:
+            if orchestrator is not None and await self._deleted(orchestrator):
+                orchestrator = None  # someone deleted it: a new one takes the conversation on
             if orchestrator is None:
                 status = await self.fleet.create_agent(
                     name="orchestrator", role="orchestrator", task=message.text,
@@ -342,6 +344,9 @@ class Chat:
             cid, text, reply_to=message.position, author=orchestrator or "fleet",
             agent_id=orchestrator,
         )  # fmt: skip
+
+    async def _deleted(self, agent_id: str) -> bool:
+        return (await self.fleet.get_agent_status(agent_id))["status"] == "deleted"
 
     async def _settle(self, orchestrator: str) -> None:
         """Note 3: wait for a turn this process drives; interrupt one nobody drives."""

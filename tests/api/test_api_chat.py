@@ -133,6 +133,21 @@ async def test_slash_commands_act_on_the_fleet_without_the_model(client: httpx.A
     assert conversation["orchestrator_id"] is None, "slash commands never woke the orchestrator"
 
 
+async def test_a_deleted_orchestrator_is_replaced_by_the_next_message(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await _say(client, "status")
+    cid, old = first["conversation_id"], first["agent_id"]
+    assert first["text"] == "No agents yet."
+    deleted = await _say(client, "/delete orchestrator", cid)
+    assert deleted["text"] == f"deleted {old}"
+    again = await _say(client, "status", cid)
+    assert again["agent_id"] not in (None, old)
+    assert again["text"] == "No agents yet."
+    conversation = (await client.get(f"/v1/orchestrator/conversations/{cid}")).json()
+    assert conversation["orchestrator_id"] == again["agent_id"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "slug"),
     [
