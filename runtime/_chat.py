@@ -346,7 +346,8 @@ class Chat:
         )  # fmt: skip
 
     async def _deleted(self, agent_id: str) -> bool:
-        return (await self.fleet.get_agent_status(agent_id))["status"] == "deleted"
+        status = await self.fleet.get_agent_status(agent_id)
+        return bool(status["status"] == "deleted")
 
     async def _settle(self, orchestrator: str) -> None:
         """Note 3: wait for a turn this process drives; interrupt one nobody drives."""
