@@ -28,8 +28,13 @@ Notes (do not fix without reading this):
 4. Two processes may serve one conversation (two terminals, a terminal and the
    server). The one whose orchestrator turn is running answers the messages
    that arrive meanwhile (its driver reads what is unanswered after each
-   answer); the other, refused the orchestrator's lease, waits for the turn to
-   end and looks again, and never answers in its place.
+   answer); the other, refused the orchestrator's lease (or finding it busy),
+   waits for the turn to end and looks again, and never answers in its place.
+   An orchestrator made for a conversation is found in the run's agents before
+   it has answered, so the other process does not make a second one.
+5. An answer is appended with the chat stream's expected version, after
+   checking that no answer to the same message is there: a message is answered
+   once, whatever two processes do.
 """
 
 from __future__ import annotations
@@ -54,7 +59,13 @@ from events import (
 from events.errors import FleetError, VersionConflict
 
 from ._slash import parse_command, run_command
-from .errors import AgentDrivenElsewhere, AgentNotWorking, ConversationNotFound, InvalidAgentSpec
+from .errors import (
+    AgentBusy,
+    AgentDrivenElsewhere,
+    AgentNotWorking,
+    ConversationNotFound,
+    InvalidAgentSpec,
+)
 
 if TYPE_CHECKING:
     from ._fleet import Fleet
@@ -185,6 +196,11 @@ class Chat:
         if not messages:
             raise ConversationNotFound(conversation_id)
         orchestrator = next((m.agent_id for m in reversed(messages) if m.agent_id), None)
+        if orchestrator is None:  # made, but it has not answered yet (note 4)
+            made = await self.fleet.list_agents(
+                run_id=_run_id(conversation_id), role="orchestrator", include_deleted=False
+            )
+            orchestrator = str(made[-1]["id"]) if made else None
         return Conversation(conversation_id, _run_id(conversation_id), orchestrator, messages)
 
     async def messages(self, conversation_id: str) -> list[ChatMessage]:
@@ -241,13 +257,24 @@ class Chat:
 
     async def _reply(
         self, cid: str, text: str, *, reply_to: int, author: str, agent_id: str | None
-    ) -> None:
+    ) -> bool:
+        """Post the answer to `reply_to` unless one is there already (note 5); True if posted."""
         answer = ChatMessagePosted(
             conversation_id=cid, role="orchestrator", text=text or "(no answer)", author=author,
             reply_to=reply_to, agent_id=agent_id,
         )  # fmt: skip
         meta = Meta(run_id=_run_id(cid), agent_id=agent_id)
-        await self.fleet.store.append(chat_stream(cid), [NewEvent(answer, meta)])
+        while True:
+            events = await self.fleet.store.read_stream(chat_stream(cid), lenient=True)
+            if any(getattr(e.data, "reply_to", None) == reply_to for e in events):
+                logger.debug("conversation %s: %s was answered elsewhere", cid, reply_to)
+                return False
+            with contextlib.suppress(VersionConflict):  # a message came meanwhile: look again
+                await self.fleet.store.append(
+                    chat_stream(cid), [NewEvent(answer, meta)],
+                    expected_version=events[-1].version if events else NO_STREAM,
+                )  # fmt: skip
+                return True
 
     def resume(self, conversation_id: str) -> None:
         """Answer what the conversation left unanswered (after a restart); returns at once."""
@@ -331,7 +358,7 @@ class Chat:
                 text = output["summary"]
             else:
                 text = f"The orchestrator {output['status']}: {output['error'] or 'no answer'}"
-        except AgentDrivenElsewhere:
+        except (AgentDrivenElsewhere, AgentBusy):
             # Another live process drives the orchestrator (note 4): it answers this message
             # after its turn, or the next look here does once the orchestrator is free.
             if orchestrator is not None:

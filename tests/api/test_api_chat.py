@@ -90,6 +90,40 @@ async def test_a_three_turn_conversation_survives_a_restart(config: ApiConfig) -
         assert said[0] == f"user (api): {RENAME}" and len(said) == 6
 
 
+async def test_two_servers_on_one_log_answer_each_message_once(config: ApiConfig) -> None:
+    """A follow-up posted to a second server while the first drives the orchestrator."""
+    first, second = create_app(config), create_app(config)
+    async with (
+        first.router.lifespan_context(first),
+        second.router.lifespan_context(second),
+        await _client(first) as one,
+        await _client(second) as two,
+    ):
+        asked = await one.post("/v1/orchestrator/messages", json={"text": RENAME})
+        cid = asked.json()["conversation_id"]
+        url = f"/v1/orchestrator/conversations/{cid}"
+
+        async def working() -> bool:
+            return (await one.get(url)).json()["orchestrator_id"] is not None or bool(
+                (await one.get("/v1/agents", params={"run_id": f"chat-{cid}"})).json()["agents"]
+            )
+
+        await wait_until(working, within=30, what="the orchestrator to start")
+        follow = await two.post(
+            "/v1/orchestrator/messages", json={"text": "status", "conversation_id": cid}
+        )
+        assert follow.status_code == 202
+
+        async def both_answered() -> bool:
+            return (await two.get(url)).json()["pending"] == 0
+
+        await wait_until(both_answered, within=90, what="both messages to be answered")
+        messages = (await two.get(url)).json()["messages"]
+        answers = [m["reply_to"] for m in messages if m["role"] == "orchestrator"]
+        assert sorted(answers) == sorted([asked.json()["position"], follow.json()["position"]])
+        assert not any(m["text"].startswith("Could not") for m in messages), messages
+
+
 async def test_a_message_left_unanswered_by_a_stop_is_answered_when_the_server_starts(
     config: ApiConfig,
 ) -> None:
