@@ -55,6 +55,7 @@ async def test_a_three_turn_conversation_survives_a_restart(config: ApiConfig) -
         cid = first["conversation_id"]
         assert first["role"] == "orchestrator"
         assert first["text"].startswith("DONE: 4 scouts"), first["text"]
+        assert "Applied 8 of 8 edits" in first["text"], "the scouts' common findings, once"
         orchestrator = first["agent_id"]
         assert orchestrator and first["author"] == orchestrator
 
