@@ -214,9 +214,23 @@ async def test_an_unknown_conversation_is_404(client: httpx.AsyncClient) -> None
     assert response.json()["type"] == "urn:fleet:problem:conversation-not-found"
 
 
+SLEEP = "sleep 97.531"  # a command line no other process has
+
+
+def _sleeping() -> bool:
+    """Whether a process runs `SLEEP` (read from /proc)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().replace(b"\0", b" ").strip() == SLEEP.encode():
+                return True
+        except OSError:
+            continue  # it ended while we looked
+    return False
+
+
 def _sleeper(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """A policy whose turn lasts until it is interrupted (a long shell command)."""
-    yield Turn("Sleeping.", [Call("Bash", {"command": "sleep 120"})])
+    yield Turn("Sleeping.", [Call("Bash", {"command": SLEEP})])
     return "woke up"
 
 
@@ -237,10 +251,12 @@ async def test_interrupt_stops_the_turn_and_keeps_the_agent(
         return any(e["data"]["agent_id"] == agent_id for e in page.json()["events"])
 
     await wait_until(running_bash, within=30, what="the shell command to start")
+    await wait_until(_sleeping, within=30, what="the sleep to run")
     interrupted = await client.post(f"/v1/agents/{agent_id}/interrupt")
     assert interrupted.status_code == 200, interrupted.text
     assert interrupted.json()["status"] == "failed"
     assert interrupted.json()["error"] == "interrupted by api"
+    await wait_until(lambda: not _sleeping(), within=30, what="the turn's process to end")
     again = await client.post(f"/v1/agents/{agent_id}/interrupt")
     assert again.status_code == 409
     assert again.json()["type"] == "urn:fleet:problem:agent-not-working"
