@@ -40,6 +40,7 @@ from runtime import Runtime, RuntimeOptions, open_runtime
 from . import (
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_events,
     _routes_hooks,
     _routes_otlp,
@@ -71,6 +72,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_views,
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_hooks,
     _routes_otlp,
     _routes_replay,
@@ -120,6 +122,9 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
                 )
             )
             store, runner = runtime.store, runtime.runner
+            # Messages to the orchestrator left unanswered by a stop are answered now (in the
+            # background: finding them reads the log's chat events).
+            runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
         else:
             store = await stack.enter_async_context(
                 open_store(config.db, poll_interval=config.store_poll_s)
