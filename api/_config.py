@@ -58,6 +58,12 @@ class ApiConfig(BaseModel):
         ge=1024,
         description="largest run export accepted by POST /v1/runs/import (413 beyond)",
     )
+    import_key: SecretStr | None = Field(
+        default=None,
+        description="when set, POST /v1/runs/import takes only exports signed with this key "
+        "(HMAC-SHA256, `fleet export --sign`); `fleet serve --verify-imports` sets it from "
+        "FLEET_EXPORT_KEY",
+    )
     max_otlp_bytes: int = Field(
         default=4 * 1024 * 1024,
         ge=1024,
@@ -160,6 +166,13 @@ class ApiConfig(BaseModel):
             text = value.get_secret_value()
             if any(c.isspace() for c in text) or not text.isprintable():
                 raise ValueError("the token must be printable and contain no whitespace")
+        return value
+
+    @field_validator("import_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("a signing key needs at least 16 bytes (e.g. `openssl rand -hex 32`)")
         return value
 
     @property

@@ -20,9 +20,11 @@ from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
 from ._approvals import approval_stream, decide_approval, wait_for_decision
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
+from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._run_resume import abandon_run, interrupted_runs, mark_interrupted, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
@@ -46,6 +48,7 @@ from .errors import (
     ModelTableInvalid,
     PatternError,
     PromptBlocked,
+    RunNotResumable,
     ToolError,
     ToolInputInvalid,
     UnknownModel,
@@ -76,6 +79,7 @@ __all__ = [
     "FleetConfig",
     "FleetLimitReached",
     "InvalidAgentSpec",
+    "Leaseholder",
     "ModelCallFailed",
     "ModelClient",
     "ModelError",
@@ -87,6 +91,7 @@ __all__ = [
     "PatternSpec",
     "PriceTable",
     "PromptBlocked",
+    "RunNotResumable",
     "RunResult",
     "Runtime",
     "RuntimeOptions",
@@ -108,12 +113,16 @@ __all__ = [
     "WorkspaceEscape",
     "WorkspaceMissing",
     "WriteRefused",
+    "abandon_run",
     "approval_stream",
     "decide_approval",
+    "interrupted_runs",
     "load_pattern",
+    "mark_interrupted",
     "new_run_id",
     "open_runtime",
     "prepare_workspace",
+    "resume_run",
     "run_orchestrator",
     "run_pattern",
     "wait_for_decision",

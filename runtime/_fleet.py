@@ -479,8 +479,10 @@ class Fleet:
     async def resume_unfinished(self, *, run_id: str | None = None) -> list[str]:
         """Resume every agent the log shows as working or waiting (after a restart).
 
-        An agent a live process drives (it holds the agent's lease) is left to
-        it; one whose process has ended is taken over. Returns the resumed ids.
+        Only the agents of `run_id` when given. An agent a live process drives
+        (it holds the agent's lease) is left to it; one whose process has ended
+        is taken over. A pattern's conductor is not an agent to resume: its run
+        is (`resume_run`). Returns the resumed ids.
         """
         await self._sync()
         resumed = []
@@ -488,22 +490,47 @@ class Fleet:
             if record["status"] not in ("working", "waiting") or record["external"]:
                 continue
             if record["model"].startswith("pattern:"):
-                continue  # a pattern's conductor is code, resumed with its run (`resume_run`)
-            agent_id = record["id"]
-            if agent_id in self._tasks or (run_id is not None and record["run_id"] != run_id):
+                continue
+            if run_id is not None and record["run_id"] != run_id:
                 continue
             try:
-                await self._lease(agent_id)
+                if await self._resume_one(record["id"]):
+                    resumed.append(record["id"])
             except AgentDrivenElsewhere as e:
-                logger.info("not resuming %s: %s", agent_id, e)
-                continue
-            try:
-                agent = self._agents.get(agent_id) or await self._load(agent_id)
-                await self._spawn(agent)
-            finally:
-                await self._unlease(agent_id)
-            resumed.append(agent_id)
+                logger.info("not resuming %s: %s", record["id"], e)
         return resumed
+
+    async def _resume_one(self, agent_id: str) -> bool:
+        """Drive an agent the log shows working, unless it runs here already; True if started.
+
+        Raises `AgentDrivenElsewhere` if a live process holds its lease.
+        """
+        if agent_id in self._tasks:
+            return False
+        await self._lease(agent_id)
+        try:
+            agent = self._agents.get(agent_id) or await self._load(agent_id)
+            await agent.sync()  # another process may have moved it on
+            if agent.status not in ("working", "waiting"):
+                return False
+            await self._spawn(agent)
+        finally:
+            await self._unlease(agent_id)
+        return True
+
+    async def adopt_agent(self, agent_id: str, prompt: str, *, by: str) -> None:
+        """Take up an agent a resumed run created before it was interrupted.
+
+        One the log shows created but never commanded gets `prompt`; one still
+        working is resumed; one that ended is left as it is (its result stands).
+        Raises `AgentNotFound`, `AgentDrivenElsewhere`.
+        """
+        await self._sync()
+        status = self._record(agent_id)["status"]
+        if status == "created":
+            await self.command_agent(agent_id, prompt, by=by)
+        elif status in ("working", "waiting"):
+            await self._resume_one(agent_id)
 
     # -- budgets ----------------------------------------------------------------
 

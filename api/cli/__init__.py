@@ -31,7 +31,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("_run", "run a task with a pattern or the orchestrator agent"),
     "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
-    "resume": ("_run", "resume the agents the log shows as working (after a crash or Ctrl-C)"),
+    "resume": ("_run", "resume interrupted runs and working agents (after a crash or Ctrl-C)"),
+    "abandon": ("_run", "give up on an interrupted run: delete its agents, mark it failed"),
     "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
     "worker": ("_worker", "drive agents taken by lease from a shared log, without HTTP"),
     "simulator": ("_simulator", "run the offline Messages-API simulator alone; print its base URL"),

@@ -7,16 +7,28 @@ console is made on first use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["DEFAULT_DB", "add_common", "console", "log_missing", "print_json", "resolve_db"]
+    from events import EventStore
+
+__all__ = [
+    "DEFAULT_DB",
+    "add_common",
+    "console",
+    "log_missing",
+    "open_to_read",
+    "print_json",
+    "resolve_db",
+]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
 
@@ -64,3 +76,18 @@ def print_json(data: Any) -> None:
 
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+@contextlib.asynccontextmanager
+async def open_to_read(db: str | Path) -> AsyncIterator[EventStore]:
+    """The log at `db` for a command that only reads it: for writing if it can be (the
+    projections then keep their checkpoints for the next command), else read-only (a
+    read-only file, folder or disk). Raises what `open_store` raises."""
+    from events import StoreUnavailable, open_store
+
+    try:
+        store = await open_store(db).open()
+    except StoreUnavailable:
+        store = await open_store(db, readonly=True).open()
+    async with store:
+        yield store

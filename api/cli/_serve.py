@@ -36,6 +36,12 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         help="send the log live as OpenTelemetry spans to this OTLP/HTTP receiver "
         "(default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
     )
+    parser.add_argument(
+        "--verify-imports",
+        action="store_true",
+        help="take POST /v1/runs/import only for exports signed with $FLEET_EXPORT_KEY "
+        "(`fleet export --sign`)",
+    )
     drive = parser.add_mutually_exclusive_group()
     drive.add_argument(
         "--no-worker",
@@ -64,12 +70,18 @@ def _serve(args: argparse.Namespace) -> int:
     from .._config import ApiConfig
     from .._serve import serve
     from ..errors import ApiError
+    from ._replay import KeyMissing, export_key
 
     db = resolve_db(args.db)
     allow = tuple(args.allow_host) if args.allow_host else None
     try:
+        import_key = export_key().decode() if args.verify_imports else None
+    except KeyMissing as e:
+        raise ApiError(f"--verify-imports: {e}") from None
+    try:
         config = ApiConfig.from_env(
             db=db,
+            import_key=import_key,
             token=args.token,
             workspace=args.workspace,
             otlp_endpoint=args.otlp_endpoint,

@@ -64,14 +64,14 @@ async def read_views(
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
-    from events import open_store
     from projections import ProjectionRunner
 
     from ..errors import ApiError
+    from ._common import open_to_read
 
     if await asyncio.to_thread(log_missing, db):
         raise ApiError(f"no fleet log at {db}")
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
@@ -192,8 +192,12 @@ def _board_command(args: argparse.Namespace) -> int:
 
 
 def _runs_command(args: argparse.Namespace) -> int:
-    views, position = asyncio.run(read_views(_existing_log(args.db), ["runs"], at=args.at))
-    runs = views["runs"]
+    db = _existing_log(args.db)
+    if args.at is None:
+        runs, position = asyncio.run(_runs_now(db))
+    else:
+        views, position = asyncio.run(read_views(db, ["runs"], at=args.at))
+        runs = views["runs"]
     if args.json:
         print_json(runs)
         return 0
@@ -206,6 +210,18 @@ def _runs_command(args: argparse.Namespace) -> int:
     table.caption = f"{runs['count']} runs, {_caption(position, args.at)}"
     _print(table)
     return 0
+
+
+async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
+    """The runs view now, a running run that no live process conducts as "interrupted"."""
+    from events import open_store
+    from projections import ProjectionRunner
+    from runtime import mark_interrupted
+
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
+        runs = runner.view("runs")
+        marked = await mark_interrupted(store, runs["runs"])
+        return {**runs, "runs": marked}, runner.position
 
 
 def _events_command(args: argparse.Namespace) -> int:

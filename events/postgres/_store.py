@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -280,14 +280,16 @@ class PostgresEventStore:
         writer.submit(PendingAppend(stream_id, batch, params, expected_version, future))
         return await future
 
-    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+    async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction after the head (`_import.py`).
 
-        Raises `ImportConflict` when a stream of `events` exists already,
-        `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
+        `events` is read once, on a worker thread (it may read a file), and held
+        in memory for the transaction. Raises `ImportConflict` when a stream of
+        `events` exists already, `StoreClosed`, `StoreUnavailable`; in every
+        case nothing is written.
         """
         writer = self._writing()
-        batch = tuple(events)
+        batch = await asyncio.to_thread(tuple, events)
         tables = self.tables
 
         async def run(conn: asyncpg.Connection) -> int:
