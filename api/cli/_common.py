@@ -21,9 +21,14 @@ if TYPE_CHECKING:
     from events import EventStore
 
 __all__ = [
-    "DEFAULT_DB", "add_common", "console", "log_missing", "open_to_read", "print_json",
+    "DEFAULT_DB",
+    "add_common",
+    "console",
+    "log_missing",
+    "open_to_read",
+    "print_json",
     "resolve_db",
-]  # fmt: skip
+]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
 

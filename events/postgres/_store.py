@@ -283,11 +283,13 @@ class PostgresEventStore:
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction after the head (`_import.py`).
 
-        Raises `ImportConflict` when a stream of `events` exists already,
-        `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
+        `events` is read once, on a worker thread (it may read a file), and held
+        in memory for the transaction. Raises `ImportConflict` when a stream of
+        `events` exists already, `StoreClosed`, `StoreUnavailable`; in every
+        case nothing is written.
         """
         writer = self._writing()
-        batch = await asyncio.to_thread(tuple, events)  # it may read a spool file
+        batch = await asyncio.to_thread(tuple, events)
         tables = self.tables
 
         async def run(conn: asyncpg.Connection) -> int:
