@@ -33,7 +33,15 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from events import Checkpoint, EventStore, RecordedEvent, Snapshot, StoreClosed, UnknownEvent
+from events import (
+    Checkpoint,
+    EventStore,
+    RecordedEvent,
+    Snapshot,
+    StoreClosed,
+    StoreUnavailable,
+    UnknownEvent,
+)
 
 from ._agents import AgentsProjection
 from ._base import Projection
@@ -110,6 +118,7 @@ class ProjectionRunner:
         self._checkpoint_lock = asyncio.Lock()
         self._snapshot_lock = asyncio.Lock()
         self._since_checkpoint = 0
+        self._checkpoints_failing = False
         self._advanced = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -286,7 +295,8 @@ class ProjectionRunner:
                 break
             self._apply(event)
             applied += 1
-        await self._maybe_checkpoint()
+        if self._since_checkpoint >= self._checkpoint_every:
+            await self._try_checkpoint()  # the offered events are applied whatever it says
         return applied
 
     async def state_at(self, name: str, position: int) -> Any:
@@ -480,7 +490,8 @@ class ProjectionRunner:
                 if event.position > self.position + 1:
                     await self._fill_gap(event.position)
                 self._apply(event)
-                await self._maybe_checkpoint()
+                if self._since_checkpoint >= self._checkpoint_every:
+                    await self._try_checkpoint()
         except asyncio.CancelledError:
             raise
         except StoreClosed:
@@ -540,18 +551,28 @@ class ProjectionRunner:
         self._advanced.set()
         self._advanced = asyncio.Event()
 
-    async def _maybe_checkpoint(self) -> None:
-        if self._since_checkpoint >= self._checkpoint_every:
-            await self._checkpoint()
-
     async def _flush(self) -> None:
         while True:
             await asyncio.sleep(self._checkpoint_interval)
             if any(slot.dirty for slot in self._slots.values()):
-                try:
-                    await self._checkpoint()
-                except Exception:
-                    logger.exception("could not write projection checkpoints; will retry")
+                await self._try_checkpoint()
+
+    async def _try_checkpoint(self) -> None:
+        """Write the checkpoints; a log that refuses the write (a full disk) is logged once
+        and retried later, since the states are whole in memory and nothing is lost."""
+        try:
+            await self._checkpoint()
+        except StoreUnavailable as e:
+            if not self._checkpoints_failing:
+                logger.warning("could not write projection checkpoints (%s); will retry", e)
+            self._checkpoints_failing = True
+            return
+        except Exception:
+            logger.exception("could not write projection checkpoints; will retry")
+            return
+        if self._checkpoints_failing:
+            logger.warning("projection checkpoints are written again")
+            self._checkpoints_failing = False
 
     async def _checkpoint(self) -> None:
         async with self._checkpoint_lock:
