@@ -331,14 +331,9 @@ class ProjectionRunner:
             past = Slot(
                 projection, projection.initial() if data is None else projection.load(data), start
             )
-        await fold(
-            self._store,
-            [past],
-            position,
-            self._snapshots,
-            quiet=True,
-            persist=self._persist_snapshots,
-        )
+        # A query takes no snapshots on its way: packing a large state would
+        # cost it more than its fold (rebuilds and the live fold take them).
+        await fold(self._store, [past], position, Snapshots(0, 1), quiet=True)
         if past.failed is not None:
             raise past.failed
         return past.state
