@@ -367,6 +367,9 @@ class Chat:
         except FleetError as e:  # unknown model, budget, a hook refused the prompt...
             logger.info("conversation %s: message %s not carried out: %s", cid, message.position, e)
             text = f"Could not carry that out: {e}"
+        except Exception as e:  # a bug: the person is told (and it is logged), never left waiting
+            logger.exception("conversation %s: message %s failed", cid, message.position)
+            text = f"Could not carry that out: an internal error ({type(e).__name__}: {e})"
         await self._reply(
             cid, text, reply_to=message.position, author=orchestrator or "fleet",
             agent_id=orchestrator,
