@@ -48,6 +48,7 @@ __all__ = [
     "TaskMoved",
     "TelemetryReceived",
     "ToolCallCompleted",
+    "ToolCallInterrupted",
     "ToolCallRequested",
     "UnknownEvent",
     "Usage",
@@ -178,6 +179,27 @@ class ToolCallRequested(EventModel):
     tool_use_id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
+    # For a "write" tool: the sha256 of the file it writes before and after the call
+    # ("absent": no file), so a call cut short by a crash is redone or skipped by
+    # what the file holds, never blindly. None: not a write, or the result is unknown.
+    before_sha256: str | None = None
+    after_sha256: str | None = None
+
+
+class ToolCallInterrupted(EventModel):
+    """A tool call was requested, but its process stopped before it completed.
+
+    On resume: `resolution` "ran_again" (a read, or a write whose file is as the
+    call expected), "already_applied" (the file holds what the call writes), or
+    "not_run" (a command, or a file that changed otherwise: the model is told).
+    """
+
+    type: Literal["ToolCallInterrupted"] = "ToolCallInterrupted"
+    agent_id: str
+    tool_use_id: str
+    name: str
+    resolution: Literal["ran_again", "already_applied", "not_run"]
+    reason: str = ""
 
 
 class ToolCallCompleted(EventModel):
@@ -424,6 +446,7 @@ EventData = Annotated[
     | AgentCommanded
     | ModelResponded
     | ToolCallRequested
+    | ToolCallInterrupted
     | ToolCallCompleted
     | HookInvoked
     | ApprovalRequested
@@ -453,6 +476,7 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         AgentCommanded,
         ModelResponded,
         ToolCallRequested,
+        ToolCallInterrupted,
         ToolCallCompleted,
         HookInvoked,
         ApprovalRequested,

@@ -200,6 +200,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
     version = 5
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",

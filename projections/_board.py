@@ -62,6 +62,7 @@ class BoardProjection(FoldProjection[BoardState]):
     version = 1
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",

@@ -194,6 +194,10 @@ class Agent:
             self.agent_id, s.status, s.summary, tuple(s.artifacts), s.error, s.limit
         )
 
+    async def sync(self) -> None:
+        """Fold the events of its stream appended since it was loaded (e.g. by another process)."""
+        await self._log.sync()
+
     @contextlib.contextmanager
     def _busy(self) -> Iterator[None]:
         """Count the wall time of a public call in `stats.busy_s` (nested calls once)."""

@@ -24,8 +24,9 @@ FleetError
 ├── ApprovalClosed          the approval was answered already, or its agent stopped waiting
 ├── BudgetExceeded          a token, cost or context limit would be or was crossed
 ├── FleetLimitReached       too many agents
-└── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
-    └── StepFailed          a step's agents failed or left out its outputs (the run fails)
+├── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
+│   └── StepFailed          a step's agents failed or left out its outputs (the run fails)
+└── RunNotResumable         a run that ended, or is unknown, or whose log cannot be followed
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PromptBlocked",
+    "RunNotResumable",
     "StepFailed",
     "ToolError",
     "ToolInputInvalid",
@@ -296,3 +298,13 @@ class StepFailed(PatternError):
         self.step = step
         self.reason = reason
         super().__init__(f"step {step!r} failed: {reason}")
+
+
+class RunNotResumable(FleetError):
+    """A run cannot be resumed or abandoned: it is unknown, it has ended, or its log
+    does not say how to go on (`reason`). Nothing was written."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id!r} cannot be resumed: {reason}")

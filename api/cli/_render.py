@@ -40,6 +40,7 @@ STATUS_STYLES: dict[str, str] = {
     "waiting": "magenta",
     "completed": "green",
     "running": "cyan",
+    "interrupted": "bold yellow",
     "failed": "bold red",
     "deleted": "dim",
 }

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -45,11 +45,11 @@ _BATCH = 500  # events printed per write when printing the log
 # -- reading the log ------------------------------------------------------------
 
 
-def _existing_log(arg: str | None) -> Path:
+def _existing_log(arg: str | None) -> Path | str:
     from ..errors import ApiError
 
     db = resolve_db(arg)
-    if not db.is_file():
+    if log_missing(db):
         raise ApiError(
             f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
         )
@@ -57,21 +57,21 @@ def _existing_log(arg: str | None) -> Path:
 
 
 async def read_views(
-    db: Path, names: Sequence[str], *, at: int | None = None
+    db: Path | str, names: Sequence[str], *, at: int | None = None
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """The views `names` of the log at `db` now (or as of position `at`), and that position.
 
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
-    from events import open_store
     from projections import ProjectionRunner
 
     from ..errors import ApiError
+    from ._common import open_to_read
 
-    if not await asyncio.to_thread(db.is_file):
+    if await asyncio.to_thread(log_missing, db):
         raise ApiError(f"no fleet log at {db}")
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
@@ -193,8 +193,12 @@ def _board_command(args: argparse.Namespace) -> int:
 
 
 def _runs_command(args: argparse.Namespace) -> int:
-    views, position = asyncio.run(read_views(_existing_log(args.db), ["runs"], at=args.at))
-    runs = views["runs"]
+    db = _existing_log(args.db)
+    if args.at is None:
+        runs, position = asyncio.run(_runs_now(db))
+    else:
+        views, position = asyncio.run(read_views(db, ["runs"], at=args.at))
+        runs = views["runs"]
     if args.json:
         print_json(runs)
         return 0
@@ -207,6 +211,18 @@ def _runs_command(args: argparse.Namespace) -> int:
     table.caption = f"{runs['count']} runs, {_caption(position, args.at)}"
     _print(table)
     return 0
+
+
+async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
+    """The runs view now, a running run that no live process conducts as "interrupted"."""
+    from events import open_store
+    from projections import ProjectionRunner
+    from runtime import mark_interrupted
+
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
+        runs = runner.view("runs")
+        marked = await mark_interrupted(store, runs["runs"])
+        return {**runs, "runs": marked}, runner.position
 
 
 def _events_command(args: argparse.Namespace) -> int:
@@ -225,7 +241,7 @@ def _events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _print_events(db: Path, args: argparse.Namespace) -> bool:
+async def _print_events(db: Path | str, args: argparse.Namespace) -> bool:
     """Print the events `args` asks for; False (after saying why) when `--agent` names none."""
     from events import EventFilter, open_store
 

@@ -40,6 +40,7 @@ from events import (
     TaskMoved,
     TelemetryReceived,
     ToolCallCompleted,
+    ToolCallInterrupted,
     ToolCallRequested,
     UnknownEvent,
     Usage,
@@ -61,6 +62,9 @@ SAMPLES: dict[str, EventModel] = {
         agent_id="a", tool_use_id="t", name="read", input={"path": "x", "n": [1, 2.5, None]}
     ),
     "ToolCallCompleted": ToolCallCompleted(agent_id="a", tool_use_id="t", name="read"),
+    "ToolCallInterrupted": ToolCallInterrupted(
+        agent_id="a", tool_use_id="t", name="Bash", resolution="not_run", reason="a command"
+    ),
     "HookInvoked": HookInvoked(point="PreToolUse", kind="command"),
     "ApprovalRequested": ApprovalRequested(
         approval_id="ap", agent_id="a", tool_use_id="t", tool_name="Bash", timeout_s=60
