@@ -305,11 +305,15 @@ class Chat:
     # -- slash commands ----------------------------------------------------------------
 
     async def _answer_command(self, cid: str, position: int, text: str) -> None:
-        conversation = await self.conversation(cid)
-        answer = await run_command(
-            self.fleet, parse_command(text), run_id=conversation.run_id,
-            orchestrator_id=conversation.orchestrator_id, by=f"chat:{cid}",
-        )  # fmt: skip
+        try:
+            conversation = await self.conversation(cid)
+            answer = await run_command(
+                self.fleet, parse_command(text), run_id=conversation.run_id,
+                orchestrator_id=conversation.orchestrator_id, by=f"chat:{cid}",
+            )  # fmt: skip
+        except Exception as e:  # a bug: logged and answered, as in `_answer`
+            logger.exception("conversation %s: %s failed", cid, text)
+            answer = f"{text.split()[0]} failed: an internal error ({type(e).__name__}: {e})"
         await self._reply(cid, answer, reply_to=position, author="fleet", agent_id=None)
 
     # -- prose: the orchestrator ----------------------------------------------------------
@@ -367,6 +371,9 @@ class Chat:
         except FleetError as e:  # unknown model, budget, a hook refused the prompt...
             logger.info("conversation %s: message %s not carried out: %s", cid, message.position, e)
             text = f"Could not carry that out: {e}"
+        except Exception as e:  # a bug: the person is told (and it is logged), never left waiting
+            logger.exception("conversation %s: message %s failed", cid, message.position)
+            text = f"Could not carry that out: an internal error ({type(e).__name__}: {e})"
         await self._reply(
             cid, text, reply_to=message.position, author=orchestrator or "fleet",
             agent_id=orchestrator,
