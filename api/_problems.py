@@ -69,6 +69,7 @@ from runtime.errors import (
     ModelTableInvalid,
     PatternError,
     PromptBlocked,
+    RunNotResumable,
     StepFailed,
     ToolError,
     UnknownModel,
@@ -120,6 +121,7 @@ _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
     ExportInvalid: (422, "invalid-export", "Invalid run export"),
     ImportConflict: (409, "run-exists", "Run exists"),
     ReplayImpossible: (409, "replay-impossible", "Run cannot be re-executed"),
+    RunNotResumable: (409, "run-not-resumable", "Run cannot be resumed"),
     WorkspaceUnavailable: (422, "workspace-unavailable", "Workspace unavailable"),
     ReplayError: (422, "replay-error", "Replay error"),
     # hooks/
