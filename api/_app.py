@@ -40,6 +40,7 @@ from runtime import Runtime, RuntimeOptions, open_runtime
 from . import (
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_events,
     _routes_hooks,
     _routes_otlp,
@@ -71,6 +72,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_views,
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_hooks,
     _routes_otlp,
     _routes_replay,
@@ -111,11 +113,18 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
             runtime = await stack.enter_async_context(
                 open_runtime(
                     RuntimeOptions(
-                        db=config.db, workspace=config.workspace, store_poll_s=config.store_poll_s
+                        db=config.db,
+                        workspace=config.workspace,
+                        store_poll_s=config.store_poll_s,
+                        drive_agents=config.drive_agents,
+                        worker=config.worker,
                     )
                 )
             )
             store, runner = runtime.store, runtime.runner
+            # Messages to the orchestrator left unanswered by a stop are answered now (in the
+            # background: finding them reads the log's chat events).
+            runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
         else:
             store = await stack.enter_async_context(
                 open_store(config.db, poll_interval=config.store_poll_s)

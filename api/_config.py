@@ -24,11 +24,23 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    db: Path = Field(default=DEFAULT_DB, description="the SQLite log")
+    db: Path | str = Field(
+        default=DEFAULT_DB,
+        description="the log: a SQLite file, or a URL (postgresql://user@host/db, FLEET_DB)",
+    )
     token: SecretStr | None = Field(default=None, description="bearer token; None disables auth")
     runtime: bool = Field(
         default=True,
         description="open the runtime (model client, hooks, Fleet) so agents can be commanded",
+    )
+    drive_agents: bool = Field(
+        default=True,
+        description="drive the agents commanded through this server (each under its lease); "
+        "False: only append, `fleet worker` processes drive them",
+    )
+    worker: bool = Field(
+        default=False,
+        description="also take over agents no live process drives, as `fleet worker` does",
     )
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"
@@ -121,6 +133,14 @@ class ApiConfig(BaseModel):
     sse_retry_ms: int = Field(
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: object) -> object:
+        # A URL (postgresql://...) stays the text given; anything else is a file's path.
+        if isinstance(value, str) and "://" not in value:
+            return Path(value)
+        return value
 
     @field_validator("allow_hosts")
     @classmethod

@@ -200,12 +200,14 @@ class AgentsProjection(FoldProjection[AgentsState]):
     version = 5
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

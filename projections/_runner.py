@@ -89,14 +89,15 @@ class ProjectionRunner:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
-        snapshot_every: int = 50_000,
-        max_snapshots: int = 32,
+        snapshot_every: int = 10_000,
+        max_snapshots: int = 128,
     ) -> None:
         """Args:
         checkpoint_every: write checkpoints after this many events...
         checkpoint_interval: ...or this many seconds after an event, whichever first.
-        snapshot_every: keep an in-memory snapshot for time travel every this many
-            positions (0: none); at most `max_snapshots` per projection.
+        snapshot_every: keep a snapshot for time travel every this many positions
+            (0: none), persisted in the checkpoint store; at most `max_snapshots`
+            per projection (past that, every other one goes and the spacing doubles).
 
         Raises `ValueError` for duplicate projection names or bad numbers.
         """
@@ -115,6 +116,7 @@ class ProjectionRunner:
         self._snapshots = Snapshots(snapshot_every, max_snapshots)
         self._checkpoints = store.checkpoints
         self._checkpoint_lock = asyncio.Lock()
+        self._snapshot_lock = asyncio.Lock()
         self._since_checkpoint = 0
         self._checkpoints_failing = False
         self._advanced = asyncio.Event()
@@ -150,7 +152,14 @@ class ProjectionRunner:
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
                     self._snapshots.clear(slot.name)
-            await fold(self._store, list(self._slots.values()), head, self._snapshots, quiet=False)
+            await fold(
+                self._store,
+                list(self._slots.values()),
+                head,
+                self._snapshots,
+                quiet=False,
+                persist=self._persist_snapshots,
+            )
             await self._checkpoint()
         except BaseException:
             self._state = "closed"
@@ -322,7 +331,14 @@ class ProjectionRunner:
             past = Slot(
                 projection, projection.initial() if data is None else projection.load(data), start
             )
-        await fold(self._store, [past], position, self._snapshots, quiet=True)
+        await fold(
+            self._store,
+            [past],
+            position,
+            self._snapshots,
+            quiet=True,
+            persist=self._persist_snapshots,
+        )
         if past.failed is not None:
             raise past.failed
         return past.state
@@ -351,7 +367,14 @@ class ProjectionRunner:
             self._snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
         while True:
-            await fold(self._store, fresh, target, self._snapshots, quiet=True)
+            await fold(
+                self._store,
+                fresh,
+                target,
+                self._snapshots,
+                quiet=True,
+                persist=self._persist_snapshots,
+            )
             for slot in fresh:
                 if slot.failed is not None:
                     raise slot.failed
@@ -433,7 +456,15 @@ class ProjectionRunner:
             self._snapshots.restore(slot.name, positions)
 
     async def _persist_snapshots(self) -> None:
-        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged)."""
+        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged).
+
+        One batch at a time, in the order they were taken: a rebuild's
+        "delete them all" must land before the snapshots it makes next.
+        """
+        async with self._snapshot_lock:
+            await self._persist_changes()
+
+    async def _persist_changes(self) -> None:
         changes = self._snapshots.changes()
         if not changes or self._store.readonly:
             return  # read-only: the blobs stay in memory

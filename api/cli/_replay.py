@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from events import EventStore
@@ -135,9 +135,9 @@ def export_key() -> bytes:
     return key
 
 
-def _existing_db(args: argparse.Namespace) -> Path | None:
+def _existing_db(args: argparse.Namespace) -> Path | str | None:
     db = resolve_db(args.db)
-    return db if db.is_file() else None
+    return None if log_missing(db) else db
 
 
 async def resolve_run(store: EventStore, run: str) -> str:
@@ -152,7 +152,7 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(
-    db: Path, *, projections: bool, readonly: bool | Literal["if-needed"] = False
+    db: Path | str, *, projections: bool, readonly: bool | Literal["if-needed"] = False
 ) -> AsyncIterator[tuple[EventStore, Any]]:
     from events import open_store
     from projections import ProjectionRunner
@@ -186,7 +186,7 @@ def _replay_command(args: argparse.Namespace) -> int:
     return asyncio.run(_timeline(args, db))
 
 
-async def _timeline(args: argparse.Namespace, db: Path) -> int:
+async def _timeline(args: argparse.Namespace, db: Path | str) -> int:
     from projections import load_timeline
 
     async with _open(db, projections=False, readonly=True) as (store, _):
@@ -236,7 +236,7 @@ def _print_timeline(t: Timeline) -> None:
     )
 
 
-async def _view_at(args: argparse.Namespace, db: Path) -> int:
+async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
     from ._render import render_agents, render_board, render_fleet, render_runs
 
     out = console()
@@ -266,7 +266,7 @@ async def _view_at(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-async def _rerun(args: argparse.Namespace, db: Path) -> int:
+async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
     from hooks import load_settings
     from runtime import load_pattern
     from runtime.replay import RerunOptions, rerun
@@ -392,7 +392,7 @@ def _export_command(args: argparse.Namespace) -> int:
         return _error(f"cannot write the export: {e}")
 
 
-async def _export(args: argparse.Namespace, db: Path, key: bytes | None) -> int:
+async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -> int:
     from events import export_lines, export_run
 
     async with _open(db, projections=False, readonly=True) as (store, _):

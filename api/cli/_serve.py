@@ -42,7 +42,23 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         help="take POST /v1/runs/import only for exports signed with $FLEET_EXPORT_KEY "
         "(`fleet export --sign`)",
     )
-    parser.set_defaults(func=_serve)
+    drive = parser.add_mutually_exclusive_group()
+    drive.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="drive no agents here: commands are only appended, and `fleet worker` "
+        "processes on the same log drive them",
+    )
+    drive.add_argument(
+        "--worker",
+        dest="worker",
+        action="store_true",
+        default=None,
+        help="also work as `fleet worker` does: take over agents no live process drives "
+        "(a dead machine's, or those commanded through a --no-worker server)",
+    )
+    parser.set_defaults(func=_serve, worker=None)  # neither flag: drive what is commanded here
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -70,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
             workspace=args.workspace,
             otlp_endpoint=args.otlp_endpoint,
             allow_hosts=allow,
+            drive_agents=None if args.worker is not False else False,
+            worker=args.worker or None,
         )
     except ValidationError as e:
         raise ApiError(_first_error(e)) from None
