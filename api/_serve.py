@@ -122,8 +122,14 @@ async def serve(
     """
     api_config = _config(config, db, token)
     host = _check_exposure(api_config, host)
-    await _check_writable(api_config.db)
     sockets = await bind_sockets(host, port)
+    try:
+        # After the listen: a refused address creates no log.
+        await _check_writable(api_config.db)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     app = create_app(api_config)
     server = _server(app, host, port, **uvicorn_options)
     task = asyncio.create_task(server.serve(sockets=sockets), name="fleet-uvicorn")

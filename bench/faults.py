@@ -27,6 +27,11 @@ The parts:
 - imports: a run export of 200 MiB uploaded to `POST /v1/runs/import`
   (streamed from disk), with a second upload sent while the first is in
   flight; the server's memory is sampled from /proc: idle, then peak.
+- diskfull: a server whose log is on an 8 MiB tmpfs (needs root); writers
+  post while the disk is filled with a file, then the file is removed:
+  the answers while full, what /healthz says, how many log lines the
+  outage made, how long until writes are taken again (no restart), and the
+  acknowledged writes against the log.
 - bad: each bad input of issue 12 (and a few more) against a server, with
   the status code it gets; the `fleet serve` cases with the exit status and
   the number of lines on stderr.
@@ -565,6 +570,105 @@ async def part_imports(tmp: Path, mib: int) -> dict[str, Any]:
     }
 
 
+# -- disk full ----------------------------------------------------------------------
+
+
+async def _run(*cmd: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await process.communicate()
+    return process.returncode or 0, err.decode().strip()
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file until the disk holding `folder` is full; returns it."""
+    filler = folder / "filler"
+    for block in (65536, 512):
+        with contextlib.suppress(OSError), filler.open("ab") as handle:
+            while True:
+                handle.write(b"\0" * block)
+                handle.flush()
+                os.fsync(handle.fileno())
+    return filler
+
+
+async def part_diskfull(tmp: Path) -> dict[str, Any]:
+    """Fill the disk under a loaded server, then free it; what writers and /healthz saw."""
+    mount = tmp / "small-disk"
+    mount.mkdir()
+    code, err = await _run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount))
+    if code != 0:
+        return {"skipped": f"cannot mount a tmpfs (needs root): {err}"}
+    try:
+        async with (
+            serving(mount, "fleet.db") as server,
+            httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+        ):
+            ledger, stop = Ledger(), asyncio.Event()
+            statuses: dict[int, int] = {}
+            retry_after: set[str] = set()
+
+            async def write(writer: int) -> None:
+                n = 0
+                while not stop.is_set():
+                    key = f"full-w{writer}-{n}"
+                    n += 1
+                    ledger.sent += 1
+                    answer = await client.post("/v1/hooks/ingest", json=payload(key, f"d{writer}"))
+                    statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                    if answer.status_code == 201:
+                        ledger.acked[key] = answer.json()["position"]
+                    elif answer.status_code == 503:
+                        retry_after.add(answer.headers.get("retry-after", "-"))
+                        await asyncio.sleep(0.05)
+
+            writers = [asyncio.create_task(write(w)) for w in range(4)]
+            await asyncio.sleep(1)
+            filler = await asyncio.to_thread(_fill, mount)
+            await asyncio.sleep(3)  # writers meet the full disk
+            full_health = await client.get("/healthz")
+            before = dict(statuses)
+            filler.unlink()
+            freed = time.monotonic()
+
+            async def healthy() -> bool:
+                return (await client.get("/healthz")).status_code == 200
+
+            await wait_for(healthy, within=60)
+            recovered_s = time.monotonic() - freed
+            acked_at_free = len(ledger.acked)
+
+            async def writes_again() -> bool:
+                return len(ledger.acked) > acked_at_free
+
+            await wait_for(writes_again, within=60)
+            await asyncio.sleep(1)
+            stop.set()
+            await asyncio.gather(*writers)
+            log_lines = [line for line in server.output if "cannot be written" in line]
+        check = ledger.check(await read_log(mount / "fleet.db"))
+    finally:
+        await _run("umount", "-l", str(mount))
+    body = full_health.json()
+    return {
+        "posts sent": ledger.sent,
+        "answers while the disk was full (to the moment it was freed)": ", ".join(
+            f"{count} x {status}" for status, count in sorted(before.items())
+        ),
+        "Retry-After on the 503s": ", ".join(sorted(retry_after)),
+        "/healthz while full": f"{full_health.status_code}, store {body.get('store')}: "
+        f"{(body.get('store_error') or '')[:70]}",
+        "server log lines about it (whole outage)": " / ".join(
+            line.strip()[:60] + "..." for line in log_lines
+        ),
+        "seconds from freeing the disk to /healthz ok": round(recovered_s, 2),
+        "restarts": 0,
+        "acknowledged / stored": f"{check['acknowledged']} / {check['stored']}",
+        "acknowledged but lost, gaps": f"{check['lost']}, {check['gaps']}",
+    }
+
+
 # -- bad input ----------------------------------------------------------------------
 
 
@@ -660,6 +764,41 @@ async def _cli(tmp: Path, *args: str, ready: bool = False) -> str:
     return f"exit {process.returncode}, {len(lines)} line: {shown}"
 
 
+async def _forged_export(tmp: Path) -> bytes:
+    """A small run's export with its last event moved to `session-victim`, resealed."""
+    import hashlib
+
+    path, _ = await make_export(tmp / "forge", 1, event_kb=1)
+    lines = path.read_bytes().splitlines(keepends=True)
+    event = json.loads(lines[-2])
+    event["stream_id"], event["version"] = "session-victim", 1
+    body = [*lines[:-2], json.dumps(event).encode() + b"\n"]
+    trailer = json.loads(lines[-1])
+    trailer["sha256"] = hashlib.sha256(b"".join(body)).hexdigest()
+    trailer["streams"][event["stream_id"]] = 1
+    trailer["streams"]["agent-worker-1"] -= 1
+    return b"".join(body) + json.dumps(trailer).encode() + b"\n"
+
+
+async def _read_only_serve(tmp: Path) -> tuple[str, str]:
+    from events import SQLiteEventStore
+
+    folder, view = tmp / "ro-source", tmp / "ro"
+    folder.mkdir()
+    view.mkdir()
+    async with SQLiteEventStore(folder / "fleet.db"):
+        pass
+    ok = (await _run("mount", "--bind", str(folder), str(view)))[0] == 0
+    ok = ok and (await _run("mount", "-o", "remount,ro,bind", str(view)))[0] == 0
+    try:
+        if not ok:
+            return ("`fleet serve` on a read-only log", "skipped (needs root for a ro mount)")
+        answer = await _cli(tmp, "--db", str(view / "fleet.db"), "--port", "0")
+    finally:
+        await _run("umount", "-l", str(view))
+    return ("`fleet serve` on a log in a read-only folder", answer)
+
+
 async def part_bad(tmp: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     async with (
@@ -678,6 +817,10 @@ async def part_bad(tmp: Path) -> list[tuple[str, str]]:
             method, path = request.split(" ", 1)
             response = await client.request(method, path, **kwargs)
             rows.append((what, str(response.status_code)))
+        forged = await _forged_export(tmp)
+        response = await client.post("/v1/runs/import", content=forged)
+        rows.append(("an import resealed with an event moved into `session-victim`",
+                     f"{response.status_code}: {response.json()['detail'][:90]}..."))  # fmt: skip
         head = (await health(client))["head"]
         rows.append(("events in the log after all of the above", str(head)))
         rows.append(("GET /v1/runs/{id}/timeline x100 on a live run", await _live_timeline(client)))
@@ -686,6 +829,7 @@ async def part_bad(tmp: Path) -> list[tuple[str, str]]:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
         rows.append(("`fleet serve` on a port in use", await _cli(tmp, "--port", port)))
+    rows.append(await _read_only_serve(tmp))
     rows.append(("`fleet serve --host 0.0.0.0 --token a`", await _cli(tmp, "--host", "0.0.0.0", "--token", "a", "--port", "0")))  # fmt: skip
     return rows
 
@@ -717,13 +861,15 @@ async def main(only: set[str], quick: bool) -> None:
             print(f"\np99 with stalled readers / p99 alone: {result['p99_ratio']}")
         if "imports" in only:
             _table("imports", await part_imports(tmp, 50 if quick else 200))
+        if "diskfull" in only:
+            _table("disk full", await part_diskfull(tmp))
         if "bad" in only:
             print("\n### bad input\n\n| input | answer |\n|---|---|")
             for what, answer in await part_bad(tmp):
                 print(f"| {what} | {answer} |")
 
 
-PARTS = ("kill9", "two", "closed", "stalled", "imports", "bad")
+PARTS = ("kill9", "two", "closed", "stalled", "imports", "diskfull", "bad")
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--reader":

@@ -41,7 +41,8 @@ Notes (do not fix without reading this):
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
 3. A run's streams are `run-<id>`, `task-<id>` (or `task-<id>-...`, names
-   under the run's own), and `agent-<agent_id>` whose
+   under the run's own), a conversation's `chat-<conversation>` when the run
+   is that conversation's (its id is the stream's name), and `agent-<agent_id>` whose
    first event is the `AgentCreated` of that agent, and each of its events
    has `meta.run_id` = the run (what `export_run` selects). An import refuses
    any other stream: a resealed file must not plant events in another
@@ -466,6 +467,8 @@ class _Checker:
         run_id = self.run_id
         if stream in (f"run-{run_id}", f"task-{run_id}") or stream.startswith(f"task-{run_id}-"):
             return
+        if stream == run_id and stream.startswith("chat-"):
+            return  # a conversation's run is named after its stream of messages
         if stream.startswith("agent-"):
             if version > 1:
                 return  # its first event was checked to be the agent's creation
