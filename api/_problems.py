@@ -147,7 +147,6 @@ _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
     UnknownModel: (422, "unknown-model", "Unknown model"),
     InvalidAgentSpec: (422, "invalid-agent", "Invalid agent"),
     PromptBlocked: (409, "prompt-blocked", "Prompt blocked by a hook"),
-    RunNotResumable: (409, "run-not-resumable", "Run cannot be resumed"),
     StepFailed: (422, "step-failed", "Pattern step failed"),
     PatternError: (422, "invalid-pattern", "Invalid pattern"),
     WorkspaceMissing: (422, "workspace-missing", "Workspace missing"),
