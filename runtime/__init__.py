@@ -16,8 +16,9 @@ and `events`; `api` is built on it.
 from __future__ import annotations
 
 from ._agent import Agent
-from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
+from ._agent_spec import ENGINES, AgentOutcome, AgentSpec, AgentStats, Engine
 from ._approvals import approval_stream, decide_approval, wait_for_decision
+from ._claude_code import ClaudeCodeAgent
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
 from ._models import ModelInfo, ModelTable, PriceTable
@@ -38,6 +39,7 @@ from .errors import (
     ApprovalNotFound,
     BudgetExceeded,
     ClientClosed,
+    EngineUnavailable,
     FleetLimitReached,
     InvalidAgentSpec,
     ModelCallFailed,
@@ -56,6 +58,7 @@ from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
+    "ENGINES",
     "LEGACY_TOOL_NAMES",
     "WORKER_TOOLS",
     "Agent",
@@ -70,7 +73,10 @@ __all__ = [
     "ApprovalNotFound",
     "BudgetExceeded",
     "Budgets",
+    "ClaudeCodeAgent",
     "ClientClosed",
+    "Engine",
+    "EngineUnavailable",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",

@@ -43,7 +43,8 @@ from hooks import HookDispatcher, build_payload
 from projections import ProjectionRunner
 
 from ._agent import Agent
-from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, AgentSpec
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, ENGINES, AgentSpec, Engine
+from ._claude_code import ClaudeCodeAgent, new_session_id, require_claude_code
 from ._client import ModelClient
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
@@ -96,6 +97,8 @@ class FleetConfig:
     notify_wait_after_s: float = 300.0
     # Seconds a tool call on hold waits for a person before it is denied.
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    # What runs an agent created without naming its engine: "fleet" or "claude-code".
+    engine: Engine = "fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,15 +257,26 @@ class Fleet:
         parent_id: str | None = None,
         run_id: str | None = None,
         max_turns: int | None = None,
+        engine: Engine | None = None,
     ) -> dict[str, Any]:
         """Create an agent and, given a task, start it working. Returns its status.
 
         `create_agent("scout-1", "scout", "find ...")`: name, role and task may be
-        given in that order; everything after them by keyword.
+        given in that order; everything after them by keyword. `engine` runs it:
+        "fleet" (fleet's own loop, the default unless `FleetConfig.engine` says
+        otherwise) or "claude-code" (a Claude Code session, `_claude_code.py`).
 
         Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
-        `FleetLimitReached`, `BudgetExceeded`.
+        `InvalidAgentSpec` (an unknown engine), `EngineUnavailable` (no
+        claude-agent-sdk), `FleetLimitReached`, `BudgetExceeded`.
         """
+        engine = engine or self.config.engine
+        if engine not in ENGINES:
+            raise InvalidAgentSpec("engine", f"{engine!r} is not one of {list(ENGINES)}")
+        if engine == "claude-code":
+            require_claude_code()
+            if role == "orchestrator":
+                raise InvalidAgentSpec("engine", "the orchestrator runs on fleet's engine only")
         info = self.models.resolve(model or self.config.default_model)
         root = Path(workspace) if workspace is not None else self.config.workspace
         if not root.is_dir():
@@ -278,7 +292,8 @@ class Fleet:
         self._check_fleet_budget()
         toolbox = self._toolbox(role, tools)
         agent_id = self._new_id(name)
-        agent = Agent(
+        cls = ClaudeCodeAgent if engine == "claude-code" else Agent
+        agent = cls(
             store=self.store,
             client=self.client,
             hooks=self.hooks,
@@ -295,6 +310,8 @@ class Fleet:
                 max_total_tokens=self.config.budgets.agent_tokens,
                 max_cost_usd=self.config.budgets.agent_usd,
                 approval_timeout_s=self.config.approval_timeout_s,
+                engine=engine,
+                session_id=new_session_id() if engine == "claude-code" else None,
             ),
             toolbox=toolbox,
             tool_extra={"fleet": self},
@@ -334,6 +351,10 @@ class Fleet:
         if record["external"]:
             raise AgentBusy(agent_id)  # an external session takes no commands from fleet
         task = self._tasks.get(agent_id)
+        if task is not None and not task.done() and record["status"] in TERMINAL:
+            # The log says it is done; its task is still ending (a Claude Code session closing).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=30.0)
         if task is not None and not task.done():
             raise AgentBusy(agent_id)
         self._check_budget(record)
@@ -344,7 +365,10 @@ class Fleet:
 
     async def _load(self, agent_id: str) -> Agent:
         """Rebuild an agent from its stream (after a restart, or one made by another process)."""
-        agent = await Agent.load(
+        events = await self.store.read_stream(f"agent-{agent_id}", limit=1)
+        first = events[0].data if events else None
+        cls = ClaudeCodeAgent if getattr(first, "engine", "fleet") == "claude-code" else Agent
+        agent = await cls.load(
             self.store,
             agent_id,
             client=self.client,
@@ -565,6 +589,9 @@ class Fleet:
             raise AgentGone(agent_id)
         task = self._tasks.pop(agent_id, None)
         was_working = task is not None and not task.done()
+        live = self._agents.get(agent_id)
+        if was_working and task is not None and isinstance(live, ClaudeCodeAgent):
+            await live.end_session(task)  # Claude Code ends its turn and closes, or is cancelled
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

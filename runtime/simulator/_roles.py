@@ -98,6 +98,10 @@ class Directive:
     def pattern(self) -> str:
         """The grep pattern that finds what should change."""
         if self.kind == "rename":
+            # `\b` where it means a whole word: RE2, ripgrep (Claude Code's Grep) and grep
+            # all read it; look-around is Python's and PCRE's only.
+            if re.fullmatch(r"\w(.*\w)?", self.old, re.DOTALL):
+                return rf"\b{re.escape(self.old)}\b"
             return rf"(?<!\w){re.escape(self.old)}(?!\w)"
         return re.escape(self.old)
 

@@ -1,0 +1,170 @@
+"""The claude-code engine: fleet agents run by the real Claude Code (claude-agent-sdk's bundled CLI).
+
+Each test opens a fleet runtime offline (its simulator on loopback) and creates
+agents with `engine="claude-code"`: Claude Code sessions whose every step is
+one of fleet's events. No part is mocked: the SDK starts its bundled Claude
+Code, which talks to the simulator over HTTP and runs its own tools. Claude
+Code starts in a second or two, so the tests are few and each checks much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import Budgets, Runtime, RuntimeOptions, open_runtime, prepare_workspace
+from runtime.simulator import Call, Observation, Situation, Turn
+
+pytest.importorskip("claude_agent_sdk", reason="the claude-code engine needs fleet[claude-code]")
+
+SCOUT = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
+AGAIN = "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md."
+WAIT_S = 120.0
+DENY_NOTES = json.dumps({"hookSpecificOutput": {
+    "hookEventName": "PreToolUse", "permissionDecision": "deny",
+    "permissionDecisionReason": "notes are read-only today"}})  # fmt: skip
+
+
+def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role that starts a long command: something to delete while it works."""
+    yield Turn(
+        "Running a long job.",
+        [Call("Bash", {"command": "echo $$ > sleeper.pid; exec sleep 60", "timeout": 120_000})],
+    )
+    return "done"
+
+
+async def _runtime(tmp_path: Path, **options: Any) -> tuple[Path, Any]:
+    workspace = await prepare_workspace(tmp_path / "repo")
+    rt = open_runtime(
+        RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={}, **options)
+    )
+    return workspace, rt
+
+
+async def _events(rt: Runtime, agent_id: str) -> list[Any]:
+    return await rt.store.read_stream(f"agent-{agent_id}")
+
+
+async def _until(check: Any, timeout: float = WAIT_S) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_claude_code_agent_is_created_commanded_in_its_session_and_deleted(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        assert rt.simulator is not None
+        rt.simulator.register_policy("sleeper", sleeper_policy)
+        fleet = rt.fleet
+        agent_id = (await fleet.create_agent("scout-cc", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        wake = await fleet.wait_for_agents([agent_id], WAIT_S)
+        assert wake.statuses == {agent_id: "completed"}
+
+        # The files Claude Code's tools touched, as fleet's own agents report them.
+        output = await fleet.get_agent_output(agent_id)
+        assert output["files_produced"] == ["notes/found.md"]
+        assert "textstats/counting.py" in output["files_consumed"]
+        assert "8 matching lines in 4 files" in output["summary"]
+        assert "textstats/counting.py" in (workspace / "notes/found.md").read_text()
+
+        # The same events as the fleet engine writes, with usage, cost and the session's id.
+        events = await _events(rt, agent_id)
+        created = events[0].data
+        assert (created.engine, created.model) == ("claude-code", "claude-haiku-5-5")
+        assert [e.type for e in events[:4]] == [
+            "AgentCreated", "AgentCommanded", "ModelResponded", "ToolCallRequested"
+        ]  # fmt: skip
+        responses = [e.data for e in events if e.type == "ModelResponded"]
+        assert [r.stop_reason for r in responses] == ["tool_use"] * 3 + ["end_turn"]
+        assert all(r.usage.output_tokens > 1 and r.cost_usd > 0 for r in responses)
+        calls = [(e.data.name, e.data.is_error) for e in events if e.type == "ToolCallCompleted"]
+        assert sorted(calls) == [("Grep", False)] + [("Read", False)] * 4 + [("Write", False)]
+        status = await fleet.get_agent_status(agent_id)
+        assert status["tool_calls"] == 6
+        assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in responses), abs=1e-6)
+
+        # A command continues the same Claude Code session (resumed by the recorded id).
+        await fleet.command_agent(agent_id, AGAIN)
+        await fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        assert "notes/more.md" in (await fleet.get_agent_output(agent_id))["files_produced"]
+        sessions = list((workspace / ".fleet/claude-code/projects").glob("*/*.jsonl"))
+        assert [s.stem for s in sessions] == [created.session_id]
+        said = sessions[0].read_text()
+        assert "count_words" in said and "count_lines" in said
+
+        # delete_agent interrupts a working session and ends it: its command dies with it.
+        sleeper = (await fleet.create_agent("long", "sleeper", "work", engine="claude-code"))["id"]
+        pid_file = workspace / "sleeper.pid"
+        await _until(pid_file.exists)
+        await _until(lambda: pid_file.read_text().strip() != "")
+        pid = int(pid_file.read_text())
+        await fleet.delete_agent(sleeper)
+        assert (await fleet.get_agent_status(sleeper))["status"] == "deleted"
+        deleted = (await _events(rt, sleeper))[-1].data
+        assert (deleted.type, deleted.was_working) == ("AgentDeleted", True)
+        await _until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout=30)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# claude-agent-sdk 0.2.189 leaves one anyio memory stream to the garbage collector after a
+# session whose hook callbacks ran (not after one without hooks); the session itself ends
+# cleanly, its process reaped.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path / "hooked")
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    deny = f"echo '{DENY_NOTES}'"
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [
+        {"matcher": "Write", "hooks": [{"type": "command", "command": deny}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("guarded", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+
+        # fleet's PreToolUse hook denied the Write: Claude Code did not write, the log says why.
+        assert not (workspace / "notes/found.md").exists()
+        events = await _events(rt, agent_id)
+        (hook,) = [e for e in events if e.type == "HookInvoked" and e.data.point == "PreToolUse"]
+        assert (hook.data.kind, hook.data.decision, hook.data.reason) == (
+            "command", "deny", "notes are read-only today"
+        )  # fmt: skip
+        (write,) = [e for e in events if e.type == "ToolCallCompleted" and e.data.name == "Write"]
+        assert write.data.blocked and write.data.is_error
+        assert "notes are read-only today" in write.data.result
+        (asked,) = [e for e in events if e.type == "ToolCallRequested" and e.data.name == "Write"]
+        assert asked.position < hook.position < write.position
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+
+    # A budget below the scout's cost stops it after its first answer, as a fleet agent.
+    workspace, opened = await _runtime(tmp_path / "budget", budgets=Budgets(agent_usd=0.0002))
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("thrifty", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None
+        assert (card["status"], card["limit"]) == ("failed", "cost")
+        assert "cost budget reached" in card["error"]
+        assert card["turns"] == 1
+        assert not (workspace / "notes/found.md").exists()
