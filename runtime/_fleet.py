@@ -270,7 +270,8 @@ class Fleet:
         `InvalidAgentSpec` (an unknown engine), `EngineUnavailable` (no
         claude-agent-sdk), `FleetLimitReached`, `BudgetExceeded`.
         """
-        engine = engine or self.config.engine
+        if engine is None:  # the fleet's default; the orchestrator is always fleet's own
+            engine = "fleet" if role == "orchestrator" else self.config.engine
         if engine not in ENGINES:
             raise InvalidAgentSpec("engine", f"{engine!r} is not one of {list(ENGINES)}")
         if engine == "claude-code":

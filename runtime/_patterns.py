@@ -41,6 +41,7 @@ from events import (
 )
 from events.errors import FleetError
 
+from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import PatternSpec, StepSpec
@@ -189,6 +190,8 @@ async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) ->
         for name in step.models:
             fleet.models.resolve(name)
     fleet.models.resolve(model or fleet.config.default_model)
+    if any((s.engine or fleet.config.engine) == "claude-code" for s in spec.steps):
+        require_claude_code()  # EngineUnavailable before the run starts
 
 
 async def _start_run(
@@ -313,6 +316,7 @@ class _PatternExecution:
                 parent_id=self.conductor.agent_id,
                 run_id=self.conductor.run_id,
                 max_turns=step.max_turns,
+                engine=step.engine,
             )
             ids.append(status["id"])
             if self.board and step.column and i == 1:

@@ -18,7 +18,7 @@ from events import EventStore, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
-from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, Engine
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
 from .simulator import Simulator
@@ -47,6 +47,8 @@ class RuntimeOptions:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
     notify_wait_after_s: float = 300.0
+    # What runs an agent created without naming its engine: "fleet" or "claude-code".
+    engine: Engine = "fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     budgets=options.budgets,
                     approval_timeout_s=options.approval_timeout_s,
                     notify_wait_after_s=options.notify_wait_after_s,
+                    engine=options.engine,
                 ),
             )
         )

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from runtime import Budgets, Runtime, RuntimeOptions, open_runtime, prepare_workspace
+import runtime
+from api import ApiConfig, create_app
+from runtime import (
+    Budgets,
+    Runtime,
+    RuntimeOptions,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_pattern,
+)
 from runtime.simulator import Call, Observation, Situation, Turn
 
 pytest.importorskip("claude_agent_sdk", reason="the claude-code engine needs fleet[claude-code]")
@@ -168,3 +181,72 @@ async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent
         assert "cost budget reached" in card["error"]
         assert card["turns"] == 1
         assert not (workspace / "notes/found.md").exists()
+
+
+async def test_a_scout_plan_build_run_with_claude_code_scouts_and_a_fleet_builder(
+    tmp_path: Path,
+) -> None:
+    """The pattern's scout step says `engine = "claude-code"`; the other steps are fleet's."""
+    text = (Path(runtime.__file__).parent / "patterns/scout-plan-build.toml").read_text()
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(text.replace('role = "scout"\n', 'role = "scout"\nengine = "claude-code"\n'))
+    workspace, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        result = await run_pattern(
+            rt.fleet, load_pattern(mixed), "rename `count_words` to `word_count`"
+        )
+        assert result.status == "completed", result.error
+
+        # The work is done: the code renamed, the sample's tests pass.
+        code = (workspace / "textstats/counting.py").read_text()
+        assert "def word_count(" in code and "count_words" not in code
+        tests = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=workspace,
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        assert tests.returncode == 0, tests.stderr
+
+        # Three Claude Code scouts, a fleet planner and builder: one graph, one board, costs.
+        await rt.runner.wait_for(await rt.store.head())
+        agents = {a["name"]: a for a in rt.runner.view("agents")["agents"]}
+        engines = {name: a["engine"] for name, a in agents.items()}
+        assert engines == {"orchestrator": "fleet", "scout-1": "claude-code",
+                           "scout-2": "claude-code", "scout-3": "claude-code",
+                           "plan": "fleet", "build": "fleet"}  # fmt: skip
+        for i in (1, 2, 3):
+            scout = agents[f"scout-{i}"]
+            assert scout["files_produced"] == [f".fleet/notes/relevant-files-{i}.md"]
+            assert scout["cost_usd"] > 0 and scout["session_id"]
+        assert ".fleet/notes/relevant-files-2.md" in agents["plan"]["files_consumed"]
+        graph = rt.runner.view("graph")
+        conductor = result.orchestrator_id
+        created = {
+            e["to"] for e in graph["edges"] if e["kind"] == "created" and e["from"] == conductor
+        }
+        assert {a["id"] for a in agents.values() if a["id"] != conductor} <= created
+        (task,) = [t for c in rt.runner.view("board")["columns"] for t in c["tasks"]]
+        assert task["column"] == "DONE"
+        total = rt.runner.view("fleet")["cost_usd"]
+        assert total == pytest.approx(sum(a["cost_usd"] for a in agents.values()), abs=1e-6)
+
+
+async def test_post_v1_agents_with_engine_claude_code(tmp_path: Path) -> None:
+    """The API creates a claude-code agent; its card names the engine and the session."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    app = create_app(ApiConfig(db=tmp_path / "fleet.db", runtime=True, workspace=workspace))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http,
+    ):
+        body = {"name": "scout-http", "role": "scout", "task": SCOUT, "engine": "claude-code"}
+        created = await http.post("/v1/agents", json=body)
+        assert created.status_code == 201, created.text
+        card_url = created.headers["location"]
+
+        async def card() -> dict[str, Any]:
+            return (await http.get(card_url)).json()  # type: ignore[no-any-return]
+
+        async with asyncio.timeout(WAIT_S):
+            while (done := await card())["status"] != "completed":
+                await asyncio.sleep(0.1)
+        assert done["engine"] == "claude-code" and done["session_id"]
+        assert done["files_produced"] == ["notes/found.md"]
+        assert (await http.delete(card_url)).status_code == 204
