@@ -22,6 +22,7 @@ import pytest
 
 import runtime
 from api import ApiConfig, create_app
+from events import open_store
 from runtime import (
     Budgets,
     Runtime,
@@ -250,3 +251,66 @@ async def test_post_v1_agents_with_engine_claude_code(tmp_path: Path) -> None:
         assert done["engine"] == "claude-code" and done["session_id"]
         assert done["files_produced"] == ["notes/found.md"]
         assert (await http.delete(card_url)).status_code == 204
+
+
+CRASHING_FLEET = """
+import asyncio, sys
+from pathlib import Path
+from runtime import RuntimeOptions, open_runtime
+
+async def main() -> None:
+    db, workspace, task = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    # A slow simulator: the agent is still working when the test kills this process.
+    options = RuntimeOptions(db=db, workspace=workspace, env={}, simulator_latency_s=1.5)
+    async with open_runtime(options) as rt:
+        await rt.fleet.create_agent("scout-cc", "scout", task, engine="claude-code")
+        await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_fleet_resume_continues_a_claude_code_agent_after_kill_9(tmp_path: Path) -> None:
+    workspace = await prepare_workspace(tmp_path / "repo")
+    db = tmp_path / "fleet.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_FLEET, str(db), str(workspace), SCOUT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Killed once the session has made its first tool call.
+        async with asyncio.timeout(WAIT_S):
+            while not await _types(db, "ToolCallCompleted"):
+                await asyncio.sleep(0.2)
+    finally:
+        process.kill()
+        await process.wait()
+    before = await _types(db)
+    assert "AgentCompleted" not in before
+
+    resumed = subprocess.run(
+        [str(Path(sys.executable).with_name("fleet")), "resume", "--db", str(db), "--json"],
+        cwd=workspace, capture_output=True, text=True, timeout=WAIT_S, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    report = json.loads(resumed.stdout)
+    (agent_id,) = report["resumed"]
+    assert report["statuses"] == {agent_id: "completed"}
+
+    # One continuous agent: created once, the log before the kill kept, then completed,
+    # in the one Claude Code session it was created with.
+    after = await _types(db)
+    assert after[: len(before)] == before
+    assert after.count("AgentCreated") == 1 and after[-1] == "AgentCompleted"
+    assert "textstats/counting.py" in (workspace / "notes/found.md").read_text()
+    sessions = list((workspace / ".fleet/claude-code/projects").glob("*/*.jsonl"))
+    assert len(sessions) == 1
+
+
+async def _types(db: Path, *only: str) -> list[str]:
+    if not await asyncio.to_thread(db.exists):
+        return []
+    async with open_store(db, readonly=True) as store:
+        events = await store.read_all(lenient=True)
+    return [e.type for e in events if e.stream_id.startswith("agent-") and e.type != "HookInvoked"
+            and (not only or e.type in only)]  # fmt: skip
