@@ -128,7 +128,10 @@ async def workspace_head(path: Path) -> str | None:
 
 
 async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
-    return {"git_head": await workspace_head(fleet.config.workspace), **(extra or {})}
+    config: dict[str, object] = {"git_head": await workspace_head(fleet.config.workspace)}
+    if fleet.config.engine != "fleet":  # a re-execution runs the agents on the same engine
+        config["engine"] = fleet.config.engine
+    return {**config, **(extra or {})}
 
 
 async def run_pattern(

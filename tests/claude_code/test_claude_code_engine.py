@@ -32,6 +32,7 @@ from runtime import (
     prepare_workspace,
     run_pattern,
 )
+from runtime.replay import RerunOptions, rerun
 from runtime.simulator import Call, Observation, Situation, Turn
 
 pytest.importorskip("claude_agent_sdk", reason="the claude-code engine needs fleet[claude-code]")
@@ -227,6 +228,22 @@ async def test_a_scout_plan_build_run_with_claude_code_scouts_and_a_fleet_builde
         assert task["column"] == "DONE"
         total = rt.runner.view("fleet")["cost_usd"]
         assert total == pytest.approx(sum(a["cost_usd"] for a in agents.values()), abs=1e-6)
+
+        # Re-executed: Claude Code gets the recorded answers from the replay server.
+        assert rt.simulator is not None
+        asked = rt.simulator.stats.requests
+        again = await rerun(
+            rt.store, rt.runner, result.run_id, RerunOptions(pattern=load_pattern(mixed))
+        )
+        assert (again.status, list(again.divergences)) == ("completed", [])
+        assert rt.simulator.stats.requests == asked, "no request reached the simulator"
+        await rt.runner.wait_for(await rt.store.head())
+        replayed = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == again.run_id]
+        scouts = [a for a in replayed if a["role"] == "scout"]
+        assert [a["engine"] for a in scouts] == ["claude-code"] * 3
+        assert [a["cost_usd"] for a in scouts] == [
+            agents[f"scout-{i}"]["cost_usd"] for i in (1, 2, 3)
+        ]
 
 
 async def test_post_v1_agents_with_engine_claude_code(tmp_path: Path) -> None:
