@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 DEMO_STAMP := $(VENV)/.demo-$(PYVER)
 TEST_STAMP := $(VENV)/.test-$(PYVER)
 
-.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs claude-code
+.PHONY: demo test bench install clean test-phoenix bench-otel vendor-docs vendor-dagre claude-code
 
 $(VENV)/.venv-$(PYVER):
 	$(PYTHON) -m venv --clear $(VENV)
@@ -80,6 +80,16 @@ vendor-docs:
 	cp "$$tmp/package/bundles/redoc.standalone.js" api/static/docs/redoc.standalone.js && \
 	cp "$$tmp/package/LICENSE" api/static/docs/redoc-LICENSE.md && \
 	sha256sum "$$tmp/redoc-$(REDOC_VERSION).tgz" api/static/docs/redoc.standalone.js
+
+# The dashboard graph's layout engine, from the npm registry (see api/static/vendor/README.md).
+# Its source-map comment is dropped: the page must not ask the server for a file it lacks.
+DAGRE_VERSION ?= 3.1.3
+vendor-dagre:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack --silent @dagrejs/dagre@$(DAGRE_VERSION) >/dev/null && tar xzf dagrejs-dagre-$(DAGRE_VERSION).tgz) && \
+	grep -v '^//# sourceMappingURL=' "$$tmp/package/dist/dagre.min.js" > api/static/vendor/dagre.min.js && \
+	cp "$$tmp/package/LICENSE" api/static/vendor/dagre-LICENSE && \
+	sha256sum "$$tmp/dagrejs-dagre-$(DAGRE_VERSION).tgz" api/static/vendor/dagre.min.js
 
 clean:
 	rm -rf .venv .venv-* .fleet .pytest_cache .claude-code

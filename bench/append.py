@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -128,6 +130,95 @@ async def fleet_read(path: Path, total: int) -> float:
         async for _ in store.iter_all():
             n += 1
         elapsed = time.perf_counter() - start
+    assert n == total // 1_000 * 1_000, n
+    return n / elapsed
+
+
+# -- raw sqlite3: the physical limit ---------------------------------------------------
+
+RAW_SCHEMA = """
+CREATE TABLE events (
+    position  INTEGER PRIMARY KEY,
+    stream_id TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    type      TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    UNIQUE (stream_id, version)
+)
+"""
+RAW_INSERT = "INSERT INTO events (stream_id, version, type, data) VALUES (?, ?, ?, ?)"
+
+
+def raw_connect(path: Path) -> sqlite3.Connection:
+    """A bare sqlite3 connection, WAL and synchronous=FULL like fleet's."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(RAW_SCHEMA)
+    return conn
+
+
+def raw_payload(i: int, agent: int) -> str:
+    return make_event(i, agent).data.model_dump_json()
+
+
+def raw_single(path: Path, total: int) -> float:
+    """One transaction per event, from one thread, on pre-encoded rows."""
+    conn = raw_connect(path)
+    rows = [("agent-0", v, "ToolCallCompleted", raw_payload(v, 0)) for v in range(1, total + 1)]
+    start = time.perf_counter()
+    for row in rows:
+        conn.execute(RAW_INSERT, row)  # autocommit: one fsync each
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return total / elapsed
+
+
+def raw_batches(path: Path, size: int, count: int) -> float:
+    """`executemany` of each batch in one transaction, on pre-encoded rows."""
+    conn = raw_connect(path)
+    batches = [
+        [(f"agent-{b}", v, "ToolCallCompleted", raw_payload(v, b)) for v in range(1, size + 1)]
+        for b in range(count)
+    ]
+    start = time.perf_counter()
+    for batch in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(RAW_INSERT, batch)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return size * count / elapsed
+
+
+def raw_read(path: Path, total: int) -> float:
+    """Pages of 1,000 rows by position, each row's data through `json.loads`."""
+    conn = raw_connect(path)
+    payload = raw_payload(0, 0)
+    for b in range(total // 1_000):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            RAW_INSERT, [(f"agent-{b}", v, "ToolCallCompleted", payload) for v in range(1, 1_001)]
+        )
+        conn.execute("COMMIT")
+    loads = json.loads
+    start = time.perf_counter()
+    n = 0
+    position = 0
+    while True:
+        page = conn.execute(
+            "SELECT position, stream_id, version, type, data FROM events "
+            "WHERE position > ? ORDER BY position LIMIT 1000",
+            (position,),
+        ).fetchall()
+        if not page:
+            break
+        for row in page:
+            loads(row[4])
+        n += len(page)
+        position = page[-1][0]
+    elapsed = time.perf_counter() - start
+    conn.close()
     assert n == total // 1_000 * 1_000, n
     return n / elapsed
 
@@ -291,10 +382,11 @@ class Row:
     fleet: float
     recorder: float
     like_for_like: float
+    raw: float | None  # raw sqlite3 on pre-encoded rows (None: not measured)
     aim: str
 
 
-def medians(trials: int, *runs: Callable[[Path], float]) -> list[float]:
+def medians(trials: int, *runs: Callable[[Path], float] | None) -> list[float | None]:
     """The median of each run over `trials`, interleaved (A, B, C, A, B, C, ...).
 
     Interleaving puts the same noise from the rest of the machine on every
@@ -303,41 +395,57 @@ def medians(trials: int, *runs: Callable[[Path], float]) -> list[float]:
     results: list[list[float]] = [[] for _ in runs]
     for _ in range(trials):
         for run, out in zip(runs, results, strict=True):
+            if run is None:
+                continue
             with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
                 out.append(run(Path(tmp) / "log.db"))
-    return [statistics.median(out) for out in results]
+    return [statistics.median(out) if out else None for out in results]
 
 
 def measure(sizes: Sizes) -> list[Row]:
     rows: list[Row] = []
     t = sizes.trials
     for concurrency, total in sizes.single_total.items():
-        fleet, raw, typed = medians(
+        fleet, raw, typed, bare = medians(
             t,
             lambda p, c=concurrency, n=total: asyncio.run(fleet_single(p, c, n)),
             lambda p, c=concurrency, n=total: es_single(p, c, n),
             lambda p, c=concurrency, n=total: asyncio.run(es_single_typed(p, c, n)),
+            # One thread, one transaction at a time: concurrency does not apply.
+            (lambda p, n=total: raw_single(p, n)) if concurrency == 1 else None,
         )
         aim = ">= 25,000/s" if concurrency == 64 else "> baseline"
-        rows.append(Row(f"append 1 event, {concurrency} concurrent", fleet, raw, typed, aim))
+        rows.append(
+            Row(f"append 1 event, {concurrency} concurrent", *_known(fleet, raw, typed), bare, aim)
+        )
     for size, count in sizes.batches.items():
-        fleet, raw, typed = medians(
+        fleet, raw, typed, bare = medians(
             t,
             lambda p, s=size, n=count: asyncio.run(fleet_batches(p, s, n)),
             lambda p, s=size, n=count: es_batches(p, s, n),
             lambda p, s=size, n=count: asyncio.run(es_batches_typed(p, s, n)),
+            lambda p, s=size, n=count: raw_batches(p, s, n),
         )
-        aim = ">= 250,000/s" if size == 1_000 else "> baseline"
-        rows.append(Row(f"append batches of {size:,}", fleet, raw, typed, aim))
+        rows.append(
+            Row(f"append batches of {size:,}", *_known(fleet, raw, typed), bare, "> recorder")
+        )
     n = sizes.read_events
-    fleet, raw, typed = medians(
+    fleet, raw, typed, bare = medians(
         t,
         lambda p: asyncio.run(fleet_read(p, n)),
         lambda p: es_read(p, n),
         lambda p: asyncio.run(es_read_typed(p, n)),
+        lambda p: raw_read(p, n),
     )
-    rows.append(Row(f"read_all {n:,}, decoded", fleet, raw, typed, ">= 300,000/s"))
+    rows.append(
+        Row(f"read_all {n:,}, decoded", *_known(fleet, raw, typed), bare, ">= 0.8x raw+json")
+    )
     return rows
+
+
+def _known(*figures: float | None) -> tuple[float, ...]:
+    assert all(f is not None for f in figures)
+    return tuple(f for f in figures if f is not None)
 
 
 def render(rows: list[Row]) -> str:
@@ -348,6 +456,8 @@ def render(rows: list[Row]) -> str:
         "fleet ÷ recorder",
         "eventsourcing like for like",
         "fleet ÷ like for like",
+        "raw sqlite3",
+        "fleet ÷ raw",
         "aim",
     )
     lines = [header] + [
@@ -358,6 +468,8 @@ def render(rows: list[Row]) -> str:
             f"{r.fleet / r.recorder:.2f}x",
             f"{r.like_for_like:,.0f}",
             f"{r.fleet / r.like_for_like:.2f}x",
+            "—" if r.raw is None else f"{r.raw:,.0f}",
+            "—" if r.raw is None else f"{r.fleet / r.raw:.2f}x",
             r.aim,
         )
         for r in rows

@@ -57,6 +57,7 @@ from ._export import (
     read_export,
     read_run,
 )
+from ._leases import Lease, LeaseStore
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -67,6 +68,7 @@ from .errors import (
     FleetError,
     ImportConflict,
     InvalidEvent,
+    LeaseHeld,
     LogNotFound,
     NotADatabase,
     ReplayError,
@@ -116,6 +118,9 @@ __all__ = [
     "ImportResult",
     "ImportedEvent",
     "InvalidEvent",
+    "Lease",
+    "LeaseHeld",
+    "LeaseStore",
     "LogNotFound",
     "MemoryEventStore",
     "Meta",

@@ -15,6 +15,7 @@ path or a URL. A backend provides:
 - `import_run`: another log's run written in one transaction after the head,
   keeping `recorded_at`;
 - `checkpoints`, the projections' checkpoint store in the same log;
+- `leases`, who drives which agent or run, in the same log (`_leases.py`);
 - `open`/`aclose` and `async with`; `location`, `readonly`, `max_event_bytes`.
 
 It raises only `events.errors` (driver errors are translated where the
@@ -32,6 +33,7 @@ from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from ._checkpoints import CheckpointStore
 from ._envelope import ExpectedVersion, Meta, NewEvent, RecordedEvent
+from ._leases import LeaseStore
 
 __all__ = ["EventFilter", "EventStore", "ImportedEvent"]
 
@@ -122,6 +124,11 @@ class EventStore(Protocol):
     @property
     def checkpoints(self) -> CheckpointStore:
         """The projections' checkpoints and snapshots, kept in this log."""
+        ...
+
+    @property
+    def leases(self) -> LeaseStore:
+        """Who drives which agent and run, kept in this log."""
         ...
 
     async def open(self) -> Self:

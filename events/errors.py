@@ -10,6 +10,7 @@ The tree (other packages add their own leaves under these roots)::
     │   ├── UnknownEventType        a stored type this code does not know
     │   ├── StoreClosed             use after aclose()
     │   ├── StoreUnavailable        the log cannot be written now (disk full, read-only)
+    │   ├── LeaseHeld               another owner holds the lease on that key
     │   ├── LogNotFound             opening a log that does not exist, where none is created
     │   ├── UnsupportedLocation     no backend for this path or URL
     │   └── NotADatabase            the file is not a SQLite database
@@ -122,6 +123,16 @@ class StoreUnavailable(StoreError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"the event log cannot be written: {reason}")
+
+
+class LeaseHeld(StoreError):
+    """Another owner holds the lease on `key` until `expires_at` (seconds since the epoch)."""
+
+    def __init__(self, key: str, owner: str, expires_at: float) -> None:
+        self.key = key
+        self.owner = owner
+        self.expires_at = expires_at
+        super().__init__(f"{key!r} is leased by {owner!r}; nothing was changed")
 
 
 class LogNotFound(StoreError):

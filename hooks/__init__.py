@@ -28,7 +28,7 @@ from ._config import (
     load_settings,
 )
 from ._dispatcher import DetachedSink, HookDispatcher
-from ._ingest import DEFAULT_MAX_INGEST_BYTES, DEFAULT_SOURCE_APP, forward, parse_external
+from ._ingest import DEFAULT_MAX_INGEST_BYTES, DEFAULT_SOURCE_APP, parse_external
 from ._otlp import (
     DEFAULT_MAX_OTLP_BYTES,
     OTLP_JSON,
@@ -151,7 +151,6 @@ __all__ = [
     "build_payload",
     "default_timeout",
     "find_settings",
-    "forward",
     "hook_point",
     "load_project_settings",
     "load_settings",

@@ -1,8 +1,8 @@
 """Ingest: hook payloads posted by external agents (a real Claude Code session).
 
 `parse_external()` is the check the API runs on a posted body before anything is
-written; `forward()` is what `fleet hook-forward` calls to post a payload from a
-Claude Code hook to the fleet server, without ever holding Claude Code up.
+written. (`fleet hook-forward`, which posts a payload from a Claude Code hook, is
+in api/cli/_forward.py: it must import almost nothing.)
 
 Notes (do not fix without reading this):
 1. The payload is kept as it came: unknown fields and unknown (future) hook
@@ -15,14 +15,12 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from events import DEFAULT_MAX_EVENT_BYTES, ExternalHookReceived
@@ -30,7 +28,7 @@ from events import DEFAULT_MAX_EVENT_BYTES, ExternalHookReceived
 from ._points import PAYLOAD_MODELS, HookPayload
 from .errors import IngestError, IngestTooLarge
 
-__all__ = ["DEFAULT_MAX_INGEST_BYTES", "DEFAULT_SOURCE_APP", "forward", "parse_external"]
+__all__ = ["DEFAULT_MAX_INGEST_BYTES", "DEFAULT_SOURCE_APP", "parse_external"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,30 +142,3 @@ def parse_external(
     return ExternalHookReceived(
         source_app=app, session_id=value["session_id"], hook_event_name=point, payload=payload
     )
-
-
-async def forward(
-    payload: bytes,
-    url: str,
-    token: str | None,
-    timeout: float,  # noqa: ASYNC109 - the signature hook-forward calls; bounds the whole call
-) -> bool:
-    """POST a hook payload to a fleet server; True when it answered 2xx.
-
-    Never raises and never takes much longer than `timeout` seconds (the whole
-    exchange, not each step): a Claude Code hook must not hang or fail because
-    fleet is down. The payload is sent as is; the server checks it.
-    """
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    try:
-        async with asyncio.timeout(timeout):
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.post(url, content=payload, headers=headers)
-    except Exception as e:  # fleet being down must never break Claude Code
-        logger.debug("forward to %s failed: %s: %s", url, type(e).__name__, e)
-        return False
-    if not response.is_success:
-        logger.debug("forward to %s: HTTP %s", url, response.status_code)
-    return response.is_success

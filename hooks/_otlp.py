@@ -39,19 +39,17 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from events import DEFAULT_MAX_EVENT_BYTES, EventData, ModelResponded, TelemetryReceived, Usage
 
 from ._ingest import _SOURCE_APP, DEFAULT_SOURCE_APP
 from .errors import TelemetryInvalid, TelemetryTooLarge, TelemetryUnsupported
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 __all__ = [
     "DEFAULT_MAX_OTLP_BYTES",
@@ -77,16 +75,27 @@ _SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 _API_REQUEST = "claude_code.api_request"
 
-_REQUESTS: dict[Signal, type[Message]] = {
-    "logs": logs_service_pb2.ExportLogsServiceRequest,
-    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
-    "traces": trace_service_pb2.ExportTraceServiceRequest,
-}
-_RESPONSES: dict[Signal, type[Message]] = {
-    "logs": logs_service_pb2.ExportLogsServiceResponse,
-    "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
-    "traces": trace_service_pb2.ExportTraceServiceResponse,
-}
+
+@cache
+def _messages(signal: Signal) -> tuple[type[Message], type[Message]]:
+    """The OTLP request and response messages of `signal`: (request, response).
+
+    Imported on first use: the protobuf modules cost about a seventh of `import
+    hooks`, which every fleet command pays, and only a server receiving OTLP needs them.
+    """
+    if signal == "logs":
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs
+
+        return logs.ExportLogsServiceRequest, logs.ExportLogsServiceResponse
+    if signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics
+
+        return metrics.ExportMetricsServiceRequest, metrics.ExportMetricsServiceResponse
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as traces
+
+    return traces.ExportTraceServiceRequest, traces.ExportTraceServiceResponse
+
+
 _REJECTED_FIELD: dict[Signal, str] = {
     "logs": "rejected_log_records",
     "metrics": "rejected_data_points",
@@ -151,7 +160,10 @@ def _hex_ids_to_base64(value: Any) -> Any:
 
 
 def _decode(signal: Signal, body: bytes, media_type: str) -> Message:
-    message = _REQUESTS[signal]()
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+
+    message = _messages(signal)[0]()
     if media_type == OTLP_PROTOBUF:
         try:
             message.ParseFromString(body)
@@ -394,7 +406,7 @@ def parse_otlp(
 
     The argument is never mutated.
     """
-    if signal not in _REQUESTS:
+    if signal not in _REJECTED_FIELD:
         raise TelemetryUnsupported(f"unknown OTLP signal {signal!r}; known: logs, metrics, traces")
     sig: Signal = signal
     media_type = _media_type(content_type)
@@ -427,7 +439,9 @@ def otlp_response(
     With `rejected` > 0 it is a partial success naming how many records were
     refused and why (`message`).
     """
-    response = _RESPONSES[signal]()
+    from google.protobuf import json_format
+
+    response = _messages(signal)[1]()
     if rejected:
         partial = response.partial_success  # type: ignore[attr-defined]
         setattr(partial, _REJECTED_FIELD[signal], rejected)

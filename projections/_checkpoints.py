@@ -7,15 +7,21 @@ transaction, so after any crash a projection resumes exactly after the last
 event its stored state contains: no event is applied twice or skipped.
 
 Snapshots make time travel fast: a compressed copy of a projection's state
-at every `spacing`-th position, kept in memory and thinned (every other one
-dropped, spacing doubled) when there are more than the limit. A long fold
-takes them further apart (`plan`), so a rebuild of a long log does not spend
-its time copying states. (The checkpoint store can persist snapshots too,
-`save_snapshots`/`best_snapshot`; this policy does not use that yet.)
+at every `spacing`-th position, thinned (every other one dropped, spacing
+doubled) when there are more than the limit. A long fold takes them further
+apart (`plan`), so a rebuild of a long log does not spend its time copying
+states. They are persisted in the log's checkpoint store (note 2), so a
+restarted server travels in time from the nearest one instead of from 0.
 
 Notes (do not fix without reading this):
-1. Snapshots are pickled, not JSON-encoded: they never leave the process,
-   and pickle (protocol 5) dumps a state five times faster than `json`.
+1. Snapshots are pickled, not JSON-encoded: they never leave fleet's own
+   files, and pickle (protocol 5) dumps a state five times faster than `json`.
+2. Persistence: `Snapshots` only keeps the books (`changes`: what to write,
+   what thinning or a rebuild made obsolete); the runner writes them with its
+   checkpoints, and a written blob is dropped from memory (the entry stays,
+   with no blob: `best` says where it is, the store has it). A restarted
+   runner `restore`s the stored positions. Snapshots are a cache: one lost
+   (a failed write, another process thinning) only makes a fold longer.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import bisect
 import json
 import pickle
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Snapshots", "decode_state", "encode_state"]
+__all__ = ["SnapshotChanges", "Snapshots", "decode_state", "encode_state"]
 
 
 def encode_state(data: Any) -> str:
@@ -39,15 +46,31 @@ def decode_state(text: str | bytes) -> Any:
     return json.loads(text)
 
 
+@dataclass(slots=True)
+class SnapshotChanges:
+    """What to persist (note 2): forget every stored snapshot of `cleared` names
+    first, then delete `dropped` positions, then write `new` blobs."""
+
+    cleared: set[str] = field(default_factory=set)
+    dropped: dict[str, set[int]] = field(default_factory=dict)
+    new: dict[str, dict[int, bytes]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.cleared or self.dropped or self.new)
+
+
 class Snapshots:
-    """Compressed in-memory states of each projection at evenly spaced positions."""
+    """Compressed states of each projection at evenly spaced positions (in memory
+    until persisted, note 2)."""
 
     def __init__(self, every: int, limit: int) -> None:
         self.every = every
         self.limit = limit
         self._spacing: dict[str, int] = {}
         self._positions: dict[str, list[int]] = {}
-        self._blobs: dict[str, dict[int, bytes]] = {}
+        # None: persisted, read it from the checkpoint store.
+        self._blobs: dict[str, dict[int, bytes | None]] = {}
+        self._changes = SnapshotChanges()
 
     def spacing(self, name: str) -> int:
         """Positions that are multiples of this get a snapshot of `name` (0: never)."""
@@ -71,15 +94,49 @@ class Snapshots:
         if position not in blobs:
             bisect.insort(positions, position)
         blobs[position] = blob
+        self._changes.new.setdefault(name, {})[position] = blob
+        self._thin(name)
+
+    def restore(self, name: str, positions: list[int]) -> None:
+        """Know of the snapshots of `name` the checkpoint store holds at `positions`."""
+        blobs = self._blobs.setdefault(name, {})
+        known = self._positions.setdefault(name, [])
+        for position in positions:
+            if position not in blobs:
+                bisect.insort(known, position)
+                blobs[position] = None
+        self._thin(name)
+
+    def _thin(self, name: str) -> None:
+        positions = self._positions[name]
+        blobs = self._blobs[name]
+        spacing = self.spacing(name)
         while len(positions) > self.limit:
             spacing *= 2
             self._spacing[name] = spacing
+            unsaved = self._changes.new.get(name, {})
             for p in [p for p in positions if p % spacing]:
                 del blobs[p]
+                if unsaved.pop(p, None) is None:
+                    self._changes.dropped.setdefault(name, set()).add(p)
             positions[:] = [p for p in positions if p % spacing == 0]
 
-    def best(self, name: str, position: int) -> tuple[int, bytes] | None:
-        """The latest snapshot of `name` at or before `position`, if any."""
+    def changes(self) -> SnapshotChanges:
+        """What to persist since the last call (note 2); the caller writes it."""
+        changes, self._changes = self._changes, SnapshotChanges()
+        return changes
+
+    def persisted(self, changes: SnapshotChanges) -> None:
+        """`changes` were written: drop their blobs from memory (note 2)."""
+        for name, new in changes.new.items():
+            blobs = self._blobs.get(name, {})
+            for position, blob in new.items():
+                if blobs.get(position) is blob:
+                    blobs[position] = None
+
+    def best(self, name: str, position: int) -> tuple[int, bytes | None] | None:
+        """The latest snapshot of `name` at or before `position`, if any; its blob, or
+        None when it is in the checkpoint store only."""
         positions = self._positions.get(name)
         if not positions:
             return None
@@ -90,14 +147,17 @@ class Snapshots:
         return found, self._blobs[name][found]
 
     def clear(self, name: str) -> None:
-        """Forget every snapshot of `name` (its fold changed)."""
+        """Forget every snapshot of `name` (its fold changed), stored ones too."""
         self._positions.pop(name, None)
         self._blobs.pop(name, None)
         self._spacing.pop(name, None)
+        self._changes.new.pop(name, None)
+        self._changes.dropped.pop(name, None)
+        self._changes.cleared.add(name)
 
     def size(self) -> int:
-        """Bytes held by all snapshots."""
-        return sum(len(b) for blobs in self._blobs.values() for b in blobs.values())
+        """Bytes of snapshots held in memory."""
+        return sum(len(b) for blobs in self._blobs.values() for b in blobs.values() if b)
 
     @staticmethod
     def pack(data: Any) -> bytes:

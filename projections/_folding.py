@@ -26,6 +26,12 @@ Notes (do not fix without reading this):
    the store is asked for the folded types only: the store's decoding is most
    of a fold's cost, and a read model like the board folds a tiny part of the
    log. Unknown types are then not read at all.
+6. For the whole of a bulk fold, awaits included, the collector's first
+   threshold is raised (`gc_relaxed`, process-wide, restored when the last
+   fold ends): with the default 700, each page made several young
+   collections that walked the page's live events and promoted them, a fifth
+   of a rebuild's CPU. Cycles are still collected, a hundred times less often;
+   a fold makes none itself.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ from ._base import Projection, quiet_reports
 from ._checkpoints import Snapshots
 from .errors import ProjectionFailed
 
-__all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_paused"]
+__all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_paused", "gc_relaxed"]
 
 logger = logging.getLogger(__name__)
 
 PAGE = 2000
+# The collector's first threshold during a bulk fold (note 6); CPython's default is 700.
+RELAXED_THRESHOLD = 100_000
 
 
 @dataclass(slots=True)
@@ -100,7 +108,7 @@ async def fold(
 
     ahead = read(position)
     try:
-        with quiet_reports() if quiet else contextlib.nullcontext():
+        with gc_relaxed(), quiet_reports() if quiet else contextlib.nullcontext():
             while True:
                 page = await ahead
                 if not page:
@@ -245,3 +253,35 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+@dataclass(slots=True)
+class _Relaxation:
+    depth: int = 0
+    saved: tuple[int, int, int] | None = None
+
+
+_relaxation = _Relaxation()  # process-wide, like the collector it tunes
+
+
+@contextlib.contextmanager
+def gc_relaxed() -> Iterator[None]:
+    """Raise the collector's first threshold while bulk folds run, awaits included (note 6).
+
+    Nests (time travel during a rebuild); the last to leave restores the
+    thresholds it found.
+    """
+    state = _relaxation
+    if state.depth == 0:
+        state.saved = gc.get_threshold()
+        first, *rest = state.saved
+        if first:  # 0: the caller turned automatic collection off; leave it so
+            gc.set_threshold(max(first, RELAXED_THRESHOLD), *rest)
+    state.depth += 1
+    try:
+        yield
+    finally:
+        state.depth -= 1
+        if state.depth == 0 and state.saved is not None:
+            gc.set_threshold(*state.saved)
+            state.saved = None

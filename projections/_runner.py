@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from events import Checkpoint, EventStore, RecordedEvent, StoreClosed, UnknownEvent
+from events import Checkpoint, EventStore, RecordedEvent, Snapshot, StoreClosed, UnknownEvent
 
 from ._agents import AgentsProjection
 from ._base import Projection
@@ -127,6 +127,7 @@ class ProjectionRunner:
         self._state = "starting"
         try:
             await self._load_checkpoints()
+            await self._restore_snapshots()
             head = await self._store.head()
             for slot in self._slots.values():
                 if slot.position > head:
@@ -139,6 +140,7 @@ class ProjectionRunner:
                     )
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
+                    self._snapshots.clear(slot.name)
             await fold(self._store, list(self._slots.values()), head, self._snapshots, quiet=False)
             await self._checkpoint()
         except BaseException:
@@ -290,10 +292,17 @@ class ProjectionRunner:
         projection = slot.projection
         start = 0
         data: Any = None
+        found = self._snapshots.best(name, position)
+        if found is not None and not (slot.failed is None and found[0] < slot.position <= position):
+            blob = found[1]
+            if blob is None:  # persisted only: read it (`_checkpoints.py`, note 2)
+                stored = await self._checkpoints.best_snapshot(name, projection.version, found[0])
+                found = None if stored is None else (stored.position, stored.blob)
         with gc_paused():  # loading a large state makes many objects, no cycles
-            found = self._snapshots.best(name, position)
-            if found is not None and not (
-                slot.failed is None and found[0] < slot.position <= position
+            if (
+                found is not None
+                and found[1] is not None
+                and not (slot.failed is None and found[0] < slot.position <= position)
             ):
                 start, data = found[0], Snapshots.unpack(found[1])
             elif slot.failed is None and slot.position <= position:
@@ -403,6 +412,42 @@ class ProjectionRunner:
             slot.position = checkpoint.position
             logger.debug("projection %r resumes after position %d", slot.name, slot.position)
 
+    async def _restore_snapshots(self) -> None:
+        """Know of the snapshots persisted by earlier runs (`_checkpoints.py`, note 2)."""
+        if not self._snapshots.every:
+            return
+        for slot in self._slots.values():
+            positions = await self._checkpoints.snapshot_positions(
+                slot.name, slot.projection.version
+            )
+            self._snapshots.restore(slot.name, positions)
+
+    async def _persist_snapshots(self) -> None:
+        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged)."""
+        changes = self._snapshots.changes()
+        if not changes or self._store.readonly:
+            return  # read-only: the blobs stay in memory
+        checkpoints = self._checkpoints
+        try:
+            for name in changes.cleared:
+                await checkpoints.delete_snapshots(name)
+            for name, positions in changes.dropped.items():
+                await checkpoints.delete_snapshots(name, positions=positions)
+            snapshots = [
+                Snapshot(name, self._slots[name].projection.version, position, blob)
+                for name, blobs in changes.new.items()
+                if name in self._slots
+                for position, blob in blobs.items()
+            ]
+            if snapshots:
+                await checkpoints.save_snapshots(snapshots)
+        except StoreClosed:
+            raise
+        except Exception:
+            logger.exception("could not persist projection snapshots (time travel folds longer)")
+            return
+        self._snapshots.persisted(changes)
+
     async def _follow(self) -> None:
         try:
             async for event in self._store.subscribe(after=self.position, lenient=True):
@@ -497,6 +542,7 @@ class ProjectionRunner:
                     written.append(slot)
                     slot.dirty = False
             self._since_checkpoint = 0
+            await self._persist_snapshots()
             if not rows:
                 return
             if self._store.readonly:

@@ -5,21 +5,41 @@
     log.state.status                 # folded from exactly what was appended
 
 The agent's task is the only writer of `agent-<id>` in its process (its
-appends, and those of its detached hooks when they end, go one at a time
-through a lock): an append that meets another version means another process
-drives the agent, and it raises `AgentDrivenElsewhere` with nothing written.
+appends, and those of its detached hooks when they end, and the delete that
+stops it, go one at a time through a lock): an append that meets another
+version means another process drives the agent, and it raises
+`AgentDrivenElsewhere` with nothing written.
 The state is folded from the recorded events (`_conversation.py`), never kept
 on the side, so a resumed agent and a running one hold the same state. What
 is appended is also copied to the agent's transcript (`_transcript.py`).
+
+Notes (do not fix without reading this):
+1. An append whose caller is cancelled (the agent deleted or stopped mid-step)
+   is not abandoned: the store may still commit it after the caller saw
+   `CancelledError` (`events/sqlite/_writer.py`, note 5), and the next append
+   of this process (the delete's AgentDeleted) would then expect a version
+   the stream has left behind, a false `AgentDrivenElsewhere`. So the store's
+   append runs shielded, and a cancelled caller waits for its answer and folds
+   what landed before the lock is let go and the cancellation goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 
-from events import NO_STREAM, EventModel, EventStore, Meta, NewEvent, RecordedEvent, VersionConflict
+from events import (
+    NO_STREAM,
+    EventModel,
+    EventStore,
+    ExpectedVersion,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    VersionConflict,
+)
 
 from ._agent_spec import AgentSpec, AgentStats
 from ._conversation import AgentState, stream_id_of
@@ -80,9 +100,7 @@ class AgentLog:
             started = time.perf_counter()
             expected = NO_STREAM if create else self.state.version
             try:
-                recorded = await self.store.append(
-                    self.stream_id, events, expected_version=expected
-                )
+                recorded = await self._settled_append(events, expected)
             except VersionConflict as e:
                 agent_id = self.spec.agent_id
                 if create:
@@ -96,6 +114,25 @@ class AgentLog:
             if self.transcript is not None:
                 await self.transcript.record(recorded)
             return recorded
+
+    async def _settled_append(
+        self, events: Sequence[NewEvent], expected: ExpectedVersion
+    ) -> list[RecordedEvent]:
+        """The store's append, run to its end even if the caller is cancelled (note 1)."""
+        pending = asyncio.ensure_future(
+            self.store.append(self.stream_id, events, expected_version=expected)
+        )
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            while not pending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([pending])
+            if not pending.cancelled() and pending.exception() is None:
+                self.state.apply_all(pending.result())
+                if self.transcript is not None:
+                    await self.transcript.record(pending.result())
+            raise
 
     async def sync(self) -> None:
         """Fold events of the stream not seen yet (e.g. one a cancelled append still wrote)."""

@@ -13,6 +13,13 @@ Notes (do not fix without reading this):
 2. A budget is checked twice: before a command starts work (refused with
    `BudgetExceeded`, nothing appended) and after every model response of a
    running agent (the agent stops with `AgentFailed(limit=...)`).
+3. One live process drives an agent (`_leases.py`): the fleet holds the lease
+   `agent-<id>` from the command that starts the agent until its drive task
+   ends, and a delete or command takes it too. One from a process that does
+   not hold it while a live one does is refused with `AgentDrivenElsewhere`
+   before anything is written; within one process a delete goes through the
+   agent's own task (it cancels it, and the agent's log settles its last
+   append first, `_agent_log.py` note 1), so it never races the agent.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from events import (
     EventFilter,
     EventModel,
     EventStore,
+    LeaseHeld,
     Meta,
     NewEvent,
 )
@@ -46,6 +54,7 @@ from ._agent import Agent
 from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, ENGINES, AgentSpec, Engine
 from ._claude_code import ClaudeCodeAgent, new_session_id, require_claude_code
 from ._client import ModelClient
+from ._leases import DEFAULT_LEASE_TTL_S, Leaseholder
 from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
@@ -53,6 +62,7 @@ from ._tools import Toolbox
 from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from .errors import (
     AgentBusy,
+    AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
     BudgetExceeded,
@@ -97,6 +107,8 @@ class FleetConfig:
     notify_wait_after_s: float = 300.0
     # Seconds a tool call on hold waits for a person before it is denied.
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    # Seconds a lease on an agent or a run lasts unless renewed (every third of it).
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     # What runs an agent created without naming its engine: "fleet" or "claude-code".
     engine: Engine = "fleet"
 
@@ -134,6 +146,7 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.leases = Leaseholder(store, ttl_s=config.lease_ttl_s, on_lost=self._lease_lost)
 
     async def __aenter__(self) -> Self:
         return self
@@ -160,6 +173,27 @@ class Fleet:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.leases.aclose()  # a new process may take the agents over at once
+
+    # -- leases (module note 3) -------------------------------------------------
+
+    async def _lease(self, agent_id: str) -> None:
+        """Hold `agent-<id>`. Raises `AgentDrivenElsewhere` if a live process holds it."""
+        try:
+            await self.leases.acquire(f"agent-{agent_id}")
+        except LeaseHeld as e:
+            raise AgentDrivenElsewhere(agent_id, owner=e.owner) from None
+
+    async def _unlease(self, agent_id: str) -> None:
+        await self.leases.release(f"agent-{agent_id}")
+
+    def _lease_lost(self, key: str) -> None:
+        """Another process took over `key` (this one stalled past its lease): stop driving."""
+        agent_id = key.removeprefix("agent-")
+        task = self._tasks.pop(agent_id, None)
+        if task is not None:
+            task.cancel()
+        self._agents.pop(agent_id, None)  # its state is stale now: load it again if needed
 
     def start_run(self, job: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
         """Run `job` (e.g. `run_pattern(...)`) in a task the fleet owns and cancels on close."""
@@ -318,10 +352,14 @@ class Fleet:
             tool_extra={"fleet": self},
             budget_check=self._budget_check,
         )
-        await agent.create(task=None)
-        self._agents[agent_id] = agent
-        if task:
-            await self._start(agent, task, by=parent_id or "user")
+        await self._lease(agent_id)
+        try:
+            await agent.create(task=None)
+            self._agents[agent_id] = agent
+            if task:
+                await self._start(agent, task, by=parent_id or "user")
+        finally:
+            await self._unlease(agent_id)  # the drive task holds it while the agent works
         return await self.get_agent_status(agent_id)
 
     def _toolbox(self, role: str, tools: Iterable[str] | None) -> Toolbox:
@@ -352,16 +390,18 @@ class Fleet:
         if record["external"]:
             raise AgentBusy(agent_id)  # an external session takes no commands from fleet
         task = self._tasks.get(agent_id)
-        if task is not None and not task.done() and record["status"] in TERMINAL:
-            # The log says it is done; its task is still ending (a Claude Code session closing).
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=30.0)
         if task is not None and not task.done():
-            raise AgentBusy(agent_id)
+            if record["status"] in ("working", "waiting"):
+                raise AgentBusy(agent_id)
+            await asyncio.wait([task])  # the agent is idle; its task is letting go of its lease
         self._check_budget(record)
         self._check_fleet_budget()
-        agent = self._agents.get(agent_id) or await self._load(agent_id)
-        await self._start(agent, prompt, by=by)
+        await self._lease(agent_id)
+        try:
+            agent = self._agents.get(agent_id) or await self._load(agent_id)
+            await self._start(agent, prompt, by=by)
+        finally:
+            await self._unlease(agent_id)
         return await self.get_agent_status(agent_id)
 
     async def _load(self, agent_id: str) -> Agent:
@@ -388,10 +428,12 @@ class Fleet:
         if self._closed:
             raise AgentGone(agent.spec.agent_id)
         await agent.command(prompt, by=by)
-        self._spawn(agent)
+        await self._spawn(agent)
 
-    def _spawn(self, agent: Agent) -> None:
+    async def _spawn(self, agent: Agent) -> None:
+        """Drive `agent` in a task of its own, which holds its lease until the agent is idle."""
         agent_id = agent.spec.agent_id
+        await self._lease(agent_id)
         task = asyncio.create_task(self._drive(agent), name=f"agent-{agent_id}")
         self._tasks[agent_id] = task
         task.add_done_callback(
@@ -406,19 +448,36 @@ class Fleet:
             raise
         except Exception:  # the agent has recorded AgentFailed; nothing more to do here
             logger.warning("agent %s ended with an error", agent.agent_id, exc_info=True)
+        finally:
+            await asyncio.shield(self._unlease(agent.agent_id))
 
-    async def resume_unfinished(self) -> list[str]:
-        """Resume every agent the log shows as working or waiting (after a restart)."""
+    async def resume_unfinished(self, *, run_id: str | None = None) -> list[str]:
+        """Resume every agent the log shows as working or waiting (after a restart).
+
+        An agent a live process drives (it holds the agent's lease) is left to
+        it; one whose process has ended is taken over. Returns the resumed ids.
+        """
         await self._sync()
         resumed = []
         for record in self.runner.view("agents")["agents"]:
-            if record["status"] in ("working", "waiting") and not record["external"]:
-                agent_id = record["id"]
-                if agent_id in self._tasks:
-                    continue
+            if record["status"] not in ("working", "waiting") or record["external"]:
+                continue
+            if record["model"].startswith("pattern:"):
+                continue  # a pattern's conductor is code, resumed with its run (`resume_run`)
+            agent_id = record["id"]
+            if agent_id in self._tasks or (run_id is not None and record["run_id"] != run_id):
+                continue
+            try:
+                await self._lease(agent_id)
+            except AgentDrivenElsewhere as e:
+                logger.info("not resuming %s: %s", agent_id, e)
+                continue
+            try:
                 agent = self._agents.get(agent_id) or await self._load(agent_id)
-                self._spawn(agent)
-                resumed.append(agent_id)
+                await self._spawn(agent)
+            finally:
+                await self._unlease(agent_id)
+            resumed.append(agent_id)
         return resumed
 
     # -- budgets ----------------------------------------------------------------
@@ -588,10 +647,22 @@ class Fleet:
         record = self._record(agent_id)
         if record["status"] == "deleted":
             raise AgentGone(agent_id)
+        if record["external"]:
+            await self._delete_unloaded(agent_id, record, by=by, was_working=False)
+            return
+        await self._lease(agent_id)  # module note 3
+        try:
+            await self._delete_leased(agent_id, record, by=by)
+        finally:
+            await self._unlease(agent_id)
+
+    async def _delete_leased(self, agent_id: str, record: dict[str, Any], *, by: str) -> None:
         task = self._tasks.pop(agent_id, None)
-        was_working = task is not None and not task.done()
+        running = task is not None and not task.done()
+        # An agent whose process died is still "working" in the log: it was working.
+        was_working = running or record["status"] == "working"
         live = self._agents.get(agent_id)
-        if was_working and task is not None and isinstance(live, ClaudeCodeAgent):
+        if running and task is not None and isinstance(live, ClaudeCodeAgent):
             await live.end_session(task)  # Claude Code ends its turn and closes, or is cancelled
         if task is not None:
             task.cancel()
@@ -601,19 +672,25 @@ class Fleet:
         if agent is not None:
             await agent.delete(by=by)
         else:
-            await self.store.append(
-                f"agent-{agent_id}",
-                [
-                    NewEvent(
-                        AgentDeleted(agent_id=agent_id, by=by, was_working=was_working),
-                        Meta(
-                            run_id=record["run_id"],
-                            agent_id=agent_id,
-                            parent_id=record["parent_id"],
-                        ),
-                    )
-                ],
-            )
+            await self._delete_unloaded(agent_id, record, by=by, was_working=was_working)
+
+    async def _delete_unloaded(
+        self, agent_id: str, record: dict[str, Any], *, by: str, was_working: bool
+    ) -> None:
+        """AgentDeleted for an agent this process has not loaded (nothing of it runs here)."""
+        await self.store.append(
+            f"agent-{agent_id}",
+            [
+                NewEvent(
+                    AgentDeleted(agent_id=agent_id, by=by, was_working=was_working),
+                    Meta(
+                        run_id=record["run_id"],
+                        agent_id=agent_id,
+                        parent_id=record["parent_id"],
+                    ),
+                )
+            ],
+        )
 
     async def delete_all_agents(
         self, *, run_id: str | None = None, by: str = "user", parent_id: str | None = None
@@ -626,9 +703,16 @@ class Fleet:
             )
             if not a["external"] and a["id"] != by
         ]
+        elsewhere: list[AgentDrivenElsewhere] = []
         for agent_id in targets:
-            with contextlib.suppress(AgentGone):
+            try:
                 await self.delete_agent(agent_id, by=by)
+            except AgentGone:
+                continue
+            except AgentDrivenElsewhere as e:
+                elsewhere.append(e)  # the others are still deleted
+        if elsewhere:
+            raise elsewhere[0]
         return targets
 
 

@@ -16,7 +16,7 @@ FleetError
 ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
 ├── AgentGone               the agent was deleted: it takes no more commands
 ├── AgentBusy               the agent is working: wait or delete it first
-├── AgentDrivenElsewhere    another process appended to the agent's stream (VersionConflict)
+├── AgentDrivenElsewhere    another live process drives the agent (its lease, or a VersionConflict)
 ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
 ├── ApprovalNotFound        no tool call was put on hold for approval with that id
 ├── ApprovalClosed          the approval was answered already, or its agent stopped waiting
@@ -204,16 +204,32 @@ class AgentBusy(FleetError):
 
 
 class AgentDrivenElsewhere(FleetError):
-    """Another writer appended to the agent's stream: two processes are driving one agent."""
+    """Another process drives the agent: it holds the agent's lease (`owner`), or it
+    appended to the agent's stream behind this process's back (`expected`, `actual`)."""
 
-    def __init__(self, agent_id: str, expected: int, actual: int) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        expected: int | None = None,
+        actual: int | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
         self.agent_id = agent_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"agent {agent_id!r} is being driven by another process: its stream is at version "
-            f"{actual}, this process expected {expected}; nothing was written"
-        )
+        self.owner = owner
+        if owner is not None:
+            message = (
+                f"agent {agent_id!r} is being driven by another process ({owner}), which holds "
+                "its lease; nothing was written (it can be taken over once that process ends)"
+            )
+        else:
+            message = (
+                f"agent {agent_id!r} is being driven by another process: its stream is at "
+                f"version {actual}, this process expected {expected}; nothing was written"
+            )
+        super().__init__(message)
 
 
 class PromptBlocked(FleetError):

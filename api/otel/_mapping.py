@@ -17,6 +17,8 @@ always gives the same trace (twice in a row, live or after the fact).
   `wait_for_agents` tool span if one is open, else under its span.
 - `hook {point}` (INTERNAL): one HookInvoked, its duration before it; under
   the tool call's span, else the agent's.
+- `approval {tool}` (INTERNAL): ApprovalRequested to ApprovalDecided, the time
+  a call waited for a person; under the tool call's span, else the agent's.
 
 Commands, compactions and deletions are span events of the agent's span;
 task board moves and replay divergences are span events of the workflow.
@@ -63,6 +65,8 @@ from events import (
     AgentFailed,
     AgentWaiting,
     AgentWoke,
+    ApprovalDecided,
+    ApprovalRequested,
     ContextCompacted,
     HookInvoked,
     ModelResponded,
@@ -110,7 +114,7 @@ class SpanMapper:
     spans still open (a batch export's end, note 2). Neither mutates the event.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(
         self,
@@ -126,6 +130,7 @@ class SpanMapper:
         self._open: dict[int, SpanRecord] = {}
         self._tools: dict[str, int] = {}
         self._waits: dict[str, int] = {}
+        self._approvals: dict[str, int] = {}
         self._last_ns = 0
         self._time: tuple[Any, int] = (None, 0)
         if state is not None:
@@ -142,6 +147,7 @@ class SpanMapper:
             "open": [span.to_json() for span in self._open.values()],
             "tools": self._tools,
             "waits": self._waits,
+            "approvals": self._approvals,
             "last_ns": self._last_ns,
         }
 
@@ -156,6 +162,7 @@ class SpanMapper:
         self._open = {d["s"]: SpanRecord.from_json(d) for d in data["open"]}
         self._tools = data["tools"]
         self._waits = data["waits"]
+        self._approvals = data["approvals"]
         self._last_ns = data["last_ns"]
 
     @property
@@ -244,6 +251,7 @@ class SpanMapper:
         self._open.clear()
         self._tools.clear()
         self._waits.clear()
+        self._approvals.clear()
         for agent in self._agents.values():
             agent["open"] = False
         return out
@@ -468,6 +476,29 @@ class SpanMapper:
             span.attributes["error.type"] = d.decision
         out.append(span)
 
+    def _approval_requested(self, run_id: str, event: Rec, d: ApprovalRequested, out: Out) -> None:
+        parent = self._tools.get(d.tool_use_id)
+        if parent is None:
+            parent = self._agent_parent(self._agents.get(d.agent_id), run_id)
+        attrs: Attributes = {
+            "fleet.agent.id": d.agent_id, "fleet.approval.id": d.approval_id,
+            "gen_ai.tool.name": d.tool_name, "gen_ai.tool.call.id": d.tool_use_id,
+            "fleet.approval.timeout_s": d.timeout_s,
+        }  # fmt: skip
+        if d.reason:
+            attrs["fleet.approval.reason"] = d.reason[:256]
+        span = self._start(run_id, event, f"approval {d.tool_name}", "internal", parent, attrs)
+        self._open[span.span_id] = span
+        self._approvals[d.approval_id] = span.span_id
+
+    def _approval_decided(self, run_id: str, event: Rec, d: ApprovalDecided, out: Out) -> None:
+        span = self._end(self._approvals.pop(d.approval_id, None), event)
+        if span is None:
+            return
+        span.attributes["fleet.approval.decision"] = d.decision
+        span.attributes["fleet.approval.by"] = d.by
+        out.append(span)
+
     def _waiting(self, run_id: str, event: Rec, d: AgentWaiting, out: Out) -> None:
         agent = self._agents.get(d.agent_id)
         parent = self._wait_tool(d.agent_id) or self._agent_parent(agent, run_id)
@@ -557,6 +588,8 @@ _HANDLERS: dict[type, Any] = {
     ToolCallRequested: SpanMapper._tool_requested,
     ToolCallCompleted: SpanMapper._tool_completed,
     HookInvoked: SpanMapper._hook_invoked,
+    ApprovalRequested: SpanMapper._approval_requested,
+    ApprovalDecided: SpanMapper._approval_decided,
     AgentWaiting: SpanMapper._waiting,
     AgentWoke: SpanMapper._woke,
     ContextCompacted: SpanMapper._compacted,

@@ -22,14 +22,20 @@
 (function () {
   "use strict";
 
-  const TOKEN = sessionStorage.getItem("fleet-token") || "";
+  const {
+    TOKEN, $, h, s, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel, name, ApiError, api,
+    showBanner, setConn, toolArgs, summarize, category, agentOf,
+  } = window.fleetLib;
+
   const THROTTLE_MS = 300;
   const HISTORY = 500;
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
+  // The page's other parts (each its own file), told of every new event and run pick.
+  const PARTS = () => [window.fleetApprovals, window.fleetDrawer, window.fleetTrace].filter(Boolean);
+  const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CARD_CAP = 120;
-  const GRAPH_RUN_CAP = 8;
   const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
   const EVENT_TYPES = [
@@ -52,14 +58,6 @@
     "RunStarted", "RunCompleted", "RunFailed", "AgentCreated", "ModelResponded",
     "ExternalHookReceived",
   ]);
-  const CATEGORY = {
-    RunStarted: "run", RunCompleted: "run", RunFailed: "bad",
-    AgentCreated: "life", AgentCommanded: "life", AgentCompleted: "life", AgentDeleted: "life",
-    AgentFailed: "bad", ModelResponded: "model", ContextCompacted: "model",
-    ToolCallRequested: "tool", ToolCallCompleted: "tool", AgentWaiting: "wait", AgentWoke: "wait",
-    TaskCreated: "task", TaskMoved: "task", HookInvoked: "hook", ExternalHookReceived: "hook",
-    ApprovalRequested: "wait", ApprovalDecided: "wait", ReplayDiverged: "bad",
-  };
 
   const S = {
     lastId: 0, // last position received (note 1)
@@ -70,124 +68,17 @@
     runRange: null,
     views: {},
     positions: {},
+    scopes: {}, // view name -> the run it was asked for ("" for the whole log)
     events: [],
     filters: { run: "", agent: "", type: "" },
     paused: false,
     missed: 0,
     showAll: false,
-    names: new Map(),
+    names: window.fleetLib.names,
     stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0 },
   };
   window.fleetDashboard = S;
 
-  const $ = (id) => document.getElementById(id);
-
-  // -- DOM helpers (note 3) ----------------------------------------------------
-
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    setAttrs(el, attrs);
-    for (const kid of kids.flat()) {
-      if (kid != null && kid !== false) el.append(kid instanceof Node ? kid : String(kid));
-    }
-    return el;
-  }
-
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function s(tag, attrs, ...kids) {
-    const el = document.createElementNS(SVG_NS, tag);
-    setAttrs(el, attrs);
-    for (const kid of kids.flat()) {
-      if (kid != null && kid !== false) el.append(kid instanceof Node ? kid : String(kid));
-    }
-    return el;
-  }
-
-  function setAttrs(el, attrs) {
-    if (!attrs) return;
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v == null || v === false) continue;
-      if (k === "class") el.setAttribute("class", v);
-      else if (k === "text") el.textContent = String(v);
-      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? "" : String(v));
-    }
-  }
-
-  // -- formatting ----------------------------------------------------------------
-
-  function fmtInt(n) { return Number(n || 0).toLocaleString("en-US"); }
-  function fmtTokens(n) {
-    n = Number(n || 0);
-    if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 1 : 2) + "M";
-    if (n >= 1e3) return (n / 1e3).toFixed(1) + "k";
-    return String(n);
-  }
-  function fmtCost(x) { x = Number(x || 0); return "$" + (x >= 1 ? x.toFixed(2) : x.toFixed(4)); }
-  function fmtMs(ms) {
-    ms = Number(ms || 0);
-    if (ms < 1000) return Math.round(ms) + " ms";
-    if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
-    return (ms / 60000).toFixed(1) + " min";
-  }
-  function fmtClock(iso, millis) {
-    if (!iso) return "";
-    const d = new Date(iso);
-    if (isNaN(d)) return "";
-    const p = (n, w = 2) => String(n).padStart(w, "0");
-    const t = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-    return millis ? `${t}.${p(d.getMilliseconds(), 3)}` : t;
-  }
-  function clip(text, n = 100) {
-    text = String(text ?? "").replace(/\s+/g, " ").trim();
-    return text.length > n ? text.slice(0, n - 1) + "…" : text;
-  }
-  function shortModel(m) { return String(m || "").replace(/^claude-/, ""); }
-  function name(id) { return id ? (S.names.get(id) || id) : ""; }
-
-  // -- the API ---------------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
-  }
-
-  async function api(path, params) {
-    const url = new URL(path, document.baseURI);
-    for (const [k, v] of Object.entries(params || {})) {
-      if (v == null || v === "") continue;
-      if (Array.isArray(v)) v.forEach((x) => url.searchParams.append(k, x));
-      else url.searchParams.set(k, String(v));
-    }
-    const headers = { Accept: "application/json" };
-    if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
-    const res = await fetch(url, { headers, cache: "no-store" });
-    if (res.status === 401) {
-      setConn("unauthorized", "token needed");
-      showBanner(TOKEN
-        ? "The server refused the token. Open this page as /?token=YOUR_TOKEN with the right one."
-        : "This server needs a token: open this page as /?token=YOUR_TOKEN.");
-      throw new ApiError(401, "unauthorized");
-    }
-    if (!res.ok) {
-      let detail = "";
-      try { detail = (await res.json()).detail || ""; } catch (e) { /* not JSON */ }
-      throw new ApiError(res.status, `${path}: ${res.status} ${detail}`);
-    }
-    const position = res.headers.get("Fleet-Position");
-    return { body: await res.json(), position: position == null ? null : Number(position) };
-  }
-
-  function showBanner(text) {
-    const b = $("banner");
-    b.textContent = text;
-    b.hidden = !text;
-  }
-
-  function setConn(state, label) {
-    const c = $("conn");
-    c.dataset.state = state;
-    c.querySelector(".label").textContent = label || state;
-  }
 
   // -- the live stream ---------------------------------------------------------------
 
@@ -268,7 +159,7 @@
     S.events.push(event);
     if (S.events.length > FEED_MAX) S.events.splice(0, S.events.length - FEED_MAX);
     const d = event.data || {};
-    if (event.type === "AgentCreated" && d.agent_id) S.names.set(d.agent_id, d.name);
+    if (event.type === "AgentCreated" && d.agent_id && !S.names.has(d.agent_id)) S.names.set(d.agent_id, d.name);
     return true;
   }
 
@@ -276,6 +167,7 @@
     if (!accept(event)) return;
     queueRow(event);
     updateSlider();
+    for (const part of PARTS()) part.onEvent(event);
     if (S.live) invalidate(affected(event.type));
   }
 
@@ -330,19 +222,23 @@
     dirty.clear();
     const live = S.live;
     const at = S.at;
+    const run = S.run;
     const params = live ? { min_position: S.lastId || null } : { at };
     let failed = false;
     try {
-      const calls = names.map((n) => api("v1/" + n, params));
+      // The totals, the graph and the board of the picked run only (the agents view is the
+      // whole fleet's: the run picker and the feed's filters list every agent).
+      const calls = names.map((n) => api("v1/" + n, SCOPED.has(n) ? { ...params, run_id: run } : params));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
       const results = await Promise.all(calls);
       const at_event = cursor ? (await cursor).body.events[0] : null;
-      if (live !== S.live || (!live && at !== S.at)) {
+      if (live !== S.live || (!live && at !== S.at) || run !== S.run) {
         names.forEach((n) => dirty.add(n)); // stale: ask again for where the user is now
       } else {
         names.forEach((n, i) => {
           S.views[n] = results[i].body;
           S.positions[n] = results[i].position;
+          S.scopes[n] = SCOPED.has(n) ? run : "";
         });
         S.stats.refreshes += 1;
         render(names);
@@ -376,10 +272,11 @@
     if (changed.has("agents")) { rememberNames(); renderAgents(); renderAgentFilter(); }
     if (changed.has("board") || changed.has("agents")) renderBoard();
     if (changed.has("graph") || changed.has("agents") || changed.has("runs")) renderGraph();
+    for (const part of PARTS()) if (part.onViews) part.onViews(changed);
   }
 
   function rememberNames() {
-    for (const a of (S.views.agents || {}).agents || []) S.names.set(a.id, a.name);
+    window.fleetLib.nameAgents((S.views.agents || {}).agents || []);
   }
 
   // -- totals ---------------------------------------------------------------------
@@ -403,18 +300,22 @@
       })));
     const t = f.tokens;
     const ev = f.events;
+    const run = selectedRun();
+    const costDetail = run
+      ? `this run · ${run.status} · ${fmtMs(run.duration_ms)}${run.simulated ? " · simulator token counts" : ""}`
+      : `${runs.length} run${runs.length === 1 ? "" : "s"}${runs.some((r) => r.simulated) ? " · simulator token counts" : ""}`;
+    $("totals").dataset.run = S.scopes.fleet || "";
     $("totals").replaceChildren(
       tile("agents", "Active agents", fmtInt(f.agents.active), f.agents.active,
         `${fmtInt(f.agents.total)} total · ${fmtInt(f.agents_created)} created · ${fmtInt(f.agents_deleted)} deleted`,
         chips),
       tile("tokens", "Tokens", fmtTokens(t.total), t.total,
         `in ${fmtTokens(t.input)} · out ${fmtTokens(t.output)} · cache ${fmtTokens(t.cache_write)} w / ${fmtTokens(t.cache_read)} r`),
-      tile("cost", "Cost", fmtCost(f.cost_usd), f.cost_usd,
-        `${runs.length} run${runs.length === 1 ? "" : "s"}${runs.some((r) => r.simulated) ? " · simulator token counts" : ""}`),
+      tile("cost", "Cost", fmtCost(f.cost_usd), f.cost_usd, costDetail),
       tile("context", "Context in use", fmtTokens(f.context_tokens_in_use), f.context_tokens_in_use,
         "tokens held by agents not deleted"),
       tile("events", "Events / s", Number(ev.per_second || 0).toFixed(1), ev.per_second,
-        `${fmtInt(ev.total)} events · ${fmtInt(ev.last_minute)} in the last minute`,
+        `${fmtInt(ev.total)} events${S.run ? " in the whole log" : ""} · ${fmtInt(ev.last_minute)} in the last minute`,
         sparkline(ev.series || [])),
     );
   }
@@ -493,6 +394,8 @@
     renderBoard();
     renderGraph();
     renderFeed();
+    invalidate([...SCOPED]);
+    for (const part of PARTS()) part.reload();
   }
 
   // -- agents ---------------------------------------------------------------------
@@ -520,6 +423,7 @@
     return h("article", { class: "agent-card", "data-agent-id": a.id, "data-status": a.status },
       h("div", { class: "head" },
         h("span", { class: "name", title: a.id, text: a.name }),
+        name(a.id) !== a.name ? h("span", { class: "nth", title: "another agent of this run has the same name", text: name(a.id).slice(a.name.length).trim() }) : null,
         h("span", { class: "status", "data-status": a.status, text: a.status })),
       h("div", { class: "sub", title: a.task || "" },
         h("span", { class: "role", text: a.role }), " · ",
@@ -636,299 +540,9 @@
     $("board").replaceChildren(...columns);
   }
 
-  // -- graph ----------------------------------------------------------------------
+  // -- graph (graph.js) and feed ---------------------------------------------------
 
-  const NODE_W = 168, NODE_H = 46, COL_W = 232, ROW_H = 74, PAD = 26, BAND_GAP = 18;
-  const LABEL_H = 24, ARC_ROOM = 34;
-
-  function layout(nodes, edges) {
-    // Longest-path layers over "created" (parent -> child) and artifact flow
-    // (producer -> consumer); waits are drawn but do not place nodes (they loop back).
-    const index = new Map(nodes.map((n, i) => [n.id, i]));
-    const flow = edges
-      .filter((e) => e.kind === "created" || e.kind === "consumes")
-      .map((e) => (e.kind === "created" ? [e.from, e.to] : [e.to, e.from]))
-      .filter(([u, v]) => index.has(u) && index.has(v) && u !== v);
-    const layer = new Map(nodes.map((n) => [n.id, 0]));
-    for (let round = 0; round < nodes.length; round++) {
-      let changed = false;
-      for (const [u, v] of flow) {
-        const want = layer.get(u) + 1;
-        if (layer.get(v) < want && want < nodes.length) { layer.set(v, want); changed = true; }
-      }
-      if (!changed) break;
-    }
-    const columns = [];
-    for (const n of nodes) {
-      const l = layer.get(n.id);
-      (columns[l] = columns[l] || []).push(n);
-    }
-    const preds = new Map();
-    for (const [u, v] of flow) {
-      if (!preds.has(v)) preds.set(v, []);
-      preds.get(v).push(u);
-    }
-    const row = new Map();
-    columns.forEach((col, l) => {
-      if (!col) return;
-      if (l > 0) {
-        // Barycentre of the rows of what flows into the node, so edges cross less.
-        const keys = new Map(col.map((n) => {
-          const rows = (preds.get(n.id) || []).map((u) => row.get(u)).filter((r) => r != null);
-          return [n.id, rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : Infinity];
-        }));
-        col.sort((a, b) => keys.get(a.id) - keys.get(b.id) || index.get(a.id) - index.get(b.id));
-      }
-      col.forEach((n, i) => row.set(n.id, i));
-    });
-    return { layer, row, columns: columns.length, rows: Math.max(1, ...columns.map((c) => (c ? c.length : 0))) };
-  }
-
-  function edgePath(a, b, kind) {
-    const ay = a.y + NODE_H / 2, by = b.y + NODE_H / 2;
-    if (b.x > a.x) {
-      const ax = a.x + NODE_W, bx = b.x, dx = (bx - ax) / 2;
-      if (bx - ax > COL_W) {
-        // Spans more than one column: arch over the band's first row instead of
-        // crossing the nodes in between.
-        const c = a.top - ARC_ROOM - (kind === "waits_on" ? 8 : kind === "consumes" ? 4 : 0);
-        return `M${ax},${ay} C${ax + dx * 0.5},${c} ${bx - dx * 0.5},${c} ${bx},${by}`;
-      }
-      const bend = kind === "waits_on" ? -22 : kind === "consumes" ? 12 : 0;
-      return `M${ax},${ay} C${ax + dx},${ay + bend} ${bx - dx},${by + bend} ${bx},${by}`;
-    }
-    if (b.x === a.x) {
-      const x = a.x + NODE_W, bulge = 46 + Math.abs(by - ay) / 6;
-      return `M${x},${ay} C${x + bulge},${ay} ${x + bulge},${by} ${x},${by}`;
-    }
-    const lift = 30 + Math.abs(by - ay) / 4;
-    return `M${a.x},${ay} C${a.x - 60},${ay - lift} ${b.x + NODE_W + 60},${by - lift} ${b.x + NODE_W},${by}`;
-  }
-
-  function marker(id, colour) {
-    return s("marker", { id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
-      s("path", { d: "M0,0 L10,5 L0,10 z", fill: colour }));
-  }
-
-  let graphKey = "";
-
-  function renderGraph() {
-    const graph = S.views.graph;
-    const box = $("graph");
-    const notes = $("graph-notes");
-    if (!graph) return;
-    const labels = ((S.views.runs || {}).runs || []).map((r) => `${r.id}:${r.pattern}:${r.task}`).join("|");
-    const key = `${S.run}|${S.names.size}|${labels}|${JSON.stringify(graph)}`;
-    if (key === graphKey) return;
-    graphKey = key;
-    let nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
-    let hiddenRuns = 0;
-    if (!S.run) {
-      // Many runs: draw the most recent ones; the run picker shows any other.
-      const runIds = [...new Set(nodes.map((n) => n.run_id || ""))];
-      if (runIds.length > GRAPH_RUN_CAP) {
-        const shown = new Set(runIds.slice(-GRAPH_RUN_CAP));
-        hiddenRuns = runIds.length - GRAPH_RUN_CAP;
-        nodes = nodes.filter((n) => shown.has(n.run_id || ""));
-      }
-    }
-    if (!nodes.length) {
-      box.replaceChildren(h("p", { class: "empty", text: "No agents yet." }));
-      notes.replaceChildren();
-      return;
-    }
-    const ids = new Set(nodes.map((n) => n.id));
-    const edges = graph.edges.filter((e) => ids.has(e.from) && ids.has(e.to));
-    const runs = new Map(((S.views.runs || {}).runs || []).map((r) => [r.id, r]));
-
-    // One band per run, in the order runs first appear.
-    const bands = new Map();
-    for (const n of nodes) {
-      const key = n.run_id || "";
-      if (!bands.has(key)) bands.set(key, []);
-      bands.get(key).push(n);
-    }
-    const bottlenecks = (graph.bottlenecks || []).filter((b) => ids.has(b.agent_id) && (b.waited_on_ms > 0 || b.waiters_now > 0));
-    const top = bottlenecks.length ? bottlenecks[0].waited_on_ms : 0;
-    const marked = new Map(bottlenecks
-      .filter((b, i) => i < 3 && (b.waited_on_ms >= top * 0.5 || b.waiters_now > 0))
-      .map((b) => [b.agent_id, b]));
-
-    const pos = new Map();
-    const bandEls = [];
-    let y = PAD;
-    let width = 0;
-    const bandOf = new Map(nodes.map((n) => [n.id, n.run_id || ""]));
-    const bandEdges = new Map();
-    for (const e of edges) {
-      const key = bandOf.get(e.from);
-      if (key !== bandOf.get(e.to)) continue;
-      if (!bandEdges.has(key)) bandEdges.set(key, []);
-      bandEdges.get(key).push(e);
-    }
-    for (const [runId, members] of bands) {
-      const L = layout(members, bandEdges.get(runId) || []);
-      const rowsTop = y + LABEL_H + ARC_ROOM;
-      for (const n of members) {
-        pos.set(n.id, { x: PAD + L.layer.get(n.id) * COL_W, y: rowsTop + L.row.get(n.id) * ROW_H, top: rowsTop });
-      }
-      const bandW = L.columns * COL_W - (COL_W - NODE_W) + 2 * 12;
-      const bandH = LABEL_H + ARC_ROOM + L.rows * ROW_H - (ROW_H - NODE_H) + 14;
-      width = Math.max(width, PAD + bandW + PAD);
-      const run = runs.get(runId);
-      const label = runId
-        ? `${run ? (run.pattern || "orchestrator") + " · " + clip(run.task, 70) : runId}  (${runId})`
-        : "agents outside any run";
-      const labelW = label.length * 6.8 + 24; // about 6.8 px a character at 12 px
-      const boxW = Math.max(bandW, labelW);
-      width = Math.max(width, PAD + boxW + PAD);
-      bandEls.push(s("rect", { class: "band", x: PAD - 12, y: y, width: boxW, height: bandH, rx: 10 }));
-      bandEls.push(s("text", { class: "band-label", x: PAD - 2, y: y + 17, text: label }));
-      y += bandH + BAND_GAP;
-    }
-    const height = y + PAD - BAND_GAP;
-    width = Math.max(width, 560);
-
-    const edgeEls = [];
-    const order = { created: 0, consumes: 1, waits_on: 2 };
-    for (const e of edges.slice().sort((a, b) => order[a.kind] - order[b.kind])) {
-      // "consumes" points at the producer; draw the artifact flowing to its reader.
-      const [from, to] = e.kind === "consumes" ? [e.to, e.from] : [e.from, e.to];
-      const a = pos.get(from), b = pos.get(to);
-      if (!a || !b) continue;
-      const title = e.kind === "created" ? `${name(e.from)} created ${name(e.to)}`
-        : e.kind === "waits_on" ? `${name(e.from)} waited on ${name(e.to)}: ${e.count}× ${fmtMs(e.total_ms)}${e.open ? " (waiting now)" : ""}`
-        : `${name(e.to)} → ${name(e.from)}: ${(e.files || []).join(", ")}`;
-      const strokeWidth = e.kind === "waits_on" && !e.open ? Math.min(4.5, 1.4 + Math.log10(1 + (e.total_ms || 0)) / 1.5) : null;
-      edgeEls.push(s("path", {
-        class: "edge", d: edgePath(a, b, e.kind), "data-kind": e.kind, "data-from": e.from, "data-to": e.to,
-        "data-open": e.kind === "waits_on" ? String(!!e.open) : null,
-        "stroke-width": strokeWidth ? strokeWidth.toFixed(2) : null,
-        "marker-end": `url(#arrow-${e.kind})`,
-      }, s("title", { text: title })));
-    }
-
-    const cards = new Map(((S.views.agents || {}).agents || []).map((a) => [a.id, a]));
-    const nodeEls = nodes.map((n) => {
-      const p = pos.get(n.id);
-      const b = marked.get(n.id);
-      const agent = cards.get(n.id);
-      const detail = agent ? `${n.role} · ${shortModel(agent.model)}` : n.role;
-      return s("g", {
-        class: b ? "node bottleneck" : "node", transform: `translate(${p.x},${p.y})`,
-        "data-agent-id": n.id, "data-status": n.status,
-      },
-        s("title", { text: `${n.name} (${n.id})\n${n.role} · ${n.status}${b ? `\nbottleneck: others waited on it ${fmtMs(b.waited_on_ms)} (${b.waits} waits)` : ""}` }),
-        b ? s("rect", { class: "ring", x: -4, y: -4, width: NODE_W + 8, height: NODE_H + 8, rx: 11 }) : null,
-        b ? s("text", { class: "badge", x: 2, y: -9, text: `▲ bottleneck · ${fmtMs(b.waited_on_ms)}${b.waiters_now ? " · awaited now" : ""}` }) : null,
-        s("rect", { class: "box", width: NODE_W, height: NODE_H, rx: 8 }),
-        s("circle", { cx: NODE_W - 12, cy: 12, r: 4.5, fill: `var(--s-${n.status}, var(--faint))` }),
-        s("text", { x: 10, y: 19, "font-weight": 650, text: clip(n.name, 20) }),
-        s("text", { class: "role", x: 10, y: 35, text: clip(detail, 28) }));
-    });
-
-    box.replaceChildren(s("svg", { id: "graph-svg", width, height, viewBox: `0 0 ${width} ${height}` },
-      s("defs", null,
-        marker("arrow-created", "#64748b"), marker("arrow-waits_on", "#f5a524"), marker("arrow-consumes", "#2dd4bf")),
-      bandEls, edgeEls, nodeEls));
-
-    const lines = [];
-    if (hiddenRuns) {
-      lines.push(h("div", { class: "hidden-runs", text: `${hiddenRuns} older run${hiddenRuns === 1 ? "" : "s"} not drawn: pick one in the run picker.` }));
-    }
-    if (marked.size) {
-      lines.push(h("div", { class: "bottlenecks" }, h("b", { text: "Bottlenecks: " }),
-        [...marked.values()].map((b) => `${name(b.agent_id)} (waited on ${fmtMs(b.waited_on_ms)}, ${b.waits} wait${b.waits === 1 ? "" : "s"}${b.waiters_now ? `, ${b.waiters_now} waiting now` : ""})`).join(" · ")));
-    }
-    for (const path of graph.critical_paths || []) {
-      if (!bands.has(path.run_id)) continue; // only the runs drawn
-      if (!path.path.length) continue;
-      const steps = [];
-      for (const step of path.path) {
-        const label = name(step.agent_id);
-        if (steps[steps.length - 1] !== label) steps.push(label);
-      }
-      lines.push(h("div", { class: "path" }, "Critical path ",
-        h("b", { text: fmtMs(path.total_ms) }), ` (${path.run_id}): ${steps.join(" → ")}`));
-    }
-    notes.replaceChildren(...lines);
-  }
-
-  // -- the feed ---------------------------------------------------------------------
-
-  // A tool call's input in a few words: key=value pairs, each value clipped.
-  function toolArgs(input) {
-    const args = Object.entries(input || {}).map(([k, v]) => `${k}=${clip(typeof v === "string" ? v : JSON.stringify(v), 40)}`).join(" ");
-    return clip(args, 90);
-  }
-
-  // An ingested hook payload (a Claude Code session): the tool call and its input, the prompt...
-  function externalHook(d) {
-    const p = d.payload || {};
-    const hook = d.hook_event_name;
-    if (typeof p.tool_name === "string") {
-      return `${hook} ${p.tool_name}${hook === "PostToolUseFailure" ? " FAILED" : ""} ${toolArgs(p.tool_input)}`.trim();
-    }
-    if ((hook === "SubagentStart" || hook === "SubagentStop") && typeof p.agent_id === "string") {
-      return `${hook} ${p.agent_type || "subagent"} ${p.agent_id.slice(0, 8)}`;
-    }
-    if (hook === "UserPromptSubmit") return `${hook}: ${clip(p.prompt, 90)}`;
-    if (hook === "Stop" && p.last_assistant_message) return `${hook}: ${clip(p.last_assistant_message, 90)}`;
-    if (hook === "SessionEnd") return `${hook} (${p.reason || "ended"})`;
-    return `${d.source_app} ${hook} · session ${clip(d.session_id, 14)}`;
-  }
-
-  function summarize(event) {
-    const d = event.data || {};
-    const files = (list) => (list || []).map((f) => f.split("/").pop()).join(", ");
-    switch (event.type) {
-      case "RunStarted": return `${d.pattern || "orchestrator"}${d.simulated ? " (simulator)" : ""}: ${clip(d.task)}`;
-      case "RunCompleted": return `${fmtMs(d.duration_ms)} · ${clip(d.summary)}`;
-      case "RunFailed": return `${clip(d.error)} (${fmtMs(d.duration_ms)})`;
-      case "AgentCreated": return `${d.name}: ${d.role} on ${shortModel(d.model)}${d.parent_id ? " · by " + name(d.parent_id) : ""}`;
-      case "AgentCommanded": return `by ${name(d.by)}: ${clip(d.prompt, 90)}`;
-      case "ModelResponded": {
-        const u = d.usage || {};
-        const input = (u.input_tokens || 0) + (u.cache_creation_input_tokens || 0) + (u.cache_read_input_tokens || 0);
-        return `${shortModel(d.model)} ${d.stop_reason || ""} · in ${fmtTokens(input)} out ${fmtTokens(u.output_tokens)} · ${fmtCost(d.cost_usd)}`;
-      }
-      case "ToolCallRequested": return `${d.name} ${toolArgs(d.input)}`;
-      case "ToolCallCompleted": {
-        const status = d.blocked ? "BLOCKED" : d.is_error ? "error" : "ok";
-        let text = `${d.name} ${status} · ${fmtMs(d.duration_ms)}`;
-        if ((d.files_read || []).length) text += ` · read ${files(d.files_read)}`;
-        if ((d.files_written || []).length) text += ` · wrote ${files(d.files_written)}`;
-        if (d.blocked || d.is_error) text += `: ${clip(d.result, 100)}`;
-        return text;
-      }
-      case "HookInvoked": return `${d.point} ${d.kind}${d.hook ? " " + clip(d.hook, 30) : ""} → ${d.decision}${d.detached ? " (async, not applied)" : ""}${d.reason ? ": " + clip(d.reason, 80) : ""}${d.system_message ? " · says: " + clip(d.system_message, 80) : ""}`;
-      case "ApprovalRequested": return `waits for approval ${d.approval_id}: ${d.tool_name} ${clip(toolArgs(d.tool_input), 60)}${d.reason ? " · " + clip(d.reason, 60) : ""}`;
-      case "ApprovalDecided": return `${d.approval_id} ${d.decision === "allow" ? "allowed" : "denied"} by ${d.by}${d.reason ? ": " + clip(d.reason, 60) : ""}`;
-      case "AgentWaiting": return `waits on ${(d.on || []).map(name).join(", ")}${d.timeout_s ? ` (timeout ${fmtMs(d.timeout_s * 1000)})` : ""}`;
-      case "AgentWoke": return `${d.reason}${(d.changed || []).length ? ": " + d.changed.map(name).join(", ") : ""} after ${fmtMs(d.waited_ms)}`;
-      case "ContextCompacted": return `${fmtTokens(d.tokens_before)} → ${fmtTokens(d.tokens_after)} tokens (${d.trigger})`;
-      case "AgentCompleted": return clip(d.summary, 120) || d.stop_reason;
-      case "AgentFailed": return `${d.limit ? "[" + d.limit + "] " : ""}${clip(d.error, 120)}`;
-      case "AgentDeleted": return `by ${name(d.by)}${d.was_working ? " while working" : ""}`;
-      case "TaskCreated": return `${clip(d.title, 80)} → ${d.column}`;
-      case "TaskMoved": return `→ ${d.column}${d.assignee ? " @" + name(d.assignee) : ""}${d.reason ? ": " + clip(d.reason, 60) : ""}`;
-      case "ExternalHookReceived": return externalHook(d);
-      case "ReplayDiverged": return `step ${d.step} ${d.kind}: expected ${clip(d.expected, 50)}, got ${clip(d.actual, 50)}`;
-      default: return "";
-    }
-  }
-
-  function category(event) {
-    const d = event.data || {};
-    if (event.type === "ToolCallCompleted" && (d.blocked || d.is_error)) return "bad";
-    if (event.type === "HookInvoked" && ["deny", "block", "error", "timeout"].includes(d.decision)) return "bad";
-    if (event.type === "TaskMoved" && d.column === "FAILED") return "bad";
-    return CATEGORY[event.type] || "other";
-  }
-
-  function agentOf(event) {
-    return (event.meta && event.meta.agent_id) || (event.data && event.data.agent_id) || "";
-  }
+  function renderGraph() { window.fleetGraph.render(S); }
 
   function matches(event) {
     const f = S.filters;
@@ -1136,6 +750,7 @@
       }
     }
     connect();
+    for (const part of PARTS()) part.init(S);
     invalidate(VIEWS);
     if (wanted) selectRun(wanted);
   }

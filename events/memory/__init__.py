@@ -7,6 +7,6 @@ durable: the log ends with the process.
 
 from __future__ import annotations
 
-from ._store import MemoryCheckpointStore, MemoryEventStore, MemoryLog
+from ._store import MemoryCheckpointStore, MemoryEventStore, MemoryLeaseStore, MemoryLog
 
-__all__ = ["MemoryCheckpointStore", "MemoryEventStore", "MemoryLog"]
+__all__ = ["MemoryCheckpointStore", "MemoryEventStore", "MemoryLeaseStore", "MemoryLog"]

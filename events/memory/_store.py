@@ -37,10 +37,18 @@ from .._checkpoints import Checkpoint, Snapshot
 from .._decoding import Row, RowDecoder, microseconds
 from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
 from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
-from ..errors import ImportConflict, StoreClosed, StoreError, StoreUnavailable, VersionConflict
+from ..errors import (
+    ImportConflict,
+    LeaseHeld,
+    StoreClosed,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
 
-__all__ = ["MemoryCheckpointStore", "MemoryEventStore", "MemoryLog"]
+__all__ = ["MemoryCheckpointStore", "MemoryEventStore", "MemoryLeaseStore", "MemoryLog"]
 
 _PAGE = 1_000
 
@@ -56,6 +64,7 @@ class MemoryLog:
         self._stores: set[MemoryEventStore] = set()
         self.checkpoints: dict[str, Checkpoint] = {}
         self.snapshots: dict[tuple[str, int], dict[int, bytes]] = {}
+        self.leases: dict[str, Lease] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryLog {len(self.rows)} events>"
@@ -131,6 +140,7 @@ class MemoryEventStore:
         self._in_flight: set[asyncio.Future[None]] = set()
         self._state = "new"
         self._checkpoints = MemoryCheckpointStore(self)
+        self._leases = MemoryLeaseStore(self)
 
     def __repr__(self) -> str:
         return f"<MemoryEventStore {self.log!r} {self._state}>"
@@ -182,6 +192,11 @@ class MemoryEventStore:
     def checkpoints(self) -> MemoryCheckpointStore:
         """The projections' checkpoints and snapshots, in this log."""
         return self._checkpoints
+
+    @property
+    def leases(self) -> MemoryLeaseStore:
+        """Who drives which agent and run, in this log."""
+        return self._leases
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -491,3 +506,60 @@ class MemoryCheckpointStore:
                 continue
             for position in positions:
                 stored[key].pop(position, None)
+
+
+class MemoryLeaseStore:
+    """A `LeaseStore` in a `MemoryLog`, through one of its stores (each call is one step)."""
+
+    def __init__(self, store: MemoryEventStore) -> None:
+        self._store = store
+
+    def _leases(self, *, writing: bool = False) -> dict[str, Lease]:
+        if writing:
+            self._store._check_writable()
+        else:
+            self._store._check_open()
+        return self._store.log.leases
+
+    async def acquire_lease(
+        self, key: str, owner: str, ttl_s: float, *, replacing: str | None = None
+    ) -> Lease:
+        """Hold `key` for `ttl_s` seconds from now. Raises `LeaseHeld` if another holds it."""
+        _check_ttl(ttl_s)
+        leases = self._leases(writing=True)
+        now = time.time()
+        held = leases.get(key)
+        if held is not None and held.owner not in (owner, replacing) and held.live(now):
+            raise LeaseHeld(key, held.owner, held.expires_at)
+        leases[key] = Lease(key, owner, now + ttl_s)
+        return leases[key]
+
+    async def renew_leases(self, keys: Collection[str], owner: str, ttl_s: float) -> set[str]:
+        """Extend `owner`'s leases on `keys` by `ttl_s` from now; the keys it still held."""
+        _check_ttl(ttl_s)
+        leases = self._leases(writing=True)
+        expires_at = time.time() + ttl_s
+        renewed = set()
+        for key in set(keys):
+            held = leases.get(key)
+            if held is not None and held.owner == owner:
+                leases[key] = Lease(key, owner, expires_at)
+                renewed.add(key)
+        return renewed
+
+    async def release_leases(self, keys: Collection[str], owner: str) -> None:
+        """Let go of `owner`'s leases on `keys` (others' leases are left alone)."""
+        leases = self._leases(writing=True)
+        for key in set(keys):
+            if (held := leases.get(key)) is not None and held.owner == owner:
+                del leases[key]
+
+    async def leases(self, *, prefix: str = "") -> list[Lease]:
+        """Every lease whose key starts with `prefix`, expired ones included, by key."""
+        leases = self._leases()
+        return [leases[key] for key in sorted(leases) if key.startswith(prefix)]
+
+
+def _check_ttl(ttl_s: float) -> None:
+    if not ttl_s > 0:
+        raise ValueError(f"ttl_s must be positive, got {ttl_s}")

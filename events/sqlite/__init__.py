@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from ._checkpoints import SQLiteCheckpointStore
+from ._leases import SQLiteLeaseStore
 from ._store import SQLiteEventStore
 
-__all__ = ["SQLiteCheckpointStore", "SQLiteEventStore"]
+__all__ = ["SQLiteCheckpointStore", "SQLiteEventStore", "SQLiteLeaseStore"]

@@ -98,6 +98,11 @@ CREATE TABLE IF NOT EXISTS projection_snapshots (
     blob     BLOB    NOT NULL,
     PRIMARY KEY (name, version, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    key        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 # The parameter order of a row: the four the writer assigns, then what
@@ -266,7 +271,10 @@ class PageReader:
         self, sql: str, params: Sequence[Any], *, lenient: bool
     ) -> list[RecordedEvent]:
         """The events a SELECT of `SELECT_COLUMNS` returns, decoded on the event loop."""
-        rows = await self.fetch(sql, params)
+        return self.decode(await self.fetch(sql, params), lenient=lenient)
+
+    def decode(self, rows: Sequence[Row], *, lenient: bool) -> list[RecordedEvent]:
+        """Rows of `SELECT_COLUMNS` decoded on the event loop."""
         return self._decoder.decode_all(rows, lenient=lenient)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -16,7 +16,7 @@ Notes (do not fix without reading this):
    has no cross-process notification).
 3. SQLite through aiosqlite, and only its public API. Each statement is a hop
    to the connection's thread and back (~45 us here), so the store keeps hops
-   few: four to six per group commit however many appends it holds, one per
+   few: usually three per group commit however many appends it holds, one per
    page read; see `_writer.py` note 1 and `_rows.py` note 2.
 4. A store belongs to the event loop that opened it: its writer task and its
    connections' futures live on that loop.
@@ -24,6 +24,8 @@ Notes (do not fix without reading this):
    connection opens the file with `mode=ro`, the file must exist and be a
    fleet log, and every write raises `StoreUnavailable`. The projections'
    checkpoints are then read but never written.
+6. `iter_all` fetches the next page while the caller consumes the current one:
+   SQLite releases the GIL while it steps, so the fetch overlaps the decoding.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from typing import Self
 
 import aiosqlite
 
+from .._decoding import Row
 from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
 from .._envelope import ANY, ExpectedVersion, NewEvent, RecordedEvent
 from .._store import EventFilter, ImportedEvent
 from ..errors import LogNotFound, StoreClosed, StoreError, StoreUnavailable
 from ._checkpoints import SQLiteCheckpointStore
 from ._import import insert_run
+from ._leases import SQLiteLeaseStore
 from ._rows import SELECT_COLUMNS, PageReader, select_events
 from ._writer import GroupWriter, Job, PendingAppend
 
@@ -96,6 +100,7 @@ class SQLiteEventStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
         self._checkpoints = SQLiteCheckpointStore(self._connections, readonly=readonly)
+        self._leases = SQLiteLeaseStore(self._connections, readonly=readonly)
 
     def __repr__(self) -> str:
         mode = " read-only" if self.readonly else ""
@@ -203,6 +208,11 @@ class SQLiteEventStore:
     def checkpoints(self) -> SQLiteCheckpointStore:
         """The projections' checkpoints and snapshots, in this file."""
         return self._checkpoints
+
+    @property
+    def leases(self) -> SQLiteLeaseStore:
+        """Who drives which agent and run, in this file (`events/_leases.py`)."""
+        return self._leases
 
     def _committed(self) -> None:
         # Called on the event loop after each group commit.
@@ -326,16 +336,29 @@ class SQLiteEventStore:
         check_limit("page", page)
         if page == 0:
             raise ValueError("page must be positive, got 0")
-        position = after
-        while True:
-            batch = await self.read_all(
-                after=position, until=until, where=where, limit=page, lenient=lenient
-            )
-            for event in batch:
-                yield event
-            if len(batch) < page:
-                return
-            position = batch[-1].position
+        reader = self._read()
+
+        def fetch(position: int) -> asyncio.Future[list[Row]]:
+            return asyncio.ensure_future(reader.fetch(*select_events(position, until, where, page)))
+
+        ahead = fetch(after)
+        try:
+            while True:
+                rows = await ahead
+                more = len(rows) == page and (until is None or rows[-1][0] < until)
+                if more:
+                    # The next page is fetched on the reader's thread while this
+                    # one decodes and its events are consumed (note 6).
+                    ahead = fetch(rows[-1][0])
+                for event in reader.decode(rows, lenient=lenient):
+                    yield event
+                if not more:
+                    return
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # a page nobody asked for: its error is not news
 
     async def subscribe(
         self, *, after: int = 0, where: EventFilter | None = None, lenient: bool = True

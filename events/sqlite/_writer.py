@@ -4,13 +4,15 @@ Notes (do not fix without reading this):
 1. The writer is one asyncio task driving its own aiosqlite connection (the
    project's rule: SQLite through aiosqlite). aiosqlite sends every statement
    to its connection's thread and back, one hop each (~45 us on the reference
-   machine), so a group's transaction is kept to the fewest statements:
-   `BEGIN IMMEDIATE`, one SELECT for the head and every stream's version, one
-   `executemany` of the multi-row INSERT (plus one for a last partial chunk),
-   one `executemany` for the spans (none if no row has a run or agent id), and
-   `COMMIT`: four to six hops per group however many appends it holds. The
-   rows are numbered on the event loop between those hops; the loop never
-   blocks on SQLite.
+   machine, several times that on a loaded one), so a group's transaction is
+   kept to the fewest statements. The usual group is three hops: the
+   multi-row INSERT (the connection is in sqlite3's legacy transaction mode
+   with `BEGIN IMMEDIATE`, so the driver opens the transaction in the same
+   call), one `executemany` for the spans (none if no row has a run or agent
+   id), and `COMMIT`; a group of more than `INSERT_ROWS` rows adds one hop.
+   The rows are numbered on the event loop before the INSERT from the head
+   and stream versions the writer remembers (note 7); the loop never blocks on
+   SQLite.
 2. Group commit: appends queue up while a transaction is in flight, and the
    task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
@@ -33,6 +35,20 @@ Notes (do not fix without reading this):
    a transaction of its own between groups, with the same cancellation rule:
    one connection writes the file, so no second writer in this process
    waits on SQLite's lock, and closing the store closes everything.
+7. What the writer remembers: the head and the last version of the streams it
+   appended to or read (`_Known`). A group whose streams are all known and
+   whose expected versions all match is numbered from memory and inserted at
+   once. Anything else (a stream not seen yet expected at a version above 0,
+   a conflict to confirm, the first group after a job) first reads the head and the versions in the
+   transaction (`BEGIN IMMEDIATE`, then one SELECT: two more hops). Memory
+   can only be stale if another process appended meanwhile; then the first
+   row's position is taken already, the INSERT fails on the primary key, and
+   the group is rolled back and redone from a fresh read. Any append moves
+   the head, so an INSERT that succeeds proves the versions were current. A
+   stream the writer has not seen is taken to be new when the append allows
+   that (`ANY`, `NO_STREAM`, 0): if it is not, its version 1 exists, the
+   `(stream_id, version)` index refuses the INSERT, and the group is redone
+   from a read the same way.
 """
 
 from __future__ import annotations
@@ -69,8 +85,13 @@ __all__ = ["MAX_GROUP_ROWS", "GroupWriter", "Job", "PendingAppend"]
 logger = logging.getLogger(__name__)
 
 MAX_GROUP_ROWS = 10_000
+# The most stream versions the writer remembers (note 7); past it, it forgets them all.
+MAX_KNOWN_STREAMS = 100_000
 
 Outcome = list[RecordedEvent] | BaseException
+# A numbered group: its rows' parameters, each append's outcome, the spans it
+# widens, and each stream's version after it.
+_Numbered = tuple[list[Any], list[Outcome], dict[tuple[str, str], list[int]], dict[str, int]]
 
 
 @dataclass(slots=True)
@@ -85,6 +106,22 @@ class PendingAppend:
     segments: list[tuple[int, str, str]]
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Known:
+    """The head and stream versions as of the writer's last commit (note 7)."""
+
+    head: int | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.head = None
+        self.versions.clear()
+
+
+class _Stale(Exception):
+    """The remembered head was taken by another process: redo the group from a read."""
 
 
 @dataclass(slots=True)
@@ -120,6 +157,7 @@ class GroupWriter:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_us = 0
+        self._known = _Known()
 
     async def start(self) -> None:
         """Open the file and start the writer task. Raises `NotADatabase` or `StoreError`."""
@@ -210,6 +248,7 @@ class GroupWriter:
 
     async def _run_job(self, conn: aiosqlite.Connection, job: Job) -> Any:
         """Run `job` in its own transaction; its result, or the error that rolled it back."""
+        self._known.forget()  # an import moves the head (note 7)
         try:
             with translated(job.doing, self._path):
                 await conn.execute("BEGIN IMMEDIATE")
@@ -227,23 +266,55 @@ class GroupWriter:
     async def _commit(
         self, conn: aiosqlite.Connection, group: list[PendingAppend]
     ) -> list[Outcome]:
+        known = self._known
         try:
+            numbered = self._from_memory(group)
+            if numbered is not None:
+                try:
+                    # The INSERT opens the transaction (note 1).
+                    return await self._write(conn, numbered, opened=False)
+                except _Stale:
+                    known.forget()
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = await self._insert(conn, group)
-                await conn.execute("COMMIT")
+                numbered = await self._numbered(conn, group)
             except BaseException:
                 await _rollback(conn)
                 raise
+            return await self._write(conn, numbered, opened=True)
         except Exception as e:
             # Every caller of the group gets the error (an instance each); nothing was written.
+            known.forget()
             logger.debug("append group of %d rolled back: %s", len(group), e)
             return [self._failure(e) for _ in group]
-        return outcomes
+        except BaseException:
+            known.forget()
+            raise
 
-    async def _insert(
-        self, conn: aiosqlite.Connection, group: list[PendingAppend]
-    ) -> list[Outcome]:
+    def _from_memory(self, group: list[PendingAppend]) -> _Numbered | None:
+        """The group numbered from the remembered head and versions, or None if they do not
+        cover it or an append would conflict (a conflict is confirmed by a read, note 7)."""
+        known = self._known
+        if known.head is None:
+            return None
+        versions: dict[str, int] = {}
+        for item in group:
+            stream = item.stream_id
+            if stream in versions:
+                continue
+            version = known.versions.get(stream)
+            if version is None:
+                if item.expected_version not in (ANY, NO_STREAM, 0):
+                    return None
+                version = 0  # a new stream, or version 1 is taken and the INSERT fails
+            versions[stream] = version
+        numbered = self._numbering(group, versions, known.head)
+        if any(isinstance(outcome, VersionConflict) for outcome in numbered[1]):
+            return None
+        return numbered
+
+    async def _numbered(self, conn: aiosqlite.Connection, group: list[PendingAppend]) -> _Numbered:
+        """The group numbered from the head and versions read in the transaction."""
         streams = list(dict.fromkeys(item.stream_id for item in group))
         values = ",".join(["(?)"] * len(streams))
         found = list(
@@ -255,7 +326,11 @@ class GroupWriter:
             )
         )
         versions = {stream: version for stream, version, _ in found}
-        head = found[0][2]
+        return self._numbering(group, versions, found[0][2])
+
+    def _numbering(
+        self, group: list[PendingAppend], versions: dict[str, int], head: int
+    ) -> _Numbered:
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
         flat: list[Any] = []  # every row's parameters, one after the other
@@ -266,21 +341,62 @@ class GroupWriter:
         else:
             with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
                 self._number(group, versions, head, now_us, flat, outcomes, spans)
-        if flat:
-            rows = len(flat) // ROW_PARAMS
-            full, rest = divmod(rows, INSERT_ROWS)
-            chunk = INSERT_ROWS * ROW_PARAMS
-            if full:
-                # One hop for every full chunk of rows (_rows.py, note 6).
-                await conn.executemany(
-                    insert_rows(INSERT_ROWS),
-                    [flat[start : start + chunk] for start in range(0, full * chunk, chunk)],
-                )
-            if rest:
-                await conn.execute(insert_rows(rest), flat[full * chunk :])
-            if spans:  # no hop for rows without run or agent ids
-                await conn.executemany(UPSERT_SPAN, [(*key, *span) for key, span in spans.items()])
+        return flat, outcomes, spans, versions
+
+    async def _write(
+        self, conn: aiosqlite.Connection, numbered: _Numbered, *, opened: bool
+    ) -> list[Outcome]:
+        """Insert the numbered rows and their spans and commit; the group's outcomes.
+
+        `opened`: the transaction was begun already (and the numbering read in
+        it). If not, the first INSERT opens it, and `_Stale` is raised (after
+        the rollback) when its positions are taken (note 7). Every other error
+        rolls back and is raised.
+        """
+        flat, outcomes, spans, versions = numbered
+        try:
+            if flat:
+                rows = len(flat) // ROW_PARAMS
+                full, rest = divmod(rows, INSERT_ROWS)
+                chunk = INSERT_ROWS * ROW_PARAMS
+                try:
+                    if full:
+                        # One hop for every full chunk of rows (_rows.py, note 6).
+                        starts = range(0, full * chunk, chunk)
+                        await conn.executemany(
+                            insert_rows(INSERT_ROWS), [flat[at : at + chunk] for at in starts]
+                        )
+                    if rest:
+                        await conn.execute(insert_rows(rest), flat[full * chunk :])
+                except sqlite3.IntegrityError as e:
+                    if opened:
+                        raise
+                    await _rollback(conn)
+                    raise _Stale() from e
+                if spans:  # no hop for rows without run or agent ids
+                    await conn.executemany(
+                        UPSERT_SPAN, [(*key, *span) for key, span in spans.items()]
+                    )
+            if flat or opened:
+                await conn.execute("COMMIT")
+        except _Stale:
+            raise
+        except BaseException:
+            await _rollback(conn)
+            raise
+        self._remember(flat, versions)
         return outcomes
+
+    def _remember(self, flat: list[Any], versions: dict[str, int]) -> None:
+        """Keep the head and the group's stream versions after a commit (note 7)."""
+        known = self._known
+        if flat:
+            known.head = flat[-ROW_PARAMS]  # the last row's position
+        elif known.head is None:
+            return  # every append conflicted: nothing new is known
+        if len(known.versions) + len(versions) > MAX_KNOWN_STREAMS:
+            known.versions.clear()
+        known.versions.update(versions)
 
     @staticmethod
     def _number(
@@ -370,7 +486,8 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     with translated("opening", path):
-        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
+        # Legacy transaction mode: the first INSERT of a group opens the transaction (note 1).
+        conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=256)
     try:
         with translated("opening", path):
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")

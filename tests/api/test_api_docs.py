@@ -73,17 +73,20 @@ async def test_docs_render_every_operation_offline(browser: Any, tmp_path: Path)
             # Redoc renders the operations after the heading, and the later tags only once
             # scrolled to: scroll down until every operation is there.
             pairs = [[m.upper(), p] for p, item in document["paths"].items() for m in item]
-            await page.wait_for_function(
+            # The text is taken in the same step that saw every operation: Redoc renders lazily
+            # as the page scrolls, so a second read could see a different part of the page.
+            seen = await page.wait_for_function(
                 """pairs => {
                     window.scrollTo(0, document.body.scrollHeight);
                     const text = document.body.innerText;
-                    return pairs.every(([m, p]) => text.includes(m + "\\n" + p)
-                                                   || text.includes(m + " " + p));
+                    const all = pairs.every(([m, p]) => text.includes(m + "\\n" + p)
+                                                        || text.includes(m + " " + p));
+                    return all ? text : false;
                 }""",
                 arg=pairs,
                 timeout=TIMEOUT_MS,
             )
-            text = await page.inner_text("body")
+            text = await seen.json_value()
             for path, item in document["paths"].items():
                 for method in item:
                     assert (

@@ -25,6 +25,7 @@ from events import (
     StoreClosed,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
 )
 
 HELPER = Path(__file__).with_name("store_process.py")
@@ -412,6 +413,35 @@ async def test_concurrent_appends_share_commits(store: SQLiteEventStore) -> None
     commits = {recorded.recorded_at for [recorded] in results}
     assert len(commits) <= 8
     assert sorted(recorded.position for [recorded] in results) == list(range(1, 65))
+
+
+async def test_a_writer_sees_what_another_writer_appended_to_its_streams(tmp_path: Path) -> None:
+    """The writer remembers the head and its streams' versions; another writer makes
+    them stale, and neither a version check nor a position may suffer for it."""
+    async with SQLiteEventStore(tmp_path / "log.db") as one:
+        await one.append("agent-a", [command("a", 0)], expected_version=0)
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-a", [command("a", 1)], expected_version=1)
+        # Stale memory says version 1: the append that expects 2 lands.
+        [second] = await one.append("agent-a", [command("a", 2)], expected_version=2)
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-a", [command("a", 3)], expected_version=3)
+        # Stale memory says head 3: the append lands after the other writer's event.
+        [fourth] = await one.append("agent-a", [command("a", 4)])
+        with pytest.raises(VersionConflict) as conflict:
+            await one.append("agent-a", [command("a", 5)], expected_version=4)
+        # A stream this writer never saw is not taken for new when it exists.
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-b", [command("b", 0)], expected_version=0)
+        with pytest.raises(VersionConflict) as unseen:
+            await one.append("agent-b", [command("b", 1)], expected_version=0)
+        [b2] = await one.append("agent-b", [command("b", 1)])
+
+    assert (second.position, second.version) == (3, 3)
+    assert (fourth.position, fourth.version) == (5, 5)
+    assert conflict.value.actual == 5
+    assert unseen.value.actual == 1
+    assert (b2.position, b2.version) == (7, 2)
 
 
 async def test_appends_wait_while_another_connection_holds_the_write_lock(

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from events import ExternalHookReceived
@@ -23,7 +17,6 @@ from hooks import (
     HookPoint,
     IngestError,
     IngestTooLarge,
-    forward,
     parse_external,
 )
 
@@ -144,51 +137,3 @@ def test_a_bad_source_app_is_refused(app: str) -> None:
 def test_a_dict_that_is_not_json_is_refused() -> None:
     with pytest.raises(IngestError, match="not JSON-serializable"):
         parse_external({"hook_event_name": "Stop", "session_id": "s", "when": object()})
-
-
-# -- forward: what `fleet hook-forward` calls ------------------------------------
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, str | None]] = []
-        self.app = Starlette(routes=[Route("/v1/hooks", self.post, methods=["POST"])])
-
-    async def post(self, request: Request) -> Response:
-        if request.query_params.get("slow"):
-            await asyncio.sleep(5)
-        body = await request.body()
-        self.received.append((body, request.headers.get("authorization")))
-        if request.query_params.get("refuse"):
-            return JSONResponse({"title": "bad payload"}, status_code=422)
-        return JSONResponse({"position": len(self.received)}, status_code=201)
-
-
-@pytest.fixture
-async def sink(serve: Serve) -> AsyncIterator[tuple[Sink, str]]:
-    s = Sink()
-    async with serve(s.app) as url:
-        yield s, url
-
-
-async def test_forward_posts_the_payload_as_is(sink: tuple[Sink, str]) -> None:
-    s, url = sink
-    raw = (FIXTURES / "PreToolUse.json").read_bytes()
-    assert await forward(raw, f"{url}/v1/hooks", "tok", timeout=2.0)
-    assert s.received == [(raw, "Bearer tok")]
-    assert await forward(raw, f"{url}/v1/hooks", None, timeout=2.0)
-    assert s.received[1][1] is None
-
-
-async def test_forward_reports_a_refusal_without_raising(sink: tuple[Sink, str]) -> None:
-    _, url = sink
-    assert not await forward(b"{}", f"{url}/v1/hooks?refuse=1", None, timeout=2.0)
-
-
-async def test_forward_never_hangs_when_fleet_is_slow_or_down(sink: tuple[Sink, str]) -> None:
-    _, url = sink
-    started = time.monotonic()
-    assert not await forward(b"{}", f"{url}/v1/hooks?slow=1", None, timeout=0.2)
-    assert not await forward(b"{}", "http://127.0.0.1:9/v1/hooks", None, timeout=0.2)
-    assert not await forward(b"{}", "not a url", None, timeout=0.2)
-    assert time.monotonic() - started < 1.5

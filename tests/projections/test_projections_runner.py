@@ -485,3 +485,75 @@ async def test_a_runner_on_a_read_only_log_starts_from_its_checkpoints_and_write
         for name in runner.names:
             assert live(runner, name) == await folded(reader, runner.projection(name))
     assert checkpoints(path)["fleet"] == (FleetProjection.version, 30)
+
+
+class Tally:
+    """Counts events; remembers how many `apply` calls it has made (across states)."""
+
+    name = "tally"
+    version = 1
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def initial(self) -> dict[str, int]:
+        return {"n": 0}
+
+    def apply(self, state: dict[str, int], event: RecordedEvent) -> dict[str, int]:
+        self.calls += 1
+        state["n"] += 1
+        return state
+
+    def view(self, state: dict[str, int]) -> dict[str, Any]:
+        return dict(state)
+
+    def dump(self, state: dict[str, int]) -> Any:
+        return dict(state)
+
+    def load(self, data: Any) -> dict[str, int]:
+        return dict(data)
+
+
+async def test_a_restarted_runner_travels_in_time_from_a_persisted_snapshot(
+    store: SQLiteEventStore,
+) -> None:
+    """Snapshots live in the log's checkpoint store: after a restart, time travel folds
+    from the nearest one, not from position 0."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    assert head > 40
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10):
+        pass
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert stored and all(position % 10 == 0 for position in stored)
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert tally.calls == 0  # resumed from its checkpoint
+        assert await restarted.state_at("tally", 37) == {"n": 37}
+    assert tally.calls == 37 - max(p for p in stored if p <= 37)
+
+
+async def test_a_rebuild_replaces_the_persisted_snapshots(store: SQLiteEventStore) -> None:
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10) as runner:
+        before = await store.checkpoints.snapshot_positions("tally", Tally.version)
+        assert await runner.rebuild() == head
+    after = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert after == before != []
+
+
+async def test_folds_leave_the_garbage_collector_as_the_caller_had_it(
+    store: SQLiteEventStore,
+) -> None:
+    import gc
+
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(500, 7, 9)
+        async with ProjectionRunner(store, snapshot_every=10) as runner:
+            await asyncio.gather(runner.rebuild(), runner.state_at("agents", head // 2))
+        assert gc.get_threshold() == (500, 7, 9)
+        assert gc.isenabled()
+    finally:
+        gc.set_threshold(*before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
@@ -257,3 +258,33 @@ async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(
     assert output["status"] == "completed"
     assert output["summary"].startswith("finished: exit code 0")
     assert (workspace / "marker.txt").read_text().strip() == "done"
+
+
+async def test_deleting_agents_mid_work_in_one_process_never_conflicts_with_their_appends(
+    rt: Runtime,
+) -> None:
+    """Regression: `delete_all_agents()` while agents worked raised `AgentDrivenElsewhere`
+    (an append the cancelled agent had in flight landed after the delete read the stream)."""
+    fleet = rt.fleet
+    deleted: list[str] = []
+    for round_ in range(8):
+        for i in range(3):
+            await fleet.create_agent(name=f"scout-{round_}-{i}", role="scout", task=SCOUT_TASK)
+        # Let the agents get going: each round deletes them at a different point of their work.
+        for _ in range(round_):
+            await asyncio.sleep(0)
+        head = await rt.store.head()
+        await _until(functools.partial(_grown, rt, head))
+        deleted += await fleet.delete_all_agents()
+
+    agents = await fleet.list_agents()
+    assert sorted(a["id"] for a in agents) == sorted(deleted)
+    assert {a["status"] for a in agents} == {"deleted"}
+    for agent_id in deleted:
+        types = [e.type for e in await rt.store.read_stream(f"agent-{agent_id}")]
+        assert types[-2:] == ["HookInvoked", "AgentDeleted"] or types[-1] == "AgentDeleted"
+        assert types.count("AgentDeleted") == 1
+
+
+async def _grown(rt: Runtime, head: int) -> bool:
+    return await rt.store.head() > head

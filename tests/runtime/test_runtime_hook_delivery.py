@@ -129,7 +129,13 @@ async def test_an_async_hooks_context_reaches_the_model_on_the_next_turn(
     goes to the model with the next message (here the next prompt: the agent ended first)."""
     script = tmp_path / "tests.sh"
     answer = context("PostToolUse", "The test suite passed.", systemMessage="tests ran")
-    script.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{json.dumps(answer)}'\n")
+    # The hook answers only once the test releases it (after the agent ended), so both
+    # contexts are sure to arrive between the run and the next prompt.
+    release = tmp_path / "release"
+    script.write_text(
+        f"#!/bin/sh\ncat > /dev/null\nwhile [ ! -e '{release}' ]; do sleep 0.05; done\n"
+        f"echo '{json.dumps(answer)}'\n"
+    )
     script.chmod(0o755)
     settings = {
         "hooks": {
@@ -151,6 +157,7 @@ async def test_an_async_hooks_context_reaches_the_model_on_the_next_turn(
     async with HookDispatcher(load_settings(settings)) as hooks:
         agent = make_agent(store, client, workspace, role="tester", hooks=hooks)
         await run(agent, "go")
+        release.touch()
         await hooks.drain()  # the detached hooks have ended and been recorded
     records = [e.data for e in await events_of(store, type="HookInvoked")]
     assert len(records) == 2

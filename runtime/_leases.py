@@ -1,0 +1,176 @@
+"""This process's leases on agents and runs: one live driver for each.
+
+    leases = Leaseholder(store, ttl_s=15, on_lost=...)
+    await leases.acquire("agent-scout-1")    # LeaseHeld if a live process drives it
+    ...                                      # renewed every ttl/3 while held
+    await leases.release("agent-scout-1")
+
+A fleet acquires `agent-<id>` before it appends the command that starts an
+agent and holds it until the agent is idle again; a pattern run holds
+`run-<id>` while its conductor works. A second process on the same log sees
+the lease (`events/_leases.py`) and keeps off; once the holder is gone it
+takes over.
+
+Notes (do not fix without reading this):
+1. The owner's name is `host:pid:token`. A lease whose holder is a process of
+   this host that no longer exists is taken over at once (`replacing`), so a
+   `fleet resume` after a `kill -9` need not wait out the expiry; a holder on
+   another host is trusted until its lease expires.
+2. Acquires are counted per key: the drive task, a delete and a command may
+   each hold the same key in one process, and the lease is let go when the
+   last of them releases it.
+3. A lease that renewal finds taken over (this process stalled past its
+   expiry and another took over) is reported to `on_lost`, and the fleet
+   stops driving that agent: the expected version of its next append would
+   refuse it anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from events import EventStore, Lease, LeaseHeld
+from events.errors import StoreError
+
+__all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder", "owner_alive", "process_owner"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LEASE_TTL_S = 15.0
+
+
+def process_owner() -> str:
+    """A fresh owner name for this process: `host:pid:token` (note 1)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when `owner` names a process of this host that has ended (note 1)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has ended; only its exit status is left
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] != "Z"
+
+
+class Leaseholder:
+    """Acquires, renews and releases this process's leases in the log's lease store.
+
+    Args:
+        store: the log (its `leases`).
+        ttl_s: how long a lease lasts unless renewed; renewed every third of it.
+        on_lost: called with a key whose lease another owner took over (note 3).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        ttl_s: float = DEFAULT_LEASE_TTL_S,
+        on_lost: Callable[[str], None] | None = None,
+        owner: str | None = None,
+    ) -> None:
+        if not ttl_s > 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s}")
+        self.store = store
+        self.ttl_s = ttl_s
+        self.owner = owner or process_owner()
+        self._on_lost = on_lost
+        self._counts: dict[str, int] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def holds(self, key: str) -> bool:
+        """True while this process holds `key`."""
+        return key in self._counts
+
+    async def acquire(self, key: str) -> Lease:
+        """Hold `key` (again). Raises `LeaseHeld` naming the live owner that holds it."""
+        leases = self.store.leases
+        try:
+            lease = await leases.acquire_lease(key, self.owner, self.ttl_s)
+        except LeaseHeld as held:
+            if owner_alive(held.owner):
+                raise
+            logger.info("taking over %s from %s, a process that has ended", key, held.owner)
+            lease = await leases.acquire_lease(key, self.owner, self.ttl_s, replacing=held.owner)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self._start_renewing()
+        return lease
+
+    async def release(self, key: str) -> None:
+        """Let go of one hold on `key`; the lease is released with the last (note 2)."""
+        count = self._counts.get(key, 0)
+        if count > 1:
+            self._counts[key] = count - 1
+            return
+        if self._counts.pop(key, None) is None:
+            return
+        with contextlib.suppress(StoreError):  # a closed log: the lease simply expires
+            await self.store.leases.release_leases([key], self.owner)
+
+    async def holder(self, key: str) -> Lease | None:
+        """The live lease on `key` of a live owner (this process included), if any."""
+        now = time.time()
+        for lease in await self.store.leases.leases(prefix=key):
+            if lease.key == key and lease.live(now) and owner_alive(lease.owner):
+                return lease
+        return None
+
+    async def aclose(self) -> None:
+        """Stop renewing and release every lease held. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+        keys, self._counts = list(self._counts), {}
+        if keys:
+            with contextlib.suppress(StoreError):
+                await self.store.leases.release_leases(keys, self.owner)
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew(), name="fleet-lease-renewal")
+
+    async def _renew(self) -> None:
+        while self._counts:
+            await asyncio.sleep(self.ttl_s / 3)
+            keys = set(self._counts)
+            if not keys:
+                break
+            try:
+                renewed = await self.store.leases.renew_leases(keys, self.owner, self.ttl_s)
+            except StoreError as e:  # the log closed under us: nothing left to renew
+                logger.debug("lease renewal stopped: %s", e)
+                return
+            for key in keys - renewed:
+                if self._counts.pop(key, None) is None:
+                    continue  # released meanwhile
+                logger.warning("lost the lease on %s: another process took it over", key)
+                if self._on_lost is not None:
+                    self._on_lost(key)
