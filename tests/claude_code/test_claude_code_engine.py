@@ -23,6 +23,7 @@ import pytest
 import runtime
 from api import ApiConfig, create_app
 from events import open_store
+from events.errors import LogNotFound, NotADatabase
 from runtime import (
     Budgets,
     Runtime,
@@ -325,9 +326,11 @@ async def test_fleet_resume_continues_a_claude_code_agent_after_kill_9(tmp_path:
 
 
 async def _types(db: Path, *only: str) -> list[str]:
-    if not await asyncio.to_thread(db.exists):
+    """The agents' event types in the log at `db` (none while its process is still creating it)."""
+    try:
+        async with open_store(db, readonly=True) as store:
+            events = await store.read_all(lenient=True)
+    except (LogNotFound, NotADatabase):
         return []
-    async with open_store(db, readonly=True) as store:
-        events = await store.read_all(lenient=True)
     return [e.type for e in events if e.stream_id.startswith("agent-") and e.type != "HookInvoked"
             and (not only or e.type in only)]  # fmt: skip
