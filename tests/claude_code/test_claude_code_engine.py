@@ -334,3 +334,27 @@ async def _types(db: Path, *only: str) -> list[str]:
         return []
     return [e.type for e in events if e.stream_id.startswith("agent-") and e.type != "HookInvoked"
             and (not only or e.type in only)]  # fmt: skip
+
+
+def test_fleet_run_with_engine_claude_code_runs_every_agent_of_the_run_on_claude_code(
+    tmp_path: Path,
+) -> None:
+    """`fleet run --engine claude-code`: the scout and the builder are Claude Code sessions."""
+    workspace = asyncio.run(prepare_workspace(tmp_path / "repo"))
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("fleet")), "run", "rename `count_lines` to `line_count`",
+         "--pattern", "scout-builder", "--engine", "claude-code", "--workspace", str(workspace),
+         "--db", str(tmp_path / "fleet.db"), "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=WAIT_S, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["status"] == "completed"
+    engines = [(a["role"], a["engine"]) for a in report["agents"]]
+    assert engines == [
+        ("orchestrator", "fleet"),
+        ("scout", "claude-code"),
+        ("builder", "claude-code"),
+    ]
+    assert report["tests"]["passed"] is True
+    assert "def line_count(" in (workspace / "textstats/counting.py").read_text()
