@@ -279,7 +279,7 @@ from runtime import RuntimeOptions, open_runtime
 async def main() -> None:
     db, workspace, task = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     # A slow simulator: the agent is still working when the test kills this process.
-    options = RuntimeOptions(db=db, workspace=workspace, env={}, simulator_latency_s=1.5)
+    options = RuntimeOptions(db=db, workspace=workspace, env={}, simulator_latency_s=1.0)
     async with open_runtime(options) as rt:
         await rt.fleet.create_agent("scout-cc", "scout", task, engine="claude-code")
         await asyncio.sleep(600)
