@@ -44,6 +44,10 @@ Notes (do not fix without reading this):
    again to its resumed session: the conversation so far is Claude Code's,
    the prompt says what is still to do. Idempotent work repeats harmlessly
    (a search, a read); the log keeps one continuous agent.
+5. A PreToolUse hook answering "ask" puts the call on hold as for a fleet
+   agent (`_approvals.py`: PermissionRequest hooks, else ApprovalRequested
+   and a person's answer, or the timeout's denial); the hook callback answers
+   Claude Code only then, so its hook timeout is the approval's plus a minute.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
 
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
+from ._approvals import ApprovalGate
 from ._client import SIMULATOR_API_KEY
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
@@ -210,6 +215,8 @@ class ClaudeCodeAgent(Agent):
         self._client: Any = None
         self._message: _Message | None = None
         self._recorded: set[str] = set()  # tool_use ids whose message is in the log
+        self._recorded_now: dict[str, asyncio.Event] = {}  # set when that message is appended
+        self._gate = ApprovalGate(self._log, self._hooks, timeout_s=self.spec.approval_timeout_s)
         self._held: dict[str, list[NewEvent]] = {}  # note 1
         self._calls: dict[str, tuple[str, dict[str, Any]]] = {}
         self._denied: set[str] = set()
@@ -266,7 +273,14 @@ class ClaudeCodeAgent(Agent):
         hooks = None
         if self.hooks is not None:
             points = [p for p in CLAUDE_CODE_HOOKS if self.hooks.has_hooks(p)]
-            hooks = {p: [sdk.HookMatcher(hooks=[self._hook])] for p in points} or None
+            # A PreToolUse "ask" waits for a person: Claude Code waits as long (note 5).
+            wait = self.spec.approval_timeout_s + 60
+            hooks = {
+                p: [
+                    sdk.HookMatcher(hooks=[self._hook], timeout=wait if p == "PreToolUse" else None)
+                ]
+                for p in points
+            } or None
         return sdk.ClaudeAgentOptions(
             cwd=str(self.workspace.root),
             cli_path=self.cli_path,
@@ -428,6 +442,8 @@ class ClaudeCodeAgent(Agent):
             events += self._held.pop(tool_use_id, [])
         self.stats.steps += 1
         await self._append(events)
+        for use in uses:
+            self._recorded_now.setdefault(str(use["id"]), asyncio.Event()).set()
         if stop == "tool_use" and (crossed := await self._budget.crossed(self.state)):
             # As the fleet engine checks before its next model call.
             await self._fail(crossed.reason, limit=crossed.limit)
@@ -498,6 +514,8 @@ class ClaudeCodeAgent(Agent):
             return {}
         call_id = str(data.get("tool_use_id") or "") if hook_point(point) in TOOL_POINTS else ""
         events = self._hooks.events(outcome, self.state.last_position)
+        if point == "PreToolUse" and outcome.permission == "ask" and call_id:
+            return await self._ask(call_id, data, outcome, events)
         if call_id and call_id not in self._recorded:
             self._held.setdefault(call_id, []).extend(events)  # note 1
         else:
@@ -505,6 +523,35 @@ class ClaudeCodeAgent(Agent):
         if point == "PreToolUse" and outcome.blocked and call_id:
             self._denied.add(call_id)
         return _answer(point, outcome)
+
+    async def _ask(
+        self, call_id: str, data: Mapping[str, Any], outcome: HookOutcome, events: list[NewEvent]
+    ) -> dict[str, Any]:
+        """A PreToolUse "ask": fleet's approval (note 5); Claude Code is told allow or deny."""
+        # The request follows the message that made the call (note 1).
+        await self._recorded_now.setdefault(call_id, asyncio.Event()).wait()
+        tool_input = dict(outcome.updated_input or data.get("tool_input") or {})
+        answer = await self._gate.ask(
+            call_id,
+            str(data.get("tool_name", "")),
+            tool_input,
+            reason=outcome.reason,
+            events=events,
+            cause=self.state.last_position,
+            usage={"usage": self.state.usage(), "cost_usd": self.state.cost_usd},
+        )
+        specific: dict[str, Any] = {"hookEventName": "PreToolUse"}
+        if answer.allowed:
+            specific["permissionDecision"] = "allow"
+            if answer.updated_input is not None or outcome.updated_input is not None:
+                specific["updatedInput"] = answer.updated_input or tool_input
+        else:
+            self._denied.add(call_id)
+            specific["permissionDecision"] = "deny"
+            specific["permissionDecisionReason"] = f"denied by {answer.by}" + (
+                f": {answer.reason}" if answer.reason else ""
+            )
+        return {"hookSpecificOutput": specific}
 
     def _fields(self, point: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Claude Code's hook input as `build_payload` fields (the agent's own ids are fleet's)."""

@@ -22,12 +22,13 @@ import pytest
 
 import runtime
 from api import ApiConfig, create_app
-from events import open_store
+from events import EventFilter, open_store
 from events.errors import LogNotFound, NotADatabase
 from runtime import (
     Budgets,
     Runtime,
     RuntimeOptions,
+    decide_approval,
     load_pattern,
     open_runtime,
     prepare_workspace,
@@ -44,6 +45,9 @@ WAIT_S = 120.0
 DENY_NOTES = json.dumps({"hookSpecificOutput": {
     "hookEventName": "PreToolUse", "permissionDecision": "deny",
     "permissionDecisionReason": "notes are read-only today"}})  # fmt: skip
+ASK_GREP = json.dumps({"hookSpecificOutput": {
+    "hookEventName": "PreToolUse", "permissionDecision": "ask",
+    "permissionDecisionReason": "searches need a nod"}})  # fmt: skip
 
 
 def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
@@ -149,18 +153,32 @@ async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent
     workspace, opened = await _runtime(tmp_path / "hooked")
     (workspace / ".fleet").mkdir(exist_ok=True)
     deny = f"echo '{DENY_NOTES}'"
+    ask = f"echo '{ASK_GREP}'"
     (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [
-        {"matcher": "Write", "hooks": [{"type": "command", "command": deny}]}]}}))  # fmt: skip
+        {"matcher": "Write", "hooks": [{"type": "command", "command": deny}]},
+        {"matcher": "Grep", "hooks": [{"type": "command", "command": ask}]}]}}))  # fmt: skip
     async with opened as rt:
         agent_id = (await rt.fleet.create_agent("guarded", "scout", SCOUT, engine="claude-code"))[
             "id"
         ]
+        # The Grep waits for a person (fleet's approval); alice allows it.
+        where = EventFilter.of(types=["ApprovalRequested"])
+        async with asyncio.timeout(WAIT_S):
+            while not (asked := await rt.store.read_all(where=where)):
+                await asyncio.sleep(0.1)
+        (request,) = asked
+        assert (request.data.tool_name, request.data.reason) == ("Grep", "searches need a nod")
+        await decide_approval(
+            rt.store, rt.runner, request.data.approval_id, decision="allow", by="alice"
+        )
         await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
 
         # fleet's PreToolUse hook denied the Write: Claude Code did not write, the log says why.
         assert not (workspace / "notes/found.md").exists()
         events = await _events(rt, agent_id)
-        (hook,) = [e for e in events if e.type == "HookInvoked" and e.data.point == "PreToolUse"]
+        hooks = [e for e in events if e.type == "HookInvoked" and e.data.point == "PreToolUse"]
+        assert [e.data.decision for e in hooks] == ["ask", "deny"]
+        hook = hooks[1]
         assert (hook.data.kind, hook.data.decision, hook.data.reason) == (
             "command", "deny", "notes are read-only today"
         )  # fmt: skip
@@ -169,6 +187,10 @@ async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent
         assert "notes are read-only today" in write.data.result
         (asked,) = [e for e in events if e.type == "ToolCallRequested" and e.data.name == "Write"]
         assert asked.position < hook.position < write.position
+        (grep,) = [
+            e.data for e in events if e.type == "ToolCallCompleted" and e.data.name == "Grep"
+        ]
+        assert not grep.blocked and "textstats/counting.py" in grep.result, "allowed, it ran"
         assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
 
     # A budget below the scout's cost stops it after its first answer, as a fleet agent.
