@@ -33,6 +33,7 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalRequested",
     "BoardColumn",
+    "ChatMessagePosted",
     "ContextCompacted",
     "EventData",
     "EventModel",
@@ -47,6 +48,7 @@ __all__ = [
     "TaskMoved",
     "TelemetryReceived",
     "ToolCallCompleted",
+    "ToolCallInterrupted",
     "ToolCallRequested",
     "UnknownEvent",
     "Usage",
@@ -185,6 +187,27 @@ class ToolCallRequested(EventModel):
     tool_use_id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
+    # For a "write" tool: the sha256 of the file it writes before and after the call
+    # ("absent": no file), so a call cut short by a crash is redone or skipped by
+    # what the file holds, never blindly. None: not a write, or the result is unknown.
+    before_sha256: str | None = None
+    after_sha256: str | None = None
+
+
+class ToolCallInterrupted(EventModel):
+    """A tool call was requested, but its process stopped before it completed.
+
+    On resume: `resolution` "ran_again" (a read, or a write whose file is as the
+    call expected), "already_applied" (the file holds what the call writes), or
+    "not_run" (a command, or a file that changed otherwise: the model is told).
+    """
+
+    type: Literal["ToolCallInterrupted"] = "ToolCallInterrupted"
+    agent_id: str
+    tool_use_id: str
+    name: str
+    resolution: Literal["ran_again", "already_applied", "not_run"]
+    reason: str = ""
 
 
 class ToolCallCompleted(EventModel):
@@ -320,6 +343,28 @@ class AgentDeleted(EventModel):
     was_working: bool = False
 
 
+# -- conversations ------------------------------------------------------------
+
+
+class ChatMessagePosted(EventModel):
+    """A message of a conversation with the orchestrator, in the stream `chat-<conversation_id>`.
+
+    `role` is "user" for what a person wrote (prose or a slash command) and
+    "orchestrator" for an answer. `author` names who wrote it (a person's name,
+    "api", the orchestrator agent's id, or "fleet" for a slash command's
+    answer). An answer's `reply_to` is the position of the message it answers;
+    `agent_id` is the orchestrator agent that holds the conversation's context.
+    """
+
+    type: Literal["ChatMessagePosted"] = "ChatMessagePosted"
+    conversation_id: str
+    role: Literal["user", "orchestrator"]
+    text: str
+    author: str = "user"
+    reply_to: int | None = None
+    agent_id: str | None = None
+
+
 # -- task board -------------------------------------------------------------
 
 
@@ -409,6 +454,7 @@ EventData = Annotated[
     | AgentCommanded
     | ModelResponded
     | ToolCallRequested
+    | ToolCallInterrupted
     | ToolCallCompleted
     | HookInvoked
     | ApprovalRequested
@@ -419,6 +465,7 @@ EventData = Annotated[
     | AgentCompleted
     | AgentFailed
     | AgentDeleted
+    | ChatMessagePosted
     | TaskCreated
     | TaskMoved
     | ExternalHookReceived
@@ -437,6 +484,7 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         AgentCommanded,
         ModelResponded,
         ToolCallRequested,
+        ToolCallInterrupted,
         ToolCallCompleted,
         HookInvoked,
         ApprovalRequested,
@@ -447,6 +495,7 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         AgentCompleted,
         AgentFailed,
         AgentDeleted,
+        ChatMessagePosted,
         TaskCreated,
         TaskMoved,
         ExternalHookReceived,

@@ -207,12 +207,14 @@ class AgentsProjection(FoldProjection[AgentsState]):
     version = 6
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

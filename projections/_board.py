@@ -62,6 +62,7 @@ class BoardProjection(FoldProjection[BoardState]):
     version = 1
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",
@@ -81,6 +82,7 @@ class BoardProjection(FoldProjection[BoardState]):
             "AgentDeleted",
             "ExternalHookReceived",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

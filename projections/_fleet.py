@@ -75,6 +75,7 @@ class FleetProjection(FoldProjection[FleetState]):
     version = 4
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",
@@ -84,6 +85,7 @@ class FleetProjection(FoldProjection[FleetState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -116,6 +116,7 @@ class GraphProjection(FoldProjection[GraphState]):
     version = 6
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "RunStarted",
             "RunCompleted",
             "RunFailed",
@@ -126,6 +127,7 @@ class GraphProjection(FoldProjection[GraphState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -80,6 +80,7 @@ class RunsProjection(FoldProjection[RunsState]):
     version = 2  # 2: external subagents join their run
     ignores = frozenset(
         {
+            "ToolCallInterrupted",
             "AgentCommanded",
             "ToolCallRequested",
             "ToolCallCompleted",
@@ -95,6 +96,7 @@ class RunsProjection(FoldProjection[RunsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -18,16 +18,21 @@ from __future__ import annotations
 from ._agent import Agent
 from ._agent_spec import ENGINES, AgentOutcome, AgentSpec, AgentStats, Engine
 from ._approvals import approval_stream, decide_approval, wait_for_decision
+from ._chat import CONVERSATION_ID_PATTERN, Chat, ChatMessage, Conversation, Posted
 from ._claude_code import ClaudeCodeAgent
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
+from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._run_resume import abandon_run, interrupted_runs, mark_interrupted, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
+from ._slash import SLASH_COMMANDS
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
+from ._worker import Worker
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
@@ -35,10 +40,13 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    AgentNotWorking,
     ApprovalClosed,
     ApprovalNotFound,
     BudgetExceeded,
+    ChatCommandInvalid,
     ClientClosed,
+    ConversationNotFound,
     EngineUnavailable,
     FleetLimitReached,
     InvalidAgentSpec,
@@ -47,6 +55,7 @@ from .errors import (
     ModelTableInvalid,
     PatternError,
     PromptBlocked,
+    RunNotResumable,
     ToolError,
     ToolInputInvalid,
     UnknownModel,
@@ -58,14 +67,17 @@ from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
+    "CONVERSATION_ID_PATTERN",
     "ENGINES",
     "LEGACY_TOOL_NAMES",
+    "SLASH_COMMANDS",
     "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "AgentNotWorking",
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
@@ -73,14 +85,20 @@ __all__ = [
     "ApprovalNotFound",
     "BudgetExceeded",
     "Budgets",
+    "Chat",
+    "ChatCommandInvalid",
+    "ChatMessage",
     "ClaudeCodeAgent",
     "ClientClosed",
+    "Conversation",
+    "ConversationNotFound",
     "Engine",
     "EngineUnavailable",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
     "InvalidAgentSpec",
+    "Leaseholder",
     "ModelCallFailed",
     "ModelClient",
     "ModelError",
@@ -90,8 +108,10 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PatternSpec",
+    "Posted",
     "PriceTable",
     "PromptBlocked",
+    "RunNotResumable",
     "RunResult",
     "Runtime",
     "RuntimeOptions",
@@ -108,16 +128,21 @@ __all__ = [
     "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
+    "Worker",
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",
     "WriteRefused",
+    "abandon_run",
     "approval_stream",
     "decide_approval",
+    "interrupted_runs",
     "load_pattern",
+    "mark_interrupted",
     "new_run_id",
     "open_runtime",
     "prepare_workspace",
+    "resume_run",
     "run_orchestrator",
     "run_pattern",
     "wait_for_decision",

@@ -194,6 +194,10 @@ class Agent:
             self.agent_id, s.status, s.summary, tuple(s.artifacts), s.error, s.limit
         )
 
+    async def sync(self) -> None:
+        """Fold the events of its stream appended since it was loaded (e.g. by another process)."""
+        await self._log.sync()
+
     @contextlib.contextmanager
     def _busy(self) -> Iterator[None]:
         """Count the wall time of a public call in `stats.busy_s` (nested calls once)."""
@@ -310,6 +314,21 @@ class Agent:
             deleted = AgentDeleted(agent_id=self.agent_id, by=by, was_working=was_working)
             events = await self._hooks.session_end("delete")
             await self._log.append([*events, self._log.event(deleted, None)])
+
+    async def interrupt(self, *, by: str = "user") -> bool:
+        """Stop the current turn: AgentFailed(limit="interrupted"); the agent stays. Idempotent.
+
+        Cancels the task `start()` made, if any (a caller driving the loop in a
+        task of its own cancels that first). Returns False when the agent was
+        not working (nothing appended).
+        """
+        await self._cancel()
+        async with self._lock:
+            await self._log.sync()
+            if self.state.status != "working":
+                return False
+            await self._fail(f"interrupted by {by}", limit="interrupted")
+            return True
 
     async def aclose(self) -> None:
         """Cancel the task `start()` made, if any; fire SessionEnd (reason "close"). Idempotent."""

@@ -322,6 +322,7 @@ class ClaudeCodeAgent(Agent):
 
     async def _query(self) -> None:
         sdk = _sdk()
+        self._ending = False
         self.config_dir.mkdir(parents=True, exist_ok=True)
         options = self._options()
         started = time.perf_counter()
@@ -343,7 +344,7 @@ class ClaudeCodeAgent(Agent):
         if self.state.status == "working":  # no result: the session ended on its own
             await self._fail("the Claude Code session ended without a result")
 
-    async def interrupt(self) -> None:
+    async def _interrupt_session(self) -> None:
         """Ask the running session to stop its turn (Claude Code's interrupt), if one runs."""
         client = self._client
         if client is not None:
@@ -357,15 +358,20 @@ class ClaudeCodeAgent(Agent):
         What the session does after this is not recorded: the agent is being deleted.
         """
         self._ending = True
-        await self.interrupt()
+        await self._interrupt_session()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
             await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+
+    async def interrupt(self, *, by: str = "user") -> bool:
+        """Interrupt the session if it works, then stop the turn as `Agent.interrupt` does."""
+        await self._interrupt_session()
+        return await super().interrupt(by=by)
 
     async def delete(self, *, by: str = "user", was_working: bool | None = None) -> None:
         """Interrupt the session if it works, end it, then delete the agent (`Agent.delete`)."""
         if was_working is None and self._task is not None and not self._task.done():
             was_working = True
-        await self.interrupt()
+        await self._interrupt_session()
         await super().delete(by=by, was_working=was_working)
 
     # -- messages to events -----------------------------------------------------------------
@@ -447,7 +453,7 @@ class ClaudeCodeAgent(Agent):
         if stop == "tool_use" and (crossed := await self._budget.crossed(self.state)):
             # As the fleet engine checks before its next model call.
             await self._fail(crossed.reason, limit=crossed.limit)
-            await self.interrupt()
+            await self._interrupt_session()
 
     def _completed(self, block: Any) -> NewEvent:
         tool_use_id = str(block.tool_use_id)

@@ -93,6 +93,8 @@ class PendingCall:
     name: str
     input: dict[str, Any]
     requested_at: int | None = None  # position of its ToolCallRequested, once appended
+    before_sha256: str | None = None  # what its ToolCallRequested expects (a write)
+    after_sha256: str | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +180,8 @@ class AgentState:
             for call in self.pending:
                 if call.tool_use_id == data.tool_use_id:
                     call.requested_at = event.position
+                    call.before_sha256 = data.before_sha256
+                    call.after_sha256 = data.after_sha256
         elif isinstance(data, ToolCallCompleted):
             self._tool_result(data.tool_use_id, data.result, data.is_error)
             self.pending = [c for c in self.pending if c.tool_use_id != data.tool_use_id]

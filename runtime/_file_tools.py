@@ -253,6 +253,10 @@ class Write:
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox or Sandbox()
 
+    def written(self, input: WriteInput, before: bytes | None) -> bytes | None:
+        """What the file holds after this call (`_interrupted.py`)."""
+        return input.content.encode("utf-8")
+
     async def __call__(self, input: WriteInput, ctx: ToolContext) -> ToolResult:
         data = input.content.encode("utf-8")
         rel, size, existed = await asyncio.to_thread(
@@ -298,6 +302,16 @@ class Edit:
 
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox or Sandbox()
+
+    def written(self, input: EditInput, before: bytes | None) -> bytes | None:
+        """What the file holds after this call, given `before`; None if it would fail."""
+        if before is None or input.old_string == input.new_string:
+            return None
+        text = before.decode("utf-8", errors="surrogateescape")  # as the sandbox edits
+        try:
+            return _replacer(input, [])(text, "").encode("utf-8", errors="surrogateescape")
+        except ToolError:
+            return None
 
     async def __call__(self, input: EditInput, ctx: ToolContext) -> ToolResult:
         if input.old_string == input.new_string:

@@ -40,7 +40,7 @@ from pathlib import Path
 from events import EventStore, Lease, LeaseHeld
 from events.errors import StoreError
 
-__all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder", "owner_alive", "process_owner"]
+__all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder", "live_keys", "owner_alive", "process_owner"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,16 @@ def owner_alive(owner: str) -> bool:
     except (OSError, IndexError):
         return True
     return fields[0] != "Z"
+
+
+async def live_keys(store: EventStore, prefix: str = "") -> set[str]:
+    """The keys starting with `prefix` that a live owner holds now."""
+    now = time.time()
+    return {
+        lease.key
+        for lease in await store.leases.leases(prefix=prefix)
+        if lease.live(now) and owner_alive(lease.owner)
+    }
 
 
 class Leaseholder:

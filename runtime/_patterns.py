@@ -12,6 +12,12 @@ Notes (do not fix without reading this):
    stay in the log, so every projection still shows what they did.
 2. A step's declared `outputs` must exist when its agents finish: "every agent
    must produce concrete output" is a quality gate, not a hope.
+3. The conductor is deterministic given its agents' results, so its progress
+   is the log: a resumed run (`_run_resume.py`) runs the same code again with
+   a `RunJournal` of what the log holds, and every agent the run created
+   before is taken up (its result read, or the agent resumed) instead of
+   created anew, and every board move recorded before is not written again.
+   The process conducting a run holds the lease `run-<id>` (`_leases.py`).
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from events import (
     AgentCommanded,
     AgentCompleted,
     AgentCreated,
+    AgentDeleted,
     AgentFailed,
     EventModel,
+    EventStore,
+    LeaseHeld,
     Meta,
     NewEvent,
     RunCompleted,
@@ -44,10 +54,22 @@ from events.errors import FleetError
 from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
-from ._pattern_spec import PatternSpec, StepSpec
-from .errors import PatternError, StepFailed
+from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
+from .errors import AgentDrivenElsewhere, PatternError, RunNotResumable, StepFailed
 
-__all__ = ["RunResult", "new_run_id", "run_orchestrator", "run_pattern", "workspace_head"]
+__all__ = [
+    "RunJournal",
+    "RunResult",
+    "conduct",
+    "conductor_id",
+    "finish_orchestrator",
+    "new_run_id",
+    "run_lease",
+    "run_orchestrator",
+    "run_pattern",
+    "status_before_deletion",
+    "workspace_head",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +91,49 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def conductor_id(run_id: str) -> str:
+    """The agent id a pattern run's conductor is recorded as."""
+    return f"orchestrator-{run_id}"
+
+
+@contextlib.asynccontextmanager
+async def run_lease(fleet: Fleet, run_id: str) -> AsyncIterator[None]:
+    """Hold `run-<id>` while conducting the run. Raises `AgentDrivenElsewhere` (its
+    conductor) when a live process conducts it."""
+    key = f"run-{run_id}"
+    try:
+        await fleet.leases.acquire(key)
+    except LeaseHeld as e:
+        raise AgentDrivenElsewhere(conductor_id(run_id), owner=e.owner) from None
+    try:
+        yield
+    finally:
+        await asyncio.shield(fleet.leases.release(key))
+
+
+@dataclass(slots=True)
+class RunJournal:
+    """What the log holds of a run being resumed (module note 3).
+
+    `children`: (agent id, name) of each agent the conductor created, in order;
+    `task_events`: how many events the run's board stream holds.
+    """
+
+    children: list[tuple[str, str]]
+    task_events: int
+
+
 class _Conductor:
     """The pattern's orchestrator: a recorded agent with no model, and the run's writer."""
 
-    def __init__(self, fleet: Fleet, run_id: str, pattern: str) -> None:
+    def __init__(
+        self, fleet: Fleet, run_id: str, pattern: str, journal: RunJournal | None = None
+    ) -> None:
         self.fleet = fleet
         self.run_id = run_id
-        self.agent_id = f"orchestrator-{run_id}"
+        self.agent_id = conductor_id(run_id)
         self.pattern = pattern
+        self.journal = journal or RunJournal([], 0)
 
     async def record(self, data: EventModel) -> None:
         await self.fleet.store.append(
@@ -91,6 +148,9 @@ class _Conductor:
         )
 
     async def task_event(self, data: EventModel) -> None:
+        if self.journal.task_events > 0:  # recorded before the run was resumed
+            self.journal.task_events -= 1
+            return
         await self.fleet.store.append(
             f"task-{self.run_id}",
             [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
@@ -131,6 +191,10 @@ async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> d
     config: dict[str, object] = {"git_head": await workspace_head(fleet.config.workspace)}
     if fleet.config.engine != "fleet":  # a re-execution runs the agents on the same engine
         config["engine"] = fleet.config.engine
+    # The limits in force, so a reader of the log (the dashboard's alerts) knows them.
+    budgets = {k: v for k, v in asdict(fleet.config.budgets).items() if v is not None}
+    if budgets:
+        config["budgets"] = budgets
     return {**config, **(extra or {})}
 
 
@@ -154,8 +218,21 @@ async def run_pattern(
     await _check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
-    started = time.perf_counter()
-    await _start_run(conductor, spec, task, model, replay_of)
+    started = time.time()
+    async with run_lease(fleet, run_id):
+        await _start_run(conductor, spec, task, model, replay_of)
+        return await conduct(conductor, spec, task, model, started)
+
+
+async def conduct(
+    conductor: _Conductor, spec: PatternSpec, task: str, model: str | None, started: float
+) -> RunResult:
+    """The run's steps, from the board's first card to RunCompleted or RunFailed.
+
+    `started` is when the run started (seconds since the epoch, the run's
+    duration counts from it). A resumed run comes here with its journal.
+    """
+    fleet, run_id = conductor.fleet, conductor.run_id
     board = spec.board or any(s.column for s in spec.steps)
     if board:
         await conductor.task_event(TaskCreated(task_id=run_id, title=task, column="PLAN"))
@@ -171,7 +248,7 @@ async def run_pattern(
             await fleet.delete_all_agents(
                 run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id
             )
-    duration = (time.perf_counter() - started) * 1000
+    duration = (time.time() - started) * 1000
     if board:
         await conductor.task_event(
             TaskMoved(task_id=run_id, column="DONE", reason="all steps done")
@@ -210,7 +287,7 @@ async def _start_run(
             workspace=workspace,
             model=model or fleet.config.default_model,
             simulated=fleet.client.simulated,
-            config=await _run_config(fleet),
+            config=await _run_config(fleet, _pattern_config(spec)),
             replay_of=replay_of,
         )
     )
@@ -228,10 +305,17 @@ async def _start_run(
     await conductor.record(AgentCommanded(agent_id=conductor.agent_id, prompt=task, by="user"))
 
 
+def _pattern_config(spec: PatternSpec) -> dict[str, object]:
+    """A pattern not built in is kept whole in RunStarted, so the run can be resumed."""
+    if BUILTIN_PATTERNS.get(spec.name) == spec:
+        return {}
+    return {"pattern_spec": spec.model_dump(mode="json")}
+
+
 async def _finish_failed(
     conductor: _Conductor, board: bool, started: float, error: str
 ) -> RunResult:
-    duration = (time.perf_counter() - started) * 1000
+    duration = (time.time() - started) * 1000
     if board:
         await conductor.task_event(
             TaskMoved(task_id=conductor.run_id, column="FAILED", reason=error)
@@ -311,23 +395,14 @@ class _PatternExecution:
                 workspace=fleet.config.workspace,
             ).strip()
             name = step.id if step.count == 1 else f"{step.id}-{i}"
-            status = await fleet.create_agent(
-                name=name,
-                role=step.role,
-                task=prompt,
-                model=model,
-                parent_id=self.conductor.agent_id,
-                run_id=self.conductor.run_id,
-                max_turns=step.max_turns,
-                engine=step.engine,
-            )
-            ids.append(status["id"])
+            agent_id = await self._agent(step, name, prompt, model)
+            ids.append(agent_id)
             if self.board and step.column and i == 1:
                 await self.conductor.task_event(
                     TaskMoved(
                         task_id=self.conductor.run_id,
                         column=step.column,
-                        assignee=status["id"],
+                        assignee=agent_id,
                         artifacts=sorted(
                             {p for v in self.outputs.values() for p in v.split(", ") if p}
                         ),
@@ -337,6 +412,9 @@ class _PatternExecution:
             ids, waiter_id=self.conductor.agent_id, record=self.conductor.record
         )
         outputs = [await fleet.get_agent_output(agent_id) for agent_id in ids]
+        for output in outputs:  # taken up by a resumed run after it deleted them
+            if output["status"] == "deleted":
+                output["status"] = await status_before_deletion(fleet.store, output["id"])
         for agent_id in ids:
             if statuses.get(agent_id) not in TERMINAL - {"deleted"}:
                 continue
@@ -350,6 +428,31 @@ class _PatternExecution:
         self.outputs[step.id] = ", ".join(artifacts)
         self.summaries[step.id] = "\n".join(o["summary"] for o in outputs)
         return self.summaries[step.id]
+
+    async def _agent(self, step: StepSpec, name: str, prompt: str, model: str | None) -> str:
+        """A new agent for `step`, or the one the run created here before it was resumed."""
+        journal = self.conductor.journal
+        if journal.children:
+            agent_id, recorded = journal.children.pop(0)
+            if recorded != name:
+                raise RunNotResumable(
+                    self.conductor.run_id,
+                    f"its log created {recorded!r} where pattern {self.spec.name!r} "
+                    f"creates {name!r}",
+                )
+            await self.fleet.adopt_agent(agent_id, prompt, by=self.conductor.agent_id)
+            return agent_id
+        status = await self.fleet.create_agent(
+            name=name,
+            role=step.role,
+            task=prompt,
+            model=model,
+            parent_id=self.conductor.agent_id,
+            run_id=self.conductor.run_id,
+            max_turns=step.max_turns,
+            engine=step.engine,
+        )
+        return str(status["id"])
 
     async def _artifacts(self, step: StepSpec, outputs: list[dict[str, object]]) -> list[str]:
         if not step.outputs:
@@ -383,36 +486,43 @@ async def run_orchestrator(
     `replay_of` names the run this one re-executes (it goes into RunStarted).
     """
     run_id = run_id or new_run_id()
-    started = time.perf_counter()
+    started = time.time()
     model_name = fleet.models.resolve(model or fleet.config.default_model).id
+    async with run_lease(fleet, run_id):
+        await fleet.store.append(
+            f"run-{run_id}",
+            [
+                NewEvent(
+                    RunStarted(
+                        run_id=run_id,
+                        task=task,
+                        pattern="orchestrator",
+                        workspace=str(fleet.config.workspace),
+                        model=model_name,
+                        simulated=fleet.client.simulated,
+                        config=await _run_config(fleet),
+                        replay_of=replay_of,
+                    ),
+                    Meta(run_id=run_id),
+                )
+            ],
+        )
+        status = await fleet.create_agent(
+            name="orchestrator", role="orchestrator", task=task, model=model_name, run_id=run_id
+        )
+        return await finish_orchestrator(fleet, run_id, status["id"], started)
+
+
+async def finish_orchestrator(
+    fleet: Fleet, run_id: str, orchestrator_id: str, started: float
+) -> RunResult:
+    """Wait for the orchestrator agent of run `run_id`, then end the run as it ended."""
     meta = Meta(run_id=run_id)
-    await fleet.store.append(
-        f"run-{run_id}",
-        [
-            NewEvent(
-                RunStarted(
-                    run_id=run_id,
-                    task=task,
-                    pattern="orchestrator",
-                    workspace=str(fleet.config.workspace),
-                    model=model_name,
-                    simulated=fleet.client.simulated,
-                    config=await _run_config(fleet),
-                    replay_of=replay_of,
-                ),
-                meta,
-            )
-        ],
-    )
-    status = await fleet.create_agent(
-        name="orchestrator", role="orchestrator", task=task, model=model_name, run_id=run_id
-    )
-    orchestrator_id = status["id"]
     await fleet.wait_all([orchestrator_id])
     output = await fleet.get_agent_output(orchestrator_id)
     with contextlib.suppress(FleetError):
         await fleet.delete_all_agents(run_id=run_id, by="user")
-    duration = (time.perf_counter() - started) * 1000
+    duration = (time.time() - started) * 1000
     summary = output["summary"] or ""
     ok = output["status"] == "completed" and not summary.startswith("FAILED")
     if ok:
@@ -427,3 +537,19 @@ async def run_orchestrator(
         [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)],
     )
     return RunResult(run_id, "failed", summary, error, duration, orchestrator_id)
+
+
+async def status_before_deletion(store: EventStore, agent_id: str) -> str:
+    """How a deleted agent had ended: "completed", "failed", or "deleted" (mid-work)."""
+    status = "deleted"
+    for event in await store.read_stream(f"agent-{agent_id}"):
+        match event.data:
+            case AgentCompleted():
+                status = "completed"
+            case AgentFailed():
+                status = "failed"
+            case AgentCommanded():
+                status = "deleted"
+            case AgentDeleted():
+                break
+    return status

@@ -17,7 +17,7 @@ Notes (do not fix without reading this):
    durable commit instead of one per call), with the HookInvoked of their
    PreToolUse and PostToolUse hooks; each ToolCallRequested is appended before
    any of them runs. A call requested but not completed when a process died is
-   run again on resume (at-least-once): the log cannot tell whether it ran.
+   not repeated blindly on resume (note 4).
 2. A PreToolUse "ask" puts the call on hold for a person (`_approvals.py`):
    PermissionRequest hooks may decide, else ApprovalRequested is appended and
    the agent sleeps until someone allows or denies it (or the timeout
@@ -26,6 +26,10 @@ Notes (do not fix without reading this):
 3. Input that fails validation (or names no tool) reaches no hook, as in
    Claude Code: neither PreToolUse (it would be shown a call that cannot run)
    nor PostToolUseFailure (the call never started).
+4. A call found requested but not completed (its process died) is settled by
+   its tool's kind (`_interrupted.py`): reads run again, writes are checked
+   against the hashes their ToolCallRequested recorded, commands are not run
+   again and the model is told; `ToolCallInterrupted` records which.
 """
 
 from __future__ import annotations
@@ -39,13 +43,21 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from events import EventModel, NewEvent, RecordedEvent, ToolCallCompleted, ToolCallRequested
+from events import (
+    EventModel,
+    NewEvent,
+    RecordedEvent,
+    ToolCallCompleted,
+    ToolCallInterrupted,
+    ToolCallRequested,
+)
 
 from ._agent_hooks import AgentHooks
 from ._agent_log import AgentLog
 from ._agent_spec import AgentStats
 from ._approvals import ApprovalGate
 from ._conversation import PendingCall
+from ._interrupted import settle_interrupted, write_expectations
 from ._tools import Toolbox, ToolContext, ToolResult
 from ._workspace import Workspace
 from .errors import ToolError
@@ -116,9 +128,16 @@ class ToolCalls:
     async def run_pending(self) -> None:
         """Record the calls not requested yet, run every pending call, append their results."""
         log = self._log
+        # Requested before this step, and not on hold: its process stopped mid-call (note 4).
+        interrupted = {
+            c.tool_use_id
+            for c in log.state.pending
+            if c.requested_at is not None and not self._gate.pending(c.tool_use_id)
+        }
         unrequested = [c for c in log.state.pending if c.requested_at is None]
         if unrequested:
             cause = log.state.last_position
+            expected = await write_expectations(self._toolbox, self._workspace, unrequested)
             await log.append(
                 [
                     log.event(
@@ -127,6 +146,8 @@ class ToolCalls:
                             tool_use_id=c.tool_use_id,
                             name=c.name,
                             input=c.input,
+                            before_sha256=expected.get(c.tool_use_id, (None, None))[0],
+                            after_sha256=expected.get(c.tool_use_id, (None, None))[1],
                         ),
                         cause,
                     )
@@ -137,6 +158,19 @@ class ToolCalls:
         for call in list(log.state.pending):
             if self._hooks.stop_reason is not None:
                 break
+            if call.tool_use_id in interrupted:
+                settled = await settle_interrupted(call, self._toolbox, self._workspace)
+                note = ToolCallInterrupted(
+                    agent_id=log.spec.agent_id,
+                    tool_use_id=call.tool_use_id,
+                    name=call.name,
+                    resolution=settled.resolution,
+                    reason=settled.reason,
+                )
+                self._done.append(log.event(note, call.requested_at))
+                if settled.result is not None:
+                    self._done.append(self._completed(call, settled.result, time.perf_counter()))
+                    continue
             self._done += await self._run(call)
         done, self._done = self._done, []
         if done:
@@ -161,19 +195,26 @@ class ToolCalls:
         if attempt.notes:
             text = result.content + "".join(f"\n\n[hook] {n}" for n in attempt.notes)
             result = replace(result, content=text)
+        completed = self._completed(call, result, started, blocked=attempt.blocked)
+        return [*attempt.events, completed]
+
+    def _completed(
+        self, call: PendingCall, result: ToolResult, started: float, *, blocked: bool = False
+    ) -> NewEvent:
+        """The call's ToolCallCompleted, not appended yet."""
         completed = ToolCallCompleted(
             agent_id=self._log.spec.agent_id,
             tool_use_id=call.tool_use_id,
             name=call.name,
             result=result.content,
             is_error=result.is_error,
-            blocked=attempt.blocked,
+            blocked=blocked,
             duration_ms=(time.perf_counter() - started) * 1000,
             files_read=list(result.files_read),
             files_written=list(result.files_written),
         )
         self._stats.tool_calls += 1
-        return [*attempt.events, self._log.event(completed, call.requested_at)]
+        return self._log.event(completed, call.requested_at)
 
     async def _before(self, call: PendingCall, usage: dict[str, Any]) -> _Attempt:
         """Validate the input and run PreToolUse: a result already when the call will not run."""

@@ -16,14 +16,18 @@ FleetError
 ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
 ├── AgentGone               the agent was deleted: it takes no more commands
 ├── AgentBusy               the agent is working: wait or delete it first
+├── AgentNotWorking         the agent has no turn to interrupt
+├── ConversationNotFound    no conversation with the orchestrator has that id
+├── ChatCommandInvalid      a slash command that is unknown or malformed (nothing posted)
 ├── AgentDrivenElsewhere    another live process drives the agent (its lease, or a VersionConflict)
 ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
 ├── ApprovalNotFound        no tool call was put on hold for approval with that id
 ├── ApprovalClosed          the approval was answered already, or its agent stopped waiting
 ├── BudgetExceeded          a token, cost or context limit would be or was crossed
 ├── FleetLimitReached       too many agents
-└── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
-    └── StepFailed          a step's agents failed or left out its outputs (the run fails)
+├── PatternError            a pattern cannot run: its file is invalid (unknown step, cycle, ...)
+│   └── StepFailed          a step's agents failed or left out its outputs (the run fails)
+└── RunNotResumable         a run that ended, or is unknown, or whose log cannot be followed
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ __all__ = [
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "AgentNotWorking",
     "ApprovalClosed",
     "ApprovalNotFound",
     "BudgetExceeded",
+    "ChatCommandInvalid",
     "ClientClosed",
+    "ConversationNotFound",
     "EngineUnavailable",
     "FleetLimitReached",
     "InvalidAgentSpec",
@@ -47,6 +54,7 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PromptBlocked",
+    "RunNotResumable",
     "StepFailed",
     "ToolError",
     "ToolInputInvalid",
@@ -203,6 +211,33 @@ class AgentBusy(FleetError):
         super().__init__(f"agent {agent_id!r} is working; wait for it or delete it")
 
 
+class AgentNotWorking(FleetError):
+    """The agent is not working: there is no turn to interrupt."""
+
+    def __init__(self, agent_id: str, status: str) -> None:
+        self.agent_id = agent_id
+        self.status = status
+        super().__init__(f"agent {agent_id!r} is {status}, not working: nothing to interrupt")
+
+
+class ConversationNotFound(FleetError):
+    """No conversation with the orchestrator has this id."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"no conversation {conversation_id!r} in this log")
+
+
+class ChatCommandInvalid(FleetError):
+    """A slash command that is unknown or malformed; `usage` says how to write it."""
+
+    def __init__(self, command: str, problem: str, usage: str) -> None:
+        self.command = command
+        self.problem = problem
+        self.usage = usage
+        super().__init__(f"{command}: {problem}; usage: {usage}")
+
+
 class AgentDrivenElsewhere(FleetError):
     """Another process drives the agent: it holds the agent's lease (`owner`), or it
     appended to the agent's stream behind this process's back (`expected`, `actual`)."""
@@ -274,3 +309,13 @@ class StepFailed(PatternError):
         self.step = step
         self.reason = reason
         super().__init__(f"step {step!r} failed: {reason}")
+
+
+class RunNotResumable(FleetError):
+    """A run cannot be resumed or abandoned: it is unknown, it has ended, or its log
+    does not say how to go on (`reason`). Nothing was written."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id!r} cannot be resumed: {reason}")

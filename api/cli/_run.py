@@ -1,4 +1,4 @@
-"""`fleet run`, `fleet demo` and `fleet resume`: a task for a pattern or the orchestrator, live.
+"""`fleet run`, `fleet demo`, `fleet resume` and `fleet abandon`: runs, live, and after a crash.
 
 Standard library only at import (`api/cli/__init__.py`, note 1): each command
 imports the runtime and rich when it runs.
@@ -14,10 +14,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from runtime import RunResult, Runtime, RuntimeOptions
 
@@ -59,9 +59,16 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--pattern", default="scout-plan-build")
         _add_run_options(parser, latency=0.05)
         parser.set_defaults(func=_demo_command)
-    else:
+    elif command == "resume":
+        parser.add_argument(
+            "run", nargs="?", help="the run to resume (default: every interrupted run)"
+        )
         _add_run_options(parser)
         parser.set_defaults(func=_resume_command)
+    else:
+        parser.add_argument("run", help="the interrupted run to give up on")
+        add_common(parser)
+        parser.set_defaults(func=_abandon_command)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -> None:
@@ -127,7 +134,8 @@ def _demo_command(args: argparse.Namespace) -> int:
         workspace = Path(args.workspace)
     else:
         db = resolve_db(args.db)
-        workspace = db.parent / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
+        folder = db.parent if isinstance(db, Path) else DEFAULT_DB.parent
+        workspace = folder / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
         console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
@@ -135,9 +143,10 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
-    from runtime import load_pattern, open_runtime, run_orchestrator, run_pattern
+    from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
 
     spec = load_pattern(pattern) if pattern else None
+    run_id = new_run_id()
     async with open_runtime(_options(args, workspace)) as rt:
         if not args.json:
             if rt.simulated:
@@ -145,20 +154,21 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
             how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
             console().print(f"running {how} on: {task}\nlog: {rt.store.location}")
         job = (
-            run_pattern(rt.fleet, spec, task, model=args.model)
+            run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
             if spec
-            else run_orchestrator(rt.fleet, task, model=args.model)
+            else run_orchestrator(rt.fleet, task, model=args.model, run_id=run_id)
         )
         if args.json or args.quiet:
             result = await job
         else:
-            result = await _with_live_view(rt, job)
+            result = await _with_live_view(rt, job, run_id)
         await rt.runner.wait_for(await rt.store.head())
         report = await _report(rt, result, workspace)
+        cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
     if args.json:
         print_json(report)
     else:
-        _print_report(report)
+        _print_report(report, cards)
     return 0 if result.status == "completed" else 1
 
 
@@ -166,74 +176,108 @@ def _resume_command(args: argparse.Namespace) -> int:
     return asyncio.run(_resume(args))
 
 
-async def _resume(args: argparse.Namespace) -> int:
-    """Resume unfinished agents from the log and wait for them; 0 when all completed."""
-    from runtime import open_runtime
+async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path]]:
+    """The interrupted runs (or `only`), each with its workspace."""
+    from events import open_store
+    from projections import ProjectionRunner
+    from runtime import interrupted_runs
 
-    async with open_runtime(_options(args, Path.cwd())) as rt:
-        resumed = await rt.fleet.resume_unfinished()
-        if not resumed:
-            if args.json:
-                print_json({"resumed": [], "statuses": {}})
-            else:
-                console().print("no agent to resume: the log shows none working")
-            return 0
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
+        ids = await interrupted_runs(store, runner) if only is None else [only]
+        runs = {r["id"]: r for r in runner.view("runs")["runs"]}
+    return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    """Resume interrupted runs, then lone working agents, from the log; 0 when all completed."""
+    from runtime import open_runtime, resume_run
+
+    reports = []
+    for run_id, workspace in await _interrupted(resolve_db(args.db), args.run):
+        async with open_runtime(_options(args, workspace)) as rt:
+            if not args.json:
+                if rt.simulated:
+                    console().print(SIMULATOR_NOTICE)
+                console().print(
+                    f"resuming run [bold]{run_id}[/] from the log; it changes files in {workspace}"
+                )
+            job = resume_run(rt.fleet, run_id)
+            result = await (job if args.json or args.quiet else _with_live_view(rt, job, run_id))
+            await rt.runner.wait_for(await rt.store.head())
+            reports.append(await _report(rt, result, workspace))
+            cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
         if not args.json:
-            if rt.simulated:
-                console().print(SIMULATOR_NOTICE)
-            console().print(f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}")
-        statuses = await rt.fleet.wait_all(resumed)
+            _print_report(reports[-1], cards)
+    resumed: list[str] = []
+    statuses: dict[str, str] = {}
+    if args.run is None:
+        async with open_runtime(_options(args, Path.cwd())) as rt:
+            resumed = await rt.fleet.resume_unfinished()
+            if resumed and not args.json:
+                console().print(
+                    f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}"
+                )
+            statuses = await rt.fleet.wait_all(resumed) if resumed else {}
     if args.json:
-        print_json({"resumed": resumed, "statuses": statuses})
+        print_json({"runs": reports, "resumed": resumed, "statuses": statuses})
+    elif not reports and not resumed:
+        console().print("nothing to resume: no run is interrupted and no agent is working")
     else:
         for agent_id, status in statuses.items():
             console().print(f"  {agent_id}: {_status_style(status)}")
-    return 0 if all(s == "completed" for s in statuses.values()) else 1
+    ok = all(r["status"] == "completed" for r in reports)
+    return 0 if ok and all(s == "completed" for s in statuses.values()) else 1
 
 
-async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:
+def _abandon_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_abandon(args))
+
+
+async def _abandon(args: argparse.Namespace) -> int:
+    from runtime import RuntimeOptions, abandon_run, open_runtime
+
+    options = RuntimeOptions(db=resolve_db(args.db), workspace=Path.cwd())
+    async with open_runtime(options) as rt:
+        await abandon_run(rt.fleet, args.run)
+    if args.json:
+        print_json({"abandoned": args.run})
+    else:
+        console().print(f"run {args.run} abandoned: its agents are deleted and it has failed")
+    return 0
+
+
+async def _with_live_view(
+    rt: Runtime, job: Coroutine[Any, Any, RunResult], run_id: str
+) -> RunResult:
     from rich.live import Live
 
     task = asyncio.ensure_future(job)
-    with Live(_agents_table(rt), console=console(), refresh_per_second=8, transient=False) as live:
+    started = time.monotonic()
+
+    def view() -> RenderableType:
+        return _live_view(rt, run_id, time.monotonic() - started)
+
+    with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
         while not task.done():
             await asyncio.wait({task}, timeout=0.15)  # never cancels the run
-            live.update(_agents_table(rt))
+            live.update(view())
     return task.result()
 
 
-def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
-    from rich.table import Table
+def _live_view(rt: Runtime, run_id: str, elapsed_s: float) -> RenderableType:
+    """This run's agents only, fitted to the terminal (columns dropped, never cut), the clock."""
+    from rich.console import Group
+    from rich.text import Text
 
-    table = Table(title="fleet", expand=False)
-    for column in (
-        "agent",
-        "role",
-        "model",
-        "status",
-        "context",
-        "tokens",
-        "cost $",
-        "tools",
-        "last",
-    ):
-        table.add_column(column)
-    for a in rt.runner.view("agents")["agents"]:
-        if run_id is not None and a["run_id"] != run_id:
-            continue
-        last = a["tool_calls"]["last"]
-        table.add_row(
-            a["name"],
-            a["role"],
-            a["model"],
-            _status_style(a["status"]),
-            f"{a['context']['percent']:.1f}%",
-            str(a["tokens"]["total"]),
-            f"{a['cost_usd']:.4f}",
-            str(a["tool_calls"]["count"]),
-            f"{last['name']} ({last['status']})" if last else "",
-        )
-    return table
+    from ._render import render_agents
+
+    agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
+    live = sum(1 for a in agents if a["status"] in ("working", "waiting"))
+    header = Text.assemble(
+        ("run ", "bold"), (run_id, "bold"), f" · {elapsed_s:.1f} s elapsed · ",
+        f"{len(agents)} agents, {live} at work",
+    )  # fmt: skip
+    return Group(header, render_agents(agents, title=None, width=console().width))
 
 
 _STATUS_COLOURS = {
@@ -317,9 +361,7 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
     }
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
+def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     out = console()
     ok = report["status"] == "completed"
     out.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
@@ -333,32 +375,9 @@ def _print_report(report: dict[str, Any]) -> None:
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
         out.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
-    table = Table(title="agents of this run")
-    for column in (
-        "agent",
-        "role",
-        "model",
-        "status",
-        "tokens",
-        "cost $",
-        "tools",
-        "read",
-        "wrote",
-    ):
-        table.add_column(column, no_wrap=True)
-    for a in report["agents"]:
-        table.add_row(
-            a["name"],
-            a["role"],
-            a["model"].removeprefix("claude-"),
-            _status_style(a["status"]),
-            str(a["tokens"]),
-            f"{a['cost_usd']:.4f}",
-            str(a["tool_calls"]),
-            str(len(a["files_consumed"])),
-            str(len(a["files_produced"])),
-        )
-    out.print(table)
+    from ._render import render_agents
+
+    out.print(render_agents(cards, title="agents of this run", width=out.width))
     for a in report["agents"]:
         if a["files_produced"]:
             out.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")

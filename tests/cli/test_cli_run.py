@@ -89,4 +89,4 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     done = _fleet("resume", "--json", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"resumed": [], "statuses": {}}
+    assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}

@@ -21,6 +21,7 @@ from events import (
     AgentWoke,
     ApprovalDecided,
     ApprovalRequested,
+    ChatMessagePosted,
     ContextCompacted,
     EventData,
     EventModel,
@@ -39,6 +40,7 @@ from events import (
     TaskMoved,
     TelemetryReceived,
     ToolCallCompleted,
+    ToolCallInterrupted,
     ToolCallRequested,
     UnknownEvent,
     Usage,
@@ -60,6 +62,9 @@ SAMPLES: dict[str, EventModel] = {
         agent_id="a", tool_use_id="t", name="read", input={"path": "x", "n": [1, 2.5, None]}
     ),
     "ToolCallCompleted": ToolCallCompleted(agent_id="a", tool_use_id="t", name="read"),
+    "ToolCallInterrupted": ToolCallInterrupted(
+        agent_id="a", tool_use_id="t", name="Bash", resolution="not_run", reason="a command"
+    ),
     "HookInvoked": HookInvoked(point="PreToolUse", kind="command"),
     "ApprovalRequested": ApprovalRequested(
         approval_id="ap", agent_id="a", tool_use_id="t", tool_name="Bash", timeout_s=60
@@ -88,6 +93,14 @@ SAMPLES: dict[str, EventModel] = {
         attributes={"model": "claude-sonnet-4-5"},
         value=0.25,
         detail={"unit": "USD"},
+    ),
+    "ChatMessagePosted": ChatMessagePosted(
+        conversation_id="c1",
+        role="orchestrator",
+        text="DONE",
+        author="a1",
+        reply_to=7,
+        agent_id="a1",
     ),
     "ReplayDiverged": ReplayDiverged(
         run_id="r2", replay_of="r1", agent_id="a", step=3, kind="tool_result"

@@ -1,0 +1,160 @@
+"""Tool calls cut short by a crash: what a resumed agent does with each, by its kind.
+
+    expected = await write_expectations(toolbox, workspace, calls)   # at request time
+    settled = await settle_interrupted(call, toolbox, workspace)      # on resume
+
+A call requested but not completed when its process died may or may not have
+had its effect. It is never repeated blindly (`_tools.py`, note 2):
+
+- a "read" (or a tool that declares `idempotent = True`) runs again;
+- a "write" is checked against the file: its ToolCallRequested recorded the
+  sha256 of the file before the call and of what the call writes, so a file
+  still as before is written again, a file already as after is left alone
+  (the call is reported applied), and a file that holds anything else is not
+  touched: the model is told the call was interrupted;
+- a "command" is not run again: the model gets a tool error saying so.
+
+Each is recorded as `ToolCallInterrupted` (its resolution) before the call's
+ToolCallCompleted.
+
+Notes (do not fix without reading this):
+1. The hashes are computed when the calls are requested, in order, over a
+   simulated state of the files: two writes to one file in one response
+   expect what the first leaves. A write whose result cannot be computed
+   (an edit that would not apply) leaves its file unknown to the calls after
+   it, which then record no hash and count as commands on resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from events.errors import FleetError
+
+from ._conversation import PendingCall
+from ._tools import Toolbox, ToolResult
+from ._workspace import Workspace
+
+__all__ = ["ABSENT", "Settled", "settle_interrupted", "sha256_of", "write_expectations"]
+
+ABSENT = "absent"
+"""The hash recorded for a file that does not exist."""
+
+Resolution = Literal["ran_again", "already_applied", "not_run"]
+
+
+def sha256_of(data: bytes | None) -> str:
+    """The recorded hash of a file's content; `ABSENT` for no file."""
+    return ABSENT if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A write call's tool, its validated input and the absolute path it writes."""
+
+    tool: Any
+    input: BaseModel
+    path: Path
+
+
+def _write_of(toolbox: Toolbox, workspace: Workspace, call: PendingCall) -> _Write | None:
+    """The call as a checkable write, or None (not a write, or not one we can check)."""
+    try:
+        name, raw = toolbox.resolve(call.name, call.input)
+        if toolbox.kind(name) != "write":
+            return None
+        tool = toolbox.get(name)
+        validated = toolbox.validate(name, raw)
+        target = getattr(validated, "file_path", None)
+        if not isinstance(target, str) or getattr(tool, "written", None) is None:
+            return None
+        return _Write(tool, validated, workspace.resolve(target))
+    except (FleetError, ValueError, OSError):
+        return None
+
+
+async def write_expectations(
+    toolbox: Toolbox, workspace: Workspace, calls: Sequence[PendingCall]
+) -> dict[str, tuple[str | None, str | None]]:
+    """For each write call of `calls` (by tool_use_id): the file's hash before and after it."""
+    state: dict[Path, bytes | None] = {}
+    unknown: set[Path] = set()
+    expected: dict[str, tuple[str | None, str | None]] = {}
+    for call in calls:
+        write = _write_of(toolbox, workspace, call)
+        if write is None:
+            continue
+        if write.path in unknown:  # note 1
+            continue
+        if write.path not in state:
+            state[write.path] = await asyncio.to_thread(_read, write.path)
+        before = state[write.path]
+        after = write.tool.written(write.input, before)
+        if after is None:
+            unknown.add(write.path)
+            expected[call.tool_use_id] = (sha256_of(before), None)
+        else:
+            state[write.path] = after
+            expected[call.tool_use_id] = (sha256_of(before), sha256_of(after))
+    return expected
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What becomes of an interrupted call: run it again (`result` None), or this result."""
+
+    resolution: Resolution
+    reason: str
+    result: ToolResult | None = None
+
+
+async def settle_interrupted(call: PendingCall, toolbox: Toolbox, workspace: Workspace) -> Settled:
+    """Decide what to do with a call its process did not complete (module docstring)."""
+    try:
+        name, _ = toolbox.resolve(call.name, call.input)
+        kind = toolbox.kind(name)
+        idempotent = bool(getattr(toolbox.get(name), "idempotent", False))
+    except FleetError:  # an unknown tool: running it again gives the model its error
+        return Settled("ran_again", "the tool is unknown: the call fails as it did")
+    if kind == "read" or idempotent:
+        return Settled("ran_again", f"a {kind} call is safe to run again")
+    write = _write_of(toolbox, workspace, call) if kind == "write" else None
+    if write is not None and call.before_sha256 is not None:
+        now = sha256_of(await asyncio.to_thread(_read, write.path))
+        rel = workspace.relative(write.path)
+        if now == call.before_sha256:
+            return Settled("ran_again", f"{rel} is as the call expected: it had not been written")
+        if call.after_sha256 is not None and now == call.after_sha256:
+            text = (
+                f"{rel} already holds what this {call.name} call writes: it was applied before "
+                "the process stopped, and was not run again"
+            )
+            return Settled("already_applied", text, ToolResult(text, files_written=(rel,)))
+        text = (
+            f"interrupted: the process running this {call.name} call stopped before it "
+            f"completed, and {rel} has changed since the call was made; it was not applied "
+            "again. Read the file and redo the change if it is still needed."
+        )
+        return Settled("not_run", f"{rel} changed since the call", ToolResult(text, is_error=True))
+    text = (
+        f"interrupted: the process running this {call.name} call stopped before it completed; "
+        "it was not run again, since its effects cannot be checked. Check what it did, and "
+        "run it again if it is still needed."
+    )
+    return Settled(
+        "not_run", f"a {kind} call is not repeated blindly", ToolResult(text, is_error=True)
+    )
