@@ -58,6 +58,11 @@ class CreateAgent(_Body):
     model: str | None = Field(default=None, max_length=100)
     tools: list[Literal[WORKER_TOOL_NAMES]] | None = None  # type: ignore[valid-type]
     parent_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    engine: Literal["fleet", "claude-code"] | None = Field(
+        default=None,
+        description="what runs the agent: fleet's own loop, or a Claude Code session "
+        "(claude-agent-sdk); unset: the server's default",
+    )
 
 
 class CommandAgent(_Body):
@@ -117,7 +122,7 @@ async def create_agent(request: Request) -> Response:
         await _check_parent(rt, body.parent_id)
     status = await rt.fleet.create_agent(
         name=body.name, role=body.role, task=body.task, model=body.model, tools=body.tools,
-        parent_id=body.parent_id,
+        parent_id=body.parent_id, engine=body.engine,
     )  # fmt: skip
     return _status(status, 201, Location=f"/v1/agents/{status['id']}")
 

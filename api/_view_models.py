@@ -183,6 +183,11 @@ class AgentCard(_Out):
     artifacts: list[str]
     external: bool = Field(description="an external session that posts its hooks")
     source_app: str | None
+    engine: Literal["fleet", "claude-code"] | None = Field(
+        description="what runs a fleet agent: fleet's loop or a Claude Code session "
+        "(None for an external session)"
+    )
+    session_id: str | None = Field(description="the Claude Code session of a claude-code agent")
 
 
 class AgentPage(_Out):

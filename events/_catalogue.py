@@ -127,7 +127,13 @@ class RunFailed(EventModel):
 
 
 class AgentCreated(EventModel):
-    """An agent came to be: who it is, what it may do and where."""
+    """An agent came to be: who it is, what it may do and where.
+
+    `engine` is what runs it: "fleet" (fleet's own loop) or "claude-code" (a
+    Claude Code session, whose id fleet chose and keeps in `session_id`).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no engine and session_id
 
     type: Literal["AgentCreated"] = "AgentCreated"
     agent_id: str
@@ -142,6 +148,8 @@ class AgentCreated(EventModel):
     context_limit: int = 200_000
     max_turns: int | None = None
     external: bool = False
+    engine: Literal["fleet", "claude-code"] = "fleet"
+    session_id: str | None = None
 
 
 class AgentCommanded(EventModel):

@@ -34,9 +34,15 @@ def _hook_invoked_v1_to_v2(data: RawData) -> RawData:
     return {**data, "system_message": None, "detached": False}
 
 
+def _agent_created_v1_to_v2(data: RawData) -> RawData:
+    # Schema 2 added `engine` and `session_id`: every v1 agent ran fleet's own loop.
+    return {**data, "engine": "fleet", "session_id": None}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ToolCallCompleted", 1): _tool_call_completed_v1_to_v2,
     ("HookInvoked", 1): _hook_invoked_v1_to_v2,
+    ("AgentCreated", 1): _agent_created_v1_to_v2,
 }
 
 

@@ -25,7 +25,8 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "last_activity_at": iso,
         "error": str | None, "limit": str | None,
         "summary": str, "artifacts": [str],
-        "external": bool, "source_app": str | None}]}
+        "external": bool, "source_app": str | None,
+        "engine": "fleet" | "claude-code" | None, "session_id": str | None}]}
 
 `tool_calls.last.status` is "running", "ok", "error" or "blocked".
 A card is "waiting" with `waiting_for: "approval"` while a tool call is on
@@ -86,6 +87,8 @@ class AgentRecord(TypedDict):
     task: str | None
     external: bool
     source_app: str | None
+    engine: str | None
+    session_id: str | None
     context_used: int
     context_limit: int
     input: int
@@ -145,6 +148,8 @@ def new_record(
     context_limit: int = 200_000,
     external: bool = False,
     source_app: str | None = None,
+    engine: str | None = None,
+    session_id: str | None = None,
 ) -> AgentRecord:
     """A fresh agent record in status "created"."""
     return {
@@ -158,6 +163,8 @@ def new_record(
         "task": _cap(task),
         "external": external,
         "source_app": source_app,
+        "engine": engine,
+        "session_id": session_id,
         "context_used": 0,
         "context_limit": context_limit,
         "input": 0,
@@ -196,8 +203,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
 
     name = "agents"
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
-    # 5: approvals and what hooks said
-    version = 5
+    # 5: approvals and what hooks said; 6: engine and session_id
+    version = 6
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -317,6 +324,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "artifacts": list(r["artifacts"]),
             "external": r["external"],
             "source_app": r["source_app"],
+            "engine": r["engine"],
+            "session_id": r["session_id"],
         }
 
     # -- folding ------------------------------------------------------------
@@ -344,6 +353,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
             task=d.task,
             context_limit=d.context_limit,
             external=d.external,
+            engine=None if d.external else d.engine,
+            session_id=d.session_id,
         )
 
     def _commanded(self, state: AgentsState, event: RecordedEvent, d: AgentCommanded) -> None:

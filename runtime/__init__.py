@@ -16,9 +16,10 @@ and `events`; `api` is built on it.
 from __future__ import annotations
 
 from ._agent import Agent
-from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
+from ._agent_spec import ENGINES, AgentOutcome, AgentSpec, AgentStats, Engine
 from ._approvals import approval_stream, decide_approval, wait_for_decision
 from ._chat import CONVERSATION_ID_PATTERN, Chat, ChatMessage, Conversation, Posted
+from ._claude_code import ClaudeCodeAgent
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
 from ._leases import Leaseholder
@@ -46,6 +47,7 @@ from .errors import (
     ChatCommandInvalid,
     ClientClosed,
     ConversationNotFound,
+    EngineUnavailable,
     FleetLimitReached,
     InvalidAgentSpec,
     ModelCallFailed,
@@ -66,6 +68,7 @@ from .simulator import Simulator
 __all__ = [
     "BUILTIN_PATTERNS",
     "CONVERSATION_ID_PATTERN",
+    "ENGINES",
     "LEGACY_TOOL_NAMES",
     "SLASH_COMMANDS",
     "WORKER_TOOLS",
@@ -85,9 +88,12 @@ __all__ = [
     "Chat",
     "ChatCommandInvalid",
     "ChatMessage",
+    "ClaudeCodeAgent",
     "ClientClosed",
     "Conversation",
     "ConversationNotFound",
+    "Engine",
+    "EngineUnavailable",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",

@@ -234,6 +234,8 @@ class Agent:
                 system_prompt=system_prompt_for(self.spec, self.toolbox.names),
                 context_limit=self.context_window,
                 max_turns=self.spec.max_turns,
+                engine=self.spec.engine,
+                session_id=self.spec.session_id,
             )
             await self._log.append([self._log.event(created, None)], create=True)
             await self._hooks.session_start("startup")
@@ -385,6 +387,8 @@ class Agent:
             run_id=created.meta.run_id,
             max_turns=data.max_turns,
             context_window=data.context_limit,
+            engine=data.engine,
+            session_id=data.session_id,
             **limits,
         )
         agent = cls(

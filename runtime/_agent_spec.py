@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ._conversation import AgentStatus
 from ._tools import Toolbox
@@ -17,14 +18,21 @@ from .errors import BudgetExceeded, InvalidAgentSpec
 
 __all__ = [
     "DEFAULT_APPROVAL_TIMEOUT_S",
+    "ENGINES",
     "TRANSCRIPTS",
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
     "BudgetCheck",
+    "Engine",
     "ToolboxFor",
     "system_prompt_for",
 ]
+
+Engine = Literal["fleet", "claude-code"]
+"""What runs an agent: fleet's own loop, or a Claude Code session (`_claude_code.py`)."""
+
+ENGINES: tuple[Engine, ...] = ("fleet", "claude-code")
 
 BudgetCheck = Callable[[str], Awaitable[BudgetExceeded | None]]
 """An outside budget (e.g. the fleet's): the limit an agent crossed, or None."""
@@ -53,7 +61,8 @@ class AgentSpec:
     waits for a person's answer before it is denied. `transcript_dir` is where
     the agent's transcript is written (default: `.fleet/transcripts/` in its
     workspace); `transcript=False` writes none (hooks then get an empty
-    `transcript_path`).
+    `transcript_path`). `engine` runs it: "fleet" (fleet's loop) or
+    "claude-code" (a Claude Code session whose id is `session_id`).
     """
 
     agent_id: str
@@ -73,6 +82,8 @@ class AgentSpec:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     transcript_dir: str | Path | None = None
     transcript: bool = True
+    engine: Engine = "fleet"
+    session_id: str | None = None
 
     def check(self) -> None:
         """Raise `InvalidAgentSpec` for an id, role or limit that cannot be right."""
@@ -94,6 +105,8 @@ class AgentSpec:
             raise InvalidAgentSpec("compact_at", "must be in (0, 1]")
         if self.context_window is not None and self.context_window < 1:
             raise InvalidAgentSpec("context_window", "must be at least 1")
+        if self.engine not in ENGINES:
+            raise InvalidAgentSpec("engine", f"{self.engine!r} is not one of {list(ENGINES)}")
         if not self.approval_timeout_s > 0:
             raise InvalidAgentSpec("approval_timeout_s", "must be more than 0")
 

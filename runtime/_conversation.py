@@ -124,6 +124,7 @@ class AgentState:
     limit: str | None = None
     summary: str = ""
     artifacts: list[str] = field(default_factory=list)
+    prompt: str = ""  # the last AgentCommanded's (what a Claude Code session is sent)
     # Hook context not yet in a user message (note 3).
     pending_context: list[str] = field(default_factory=list)
     # Calls on hold for a person: tool_use_id -> (the request, when it was made).
@@ -163,6 +164,7 @@ class AgentState:
         elif isinstance(data, AgentCommanded):
             self._close_unanswered()
             self._user_text(data.prompt)
+            self.prompt = data.prompt
             self.status = "working"
             self.error = self.limit = None
             if data.by.startswith("hook:"):

@@ -51,8 +51,9 @@ from hooks import HookDispatcher, build_payload
 from projections import ProjectionRunner
 
 from ._agent import Agent
-from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, AgentSpec
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, ENGINES, AgentSpec, Engine
 from ._chat import Chat
+from ._claude_code import ClaudeCodeAgent, new_session_id, require_claude_code
 from ._client import ModelClient
 from ._leases import DEFAULT_LEASE_TTL_S, Leaseholder
 from ._models import ModelTable
@@ -111,6 +112,8 @@ class FleetConfig:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds a lease on an agent or a run lasts unless renewed (every third of it).
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    # What runs an agent created without naming its engine: "fleet" or "claude-code".
+    engine: Engine = "fleet"
     # True: a commanded agent runs in this process at once. False: its command is
     # only appended, and a `Worker` (this process's or another machine's) takes
     # it over (runtime/_worker.py).
@@ -303,17 +306,29 @@ class Fleet:
         run_id: str | None = None,
         max_turns: int | None = None,
         instructions: str | None = None,
+        engine: Engine | None = None,
     ) -> dict[str, Any]:
         """Create an agent and, given a task, start it working. Returns its status.
 
         `create_agent("scout-1", "scout", "find ...")`: name, role and task may be
         given in that order; everything after them by keyword. `instructions` are
         added to the role's system prompt (kept in AgentCreated, so a resumed agent
-        has them too).
+        has them too). `engine` runs it: "fleet" (fleet's own loop, the default
+        unless `FleetConfig.engine` says otherwise) or "claude-code" (a Claude
+        Code session, `_claude_code.py`).
 
         Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
-        `FleetLimitReached`, `BudgetExceeded`.
+        `InvalidAgentSpec` (an unknown engine), `EngineUnavailable` (no
+        claude-agent-sdk), `FleetLimitReached`, `BudgetExceeded`.
         """
+        if engine is None:  # the fleet's default; the orchestrator is always fleet's own
+            engine = "fleet" if role == "orchestrator" else self.config.engine
+        if engine not in ENGINES:
+            raise InvalidAgentSpec("engine", f"{engine!r} is not one of {list(ENGINES)}")
+        if engine == "claude-code":
+            require_claude_code()
+            if role == "orchestrator":
+                raise InvalidAgentSpec("engine", "the orchestrator runs on fleet's engine only")
         info = self.models.resolve(model or self.config.default_model)
         root = Path(workspace) if workspace is not None else self.config.workspace
         if not root.is_dir():
@@ -329,7 +344,8 @@ class Fleet:
         self._check_fleet_budget()
         toolbox = self._toolbox(role, tools)
         agent_id = self._new_id(name)
-        agent = Agent(
+        cls = ClaudeCodeAgent if engine == "claude-code" else Agent
+        agent = cls(
             store=self.store,
             client=self.client,
             hooks=self.hooks,
@@ -346,6 +362,8 @@ class Fleet:
                 max_total_tokens=self.config.budgets.agent_tokens,
                 max_cost_usd=self.config.budgets.agent_usd,
                 approval_timeout_s=self.config.approval_timeout_s,
+                engine=engine,
+                session_id=new_session_id() if engine == "claude-code" else None,
             ),
             toolbox=toolbox,
             tool_extra={"fleet": self},
@@ -425,6 +443,9 @@ class Fleet:
         await self._lease(agent_id)  # as a delete: a live process driving it keeps it
         try:
             task = self._tasks.pop(agent_id, None)
+            live = self._agents.get(agent_id)
+            if task is not None and not task.done() and isinstance(live, ClaudeCodeAgent):
+                await live.end_session(task)  # Claude Code ends its turn and closes
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -437,7 +458,10 @@ class Fleet:
 
     async def _load(self, agent_id: str) -> Agent:
         """Rebuild an agent from its stream (after a restart, or one made by another process)."""
-        agent = await Agent.load(
+        events = await self.store.read_stream(f"agent-{agent_id}", limit=1)
+        first = events[0].data if events else None
+        cls = ClaudeCodeAgent if getattr(first, "engine", "fleet") == "claude-code" else Agent
+        agent = await cls.load(
             self.store,
             agent_id,
             client=self.client,
@@ -752,8 +776,12 @@ class Fleet:
 
     async def _delete_leased(self, agent_id: str, record: dict[str, Any], *, by: str) -> None:
         task = self._tasks.pop(agent_id, None)
+        running = task is not None and not task.done()
         # An agent whose process died is still "working" in the log: it was working.
-        was_working = (task is not None and not task.done()) or record["status"] == "working"
+        was_working = running or record["status"] == "working"
+        live = self._agents.get(agent_id)
+        if running and task is not None and isinstance(live, ClaudeCodeAgent):
+            await live.end_session(task)  # Claude Code ends its turn and closes, or is cancelled
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -60,6 +60,8 @@ class StepSpec(BaseModel):
     # The step needs the workspace to be a git repository (e.g. ship makes a commit).
     requires_git: bool = False
     max_turns: int = Field(default=40, ge=1, le=500)
+    # What runs the step's agents: "fleet" or "claude-code"; unset: the fleet's default.
+    engine: Literal["fleet", "claude-code"] | None = None
 
     @field_validator("prompt", "outputs")
     @classmethod

@@ -51,6 +51,7 @@ from events import (
 )
 from events.errors import FleetError
 
+from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
@@ -188,6 +189,8 @@ async def workspace_head(path: Path) -> str | None:
 
 async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
     config: dict[str, object] = {"git_head": await workspace_head(fleet.config.workspace)}
+    if fleet.config.engine != "fleet":  # a re-execution runs the agents on the same engine
+        config["engine"] = fleet.config.engine
     # The limits in force, so a reader of the log (the dashboard's alerts) knows them.
     budgets = {k: v for k, v in asdict(fleet.config.budgets).items() if v is not None}
     if budgets:
@@ -267,6 +270,8 @@ async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) ->
         for name in step.models:
             fleet.models.resolve(name)
     fleet.models.resolve(model or fleet.config.default_model)
+    if any((s.engine or fleet.config.engine) == "claude-code" for s in spec.steps):
+        require_claude_code()  # EngineUnavailable before the run starts
 
 
 async def _start_run(
@@ -445,6 +450,7 @@ class _PatternExecution:
             parent_id=self.conductor.agent_id,
             run_id=self.conductor.run_id,
             max_turns=step.max_turns,
+            engine=step.engine,
         )
         return str(status["id"])
 

@@ -18,7 +18,7 @@ from events import EventStore, open_store
 from hooks import HookDispatcher, HooksConfig, load_project_settings, load_settings
 from projections import ProjectionRunner
 
-from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
+from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, Engine
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
 from ._leases import DEFAULT_LEASE_TTL_S
@@ -49,6 +49,8 @@ class RuntimeOptions:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
     notify_wait_after_s: float = 300.0
+    # What runs an agent created without naming its engine: "fleet" or "claude-code".
+    engine: Engine = "fleet"
     # Drive the agents commanded through this process, here (each under its lease).
     # False: commands are only appended (`fleet serve --no-worker`) and workers drive them.
     drive_agents: bool = True
@@ -127,6 +129,7 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     budgets=options.budgets,
                     approval_timeout_s=options.approval_timeout_s,
                     notify_wait_after_s=options.notify_wait_after_s,
+                    engine=options.engine,
                     drive_locally=options.drive_agents,
                     lease_ttl_s=options.lease_ttl_s,
                 ),

@@ -11,6 +11,7 @@ FleetError
 │   ├── WorkspaceEscape     a path that leaves the agent's workspace
 │   └── WriteRefused        a write to fleet's control files, .git, the log, or a foreign hard link
 ├── WorkspaceMissing        the agent's workspace folder does not exist
+├── EngineUnavailable       an agent's engine cannot run here (claude-agent-sdk not installed)
 ├── AgentNotFound           no agent with that id
 ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
 ├── AgentGone               the agent was deleted: it takes no more commands
@@ -45,6 +46,7 @@ __all__ = [
     "ChatCommandInvalid",
     "ClientClosed",
     "ConversationNotFound",
+    "EngineUnavailable",
     "FleetLimitReached",
     "InvalidAgentSpec",
     "ModelCallFailed",
@@ -146,6 +148,15 @@ class WorkspaceMissing(FleetError):
     def __init__(self, workspace: str) -> None:
         self.workspace = workspace
         super().__init__(f"workspace {workspace} does not exist or is not a folder")
+
+
+class EngineUnavailable(FleetError):
+    """An agent's engine cannot run here: `engine` and what is missing."""
+
+    def __init__(self, engine: str, missing: str) -> None:
+        self.engine = engine
+        self.missing = missing
+        super().__init__(f"the {engine} engine cannot run: {missing}")
 
 
 class AgentNotFound(FleetError):

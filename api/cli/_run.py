@@ -88,6 +88,12 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
     )
     parser.add_argument("--max-agents", type=int, default=64, help="live agents at most")
     parser.add_argument(
+        "--engine",
+        choices=["fleet", "claude-code"],
+        default="fleet",
+        help="what runs the agents a step does not assign: fleet's loop or Claude Code",
+    )
+    parser.add_argument(
         "--latency", type=float, default=latency, help="simulator pause per answer, seconds"
     )
     parser.add_argument("--quiet", action="store_true", help="no live view")
@@ -110,6 +116,7 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
         ),
         max_live_agents=args.max_agents,
         simulator_latency_s=args.latency,
+        engine=args.engine,
     )
 
 
@@ -333,6 +340,7 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
                 "name": a["name"],
                 "role": a["role"],
                 "model": a["model"],
+                "engine": a["engine"],
                 "status": a["status"],
                 "tokens": a["tokens"]["total"],
                 "cost_usd": a["cost_usd"],

@@ -53,6 +53,7 @@ from events import (
 from hooks import HookDispatcher, HooksConfig, load_project_settings
 from projections import ProjectionRunner
 
+from .._agent_spec import Engine
 from .._client import ModelClient
 from .._fleet import Fleet, FleetConfig
 from .._models import ModelTable
@@ -220,7 +221,15 @@ async def rerun(
     began = time.perf_counter()
     async with contextlib.AsyncExitStack() as stack:
         fleet = await _replay_fleet(
-            stack, store, runner, options, pairing, source, workspace, started.model or "haiku"
+            stack,
+            store,
+            runner,
+            options,
+            pairing,
+            source,
+            workspace,
+            started.model or "haiku",
+            engine="claude-code" if started.config.get("engine") == "claude-code" else "fleet",
         )
         result = await _run_again(fleet, started, spec, new_id, replay_of=run_id)
     duration = (time.perf_counter() - began) * 1000
@@ -281,8 +290,12 @@ async def _replay_fleet(
     source: Path,
     workspace: Path,
     default_model: str,
+    engine: Engine = "fleet",
 ) -> Fleet:
-    """A fleet whose model is the recording (a simulator with a `ReplayResponder`)."""
+    """A fleet whose model is the recording (a simulator with a `ReplayResponder`).
+
+    A claude-code agent's Claude Code is pointed at the same server, as at the simulator.
+    """
     env = _models_file()
     models = ModelTable.default()
     if env:
@@ -304,7 +317,7 @@ async def _replay_fleet(
             runner=runner,
             client=client,
             hooks=hooks,
-            config=FleetConfig(workspace=workspace, default_model=default_model),
+            config=FleetConfig(workspace=workspace, default_model=default_model, engine=engine),
         )
     )
 

@@ -72,6 +72,9 @@ _WRITE_TO = re.compile(
     re.IGNORECASE,
 )
 _MD_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.md)\b")
+# Claude Code's Read numbers each line (`12\tline`, or `12→line` in older releases).
+_NUMBERED = re.compile(r"^\s*\d+(?:\t|→)")
+_UNREAD = "has not been read yet"
 _LISTED = re.compile(r"^\s*- ([^:\n]+):(\d+): (.*)$", re.MULTILINE)
 _GREPPED = re.compile(r"^([^:\n]+):(\d+):(.*)$", re.MULTILINE)
 _EDITS = re.compile(r"```json fleet-edits\n(.*?)\n```", re.DOTALL)
@@ -98,6 +101,10 @@ class Directive:
     def pattern(self) -> str:
         """The grep pattern that finds what should change."""
         if self.kind == "rename":
+            # `\b` where it means a whole word: RE2, ripgrep (Claude Code's Grep) and grep
+            # all read it; look-around is Python's and PCRE's only.
+            if re.fullmatch(r"\w(.*\w)?", self.old, re.DOTALL):
+                return rf"\b{re.escape(self.old)}\b"
             return rf"(?<!\w){re.escape(self.old)}(?!\w)"
         return re.escape(self.old)
 
@@ -193,9 +200,18 @@ def _keywords(task: str) -> list[str]:
     return out[:3]
 
 
+def _unnumbered(text: str) -> str:
+    """A file as read, without the line numbers Claude Code's Read puts before each line."""
+    lines = text.splitlines()
+    if lines and all(_NUMBERED.match(line) for line in lines if line.strip()):
+        return "\n".join(_NUMBERED.sub("", line) for line in lines)
+    return text
+
+
 def _locations(text: str, pattern: re.Pattern[str]) -> list[Location]:
     return [
-        Location(m.group(1).strip(), int(m.group(2)), m.group(3)) for m in pattern.finditer(text)
+        Location(m.group(1).strip(), int(m.group(2)), m.group(3))
+        for m in pattern.finditer(_unnumbered(text))
     ]
 
 
@@ -331,7 +347,7 @@ def _edits_for(
 
 def parse_plan_edits(text: str) -> list[dict[str, object]]:
     """The edits of a plan's ```json fleet-edits``` block ([] when none or invalid)."""
-    match = _EDITS.search(text)
+    match = _EDITS.search(_unnumbered(text))
     if match is None:
         return []
     try:
@@ -468,7 +484,15 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
             )
             for e in edits
         ]
-        results = yield Turn(f"Applying {len(edits)} edits.", calls)
+        results = list((yield Turn(f"Applying {len(edits)} edits.", calls)))
+        # Claude Code edits only a file read in its session: read those, then edit again.
+        unread = [i for i, r in enumerate(results) if not _ok(r) and _UNREAD in r.content]
+        if unread:
+            files = sorted({str(edits[i]["file"]) for i in unread})
+            yield Turn(f"Reading {', '.join(files)} before editing.", [_read(f) for f in files])
+            again = yield Turn(f"Applying {len(unread)} edits.", [calls[i] for i in unread])
+            for i, result in zip(unread, again, strict=False):
+                results[i] = result
         for e, result in zip(edits, results, strict=False):
             (applied if _ok(result) else failed).append(f"{e['file']}: {result.content}")
     tests = ""

@@ -73,6 +73,7 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
         ("POST", "/v1/agents", {"name": "x", "role": "scout", "model": "gpt-4"}, 422),
         ("POST", "/v1/agents", {"name": "x", "role": "scout", "tools": ["rm"]}, 422),
         ("POST", "/v1/agents", {"name": "x", "role": "scout", "colour": "red"}, 422),
+        ("POST", "/v1/agents", {"name": "x", "role": "scout", "engine": "codex"}, 422),
         ("POST", "/v1/agents", {"name": "../x", "role": "scout"}, 422),
         ("POST", "/v1/runs", {"task": "t", "pattern": "no-such-pattern"}, 422),
         ("POST", "/v1/runs", {"task": ""}, 422),

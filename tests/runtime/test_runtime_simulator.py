@@ -75,7 +75,7 @@ async def test_the_sdk_assembles_the_stream_into_a_tool_call(sim: Simulator) -> 
     assert call.type == "tool_use"
     assert call.name == "Grep"
     assert call.input == {
-        "pattern": r"(?<!\w)count_words(?!\w)",
+        "pattern": r"\bcount_words\b",
         "output_mode": "content",
         "-n": True,
         "glob": "*.py",

@@ -1,0 +1,385 @@
+"""The claude-code engine: fleet agents run by the real Claude Code (claude-agent-sdk's bundled CLI).
+
+Each test opens a fleet runtime offline (its simulator on loopback) and creates
+agents with `engine="claude-code"`: Claude Code sessions whose every step is
+one of fleet's events. No part is mocked: the SDK starts its bundled Claude
+Code, which talks to the simulator over HTTP and runs its own tools. Claude
+Code starts in a second or two, so the tests are few and each checks much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import subprocess
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import runtime
+from api import ApiConfig, create_app
+from events import EventFilter, open_store
+from events.errors import LogNotFound, NotADatabase
+from runtime import (
+    Budgets,
+    Runtime,
+    RuntimeOptions,
+    decide_approval,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_pattern,
+)
+from runtime.replay import RerunOptions, rerun
+from runtime.simulator import Call, Observation, Situation, Turn
+
+pytest.importorskip("claude_agent_sdk", reason="the claude-code engine needs fleet[claude-code]")
+
+SCOUT = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
+AGAIN = "Task: rename `count_lines` to `line_count`\n\nWrite your findings to notes/more.md."
+WAIT_S = 120.0
+DENY_NOTES = json.dumps({"hookSpecificOutput": {
+    "hookEventName": "PreToolUse", "permissionDecision": "deny",
+    "permissionDecisionReason": "notes are read-only today"}})  # fmt: skip
+ASK_GREP = json.dumps({"hookSpecificOutput": {
+    "hookEventName": "PreToolUse", "permissionDecision": "ask",
+    "permissionDecisionReason": "searches need a nod"}})  # fmt: skip
+
+
+def sleeper_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role that starts a long command: something to delete while it works."""
+    yield Turn(
+        "Running a long job.",
+        [Call("Bash", {"command": "echo $$ > sleeper.pid; exec sleep 60", "timeout": 120_000})],
+    )
+    return "done"
+
+
+async def _runtime(tmp_path: Path, **options: Any) -> tuple[Path, Any]:
+    workspace = await prepare_workspace(tmp_path / "repo")
+    rt = open_runtime(
+        RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={}, **options)
+    )
+    return workspace, rt
+
+
+async def _events(rt: Runtime, agent_id: str) -> list[Any]:
+    return await rt.store.read_stream(f"agent-{agent_id}")
+
+
+async def _until(check: Any, timeout: float = WAIT_S) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_claude_code_agent_is_created_commanded_in_its_session_and_deleted(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        assert rt.simulator is not None
+        rt.simulator.register_policy("sleeper", sleeper_policy)
+        fleet = rt.fleet
+        agent_id = (await fleet.create_agent("scout-cc", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        wake = await fleet.wait_for_agents([agent_id], WAIT_S)
+        assert wake.statuses == {agent_id: "completed"}
+
+        # The files Claude Code's tools touched, as fleet's own agents report them.
+        output = await fleet.get_agent_output(agent_id)
+        assert output["files_produced"] == ["notes/found.md"]
+        assert "textstats/counting.py" in output["files_consumed"]
+        assert "8 matching lines in 4 files" in output["summary"]
+        assert "textstats/counting.py" in (workspace / "notes/found.md").read_text()
+
+        # The same events as the fleet engine writes, with usage, cost and the session's id.
+        events = await _events(rt, agent_id)
+        created = events[0].data
+        assert (created.engine, created.model) == ("claude-code", "claude-haiku-5-5")
+        assert [e.type for e in events[:4]] == [
+            "AgentCreated", "AgentCommanded", "ModelResponded", "ToolCallRequested"
+        ]  # fmt: skip
+        responses = [e.data for e in events if e.type == "ModelResponded"]
+        assert [r.stop_reason for r in responses] == ["tool_use"] * 3 + ["end_turn"]
+        assert all(r.usage.output_tokens > 1 and r.cost_usd > 0 for r in responses)
+        calls = [(e.data.name, e.data.is_error) for e in events if e.type == "ToolCallCompleted"]
+        assert sorted(calls) == [("Grep", False)] + [("Read", False)] * 4 + [("Write", False)]
+        status = await fleet.get_agent_status(agent_id)
+        assert status["tool_calls"] == 6
+        assert status["cost_usd"] == pytest.approx(sum(r.cost_usd for r in responses), abs=1e-6)
+
+        # A command continues the same Claude Code session (resumed by the recorded id).
+        await fleet.command_agent(agent_id, AGAIN)
+        await fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        assert "notes/more.md" in (await fleet.get_agent_output(agent_id))["files_produced"]
+        sessions = list((workspace / ".fleet/claude-code/projects").glob("*/*.jsonl"))
+        assert [s.stem for s in sessions] == [created.session_id]
+        said = sessions[0].read_text()
+        assert "count_words" in said and "count_lines" in said
+
+        # delete_agent interrupts a working session and ends it: its command dies with it.
+        sleeper = (await fleet.create_agent("long", "sleeper", "work", engine="claude-code"))["id"]
+        pid_file = workspace / "sleeper.pid"
+        await _until(pid_file.exists)
+        await _until(lambda: pid_file.read_text().strip() != "")
+        pid = int(pid_file.read_text())
+        await fleet.delete_agent(sleeper)
+        assert (await fleet.get_agent_status(sleeper))["status"] == "deleted"
+        deleted = (await _events(rt, sleeper))[-1].data
+        assert (deleted.type, deleted.was_working) == ("AgentDeleted", True)
+        await _until(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), timeout=30)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+# claude-agent-sdk 0.2.189 leaves one anyio memory stream to the garbage collector after a
+# session whose hook callbacks ran (not after one without hooks); the session itself ends
+# cleanly, its process reaped.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path / "hooked")
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    deny = f"echo '{DENY_NOTES}'"
+    ask = f"echo '{ASK_GREP}'"
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [
+        {"matcher": "Write", "hooks": [{"type": "command", "command": deny}]},
+        {"matcher": "Grep", "hooks": [{"type": "command", "command": ask}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("guarded", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        # The Grep waits for a person (fleet's approval); alice allows it.
+        where = EventFilter.of(types=["ApprovalRequested"])
+        async with asyncio.timeout(WAIT_S):
+            while not (asked := await rt.store.read_all(where=where)):
+                await asyncio.sleep(0.1)
+        (request,) = asked
+        assert (request.data.tool_name, request.data.reason) == ("Grep", "searches need a nod")
+        await decide_approval(
+            rt.store, rt.runner, request.data.approval_id, decision="allow", by="alice"
+        )
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+
+        # fleet's PreToolUse hook denied the Write: Claude Code did not write, the log says why.
+        assert not (workspace / "notes/found.md").exists()
+        events = await _events(rt, agent_id)
+        hooks = [e for e in events if e.type == "HookInvoked" and e.data.point == "PreToolUse"]
+        assert [e.data.decision for e in hooks] == ["ask", "deny"]
+        hook = hooks[1]
+        assert (hook.data.kind, hook.data.decision, hook.data.reason) == (
+            "command", "deny", "notes are read-only today"
+        )  # fmt: skip
+        (write,) = [e for e in events if e.type == "ToolCallCompleted" and e.data.name == "Write"]
+        assert write.data.blocked and write.data.is_error
+        assert "notes are read-only today" in write.data.result
+        (asked,) = [e for e in events if e.type == "ToolCallRequested" and e.data.name == "Write"]
+        assert asked.position < hook.position < write.position
+        (grep,) = [
+            e.data for e in events if e.type == "ToolCallCompleted" and e.data.name == "Grep"
+        ]
+        assert not grep.blocked and "textstats/counting.py" in grep.result, "allowed, it ran"
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+
+    # A budget below the scout's cost stops it after its first answer, as a fleet agent.
+    workspace, opened = await _runtime(tmp_path / "budget", budgets=Budgets(agent_usd=0.0002))
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("thrifty", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None
+        assert (card["status"], card["limit"]) == ("failed", "cost")
+        assert "cost budget reached" in card["error"]
+        assert card["turns"] == 1
+        assert not (workspace / "notes/found.md").exists()
+    # Collected here, where the warning above is filtered, rather than in a later test.
+    gc.collect()
+
+
+async def test_a_scout_plan_build_run_with_claude_code_scouts_and_a_fleet_builder(
+    tmp_path: Path,
+) -> None:
+    """The pattern's scout step says `engine = "claude-code"`; the other steps are fleet's."""
+    text = (Path(runtime.__file__).parent / "patterns/scout-plan-build.toml").read_text()
+    mixed = tmp_path / "mixed.toml"
+    mixed.write_text(text.replace('role = "scout"\n', 'role = "scout"\nengine = "claude-code"\n'))
+    workspace, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        result = await run_pattern(
+            rt.fleet, load_pattern(mixed), "rename `count_words` to `word_count`"
+        )
+        assert result.status == "completed", result.error
+
+        # The work is done: the code renamed, the sample's tests pass.
+        code = (workspace / "textstats/counting.py").read_text()
+        assert "def word_count(" in code and "count_words" not in code
+        tests = subprocess.run([sys.executable, "-m", "unittest", "-q"], cwd=workspace,
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        assert tests.returncode == 0, tests.stderr
+
+        # Three Claude Code scouts, a fleet planner and builder: one graph, one board, costs.
+        await rt.runner.wait_for(await rt.store.head())
+        agents = {a["name"]: a for a in rt.runner.view("agents")["agents"]}
+        engines = {name: a["engine"] for name, a in agents.items()}
+        assert engines == {"orchestrator": "fleet", "scout-1": "claude-code",
+                           "scout-2": "claude-code", "scout-3": "claude-code",
+                           "plan": "fleet", "build": "fleet"}  # fmt: skip
+        for i in (1, 2, 3):
+            scout = agents[f"scout-{i}"]
+            assert scout["files_produced"] == [f".fleet/notes/relevant-files-{i}.md"]
+            assert scout["cost_usd"] > 0 and scout["session_id"]
+        assert ".fleet/notes/relevant-files-2.md" in agents["plan"]["files_consumed"]
+        graph = rt.runner.view("graph")
+        conductor = result.orchestrator_id
+        created = {
+            e["to"] for e in graph["edges"] if e["kind"] == "created" and e["from"] == conductor
+        }
+        assert {a["id"] for a in agents.values() if a["id"] != conductor} <= created
+        (task,) = [t for c in rt.runner.view("board")["columns"] for t in c["tasks"]]
+        assert task["column"] == "DONE"
+        total = rt.runner.view("fleet")["cost_usd"]
+        assert total == pytest.approx(sum(a["cost_usd"] for a in agents.values()), abs=1e-6)
+
+        # Re-executed: Claude Code gets the recorded answers from the replay server.
+        assert rt.simulator is not None
+        asked = rt.simulator.stats.requests
+        again = await rerun(
+            rt.store, rt.runner, result.run_id, RerunOptions(pattern=load_pattern(mixed))
+        )
+        assert (again.status, list(again.divergences)) == ("completed", [])
+        assert rt.simulator.stats.requests == asked, "no request reached the simulator"
+        await rt.runner.wait_for(await rt.store.head())
+        replayed = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == again.run_id]
+        scouts = [a for a in replayed if a["role"] == "scout"]
+        assert [a["engine"] for a in scouts] == ["claude-code"] * 3
+        assert [a["cost_usd"] for a in scouts] == [
+            agents[f"scout-{i}"]["cost_usd"] for i in (1, 2, 3)
+        ]
+
+
+async def test_post_v1_agents_with_engine_claude_code(tmp_path: Path) -> None:
+    """The API creates a claude-code agent; its card names the engine and the session."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    app = create_app(ApiConfig(db=tmp_path / "fleet.db", runtime=True, workspace=workspace))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as http,
+    ):
+        body = {"name": "scout-http", "role": "scout", "task": SCOUT, "engine": "claude-code"}
+        created = await http.post("/v1/agents", json=body)
+        assert created.status_code == 201, created.text
+        card_url = created.headers["location"]
+
+        async def card() -> dict[str, Any]:
+            return (await http.get(card_url)).json()  # type: ignore[no-any-return]
+
+        async with asyncio.timeout(WAIT_S):
+            while (done := await card())["status"] != "completed":
+                await asyncio.sleep(0.1)
+        assert done["engine"] == "claude-code" and done["session_id"]
+        assert done["files_produced"] == ["notes/found.md"]
+        assert (await http.delete(card_url)).status_code == 204
+
+
+CRASHING_FLEET = """
+import asyncio, sys
+from pathlib import Path
+from runtime import RuntimeOptions, open_runtime
+
+async def main() -> None:
+    db, workspace, task = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    # A slow simulator: the agent is still working when the test kills this process.
+    options = RuntimeOptions(db=db, workspace=workspace, env={}, simulator_latency_s=1.0)
+    async with open_runtime(options) as rt:
+        await rt.fleet.create_agent("scout-cc", "scout", task, engine="claude-code")
+        await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_fleet_resume_continues_a_claude_code_agent_after_kill_9(tmp_path: Path) -> None:
+    workspace = await prepare_workspace(tmp_path / "repo")
+    db = tmp_path / "fleet.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_FLEET, str(db), str(workspace), SCOUT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Killed once the session has made its first tool call.
+        async with asyncio.timeout(WAIT_S):
+            while not await _types(db, "ToolCallCompleted"):
+                await asyncio.sleep(0.2)
+    finally:
+        process.kill()
+        await process.wait()
+    before = await _types(db)
+    assert "AgentCompleted" not in before
+
+    resumed = subprocess.run(
+        [str(Path(sys.executable).with_name("fleet")), "resume", "--db", str(db), "--json"],
+        cwd=workspace, capture_output=True, text=True, timeout=WAIT_S, check=False,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    report = json.loads(resumed.stdout)
+    (agent_id,) = report["resumed"]
+    assert report["statuses"] == {agent_id: "completed"}
+
+    # One continuous agent: created once, the log before the kill kept, then completed,
+    # in the one Claude Code session it was created with.
+    after = await _types(db)
+    assert after[: len(before)] == before
+    assert after.count("AgentCreated") == 1 and after[-1] == "AgentCompleted"
+    assert "textstats/counting.py" in (workspace / "notes/found.md").read_text()
+    sessions = list((workspace / ".fleet/claude-code/projects").glob("*/*.jsonl"))
+    assert len(sessions) == 1
+
+
+async def _types(db: Path, *only: str) -> list[str]:
+    """The agents' event types in the log at `db` (none while its process is still creating it)."""
+    try:
+        async with open_store(db, readonly=True) as store:
+            events = await store.read_all(lenient=True)
+    except (LogNotFound, NotADatabase):
+        return []
+    return [e.type for e in events if e.stream_id.startswith("agent-") and e.type != "HookInvoked"
+            and (not only or e.type in only)]  # fmt: skip
+
+
+def test_fleet_run_with_engine_claude_code_runs_every_agent_of_the_run_on_claude_code(
+    tmp_path: Path,
+) -> None:
+    """`fleet run --engine claude-code`: the scout and the builder are Claude Code sessions."""
+    workspace = asyncio.run(prepare_workspace(tmp_path / "repo"))
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("fleet")), "run", "rename `count_lines` to `line_count`",
+         "--pattern", "scout-builder", "--engine", "claude-code", "--workspace", str(workspace),
+         "--db", str(tmp_path / "fleet.db"), "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=WAIT_S, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["status"] == "completed"
+    engines = [(a["role"], a["engine"]) for a in report["agents"]]
+    assert engines == [
+        ("orchestrator", "fleet"),
+        ("scout", "claude-code"),
+        ("builder", "claude-code"),
+    ]
+    assert report["tests"]["passed"] is True
+    assert "def line_count(" in (workspace / "textstats/counting.py").read_text()
