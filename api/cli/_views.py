@@ -285,15 +285,15 @@ async def _agent_named(store: EventStore, ref: str, run_id: str | None) -> str |
     """
     from events import AgentCreated, EventFilter
 
+    # An id first: any event of that agent (an ingested Claude Code session has no AgentCreated).
+    if await store.read_all(where=EventFilter.of(agent_id=ref, run_id=run_id), limit=1):
+        return ref
     where = EventFilter.of(types=["AgentCreated"], run_id=run_id)
     named: list[str] = []
     async for event in store.iter_all(where=where, lenient=True):
         data = event.data
-        if isinstance(data, AgentCreated):
-            if data.agent_id == ref:
-                return ref
-            if data.name == ref:
-                named.append(data.agent_id)
+        if isinstance(data, AgentCreated) and data.name == ref:
+            named.append(data.agent_id)
     if not named:
         scope = f" of run {run_id}" if run_id else " in this log"
         print(f"fleet: no agent{scope} has the id or the name {ref!r}", file=sys.stderr)
