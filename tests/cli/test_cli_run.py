@@ -90,3 +90,26 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}
+
+
+def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_before_writing(
+    tmp_path: Path,
+) -> None:
+    """Regression: `fleet run` without --workspace edited the current folder silently."""
+    done = _fleet("run", "rename `a` to `b`", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "give --workspace DIR" in done.stderr
+    assert "not a git repository" in done.stderr
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "notes.txt").write_text("uncommitted\n")
+    dirty = _fleet("run", "rename `a` to `b`", cwd=repo)
+    assert dirty.returncode == 1
+    assert "uncommitted changes" in dirty.stderr
+
+    missing = _fleet("run", "x", "--workspace", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no such folder" in missing.stderr
+    assert not list(tmp_path.rglob("*.db")), "nothing was written"
