@@ -32,7 +32,10 @@ install: $(TEST_STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/fleet demo
 
+# The PostgreSQL tests need a server on 127.0.0.1:5432: started if the machine has one
+# (.ci/postgres); without it they skip, saying why.
 test: $(TEST_STAMP) claude-code
+	@.ci/postgres >/dev/null 2>&1 || echo "make: no PostgreSQL on 127.0.0.1:5432: its tests will skip"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The real Claude Code, pinned, for the end-to-end tests (tests/claude_code/): npm installs the
@@ -88,7 +91,7 @@ vendor-dagre:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	(cd "$$tmp" && npm pack --silent @dagrejs/dagre@$(DAGRE_VERSION) >/dev/null && tar xzf dagrejs-dagre-$(DAGRE_VERSION).tgz) && \
 	grep -v '^//# sourceMappingURL=' "$$tmp/package/dist/dagre.min.js" > api/static/vendor/dagre.min.js && \
-	cp "$$tmp/package/LICENSE" api/static/vendor/dagre-LICENSE && \
+	cp "$$tmp/package/LICENSE" api/static/vendor/dagre-LICENSE.md && \
 	sha256sum "$$tmp/dagrejs-dagre-$(DAGRE_VERSION).tgz" api/static/vendor/dagre.min.js
 
 clean:

@@ -21,6 +21,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from types import ModuleType
@@ -32,13 +33,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
-from events import EventStore, open_store
+from events import Checkpoint, EventStore, StoreUnavailable, open_store
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
 from . import (
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_events,
     _routes_hooks,
     _routes_otlp,
@@ -53,7 +55,7 @@ from ._guard import RequestGuard
 from ._metrics import Metrics, metrics_endpoint
 from ._models import Health
 from ._openapi import Operation, document_bytes
-from ._problems import EXCEPTION_HANDLERS, problem
+from ._problems import EXCEPTION_HANDLERS, STORE_RETRY_S, problem
 from ._state import STATE_KEY, Services, services
 from ._static import STATIC_DIR, dashboard_mount, docs_route
 from ._transcripts import SessionUsage
@@ -70,6 +72,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     _routes_views,
     _routes_agents,
     _routes_approvals,
+    _routes_chat,
     _routes_hooks,
     _routes_otlp,
     _routes_replay,
@@ -110,11 +113,18 @@ async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
             runtime = await stack.enter_async_context(
                 open_runtime(
                     RuntimeOptions(
-                        db=config.db, workspace=config.workspace, store_poll_s=config.store_poll_s
+                        db=config.db,
+                        workspace=config.workspace,
+                        store_poll_s=config.store_poll_s,
+                        drive_agents=config.drive_agents,
+                        worker=config.worker,
                     )
                 )
             )
             store, runner = runtime.store, runtime.runner
+            # Messages to the orchestrator left unanswered by a stop are answered now (in the
+            # background: finding them reads the log's chat events).
+            runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
         else:
             store = await stack.enter_async_context(
                 open_store(config.db, poll_interval=config.store_poll_s)
@@ -207,9 +217,12 @@ async def healthz(request: Request) -> Response:
     """`GET /healthz`: 200 once the app is ready; 503 when it stopped following the log."""
     app = services(request)
     broadcaster = app.broadcaster
-    ok = broadcaster.running
+    store_ok = await _store_writable(app)
+    ok = broadcaster.running and store_ok
     body = Health(
         status="ok" if ok else "degraded",
+        store="ok" if store_ok else "degraded",
+        store_error=app.store_health.failure,
         head=await app.store.head(),
         projections=app.runner.position,
         broadcast=broadcaster.position,
@@ -218,6 +231,12 @@ async def healthz(request: Request) -> Response:
         cut_offs=broadcaster.cut_offs,
         auth=app.config.token is not None,
     )
+    if not store_ok:
+        return problem(
+            503, "Service degraded", f"the log cannot be written: {app.store_health.failure}",
+            slug="log-unavailable", members=body.model_dump(),
+            headers={"Retry-After": str(STORE_RETRY_S)},
+        )  # fmt: skip
     if not ok:
         reason = broadcaster.failure or "it is shutting down"
         return problem(
@@ -225,6 +244,29 @@ async def healthz(request: Request) -> Response:
             slug="unavailable", members=body.model_dump(), headers={"Retry-After": "1"},
         )  # fmt: skip
     return JSONResponse(body.model_dump())
+
+
+_PROBE = "fleet-write-probe"  # a checkpoint row no projection reads
+
+
+async def _store_writable(app: Services) -> bool:
+    """False while the log refuses writes; retried with a probe write at most once a second."""
+    health = app.store_health
+    if health.failure is None:
+        return True
+    now = time.monotonic()
+    if now - health.probed_at < 1.0:
+        return False
+    health.probed_at = now
+    try:
+        head = await app.store.head()
+        await app.store.checkpoints.save_checkpoints([Checkpoint(_PROBE, 1, head, "{}")])
+    except StoreUnavailable as e:
+        health.failed(e.reason)
+        return False
+    if health.recovered():
+        logger.warning("the log can be written again: writes are accepted")
+    return True
 
 
 _OPERATIONS = [

@@ -24,11 +24,23 @@ class ApiConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    db: Path = Field(default=DEFAULT_DB, description="the SQLite log")
+    db: Path | str = Field(
+        default=DEFAULT_DB,
+        description="the log: a SQLite file, or a URL (postgresql://user@host/db, FLEET_DB)",
+    )
     token: SecretStr | None = Field(default=None, description="bearer token; None disables auth")
     runtime: bool = Field(
         default=True,
         description="open the runtime (model client, hooks, Fleet) so agents can be commanded",
+    )
+    drive_agents: bool = Field(
+        default=True,
+        description="drive the agents commanded through this server (each under its lease); "
+        "False: only append, `fleet worker` processes drive them",
+    )
+    worker: bool = Field(
+        default=False,
+        description="also take over agents no live process drives, as `fleet worker` does",
     )
     workspace: Path = Field(
         default=Path("."), description="where agents created over HTTP work (FLEET_WORKSPACE)"
@@ -45,6 +57,12 @@ class ApiConfig(BaseModel):
         default=256 * 1024 * 1024,
         ge=1024,
         description="largest run export accepted by POST /v1/runs/import (413 beyond)",
+    )
+    import_key: SecretStr | None = Field(
+        default=None,
+        description="when set, POST /v1/runs/import takes only exports signed with this key "
+        "(HMAC-SHA256, `fleet export --sign`); `fleet serve --verify-imports` sets it from "
+        "FLEET_EXPORT_KEY",
     )
     max_otlp_bytes: int = Field(
         default=4 * 1024 * 1024,
@@ -116,6 +134,14 @@ class ApiConfig(BaseModel):
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: object) -> object:
+        # A URL (postgresql://...) stays the text given; anything else is a file's path.
+        if isinstance(value, str) and "://" not in value:
+            return Path(value)
+        return value
+
     @field_validator("allow_hosts")
     @classmethod
     def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -140,6 +166,13 @@ class ApiConfig(BaseModel):
             text = value.get_secret_value()
             if any(c.isspace() for c in text) or not text.isprintable():
                 raise ValueError("the token must be printable and contain no whitespace")
+        return value
+
+    @field_validator("import_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("a signing key needs at least 16 bytes (e.g. `openssl rand -hex 32`)")
         return value
 
     @property

@@ -293,6 +293,12 @@ class Health(BaseModel):
     streams: int = Field(description="open SSE responses (catching up or live)")
     cut_offs: int = Field(description="SSE subscribers cut off for falling behind, since start")
     auth: bool = Field(description="whether a bearer token is required")
+    store: Literal["ok", "degraded"] = Field(
+        default="ok",
+        description="degraded from a write the log refused (disk full, I/O error) until a "
+        "write works again (this check retries one at most once a second)",
+    )
+    store_error: str | None = Field(default=None, description="why the log cannot be written")
 
 
 class IngestAccepted(BaseModel):

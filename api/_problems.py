@@ -30,6 +30,7 @@ from events.errors import (
     NotADatabase,
     StoreClosed,
     StoreError,
+    StoreUnavailable,
     UnknownEventType,
     VersionConflict,
 )
@@ -54,10 +55,13 @@ from runtime.errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    AgentNotWorking,
     ApprovalClosed,
     ApprovalNotFound,
     BudgetExceeded,
+    ChatCommandInvalid,
     ClientClosed,
+    ConversationNotFound,
     FleetLimitReached,
     InvalidAgentSpec,
     ModelCallFailed,
@@ -85,6 +89,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+STORE_RETRY_S = 5
+"""`Retry-After` of a 503 for a write the log refused (disk full)."""
 
 
 class ProblemResponse(JSONResponse):
@@ -106,6 +112,7 @@ _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
     InvalidEvent: (422, "invalid-event", "Invalid event"),
     VersionConflict: (409, "version-conflict", "Version conflict"),
     StoreClosed: (503, "unavailable", "Service unavailable"),
+    StoreUnavailable: (503, "log-unavailable", "The log cannot be written"),
     NotADatabase: (500, "not-a-database", "The log is not a database"),
     UnknownEventType: (500, "unknown-event-type", "Unknown event type in the log"),
     StoreError: (500, "store-error", "Store error"),
@@ -129,6 +136,9 @@ _MAPPING: dict[type[BaseException], tuple[int, str, str]] = {
     ApprovalNotFound: (404, "approval-not-found", "Approval not found"),
     ApprovalClosed: (409, "approval-closed", "Approval closed"),
     AgentBusy: (409, "agent-busy", "Agent busy"),
+    AgentNotWorking: (409, "agent-not-working", "Agent not working"),
+    ConversationNotFound: (404, "conversation-not-found", "Conversation not found"),
+    ChatCommandInvalid: (422, "invalid-chat-command", "Invalid slash command"),
     AgentDrivenElsewhere: (409, "agent-driven-elsewhere", "Agent driven by another process"),
     FleetLimitReached: (409, "fleet-limit-reached", "Fleet limit reached"),
     BudgetExceeded: (409, "budget-exceeded", "Budget exceeded"),
@@ -225,10 +235,31 @@ def _fleet_error(request: Request, exc: Exception) -> Response:
     field = getattr(exc, "field", None)
     if isinstance(exc, IngestError) and field:
         members["errors"] = [{"loc": ["body", *field.split(".")], "msg": exc.detail}]
+    if isinstance(exc, StoreUnavailable):
+        _log_store_failure(request, exc)
+        retry = {"Retry-After": str(STORE_RETRY_S)}
+        return problem(status, title, str(exc), slug=slug, headers=retry)
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     return problem(status, title, str(exc), slug=slug, members=members, headers=headers)
+
+
+def _log_store_failure(request: Request, exc: StoreUnavailable) -> None:
+    """Log the first refused write of an outage (one line); the others at debug level."""
+    from ._state import services
+
+    try:
+        first = services(request).store_health.failed(getattr(exc, "reason", str(exc)))
+    except HTTPProblem:  # outside the lifespan
+        first = True
+    if first:
+        logger.error(
+            "the log cannot be written (%s): answering 503 to writes until it can; "
+            "/healthz says when", getattr(exc, "reason", exc),
+        )  # fmt: skip
+    else:
+        logger.debug("%s %s refused: %s", request.method, request.url.path, exc)
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:

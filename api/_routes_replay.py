@@ -4,15 +4,16 @@
     GET  /v1/runs/{run_id}/export     the run as checksummed JSON Lines (a download)
     POST /v1/runs/import              an export as the body: the run lands in this log
 
-An import is checked completely before anything is written and lands in one
-transaction (`events.import_run`); the projections have applied it when the
-201 answer is sent. The body limit of the app (`ApiConfig.max_body_bytes`)
-bounds an upload.
+An import is checked line by line as it arrives and spooled to a temporary
+file, so the server holds a bounded part of it whatever its size; nothing is
+written until all of it has checked, and then it lands in one transaction
+(`events.import_stream`). The projections have applied it when the 201
+answer is sent. One import at a time: another one meanwhile is a 429 with
+`Retry-After`. `ApiConfig.max_import_bytes` bounds an upload, and with
+`ApiConfig.import_key` only exports signed with that key are taken.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -24,10 +25,9 @@ from events import (
     ImportConflict,
     RunNotFound,
     export_lines,
-    import_run,
-    parse_export,
+    import_stream,
 )
-from projections import load_timeline
+from projections import ProjectionTimeout, load_timeline
 
 from ._models import NoQuery, TimelineQuery
 from ._openapi import Operation
@@ -40,6 +40,8 @@ from .errors import HTTPProblem
 __all__ = ["EXPORT_MEDIA_TYPE", "ImportedRun", "operations", "routes"]
 
 EXPORT_MEDIA_TYPE = "application/x-ndjson"
+IMPORT_RETRY_S = 5
+IMPORT_PROJECTION_WAIT_S = 60.0
 
 
 class ImportedRun(BaseModel):
@@ -52,6 +54,10 @@ class ImportedRun(BaseModel):
     streams: list[str] = Field(description="the run's streams, in the order they first appear")
     first_position: int = Field(description="the new position of the run's first event")
     last_position: int = Field(description="the new position of the run's last event")
+    projected: bool = Field(
+        description="the views show the run already; false when the projections were still "
+        "folding a large import after `IMPORT_PROJECTION_WAIT_S` (it is in the log either way)"
+    )
 
 
 def _run_id(request: Request) -> str:
@@ -111,24 +117,44 @@ async def post_import(request: Request) -> Response:
     """`POST /v1/runs/import`: load an export (the body) into this log."""
     app = services(request)
     query(NoQuery, request)
-    body = await request.body()
+    if not app.imports.take():
+        raise HTTPProblem(
+            429, "Import in progress",
+            "another run is being imported into this log; one import at a time: send this one "
+            f"again after {IMPORT_RETRY_S} seconds",
+            slug="import-in-progress", headers={"Retry-After": str(IMPORT_RETRY_S)},
+        )  # fmt: skip
+    key = app.config.import_key
     try:
-        export = await asyncio.to_thread(parse_export, body, source="the request body")
+        result = await import_stream(
+            app.store,
+            request.stream(),
+            source="the request body",
+            verify_key=None if key is None else key.get_secret_value().encode(),
+        )
     except ExportInvalid as e:
         raise HTTPProblem(422, "Invalid run export", str(e), slug="invalid-export") from e
-    try:
-        result = await import_run(app.store, export)
     except ImportConflict as e:
         raise HTTPProblem(
             409, "Run exists", str(e), slug="run-exists", members={"streams": list(e.streams)}
         ) from e
-    await app.runner.wait_for(result.last_position, timeout=app.config.wait_timeout_s)
+    finally:
+        app.imports.give_back()
+    # The run is in the log: a slow fold of a large import is no reason to answer an error
+    # (a client retrying it would get a 409).
+    wait = max(app.config.wait_timeout_s, IMPORT_PROJECTION_WAIT_S)
+    try:
+        await app.runner.wait_for(result.last_position, timeout=wait)
+        projected = True
+    except ProjectionTimeout:
+        projected = False
     imported = ImportedRun(
         run_id=result.run_id,
         events=result.events,
         streams=list(result.streams),
         first_position=result.first_position,
         last_position=result.last_position,
+        projected=projected,
     )
     return JSONResponse(
         imported.model_dump(),
@@ -169,13 +195,15 @@ operations: list[Operation] = [
     Operation(
         "POST", "/v1/runs/import", "Import a run",
         "The body is an export (JSON Lines, as `GET /v1/runs/{run_id}/export` gives it). It is "
-        "checked completely (format, order, stream versions, checksum, every event's data) and "
-        "appended in one transaction with new positions, or refused with nothing written: 422 "
-        "for an export that is truncated, reordered, edited or not an export, 409 when the run "
-        "is in this log already.",
+        "checked completely as it arrives (format, order, stream versions, that every stream is "
+        "one of the run's, checksum, every event's data, and the signature when the server "
+        "requires one) and appended in one transaction with new positions, or refused with "
+        "nothing written: 422 for an export that is truncated, reordered, edited, unsigned or "
+        "not an export, 409 when the run is in this log already, 429 (with `Retry-After`) "
+        "while another import runs.",
         body_schema={"type": "string", "format": "binary", "description": "a run export"},
         body_media_type=EXPORT_MEDIA_TYPE,
-        query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 422),
+        query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 422, 429),
         tag="replay",
     ),
 ]  # fmt: skip

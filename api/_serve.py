@@ -118,9 +118,11 @@ async def serve(
         InsecureServe: `host` is not loopback and there is no token (nothing is bound).
         WeakToken: ... or a token of fewer than 16 characters.
         ListenError: `host`:`port` cannot be listened on (in use, no such name).
+        ApiError: the log cannot be written (a read-only file, folder or disk).
     """
     api_config = _config(config, db, token)
     host = _check_exposure(api_config, host)
+    await _check_writable(api_config.db)
     sockets = await bind_sockets(host, port)
     app = create_app(api_config)
     server = _server(app, host, port, **uvicorn_options)
@@ -135,6 +137,21 @@ async def serve(
             server.should_exit = True
             await task
         raise
+
+
+async def _check_writable(db: str | Path) -> None:
+    """Open the log for writing and close it: a read-only one is one clear line, not a
+    traceback out of the server's startup. Raises `ApiError`."""
+    from events import StoreUnavailable, open_store
+
+    try:
+        async with open_store(db):
+            pass
+    except StoreUnavailable as e:
+        raise ApiError(
+            f"cannot serve {db}: {e.reason}. The server writes to its log; to read a "
+            "read-only log use `fleet events`, `fleet agents` or `fleet replay`"
+        ) from None
 
 
 async def _started(server: _Server, task: asyncio.Task[None], host: str) -> str:

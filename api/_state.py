@@ -22,10 +22,54 @@ if TYPE_CHECKING:
     from ._transcripts import SessionUsage
     from .otel import LiveExporter
 
-__all__ = ["STATE_KEY", "Services", "services"]
+__all__ = ["STATE_KEY", "ImportSlot", "Services", "StoreHealth", "services"]
 
 STATE_KEY = "fleet"
 """The key of `Services` in the ASGI lifespan state."""
+
+
+class ImportSlot:
+    """One import at a time: an upload is checked and spooled, then written in one
+    transaction that holds the log's write lock; a second one would only wait."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def take(self) -> bool:
+        """Take the slot if it is free (on the event loop: no await between test and set)."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    def give_back(self) -> None:
+        """Free the slot."""
+        self.busy = False
+
+
+class StoreHealth:
+    """Whether the log can be written, as the last failed write and the last probe say.
+
+    A write the log refuses (`StoreUnavailable`: disk full, I/O error) makes
+    it degraded; `/healthz` then probes with a small write (a checkpoint row)
+    at most once a second, and the first that lands makes it ok again.
+    """
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.probed_at = 0.0
+
+    def failed(self, reason: str) -> bool:
+        """Note a refused write; True if the log was thought writable until now."""
+        new = self.failure is None
+        self.failure = reason
+        return new
+
+    def recovered(self) -> bool:
+        """Note a write that landed; True if the log was degraded until now."""
+        was = self.failure is not None
+        self.failure = None
+        return was
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +90,10 @@ class Services:
     renders: Renders = field(default_factory=Renders)
     # Tokens and cost of ingested Claude Code sessions, from their transcripts.
     session_usage: SessionUsage | None = None
+    # The one import that may run at a time.
+    imports: ImportSlot = field(default_factory=ImportSlot)
+    # Whether the log can be written (disk full), for /healthz and the 503s.
+    store_health: StoreHealth = field(default_factory=StoreHealth)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -253,7 +253,7 @@ async def main(sizes: Sizes) -> None:
 
             print("all agents at once (one event loop, one SQLite log), ms per step:")
             print(
-                f"  {'agents':>6}{'steps/s':>10}{'overhead':>10}{'appends':>9}{'model':>8}"
+                f"  {'agents':>6}{'steps/s':>10}{'overhead':>11}{'appends':>11}{'model':>11}"
                 f"{'CPU':>7}{'wall s':>9}"
             )
             for n in sizes.concurrency:
@@ -262,8 +262,8 @@ async def main(sizes: Sizes) -> None:
                     for t in range(sizes.trials)
                 ]
                 print(
-                    f"  {n:>6,}{med(rows, 'steps_s'):>10.0f}{med(rows, 'overhead_ms'):>10.2f}"
-                    f"{med(rows, 'append_ms'):>9.2f}{med(rows, 'model_ms'):>8.2f}"
+                    f"  {n:>6,}{med(rows, 'steps_s'):>10.0f}{med(rows, 'overhead_ms'):>11.2f}"
+                    f"{med(rows, 'append_ms'):>11.2f}{med(rows, 'model_ms'):>11.2f}"
                     f"{med(rows, 'cpu_ms'):>7.2f}{med(rows, 'wall_s'):>9.2f}"
                 )
             print(

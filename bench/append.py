@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/append.py            # the full table (about a minute)
     .venv/bin/python bench/append.py --quick    # smaller sizes, one trial
+    .venv/bin/python bench/append.py --db postgresql://root@127.0.0.1/test   # PostgreSQL
 
 Every workload runs on a fresh database file in a temporary folder, `trials`
 times, interleaved with its baselines, and the median is printed. The
@@ -26,6 +27,11 @@ Both use one stream per appender and optimistic concurrency on every append
 events; its appends include encoding, checking and the returned
 `RecordedEvent`s.
 
+With `--db postgresql://...`, the same workloads run on fleet's PostgreSQL
+store against eventsourcing's `PostgresApplicationRecorder` (psycopg 3, its
+`eventsourcing[postgres]` extra) on the same server, each trial in a fresh
+schema that is dropped afterwards, with fleet's SQLite figure beside them.
+
 The machine has 2 cores and other work may be running: the figures are
 indicative. Nothing here is a test.
 """
@@ -44,12 +50,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from events import Meta, NewEvent, SQLiteEventStore, ToolCallCompleted
+from events import Meta, NewEvent, ToolCallCompleted, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +99,10 @@ def make_event(i: int, agent: int) -> NewEvent:
 # -- fleet ----------------------------------------------------------------------
 
 
-async def fleet_single(path: Path, concurrency: int, total: int) -> float:
+async def fleet_single(path: Path | str, concurrency: int, total: int) -> float:
     per_task = total // concurrency
     events = [[make_event(i, a) for i in range(per_task)] for a in range(concurrency)]
-    async with SQLiteEventStore(path) as store:
+    async with open_store(path) as store:
 
         async def appender(a: int) -> None:
             stream = f"agent-{a}"
@@ -110,9 +117,9 @@ async def fleet_single(path: Path, concurrency: int, total: int) -> float:
     return per_task * concurrency / elapsed
 
 
-async def fleet_batches(path: Path, size: int, count: int) -> float:
+async def fleet_batches(path: Path | str, size: int, count: int) -> float:
     batches = [[make_event(i, b) for i in range(size)] for b in range(count)]
-    async with SQLiteEventStore(path) as store:
+    async with open_store(path) as store:
         start = time.perf_counter()
         for b, batch in enumerate(batches):
             await store.append(f"agent-{b}", batch, expected_version=0)
@@ -120,8 +127,8 @@ async def fleet_batches(path: Path, size: int, count: int) -> float:
     return size * count / elapsed
 
 
-async def fleet_read(path: Path, total: int) -> float:
-    async with SQLiteEventStore(path) as store:
+async def fleet_read(path: Path | str, total: int) -> float:
+    async with open_store(path) as store:
         batch = [make_event(i, 0) for i in range(1_000)]
         for b in range(total // 1_000):
             await store.append(f"agent-{b}", batch)
@@ -487,14 +494,214 @@ def render(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+# -- PostgreSQL ------------------------------------------------------------------------
+
+
+def pg_schema_url(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+def pg_drop(url: str, schema: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def pg_recorder(url: str, schema: str, pool_size: int) -> Any:
+    from urllib.parse import urlsplit
+
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+    parts = urlsplit(url)
+    datastore = PostgresDatastore(
+        dbname=parts.path.lstrip("/"), host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432, user=parts.username or "postgres",
+        password=parts.password or "", schema=schema, pool_size=pool_size,
+    )  # fmt: skip
+    with datastore.transaction(commit=True) as curs:
+        curs.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    recorder = PostgresApplicationRecorder(datastore)
+    recorder.create_table()
+    return recorder
+
+
+def pg_medians(url: str, trials: int, *runs: Callable[[str], float]) -> list[float]:
+    """`medians` for PostgreSQL: each run gets a fresh schema, dropped afterwards."""
+    results: list[list[float]] = [[] for _ in runs]
+    for _ in range(trials):
+        for run, out in zip(runs, results, strict=True):
+            schema = f"bench_{uuid4().hex[:12]}"
+            try:
+                out.append(run(schema))
+            finally:
+                pg_drop(url, schema)
+    return [statistics.median(out) for out in results]
+
+
+def es_pg_single(url: str, schema: str, concurrency: int, total: int, typed: bool) -> float:
+    per_thread = total // concurrency
+    recorder = pg_recorder(url, schema, concurrency)
+    events = [[make_event(i, a) for i in range(per_thread)] for a in range(concurrency)]
+    payloads = [[e.data.model_dump_json().encode() for e in row] for row in events]
+    ids = [uuid4() for _ in range(concurrency)]
+
+    def insert(a: int, version: int) -> None:
+        state = (
+            events[a][version - 1].data.model_dump_json().encode()
+            if typed
+            else payloads[a][version - 1]
+        )
+        recorder.insert_events([StoredEvent(ids[a], version, "ToolCallCompleted", state)])
+
+    async def appender(a: int) -> None:
+        for version in range(1, per_thread + 1):
+            await asyncio.to_thread(insert, a, version)
+
+    async def run() -> float:
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for a in range(concurrency):
+                tg.create_task(appender(a))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    recorder.datastore.close()
+    return per_thread * concurrency / elapsed
+
+
+def es_pg_batches(url: str, schema: str, size: int, count: int) -> float:
+    recorder = pg_recorder(url, schema, 1)
+    batches = []
+    for b in range(count):
+        originator = uuid4()
+        batches.append(
+            [
+                StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, b))
+                for v in range(1, size + 1)
+            ]
+        )
+    start = time.perf_counter()
+    for batch in batches:
+        recorder.insert_events(batch)
+    elapsed = time.perf_counter() - start
+    recorder.datastore.close()
+    return size * count / elapsed
+
+
+def es_pg_read(url: str, schema: str, total: int, typed: bool) -> float:
+    recorder = pg_recorder(url, schema, 1)
+    for _ in range(total // 1_000):
+        originator = uuid4()
+        recorder.insert_events(
+            [
+                StoredEvent(originator, v, "ToolCallCompleted", es_payload(v, 0))
+                for v in range(1, 1_001)
+            ]
+        )
+    decode = ToolCallCompleted.model_validate_json
+    start = time.perf_counter()
+    n = 0
+    position = 0
+    while True:
+        page = recorder.select_notifications(position, 1_000, inclusive_of_start=False)
+        if not page:
+            break
+        for notification in page:
+            if typed:
+                decode(notification.state)
+            n += 1
+        position = page[-1].id
+    elapsed = time.perf_counter() - start
+    recorder.datastore.close()
+    assert n == total // 1_000 * 1_000, n
+    return n / elapsed
+
+
+def measure_postgres(url: str, sizes: Sizes) -> list[tuple[str, float, float, float, float]]:
+    """(workload, fleet PostgreSQL, recorder, like for like, fleet SQLite) per workload."""
+    rows = []
+    t = sizes.trials
+
+    def sqlite(run: Callable[[Path], float]) -> float:
+        return medians(t, run)[0]
+
+    for c, n in sizes.single_total.items():
+        fleet, raw, typed = pg_medians(
+            url, t,
+            lambda s, c=c, n=n: asyncio.run(fleet_single(pg_schema_url(url, s), c, n)),
+            lambda s, c=c, n=n: es_pg_single(url, s, c, n, typed=False),
+            lambda s, c=c, n=n: es_pg_single(url, s, c, n, typed=True),
+        )  # fmt: skip
+        lite = sqlite(lambda p, c=c, n=n: asyncio.run(fleet_single(p, c, n)))
+        rows.append((f"append 1 event, {c} concurrent", fleet, raw, typed, lite))
+    for size, count in sizes.batches.items():
+        fleet, raw = pg_medians(
+            url, t,
+            lambda s, z=size, n=count: asyncio.run(fleet_batches(pg_schema_url(url, s), z, n)),
+            lambda s, z=size, n=count: es_pg_batches(url, s, z, n),
+        )  # fmt: skip
+        lite = sqlite(lambda p, z=size, n=count: asyncio.run(fleet_batches(p, z, n)))
+        rows.append((f"append batches of {size:,}", fleet, raw, raw, lite))
+    n = sizes.read_events
+    fleet, raw, typed = pg_medians(
+        url, t,
+        lambda s: asyncio.run(fleet_read(pg_schema_url(url, s), n)),
+        lambda s: es_pg_read(url, s, n, typed=False),
+        lambda s: es_pg_read(url, s, n, typed=True),
+    )  # fmt: skip
+    lite = sqlite(lambda p: asyncio.run(fleet_read(p, n)))
+    rows.append((f"read_all {n:,}, decoded", fleet, raw, typed, lite))
+    return rows
+
+
+def render_postgres(rows: list[tuple[str, float, float, float, float]]) -> str:
+    header = (
+        "workload", "fleet PostgreSQL", "es recorder", "fleet ÷ recorder",
+        "es like for like", "fleet ÷ like for like", "fleet SQLite",
+    )  # fmt: skip
+    lines = [header] + [
+        (w, f"{f:,.0f}", f"{r:,.0f}", f"{f / r:.2f}x", f"{t:,.0f}", f"{f / t:.2f}x", f"{s:,.0f}")
+        for w, f, r, t, s in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+        if k == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one trial")
     parser.add_argument("--trials", type=int, default=None, help="trials per workload (median)")
+    parser.add_argument(
+        "--db", metavar="URL", help="a PostgreSQL server (postgresql://...): measure fleet there"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.trials is not None:
         sizes = Sizes(sizes.single_total, sizes.batches, sizes.read_events, args.trials)
+    if args.db:
+        print(
+            f"fleet PostgreSQL store vs eventsourcing {metadata.version('eventsourcing')} "
+            f"PostgresApplicationRecorder on the same server, and fleet SQLite; events/s, "
+            f"median of {sizes.trials}"
+        )
+        print(render_postgres(measure_postgres(args.db, sizes)))
+        return
     print(
         f"fleet SQLite event store vs eventsourcing {metadata.version('eventsourcing')} "
         f"SQLiteApplicationRecorder, events/s, median of {sizes.trials}"

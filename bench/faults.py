@@ -24,6 +24,9 @@ The parts:
   steady rate; first alone, then with 300 clients that never read (plain
   sockets that send the request and nothing else). The server's memory is
   sampled from /proc: idle, then peak.
+- imports: a run export of 200 MiB uploaded to `POST /v1/runs/import`
+  (streamed from disk), with a second upload sent while the first is in
+  flight; the server's memory is sampled from /proc: idle, then peak.
 - bad: each bad input of issue 12 (and a few more) against a server, with
   the status code it gets; the `fleet serve` cases with the exit status and
   the number of lines on stderr.
@@ -485,6 +488,83 @@ async def part_stalled(tmp: Path, stalled: int, events: int, rate: float) -> dic
     }  # fmt: skip
 
 
+# -- imports ------------------------------------------------------------------------
+
+
+async def make_export(tmp: Path, mib: int, event_kb: int = 20) -> tuple[Path, int]:
+    """A run of about `mib` MiB (one agent's tool calls of `event_kb` KB) exported to a file."""
+    from events import (
+        AgentCreated,
+        Meta,
+        NewEvent,
+        RunStarted,
+        SQLiteEventStore,
+        ToolCallCompleted,
+        export_run,
+    )  # fmt: skip
+
+    rng = random.Random(7)
+    run, agent = "bigrun", "worker-1"
+    meta = Meta(run_id=run, agent_id=agent)
+    count = mib * 1024 // event_kb
+    async with SQLiteEventStore(tmp / "export-source.db") as store:
+        await store.append(
+            f"run-{run}", [NewEvent(RunStarted(run_id=run, task="big"), Meta(run_id=run))]
+        )
+        created = AgentCreated(agent_id=agent, name="w", role="builder", model="m")
+        await store.append(f"agent-{agent}", [NewEvent(created, meta)])
+        for start in range(0, count, 100):
+            batch = [
+                NewEvent(ToolCallCompleted(
+                    agent_id=agent, tool_use_id=f"t{n}", name="Read",
+                    result="".join(rng.choices("abcdefghij \n", k=event_kb * 1000)),
+                ), meta)
+                for n in range(start, min(count, start + 100))
+            ]  # fmt: skip
+            await store.append(f"agent-{agent}", batch)
+        written = await export_run(store, run, tmp / "big.jsonl")
+    return written.path, written.events
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while block := await asyncio.to_thread(handle.read, 1 << 20):
+            yield block
+
+
+async def part_imports(tmp: Path, mib: int) -> dict[str, Any]:
+    """Upload a `mib` MiB export; a second one meanwhile; the server's memory."""
+    path, events = await make_export(tmp, mib)
+    async with (
+        serving(tmp, "imports.db") as server,
+        httpx.AsyncClient(base_url=server.url, timeout=600) as client,
+    ):
+        await health(client)
+        await asyncio.sleep(1)
+        idle = server.status("VmRSS")
+        peak, stop = [idle], asyncio.Event()
+        sampler = asyncio.create_task(_sample_rss(server, peak, stop))
+        start = time.monotonic()
+        first = asyncio.create_task(client.post("/v1/runs/import", content=_file_chunks(path)))
+        await asyncio.sleep(1.0)  # the first upload is under way
+        second = await client.post("/v1/runs/import", content=b"{}\n")
+        answer = await first
+        took = time.monotonic() - start
+        stop.set()
+        await sampler
+        head = (await health(client))["head"]
+    return {
+        "export": f"{path.stat().st_size / 2**20:.0f} MiB, {events:,} events",
+        "first upload": f"{answer.status_code} in {took:.1f} s",
+        "second upload while the first runs": (
+            f"{second.status_code}, Retry-After: {second.headers.get('retry-after')}"
+        ),
+        "events in the log after": head,
+        "server memory: idle / peak": f"{idle // 1024} / {peak[0] // 1024} MB",
+        "memory added": f"{(peak[0] - idle) // 1024} MB",
+    }
+
+
 # -- bad input ----------------------------------------------------------------------
 
 
@@ -635,13 +715,15 @@ async def main(only: set[str], quick: bool) -> None:
             for phase in ("alone", "with_stalled"):
                 _table(f"SSE reader, {phase.replace('_', ' ')}", result[phase])
             print(f"\np99 with stalled readers / p99 alone: {result['p99_ratio']}")
+        if "imports" in only:
+            _table("imports", await part_imports(tmp, 50 if quick else 200))
         if "bad" in only:
             print("\n### bad input\n\n| input | answer |\n|---|---|")
             for what, answer in await part_bad(tmp):
                 print(f"| {what} | {answer} |")
 
 
-PARTS = ("kill9", "two", "closed", "stalled", "bad")
+PARTS = ("kill9", "two", "closed", "stalled", "imports", "bad")
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--reader":

@@ -35,8 +35,9 @@ better of each is shown (the machine is shared, the figures are noisy):
   of the five states as checkpoint JSON;
 - time travel around the middle of the log (positions no snapshot is at):
   `state_at` per read model with the snapshots the rebuild kept, and for the
-  agents model in a runner restarted from its checkpoints, which has no
-  snapshots yet ("cold": folds from 0) and then has them.
+  agents model in a runner restarted from its checkpoints ("cold": nothing
+  in memory; the snapshots the rebuild persisted in the checkpoint store,
+  where this version has them, or a fold from 0 before it), then again.
 
 The machine has 2 cores and other work may be running: the figures are
 indicative. Nothing here is a test.
@@ -577,7 +578,7 @@ def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> N
         )
     )
     print(
-        f"  cold (restarted runner, no snapshot yet), agents: {last['state_at_cold_ms']:.0f} ms; "
+        f"  cold (restarted runner, nothing in memory), agents: {last['state_at_cold_ms']:.0f} ms; "
         f"the same again: {last['state_at_after_cold_ms']:.0f} ms"
     )
 

@@ -3,7 +3,8 @@
 Everything in fleet is derived from this one append-only log. Other packages
 know it only through the protocols `EventStore` and `CheckpointStore`, opened
 by `open_store(path or URL)`; the backends live in `events.sqlite` (the
-default, one file) and `events.memory` (tests, embedding). `encode_event` is
+default, one file), `events.postgres` (many machines; imported only when a
+`postgresql://` URL is opened) and `events.memory` (tests, embedding). `encode_event` is
 the one JSON encoding of an event that leaves the process. This package knows
 nothing of agents beyond the event types, and imports no web framework and no
 model SDK.
@@ -23,6 +24,7 @@ from ._catalogue import (
     ApprovalDecided,
     ApprovalRequested,
     BoardColumn,
+    ChatMessagePosted,
     ContextCompacted,
     EventData,
     EventModel,
@@ -48,15 +50,19 @@ from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, Recorded
 from ._export import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
+    MIN_KEY_BYTES,
     ImportResult,
     RunExport,
     RunExported,
+    SpooledExport,
     export_lines,
     export_run,
     import_run,
+    import_stream,
     parse_export,
     read_export,
     read_run,
+    spool_export,
 )
 from ._leases import Lease, LeaseStore
 from ._open import open_store
@@ -90,6 +96,7 @@ __all__ = [
     "EVENT_TYPES",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "MIN_KEY_BYTES",
     "NO_STREAM",
     "UPCASTERS",
     "AgentCommanded",
@@ -102,6 +109,7 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalRequested",
     "BoardColumn",
+    "ChatMessagePosted",
     "Checkpoint",
     "CheckpointStore",
     "ContextCompacted",
@@ -140,6 +148,7 @@ __all__ = [
     "SQLiteEventStore",
     "Snapshot",
     "Source",
+    "SpooledExport",
     "StoreClosed",
     "StoreError",
     "StoreUnavailable",
@@ -158,9 +167,11 @@ __all__ = [
     "export_lines",
     "export_run",
     "import_run",
+    "import_stream",
     "open_store",
     "parse_export",
     "read_export",
     "read_run",
+    "spool_export",
     "upcast",
 ]

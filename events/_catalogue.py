@@ -33,6 +33,7 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalRequested",
     "BoardColumn",
+    "ChatMessagePosted",
     "ContextCompacted",
     "EventData",
     "EventModel",
@@ -334,6 +335,28 @@ class AgentDeleted(EventModel):
     was_working: bool = False
 
 
+# -- conversations ------------------------------------------------------------
+
+
+class ChatMessagePosted(EventModel):
+    """A message of a conversation with the orchestrator, in the stream `chat-<conversation_id>`.
+
+    `role` is "user" for what a person wrote (prose or a slash command) and
+    "orchestrator" for an answer. `author` names who wrote it (a person's name,
+    "api", the orchestrator agent's id, or "fleet" for a slash command's
+    answer). An answer's `reply_to` is the position of the message it answers;
+    `agent_id` is the orchestrator agent that holds the conversation's context.
+    """
+
+    type: Literal["ChatMessagePosted"] = "ChatMessagePosted"
+    conversation_id: str
+    role: Literal["user", "orchestrator"]
+    text: str
+    author: str = "user"
+    reply_to: int | None = None
+    agent_id: str | None = None
+
+
 # -- task board -------------------------------------------------------------
 
 
@@ -434,6 +457,7 @@ EventData = Annotated[
     | AgentCompleted
     | AgentFailed
     | AgentDeleted
+    | ChatMessagePosted
     | TaskCreated
     | TaskMoved
     | ExternalHookReceived
@@ -463,6 +487,7 @@ EVENT_TYPES: dict[str, type[EventModel]] = {
         AgentCompleted,
         AgentFailed,
         AgentDeleted,
+        ChatMessagePosted,
         TaskCreated,
         TaskMoved,
         ExternalHookReceived,

@@ -17,7 +17,12 @@ object per line::
 The trailer's SHA-256 covers every byte before it (header and event lines,
 each with its newline): a truncated, reordered or edited file is refused, and
 so is one whose events are out of position order, whose stream versions are
-not contiguous from 1, or whose data does not match its type.
+not contiguous from 1, whose data does not match its type, or whose events
+are in a stream that is not one of the run's (note 3). The SHA-256 is a
+checksum against accidents, not a proof of origin: anyone can recompute it
+after an edit. A signed export (`sign_key`) adds `"hmac_sha256"` to the
+trailer, an HMAC-SHA256 with a shared key over the same bytes; an import
+with `verify_key` refuses a file without it or with a wrong one.
 
 Event lines are `events.encode_event(event, schema=True)`: the wire JSON of
 `GET /v1/events` plus the data's schema version.
@@ -35,6 +40,18 @@ Notes (do not fix without reading this):
 2. Imported events keep their `recorded_at`, so `recorded_at` is not
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
+3. A run's streams are `run-<id>`, `task-<id>` (or `task-<id>-...`, names
+   under the run's own), and `agent-<agent_id>` whose
+   first event is the `AgentCreated` of that agent, and each of its events
+   has `meta.run_id` = the run (what `export_run` selects). An import refuses
+   any other stream: a resealed file must not plant events in another
+   session's or agent's stream (`session-victim`) that does not exist yet
+   in the target log.
+4. `import_stream` holds a bounded amount of the upload in memory whatever its
+   size: lines are checked as they arrive (one line at most `max_line_bytes`)
+   and the checked rows are spooled to an anonymous temporary file, which the
+   store's one import transaction then reads back chunk by chunk. Nothing is
+   written to the log until the whole file has checked (trailer included).
 """
 
 from __future__ import annotations
@@ -42,19 +59,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Iterable
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
-from ._catalogue import EVENT_TYPES, EventModel, RunStarted
-from ._encoding import meta_params
+from ._catalogue import EVENT_TYPES, AgentCreated, EventModel, RunStarted
+from ._encoding import DEFAULT_MAX_EVENT_BYTES, meta_params
 from ._envelope import Meta, RecordedEvent
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import upcast
@@ -64,15 +83,19 @@ from .errors import EventTooLarge, ExportInvalid, InvalidEvent, RunNotFound
 __all__ = [
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "MIN_KEY_BYTES",
     "ImportResult",
     "RunExport",
     "RunExported",
+    "SpooledExport",
     "export_lines",
     "export_run",
     "import_run",
+    "import_stream",
     "parse_export",
     "read_export",
     "read_run",
+    "spool_export",
 ]
 
 EXPORT_FORMAT = "fleet-run"
@@ -82,6 +105,11 @@ _EVENT_KEYS = frozenset(
 )
 _META_KEYS = frozenset(Meta.__dataclass_fields__)
 _WRITE_CHUNK = 1 << 20  # bytes handed to a file write at once
+_CHECK_CHUNK = 1 << 20  # upload bytes checked per worker-thread hop
+_ROWS_CHUNK = 2_000  # spooled rows handed to the store at once
+MIN_KEY_BYTES = 16
+"""The shortest signing key accepted (HMAC-SHA256 takes any length; a short one is guessable)."""
+_SIGNATURE = "hmac_sha256"
 
 
 # -- results --------------------------------------------------------------------
@@ -97,6 +125,7 @@ class RunExported:
     streams: dict[str, int]
     sha256: str
     bytes: int
+    signed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +206,23 @@ async def read_run(store: EventStore, run_id: str) -> list[RecordedEvent]:
     return [event async for event in _run_events(store, run_id, head)]
 
 
-async def export_lines(store: EventStore, run_id: str) -> AsyncIterator[bytes]:
+def _check_key(key: bytes) -> bytes:
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"a signing key needs at least {MIN_KEY_BYTES} bytes, got {len(key)} "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    return key
+
+
+async def export_lines(
+    store: EventStore, run_id: str, *, sign_key: bytes | None = None
+) -> AsyncIterator[bytes]:
     """The export of `run_id`, line by line (header, events, trailer).
+
+    With `sign_key`, the trailer carries an HMAC-SHA256 of every line before
+    it (`import_stream(..., verify_key=)` checks it). Raises `ValueError` for
+    a key under `MIN_KEY_BYTES`.
 
     The run is looked up before the first line: `RunNotFound` is raised by
     this call, not in the middle of the iteration. Events appended to the run
@@ -187,13 +231,30 @@ async def export_lines(store: EventStore, run_id: str) -> AsyncIterator[bytes]:
     does not know) ends the lines before the trailer: such an export is never
     importable.
     """
+    if sign_key is not None:
+        _check_key(sign_key)
     await _find_run(store, run_id)
     head = await store.head()
-    return _lines(store, run_id, head)
+    return _lines(store, run_id, head, sign_key)
 
 
-async def _lines(store: EventStore, run_id: str, head: int) -> AsyncIterator[bytes]:
-    digest = hashlib.sha256()
+class _Digests:
+    """The trailer's SHA-256, and its HMAC when there is a key, over the same bytes."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self.sha = hashlib.sha256()
+        self.mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
+
+    def update(self, data: bytes) -> None:
+        self.sha.update(data)
+        if self.mac is not None:
+            self.mac.update(data)
+
+
+async def _lines(
+    store: EventStore, run_id: str, head: int, sign_key: bytes | None
+) -> AsyncIterator[bytes]:
+    digest = _Digests(sign_key)
     header = _line(
         {
             "format": EXPORT_FORMAT,
@@ -211,26 +272,34 @@ async def _lines(store: EventStore, run_id: str, head: int) -> AsyncIterator[byt
         line = encode_event(event, schema=True) + b"\n"
         digest.update(line)
         yield line
-    yield _line(
-        {
-            "end": EXPORT_FORMAT,
-            "events": sum(counts.values()),
-            "streams": counts,
-            "sha256": digest.hexdigest(),
-        }
-    )
+    trailer: dict[str, Any] = {
+        "end": EXPORT_FORMAT,
+        "events": sum(counts.values()),
+        "streams": counts,
+        "sha256": digest.sha.hexdigest(),
+    }
+    if digest.mac is not None:
+        trailer[_SIGNATURE] = digest.mac.hexdigest()
+    yield _line(trailer)
 
 
-async def export_run(store: EventStore, run_id: str, path: str | os.PathLike[str]) -> RunExported:
-    """Write run `run_id` to `path` as JSON Lines; returns what was written.
+async def export_run(
+    store: EventStore,
+    run_id: str,
+    path: str | os.PathLike[str],
+    *,
+    sign_key: bytes | None = None,
+) -> RunExported:
+    """Write run `run_id` to `path` as JSON Lines, signed with `sign_key` if given.
 
     The file appears whole or not at all (written beside it, then renamed).
     Raises `RunNotFound`, `InvalidEvent` (an event of a type unknown to this
-    fleet), `OSError` when the file cannot be written.
+    fleet), `ValueError` for a signing key too short, `OSError` when the file
+    cannot be written.
     """
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
-    lines = await export_lines(store, run_id)
+    lines = await export_lines(store, run_id, sign_key=sign_key)
     handle = await asyncio.to_thread(partial.open, "wb")
     size = 0
     last = b""
@@ -256,7 +325,13 @@ async def export_run(store: EventStore, run_id: str, path: str | os.PathLike[str
         raise
     trailer = json.loads(last)
     return RunExported(
-        run_id, target, trailer["events"], trailer["streams"], trailer["sha256"], size
+        run_id,
+        target,
+        trailer["events"],
+        trailer["streams"],
+        trailer["sha256"],
+        size,
+        signed=_SIGNATURE in trailer,
     )
 
 
@@ -264,15 +339,26 @@ async def export_run(store: EventStore, run_id: str, path: str | os.PathLike[str
 
 
 class _Checker:
-    """Checks an export line by line; collects the rows to insert."""
+    """Checks an export line by line; hands each checked row to `sink` (kept in `rows` if none)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(
+        self,
+        source: str,
+        *,
+        verify_key: bytes | None = None,
+        sink: Callable[[ImportedEvent], None] | None = None,
+        max_event_bytes: int | None = None,
+    ) -> None:
         self.source = source
-        self.digest = hashlib.sha256()
+        self.digest = _Digests(verify_key)
+        self.verify = verify_key is not None
         self.header: dict[str, Any] | None = None
         self.trailer: dict[str, Any] | None = None
         self.run_id = ""
         self.rows: list[ImportedEvent] = []
+        self.sink = self.rows.append if sink is None else sink
+        self.max_event_bytes = max_event_bytes
+        self.count = 0
         self.versions: dict[str, int] = {}
         self.last_position = 0
         self.validators = {name: (cls.SCHEMA_VERSION, cls) for name, cls in EVENT_TYPES.items()}
@@ -337,19 +423,30 @@ class _Checker:
                 "(an event is missing or out of order)",
                 number,
             )
-        if not self.rows and (stream != f"run-{self.run_id}" or value["type"] != "RunStarted"):
+        if not self.count and (stream != f"run-{self.run_id}" or value["type"] != "RunStarted"):
             raise self.fail(f"the first event is not the RunStarted of run-{self.run_id}", number)
         data = self.data(number, value)
         if isinstance(data, RunStarted) and data.run_id != self.run_id:
             raise self.fail(f"RunStarted is for run {data.run_id!r}, not {self.run_id!r}", number)
+        self.of_the_run(number, stream, version, data)
         meta = self.meta(number, value["meta"])
+        if meta.run_id != self.run_id:
+            raise self.fail(
+                f"an event of stream {stream!r} has meta.run_id {meta.run_id!r}, not the run's "
+                f"{self.run_id!r} (module note 3)",
+                number,
+            )
         recorded_at = self.recorded_at(number, value["recorded_at"])
         try:
             meta_params(meta)
         except InvalidEvent as e:
             raise self.fail(e.reason, number) from None
         text = type(data).__pydantic_serializer__.to_json(data).decode()
-        self.rows.append(
+        limit = self.max_event_bytes
+        if limit is not None and len(text) * 4 > limit and len(text.encode()) > limit:
+            raise EventTooLarge(stream, value["type"], len(text.encode()), limit)
+        self.count += 1
+        self.sink(
             ImportedEvent(
                 position,
                 stream,
@@ -363,6 +460,28 @@ class _Checker:
         )
         self.versions[stream] = version
         self.last_position = position
+
+    def of_the_run(self, number: int, stream: str, version: int, data: EventModel) -> None:
+        """Refuse a stream that is not one of the run's (module note 3)."""
+        run_id = self.run_id
+        if stream in (f"run-{run_id}", f"task-{run_id}") or stream.startswith(f"task-{run_id}-"):
+            return
+        if stream.startswith("agent-"):
+            if version > 1:
+                return  # its first event was checked to be the agent's creation
+            if isinstance(data, AgentCreated) and stream == f"agent-{data.agent_id}":
+                return
+            raise self.fail(
+                f"stream {stream!r} does not begin with the AgentCreated of its agent, so it "
+                f"is not an agent of run {run_id!r} (module note 3)",
+                number,
+            )
+        raise self.fail(
+            f"stream {stream!r} is not one of run {run_id!r}'s (run-{run_id}, task-{run_id}[-*] "
+            "and the agent-<id> streams of the agents it created): refusing to write into "
+            "another stream (module note 3)",
+            number,
+        )
 
     def data(self, number: int, value: dict[str, Any]) -> EventModel:
         kind, schema, data = value["type"], value["schema"], value["data"]
@@ -398,21 +517,42 @@ class _Checker:
     def finish(self, number: int, value: dict[str, Any]) -> None:
         if value.get("end") != EXPORT_FORMAT:
             raise self.fail("the trailer line is not a fleet run trailer", number)
-        if value.get("sha256") != self.digest.hexdigest():
+        if value.get("sha256") != self.digest.sha.hexdigest():
             raise self.fail(
                 "the SHA-256 checksum does not match: the file was changed after export", number
             )
-        if value.get("events") != len(self.rows) or value.get("streams") != self.versions:
+        if value.get("events") != self.count or value.get("streams") != self.versions:
             raise self.fail("the trailer's event counts do not match the events", number)
+        if self.digest.mac is not None:
+            signature = value.get(_SIGNATURE)
+            if not isinstance(signature, str):
+                raise self.fail(
+                    "the file is not signed, and a signed export was required (export it "
+                    "with `fleet export --sign`)",
+                    number,
+                )
+            if not hmac.compare_digest(signature, self.digest.mac.hexdigest()):
+                raise self.fail(
+                    "the signature does not match: the file was signed with another key or "
+                    "changed after it was signed",
+                    number,
+                )
         self.trailer = value
 
-    def result(self) -> RunExport:
+    def complete(self) -> dict[str, Any]:
+        """The trailer, once the whole file has checked. Raises `ExportInvalid`."""
         if self.header is None:
             raise self.fail("the file is empty", None)
         if self.trailer is None:
             raise self.fail(
-                f"the file is truncated: no trailer line after {len(self.rows)} events", None
+                f"the file is truncated: no trailer line after {self.count} events", None
             )
+        return self.trailer
+
+    def result(self) -> RunExport:
+        self.complete()
+        assert self.header is not None
+        assert self.trailer is not None
         return RunExport(
             self.run_id,
             self.source,
@@ -428,13 +568,17 @@ def _short(error: Exception) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def parse_export(data: bytes | Iterable[bytes], *, source: str = "<export>") -> RunExport:
+def parse_export(
+    data: bytes | Iterable[bytes], *, source: str = "<export>", verify_key: bytes | None = None
+) -> RunExport:
     """Check an export (its bytes, or its lines) completely; returns it ready to import.
 
-    CPU-bound: call it through `asyncio.to_thread` for a large export. Raises
-    `ExportInvalid` naming the line at fault. The argument is never mutated.
+    Holds every event in memory: `import_stream` is the way for a large file.
+    With `verify_key`, the file must be signed with it. CPU-bound: call it
+    through `asyncio.to_thread` for a large export. Raises `ExportInvalid`
+    naming the line at fault. The argument is never mutated.
     """
-    checker = _Checker(source)
+    checker = _Checker(source, verify_key=verify_key)
     lines = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     for number, raw in enumerate(lines, start=1):
         body = raw[:-1] if raw.endswith(b"\n") else raw
@@ -444,8 +588,10 @@ def parse_export(data: bytes | Iterable[bytes], *, source: str = "<export>") -> 
     return checker.result()
 
 
-async def read_export(path: str | os.PathLike[str]) -> RunExport:
-    """Read and check the export at `path` (on a worker thread).
+async def read_export(
+    path: str | os.PathLike[str], *, verify_key: bytes | None = None
+) -> RunExport:
+    """Read and check the export at `path` (on a worker thread), every event in memory.
 
     Raises `ExportInvalid` (with the file's name), `OSError` when it cannot be read.
     """
@@ -454,7 +600,7 @@ async def read_export(path: str | os.PathLike[str]) -> RunExport:
     def parse() -> RunExport:
         try:
             with target.open("rb") as handle:
-                return parse_export(handle, source=str(target))
+                return parse_export(handle, source=str(target), verify_key=verify_key)
         except UnicodeDecodeError as e:
             raise ExportInvalid(str(target), f"not UTF-8 text ({e.reason})") from None
 
@@ -486,3 +632,194 @@ async def import_run(store: EventStore, export: RunExport) -> ImportResult:
         first,
         first + export.events - 1,
     )
+
+
+# -- streaming import -------------------------------------------------------------
+
+
+class _Feeder:
+    """Splits arriving bytes into lines for a checker, holding at most one partial line."""
+
+    def __init__(self, checker: _Checker, max_line_bytes: int) -> None:
+        self.checker = checker
+        self.max_line_bytes = max_line_bytes
+        self.tail = b""
+        self.number = 0
+
+    def feed(self, data: bytes) -> None:
+        buffer = self.tail + data if self.tail else data
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            self.line(buffer[start:end])
+            start = end + 1
+        self.tail = buffer[start:]
+        if len(self.tail) > self.max_line_bytes:
+            raise self.checker.fail(
+                f"a line longer than {self.max_line_bytes} bytes (no event is that large)",
+                self.number + 1,
+            )
+
+    def close(self) -> dict[str, Any]:
+        if self.tail:
+            self.line(self.tail)
+            self.tail = b""
+        return self.checker.complete()
+
+    def line(self, body: bytes) -> None:
+        self.number += 1
+        if len(body) > self.max_line_bytes:
+            raise self.checker.fail(
+                f"a line longer than {self.max_line_bytes} bytes (no event is that large)",
+                self.number,
+            )
+        if not body.strip():
+            raise self.checker.fail("a blank line (not a JSON Lines run export)", self.number)
+        self.checker.feed(self.number, body + b"\n")
+
+
+def _spool_row(event: ImportedEvent) -> bytes:
+    meta = event.meta
+    return (
+        json.dumps(
+            [
+                event.position, event.stream_id, event.version, event.type,
+                event.schema_version, event.data,
+                [meta.run_id, meta.agent_id, meta.parent_id, meta.causation_id,
+                 meta.correlation_id, meta.source],
+                event.recorded_at.isoformat(),
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+    )  # fmt: skip
+
+
+def _spooled_rows(spool: IO[bytes], max_event_bytes: int) -> Iterator[ImportedEvent]:
+    """The checked rows back from the spool, in order (blocking reads: a worker thread's)."""
+    spool.seek(0)
+    for raw in spool:
+        position, stream, version, kind, schema, data, meta, at = json.loads(raw)
+        if len(data) * 4 > max_event_bytes and len(data.encode()) > max_event_bytes:
+            raise EventTooLarge(stream, kind, len(data.encode()), max_event_bytes)
+        yield ImportedEvent(
+            position,
+            stream,
+            version,
+            kind,
+            schema,
+            data,
+            Meta(*meta),
+            datetime.fromisoformat(at),
+        )
+
+
+class SpooledExport:
+    """An export checked whole as it arrived, its rows spooled to an anonymous temporary file.
+
+    Made by `spool_export`; use as `async with`: closing drops the spool.
+    `import_into` writes it to a log (more than once, into different logs).
+    """
+
+    def __init__(self, spool: IO[bytes], checker: _Checker, trailer: dict[str, Any]) -> None:
+        self._spool = spool
+        self.run_id = checker.run_id
+        self.source = checker.source
+        self.events = checker.count
+        self.streams = dict(checker.versions)
+        self.sha256: str = trailer["sha256"]
+        self.signed = _SIGNATURE in trailer
+
+    async def __aenter__(self) -> SpooledExport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Drop the spool. Safe to call twice."""
+        await asyncio.to_thread(self._spool.close)
+
+    async def import_into(self, store: EventStore) -> ImportResult:
+        """Append the run to `store`'s log in one transaction (module note 1).
+
+        Raises `ImportConflict`, `EventTooLarge` (over this store's limit), the
+        store's errors; in every case nothing is written.
+        """
+        if self._spool.closed:
+            raise ValueError("this export's spool is closed")
+        rows = _spooled_rows(self._spool, store.max_event_bytes)
+        first = await store.import_run(self.run_id, rows)
+        return ImportResult(
+            self.run_id, self.events, tuple(self.streams), first, first + self.events - 1
+        )
+
+
+async def spool_export(
+    chunks: AsyncIterable[bytes],
+    *,
+    source: str = "<export>",
+    verify_key: bytes | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> SpooledExport:
+    """Check an export as it arrives (module note 4); returns it spooled, ready to import.
+
+    `chunks` are the file's bytes in any split (a request body, a file read in
+    blocks). Memory stays bounded whatever the size: one line at most (a line
+    longer than any event of `max_event_bytes` can be is refused), plus a
+    megabyte of input. With `verify_key`, an unsigned or wrongly signed file
+    is refused. Raises `ExportInvalid`, `EventTooLarge`, `OSError` when the
+    spool cannot be written (a full temporary folder).
+    """
+    # A line holds one event's data JSON-escaped (at most 6 bytes a character,
+    # for control characters) plus its envelope.
+    max_line = max_event_bytes * 6 + 64 * 1024
+    spool = await asyncio.to_thread(tempfile.TemporaryFile, "w+b")
+    try:
+
+        def spooled(row: ImportedEvent) -> None:
+            spool.write(_spool_row(row))
+
+        checker = _Checker(
+            source, verify_key=verify_key, sink=spooled, max_event_bytes=max_event_bytes
+        )
+        feeder = _Feeder(checker, max_line)
+        pending: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= _CHECK_CHUNK:
+                await asyncio.to_thread(feeder.feed, b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            await asyncio.to_thread(feeder.feed, b"".join(pending))
+        trailer = await asyncio.to_thread(feeder.close)
+        await asyncio.to_thread(spool.flush)
+    except BaseException:
+        await asyncio.to_thread(spool.close)
+        raise
+    return SpooledExport(spool, checker, trailer)
+
+
+async def import_stream(
+    store: EventStore,
+    chunks: AsyncIterable[bytes],
+    *,
+    source: str = "<export>",
+    verify_key: bytes | None = None,
+) -> ImportResult:
+    """Check an export as it arrives, then import it in one transaction (module notes 1, 4).
+
+    `spool_export` then `SpooledExport.import_into`, with the store's event
+    size limit. Raises `ExportInvalid`, `EventTooLarge`, `ImportConflict`, the
+    store's errors; in every case nothing is written.
+    """
+    export = await spool_export(
+        chunks, source=source, verify_key=verify_key, max_event_bytes=store.max_event_bytes
+    )
+    async with export:
+        return await export.import_into(store)

@@ -8,7 +8,8 @@
 - a path (`str` or `os.PathLike`), or `sqlite:///PATH` (relative) or
   `sqlite:////PATH` (absolute): SQLite (`events.sqlite`);
 - `memory:`: a new, empty log in memory (`events.memory`), gone with the process;
-- `postgresql://...` or `postgres://...`: PostgreSQL, not available yet.
+- `postgresql://user@host:port/database?schema=NAME` (or `postgres://...`):
+  PostgreSQL (`events.postgres`), the log in one schema (default `fleet`).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> EventStore:
     `mode=ro`), and `max_event_bytes`, `poll_interval`, `lock_timeout` as each
     backend documents them.
 
-    Raises `UnsupportedLocation` for a URL no backend serves (PostgreSQL is
-    not available yet), `TypeError` for an option the backend does not take,
-    `ValueError` for a bad option value. Opening raises the backend's errors
+    Raises `UnsupportedLocation` for a URL no backend serves, `TypeError`
+    for an option the backend does not take, `ValueError` for a bad option
+    value. Opening raises the backend's errors
     (`LogNotFound` for a missing log opened read-only, `StoreUnavailable`
-    for a folder or file that cannot be written, `NotADatabase`).
+    for a folder or file that cannot be written or a server that cannot be
+    reached, `NotADatabase`).
     """
     if not isinstance(location, str):
         return SQLiteEventStore(Path(location), **options)
@@ -57,12 +59,14 @@ def open_store(location: str | os.PathLike[str], **options: Any) -> EventStore:
             raise UnsupportedLocation(location, 'an in-memory log is named "memory:" alone')
         return MemoryEventStore(**options)
     if scheme in ("postgresql", "postgres"):
-        raise UnsupportedLocation(
-            location, "the PostgreSQL backend is not available yet (use a SQLite path)"
-        )
+        # Imported here: asyncpg is loaded only by the processes that use it.
+        from .postgres import PostgresEventStore
+
+        return PostgresEventStore(location, **options)
     if found and "://" in location:
         raise UnsupportedLocation(
-            location, f"no backend for {scheme}:// (use a path, sqlite:///PATH or memory:)"
+            location,
+            f"no backend for {scheme}:// (use a path, sqlite:///PATH, postgresql://... or memory:)",
         )
     return SQLiteEventStore(Path(location), **options)
 

@@ -25,7 +25,7 @@ tests/events/test_store_contract.py, through `STORE_BACKENDS` in tests/conftest.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -210,8 +210,11 @@ class EventStore(Protocol):
         """The last version of a stream (0 when it does not exist)."""
         ...
 
-    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+    async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction; returns the first new position.
+
+        `events` is iterated once, in order; it may be lazy and block (it may
+        read a spool file), so a backend takes it on a worker thread.
 
         The events get the positions after the head, in the order given;
         their stream versions, data, meta and `recorded_at` are kept, and each

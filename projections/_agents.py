@@ -207,6 +207,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -82,6 +82,7 @@ class BoardProjection(FoldProjection[BoardState]):
             "AgentDeleted",
             "ExternalHookReceived",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

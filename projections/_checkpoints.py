@@ -121,6 +121,10 @@ class Snapshots:
                     self._changes.dropped.setdefault(name, set()).add(p)
             positions[:] = [p for p in positions if p % spacing == 0]
 
+    def unsaved_bytes(self) -> int:
+        """Bytes of snapshots taken and not yet handed out by `changes`."""
+        return sum(len(b) for blobs in self._changes.new.values() for b in blobs.values())
+
     def changes(self) -> SnapshotChanges:
         """What to persist since the last call (note 2); the caller writes it."""
         changes, self._changes = self._changes, SnapshotChanges()

@@ -85,6 +85,7 @@ class FleetProjection(FoldProjection[FleetState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -32,6 +32,9 @@ Notes (do not fix without reading this):
    collections that walked the page's live events and promoted them, a fifth
    of a rebuild's CPU. Cycles are still collected, a hundred times less often;
    a fold makes none itself.
+7. A long fold hands its snapshots to the runner to persist as it goes
+   (`persist`), so a rebuild of a long log holds at most `PERSIST_BYTES` of
+   them, not all of them until it ends.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import bisect
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,8 @@ __all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_paused", "gc_relaxed"]
 logger = logging.getLogger(__name__)
 
 PAGE = 2000
+# Unsaved snapshots a fold holds before it has them persisted (note 7).
+PERSIST_BYTES = 16 * 2**20
 # The collector's first threshold during a bulk fold (note 6); CPython's default is 700.
 RELAXED_THRESHOLD = 100_000
 
@@ -87,11 +92,14 @@ async def fold(
     snapshots: Snapshots,
     *,
     quiet: bool,
+    persist: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Fold the events after each slot's position, up to `until`, into the slot (note 1).
 
-    Snapshots due on the way are kept in `snapshots`. With `quiet`, problems
-    with events are logged at debug level (they were reported before).
+    Snapshots due on the way are kept in `snapshots`, and `persist` is
+    awaited whenever they hold more than `PERSIST_BYTES` unsaved (note 7).
+    With `quiet`, problems with events are logged at debug level (they were
+    reported before).
     """
     working = [slot for slot in slots if slot.failed is None and slot.position < until]
     if not working:
@@ -118,6 +126,8 @@ async def fold(
                     ahead = read(position)  # the next page is read while this one folds
                 with gc_paused():
                     fold_page(page, working, snapshots, spacing, quiet)
+                if persist is not None and snapshots.unsaved_bytes() > PERSIST_BYTES:
+                    await persist()
                 if position >= until or len(page) < PAGE:
                     break
     finally:

@@ -127,6 +127,7 @@ class GraphProjection(FoldProjection[GraphState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

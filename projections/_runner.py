@@ -33,7 +33,15 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from events import Checkpoint, EventStore, RecordedEvent, Snapshot, StoreClosed, UnknownEvent
+from events import (
+    Checkpoint,
+    EventStore,
+    RecordedEvent,
+    Snapshot,
+    StoreClosed,
+    StoreUnavailable,
+    UnknownEvent,
+)
 
 from ._agents import AgentsProjection
 from ._base import Projection
@@ -81,14 +89,15 @@ class ProjectionRunner:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
-        snapshot_every: int = 50_000,
-        max_snapshots: int = 32,
+        snapshot_every: int = 10_000,
+        max_snapshots: int = 128,
     ) -> None:
         """Args:
         checkpoint_every: write checkpoints after this many events...
         checkpoint_interval: ...or this many seconds after an event, whichever first.
-        snapshot_every: keep an in-memory snapshot for time travel every this many
-            positions (0: none); at most `max_snapshots` per projection.
+        snapshot_every: keep a snapshot for time travel every this many positions
+            (0: none), persisted in the checkpoint store; at most `max_snapshots`
+            per projection (past that, every other one goes and the spacing doubles).
 
         Raises `ValueError` for duplicate projection names or bad numbers.
         """
@@ -107,7 +116,9 @@ class ProjectionRunner:
         self._snapshots = Snapshots(snapshot_every, max_snapshots)
         self._checkpoints = store.checkpoints
         self._checkpoint_lock = asyncio.Lock()
+        self._snapshot_lock = asyncio.Lock()
         self._since_checkpoint = 0
+        self._checkpoints_failing = False
         self._advanced = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -141,7 +152,14 @@ class ProjectionRunner:
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
                     self._snapshots.clear(slot.name)
-            await fold(self._store, list(self._slots.values()), head, self._snapshots, quiet=False)
+            await fold(
+                self._store,
+                list(self._slots.values()),
+                head,
+                self._snapshots,
+                quiet=False,
+                persist=self._persist_snapshots,
+            )
             await self._checkpoint()
         except BaseException:
             self._state = "closed"
@@ -277,7 +295,8 @@ class ProjectionRunner:
                 break
             self._apply(event)
             applied += 1
-        await self._maybe_checkpoint()
+        if self._since_checkpoint >= self._checkpoint_every:
+            await self._try_checkpoint()  # the offered events are applied whatever it says
         return applied
 
     async def state_at(self, name: str, position: int) -> Any:
@@ -312,7 +331,14 @@ class ProjectionRunner:
             past = Slot(
                 projection, projection.initial() if data is None else projection.load(data), start
             )
-        await fold(self._store, [past], position, self._snapshots, quiet=True)
+        await fold(
+            self._store,
+            [past],
+            position,
+            self._snapshots,
+            quiet=True,
+            persist=self._persist_snapshots,
+        )
         if past.failed is not None:
             raise past.failed
         return past.state
@@ -341,7 +367,14 @@ class ProjectionRunner:
             self._snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
         while True:
-            await fold(self._store, fresh, target, self._snapshots, quiet=True)
+            await fold(
+                self._store,
+                fresh,
+                target,
+                self._snapshots,
+                quiet=True,
+                persist=self._persist_snapshots,
+            )
             for slot in fresh:
                 if slot.failed is not None:
                     raise slot.failed
@@ -423,7 +456,15 @@ class ProjectionRunner:
             self._snapshots.restore(slot.name, positions)
 
     async def _persist_snapshots(self) -> None:
-        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged)."""
+        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged).
+
+        One batch at a time, in the order they were taken: a rebuild's
+        "delete them all" must land before the snapshots it makes next.
+        """
+        async with self._snapshot_lock:
+            await self._persist_changes()
+
+    async def _persist_changes(self) -> None:
         changes = self._snapshots.changes()
         if not changes or self._store.readonly:
             return  # read-only: the blobs stay in memory
@@ -454,7 +495,8 @@ class ProjectionRunner:
                 if event.position > self.position + 1:
                     await self._fill_gap(event.position)
                 self._apply(event)
-                await self._maybe_checkpoint()
+                if self._since_checkpoint >= self._checkpoint_every:
+                    await self._try_checkpoint()
         except asyncio.CancelledError:
             raise
         except StoreClosed:
@@ -514,18 +556,28 @@ class ProjectionRunner:
         self._advanced.set()
         self._advanced = asyncio.Event()
 
-    async def _maybe_checkpoint(self) -> None:
-        if self._since_checkpoint >= self._checkpoint_every:
-            await self._checkpoint()
-
     async def _flush(self) -> None:
         while True:
             await asyncio.sleep(self._checkpoint_interval)
             if any(slot.dirty for slot in self._slots.values()):
-                try:
-                    await self._checkpoint()
-                except Exception:
-                    logger.exception("could not write projection checkpoints; will retry")
+                await self._try_checkpoint()
+
+    async def _try_checkpoint(self) -> None:
+        """Write the checkpoints; a log that refuses the write (a full disk) is logged once
+        and retried later, since the states are whole in memory and nothing is lost."""
+        try:
+            await self._checkpoint()
+        except StoreUnavailable as e:
+            if not self._checkpoints_failing:
+                logger.warning("could not write projection checkpoints (%s); will retry", e)
+            self._checkpoints_failing = True
+            return
+        except Exception:
+            logger.exception("could not write projection checkpoints; will retry")
+            return
+        if self._checkpoints_failing:
+            logger.warning("projection checkpoints are written again")
+            self._checkpoints_failing = False
 
     async def _checkpoint(self) -> None:
         async with self._checkpoint_lock:

@@ -96,6 +96,7 @@ class RunsProjection(FoldProjection[RunsState]):
             "TaskCreated",
             "TaskMoved",
             "ReplayDiverged",
+            "ChatMessagePosted",
             "TelemetryReceived",
         }
     )

@@ -30,6 +30,7 @@ from events import (
     AgentWoke,
     ApprovalDecided,
     ApprovalRequested,
+    ChatMessagePosted,
     ContextCompacted,
     EventStore,
     ExternalHookReceived,
@@ -213,6 +214,8 @@ class _Teller:
             return "divergence", f"{text}, got {actual!r}"
         if isinstance(data, ExternalHookReceived):
             return "hook", f"external {data.hook_event_name} from {data.source_app}"
+        if isinstance(data, ChatMessagePosted):
+            return "chat", f"{data.role} ({data.author}): {_short(data.text)}"
         return None
 
     def _tell_agent(self, data: Any, agent_id: str | None) -> tuple[str, str] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, AgentSpec, AgentStats
 from ._approvals import approval_stream, decide_approval, wait_for_decision
+from ._chat import CONVERSATION_ID_PATTERN, Chat, ChatMessage, Conversation, Posted
 from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
 from ._leases import Leaseholder
@@ -27,8 +28,10 @@ from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._run_resume import abandon_run, interrupted_runs, mark_interrupted, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
+from ._slash import SLASH_COMMANDS
 from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
+from ._worker import Worker
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
 from ._workspace import Workspace, prepare_workspace
 from .errors import (
@@ -36,10 +39,13 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    AgentNotWorking,
     ApprovalClosed,
     ApprovalNotFound,
     BudgetExceeded,
+    ChatCommandInvalid,
     ClientClosed,
+    ConversationNotFound,
     FleetLimitReached,
     InvalidAgentSpec,
     ModelCallFailed,
@@ -59,13 +65,16 @@ from .simulator import Simulator
 
 __all__ = [
     "BUILTIN_PATTERNS",
+    "CONVERSATION_ID_PATTERN",
     "LEGACY_TOOL_NAMES",
+    "SLASH_COMMANDS",
     "WORKER_TOOLS",
     "Agent",
     "AgentBusy",
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "AgentNotWorking",
     "AgentOutcome",
     "AgentSpec",
     "AgentStats",
@@ -73,7 +82,12 @@ __all__ = [
     "ApprovalNotFound",
     "BudgetExceeded",
     "Budgets",
+    "Chat",
+    "ChatCommandInvalid",
+    "ChatMessage",
     "ClientClosed",
+    "Conversation",
+    "ConversationNotFound",
     "Fleet",
     "FleetConfig",
     "FleetLimitReached",
@@ -88,6 +102,7 @@ __all__ = [
     "ModelTableInvalid",
     "PatternError",
     "PatternSpec",
+    "Posted",
     "PriceTable",
     "PromptBlocked",
     "RunNotResumable",
@@ -107,6 +122,7 @@ __all__ = [
     "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
+    "Worker",
     "Workspace",
     "WorkspaceEscape",
     "WorkspaceMissing",

@@ -313,6 +313,21 @@ class Agent:
             events = await self._hooks.session_end("delete")
             await self._log.append([*events, self._log.event(deleted, None)])
 
+    async def interrupt(self, *, by: str = "user") -> bool:
+        """Stop the current turn: AgentFailed(limit="interrupted"); the agent stays. Idempotent.
+
+        Cancels the task `start()` made, if any (a caller driving the loop in a
+        task of its own cancels that first). Returns False when the agent was
+        not working (nothing appended).
+        """
+        await self._cancel()
+        async with self._lock:
+            await self._log.sync()
+            if self.state.status != "working":
+                return False
+            await self._fail(f"interrupted by {by}", limit="interrupted")
+            return True
+
     async def aclose(self) -> None:
         """Cancel the task `start()` made, if any; fire SessionEnd (reason "close"). Idempotent."""
         await self._cancel()

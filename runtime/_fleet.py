@@ -52,6 +52,7 @@ from projections import ProjectionRunner
 
 from ._agent import Agent
 from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S, AgentSpec
+from ._chat import Chat
 from ._client import ModelClient
 from ._leases import DEFAULT_LEASE_TTL_S, Leaseholder
 from ._models import ModelTable
@@ -64,6 +65,7 @@ from .errors import (
     AgentDrivenElsewhere,
     AgentGone,
     AgentNotFound,
+    AgentNotWorking,
     BudgetExceeded,
     FleetLimitReached,
     InvalidAgentSpec,
@@ -78,6 +80,7 @@ T = TypeVar("T")
 Recorder = Callable[[EventModel], Awaitable[object]]
 
 TERMINAL = frozenset({"completed", "failed", "deleted"})
+_DRIVEN = frozenset({"working", "waiting"})  # statuses of an agent that some process should drive
 _TERMINAL_EVENTS = frozenset({"AgentCompleted", "AgentFailed", "AgentDeleted"})
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -108,6 +111,10 @@ class FleetConfig:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds a lease on an agent or a run lasts unless renewed (every third of it).
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    # True: a commanded agent runs in this process at once. False: its command is
+    # only appended, and a `Worker` (this process's or another machine's) takes
+    # it over (runtime/_worker.py).
+    drive_locally: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +151,8 @@ class Fleet:
         self._runs: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.leases = Leaseholder(store, ttl_s=config.lease_ttl_s, on_lost=self._lease_lost)
+        self.chat = Chat(self)
+        """Conversations with the orchestrator on this fleet (`fleet chat`, the API)."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -205,6 +214,11 @@ class Fleet:
         self._runs.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.warning("%s ended with an error", task.get_name(), exc_info=task.exception())
+
+    def is_driving(self, agent_id: str) -> bool:
+        """Whether a task of this fleet is running the agent's loop now."""
+        task = self._tasks.get(agent_id)
+        return task is not None and not task.done()
 
     # -- reading --------------------------------------------------------------
 
@@ -288,11 +302,14 @@ class Fleet:
         parent_id: str | None = None,
         run_id: str | None = None,
         max_turns: int | None = None,
+        instructions: str | None = None,
     ) -> dict[str, Any]:
         """Create an agent and, given a task, start it working. Returns its status.
 
         `create_agent("scout-1", "scout", "find ...")`: name, role and task may be
-        given in that order; everything after them by keyword.
+        given in that order; everything after them by keyword. `instructions` are
+        added to the role's system prompt (kept in AgentCreated, so a resumed agent
+        has them too).
 
         Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
         `FleetLimitReached`, `BudgetExceeded`.
@@ -324,7 +341,7 @@ class Fleet:
                 workspace=root,
                 parent_id=parent_id,
                 run_id=run_id,
-                system_prompt=role_purpose(role),
+                system_prompt="\n\n".join(filter(None, [role_purpose(role), instructions])),
                 max_turns=max_turns or self.config.max_turns,
                 max_total_tokens=self.config.budgets.agent_tokens,
                 max_cost_usd=self.config.budgets.agent_usd,
@@ -376,12 +393,44 @@ class Fleet:
             if record["status"] in ("working", "waiting"):
                 raise AgentBusy(agent_id)
             await asyncio.wait([task])  # the agent is idle; its task is letting go of its lease
+        if not self.config.drive_locally and record["status"] in ("working", "waiting"):
+            raise AgentBusy(agent_id)  # a worker somewhere drives it, or is about to
         self._check_budget(record)
         self._check_fleet_budget()
         await self._lease(agent_id)
         try:
             agent = self._agents.get(agent_id) or await self._load(agent_id)
             await self._start(agent, prompt, by=by)
+        finally:
+            await self._unlease(agent_id)
+        return await self.get_agent_status(agent_id)
+
+    async def interrupt_agent(self, agent_id: str, *, by: str = "user") -> dict[str, Any]:
+        """Stop an agent's current turn and keep the agent; returns its status.
+
+        The turn ends with AgentFailed(limit="interrupted"); the agent takes a
+        new command as any stopped agent does (its unanswered tool calls are
+        closed with error results first). An agent the log shows working but that
+        no live process drives (its process died) is stopped the same way.
+        Raises `AgentNotFound`, `AgentGone` (deleted), `AgentNotWorking` (nothing
+        to interrupt: nothing appended), `AgentDrivenElsewhere` (another live
+        process holds its lease).
+        """
+        await self._sync()
+        record = self._record(agent_id)
+        if record["status"] == "deleted":
+            raise AgentGone(agent_id)
+        if record["external"] or record["status"] not in ("working", "waiting"):
+            raise AgentNotWorking(agent_id, record["status"])
+        await self._lease(agent_id)  # as a delete: a live process driving it keeps it
+        try:
+            task = self._tasks.pop(agent_id, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            agent = self._agents.get(agent_id) or await self._load(agent_id)
+            await agent.interrupt(by=by)
         finally:
             await self._unlease(agent_id)
         return await self.get_agent_status(agent_id)
@@ -407,7 +456,46 @@ class Fleet:
         if self._closed:
             raise AgentGone(agent.spec.agent_id)
         await agent.command(prompt, by=by)
-        await self._spawn(agent)
+        if self.config.drive_locally:
+            await self._spawn(agent)
+
+    # -- driving for a worker ---------------------------------------------------
+
+    def driving(self) -> set[str]:
+        """The ids of the agents this process is driving now."""
+        return {agent_id for agent_id, task in self._tasks.items() if not task.done()}
+
+    async def take_over(self, agent_id: str) -> asyncio.Task[None] | None:
+        """Drive an agent the log shows as working or waiting, if no live process does.
+
+        For a `Worker`: takes the agent's lease (None when a live process
+        holds it, or when, the lease held, the log shows the agent needs no
+        driving any more), loads the agent from its stream and drives it from
+        where its log ends in a task that holds the lease until the agent is
+        idle. Cancel the task to stop driving; the agent stays resumable.
+        Raises `AgentGone` after close.
+        """
+        if self._closed:
+            raise AgentGone(agent_id)
+        task = self._tasks.get(agent_id)
+        if task is not None and not task.done():
+            return task
+        if self.leases.holds(f"agent-{agent_id}"):
+            return None  # this process is creating, commanding or deleting it right now
+        try:
+            await self._lease(agent_id)
+        except AgentDrivenElsewhere:
+            return None
+        try:
+            # Holding the lease, read the log again: another process may have finished it.
+            await self._sync()
+            record = self.runner.agent(agent_id)
+            if record is None or record["external"] or record["status"] not in _DRIVEN:
+                return None
+            await self._spawn(await self._load(agent_id))
+            return self._tasks.get(agent_id)
+        finally:
+            await self._unlease(agent_id)  # the drive task holds its own
 
     async def _spawn(self, agent: Agent) -> None:
         """Drive `agent` in a task of its own, which holds its lease until the agent is idle."""

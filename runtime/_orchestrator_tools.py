@@ -204,6 +204,19 @@ class ListAgents(_FleetTool):
         ]
 
 
+class InterruptAgent(_FleetTool):
+    name = "interrupt_agent"
+    description = (
+        "Stop an agent's current turn and keep the agent (its context stays; command it again "
+        "to go on)."
+    )
+    input_model = AgentIdInput
+
+    async def run(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext) -> Any:
+        status = await fleet.interrupt_agent(input.agent_id, by=ctx.agent_id)
+        return {"agent_id": input.agent_id, "status": status["status"]}
+
+
 class DeleteAgent(_FleetTool):
     name = "delete_agent"
     description = "Delete an agent (cancels it if working). Its events stay in the log."
@@ -255,6 +268,7 @@ class WaitForAgents(_FleetTool):
 ORCHESTRATOR_TOOLS = (
     "create_agent",
     "command_agent",
+    "interrupt_agent",
     "get_agent_status",
     "get_agent_output",
     "list_agents",
@@ -265,11 +279,12 @@ ORCHESTRATOR_TOOLS = (
 
 
 def orchestrator_toolbox() -> Toolbox:
-    """The orchestrator's toolbox: exactly CRUD for agents plus `wait_for_agents`."""
+    """The orchestrator's toolbox: CRUD for agents, `interrupt_agent`, `wait_for_agents`."""
     return Toolbox(
         [
             CreateAgent(),
             CommandAgent(),
+            InterruptAgent(),
             GetAgentStatus(),
             GetAgentOutput(),
             ListAgents(),

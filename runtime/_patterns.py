@@ -29,7 +29,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from events import (
@@ -187,7 +187,12 @@ async def workspace_head(path: Path) -> str | None:
 
 
 async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
-    return {"git_head": await workspace_head(fleet.config.workspace), **(extra or {})}
+    config: dict[str, object] = {"git_head": await workspace_head(fleet.config.workspace)}
+    # The limits in force, so a reader of the log (the dashboard's alerts) knows them.
+    budgets = {k: v for k, v in asdict(fleet.config.budgets).items() if v is not None}
+    if budgets:
+        config["budgets"] = budgets
+    return {**config, **(extra or {})}
 
 
 async def run_pattern(

@@ -21,6 +21,8 @@ from projections import ProjectionRunner
 from ._agent_spec import DEFAULT_APPROVAL_TIMEOUT_S
 from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
+from ._leases import DEFAULT_LEASE_TTL_S
+from ._worker import Worker
 from .simulator import Simulator
 
 __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
@@ -30,7 +32,7 @@ __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
 class RuntimeOptions:
     """How to open a runtime. Paths may be relative to the current folder."""
 
-    db: Path
+    db: Path | str  # a SQLite file, or a URL for `events.open_store` (postgresql://...)
     workspace: Path
     hooks: Path | None = None
     default_model: str = "haiku"
@@ -47,6 +49,14 @@ class RuntimeOptions:
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
     # Seconds an agent asleep in wait_for_agents waits before a Notification says so.
     notify_wait_after_s: float = 300.0
+    # Drive the agents commanded through this process, here (each under its lease).
+    # False: commands are only appended (`fleet serve --no-worker`) and workers drive them.
+    drive_agents: bool = True
+    # Run a `Worker` here: take over agents the log shows working that no live process
+    # drives (`fleet worker`).
+    worker: bool = False
+    # Seconds an agent's lease lasts unless renewed: how soon a dead machine's agents move.
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,7 @@ class Runtime:
     client: ModelClient
     fleet: Fleet
     simulator: Simulator | None
+    worker: Worker | None = None
 
     @property
     def simulated(self) -> bool:
@@ -116,7 +127,14 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
                     budgets=options.budgets,
                     approval_timeout_s=options.approval_timeout_s,
                     notify_wait_after_s=options.notify_wait_after_s,
+                    drive_locally=options.drive_agents,
+                    lease_ttl_s=options.lease_ttl_s,
                 ),
             )
         )
-        yield Runtime(store, runner, hooks, client, fleet, simulator)
+        worker = None
+        if options.worker:
+            worker = await stack.enter_async_context(
+                Worker(fleet, capacity=options.max_live_agents)
+            )
+        yield Runtime(store, runner, hooks, client, fleet, simulator, worker)

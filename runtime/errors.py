@@ -15,6 +15,9 @@ FleetError
 ├── InvalidAgentSpec        an agent's id, role, limits or prompt cannot be used (nothing written)
 ├── AgentGone               the agent was deleted: it takes no more commands
 ├── AgentBusy               the agent is working: wait or delete it first
+├── AgentNotWorking         the agent has no turn to interrupt
+├── ConversationNotFound    no conversation with the orchestrator has that id
+├── ChatCommandInvalid      a slash command that is unknown or malformed (nothing posted)
 ├── AgentDrivenElsewhere    another live process drives the agent (its lease, or a VersionConflict)
 ├── PromptBlocked           a UserPromptSubmit hook refused the prompt
 ├── ApprovalNotFound        no tool call was put on hold for approval with that id
@@ -35,10 +38,13 @@ __all__ = [
     "AgentDrivenElsewhere",
     "AgentGone",
     "AgentNotFound",
+    "AgentNotWorking",
     "ApprovalClosed",
     "ApprovalNotFound",
     "BudgetExceeded",
+    "ChatCommandInvalid",
     "ClientClosed",
+    "ConversationNotFound",
     "FleetLimitReached",
     "InvalidAgentSpec",
     "ModelCallFailed",
@@ -192,6 +198,33 @@ class AgentBusy(FleetError):
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
         super().__init__(f"agent {agent_id!r} is working; wait for it or delete it")
+
+
+class AgentNotWorking(FleetError):
+    """The agent is not working: there is no turn to interrupt."""
+
+    def __init__(self, agent_id: str, status: str) -> None:
+        self.agent_id = agent_id
+        self.status = status
+        super().__init__(f"agent {agent_id!r} is {status}, not working: nothing to interrupt")
+
+
+class ConversationNotFound(FleetError):
+    """No conversation with the orchestrator has this id."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"no conversation {conversation_id!r} in this log")
+
+
+class ChatCommandInvalid(FleetError):
+    """A slash command that is unknown or malformed; `usage` says how to write it."""
+
+    def __init__(self, command: str, problem: str, usage: str) -> None:
+        self.command = command
+        self.problem = problem
+        self.usage = usage
+        super().__init__(f"{command}: {problem}; usage: {usage}")
 
 
 class AgentDrivenElsewhere(FleetError):

@@ -6,22 +6,35 @@ backend in `STORE_BACKENDS`; a test written against it is part of the store
 contract and runs unchanged on every backend. `store` is one open store.
 A backend joins by adding its name to `STORE_BACKENDS` and teaching
 `StoreFactory` to open it (`_open`) and to write a raw row (`write_raw`).
+
+The PostgreSQL backend runs against a real server: `FLEET_TEST_POSTGRES`
+(default `postgresql://root@127.0.0.1:5432/test`); each log of a test is a
+schema of its own, dropped after the test. Without a server those tests
+skip, saying why, unless `FLEET_POSTGRES_REQUIRED=1` (CI) makes them fail.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres_support import (
+    POSTGRES_URL,
+    drop_postgres_schemas,
+    postgres_log_url,
+    postgres_or_skip,
+    run_in_thread,
+)
 
 from events import EventStore, SQLiteEventStore
 from events.memory import MemoryEventStore, MemoryLog
 
-STORE_BACKENDS = ["sqlite", "memory"]
+STORE_BACKENDS = ["sqlite", "memory", "postgres"]
 
 
 class StoreFactory:
@@ -38,12 +51,18 @@ class StoreFactory:
         self.backend = backend
         self._tmp_path = tmp_path
         self._logs = 0
+        self.schemas: list[str] = []
+        if backend == "postgres":
+            postgres_or_skip()
         self.location = self._new_log()
         self._memory: dict[str, MemoryLog] = {}
         self._open: list[EventStore] = []
 
     def _new_log(self) -> str:
         self._logs += 1
+        if self.backend == "postgres":
+            self.schemas.append(f"t_{uuid.uuid4().hex[:16]}_{self._logs}")
+            return postgres_log_url(self.schemas[-1])
         return str(self._tmp_path / f"log-{self._logs}.db")
 
     async def __call__(self, **options: Any) -> EventStore:
@@ -59,6 +78,11 @@ class StoreFactory:
         if self.backend == "sqlite":
             options.setdefault("poll_interval", 0.05)
             store = SQLiteEventStore(location, **options)
+        elif self.backend == "postgres":
+            from events.postgres import PostgresEventStore
+
+            options.setdefault("poll_interval", 0.05)
+            store = PostgresEventStore(location, **options)
         else:
             store = MemoryEventStore(self._memory.setdefault(location, MemoryLog()), **options)
         self._open.append(await store.open())
@@ -85,6 +109,14 @@ class StoreFactory:
                 ]
             )  # fmt: skip
             return position
+        if self.backend == "postgres":
+            return int(
+                run_in_thread(
+                    _write_raw_postgres(
+                        self.schemas[0], stream_id, type, schema_version, data_json, recorded_at_us
+                    )
+                )
+            )
         with closing(sqlite3.connect(self.location, isolation_level=None)) as conn:
             conn.execute("BEGIN IMMEDIATE")
             (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
@@ -100,8 +132,36 @@ class StoreFactory:
         return int(head) + 1
 
     async def aclose(self) -> None:
-        for store in reversed(self._open):
-            await store.aclose()
+        try:
+            for store in reversed(self._open):
+                await store.aclose()
+        finally:
+            drop_postgres_schemas(self.schemas)
+
+
+async def _write_raw_postgres(
+    schema: str, stream_id: str, type: str, schema_version: int, data_json: str, at_us: int
+) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        async with conn.transaction():
+            head = await conn.fetchval(f"SELECT position FROM {schema}.log_head FOR UPDATE")
+            version = await conn.fetchval(
+                f"SELECT COALESCE(MAX(version), 0) FROM {schema}.events WHERE stream_id = $1",
+                stream_id,
+            )
+            await conn.execute(
+                f"INSERT INTO {schema}.events (position, stream_id, version, type, "
+                "schema_version, data, source, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, "
+                "'runtime', $7)",
+                head + 1, stream_id, version + 1, type, schema_version, data_json, at_us,
+            )  # fmt: skip
+            await conn.execute(f"UPDATE {schema}.log_head SET position = $1", head + 1)
+    finally:
+        await conn.close()
+    return int(head) + 1
 
 
 @pytest.fixture(params=STORE_BACKENDS)

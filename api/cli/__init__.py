@@ -1,6 +1,6 @@
 """The `fleet` command line.
 
-Each group of commands lives in its own module (`_run`, `_serve`, `_forward`,
+Each group of commands lives in its own module (`_run`, `_chat`, `_serve`, `_forward`,
 `_views`, `_replay`, `_otel`, `_simulator`, `_approvals`) with a
 `configure(command, parser)` function that adds a command's arguments and sets
 its `func(args)`, which returns the process exit code. Every command takes
@@ -31,9 +31,11 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("_run", "run a task with a pattern or the orchestrator agent"),
     "demo": ("_run", "scout-plan-build on a fresh copy of the sample repository, offline"),
+    "chat": ("_chat", "talk to the orchestrator: a conversation kept in the log, slash commands"),
     "resume": ("_run", "resume interrupted runs and working agents (after a crash or Ctrl-C)"),
     "abandon": ("_run", "give up on an interrupted run: delete its agents, mark it failed"),
     "serve": ("_serve", "serve the API, the SSE stream and the dashboard"),
+    "worker": ("_worker", "drive agents taken by lease from a shared log, without HTTP"),
     "simulator": ("_simulator", "run the offline Messages-API simulator alone; print its base URL"),
     "hook-forward": (
         "_forward",

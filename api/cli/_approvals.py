@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 __all__ = ["configure"]
 
@@ -42,33 +42,37 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_decide_command, decision=decision)
 
 
-def _log(arg: str | None) -> Path:
+def _log(arg: str | None) -> Path | str:
     from ..errors import ApiError
 
     db = resolve_db(arg)
-    if not db.is_file():
+    if log_missing(db):
         raise ApiError(f"no fleet log at {db} (pass --db PATH or set FLEET_DB)")
     return db
 
 
-async def _approvals(db: Path, status: str | None) -> dict[str, Any]:
-    from events import SQLiteEventStore
+async def _approvals(db: Path | str, status: str | None) -> dict[str, Any]:
+    from events import open_store
     from projections import ProjectionRunner
 
-    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
         await runner.wait_for(await store.head())
         agents = runner.projection("agents")
         return agents.approvals_view(runner.state("agents"), status)  # type: ignore[attr-defined,no-any-return]
 
 
 async def _decide(
-    db: Path, approval_id: str, decision: Literal["allow", "deny"], who: str, reason: str | None
+    db: Path | str,
+    approval_id: str,
+    decision: Literal["allow", "deny"],
+    who: str,
+    reason: str | None,
 ) -> int:
-    from events import SQLiteEventStore
+    from events import open_store
     from projections import ProjectionRunner
     from runtime import decide_approval
 
-    async with SQLiteEventStore(db) as store, ProjectionRunner(store) as runner:
+    async with open_store(db) as store, ProjectionRunner(store) as runner:
         recorded = await decide_approval(
             store, runner, approval_id, decision=decision, by=who, reason=reason
         )

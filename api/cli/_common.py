@@ -7,16 +7,23 @@ console is made on first use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["DEFAULT_DB", "add_common", "console", "print_json", "resolve_db"]
+    from events import EventStore
+
+__all__ = [
+    "DEFAULT_DB", "add_common", "console", "log_missing", "open_to_read", "print_json",
+    "resolve_db",
+]  # fmt: skip
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
 
@@ -29,20 +36,30 @@ def console() -> Console:
     return Console(stderr=False, highlight=False)
 
 
-def resolve_db(arg: str | None) -> Path:
-    """The log's path: `--db`, else `FLEET_DB`, else `.fleet/fleet.db` in the current folder."""
-    if arg:
-        return Path(arg)
-    env = os.environ.get("FLEET_DB")
-    if env:
-        return Path(env)
-    return DEFAULT_DB
+def resolve_db(arg: str | None) -> Path | str:
+    """The log: `--db`, else `FLEET_DB`, else `.fleet/fleet.db` in the current folder.
+
+    A path comes back as a `Path`, a URL (`postgresql://...`, `sqlite:///...`)
+    as the `str` given, for `events.open_store`.
+    """
+    given = arg or os.environ.get("FLEET_DB")
+    if not given:
+        return DEFAULT_DB
+    return given if "://" in given else Path(given)
+
+
+def log_missing(db: Path | str) -> bool:
+    """True when `db` is a path with no file (a URL names a server: opening tells)."""
+    return isinstance(db, Path) and not db.is_file()
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
     """Add `--db` (and `--json` where the command prints data) to a subcommand."""
     parser.add_argument(
-        "--db", metavar="PATH", help="the log (default: $FLEET_DB, else .fleet/fleet.db)"
+        "--db",
+        metavar="PATH|URL",
+        help="the log: a file, or postgresql://user@host/db (default: $FLEET_DB, "
+        "else .fleet/fleet.db)",
     )
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -54,3 +71,18 @@ def print_json(data: Any) -> None:
 
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+@contextlib.asynccontextmanager
+async def open_to_read(db: str | Path) -> AsyncIterator[EventStore]:
+    """The log at `db` for a command that only reads it: for writing if it can be (the
+    projections then keep their checkpoints for the next command), else read-only (a
+    read-only file, folder or disk). Raises what `open_store` raises."""
+    from events import StoreUnavailable, open_store
+
+    try:
+        store = await open_store(db).open()
+    except StoreUnavailable:
+        store = await open_store(db, readonly=True).open()
+    async with store:
+        yield store

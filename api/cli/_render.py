@@ -54,7 +54,7 @@ _TYPE_STYLES: dict[str, str] = {
     "AgentWaiting": "magenta", "AgentWoke": "magenta", "TaskCreated": "cyan", "TaskMoved": "cyan",
     "HookInvoked": "bright_blue", "ExternalHookReceived": "bright_blue",
     "ApprovalRequested": "magenta", "ApprovalDecided": "magenta",
-    "ReplayDiverged": "bold red",
+    "ReplayDiverged": "bold red", "ChatMessagePosted": "bold green",
 }  # fmt: skip
 _BAD_DECISIONS = frozenset({"deny", "block", "error", "timeout"})
 
@@ -151,7 +151,8 @@ def _fitted(
 
 
 _AGENT_COLUMNS = (
-    _Column("agent", 10), _Column("role", 3), _Column("model", 4), _Column("status", 9),
+    _Column("agent", 11), _Column("id", 10), _Column("role", 3), _Column("model", 4),
+    _Column("status", 9),
     _Column("context", 8), _Column("tokens", 5, right=True), _Column("cost", 7, right=True),
     _Column("tools", 6, right=True), _Column("last call", 6), _Column("read", 2, right=True),
     _Column("wrote", 2, right=True),
@@ -185,6 +186,7 @@ def render_agents(
             status.append(f" for approval {a['approval']['id']}", style="magenta")
         rows.append([
             Text(a["name"], style="bold"),
+            Text(a["id"], style="bright_black"),
             Text(a["role"]),
             Text(_model(a["model"])),
             status,
@@ -419,6 +421,8 @@ def describe_event(event: RecordedEvent) -> str:
             f"step {d.get('step')} {d.get('kind')}: expected {_clip(d.get('expected'), 50)}, "
             f"got {_clip(d.get('actual'), 50)}"
         )
+    if kind == "ChatMessagePosted":
+        return f"{d['conversation_id']} {d['role']} ({d['author']}): {_clip(d['text'], 90)}"
     return _clip(d, 100)
 
 

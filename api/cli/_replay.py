@@ -4,7 +4,9 @@
     fleet replay RUN --at 120 --view board    a read model as it was at position 120
     fleet replay RUN --rerun                  re-execute it offline, report divergences
     fleet export RUN -o run.jsonl             the run as checksummed JSON Lines
+    fleet export RUN --sign                   ... signed with $FLEET_EXPORT_KEY (HMAC-SHA256)
     fleet import run.jsonl --db other.db      into another log (projections rebuilt)
+    fleet import run.jsonl --verify           only if signed with $FLEET_EXPORT_KEY
 
 RUN is a run id as `fleet runs` lists it (a `run-` prefix is accepted either way).
 Standard library only at import (`api/cli/__init__.py`, note 1): each command
@@ -20,16 +22,18 @@ import difflib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from events import EventStore
     from projections import Timeline
     from runtime.replay import Divergence, RerunResult
 
-__all__ = ["VIEW_NAMES", "configure", "resolve_run"]
+__all__ = ["KEY_ENV", "VIEW_NAMES", "configure", "export_key", "resolve_run"]
+
+KEY_ENV = "FLEET_EXPORT_KEY"
 
 VIEW_NAMES = ("agents", "fleet", "graph", "board", "runs")
 
@@ -59,10 +63,20 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
             metavar="FILE",
             help="the file to write ('-': stdout; default RUN.jsonl)",
         )
+        parser.add_argument(
+            "--sign",
+            action="store_true",
+            help=f"sign it with the key in ${KEY_ENV} (HMAC-SHA256), for `fleet import --verify`",
+        )
         add_common(parser)
         parser.set_defaults(func=_export_command)
     else:
         parser.add_argument("file", metavar="FILE", help="the export ('-': stdin)")
+        parser.add_argument(
+            "--verify",
+            action="store_true",
+            help=f"refuse the file unless it is signed with the key in ${KEY_ENV}",
+        )
         add_common(parser)
         parser.set_defaults(func=_import_command)
 
@@ -103,9 +117,27 @@ def _error(message: str) -> int:
     return 1
 
 
-def _existing_db(args: argparse.Namespace) -> Path | None:
+class KeyMissing(Exception):
+    """No usable signing key in the environment (the message says why)."""
+
+
+def export_key() -> bytes:
+    """The signing key from `$FLEET_EXPORT_KEY` (UTF-8). Raises `KeyMissing`."""
+    import os
+
+    from events import MIN_KEY_BYTES
+
+    key = os.environ.get(KEY_ENV, "").encode()
+    if not key:
+        raise KeyMissing(f"set {KEY_ENV} to the shared signing key (e.g. `openssl rand -hex 32`)")
+    if len(key) < MIN_KEY_BYTES:
+        raise KeyMissing(f"{KEY_ENV} holds {len(key)} bytes; a signing key needs {MIN_KEY_BYTES}")
+    return key
+
+
+def _existing_db(args: argparse.Namespace) -> Path | str | None:
     db = resolve_db(args.db)
-    return db if db.is_file() else None
+    return None if log_missing(db) else db
 
 
 async def resolve_run(store: EventStore, run: str) -> str:
@@ -120,12 +152,15 @@ async def resolve_run(store: EventStore, run: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(
-    db: Path, *, projections: bool, readonly: bool = False
+    db: Path | str, *, projections: bool, readonly: bool | Literal["if-needed"] = False
 ) -> AsyncIterator[tuple[EventStore, Any]]:
     from events import open_store
     from projections import ProjectionRunner
 
-    async with open_store(db, readonly=readonly) as store:
+    from ._common import open_to_read
+
+    opened = open_to_read(db) if readonly == "if-needed" else open_store(db, readonly=readonly)
+    async with opened as store:
         if not projections:
             yield store, None
             return
@@ -151,7 +186,7 @@ def _replay_command(args: argparse.Namespace) -> int:
     return asyncio.run(_timeline(args, db))
 
 
-async def _timeline(args: argparse.Namespace, db: Path) -> int:
+async def _timeline(args: argparse.Namespace, db: Path | str) -> int:
     from projections import load_timeline
 
     async with _open(db, projections=False, readonly=True) as (store, _):
@@ -201,12 +236,12 @@ def _print_timeline(t: Timeline) -> None:
     )
 
 
-async def _view_at(args: argparse.Namespace, db: Path) -> int:
+async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
     from ._render import render_agents, render_board, render_fleet, render_runs
 
     out = console()
     view = args.view or "agents"
-    async with _open(db, projections=True) as (store, runner):
+    async with _open(db, projections=True, readonly="if-needed") as (store, runner):
         run_id = await resolve_run(store, args.run)
         head = await store.head()
         if not 0 <= args.at <= head:
@@ -231,7 +266,7 @@ async def _view_at(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-async def _rerun(args: argparse.Namespace, db: Path) -> int:
+async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
     from hooks import load_settings
     from runtime import load_pattern
     from runtime.replay import RerunOptions, rerun
@@ -348,25 +383,29 @@ def _export_command(args: argparse.Namespace) -> int:
     if db is None:
         return _error(f"no log at {resolve_db(args.db)} (give it with --db or FLEET_DB)")
     try:
-        return asyncio.run(_export(args, db))
+        key = export_key() if args.sign else None
+    except KeyMissing as e:
+        return _error(f"--sign: {e}")
+    try:
+        return asyncio.run(_export(args, db, key))
     except OSError as e:
         return _error(f"cannot write the export: {e}")
 
 
-async def _export(args: argparse.Namespace, db: Path) -> int:
+async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -> int:
     from events import export_lines, export_run
 
     async with _open(db, projections=False, readonly=True) as (store, _):
         run_id = await resolve_run(store, args.run)
         if args.output == "-":
-            lines = await export_lines(store, run_id)
+            lines = await export_lines(store, run_id, sign_key=key)
             out = sys.stdout.buffer
             async for line in lines:
                 out.write(line)
             out.flush()
             return 0
         target = Path(args.output or f"{run_id}.jsonl")
-        written = await export_run(store, run_id, target)
+        written = await export_run(store, run_id, target, sign_key=key)
     if args.json:
         print_json(
             {
@@ -375,37 +414,55 @@ async def _export(args: argparse.Namespace, db: Path) -> int:
                 "events": written.events,
                 "streams": written.streams,
                 "sha256": written.sha256,
+                "signed": written.signed,
                 "bytes": written.bytes,
             }
         )
     else:
+        signed = ", signed" if written.signed else ""
+        verify = " --verify" if written.signed else ""
         console().print(
             f"exported run [bold]{written.run_id}[/]: {written.events} events of "
             f"{len(written.streams)} streams to {written.path} ({written.bytes} bytes, "
-            f"sha256 {written.sha256[:16]}…)\nload it elsewhere with "
-            f"[bold]fleet import {written.path} --db OTHER.db[/]"
+            f"sha256 {written.sha256[:16]}…{signed})\nload it elsewhere with "
+            f"[bold]fleet import {written.path}{verify} --db OTHER.db[/]"
         )
     return 0
 
 
 def _import_command(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_import(args))
+        key = export_key() if args.verify else None
+    except KeyMissing as e:
+        return _error(f"--verify: {e}")
+    if args.file != "-" and not Path(args.file).is_file():
+        return _error(f"cannot read {args.file}: no such file")
+    try:
+        return asyncio.run(_import(args, key))
     except OSError as e:
         return _error(f"cannot read {args.file}: {e}")
 
 
-async def _import(args: argparse.Namespace) -> int:
-    from events import import_run, parse_export, read_export
+async def _chunks(file: str) -> AsyncIterator[bytes]:
+    """The file's bytes (stdin for '-') in blocks, read on a worker thread."""
+    handle = sys.stdin.buffer if file == "-" else await asyncio.to_thread(open, file, "rb")
+    try:
+        while block := await asyncio.to_thread(handle.read, 1 << 20):
+            yield block
+    finally:
+        if file != "-":
+            handle.close()
 
-    if args.file == "-":
-        data = await asyncio.to_thread(sys.stdin.buffer.read)
-        export = await asyncio.to_thread(parse_export, data, source="<stdin>")
-    else:
-        export = await read_export(Path(args.file))
+
+async def _import(args: argparse.Namespace, key: bytes | None) -> int:
+    from events import spool_export
+
     db = resolve_db(args.db)
-    async with _open(db, projections=True) as (store, runner):
-        result = await import_run(store, export)
+    source = "<stdin>" if args.file == "-" else args.file
+    # Checked whole before the log is opened: a refused file creates no log.
+    export = await spool_export(_chunks(args.file), source=source, verify_key=key)
+    async with export, _open(db, projections=True) as (store, runner):
+        result = await export.import_into(store)
         await runner.wait_for(result.last_position, timeout=60.0)
         run = next((r for r in runner.view("runs")["runs"] if r["id"] == result.run_id), None)
     if args.json:

@@ -15,10 +15,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from runtime import RunResult, Runtime, RuntimeOptions
 
@@ -160,7 +160,8 @@ def _demo_command(args: argparse.Namespace) -> int:
         workspace = Path(args.workspace)
     else:
         db = resolve_db(args.db)
-        workspace = db.parent / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
+        folder = db.parent if isinstance(db, Path) else DEFAULT_DB.parent
+        workspace = folder / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
         console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
@@ -168,9 +169,10 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
-    from runtime import load_pattern, open_runtime, run_orchestrator, run_pattern
+    from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
 
     spec = load_pattern(pattern) if pattern else None
+    run_id = new_run_id()
     async with open_runtime(_options(args, workspace)) as rt:
         if not args.json:
             if rt.simulated:
@@ -181,20 +183,21 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
                 f"[bold]changing files in {workspace}[/]\nlog: {rt.store.location}"
             )
         job = (
-            run_pattern(rt.fleet, spec, task, model=args.model)
+            run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
             if spec
-            else run_orchestrator(rt.fleet, task, model=args.model)
+            else run_orchestrator(rt.fleet, task, model=args.model, run_id=run_id)
         )
         if args.json or args.quiet:
             result = await job
         else:
-            result = await _with_live_view(rt, job)
+            result = await _with_live_view(rt, job, run_id)
         await rt.runner.wait_for(await rt.store.head())
         report = await _report(rt, result, workspace)
+        cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
     if args.json:
         print_json(report)
     else:
-        _print_report(report)
+        _print_report(report, cards)
     return 0 if result.status == "completed" else 1
 
 
@@ -202,7 +205,7 @@ def _resume_command(args: argparse.Namespace) -> int:
     return asyncio.run(_resume(args))
 
 
-async def _interrupted(db: Path, only: str | None) -> list[tuple[str, Path]]:
+async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path]]:
     """The interrupted runs (or `only`), each with its workspace."""
     from events import open_store
     from projections import ProjectionRunner
@@ -228,11 +231,12 @@ async def _resume(args: argparse.Namespace) -> int:
                     f"resuming run [bold]{run_id}[/] from the log; it changes files in {workspace}"
                 )
             job = resume_run(rt.fleet, run_id)
-            result = await (job if args.json or args.quiet else _with_live_view(rt, job))
+            result = await (job if args.json or args.quiet else _with_live_view(rt, job, run_id))
             await rt.runner.wait_for(await rt.store.head())
             reports.append(await _report(rt, result, workspace))
+            cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
         if not args.json:
-            _print_report(reports[-1])
+            _print_report(reports[-1], cards)
     resumed: list[str] = []
     statuses: dict[str, str] = {}
     if args.run is None:
@@ -271,49 +275,38 @@ async def _abandon(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_live_view(rt: Runtime, job: Coroutine[Any, Any, RunResult]) -> RunResult:
+async def _with_live_view(
+    rt: Runtime, job: Coroutine[Any, Any, RunResult], run_id: str
+) -> RunResult:
     from rich.live import Live
 
     task = asyncio.ensure_future(job)
-    with Live(_agents_table(rt), console=console(), refresh_per_second=8, transient=False) as live:
+    started = time.monotonic()
+
+    def view() -> RenderableType:
+        return _live_view(rt, run_id, time.monotonic() - started)
+
+    with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
         while not task.done():
             await asyncio.wait({task}, timeout=0.15)  # never cancels the run
-            live.update(_agents_table(rt))
+            live.update(view())
     return task.result()
 
 
-def _agents_table(rt: Runtime, run_id: str | None = None) -> Table:
-    from rich.table import Table
+def _live_view(rt: Runtime, run_id: str, elapsed_s: float) -> RenderableType:
+    """This run's agents only, fitted to the terminal (columns dropped, never cut), the clock."""
+    from rich.console import Group
+    from rich.text import Text
 
-    table = Table(title="fleet", expand=False)
-    for column in (
-        "agent",
-        "role",
-        "model",
-        "status",
-        "context",
-        "tokens",
-        "cost $",
-        "tools",
-        "last",
-    ):
-        table.add_column(column)
-    for a in rt.runner.view("agents")["agents"]:
-        if run_id is not None and a["run_id"] != run_id:
-            continue
-        last = a["tool_calls"]["last"]
-        table.add_row(
-            a["name"],
-            a["role"],
-            a["model"],
-            _status_style(a["status"]),
-            f"{a['context']['percent']:.1f}%",
-            str(a["tokens"]["total"]),
-            f"{a['cost_usd']:.4f}",
-            str(a["tool_calls"]["count"]),
-            f"{last['name']} ({last['status']})" if last else "",
-        )
-    return table
+    from ._render import render_agents
+
+    agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
+    live = sum(1 for a in agents if a["status"] in ("working", "waiting"))
+    header = Text.assemble(
+        ("run ", "bold"), (run_id, "bold"), f" · {elapsed_s:.1f} s elapsed · ",
+        f"{len(agents)} agents, {live} at work",
+    )  # fmt: skip
+    return Group(header, render_agents(agents, title=None, width=console().width))
 
 
 _STATUS_COLOURS = {
@@ -399,9 +392,7 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
     }
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
+def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     out = console()
     ok = report["status"] == "completed"
     out.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
@@ -415,32 +406,9 @@ def _print_report(report: dict[str, Any]) -> None:
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
         out.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
-    table = Table(title="agents of this run")
-    for column in (
-        "agent",
-        "role",
-        "model",
-        "status",
-        "tokens",
-        "cost $",
-        "tools",
-        "read",
-        "wrote",
-    ):
-        table.add_column(column, no_wrap=True)
-    for a in report["agents"]:
-        table.add_row(
-            a["name"],
-            a["role"],
-            a["model"].removeprefix("claude-"),
-            _status_style(a["status"]),
-            str(a["tokens"]),
-            f"{a['cost_usd']:.4f}",
-            str(a["tool_calls"]),
-            str(len(a["files_consumed"])),
-            str(len(a["files_produced"])),
-        )
-    out.print(table)
+    from ._render import render_agents
+
+    out.print(render_agents(cards, title="agents of this run", width=out.width))
     for a in report["agents"]:
         if a["files_produced"]:
             out.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")

@@ -36,7 +36,29 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         help="send the log live as OpenTelemetry spans to this OTLP/HTTP receiver "
         "(default: $OTEL_EXPORTER_OTLP_ENDPOINT)",
     )
-    parser.set_defaults(func=_serve)
+    parser.add_argument(
+        "--verify-imports",
+        action="store_true",
+        help="take POST /v1/runs/import only for exports signed with $FLEET_EXPORT_KEY "
+        "(`fleet export --sign`)",
+    )
+    drive = parser.add_mutually_exclusive_group()
+    drive.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="drive no agents here: commands are only appended, and `fleet worker` "
+        "processes on the same log drive them",
+    )
+    drive.add_argument(
+        "--worker",
+        dest="worker",
+        action="store_true",
+        default=None,
+        help="also work as `fleet worker` does: take over agents no live process drives "
+        "(a dead machine's, or those commanded through a --no-worker server)",
+    )
+    parser.set_defaults(func=_serve, worker=None)  # neither flag: drive what is commanded here
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -48,16 +70,24 @@ def _serve(args: argparse.Namespace) -> int:
     from .._config import ApiConfig
     from .._serve import serve
     from ..errors import ApiError
+    from ._replay import KeyMissing, export_key
 
     db = resolve_db(args.db)
     allow = tuple(args.allow_host) if args.allow_host else None
     try:
+        import_key = export_key().decode() if args.verify_imports else None
+    except KeyMissing as e:
+        raise ApiError(f"--verify-imports: {e}") from None
+    try:
         config = ApiConfig.from_env(
             db=db,
+            import_key=import_key,
             token=args.token,
             workspace=args.workspace,
             otlp_endpoint=args.otlp_endpoint,
             allow_hosts=allow,
+            drive_agents=None if args.worker is not False else False,
+            worker=args.worker or None,
         )
     except ValidationError as e:
         raise ApiError(_first_error(e)) from None

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -45,11 +45,11 @@ _BATCH = 500  # events printed per write when printing the log
 # -- reading the log ------------------------------------------------------------
 
 
-def _existing_log(arg: str | None) -> Path:
+def _existing_log(arg: str | None) -> Path | str:
     from ..errors import ApiError
 
     db = resolve_db(arg)
-    if not db.is_file():
+    if log_missing(db):
         raise ApiError(
             f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
         )
@@ -57,21 +57,21 @@ def _existing_log(arg: str | None) -> Path:
 
 
 async def read_views(
-    db: Path, names: Sequence[str], *, at: int | None = None
+    db: Path | str, names: Sequence[str], *, at: int | None = None
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """The views `names` of the log at `db` now (or as of position `at`), and that position.
 
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head.
     """
-    from events import open_store
     from projections import ProjectionRunner
 
     from ..errors import ApiError
+    from ._common import open_to_read
 
-    if not await asyncio.to_thread(db.is_file):
+    if await asyncio.to_thread(log_missing, db):
         raise ApiError(f"no fleet log at {db}")
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         if at is None:
             position = runner.position
             return {name: runner.view(name) for name in names}, position
@@ -115,7 +115,8 @@ def _add_events_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep printing new events until Ctrl-C (starts with the last 10)",
     )  # fmt: skip
     parser.add_argument("--run", metavar="RUN", help="only this run's events")
-    parser.add_argument("--agent", metavar="AGENT", help="only this agent's events")
+    parser.add_argument("--agent", metavar="NAME|ID",
+                        help="only this agent's events (a name: its newest agent)")  # fmt: skip
     parser.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
                         help="only events of this type (repeatable)")  # fmt: skip
     parser.add_argument("--after", type=_position, metavar="POSITION",
@@ -212,7 +213,7 @@ def _runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _runs_now(db: Path) -> tuple[dict[str, Any], int]:
+async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
     """The runs view now, a running run that no live process conducts as "interrupted"."""
     from events import open_store
     from projections import ProjectionRunner
@@ -227,7 +228,8 @@ async def _runs_now(db: Path) -> tuple[dict[str, Any], int]:
 def _events_command(args: argparse.Namespace) -> int:
     db = _existing_log(args.db)
     try:
-        asyncio.run(_print_events(db, args))
+        if not asyncio.run(_print_events(db, args)):
+            return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --follow ends
     except BrokenPipeError:
@@ -239,18 +241,24 @@ def _events_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _print_events(db: Path, args: argparse.Namespace) -> None:
+async def _print_events(db: Path | str, args: argparse.Namespace) -> bool:
+    """Print the events `args` asks for; False (after saying why) when `--agent` names none."""
     from events import EventFilter, open_store
 
-    where = None
-    if args.run or args.agent or args.type:
-        where = EventFilter.of(run_id=args.run, agent_id=args.agent, types=args.type)
     tail = (
         args.tail if args.tail is not None else (10 if args.follow and args.after is None else None)
     )
     limit = args.limit
     printed = 0
     async with open_store(db, readonly=True) as store:
+        agent_id = args.agent
+        if agent_id is not None:
+            agent_id = await _agent_named(store, agent_id, args.run)
+            if agent_id is None:
+                return False
+        where = None
+        if args.run or agent_id or args.type:
+            where = EventFilter.of(run_id=args.run, agent_id=agent_id, types=args.type)
         head = await store.head()
         batch: list[RecordedEvent] = []
         async for event in _backlog(store, args.after or 0, head, where, tail):
@@ -259,14 +267,40 @@ async def _print_events(db: Path, args: argparse.Namespace) -> None:
                 printed += _emit(batch, args.json)
                 batch = []
                 if limit is not None and printed >= limit:
-                    return
+                    return True
         printed += _emit(batch, args.json)
         if not args.follow:
-            return
+            return True
         async for event in store.subscribe(after=max(head, args.after or 0), where=where):
             printed += _emit([event], args.json)
             if limit is not None and printed >= limit:
-                return
+                return True
+    return True
+
+
+async def _agent_named(store: EventStore, ref: str, run_id: str | None) -> str | None:
+    """The id `ref` names: an agent's id, else the newest agent of that name (in `run_id`).
+
+    Says on stderr which agent a name picked, or that nothing matches (then None).
+    """
+    from events import AgentCreated, EventFilter
+
+    where = EventFilter.of(types=["AgentCreated"], run_id=run_id)
+    named: list[str] = []
+    async for event in store.iter_all(where=where, lenient=True):
+        data = event.data
+        if isinstance(data, AgentCreated):
+            if data.agent_id == ref:
+                return ref
+            if data.name == ref:
+                named.append(data.agent_id)
+    if not named:
+        scope = f" of run {run_id}" if run_id else " in this log"
+        print(f"fleet: no agent{scope} has the id or the name {ref!r}", file=sys.stderr)
+        return None
+    others = f" (the newest of {len(named)}: {', '.join(named)})" if len(named) > 1 else ""
+    print(f"fleet: {ref!r} is a name: showing agent {named[-1]}{others}", file=sys.stderr)
+    return named[-1]
 
 
 async def _backlog(

@@ -28,12 +28,17 @@
   } = window.fleetLib;
 
   const THROTTLE_MS = 300;
-  const HISTORY = 500;
+  // How many past events the feed loads at start: /?history=N (tests use a small N to scrub
+  // beyond it); older ones are fetched around the slider's position when it goes there.
+  const HISTORY = Number(new URLSearchParams(location.search).get("history")) || 500;
+  const WINDOW = 150; // events either side of a past position the feed shows
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
   const VIEWS = ["fleet", "agents", "graph", "board", "runs"];
   // The page's other parts (each its own file), told of every new event and run pick.
-  const PARTS = () => [window.fleetApprovals, window.fleetDrawer, window.fleetTrace].filter(Boolean);
+  const PARTS = () => [
+    window.fleetApprovals, window.fleetDrawer, window.fleetTrace, window.fleetAlerts, window.fleetChat,
+  ].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
@@ -72,6 +77,7 @@
     events: [],
     filters: { run: "", agent: "", type: "" },
     paused: false,
+    window: null, // events around a past position older than the feed keeps (while scrubbing)
     missed: 0,
     showAll: false,
     names: window.fleetLib.names,
@@ -345,7 +351,9 @@
   }
 
   function renderRunPicker() {
-    const runs = ((S.views.runs || {}).runs || []).slice().reverse();
+    // Live runs first, then the newest.
+    const runs = ((S.views.runs || {}).runs || []).slice().reverse()
+      .sort((x, y) => (y.status === "running") - (x.status === "running"));
     const options = runs.map((r) => [r.id, runLabel(r)]);
     fillSelect($("run-picker"), options, S.run);
     fillSelect($("filter-run"), runs.map((r) => [r.id, clip(`${r.pattern || "orchestrator"} ${r.id}`, 34)]), S.filters.run);
@@ -460,6 +468,8 @@
   }
 
   const cardCache = new Map(); // agent id -> { key, el }: unchanged cards are not rebuilt
+  const deletedBox = h("details", { id: "deleted-agents", class: "deleted-agents" },
+    h("summary", null), h("div", { class: "agents" }));
 
   function renderAgents() {
     const all = visibleAgents();
@@ -479,17 +489,26 @@
       return;
     }
     const seen = new Set();
-    const els = agents.map((a) => {
+    const cardOf = (a) => {
       seen.add(a.id);
-      const key = JSON.stringify(a) + "|" + name(a.parent_id);
+      const key = JSON.stringify(a) + "|" + name(a.id) + "|" + name(a.parent_id);
       let cached = cardCache.get(a.id);
       if (!cached || cached.key !== key) {
         cached = { key, el: agentCard(a) };
         cardCache.set(a.id, cached);
       }
       return cached.el;
-    });
+    };
+    // Newest first; the deleted ones folded away at the end (the box keeps its open state).
+    const els = agents.filter((a) => a.status !== "deleted").reverse().map(cardOf);
+    const deleted = agents.filter((a) => a.status === "deleted").reverse().map(cardOf);
     for (const id of [...cardCache.keys()]) if (!seen.has(id)) cardCache.delete(id);
+    if (deleted.length) {
+      deletedBox.querySelector("summary").textContent = `${deleted.length} deleted agent${deleted.length === 1 ? "" : "s"}`;
+      deletedBox.dataset.count = String(deleted.length);
+      patchChildren(deletedBox.querySelector(".agents"), deleted);
+      els.push(deletedBox);
+    }
     if (agents.length < all.length) {
       els.push(h("button", {
         class: "btn more-agents", onclick: () => { S.showAll = true; renderAgents(); },
@@ -583,6 +602,7 @@
 
   function flushRows() {
     flushTimer = 0;
+    if (S.window) { queued = []; return; } // shown when the slider comes back (goLive)
     const rows = queued.filter(matches).map(feedRow).reverse();
     queued = [];
     if (!rows.length) return;
@@ -594,7 +614,14 @@
 
   function renderFeed() {
     queued = [];
-    const shown = S.events.filter(matches);
+    const shown = (S.window && !S.live ? S.window : S.events).filter(matches);
+    $("feed-window").hidden = !(S.window && !S.live);
+    if (S.window && !S.live) {
+      const w = S.window;
+      $("feed-window").textContent = w.length
+        ? `Positions ${fmtInt(w[0].position)} to ${fmtInt(w[w.length - 1].position)}, around the slider (older than the ${fmtInt(S.events.length)} events the feed keeps).`
+        : "No events around the slider's position.";
+    }
     const rows = shown.slice(-FEED_DOM_MAX).reverse().map(feedRow);
     $("feed").replaceChildren(...rows);
     updateFeedCount();
@@ -669,13 +696,51 @@
     document.body.dataset.live = "false";
     $("live-btn").dataset.live = "false";
     updatePositionLabel();
+    feedAround(position);
     markFeedCursor();
     invalidate(VIEWS);
+  }
+
+  // The feed keeps the last FEED_MAX events; a slider moved before them shows the events
+  // around its position, fetched (at most one request in flight, the last position wins).
+  let windowTimer = 0;
+  let windowBusy = false;
+  function feedAround(position) {
+    const oldest = S.events.length ? S.events[0].position : 1;
+    const inside = position >= oldest - 1;
+    const held = S.window && S.window.length
+      && position >= S.window[0].position && position <= S.window[S.window.length - 1].position;
+    if (inside) {
+      if (S.window) { S.window = null; renderFeed(); }
+      return;
+    }
+    if (held) return;
+    clearTimeout(windowTimer);
+    windowTimer = setTimeout(async () => {
+      if (windowBusy) { feedAround(S.at); return; }
+      windowBusy = true;
+      const at = S.at;
+      try {
+        const { body } = await api("v1/events", {
+          after: Math.max(0, at - WINDOW - 1), until: at + WINDOW, limit: 2 * WINDOW + 1, run_id: S.filters.run || null,
+        });
+        if (!S.live && S.at === at) {
+          S.window = body.events;
+          renderFeed();
+        }
+      } catch (e) {
+        console.warn("fleet: feed window failed", e);
+      } finally {
+        windowBusy = false;
+        if (!S.live && S.at !== at) feedAround(S.at);
+      }
+    }, 120);
   }
 
   function goLive() {
     stopReplay();
     S.live = true;
+    if (S.window) { S.window = null; renderFeed(); }
     document.body.dataset.live = "true";
     $("live-btn").dataset.live = "true";
     updateSlider();

@@ -45,6 +45,13 @@
 
   function reload() {}
 
+  // The slider moved (or a round of views came in): what happened after it is dimmed.
+  let drawnAt = "live";
+  function onViews() {
+    const at = S.live ? "live" : String(S.at);
+    if (current && at !== drawnAt && !timer) timer = setTimeout(draw, 250);
+  }
+
   function show(agentId, position) {
     current = agentId;
     mark = position ?? null;
@@ -79,6 +86,7 @@
       h("span", { class: "sub", text: a ? `${a.role} · ${shortModel(a.model)} · ${agentId}` : agentId }));
     $("drawer-summary").replaceChildren(...summary(a, events).filter(Boolean));
     const body = $("drawer-body");
+    drawnAt = S.live ? "live" : String(S.at);
     body.replaceChildren(...transcript(events));
     body.dataset.position = String(events.length ? events[events.length - 1].position : 0);
     if (mark != null) {
@@ -140,7 +148,8 @@
   // -- the transcript -------------------------------------------------------------------
 
   function entry(kind, e, title, ...body) {
-    return h("div", { class: `entry entry-${kind}`, "data-position": e.position, "data-type": e.type },
+    const future = !S.live && e.position > S.at ? " future" : "";
+    return h("div", { class: `entry entry-${kind}${future}`, "data-position": e.position, "data-type": e.type },
       h("div", { class: "entry-head" },
         h("span", { class: "pos", text: `#${e.position}` }),
         h("span", { class: "time", title: e.recorded_at, text: fmtClock(e.recorded_at, true) }),
@@ -267,5 +276,5 @@
       h("ol", null, rows));
   }
 
-  window.fleetDrawer = { init, onEvent, reload, show, close };
+  window.fleetDrawer = { init, onEvent, reload, onViews, show, close };
 })();

@@ -181,9 +181,12 @@
         h("div", { class: "track" },
           h("div", { class: "life", style: `left:${pct(L.start)};width:${pct(stop - L.start)}` }),
           L.bars.map((b) => {
+            // Drawn within the agent's life: a model call recorded with a duration longer
+            // than the agent had lived (a clock's skew, a scripted log) starts at its birth.
+            const from = Math.min(Math.max(b.start, L.start), b.end);
             const el = h("div", {
               class: `bar bar-${b.kind}${b.open ? " open" : ""}${!S.live && b.position > S.at ? " future" : ""}`,
-              style: `left:${pct(b.start)};width:${pct(b.end - b.start)}`,
+              style: `left:${pct(from)};width:${pct(b.end - from)}`,
               "data-kind": b.kind, "data-position": b.position, "data-from": b.from,
               "data-start-ms": b.start.toFixed(3), "data-end-ms": b.end.toFixed(3), "data-agent-id": L.id,
               title: `${b.label}\n${fmtMs(b.end - b.start)} from ${fmtMs(b.start)}`,

@@ -28,7 +28,7 @@ import asyncio
 import bisect
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -280,15 +280,16 @@ class MemoryEventStore:
         log.insert_rows(rows)
         return recorded
 
-    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+    async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run after the head, keeping `recorded_at` (note 2).
 
-        Returns the first new position. Raises `ImportConflict`, `StoreClosed`,
-        `StoreUnavailable`; in every case nothing is written.
+        Returns the first new position; `events` is iterated once. Raises
+        `ImportConflict`, `StoreClosed`, `StoreUnavailable`; in every case
+        nothing is written.
         """
         self._check_writable()
         async with self._turn():
-            return self._import(run_id, events)
+            return self._import(run_id, list(events))
 
     def _import(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
         log = self.log

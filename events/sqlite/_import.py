@@ -15,12 +15,23 @@ Notes (do not fix without reading this):
 2. Imported events keep their `recorded_at`, so `recorded_at` is not
    monotonic along positions in a log that received an import; nothing in
    fleet relies on that.
+3. The events are taken in chunks from an iterable that may read a spool
+   file (`events.import_stream`), on a worker thread, so that a run of any
+   size is written with a bounded amount of it in memory. Each chunk's new
+   streams are checked against the log before the chunk is inserted (a
+   stream seen in an earlier chunk was checked then); on the first stream
+   that exists, the rest is only read to name every such stream, and the
+   transaction is rolled back. A cause is found among the earlier events by
+   its old position (they are strictly increasing: `parse_export` checks).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import bisect
+import itertools
+from array import array
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import aiosqlite
@@ -33,6 +44,8 @@ from ._rows import UPSERT_SPAN
 __all__ = ["insert_run"]
 
 _STREAM_BATCH = 500  # stream ids per `IN (...)` (SQLite allows 32766 parameters)
+_CHUNK = 2_000  # events taken from the iterable at once (note 3) ...
+_CHUNK_CHARS = 4 * 1024 * 1024  # ... or fewer, once their data holds this many characters
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, type, schema_version, data, run_id, "
@@ -42,52 +55,98 @@ _INSERT = (
 
 
 async def insert_run(
-    conn: aiosqlite.Connection, run_id: str, events: Sequence[ImportedEvent]
+    conn: aiosqlite.Connection, run_id: str, events: Iterable[ImportedEvent]
 ) -> int:
     """Insert `events` after the head (inside the writer's transaction); the first position.
 
-    Raises `ImportConflict` when a stream of `events` exists already.
+    `events` is iterated once, in chunks, on a worker thread (note 3). Raises
+    `ImportConflict` when a stream of `events` exists already.
     """
-    streams = list(dict.fromkeys(event.stream_id for event in events))
+    ((head,),) = await conn.execute_fetchall("SELECT COALESCE(MAX(position), 0) FROM events")
+    remap = _Remap(int(head))
+    iterator = iter(events)
+    seen: set[str] = set()
     existing: list[str] = []
-    for i in range(0, len(streams), _STREAM_BATCH):
-        batch = streams[i : i + _STREAM_BATCH]
-        marks = ",".join("?" * len(batch))
-        found = await conn.execute_fetchall(
-            f"SELECT DISTINCT stream_id FROM events WHERE stream_id IN ({marks})", batch
-        )
-        existing += [str(row[0]) for row in found]
+    while True:
+        chunk = await asyncio.to_thread(_take, iterator)
+        if not chunk:
+            break
+        new = list(dict.fromkeys(e.stream_id for e in chunk if e.stream_id not in seen))
+        seen.update(new)
+        existing += await _existing(conn, new)
+        if existing:
+            continue  # nothing more is inserted; the rest is read to name every conflict
+        params, spans = await asyncio.to_thread(remap.rows, chunk)
+        # Dropped before the next chunk is taken: one chunk in memory at a time.
+        del chunk
+        await conn.executemany(_INSERT, params)
+        await conn.executemany(UPSERT_SPAN, spans)
+        del params
     if existing:
         raise ImportConflict(run_id, existing)
-    ((head,),) = await conn.execute_fetchall("SELECT COALESCE(MAX(position), 0) FROM events")
-    # Building 100,000 rows is CPU work: off the event loop.
-    params, spans = await asyncio.to_thread(_rows_for, events, int(head))
-    await conn.executemany(_INSERT, params)
-    await conn.executemany(UPSERT_SPAN, spans)
     return int(head) + 1
 
 
-def _rows_for(
-    events: Sequence[ImportedEvent], head: int
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows to insert after `head` (positions and causation ids remapped) and their spans."""
-    new_position = {event.position: head + i for i, event in enumerate(events, start=1)}
-    spans: dict[tuple[str, str], list[int]] = {}
-    params = []
-    for event in events:
-        position = new_position[event.position]
-        meta = event.meta
-        for kind, key in (("run", meta.run_id), ("agent", meta.agent_id)):
-            if key is not None:
-                span = spans.setdefault((kind, key), [position, position])
-                span[1] = position
-        cause = meta.causation_id
-        params.append(
-            (
-                position, event.stream_id, event.version, event.type, event.schema_version,
-                event.data, meta.run_id, meta.agent_id, meta.parent_id,
-                None if cause is None else new_position.get(cause),
-                meta.correlation_id, meta.source, microseconds(event.recorded_at),
-            )
-        )  # fmt: skip
-    return params, [(*key, *span) for key, span in spans.items()]
+def _take(iterator: Iterator[ImportedEvent]) -> list[ImportedEvent]:
+    chunk: list[ImportedEvent] = []
+    chars = 0
+    for event in itertools.islice(iterator, _CHUNK):
+        chunk.append(event)
+        chars += len(event.data)
+        if chars >= _CHUNK_CHARS:
+            break
+    return chunk
+
+
+async def _existing(conn: aiosqlite.Connection, streams: list[str]) -> list[str]:
+    found: list[str] = []
+    for i in range(0, len(streams), _STREAM_BATCH):
+        batch = streams[i : i + _STREAM_BATCH]
+        marks = ",".join("?" * len(batch))
+        rows = await conn.execute_fetchall(
+            f"SELECT DISTINCT stream_id FROM events WHERE stream_id IN ({marks})", batch
+        )
+        found += [str(row[0]) for row in rows]
+    return found
+
+
+class _Remap:
+    """New positions after `head`, and causes remapped, chunk after chunk (note 3)."""
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.old = array("q")  # the old positions so far, increasing: 8 bytes an event
+
+    def rows(
+        self, events: list[ImportedEvent]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows to insert (positions and causation ids remapped) and their spans."""
+        old = self.old
+        spans: dict[tuple[str, str], list[int]] = {}
+        params = []
+        for event in events:
+            old.append(event.position)
+            position = self.head + len(old)
+            meta = event.meta
+            for kind, key in (("run", meta.run_id), ("agent", meta.agent_id)):
+                if key is not None:
+                    span = spans.setdefault((kind, key), [position, position])
+                    span[1] = position
+            params.append(
+                (
+                    position, event.stream_id, event.version, event.type, event.schema_version,
+                    event.data, meta.run_id, meta.agent_id, meta.parent_id,
+                    self.cause(meta.causation_id), meta.correlation_id, meta.source,
+                    microseconds(event.recorded_at),
+                )
+            )  # fmt: skip
+        return params, [(*key, *span) for key, span in spans.items()]
+
+    def cause(self, position: int | None) -> int | None:
+        """The new position of the event at old `position`, if it is one of the run's."""
+        if position is None:
+            return None
+        index = bisect.bisect_left(self.old, position)
+        if index < len(self.old) and self.old[index] == position:
+            return self.head + index + 1
+        return None

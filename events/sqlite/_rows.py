@@ -38,7 +38,7 @@ import aiosqlite
 from .._decoding import Row, RowDecoder
 from .._envelope import RecordedEvent
 from .._store import EventFilter
-from ..errors import NotADatabase, StoreClosed, StoreError
+from ..errors import NotADatabase, StoreClosed, StoreError, StoreUnavailable
 from ._errors import translated
 
 __all__ = [
@@ -225,9 +225,25 @@ class PageReader:
 
     async def open(self) -> None:
         """Connect. Raises `StoreError` (or a subclass) if the file cannot be read."""
+        try:
+            conn = await self._connect("?mode=ro")
+        except StoreUnavailable:
+            # A WAL log in a read-only folder: SQLite cannot make the `-shm` file a reader
+            # needs. With no `-wal` file, everything is in the main file and no writer can
+            # be at work (it would have made one), so it is read as an immutable file.
+            wal = self._path.with_name(self._path.name + "-wal")
+            if not self._readonly or wal.exists():
+                raise
+            conn = await self._connect("?mode=ro&immutable=1")
+        if self._closed:  # closed while opening
+            await conn.close()
+            return
+        self._conn = conn
+
+    async def _connect(self, query: str) -> aiosqlite.Connection:
         with translated("opening", self._path):
             if self._readonly:
-                uri = self._path.resolve().as_uri() + "?mode=ro"
+                uri = self._path.resolve().as_uri() + query
                 conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             else:
                 conn = await aiosqlite.connect(self._path, isolation_level=None)
@@ -240,10 +256,7 @@ class PageReader:
         except BaseException:
             await conn.close()
             raise
-        if self._closed:  # closed while opening
-            await conn.close()
-            return
-        self._conn = conn
+        return conn
 
     async def _check_log(self, conn: aiosqlite.Connection) -> None:
         """A file opened read-only is not initialised by a writer: check it is a log."""
@@ -276,6 +289,13 @@ class PageReader:
     def decode(self, rows: Sequence[Row], *, lenient: bool) -> list[RecordedEvent]:
         """Rows of `SELECT_COLUMNS` decoded on the event loop."""
         return self._decoder.decode_all(rows, lenient=lenient)
+
+    async def sized_events(
+        self, sql: str, params: Sequence[Any], *, lenient: bool
+    ) -> tuple[list[RecordedEvent], int]:
+        """`events`, and the characters of their data (to size the next page)."""
+        rows = await self.fetch(sql, params)
+        return self._decoder.decode_all(rows, lenient=lenient), sum(len(row[5]) for row in rows)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of a query."""

@@ -26,6 +26,12 @@ Notes (do not fix without reading this):
    checkpoints are then read but never written.
 6. `iter_all` fetches the next page while the caller consumes the current one:
    SQLite releases the GIL while it steps, so the fetch overlaps the decoding.
+7. Pages are sized by bytes as well as by count: `iter_all` and `subscribe`
+   take at most `_PAGE` events (or `page`), fewer when the previous page's
+   data averaged more than `_PAGE_CHARS / _PAGE` characters an event. A page
+   of a thousand events of 100 KB would otherwise be 100 MB decoded at once,
+   in each of the server's subscribers (projections, SSE, runtime) as it
+   catches up after a large import.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -57,6 +63,20 @@ __all__ = ["SQLiteEventStore"]
 logger = logging.getLogger(__name__)
 
 _PAGE = 1_000
+_PAGE_CHARS = 2 * 1024 * 1024  # note 7
+_FIRST_PAGE = 100  # a page of unknown event sizes (note 7)
+
+
+def _next_page(count: int, chars: int, most: int, previous: int) -> int:
+    """The next page's size after a page of `count` events holding `chars` (note 7).
+
+    An empty page says nothing of the sizes to come: the size stays.
+    """
+    if count == 0:
+        return previous
+    if chars == 0:
+        return most
+    return max(1, min(most, _PAGE_CHARS * count // chars))
 
 
 class SQLiteEventStore:
@@ -247,16 +267,16 @@ class SQLiteEventStore:
         writer.submit(PendingAppend(stream_id, batch, params, segments, expected_version, future))
         return await future
 
-    async def import_run(self, run_id: str, events: Sequence[ImportedEvent]) -> int:
+    async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction after the head (`_import.py`).
 
-        Returns the first new position; the others follow it. Raises
-        `ImportConflict` when a stream of `events` exists already,
+        Returns the first new position; the others follow it. `events` is
+        iterated once, in chunks, on worker threads (it may read a file).
+        Raises `ImportConflict` when a stream of `events` exists already,
         `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
-        `events` is never mutated.
         """
         writer = self._writing()
-        batch = tuple(events)
+        batch = events
 
         async def run(conn: aiosqlite.Connection) -> int:
             return await insert_run(conn, run_id, batch)
@@ -338,18 +358,23 @@ class SQLiteEventStore:
             raise ValueError("page must be positive, got 0")
         reader = self._read()
 
-        def fetch(position: int) -> asyncio.Future[list[Row]]:
-            return asyncio.ensure_future(reader.fetch(*select_events(position, until, where, page)))
+        def fetch(position: int, limit: int) -> asyncio.Future[list[Row]]:
+            return asyncio.ensure_future(
+                reader.fetch(*select_events(position, until, where, limit))
+            )
 
-        ahead = fetch(after)
+        limit = min(page, _FIRST_PAGE)
+        ahead = fetch(after, limit)
         try:
             while True:
                 rows = await ahead
-                more = len(rows) == page and (until is None or rows[-1][0] < until)
+                more = len(rows) == limit and (until is None or rows[-1][0] < until)
                 if more:
                     # The next page is fetched on the reader's thread while this
-                    # one decodes and its events are consumed (note 6).
-                    ahead = fetch(rows[-1][0])
+                    # one decodes and its events are consumed (note 6), sized by
+                    # this one's bytes (note 7).
+                    limit = _next_page(len(rows), sum(len(row[5]) for row in rows), page, limit)
+                    ahead = fetch(rows[-1][0], limit)
                 for event in reader.decode(rows, lenient=lenient):
                     yield event
                 if not more:
@@ -372,19 +397,23 @@ class SQLiteEventStore:
         """
         self._check_open()
         position = after
+        limit = _FIRST_PAGE
         while not self.closed:
             # Take the wake-up event before reading, so an append that lands
             # between the read and the wait still wakes us.
             appended = self._appended
-            sql, params = select_events(position, None, where, _PAGE)
+            sql, params = select_events(position, None, where, limit)
             try:
-                page = await self._read().events(sql, params, lenient=lenient)
+                page, chars = await self._read().sized_events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
             for event in page:
                 position = event.position
                 yield event
-            if len(page) == _PAGE:
+            full = len(page) == limit
+            limit = _next_page(len(page), chars, _PAGE, limit)
+            del page
+            if full:
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
             # that arrives as the wait ends, and the subscriber would never stop.

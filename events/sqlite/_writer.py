@@ -39,8 +39,10 @@ Notes (do not fix without reading this):
    appended to or read (`_Known`). A group whose streams are all known and
    whose expected versions all match is numbered from memory and inserted at
    once. Anything else (a stream not seen yet expected at a version above 0,
-   a conflict to confirm, the first group after a job) first reads the head and the versions in the
-   transaction (`BEGIN IMMEDIATE`, then one SELECT: two more hops). Memory
+   a conflict to confirm, the first group after an import) first reads the
+   head and the versions in the transaction (`BEGIN IMMEDIATE`, then one
+   SELECT: two more hops). Jobs that write no events (checkpoints, leases)
+   leave the memory as it is. Memory
    can only be stale if another process appended meanwhile; then the first
    row's position is taken already, the INSERT fails on the primary key, and
    the group is rolled back and redone from a fresh read. Any append moves
@@ -248,7 +250,8 @@ class GroupWriter:
 
     async def _run_job(self, conn: aiosqlite.Connection, job: Job) -> Any:
         """Run `job` in its own transaction; its result, or the error that rolled it back."""
-        self._known.forget()  # an import moves the head (note 7)
+        if job.wakes:  # it writes events (an import): the head moves (note 7)
+            self._known.forget()
         try:
             with translated(job.doing, self._path):
                 await conn.execute("BEGIN IMMEDIATE")

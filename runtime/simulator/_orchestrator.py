@@ -21,6 +21,7 @@ __all__ = ["SCOUT_MODELS", "orchestrator_policy"]
 SCOUT_MODELS = ("haiku", "sonnet", "haiku", "sonnet")
 _DONE = frozenset({"completed", "failed", "deleted"})
 _WAIT_S = 30.0
+_CONVERSATION = "Mode: conversation"
 
 
 def _json(observation: Observation) -> Any:
@@ -53,22 +54,36 @@ def _sleep_until_done(ids: list[str]) -> Generator[Turn, list[Observation], dict
 
 
 def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
-    """Scouts in parallel, then a builder on their findings; reports and cleans up."""
-    task = _task_of(situation)
+    """Scouts in parallel, then a builder on their findings; reports and cleans up.
+
+    In a conversation (`Mode: conversation` in the system prompt) it answers
+    each message in the grammar of `_orchestrator_chat.py` and keeps its agents.
+    """
+    if _CONVERSATION in situation.system:
+        from ._orchestrator_chat import conversation_policy  # it builds on this module
+
+        return (yield from conversation_policy(situation))
+    return (yield from _work(_task_of(situation), keep=False))
+
+
+def _work(task: str, *, keep: bool) -> Generator[Turn, list[Observation], str]:
+    """The seed's flow: scouts, sleep, their findings, a builder, sleep, its report."""
     scouts = yield from _create_scouts(task)
     if isinstance(scouts, str):
         return scouts
     statuses = yield from _sleep_until_done(scouts)
     findings = yield from _read_findings(scouts)
     if not findings:
-        yield Turn("No scout produced findings; cleaning up.", [Call("delete_all_agents", {})])
+        if not keep:
+            yield Turn("No scout produced findings; cleaning up.", [Call("delete_all_agents", {})])
         failed = ", ".join(f"{i}: {s}" for i, s in statuses.items())
         return f"FAILED: no scout produced findings ({failed})"
     built = yield from _create_builder(task, findings)
     if isinstance(built, Observation):
-        yield Turn(
-            "The builder could not be created; cleaning up.", [Call("delete_all_agents", {})]
-        )
+        if not keep:
+            yield Turn(
+                "The builder could not be created; cleaning up.", [Call("delete_all_agents", {})]
+            )
         return f"FAILED: could not create the builder ({built.content})"
     yield from _sleep_until_done([built])
     result = yield Turn(
@@ -76,7 +91,10 @@ def orchestrator_policy(situation: Situation) -> Generator[Turn, list[Observatio
         [Call("get_agent_output", {"agent_id": built})],
     )
     output = _json(result[0]) or {}
-    yield Turn("Work complete: deleting every agent I created.", [Call("delete_all_agents", {})])
+    if not keep:
+        yield Turn(
+            "Work complete: deleting every agent I created.", [Call("delete_all_agents", {})]
+        )
     verdict = "DONE" if output.get("status") == "completed" else "FAILED"
     changed = ", ".join(output.get("files_produced", [])) or "no files"
     return (

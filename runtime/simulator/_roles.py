@@ -422,6 +422,10 @@ def _feedback(prompt: str) -> list[Location]:
     return _unique(_locations(prompt, _LISTED))
 
 
+def _edit_key(edit: dict[str, object]) -> tuple[object, ...]:
+    return (edit["file"], edit["old"], edit["new"], bool(edit.get("replace_all")))
+
+
 def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Apply the plan's edits (or the review's list), then run the tests."""
     if problem := _missing(situation, ("Read", "Edit")):
@@ -438,6 +442,8 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
                 if not found:  # a scout's findings: plan the edits from them
                     found = _edits_for(_locations(result.content, _LISTED), directives, {})
                 edits += found
+        # Several scouts find the same lines: an edit asked twice is made once.
+        edits = list({_edit_key(e): e for e in edits}.values())
     if feedback:
         files = _files(feedback)
         results = yield Turn(

@@ -26,7 +26,7 @@ import pytest
 from contract_support import Contract, copy_log, foreign_export, make_demo_log
 
 from api import ApiConfig, Serving, serving
-from events import ANY, ApprovalRequested, Meta, NewEvent, SQLiteEventStore
+from events import ANY, AgentCommanded, ApprovalRequested, Meta, NewEvent, SQLiteEventStore
 from runtime import prepare_workspace
 
 OTLP_FIXTURES = Path(__file__).parents[1] / "hooks" / "fixtures" / "otlp-claude-code-2.1.197"
@@ -68,6 +68,14 @@ async def hold_a_call(db: Path, agent_id: str, approval_id: str) -> str:
         meta = Meta(agent_id=agent_id)
         await store.append(f"agent-{agent_id}", [NewEvent(request, meta)], expected_version=ANY)
     return approval_id
+
+
+async def command_behind_its_back(db: Path, agent_id: str) -> None:
+    """Make the log say `agent_id` works, as a process that died while driving it would."""
+    async with SQLiteEventStore(db) as store:
+        command = AgentCommanded(agent_id=agent_id, prompt="look around")
+        meta = Meta(agent_id=agent_id)
+        await store.append(f"agent-{agent_id}", [NewEvent(command, meta)], expected_version=ANY)
 
 
 async def test_every_live_response_validates_against_its_documented_schema(
@@ -131,6 +139,17 @@ async def test_every_live_response_validates_against_its_documented_schema(
         await send("DELETE", "/v1/agents/{agent_id}", probe)
         await send("DELETE", "/v1/agents/{agent_id}", probe)  # 409: deleted already
         await send("DELETE", "/v1/agents", params={"run_id": "nowhere"})
+        # The orchestrator's conversation, and an interrupted turn.
+        said = await send("POST", "/v1/orchestrator/messages", json={"text": "/status"})
+        await send("POST", "/v1/orchestrator/messages", json={"text": "/nope"})  # 422
+        conversation = f"/v1/orchestrator/conversations/{said['conversation_id']}"
+        await send("GET", "/v1/orchestrator/conversations/{conversation_id}", conversation)
+        await send("GET", "/v1/orchestrator/conversations/{conversation_id}",
+                   "/v1/orchestrator/conversations/nope")  # fmt: skip
+        idle = await send("POST", "/v1/agents", json={"name": "idle", "role": "scout"})
+        await send("POST", "/v1/agents/{agent_id}/interrupt", f"/v1/agents/{idle['id']}/interrupt")
+        await command_behind_its_back(demo.app.config.db, idle["id"])
+        await send("POST", "/v1/agents/{agent_id}/interrupt", f"/v1/agents/{idle['id']}/interrupt")
         await send("POST", "/v1/runs", json={"task": TASK})
         # Claude Code's own telemetry (JSON bodies recorded from the real binary), and /metrics.
         for signal in ("logs", "traces", "metrics"):
@@ -287,6 +306,16 @@ async def test_a_client_generated_from_the_document_calls_every_route(
                    agent_id=created.id, body=models.CommandAgent(prompt="look around"))  # fmt: skip
         await call("agents", "delete_v1_agents_agent_id", 204, None, agent_id=created.id)
         await call("agents", "delete_v1_agents", 200, "Deleted", run_id="nowhere")
+        said = await call("orchestrator", "post_v1_orchestrator_messages", 202, "MessageAccepted",
+                          body=models.PostMessage(text="/cost"))  # fmt: skip
+        await call("orchestrator", "get_v1_orchestrator_conversations_conversation_id", 200,
+                   "ConversationView", conversation_id=said.conversation_id)  # fmt: skip
+        idle = await call("agents", "post_v1_agents", 201, "AgentStatus",
+                          body=models.CreateAgent(name="idle", role="scout"))  # fmt: skip
+        await command_behind_its_back(demo.app.config.db, idle.id)
+        stopped = await call("orchestrator", "post_v1_agents_agent_id_interrupt", 200,
+                             "AgentStatus", agent_id=idle.id)  # fmt: skip
+        assert stopped.status == "failed"
         await call("runs", "post_v1_runs", 202, "RunAccepted", body=models.StartRun(task=TASK))
         for signal, model in (("logs", "PostV1OtlpV1LogsResponse200"),
                               ("traces", "PostV1OtlpV1TracesResponse200"),

@@ -197,3 +197,39 @@ def test_a_run_id_is_found_with_or_without_a_run_prefix(demo: tuple[Path, str]) 
         code, out, _ = fleet("replay", given, "--db", str(log), "--json")
         assert code == 0
         assert json.loads(out)["run_id"] == run_id
+
+
+def test_export_sign_and_import_verify_with_the_key_in_the_environment(
+    demo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, run_id = demo
+    signed, plain = tmp_path / "signed.jsonl", tmp_path / "plain.jsonl"
+    target = str(tmp_path / "other.db")
+    monkeypatch.delenv("FLEET_EXPORT_KEY", raising=False)
+    code, _, err = fleet("export", run_id, "--db", str(log), "--sign", "-o", str(signed))
+    assert (code, err.count("\n")) == (1, 1)
+    assert "FLEET_EXPORT_KEY" in err
+    monkeypatch.setenv("FLEET_EXPORT_KEY", "short")
+    assert "needs 16" in fleet("export", run_id, "--db", str(log), "--sign")[2]
+
+    monkeypatch.setenv("FLEET_EXPORT_KEY", "a shared key of enough bytes")
+    code, out, err = fleet(
+        "export", run_id, "--db", str(log), "--sign", "-o", str(signed), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["signed"] is True
+    assert fleet("export", run_id, "--db", str(log), "-o", str(plain))[0] == 0
+
+    code, _, err = fleet("import", str(plain), "--verify", "--db", target)
+    assert code == 1
+    assert "not signed" in err
+    monkeypatch.setenv("FLEET_EXPORT_KEY", "another key, also long enough")
+    code, _, err = fleet("import", str(signed), "--verify", "--db", target)
+    assert code == 1
+    assert "signature does not match" in err
+    assert not Path(target).exists()
+
+    monkeypatch.setenv("FLEET_EXPORT_KEY", "a shared key of enough bytes")
+    code, out, err = fleet("import", str(signed), "--verify", "--db", target, "--json")
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id

@@ -126,11 +126,14 @@ def test_agents_table_shows_each_agent_with_status_context_cost_and_tools(
     agents = _views(db, "agents")["agents"]["agents"]
     lines = out.splitlines()
     assert any(
-        line.split()[:1] == ["agent"] and "context" in line and "cost" in line for line in lines
+        line.split()[:2] == ["agent", "id"] and "context" in line and "cost" in line
+        for line in lines
     )
     rows = iter(lines)
     for agent in agents:  # in the view's order
-        row = next(line for line in rows if line.split()[:2] == [agent["name"], agent["role"]])
+        row = next(
+            line for line in rows if line.split()[:3] == [agent["name"], agent["id"], agent["role"]]
+        )
         assert agent["status"] in row
         assert f"${agent['cost_usd']:.4f}" in row
         assert f"{agent['context']['percent']:4.1f}%" in row
@@ -249,6 +252,19 @@ def test_events_filters_tail_limit_and_json_lines(
     ]
     _, out, _ = run_cli(capsys, "events", "--db", str(db), "--after", "10", "--limit", "3")
     assert [int(line.split()[0]) for line in out.splitlines()] == [11, 12, 13]
+
+
+def test_events_agent_takes_a_name_or_an_id_and_says_when_none_matches(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _ = filled
+    _, by_id, _ = run_cli(capsys, "events", "--db", str(db), "--agent", GUARDED, "--json")
+    code, by_name, err = run_cli(capsys, "events", "--db", str(db), "--agent", "guarded", "--json")
+    assert code == 0 and by_name == by_id and by_id
+    assert f"'guarded' is a name: showing agent {GUARDED}" in err
+    code, out, err = run_cli(capsys, "events", "--db", str(db), "--agent", "nobody")
+    assert (code, out) == (1, "")
+    assert "no agent in this log has the id or the name 'nobody'" in err
 
 
 def test_events_follow_prints_new_events_until_ctrl_c(

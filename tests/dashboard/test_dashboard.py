@@ -118,9 +118,17 @@ def short_model(model: str) -> str:
     return model.removeprefix("claude-")
 
 
+def shown_order(agents: list[dict[str, Any]]) -> list[str]:
+    """The cards' order: newest first, the deleted ones (folded away) last, newest first too."""
+    ids = [a["id"] for a in reversed(agents) if a["status"] != "deleted"]
+    return ids + [a["id"] for a in reversed(agents) if a["status"] == "deleted"]
+
+
 def assert_cards_match(cards: list[dict[str, Any]], agents: list[dict[str, Any]]) -> None:
-    assert [c["id"] for c in cards] == [a["id"] for a in agents]
-    for card, agent in zip(cards, agents, strict=True):
+    assert [c["id"] for c in cards] == shown_order(agents)
+    by_id = {a["id"]: a for a in agents}
+    for card in cards:
+        agent = by_id[card["id"]]
         last = agent["tool_calls"]["last"]
         assert card == {
             "id": agent["id"],
@@ -371,7 +379,7 @@ async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_repl
         await page.locator("#run-picker").select_option(result.run_id)
         run_agents = await get_json(server.url, "/v1/agents", run_id=result.run_id)
         cards = await page.evaluate(READ_CARDS)
-        assert [c["id"] for c in cards] == [a["id"] for a in run_agents["agents"]]
+        assert [c["id"] for c in cards] == shown_order(run_agents["agents"])
         assert {c["role"] for c in cards} == {
             "orchestrator", "planner", "builder", "reviewer", "shipper",
         }  # fmt: skip
@@ -413,8 +421,9 @@ async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_repl
         assert 0 < position < head
         agents_then = await get_json(server.url, "/v1/agents", run_id=result.run_id, at=position)
         cards = await page.evaluate(READ_CARDS)
-        assert [c["id"] for c in cards] == [a["id"] for a in agents_then["agents"]]
-        assert [c["status"] for c in cards] == [a["status"] for a in agents_then["agents"]]
+        assert [c["id"] for c in cards] == shown_order(agents_then["agents"])
+        statuses = {a["id"]: a["status"] for a in agents_then["agents"]}
+        assert {c["id"]: c["status"] for c in cards} == statuses
         await page.screenshot(path=artifacts / "dashboard-replay.png", full_page=True)
         assert page.errors == []
         await page.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +24,9 @@ import pytest_asyncio
 from dash_support import (
     ARTIFACTS,
     CHROMIUM_ARGS,
+    DOCS,
     RUN_ID,
-    SCOUT_A,
+    SCOUT_B,
     append_steps,
     dashboard_server,
     find_chromium,
@@ -47,7 +49,14 @@ from events import (
     ToolCallRequested,
     Usage,
 )
-from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
+from runtime import (
+    Budgets,
+    RuntimeOptions,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_pattern,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -56,6 +65,8 @@ RUN_2 = "run-d3pl0y22"
 ORCH_2 = "orchestrator-d3pl0y22"
 SHIPPER = "ship-77aa01"
 CLEANER = "clean-88bb02"
+BUDGETS_2 = {"agent_usd": 0.0035, "fleet_usd": 0.007}  # each agent spends $0.0031: 89%
+REAL_BUDGETS = Budgets(agent_usd=100.0)  # far above what a simulated run spends
 SIZES = {"wide": {"width": 1400, "height": 1000}, "narrow": {"width": 800, "height": 900}}
 
 
@@ -68,7 +79,8 @@ def second_run() -> list[tuple[str, list[NewEvent]]]:
         steps.append((stream, [NewEvent(d, meta) for d in datas]))  # type: ignore[arg-type]
 
     add(f"run-{RUN_2}", None, RunStarted(run_id=RUN_2, task="ship the release", model="haiku",
-                                         simulated=True, workspace="/work/sample"))  # fmt: skip
+                                         simulated=True, workspace="/work/sample",
+                                         config={"budgets": BUDGETS_2}))  # fmt: skip
     add(f"agent-{ORCH_2}", ORCH_2,
         AgentCreated(agent_id=ORCH_2, name="orchestrator", role="orchestrator",
                      model="claude-sonnet-4-5"),
@@ -108,10 +120,13 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     if find_chromium() is None:
         pytest.skip("no Chromium on PATH: the dashboard's browser tests need Debian's chromium")
     tmp = tmp_path_factory.mktemp("views")
-    config = ApiConfig(db=tmp / "fleet.db", store_poll_s=0.05)
+    # No runtime in the server: the page reads the log and answers approvals, nothing more.
+    config = ApiConfig(db=tmp / "fleet.db", store_poll_s=0.05, runtime=False)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     workspace = await prepare_workspace(tmp / "workspace")
-    options = RuntimeOptions(db=config.db, workspace=workspace, env={}, simulator_latency_s=0.01)
+    options = RuntimeOptions(
+        db=config.db, workspace=workspace, env={}, simulator_latency_s=0.01, budgets=REAL_BUDGETS
+    )
     async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
         for phase in fleet_script():
             await append_steps(store, phase)
@@ -168,15 +183,15 @@ async def pick_run(page: Any, run_id: str) -> None:
     )
 
 
-async def shoot(
-    page: Any, served: Served, view: str, locator: str | None = None, *, full_page: bool = True
-) -> None:
-    """Screenshots of a view at both sizes, for a person to look at."""
+async def shoot(page: Any, served: Served, view: str, locator: str | None = None) -> None:
+    """Screenshots of a view at both sizes, for a person to look at (FLEET_SCREENSHOTS=0: none)."""
+    if os.environ.get("FLEET_SCREENSHOTS") == "0":
+        return
     for size, viewport in SIZES.items():
         await page.set_viewport_size(viewport)
         path = served.artifacts / f"{view}-{size}.png"
         if locator is None:
-            await page.screenshot(path=path, full_page=full_page)
+            await page.screenshot(path=path)  # the viewport: a full page costs seconds
         else:
             await page.locator(locator).screenshot(path=path)
     await page.set_viewport_size(SIZES["wide"])
@@ -292,8 +307,8 @@ async def test_the_drawer_shows_each_tool_call_input_and_result_from_the_log(
     """A click on a card opens its drawer: prompts, tool inputs and results, cost over time."""
     page = await open_page(browser, served.url + "/")
     await settled(page, served)
-    events = (await get_json(served.url, "/v1/events", agent_id=SCOUT_A, limit=1000))["events"]
-    await page.locator(f'.agent-card[data-agent-id="{SCOUT_A}"]').click()
+    events = (await get_json(served.url, "/v1/events", agent_id=SCOUT_B, limit=1000))["events"]
+    await page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"]').click()
     last = events[-1]["position"]
     await page.wait_for_function(
         "(p) => document.getElementById('drawer-body').dataset.position === String(p)", arg=last
@@ -335,7 +350,7 @@ async def test_the_drawer_shows_each_tool_call_input_and_result_from_the_log(
         "r => Number(r.dataset.position))"
     )
     assert found == expected
-    await shoot(page, served, "dashboard-drawer", full_page=False)
+    await shoot(page, served, "dashboard-drawer")
     await page.keyboard.press("Escape")
     assert await page.locator("#drawer").is_hidden()
     assert page.errors == []
@@ -479,5 +494,138 @@ async def test_the_graph_is_laid_out_with_retries_distinct_labels_and_clear_arro
     for i, a in enumerate(shape["nodes"]):
         assert not any(overlap(a, b) for b in shape["nodes"][i + 1 :])
     await shoot(page, served, "dashboard-graph", "#graph")
+    assert page.errors == []
+    await page.close()
+
+
+READ_ALERTS = """() => [...document.querySelectorAll('#alerts .alert')].map(a => [
+  a.dataset.scope, a.dataset.id, a.dataset.budget, Number(a.dataset.percent)])"""
+
+
+async def test_budget_alerts_past_80_percent_and_the_runs_cost_over_time(
+    browser: Any, served: Served
+) -> None:
+    """Agents and a run past 80% of a budget recorded in RunStarted are flagged; others are not."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    await pick_run(page, RUN_2)
+    await page.wait_for_function("() => document.getElementById('alerts').dataset.count === '3'")
+    assert sorted(await page.evaluate(READ_ALERTS)) == [
+        ["agent", CLEANER, "agent_usd", 89],
+        ["agent", SHIPPER, "agent_usd", 89],
+        ["fleet", RUN_2, "fleet_usd", 89],
+    ]
+    await shoot(page, served, "dashboard-alerts", "#alerts")
+
+    # The scripted run has no budgets recorded, but a budget stopped its docs agent.
+    await pick_run(page, RUN_ID)
+    await page.wait_for_function("() => document.getElementById('alerts').dataset.count === '1'")
+    assert await page.evaluate(READ_ALERTS) == [["agent", DOCS, "agent_usd", 100]]
+
+    # The real run recorded its budgets (far from reached) and its cost over time.
+    run = served.real_run
+    started = await get_json(served.url, "/v1/events", run_id=run, type="RunStarted")
+    assert started["events"][0]["data"]["config"]["budgets"] == {"agent_usd": 100.0}
+    await pick_run(page, run)
+    await page.wait_for_function("() => document.getElementById('alerts').dataset.count === '0'")
+    events = (await get_json(served.url, "/v1/events", run_id=run, limit=1000))["events"]
+    responses = [e for e in events if e["type"] == "ModelResponded"]
+    series = page.locator('#totals [data-tile="cost"] svg.cost-series')
+    await series.wait_for()
+    assert await series.get_attribute("data-points") == str(len(responses))
+    assert float(await series.get_attribute("data-total") or 0) == pytest.approx(
+        sum(e["data"]["cost_usd"] for e in responses)
+    )
+    assert page.errors == []
+    await page.close()
+
+
+async def test_the_feed_keeps_showing_events_while_the_slider_is_scrubbed(
+    browser: Any, served: Served
+) -> None:
+    """Scrubbed before the events the feed loaded, it shows those around the slider's position."""
+    page = await open_page(browser, served.url + "/?history=40")
+    head = await settled(page, served)
+    loaded = await page.evaluate("() => window.fleetDashboard.events.length")
+    assert loaded == 40
+    for position in (head - 20, 30, 5, 120):  # inside what was loaded, then before it
+        await page.locator("#slider").fill(str(position))
+        await page.wait_for_function(
+            """(p) => { const c = document.querySelector('#feed .feed-row.cursor');
+                        return c && c.dataset.position === String(p); }""",
+            arg=position,
+        )
+        shown = await page.evaluate(
+            "() => [...document.querySelectorAll('#feed .feed-row:not(.future)')].map("
+            "r => Number(r.dataset.position))"
+        )
+        assert position in shown
+        assert len(shown) >= min(position, 20)  # the events before it are there to read
+    assert await page.locator("#feed-window").is_visible()
+    await shoot(page, served, "dashboard-scrubbing", ".col-feed")
+    await page.locator("#live-btn").click()
+    await page.wait_for_function(
+        "(n) => Number(document.querySelector('#feed .feed-row').dataset.position) === n", arg=head
+    )
+    assert await page.locator("#feed-window").is_hidden()
+    assert page.errors == []
+    await page.close()
+
+
+async def test_newest_agents_and_live_runs_first_and_deleted_agents_folded(
+    browser: Any, served: Served
+) -> None:
+    """The run picker lists running runs first; cards newest first; deleted ones folded away."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    runs = (await get_json(served.url, "/v1/runs"))["runs"]
+    listed = await page.evaluate(
+        "() => [...document.querySelectorAll('#run-picker option')].map(o => o.value).slice(1)"
+    )
+    newest = [r["id"] for r in reversed(runs)]
+    assert listed == [r for r in newest if r in (RUN_ID, RUN_2)] + [served.real_run]
+    await pick_run(page, RUN_ID)
+    agents = (await get_json(served.url, "/v1/agents", run_id=RUN_ID))["agents"]
+    folded = page.locator("#deleted-agents")
+    assert await folded.get_attribute("open") is None
+    deleted = [a["id"] for a in agents if a["status"] == "deleted"]
+    assert (
+        await folded.locator(".agent-card").evaluate_all(
+            "cards => cards.map(c => c.dataset.agentId)"
+        )
+        == deleted
+    )
+    assert not await folded.locator(".agent-card").first.is_visible()
+    shown = await page.evaluate(
+        "() => [...document.querySelectorAll('#agents > .agent-card')].map(c => c.dataset.agentId)"
+    )
+    assert shown == [a["id"] for a in reversed(agents) if a["status"] != "deleted"]
+    await folded.locator("summary").click()
+    assert await folded.locator(".agent-card").first.is_visible()
+    assert page.errors == []
+    await page.close()
+
+
+async def test_the_chat_panel_opens_and_says_when_the_server_takes_no_messages(
+    browser: Any, served: Served
+) -> None:
+    """The orchestrator's panel opens from its button; a server that takes no messages is said so.
+
+    This server has no runtime (and, until the chat API is merged, no route): the
+    message is refused and kept in the box.
+    """
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    assert await page.locator("#chat").is_hidden()
+    await page.locator("#chat-toggle").click()
+    assert await page.locator("#chat").is_visible()
+    await page.locator("#chat-input").fill("/status")
+    await page.locator("#chat-send").click()
+    status = page.locator('#chat-status[data-error="true"]')
+    await status.wait_for()
+    said = await status.text_content() or ""
+    assert "/v1/orchestrator/messages" in said or "runtime" in said
+    assert await page.locator("#chat-input").input_value() == "/status"  # nothing lost
+    await shoot(page, served, "dashboard-chat")
     assert page.errors == []
     await page.close()

@@ -21,6 +21,7 @@ from events import (
     AgentWoke,
     ApprovalDecided,
     ApprovalRequested,
+    ChatMessagePosted,
     ContextCompacted,
     EventData,
     EventModel,
@@ -92,6 +93,14 @@ SAMPLES: dict[str, EventModel] = {
         attributes={"model": "claude-sonnet-4-5"},
         value=0.25,
         detail={"unit": "USD"},
+    ),
+    "ChatMessagePosted": ChatMessagePosted(
+        conversation_id="c1",
+        role="orchestrator",
+        text="DONE",
+        author="a1",
+        reply_to=7,
+        agent_id="a1",
     ),
     "ReplayDiverged": ReplayDiverged(
         run_id="r2", replay_of="r1", agent_id="a", step=3, kind="tool_result"

@@ -59,11 +59,20 @@ async def test_memory_opens_a_new_empty_log_each_time() -> None:
         assert first.location == "memory:"
 
 
-@pytest.mark.parametrize("url", ["postgresql://fleet@127.0.0.1/fleet", "postgres://h/db"])
-def test_postgresql_is_refused_clearly_for_now(url: str) -> None:
-    with pytest.raises(UnsupportedLocation, match="PostgreSQL backend is not available yet") as e:
-        open_store(url)
-    assert e.value.location == url
+@pytest.mark.parametrize("url", ["postgresql://fleet@127.0.0.1/fleet", "postgres://h/db?schema=s1"])
+def test_a_postgresql_url_names_a_postgresql_log(url: str) -> None:
+    store = open_store(url)
+    assert type(store).__name__ == "PostgresEventStore"
+    assert store.location == url
+
+
+def test_a_postgresql_url_hides_its_password_in_messages() -> None:
+    assert open_store("postgresql://u:secret@h/db").location == "postgresql://u:***@h/db"
+
+
+def test_a_postgresql_schema_that_is_not_an_identifier_is_refused() -> None:
+    with pytest.raises(UnsupportedLocation, match="lowercase identifier"):
+        open_store("postgresql://h/db?schema=Robert');DROP")
 
 
 @pytest.mark.parametrize(

@@ -798,7 +798,8 @@ async def test_an_exported_run_imports_into_another_log_as_it_was(store_factory)
     await source.append("agent-other", [command("o", 0, run="run-other")])
     [begun] = await source.append("run-r", [started("r")])
     meta = Meta(run_id="r", agent_id="b", causation_id=begun.position)
-    await source.append("agent-b", [NewEvent(AgentCommanded(agent_id="b", prompt="p"), meta)])
+    created = AgentCreated(agent_id="b", name="b", role="r", model="m")
+    await source.append("agent-b", [NewEvent(created, meta)])
     await source.append("agent-b", [command("b", 1, run="r")])
     lines = [line async for line in await export_lines(source, "r")]
 

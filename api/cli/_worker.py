@@ -1,0 +1,79 @@
+"""`fleet worker`: drive agents from a log many processes share, without serving HTTP.
+
+    fleet worker --db postgresql://fleet@db.internal/fleet --workspace /srv/repo
+
+Takes agents by lease (`runtime.Worker`): any number of workers on any
+number of machines share the log, each agent driven by one live worker; a
+worker that dies has its agents taken over once their leases expire.
+Standard library only at import (`api/cli/__init__.py`, note 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from ._common import add_common, console, resolve_db
+
+__all__ = ["configure"]
+
+
+def configure(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of `worker`."""
+    add_common(parser, json_output=False)
+    parser.add_argument(
+        "--workspace", metavar="DIR", default=".", help="where agents work (default: here)"
+    )
+    parser.add_argument(
+        "--capacity", type=int, default=32, help="agents driven at once, at most (default 32)"
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=15.0,
+        help="seconds an agent's lease lasts unless renewed: how soon a dead worker's "
+        "agents are taken over (default 15)",
+    )
+    parser.add_argument("--model", help="default model for agents (haiku, sonnet, opus, ...)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="simulator pause per answer, seconds"
+    )
+    parser.set_defaults(func=_worker_command)
+
+
+def _worker_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_work(args, Path(args.workspace).resolve()))
+
+
+async def _work(args: argparse.Namespace, workspace: Path) -> int:
+    from runtime import RuntimeOptions, open_runtime
+
+    from ..errors import ApiError
+
+    if args.capacity < 1 or args.lease_ttl <= 0:
+        raise ApiError("--capacity must be at least 1 and --lease-ttl positive")
+    options = RuntimeOptions(
+        db=resolve_db(args.db),
+        workspace=workspace,
+        default_model=args.model or "haiku",
+        max_live_agents=args.capacity,
+        simulator_latency_s=args.latency,
+        lease_ttl_s=args.lease_ttl,
+        worker=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_runtime(options) as rt:
+        assert rt.worker is not None
+        simulated = " (model: the offline simulator)" if rt.simulated else ""
+        console().print(f"fleet worker {rt.worker.owner} on {rt.store.location}{simulated}")
+        console().file.flush()
+        await stop.wait()
+    with contextlib.suppress(Exception):
+        console().print("fleet worker stopped (its agents' leases were released)")
+    return 0

@@ -1,0 +1,56 @@
+"""The one place where asyncpg's errors become fleet's.
+
+Every statement the backend sends runs inside `translated(...)`, so callers
+only ever see `events.errors`: a server that cannot be reached or that went
+away is `StoreUnavailable`, a read-only transaction is `StoreUnavailable`, a
+database that does not exist is `LogNotFound`, anything else a `StoreError`
+naming what was being done. The driver's exception is kept as the `__cause__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from ..errors import FleetError, LogNotFound, StoreError, StoreUnavailable
+
+__all__ = ["store_error", "translated"]
+
+
+def store_error(error: BaseException, doing: str, location: str) -> StoreError:
+    """The fleet error for a driver error met while `doing` (e.g. "appending to") `location`."""
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return LogNotFound(location)
+    if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
+        return StoreUnavailable(f"{location} is read-only ({error})")
+    if isinstance(error, asyncpg.DiskFullError):
+        return StoreUnavailable(f"the disk holding {location} is full ({error})")
+    if isinstance(
+        error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        return StoreUnavailable(
+            f"{doing} {location} failed: the server refused the login ({error})"
+        )
+    if isinstance(
+        error,
+        OSError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError,
+    ):
+        return StoreUnavailable(f"{doing} {location} failed: the server is unreachable ({error})")
+    return StoreError(f"{doing} {location} failed: {error}")
+
+
+@contextmanager
+def translated(doing: str, location: str) -> Iterator[None]:
+    """Raise the fleet error for any driver error in the block (`raise ... from e`)."""
+    try:
+        yield
+    except FleetError:
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        raise store_error(e, doing, location) from e

@@ -1,0 +1,216 @@
+"""What only the PostgreSQL backend promises beyond the contract suite: several
+processes (standing in for machines) writing and reading one log at once,
+wake-ups by LISTEN/NOTIFY one per committed group, polling when they are lost
+(the leases are in the lease contract, tests/events/test_lease_contract.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from postgres_support import (
+    POSTGRES_URL,
+    drop_postgres_schemas,
+    postgres_log_url,
+    postgres_or_skip,
+)
+
+from events import AgentCommanded, Meta, NewEvent, open_store
+from events.postgres import PostgresEventStore
+
+HELPER = Path(__file__).with_name("postgres_process.py")
+
+
+class Logs:
+    """Opens stores on one fresh PostgreSQL log (a schema of its own, dropped afterwards)."""
+
+    def __init__(self) -> None:
+        self.schema = f"t_{uuid.uuid4().hex[:16]}_p"
+        self.location = postgres_log_url(self.schema)
+        self._open: list[PostgresEventStore] = []
+
+    async def __call__(self, **options: Any) -> PostgresEventStore:
+        options.setdefault("poll_interval", 0.05)
+        store = await PostgresEventStore(self.location, **options).open()
+        self._open.append(store)
+        return store
+
+    async def aclose(self) -> None:
+        try:
+            for store in reversed(self._open):
+                await store.aclose()
+        finally:
+            drop_postgres_schemas([self.schema])
+
+
+@pytest.fixture
+async def factory() -> AsyncIterator[Logs]:
+    postgres_or_skip()
+    logs = Logs()
+    try:
+        yield logs
+    finally:
+        await logs.aclose()
+
+
+def command(agent: str, n: int) -> NewEvent:
+    return NewEvent(AgentCommanded(agent_id=agent, prompt=f"{n}"), Meta(agent_id=agent))
+
+
+class Child:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def line(self, timeout: float = 60) -> str:
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            raw = await self.process.stdout.readline()
+        if not raw:
+            assert self.process.stderr is not None
+            raise AssertionError((await self.process.stderr.read()).decode())
+        return raw.decode().strip()
+
+    async def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+
+
+@asynccontextmanager
+async def child(*args: str) -> AsyncIterator[Child]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(HELPER), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    proc = Child(process)
+    try:
+        assert await proc.line() == "ready"
+        yield proc
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()
+
+
+async def test_writers_in_three_processes_give_every_reader_every_position_once_in_order(
+    factory: Logs,
+) -> None:
+    """Readers in two other processes and this one see 1..N exactly once, in order, while
+    three processes of four concurrent appenders each commit batches at once."""
+    store = await factory()
+    writers, tasks, batches = 3, 3, 10
+    async with AsyncExitStack() as stack:
+        appenders = [
+            await stack.enter_async_context(
+                child("append", factory.location, str(w), str(tasks), str(batches))
+            )
+            for w in range(writers)
+        ]
+        # Followers learn the total only at the end: they read until told how many.
+        followers = [
+            await stack.enter_async_context(child("follow", factory.location, "0", "0.05"))
+            for _ in range(2)
+        ]
+        seen_here: list[int] = []
+
+        async def follow_here(total: asyncio.Future[int]) -> None:
+            async for event in store.subscribe():
+                seen_here.append(event.position)
+                if total.done() and len(seen_here) >= total.result():
+                    return
+
+        total: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        here = asyncio.create_task(follow_here(total))
+        for process in followers + appenders:
+            await process.go()
+        written = [json.loads(await a.line()) for a in appenders]
+        count = sum(len(p) for p in written) + 1
+        total.set_result(count)
+        await store.append("agent-last", [command("last", 0)])  # wakes the follower here
+        seen_there = []
+        for follower in followers:
+            # A follower printing 0 events until count is fine: read exactly `count` lines.
+            seen_there.append([int(await follower.line()) for _ in range(count)])
+        async with asyncio.timeout(60):
+            await here
+
+    assert sorted(p for ps in written for p in ps) == list(range(1, count))
+    assert seen_here == list(range(1, count + 1))
+    for seen in seen_there:
+        assert seen == list(range(1, count + 1))
+    everything = await store.read_all()
+    assert [e.position for e in everything] == list(range(1, count + 1))
+    for w in range(writers):
+        for k in range(tasks):
+            versions = [e.version for e in everything if e.stream_id == f"agent-{w}-{k}"]
+            assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_one_notification_per_committed_group(factory: Logs) -> None:
+    store = await factory()
+    assert isinstance(store, PostgresEventStore)
+    heard: list[str] = []
+    listener = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await listener.add_listener(store.tables.channel, lambda *args: heard.append(args[-1]))
+        await asyncio.gather(*(store.append(f"agent-{k}", [command(str(k), 0)]) for k in range(50)))
+        await store.append("agent-x", [command("x", 0), command("x", 1)])
+        async with asyncio.timeout(30):
+            while not heard or heard[-1] != "52":
+                await asyncio.sleep(0.01)
+    finally:
+        await listener.close()
+    # 51 appends, committed in far fewer transactions: one notification each, naming the head.
+    assert len(heard) < 51
+    assert [int(h) for h in heard] == sorted(int(h) for h in heard)
+
+
+async def test_a_subscriber_in_another_process_is_woken_by_notify_not_by_polling(
+    factory: Logs,
+) -> None:
+    store = await factory()
+    async with child("follow", factory.location, "3", "3600") as follower:
+        await follower.go()
+        await asyncio.sleep(0.5)  # lets the follower reach its wait (it polls once an hour)
+        await store.append("agent-a", [command("a", n) for n in range(3)])
+        lines = [await follower.line(timeout=60) for _ in range(3)]
+    assert lines == ["1", "2", "3"]
+
+
+async def test_a_lost_listener_falls_back_to_polling(factory: Logs) -> None:
+    reader = await factory(poll_interval=0.05)
+    writer = await factory()
+    assert isinstance(reader, PostgresEventStore)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        # Cut the sessions listening on this log's channel, as a network blip would.
+        cut = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query = $1",
+            f'LISTEN "{reader.tables.channel}"',
+        )
+    finally:
+        await admin.close()
+    assert cut == 2  # the reader's and the writer's listeners
+    following = asyncio.create_task(anext(aiter(reader.subscribe())))
+    await asyncio.sleep(0.3)  # the subscription has read the empty log and waits
+    await writer.append("agent-a", [command("a", 0)])
+    async with asyncio.timeout(30):
+        event = await following
+    assert event.position == 1
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    from events import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        await open_store("postgresql://root@127.0.0.1:1/test", connect_timeout=5).open()
