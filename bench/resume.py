@@ -37,8 +37,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from events import EventFilter, Meta, NewEvent, RecordedEvent, SQLiteEventStore, TaskCreated
-from runtime import (
+# Run as a script, this file's folder comes first on sys.path: take it off so
+# nothing here shadows a package (bench/hooks.py), and put the repository root on.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(ROOT))
+
+from events import (  # noqa: E402
+    EventFilter,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    SQLiteEventStore,
+    TaskCreated,
+)
+from runtime import (  # noqa: E402
     RuntimeOptions,
     interrupted_runs,
     load_pattern,
@@ -48,7 +61,6 @@ from runtime import (
     run_pattern,
 )
 
-ROOT = Path(__file__).parents[1]
 TASK = "rename `count_words` to `word_count` everywhere"
 
 
