@@ -9,10 +9,10 @@ Run from the repository root::
 Latency: a plan-build-review-ship run is stopped mid-build (its runtime
 closed, as Ctrl-C does), then the log is padded with N events of other runs
 (each run its own streams, as a busy log holds), and the time is measured
-from opening a runtime on it (the projections catch up from their
-checkpoints) to the first event the resumed run appends. The baseline, in
-the same run, is opening the same log and appending one event without any
-resume. Medians of `--trials`.
+from opening a runtime on it (the projections catch up on the padding) to
+the first event the resumed run appends. The baseline, in the same run, is
+opening a copy of the same file and appending one event without any resume:
+the ratio is what resuming adds to opening the log. Medians of `--trials`.
 
 Kills: for each built-in pattern and each point (after the scouts,
 mid-build, mid-review, between review and ship), a real `fleet run` process
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -117,6 +118,14 @@ async def _baseline(db: Path, workspace: Path) -> float:
         return time.perf_counter() - started
 
 
+def _copy(db: Path, to: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        source = db.with_name(db.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, to.with_name(to.name + suffix))
+    return to
+
+
 async def latency(sizes: list[int], trials: int) -> None:
     print(f"{'log events':>12} {'resume -> 1st event':>20} {'open + 1 append':>16} {'ratio':>6}")
     for size in sizes:
@@ -125,7 +134,8 @@ async def latency(sizes: list[int], trials: int) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 db, workspace = await _interrupted_log(Path(tmp))
                 await _pad(db, size)
-                baselines.append(await _baseline(db, workspace))
+                twin = _copy(db, Path(tmp) / "twin.db")  # both start cold, from the same file
+                baselines.append(await _baseline(twin, workspace))
                 resumes.append(await _first_event_after_resume(db, workspace))
         r, b = statistics.median(resumes), statistics.median(baselines)
         print(f"{size:>12,} {r * 1000:>17.0f} ms {b * 1000:>13.0f} ms {r / b:>6.2f}")
