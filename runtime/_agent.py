@@ -446,7 +446,10 @@ class Agent:
         elif state.pending:
             await self._tools.run_pending()
         elif state.messages and state.messages[-1]["role"] == "assistant":
-            await self._end_turn()
+            if state.last_stop_reason == "pause_turn":  # the API paused a long turn: go on
+                await self._call_model()
+            else:
+                await self._end_turn()
         else:
             await self._call_model()
 

@@ -20,6 +20,8 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,8 @@ SIMULATOR_API_KEY = "sim-offline"
 """The dummy key given to the SDK when it talks to the simulator."""
 
 _EPHEMERAL = {"type": "ephemeral"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,10 @@ def _with_cache_control(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[s
     ):
         blocks[-1] = {**blocks[-1], "cache_control": _EPHEMERAL}
     return [*head, {**last, "content": blocks}]
+
+
+_RETRIED_MID_STREAM = frozenset({"overloaded_error", "api_error", "rate_limit_error"})
+"""Errors an `event: error` may carry that are worth the turn again (the API's transient ones)."""
 
 
 def _error_type(e: anthropic.APIStatusError) -> str:
@@ -257,17 +265,29 @@ class ModelClient:
         if tools:
             params["tools"] = list(tools)
         started = time.perf_counter()
-        try:
-            async with self._client.messages.stream(**params) as stream:
-                message = await stream.get_final_message()
-        except anthropic.APIStatusError as e:
-            raise ModelCallFailed(info.id, e.status_code, _error_type(e), _error_message(e)) from e
-        except anthropic.APITimeoutError as e:
-            raise ModelCallFailed(info.id, None, "timeout", str(e)) from e
-        except anthropic.APIConnectionError as e:
-            raise ModelCallFailed(
-                info.id, None, "connection_error", f"{e} ({self.base_url})"
-            ) from e
+        retries = 0
+        while True:
+            try:
+                async with self._client.messages.stream(**params) as stream:
+                    message = await stream.get_final_message()
+                break
+            except anthropic.APIStatusError as e:
+                kind = _error_type(e)
+                # An `event: error` after the stream began (the HTTP status was 200): the
+                # SDK does not retry it, since the response had started. Try the turn again.
+                transient = e.status_code < 400 and kind in _RETRIED_MID_STREAM
+                if transient and retries < self._client.max_retries:
+                    retries += 1
+                    logger.debug("%s mid-stream: retry %d", kind, retries)
+                    await asyncio.sleep(0.2 * retries)
+                    continue
+                raise ModelCallFailed(info.id, e.status_code, kind, _error_message(e)) from e
+            except anthropic.APITimeoutError as e:
+                raise ModelCallFailed(info.id, None, "timeout", str(e)) from e
+            except anthropic.APIConnectionError as e:
+                raise ModelCallFailed(
+                    info.id, None, "connection_error", f"{e} ({self.base_url})"
+                ) from e
         duration_ms = (time.perf_counter() - started) * 1000
         usage = usage_from_api(message.usage)
         cost = self.prices.cost(info.id, usage, datetime.now(UTC).date())

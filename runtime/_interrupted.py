@@ -23,6 +23,10 @@ Notes (do not fix without reading this):
    expect what the first leaves. A write whose result cannot be computed
    (an edit that would not apply) leaves its file unknown to the calls after
    it, which then record no hash and count as commands on resume.
+2. A tool whose effect is itself in the log (the orchestrator's tools:
+   creating, commanding, deleting agents) declares `recover`: it looks for
+   that effect after the call was requested, and answers the call's result
+   if it is there (already applied), or None if not (the call runs again).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pydantic import BaseModel
 from events.errors import FleetError
 
 from ._conversation import PendingCall
-from ._tools import Toolbox, ToolResult
+from ._tools import Toolbox, ToolContext, ToolResult
 from ._workspace import Workspace
 
 __all__ = ["ABSENT", "Settled", "settle_interrupted", "sha256_of", "write_expectations"]
@@ -122,16 +126,32 @@ class Settled:
     result: ToolResult | None = None
 
 
-async def settle_interrupted(call: PendingCall, toolbox: Toolbox, workspace: Workspace) -> Settled:
+async def settle_interrupted(
+    call: PendingCall, toolbox: Toolbox, workspace: Workspace, context: ToolContext
+) -> Settled:
     """Decide what to do with a call its process did not complete (module docstring)."""
     try:
-        name, _ = toolbox.resolve(call.name, call.input)
+        name, raw = toolbox.resolve(call.name, call.input)
         kind = toolbox.kind(name)
-        idempotent = bool(getattr(toolbox.get(name), "idempotent", False))
+        tool = toolbox.get(name)
+        idempotent = bool(getattr(tool, "idempotent", False))
     except FleetError:  # an unknown tool: running it again gives the model its error
         return Settled("ran_again", "the tool is unknown: the call fails as it did")
     if kind == "read" or idempotent:
         return Settled("ran_again", f"a {kind} call is safe to run again")
+    recover = getattr(tool, "recover", None)
+    if recover is not None and call.requested_at is not None:  # note 2
+        try:
+            found = await recover(toolbox.validate(name, raw), context, call.requested_at)
+        except FleetError as e:  # it could not tell, or could not finish what it found
+            text = (
+                f"interrupted: the process running this {call.name} call stopped before it "
+                f"completed, and its effect could not be checked: {e}"
+            )
+            return Settled("not_run", str(e), ToolResult(text, is_error=True))
+        if found is None:
+            return Settled("ran_again", "its effect is not in the log: it had not happened")
+        return Settled("already_applied", "its effect is in the log", found)
     write = _write_of(toolbox, workspace, call) if kind == "write" else None
     if write is not None and call.before_sha256 is not None:
         now = sha256_of(await asyncio.to_thread(_read, write.path))

@@ -34,8 +34,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from events import EventStore, Lease, LeaseHeld
 from events.errors import StoreError
@@ -109,6 +110,7 @@ class Leaseholder:
         self._on_lost = on_lost
         self._counts: dict[str, int] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Future[None]] = set()
         self._closed = False
 
     def holds(self, key: str) -> bool:
@@ -119,15 +121,32 @@ class Leaseholder:
         """Hold `key` (again). Raises `LeaseHeld` naming the live owner that holds it."""
         leases = self.store.leases
         try:
-            lease = await leases.acquire_lease(key, self.owner, self.ttl_s)
+            lease = await self._settled(leases.acquire_lease(key, self.owner, self.ttl_s), key)
         except LeaseHeld as held:
             if owner_alive(held.owner):
                 raise
             logger.info("taking over %s from %s, a process that has ended", key, held.owner)
-            lease = await leases.acquire_lease(key, self.owner, self.ttl_s, replacing=held.owner)
+            lease = await self._settled(
+                leases.acquire_lease(key, self.owner, self.ttl_s, replacing=held.owner), key
+            )
         self._counts[key] = self._counts.get(key, 0) + 1
         self._start_renewing()
         return lease
+
+    async def _settled(self, acquiring: Coroutine[Any, Any, Lease], key: str) -> Lease:
+        """The acquire's lease; if the caller is cancelled, the acquire still ends and a
+        lease it took is let go, never left behind (the store may take a cancelled one)."""
+        pending = asyncio.ensure_future(acquiring)
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            while not pending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([pending])
+            if not pending.cancelled() and pending.exception() is None and key not in self._counts:
+                with contextlib.suppress(StoreError):
+                    await self.store.leases.release_leases([key], self.owner)
+            raise
 
     async def release(self, key: str) -> None:
         """Let go of one hold on `key`; the lease is released with the last (note 2)."""
@@ -137,8 +156,15 @@ class Leaseholder:
             return
         if self._counts.pop(key, None) is None:
             return
+        # Shielded: a release cancelled half-way would leave the lease held until it expires.
+        releasing = asyncio.ensure_future(self._release([key]))
+        self._releasing.add(releasing)
+        releasing.add_done_callback(self._releasing.discard)
+        await asyncio.shield(releasing)
+
+    async def _release(self, keys: list[str]) -> None:
         with contextlib.suppress(StoreError):  # a closed log: the lease simply expires
-            await self.store.leases.release_leases([key], self.owner)
+            await self.store.leases.release_leases(keys, self.owner)
 
     async def holder(self, key: str) -> Lease | None:
         """The live lease on `key` of a live owner (this process included), if any."""
@@ -160,8 +186,8 @@ class Leaseholder:
                 await renewer
         keys, self._counts = list(self._counts), {}
         if keys:
-            with contextlib.suppress(StoreError):
-                await self.store.leases.release_leases(keys, self.owner)
+            await self._release(keys)
+        await asyncio.gather(*self._releasing, return_exceptions=True)
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events import EventFilter, RecordedEvent
 from events.errors import FleetError
 
 from ._tools import Toolbox, ToolContext, ToolKind, ToolResult
@@ -89,6 +91,26 @@ class _FleetTool(ABC):
     async def run(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:
         """Do the tool's work on the fleet; its JSON-able result is what the model reads."""
 
+    async def recover(self, input: Any, ctx: ToolContext, requested_at: int) -> ToolResult | None:
+        """A call cut short by a crash (`_interrupted.py`): its result if its effect is in the
+        log after `requested_at`, or None when it had none (it is run again)."""
+        fleet = _fleet(ctx)
+        found = await self.effect(fleet, input, ctx, requested_at)
+        return None if found is None else _ok(found)
+
+    async def effect(self, fleet: Fleet, input: Any, ctx: ToolContext, after: int) -> Any:
+        """The result this call's effect, found in the log after `after`, stands for; or None."""
+        return None
+
+    @staticmethod
+    async def _found(
+        fleet: Fleet, where: EventFilter, after: int, match: Callable[[Any], bool]
+    ) -> RecordedEvent | None:
+        async for event in fleet.store.iter_all(after=after, where=where):
+            if match(event.data):
+                return event
+        return None
+
 
 class CreateAgent(_FleetTool):
     name = "create_agent"
@@ -107,6 +129,23 @@ class CreateAgent(_FleetTool):
         )
         return {"agent_id": status["id"], "status": status["status"]}
 
+    async def effect(
+        self, fleet: Fleet, input: CreateAgentInput, ctx: ToolContext, after: int
+    ) -> Any:
+        created = await self._found(
+            fleet,
+            EventFilter.of(types=["AgentCreated"], run_id=ctx.run_id),
+            after,
+            lambda d: d.parent_id == ctx.agent_id and d.name == input.name,
+        )
+        if created is None:
+            return None
+        agent_id = str(getattr(created.data, "agent_id", ""))
+        status = await fleet.get_agent_status(agent_id)
+        if status["status"] == "created" and input.task:  # stopped before it was commanded
+            status = await fleet.command_agent(agent_id, input.task, by=ctx.agent_id)
+        return {"agent_id": status["id"], "status": status["status"]}
+
 
 class CommandAgent(_FleetTool):
     name = "command_agent"
@@ -116,6 +155,17 @@ class CommandAgent(_FleetTool):
     async def run(self, fleet: Fleet, input: CommandAgentInput, ctx: ToolContext) -> Any:
         await fleet.command_agent(input.agent_id, input.task, by=ctx.agent_id)
         return {"agent_id": input.agent_id, "status": "commanded"}
+
+    async def effect(
+        self, fleet: Fleet, input: CommandAgentInput, ctx: ToolContext, after: int
+    ) -> Any:
+        commanded = await self._found(
+            fleet,
+            EventFilter.of(types=["AgentCommanded"], stream_ids=[f"agent-{input.agent_id}"]),
+            after,
+            lambda d: d.by == ctx.agent_id,
+        )
+        return None if commanded is None else {"agent_id": input.agent_id, "status": "commanded"}
 
 
 class GetAgentStatus(_FleetTool):
@@ -176,9 +226,19 @@ class DeleteAgent(_FleetTool):
         await fleet.delete_agent(input.agent_id, by=ctx.agent_id)
         return {"agent_id": input.agent_id, "status": "deleted"}
 
+    async def effect(self, fleet: Fleet, input: AgentIdInput, ctx: ToolContext, after: int) -> Any:
+        deleted = await self._found(
+            fleet,
+            EventFilter.of(types=["AgentDeleted"], stream_ids=[f"agent-{input.agent_id}"]),
+            after,
+            lambda d: True,
+        )
+        return None if deleted is None else {"agent_id": input.agent_id, "status": "deleted"}
+
 
 class DeleteAllAgents(_FleetTool):
     name = "delete_all_agents"
+    idempotent = True  # run again, it deletes what is left
     description = "Delete every agent you created in this run."
     input_model = DeleteAllInput
 

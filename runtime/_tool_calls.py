@@ -159,7 +159,9 @@ class ToolCalls:
             if self._hooks.stop_reason is not None:
                 break
             if call.tool_use_id in interrupted:
-                settled = await settle_interrupted(call, self._toolbox, self._workspace)
+                settled = await settle_interrupted(
+                    call, self._toolbox, self._workspace, self._context(call.requested_at)
+                )
                 note = ToolCallInterrupted(
                     agent_id=log.spec.agent_id,
                     tool_use_id=call.tool_use_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import time
 from collections.abc import Coroutine
@@ -47,7 +48,10 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
             "--orchestrator", action="store_true", help="let the orchestrator agent decide"
         )
         parser.add_argument(
-            "--workspace", metavar="DIR", default=".", help="the repository to work in"
+            "--workspace",
+            metavar="DIR",
+            help="the folder whose files the agents change (default: the current folder, "
+            "only if it is a git repository with a clean tree)",
         )
         _add_run_options(parser)
         parser.set_defaults(func=_run_command)
@@ -121,9 +125,38 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    workspace = Path(args.workspace).resolve()
+    workspace = _workspace(args.workspace)
     return asyncio.run(
         _run(args, workspace, args.task, None if args.orchestrator else args.pattern)
+    )
+
+
+def _workspace(given: str | None) -> Path:
+    """The folder a run will change: `--workspace`, or the current folder if it is a git
+    repository with a clean tree (so what the agents change can be seen and undone).
+
+    Raises `ApiError` before anything is written (no log is created).
+    """
+    from ..errors import ApiError
+
+    if given is not None:
+        workspace = Path(given).resolve()
+        if not workspace.is_dir():
+            raise ApiError(f"no such folder: {workspace} (--workspace); nothing was written")
+        return workspace
+    here = Path.cwd()
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True
+    )
+    if status.returncode != 0:
+        why = "it is not a git repository"
+    elif status.stdout.strip():
+        why = "its git tree has uncommitted changes"
+    else:
+        return here.resolve()
+    raise ApiError(
+        f"fleet run changes the files of the folder it works in; {here} was not chosen "
+        f"({why}): give --workspace DIR, or run it in a git repository with a clean tree"
     )
 
 
@@ -152,7 +185,10 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
             if rt.simulated:
                 console().print(SIMULATOR_NOTICE)
             how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
-            console().print(f"running {how} on: {task}\nlog: {rt.store.location}")
+            console().print(
+                f"running {how} on: {task}\n"
+                f"[bold]changing files in {workspace}[/]\nlog: {rt.store.location}"
+            )
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
             if spec
@@ -321,8 +357,11 @@ async def _tests(workspace: Path) -> dict[str, Any]:
 
 
 async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, Any]:
-    root = await _git(workspace, "rev-list", "--max-parents=0", "HEAD")
-    diffstat = await _git(workspace, "diff", "--stat", root.splitlines()[0]) if root else ""
+    # What changed since the commit the run started at (RunStarted recorded it).
+    started = await rt.store.read_stream(f"run-{result.run_id}")
+    config = getattr(started[0].data, "config", {}) if started else {}
+    start = config.get("git_head") if isinstance(config, dict) else None
+    diffstat = await _git(workspace, "diff", "--stat", str(start)) if start else ""
     agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == result.run_id]
     fleet = rt.runner.view("fleet")
     return {

@@ -33,6 +33,12 @@ Notes (do not fix without reading this):
    implies decides compaction, so the re-execution compacts where the
    recording did. The cost shown for a replayed run is the recording's; no
    token was paid for it.
+3. Several recorded agents may share a name, a role and a first prompt (a
+   pattern's review loop makes a second builder and a second reviewer with the
+   same task): a first request takes the next of them once the one before has
+   moved past its first answer (an identical first request before that is the
+   same agent asking again), and a later request goes to the one whose
+   recorded answers its conversation holds (the tool_use ids served).
 """
 
 from __future__ import annotations
@@ -122,7 +128,8 @@ class ReplayScript:
         self.ids: dict[str, str] = {}
         self.misses: list[ReplayMiss] = []
         self.served = 0
-        self._claims: dict[tuple[str, str, str], RecordedAgent] = {}
+        self._claims: dict[tuple[str, str, str], list[RecordedAgent]] = {}
+        self._served: dict[int, int] = {}  # id(recorded agent) -> responses served so far
 
     @classmethod
     def from_events(cls, events: Iterable[RecordedEvent]) -> ReplayScript:
@@ -154,13 +161,15 @@ class ReplayScript:
         messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
         first = _first_text(messages[0].get("content")) if messages else ""
         assistant_turns = sum(1 for m in messages if m.get("role") == "assistant")
-        agent, base = self._agent(name, role, first)
+        answered = [m.get("content") for m in messages if m.get("role") == "assistant"]
+        agent, base = self._agent(name, role, first, answered)
         turn = base + assistant_turns
         if agent is None:
             reason = f"the recording has no agent {name!r} ({role})"
             return self._miss(name, role, None, turn, reason)
         if turn < len(agent.responses):
             self.served += 1
+            self._served[id(agent)] = max(self._served.get(id(agent), 0), turn + 1)
             return agent.responses[turn]
         if turn == agent.failed_at:
             return agent.failure
@@ -170,7 +179,9 @@ class ReplayScript:
             f"({agent.agent_id}); this is call {turn + 1}",
         )  # fmt: skip
 
-    def _agent(self, name: str, role: str, first: str) -> tuple[RecordedAgent | None, int]:
+    def _agent(
+        self, name: str, role: str, first: str, answered: list[Any]
+    ) -> tuple[RecordedAgent | None, int]:
         candidates = [a for a in self.agents if a.name == name and a.role == role]
         if first.startswith(COMPACTED_PREFIX):
             summary = first[len(COMPACTED_PREFIX) :]
@@ -179,15 +190,25 @@ class ReplayScript:
                     return agent, agent.compactions[summary] + 1
             # A summary the recording does not have: the conversation has diverged.
         key = (name, role, first)
-        claimed = self._claims.get(key)
-        if claimed is not None:
-            return claimed, 0
-        taken = {id(a) for a in self._claims.values()}
+        claimed = self._claims.setdefault(key, [])
+        if answered:  # note 3: the agent whose recorded answers this conversation holds
+            said = [_said(c) for c in answered]
+            for agent in reversed(claimed):
+                recorded = [_said(r.content) for r in agent.responses[: len(said)]]
+                if recorded == said:
+                    return agent, 0
+            if claimed:
+                return claimed[-1], 0
+        else:  # a first request: the same agent asking again, or the next one of that name
+            for agent in claimed:
+                if self._served.get(id(agent), 0) <= 1:
+                    return agent, 0
+        taken = {id(a) for agents in self._claims.values() for a in agents}
         free = [a for a in candidates if id(a) not in taken]
         exact = [a for a in free if translate_ids(a.first_prompt, self.ids) == first]
         chosen = exact[0] if exact else free[0] if free else None
         if chosen is not None:
-            self._claims[key] = chosen
+            claimed.append(chosen)
         return chosen, 0
 
     def _miss(
@@ -205,6 +226,19 @@ _MODEL_FAILURE = re.compile(r"^model '[^']*' call failed: ")
 def _model_failure(error: str) -> bool:
     # How the agent loop records a failed model call (`ModelCallFailed`'s message).
     return _MODEL_FAILURE.match(error) is not None
+
+
+def _said(content: Any) -> tuple[str, ...]:
+    """What identifies an answer in a conversation: its tool_use ids, else its text."""
+    blocks = (
+        [b for b in content or [] if isinstance(b, Mapping)] if isinstance(content, list) else []
+    )
+    ids = tuple(str(b.get("id")) for b in blocks if b.get("type") == "tool_use")
+    if ids:
+        return ids
+    if isinstance(content, str):
+        return (content[:200],)
+    return tuple(str(b.get("text", ""))[:200] for b in blocks if b.get("type") == "text")
 
 
 def _first_text(content: Any) -> str:

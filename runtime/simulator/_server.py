@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, Literal, Protocol, Self, cast
 
 import uvicorn
 from starlette.applications import Starlette
@@ -105,6 +105,10 @@ class Responder(Protocol):
     async def __call__(self, body: dict[str, Any]) -> dict[str, Any] | ErrorReply: ...
 
 
+StreamFault = Literal["overloaded", "max_tokens", "refusal", "pause_turn"]
+STREAM_FAULTS: tuple[str, ...] = ("overloaded", "max_tokens", "refusal", "pause_turn")
+
+
 @dataclass(frozen=True, slots=True)
 class _Fault:
     status: int
@@ -164,6 +168,7 @@ class Simulator:
         self.api_key = api_key
         self.stats = SimulatorStats()
         self._faults: deque[_Fault] = deque()
+        self._stream_faults: deque[StreamFault] = deque()
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
         self._state = "new"
@@ -199,12 +204,23 @@ class Simulator:
         retry_after: float | None = 0.0,
         message: str | None = None,
         error_type: str | None = None,
+        mid_stream: StreamFault | None = None,
     ) -> None:
         """Answer the next `count` message requests with an API error of `status`.
 
         `retry_after` (seconds) is sent as `retry-after` and `retry-after-ms`
-        (None sends neither, leaving the SDK to its own backoff).
+        (None sends neither, leaving the SDK to its own backoff). With
+        `mid_stream`, the next `count` answers go wrong after they began, as the
+        API's can: "overloaded" (an `event: error` with `overloaded_error`
+        after the first block started), "max_tokens" (cut inside the first
+        tool_use block's input), "refusal" (stop_reason `refusal`), or
+        "pause_turn" (the turn paused after the text; it goes on when asked).
         """
+        if mid_stream is not None:
+            if mid_stream not in STREAM_FAULTS or count < 0:
+                raise ValueError(f"mid_stream must be one of {STREAM_FAULTS}, count >= 0")
+            self._stream_faults.extend([mid_stream] * count)
+            return
         if count < 0 or status < 400:
             raise ValueError("inject_faults needs count >= 0 and an error status (>= 400)")
         kind = error_type or _ERROR_TYPES.get(status, "api_error")
@@ -214,6 +230,7 @@ class Simulator:
     def clear_faults(self) -> None:
         """Forget the faults not served yet."""
         self._faults.clear()
+        self._stream_faults.clear()
 
     def register_policy(self, role: str, policy: Policy) -> None:
         """Play `role` with `policy` in this simulator (unless it was given another responder)."""
@@ -355,17 +372,23 @@ class Simulator:
             return _error(ErrorReply(500, message, headers={"x-should-retry": "false"}))
         if isinstance(answer, ErrorReply):
             return _error(answer)
+        broken = None
+        if self._stream_faults and body["max_tokens"]:
+            broken = self._stream_faults.popleft()
+            self.stats.faults += 1
+            answer = _gone_wrong(answer, broken)
         self.stats.responses += 1
         self.stats.output_tokens += answer["usage"]["output_tokens"]
         digest = hashlib.sha256(str(answer["id"]).encode()).hexdigest()
         headers = {"request-id": "req_sim_" + digest[:20]}
         if body.get("stream"):
             return StreamingResponse(
-                _events(answer, self.chunk_chars),
+                _events(answer, self.chunk_chars, overloaded=broken == "overloaded"),
                 media_type="text/event-stream",
                 headers={**headers, "cache-control": "no-cache"},
             )
-        return JSONResponse(answer, headers=headers)
+        content = [{k: v for k, v in b.items() if k != "_cut"} for b in answer["content"]]
+        return JSONResponse({**answer, "content": content}, headers=headers)
 
     def _fault(self) -> Response:
         fault = self._faults.popleft()
@@ -405,18 +428,47 @@ def _block_deltas(block: Mapping[str, Any], size: int) -> tuple[dict[str, Any], 
     return dict(block), []  # redacted thinking and other opaque blocks arrive whole
 
 
-async def _events(message: Mapping[str, Any], size: int) -> AsyncIterator[bytes]:
-    """The message as the API's server-sent events."""
+def _gone_wrong(answer: dict[str, Any], fault: StreamFault) -> dict[str, Any]:
+    """`answer` as it comes out when `fault` strikes (see `Simulator.inject_faults`)."""
+    content = list(answer["content"])
+    if fault == "refusal":
+        text = {"type": "text", "text": "I can't help with that request."}
+        return {**answer, "content": [text], "stop_reason": "refusal"}
+    if fault == "pause_turn":
+        texts = [b for b in content if b.get("type") == "text"] or [{"type": "text", "text": "…"}]
+        return {**answer, "content": texts[:1], "stop_reason": "pause_turn"}
+    if fault == "max_tokens":
+        for i, block in enumerate(content):
+            if block.get("type") == "tool_use":
+                cut = {**block, "_cut": True}
+                return {**answer, "content": [*content[:i], cut], "stop_reason": "max_tokens"}
+        return {**answer, "stop_reason": "max_tokens"}
+    return answer
+
+
+async def _events(
+    message: Mapping[str, Any], size: int, *, overloaded: bool = False
+) -> AsyncIterator[bytes]:
+    """The message as the API's server-sent events (or until an `error` event)."""
     usage = message["usage"]
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     yield _sse("message_start", {"type": "message_start", "message": start})
     yield _sse("ping", {"type": "ping"})
     for index, block in enumerate(message["content"]):
         opening, deltas = _block_deltas(block, size)
+        if block.get("_cut"):  # max_tokens inside its input: half of the JSON, then the end
+            deltas = deltas[: max(1, len(deltas) // 2)]
+            if len(deltas) == 1 and deltas[0].get("partial_json"):
+                piece = deltas[0]["partial_json"]
+                deltas = [{**deltas[0], "partial_json": piece[: max(1, len(piece) // 2)]}]
         yield _sse(
             "content_block_start",
             {"type": "content_block_start", "index": index, "content_block": opening},
         )
+        if overloaded:
+            error = {"type": "overloaded_error", "message": "Overloaded"}
+            yield _sse("error", {"type": "error", "error": error})
+            return
         for delta in deltas:
             yield _sse(
                 "content_block_delta",

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from api.cli import main
+
 FLEET = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).parents[2]
 
@@ -90,3 +94,26 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}
+
+
+def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: `fleet run` without --workspace edited the current folder silently."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "rename `a` to `b`"]) == 1
+    err = capsys.readouterr().err
+    assert "give --workspace DIR" in err
+    assert "not a git repository" in err
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "notes.txt").write_text("uncommitted\n")
+    monkeypatch.chdir(repo)
+    assert main(["run", "rename `a` to `b`"]) == 1
+    assert "uncommitted changes" in capsys.readouterr().err
+
+    assert main(["run", "x", "--workspace", str(tmp_path / "nowhere")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.db")), "nothing was written"

@@ -271,3 +271,17 @@ async def test_a_run_recorded_with_the_former_tool_names_replays_without_diverge
     assert result.status == "completed", result.error
     assert result.divergences == ()
     assert await git(result.workspace, "diff", recorded_pattern.git_head) == recorded_pattern.diff
+
+
+async def test_a_review_loop_re_executes_without_divergence(tmp_path: Path) -> None:
+    """Regression: plan-build-review-ship re-executed with three false divergences and failed
+    "review rejected 3 times": its second reviewer (same name, role and first prompt as the
+    first) was served the first reviewer's answers."""
+    recording = await record(tmp_path / "rec", "plan-build-review-ship")
+    async with SQLiteEventStore(recording.db) as store:
+        result = await _rerun(store, recording.run_id, workspace=tmp_path / "copy")
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    assert await git(result.workspace, "log", "--format=%s") == await git(
+        recording.workspace, "log", "--format=%s"
+    )

@@ -256,8 +256,9 @@ async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(
         output = await second.fleet.get_agent_output(agent_id)
 
     assert output["status"] == "completed"
-    assert output["summary"].startswith("finished: exit code 0")
-    assert (workspace / "marker.txt").read_text().strip() == "done"
+    # A command cut short is not run again blindly: the model is told (ToolCallInterrupted).
+    assert "interrupted" in output["summary"] and "not run again" in output["summary"]
+    assert not (workspace / "marker.txt").exists()
 
 
 async def test_deleting_agents_mid_work_in_one_process_never_conflicts_with_their_appends(
