@@ -64,7 +64,7 @@ from ._export import (
     read_run,
     spool_export,
 )
-from ._leases import Lease, LeaseStore
+from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -168,8 +168,11 @@ __all__ = [
     "export_run",
     "import_run",
     "import_stream",
+    "live_keys",
     "open_store",
+    "owner_alive",
     "parse_export",
+    "process_owner",
     "read_export",
     "read_run",
     "spool_export",

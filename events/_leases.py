@@ -26,11 +26,19 @@ contract tests (tests/events/test_lease_contract.py).
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Lease", "LeaseStore"]
+if TYPE_CHECKING:
+    from ._store import EventStore
+
+__all__ = ["Lease", "LeaseStore", "live_keys", "owner_alive", "process_owner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +80,45 @@ class LeaseStore(Protocol):
     async def leases(self, *, prefix: str = "") -> list[Lease]:
         """Every lease whose key starts with `prefix`, expired ones included, by key."""
         ...
+
+
+# Owners are named `host:pid:token`. A holder that is a process of this host that no
+# longer exists is dead at once (a `fleet resume` after a `kill -9` need not wait out
+# the expiry); a holder on another host is trusted until its lease expires.
+
+
+def process_owner() -> str:
+    """A fresh owner name for this process: `host:pid:token`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when `owner` names a process of this host that has ended."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has ended; only its exit status is left
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] != "Z"
+
+
+async def live_keys(store: EventStore, prefix: str = "") -> set[str]:
+    """The keys starting with `prefix` that a live owner holds now."""
+    now = time.time()
+    return {
+        lease.key
+        for lease in await store.leases.leases(prefix=prefix)
+        if lease.live(now) and owner_alive(lease.owner)
+    }

@@ -20,7 +20,7 @@ from ._fleet import FleetProjection, FleetState
 from ._graph import GraphProjection, GraphState, critical_path
 from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id, external_subagent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
-from ._runs import RunsProjection, RunsState
+from ._runs import RunsProjection, RunsState, mark_interrupted
 from ._scoped import fleet_totals
 from ._timeline import Timeline, TimelineEntry, load_timeline
 from .errors import (
@@ -65,5 +65,6 @@ __all__ = [
     "external_subagent_id",
     "fleet_totals",
     "load_timeline",
+    "mark_interrupted",
     "quiet_reports",
 ]

@@ -22,23 +22,26 @@ never started are logged and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from events import (
     AgentCreated,
     EventModel,
+    EventStore,
     ExternalHookReceived,
     ModelResponded,
     RecordedEvent,
     RunCompleted,
     RunFailed,
     RunStarted,
+    live_keys,
 )
 
 from ._base import FoldProjection, iso, report
 from ._lifecycle import external_agent_id, external_subagent_id
 
-__all__ = ["RunRecord", "RunsProjection", "RunsState"]
+__all__ = ["RunRecord", "RunsProjection", "RunsState", "mark_interrupted"]
 
 
 class RunRecord(TypedDict):
@@ -266,3 +269,21 @@ class RunsProjection(FoldProjection[RunsState]):
         run["output"] += u.output_tokens
         run["cache_write"] += u.cache_creation_input_tokens
         run["cache_read"] += u.cache_read_input_tokens
+
+
+async def mark_interrupted(
+    store: EventStore, runs: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`runs` (the runs view's records), each running one nobody conducts as "interrupted".
+
+    A run's conductor holds the lease `run-<id>` in the log while it works; a
+    running run whose lease no live process holds was cut short (`fleet resume`
+    takes it up). The records are copied, never changed.
+    """
+    live = await live_keys(store, "run-")
+    return [
+        {**r, "status": "interrupted"}
+        if r["status"] == "running" and f"run-{r['id']}" not in live
+        else dict(r)
+        for r in runs
+    ]

@@ -12,10 +12,10 @@ the lease (`events/_leases.py`) and keeps off; once the holder is gone it
 takes over.
 
 Notes (do not fix without reading this):
-1. The owner's name is `host:pid:token`. A lease whose holder is a process of
-   this host that no longer exists is taken over at once (`replacing`), so a
-   `fleet resume` after a `kill -9` need not wait out the expiry; a holder on
-   another host is trusted until its lease expires.
+1. The owner's name is `host:pid:token` (`events.process_owner`). A lease whose
+   holder is a process of this host that no longer exists is taken over at once
+   (`replacing`), so a `fleet resume` after a `kill -9` need not wait out the
+   expiry; a holder on another host is trusted until its lease expires.
 2. Acquires are counted per key: the drive task, a delete and a command may
    each hold the same key in one process, and the lease is let go when the
    last of them releases it.
@@ -30,59 +30,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
-from events import EventStore, Lease, LeaseHeld
+from events import EventStore, Lease, LeaseHeld, owner_alive, process_owner
 from events.errors import StoreError
 
-__all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder", "live_keys", "owner_alive", "process_owner"]
+__all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL_S = 15.0
-
-
-def process_owner() -> str:
-    """A fresh owner name for this process: `host:pid:token` (note 1)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_alive(owner: str) -> bool:
-    """False only when `owner` names a process of this host that has ended (note 1)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has ended; only its exit status is left
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] != "Z"
-
-
-async def live_keys(store: EventStore, prefix: str = "") -> set[str]:
-    """The keys starting with `prefix` that a live owner holds now."""
-    now = time.time()
-    return {
-        lease.key
-        for lease in await store.leases.leases(prefix=prefix)
-        if lease.live(now) and owner_alive(lease.owner)
-    }
 
 
 class Leaseholder:

@@ -24,9 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from events import (
     AgentCommanded,
@@ -41,10 +39,9 @@ from events import (
     RunStarted,
     TaskMoved,
 )
-from projections import ProjectionRunner
+from projections import ProjectionRunner, mark_interrupted
 
 from ._fleet import Fleet
-from ._leases import live_keys
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec
 from ._patterns import (
@@ -58,7 +55,7 @@ from ._patterns import (
 )
 from .errors import AgentNotFound, RunNotResumable, WorkspaceMissing
 
-__all__ = ["abandon_run", "interrupted_runs", "mark_interrupted", "resume_run"]
+__all__ = ["abandon_run", "interrupted_runs", "resume_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +65,6 @@ async def interrupted_runs(store: EventStore, runner: ProjectionRunner) -> list[
     await runner.wait_for(await store.head(), timeout=30.0)
     runs = runner.view("runs")["runs"]
     return [r["id"] for r in await mark_interrupted(store, runs) if r["status"] == "interrupted"]
-
-
-async def mark_interrupted(
-    store: EventStore, runs: Iterable[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """`runs` (the runs view's records), each running one nobody conducts as "interrupted".
-
-    The records are copied, never changed.
-    """
-    live = await live_keys(store, "run-")
-    return [
-        {**r, "status": "interrupted"}
-        if r["status"] == "running" and f"run-{r['id']}" not in live
-        else dict(r)
-        for r in runs
-    ]
 
 
 async def _started(store: EventStore, run_id: str) -> RecordedEvent:

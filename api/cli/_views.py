@@ -216,8 +216,7 @@ def _runs_command(args: argparse.Namespace) -> int:
 async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
     """The runs view now, a running run that no live process conducts as "interrupted"."""
     from events import open_store
-    from projections import ProjectionRunner
-    from runtime import mark_interrupted
+    from projections import ProjectionRunner, mark_interrupted
 
     async with open_store(db) as store, ProjectionRunner(store) as runner:
         runs = runner.view("runs")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from events import LeaseHeld, open_store
+from events import LeaseHeld, open_store, owner_alive, process_owner
 from runtime import AgentDrivenElsewhere, RuntimeOptions, open_runtime
-from runtime._leases import Leaseholder, owner_alive, process_owner
+from runtime._leases import Leaseholder
 
 HERE = Path(__file__).parent
 
