@@ -117,7 +117,9 @@
     if (!text) return;
     $("chat-send").disabled = true;
     try {
-      const res = await apiPost("v1/orchestrator/messages", conversation ? { text, conversation_id: conversation } : { text });
+      const payload = { text, author: "dashboard" }; // the log says who wrote it
+      if (conversation) payload.conversation_id = conversation;
+      const res = await apiPost("v1/orchestrator/messages", payload);
       if (res.status === 202) {
         input.value = "";
         if (res.body.conversation_id !== conversation) start(res.body.conversation_id);

@@ -73,6 +73,9 @@ async def test_a_three_turn_conversation_from_the_chat_panel_with_its_agents_liv
         assert third.startswith("Deleted 4: scout-1, scout-2, scout-3, scout-4"), third
 
         conversation = await get_json(server.url, f"/v1/orchestrator/conversations/{cid}")
+        assert {m["author"] for m in conversation["messages"] if m["role"] == "user"} == {
+            "dashboard"
+        }
         chat = await page.evaluate(READ_CHAT)
         assert [(m["position"], m["role"], m["text"]) for m in chat if m["role"] != "progress"] == [
             (m["position"], m["role"], m["text"]) for m in conversation["messages"]
