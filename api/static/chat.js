@@ -58,6 +58,12 @@
       const { body } = await api("v1/orchestrator/conversations/" + encodeURIComponent(conversation));
       runId = body.run_id || "";
       for (const m of body.messages) message(m.position, m.role, m.author, m.text, m.recorded_at, m.reply_to);
+      if (body.pending) waiting = Math.max(waiting, ...body.messages.filter((m) => m.role === "user").map((m) => m.position));
+      // The run's agents so far (those created before this page knew the run, too).
+      if (runId) {
+        const { body: found } = await api("v1/events", { run_id: runId, type: [...PROGRESS], limit: 1000 });
+        found.events.forEach(progress);
+      }
       status();
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) start("");
@@ -111,7 +117,9 @@
     if (!text) return;
     $("chat-send").disabled = true;
     try {
-      const res = await apiPost("v1/orchestrator/messages", conversation ? { text, conversation_id: conversation } : { text });
+      const payload = { text, author: "dashboard" }; // the log says who wrote it
+      if (conversation) payload.conversation_id = conversation;
+      const res = await apiPost("v1/orchestrator/messages", payload);
       if (res.status === 202) {
         input.value = "";
         if (res.body.conversation_id !== conversation) start(res.body.conversation_id);

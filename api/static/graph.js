@@ -23,6 +23,7 @@
 
   const { $, h, s, clip, fmtMs, shortModel, name } = window.fleetLib;
   const GRAPH_RUN_CAP = 8;
+  const BAND_CAP = 120; // agents laid out per run: dagre's time grows fast beyond (the rest are listed)
   const NODE_W = 176, NODE_H = 48, PAD = 24, BAND_GAP = 22, LABEL_H = 28;
   const MARKERS = { created: "#64748b", waits_on: "#f5a524", consumes: "#2dd4bf", handoff: "#e879f9" };
   const COLUMNS = ["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"];
@@ -163,7 +164,6 @@
       return;
     }
     const ids = new Set(nodes.map((n) => n.id));
-    const edges = graph.edges.filter((e) => ids.has(e.from) && ids.has(e.to)).concat(handoffs(ids));
     const runs = new Map(((S.views.runs || {}).runs || []).map((r) => [r.id, r]));
     const cards = new Map(((S.views.agents || {}).agents || []).map((a) => [a.id, a]));
 
@@ -174,6 +174,22 @@
       if (!bands.has(k)) bands.set(k, []);
       bands.get(k).unshift(n);
     }
+    // A run of very many agents: its live ones and its newest are drawn.
+    let hiddenAgents = 0;
+    for (const [k, members] of bands) {
+      if (members.length <= BAND_CAP) continue;
+      const live = members.filter((n) => ["created", "working", "waiting"].includes(n.status));
+      const keep = new Set(live.slice(-BAND_CAP).map((n) => n.id));
+      for (const n of members.slice().reverse()) if (keep.size < BAND_CAP) keep.add(n.id);
+      hiddenAgents += members.length - keep.size;
+      bands.set(k, members.filter((n) => keep.has(n.id)));
+    }
+    if (hiddenAgents) {
+      const drawn = new Set([...bands.values()].flat().map((n) => n.id));
+      nodes = nodes.filter((n) => drawn.has(n.id));
+      for (const id of [...ids]) if (!drawn.has(id)) ids.delete(id);
+    }
+    const edges = graph.edges.filter((e) => ids.has(e.from) && ids.has(e.to)).concat(handoffs(ids));
     const bottlenecks = (graph.bottlenecks || []).filter((b) => ids.has(b.agent_id) && (b.waited_on_ms > 0 || b.waiters_now > 0));
     const top = bottlenecks.length ? bottlenecks[0].waited_on_ms : 0;
     const marked = new Map(bottlenecks
@@ -258,6 +274,9 @@
       bandEls, edgeEls, nodeEls, labelEls));
 
     const lines = [];
+    if (hiddenAgents) {
+      lines.push(h("div", { class: "hidden-runs", text: `${hiddenAgents} older agent${hiddenAgents === 1 ? "" : "s"} not drawn (a run draws its live ones and its newest ${BAND_CAP}): open them from the cards or the feed.` }));
+    }
     if (hiddenRuns) {
       lines.push(h("div", { class: "hidden-runs", text: `${hiddenRuns} older run${hiddenRuns === 1 ? "" : "s"} not drawn: pick one in the run picker.` }));
     }

@@ -68,5 +68,27 @@ async def test_an_ingested_session_shows_its_subagent_tool_inputs_and_cost(
         assert_cards_match(await page.evaluate(READ_CARDS), agents)
         assert [a["parent_id"] for a in agents] == [None, session]
         await page.screenshot(path=artifacts / "dashboard-claude-code.png", full_page=True)
+
+        # The session's drawer: each tool call's input as its PreToolUse hook posted it.
+        await page.locator(f'.agent-card[data-agent-id="{session}"]').click()
+        hooks_in_log = await get_json(
+            server.url, "/v1/events", agent_id=session, type="ExternalHookReceived", limit=1000
+        )
+        await page.wait_for_function(
+            "(p) => Number(document.getElementById('drawer-body').dataset.position) >= p",
+            arg=hooks_in_log["events"][-1]["position"],
+        )
+        calls = await page.evaluate(
+            """() => [...document.querySelectorAll('#drawer-body .entry-tool')].map(e => [
+                 e.dataset.toolUseId, e.dataset.tool,
+                 JSON.parse(e.querySelector('pre.tool-input').textContent)])"""
+        )
+        assert calls == [
+            [e["data"]["payload"]["tool_use_id"], e["data"]["payload"]["tool_name"],
+             e["data"]["payload"]["tool_input"]]
+            for e in hooks_in_log["events"]
+            if e["data"]["hook_event_name"] == "PreToolUse"
+        ]  # fmt: skip
+        assert calls
         assert page.errors == []
         await page.close()
