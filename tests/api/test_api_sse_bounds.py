@@ -94,7 +94,13 @@ async def test_what_stalled_streams_hold_is_bounded_in_total(tmp_path: Path) -> 
                 break
         await wait_until(lambda: broadcaster.open_streams < 12, within=30, what="an abort")
         assert broadcaster.cut_offs == 0, "the lag bound was not what ended them"
-        assert broadcaster.held_bytes <= 1024 * KIB + 64 * KIB
+        # The bound is enforced at each sweep (every second), the largest first: under load
+        # an append can land between the abort seen here and the sweep that restores it.
+        await wait_until(
+            lambda: broadcaster.held_bytes <= 1024 * KIB + 64 * KIB,
+            within=30,
+            what="what the streams hold back under the bound",
+        )
         for writer in writers:
             reset(writer)
         await wait_until(lambda: broadcaster.open_streams == 0, what="every stream to end")
