@@ -33,10 +33,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from ._store import EventStore
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Lease", "LeaseStore", "live_keys", "owner_alive", "process_owner"]
 
@@ -114,11 +111,11 @@ def owner_alive(owner: str) -> bool:
     return fields[0] != "Z"
 
 
-async def live_keys(store: EventStore, prefix: str = "") -> set[str]:
-    """The keys starting with `prefix` that a live owner holds now."""
+async def live_keys(leases: LeaseStore, prefix: str = "") -> set[str]:
+    """The keys starting with `prefix` that a live owner holds now (`leases`: a store's)."""
     now = time.time()
     return {
         lease.key
-        for lease in await store.leases.leases(prefix=prefix)
+        for lease in await leases.leases(prefix=prefix)
         if lease.live(now) and owner_alive(lease.owner)
     }

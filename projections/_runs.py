@@ -280,7 +280,7 @@ async def mark_interrupted(
     running run whose lease no live process holds was cut short (`fleet resume`
     takes it up). The records are copied, never changed.
     """
-    live = await live_keys(store, "run-")
+    live = await live_keys(store.leases, "run-")
     return [
         {**r, "status": "interrupted"}
         if r["status"] == "running" and f"run-{r['id']}" not in live
