@@ -25,7 +25,8 @@ Notes (do not fix without reading this):
    finished has finished here too, then returns the recorded wake (reason,
    changed, statuses), so which scout finishes first under load changes
    nothing the orchestrator sees. If that state does not come within the
-   timeout, the real wake is returned (the replay then reports divergences).
+   timeout (or an agent ended otherwise: failed where it had completed), the
+   real wake is returned, and the replay reports the divergences that follow.
 """
 
 from __future__ import annotations
@@ -730,15 +731,15 @@ class Fleet:
         statuses = {i: self._record(i)["status"] for i in ids}
         changed = sorted({*changed, *(i for i in pending if statuses[i] in TERMINAL)})
         wake = WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
-        if scripted is not None and all(statuses[i] in TERMINAL for i in awaited):
+        if scripted is not None and all(statuses[i] == scripted.statuses[i] for i in awaited):
             wake = WakeResult(scripted.reason, scripted.changed, scripted.statuses, waited_ms)
         if record is not None and waiter_id is not None:
-            await record(
+            await record(  # what happened here, even when the wake returned is the recording's
                 AgentWoke(
                     agent_id=waiter_id,
                     on=sorted(pending),
-                    reason="changed" if wake.changed else "timeout",
-                    changed=wake.changed,
+                    reason="changed" if changed else "timeout",
+                    changed=changed,
                     waited_ms=round(waited_ms, 3),
                 )
             )
