@@ -21,7 +21,7 @@ from ._approvals import approval_stream, decide_approval, wait_for_decision
 from ._chat import CONVERSATION_ID_PATTERN, Chat, ChatMessage, Conversation, Posted
 from ._claude_code import ClaudeCodeAgent
 from ._client import ModelClient, ModelReply
-from ._fleet import Budgets, Fleet, FleetConfig, WakeResult
+from ._fleet import Budgets, Fleet, FleetConfig, ScriptedWake, WakeResult, WakeScript
 from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
@@ -116,6 +116,7 @@ __all__ = [
     "Runtime",
     "RuntimeOptions",
     "Sandbox",
+    "ScriptedWake",
     "Simulator",
     "Tool",
     "ToolContext",
@@ -128,6 +129,7 @@ __all__ = [
     "TranscriptResponse",
     "UnknownModel",
     "WakeResult",
+    "WakeScript",
     "Worker",
     "Workspace",
     "WorkspaceEscape",

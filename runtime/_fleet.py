@@ -20,6 +20,13 @@ Notes (do not fix without reading this):
    before anything is written; within one process a delete goes through the
    agent's own task (it cancels it, and the agent's log settles its last
    append first, `_agent_log.py` note 1), so it never races the agent.
+4. A re-execution (runtime/replay) gives a `wake_script`: history drives its
+   waits. A scripted wait sleeps until every awaited agent the recording saw
+   finished has finished here too, then returns the recorded wake (reason,
+   changed, statuses), so which scout finishes first under load changes
+   nothing the orchestrator sees. If that state does not come within the
+   timeout (or an agent ended otherwise: failed where it had completed), the
+   real wake is returned, and the replay reports the divergences that follow.
 """
 
 from __future__ import annotations
@@ -73,7 +80,16 @@ from .errors import (
     WorkspaceMissing,
 )
 
-__all__ = ["TERMINAL", "Budgets", "Fleet", "FleetConfig", "Recorder", "WakeResult"]
+__all__ = [
+    "TERMINAL",
+    "Budgets",
+    "Fleet",
+    "FleetConfig",
+    "Recorder",
+    "ScriptedWake",
+    "WakeResult",
+    "WakeScript",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +146,19 @@ class WakeResult:
     waited_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptedWake:
+    """The wake a re-execution prescribes for one `wait_for_agents` (module note 4)."""
+
+    reason: str
+    changed: list[str]
+    statuses: dict[str, str]
+
+
+# (waiter id, awaited ids) -> the wake to return, or None: wait as a live run does.
+WakeScript = Callable[[str, list[str]], Awaitable[ScriptedWake | None]]
+
+
 class Fleet:
     """Create, command, read and delete agents; run them concurrently."""
 
@@ -142,8 +171,10 @@ class Fleet:
         hooks: HookDispatcher,
         config: FleetConfig,
         models: ModelTable | None = None,
+        wake_script: WakeScript | None = None,
     ) -> None:
         self.store = store
+        self.wake_script = wake_script  # only a re-execution gives one (module note 4)
         self.runner = runner
         self.client = client
         self.hooks = hooks
@@ -658,20 +689,28 @@ class Fleet:
         `FleetConfig.notify_wait_after_s`. Raises `AgentNotFound`.
         """
         ids = list(dict.fromkeys(agent_ids))
+        scripted = None
+        if self.wake_script is not None and waiter_id is not None:
+            scripted = await self.wake_script(waiter_id, ids)  # module note 4
         start_head = await self.store.head()
         await self.runner.wait_for(start_head, timeout=10.0)
         statuses = {i: self._record(i)["status"] for i in ids}
         pending = {i for i, s in statuses.items() if s not in TERMINAL}
-        if not pending:
+        # Live: wake when any pending agent ends. Scripted: when all the recording saw end have.
+        awaited = (
+            set(pending)
+            if scripted is None
+            else {i for i in pending if scripted.statuses.get(i) in TERMINAL}
+        )
+        if not awaited and (scripted is None or scripted.reason == "already_done"):
+            if scripted is not None:
+                return WakeResult(scripted.reason, scripted.changed, scripted.statuses, 0.0)
             return WakeResult("already_done", [], statuses, 0.0)
         if record is not None and waiter_id is not None:
             await record(AgentWaiting(agent_id=waiter_id, on=sorted(pending), timeout_s=timeout_s))
         started = time.perf_counter()
         changed: list[str] = []
         reason = "timeout"
-        subscription = self.store.subscribe(
-            after=start_head, where=EventFilter.of(types=_TERMINAL_EVENTS)
-        )
         notifier = None
         if record is not None and waiter_id is not None:
             notifier = asyncio.create_task(
@@ -679,26 +718,23 @@ class Fleet:
                 name=f"notify-wait-{waiter_id}",
             )
         try:
-            with contextlib.suppress(TimeoutError):  # a timeout is a normal wake-up
-                async with asyncio.timeout(timeout_s):
-                    async for event in subscription:
-                        agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
-                        if agent_id in pending:
-                            changed.append(agent_id)
-                            reason = "changed"
-                            break
+            if awaited:
+                changed = await self._sleep_on(start_head, awaited, timeout_s, all_=bool(scripted))
+                reason = "changed" if changed else "timeout"
         finally:
             if notifier is not None:
                 notifier.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await notifier
-            await subscription.aclose()  # type: ignore[attr-defined]
         waited_ms = (time.perf_counter() - started) * 1000
         await self._sync()
         statuses = {i: self._record(i)["status"] for i in ids}
         changed = sorted({*changed, *(i for i in pending if statuses[i] in TERMINAL)})
+        wake = WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
+        if scripted is not None and all(statuses[i] == scripted.statuses[i] for i in awaited):
+            wake = WakeResult(scripted.reason, scripted.changed, scripted.statuses, waited_ms)
         if record is not None and waiter_id is not None:
-            await record(
+            await record(  # what happened here, even when the wake returned is the recording's
                 AgentWoke(
                     agent_id=waiter_id,
                     on=sorted(pending),
@@ -707,7 +743,29 @@ class Fleet:
                     waited_ms=round(waited_ms, 3),
                 )
             )
-        return WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
+        return wake
+
+    async def _sleep_on(
+        self, after: int, awaited: set[str], timeout_s: float, *, all_: bool
+    ) -> list[str]:
+        """The awaited agents that ended after `after`: at the first one (or all, `all_`)."""
+        changed: list[str] = []
+        left = set(awaited)
+        terminal = EventFilter.of(types=_TERMINAL_EVENTS)
+        subscription = self.store.subscribe(after=after, where=terminal)
+        try:
+            with contextlib.suppress(TimeoutError):  # a timeout is a normal wake-up
+                async with asyncio.timeout(timeout_s):
+                    async for event in subscription:
+                        agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
+                        if agent_id in left:
+                            left.discard(agent_id)
+                            changed.append(agent_id)
+                            if not all_ or not left:
+                                break
+        finally:
+            await subscription.aclose()  # type: ignore[attr-defined]
+        return changed
 
     async def _notify_waiting(
         self, waiter_id: str, on: list[str], timeout_s: float, record: Recorder

@@ -23,12 +23,19 @@ Notes (do not fix without reading this):
 2. The default folder of the copy is beside the log when the store has a file
    (`path`, as the SQLite store has), else under the system's temp folder:
    the store is known here only through its protocol.
+3. History drives the waits, as in durable-execution engines: the n-th
+   `wait_for_agents` of an agent returns the recording's n-th wake of that
+   agent (ids mapped to the new run's) once the agents it reported finished
+   have finished here (`Fleet` note 4). Without that, a scout that finishes
+   first under load changes the orchestrator's tool results, and a recorded
+   `get_agent_output` could be served while that scout still works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -48,6 +55,7 @@ from events import (
     RunCompleted,
     RunFailed,
     RunStarted,
+    ToolCallCompleted,
     read_run,
 )
 from hooks import HookDispatcher, HooksConfig, load_project_settings
@@ -55,12 +63,12 @@ from projections import ProjectionRunner
 
 from .._agent_spec import Engine
 from .._client import ModelClient
-from .._fleet import Fleet, FleetConfig
+from .._fleet import Fleet, FleetConfig, ScriptedWake
 from .._models import ModelTable
 from .._pattern_spec import BUILTIN_PATTERNS, PatternSpec
 from .._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ..simulator import Simulator
-from ._answers import ReplayResponder, ReplayScript
+from ._answers import ReplayResponder, ReplayScript, translate_ids
 from ._copy import copy_workspace
 from ._diff import REPLAY_MASKS, REPLAY_UNCHECKED_TOOLS, Divergence, compare_runs, trace_agents
 from .errors import ReplayImpossible
@@ -163,6 +171,51 @@ class _Pairing:
                 self.script.ids[queue.pop(0)] = data.agent_id
 
 
+class _RecordedWakes:
+    """The recording's `wait_for_agents` results, served in order to each waiter (note 3).
+
+    Given to the re-execution's `Fleet` as its `wake_script`.
+    """
+
+    def __init__(self, pairing: _Pairing, recorded: Sequence[RecordedEvent]) -> None:
+        self.pairing = pairing
+        self.wakes: dict[str, list[dict[str, Any]]] = {}
+        for event in recorded:
+            data = event.data
+            if isinstance(data, ToolCallCompleted) and data.name == "wait_for_agents":
+                self.wakes.setdefault(data.agent_id, []).append(_wake_of(data))
+        self.taken: dict[str, int] = {}
+
+    async def __call__(self, waiter_id: str, agent_ids: list[str]) -> ScriptedWake | None:
+        await self.pairing.refresh()
+        ids = self.pairing.script.ids
+        old = next((o for o, n in ids.items() if n == waiter_id), None)
+        if old is None:
+            return None  # an agent the recording does not have: wait as a live run does
+        n = self.taken.get(old, 0)
+        self.taken[old] = n + 1
+        wakes = self.wakes.get(old, [])
+        wake = wakes[n] if n < len(wakes) else {}
+        # translate_ids maps values only: the statuses' keys are ids too
+        statuses = {translate_ids(k, ids): s for k, s in wake.get("statuses", {}).items()}
+        if not wake or set(statuses) != set(agent_ids):
+            return None  # not the recorded call (the conversation diverged): a live wait
+        return ScriptedWake(wake["woke_because"], translate_ids(wake["changed"], ids), statuses)
+
+
+def _wake_of(data: ToolCallCompleted) -> dict[str, Any]:
+    """A recorded wake as the tool returned it ({} when it is not one: an error, say)."""
+    try:
+        wake = json.loads(data.result)
+    except ValueError:
+        return {}
+    if data.is_error or not isinstance(wake, dict):
+        return {}
+    if not {"woke_because", "changed", "statuses"} <= set(wake):
+        return {}
+    return wake
+
+
 def _recorded_pattern(
     run_id: str, started: RunStarted, given: PatternSpec | None
 ) -> PatternSpec | None:
@@ -230,6 +283,7 @@ async def rerun(
             workspace,
             started.model or "haiku",
             engine="claude-code" if started.config.get("engine") == "claude-code" else "fleet",
+            wakes=_RecordedWakes(pairing, recorded),
         )
         result = await _run_again(fleet, started, spec, new_id, replay_of=run_id)
     duration = (time.perf_counter() - began) * 1000
@@ -291,6 +345,7 @@ async def _replay_fleet(
     workspace: Path,
     default_model: str,
     engine: Engine = "fleet",
+    wakes: _RecordedWakes | None = None,
 ) -> Fleet:
     """A fleet whose model is the recording (a simulator with a `ReplayResponder`).
 
@@ -318,6 +373,7 @@ async def _replay_fleet(
             client=client,
             hooks=hooks,
             config=FleetConfig(workspace=workspace, default_model=default_model, engine=engine),
+            wake_script=wakes,
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,56 @@ async def test_an_orchestrator_run_is_re_executed_through_the_orchestrator(
     async with SQLiteEventStore(db) as store:
         result = await _rerun(store, recorded_orchestrator.run_id, workspace=tmp_path / "copy")
 
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    assert await git(result.workspace, "diff", recorded_orchestrator.git_head) == (
+        recorded_orchestrator.diff
+    )
+
+
+async def _scouts_in_finishing_order(store: SQLiteEventStore, run_id: str) -> list[str]:
+    events = await store.read_all(
+        where=EventFilter.of(run_id=run_id, types=["AgentCreated", "AgentCompleted"])
+    )
+    names = {e.data.agent_id: e.data.name for e in events if e.type == "AgentCreated"}  # type: ignore[union-attr]
+    return [
+        names[e.data.agent_id]  # type: ignore[union-attr]
+        for e in events
+        if e.type == "AgentCompleted" and names[e.data.agent_id].startswith("scout-")  # type: ignore[union-attr]
+    ]
+
+
+async def test_scouts_finishing_in_another_order_change_nothing_the_orchestrator_sees(
+    recorded_orchestrator: Recording, tmp_path: Path
+) -> None:
+    """History drives the waits: each wake is the recording's, whoever finishes first now."""
+    db = tmp_path / "fleet.db"
+    db.write_bytes(recorded_orchestrator.db.read_bytes())
+    async with SQLiteEventStore(db, poll_interval=0.05) as store:
+        recorded_order = await _scouts_in_finishing_order(store, recorded_orchestrator.run_id)
+        first = recorded_order[0]
+
+        async def hold_the_first_scout_until_the_others_are_done(payload: dict[str, Any]) -> None:
+            created = await store.read_stream(f"agent-{payload['fleet_agent_id']}")
+            if created[0].data.name != first:  # type: ignore[union-attr]
+                return
+            async with asyncio.timeout(120):  # the others finish on their own
+                while len(await _scouts_in_finishing_order(store, payload["fleet_run_id"])) < 3:
+                    await asyncio.sleep(0.05)
+
+        async with HookDispatcher() as hooks:
+            hooks.add_python(
+                "SubagentStop",
+                hold_the_first_scout_until_the_others_are_done,
+                matcher="scout",
+                timeout=180,
+            )
+            result = await _rerun(
+                store, recorded_orchestrator.run_id, workspace=tmp_path / "copy", hooks=hooks
+            )
+        new_order = await _scouts_in_finishing_order(store, result.run_id)
+
+    assert new_order[-1] == first != recorded_order[-1]  # the order really changed
     assert result.status == "completed", result.error
     assert result.divergences == ()
     assert await git(result.workspace, "diff", recorded_orchestrator.git_head) == (

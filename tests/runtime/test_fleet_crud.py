@@ -20,6 +20,7 @@ from runtime import (
     FleetLimitReached,
     Runtime,
     RuntimeOptions,
+    ScriptedWake,
     UnknownModel,
     WorkspaceMissing,
     open_runtime,
@@ -173,6 +174,42 @@ async def test_wait_for_agents_sleeps_until_a_change_and_records_the_wait(rt: Ru
     await fleet.delete_all_agents()
     done = await fleet.wait_for_agents([sleepy, scout], 5)
     assert done.reason == "already_done"
+
+
+async def test_a_scripted_wait_returns_the_prescribed_wake_once_its_agents_are_done(
+    rt: Runtime,
+) -> None:
+    """A re-execution's `wake_script`: the recorded wake, after what it saw finished has."""
+    fleet = rt.fleet
+    sleepy = (await fleet.create_agent(name="sleepy", role="sleeper", task="sleep"))["id"]
+    scout = (await fleet.create_agent(name="scout", role="scout", task=SCOUT_TASK))["id"]
+    prescribed = {
+        1: ScriptedWake("already_done", [], {sleepy: "working", scout: "completed"}),
+        2: ScriptedWake("changed", [sleepy], {sleepy: "completed"}),
+    }
+    calls: list[tuple[str, list[str]]] = []
+
+    async def script(waiter_id: str, agent_ids: list[str]) -> ScriptedWake | None:
+        calls.append((waiter_id, agent_ids))
+        return prescribed.get(len(calls))
+
+    fleet.wake_script = script  # what the replay passes to Fleet(...)
+    recorded: list[object] = []
+
+    async def record(data: object) -> None:
+        recorded.append(data)
+
+    wake = await fleet.wait_for_agents([sleepy, scout], 60, waiter_id="me", record=record)
+    assert (wake.reason, wake.changed, wake.statuses) == (
+        "already_done", [], {sleepy: "working", scout: "completed"},
+    )  # fmt: skip
+    assert (await fleet.get_agent_status(scout))["status"] == "completed"  # it waited for it
+
+    # The sleeper never finishes: after the timeout, the real wake, not the prescribed one.
+    real = await fleet.wait_for_agents([sleepy], 0.3, waiter_id="me", record=record)
+    assert (real.reason, real.changed, real.statuses) == ("timeout", [], {sleepy: "working"})
+    assert calls == [("me", [sleepy, scout]), ("me", [sleepy])]
+    await fleet.delete_all_agents()
 
 
 async def test_creating_agents_past_the_fleet_limit_is_refused(
