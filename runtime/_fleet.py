@@ -6,10 +6,8 @@ everything the fleet answers about agents (status, output, lists) is read
 from the projections, never from memory, so it is the same after a restart.
 
 Notes (do not fix without reading this):
-1. `wait_for_agents` is the orchestrator's sleep: it follows the log's
-   subscription from the head it saw before checking statuses, so a change
-   that lands between the check and the wait still wakes it, and it spends no
-   model tokens while asleep.
+1. `wait_for_agents` is the orchestrator's sleep, spent on the log, not on
+   tokens; `_waits.py` (a re-execution's scripted wakes too).
 2. A budget is checked twice: before a command starts work (refused with
    `BudgetExceeded`, nothing appended) and after every model response of a
    running agent (the agent stops with `AgentFailed(limit=...)`).
@@ -20,13 +18,6 @@ Notes (do not fix without reading this):
    before anything is written; within one process a delete goes through the
    agent's own task (it cancels it, and the agent's log settles its last
    append first, `_agent_log.py` note 1), so it never races the agent.
-4. A re-execution (runtime/replay) gives a `wake_script`: history drives its
-   waits. A scripted wait sleeps until every awaited agent the recording saw
-   finished has finished here too, then returns the recorded wake (reason,
-   changed, statuses), so which scout finishes first under load changes
-   nothing the orchestrator sees. If that state does not come within the
-   timeout (or an agent ended otherwise: failed where it had completed), the
-   real wake is returned, and the replay reports the divergences that follow.
 """
 
 from __future__ import annotations
@@ -35,9 +26,8 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,16 +35,12 @@ from typing import Any, Self, TypeVar
 
 from events import (
     AgentDeleted,
-    AgentWaiting,
-    AgentWoke,
-    EventFilter,
-    EventModel,
     EventStore,
     LeaseHeld,
     Meta,
     NewEvent,
 )
-from hooks import HookDispatcher, build_payload
+from hooks import HookDispatcher
 from projections import ProjectionRunner
 
 from ._agent import Agent
@@ -67,6 +53,7 @@ from ._models import ModelTable
 from ._orchestrator_tools import orchestrator_toolbox
 from ._roles import role_purpose, role_spec
 from ._tools import Toolbox
+from ._waits import TERMINAL, Recorder, ScriptedWake, Sleeper, WakeResult, WakeScript
 from ._worker_tools import WORKER_TOOLS, worker_tool_name, worker_toolbox
 from .errors import (
     AgentBusy,
@@ -94,11 +81,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Recorder = Callable[[EventModel], Awaitable[object]]
 
-TERMINAL = frozenset({"completed", "failed", "deleted"})
 _DRIVEN = frozenset({"working", "waiting"})  # statuses of an agent that some process should drive
-_TERMINAL_EVENTS = frozenset({"AgentCompleted", "AgentFailed", "AgentDeleted"})
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -136,29 +120,6 @@ class FleetConfig:
     drive_locally: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class WakeResult:
-    """Why a sleeping agent woke, which awaited agents changed, and every awaited status."""
-
-    reason: str
-    changed: list[str]
-    statuses: dict[str, str]
-    waited_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptedWake:
-    """The wake a re-execution prescribes for one `wait_for_agents` (module note 4)."""
-
-    reason: str
-    changed: list[str]
-    statuses: dict[str, str]
-
-
-# (waiter id, awaited ids) -> the wake to return, or None: wait as a live run does.
-WakeScript = Callable[[str, list[str]], Awaitable[ScriptedWake | None]]
-
-
 class Fleet:
     """Create, command, read and delete agents; run them concurrently."""
 
@@ -174,7 +135,6 @@ class Fleet:
         wake_script: WakeScript | None = None,
     ) -> None:
         self.store = store
-        self.wake_script = wake_script  # only a re-execution gives one (module note 4)
         self.runner = runner
         self.client = client
         self.hooks = hooks
@@ -185,6 +145,16 @@ class Fleet:
         self._runs: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.leases = Leaseholder(store, ttl_s=config.lease_ttl_s, on_lost=self._lease_lost)
+        self.sleeper = Sleeper(
+            store=store,
+            runner=runner,
+            hooks=hooks,
+            status_of=lambda agent_id: str(self._record(agent_id)["status"]),
+            sync=self._sync,
+            workspace=config.workspace,
+            notify_after_s=config.notify_wait_after_s,
+            wake_script=wake_script,  # only a re-execution gives one
+        )
         self.chat = Chat(self)
         """Conversations with the orchestrator on this fleet (`fleet chat`, the API)."""
 
@@ -684,113 +654,12 @@ class Fleet:
 
         Returns at once when every awaited agent has already finished. With a
         `waiter_id` and its `record` (how events reach the waiter's stream),
-        appends AgentWaiting and AgentWoke (the dependency graph's "waits on"
-        edges), and fires Notification (`agent_waiting`) when the wait passes
-        `FleetConfig.notify_wait_after_s`. Raises `AgentNotFound`.
+        appends AgentWaiting and AgentWoke, and fires Notification when the wait
+        passes `FleetConfig.notify_wait_after_s` (`_waits.py`). Raises `AgentNotFound`.
         """
-        ids = list(dict.fromkeys(agent_ids))
-        scripted = None
-        if self.wake_script is not None and waiter_id is not None:
-            scripted = await self.wake_script(waiter_id, ids)  # module note 4
-        start_head = await self.store.head()
-        await self.runner.wait_for(start_head, timeout=10.0)
-        statuses = {i: self._record(i)["status"] for i in ids}
-        pending = {i for i, s in statuses.items() if s not in TERMINAL}
-        # Live: wake when any pending agent ends. Scripted: when all the recording saw end have.
-        awaited = (
-            set(pending)
-            if scripted is None
-            else {i for i in pending if scripted.statuses.get(i) in TERMINAL}
+        return await self.sleeper.wait_for_agents(
+            agent_ids, timeout_s, waiter_id=waiter_id, record=record
         )
-        if not awaited and (scripted is None or scripted.reason == "already_done"):
-            if scripted is not None:
-                return WakeResult(scripted.reason, scripted.changed, scripted.statuses, 0.0)
-            return WakeResult("already_done", [], statuses, 0.0)
-        if record is not None and waiter_id is not None:
-            await record(AgentWaiting(agent_id=waiter_id, on=sorted(pending), timeout_s=timeout_s))
-        started = time.perf_counter()
-        changed: list[str] = []
-        reason = "timeout"
-        notifier = None
-        if record is not None and waiter_id is not None:
-            notifier = asyncio.create_task(
-                self._notify_waiting(waiter_id, sorted(pending), timeout_s, record),
-                name=f"notify-wait-{waiter_id}",
-            )
-        try:
-            if awaited:
-                changed = await self._sleep_on(start_head, awaited, timeout_s, all_=bool(scripted))
-                reason = "changed" if changed else "timeout"
-        finally:
-            if notifier is not None:
-                notifier.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await notifier
-        waited_ms = (time.perf_counter() - started) * 1000
-        await self._sync()
-        statuses = {i: self._record(i)["status"] for i in ids}
-        changed = sorted({*changed, *(i for i in pending if statuses[i] in TERMINAL)})
-        wake = WakeResult("changed" if changed else reason, changed, statuses, waited_ms)
-        if scripted is not None and all(statuses[i] == scripted.statuses[i] for i in awaited):
-            wake = WakeResult(scripted.reason, scripted.changed, scripted.statuses, waited_ms)
-        if record is not None and waiter_id is not None:
-            await record(  # what happened here, even when the wake returned is the recording's
-                AgentWoke(
-                    agent_id=waiter_id,
-                    on=sorted(pending),
-                    reason="changed" if changed else "timeout",
-                    changed=changed,
-                    waited_ms=round(waited_ms, 3),
-                )
-            )
-        return wake
-
-    async def _sleep_on(
-        self, after: int, awaited: set[str], timeout_s: float, *, all_: bool
-    ) -> list[str]:
-        """The awaited agents that ended after `after`: at the first one (or all, `all_`)."""
-        changed: list[str] = []
-        left = set(awaited)
-        terminal = EventFilter.of(types=_TERMINAL_EVENTS)
-        subscription = self.store.subscribe(after=after, where=terminal)
-        try:
-            with contextlib.suppress(TimeoutError):  # a timeout is a normal wake-up
-                async with asyncio.timeout(timeout_s):
-                    async for event in subscription:
-                        agent_id = event.meta.agent_id or getattr(event.data, "agent_id", None)
-                        if agent_id in left:
-                            left.discard(agent_id)
-                            changed.append(agent_id)
-                            if not all_ or not left:
-                                break
-        finally:
-            await subscription.aclose()  # type: ignore[attr-defined]
-        return changed
-
-    async def _notify_waiting(
-        self, waiter_id: str, on: list[str], timeout_s: float, record: Recorder
-    ) -> None:
-        """After `notify_wait_after_s` of a wait: Notification, recorded in the waiter's stream."""
-        after = self.config.notify_wait_after_s
-        if after >= timeout_s or not self.hooks.has_hooks("Notification"):
-            return
-        await asyncio.sleep(after)  # cancelled when the wait ends first
-        waiter = self.runner.agent(waiter_id) or {}
-        names = ", ".join((self.runner.agent(i) or {}).get("name", i) for i in on)
-        payload = build_payload(
-            "Notification",
-            session_id=waiter_id,
-            cwd=str(self.config.workspace),
-            agent_id=waiter_id,
-            parent_id=waiter.get("parent_id"),
-            run_id=waiter.get("run_id"),
-            message=f"{waiter.get('name', waiter_id)} has waited {after:g} s on {names}",
-            title="Still waiting",
-            notification_type="agent_waiting",
-        )
-        outcome = await self.hooks.dispatch("Notification", payload)
-        for invocation in outcome.invocations:
-            await record(invocation)
 
     async def wait_all(
         self,
@@ -801,16 +670,18 @@ class Fleet:
         timeout_s: float = 3600,
     ) -> dict[str, str]:
         """Sleep until every agent in `agent_ids` has finished; wakes once per completion."""
-        ids = list(agent_ids)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            remaining = deadline - loop.time()
-            wake = await self.wait_for_agents(
-                ids, max(remaining, 0.001), waiter_id=waiter_id, record=record
-            )
-            if all(s in TERMINAL for s in wake.statuses.values()) or remaining <= 0:
-                return wake.statuses
+        return await self.sleeper.wait_all(
+            agent_ids, waiter_id=waiter_id, record=record, timeout_s=timeout_s
+        )
+
+    @property
+    def wake_script(self) -> WakeScript | None:
+        """A re-execution's script of wakes (`_waits.py` note 2); None in a live run."""
+        return self.sleeper.wake_script
+
+    @wake_script.setter
+    def wake_script(self, script: WakeScript | None) -> None:
+        self.sleeper.wake_script = script
 
     # -- deleting -----------------------------------------------------------------
 
