@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,22 @@ def _chat(*args: str, stdin: str, token: str | None = None) -> subprocess.Comple
 
 async def _in_thread(*args: str, stdin: str = "", token: str | None = None) -> Any:
     return await asyncio.to_thread(lambda: _chat(*args, stdin=stdin, token=token))
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_until(predicate: Any, *, within: float, what: str) -> None:
+    """Poll an async predicate until true; fail with `what` after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -123,3 +140,54 @@ async def test_clear_errors_unreachable_unauthorized_unknown_conversation(
     assert "$FLEET_TOKEN" in wrong_token.stderr
     assert unknown.stderr == f"fleet chat: no conversation 'nope' on {server.url}\n"
     assert chats["events"] == [], "nothing was posted"
+
+
+async def test_a_server_restart_mid_chat_loses_and_repeats_nothing(
+    config: ApiConfig, unused_port: int
+) -> None:
+    """The stream ends with the server; the chat reopens it after the last event it showed."""
+    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    environ |= {"PYTHONPATH": str(ROOT), "COLUMNS": "200", "FLEET_TOKEN": TOKEN}
+    url = f"http://127.0.0.1:{unused_port}"
+    out: list[str] = []
+
+    async def shown(text: str, times: int = 1) -> None:
+        async def enough() -> bool:
+            return "".join(out).count(text) >= times
+
+        await wait_until(enough, within=60, what=f"{text!r} shown {times}x")
+
+    async with serving(config, port=unused_port):
+        chat = await asyncio.create_subprocess_exec(
+            *FLEET, "chat", "--url", url, env=environ, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert chat.stdin and chat.stdout and chat.stderr
+        stdout = chat.stdout
+
+        async def read() -> None:
+            while line := await stdout.readline():
+                out.append(line.decode())
+
+        reader = asyncio.create_task(read())
+        chat.stdin.write(b"/cost\n")
+        await shown("fleet> this conversation: 0 agents")
+        found = re.search(r"--conversation (\w+)", "".join(out))
+        assert found, out
+    async with (
+        serving(config, port=unused_port),
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+    ):
+        # Posted from elsewhere while the chat may still be reconnecting: shown all the same.
+        body = {"text": "/help", "conversation_id": found[1]}
+        assert (await http.post("/v1/orchestrator/messages", json=body)).status_code == 202
+        await shown("/help: this list")
+        chat.stdin.write(b"/cost\n")
+        await shown("fleet> this conversation: 0 agents", times=2)
+        chat.stdin.close()
+        assert await asyncio.wait_for(chat.wait(), timeout=60) == 0, await chat.stderr.read()
+        await reader
+    text = "".join(out)
+    assert text.count("you (api)> /help") == 1 and text.count("/help: this list") == 1, text
+    assert text.count("you> /cost") == 2 and text.count("fleet> this conversation") == 2, text
+    assert text.index("you (api)> /help") < text.rindex("you> /cost"), text
