@@ -77,6 +77,7 @@ from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
 from ._approvals import ApprovalGate
+from ._claude_code_subagents import SUBAGENT_TOOLS, Subagents
 from ._client import SIMULATOR_API_KEY
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
@@ -93,6 +94,10 @@ logger = logging.getLogger(__name__)
 
 CLAUDE_CODE_TOOLS = ("Read", "Write", "Edit", "Bash", "Glob", "Grep")
 """The Claude Code tools a claude-code agent may be given (fleet's worker tools' names)."""
+
+SUBAGENT_TOOL = "Agent"
+"""Claude Code's subagent tool (2.1 and later), offered to every claude-code agent: its
+subagents are child agents (`_claude_code_subagents.py`) and use only the agent's own tools."""
 
 CLAUDE_CODE_HOOKS = (
     "PreToolUse",
@@ -175,6 +180,11 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
+def _result(block: Any) -> tuple[str, bool]:
+    """A tool_result block's text (capped) and whether it is an error."""
+    return _cap(_text(block.content)), bool(block.is_error)
+
+
 def _cap(text: str) -> str:
     return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
 
@@ -222,6 +232,7 @@ class ClaudeCodeAgent(Agent):
         self._denied: set[str] = set()
         self._session_s = 0.0
         self._ending = False  # delete: the rest of the session is not the agent's work
+        self._subagents = Subagents(self, block=_block, usage=_usage, result=_result)
 
     @property
     def session_id(self) -> str:
@@ -286,8 +297,8 @@ class ClaudeCodeAgent(Agent):
             cli_path=self.cli_path,
             model=self.model_info.id,
             system_prompt=system_prompt_for(spec, tools),
-            tools=tools,
-            allowed_tools=tools,
+            tools=[*tools, SUBAGENT_TOOL],
+            allowed_tools=[*tools, SUBAGENT_TOOL],
             permission_mode="acceptEdits",
             setting_sources=[],  # note 3
             max_turns=spec.max_turns,
@@ -379,7 +390,8 @@ class ClaudeCodeAgent(Agent):
     async def _on_message(self, message: Any) -> None:
         kind = type(message).__name__
         if getattr(message, "parent_tool_use_id", None) is not None:
-            return  # a subagent's: not this agent's conversation
+            await self._subagents.on_message(message)  # a child agent's
+            return
         if kind == "StreamEvent":
             await self._on_stream(message.event)
         elif kind == "AssistantMessage":
@@ -397,6 +409,11 @@ class ClaudeCodeAgent(Agent):
                 results = [b for b in message.content if type(b).__name__ == "ToolResultBlock"]
                 if results:
                     await self._append([self._completed(b) for b in results])
+                for block in results:
+                    if self._calls.get(str(block.tool_use_id), ("",))[0] in SUBAGENT_TOOLS:
+                        await self._subagents.ended(
+                            str(block.tool_use_id), block, message.tool_use_result
+                        )
         elif kind == "ResultMessage":
             await self._flush()
             await self._result(message)
@@ -450,6 +467,8 @@ class ClaudeCodeAgent(Agent):
         await self._append(events)
         for use in uses:
             self._recorded_now.setdefault(str(use["id"]), asyncio.Event()).set()
+            if use["name"] in SUBAGENT_TOOLS:
+                await self._subagents.started(str(use["id"]), dict(use.get("input") or {}))
         if stop == "tool_use" and (crossed := await self._budget.crossed(self.state)):
             # As the fleet engine checks before its next model call.
             await self._fail(crossed.reason, limit=crossed.limit)
@@ -522,8 +541,8 @@ class ClaudeCodeAgent(Agent):
         events = self._hooks.events(outcome, self.state.last_position)
         if point == "PreToolUse" and outcome.permission == "ask" and call_id:
             return await self._ask(call_id, data, outcome, events)
-        if call_id and call_id not in self._recorded:
-            self._held.setdefault(call_id, []).extend(events)  # note 1
+        if call_id and call_id not in self._recorded and not data.get("agent_id"):
+            self._held.setdefault(call_id, []).extend(events)  # note 1 (a subagent's: not held)
         else:
             await self._append(events)
         if point == "PreToolUse" and outcome.blocked and call_id:
