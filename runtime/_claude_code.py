@@ -19,6 +19,8 @@ writes, so everything downstream is engine-blind:
     a tool_result                  -> ToolCallCompleted (files read and written, blocked)
     a hook callback                -> fleet's HookDispatcher: HookInvoked, and its answer
                                       goes back to Claude Code (a deny blocks the call)
+    a subagent (the Agent tool)    -> a child agent with its own events
+                                      (`_claude_code_subagents.py`)
     the result                     -> AgentCompleted, or AgentFailed naming the limit
 
 Offline by default: when fleet's model client is the simulator, Claude Code
@@ -349,6 +351,9 @@ class ClaudeCodeAgent(Agent):
         finally:
             self._client = None
             self._session_s += time.perf_counter() - started
+            # A subagent still open when the session stops (interrupted, deleted, failed).
+            with contextlib.suppress(Exception):
+                await self._subagents.abandon("the Claude Code session stopped before it returned")
         if self._ending:
             return
         await self._flush()
@@ -553,8 +558,10 @@ class ClaudeCodeAgent(Agent):
         self, call_id: str, data: Mapping[str, Any], outcome: HookOutcome, events: list[NewEvent]
     ) -> dict[str, Any]:
         """A PreToolUse "ask": fleet's approval (note 5); Claude Code is told allow or deny."""
-        # The request follows the message that made the call (note 1).
-        await self._recorded_now.setdefault(call_id, asyncio.Event()).wait()
+        # The request follows the message that made the call (note 1); a subagent's call
+        # is in the child's stream, recorded before its tool runs.
+        if not data.get("agent_id"):
+            await self._recorded_now.setdefault(call_id, asyncio.Event()).wait()
         tool_input = dict(outcome.updated_input or data.get("tool_input") or {})
         answer = await self._gate.ask(
             call_id,

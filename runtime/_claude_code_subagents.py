@@ -231,6 +231,16 @@ class Subagents:
             )
         await child.log.append([child.log.event(ended, state.last_position)])
 
+    async def abandon(self, reason: str) -> None:
+        """End every child still open with AgentFailed: its session stopped under it."""
+        children, self._children = self._children, {}
+        self._early.clear()
+        for child in children.values():
+            state = child.log.state
+            if state.status == "working":
+                failed = AgentFailed(agent_id=state.agent_id, error=reason)
+                await child.log.append([child.log.event(failed, state.last_position)])
+
     async def _flush(self, child: _Child) -> None:
         message, child.message = child.message, None
         if message is None or not message.content:
