@@ -483,9 +483,7 @@ class ClaudeCodeAgent(Agent):
         tool_use_id = str(block.tool_use_id)
         name, tool_input = self._calls.get(tool_use_id, ("", {}))
         is_error = bool(block.is_error)
-        path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        read = [self._relative(path)] if path and name in _READS and not is_error else []
-        written = [self._relative(path)] if path and name in _WRITES and not is_error else []
+        read, written = self.files_of(name, tool_input, is_error)
         completed = ToolCallCompleted(
             agent_id=self.agent_id,
             tool_use_id=tool_use_id,
@@ -498,6 +496,16 @@ class ClaudeCodeAgent(Agent):
         )
         self.stats.tool_calls += 1
         return self._log.event(completed, self.state.last_position)
+
+    def files_of(
+        self, name: str, tool_input: Mapping[str, Any], is_error: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files a finished call of tool `name` read and wrote (none when it failed)."""
+        path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if not path or is_error:
+            return [], []
+        read = [self._relative(path)] if name in _READS else []
+        return read, [self._relative(path)] if name in _WRITES else []
 
     def _relative(self, path: str) -> str:
         """A path as fleet's tools give it: relative to the workspace when inside it."""

@@ -84,7 +84,7 @@ class _Streamed:
 class _Child:
     log: AgentLog
     message: _Streamed | None = None
-    calls: dict[str, str] = field(default_factory=dict)
+    calls: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)  # message ids in its stream
     answered: bool = False  # its last message (no tool call) is recorded
 
@@ -267,7 +267,7 @@ class Subagents:
         cause = log.state.last_position
         events: list[NewEvent] = [log.event(responded, cause)]
         for use in uses:
-            child.calls[str(use["id"])] = str(use["name"])
+            child.calls[str(use["id"])] = (str(use["name"]), dict(use.get("input") or {}))
             requested = ToolCallRequested(
                 agent_id=log.spec.agent_id,
                 tool_use_id=str(use["id"]),
@@ -280,12 +280,16 @@ class Subagents:
     def _completed(self, child: _Child, block: Any) -> NewEvent:
         text, is_error = self._result(block)
         tool_use_id = str(block.tool_use_id)
+        name, tool_input = child.calls.get(tool_use_id, ("", {}))
+        read, written = self._agent.files_of(name, tool_input, is_error)
         completed = ToolCallCompleted(
             agent_id=child.log.spec.agent_id,
             tool_use_id=tool_use_id,
-            name=child.calls.get(tool_use_id, ""),
+            name=name,
             result=text,
             is_error=is_error,
+            files_read=read,
+            files_written=written,
         )
         return child.log.event(completed, child.log.state.last_position)
 
