@@ -650,13 +650,7 @@ class Fleet:
         waiter_id: str | None = None,
         record: Recorder | None = None,
     ) -> WakeResult:
-        """Sleep until one of `agent_ids` finishes, fails or is deleted, or `timeout_s` passes.
-
-        Returns at once when every awaited agent has already finished. With a
-        `waiter_id` and its `record` (how events reach the waiter's stream),
-        appends AgentWaiting and AgentWoke, and fires Notification when the wait
-        passes `FleetConfig.notify_wait_after_s` (`_waits.py`). Raises `AgentNotFound`.
-        """
+        """The sleep pattern (`Sleeper.wait_for_agents`, `_waits.py`). Raises `AgentNotFound`."""
         return await self.sleeper.wait_for_agents(
             agent_ids, timeout_s, waiter_id=waiter_id, record=record
         )
