@@ -1,0 +1,126 @@
+"""A run whose builder's edits fail, or whose tests fail, ends `failed`, never `completed`.
+
+Issue 14: the builder applied 8 of 32 edits (24 `old_string not found`) and the
+run still said "completed". The builder here applies a plan written before it
+starts, so what its edits meet is known: a stale line, or a change that breaks
+the sample's tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runtime import (
+    Runtime,
+    RuntimeOptions,
+    load_pattern,
+    open_runtime,
+    run_orchestrator,
+    run_pattern,
+)
+
+TASK = "rename `count_words` to `word_count` everywhere"
+GOOD = {
+    "file": "textstats/counting.py",
+    "old": "def count_lines(text):",
+    "new": "def count_lines(text):  # lines",
+}
+STALE = {"file": "textstats/counting.py", "old": "def count_wordz(text):", "new": "def x(text):"}
+BREAKS_TESTS = {
+    "file": "textstats/counting.py",
+    "old": "    return len(split_words(text))",
+    "new": "    return len(split_words(text)) + 1",
+}
+BUILD_ONLY = """name = "build-only"
+description = "One builder applies a plan written beforehand."
+
+[[steps]]
+id = "build"
+role = "builder"
+prompt = \"\"\"Task: {task}
+
+The plan is in notes/plan.md. Apply its edits, then run the project's tests.\"\"\"
+"""
+
+
+@pytest.fixture
+async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
+    async with open_runtime(
+        RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    ) as runtime:
+        yield runtime
+
+
+def _plan(workspace: Path, edits: list[dict[str, str]]) -> None:
+    (workspace / "notes").mkdir(exist_ok=True)
+    block = json.dumps(edits, indent=1)
+    (workspace / "notes/plan.md").write_text(f"# Plan\n\n```json fleet-edits\n{block}\n```\n")
+
+
+async def _run(rt: Runtime, tmp_path: Path) -> tuple[str, str | None, dict]:
+    (tmp_path / "build-only.toml").write_text(BUILD_ONLY)
+    result = await run_pattern(rt.fleet, load_pattern(tmp_path / "build-only.toml"), TASK)
+    await rt.runner.wait_for(await rt.store.head())
+    (run,) = rt.runner.view("runs")["runs"]
+    return result.status, result.error, run
+
+
+async def test_a_builder_edit_that_finds_no_old_string_fails_the_run(
+    rt: Runtime, workspace: Path, tmp_path: Path
+) -> None:
+    _plan(workspace, [GOOD, STALE])
+
+    status, error, run = await _run(rt, tmp_path)
+
+    assert status == "failed"
+    assert run["status"] == "failed"
+    assert "1 edits failed" in (error or "")
+    assert "textstats/counting.py: old_string not found" in (error or "")
+    assert "# lines" in (workspace / "textstats/counting.py").read_text(), "the good edit stays"
+
+
+async def test_a_builder_whose_tests_fail_fails_the_run(
+    rt: Runtime, workspace: Path, tmp_path: Path
+) -> None:
+    _plan(workspace, [BREAKS_TESTS])
+
+    status, error, run = await _run(rt, tmp_path)
+
+    assert status == "failed"
+    assert run["status"] == "failed"
+    assert "tests fail" in (error or "")
+    assert "unittest" in (error or "")
+
+
+async def test_a_builder_whose_edits_apply_and_tests_pass_completes(
+    rt: Runtime, workspace: Path, tmp_path: Path
+) -> None:
+    _plan(workspace, [GOOD])
+
+    status, error, run = await _run(rt, tmp_path)
+
+    assert status == "completed", error
+    assert run["status"] == "completed"
+
+
+async def test_an_orchestrator_run_whose_builder_leaves_tests_failing_fails(
+    rt: Runtime, workspace: Path
+) -> None:
+    """The orchestrator agent ends `completed`; its builder's last test run says otherwise."""
+    (workspace / "tests/test_broken.py").write_text(
+        "import unittest\n\n\nclass Broken(unittest.TestCase):\n"
+        "    def test_broken(self):\n        self.fail('broken before the run')\n"
+    )
+
+    result = await run_orchestrator(rt.fleet, TASK)
+
+    assert result.status == "failed"
+    assert "its agents' work did not" in (result.error or "")
+    assert "tests fail" in (result.error or "")
+    await rt.runner.wait_for(await rt.store.head())
+    (run,) = rt.runner.view("runs")["runs"]
+    assert run["status"] == "failed"
