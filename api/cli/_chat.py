@@ -16,6 +16,10 @@ Meanwhile the log is followed: the orchestrator's own words as it works, its
 agents coming and going, and messages posted from elsewhere (another
 terminal, the dashboard) to the same conversation. End with Ctrl-D or /quit.
 
+With `--url`, the fleet is a running `fleet serve`'s (`_chat_remote.py`): the
+lines go to its API and the log is followed through its SSE stream, shown by
+the same `View`, `Followed` and `converse`.
+
 Standard library only at import (`api/cli/__init__.py`, note 1).
 """
 
@@ -28,6 +32,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +42,7 @@ from ._run import SIMULATOR_NOTICE, _add_run_options, _options
 if TYPE_CHECKING:
     from events import RecordedEvent
 
-__all__ = ["configure"]
+__all__ = ["Followed", "View", "configure", "converse"]
 
 _QUIT = frozenset({"/quit", "/exit"})
 _SHOWN = frozenset(
@@ -54,15 +59,27 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workspace", metavar="DIR", default=".", help="the repository the agents work in"
     )
+    parser.add_argument(
+        "--url", metavar="URL",
+        help="join the conversation on a running `fleet serve` (e.g. http://127.0.0.1:8000) "
+        "instead of running the fleet here",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token", default=None, help="with --url: the bearer token (default: $FLEET_TOKEN)"
+    )
     _add_run_options(parser)
     parser.set_defaults(func=_chat_command)
 
 
 def _chat_command(args: argparse.Namespace) -> int:
+    if args.url is not None:
+        from ._chat_remote import chat_over_http
+
+        return asyncio.run(chat_over_http(args))
     return asyncio.run(_chat(args, Path(args.workspace).resolve()))
 
 
-class _View:
+class View:
     """What the terminal shows: answers, progress lines, or JSON Lines with `--json`."""
 
     def __init__(self, *, as_json: bool, echo: bool) -> None:
@@ -119,11 +136,43 @@ class _View:
             self.say(f"  {mark} {name} {word}{extra}")
 
 
+class Followed:
+    """One conversation as the log shows it: what of it to show, and which messages are answered.
+
+    Fed the log's events in order, from this process's store or a server's SSE stream.
+    """
+
+    def __init__(self, cid: str, orchestrator: str | None, view: View) -> None:
+        self.cid = cid
+        self.orchestrator = orchestrator  # known from its first answer or its creation
+        self.view = view
+        self._answered: dict[int, asyncio.Event] = {}
+
+    def answered(self, position: int) -> asyncio.Event:
+        """Set once the message at `position` has its answer (before or after this call)."""
+        return self._answered.setdefault(position, asyncio.Event())
+
+    def see(self, event: RecordedEvent) -> None:
+        data: Any = event.data
+        if event.type == "ChatMessagePosted":
+            if data.conversation_id != self.cid:
+                return
+            if data.agent_id and self.orchestrator is None:
+                self.orchestrator = data.agent_id
+        elif event.meta.run_id != f"chat-{self.cid}":
+            return
+        elif event.type == "AgentCreated" and data.role == "orchestrator":
+            self.orchestrator = self.orchestrator or data.agent_id
+        self.view.event(event, self.orchestrator)
+        if event.type == "ChatMessagePosted" and data.reply_to is not None:
+            self.answered(data.reply_to).set()
+
+
 async def _chat(args: argparse.Namespace, workspace: Path) -> int:
     from events import EventFilter
     from runtime import open_runtime
 
-    view = _View(as_json=args.json, echo=not sys.stdin.isatty())
+    view = View(as_json=args.json, echo=not sys.stdin.isatty())
     async with open_runtime(_options(args, workspace)) as rt:
         chat = rt.fleet.chat
         cid: str = args.conversation or uuid.uuid4().hex[:12]
@@ -135,59 +184,73 @@ async def _chat(args: argparse.Namespace, workspace: Path) -> int:
             after = conversation.messages[0].position - 1  # show the conversation so far
         if rt.simulated:
             view.say(SIMULATOR_NOTICE)
-        answered: dict[int, asyncio.Event] = {}
-        state: dict[str, Any] = {"cid": cid, "orchestrator": orchestrator, "new": True}
+        followed = Followed(cid, orchestrator, view)
 
         async def follow() -> None:
             where = EventFilter.of(types=sorted(_SHOWN))
             async for event in rt.store.subscribe(after=after, where=where):
-                data: Any = event.data
-                if event.type == "ChatMessagePosted":
-                    if data.conversation_id != state["cid"]:
-                        continue
-                    if data.agent_id and state["orchestrator"] is None:
-                        state["orchestrator"] = data.agent_id
-                elif event.meta.run_id != f"chat-{state['cid']}":
-                    continue
-                elif event.type == "AgentCreated" and data.role == "orchestrator":
-                    state["orchestrator"] = state["orchestrator"] or data.agent_id
-                view.event(event, state["orchestrator"])
-                if event.type == "ChatMessagePosted" and data.reply_to is not None:
-                    answered.setdefault(data.reply_to, asyncio.Event()).set()
+                followed.see(event)
+
+        async def post(text: str) -> int:
+            return (await chat.post(text, cid, author=view.author)).position
 
         follower = asyncio.create_task(follow(), name="chat-follow")
-        try:
-            if args.conversation is not None:
-                state["new"] = False
-                view.say(f"conversation [bold]{cid}[/] (run chat-{cid}), carried on")
-                chat.resume(cid)  # what was left unanswered
-            else:
-                view.say(
-                    f"conversation [bold]{cid}[/] (run chat-{cid}): carry it on later with\n"
-                    f"  fleet chat --conversation {cid}\n"
-                    "slash commands: /help; end with Ctrl-D or /quit"
-                )
-            while True:
-                prompt = "you> " if sys.stdin.isatty() and not args.json else ""
-                view.prompt = prompt
-                line = await _read_line(prompt)
-                view.prompt = ""
-                if line is None and prompt:
-                    sys.stdout.write("\n")  # Ctrl-D leaves the cursor after the prompt
-                if line is None or line.strip() in _QUIT:
-                    break
-                if not line.strip():
-                    continue
-                state["new"] = False
-                posted = await chat.post(line.rstrip("\n"), cid, author=view.author)
-                await answered.setdefault(posted.position, asyncio.Event()).wait()
-        finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-        if not state["new"]:
-            view.say(f"bye: carry on with [bold]fleet chat --conversation {cid}[/]")
+        if args.conversation is not None:
+            chat.resume(cid)  # what was left unanswered
+        await converse(
+            followed, post, follower, carried_on=args.conversation is not None,
+            again=f"fleet chat --conversation {cid}",
+        )  # fmt: skip
     return 0
+
+
+async def converse(
+    followed: Followed,
+    post: Callable[[str], Awaitable[int]],
+    follower: asyncio.Task[None],
+    *,
+    carried_on: bool,
+    again: str,
+) -> None:
+    """Read lines, post each (`post` returns its position) and wait for its answer, until
+    the end of input or /quit; `follower` feeds `followed` meanwhile (it is cancelled at the
+    end, and its failure ends the conversation with its error). `again` carries it on."""
+    view, cid = followed.view, followed.cid
+    said = carried_on
+    try:
+        if carried_on:
+            view.say(f"conversation [bold]{cid}[/] (run chat-{cid}), carried on")
+        else:
+            view.say(
+                f"conversation [bold]{cid}[/] (run chat-{cid}): carry it on later with\n"
+                f"  {again}\n"
+                "slash commands: /help; end with Ctrl-D or /quit"
+            )
+        while True:
+            prompt = "you> " if sys.stdin.isatty() and not view.as_json else ""
+            view.prompt = prompt
+            line = await _read_line(prompt)
+            view.prompt = ""
+            if line is None and prompt:
+                sys.stdout.write("\n")  # Ctrl-D leaves the cursor after the prompt
+            if line is None or line.strip() in _QUIT:
+                break
+            if not line.strip():
+                continue
+            said = True
+            position = await post(line.rstrip("\n"))
+            answer = asyncio.ensure_future(followed.answered(position).wait())
+            await asyncio.wait({answer, follower}, return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done():
+                answer.cancel()
+                follower.result()  # its error; else it ended, which it does not on its own
+                raise RuntimeError("the log stopped being followed")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    if said:
+        view.say(f"bye: carry on with [bold]{again}[/]")
 
 
 async def _read_line(prompt: str) -> str | None:

@@ -2,7 +2,8 @@
 
 The grammar it knows (case does not matter), tried in this order:
 
-    status | list | which agents ...        list_agents, one line per agent
+    status | list | which agents ...        list_agents, one line per agent (also any
+                                             question with the word "status" in it)
     what did [the] WHO decide|find|say|do    list_agents, get_agent_output of WHO (a name or
                                              a role), its summary
     delete|remove [the] WHAT                 WHAT: all / everything, a role in the plural
@@ -28,7 +29,9 @@ from ._roles import _directives_in
 
 __all__ = ["conversation_policy"]
 
-_STATUS = re.compile(r"^\s*(status|list|which agents|what agents|how are)", re.IGNORECASE)
+_STATUS = re.compile(
+    r"^\s*(?:status|list|which agents|what agents|how are|how is)|\bstatus\b", re.IGNORECASE
+)
 _ASK = re.compile(
     r"what did (?:the\s+)?(?P<who>[\w.-]+)\s+(?:decide|find|say|do|report|write|change)",
     re.IGNORECASE,
@@ -42,7 +45,7 @@ _LIVE = frozenset({"created", "working", "waiting", "completed", "failed"})
 def conversation_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Answer the current message (see the module docstring)."""
     prompt = situation.prompt.strip()
-    if _STATUS.match(prompt):
+    if _STATUS.search(prompt):
         agents = yield from _list("Listing the agents.")
         lines = [f"{a['name']} ({a['id']}): {a['status']}" for a in agents]
         return "\n".join(lines) if lines else "No agents yet."

@@ -266,3 +266,16 @@ async def test_interrupt_stops_the_turn_and_keeps_the_agent(
     assert (await client.post(f"/v1/agents/{agent_id}/interrupt")).status_code == 200
     missing = await client.post("/v1/agents/nobody/interrupt")
     assert missing.status_code == 404
+
+
+async def test_a_question_about_the_status_is_answered_from_the_fleet_not_given_to_a_builder(
+    config: ApiConfig,
+) -> None:
+    app = create_app(config)
+    async with app.router.lifespan_context(app), await _client(app) as client:
+        answer = await _say(client, "What is the status?")
+        agents = (
+            await client.get("/v1/agents", params={"run_id": f"chat-{answer['conversation_id']}"})
+        ).json()["agents"]
+        assert [a["role"] for a in agents] == ["orchestrator"], "no builder was created"
+        assert answer["text"] == "No agents yet.", "its listing of the fleet, not a report"
