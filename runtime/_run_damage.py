@@ -81,7 +81,9 @@ async def run_damage(
                 path = str(call.input.get("file_path") or call.input.get("notebook_path") or "?")
                 last_edit[key] = (data.is_error, f"{path}: {first_line}")
             elif call.name == "Bash" and _TEST_COMMAND.search(str(call.input.get("command", ""))):
-                last_test = (data.is_error, f"`{call.input.get('command')}`: {first_line}")
+                lines = data.result.strip().splitlines()
+                said = first_line if len(lines) < 2 else f"{first_line} ... {lines[-1][:200]}"
+                last_test = (data.is_error, f"`{call.input.get('command')}`: {said}")
     return RunDamage(
         failed_edits=[what for failed, what in last_edit.values() if failed],
         failed_tests=last_test[1] if tests and last_test and last_test[0] else None,

@@ -92,8 +92,8 @@ async def test_a_builder_whose_tests_fail_fails_the_run(
 
     assert status == "failed"
     assert run["status"] == "failed"
-    assert "tests fail" in (error or "")
-    assert "unittest" in (error or "")
+    assert "tests fail: `python -m unittest`: exit code 1" in (error or "")
+    assert "FAILED (failures=" in (error or ""), "the test runner's verdict is named"
 
 
 async def test_a_builder_whose_edits_apply_and_tests_pass_completes(
