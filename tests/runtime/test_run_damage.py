@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from events import Meta, NewEvent, ToolCallCompleted, ToolCallRequested, open_store
 from runtime import (
     Runtime,
     RuntimeOptions,
@@ -22,6 +23,7 @@ from runtime import (
     run_orchestrator,
     run_pattern,
 )
+from runtime._run_damage import run_damage
 
 TASK = "rename `count_words` to `word_count` everywhere"
 GOOD = {
@@ -124,3 +126,31 @@ async def test_an_orchestrator_run_whose_builder_leaves_tests_failing_fails(
     await rt.runner.wait_for(await rt.store.head())
     (run,) = rt.runner.view("runs")["runs"]
     assert run["status"] == "failed"
+
+
+async def test_an_edit_made_again_after_it_failed_or_one_a_hook_blocked_is_no_damage(
+    tmp_path: Path,
+) -> None:
+    """Claude Code refuses an edit of a file not read yet; the agent reads it and edits again."""
+    edit = {"file_path": "a.py", "old_string": "x", "new_string": "y"}
+    calls = [  # (tool_use_id, input, is_error, blocked, result)
+        ("t1", edit, True, False, "File has not been read yet"),
+        ("t2", edit, False, False, "edited a.py"),
+        ("t3", {**edit, "file_path": "b.py"}, True, True, "blocked by hook: no"),
+    ]
+    events = []
+    for use_id, tool_input, is_error, blocked, result in calls:
+        events.append(ToolCallRequested(agent_id="b1", tool_use_id=use_id, name="Edit",
+                                        input=tool_input))  # fmt: skip
+        events.append(ToolCallCompleted(agent_id="b1", tool_use_id=use_id, name="Edit",
+                                        result=result, is_error=is_error, blocked=blocked))  # fmt: skip
+    async with open_store(tmp_path / "f.db") as store:
+        await store.append("agent-b1", [NewEvent(e, Meta(run_id="r1")) for e in events])
+        assert not await run_damage(store, agent_ids=["b1"])
+        again = ToolCallRequested(agent_id="b1", tool_use_id="t4", name="Edit", input=edit)
+        failed = ToolCallCompleted(agent_id="b1", tool_use_id="t4", name="Edit",
+                                   result="old_string not found in a.py", is_error=True)  # fmt: skip
+        await store.append("agent-b1", [NewEvent(again, Meta(run_id="r1")),
+                                        NewEvent(failed, Meta(run_id="r1"))])  # fmt: skip
+        damage = await run_damage(store, run_id="r1")
+    assert damage.failed_edits == ["a.py: old_string not found in a.py"]
