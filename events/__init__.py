@@ -54,16 +54,14 @@ from ._export import (
     ImportResult,
     RunExport,
     RunExported,
-    SpooledExport,
     export_lines,
     export_run,
     import_run,
-    import_stream,
     parse_export,
     read_export,
     read_run,
-    spool_export,
 )
+from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent

@@ -19,6 +19,8 @@ writes, so everything downstream is engine-blind:
     a tool_result                  -> ToolCallCompleted (files read and written, blocked)
     a hook callback                -> fleet's HookDispatcher: HookInvoked, and its answer
                                       goes back to Claude Code (a deny blocks the call)
+    a subagent (the Agent tool)    -> a child agent with its own events
+                                      (`_claude_code_subagents.py`)
     the result                     -> AgentCompleted, or AgentFailed naming the limit
 
 Offline by default: when fleet's model client is the simulator, Claude Code
@@ -77,6 +79,7 @@ from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
 from ._approvals import ApprovalGate
+from ._claude_code_subagents import SUBAGENT_TOOLS, Subagents
 from ._client import SIMULATOR_API_KEY
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
@@ -93,6 +96,10 @@ logger = logging.getLogger(__name__)
 
 CLAUDE_CODE_TOOLS = ("Read", "Write", "Edit", "Bash", "Glob", "Grep")
 """The Claude Code tools a claude-code agent may be given (fleet's worker tools' names)."""
+
+SUBAGENT_TOOL = "Agent"
+"""Claude Code's subagent tool (2.1 and later), offered to every claude-code agent: its
+subagents are child agents (`_claude_code_subagents.py`) and use only the agent's own tools."""
 
 CLAUDE_CODE_HOOKS = (
     "PreToolUse",
@@ -175,6 +182,11 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
     )
 
 
+def _result(block: Any) -> tuple[str, bool]:
+    """A tool_result block's text (capped) and whether it is an error."""
+    return _cap(_text(block.content)), bool(block.is_error)
+
+
 def _cap(text: str) -> str:
     return text if len(text) <= _RESULT_CHARS else text[: _RESULT_CHARS - 1] + "…"
 
@@ -222,6 +234,7 @@ class ClaudeCodeAgent(Agent):
         self._denied: set[str] = set()
         self._session_s = 0.0
         self._ending = False  # delete: the rest of the session is not the agent's work
+        self._subagents = Subagents(self, block=_block, usage=_usage, result=_result)
 
     @property
     def session_id(self) -> str:
@@ -286,8 +299,8 @@ class ClaudeCodeAgent(Agent):
             cli_path=self.cli_path,
             model=self.model_info.id,
             system_prompt=system_prompt_for(spec, tools),
-            tools=tools,
-            allowed_tools=tools,
+            tools=[*tools, SUBAGENT_TOOL],
+            allowed_tools=[*tools, SUBAGENT_TOOL],
             permission_mode="acceptEdits",
             setting_sources=[],  # note 3
             max_turns=spec.max_turns,
@@ -338,6 +351,9 @@ class ClaudeCodeAgent(Agent):
         finally:
             self._client = None
             self._session_s += time.perf_counter() - started
+            # A subagent still open when the session stops (interrupted, deleted, failed).
+            with contextlib.suppress(Exception):
+                await self._subagents.abandon("the Claude Code session stopped before it returned")
         if self._ending:
             return
         await self._flush()
@@ -379,7 +395,8 @@ class ClaudeCodeAgent(Agent):
     async def _on_message(self, message: Any) -> None:
         kind = type(message).__name__
         if getattr(message, "parent_tool_use_id", None) is not None:
-            return  # a subagent's: not this agent's conversation
+            await self._subagents.on_message(message)  # a child agent's
+            return
         if kind == "StreamEvent":
             await self._on_stream(message.event)
         elif kind == "AssistantMessage":
@@ -397,6 +414,11 @@ class ClaudeCodeAgent(Agent):
                 results = [b for b in message.content if type(b).__name__ == "ToolResultBlock"]
                 if results:
                     await self._append([self._completed(b) for b in results])
+                for block in results:
+                    if self._calls.get(str(block.tool_use_id), ("",))[0] in SUBAGENT_TOOLS:
+                        await self._subagents.ended(
+                            str(block.tool_use_id), block, message.tool_use_result
+                        )
         elif kind == "ResultMessage":
             await self._flush()
             await self._result(message)
@@ -450,6 +472,8 @@ class ClaudeCodeAgent(Agent):
         await self._append(events)
         for use in uses:
             self._recorded_now.setdefault(str(use["id"]), asyncio.Event()).set()
+            if use["name"] in SUBAGENT_TOOLS:
+                await self._subagents.started(str(use["id"]), dict(use.get("input") or {}))
         if stop == "tool_use" and (crossed := await self._budget.crossed(self.state)):
             # As the fleet engine checks before its next model call.
             await self._fail(crossed.reason, limit=crossed.limit)
@@ -459,9 +483,7 @@ class ClaudeCodeAgent(Agent):
         tool_use_id = str(block.tool_use_id)
         name, tool_input = self._calls.get(tool_use_id, ("", {}))
         is_error = bool(block.is_error)
-        path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        read = [self._relative(path)] if path and name in _READS and not is_error else []
-        written = [self._relative(path)] if path and name in _WRITES and not is_error else []
+        read, written = self.files_of(name, tool_input, is_error)
         completed = ToolCallCompleted(
             agent_id=self.agent_id,
             tool_use_id=tool_use_id,
@@ -474,6 +496,16 @@ class ClaudeCodeAgent(Agent):
         )
         self.stats.tool_calls += 1
         return self._log.event(completed, self.state.last_position)
+
+    def files_of(
+        self, name: str, tool_input: Mapping[str, Any], is_error: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files a finished call of tool `name` read and wrote (none when it failed)."""
+        path = tool_input.get("file_path") or tool_input.get("notebook_path")
+        if not path or is_error:
+            return [], []
+        read = [self._relative(path)] if name in _READS else []
+        return read, [self._relative(path)] if name in _WRITES else []
 
     def _relative(self, path: str) -> str:
         """A path as fleet's tools give it: relative to the workspace when inside it."""
@@ -522,8 +554,8 @@ class ClaudeCodeAgent(Agent):
         events = self._hooks.events(outcome, self.state.last_position)
         if point == "PreToolUse" and outcome.permission == "ask" and call_id:
             return await self._ask(call_id, data, outcome, events)
-        if call_id and call_id not in self._recorded:
-            self._held.setdefault(call_id, []).extend(events)  # note 1
+        if call_id and call_id not in self._recorded and not data.get("agent_id"):
+            self._held.setdefault(call_id, []).extend(events)  # note 1 (a subagent's: not held)
         else:
             await self._append(events)
         if point == "PreToolUse" and outcome.blocked and call_id:
@@ -534,8 +566,10 @@ class ClaudeCodeAgent(Agent):
         self, call_id: str, data: Mapping[str, Any], outcome: HookOutcome, events: list[NewEvent]
     ) -> dict[str, Any]:
         """A PreToolUse "ask": fleet's approval (note 5); Claude Code is told allow or deny."""
-        # The request follows the message that made the call (note 1).
-        await self._recorded_now.setdefault(call_id, asyncio.Event()).wait()
+        # The request follows the message that made the call (note 1); a subagent's call
+        # is in the child's stream, recorded before its tool runs.
+        if not data.get("agent_id"):
+            await self._recorded_now.setdefault(call_id, asyncio.Event()).wait()
         tool_input = dict(outcome.updated_input or data.get("tool_input") or {})
         answer = await self._gate.ask(
             call_id,

@@ -383,3 +383,61 @@ def test_fleet_run_with_engine_claude_code_runs_every_agent_of_the_run_on_claude
     ]
     assert report["tests"]["passed"] is True
     assert "def line_count(" in (workspace / "textstats/counting.py").read_text()
+
+
+# The same garbage-collected stream as above, after a session that ran a subagent.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_subagent_claude_code_starts_is_a_child_agent_with_its_own_calls_and_cost(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        fleet = rt.fleet
+        task = "rename `count_words` to `word_count`"
+        agent_id = (await fleet.create_agent("coder", "coder", task, engine="claude-code"))["id"]
+        wake = await fleet.wait_for_agents([agent_id], WAIT_S)
+        assert wake.statuses == {agent_id: "completed"}
+        assert "word_count" in (workspace / "textstats/counting.py").read_text()
+
+        # The session's Agent call started a subagent: a child agent of its own.
+        events = await _events(rt, agent_id)
+        (call,) = [
+            e.data for e in events if e.type == "ToolCallRequested" and e.data.name == "Agent"
+        ]
+        children = [a for a in rt.runner.view("agents")["agents"] if a["parent_id"] == agent_id]
+        assert len(children) == 1
+        child = children[0]
+        kind = call.input["subagent_type"]
+        assert (child["role"], child["status"], child["engine"]) == (
+            kind,
+            "completed",
+            "claude-code",
+        )
+        assert child["name"].startswith(f"{kind}/")
+        graph = rt.runner.view("graph")
+        assert {"kind": "created", "from": agent_id, "to": child["id"]} in graph["edges"]
+
+        # Its messages and searches are in its own stream, not the parent's.
+        own = await _events(rt, child["id"])
+        assert [e.type for e in own[:2]] == ["AgentCreated", "AgentCommanded"]
+        assert own[0].data.task == call.input["prompt"] and own[-1].type == "AgentCompleted"
+        searches = [e.data.name for e in own if e.type == "ToolCallCompleted"]
+        assert searches and set(searches) <= {"Grep", "Bash", "Glob", "Read"}
+        assert own[-1].data.summary.startswith("Lines to change for rename `count_words`")
+        assert "- textstats/counting.py:6: def count_words(text):" in own[-1].data.summary
+        # Its report is its last message, with the usage Claude Code gave it (output counted).
+        answers = [e.data for e in own if e.type == "ModelResponded"]
+        assert [a.stop_reason for a in answers] == ["tool_use", "end_turn"]
+        assert all(a.usage.output_tokens > 1 for a in answers)
+        parent_calls = {e.data.tool_use_id for e in events if e.type == "ToolCallRequested"}
+        assert not parent_calls & {e.data.tool_use_id for e in own if e.type == "ToolCallRequested"}
+
+        # Costs: each agent's own messages; the fleet's total adds the child's.
+        child_cost = sum(e.data.cost_usd for e in own if e.type == "ModelResponded")
+        parent_cost = sum(e.data.cost_usd for e in events if e.type == "ModelResponded")
+        assert child_cost > 0 and child["cost_usd"] == pytest.approx(child_cost, abs=1e-6)
+        status = await fleet.get_agent_status(agent_id)
+        assert status["cost_usd"] == pytest.approx(parent_cost, abs=1e-6)
+        total = rt.runner.view("fleet")["cost_usd"]
+        assert total == pytest.approx(parent_cost + child_cost, abs=1e-6)
+    gc.collect()
