@@ -14,6 +14,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +88,12 @@ class StartRun(_Body):
     pattern: str = Field(default="scout-plan-build", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     mode: Literal["pattern", "orchestrator"] = "pattern"
     model: str | None = Field(default=None, max_length=100)
+    workspace: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="the folder the run changes, named explicitly (never a default): it must "
+        "exist and be the server's workspace (`fleet serve --workspace DIR`)",
+    )
 
 
 class Deleted(BaseModel):
@@ -186,10 +193,34 @@ async def delete_all(request: Request) -> Response:
     return JSONResponse(Deleted(deleted=deleted).model_dump())
 
 
+def _check_workspace(rt: Runtime, given: str) -> None:
+    """422 unless `given` is an existing folder and the one this server's agents work in.
+
+    A run changes files: the client names the folder, so that a server started
+    in the wrong place never edits it silently (issue 14).
+    """
+    path = Path(given).expanduser().resolve()
+    if not path.is_dir():
+        raise HTTPProblem(
+            422, "Workspace missing",
+            f"workspace {given!r} does not exist or is not a folder; nothing was started",
+            slug="workspace-missing",
+        )  # fmt: skip
+    served = rt.fleet.config.workspace.resolve()
+    if path != served:
+        raise HTTPProblem(
+            422, "Workspace not served",
+            f"workspace {given!r} is not this server's workspace ({served}); start "
+            "`fleet serve --workspace DIR` for another folder; nothing was started",
+            slug="workspace-not-served",
+        )  # fmt: skip
+
+
 async def start_run(request: Request) -> Response:
     rt = runtime_of(request)
     query(NoQuery, request)
     body = parse_body(StartRun, await read_json(request))
+    _check_workspace(rt, body.workspace)
     run_id = new_run_id()
     # UnknownModel (422) here, not from inside the run's task (a failed run in the log).
     rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
@@ -257,7 +288,9 @@ operations: list[Operation] = [
               "Cancels it if working and deletes it; its events stay in the log.",
               query=NoQuery, status=204, errors=(400, 404, 409), path_params=_AGENT, tag="agents"),
     Operation("POST", "/v1/runs", "Start a run",
-              "Runs a task with a built-in pattern or the orchestrator agent, in the background.",
+              "Runs a task with a built-in pattern or the orchestrator agent, in the background. "
+              "`workspace` is required: the folder the run changes, which must exist and be the "
+              "server's workspace (422 otherwise, nothing started).",
               query=NoQuery, body=StartRun, response=RunAccepted, status=202,
               errors=(400, 413, 422),
               tag="runs"),

@@ -682,7 +682,7 @@ async def raw_status(url: str, head: str, body: bytes = b"") -> int:
     return status
 
 
-def _requests(url: str) -> list[tuple[str, str, dict[str, Any]]]:
+def _requests(url: str, workspace: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(what, method path, httpx keyword arguments) of the bad requests sent over HTTP."""
     big = "9" * 4301
     hook = '{"hook_event_name": "Stop", "session_id": "s1", "n": %s}'
@@ -713,7 +713,10 @@ def _requests(url: str) -> list[tuple[str, str, dict[str, Any]]]:
         ("POST /v1/agents with an unknown parent_id", "POST /v1/agents",
          {"json": {"name": "orphan", "role": "scout", "parent_id": "nobody-1"}}),
         ("POST /v1/runs with an unknown model", "POST /v1/runs",
-         {"json": {"task": "t", "model": "gpt-9"}}),
+         {"json": {"task": "t", "model": "gpt-9", "workspace": str(workspace)}}),
+        ("POST /v1/runs without a workspace", "POST /v1/runs", {"json": {"task": "t"}}),
+        ("POST /v1/runs with a workspace that does not exist", "POST /v1/runs",
+         {"json": {"task": "t", "workspace": str(workspace / "nope")}}),
         ("JSON nested 100,000 deep", "POST /v1/hooks/ingest",
          {"content": "[" * 100_000 + "]" * 100_000, "headers": JSON}),
         ("a lone surrogate (\\ud800) in a payload", "POST /v1/hooks/ingest",
@@ -728,9 +731,10 @@ def _requests(url: str) -> list[tuple[str, str, dict[str, Any]]]:
     ]  # fmt: skip
 
 
-async def _live_timeline(client: httpx.AsyncClient) -> str:
+async def _live_timeline(client: httpx.AsyncClient, workspace: Path) -> str:
     """Start a simulated run and read its timeline 100 times while it is written."""
-    started = await client.post("/v1/runs", json={"task": "rename `count_words` to `word_count`"})
+    task = "rename `count_words` to `word_count`"
+    started = await client.post("/v1/runs", json={"task": task, "workspace": str(workspace)})
     run_id = started.json()["run_id"]
     heads = [(await health(client))["head"]]
     statuses = []
@@ -813,7 +817,7 @@ async def part_bad(tmp: Path) -> list[tuple[str, str]]:
                 rows.append((f"{what}, GET {path}", str(status)))
         status = await raw_status(server.url, "GET /healthz HTTP/1.0")
         rows.append(("no Host header (HTTP/1.0)", str(status)))
-        for what, request, kwargs in _requests(server.url):
+        for what, request, kwargs in _requests(server.url, server.workspace):
             method, path = request.split(" ", 1)
             response = await client.request(method, path, **kwargs)
             rows.append((what, str(response.status_code)))
@@ -823,7 +827,12 @@ async def part_bad(tmp: Path) -> list[tuple[str, str]]:
                      f"{response.status_code}: {response.json()['detail'][:90]}..."))  # fmt: skip
         head = (await health(client))["head"]
         rows.append(("events in the log after all of the above", str(head)))
-        rows.append(("GET /v1/runs/{id}/timeline x100 on a live run", await _live_timeline(client)))
+        rows.append(
+            (
+                "GET /v1/runs/{id}/timeline x100 on a live run",
+                await _live_timeline(client, server.workspace),
+            )
+        )
     rows.append(("`fleet serve --host localhost.`", await _cli(tmp, "--host", "localhost.", "--port", "0", ready=True)))  # fmt: skip
     rows.append(("`fleet serve --host [::1]`", await _cli(tmp, "--host", "[::1]", "--port", "0", ready=True)))  # fmt: skip
     with socket.create_server(("127.0.0.1", 0)) as taken:

@@ -55,6 +55,7 @@ from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
+from ._run_damage import run_damage
 from .errors import AgentDrivenElsewhere, PatternError, RunNotResumable, StepFailed
 
 __all__ = [
@@ -424,6 +425,11 @@ class _PatternExecution:
         if failed:
             reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)
             raise StepFailed(step.id, reasons)
+        # Completed is not done: an agent's failed edits or failing tests fail the step
+        # (a review step's failing tests are its verdict, which the retry loop handles).
+        damage = await run_damage(fleet.store, agent_ids=ids, tests=step.review is None)
+        if damage:
+            raise StepFailed(step.id, damage.describe())
         artifacts = await self._artifacts(step, outputs)
         self.outputs[step.id] = ", ".join(artifacts)
         self.summaries[step.id] = "\n".join(o["summary"] for o in outputs)
@@ -525,13 +531,18 @@ async def finish_orchestrator(
     duration = (time.time() - started) * 1000
     summary = output["summary"] or ""
     ok = output["status"] == "completed" and not summary.startswith("FAILED")
+    damage = await run_damage(fleet.store, run_id=run_id) if ok else None
+    ok = ok and not damage
     if ok:
         await fleet.store.append(
             f"run-{run_id}",
             [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)],
         )
         return RunResult(run_id, "completed", summary, None, duration, orchestrator_id)
-    error = output["error"] or summary or f"orchestrator ended {output['status']}"
+    if damage:
+        error = f"the orchestrator completed, but its agents' work did not: {damage.describe()}"
+    else:
+        error = output["error"] or summary or f"orchestrator ended {output['status']}"
     await fleet.store.append(
         f"run-{run_id}",
         [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)],

@@ -75,8 +75,8 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
         ("POST", "/v1/agents", {"name": "x", "role": "scout", "colour": "red"}, 422),
         ("POST", "/v1/agents", {"name": "x", "role": "scout", "engine": "codex"}, 422),
         ("POST", "/v1/agents", {"name": "../x", "role": "scout"}, 422),
-        ("POST", "/v1/runs", {"task": "t", "pattern": "no-such-pattern"}, 422),
-        ("POST", "/v1/runs", {"task": ""}, 422),
+        ("POST", "/v1/runs", {"task": "t", "pattern": "no-such-pattern", "workspace": "."}, 422),
+        ("POST", "/v1/runs", {"task": "", "workspace": "."}, 422),
     ],
 )
 async def test_bad_agent_requests_get_a_clear_problem_and_write_nothing(
@@ -88,6 +88,35 @@ async def test_bad_agent_requests_get_a_clear_problem_and_write_nothing(
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["detail"]
     assert (await client.get("/healthz")).json()["head"] == head
+
+
+@pytest.mark.parametrize(
+    ("workspace", "slug", "says"),
+    [
+        (None, "invalid-body", "workspace: Field required"),
+        ("{tmp}/no-such-folder", "workspace-missing", "does not exist or is not a folder"),
+        ("{tmp}/fleet.db", "workspace-missing", "does not exist or is not a folder"),
+        ("{tmp}", "workspace-not-served", "is not this server's workspace"),
+    ],
+)
+async def test_a_run_needs_the_servers_workspace_named_or_nothing_is_written(
+    client: httpx.AsyncClient, config: ApiConfig, tmp_path: Path,
+    workspace: str | None, slug: str, says: str,
+) -> None:  # fmt: skip
+    """Issue 14: a run never defaults to whatever folder the server was started in."""
+    before = {p: p.read_bytes() for p in config.workspace.rglob("*") if p.is_file()}
+    head = (await client.get("/healthz")).json()["head"]
+    body: dict[str, str] = {"task": "rename `count_words` to `word_count`"}
+    if workspace is not None:
+        body["workspace"] = workspace.format(tmp=tmp_path)
+    response = await client.post("/v1/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"] == f"urn:fleet:problem:{slug}"
+    assert says in response.json()["detail"]
+    assert (await client.get("/healthz")).json()["head"] == head
+    after = {p: p.read_bytes() for p in config.workspace.rglob("*") if p.is_file()}
+    assert after == before
 
 
 async def test_malformed_json_to_create_is_a_400(client: httpx.AsyncClient) -> None:
@@ -107,7 +136,11 @@ async def test_a_run_started_over_http_on_uvicorn_completes_and_shows_in_the_vie
     ):
         started = await http.post(
             "/v1/runs",
-            json={"task": "rename `count_words` to `word_count`", "pattern": "scout-builder"},
+            json={
+                "task": "rename `count_words` to `word_count`",
+                "pattern": "scout-builder",
+                "workspace": str(config.workspace),
+            },
         )
         assert started.status_code == 202, started.text
         run_id = started.json()["run_id"]

@@ -138,10 +138,14 @@ async def test_the_timeline_of_a_run_being_written_is_always_200(plain_app: Flee
 
 
 async def test_a_run_with_an_unknown_model_is_422_before_anything_starts(
-    client: httpx.AsyncClient, store: SQLiteEventStore, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    config: ApiConfig,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Regression: the run was started and failed in the background (a traceback in the log)."""
-    response = await client.post("/v1/runs", json={"task": "t", "model": "gpt-9"})
+    body = {"task": "t", "model": "gpt-9", "workspace": str(config.workspace)}
+    response = await client.post("/v1/runs", json=body)
     assert response.status_code == 422
     assert response.json()["type"] == "urn:fleet:problem:unknown-model"
     assert await store.head() == 0

@@ -150,7 +150,11 @@ async def test_every_live_response_validates_against_its_documented_schema(
         await send("POST", "/v1/agents/{agent_id}/interrupt", f"/v1/agents/{idle['id']}/interrupt")
         await command_behind_its_back(demo.app.config.db, idle["id"])
         await send("POST", "/v1/agents/{agent_id}/interrupt", f"/v1/agents/{idle['id']}/interrupt")
-        await send("POST", "/v1/runs", json={"task": TASK})
+        await send("POST", "/v1/runs", json={"task": TASK})  # 422: no workspace named
+        await send("POST", "/v1/runs", json={"task": TASK, "workspace": str(tmp_path / "nope")})
+        await send(
+            "POST", "/v1/runs", json={"task": TASK, "workspace": str(demo.app.config.workspace)}
+        )
         # Claude Code's own telemetry (JSON bodies recorded from the real binary), and /metrics.
         for signal in ("logs", "traces", "metrics"):
             body = next((OTLP_FIXTURES / "json").glob(f"*-{signal}.json")).read_bytes()
@@ -316,7 +320,8 @@ async def test_a_client_generated_from_the_document_calls_every_route(
         stopped = await call("orchestrator", "post_v1_agents_agent_id_interrupt", 200,
                              "AgentStatus", agent_id=idle.id)  # fmt: skip
         assert stopped.status == "failed"
-        await call("runs", "post_v1_runs", 202, "RunAccepted", body=models.StartRun(task=TASK))
+        start = models.StartRun(task=TASK, workspace=str(demo.app.config.workspace))
+        await call("runs", "post_v1_runs", 202, "RunAccepted", body=start)
         for signal, model in (("logs", "PostV1OtlpV1LogsResponse200"),
                               ("traces", "PostV1OtlpV1TracesResponse200"),
                               ("metrics", "PostV1OtlpV1MetricsResponse200")):  # fmt: skip
