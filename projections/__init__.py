@@ -13,7 +13,8 @@ SQLite file) and answers any of them as of any past position (time travel).
 
 from __future__ import annotations
 
-from ._agents import AgentRecord, AgentsProjection, AgentsState
+from ._agent_record import AgentRecord
+from ._agents import AgentsProjection, AgentsState
 from ._base import FoldProjection, Projection, quiet_reports
 from ._board import COLUMNS, BoardProjection, BoardState
 from ._fleet import FleetProjection, FleetState

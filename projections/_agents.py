@@ -64,62 +64,14 @@ from events import (
     ToolCallRequested,
 )
 
+from ._agent_record import AgentRecord, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
 from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status
 
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
 
-TASK_CHARS = 2000
 SYSTEM_MESSAGES = 5
 _BLOCKING = frozenset({"block", "deny"})
-
-
-class AgentRecord(TypedDict):
-    """One agent in the agents state (JSON data; sets are dicts of None)."""
-
-    id: str
-    name: str
-    role: str
-    model: str
-    parent_id: str | None
-    run_id: str | None
-    status: str
-    task: str | None
-    external: bool
-    source_app: str | None
-    engine: str | None
-    session_id: str | None
-    context_used: int
-    context_limit: int
-    input: int
-    output: int
-    cache_write: int
-    cache_read: int
-    cost_usd: float
-    turns: int
-    files_consumed: dict[str, None]
-    files_produced: dict[str, None]
-    tool_count: int
-    tool_errors: int
-    by_tool: dict[str, int]
-    last_tool: dict[str, Any] | None
-    blocked_calls: int
-    # The last blocked call: a second hook blocking the same call counts once.
-    last_blocked: str | None
-    compactions: int
-    waiting_on: list[str]
-    waiting_for: str | None
-    approval: dict[str, Any] | None
-    approvals: dict[str, int]
-    system_messages: list[dict[str, Any]]
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    last_activity_at: float
-    error: str | None
-    limit: str | None
-    summary: str
-    artifacts: dict[str, None]
 
 
 class AgentsState(TypedDict):
@@ -127,75 +79,6 @@ class AgentsState(TypedDict):
 
     agents: dict[str, AgentRecord]
     approvals: dict[str, dict[str, Any]]
-
-
-def _cap(text: str | None) -> str | None:
-    if text is None or len(text) <= TASK_CHARS:
-        return text
-    return text[: TASK_CHARS - 1] + "…"
-
-
-def new_record(
-    agent_id: str,
-    *,
-    name: str,
-    role: str,
-    model: str,
-    at: float,
-    parent_id: str | None = None,
-    run_id: str | None = None,
-    task: str | None = None,
-    context_limit: int = 200_000,
-    external: bool = False,
-    source_app: str | None = None,
-    engine: str | None = None,
-    session_id: str | None = None,
-) -> AgentRecord:
-    """A fresh agent record in status "created"."""
-    return {
-        "id": agent_id,
-        "name": name,
-        "role": role,
-        "model": model,
-        "parent_id": parent_id,
-        "run_id": run_id,
-        "status": "created",
-        "task": _cap(task),
-        "external": external,
-        "source_app": source_app,
-        "engine": engine,
-        "session_id": session_id,
-        "context_used": 0,
-        "context_limit": context_limit,
-        "input": 0,
-        "output": 0,
-        "cache_write": 0,
-        "cache_read": 0,
-        "cost_usd": 0.0,
-        "turns": 0,
-        "files_consumed": {},
-        "files_produced": {},
-        "tool_count": 0,
-        "tool_errors": 0,
-        "by_tool": {},
-        "last_tool": None,
-        "blocked_calls": 0,
-        "last_blocked": None,
-        "compactions": 0,
-        "waiting_on": [],
-        "waiting_for": None,
-        "approval": None,
-        "approvals": {"requested": 0, "allowed": 0, "denied": 0},
-        "system_messages": [],
-        "created_at": at,
-        "started_at": None,
-        "finished_at": None,
-        "last_activity_at": at,
-        "error": None,
-        "limit": None,
-        "summary": "",
-        "artifacts": {},
-    }
 
 
 class AgentsProjection(FoldProjection[AgentsState]):
@@ -362,7 +245,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None or r["status"] == "deleted":
             return
         r["status"] = "working"
-        r["task"] = _cap(d.prompt)
+        r["task"] = cap_task(d.prompt)
         if r["started_at"] is None:
             r["started_at"] = r["last_activity_at"]
         r["finished_at"] = None
@@ -464,7 +347,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None:
             return
         status = "blocked" if d.blocked else "error" if d.is_error else "ok"
-        _count_call(r, d.name, d.tool_use_id, status, d.is_error)
+        count_call(r, d.name, d.tool_use_id, status, d.is_error)
         consumed = r["files_consumed"]
         for path in d.files_read:
             consumed[path] = None
@@ -552,7 +435,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if f.model is not None:
             r["model"] = f.model
         if f.prompt is not None:
-            r["task"] = _cap(f.prompt)
+            r["task"] = cap_task(f.prompt)
         if f.status is not None and r["status"] != "deleted":
             if f.status == "working" and r["started_at"] is None:
                 r["started_at"] = ts
@@ -569,7 +452,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 "at": ts,
             }
         if f.completed and f.tool is not None:
-            _count_call(r, f.tool, f.tool_use_id, "error" if f.is_error else "ok", f.is_error)
+            count_call(r, f.tool, f.tool_use_id, "error" if f.is_error else "ok", f.is_error)
             for path in f.files_read:
                 r["files_consumed"][path] = None
             for path in f.files_written:
@@ -619,19 +502,3 @@ def _external_record(
         )
         state["agents"][agent_id] = r
     return r
-
-
-def _count_call(
-    r: AgentRecord, name: str, tool_use_id: str | None, status: str, is_error: bool
-) -> None:
-    r["tool_count"] += 1
-    by_tool = r["by_tool"]
-    by_tool[name] = by_tool.get(name, 0) + 1
-    if is_error:
-        r["tool_errors"] += 1
-    r["last_tool"] = {
-        "name": name,
-        "tool_use_id": tool_use_id,
-        "status": status,
-        "at": r["last_activity_at"],
-    }
