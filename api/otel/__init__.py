@@ -8,6 +8,7 @@ derived from the log); `export_run()` sends one run (`fleet otel export`);
 
 from __future__ import annotations
 
+from ._batch import map_events
 from ._export import (
     CONTENT_ENV,
     ENDPOINT_ENV,
@@ -23,7 +24,6 @@ from ._mapping import (
     DEFAULT_MAX_CONTENT_CHARS,
     SpanMapper,
     SpanRecord,
-    map_events,
     span_id_of,
     trace_id_of,
 )

@@ -30,7 +30,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from events import EventStore, read_run
 
-from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanRecord, map_events
+from ._batch import map_events
+from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanRecord
 from .errors import ExportFailed
 
 __all__ = [

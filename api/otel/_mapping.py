@@ -44,17 +44,14 @@ Notes (do not fix without reading this):
 2. A span still open when a batch export ends (a run still going) is closed
    at the time of the last event seen, with `fleet.unfinished = true`; the
    live exporter never does this, it waits for the closing event.
-3. `map_events` pauses the cyclic garbage collector while it folds (it has no
-   await): tens of thousands of new span records otherwise trigger full
-   collections over every event held, and the fold took three times as long.
+3. `map_events` (`_batch.py`) is the batch fold: it pauses the garbage
+   collector while it folds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from events import (
@@ -87,7 +84,6 @@ __all__ = [
     "DEFAULT_MAX_CONTENT_CHARS",
     "SpanMapper",
     "SpanRecord",
-    "map_events",
     "span_id_of",
     "trace_id_of",
 ]
@@ -597,31 +593,3 @@ _HANDLERS: dict[type, Any] = {
     TaskMoved: SpanMapper._task,
     ReplayDiverged: SpanMapper._diverged,
 }
-
-
-def map_events(
-    events: Iterable[RecordedEvent],
-    *,
-    content: bool = False,
-    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
-) -> list[SpanRecord]:
-    """Every span of `events` (in log order), the unfinished ones closed at the end (note 2)."""
-    mapper = SpanMapper(content=content, max_content_chars=max_content_chars)
-    spans: list[SpanRecord] = []
-    with _gc_paused():  # note 3
-        for event in events:
-            spans.extend(mapper.apply(event))
-        spans.extend(mapper.flush())
-    return spans
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
