@@ -278,6 +278,9 @@ def test_events_follow_prints_new_events_until_ctrl_c(
          "--tail", "1"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A suite started in the background (`.ci/run &`) ignores SIGINT, and so would the
+        # child: give it Ctrl-C back, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         assert proc.stdout is not None

@@ -64,8 +64,17 @@ async def test_an_ingested_session_shows_its_subagent_tool_inputs_and_cost(
         assert any(t.startswith("PreToolUse Bash command=grep ") for t in texts)
         assert any(t.startswith("SubagentStart Explore ") for t in texts)
         assert any(t.startswith("UserPromptSubmit: rename `count_words`") for t in texts)
-        agents = (await get_json(server.url, "/v1/agents"))["agents"]
-        assert_cards_match(await page.evaluate(READ_CARDS), agents)
+        # The server reads the transcripts after the hooks and the page refreshes its cards on
+        # its own time: wait until the cards show what the API says (the last mismatch fails).
+        for attempt in range(150):  # 30 s
+            agents = (await get_json(server.url, "/v1/agents"))["agents"]
+            try:
+                assert_cards_match(await page.evaluate(READ_CARDS), agents)
+                break
+            except AssertionError:
+                if attempt == 149:
+                    raise
+                await asyncio.sleep(0.2)
         assert [a["parent_id"] for a in agents] == [None, session]
         await page.screenshot(path=artifacts / "dashboard-claude-code.png", full_page=True)
 
