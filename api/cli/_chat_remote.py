@@ -35,7 +35,7 @@ import httpx
 
 from events import EVENT_TYPES, Meta, RecordedEvent
 
-from ._chat import _SHOWN, Followed, View, converse
+from ._chat_view import SHOWN, Followed, View, converse
 
 __all__ = ["chat_over_http"]
 
@@ -102,7 +102,7 @@ async def _follow(
     http: httpx.AsyncClient, url: str, followed: Followed, after: int | None, opened: asyncio.Event
 ) -> None:
     """Feed `followed` from the server's SSE stream, reopened where it ended (note 2)."""
-    params: dict[str, Any] = {"run_id": f"chat-{followed.cid}", "type": sorted(_SHOWN)}
+    params: dict[str, Any] = {"run_id": f"chat-{followed.cid}", "type": sorted(SHOWN)}
     last = after
     failures = 0
     while True:
