@@ -17,8 +17,10 @@ from ._agent_record import AgentRecord
 from ._agents import AgentsProjection, AgentsState
 from ._base import FoldProjection, Projection, quiet_reports
 from ._board import COLUMNS, BoardProjection, BoardState
+from ._critical_path import critical_path
 from ._fleet import FleetProjection, FleetState
-from ._graph import GraphProjection, GraphState, critical_path
+from ._graph import GraphProjection
+from ._graph_state import GraphState
 from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id, external_subagent_id
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState, mark_interrupted

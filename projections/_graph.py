@@ -59,7 +59,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, TypedDict
+from typing import Any
 
 from events import (
     AgentCommanded,
@@ -78,33 +78,14 @@ from events import (
 )
 
 from ._base import FoldProjection
+from ._critical_path import critical_path
+from ._graph_state import GraphState, Segment
 from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status, resolve_path
 
 __all__ = ["MAX_EDGE_FILES", "MAX_SEGMENTS", "GraphProjection", "GraphState"]
 
 MAX_SEGMENTS = 256  # per agent (note 2)
 MAX_EDGE_FILES = 20  # per consumes edge (note 3)
-
-# A segment: [start_position, start_ts, end_ts | None, [[agent_id, index, at_ts], ...]]
-Segment = list[Any]
-
-
-class GraphState(TypedDict):
-    """Nodes, wait and artifact edges, file writers, work segments and the log's clock."""
-
-    nodes: dict[str, dict[str, Any]]
-    # waiter -> awaited -> {"total_ms", "count", "open_since"}
-    waits: dict[str, dict[str, dict[str, Any]]]
-    # awaited -> {waiter: None} for the waits open now
-    awaited: dict[str, dict[str, None]]
-    # consumer -> producer -> {"reads": int, "files": {path: None}} (note 3)
-    consumes: dict[str, dict[str, dict[str, Any]]]
-    # resolved path -> [agent_id, segment index, written at]
-    writers: dict[str, list[Any]]
-    segments: dict[str, list[Segment]]
-    # agent -> how many of its oldest segments were dropped (note 2)
-    dropped: dict[str, int]
-    clock: float | None
 
 
 class GraphProjection(FoldProjection[GraphState]):
@@ -559,65 +540,3 @@ def _add_segment(state: GraphState, agent_id: str, segment: Segment) -> None:
     if len(segments) > MAX_SEGMENTS:  # note 2
         del segments[0]
         state["dropped"][agent_id] = state["dropped"].get(agent_id, 0) + 1
-
-
-def _segment(state: GraphState, agent_id: str, index: int) -> Segment:
-    """The segment at an absolute index (it exists: callers look up known keys)."""
-    return state["segments"][agent_id][index - state["dropped"].get(agent_id, 0)]
-
-
-def critical_path(state: GraphState, run_id: str) -> dict[str, Any]:
-    """The longest chain of work segments of one run (see the module docstring)."""
-    nodes = state["nodes"]
-    all_segments = state["segments"]
-    clock = state["clock"] or 0.0
-    order: list[tuple[int, str, int]] = []
-    for agent_id, segments in all_segments.items():
-        if nodes[agent_id]["run_id"] == run_id:
-            base = state["dropped"].get(agent_id, 0)
-            order.extend((s[0], agent_id, base + i) for i, s in enumerate(segments))
-    if not order:
-        return {"run_id": run_id, "total_ms": 0.0, "path": []}
-    order.sort()
-    # reach[k]: the longest chain up to the start of segment k, and the
-    # dependency it came through with the ms of that dependency's segment it used.
-    reach: dict[tuple[str, int], tuple[float, tuple[str, int] | None, float]] = {}
-    for _, agent_id, index in order:
-        best, via, via_ms = 0.0, None, 0.0
-        for pred_agent, pred_index, at in _segment(state, agent_id, index)[3]:
-            key = (pred_agent, pred_index)
-            found = reach.get(key)
-            if found is None:
-                continue  # another run's agent, or a dropped segment
-            _, start, end, _ = _segment(state, pred_agent, pred_index)
-            until = at if end is None else min(at, end)
-            used = max(0.0, (until - start) * 1000.0)
-            if via is None or found[0] + used > best:
-                best, via, via_ms = found[0] + used, key, used
-        reach[(agent_id, index)] = (best, via, via_ms)
-
-    def whole(key: tuple[str, int]) -> float:
-        segment = _segment(state, *key)
-        start: float = segment[1]
-        end: float = clock if segment[2] is None else segment[2]
-        return max(0.0, (end - start) * 1000.0)
-
-    last = max(reach, key=lambda k: (reach[k][0] + whole(k), _segment(state, *k)[0]))
-    total = reach[last][0] + whole(last)
-    steps: list[tuple[str, float]] = [(last[0], whole(last))]
-    cursor = last
-    while True:
-        _, via, used = reach[cursor]
-        if via is None:
-            break
-        steps.append((via[0], used))
-        cursor = via
-    path: list[dict[str, Any]] = []
-    for agent_id, ms in reversed(steps):
-        if path and path[-1]["agent_id"] == agent_id:
-            path[-1]["ms"] += ms
-        else:
-            path.append({"agent_id": agent_id, "ms": ms})
-    for step in path:
-        step["ms"] = round(step["ms"], 3)
-    return {"run_id": run_id, "total_ms": round(total, 3), "path": path}
