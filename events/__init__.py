@@ -47,19 +47,16 @@ from ._catalogue import (
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshot
 from ._encoding import DEFAULT_MAX_EVENT_BYTES
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent, Source
-from ._export import (
+from ._export import export_lines, export_run, import_run, read_run
+from ._export_format import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
     MIN_KEY_BYTES,
     ImportResult,
     RunExport,
     RunExported,
-    export_lines,
-    export_run,
-    import_run,
     parse_export,
     read_export,
-    read_run,
 )
 from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from ._encoding import DEFAULT_MAX_EVENT_BYTES
 from ._envelope import Meta
-from ._export import _CHECK_CHUNK, _SIGNATURE, ImportResult, _Checker
+from ._export_format import _CHECK_CHUNK, _SIGNATURE, ImportResult, _Checker
 from ._store import EventStore, ImportedEvent
 from .errors import EventTooLarge
 
