@@ -10,8 +10,11 @@ Code starts in a second or two, so the tests are few and each checks much.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Generator
@@ -319,6 +322,7 @@ async def test_fleet_resume_continues_a_claude_code_agent_after_kill_9(tmp_path:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CRASHING_FLEET, str(db), str(workspace), SCOUT,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # its group: fleet and the Claude Code it started die together
     )  # fmt: skip
     try:
         # Killed once the session has made its first tool call.
@@ -326,7 +330,8 @@ async def test_fleet_resume_continues_a_claude_code_agent_after_kill_9(tmp_path:
             while not await _types(db, "ToolCallCompleted"):
                 await asyncio.sleep(0.2)
     finally:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # as a machine crash would
         await process.wait()
     before = await _types(db)
     assert "AgentCompleted" not in before
