@@ -53,22 +53,43 @@ async def _start(*args: str, cwd: Path) -> asyncio.subprocess.Process:
 async def _kill_when(
     proc: asyncio.subprocess.Process, db: Path, seen: Callable[[RecordedEvent], bool]
 ) -> None:
-    """SIGKILL `proc` as soon as the log holds an event `seen` picks (another process's)."""
+    """SIGKILL `proc` as soon as the log holds an event `seen` picks (another process's).
+
+    Its stderr is read all along (a full pipe would stop it), and if it ends before the
+    kill point the test fails at once with what it said.
+    """
+    said: list[bytes] = []
+
+    async def drain() -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(65536):
+            said.append(chunk)
+
+    async def kill_point() -> None:
+        while not await asyncio.to_thread(db.exists):
+            await asyncio.sleep(0.05)
+        async with SQLiteEventStore(db, poll_interval=0.02) as watcher:
+            async for event in watcher.subscribe():
+                if seen(event):
+                    return
+
+    draining = asyncio.create_task(drain())
+    watching = asyncio.create_task(kill_point())
+    ended = asyncio.create_task(proc.wait())
     try:
         async with asyncio.timeout(120):
-            while not await asyncio.to_thread(db.exists):
-                assert proc.returncode is None, "the process ended before writing its log"
-                await asyncio.sleep(0.05)
-            async with SQLiteEventStore(db, poll_interval=0.02) as watcher:
-                async for event in watcher.subscribe():
-                    if seen(event):
-                        break
-        proc.send_signal(signal.SIGKILL)
+            await asyncio.wait({watching, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if watching.done() and proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
     finally:
+        watching.cancel()
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the process ended before the kill point"
+        await draining
+        await asyncio.gather(watching, ended, return_exceptions=True)
+    stderr = b"".join(said).decode(errors="replace")[-2000:]
+    assert proc.returncode == -signal.SIGKILL, f"it ended before the kill point:\n{stderr}"
 
 
 def _of(name: str, event_type: str) -> Callable[[RecordedEvent], bool]:
@@ -101,7 +122,9 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
 ) -> None:
     workspace = await prepare_workspace(tmp_path / "repo")
     db = tmp_path / "fleet.db"
-    common = ("--db", str(db), "--quiet", "--json", "--latency", "0")
+    # A little model latency: a killed process must still be working when its kill point
+    # is seen (the watcher reads the log from the start, then follows it).
+    common = ("--db", str(db), "--quiet", "--json", "--latency", "0.1")
 
     run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
                        *common, cwd=tmp_path)  # fmt: skip
