@@ -45,6 +45,7 @@ from ._catalogue import (
     Usage,
 )
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshot
+from ._decoding import gc_paused
 from ._encoding import DEFAULT_MAX_EVENT_BYTES
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent, Source
 from ._export import export_lines, export_run, import_run, read_run
@@ -161,6 +162,7 @@ __all__ = [
     "encode_event",
     "export_lines",
     "export_run",
+    "gc_paused",
     "import_run",
     "import_stream",
     "live_keys",

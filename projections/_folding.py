@@ -48,13 +48,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import EventFilter, EventStore, RecordedEvent, UnknownEvent
+from events import EventFilter, EventStore, RecordedEvent, UnknownEvent, gc_paused
 
 from ._base import Projection, quiet_reports
 from ._checkpoints import Snapshots
 from .errors import ProjectionFailed
 
-__all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_paused", "gc_relaxed"]
+__all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_relaxed"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,19 +250,6 @@ def _apply_each(projection: Projection[Any], state: Any, events: list[RecordedEv
         except Exception as e:
             raise ProjectionFailed(projection.name, event.position, e) from e
     return state
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a block with no await in it (note 2)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @dataclass(slots=True)

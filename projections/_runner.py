@@ -41,6 +41,7 @@ from events import (
     StoreClosed,
     StoreUnavailable,
     UnknownEvent,
+    gc_paused,
 )
 
 from ._agents import AgentsProjection
@@ -48,7 +49,7 @@ from ._base import Projection
 from ._board import BoardProjection
 from ._checkpoints import Snapshots, decode_state, encode_state
 from ._fleet import FleetProjection
-from ._folding import Slot, fold, gc_paused
+from ._folding import Slot, fold
 from ._graph import GraphProjection
 from ._runs import RunsProjection
 from .errors import (

@@ -9,11 +9,9 @@ three times as long.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from events import RecordedEvent
+from events import RecordedEvent, gc_paused
 
 from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanMapper
 from ._records import SpanRecord
@@ -30,20 +28,8 @@ def map_events(
     """Every span of `events` (in log order), the unfinished ones closed at the end."""
     mapper = SpanMapper(content=content, max_content_chars=max_content_chars)
     spans: list[SpanRecord] = []
-    with _gc_paused():  # below
+    with gc_paused():  # below
         for event in events:
             spans.extend(mapper.apply(event))
         spans.extend(mapper.flush())
     return spans
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
