@@ -152,7 +152,7 @@ async def _check_writable(db: str | Path) -> None:
 
     try:
         async with open_store(db):
-            pass
+            pass  # opening for writing is the check
     except StoreUnavailable as e:
         raise ApiError(
             f"cannot serve {db}: {e.reason}. The server writes to its log; to read a "

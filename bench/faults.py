@@ -471,9 +471,9 @@ def _ended(sock: socket.socket) -> bool:
     sock.settimeout(2)
     try:
         while sock.recv(1 << 20):
-            pass
+            pass  # drain what the server sends until it closes
     except ConnectionResetError:
-        pass
+        pass  # a reset is the server closing it too
     except TimeoutError:
         return False  # still open: the server still holds it
     finally:
@@ -791,7 +791,7 @@ async def _read_only_serve(tmp: Path) -> tuple[str, str]:
     folder.mkdir()
     view.mkdir()
     async with SQLiteEventStore(folder / "fleet.db"):
-        pass
+        pass  # opening creates the log the read-only part needs
     ok = (await _run("mount", "--bind", str(folder), str(view)))[0] == 0
     ok = ok and (await _run("mount", "-o", "remount,ro,bind", str(view)))[0] == 0
     try:

@@ -171,7 +171,7 @@ async def _kill_at(folder: Path, pattern: str, seen: Callable[[RecordedEvent], b
                         break
         proc.send_signal(signal.SIGKILL)
     except (TimeoutError, ProcessLookupError):
-        pass
+        pass  # it ended before the kill point: the caller reports that
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -30,13 +30,9 @@ import asyncio
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ._chat_view import SHOWN, Followed, View, converse
 from ._run import SIMULATOR_NOTICE, _add_run_options, _options
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["configure"]
 

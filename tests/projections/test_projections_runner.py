@@ -522,7 +522,7 @@ async def test_a_restarted_runner_travels_in_time_from_a_persisted_snapshot(
     head = await append_all(store, scout_plan_build(Timeline()).events)
     assert head > 40
     async with ProjectionRunner(store, [Tally()], snapshot_every=10):
-        pass
+        pass  # a start (fold, snapshots) and a close (checkpoint) are what is tested
     stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
     assert stored and all(position % 10 == 0 for position in stored)
 
