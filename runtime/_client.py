@@ -21,15 +21,19 @@ Notes (do not fix without reading this):
    `messages.stream()` accumulator, which cost 1.6 ms more CPU a request for
    the same dicts (`_message_stream.py`, note 1). The request, its headers,
    auth, retries and errors are still the SDK's.
+4. One SDK client (one HTTP connection pool) for every 16 agents, not one for
+   the runtime: the SDK's pool probes each idle connection on every request,
+   so one pool for 1,000 agents cost 2.5 ms of CPU a step (`_client_pools.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +45,7 @@ from anthropic import AsyncAnthropic
 
 from events import Usage
 
+from ._client_pools import ClientPools
 from ._message_stream import MessageStreamReader, StreamError, StreamInvalid
 from ._models import ModelInfo, ModelTable, PriceTable
 from .errors import ClientClosed, ModelCallFailed, ModelError
@@ -215,6 +220,9 @@ class ModelClient:
         anthropic_client: the SDK client (owned: closed by `aclose()`).
         simulated: True when it talks to the offline simulator.
         models, prices: the model and price tables (default: the built-in ones).
+        make_client: makes another SDK client like `anthropic_client`, for
+            agents beyond the first few (note 4; None: every request uses
+            `anthropic_client`). `from_env` gives one.
     """
 
     def __init__(
@@ -224,8 +232,10 @@ class ModelClient:
         simulated: bool,
         models: ModelTable | None = None,
         prices: PriceTable | None = None,
+        make_client: Callable[[], AsyncAnthropic] | None = None,
     ) -> None:
         self._client = anthropic_client
+        self._pools = ClientPools(anthropic_client, make_client)
         self.simulated = simulated
         self.models = models or ModelTable.default()
         self.prices = prices or PriceTable.default(self.models)
@@ -258,25 +268,28 @@ class ModelClient:
             prices = prices.with_models(models).with_file(file)
         key = environ.get("ANTHROPIC_API_KEY") or None
         if key:
-            sdk = AsyncAnthropic(
+            base_url = environ.get("ANTHROPIC_BASE_URL") or None
+            make = functools.partial(
+                AsyncAnthropic,
                 api_key=key,
-                base_url=environ.get("ANTHROPIC_BASE_URL") or None,
+                base_url=base_url,
                 max_retries=max_retries,
                 timeout=timeout,
             )
-            return cls(sdk, simulated=False, models=models, prices=prices)
+            return cls(make(), simulated=False, models=models, prices=prices, make_client=make)
         if simulator_base_url is None:
             raise ModelError(
                 "no ANTHROPIC_API_KEY is set and no simulator was given: set the key, or start "
                 "a Simulator and pass simulator_base_url=sim.base_url"
             )
-        sdk = AsyncAnthropic(
+        make = functools.partial(
+            AsyncAnthropic,
             api_key=SIMULATOR_API_KEY,
             base_url=simulator_base_url,
             max_retries=max_retries,
             timeout=timeout,
         )
-        return cls(sdk, simulated=True, models=models, prices=prices)
+        return cls(make(), simulated=True, models=models, prices=prices, make_client=make)
 
     @property
     def base_url(self) -> str:
@@ -302,8 +315,12 @@ class ModelClient:
         tools: Sequence[Mapping[str, Any]] = (),
         max_tokens: int = 8192,
         cache: bool = True,
+        agent: str | None = None,
     ) -> ModelReply:
         """One streamed request: the final message, its usage and cost. `messages` is not mutated.
+
+        `agent` (the id of the agent asking) keeps an agent's requests on one
+        SDK client of a few agents' (note 4).
 
         Raises `UnknownModel` before any call, `ModelCallFailed` when the API
         answers an error after the SDK's retries or cannot be reached.
@@ -328,7 +345,7 @@ class ModelClient:
         retries = 0
         while True:
             try:
-                message = await self._stream(params)
+                message = await self._stream(self._pools.client_for(agent), params)
                 break
             except (anthropic.APIStatusError, StreamError) as e:
                 if isinstance(e, StreamError):  # the HTTP status was 200: the stream had begun
@@ -366,12 +383,11 @@ class ModelClient:
             simulated=self.simulated,
         )
 
-    async def _stream(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    async def _stream(sdk: AsyncAnthropic, params: Mapping[str, Any]) -> dict[str, Any]:
         """One streamed request through the SDK, its events read by `MessageStreamReader`."""
         reader = MessageStreamReader()
-        async with self._client.messages.with_streaming_response.create(
-            **params, stream=True
-        ) as response:
+        async with sdk.messages.with_streaming_response.create(**params, stream=True) as response:
             async for chunk in response.iter_bytes():
                 reader.feed(chunk)
         return reader.message()
@@ -405,7 +421,7 @@ class ModelClient:
         if self._closed:
             return
         self._closed = True
-        await self._client.close()
+        await self._pools.aclose()
 
     async def __aenter__(self) -> Self:
         self._check_open()
