@@ -17,14 +17,19 @@ Notes (do not fix without reading this):
    client with the fewest agents, and a new client is made only when all
    have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a handful,
    use the first client alone, as before.
-3. A client costs about 25 ms to make (the SDK loads the CA certificates for
-   each), once; the assignment remembers the last `REMEMBERED` agents, and an
-   agent forgotten and seen again is assigned anew.
-4. Requests with no agent (the chat view's, a caller's own) use the first client.
+3. What a pool holds is the connections of the agents that asked recently
+   (an idle connection is closed after 5 s): an agent silent for `IDLE_S`
+   is let go (its client counts it no more; assigned anew if it asks
+   again), so finished agents do not make clients for new ones, and the
+   assignment holds only the agents that work.
+4. A client costs about 25 ms to make (the SDK loads the CA certificates for
+   each), once; clients are kept until `aclose()`.
+5. Requests with no agent (the chat view's, a caller's own) use the first client.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -34,7 +39,7 @@ __all__ = ["AGENTS_PER_CLIENT", "MAX_CLIENTS", "ClientPools"]
 
 AGENTS_PER_CLIENT = 16
 MAX_CLIENTS = 64
-REMEMBERED = 8192
+IDLE_S = 30.0
 
 
 class ClientPools:
@@ -47,7 +52,8 @@ class ClientPools:
         self._make = make
         self._clients = [first]
         self._load = [0]  # agents assigned to each client
-        self._agents: OrderedDict[str, int] = OrderedDict()  # agent -> client index
+        # agent -> (client index, when it last asked), the least recent first
+        self._agents: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     @property
     def count(self) -> int:
@@ -58,21 +64,31 @@ class ClientPools:
         """The SDK client `agent`'s requests go through (note 2)."""
         if agent is None or self._make is None:
             return self.first
-        index = self._agents.get(agent)
-        if index is not None:
+        now = time.monotonic()
+        known = self._agents.get(agent)
+        if known is not None:
+            index = known[0]
+            self._agents[agent] = (index, now)
             self._agents.move_to_end(agent)
             return self._clients[index]
+        self._let_go(now - IDLE_S)
         index = min(range(len(self._load)), key=self._load.__getitem__)
         if self._load[index] >= AGENTS_PER_CLIENT and len(self._clients) < MAX_CLIENTS:
             self._clients.append(self._make())
             self._load.append(0)
             index = len(self._clients) - 1
-        self._agents[agent] = index
+        self._agents[agent] = (index, now)
         self._load[index] += 1
-        if len(self._agents) > REMEMBERED:  # note 3
-            _, forgotten = self._agents.popitem(last=False)
-            self._load[forgotten] -= 1
         return self._clients[index]
+
+    def _let_go(self, before: float) -> None:
+        """Forget the agents that last asked before `before` (note 3)."""
+        while self._agents:
+            agent, (index, last) = next(iter(self._agents.items()))
+            if last >= before:
+                return
+            del self._agents[agent]
+            self._load[index] -= 1
 
     async def aclose(self) -> None:
         """Close every client."""
