@@ -345,7 +345,10 @@ class ModelClient:
         retries = 0
         while True:
             try:
-                message = await self._stream(self._pools.client_for(agent), params)
+                try:
+                    message = await self._stream(self._pools.client_for(agent), params)
+                finally:
+                    self._pools.done(agent)
                 break
             except (anthropic.APIStatusError, StreamError) as e:
                 if isinstance(e, StreamError):  # the HTTP status was 200: the stream had begun

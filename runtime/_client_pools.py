@@ -17,11 +17,13 @@ Notes (do not fix without reading this):
    client with the fewest agents, and a new client is made only when all
    have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a handful,
    use the first client alone, as before.
-3. What a pool holds is the connections of the agents that asked recently
-   (an idle connection is closed after 5 s): an agent silent for `IDLE_S`
-   is let go (its client counts it no more; assigned anew if it asks
-   again), so finished agents do not make clients for new ones, and the
-   assignment holds only the agents that work.
+3. What a pool holds is the connections of the agents that used it recently
+   (an idle connection is closed after 5 s): an agent whose last request
+   began or ended `IDLE_S` ago is let go (its client counts it no more; it is
+   assigned anew if it asks again), so finished agents do not make clients
+   for new ones for long, and the assignment holds only the agents that work.
+   `IDLE_S` is longer than most model calls, so that a working agent keeps
+   its warm connection.
 4. A client costs about 25 ms to make (the SDK loads the CA certificates for
    each), once; clients are kept until `aclose()`.
 5. Requests with no agent (the chat view's, a caller's own) use the first client.
@@ -89,6 +91,12 @@ class ClientPools:
                 return
             del self._agents[agent]
             self._load[index] -= 1
+
+    def done(self, agent: str | None) -> None:
+        """`agent`'s request ended: it counts as working from now (note 3)."""
+        if agent is not None and (known := self._agents.get(agent)) is not None:
+            self._agents[agent] = (known[0], time.monotonic())
+            self._agents.move_to_end(agent)
 
     async def aclose(self) -> None:
         """Close every client."""
