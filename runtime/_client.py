@@ -1,4 +1,4 @@
-"""The model client: one `AsyncAnthropic` per runtime, the streaming Messages API, costs.
+"""The model client: the `AsyncAnthropic` clients of a runtime, the streaming Messages API, costs.
 
     async with Simulator() as sim:
         async with ModelClient.from_env(simulator_base_url=sim.base_url) as client:
@@ -23,7 +23,7 @@ Notes (do not fix without reading this):
    auth, retries and errors are still the SDK's.
 4. One SDK client (one HTTP connection pool) for every 16 agents, not one for
    the runtime: the SDK's pool probes each idle connection on every request,
-   so one pool for 1,000 agents cost 2.5 ms of CPU a step (`_client_pools.py`).
+   so one pool for 1,000 agents cost about 2 ms of CPU a step (`_client_pools.py`).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def _error_message(e: anthropic.APIStatusError) -> str:
 
 
 class ModelClient:
-    """The Messages API behind one `AsyncAnthropic`; an async context manager.
+    """The Messages API behind `AsyncAnthropic` clients (note 4); an async context manager.
 
     Args:
         anthropic_client: the SDK client (owned: closed by `aclose()`).

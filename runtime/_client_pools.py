@@ -9,7 +9,7 @@ Notes (do not fix without reading this):
    it holds (a socket probe: `getpeername`, `poll`) each time a request takes
    a connection and each time one is given back. With one client for the
    whole runtime, 100 agents keep about 100 connections and every request
-   pays about 200 probes: 1 ms of CPU a step at 100 agents, 2.5 ms at 1,000
+   pays about 200 probes: about 1 ms of CPU a step at 100 agents, 2 ms at 1,000
    (`bench/agents.py`, BENCHMARKS.md "Performance at scale"). A client for
    every `AGENTS_PER_CLIENT` agents keeps each pool small.
 2. An agent keeps its client (so its connection is reused between its
