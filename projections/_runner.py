@@ -47,7 +47,13 @@ from events import (
 from ._agents import AgentsProjection
 from ._base import Projection
 from ._board import BoardProjection
-from ._checkpoints import Snapshots, decode_state, encode_state
+from ._checkpoints import (
+    Snapshots,
+    SnapshotUnreadable,
+    copy_state,
+    decode_state,
+    encode_state,
+)
 from ._fleet import FleetProjection
 from ._folding import Slot, fold
 from ._graph import GraphProjection
@@ -319,16 +325,20 @@ class ProjectionRunner:
                 stored = await self._checkpoints.best_snapshot(name, projection.version, found[0])
                 found = None if stored is None else (stored.position, stored.blob)
         with gc_paused():  # loading a large state makes many objects, no cycles
+            loaded = False
             if (
                 found is not None
                 and found[1] is not None
                 and not (slot.failed is None and found[0] < slot.position <= position)
             ):
-                start, data = found[0], Snapshots.unpack(found[1])
-            elif slot.failed is None and slot.position <= position:
-                # Encoded here, on the loop, so the copy is of one consistent state.
+                try:
+                    start, data, loaded = found[0], Snapshots.unpack(found[1]), True
+                except SnapshotUnreadable as e:  # a cache: fold without it
+                    logger.warning("snapshot of %r at %d skipped: %s", name, found[0], e)
+            if not loaded and slot.failed is None and slot.position <= position:
+                # Copied here, on the loop, so the copy is of one consistent state.
                 start = slot.position
-                data = decode_state(encode_state(projection.dump(slot.state)))
+                data = copy_state(projection.dump(slot.state))
             past = Slot(
                 projection, projection.initial() if data is None else projection.load(data), start
             )
