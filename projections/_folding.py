@@ -35,7 +35,7 @@ Notes (do not fix without reading this):
 7. A long fold hands its snapshots to the runner to persist as it goes
    (`persist`), so a rebuild of a long log holds at most `PERSIST_BYTES` of
    them, not all of them until it ends.
-8. A snapshot is a copy of the state (`marshal`) made on the loop between two
+8. A snapshot is a copy of the state (pickled) made on the loop between two
    pages, then compressed on a thread while the next pages fold (zlib
    releases the GIL): compression was about half of a snapshot's cost, and a
    rebuild of a long log takes dozens of them. One batch compresses at a time;
@@ -210,7 +210,7 @@ def fold_page(
 
     Slot by slot, each over the whole page at once (`apply_all` when the
     projection has one), cut only where a snapshot is due. Returns the
-    snapshots due, `(name, position, marshalled state)`, to compress and keep
+    snapshots due, `(name, position, pickled state)`, to compress and keep
     (note 8).
     """
     due_snapshots: list[tuple[str, int, bytes]] = []
@@ -252,7 +252,7 @@ def fold_page(
                         state = _apply_each(projection, state, chunk)
                 if due is not None:
                     due_snapshots.append(
-                        (slot.name, due, Snapshots.marshalled(projection.dump(state)))
+                        (slot.name, due, Snapshots.pickled(projection.dump(state)))
                     )
         except Exception as e:
             failure = (

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import pickle
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -24,6 +27,7 @@ from events import (
     ModelResponded,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     SQLiteEventStore,
     UnknownEvent,
 )
@@ -557,3 +561,35 @@ async def test_folds_leave_the_garbage_collector_as_the_caller_had_it(
         assert gc.isenabled()
     finally:
         gc.set_threshold(*before)
+
+
+class _Planted:
+    """What a hostile log file could hold as a snapshot: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_without_it(
+    store: SQLiteEventStore, tmp_path: Path
+) -> None:
+    """Snapshots are pickles in the log's own file, and a log may come from anyone:
+    loading one must never run what it names. Such a blob is a missing snapshot."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10):
+        pass
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert 30 in stored
+    marker = tmp_path / "pwned"
+    planted = zlib.compress(pickle.dumps({"n": _Planted(marker)}), 1)
+    await store.checkpoints.save_snapshots([Snapshot("tally", Tally.version, 30, planted)])
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert await restarted.state_at("tally", 37) == {"n": 37}
+    assert not marker.exists()
+    assert tally.calls == 37  # folded from 0: the refused snapshot was not used
+    assert head > 37
