@@ -11,6 +11,11 @@ Notes (do not fix without reading this):
    raises `StoreError` naming its position when its data is read, the error
    an eager read raised; an unknown type, or a schema that needs upcasting,
    is still decided (and refused by strict reads) when the row is read.
+   `data` is a plain slot left unset until then: a miss calls `__getattr__`,
+   which decodes and fills the slot, so every later read, and every read of
+   an event built from a model, costs what a dataclass field costs (a
+   property would cost a Python call on each of the dozen reads a fold makes
+   of each event).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -93,24 +98,26 @@ class RecordedEvent:
     """
 
     __slots__ = (
-        "_data",
         "_text",
-        "_type",
+        "data",
         "meta",
         "position",
         "recorded_at",
         "stream_id",
+        "type",
         "version",
     )
 
     position: int
     stream_id: str
     version: int
+    # The data's type name, known without decoding the data.
+    type: str
+    # Unset until first read when the event came from a store (`__getattr__`, note 1).
+    data: EventData | UnknownEvent
     meta: Meta
     recorded_at: datetime
-    _type: str
-    # One of the two is None: the decoded data, or the stored JSON not decoded yet.
-    _data: EventData | UnknownEvent | None
+    # The stored data JSON while `data` is not decoded yet, else None.
     _text: str | None
 
     def __init__(
@@ -125,37 +132,25 @@ class RecordedEvent:
         _set_position(self, position)
         _set_stream_id(self, stream_id)
         _set_version(self, version)
-        _set_meta(self, meta)
-        _set_recorded_at(self, recorded_at)
         _set_type(self, data.type)
         _set_data(self, data)
+        _set_meta(self, meta)
+        _set_recorded_at(self, recorded_at)
         _set_text(self, None)
 
-    @property
-    def type(self) -> str:
-        """The data's type name, known without decoding the data."""
-        return self._type
-
-    @property
-    def data(self) -> EventData | UnknownEvent:
-        """The event's data; a stored event's is decoded here the first time (note 1).
-
-        Raises `StoreError` naming the position if the stored JSON no longer decodes.
-        """
-        data = self._data
-        return self._decode() if data is None else data
-
-    def _decode(self) -> EventData | UnknownEvent:
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a slot that is not set: `data` of a stored event not read yet.
+        if name != "data":
+            raise AttributeError(f"'RecordedEvent' object has no attribute {name!r}")
         text = self._text
         if text is None:  # another thread decoded it meanwhile
-            assert self._data is not None
-            return self._data
-        cls = EVENT_TYPES[self._type]
+            return _get_data(self)
+        cls = EVENT_TYPES[self.type]
         try:
-            data = cast("EventData", cls.__pydantic_validator__.validate_json(text))
+            data = cls.__pydantic_validator__.validate_json(text)
         except ValidationError as e:
             raise StoreError(
-                f"event at position {self.position} ({self._type}, schema "
+                f"event at position {self.position} ({self.type}, schema "
                 f"{cls.SCHEMA_VERSION}) does not decode: {e}"
             ) from e
         _set_data(self, data)
@@ -202,11 +197,13 @@ _new = object.__new__
 _set_position = RecordedEvent.__dict__["position"].__set__
 _set_stream_id = RecordedEvent.__dict__["stream_id"].__set__
 _set_version = RecordedEvent.__dict__["version"].__set__
+_set_type = RecordedEvent.__dict__["type"].__set__
+_set_data = RecordedEvent.__dict__["data"].__set__
+_get_data = RecordedEvent.__dict__["data"].__get__
 _set_meta = RecordedEvent.__dict__["meta"].__set__
 _set_recorded_at = RecordedEvent.__dict__["recorded_at"].__set__
-_set_type = RecordedEvent.__dict__["_type"].__set__
-_set_data = RecordedEvent.__dict__["_data"].__set__
 _set_text = RecordedEvent.__dict__["_text"].__set__
+_get_text = RecordedEvent.__dict__["_text"].__get__
 
 
 def new_recorded(
@@ -252,14 +249,10 @@ def new_stored(
     _set_meta(event, meta)
     _set_recorded_at(event, recorded_at)
     _set_type(event, type_)
-    _set_data(event, None)
-    _set_text(event, text)
+    _set_text(event, text)  # `data` stays unset until read (`__getattr__`)
     return event
 
 
-_get_data = RecordedEvent.__dict__["_data"].__get__
-_get_text = RecordedEvent.__dict__["_text"].__get__
-_get_type = RecordedEvent.__dict__["_type"].__get__
 _VALIDATORS = {name: cls.__pydantic_validator__.validate_json for name, cls in EVENT_TYPES.items()}
 
 
@@ -267,17 +260,18 @@ def load_data(events: Iterable[RecordedEvent]) -> None:
     """Decode the data of every event not decoded yet, in one loop (note 1).
 
     What `event.data` does one by one, for a page a fold is about to read
-    whole: about a third cheaper. Raises `StoreError` for the first that does not
-    decode, as `event.data` would; the events before it keep their data.
+    whole, without an attribute miss per event. Raises `StoreError` for the
+    first that does not decode, as `event.data` would; the events before it
+    keep their data.
     """
     validators = _VALIDATORS
     for event in events:
-        if _get_data(event) is None:
-            text = _get_text(event)
+        text = _get_text(event)
+        if text is not None:
             try:
-                data = validators[_get_type(event)](text)
+                data = validators[event.type](text)
             except ValidationError:
-                event._decode()  # raises the error that names the event's position
+                event.__getattr__("data")  # raises the error that names the position
                 continue
             _set_data(event, data)
             _set_text(event, None)

@@ -59,6 +59,7 @@ __all__ = [
     "encode_state",
 ]
 
+
 class SnapshotUnreadable(ValueError):
     """A snapshot blob that does not load: treat it as missing (note 1)."""
 
