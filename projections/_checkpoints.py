@@ -35,6 +35,13 @@ Notes (do not fix without reading this):
    releases the GIL while it works: a fold hands each page's snapshots,
    pickled, to a thread to compress (`compress_all`) and goes on folding
    (`_folding.py`, note 8).
+4. A long fold from position 0 (the first start on a log, a new projection
+   version, a rebuild) takes no snapshots: a snapshot is a copy of the whole
+   state, so a fold of N events taking one every `every` costs O(N^2) (half of
+   a rebuild's time at a million events). The runner makes them behind it
+   instead (`_backfill.py`): `first_gap` says where the snapshots a fold from
+   0 would have taken start to be missing, and a background fold from there
+   takes them, while the runner already serves.
 """
 
 from __future__ import annotations
@@ -130,6 +137,19 @@ class Snapshots:
             while (until - start) // spacing > max(1, self.limit // 2):
                 spacing *= 2
         return spacing
+
+    def first_gap(self, name: str, until: int) -> int | None:
+        """Where a fold must start to give `name` every snapshot a fold from 0 to `until`
+        would take (`plan`): the snapshot before the first one missing, or 0. None when
+        none is missing, or snapshots are off (note 4)."""
+        spacing = self.plan(name, 0, until)
+        if spacing <= 0:
+            return None
+        have = set(self._positions.get(name, ()))
+        for position in range(spacing, until + 1, spacing):
+            if position not in have:
+                return position - spacing
+        return None
 
     def add(self, name: str, position: int, blob: bytes) -> None:
         """Keep `blob` (from `pack`) as the state of `name` at `position`."""

@@ -50,7 +50,7 @@ import bisect
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,11 +103,13 @@ async def fold(
     *,
     quiet: bool,
     persist: Callable[[], Awaitable[None]] | None = None,
+    snapshot: Collection[str] | None = None,
 ) -> None:
     """Fold the events after each slot's position, up to `until`, into the slot (note 1).
 
-    Snapshots due on the way are kept in `snapshots`, and `persist` is
-    awaited whenever they hold more than `PERSIST_BYTES` unsaved (note 7).
+    Snapshots due on the way are kept in `snapshots` (only of the slots named
+    in `snapshot`, when given), and `persist` is awaited whenever they hold
+    more than `PERSIST_BYTES` unsaved (note 7).
     With `quiet`, problems with events are logged at debug level (they were
     reported before).
     """
@@ -116,7 +118,11 @@ async def fold(
         return
     before = [slot.position for slot in working]
     position = min(before)
-    spacing = {slot.name: snapshots.plan(slot.name, slot.position, until) for slot in working}
+    spacing = {
+        slot.name: snapshots.plan(slot.name, slot.position, until)
+        for slot in working
+        if snapshot is None or slot.name in snapshot
+    }
     where = _only_what_they_fold(working)
 
     def read(after: int) -> asyncio.Future[list[RecordedEvent]]:

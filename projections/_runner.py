@@ -22,6 +22,11 @@ Notes (do not fix without reading this):
    only the catch-up in `start()` folds the live states, before anyone can
    read them. The live fold applies one event at a time as the subscription
    delivers it, skipping the event classes a projection does not fold.
+4. A fold from 0 of more than `snapshots_behind` events (first start on a log,
+   a new projection version, `rebuild`) takes no time-travel snapshots; a
+   background task makes them once the runner serves (`_backfill.py`), and
+   so does every start that finds some missing (a backfill cut short).
+   `snapshots_made()` waits for it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from events import (
 )
 
 from ._agents import AgentsProjection
+from ._backfill import backfill, needs_backfill
 from ._base import Projection
 from ._board import BoardProjection
 from ._checkpoints import (
@@ -83,6 +89,7 @@ def default_projections() -> tuple[Projection[Any], ...]:
 
 
 DEFAULT_PROJECTIONS: tuple[Projection[Any], ...] = default_projections()
+
 """The built-in read models (stateless objects: safe to share between runners)."""
 
 
@@ -98,6 +105,7 @@ class ProjectionRunner:
         checkpoint_interval: float = 1.0,
         snapshot_every: int = 10_000,
         max_snapshots: int = 128,
+        snapshots_behind: int = 50_000,
     ) -> None:
         """Args:
         checkpoint_every: write checkpoints after this many events...
@@ -105,6 +113,8 @@ class ProjectionRunner:
         snapshot_every: keep a snapshot for time travel every this many positions
             (0: none), persisted in the checkpoint store; at most `max_snapshots`
             per projection (past that, every other one goes and the spacing doubles).
+        snapshots_behind: a fold from position 0 of more events than this takes its
+            snapshots afterwards, in the background (note 4).
 
         Raises `ValueError` for duplicate projection names or bad numbers.
         """
@@ -114,8 +124,11 @@ class ProjectionRunner:
             raise ValueError(f"projection names must be unique, got {names}")
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise ValueError("checkpoint_every must be >= 1 and checkpoint_interval > 0")
-        if snapshot_every < 0 or max_snapshots < 1:
-            raise ValueError("snapshot_every must be >= 0 and max_snapshots >= 1")
+        if snapshot_every < 0 or max_snapshots < 1 or snapshots_behind < 0:
+            raise ValueError(
+                "snapshot_every and snapshots_behind must be >= 0 and max_snapshots >= 1"
+            )
+        self._snapshots_behind = snapshots_behind
         self._store = store
         self._slots = {p.name: Slot(p, p.initial()) for p in chosen}
         self._checkpoint_every = checkpoint_every
@@ -127,6 +140,7 @@ class ProjectionRunner:
         self._since_checkpoint = 0
         self._checkpoints_failing = False
         self._advanced = asyncio.Event()
+        self._backfill: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._stopped: RunnerClosed | None = None
@@ -166,6 +180,7 @@ class ProjectionRunner:
                 self._snapshots,
                 quiet=False,
                 persist=self._persist_snapshots,
+                snapshot=self._inline_snapshots(self._slots.values(), head),
             )
             await self._checkpoint()
         except BaseException:
@@ -174,6 +189,7 @@ class ProjectionRunner:
         self._follower = asyncio.create_task(self._follow(), name="fleet-projections-follow")
         self._flusher = asyncio.create_task(self._flush(), name="fleet-projections-flush")
         self._state = "open"
+        self._start_backfill()
         return self
 
     async def __aenter__(self) -> Self:
@@ -198,7 +214,7 @@ class ProjectionRunner:
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
-        for task in (self._follower, self._flusher):
+        for task in (self._backfill, self._follower, self._flusher):
             if task is not None:
                 await _cancel(task)
         try:
@@ -369,9 +385,13 @@ class ProjectionRunner:
         fresh = [
             Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
         ]
+        if self._backfill is not None:  # it would add snapshots of the old states
+            await _cancel(self._backfill)
+            self._backfill = None
         for slot in fresh:
             self._snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
+        inline = self._inline_snapshots(fresh, target)
         while True:
             await fold(
                 self._store,
@@ -380,6 +400,7 @@ class ProjectionRunner:
                 self._snapshots,
                 quiet=True,
                 persist=self._persist_snapshots,
+                snapshot=inline,
             )
             for slot in fresh:
                 if slot.failed is not None:
@@ -398,9 +419,46 @@ class ProjectionRunner:
             )
             logger.info("projection %r rebuilt up to position %d", slot.name, slot.position)
         await self._checkpoint()
+        self._start_backfill()
         return min(slot.position for slot in fresh)
 
+    async def snapshots_made(self) -> None:
+        """Return once the time-travel snapshots made behind a long fold are all taken
+        (`_backfill.py`); at once when none are being made."""
+        while self._backfill is not None and not self._backfill.done():
+            await asyncio.wait({self._backfill})  # its errors are logged, not raised
+
     # -- internals ----------------------------------------------------------
+
+    def _inline_snapshots(self, slots: Iterable[Slot], until: int) -> set[str]:
+        """The slots whose fold to `until` takes its snapshots as it goes: all but those
+        folding a long log from 0, whose snapshots are made behind it (note 4)."""
+        return {s.name for s in slots if s.position > 0 or until <= self._snapshots_behind}
+
+    def _start_backfill(self) -> None:
+        """Make, in the background, the snapshots the slots lack up to now (`_backfill.py`)."""
+        slots = list(self._slots.values())
+        until = self.position
+        if self._backfill is not None or not needs_backfill(self._snapshots, slots, until):
+            return
+        self._backfill = asyncio.create_task(
+            backfill(
+                self._store,
+                self._checkpoints,
+                slots,
+                self._snapshots,
+                until,
+                self._persist_snapshots,
+            ),
+            name="fleet-projections-snapshots",
+        )
+        self._backfill.add_done_callback(self._backfill_done)
+
+    def _backfill_done(self, task: asyncio.Task[None]) -> None:
+        if task is self._backfill:
+            self._backfill = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("time-travel snapshots not made", exc_info=task.exception())
 
     def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)

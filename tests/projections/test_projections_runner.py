@@ -593,3 +593,68 @@ async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_witho
     assert not marker.exists()
     assert tally.calls == 37  # folded from 0: the refused snapshot was not used
     assert head > 37
+
+
+async def test_a_long_fold_from_0_makes_its_snapshots_behind_it(store: SQLiteEventStore) -> None:
+    """A fold from 0 of more than `snapshots_behind` events takes no snapshots (each is a
+    copy of the state: O(N^2) over a long log); a background fold takes them after."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    tally = Tally()
+    runner = ProjectionRunner(store, [tally], snapshot_every=10, snapshots_behind=20)
+    async with runner:
+        assert tally.calls == head  # the catch-up itself
+        assert await store.checkpoints.snapshot_positions("tally", Tally.version) == []
+        await runner.snapshots_made()
+        stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+        assert stored == list(range(10, head + 1, 10))
+        assert tally.calls == 2 * head  # the backfill folded a copy, once
+        calls = tally.calls
+        assert await runner.state_at("tally", 37) == {"n": 37}
+        assert tally.calls - calls == 7  # from the snapshot at 30
+        assert runner.state("tally") == {"n": head}  # the live state untouched
+
+
+async def test_a_start_fills_the_snapshots_a_backfill_left_missing(
+    store: SQLiteEventStore,
+) -> None:
+    """Snapshots missing after the last one (a backfill cut short, some deleted) are made
+    on the next start, from the last snapshot before the gap, not from 0."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10) as runner:
+        await runner.snapshots_made()
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert stored == list(range(10, head + 1, 10))
+    await store.checkpoints.delete_snapshots("tally", positions=[p for p in stored if p > 20])
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert tally.calls == 0  # resumed from its checkpoint
+        await restarted.snapshots_made()
+        assert tally.calls == head - 20
+    assert await store.checkpoints.snapshot_positions("tally", Tally.version) == stored
+
+
+async def test_a_rebuild_of_a_long_log_makes_its_snapshots_behind_it(
+    store: SQLiteEventStore,
+) -> None:
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    tally = Tally()
+    async with ProjectionRunner(
+        store, [tally], snapshot_every=10, snapshots_behind=20
+    ) as runner:
+        await runner.snapshots_made()
+        before = await store.checkpoints.snapshot_positions("tally", Tally.version)
+        assert await runner.rebuild() == head
+        await runner.snapshots_made()
+        assert await store.checkpoints.snapshot_positions("tally", Tally.version) == before
+        assert await runner.state_at("tally", head - 3) == {"n": head - 3}
+
+
+async def test_closing_during_a_backfill_stops_it(store: SQLiteEventStore) -> None:
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10, snapshots_behind=20):
+        pass  # closed before the backfill could run: it is cancelled, not awaited
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10) as restarted:
+        await restarted.snapshots_made()  # the next start makes them
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert stored == list(range(10, head + 1, 10))
