@@ -42,7 +42,6 @@ from events import (
     Checkpoint,
     EventStore,
     RecordedEvent,
-    Snapshot,
     StoreClosed,
     StoreUnavailable,
     UnknownEvent,
@@ -50,20 +49,14 @@ from events import (
 )
 
 from ._agents import AgentsProjection
-from ._backfill import backfill, needs_backfill
 from ._base import Projection
 from ._board import BoardProjection
-from ._checkpoints import (
-    Snapshots,
-    SnapshotUnreadable,
-    copy_state,
-    decode_state,
-    encode_state,
-)
+from ._checkpoints import decode_state, encode_state
 from ._fleet import FleetProjection
 from ._folding import Slot, fold
 from ._graph import GraphProjection
 from ._runs import RunsProjection
+from ._time_travel import TimeTravel
 from .errors import (
     InvalidPosition,
     ProjectionFailed,
@@ -128,19 +121,22 @@ class ProjectionRunner:
             raise ValueError(
                 "snapshot_every and snapshots_behind must be >= 0 and max_snapshots >= 1"
             )
-        self._snapshots_behind = snapshots_behind
         self._store = store
         self._slots = {p.name: Slot(p, p.initial()) for p in chosen}
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
-        self._snapshots = Snapshots(snapshot_every, max_snapshots)
+        self._travel = TimeTravel(
+            store,
+            self._slots,
+            every=snapshot_every,
+            limit=max_snapshots,
+            behind=snapshots_behind,
+        )
         self._checkpoints = store.checkpoints
         self._checkpoint_lock = asyncio.Lock()
-        self._snapshot_lock = asyncio.Lock()
         self._since_checkpoint = 0
         self._checkpoints_failing = False
         self._advanced = asyncio.Event()
-        self._backfill: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._stopped: RunnerClosed | None = None
@@ -159,7 +155,7 @@ class ProjectionRunner:
         self._state = "starting"
         try:
             await self._load_checkpoints()
-            await self._restore_snapshots()
+            await self._travel.restore()
             head = await self._store.head()
             for slot in self._slots.values():
                 if slot.position > head:
@@ -172,15 +168,15 @@ class ProjectionRunner:
                     )
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
-                    self._snapshots.clear(slot.name)
+                    self._travel.snapshots.clear(slot.name)
             await fold(
                 self._store,
                 list(self._slots.values()),
                 head,
-                self._snapshots,
+                self._travel.snapshots,
                 quiet=False,
-                persist=self._persist_snapshots,
-                snapshot=self._inline_snapshots(self._slots.values(), head),
+                persist=self._travel.persist,
+                snapshot=self._travel.inline(self._slots.values(), head),
             )
             await self._checkpoint()
         except BaseException:
@@ -189,7 +185,7 @@ class ProjectionRunner:
         self._follower = asyncio.create_task(self._follow(), name="fleet-projections-follow")
         self._flusher = asyncio.create_task(self._flush(), name="fleet-projections-flush")
         self._state = "open"
-        self._start_backfill()
+        self._travel.start_backfill(self.position)
         return self
 
     async def __aenter__(self) -> Self:
@@ -214,7 +210,8 @@ class ProjectionRunner:
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
-        for task in (self._backfill, self._follower, self._flusher):
+        await self._travel.stop_backfill()
+        for task in (self._follower, self._flusher):
             if task is not None:
                 await _cancel(task)
         try:
@@ -331,39 +328,7 @@ class ProjectionRunner:
         self._check_usable()
         slot = self._slot(name)
         await self._check_position(position)
-        projection = slot.projection
-        start = 0
-        data: Any = None
-        found = self._snapshots.best(name, position)
-        if found is not None and not (slot.failed is None and found[0] < slot.position <= position):
-            blob = found[1]
-            if blob is None:  # persisted only: read it (`_checkpoints.py`, note 2)
-                stored = await self._checkpoints.best_snapshot(name, projection.version, found[0])
-                found = None if stored is None else (stored.position, stored.blob)
-        with gc_paused():  # loading a large state makes many objects, no cycles
-            loaded = False
-            if (
-                found is not None
-                and found[1] is not None
-                and not (slot.failed is None and found[0] < slot.position <= position)
-            ):
-                try:
-                    start, data, loaded = found[0], Snapshots.unpack(found[1]), True
-                except SnapshotUnreadable as e:  # a cache: fold without it
-                    logger.warning("snapshot of %r at %d skipped: %s", name, found[0], e)
-            if not loaded and slot.failed is None and slot.position <= position:
-                # Copied here, on the loop, so the copy is of one consistent state.
-                start = slot.position
-                data = copy_state(projection.dump(slot.state))
-            past = Slot(
-                projection, projection.initial() if data is None else projection.load(data), start
-            )
-        # A query takes no snapshots on its way: packing a large state would
-        # cost it more than its fold (rebuilds and the live fold take them).
-        await fold(self._store, [past], position, Snapshots(0, 1), quiet=True)
-        if past.failed is not None:
-            raise past.failed
-        return past.state
+        return await self._travel.state_at(slot, position)
 
     async def view_at(self, name: str, position: int) -> dict[str, Any]:
         """The JSON view of `name` as of `position`. Raises like `state_at`."""
@@ -385,21 +350,19 @@ class ProjectionRunner:
         fresh = [
             Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
         ]
-        if self._backfill is not None:  # it would add snapshots of the old states
-            await _cancel(self._backfill)
-            self._backfill = None
+        await self._travel.stop_backfill()  # it would add snapshots of the old states
         for slot in fresh:
-            self._snapshots.clear(slot.name)
+            self._travel.snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
-        inline = self._inline_snapshots(fresh, target)
+        inline = self._travel.inline(fresh, target)
         while True:
             await fold(
                 self._store,
                 fresh,
                 target,
-                self._snapshots,
+                self._travel.snapshots,
                 quiet=True,
-                persist=self._persist_snapshots,
+                persist=self._travel.persist,
                 snapshot=inline,
             )
             for slot in fresh:
@@ -419,46 +382,15 @@ class ProjectionRunner:
             )
             logger.info("projection %r rebuilt up to position %d", slot.name, slot.position)
         await self._checkpoint()
-        self._start_backfill()
+        self._travel.start_backfill(self.position)
         return min(slot.position for slot in fresh)
 
     async def snapshots_made(self) -> None:
         """Return once the time-travel snapshots made behind a long fold are all taken
         (`_backfill.py`); at once when none are being made."""
-        while self._backfill is not None and not self._backfill.done():
-            await asyncio.wait({self._backfill})  # its errors are logged, not raised
+        await self._travel.made()
 
     # -- internals ----------------------------------------------------------
-
-    def _inline_snapshots(self, slots: Iterable[Slot], until: int) -> set[str]:
-        """The slots whose fold to `until` takes its snapshots as it goes: all but those
-        folding a long log from 0, whose snapshots are made behind it (note 4)."""
-        return {s.name for s in slots if s.position > 0 or until <= self._snapshots_behind}
-
-    def _start_backfill(self) -> None:
-        """Make, in the background, the snapshots the slots lack up to now (`_backfill.py`)."""
-        slots = list(self._slots.values())
-        until = self.position
-        if self._backfill is not None or not needs_backfill(self._snapshots, slots, until):
-            return
-        self._backfill = asyncio.create_task(
-            backfill(
-                self._store,
-                self._checkpoints,
-                slots,
-                self._snapshots,
-                until,
-                self._persist_snapshots,
-            ),
-            name="fleet-projections-snapshots",
-        )
-        self._backfill.add_done_callback(self._backfill_done)
-
-    def _backfill_done(self, task: asyncio.Task[None]) -> None:
-        if task is self._backfill:
-            self._backfill = None
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("time-travel snapshots not made", exc_info=task.exception())
 
     def _slot(self, name: str) -> Slot:
         slot = self._slots.get(name)
@@ -508,50 +440,6 @@ class ProjectionRunner:
                 continue
             slot.position = checkpoint.position
             logger.debug("projection %r resumes after position %d", slot.name, slot.position)
-
-    async def _restore_snapshots(self) -> None:
-        """Know of the snapshots persisted by earlier runs (`_checkpoints.py`, note 2)."""
-        if not self._snapshots.every:
-            return
-        for slot in self._slots.values():
-            positions = await self._checkpoints.snapshot_positions(
-                slot.name, slot.projection.version
-            )
-            self._snapshots.restore(slot.name, positions)
-
-    async def _persist_snapshots(self) -> None:
-        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged).
-
-        One batch at a time, in the order they were taken: a rebuild's
-        "delete them all" must land before the snapshots it makes next.
-        """
-        async with self._snapshot_lock:
-            await self._persist_changes()
-
-    async def _persist_changes(self) -> None:
-        changes = self._snapshots.changes()
-        if not changes or self._store.readonly:
-            return  # read-only: the blobs stay in memory
-        checkpoints = self._checkpoints
-        try:
-            for name in changes.cleared:
-                await checkpoints.delete_snapshots(name)
-            for name, positions in changes.dropped.items():
-                await checkpoints.delete_snapshots(name, positions=positions)
-            snapshots = [
-                Snapshot(name, self._slots[name].projection.version, position, blob)
-                for name, blobs in changes.new.items()
-                if name in self._slots
-                for position, blob in blobs.items()
-            ]
-            if snapshots:
-                await checkpoints.save_snapshots(snapshots)
-        except StoreClosed:
-            raise
-        except Exception:
-            logger.exception("could not persist projection snapshots (time travel folds longer)")
-            return
-        self._snapshots.persisted(changes)
 
     async def _follow(self) -> None:
         try:
@@ -609,10 +497,7 @@ class ProjectionRunner:
                     continue
             slot.position = position
             slot.dirty = True
-            spacing = self._snapshots.spacing(slot.name)
-            if spacing and position % spacing == 0:
-                blob = Snapshots.pack(slot.projection.dump(slot.state))
-                self._snapshots.add(slot.name, position, blob)
+            self._travel.take(slot)
         if not applied:
             logger.debug("event at position %d was already applied: skipped", position)
             return
@@ -658,7 +543,7 @@ class ProjectionRunner:
                     written.append(slot)
                     slot.dirty = False
             self._since_checkpoint = 0
-            await self._persist_snapshots()
+            await self._travel.persist()
             if not rows:
                 return
             if self._store.readonly:
