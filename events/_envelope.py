@@ -120,23 +120,16 @@ class RecordedEvent:
     # The stored data JSON while `data` is not decoded yet, else None.
     _text: str | None
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         position: int,
         stream_id: str,
         version: int,
         data: EventData | UnknownEvent,
         meta: Meta,
         recorded_at: datetime,
-    ) -> None:
-        _set_position(self, position)
-        _set_stream_id(self, stream_id)
-        _set_version(self, version)
-        _set_type(self, data.type)
-        _set_data(self, data)
-        _set_meta(self, meta)
-        _set_recorded_at(self, recorded_at)
-        _set_text(self, None)
+    ) -> RecordedEvent:
+        return new_recorded(position, stream_id, version, data, meta, recorded_at)
 
     def __getattr__(self, name: str) -> Any:
         # Called only for a slot that is not set: `data` of a stored event not read yet.
