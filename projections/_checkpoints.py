@@ -91,8 +91,12 @@ def copy_state(data: Any) -> Any:
 def compress_all(
     snapshots: list[tuple[str, int, bytes]],
 ) -> list[tuple[str, int, bytes]]:
-    """`(name, position, pickled state)` with each state compressed, for a thread (note 3)."""
-    return [(name, position, zlib.compress(raw, 1)) for name, position, raw in snapshots]
+    """`(name, position, pickled state)` with each state compressed, for a thread (note 3).
+
+    Harder than `pack` (zlib level 6, not 1): the loop does not wait for it, and
+    the blobs are a fifth smaller on disk.
+    """
+    return [(name, position, zlib.compress(raw, 6)) for name, position, raw in snapshots]
 
 
 def decode_state(text: str | bytes) -> Any:

@@ -97,7 +97,7 @@ class ProjectionRunner:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
         snapshot_every: int = 10_000,
-        max_snapshots: int = 128,
+        max_snapshots: int = 256,
         snapshots_behind: int = 50_000,
     ) -> None:
         """Args:
