@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import statistics
 import subprocess
@@ -252,16 +253,16 @@ async def recorded(store: SQLiteEventStore, run: str) -> Requests:
 
 
 async def _timed(n: int, requests: int, send) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(CPU ms, wall ms) per request of `n` tasks each sending `requests` requests with `send(i)`,
-    `rounds(n)` times."""
+    """(CPU ms, wall ms) per request of `n` tasks, task k sending `requests` requests with
+    `send(k, i)`, `rounds(n)` times."""
 
-    async def task() -> None:
+    async def task(k: int) -> None:
         for _ in range(rounds(n)):
             for i in range(requests):
-                await send(i)
+                await send(k, i)
 
     cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(task() for _ in range(n)))
+    await asyncio.gather(*(task(k) for k in range(n)))
     done = n * requests * rounds(n)
     return (
         (time.process_time() - cpu) / done * 1000,
@@ -273,9 +274,17 @@ async def baseline(client: ModelClient, requests: Requests, n: int = 1) -> tuple
     """(CPU, wall) ms per request through `ModelClient.respond`, `n` at once, no runtime."""
     convs = requests.conversations
 
-    async def send(i: int) -> None:
+    # each task as an agent of its own, as agents ask (when the client takes `agent`: an
+    # older one, measured for a before/after, does not)
+    named = "agent" in inspect.signature(ModelClient.respond).parameters
+
+    async def send(k: int, i: int) -> None:
         await client.respond(
-            model="haiku", system=requests.system, messages=convs[i], tools=requests.tools
+            model="haiku",
+            system=requests.system,
+            messages=convs[i],
+            tools=requests.tools,
+            **({"agent": f"baseline-{n}-{k}"} if named else {}),
         )
 
     return await _timed(n, len(convs), send)
@@ -286,7 +295,7 @@ async def bare_sdk(
 ) -> tuple[float, float]:
     """(CPU, wall) ms per request of the SDK alone: `messages.create`, or `messages.stream`."""
 
-    async def send(i: int) -> None:
+    async def send(k: int, i: int) -> None:
         if stream:
             async with sdk.messages.stream(**params[i]) as s:  # type: ignore[arg-type]
                 await s.get_final_message()

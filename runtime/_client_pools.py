@@ -17,13 +17,12 @@ Notes (do not fix without reading this):
    client with the fewest agents, and a new client is made only when all
    have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a handful,
    use the first client alone, as before.
-3. What a pool holds is the connections of the agents that used it recently
-   (an idle connection is closed after 5 s): an agent whose last request
-   began or ended `IDLE_S` ago is let go (its client counts it no more; it is
-   assigned anew if it asks again), so finished agents do not make clients
-   for new ones for long, and the assignment holds only the agents that work.
-   `IDLE_S` is longer than most model calls, so that a working agent keeps
-   its warm connection.
+3. An agent counts on its client while a request of its is in flight and
+   for `HOLD_S` after its last one ended: the pool closes a connection idle
+   for 5 s (the SDK's keep-alive), so an agent quiet for longer holds none,
+   and it is let go (assigned anew, with no loss, if it asks again). So
+   finished agents do not make clients for new ones, a long model call keeps
+   its agent counted, and the assignment holds only the agents at work.
 4. A client costs about 25 ms to make (the SDK loads the CA certificates for
    each), once; clients are kept until `aclose()`.
 5. Requests with no agent (the chat view's, a caller's own) use the first client.
@@ -41,11 +40,14 @@ __all__ = ["AGENTS_PER_CLIENT", "MAX_CLIENTS", "ClientPools"]
 
 AGENTS_PER_CLIENT = 16
 MAX_CLIENTS = 64
-IDLE_S = 30.0
+HOLD_S = 5.0  # the SDK's HTTP keep-alive (httpx's default `keepalive_expiry`)
 
 
 class ClientPools:
-    """SDK clients for a runtime's agents (module notes); `make` is None for one client only."""
+    """SDK clients for a runtime's agents (module notes); `make` is None for one client only.
+
+    `client_for(agent)` when a request of `agent` begins, `done(agent)` when it ends.
+    """
 
     def __init__(
         self, first: AsyncAnthropic, make: Callable[[], AsyncAnthropic] | None = None
@@ -53,9 +55,10 @@ class ClientPools:
         self.first = first
         self._make = make
         self._clients = [first]
-        self._load = [0]  # agents assigned to each client
-        # agent -> (client index, when it last asked), the least recent first
-        self._agents: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._load = [0]  # agents counted on each client (note 3)
+        self._where: dict[str, int] = {}  # agent -> its client's index
+        self._busy: dict[str, int] = {}  # agent -> its requests in flight
+        self._quiet: OrderedDict[str, float] = OrderedDict()  # agent -> when its last one ended
 
     @property
     def count(self) -> int:
@@ -63,40 +66,40 @@ class ClientPools:
         return len(self._clients)
 
     def client_for(self, agent: str | None) -> AsyncAnthropic:
-        """The SDK client `agent`'s requests go through (note 2)."""
+        """The SDK client a request of `agent` goes through (note 2)."""
         if agent is None or self._make is None:
             return self.first
-        now = time.monotonic()
-        known = self._agents.get(agent)
-        if known is not None:
-            index = known[0]
-            self._agents[agent] = (index, now)
-            self._agents.move_to_end(agent)
-            return self._clients[index]
-        self._let_go(now - IDLE_S)
-        index = min(range(len(self._load)), key=self._load.__getitem__)
-        if self._load[index] >= AGENTS_PER_CLIENT and len(self._clients) < MAX_CLIENTS:
-            self._clients.append(self._make())
-            self._load.append(0)
-            index = len(self._clients) - 1
-        self._agents[agent] = (index, now)
-        self._load[index] += 1
+        self._let_go(time.monotonic() - HOLD_S)
+        index = self._where.get(agent)
+        if index is None:
+            index = min(range(len(self._load)), key=self._load.__getitem__)
+            if self._load[index] >= AGENTS_PER_CLIENT and len(self._clients) < MAX_CLIENTS:
+                self._clients.append(self._make())
+                self._load.append(0)
+                index = len(self._clients) - 1
+            self._where[agent] = index
+            self._load[index] += 1
+        self._quiet.pop(agent, None)
+        self._busy[agent] = self._busy.get(agent, 0) + 1
         return self._clients[index]
 
-    def _let_go(self, before: float) -> None:
-        """Forget the agents that last asked before `before` (note 3)."""
-        while self._agents:
-            agent, (index, last) = next(iter(self._agents.items()))
-            if last >= before:
-                return
-            del self._agents[agent]
-            self._load[index] -= 1
-
     def done(self, agent: str | None) -> None:
-        """`agent`'s request ended: it counts as working from now (note 3)."""
-        if agent is not None and (known := self._agents.get(agent)) is not None:
-            self._agents[agent] = (known[0], time.monotonic())
-            self._agents.move_to_end(agent)
+        """A request of `agent` ended (note 3)."""
+        if agent is None or agent not in self._busy:
+            return
+        self._busy[agent] -= 1
+        if self._busy[agent] == 0:
+            del self._busy[agent]
+            self._quiet[agent] = time.monotonic()
+
+    def _let_go(self, before: float) -> None:
+        """Let go of the agents whose last request ended before `before` (note 3)."""
+        while self._quiet:
+            agent, ended = next(iter(self._quiet.items()))
+            if ended >= before:
+                return
+            del self._quiet[agent]
+            self._load[self._where.pop(agent)] -= 1
 
     async def aclose(self) -> None:
         """Close every client."""
