@@ -123,6 +123,10 @@ async def test_agents_share_an_sdk_client_sixteen_at_a_time_and_keep_theirs() ->
         assert pools.count == 3 and clients[:16] == [first] * 16
         assert [clients.count(c) for c in made] == [16, 16, 8]
         assert [pools.client_for(f"a{i}") for i in range(40)] == clients  # each keeps its own
+        for i in range(40):  # their requests end: each still counts (its connection is warm)
+            pools.done(f"a{i}")
+            pools.done(f"a{i}")
+        assert [pools.client_for(f"a{i}") for i in range(40)] == clients and pools.count == 3
         assert pools.client_for(None) is first
         alone = ClientPools(first)  # no way to make more: one client for all
         assert {alone.client_for(f"a{i}") for i in range(40)} == {first}
