@@ -3,16 +3,26 @@
 Notes (do not fix without reading this):
 1. The writer is one asyncio task driving its own aiosqlite connection (the
    project's rule: SQLite through aiosqlite). aiosqlite sends every statement
-   to its connection's thread and back, one hop each (~45 us on the reference
-   machine, several times that on a loaded one), so a group's transaction is
-   kept to the fewest statements. The usual group is three hops: the
-   multi-row INSERT (the connection is in sqlite3's legacy transaction mode
-   with `BEGIN IMMEDIATE`, so the driver opens the transaction in the same
-   call), one `executemany` for the spans (none if no row has a run or agent
-   id), and `COMMIT`; a group of more than `INSERT_ROWS` rows adds one hop.
-   The rows are numbered on the event loop before the INSERT from the head
-   and stream versions the writer remembers (note 7); the loop never blocks on
-   SQLite.
+   to its connection's thread and back, one hop each (~30 us on a quiet
+   2-core machine, several times that on a loaded one), plus a wake-up of
+   each thread, so a group's transaction is kept to the fewest round trips.
+   The connection is in autocommit mode. A group of at most `PENDING_ROWS`
+   rows (every single append, most groups of concurrent ones) is one INSERT
+   through the connection's `pending` view, whose triggers widen the spans
+   (`_rows.py`, note 8): one statement is atomic and durable on its own, so
+   the group is one round trip and one fsync. A larger group is `BEGIN
+   IMMEDIATE`, then its INSERTs and the spans' UPSERT sent together without
+   waiting for each (aiosqlite runs them in order; `_sent`), then `COMMIT`
+   once all of them succeeded (one may fail after another landed): three
+   round trips, and its `RecordedEvent`s are made on the loop while SQLite
+   inserts the rows. The rows are numbered on the event loop before the
+   INSERT from the head and stream versions the writer remembers (note 7);
+   the loop never blocks on SQLite.
+   Tried and dropped: queuing `COMMIT` behind a legacy-mode INSERT without
+   waiting for it (one round trip, but two tasks and a gather cost the loop
+   more than the wait they saved); `BEGIN IMMEDIATE` sent with the INSERTs
+   of a large group (if it fails, say on another process's lock, the INSERTs
+   after it would each commit on their own: half a group).
 2. Group commit: appends queue up while a transaction is in flight, and the
    task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
@@ -76,9 +86,12 @@ from ._rows import (
     APPLICATION_ID,
     BACKFILL_SPANS,
     INSERT_ROWS,
+    PENDING,
+    PENDING_PARAMS,
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
+    insert_pending,
     insert_rows,
 )
 
@@ -90,10 +103,25 @@ MAX_GROUP_ROWS = 10_000
 # The most stream versions the writer remembers (note 7); past it, it forgets them all.
 MAX_KNOWN_STREAMS = 100_000
 
+# The largest group inserted in one statement through the `pending` view (note 1).
+PENDING_ROWS = 64
+
 Outcome = list[RecordedEvent] | BaseException
-# A numbered group: its rows' parameters, each append's outcome, the spans it
-# widens, and each stream's version after it.
-_Numbered = tuple[list[Any], list[Outcome], dict[tuple[str, str], list[int]], dict[str, int]]
+# Each append of a numbered group: its conflict, or (the append, its first position,
+# its first version): its RecordedEvents are made apart from the rows (note 1).
+_Placed = VersionConflict | tuple["PendingAppend", int, int]
+
+
+@dataclass(slots=True)
+class _Numbered:
+    """A group numbered for its INSERT."""
+
+    flat: list[Any]  # every row's parameters, one row after the other
+    width: int  # parameters a row: `ROW_PARAMS`, or `PENDING_PARAMS` through the view
+    placed: list[_Placed]
+    spans: dict[tuple[str, str], list[int]]  # the first and last position of each id
+    versions: dict[str, int]  # each stream's version after the group
+    recorded_at: datetime
 
 
 @dataclass(slots=True)
@@ -312,7 +340,7 @@ class GroupWriter:
                 version = 0  # a new stream, or version 1 is taken and the INSERT fails
             versions[stream] = version
         numbered = self._numbering(group, versions, known.head)
-        if any(isinstance(outcome, VersionConflict) for outcome in numbered[1]):
+        if any(type(placed) is VersionConflict for placed in numbered.placed):
             return None
         return numbered
 
@@ -336,15 +364,17 @@ class GroupWriter:
     ) -> _Numbered:
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
-        flat: list[Any] = []  # every row's parameters, one after the other
-        outcomes: list[Outcome] = []
-        spans: dict[tuple[str, str], list[int]] = {}
-        if len(group) == 1 and len(group[0].params) < 64:
-            self._number(group, versions, head, now_us, flat, outcomes, spans)
+        rows = sum(len(item.params) for item in group)
+        width = PENDING_PARAMS if rows <= PENDING_ROWS else ROW_PARAMS
+        numbered = _Numbered(
+            [], width, [], {}, versions, datetime.fromtimestamp(now_us / 1_000_000, UTC)
+        )
+        if rows < 64:
+            self._number(group, head, now_us, numbered)
         else:
             with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
-                self._number(group, versions, head, now_us, flat, outcomes, spans)
-        return flat, outcomes, spans, versions
+                self._number(group, head, now_us, numbered)
+        return numbered
 
     async def _write(
         self, conn: aiosqlite.Connection, numbered: _Numbered, *, opened: bool
@@ -356,68 +386,79 @@ class GroupWriter:
         the rollback) when its positions are taken (note 7). Every other error
         rolls back and is raised.
         """
-        flat, outcomes, spans, versions = numbered
+        flat, width = numbered.flat, numbered.width
+        rows = len(flat) // width
         try:
-            if flat:
-                rows = len(flat) // ROW_PARAMS
+            if width == PENDING_PARAMS and flat:
+                # One statement: atomic, so it needs no transaction of its own (note 1).
+                await conn.execute(insert_pending(rows), flat)
+                outcomes = self._outcomes(numbered)
+                if opened:
+                    await conn.execute("COMMIT")
+            elif flat:
+                if not opened:
+                    await conn.execute("BEGIN IMMEDIATE")
+                statements = []
                 full, rest = divmod(rows, INSERT_ROWS)
                 chunk = INSERT_ROWS * ROW_PARAMS
-                try:
-                    if full:
-                        # One hop for every full chunk of rows (_rows.py, note 6).
-                        starts = range(0, full * chunk, chunk)
-                        await conn.executemany(
-                            insert_rows(INSERT_ROWS), [flat[at : at + chunk] for at in starts]
-                        )
-                    if rest:
-                        await conn.execute(insert_rows(rest), flat[full * chunk :])
-                except sqlite3.IntegrityError as e:
-                    if opened:
-                        raise
-                    await _rollback(conn)
-                    raise _Stale() from e
-                if spans:  # no hop for rows without run or agent ids
-                    await conn.executemany(
-                        UPSERT_SPAN, [(*key, *span) for key, span in spans.items()]
-                    )
-            if flat or opened:
+                if full:
+                    # One statement for every full chunk of rows (_rows.py, note 6).
+                    starts = range(0, full * chunk, chunk)
+                    chunks = [flat[at : at + chunk] for at in starts]
+                    statements.append(_sent(conn.executemany(insert_rows(INSERT_ROWS), chunks)))
+                if rest:
+                    statements.append(_sent(conn.execute(insert_rows(rest), flat[full * chunk :])))
+                if numbered.spans:  # no statement for rows without run or agent ids
+                    widened = [(*key, *span) for key, span in numbered.spans.items()]
+                    statements.append(_sent(conn.executemany(UPSERT_SPAN, widened)))
+                await asyncio.sleep(0)  # they are on their way to the thread: overlap them
+                outcomes = self._outcomes(numbered)
+                # All are waited for before the COMMIT: one may fail after another landed.
+                for done in await asyncio.gather(*statements, return_exceptions=True):
+                    if isinstance(done, BaseException):
+                        raise done
                 await conn.execute("COMMIT")
-        except _Stale:
-            raise
+            else:
+                outcomes = self._outcomes(numbered)
+                if opened:
+                    await conn.execute("COMMIT")
+        except sqlite3.IntegrityError as e:
+            await _rollback(conn)
+            if opened:
+                raise
+            raise _Stale() from e
         except BaseException:
             await _rollback(conn)
             raise
-        self._remember(flat, versions)
+        self._remember(numbered)
         return outcomes
 
-    def _remember(self, flat: list[Any], versions: dict[str, int]) -> None:
+    def _remember(self, numbered: _Numbered) -> None:
         """Keep the head and the group's stream versions after a commit (note 7)."""
         known = self._known
+        flat = numbered.flat
         if flat:
-            known.head = flat[-ROW_PARAMS]  # the last row's position
+            known.head = flat[-numbered.width]  # the last row's position
         elif known.head is None:
             return  # every append conflicted: nothing new is known
+        versions = numbered.versions
         if len(known.versions) + len(versions) > MAX_KNOWN_STREAMS:
             known.versions.clear()
         known.versions.update(versions)
 
     @staticmethod
-    def _number(
-        group: list[PendingAppend],
-        versions: dict[str, int],
-        head: int,
-        now_us: int,
-        flat: list[Any],
-        outcomes: list[Outcome],
-        spans: dict[tuple[str, str], list[int]],
-    ) -> None:
+    def _number(group: list[PendingAppend], head: int, now_us: int, numbered: _Numbered) -> None:
         """Check each append's expected version and give its events positions and versions.
 
-        Fills `flat` with the rows, `outcomes` with each append's result and
-        `spans` with the first and last position of each run and agent id.
+        Fills `numbered` with the rows, each append's place (or conflict) and
+        the first and last position of each run and agent id; through the view,
+        the row that ends an id's span carries its first position (`_rows.py`,
+        note 8).
         """
-        recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
+        versions, spans, placed = numbered.versions, numbered.spans, numbered.placed
+        flat = numbered.flat
         extend = flat.extend
+        first = head + 1
         for item in group:
             stream = item.stream_id
             actual = versions[stream]
@@ -425,19 +466,49 @@ class GroupWriter:
             if expected is not ANY and (
                 actual != 0 if expected is NO_STREAM else expected != actual
             ):
-                outcomes.append(VersionConflict(stream, expected, actual))
+                placed.append(VersionConflict(stream, expected, actual))
                 continue
-            _widen(spans, item.segments, head + 1, head + len(item.events))
-            recorded: list[RecordedEvent] = []
-            for event, params in zip(item.events, item.params, strict=True):
-                head += 1
-                actual += 1
-                extend((head, stream, actual, now_us, *params))
-                recorded.append(
-                    new_recorded(head, stream, actual, event.data, event.meta, recorded_at)
-                )
+            count = len(item.params)
+            _widen(spans, item.segments, head + 1, head + count)
+            placed.append((item, head + 1, actual + 1))
+            if numbered.width == ROW_PARAMS:
+                for params in item.params:
+                    head += 1
+                    actual += 1
+                    extend((head, stream, actual, now_us, *params))
+            else:
+                for params in item.params:
+                    head += 1
+                    actual += 1
+                    extend((head, stream, actual, now_us, *params, 0, 0))
             versions[stream] = actual
-            outcomes.append(recorded)
+        if numbered.width == PENDING_PARAMS:
+            width = PENDING_PARAMS
+            for (kind, _), (start, end) in spans.items():
+                # The row at `end` has this id: it widens the span (_rows.py, note 8).
+                column = ROW_PARAMS if kind == "run" else ROW_PARAMS + 1
+                flat[(end - first) * width + column] = start
+
+    @staticmethod
+    def _outcomes(numbered: _Numbered) -> list[Outcome]:
+        """Each append's RecordedEvents, or its conflict."""
+        recorded_at = numbered.recorded_at
+        outcomes: list[Outcome] = []
+        for placed in numbered.placed:
+            if type(placed) is VersionConflict:
+                outcomes.append(placed)
+                continue
+            item, position, version = placed  # type: ignore[misc]
+            stream = item.stream_id
+            outcomes.append(
+                [
+                    new_recorded(
+                        position + i, stream, version + i, event.data, event.meta, recorded_at
+                    )
+                    for i, event in enumerate(item.events)
+                ]
+            )
+        return outcomes
 
     def _failure(self, error: Exception) -> StoreError:
         if isinstance(error, sqlite3.Error):
@@ -477,6 +548,14 @@ def _widen(
                 span[1] = first + end - 1
 
 
+def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:
+    """A statement sent to the connection's thread without waiting for it (note 1).
+
+    aiosqlite queues it when its task first runs, in the order of the calls.
+    """
+    return asyncio.ensure_future(call)
+
+
 async def _rollback(conn: aiosqlite.Connection) -> None:
     # Always sent (reading `in_transaction` would race a statement still in
     # flight on the connection's thread); it runs after any such statement.
@@ -489,12 +568,14 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     with translated("opening", path):
-        # Legacy transaction mode: the first INSERT of a group opens the transaction (note 1).
-        conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=256)
+        # Autocommit: a statement outside `BEGIN IMMEDIATE` is a transaction of its own (note 1).
+        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=256)
     try:
         with translated("opening", path):
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         await _init_schema(conn, path)
+        with translated("opening", path):
+            await conn.executescript(PENDING)
     except BaseException:
         await conn.close()
         raise
