@@ -20,7 +20,12 @@ Notes (do not fix without reading this):
    at a quarter of the cost of every insert (1.1 us of 3.9 us per row).
 6. Rows go in by a hundred per INSERT statement (`insert_rows`) rather than
    one per `executemany` step: a fifth less time per row, because SQLite
-   runs one statement instead of resetting and stepping one per row.
+   runs one statement instead of resetting and stepping one per row. A run
+   of events of one append (`insert_numbered`) binds its position, stream,
+   version and time once per statement, and each event's own nine values as
+   `encode_batch(flat=True)` gave them: no row is built on the event loop,
+   and SQLite binds 9 values a row instead of 13 (2.0 against 2.4 us a row,
+   building included, in a bare `sqlite3` test).
 7. The projections' checkpoints and snapshots are tables of the same file
    (`projection_checkpoints`, `projection_snapshots`), created with the log's
    schema and written through the same writer (`_checkpoints.py`).
@@ -45,6 +50,7 @@ from typing import Any, cast
 import aiosqlite
 
 from .._decoding import Row, RowDecoder
+from .._encoding import STORED_PARAMS
 from .._envelope import RecordedEvent
 from .._store import EventFilter
 from ..errors import NotADatabase, StoreClosed, StoreError, StoreUnavailable
@@ -61,6 +67,7 @@ __all__ = [
     "SELECT_COLUMNS",
     "UPSERT_SPAN",
     "PageReader",
+    "insert_numbered",
     "insert_pending",
     "insert_rows",
     "select_events",
@@ -174,6 +181,24 @@ def insert_pending(count: int) -> str:
     return f"INSERT INTO pending ({_COLUMNS}, run_first, agent_first) VALUES " + ",".join(
         [row] * count
     )
+
+
+@functools.lru_cache(maxsize=INSERT_ROWS)
+def insert_numbered(count: int) -> str:
+    """An INSERT of `count` consecutive events of one stream (at most `INSERT_ROWS`).
+
+    Its parameters are the first position, the stream, the first version and
+    recorded_at, then `STORED_PARAMS` for each event (note 6).
+    """
+    rows = []
+    for k in range(count):
+        at = 5 + STORED_PARAMS * k
+        rows.append(
+            f"(?1 + {k}, ?2, ?3 + {k}, ?4, ?{at}, ?{at + 1}, ?{at + 2}, NULLIF(?{at + 3}, ''), "
+            f"NULLIF(?{at + 4}, ''), NULLIF(?{at + 5}, ''), NULLIF(?{at + 6}, 0), "
+            f"NULLIF(?{at + 7}, ''), ?{at + 8})"
+        )
+    return _INSERT_INTO + ",".join(rows)
 
 
 # Widen the span of a run or an agent id (note 5).

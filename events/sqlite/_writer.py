@@ -79,6 +79,7 @@ from typing import Any
 import aiosqlite
 
 from .._decoding import gc_paused
+from .._encoding import STORED_PARAMS
 from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
@@ -91,6 +92,7 @@ from ._rows import (
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
+    insert_numbered,
     insert_pending,
     insert_rows,
 )
@@ -116,12 +118,15 @@ _Placed = VersionConflict | tuple["PendingAppend", int, int]
 class _Numbered:
     """A group numbered for its INSERT."""
 
-    flat: list[Any]  # every row's parameters, one row after the other
-    width: int  # parameters a row: `ROW_PARAMS`, or `PENDING_PARAMS` through the view
+    # How its rows go in: `PENDING_PARAMS` a row through the view (small groups),
+    # `ROW_PARAMS` a row, or 0: one append's rows straight from its values.
+    width: int
+    flat: list[Any]  # with a width, every row's parameters, one row after the other
     placed: list[_Placed]
     spans: dict[tuple[str, str], list[int]]  # the first and last position of each id
     versions: dict[str, int]  # each stream's version after the group
-    recorded_at: datetime
+    now_us: int
+    head: int = 0  # the last position after the group
 
 
 @dataclass(slots=True)
@@ -130,8 +135,9 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Per event: (type, schema_version, data JSON, *meta params) in INSERT order.
-    params: list[tuple[Any, ...]]
+    # Every event's `STORED_PARAMS` (type, schema_version, data JSON, *meta params),
+    # one event after the other (`encode_batch(flat=True)`).
+    values: list[Any]
     # (index of the first event, run id, agent id) wherever those change ('' for none).
     segments: list[tuple[int, str, str]]
     expected_version: ExpectedVersion
@@ -364,16 +370,14 @@ class GroupWriter:
     ) -> _Numbered:
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
-        rows = sum(len(item.params) for item in group)
-        width = PENDING_PARAMS if rows <= PENDING_ROWS else ROW_PARAMS
-        numbered = _Numbered(
-            [], width, [], {}, versions, datetime.fromtimestamp(now_us / 1_000_000, UTC)
-        )
+        rows = sum(len(item.events) for item in group)
+        width = PENDING_PARAMS if rows <= PENDING_ROWS else 0 if len(group) == 1 else ROW_PARAMS
+        numbered = _Numbered(width, [], [], {}, versions, now_us, head)
         if rows < 64:
-            self._number(group, head, now_us, numbered)
+            self._number(group, numbered)
         else:
             with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
-                self._number(group, head, now_us, numbered)
+                self._number(group, numbered)
         return numbered
 
     async def _write(
@@ -382,46 +386,43 @@ class GroupWriter:
         """Insert the numbered rows and their spans and commit; the group's outcomes.
 
         `opened`: the transaction was begun already (and the numbering read in
-        it). If not, the first INSERT opens it, and `_Stale` is raised (after
-        the rollback) when its positions are taken (note 7). Every other error
-        rolls back and is raised.
+        it). If not, the INSERT is a transaction of its own or opens one, and
+        `_Stale` is raised (after the rollback) when its positions are taken
+        (note 7). Every other error rolls back and is raised.
         """
-        flat, width = numbered.flat, numbered.width
-        rows = len(flat) // width
+        width, flat = numbered.width, numbered.flat
+        placed = [p for p in numbered.placed if type(p) is not VersionConflict]
         try:
-            if width == PENDING_PARAMS and flat:
-                # One statement: atomic, so it needs no transaction of its own (note 1).
-                await conn.execute(insert_pending(rows), flat)
+            if not placed:
                 outcomes = self._outcomes(numbered)
                 if opened:
                     await conn.execute("COMMIT")
-            elif flat:
-                if not opened:
-                    await conn.execute("BEGIN IMMEDIATE")
-                statements = []
-                full, rest = divmod(rows, INSERT_ROWS)
-                chunk = INSERT_ROWS * ROW_PARAMS
-                if full:
-                    # One statement for every full chunk of rows (_rows.py, note 6).
-                    starts = range(0, full * chunk, chunk)
-                    chunks = [flat[at : at + chunk] for at in starts]
-                    statements.append(_sent(conn.executemany(insert_rows(INSERT_ROWS), chunks)))
-                if rest:
-                    statements.append(_sent(conn.execute(insert_rows(rest), flat[full * chunk :])))
+            elif width == PENDING_PARAMS:
+                # One statement: atomic, so it needs no transaction of its own (note 1).
+                await conn.execute(insert_pending(len(flat) // width), flat)
+                outcomes = self._outcomes(numbered)
+                if opened:
+                    await conn.execute("COMMIT")
+            else:
+                # A SAVEPOINT outside a transaction begins one, and takes no lock: unlike
+                # `BEGIN IMMEDIATE` it cannot fail and leave the INSERTs after it to
+                # commit one by one (note 1).
+                sent = [] if opened else [_sent(conn.execute("SAVEPOINT group_commit"))]
+                if width:
+                    sent += _insert_rows(conn, flat)
+                else:
+                    [(item, position, version)] = placed  # type: ignore[misc]
+                    sent += _insert_numbered(conn, item, position, version, numbered.now_us)
                 if numbered.spans:  # no statement for rows without run or agent ids
                     widened = [(*key, *span) for key, span in numbered.spans.items()]
-                    statements.append(_sent(conn.executemany(UPSERT_SPAN, widened)))
+                    sent.append(_sent(conn.executemany(UPSERT_SPAN, widened)))
                 await asyncio.sleep(0)  # they are on their way to the thread: overlap them
                 outcomes = self._outcomes(numbered)
                 # All are waited for before the COMMIT: one may fail after another landed.
-                for done in await asyncio.gather(*statements, return_exceptions=True):
+                for done in await asyncio.gather(*sent, return_exceptions=True):
                     if isinstance(done, BaseException):
                         raise done
                 await conn.execute("COMMIT")
-            else:
-                outcomes = self._outcomes(numbered)
-                if opened:
-                    await conn.execute("COMMIT")
         except sqlite3.IntegrityError as e:
             await _rollback(conn)
             if opened:
@@ -436,29 +437,24 @@ class GroupWriter:
     def _remember(self, numbered: _Numbered) -> None:
         """Keep the head and the group's stream versions after a commit (note 7)."""
         known = self._known
-        flat = numbered.flat
-        if flat:
-            known.head = flat[-numbered.width]  # the last row's position
-        elif known.head is None:
-            return  # every append conflicted: nothing new is known
-        versions = numbered.versions
-        if len(known.versions) + len(versions) > MAX_KNOWN_STREAMS:
+        known.head = numbered.head
+        if len(known.versions) + len(numbered.versions) > MAX_KNOWN_STREAMS:
             known.versions.clear()
-        known.versions.update(versions)
+        known.versions.update(numbered.versions)
 
     @staticmethod
-    def _number(group: list[PendingAppend], head: int, now_us: int, numbered: _Numbered) -> None:
+    def _number(group: list[PendingAppend], numbered: _Numbered) -> None:
         """Check each append's expected version and give its events positions and versions.
 
-        Fills `numbered` with the rows, each append's place (or conflict) and
-        the first and last position of each run and agent id; through the view,
-        the row that ends an id's span carries its first position (`_rows.py`,
-        note 8).
+        Fills `numbered` with each append's place (or conflict), the rows (for
+        a width), and the first and last position of each run and agent id;
+        through the view, the row that ends an id's span carries its first
+        position (`_rows.py`, note 8).
         """
         versions, spans, placed = numbered.versions, numbered.spans, numbered.placed
-        flat = numbered.flat
+        width, flat, now_us = numbered.width, numbered.flat, numbered.now_us
+        first = head = numbered.head
         extend = flat.extend
-        first = head + 1
         for item in group:
             stream = item.stream_id
             actual = versions[stream]
@@ -468,31 +464,31 @@ class GroupWriter:
             ):
                 placed.append(VersionConflict(stream, expected, actual))
                 continue
-            count = len(item.params)
+            count = len(item.events)
             _widen(spans, item.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
-            if numbered.width == ROW_PARAMS:
-                for params in item.params:
+            if width:
+                values = item.values
+                tail = (0, 0) if width == PENDING_PARAMS else ()
+                for at in range(0, count * STORED_PARAMS, STORED_PARAMS):
                     head += 1
                     actual += 1
-                    extend((head, stream, actual, now_us, *params))
+                    extend((head, stream, actual, now_us, *values[at : at + STORED_PARAMS], *tail))
             else:
-                for params in item.params:
-                    head += 1
-                    actual += 1
-                    extend((head, stream, actual, now_us, *params, 0, 0))
+                head += count
+                actual += count
             versions[stream] = actual
-        if numbered.width == PENDING_PARAMS:
-            width = PENDING_PARAMS
+        numbered.head = head
+        if width == PENDING_PARAMS:
             for (kind, _), (start, end) in spans.items():
                 # The row at `end` has this id: it widens the span (_rows.py, note 8).
                 column = ROW_PARAMS if kind == "run" else ROW_PARAMS + 1
-                flat[(end - first) * width + column] = start
+                flat[(end - first - 1) * width + column] = start
 
     @staticmethod
     def _outcomes(numbered: _Numbered) -> list[Outcome]:
         """Each append's RecordedEvents, or its conflict."""
-        recorded_at = numbered.recorded_at
+        recorded_at = datetime.fromtimestamp(numbered.now_us / 1_000_000, UTC)
         outcomes: list[Outcome] = []
         for placed in numbered.placed:
             if type(placed) is VersionConflict:
@@ -546,6 +542,47 @@ def _widen(
                 spans[key] = [first + start, first + end - 1]
             else:
                 span[1] = first + end - 1
+
+
+def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Future[Any]]:
+    """Send the INSERTs of rows of `ROW_PARAMS` parameters each (_rows.py, note 6)."""
+    sent = []
+    rows = len(flat) // ROW_PARAMS
+    full, rest = divmod(rows, INSERT_ROWS)
+    chunk = INSERT_ROWS * ROW_PARAMS
+    if full:
+        chunks = [flat[at : at + chunk] for at in range(0, full * chunk, chunk)]
+        sent.append(_sent(conn.executemany(insert_rows(INSERT_ROWS), chunks)))
+    if rest:
+        sent.append(_sent(conn.execute(insert_rows(rest), flat[full * chunk :])))
+    return sent
+
+
+def _insert_numbered(
+    conn: aiosqlite.Connection, item: PendingAppend, position: int, version: int, now_us: int
+) -> list[asyncio.Future[Any]]:
+    """Send the INSERTs of one append's events, from its values (_rows.py, note 6)."""
+    sent = []
+    values, stream = item.values, item.stream_id
+    full, rest = divmod(len(item.events), INSERT_ROWS)
+    chunk = INSERT_ROWS * STORED_PARAMS
+    if full:
+        chunks = [
+            [
+                position + k * INSERT_ROWS,
+                stream,
+                version + k * INSERT_ROWS,
+                now_us,
+                *values[k * chunk : (k + 1) * chunk],
+            ]
+            for k in range(full)
+        ]
+        sent.append(_sent(conn.executemany(insert_numbered(INSERT_ROWS), chunks)))
+    if rest:
+        done = full * INSERT_ROWS
+        params = [position + done, stream, version + done, now_us, *values[full * chunk :]]
+        sent.append(_sent(conn.execute(insert_numbered(rest), params)))
+    return sent
 
 
 def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:
