@@ -3,26 +3,35 @@
 Notes (do not fix without reading this):
 1. The writer is one asyncio task driving its own aiosqlite connection (the
    project's rule: SQLite through aiosqlite). aiosqlite sends every statement
-   to its connection's thread and back, one hop each (~30 us on a quiet
-   2-core machine, several times that on a loaded one), plus a wake-up of
-   each thread, so a group's transaction is kept to the fewest round trips.
-   The connection is in autocommit mode. A group of at most `PENDING_ROWS`
-   rows (every single append, most groups of concurrent ones) is one INSERT
-   through the connection's `pending` view, whose triggers widen the spans
-   (`_rows.py`, note 8): one statement is atomic and durable on its own, so
-   the group is one round trip and one fsync. A larger group is `BEGIN
-   IMMEDIATE`, then its INSERTs and the spans' UPSERT sent together without
-   waiting for each (aiosqlite runs them in order; `_sent`), then `COMMIT`
-   once all of them succeeded (one may fail after another landed): three
-   round trips, and its `RecordedEvent`s are made on the loop while SQLite
-   inserts the rows. The rows are numbered on the event loop before the
-   INSERT from the head and stream versions the writer remembers (note 7);
-   the loop never blocks on SQLite.
-   Tried and dropped: queuing `COMMIT` behind a legacy-mode INSERT without
-   waiting for it (one round trip, but two tasks and a gather cost the loop
-   more than the wait they saved); `BEGIN IMMEDIATE` sent with the INSERTs
-   of a large group (if it fails, say on another process's lock, the INSERTs
-   after it would each commit on their own: half a group).
+   to its connection's thread and back (~30 us a round trip on a quiet
+   2-core machine, several times that on a loaded one: each end wakes a
+   sleeping thread), so a group is kept to the fewest round trips. The
+   connection is in autocommit mode:
+   - A group of at most `PENDING_ROWS` rows (every single append, most
+     groups of concurrent ones) is one INSERT through the connection's
+     `pending` view, whose triggers widen the spans (`_rows.py`, note 8). One
+     statement is atomic and, outside `BEGIN`, a durable transaction of its
+     own: one round trip, one fsync.
+   - A larger group begins with `SAVEPOINT` (outside a transaction it begins
+     a deferred one; it takes no lock, so it cannot fail on another
+     process's lock as `BEGIN IMMEDIATE` can, which would leave the INSERTs
+     after it to commit one by one), sent together with its INSERTs and the
+     spans' UPSERT without waiting for each (`_sent`: aiosqlite runs them in
+     the order they were sent); then `COMMIT`, once every one of them
+     succeeded (one may fail after another landed, so COMMIT is never sent
+     ahead). Two round trips; its `RecordedEvent`s are made on the loop
+     while SQLite inserts the rows. A group of one append binds its rows
+     straight from its encoded values (`_rows.py`, note 6).
+   The rows are numbered on the event loop from the head and stream versions
+   the writer remembers (note 7); the loop never blocks on SQLite.
+   Tried and dropped: the legacy transaction mode with `COMMIT` queued
+   behind the single INSERT (one round trip too, but two tasks and a gather
+   a group: 13 loop callbacks an append against 5 now); larger INSERT
+   statements for large appends (SQLite prepares a statement of n rows in
+   time that grows faster than n: 2 ms for 100 rows, 58 ms for 500, 210 ms
+   for 1,000, paid again for each new size); `PRAGMA wal_autocheckpoint`
+   below 1,000 pages (a new WAL's fsyncs cost twice as much while the file
+   grows, but no setting gave a difference that stood out of the noise).
 2. Group commit: appends queue up while a transaction is in flight, and the
    task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
@@ -51,7 +60,7 @@ Notes (do not fix without reading this):
    once. Anything else (a stream not seen yet expected at a version above 0,
    a conflict to confirm, the first group after an import) first reads the
    head and the versions in the transaction (`BEGIN IMMEDIATE`, then one
-   SELECT: two more hops). Jobs that write no events (checkpoints, leases)
+   SELECT: two more round trips). Jobs that write no events (checkpoints, leases)
    leave the memory as it is. Memory
    can only be stale if another process appended meanwhile; then the first
    row's position is taken already, the INSERT fails on the primary key, and
