@@ -19,9 +19,8 @@ Notes (do not fix without reading this):
      spans' UPSERT without waiting for each (`_sent`: aiosqlite runs them in
      the order they were sent); then `COMMIT`, once every one of them
      succeeded (one may fail after another landed, so COMMIT is never sent
-     ahead). Two round trips; its `RecordedEvent`s are made on the loop
-     while SQLite inserts the rows. A group of one append binds its rows
-     straight from its encoded values (`_rows.py`, note 6).
+     ahead): two round trips. A group of one append binds its rows straight
+     from its encoded values (`_rows.py`, note 6).
    The rows are numbered on the event loop from the head and stream versions
    the writer remembers (note 7); the loop never blocks on SQLite.
    Tried and dropped: the legacy transaction mode with `COMMIT` queued
@@ -29,7 +28,10 @@ Notes (do not fix without reading this):
    a group: 13 loop callbacks an append against 5 now); larger INSERT
    statements for large appends (SQLite prepares a statement of n rows in
    time that grows faster than n: 2 ms for 100 rows, 58 ms for 500, 210 ms
-   for 1,000, paid again for each new size); `PRAGMA wal_autocheckpoint`
+   for 1,000, paid again for each new size); making the `RecordedEvent`s
+   while SQLite inserts the rows (no gain measured: the loop holds the GIL
+   while it makes them, and the connection's thread needs it between
+   statements, so they barely overlap); `PRAGMA wal_autocheckpoint`
    below 1,000 pages (a new WAL's fsyncs cost twice as much while the file
    grows, but no setting gave a difference that stood out of the noise).
 2. Group commit: appends queue up while a transaction is in flight, and the
@@ -425,12 +427,12 @@ class GroupWriter:
                 if numbered.spans:  # no statement for rows without run or agent ids
                     widened = [(*key, *span) for key, span in numbered.spans.items()]
                     sent.append(_sent(conn.executemany(UPSERT_SPAN, widened)))
-                await asyncio.sleep(0)  # they are on their way to the thread: overlap them
-                outcomes = self._outcomes(numbered)
                 # All are waited for before the COMMIT: one may fail after another landed.
                 for done in await asyncio.gather(*sent, return_exceptions=True):
                     if isinstance(done, BaseException):
                         raise done
+                with gc_paused():  # many new objects, no await (_rows.py, note 4)
+                    outcomes = self._outcomes(numbered)
                 await conn.execute("COMMIT")
         except sqlite3.IntegrityError as e:
             await _rollback(conn)
