@@ -47,7 +47,16 @@ from ._catalogue import (
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshot
 from ._decoding import gc_paused
 from ._encoding import DEFAULT_MAX_EVENT_BYTES
-from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent, RecordedEvent, Source
+from ._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    Source,
+    load_data,
+)
 from ._export import export_lines, export_run, import_run, read_run
 from ._export_format import (
     EXPORT_FORMAT,
@@ -166,6 +175,7 @@ __all__ = [
     "import_run",
     "import_stream",
     "live_keys",
+    "load_data",
     "open_store",
     "owner_alive",
     "parse_export",

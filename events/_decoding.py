@@ -9,11 +9,12 @@ backend upcasts old schemas, reports unknown types and refuses corrupt rows
 the same way.
 
 Notes (do not fix without reading this):
-1. Decoding is the hot path of every read: the data of a current-schema type
-   goes straight to its model's JSON validator; Meta objects are shared
-   between rows with the same meta (they are immutable), and so is
-   `recorded_at` between rows of one commit. Any other row (an old schema,
-   an unknown type) takes the slow path through `upcast`.
+1. Decoding is the hot path of every read: a row of a current-schema type
+   keeps its data JSON, validated by its model when the data is first read
+   (`_envelope.py` note 1); Meta objects are shared between rows with the
+   same meta (they are immutable), and so is `recorded_at` between rows of
+   one commit. Any other row (an old schema, an unknown type) is decoded at
+   once through `upcast`, so strict reads still refuse what they cannot read.
 2. `recorded_at` is integer microseconds since the epoch (UTC): cheaper to
    decode than ISO text, and exact.
 3. The cyclic garbage collector is paused while a page is decoded
@@ -29,15 +30,15 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
-from ._catalogue import EVENT_TYPES, EventModel, UnknownEvent
-from ._envelope import Meta, RecordedEvent, new_recorded
+from ._catalogue import EVENT_TYPES, EventData, UnknownEvent
+from ._envelope import Meta, RecordedEvent, new_recorded, new_stored
 from ._upcasting import upcast
 from .errors import StoreError, UnknownEventType
 
@@ -46,8 +47,6 @@ __all__ = ["Row", "RowDecoder", "gc_paused", "microseconds"]
 Row = tuple[Any, ...]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-_Validate = Callable[[str], Any]
 
 
 def microseconds(at: datetime) -> int:
@@ -78,10 +77,9 @@ class RowDecoder:
     _MAX_METAS = 4096
 
     def __init__(self) -> None:
-        # type -> (current schema version, JSON validator of its model)
-        self._fast: dict[str, tuple[int, _Validate]] = {
-            name: (cls.SCHEMA_VERSION, cls.__pydantic_validator__.validate_json)
-            for name, cls in EVENT_TYPES.items()
+        # type -> its current schema version: rows of these are decoded when first read
+        self._current: dict[str, int] = {
+            name: cls.SCHEMA_VERSION for name, cls in EVENT_TYPES.items()
         }
         self._metas: dict[tuple[Any, ...], Meta] = {}
         self._last_us = -1
@@ -93,19 +91,11 @@ class RowDecoder:
             return self._decode_all(rows, lenient)
 
     def _decode_all(self, rows: Sequence[Row], lenient: bool) -> list[RecordedEvent]:
-        fast = self._fast
+        current = self._current
         metas = self._metas
         out: list[RecordedEvent] = []
         append = out.append
         for row in rows:
-            entry = fast.get(row[3])
-            if entry is not None and entry[0] == row[4]:
-                try:
-                    data = entry[1](row[5])
-                except ValidationError as e:
-                    raise _undecodable(row, e) from e
-            else:
-                data = self._slow_data(row, lenient)
             key = row[6:12]
             meta = metas.get(key)
             if meta is None:
@@ -114,7 +104,12 @@ class RowDecoder:
             if recorded_us != self._last_us:
                 self._last_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
                 self._last_us = recorded_us
-            append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
+            type_ = row[3]
+            if current.get(type_) == row[4]:
+                append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at))
+            else:
+                data = self._slow_data(row, lenient)
+                append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
         return out
 
     def _meta(self, key: tuple[Any, ...]) -> Meta:
@@ -124,7 +119,7 @@ class RowDecoder:
         return meta
 
     @staticmethod
-    def _slow_data(row: Row, lenient: bool) -> EventModel:
+    def _slow_data(row: Row, lenient: bool) -> EventData | UnknownEvent:
         position, type_, schema, text = row[0], row[3], row[4], row[5]
         cls = EVENT_TYPES.get(type_)
         if cls is None or schema > cls.SCHEMA_VERSION:
@@ -138,7 +133,7 @@ class RowDecoder:
                 raise _undecodable(row, e) from e
             return UnknownEvent(type=type_, raw=raw if isinstance(raw, dict) else {"value": raw})
         try:
-            return cls.model_validate(upcast(type_, schema, json.loads(text)))
+            return cast("EventData", cls.model_validate(upcast(type_, schema, json.loads(text))))
         except (ValidationError, ValueError) as e:
             raise _undecodable(row, e) from e
 

@@ -35,6 +35,12 @@ Notes (do not fix without reading this):
 7. A long fold hands its snapshots to the runner to persist as it goes
    (`persist`), so a rebuild of a long log holds at most `PERSIST_BYTES` of
    them, not all of them until it ends.
+8. A snapshot is a copy of the state (pickled) made on the loop between two
+   pages, then compressed on a thread while the next pages fold (zlib
+   releases the GIL): compression was about half of a snapshot's cost, and a
+   rebuild of a long log takes dozens of them. One batch compresses at a time;
+   they are kept (`Snapshots.add`) in order, before any persisting and when
+   the fold ends. A fold that fails or is cancelled keeps none still in flight.
 """
 
 from __future__ import annotations
@@ -44,14 +50,14 @@ import bisect
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import EventFilter, EventStore, RecordedEvent, UnknownEvent, gc_paused
+from events import EventFilter, EventStore, RecordedEvent, UnknownEvent, gc_paused, load_data
 
 from ._base import Projection, quiet_reports
-from ._checkpoints import Snapshots
+from ._checkpoints import Snapshots, compress_all
 from .errors import ProjectionFailed
 
 __all__ = ["PAGE", "Slot", "fold", "fold_page", "gc_relaxed"]
@@ -77,8 +83,12 @@ class Slot:
     # The event classes the projection folds (its optional `types`; None: all).
     types: frozenset[type[Any]] | None = field(init=False)
 
+    # The names of those classes' events.
+    type_names: frozenset[str] = field(init=False)
+
     def __post_init__(self) -> None:
         self.types = getattr(self.projection, "types", None)
+        self.type_names = frozenset(_type_name(cls) for cls in self.types or ())
 
     @property
     def name(self) -> str:
@@ -93,11 +103,13 @@ async def fold(
     *,
     quiet: bool,
     persist: Callable[[], Awaitable[None]] | None = None,
+    snapshot: Collection[str] | None = None,
 ) -> None:
     """Fold the events after each slot's position, up to `until`, into the slot (note 1).
 
-    Snapshots due on the way are kept in `snapshots`, and `persist` is
-    awaited whenever they hold more than `PERSIST_BYTES` unsaved (note 7).
+    Snapshots due on the way are kept in `snapshots` (only of the slots named
+    in `snapshot`, when given), and `persist` is awaited whenever they hold
+    more than `PERSIST_BYTES` unsaved (note 7).
     With `quiet`, problems with events are logged at debug level (they were
     reported before).
     """
@@ -106,7 +118,11 @@ async def fold(
         return
     before = [slot.position for slot in working]
     position = min(before)
-    spacing = {slot.name: snapshots.plan(slot.name, slot.position, until) for slot in working}
+    spacing = {
+        slot.name: snapshots.plan(slot.name, slot.position, until)
+        for slot in working
+        if snapshot is None or slot.name in snapshot
+    }
     where = _only_what_they_fold(working)
 
     def read(after: int) -> asyncio.Future[list[RecordedEvent]]:
@@ -115,6 +131,7 @@ async def fold(
         )
 
     ahead = read(position)
+    packing = _Packing(snapshots)
     try:
         with gc_relaxed(), quiet_reports() if quiet else contextlib.nullcontext():
             while True:
@@ -125,12 +142,16 @@ async def fold(
                 if position < until and len(page) == PAGE:
                     ahead = read(position)  # the next page is read while this one folds
                 with gc_paused():
-                    fold_page(page, working, snapshots, spacing, quiet)
+                    due = fold_page(page, working, snapshots, spacing, quiet)
+                await packing.compress(due)
                 if persist is not None and snapshots.unsaved_bytes() > PERSIST_BYTES:
+                    await packing.settle()
                     await persist()
                 if position >= until or len(page) < PAGE:
                     break
+        await packing.settle()
     finally:
+        packing.drop()
         if not ahead.done():
             ahead.cancel()
         elif not ahead.cancelled():
@@ -141,14 +162,47 @@ async def fold(
         slot.dirty = slot.dirty or slot.position != start
 
 
+def _type_name(cls: type[Any]) -> str:
+    name: str = cls.model_fields["type"].default
+    return name
+
+
 def _only_what_they_fold(slots: list[Slot]) -> EventFilter | None:
     """A filter on the types every slot folds (note 5), or None when one folds all."""
     names: set[str] = set()
     for slot in slots:
         if slot.types is None:
             return None
-        names.update(cls.model_fields["type"].default for cls in slot.types)
+        names.update(slot.type_names)
     return EventFilter.of(types=names) if names else EventFilter(types=frozenset())
+
+
+class _Packing:
+    """Snapshots of a fold being compressed on a thread while it goes on (note 8)."""
+
+    def __init__(self, snapshots: Snapshots) -> None:
+        self._snapshots = snapshots
+        self._running: asyncio.Future[list[tuple[str, int, bytes]]] | None = None
+
+    async def compress(self, due: list[tuple[str, int, bytes]]) -> None:
+        """Start compressing `due`, once the batch before it is done and kept."""
+        if not due:
+            return
+        await self.settle()
+        self._running = asyncio.ensure_future(asyncio.to_thread(compress_all, due))
+
+    async def settle(self) -> None:
+        """Wait for the batch being compressed and keep its snapshots."""
+        running, self._running = self._running, None
+        if running is not None:
+            for name, position, blob in await running:
+                self._snapshots.add(name, position, blob)
+
+    def drop(self) -> None:
+        """The fold ended early: snapshots still compressing are not kept (a cache)."""
+        if self._running is not None:
+            self._running.cancel()
+            self._running = None
 
 
 def fold_page(
@@ -157,13 +211,17 @@ def fold_page(
     snapshots: Snapshots,
     spacing: dict[str, int],
     quiet: bool,
-) -> None:
+) -> list[tuple[str, int, bytes]]:
     """Fold one page of events into every slot that has not applied them yet.
 
     Slot by slot, each over the whole page at once (`apply_all` when the
-    projection has one), cut only where a snapshot is due.
+    projection has one), cut only where a snapshot is due. Returns the
+    snapshots due, `(name, position, pickled state)`, to compress and keep
+    (note 8).
     """
+    due_snapshots: list[tuple[str, int, bytes]] = []
     level = logging.DEBUG if quiet else logging.ERROR
+    load_data(page)  # every event read is folded by some slot (note 5): decode them at once
     known = page
     if any(type(event.data) is UnknownEvent for event in page):
         known = []
@@ -185,8 +243,8 @@ def fold_page(
             continue
         events = known if start < page[0].position else [e for e in known if e.position > start]
         if slot.types is not None:  # only what the projection folds (note 3)
-            wanted = slot.types
-            events = [e for e in events if type(e.data) in wanted]
+            wanted = slot.type_names
+            events = [e for e in events if e.type in wanted]
         projection = slot.projection
         apply_all = getattr(projection, "apply_all", None)
         state = slot.state
@@ -199,7 +257,9 @@ def fold_page(
                     else:
                         state = _apply_each(projection, state, chunk)
                 if due is not None:
-                    snapshots.add(slot.name, due, Snapshots.pack(projection.dump(state)))
+                    due_snapshots.append(
+                        (slot.name, due, Snapshots.pickled(projection.dump(state)))
+                    )
         except Exception as e:
             failure = (
                 e
@@ -216,6 +276,7 @@ def fold_page(
             )
             continue
         slot.state, slot.position = state, last
+    return due_snapshots
 
 
 def _chunks(

@@ -22,6 +22,11 @@ Notes (do not fix without reading this):
    only the catch-up in `start()` folds the live states, before anyone can
    read them. The live fold applies one event at a time as the subscription
    delivers it, skipping the event classes a projection does not fold.
+4. A fold from 0 of more than `snapshots_behind` events (first start on a log,
+   a new projection version, `rebuild`) takes no time-travel snapshots; a
+   background task makes them once the runner serves (`_backfill.py`), and
+   so does every start that finds some missing (a backfill cut short).
+   `snapshots_made()` waits for it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ from events import (
     Checkpoint,
     EventStore,
     RecordedEvent,
-    Snapshot,
     StoreClosed,
     StoreUnavailable,
     UnknownEvent,
@@ -47,11 +51,12 @@ from events import (
 from ._agents import AgentsProjection
 from ._base import Projection
 from ._board import BoardProjection
-from ._checkpoints import Snapshots, decode_state, encode_state
+from ._checkpoints import decode_state, encode_state
 from ._fleet import FleetProjection
 from ._folding import Slot, fold
 from ._graph import GraphProjection
 from ._runs import RunsProjection
+from ._time_travel import TimeTravel
 from .errors import (
     InvalidPosition,
     ProjectionFailed,
@@ -77,6 +82,7 @@ def default_projections() -> tuple[Projection[Any], ...]:
 
 
 DEFAULT_PROJECTIONS: tuple[Projection[Any], ...] = default_projections()
+
 """The built-in read models (stateless objects: safe to share between runners)."""
 
 
@@ -91,7 +97,8 @@ class ProjectionRunner:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
         snapshot_every: int = 10_000,
-        max_snapshots: int = 128,
+        max_snapshots: int = 256,
+        snapshots_behind: int = 50_000,
     ) -> None:
         """Args:
         checkpoint_every: write checkpoints after this many events...
@@ -99,6 +106,8 @@ class ProjectionRunner:
         snapshot_every: keep a snapshot for time travel every this many positions
             (0: none), persisted in the checkpoint store; at most `max_snapshots`
             per projection (past that, every other one goes and the spacing doubles).
+        snapshots_behind: a fold from position 0 of more events than this takes its
+            snapshots afterwards, in the background (note 4).
 
         Raises `ValueError` for duplicate projection names or bad numbers.
         """
@@ -108,16 +117,23 @@ class ProjectionRunner:
             raise ValueError(f"projection names must be unique, got {names}")
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise ValueError("checkpoint_every must be >= 1 and checkpoint_interval > 0")
-        if snapshot_every < 0 or max_snapshots < 1:
-            raise ValueError("snapshot_every must be >= 0 and max_snapshots >= 1")
+        if snapshot_every < 0 or max_snapshots < 1 or snapshots_behind < 0:
+            raise ValueError(
+                "snapshot_every and snapshots_behind must be >= 0 and max_snapshots >= 1"
+            )
         self._store = store
         self._slots = {p.name: Slot(p, p.initial()) for p in chosen}
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval = checkpoint_interval
-        self._snapshots = Snapshots(snapshot_every, max_snapshots)
+        self._travel = TimeTravel(
+            store,
+            self._slots,
+            every=snapshot_every,
+            limit=max_snapshots,
+            behind=snapshots_behind,
+        )
         self._checkpoints = store.checkpoints
         self._checkpoint_lock = asyncio.Lock()
-        self._snapshot_lock = asyncio.Lock()
         self._since_checkpoint = 0
         self._checkpoints_failing = False
         self._advanced = asyncio.Event()
@@ -139,7 +155,7 @@ class ProjectionRunner:
         self._state = "starting"
         try:
             await self._load_checkpoints()
-            await self._restore_snapshots()
+            await self._travel.restore()
             head = await self._store.head()
             for slot in self._slots.values():
                 if slot.position > head:
@@ -152,14 +168,15 @@ class ProjectionRunner:
                     )
                     slot.state, slot.position = slot.projection.initial(), 0
                     slot.dirty = True
-                    self._snapshots.clear(slot.name)
+                    self._travel.snapshots.clear(slot.name)
             await fold(
                 self._store,
                 list(self._slots.values()),
                 head,
-                self._snapshots,
+                self._travel.snapshots,
                 quiet=False,
-                persist=self._persist_snapshots,
+                persist=self._travel.persist,
+                snapshot=self._travel.inline(self._slots.values(), head),
             )
             await self._checkpoint()
         except BaseException:
@@ -168,6 +185,7 @@ class ProjectionRunner:
         self._follower = asyncio.create_task(self._follow(), name="fleet-projections-follow")
         self._flusher = asyncio.create_task(self._flush(), name="fleet-projections-flush")
         self._state = "open"
+        self._travel.start_backfill(self.position)
         return self
 
     async def __aenter__(self) -> Self:
@@ -192,6 +210,7 @@ class ProjectionRunner:
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
+        await self._travel.stop_backfill()
         for task in (self._follower, self._flusher):
             if task is not None:
                 await _cancel(task)
@@ -309,35 +328,7 @@ class ProjectionRunner:
         self._check_usable()
         slot = self._slot(name)
         await self._check_position(position)
-        projection = slot.projection
-        start = 0
-        data: Any = None
-        found = self._snapshots.best(name, position)
-        if found is not None and not (slot.failed is None and found[0] < slot.position <= position):
-            blob = found[1]
-            if blob is None:  # persisted only: read it (`_checkpoints.py`, note 2)
-                stored = await self._checkpoints.best_snapshot(name, projection.version, found[0])
-                found = None if stored is None else (stored.position, stored.blob)
-        with gc_paused():  # loading a large state makes many objects, no cycles
-            if (
-                found is not None
-                and found[1] is not None
-                and not (slot.failed is None and found[0] < slot.position <= position)
-            ):
-                start, data = found[0], Snapshots.unpack(found[1])
-            elif slot.failed is None and slot.position <= position:
-                # Encoded here, on the loop, so the copy is of one consistent state.
-                start = slot.position
-                data = decode_state(encode_state(projection.dump(slot.state)))
-            past = Slot(
-                projection, projection.initial() if data is None else projection.load(data), start
-            )
-        # A query takes no snapshots on its way: packing a large state would
-        # cost it more than its fold (rebuilds and the live fold take them).
-        await fold(self._store, [past], position, Snapshots(0, 1), quiet=True)
-        if past.failed is not None:
-            raise past.failed
-        return past.state
+        return await self._travel.state_at(slot, position)
 
     async def view_at(self, name: str, position: int) -> dict[str, Any]:
         """The JSON view of `name` as of `position`. Raises like `state_at`."""
@@ -359,17 +350,20 @@ class ProjectionRunner:
         fresh = [
             Slot(self._slots[n].projection, self._slots[n].projection.initial()) for n in names
         ]
+        await self._travel.stop_backfill()  # it would add snapshots of the old states
         for slot in fresh:
-            self._snapshots.clear(slot.name)
+            self._travel.snapshots.clear(slot.name)
         target = max(await self._store.head(), self.position)
+        inline = self._travel.inline(fresh, target)
         while True:
             await fold(
                 self._store,
                 fresh,
                 target,
-                self._snapshots,
+                self._travel.snapshots,
                 quiet=True,
-                persist=self._persist_snapshots,
+                persist=self._travel.persist,
+                snapshot=inline,
             )
             for slot in fresh:
                 if slot.failed is not None:
@@ -388,7 +382,13 @@ class ProjectionRunner:
             )
             logger.info("projection %r rebuilt up to position %d", slot.name, slot.position)
         await self._checkpoint()
+        self._travel.start_backfill(self.position)
         return min(slot.position for slot in fresh)
+
+    async def snapshots_made(self) -> None:
+        """Return once the time-travel snapshots made behind a long fold are all taken
+        (`_backfill.py`); at once when none are being made."""
+        await self._travel.made()
 
     # -- internals ----------------------------------------------------------
 
@@ -440,50 +440,6 @@ class ProjectionRunner:
                 continue
             slot.position = checkpoint.position
             logger.debug("projection %r resumes after position %d", slot.name, slot.position)
-
-    async def _restore_snapshots(self) -> None:
-        """Know of the snapshots persisted by earlier runs (`_checkpoints.py`, note 2)."""
-        if not self._snapshots.every:
-            return
-        for slot in self._slots.values():
-            positions = await self._checkpoints.snapshot_positions(
-                slot.name, slot.projection.version
-            )
-            self._snapshots.restore(slot.name, positions)
-
-    async def _persist_snapshots(self) -> None:
-        """Write the new snapshots and delete the obsolete ones (a cache: errors are logged).
-
-        One batch at a time, in the order they were taken: a rebuild's
-        "delete them all" must land before the snapshots it makes next.
-        """
-        async with self._snapshot_lock:
-            await self._persist_changes()
-
-    async def _persist_changes(self) -> None:
-        changes = self._snapshots.changes()
-        if not changes or self._store.readonly:
-            return  # read-only: the blobs stay in memory
-        checkpoints = self._checkpoints
-        try:
-            for name in changes.cleared:
-                await checkpoints.delete_snapshots(name)
-            for name, positions in changes.dropped.items():
-                await checkpoints.delete_snapshots(name, positions=positions)
-            snapshots = [
-                Snapshot(name, self._slots[name].projection.version, position, blob)
-                for name, blobs in changes.new.items()
-                if name in self._slots
-                for position, blob in blobs.items()
-            ]
-            if snapshots:
-                await checkpoints.save_snapshots(snapshots)
-        except StoreClosed:
-            raise
-        except Exception:
-            logger.exception("could not persist projection snapshots (time travel folds longer)")
-            return
-        self._snapshots.persisted(changes)
 
     async def _follow(self) -> None:
         try:
@@ -541,10 +497,7 @@ class ProjectionRunner:
                     continue
             slot.position = position
             slot.dirty = True
-            spacing = self._snapshots.spacing(slot.name)
-            if spacing and position % spacing == 0:
-                blob = Snapshots.pack(slot.projection.dump(slot.state))
-                self._snapshots.add(slot.name, position, blob)
+            self._travel.take(slot)
         if not applied:
             logger.debug("event at position %d was already applied: skipped", position)
             return
@@ -590,7 +543,7 @@ class ProjectionRunner:
                     written.append(slot)
                     slot.dirty = False
             self._since_checkpoint = 0
-            await self._persist_snapshots()
+            await self._travel.persist()
             if not rows:
                 return
             if self._store.readonly:

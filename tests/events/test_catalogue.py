@@ -44,6 +44,8 @@ from events import (
     ToolCallRequested,
     UnknownEvent,
     Usage,
+    encode_event,
+    load_data,
     upcast,
 )
 from events._envelope import new_recorded
@@ -245,3 +247,19 @@ def test_a_hook_invocation_at_schema_1_said_no_system_message_and_was_not_detach
 def test_data_at_the_current_schema_is_left_as_it_is() -> None:
     data = SAMPLES["ToolCallCompleted"].model_dump(mode="json")
     assert upcast("ToolCallCompleted", ToolCallCompleted.SCHEMA_VERSION, data) == data
+
+
+async def test_every_type_read_back_encodes_as_it_was_appended(store: EventStore) -> None:
+    """A read keeps each row's data JSON until the data is used, and the wire JSON of an
+    event not decoded yet is its stored text: the bytes must be those of the model."""
+    await store.append("all", [NewEvent(sample, Meta(run_id="r")) for sample in SAMPLES.values()])
+    for schema in (False, True):
+        spliced = [encode_event(e, schema=schema) for e in await store.read_all()]
+        decoded = await store.read_all()
+        load_data(decoded)
+        assert spliced == [encode_event(e, schema=schema) for e in decoded]
+        rebuilt = [
+            RecordedEvent(e.position, e.stream_id, e.version, e.data, e.meta, e.recorded_at)
+            for e in decoded
+        ]
+        assert spliced == [encode_event(e, schema=schema) for e in rebuilt]

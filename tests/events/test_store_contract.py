@@ -473,9 +473,16 @@ async def test_a_stored_row_that_no_longer_decodes_names_its_position(store_fact
     await store.append("agent-a", [command("a", 1)])
     store_factory.write_raw(stream_id="agent-a", type="AgentCommanded", data_json='{"prompt": 3')
 
+    # The row is read (its type, meta and position are intact); its data is
+    # decoded when first used, and that is where it is refused.
+    first, broken = await store.read_all(lenient=True)
+    assert (broken.position, broken.type, broken.stream_id) == (2, "AgentCommanded", "agent-a")
     with pytest.raises(StoreError, match="position 2") as caught:
-        await store.read_all(lenient=True)
+        _ = broken.data
     assert not isinstance(caught.value, UnknownEventType)
+    with pytest.raises(StoreError, match="position 2"):  # and again: nothing was cached
+        _ = broken.data
+    assert first.data == command("a", 1).data
     assert [e.position for e in await store.read_all(until=1)] == [1]
 
 

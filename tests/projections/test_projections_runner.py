@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import pickle
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -24,6 +27,7 @@ from events import (
     ModelResponded,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     SQLiteEventStore,
     UnknownEvent,
 )
@@ -557,3 +561,100 @@ async def test_folds_leave_the_garbage_collector_as_the_caller_had_it(
         assert gc.isenabled()
     finally:
         gc.set_threshold(*before)
+
+
+class _Planted:
+    """What a hostile log file could hold as a snapshot: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_without_it(
+    store: SQLiteEventStore, tmp_path: Path
+) -> None:
+    """Snapshots are pickles in the log's own file, and a log may come from anyone:
+    loading one must never run what it names. Such a blob is a missing snapshot."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10):
+        pass
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert 30 in stored
+    marker = tmp_path / "pwned"
+    planted = zlib.compress(pickle.dumps({"n": _Planted(marker)}), 1)
+    await store.checkpoints.save_snapshots([Snapshot("tally", Tally.version, 30, planted)])
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert await restarted.state_at("tally", 37) == {"n": 37}
+    assert not marker.exists()
+    assert tally.calls == 37  # folded from 0: the refused snapshot was not used
+    assert head > 37
+
+
+async def test_a_long_fold_from_0_makes_its_snapshots_behind_it(store: SQLiteEventStore) -> None:
+    """A fold from 0 of more than `snapshots_behind` events takes no snapshots (each is a
+    copy of the state: O(N^2) over a long log); a background fold takes them after."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    tally = Tally()
+    runner = ProjectionRunner(store, [tally], snapshot_every=10, snapshots_behind=20)
+    async with runner:
+        assert tally.calls == head  # the catch-up itself
+        assert await store.checkpoints.snapshot_positions("tally", Tally.version) == []
+        await runner.snapshots_made()
+        stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+        assert stored == list(range(10, head + 1, 10))
+        assert tally.calls == 2 * head  # the backfill folded a copy, once
+        calls = tally.calls
+        assert await runner.state_at("tally", 37) == {"n": 37}
+        assert tally.calls - calls == 7  # from the snapshot at 30
+        assert runner.state("tally") == {"n": head}  # the live state untouched
+
+
+async def test_a_start_fills_the_snapshots_a_backfill_left_missing(
+    store: SQLiteEventStore,
+) -> None:
+    """Snapshots missing after the last one (a backfill cut short, some deleted) are made
+    on the next start, from the last snapshot before the gap, not from 0."""
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10) as runner:
+        await runner.snapshots_made()
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert stored == list(range(10, head + 1, 10))
+    await store.checkpoints.delete_snapshots("tally", positions=[p for p in stored if p > 20])
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert tally.calls == 0  # resumed from its checkpoint
+        await restarted.snapshots_made()
+        assert tally.calls == head - 20
+    assert await store.checkpoints.snapshot_positions("tally", Tally.version) == stored
+
+
+async def test_a_rebuild_of_a_long_log_makes_its_snapshots_behind_it(
+    store: SQLiteEventStore,
+) -> None:
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    tally = Tally()
+    async with ProjectionRunner(
+        store, [tally], snapshot_every=10, snapshots_behind=20
+    ) as runner:
+        await runner.snapshots_made()
+        before = await store.checkpoints.snapshot_positions("tally", Tally.version)
+        assert await runner.rebuild() == head
+        await runner.snapshots_made()
+        assert await store.checkpoints.snapshot_positions("tally", Tally.version) == before
+        assert await runner.state_at("tally", head - 3) == {"n": head - 3}
+
+
+async def test_closing_during_a_backfill_stops_it(store: SQLiteEventStore) -> None:
+    head = await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10, snapshots_behind=20):
+        pass  # closed before the backfill could run: it is cancelled, not awaited
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10) as restarted:
+        await restarted.snapshots_made()  # the next start makes them
+    stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
+    assert stored == list(range(10, head + 1, 10))

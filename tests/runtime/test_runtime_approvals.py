@@ -90,6 +90,9 @@ async def test_ask_puts_the_call_on_hold_until_a_person_allows_it(
         runner.state("agents"), "pending"
     )["approvals"]
     assert pending["id"] == approval["id"]
+    async with asyncio.timeout(30):  # the agent notifies once the request is in the log
+        while not notes:
+            await asyncio.sleep(0.01)
     [note] = notes
     assert note["notification_type"] == "permission_prompt"
     assert approval["id"] in note["message"]
