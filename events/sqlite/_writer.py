@@ -12,15 +12,18 @@ Notes (do not fix without reading this):
      `pending` view, whose triggers widen the spans (`_rows.py`, note 8). One
      statement is atomic and, outside `BEGIN`, a durable transaction of its
      own: one round trip, one fsync.
-   - A larger group begins with `SAVEPOINT` (outside a transaction it begins
-     a deferred one; it takes no lock, so it cannot fail on another
-     process's lock as `BEGIN IMMEDIATE` can, which would leave the INSERTs
-     after it to commit one by one), sent together with its INSERTs and the
-     spans' UPSERT without waiting for each (`_sent`: aiosqlite runs them in
-     the order they were sent); then `COMMIT`, once every one of them
-     succeeded (one may fail after another landed, so COMMIT is never sent
-     ahead): two round trips. A group of one append binds its rows straight
-     from its encoded values (`_rows.py`, note 6).
+   - A larger group begins with a deferred `BEGIN` (it takes no lock, so it
+     cannot fail on another process's lock as `BEGIN IMMEDIATE` can, which
+     would leave the INSERTs after it to commit one by one; its first INSERT
+     takes the write lock, waiting for it like any statement), sent together
+     with its INSERTs and the spans' UPSERT without waiting for each
+     (`_sent`: aiosqlite runs them in the order they were sent); then
+     `COMMIT`, once every one of them succeeded (one may fail after another
+     landed, so COMMIT is never sent ahead): two round trips. A group of one
+     append binds its rows straight from its encoded values (`_rows.py`,
+     note 6). (`SAVEPOINT` would do as well, but would nest silently in a
+     transaction left open by mistake, and copies each page it changes to a
+     sub-journal.)
    The rows are numbered on the event loop from the head and stream versions
    the writer remembers (note 7); the loop never blocks on SQLite.
    Tried and dropped: the legacy transaction mode with `COMMIT` queued
@@ -415,10 +418,9 @@ class GroupWriter:
                 if opened:
                     await conn.execute("COMMIT")
             else:
-                # A SAVEPOINT outside a transaction begins one, and takes no lock: unlike
-                # `BEGIN IMMEDIATE` it cannot fail and leave the INSERTs after it to
-                # commit one by one (note 1).
-                sent = [] if opened else [_sent(conn.execute("SAVEPOINT group_commit"))]
+                # A deferred BEGIN takes no lock: unlike `BEGIN IMMEDIATE` it cannot
+                # fail on one and leave the INSERTs after it to commit one by one (note 1).
+                sent = [] if opened else [_sent(conn.execute("BEGIN"))]
                 if width:
                     sent += _insert_rows(conn, flat)
                 else:

@@ -493,6 +493,9 @@ async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothi
             blocker.execute("BEGIN IMMEDIATE")
             with pytest.raises(StoreError, match="locked"):
                 await store.append("agent-a", [command("a", 0)])
+            # A group too large for one statement takes other statements (`_writer.py`, note 1).
+            with pytest.raises(StoreError, match="locked"):
+                await store.append("agent-a", [command("a", n) for n in range(100)])
             blocker.execute("ROLLBACK")
         assert await store.head() == 0
         [recorded] = await store.append("agent-a", [command("a", 0)], expected_version=0)
