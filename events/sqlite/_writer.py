@@ -23,7 +23,12 @@ Notes (do not fix without reading this):
      append binds its rows straight from its encoded values (`_rows.py`,
      note 6). (`SAVEPOINT` would do as well, but would nest silently in a
      transaction left open by mistake, and copies each page it changes to a
-     sub-journal.)
+     sub-journal.) When another process holds the write lock past
+     `busy_timeout`, each statement sent behind the first waits for it in
+     turn: a large group fails after up to three times the store's
+     `lock_timeout`, writing nothing.
+   The single-statement path relies on no transaction being left open on
+   the connection: every failure sends `ROLLBACK` (`_rollback`).
    The rows are numbered on the event loop from the head and stream versions
    the writer remembers (note 7); the loop never blocks on SQLite.
    Tried and dropped: the legacy transaction mode with `COMMIT` queued
