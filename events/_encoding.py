@@ -29,8 +29,8 @@ from typing import Any
 from pydantic_core import PydanticSerializationError
 
 from ._catalogue import EVENT_TYPES, EventModel
-from ._decoding import gc_paused
 from ._envelope import ANY, NO_STREAM, ExpectedVersion, Meta, NewEvent
+from ._gc import gc_paused
 from .errors import EventTooLarge, InvalidEvent
 
 __all__ = [

@@ -97,9 +97,9 @@ from typing import Any
 
 import aiosqlite
 
-from .._decoding import gc_paused
 from .._encoding import STORED_PARAMS
 from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
 from ._rows import (
