@@ -45,7 +45,6 @@ from ._catalogue import (
     Usage,
 )
 from ._checkpoints import Checkpoint, CheckpointStore, Snapshot
-from ._decoding import gc_paused
 from ._encoding import DEFAULT_MAX_EVENT_BYTES
 from ._envelope import (
     ANY,
@@ -68,6 +67,7 @@ from ._export_format import (
     parse_export,
     read_export,
 )
+from ._gc import gc_paused
 from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._open import open_store

@@ -28,10 +28,8 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-import gc
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -39,10 +37,11 @@ from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventData, UnknownEvent
 from ._envelope import Meta, RecordedEvent, new_recorded, new_stored
+from ._gc import gc_paused
 from ._upcasting import upcast
 from .errors import StoreError, UnknownEventType
 
-__all__ = ["Row", "RowDecoder", "gc_paused", "microseconds"]
+__all__ = ["Row", "RowDecoder", "microseconds"]
 
 Row = tuple[Any, ...]
 
@@ -53,19 +52,6 @@ def microseconds(at: datetime) -> int:
     """`at` (timezone-aware) as integer microseconds since the epoch, exactly (note 2)."""
     delta = at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a block with no await in it (note 3)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class RowDecoder:
@@ -93,8 +79,8 @@ class RowDecoder:
     def _decode_all(self, rows: Sequence[Row], lenient: bool) -> list[RecordedEvent]:
         current = self._current
         metas = self._metas
-        out: list[RecordedEvent] = []
-        append = out.append
+        page: list[RecordedEvent] = []  # shared by its lazy events (`_envelope.py` note 2)
+        append = page.append
         for row in rows:
             key = row[6:12]
             meta = metas.get(key)
@@ -106,11 +92,11 @@ class RowDecoder:
                 self._last_us = recorded_us
             type_ = row[3]
             if current.get(type_) == row[4]:
-                append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at))
+                append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at, page))
             else:
                 data = self._slow_data(row, lenient)
                 append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
-        return out
+        return list(page)  # the caller's own list: what it does with it is not the page
 
     def _meta(self, key: tuple[Any, ...]) -> Meta:
         if len(self._metas) >= self._MAX_METAS:

@@ -16,6 +16,13 @@ Notes (do not fix without reading this):
    an event built from a model, costs what a dataclass field costs (a
    property would cost a Python call on each of the dozen reads a fold makes
    of each event).
+2. The events of one read share their page: the first `data` read of one
+   decodes them all (`load_data`, the collector paused), so a reader that
+   goes through every event's data pays what an eager read paid, without an
+   attribute miss per event, and one that reads a few pays for the page
+   once. Decoded, an event drops its page; until then it keeps the page's
+   list (and so its events) alive. A page with a row that does not decode
+   leaves each event to decode on its own, so each error names its own row.
 """
 
 from __future__ import annotations
@@ -24,11 +31,12 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventData, UnknownEvent
+from ._gc import gc_paused
 from .errors import StoreError
 
 __all__ = [
@@ -98,6 +106,7 @@ class RecordedEvent:
     """
 
     __slots__ = (
+        "_page",
         "_text",
         "data",
         "meta",
@@ -119,6 +128,8 @@ class RecordedEvent:
     recorded_at: datetime
     # The stored data JSON while `data` is not decoded yet, else None.
     _text: str | None
+    # The events read with this one, decoded together on the first read of one (note 2).
+    _page: list[RecordedEvent] | None
 
     def __new__(
         cls,
@@ -135,12 +146,22 @@ class RecordedEvent:
         # Called only for a slot that is not set: `data` of a stored event not read yet.
         if name != "data":
             raise AttributeError(f"'RecordedEvent' object has no attribute {name!r}")
+        page = self._page
+        if page is not None:
+            try:
+                with gc_paused():
+                    load_data(page)
+            except StoreError:
+                pass  # another event of the page does not decode: this one on its own
+        return self._decode_alone()
+
+    def _decode_alone(self) -> EventData | UnknownEvent:
         text = self._text
-        if text is None:  # another thread decoded it meanwhile
-            return _get_data(self)
+        if text is None:  # decoded with its page, or by another thread meanwhile
+            return cast("EventData", _get_data(self))
         cls = EVENT_TYPES[self.type]
         try:
-            data = cls.__pydantic_validator__.validate_json(text)
+            data = cast("EventData", cls.__pydantic_validator__.validate_json(text))
         except ValidationError as e:
             raise StoreError(
                 f"event at position {self.position} ({self.type}, schema "
@@ -148,6 +169,7 @@ class RecordedEvent:
             ) from e
         _set_data(self, data)
         _set_text(self, None)  # after the data: a reader sees one or the other
+        _set_page(self, None)
         return data
 
     def _fields(self) -> tuple[Any, ...]:
@@ -196,6 +218,7 @@ _get_data = RecordedEvent.__dict__["data"].__get__
 _set_meta = RecordedEvent.__dict__["meta"].__set__
 _set_recorded_at = RecordedEvent.__dict__["recorded_at"].__set__
 _set_text = RecordedEvent.__dict__["_text"].__set__
+_set_page = RecordedEvent.__dict__["_page"].__set__
 _get_text = RecordedEvent.__dict__["_text"].__get__
 
 
@@ -221,6 +244,7 @@ def new_recorded(
     _set_type(event, data.type)
     _set_data(event, data)
     _set_text(event, None)
+    _set_page(event, None)
     return event
 
 
@@ -232,9 +256,10 @@ def new_stored(
     text: str,
     meta: Meta,
     recorded_at: datetime,
+    page: list[RecordedEvent],
 ) -> RecordedEvent:
     """A stored event of a known type at its current schema, its data JSON `text`
-    validated by its model on first use (note 1)."""
+    validated by its model on first use, with the rest of `page` (notes 1, 2)."""
     event = _new(RecordedEvent)
     _set_position(event, position)
     _set_stream_id(event, stream_id)
@@ -243,6 +268,7 @@ def new_stored(
     _set_recorded_at(event, recorded_at)
     _set_type(event, type_)
     _set_text(event, text)  # `data` stays unset until read (`__getattr__`)
+    _set_page(event, page)
     return event
 
 
@@ -264,7 +290,8 @@ def load_data(events: Iterable[RecordedEvent]) -> None:
             try:
                 data = validators[event.type](text)
             except ValidationError:
-                event.__getattr__("data")  # raises the error that names the position
+                event._decode_alone()  # raises the error that names the position
                 continue
             _set_data(event, data)
             _set_text(event, None)
+            _set_page(event, None)

@@ -3,16 +3,45 @@
 Notes (do not fix without reading this):
 1. The writer is one asyncio task driving its own aiosqlite connection (the
    project's rule: SQLite through aiosqlite). aiosqlite sends every statement
-   to its connection's thread and back, one hop each (~45 us on the reference
-   machine, several times that on a loaded one), so a group's transaction is
-   kept to the fewest statements. The usual group is three hops: the
-   multi-row INSERT (the connection is in sqlite3's legacy transaction mode
-   with `BEGIN IMMEDIATE`, so the driver opens the transaction in the same
-   call), one `executemany` for the spans (none if no row has a run or agent
-   id), and `COMMIT`; a group of more than `INSERT_ROWS` rows adds one hop.
-   The rows are numbered on the event loop before the INSERT from the head
-   and stream versions the writer remembers (note 7); the loop never blocks on
-   SQLite.
+   to its connection's thread and back (~30 us a round trip on a quiet
+   2-core machine, several times that on a loaded one: each end wakes a
+   sleeping thread), so a group is kept to the fewest round trips. The
+   connection is in autocommit mode:
+   - A group of at most `PENDING_ROWS` rows (every single append, most
+     groups of concurrent ones) is one INSERT through the connection's
+     `pending` view, whose triggers widen the spans (`_rows.py`, note 8). One
+     statement is atomic and, outside `BEGIN`, a durable transaction of its
+     own: one round trip, one fsync.
+   - A larger group begins with a deferred `BEGIN` (it takes no lock, so it
+     cannot fail on another process's lock as `BEGIN IMMEDIATE` can, which
+     would leave the INSERTs after it to commit one by one; its first INSERT
+     takes the write lock, waiting for it like any statement), sent together
+     with its INSERTs and the spans' UPSERT without waiting for each
+     (`_sent`: aiosqlite runs them in the order they were sent); then
+     `COMMIT`, once every one of them succeeded (one may fail after another
+     landed, so COMMIT is never sent ahead): two round trips. A group of one
+     append binds its rows straight from its encoded values (`_rows.py`,
+     note 6). (`SAVEPOINT` would do as well, but would nest silently in a
+     transaction left open by mistake, and copies each page it changes to a
+     sub-journal.) When another process holds the write lock past
+     `busy_timeout`, each statement sent behind the first waits for it in
+     turn: a large group fails after up to three times the store's
+     `lock_timeout`, writing nothing.
+   The single-statement path relies on no transaction being left open on
+   the connection: every failure sends `ROLLBACK` (`_rollback`).
+   The rows are numbered on the event loop from the head and stream versions
+   the writer remembers (note 7); the loop never blocks on SQLite.
+   Tried and dropped: the legacy transaction mode with `COMMIT` queued
+   behind the single INSERT (one round trip too, but two tasks and a gather
+   a group: 13 loop callbacks an append against 5 now); larger INSERT
+   statements for large appends (SQLite prepares a statement of n rows in
+   time that grows faster than n: 2 ms for 100 rows, 58 ms for 500, 210 ms
+   for 1,000, paid again for each new size); making the `RecordedEvent`s
+   while SQLite inserts the rows (no gain measured: the loop holds the GIL
+   while it makes them, and the connection's thread needs it between
+   statements, so they barely overlap); `PRAGMA wal_autocheckpoint`
+   below 1,000 pages (a new WAL's fsyncs cost twice as much while the file
+   grows, but no setting gave a difference that stood out of the noise).
 2. Group commit: appends queue up while a transaction is in flight, and the
    task takes all of them (up to `MAX_GROUP_ROWS` rows) into the next one:
    many appends, one fsync. Each append stays atomic: its version check and its
@@ -41,7 +70,7 @@ Notes (do not fix without reading this):
    once. Anything else (a stream not seen yet expected at a version above 0,
    a conflict to confirm, the first group after an import) first reads the
    head and the versions in the transaction (`BEGIN IMMEDIATE`, then one
-   SELECT: two more hops). Jobs that write no events (checkpoints, leases)
+   SELECT: two more round trips). Jobs that write no events (checkpoints, leases)
    leave the memory as it is. Memory
    can only be stale if another process appended meanwhile; then the first
    row's position is taken already, the INSERT fails on the primary key, and
@@ -68,17 +97,22 @@ from typing import Any
 
 import aiosqlite
 
-from .._decoding import gc_paused
+from .._encoding import STORED_PARAMS
 from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
 from ._rows import (
     APPLICATION_ID,
     BACKFILL_SPANS,
     INSERT_ROWS,
+    PENDING,
+    PENDING_PARAMS,
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
+    insert_numbered,
+    insert_pending,
     insert_rows,
 )
 
@@ -90,10 +124,28 @@ MAX_GROUP_ROWS = 10_000
 # The most stream versions the writer remembers (note 7); past it, it forgets them all.
 MAX_KNOWN_STREAMS = 100_000
 
+# The largest group inserted in one statement through the `pending` view (note 1).
+PENDING_ROWS = 64
+
 Outcome = list[RecordedEvent] | BaseException
-# A numbered group: its rows' parameters, each append's outcome, the spans it
-# widens, and each stream's version after it.
-_Numbered = tuple[list[Any], list[Outcome], dict[tuple[str, str], list[int]], dict[str, int]]
+# Each append of a numbered group: its conflict, or (the append, its first position,
+# its first version): its RecordedEvents are made apart from the rows (note 1).
+_Placed = VersionConflict | tuple["PendingAppend", int, int]
+
+
+@dataclass(slots=True)
+class _Numbered:
+    """A group numbered for its INSERT."""
+
+    # How its rows go in: `PENDING_PARAMS` a row through the view (small groups),
+    # `ROW_PARAMS` a row, or 0: one append's rows straight from its values.
+    width: int
+    flat: list[Any]  # with a width, every row's parameters, one row after the other
+    placed: list[_Placed]
+    spans: dict[tuple[str, str], list[int]]  # the first and last position of each id
+    versions: dict[str, int]  # each stream's version after the group
+    now_us: int
+    head: int = 0  # the last position after the group
 
 
 @dataclass(slots=True)
@@ -102,8 +154,9 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Per event: (type, schema_version, data JSON, *meta params) in INSERT order.
-    params: list[tuple[Any, ...]]
+    # Every event's `STORED_PARAMS` (type, schema_version, data JSON, *meta params),
+    # one event after the other (`encode_batch(flat=True)`).
+    values: list[Any]
     # (index of the first event, run id, agent id) wherever those change ('' for none).
     segments: list[tuple[int, str, str]]
     expected_version: ExpectedVersion
@@ -312,7 +365,7 @@ class GroupWriter:
                 version = 0  # a new stream, or version 1 is taken and the INSERT fails
             versions[stream] = version
         numbered = self._numbering(group, versions, known.head)
-        if any(isinstance(outcome, VersionConflict) for outcome in numbered[1]):
+        if any(type(placed) is VersionConflict for placed in numbered.placed):
             return None
         return numbered
 
@@ -336,15 +389,15 @@ class GroupWriter:
     ) -> _Numbered:
         # recorded_at never goes backwards along positions, even if the clock does.
         now_us = self._last_us = max(time.time_ns() // 1000, self._last_us)
-        flat: list[Any] = []  # every row's parameters, one after the other
-        outcomes: list[Outcome] = []
-        spans: dict[tuple[str, str], list[int]] = {}
-        if len(group) == 1 and len(group[0].params) < 64:
-            self._number(group, versions, head, now_us, flat, outcomes, spans)
+        rows = sum(len(item.events) for item in group)
+        width = PENDING_PARAMS if rows <= PENDING_ROWS else 0 if len(group) == 1 else ROW_PARAMS
+        numbered = _Numbered(width, [], [], {}, versions, now_us, head)
+        if rows < 64:
+            self._number(group, numbered)
         else:
             with gc_paused():  # a CPU-only loop over many new objects (_rows.py, note 4)
-                self._number(group, versions, head, now_us, flat, outcomes, spans)
-        return flat, outcomes, spans, versions
+                self._number(group, numbered)
+        return numbered
 
     async def _write(
         self, conn: aiosqlite.Connection, numbered: _Numbered, *, opened: bool
@@ -352,71 +405,73 @@ class GroupWriter:
         """Insert the numbered rows and their spans and commit; the group's outcomes.
 
         `opened`: the transaction was begun already (and the numbering read in
-        it). If not, the first INSERT opens it, and `_Stale` is raised (after
-        the rollback) when its positions are taken (note 7). Every other error
-        rolls back and is raised.
+        it). If not, the INSERT is a transaction of its own or opens one, and
+        `_Stale` is raised (after the rollback) when its positions are taken
+        (note 7). Every other error rolls back and is raised.
         """
-        flat, outcomes, spans, versions = numbered
+        width, flat = numbered.width, numbered.flat
+        placed = [p for p in numbered.placed if type(p) is not VersionConflict]
         try:
-            if flat:
-                rows = len(flat) // ROW_PARAMS
-                full, rest = divmod(rows, INSERT_ROWS)
-                chunk = INSERT_ROWS * ROW_PARAMS
-                try:
-                    if full:
-                        # One hop for every full chunk of rows (_rows.py, note 6).
-                        starts = range(0, full * chunk, chunk)
-                        await conn.executemany(
-                            insert_rows(INSERT_ROWS), [flat[at : at + chunk] for at in starts]
-                        )
-                    if rest:
-                        await conn.execute(insert_rows(rest), flat[full * chunk :])
-                except sqlite3.IntegrityError as e:
-                    if opened:
-                        raise
-                    await _rollback(conn)
-                    raise _Stale() from e
-                if spans:  # no hop for rows without run or agent ids
-                    await conn.executemany(
-                        UPSERT_SPAN, [(*key, *span) for key, span in spans.items()]
-                    )
-            if flat or opened:
+            if not placed:
+                outcomes = self._outcomes(numbered)
+                if opened:
+                    await conn.execute("COMMIT")
+            elif width == PENDING_PARAMS:
+                # One statement: atomic, so it needs no transaction of its own (note 1).
+                await conn.execute(insert_pending(len(flat) // width), flat)
+                outcomes = self._outcomes(numbered)
+                if opened:
+                    await conn.execute("COMMIT")
+            else:
+                # A deferred BEGIN takes no lock: unlike `BEGIN IMMEDIATE` it cannot
+                # fail on one and leave the INSERTs after it to commit one by one (note 1).
+                sent = [] if opened else [_sent(conn.execute("BEGIN"))]
+                if width:
+                    sent += _insert_rows(conn, flat)
+                else:
+                    [(item, position, version)] = placed  # type: ignore[misc]
+                    sent += _insert_numbered(conn, item, position, version, numbered.now_us)
+                if numbered.spans:  # no statement for rows without run or agent ids
+                    widened = [(*key, *span) for key, span in numbered.spans.items()]
+                    sent.append(_sent(conn.executemany(UPSERT_SPAN, widened)))
+                # All are waited for before the COMMIT: one may fail after another landed.
+                for done in await asyncio.gather(*sent, return_exceptions=True):
+                    if isinstance(done, BaseException):
+                        raise done
+                with gc_paused():  # many new objects, no await (_rows.py, note 4)
+                    outcomes = self._outcomes(numbered)
                 await conn.execute("COMMIT")
-        except _Stale:
-            raise
+        except sqlite3.IntegrityError as e:
+            await _rollback(conn)
+            if opened:
+                raise
+            raise _Stale() from e
         except BaseException:
             await _rollback(conn)
             raise
-        self._remember(flat, versions)
+        self._remember(numbered)
         return outcomes
 
-    def _remember(self, flat: list[Any], versions: dict[str, int]) -> None:
+    def _remember(self, numbered: _Numbered) -> None:
         """Keep the head and the group's stream versions after a commit (note 7)."""
         known = self._known
-        if flat:
-            known.head = flat[-ROW_PARAMS]  # the last row's position
-        elif known.head is None:
-            return  # every append conflicted: nothing new is known
-        if len(known.versions) + len(versions) > MAX_KNOWN_STREAMS:
+        known.head = numbered.head
+        if len(known.versions) + len(numbered.versions) > MAX_KNOWN_STREAMS:
             known.versions.clear()
-        known.versions.update(versions)
+        known.versions.update(numbered.versions)
 
     @staticmethod
-    def _number(
-        group: list[PendingAppend],
-        versions: dict[str, int],
-        head: int,
-        now_us: int,
-        flat: list[Any],
-        outcomes: list[Outcome],
-        spans: dict[tuple[str, str], list[int]],
-    ) -> None:
+    def _number(group: list[PendingAppend], numbered: _Numbered) -> None:
         """Check each append's expected version and give its events positions and versions.
 
-        Fills `flat` with the rows, `outcomes` with each append's result and
-        `spans` with the first and last position of each run and agent id.
+        Fills `numbered` with each append's place (or conflict), the rows (for
+        a width), and the first and last position of each run and agent id;
+        through the view, the row that ends an id's span carries its first
+        position (`_rows.py`, note 8).
         """
-        recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
+        versions, spans, placed = numbered.versions, numbered.spans, numbered.placed
+        width, flat, now_us = numbered.width, numbered.flat, numbered.now_us
+        first = head = numbered.head
         extend = flat.extend
         for item in group:
             stream = item.stream_id
@@ -425,19 +480,49 @@ class GroupWriter:
             if expected is not ANY and (
                 actual != 0 if expected is NO_STREAM else expected != actual
             ):
-                outcomes.append(VersionConflict(stream, expected, actual))
+                placed.append(VersionConflict(stream, expected, actual))
                 continue
-            _widen(spans, item.segments, head + 1, head + len(item.events))
-            recorded: list[RecordedEvent] = []
-            for event, params in zip(item.events, item.params, strict=True):
-                head += 1
-                actual += 1
-                extend((head, stream, actual, now_us, *params))
-                recorded.append(
-                    new_recorded(head, stream, actual, event.data, event.meta, recorded_at)
-                )
+            count = len(item.events)
+            _widen(spans, item.segments, head + 1, head + count)
+            placed.append((item, head + 1, actual + 1))
+            if width:
+                values = item.values
+                tail = (0, 0) if width == PENDING_PARAMS else ()
+                for at in range(0, count * STORED_PARAMS, STORED_PARAMS):
+                    head += 1
+                    actual += 1
+                    extend((head, stream, actual, now_us, *values[at : at + STORED_PARAMS], *tail))
+            else:
+                head += count
+                actual += count
             versions[stream] = actual
-            outcomes.append(recorded)
+        numbered.head = head
+        if width == PENDING_PARAMS:
+            for (kind, _), (start, end) in spans.items():
+                # The row at `end` has this id: it widens the span (_rows.py, note 8).
+                column = ROW_PARAMS if kind == "run" else ROW_PARAMS + 1
+                flat[(end - first - 1) * width + column] = start
+
+    @staticmethod
+    def _outcomes(numbered: _Numbered) -> list[Outcome]:
+        """Each append's RecordedEvents, or its conflict."""
+        recorded_at = datetime.fromtimestamp(numbered.now_us / 1_000_000, UTC)
+        outcomes: list[Outcome] = []
+        for placed in numbered.placed:
+            if type(placed) is VersionConflict:
+                outcomes.append(placed)
+                continue
+            item, position, version = placed  # type: ignore[misc]
+            stream = item.stream_id
+            outcomes.append(
+                [
+                    new_recorded(
+                        position + i, stream, version + i, event.data, event.meta, recorded_at
+                    )
+                    for i, event in enumerate(item.events)
+                ]
+            )
+        return outcomes
 
     def _failure(self, error: Exception) -> StoreError:
         if isinstance(error, sqlite3.Error):
@@ -477,6 +562,55 @@ def _widen(
                 span[1] = first + end - 1
 
 
+def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Future[Any]]:
+    """Send the INSERTs of rows of `ROW_PARAMS` parameters each (_rows.py, note 6)."""
+    sent = []
+    rows = len(flat) // ROW_PARAMS
+    full, rest = divmod(rows, INSERT_ROWS)
+    chunk = INSERT_ROWS * ROW_PARAMS
+    if full:
+        chunks = [flat[at : at + chunk] for at in range(0, full * chunk, chunk)]
+        sent.append(_sent(conn.executemany(insert_rows(INSERT_ROWS), chunks)))
+    if rest:
+        sent.append(_sent(conn.execute(insert_rows(rest), flat[full * chunk :])))
+    return sent
+
+
+def _insert_numbered(
+    conn: aiosqlite.Connection, item: PendingAppend, position: int, version: int, now_us: int
+) -> list[asyncio.Future[Any]]:
+    """Send the INSERTs of one append's events, from its values (_rows.py, note 6)."""
+    sent = []
+    values, stream = item.values, item.stream_id
+    full, rest = divmod(len(item.events), INSERT_ROWS)
+    chunk = INSERT_ROWS * STORED_PARAMS
+    if full:
+        chunks = [
+            [
+                position + k * INSERT_ROWS,
+                stream,
+                version + k * INSERT_ROWS,
+                now_us,
+                *values[k * chunk : (k + 1) * chunk],
+            ]
+            for k in range(full)
+        ]
+        sent.append(_sent(conn.executemany(insert_numbered(INSERT_ROWS), chunks)))
+    if rest:
+        done = full * INSERT_ROWS
+        params = [position + done, stream, version + done, now_us, *values[full * chunk :]]
+        sent.append(_sent(conn.execute(insert_numbered(rest), params)))
+    return sent
+
+
+def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:
+    """A statement sent to the connection's thread without waiting for it (note 1).
+
+    aiosqlite queues it when its task first runs, in the order of the calls.
+    """
+    return asyncio.ensure_future(call)
+
+
 async def _rollback(conn: aiosqlite.Connection) -> None:
     # Always sent (reading `in_transaction` would race a statement still in
     # flight on the connection's thread); it runs after any such statement.
@@ -489,12 +623,16 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     with translated("opening", path):
-        # Legacy transaction mode: the first INSERT of a group opens the transaction (note 1).
-        conn = await aiosqlite.connect(path, isolation_level="IMMEDIATE", cached_statements=256)
+        # Autocommit: a statement outside `BEGIN IMMEDIATE` is a transaction of its own (note 1).
+        # Up to 64 + 100 + 100 INSERTs of different sizes (`_rows.py`), and the rest: a
+        # statement of 100 rows takes SQLite ~2 ms to prepare again.
+        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=512)
     try:
         with translated("opening", path):
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         await _init_schema(conn, path)
+        with translated("opening", path):
+            await conn.executescript(PENDING)
     except BaseException:
         await conn.close()
         raise

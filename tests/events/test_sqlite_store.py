@@ -444,6 +444,32 @@ async def test_a_writer_sees_what_another_writer_appended_to_its_streams(tmp_pat
     assert (b2.position, b2.version) == (7, 2)
 
 
+async def test_large_groups_see_what_another_writer_appended(tmp_path: Path) -> None:
+    """A group too large for one statement (one big append, or many appends) goes in by
+    other statements (`_writer.py`, note 1); stale memory must not cost it either."""
+    async with SQLiteEventStore(tmp_path / "log.db") as one:
+        await one.append("agent-a", [command("a", n) for n in range(150)], expected_version=0)
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-a", [command("a", n) for n in range(120)])
+        big = await one.append("agent-a", [command("a", n) for n in range(130)])
+        with pytest.raises(VersionConflict) as conflict:
+            await one.append("agent-a", [command("a", n) for n in range(100)], expected_version=5)
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-b", [command("b", 0)])
+        many = await asyncio.gather(
+            *(one.append(f"agent-{k}", [command(k, n) for n in range(10)]) for k in "bcdefgh")
+        )
+        positions = [e.position async for e in one.iter_all()]
+        of_b = [e async for e in one.iter_all(where=EventFilter(agent_id="b"))]
+
+    assert [(e.position, e.version) for e in (big[0], big[-1])] == [(271, 271), (400, 400)]
+    assert conflict.value.actual == 400
+    assert sorted(e.position for batch in many for e in batch) == list(range(402, 472))
+    assert [e.version for e in many[0]] == list(range(2, 12))
+    assert positions == list(range(1, 472))
+    assert [e.version for e in of_b] == list(range(1, 12))
+
+
 async def test_appends_wait_while_another_connection_holds_the_write_lock(
     store: SQLiteEventStore,
 ) -> None:
@@ -467,6 +493,9 @@ async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothi
             blocker.execute("BEGIN IMMEDIATE")
             with pytest.raises(StoreError, match="locked"):
                 await store.append("agent-a", [command("a", 0)])
+            # A group too large for one statement takes other statements (`_writer.py`, note 1).
+            with pytest.raises(StoreError, match="locked"):
+                await store.append("agent-a", [command("a", n) for n in range(100)])
             blocker.execute("ROLLBACK")
         assert await store.head() == 0
         [recorded] = await store.append("agent-a", [command("a", 0)], expected_version=0)
