@@ -17,13 +17,21 @@ Figures:
   (event appends, the transcript, hook dispatch, building the conversation);
   with no hooks, with no hooks and no transcript (`AgentSpec(transcript=False)`),
   and with a no-op Python hook at every hook point.
-- the baseline, measured in the same run: the same model requests sent
-  straight through `ModelClient.respond`, with no agent, no log and no tools.
+- the baselines, measured in the same run on one scout's recorded requests:
+  the same requests sent straight through `ModelClient.respond` (no agent, no
+  log, no tools), and through a bare `AsyncAnthropic().messages.create` (the
+  SDK alone, not streamed) and `messages.stream` (the SDK's own accumulator).
 - 1, 100 and 1,000 agents at once (one event loop, one log): steps/s, the
   runtime's overhead per step as each agent sees it (its appends, including
   the wait for a group commit, hooks, the conversation) beside the model
-  call's, and the runtime process's CPU time per step (its own cost,
-  whatever the waiting).
+  call's, and **the runtime's overhead a step**: the runtime process's CPU
+  time per step (a step is one model call, with the tool calls and events it
+  leads to), which is all its own cost whatever the waiting, the simulator
+  excluded (its own process). Beside it, in the same run and at the same
+  concurrency, the CPU per request of `ModelClient.respond` alone and of the
+  bare SDK loop, and the runtime's CPU per step above that bare SDK loop: the
+  SDK's own request cost is a floor the runtime cannot go under while every
+  model call goes through it.
 
 The machine has 2 cores and other work may be running: the figures are
 indicative. Nothing here is a test.
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import statistics
 import subprocess
@@ -44,9 +53,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from anthropic import AsyncAnthropic
+
 from events import SQLiteEventStore
 from hooks import HookDispatcher
-from runtime import Agent, AgentSpec, AgentStats, ModelClient, Simulator, prepare_workspace
+from runtime import (
+    Agent,
+    AgentSpec,
+    AgentStats,
+    ModelClient,
+    Simulator,
+    prepare_workspace,
+)
+from runtime._client import SIMULATOR_API_KEY
 
 TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/scout-{i}.md."
 POINTS = (
@@ -68,10 +87,11 @@ class Sizes:
     sequential: int  # agents run one after another for the per-step split
     concurrency: tuple[int, ...]
     trials: int
+    repeats: int  # of the one-at-a-time baselines, per trial
 
 
-FULL = Sizes(sequential=20, concurrency=(1, 100, 1_000), trials=3)
-QUICK = Sizes(sequential=5, concurrency=(1, 100, 1_000), trials=1)
+FULL = Sizes(sequential=20, concurrency=(1, 100, 1_000), trials=3, repeats=1)
+QUICK = Sizes(sequential=5, concurrency=(1, 100, 1_000), trials=1, repeats=3)
 
 
 # -- the simulator in a process of its own -----------------------------------------------
@@ -164,38 +184,125 @@ async def sequential(
     return _split([a.stats for a in agents])
 
 
+MIN_AGENTS = 25
+"""A measurement of n agents at once runs rounds until this many have run (100 steps)."""
+
+
+def rounds(n: int) -> int:
+    return max(1, MIN_AGENTS // n)
+
+
 async def concurrent(
     store: SQLiteEventStore, client: ModelClient, workspace: Path, run: str, n: int
 ) -> dict[str, float]:
-    agents = await _agents(store, client, workspace, run, n, None)
-    cpu, wall = time.process_time(), time.perf_counter()
-    outcomes = await asyncio.gather(*(a.run_until_idle() for a in agents))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert {o.status for o in outcomes} == {"completed"}
-    split = _split([a.stats for a in agents])
+    """`n` agents at once, `rounds(n)` times (the clocks run only while agents do)."""
+    cpu = wall = 0.0
+    stats = []
+    for r in range(rounds(n)):
+        agents = await _agents(store, client, workspace, f"{run}r{r}", n, None)
+        started_cpu, started = time.process_time(), time.perf_counter()
+        outcomes = await asyncio.gather(*(a.run_until_idle() for a in agents))
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
+        assert {o.status for o in outcomes} == {"completed"}
+        stats += [a.stats for a in agents]
+    split = _split(stats)
     steps = split["steps"]
     return {"steps_s": steps / wall, "cpu_ms": cpu / steps * 1000, "wall_s": wall, **split}
 
 
-async def baseline(client: ModelClient, store: SQLiteEventStore, run: str) -> float:
-    """ms per model request with no runtime around it: replay one recorded scout's requests."""
-    events = await store.read_stream(f"agent-{run}-scout-0")
-    created = events[0].data
-    system = created.system_prompt  # type: ignore[union-attr]
+@dataclass(frozen=True, slots=True)
+class Requests:
+    """One recorded scout's model requests, as `ModelClient.respond` and the SDK send them."""
+
+    system: str
+    conversations: list[list[dict[str, object]]]
+    tools: list[dict[str, object]]
+
+    def sdk_params(self, client: ModelClient) -> list[dict[str, object]]:
+        """The request bodies `ModelClient.respond` sends (cache breakpoints included)."""
+        from runtime._client import _EPHEMERAL, _with_cache_control
+
+        info = client.resolve("haiku")
+        return [
+            {
+                "model": info.id,
+                "max_tokens": min(8192, info.max_output),
+                "system": [{"type": "text", "text": self.system, "cache_control": _EPHEMERAL}],
+                "messages": _with_cache_control(messages),
+                "tools": self.tools,
+            }
+            for messages in self.conversations
+        ]
+
+
+async def recorded(store: SQLiteEventStore, run: str) -> Requests:
+    """The requests one scout of `run` made, rebuilt from its stream."""
     from runtime import worker_toolbox
     from runtime._conversation import AgentState
 
+    events = await store.read_stream(f"agent-{run}-scout-0")
+    system = events[0].data.system_prompt  # type: ignore[union-attr]
     state = AgentState(f"{run}-scout-0")
-    requests = []
+    conversations = []
     for event in events:
         if event.type == "ModelResponded":
-            requests.append([dict(m) for m in state.messages])
+            conversations.append([dict(m) for m in state.messages])
         state.apply(event)
-    tools = worker_toolbox().definitions()
-    started = time.perf_counter()
-    for messages in requests:
-        await client.respond(model="haiku", system=system, messages=messages, tools=tools)
-    return (time.perf_counter() - started) / len(requests) * 1000
+    return Requests(system, conversations, worker_toolbox().definitions())
+
+
+async def _timed(n: int, requests: int, send) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(CPU ms, wall ms) per request of `n` tasks, task k sending `requests` requests with
+    `send(k, i)`, `rounds(n)` times."""
+
+    async def task(k: int) -> None:
+        for _ in range(rounds(n)):
+            for i in range(requests):
+                await send(k, i)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(task(k) for k in range(n)))
+    done = n * requests * rounds(n)
+    return (
+        (time.process_time() - cpu) / done * 1000,
+        (time.perf_counter() - wall) / done * 1000,
+    )
+
+
+async def baseline(client: ModelClient, requests: Requests, n: int = 1) -> tuple[float, float]:
+    """(CPU, wall) ms per request through `ModelClient.respond`, `n` at once, no runtime."""
+    convs = requests.conversations
+
+    # each task as an agent of its own, as agents ask (when the client takes `agent`: an
+    # older one, measured for a before/after, does not)
+    named = "agent" in inspect.signature(ModelClient.respond).parameters
+
+    async def send(k: int, i: int) -> None:
+        await client.respond(
+            model="haiku",
+            system=requests.system,
+            messages=convs[i],
+            tools=requests.tools,
+            **({"agent": f"baseline-{n}-{k}"} if named else {}),
+        )
+
+    return await _timed(n, len(convs), send)
+
+
+async def bare_sdk(
+    sdk: AsyncAnthropic, params: list[dict[str, object]], n: int = 1, *, stream: bool = False
+) -> tuple[float, float]:
+    """(CPU, wall) ms per request of the SDK alone: `messages.create`, or `messages.stream`."""
+
+    async def send(k: int, i: int) -> None:
+        if stream:
+            async with sdk.messages.stream(**params[i]) as s:  # type: ignore[arg-type]
+                await s.get_final_message()
+        else:
+            await sdk.messages.create(**params[i])  # type: ignore[call-overload]
+
+    return await _timed(n, len(params), send)
 
 
 async def main(sizes: Sizes) -> None:
@@ -214,7 +321,11 @@ async def main(sizes: Sizes) -> None:
             print("(offline simulator: its answers are scripted; figures are indicative)\n")
             await sequential(store, client, workspace, "warm", 3, None)
 
-            plain, bare, hooked, base = [], [], [], []
+            plain, bare, hooked = [], [], []
+            base, sdk_create, sdk_stream = [], [], []
+            # as ModelClient.from_env makes its SDK client (a 5 s connect timeout is too short
+            # for 1,000 connections opened at once)
+            sdk = AsyncAnthropic(api_key=SIMULATOR_API_KEY, base_url=url, timeout=600.0)
             for t in range(sizes.trials):
                 plain.append(
                     await sequential(store, client, workspace, f"plain{t}", sizes.sequential, None)
@@ -229,7 +340,12 @@ async def main(sizes: Sizes) -> None:
                         store, client, workspace, f"hooked{t}", sizes.sequential, hooks
                     )
                 )
-                base.append(await baseline(client, store, f"plain{t}"))
+                requests = await recorded(store, f"plain{t}")
+                params = requests.sdk_params(client)
+                for _ in range(sizes.repeats):
+                    base.append(await baseline(client, requests))
+                    sdk_create.append(await bare_sdk(sdk, params))
+                    sdk_stream.append(await bare_sdk(sdk, params, stream=True))
             med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
             print(
                 f"per step, one agent at a time ({sizes.sequential} agents x 4 steps, "
@@ -247,28 +363,52 @@ async def main(sizes: Sizes) -> None:
                     f"  {label:34}{med(plain, key):>10.2f}{med(bare, key):>15.2f}"
                     f"{med(hooked, key):>16.2f}"
                 )
-            b = statistics.median(base)
-            print(f"  baseline: the same requests without the runtime: {b:.2f} ms/request")
-            print(f"  runtime overhead / model call: {med(plain, 'overhead_ms') / b:.2f}x\n")
+            cpu = lambda rows: statistics.median(r[0] for r in rows)  # noqa: E731
+            wall = lambda rows: statistics.median(r[1] for r in rows)  # noqa: E731
+            print("\nbaselines, the same scout's requests one at a time (ms per request):")
+            print(f"  {'':44}{'wall':>8}{'CPU':>8}")
+            for label, rows in [
+                ("ModelClient.respond, no agent, no log", base),
+                ("bare SDK: AsyncAnthropic().messages.create", sdk_create),
+                ("bare SDK: messages.stream + get_final_message", sdk_stream),
+            ]:
+                print(f"  {label:44}{wall(rows):>8.2f}{cpu(rows):>8.2f}")
+            print(
+                f"  runtime overhead (wall, no hooks) / ModelClient.respond: "
+                f"{med(plain, 'overhead_ms') / wall(base):.2f}x\n"
+            )
 
             print("all agents at once (one event loop, one SQLite log), ms per step:")
             print(
-                f"  {'agents':>6}{'steps/s':>10}{'overhead':>11}{'appends':>11}{'model':>11}"
-                f"{'CPU':>7}{'wall s':>9}"
+                f"  {'agents':>6}{'steps/s':>9}{'overhead':>10}{'appends':>10}{'model':>10}"
+                f"{'wall s':>8} |{'CPU/step':>9}{'respond':>9}{'bare SDK':>9}{'above SDK':>10}"
             )
             for n in sizes.concurrency:
-                rows = [
-                    await concurrent(store, client, workspace, f"c{n}-{t}", n)
-                    for t in range(sizes.trials)
-                ]
-                print(
-                    f"  {n:>6,}{med(rows, 'steps_s'):>10.0f}{med(rows, 'overhead_ms'):>11.2f}"
-                    f"{med(rows, 'append_ms'):>11.2f}{med(rows, 'model_ms'):>11.2f}"
-                    f"{med(rows, 'cpu_ms'):>7.2f}{med(rows, 'wall_s'):>9.2f}"
+                rows, alone, floor = [], [], []
+                requests = await recorded(store, "plain0")
+                params = requests.sdk_params(client)
+                for t in range(sizes.trials):
+                    rows.append(await concurrent(store, client, workspace, f"c{n}-{t}", n))
+                    alone.append(await baseline(client, requests, n))
+                    floor.append(await bare_sdk(sdk, params, n))
+                above = statistics.median(
+                    r["cpu_ms"] - f[0] for r, f in zip(rows, floor, strict=True)
                 )
+                print(
+                    f"  {n:>6,}{med(rows, 'steps_s'):>9.0f}{med(rows, 'overhead_ms'):>10.2f}"
+                    f"{med(rows, 'append_ms'):>10.2f}{med(rows, 'model_ms'):>10.2f}"
+                    f"{med(rows, 'wall_s'):>8.2f} |{med(rows, 'cpu_ms'):>9.2f}"
+                    f"{cpu(alone):>9.2f}{cpu(floor):>9.2f}{above:>10.2f}"
+                )
+            await sdk.close()
             print(
-                "  (overhead: the runtime's own time per step as each agent sees it, waits "
-                "included; CPU: the runtime process's CPU time per step)"
+                "  left of |: as each agent sees it (waits included).\n"
+                "  CPU/step: the runtime's overhead a step, the runtime process's CPU time per\n"
+                "    step (one model call, its tool calls and events), simulator excluded.\n"
+                "  respond, bare SDK: CPU per request of the same scout's requests, as many at once,\n"
+                "    through ModelClient.respond and through AsyncAnthropic().messages.create.\n"
+                "  above SDK: CPU/step minus bare SDK, same trial (median): the runtime's own\n"
+                "    cost beyond the SDK's per-request floor."
             )
 
 

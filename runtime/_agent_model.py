@@ -59,6 +59,7 @@ class AgentModel:
                 messages=messages,
                 tools=self._toolbox.definitions(),
                 max_tokens=self._log.spec.max_tokens,
+                agent=self._log.spec.agent_id,
             )
         finally:
             self._stats.model_s += time.perf_counter() - started

@@ -1,0 +1,107 @@
+"""The model client's SDK clients: one for a few agents, so no connection pool grows large.
+
+    pools = ClientPools(first_client, make=lambda: AsyncAnthropic(...))
+    sdk = pools.client_for(agent_id)      # the same SDK client for an agent, every time
+    await pools.aclose()
+
+Notes (do not fix without reading this):
+1. Why more than one client. The SDK's HTTP pool checks every idle connection
+   it holds (a socket probe: `getpeername`, `poll`) each time a request takes
+   a connection and each time one is given back. With one client for the
+   whole runtime, 100 agents keep about 100 connections and every request
+   pays about 200 probes: about 1 ms of CPU a step at 100 agents, 2 ms at 1,000
+   (`bench/agents.py`, BENCHMARKS.md "Performance at scale"). A client for
+   every `AGENTS_PER_CLIENT` agents keeps each pool small.
+2. An agent keeps its client (so its connection is reused between its
+   steps, which matters for TLS to the real API); a new agent goes to the
+   client with the fewest agents, and a new client is made only when all
+   have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a handful,
+   use the first client alone, as before.
+3. An agent counts on its client while a request of its is in flight and
+   for `HOLD_S` after its last one ended: the pool closes a connection idle
+   for 5 s (the SDK's keep-alive), so an agent quiet for longer holds none,
+   and it is let go (assigned anew, with no loss, if it asks again). So
+   finished agents do not make clients for new ones, a long model call keeps
+   its agent counted, and the assignment holds only the agents at work.
+4. A client costs about 25 ms to make (the SDK loads the CA certificates for
+   each), once; clients are kept until `aclose()`.
+5. Requests with no agent (the chat view's, a caller's own) use the first client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from anthropic import AsyncAnthropic
+
+__all__ = ["AGENTS_PER_CLIENT", "MAX_CLIENTS", "ClientPools"]
+
+AGENTS_PER_CLIENT = 16
+MAX_CLIENTS = 64
+HOLD_S = 5.0  # the SDK's HTTP keep-alive (httpx's default `keepalive_expiry`)
+
+
+class ClientPools:
+    """SDK clients for a runtime's agents (module notes); `make` is None for one client only.
+
+    `client_for(agent)` when a request of `agent` begins, `done(agent)` when it ends.
+    """
+
+    def __init__(
+        self, first: AsyncAnthropic, make: Callable[[], AsyncAnthropic] | None = None
+    ) -> None:
+        self.first = first
+        self._make = make
+        self._clients = [first]
+        self._load = [0]  # agents counted on each client (note 3)
+        self._where: dict[str, int] = {}  # agent -> its client's index
+        self._busy: dict[str, int] = {}  # agent -> its requests in flight
+        self._quiet: OrderedDict[str, float] = OrderedDict()  # agent -> when its last one ended
+
+    @property
+    def count(self) -> int:
+        """How many SDK clients exist."""
+        return len(self._clients)
+
+    def client_for(self, agent: str | None) -> AsyncAnthropic:
+        """The SDK client a request of `agent` goes through (note 2)."""
+        if agent is None or self._make is None:
+            return self.first
+        self._let_go(time.monotonic() - HOLD_S)
+        index = self._where.get(agent)
+        if index is None:
+            index = min(range(len(self._load)), key=self._load.__getitem__)
+            if self._load[index] >= AGENTS_PER_CLIENT and len(self._clients) < MAX_CLIENTS:
+                self._clients.append(self._make())
+                self._load.append(0)
+                index = len(self._clients) - 1
+            self._where[agent] = index
+            self._load[index] += 1
+        self._quiet.pop(agent, None)
+        self._busy[agent] = self._busy.get(agent, 0) + 1
+        return self._clients[index]
+
+    def done(self, agent: str | None) -> None:
+        """A request of `agent` ended (note 3)."""
+        if agent is None or agent not in self._busy:
+            return
+        self._busy[agent] -= 1
+        if self._busy[agent] == 0:
+            del self._busy[agent]
+            self._quiet[agent] = time.monotonic()
+
+    def _let_go(self, before: float) -> None:
+        """Let go of the agents whose last request ended before `before` (note 3)."""
+        while self._quiet:
+            agent, ended = next(iter(self._quiet.items()))
+            if ended >= before:
+                return
+            del self._quiet[agent]
+            self._load[self._where.pop(agent)] -= 1
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        for client in self._clients:
+            await client.close()

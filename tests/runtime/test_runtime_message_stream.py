@@ -1,0 +1,146 @@
+"""The model client reads a streamed answer as the SDK's own accumulator does, and shares pools.
+
+The streams are the simulator's, fetched through the real SDK; what `MessageStreamReader`
+makes of their bytes is compared with what `messages.stream()` makes of the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import pytest
+
+from runtime import ModelClient, Simulator
+from runtime._client import blocks_to_dicts, content_to_dicts, usage_from_api, usage_from_dict
+from runtime._client_pools import ClientPools
+from runtime._message_stream import MessageStreamReader, StreamError, StreamInvalid
+from runtime.simulator import ErrorReply
+
+TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
+THOUGHT = {"type": "thinking", "thinking": "Let me think, « at length » … " * 5, "signature": "s-1"}
+TOOL_INPUT = {"path": "notes/ünïcode.md", "content": "line\n" * 40, "n": [1, 2.5, None, True]}
+
+
+async def _own(body: dict[str, Any]) -> dict[str, Any] | ErrorReply:
+    """A thinking block, a long text and a tool call whose input spans many deltas."""
+    return {
+        "id": "msg_own_2", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [
+            THOUGHT,
+            {"type": "text", "text": "Here is the plan — " * 20},
+            {"type": "tool_use", "id": "toolu_1", "name": "write", "input": TOOL_INPUT},
+        ],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 7, "cache_creation_input_tokens": 3,
+                  "cache_read_input_tokens": 2, "output_tokens": 50},
+    }  # fmt: skip
+
+
+def _request(model: str = "claude-haiku-4-5") -> dict[str, Any]:
+    return {"model": model, "max_tokens": 1024, "messages": [{"role": "user", "content": TASK}]}
+
+
+async def _bytes(sim: Simulator, request: dict[str, Any]) -> bytes:
+    sdk = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sim")
+    async with sdk, sdk.messages.with_streaming_response.create(**request, stream=True) as r:
+        raw: bytes = await r.read()
+        return raw
+
+
+async def _sdk_message(sim: Simulator, request: dict[str, Any]) -> Any:
+    sdk = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sim")
+    async with sdk, sdk.messages.stream(**request) as stream:
+        return await stream.get_final_message()
+
+
+def _read(raw: bytes, step: int) -> dict[str, Any]:
+    reader = MessageStreamReader()
+    for i in range(0, len(raw), step):
+        reader.feed(raw[i : i + step])
+    return reader.message()
+
+
+@pytest.mark.parametrize("fault", [None, "max_tokens", "pause_turn", "refusal"])
+async def test_the_reader_makes_what_the_sdks_accumulator_makes(fault: str | None) -> None:
+    async with Simulator(chunk_chars=7) as sim:
+        if fault is not None:
+            sim.inject_faults(mid_stream=fault, count=1)  # type: ignore[arg-type]
+        raw = await _bytes(sim, _request())
+        if fault is not None:
+            sim.inject_faults(mid_stream=fault, count=1)  # type: ignore[arg-type]
+        expected = await _sdk_message(sim, _request())
+    # Whole, a byte at a time, and in odd chunks; with CRLF line ends too.
+    for body, step in [(raw, len(raw)), (raw, 1), (raw, 13), (raw.replace(b"\n", b"\r\n"), 5)]:
+        message = _read(body, step)
+        assert blocks_to_dicts(message["content"]) == content_to_dicts(expected.content)
+        assert usage_from_dict(message["usage"]) == usage_from_api(expected.usage)
+        assert (message["id"], message["stop_reason"]) == (expected.id, expected.stop_reason)
+
+
+async def test_thinking_long_text_and_a_long_tool_input_read_the_same() -> None:
+    async with Simulator(responder=_own, chunk_chars=5) as sim:
+        raw = await _bytes(sim, _request())
+        expected = await _sdk_message(sim, _request())
+    message = _read(raw, 3)
+    assert blocks_to_dicts(message["content"]) == content_to_dicts(expected.content)
+    assert message["content"][2]["input"] == TOOL_INPUT
+    assert usage_from_dict(message["usage"]) == usage_from_api(expected.usage)
+
+
+def test_an_error_event_and_a_body_that_is_no_message_are_told_apart() -> None:
+    start = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{}}}\n\n'
+    )
+    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    reader = MessageStreamReader()
+    reader.feed(start)
+    with pytest.raises(StreamError) as raised:
+        reader.feed(b": a comment\n\nevent: ping\ndata: {}\n\n" + error)
+    assert (raised.value.type, raised.value.message) == ("overloaded_error", "Overloaded")
+
+    with pytest.raises(StreamInvalid, match="before its message began"):
+        MessageStreamReader().message()
+    with pytest.raises(StreamInvalid, match="before 'message_start'"):
+        MessageStreamReader().feed(
+            b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        )
+    with pytest.raises(StreamInvalid):
+        MessageStreamReader().feed(b"event: message_start\ndata: {not json\n\n")
+
+
+async def test_agents_share_an_sdk_client_sixteen_at_a_time_and_keep_theirs() -> None:
+    made: list[anthropic.AsyncAnthropic] = []
+
+    def make() -> anthropic.AsyncAnthropic:
+        made.append(anthropic.AsyncAnthropic(base_url="http://127.0.0.1:9", api_key="sim"))
+        return made[-1]
+
+    first = make()
+    pools = ClientPools(first, make)
+    try:
+        clients = [pools.client_for(f"a{i}") for i in range(40)]
+        assert pools.count == 3 and clients[:16] == [first] * 16
+        assert [clients.count(c) for c in made] == [16, 16, 8]
+        assert [pools.client_for(f"a{i}") for i in range(40)] == clients  # each keeps its own
+        for i in range(40):  # their requests end: each still counts (its connection is warm)
+            pools.done(f"a{i}")
+            pools.done(f"a{i}")
+        assert [pools.client_for(f"a{i}") for i in range(40)] == clients and pools.count == 3
+        assert pools.client_for(None) is first
+        alone = ClientPools(first)  # no way to make more: one client for all
+        assert {alone.client_for(f"a{i}") for i in range(40)} == {first}
+    finally:
+        await pools.aclose()
+
+
+async def test_the_model_client_answers_through_its_pools(client: ModelClient) -> None:
+    replies = [
+        await client.respond(
+            model="haiku", system="You are a scout.", messages=[{"role": "user", "content": TASK}],
+            agent=f"agent-{i}",
+        )
+        for i in range(20)
+    ]  # fmt: skip
+    assert client._pools.count == 2
+    assert len({r.content[0]["type"] for r in replies}) == 1
