@@ -408,6 +408,10 @@ def forget_checkpoints(path: Path) -> None:
             "version INTEGER, position INTEGER, state TEXT, updated_at INTEGER)"
         )
         conn.execute("DELETE FROM projection_checkpoints")
+        # and the time-travel snapshots, so each measure makes its own
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "projection_snapshots" in tables:
+            conn.execute("DELETE FROM projection_snapshots")
 
 
 async def read_seconds(store: SQLiteEventStore, *, data: bool = False) -> tuple[float, float]:
