@@ -85,6 +85,7 @@ from events import (
     ToolCallCompleted,
     ToolCallRequested,
     Usage,
+    encode_event,
     load_data,
 )
 from projections import ProjectionRunner
@@ -414,6 +415,18 @@ def forget_checkpoints(path: Path) -> None:
             conn.execute("DELETE FROM projection_snapshots")
 
 
+async def wire_seconds(store: SQLiteEventStore) -> float:
+    """Wall seconds of reading the whole log as wire JSON (`encode_event`), as the API's
+    pages, an SSE catch-up and an export do."""
+    started = time.perf_counter()
+    position = 0
+    while page := await store.read_all(after=position, limit=2000, lenient=True):
+        position = page[-1].position
+        for event in page:
+            encode_event(event)
+    return time.perf_counter() - started
+
+
 async def read_seconds(store: SQLiteEventStore, *, data: bool = False) -> tuple[float, float]:
     """Wall and CPU seconds of reading the whole log through the store, folding nothing;
     with `data`, every event's data decoded too (a read decodes it on first use)."""
@@ -467,6 +480,7 @@ async def measure(path: Path) -> dict[str, Any]:
         raws = [await asyncio.to_thread(raw_read_seconds, path)]
         reads = [await read_seconds(store)]
         decoded = [await read_seconds(store, data=True)]
+        result["wire_eps"] = head / await wire_seconds(store)
         first = await rebuild_seconds(store)
         runner = first[2]
         t = time.perf_counter()
@@ -588,6 +602,10 @@ def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> N
         + ", ".join(
             f"{r['read_data_eps']:,.0f} ({r['read_data_eps'] / r['raw_eps']:.2f})" for r in results
         )
+    )
+    print(
+        "reading as wire JSON (encode_event: API pages, SSE catch-up, exports), ev/s: "
+        + ", ".join(f"{r['wire_eps']:,.0f}" for r in results)
     )
     print(
         "time-travel snapshots made behind the rebuild, in the background, s: "
