@@ -72,7 +72,6 @@ from events import (
     NewEvent,
     ToolCallCompleted,
     ToolCallRequested,
-    Usage,
 )
 from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
 
@@ -80,7 +79,7 @@ from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
 from ._approvals import ApprovalGate
 from ._claude_code_subagents import SUBAGENT_TOOLS, Subagents
-from ._client import SIMULATOR_API_KEY
+from ._client import SIMULATOR_API_KEY, usage_from_dict
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
 
@@ -169,19 +168,6 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    """The API's usage (as Claude Code streams it) in fleet's buckets."""
-    split = raw.get("cache_creation") or {}
-    return Usage(
-        input_tokens=raw.get("input_tokens") or 0,
-        output_tokens=raw.get("output_tokens") or 0,
-        cache_creation_input_tokens=raw.get("cache_creation_input_tokens") or 0,
-        cache_read_input_tokens=raw.get("cache_read_input_tokens") or 0,
-        cache_creation_5m_input_tokens=split.get("ephemeral_5m_input_tokens") or 0,
-        cache_creation_1h_input_tokens=split.get("ephemeral_1h_input_tokens") or 0,
-    )
-
-
 def _result(block: Any) -> tuple[str, bool]:
     """A tool_result block's text (capped) and whether it is an error."""
     return _cap(_text(block.content)), bool(block.is_error)
@@ -234,7 +220,7 @@ class ClaudeCodeAgent(Agent):
         self._denied: set[str] = set()
         self._session_s = 0.0
         self._ending = False  # delete: the rest of the session is not the agent's work
-        self._subagents = Subagents(self, block=_block, usage=_usage, result=_result)
+        self._subagents = Subagents(self, block=_block, usage=usage_from_dict, result=_result)
 
     @property
     def session_id(self) -> str:
@@ -443,7 +429,7 @@ class ClaudeCodeAgent(Agent):
         message, self._message = self._message, None
         if message is None or not message.content:
             return
-        usage = _usage(message.usage)
+        usage = usage_from_dict(message.usage)  # the API's usage, as Claude Code streams it
         uses = [b for b in message.content if b.get("type") == "tool_use"]
         stop = message.stop_reason or ("tool_use" if uses else "end_turn")
         responded = ModelResponded(

@@ -107,7 +107,8 @@ def usage_from_api(usage: Any) -> Usage:
 
 
 def usage_from_dict(usage: Mapping[str, Any]) -> Usage:
-    """A streamed message's `usage` object as fleet's `events.Usage` (as `usage_from_api`)."""
+    """A `usage` object as JSON data (a streamed message's, Claude Code's) as fleet's
+    `events.Usage` (as `usage_from_api`)."""
     split = usage.get("cache_creation") or {}
     return Usage(
         input_tokens=usage.get("input_tokens") or 0,
