@@ -580,7 +580,7 @@ async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_witho
     loading one must never run what it names. Such a blob is a missing snapshot."""
     head = await append_all(store, scout_plan_build(Timeline()).events)
     async with ProjectionRunner(store, [Tally()], snapshot_every=10):
-        pass
+        pass  # its start takes the snapshots (a short fold) and its close persists them
     stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
     assert 30 in stored
     marker = tmp_path / "pwned"
