@@ -242,7 +242,7 @@ class Snapshots:
     @staticmethod
     def pack(data: Any) -> bytes:
         """A dumped state compressed for keeping (note 1)."""
-        return zlib.compress(pickle.dumps(data, protocol=5), 1)
+        return zlib.compress(Snapshots.pickled(data), 1)
 
     @staticmethod
     def unpack(blob: bytes) -> Any:

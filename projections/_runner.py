@@ -56,7 +56,7 @@ from ._fleet import FleetProjection
 from ._folding import Slot, fold
 from ._graph import GraphProjection
 from ._runs import RunsProjection
-from ._time_travel import TimeTravel
+from ._time_travel import TimeTravel, cancel_and_wait
 from .errors import (
     InvalidPosition,
     ProjectionFailed,
@@ -213,7 +213,7 @@ class ProjectionRunner:
         await self._travel.stop_backfill()
         for task in (self._follower, self._flusher):
             if task is not None:
-                await _cancel(task)
+                await cancel_and_wait(task)
         try:
             if checkpoint:
                 await self._checkpoint()
@@ -556,17 +556,3 @@ class ProjectionRunner:
                     slot.dirty = True
                 raise
             logger.debug("checkpoints written: %s", {r.name: r.position for r in rows})
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait for it to end.
-
-    Cancels again while it runs: on Python 3.11, an `asyncio.wait_for` inside
-    the task (the store's subscription polls with one) swallows a cancellation
-    that lands as its inner wait completes, and the task would go on forever.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug("background task %s ended with %r", task.get_name(), task.exception())

@@ -20,7 +20,7 @@ from ._backfill import backfill, needs_backfill
 from ._checkpoints import Snapshots, SnapshotUnreadable, copy_state
 from ._folding import Slot, fold
 
-__all__ = ["TimeTravel"]
+__all__ = ["TimeTravel", "cancel_and_wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,7 @@ class TimeTravel:
         """Cancel a running backfill and wait for it to end."""
         task, self._backfill = self._backfill, None
         if task is not None:
-            while not task.done():  # as the runner's `_cancel`: 3.11 can swallow one
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
+            await cancel_and_wait(task)
 
     async def made(self) -> None:
         """Return once a running backfill has ended; its errors are logged, not raised."""
@@ -160,3 +158,17 @@ class TimeTravel:
         if past.failed is not None:
             raise past.failed
         return past.state
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait for it to end.
+
+    Cancels again while it runs: on Python 3.11, an `asyncio.wait_for` inside
+    the task (the store's subscription polls with one) swallows a cancellation
+    that lands as its inner wait completes, and the task would go on forever.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("background task %s ended with %r", task.get_name(), task.exception())
