@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from events import CheckpointStore, EventStore, gc_paused
 
 from ._checkpoints import Snapshots, SnapshotUnreadable
 from ._folding import Slot, fold
 
-__all__ = ["backfill", "needs_backfill"]
+__all__ = ["backfill", "needs_backfill", "snapshot_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +75,37 @@ async def backfill(
     logger.info("time-travel snapshots made up to position %d", until)
 
 
+async def snapshot_data(
+    checkpoints: CheckpointStore, snapshots: Snapshots, name: str, version: int, position: int
+) -> tuple[int, Any] | None:
+    """The latest snapshot of `name` at or before `position`, from memory or the checkpoint
+    store, unpacked: `(its position, the dumped state)`; None when there is none, or it
+    does not load (logged: a cache, fold without it)."""
+    found = snapshots.best(name, position)
+    if found is None:
+        return None
+    at, blob = found
+    if blob is None:  # persisted only (`_checkpoints.py`, note 2)
+        stored = await checkpoints.best_snapshot(name, version, at)
+        if stored is None:
+            return None
+        at, blob = stored.position, stored.blob
+    try:
+        with gc_paused():  # loading a large state makes many objects, no cycles
+            return at, Snapshots.unpack(blob)
+    except SnapshotUnreadable as e:
+        logger.warning("snapshot of %r at %d skipped: %s", name, at, e)
+        return None
+
+
 async def _slot_at(
     checkpoints: CheckpointStore, snapshots: Snapshots, live: Slot, start: int
 ) -> Slot:
     """A copy of `live`'s projection at the snapshot at `start` (the initial state at 0)."""
     projection = live.projection
     if start > 0:
-        found = snapshots.best(live.name, start)
-        blob = None if found is None or found[0] != start else found[1]
-        if blob is None:
-            stored = await checkpoints.best_snapshot(live.name, projection.version, start)
-            blob = None if stored is None or stored.position != start else stored.blob
-        if blob is not None:
-            try:
-                with gc_paused():
-                    return Slot(projection, projection.load(Snapshots.unpack(blob)), start)
-            except SnapshotUnreadable as e:
-                logger.warning("snapshot of %r at %d skipped: %s", live.name, start, e)
+        found = await snapshot_data(checkpoints, snapshots, live.name, projection.version, start)
+        if found is not None:
+            with gc_paused():
+                return Slot(projection, projection.load(found[1]), found[0])
     return Slot(projection, projection.initial(), 0)

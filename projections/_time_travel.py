@@ -16,8 +16,8 @@ from typing import Any
 
 from events import EventStore, Snapshot, StoreClosed, gc_paused
 
-from ._backfill import backfill, needs_backfill
-from ._checkpoints import Snapshots, SnapshotUnreadable, copy_state
+from ._backfill import backfill, needs_backfill, snapshot_data
+from ._checkpoints import Snapshots, copy_state
 from ._folding import Slot, fold
 
 __all__ = ["TimeTravel", "cancel_and_wait"]
@@ -134,20 +134,15 @@ class TimeTravel:
         name, projection = slot.name, slot.projection
         # The live state is the nearest start when it is at or before `position`.
         live_first = slot.failed is None and slot.position <= position
-        found = self.snapshots.best(name, position)
-        if found is not None and (live_first and found[0] < slot.position):
-            found = None
-        if found is not None and found[1] is None:  # persisted only (`_checkpoints.py`, note 2)
-            stored = await self._checkpoints.best_snapshot(name, projection.version, found[0])
-            found = None if stored is None else (stored.position, stored.blob)
-        start, data, loaded = 0, None, False
+        nearest = self.snapshots.best(name, position)
+        found = None
+        if nearest is not None and not (live_first and nearest[0] < slot.position):
+            found = await snapshot_data(
+                self._checkpoints, self.snapshots, name, projection.version, position
+            )
+        start, data = (0, None) if found is None else found
         with gc_paused():  # loading a large state makes many objects, no cycles
-            if found is not None and found[1] is not None:
-                try:
-                    start, data, loaded = found[0], Snapshots.unpack(found[1]), True
-                except SnapshotUnreadable as e:  # a cache: fold without it
-                    logger.warning("snapshot of %r at %d skipped: %s", name, found[0], e)
-            if not loaded and live_first:
+            if found is None and live_first:
                 # Copied here, on the loop, so the copy is of one consistent state.
                 start, data = slot.position, copy_state(projection.dump(slot.state))
             state = projection.initial() if data is None else projection.load(data)
