@@ -28,7 +28,12 @@ Notes (do not fix without reading this):
    and given up: the agent goes on.
 2. `rebuild(events)` writes the file anew from the whole stream (a resumed
    agent, whose file may be stale or missing); `record(events)` appends.
-3. Writes happen in a thread, one per append of the agent's stream.
+3. An append's lines (a few KB) are written on the event loop: opening the
+   file, a write to the page cache (no fsync: the log is the durable record)
+   and closing it cost ~10 us of CPU, the hop to a thread and back 40 to
+   400 us (both threads woken), which was a tenth of an agent's CPU a step
+   at one agent at a time (BENCHMARKS.md, "fourth pass"). Larger appends
+   (a tool result of more than `INLINE_BYTES`) and `rebuild` go to a thread.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ logger = logging.getLogger(__name__)
 
 TRANSCRIPT_VERSION = "fleet"
 """The `version` field of every line (Claude Code puts its own version there)."""
+
+INLINE_BYTES = 64 * 1024
+"""The largest append of lines written on the event loop rather than in a thread (note 3)."""
 
 _NAMESPACE = uuid.UUID("6f1d4c1e-5b0e-4a9c-9a53-1f1e7d0c2b7a")
 
@@ -93,16 +101,25 @@ class Transcript:
             await self._write(self._lines(events), append=False)
 
     async def _write(self, lines: Sequence[str], *, append: bool) -> None:
+        text = "".join(line + "\n" for line in lines)
         try:
-            await asyncio.to_thread(self._write_now, lines, append)
+            if append and len(text) <= INLINE_BYTES:  # note 3
+                self._write_now(text, append)
+            else:
+                await asyncio.to_thread(self._write_now, text, append)
         except OSError as e:  # note 1
             self._broken = True
             logger.warning("the transcript %s cannot be written, giving up: %s", self.path, e)
 
-    def _write_now(self, lines: Sequence[str], append: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a" if append else "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
+    def _write_now(self, text: str, append: bool) -> None:
+        mode = "a" if append else "w"
+        try:
+            f = open(self.path, mode, encoding="utf-8")  # noqa: SIM115  # closed below
+        except FileNotFoundError:  # the folder is made when missing, not checked at each write
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, mode, encoding="utf-8")  # noqa: SIM115  # closed below
+        with f:
+            f.write(text)
 
     # -- lines ------------------------------------------------------------------------------
 
