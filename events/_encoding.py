@@ -19,6 +19,11 @@ Notes (do not fix without reading this):
    other in one list (`STORED_PARAMS` each) instead of a tuple per event: the
    SQLite writer binds a large append's rows straight from it (its
    `_rows.py`, note 6) without building a row per event.
+4. A `causation_id` of -k (the event k places earlier in the same append,
+   `Meta`) is encoded as given; each backend turns it into that event's
+   position when it numbers the rows (`resolved_cause`, `resolved_meta`). It
+   lets an agent append a model response and the tool calls it caused in one
+   durable commit instead of two.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from ._gc import gc_paused
 from .errors import EventTooLarge, InvalidEvent
 
 __all__ = [
+    "CAUSE_PARAM",
     "DEFAULT_MAX_EVENT_BYTES",
     "MAX_STREAM_ID_LENGTH",
     "STORED_PARAMS",
@@ -43,6 +49,7 @@ __all__ = [
     "check_limit",
     "encode_batch",
     "meta_params",
+    "resolved_cause",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -54,6 +61,8 @@ MAX_STREAM_ID_LENGTH = 200
 Encoded = tuple[list[Any], list[tuple[int, str, str]]]
 STORED_PARAMS = 9
 """The parameters `encode_batch` gives an event: type, schema_version, data, and `meta_params`."""
+CAUSE_PARAM = 6
+"""Where an event's causation id is among its `STORED_PARAMS`."""
 
 WRITABLE: dict[type[EventModel], tuple[str, int, Callable[[Any], bytes]]] = {
     cls: (name, cls.SCHEMA_VERSION, cls.__pydantic_serializer__.to_json)
@@ -135,7 +144,8 @@ def _encode_all(stream_id: str, batch: tuple[NewEvent, ...], limit: int, flat: b
         name, schema, to_json = kind
         meta = event.meta
         if meta is not last_meta:
-            stored_meta = meta_params(meta)
+            # A meta valid at an index is valid at every later one (note 4).
+            stored_meta = meta_params(meta, earlier=index)
             last_meta = meta
             run, agent = stored_meta[0], stored_meta[1]
             if run != segment_run or agent != segment_agent or not segments:
@@ -153,12 +163,15 @@ def _encode_all(stream_id: str, batch: tuple[NewEvent, ...], limit: int, flat: b
     return params, segments
 
 
-def meta_params(meta: Meta) -> tuple[str, str, str, int, str, str]:
+def meta_params(meta: Meta, *, earlier: int = 0) -> tuple[str, str, str, int, str, str]:
     """The meta's stored parameters, None as '' / 0 (note 1).
 
+    `earlier`: how many events come before this one in its append; a causation
+    id of -1 to -`earlier` names one of them (note 4) and is kept as given.
+
     Raises `InvalidEvent` if `meta` cannot be stored as given: an id that is
-    empty or not a string, a causation id that is not a position, a source
-    that is not a `Source`.
+    empty or not a string, a causation id that is neither a position nor an
+    earlier event of the append, a source that is not a `Source`.
     """
     if type(meta) is not Meta:
         raise InvalidEvent(f"meta must be a Meta, got {type(meta).__name__}")
@@ -169,7 +182,10 @@ def meta_params(meta: Meta) -> tuple[str, str, str, int, str, str]:
         and (agent is None or (type(agent) is str and agent))
         and (parent is None or (type(parent) is str and parent))
         and (correlation is None or (type(correlation) is str and correlation))
-        and (causation is None or (type(causation) is int and causation > 0))
+        and (
+            causation is None
+            or (type(causation) is int and (causation > 0 or 0 < -causation <= earlier))
+        )
         and source in _SOURCES
     ):
         return (run or "", agent or "", parent or "", causation or 0, correlation or "", source)
@@ -179,4 +195,12 @@ def meta_params(meta: Meta) -> tuple[str, str, str, int, str, str]:
             raise InvalidEvent(f"meta.{name} must be a non-empty string or None, got {value!r}")
     if source not in _SOURCES:
         raise InvalidEvent(f"meta.source must be one of {sorted(_SOURCES)}, got {source!r}")
-    raise InvalidEvent(f"meta.causation_id must be a position >= 1 or None, got {causation!r}")
+    raise InvalidEvent(
+        "meta.causation_id must be a position >= 1, -k for the event k places earlier "
+        f"in the same append, or None, got {causation!r}"
+    )
+
+
+def resolved_cause(cause: int, position: int) -> int:
+    """The stored causation parameter of the event at `position` (0 for none; note 4)."""
+    return cause if cause >= 0 else position + cause

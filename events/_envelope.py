@@ -50,6 +50,7 @@ __all__ = [
     "load_data",
     "new_recorded",
     "new_stored",
+    "resolved_meta",
 ]
 
 Source = Literal["runtime", "hook", "ingest", "replay", "api"]
@@ -80,7 +81,10 @@ class Meta:
     run_id: str | None = None
     agent_id: str | None = None
     parent_id: str | None = None
-    # The position of the event that caused this one, when there is one.
+    # The position of the event that caused this one, when there is one. In an
+    # append, -k names the event k places earlier in the same append: the store
+    # records that event's position (`resolved_meta`), so an event and what it
+    # caused can commit together.
     causation_id: int | None = None
     correlation_id: str | None = None
     source: Source = "runtime"
@@ -220,6 +224,22 @@ _set_recorded_at = RecordedEvent.__dict__["recorded_at"].__set__
 _set_text = RecordedEvent.__dict__["_text"].__set__
 _set_page = RecordedEvent.__dict__["_page"].__set__
 _get_text = RecordedEvent.__dict__["_text"].__get__
+
+
+def resolved_meta(meta: Meta, position: int) -> Meta:
+    """The meta recorded for an event at `position`: a cause given as -k (an event k places
+    earlier in the same append) becomes that event's position. `meta` is never mutated."""
+    cause = meta.causation_id
+    if cause is None or cause > 0:
+        return meta
+    return Meta(
+        run_id=meta.run_id,
+        agent_id=meta.agent_id,
+        parent_id=meta.parent_id,
+        causation_id=position + cause,
+        correlation_id=meta.correlation_id,
+        source=meta.source,
+    )
 
 
 def new_recorded(

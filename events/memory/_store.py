@@ -35,8 +35,22 @@ from typing import Any, Self
 
 from .._checkpoints import Checkpoint, Snapshot
 from .._decoding import Row, RowDecoder, microseconds
-from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._encoding import (
+    DEFAULT_MAX_EVENT_BYTES,
+    check_append,
+    check_limit,
+    encode_batch,
+    resolved_cause,
+)
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_recorded,
+    resolved_meta,
+)
 from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
 from ..errors import (
@@ -268,6 +282,9 @@ class MemoryEventStore:
         for n, (event, (name, schema, text, run, agent, parent, cause, corr, source)) in enumerate(
             zip(batch, params, strict=True), start=1
         ):
+            meta = event.meta
+            if cause < 0:  # an earlier event of this append (`events._encoding`, note 4)
+                cause, meta = resolved_cause(cause, head + n), resolved_meta(meta, head + n)
             rows.append(
                 (
                     head + n, stream_id, actual + n, name, schema, text, run or None,
@@ -275,7 +292,7 @@ class MemoryEventStore:
                 )
             )  # fmt: skip
             recorded.append(
-                new_recorded(head + n, stream_id, actual + n, event.data, event.meta, recorded_at)
+                new_recorded(head + n, stream_id, actual + n, event.data, meta, recorded_at)
             )
         log.insert_rows(rows)
         return recorded

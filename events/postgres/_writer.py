@@ -33,7 +33,15 @@ from typing import Any
 
 import asyncpg
 
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_recorded,
+    resolved_meta,
+)
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
@@ -205,6 +213,7 @@ class PostgresWriter:
             expected.append(-1 if version is ANY else -2 if version is NO_STREAM else version)  # type: ignore[arg-type]
             counts.append(len(item.events))
             for kind, schema, data, run, agent, parent, cause, correlation, source in item.params:
+                # A cause < 0 (an earlier event of the append) is resolved by `append_group`.
                 values = (
                     kind, schema, data, run or None, agent or None, parent or None,
                     cause or None, correlation or None, source,
@@ -223,7 +232,12 @@ class PostgresWriter:
             outcomes.append(
                 [
                     new_recorded(
-                        first + k, item.stream_id, actual + 1 + k, e.data, e.meta, recorded_at
+                        first + k,
+                        item.stream_id,
+                        actual + 1 + k,
+                        e.data,
+                        resolved_meta(e.meta, first + k),
+                        recorded_at,
                     )
                     for k, e in enumerate(item.events)
                 ]

@@ -97,8 +97,16 @@ from typing import Any
 
 import aiosqlite
 
-from .._encoding import STORED_PARAMS
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._encoding import CAUSE_PARAM, STORED_PARAMS, resolved_cause
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_recorded,
+    resolved_meta,
+)
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
@@ -161,6 +169,33 @@ class PendingAppend:
     segments: list[tuple[int, str, str]]
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
+    # Some event's cause is -k, an earlier event of this append (`events._encoding`, note 4).
+    relative: bool = False
+
+    def values_at(self, position: int) -> list[Any]:
+        """`values` with each cause given as -k resolved, the first event at `position`."""
+        if not self.relative:
+            return self.values
+        values = list(self.values)
+        for at in range(CAUSE_PARAM, len(values), STORED_PARAMS):
+            if values[at] < 0:
+                values[at] = resolved_cause(values[at], position + at // STORED_PARAMS)
+        return values
+
+    def recorded(self, position: int, version: int, recorded_at: datetime) -> list[RecordedEvent]:
+        """Its events as recorded, the first at `position` and `version`."""
+        stream, relative = self.stream_id, self.relative
+        return [
+            new_recorded(
+                position + i,
+                stream,
+                version + i,
+                event.data,
+                resolved_meta(event.meta, position + i) if relative else event.meta,
+                recorded_at,
+            )
+            for i, event in enumerate(self.events)
+        ]
 
 
 @dataclass(slots=True)
@@ -486,7 +521,7 @@ class GroupWriter:
             _widen(spans, item.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
             if width:
-                values = item.values
+                values = item.values_at(head + 1)
                 tail = (0, 0) if width == PENDING_PARAMS else ()
                 for at in range(0, count * STORED_PARAMS, STORED_PARAMS):
                     head += 1
@@ -513,15 +548,7 @@ class GroupWriter:
                 outcomes.append(placed)
                 continue
             item, position, version = placed  # type: ignore[misc]
-            stream = item.stream_id
-            outcomes.append(
-                [
-                    new_recorded(
-                        position + i, stream, version + i, event.data, event.meta, recorded_at
-                    )
-                    for i, event in enumerate(item.events)
-                ]
-            )
+            outcomes.append(item.recorded(position, version, recorded_at))
         return outcomes
 
     def _failure(self, error: Exception) -> StoreError:
@@ -581,7 +608,7 @@ def _insert_numbered(
 ) -> list[asyncio.Future[Any]]:
     """Send the INSERTs of one append's events, from its values (_rows.py, note 6)."""
     sent = []
-    values, stream = item.values, item.stream_id
+    values, stream = item.values_at(position), item.stream_id
     full, rest = divmod(len(item.events), INSERT_ROWS)
     chunk = INSERT_ROWS * STORED_PARAMS
     if full:
