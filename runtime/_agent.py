@@ -41,6 +41,7 @@ from events import (
     AgentDeleted,
     AgentFailed,
     EventStore,
+    ModelResponded,
 )
 from hooks import HookDispatcher
 
@@ -58,9 +59,9 @@ from ._agent_spec import (
     system_prompt_for,
 )
 from ._approvals import ApprovalGate
-from ._client import ModelClient
+from ._client import ModelClient, ModelReply
 from ._compaction import Compactor
-from ._conversation import AgentState, AgentStatus, stream_id_of
+from ._conversation import AgentState, AgentStatus, pending_calls, stream_id_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
 from ._tools import Toolbox
 from ._transcript import Transcript, transcript_path
@@ -468,7 +469,12 @@ class Agent:
             return
         self.stats.steps += 1
         tokens, cost = self.state.total_tokens, self.state.cost_usd
-        await self._log.append([self._log.event(self._model.responded(reply), cause)])
+        responded = self._model.responded(reply)
+        requests = []
+        if self._requests_ride(reply, responded, tokens, cost):
+            calls = pending_calls(responded.content)
+            requests = await self._tools.requests(calls, with_response=True)
+        await self._log.append([self._log.event(responded, cause), *requests])
         for message in self._budget.passed_warning(tokens, cost, self.state):
             await self._hooks.notify(message, notification_type="budget_warning", title="Budget")
         if reply.stop_reason == "max_tokens":
@@ -477,6 +483,22 @@ class Agent:
             )
         elif reply.stop_reason == "refusal":
             await self._fail("the model refused to continue (stop_reason 'refusal')")
+
+    def _requests_ride(
+        self, reply: ModelReply, responded: ModelResponded, tokens: int, cost: float
+    ) -> bool:
+        """Whether the response's ToolCallRequested go in its append (`_tool_calls.py`, note 5).
+
+        Only when nothing else would be appended or decided between the two:
+        no hook's stop pending, no budget warning's Notification, no stop
+        reason that fails the agent.
+        """
+        return (
+            reply.stop_reason not in ("max_tokens", "refusal")
+            and self._hooks.stop_reason is None
+            and any(b.get("type") == "tool_use" for b in responded.content)
+            and not self._budget.would_warn(tokens, cost, responded)
+        )
 
     async def _within_limits(self) -> bool:
         """Budgets, then compaction when it is due; False when the agent was failed for a limit."""

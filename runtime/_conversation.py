@@ -34,7 +34,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -66,6 +66,7 @@ __all__ = [
     "AgentStatus",
     "PendingCall",
     "find_unfinished_agents",
+    "pending_calls",
     "stream_id_of",
 ]
 
@@ -95,6 +96,15 @@ class PendingCall:
     requested_at: int | None = None  # position of its ToolCallRequested, once appended
     before_sha256: str | None = None  # what its ToolCallRequested expects (a write)
     after_sha256: str | None = None
+
+
+def pending_calls(content: Sequence[Mapping[str, Any]]) -> list[PendingCall]:
+    """The calls an assistant message's tool_use blocks leave pending (none requested yet)."""
+    return [
+        PendingCall(str(b["id"]), str(b["name"]), dict(b.get("input") or {}))
+        for b in content
+        if b.get("type") == "tool_use"
+    ]
 
 
 @dataclass(slots=True)
@@ -228,11 +238,7 @@ class AgentState:
         if not content:  # the API refuses an empty assistant turn in a later request
             content = [{"type": "text", "text": "(no content)"}]
         self.messages.append({"role": "assistant", "content": content})
-        self.pending = [
-            PendingCall(str(b["id"]), str(b["name"]), dict(b.get("input") or {}))
-            for b in content
-            if b.get("type") == "tool_use"
-        ]
+        self.pending = pending_calls(content)
 
     def _hook_context(self, data: HookInvoked) -> None:
         """Note 3: the context of a start or detached hook goes to the model."""
