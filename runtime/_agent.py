@@ -42,6 +42,7 @@ from events import (
     AgentFailed,
     EventStore,
     ModelResponded,
+    NewEvent,
 )
 from hooks import HookDispatcher
 
@@ -61,7 +62,7 @@ from ._agent_spec import (
 from ._approvals import ApprovalGate
 from ._client import ModelClient, ModelReply
 from ._compaction import Compactor
-from ._conversation import AgentState, AgentStatus, pending_calls, stream_id_of
+from ._conversation import AgentState, AgentStatus, pending_calls, stream_id_of, text_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
 from ._tools import Toolbox
 from ._transcript import Transcript, transcript_path
@@ -423,8 +424,9 @@ class Agent:
         async with self._lock:
             with self._busy():
                 await self._log.sync()
-                while self.state.status == "working":
-                    await self._guarded_step()
+                async with self._log.deferred():  # its transcript lines (`_transcript.py`)
+                    while self.state.status == "working":
+                        await self._guarded_step()
             return self.outcome()
 
     async def _guarded_step(self) -> None:
@@ -470,11 +472,19 @@ class Agent:
         self.stats.steps += 1
         tokens, cost = self.state.total_tokens, self.state.cost_usd
         responded = self._model.responded(reply)
-        requests = []
-        if self._requests_ride(reply, responded, tokens, cost):
-            calls = pending_calls(responded.content)
-            requests = await self._tools.requests(calls, with_response=True)
-        await self._log.append([self._log.event(responded, cause), *requests])
+        riding: list[NewEvent] = []  # what the next step would append, in this commit
+        if self._nothing_between(reply, responded, tokens, cost):
+            if calls := pending_calls(responded.content):
+                riding = await self._tools.requests(calls, with_response=True)
+            elif reply.stop_reason != "pause_turn" and self._hooks.stops_quietly():
+                completed = AgentCompleted(
+                    agent_id=self.agent_id,
+                    summary=text_of(responded.content),
+                    artifacts=list(self.state.files_written),
+                    stop_reason=reply.stop_reason or "end_turn",
+                )
+                riding = [self._log.event(completed, -1)]  # caused by the response
+        await self._log.append([self._log.event(responded, cause), *riding])
         for message in self._budget.passed_warning(tokens, cost, self.state):
             await self._hooks.notify(message, notification_type="budget_warning", title="Budget")
         if reply.stop_reason == "max_tokens":
@@ -484,10 +494,12 @@ class Agent:
         elif reply.stop_reason == "refusal":
             await self._fail("the model refused to continue (stop_reason 'refusal')")
 
-    def _requests_ride(
+    def _nothing_between(
         self, reply: ModelReply, responded: ModelResponded, tokens: int, cost: float
     ) -> bool:
-        """Whether the response's ToolCallRequested go in its append (`_tool_calls.py`, note 5).
+        """Whether the events of the next step may go in the response's append (one commit):
+        its ToolCallRequested (`_tool_calls.py`, note 5), or the AgentCompleted of a turn
+        that ends with no Stop hook to run.
 
         Only when nothing else would be appended or decided between the two:
         no hook's stop pending, no budget warning's Notification, no stop
@@ -496,7 +508,6 @@ class Agent:
         return (
             reply.stop_reason not in ("max_tokens", "refusal")
             and self._hooks.stop_reason is None
-            and any(b.get("type") == "tool_use" for b in responded.content)
             and not self._budget.would_warn(tokens, cost, responded)
         )
 

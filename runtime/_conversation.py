@@ -68,6 +68,7 @@ __all__ = [
     "find_unfinished_agents",
     "pending_calls",
     "stream_id_of",
+    "text_of",
 ]
 
 AgentStatus = Literal["new", "created", "working", "completed", "failed", "deleted"]
@@ -96,6 +97,12 @@ class PendingCall:
     requested_at: int | None = None  # position of its ToolCallRequested, once appended
     before_sha256: str | None = None  # what its ToolCallRequested expects (a write)
     after_sha256: str | None = None
+
+
+def text_of(content: Sequence[Mapping[str, Any]]) -> str:
+    """The text blocks of an assistant message, joined (its `last_text` once folded)."""
+    texts = [str(b.get("text", "")) for b in content if b.get("type") == "text"]
+    return "\n".join(t for t in texts if t).strip()
 
 
 def pending_calls(content: Sequence[Mapping[str, Any]]) -> list[PendingCall]:
@@ -233,8 +240,7 @@ class AgentState:
         self.cost_usd += data.cost_usd
         self.context_tokens = usage.context_tokens + usage.output_tokens
         content = [dict(b) for b in data.content]
-        texts = [str(b.get("text", "")) for b in content if b.get("type") == "text"]
-        self.last_text = "\n".join(t for t in texts if t).strip()
+        self.last_text = text_of(content)
         if not content:  # the API refuses an empty assistant turn in a later request
             content = [{"type": "text", "text": "(no content)"}]
         self.messages.append({"role": "assistant", "content": content})

@@ -179,6 +179,7 @@ class ToolCalls:
         unrequested = [c for c in log.state.pending if c.requested_at is None]
         if unrequested:
             await log.append(await self.requests(unrequested))
+        await log.flush_transcript()  # a tool may start an agent whose hooks read it
         self._done = []  # appended together: module note 1 (or with an approval, note 2)
         for call in list(log.state.pending):
             if self._hooks.stop_reason is not None:

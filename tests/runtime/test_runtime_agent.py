@@ -46,7 +46,8 @@ SCOUT_PROMPT = (
 async def test_a_response_and_the_tool_calls_it_asks_for_are_committed_together(
     store: EventStore, sim: Simulator, client: ModelClient, workspace: Path
 ) -> None:
-    """One durable commit for ModelResponded and its ToolCallRequested, each caused by it."""
+    """One durable commit for ModelResponded and its ToolCallRequested, each caused by it;
+    and for the last response and AgentCompleted when no Stop hook is to run."""
     agent = make_agent(store, client, workspace)
     await agent.create(task=SCOUT_PROMPT)
     assert (await agent.run_until_idle()).status == "completed"
@@ -61,6 +62,10 @@ async def test_a_response_and_the_tool_calls_it_asks_for_are_committed_together(
         assert event.recorded_at == response.recorded_at  # the same commit
     completed = [e for e in events if e.type == "ToolCallCompleted"]
     assert all(by_position[e.meta.causation_id].recorded_at != e.recorded_at for e in completed)
+    last, done = events[-2:]
+    assert (last.type, done.type) == ("ModelResponded", "AgentCompleted")
+    assert done.meta.causation_id == last.position
+    assert done.recorded_at == last.recorded_at
 
 
 async def test_a_scout_reads_files_writes_findings_and_records_each_step_in_order(
