@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncpg
 
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
@@ -221,12 +221,7 @@ class PostgresWriter:
                 continue
             recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
             outcomes.append(
-                [
-                    new_recorded(
-                        first + k, item.stream_id, actual + 1 + k, e.data, e.meta, recorded_at
-                    )
-                    for k, e in enumerate(item.events)
-                ]
+                new_appended(first, item.stream_id, actual + 1, item.events, recorded_at)
             )
         return outcomes
 

@@ -98,7 +98,7 @@ from typing import Any
 import aiosqlite
 
 from .._encoding import STORED_PARAMS
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
@@ -513,14 +513,8 @@ class GroupWriter:
                 outcomes.append(placed)
                 continue
             item, position, version = placed  # type: ignore[misc]
-            stream = item.stream_id
             outcomes.append(
-                [
-                    new_recorded(
-                        position + i, stream, version + i, event.data, event.meta, recorded_at
-                    )
-                    for i, event in enumerate(item.events)
-                ]
+                new_appended(position, item.stream_id, version, item.events, recorded_at)
             )
         return outcomes
 
