@@ -97,7 +97,7 @@ from typing import Any
 
 import aiosqlite
 
-from .._encoding import STORED_PARAMS
+from .._encoding import Encoded
 from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
@@ -111,9 +111,10 @@ from ._rows import (
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
-    insert_numbered,
+    insert_columns,
     insert_pending,
     insert_rows,
+    insert_uniform,
 )
 
 __all__ = ["MAX_GROUP_ROWS", "GroupWriter", "Job", "PendingAppend"]
@@ -154,11 +155,8 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Every event's `STORED_PARAMS` (type, schema_version, data JSON, *meta params),
-    # one event after the other (`encode_batch(flat=True)`).
-    values: list[Any]
-    # (index of the first event, run id, agent id) wherever those change ('' for none).
-    segments: list[tuple[int, str, str]]
+    # Their stored values, column by column, the data as bytes (`encode_batch(raw=True)`).
+    encoded: Encoded
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
@@ -483,15 +481,17 @@ class GroupWriter:
                 placed.append(VersionConflict(stream, expected, actual))
                 continue
             count = len(item.events)
-            _widen(spans, item.segments, head + 1, head + count)
+            encoded = item.encoded
+            _widen(spans, encoded.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
             if width:
-                values = item.values
                 tail = (0, 0) if width == PENDING_PARAMS else ()
-                for at in range(0, count * STORED_PARAMS, STORED_PARAMS):
+                for type_, schema, data, meta in zip(
+                    encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True
+                ):
                     head += 1
                     actual += 1
-                    extend((head, stream, actual, now_us, *values[at : at + STORED_PARAMS], *tail))
+                    extend((head, stream, actual, now_us, type_, schema, data, *meta, *tail))
             else:
                 head += count
                 actual += count
@@ -573,27 +573,33 @@ def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Fu
 def _insert_numbered(
     conn: aiosqlite.Connection, item: PendingAppend, position: int, version: int, now_us: int
 ) -> list[asyncio.Future[Any]]:
-    """Send the INSERTs of one append's events, from its values (_rows.py, note 6)."""
+    """Send the INSERTs of one append's events, from its columns (_rows.py, note 6)."""
+    encoded, stream = item.encoded, item.stream_id
+    data, uniform = encoded.data, encoded.uniform
+    columns: list[list[Any]] = []
+    if uniform is None:
+        columns = [encoded.types, encoded.schemas, data]
+        columns += map(list, zip(*encoded.metas, strict=True))
+
+    def params(at: int, end: int) -> list[Any]:
+        chunk = [position + at, stream, version + at, now_us]
+        if uniform is not None:
+            chunk += uniform
+            chunk += data[at:end]
+        else:
+            for column in columns:
+                chunk += column[at:end]
+        return chunk
+
+    insert = insert_columns if uniform is None else insert_uniform
     sent = []
-    values, stream = item.values, item.stream_id
-    full, rest = divmod(len(item.events), INSERT_ROWS)
-    chunk = INSERT_ROWS * STORED_PARAMS
+    full, rest = divmod(len(data), INSERT_ROWS)
     if full:
-        chunks = [
-            [
-                position + k * INSERT_ROWS,
-                stream,
-                version + k * INSERT_ROWS,
-                now_us,
-                *values[k * chunk : (k + 1) * chunk],
-            ]
-            for k in range(full)
-        ]
-        sent.append(_sent(conn.executemany(insert_numbered(INSERT_ROWS), chunks)))
+        chunks = [params(at, at + INSERT_ROWS) for at in range(0, full * INSERT_ROWS, INSERT_ROWS)]
+        sent.append(_sent(conn.executemany(insert(INSERT_ROWS), chunks)))
     if rest:
         done = full * INSERT_ROWS
-        params = [position + done, stream, version + done, now_us, *values[full * chunk :]]
-        sent.append(_sent(conn.execute(insert_numbered(rest), params)))
+        sent.append(_sent(conn.execute(insert(rest), params(done, done + rest))))
     return sent
 
 
