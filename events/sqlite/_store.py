@@ -263,7 +263,7 @@ class SQLiteEventStore:
         if not batch:
             return []
         writer = self._writing()
-        encoded = encode_batch(stream_id, batch, self.max_event_bytes, raw=True)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
         writer.submit(PendingAppend(stream_id, batch, encoded, expected_version, future))
         return await future

@@ -155,7 +155,7 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Their stored values, column by column, the data as bytes (`encode_batch(raw=True)`).
+    # Their stored values, column by column (`encode_batch`).
     encoded: Encoded
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
@@ -577,14 +577,16 @@ def _insert_numbered(
     encoded, stream = item.encoded, item.stream_id
     data, uniform = encoded.data, encoded.uniform
     columns: list[list[Any]] = []
-    if uniform is None:
+    if uniform is not None:  # bound once a statement: NULL as None (_rows.py, note 6)
+        shared = [*uniform[:2], *[value or None for value in uniform[2:]]]
+    else:
         columns = [encoded.types, encoded.schemas, data]
         columns += map(list, zip(*encoded.metas, strict=True))
 
     def params(at: int, end: int) -> list[Any]:
         chunk = [position + at, stream, version + at, now_us]
         if uniform is not None:
-            chunk += uniform
+            chunk += shared
             chunk += data[at:end]
         else:
             for column in columns:

@@ -639,9 +639,7 @@ async def test_a_rebuild_of_a_long_log_makes_its_snapshots_behind_it(
 ) -> None:
     head = await append_all(store, scout_plan_build(Timeline()).events)
     tally = Tally()
-    async with ProjectionRunner(
-        store, [tally], snapshot_every=10, snapshots_behind=20
-    ) as runner:
+    async with ProjectionRunner(store, [tally], snapshot_every=10, snapshots_behind=20) as runner:
         await runner.snapshots_made()
         before = await store.checkpoints.snapshot_positions("tally", Tally.version)
         assert await runner.rebuild() == head
