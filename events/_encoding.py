@@ -23,12 +23,13 @@ Notes (do not fix without reading this):
    decoded. (Binding the bytes and storing them as text with a CAST would
    save the decode, 0.08 us an event, but costs SQLite 0.4 us a row more.)
 4. An append of `_VECTOR` events or more is encoded column by column with
-   `map` over C functions (the serializer, `attrgetter`, `set`): no Python
-   bytecode runs per event, which was half the cost of encoding one (the
-   serializer itself is the other half). Anything unusual in the batch
-   (another class, a bad event, a meta that is not plainly typed) sends it
-   to the loop instead, which decides it event by event, in order, and raises
-   for the first bad one: both ways give the same result (a test checks it).
+   `map`: the serializer, `attrgetter`, `type` and `set` run from C, with no
+   Python bytecode per event, which was half the cost of encoding one (the
+   serializer itself is the other half); `meta_params` runs once per Meta
+   object when a few are shared by the events, else once per event. Anything
+   unusual in the batch (another class, a bad event or meta) sends it to the
+   loop instead, which decides it event by event, in order, and raises for
+   the first bad one: both ways give the same result (a test checks it).
 """
 
 from __future__ import annotations
@@ -173,9 +174,9 @@ def _encode_columns(batch: tuple[NewEvent, ...], limit: int) -> Encoded | None:
         return None
     data = list(map(_decode, data))
     metas = list(map(_META, batch))
-    objects = dict(zip(map(id, metas), metas, strict=True))
     try:
-        if len(objects) * 4 <= n:  # a few Meta objects, each shared by many events
+        if len(set(map(id, metas))) * 4 <= n:  # a few Meta objects, each shared by many events
+            objects = dict(zip(map(id, metas), metas, strict=True))
             by_id = {key: meta_params(meta) for key, meta in objects.items()}
             params = list(map(by_id.__getitem__, map(id, metas)))
         else:
