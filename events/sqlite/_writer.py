@@ -27,7 +27,10 @@ Notes (do not fix without reading this):
      `busy_timeout`, each statement sent behind the first waits for it in
      turn: a large group fails after up to three times the store's
      `lock_timeout`, writing nothing.
-   The single-statement path relies on no transaction being left open on
+   - One append of up to 100 events of one type and meta is one INSERT
+     through the connection's `pending_append` view, whose trigger inserts
+     them and widens their spans (`_rows.py`, note 9): one round trip too.
+   The single-statement paths rely on no transaction being left open on
    the connection: every failure sends `ROLLBACK` (`_rollback`).
    The rows are numbered on the event loop from the head and stream versions
    the writer remembers (note 7); the loop never blocks on SQLite.
@@ -107,10 +110,12 @@ from ._rows import (
     BACKFILL_SPANS,
     INSERT_ROWS,
     PENDING,
+    PENDING_APPEND,
     PENDING_PARAMS,
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
+    insert_append,
     insert_columns,
     insert_pending,
     insert_rows,
@@ -409,14 +414,15 @@ class GroupWriter:
         """
         width, flat = numbered.width, numbered.flat
         placed = [p for p in numbered.placed if type(p) is not VersionConflict]
+        statement = _one_statement(numbered, placed) if placed else None
         try:
             if not placed:
                 outcomes = self._outcomes(numbered)
                 if opened:
                     await conn.execute("COMMIT")
-            elif width == PENDING_PARAMS:
+            elif statement is not None:
                 # One statement: atomic, so it needs no transaction of its own (note 1).
-                await conn.execute(insert_pending(len(flat) // width), flat)
+                await conn.execute(*statement)
                 outcomes = self._outcomes(numbered)
                 if opened:
                     await conn.execute("COMMIT")
@@ -556,6 +562,29 @@ def _widen(
                 span[1] = first + end - 1
 
 
+def _one_statement(numbered: _Numbered, placed: list[_Placed]) -> tuple[str, list[Any]] | None:
+    """The group's INSERT and its parameters when it is one statement (note 1), else None."""
+    if numbered.width == PENDING_PARAMS:
+        return insert_pending(len(numbered.flat) // PENDING_PARAMS), numbered.flat
+    if numbered.width or len(placed) != 1:
+        return None
+    [(item, position, version)] = placed  # type: ignore[misc]
+    encoded = item.encoded
+    count = len(encoded.data)
+    if encoded.uniform is None or count > INSERT_ROWS:
+        return None
+    params = [position, item.stream_id, version, numbered.now_us, *_shared(encoded.uniform)]
+    params.append(count)
+    params += encoded.data
+    return insert_append(count), params
+
+
+def _shared(uniform: tuple[Any, ...]) -> list[Any]:
+    """An append's type, schema and meta, bound once a statement: NULL as None, not ''
+    (_rows.py, note 6)."""
+    return [*uniform[:2], *[value or None for value in uniform[2:]]]
+
+
 def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Future[Any]]:
     """Send the INSERTs of rows of `ROW_PARAMS` parameters each (_rows.py, note 6)."""
     sent = []
@@ -577,8 +606,8 @@ def _insert_numbered(
     encoded, stream = item.encoded, item.stream_id
     data, uniform = encoded.data, encoded.uniform
     columns: list[list[Any]] = []
-    if uniform is not None:  # bound once a statement: NULL as None (_rows.py, note 6)
-        shared = [*uniform[:2], *[value or None for value in uniform[2:]]]
+    if uniform is not None:
+        shared = _shared(uniform)
     else:
         columns = [encoded.types, encoded.schemas, data]
         columns += map(list, zip(*encoded.metas, strict=True))
@@ -634,7 +663,7 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         await _init_schema(conn, path)
         with translated("opening", path):
-            await conn.executescript(PENDING)
+            await conn.executescript(PENDING + PENDING_APPEND)
     except BaseException:
         await conn.close()
         raise
