@@ -12,6 +12,10 @@ Notes (do not fix without reading this):
      `pending` view, whose triggers widen the spans (`_rows.py`, note 8). One
      statement is atomic and, outside `BEGIN`, a durable transaction of its
      own: one round trip, one fsync.
+   - A group of one append of up to 100 events of one type and meta is one
+     INSERT through the connection's `pending_append` view, whose trigger
+     inserts them and widens their spans (`_rows.py`, note 9): one round
+     trip too.
    - A larger group begins with a deferred `BEGIN` (it takes no lock, so it
      cannot fail on another process's lock as `BEGIN IMMEDIATE` can, which
      would leave the INSERTs after it to commit one by one; its first INSERT
@@ -20,16 +24,14 @@ Notes (do not fix without reading this):
      (`_sent`: aiosqlite runs them in the order they were sent); then
      `COMMIT`, once every one of them succeeded (one may fail after another
      landed, so COMMIT is never sent ahead): two round trips. A group of one
-     append binds its rows straight from its encoded values (`_rows.py`,
-     note 6). (`SAVEPOINT` would do as well, but would nest silently in a
-     transaction left open by mistake, and copies each page it changes to a
-     sub-journal.) When another process holds the write lock past
+     append binds its rows straight from its encoded columns, and the
+     values its events share once a statement (`_rows.py`, note 6).
+     (`SAVEPOINT` would do as well, but would nest silently in a
+     transaction left open by mistake, and copies each page it changes to
+     a sub-journal.) When another process holds the write lock past
      `busy_timeout`, each statement sent behind the first waits for it in
      turn: a large group fails after up to three times the store's
      `lock_timeout`, writing nothing.
-   - One append of up to 100 events of one type and meta is one INSERT
-     through the connection's `pending_append` view, whose trigger inserts
-     them and widens their spans (`_rows.py`, note 9): one round trip too.
    The single-statement paths rely on no transaction being left open on
    the connection: every failure sends `ROLLBACK` (`_rollback`).
    The rows are numbered on the event loop from the head and stream versions
