@@ -35,9 +35,8 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter, call, itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import PydanticSerializationError
 
@@ -67,9 +66,11 @@ StoredMeta = tuple[str, str, str, int, str, str]
 """A meta as stored (`meta_params`): run, agent, parent, causation, correlation, source."""
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
-    """An append's events as stored, column by column (note 3): event `i` is at index `i`."""
+class Encoded(NamedTuple):
+    """An append's events as stored, column by column (note 3): event `i` is at index `i`.
+
+    (A named tuple: made once an append, and cheaper to make than a frozen dataclass.)
+    """
 
     types: list[str]
     schemas: list[int]
@@ -196,11 +197,13 @@ def _encode_columns(batch: tuple[NewEvent, ...], limit: int) -> Encoded | None:
 def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Encoded:
     types: list[str] = []
     schemas: list[int] = []
-    data: list[Any] = []
+    data: list[str] = []
     metas: list[StoredMeta] = []
+    segments: list[tuple[int, str, str]] = []
     last_meta: Meta | None = None
     stored_meta: StoredMeta = ("", "", "", 0, "", "")
-    for event in batch:
+    segment_run = segment_agent = ""
+    for index, event in enumerate(batch):
         if type(event) is not NewEvent:
             raise InvalidEvent(f"events must be NewEvent instances, got {type(event).__name__}")
         value = event.data
@@ -214,6 +217,10 @@ def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Enc
         if meta is not last_meta:
             stored_meta = meta_params(meta)
             last_meta = meta
+            run, agent = stored_meta[0], stored_meta[1]
+            if run != segment_run or agent != segment_agent or not segments:
+                segments.append((index, run, agent))
+                segment_run, segment_agent = run, agent
         try:
             text = to_json(value)
         except PydanticSerializationError as e:
@@ -224,7 +231,7 @@ def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Enc
         schemas.append(schema)
         data.append(text.decode())
         metas.append(stored_meta)
-    return Encoded(types, schemas, data, metas, _segments(metas), None)
+    return Encoded(types, schemas, data, metas, segments, None)
 
 
 def _segments(metas: list[StoredMeta]) -> list[tuple[int, str, str]]:
