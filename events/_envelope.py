@@ -262,7 +262,7 @@ def new_recorded(
     event._text = None
     event._page = None
     event.__class__ = RecordedEvent  # type: ignore[assignment]  # note 3
-    return cast(RecordedEvent, event)
+    return event  # type: ignore[return-value]  # a RecordedEvent now
 
 
 def new_appended(
@@ -289,7 +289,7 @@ def new_appended(
         event._text = None
         event._page = None
         event.__class__ = RecordedEvent  # type: ignore[assignment]  # note 3
-        append(cast(RecordedEvent, event))
+        append(event)  # type: ignore[arg-type]  # a RecordedEvent now (no cast call)
         position += 1
         version += 1
     return recorded
@@ -317,7 +317,7 @@ def new_stored(
     event._text = text  # `data` stays unset until read (`__getattr__`)
     event._page = page
     event.__class__ = RecordedEvent  # type: ignore[assignment]  # note 3
-    return cast(RecordedEvent, event)
+    return event  # type: ignore[return-value]  # a RecordedEvent now
 
 
 _VALIDATORS = {name: cls.__pydantic_validator__.validate_json for name, cls in EVENT_TYPES.items()}
