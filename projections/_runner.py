@@ -429,7 +429,7 @@ class ProjectionRunner:
                 )
                 continue
             try:
-                with gc_paused():
+                with gc_paused(long_lived=True):
                     slot.state = slot.projection.load(decode_state(checkpoint.state))
             except Exception:
                 logger.exception(

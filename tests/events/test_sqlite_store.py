@@ -629,3 +629,33 @@ async def test_an_event_is_durable_when_append_returns(tmp_path: Path) -> None:
     async with SQLiteEventStore(path) as store:
         [event] = await store.read_all()
     assert (event.position, event.stream_id) == (position, "agent-dies")
+
+
+def test_a_long_lived_block_puts_what_it_made_straight_in_the_oldest_generation() -> None:
+    """Loading a large state (a checkpoint, a snapshot) skips the young collections that
+    would each walk all of it; a plain pause leaves the young generation as it is."""
+    from events import gc_paused
+
+    gc.collect()
+    with gc_paused(long_lived=True):
+        loaded = [[n] for n in range(1000)]
+    with gc_paused():
+        young = [[n] for n in range(1000)]
+    assert gc.isenabled()
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(loaded) in oldest and all(id(item) in oldest for item in loaded)
+    assert id(young) not in oldest
+
+
+def test_a_long_lived_block_leaves_objects_the_program_froze_frozen() -> None:
+    from events import gc_paused
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused(long_lived=True):
+            made = [[n] for n in range(100)]
+        assert gc.get_freeze_count() == frozen
+        assert made and gc.isenabled()
+    finally:
+        gc.unfreeze()
