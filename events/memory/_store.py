@@ -31,12 +31,18 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from .._checkpoints import Checkpoint, Snapshot
 from .._decoding import Row, RowDecoder, microseconds
-from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._encoding import (
+    DEFAULT_MAX_EVENT_BYTES,
+    Encoded,
+    check_append,
+    check_limit,
+    encode_batch,
+)
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
 from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
 from ..errors import (
@@ -231,9 +237,9 @@ class MemoryEventStore:
         if not batch:
             return []
         self._check_writable()
-        params, _ = encode_batch(stream_id, batch, self.max_event_bytes)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         async with self._turn():
-            return self._append(stream_id, batch, params, expected_version)
+            return self._append(stream_id, batch, encoded, expected_version)
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -251,7 +257,7 @@ class MemoryEventStore:
         self,
         stream_id: str,
         batch: tuple[NewEvent, ...],
-        params: list[tuple[Any, ...]],
+        encoded: Encoded,
         expected_version: ExpectedVersion,
     ) -> list[RecordedEvent]:
         log = self.log
@@ -264,9 +270,8 @@ class MemoryEventStore:
         recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         head = log.head
         rows: list[Row] = []
-        recorded: list[RecordedEvent] = []
-        for n, (event, (name, schema, text, run, agent, parent, cause, corr, source)) in enumerate(
-            zip(batch, params, strict=True), start=1
+        for n, (name, schema, text, (run, agent, parent, cause, corr, source)) in enumerate(
+            zip(encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True), start=1
         ):
             rows.append(
                 (
@@ -274,11 +279,8 @@ class MemoryEventStore:
                     agent or None, parent or None, cause or None, corr or None, source, now_us,
                 )
             )  # fmt: skip
-            recorded.append(
-                new_recorded(head + n, stream_id, actual + n, event.data, event.meta, recorded_at)
-            )
         log.insert_rows(rows)
-        return recorded
+        return new_appended(head + 1, stream_id, actual + 1, batch, recorded_at)
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run after the head, keeping `recorded_at` (note 2).

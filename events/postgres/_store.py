@@ -315,9 +315,9 @@ class PostgresEventStore:
         if not batch:
             return []
         writer = self._writing()
-        params, _ = encode_batch(stream_id, batch, self.max_event_bytes)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        writer.submit(PendingAppend(stream_id, batch, params, expected_version, future))
+        writer.submit(PendingAppend(stream_id, batch, encoded, expected_version, future))
         return await future
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:

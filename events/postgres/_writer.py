@@ -33,7 +33,8 @@ from typing import Any
 
 import asyncpg
 
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_recorded
+from .._encoding import Encoded
+from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
@@ -53,8 +54,8 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Per event: (type, schema_version, data JSON, *meta params) (`events._encoding`).
-    params: list[tuple[Any, ...]]
+    # Their stored values, column by column (`events._encoding.encode_batch`).
+    encoded: Encoded
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
@@ -204,13 +205,13 @@ class PostgresWriter:
             version = item.expected_version
             expected.append(-1 if version is ANY else -2 if version is NO_STREAM else version)  # type: ignore[arg-type]
             counts.append(len(item.events))
-            for kind, schema, data, run, agent, parent, cause, correlation, source in item.params:
-                values = (
-                    kind, schema, data, run or None, agent or None, parent or None,
-                    cause or None, correlation or None, source,
-                )  # fmt: skip
-                for column, value in zip(columns, values, strict=True):
-                    column.append(value)
+            encoded = item.encoded
+            columns[0] += encoded.types
+            columns[1] += encoded.schemas
+            columns[2] += encoded.data
+            metas = zip(*encoded.metas, strict=True)
+            for column, values in zip(columns[3:], metas, strict=True):
+                column += [value or None for value in values]  # '' and 0 are NULL
         rows = await conn.fetch(
             self._tables.append_group, streams, expected, counts, *columns, time.time_ns() // 1000
         )
@@ -221,12 +222,7 @@ class PostgresWriter:
                 continue
             recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
             outcomes.append(
-                [
-                    new_recorded(
-                        first + k, item.stream_id, actual + 1 + k, e.data, e.meta, recorded_at
-                    )
-                    for k, e in enumerate(item.events)
-                ]
+                new_appended(first, item.stream_id, actual + 1, item.events, recorded_at)
             )
         return outcomes
 

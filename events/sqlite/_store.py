@@ -263,9 +263,9 @@ class SQLiteEventStore:
         if not batch:
             return []
         writer = self._writing()
-        values, segments = encode_batch(stream_id, batch, self.max_event_bytes, flat=True)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        writer.submit(PendingAppend(stream_id, batch, values, segments, expected_version, future))
+        writer.submit(PendingAppend(stream_id, batch, encoded, expected_version, future))
         return await future
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
