@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# The suite waits on processes, sockets and the log far more than it computes: two
+# workers (pytest-xdist, a test file each at a time) take about half its time on 2 cores.
+# PYTEST_WORKERS=0 runs it in one process (for -x, --pdb, or reading the output in order).
+PYTEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 # Each install is stamped with the interpreter's version, so a venv made by
 # another Python is rebuilt instead of silently reused.
@@ -36,7 +40,7 @@ demo: $(DEMO_STAMP)
 # (.ci/postgres); without it they skip, saying why.
 test: $(TEST_STAMP) claude-code
 	@.ci/postgres >/dev/null 2>&1 || echo "make: no PostgreSQL on 127.0.0.1:5432: its tests will skip"
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The real Claude Code, pinned, for the end-to-end tests (tests/claude_code/): npm installs the
 # package and its native binary into .claude-code/ (ignored by git, never committed). Without

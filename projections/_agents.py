@@ -43,6 +43,7 @@ skipped.
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any, TypedDict
 
 from events import (
@@ -225,14 +226,20 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if d.agent_id in state["agents"]:
             report(self.name, event, "agent %r already exists", d.agent_id)
             return
+        parent_id, run_id = d.parent_id, event.meta.run_id
+        parent = None if parent_id is None else state["agents"].get(parent_id)
+        if parent is not None:  # the parent's strings: one object each (`_agent_record.py`)
+            parent_id = parent["id"]
+            if run_id == parent["run_id"]:
+                run_id = parent["run_id"]
         state["agents"][d.agent_id] = new_record(
             d.agent_id,
             name=d.name,
             role=d.role,
             model=d.model,
             at=self.ts(event),
-            parent_id=d.parent_id,
-            run_id=event.meta.run_id,
+            parent_id=parent_id,
+            run_id=run_id,
             task=d.task,
             context_limit=d.context_limit,
             external=d.external,
@@ -271,7 +278,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             return
         r["summary"] = d.summary
         for path in d.artifacts:
-            r["artifacts"][path] = None
+            r["artifacts"][intern(path)] = None
         if r["status"] != "deleted":
             r["status"] = "completed"
             r["finished_at"] = r["last_activity_at"]
@@ -305,7 +312,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None:
             return
         if r["external"] and d.model and d.model != "unknown":
-            r["model"] = d.model  # an ingested session learns its model from its transcript
+            r["model"] = intern(d.model)  # an ingested session learns its model from its transcript
         if d.context_limit:
             r["context_limit"] = d.context_limit
         u = d.usage
@@ -334,7 +341,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r = self._get(state, event, d.agent_id)
         if r is not None:
             r["last_tool"] = {
-                "name": d.name,
+                "name": intern(d.name),
                 "tool_use_id": d.tool_use_id,
                 "status": "running",
                 "at": r["last_activity_at"],
@@ -350,10 +357,10 @@ class AgentsProjection(FoldProjection[AgentsState]):
         count_call(r, d.name, d.tool_use_id, status, d.is_error)
         consumed = r["files_consumed"]
         for path in d.files_read:
-            consumed[path] = None
+            consumed[intern(path)] = None
         produced = r["files_produced"]
         for path in d.files_written:
-            produced[path] = None
+            produced[intern(path)] = None
 
     def _hook_invoked(self, state: AgentsState, event: RecordedEvent, d: HookInvoked) -> None:
         if d.agent_id is None or (d.decision not in _BLOCKING and not d.system_message):

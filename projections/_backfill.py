@@ -91,7 +91,7 @@ async def snapshot_data(
             return None
         at, blob = stored.position, stored.blob
     try:
-        with gc_paused():  # loading a large state makes many objects, no cycles
+        with gc_paused(long_lived=True):  # loading a large state makes many objects, no cycles
             return at, Snapshots.unpack(blob)
     except SnapshotUnreadable as e:
         logger.warning("snapshot of %r at %d skipped: %s", name, at, e)
@@ -106,6 +106,6 @@ async def _slot_at(
     if start > 0:
         found = await snapshot_data(checkpoints, snapshots, live.name, projection.version, start)
         if found is not None:
-            with gc_paused():
+            with gc_paused(long_lived=True):
                 return Slot(projection, projection.load(found[1]), found[0])
     return Slot(projection, projection.initial(), 0)

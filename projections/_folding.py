@@ -36,7 +36,7 @@ Notes (do not fix without reading this):
    (`persist`), so a rebuild of a long log holds at most `PERSIST_BYTES` of
    them, not all of them until it ends.
 8. A snapshot is a copy of the state (pickled) made on the loop between two
-   pages, then compressed on a thread while the next pages fold (zlib
+   pages, then compressed on a thread while the next pages fold (Zstandard
    releases the GIL): compression was about half of a snapshot's cost, and a
    rebuild of a long log takes dozens of them. One batch compresses at a time;
    they are kept (`Snapshots.add`) in order, before any persisting and when

@@ -54,11 +54,18 @@ Notes (do not fix without reading this):
 3. A "consumes" edge keeps how many reads it stands for and the last
    `MAX_EDGE_FILES` distinct files read, not every file: agents sharing a
    large tree would otherwise keep agents x agents x files names.
+4. Every event decodes its own copy of each id and path it names. The state
+   keeps one object per string: an agent id is the node's own (`_id`), and
+   names, roles, workspaces and paths are interned (a bounded vocabulary;
+   ids are not, as an interned string is never freed on Python 3.12). At 1M
+   events this made the time-travel snapshot smaller and faster to load
+   (`BENCHMARKS.md`), and the live state smaller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from sys import intern
 from typing import Any
 
 from events import (
@@ -280,20 +287,21 @@ class GraphProjection(FoldProjection[GraphState]):
     def _created(self, state: GraphState, event: RecordedEvent, d: AgentCreated) -> None:
         if d.agent_id in state["nodes"]:
             return  # the agents projection reports it
+        parent_id = None if d.parent_id is None else _id(state, d.parent_id)
         state["nodes"][d.agent_id] = _node(
-            d.agent_id, d.name, d.role, event.meta.run_id, d.parent_id, d.workspace, d.external
+            d.agent_id, d.name, d.role, event.meta.run_id, parent_id, d.workspace, d.external
         )
         ts = self.ts(event)
         preds = []
-        if d.parent_id is not None and d.parent_id in state["segments"]:
-            preds.append([d.parent_id, _last(state, d.parent_id), ts])
+        if parent_id is not None and parent_id in state["segments"]:
+            preds.append([parent_id, _last(state, parent_id), ts])
         state["segments"][d.agent_id] = [[event.position, ts, None, preds]]
 
     def _commanded(self, state: GraphState, event: RecordedEvent, d: AgentCommanded) -> None:
         node = _status(state, d.agent_id, "working")
         if node is None:
             return
-        by = d.by if d.by != d.agent_id and d.by in state["segments"] else None
+        by = _id(state, d.by) if d.by != d.agent_id and d.by in state["segments"] else None
         extra = [[by, _last(state, by), self.ts(event)]] if by else []
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
@@ -302,13 +310,15 @@ class GraphProjection(FoldProjection[GraphState]):
             return
         ts = self.ts(event)
         _end(state, d.agent_id, ts)
-        waits = state["waits"].setdefault(d.agent_id, {})
+        waiter = _id(state, d.agent_id)
+        waits = state["waits"].setdefault(waiter, {})
         for target in d.on:
-            if target in state["nodes"] and target != d.agent_id:
+            if target in state["nodes"] and target != waiter:
+                target = _id(state, target)
                 w = waits.setdefault(target, {"total_ms": 0.0, "count": 0, "open_since": None})
                 if w["open_since"] is None:
                     w["open_since"] = ts
-                    state["awaited"].setdefault(target, {})[d.agent_id] = None
+                    state["awaited"].setdefault(target, {})[waiter] = None
 
     def _woke(self, state: GraphState, event: RecordedEvent, d: AgentWoke) -> None:
         if _status(state, d.agent_id, "working") is None:
@@ -316,7 +326,11 @@ class GraphProjection(FoldProjection[GraphState]):
         _close_waits(state, d.agent_id, self.ts(event), d.waited_ms)
         segments = state["segments"]
         ts = self.ts(event)
-        extra = [[c, _last(state, c), ts] for c in d.changed if c in segments and c != d.agent_id]
+        extra = [
+            [_id(state, c), _last(state, c), ts]
+            for c in d.changed
+            if c in segments and c != d.agent_id
+        ]
         _resume(state, d.agent_id, event.position, self.ts(event), extra)
 
     def _approval_requested(
@@ -336,9 +350,9 @@ class GraphProjection(FoldProjection[GraphState]):
         if node is None:
             return
         ts = self.ts(event)
-        index = _last(state, d.agent_id)
+        index, workspace = _last(state, d.agent_id), node["workspace"]
         for path in d.artifacts:
-            state["writers"][resolve_path(path, node["workspace"])] = [d.agent_id, index, ts]
+            state["writers"][intern(resolve_path(path, workspace))] = [node["id"], index, ts]
         _release_waiters(state, d.agent_id, ts)
         _end(state, d.agent_id, ts)
 
@@ -364,9 +378,9 @@ class GraphProjection(FoldProjection[GraphState]):
             state,
             event.position,
             self.ts(event),
-            d.agent_id,
-            [(p, resolve_path(p, workspace)) for p in d.files_read],
-            [resolve_path(p, workspace) for p in d.files_written],
+            node["id"],
+            [(intern(p), intern(resolve_path(p, workspace))) for p in d.files_read],
+            [intern(resolve_path(p, workspace)) for p in d.files_written],
         )
 
     def _external(self, state: GraphState, event: RecordedEvent, d: ExternalHookReceived) -> None:
@@ -388,9 +402,9 @@ class GraphProjection(FoldProjection[GraphState]):
                 state,
                 event.position,
                 self.ts(event),
-                agent_id,
-                [(p, p) for p in f.files_read],
-                list(f.files_written),
+                _id(state, agent_id),
+                [(intern(p), intern(p)) for p in f.files_read],
+                [intern(p) for p in f.files_written],
             )
 
     def _external_node(
@@ -406,6 +420,7 @@ class GraphProjection(FoldProjection[GraphState]):
         if agent_id in state["nodes"]:
             return
         ts = self.ts(event)
+        parent_id = None if parent_id is None else _id(state, parent_id)
         state["nodes"][agent_id] = _node(
             agent_id, name, EXTERNAL_ROLE, event.meta.run_id, parent_id, "", True
         )
@@ -426,14 +441,20 @@ def _node(
 ) -> dict[str, Any]:
     return {
         "id": agent_id,
-        "name": name,
-        "role": role,
+        "name": intern(name),
+        "role": intern(role),
         "status": "created",
         "run_id": run_id,
         "parent_id": parent_id,
-        "workspace": workspace,
+        "workspace": intern(workspace),
         "external": external,
     }
+
+
+def _id(state: GraphState, agent_id: str) -> str:
+    """The node's own id object for `agent_id` (note 4)."""
+    node = state["nodes"].get(agent_id)
+    return agent_id if node is None else node["id"]
 
 
 def _status(state: GraphState, agent_id: str, status: str) -> dict[str, Any] | None:
@@ -456,7 +477,7 @@ def _resume(
     previous = state["segments"][agent_id][-1]
     if previous[2] is None:
         return
-    preds = [[agent_id, _last(state, agent_id), previous[2]], *extra]
+    preds = [[_id(state, agent_id), _last(state, agent_id), previous[2]], *extra]
     _add_segment(state, agent_id, [position, ts, None, preds])
 
 

@@ -96,8 +96,8 @@ class ProjectionRunner:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 1.0,
-        snapshot_every: int = 10_000,
-        max_snapshots: int = 256,
+        snapshot_every: int = 5_000,
+        max_snapshots: int = 512,
         snapshots_behind: int = 50_000,
     ) -> None:
         """Args:
@@ -429,7 +429,7 @@ class ProjectionRunner:
                 )
                 continue
             try:
-                with gc_paused():
+                with gc_paused(long_lived=True):
                     slot.state = slot.projection.load(decode_state(checkpoint.state))
             except Exception:
                 logger.exception(

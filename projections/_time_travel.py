@@ -141,7 +141,7 @@ class TimeTravel:
                 self._checkpoints, self.snapshots, name, projection.version, position
             )
         start, data = (0, None) if found is None else found
-        with gc_paused():  # loading a large state makes many objects, no cycles
+        with gc_paused(long_lived=True):  # loading a large state makes many objects, no cycles
             if found is None and live_first:
                 # Copied here, on the loop, so the copy is of one consistent state.
                 start, data = slot.position, copy_state(projection.dump(slot.state))

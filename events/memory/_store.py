@@ -31,16 +31,17 @@ import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from .._checkpoints import Checkpoint, Snapshot
 from .._decoding import Row, RowDecoder, microseconds
 from .._encoding import (
     DEFAULT_MAX_EVENT_BYTES,
+    Encoded,
     check_append,
     check_limit,
     encode_batch,
-    resolved_cause,
+    resolved,
 )
 from .._envelope import (
     ANY,
@@ -48,8 +49,8 @@ from .._envelope import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
-    new_recorded,
-    resolved_meta,
+    new_appended,
+    resolved_events,
 )
 from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
@@ -245,9 +246,9 @@ class MemoryEventStore:
         if not batch:
             return []
         self._check_writable()
-        params, _ = encode_batch(stream_id, batch, self.max_event_bytes)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         async with self._turn():
-            return self._append(stream_id, batch, params, expected_version)
+            return self._append(stream_id, batch, encoded, expected_version)
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -265,7 +266,7 @@ class MemoryEventStore:
         self,
         stream_id: str,
         batch: tuple[NewEvent, ...],
-        params: list[tuple[Any, ...]],
+        encoded: Encoded,
         expected_version: ExpectedVersion,
     ) -> list[RecordedEvent]:
         log = self.log
@@ -277,25 +278,20 @@ class MemoryEventStore:
         now_us = log.now_us()
         recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         head = log.head
+        if encoded.relative:  # causes given as -k (`events._encoding`, note 5)
+            encoded, batch = resolved(encoded, head + 1), tuple(resolved_events(batch, head + 1))
         rows: list[Row] = []
-        recorded: list[RecordedEvent] = []
-        for n, (event, (name, schema, text, run, agent, parent, cause, corr, source)) in enumerate(
-            zip(batch, params, strict=True), start=1
+        for n, (name, schema, text, (run, agent, parent, cause, corr, source)) in enumerate(
+            zip(encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True), start=1
         ):
-            meta = event.meta
-            if cause < 0:  # an earlier event of this append (`events._encoding`, note 4)
-                cause, meta = resolved_cause(cause, head + n), resolved_meta(meta, head + n)
             rows.append(
                 (
                     head + n, stream_id, actual + n, name, schema, text, run or None,
                     agent or None, parent or None, cause or None, corr or None, source, now_us,
                 )
             )  # fmt: skip
-            recorded.append(
-                new_recorded(head + n, stream_id, actual + n, event.data, meta, recorded_at)
-            )
         log.insert_rows(rows)
-        return recorded
+        return new_appended(head + 1, stream_id, actual + 1, batch, recorded_at)
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run after the head, keeping `recorded_at` (note 2).

@@ -13,7 +13,10 @@ Notes (do not fix without reading this):
    committed transaction, sent by its writer, delivered on commit) through
    one listening connection per store, and on this store's own commits; it
    also polls every `poll_interval` seconds, so a lost notification or a
-   dropped listener costs latency, never an event.
+   dropped listener costs latency, never an event. A listening connection
+   that drops (the server restarted, a proxy cut it) is opened again, every
+   few seconds until it is back (`_relisten`): polling alone would leave
+   every subscription a poll behind for the rest of the store's life.
 3. Reads go through a small connection pool, one query per page, decoded
    on the event loop by the shared `RowDecoder`.
 4. Opened with `readonly=True`, the store has no writer, its connections
@@ -92,6 +95,7 @@ class PostgresEventStore:
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._relistening: asyncio.Task[None] | None = None
         self._writer: PostgresWriter | None = None
         self._decoder = RowDecoder()
         self._appended = asyncio.Event()
@@ -152,18 +156,45 @@ class PostgresEventStore:
         self._state = "open"
         return self
 
-    async def _listen(self) -> None:
+    async def _listen(self, *, quiet: bool = False) -> bool:
         """One connection that LISTENs on the log's channel (note 2); polling covers its loss."""
         try:
             with translated("listening to", self.location):
                 conn = await asyncpg.connect(self._where.dsn, timeout=self.connect_timeout)
                 await conn.add_listener(self.tables.channel, self._notified)
         except StoreError as e:
-            logger.warning(
-                "no notifications from %s, subscriptions will poll: %s", self.location, e
-            )
-            return
+            if not quiet:
+                logger.warning(
+                    "no notifications from %s, subscriptions will poll: %s", self.location, e
+                )
+            return False
+        conn.add_termination_listener(self._listener_lost)
         self._listener = conn
+        return True
+
+    def _listener_lost(self, conn: asyncpg.Connection) -> None:
+        if conn is not self._listener or self._state != "open":
+            return  # closed by us
+        self._listener = None
+        logger.warning("lost the notifications from %s; listening again", self.location)
+        self._relistening = asyncio.get_running_loop().create_task(
+            self._relisten(), name="fleet-postgres-relisten"
+        )
+
+    async def _relisten(self) -> None:
+        """Open the listening connection again (note 2), waking subscriptions once it is."""
+        delay = min(1.0, self.poll_interval)
+        while self._state == "open":
+            if await self._listen(quiet=True):
+                if self._state != "open":  # closed while connecting: not ours to keep
+                    await self._close_listener(self._listener)
+                    self._listener = None
+                    return
+                logger.info("listening to %s again", self.location)
+                self._committed()  # what was committed meanwhile
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _notified(self, *_: Any) -> None:
         self._committed()
@@ -195,17 +226,26 @@ class PostgresEventStore:
     async def _close_connections(self) -> None:
         writer, listener, pool = self._writer, self._listener, self._pool
         self._writer = self._listener = None
+        relistening, self._relistening = self._relistening, None
+        if relistening is not None:
+            relistening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await relistening
         try:
             if writer is not None:
                 await writer.stop()
         finally:
             self._pool = None
-            if listener is not None:
-                with contextlib.suppress(Exception):
-                    await listener.close(timeout=5)
+            await self._close_listener(listener)
             if pool is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pool.close(), 10)
+
+    @staticmethod
+    async def _close_listener(listener: asyncpg.Connection | None) -> None:
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.close(timeout=5)
 
     @property
     def closed(self) -> bool:
@@ -275,9 +315,9 @@ class PostgresEventStore:
         if not batch:
             return []
         writer = self._writing()
-        params, _ = encode_batch(stream_id, batch, self.max_event_bytes)
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        writer.submit(PendingAppend(stream_id, batch, params, expected_version, future))
+        writer.submit(PendingAppend(stream_id, batch, encoded, expected_version, future))
         return await future
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:

@@ -26,21 +26,22 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from .._encoding import Encoded
 from .._envelope import (
     ANY,
     NO_STREAM,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
-    new_recorded,
-    resolved_meta,
+    new_appended,
+    resolved_events,
 )
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
@@ -61,8 +62,8 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Per event: (type, schema_version, data JSON, *meta params) (`events._encoding`).
-    params: list[tuple[Any, ...]]
+    # Their stored values, column by column (`events._encoding.encode_batch`).
+    encoded: Encoded
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
 
@@ -212,14 +213,13 @@ class PostgresWriter:
             version = item.expected_version
             expected.append(-1 if version is ANY else -2 if version is NO_STREAM else version)  # type: ignore[arg-type]
             counts.append(len(item.events))
-            for kind, schema, data, run, agent, parent, cause, correlation, source in item.params:
-                # A cause < 0 (an earlier event of the append) is resolved by `append_group`.
-                values = (
-                    kind, schema, data, run or None, agent or None, parent or None,
-                    cause or None, correlation or None, source,
-                )  # fmt: skip
-                for column, value in zip(columns, values, strict=True):
-                    column.append(value)
+            encoded = item.encoded
+            columns[0] += encoded.types
+            columns[1] += encoded.schemas
+            columns[2] += encoded.data
+            metas = zip(*encoded.metas, strict=True)
+            for column, values in zip(columns[3:], metas, strict=True):
+                column += [value or None for value in values]  # '' and 0 are NULL
         rows = await conn.fetch(
             self._tables.append_group, streams, expected, counts, *columns, time.time_ns() // 1000
         )
@@ -230,17 +230,7 @@ class PostgresWriter:
                 continue
             recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
             outcomes.append(
-                [
-                    new_recorded(
-                        first + k,
-                        item.stream_id,
-                        actual + 1 + k,
-                        e.data,
-                        resolved_meta(e.meta, first + k),
-                        recorded_at,
-                    )
-                    for k, e in enumerate(item.events)
-                ]
+                new_appended(first, item.stream_id, actual + 1, _events(item, first), recorded_at)
             )
         return outcomes
 
@@ -259,3 +249,9 @@ class PostgresWriter:
             else:
                 item.future.set_result(outcome)
         self._on_commit()
+
+
+def _events(item: PendingAppend, first: int) -> Sequence[NewEvent]:
+    """The append's events as recorded from `first` on: a cause given as -k is a position
+    (`append_group` stored it so; `events._encoding`, note 5)."""
+    return resolved_events(item.events, first) if item.encoded.relative else item.events

@@ -49,14 +49,7 @@ from typing import Self
 import aiosqlite
 
 from .._decoding import Row
-from .._encoding import (
-    CAUSE_PARAM,
-    DEFAULT_MAX_EVENT_BYTES,
-    STORED_PARAMS,
-    check_append,
-    check_limit,
-    encode_batch,
-)
+from .._encoding import DEFAULT_MAX_EVENT_BYTES, check_append, check_limit, encode_batch
 from .._envelope import ANY, ExpectedVersion, NewEvent, RecordedEvent
 from .._store import EventFilter, ImportedEvent
 from ..errors import LogNotFound, StoreClosed, StoreError, StoreUnavailable
@@ -270,13 +263,9 @@ class SQLiteEventStore:
         if not batch:
             return []
         writer = self._writing()
-        values, segments = encode_batch(stream_id, batch, self.max_event_bytes, flat=True)
-        # A cause given as -k, resolved when the rows are numbered (`events._encoding`, note 4).
-        relative = min(values[CAUSE_PARAM::STORED_PARAMS]) < 0
+        encoded = encode_batch(stream_id, batch, self.max_event_bytes)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        writer.submit(
-            PendingAppend(stream_id, batch, values, segments, expected_version, future, relative)
-        )
+        writer.submit(PendingAppend(stream_id, batch, encoded, expected_version, future))
         return await future
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:

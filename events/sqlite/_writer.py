@@ -12,6 +12,10 @@ Notes (do not fix without reading this):
      `pending` view, whose triggers widen the spans (`_rows.py`, note 8). One
      statement is atomic and, outside `BEGIN`, a durable transaction of its
      own: one round trip, one fsync.
+   - A group of one append of up to 100 events of one type and meta is one
+     INSERT through the connection's `pending_append` view, whose trigger
+     inserts them and widens their spans (`_rows.py`, note 9): one round
+     trip too.
    - A larger group begins with a deferred `BEGIN` (it takes no lock, so it
      cannot fail on another process's lock as `BEGIN IMMEDIATE` can, which
      would leave the INSERTs after it to commit one by one; its first INSERT
@@ -20,14 +24,15 @@ Notes (do not fix without reading this):
      (`_sent`: aiosqlite runs them in the order they were sent); then
      `COMMIT`, once every one of them succeeded (one may fail after another
      landed, so COMMIT is never sent ahead): two round trips. A group of one
-     append binds its rows straight from its encoded values (`_rows.py`,
-     note 6). (`SAVEPOINT` would do as well, but would nest silently in a
-     transaction left open by mistake, and copies each page it changes to a
-     sub-journal.) When another process holds the write lock past
+     append binds its rows straight from its encoded columns, and the
+     values its events share once a statement (`_rows.py`, note 6).
+     (`SAVEPOINT` would do as well, but would nest silently in a
+     transaction left open by mistake, and copies each page it changes to
+     a sub-journal.) When another process holds the write lock past
      `busy_timeout`, each statement sent behind the first waits for it in
      turn: a large group fails after up to three times the store's
      `lock_timeout`, writing nothing.
-   The single-statement path relies on no transaction being left open on
+   The single-statement paths rely on no transaction being left open on
    the connection: every failure sends `ROLLBACK` (`_rollback`).
    The rows are numbered on the event loop from the head and stream versions
    the writer remembers (note 7); the loop never blocks on SQLite.
@@ -89,7 +94,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,15 +102,15 @@ from typing import Any
 
 import aiosqlite
 
-from .._encoding import CAUSE_PARAM, STORED_PARAMS, resolved_cause
+from .._encoding import Encoded, resolved
 from .._envelope import (
     ANY,
     NO_STREAM,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
-    new_recorded,
-    resolved_meta,
+    new_appended,
+    resolved_events,
 )
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
@@ -115,13 +120,16 @@ from ._rows import (
     BACKFILL_SPANS,
     INSERT_ROWS,
     PENDING,
+    PENDING_APPEND,
     PENDING_PARAMS,
     ROW_PARAMS,
     SCHEMA,
     UPSERT_SPAN,
-    insert_numbered,
+    insert_append,
+    insert_columns,
     insert_pending,
     insert_rows,
+    insert_uniform,
 )
 
 __all__ = ["MAX_GROUP_ROWS", "GroupWriter", "Job", "PendingAppend"]
@@ -162,40 +170,10 @@ class PendingAppend:
 
     stream_id: str
     events: tuple[NewEvent, ...]
-    # Every event's `STORED_PARAMS` (type, schema_version, data JSON, *meta params),
-    # one event after the other (`encode_batch(flat=True)`).
-    values: list[Any]
-    # (index of the first event, run id, agent id) wherever those change ('' for none).
-    segments: list[tuple[int, str, str]]
+    # Their stored values, column by column (`encode_batch`).
+    encoded: Encoded
     expected_version: ExpectedVersion
     future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
-    # Some event's cause is -k, an earlier event of this append (`events._encoding`, note 4).
-    relative: bool = False
-
-    def values_at(self, position: int) -> list[Any]:
-        """`values` with each cause given as -k resolved, the first event at `position`."""
-        if not self.relative:
-            return self.values
-        values = list(self.values)
-        for at in range(CAUSE_PARAM, len(values), STORED_PARAMS):
-            if values[at] < 0:
-                values[at] = resolved_cause(values[at], position + at // STORED_PARAMS)
-        return values
-
-    def recorded(self, position: int, version: int, recorded_at: datetime) -> list[RecordedEvent]:
-        """Its events as recorded, the first at `position` and `version`."""
-        stream, relative = self.stream_id, self.relative
-        return [
-            new_recorded(
-                position + i,
-                stream,
-                version + i,
-                event.data,
-                resolved_meta(event.meta, position + i) if relative else event.meta,
-                recorded_at,
-            )
-            for i, event in enumerate(self.events)
-        ]
 
 
 @dataclass(slots=True)
@@ -446,14 +424,15 @@ class GroupWriter:
         """
         width, flat = numbered.width, numbered.flat
         placed = [p for p in numbered.placed if type(p) is not VersionConflict]
+        statement = _one_statement(numbered, placed) if placed else None
         try:
             if not placed:
                 outcomes = self._outcomes(numbered)
                 if opened:
                     await conn.execute("COMMIT")
-            elif width == PENDING_PARAMS:
+            elif statement is not None:
                 # One statement: atomic, so it needs no transaction of its own (note 1).
-                await conn.execute(insert_pending(len(flat) // width), flat)
+                await conn.execute(*statement)
                 outcomes = self._outcomes(numbered)
                 if opened:
                     await conn.execute("COMMIT")
@@ -518,15 +497,17 @@ class GroupWriter:
                 placed.append(VersionConflict(stream, expected, actual))
                 continue
             count = len(item.events)
-            _widen(spans, item.segments, head + 1, head + count)
+            encoded = resolved(item.encoded, head + 1)  # causes given as -k (`events._encoding`)
+            _widen(spans, encoded.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
             if width:
-                values = item.values_at(head + 1)
                 tail = (0, 0) if width == PENDING_PARAMS else ()
-                for at in range(0, count * STORED_PARAMS, STORED_PARAMS):
+                for type_, schema, data, meta in zip(
+                    encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True
+                ):
                     head += 1
                     actual += 1
-                    extend((head, stream, actual, now_us, *values[at : at + STORED_PARAMS], *tail))
+                    extend((head, stream, actual, now_us, type_, schema, data, *meta, *tail))
             else:
                 head += count
                 actual += count
@@ -548,7 +529,11 @@ class GroupWriter:
                 outcomes.append(placed)
                 continue
             item, position, version = placed  # type: ignore[misc]
-            outcomes.append(item.recorded(position, version, recorded_at))
+            outcomes.append(
+                new_appended(
+                    position, item.stream_id, version, _events(item, position), recorded_at
+                )
+            )
         return outcomes
 
     def _failure(self, error: Exception) -> StoreError:
@@ -589,6 +574,29 @@ def _widen(
                 span[1] = first + end - 1
 
 
+def _one_statement(numbered: _Numbered, placed: list[_Placed]) -> tuple[str, list[Any]] | None:
+    """The group's INSERT and its parameters when it is one statement (note 1), else None."""
+    if numbered.width == PENDING_PARAMS:
+        return insert_pending(len(numbered.flat) // PENDING_PARAMS), numbered.flat
+    if numbered.width or len(placed) != 1:
+        return None
+    [(item, position, version)] = placed  # type: ignore[misc]
+    encoded = item.encoded
+    count = len(encoded.data)
+    if encoded.uniform is None or count > INSERT_ROWS:
+        return None
+    params = [position, item.stream_id, version, numbered.now_us, *_shared(encoded.uniform)]
+    params.append(count)
+    params += encoded.data
+    return insert_append(count), params
+
+
+def _shared(uniform: tuple[Any, ...]) -> list[Any]:
+    """An append's type, schema and meta, bound once a statement: NULL as None, not ''
+    (_rows.py, note 6)."""
+    return [*uniform[:2], *[value or None for value in uniform[2:]]]
+
+
 def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Future[Any]]:
     """Send the INSERTs of rows of `ROW_PARAMS` parameters each (_rows.py, note 6)."""
     sent = []
@@ -606,28 +614,42 @@ def _insert_rows(conn: aiosqlite.Connection, flat: list[Any]) -> list[asyncio.Fu
 def _insert_numbered(
     conn: aiosqlite.Connection, item: PendingAppend, position: int, version: int, now_us: int
 ) -> list[asyncio.Future[Any]]:
-    """Send the INSERTs of one append's events, from its values (_rows.py, note 6)."""
+    """Send the INSERTs of one append's events, from its columns (_rows.py, note 6)."""
+    encoded, stream = resolved(item.encoded, position), item.stream_id
+    data, uniform = encoded.data, encoded.uniform
+    columns: list[list[Any]] = []
+    if uniform is not None:
+        shared = _shared(uniform)
+    else:
+        columns = [encoded.types, encoded.schemas, data]
+        columns += map(list, zip(*encoded.metas, strict=True))
+
+    def params(at: int, end: int) -> list[Any]:
+        chunk = [position + at, stream, version + at, now_us]
+        if uniform is not None:
+            chunk += shared
+            chunk += data[at:end]
+        else:
+            for column in columns:
+                chunk += column[at:end]
+        return chunk
+
+    insert = insert_columns if uniform is None else insert_uniform
     sent = []
-    values, stream = item.values_at(position), item.stream_id
-    full, rest = divmod(len(item.events), INSERT_ROWS)
-    chunk = INSERT_ROWS * STORED_PARAMS
+    full, rest = divmod(len(data), INSERT_ROWS)
     if full:
-        chunks = [
-            [
-                position + k * INSERT_ROWS,
-                stream,
-                version + k * INSERT_ROWS,
-                now_us,
-                *values[k * chunk : (k + 1) * chunk],
-            ]
-            for k in range(full)
-        ]
-        sent.append(_sent(conn.executemany(insert_numbered(INSERT_ROWS), chunks)))
+        chunks = [params(at, at + INSERT_ROWS) for at in range(0, full * INSERT_ROWS, INSERT_ROWS)]
+        sent.append(_sent(conn.executemany(insert(INSERT_ROWS), chunks)))
     if rest:
         done = full * INSERT_ROWS
-        params = [position + done, stream, version + done, now_us, *values[full * chunk :]]
-        sent.append(_sent(conn.execute(insert_numbered(rest), params)))
+        sent.append(_sent(conn.execute(insert(rest), params(done, done + rest))))
     return sent
+
+
+def _events(item: PendingAppend, position: int) -> Sequence[NewEvent]:
+    """The append's events as recorded from `position` on: a cause given as -k is a position
+    (`events._encoding`, note 5)."""
+    return resolved_events(item.events, position) if item.encoded.relative else item.events
 
 
 def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:
@@ -659,7 +681,7 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         await _init_schema(conn, path)
         with translated("opening", path):
-            await conn.executescript(PENDING)
+            await conn.executescript(PENDING + PENDING_APPEND)
     except BaseException:
         await conn.close()
         raise

@@ -64,7 +64,14 @@ __all__ = [
 TEST_COMMAND = "python -m unittest"
 """The command the simulated builder and reviewer run to test the repository."""
 
-_RENAME = re.compile(r"rename\s+`([^`\n]+)`\s+to\s+`([^`\n]+)`", re.IGNORECASE)
+# A name in backticks, or a bare identifier (dotted names too; a trailing "." ends the sentence).
+_NAME = r"(?:`([^`\n]+)`|([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*))"
+_RENAME = re.compile(
+    r"\brename\s+(?:the\s+)?(?:(?:function|method|class|variable|constant|attribute)\s+)?"
+    r"(?!(?:it|this|that|them|these|those|all|everything)\b)"
+    rf"{_NAME}\s+to\s+{_NAME}",
+    re.IGNORECASE,
+)
 _REPLACE = re.compile(r'replace\s+"([^"\n]+)"\s+with\s+"([^"\n]*)"', re.IGNORECASE)
 _TASK = re.compile(r"^Task:[ \t]*(.*?)(?:\n[ \t]*\n|\Z)", re.MULTILINE | re.DOTALL)
 _WRITE_TO = re.compile(
@@ -149,7 +156,8 @@ def _split(prompt: str) -> tuple[str, str]:
 
 def _directives_in(text: str) -> list[Directive]:
     found = [
-        (m.start(), Directive("rename", m.group(1), m.group(2))) for m in _RENAME.finditer(text)
+        (m.start(), Directive("rename", m.group(1) or m.group(2), m.group(3) or m.group(4)))
+        for m in _RENAME.finditer(text)
     ]
     found += [
         (m.start(), Directive("replace", m.group(1), m.group(2))) for m in _REPLACE.finditer(text)

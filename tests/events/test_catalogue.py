@@ -48,7 +48,7 @@ from events import (
     load_data,
     upcast,
 )
-from events._envelope import new_recorded
+from events._envelope import new_appended, new_recorded
 
 # One instance of every event type, with every field that has no default.
 SAMPLES: dict[str, EventModel] = {
@@ -173,10 +173,31 @@ def test_new_recorded_builds_what_the_constructor_builds() -> None:
     assert repr(fast) == repr(slow)
 
 
-def test_recorded_events_are_immutable() -> None:
-    event = RecordedEvent(1, "s", 1, SAMPLES["AgentDeleted"], Meta(), datetime.now(UTC))
-    with pytest.raises(AttributeError):
-        event.position = 2  # type: ignore[misc]
+def test_new_appended_builds_what_the_constructor_builds() -> None:
+    at = datetime.now(UTC)
+    events = [NewEvent(data, Meta(run_id=f"r{n}")) for n, data in enumerate(SAMPLES.values())]
+    fast = new_appended(10, "agent-a", 3, events, at)
+    slow = [
+        RecordedEvent(10 + n, "agent-a", 3 + n, e.data, e.meta, at) for n, e in enumerate(events)
+    ]
+    assert fast == slow
+    assert [type(e) for e in fast] == [RecordedEvent] * len(events)
+    assert [repr(e) for e in fast] == [repr(e) for e in slow]
+
+
+async def test_recorded_events_are_immutable(store: EventStore) -> None:
+    """Built by hand, returned by an append or read back: no field can be set or deleted."""
+    made = RecordedEvent(1, "s", 1, SAMPLES["AgentDeleted"], Meta(), datetime.now(UTC))
+    [appended] = await store.append("s", [NewEvent(SAMPLES["AgentDeleted"])])
+    [read] = await store.read_all()
+    for event in (made, appended, read):
+        with pytest.raises(AttributeError):
+            event.position = 2  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            event.data = SAMPLES["AgentDeleted"]  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            del event.meta  # type: ignore[misc]
+        assert event.position == 1
 
 
 def test_to_json_dict_is_plain_json() -> None:

@@ -209,6 +209,43 @@ async def test_a_lost_listener_falls_back_to_polling(factory: Logs) -> None:
     assert event.position == 1
 
 
+async def _listening(channel: str) -> int:
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        count: int = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = $1", f'LISTEN "{channel}"'
+        )
+        return count
+    finally:
+        await admin.close()
+
+
+async def test_a_lost_listener_is_opened_again_and_notifications_wake_again(
+    factory: Logs,
+) -> None:
+    reader = await factory(poll_interval=3600)  # polls once an hour: only NOTIFY wakes it
+    writer = await factory()
+    assert isinstance(reader, PostgresEventStore)
+    channel = reader.tables.channel
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query = $1",
+            f'LISTEN "{channel}"',
+        )
+    finally:
+        await admin.close()
+    async with asyncio.timeout(60):  # both stores listen again, a second or two later
+        while await _listening(channel) != 2:
+            await asyncio.sleep(0.05)
+    following = asyncio.create_task(anext(aiter(reader.subscribe())))
+    await writer.append("agent-a", [command("a", 0)])
+    async with asyncio.timeout(60):
+        event = await following
+    assert event.position == 1
+
+
 async def test_an_unreachable_server_is_a_clear_error() -> None:
     from events import StoreUnavailable
 

@@ -470,6 +470,38 @@ async def test_large_groups_see_what_another_writer_appended(tmp_path: Path) -> 
     assert [e.version for e in of_b] == list(range(1, 12))
 
 
+async def test_appends_of_one_statement_see_what_another_writer_appended(tmp_path: Path) -> None:
+    """An append of up to 100 events of one type and meta is one statement through its own
+    view (`_rows.py`, note 9); stale memory must not cost it, and its spans are widened."""
+
+    def run(n: int) -> list[NewEvent]:
+        return [
+            NewEvent(command("a", k).data, Meta(run_id="run-1", agent_id="a")) for k in range(n)
+        ]
+
+    async with SQLiteEventStore(tmp_path / "log.db") as one:
+        first = await one.append("agent-a", run(100))
+        async with SQLiteEventStore(tmp_path / "log.db") as other:
+            await other.append("agent-a", run(70))
+        second = await one.append("agent-a", run(80))
+        with pytest.raises(VersionConflict) as conflict:
+            await one.append("agent-a", run(90), expected_version=100)
+        of_run = [e.position async for e in one.iter_all(where=EventFilter(run_id="run-1"))]
+        of_a = [e async for e in one.iter_all(where=EventFilter(agent_id="a"))]
+        with closing(raw(one.path)) as conn:
+            spans = conn.execute(
+                "SELECT kind, key, first, last FROM spans ORDER BY kind"
+            ).fetchall()
+
+    assert [(e.position, e.version) for e in (first[0], first[-1])] == [(1, 1), (100, 100)]
+    assert [(e.position, e.version) for e in (second[0], second[-1])] == [(171, 171), (250, 250)]
+    assert conflict.value.actual == 250
+    assert of_run == list(range(1, 251))
+    assert [e.version for e in of_a] == list(range(1, 251))
+    assert of_a[120].data == command("a", 20).data
+    assert spans == [("agent", "a", 1, 250), ("run", "run-1", 1, 250)]
+
+
 async def test_appends_wait_while_another_connection_holds_the_write_lock(
     store: SQLiteEventStore,
 ) -> None:
@@ -493,9 +525,15 @@ async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothi
             blocker.execute("BEGIN IMMEDIATE")
             with pytest.raises(StoreError, match="locked"):
                 await store.append("agent-a", [command("a", 0)])
-            # A group too large for one statement takes other statements (`_writer.py`, note 1).
-            with pytest.raises(StoreError, match="locked"):
-                await store.append("agent-a", [command("a", n) for n in range(100)])
+            # An append of 100 events of one meta is one statement, of 150 four (`_writer.py`,
+            # note 1); of 150 mixed, four too, but INSERTs of every column.
+            for events in (
+                [command("a", n) for n in range(100)],
+                [command("a", n) for n in range(150)],
+                [NewEvent(command("a", n).data, Meta(run_id=f"r{n % 2}")) for n in range(150)],
+            ):
+                with pytest.raises(StoreError, match="locked"):
+                    await store.append("agent-a", events)
             blocker.execute("ROLLBACK")
         assert await store.head() == 0
         [recorded] = await store.append("agent-a", [command("a", 0)], expected_version=0)
@@ -591,3 +629,33 @@ async def test_an_event_is_durable_when_append_returns(tmp_path: Path) -> None:
     async with SQLiteEventStore(path) as store:
         [event] = await store.read_all()
     assert (event.position, event.stream_id) == (position, "agent-dies")
+
+
+def test_a_long_lived_block_puts_what_it_made_straight_in_the_oldest_generation() -> None:
+    """Loading a large state (a checkpoint, a snapshot) skips the young collections that
+    would each walk all of it; a plain pause leaves the young generation as it is."""
+    from events import gc_paused
+
+    gc.collect()
+    with gc_paused(long_lived=True):
+        loaded = [[n] for n in range(1000)]
+    with gc_paused():
+        young = [[n] for n in range(1000)]
+    assert gc.isenabled()
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert id(loaded) in oldest and all(id(item) in oldest for item in loaded)
+    assert id(young) not in oldest
+
+
+def test_a_long_lived_block_leaves_objects_the_program_froze_frozen() -> None:
+    from events import gc_paused
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused(long_lived=True):
+            made = [[n] for n in range(100)]
+        assert gc.get_freeze_count() == frozen
+        assert made and gc.isenabled()
+    finally:
+        gc.unfreeze()

@@ -471,6 +471,89 @@ async def test_the_default_size_limit_is_one_mebibyte(store: EventStore) -> None
     assert await store.head() == 0
 
 
+class _Str(str):
+    """A str subclass: equal to its value, but not a plain str."""
+
+
+_BAD_IN_A_LARGE_APPEND = {
+    "not a NewEvent": (lambda: AgentCommanded(agent_id="a", prompt="p"), InvalidEvent, "NewEvent"),
+    "not an event type": (lambda: NewEvent(UnknownEvent(type="Future")), InvalidEvent, "types"),
+    "not serializable": (
+        lambda: NewEvent(
+            ExternalHookReceived(
+                source_app="c", session_id="s", hook_event_name="Stop", payload={"x": object()}
+            ),
+            Meta(run_id="run-1", agent_id="a"),
+        ),
+        InvalidEvent,
+        "JSON-serializable",
+    ),
+    "too large": (
+        lambda: NewEvent(
+            ToolCallCompleted(agent_id="a", tool_use_id="t", name="read", result="x" * 5_000),
+            Meta(run_id="run-1", agent_id="a"),
+        ),
+        EventTooLarge,
+        "bytes",
+    ),
+    "a causation of True": (
+        lambda: NewEvent(AgentCommanded(agent_id="a", prompt="p"), Meta(causation_id=True)),
+        InvalidEvent,
+        "causation_id",
+    ),
+    "a run id of a str subclass": (
+        lambda: NewEvent(AgentCommanded(agent_id="a", prompt="p"), Meta(run_id=_Str("run-1"))),
+        InvalidEvent,
+        "run_id",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", _BAD_IN_A_LARGE_APPEND)
+async def test_a_bad_event_in_a_large_append_is_refused_with_the_whole_append(
+    store_factory, bad: str
+) -> None:
+    """A large append is encoded column by column; a bad event in it still raises
+    the error it raises alone, and nothing is written."""
+    store = await store_factory(max_event_bytes=2_000)
+    make, error, match = _BAD_IN_A_LARGE_APPEND[bad]
+    events = [command("a", n) for n in range(40)]
+    # The good events have causation 1 and run id "run-1": values equal to the bad ones'.
+    events = [NewEvent(e.data, Meta(run_id="run-1", agent_id="a", causation_id=1)) for e in events]
+    with pytest.raises(error, match=match):
+        await store.append("agent-a", [*events[:20], make(), *events[20:]])
+    assert await store.head() == 0
+
+
+async def test_a_large_append_of_mixed_types_and_metas_reads_back_as_appended(
+    store: EventStore,
+) -> None:
+    metas = [
+        Meta(run_id="run-1", agent_id="a"),
+        Meta(run_id="run-1", agent_id="b", parent_id="a", causation_id=3, correlation_id="c"),
+        Meta(source="api"),
+    ]
+    events = [
+        NewEvent(command("a", n).data if n % 3 else started().data, metas[n // 50 % 3])
+        for n in range(250)
+    ]
+    uniform = [
+        NewEvent(command("a", n).data, Meta(run_id="run-2", agent_id="z")) for n in range(150)
+    ]
+
+    recorded = await store.append("mixed", events)
+    recorded += await store.append("uniform", uniform)
+
+    assert await store.read_all() == recorded
+    assert [(e.position, e.version, e.data, e.meta) for e in recorded] == [
+        (n + 1, n + 1, e.data, e.meta) for n, e in enumerate(events)
+    ] + [(251 + n, n + 1, e.data, e.meta) for n, e in enumerate(uniform)]
+    assert await positions(store, where=EventFilter(agent_id="b")) == [
+        51 + n for n in range(50)
+    ] + [201 + n for n in range(50)]
+    assert await positions(store, where=EventFilter(run_id="run-2")) == list(range(251, 401))
+
+
 # -- stored rows this code did not write ---------------------------------------------
 
 

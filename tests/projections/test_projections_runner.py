@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from pj_helpers import Timeline, append_all, dumped, scout_plan_build
 
 from events import (
@@ -573,8 +574,13 @@ class _Planted:
         return (os.system, (f"touch {self.marker}",))
 
 
+# Snapshots are Zstandard frames; logs written by an earlier fleet hold zlib ones.
+_CODECS = {"zstd": lambda raw: zstandard.ZstdCompressor().compress(raw), "zlib": zlib.compress}
+
+
+@pytest.mark.parametrize("codec", _CODECS)
 async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_without_it(
-    store: SQLiteEventStore, tmp_path: Path
+    store: SQLiteEventStore, tmp_path: Path, codec: str
 ) -> None:
     """Snapshots are pickles in the log's own file, and a log may come from anyone:
     loading one must never run what it names. Such a blob is a missing snapshot."""
@@ -584,7 +590,7 @@ async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_witho
     stored = await store.checkpoints.snapshot_positions("tally", Tally.version)
     assert 30 in stored
     marker = tmp_path / "pwned"
-    planted = zlib.compress(pickle.dumps({"n": _Planted(marker)}), 1)
+    planted = _CODECS[codec](pickle.dumps({"n": _Planted(marker)}))
     await store.checkpoints.save_snapshots([Snapshot("tally", Tally.version, 30, planted)])
 
     tally = Tally()
@@ -593,6 +599,25 @@ async def test_a_snapshot_that_names_code_is_refused_and_time_travel_folds_witho
     assert not marker.exists()
     assert tally.calls == 37  # folded from 0: the refused snapshot was not used
     assert head > 37
+
+
+async def test_snapshots_are_zstandard_and_a_zlib_one_from_an_earlier_fleet_is_used(
+    store: SQLiteEventStore,
+) -> None:
+    await append_all(store, scout_plan_build(Timeline()).events)
+    async with ProjectionRunner(store, [Tally()], snapshot_every=10):
+        pass  # its start takes the snapshots and its close persists them
+    ours = await store.checkpoints.best_snapshot("tally", Tally.version, 30)
+    assert ours is not None and ours.position == 30
+    assert zstandard.frame_content_size(ours.blob) > 0, "a Zstandard frame"
+    # The same state as an earlier fleet wrote it: zlib. A wrong count shows which was used.
+    earlier = zlib.compress(pickle.dumps({"n": 1000}))
+    await store.checkpoints.save_snapshots([Snapshot("tally", Tally.version, 30, earlier)])
+
+    tally = Tally()
+    async with ProjectionRunner(store, [tally], snapshot_every=10) as restarted:
+        assert await restarted.state_at("tally", 37) == {"n": 1007}
+    assert tally.calls == 7  # folded from the zlib snapshot at 30
 
 
 async def test_a_long_fold_from_0_makes_its_snapshots_behind_it(store: SQLiteEventStore) -> None:
@@ -639,9 +664,7 @@ async def test_a_rebuild_of_a_long_log_makes_its_snapshots_behind_it(
 ) -> None:
     head = await append_all(store, scout_plan_build(Timeline()).events)
     tally = Tally()
-    async with ProjectionRunner(
-        store, [tally], snapshot_every=10, snapshots_behind=20
-    ) as runner:
+    async with ProjectionRunner(store, [tally], snapshot_every=10, snapshots_behind=20) as runner:
         await runner.snapshots_made()
         before = await store.checkpoints.snapshot_positions("tally", Tally.version)
         assert await runner.rebuild() == head

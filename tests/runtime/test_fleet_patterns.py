@@ -100,10 +100,12 @@ async def test_scout_plan_build_renames_in_code_and_sample_tests_pass(
     assert run["pattern"] == "scout-plan-build"
 
 
+# The same task as a user types it, without backticks.
+@pytest.mark.parametrize("task", [TASK, "Rename count_words to word_count everywhere."])
 async def test_plan_build_review_ship_goes_back_to_build_once_then_commits(
-    rt: Runtime, workspace: Path
+    rt: Runtime, workspace: Path, task: str
 ) -> None:
-    result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+    result = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), task)
 
     assert result.status == "completed", result.error
     assert _grep(workspace, "count_words") == [], "the second build fixed the docs too"

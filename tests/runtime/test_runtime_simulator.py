@@ -355,3 +355,25 @@ async def test_a_responder_answers_through_the_same_checks_and_streaming(stream:
         with pytest.raises(anthropic.NotFoundError):  # the server's own checks come first
             await client.messages.create(**body(model="claude-nonexistent"))
     assert (sim.stats.requests, sim.stats.responses) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("rename `count_words` to `word_count`", [("count_words", "word_count")]),
+        ("rename count_words to word_count", [("count_words", "word_count")]),
+        ("Rename the function count_words to word_count.", [("count_words", "word_count")]),
+        ("rename a.b to c, then rename `d e` to f", [("a.b", "c"), ("d e", "f")]),
+        ("rename it to word_count", []),
+        ("explain how words are counted", []),
+    ],
+)
+def test_the_simulated_roles_read_renames_with_or_without_backticks(
+    task: str, expected: list[tuple[str, str]]
+) -> None:
+    from runtime.simulator._roles import find_directives
+
+    situation = Situation(role="builder", system="", task=task, prompt=task, tools=frozenset())
+    found = find_directives(situation)
+    assert [(d.old, d.new) for d in found] == expected
+    assert all(d.kind == "rename" for d in found)
