@@ -30,6 +30,12 @@ Notes (do not fix without reading this):
    unusual in the batch (another class, a bad event or meta) sends it to the
    loop instead, which decides it event by event, in order, and raises for
    the first bad one: both ways give the same result (a test checks it).
+5. A `causation_id` of -k (the event k places earlier in the same append,
+   `Meta`) is encoded as given, and the append is marked `relative` (only
+   the event-by-event loop takes one: `meta_params` refuses it elsewhere);
+   each backend turns it into that event's position once the rows have
+   positions (`resolved`, `resolved_events`). It lets an agent append a
+   model response and what it caused in one durable commit instead of two.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ __all__ = [
     "check_limit",
     "encode_batch",
     "meta_params",
+    "resolved",
 ]
 
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -81,6 +88,8 @@ class Encoded(NamedTuple):
     segments: list[tuple[int, str, str]]
     # (type, schema, *meta) when every event has the same (note 3), else None.
     uniform: tuple[Any, ...] | None
+    # Some event's cause is -k, an earlier event of the append (note 5).
+    relative: bool = False
 
 
 WRITABLE: dict[type[EventModel], tuple[str, int, Callable[[Any], bytes]]] = {
@@ -203,6 +212,7 @@ def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Enc
     last_meta: Meta | None = None
     stored_meta: StoredMeta = ("", "", "", 0, "", "")
     segment_run = segment_agent = ""
+    relative = False
     for index, event in enumerate(batch):
         if type(event) is not NewEvent:
             raise InvalidEvent(f"events must be NewEvent instances, got {type(event).__name__}")
@@ -215,7 +225,9 @@ def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Enc
         name, schema, to_json = kind
         meta = event.meta
         if meta is not last_meta:
-            stored_meta = meta_params(meta)
+            # A meta valid at an index is valid at every later one (note 5).
+            stored_meta = meta_params(meta, earlier=index)
+            relative = relative or stored_meta[3] < 0
             last_meta = meta
             run, agent = stored_meta[0], stored_meta[1]
             if run != segment_run or agent != segment_agent or not segments:
@@ -231,7 +243,7 @@ def _encode_each(stream_id: str, batch: tuple[NewEvent, ...], limit: int) -> Enc
         schemas.append(schema)
         data.append(text.decode())
         metas.append(stored_meta)
-    return Encoded(types, schemas, data, metas, segments, None)
+    return Encoded(types, schemas, data, metas, segments, None, relative)
 
 
 def _segments(metas: list[StoredMeta]) -> list[tuple[int, str, str]]:
@@ -245,12 +257,15 @@ def _segments(metas: list[StoredMeta]) -> list[tuple[int, str, str]]:
     return segments
 
 
-def meta_params(meta: Meta) -> StoredMeta:
+def meta_params(meta: Meta, *, earlier: int = 0) -> StoredMeta:
     """The meta's stored parameters, None as '' / 0 (note 1).
 
+    `earlier`: how many events come before this one in its append; a causation
+    id of -1 to -`earlier` names one of them (note 5) and is kept as given.
+
     Raises `InvalidEvent` if `meta` cannot be stored as given: an id that is
-    empty or not a string, a causation id that is not a position, a source
-    that is not a `Source`.
+    empty or not a string, a causation id that is neither a position nor an
+    earlier event of the append, a source that is not a `Source`.
     """
     if type(meta) is not Meta:
         raise InvalidEvent(f"meta must be a Meta, got {type(meta).__name__}")
@@ -261,7 +276,10 @@ def meta_params(meta: Meta) -> StoredMeta:
         and (agent is None or (type(agent) is str and agent))
         and (parent is None or (type(parent) is str and parent))
         and (correlation is None or (type(correlation) is str and correlation))
-        and (causation is None or (type(causation) is int and causation > 0))
+        and (
+            causation is None
+            or (type(causation) is int and (causation > 0 or 0 < -causation <= earlier))
+        )
         and source in _SOURCES
     ):
         return (run or "", agent or "", parent or "", causation or 0, correlation or "", source)
@@ -271,4 +289,19 @@ def meta_params(meta: Meta) -> StoredMeta:
             raise InvalidEvent(f"meta.{name} must be a non-empty string or None, got {value!r}")
     if source not in _SOURCES:
         raise InvalidEvent(f"meta.source must be one of {sorted(_SOURCES)}, got {source!r}")
-    raise InvalidEvent(f"meta.causation_id must be a position >= 1 or None, got {causation!r}")
+    raise InvalidEvent(
+        "meta.causation_id must be a position >= 1, -k for the event k places earlier "
+        f"in the same append, or None, got {causation!r}"
+    )
+
+
+def resolved(encoded: Encoded, position: int) -> Encoded:
+    """`encoded` with each cause given as -k made a position, its first event at `position`
+    (note 5); `encoded` itself when it has none. `encoded` is never mutated."""
+    if not encoded.relative:
+        return encoded
+    metas = [
+        stored if stored[3] >= 0 else (*stored[:3], position + i + stored[3], *stored[4:])
+        for i, stored in enumerate(encoded.metas)
+    ]
+    return encoded._replace(metas=metas, relative=False)

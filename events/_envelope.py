@@ -36,7 +36,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -59,6 +59,8 @@ __all__ = [
     "new_appended",
     "new_recorded",
     "new_stored",
+    "resolved_events",
+    "resolved_meta",
 ]
 
 Source = Literal["runtime", "hook", "ingest", "replay", "api"]
@@ -89,7 +91,10 @@ class Meta:
     run_id: str | None = None
     agent_id: str | None = None
     parent_id: str | None = None
-    # The position of the event that caused this one, when there is one.
+    # The position of the event that caused this one, when there is one. In an
+    # append, -k names the event k places earlier in the same append: the store
+    # records that event's position (`resolved_meta`), so an event and what it
+    # caused can commit together.
     causation_id: int | None = None
     correlation_id: str | None = None
     source: Source = "runtime"
@@ -236,6 +241,28 @@ _get_data = _Fields.__dict__["data"].__get__
 _set_text = _Fields.__dict__["_text"].__set__
 _set_page = _Fields.__dict__["_page"].__set__
 _get_text = _Fields.__dict__["_text"].__get__
+
+
+def resolved_meta(meta: Meta, position: int) -> Meta:
+    """The meta recorded for an event at `position`: a cause given as -k (an event k places
+    earlier in the same append) becomes that event's position. `meta` is never mutated."""
+    cause = meta.causation_id
+    if cause is None or cause > 0:
+        return meta
+    return Meta(
+        run_id=meta.run_id,
+        agent_id=meta.agent_id,
+        parent_id=meta.parent_id,
+        causation_id=position + cause,
+        correlation_id=meta.correlation_id,
+        source=meta.source,
+    )
+
+
+def resolved_events(events: Sequence[NewEvent], position: int) -> list[NewEvent]:
+    """`events`, the first at `position`, with each cause given as -k made a position
+    (`resolved_meta`). `events` is never mutated."""
+    return [NewEvent(e.data, resolved_meta(e.meta, position + i)) for i, e in enumerate(events)]
 
 
 def new_recorded(

@@ -41,6 +41,8 @@ from events import (
     AgentDeleted,
     AgentFailed,
     EventStore,
+    ModelResponded,
+    NewEvent,
 )
 from hooks import HookDispatcher
 
@@ -58,9 +60,9 @@ from ._agent_spec import (
     system_prompt_for,
 )
 from ._approvals import ApprovalGate
-from ._client import ModelClient
+from ._client import ModelClient, ModelReply
 from ._compaction import Compactor
-from ._conversation import AgentState, AgentStatus, stream_id_of
+from ._conversation import AgentState, AgentStatus, pending_calls, stream_id_of, text_of
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
 from ._tools import Toolbox
 from ._transcript import Transcript, transcript_path
@@ -422,8 +424,9 @@ class Agent:
         async with self._lock:
             with self._busy():
                 await self._log.sync()
-                while self.state.status == "working":
-                    await self._guarded_step()
+                async with self._log.deferred():  # its transcript lines (`_transcript.py`)
+                    while self.state.status == "working":
+                        await self._guarded_step()
             return self.outcome()
 
     async def _guarded_step(self) -> None:
@@ -468,7 +471,20 @@ class Agent:
             return
         self.stats.steps += 1
         tokens, cost = self.state.total_tokens, self.state.cost_usd
-        await self._log.append([self._log.event(self._model.responded(reply), cause)])
+        responded = self._model.responded(reply)
+        riding: list[NewEvent] = []  # what the next step would append, in this commit
+        if self._nothing_between(reply, responded, tokens, cost):
+            if calls := pending_calls(responded.content):
+                riding = await self._tools.requests(calls, with_response=True)
+            elif reply.stop_reason != "pause_turn" and self._hooks.stops_quietly():
+                completed = AgentCompleted(
+                    agent_id=self.agent_id,
+                    summary=text_of(responded.content),
+                    artifacts=list(self.state.files_written),
+                    stop_reason=reply.stop_reason or "end_turn",
+                )
+                riding = [self._log.event(completed, -1)]  # caused by the response
+        await self._log.append([self._log.event(responded, cause), *riding])
         for message in self._budget.passed_warning(tokens, cost, self.state):
             await self._hooks.notify(message, notification_type="budget_warning", title="Budget")
         if reply.stop_reason == "max_tokens":
@@ -477,6 +493,23 @@ class Agent:
             )
         elif reply.stop_reason == "refusal":
             await self._fail("the model refused to continue (stop_reason 'refusal')")
+
+    def _nothing_between(
+        self, reply: ModelReply, responded: ModelResponded, tokens: int, cost: float
+    ) -> bool:
+        """Whether the events of the next step may go in the response's append (one commit):
+        its ToolCallRequested (`_tool_calls.py`, note 5), or the AgentCompleted of a turn
+        that ends with no Stop hook to run.
+
+        Only when nothing else would be appended or decided between the two:
+        no hook's stop pending, no budget warning's Notification, no stop
+        reason that fails the agent.
+        """
+        return (
+            reply.stop_reason not in ("max_tokens", "refusal")
+            and self._hooks.stop_reason is None
+            and not self._budget.would_warn(tokens, cost, responded)
+        )
 
     async def _within_limits(self) -> bool:
         """Budgets, then compaction when it is due; False when the agent was failed for a limit."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from events import ModelResponded
+
 from ._agent_spec import AgentSpec, BudgetCheck
 from ._conversation import AgentState
 
@@ -56,6 +58,22 @@ class AgentBudget:
                 "cost", f"cost budget reached: ${state.cost_usd:.4f} of ${spec.max_cost_usd:.4f}"
             )
         return None
+
+    def would_warn(self, tokens_before: int, cost_before: float, responded: ModelResponded) -> bool:
+        """Whether `passed_warning` will say something once `responded` is folded in."""
+        spec, usage = self.spec, responded.usage
+        tokens = (
+            tokens_before
+            + usage.input_tokens
+            + usage.output_tokens
+            + usage.cache_creation_input_tokens
+            + usage.cache_read_input_tokens
+        )
+        cost = cost_before + responded.cost_usd
+        return (
+            spec.max_total_tokens is not None
+            and tokens_before < WARN_AT * spec.max_total_tokens <= tokens
+        ) or (spec.max_cost_usd is not None and cost_before < WARN_AT * spec.max_cost_usd <= cost)
 
     def passed_warning(
         self, tokens_before: int, cost_before: float, state: AgentState

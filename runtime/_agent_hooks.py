@@ -87,6 +87,7 @@ class AgentHooks:
         if dispatcher is None or not dispatcher.has_hooks(point):
             return None
         started = time.perf_counter()
+        await self._log.flush_transcript()  # hooks may read it (`_transcript.py`, note 3)
         fields.setdefault("transcript_path", self.transcript_path)
         payload = build_payload(
             point,
@@ -144,6 +145,11 @@ class AgentHooks:
         """SessionEnd, the agent ended `how` (note 2); its events, not appended yet."""
         outcome = await self.dispatch("SessionEnd", reason="other", fleet_reason=how)
         return self.events(outcome, self._log.state.last_position)
+
+    def stops_quietly(self) -> bool:
+        """True when `stop()` has no hook to run: the turn ends with no event of its own."""
+        point = "SubagentStop" if self._log.spec.parent_id is not None else "Stop"
+        return self.dispatcher is None or not self.dispatcher.has_hooks(point)
 
     async def stop(self) -> StopDecision:
         """Stop (SubagentStop for a child) at the end of a turn: go on, or let the agent end."""

@@ -11,7 +11,9 @@ version means another process drives the agent, and it raises
 `AgentDrivenElsewhere` with nothing written.
 The state is folded from the recorded events (`_conversation.py`), never kept
 on the side, so a resumed agent and a running one hold the same state. What
-is appended is also copied to the agent's transcript (`_transcript.py`).
+is appended is also copied to the agent's transcript (`_transcript.py`);
+within `deferred()` (the agent's loop) its lines are written where someone may
+read them (`_transcript.py`, note 3), not at every append.
 
 Notes (do not fix without reading this):
 1. An append whose caller is cancelled (the agent deleted or stopped mid-step)
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from events import (
     NO_STREAM,
@@ -72,6 +74,7 @@ class AgentLog:
         self.state = AgentState(spec.agent_id)
         self.transcript = transcript
         self._lock = asyncio.Lock()
+        self._deferring = 0  # inside `deferred()`: transcript lines kept for `flush_transcript`
 
     def meta(self, causation: int | None, *, source: str = "runtime") -> Meta:
         """The meta of an event of this agent, caused by the event at `causation`."""
@@ -112,8 +115,25 @@ class AgentLog:
             self.stats.appends += 1
             self.stats.append_s += time.perf_counter() - started
             if self.transcript is not None:
-                await self.transcript.record(recorded)
+                await self.transcript.record(recorded, keep=self._deferring > 0)
             return recorded
+
+    @contextlib.asynccontextmanager
+    async def deferred(self) -> AsyncIterator[None]:
+        """Keep the transcript's lines of the appends inside for `flush_transcript`, which runs
+        on the way out (`_transcript.py`, note 3)."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+            if not self._deferring:
+                await self.flush_transcript()
+
+    async def flush_transcript(self) -> None:
+        """Write the transcript lines kept so far (before hooks or tools read the file)."""
+        if self.transcript is not None:
+            await self.transcript.flush()
 
     async def _settled_append(
         self, events: Sequence[NewEvent], expected: ExpectedVersion

@@ -34,7 +34,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -66,7 +66,9 @@ __all__ = [
     "AgentStatus",
     "PendingCall",
     "find_unfinished_agents",
+    "pending_calls",
     "stream_id_of",
+    "text_of",
 ]
 
 AgentStatus = Literal["new", "created", "working", "completed", "failed", "deleted"]
@@ -95,6 +97,21 @@ class PendingCall:
     requested_at: int | None = None  # position of its ToolCallRequested, once appended
     before_sha256: str | None = None  # what its ToolCallRequested expects (a write)
     after_sha256: str | None = None
+
+
+def text_of(content: Sequence[Mapping[str, Any]]) -> str:
+    """The text blocks of an assistant message, joined (its `last_text` once folded)."""
+    texts = [str(b.get("text", "")) for b in content if b.get("type") == "text"]
+    return "\n".join(t for t in texts if t).strip()
+
+
+def pending_calls(content: Sequence[Mapping[str, Any]]) -> list[PendingCall]:
+    """The calls an assistant message's tool_use blocks leave pending (none requested yet)."""
+    return [
+        PendingCall(str(b["id"]), str(b["name"]), dict(b.get("input") or {}))
+        for b in content
+        if b.get("type") == "tool_use"
+    ]
 
 
 @dataclass(slots=True)
@@ -223,16 +240,11 @@ class AgentState:
         self.cost_usd += data.cost_usd
         self.context_tokens = usage.context_tokens + usage.output_tokens
         content = [dict(b) for b in data.content]
-        texts = [str(b.get("text", "")) for b in content if b.get("type") == "text"]
-        self.last_text = "\n".join(t for t in texts if t).strip()
+        self.last_text = text_of(content)
         if not content:  # the API refuses an empty assistant turn in a later request
             content = [{"type": "text", "text": "(no content)"}]
         self.messages.append({"role": "assistant", "content": content})
-        self.pending = [
-            PendingCall(str(b["id"]), str(b["name"]), dict(b.get("input") or {}))
-            for b in content
-            if b.get("type") == "tool_use"
-        ]
+        self.pending = pending_calls(content)
 
     def _hook_context(self, data: HookInvoked) -> None:
         """Note 3: the context of a start or detached hook goes to the model."""

@@ -30,6 +30,13 @@ Notes (do not fix without reading this):
    its tool's kind (`_interrupted.py`): reads run again, writes are checked
    against the hashes their ToolCallRequested recorded, commands are not run
    again and the model is told; `ToolCallInterrupted` records which.
+5. A response's ToolCallRequested are usually appended with its ModelResponded,
+   in one durable commit (the agent's `_call_model`; their cause, given as
+   -k, is recorded as the response's position), then run at the agent's next
+   step: the same events, the same causes, one fsync less a step. Those
+   calls are not taken for interrupted ones there. The agent appends them
+   apart, here, when something may happen between the two: a hook's stop, a
+   budget warning's Notification, a response that fails the agent.
 """
 
 from __future__ import annotations
@@ -124,36 +131,55 @@ class ToolCalls:
         self._stats = stats
         self._gate = gate
         self._done: list[NewEvent] = []  # this response's finished calls, not appended yet
+        # The calls requested with their model response, not run yet (note 5).
+        self._fresh: set[str] = set()
+
+    async def requests(
+        self, calls: list[PendingCall], *, with_response: bool = False
+    ) -> list[NewEvent]:
+        """The ToolCallRequested of `calls`, with their write expectations, not appended yet.
+
+        `with_response`: they are appended right after the ModelResponded whose
+        calls they are, in its append (note 5), and caused by it as -k; else
+        they are caused by the last event of the stream. Calls requested with
+        their response are run by the next `run_pending`, not settled as
+        interrupted.
+        """
+        log = self._log
+        expected = await write_expectations(self._toolbox, self._workspace, calls)
+        requests = []
+        for i, c in enumerate(calls):
+            before, after = expected.get(c.tool_use_id, (None, None))
+            requested = ToolCallRequested(
+                agent_id=log.spec.agent_id,
+                tool_use_id=c.tool_use_id,
+                name=c.name,
+                input=c.input,
+                before_sha256=before,
+                after_sha256=after,
+            )
+            cause = -(i + 1) if with_response else log.state.last_position
+            requests.append(log.event(requested, cause))
+        self._fresh = {c.tool_use_id for c in calls} if with_response else set()
+        return requests
 
     async def run_pending(self) -> None:
         """Record the calls not requested yet, run every pending call, append their results."""
         log = self._log
-        # Requested before this step, and not on hold: its process stopped mid-call (note 4).
+        # Requested before this step (not with its response, just now), and not on hold:
+        # its process stopped mid-call (note 4).
+        fresh, self._fresh = self._fresh, set()
         interrupted = {
             c.tool_use_id
             for c in log.state.pending
-            if c.requested_at is not None and not self._gate.pending(c.tool_use_id)
+            if c.requested_at is not None
+            and c.tool_use_id not in fresh
+            and not self._gate.pending(c.tool_use_id)
         }
         unrequested = [c for c in log.state.pending if c.requested_at is None]
         if unrequested:
-            cause = log.state.last_position
-            expected = await write_expectations(self._toolbox, self._workspace, unrequested)
-            await log.append(
-                [
-                    log.event(
-                        ToolCallRequested(
-                            agent_id=log.spec.agent_id,
-                            tool_use_id=c.tool_use_id,
-                            name=c.name,
-                            input=c.input,
-                            before_sha256=expected.get(c.tool_use_id, (None, None))[0],
-                            after_sha256=expected.get(c.tool_use_id, (None, None))[1],
-                        ),
-                        cause,
-                    )
-                    for c in unrequested
-                ]
-            )
+            await log.append(await self.requests(unrequested))
+        await log.flush_transcript()  # a tool may start an agent whose hooks read it
         self._done = []  # appended together: module note 1 (or with an approval, note 2)
         for call in list(log.state.pending):
             if self._hooks.stop_reason is not None:

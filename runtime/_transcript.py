@@ -28,7 +28,16 @@ Notes (do not fix without reading this):
    and given up: the agent goes on.
 2. `rebuild(events)` writes the file anew from the whole stream (a resumed
    agent, whose file may be stale or missing); `record(events)` appends.
-3. Writes happen in a thread, one per append of the agent's stream.
+3. Lines are written in a thread, but not one write per append: a hop to a
+   thread and back costs 40 to 400 us of CPU (both threads woken), against
+   ~15 us for the write itself, and three a step were a tenth of an agent's
+   CPU at one agent at a time (BENCHMARKS.md, "fourth pass"). `record`
+   keeps the lines, and `flush` writes those kept, in one hop, where someone
+   may read the file: before hooks run, before tools run (a subagent's hooks
+   read its parent's transcript), when an agent's public call returns (the
+   agent calls it, `AgentLog.deferred`), or once `FLUSH_CHARS` are kept.
+   Written on the event loop instead, the write stalled the loop for up to
+   0.6 s under other processes' fsyncs (ext4's journal), with 1,000 agents.
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ logger = logging.getLogger(__name__)
 TRANSCRIPT_VERSION = "fleet"
 """The `version` field of every line (Claude Code puts its own version there)."""
 
+FLUSH_CHARS = 64 * 1024
+"""Lines kept past this many characters are written at once (note 3)."""
+
 _NAMESPACE = uuid.UUID("6f1d4c1e-5b0e-4a9c-9a53-1f1e7d0c2b7a")
 
 
@@ -79,30 +91,52 @@ class Transcript:
         self.responses: dict[str, Mapping[str, Any]] = {}  # tool_use_id -> output object
         self._parent: str | None = None
         self._broken = False
+        self._kept: list[str] = []  # recorded, not written yet (note 3)
+        self._kept_chars = 0
+        self._writing = asyncio.Lock()  # one write at a time, in the order of the lines
 
-    async def record(self, events: Iterable[RecordedEvent]) -> None:
-        """Append the lines of `events` (note 3); never raises (note 1)."""
+    async def record(self, events: Iterable[RecordedEvent], *, keep: bool = False) -> None:
+        """Append the lines of `events`; with `keep`, at the next `flush` (note 3). Never raises
+        (note 1)."""
         lines = self._lines(events)
         if lines and not self._broken:
-            await self._write(lines, append=True)
+            self._kept += lines
+            self._kept_chars += sum(map(len, lines))
+            if not keep or self._kept_chars > FLUSH_CHARS:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write the lines recorded and not written yet, in order (note 3); never raises."""
+        async with self._writing:
+            lines, self._kept, self._kept_chars = self._kept, [], 0
+            if lines and not self._broken:
+                await self._write(lines, append=True)
 
     async def rebuild(self, events: Iterable[RecordedEvent]) -> None:
         """Write the file anew from `events`, the agent's whole stream (note 2)."""
-        self._parent = None
-        if not self._broken:
-            await self._write(self._lines(events), append=False)
+        async with self._writing:
+            self._parent = None
+            self._kept, self._kept_chars = [], 0
+            if not self._broken:
+                await self._write(self._lines(events), append=False)
 
     async def _write(self, lines: Sequence[str], *, append: bool) -> None:
+        text = "".join(line + "\n" for line in lines)
         try:
-            await asyncio.to_thread(self._write_now, lines, append)
+            await asyncio.to_thread(self._write_now, text, append)
         except OSError as e:  # note 1
             self._broken = True
             logger.warning("the transcript %s cannot be written, giving up: %s", self.path, e)
 
-    def _write_now(self, lines: Sequence[str], append: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a" if append else "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
+    def _write_now(self, text: str, append: bool) -> None:
+        mode = "a" if append else "w"
+        try:
+            f = open(self.path, mode, encoding="utf-8")  # noqa: SIM115  # closed below
+        except FileNotFoundError:  # the folder is made when missing, not checked at each write
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, mode, encoding="utf-8")  # noqa: SIM115  # closed below
+        with f:
+            f.write(text)
 
     # -- lines ------------------------------------------------------------------------------
 

@@ -41,8 +41,17 @@ from .._encoding import (
     check_append,
     check_limit,
     encode_batch,
+    resolved,
 )
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_appended,
+    resolved_events,
+)
 from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
 from ..errors import (
@@ -269,6 +278,8 @@ class MemoryEventStore:
         now_us = log.now_us()
         recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         head = log.head
+        if encoded.relative:  # causes given as -k (`events._encoding`, note 5)
+            encoded, batch = resolved(encoded, head + 1), tuple(resolved_events(batch, head + 1))
         rows: list[Row] = []
         for n, (name, schema, text, (run, agent, parent, cause, corr, source)) in enumerate(
             zip(encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True), start=1

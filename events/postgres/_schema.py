@@ -187,7 +187,7 @@ BEGIN
                 schema_version, data, run_id, agent_id, parent_id, causation_id,
                 correlation_id, source)
             SELECT v_head + u.k, p_streams[i], v_version + u.k, v_now, u.t, u.sv, u.d, u.r,
-                u.a, u.p, u.c, u.co, u.so
+                u.a, u.p, CASE WHEN u.c < 0 THEN v_head + u.k + u.c ELSE u.c END, u.co, u.so
             FROM unnest(p_types[v_offset + 1 : v_offset + v_n],
                 p_schemas[v_offset + 1 : v_offset + v_n], p_data[v_offset + 1 : v_offset + v_n],
                 p_run[v_offset + 1 : v_offset + v_n], p_agent[v_offset + 1 : v_offset + v_n],

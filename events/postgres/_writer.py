@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,15 @@ from typing import Any
 import asyncpg
 
 from .._encoding import Encoded
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_appended,
+    resolved_events,
+)
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
@@ -222,7 +230,7 @@ class PostgresWriter:
                 continue
             recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
             outcomes.append(
-                new_appended(first, item.stream_id, actual + 1, item.events, recorded_at)
+                new_appended(first, item.stream_id, actual + 1, _events(item, first), recorded_at)
             )
         return outcomes
 
@@ -241,3 +249,9 @@ class PostgresWriter:
             else:
                 item.future.set_result(outcome)
         self._on_commit()
+
+
+def _events(item: PendingAppend, first: int) -> Sequence[NewEvent]:
+    """The append's events as recorded from `first` on: a cause given as -k is a position
+    (`append_group` stored it so; `events._encoding`, note 5)."""
+    return resolved_events(item.events, first) if item.encoded.relative else item.events

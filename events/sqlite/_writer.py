@@ -94,7 +94,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,8 +102,16 @@ from typing import Any
 
 import aiosqlite
 
-from .._encoding import Encoded
-from .._envelope import ANY, NO_STREAM, ExpectedVersion, NewEvent, RecordedEvent, new_appended
+from .._encoding import Encoded, resolved
+from .._envelope import (
+    ANY,
+    NO_STREAM,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    new_appended,
+    resolved_events,
+)
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error, translated
@@ -489,7 +497,7 @@ class GroupWriter:
                 placed.append(VersionConflict(stream, expected, actual))
                 continue
             count = len(item.events)
-            encoded = item.encoded
+            encoded = resolved(item.encoded, head + 1)  # causes given as -k (`events._encoding`)
             _widen(spans, encoded.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
             if width:
@@ -522,7 +530,9 @@ class GroupWriter:
                 continue
             item, position, version = placed  # type: ignore[misc]
             outcomes.append(
-                new_appended(position, item.stream_id, version, item.events, recorded_at)
+                new_appended(
+                    position, item.stream_id, version, _events(item, position), recorded_at
+                )
             )
         return outcomes
 
@@ -605,7 +615,7 @@ def _insert_numbered(
     conn: aiosqlite.Connection, item: PendingAppend, position: int, version: int, now_us: int
 ) -> list[asyncio.Future[Any]]:
     """Send the INSERTs of one append's events, from its columns (_rows.py, note 6)."""
-    encoded, stream = item.encoded, item.stream_id
+    encoded, stream = resolved(item.encoded, position), item.stream_id
     data, uniform = encoded.data, encoded.uniform
     columns: list[list[Any]] = []
     if uniform is not None:
@@ -634,6 +644,12 @@ def _insert_numbered(
         done = full * INSERT_ROWS
         sent.append(_sent(conn.execute(insert(rest), params(done, done + rest))))
     return sent
+
+
+def _events(item: PendingAppend, position: int) -> Sequence[NewEvent]:
+    """The append's events as recorded from `position` on: a cause given as -k is a position
+    (`events._encoding`, note 5)."""
+    return resolved_events(item.events, position) if item.encoded.relative else item.events
 
 
 def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:

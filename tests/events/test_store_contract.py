@@ -102,6 +102,44 @@ async def test_append_returns_what_a_read_gives_back(store: EventStore) -> None:
     assert read.type == "AgentCommanded"
 
 
+def caused(agent: str, n: int, cause: int | None) -> NewEvent:
+    return NewEvent(
+        AgentCommanded(agent_id=agent, prompt=f"step {n}"),
+        Meta(run_id="run-1", agent_id=agent, causation_id=cause),
+    )
+
+
+@pytest.mark.parametrize("size", [2, 70, 250])  # one statement, a transaction, several INSERTs
+async def test_a_cause_given_as_an_earlier_event_of_the_append_is_recorded_as_its_position(
+    store: EventStore, size: int
+) -> None:
+    """A causation id of -k names the event k places earlier in the same append."""
+    await store.append("run-1", [started()])
+    batch = [caused("a", 0, 1), *(caused("a", n, -1 if n % 2 else -n) for n in range(1, size))]
+    others = [caused("b", 0, None), caused("b", 1, -1)]
+    appended, other = await asyncio.gather(
+        store.append("agent-a", batch), store.append("agent-b", others)
+    )
+
+    first = appended[0].position
+    expected = [e.position - 1 if n % 2 else first for n, e in enumerate(appended)]
+    assert [e.meta.causation_id for e in appended] == [1, *expected[1:]]
+    assert other[1].meta.causation_id == other[0].position
+    assert await store.read_stream("agent-a") == appended
+    assert await store.read_stream("agent-b") == other
+    assert appended[1].meta == Meta(run_id="run-1", agent_id="a", causation_id=first)
+
+
+@pytest.mark.parametrize(("index", "cause"), [(0, -1), (1, -2), (2, -5)])
+async def test_a_cause_before_the_first_event_of_the_append_is_refused(
+    store: EventStore, index: int, cause: int
+) -> None:
+    batch = [caused("a", n, cause if n == index else None) for n in range(3)]
+    with pytest.raises(InvalidEvent, match=r"meta\.causation_id"):
+        await store.append("agent-a", batch)
+    assert await store.head() == 0
+
+
 async def test_recorded_at_is_utc_with_microseconds_and_never_goes_backwards(
     store: EventStore,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ async def test_the_timeline_tells_what_each_agent_did_step_by_step(
     assert tools[0].step == 1
     assert any(e.text.startswith("Read textstats/counting.py → ok") for e in tools)
     waits = [e.text for e in timeline.entries if e.kind == "wait"]
-    assert waits[0] == "sleeps until one of scout-1, scout-2, scout-3 changes"
+    # The wait names the scouts still working when it began: a fast scout-1 may be done.
+    assert re.fullmatch(r"sleeps until one of scout-[123](, scout-[123])* changes", waits[0])
     assert timeline.entries[-1].text.startswith("run completed in ")
     body = timeline.to_json()
     assert body["last_position"] == recorded_pattern.events

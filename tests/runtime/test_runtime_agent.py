@@ -43,6 +43,31 @@ SCOUT_PROMPT = (
 )
 
 
+async def test_a_response_and_the_tool_calls_it_asks_for_are_committed_together(
+    store: EventStore, sim: Simulator, client: ModelClient, workspace: Path
+) -> None:
+    """One durable commit for ModelResponded and its ToolCallRequested, each caused by it;
+    and for the last response and AgentCompleted when no Stop hook is to run."""
+    agent = make_agent(store, client, workspace)
+    await agent.create(task=SCOUT_PROMPT)
+    assert (await agent.run_until_idle()).status == "completed"
+
+    events = await events_of(store)
+    requested = [e for e in events if e.type == "ToolCallRequested"]
+    assert len(requested) == 6
+    by_position = {e.position: e for e in events}
+    for event in requested:
+        response = by_position[event.meta.causation_id]
+        assert response.type == "ModelResponded"
+        assert event.recorded_at == response.recorded_at  # the same commit
+    completed = [e for e in events if e.type == "ToolCallCompleted"]
+    assert all(by_position[e.meta.causation_id].recorded_at != e.recorded_at for e in completed)
+    last, done = events[-2:]
+    assert (last.type, done.type) == ("ModelResponded", "AgentCompleted")
+    assert done.meta.causation_id == last.position
+    assert done.recorded_at == last.recorded_at
+
+
 async def test_a_scout_reads_files_writes_findings_and_records_each_step_in_order(
     store: EventStore, sim: Simulator, client: ModelClient, workspace: Path
 ) -> None:

@@ -180,6 +180,15 @@ async def test_notification_fires_when_a_budget_passes_80_percent(
     warnings = [p for p in seen if p["notification_type"] == "budget_warning"]
     assert len(warnings) == 1  # once, when it passed 80%, not at every later response
     assert "of its 4000 tokens" in warnings[0]["message"]
+    # The warning's record comes between the response and the calls it asked for, which
+    # are then appended apart, caused by that record as before they rode with responses.
+    events = await events_of(store)
+    [notified] = [e for e in events if e.type == "HookInvoked" and e.data.point == "Notification"]
+    after = events[events.index(notified) + 1]
+    assert events[events.index(notified) - 1].type == "ModelResponded"
+    assert after.type == "ToolCallRequested"
+    assert after.meta.causation_id == notified.position
+    assert after.recorded_at != notified.recorded_at
 
 
 async def test_notification_fires_when_a_wait_passes_its_threshold(tmp_path: Path) -> None:
