@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 # The suite waits on processes, sockets and the log far more than it computes: two
-# workers (pytest-xdist, a test file each at a time) take about half its time on 2 cores.
+# workers (pytest-xdist, a test file each at a time) take about two thirds of its time.
 # PYTEST_WORKERS=0 runs it in one process (for -x, --pdb, or reading the output in order).
 PYTEST_WORKERS ?= 2
 BIN := $(VENV)/bin
