@@ -469,6 +469,28 @@ async def rebuild_seconds(store: SQLiteEventStore) -> tuple[float, float, Projec
     return time.perf_counter() - started, time.process_time() - cpu, runner
 
 
+async def loop_stall_ms(queries: list[Any]) -> float:
+    """The event loop's longest stall (ms) while `queries` run one after another: what
+    every other request and stream of a server would wait, measured by a 1 ms ticker."""
+    longest = 0.0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    ticking = asyncio.create_task(ticker())
+    for query in queries:
+        await query
+    done = True
+    await ticking
+    return longest * 1000
+
+
 async def measure(path: Path) -> dict[str, Any]:
     """Everything about one log, in this (fresh) process. Reads and rebuilds are done
     twice, interleaved, and the better of each is kept: the machine is shared."""
@@ -503,6 +525,9 @@ async def measure(path: Path) -> dict[str, Any]:
                 warm.setdefault(name, []).append((time.perf_counter() - t) * 1000)
         result["state_at_warm_ms"] = {k: statistics.median(v) for k, v in warm.items()}
         result["state_at_warm_max_ms"] = {k: max(v) for k, v in warm.items()}
+        result["state_at_stall_ms"] = await loop_stall_ms(
+            [runner.state_at("agents", position) for position in around]
+        )
         await runner.aclose()
 
         async with ProjectionRunner(store, checkpoint_interval=3600) as restarted:
@@ -618,6 +643,10 @@ def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> N
             f"{k} {v:.0f} ({last['state_at_warm_max_ms'][k]:.0f}) ms"
             for k, v in last["state_at_warm_ms"].items()
         )
+    )
+    print(
+        "  the event loop's longest stall during the agents queries: "
+        f"{last['state_at_stall_ms']:.0f} ms"
     )
     print(
         f"  cold (restarted runner, nothing in memory), agents: {last['state_at_cold_ms']:.0f} ms; "

@@ -19,6 +19,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -91,11 +92,17 @@ async def snapshot_data(
             return None
         at, blob = stored.position, stored.blob
     try:
-        with gc_paused(long_lived=True):  # loading a large state makes many objects, no cycles
-            return at, Snapshots.unpack(blob)
+        # On a thread: unpickling a large state holds the GIL for tens of ms, but the
+        # interpreter switches threads every few ms, so the loop serves meanwhile.
+        return at, await asyncio.to_thread(_unpack, blob)
     except SnapshotUnreadable as e:
         logger.warning("snapshot of %r at %d skipped: %s", name, at, e)
         return None
+
+
+def _unpack(blob: bytes) -> Any:
+    with gc_paused(long_lived=True):  # loading a large state makes many objects, no cycles
+        return Snapshots.unpack(blob)
 
 
 async def _slot_at(

@@ -90,6 +90,24 @@ class _PlainData(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a snapshot holds plain data only, not {module}.{name}")
 
 
+class _Frames:
+    """The pickle's bytes, read by the unpickler a frame (64 KiB) at a time through Python
+    methods: between two, the interpreter may switch threads (it never does inside the
+    C unpickler), so a large state loading on a thread leaves the event loop its turns."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = io.BytesIO(raw)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._raw.read(n)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer)
+
+    def readline(self) -> bytes:
+        return self._raw.readline()
+
+
 def encode_state(data: Any) -> str:
     """A dumped state as compact JSON text (note 1)."""
     return pydantic_core.to_json(data).decode()
@@ -288,6 +306,6 @@ class Snapshots:
         Raises `SnapshotUnreadable` for a blob that does not load (note 1).
         """
         try:
-            return _PlainData(io.BytesIO(decompress(blob))).load()
+            return _PlainData(_Frames(decompress(blob))).load()
         except Exception as e:  # any way a foreign or damaged blob fails: a cache miss
             raise SnapshotUnreadable(f"snapshot does not load: {e}") from e
