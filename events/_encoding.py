@@ -34,7 +34,7 @@ Notes (do not fix without reading this):
    `Meta`) is encoded as given, and the append is marked `relative` (only
    the event-by-event loop takes one: `meta_params` refuses it elsewhere);
    each backend turns it into that event's position once the rows have
-   positions (`resolved`, `resolved_events`). It lets an agent append a
+   positions (`resolved`, `new_appended(relative=True)`). It lets an agent append a
    model response and what it caused in one durable commit instead of two.
 """
 

@@ -59,7 +59,6 @@ __all__ = [
     "new_appended",
     "new_recorded",
     "new_stored",
-    "resolved_events",
     "resolved_meta",
 ]
 
@@ -259,12 +258,6 @@ def resolved_meta(meta: Meta, position: int) -> Meta:
     )
 
 
-def resolved_events(events: Sequence[NewEvent], position: int) -> list[NewEvent]:
-    """`events`, the first at `position`, with each cause given as -k made a position
-    (`resolved_meta`). `events` is never mutated."""
-    return [NewEvent(e.data, resolved_meta(e.meta, position + i)) for i, e in enumerate(events)]
-
-
 def new_recorded(
     position: int,
     stream_id: str,
@@ -275,33 +268,33 @@ def new_recorded(
 ) -> RecordedEvent:
     """`RecordedEvent(...)` for the store's hot paths, without a Python `__init__` call.
 
-    Filled as a `_Filling` (note 3), which counts when a read decodes 10^5
-    events. The result is equal to `RecordedEvent(...)` (a test checks it).
+    Filled as a `_Filling` (note 3), as an append's events are. The result is
+    equal to `RecordedEvent(...)` (a test checks it). (Its data may be an
+    `UnknownEvent`, which no append holds: the decoder's rows of other schemas.)
     """
-    event = _new(_Filling)
-    event.position = position
-    event.stream_id = stream_id
-    event.version = version
-    event.meta = meta
-    event.recorded_at = recorded_at
-    event.type = data.type
-    event.data = data
-    event._text = None
-    event._page = None
-    event.__class__ = RecordedEvent  # type: ignore[assignment]  # note 3
-    return event  # type: ignore[return-value]  # a RecordedEvent now
+    return new_appended(
+        position, stream_id, version, (NewEvent(cast("EventData", data), meta),), recorded_at
+    )[0]
 
 
 def new_appended(
     position: int,
     stream_id: str,
     version: int,
-    events: Iterable[NewEvent],
+    events: Sequence[NewEvent],
     recorded_at: datetime,
+    *,
+    relative: bool = False,
 ) -> list[RecordedEvent]:
     """What `new_recorded` makes, for an append's `events` from `position` and
     `version` on, in one loop (no call per event; note 3). The events share
-    their data and meta objects with `events`."""
+    their data and meta objects with `events`; with `relative` (some cause is
+    given as -k, `Encoded.relative`), those metas are recorded as positions
+    (`resolved_meta`)."""
+    if relative:
+        events = [
+            NewEvent(e.data, resolved_meta(e.meta, position + i)) for i, e in enumerate(events)
+        ]
     recorded: list[RecordedEvent] = []
     append = recorded.append
     for new in events:

@@ -50,7 +50,6 @@ from .._envelope import (
     NewEvent,
     RecordedEvent,
     new_appended,
-    resolved_events,
 )
 from .._leases import Lease
 from .._store import EventFilter, ImportedEvent
@@ -278,8 +277,8 @@ class MemoryEventStore:
         now_us = log.now_us()
         recorded_at = datetime.fromtimestamp(now_us / 1_000_000, UTC)
         head = log.head
-        if encoded.relative:  # causes given as -k (`events._encoding`, note 5)
-            encoded, batch = resolved(encoded, head + 1), tuple(resolved_events(batch, head + 1))
+        relative = encoded.relative  # causes given as -k (`events._encoding`, note 5)
+        encoded = resolved(encoded, head + 1)
         rows: list[Row] = []
         for n, (name, schema, text, (run, agent, parent, cause, corr, source)) in enumerate(
             zip(encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True), start=1
@@ -291,7 +290,7 @@ class MemoryEventStore:
                 )
             )  # fmt: skip
         log.insert_rows(rows)
-        return new_appended(head + 1, stream_id, actual + 1, batch, recorded_at)
+        return new_appended(head + 1, stream_id, actual + 1, batch, recorded_at, relative=relative)
 
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run after the head, keeping `recorded_at` (note 2).

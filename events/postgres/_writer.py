@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,6 @@ from .._envelope import (
     NewEvent,
     RecordedEvent,
     new_appended,
-    resolved_events,
 )
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
@@ -230,7 +229,14 @@ class PostgresWriter:
                 continue
             recorded_at = datetime.fromtimestamp(recorded_us / 1_000_000, UTC)
             outcomes.append(
-                new_appended(first, item.stream_id, actual + 1, _events(item, first), recorded_at)
+                new_appended(
+                    first,
+                    item.stream_id,
+                    actual + 1,
+                    item.events,
+                    recorded_at,
+                    relative=item.encoded.relative,  # `append_group` stored them as positions
+                )
             )
         return outcomes
 
@@ -249,9 +255,3 @@ class PostgresWriter:
             else:
                 item.future.set_result(outcome)
         self._on_commit()
-
-
-def _events(item: PendingAppend, first: int) -> Sequence[NewEvent]:
-    """The append's events as recorded from `first` on: a cause given as -k is a position
-    (`append_group` stored it so; `events._encoding`, note 5)."""
-    return resolved_events(item.events, first) if item.encoded.relative else item.events

@@ -94,7 +94,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,7 +110,6 @@ from .._envelope import (
     NewEvent,
     RecordedEvent,
     new_appended,
-    resolved_events,
 )
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
@@ -531,7 +530,12 @@ class GroupWriter:
             item, position, version = placed  # type: ignore[misc]
             outcomes.append(
                 new_appended(
-                    position, item.stream_id, version, _events(item, position), recorded_at
+                    position,
+                    item.stream_id,
+                    version,
+                    item.events,
+                    recorded_at,
+                    relative=item.encoded.relative,
                 )
             )
         return outcomes
@@ -644,12 +648,6 @@ def _insert_numbered(
         done = full * INSERT_ROWS
         sent.append(_sent(conn.execute(insert(rest), params(done, done + rest))))
     return sent
-
-
-def _events(item: PendingAppend, position: int) -> Sequence[NewEvent]:
-    """The append's events as recorded from `position` on: a cause given as -k is a position
-    (`events._encoding`, note 5)."""
-    return resolved_events(item.events, position) if item.encoded.relative else item.events
 
 
 def _sent(call: Awaitable[Any]) -> asyncio.Future[Any]:
