@@ -92,8 +92,8 @@ async def snapshot_data(
             return None
         at, blob = stored.position, stored.blob
     try:
-        # On a thread: unpickling a large state holds the GIL for tens of ms, but the
-        # interpreter switches threads every few ms, so the loop serves meanwhile.
+        # On a thread, read a frame at a time (`_checkpoints._Frames`): unpickling a large
+        # state takes tens of ms, and the loop gets its turns between two frames.
         return at, await asyncio.to_thread(_unpack, blob)
     except SnapshotUnreadable as e:
         logger.warning("snapshot of %r at %d skipped: %s", name, at, e)

@@ -403,7 +403,7 @@ class GraphProjection(FoldProjection[GraphState]):
                 event.position,
                 self.ts(event),
                 _id(state, agent_id),
-                [(intern(p), intern(p)) for p in f.files_read],
+                [(p, p) for p in map(intern, f.files_read)],
                 [intern(p) for p in f.files_written],
             )
 
