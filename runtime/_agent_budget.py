@@ -61,39 +61,32 @@ class AgentBudget:
 
     def would_warn(self, tokens_before: int, cost_before: float, responded: ModelResponded) -> bool:
         """Whether `passed_warning` will say something once `responded` is folded in."""
-        spec, usage = self.spec, responded.usage
-        tokens = (
-            tokens_before
-            + usage.input_tokens
-            + usage.output_tokens
-            + usage.cache_creation_input_tokens
-            + usage.cache_read_input_tokens
+        usage = responded.usage
+        tokens = tokens_before + usage.context_tokens + usage.output_tokens
+        return bool(
+            self._warnings(tokens_before, cost_before, tokens, cost_before + responded.cost_usd)
         )
-        cost = cost_before + responded.cost_usd
-        return (
-            spec.max_total_tokens is not None
-            and tokens_before < WARN_AT * spec.max_total_tokens <= tokens
-        ) or (spec.max_cost_usd is not None and cost_before < WARN_AT * spec.max_cost_usd <= cost)
 
     def passed_warning(
         self, tokens_before: int, cost_before: float, state: AgentState
     ) -> list[str]:
         """Messages for what went past `WARN_AT` of its budget since the counts before."""
+        return self._warnings(tokens_before, cost_before, state.total_tokens, state.cost_usd)
+
+    def _warnings(
+        self, tokens_before: int, cost_before: float, tokens: int, cost: float
+    ) -> list[str]:
         spec, said = self.spec, []
-        if spec.max_total_tokens is not None:
-            mark = WARN_AT * spec.max_total_tokens
-            if tokens_before < mark <= state.total_tokens:
-                said.append(
-                    f"{spec.name} has used {state.total_tokens} of its {spec.max_total_tokens} "
-                    f"tokens ({100 * state.total_tokens / spec.max_total_tokens:.0f}%)"
-                )
-        if spec.max_cost_usd is not None:
-            mark = WARN_AT * spec.max_cost_usd
-            if cost_before < mark <= state.cost_usd:
-                said.append(
-                    f"{spec.name} has spent ${state.cost_usd:.4f} of its ${spec.max_cost_usd:.4f} "
-                    f"budget ({100 * state.cost_usd / spec.max_cost_usd:.0f}%)"
-                )
+        limit, budget = spec.max_total_tokens, spec.max_cost_usd
+        if limit is not None and tokens_before < WARN_AT * limit <= tokens:
+            said.append(
+                f"{spec.name} has used {tokens} of its {limit} tokens ({100 * tokens / limit:.0f}%)"
+            )
+        if budget is not None and cost_before < WARN_AT * budget <= cost:
+            said.append(
+                f"{spec.name} has spent ${cost:.4f} of its ${budget:.4f} "
+                f"budget ({100 * cost / budget:.0f}%)"
+            )
         return said
 
     async def crossed(self, state: AgentState) -> Crossed | None:
