@@ -55,8 +55,6 @@ __all__ = [
     "ModelClient",
     "ModelReply",
     "blocks_to_dicts",
-    "content_to_dicts",
-    "usage_from_api",
     "usage_from_dict",
 ]
 
@@ -93,22 +91,9 @@ class ModelReply:
         return [b for b in self.content if b.get("type") == "tool_use"]
 
 
-def usage_from_api(usage: Any) -> Usage:
-    """The SDK's `Usage` as fleet's `events.Usage` (cache buckets apart, None as 0)."""
-    split = getattr(usage, "cache_creation", None)
-    return Usage(
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-        cache_creation_5m_input_tokens=(getattr(split, "ephemeral_5m_input_tokens", 0) or 0),
-        cache_creation_1h_input_tokens=(getattr(split, "ephemeral_1h_input_tokens", 0) or 0),
-    )
-
-
 def usage_from_dict(usage: Mapping[str, Any]) -> Usage:
     """A `usage` object as JSON data (a streamed message's, Claude Code's) as fleet's
-    `events.Usage` (as `usage_from_api`)."""
+    `events.Usage` (cache buckets apart, None as 0)."""
     split = usage.get("cache_creation") or {}
     return Usage(
         input_tokens=usage.get("input_tokens") or 0,
@@ -129,7 +114,7 @@ def _without_none(value: Any) -> Any:
 
 
 def blocks_to_dicts(blocks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A streamed message's content blocks as `content_to_dicts` makes them from SDK blocks."""
+    """A message's content blocks as the dicts a later request sends back (no None fields)."""
     out: list[dict[str, Any]] = []
     for block in blocks:
         kind = block.get("type")
@@ -150,26 +135,6 @@ def blocks_to_dicts(blocks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             )
         else:
             out.append(_without_none(dict(block)))
-    return out
-
-
-def content_to_dicts(blocks: Sequence[Any]) -> list[dict[str, Any]]:
-    """SDK content blocks as the dicts a later request sends back (no None fields)."""
-    out: list[dict[str, Any]] = []
-    for block in blocks:
-        kind = getattr(block, "type", None)
-        if kind == "text":
-            out.append({"type": "text", "text": block.text})
-        elif kind == "tool_use":
-            out.append(
-                {"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input)}
-            )
-        elif kind == "thinking":
-            out.append(
-                {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
-            )
-        else:
-            out.append(block.model_dump(mode="json", exclude_none=True))
     return out
 
 

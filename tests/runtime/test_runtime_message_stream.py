@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from runtime import ModelClient, Simulator
-from runtime._client import blocks_to_dicts, content_to_dicts, usage_from_api, usage_from_dict
+from runtime._client import blocks_to_dicts, usage_from_dict
 from runtime._client_pools import ClientPools
 from runtime._message_stream import MessageStreamReader, StreamError, StreamInvalid
 from runtime.simulator import ErrorReply
@@ -61,6 +61,11 @@ def _read(raw: bytes, step: int) -> dict[str, Any]:
     return reader.message()
 
 
+def _sdk_blocks(message: Any) -> list[dict[str, Any]]:
+    """The SDK accumulator's content blocks, as fleet keeps a response's content."""
+    return blocks_to_dicts([block.model_dump(mode="json") for block in message.content])
+
+
 @pytest.mark.parametrize("fault", [None, "max_tokens", "pause_turn", "refusal"])
 async def test_the_reader_makes_what_the_sdks_accumulator_makes(fault: str | None) -> None:
     async with Simulator(chunk_chars=7) as sim:
@@ -73,8 +78,8 @@ async def test_the_reader_makes_what_the_sdks_accumulator_makes(fault: str | Non
     # Whole, a byte at a time, and in odd chunks; with CRLF line ends too.
     for body, step in [(raw, len(raw)), (raw, 1), (raw, 13), (raw.replace(b"\n", b"\r\n"), 5)]:
         message = _read(body, step)
-        assert blocks_to_dicts(message["content"]) == content_to_dicts(expected.content)
-        assert usage_from_dict(message["usage"]) == usage_from_api(expected.usage)
+        assert blocks_to_dicts(message["content"]) == _sdk_blocks(expected)
+        assert usage_from_dict(message["usage"]) == usage_from_dict(expected.usage.model_dump())
         assert (message["id"], message["stop_reason"]) == (expected.id, expected.stop_reason)
 
 
@@ -83,9 +88,9 @@ async def test_thinking_long_text_and_a_long_tool_input_read_the_same() -> None:
         raw = await _bytes(sim, _request())
         expected = await _sdk_message(sim, _request())
     message = _read(raw, 3)
-    assert blocks_to_dicts(message["content"]) == content_to_dicts(expected.content)
+    assert blocks_to_dicts(message["content"]) == _sdk_blocks(expected)
     assert message["content"][2]["input"] == TOOL_INPUT
-    assert usage_from_dict(message["usage"]) == usage_from_api(expected.usage)
+    assert usage_from_dict(message["usage"]) == usage_from_dict(expected.usage.model_dump())
 
 
 def test_an_error_event_and_a_body_that_is_no_message_are_told_apart() -> None:
