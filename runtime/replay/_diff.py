@@ -63,9 +63,10 @@ REPLAY_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r'("\w+_ms"\s*:\s*)-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?'), r"\1<ms>"),
     (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b"), "<hash>"),
     # Where git prints a hash it can be all digits (one short hash in 27 is): `git commit`'s
-    # "[main 1234567] subject" and a `git log --oneline` line.
+    # "[main 1234567] subject", a `git log --oneline` line, and a hash alone on its line
+    # (`git log -1 --format=%h`, `git rev-parse HEAD`).
     (re.compile(r"(\[[^\]\s]+ (?:\(root-commit\) )?)(?:[0-9a-f]{7,40}|<hash>)\]"), r"\1<hash>]"),
-    (re.compile(r"(?m)^[0-9a-f]{7,40}(?= )"), "<hash>"),
+    (re.compile(r"(?m)^[0-9a-f]{7,40}(?= |$)"), "<hash>"),
 )
 """What is masked in tool results before they are compared: (pattern, replacement)."""
 

@@ -20,6 +20,9 @@ def masked(text: str) -> str:
         ("[main 1234567] Rename count_words", "[main 0a1b2c3] Rename count_words"),
         ("[main (root-commit) 7654321] first", "[main (root-commit) fe12a09] first"),
         ("1234567 Rename count_words\n89abcde first", "f00ba47 Rename count_words\n7777777 first"),
+        # `git log -1 --format=%h` after a commit (the shipper's), a hash alone on its line.
+        ("exit code 0 (0.07s)\n048f4e6", "exit code 0 (0.05s)\n4861250"),
+        ("exit code 0 (0.07s)\n048f4e6\n", "exit code 0 (0.05s)\ndeadbee\n"),
         ("Ran 9 tests in 0.012s", "Ran 9 tests in 0.034s"),
     ],
 )
