@@ -452,7 +452,8 @@ class ClaudeCodeAgent(Agent):
             requested = ToolCallRequested(
                 agent_id=self.agent_id, tool_use_id=tool_use_id, name=name, input=use["input"]
             )
-            events.append(self._log.event(requested, cause))
+            # Caused by the response, k places earlier in this same append.
+            events.append(self._log.event(requested, -len(events)))
             events += self._held.pop(tool_use_id, [])
         self.stats.steps += 1
         await self._append(events)

@@ -111,6 +111,17 @@ async def test_a_claude_code_agent_is_created_commanded_in_its_session_and_delet
         ]  # fmt: skip
         responses = [e.data for e in events if e.type == "ModelResponded"]
         assert [r.stop_reason for r in responses] == ["tool_use"] * 3 + ["end_turn"]
+        # Each call is caused by the response that asked for it, as the fleet engine records.
+        asked_in = {
+            block["id"]: e.position
+            for e in events
+            if e.type == "ModelResponded"
+            for block in e.data.content
+            if block.get("type") == "tool_use"
+        }
+        requested = [e for e in events if e.type == "ToolCallRequested"]
+        assert len(requested) == 6
+        assert all(e.meta.causation_id == asked_in[e.data.tool_use_id] for e in requested)
         assert all(r.usage.output_tokens > 1 and r.cost_usd > 0 for r in responses)
         calls = [(e.data.name, e.data.is_error) for e in events if e.type == "ToolCallCompleted"]
         assert sorted(calls) == [("Grep", False)] + [("Read", False)] * 4 + [("Write", False)]
