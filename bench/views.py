@@ -214,7 +214,8 @@ async def main(agents: int, repeat: int, log: Path | None) -> None:
                           f"{not_modified:>8.2f}")  # fmt: skip
                 if log is None:
                     return
-                some = runner.view("agents")["agents"][-1]["id"]
+                cards = runner.view("agents")["agents"]
+                some = cards[len(cards) // 4]["id"]  # created before the second half
                 past = [
                     ("agents", "/v1/agents"),
                     ("agents, a page of 50", "/v1/agents?limit=50"),
