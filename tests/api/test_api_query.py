@@ -227,6 +227,10 @@ async def test_a_filtered_page_now_and_in_the_past_holds_the_cards_that_match(
         for card in expected:
             one = (await client.get(f"/v1/agents/{card['id']}", params=at)).json()
             assert one == card
+        if set(params) <= {"status", "role", "run_id", "agent_id"}:  # the fleet's scope
+            totals = (await client.get("/v1/fleet", params={**params, **at})).json()
+            assert totals["agents"]["total"] == len(expected)
+            assert totals["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in expected))
     assert expected  # at the head, some agent matches
 
 
