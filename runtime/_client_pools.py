@@ -22,8 +22,8 @@ Notes (do not fix without reading this):
 2. An agent keeps its client (so its connection is reused between its
    steps, which matters for TLS to the real API); a new agent goes to the
    client with the fewest agents, and a new client is made only when all
-   have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a handful,
-   use the first client alone, as before.
+   have `AGENTS_PER_CLIENT` (at most `MAX_CLIENTS`). One agent, or a few at
+   once (up to `AGENTS_PER_CLIENT`), use the first client alone, as before.
 3. An agent counts on its client while a request of its is in flight and
    for `HOLD_S` after its last one ended: the pool closes a connection idle
    for 5 s (the SDK's keep-alive), so an agent quiet for longer holds none,
