@@ -4,6 +4,8 @@ Run from the repository root::
 
     .venv/bin/python bench/views.py                 # 1,000 agents in 100 runs
     .venv/bin/python bench/views.py --agents 5000   # a bigger fleet
+    .venv/bin/python bench/views.py --log /tmp/fleet-bench-projections/runs-1000000.db
+                                                    # a log bench/projections.py wrote
 
 A log of `--agents` agents (10 per run, each created, commanded, two tool
 calls, a model response, completed; a task per run moved through the board)
@@ -20,6 +22,13 @@ for each view, medians over `--repeat` rounds of:
 - again: the same request at the same position (served from the render cache),
   and with a matching If-None-Match (304, no body).
 
+With `--log`, that log (copied to a temporary folder: serving it writes
+checkpoints) is served instead of a new one, and the views are also asked for
+as of past positions (`?at=`), each request at a new position in the second
+half of the log (nothing cached): a time-travel query, the view, its response
+model and the JSON, as the dashboard's time slider asks for them; the agents
+view whole, a page of 50 and one agent.
+
 The machine is shared: the figures are indicative. Nothing here is a test.
 """
 
@@ -28,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -144,10 +154,30 @@ def _dict_render(view: dict[str, Any]) -> Callable[[], object]:
     return lambda: json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def main(agents: int, repeat: int) -> None:
+async def past_ms(
+    client: httpx.AsyncClient, url: str, head: int, repeat: int, offset: int
+) -> float:
+    """Median ms of `url` at `repeat` positions in the log's second half, none cached."""
+    times = []
+    for i in range(repeat):
+        at = head // 2 + (i * 7919 + offset * 104729) % (head // 2)
+        joiner = "&" if "?" in url else "?"
+        start = time.perf_counter()
+        response = await client.get(f"{url}{joiner}at={at}")
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.text[:200]
+    return statistics.median(times)
+
+
+async def main(agents: int, repeat: int, log: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "fleet.db"
-        head = await write_log(db, agents)
+        if log is None:
+            head = await write_log(db, agents)
+        else:
+            await asyncio.to_thread(shutil.copyfile, log, db)
+            async with SQLiteEventStore(db) as store:
+                head = await store.head()
         app = create_app(ApiConfig(db=db, runtime=False))
         async with app.router.lifespan_context(app):
             assert app.services is not None
@@ -160,7 +190,9 @@ async def main(agents: int, repeat: int) -> None:
                 ("board", "/v1/board", Board, runner.view("board")),
                 ("runs", "/v1/runs", RunPage, {**runner.view("runs"), "next": None}),
             ]
-            print(f"{agents:,} agents in {agents // PER_RUN:,} runs, {head:,} events; "
+            fleet = runner.view("fleet")["agents"]["total"]
+            runs = len(runner.view("runs")["runs"])
+            print(f"{fleet:,} agents in {runs:,} runs, {head:,} events; "
                   f"medians of {repeat} rounds, ms")  # fmt: skip
             print(f"{'view':<8}{'bytes':>10}{'baseline':>10}{'model':>9}{'ratio':>7}"
                   f"{'GET':>9}{'again':>8}{'304':>8}")  # fmt: skip
@@ -180,11 +212,26 @@ async def main(agents: int, repeat: int) -> None:
                     print(f"{name:<8}{size:>10,}{baseline:>10.2f}{validated:>9.2f}"
                           f"{validated / baseline:>7.1f}{cold:>9.2f}{again:>8.2f}"
                           f"{not_modified:>8.2f}")  # fmt: skip
+                if log is None:
+                    return
+                cards = runner.view("agents")["agents"]
+                some = cards[len(cards) // 4]["id"]  # created before the second half
+                past = [
+                    ("agents", "/v1/agents"),
+                    ("agents, a page of 50", "/v1/agents?limit=50"),
+                    ("one agent", f"/v1/agents/{some}"),
+                    *[(name, f"/v1/{name}") for name in ("fleet", "graph", "board", "runs")],
+                ]
+                print("\nas of past positions (?at=, each request at a new one), ms:")
+                for offset, (name, url) in enumerate(past):
+                    ms = await past_ms(client, url, head, max(3, repeat // 4), offset)
+                    print(f"  {name:<22}{ms:>9.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=1000, help="agents in the log")
     parser.add_argument("--repeat", type=int, default=20, help="rounds per figure")
+    parser.add_argument("--log", type=Path, help="serve this log instead of writing one")
     args = parser.parse_args()
-    asyncio.run(main(args.agents, args.repeat))
+    asyncio.run(main(args.agents, args.repeat, args.log))

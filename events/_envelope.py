@@ -174,6 +174,13 @@ class RecordedEvent(_Fields):
                 pass  # another event of the page does not decode: this one on its own
         return self._decode_alone()
 
+    @property
+    def unknown(self) -> bool:
+        """Whether the data is an `UnknownEvent` (a type, or a schema, this code does not
+        know), told without decoding it: the data of an unknown event is made when it is
+        read, so an event whose data is not decoded yet is of a known type."""
+        return _get_text(self) is None and type(_get_data(self)) is UnknownEvent
+
     def _decode_alone(self) -> EventData | UnknownEvent:
         text = self._text
         if text is None:  # decoded with its page, or by another thread meanwhile

@@ -41,6 +41,12 @@ Notes (do not fix without reading this):
    rebuild of a long log takes dozens of them. One batch compresses at a time;
    they are kept (`Snapshots.add`) in order, before any persisting and when
    the fold ends. A fold that fails or is cancelled keeps none still in flight.
+9. A projection may also say whose data it reads (`reads`, event classes),
+   when it folds more than that: the fleet counts every event in its pace
+   and reads the data of a few types. A page's events are decoded at once
+   only for the types some slot reads; the others stay undecoded (decoded if
+   ever read). Decoding was half of a fleet time-travel query (a fold of up
+   to 5,000 events, `BENCHMARKS.md`).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from events import EventFilter, EventStore, RecordedEvent, UnknownEvent, gc_paused, load_data
+from events import EventFilter, EventStore, RecordedEvent, gc_paused, load_data
 
 from ._base import Projection, quiet_reports
 from ._checkpoints import Snapshots, compress_all
@@ -85,10 +91,17 @@ class Slot:
 
     # The names of those classes' events.
     type_names: frozenset[str] = field(init=False)
+    # The names of the events whose data it reads (its optional `reads`, else those it
+    # folds; None: every event's), note 9.
+    read_names: frozenset[str] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.types = getattr(self.projection, "types", None)
         self.type_names = frozenset(_type_name(cls) for cls in self.types or ())
+        reads = getattr(self.projection, "reads", None)
+        if reads is None:
+            reads = self.types
+        self.read_names = None if reads is None else frozenset(_type_name(c) for c in reads)
 
     @property
     def name(self) -> str:
@@ -177,6 +190,16 @@ def _only_what_they_fold(slots: list[Slot]) -> EventFilter | None:
     return EventFilter.of(types=names) if names else EventFilter(types=frozenset())
 
 
+def _what_they_read(slots: list[Slot]) -> frozenset[str] | None:
+    """The names of the events whose data some slot reads (note 9); None: every one's."""
+    names: set[str] = set()
+    for slot in slots:
+        if slot.read_names is None:
+            return None
+        names.update(slot.read_names)
+    return frozenset(names)
+
+
 class _Packing:
     """Snapshots of a fold being compressed on a thread while it goes on (note 8)."""
 
@@ -221,12 +244,14 @@ def fold_page(
     """
     due_snapshots: list[tuple[str, int, bytes]] = []
     level = logging.DEBUG if quiet else logging.ERROR
-    load_data(page)  # every event read is folded by some slot (note 5): decode them at once
+    # The data a slot reads, decoded at once; the rest is left undecoded (note 9).
+    reads = _what_they_read(slots)
+    load_data(page if reads is None else [e for e in page if e.type in reads])
     known = page
-    if any(type(event.data) is UnknownEvent for event in page):
+    if any(event.unknown for event in page):
         known = []
         for unknown in page:
-            if type(unknown.data) is UnknownEvent:
+            if unknown.unknown:
                 logger.log(
                     level,
                     "event at position %d has unknown type %r (written by a newer fleet?): "

@@ -85,7 +85,7 @@ from events import (
 )
 
 from ._base import FoldProjection
-from ._critical_path import critical_path
+from ._critical_path import critical_path, members_of_runs
 from ._graph_state import GraphState, Segment
 from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status, resolve_path
 
@@ -263,6 +263,7 @@ class GraphProjection(FoldProjection[GraphState]):
             r = nodes[agent_id]["run_id"]
             if r is not None:
                 runs[r] = None
+        members = members_of_runs(state, runs)
         return {
             "nodes": [
                 {
@@ -279,7 +280,7 @@ class GraphProjection(FoldProjection[GraphState]):
             ],
             "edges": edges,
             "bottlenecks": bottlenecks,
-            "critical_paths": [critical_path(state, r) for r in sorted(runs)],
+            "critical_paths": [critical_path(state, r, members[r]) for r in sorted(runs)],
         }
 
     # -- folding ------------------------------------------------------------

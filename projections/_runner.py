@@ -27,6 +27,11 @@ Notes (do not fix without reading this):
    background task makes them once the runner serves (`_backfill.py`), and
    so does every start that finds some missing (a backfill cut short).
    `snapshots_made()` waits for it.
+5. A view is made with the cyclic garbage collector paused: a view makes many
+   containers and no cycles, and the young collections its allocations set
+   off walked them again and again beside a large state. The agents view at
+   1M events (8,565 cards) took 537-673 ms with the collector on and 198-206
+   ms with it paused (`BENCHMARKS.md`).
 """
 
 from __future__ import annotations
@@ -262,7 +267,9 @@ class ProjectionRunner:
 
     def view(self, name: str) -> dict[str, Any]:
         """The current JSON view of `name` (a new object). Raises like `state`."""
-        return self._slot(name).projection.view(self.state(name))
+        projection, state = self._slot(name).projection, self.state(name)
+        with gc_paused():  # note 5
+            return projection.view(state)
 
     def agent(self, agent_id: str) -> dict[str, Any] | None:
         """One agent's card from the agents view, or None if it was never created."""
@@ -335,8 +342,10 @@ class ProjectionRunner:
         self._check_usable()
         slot = self._slot(name)
         if slot.failed is None and position == slot.position and not self.closed:
-            return slot.projection.view(slot.state)
-        return slot.projection.view(await self.state_at(name, position))
+            return self.view(name)
+        state = await self.state_at(name, position)
+        with gc_paused():  # note 5
+            return slot.projection.view(state)
 
     async def rebuild(self, name: str | None = None) -> int:
         """Fold `name` (or every projection) again from position 0 and swap it in.

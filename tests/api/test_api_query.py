@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -193,6 +194,40 @@ async def test_a_filtered_page_keeps_its_cursor_meaning(
     second = (await client.get(f"/v1/agents?role=builder&limit=5&after={first['next']}")).json()
     assert [a["id"] for a in second["agents"]] == ["r2-a1", "r2-a2"]
     assert second["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "matches"),
+    [
+        ({"status": "completed"}, lambda a: a["status"] == "completed"),
+        (
+            {"role": "builder", "run_id": "r2"},
+            lambda a: a["role"] == "builder" and a["run_id"] == "r2",
+        ),
+        ({"model": "sim-small", "run_id": "r1"}, lambda a: a["run_id"] == "r1"),
+        ({"external": "false", "agent_id": "r1-a1"}, lambda a: a["id"] == "r1-a1"),
+    ],
+)
+async def test_a_filtered_page_now_and_in_the_past_holds_the_cards_that_match(
+    app: FleetApp,
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    params: dict[str, str],
+    matches: Any,
+) -> None:
+    """Pages are cut from the records before the cards are made: the same agents as
+    filtering every card, now and at a past position."""
+    head = await _two_runs(app, store)
+    for at in ({}, {"at": str(head // 2)}, {"at": str(head)}):
+        every = (await client.get("/v1/agents", params=at)).json()["agents"]
+        expected = [a for a in every if matches(a)]
+        body = (await client.get("/v1/agents", params={**params, **at, "limit": "100"})).json()
+        assert body["agents"] == expected
+        assert body["count"] == len(expected)
+        for card in expected:
+            one = (await client.get(f"/v1/agents/{card['id']}", params=at)).json()
+            assert one == card
+    assert expected  # at the head, some agent matches
 
 
 async def test_timeline_pages_by_position_and_filters_by_agent(

@@ -585,6 +585,8 @@ async def test_lenient_reads_return_unknown_types_as_unknown_event(store_factory
     events = await store.read_all(lenient=True)
     assert [e.type for e in events] == ["AgentCommanded", "AgentTeleported", "AgentCommanded"]
     assert events[1].data == UnknownEvent(type="AgentTeleported", raw={"to": "mars"})
+    fresh = await store.read_all(lenient=True)  # told without decoding the known ones' data
+    assert [e.unknown for e in fresh] == [False, True, False]
     assert events[1].to_json_dict()["data"] == {"to": "mars"}
     assert [e.position async for e in store.iter_all(lenient=True, page=1)] == [1, 2, 3]
 
@@ -619,6 +621,7 @@ async def test_a_row_from_a_newer_schema_is_unknown_to_strict_reads(store_factor
     assert caught.value.schema_version == 9
     assert "schema 9" in str(caught.value)
     [lenient] = await store.read_all(lenient=True)
+    assert lenient.unknown  # of a known type's name, at a schema this code does not know
     assert isinstance(lenient.data, UnknownEvent)
 
 

@@ -16,7 +16,7 @@ from events import (
     AgentWoke,
     ToolCallCompleted,
 )
-from projections import GraphProjection
+from projections import GraphProjection, critical_path
 from projections._graph import MAX_EDGE_FILES, MAX_SEGMENTS
 
 graph = GraphProjection()
@@ -213,4 +213,32 @@ def test_a_claude_code_subagent_is_a_node_created_by_its_session() -> None:
     assert nodes["ext-s-1-ab335d475f5d1bbe9"]["status"] == "completed"
     assert {"kind": "created", "from": "ext-s-1", "to": "ext-s-1-ab335d475f5d1bbe9"} in view[
         "edges"
+    ]
+
+
+def test_each_run_of_a_many_run_view_has_its_own_critical_path() -> None:
+    tl = Timeline()
+    for run, work_s in (("r1", 2.0), ("r2", 5.0), ("r3", 1.0)):
+        o, w = f"o-{run}", f"w-{run}"
+        tl.add(0, AgentCreated(agent_id=o, name=o, role="orchestrator", model="m"), run=run)
+        tl.add(1, AgentCreated(agent_id=w, name=w, role="builder", model="m", parent_id=o), run=run)
+        tl.add(1, AgentCommanded(agent_id=w, prompt="write", by=o), run=run)
+        tl.add(1, AgentWaiting(agent_id=o, on=[w]), run=run)
+        tl.add(1 + work_s, AgentWaiting(agent_id=w, on=[]), run=run)
+    state = tl.fold(graph)
+
+    paths = graph.view(state)["critical_paths"]
+
+    # One pass groups the agents by run: each path is what the run alone gives.
+    assert [p["run_id"] for p in paths] == ["r1", "r2", "r3"]
+    assert paths == [critical_path(state, run) for run in ("r1", "r2", "r3")]
+    for path in paths:
+        assert {step["agent_id"] for step in path["path"]} <= {
+            f"o-{path['run_id']}",
+            f"w-{path['run_id']}",
+        }
+    assert [p["total_ms"] for p in paths] == [
+        pytest.approx(3000),
+        pytest.approx(6000),
+        pytest.approx(2000),
     ]

@@ -197,6 +197,11 @@ async def test_an_unknown_event_type_in_the_log_is_logged_and_skipped(
             assert runner.positions() == dict.fromkeys(runner.names, head)
             for name in runner.names:
                 assert live(runner, name) == await folded(store, runner.projection(name))
+            # The fleet counts every event it knows, and only those.
+            assert runner.view("fleet")["events"]["total"] == head - 2
+            fleet = runner.projection("fleet")
+            past = await runner.state_at("fleet", live_one)
+            assert fleet.view(past)["events"]["total"] == live_one - 2
 
 
 async def test_duplicated_and_out_of_order_delivery_changes_nothing(
