@@ -423,10 +423,13 @@ class Agent:
         """
         async with self._lock:
             with self._busy():
-                await self._log.sync()
-                async with self._log.deferred():  # its transcript lines (`_transcript.py`)
-                    while self.state.status == "working":
-                        await self._guarded_step()
+                try:
+                    await self._log.sync()
+                    async with self._log.deferred():  # its transcript lines (`_transcript.py`)
+                        while self.state.status == "working":
+                            await self._guarded_step()
+                finally:  # its turn is over: its SDK client's place goes to the next agent
+                    self.client.release(self.agent_id)
             return self.outcome()
 
     async def _guarded_step(self) -> None:

@@ -6,14 +6,17 @@ makes of their bytes is compared with what `messages.stream()` makes of the same
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
+from rt_support import make_agent
 
+from events import EventStore
 from runtime import ModelClient, Simulator
 from runtime._client import blocks_to_dicts, usage_from_dict
-from runtime._client_pools import ClientPools
+from runtime._client_pools import AGENTS_PER_CLIENT, ClientPools
 from runtime._message_stream import MessageStreamReader, StreamError, StreamInvalid
 from runtime.simulator import ErrorReply
 
@@ -114,7 +117,7 @@ def test_an_error_event_and_a_body_that_is_no_message_are_told_apart() -> None:
         MessageStreamReader().feed(b"event: message_start\ndata: {not json\n\n")
 
 
-async def test_agents_share_an_sdk_client_sixteen_at_a_time_and_keep_theirs() -> None:
+async def test_agents_share_an_sdk_client_a_few_at_a_time_and_keep_theirs() -> None:
     made: list[anthropic.AsyncAnthropic] = []
 
     def make() -> anthropic.AsyncAnthropic:
@@ -124,19 +127,60 @@ async def test_agents_share_an_sdk_client_sixteen_at_a_time_and_keep_theirs() ->
     first = make()
     pools = ClientPools(first, make)
     try:
-        clients = [pools.client_for(f"a{i}") for i in range(40)]
-        assert pools.count == 3 and clients[:16] == [first] * 16
-        assert [clients.count(c) for c in made] == [16, 16, 8]
-        assert [pools.client_for(f"a{i}") for i in range(40)] == clients  # each keeps its own
-        for i in range(40):  # their requests end: each still counts (its connection is warm)
+        n = AGENTS_PER_CLIENT
+        agents = 2 * n + n // 2
+        clients = [pools.client_for(f"a{i}") for i in range(agents)]
+        assert pools.count == 3 and clients[:n] == [first] * n
+        assert [clients.count(c) for c in made] == [n, n, n // 2]
+        assert [pools.client_for(f"a{i}") for i in range(agents)] == clients  # each keeps its own
+        for i in range(agents):  # their requests end: each still counts (its connection is warm)
             pools.done(f"a{i}")
             pools.done(f"a{i}")
-        assert [pools.client_for(f"a{i}") for i in range(40)] == clients and pools.count == 3
+        assert [pools.client_for(f"a{i}") for i in range(agents)] == clients
+        assert pools.count == 3
         assert pools.client_for(None) is first
         alone = ClientPools(first)  # no way to make more: one client for all
         assert {alone.client_for(f"a{i}") for i in range(40)} == {first}
     finally:
         await pools.aclose()
+
+
+async def test_an_agent_let_go_gives_its_place_at_once_unless_a_request_is_in_flight() -> None:
+    made: list[anthropic.AsyncAnthropic] = []
+
+    def make() -> anthropic.AsyncAnthropic:
+        made.append(anthropic.AsyncAnthropic(base_url="http://127.0.0.1:9", api_key="sim"))
+        return made[-1]
+
+    first = make()
+    pools = ClientPools(first, make)
+    try:
+        for i in range(40):  # one after another, each let go when done: all on the first
+            assert pools.client_for(f"a{i}") is first
+            pools.done(f"a{i}")
+            pools.let_go(f"a{i}")
+        assert pools.count == 1
+        pools.client_for("busy")
+        pools.let_go("busy")  # its request is in flight: it keeps its place
+        pools.let_go("never-asked")
+        others = [pools.client_for(f"b{i}") for i in range(AGENTS_PER_CLIENT - 1)]
+        assert others == [first] * (AGENTS_PER_CLIENT - 1) and pools.count == 1
+        assert pools.client_for("one-more") is not first and pools.count == 2
+        assert pools.client_for("busy") is first  # still its own
+    finally:
+        await pools.aclose()
+
+
+async def test_agents_run_one_after_another_make_no_new_sdk_client(
+    store: EventStore, client: ModelClient, workspace: Path
+) -> None:
+    """An agent whose turn ended gives its place on its SDK client to the next one, so
+    agents run one after another all use the first client (and its warm connection)."""
+    for i in range(AGENTS_PER_CLIENT + 2):
+        agent = make_agent(store, client, workspace, agent_id=f"scout-{i}")
+        await agent.create(task=TASK)
+        assert (await agent.run_until_idle()).status == "completed"
+    assert client._pools.count == 1
 
 
 async def test_the_model_client_answers_through_its_pools(client: ModelClient) -> None:
@@ -145,7 +189,7 @@ async def test_the_model_client_answers_through_its_pools(client: ModelClient) -
             model="haiku", system="You are a scout.", messages=[{"role": "user", "content": TASK}],
             agent=f"agent-{i}",
         )
-        for i in range(20)
+        for i in range(AGENTS_PER_CLIENT + 1)
     ]  # fmt: skip
     assert client._pools.count == 2
     assert len({r.content[0]["type"] for r in replies}) == 1
