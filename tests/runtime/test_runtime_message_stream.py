@@ -117,15 +117,20 @@ def test_an_error_event_and_a_body_that_is_no_message_are_told_apart() -> None:
         MessageStreamReader().feed(b"event: message_start\ndata: {not json\n\n")
 
 
-async def test_agents_share_an_sdk_client_a_few_at_a_time_and_keep_theirs() -> None:
+def _pools() -> tuple[ClientPools, list[anthropic.AsyncAnthropic]]:
+    """Pools whose clients (never used for a request) are listed as they are made."""
     made: list[anthropic.AsyncAnthropic] = []
 
     def make() -> anthropic.AsyncAnthropic:
         made.append(anthropic.AsyncAnthropic(base_url="http://127.0.0.1:9", api_key="sim"))
         return made[-1]
 
-    first = make()
-    pools = ClientPools(first, make)
+    return ClientPools(make(), make), made
+
+
+async def test_agents_share_an_sdk_client_a_few_at_a_time_and_keep_theirs() -> None:
+    pools, made = _pools()
+    first = made[0]
     try:
         n = AGENTS_PER_CLIENT
         agents = 2 * n + n // 2
@@ -146,14 +151,8 @@ async def test_agents_share_an_sdk_client_a_few_at_a_time_and_keep_theirs() -> N
 
 
 async def test_an_agent_let_go_gives_its_place_at_once_unless_a_request_is_in_flight() -> None:
-    made: list[anthropic.AsyncAnthropic] = []
-
-    def make() -> anthropic.AsyncAnthropic:
-        made.append(anthropic.AsyncAnthropic(base_url="http://127.0.0.1:9", api_key="sim"))
-        return made[-1]
-
-    first = make()
-    pools = ClientPools(first, make)
+    pools, made = _pools()
+    first = made[0]
     try:
         for i in range(40):  # one after another, each let go when done: all on the first
             assert pools.client_for(f"a{i}") is first
