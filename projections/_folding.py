@@ -56,7 +56,7 @@ import bisect
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,22 +182,20 @@ def _type_name(cls: type[Any]) -> str:
 
 def _only_what_they_fold(slots: list[Slot]) -> EventFilter | None:
     """A filter on the types every slot folds (note 5), or None when one folds all."""
-    names: set[str] = set()
-    for slot in slots:
-        if slot.types is None:
-            return None
-        names.update(slot.type_names)
+    names = _union(None if slot.types is None else slot.type_names for slot in slots)
+    if names is None:
+        return None
     return EventFilter.of(types=names) if names else EventFilter(types=frozenset())
 
 
-def _what_they_read(slots: list[Slot]) -> frozenset[str] | None:
-    """The names of the events whose data some slot reads (note 9); None: every one's."""
-    names: set[str] = set()
-    for slot in slots:
-        if slot.read_names is None:
+def _union(names: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
+    """Every name of `names`; None (every event) as soon as one is None."""
+    found: set[str] = set()
+    for some in names:
+        if some is None:
             return None
-        names.update(slot.read_names)
-    return frozenset(names)
+        found.update(some)
+    return frozenset(found)
 
 
 class _Packing:
@@ -245,7 +243,7 @@ def fold_page(
     due_snapshots: list[tuple[str, int, bytes]] = []
     level = logging.DEBUG if quiet else logging.ERROR
     # The data a slot reads, decoded at once; the rest is left undecoded (note 9).
-    reads = _what_they_read(slots)
+    reads = _union(slot.read_names for slot in slots)
     load_data(page if reads is None else [e for e in page if e.type in reads])
     known = page
     if any(event.unknown for event in page):
