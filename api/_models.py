@@ -194,11 +194,26 @@ class AgentsQuery(_Polled):
     external: bool | None = Field(
         default=None, description="only external (or only internal) agents"
     )
+    changed_after: Position | None = Field(
+        default=None,
+        description="only agents whose card changed after this position (its `position` is "
+        "greater): a client holding the view as of P asks for what changed since, instead of "
+        "every card again; 400 when P is beyond the view's position",
+    )
     at: Position | None = _at()
     min_position: Position | None = _min_position()
     wait: float | None = _wait()
     after: Position = _after("agents created")
     limit: int | None = _limit()
+
+    @model_validator(mode="after")
+    def _check_changed_after(self) -> Self:
+        if self.at is not None and self.changed_after is not None and self.changed_after > self.at:
+            raise ValueError(
+                f"changed_after ({self.changed_after}) is after at ({self.at}): "
+                "no card of a view changed after the view's own position"
+            )
+        return self
 
 
 class BoardQuery(_Polled):

@@ -8,6 +8,8 @@ scoped by the same parameters wherever they make sense:
     at                               the view as of a past position (time travel)
     min_position, wait               answer once the view reflects a position (long poll)
     after, limit                     page a list; pass `next` back as `after`
+    changed_after                    agents only: the cards changed after a position (a
+                                     client holding the view as of P asks for the rest)
 
 Every answer carries `Fleet-Position` and an `ETag`; `If-None-Match` gives 304
 (`_polling.py`). A filter naming a run or an agent that does not exist gives an
@@ -198,6 +200,7 @@ def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]],
                     (q.model is None or a["model"] == q.model)  # type: ignore[union-attr]
                     and (q.parent_id is None or a["parent_id"] == q.parent_id)  # type: ignore[union-attr]
                     and (q.external is None or a["external"] == q.external)  # type: ignore[union-attr]
+                    and (q.changed_after is None or a["position"] > q.changed_after)  # type: ignore[union-attr]
                 )
             )
         )
@@ -215,6 +218,13 @@ async def list_agents(request: Request) -> Response:
     q = query(AgentsQuery, request, lists=("status",))
 
     async def render(at: int | None) -> BaseModel:
+        if at is None and q.changed_after is not None and q.changed_after > app.runner.position:
+            raise HTTPProblem(
+                400, "Invalid query",
+                f"changed_after ({q.changed_after}) is beyond the view's position "
+                f"({app.runner.position}): no card changed after it yet",
+                slug="invalid-query",
+            )  # fmt: skip
         projection = app.runner.projection("agents")
         if isinstance(projection, AgentsProjection):
             # Filtered and paged on the records, cards made for the page only (note 2).

@@ -188,6 +188,10 @@ class AgentCard(_Out):
         "(None for an external session)"
     )
     session_id: str | None = Field(description="the Claude Code session of a claude-code agent")
+    position: int = Field(
+        description="the position of the last event that changed this card "
+        "(`GET /v1/agents?changed_after=`)"
+    )
 
 
 class AgentPage(_Out):

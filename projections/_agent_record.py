@@ -58,6 +58,8 @@ class AgentRecord(TypedDict):
     last_activity_at: float
     error: str | None
     limit: str | None
+    # The position of the last event that changed the card: `GET /v1/agents?changed_after=`.
+    position: int
     summary: str
     artifacts: dict[str, None]
 
@@ -81,6 +83,7 @@ def new_record(
     role: str,
     model: str,
     at: float,
+    position: int,
     parent_id: str | None = None,
     run_id: str | None = None,
     task: str | None = None,
@@ -134,6 +137,7 @@ def new_record(
         "limit": None,
         "summary": "",
         "artifacts": {},
+        "position": position,
     }
 
 

@@ -26,7 +26,8 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "error": str | None, "limit": str | None,
         "summary": str, "artifacts": [str],
         "external": bool, "source_app": str | None,
-        "engine": "fleet" | "claude-code" | None, "session_id": str | None}]}
+        "engine": "fleet" | "claude-code" | None, "session_id": str | None,
+        "position": int}]}                   # the last event that changed the card
 
 `tool_calls.last.status` is "running", "ok", "error" or "blocked".
 A card is "waiting" with `waiting_for: "approval"` while a tool call is on
@@ -38,7 +39,10 @@ Context in use is the last model response's input (all buckets: input,
 cache write, cache read) plus its output; a compaction sets it to the tokens
 left after it. Blocked calls count hook decisions "block" or "deny" (once per
 tool call). An event naming an agent that was never created is logged and
-skipped.
+skipped. A card's `position` is that of the last event that changed it (its
+`last_activity_at` included), so the cards changed after a position are those
+with a greater one: a client that holds the view as of P asks for those
+(`GET /v1/agents?changed_after=P`) instead of every card again.
 """
 
 from __future__ import annotations
@@ -87,8 +91,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
 
     name = "agents"
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
-    # 5: approvals and what hooks said; 6: engine and session_id
-    version = 6
+    # 5: approvals and what hooks said; 6: engine and session_id; 7: position
+    version = 7
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -210,6 +214,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "source_app": r["source_app"],
             "engine": r["engine"],
             "session_id": r["session_id"],
+            "position": r["position"],
         }
 
     # -- folding ------------------------------------------------------------
@@ -220,6 +225,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             report(self.name, event, "no agent %r was created", agent_id)
             return None
         record["last_activity_at"] = self.ts(event)
+        record["position"] = event.position
         return record
 
     def _created(self, state: AgentsState, event: RecordedEvent, d: AgentCreated) -> None:
@@ -238,6 +244,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             role=d.role,
             model=d.model,
             at=self.ts(event),
+            position=event.position,
             parent_id=parent_id,
             run_id=run_id,
             task=d.task,
@@ -436,9 +443,14 @@ class AgentsProjection(FoldProjection[AgentsState]):
         f = external_facts(d)
         ts = self.ts(event)
         if f.parent_id is not None:
-            _external_record(state, f.parent_id, f.session_name, None, d, ts, event.meta.run_id)
-        r = _external_record(state, f.agent_id, f.name, f.parent_id, d, ts, event.meta.run_id)
+            _external_record(
+                state, f.parent_id, f.session_name, None, d, ts, event.meta.run_id, event.position
+            )
+        r = _external_record(
+            state, f.agent_id, f.name, f.parent_id, d, ts, event.meta.run_id, event.position
+        )
         r["last_activity_at"] = ts
+        r["position"] = event.position
         if f.model is not None:
             r["model"] = f.model
         if f.prompt is not None:
@@ -491,7 +503,8 @@ def _external_record(
     parent_id: str | None,
     d: ExternalHookReceived,
     ts: float,
-    run_id: str | None = None,
+    run_id: str | None,
+    position: int,
 ) -> AgentRecord:
     """The record of an external agent (a session or one of its subagents), made on first sight."""
     r = state["agents"].get(agent_id)
@@ -502,6 +515,7 @@ def _external_record(
             role=EXTERNAL_ROLE,
             model="unknown",
             at=ts,
+            position=position,
             parent_id=parent_id,
             run_id=run_id,
             external=True,

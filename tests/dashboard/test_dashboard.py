@@ -203,6 +203,13 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         positions = await feed_shows(page, head)
         assert sorted(positions) == list(range(1, head + 1))
         await assert_page_matches_api(page, server.url)
+        # Live, the agents were brought forward with the cards changed since the view the
+        # page held, not asked for whole again; what it holds is the whole view (app.js, note 4).
+        assert (await page.evaluate("window.fleetDashboard.stats"))["agentDeltas"] >= 1
+        assert any("changed_after=" in url for url in page.requested)
+        held = await page.evaluate("window.fleetDashboard.views.agents")
+        at = await page.evaluate("window.fleetDashboard.positions.agents")
+        assert held == await get_json(server.url, "/v1/agents", at=at)
 
         # What a user looks for, in plain sight.
         blocked = page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"] .blocked')

@@ -64,8 +64,9 @@ async def test_import_after_other_events_remaps_positions_and_keeps_the_rest(
 ) -> None:
     """Positions (and causation ids, which are positions) move; versions, data, meta, times stay.
 
-    The views of the run are equal but for the positions the board's history
-    shows, which are the new ones; fleet totals differ only by the other run's events.
+    The views of the run are equal but for the positions the board's history and
+    the agent cards show, which are the new ones; fleet totals differ only by the
+    other run's events.
     """
     run_id = recorded_pattern.run_id
     exported = await _export(store, run_id, tmp_path / "run.jsonl")
@@ -89,8 +90,9 @@ async def test_import_after_other_events_remaps_positions_and_keeps_the_rest(
         assert after == before
 
         source_views, target_views = await _views(store), await _views(target)
-    for name in ("agents", "graph"):
-        assert target_views[name] == source_views[name]
+    assert target_views["graph"] == source_views["graph"]
+    moved = [{**a, "position": a["position"] + shift} for a in source_views["agents"]["agents"]]
+    assert target_views["agents"] == {**source_views["agents"], "agents": moved}
     (was,) = source_views["runs"]["runs"]
     assert [r for r in target_views["runs"]["runs"] if r["id"] == run_id] == [was]
     columns = target_views["board"]["columns"]

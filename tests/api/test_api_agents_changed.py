@@ -1,0 +1,176 @@
+"""`GET /v1/agents?changed_after=P`: the cards that changed after P, so a client holding
+the view as of P brings it up to date without every card again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from apitest_support import JSON, seed
+
+from api import FleetApp
+from events import (
+    AgentCommanded,
+    AgentDeleted,
+    HookInvoked,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    SQLiteEventStore,
+)
+
+SESSION = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+
+
+def _hook(point: str, **fields: object) -> bytes:
+    body = {
+        "session_id": SESSION,
+        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
+        "cwd": "/home/u/project",
+        "hook_event_name": point,
+        **fields,
+    }
+    return json.dumps(body).encode()
+
+
+async def _log(store: SQLiteEventStore, client: httpx.AsyncClient) -> list[int]:
+    """Two runs, a later command and a deletion, a hook that only logs (changes no card),
+    and an external session with a subagent (a subagent's first hook makes its session's
+    card too): every position of the log."""
+    recorded: list[RecordedEvent] = await seed(store, run_id="r1", agents=3)
+    recorded += await seed(store, run_id="r2", agents=2)
+    meta = Meta(run_id="r1", agent_id="r1-a1")
+    recorded += await store.append(
+        "agent-r1-a1",
+        [
+            NewEvent(AgentCommanded(agent_id="r1-a1", prompt="once more"), meta),
+            NewEvent(
+                HookInvoked(point="PreToolUse", kind="python", hook="audit", agent_id="r1-a1"), meta
+            ),
+        ],
+    )
+    recorded += await store.append(
+        "agent-r2-a0", [NewEvent(AgentDeleted(agent_id="r2-a0"), Meta(run_id="r2"))]
+    )
+    for body in (
+        _hook("UserPromptSubmit", prompt="fix the bug"),
+        _hook("PreToolUse", agent_id="sub1", agent_type="Explore", tool_name="Read",
+              tool_input={"file_path": "a.py"}, tool_use_id="t1"),
+        _hook("PreToolUse", tool_name="Bash", tool_input={"command": "ls"}, tool_use_id="t2"),
+    ):  # fmt: skip
+        response = await client.post("/v1/hooks/ingest", content=body, headers=JSON)
+        assert response.status_code == 201, response.text
+    return list(range(0, await store.head() + 1))
+
+
+def _merged(held: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a client does with the answer: replace the changed cards, add the new ones at
+    the end (cards are listed in the order agents were created)."""
+    by_id = {card["id"]: card for card in held}
+    by_id.update((card["id"], card) for card in changed)
+    return list(by_id.values())
+
+
+async def _agents(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/agents{query}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_the_view_at_p_with_the_cards_changed_after_p_is_the_view_now(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    positions = await _log(store, client)
+    now = await _agents(client, "")
+    assert now["count"] == 7  # five fleet agents, the session and its subagent
+    for p in positions:
+        held = (await _agents(client, f"?at={p}"))["agents"]
+        changed = await _agents(client, f"?changed_after={p}")
+        assert _merged(held, changed["agents"]) == now["agents"], f"after {p}"
+        assert changed["count"] == len(changed["agents"])
+        before = {card["id"]: card for card in held}
+        for card in changed["agents"]:
+            assert card["position"] > p
+            assert before.get(card["id"]) != card  # nothing unchanged is sent again
+        assert [c for c in now["agents"] if c["position"] <= p] == [
+            c for c in held if c["id"] not in {d["id"] for d in changed["agents"]}
+        ]
+
+
+async def test_between_two_past_positions_too(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """A time slider moved forward from P to Q asks only for what changed in between."""
+    positions = await _log(store, client)
+    for q in positions[::4]:
+        then = (await _agents(client, f"?at={q}"))["agents"]
+        for p in positions[: q + 1 : 3]:
+            held = (await _agents(client, f"?at={p}"))["agents"]
+            changed = (await _agents(client, f"?at={q}&changed_after={p}"))["agents"]
+            assert _merged(held, changed) == then, f"from {p} to {q}"
+            assert all(p < card["position"] <= q for card in changed)
+
+
+async def test_a_hook_that_changes_no_card_moves_no_card(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    await seed(store, run_id="r1", agents=2)
+    head = await store.head()
+    meta = Meta(run_id="r1", agent_id="r1-a0")
+    (logged,) = await store.append(
+        "agent-r1-a0",
+        [NewEvent(HookInvoked(point="Stop", kind="python", hook="audit", agent_id="r1-a0"), meta)],
+    )
+    body = await _agents(client, f"?changed_after={head}&min_position={logged.position}")
+    assert body == {"count": 0, "agents": [], "next": None}
+    (blocked,) = await store.append(
+        "agent-r1-a0",
+        [NewEvent(HookInvoked(point="PreToolUse", kind="python", hook="guard", agent_id="r1-a0",
+                              decision="block", tool_use_id="t9"), meta)],
+    )  # fmt: skip
+    body = await _agents(client, f"?changed_after={head}&min_position={blocked.position}")
+    assert [(a["id"], a["blocked_calls"], a["position"]) for a in body["agents"]] == [
+        ("r1-a0", 1, blocked.position)
+    ]
+
+
+async def test_with_filters_and_pages(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    await seed(store, run_id="r1", agents=3)
+    middle = await store.head()
+    await seed(store, run_id="r2", agents=3)
+    await store.append("agent-r1-a2", [NewEvent(AgentDeleted(agent_id="r1-a2"), Meta(run_id="r1"))])
+    head = await store.head()
+    changed = await _agents(client, f"?changed_after={middle}&min_position={head}")
+    assert [a["id"] for a in changed["agents"]] == ["r1-a2", "r2-a0", "r2-a1", "r2-a2"]
+    scoped = await _agents(client, f"?changed_after={middle}&run_id=r1")
+    assert [a["id"] for a in scoped["agents"]] == ["r1-a2"]
+    first = await _agents(client, f"?changed_after={middle}&limit=2")
+    assert ([a["id"] for a in first["agents"]], first["count"]) == (["r1-a2", "r2-a0"], 4)
+    rest = await _agents(client, f"?changed_after={middle}&after={first['next']}")
+    assert [a["id"] for a in rest["agents"]] == ["r2-a1", "r2-a2"]
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("?changed_after=-1", "changed_after"),
+        ("?changed_after=two", "changed_after"),
+        ("?changed_after=1.5", "changed_after"),
+        ("?changed_after=3&at=2", "is after at (2)"),
+        ("?changed_after=999", "beyond the view's position"),
+        ("?changed_after=1&changed_after=2", "changed_after"),
+    ],
+)
+async def test_bad_changed_after_is_400_and_says_why(
+    client: httpx.AsyncClient, store: SQLiteEventStore, query: str, says: str
+) -> None:
+    await seed(store)
+    response = await client.get(f"/v1/agents{query}")
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert says in json.dumps(response.json())
