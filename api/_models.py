@@ -20,6 +20,7 @@ __all__ = [
     "MAX_WAIT_S",
     "AgentsQuery",
     "BoardQuery",
+    "GraphQuery",
     "EventOut",
     "EventPage",
     "EventType",
@@ -176,6 +177,18 @@ class ScopedQuery(_Polled):
     at: Position | None = _at()
     min_position: Position | None = _min_position()
     wait: float | None = _wait()
+
+
+class GraphQuery(ScopedQuery):
+    """`GET /v1/graph`: the scoped view's filters, and the latest runs only."""
+
+    latest_runs: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PAGE,
+        description="only the agents of the N runs whose agents were created last (the "
+        "agents outside any run count as one): what a dashboard draws of many runs",
+    )
 
 
 class AgentsQuery(_Polled):

@@ -48,7 +48,15 @@ from projections import AgentsProjection, GraphProjection, fleet_totals
 from runtime.errors import AgentNotFound
 
 from ._bodies import parse_query
-from ._models import ID_PATTERN, AgentsQuery, BoardQuery, RunsQuery, ScopedQuery, ViewQuery
+from ._models import (
+    ID_PATTERN,
+    AgentsQuery,
+    BoardQuery,
+    GraphQuery,
+    RunsQuery,
+    ScopedQuery,
+    ViewQuery,
+)
 from ._openapi import Operation
 from ._polling import ClientGone, answer, reach
 from ._state import Services, services
@@ -281,16 +289,21 @@ async def get_fleet(request: Request) -> Response:
 async def get_graph(request: Request) -> Response:
     """`GET /v1/graph`: the dependency graph of the agents in scope."""
     app = services(request)
-    q = query(ScopedQuery, request, lists=("status",))
+    q = query(GraphQuery, request, lists=("status",))
     runner = app.runner
 
     async def render(at: int | None) -> BaseModel:
         projection = runner.projection("graph")
-        if not _scoped(q) or not isinstance(projection, GraphProjection):
+        if not (_scoped(q) or q.latest_runs) or not isinstance(projection, GraphProjection):
             return _valid(Graph, await _view(app, "graph", at))
         state = await _state(app, "graph", at)
         view = projection.scoped_view(
-            state, run_id=q.run_id, agent_id=q.agent_id, statuses=q.status, role=q.role
+            state,
+            run_id=q.run_id,
+            agent_id=q.agent_id,
+            statuses=q.status,
+            role=q.role,
+            latest_runs=q.latest_runs,
         )
         return _valid(Graph, view)
 
@@ -402,7 +415,7 @@ operations: list[Operation] = [
         "Who created whom, who waits on whom, which artifacts flow between agents, the "
         "bottlenecks and each run's critical path, over the agents that match the filters "
         "(edges between two of them). " + POLLING,
-        query=ScopedQuery, response=Graph, errors=(400,), conditional=True, tag="views",
+        query=GraphQuery, response=Graph, errors=(400,), conditional=True, tag="views",
     ),
     Operation(
         "GET", "/v1/board", "Task board",

@@ -29,7 +29,8 @@ half of the log (nothing cached): a time-travel query, the view, its response
 model and the JSON, as the dashboard's time slider asks for them; the agents
 view whole, a page of 50 and one agent; and the agents changed after a
 position some events behind (`?changed_after=`), what the dashboard asks for
-once it holds the view.
+once it holds the view, and the graph of the latest 8 runs (`?latest_runs=8`),
+what it draws when no run is picked.
 
 The machine is shared: the figures are indicative. Nothing here is a test.
 """
@@ -193,6 +194,13 @@ async def changed_after_ms(
         cards = json.loads(body)["count"]
         print(f"  {behind:<16,}{now:>9.1f}{cards:>8,}{len(body):>11,}"
               f"{statistics.median(times):>9.1f}")  # fmt: skip
+    url = "/v1/graph?latest_runs=8"
+    now, _ = await median_request_ms(client, url, repeat, before=clear)
+    body = (await client.get(url)).content
+    past = await past_ms(client, url, head, max(3, repeat // 4), 7)
+    nodes = len(json.loads(body)["nodes"])
+    print(f"\nthe graph of the latest 8 runs (?latest_runs=8, what the dashboard draws): "
+          f"{now:.1f} ms now, {nodes} nodes, {len(body):,} bytes; {past:.1f} ms as of past positions")  # fmt: skip
 
 
 async def main(agents: int, repeat: int, log: Path | None) -> None:

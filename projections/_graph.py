@@ -1,8 +1,8 @@
 """The dependency graph: who created whom, who waits on whom, which artifacts flow.
 
 View shape (`GraphProjection.view`; `scoped_view(state, run_id=, agent_id=,
-statuses=, role=)` is the same restricted to the agents that match, and
-`run_view(state, run_id)` to one run)::
+statuses=, role=, latest_runs=)` is the same restricted to the agents that
+match, and `run_view(state, run_id)` to one run)::
 
     {"nodes": [{"id", "name", "role", "status", "run_id", "parent_id", "external"}],
      "edges": [
@@ -183,21 +183,34 @@ class GraphProjection(FoldProjection[GraphState]):
         agent_id: str | None = None,
         statuses: Collection[str] = (),
         role: str | None = None,
+        latest_runs: int | None = None,
     ) -> dict[str, Any]:
         """The graph restricted to the agents that match every filter given.
 
-        Nodes are those agents, edges those between two of them, bottlenecks
-        are counted over those edges, and critical paths are those of their
-        runs. No filter is the whole graph. `state` is not mutated.
+        `latest_runs=N` keeps, of those, the agents of the N runs whose agents
+        were created last (the agents outside any run count as one): what a
+        dashboard draws of a log of many runs. Nodes are those agents, edges
+        those between two of them, bottlenecks are counted over those edges,
+        and critical paths are those of their runs. No filter is the whole
+        graph. `state` is not mutated.
         """
+        nodes = state["nodes"]
         ids = {
             a
-            for a, n in state["nodes"].items()
+            for a, n in nodes.items()
             if (run_id is None or n["run_id"] == run_id)
             and (agent_id is None or a == agent_id)
             and (not statuses or n["status"] in statuses)
             and (role is None or n["role"] == role)
         }
+        if latest_runs is not None:
+            runs: dict[str | None, None] = {}
+            for a in reversed(nodes):  # the nodes are in the order their agents were created
+                if a in ids:
+                    runs.setdefault(nodes[a]["run_id"], None)
+                    if len(runs) == latest_runs:
+                        break
+            ids = {a for a in ids if nodes[a]["run_id"] in runs}
         return self._view(state, ids)
 
     def _view(self, state: GraphState, ids: set[str]) -> dict[str, Any]:

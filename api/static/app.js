@@ -242,9 +242,11 @@
       // The agents held as of P, brought forward with the cards changed since (note 4).
       const held = S.views.agents && S.positions.agents;
       const since = held && (live || at >= held) ? held : null;
+      // With no run picked, the graph of the runs it draws only (graph.js).
       const calls = names.map((n) => api("v1/" + n,
-        SCOPED.has(n) ? { ...params, run_id: run }
-          : n === "agents" && since !== null ? { ...params, changed_after: since } : params));
+        n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
+          : SCOPED.has(n) ? { ...params, run_id: run }
+            : n === "agents" && since !== null ? { ...params, changed_after: since } : params));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
       const results = await Promise.all(calls);
       const at_event = cursor ? (await cursor).body.events[0] : null;

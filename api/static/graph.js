@@ -22,7 +22,7 @@
   "use strict";
 
   const { $, h, s, clip, fmtMs, shortModel, name } = window.fleetLib;
-  const GRAPH_RUN_CAP = 8;
+  const RUN_CAP = 8; // runs drawn when none is picked
   const BAND_CAP = 120; // agents laid out per run: dagre's time grows fast beyond (the rest are listed)
   const NODE_W = 176, NODE_H = 48, PAD = 24, BAND_GAP = 22, LABEL_H = 28;
   const MARKERS = { created: "#64748b", waits_on: "#f5a524", consumes: "#2dd4bf", handoff: "#e879f9" };
@@ -150,13 +150,17 @@
     let nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
     let hiddenRuns = 0;
     if (!S.run) {
-      // Many runs: draw the most recent ones; the run picker shows any other.
-      const runIds = [...new Set(nodes.map((n) => n.run_id || ""))];
-      if (runIds.length > GRAPH_RUN_CAP) {
-        const shown = new Set(runIds.slice(-GRAPH_RUN_CAP));
-        hiddenRuns = runIds.length - GRAPH_RUN_CAP;
+      // Many runs: the most recent ones are drawn (app.js asks for those only,
+      // `latest_runs`); the run picker shows any other.
+      let runIds = [...new Set(nodes.map((n) => n.run_id || ""))];
+      if (runIds.length > RUN_CAP) {
+        runIds = runIds.slice(-RUN_CAP);
+        const shown = new Set(runIds);
         nodes = nodes.filter((n) => shown.has(n.run_id || ""));
       }
+      const runs = (S.views.runs || {}).runs || [];
+      const drawn = new Set(runIds);
+      if (runs.length > RUN_CAP) hiddenRuns = runs.filter((r) => !drawn.has(r.id)).length;
     }
     if (!nodes.length) {
       box.replaceChildren(h("p", { class: "empty", text: "No agents yet." }));
@@ -297,5 +301,5 @@
     notes.replaceChildren(...lines);
   }
 
-  window.fleetGraph = { render(state) { S = state; renderGraph(); } };
+  window.fleetGraph = { RUN_CAP, render(state) { S = state; renderGraph(); } };
 })();

@@ -24,7 +24,7 @@ from dash_support import (
 )
 
 from api import ApiConfig
-from events import SQLiteEventStore
+from events import AgentCreated, Meta, NewEvent, RunStarted, SQLiteEventStore
 from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
 
 pytestmark = pytest.mark.browser
@@ -207,6 +207,8 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         # page held, not asked for whole again; what it holds is the whole view (app.js, note 4).
         assert (await page.evaluate("window.fleetDashboard.stats"))["agentDeltas"] >= 1
         assert any("changed_after=" in url for url in page.requested)
+        # With no run picked, the graph of the runs it draws only (graph.js's RUN_CAP).
+        assert any("/v1/graph?" in url and "latest_runs=8" in url for url in page.requested)
         held = await page.evaluate("window.fleetDashboard.views.agents")
         at = await page.evaluate("window.fleetDashboard.positions.agents")
         assert held == await get_json(server.url, "/v1/agents", at=at)
@@ -432,5 +434,41 @@ async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_repl
         statuses = {a["id"]: a["status"] for a in agents_then["agents"]}
         assert {c["id"]: c["status"] for c in cards} == statuses
         await page.screenshot(path=artifacts / "dashboard-replay.png", full_page=True)
+        assert page.errors == []
+        await page.close()
+
+
+async def test_with_many_runs_the_graph_draws_the_latest_and_names_how_many_are_not(
+    browser: Any, config: ApiConfig
+) -> None:
+    """Ten runs of two agents: the graph draws the eight whose agents came last (asked for
+    alone, `latest_runs`), says two are not drawn, and draws any run picked."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        runs = [f"run-many{i:02d}" for i in range(10)]
+        for run in runs:
+            meta = Meta(run_id=run)
+            await store.append(f"run-{run}", [NewEvent(RunStarted(run_id=run, task="t"), meta)])
+            for role in ("scout", "builder"):
+                agent = f"{run}-{role}"
+                created = AgentCreated(agent_id=agent, name=role, role=role, model="sim")
+                await store.append(f"agent-{agent}", [NewEvent(created, meta)])
+        head = await store.head()
+        page = await open_page(browser, server.url + "/")
+        await settled(page, head)
+        drawn = (
+            "() => [...document.querySelectorAll('#graph-svg rect.band')].map(b => b.dataset.run)"
+        )
+        assert sorted(await page.evaluate(drawn)) == runs[2:]
+        graph = await get_json(server.url, "/v1/graph", latest_runs=8)
+        nodes = (await page.evaluate(READ_GRAPH))["nodes"]
+        assert sorted(nodes) == sorted(n["id"] for n in graph["nodes"])
+        note = page.locator("#graph-notes .hidden-runs")
+        assert await note.text_content() == "2 older runs not drawn: pick one in the run picker."
+        await page.select_option("#run-picker", runs[0])
+        await page.wait_for_function(
+            "(run) => [...document.querySelectorAll('#graph-svg rect.band')].map(b => b.dataset.run)"
+            ".join() === run",
+            arg=runs[0], timeout=TIMEOUT_MS,
+        )  # fmt: skip
         assert page.errors == []
         await page.close()
