@@ -21,7 +21,7 @@
 (function () {
   "use strict";
 
-  const { $, h, s, clip, fmtMs, shortModel, name } = window.fleetLib;
+  const { $, h, s, clip, fmtMs, shortModel, name, namesVersion } = window.fleetLib;
   const RUN_CAP = 8; // runs drawn when none is picked
   const BAND_CAP = 120; // agents laid out per run: dagre's time grows fast beyond (the rest are listed)
   const NODE_W = 176, NODE_H = 48, PAD = 24, BAND_GAP = 22, LABEL_H = 28;
@@ -29,7 +29,7 @@
   const COLUMNS = ["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"];
 
   let S = null; // the page's state, as app.js hands it over
-  let graphKey = "";
+  let graphKey = []; // what the graph was last drawn from
 
   function textWidth(text, px = 11) { return Math.ceil(String(text).length * px * 0.6) + 12; }
 
@@ -143,9 +143,11 @@
     const box = $("graph");
     const notes = $("graph-notes");
     if (!graph || !window.dagre) return;
-    const labels = ((S.views.runs || {}).runs || []).map((r) => `${r.id}:${r.pattern}:${r.task}`).join("|");
-    const key = `${S.run}|${[...S.names.values()].join(",")}|${labels}|${JSON.stringify(graph)}|${JSON.stringify(S.views.board || null)}`;
-    if (key === graphKey) return;
+    // Drawn again only when what it is drawn from changed: each view is a new object when
+    // refreshed, and names are only ever added. (Comparing their text cost 95 ms a refresh
+    // at 8,565 agents and 1,404 runs.)
+    const key = [S.run, S.names.size, namesVersion(), graph, S.views.board, S.views.runs];
+    if (key.every((x, i) => x === graphKey[i])) return;
     graphKey = key;
     let nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
     let hiddenRuns = 0;
