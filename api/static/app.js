@@ -563,10 +563,14 @@
     if (!board) return;
     let count = 0;
     const columns = board.columns.map((col) => {
-      const tasks = S.run ? col.tasks.filter((t) => t.run_id === S.run) : col.tasks;
-      count += tasks.length;
+      const all = S.run ? col.tasks.filter((t) => t.run_id === S.run) : col.tasks;
+      count += all.length;
+      // A column of many runs' tasks: the latest CARD_CAP are drawn (a run picked shows its own).
+      const tasks = !S.run && all.length > CARD_CAP ? all.slice(-CARD_CAP) : all;
+      const older = all.length - tasks.length;
       return h("div", { class: "board-column", "data-column": col.name },
-        h("h3", null, h("span", { text: col.name }), h("span", { class: "n", text: tasks.length })),
+        h("h3", null, h("span", { text: col.name }), h("span", { class: "n", text: all.length })),
+        older ? h("div", { class: "older-tasks", "data-count": older, text: `${older} older task${older === 1 ? "" : "s"} not shown: pick a run` }) : null,
         tasks.map((t) => {
           const last = t.history && t.history.length ? t.history[t.history.length - 1] : null;
           return h("div", { class: "task-card", "data-task-id": t.id, "data-column": t.column, title: t.id },

@@ -24,7 +24,7 @@ from dash_support import (
 )
 
 from api import ApiConfig
-from events import AgentCreated, Meta, NewEvent, RunStarted, SQLiteEventStore
+from events import AgentCreated, Meta, NewEvent, RunStarted, SQLiteEventStore, TaskCreated
 from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
 
 pytestmark = pytest.mark.browser
@@ -470,5 +470,36 @@ async def test_with_many_runs_the_graph_draws_the_latest_and_names_how_many_are_
             ".join() === run",
             arg=runs[0], timeout=TIMEOUT_MS,
         )  # fmt: skip
+        assert page.errors == []
+        await page.close()
+
+
+async def test_a_board_column_of_many_runs_shows_its_latest_tasks_and_how_many_are_not(
+    browser: Any, config: ApiConfig
+) -> None:
+    """130 runs of one task each: with no run picked the column shows the latest 120 tasks and
+    says ten are not shown; a run picked shows its own."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        for i in range(130):
+            run, meta = f"run-task{i:03d}", Meta(run_id=f"run-task{i:03d}")
+            await store.append(f"run-{run}", [NewEvent(RunStarted(run_id=run, task="t"), meta)])
+            created = TaskCreated(task_id=f"t{i:03d}", title=f"task {i}")
+            await store.append(f"task-t{i:03d}", [NewEvent(created, meta)])
+        head = await store.head()
+        page = await open_page(browser, server.url + "/")
+        await settled(page, head)
+        board = await get_json(server.url, "/v1/board")
+        (column,) = [c for c in board["columns"] if len(c["tasks"]) == 130]
+        shown = (await page.evaluate(READ_BOARD))[column["name"]]
+        assert shown == [t["id"] for t in column["tasks"]][-120:]
+        older = page.locator(f'.board-column[data-column="{column["name"]}"] .older-tasks')
+        assert await older.text_content() == "10 older tasks not shown: pick a run"
+        await page.select_option("#run-picker", "run-task000")
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('#board .task-card')].map(t => t.dataset.taskId)"
+            ".join() === 't000'",
+            timeout=TIMEOUT_MS,
+        )  # fmt: skip
+        assert await page.locator("#board .older-tasks").count() == 0
         assert page.errors == []
         await page.close()
