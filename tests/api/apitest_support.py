@@ -75,6 +75,19 @@ async def seed(store: EventStore, *, run_id: str = "r1", agents: int = 2) -> lis
 JSON = {"content-type": "application/json"}
 """The header a JSON body needs (anything else is 415)."""
 
+
+def hook_payload(session_id: str, point: str, **fields: object) -> bytes:
+    """A Claude Code hook payload of `session_id` at `point`, as `POST /v1/hooks/ingest` takes it."""
+    body = {
+        "session_id": session_id,
+        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
+        "cwd": "/home/u/project",
+        "hook_event_name": point,
+        **fields,
+    }
+    return json.dumps(body).encode()
+
+
 _ticks = itertools.count()
 
 

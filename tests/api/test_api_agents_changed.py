@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apitest_support import JSON, seed
+from apitest_support import JSON, hook_payload, seed
 
 from api import FleetApp
 from events import (
@@ -25,14 +25,7 @@ SESSION = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
 
 
 def _hook(point: str, **fields: object) -> bytes:
-    body = {
-        "session_id": SESSION,
-        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
-        "cwd": "/home/u/project",
-        "hook_event_name": point,
-        **fields,
-    }
-    return json.dumps(body).encode()
+    return hook_payload(SESSION, point, **fields)
 
 
 async def _log(store: SQLiteEventStore, client: httpx.AsyncClient) -> list[int]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apitest_support import JSON, seed
+from apitest_support import JSON, hook_payload, seed
 
 from api import FleetApp
 from events import (
@@ -74,14 +74,8 @@ async def _runs(store: SQLiteEventStore, client: httpx.AsyncClient) -> int:
     fifth run after it."""
     for r in range(4):
         await _helped(store, f"r{r}", agents=3)
-    body = {
-        "session_id": SESSION,
-        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
-        "cwd": "/home/u/project",
-        "hook_event_name": "UserPromptSubmit",
-        "prompt": "look",
-    }
-    response = await client.post("/v1/hooks/ingest", content=json.dumps(body), headers=JSON)
+    body = hook_payload(SESSION, "UserPromptSubmit", prompt="look")
+    response = await client.post("/v1/hooks/ingest", content=body, headers=JSON)
     assert response.status_code == 201, response.text
     await _helped(store, "r4", agents=2)
     return await store.head()

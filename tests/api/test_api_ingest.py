@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from apitest_support import JSON
+from apitest_support import JSON, hook_payload
 
 from api import FleetApp
 from events import ExternalHookReceived, SQLiteEventStore
@@ -15,14 +15,7 @@ SESSION = "4f7c1d2e-9a0b-4c3d-8e5f-0a1b2c3d4e5f"
 
 
 def payload(point: str = "PreToolUse", **fields: object) -> bytes:
-    body = {
-        "session_id": SESSION,
-        "transcript_path": "/home/u/.claude/projects/x/session.jsonl",
-        "cwd": "/home/u/project",
-        "hook_event_name": point,
-        **fields,
-    }
-    return json.dumps(body).encode()
+    return hook_payload(SESSION, point, **fields)
 
 
 async def test_ingest_appends_to_the_session_stream_with_ingest_meta(
