@@ -179,6 +179,27 @@ class ScopedQuery(_Polled):
     wait: float | None = _wait()
 
 
+class _Changes(_Polled):
+    """`changed_after` of a list whose items say the position that last changed them."""
+
+    changed_after: Position | None = Field(
+        default=None,
+        description="only the items whose card changed after this position (its `position` "
+        "is greater): a client holding the list as of P asks for what changed since, instead "
+        "of every card again; 400 when P is beyond the list's position",
+    )
+
+    @model_validator(mode="after")
+    def _check_changed_after(self) -> Self:
+        at: int | None = getattr(self, "at", None)
+        if at is not None and self.changed_after is not None and self.changed_after > at:
+            raise ValueError(
+                f"changed_after ({self.changed_after}) is after at ({at}): "
+                "no card of a view changed after the view's own position"
+            )
+        return self
+
+
 class GraphQuery(ScopedQuery):
     """`GET /v1/graph`: the scoped view's filters, and the latest runs only."""
 
@@ -191,7 +212,7 @@ class GraphQuery(ScopedQuery):
     )
 
 
-class AgentsQuery(_Polled):
+class AgentsQuery(_Changes):
     """`GET /v1/agents`: agent cards, filtered and paged."""
 
     run_id: FilterText | None = Field(default=None, description="only agents of this run")
@@ -207,26 +228,11 @@ class AgentsQuery(_Polled):
     external: bool | None = Field(
         default=None, description="only external (or only internal) agents"
     )
-    changed_after: Position | None = Field(
-        default=None,
-        description="only agents whose card changed after this position (its `position` is "
-        "greater): a client holding the view as of P asks for what changed since, instead of "
-        "every card again; 400 when P is beyond the view's position",
-    )
     at: Position | None = _at()
     min_position: Position | None = _min_position()
     wait: float | None = _wait()
     after: Position = _after("agents created")
     limit: int | None = _limit()
-
-    @model_validator(mode="after")
-    def _check_changed_after(self) -> Self:
-        if self.at is not None and self.changed_after is not None and self.changed_after > self.at:
-            raise ValueError(
-                f"changed_after ({self.changed_after}) is after at ({self.at}): "
-                "no card of a view changed after the view's own position"
-            )
-        return self
 
 
 class BoardQuery(_Polled):
@@ -241,7 +247,7 @@ class BoardQuery(_Polled):
     wait: float | None = _wait()
 
 
-class RunsQuery(_Polled):
+class RunsQuery(_Changes):
     """`GET /v1/runs`: runs, filtered and paged."""
 
     run_id: FilterText | None = Field(default=None, description="only this run")

@@ -413,6 +413,10 @@ class RunCard(_Out):
     agent_count: int
     summary: str
     error: str | None
+    position: int = Field(
+        description="the position of the last event that changed this run's card "
+        "(`GET /v1/runs?changed_after=`)"
+    )
 
 
 class RunPage(_Out):

@@ -27,9 +27,9 @@ checkpoints) is served instead of a new one, and the views are also asked for
 as of past positions (`?at=`), each request at a new position in the second
 half of the log (nothing cached): a time-travel query, the view, its response
 model and the JSON, as the dashboard's time slider asks for them; the agents
-view whole, a page of 50 and one agent; and the agents changed after a
-position some events behind (`?changed_after=`), what the dashboard asks for
-once it holds the view, and the graph of the latest 8 runs (`?latest_runs=8`),
+view whole, a page of 50 and one agent; and the agents and runs changed after
+a position some events behind (`?changed_after=`), what the dashboard asks for
+once it holds the lists, and the graph of the latest 8 runs (`?latest_runs=8`),
 what it draws when no run is picked.
 
 The machine is shared: the figures are indicative. Nothing here is a test.
@@ -172,28 +172,29 @@ async def past_ms(
     return statistics.median(times)
 
 
-async def changed_after_ms(
+async def what_a_dashboard_asks(
     client: httpx.AsyncClient, clear: Callable[[], None], head: int, repeat: int
 ) -> None:
-    """What a dashboard holding the agents view as of P asks for instead of the whole view:
-    the cards changed after P (`?changed_after=P`), P some events behind, now and as of
-    past positions in the second half of the log (each request at a new one)."""
-    print("\nthe agents changed after P instead of every card (?changed_after=P), ms:")
-    print(f"  {'P is behind by':<16}{'now':>9}{'cards':>8}{'bytes':>11}{'past':>9}")
-    for behind in (300, 3_000, 30_000):
-        url = f"/v1/agents?changed_after={head - behind}"
-        now, _ = await median_request_ms(client, url, repeat, before=clear)
-        body = (await client.get(url)).content
-        times = []
-        for i in range(max(3, repeat // 4)):
-            at = head // 2 + (i * 7919 + behind) % (head // 2)
-            start = time.perf_counter()
-            response = await client.get(f"/v1/agents?at={at}&changed_after={at - behind}")
-            times.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, response.text[:200]
-        cards = json.loads(body)["count"]
-        print(f"  {behind:<16,}{now:>9.1f}{cards:>8,}{len(body):>11,}"
-              f"{statistics.median(times):>9.1f}")  # fmt: skip
+    """What a dashboard asks for instead of whole views: the agents and runs changed after P
+    (`?changed_after=P`, P some events behind), and the graph of the latest 8 runs; now and as
+    of past positions in the second half of the log (each request at a new one)."""
+    print("\nthe cards changed after P instead of every card (?changed_after=P), ms:")
+    print(f"  {'list':<8}{'P is behind by':<16}{'now':>9}{'cards':>8}{'bytes':>11}{'past':>9}")
+    for name in ("agents", "runs"):
+        for behind in (300, 3_000, 30_000):
+            url = f"/v1/{name}?changed_after={head - behind}"
+            now, _ = await median_request_ms(client, url, repeat, before=clear)
+            body = (await client.get(url)).content
+            times = []
+            for i in range(max(3, repeat // 4)):
+                at = head // 2 + (i * 7919 + behind) % (head // 2)
+                start = time.perf_counter()
+                response = await client.get(f"/v1/{name}?at={at}&changed_after={at - behind}")
+                times.append((time.perf_counter() - start) * 1000)
+                assert response.status_code == 200, response.text[:200]
+            cards = json.loads(body)["count"]
+            print(f"  {name:<8}{behind:<16,}{now:>9.1f}{cards:>8,}{len(body):>11,}"
+                  f"{statistics.median(times):>9.1f}")  # fmt: skip
     url = "/v1/graph?latest_runs=8"
     now, _ = await median_request_ms(client, url, repeat, before=clear)
     body = (await client.get(url)).content
@@ -260,7 +261,7 @@ async def main(agents: int, repeat: int, log: Path | None) -> None:
                 for offset, (name, url) in enumerate(past):
                     ms = await past_ms(client, url, head, max(3, repeat // 4), offset)
                     print(f"  {name:<22}{ms:>9.1f}")
-                await changed_after_ms(client, app.services.renders.clear, head, repeat)
+                await what_a_dashboard_asks(client, app.services.renders.clear, head, repeat)
 
 
 if __name__ == "__main__":

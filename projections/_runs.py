@@ -12,12 +12,14 @@ View shape (`RunsProjection.view`), runs in the order they started::
                "tokens": {"input": int, "output": int, "cache_write": int,
                           "cache_read": int, "total": int},
                "agents": [str], "agent_count": int,
-               "summary": str, "error": str | None}]}
+               "summary": str, "error": str | None,
+               "position": int}]}   # the last event that changed the run's card
 
 A run's agents are those whose AgentCreated (or external hook) carries the
 run's `meta.run_id`; its cost and tokens are summed from the ModelResponded
 events of those agents (or carrying the run id). Events naming a run that
-never started are logged and skipped.
+never started are logged and skipped. A run's `position` is that of the last
+event that changed its card (`GET /v1/runs?changed_after=`, as for agents).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class RunRecord(TypedDict):
     agents: dict[str, None]
     summary: str
     error: str | None
+    # The position of the last event that changed the run's card (`changed_after`).
+    position: int
 
 
 class RunsState(TypedDict):
@@ -80,7 +84,7 @@ class RunsProjection(FoldProjection[RunsState]):
     """Pattern, status, duration, cost and agents of every run."""
 
     name = "runs"
-    version = 2  # 2: external subagents join their run
+    version = 3  # 2: external subagents join their run; 3: position
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -135,6 +139,7 @@ class RunsProjection(FoldProjection[RunsState]):
         if run_id is not None:
             run = state["runs"].get(run_id)
             if run is not None:
+                run["position"] = event.position  # its duration runs to its last event
                 ts = self.ts(event)
                 if ts > run["last_at"]:
                     run["last_at"] = ts
@@ -179,6 +184,7 @@ class RunsProjection(FoldProjection[RunsState]):
             "agent_count": len(r["agents"]),
             "summary": r["summary"],
             "error": r["error"],
+            "position": r["position"],
         }
 
     # -- folding ------------------------------------------------------------
@@ -215,10 +221,12 @@ class RunsProjection(FoldProjection[RunsState]):
             "agents": {},
             "summary": "",
             "error": None,
+            "position": event.position,
         }
 
     def _finish(self, run: RunRecord, event: RecordedEvent, status: str, duration: float) -> None:
         ts = self.ts(event)
+        run["position"] = event.position
         run["status"] = status
         run["finished_at"] = ts
         run["last_at"] = max(run["last_at"], ts)
@@ -245,6 +253,7 @@ class RunsProjection(FoldProjection[RunsState]):
         run = self._run(state, event, run_id)
         if run is not None:
             run["agents"][agent_id] = None
+            run["position"] = event.position
             state["agent_runs"][agent_id] = run_id
 
     def _agent_created(self, state: RunsState, event: RecordedEvent, d: AgentCreated) -> None:
@@ -264,6 +273,7 @@ class RunsProjection(FoldProjection[RunsState]):
         if run is None:
             return
         u = d.usage
+        run["position"] = event.position
         run["cost_usd"] += d.cost_usd
         run["input"] += u.input_tokens
         run["output"] += u.output_tokens

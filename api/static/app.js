@@ -18,11 +18,12 @@
  *    (the slider moved meanwhile) is thrown away and asked again.
  * 3. Text from the log (prompts, tool results, hook reasons) is untrusted: the
  *    DOM is built with textContent and attributes, never innerHTML.
- * 4. The agents view is the whole fleet's (every card: the run picker and the
- *    feed's filters list every agent), 10.8 MB at 8,565 agents. Held as of P, it
- *    is brought to a later position with only the cards that changed after P
- *    (`?changed_after=P`: each card says the position that last changed it),
- *    merged by id; a move back in time, or a failed round, asks for it whole.
+ * 4. The agents and runs views are the whole fleet's (the run picker and the
+ *    feed's filters list every one): 11 MB and 0.8 MB at 8,565 agents in 1,404
+ *    runs. Held as of P, each is brought to a later position with only the cards
+ *    that changed after P (`?changed_after=P`: each card says the position that
+ *    last changed it), merged by id; a move back in time, or a failed round,
+ *    asks for it whole.
  */
 (function () {
   "use strict";
@@ -45,6 +46,7 @@
     window.fleetApprovals, window.fleetDrawer, window.fleetTrace, window.fleetAlerts, window.fleetChat,
   ].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
+  const CHANGES = ["agents", "runs"]; // held, and brought forward with what changed (note 4)
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
@@ -86,7 +88,7 @@
     missed: 0,
     showAll: false,
     names: window.fleetLib.names,
-    stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0, agentDeltas: 0 },
+    stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0, deltas: { agents: 0, runs: 0 } },
   };
   window.fleetDashboard = S;
 
@@ -237,16 +239,19 @@
     const params = live ? { min_position: S.lastId || null } : { at };
     let failed = false;
     try {
-      // The totals, the graph and the board of the picked run only (the agents view is the
-      // whole fleet's: the run picker and the feed's filters list every agent).
-      // The agents held as of P, brought forward with the cards changed since (note 4).
-      const held = S.views.agents && S.positions.agents;
-      const since = held && (live || at >= held) ? held : null;
+      // The totals, the graph and the board of the picked run only (the agents and the runs
+      // are the whole fleet's: the run picker and the feed's filters list every one).
+      // The agents and runs held as of P, brought forward with the cards changed since (note 4).
+      const since = {};
+      for (const n of CHANGES) {
+        const held = S.views[n] && S.positions[n];
+        since[n] = held && (live || at >= held) ? held : null;
+      }
       // With no run picked, the graph of the runs it draws only (graph.js).
       const calls = names.map((n) => api("v1/" + n,
         n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
           : SCOPED.has(n) ? { ...params, run_id: run }
-            : n === "agents" && since !== null ? { ...params, changed_after: since } : params));
+            : since[n] ? { ...params, changed_after: since[n] } : params));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
       const results = await Promise.all(calls);
       const at_event = cursor ? (await cursor).body.events[0] : null;
@@ -254,7 +259,7 @@
         names.forEach((n) => dirty.add(n)); // stale: ask again for where the user is now
       } else {
         names.forEach((n, i) => {
-          S.views[n] = n === "agents" && since !== null ? withChanged(S.views.agents, results[i].body) : results[i].body;
+          S.views[n] = since[n] ? withChanged(n, S.views[n], results[i].body) : results[i].body;
           S.positions[n] = results[i].position;
           S.scopes[n] = SCOPED.has(n) ? run : "";
         });
@@ -267,7 +272,7 @@
     } catch (e) {
       failed = true;
       names.forEach((n) => dirty.add(n));
-      if (names.includes("agents")) delete S.positions.agents; // asked whole next time (note 4)
+      for (const n of CHANGES) if (names.includes(n)) delete S.positions[n]; // whole next time (note 4)
       if (!(e instanceof ApiError && e.status === 401)) console.warn("fleet: refresh failed", e);
     } finally {
       inflight = false;
@@ -278,14 +283,14 @@
     }
   }
 
-  // The agents view held, with the cards of `changed` in place of theirs and new ones after
-  // (cards are in the order their agents were created: a new agent is created later).
-  function withChanged(heldView, changed) {
-    S.stats.agentDeltas += 1;
-    const cards = new Map(heldView.agents.map((a) => [a.id, a]));
-    for (const a of changed.agents) cards.set(a.id, a);
-    const agents = [...cards.values()];
-    return { count: agents.length, agents, next: null };
+  // The list `name` held, with the cards of `changed` in place of theirs and new ones after
+  // (agents are listed in the order they were created, runs as they started: a new one is later).
+  function withChanged(name, heldView, changed) {
+    S.stats.deltas[name] += 1;
+    const cards = new Map(heldView[name].map((a) => [a.id, a]));
+    for (const a of changed[name]) cards.set(a.id, a);
+    const list = [...cards.values()];
+    return { count: list.length, [name]: list, next: null };
   }
 
   function render(names) {

@@ -203,15 +203,18 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         positions = await feed_shows(page, head)
         assert sorted(positions) == list(range(1, head + 1))
         await assert_page_matches_api(page, server.url)
-        # Live, the agents were brought forward with the cards changed since the view the
-        # page held, not asked for whole again; what it holds is the whole view (app.js, note 4).
-        assert (await page.evaluate("window.fleetDashboard.stats"))["agentDeltas"] >= 1
-        assert any("changed_after=" in url for url in page.requested)
+        # Live, the agents and runs were brought forward with the cards changed since the
+        # lists the page held, not asked for whole again; what it holds is each whole list
+        # (app.js, note 4).
+        deltas = (await page.evaluate("window.fleetDashboard.stats"))["deltas"]
+        assert deltas["agents"] >= 1 and deltas["runs"] >= 1
+        for name in ("agents", "runs"):
+            assert any(f"/v1/{name}?" in u and "changed_after=" in u for u in page.requested)
+            held = await page.evaluate(f"window.fleetDashboard.views.{name}")
+            at = await page.evaluate(f"window.fleetDashboard.positions.{name}")
+            assert held == await get_json(server.url, f"/v1/{name}", at=at)
         # With no run picked, the graph of the runs it draws only (graph.js's RUN_CAP).
         assert any("/v1/graph?" in url and "latest_runs=8" in url for url in page.requested)
-        held = await page.evaluate("window.fleetDashboard.views.agents")
-        at = await page.evaluate("window.fleetDashboard.positions.agents")
-        assert held == await get_json(server.url, "/v1/agents", at=at)
 
         # What a user looks for, in plain sight.
         blocked = page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"] .blocked')

@@ -64,8 +64,8 @@ async def test_import_after_other_events_remaps_positions_and_keeps_the_rest(
 ) -> None:
     """Positions (and causation ids, which are positions) move; versions, data, meta, times stay.
 
-    The views of the run are equal but for the positions the board's history and
-    the agent cards show, which are the new ones; fleet totals differ only by the
+    The views of the run are equal but for the positions the board's history, the
+    agent cards and the run's card show, which are the new ones; fleet totals differ only by the
     other run's events.
     """
     run_id = recorded_pattern.run_id
@@ -94,7 +94,8 @@ async def test_import_after_other_events_remaps_positions_and_keeps_the_rest(
     moved = [{**a, "position": a["position"] + shift} for a in source_views["agents"]["agents"]]
     assert target_views["agents"] == {**source_views["agents"], "agents": moved}
     (was,) = source_views["runs"]["runs"]
-    assert [r for r in target_views["runs"]["runs"] if r["id"] == run_id] == [was]
+    moved_run = {**was, "position": was["position"] + shift}
+    assert [r for r in target_views["runs"]["runs"] if r["id"] == run_id] == [moved_run]
     columns = target_views["board"]["columns"]
     tasks = [t for c in columns for t in c["tasks"] if t["run_id"] == run_id]
     (old_task,) = [t for c in source_views["board"]["columns"] for t in c["tasks"]]

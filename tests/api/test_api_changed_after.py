@@ -1,5 +1,5 @@
-"""`GET /v1/agents?changed_after=P`: the cards that changed after P, so a client holding
-the view as of P brings it up to date without every card again."""
+"""`GET /v1/agents?changed_after=P` and `/v1/runs?changed_after=P`: the cards that changed
+after P, so a client holding the list as of P brings it up to date without every card again."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from events import (
     AgentDeleted,
     HookInvoked,
     Meta,
+    ModelResponded,
     NewEvent,
     RecordedEvent,
     SQLiteEventStore,
+    Usage,
 )
 
 SESSION = "5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
@@ -29,7 +31,8 @@ def _hook(point: str, **fields: object) -> bytes:
 
 
 async def _log(store: SQLiteEventStore, client: httpx.AsyncClient) -> list[int]:
-    """Two runs, a later command and a deletion, a hook that only logs (changes no card),
+    """Two runs, a later command and a deletion, a response outside the run's meta, a hook
+    that only logs (changes no card),
     and an external session with a subagent (a subagent's first hook makes its session's
     card too): every position of the log."""
     recorded: list[RecordedEvent] = await seed(store, run_id="r1", agents=3)
@@ -47,6 +50,13 @@ async def _log(store: SQLiteEventStore, client: httpx.AsyncClient) -> list[int]:
     recorded += await store.append(
         "agent-r2-a0", [NewEvent(AgentDeleted(agent_id="r2-a0"), Meta(run_id="r2"))]
     )
+    # A response whose meta names no run still counts in its agent's run (r1's cost moves).
+    usage = Usage(input_tokens=50, output_tokens=5)
+    recorded += await store.append(
+        "agent-r1-a0",
+        [NewEvent(ModelResponded(agent_id="r1-a0", model="sim-small", usage=usage, cost_usd=0.5),
+                  Meta(agent_id="r1-a0"))],
+    )  # fmt: skip
     for body in (
         _hook("UserPromptSubmit", prompt="fix the bug"),
         _hook("PreToolUse", agent_id="sub1", agent_type="Explore", tool_name="Read",
@@ -60,49 +70,57 @@ async def _log(store: SQLiteEventStore, client: httpx.AsyncClient) -> list[int]:
 
 def _merged(held: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What a client does with the answer: replace the changed cards, add the new ones at
-    the end (cards are listed in the order agents were created)."""
+    the end (agents are listed in the order they were created, runs as they started)."""
     by_id = {card["id"]: card for card in held}
     by_id.update((card["id"], card) for card in changed)
     return list(by_id.values())
 
 
-async def _agents(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
-    response = await client.get(f"/v1/agents{query}")
+async def _list(client: httpx.AsyncClient, name: str, query: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/{name}{query}")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
+async def _agents(client: httpx.AsyncClient, query: str) -> dict[str, Any]:
+    return await _list(client, "agents", query)
+
+
+# Five fleet agents, the session and its subagent; two runs.
+LISTS = [("agents", 7), ("runs", 2)]
+
+
+@pytest.mark.parametrize(("name", "count"), LISTS)
 async def test_the_view_at_p_with_the_cards_changed_after_p_is_the_view_now(
-    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore, name: str, count: int
 ) -> None:
     positions = await _log(store, client)
-    now = await _agents(client, "")
-    assert now["count"] == 7  # five fleet agents, the session and its subagent
+    now = await _list(client, name, f"?min_position={positions[-1]}")
+    assert now["count"] == count
     for p in positions:
-        held = (await _agents(client, f"?at={p}"))["agents"]
-        changed = await _agents(client, f"?changed_after={p}")
-        assert _merged(held, changed["agents"]) == now["agents"], f"after {p}"
-        assert changed["count"] == len(changed["agents"])
-        before = {card["id"]: card for card in held}
-        for card in changed["agents"]:
+        held = (await _list(client, name, f"?at={p}"))[name]
+        changed = await _list(client, name, f"?changed_after={p}")
+        assert _merged(held, changed[name]) == now[name], f"after {p}"
+        assert changed["count"] == len(changed[name])
+        for card in changed[name]:
             assert card["position"] > p
-            assert before.get(card["id"]) != card  # nothing unchanged is sent again
-        assert [c for c in now["agents"] if c["position"] <= p] == [
-            c for c in held if c["id"] not in {d["id"] for d in changed["agents"]}
+        assert [c for c in now[name] if c["position"] <= p] == [
+            c for c in held if c["id"] not in {d["id"] for d in changed[name]}
         ]
 
 
+@pytest.mark.parametrize(("name", "count"), LISTS)
 async def test_between_two_past_positions_too(
-    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore, name: str, count: int
 ) -> None:
     """A time slider moved forward from P to Q asks only for what changed in between."""
     positions = await _log(store, client)
     for q in positions[::4]:
-        then = (await _agents(client, f"?at={q}"))["agents"]
+        then = (await _list(client, name, f"?at={q}"))[name]
         for p in positions[: q + 1 : 3]:
-            held = (await _agents(client, f"?at={p}"))["agents"]
-            changed = (await _agents(client, f"?at={q}&changed_after={p}"))["agents"]
+            held = (await _list(client, name, f"?at={p}"))[name]
+            changed = (await _list(client, name, f"?at={q}&changed_after={p}"))[name]
             assert _merged(held, changed) == then, f"from {p} to {q}"
             assert all(p < card["position"] <= q for card in changed)
 
@@ -163,7 +181,8 @@ async def test_bad_changed_after_is_400_and_says_why(
     client: httpx.AsyncClient, store: SQLiteEventStore, query: str, says: str
 ) -> None:
     await seed(store)
-    response = await client.get(f"/v1/agents{query}")
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert says in json.dumps(response.json())
+    for name in ("agents", "runs"):
+        response = await client.get(f"/v1/{name}{query}")
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert says in json.dumps(response.json())
