@@ -216,7 +216,12 @@ class AgentsQuery(_Changes):
     """`GET /v1/agents`: agent cards, filtered and paged."""
 
     run_id: FilterText | None = Field(default=None, description="only agents of this run")
-    agent_id: FilterText | None = Field(default=None, description="only this agent")
+    agent_id: list[FilterText] = Field(
+        default_factory=list,
+        max_length=MAX_PAGE,
+        description="only these agents (repeatable): a client holding the list as of a later "
+        "position asks for the cards of those that changed since, as of an earlier one",
+    )
     status: list[AgentStatusFilter] = Field(
         default_factory=list, description="only agents in these statuses (repeatable)"
     )
@@ -250,7 +255,9 @@ class BoardQuery(_Polled):
 class RunsQuery(_Changes):
     """`GET /v1/runs`: runs, filtered and paged."""
 
-    run_id: FilterText | None = Field(default=None, description="only this run")
+    run_id: list[FilterText] = Field(
+        default_factory=list, max_length=MAX_PAGE, description="only these runs (repeatable)"
+    )
     agent_id: FilterText | None = Field(default=None, description="only the run of this agent")
     status: list[FilterText] = Field(
         default_factory=list,

@@ -5,6 +5,8 @@ model (`_view_models.py`, which the OpenAPI document is generated from) and
 scoped by the same parameters wherever they make sense:
 
     run_id, agent_id, status, role   which agents (or tasks, or runs) the view covers
+                                     (agent_id on the agents' list and run_id on the
+                                     runs' are repeatable: these ones)
     at                               the view as of a past position (time travel)
     min_position, wait               answer once the view reflects a position (long poll)
     after, limit                     page a list; pass `next` back as `after`
@@ -196,11 +198,13 @@ async def _respond(request: Request, app: Services, q: Any, render: Render) -> R
 
 def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
     extra = isinstance(q, AgentsQuery)
+    # `agent_id` is repeatable on the agents' list, one id on the scoped views.
+    ids = frozenset(q.agent_id) if isinstance(q.agent_id, list) else {q.agent_id} - {None}
 
     def keep(a: Mapping[str, Any]) -> bool:
         return (
             (q.run_id is None or a["run_id"] == q.run_id)
-            and (q.agent_id is None or a["id"] == q.agent_id)
+            and (not ids or a["id"] in ids)
             and (not q.status or a["status"] in q.status)
             and (q.role is None or a["role"] == q.role)
             and (
@@ -235,7 +239,7 @@ def _scoped(q: ScopedQuery) -> bool:
 async def list_agents(request: Request) -> Response:
     """`GET /v1/agents`: agent cards, filtered and paged."""
     app = services(request)
-    q = query(AgentsQuery, request, lists=("status",))
+    q = query(AgentsQuery, request, lists=("status", "agent_id"))
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
@@ -338,9 +342,11 @@ async def get_board(request: Request) -> Response:
 
 
 def _run_filter(q: RunsQuery) -> Callable[[Mapping[str, Any]], bool]:
+    runs = frozenset(q.run_id)
+
     def keep(r: Mapping[str, Any]) -> bool:
         return (
-            (q.run_id is None or r["id"] == q.run_id)
+            (not runs or r["id"] in runs)
             and (q.agent_id is None or q.agent_id in r["agents"])
             and (not q.status or r["status"] in q.status)
             and (q.changed_after is None or r["position"] > q.changed_after)
@@ -352,7 +358,7 @@ def _run_filter(q: RunsQuery) -> Callable[[Mapping[str, Any]], bool]:
 async def list_runs(request: Request) -> Response:
     """`GET /v1/runs`: runs, filtered and paged."""
     app = services(request)
-    q = query(RunsQuery, request, lists=("status",))
+    q = query(RunsQuery, request, lists=("status", "run_id"))
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)

@@ -195,6 +195,22 @@ async def what_a_dashboard_asks(
             cards = json.loads(body)["count"]
             print(f"  {name:<8}{behind:<16,}{now:>9.1f}{cards:>8,}{len(body):>11,}"
                   f"{statistics.median(times):>9.1f}")  # fmt: skip
+    print("\nback in time, from the head to P: the cards changed after P, by id, as of P, ms:")
+    print(f"  {'list':<8}{'P is behind by':<16}{'cards':>8}{'bytes':>11}{'ms':>9}")
+    for name, key in (("agents", "agent_id"), ("runs", "run_id")):
+        held = json.loads((await client.get(f"/v1/{name}")).content)[name]
+        for behind in (300, 3_000):
+            at = head - behind
+            ids = "".join(f"&{key}={c['id']}" for c in held if c["position"] > at)
+            times, size = [], 0
+            for _ in range(max(3, repeat // 4)):
+                clear()
+                start = time.perf_counter()
+                response = await client.get(f"/v1/{name}?at={at}{ids}")
+                times.append((time.perf_counter() - start) * 1000)
+                size = len(response.content)
+            print(f"  {name:<8}{behind:<16,}{ids.count('&'):>8,}{size:>11,}"
+                  f"{statistics.median(times):>9.1f}")  # fmt: skip
     url = "/v1/graph?latest_runs=8"
     now, _ = await median_request_ms(client, url, repeat, before=clear)
     body = (await client.get(url)).content

@@ -22,8 +22,11 @@
  *    feed's filters list every one): 11 MB and 0.8 MB at 8,565 agents in 1,404
  *    runs. Held as of P, each is brought to a later position with only the cards
  *    that changed after P (`?changed_after=P`: each card says the position that
- *    last changed it), merged by id; a move back in time, or a failed round,
- *    asks for it whole.
+ *    last changed it), merged by id. Moved back to P, the cards held that
+ *    changed after P are those that differ: when there are at most BACK_CAP,
+ *    only they are asked for, by id, as of P (`?agent_id=`, `?run_id=`
+ *    repeated), and those the answer lacks were made after P; else, or after a
+ *    failed round, the list is asked for whole.
  */
 (function () {
   "use strict";
@@ -47,6 +50,7 @@
   ].filter(Boolean);
   const SCOPED = new Set(["fleet", "graph", "board"]); // asked with ?run_id= when a run is picked
   const CHANGES = ["agents", "runs"]; // held, and brought forward with what changed (note 4)
+  const BACK_CAP = 100; // cards asked for by id when the slider goes back (note 4)
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
@@ -88,7 +92,8 @@
     missed: 0,
     showAll: false,
     names: window.fleetLib.names,
-    stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0, deltas: { agents: 0, runs: 0 } },
+    stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0,
+      deltas: { agents: 0, runs: 0 }, backs: { agents: 0, runs: 0 } },
   };
   window.fleetDashboard = S;
 
@@ -242,16 +247,23 @@
       // The totals, the graph and the board of the picked run only (the agents and the runs
       // are the whole fleet's: the run picker and the feed's filters list every one).
       // The agents and runs held as of P, brought forward with the cards changed since (note 4).
-      const since = {};
+      // Back in time, the cards changed since the position asked for are those it asks for
+      // (by id, as of that position), when they are few.
+      const since = {}, back = {};
       for (const n of CHANGES) {
         const held = S.views[n] && S.positions[n];
         since[n] = held && (live || at >= held) ? held : null;
+        const stale = held && !since[n] ? S.views[n][n].filter((c) => c.position > at) : null;
+        back[n] = stale && stale.length <= BACK_CAP ? stale.map((c) => c.id) : null;
       }
       // With no run picked, the graph of the runs it draws only (graph.js).
-      const calls = names.map((n) => api("v1/" + n,
-        n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
-          : SCOPED.has(n) ? { ...params, run_id: run }
-            : since[n] ? { ...params, changed_after: since[n] } : params));
+      const calls = names.map((n) => back[n] && !back[n].length
+        ? Promise.resolve({ body: { [n]: [] }, position: at }) // nothing changed since `at`
+        : api("v1/" + n,
+          n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
+            : SCOPED.has(n) ? { ...params, run_id: run }
+              : since[n] ? { ...params, changed_after: since[n] }
+                : back[n] ? { ...params, [n === "agents" ? "agent_id" : "run_id"]: back[n] } : params));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
       const results = await Promise.all(calls);
       const at_event = cursor ? (await cursor).body.events[0] : null;
@@ -259,7 +271,8 @@
         names.forEach((n) => dirty.add(n)); // stale: ask again for where the user is now
       } else {
         names.forEach((n, i) => {
-          S.views[n] = since[n] ? withChanged(n, S.views[n], results[i].body) : results[i].body;
+          S.views[n] = since[n] ? withChanged(n, S.views[n], results[i].body)
+            : back[n] ? withBack(n, S.views[n], back[n], results[i].body) : results[i].body;
           S.positions[n] = results[i].position;
           S.scopes[n] = SCOPED.has(n) ? run : "";
         });
@@ -290,6 +303,17 @@
     const cards = new Map(heldView[name].map((a) => [a.id, a]));
     for (const a of changed[name]) cards.set(a.id, a);
     const list = [...cards.values()];
+    return { count: list.length, [name]: list, next: null };
+  }
+
+  // The list `name` held, taken back to an earlier position: of the cards `stale` names
+  // (changed since it), those `earlier` holds in their place, the others gone (made later).
+  function withBack(name, heldView, stale, earlier) {
+    S.stats.backs[name] += 1;
+    const gone = new Set(stale);
+    const then = new Map(earlier[name].map((a) => [a.id, a]));
+    const list = heldView[name].filter((a) => !gone.has(a.id) || then.has(a.id))
+      .map((a) => then.get(a.id) || a);
     return { count: list.length, [name]: list, next: null };
   }
 

@@ -125,6 +125,26 @@ async def test_between_two_past_positions_too(
             assert all(p < card["position"] <= q for card in changed)
 
 
+@pytest.mark.parametrize(("name", "count"), LISTS)
+async def test_back_from_q_to_p_the_cards_changed_after_p_asked_by_id(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore, name: str, count: int
+) -> None:
+    """A time slider moved back from Q to P: the cards held that changed after P, asked for
+    by id as of P, replace theirs; those P lacks were made after it (what the dashboard does)."""
+    positions = await _log(store, client)
+    key = "agent_id" if name == "agents" else "run_id"
+    for q in positions[::3]:
+        held = (await _list(client, name, f"?at={q}"))[name]
+        for p in positions[: q + 1 : 2]:
+            stale = [c["id"] for c in held if c["position"] > p]
+            ids = "".join(f"&{key}={i}" for i in stale)
+            earlier = (await _list(client, name, f"?at={p}{ids}"))[name] if stale else []
+            assert {c["id"] for c in earlier} <= set(stale)
+            then = {c["id"]: c for c in earlier}
+            back = [then.get(c["id"], c) for c in held if c["id"] not in stale or c["id"] in then]
+            assert back == (await _list(client, name, f"?at={p}"))[name], f"from {q} to {p}"
+
+
 async def test_a_hook_that_changes_no_card_moves_no_card(
     app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
 ) -> None:
@@ -164,6 +184,19 @@ async def test_with_filters_and_pages(
     assert ([a["id"] for a in first["agents"]], first["count"]) == (["r1-a2", "r2-a0"], 4)
     rest = await _agents(client, f"?changed_after={middle}&after={first['next']}")
     assert [a["id"] for a in rest["agents"]] == ["r2-a1", "r2-a2"]
+
+
+async def test_runs_by_id_and_too_many_ids(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    for run in ("r1", "r2", "r3"):
+        await seed(store, run_id=run)
+    runs = await _list(client, "runs", f"?run_id=r3&run_id=r1&min_position={await store.head()}")
+    assert [r["id"] for r in runs["runs"]] == ["r1", "r3"]
+    many = "".join(f"&agent_id=a{i}" for i in range(1001))
+    response = await client.get(f"/v1/agents?limit=1{many}")
+    assert response.status_code == 400
+    assert "agent_id" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,7 @@ async def test_min_position_beyond_the_head_is_400(client: httpx.AsyncClient) ->
         ("?model=sim-small&external=false", ["r1-a0", "r1-a1", "r2-a0", "r2-a1", "r2-a2"]),
         ("?external=true", []),
         ("?parent_id=nobody", []),
+        ("?agent_id=r2-a1&agent_id=r1-a0&agent_id=nobody", ["r1-a0", "r2-a1"]),
     ],
 )
 async def test_agents_filters(

@@ -282,6 +282,15 @@ async def test_time_slider_shows_a_past_position_then_goes_live_again(
         await settled(page, past)
         assert await page.locator("body").get_attribute("data-live") == "false"
         await assert_page_matches_api(page, server.url, at=past)
+        # Back in time, the page asked for the cards changed since, by id, as of that
+        # position, and holds each whole list as it was then (app.js, note 4).
+        backs = (await page.evaluate("window.fleetDashboard.stats"))["backs"]
+        assert backs["agents"] >= 1 and backs["runs"] >= 1
+        asked = [u for u in page.requested if f"at={past}" in u]
+        assert any("/v1/agents?" in u and "agent_id=" in u for u in asked)
+        for name in ("agents", "runs"):
+            held = await page.evaluate(f"window.fleetDashboard.views.{name}")
+            assert held == await get_json(server.url, f"/v1/{name}", at=past)
         # At that position no scout had finished and the planner did not exist yet.
         assert await page.locator(f'.agent-card[data-agent-id="{PLANNER}"]').count() == 0
         orchestrator = page.locator(f'.agent-card[data-agent-id="{ORCH}"]')
