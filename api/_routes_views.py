@@ -165,6 +165,29 @@ async def _cards(
         return [projection.record_view(r) for r in records if keep(r)]
 
 
+async def _page_of(
+    app: Services,
+    name: str,
+    at: int | None,
+    keep: Callable[[Mapping[str, Any]], bool],
+    q: AgentsQuery | RunsQuery,
+    made_by: type[Any],
+    card: Callable[[Any], dict[str, Any]],
+) -> tuple[list[dict[str, Any]], int, int | None]:
+    """A page of the list `name` (agents, runs) that `keep` matches, now or as of `at`.
+
+    Cut from the state's records when the projection is fleet's own (`made_by`), the
+    page's cards made alone by `card` (note 2); else from the view's cards.
+    """
+    if isinstance(app.runner.projection(name), made_by):
+        state = await _state(app, name, at)
+        records, count, next_cursor = page(state[name].values(), keep, q.after, q.limit)
+        with gc_paused():  # note 3
+            return [card(r) for r in records], count, next_cursor
+    view = await _view(app, name, at)
+    return page(view[name], keep, q.after, q.limit)
+
+
 Render = Callable[[int | None], Awaitable[BaseModel]]
 M = TypeVar("M", bound=BaseModel)
 
@@ -243,18 +266,9 @@ async def list_agents(request: Request) -> Response:
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
-        projection = app.runner.projection("agents")
-        if isinstance(projection, AgentsProjection):
-            # Filtered and paged on the records, cards made for the page only (note 2).
-            state = await _state(app, "agents", at)
-            records, count, next_cursor = page(
-                state["agents"].values(), _agent_filter(q), q.after, q.limit
-            )
-            with gc_paused():  # note 3
-                agents = [projection.record_view(r) for r in records]
-        else:
-            view = await _view(app, "agents", at)
-            agents, count, next_cursor = page(view["agents"], _agent_filter(q), q.after, q.limit)
+        agents, count, next_cursor = await _page_of(
+            app, "agents", at, _agent_filter(q), q, AgentsProjection, AgentsProjection.record_view
+        )
         return _valid(AgentPage, {"count": count, "agents": agents, "next": next_cursor})
 
     return await _respond(request, app, q, render)
@@ -362,18 +376,9 @@ async def list_runs(request: Request) -> Response:
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
-        projection = app.runner.projection("runs")
-        if isinstance(projection, RunsProjection):
-            # Filtered and paged on the records, cards made for the page only (note 2).
-            state = await _state(app, "runs", at)
-            records, count, next_cursor = page(
-                state["runs"].values(), _run_filter(q), q.after, q.limit
-            )
-            with gc_paused():  # note 3
-                runs = [projection.run_view(r) for r in records]
-        else:
-            view = await _view(app, "runs", at)
-            runs, count, next_cursor = page(view["runs"], _run_filter(q), q.after, q.limit)
+        runs, count, next_cursor = await _page_of(
+            app, "runs", at, _run_filter(q), q, RunsProjection, RunsProjection.run_view
+        )
         return _valid(RunPage, {"count": count, "runs": runs, "next": next_cursor})
 
     return await _respond(request, app, q, render)
