@@ -23,14 +23,24 @@ Notes (do not fix without reading this):
    bodies by that key: a poll at a position already rendered, or its 304, costs
    a dictionary lookup, whatever the size of the view. `min_position` and
    `wait` say when to answer, not what, and are left out of the key.
+4. A body of `GZIP_MIN_BYTES` or more goes gzip-compressed to a client that
+   accepts it (`Accept-Encoding`), compressed once on a thread (zlib lets go of
+   the GIL) and kept with the body: the agents view of a 1M-event log is 11 MB
+   of JSON, 1.25 MB compressed at level 1 in 33 ms (level 6: 0.87 MB in 90 ms),
+   which a dashboard across a real network waits for. The compressed answer
+   has its own ETag (the body's, marked `-gzip`), as RFC 9110 asks of another
+   representation; `If-None-Match` with either gives 304. Smaller bodies go as
+   they are: on loopback compressing costs more than it saves.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -45,11 +55,25 @@ from .errors import HTTPProblem
 if TYPE_CHECKING:
     from ._state import Services
 
-__all__ = ["POSITION_HEADER", "ClientGone", "Rendered", "Renders", "answer", "etag_of", "reach"]
+__all__ = [
+    "GZIP_MIN_BYTES",
+    "POSITION_HEADER",
+    "ClientGone",
+    "Rendered",
+    "Renders",
+    "answer",
+    "etag_of",
+    "reach",
+]
 
 logger = logging.getLogger(__name__)
 
 POSITION_HEADER = "Fleet-Position"
+
+GZIP_MIN_BYTES = 64 * 1024
+"""Bodies this large or larger go gzip-compressed to a client that accepts it (note 4)."""
+
+_GZIP_LEVEL = 1
 
 
 class ClientGone(Exception):
@@ -118,19 +142,29 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
-def _matches(header: str | None, etag: str) -> bool:
+def _matches(header: str | None, *etags: str) -> bool:
     # RFC 9110 13.1.2: If-None-Match uses the weak comparison; `*` matches any.
     if not header:
         return False
     for candidate in header.split(","):
         candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == etag:
+        if candidate == "*" or candidate.removeprefix("W/") in etags:
             return True
     return False
 
 
-Rendered = tuple[bytes, str]
-"""A view's JSON body and its ETag."""
+@dataclass(slots=True)
+class Rendered:
+    """A view's JSON body, its ETag, and the body gzip-compressed once asked for (note 4)."""
+
+    body: bytes
+    etag: str
+    gzipped: bytes | None = None
+
+    @classmethod
+    def of(cls, body: bytes) -> Rendered:
+        return cls(body, etag_of(body))
+
 
 _LEFT_OUT = frozenset({"min_position", "wait"})
 
@@ -165,21 +199,52 @@ class Renders:
             self._items.move_to_end(key)
             self.hits += 1
             return found
-        body = await render()
-        rendered = (body, etag_of(body))
-        if len(body) <= self._max_bytes:
+        rendered = Rendered.of(await render())
+        if len(rendered.body) <= self._max_bytes:
             self._items[key] = rendered
-            self._bytes += len(body)
+            self._bytes += len(rendered.body)
             while len(self._items) > self._entries or self._bytes > self._max_bytes:
-                _, (old, _etag) = self._items.popitem(last=False)
-                self._bytes -= len(old)
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old.body)
         return rendered
 
 
-def answer(request: Request, rendered: Rendered | bytes, position: int) -> Response:
-    """The JSON body with its ETag and position; 304 when `If-None-Match` has the ETag."""
-    body, etag = (rendered, etag_of(rendered)) if isinstance(rendered, bytes) else rendered
-    headers = {"ETag": etag, POSITION_HEADER: str(position)}
-    if _matches(request.headers.get("if-none-match"), etag):
+async def answer(request: Request, rendered: Rendered | bytes, position: int) -> Response:
+    """The JSON body with its ETag and position, gzipped for a client that accepts it when
+    large (note 4); 304 when `If-None-Match` has the ETag."""
+    if isinstance(rendered, bytes):
+        rendered = Rendered.of(rendered)
+    headers = {"ETag": rendered.etag, POSITION_HEADER: str(position)}
+    large = len(rendered.body) >= GZIP_MIN_BYTES
+    if large:
+        headers["Vary"] = "Accept-Encoding"
+    zipped = large and _accepts_gzip(request.headers.get("accept-encoding"))
+    if zipped:
+        headers["ETag"] = rendered.etag[:-1] + '-gzip"'
+    if _matches(request.headers.get("if-none-match"), rendered.etag, headers["ETag"]):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    if not zipped:
+        return Response(rendered.body, media_type="application/json", headers=headers)
+    if rendered.gzipped is None:
+        rendered.gzipped = await anyio.to_thread.run_sync(_gzip, rendered.body)
+    headers["Content-Encoding"] = "gzip"
+    return Response(rendered.gzipped, media_type="application/json", headers=headers)
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
+
+
+def _accepts_gzip(header: str | None) -> bool:
+    """Whether `Accept-Encoding` takes gzip (RFC 9110 12.5.3: listed, or `*`, without q=0)."""
+    if not header:
+        return False
+    found: dict[str, bool] = {}
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        q = params.strip().removeprefix("q=").strip() if params.strip().startswith("q=") else "1"
+        try:
+            found[name.strip().lower()] = float(q) > 0
+        except ValueError:
+            found[name.strip().lower()] = False
+    return found.get("gzip", found.get("x-gzip", found.get("*", False)))

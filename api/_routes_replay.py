@@ -94,7 +94,7 @@ async def get_timeline(request: Request) -> Response:
         entries = entries[: q.limit]
         next_cursor = entries[-1]["position"]
     body = Timeline.model_validate({**timeline, "entries": entries, "next": next_cursor})
-    return answer(request, body.model_dump_json(by_alias=True).encode(), position)
+    return await answer(request, body.model_dump_json(by_alias=True).encode(), position)
 
 
 async def get_export(request: Request) -> Response:

@@ -216,7 +216,7 @@ async def _respond(request: Request, app: Services, q: Any, render: Render) -> R
         with gc_paused():  # note 3
             return model.model_dump_json(by_alias=True).encode()
 
-    return answer(request, await app.renders.get(request, position, body), position)
+    return await answer(request, await app.renders.get(request, position, body), position)
 
 
 def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
