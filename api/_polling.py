@@ -241,10 +241,10 @@ def _accepts_gzip(header: str | None) -> bool:
         return False
     found: dict[str, bool] = {}
     for item in header.split(","):
-        name, _, params = item.strip().partition(";")
-        q = params.strip().removeprefix("q=").strip() if params.strip().startswith("q=") else "1"
+        name, *params = (part.strip() for part in item.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
         try:
-            found[name.strip().lower()] = float(q) > 0
+            found[name.lower()] = float(q) > 0
         except ValueError:
-            found[name.strip().lower()] = False
+            found[name.lower()] = False
     return found.get("gzip", found.get("x-gzip", found.get("*", False)))

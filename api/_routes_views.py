@@ -152,40 +152,29 @@ async def _state(app: Services, name: str, at: int | None) -> Any:
     return app.runner.state(name)
 
 
-async def _cards(
-    app: Services, at: int | None, keep: Callable[[Mapping[str, Any]], bool]
-) -> list[dict[str, Any]]:
-    """The cards of the agents `keep` matches, now or as of `at`, made for those only
-    (note 2; no suspension when now)."""
-    projection = app.runner.projection("agents")
-    if not isinstance(projection, AgentsProjection):
-        return [a for a in (await _view(app, "agents", at))["agents"] if keep(a)]
-    records = (await _state(app, "agents", at))["agents"].values()
-    with gc_paused():  # note 3
-        return [projection.record_view(r) for r in records if keep(r)]
-
-
 async def _page_of(
     app: Services,
     name: str,
     at: int | None,
     keep: Callable[[Mapping[str, Any]], bool],
-    q: AgentsQuery | RunsQuery,
     made_by: type[Any],
     card: Callable[[Any], dict[str, Any]],
+    after: int = 0,
+    limit: int | None = None,
 ) -> tuple[list[dict[str, Any]], int, int | None]:
-    """A page of the list `name` (agents, runs) that `keep` matches, now or as of `at`.
+    """A page of the list `name` (agents, runs) that `keep` matches, now or as of `at`
+    (every match without `limit`; no suspension when now).
 
     Cut from the state's records when the projection is fleet's own (`made_by`), the
     page's cards made alone by `card` (note 2); else from the view's cards.
     """
     if isinstance(app.runner.projection(name), made_by):
         state = await _state(app, name, at)
-        records, count, next_cursor = page(state[name].values(), keep, q.after, q.limit)
+        records, count, next_cursor = page(state[name].values(), keep, after, limit)
         with gc_paused():  # note 3
             return [card(r) for r in records], count, next_cursor
     view = await _view(app, name, at)
-    return page(view[name], keep, q.after, q.limit)
+    return page(view[name], keep, after, limit)
 
 
 Render = Callable[[int | None], Awaitable[BaseModel]]
@@ -267,8 +256,9 @@ async def list_agents(request: Request) -> Response:
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
         agents, count, next_cursor = await _page_of(
-            app, "agents", at, _agent_filter(q), q, AgentsProjection, AgentsProjection.record_view
-        )
+            app, "agents", at, _agent_filter(q), AgentsProjection, AgentsProjection.record_view,
+            q.after, q.limit,
+        )  # fmt: skip
         return _valid(AgentPage, {"count": count, "agents": agents, "next": next_cursor})
 
     return await _respond(request, app, q, render)
@@ -304,7 +294,10 @@ async def get_fleet(request: Request) -> Response:
     async def render(at: int | None) -> BaseModel:
         view = await _view(app, "fleet", at)
         if _scoped(q):
-            view = fleet_totals(await _cards(app, at, _agent_filter(q)), view["events"])
+            cards, _, _ = await _page_of(
+                app, "agents", at, _agent_filter(q), AgentsProjection, AgentsProjection.record_view
+            )
+            view = fleet_totals(cards, view["events"])
         return _valid(FleetTotals, view)
 
     return await _respond(request, app, q, render)
@@ -377,8 +370,9 @@ async def list_runs(request: Request) -> Response:
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
         runs, count, next_cursor = await _page_of(
-            app, "runs", at, _run_filter(q), q, RunsProjection, RunsProjection.run_view
-        )
+            app, "runs", at, _run_filter(q), RunsProjection, RunsProjection.run_view,
+            q.after, q.limit,
+        )  # fmt: skip
         return _valid(RunPage, {"count": count, "runs": runs, "next": next_cursor})
 
     return await _respond(request, app, q, render)

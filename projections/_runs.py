@@ -139,7 +139,9 @@ class RunsProjection(FoldProjection[RunsState]):
         if run_id is not None:
             run = state["runs"].get(run_id)
             if run is not None:
-                run["position"] = event.position  # its duration runs to its last event
+                # Any event of the run moves its card (its duration runs to its last event);
+                # handlers that change a run found another way mark it themselves.
+                run["position"] = event.position
                 ts = self.ts(event)
                 if ts > run["last_at"]:
                     run["last_at"] = ts
@@ -253,7 +255,6 @@ class RunsProjection(FoldProjection[RunsState]):
         run = self._run(state, event, run_id)
         if run is not None:
             run["agents"][agent_id] = None
-            run["position"] = event.position
             state["agent_runs"][agent_id] = run_id
 
     def _agent_created(self, state: RunsState, event: RecordedEvent, d: AgentCreated) -> None:

@@ -144,16 +144,17 @@
     const notes = $("graph-notes");
     if (!graph || !window.dagre) return;
     // Drawn again only when what it is drawn from changed: each view is a new object when
-    // refreshed, and names are only ever added. (Comparing their text cost 95 ms a refresh
-    // at 8,565 agents and 1,404 runs.)
+    // refreshed; names change in count or by lib.js's version of them. (Comparing their
+    // text cost 95 ms a refresh at 8,565 agents and 1,404 runs.)
     const key = [S.run, S.names.size, namesVersion(), graph, S.views.board, S.views.runs];
     if (key.every((x, i) => x === graphKey[i])) return;
     graphKey = key;
     let nodes = S.run ? graph.nodes.filter((n) => n.run_id === S.run) : graph.nodes;
     let hiddenRuns = 0;
     if (!S.run) {
-      // Many runs: the most recent ones are drawn (app.js asks for those only,
-      // `latest_runs`); the run picker shows any other.
+      // Many runs: the most recent ones are drawn (app.js asks for those only, `latest_runs`;
+      // a server whose graph read model is not fleet's answers whole); the run picker shows
+      // any other.
       let runIds = [...new Set(nodes.map((n) => n.run_id || ""))];
       if (runIds.length > RUN_CAP) {
         runIds = runIds.slice(-RUN_CAP);
