@@ -4,6 +4,8 @@ Run from the repository root (needs Debian's chromium for the browser part)::
 
     .venv/bin/python bench/dashboard.py                 # 20,000 events in the log, a 3,000 burst
     .venv/bin/python bench/dashboard.py --events 5000 --burst 1000
+    .venv/bin/python bench/dashboard.py --log /tmp/fleet-bench-projections/runs-1000000.db
+                                        # the dashboard alone, on a copy of a given log
 
 A synthetic log of scout-plan-build-like runs (an orchestrator, scouts, a
 planner and a builder per run; model responses, tool calls with files, waits,
@@ -282,14 +284,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--burst", type=int, default=3_000)
+    parser.add_argument(
+        "--log", type=Path, help="open the dashboard on a copy of this log (no terminal part)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="fleet-bench-dashboard-"))
     try:
         db = folder / "fleet.db"
-        started = time.perf_counter()
-        head = asyncio.run(write_log(db, args.events))
-        print(f"log: {head:,} events written in {time.perf_counter() - started:.1f} s ({db})")
-        terminal(db, head)
+        if args.log is not None:
+            shutil.copyfile(args.log, db)  # the burst is appended to the copy
+        else:
+            started = time.perf_counter()
+            head = asyncio.run(write_log(db, args.events))
+            print(f"log: {head:,} events written in {time.perf_counter() - started:.1f} s ({db})")
+            terminal(db, head)
         chromium = shutil.which("chromium")
         if chromium is None:
             print("\ndashboard: skipped (no chromium on PATH)")
