@@ -51,11 +51,13 @@ from events import (
 )
 from events.errors import FleetError
 
+from ._agent_spec import TRANSCRIPTS
 from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
+from ._transcript import Transcript, transcript_path
 from .errors import AgentDrivenElsewhere, PatternError, RunNotResumable, StepFailed
 
 __all__ = [
@@ -125,7 +127,12 @@ class RunJournal:
 
 
 class _Conductor:
-    """The pattern's orchestrator: a recorded agent with no model, and the run's writer."""
+    """The pattern's orchestrator: a recorded agent with no model, and the run's writer.
+
+    It keeps a transcript as an agent does (the run's task as its prompt): its
+    steps' agents are its children, and their SubagentStop hooks get its
+    path as `transcript_path`, as Claude Code gives the main session's.
+    """
 
     def __init__(
         self, fleet: Fleet, run_id: str, pattern: str, journal: RunJournal | None = None
@@ -135,12 +142,19 @@ class _Conductor:
         self.agent_id = conductor_id(run_id)
         self.pattern = pattern
         self.journal = journal or RunJournal([], 0)
+        workspace = fleet.config.workspace
+        self.transcript = Transcript(
+            transcript_path(Path(workspace) / TRANSCRIPTS, self.agent_id),
+            agent_id=self.agent_id,
+            cwd=str(workspace),
+        )
 
     async def record(self, data: EventModel) -> None:
-        await self.fleet.store.append(
+        recorded = await self.fleet.store.append(
             f"agent-{self.agent_id}",
             [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
         )
+        await self.transcript.record(recorded)
 
     async def run_event(self, data: EventModel) -> None:
         await self.fleet.store.append(

@@ -37,6 +37,14 @@ Notes (do not fix without reading this):
    calls are not taken for interrupted ones there. The agent appends them
    apart, here, when something may happen between the two: a hook's stop, a
    budget warning's Notification, a response that fails the agent.
+6. The agent's transcript lines kept so far are written before its calls run
+   only when its toolbox has a tool other than the worker tools (an
+   orchestrator's, which start agents): the agents it starts, which may still
+   be running at any later step, have hooks that read this transcript
+   (SubagentStop's `transcript_path`). A worker agent starts none, and the
+   hooks of its own calls flush the lines themselves (`_agent_hooks.py`): its
+   steps leave the write, a thread hop (`_transcript.py`, note 3), to the end
+   of its turn.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ from ._approvals import ApprovalGate
 from ._conversation import PendingCall
 from ._interrupted import settle_interrupted, write_expectations
 from ._tools import Toolbox, ToolContext, ToolResult
+from ._worker_tools import WORKER_TOOLS
 from ._workspace import Workspace
 from .errors import ToolError
 
@@ -126,6 +135,8 @@ class ToolCalls:
         self._log = log
         self._hooks = hooks
         self._toolbox = toolbox
+        # Whether it may start agents, whose hooks read its transcript (note 6).
+        self._starts_agents = not set(toolbox.names) <= set(WORKER_TOOLS)
         self._workspace = workspace
         self._extra = extra
         self._stats = stats
@@ -179,7 +190,8 @@ class ToolCalls:
         unrequested = [c for c in log.state.pending if c.requested_at is None]
         if unrequested:
             await log.append(await self.requests(unrequested))
-        await log.flush_transcript()  # a tool may start an agent whose hooks read it
+        if self._starts_agents:
+            await log.flush_transcript()  # their hooks may read this transcript (note 6)
         self._done = []  # appended together: module note 1 (or with an approval, note 2)
         for call in list(log.state.pending):
             if self._hooks.stop_reason is not None:

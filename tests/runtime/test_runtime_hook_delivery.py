@@ -14,7 +14,15 @@ from rt_support import TASK, events_of, make_agent
 from events import AgentCommanded, EventStore, HookInvoked, ToolCallCompleted
 from hooks import HookDispatcher, load_settings
 from projections import ProjectionRunner
-from runtime import ModelClient, RuntimeOptions, Simulator, open_runtime
+from runtime import (
+    ModelClient,
+    RuntimeOptions,
+    Simulator,
+    load_pattern,
+    open_runtime,
+    run_orchestrator,
+    run_pattern,
+)
 from runtime.simulator import Call, Observation, Situation, Turn
 
 SCOUT = f"Task: {TASK}\n\nWrite your findings to notes/found.md."
@@ -249,3 +257,63 @@ async def test_the_transcript_is_written_as_it_goes_and_hooks_get_its_path(
     shapes = [r["toolUseResult"] for r in results]
     assert shapes[0]["mode"] == "content"  # the scout's Grep: its output object
     assert shapes[-1]["type"] == "create"  # the findings it wrote: Write's object
+
+
+def _read_transcript(seen: list[list[dict[str, Any]]]) -> Any:
+    """A SubagentStop hook keeping the lines of the transcript at `transcript_path`."""
+
+    async def hook(payload: dict[str, Any]) -> None:
+        text = await asyncio.to_thread(Path(payload["transcript_path"]).read_text)
+        seen.append([json.loads(line) for line in text.splitlines()])
+
+    return hook
+
+
+async def test_a_subagents_hooks_find_the_calls_that_started_it_in_the_parents_transcript(
+    tmp_path: Path, workspace: Path
+) -> None:
+    # The orchestrator's lines are written before its calls run, since they start agents
+    # (`_tool_calls.py`, note 6): its own hook points have no hooks here to write them.
+    seen: list[list[dict[str, Any]]] = []
+    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        rt.hooks.add_python("SubagentStop", _read_transcript(seen))
+        result = await run_orchestrator(rt.fleet, TASK)
+        assert result.status == "completed", result.error
+        events = await rt.store.read_all()
+    children = [e for e in events if e.type == "AgentCreated" and e.data.parent_id]
+    starts = {
+        e.data.tool_use_id
+        for e in events
+        if e.type == "ToolCallRequested" and e.data.name in ("create_agent", "command_agent")
+    }
+    assert len(children) >= 3 and len(seen) == len(children)
+    for lines in seen:
+        assert lines[0]["message"]["content"] == TASK  # the orchestrator's own transcript
+        calls = {
+            block["id"]
+            for line in lines
+            if line["type"] == "assistant"
+            for block in line["message"]["content"]
+            if block["type"] == "tool_use"
+        }
+        assert calls & starts  # the calls that started the agent ending now, among others
+    assert starts <= calls  # by the last child's end, every one of them
+
+
+async def test_a_patterns_agents_hooks_get_the_runs_transcript_with_its_task(
+    tmp_path: Path, workspace: Path
+) -> None:
+    # A pattern's orchestrator has no model, but a transcript: its steps' agents are its
+    # children, and a hook script reading `transcript_path` finds a file, as in Claude Code.
+    seen: list[list[dict[str, Any]]] = []
+    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        rt.hooks.add_python("SubagentStop", _read_transcript(seen))
+        result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), TASK)
+        assert result.status == "completed", result.error
+    assert len(seen) == 5  # three scouts, a planner, a builder
+    for lines in seen:
+        [prompt] = lines
+        assert prompt["type"] == "user" and prompt["message"]["content"] == TASK
+        assert prompt["agentId"] == result.orchestrator_id
