@@ -29,6 +29,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -36,7 +37,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from ._catalogue import EVENT_TYPES, EventData, UnknownEvent
-from ._envelope import Meta, RecordedEvent, new_recorded, new_stored
+from ._envelope import Meta, Page, RecordedEvent, new_recorded, new_stored
 from ._gc import gc_paused
 from ._upcasting import upcast
 from .errors import StoreError, UnknownEventType
@@ -79,7 +80,8 @@ class RowDecoder:
     def _decode_all(self, rows: Sequence[Row], lenient: bool) -> list[RecordedEvent]:
         current = self._current
         metas = self._metas
-        page: list[RecordedEvent] = []  # shared by its lazy events (`_envelope.py` note 2)
+        page = Page()  # its lazy events refer to it (`_envelope.py` note 2)
+        held = weakref.ref(page)
         append = page.append
         for row in rows:
             key = row[6:12]
@@ -92,11 +94,11 @@ class RowDecoder:
                 self._last_us = recorded_us
             type_ = row[3]
             if current.get(type_) == row[4]:
-                append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at, page))
+                append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at, held))
             else:
                 data = self._slow_data(row, lenient)
                 append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
-        return list(page)  # the caller's own list: what it does with it is not the page
+        return page
 
     def _meta(self, key: tuple[Any, ...]) -> Meta:
         if len(self._metas) >= self._MAX_METAS:

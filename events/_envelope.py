@@ -20,9 +20,14 @@ Notes (do not fix without reading this):
    decodes them all (`load_data`, the collector paused), so a reader that
    goes through every event's data pays what an eager read paid, without an
    attribute miss per event, and one that reads a few pays for the page
-   once. Decoded, an event drops its page; until then it keeps the page's
-   list (and so its events) alive. A page with a row that does not decode
-   leaves each event to decode on its own, so each error names its own row.
+   once. A page with a row that does not decode leaves each event to decode
+   on its own, so each error names its own row. An event holds its page
+   weakly (`Page`, the list the read returned): as long as the reader holds
+   the page. A strong reference made each page and its events a reference
+   cycle, which only the cyclic collector frees: a fold that reads none of
+   a page's data left every such page to it, and its collections were a
+   fifth of a fleet rebuild's CPU (`BENCHMARKS.md`, seventh pass). Once the
+   reader drops the page, an event kept apart decodes on its own.
 3. The store makes a `RecordedEvent` for every event it appends or reads, so
    making one is kept cheap: its slots live in `_Fields`, and `_Filling`, a
    subclass with the same layout that does not forbid assignment, is filled
@@ -36,6 +41,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +59,7 @@ __all__ = [
     "ExpectedVersion",
     "Meta",
     "NewEvent",
+    "Page",
     "RecordedEvent",
     "Source",
     "load_data",
@@ -138,7 +145,7 @@ class _Fields:
     # The stored data JSON while `data` is not decoded yet, else None.
     _text: str | None
     # The events read with this one, decoded together on the first read of one (note 2).
-    _page: list[RecordedEvent] | None
+    _page: weakref.ReferenceType[Page] | None
 
 
 class RecordedEvent(_Fields):
@@ -165,7 +172,8 @@ class RecordedEvent(_Fields):
         # Called only for a slot that is not set: `data` of a stored event not read yet.
         if name != "data":
             raise AttributeError(f"'RecordedEvent' object has no attribute {name!r}")
-        page = self._page
+        held = self._page
+        page = None if held is None else held()
         if page is not None:
             try:
                 with gc_paused():
@@ -232,6 +240,13 @@ class RecordedEvent(_Fields):
 
         value: dict[str, Any] = json.loads(encode_event(self))
         return value
+
+
+class Page(list["RecordedEvent"]):
+    """The events of one read, as the store returns them: a list its undecoded events
+    refer to weakly, to decode together (note 2)."""
+
+    __slots__ = ("__weakref__",)
 
 
 class _Filling(_Fields):
@@ -330,10 +345,11 @@ def new_stored(
     text: str,
     meta: Meta,
     recorded_at: datetime,
-    page: list[RecordedEvent],
+    page: weakref.ReferenceType[Page],
 ) -> RecordedEvent:
     """A stored event of a known type at its current schema, its data JSON `text`
-    validated by its model on first use, with the rest of `page` (notes 1, 2)."""
+    validated by its model on first use, with the rest of the page `page` refers to
+    (notes 1, 2)."""
     event = _new(_Filling)
     event.position = position
     event.stream_id = stream_id

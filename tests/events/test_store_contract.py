@@ -9,6 +9,7 @@ joins by adding itself there.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -589,6 +590,38 @@ async def test_lenient_reads_return_unknown_types_as_unknown_event(store_factory
     assert [e.unknown for e in fresh] == [False, True, False]
     assert events[1].to_json_dict()["data"] == {"to": "mars"}
     assert [e.position async for e in store.iter_all(lenient=True, page=1)] == [1, 2, 3]
+
+
+async def test_a_page_read_and_dropped_leaves_nothing_to_the_cyclic_collector(
+    store: EventStore,
+) -> None:
+    # Its events refer to their page weakly (`events/_envelope.py`, note 2): dropped with
+    # none of its data read, as the API's pages and SSE catch-up do, it is freed at once.
+    await store.append("agent-a", [command("a", n) for n in range(50)])
+    gc.collect()
+    gc.disable()
+    try:
+        page = await store.read_all()
+        assert {e.type for e in page} == {"AgentCommanded"}  # nothing decoded
+        del page
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    kept = (await store.read_all())[7]  # the page is dropped at once
+    assert kept.data == command("a", 7).data  # an event kept apart decodes on its own
+
+
+async def test_reading_one_events_data_decodes_its_page_while_the_page_is_held(
+    store: EventStore,
+) -> None:
+    # The page the store returns is the one its events refer to (not a copy, which
+    # would leave each event to decode alone): `_text` is the data not decoded yet.
+    await store.append("agent-a", [command("a", n) for n in range(5)])
+    page = await store.read_all()
+    assert all(e._text is not None for e in page)
+    assert page[0].data == command("a", 0).data
+    assert all(e._text is None for e in page)
+    assert [e.data for e in page] == [command("a", n).data for n in range(5)]
 
 
 async def test_a_stored_row_that_no_longer_decodes_names_its_position(store_factory) -> None:
