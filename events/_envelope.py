@@ -26,8 +26,9 @@ Notes (do not fix without reading this):
    the page. A strong reference made each page and its events a reference
    cycle, which only the cyclic collector frees: a fold that reads none of
    a page's data left every such page to it, and its collections were a
-   fifth of a fleet rebuild's CPU (`BENCHMARKS.md`, seventh pass). Once the
-   reader drops the page, an event kept apart decodes on its own.
+   fifth of the CPU of the fleet read model folded from 0 (`BENCHMARKS.md`,
+   seventh pass). Once the reader drops the page, an event kept apart
+   decodes on its own.
 3. The store makes a `RecordedEvent` for every event it appends or reads, so
    making one is kept cheap: its slots live in `_Fields`, and `_Filling`, a
    subclass with the same layout that does not forbid assignment, is filled
