@@ -323,13 +323,13 @@ class PostgresEventStore:
     async def import_run(self, run_id: str, events: Iterable[ImportedEvent]) -> int:
         """Write another log's run in one transaction after the head (`_import.py`).
 
-        `events` is read once, on a worker thread (it may read a file), and held
-        in memory for the transaction. Raises `ImportConflict` when a stream of
-        `events` exists already, `StoreClosed`, `StoreUnavailable`; in every
-        case nothing is written.
+        `events` is iterated once, in chunks, on worker threads (it may read a
+        file): a run of any size is written with one chunk of it in memory.
+        Raises `ImportConflict` when a stream of `events` exists already,
+        `StoreClosed`, `StoreUnavailable`; in every case nothing is written.
         """
         writer = self._writing()
-        batch = await asyncio.to_thread(tuple, events)
+        batch = events
         tables = self.tables
 
         async def run(conn: asyncpg.Connection) -> int:

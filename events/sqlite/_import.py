@@ -17,7 +17,8 @@ Notes (do not fix without reading this):
    fleet relies on that.
 3. The events are taken in chunks from an iterable that may read a spool
    file (`events.import_stream`), on a worker thread, so that a run of any
-   size is written with a bounded amount of it in memory. Each chunk's new
+   size is written with a bounded amount of it in memory
+   (`events/_import_chunks.py`, which PostgreSQL's import shares). Each chunk's new
    streams are checked against the log before the chunk is inserted (a
    stream seen in an earlier chunk was checked then); on the first stream
    that exists, the rest is only read to name every such stream, and the
@@ -28,15 +29,13 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
-from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import aiosqlite
 
 from .._decoding import microseconds
+from .._import_chunks import Remap, take_chunk
 from .._store import ImportedEvent
 from ..errors import ImportConflict
 from ._rows import UPSERT_SPAN
@@ -44,8 +43,6 @@ from ._rows import UPSERT_SPAN
 __all__ = ["insert_run"]
 
 _STREAM_BATCH = 500  # stream ids per `IN (...)` (SQLite allows 32766 parameters)
-_CHUNK = 2_000  # events taken from the iterable at once (note 3) ...
-_CHUNK_CHARS = 4 * 1024 * 1024  # ... or fewer, once their data holds this many characters
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, type, schema_version, data, run_id, "
@@ -63,12 +60,12 @@ async def insert_run(
     `ImportConflict` when a stream of `events` exists already.
     """
     ((head,),) = await conn.execute_fetchall("SELECT COALESCE(MAX(position), 0) FROM events")
-    remap = _Remap(int(head))
+    remap = Remap(int(head))
     iterator = iter(events)
     seen: set[str] = set()
     existing: list[str] = []
     while True:
-        chunk = await asyncio.to_thread(_take, iterator)
+        chunk = await asyncio.to_thread(take_chunk, iterator)
         if not chunk:
             break
         new = list(dict.fromkeys(e.stream_id for e in chunk if e.stream_id not in seen))
@@ -76,7 +73,7 @@ async def insert_run(
         existing += await _existing(conn, new)
         if existing:
             continue  # nothing more is inserted; the rest is read to name every conflict
-        params, spans = await asyncio.to_thread(remap.rows, chunk)
+        params, spans = await asyncio.to_thread(_rows, remap, chunk)
         # Dropped before the next chunk is taken: one chunk in memory at a time.
         del chunk
         await conn.executemany(_INSERT, params)
@@ -85,17 +82,6 @@ async def insert_run(
     if existing:
         raise ImportConflict(run_id, existing)
     return int(head) + 1
-
-
-def _take(iterator: Iterator[ImportedEvent]) -> list[ImportedEvent]:
-    chunk: list[ImportedEvent] = []
-    chars = 0
-    for event in itertools.islice(iterator, _CHUNK):
-        chunk.append(event)
-        chars += len(event.data)
-        if chars >= _CHUNK_CHARS:
-            break
-    return chunk
 
 
 async def _existing(conn: aiosqlite.Connection, streams: list[str]) -> list[str]:
@@ -110,43 +96,25 @@ async def _existing(conn: aiosqlite.Connection, streams: list[str]) -> list[str]
     return found
 
 
-class _Remap:
-    """New positions after `head`, and causes remapped, chunk after chunk (note 3)."""
-
-    def __init__(self, head: int) -> None:
-        self.head = head
-        self.old = array("q")  # the old positions so far, increasing: 8 bytes an event
-
-    def rows(
-        self, events: list[ImportedEvent]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """The rows to insert (positions and causation ids remapped) and their spans."""
-        old = self.old
-        spans: dict[tuple[str, str], list[int]] = {}
-        params = []
-        for event in events:
-            old.append(event.position)
-            position = self.head + len(old)
-            meta = event.meta
-            for kind, key in (("run", meta.run_id), ("agent", meta.agent_id)):
-                if key is not None:
-                    span = spans.setdefault((kind, key), [position, position])
-                    span[1] = position
-            params.append(
-                (
-                    position, event.stream_id, event.version, event.type, event.schema_version,
-                    event.data, meta.run_id, meta.agent_id, meta.parent_id,
-                    self.cause(meta.causation_id), meta.correlation_id, meta.source,
-                    microseconds(event.recorded_at),
-                )
-            )  # fmt: skip
-        return params, [(*key, *span) for key, span in spans.items()]
-
-    def cause(self, position: int | None) -> int | None:
-        """The new position of the event at old `position`, if it is one of the run's."""
-        if position is None:
-            return None
-        index = bisect.bisect_left(self.old, position)
-        if index < len(self.old) and self.old[index] == position:
-            return self.head + index + 1
-        return None
+def _rows(
+    remap: Remap, events: list[ImportedEvent]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows to insert (positions and causation ids remapped) and their spans."""
+    spans: dict[tuple[str, str], list[int]] = {}
+    params = []
+    for event in events:
+        position = remap.place(event)
+        meta = event.meta
+        for kind, key in (("run", meta.run_id), ("agent", meta.agent_id)):
+            if key is not None:
+                span = spans.setdefault((kind, key), [position, position])
+                span[1] = position
+        params.append(
+            (
+                position, event.stream_id, event.version, event.type, event.schema_version,
+                event.data, meta.run_id, meta.agent_id, meta.parent_id,
+                remap.cause(meta.causation_id), meta.correlation_id, meta.source,
+                microseconds(event.recorded_at),
+            )
+        )  # fmt: skip
+    return params, [(*key, *span) for key, span in spans.items()]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import random
+import tracemalloc
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,6 +49,7 @@ from events import (
     parse_export,
     read_run,
 )
+from events._import_chunks import CHUNK
 
 
 def command(agent: str, n: int, *, run: str = "run-1") -> NewEvent:
@@ -938,6 +942,65 @@ async def test_import_of_a_run_whose_streams_exist_writes_nothing(store: EventSt
     assert (caught.value.run_id, caught.value.streams) == ("run-x", ("agent-x",))
     assert await store.head() == 1
     assert await store.stream_version("run-x") == 0
+
+
+def a_long_run(count: int, *, prompt: str = "go") -> Iterator[ImportedEvent]:
+    """`count` events of agents x0, x1, x2 taken in turn, from old position 100 in steps of
+    3, each caused by the event of the same agent 30 positions before it (in an earlier
+    chunk of the import for most), the first ten by an event outside the run; made as
+    they are taken, as a spooled export is read."""
+    for i in range(count):
+        agent = f"x{i % 3}"
+        event = AgentCommanded(agent_id=agent, prompt=f"{prompt} {i}")
+        yield imported(100 + 3 * i, f"agent-{agent}", i // 3 + 1, event, cause=10 + 3 * i)
+
+
+async def test_a_run_longer_than_a_chunk_imports_whole_with_its_causes(
+    store: EventStore,
+) -> None:
+    count = 2 * CHUNK + 500  # three chunks (`events/_import_chunks.py`)
+    await store.append("agent-a", [command("a", 0)])
+
+    assert await store.import_run("run-x", a_long_run(count)) == 2
+
+    events = await store.read_all(after=1)
+    assert [e.position for e in events] == list(range(2, count + 2))
+    assert [e.data.prompt for e in events] == [f"go {i}" for i in range(count)]
+    # The cause of event i (old position 10 + 3i) is event i - 30, now at position i - 28.
+    assert [e.meta.causation_id for e in events] == [None] * 30 + list(range(2, count - 28))
+    assert [await store.stream_version(f"agent-x{k}") for k in range(3)] == [
+        len(range(k, count, 3)) for k in range(3)
+    ]
+    assert await store.head() == count + 1
+
+
+async def test_an_import_that_meets_an_existing_stream_late_writes_nothing(
+    store: EventStore,
+) -> None:
+    await store.append("agent-late", [command("late", 0)])
+    late = imported(100 + 3 * 5000, "agent-late", 1, AgentCommanded(agent_id="late", prompt="p"))
+
+    with pytest.raises(ImportConflict) as caught:
+        await store.import_run("run-x", itertools.chain(a_long_run(5000), [late]))
+
+    assert caught.value.streams == ("agent-late",)
+    assert await store.head() == 1
+    assert [await store.stream_version(f"agent-x{k}") for k in range(3)] == [0, 0, 0]
+
+
+async def test_an_import_holds_one_chunk_of_the_run_in_memory(store_factory) -> None:
+    if store_factory.backend == "memory":
+        pytest.skip("the in-memory log holds every event it has, by design")
+    store = await store_factory()
+    run_bytes = 3_000 * 16_000  # 48 MB of data, made as the import takes it
+    tracemalloc.start()
+    try:
+        await store.import_run("run-x", a_long_run(3_000, prompt="p" * 16_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert await store.head() == 3_000
+    assert peak < run_bytes / 3, f"{peak / 2**20:.1f} MiB at the peak"
 
 
 async def test_a_subscriber_is_woken_by_an_import(store: EventStore) -> None:
