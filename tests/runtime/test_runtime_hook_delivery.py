@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -259,14 +259,23 @@ async def test_the_transcript_is_written_as_it_goes_and_hooks_get_its_path(
     assert shapes[-1]["type"] == "create"  # the findings it wrote: Write's object
 
 
-def _read_transcript(seen: list[list[dict[str, Any]]]) -> Any:
-    """A SubagentStop hook keeping the lines of the transcript at `transcript_path`."""
+async def _transcripts_at_subagent_stop(
+    tmp_path: Path, workspace: Path, run: Callable[[Any], Awaitable[Any]]
+) -> tuple[list[list[dict[str, Any]]], Any, list[Any]]:
+    """`run(fleet)` with a SubagentStop hook that reads the file at `transcript_path`: the
+    lines it read at each, the run's result and the log."""
+    seen: list[list[dict[str, Any]]] = []
 
     async def hook(payload: dict[str, Any]) -> None:
         text = await asyncio.to_thread(Path(payload["transcript_path"]).read_text)
         seen.append([json.loads(line) for line in text.splitlines()])
 
-    return hook
+    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        rt.hooks.add_python("SubagentStop", hook)
+        result = await run(rt.fleet)
+        assert result.status == "completed", result.error
+        return seen, result, await rt.store.read_all()
 
 
 async def test_a_subagents_hooks_find_the_calls_that_started_it_in_the_parents_transcript(
@@ -274,13 +283,9 @@ async def test_a_subagents_hooks_find_the_calls_that_started_it_in_the_parents_t
 ) -> None:
     # The orchestrator's lines are written before its calls run, since they start agents
     # (`_tool_calls.py`, note 6): its own hook points have no hooks here to write them.
-    seen: list[list[dict[str, Any]]] = []
-    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
-    async with open_runtime(options) as rt:
-        rt.hooks.add_python("SubagentStop", _read_transcript(seen))
-        result = await run_orchestrator(rt.fleet, TASK)
-        assert result.status == "completed", result.error
-        events = await rt.store.read_all()
+    seen, _, events = await _transcripts_at_subagent_stop(
+        tmp_path, workspace, lambda fleet: run_orchestrator(fleet, TASK)
+    )
     children = [e for e in events if e.type == "AgentCreated" and e.data.parent_id]
     starts = {
         e.data.tool_use_id
@@ -306,12 +311,11 @@ async def test_a_patterns_agents_hooks_get_the_runs_transcript_with_its_task(
 ) -> None:
     # A pattern's orchestrator has no model, but a transcript: its steps' agents are its
     # children, and a hook script reading `transcript_path` finds a file, as in Claude Code.
-    seen: list[list[dict[str, Any]]] = []
-    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=workspace, env={})
-    async with open_runtime(options) as rt:
-        rt.hooks.add_python("SubagentStop", _read_transcript(seen))
-        result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), TASK)
-        assert result.status == "completed", result.error
+    seen, result, _ = await _transcripts_at_subagent_stop(
+        tmp_path,
+        workspace,
+        lambda fleet: run_pattern(fleet, load_pattern("scout-plan-build"), TASK),
+    )
     assert len(seen) == 5  # three scouts, a planner, a builder
     for lines in seen:
         [prompt] = lines
