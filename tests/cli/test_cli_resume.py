@@ -129,7 +129,8 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
     run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
                        *common, cwd=tmp_path)  # fmt: skip
     await _kill_when(run, db, _of("build", "ToolCallCompleted"))
-    assert await _run_statuses(db, capsys) == ["interrupted"]
+    statuses = await _run_statuses(db, capsys)
+    assert statuses == ["interrupted"], await _what_the_log_holds(db)
     resume = await _start("resume", *common, cwd=tmp_path)
     await _kill_when(resume, db, _of("review", "ToolCallCompleted"))
 
@@ -153,6 +154,18 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
     assert len(_commits(workspace)) == 2  # the sample's first commit, and the shipper's
     assert board == expected_board
     assert await _run_statuses(db, capsys) == ["completed"]
+
+
+async def _what_the_log_holds(db: Path) -> str:
+    """For a failure's message: the log's run events and head, and its checkpoints."""
+    async with SQLiteEventStore(db, readonly=True) as store:
+        runs = [
+            (e.position, e.type) for e in await store.read_all() if e.stream_id.startswith("run-")
+        ]
+        checkpoints = {
+            n: c.position for n, c in (await store.checkpoints.load_checkpoints()).items()
+        }
+        return f"run events {runs}, head {await store.head()}, checkpoints {checkpoints}"
 
 
 async def _run_statuses(db: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
