@@ -240,8 +240,9 @@ class AgentsQuery(_Changes):
     limit: int | None = _limit()
 
 
-class BoardQuery(_Polled):
-    """`GET /v1/board`: the tasks that match every filter, in all six columns."""
+class BoardQuery(_Changes):
+    """`GET /v1/board`: the tasks that match every filter, in all six columns (a task's
+    card changed at its last move: the last entry of its `history`)."""
 
     run_id: FilterText | None = Field(default=None, description="only tasks of this run")
     agent_id: FilterText | None = Field(

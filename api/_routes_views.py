@@ -10,8 +10,9 @@ scoped by the same parameters wherever they make sense:
     at                               the view as of a past position (time travel)
     min_position, wait               answer once the view reflects a position (long poll)
     after, limit                     page a list; pass `next` back as `after`
-    changed_after                    agents and runs: the cards changed after a position (a
-                                     client holding the list as of P asks for the rest)
+    changed_after                    agents, runs and the board: the cards changed after a
+                                     position (a client holding the list as of P asks for
+                                     the rest; a task changes when it moves)
 
 Every answer carries `Fleet-Position` and an `ETag`; `If-None-Match` gives 304
 (`_polling.py`). A filter naming a run or an agent that does not exist gives an
@@ -24,10 +25,11 @@ Notes (do not fix without reading this):
    agents and runs are only ever appended to their lists (a deleted agent
    stays, as "deleted"), so a cursor means the same thing on every page, with
    any filter, at any past position.
-2. A page of agents (or runs), or the agents a scoped fleet view totals, are
-   cut from the state's records, filtered on the fields their cards copy as
-   they are (a run record's `agents` is a dict where its card has a list:
-   `in` reads both); only their cards are made. Making every card to serve fifty took
+2. A page of agents (or runs), the agents a scoped fleet view totals, or
+   the tasks of a filtered board, are cut from the state's records,
+   filtered on the fields their cards copy as they are (a run record's
+   `agents` is a dict where its card has a list: `in` reads both); only
+   their cards are made. Making every card to serve fifty took
    0.25 s at 8,565 agents (a 1M-event log, `BENCHMARKS.md`).
 3. An answer is validated and serialized with the cyclic garbage collector
    paused (as the runner makes views, `projections/_runner.py`, note 5): a
@@ -47,7 +49,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from events import gc_paused
-from projections import AgentsProjection, GraphProjection, RunsProjection, fleet_totals
+from projections import (
+    COLUMNS,
+    AgentsProjection,
+    BoardProjection,
+    GraphProjection,
+    RunsProjection,
+    fleet_totals,
+)
 from runtime.errors import AgentNotFound
 
 from ._bodies import parse_query
@@ -233,7 +242,9 @@ def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]],
     return keep
 
 
-def _check_changed_after(app: Services, q: AgentsQuery | RunsQuery, at: int | None) -> None:
+def _check_changed_after(
+    app: Services, q: AgentsQuery | RunsQuery | BoardQuery, at: int | None
+) -> None:
     """400 for a `changed_after` beyond the log's position (one beyond `at` fails validation)."""
     if at is None and q.changed_after is not None and q.changed_after > app.runner.position:
         raise HTTPProblem(
@@ -333,17 +344,29 @@ async def get_board(request: Request) -> Response:
     q = query(BoardQuery, request)
 
     def keep(t: Mapping[str, Any]) -> bool:
-        return (q.run_id is None or t["run_id"] == q.run_id) and (
-            q.agent_id is None or t["assignee"] == q.agent_id
+        return (
+            (q.run_id is None or t["run_id"] == q.run_id)
+            and (q.agent_id is None or t["assignee"] == q.agent_id)
+            # A task's card changes when it is created or moved: its history's last entry.
+            and (q.changed_after is None or t["history"][-1]["position"] > q.changed_after)
         )
 
     async def render(at: int | None) -> BaseModel:
-        view = await _view(app, "board", at)
-        if q.run_id is not None or q.agent_id is not None:
-            columns = [{**c, "tasks": [t for t in c["tasks"] if keep(t)]} for c in view["columns"]]
-            count = sum(len(c["tasks"]) for c in columns)
-            view = {**view, "count": count, "columns": columns}
-        return _valid(Board, view)
+        _check_changed_after(app, q, at)
+        if q.run_id is None and q.agent_id is None and q.changed_after is None:
+            return _valid(Board, await _view(app, "board", at))
+        if isinstance(app.runner.projection("board"), BoardProjection):
+            # Cut from the records, only the kept tasks' cards made (note 2).
+            records = (await _state(app, "board", at))["tasks"].values()
+            with gc_paused():  # note 3
+                tasks = [BoardProjection.task_view(t) for t in records if keep(t)]
+        else:
+            view = await _view(app, "board", at)
+            tasks = [t for c in view["columns"] for t in c["tasks"] if keep(t)]
+        columns = [
+            {"name": name, "tasks": [t for t in tasks if t["column"] == name]} for name in COLUMNS
+        ]
+        return _valid(Board, {"count": len(tasks), "columns": columns})
 
     return await _respond(request, app, q, render)
 
@@ -443,7 +466,8 @@ operations: list[Operation] = [
     Operation(
         "GET", "/v1/board", "Task board",
         "Tasks by column (PLAN, BUILD, REVIEW, SHIP, DONE, FAILED; always all six), filtered "
-        "by run and assignee. " + POLLING,
+        "by run and assignee; with `changed_after`, only the tasks created or moved since. "
+        + POLLING,
         query=BoardQuery, response=Board, errors=(400,), conditional=True, tag="views",
     ),
     Operation(

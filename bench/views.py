@@ -192,12 +192,12 @@ async def gzip_rows(
 async def what_a_dashboard_asks(
     client: httpx.AsyncClient, clear: Callable[[], None], head: int, repeat: int
 ) -> None:
-    """What a dashboard asks for instead of whole views: the agents and runs changed after P
-    (`?changed_after=P`, P some events behind), and the graph of the latest 8 runs; now and as
+    """What a dashboard asks for instead of whole views: the agents, runs and tasks changed
+    after P (`?changed_after=P`, P some events behind), and the graph of the latest 8 runs; now and as
     of past positions in the second half of the log (each request at a new one)."""
     print("\nthe cards changed after P instead of every card (?changed_after=P), ms:")
     print(f"  {'list':<8}{'P is behind by':<16}{'now':>9}{'cards':>8}{'bytes':>11}{'past':>9}")
-    for name in ("agents", "runs"):
+    for name in ("agents", "runs", "board"):
         for behind in (300, 3_000, 30_000):
             url = f"/v1/{name}?changed_after={head - behind}"
             now, _ = await median_request_ms(client, url, repeat, before=clear)

@@ -26,7 +26,10 @@
  *    changed after P are those that differ: when there are at most BACK_CAP,
  *    only they are asked for, by id, as of P (`?agent_id=`, `?run_id=`
  *    repeated), and those the answer lacks were made after P; else, or after a
- *    failed round, the list is asked for whole.
+ *    failed round, the list is asked for whole. The board of every run (no run
+ *    picked; 1 MB at 1,404 runs) is brought forward the same way, with the
+ *    tasks created or moved after P, each put in its column in the order the
+ *    tasks were created; moved back, it is asked for whole.
  */
 (function () {
   "use strict";
@@ -93,7 +96,7 @@
     showAll: false,
     names: window.fleetLib.names,
     stats: { received: 0, duplicates: 0, reconnects: 0, gaps: [], refreshes: 0,
-      deltas: { agents: 0, runs: 0 }, backs: { agents: 0, runs: 0 } },
+      deltas: { agents: 0, runs: 0, board: 0 }, backs: { agents: 0, runs: 0 } },
   };
   window.fleetDashboard = S;
 
@@ -256,12 +259,15 @@
         const stale = held && !since[n] ? S.views[n][n].filter((c) => c.position > at) : null;
         back[n] = stale && stale.length <= BACK_CAP ? stale.map((c) => c.id) : null;
       }
+      // The board of every run, brought forward with the tasks moved since (note 4).
+      const heldBoard = !run && S.views.board && S.scopes.board === "" && S.positions.board;
+      since.board = heldBoard && (live || at >= heldBoard) ? heldBoard : null;
       // With no run picked, the graph of the runs it draws only (graph.js).
       const calls = names.map((n) => back[n] && !back[n].length
         ? Promise.resolve({ body: { [n]: [] }, position: at }) // nothing changed since `at`
         : api("v1/" + n,
           n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
-            : SCOPED.has(n) ? { ...params, run_id: run }
+            : SCOPED.has(n) ? { ...params, run_id: run, changed_after: n === "board" ? since.board : null }
               : since[n] ? { ...params, changed_after: since[n] }
                 : back[n] ? { ...params, [n === "agents" ? "agent_id" : "run_id"]: back[n] } : params));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
@@ -271,8 +277,9 @@
         names.forEach((n) => dirty.add(n)); // stale: ask again for where the user is now
       } else {
         names.forEach((n, i) => {
-          S.views[n] = since[n] ? withChanged(n, S.views[n], results[i].body)
-            : back[n] ? withBack(n, S.views[n], back[n], results[i].body) : results[i].body;
+          S.views[n] = n === "board" ? (since.board ? withMoved(S.views.board, results[i].body) : results[i].body)
+            : since[n] ? withChanged(n, S.views[n], results[i].body)
+              : back[n] ? withBack(n, S.views[n], back[n], results[i].body) : results[i].body;
           S.positions[n] = results[i].position;
           S.scopes[n] = SCOPED.has(n) ? run : "";
         });
@@ -285,7 +292,7 @@
     } catch (e) {
       failed = true;
       names.forEach((n) => dirty.add(n));
-      for (const n of CHANGES) if (names.includes(n)) delete S.positions[n]; // whole next time (note 4)
+      for (const n of [...CHANGES, "board"]) if (names.includes(n)) delete S.positions[n]; // whole next time (note 4)
       if (!(e instanceof ApiError && e.status === 401)) console.warn("fleet: refresh failed", e);
     } finally {
       inflight = false;
@@ -304,6 +311,20 @@
     for (const a of changed[name]) cards.set(a.id, a);
     const list = [...cards.values()];
     return { count: list.length, [name]: list, next: null };
+  }
+
+  // The board held, with the tasks of `moved` (created or moved since) out of the column they
+  // were in and into theirs, each column in the order its tasks were created (note 4).
+  function withMoved(heldBoard, moved) {
+    S.stats.deltas.board += 1;
+    const ids = new Set(moved.columns.flatMap((c) => c.tasks.map((t) => t.id)));
+    const created = (t) => t.history[0].position;
+    const columns = heldBoard.columns.map((col, i) => ({
+      name: col.name,
+      tasks: [...col.tasks.filter((t) => !ids.has(t.id)), ...moved.columns[i].tasks]
+        .sort((a, b) => created(a) - created(b)),
+    }));
+    return { count: columns.reduce((n, c) => n + c.tasks.length, 0), columns };
   }
 
   // The list `name` held, taken back to an earlier position: of the cards `stale` names

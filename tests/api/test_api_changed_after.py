@@ -1,5 +1,6 @@
-"""`GET /v1/agents?changed_after=P` and `/v1/runs?changed_after=P`: the cards that changed
-after P, so a client holding the list as of P brings it up to date without every card again."""
+"""`GET /v1/agents?changed_after=P`, `/v1/runs?changed_after=P` and `/v1/board?changed_after=P`:
+the cards that changed after P, so a client holding the list as of P brings it up to date
+without every card again."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from events import (
     NewEvent,
     RecordedEvent,
     SQLiteEventStore,
+    TaskCreated,
+    TaskMoved,
     Usage,
 )
 
@@ -214,8 +217,72 @@ async def test_bad_changed_after_is_400_and_says_why(
     client: httpx.AsyncClient, store: SQLiteEventStore, query: str, says: str
 ) -> None:
     await seed(store)
-    for name in ("agents", "runs"):
+    for name in ("agents", "runs", "board"):
         response = await client.get(f"/v1/{name}{query}")
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert says in json.dumps(response.json())
+
+
+async def _board_log(store: SQLiteEventStore) -> list[int]:
+    """Two runs' tasks created, moved forward, sent back and finished, between other events
+    (the runs' agents): every position of the log."""
+    await seed(store, run_id="r1", agents=2)  # its task r1-t1: PLAN, then BUILD
+    await seed(store, run_id="r2", agents=1)
+    moves = [
+        ("r3-t1", TaskCreated(task_id="r3-t1", title="third", column="PLAN")),
+        ("r1-t1", TaskMoved(task_id="r1-t1", column="REVIEW", assignee="r1-a0")),
+        ("r1-t1", TaskMoved(task_id="r1-t1", column="BUILD", reason="changes requested")),
+        ("r2-t1", TaskMoved(task_id="r2-t1", column="FAILED", reason="gave up")),
+        ("r3-t1", TaskMoved(task_id="r3-t1", column="BUILD", artifacts=["a.py"])),
+        ("r1-t1", TaskMoved(task_id="r1-t1", column="DONE")),
+    ]
+    for task, moved in moves:
+        await store.append(f"task-{task}", [NewEvent(moved, Meta(run_id=task[:2]))])
+        await seed(store, run_id=f"x{await store.head()}", agents=1)  # and other events between
+    return list(range(0, await store.head() + 1))
+
+
+def _board_merged(held: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+    """What a client does with the answer: each changed task out of the column it was in and
+    into its own, in the order the tasks were created (their history's first position)."""
+    moved = {t["id"] for c in changed["columns"] for t in c["tasks"]}
+    columns = []
+    for old, new in zip(held["columns"], changed["columns"], strict=True):
+        tasks = [t for t in old["tasks"] if t["id"] not in moved] + new["tasks"]
+        tasks.sort(key=lambda t: t["history"][0]["position"])
+        columns.append({"name": old["name"], "tasks": tasks})
+    return {"count": sum(len(c["tasks"]) for c in columns), "columns": columns}
+
+
+async def test_the_board_at_p_with_the_tasks_moved_after_p_is_the_board_now(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    positions = await _board_log(store)
+    now = await _list(client, "board", f"?min_position={positions[-1]}")
+    # r3-t1 and the six other runs' tasks in BUILD, r1-t1 DONE, r2-t1 FAILED.
+    assert [len(c["tasks"]) for c in now["columns"]] == [0, 7, 0, 0, 1, 1]
+    for p in positions:
+        held = await _list(client, "board", f"?at={p}")
+        changed = await _list(client, "board", f"?changed_after={p}")
+        assert _board_merged(held, changed) == now, f"after {p}"
+        tasks = [t for c in changed["columns"] for t in c["tasks"]]
+        assert changed["count"] == len(tasks)
+        assert all(t["history"][-1]["position"] > p for t in tasks)
+    for q in positions[::5]:  # a time slider moved forward from P to Q
+        then = await _list(client, "board", f"?at={q}")
+        for p in positions[: q + 1 : 4]:
+            held = await _list(client, "board", f"?at={p}")
+            changed = await _list(client, "board", f"?at={q}&changed_after={p}")
+            assert _board_merged(held, changed) == then, f"from {p} to {q}"
+
+
+async def test_the_tasks_moved_after_p_of_one_run(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    positions = await _board_log(store)
+    middle = positions[len(positions) // 2]
+    changed = await _list(client, "board", f"?changed_after={middle}&run_id=r1")
+    assert [
+        (c["name"], [t["id"] for t in c["tasks"]]) for c in changed["columns"] if c["tasks"]
+    ] == [("DONE", ["r1-t1"])]

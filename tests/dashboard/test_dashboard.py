@@ -24,7 +24,15 @@ from dash_support import (
 )
 
 from api import ApiConfig
-from events import AgentCreated, Meta, NewEvent, RunStarted, SQLiteEventStore, TaskCreated
+from events import (
+    AgentCreated,
+    Meta,
+    NewEvent,
+    RunStarted,
+    SQLiteEventStore,
+    TaskCreated,
+    TaskMoved,
+)
 from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
 
 pytestmark = pytest.mark.browser
@@ -203,12 +211,12 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         positions = await feed_shows(page, head)
         assert sorted(positions) == list(range(1, head + 1))
         await assert_page_matches_api(page, server.url)
-        # Live, the agents and runs were brought forward with the cards changed since the
-        # lists the page held, not asked for whole again; what it holds is each whole list
-        # (app.js, note 4).
+        # Live, the agents, the runs and the board were brought forward with the cards
+        # changed since the lists the page held, not asked for whole again; what it holds is
+        # each whole list (app.js, note 4).
         deltas = (await page.evaluate("window.fleetDashboard.stats"))["deltas"]
-        assert deltas["agents"] >= 1 and deltas["runs"] >= 1
-        for name in ("agents", "runs"):
+        assert deltas["agents"] >= 1 and deltas["runs"] >= 1 and deltas["board"] >= 1
+        for name in ("agents", "runs", "board"):
             assert any(f"/v1/{name}?" in u and "changed_after=" in u for u in page.requested)
             held = await page.evaluate(f"window.fleetDashboard.views.{name}")
             at = await page.evaluate(f"window.fleetDashboard.positions.{name}")
@@ -506,10 +514,29 @@ async def test_a_board_column_of_many_runs_shows_its_latest_tasks_and_how_many_a
         assert shown == [t["id"] for t in column["tasks"]][-120:]
         older = page.locator(f'.board-column[data-column="{column["name"]}"] .older-tasks')
         assert await older.text_content() == "10 older tasks not shown: pick a run"
+        # Tasks moved live, out of creation order, and a new one: the page brings the board
+        # it holds forward with those tasks only, each in its column in creation order.
+        for i in (129, 5, 3):
+            meta = Meta(run_id=f"run-task{i:03d}")
+            await store.append(
+                f"task-t{i:03d}", [NewEvent(TaskMoved(task_id=f"t{i:03d}", column="BUILD"), meta)]
+            )
+        await store.append(
+            "task-t130",
+            [NewEvent(TaskCreated(task_id="t130", title="late"), Meta(run_id="run-task000"))],
+        )
+        head = await store.head()
+        await settled(page, head)
+        assert (await page.evaluate(READ_BOARD))["BUILD"] == ["t003", "t005", "t129"]
+        assert any("/v1/board?" in u and "changed_after=" in u for u in page.requested)
+        held = await page.evaluate("window.fleetDashboard.views.board")
+        assert held == await get_json(
+            server.url, "/v1/board", at=await page.evaluate("window.fleetDashboard.positions.board")
+        )
         await page.select_option("#run-picker", "run-task000")
         await page.wait_for_function(
             "() => [...document.querySelectorAll('#board .task-card')].map(t => t.dataset.taskId)"
-            ".join() === 't000'",
+            ".join() === 't000,t130'",
             timeout=TIMEOUT_MS,
         )  # fmt: skip
         assert await page.locator("#board .older-tasks").count() == 0
