@@ -262,14 +262,9 @@
       // The board of every run, brought forward with the tasks moved since (note 4).
       const heldBoard = !run && S.views.board && S.scopes.board === "" && S.positions.board;
       since.board = heldBoard && (live || at >= heldBoard) ? heldBoard : null;
-      // With no run picked, the graph of the runs it draws only (graph.js).
       const calls = names.map((n) => back[n] && !back[n].length
         ? Promise.resolve({ body: { [n]: [] }, position: at }) // nothing changed since `at`
-        : api("v1/" + n,
-          n === "graph" && !run ? { ...params, latest_runs: window.fleetGraph.RUN_CAP }
-            : SCOPED.has(n) ? { ...params, run_id: run, changed_after: n === "board" ? since.board : null }
-              : since[n] ? { ...params, changed_after: since[n] }
-                : back[n] ? { ...params, [n === "agents" ? "agent_id" : "run_id"]: back[n] } : params));
+        : api("v1/" + n, query(n, params, run, since, back)));
       const cursor = live ? null : api("v1/events", { after: Math.max(0, at - 1), until: at, limit: 1 });
       const results = await Promise.all(calls);
       const at_event = cursor ? (await cursor).body.events[0] : null;
@@ -277,9 +272,7 @@
         names.forEach((n) => dirty.add(n)); // stale: ask again for where the user is now
       } else {
         names.forEach((n, i) => {
-          S.views[n] = n === "board" ? (since.board ? withMoved(S.views.board, results[i].body) : results[i].body)
-            : since[n] ? withChanged(n, S.views[n], results[i].body)
-              : back[n] ? withBack(n, S.views[n], back[n], results[i].body) : results[i].body;
+          S.views[n] = merged(n, S.views[n], results[i].body, since, back);
           S.positions[n] = results[i].position;
           S.scopes[n] = SCOPED.has(n) ? run : "";
         });
@@ -301,6 +294,23 @@
       lastRound = Date.now() + (failed ? 1500 : Math.min(3000, 2 * (S.stats.renderMs || 0)));
       schedule();
     }
+  }
+
+  // What a round asks of view `n`: with `since[n]`, what changed after it; with `back[n]`,
+  // those cards as of the position (note 4).
+  function query(n, params, run, since, back) {
+    if (n === "graph" && !run) return { ...params, latest_runs: window.fleetGraph.RUN_CAP }; // graph.js
+    if (SCOPED.has(n)) return { ...params, run_id: run, changed_after: n === "board" ? since.board : null };
+    if (since[n]) return { ...params, changed_after: since[n] };
+    if (back[n]) return { ...params, [n === "agents" ? "agent_id" : "run_id"]: back[n] };
+    return params;
+  }
+
+  // View `n` after a round: the answer `body` merged into what was held, or the answer itself.
+  function merged(n, held, body, since, back) {
+    if (since[n]) return n === "board" ? withMoved(held, body) : withChanged(n, held, body);
+    if (back[n]) return withBack(n, held, back[n], body);
+    return body;
   }
 
   // The list `name` held, with the cards of `changed` in place of theirs and new ones after
