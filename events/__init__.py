@@ -56,6 +56,7 @@ from ._envelope import (
     RecordedEvent,
     Source,
     load_data,
+    peek,
 )
 from ._export import export_lines, export_run, import_run, read_run
 from ._export_format import (
@@ -181,6 +182,7 @@ __all__ = [
     "open_store",
     "owner_alive",
     "parse_export",
+    "peek",
     "process_owner",
     "read_export",
     "read_run",

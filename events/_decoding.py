@@ -83,6 +83,7 @@ class RowDecoder:
         page = Page()  # its lazy events refer to it (`_envelope.py` note 2)
         held = weakref.ref(page)
         append = page.append
+        unknowns = 0
         for row in rows:
             key = row[6:12]
             meta = metas.get(key)
@@ -97,7 +98,9 @@ class RowDecoder:
                 append(new_stored(row[0], row[1], row[2], type_, row[5], meta, self._last_at, held))
             else:
                 data = self._slow_data(row, lenient)
+                unknowns += type(data) is UnknownEvent
                 append(new_recorded(row[0], row[1], row[2], data, meta, self._last_at))
+        page.unknowns = unknowns
         return page
 
     def _meta(self, key: tuple[Any, ...]) -> Meta:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -67,6 +67,7 @@ __all__ = [
     "new_appended",
     "new_recorded",
     "new_stored",
+    "peek",
     "resolved_meta",
 ]
 
@@ -245,9 +246,15 @@ class RecordedEvent(_Fields):
 
 class Page(list["RecordedEvent"]):
     """The events of one read, as the store returns them: a list its undecoded events
-    refer to weakly, to decode together (note 2)."""
+    refer to weakly, to decode together (note 2).
 
-    __slots__ = ("__weakref__",)
+    `unknowns`: how many of them are `UnknownEvent`s, set by the store's decoder
+    (unset on a page made elsewhere): a fold of a page with none skips asking
+    each event (`RecordedEvent.unknown`, a Python call an event).
+    """
+
+    __slots__ = ("__weakref__", "unknowns")
+    unknowns: int
 
 
 class _Filling(_Fields):
@@ -365,6 +372,14 @@ def new_stored(
 
 
 _VALIDATORS = {name: cls.__pydantic_validator__.validate_json for name, cls in EVENT_TYPES.items()}
+
+
+def peek(event: RecordedEvent, validate_json: Callable[[str], Any]) -> Any:
+    """The event's data if it is decoded, else `validate_json` of its stored JSON: a model
+    of a few of its fields, to tell whether to decode it at all. The event is left as it
+    was (undecoded stays undecoded). Raises what `validate_json` raises."""
+    text = _get_text(event)
+    return _get_data(event) if text is None else validate_json(text)
 
 
 def load_data(events: Iterable[RecordedEvent]) -> None:

@@ -71,12 +71,19 @@ from events import (
 
 from ._agent_record import AgentRecord, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
+from ._gates import Gate
 from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status
 
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
 
 SYSTEM_MESSAGES = 5
 _BLOCKING = frozenset({"block", "deny"})
+
+
+def _hook_matters(d: Any) -> bool:
+    """Whether a hook event changes a card: it blocked, or said something (`d` is the
+    data, or the gate's model of these two fields)."""
+    return d.decision in _BLOCKING or bool(d.system_message)
 
 
 class AgentsState(TypedDict):
@@ -106,6 +113,10 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "TelemetryReceived",
         }
     )
+
+    # Most hook events neither block nor say anything: a bulk fold decodes only those that
+    # do (`_gates.py`); `_hook_invoked` makes the same test for the live fold.
+    gates = (Gate(HookInvoked, ("decision", "system_message"), _hook_matters),)
 
     def __init__(self) -> None:
         super().__init__()
@@ -370,7 +381,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             produced[intern(path)] = None
 
     def _hook_invoked(self, state: AgentsState, event: RecordedEvent, d: HookInvoked) -> None:
-        if d.agent_id is None or (d.decision not in _BLOCKING and not d.system_message):
+        if d.agent_id is None or not _hook_matters(d):
             return
         r = self._get(state, event, d.agent_id)
         if r is None:

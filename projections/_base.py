@@ -63,6 +63,10 @@ class Projection(Protocol[S]):
     `types`, the event classes `apply` folds (None: all), lets the runner skip
     the rest; `apply_all(state, events) -> state` folds a page of events in
     one call and raises `ProjectionFailed` naming the event that failed.
+    Neither is given an event whose data is an `UnknownEvent`: the runner and
+    its folds log those and skip them for every projection. A third, `gates`
+    (`_gates.py`), lets bulk folds skip events of a type without decoding
+    them when a few of their fields say `apply` would change nothing.
     """
 
     name: str

@@ -144,9 +144,7 @@ class FleetProjection(FoldProjection[FleetState]):
         count = 0
         event: RecordedEvent | None = None
         try:
-            for event in events:
-                if event.unknown:
-                    continue
+            for event in events:  # never an unknown one (`Projection`)
                 if event.recorded_at is not at:
                     if at is not None:
                         _count(state, at, count)

@@ -67,7 +67,12 @@ steps = st.lists(
             st.integers(0, 4000),
         ),
         st.tuples(st.just("tool"), agent, st.integers(0, 4), st.booleans(), st.booleans()),
-        st.tuples(st.just("hook"), agent, st.sampled_from(["allow", "deny", "block", "none"])),
+        st.tuples(
+            st.just("hook"),
+            agent,
+            st.sampled_from(["allow", "deny", "block", "none"]),
+            st.sampled_from([None, "", "said"]),  # what the hook asked to show, if anything
+        ),
         st.tuples(st.just("wait"), agent, st.lists(agent, min_size=1, max_size=3)),
         st.tuples(st.just("wake"), agent, st.integers(0, 5000), st.lists(agent, max_size=2)),
         st.tuples(st.just("compact"), agent, st.integers(0, 500)),
@@ -189,6 +194,7 @@ def build(ops: Sequence[tuple[Any, ...]]) -> list[tuple[str, NewEvent]]:
                 agent_id=a,
                 tool_use_id=f"u{n - 1}",
                 decision=args[1],
+                system_message=args[2],
             )
         elif op == "wait":
             data = AgentWaiting(agent_id=a, on=[f"a{i}" for i in args[1]])

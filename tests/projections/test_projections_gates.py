@@ -1,0 +1,109 @@
+"""Gates: a bulk fold decodes and folds a hook event only when it can change an agent's card."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from events import (
+    AgentCreated,
+    HookInvoked,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    SQLiteEventStore,
+    StoreError,
+)
+from projections import AgentsProjection, ProjectionRunner
+from projections._checkpoints import Snapshots
+from projections._folding import Slot, fold_page
+
+
+def hook(n: int, decision: str = "allow", said: str | None = None) -> NewEvent:
+    data = HookInvoked(
+        point="PreToolUse",
+        kind="python",
+        agent_id="a1",
+        tool_use_id=f"u{n}",
+        decision=decision,  # type: ignore[arg-type]
+        system_message=said,
+    )
+    return NewEvent(data, Meta(agent_id="a1"))
+
+
+def created() -> NewEvent:
+    data = AgentCreated(agent_id="a1", name="scout", role="scout", model="m", workspace="/ws")
+    return NewEvent(data, Meta(agent_id="a1"))
+
+
+HOOKS = [
+    hook(1),
+    hook(2, "none"),
+    hook(3, "block"),
+    hook(4, "none", "careful with that file"),
+    hook(5, "deny"),
+    hook(6, "none", ""),  # an empty message says nothing
+    hook(7),
+]
+# Positions (after the AgentCreated at 1) of the hook events that change the card.
+MATTER = {4, 5, 6}
+
+
+def decoded(event: RecordedEvent) -> bool:
+    """Whether the event's data was decoded (a read event keeps its JSON until then)."""
+    return event._text is None  # type: ignore[attr-defined]
+
+
+async def test_a_rebuild_folds_the_hook_events_that_block_or_say_something(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        await store.append("agent-a1", [created(), *HOOKS])
+        async with ProjectionRunner(store) as runner:  # folded from 0: the bulk path
+            card = runner.view("agents")["agents"][0]
+            assert card["blocked_calls"] == 2
+            assert [m["text"] for m in card["system_messages"]] == ["careful with that file"]
+            reference = AgentsProjection()
+            state = reference.initial()
+            for event in await store.read_all():
+                state = reference.apply(state, event)
+            assert runner.view("agents") == reference.view(state)
+
+
+async def test_a_fold_decodes_no_hook_event_that_changes_no_card(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        await store.append("agent-a1", [created(), *HOOKS])
+        page = await store.read_all()
+        projection = AgentsProjection()
+        slot = Slot(projection, projection.initial())
+        fold_page(page, [slot], Snapshots(0, 1), {}, quiet=False)
+        hooks = page[1:]
+        assert {e.position for e in hooks if decoded(e)} == MATTER
+        assert slot.state["agents"]["a1"]["blocked_calls"] == 2
+        assert slot.position == len(page)
+
+
+async def test_a_hook_event_that_does_not_decode_fails_the_fold_naming_its_position(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("agent-a1", [created(), hook(1)])
+    # A row whose gate field is not one the model allows, as a damaged file would hold.
+    bad = {"type": "HookInvoked", "point": "PreToolUse", "kind": "python", "decision": "maybe"}
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
+            "source, recorded_at) VALUES (3, 'agent-a1', 3, 'HookInvoked', 2, ?, 'runtime', ?)",
+            (json.dumps(bad), time.time_ns() // 1000),
+        )
+    async with SQLiteEventStore(path) as store:
+        page = await store.read_all()
+        projection = AgentsProjection()
+        with pytest.raises(StoreError, match="position 3"):
+            fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
