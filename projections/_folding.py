@@ -6,10 +6,13 @@ its own). `fold` reads the log after the slots' positions and folds it in.
 
 Notes (do not fix without reading this):
 1. Bulk folds (catch-up at start, rebuild, time travel) read the log a page
-   at a time through the store (which decodes on its reader thread) and fold
-   each page on the event loop, the next page being read meanwhile: the loop
-   is held for one page (a few milliseconds) at a time, never for the whole
-   log.
+   at a time through the store and fold each page on the event loop: the
+   loop is held for one page (a few milliseconds) at a time, never for the
+   whole log. The next page's read is asked for before a page folds; its
+   query reaches the store's thread when the loop next turns, and SQLite
+   needs the GIL for each row it returns, so the two overlap little (a turn
+   of the loop before folding, to start the read sooner, measured no gain:
+   `BENCHMARKS.md`, eighth pass).
 2. The cyclic garbage collector is paused while a page is folded, as the
    store does while it decodes one (`events/_decoding.py`, note 3): a fold
    makes many small containers and no cycles, and a collection walking a
