@@ -29,6 +29,9 @@ class Gate:
     def __init__(
         self, cls: type[EventModel], fields: tuple[str, ...], wanted: Callable[[Any], bool]
     ) -> None:
+        unknown = set(fields) - set(cls.model_fields)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
         self.type_name: str = cls.model_fields["type"].default
         fields_only = create_model(  # type: ignore[call-overload]
             f"{cls.__name__}Gate",

@@ -22,6 +22,7 @@ from events import (
 from projections import AgentsProjection, ProjectionRunner
 from projections._checkpoints import Snapshots
 from projections._folding import Slot, fold_page
+from projections._gates import Gate
 
 
 def hook(n: int, decision: str = "allow", said: str | None = None) -> NewEvent:
@@ -107,3 +108,8 @@ async def test_a_hook_event_that_does_not_decode_fails_the_fold_naming_its_posit
         projection = AgentsProjection()
         with pytest.raises(StoreError, match="position 3"):
             fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
+
+
+def test_a_gate_on_a_field_the_event_does_not_have_is_refused() -> None:
+    with pytest.raises(ValueError, match="HookInvoked has no field decison"):
+        Gate(HookInvoked, ("decison",), lambda d: True)
