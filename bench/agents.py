@@ -20,7 +20,10 @@ Figures:
 - the baselines, measured in the same run on one scout's recorded requests:
   the same requests sent straight through `ModelClient.respond` (no agent, no
   log, no tools), and through a bare `AsyncAnthropic().messages.create` (the
-  SDK alone, not streamed) and `messages.stream` (the SDK's own accumulator).
+  SDK alone, not streamed) and `messages.stream` (the SDK's own accumulator);
+  then the SDK over aiohttp, as the runtime makes its clients
+  (`runtime/_client.py`, note 6): `messages.create`, and a streamed `create`
+  whose bytes are read and not parsed (the least a streamed request costs).
 - 1, 100 and 1,000 agents at once (one event loop, one log): steps/s, the
   runtime's overhead per step as each agent sees it (its appends, including
   the wait for a group commit, hooks, the conversation) beside the model
@@ -31,7 +34,9 @@ Figures:
   concurrency, the CPU per request of `ModelClient.respond` alone and of the
   bare SDK loop, and the runtime's CPU per step above that bare SDK loop: the
   SDK's own request cost is a floor the runtime cannot go under while every
-  model call goes through it.
+  model call goes through it. Above it twice: the SDK as a user makes it
+  (`AsyncAnthropic()`, over httpx), and the SDK over aiohttp as the runtime
+  makes it (what the runtime adds to the same transport).
 
 The machine has 2 cores and other work may be running: the figures are
 indicative. Nothing here is a test.
@@ -50,10 +55,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anthropic import AsyncAnthropic
+from anthropic import AsyncAnthropic, DefaultAioHttpClient
 
 from events import SQLiteEventStore
 from hooks import HookDispatcher
@@ -291,18 +297,34 @@ async def baseline(client: ModelClient, requests: Requests, n: int = 1) -> tuple
 
 
 async def bare_sdk(
-    sdk: AsyncAnthropic, params: list[dict[str, object]], n: int = 1, *, stream: bool = False
+    sdk: AsyncAnthropic,
+    params: list[dict[str, object]],
+    n: int = 1,
+    *,
+    how: Literal["create", "stream", "bytes"] = "create",
 ) -> tuple[float, float]:
-    """(CPU, wall) ms per request of the SDK alone: `messages.create`, or `messages.stream`."""
+    """(CPU, wall) ms per request of the SDK alone: `messages.create`, `messages.stream` and
+    its final message, or a streamed `create` whose bytes are read and not parsed (the least
+    a streamed request costs through the SDK)."""
 
     async def send(k: int, i: int) -> None:
-        if stream:
+        if how == "stream":
             async with sdk.messages.stream(**params[i]) as s:  # type: ignore[arg-type]
                 await s.get_final_message()
+        elif how == "bytes":
+            raw = sdk.messages.with_streaming_response.create(**params[i], stream=True)  # type: ignore[call-overload]
+            async with raw as response:
+                async for _ in response.iter_bytes():
+                    pass
         else:
             await sdk.messages.create(**params[i])  # type: ignore[call-overload]
 
     return await _timed(n, len(params), send)
+
+
+def _above(rows: list[dict[str, float]], floors: list[tuple[float, float]]) -> float:
+    """The median, trial by trial, of the runtime's CPU a step above a baseline's a request."""
+    return statistics.median(r["cpu_ms"] - f[0] for r, f in zip(rows, floors, strict=True))
 
 
 async def main(sizes: Sizes) -> None:
@@ -322,10 +344,17 @@ async def main(sizes: Sizes) -> None:
             await sequential(store, client, workspace, "warm", 3, None)
 
             plain, bare, hooked = [], [], []
-            base, sdk_create, sdk_stream = [], [], []
-            # as ModelClient.from_env makes its SDK client (a 5 s connect timeout is too short
-            # for 1,000 connections opened at once)
+            base, sdk_create, sdk_stream, aio_create, aio_bytes = [], [], [], [], []
+            # as a user makes one: the SDK's default transport (httpx); a 600 s timeout as
+            # ModelClient.from_env's (5 s to connect is too short for 1,000 connections at once)
             sdk = AsyncAnthropic(api_key=SIMULATOR_API_KEY, base_url=url, timeout=600.0)
+            # as ModelClient.from_env makes its own: the same SDK over aiohttp
+            aio = AsyncAnthropic(
+                api_key=SIMULATOR_API_KEY,
+                base_url=url,
+                timeout=600.0,
+                http_client=DefaultAioHttpClient(timeout=600.0),
+            )
             for t in range(sizes.trials):
                 plain.append(
                     await sequential(store, client, workspace, f"plain{t}", sizes.sequential, None)
@@ -345,7 +374,9 @@ async def main(sizes: Sizes) -> None:
                 for _ in range(sizes.repeats):
                     base.append(await baseline(client, requests))
                     sdk_create.append(await bare_sdk(sdk, params))
-                    sdk_stream.append(await bare_sdk(sdk, params, stream=True))
+                    sdk_stream.append(await bare_sdk(sdk, params, how="stream"))
+                    aio_create.append(await bare_sdk(aio, params))
+                    aio_bytes.append(await bare_sdk(aio, params, how="bytes"))
             med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
             print(
                 f"per step, one agent at a time ({sizes.sequential} agents x 4 steps, "
@@ -371,6 +402,8 @@ async def main(sizes: Sizes) -> None:
                 ("ModelClient.respond, no agent, no log", base),
                 ("bare SDK: AsyncAnthropic().messages.create", sdk_create),
                 ("bare SDK: messages.stream + get_final_message", sdk_stream),
+                ("bare SDK over aiohttp: messages.create", aio_create),
+                ("bare SDK over aiohttp: streamed, bytes read", aio_bytes),
             ]:
                 print(f"  {label:44}{wall(rows):>8.2f}{cpu(rows):>8.2f}")
             print(
@@ -382,25 +415,27 @@ async def main(sizes: Sizes) -> None:
             print(
                 f"  {'agents':>6}{'steps/s':>9}{'overhead':>10}{'appends':>10}{'model':>10}"
                 f"{'wall s':>8} |{'CPU/step':>9}{'respond':>9}{'bare SDK':>9}{'above SDK':>10}"
+                f"{'aiohttp':>9}{'above it':>9}"
             )
             for n in sizes.concurrency:
-                rows, alone, floor = [], [], []
+                rows, alone, floor, aio_floor = [], [], [], []
                 requests = await recorded(store, "plain0")
                 params = requests.sdk_params(client)
                 for t in range(sizes.trials):
                     rows.append(await concurrent(store, client, workspace, f"c{n}-{t}", n))
                     alone.append(await baseline(client, requests, n))
                     floor.append(await bare_sdk(sdk, params, n))
-                above = statistics.median(
-                    r["cpu_ms"] - f[0] for r, f in zip(rows, floor, strict=True)
-                )
+                    aio_floor.append(await bare_sdk(aio, params, n))
+
                 print(
                     f"  {n:>6,}{med(rows, 'steps_s'):>9.0f}{med(rows, 'overhead_ms'):>10.2f}"
                     f"{med(rows, 'append_ms'):>10.2f}{med(rows, 'model_ms'):>10.2f}"
                     f"{med(rows, 'wall_s'):>8.2f} |{med(rows, 'cpu_ms'):>9.2f}"
-                    f"{cpu(alone):>9.2f}{cpu(floor):>9.2f}{above:>10.2f}"
+                    f"{cpu(alone):>9.2f}{cpu(floor):>9.2f}{_above(rows, floor):>10.2f}"
+                    f"{cpu(aio_floor):>9.2f}{_above(rows, aio_floor):>9.2f}"
                 )
             await sdk.close()
+            await aio.close()
             print(
                 "  left of |: as each agent sees it (waits included).\n"
                 "  CPU/step: the runtime's overhead a step, the runtime process's CPU time per\n"
@@ -408,7 +443,9 @@ async def main(sizes: Sizes) -> None:
                 "  respond, bare SDK: CPU per request of the same scout's requests, as many at once,\n"
                 "    through ModelClient.respond and through AsyncAnthropic().messages.create.\n"
                 "  above SDK: CPU/step minus bare SDK, same trial (median): the runtime's own\n"
-                "    cost beyond the SDK's per-request floor."
+                "    cost beyond the SDK's per-request floor, the SDK as a user makes it.\n"
+                "  aiohttp, above it: the same with the SDK over aiohttp, as the runtime makes it\n"
+                "    (runtime/_client.py, note 6): what the runtime adds to the same transport."
             )
 
 
