@@ -7,7 +7,9 @@ Run from the repository root::
 
 Workload: scouts on the sample repository (rename `count_words`), each one
 model call per step, 4 steps and 6 tool calls per agent (grep, four reads, a
-write), every step appended to a SQLite log in a temporary folder. The model
+write), every step appended to a SQLite log in a temporary folder. Each
+measurement's agents work in a fresh copy of the sample repository (a scout
+greps all of it, so the notes of earlier trials would slow the next). The model
 is the offline simulator, in a process of its own (so that its CPU does not
 count as the runtime's), reached through the official SDK over loopback.
 
@@ -177,12 +179,14 @@ def _split(stats: list[AgentStats]) -> dict[str, float]:
 async def sequential(
     store: SQLiteEventStore,
     client: ModelClient,
-    workspace: Path,
+    root: Path,
     run: str,
     n: int,
     hooks: HookDispatcher | None,
     transcript: bool = True,
 ) -> dict[str, float]:
+    """`n` scouts one after another, in a copy of the sample repository of their own."""
+    workspace = await prepare_workspace(root / run)
     agents = await _agents(store, client, workspace, run, n, hooks, transcript)
     for agent in agents:
         outcome = await agent.run_until_idle()
@@ -199,12 +203,17 @@ def rounds(n: int) -> int:
 
 
 async def concurrent(
-    store: SQLiteEventStore, client: ModelClient, workspace: Path, run: str, n: int
+    store: SQLiteEventStore, client: ModelClient, root: Path, run: str, n: int
 ) -> dict[str, float]:
-    """`n` agents at once, `rounds(n)` times (the clocks run only while agents do)."""
+    """`n` agents at once, `rounds(n)` times (the clocks run only while agents do).
+
+    Each round's agents work in a fresh copy of the sample repository: the scouts
+    grep the whole of it, so the notes of earlier rounds would make each round's
+    tools slower than the last (1,000 more files a round at 1,000 agents)."""
     cpu = wall = 0.0
     stats = []
     for r in range(rounds(n)):
+        workspace = await prepare_workspace(root / f"{run}r{r}")
         agents = await _agents(store, client, workspace, f"{run}r{r}", n, None)
         started_cpu, started = time.process_time(), time.perf_counter()
         outcomes = await asyncio.gather(*(a.run_until_idle() for a in agents))
@@ -329,7 +338,7 @@ def _above(rows: list[dict[str, float]], floors: list[tuple[float, float]]) -> f
 
 async def main(sizes: Sizes) -> None:
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess() as url:
-        workspace = await prepare_workspace(Path(tmp) / "repo")
+        root = Path(tmp) / "repos"
         async with (
             SQLiteEventStore(Path(tmp) / "fleet.db") as store,
             ModelClient.from_env(simulator_base_url=url, env={}) as client,
@@ -341,7 +350,7 @@ async def main(sizes: Sizes) -> None:
                 f"fleet agent runtime, {os.cpu_count()} cores, simulator in its own process: {url}"
             )
             print("(offline simulator: its answers are scripted; figures are indicative)\n")
-            await sequential(store, client, workspace, "warm", 3, None)
+            await sequential(store, client, root, "warm", 3, None)
 
             plain, bare, hooked = [], [], []
             base, sdk_create, sdk_stream, aio_create, aio_bytes = [], [], [], [], []
@@ -357,17 +366,13 @@ async def main(sizes: Sizes) -> None:
             )
             for t in range(sizes.trials):
                 plain.append(
-                    await sequential(store, client, workspace, f"plain{t}", sizes.sequential, None)
+                    await sequential(store, client, root, f"plain{t}", sizes.sequential, None)
                 )
                 bare.append(
-                    await sequential(
-                        store, client, workspace, f"bare{t}", sizes.sequential, None, False
-                    )
+                    await sequential(store, client, root, f"bare{t}", sizes.sequential, None, False)
                 )
                 hooked.append(
-                    await sequential(
-                        store, client, workspace, f"hooked{t}", sizes.sequential, hooks
-                    )
+                    await sequential(store, client, root, f"hooked{t}", sizes.sequential, hooks)
                 )
                 requests = await recorded(store, f"plain{t}")
                 params = requests.sdk_params(client)
@@ -422,7 +427,7 @@ async def main(sizes: Sizes) -> None:
                 requests = await recorded(store, "plain0")
                 params = requests.sdk_params(client)
                 for t in range(sizes.trials):
-                    rows.append(await concurrent(store, client, workspace, f"c{n}-{t}", n))
+                    rows.append(await concurrent(store, client, root, f"c{n}-{t}", n))
                     alone.append(await baseline(client, requests, n))
                     floor.append(await bare_sdk(sdk, params, n))
                     aio_floor.append(await bare_sdk(aio, params, n))

@@ -21,6 +21,12 @@ its default synchronous=FULL), measured in the same run, two ways:
   `asyncio.to_thread` (a blocking fsync on the event loop is not allowed), and
   decode what it reads into the same pydantic events.
 
+Two more baselines print beside them: raw `sqlite3` on the same pre-encoded rows
+(the physical limit), and the same raw loop through aiosqlite (one appender and
+batches): the least an append costs while SQLite is reached through aiosqlite,
+the project's rule, whose every call is a round trip to the connection's thread.
+Its ratio to the recorder is the most any store on aiosqlite could reach.
+
 Both use one stream per appender and optimistic concurrency on every append
 (eventsourcing's primary key on (originator_id, originator_version), fleet's
 `expected_version`). fleet's read figures are `iter_all`, whose events decode
@@ -55,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import aiosqlite
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
@@ -201,6 +208,45 @@ def raw_batches(path: Path, size: int, count: int) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return size * count / elapsed
+
+
+async def aio_single(path: Path, total: int) -> float:
+    """`raw_single` through aiosqlite: one INSERT a transaction, awaited, on pre-encoded rows.
+
+    The least one append costs on aiosqlite's thread (the project's rule): one round trip
+    to it and back, around SQLite's insert and fsync."""
+    rows = [("agent-0", v, "ToolCallCompleted", raw_payload(v, 0)) for v in range(1, total + 1)]
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await aio_prepare(conn)
+        start = time.perf_counter()
+        for row in rows:
+            await conn.execute(RAW_INSERT, row)  # autocommit: one fsync each
+        elapsed = time.perf_counter() - start
+    return total / elapsed
+
+
+async def aio_batches(path: Path, size: int, count: int) -> float:
+    """`raw_batches` through aiosqlite: BEGIN, `executemany`, COMMIT, on pre-encoded rows."""
+    batches = [
+        [(f"agent-{b}", v, "ToolCallCompleted", raw_payload(v, b)) for v in range(1, size + 1)]
+        for b in range(count)
+    ]
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await aio_prepare(conn)
+        start = time.perf_counter()
+        for batch in batches:
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.executemany(RAW_INSERT, batch)
+            await conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    return size * count / elapsed
+
+
+async def aio_prepare(conn: aiosqlite.Connection) -> None:
+    """As `raw_connect`: WAL, synchronous=FULL, the raw table."""
+    await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute("PRAGMA synchronous = FULL")
+    await conn.execute(RAW_SCHEMA)
 
 
 def raw_read(path: Path, total: int) -> float:
@@ -395,6 +441,7 @@ class Row:
     recorder: float
     like_for_like: float
     raw: float | None  # raw sqlite3 on pre-encoded rows (None: not measured)
+    aio: float | None  # the same through aiosqlite (None: not measured)
     aim: str
 
 
@@ -418,28 +465,36 @@ def measure(sizes: Sizes) -> list[Row]:
     rows: list[Row] = []
     t = sizes.trials
     for concurrency, total in sizes.single_total.items():
-        fleet, raw, typed, bare = medians(
+        fleet, raw, typed, bare, aio = medians(
             t,
             lambda p, c=concurrency, n=total: asyncio.run(fleet_single(p, c, n)),
             lambda p, c=concurrency, n=total: es_single(p, c, n),
             lambda p, c=concurrency, n=total: asyncio.run(es_single_typed(p, c, n)),
             # One thread, one transaction at a time: concurrency does not apply.
             (lambda p, n=total: raw_single(p, n)) if concurrency == 1 else None,
+            (lambda p, n=total: asyncio.run(aio_single(p, n))) if concurrency == 1 else None,
         )
         aim = ">= 25,000/s" if concurrency == 64 else "> baseline"
         rows.append(
-            Row(f"append 1 event, {concurrency} concurrent", *_known(fleet, raw, typed), bare, aim)
+            Row(
+                f"append 1 event, {concurrency} concurrent",
+                *_known(fleet, raw, typed),
+                bare,
+                aio,
+                aim,
+            )
         )
     for size, count in sizes.batches.items():
-        fleet, raw, typed, bare = medians(
+        fleet, raw, typed, bare, aio = medians(
             t,
             lambda p, s=size, n=count: asyncio.run(fleet_batches(p, s, n)),
             lambda p, s=size, n=count: es_batches(p, s, n),
             lambda p, s=size, n=count: asyncio.run(es_batches_typed(p, s, n)),
             lambda p, s=size, n=count: raw_batches(p, s, n),
+            lambda p, s=size, n=count: asyncio.run(aio_batches(p, s, n)),
         )
         rows.append(
-            Row(f"append batches of {size:,}", *_known(fleet, raw, typed), bare, "> recorder")
+            Row(f"append batches of {size:,}", *_known(fleet, raw, typed), bare, aio, "> recorder")
         )
     n = sizes.read_events
     for data in (False, True):
@@ -451,9 +506,9 @@ def measure(sizes: Sizes) -> list[Row]:
             lambda p: raw_read(p, n),
         )
         rows.append(
-            Row(f"read_all {n:,}, every data decoded", *_known(fleet, raw, typed), bare, "—")
+            Row(f"read_all {n:,}, every data decoded", *_known(fleet, raw, typed), bare, None, "—")
             if data
-            else Row(f"read_all {n:,}", *_known(fleet, raw, typed), bare, ">= 0.8x raw+json")
+            else Row(f"read_all {n:,}", *_known(fleet, raw, typed), bare, None, ">= 0.8x raw+json")
         )
     return rows
 
@@ -473,6 +528,9 @@ def render(rows: list[Row]) -> str:
         "fleet ÷ like for like",
         "raw sqlite3",
         "fleet ÷ raw",
+        "raw through aiosqlite",
+        "÷ recorder",
+        "fleet ÷ it",
         "aim",
     )
     lines = [header] + [
@@ -485,6 +543,9 @@ def render(rows: list[Row]) -> str:
             f"{r.fleet / r.like_for_like:.2f}x",
             "—" if r.raw is None else f"{r.raw:,.0f}",
             "—" if r.raw is None else f"{r.fleet / r.raw:.2f}x",
+            "—" if r.aio is None else f"{r.aio:,.0f}",
+            "—" if r.aio is None else f"{r.aio / r.recorder:.2f}x",
+            "—" if r.aio is None else f"{r.fleet / r.aio:.2f}x",
             r.aim,
         )
         for r in rows
