@@ -324,7 +324,7 @@ async def bare_sdk(
             raw = sdk.messages.with_streaming_response.create(**params[i], stream=True)  # type: ignore[call-overload]
             async with raw as response:
                 async for _ in response.iter_bytes():
-                    pass
+                    pass  # every byte read, none parsed: the floor of a streamed request
         else:
             await sdk.messages.create(**params[i])  # type: ignore[call-overload]
 
