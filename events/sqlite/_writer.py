@@ -486,6 +486,7 @@ class GroupWriter:
         width, flat, now_us = numbered.width, numbered.flat, numbered.now_us
         first = head = numbered.head
         extend = flat.extend
+        tail = (0, 0) if width == PENDING_PARAMS else ()
         for item in group:
             stream = item.stream_id
             actual = versions[stream]
@@ -495,21 +496,29 @@ class GroupWriter:
             ):
                 placed.append(VersionConflict(stream, expected, actual))
                 continue
-            count = len(item.events)
-            encoded = resolved(item.encoded, head + 1)  # causes given as -k (`events._encoding`)
+            encoded = item.encoded
+            if encoded.relative:  # causes given as -k (`events._encoding`, note 5)
+                encoded = resolved(encoded, head + 1)
+            count = len(encoded.data)
             _widen(spans, encoded.segments, head + 1, head + count)
             placed.append((item, head + 1, actual + 1))
-            if width:
-                tail = (0, 0) if width == PENDING_PARAMS else ()
+            if not width:
+                head += count
+                actual += count
+            elif count == 1:  # most appends: no loop, no zip
+                head += 1
+                actual += 1
+                data = encoded.data[0]
+                extend((head, stream, actual, now_us, encoded.types[0], encoded.schemas[0], data))
+                extend(encoded.metas[0])
+                extend(tail)
+            else:
                 for type_, schema, data, meta in zip(
                     encoded.types, encoded.schemas, encoded.data, encoded.metas, strict=True
                 ):
                     head += 1
                     actual += 1
                     extend((head, stream, actual, now_us, type_, schema, data, *meta, *tail))
-            else:
-                head += count
-                actual += count
             versions[stream] = actual
         numbered.head = head
         if width == PENDING_PARAMS:
@@ -566,16 +575,19 @@ def _widen(
     last: int,
 ) -> None:
     """Widen `spans` by an append's events at positions `first..last`."""
+    if len(segments) == 1:  # one run and agent id for the whole append (most appends)
+        [(_, run, agent)] = segments
+        # `setdefault` makes the span of a new id, or gives the one there to widen.
+        if run:
+            spans.setdefault(("run", run), [first, last])[1] = last
+        if agent:
+            spans.setdefault(("agent", agent), [first, last])[1] = last
+        return
     ends = [start for start, _, _ in segments[1:]] + [last - first + 1]
     for (start, run, agent), end in zip(segments, ends, strict=True):
         for key in (("run", run), ("agent", agent)):
-            if not key[1]:
-                continue
-            span = spans.get(key)
-            if span is None:
-                spans[key] = [first + start, first + end - 1]
-            else:
-                span[1] = first + end - 1
+            if key[1]:
+                spans.setdefault(key, [first + start, first + end - 1])[1] = first + end - 1
 
 
 def _one_statement(numbered: _Numbered, placed: list[_Placed]) -> tuple[str, list[Any]] | None:
