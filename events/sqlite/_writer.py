@@ -220,7 +220,9 @@ class GroupWriter:
         self._on_commit = on_commit
         self._busy_timeout_ms = busy_timeout_ms
         self._queue: deque[PendingAppend | Job] = deque()
-        self._wake = asyncio.Event()
+        # What the writer awaits while it has nothing to do; `_ring` resolves it. (A bare
+        # future: an `asyncio.Event` costs a future and its own bookkeeping each wait.)
+        self._idle: asyncio.Future[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_us = 0
@@ -239,7 +241,7 @@ class GroupWriter:
             item.future.set_exception(StoreClosed())
             return
         self._queue.append(item)
-        self._wake.set()
+        self._ring()
 
     async def stop(self) -> None:
         """Commit what is queued, then close the connection and end the task.
@@ -248,13 +250,19 @@ class GroupWriter:
         was queued and closes its connection.
         """
         self._stopping = True
-        self._wake.set()
+        self._ring()
         task = self._task
         if task is not None:
             await asyncio.wait([task])  # unlike `await task`, never cancels the writer
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 raise error
+
+    def _ring(self) -> None:
+        """Wake the writer if it is waiting for work."""
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     # -- the writer task -----------------------------------------------------
 
@@ -265,8 +273,8 @@ class GroupWriter:
                 if not queue:
                     if self._stopping:
                         break
-                    self._wake.clear()
-                    await self._wake.wait()
+                    self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
                     continue
                 group = self._take()
                 if not group:
