@@ -161,6 +161,7 @@ class _Numbered:
     versions: dict[str, int]  # each stream's version after the group
     now_us: int
     head: int = 0  # the last position after the group
+    conflicts: int = 0  # how many of `placed` are conflicts
 
 
 @dataclass(slots=True)
@@ -385,7 +386,7 @@ class GroupWriter:
                 version = 0  # a new stream, or version 1 is taken and the INSERT fails
             versions[stream] = version
         numbered = self._numbering(group, versions, known.head)
-        if any(type(placed) is VersionConflict for placed in numbered.placed):
+        if numbered.conflicts:
             return None
         return numbered
 
@@ -430,7 +431,9 @@ class GroupWriter:
         (note 7). Every other error rolls back and is raised.
         """
         width, flat = numbered.width, numbered.flat
-        placed = [p for p in numbered.placed if type(p) is not VersionConflict]
+        placed = numbered.placed
+        if numbered.conflicts:
+            placed = [p for p in placed if type(p) is not VersionConflict]
         statement = _one_statement(numbered, placed) if placed else None
         try:
             if not placed:
@@ -503,6 +506,7 @@ class GroupWriter:
                 actual != 0 if expected is NO_STREAM else expected != actual
             ):
                 placed.append(VersionConflict(stream, expected, actual))
+                numbered.conflicts += 1
                 continue
             encoded = item.encoded
             if encoded.relative:  # causes given as -k (`events._encoding`, note 5)
