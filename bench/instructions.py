@@ -1,0 +1,250 @@
+"""Instructions per append and per agent step, counted by callgrind: the same on a busy machine.
+
+Run from the repository root::
+
+    .venv/bin/python bench/instructions.py                  # this checkout
+    .venv/bin/python bench/instructions.py --base HEAD~3    # and another commit, side by side
+    .venv/bin/python bench/instructions.py --only append-1,step
+
+Times on a shared 2-core machine move by a fifth between runs a minute apart;
+the instructions a piece of code executes do not (the same code, inputs and
+environment give the same count to 0.1%). Each workload runs in a child
+process under `valgrind --tool=callgrind --instr-atstart=no
+--separate-threads=yes`, which counts user-space instructions of every thread
+of the process; the child switches counting on only around the measured part
+(`callgrind_control -i on|off`, from a worker thread), after a warm-up. The
+figures: instructions per unit on the event loop's thread, on the other
+threads (aiosqlite's connection threads, `asyncio.to_thread`'s workers) and
+in all. What they do not count: the kernel (system calls, fsync), the waits,
+and anything in another process (the model simulator runs in its own). The
+other threads' count includes the worker thread that switches counting off
+(about half a million instructions a workload: 1,000 an append of `append-1`).
+
+Workloads (each on a fresh SQLite log in a temporary folder):
+
+- `append-1`: one appender, 500 appends of one event (a typical tool call);
+- `append-64`: 64 appenders at once, 40 appends of one event each;
+- `batch-100`, `batch-1000`: appends of 100 and 1,000 events to new streams;
+- `step`: 10 scouts one after another on the offline simulator, as
+  `bench/agents.py` runs them (4 steps each: a model call, its tools, events).
+
+With `--base REV`, the commit `REV` is unpacked (`git archive`) into a
+temporary folder and each workload runs on both trees in turn; the last
+column is this checkout's count over the base's. Needs valgrind (`apt-get
+install valgrind`); a run takes a minute or two. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Run as a script, this file's folder comes first on sys.path, where bench/hooks.py would
+# shadow the `hooks` package: take it off. The child gets the tree it measures, then its
+# bench folder (for `append` and `agents`), on PYTHONPATH.
+if sys.path and Path(sys.path[0]).resolve() == HERE:
+    del sys.path[0]
+WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step")
+UNITS = {"step": "step", "batch-100": "event", "batch-1000": "event"}
+
+
+# -- in the child, under callgrind ---------------------------------------------------------
+
+
+def _count(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        capture_output=True,
+        check=False,
+    )
+
+
+async def _measured(part: Callable[[], Awaitable[int]]) -> int:
+    """Run `part` with counting on; its number of units."""
+    await asyncio.to_thread(_count, True)
+    try:
+        return await part()
+    finally:
+        await asyncio.to_thread(_count, False)
+
+
+async def _appends(path: Path, concurrency: int, per: int) -> int:
+    from append import make_event  # bench/append.py of the tree measured
+
+    from events import open_store
+
+    warm = 5
+    events = [[make_event(i, a) for i in range(per + warm)] for a in range(concurrency)]
+    async with open_store(path) as store:
+
+        async def appender(a: int, versions: range) -> None:
+            for version in versions:
+                await store.append(f"agent-{a}", [events[a][version]], expected_version=version)
+
+        async def run(versions: range) -> int:
+            async with asyncio.TaskGroup() as tg:
+                for a in range(concurrency):
+                    tg.create_task(appender(a, versions))
+            return concurrency * len(versions)
+
+        await run(range(warm))
+        return await _measured(lambda: run(range(warm, warm + per)))
+
+
+async def _batches(path: Path, size: int, count: int) -> int:
+    from append import make_event
+
+    from events import open_store
+
+    batches = [[make_event(i, b) for i in range(size)] for b in range(count + 2)]
+    async with open_store(path) as store:
+        for b in range(2):
+            await store.append(f"agent-{b}", batches[b], expected_version=0)
+
+        async def run() -> int:
+            for b in range(2, count + 2):
+                await store.append(f"agent-{b}", batches[b], expected_version=0)
+            return size * count
+
+        return await _measured(run)
+
+
+async def _steps(tmp: Path, scouts: int) -> int:
+    import agents as bench  # bench/agents.py of the tree measured
+
+    from events import SQLiteEventStore
+    from runtime import ModelClient, prepare_workspace
+
+    repos = tmp / "repos"
+    with bench.SimulatorProcess() as url:
+        async with (
+            SQLiteEventStore(tmp / "fleet.db") as store,
+            ModelClient.from_env(simulator_base_url=url, env={}) as client,
+        ):
+            await bench.sequential(store, client, repos, "warm", 2, None)
+            workspace = await prepare_workspace(repos / "measured")
+            agents = await bench._agents(store, client, workspace, "measured", scouts, None)
+
+            async def run() -> int:
+                for agent in agents:
+                    await agent.run_until_idle()
+                return sum(agent.stats.steps for agent in agents)
+
+            return await _measured(run)
+
+
+def child(workload: str, units_file: Path) -> None:
+    """Run one workload (this process is under callgrind); write its number of units."""
+
+    async def main() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fleet.db"
+            match workload:
+                case "append-1":
+                    return await _appends(path, 1, 500)
+                case "append-64":
+                    return await _appends(path, 64, 40)
+                case "batch-100":
+                    return await _batches(path, 100, 30)
+                case "batch-1000":
+                    return await _batches(path, 1_000, 6)
+                case "step":
+                    return await _steps(Path(tmp), 10)
+            raise ValueError(f"unknown workload {workload!r}")
+
+    units_file.write_text(str(asyncio.run(main())))
+
+
+# -- in the parent -------------------------------------------------------------------------
+
+
+def count(tree: Path, workload: str) -> tuple[int, int]:
+    """(event loop's thread, other threads) instructions per unit of `workload` in `tree`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, units = Path(tmp) / "cg.out", Path(tmp) / "units"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "bench")])}
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(tree / "bench" / "instructions.py"),
+                "--child",
+                workload,
+                str(units),
+            ],
+            env=env,
+            cwd=tree,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        n = int(units.read_text())
+        totals = {}
+        for part in Path(tmp).glob("cg.out-*"):  # one file per thread: cg.out-01, -02, ...
+            for line in part.read_text().splitlines():
+                if line.startswith("totals:"):
+                    totals[int(part.name.rsplit("-", 1)[1])] = int(line.split()[1])
+    loop = totals.pop(1, 0)  # thread 1: the main thread, which runs the event loop
+    return loop // n, sum(totals.values()) // n
+
+
+def _unpacked(rev: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "archive", rev], cwd=HERE.parent, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    # The base's own bench may predate this file: measure it with this one.
+    shutil.copy(HERE / "instructions.py", into / "bench" / "instructions.py")
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", help="a commit to measure beside this checkout")
+    parser.add_argument("--only", help=f"comma-separated workloads, of {', '.join(WORKLOADS)}")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("bench/instructions.py needs valgrind (apt-get install valgrind)")
+    workloads = args.only.split(",") if args.only else list(WORKLOADS)
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        sys.exit(f"unknown workloads: {', '.join(sorted(unknown))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"this checkout": HERE.parent}
+        if args.base:
+            trees[args.base] = _unpacked(args.base, Path(tmp))
+        print("callgrind, instructions per unit (user space; event loop's thread + others)")
+        header = "| workload | unit | " + " | ".join(
+            f"{name}: loop + others = all" for name in trees
+        )
+        print(header + (" | this ÷ base |" if args.base else " |"))
+        print("|" + "---|" * (2 + len(trees) + bool(args.base)))
+        for workload in workloads:
+            cells, alls = [], []
+            for tree in trees.values():
+                loop, others = count(tree, workload)
+                cells.append(f"{loop:,} + {others:,} = {loop + others:,}")
+                alls.append(loop + others)
+            ratio = f" | {alls[0] / alls[1]:.3f} |" if args.base else " |"
+            unit = UNITS.get(workload, "append")
+            print(f"| {workload} | {unit} | " + " | ".join(cells) + ratio, flush=True)
+
+
+if __name__ == "__main__":
+    main()
