@@ -218,7 +218,8 @@ def _encode_columns(batch: tuple[NewEvent, ...], limit: int) -> Encoded | None:
 
 
 def _encode_one(stream_id: str, event: NewEvent, limit: int) -> Encoded:
-    """An append of one event: what `_encode_each` gives, without its loop (note 6)."""
+    """An append of one event: what `_encode_each` gives, without its loop (note 6), and
+    `uniform` (one event has one type and one meta)."""
     name, schema, text = _data_json(stream_id, event, limit)
     stored = meta_params(event.meta)  # no earlier event for a cause of -k to name
     return Encoded(

@@ -6,6 +6,7 @@ import pytest
 
 from events import AgentCommanded, Meta, NewEvent, RunStarted, ToolCallCompleted
 from events._encoding import _encode_columns, _encode_each, encode_batch
+from events.errors import EventTooLarge, InvalidEvent
 
 
 def _command(n: int, meta: Meta) -> NewEvent:
@@ -56,3 +57,47 @@ def test_uniform_only_when_every_event_has_the_same_type_and_meta() -> None:
         "types that change": None,
         "a large event": ("ToolCallCompleted", 2, "", "", "", 0, "", "runtime"),
     }
+
+
+@pytest.mark.parametrize("batch", _BATCHES)
+def test_one_event_gives_what_the_loop_gives(batch: str) -> None:
+    # An append of one event takes its own path (`_encode_one`): the same columns, and
+    # `uniform` set, since one event has one type and one meta.
+    event = _BATCHES[batch][-1]
+    one = encode_batch("s", (event,), 1_000)
+    each = _encode_each("s", (event,), 1_000)
+    assert (one.types, one.schemas, one.data, one.metas, one.segments, one.relative) == (
+        each.types,
+        each.schemas,
+        each.data,
+        each.metas,
+        each.segments,
+        each.relative,
+    )
+    assert one.uniform == (one.types[0], one.schemas[0], *one.metas[0])
+
+
+_BAD = {
+    "not a NewEvent": "not an event",
+    "data not an event": NewEvent(Meta(), Meta()),  # type: ignore[arg-type]
+    "an empty run id": NewEvent(AgentCommanded(agent_id="a", prompt="p"), Meta(run_id="")),
+    "a cause of -1 with nothing before it": NewEvent(
+        AgentCommanded(agent_id="a", prompt="p"), Meta(causation_id=-1)
+    ),
+    "an unknown source": NewEvent(
+        AgentCommanded(agent_id="a", prompt="p"),
+        Meta(source="elsewhere"),  # type: ignore[arg-type]
+    ),
+    "too large": NewEvent(AgentCommanded(agent_id="a", prompt="x" * 2_000)),
+}
+
+
+@pytest.mark.parametrize("bad", _BAD)
+def test_one_bad_event_raises_what_the_loop_raises(bad: str) -> None:
+    event = _BAD[bad]
+    with pytest.raises((InvalidEvent, EventTooLarge)) as alone:
+        encode_batch("s", (event,), 1_000)  # type: ignore[arg-type]
+    with pytest.raises((InvalidEvent, EventTooLarge)) as in_loop:
+        _encode_each("s", (event,), 1_000)  # type: ignore[arg-type]
+    assert type(alone.value) is type(in_loop.value)
+    assert str(alone.value) == str(in_loop.value)
