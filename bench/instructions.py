@@ -26,7 +26,10 @@ Workloads (each on a fresh SQLite log in a temporary folder):
 - `append-64`: 64 appenders at once, 40 appends of one event each;
 - `batch-100`, `batch-1000`: appends of 100 and 1,000 events to new streams;
 - `step`: 10 scouts one after another on the offline simulator, as
-  `bench/agents.py` runs them (4 steps each: a model call, its tools, events).
+  `bench/agents.py` runs them (4 steps each: a model call, its tools, events);
+- `rebuild`: the five read models folded from position 0 of a log of 50,000
+  events shaped as `bench/projections.py --shape runs` writes them (the log
+  is written first, uncounted).
 
 With `--base REV`, the commit `REV` is unpacked (`git archive`) into a
 temporary folder and each workload runs on both trees in turn; the last
@@ -52,8 +55,8 @@ HERE = Path(__file__).resolve().parent
 # bench folder (for `append` and `agents`), on PYTHONPATH.
 if sys.path and Path(sys.path[0]).resolve() == HERE:
     del sys.path[0]
-WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step")
-UNITS = {"step": "step", "batch-100": "event", "batch-1000": "event"}
+WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step", "rebuild")
+UNITS = {"step": "step", "batch-100": "event", "batch-1000": "event", "rebuild": "event"}
 
 
 # -- in the child, under callgrind ---------------------------------------------------------
@@ -141,6 +144,36 @@ async def _steps(tmp: Path, scouts: int) -> int:
             return await _measured(run)
 
 
+async def _rebuild(path: Path, events: int) -> int:
+    import importlib.util
+    import random
+
+    from events import SQLiteEventStore
+
+    # bench/projections.py of the tree measured, by path: its name is the package's.
+    spec = importlib.util.spec_from_file_location("bench_projections", _bench("projections.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    async with SQLiteEventStore(path) as store:
+        await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
+    async with SQLiteEventStore(path) as store:
+        head = await store.head()
+
+        async def run() -> int:
+            *_, runner = await bench.rebuild_seconds(store)
+            await runner.aclose(checkpoint=False)
+            return head
+
+        return await _measured(run)
+
+
+def _bench(name: str) -> Path:
+    """A file of the bench folder on PYTHONPATH (the tree measured)."""
+    return next(Path(p) / name for p in sys.path if (Path(p) / name).exists())
+
+
 def child(workload: str, units_file: Path) -> None:
     """Run one workload (this process is under callgrind); write its number of units."""
 
@@ -158,6 +191,8 @@ def child(workload: str, units_file: Path) -> None:
                     return await _batches(path, 1_000, 6)
                 case "step":
                     return await _steps(Path(tmp), 10)
+                case "rebuild":
+                    return await _rebuild(path, 50_000)
             raise ValueError(f"unknown workload {workload!r}")
 
     units_file.write_text(str(asyncio.run(main())))
