@@ -12,6 +12,7 @@ import asyncio
 import gc
 import itertools
 import json
+import pickle
 import random
 import tracemalloc
 from collections.abc import Iterator
@@ -626,6 +627,34 @@ async def test_reading_one_events_data_decodes_its_page_while_the_page_is_held(
     assert page[0].data == command("a", 0).data
     assert all(e._text is None for e in page)
     assert [e.data for e in page] == [command("a", n).data for n in range(5)]
+
+
+async def test_an_event_not_decoded_yet_is_a_recorded_event_like_any_other(
+    store: EventStore,
+) -> None:
+    # A read event whose data is not decoded yet is of a subclass that decodes it on first
+    # read (`events/_envelope.py`, note 1), then a plain RecordedEvent: to its reader it
+    # is the same event either way: equal, hashed, pickled and immutable alike.
+    [appended] = await store.append("agent-a", [command("a", 1)])
+    [read] = await store.read_all()
+    assert read._text is not None  # not decoded yet
+    assert isinstance(read, RecordedEvent)
+    assert read == appended
+    assert appended == read
+    assert hash(read) == hash(appended)
+    with pytest.raises(AttributeError, match="immutable"):
+        read.position = 9  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = read.nothing  # type: ignore[attr-defined]
+    [again] = await store.read_all()
+    assert pickle.loads(pickle.dumps(again)) == appended
+    assert type(again) is RecordedEvent  # pickling read its data
+    alone = (await store.read_all())[0]  # its page dropped: decoded on its own
+    assert alone.data == appended.data
+    assert type(alone) is RecordedEvent  # a plain event once its data is read
+    page = await store.read_all()  # held: decoded with its page
+    assert page[0].data == appended.data
+    assert type(page[0]) is RecordedEvent
 
 
 async def test_a_stored_row_that_no_longer_decodes_names_its_position(store_factory) -> None:
