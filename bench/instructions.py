@@ -206,7 +206,7 @@ def count(tree: Path, workload: str) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out, units = Path(tmp) / "cg.out", Path(tmp) / "units"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "bench")])}
-        subprocess.run(
+        done = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
@@ -221,10 +221,14 @@ def count(tree: Path, workload: str) -> tuple[int, int]:
             ],
             env=env,
             cwd=tree,
-            check=True,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        if done.returncode != 0 or not units.exists():
+            # valgrind's own lines start with ==pid==; the rest is the workload's error
+            said = [line for line in done.stderr.splitlines() if not line.startswith("==")]
+            sys.exit(f"{workload} failed in {tree}:\n" + "\n".join(said[-15:]))
         n = int(units.read_text())
         totals = {}
         for part in Path(tmp).glob("cg.out-*"):  # one file per thread: cg.out-01, -02, ...
