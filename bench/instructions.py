@@ -27,6 +27,10 @@ Workloads (each on a fresh SQLite log in a temporary folder):
 - `batch-100`, `batch-1000`: appends of 100 and 1,000 events to new streams;
 - `step`: 10 scouts one after another on the offline simulator, as
   `bench/agents.py` runs them (4 steps each: a model call, its tools, events);
+- `respond`: the model calls of those steps alone, the same requests sent
+  one after another through `ModelClient.respond` (no agent, no log, no
+  tools): the floor a step stands on, so `step` less `respond` is the
+  runtime's own part of a step;
 - `rebuild`: the five read models folded from position 0 of a log of 50,000
   events shaped as `bench/projections.py --shape runs` writes them (the log
   is written first, uncounted).
@@ -48,6 +52,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Run as a script, this file's folder comes first on sys.path, where bench/hooks.py would
@@ -55,8 +60,14 @@ HERE = Path(__file__).resolve().parent
 # bench folder (for `append` and `agents`), on PYTHONPATH.
 if sys.path and Path(sys.path[0]).resolve() == HERE:
     del sys.path[0]
-WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step", "rebuild")
-UNITS = {"step": "step", "batch-100": "event", "batch-1000": "event", "rebuild": "event"}
+WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step", "respond", "rebuild")
+UNITS = {
+    "step": "step",
+    "respond": "request",
+    "batch-100": "event",
+    "batch-1000": "event",
+    "rebuild": "event",
+}
 
 
 # -- in the child, under callgrind ---------------------------------------------------------
@@ -120,7 +131,7 @@ async def _batches(path: Path, size: int, count: int) -> int:
         return await _measured(run)
 
 
-async def _steps(tmp: Path, scouts: int) -> int:
+async def _steps(tmp: Path, scouts: int, *, respond_only: bool = False) -> int:
     import agents as bench  # bench/agents.py of the tree measured
 
     from events import SQLiteEventStore
@@ -135,6 +146,10 @@ async def _steps(tmp: Path, scouts: int) -> int:
             await bench.sequential(store, client, repos, "warm", 2, None)
             workspace = await prepare_workspace(repos / "measured")
             agents = await bench._agents(store, client, workspace, "measured", scouts, None)
+            if respond_only:
+                # the warm-up scouts' requests, as bench/agents.py's baseline sends them
+                requests = await bench.recorded(store, "warm")
+                return await _measured(lambda: _requests(bench, client, requests, scouts))
 
             async def run() -> int:
                 for agent in agents:
@@ -142,6 +157,16 @@ async def _steps(tmp: Path, scouts: int) -> int:
                 return sum(agent.stats.steps for agent in agents)
 
             return await _measured(run)
+
+
+async def _requests(bench: Any, client: Any, requests: Any, times: int) -> int:
+    """`requests` (`bench/agents.py`'s `Requests`) sent `times` times through `respond`."""
+    for _ in range(times):
+        for messages in requests.conversations:
+            await client.respond(
+                model="haiku", system=requests.system, messages=messages, tools=requests.tools
+            )
+    return times * len(requests.conversations)
 
 
 async def _rebuild(path: Path, events: int) -> int:
@@ -191,6 +216,8 @@ def child(workload: str, units_file: Path) -> None:
                     return await _batches(path, 1_000, 6)
                 case "step":
                     return await _steps(Path(tmp), 10)
+                case "respond":
+                    return await _steps(Path(tmp), 10, respond_only=True)
                 case "rebuild":
                     return await _rebuild(path, 50_000)
             raise ValueError(f"unknown workload {workload!r}")
