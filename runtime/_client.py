@@ -37,12 +37,24 @@ Notes (do not fix without reading this):
    httpx and 5.5 million through aiohttp, and an agent's step 11.7 million
    against 9.2 (BENCHMARKS.md, ninth pass). The aiohttp session is made on the
    first request, on the loop that sends it, and closed with its client.
+7. The SDK's own OpenTelemetry spans (anthropic 2.x: one span a call, on by
+   default) are turned off for a client made while nothing can record them:
+   no tracer provider set in this process and neither
+   `ANTHROPIC_OPEN_TELEMETRY` nor `OTEL_PYTHON_TRACER_PROVIDER` in the
+   environment (`_sdk_tracing`). The SDK builds every span's attributes
+   before it asks whether the span records, 189,000 instructions a request
+   on the simulator (3.4% of one, callgrind: BENCHMARKS.md, eleventh pass),
+   for a span OpenTelemetry's default provider drops. Fleet's own spans
+   (`api/otel`) are made from the log and do not need them. A provider set
+   later (`trace.set_tracer_provider`) is seen by the clients made after it:
+   clients are made as agents start their turns (`_client_pools.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import os
 import ssl
@@ -56,6 +68,7 @@ from typing import Any, Self
 
 import anthropic
 from anthropic import AsyncAnthropic
+from opentelemetry import trace
 
 from events import Usage
 
@@ -126,9 +139,26 @@ def _sdk_clients(**options: Any) -> Callable[[], AsyncAnthropic]:
 
     def make() -> AsyncAnthropic:
         http = anthropic.DefaultAioHttpClient(timeout=options["timeout"], verify=context)
-        return AsyncAnthropic(**options, http_client=http)
+        return AsyncAnthropic(**options, **_sdk_tracing(), http_client=http)
 
     return make
+
+
+_TRACING_OPTION = "open_telemetry" in inspect.signature(AsyncAnthropic.__init__).parameters
+"""Whether this SDK has spans of its own to turn off (anthropic 2.x; not 0.x)."""
+
+
+def _sdk_tracing() -> dict[str, Any]:
+    """The SDK's tracing option for a client made now (note 7): off while nothing can
+    record its spans, else left to the SDK (its default and environment variables)."""
+    if (
+        _TRACING_OPTION
+        and "ANTHROPIC_OPEN_TELEMETRY" not in os.environ
+        and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+        and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    ):
+        return {"open_telemetry": False}
+    return {}
 
 
 def _default_ssl_context() -> ssl.SSLContext:

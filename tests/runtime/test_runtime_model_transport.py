@@ -5,18 +5,28 @@ not over the SDK's default httpx. A user behind a proxy relies on the SDK's rule
 same: the proxy the environment names carries the model calls, and `NO_PROXY` is honoured.
 (A client left open would fail the suite: aiohttp warns of an unclosed session, and the
 suite turns warnings into errors.)
+
+The SDK's own OpenTelemetry spans (note 7 there) are built only where something can record
+them: a process that sets a tracer provider gets them; without one, and without the SDK's
+environment variable, the client is made with them off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 
 from runtime import ModelClient, Simulator
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MESSAGES = [{"role": "user", "content": "hello through the proxy"}]
 
@@ -88,3 +98,71 @@ async def test_without_a_proxy_the_model_calls_go_straight_to_the_server(
             reply = await client.respond(model="haiku", system="s", messages=MESSAGES)
         assert "hello through the proxy" in reply.text
         assert proxy.requests == []
+
+
+# -- the SDK's own OpenTelemetry spans (`runtime/_client.py`, note 7) -----------------------
+
+SPANS_SCRIPT = """
+import asyncio
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from runtime import ModelClient, Simulator
+
+async def main() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # as an application that traces does, at its start
+    async with Simulator() as sim:
+        async with ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client:
+            await client.respond(model="haiku", system="s", messages=[{"role": "user", "content": "hi"}])
+    for span in exporter.get_finished_spans():
+        print(span.name, span.kind.name, span.attributes["gen_ai.request.model"])
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_with_a_tracer_provider_gets_the_sdk_spans_of_its_model_calls() -> None:
+    # A process of its own: a tracer provider can be set once a process, and the suite's
+    # other tests run without one.
+    env = {k: v for k, v in os.environ.items() if "OPEN_TELEMETRY" not in k}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SPANS_SCRIPT,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().split() == ["anthropic.messages.create", "CLIENT", "claude-haiku-5-5"]
+
+
+def _sdk_tracing_enabled(client: ModelClient) -> bool:
+    enabled: bool = client._client.open_telemetry["traces"]["enabled"]
+    return enabled
+
+
+async def test_without_a_tracer_provider_the_sdk_builds_no_spans(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_OPEN_TELEMETRY", raising=False)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    async with ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client:
+        reply = await client.respond(model="haiku", system="s", messages=MESSAGES)
+        assert reply.text
+        assert not _sdk_tracing_enabled(client)
+
+
+async def test_the_sdk_environment_variable_still_decides_when_it_is_set(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "true")
+    async with ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client:
+        assert _sdk_tracing_enabled(client)
