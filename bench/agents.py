@@ -24,8 +24,10 @@ Figures:
   log, no tools), and through a bare `AsyncAnthropic().messages.create` (the
   SDK alone, not streamed) and `messages.stream` (the SDK's own accumulator);
   then the SDK over aiohttp, as the runtime makes its clients
-  (`runtime/_client.py`, note 6): `messages.create`, and a streamed `create`
-  whose bytes are read and not parsed (the least a streamed request costs).
+  (`runtime/_client.py`, notes 6 and 7: over aiohttp, and without the SDK's own
+  spans when no tracer provider is set): `messages.create`, and a streamed
+  `create` whose bytes are read and not parsed (the least a streamed request
+  costs).
 - 1, 100 and 1,000 agents at once (one event loop, one log): steps/s, the
   runtime's overhead per step as each agent sees it (its appends, including
   the wait for a group commit, hooks, the conversation) beside the model
@@ -73,7 +75,7 @@ from runtime import (
     Simulator,
     prepare_workspace,
 )
-from runtime._client import SIMULATOR_API_KEY
+from runtime._client import SIMULATOR_API_KEY, _sdk_tracing
 
 TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/scout-{i}.md."
 POINTS = (
@@ -357,12 +359,15 @@ async def main(sizes: Sizes) -> None:
             # as a user makes one: the SDK's default transport (httpx); a 600 s timeout as
             # ModelClient.from_env's (5 s to connect is too short for 1,000 connections at once)
             sdk = AsyncAnthropic(api_key=SIMULATOR_API_KEY, base_url=url, timeout=600.0)
-            # as ModelClient.from_env makes its own: the same SDK over aiohttp
+            # as ModelClient.from_env makes its own: the same SDK over aiohttp, and its own
+            # spans off as the runtime has them here (runtime/_client.py, note 7), so that
+            # "above it" stays what the runtime adds to the same SDK client
             aio = AsyncAnthropic(
                 api_key=SIMULATOR_API_KEY,
                 base_url=url,
                 timeout=600.0,
                 http_client=DefaultAioHttpClient(timeout=600.0),
+                **_sdk_tracing(),
             )
             for t in range(sizes.trials):
                 plain.append(
