@@ -57,7 +57,9 @@
     try {
       const run = runId();
       if (!run) {
-        $("trace").replaceChildren(h("p", { class: "empty", text: "No runs yet." }));
+        // Until the runs are in, the page does not know there are none (index.html says so too).
+        const text = S.views.runs ? "No runs yet." : "Loading runs…";
+        $("trace").replaceChildren(h("p", { class: "empty", text }));
         return;
       }
       const events = await eventsOf({ run_id: run });

@@ -6,6 +6,7 @@ at the same position, the way a user would check the page against the API.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,57 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
         assert page.requested
         assert [url for url in page.requested if not url.startswith(server.url + "/")] == []
         await page.close()
+
+
+# Every text the trace panel shows, from the page's first parse (before any script of its).
+RECORD_TRACE = """document.addEventListener('DOMContentLoaded', () => {
+  const box = document.getElementById('trace');
+  window.traceTexts = [box.textContent];
+  new MutationObserver(() => window.traceTexts.push(box.textContent))
+    .observe(box, {childList: true, subtree: true, characterData: true});
+});"""
+
+
+async def trace_texts(browser: Any, url: str, until: str, *, slow_runs: bool = False) -> list[str]:
+    """The texts the trace showed in a page of `url` until the JS condition `until` held;
+    with `slow_runs`, the server's answers for the runs reach the page a second late."""
+    page = await browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.add_init_script(RECORD_TRACE)
+    if slow_runs:
+
+        async def late(route: Any) -> None:
+            response = await route.fetch()
+            await asyncio.sleep(1.0)  # a slow network, not a wait for a condition
+            await route.fulfill(response=response)
+
+        await page.route("**/v1/runs*", late)
+    await page.goto(url)
+    await page.wait_for_function(until)
+    texts: list[str] = await page.evaluate("window.traceTexts")
+    await page.close()
+    return texts
+
+
+async def test_the_trace_says_no_runs_only_once_it_knows_there_are_none(
+    browser: Any, config: ApiConfig
+) -> None:
+    """Loading, it says so: "No runs yet." is for a log without runs, never a flash before
+    a run's trace."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        empty = await trace_texts(
+            browser,
+            server.url + "/",
+            "document.getElementById('trace').textContent === 'No runs yet.'",
+        )
+        assert empty[0] == "Loading runs…"
+
+        await append_steps(store, fleet_script()[0])
+        drawn = "document.getElementById('trace').dataset.run !== undefined"
+        for slow_runs in (False, True):
+            texts = await trace_texts(browser, server.url + "/", drawn, slow_runs=slow_runs)
+            assert texts[0] == "Loading runs…"
+            assert "No runs yet." not in texts
 
 
 async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_events(
