@@ -27,9 +27,9 @@ Workloads (each on a fresh SQLite log in a temporary folder):
 - `batch-100`, `batch-1000`: appends of 100 and 1,000 events to new streams;
 - `step`: 10 scouts one after another on the offline simulator, as
   `bench/agents.py` runs them (4 steps each: a model call, its tools, events);
-- `respond`: the model calls of those steps alone, the same requests sent
-  one after another through `ModelClient.respond` (no agent, no log, no
-  tools): the floor a step stands on, so `step` less `respond` is the
+- `respond`: the model calls of those steps alone, a scout's requests sent
+  one after another through `ModelClient.respond` as `bench/agents.py`'s
+  baseline sends them (no agent, no log, no tools): the floor a step stands on, so `step` less `respond` is the
   runtime's own part of a step;
 - `rebuild`: the five read models folded from position 0 of a log of 50,000
   events shaped as `bench/projections.py --shape runs` writes them (the log
@@ -144,12 +144,12 @@ async def _steps(tmp: Path, scouts: int, *, respond_only: bool = False) -> int:
             ModelClient.from_env(simulator_base_url=url, env={}) as client,
         ):
             await bench.sequential(store, client, repos, "warm", 2, None)
-            workspace = await prepare_workspace(repos / "measured")
-            agents = await bench._agents(store, client, workspace, "measured", scouts, None)
             if respond_only:
                 # the warm-up scouts' requests, as bench/agents.py's baseline sends them
                 requests = await bench.recorded(store, "warm")
-                return await _measured(lambda: _requests(bench, client, requests, scouts))
+                return await _measured(lambda: _respond_only(bench, client, requests))
+            workspace = await prepare_workspace(repos / "measured")
+            agents = await bench._agents(store, client, workspace, "measured", scouts, None)
 
             async def run() -> int:
                 for agent in agents:
@@ -159,14 +159,11 @@ async def _steps(tmp: Path, scouts: int, *, respond_only: bool = False) -> int:
             return await _measured(run)
 
 
-async def _requests(bench: Any, client: Any, requests: Any, times: int) -> int:
-    """`requests` (`bench/agents.py`'s `Requests`) sent `times` times through `respond`."""
-    for _ in range(times):
-        for messages in requests.conversations:
-            await client.respond(
-                model="haiku", system=requests.system, messages=messages, tools=requests.tools
-            )
-    return times * len(requests.conversations)
+async def _respond_only(bench: Any, client: Any, requests: Any) -> int:
+    """`bench/agents.py`'s own baseline: `requests` sent one after another through
+    `ModelClient.respond`, `rounds(1)` times; the number of requests sent."""
+    await bench.baseline(client, requests)
+    return int(bench.rounds(1)) * len(requests.conversations)
 
 
 async def _rebuild(path: Path, events: int) -> int:

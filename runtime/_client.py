@@ -42,8 +42,8 @@ Notes (do not fix without reading this):
    no tracer provider set in this process and neither
    `ANTHROPIC_OPEN_TELEMETRY` nor `OTEL_PYTHON_TRACER_PROVIDER` in the
    environment (`_sdk_tracing`). The SDK builds every span's attributes
-   before it asks whether the span records, 189,000 instructions a request
-   on the simulator (3.4% of one, callgrind: BENCHMARKS.md, eleventh pass),
+   before it asks whether the span records, 197,000 instructions a request
+   on the simulator (3.5% of one, callgrind: BENCHMARKS.md, eleventh pass),
    for a span OpenTelemetry's default provider drops. Fleet's own spans
    (`api/otel`) are made from the log and do not need them. A provider set
    later (`trace.set_tracer_provider`) is seen by the clients made after it:
