@@ -31,6 +31,13 @@ Workloads (each on a fresh SQLite log in a temporary folder):
   one after another through `ModelClient.respond` as `bench/agents.py`'s
   baseline sends them (no agent, no log, no tools): the floor a step stands on, so `step` less `respond` is the
   runtime's own part of a step;
+- `floor-1`, `floor-100`, `floor-1000`: the floor under `append-1`, `batch-100`
+  and `batch-1000`, as `bench/append.py` prints it ("raw through aiosqlite"):
+  the same events' rows encoded before counting, inserted into a five-column
+  table through aiosqlite, one awaited INSERT a transaction, or BEGIN,
+  `executemany` and COMMIT a batch. Each `append-1` and `batch-*` row over its
+  floor is what fleet adds to the least any store on aiosqlite must do,
+  without the noise of timing it;
 - `rebuild`: the five read models folded from position 0 of a log of 50,000
   events shaped as `bench/projections.py --shape runs` writes them (the log
   is written first, uncounted).
@@ -60,12 +67,25 @@ HERE = Path(__file__).resolve().parent
 # bench folder (for `append` and `agents`), on PYTHONPATH.
 if sys.path and Path(sys.path[0]).resolve() == HERE:
     del sys.path[0]
-WORKLOADS = ("append-1", "append-64", "batch-100", "batch-1000", "step", "respond", "rebuild")
+WORKLOADS = (
+    "append-1",
+    "floor-1",
+    "append-64",
+    "batch-100",
+    "floor-100",
+    "batch-1000",
+    "floor-1000",
+    "step",
+    "respond",
+    "rebuild",
+)
 UNITS = {
     "step": "step",
     "respond": "request",
     "batch-100": "event",
     "batch-1000": "event",
+    "floor-100": "event",
+    "floor-1000": "event",
     "rebuild": "event",
 }
 
@@ -129,6 +149,34 @@ async def _batches(path: Path, size: int, count: int) -> int:
             return size * count
 
         return await _measured(run)
+
+
+async def _floor(path: Path, size: int, count: int) -> int:
+    """`bench/append.py`'s raw loop through aiosqlite: `count` transactions of `size` rows
+    (one: a single awaited INSERT, autocommit), the rows encoded before counting."""
+    import aiosqlite
+    from append import RAW_INSERT, aio_prepare, raw_payload
+
+    warm = 2
+    batches = [
+        [(f"agent-{b}", v, "ToolCallCompleted", raw_payload(v, b)) for v in range(1, size + 1)]
+        for b in range(count + warm)
+    ]
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await aio_prepare(conn)
+
+        async def run(part: list[list[tuple[str, int, str, str]]]) -> int:
+            for batch in part:
+                if size == 1:
+                    await conn.execute(RAW_INSERT, batch[0])
+                else:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    await conn.executemany(RAW_INSERT, batch)
+                    await conn.execute("COMMIT")
+            return size * len(part)
+
+        await run(batches[:warm])
+        return await _measured(lambda: run(batches[warm:]))
 
 
 async def _steps(tmp: Path, scouts: int, *, respond_only: bool = False) -> int:
@@ -205,6 +253,12 @@ def child(workload: str, units_file: Path) -> None:
             match workload:
                 case "append-1":
                     return await _appends(path, 1, 500)
+                case "floor-1":
+                    return await _floor(path, 1, 500)
+                case "floor-100":
+                    return await _floor(path, 100, 30)
+                case "floor-1000":
+                    return await _floor(path, 1_000, 6)
                 case "append-64":
                     return await _appends(path, 64, 40)
                 case "batch-100":
