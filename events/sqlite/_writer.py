@@ -85,6 +85,14 @@ Notes (do not fix without reading this):
    that (`ANY`, `NO_STREAM`, 0): if it is not, its version 1 exists, the
    `(stream_id, version)` index refuses the INSERT, and the group is redone
    from a read the same way.
+8. Once a group's callers are answered and the queue is empty, the writer
+   yields once (`asyncio.sleep(0)`) before it waits for work. The answers
+   wake the callers in the next turn of the event loop, and the writer's
+   own step is queued behind them: an append they make then is taken in
+   that same turn. Waiting at once would have the first of them wake the
+   writer for the turn after: one more turn of the loop an append for a
+   caller that appends again once answered (one appender: 4 turns an
+   append instead of 5; 64: one a group less).
 """
 
 from __future__ import annotations
@@ -269,14 +277,23 @@ class GroupWriter:
 
     async def _serve(self, conn: aiosqlite.Connection) -> None:
         queue = self._queue
+        yielded = False
         try:
             while True:
                 if not queue:
                     if self._stopping:
                         break
+                    if not yielded:
+                        # Once more round the loop before waiting: the callers it just
+                        # answered run first, and what they append next is taken in the
+                        # same turn (note 8).
+                        yielded = True
+                        await asyncio.sleep(0)
+                        continue
                     self._idle = asyncio.get_running_loop().create_future()
                     await self._idle
                     continue
+                yielded = False
                 group = self._take()
                 if not group:
                     continue
