@@ -9,6 +9,7 @@ import re
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -413,6 +414,20 @@ async def test_concurrent_appends_share_commits(store: SQLiteEventStore) -> None
     commits = {recorded.recorded_at for [recorded] in results}
     assert len(commits) <= 8
     assert sorted(recorded.position for [recorded] in results) == list(range(1, 65))
+
+
+async def test_an_idle_writer_waits_for_work_without_spinning(store: SQLiteEventStore) -> None:
+    """Once answered, the writer looks for more work once (`_writer.py`, note 8), then
+    waits: an open store with nothing to append takes no CPU, where a writer that kept
+    looking would take a core for as long as the store stays open."""
+    for n in range(1, 4):
+        await store.append("agent-a", [command("a", n)])
+    cpu = time.process_time()
+    # The subject is an idle second: nothing to wait for but the time itself.
+    await asyncio.sleep(1.0)
+    assert time.process_time() - cpu < 0.25
+    [recorded] = await store.append("agent-a", [command("a", 4)], expected_version=3)
+    assert recorded.position == 4
 
 
 async def test_a_writer_sees_what_another_writer_appended_to_its_streams(tmp_path: Path) -> None:
