@@ -86,7 +86,7 @@ Notes (do not fix without reading this):
    `(stream_id, version)` index refuses the INSERT, and the group is redone
    from a read the same way.
 8. Once a group's callers are answered and the queue is empty, the writer
-   yields once (`asyncio.sleep(0)`) before it waits for work. The answers
+   yields once (`asyncio.sleep(0)`) before it looks again and waits for work. The answers
    wake the callers in the next turn of the event loop, and the writer's
    own step is queued behind them: an append they make then is taken in
    that same turn. Waiting at once would have the first of them wake the
@@ -277,23 +277,14 @@ class GroupWriter:
 
     async def _serve(self, conn: aiosqlite.Connection) -> None:
         queue = self._queue
-        yielded = False
         try:
             while True:
                 if not queue:
                     if self._stopping:
                         break
-                    if not yielded:
-                        # Once more round the loop before waiting: the callers it just
-                        # answered run first, and what they append next is taken in the
-                        # same turn (note 8).
-                        yielded = True
-                        await asyncio.sleep(0)
-                        continue
                     self._idle = asyncio.get_running_loop().create_future()
                     await self._idle
                     continue
-                yielded = False
                 group = self._take()
                 if not group:
                     continue
@@ -309,6 +300,10 @@ class GroupWriter:
                     self._deliver(group, [StoreClosed() for _ in group])
                     raise
                 self._deliver(group, outcomes)
+                if not queue:
+                    # The callers just answered run first, and what they append next
+                    # is taken in the same turn of the loop (note 8).
+                    await asyncio.sleep(0)
         finally:
             self._stopping = True
             leftovers = list(queue)
