@@ -181,10 +181,18 @@ def raw_payload(i: int, agent: int) -> str:
     return make_event(i, agent).data.model_dump_json()
 
 
+def raw_rows(agent: int, count: int) -> list[tuple[str, int, str, str]]:
+    """Versions 1 to `count` of agent `agent`'s stream as the raw loops insert them."""
+    return [
+        (f"agent-{agent}", v, "ToolCallCompleted", raw_payload(v, agent))
+        for v in range(1, count + 1)
+    ]
+
+
 def raw_single(path: Path, total: int) -> float:
     """One transaction per event, from one thread, on pre-encoded rows."""
     conn = raw_connect(path)
-    rows = [("agent-0", v, "ToolCallCompleted", raw_payload(v, 0)) for v in range(1, total + 1)]
+    rows = raw_rows(0, total)
     start = time.perf_counter()
     for row in rows:
         conn.execute(RAW_INSERT, row)  # autocommit: one fsync each
@@ -196,10 +204,7 @@ def raw_single(path: Path, total: int) -> float:
 def raw_batches(path: Path, size: int, count: int) -> float:
     """`executemany` of each batch in one transaction, on pre-encoded rows."""
     conn = raw_connect(path)
-    batches = [
-        [(f"agent-{b}", v, "ToolCallCompleted", raw_payload(v, b)) for v in range(1, size + 1)]
-        for b in range(count)
-    ]
+    batches = [raw_rows(b, size) for b in range(count)]
     start = time.perf_counter()
     for batch in batches:
         conn.execute("BEGIN IMMEDIATE")
@@ -215,7 +220,7 @@ async def aio_single(path: Path, total: int) -> float:
 
     The least one append costs on aiosqlite's thread (the project's rule): one round trip
     to it and back, around SQLite's insert and fsync."""
-    rows = [("agent-0", v, "ToolCallCompleted", raw_payload(v, 0)) for v in range(1, total + 1)]
+    rows = raw_rows(0, total)
     async with aiosqlite.connect(path, isolation_level=None) as conn:
         await aio_prepare(conn)
         start = time.perf_counter()
@@ -227,10 +232,7 @@ async def aio_single(path: Path, total: int) -> float:
 
 async def aio_batches(path: Path, size: int, count: int) -> float:
     """`raw_batches` through aiosqlite: BEGIN, `executemany`, COMMIT, on pre-encoded rows."""
-    batches = [
-        [(f"agent-{b}", v, "ToolCallCompleted", raw_payload(v, b)) for v in range(1, size + 1)]
-        for b in range(count)
-    ]
+    batches = [raw_rows(b, size) for b in range(count)]
     async with aiosqlite.connect(path, isolation_level=None) as conn:
         await aio_prepare(conn)
         start = time.perf_counter()

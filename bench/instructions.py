@@ -155,6 +155,8 @@ async def _floor(path: Path, size: int, count: int) -> int:
     """`bench/append.py`'s raw loop through aiosqlite: `count` transactions of `size` rows
     (one: a single awaited INSERT, autocommit), the rows encoded before counting."""
     import aiosqlite
+
+    # Only what every commit's bench/append.py has: `--base` runs this file on older trees.
     from append import RAW_INSERT, aio_prepare, raw_payload
 
     warm = 2
