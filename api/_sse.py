@@ -31,6 +31,13 @@ Notes (do not fix without reading this):
 4. It subscribes once it is at most `Broadcaster.subscribe_lag` events
    behind, so a reconnect from far back does not start over the live lag
    bound; until then it catches up on its own, page by page.
+5. A stream may start after a position the broadcaster has not fanned out
+   yet: with no position given it starts at the log's head, read from the
+   store, and the broadcaster follows the log a little behind (at once for
+   this process's appends, at the next poll for another process's). It then
+   subscribes at the broadcaster's position and skips what it already has.
+   (Catching up from the ring there found nothing to take and never awaited:
+   the loop spun and the server hung.)
 """
 
 from __future__ import annotations
@@ -177,6 +184,12 @@ async def _frames(
         page = FIRST_PAGE
         # Catch up (note 4): from the ring when it reaches back, else from the log.
         while True:
+            if last > broadcaster.position:
+                # The log's head moved before the broadcaster fanned it out (another
+                # process appended, or its wake-up has not run yet): follow from what it
+                # has fanned out; the live loop skips the frames up to `last` (note 5).
+                subscriber = broadcaster.subscribe(where, outlet)
+                break
             if broadcaster.position - last <= broadcaster.subscribe_lag and broadcaster.reaches(
                 last
             ):

@@ -76,6 +76,28 @@ async def test_stream_without_position_sends_only_new_events(
         assert await read_ids(response, 3) == [6, 7, 8]
 
 
+@pytest.mark.timeout(60)  # the server it guards against spun on the loop: fail, not hang
+async def test_a_stream_opened_before_the_server_has_seen_the_head_starts_there(
+    tmp_path: Path,
+) -> None:
+    """Another process appends; this server's log reads the new head at once, its
+    broadcaster fans the events out only at its next poll. A stream opened between the
+    two starts at the head and gets what comes after it."""
+    config = ApiConfig(db=tmp_path / "fleet.db", store_poll_s=30.0, runtime=False)
+    async with (
+        serving(config) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+        SQLiteEventStore(config.db) as other,  # as another process would
+    ):
+        await append_ticks(other, 5)
+        broadcaster = server.app.services.broadcaster  # type: ignore[union-attr]
+        assert broadcaster.position == 0 < await _store(server).head() == 5
+        async with http.stream("GET", "/v1/events/stream") as response:
+            await wait_until(lambda: broadcaster.subscriber_count == 1, what="the subscriber")
+            await append_ticks(_store(server), 3)  # this server's own: fanned out at once
+            assert await read_ids(response, 3) == [6, 7, 8]
+
+
 async def test_fifty_concurrent_clients_receive_the_same_sequence(
     server: Serving, http: httpx.AsyncClient
 ) -> None:
