@@ -27,6 +27,14 @@ Notes (do not fix without reading this):
    creating, commanding, deleting agents) declares `recover`: it looks for
    that effect after the call was requested, and answers the call's result
    if it is there (already applied), or None if not (the call runs again).
+3. A file is read to hash it as the tools read (`Sandbox.current`): walked
+   inside the workspace, its last name not followed, never waiting on a FIFO,
+   a regular file of at most `MAX_EDIT_BYTES` read whole. A write whose file
+   cannot be read so (a socket, a FIFO, a folder, a huge or unreadable file,
+   a path out of the workspace) records no hashes: the call itself will fail
+   or be refused, and on resume it counts as a command. (Reading by name
+   waited forever on a FIFO and failed the agent on a socket, before its
+   response was recorded.)
 """
 
 from __future__ import annotations
@@ -35,7 +43,6 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -43,6 +50,7 @@ from pydantic import BaseModel
 from events.errors import FleetError
 
 from ._conversation import PendingCall
+from ._sandbox import Sandbox
 from ._tools import Toolbox, ToolContext, ToolResult
 from ._workspace import Workspace
 
@@ -59,20 +67,25 @@ def sha256_of(data: bytes | None) -> str:
     return ABSENT if data is None else hashlib.sha256(data).hexdigest()
 
 
-def _read(path: Path) -> bytes | None:
+_SANDBOX = Sandbox()  # reads only: it needs no log to protect
+
+
+def _current(workspace: Workspace, target: str) -> tuple[str, bytes | None] | None:
+    """The workspace path a write names and what its file holds now (None: no file), or
+    None if it cannot be read to check (note 3). Blocking: call it in a thread."""
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return _SANDBOX.current(workspace, target)
+    except FleetError:
         return None
 
 
 @dataclass(frozen=True, slots=True)
 class _Write:
-    """A write call's tool, its validated input and the absolute path it writes."""
+    """A write call's tool, its validated input and the path it writes, as given."""
 
     tool: Any
     input: BaseModel
-    path: Path
+    target: str
 
 
 def _write_of(toolbox: Toolbox, workspace: Workspace, call: PendingCall) -> _Write | None:
@@ -86,8 +99,8 @@ def _write_of(toolbox: Toolbox, workspace: Workspace, call: PendingCall) -> _Wri
         target = getattr(validated, "file_path", None)
         if not isinstance(target, str) or getattr(tool, "written", None) is None:
             return None
-        return _Write(tool, validated, workspace.resolve(target))
-    except (FleetError, ValueError, OSError):
+        return _Write(tool, validated, target)
+    except (FleetError, ValueError):
         return None
 
 
@@ -95,24 +108,28 @@ async def write_expectations(
     toolbox: Toolbox, workspace: Workspace, calls: Sequence[PendingCall]
 ) -> dict[str, tuple[str | None, str | None]]:
     """For each write call of `calls` (by tool_use_id): the file's hash before and after it."""
-    state: dict[Path, bytes | None] = {}
-    unknown: set[Path] = set()
+    state: dict[str, bytes | None] = {}  # by workspace path
+    unknown: set[str] = set()
     expected: dict[str, tuple[str | None, str | None]] = {}
     for call in calls:
         write = _write_of(toolbox, workspace, call)
         if write is None:
             continue
-        if write.path in unknown:  # note 1
+        current = await asyncio.to_thread(_current, workspace, write.target)
+        if current is None:  # note 3
             continue
-        if write.path not in state:
-            state[write.path] = await asyncio.to_thread(_read, write.path)
-        before = state[write.path]
+        rel, content = current
+        if rel in unknown:  # note 1
+            continue
+        if rel not in state:
+            state[rel] = content
+        before = state[rel]
         after = write.tool.written(write.input, before)
         if after is None:
-            unknown.add(write.path)
+            unknown.add(rel)
             expected[call.tool_use_id] = (sha256_of(before), None)
         else:
-            state[write.path] = after
+            state[rel] = after
             expected[call.tool_use_id] = (sha256_of(before), sha256_of(after))
     return expected
 
@@ -153,9 +170,12 @@ async def settle_interrupted(
             return Settled("ran_again", "its effect is not in the log: it had not happened")
         return Settled("already_applied", "its effect is in the log", found)
     write = _write_of(toolbox, workspace, call) if kind == "write" else None
+    current = None
     if write is not None and call.before_sha256 is not None:
-        now = sha256_of(await asyncio.to_thread(_read, write.path))
-        rel = workspace.relative(write.path)
+        current = await asyncio.to_thread(_current, workspace, write.target)
+    if current is not None:  # else it cannot be checked (note 3): as a command
+        rel, content = current
+        now = sha256_of(content)
         if now == call.before_sha256:
             return Settled("ran_again", f"{rel} is as the call expected: it had not been written")
         if call.after_sha256 is not None and now == call.after_sha256:

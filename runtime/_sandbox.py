@@ -266,6 +266,42 @@ class Sandbox:
                 taken += chunk.endswith(b"\n")
         return rel, kept.decode("utf-8", errors="replace"), None
 
+    def current(self, ws: Workspace, path: str) -> tuple[str, bytes | None]:
+        """What the file `path` holds now, whole, and its workspace path; None if it does not
+        exist (nor its folder). For a write's before and after hashes (`_interrupted.py`).
+
+        Opened as every read is (never following the last name, never waiting on a
+        FIFO). Raises `ToolError` for what a write could not be checked against: not
+        a regular file, larger than `MAX_EDIT_BYTES`, unreadable; `WorkspaceEscape`.
+        """
+        located = ws.locate(path, lenient=True, on_step=self.on_step)
+        rel = located.rel
+        try:
+            if not located.name:
+                raise ToolError(f"{rel} is a folder")
+            if located.missing:
+                return rel, None
+            fd = os.open(located.name, os.O_RDONLY | _OPEN, dir_fd=located.dir_fd)
+        except FileNotFoundError:
+            return rel, None
+        except OSError as e:
+            raise _oserror("read", rel, e) from e
+        finally:
+            os.close(located.dir_fd)
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_a_file(rel, st)
+            if st.st_size > MAX_EDIT_BYTES:
+                raise ToolError(f"{rel} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} checked")
+            try:
+                data = f.read(MAX_EDIT_BYTES + 1)
+            except OSError as e:
+                raise _oserror("read", rel, e) from e
+        if len(data) > MAX_EDIT_BYTES:  # it grew while being read
+            raise ToolError(f"{rel} is over the {MAX_EDIT_BYTES} bytes checked")
+        return rel, data
+
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, ws: Workspace, path: str, data: bytes) -> tuple[str, int]:

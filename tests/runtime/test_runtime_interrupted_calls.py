@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Generator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from rt_support import events_of, make_agent
 
 from events import EventStore, SQLiteEventStore
 from runtime import Agent, ModelClient, Simulator
+from runtime._interrupted import ABSENT
 from runtime.simulator import Call, Observation, Situation, Turn
 
 
@@ -79,3 +82,50 @@ async def _check(store: EventStore, client: ModelClient, workspace: Path) -> Non
     assert (workspace / "todo.txt").read_text() == "edited\n"  # written, then edited, in order
     assert changed.is_error and "has changed" in changed.result
     assert (workspace / "changed.txt").read_text() == "theirs\n", "someone's change is kept"
+
+
+def special_writer(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """Writes to a FIFO and a socket of the workspace, then to a plain file."""
+    observations = yield Turn(
+        "Writing.",
+        [
+            Call("Write", {"file_path": "pipe", "content": "x\n"}),
+            Call("Write", {"file_path": "sock", "content": "x\n"}),
+            Call("Write", {"file_path": "ok.txt", "content": "fine\n"}),
+        ],
+    )
+    return f"saw {len(observations)} results"
+
+
+async def test_writes_to_a_fifo_or_a_socket_fail_clearly_and_the_agent_goes_on(
+    tmp_path: Path, client: ModelClient, sim: Simulator, workspace: Path
+) -> None:
+    # Hashing the file before a write (for resume) read it by name: a FIFO blocked the
+    # agent forever, a socket failed it before its model response was recorded.
+    sim.register_policy("special-writer", special_writer)
+    os.mkfifo(workspace / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(workspace / "sock"))
+        async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+            agent = make_agent(store, client, workspace, role="special-writer")
+            await agent.create(task="write them")
+            async with asyncio.timeout(60):
+                outcome = await agent.run_until_idle()
+
+            assert outcome.status == "completed", outcome.error
+            assert len(await events_of(store, type="ModelResponded")) == 2
+            requested = {
+                e.data.input["file_path"]: e.data  # type: ignore[union-attr]
+                for e in await events_of(store, type="ToolCallRequested")
+            }
+            completed = {
+                e.data.tool_use_id: e.data  # type: ignore[union-attr]
+                for e in await events_of(store, type="ToolCallCompleted")
+            }
+    for name in ("pipe", "sock"):
+        result = completed[requested[name].tool_use_id]
+        assert result.is_error and name in result.result and "not a regular file" in result.result
+        assert requested[name].before_sha256 is None  # nothing to check it against on resume
+    assert not completed[requested["ok.txt"].tool_use_id].is_error
+    assert requested["ok.txt"].before_sha256 == ABSENT
+    assert (workspace / "ok.txt").read_text() == "fine\n"
