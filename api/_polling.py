@@ -110,6 +110,7 @@ async def reach(
     if runner.position >= min_position or wait <= 0:
         return
     gone = False
+    failure: Exception | None = None
     async with anyio.create_task_group() as group:
 
         async def watch() -> None:
@@ -123,7 +124,11 @@ async def reach(
             await runner.wait_for(min_position, timeout=wait)
         except ProjectionTimeout:
             logger.debug("wait for position %d ended after %.1f s", min_position, wait)
+        except Exception as e:  # raised below as itself: out of the group it is a group
+            failure = e
         group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     if gone:
         logger.debug("client left while waiting for position %d", min_position)
         raise ClientGone

@@ -193,20 +193,20 @@ async def delete_all(request: Request) -> Response:
     return JSONResponse(Deleted(deleted=deleted).model_dump())
 
 
-def _check_workspace(rt: Runtime, given: str) -> None:
+async def _check_workspace(rt: Runtime, given: str) -> None:
     """422 unless `given` is an existing folder and the one this server's agents work in.
 
     A run changes files: the client names the folder, so that a server started
     in the wrong place never edits it silently (issue 14).
     """
-    path = Path(given).expanduser().resolve()
-    if not path.is_dir():
+    path = await asyncio.to_thread(_folder, given)  # resolving it reads the disk
+    if path is None:
         raise HTTPProblem(
             422, "Workspace missing",
             f"workspace {given!r} does not exist or is not a folder; nothing was started",
             slug="workspace-missing",
         )  # fmt: skip
-    served = rt.fleet.config.workspace.resolve()
+    served = await asyncio.to_thread(rt.fleet.config.workspace.resolve)
     if path != served:
         raise HTTPProblem(
             422, "Workspace not served",
@@ -216,11 +216,21 @@ def _check_workspace(rt: Runtime, given: str) -> None:
         )  # fmt: skip
 
 
+def _folder(given: str) -> Path | None:
+    """`given` as an absolute folder, symlinks resolved; None if it is not one (or cannot
+    be: a NUL byte, an unknown `~user`)."""
+    try:
+        path = Path(given).expanduser().resolve()
+        return path if path.is_dir() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
 async def start_run(request: Request) -> Response:
     rt = runtime_of(request)
     query(NoQuery, request)
     body = parse_body(StartRun, await read_json(request))
-    _check_workspace(rt, body.workspace)
+    await _check_workspace(rt, body.workspace)
     run_id = new_run_id()
     # UnknownModel (422) here, not from inside the run's task (a failed run in the log).
     rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)

@@ -96,6 +96,9 @@ async def test_bad_agent_requests_get_a_clear_problem_and_write_nothing(
         (None, "invalid-body", "workspace: Field required"),
         ("{tmp}/no-such-folder", "workspace-missing", "does not exist or is not a folder"),
         ("{tmp}/fleet.db", "workspace-missing", "does not exist or is not a folder"),
+        # Paths that cannot be resolved at all (they were 500s).
+        ("~no-such-user-here/x", "workspace-missing", "does not exist or is not a folder"),
+        ("{tmp}/a\u0000b", "workspace-missing", "does not exist or is not a folder"),
         ("{tmp}", "workspace-not-served", "is not this server's workspace"),
     ],
 )

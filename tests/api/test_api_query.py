@@ -388,6 +388,20 @@ async def test_a_client_leaving_a_long_poll_leaves_no_task_behind(
     assert (await http.get(f"/v1/graph?min_position={head}&wait=1")).status_code == 200
 
 
+async def test_a_long_poll_on_stopped_projections_is_503_like_any_query(
+    server: Serving, http: httpx.AsyncClient
+) -> None:
+    """Waiting or not, a view asked of projections that stopped says so (it was a 500 when
+    the wait's error came out of its task group as an ExceptionGroup)."""
+    head = (await http.get("/healthz")).json()["head"]
+    await server.app.services.runner.aclose()  # the projections stop, as on a failure
+    for query in ("min_position=0", f"min_position={head + 5}&wait=2"):
+        response = await http.get(f"/v1/fleet?{query}")
+        assert response.status_code == 503, (query, response.text)
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"] == "the projection runner is closed", response.text
+
+
 # -- bad input ----------------------------------------------------------------
 
 
