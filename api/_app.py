@@ -32,8 +32,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import Message, Receive, Scope, Send
 
-from events import Checkpoint, EventStore, StoreUnavailable, open_store
+from events import Checkpoint, EventStore, FleetError, StoreUnavailable, open_store
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
@@ -86,12 +87,33 @@ class FleetApp(Starlette):
     def __init__(self, config: ApiConfig, routes: list[BaseRoute], middleware: list[Middleware]):
         self.config = config
         self.services: Services | None = None
+        # Why the lifespan could not start, for the server to raise (`_serve.py`, note 3).
+        self.startup_error: Exception | None = None
         super().__init__(
             routes=routes,
             middleware=middleware,
             exception_handlers=EXCEPTION_HANDLERS,
             lifespan=_lifespan,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            send = self._quiet_startup_failure(send)
+        await super().__call__(scope, receive, send)
+
+    def _quiet_startup_failure(self, send: Send) -> Send:
+        """`send`, leaving out the traceback Starlette reports a startup failure with when
+        it is one of fleet's errors: the server raises it, and `fleet serve` prints its
+        one line (`_serve.py`, note 3)."""
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and isinstance(
+                self.startup_error, FleetError
+            ):
+                message = {**message, "message": ""}
+            await send(message)
+
+        return sending
 
     def end_streams(self, grace: float = 1.0) -> None:
         """End every SSE stream now and refuse new ones (server shutdown; note 1).
@@ -105,53 +127,63 @@ class FleetApp(Starlette):
 
 @asynccontextmanager
 async def _lifespan(app: FleetApp) -> AsyncIterator[dict[str, Services]]:
-    config = app.config
     async with AsyncExitStack() as stack:
-        runtime: Runtime | None = None
-        if config.runtime:
-            # Store, projections, hooks, model client and Fleet, as `fleet run` opens them.
-            runtime = await stack.enter_async_context(
-                open_runtime(
-                    RuntimeOptions(
-                        db=config.db,
-                        workspace=config.workspace,
-                        store_poll_s=config.store_poll_s,
-                        drive_agents=config.drive_agents,
-                        worker=config.worker,
-                    )
+        try:
+            services = await _start(app, stack)
+        except Exception as e:
+            app.startup_error = e
+            raise
+        yield {STATE_KEY: services}
+
+
+async def _start(app: FleetApp, stack: AsyncExitStack) -> Services:
+    """Open everything the app serves, each closed by `stack`; the app's services."""
+    config = app.config
+    runtime: Runtime | None = None
+    if config.runtime:
+        # Store, projections, hooks, model client and Fleet, as `fleet run` opens them.
+        runtime = await stack.enter_async_context(
+            open_runtime(
+                RuntimeOptions(
+                    db=config.db,
+                    workspace=config.workspace,
+                    store_poll_s=config.store_poll_s,
+                    drive_agents=config.drive_agents,
+                    worker=config.worker,
                 )
             )
-            store, runner = runtime.store, runtime.runner
-            # Messages to the orchestrator left unanswered by a stop are answered now (in the
-            # background: finding them reads the log's chat events).
-            runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
-        else:
-            store = await stack.enter_async_context(
-                open_store(config.db, poll_interval=config.store_poll_s)
-            )
-            runner = await stack.enter_async_context(ProjectionRunner(store))
-        broadcaster = await stack.enter_async_context(
-            Broadcaster(
-                store,
-                queue_limit=config.sse_queue,
-                recent=config.sse_recent,
-                recent_bytes=config.sse_recent_bytes,
-                lag_bytes=config.sse_lag_bytes,
-                buffer_bytes=config.sse_buffer_bytes,
-                flush_interval=config.sse_flush_s,
-                wakeups_per_s=config.sse_wakeups_per_s,
-            )
         )
-        metrics = Metrics.watching(store)
-        stack.callback(metrics.unwatch)
-        otel = await _open_live_export(stack, config, store)
-        usage = await stack.enter_async_context(SessionUsage(store, runner))
-        app.services = Services(
-            config, store, runner, broadcaster, runtime, otel, metrics, session_usage=usage
+        store, runner = runtime.store, runtime.runner
+        # Messages to the orchestrator left unanswered by a stop are answered now (in the
+        # background: finding them reads the log's chat events).
+        runtime.fleet.start_run(runtime.fleet.chat.resume_all(), name="chat-resume")
+    else:
+        store = await stack.enter_async_context(
+            open_store(config.db, poll_interval=config.store_poll_s)
         )
-        stack.callback(setattr, app, "services", None)
-        logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
-        yield {STATE_KEY: app.services}
+        runner = await stack.enter_async_context(ProjectionRunner(store))
+    broadcaster = await stack.enter_async_context(
+        Broadcaster(
+            store,
+            queue_limit=config.sse_queue,
+            recent=config.sse_recent,
+            recent_bytes=config.sse_recent_bytes,
+            lag_bytes=config.sse_lag_bytes,
+            buffer_bytes=config.sse_buffer_bytes,
+            flush_interval=config.sse_flush_s,
+            wakeups_per_s=config.sse_wakeups_per_s,
+        )
+    )
+    metrics = Metrics.watching(store)
+    stack.callback(metrics.unwatch)
+    otel = await _open_live_export(stack, config, store)
+    usage = await stack.enter_async_context(SessionUsage(store, runner))
+    app.services = Services(
+        config, store, runner, broadcaster, runtime, otel, metrics, session_usage=usage
+    )
+    stack.callback(setattr, app, "services", None)
+    logger.info("fleet API ready on %s at position %d", config.db, broadcaster.position)
+    return app.services
 
 
 async def _open_live_export(

@@ -10,6 +10,13 @@ Notes (do not fix without reading this):
    lifespan shutdown; an SSE stream never ends by itself, so the server
    subclass ends the streams (after closing the listening sockets) first.
    `timeout_graceful_shutdown` is the backstop.
+3. When the app's lifespan cannot start (invalid hook settings in the
+   workspace, a log it cannot open), uvicorn calls `sys.exit(3)` inside the
+   server's task, and asyncio lets a `SystemExit` out of the event loop: a
+   page of tracebacks and sockets left open. The server subclass raises the
+   lifespan's own error instead (`FleetApp.startup_error`; a traceback only
+   for an unexpected one), so `serve()` raises it and `fleet serve` prints
+   its one line; both close the sockets they bound.
 """
 
 from __future__ import annotations
@@ -67,6 +74,15 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FleetApp) -> None:
         super().__init__(config)
         self.fleet_app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # the lifespan could not start (note 3)
+            error = self.fleet_app.startup_error
+            if error is not None:
+                raise error from None
+            raise ApiError("the server could not start; see its log") from None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
@@ -127,8 +143,7 @@ async def serve(
         # After the listen: a refused address creates no log.
         await _check_writable(api_config.db)
     except BaseException:
-        for sock in sockets:
-            sock.close()
+        _close(sockets)
         raise
     app = create_app(api_config)
     server = _server(app, host, port, **uvicorn_options)
@@ -143,6 +158,14 @@ async def serve(
             server.should_exit = True
             await task
         raise
+    finally:
+        _close(sockets)
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    """Close the listening sockets `bind_sockets` made (uvicorn closes only its servers')."""
+    for sock in sockets:
+        sock.close()
 
 
 async def _check_writable(db: str | Path) -> None:
@@ -201,4 +224,7 @@ async def serving(
         yield Serving(url, app)
     finally:
         server.should_exit = True
-        await task
+        try:
+            await task
+        finally:
+            _close(sockets)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from api import ApiConfig, InsecureServe, ListenError, WeakToken, serve, serving
+from hooks import HookConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLEET = [sys.executable, "-m", "api.cli"]
@@ -123,6 +124,38 @@ def test_fleet_serve_refusals_are_one_line(tmp_path: Path, args: list[str], expe
     assert lines[0].startswith("fleet: error: ")
     assert expected in lines[0]
     assert not (tmp_path / "f.db").exists()
+
+
+def test_a_server_that_cannot_start_says_why_in_one_line(tmp_path: Path) -> None:
+    """An error in the app's startup (here the workspace's hook settings) was a SystemExit
+    out of uvicorn's task: two tracebacks and exit code 3."""
+    settings = tmp_path / "ws" / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"hooks": {"PreToolUse": 5}}')
+    done = fleet(
+        "serve", "--port", "0", "--db", str(tmp_path / "f.db"), "--workspace", "ws", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.splitlines()[-1] == (
+        "fleet: error: invalid hook settings in ws/.claude/settings.json: "
+        "hooks.PreToolUse: Input should be a valid list"
+    )
+
+
+async def test_serving_raises_the_startup_error_and_frees_its_port(tmp_path: Path) -> None:
+    settings = tmp_path / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text('{"hooks": {"PreToolUse": 5}}')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = ApiConfig(db=tmp_path / "f.db", workspace=tmp_path)
+    with pytest.raises(HookConfigError, match="invalid hook settings"):
+        async with serving(config, port=port):
+            pass
+    with socket.create_server(("127.0.0.1", port)):  # the port is free again
+        pass
 
 
 def test_fleet_serve_port_must_be_a_port(tmp_path: Path) -> None:
