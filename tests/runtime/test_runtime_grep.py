@@ -192,3 +192,69 @@ async def test_a_grep_past_its_time_cap_says_so(ws: Workspace) -> None:
     result = await tools.call("Grep", {"output_mode": "content", "pattern": "count"}, ctx(ws))
     assert result.is_error
     assert result.content == "no matches\n[... search stopped after 0s: narrow the path or glob]"
+
+
+# -- context lines (-A, -B, -C) -------------------------------------------------------
+
+
+class CountingSandbox(Sandbox):
+    """A sandbox that counts the files opened by name (the context lines' reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[str] = []
+
+    def open_file(self, ws: Workspace, path: str) -> tuple[int, str]:
+        self.opened.append(path)
+        return super().open_file(ws, path)
+
+
+def expected_context(rel: str, lines: list[str], hit: re.Pattern[str], c: int) -> list[str]:
+    """ripgrep's -C output for one file, computed the plain way."""
+    hits = [i for i, line in enumerate(lines, start=1) if hit.search(line)]
+    shown = sorted({j for i in hits for j in range(max(1, i - c), min(len(lines), i + c) + 1)})
+    out: list[str] = []
+    for k, j in enumerate(shown):
+        if k and j != shown[k - 1] + 1:
+            out.append("--")
+        sep = ":" if j in hits else "-"
+        out.append(f"{rel}{sep}{j}{sep}{lines[j - 1]}")
+    return out
+
+
+async def test_context_lines_of_many_hits_read_the_file_once(ws: Workspace) -> None:
+    # Hits every 7th line, groups that touch and that do not, CRLF lines, no final newline.
+    lines = [f"line {i} {'hit' if i % 7 == 0 or i in (500, 501) else 'x'}" for i in range(1, 3001)]
+    body = "\n".join(lines[:1000]) + "\n" + "\r\n".join(lines[1000:2000]) + "\r\n"
+    (ws.root / "big.txt").write_text(body + "\n".join(lines[2000:]))
+    box = CountingSandbox()
+    tools = Toolbox([Grep(box)])
+    result = await tools.call(
+        "Grep",
+        {
+            "pattern": "hit",
+            "path": "big.txt",
+            "output_mode": "content",
+            "-C": 2,
+            "head_limit": 1000,
+        },
+        ctx(ws),
+    )
+    assert not result.is_error, result.content
+    assert result.content.splitlines() == expected_context("big.txt", lines, re.compile("hit"), 2)
+    assert box.opened == ["big.txt"]  # once, not once a hit (it took hits x size)
+
+
+def test_context_lines_stop_when_the_search_is_told_to(ws: Workspace) -> None:
+    from runtime._file_tools import _with_context
+
+    (ws.root / "big.txt").write_text("".join(f"{i} hit\n" for i in range(1, 20_001)))
+    regex = compile_search("hit", ignore_case=False)
+    found = search(
+        ws, Sandbox(), "big.txt", regex, max_results=20_000,
+        deadline=time.monotonic() + 600, stop=threading.Event(),
+    )  # fmt: skip
+    assert found.stopped is None and len(found.hits) == 20_000
+    shown = _with_context(Sandbox(), ws, found, 1, 1, lambda: "cancelled")
+    assert found.stopped == "cancelled"
+    assert len(shown) < 1_000  # it stopped within its first few hundred lines
