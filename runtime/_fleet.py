@@ -18,6 +18,10 @@ Notes (do not fix without reading this):
    before anything is written; within one process a delete goes through the
    agent's own task (it cancels it, and the agent's log settles its last
    append first, `_agent_log.py` note 1), so it never races the agent.
+4. `max_live_agents` is counted and the AgentCreated it allows is appended
+   under one lock: counted apart, creates made at once (an orchestrator's
+   parallel tool calls, concurrent API requests) all passed it. The limit is
+   this process's: two processes creating at once may pass it by one each.
 """
 
 from __future__ import annotations
@@ -144,6 +148,8 @@ class Fleet:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # Held from counting the live agents to the AgentCreated that count allows.
+        self._creating = asyncio.Lock()
         self.leases = Leaseholder(store, ttl_s=config.lease_ttl_s, on_lost=self._lease_lost)
         self.sleeper = Sleeper(
             store=store,
@@ -334,45 +340,51 @@ class Fleet:
         root = Path(workspace) if workspace is not None else self.config.workspace
         if not root.is_dir():
             raise WorkspaceMissing(str(root))
-        await self._sync()
-        live = sum(
-            1
-            for a in self.runner.view("agents")["agents"]
-            if a["status"] not in TERMINAL and not a["external"]
-        )
-        if live >= self.config.max_live_agents:
-            raise FleetLimitReached(self.config.max_live_agents)
-        self._check_fleet_budget()
-        toolbox = self._toolbox(role, tools)
-        agent_id = self._new_id(name)
-        cls = ClaudeCodeAgent if engine == "claude-code" else Agent
-        agent = cls(
-            store=self.store,
-            client=self.client,
-            hooks=self.hooks,
-            spec=AgentSpec(
-                agent_id=agent_id,
-                name=name,
-                role=role,
-                model=info.id,
-                workspace=root,
-                parent_id=parent_id,
-                run_id=run_id,
-                system_prompt="\n\n".join(filter(None, [role_purpose(role), instructions])),
-                max_turns=max_turns or self.config.max_turns,
-                max_total_tokens=self.config.budgets.agent_tokens,
-                max_cost_usd=self.config.budgets.agent_usd,
-                approval_timeout_s=self.config.approval_timeout_s,
-                engine=engine,
-                session_id=new_session_id() if engine == "claude-code" else None,
-            ),
-            toolbox=toolbox,
-            tool_extra={"fleet": self},
-            budget_check=self._budget_check,
-        )
-        await self._lease(agent_id)
+        # Counted and created under one lock: creates at once all passed the count (note 4).
+        async with self._creating:
+            await self._sync()
+            live = sum(
+                1
+                for a in self.runner.view("agents")["agents"]
+                if a["status"] not in TERMINAL and not a["external"]
+            )
+            if live >= self.config.max_live_agents:
+                raise FleetLimitReached(self.config.max_live_agents)
+            self._check_fleet_budget()
+            toolbox = self._toolbox(role, tools)
+            agent_id = self._new_id(name)
+            cls = ClaudeCodeAgent if engine == "claude-code" else Agent
+            agent = cls(
+                store=self.store,
+                client=self.client,
+                hooks=self.hooks,
+                spec=AgentSpec(
+                    agent_id=agent_id,
+                    name=name,
+                    role=role,
+                    model=info.id,
+                    workspace=root,
+                    parent_id=parent_id,
+                    run_id=run_id,
+                    system_prompt="\n\n".join(filter(None, [role_purpose(role), instructions])),
+                    max_turns=max_turns or self.config.max_turns,
+                    max_total_tokens=self.config.budgets.agent_tokens,
+                    max_cost_usd=self.config.budgets.agent_usd,
+                    approval_timeout_s=self.config.approval_timeout_s,
+                    engine=engine,
+                    session_id=new_session_id() if engine == "claude-code" else None,
+                ),
+                toolbox=toolbox,
+                tool_extra={"fleet": self},
+                budget_check=self._budget_check,
+            )
+            await self._lease(agent_id)
+            try:
+                await agent.create(task=None)
+            except BaseException:
+                await self._unlease(agent_id)
+                raise
         try:
-            await agent.create(task=None)
             self._agents[agent_id] = agent
             if task:
                 await self._start(agent, task, by=parent_id or "user")

@@ -25,6 +25,7 @@ from runtime import (
     WorkspaceMissing,
     open_runtime,
 )
+from runtime._waits import TERMINAL
 from runtime.simulator import Call, Observation, Situation, Turn
 
 SCOUT_TASK = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
@@ -223,6 +224,24 @@ async def test_creating_agents_past_the_fleet_limit_is_refused(
         with pytest.raises(FleetLimitReached, match="limit of 2"):
             await rt.fleet.create_agent(name="c", role="scout")
         assert await rt.store.head() == head
+
+
+async def test_creates_made_at_once_do_not_pass_the_fleet_limit_together(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """Six creates at once with a limit of 2 (an orchestrator's parallel calls, concurrent
+    API requests): two are made, four refused (all six were made when each counted apart)."""
+    options = RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={}, max_live_agents=2)
+    async with open_runtime(options) as rt:
+        results = await asyncio.gather(
+            *(rt.fleet.create_agent(name=f"a{i}", role="scout") for i in range(6)),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, FleetLimitReached)]
+        made = [r for r in results if not isinstance(r, BaseException)]
+        assert (len(made), len(refused)) == (2, 4), results
+        live = [a for a in (await rt.fleet.list_agents()) if a["status"] not in TERMINAL]
+        assert len(live) == 2
 
 
 async def test_a_command_past_the_fleet_budget_is_refused_with_the_limit_named(
