@@ -32,6 +32,10 @@ Notes (do not fix without reading this):
    are recorded from it when the call returns.
 4. The child's cost is its own: the parent's cost is the parent's messages
    only, as for a fleet agent's children; a run's cost adds both.
+5. The transcripts are read and parsed in a worker thread, each file again
+   only once its size or mtime changed: read on the event loop every 50 ms
+   while a message is awaited, and again for every message, an 8 MB
+   transcript stalled the loop 185 ms a read.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ from ._agent_spec import AgentStats
 __all__ = ["SUBAGENT_TOOLS", "Subagents"]
 
 TRANSCRIPT_WAIT_S = 5.0
+
+_Messages = dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]
+"""A transcript's assistant messages: message id -> (content blocks, final usage)."""
 """How long a subagent's message waits for its transcript entry (note 3) before it is
 recorded as the SDK passed it on."""
 
@@ -109,6 +116,8 @@ class Subagents:
         self._block, self._usage, self._result = block, usage, result
         self._children: dict[str, _Child] = {}
         self._early: dict[str, list[Any]] = {}  # note 2
+        # Each transcript's messages as last parsed, by file, with its (size, mtime) (note 5).
+        self._parsed: dict[Path, tuple[tuple[int, int], _Messages]] = {}
 
     def child_id(self, tool_use_id: str) -> str:
         """The child agent's id for the subagent call `tool_use_id` (stable across resumes)."""
@@ -204,7 +213,8 @@ class Subagents:
             return
         sub = (details or {}).get("agentId")
         if isinstance(sub, str) and sub:
-            for message_id, (content, usage) in self._transcript(sub).items():
+            found = await asyncio.to_thread(self._transcript, sub)  # note 5
+            for message_id, (content, usage) in found.items():
                 if message_id not in child.recorded:
                     child.message = _Streamed(message_id, time.perf_counter(), content, usage)
                     await self._flush(child)
@@ -299,34 +309,53 @@ class Subagents:
         if not message_id:
             return None
         deadline = time.monotonic() + TRANSCRIPT_WAIT_S
-        while (whole := self._transcript().get(message_id)) is None:
+        while (whole := (await asyncio.to_thread(self._transcript)).get(message_id)) is None:
             if time.monotonic() >= deadline:
                 return None
             await asyncio.sleep(0.05)
         return whole
 
-    def _transcript(self, sub: str = "*") -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
+    def _transcript(self, sub: str = "*") -> _Messages:
         """The assistant messages of subagent `sub`'s transcript (any subagent's for "*"):
-        message id -> (content blocks, final usage), in order (note 3)."""
+        message id -> (content blocks, final usage), in order (note 3). Blocking: it reads
+        the files (note 5)."""
         parent = self._agent
-        found: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+        found: _Messages = {}
         pattern = f"projects/*/{parent.session_id}/subagents/agent-{sub}.jsonl"
         for path in sorted(Path(parent.config_dir).glob(pattern)):
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line being written
-                message = entry.get("message") if isinstance(entry, dict) else None
-                if entry.get("type") != "assistant" or not isinstance(message, dict):
-                    continue
-                message_id = str(message.get("id") or "")
+            for message_id, (blocks, usage) in self._messages_of(path).items():
                 content, _ = found.get(message_id, ([], {}))
-                blocks = message.get("content")
-                content = (
-                    content + [b for b in blocks if isinstance(b, dict)]
-                    if isinstance(blocks, list)
-                    else content
-                )
-                found[message_id] = (content, dict(message.get("usage") or {}))
+                found[message_id] = (content + blocks, usage)
+        return found
+
+    def _messages_of(self, path: Path) -> _Messages:
+        """The assistant messages of one transcript, parsed again only once it changed."""
+        try:
+            info = path.stat()
+        except OSError:
+            return {}
+        key = (info.st_size, info.st_mtime_ns)
+        cached = self._parsed.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found: _Messages = {}
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return {}
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            message = entry.get("message") if isinstance(entry, dict) else None
+            if entry.get("type") != "assistant" or not isinstance(message, dict):
+                continue
+            message_id = str(message.get("id") or "")
+            content, _ = found.get(message_id, ([], {}))
+            blocks = message.get("content")
+            if isinstance(blocks, list):
+                content = content + [b for b in blocks if isinstance(b, dict)]
+            found[message_id] = (content, dict(message.get("usage") or {}))
+        self._parsed[path] = (key, found)
         return found
