@@ -158,11 +158,18 @@ class PostgresEventStore:
 
     async def _listen(self, *, quiet: bool = False) -> bool:
         """One connection that LISTENs on the log's channel (note 2); polling covers its loss."""
+        conn: asyncpg.Connection | None = None
         try:
             with translated("listening to", self.location):
                 conn = await asyncpg.connect(self._where.dsn, timeout=self.connect_timeout)
                 await conn.add_listener(self.tables.channel, self._notified)
-        except StoreError as e:
+        except BaseException as e:
+            # Connected but not listening: closed here, or each retry of `_relisten` leaks one
+            # (terminated: no await, so a cancel cannot skip it).
+            if conn is not None:
+                conn.terminate()
+            if not isinstance(e, StoreError):
+                raise
             if not quiet:
                 logger.warning(
                     "no notifications from %s, subscriptions will poll: %s", self.location, e
