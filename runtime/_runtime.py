@@ -8,6 +8,7 @@ API's lifespan both use it, so a command and the server run the same parts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,7 @@ from ._client import ModelClient
 from ._fleet import Budgets, Fleet, FleetConfig
 from ._leases import DEFAULT_LEASE_TTL_S
 from ._worker import Worker
+from ._workspace import keep_out_of_git
 from .simulator import Simulator
 
 __all__ = ["Runtime", "RuntimeOptions", "open_runtime"]
@@ -85,6 +87,18 @@ def _hooks_config(options: RuntimeOptions) -> HooksConfig:
     return load_project_settings(options.workspace)
 
 
+def _fleet_folders(options: RuntimeOptions) -> list[Path]:
+    """The `.fleet/` folders this runtime writes to: the workspace's, and the log's when it
+    is a file in one (`_workspace.py`, note 4)."""
+    folders = [options.workspace / ".fleet"]
+    db = options.db
+    if isinstance(db, Path) or (isinstance(db, str) and "://" not in db and db != "memory:"):
+        parent = Path(db).absolute().parent
+        if parent.name == ".fleet" and parent != folders[0].absolute():
+            folders.append(parent)
+    return folders
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
     """Open store, projections, hooks, model client and fleet; close them all on exit.
@@ -99,6 +113,9 @@ async def open_runtime(options: RuntimeOptions) -> AsyncIterator[Runtime]:
         store = await stack.enter_async_context(
             open_store(options.db, poll_interval=options.store_poll_s)
         )
+        # Once the log opened (a refused one writes nothing): fleet's files stay out of git.
+        for folder in _fleet_folders(options):
+            await asyncio.to_thread(keep_out_of_git, folder)
         runner = await stack.enter_async_context(ProjectionRunner(store))
         hooks = await stack.enter_async_context(
             HookDispatcher(hooks_config, project_dir=options.workspace)

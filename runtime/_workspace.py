@@ -24,6 +24,11 @@ Notes (do not fix without reading this):
    path, so a refused path creates nothing.
 3. Git in the sample workspace gets a local identity (`user.name`,
    `user.email`) so that commits work on machines with no global identity.
+4. Fleet's own folder in a workspace, `.fleet/` (the log by default, the
+   agents' transcripts, Claude Code sessions, the patterns' notes), holds a
+   `.gitignore` that ignores it all but `settings.json`: without it the
+   ship step committed the log and the notes, and the next `fleet run` in
+   that folder was refused for uncommitted changes.
 """
 
 from __future__ import annotations
@@ -317,6 +322,27 @@ class Workspace:
         """`path` (inside the workspace) as a workspace-relative POSIX string ("." for the root)."""
         rel = path.relative_to(self.root).as_posix()
         return rel or "."
+
+
+FLEET_GITIGNORE = """\
+# Made by fleet: its log, transcripts, sessions and notes stay out of git, so a run
+# leaves the tree as clean as its agents left it. Hook settings are kept.
+*
+!settings.json
+"""
+"""What `keep_out_of_git` writes in `.fleet/`: everything ignored, this file too."""
+
+
+def keep_out_of_git(folder: Path) -> None:
+    """Make `folder` (a `.fleet/`) with a `.gitignore` that ignores what fleet writes there
+    (note 4); one already there is left as it is. Blocking: call it in a thread."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(folder / ".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    with open(fd, "w") as f:
+        f.write(FLEET_GITIGNORE)
 
 
 def sample_repo_path() -> Path:

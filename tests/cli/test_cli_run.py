@@ -117,3 +117,34 @@ def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_befor
     assert main(["run", "x", "--workspace", str(tmp_path / "nowhere")]) == 1
     assert "no such folder" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.db")), "nothing was written"
+
+
+def test_a_run_in_a_repository_that_does_not_ignore_fleet_leaves_its_tree_clean(
+    tmp_path: Path,
+) -> None:
+    """fleet's own files (its log, transcripts, notes) stay out of git: the ship step
+    committed `.fleet/fleet.db` and the notes, and the next run there was refused."""
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-r", str(ROOT / "runtime" / "sample_repo"), str(repo)], check=True)
+    (repo / ".gitignore").write_text("__pycache__/\n")  # nothing about .fleet/
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    task = "rename the function count_words to word_count everywhere"
+    done = _fleet("run", "--pattern", "plan-build-review-ship", task, cwd=repo)
+    assert done.returncode == 0, done.stderr
+
+    assert (repo / ".fleet" / "fleet.db").is_file()
+    shipped = subprocess.run(
+        ["git", "show", "--name-only", "--format=", "HEAD"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert shipped and not [name for name in shipped if name.startswith(".fleet")], shipped
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert status.stdout == ""  # so a next `fleet run` here is not refused
