@@ -90,23 +90,29 @@ class PatternSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_graph(self) -> PatternSpec:
+        """Every problem of the steps' graph at once, not the first only."""
         ids = [step.id for step in self.steps]
+        problems: list[str] = []
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
-            raise ValueError(f"duplicate step ids: {duplicates}")
+            problems.append(f"duplicate step ids: {duplicates}")
         known = set(ids)
         for step in self.steps:
             unknown = [dep for dep in step.after if dep not in known]
             if unknown:
-                raise ValueError(f"step {step.id!r} comes after unknown steps {unknown}")
+                problems.append(f"step {step.id!r} comes after unknown steps {unknown}")
             if step.review is not None and step.review.retry not in known:
-                raise ValueError(f"step {step.id!r} retries unknown step {step.review.retry!r}")
-            for name in _output_refs(step):
-                if name not in known:
-                    raise ValueError(f"step {step.id!r} reads outputs of unknown step {name!r}")
+                problems.append(f"step {step.id!r} retries unknown step {step.review.retry!r}")
+            problems += [
+                f"step {step.id!r} reads outputs of unknown step {name!r}"
+                for name in _output_refs(step)
+                if name not in known
+            ]
         cycle = _find_cycle({step.id: step.after for step in self.steps})
         if cycle:
-            raise ValueError(f"steps form a cycle: {' -> '.join(cycle)}")
+            problems.append(f"steps form a cycle: {' -> '.join(cycle)}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def step(self, step_id: str) -> StepSpec:

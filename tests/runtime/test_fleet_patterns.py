@@ -235,6 +235,22 @@ def test_invalid_pattern_files_are_refused_with_the_problem(
         load_pattern(path)
 
 
+def test_a_pattern_with_several_mistakes_names_them_all_at_once(tmp_path: Path) -> None:
+    """The README's promise: every problem named, not one an attempt."""
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "x"\n'
+        '[[steps]]\nid = "a"\nrole = "scout"\nprompt = "{outputs[ghost]}"\nafter = ["b"]\n'
+        '[[steps]]\nid = "b"\nrole = "scout"\nprompt = "p"\nafter = ["a", "nope"]\n'
+    )
+    with pytest.raises(PatternError) as raised:
+        load_pattern(path)
+    message = str(raised.value)
+    assert "step 'a' reads outputs of unknown step 'ghost'" in message
+    assert "step 'b' comes after unknown steps ['nope']" in message
+    assert "steps form a cycle" in message
+
+
 def test_unknown_pattern_name_lists_the_built_in_ones() -> None:
     with pytest.raises(PatternError, match="scout-plan-build"):
         load_pattern("no-such-pattern")
