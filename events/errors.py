@@ -9,7 +9,7 @@ The tree (other packages add their own leaves under these roots)::
     │   ├── InvalidEvent            data that cannot be encoded (not JSON-serializable)
     │   ├── UnknownEventType        a stored type this code does not know
     │   ├── StoreClosed             use after aclose()
-    │   ├── StoreUnavailable        the log cannot be written now (disk full, read-only)
+    │   ├── StoreUnavailable        the log cannot be used now (disk full, read-only, unreachable)
     │   ├── LeaseHeld               another owner holds the lease on that key
     │   ├── LogNotFound             opening a log that does not exist, where none is created
     │   ├── UnsupportedLocation     no backend for this path or URL
@@ -114,15 +114,16 @@ class NotADatabase(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The log cannot be written now: the disk is full, the file or its folder is
-    read-only, or the store was opened read-only. Nothing was written.
+    """The log cannot be used now: the disk is full, the file or its folder is
+    read-only or unreadable, the store was opened read-only, or its server cannot
+    be reached. Nothing was written.
 
     `reason` says which, in words a user can act on.
     """
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"the event log cannot be written: {reason}")
+        super().__init__(f"the event log is unavailable: {reason}")
 
 
 class LeaseHeld(StoreError):
