@@ -52,10 +52,11 @@ def _log(arg: str | None) -> Path | str:
 
 
 async def _approvals(db: Path | str, status: str | None) -> dict[str, Any]:
-    from events import open_store
     from projections import ProjectionRunner
 
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    from ._common import open_to_read
+
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         await runner.wait_for(await store.head())
         agents = runner.projection("agents")
         return agents.approvals_view(runner.state("agents"), status)  # type: ignore[attr-defined,no-any-return]

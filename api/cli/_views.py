@@ -14,7 +14,8 @@ Notes (do not fix without reading this):
    (opening a store for writing on a missing path would create an empty one).
    `fleet events` opens the log read-only; the views' projection runner does
    write its checkpoints into the log, as the server does: the next command
-   starts from them instead of position 0.
+   starts from them instead of position 0. A log that cannot be written (a
+   read-only file, folder or disk) is read all the same (`open_to_read`).
 2. Into a terminal, tables fit its width (the least needed columns are left
    out); into a pipe or a file they are printed at their natural width, so
    `grep` and scripts see whole rows.
@@ -215,10 +216,11 @@ def _runs_command(args: argparse.Namespace) -> int:
 
 async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
     """The runs view now, a running run that no live process conducts as "interrupted"."""
-    from events import open_store
     from projections import ProjectionRunner, mark_interrupted
 
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    from ._common import open_to_read
+
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         runs = runner.view("runs")
         marked = await mark_interrupted(store, runs["runs"])
         return {**runs, "runs": marked}, runner.position
