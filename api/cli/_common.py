@@ -28,6 +28,7 @@ __all__ = [
     "open_to_read",
     "print_json",
     "resolve_db",
+    "resolve_run",
 ]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
@@ -91,3 +92,15 @@ async def open_to_read(db: str | Path) -> AsyncIterator[EventStore]:
         store = await open_store(db, readonly=True).open()
     async with store:
         yield store
+
+
+async def resolve_run(store: EventStore, run: str) -> str:
+    """The run id `run` names, given with or without a `run-` prefix (the README's
+    `run-<id>` is the run's stream), as every command taking a run id reads it.
+    Raises `RunNotFound`."""
+    from events import RunNotFound
+
+    for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
+        if candidate and await store.stream_version(f"run-{candidate}"):
+            return candidate
+    raise RunNotFound(run)

@@ -24,14 +24,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import add_common, console, log_missing, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db, resolve_run
 
 if TYPE_CHECKING:
     from events import EventStore
     from projections import Timeline
     from runtime.replay import Divergence, RerunResult
 
-__all__ = ["KEY_ENV", "VIEW_NAMES", "configure", "export_key", "resolve_run"]
+__all__ = ["KEY_ENV", "VIEW_NAMES", "configure", "export_key"]
 
 KEY_ENV = "FLEET_EXPORT_KEY"
 
@@ -138,16 +138,6 @@ def export_key() -> bytes:
 def _existing_db(args: argparse.Namespace) -> Path | str | None:
     db = resolve_db(args.db)
     return None if log_missing(db) else db
-
-
-async def resolve_run(store: EventStore, run: str) -> str:
-    """The run id `run` names (with or without a `run-` prefix). Raises `RunNotFound`."""
-    from events import RunNotFound
-
-    for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
-        if candidate and await store.stream_version(f"run-{candidate}"):
-            return candidate
-    raise RunNotFound(run)
 
 
 @contextlib.asynccontextmanager
