@@ -90,8 +90,11 @@ def _list_command(args: argparse.Namespace) -> int:
     if not found["approvals"]:
         console().print("no approvals" if args.all else "no tool call is waiting for approval")
         return 0
+    # The id is what `fleet approve` takes: never cut (the other columns wrap or shrink).
     table = Table(box=None, header_style="bold")
-    for column in ("approval", "agent", "tool", "input", "status", "expires", "reason"):
+    widest = max(len(a["id"]) for a in found["approvals"])
+    table.add_column("approval", no_wrap=True, min_width=widest)
+    for column in ("agent", "tool", "input", "status", "expires", "reason"):
         table.add_column(column, overflow="fold" if column == "input" else "ellipsis")
     for a in found["approvals"]:
         table.add_row(
