@@ -82,6 +82,7 @@ async def _decide(
 
 def _list_command(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     found = asyncio.run(_approvals(_log(args.db), None if args.all else "pending"))
     if args.json:
@@ -97,11 +98,12 @@ def _list_command(args: argparse.Namespace) -> int:
     for column in ("agent", "tool", "input", "status", "expires", "reason"):
         table.add_column(column, overflow="fold" if column == "input" else "ellipsis")
     for a in found["approvals"]:
-        table.add_row(
+        cells = (
             a["id"], a["agent_name"], a["tool_name"],
             json.dumps(a["tool_input"])[:80], a["status"] + (f" by {a['by']}" if a["by"] else ""),
             (a["expires_at"] or "")[11:19], a["reason"] or "",
         )  # fmt: skip
+        table.add_row(*(Text(cell) for cell in cells))  # text, never rich markup
     console().print(table)
     return 0
 
@@ -116,5 +118,7 @@ def _decide_command(args: argparse.Namespace) -> int:
         print_json({"approval_id": args.approval_id, "decision": args.decision, "by": who,
                     "position": position})  # fmt: skip
     else:
-        console().print(f"{args.approval_id} {verb} by {who} (position {position})")
+        from rich.markup import escape
+
+        console().print(f"{escape(args.approval_id)} {verb} by {escape(who)} (position {position})")
     return 0

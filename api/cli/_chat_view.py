@@ -68,7 +68,8 @@ class View:
         elif kind == "AgentCreated":
             self.names[data.agent_id] = data.name
             if data.agent_id != orchestrator and data.role != "orchestrator":
-                self.say(f"  [green]+[/] {escape(data.name)} ({data.role}, {data.model})")
+                made = f"{data.name} ({data.role}, {data.model})"
+                self.say(f"  [green]+[/] {escape(made)}")
         elif kind == "ModelResponded" and data.agent_id == orchestrator:
             texts = [str(b.get("text", "")) for b in data.content if b.get("type") == "text"]
             said = " ".join(" ".join(texts).split())
@@ -127,7 +128,10 @@ async def converse(
     """Read lines, post each (`post` returns its position) and wait for its answer, until
     the end of input or /quit; `follower` feeds `followed` meanwhile (it is cancelled at the
     end, and its failure ends the conversation with its error). `again` carries it on."""
-    view, cid = followed.view, followed.cid
+    from rich.markup import escape
+
+    view, cid = followed.view, escape(followed.cid)
+    again = escape(again)  # a URL, a conversation id: text, never rich markup
     said = carried_on
     try:
         if carried_on:

@@ -2,6 +2,11 @@
 
 Standard library only at import (`api/cli/__init__.py`, note 1): the rich
 console is made on first use.
+
+What `console().print` (or `rule`, a table's `str` cell) is given is rich
+markup: a string from the person, the log, a model or the file system (a task,
+a path, a name, a summary) goes through `rich.markup.escape`, or in a `Text`,
+so that a `[/]` in it is text, not a `MarkupError`.
 """
 
 from __future__ import annotations

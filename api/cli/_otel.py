@@ -61,8 +61,12 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_json())
     else:
+        from rich.markup import escape
+
         console().print(
-            f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
-            f"to {summary.endpoint} (trace {summary.trace_id})"
+            escape(
+                f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
+                f"to {summary.endpoint} (trace {summary.trace_id})"
+            )
         )
     return 0

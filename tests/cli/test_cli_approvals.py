@@ -126,3 +126,32 @@ def test_the_approval_id_is_never_cut_however_narrow_the_terminal(
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines()]
     assert [row[0] for row in rows if row and row[0].startswith("apr_")] == ids, shown.stdout
+
+
+def test_markup_in_a_call_on_hold_is_shown_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: a `[/]` in a tool's input (a model's words) crashed the table."""
+    db = tmp_path / "fleet.db"
+
+    async def seed() -> None:
+        async with SQLiteEventStore(db) as store:
+            meta = Meta(run_id="r1", agent_id="a1")
+            request = ApprovalRequested(
+                approval_id="apr_one", agent_id="a1", tool_use_id="tu1", tool_name="Bash",
+                tool_input={"command": "echo [/] [bold]x[/bold]"}, reason="why [/]",
+                timeout_s=600,
+            )  # fmt: skip
+            await store.append("agent-a1", [
+                NewEvent(AgentCreated(agent_id="a1", name="[red]a[/]", role="r", model="m"), meta),
+                NewEvent(AgentCommanded(agent_id="a1", prompt="go"), meta),
+                NewEvent(request, meta),
+            ])  # fmt: skip
+
+    asyncio.run(seed())
+    code, out, err = run_cli(capsys, "approvals", "--db", str(db))
+    assert code == 0, err
+    for text in ("[red]a[/]", '"echo [/]', "[bold]x[/bold]", "why [/]"):
+        assert text in out, out
+    code, out, _ = run_cli(capsys, "approve", "apr_one", "--db", str(db), "--as", "[b]me[/]")
+    assert (code, out.split(" (position")[0]) == (0, "apr_one allowed by [b]me[/]")

@@ -122,6 +122,21 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert asyncio.run(_run_ids(other)) == [run_id]
 
 
+def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """Regression: a `[/]` in the export's path or the log's crashed with a MarkupError."""
+    log, run_id = demo
+    (tmp_path / "out[").mkdir()
+    (tmp_path / "log[").mkdir()
+    exported, other = tmp_path / "out[" / "]run.jsonl", tmp_path / "log[" / "]o.db"
+
+    code, out, err = fleet("export", run_id, "--db", str(log), "-o", str(exported))
+    assert code == 0, err
+    assert f"fleetimport{exported}--dbOTHER.db" in "".join(out.split())  # wrapped anywhere
+    code, out, err = fleet("import", str(exported), "--db", str(other))
+    assert code == 0, err
+    assert f"fleetreplay{run_id}--db{other}" in "".join(out.split())
+
+
 def test_import_refuses_a_damaged_export_and_creates_no_log(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:

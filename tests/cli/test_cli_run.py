@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,29 @@ def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_befor
     assert main(["run", "x", "--workspace", str(tmp_path / "nowhere")]) == 1
     assert "no such folder" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.db")), "nothing was written"
+
+
+def test_rich_markup_in_the_task_and_in_file_paths_is_printed_as_text(tmp_path: Path) -> None:
+    """Regression: a `[/]` in the task, or in a path the run changed, crashed `fleet run`
+    with a rich MarkupError traceback (before the run, or in its end-of-run summary)."""
+    repo = tmp_path / "R"
+    shutil.copytree(ROOT / "runtime" / "sample_repo", repo)
+    (repo / "lib[").mkdir()
+    (repo / "lib[" / "]extra.py").write_text(
+        'from textstats import count_words\n\nprint(count_words("a b"))\n'
+    )
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *step]
+        subprocess.run(git, cwd=repo, check=True)
+    task = "rename `count_words` to `word_count` [/] [bold]now[/bold]"
+
+    done = _fleet("run", task, "--workspace", str(repo), "--quiet", "--db", str(tmp_path / "f.db"),
+                  cwd=tmp_path, env={"COLUMNS": "250"})  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    assert f"on: {task}\n" in out
+    assert "lib[/]extra.py" in out.split("what changed")[1].split("tests")[0]  # the diff stat
+    assert any(" wrote: " in line and "lib[/]extra.py" in line for line in out.splitlines())
+    assert "word_count" in (repo / "lib[" / "]extra.py").read_text()
