@@ -97,6 +97,23 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}
 
 
+def test_abandon_of_a_missing_or_ended_run_says_it_cannot_be_abandoned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: it said the run 'cannot be resumed', of a command that abandons."""
+    db = str(tmp_path / "fleet.db")
+    demo = ["demo", "--workspace", str(tmp_path / "ws"), "--db", db, "--json", "--latency", "0"]
+    assert main(demo) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+
+    assert main(["abandon", "nope", "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err == "fleet: error: run 'nope' cannot be abandoned: there is no such run in the log\n"
+    assert main(["abandon", run_id, "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert f"run {run_id!r} cannot be abandoned: it has ended (completed)" in err
+
+
 def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_before_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
