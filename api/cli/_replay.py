@@ -436,8 +436,12 @@ def _import_command(args: argparse.Namespace) -> int:
         key = export_key() if args.verify else None
     except KeyMissing as e:
         return _error(f"--verify: {e}")
-    if args.file != "-" and not Path(args.file).is_file():
-        return _error(f"cannot read {args.file}: no such file")
+    if args.file != "-":
+        given = Path(args.file)
+        if given.is_dir():
+            return _error(f"cannot read {args.file}: it is a folder (give the export's file)")
+        if not given.exists():  # a pipe (`<(...)`) is read, as a file is
+            return _error(f"cannot read {args.file}: no such file")
     try:
         return asyncio.run(_import(args, key))
     except OSError as e:

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,41 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert code == 1
     assert "exist in this log already" in err
     assert asyncio.run(_run_ids(other)) == [run_id]
+
+
+def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None:
+    """Regression: a folder was 'no such file'."""
+    code, out, err = fleet("import", str(tmp_path), "--db", str(tmp_path / "other.db"))
+    assert (code, out) == (1, "")
+    assert err == f"fleet: error: cannot read {tmp_path}: it is a folder (give the export's file)\n"
+    code, _, err = fleet("import", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "o.db"))
+    assert code == 1
+    assert err == f"fleet: error: cannot read {tmp_path / 'nope.jsonl'}: no such file\n"
+    assert not list(tmp_path.iterdir()), "no log was created"
+
+
+def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """`fleet import <(...)`: the file named is a pipe, not a regular file."""
+    log, run_id = demo
+    exported = tmp_path / "run.jsonl"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), pipe.open("wb") as writer:
+            writer.write(exported.read_bytes())
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        code, out, err = fleet("import", str(pipe), "--db", str(tmp_path / "other.db"), "--json")
+    finally:
+        if feeder.is_alive():  # the pipe was not read: let the writer's open return
+            os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(timeout=60)
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
 
 
 def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
