@@ -182,9 +182,14 @@ def test_import_refuses_a_damaged_export_and_creates_no_log(
     assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
     lines = exported.read_bytes().splitlines(keepends=True)
     (tmp_path / "cut.jsonl").write_bytes(b"".join(lines[:-1]))
+    (tmp_path / "mid.jsonl").write_bytes(b"".join(lines[:-1])[:-20])  # cut in its last event
     (tmp_path / "junk.txt").write_text("not an export\n")
 
-    for name, reason in (("cut.jsonl", "truncated"), ("junk.txt", "not a JSON Lines run export")):
+    for name, reason in (
+        ("cut.jsonl", "truncated"),
+        ("mid.jsonl", f"line {len(lines) - 1}: the file ends mid-line: truncated?"),
+        ("junk.txt", "not a JSON Lines run export"),
+    ):
         code, _, err = fleet("import", str(tmp_path / name), "--db", str(tmp_path / "other.db"))
         assert code == 1
         assert reason in err
