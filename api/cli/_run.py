@@ -15,11 +15,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db
+from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db, resolve_run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from events import EventStore
     from runtime import RunResult, Runtime, RuntimeOptions
 
 __all__ = ["BUILTIN_PATTERN_NAMES", "configure"]
@@ -65,12 +66,14 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(func=_demo_command)
     elif command == "resume":
         parser.add_argument(
-            "run", nargs="?", help="the run to resume (default: every interrupted run)"
+            "run",
+            nargs="?",
+            help="the run to resume, a run- prefix or not (default: every interrupted run)",
         )
         _add_run_options(parser)
         parser.set_defaults(func=_resume_command)
     else:
-        parser.add_argument("run", help="the interrupted run to give up on")
+        parser.add_argument("run", help="the interrupted run to give up on (a run- prefix or not)")
         add_common(parser)
         parser.set_defaults(func=_abandon_command)
 
@@ -230,7 +233,7 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     from runtime import interrupted_runs
 
     async with open_store(db) as store, ProjectionRunner(store) as runner:
-        ids = await interrupted_runs(store, runner) if only is None else [only]
+        ids = await interrupted_runs(store, runner) if only is None else [await _named(store, only)]
         runs = {r["id"]: r for r in runner.view("runs")["runs"]}
     return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
 
@@ -288,16 +291,26 @@ async def _abandon(args: argparse.Namespace) -> int:
 
     options = RuntimeOptions(db=resolve_db(args.db), workspace=Path.cwd())
     async with open_runtime(options) as rt:
-        await abandon_run(rt.fleet, args.run)
+        run_id = await _named(rt.store, args.run)
+        await abandon_run(rt.fleet, run_id)
     if args.json:
-        print_json({"abandoned": args.run})
+        print_json({"abandoned": run_id})
     else:
         from rich.markup import escape
 
-        console().print(
-            f"run {escape(args.run)} abandoned: its agents are deleted and it has failed"
-        )
+        console().print(f"run {escape(run_id)} abandoned: its agents are deleted and it has failed")
     return 0
+
+
+async def _named(store: EventStore, run: str) -> str:
+    """The run id `run` names, with or without a `run-` prefix (`resolve_run`), else `run`
+    as given: the runtime then says why it cannot be resumed or abandoned."""
+    from events import RunNotFound
+
+    try:
+        return await resolve_run(store, run)
+    except RunNotFound:
+        return run
 
 
 async def _with_live_view(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
+from events import Meta, NewEvent, RunStarted, SQLiteEventStore
 
 FLEET = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).parents[2]
@@ -112,6 +114,30 @@ def test_abandon_of_a_missing_or_ended_run_says_it_cannot_be_abandoned(
     assert main(["abandon", run_id, "--db", db]) == 1
     err = capsys.readouterr().err
     assert f"run {run_id!r} cannot be abandoned: it has ended (completed)" in err
+    # The id as its stream names it is the same run.
+    assert main(["abandon", f"run-{run_id}", "--db", db]) == 1
+    assert f"run {run_id!r} cannot be abandoned: it has ended" in capsys.readouterr().err
+    assert main(["resume", f"run-{run_id}", "--db", db]) == 1
+    assert f"run {run_id!r} cannot be resumed: it has ended" in capsys.readouterr().err
+
+
+def test_abandon_takes_the_run_id_with_its_run_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted run (started, no process conducts it) abandoned as `run-<id>`."""
+    db = tmp_path / "fleet.db"
+
+    async def seed() -> None:
+        async with SQLiteEventStore(db) as store:
+            started = RunStarted(run_id="0a1b2c3d4e", task="t", pattern="scout-builder")
+            await store.append("run-0a1b2c3d4e", [NewEvent(started, Meta(run_id="0a1b2c3d4e"))])
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    assert main(["abandon", "run-0a1b2c3d4e", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"abandoned": "0a1b2c3d4e"}
+    assert main(["runs", "--db", str(db), "--json"]) == 0
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["failed"]
 
 
 def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_before_writing(
