@@ -50,6 +50,9 @@ _ROWS_CHUNK = 2_000  # spooled rows handed to the store at once
 MIN_KEY_BYTES = 16
 """The shortest signing key accepted (HMAC-SHA256 takes any length; a short one is guessable)."""
 _SIGNATURE = "hmac_sha256"
+_MID_LINE = (
+    "the file ends mid-line: truncated? (its last line has no newline and is not whole JSON)"
+)
 
 
 # -- results --------------------------------------------------------------------
@@ -149,12 +152,17 @@ class _Checker:
     def fail(self, reason: str, line: int | None) -> ExportInvalid:
         return ExportInvalid(self.source, reason, line=line)
 
-    def feed(self, number: int, raw: bytes) -> None:
+    def feed(self, number: int, raw: bytes, *, ended: bool = True) -> None:
+        """Check line `number`, `raw` with its newline added; `ended` False: the file's last
+        line, which had none (cut short, if it begins as every line does but is not whole
+        JSON; a file saved without its last newline is read as if it had it)."""
         if self.trailer is not None:
             raise self.fail("there is more after the trailer line", number)
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError) as e:
+            if not ended and isinstance(e, ValueError) and raw.startswith(b"{"):
+                raise self.fail(_MID_LINE, number) from None
             raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
         if not isinstance(value, dict):
             raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)
@@ -366,10 +374,11 @@ def parse_export(
     checker = _Checker(source, verify_key=verify_key)
     lines = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     for number, raw in enumerate(lines, start=1):
-        body = raw[:-1] if raw.endswith(b"\n") else raw
+        ended = raw.endswith(b"\n")  # else the last line: cut short, or a file saved without
+        body = raw[:-1] if ended else raw
         if not body.strip():
             raise checker.fail("a blank line (not a JSON Lines run export)", number)
-        checker.feed(number, body + b"\n")
+        checker.feed(number, body + b"\n", ended=ended)
     return checker.result()
 
 

@@ -53,12 +53,12 @@ class _Feeder:
             )
 
     def close(self) -> dict[str, Any]:
-        if self.tail:
-            self.line(self.tail)
+        if self.tail:  # the last line, without its newline: cut short, or saved without
+            self.line(self.tail, ended=False)
             self.tail = b""
         return self.checker.complete()
 
-    def line(self, body: bytes) -> None:
+    def line(self, body: bytes, *, ended: bool = True) -> None:
         self.number += 1
         if len(body) > self.max_line_bytes:
             raise self.checker.fail(
@@ -67,7 +67,7 @@ class _Feeder:
             )
         if not body.strip():
             raise self.checker.fail("a blank line (not a JSON Lines run export)", self.number)
-        self.checker.feed(self.number, body + b"\n")
+        self.checker.feed(self.number, body + b"\n", ended=ended)
 
 
 def _spool_row(event: ImportedEvent) -> bytes:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 from events import (
     AgentCommanded,
@@ -67,14 +68,17 @@ async def interrupted_runs(store: EventStore, runner: ProjectionRunner) -> list[
     return [r["id"] for r in await mark_interrupted(store, runs) if r["status"] == "interrupted"]
 
 
-async def _started(store: EventStore, run_id: str) -> RecordedEvent:
-    """The run's RunStarted. Raises `RunNotResumable` when it is unknown or has ended."""
+async def _started(
+    store: EventStore, run_id: str, action: Literal["resumed", "abandoned"] = "resumed"
+) -> RecordedEvent:
+    """The run's RunStarted. Raises `RunNotResumable` (saying it cannot be `action`)
+    when it is unknown or has ended."""
     events = await store.read_stream(f"run-{run_id}")
     if not events or not isinstance(events[0].data, RunStarted):
-        raise RunNotResumable(run_id, "there is no such run in the log")
+        raise RunNotResumable(run_id, "there is no such run in the log", action=action)
     if len(events) > 1:
         ended = "completed" if events[-1].type == "RunCompleted" else "failed"
-        raise RunNotResumable(run_id, f"it has ended ({ended})")
+        raise RunNotResumable(run_id, f"it has ended ({ended})", action=action)
     return events[0]
 
 
@@ -186,9 +190,9 @@ async def abandon_run(fleet: Fleet, run_id: str, *, by: str = "user") -> None:
     Raises `RunNotResumable` (unknown or ended), `AgentDrivenElsewhere` when
     a live process conducts it or drives one of its agents.
     """
-    recorded = await _started(fleet.store, run_id)
+    recorded = await _started(fleet.store, run_id, "abandoned")
     async with run_lease(fleet, run_id):
-        await _started(fleet.store, run_id)
+        await _started(fleet.store, run_id, "abandoned")
         error = f"abandoned by {by} (its process had stopped)"
         me = conductor_id(run_id)
         started = recorded.data

@@ -32,6 +32,8 @@ FleetError
 
 from __future__ import annotations
 
+from typing import Literal
+
 from events.errors import FleetError
 
 __all__ = [
@@ -312,10 +314,13 @@ class StepFailed(PatternError):
 
 
 class RunNotResumable(FleetError):
-    """A run cannot be resumed or abandoned: it is unknown, it has ended, or its log
-    does not say how to go on (`reason`). Nothing was written."""
+    """A run cannot be resumed or abandoned (`action`): it is unknown, it has ended, or
+    its log does not say how to go on (`reason`). Nothing was written."""
 
-    def __init__(self, run_id: str, reason: str) -> None:
+    def __init__(
+        self, run_id: str, reason: str, *, action: Literal["resumed", "abandoned"] = "resumed"
+    ) -> None:
         self.run_id = run_id
         self.reason = reason
-        super().__init__(f"run {run_id!r} cannot be resumed: {reason}")
+        self.action = action
+        super().__init__(f"run {run_id!r} cannot be {action}: {reason}")

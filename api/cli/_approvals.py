@@ -52,10 +52,11 @@ def _log(arg: str | None) -> Path | str:
 
 
 async def _approvals(db: Path | str, status: str | None) -> dict[str, Any]:
-    from events import open_store
     from projections import ProjectionRunner
 
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    from ._common import open_to_read
+
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         await runner.wait_for(await store.head())
         agents = runner.projection("agents")
         return agents.approvals_view(runner.state("agents"), status)  # type: ignore[attr-defined,no-any-return]
@@ -81,6 +82,7 @@ async def _decide(
 
 def _list_command(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     found = asyncio.run(_approvals(_log(args.db), None if args.all else "pending"))
     if args.json:
@@ -89,15 +91,19 @@ def _list_command(args: argparse.Namespace) -> int:
     if not found["approvals"]:
         console().print("no approvals" if args.all else "no tool call is waiting for approval")
         return 0
+    # The id is what `fleet approve` takes: never cut (the other columns wrap or shrink).
     table = Table(box=None, header_style="bold")
-    for column in ("approval", "agent", "tool", "input", "status", "expires", "reason"):
+    widest = max(len(a["id"]) for a in found["approvals"])
+    table.add_column("approval", no_wrap=True, min_width=widest)
+    for column in ("agent", "tool", "input", "status", "expires", "reason"):
         table.add_column(column, overflow="fold" if column == "input" else "ellipsis")
     for a in found["approvals"]:
-        table.add_row(
+        cells = (
             a["id"], a["agent_name"], a["tool_name"],
             json.dumps(a["tool_input"])[:80], a["status"] + (f" by {a['by']}" if a["by"] else ""),
             (a["expires_at"] or "")[11:19], a["reason"] or "",
         )  # fmt: skip
+        table.add_row(*(Text(cell) for cell in cells))  # text, never rich markup
     console().print(table)
     return 0
 
@@ -112,5 +118,7 @@ def _decide_command(args: argparse.Namespace) -> int:
         print_json({"approval_id": args.approval_id, "decision": args.decision, "by": who,
                     "position": position})  # fmt: skip
     else:
-        console().print(f"{args.approval_id} {verb} by {who} (position {position})")
+        from rich.markup import escape
+
+        console().print(f"{escape(args.approval_id)} {verb} by {escape(who)} (position {position})")
     return 0

@@ -68,6 +68,7 @@ def _chat_command(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace, workspace: Path) -> int:
     from events import EventFilter
     from runtime import open_runtime
+    from runtime.errors import ChatCommandInvalid, InvalidAgentSpec
 
     view = View(as_json=args.json, echo=not sys.stdin.isatty())
     async with open_runtime(_options(args, workspace)) as rt:
@@ -94,8 +95,9 @@ async def _chat(args: argparse.Namespace, workspace: Path) -> int:
         follower = asyncio.create_task(follow(), name="chat-follow")
         if args.conversation is not None:
             chat.resume(cid)  # what was left unanswered
-        await converse(
+        refusals = await converse(
             followed, post, follower, carried_on=args.conversation is not None,
             again=f"fleet chat --conversation {cid}",
+            refused=(ChatCommandInvalid, InvalidAgentSpec),  # nothing written: the chat goes on
         )  # fmt: skip
-    return 0
+    return 1 if refusals else 0

@@ -17,7 +17,12 @@ Notes (do not fix without reading this):
    cannot be reached again ends the chat with that error.
 3. Errors are one line each (exit 1): the server unreachable, a 401 (the
    token missing or wrong), an unknown conversation, any other problem's
-   detail.
+   detail. A line the server refuses (422: a malformed slash command, a text
+   too long; 413: a body too large) is no such error: nothing was posted, it
+   is said and the chat goes on (`_chat_view.py`, note 1). A line longer than
+   a message may be is refused here, unsent: a body past the server's limit
+   is answered 413 while it is still being sent, and the connection closed
+   under the client reads as a server that cannot be reached.
 """
 
 from __future__ import annotations
@@ -46,20 +51,30 @@ class ServerError(Exception):
     """What went wrong talking to the server, in one line for the person."""
 
 
+class LineRefused(Exception):
+    """The server refused a line (422, 413) and posted nothing: the server's reason."""
+
+
+_REFUSED = (413, 422)  # a line the server will not post; the chat goes on (note 3)
+MAX_TEXT = 100_000
+"""The longest message, `runtime`'s `MAX_TEXT` (not imported here: a test keeps the two equal)."""
+
+
 async def chat_over_http(args: argparse.Namespace) -> int:
     url = str(args.url).rstrip("/")
     try:
-        await _chat(args, url)
+        refusals = await _chat(args, url)
     except ServerError as e:
         print(f"fleet chat: {e}", file=sys.stderr)
         return 1
     except httpx.TransportError as e:
         print(f"fleet chat: cannot reach {url}: {_reason(e)}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if refusals else 0
 
 
-async def _chat(args: argparse.Namespace, url: str) -> None:
+async def _chat(args: argparse.Namespace, url: str) -> int:
+    """Hold the conversation; returns how many lines the server refused."""
     token = args.token or os.environ.get("FLEET_TOKEN") or None
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     view = View(as_json=args.json, echo=not sys.stdin.isatty())
@@ -86,15 +101,19 @@ async def _chat(args: argparse.Namespace, url: str) -> None:
             follower.result()  # its error
 
         async def post(text: str) -> int:
+            if len(text) > MAX_TEXT:  # refused by the server anyway; not sent (note 3)
+                raise LineRefused(f"text: longer than {MAX_TEXT} characters")
             body = {"text": text, "conversation_id": cid, "author": view.author}
             posted = await http.post("/v1/orchestrator/messages", json=body)
+            if posted.status_code in _REFUSED:
+                raise LineRefused(_detail(posted))
             _check(posted, url)
             position: int = posted.json()["position"]
             return position
 
-        await converse(
+        return await converse(
             followed, post, follower, carried_on=args.conversation is not None,
-            again=f"fleet chat --url {url} --conversation {cid}",
+            again=f"fleet chat --url {url} --conversation {cid}", refused=(LineRefused,),
         )  # fmt: skip
 
 
@@ -155,13 +174,18 @@ def _check(response: httpx.Response, url: str) -> None:
     """Raise `ServerError` in one line unless the response is a success."""
     if response.is_success:
         return
-    try:
-        detail = str(response.json().get("detail") or response.reason_phrase)
-    except (ValueError, AttributeError):
-        detail = response.text.strip()[:200] or response.reason_phrase
+    detail = _detail(response)
     if response.status_code == 401:
         raise ServerError(f"{url} refused the token ({detail}): pass --token or set $FLEET_TOKEN")
     raise ServerError(f"{url} answered {response.status_code}: {detail}")
+
+
+def _detail(response: httpx.Response) -> str:
+    """What the server said went wrong (a problem's `detail`), in one line."""
+    try:
+        return str(response.json().get("detail") or response.reason_phrase)
+    except (ValueError, AttributeError):
+        return response.text.strip()[:200] or response.reason_phrase
 
 
 def _reason(error: httpx.TransportError) -> str:

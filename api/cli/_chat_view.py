@@ -1,6 +1,13 @@
 """What `fleet chat` shows and how it converses, in either mode (`_chat.py`, local; and
 `_chat_remote.py`, a server over HTTP): the view of the conversation and the fleet's
 progress, which events of the log it follows, and the read-post-wait loop.
+
+Notes (do not fix without reading this):
+1. A line refused before anything is written (an unknown or malformed slash
+   command, a line too long: the errors each mode passes as `refused`) is said
+   on stderr and the chat goes on with the next line; `converse` returns how
+   many were refused, and `fleet chat` then exits 1, so a script sees it. Any
+   other error (the log, the server) ends the chat.
 """
 
 from __future__ import annotations
@@ -68,7 +75,8 @@ class View:
         elif kind == "AgentCreated":
             self.names[data.agent_id] = data.name
             if data.agent_id != orchestrator and data.role != "orchestrator":
-                self.say(f"  [green]+[/] {escape(data.name)} ({data.role}, {data.model})")
+                made = f"{data.name} ({data.role}, {data.model})"
+                self.say(f"  [green]+[/] {escape(made)}")
         elif kind == "ModelResponded" and data.agent_id == orchestrator:
             texts = [str(b.get("text", "")) for b in data.content if b.get("type") == "text"]
             said = " ".join(" ".join(texts).split())
@@ -123,12 +131,20 @@ async def converse(
     *,
     carried_on: bool,
     again: str,
-) -> None:
+    refused: tuple[type[Exception], ...] = (),
+) -> int:
     """Read lines, post each (`post` returns its position) and wait for its answer, until
     the end of input or /quit; `follower` feeds `followed` meanwhile (it is cancelled at the
-    end, and its failure ends the conversation with its error). `again` carries it on."""
-    view, cid = followed.view, followed.cid
+    end, and its failure ends the conversation with its error). `again` carries it on.
+
+    A line whose `post` raises one of `refused` (nothing was written) is said on stderr
+    and the next is read (note 1). Returns how many lines were refused."""
+    from rich.markup import escape
+
+    view, cid = followed.view, escape(followed.cid)
+    again = escape(again)  # a URL, a conversation id: text, never rich markup
     said = carried_on
+    refusals = 0
     try:
         if carried_on:
             view.say(f"conversation [bold]{cid}[/] (run chat-{cid}), carried on")
@@ -149,8 +165,13 @@ async def converse(
                 break
             if not line.strip():
                 continue
+            try:
+                position = await post(line.rstrip("\n"))
+            except refused as e:
+                refusals += 1
+                print(f"fleet chat: not posted: {e}", file=sys.stderr, flush=True)
+                continue
             said = True
-            position = await post(line.rstrip("\n"))
             answer = asyncio.ensure_future(followed.answered(position).wait())
             await asyncio.wait({answer, follower}, return_when=asyncio.FIRST_COMPLETED)
             if not answer.done():
@@ -163,6 +184,7 @@ async def converse(
             await follower
     if said:
         view.say(f"bye: carry on with [bold]{again}[/]")
+    return refusals
 
 
 async def _read_line(prompt: str) -> str | None:

@@ -2,6 +2,11 @@
 
 Standard library only at import (`api/cli/__init__.py`, note 1): the rich
 console is made on first use.
+
+What `console().print` (or `rule`, a table's `str` cell) is given is rich
+markup: a string from the person, the log, a model or the file system (a task,
+a path, a name, a summary) goes through `rich.markup.escape`, or in a `Text`,
+so that a `[/]` in it is text, not a `MarkupError`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ __all__ = [
     "open_to_read",
     "print_json",
     "resolve_db",
+    "resolve_run",
 ]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
@@ -91,3 +97,15 @@ async def open_to_read(db: str | Path) -> AsyncIterator[EventStore]:
         store = await open_store(db, readonly=True).open()
     async with store:
         yield store
+
+
+async def resolve_run(store: EventStore, run: str) -> str:
+    """The run id `run` names, given with or without a `run-` prefix (the README's
+    `run-<id>` is the run's stream), as every command taking a run id reads it.
+    Raises `RunNotFound`."""
+    from events import RunNotFound
+
+    for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
+        if candidate and await store.stream_version(f"run-{candidate}"):
+            return candidate
+    raise RunNotFound(run)

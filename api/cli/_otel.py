@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ._common import add_common, console, print_json, resolve_db
+from ._common import add_common, console, print_json, resolve_db, resolve_run
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
@@ -47,11 +47,11 @@ def _export(args: argparse.Namespace) -> int:
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV)
     if not endpoint:
         raise ExportFailed(f"no OTLP endpoint: give --endpoint URL or set {ENDPOINT_ENV}")
-    run_id = args.run.removeprefix("run-")
     content = args.content or content_from_env()
 
     async def main() -> Any:
         async with open_store(resolve_db(args.db), readonly=True) as store:
+            run_id = await resolve_run(store, args.run)  # a run- prefix or not
             return await export_run(
                 store, run_id, endpoint, content=content,
                 max_content_chars=args.max_content_chars, timeout_s=args.timeout,
@@ -61,8 +61,12 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_json())
     else:
+        from rich.markup import escape
+
         console().print(
-            f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
-            f"to {summary.endpoint} (trace {summary.trace_id})"
+            escape(
+                f"sent run {summary.run_id}: {summary.spans} spans from {summary.events} events "
+                f"to {summary.endpoint} (trace {summary.trace_id})"
+            )
         )
     return 0

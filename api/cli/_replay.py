@@ -24,14 +24,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import add_common, console, log_missing, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db, resolve_run
 
 if TYPE_CHECKING:
     from events import EventStore
     from projections import Timeline
     from runtime.replay import Divergence, RerunResult
 
-__all__ = ["KEY_ENV", "VIEW_NAMES", "configure", "export_key", "resolve_run"]
+__all__ = ["KEY_ENV", "VIEW_NAMES", "configure", "export_key"]
 
 KEY_ENV = "FLEET_EXPORT_KEY"
 
@@ -140,16 +140,6 @@ def _existing_db(args: argparse.Namespace) -> Path | str | None:
     return None if log_missing(db) else db
 
 
-async def resolve_run(store: EventStore, run: str) -> str:
-    """The run id `run` names (with or without a `run-` prefix). Raises `RunNotFound`."""
-    from events import RunNotFound
-
-    for candidate in dict.fromkeys((run, run.removeprefix("run-"), f"run-{run}")):
-        if candidate and await store.stream_version(f"run-{candidate}"):
-            return candidate
-    raise RunNotFound(run)
-
-
 @contextlib.asynccontextmanager
 async def _open(
     db: Path | str, *, projections: bool, readonly: bool | Literal["if-needed"] = False
@@ -203,14 +193,15 @@ def _print_timeline(t: Timeline) -> None:
     from rich.table import Table
 
     out = console()
-    how = f"pattern [bold]{t.pattern}[/]" if t.pattern != "orchestrator" else "the orchestrator"
+    run_id, pattern = escape(t.run_id), escape(str(t.pattern))
+    how = f"pattern [bold]{pattern}[/]" if t.pattern != "orchestrator" else "the orchestrator"
     took = f" in {t.duration_ms / 1000:.2f} s" if t.duration_ms is not None else ""
-    out.rule(f"run [bold]{t.run_id}[/]: {how}, {t.status}{took}")
+    out.rule(f"run [bold]{run_id}[/]: {how}, {escape(t.status)}{took}")
     out.print(f"[bold]task[/]: {escape(t.task)}")
     if t.replay_of:
         out.print(
-            f"re-execution of [bold]{t.replay_of}[/] (model answers replayed from its log): "
-            f"{t.divergences} divergence(s) recorded"
+            f"re-execution of [bold]{escape(t.replay_of)}[/] (model answers replayed from its "
+            f"log): {t.divergences} divergence(s) recorded"
         )
     elif t.simulated:
         out.print("[yellow]model answers by the offline simulator (scripted, not Claude)[/]")
@@ -232,11 +223,13 @@ def _print_timeline(t: Timeline) -> None:
     out.print(table)
     out.print(
         f"positions {t.first_position}..{t.last_position}; a read model at any of them: "
-        f"[bold]fleet replay {t.run_id} --at POSITION --view agents|fleet|graph|board|runs[/]"
+        f"[bold]fleet replay {run_id} --at POSITION --view agents|fleet|graph|board|runs[/]"
     )
 
 
 async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
+    from rich.markup import escape
+
     from ._render import render_agents, render_board, render_fleet, render_runs
 
     out = console()
@@ -250,7 +243,7 @@ async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
     if args.json:
         print_json(data)
         return 0
-    out.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {run_id})")
+    out.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {escape(run_id)})")
     if view == "agents":
         # This run's agents first, then the others the log held at that position.
         agents = sorted(data["agents"], key=lambda a: a.get("run_id") != run_id)
@@ -267,6 +260,8 @@ async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
 
 
 async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
+    from rich.markup import escape
+
     from hooks import load_settings
     from runtime import load_pattern
     from runtime.replay import RerunOptions, rerun
@@ -282,7 +277,8 @@ async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
         run_id = await resolve_run(store, args.run)
         if not args.json:
             console().print(
-                f"re-executing run [bold]{run_id}[/] on a fresh copy of its workspace. [yellow]"
+                f"re-executing run [bold]{escape(run_id)}[/] on a fresh copy of its workspace. "
+                "[yellow]"
                 "Model answers are served from the log by fleet's replay model on loopback "
                 "(nothing is sent to any API, no token is paid)[/]; tools and hooks run anew."
             )
@@ -315,17 +311,19 @@ def _print_rerun(r: RerunResult, diffstat: str) -> None:
         if r.recorded_duration_ms is not None
         else ""
     )
+    run_id = escape(r.run_id)
     out.rule(
-        f"re-execution [bold]{r.run_id}[/] of {r.replay_of}: "
+        f"re-execution [bold]{run_id}[/] of {escape(r.replay_of)}: "
         + ("[green]completed[/]" if ok else "[red]failed[/]")
     )
     out.print(
         f"{r.responses_served} model answers served from the log in {r.duration_ms / 1000:.2f} s"
-        f"{recorded}; workspace copy: {r.workspace}"
+        f"{recorded}; workspace copy: {escape(str(r.workspace))}"
     )
     if r.git_head is None:
         out.print(
-            f"[yellow]note:[/] {r.source} is not a git repository, so the copy is of the folder "
+            f"[yellow]note:[/] {escape(str(r.source))} is not a git repository, so the copy is "
+            "of the folder "
             "as it is now, not as it was when the run was recorded (give --source to choose)"
         )
     if r.error:
@@ -341,8 +339,8 @@ def _print_rerun(r: RerunResult, diffstat: str) -> None:
     for d in r.divergences:
         _print_divergence(d)
     out.print(
-        f"(recorded as ReplayDiverged events of run {r.run_id}: "
-        f"[bold]fleet replay {r.run_id}[/] shows them in the timeline)"
+        f"(recorded as ReplayDiverged events of run {run_id}: "
+        f"[bold]fleet replay {run_id}[/] shows them in the timeline)"
     )
 
 
@@ -352,7 +350,7 @@ def _print_divergence(d: Divergence) -> None:
     out = console()
     what = f" {d.tool}" if d.tool else ""
     out.print(
-        f"- [bold]{escape(d.agent)}[/] step {d.step}: [red]{d.kind}[/]{escape(what)}"
+        f"- [bold]{escape(d.agent)}[/] step {d.step}: [red]{escape(d.kind)}[/]{escape(what)}"
         + (f" [dim]({escape(d.detail[:120])})[/]" if d.detail else "")
     )
     if d.kind == "tool_result" and ("\n" in d.expected or "\n" in d.actual):
@@ -419,13 +417,16 @@ async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -
             }
         )
     else:
+        from rich.markup import escape
+
         signed = ", signed" if written.signed else ""
         verify = " --verify" if written.signed else ""
+        path = escape(str(written.path))
         console().print(
-            f"exported run [bold]{written.run_id}[/]: {written.events} events of "
-            f"{len(written.streams)} streams to {written.path} ({written.bytes} bytes, "
+            f"exported run [bold]{escape(written.run_id)}[/]: {written.events} events of "
+            f"{len(written.streams)} streams to {path} ({written.bytes} bytes, "
             f"sha256 {written.sha256[:16]}…{signed})\nload it elsewhere with "
-            f"[bold]fleet import {written.path}{verify} --db OTHER.db[/]"
+            f"[bold]fleet import {path}{verify} --db OTHER.db[/]"
         )
     return 0
 
@@ -435,8 +436,12 @@ def _import_command(args: argparse.Namespace) -> int:
         key = export_key() if args.verify else None
     except KeyMissing as e:
         return _error(f"--verify: {e}")
-    if args.file != "-" and not Path(args.file).is_file():
-        return _error(f"cannot read {args.file}: no such file")
+    if args.file != "-":
+        given = Path(args.file)
+        if given.is_dir():
+            return _error(f"cannot read {args.file}: it is a folder (give the export's file)")
+        if not given.exists():  # a pipe (`<(...)`) is read, as a file is
+            return _error(f"cannot read {args.file}: no such file")
     try:
         return asyncio.run(_import(args, key))
     except OSError as e:
@@ -478,11 +483,14 @@ async def _import(args: argparse.Namespace, key: bytes | None) -> int:
             }
         )
     else:
+        from rich.markup import escape
+
         status = f", {run['status']}, {run['agent_count']} agents" if run else ""
+        run_id, where = escape(result.run_id), escape(str(db))
         console().print(
-            f"imported run [bold]{result.run_id}[/]{status}: {result.events} events of "
+            f"imported run [bold]{run_id}[/]{escape(status)}: {result.events} events of "
             f"{len(result.streams)} streams at positions {result.first_position}.."
-            f"{result.last_position} of {db}; projections are up to date.\n"
-            f"see it with [bold]fleet replay {result.run_id} --db {db}[/]"
+            f"{result.last_position} of {where}; projections are up to date.\n"
+            f"see it with [bold]fleet replay {run_id} --db {where}[/]"
         )
     return 0

@@ -15,11 +15,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db
+from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db, resolve_run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from events import EventStore
     from runtime import RunResult, Runtime, RuntimeOptions
 
 __all__ = ["BUILTIN_PATTERN_NAMES", "configure"]
@@ -65,12 +66,14 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         parser.set_defaults(func=_demo_command)
     elif command == "resume":
         parser.add_argument(
-            "run", nargs="?", help="the run to resume (default: every interrupted run)"
+            "run",
+            nargs="?",
+            help="the run to resume, a run- prefix or not (default: every interrupted run)",
         )
         _add_run_options(parser)
         parser.set_defaults(func=_resume_command)
     else:
-        parser.add_argument("run", help="the interrupted run to give up on")
+        parser.add_argument("run", help="the interrupted run to give up on (a run- prefix or not)")
         add_common(parser)
         parser.set_defaults(func=_abandon_command)
 
@@ -171,11 +174,17 @@ def _demo_command(args: argparse.Namespace) -> int:
         workspace = folder / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
-        console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
+        from rich.markup import escape
+
+        console().print(
+            f"[bold]fleet demo[/]: sample repository copied to {escape(str(workspace))}"
+        )
     return asyncio.run(_run(args, workspace.resolve(), args.task, args.pattern))
 
 
 async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
+    from rich.markup import escape
+
     from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
 
     spec = load_pattern(pattern) if pattern else None
@@ -184,10 +193,15 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
         if not args.json:
             if rt.simulated:
                 console().print(SIMULATOR_NOTICE)
-            how = f"pattern [bold]{spec.name}[/]" if spec else "the [bold]orchestrator[/] agent"
+            how = (
+                f"pattern [bold]{escape(spec.name)}[/]"
+                if spec
+                else "the [bold]orchestrator[/] agent"
+            )
             console().print(
-                f"running {how} on: {task}\n"
-                f"[bold]changing files in {workspace}[/]\nlog: {rt.store.location}"
+                f"running {how} on: {escape(task)}\n"
+                f"[bold]changing files in {escape(str(workspace))}[/]\n"
+                f"log: {escape(str(rt.store.location))}"
             )
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
@@ -219,13 +233,15 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     from runtime import interrupted_runs
 
     async with open_store(db) as store, ProjectionRunner(store) as runner:
-        ids = await interrupted_runs(store, runner) if only is None else [only]
+        ids = await interrupted_runs(store, runner) if only is None else [await _named(store, only)]
         runs = {r["id"]: r for r in runner.view("runs")["runs"]}
     return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
 
 
 async def _resume(args: argparse.Namespace) -> int:
     """Resume interrupted runs, then lone working agents, from the log; 0 when all completed."""
+    from rich.markup import escape
+
     from runtime import open_runtime, resume_run
 
     reports = []
@@ -235,7 +251,8 @@ async def _resume(args: argparse.Namespace) -> int:
                 if rt.simulated:
                     console().print(SIMULATOR_NOTICE)
                 console().print(
-                    f"resuming run [bold]{run_id}[/] from the log; it changes files in {workspace}"
+                    f"resuming run [bold]{escape(run_id)}[/] from the log; it changes files in "
+                    f"{escape(str(workspace))}"
                 )
             job = resume_run(rt.fleet, run_id)
             result = await (job if args.json or args.quiet else _with_live_view(rt, job, run_id))
@@ -251,7 +268,7 @@ async def _resume(args: argparse.Namespace) -> int:
             resumed = await rt.fleet.resume_unfinished()
             if resumed and not args.json:
                 console().print(
-                    f"resuming {len(resumed)} agents from the log: {', '.join(resumed)}"
+                    f"resuming {len(resumed)} agents from the log: {escape(', '.join(resumed))}"
                 )
             statuses = await rt.fleet.wait_all(resumed) if resumed else {}
     if args.json:
@@ -260,7 +277,7 @@ async def _resume(args: argparse.Namespace) -> int:
         console().print("nothing to resume: no run is interrupted and no agent is working")
     else:
         for agent_id, status in statuses.items():
-            console().print(f"  {agent_id}: {_status_style(status)}")
+            console().print(f"  {escape(agent_id)}: {_status_style(status)}")
     ok = all(r["status"] == "completed" for r in reports)
     return 0 if ok and all(s == "completed" for s in statuses.values()) else 1
 
@@ -274,12 +291,26 @@ async def _abandon(args: argparse.Namespace) -> int:
 
     options = RuntimeOptions(db=resolve_db(args.db), workspace=Path.cwd())
     async with open_runtime(options) as rt:
-        await abandon_run(rt.fleet, args.run)
+        run_id = await _named(rt.store, args.run)
+        await abandon_run(rt.fleet, run_id)
     if args.json:
-        print_json({"abandoned": args.run})
+        print_json({"abandoned": run_id})
     else:
-        console().print(f"run {args.run} abandoned: its agents are deleted and it has failed")
+        from rich.markup import escape
+
+        console().print(f"run {escape(run_id)} abandoned: its agents are deleted and it has failed")
     return 0
+
+
+async def _named(store: EventStore, run: str) -> str:
+    """The run id `run` names, with or without a `run-` prefix (`resolve_run`), else `run`
+    as given: the runtime then says why it cannot be resumed or abandoned."""
+    from events import RunNotFound
+
+    try:
+        return await resolve_run(store, run)
+    except RunNotFound:
+        return run
 
 
 async def _with_live_view(
@@ -326,8 +357,10 @@ _STATUS_COLOURS = {
 
 
 def _status_style(status: str) -> str:
+    from rich.markup import escape
+
     colour = _STATUS_COLOURS.get(status)
-    return f"[{colour}]{status}[/]" if colour else status
+    return f"[{colour}]{status}[/]" if colour else escape(status)
 
 
 async def _git(workspace: Path, *args: str) -> str:
@@ -401,25 +434,30 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
 
 
 def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
+    """The end of a run: every string of the run (task, paths, the model's words) is
+    escaped, never read as rich markup (a `[/]` in a file name is text)."""
+    from rich.markup import escape
+
     out = console()
     ok = report["status"] == "completed"
     out.rule("[green]run complete[/]" if ok else "[red]run failed[/]")
     if report["error"]:
-        out.print(f"[red]error:[/] {report['error']}")
+        out.print(f"[red]error:[/] {escape(report['error'])}")
     if report["summary"]:
-        out.print(report["summary"])
-    out.print(f"\n[bold]what changed[/] in {report['workspace']}:")
-    out.print(report["diffstat"] or "(no change)")
+        out.print(escape(report["summary"]))
+    out.print(f"\n[bold]what changed[/] in {escape(report['workspace'])}:")
+    out.print(escape(report["diffstat"]) or "(no change)")
     tests = report["tests"]
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
-        out.print(f"\n[bold]tests[/]: {verdict}: {tests['summary']}")
+        out.print(f"\n[bold]tests[/]: {verdict}: {escape(tests['summary'])}")
     from ._render import render_agents
 
     out.print(render_agents(cards, title="agents of this run", width=out.width))
     for a in report["agents"]:
         if a["files_produced"]:
-            out.print(f"  {a['name']} wrote: {', '.join(a['files_produced'])}")
+            wrote = ", ".join(a["files_produced"])
+            out.print(f"  {escape(a['name'])} wrote: {escape(wrote)}")
     f = report["fleet"]
     out.print(
         f"[bold]fleet totals[/]: {f['agents_created']} agents created, "
@@ -428,8 +466,9 @@ def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     )
     if report["simulated"]:
         out.print("(costs are what Claude would have charged for the simulator's token counts)")
+    log, run_id = escape(report["log"]), escape(report["run_id"])
     out.print(
-        f"[bold]log[/]: {report['log']}  (run {report['run_id']}, {report['duration_s']} s)\n"
-        f"next: [bold]fleet replay {report['run_id']} --db {report['log']}[/] or "
-        f"[bold]fleet serve --db {report['log']}[/] and open http://127.0.0.1:8000/"
+        f"[bold]log[/]: {log}  (run {run_id}, {report['duration_s']} s)\n"
+        f"next: [bold]fleet replay {run_id} --db {log}[/] or "
+        f"[bold]fleet serve --db {log}[/] and open http://127.0.0.1:8000/"
     )

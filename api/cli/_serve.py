@@ -93,8 +93,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise ApiError(_first_error(e)) from None
 
     def ready(url: str) -> None:
+        from rich.markup import escape
+
         console().print(
-            f"fleet serving {db} at [bold]{url}/[/] (API under {url}/v1, Ctrl-C to stop)"
+            f"fleet serving {escape(str(db))} at [bold]{escape(url)}/[/] "
+            f"(API under {escape(url)}/v1, Ctrl-C to stop)"
         )
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -14,10 +14,14 @@ Notes (do not fix without reading this):
    (opening a store for writing on a missing path would create an empty one).
    `fleet events` opens the log read-only; the views' projection runner does
    write its checkpoints into the log, as the server does: the next command
-   starts from them instead of position 0.
+   starts from them instead of position 0. A log that cannot be written (a
+   read-only file, folder or disk) is read all the same (`open_to_read`).
 2. Into a terminal, tables fit its width (the least needed columns are left
    out); into a pipe or a file they are printed at their natural width, so
    `grep` and scripts see whole rows.
+3. `--run RUN` takes a run id with or without its stream's `run-` prefix, as
+   `fleet replay` and `export` do (`resolve_run`, shared); a run the log does
+   not hold is an error, not an empty table or a silent follow.
 """
 
 from __future__ import annotations
@@ -29,16 +33,16 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._common import add_common, console, log_missing, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, resolve_db, resolve_run
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from events import EventFilter, EventStore, RecordedEvent
 
-__all__ = ["configure", "read_views"]
+__all__ = ["Views", "configure", "read_views"]
 
 _BATCH = 500  # events printed per write when printing the log
 
@@ -56,13 +60,23 @@ def _existing_log(arg: str | None) -> Path | str:
     return db
 
 
+class Views(NamedTuple):
+    """What `read_views` read: the views by name, the position they are at, the run asked for."""
+
+    views: dict[str, dict[str, Any]]
+    position: int
+    run_id: str | None
+
+
 async def read_views(
-    db: Path | str, names: Sequence[str], *, at: int | None = None
-) -> tuple[dict[str, dict[str, Any]], int]:
-    """The views `names` of the log at `db` now (or as of position `at`), and that position.
+    db: Path | str, names: Sequence[str], *, at: int | None = None, run: str | None = None
+) -> Views:
+    """The views `names` of the log at `db` now (or as of position `at`), and that position;
+    with `run`, the id of the run it names (`resolve_run`: a `run-` prefix or not).
 
     Raises `ApiError` when there is no log at `db` (nothing is created),
-    `projections.InvalidPosition` when `at` is negative or past the head.
+    `projections.InvalidPosition` when `at` is negative or past the head,
+    `RunNotFound` when `run` names no run of the log.
     """
     from projections import ProjectionRunner
 
@@ -71,11 +85,13 @@ async def read_views(
 
     if await asyncio.to_thread(log_missing, db):
         raise ApiError(f"no fleet log at {db}")
-    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
-        if at is None:
-            position = runner.position
-            return {name: runner.view(name) for name in names}, position
-        return {name: await runner.view_at(name, at) for name in names}, at
+    async with open_to_read(db) as store:
+        run_id = None if run is None else await resolve_run(store, run)
+        async with ProjectionRunner(store) as runner:
+            if at is None:
+                position = runner.position
+                return Views({name: runner.view(name) for name in names}, position, run_id)
+            return Views({name: await runner.view_at(name, at) for name in names}, at, run_id)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -87,7 +103,9 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     if command == "agents":
         from projections import STATUSES
 
-        parser.add_argument("--run", metavar="RUN", help="only this run's agents")
+        parser.add_argument(
+            "--run", metavar="RUN", help="only this run's agents (its id, a run- prefix or not)"
+        )
         parser.add_argument("--status", action="append", choices=STATUSES,
                             help="only agents in this status (repeatable)")  # fmt: skip
         parser.add_argument(
@@ -96,7 +114,9 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         _add_at(parser)
         parser.set_defaults(func=_agents_command)
     elif command == "board":
-        parser.add_argument("--run", metavar="RUN", help="only this run's tasks")
+        parser.add_argument(
+            "--run", metavar="RUN", help="only this run's tasks (its id, a run- prefix or not)"
+        )
         _add_at(parser)
         parser.set_defaults(func=_board_command)
     elif command == "runs":
@@ -114,7 +134,9 @@ def _add_events_arguments(parser: argparse.ArgumentParser) -> None:
         "-f", "--follow", action="store_true",
         help="keep printing new events until Ctrl-C (starts with the last 10)",
     )  # fmt: skip
-    parser.add_argument("--run", metavar="RUN", help="only this run's events")
+    parser.add_argument(
+        "--run", metavar="RUN", help="only this run's events (its id, a run- prefix or not)"
+    )
     parser.add_argument("--agent", metavar="NAME|ID",
                         help="only this agent's events (a name: its newest agent)")  # fmt: skip
     parser.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
@@ -149,14 +171,16 @@ def _caption(position: int, at: int | None) -> str:
 
 
 def _agents_command(args: argparse.Namespace) -> int:
-    views, position = asyncio.run(read_views(_existing_log(args.db), ["agents"], at=args.at))
+    views, position, run_id = asyncio.run(
+        read_views(_existing_log(args.db), ["agents"], at=args.at, run=args.run)
+    )
     wanted = set(args.status or ())
     if args.active:
         wanted |= {"created", "working", "waiting"}
     agents = [
         a
         for a in views["agents"]["agents"]
-        if (args.run is None or a["run_id"] == args.run) and (not wanted or a["status"] in wanted)
+        if (run_id is None or a["run_id"] == run_id) and (not wanted or a["status"] in wanted)
     ]
     if args.json:
         print_json({"count": len(agents), "agents": agents})
@@ -173,11 +197,13 @@ def _agents_command(args: argparse.Namespace) -> int:
 
 
 def _board_command(args: argparse.Namespace) -> int:
-    views, position = asyncio.run(read_views(_existing_log(args.db), ["board"], at=args.at))
+    views, position, run_id = asyncio.run(
+        read_views(_existing_log(args.db), ["board"], at=args.at, run=args.run)
+    )
     board = views["board"]
-    if args.run is not None:
+    if run_id is not None:
         columns = [
-            {**c, "tasks": [t for t in c["tasks"] if t["run_id"] == args.run]}
+            {**c, "tasks": [t for t in c["tasks"] if t["run_id"] == run_id]}
             for c in board["columns"]
         ]
         board = {**board, "columns": columns, "count": sum(len(c["tasks"]) for c in columns)}
@@ -197,7 +223,7 @@ def _runs_command(args: argparse.Namespace) -> int:
     if args.at is None:
         runs, position = asyncio.run(_runs_now(db))
     else:
-        views, position = asyncio.run(read_views(db, ["runs"], at=args.at))
+        views, position, _ = asyncio.run(read_views(db, ["runs"], at=args.at))
         runs = views["runs"]
     if args.json:
         print_json(runs)
@@ -215,10 +241,11 @@ def _runs_command(args: argparse.Namespace) -> int:
 
 async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
     """The runs view now, a running run that no live process conducts as "interrupted"."""
-    from events import open_store
     from projections import ProjectionRunner, mark_interrupted
 
-    async with open_store(db) as store, ProjectionRunner(store) as runner:
+    from ._common import open_to_read
+
+    async with open_to_read(db) as store, ProjectionRunner(store) as runner:
         runs = runner.view("runs")
         marked = await mark_interrupted(store, runs["runs"])
         return {**runs, "runs": marked}, runner.position
@@ -250,14 +277,15 @@ async def _print_events(db: Path | str, args: argparse.Namespace) -> bool:
     limit = args.limit
     printed = 0
     async with open_store(db, readonly=True) as store:
+        run_id = None if args.run is None else await resolve_run(store, args.run)
         agent_id = args.agent
         if agent_id is not None:
-            agent_id = await _agent_named(store, agent_id, args.run)
+            agent_id = await _agent_named(store, agent_id, run_id)
             if agent_id is None:
                 return False
         where = None
-        if args.run or agent_id or args.type:
-            where = EventFilter.of(run_id=args.run, agent_id=agent_id, types=args.type)
+        if run_id or agent_id or args.type:
+            where = EventFilter.of(run_id=run_id, agent_id=agent_id, types=args.type)
         head = await store.head()
         batch: list[RecordedEvent] = []
         async for event in _backlog(store, args.after or 0, head, where, tail):

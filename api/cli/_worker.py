@@ -71,7 +71,10 @@ async def _work(args: argparse.Namespace, workspace: Path) -> int:
     async with open_runtime(options) as rt:
         assert rt.worker is not None
         simulated = " (model: the offline simulator)" if rt.simulated else ""
-        console().print(f"fleet worker {rt.worker.owner} on {rt.store.location}{simulated}")
+        from rich.markup import escape
+
+        where = f"{rt.worker.owner} on {rt.store.location}"
+        console().print(f"fleet worker {escape(where)}{simulated}")
         console().file.flush()
         await stop.wait()
     with contextlib.suppress(Exception):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,8 @@ from events import (
     SQLiteEventStore,
 )
 from runtime import approval_stream
+
+ROOT = Path(__file__).parents[2]
 
 
 async def _seed(db: Path, *approvals: str) -> None:
@@ -102,3 +108,50 @@ def test_a_second_answer_or_an_unknown_id_is_refused_with_the_reason(
 def test_deny_needs_a_reason(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["deny", "apr_one", "--db", str(tmp_path / "fleet.db")])
+
+
+@pytest.mark.parametrize("columns", [80, 60, 40])
+def test_the_approval_id_is_never_cut_however_narrow_the_terminal(
+    columns: int, tmp_path: Path
+) -> None:
+    """Regression: at 80 columns the id came out as `apr_68f062a06…`, which `approve` refuses."""
+    db = tmp_path / "fleet.db"
+    ids = [f"apr_{uuid.uuid4().hex[:16]}" for _ in range(2)]  # as the runtime makes them
+    asyncio.run(_seed(db, *ids))
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": str(columns)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "api.cli", "approvals", "--db", str(db)],
+        env=environ, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert [row[0] for row in rows if row and row[0].startswith("apr_")] == ids, shown.stdout
+
+
+def test_markup_in_a_call_on_hold_is_shown_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: a `[/]` in a tool's input (a model's words) crashed the table."""
+    db = tmp_path / "fleet.db"
+
+    async def seed() -> None:
+        async with SQLiteEventStore(db) as store:
+            meta = Meta(run_id="r1", agent_id="a1")
+            request = ApprovalRequested(
+                approval_id="apr_one", agent_id="a1", tool_use_id="tu1", tool_name="Bash",
+                tool_input={"command": "echo [/] [bold]x[/bold]"}, reason="why [/]",
+                timeout_s=600,
+            )  # fmt: skip
+            await store.append("agent-a1", [
+                NewEvent(AgentCreated(agent_id="a1", name="[red]a[/]", role="r", model="m"), meta),
+                NewEvent(AgentCommanded(agent_id="a1", prompt="go"), meta),
+                NewEvent(request, meta),
+            ])  # fmt: skip
+
+    asyncio.run(seed())
+    code, out, err = run_cli(capsys, "approvals", "--db", str(db))
+    assert code == 0, err
+    for text in ("[red]a[/]", '"echo [/]', "[bold]x[/bold]", "why [/]"):
+        assert text in out, out
+    code, out, _ = run_cli(capsys, "approve", "apr_one", "--db", str(db), "--as", "[b]me[/]")
+    assert (code, out.split(" (position")[0]) == (0, "apr_one allowed by [b]me[/]")

@@ -76,6 +76,32 @@ def test_a_scripted_conversation_then_carried_on_elsewhere(
     assert all(": deleted," in line for line in status[1:5])
 
 
+BAD_LINES = ["/frobnicate", "/create-agent", "/wait abc", "x" * 100_001]
+"""Lines refused before anything is written: unknown, malformed, too long."""
+
+
+def test_a_bad_line_is_said_and_the_chat_goes_on(tmp_path: Path, repo: Path) -> None:
+    """Regression: the first bad line ended the chat (exit 1); the lines after it never ran."""
+    done = _chat(stdin="\n".join([*BAD_LINES, "/cost", ""]), cwd=tmp_path)
+
+    assert done.returncode == 1, "a refused line still makes the exit status 1"
+    assert "Traceback" not in done.stderr
+    refusals = done.stderr.splitlines()
+    assert len(refusals) == len(BAD_LINES), done.stderr
+    assert all(line.startswith("fleet chat: not posted: ") for line in refusals)
+    assert "/frobnicate: unknown command" in refusals[0]
+    assert "/create-agent: takes 2 arguments" in refusals[1]
+    assert "/wait: SECONDS must be a number" in refusals[2]
+    assert "longer than 100000 characters" in refusals[3]
+    out = done.stdout
+    assert "you> /cost" in out and "fleet> this conversation: 0 agents" in out
+    assert "you> /frobnicate" not in out, "nothing of a refused line is in the log"
+    assert "bye: carry on with" in out
+
+    only_good = _chat(stdin="/cost\n", cwd=tmp_path)
+    assert only_good.returncode == 0, only_good.stderr
+
+
 def test_an_unknown_conversation_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -142,6 +142,30 @@ async def test_clear_errors_unreachable_unauthorized_unknown_conversation(
     assert chats["events"] == [], "nothing was posted"
 
 
+async def test_a_line_the_server_refuses_is_said_and_the_chat_goes_on(
+    config: ApiConfig,
+) -> None:
+    """Regression: the server's 422 for a bad line ended the chat; the next lines never ran."""
+    bad = ["/frobnicate", "/wait abc", "x" * 100_001, "y" * (1024 * 1024 + 1)]
+    async with serving(config) as server:
+        done = await _in_thread("--url", server.url, stdin="\n".join([*bad, "/cost", ""]),
+                                token=TOKEN)  # fmt: skip
+    assert done.returncode == 1, "a refused line still makes the exit status 1"
+    refusals = done.stderr.splitlines()
+    assert len(refusals) == len(bad), done.stderr
+    assert all(line.startswith("fleet chat: not posted: ") for line in refusals), done.stderr
+    assert "/frobnicate: unknown command" in refusals[0]
+    assert "/wait: SECONDS must be a number" in refusals[1]
+    assert "fleet> this conversation: 0 agents" in done.stdout
+
+
+def test_the_longest_line_sent_is_the_longest_message_the_runtime_takes() -> None:
+    from api.cli._chat_remote import MAX_TEXT
+    from runtime._chat import MAX_TEXT as RUNTIME_MAX_TEXT
+
+    assert MAX_TEXT == RUNTIME_MAX_TEXT
+
+
 async def test_a_server_restart_mid_chat_loses_and_repeats_nothing(
     config: ApiConfig, unused_port: int
 ) -> None:

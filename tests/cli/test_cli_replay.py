@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,56 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert asyncio.run(_run_ids(other)) == [run_id]
 
 
+def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None:
+    """Regression: a folder was 'no such file'."""
+    code, out, err = fleet("import", str(tmp_path), "--db", str(tmp_path / "other.db"))
+    assert (code, out) == (1, "")
+    assert err == f"fleet: error: cannot read {tmp_path}: it is a folder (give the export's file)\n"
+    code, _, err = fleet("import", str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "o.db"))
+    assert code == 1
+    assert err == f"fleet: error: cannot read {tmp_path / 'nope.jsonl'}: no such file\n"
+    assert not list(tmp_path.iterdir()), "no log was created"
+
+
+def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """`fleet import <(...)`: the file named is a pipe, not a regular file."""
+    log, run_id = demo
+    exported = tmp_path / "run.jsonl"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), pipe.open("wb") as writer:
+            writer.write(exported.read_bytes())
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        code, out, err = fleet("import", str(pipe), "--db", str(tmp_path / "other.db"), "--json")
+    finally:
+        if feeder.is_alive():  # the pipe was not read: let the writer's open return
+            os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(timeout=60)
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
+
+
+def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """Regression: a `[/]` in the export's path or the log's crashed with a MarkupError."""
+    log, run_id = demo
+    (tmp_path / "out[").mkdir()
+    (tmp_path / "log[").mkdir()
+    exported, other = tmp_path / "out[" / "]run.jsonl", tmp_path / "log[" / "]o.db"
+
+    code, out, err = fleet("export", run_id, "--db", str(log), "-o", str(exported))
+    assert code == 0, err
+    assert f"fleetimport{exported}--dbOTHER.db" in "".join(out.split())  # wrapped anywhere
+    code, out, err = fleet("import", str(exported), "--db", str(other))
+    assert code == 0, err
+    assert f"fleetreplay{run_id}--db{other}" in "".join(out.split())
+
+
 def test_import_refuses_a_damaged_export_and_creates_no_log(
     demo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -130,9 +182,14 @@ def test_import_refuses_a_damaged_export_and_creates_no_log(
     assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
     lines = exported.read_bytes().splitlines(keepends=True)
     (tmp_path / "cut.jsonl").write_bytes(b"".join(lines[:-1]))
+    (tmp_path / "mid.jsonl").write_bytes(b"".join(lines[:-1])[:-20])  # cut in its last event
     (tmp_path / "junk.txt").write_text("not an export\n")
 
-    for name, reason in (("cut.jsonl", "truncated"), ("junk.txt", "not a JSON Lines run export")):
+    for name, reason in (
+        ("cut.jsonl", "truncated"),
+        ("mid.jsonl", f"line {len(lines) - 1}: the file ends mid-line: truncated?"),
+        ("junk.txt", "not a JSON Lines run export"),
+    ):
         code, _, err = fleet("import", str(tmp_path / name), "--db", str(tmp_path / "other.db"))
         assert code == 1
         assert reason in err

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
+from events import Meta, NewEvent, RunStarted, SQLiteEventStore
 
 FLEET = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).parents[2]
@@ -96,6 +99,47 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}
 
 
+def test_abandon_of_a_missing_or_ended_run_says_it_cannot_be_abandoned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: it said the run 'cannot be resumed', of a command that abandons."""
+    db = str(tmp_path / "fleet.db")
+    demo = ["demo", "--workspace", str(tmp_path / "ws"), "--db", db, "--json", "--latency", "0"]
+    assert main(demo) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+
+    assert main(["abandon", "nope", "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert err == "fleet: error: run 'nope' cannot be abandoned: there is no such run in the log\n"
+    assert main(["abandon", run_id, "--db", db]) == 1
+    err = capsys.readouterr().err
+    assert f"run {run_id!r} cannot be abandoned: it has ended (completed)" in err
+    # The id as its stream names it is the same run.
+    assert main(["abandon", f"run-{run_id}", "--db", db]) == 1
+    assert f"run {run_id!r} cannot be abandoned: it has ended" in capsys.readouterr().err
+    assert main(["resume", f"run-{run_id}", "--db", db]) == 1
+    assert f"run {run_id!r} cannot be resumed: it has ended" in capsys.readouterr().err
+
+
+def test_abandon_takes_the_run_id_with_its_run_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted run (started, no process conducts it) abandoned as `run-<id>`."""
+    db = tmp_path / "fleet.db"
+
+    async def seed() -> None:
+        async with SQLiteEventStore(db) as store:
+            started = RunStarted(run_id="0a1b2c3d4e", task="t", pattern="scout-builder")
+            await store.append("run-0a1b2c3d4e", [NewEvent(started, Meta(run_id="0a1b2c3d4e"))])
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    assert main(["abandon", "run-0a1b2c3d4e", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"abandoned": "0a1b2c3d4e"}
+    assert main(["runs", "--db", str(db), "--json"]) == 0
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["failed"]
+
+
 def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_before_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,3 +192,29 @@ def test_a_run_in_a_repository_that_does_not_ignore_fleet_leaves_its_tree_clean(
         cwd=repo, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert status.stdout == ""  # so a next `fleet run` here is not refused
+
+
+def test_rich_markup_in_the_task_and_in_file_paths_is_printed_as_text(tmp_path: Path) -> None:
+    """Regression: a `[/]` in the task, or in a path the run changed, crashed `fleet run`
+    with a rich MarkupError traceback (before the run, or in its end-of-run summary)."""
+    repo = tmp_path / "R"
+    shutil.copytree(ROOT / "runtime" / "sample_repo", repo)
+    (repo / "lib[").mkdir()
+    (repo / "lib[" / "]extra.py").write_text(
+        'from textstats import count_words\n\nprint(count_words("a b"))\n'
+    )
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *step]
+        subprocess.run(git, cwd=repo, check=True)
+    task = "rename `count_words` to `word_count` [/] [bold]now[/bold]"
+
+    done = _fleet("run", task, "--workspace", str(repo), "--quiet", "--db", str(tmp_path / "f.db"),
+                  cwd=tmp_path, env={"COLUMNS": "250"})  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    assert f"on: {task}\n" in out
+    assert "lib[/]extra.py" in out.split("what changed")[1].split("tests")[0]  # the diff stat
+    assert any(" wrote: " in line and "lib[/]extra.py" in line for line in out.splitlines())
+    assert "word_count" in (repo / "lib[" / "]extra.py").read_text()

@@ -158,6 +158,40 @@ def test_agents_filter_by_run_status_and_active(
     assert out.strip() == f"no agents (at position {_head(db)} (head))"
 
 
+def test_a_run_is_named_with_or_without_its_run_prefix_everywhere(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: `--run run-<id>` (the README's example) matched nothing, silently."""
+    db, run_id = filled
+    for command in ("agents", "board", "events"):
+        _, plain, _ = run_cli(capsys, command, "--db", str(db), "--run", run_id, "--json")
+        code, prefixed, err = run_cli(
+            capsys, command, "--db", str(db), "--run", f"run-{run_id}", "--json"
+        )
+        assert (code, err) == (0, "")
+        assert prefixed == plain, command
+    assert json.loads(prefixed.splitlines()[0])["meta"]["run_id"] == run_id
+    _, agents, _ = run_cli(capsys, "agents", "--db", str(db), "--run", f"run-{run_id}")
+    assert "planner" in agents and "guarded" not in agents
+    # An id that is itself `run-...` is found too, as given or with the stream's prefix.
+    _, extra, _ = run_cli(capsys, "agents", "--db", str(db), "--run", f"run-{EXTRA_RUN}")
+    assert GUARDED in extra
+
+    # The README's `fleet events -f --run run-<id>`: it starts with the run's last events.
+    follow = subprocess.run(
+        [sys.executable, "-m", "api.cli", "events", "--db", str(db), "-f", "--run",
+         f"run-{run_id}", "--tail", "1", "--limit", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert follow.returncode == 0, follow.stderr
+    assert "RunCompleted" in follow.stdout
+
+    for command in ("agents", "board", "events"):
+        code, out, err = run_cli(capsys, command, "--db", str(db), "--run", "run-nope")
+        assert (code, out) == (1, "")
+        assert "no run 'run-nope' in this log" in err
+
+
 def test_board_shows_tasks_by_column_and_filters_by_run(
     filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,8 +12,11 @@ from api.cli import main
 from api.otel import ExportFailed, export_run, trace_id_of
 from events import (
     AgentWaiting,
+    Meta,
     ModelResponded,
+    NewEvent,
     RunNotFound,
+    RunStarted,
     SQLiteEventStore,
     ToolCallRequested,
     read_run,
@@ -157,6 +160,21 @@ async def test_cli_exports_a_run_and_says_where(
     assert f'"trace_id": "{trace_id_of(run_id):032x}"' in out
     assert f'"spans": {len(receiver.spans)}' in out
     assert receiver.url + "/v1/traces" in out
+
+
+async def test_cli_takes_a_run_whose_own_id_begins_with_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: `run-` was cut off whatever the id, so `run-7` named a run `7`."""
+    log = tmp_path / "fleet.db"
+    async with SQLiteEventStore(log) as store:
+        started = RunStarted(run_id="run-7", task="t", pattern="scout-builder")
+        await store.append("run-run-7", [NewEvent(started, Meta(run_id="run-7"))])
+    async with receiving() as receiver:
+        for given in ("run-7", "run-run-7"):
+            argv = ["otel", "export", given, "--db", str(log), "--endpoint", receiver.url]
+            assert await asyncio.to_thread(main, argv) == 0, capsys.readouterr().err
+            assert capsys.readouterr().out.startswith("sent run run-7: ")
 
 
 async def test_an_unknown_run_or_a_dead_endpoint_is_a_clear_error(log: Path, run_id: str) -> None:

@@ -164,7 +164,7 @@ def _drop_event(lines: list[bytes]) -> list[bytes]:
 
 BROKEN: dict[str, tuple[Any, str]] = {
     "truncated at a line end": (lambda ls: b"".join(ls[:-1]), "truncated: no trailer"),
-    "truncated in a line": (lambda ls: b"".join(ls)[:-500], "not a JSON Lines run export"),
+    "truncated in a line": (lambda ls: b"".join(ls)[:-500], "ends mid-line: truncated"),
     "events cut, trailer kept": (lambda ls: b"".join(ls[:20] + ls[-1:]), "checksum does not match"),
     "two lines swapped": (lambda ls: b"".join(_swap(ls)), "out of order"),
     "two lines swapped, resealed": (lambda ls: reseal(_swap(ls)), "out of order"),
@@ -199,6 +199,7 @@ async def test_a_damaged_export_is_refused_and_the_target_untouched(
 NOT_EXPORTS: dict[str, tuple[bytes, str]] = {
     "empty": (b"", "empty"),
     "plain text": (b"hello\nworld\n", "not a JSON Lines run export"),
+    "plain text, no newline": (b"hello", "not a JSON Lines run export"),
     "binary": (bytes(range(256)) * 4, "not a JSON Lines run export"),
     "a JSON array": (b"[1, 2, 3]\n", "not a JSON object"),
     "JSON Lines of something else": (b'{"a": 1}\n{"b": 2}\n', "not a fleet run export"),

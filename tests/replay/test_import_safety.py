@@ -100,6 +100,26 @@ async def test_an_import_split_anywhere_lands_whole(
         assert len(await store.read_all(where=run)) == recorded_pattern.events
 
 
+@pytest.mark.parametrize("cut", [-1, -40, -500, -2_000])
+async def test_a_file_cut_mid_line_is_called_truncated_and_one_without_its_last_newline_lands(
+    log: Path, recorded_pattern: Recording, tmp_path: Path, cut: int
+) -> None:
+    """Regression: a cut line was 'not a JSON Lines run export (Invalid control character...)'."""
+    data = b"".join(await _export(log, recorded_pattern.run_id))
+    assert data.endswith(b"\n")
+    cut_short = data[:-1][:cut]
+    async with SQLiteEventStore(tmp_path / "t.db") as store:
+        with pytest.raises(ExportInvalid, match=r"the file ends mid-line: truncated\?"):
+            await import_stream(store, _chunks(cut_short, 1 << 10))
+        with pytest.raises(ExportInvalid, match=r"the file ends mid-line: truncated\?"):
+            parse_export(cut_short)
+        assert await store.head() == 0
+        # Saved without its last newline, it is whole: it lands.
+        assert parse_export(data[:-1]).events == recorded_pattern.events
+        result = await import_stream(store, _chunks(data[:-1], 1 << 10))
+        assert result.events == recorded_pattern.events
+
+
 async def test_a_line_longer_than_any_event_is_refused_before_the_rest_is_read() -> None:
     """An upload of one endless line is refused after a bounded read, not held whole."""
     read = 0

@@ -70,7 +70,11 @@ async def test_an_interrupted_run_can_be_abandoned_and_is_then_not_resumable(
         assert [a["status"] for a in live] == ["failed"]  # only the conductor is left, failed
         with pytest.raises(RunNotResumable, match="ended"):
             await resume_run(rt.fleet, run_id)
-        with pytest.raises(RunNotResumable, match="no such run"):
+        with pytest.raises(RunNotResumable, match="cannot be resumed: it has ended"):
+            await resume_run(rt.fleet, run_id)
+        with pytest.raises(RunNotResumable, match="cannot be abandoned: it has ended"):
+            await abandon_run(rt.fleet, run_id)
+        with pytest.raises(RunNotResumable, match="cannot be abandoned: there is no such run"):
             await abandon_run(rt.fleet, "nope")
 
 
