@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,9 +128,44 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
 
 def _run_command(args: argparse.Namespace) -> int:
     workspace = _workspace(args.workspace)
-    return asyncio.run(
-        _run(args, workspace, args.task, None if args.orchestrator else args.pattern)
-    )
+    pattern = None if args.orchestrator else args.pattern
+    return _stoppable(args, lambda runs: _run(args, workspace, args.task, pattern, runs))
+
+
+def _stoppable(
+    args: argparse.Namespace, main: Callable[[list[str]], Coroutine[Any, Any, int]]
+) -> int:
+    """`asyncio.run(main(runs))`, which Ctrl-C stops with a line on how to go on, and no
+    traceback. `runs`: the run `main` is conducting now, if any (it adds the run's id
+    as the run starts or is taken up, and takes it out when the run has ended).
+
+    A stopped run is interrupted, not ended (its agents are left as they were,
+    runtime/_patterns.py note 4): `fleet resume` carries it on.
+    """
+    runs: list[str] = []
+    try:
+        return asyncio.run(main(runs))
+    except KeyboardInterrupt:
+        resume = _resume_line(args)
+        if runs:
+            said = f"; run {runs[-1]} is interrupted, not ended: `{resume}` carries it on"
+        elif args.command == "resume":  # stopped among the lone agents it resumes
+            said = f"; `{resume}` carries on"
+        else:  # before its run started, or after it ended
+            said = ""
+        print(f"fleet: stopped{said}", file=sys.stderr)
+        return 130
+
+
+def _resume_line(args: argparse.Namespace) -> str:
+    """The `fleet resume` that finds this command's log (a URL is not shown: it may hold a
+    password)."""
+    if args.db is None:  # $FLEET_DB, else .fleet/fleet.db here: the same for the next command
+        return "fleet resume"
+    db = resolve_db(args.db)
+    if isinstance(db, Path):
+        return f"fleet resume --db {shlex.quote(str(db))}"
+    return "fleet resume --db URL"
 
 
 def _workspace(given: str | None) -> Path:
@@ -172,10 +209,14 @@ def _demo_command(args: argparse.Namespace) -> int:
     workspace = asyncio.run(prepare_workspace(workspace))
     if not args.json:
         console().print(f"[bold]fleet demo[/]: sample repository copied to {workspace}")
-    return asyncio.run(_run(args, workspace.resolve(), args.task, args.pattern))
+    workspace = workspace.resolve()
+    return _stoppable(args, lambda runs: _run(args, workspace, args.task, args.pattern, runs))
 
 
-async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
+async def _run(
+    args: argparse.Namespace, workspace: Path, task: str, pattern: str | None, runs: list[str]
+) -> int:
+    """Run `task`; the run's id is in `runs` from its start to its end (`_stoppable`)."""
     from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
 
     spec = load_pattern(pattern) if pattern else None
@@ -189,6 +230,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
                 f"running {how} on: {task}\n"
                 f"[bold]changing files in {workspace}[/]\nlog: {rt.store.location}"
             )
+        runs.append(run_id)
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
             if spec
@@ -198,6 +240,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
             result = await job
         else:
             result = await _with_live_view(rt, job, run_id)
+        runs.remove(run_id)
         await rt.runner.wait_for(await rt.store.head())
         report = await _report(rt, result, workspace)
         cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
@@ -209,7 +252,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
 
 
 def _resume_command(args: argparse.Namespace) -> int:
-    return asyncio.run(_resume(args))
+    return _stoppable(args, lambda runs: _resume(args, runs))
 
 
 async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path]]:
@@ -224,8 +267,11 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
 
 
-async def _resume(args: argparse.Namespace) -> int:
-    """Resume interrupted runs, then lone working agents, from the log; 0 when all completed."""
+async def _resume(args: argparse.Namespace, runs: list[str]) -> int:
+    """Resume interrupted runs, then lone working agents, from the log; 0 when all completed.
+
+    Each run's id is in `runs` from when it is taken up to its end (`_stoppable`).
+    """
     from runtime import open_runtime, resume_run
 
     reports = []
@@ -237,8 +283,10 @@ async def _resume(args: argparse.Namespace) -> int:
                 console().print(
                     f"resuming run [bold]{run_id}[/] from the log; it changes files in {workspace}"
                 )
+            runs.append(run_id)
             job = resume_run(rt.fleet, run_id)
             result = await (job if args.json or args.quiet else _with_live_view(rt, job, run_id))
+            runs.remove(run_id)
             await rt.runner.wait_for(await rt.store.head())
             reports.append(await _report(rt, result, workspace))
             cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
@@ -293,10 +341,18 @@ async def _with_live_view(
     def view() -> RenderableType:
         return _live_view(rt, run_id, time.monotonic() - started)
 
-    with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.15)  # never cancels the run
-            live.update(view())
+    try:
+        with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.15)  # a timeout never cancels the run
+                live.update(view())
+    finally:
+        # Stopped (Ctrl-C): the run stops with the view, while its fleet is still open,
+        # instead of going on as the runtime closes under it (it is resumed later).
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     return task.result()
 
 

@@ -198,6 +198,31 @@ async def test_a_pattern_run_stopped_with_ctrl_c_mid_build_resumes_to_the_same_r
     assert await _run_statuses(db, capsys) == ["completed"]
 
 
+@pytest.mark.parametrize("view", [(), ("--quiet",)], ids=["live-view", "quiet"])
+async def test_ctrl_c_with_an_answer_in_flight_ends_with_one_line_saying_how_to_go_on(
+    tmp_path: Path, view: tuple[str, ...]
+) -> None:
+    """No traceback (the simulator's answer in flight is not left to be cancelled at the
+    end of the loop), and the line's `fleet resume` command finishes the run."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    db = tmp_path / "fleet.db"
+
+    # Each answer pauses 5 s: the first agent's first answer is in flight at SIGINT.
+    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                       "--db", str(db), "--latency", "5", *view, cwd=tmp_path)  # fmt: skip
+    stderr = await _kill_when(run, db, _of("plan", "AgentCommanded"), signal.SIGINT)
+    async with SQLiteEventStore(db, readonly=True) as store:
+        [started] = await store.read_all(where=EventFilter.of(types=["RunStarted"]))
+    run_id = started.data.run_id  # type: ignore[union-attr]
+    resume = f"fleet resume --db {db}"
+    assert stderr.splitlines() == [
+        f"fleet: stopped; run {run_id} is interrupted, not ended: `{resume}` carries it on"
+    ]
+
+    code, stderr = await _finish(await _start(*resume.split()[1:], "--quiet", cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+
+
 async def _same_as_uninterrupted(
     tmp_path: Path, workspace: Path, board: list[tuple[str, str | None]]
 ) -> None:
