@@ -83,8 +83,17 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
     parser.add_argument(
         "--hooks", metavar="PATH", help="hooks settings.json (default: the project's)"
     )
-    parser.add_argument("--budget-usd", type=float, help="stop the fleet past this cost")
-    parser.add_argument("--budget-tokens", type=int, help="stop the fleet past this many tokens")
+    parser.add_argument(
+        "--budget-usd",
+        type=float,
+        help="stop the run past this cost (this run's agents together; other runs in the "
+        "log do not count)",
+    )
+    parser.add_argument(
+        "--budget-tokens",
+        type=int,
+        help="stop the run past this many tokens (this run's agents together)",
+    )
     parser.add_argument("--agent-budget-usd", type=float, help="stop any agent past this cost")
     parser.add_argument(
         "--agent-budget-tokens", type=int, help="stop any agent past this many tokens"
@@ -117,8 +126,8 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
             agent_usd=args.agent_budget_usd,
             agent_tokens=args.agent_budget_tokens,
             agent_context_percent=args.agent_context_percent,
-            fleet_usd=args.budget_usd,
-            fleet_tokens=args.budget_tokens,
+            run_usd=args.budget_usd,
+            run_tokens=args.budget_tokens,
         ),
         max_live_agents=args.max_agents,
         simulator_latency_s=args.latency,

@@ -117,3 +117,30 @@ def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_befor
     assert main(["run", "x", "--workspace", str(tmp_path / "nowhere")]) == 1
     assert "no such folder" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.db")), "nothing was written"
+
+
+def test_a_runs_budget_counts_that_run_only_not_the_earlier_runs_in_its_log(
+    tmp_path: Path,
+) -> None:
+    """Regression: on a log holding earlier runs' spending, `--budget-usd` counted the whole
+    log and failed a run that had spent nothing yet."""
+    db = str(tmp_path / "fleet.db")
+    first = _fleet("demo", "--db", db, "--latency", "0", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    cost = sum(a["cost_usd"] for a in json.loads(first.stdout)["agents"])
+
+    # One and a half runs' worth: the log passes it during the run, the run never does.
+    budget = str(1.5 * cost)
+    second = _fleet("demo", "--db", db, "--latency", "0", "--json", "--budget-usd", budget,
+                    cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["status"] == "completed", report["error"]
+    assert report["fleet"]["cost_usd"] > 1.5 * cost
+
+    # Half a run's worth: the run stops, and says it is the run's budget.
+    third = _fleet("demo", "--db", db, "--latency", "0", "--json", "--budget-usd", str(cost / 2),
+                   cwd=tmp_path)  # fmt: skip
+    assert third.returncode == 1
+    report = json.loads(third.stdout)
+    assert f"run {report['run_id']} cost_usd budget exceeded" in report["error"]
