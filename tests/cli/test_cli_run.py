@@ -144,3 +144,30 @@ def test_a_runs_budget_counts_that_run_only_not_the_earlier_runs_in_its_log(
     assert third.returncode == 1
     report = json.loads(third.stdout)
     assert f"run {report['run_id']} cost_usd budget exceeded" in report["error"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--budget-usd", "-0.05", "must be more than 0, not -0.05"),
+        ("--budget-tokens", "-1", "must be more than 0, not -1"),
+        ("--agent-budget-usd", "0", "must be more than 0, not 0"),
+        ("--agent-budget-tokens", "1.5", "'1.5' is not a whole number"),
+        ("--agent-context-percent", "120", "must be more than 0 and at most 100, not 120"),
+        ("--max-agents", "0", "must be more than 0, not 0"),
+        ("--budget-usd", "nan", "'nan' is not a finite number"),
+        ("--latency", "-1", "must be 0 or more, not -1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "demo", "resume"])
+def test_a_limit_that_cannot_be_met_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, option: str, value: str,
+    said: str,
+) -> None:  # fmt: skip
+    task = ["x", "--workspace", str(tmp_path)] if command == "run" else []
+    db = tmp_path / "fleet.db"
+    with pytest.raises(SystemExit) as refused:
+        main([command, *task, "--db", str(db), f"{option}={value}"])
+    assert refused.value.code == 2
+    assert f"fleet {command}: error: argument {option}: {said}" in capsys.readouterr().err
+    assert not db.exists()
