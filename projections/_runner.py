@@ -282,6 +282,17 @@ class ProjectionRunner:
                 return dict(card)
         return None
 
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's card from the runs view, or None if it never started."""
+        projection = self.projection("runs")
+        state = self.state("runs")
+        if isinstance(projection, RunsProjection):
+            return projection.run_view_by_id(state, run_id)
+        for card in projection.view(state).get("runs", []):
+            if card.get("id") == run_id:
+                return dict(card)
+        return None
+
     # ASYNC109: `timeout` is part of the interface the runtime and the API call.
     async def wait_for(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Return once every working projection has applied `position` (read your writes).

@@ -10,7 +10,10 @@ Notes (do not fix without reading this):
    tokens; `_waits.py` (a re-execution's scripted wakes too).
 2. A budget is checked twice: before a command starts work (refused with
    `BudgetExceeded`, nothing appended) and after every model response of a
-   running agent (the agent stops with `AgentFailed(limit=...)`).
+   running agent (the agent stops with `AgentFailed(limit=...)`). A run's
+   budget (`Budgets.run_*`) counts the run's own events (the runs view), not
+   the log's: a log keeps every earlier run, and `fleet run --budget-usd`
+   is about this run. The fleet's (`fleet_*`) counts the whole log.
 3. One live process drives an agent (`_leases.py`): the fleet holds the lease
    `agent-<id>` from the command that starts the agent until its drive task
    ends, and a delete or command takes it too. One from a process that does
@@ -92,13 +95,21 @@ _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True, slots=True)
 class Budgets:
-    """Limits that keep a runaway fleet from spending without bound (None: no limit)."""
+    """Limits that keep a runaway fleet from spending without bound (None: no limit).
+
+    Each counts its own scope (module note 2): `agent_*` one agent's spending;
+    `run_*` what a run's agents spend together (that run only, resumed or not:
+    other runs in the log do not count; agents of no run have none);
+    `fleet_*` everything the log holds, every run and agent since it began.
+    """
 
     agent_tokens: int | None = None
     agent_usd: float | None = None
     agent_context_percent: float | None = None
     fleet_tokens: int | None = None
     fleet_usd: float | None = None
+    run_tokens: int | None = None
+    run_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +361,7 @@ class Fleet:
             )
             if live >= self.config.max_live_agents:
                 raise FleetLimitReached(self.config.max_live_agents)
-            self._check_fleet_budget()
+            self._check_shared_budgets(run_id)
             toolbox = self._toolbox(role, tools)
             agent_id = self._new_id(name)
             cls = ClaudeCodeAgent if engine == "claude-code" else Agent
@@ -427,7 +438,7 @@ class Fleet:
         if not self.config.drive_locally and record["status"] in ("working", "waiting"):
             raise AgentBusy(agent_id)  # a worker somewhere drives it, or is about to
         self._check_budget(record)
-        self._check_fleet_budget()
+        self._check_shared_budgets(record["run_id"])
         await self._lease(agent_id)
         try:
             agent = self._agents.get(agent_id) or await self._load(agent_id)
@@ -629,15 +640,17 @@ class Fleet:
                 "context_percent", percent, b.agent_context_percent, f"agent {record['id']}"
             )
 
-    def _check_fleet_budget(self) -> None:
+    def _check_shared_budgets(self, run_id: str | None) -> None:
+        """The whole log's budgets, then those of the run `run_id` (its own spending only)."""
         b = self.config.budgets
-        totals = self.runner.view("fleet")
-        tokens = totals["tokens"]["total"]
-        cost = totals["cost_usd"]
-        if b.fleet_tokens is not None and tokens >= b.fleet_tokens:
-            raise BudgetExceeded("tokens", tokens, b.fleet_tokens, "fleet")
-        if b.fleet_usd is not None and cost >= b.fleet_usd:
-            raise BudgetExceeded("cost_usd", cost, b.fleet_usd, "fleet")
+        if b.fleet_tokens is not None or b.fleet_usd is not None:
+            totals = self.runner.view("fleet")
+            _within(b.fleet_tokens, b.fleet_usd, totals, "fleet")
+        if run_id is None or (b.run_tokens is None and b.run_usd is None):
+            return
+        run = self.runner.run(run_id)
+        if run is not None:  # an agent made with a run id no RunStarted opened has no run
+            _within(b.run_tokens, b.run_usd, run, f"run {run_id}")
 
     async def _budget_check(self, agent_id: str) -> BudgetExceeded | None:
         """Called by a running agent after each model response: the limit it crossed, if any."""
@@ -646,8 +659,9 @@ class Fleet:
             return None
         await self._sync()
         try:
-            self._check_budget(self._record(agent_id))
-            self._check_fleet_budget()
+            record = self._record(agent_id)
+            self._check_budget(record)
+            self._check_shared_budgets(record["run_id"])
         except BudgetExceeded as e:
             return e
         return None
@@ -767,6 +781,17 @@ class Fleet:
         if elsewhere:
             raise elsewhere[0]
         return targets
+
+
+def _within(
+    tokens_limit: int | None, usd_limit: float | None, totals: dict[str, Any], scope: str
+) -> None:
+    """Raise `BudgetExceeded` if `totals` (a fleet or run view) reached a limit."""
+    tokens, cost = totals["tokens"]["total"], totals["cost_usd"]
+    if tokens_limit is not None and tokens >= tokens_limit:
+        raise BudgetExceeded("tokens", tokens, tokens_limit, scope)
+    if usd_limit is not None and cost >= usd_limit:
+        raise BudgetExceeded("cost_usd", cost, usd_limit, scope)
 
 
 def _log_file(location: str) -> str | None:

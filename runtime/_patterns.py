@@ -18,6 +18,12 @@ Notes (do not fix without reading this):
    before is taken up (its result read, or the agent resumed) instead of
    created anew, and every board move recorded before is not written again.
    The process conducting a run holds the lease `run-<id>` (`_leases.py`).
+4. A stop is not an end. Only a run that ends (RunCompleted or RunFailed)
+   deletes the agents it still has; a run stopped before that (its task
+   cancelled by Ctrl-C or by its fleet closing, or an error that is not the
+   run's) leaves them as the log shows them, working or not, so that
+   `fleet resume` takes them up where they were (a deleted agent cannot be
+   resumed: the resumed run would fail on it).
 """
 
 from __future__ import annotations
@@ -252,17 +258,21 @@ async def conduct(
     if board:
         await conductor.task_event(TaskCreated(task_id=run_id, title=task, column="PLAN"))
     runner = _PatternExecution(fleet, spec, task, model, conductor, board)
+    error: str | None = None
     try:
         summary = await runner.execute()
     except StepFailed as e:
-        return await _finish_failed(conductor, board, started, str(e))
+        error = str(e)
     except FleetError as e:
-        return await _finish_failed(conductor, board, started, f"{type(e).__name__}: {e}")
-    finally:
-        with contextlib.suppress(FleetError):
-            await fleet.delete_all_agents(
-                run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id
-            )
+        error = f"{type(e).__name__}: {e}"
+    # The run ends here, so its agents go (note 1). A run stopped on the way (cancelled:
+    # Ctrl-C, its fleet closing) never gets here: it keeps them to be resumed (note 4).
+    with contextlib.suppress(FleetError):
+        await fleet.delete_all_agents(
+            run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id
+        )
+    if error is not None:
+        return await _finish_failed(conductor, board, started, error)
     duration = (time.time() - started) * 1000
     if board:
         await conductor.task_event(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
+import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,16 +87,29 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
     parser.add_argument(
         "--hooks", metavar="PATH", help="hooks settings.json (default: the project's)"
     )
-    parser.add_argument("--budget-usd", type=float, help="stop the fleet past this cost")
-    parser.add_argument("--budget-tokens", type=int, help="stop the fleet past this many tokens")
-    parser.add_argument("--agent-budget-usd", type=float, help="stop any agent past this cost")
     parser.add_argument(
-        "--agent-budget-tokens", type=int, help="stop any agent past this many tokens"
+        "--budget-usd",
+        type=_positive(float),
+        help="stop the run past this cost (this run's agents together; other runs in the "
+        "log do not count)",
     )
     parser.add_argument(
-        "--agent-context-percent", type=float, help="stop any agent past this share of its context"
+        "--budget-tokens",
+        type=_positive(int),
+        help="stop the run past this many tokens (this run's agents together)",
     )
-    parser.add_argument("--max-agents", type=int, default=64, help="live agents at most")
+    parser.add_argument(
+        "--agent-budget-usd", type=_positive(float), help="stop any agent past this cost"
+    )
+    parser.add_argument(
+        "--agent-budget-tokens", type=_positive(int), help="stop any agent past this many tokens"
+    )
+    parser.add_argument(
+        "--agent-context-percent",
+        type=_percent,
+        help="stop any agent past this share of its context",
+    )
+    parser.add_argument("--max-agents", type=_positive(int), default=64, help="live agents at most")
     parser.add_argument(
         "--engine",
         choices=["fleet", "claude-code"],
@@ -101,9 +117,49 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
         help="what runs the agents a step does not assign: fleet's loop or Claude Code",
     )
     parser.add_argument(
-        "--latency", type=float, default=latency, help="simulator pause per answer, seconds"
+        "--latency", type=_not_negative, default=latency, help="simulator pause per answer, seconds"
     )
     parser.add_argument("--quiet", action="store_true", help="no live view")
+
+
+def _number(kind: type[float], text: str) -> float:
+    """`text` as a finite number of `kind`, else `ArgumentTypeError` saying why."""
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive(kind: type[float]) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` (int or float) above 0, else a clear error."""
+
+    def positive(text: str) -> float:
+        value = _number(kind, text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    return positive
+
+
+def _not_negative(text: str) -> float:
+    """An argparse type: a number, 0 or more."""
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _percent(text: str) -> float:
+    """An argparse type: a share of 100, above 0."""
+    value = _number(float, text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 100, not {text}")
+    return value
 
 
 def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
@@ -118,8 +174,8 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
             agent_usd=args.agent_budget_usd,
             agent_tokens=args.agent_budget_tokens,
             agent_context_percent=args.agent_context_percent,
-            fleet_usd=args.budget_usd,
-            fleet_tokens=args.budget_tokens,
+            run_usd=args.budget_usd,
+            run_tokens=args.budget_tokens,
         ),
         max_live_agents=args.max_agents,
         simulator_latency_s=args.latency,
@@ -129,9 +185,44 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
 
 def _run_command(args: argparse.Namespace) -> int:
     workspace = _workspace(args.workspace)
-    return asyncio.run(
-        _run(args, workspace, args.task, None if args.orchestrator else args.pattern)
-    )
+    pattern = None if args.orchestrator else args.pattern
+    return _stoppable(args, lambda runs: _run(args, workspace, args.task, pattern, runs))
+
+
+def _stoppable(
+    args: argparse.Namespace, main: Callable[[list[str]], Coroutine[Any, Any, int]]
+) -> int:
+    """`asyncio.run(main(runs))`, which Ctrl-C stops with a line on how to go on, and no
+    traceback. `runs`: the run `main` is conducting now, if any (it adds the run's id
+    as the run starts or is taken up, and takes it out when the run has ended).
+
+    A stopped run is interrupted, not ended (its agents are left as they were,
+    runtime/_patterns.py note 4): `fleet resume` carries it on.
+    """
+    runs: list[str] = []
+    try:
+        return asyncio.run(main(runs))
+    except KeyboardInterrupt:
+        resume = _resume_line(args)
+        if runs:
+            said = f"; run {runs[-1]} is interrupted, not ended: `{resume}` carries it on"
+        elif args.command == "resume":  # stopped among the lone agents it resumes
+            said = f"; `{resume}` carries on"
+        else:  # before its run started, or after it ended
+            said = ""
+        print(f"fleet: stopped{said}", file=sys.stderr)
+        return 130
+
+
+def _resume_line(args: argparse.Namespace) -> str:
+    """The `fleet resume` that finds this command's log (a URL is not shown: it may hold a
+    password)."""
+    if args.db is None:  # $FLEET_DB, else .fleet/fleet.db here: the same for the next command
+        return "fleet resume"
+    db = resolve_db(args.db)
+    if isinstance(db, Path):
+        return f"fleet resume --db {shlex.quote(str(db))}"
+    return "fleet resume --db URL"
 
 
 def _workspace(given: str | None) -> Path:
@@ -179,10 +270,14 @@ def _demo_command(args: argparse.Namespace) -> int:
         console().print(
             f"[bold]fleet demo[/]: sample repository copied to {escape(str(workspace))}"
         )
-    return asyncio.run(_run(args, workspace.resolve(), args.task, args.pattern))
+    workspace = workspace.resolve()
+    return _stoppable(args, lambda runs: _run(args, workspace, args.task, args.pattern, runs))
 
 
-async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: str | None) -> int:
+async def _run(
+    args: argparse.Namespace, workspace: Path, task: str, pattern: str | None, runs: list[str]
+) -> int:
+    """Run `task`; the run's id is in `runs` from its start to its end (`_stoppable`)."""
     from rich.markup import escape
 
     from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
@@ -203,6 +298,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
                 f"[bold]changing files in {escape(str(workspace))}[/]\n"
                 f"log: {escape(str(rt.store.location))}"
             )
+        runs.append(run_id)
         job = (
             run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
             if spec
@@ -212,6 +308,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
             result = await job
         else:
             result = await _with_live_view(rt, job, run_id)
+        runs.remove(run_id)
         await rt.runner.wait_for(await rt.store.head())
         report = await _report(rt, result, workspace)
         cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
@@ -223,7 +320,7 @@ async def _run(args: argparse.Namespace, workspace: Path, task: str, pattern: st
 
 
 def _resume_command(args: argparse.Namespace) -> int:
-    return asyncio.run(_resume(args))
+    return _stoppable(args, lambda runs: _resume(args, runs))
 
 
 async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path]]:
@@ -238,8 +335,11 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
 
 
-async def _resume(args: argparse.Namespace) -> int:
-    """Resume interrupted runs, then lone working agents, from the log; 0 when all completed."""
+async def _resume(args: argparse.Namespace, runs: list[str]) -> int:
+    """Resume interrupted runs, then lone working agents, from the log; 0 when all completed.
+
+    Each run's id is in `runs` from when it is taken up to its end (`_stoppable`).
+    """
     from rich.markup import escape
 
     from runtime import open_runtime, resume_run
@@ -254,8 +354,10 @@ async def _resume(args: argparse.Namespace) -> int:
                     f"resuming run [bold]{escape(run_id)}[/] from the log; it changes files in "
                     f"{escape(str(workspace))}"
                 )
+            runs.append(run_id)
             job = resume_run(rt.fleet, run_id)
             result = await (job if args.json or args.quiet else _with_live_view(rt, job, run_id))
+            runs.remove(run_id)
             await rt.runner.wait_for(await rt.store.head())
             reports.append(await _report(rt, result, workspace))
             cards = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == run_id]
@@ -324,10 +426,18 @@ async def _with_live_view(
     def view() -> RenderableType:
         return _live_view(rt, run_id, time.monotonic() - started)
 
-    with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.15)  # never cancels the run
-            live.update(view())
+    try:
+        with Live(view(), console=console(), refresh_per_second=8, transient=False) as live:
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.15)  # a timeout never cancels the run
+                live.update(view())
+    finally:
+        # Stopped (Ctrl-C): the run stops with the view, while its fleet is still open,
+        # instead of going on as the runtime closes under it (it is resumed later).
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     return task.result()
 
 

@@ -1,9 +1,10 @@
 /* fleet dashboard: budget alerts, and the picked run's cost over time in the Cost tile.
  *
  * A run's budgets are in its RunStarted event (`config.budgets`: agent_usd,
- * agent_tokens, agent_context_percent, fleet_usd, fleet_tokens; the runtime records
- * the limits in force). An alert shows when an agent or the run's fleet passes
- * WARN of one, and when a budget stopped an agent (AgentFailed with `limit`).
+ * agent_tokens, agent_context_percent, run_usd, run_tokens, fleet_usd, fleet_tokens;
+ * the runtime records the limits in force). An alert shows when an agent, the run
+ * (its own spending) or the fleet (every agent in the log) passes WARN of one, and
+ * when a budget stopped an agent (AgentFailed with `limit`).
  * Scope: the picked run; with none picked, the runs still running.
  */
 (function () {
@@ -70,9 +71,22 @@
       warn("agent", a.id, "agent_tokens", a.tokens.total, b.agent_tokens, `${name(a.id)} has used ${fmtTokens(a.tokens.total)} tokens`);
       warn("agent", a.id, "agent_context_percent", a.context.percent, b.agent_context_percent, `${name(a.id)} fills ${Number(a.context.percent).toFixed(0)}% of its context`);
     }
-    warn("fleet", run.id, "fleet_usd", run.cost_usd, b.fleet_usd, `the run ${run.id} has spent ${fmtCost(run.cost_usd)}`);
-    warn("fleet", run.id, "fleet_tokens", run.tokens.total, b.fleet_tokens, `the run ${run.id} has used ${fmtTokens(run.tokens.total)} tokens`);
+    warn("run", run.id, "run_usd", run.cost_usd, b.run_usd, `the run ${run.id} has spent ${fmtCost(run.cost_usd)}`);
+    warn("run", run.id, "run_tokens", run.tokens.total, b.run_tokens, `the run ${run.id} has used ${fmtTokens(run.tokens.total)} tokens`);
+    if (b.fleet_usd || b.fleet_tokens) {
+      const f = wholeLog(agents);
+      warn("fleet", "fleet", "fleet_usd", f.cost, b.fleet_usd, `the fleet (every agent in the log) has spent ${fmtCost(f.cost)}`);
+      warn("fleet", "fleet", "fleet_tokens", f.tokens, b.fleet_tokens, `the fleet (every agent in the log) has used ${fmtTokens(f.tokens)} tokens`);
+    }
     return out;
+  }
+
+  // What every agent in the log has spent (the agents view is the whole fleet's, as of the
+  // slider's position; the fleet view is the picked run's when one is picked).
+  function wholeLog(agents) {
+    let cost = 0, tokens = 0;
+    for (const a of agents) { cost += Number(a.cost_usd || 0); tokens += Number(a.tokens.total || 0); }
+    return { cost, tokens };
   }
 
   function budgetText(budget, limit) {
@@ -86,7 +100,11 @@
     const runs = (S.views.runs || {}).runs || [];
     const agents = (S.views.agents || {}).agents || [];
     const scope = S.run ? runs.filter((r) => r.id === S.run) : runs.filter((r) => r.status === "running");
-    const alerts = scope.flatMap((r) => alertsFor(r, agents));
+    const seen = new Set(); // the fleet's alert once, whichever runs recorded its budget
+    const alerts = scope.flatMap((r) => alertsFor(r, agents)).filter((a) => {
+      const key = `${a.scope} ${a.id} ${a.budget}`;
+      return !seen.has(key) && seen.add(key);
+    });
     const box = $("alerts");
     box.hidden = !alerts.length;
     box.dataset.count = String(alerts.length);

@@ -27,11 +27,18 @@ Notes (do not fix without reading this):
 2. `retry_after=0` sends `retry-after-ms: 1`: the SDK ignores a zero wait and
    falls back to its exponential backoff (half a second and more), which would
    slow every test that exercises a retry.
+3. Closing lets the answers in flight end before the server stops: their
+   pause (`latency_s`) ends at once with a 503 (nobody waits for it: a host
+   closes its simulator after its clients), and `aclose` waits a moment for
+   them. Left to the end of the event loop instead, `asyncio.run` cancels
+   them, and uvicorn logs each cancelled answer as "Exception in ASGI
+   application" with its traceback: a Ctrl-C of `fleet run` printed pages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -75,6 +82,8 @@ _ERROR_MESSAGES = {
     500: "Internal server error (simulated)",
     529: "Overloaded (simulated)",
 }
+_CLOSING_WAIT_S = 2.0
+"""How long closing waits for the answers in flight (note 3)."""
 
 
 @dataclass(slots=True)
@@ -172,6 +181,8 @@ class Simulator:
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
         self._state = "new"
+        self._closing = asyncio.Event()
+        self._answering: set[asyncio.Task[Any]] = set()  # requests to /v1/messages (note 3)
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
@@ -281,6 +292,9 @@ class Simulator:
             return
         server, sock = self._server, self._socket
         self._state = "closed"
+        self._closing.set()  # note 3
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=_CLOSING_WAIT_S)
         if server is not None:
             server.force_exit = True  # do not wait for idle keep-alive connections
             await server.shutdown(sockets=[sock] if sock is not None else None)
@@ -354,6 +368,13 @@ class Simulator:
         return JSONResponse(model_object(self.models.resolve(name), prices))
 
     async def _messages(self, request: Request) -> Response:
+        task = asyncio.current_task()  # uvicorn's task for the request (note 3)
+        if task is not None:
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)  # its response sent too
+        return await self._answer(request)
+
+    async def _answer(self, request: Request) -> Response:
         self.stats.requests += 1
         if (denied := self._authorize(request)) is not None:
             return denied
@@ -363,7 +384,12 @@ class Simulator:
         if isinstance(body, ErrorReply):
             return _error(body)
         if self.latency_s > 0:
-            await asyncio.sleep(self.latency_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.latency_s):
+                    await self._closing.wait()
+        if self._closing.is_set():  # note 3
+            headers = {"x-should-retry": "false"}
+            return _error(ErrorReply(503, "the simulator is closing", "api_error", headers))
         try:
             answer = await self.responder(body) if body["max_tokens"] else cache_warming(body)
         except Exception as e:  # a bug in a policy: say which, and do not let the SDK retry it

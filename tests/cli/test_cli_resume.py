@@ -1,10 +1,12 @@
-"""A pattern run killed with SIGKILL, resumed with `fleet resume`, ends as if never killed.
+"""A pattern run killed with SIGKILL or stopped with Ctrl-C, resumed with `fleet resume`,
+ends as if never stopped.
 
 One run of plan-build-review-ship is killed twice, as a user's machine might:
 a real `fleet run` process mid-build, then the real `fleet resume` process
-that took it over, mid-review; a third resume finishes it. Its files, board
-and commit are then compared with an uninterrupted run of the same task.
-(Every kill point of every pattern: `python bench/resume.py --kills`.)
+that took it over, mid-review; a third resume finishes it. Another is stopped
+with SIGINT (Ctrl-C) mid-build and finished by the real `fleet resume`. Their
+files, board and commit are then compared with an uninterrupted run of the
+same task. (Every kill point of every pattern: `python bench/resume.py --kills`.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from events import EventStore, RecordedEvent, SQLiteEventStore
+from events import EventFilter, EventStore, RecordedEvent, SQLiteEventStore
 from runtime import (
     RuntimeOptions,
     interrupted_runs,
@@ -43,20 +45,32 @@ def _env() -> dict[str, str]:
     return environ
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT raises KeyboardInterrupt, as in a terminal (a test
+    run in a shell's background inherits SIGINT ignored, and Ctrl-C would do nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _start(*args: str, cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "api.cli", *args, cwd=cwd, env=_env(),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
 
 
 async def _kill_when(
-    proc: asyncio.subprocess.Process, db: Path, seen: Callable[[RecordedEvent], bool]
-) -> None:
-    """SIGKILL `proc` as soon as the log holds an event `seen` picks (another process's).
+    proc: asyncio.subprocess.Process,
+    db: Path,
+    seen: Callable[[RecordedEvent], bool],
+    sig: signal.Signals = signal.SIGKILL,
+) -> str:
+    """Send `sig` to `proc` as soon as the log holds an event `seen` picks (another
+    process's); returns what it said on stderr.
 
     Its stderr is read all along (a full pipe would stop it), and if it ends before the
-    kill point the test fails at once with what it said.
+    kill point the test fails at once with what it said. Killed, it must end killed;
+    stopped with SIGINT, it must end as `fleet` does on Ctrl-C (exit code 130).
     """
     said: list[bytes] = []
 
@@ -80,7 +94,9 @@ async def _kill_when(
         async with asyncio.timeout(120):
             await asyncio.wait({watching, ended}, return_when=asyncio.FIRST_COMPLETED)
         if watching.done() and proc.returncode is None:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(sig)
+            async with asyncio.timeout(60):  # a stopped process closes its fleet and ends
+                await asyncio.wait({ended})
     finally:
         watching.cancel()
         if proc.returncode is None:
@@ -88,8 +104,18 @@ async def _kill_when(
         await proc.wait()
         await draining
         await asyncio.gather(watching, ended, return_exceptions=True)
-    stderr = b"".join(said).decode(errors="replace")[-2000:]
-    assert proc.returncode == -signal.SIGKILL, f"it ended before the kill point:\n{stderr}"
+    stderr = b"".join(said).decode(errors="replace")
+    expected = 130 if sig == signal.SIGINT else -sig
+    assert proc.returncode == expected, f"it ended before the kill point:\n{stderr[-2000:]}"
+    return stderr
+
+
+async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Wait for `proc` to end by itself; its exit code and stderr."""
+    async with asyncio.timeout(120):
+        _, stderr = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode(errors="replace")
 
 
 def _of(name: str, event_type: str) -> Callable[[RecordedEvent], bool]:
@@ -142,6 +168,65 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
         assert await interrupted_runs(rt.store, rt.runner) == []
         board = await _board(rt.store, run_id)
 
+    await _same_as_uninterrupted(tmp_path, workspace, board)
+    assert await _run_statuses(db, capsys) == ["completed"]
+
+
+async def test_a_pattern_run_stopped_with_ctrl_c_mid_build_resumes_to_the_same_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C is a stop, not an end: the agent at work stays resumable, not deleted."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    db = tmp_path / "fleet.db"
+
+    # As a user runs it: the live view, no --quiet.
+    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                       "--db", str(db), "--latency", "0.1", cwd=tmp_path)  # fmt: skip
+    await _kill_when(run, db, _of("build", "ToolCallCompleted"), signal.SIGINT)
+    assert await _run_statuses(db, capsys) == ["interrupted"], await _what_the_log_holds(db)
+    async with SQLiteEventStore(db, readonly=True) as store:
+        deleted = await store.read_all(where=EventFilter.of(types=["AgentDeleted"]))
+        assert not [e.stream_id for e in deleted if e.data.was_working]  # type: ignore[union-attr]
+
+    code, stderr = await _finish(await _start("resume", "--db", str(db), "--quiet",
+                                              cwd=tmp_path))  # fmt: skip
+    assert code == 0, stderr[-2000:]
+    async with SQLiteEventStore(db, readonly=True) as store:
+        [started] = await store.read_all(where=EventFilter.of(types=["RunStarted"]))
+        board = await _board(store, started.data.run_id)  # type: ignore[union-attr]
+    await _same_as_uninterrupted(tmp_path, workspace, board)
+    assert await _run_statuses(db, capsys) == ["completed"]
+
+
+@pytest.mark.parametrize("view", [(), ("--quiet",)], ids=["live-view", "quiet"])
+async def test_ctrl_c_with_an_answer_in_flight_ends_with_one_line_saying_how_to_go_on(
+    tmp_path: Path, view: tuple[str, ...]
+) -> None:
+    """No traceback (the simulator's answer in flight is not left to be cancelled at the
+    end of the loop), and the line's `fleet resume` command finishes the run."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    db = tmp_path / "fleet.db"
+
+    # Each answer pauses 5 s: the first agent's first answer is in flight at SIGINT.
+    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                       "--db", str(db), "--latency", "5", *view, cwd=tmp_path)  # fmt: skip
+    stderr = await _kill_when(run, db, _of("plan", "AgentCommanded"), signal.SIGINT)
+    async with SQLiteEventStore(db, readonly=True) as store:
+        [started] = await store.read_all(where=EventFilter.of(types=["RunStarted"]))
+    run_id = started.data.run_id  # type: ignore[union-attr]
+    resume = f"fleet resume --db {db}"
+    assert stderr.splitlines() == [
+        f"fleet: stopped; run {run_id} is interrupted, not ended: `{resume}` carries it on"
+    ]
+
+    code, stderr = await _finish(await _start(*resume.split()[1:], "--quiet", cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+
+
+async def _same_as_uninterrupted(
+    tmp_path: Path, workspace: Path, board: list[tuple[str, str | None]]
+) -> None:
+    """The files, commits and board of `workspace`'s run are an uninterrupted run's."""
     baseline = await prepare_workspace(tmp_path / "baseline")
     options = RuntimeOptions(db=tmp_path / "baseline.db", workspace=baseline, env={})
     async with open_runtime(options) as rt:
@@ -153,7 +238,6 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
     assert _commits(workspace) == _commits(baseline)
     assert len(_commits(workspace)) == 2  # the sample's first commit, and the shipper's
     assert board == expected_board
-    assert await _run_statuses(db, capsys) == ["completed"]
 
 
 async def _what_the_log_holds(db: Path) -> str:

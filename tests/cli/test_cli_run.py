@@ -218,3 +218,57 @@ def test_rich_markup_in_the_task_and_in_file_paths_is_printed_as_text(tmp_path: 
     assert "lib[/]extra.py" in out.split("what changed")[1].split("tests")[0]  # the diff stat
     assert any(" wrote: " in line and "lib[/]extra.py" in line for line in out.splitlines())
     assert "word_count" in (repo / "lib[" / "]extra.py").read_text()
+
+
+def test_a_runs_budget_counts_that_run_only_not_the_earlier_runs_in_its_log(
+    tmp_path: Path,
+) -> None:
+    """Regression: on a log holding earlier runs' spending, `--budget-usd` counted the whole
+    log and failed a run that had spent nothing yet."""
+    db = str(tmp_path / "fleet.db")
+    first = _fleet("demo", "--db", db, "--latency", "0", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    cost = sum(a["cost_usd"] for a in json.loads(first.stdout)["agents"])
+
+    # One and a half runs' worth: the log passes it during the run, the run never does.
+    budget = str(1.5 * cost)
+    second = _fleet("demo", "--db", db, "--latency", "0", "--json", "--budget-usd", budget,
+                    cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["status"] == "completed", report["error"]
+    assert report["fleet"]["cost_usd"] > 1.5 * cost
+
+    # Half a run's worth: the run stops, and says it is the run's budget.
+    third = _fleet("demo", "--db", db, "--latency", "0", "--json", "--budget-usd", str(cost / 2),
+                   cwd=tmp_path)  # fmt: skip
+    assert third.returncode == 1
+    report = json.loads(third.stdout)
+    assert f"run {report['run_id']} cost_usd budget exceeded" in report["error"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--budget-usd", "-0.05", "must be more than 0, not -0.05"),
+        ("--budget-tokens", "-1", "must be more than 0, not -1"),
+        ("--agent-budget-usd", "0", "must be more than 0, not 0"),
+        ("--agent-budget-tokens", "1.5", "'1.5' is not a whole number"),
+        ("--agent-context-percent", "120", "must be more than 0 and at most 100, not 120"),
+        ("--max-agents", "0", "must be more than 0, not 0"),
+        ("--budget-usd", "nan", "'nan' is not a finite number"),
+        ("--latency", "-1", "must be 0 or more, not -1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "demo", "resume"])
+def test_a_limit_that_cannot_be_met_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, option: str, value: str,
+    said: str,
+) -> None:  # fmt: skip
+    task = ["x", "--workspace", str(tmp_path)] if command == "run" else []
+    db = tmp_path / "fleet.db"
+    with pytest.raises(SystemExit) as refused:
+        main([command, *task, "--db", str(db), f"{option}={value}"])
+    assert refused.value.code == 2
+    assert f"fleet {command}: error: argument {option}: {said}" in capsys.readouterr().err
+    assert not db.exists()

@@ -65,7 +65,9 @@ RUN_2 = "run-d3pl0y22"
 ORCH_2 = "orchestrator-d3pl0y22"
 SHIPPER = "ship-77aa01"
 CLEANER = "clean-88bb02"
-BUDGETS_2 = {"agent_usd": 0.0035, "fleet_usd": 0.007}  # each agent spends $0.0031: 89%
+# Each agent spends $0.0031: 89% of its budget, and the run's two 89% of the run's. The
+# fleet's counts every agent in the log (the other runs' too).
+BUDGETS_2 = {"agent_usd": 0.0035, "run_usd": 0.007, "fleet_usd": 0.007}
 REAL_BUDGETS = Budgets(agent_usd=100.0)  # far above what a simulated run spends
 SIZES = {"wide": {"width": 1400, "height": 1000}, "narrow": {"width": 800, "height": 900}}
 
@@ -511,12 +513,16 @@ async def test_budget_alerts_past_80_percent_and_the_runs_cost_over_time(
     page = await open_page(browser, served.url + "/")
     await settled(page, served)
     await pick_run(page, RUN_2)
-    await page.wait_for_function("() => document.getElementById('alerts').dataset.count === '3'")
+    await page.wait_for_function("() => document.getElementById('alerts').dataset.count === '4'")
+    every_agent = (await get_json(served.url, "/v1/agents"))["agents"]
+    fleet_cost = sum(a["cost_usd"] for a in every_agent)
     assert sorted(await page.evaluate(READ_ALERTS)) == [
         ["agent", CLEANER, "agent_usd", 89],
         ["agent", SHIPPER, "agent_usd", 89],
-        ["fleet", RUN_2, "fleet_usd", 89],
+        ["fleet", "fleet", "fleet_usd", round(100 * fleet_cost / BUDGETS_2["fleet_usd"])],
+        ["run", RUN_2, "run_usd", 89],
     ]
+    assert fleet_cost > 2 * 0.0031  # the other runs count for the fleet, not for the run
     await shoot(page, served, "dashboard-alerts", "#alerts")
 
     # The scripted run has no budgets recorded, but a budget stopped its docs agent.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from events import EventFilter
+from events import EventFilter, Meta, NewEvent, RunStarted
 from runtime import (
     AgentBusy,
     AgentGone,
@@ -276,6 +276,35 @@ async def test_an_agent_crossing_its_cost_budget_mid_run_stops_with_the_limit_na
         assert events[-1].data.limit == "cost_usd"  # type: ignore[union-attr]
         responses = await rt.store.read_all(where=EventFilter.of(types=["ModelResponded"]))
         assert len(responses) == 1, "it stopped after the response that crossed the budget"
+
+
+async def test_a_run_budget_counts_that_runs_spending_only(tmp_path: Path, workspace: Path) -> None:
+    """Run r1 past its budget is stopped and refused; run r2 still works, though the log as
+    a whole (r1's spending) is past it: a run's budget is not the fleet's."""
+    options = RuntimeOptions(
+        db=tmp_path / "f.db", workspace=workspace, env={}, budgets=Budgets(run_tokens=1000)
+    )
+    async with open_runtime(options) as rt:
+        for run_id in ("r1", "r2"):
+            await rt.store.append(
+                f"run-{run_id}",
+                [NewEvent(RunStarted(run_id=run_id, task="t", pattern="p"), Meta(run_id=run_id))],
+            )
+        first = (await rt.fleet.create_agent("a", "scout", SCOUT_TASK, run_id="r1"))["id"]
+        await rt.fleet.wait_all([first])
+        [failed] = await rt.store.read_all(where=EventFilter.of(types=["AgentFailed"]))
+        assert failed.stream_id == f"agent-{first}"
+        assert failed.data.limit == "tokens"  # type: ignore[union-attr]  # stopped mid-run
+        head = await rt.store.head()
+        with pytest.raises(BudgetExceeded, match="run r1 tokens budget exceeded"):
+            await rt.fleet.command_agent(first, "again")
+        assert await rt.store.head() == head
+
+        second = (await rt.fleet.create_agent("b", "scout", SCOUT_TASK, run_id="r2"))["id"]
+        await rt.fleet.wait_all([second])
+        assert (await rt.fleet.get_agent_status(first))["tokens"] >= 1000
+        responded = EventFilter.of(types=["ModelResponded"], agent_id=second)
+        assert len(await rt.store.read_all(where=responded)) == 1  # then r2 passed its own
 
 
 def slow_writer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:

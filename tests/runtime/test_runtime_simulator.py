@@ -6,7 +6,9 @@ code would use it, and through raw httpx where the wire format itself is checked
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -304,6 +306,28 @@ async def test_the_simulator_refuses_use_when_not_running() -> None:
     await sim.aclose()
     with pytest.raises(Exception, match="not running"):
         _ = sim.base_url
+
+
+async def test_closing_ends_an_answer_in_flight_at_once_and_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host that stops (Ctrl-C) closes its simulator with answers in their pause: they
+    end with a 503 there and then, instead of being cancelled later (uvicorn logs each
+    cancelled one with its traceback)."""
+    sim = Simulator(latency_s=60.0)
+    await sim.start()
+    async with httpx.AsyncClient(base_url=sim.base_url, headers={"x-api-key": "k"}) as http:
+        asking = asyncio.create_task(http.post("/v1/messages", json=body()))
+        async with asyncio.timeout(10):
+            while sim.stats.requests == 0:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):  # not the 60 s pause
+            await sim.aclose()
+            response = await asking
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "the simulator is closing"
+    assert response.headers["x-should-retry"] == "false"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def _broken(situation: Situation) -> Generator[Turn, list[Observation], str]:
