@@ -28,6 +28,9 @@ Notes (do not fix without reading this):
    are kept raw, so nothing is counted twice.
 4. A record without a session id, or with one that is not a fleet id, is not
    an error: the OTLP answer reports it as rejected and the rest is kept.
+5. A JSON body is refused (400) for an integer Python will not convert
+   (over 4,300 digits) and for nesting deeper than `MAX_JSON_DEPTH`, checked
+   before the converters, which recurse: both were 500s.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ DEFAULT_MAX_OTLP_BYTES = 4 * 1024 * 1024
 
 _MAX_RECORD_BYTES = DEFAULT_MAX_EVENT_BYTES // 2
 _SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of objects and arrays an OTLP/JSON body may have (note 5)."""
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 _API_REQUEST = "claude_code.api_request"
 
@@ -180,13 +185,32 @@ def _decode(signal: Signal, body: bytes, media_type: str) -> Message:
         raise TelemetryInvalid(f"not valid JSON: {e.msg} at {where}") from None
     except RecursionError:
         raise TelemetryInvalid("not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts
+        raise TelemetryInvalid(f"not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise TelemetryInvalid(f"expected a JSON object (an OTLP {signal} request)")
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise TelemetryInvalid(f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         json_format.ParseDict(_hex_ids_to_base64(value), message, ignore_unknown_fields=False)
     except json_format.ParseError as e:
         raise TelemetryInvalid(f"not an OTLP {signal} request: {e}") from None
     return message
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True if `value` nests objects and arrays more than `limit` deep (walked without
+    recursion: the converters after it recurse, and ran out of stack at ~250)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                todo.append((child, depth + 1))
+    return False
 
 
 def _refuse_unknown_fields(message: Message, path: str) -> None:

@@ -119,6 +119,16 @@ async def test_telemetry_first_creates_the_agent_once_and_hooks_then_join_it(
     assert (await client.get("/v1/agents")).json()["count"] == 1
 
 
+def _nested_log(depth: int) -> bytes:
+    """A log record whose one attribute is a list nested `depth` deep."""
+    value: dict[str, object] = {"stringValue": "x"}
+    for _ in range(depth):
+        value = {"arrayValue": {"values": [value]}}
+    record = {"attributes": [{"key": "k", "value": value}]}
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    return json.dumps(body).encode()
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "status", "slug"),
     [
@@ -139,6 +149,14 @@ async def test_telemetry_first_creates_the_agent_once_and_hooks_then_join_it(
             415,
             "unsupported-otlp",
         ),
+        # An integer Python will not convert, and an attribute nested 300 deep: were 500s.
+        (
+            {"content-type": "application/json"},
+            b'{"resourceLogs": ' + b"9" * 5000 + b"}",
+            400,
+            "invalid-otlp",
+        ),
+        ({"content-type": "application/json"}, _nested_log(300), 400, "invalid-otlp"),
     ],
 )
 async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
