@@ -17,7 +17,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -86,6 +86,14 @@ class StartRun(_Body):
 
     task: str = Field(min_length=1, max_length=100_000)
     pattern: str = Field(default="scout-plan-build", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+
+    @field_validator("task")
+    @classmethod
+    def _not_blank(cls, task: str) -> str:
+        if not task.strip():  # refused here: the run starts in the background (202)
+            raise ValueError("must not be blank")
+        return task
+
     mode: Literal["pattern", "orchestrator"] = "pattern"
     model: str | None = Field(default=None, max_length=100)
     workspace: str = Field(

@@ -336,9 +336,11 @@ class Fleet:
         Code session, `_claude_code.py`).
 
         Raises `UnknownModel` (before anything is appended), `WorkspaceMissing`,
-        `InvalidAgentSpec` (an unknown engine), `EngineUnavailable` (no
+        `InvalidAgentSpec` (an unknown engine, a blank task), `EngineUnavailable` (no
         claude-agent-sdk), `FleetLimitReached`, `BudgetExceeded`.
         """
+        if task is not None and not task.strip():  # refused before AgentCreated, not after
+            raise InvalidAgentSpec("prompt", "must not be empty")
         if engine is None:  # the fleet's default; the orchestrator is always fleet's own
             engine = "fleet" if role == "orchestrator" else self.config.engine
         if engine not in ENGINES:

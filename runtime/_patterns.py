@@ -64,7 +64,13 @@ from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
 from ._transcript import Transcript, transcript_path
-from .errors import AgentDrivenElsewhere, PatternError, RunNotResumable, StepFailed
+from .errors import (
+    AgentDrivenElsewhere,
+    InvalidAgentSpec,
+    PatternError,
+    RunNotResumable,
+    StepFailed,
+)
 
 __all__ = [
     "RunJournal",
@@ -236,6 +242,7 @@ async def run_pattern(
     and `UnknownModel` for a model name not in the table. A step that fails
     ends the run with RunFailed and a clear reason; it does not raise.
     """
+    check_task(task)
     await _check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
@@ -283,6 +290,12 @@ async def conduct(
     return RunResult(run_id, "completed", summary, None, duration, conductor.agent_id)
 
 
+def check_task(task: str) -> None:
+    """Raise `InvalidAgentSpec` for a run's task with no text (blank): nothing is started."""
+    if not task.strip():
+        raise InvalidAgentSpec("task", "must not be empty")
+
+
 async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) -> None:
     """Raise `PatternError` or `UnknownModel` if the pattern cannot run in this fleet."""
     workspace = fleet.config.workspace
@@ -291,6 +304,12 @@ async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) ->
             raise PatternError(
                 f"step {step.id!r} of {spec.name} needs a git repository, "
                 f"and {workspace} is not one"
+            )
+        if step.requires_git and await workspace_head(workspace) is None:
+            # Without a first commit there is nothing to diff a review against.
+            raise PatternError(
+                f"step {step.id!r} of {spec.name} needs a git repository with a commit, "
+                f"and {workspace} has none yet: commit its files first"
             )
         for name in step.models:
             fleet.models.resolve(name)
@@ -515,6 +534,7 @@ async def run_orchestrator(
 
     `replay_of` names the run this one re-executes (it goes into RunStarted).
     """
+    check_task(task)
     run_id = run_id or new_run_id()
     started = time.time()
     model_name = fleet.models.resolve(model or fleet.config.default_model).id

@@ -77,6 +77,9 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
         ("POST", "/v1/agents", {"name": "../x", "role": "scout"}, 422),
         ("POST", "/v1/runs", {"task": "t", "pattern": "no-such-pattern", "workspace": "."}, 422),
         ("POST", "/v1/runs", {"task": "", "workspace": "."}, 422),
+        # Blank text: the create wrote AgentCreated before refusing, the run ran whole.
+        ("POST", "/v1/agents", {"name": "blank", "role": "scout", "task": " \n\t"}, 422),
+        ("POST", "/v1/runs", {"task": "   ", "workspace": "."}, 422),
     ],
 )
 async def test_bad_agent_requests_get_a_clear_problem_and_write_nothing(

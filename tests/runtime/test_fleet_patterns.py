@@ -12,6 +12,7 @@ import pytest
 
 from events import EventFilter
 from runtime import (
+    InvalidAgentSpec,
     PatternError,
     Runtime,
     RuntimeOptions,
@@ -200,6 +201,20 @@ async def test_ship_on_a_workspace_that_is_not_git_is_refused_before_anything_ru
     async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=plain, env={})) as rt:
         with pytest.raises(PatternError, match="needs a git repository"):
             await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert await rt.store.head() == 0
+
+
+async def test_ship_in_a_repository_without_a_commit_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """It ran and looped through reviews of an empty diff until it failed."""
+    plain = await prepare_workspace(tmp_path / "plain", git=False)
+    subprocess.run(["git", "init", "-q"], cwd=plain, check=True)
+    async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=plain, env={})) as rt:
+        with pytest.raises(PatternError, match="has none yet: commit its files first"):
+            await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        with pytest.raises(InvalidAgentSpec, match="task: must not be empty"):
+            await run_pattern(rt.fleet, load_pattern("scout-plan-build"), " \n")
         assert await rt.store.head() == 0
 
 
