@@ -184,6 +184,10 @@ def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    from ..errors import ApiError
+
+    if not args.task.strip():
+        raise ApiError("the task is blank: say what the agents should do; nothing was written")
     workspace = _workspace(args.workspace)
     pattern = None if args.orchestrator else args.pattern
     return _stoppable(args, lambda runs: _run(args, workspace, args.task, pattern, runs))

@@ -160,6 +160,8 @@ def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_befor
 
     assert main(["run", "x", "--workspace", str(tmp_path / "nowhere")]) == 1
     assert "no such folder" in capsys.readouterr().err
+    assert main(["run", " \n ", "--workspace", str(tmp_path)]) == 1
+    assert "the task is blank" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.db")), "nothing was written"
 
 
