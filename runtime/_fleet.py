@@ -25,6 +25,13 @@ Notes (do not fix without reading this):
    under one lock: counted apart, creates made at once (an orchestrator's
    parallel tool calls, concurrent API requests) all passed it. The limit is
    this process's: two processes creating at once may pass it by one each.
+5. Commands and deletes of one agent take turns in a process (a lock per
+   agent, from the status check to the append): the lease is this process's
+   whichever task holds it, so five DELETEs at once all passed the check and
+   appended five AgentDeleted, and commands at once to an agent not loaded
+   here each loaded their own copy and two were accepted. Across processes
+   the lease keeps them apart, and a delete looks at the status again once
+   it holds the lease.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import contextlib
 import logging
 import re
 import uuid
+import weakref
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +169,10 @@ class Fleet:
         self._closed = False
         # Held from counting the live agents to the AgentCreated that count allows.
         self._creating = asyncio.Lock()
+        # One command or delete of an agent at a time in this process (note 5).
+        self._changing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.leases = Leaseholder(store, ttl_s=config.lease_ttl_s, on_lost=self._lease_lost)
         self.sleeper = Sleeper(
             store=store,
@@ -426,6 +438,17 @@ class Fleet:
         Raises `AgentNotFound`, `AgentGone` (deleted), `AgentBusy` (working),
         `BudgetExceeded` (nothing appended).
         """
+        async with self._changing_agent(agent_id):  # note 5
+            return await self._command(agent_id, prompt, by=by)
+
+    def _changing_agent(self, agent_id: str) -> asyncio.Lock:
+        """The lock a command or a delete of `agent_id` holds from its check to its append."""
+        lock = self._changing.get(agent_id)
+        if lock is None:
+            lock = self._changing[agent_id] = asyncio.Lock()
+        return lock
+
+    async def _command(self, agent_id: str, prompt: str, *, by: str) -> dict[str, Any]:
         await self._sync()
         record = self._record(agent_id)
         if record["status"] == "deleted":
@@ -712,18 +735,24 @@ class Fleet:
 
         Raises `AgentNotFound`, `AgentGone` when it is already deleted.
         """
-        await self._sync()
-        record = self._record(agent_id)
-        if record["status"] == "deleted":
-            raise AgentGone(agent_id)
-        if record["external"]:
-            await self._delete_unloaded(agent_id, record, by=by, was_working=False)
-            return
-        await self._lease(agent_id)  # module note 3
-        try:
-            await self._delete_leased(agent_id, record, by=by)
-        finally:
-            await self._unlease(agent_id)
+        async with self._changing_agent(agent_id):  # note 5
+            await self._sync()
+            record = self._record(agent_id)
+            if record["status"] == "deleted":
+                raise AgentGone(agent_id)
+            if record["external"]:
+                await self._delete_unloaded(agent_id, record, by=by, was_working=False)
+                return
+            await self._lease(agent_id)  # module note 3
+            try:
+                # Again under the lease: another process's delete may have held it first.
+                await self._sync()
+                record = self._record(agent_id)
+                if record["status"] == "deleted":
+                    raise AgentGone(agent_id)
+                await self._delete_leased(agent_id, record, by=by)
+            finally:
+                await self._unlease(agent_id)
 
     async def _delete_leased(self, agent_id: str, record: dict[str, Any], *, by: str) -> None:
         task = self._tasks.pop(agent_id, None)

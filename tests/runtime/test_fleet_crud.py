@@ -244,6 +244,30 @@ async def test_creates_made_at_once_do_not_pass_the_fleet_limit_together(
         assert len(live) == 2
 
 
+async def test_deletes_and_commands_at_once_take_turns(tmp_path: Path, workspace: Path) -> None:
+    """Five deletes at once: one deletes, four find it gone (all five appended AgentDeleted).
+    Three commands at once to an agent this process has not loaded: one is accepted."""
+    options = RuntimeOptions(db=tmp_path / "f.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        doomed = (await rt.fleet.create_agent(name="doomed", role="scout"))["id"]
+        idle = (await rt.fleet.create_agent(name="idle", role="scout"))["id"]
+        results = await asyncio.gather(
+            *(rt.fleet.delete_agent(doomed) for _ in range(5)), return_exceptions=True
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AgentGone"] * 4 + ["NoneType"]
+        deleted = await rt.store.read_stream(f"agent-{doomed}")
+        assert [e.type for e in deleted].count("AgentDeleted") == 1
+    async with open_runtime(options) as rt:  # a new process: `idle` is not loaded here
+        results = await asyncio.gather(
+            *(rt.fleet.command_agent(idle, SCOUT_TASK) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["AgentBusy"] * 2 + ["dict"], results
+        commanded = await rt.store.read_stream(f"agent-{idle}")
+        assert [e.type for e in commanded].count("AgentCommanded") == 1
+        await rt.fleet.delete_all_agents()
+
+
 async def test_a_command_past_the_fleet_budget_is_refused_with_the_limit_named(
     tmp_path: Path, workspace: Path
 ) -> None:
