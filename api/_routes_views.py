@@ -112,7 +112,8 @@ def query(model: type[Q], request: Request, *, lists: Collection[str] = ()) -> Q
         raise HTTPProblem(
             400, "Invalid query",
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names}; "
-            f"{request.url.path} takes {', '.join(sorted(known))}",
+            f"{request.url.path} takes "
+            + (", ".join(sorted(known)) if known else "no query parameters"),
             slug="invalid-query",
             members={"errors": [
                 {"loc": ["query", name], "msg": "unknown parameter", "type": "extra_forbidden"}

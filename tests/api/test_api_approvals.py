@@ -60,6 +60,15 @@ async def test_a_person_answers_over_http_and_the_agent_goes_on(
 
         bad = await http.post(f"/v1/approvals/{approval['id']}", json={"decision": "maybe"})
         assert bad.status_code == 422
+        # An unknown query parameter is a 400 here too (it was ignored: the call was decided).
+        for request in (
+            http.get(f"/v1/approvals/{approval['id']}?bogus=1"),
+            http.post(f"/v1/approvals/{approval['id']}?bogus=1", json={"decision": "deny"}),
+        ):
+            refused = await request
+            assert refused.status_code == 400, refused.text
+            assert "takes no query parameters" in refused.json()["detail"]
+        assert (await pending(http))["id"] == approval["id"]  # still pending
         answer = await http.post(
             f"/v1/approvals/{approval['id']}",
             json={"decision": "allow", "reason": "fine", "who": "alice"},
