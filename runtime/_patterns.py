@@ -204,10 +204,23 @@ async def _is_git_repo(path: Path) -> bool:
 
 async def workspace_head(path: Path) -> str | None:
     """The git commit the workspace is at (recorded in RunStarted so a replay can start there)."""
+    return await _git_out(path, "rev-parse", "HEAD")
+
+
+async def _workspace_tree(path: Path) -> str | None:
+    """A commit of the workspace's uncommitted changes to tracked files (`git stash create`:
+    the tree and the stash are left as they are), None when it has none: what a run's
+    "what changed" is diffed from, so edits made before the run are not counted in it."""
+    return await _git_out(path, "stash", "create")
+
+
+async def _git_out(path: Path, *args: str) -> str | None:
+    """What `git args` prints in `path`, stripped; None outside a repository, on failure or
+    for nothing."""
     if not await _is_git_repo(path):
         return None
     proc = await asyncio.create_subprocess_exec(
-        "git", "rev-parse", "HEAD", cwd=path,
+        "git", *args, cwd=path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await proc.communicate()
@@ -216,6 +229,9 @@ async def workspace_head(path: Path) -> str | None:
 
 async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
     config: dict[str, object] = {"git_head": await workspace_head(fleet.config.workspace)}
+    tree = await _workspace_tree(fleet.config.workspace)
+    if tree is not None:  # uncommitted changes when the run started
+        config["git_tree"] = tree
     if fleet.config.engine != "fleet":  # a re-execution runs the agents on the same engine
         config["engine"] = fleet.config.engine
     # The limits in force, so a reader of the log (the dashboard's alerts) knows them.

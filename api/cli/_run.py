@@ -488,7 +488,7 @@ async def _git(workspace: Path, *args: str) -> str:
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
-    return out.decode(errors="replace").strip()
+    return out.decode(errors="replace").rstrip()  # a diffstat's lines start with a space
 
 
 async def _tests(workspace: Path) -> dict[str, Any]:
@@ -507,8 +507,10 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
     # What changed since the commit the run started at (RunStarted recorded it).
     started = await rt.store.read_stream(f"run-{result.run_id}")
     config = getattr(started[0].data, "config", {}) if started else {}
-    start = config.get("git_head") if isinstance(config, dict) else None
-    diffstat = await _git(workspace, "diff", "--stat", str(start)) if start else ""
+    config = config if isinstance(config, dict) else {}
+    # From the tree the run started on: its uncommitted changes then are not this run's.
+    start = config.get("git_tree") or config.get("git_head")
+    diffstat = await _git(workspace, "diff", "--stat", str(start)) if start else None
     agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == result.run_id]
     fleet = rt.runner.view("fleet")
     return {
@@ -560,7 +562,10 @@ def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     if report["summary"]:
         out.print(escape(report["summary"]))
     out.print(f"\n[bold]what changed[/] in {escape(report['workspace'])}:")
-    out.print(escape(report["diffstat"]) or "(no change)")
+    if report["diffstat"] is None:
+        out.print("(not shown: no git commit to compare with; see what each agent wrote)")
+    else:
+        out.print(escape(report["diffstat"]) or "(no change)")
     tests = report["tests"]
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"

@@ -274,3 +274,33 @@ def test_a_limit_that_cannot_be_met_is_refused_before_anything_is_written(
     assert refused.value.code == 2
     assert f"fleet {command}: error: argument {option}: {said}" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_what_changed_counts_the_runs_changes_only(tmp_path: Path) -> None:
+    """A workspace with uncommitted edits: they were listed as the run's; and outside git
+    the summary said '(no change)' whatever the agents wrote."""
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-r", str(ROOT / "runtime" / "sample_repo"), str(repo)], check=True)
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text() + "\nA note of mine, not committed.\n")
+    task = "rename `count_lines` to `line_count`"
+    done = _fleet("run", task, "--pattern", "scout-builder", "--workspace", str(repo), "--json",
+                  "--db", str(tmp_path / "f.db"), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    diffstat = json.loads(done.stdout)["diffstat"]
+    assert "counting.py" in diffstat and "README.md" not in diffstat, diffstat
+    assert diffstat.startswith(" "), diffstat  # as git prints it
+
+    plain = tmp_path / "plain"
+    subprocess.run(["cp", "-r", str(ROOT / "runtime" / "sample_repo"), str(plain)], check=True)
+    done = _fleet("run", task, "--pattern", "scout-builder", "--workspace", str(plain),
+                  "--db", str(tmp_path / "g.db"), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "(no change)" not in done.stdout
+    assert "no git commit to compare with" in done.stdout
