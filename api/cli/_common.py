@@ -69,11 +69,19 @@ def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> 
     parser.add_argument(
         "--db",
         metavar="PATH|URL",
+        type=_db_argument,
         help="the log: a file, or postgresql://user@host/db (default: $FLEET_DB, "
         "else .fleet/fleet.db)",
     )
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _db_argument(value: str) -> str:
+    """`--db`'s value; a blank one is refused (it fell back to the default log silently)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty: give a file or a postgresql:// URL")
+    return value
 
 
 def print_json(data: Any) -> None:

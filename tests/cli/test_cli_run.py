@@ -88,6 +88,11 @@ def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path)
     assert "not a fleet SQLite database" in broken.stderr
     assert not_a_db.read_text().startswith("hello"), "the file was left alone"
 
+    blank = _fleet("run", "x", "--db", "", "--workspace", str(tmp_path), cwd=tmp_path)
+    assert blank.returncode == 2  # it fell back to .fleet/fleet.db without a word
+    assert "argument --db: is empty" in blank.stderr
+    assert not (tmp_path / ".fleet").exists()
+
 
 def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     demo = _fleet("demo", "--json", "--latency", "0", cwd=tmp_path)
