@@ -218,7 +218,9 @@ def _starlette_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     slug, title = _HTTP_SLUGS.get(exc.status_code, (None, exc.detail))
     if exc.status_code == 404:
-        detail = f"no route for {request.method} {request.url.path}"
+        path = request.scope.get("path", request.url.path)
+        # A control character (%0A) is shown, not dropped: the path shown would exist.
+        detail = f"no route for {request.method} {path if path.isprintable() else repr(path)}"
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"

@@ -37,6 +37,9 @@ def assert_problem(response: httpx.Response, status: int, *, title: str | None =
 async def test_unknown_route_is_404_naming_the_path(client: httpx.AsyncClient) -> None:
     body = assert_problem(await client.get("/v1/nothing-here"), 404, title="Not found")
     assert "/v1/nothing-here" in body["detail"]
+    # A control character is named, not dropped (the path shown then exists).
+    body = assert_problem(await client.get("/v1/agents/a1%0A"), 404)
+    assert body["detail"] == "no route for GET '/v1/agents/a1\\n'"
 
 
 async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
