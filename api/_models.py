@@ -126,6 +126,7 @@ def _wait() -> Any:
     return Field(
         default=None,
         ge=0,
+        allow_inf_nan=False,  # nan failed "at most 30", which says nothing of it
         le=MAX_WAIT_S,
         description="with `min_position`: wait up to this many seconds (at most 30) for the log "
         "to reach it, then answer with the view as it is (`Fleet-Position` says where)",

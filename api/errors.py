@@ -61,8 +61,10 @@ class BodyTooLarge(ApiError):
     def __init__(self, limit: int, size: int | None = None) -> None:
         self.limit = limit
         self.size = size
-        got = f"{size} bytes" if size is not None else "more bytes"
-        super().__init__(f"the request body is {got}, over the limit of {limit} bytes")
+        if size is None:  # sent in chunks: refused once it passed the limit
+            super().__init__(f"the request body is over the limit of {limit} bytes")
+        else:
+            super().__init__(f"the request body is {size} bytes, over the limit of {limit} bytes")
 
 
 class InsecureServe(ApiError):

@@ -121,7 +121,8 @@ async def test_chunked_body_over_the_limit_is_413(
         yield b'"}'
 
     response = await client.post("/v1/hooks/ingest", content=chunks(), headers=JSON)
-    assert_problem(response, 413, title="Request body too large")
+    problem = assert_problem(response, 413, title="Request body too large")
+    assert problem["detail"] == "the request body is over the limit of 1048576 bytes"
     assert await store.head() == 0
 
 

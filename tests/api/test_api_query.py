@@ -432,6 +432,7 @@ async def test_unknown_parameters_are_400_naming_them(
     [
         ("min_position=1&wait=31", "less than or equal to 30"),
         ("min_position=1&wait=-1", "greater than or equal to 0"),
+        ("min_position=1&wait=nan", "finite number"),
         ("wait=5", "needs `min_position`"),
         ("at=1&min_position=1", "cannot be combined"),
         ("status=sleeping", "status"),
