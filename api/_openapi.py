@@ -34,6 +34,7 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict with the current state",
     413: "Request body too large",
+    415: "Unsupported media type: a body of a Content-Type the route does not take",
     422: "The body is JSON of the wrong shape",
     503: "Not ready, or shutting down",
 }
@@ -192,8 +193,8 @@ def _operation(
         ok["headers"] = dict(_VIEW_HEADERS)
         responses["304"] = {"description": _STATUS_TEXT[304], "headers": dict(_VIEW_HEADERS)}
     statuses = {*op.errors, 401, 503}
-    if body_schema is not None:
-        statuses |= {400, 413, 422}
+    if body_schema is not None:  # read_json: 415 for a body not typed application/json
+        statuses |= {400, 413, 415, 422}
     if op.query is not None:
         statuses.add(400)
     problem_ref = {"$ref": _REF.format(model="Problem")}

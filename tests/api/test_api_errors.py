@@ -232,3 +232,24 @@ async def test_an_unexpected_error_is_a_500_problem_without_its_message(app: Fle
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         body = assert_problem(await client.get("/boom"), 500)
     assert "secret" not in json.dumps(body)
+
+
+async def test_every_json_body_route_documents_and_answers_415(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """A body not typed application/json is 415 (schemathesis found it undocumented)."""
+    document = (await client.get("/v1/openapi.json")).json()
+    json_bodies = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert len(json_bodies) >= 5
+    for method, path, operation in json_bodies:
+        assert "415" in operation["responses"], (method, path)
+    refused = await client.post(
+        "/v1/agents", content=b"name=x", headers={"content-type": "text/plain"}
+    )
+    assert_problem(refused, 415)
+    assert await store.head() == 0
