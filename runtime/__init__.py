@@ -26,7 +26,7 @@ from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
-from ._run_resume import abandon_run, interrupted_runs, resume_run
+from ._run_resume import abandon_run, check_resumable, interrupted_runs, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
 from ._slash import SLASH_COMMANDS
@@ -137,6 +137,7 @@ __all__ = [
     "WriteRefused",
     "abandon_run",
     "approval_stream",
+    "check_resumable",
     "decide_approval",
     "interrupted_runs",
     "load_pattern",

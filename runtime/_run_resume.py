@@ -82,6 +82,12 @@ async def _started(
     return events[0]
 
 
+async def check_resumable(store: EventStore, run_id: str) -> None:
+    """Raise `RunNotResumable` when `run_id` is unknown or has ended, before anything is
+    opened to resume it (what `resume_run` would refuse first)."""
+    await _started(store, run_id)
+
+
 def _pattern_of(run_id: str, started: RunStarted) -> PatternSpec:
     dumped = started.config.get("pattern_spec")
     if dumped is not None:

@@ -331,10 +331,14 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     """The interrupted runs (or `only`), each with its workspace."""
     from events import open_store
     from projections import ProjectionRunner
-    from runtime import interrupted_runs
+    from runtime import check_resumable, interrupted_runs
 
     async with open_store(db) as store, ProjectionRunner(store) as runner:
-        ids = await interrupted_runs(store, runner) if only is None else [await _named(store, only)]
+        if only is None:
+            ids = await interrupted_runs(store, runner)
+        else:  # refused here, before the run's header is printed
+            ids = [await _named(store, only)]
+            await check_resumable(store, ids[0])
         runs = {r["id"]: r for r in runner.view("runs")["runs"]}
     return [(i, Path(runs[i]["workspace"] or ".") if i in runs else Path.cwd()) for i in ids]
 

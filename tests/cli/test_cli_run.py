@@ -103,6 +103,13 @@ def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"runs": [], "resumed": [], "statuses": {}}
 
+    # The demo's run by name: refused before anything is shown (it printed the run's
+    # header and agents first).
+    ended = _fleet("resume", json.loads(demo.stdout)["run_id"], cwd=tmp_path)
+    assert ended.returncode == 1
+    assert "cannot be resumed: it has ended (completed)" in ended.stderr
+    assert ended.stdout == ""
+
 
 def test_abandon_of_a_missing_or_ended_run_says_it_cannot_be_abandoned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
