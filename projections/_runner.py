@@ -274,22 +274,22 @@ class ProjectionRunner:
     def agent(self, agent_id: str) -> dict[str, Any] | None:
         """One agent's card from the agents view, or None if it was never created."""
         projection = self.projection("agents")
-        state = self.state("agents")
         if isinstance(projection, AgentsProjection):
-            return projection.agent_view(state, agent_id)
-        for card in projection.view(state).get("agents", []):
-            if card.get("id") == agent_id:
-                return dict(card)
-        return None
+            return projection.agent_view(self.state("agents"), agent_id)
+        return self._card("agents", agent_id)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run's card from the runs view, or None if it never started."""
         projection = self.projection("runs")
-        state = self.state("runs")
         if isinstance(projection, RunsProjection):
-            return projection.run_view_by_id(state, run_id)
-        for card in projection.view(state).get("runs", []):
-            if card.get("id") == run_id:
+            return projection.run_view_by_id(self.state("runs"), run_id)
+        return self._card("runs", run_id)
+
+    def _card(self, name: str, card_id: str) -> dict[str, Any] | None:
+        """The card of `card_id` in view `name`'s list of the same name, found by its id (a
+        projection registered in place of fleet's own, without a lookup of its own)."""
+        for card in self.view(name).get(name, []):
+            if card.get("id") == card_id:
                 return dict(card)
         return None
 
