@@ -22,7 +22,9 @@ Notes (do not fix without reading this):
    (the projections fold the log, nothing else), so `Renders` keeps the last
    bodies by that key: a poll at a position already rendered, or its 304, costs
    a dictionary lookup, whatever the size of the view. `min_position` and
-   `wait` say when to answer, not what, and are left out of the key.
+   `wait` say when to answer, not what, and are left out of the key. What a
+   view depends on besides the log (the runs' live leases) is in it too
+   (`vary`).
 4. A body of `GZIP_MIN_BYTES` or more goes gzip-compressed to a client that
    accepts it (`Accept-Encoding`), compressed once on a thread (zlib lets go of
    the GIL) and kept with the body: the agents view of a 1M-event log is 11 MB
@@ -39,7 +41,7 @@ import gzip
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -174,11 +176,15 @@ class Rendered:
 _LEFT_OUT = frozenset({"min_position", "wait"})
 
 
+_Key = tuple[str, str, int, Hashable]
+"""A rendered view's key: its path, its query, its position and what else it varies by."""
+
+
 class Renders:
     """The last rendered views by (path, query, position), bounded in count and bytes (note 3)."""
 
     def __init__(self, *, entries: int = 64, max_bytes: int = 16 * 2**20) -> None:
-        self._items: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
+        self._items: OrderedDict[_Key, Rendered] = OrderedDict()
         self._entries = entries
         self._max_bytes = max_bytes
         self._bytes = 0
@@ -190,15 +196,24 @@ class Renders:
         self._bytes = 0
 
     @staticmethod
-    def key(request: Request, position: int) -> tuple[str, str, int]:
+    def key(
+        request: Request, position: int, vary: Hashable = None
+    ) -> tuple[str, str, int, Hashable]:
         query = sorted((k, v) for k, v in request.query_params.multi_items() if k not in _LEFT_OUT)
-        return request.url.path, repr(query), position
+        return request.url.path, repr(query), position, vary
 
     async def get(
-        self, request: Request, position: int, render: Callable[[], Awaitable[bytes]]
+        self,
+        request: Request,
+        position: int,
+        render: Callable[[], Awaitable[bytes]],
+        vary: Hashable = None,
     ) -> Rendered:
-        """The view at `position` for this request: cached, or `render()`ed and kept."""
-        key = self.key(request, position)
+        """The view at `position` for this request: cached, or `render()`ed and kept.
+
+        `vary`: what else the body depends on besides the log (the runs' live leases).
+        """
+        key = self.key(request, position, vary)
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)

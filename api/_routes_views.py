@@ -35,6 +35,13 @@ Notes (do not fix without reading this):
    paused (as the runner makes views, `projections/_runner.py`, note 5): a
    large answer makes many objects and no cycles. Validating the graph at 1M
    events took 500-750 ms with the collector on and 110-150 ms with it paused.
+4. A run whose status is "running" now and whose conductor no live process
+   is (its `run-<id>` lease is not held) is answered "interrupted", as `fleet
+   runs` says: the log cannot tell a run at work from one whose process was
+   killed. Which runs are conducted is read before the view, and the
+   rendered answer is kept under it as well as the position (a lease that
+   lapses changes the answer, not the log). A past position (`at` below the
+   head) is answered as the log had it; the head is now.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import gc_paused
+from events import gc_paused, live_keys
 from projections import (
     COLUMNS,
     AgentsProjection,
@@ -197,17 +204,28 @@ def _valid(model: type[M], data: Any) -> M:
         return model.model_validate(data)
 
 
-async def _respond(request: Request, app: Services, q: Any, render: Render) -> Response:
+async def _respond(
+    request: Request,
+    app: Services,
+    q: Any,
+    render: Render,
+    live_runs: Callable[[], Awaitable[frozenset[str]]] | None = None,
+) -> Response:
     """Wait as `q` asks, then answer `render(q.at)`, kept by the position it reflects.
 
     For a view now, the position is read and the view rendered in one step of
-    the event loop (nothing in between awaits), so the two agree.
+    the event loop (nothing in between awaits), so the two agree. `live_runs`:
+    the body depends on which runs a live process conducts too (note 4); it is
+    asked before the position is read, and kept with it.
     """
     try:
         await reach(request, app, q.min_position, q.wait)
     except ClientGone:
         return Response(status_code=_GONE)
     at: int | None = getattr(q, "at", None)
+    # Now, or at the head (what a view now reflects): which runs are conducted (note 4).
+    now = at is None or at >= app.runner.position
+    vary = await live_runs() if live_runs is not None and now else None
     position = at if at is not None else app.runner.position
 
     async def body() -> bytes:
@@ -215,7 +233,7 @@ async def _respond(request: Request, app: Services, q: Any, render: Render) -> R
         with gc_paused():  # note 3
             return model.model_dump_json(by_alias=True).encode()
 
-    return await answer(request, await app.renders.get(request, position, body), position)
+    return await answer(request, await app.renders.get(request, position, body, vary), position)
 
 
 def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
@@ -372,14 +390,21 @@ async def get_board(request: Request) -> Response:
     return await _respond(request, app, q, render)
 
 
-def _run_filter(q: RunsQuery) -> Callable[[Mapping[str, Any]], bool]:
+def _run_filter(
+    q: RunsQuery, live: frozenset[str] | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
     runs = frozenset(q.run_id)
+
+    def status(r: Mapping[str, Any]) -> str:
+        if live is not None and r["status"] == "running" and r["id"] not in live:
+            return "interrupted"
+        return str(r["status"])
 
     def keep(r: Mapping[str, Any]) -> bool:
         return (
             (not runs or r["id"] in runs)
             and (q.agent_id is None or q.agent_id in r["agents"])
-            and (not q.status or r["status"] in q.status)
+            and (not q.status or status(r) in q.status)
             and (q.changed_after is None or r["position"] > q.changed_after)
         )
 
@@ -390,16 +415,37 @@ async def list_runs(request: Request) -> Response:
     """`GET /v1/runs`: runs, filtered and paged."""
     app = services(request)
     q = query(RunsQuery, request, lists=("status", "run_id"))
+    live: frozenset[str] | None = None
+
+    async def live_runs() -> frozenset[str]:
+        nonlocal live
+        live = await _live_runs(app)
+        return live
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
+        now = live  # None for a past position: as the log had it (note 4)
         runs, count, next_cursor = await _page_of(
-            app, "runs", at, _run_filter(q), RunsProjection, RunsProjection.run_view,
-            q.after, q.limit,
+            app, "runs", at, _run_filter(q, now), RunsProjection,
+            lambda r: _conducted(RunsProjection.run_view(r), now), q.after, q.limit,
         )  # fmt: skip
+        if not isinstance(app.runner.projection("runs"), RunsProjection):
+            runs = [_conducted(r, now) for r in runs]
         return _valid(RunPage, {"count": count, "runs": runs, "next": next_cursor})
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, live_runs)
+
+
+async def _live_runs(app: Services) -> frozenset[str]:
+    """The ids of the runs a live process conducts now (their `run-<id>` lease; note 4)."""
+    return frozenset(key.removeprefix("run-") for key in await live_keys(app.store.leases, "run-"))
+
+
+def _conducted(run: dict[str, Any], live: frozenset[str] | None) -> dict[str, Any]:
+    """`run`, "interrupted" when it is running and no live process conducts it (note 4)."""
+    if live is not None and run["status"] == "running" and run["id"] not in live:
+        return {**run, "status": "interrupted"}
+    return run
 
 
 async def get_run(request: Request) -> Response:
@@ -407,6 +453,12 @@ async def get_run(request: Request) -> Response:
     app = services(request)
     run_id = check_id(request.path_params["run_id"], "run id")
     q = query(ViewQuery, request)
+    live: frozenset[str] | None = None
+
+    async def live_runs() -> frozenset[str]:
+        nonlocal live
+        live = await _live_runs(app)
+        return live
 
     async def render(at: int | None) -> BaseModel:
         view = await _view(app, "runs", at)
@@ -414,9 +466,9 @@ async def get_run(request: Request) -> Response:
         if run is None:
             raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
                               slug="run-not-found")  # fmt: skip
-        return _valid(RunCard, run)
+        return _valid(RunCard, _conducted(run, live))
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, live_runs)
 
 
 routes: list[BaseRoute] = [

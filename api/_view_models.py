@@ -401,7 +401,10 @@ class RunCard(_Out):
     pattern: str | None
     model: str | None
     workspace: str | None
-    status: str = Field(description="running, completed or failed")
+    status: str = Field(
+        description='running, completed or failed; now (no `at`), "interrupted" for a '
+        "run no live process conducts any more (`fleet resume` takes it up)"
+    )
     simulated: bool = Field(description="its model answers came from the offline simulator")
     replay_of: str | None = Field(description="the run this one re-executes")
     started_at: Timestamp

@@ -434,9 +434,11 @@
   }
 
   function renderRunPicker() {
-    // Live runs first, then the newest.
+    // Unfinished runs first (at work, or interrupted: `fleet resume` takes them up), then
+    // the newest.
+    const open = (r) => r.status === "running" || r.status === "interrupted";
     const runs = ((S.views.runs || {}).runs || []).slice().reverse()
-      .sort((x, y) => (y.status === "running") - (x.status === "running"));
+      .sort((x, y) => open(y) - open(x));
     const options = runs.map((r) => [r.id, runLabel(r)]);
     fillSelect($("run-picker"), options, S.run);
     fillSelect($("filter-run"), runs.map((r) => [r.id, clip(`${r.pattern || "orchestrator"} ${r.id}`, 34)]), S.filters.run);

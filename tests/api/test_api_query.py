@@ -11,7 +11,7 @@ import pytest
 from apitest_support import append_ticks, raw_get, reset, seed, wait_until
 
 from api import FleetApp, Serving
-from events import Meta, NewEvent, SQLiteEventStore, TaskMoved
+from events import Meta, NewEvent, RunStarted, SQLiteEventStore, TaskMoved, process_owner
 
 SCOPED_VIEWS = ["agents", "fleet", "graph", "board", "runs"]
 
@@ -22,6 +22,36 @@ async def _two_runs(app: FleetApp, store: SQLiteEventStore) -> int:
     assert app.services is not None
     await app.services.runner.wait_for(recorded[-1].position)
     return recorded[-1].position
+
+
+async def test_a_run_no_live_process_conducts_is_interrupted_as_the_cli_says(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """Runs r1 and r2 are both "running" in the log; only r2's conductor is alive (it holds
+    its lease). The API said "running" for both, `fleet runs` "interrupted" for r1."""
+    for run_id in ("r1", "r2"):  # started, never ended
+        await store.append(f"run-{run_id}", [
+            NewEvent(RunStarted(run_id=run_id, task="t", pattern="scout-builder"),
+                     Meta(run_id=run_id)),
+        ])  # fmt: skip
+    last = await store.head()
+    assert app.services is not None
+    await app.services.runner.wait_for(last)
+    lease = await store.leases.acquire_lease("run-r2", process_owner(), 60)
+    runs = {r["id"]: r["status"] for r in (await client.get("/v1/runs")).json()["runs"]}
+    assert runs == {"r1": "interrupted", "r2": "running"}
+    assert (await client.get("/v1/runs/r1")).json()["status"] == "interrupted"
+    only = (await client.get("/v1/runs", params={"status": "interrupted"})).json()
+    assert [r["id"] for r in only["runs"]] == ["r1"]
+    # As the log had it at a past position: running (the head is now, as above).
+    past = (await client.get("/v1/runs", params={"at": last - 1})).json()
+    assert {r["status"] for r in past["runs"]} == {"running"}
+    at_head = (await client.get("/v1/runs", params={"at": last})).json()
+    assert {r["id"]: r["status"] for r in at_head["runs"]} == runs
+    # The lease let go: the same position, a new answer (not the one kept).
+    await store.leases.release_leases([lease.key], lease.owner)
+    runs = {r["id"]: r["status"] for r in (await client.get("/v1/runs")).json()["runs"]}
+    assert runs == {"r1": "interrupted", "r2": "interrupted"}
 
 
 # -- scoping ------------------------------------------------------------------
