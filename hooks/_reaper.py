@@ -128,7 +128,8 @@ def _exit_like(status: int | None, signum: int | None) -> int:
         import resource  # only here: no core file for a re-raised SIGSEGV or SIGABRT
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(signum, signal.SIG_DFL)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # their handlers cannot be set
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return 128 + signum  # a signal whose default is not to terminate
     return 127 if status is None else os.waitstatus_to_exitcode(status)

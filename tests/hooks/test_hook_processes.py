@@ -129,6 +129,9 @@ async def run(command: str, **kwargs: Any) -> tuple[int, bytes]:
 async def test_the_reaper_exits_as_the_command_did() -> None:
     assert (await run("exit 3"))[0] == 3
     assert (await run("kill -TERM $$"))[0] == -signal.SIGTERM
+    # SIGKILL (an out-of-memory kill) too: setting its handler failed, exit 1 and a traceback.
+    code, _ = await run("kill -KILL $$")
+    assert code == -signal.SIGKILL
     assert (await run("echo hello"))[1] == b"hello\n"
     assert (await run("yes | head -n 1"))[1] == b"y\n", "SIGPIPE is at its default again"
 
