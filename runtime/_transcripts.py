@@ -25,6 +25,9 @@ Notes (do not fix without reading this):
    file whose name ends in `.jsonl` is read, at most `max_bytes` per call,
    and parsed in a worker thread (never on the event loop: 16 MB of JSON
    took the loop a third of a second).
+4. A line longer than `max_bytes` is skipped once it is whole (its newline
+   written), with a warning: read from its start again and again, it held
+   every line after it back for good.
 """
 
 from __future__ import annotations
@@ -119,14 +122,26 @@ class TranscriptReader:
         if checked is None:
             return []
         state = self._files.setdefault(checked, _File())
-        try:
-            # Read and parsed in the thread: up to `max_bytes` of JSON (note 3).
-            read, lines, entries = await asyncio.to_thread(
-                _parsed_from, checked, state, self.max_bytes
-            )
-        except OSError as e:
-            logger.debug("transcript %s not read: %s", checked, e)
-            return []
+        while True:
+            try:
+                # Read and parsed in the thread: up to `max_bytes` of JSON (note 3).
+                read, lines, entries = await asyncio.to_thread(
+                    _parsed_from, checked, state, self.max_bytes
+                )
+            except OSError as e:
+                logger.debug("transcript %s not read: %s", checked, e)
+                return []
+            if lines or read < self.max_bytes:
+                break
+            # One line longer than a read: skipped, or it would be read again forever (note 4).
+            end = await asyncio.to_thread(_end_of_line, checked, state.offset + read)
+            if end is None:
+                return []  # it is still being written: looked at again next time
+            logger.warning(
+                "transcript %s: a line of %d bytes at offset %d skipped (over %d)",
+                checked, end - state.offset, state.offset, self.max_bytes,
+            )  # fmt: skip
+            state.offset = end
         # A chunk cut at max_bytes holds nothing back: more lines follow it in the file.
         keep = len(entries) if final or read >= self.max_bytes else _held_back(entries)
         # The lines held back (and a partial last line) are read again next time.
@@ -142,6 +157,21 @@ def _parsed_from(
     chunk = _read_from(path, state, limit)
     lines = _complete_lines(chunk)
     return len(chunk), [len(line) + 1 for line in lines], [_entry(line) for line in lines]
+
+
+def _end_of_line(path: str, start: int) -> int | None:
+    """The offset just past the first newline at or after `start`, None if the file ends
+    first. Read in blocks, none of them kept."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        f.seek(start)
+        at = start
+        while block := f.read(1024 * 1024):
+            found = block.find(b"\n")
+            if found >= 0:
+                return at + found + 1
+            at += len(block)
+    return None
 
 
 def _read_from(path: str, state: _File, limit: int) -> bytes:

@@ -193,3 +193,20 @@ async def test_a_model_the_table_does_not_know_costs_nothing(tmp_path: Path) -> 
     event = response.as_event("ext-s", ModelTable.default(), PriceTable.default())
 
     assert (event.model, event.cost_usd, event.context_limit) == ("claude-future-9", 0.0, None)
+
+
+async def test_a_line_longer_than_a_read_is_skipped_and_the_rest_counted(tmp_path: Path) -> None:
+    """A line over `max_bytes` was read from its start again and again: every response
+    after it was lost for good."""
+    path = tmp_path / "s.jsonl"
+    huge = json.dumps({"type": "user", "message": {"content": "x" * 5_000}})
+    write(path, assistant("req_1"), user())
+    reader = TranscriptReader(max_bytes=1_000)
+    assert [r.request_id for r in await reader.read(str(path))] == ["req_1"]
+    with path.open("a") as f:
+        f.write(huge[:3_000])  # still being written: nothing to skip yet
+    assert await reader.read(str(path)) == []
+    with path.open("a") as f:
+        f.write(huge[3_000:] + "\n")
+    write(path, assistant("req_2"), user())
+    assert [r.request_id for r in await reader.read(str(path))] == ["req_2"]
