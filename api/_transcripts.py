@@ -24,6 +24,10 @@ Notes (do not fix without reading this):
    answer). The tokens appear a moment after the hook that announced them.
 3. Transcripts are read only when fleet runs where Claude Code does (the file
    is readable); otherwise the session is shown without tokens.
+4. A transcript belongs to the first session (or subagent) that names it:
+   another naming the same file is not read for it (a warning says so). The
+   reader keeps its place by file, so a second session naming a file took
+   whatever was written to it next as its own.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class SessionUsage:
         self._runner = runner
         self._reader = reader or TranscriptReader()
         self._pending: dict[str, _Job] = {}
+        self._owners: dict[str, str] = {}  # transcript path -> the agent it is read for (note 4)
         self._seen: dict[str, set[str]] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -108,6 +113,13 @@ class SessionUsage:
                 self._queue(own, _Job(data.session_id, agent, final))
 
     def _queue(self, path: str, job: _Job) -> None:
+        owner = self._owners.setdefault(path, job.agent_id)
+        if owner != job.agent_id:  # note 4
+            logger.warning(
+                "transcript %s is %s's: not read for %s, which names it too",
+                path, owner, job.agent_id,
+            )  # fmt: skip
+            return
         queued = self._pending.get(path)
         if queued is not None:
             job.final = job.final or queued.final

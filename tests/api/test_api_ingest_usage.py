@@ -214,3 +214,22 @@ async def test_an_agent_id_that_makes_no_agent_id_is_refused(
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "agent_id"]
     assert (await client.get("/v1/events")).json()["events"] == []
+
+
+async def test_a_session_naming_another_sessions_transcript_gets_none_of_it(
+    app: FleetApp, client: httpx.AsyncClient, transcript: Path
+) -> None:
+    """The reader keeps its place by file: a second session naming the same transcript took
+    what was written to it next as its own."""
+    await client.post("/v1/hooks/ingest", json=hook(transcript, "Stop"))
+    await card_when(client, f"ext-{SESSION}", lambda c: c["turns"] == 2)
+    with transcript.open("a") as f:
+        f.write(line("req_3", usage(0, 100, 5)))
+    thief = {**hook(transcript, "Stop"), "session_id": "thief"}
+    await client.post("/v1/hooks/ingest", json=thief)
+    await client.post("/v1/hooks/ingest", json=hook(transcript, "Stop"))
+    await drained(app)
+    card = await card_when(client, f"ext-{SESSION}", lambda c: c["turns"] == 3)
+    assert card["tokens"]["output"] == 166
+    stolen = (await client.get("/v1/agents/ext-thief")).json()
+    assert stolen["turns"] == 0 and stolen["tokens"]["total"] == 0, stolen
