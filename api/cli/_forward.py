@@ -66,7 +66,9 @@ def _hook_forward(args: argparse.Namespace) -> int:
         if args.source_app:
             url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
         token = args.token or os.environ.get("FLEET_TOKEN") or None
-        post_hook(payload, url, token=token, timeout=args.timeout)
+        status = post_hook(payload, url, token=token, timeout=args.timeout)
+        if status is not None and status >= 400:  # a wrong token, a bad --source-app: said
+            print(f"fleet hook-forward: {url} refused the event (HTTP {status})", file=sys.stderr)
     except Exception:  # the hook must never break the session it observes
         return 0
     return 0

@@ -161,6 +161,16 @@ async def test_a_claude_code_session_forwarded_by_hook_forward_appears_as_an_age
             )  # fmt: skip
             assert done.returncode == 0
             assert done.stdout == b""
+            assert done.stderr == b""
+        # A refused event (a bad --source-app): still exit 0, but said on stderr (it was silent).
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "api.cli", "hook-forward", "--url", server.url,
+             "--source-app", "my repo"],
+            input=(FIXTURES / "Stop.json").read_bytes(), capture_output=True, env=env, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0
+        assert b"refused the event (HTTP 422)" in done.stderr, done.stderr
         async with httpx.AsyncClient(base_url=server.url) as http:
             session = json.loads((FIXTURES / "SessionStart.json").read_text())["session_id"]
             card = (await http.get(f"/v1/agents/ext-{session}")).json()
