@@ -16,10 +16,12 @@ Notes (do not fix without reading this):
    fleet does not know (a newer Claude Code's, or a typo) are kept in
    `HooksConfig.kept` as written; an unknown name is also a warning
    (`HooksConfig.warnings`, logged when the settings load). The hook types
-   "prompt", "agent" and "mcp_tool", any `fleet hook-forward` command (fleet's
+   "prompt", "agent" and "mcp_tool", any `fleet hook-forward` command and
+   any http hook posting to fleet's ingest (`.../v1/hooks/ingest`: fleet's
    own agents are in the log already; forwarding them would record them
-   twice) and a handler with `if` on an event that is not a tool event (Claude
-   Code never runs it) are skipped (`HooksConfig.skipped`).
+   twice, as external agents beside themselves) and a handler with `if` on
+   an event that is not a tool event (Claude Code never runs it) are skipped
+   (`HooksConfig.skipped`).
 2. Keys fleet does not use (statusMessage, once, ...) are allowed and ignored,
    as Claude Code ignores keys it does not know; the keys fleet does use are
    checked strictly (a string timeout is an error, not coerced).
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +86,7 @@ CLAUDE_ONLY_POINTS = DORMANT_POINTS
 
 _CLAUDE_ONLY_TYPES = frozenset({"prompt", "agent", "mcp_tool"})
 _FORWARD_COMMAND = re.compile(r"\bfleet\s+hook-forward\b")
+_INGEST_PATH = re.compile(r"/v1/hooks/ingest/?$")
 # Claude Code: a matcher of only letters, digits, "_", "-", spaces, "," and "|" is
 # a list of exact names separated by "|" or ",".
 _PLAIN_NAMES = re.compile(r"[A-Za-z0-9_| ,-]+")
@@ -315,6 +319,9 @@ def _http(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
         return None
     if (bad := _check_url(http.url)) is not None:
         found.problems.append((f"{where}.url", bad))
+        return None
+    if _INGEST_PATH.search(urllib.parse.urlsplit(http.url).path):
+        found.skipped.append(f"{where}: an http hook to fleet's ingest is for Claude Code sessions")
         return None
     if raw.get("async") is True:
         found.warnings.append(f"{where}: async is for command hooks only; this one runs in line")

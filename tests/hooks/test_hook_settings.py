@@ -79,6 +79,8 @@ def test_claude_code_only_entries_are_skipped_not_errors(tmp_path: Path) -> None
                     "hooks": [
                         {"type": "prompt", "prompt": "Are the tests green?"},
                         {"type": "command", "command": "fleet hook-forward --source-app shop"},
+                        # The README's http form of the same: fleet's agents would show twice.
+                        {"type": "http", "url": "http://127.0.0.1:8000/v1/hooks/ingest"},
                         {"type": "command", "command": "./lint.sh", "statusMessage": "Linting"},
                     ]
                 }
@@ -87,8 +89,9 @@ def test_claude_code_only_entries_are_skipped_not_errors(tmp_path: Path) -> None
     }
     config = load_settings(write(tmp_path / ".claude" / "settings.json", settings))
     assert [h.target for g in config.groups[HookPoint.Stop] for h in g.hooks] == ["./lint.sh"]
-    assert len(config.skipped) == 3
+    assert len(config.skipped) == 4
     assert any("PostCompact" in line for line in config.skipped)
+    assert any("http hook to fleet's ingest" in line for line in config.skipped)
     assert config.kept["PostCompact"] == (settings["hooks"]["PostCompact"][0],)
     assert any("hook-forward" in line for line in config.skipped)
     assert config.project_dir == str(tmp_path.resolve())
