@@ -227,6 +227,27 @@ def _print_timeline(t: Timeline) -> None:
     )
 
 
+_SCOPED = frozenset({"agents", "board", "runs"})
+"""The views `--at` shows for the run named only; fleet and graph are the whole log's."""
+
+
+def _of_run(view: str, data: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """`data` (view `view`) cut to the run `run_id`'s agents, tasks or card (`_SCOPED`)."""
+    if view == "agents":
+        agents = [a for a in data["agents"] if a.get("run_id") == run_id]
+        return {**data, "agents": agents, "count": len(agents)}
+    if view == "board":
+        columns = [
+            {**c, "tasks": [t for t in c["tasks"] if t.get("run_id") == run_id]}
+            for c in data["columns"]
+        ]
+        return {**data, "columns": columns, "count": sum(len(c["tasks"]) for c in columns)}
+    if view == "runs":
+        runs = [r for r in data["runs"] if r["id"] == run_id]
+        return {**data, "runs": runs, "count": len(runs)}
+    return data
+
+
 async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
     from rich.markup import escape
 
@@ -239,15 +260,14 @@ async def _view_at(args: argparse.Namespace, db: Path | str) -> int:
         head = await store.head()
         if not 0 <= args.at <= head:
             return _error(f"position {args.at} is not in the log (0 to {head})")
-        data = await runner.view_at(view, args.at)
+        data = _of_run(view, await runner.view_at(view, args.at), run_id)
     if args.json:
         print_json(data)
         return 0
-    out.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; run {escape(run_id)})")
+    whose = f"run {escape(run_id)}" if view in _SCOPED else f"the whole log; run {escape(run_id)}"
+    out.rule(f"[bold]{view}[/] as of position {args.at} (head {head}; {whose})")
     if view == "agents":
-        # This run's agents first, then the others the log held at that position.
-        agents = sorted(data["agents"], key=lambda a: a.get("run_id") != run_id)
-        out.print(render_agents(agents, title=None, width=out.width))
+        out.print(render_agents(data["agents"], title=None, width=out.width))
     elif view == "board":
         out.print(render_board(data))
     elif view == "runs":

@@ -290,3 +290,32 @@ def test_export_sign_and_import_verify_with_the_key_in_the_environment(
     code, out, err = fleet("import", str(signed), "--verify", "--db", target, "--json")
     assert code == 0, err
     assert json.loads(out)["run_id"] == run_id
+
+
+def test_replay_at_shows_the_named_runs_agents_tasks_and_card_only(
+    db: Path, tmp_path: Path
+) -> None:
+    """It showed every run's (a log of four runs: 19 agents, 4 runs) under "run RUN"."""
+    first = asyncio.run(_run_ids(db))[0]
+    code, _, err = fleet("demo", "--workspace", str(tmp_path / "ws2"), "--db", str(db),
+                         "--latency", "0", "--json")  # fmt: skip
+    assert code == 0, err
+    head = str(asyncio.run(_head(db)))
+    views = {}
+    for view in ("agents", "board", "runs"):
+        code, out, _ = fleet("replay", first, "--db", str(db), "--at", head, "--view", view,
+                             "--json")  # fmt: skip
+        assert code == 0
+        views[view] = json.loads(out)
+    assert views["agents"]["agents"] and {a["run_id"] for a in views["agents"]["agents"]} == {first}
+    assert views["agents"]["count"] == len(views["agents"]["agents"])
+    tasks = [t for c in views["board"]["columns"] for t in c["tasks"]]
+    assert tasks and {t["run_id"] for t in tasks} == {first}
+    assert [r["id"] for r in views["runs"]["runs"]] == [first]
+    code, out, _ = fleet("replay", first, "--db", str(db), "--at", head, "--view", "fleet")
+    assert code == 0 and "the whole log" in out
+
+
+async def _head(db: Path) -> int:
+    async with SQLiteEventStore(db) as store:
+        return await store.head()
