@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -63,7 +64,7 @@ from projections import ProjectionRunner
 
 from .._agent_spec import Engine
 from .._client import ModelClient
-from .._fleet import Fleet, FleetConfig, ScriptedWake
+from .._fleet import Budgets, Fleet, FleetConfig, ScriptedWake
 from .._models import ModelTable
 from .._pattern_spec import BUILTIN_PATTERNS, PatternSpec
 from .._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
@@ -284,6 +285,7 @@ async def rerun(
             started.model or "haiku",
             engine="claude-code" if started.config.get("engine") == "claude-code" else "fleet",
             wakes=_RecordedWakes(pairing, recorded),
+            budgets=_recorded_budgets(started),
         )
         result = await _run_again(fleet, started, spec, new_id, replay_of=run_id)
     duration = (time.perf_counter() - began) * 1000
@@ -335,6 +337,21 @@ def _default_workspace(store: EventStore, folder: str) -> Path:
     return Path(tempfile.gettempdir()) / "fleet" / "workspaces" / folder
 
 
+def _recorded_budgets(started: RunStarted) -> Budgets:
+    """The agent and run budgets the run was recorded under (RunStarted.config), so a run a
+    budget stopped stops there again. The log's own (`fleet_*`) are left out: they count
+    the whole log, the recording too."""
+    recorded = started.config.get("budgets")
+    if not isinstance(recorded, dict):
+        return Budgets()
+    known = {f.name for f in dataclasses.fields(Budgets)}
+    kept: dict[str, Any] = {
+        k: v for k, v in recorded.items()
+        if k in known and k.startswith(("agent_", "run_")) and isinstance(v, int | float)
+    }  # fmt: skip
+    return Budgets(**kept)
+
+
 async def _replay_fleet(
     stack: contextlib.AsyncExitStack,
     store: EventStore,
@@ -346,6 +363,7 @@ async def _replay_fleet(
     default_model: str,
     engine: Engine = "fleet",
     wakes: _RecordedWakes | None = None,
+    budgets: Budgets | None = None,
 ) -> Fleet:
     """A fleet whose model is the recording (a simulator with a `ReplayResponder`).
 
@@ -372,7 +390,12 @@ async def _replay_fleet(
             runner=runner,
             client=client,
             hooks=hooks,
-            config=FleetConfig(workspace=workspace, default_model=default_model, engine=engine),
+            config=FleetConfig(
+                workspace=workspace,
+                default_model=default_model,
+                engine=engine,
+                budgets=budgets or Budgets(),
+            ),
             wake_script=wakes,
         )
     )

@@ -336,3 +336,23 @@ async def test_a_review_loop_re_executes_without_divergence(tmp_path: Path) -> N
     assert await git(result.workspace, "log", "--format=%s") == await git(
         recording.workspace, "log", "--format=%s"
     )
+
+
+async def test_a_run_a_budget_stopped_stops_there_again(tmp_path: Path) -> None:
+    """The re-execution ran without the recorded budget: its agent went on past the point
+    the budget stopped it, to a response the log does not have (a missing_response)."""
+    from replay_support import TASK
+
+    from runtime import Budgets, RuntimeOptions, load_pattern, open_runtime, run_pattern
+
+    workspace = await prepare_workspace(tmp_path / "repo")
+    options = RuntimeOptions(
+        db=tmp_path / "fleet.db", workspace=workspace, env={}, budgets=Budgets(run_tokens=5000)
+    )
+    async with open_runtime(options) as rt:
+        recorded = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+    assert recorded.status == "failed" and "budget exceeded" in (recorded.error or "")
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        result = await _rerun(store, recorded.run_id, workspace=tmp_path / "copy")
+    assert result.status == "failed" and "budget exceeded" in (result.error or ""), result.error
+    assert [d.kind for d in result.divergences] == [], result.divergences
