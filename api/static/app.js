@@ -92,6 +92,7 @@
     filters: { run: "", agent: "", type: "" },
     paused: false,
     window: null, // events around a past position older than the feed keeps (while scrubbing)
+    runEvents: null, // the picked run's events older than the feed keeps, fetched on picking
     missed: 0,
     showAll: false,
     names: window.fleetLib.names,
@@ -481,6 +482,7 @@
         S.runRange = null;
       }
     }
+    await loadRunEvents(id);
     updateSlider();
     renderRunSummary();
     renderAgents();
@@ -701,9 +703,30 @@
     updateFeedCount();
   }
 
+  // A picked run's events from its start, when it began before the last events the feed
+  // keeps: the feed shows that run's, not only those of it among the log's latest.
+  async function loadRunEvents(id) {
+    S.runEvents = null;
+    const range = S.runRange;
+    const oldest = S.events.length ? S.events[0].position : 1;
+    if (!id || !range || !range.first || range.first >= oldest) return;
+    try {
+      const { body } = await api("v1/events", { run_id: id, after: range.first - 1, limit: 1000 });
+      if (S.run === id) S.runEvents = body.events;
+    } catch (e) {
+      console.warn("fleet: the run's events failed", e);
+    }
+  }
+
+  function feedEvents() {
+    if (!S.runEvents || !S.run) return S.events;
+    const last = S.runEvents.length ? S.runEvents[S.runEvents.length - 1].position : 0;
+    return S.runEvents.concat(S.events.filter((e) => e.position > last));
+  }
+
   function renderFeed() {
     queued = [];
-    const shown = (S.window && !S.live ? S.window : S.events).filter(matches);
+    const shown = (S.window && !S.live ? S.window : feedEvents()).filter(matches);
     $("feed-window").hidden = !(S.window && !S.live);
     if (S.window && !S.live) {
       const w = S.window;

@@ -637,3 +637,25 @@ async def test_the_chat_panel_opens_and_says_when_the_server_takes_no_messages(
     await shoot(page, served, "dashboard-chat")
     assert page.errors == []
     await page.close()
+
+
+async def test_a_picked_runs_feed_holds_its_events_older_than_the_feed_keeps(
+    browser: Any, served: Served
+) -> None:
+    """With the log's last 20 events loaded (`?history=20`), picking the first run showed
+    none of its events in the feed (it filtered the last 20 only)."""
+    page = await open_page(browser, served.url + "/?history=20")
+    await settled(page, served)
+    await pick_run(page, RUN_ID)
+    expected = [e["position"] for e in (await get_json(served.url, "/v1/events", run_id=RUN_ID,
+                                                        limit=1000))["events"]]  # fmt: skip
+    assert len(expected) > 20
+    await page.wait_for_function(
+        "(n) => document.querySelectorAll('#feed .feed-row').length >= n", arg=len(expected)
+    )
+    shown = await page.evaluate(
+        "() => [...document.querySelectorAll('#feed .feed-row')].map(r => Number(r.dataset.position))"
+    )
+    assert sorted(shown) == expected
+    assert page.errors == []
+    await page.close()
