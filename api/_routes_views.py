@@ -415,16 +415,11 @@ async def list_runs(request: Request) -> Response:
     """`GET /v1/runs`: runs, filtered and paged."""
     app = services(request)
     q = query(RunsQuery, request, lists=("status", "run_id"))
-    live: frozenset[str] | None = None
-
-    async def live_runs() -> frozenset[str]:
-        nonlocal live
-        live = await _live_runs(app)
-        return live
+    conducted = _Conducted(app)
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
-        now = live  # None for a past position: as the log had it (note 4)
+        now = conducted.ids  # None for a past position: as the log had it (note 4)
         runs, count, next_cursor = await _page_of(
             app, "runs", at, _run_filter(q, now), RunsProjection,
             lambda r: _conducted(RunsProjection.run_view(r), now), q.after, q.limit,
@@ -433,12 +428,21 @@ async def list_runs(request: Request) -> Response:
             runs = [_conducted(r, now) for r in runs]
         return _valid(RunPage, {"count": count, "runs": runs, "next": next_cursor})
 
-    return await _respond(request, app, q, render, live_runs)
+    return await _respond(request, app, q, render, conducted)
 
 
-async def _live_runs(app: Services) -> frozenset[str]:
-    """The ids of the runs a live process conducts now (their `run-<id>` lease; note 4)."""
-    return frozenset(key.removeprefix("run-") for key in await live_keys(app.store.leases, "run-"))
+class _Conducted:
+    """The ids of the runs a live process conducts now (their `run-<id>` lease; note 4),
+    read when `_respond` calls it (only for a view now or at the head), else None."""
+
+    def __init__(self, app: Services) -> None:
+        self._app = app
+        self.ids: frozenset[str] | None = None
+
+    async def __call__(self) -> frozenset[str]:
+        keys = await live_keys(self._app.store.leases, "run-")
+        self.ids = frozenset(key.removeprefix("run-") for key in keys)
+        return self.ids
 
 
 def _conducted(run: dict[str, Any], live: frozenset[str] | None) -> dict[str, Any]:
@@ -453,12 +457,7 @@ async def get_run(request: Request) -> Response:
     app = services(request)
     run_id = check_id(request.path_params["run_id"], "run id")
     q = query(ViewQuery, request)
-    live: frozenset[str] | None = None
-
-    async def live_runs() -> frozenset[str]:
-        nonlocal live
-        live = await _live_runs(app)
-        return live
+    conducted = _Conducted(app)
 
     async def render(at: int | None) -> BaseModel:
         view = await _view(app, "runs", at)
@@ -466,9 +465,9 @@ async def get_run(request: Request) -> Response:
         if run is None:
             raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
                               slug="run-not-found")  # fmt: skip
-        return _valid(RunCard, _conducted(run, live))
+        return _valid(RunCard, _conducted(run, conducted.ids))
 
-    return await _respond(request, app, q, render, live_runs)
+    return await _respond(request, app, q, render, conducted)
 
 
 routes: list[BaseRoute] = [
