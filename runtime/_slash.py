@@ -230,9 +230,13 @@ async def _interrupt(ctx: _Context, c: SlashCommand) -> str:
 
 async def _wait(ctx: _Context, c: SlashCommand) -> str:
     timeout = float(c.args[0]) if c.args else WAIT_DEFAULT_S
-    busy = [a["id"] for a in await ctx.run_agents() if a["status"] in ("working", "waiting")]
+    agents = await ctx.run_agents()
+    busy = [a["id"] for a in agents if a["status"] in ("working", "waiting")]
     if not busy:
-        return "no agent is working"
+        # Those that ended before the wait was asked for say how (an agent may finish
+        # between its command and the /wait that follows it).
+        ended = ", ".join(f"{a['id']}: {a['status']}" for a in agents if a["status"] != "deleted")
+        return "no agent is working" + (f"; {ended}" if ended else "")
     statuses = await ctx.fleet.wait_all(busy, timeout_s=timeout)
     still = sorted(i for i, s in statuses.items() if s in ("working", "waiting"))
     done = ", ".join(f"{i}: {s}" for i, s in statuses.items())

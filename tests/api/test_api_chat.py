@@ -156,6 +156,10 @@ async def test_slash_commands_act_on_the_fleet_without_the_model(client: httpx.A
     assert "completed" in waited["text"], waited["text"]
     status = await _say(client, "/status scout-9", cid)
     assert status["text"].startswith("scout-9 (scout-9-") and ": completed, scout" in status["text"]
+    # Asked once it has ended: how it ended (an agent can end before the /wait after it).
+    again = await _say(client, "/wait 1", cid)
+    assert again["text"].startswith("no agent is working; scout-9-"), again["text"]
+    assert again["text"].endswith(": completed"), again["text"]
     output = await _say(client, "/output scout-9", cid)
     assert "files produced: .fleet/notes/" in output["text"] or "files produced" in output["text"]
     idle = await _say(client, "/interrupt scout-9", cid)
