@@ -651,14 +651,7 @@ class Fleet:
 
     def _check_budget(self, record: dict[str, Any]) -> None:
         b = self.config.budgets
-        if b.agent_tokens is not None and record["tokens"]["total"] >= b.agent_tokens:
-            raise BudgetExceeded(
-                "tokens", record["tokens"]["total"], b.agent_tokens, f"agent {record['id']}"
-            )
-        if b.agent_usd is not None and record["cost_usd"] >= b.agent_usd:
-            raise BudgetExceeded(
-                "cost_usd", record["cost_usd"], b.agent_usd, f"agent {record['id']}"
-            )
+        _within(b.agent_tokens, b.agent_usd, record, f"agent {record['id']}")
         percent = record["context"]["percent"]
         if b.agent_context_percent is not None and percent >= b.agent_context_percent:
             raise BudgetExceeded(
@@ -817,7 +810,8 @@ class Fleet:
 def _within(
     tokens_limit: int | None, usd_limit: float | None, totals: dict[str, Any], scope: str
 ) -> None:
-    """Raise `BudgetExceeded` if `totals` (a fleet or run view) reached a limit."""
+    """Raise `BudgetExceeded` if `totals` (an agent's card, a run's, the fleet view)
+    reached a limit."""
     tokens, cost = totals["tokens"]["total"], totals["cost_usd"]
     if tokens_limit is not None and tokens >= tokens_limit:
         raise BudgetExceeded("tokens", tokens, tokens_limit, scope)

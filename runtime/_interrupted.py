@@ -111,11 +111,14 @@ async def write_expectations(
     state: dict[str, bytes | None] = {}  # by workspace path
     unknown: set[str] = set()
     expected: dict[str, tuple[str | None, str | None]] = {}
+    read: dict[str, tuple[str, bytes | None] | None] = {}  # by path as given: each read once
     for call in calls:
         write = _write_of(toolbox, workspace, call)
         if write is None:
             continue
-        current = await asyncio.to_thread(_current, workspace, write.target)
+        if write.target not in read:
+            read[write.target] = await asyncio.to_thread(_current, workspace, write.target)
+        current = read[write.target]
         if current is None:  # note 3
             continue
         rel, content = current

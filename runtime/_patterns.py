@@ -315,18 +315,20 @@ def check_task(task: str) -> None:
 async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) -> None:
     """Raise `PatternError` or `UnknownModel` if the pattern cannot run in this fleet."""
     workspace = fleet.config.workspace
-    for step in spec.steps:
-        if step.requires_git and not await _is_git_repo(workspace):
+    git_step = next((step for step in spec.steps if step.requires_git), None)
+    if git_step is not None:  # the workspace is looked at once, for the first such step
+        if not await _is_git_repo(workspace):
             raise PatternError(
-                f"step {step.id!r} of {spec.name} needs a git repository, "
+                f"step {git_step.id!r} of {spec.name} needs a git repository, "
                 f"and {workspace} is not one"
             )
-        if step.requires_git and await workspace_head(workspace) is None:
+        if await workspace_head(workspace) is None:
             # Without a first commit there is nothing to diff a review against.
             raise PatternError(
-                f"step {step.id!r} of {spec.name} needs a git repository with a commit, "
+                f"step {git_step.id!r} of {spec.name} needs a git repository with a commit, "
                 f"and {workspace} has none yet: commit its files first"
             )
+    for step in spec.steps:
         for name in step.models:
             fleet.models.resolve(name)
     fleet.models.resolve(model or fleet.config.default_model)

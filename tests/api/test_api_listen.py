@@ -153,9 +153,9 @@ async def test_serving_raises_the_startup_error_and_frees_its_port(tmp_path: Pat
     config = ApiConfig(db=tmp_path / "f.db", workspace=tmp_path)
     with pytest.raises(HookConfigError, match="invalid hook settings"):
         async with serving(config, port=port):
-            pass
-    with socket.create_server(("127.0.0.1", port)):  # the port is free again
-        pass
+            pass  # never reached: entering the block raises the startup's error
+    with socket.create_server(("127.0.0.1", port)):
+        pass  # binding it is the check: the port is free again
 
 
 def test_fleet_serve_port_must_be_a_port(tmp_path: Path) -> None:
