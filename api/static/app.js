@@ -36,7 +36,7 @@
 
   const {
     TOKEN, $, h, s, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel, name, ApiError, api,
-    showBanner, setConn, toolArgs, summarize, category, agentOf,
+    showBanner, setConn, toolArgs, summarize, category, agentOf, patchChildren,
   } = window.fleetLib;
 
   const THROTTLE_MS = 300;
@@ -603,16 +603,6 @@
       }));
     }
     patchChildren(box, els);
-  }
-
-  function patchChildren(box, els) {
-    // Move, add and remove only what changed, so an unchanged card keeps its layout.
-    const keep = new Set(els);
-    for (const child of [...box.children]) if (!keep.has(child)) child.remove();
-    els.forEach((el, i) => {
-      const current = box.children[i];
-      if (current !== el) box.insertBefore(el, current || null);
-    });
   }
 
   function renderAgentFilter() {

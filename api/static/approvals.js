@@ -10,7 +10,7 @@
 (function () {
   "use strict";
 
-  const { $, h, fmtClock, clip, name, api, apiPost, pretty } = window.fleetLib;
+  const { $, h, fmtClock, clip, name, api, apiPost, pretty, patchChildren } = window.fleetLib;
   const RELOAD_ON = new Set([
     "ApprovalRequested", "ApprovalDecided", "AgentCompleted", "AgentFailed", "AgentDeleted",
   ]);
@@ -21,7 +21,7 @@
   let loading = false;
   let again = false;
   const notes = new Map(); // approval id -> what the last answer said (kept across reloads)
-  const reasons = new Map(); // approval id -> the reason typed so far (a reload keeps it)
+  const cards = new Map(); // approval id -> its card, kept while it is pending (focus and typing survive a render)
   let shownKey = "";
 
   function init(state) {
@@ -55,7 +55,7 @@
   }
 
   function render(approvals) {
-    // Unchanged: leave the cards be (a person may be typing a reason in one).
+    // Unchanged: leave the cards be.
     const key = JSON.stringify([approvals.map((a) => a.id), [...notes.entries()]]);
     if (key === shownKey) return;
     shownKey = key;
@@ -64,33 +64,38 @@
     panel.hidden = !approvals.length && !notes.size;
     panel.dataset.count = String(approvals.length);
     $("approvals-count").textContent = approvals.length ? String(approvals.length) : "";
-    const cards = approvals.map(card);
-    const answered = [...notes.entries()]
-      .filter(([id]) => !approvals.some((a) => a.id === id))
-      .map(([id, note]) => h("div", { class: "approval answered", "data-approval-id": id, "data-state": note.state },
+    // A pending call keeps its card (one is only added or removed), so a person typing a
+    // reason in one card keeps the focus and the text while another call is answered.
+    const pending = new Set(approvals.map((a) => a.id));
+    for (const id of [...cards.keys()]) if (!pending.has(id)) cards.delete(id);
+    const els = approvals.map((a) => {
+      if (!cards.has(a.id)) cards.set(a.id, card(a));
+      const el = cards.get(a.id);
+      el.querySelector(".verdict").textContent = notes.has(a.id) ? notes.get(a.id).text : "";
+      return el;
+    });
+    for (const [id, note] of notes) {
+      if (pending.has(id)) continue;
+      els.push(h("div", { class: "approval answered", "data-approval-id": id, "data-state": note.state },
         h("span", { class: "verdict", text: note.text })));
-    box.replaceChildren(...cards, ...answered);
-    if (!cards.length && !answered.length) box.replaceChildren(h("p", { class: "empty", text: "Nothing waits for a person." }));
+    }
+    if (!els.length) els.push(h("p", { class: "empty", text: "Nothing waits for a person." }));
+    patchChildren(box, els);
   }
 
   function card(a) {
-    const reason = h("input", {
-      class: "reason", type: "text", placeholder: "reason (optional)", "aria-label": "reason",
-      oninput: (e) => reasons.set(a.id, e.target.value),
-    });
-    reason.value = reasons.get(a.id) || "";
-    const status = h("span", { class: "verdict", text: notes.has(a.id) ? notes.get(a.id).text : "" });
+    const reason = h("input", { class: "reason", type: "text", placeholder: "reason (optional)", "aria-label": "reason" });
     const answer = async (decision, button) => {
       button.disabled = true;
       const res = await apiPost("v1/approvals/" + encodeURIComponent(a.id), {
         decision, who: WHO, reason: reason.value.trim() || null,
       });
-      reasons.delete(a.id);
       if (res.ok) {
         notes.set(a.id, { state: decision, text: `${a.tool_name} ${decision === "allow" ? "approved" : "denied"} for ${a.agent_name}` });
       } else {
         const detail = (res.body && (res.body.detail || res.body.title)) || `HTTP ${res.status}`;
         notes.set(a.id, { state: "error", text: `Not recorded: ${detail}` });
+        button.disabled = false; // still pending if the answer was refused: it can be given again
       }
       setTimeout(() => { notes.delete(a.id); soon(); }, 8000);
       soon();
@@ -108,7 +113,7 @@
         reason,
         h("button", { class: "btn approve", onclick: (e) => answer("allow", e.currentTarget), text: "✓ Approve" }),
         h("button", { class: "btn deny", onclick: (e) => answer("deny", e.currentTarget), text: "✕ Deny" }),
-        status));
+        h("span", { class: "verdict" })));
   }
 
   window.fleetApprovals = { init, onEvent, reload: soon };

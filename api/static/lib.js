@@ -271,9 +271,20 @@
   // JSON for a person: indented, long strings kept whole (the drawer and event details).
   function pretty(value) { return JSON.stringify(value, null, 2); }
 
+  // Make box's children exactly els, moving, adding and removing only what changed: an
+  // unchanged card keeps its layout, and an input in it keeps its focus and what is typed.
+  function patchChildren(box, els) {
+    const keep = new Set(els);
+    for (const child of [...box.children]) if (!keep.has(child)) child.remove();
+    els.forEach((el, i) => {
+      const current = box.children[i];
+      if (current !== el) box.insertBefore(el, current || null);
+    });
+  }
+
   window.fleetLib = {
     TOKEN, names, $, h, s, setAttrs, fmtInt, fmtTokens, fmtCost, fmtMs, fmtClock, clip, shortModel,
     name, nameAgents, namesVersion, ApiError, api, apiPost, eventsOf, showBanner, setConn, toolArgs, externalHook, summarize, category, agentOf,
-    pretty,
+    pretty, patchChildren,
   };
 })();

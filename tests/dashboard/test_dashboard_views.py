@@ -260,13 +260,19 @@ async def post_json(base: str, path: str, body: dict[str, Any]) -> httpx.Respons
 async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     browser: Any, served: Served
 ) -> None:
-    """Both calls on hold are listed with their input; Approve and Deny are recorded in the log."""
+    """Both calls on hold are listed with their input; Approve and Deny are recorded in the log.
+
+    One person types a reason for one call while another, on a second page, approves the
+    other: the typing goes on in the same box, and the reason sent is the whole of it.
+    """
     page = await open_page(browser, served.url + "/")
-    await settled(page, served)
+    other = await open_page(browser, served.url + "/")
+    for p in (page, other):
+        await settled(p, served)
+        await p.wait_for_function(
+            "() => document.querySelectorAll('#approvals .approval[data-state=pending]').length === 2"
+        )
     panel = page.locator("#approvals-panel")
-    await page.wait_for_function(
-        "() => document.querySelectorAll('#approvals .approval[data-state=pending]').length === 2"
-    )
     pending = await get_json(served.url, "/v1/approvals")
     assert sorted(a["id"] for a in pending["approvals"]) == ["appr-clean", "appr-ship"]
     ship = page.locator('.approval[data-approval-id="appr-ship"]')
@@ -275,9 +281,15 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     )
     await shoot(page, served, "dashboard-approvals", "#approvals-panel")
 
-    await ship.locator(".approve").click()
     clean = page.locator('.approval[data-approval-id="appr-clean"]')
-    await clean.locator(".reason").fill("not today")
+    await clean.locator(".reason").click()
+    await page.keyboard.type("not ")
+    await other.locator('.approval[data-approval-id="appr-ship"] .approve').click()
+    # The first page renders the panel again without the approved call ...
+    await page.wait_for_function(
+        "() => !document.querySelector('#approvals .approval[data-approval-id=appr-ship][data-state=pending]')"
+    )
+    await page.keyboard.type("today")  # ... and the box being typed in keeps the focus
     await clean.locator(".deny").click()
     await page.wait_for_function(
         "() => !document.querySelector('#approvals .approval[data-state=pending]')"
@@ -291,9 +303,12 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     await page.wait_for_function(
         "() => document.querySelectorAll('#feed .feed-row[data-type=ApprovalDecided]').length === 2"
     )
-    assert await panel.locator(".approval.answered").count() == 2
-    assert page.errors == []
+    # Each page notes the answer it gave.
+    assert await panel.locator('.approval.answered[data-approval-id="appr-clean"]').count() == 1
+    assert await other.locator('.approval.answered[data-approval-id="appr-ship"]').count() == 1
+    assert page.errors == [] and other.errors == []
     await page.close()
+    await other.close()
 
 
 READ_DRAWER_CALLS = """() => [...document.querySelectorAll('#drawer-body .entry-tool')].map(e => ({
