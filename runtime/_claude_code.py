@@ -26,7 +26,9 @@ writes, so everything downstream is engine-blind:
 Offline by default: when fleet's model client is the simulator, Claude Code
 is pointed at it (`ANTHROPIC_BASE_URL`, a dummy key, no other traffic).
 The session's files live in `.fleet/claude-code/` of the workspace
-(`CLAUDE_CONFIG_DIR`), so a resumed agent finds its session again.
+(`CLAUDE_CONFIG_DIR`), so a resumed agent finds its session again, and so do
+its temporary files (`CLAUDE_CODE_TMPDIR`, else `/tmp/claude-<uid>/`, outside
+the workspace and shared by every Claude Code on the machine).
 
 Notes (do not fix without reading this):
 1. Claude Code runs a tool as soon as its block is complete, before the
@@ -233,6 +235,11 @@ class ClaudeCodeAgent(Agent):
         """Claude Code's configuration and session files for this agent (`CLAUDE_CONFIG_DIR`)."""
         return self.workspace.root / SESSIONS
 
+    @property
+    def temp_dir(self) -> Path:
+        """Claude Code's temporary files for this agent (`CLAUDE_CODE_TMPDIR`)."""
+        return self.config_dir / "tmp"
+
     def _session_exists(self) -> bool:
         """Whether Claude Code has written this session (note 2)."""
         projects = self.config_dir / "projects"
@@ -303,6 +310,7 @@ class ClaudeCodeAgent(Agent):
         """Claude Code's environment: the simulator when fleet's client is, its files in ours."""
         env = {
             "CLAUDE_CONFIG_DIR": str(self.config_dir),
+            "CLAUDE_CODE_TMPDIR": str(self.temp_dir),
             # Its Bash tool runs `python ...`: this interpreter first, as for fleet's Bash.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "DISABLE_AUTOUPDATER": "1",
@@ -322,7 +330,7 @@ class ClaudeCodeAgent(Agent):
     async def _query(self) -> None:
         sdk = _sdk()
         self._ending = False
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
         options = self._options()
         started = time.perf_counter()
         try:

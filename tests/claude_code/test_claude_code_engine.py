@@ -144,6 +144,10 @@ async def test_a_claude_code_agent_is_created_commanded_in_its_session_and_delet
         await _until(pid_file.exists)
         await _until(lambda: pid_file.read_text().strip() != "")
         pid = int(pid_file.read_text())
+        # Its command's output goes to Claude Code's temporary folder: the workspace's, not /tmp.
+        session = (await _events(rt, sleeper))[0].data.session_id
+        temp = workspace / ".fleet/claude-code/tmp"
+        await _until(lambda: any(temp.glob(f"claude-*/*/{session}/tasks/*.output")))
         await fleet.delete_agent(sleeper)
         assert (await fleet.get_agent_status(sleeper))["status"] == "deleted"
         deleted = (await _events(rt, sleeper))[-1].data
