@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from postgres_support import (
     postgres_or_skip,
 )
 
-from events import AgentCommanded, Meta, NewEvent, open_store
+from events import AgentCommanded, ImportedEvent, Meta, NewEvent, open_store
 from events.postgres import PostgresEventStore
 
+T0 = datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
 HELPER = Path(__file__).with_name("postgres_process.py")
 
 
@@ -251,3 +253,53 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
 
     with pytest.raises(StoreUnavailable, match="unreachable"):
         await open_store("postgresql://root@127.0.0.1:1/test", connect_timeout=5).open()
+
+
+@pytest.fixture
+def cut_after_commit(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Stores opened meanwhile have the server cut a connection as the pool takes it back
+    (after its statement committed) when the list holds True (once per True)."""
+    armed: list[bool] = []
+    create_pool = asyncpg.create_pool
+
+    async def reset(conn: asyncpg.Connection) -> None:
+        if armed and armed.pop():
+            # The server ends the session: as `pg_terminate_backend` from psql, or a restart.
+            await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        await conn.execute(conn.get_reset_query())  # what the pool does without a `reset`
+
+    def pool_with_reset(*args: Any, **kwargs: Any) -> Any:
+        return create_pool(*args, reset=reset, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", pool_with_reset)
+    return armed
+
+
+async def test_an_append_committed_before_its_connection_is_cut_is_acknowledged(
+    factory: Logs, cut_after_commit: list[bool]
+) -> None:
+    store = await factory()
+    await store.append("agent-a", [command("a", 0)])
+    cut_after_commit.append(True)
+    # Committed, then the pool's reset of its connection fails: the append happened, and
+    # saying it failed would have its caller append it again.
+    appended = await store.append("agent-a", [command("a", 1)])
+    assert [e.position for e in appended] == [2]
+    assert not cut_after_commit  # the cut happened
+    appended = await store.append("agent-a", [command("a", 2)])  # on a new connection
+    assert [(e.position, e.version) for e in await store.read_all()] == [(1, 1), (2, 2), (3, 3)]
+
+
+async def test_an_import_committed_before_its_connection_is_cut_is_acknowledged(
+    factory: Logs, cut_after_commit: list[bool]
+) -> None:
+    store = await factory()
+    run = [
+        ImportedEvent(n, "agent-x", n, "AgentCommanded", 1, json.dumps({"type": "AgentCommanded",
+            "agent_id": "x", "prompt": f"{n}"}), Meta(run_id="run-x", agent_id="x"), T0)
+        for n in (1, 2)
+    ]  # fmt: skip
+    cut_after_commit.append(True)
+    assert await store.import_run("run-x", run) == 1  # not "failed": importing again conflicts
+    assert not cut_after_commit
+    assert [e.position for e in await store.read_all()] == [1, 2]
