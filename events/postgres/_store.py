@@ -23,6 +23,14 @@ Notes (do not fix without reading this):
    are read-only sessions, the log must exist (`LogNotFound`), and every
    write raises `StoreUnavailable`.
 5. A store belongs to the event loop that opened it.
+6. A subscription outlives an outage: when a page cannot be read because
+   the server cannot be reached (`StoreUnavailable`: a restart, a network
+   cut, a refused login), it says so once (one warning per outage for the
+   store, and one line when reads work again), retries from the same
+   position every `poll_interval` doubling up to 5 s, or at once when the
+   listener is back. Ending it instead would stop, for good, whatever
+   follows the log: an API server's projections and SSE streams, workers.
+   Any other error still ends it.
 """
 
 from __future__ import annotations
@@ -100,6 +108,7 @@ class PostgresEventStore:
         self._decoder = RowDecoder()
         self._appended = asyncio.Event()
         self._state = "new"
+        self._outage: StoreUnavailable | None = None  # why subscriptions cannot read now
         self._checkpoints = PostgresCheckpointStore(self)
         self._leases = PostgresLeases(self)
 
@@ -202,6 +211,16 @@ class PostgresEventStore:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    def _unreachable(self, error: StoreUnavailable) -> None:
+        if self._outage is None:  # one line per outage, not one per subscription and retry
+            logger.warning("%s; subscriptions wait for the server and go on", error)
+        self._outage = error
+
+    def _reachable(self) -> None:
+        if self._outage is not None:
+            self._outage = None
+            logger.warning("reading %s again; subscriptions go on", self.location)
 
     def _notified(self, *_: Any) -> None:
         self._committed()
@@ -452,11 +471,13 @@ class PostgresEventStore:
 
         Each page is read strictly after the last position seen, and commits
         land in position order (note 1), so nothing is skipped or repeated.
-        Ends when the store closes. Raises `StoreClosed` if the store is
+        Waits out a server that cannot be reached (note 6). Ends when the
+        store closes. Raises `StoreClosed` if the store is
         closed when iteration starts.
         """
         self._check_open()
         position = after
+        retry = self.poll_interval
         while not self.closed:
             appended = self._appended
             sql, params = select_events(self.tables.events, position, None, where, _PAGE)
@@ -464,6 +485,17 @@ class PostgresEventStore:
                 page = await self._events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
+            except StoreUnavailable as e:
+                # The server restarted or the network cut us (note 6): wait it out and read
+                # on from `position`, rather than end every subscriber of the process.
+                self._unreachable(e)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(retry):
+                        await appended.wait()  # aclose(), or the listener back (`_relisten`)
+                retry = min(retry * 2, 5.0)
+                continue
+            retry = self.poll_interval
+            self._reachable()
             for event in page:
                 position = event.position
                 yield event

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from postgres_support import (
     POSTGRES_URL,
+    PostgresProxy,
     drop_postgres_schemas,
     postgres_log_url,
     postgres_or_skip,
@@ -303,3 +304,46 @@ async def test_an_import_committed_before_its_connection_is_cut_is_acknowledged(
     assert await store.import_run("run-x", run) == 1  # not "failed": importing again conflicts
     assert not cut_after_commit
     assert [e.position for e in await store.read_all()] == [1, 2]
+
+
+async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_repeat(
+    factory: Logs, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await PostgresProxy().start()
+    try:
+        writer = await factory()  # straight to the server
+        reader = await PostgresEventStore(proxy.url(factory.schema), poll_interval=0.05).open()
+        try:
+            seen: list[int] = []
+
+            async def follow() -> None:
+                async for event in reader.subscribe():
+                    seen.append(event.position)
+
+            following = asyncio.create_task(follow())
+
+            async def until(condition: Any) -> None:
+                async with asyncio.timeout(60):
+                    while not condition():
+                        assert not following.done(), following.exception()
+                        await asyncio.sleep(0.01)
+
+            for n in range(3):
+                await writer.append("agent-a", [command("a", n)])
+            await until(lambda: seen == [1, 2, 3])
+            proxy.down()  # as a restart: every connection cut, new ones closed at once
+            for n in range(3, 6):
+                await writer.append("agent-a", [command("a", n)])
+            await until(lambda: proxy.refused >= 3)  # the subscription tried, and failed
+            proxy.up()
+            await writer.append("agent-a", [command("a", 6)])
+            await until(lambda: len(seen) >= 7)
+            assert seen == [1, 2, 3, 4, 5, 6, 7]
+            outage = [r.getMessage() for r in caplog.records if "subscriptions" in r.getMessage()]
+            assert len(outage) == 2, outage  # one line down, one line back
+            assert "unavailable" in outage[0] and "again" in outage[1]
+            following.cancel()
+        finally:
+            await reader.aclose()
+    finally:
+        await proxy.aclose()
