@@ -347,3 +347,17 @@ async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_rep
             await reader.aclose()
     finally:
         await proxy.aclose()
+
+
+async def test_a_schema_named_by_a_keyword_holds_a_log() -> None:
+    # `order` is a lowercase identifier, and a reserved word: unquoted, opening said
+    # 'syntax error at or near "order"'.
+    postgres_or_skip()
+    try:
+        async with open_store(postgres_log_url("order")) as store:
+            await store.append("agent-a", [command("a", 0)])
+            assert [e.position for e in await store.read_all()] == [1]
+        async with open_store(postgres_log_url("order"), readonly=True) as store:
+            assert await store.head() == 1
+    finally:
+        drop_postgres_schemas(['"order"'])
