@@ -76,6 +76,10 @@ class PostgresEventStore:
         pool_size: the most connections this store opens for reads and writes
             (plus one that listens).
         connect_timeout: how long (seconds) opening waits for the server.
+        lock_timeout: how long (seconds) a statement waits for a lock another
+            session holds (`LOCK TABLE` in psql, a stuck transaction) before it
+            fails with `StoreError` saying so; 0 waits for ever (PostgreSQL's
+            `lock_timeout`).
     """
 
     def __init__(
@@ -87,11 +91,14 @@ class PostgresEventStore:
         poll_interval: float = 1.0,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
+        lock_timeout: float = 10.0,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        if lock_timeout < 0:
+            raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be positive, got {pool_size}")
         self._where: Location = parse_location(url)
@@ -101,6 +108,7 @@ class PostgresEventStore:
         self.poll_interval = poll_interval
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        self.lock_timeout = lock_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._relistening: asyncio.Task[None] | None = None
@@ -128,8 +136,10 @@ class PostgresEventStore:
         if self._state != "new":
             raise StoreError(f"this store was opened before (it is {self._state})")
         self._state = "opening"
+        lock_ms = self.lock_timeout * 1000
         try:
-            settings = {"application_name": "fleet"}
+            # Without a lock_timeout an append behind a lock held in psql waits for ever, silently.
+            settings = {"application_name": "fleet", "lock_timeout": f"{round(lock_ms)}ms"}
             if self.readonly:
                 settings["default_transaction_read_only"] = "on"
             with translated("opening", self.location):

@@ -361,3 +361,21 @@ async def test_a_schema_named_by_a_keyword_holds_a_log() -> None:
             assert await store.head() == 1
     finally:
         drop_postgres_schemas(['"order"'])
+
+
+async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: Logs) -> None:
+    from events import StoreError
+
+    store = await factory()  # the default lock_timeout, 10 s
+    await store.append("agent-a", [command("a", 0)])
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with admin.transaction():  # as `BEGIN; LOCK TABLE ...;` left open in psql
+            await admin.execute(f"LOCK TABLE {store.tables.head}")
+            async with asyncio.timeout(30):  # without a lock_timeout: waited for ever, silent
+                with pytest.raises(StoreError, match="held a lock on the log longer than"):
+                    await store.append("agent-a", [command("a", 1)])
+    finally:
+        await admin.close()
+    await store.append("agent-a", [command("a", 2)])
+    assert [(e.position, e.data.prompt) for e in await store.read_all()] == [(1, "0"), (2, "2")]  # type: ignore[union-attr]
