@@ -79,3 +79,80 @@ def drop_postgres_schemas(schemas: list[str]) -> None:
             await conn.close()
 
     run_in_thread(drop())
+
+
+class PostgresProxy:
+    """A TCP proxy to the test server that a test can take down and bring back, standing
+    in for a server restart or a network cut without touching the shared server.
+
+    `url(schema)` is a log URL through the proxy. `down()` cuts every connection
+    through it and closes at once each one opened until `up()`; `refused` counts those.
+    """
+
+    def __init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        target = urlsplit(POSTGRES_URL)
+        self._target = (target.hostname or "127.0.0.1", target.port or 5432)
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+        self.is_up = True
+        self.refused = 0
+
+    async def start(self) -> PostgresProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def url(self, schema: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(postgres_log_url(schema))
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
+
+    def down(self) -> None:
+        self.is_up = False
+        for link in list(self._links):
+            link.transport.abort()
+        self._links.clear()
+
+    def up(self) -> None:
+        self.is_up = True
+
+    async def aclose(self) -> None:
+        self.down()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.is_up:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+                self._links.discard(dst)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))

@@ -21,6 +21,11 @@ __all__ = ["store_error", "translated"]
 
 def store_error(error: BaseException, doing: str, location: str) -> StoreError:
     """The fleet error for a driver error met while `doing` (e.g. "appending to") `location`."""
+    if isinstance(error, asyncpg.LockNotAvailableError):
+        return StoreError(
+            f"{doing} {location} failed: another session held a lock on the log longer "
+            f"than lock_timeout ({error})"
+        )
     if isinstance(error, asyncpg.InvalidCatalogNameError):
         return LogNotFound(location)
     if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
@@ -42,6 +47,11 @@ def store_error(error: BaseException, doing: str, location: str) -> StoreError:
         | asyncpg.AdminShutdownError,
     ):
         return StoreUnavailable(f"{doing} {location} failed: the server is unreachable ({error})")
+    if isinstance(error, asyncpg.InternalClientError):
+        # What asyncpg says of a pooled connection the server closed while it sat idle, when
+        # it is used before asyncpg has seen the socket close ("cannot switch to state 12;
+        # another operation (2) is in progress"): the statement was not sent.
+        return StoreUnavailable(f"{doing} {location} failed: the connection was lost ({error})")
     return StoreError(f"{doing} {location} failed: {error}")
 
 
@@ -52,5 +62,10 @@ def translated(doing: str, location: str) -> Iterator[None]:
         yield
     except FleetError:
         raise
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+    ) as e:
         raise store_error(e, doing, location) from e

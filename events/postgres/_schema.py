@@ -78,9 +78,23 @@ def parse_location(url: str) -> Location:
         raise UnsupportedLocation(
             url, f"schema must be a lowercase identifier (a-z, 0-9, _), got {schema!r}"
         )
+    _check_ports(url, parts.netloc)
     scheme = "postgresql" if parts.scheme.lower() in ("postgresql", "postgres") else parts.scheme
     dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
     return Location(url=_without_password(url), dsn=dsn, schema=schema)
+
+
+def _check_ports(url: str, netloc: str) -> None:
+    """Refuse a port that is not a number from 1 to 65535 (asyncpg would raise a bare
+    ValueError or OverflowError, a traceback for the user). `host1:5432,host2:5433` is
+    a list of hosts to asyncpg, so each is checked."""
+    hosts = netloc.rpartition("@")[2]
+    for host in hosts.split(","):
+        if host.startswith("["):  # [IPv6]:port
+            host = host.partition("]")[2]
+        port = host.rpartition(":")[2] if ":" in host else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise UnsupportedLocation(url, f"the port must be 1 to 65535, got {port!r}")
 
 
 def _without_password(url: str) -> str:
@@ -95,19 +109,23 @@ class Tables:
     """The statements of one log (one schema), built once per store."""
 
     def __init__(self, schema: str) -> None:
-        s = self.schema = schema
+        self.schema = schema
+        # Quoted in statements: a lowercase identifier may still be a keyword (`user`, `order`).
+        s = self.quoted = f'"{schema}"'
         self.events = f"{s}.events"
         self.head = f"{s}.log_head"
         self.checkpoints = f"{s}.projection_checkpoints"
         self.snapshots = f"{s}.projection_snapshots"
         self.leases = f"{s}.leases"
         # The NOTIFY channel of this log (one per schema); identifiers are at most 63 bytes.
-        self.channel = f"fleet_{s}"[:63]
+        self.channel = f"fleet_{schema}"[:63]
         # A key for the advisory lock that serialises schema creation (note 5).
-        self.ddl_lock = int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "big", signed=True)
+        self.ddl_lock = int.from_bytes(
+            hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True
+        )
 
     def ddl(self) -> str:
-        s = self.schema
+        s = self.quoted
         return f"""
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {s}.events (
@@ -217,7 +235,7 @@ CREATE TABLE IF NOT EXISTS {s}.leases (
     def append_group(self) -> str:
         """Call the function that commits a group of appends (`_writer.py`, note 1)."""
         return (
-            f"SELECT first_position, actual, recorded_at FROM {self.schema}.append_group("
+            f"SELECT first_position, actual, recorded_at FROM {self.quoted}.append_group("
             "$1::text[], $2::bigint[], $3::integer[], $4::text[], $5::integer[], $6::text[], "
             "$7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::text[], "
             "$13::bigint)"

@@ -23,6 +23,14 @@ Notes (do not fix without reading this):
    are read-only sessions, the log must exist (`LogNotFound`), and every
    write raises `StoreUnavailable`.
 5. A store belongs to the event loop that opened it.
+6. A subscription outlives an outage: when a page cannot be read because
+   the server cannot be reached (`StoreUnavailable`: a restart, a network
+   cut, a refused login), it says so once (one warning per outage for the
+   store, and one line when reads work again), retries from the same
+   position every `poll_interval` doubling up to 5 s, or at once when the
+   listener is back. Ending it instead would stop, for good, whatever
+   follows the log: an API server's projections and SSE streams, workers.
+   Any other error still ends it.
 """
 
 from __future__ import annotations
@@ -68,6 +76,10 @@ class PostgresEventStore:
         pool_size: the most connections this store opens for reads and writes
             (plus one that listens).
         connect_timeout: how long (seconds) opening waits for the server.
+        lock_timeout: how long (seconds) a statement waits for a lock another
+            session holds (`LOCK TABLE` in psql, a stuck transaction) before it
+            fails with `StoreError` saying so; 0 waits for ever (PostgreSQL's
+            `lock_timeout`).
     """
 
     def __init__(
@@ -79,11 +91,14 @@ class PostgresEventStore:
         poll_interval: float = 1.0,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
+        lock_timeout: float = 10.0,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        if lock_timeout < 0:
+            raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be positive, got {pool_size}")
         self._where: Location = parse_location(url)
@@ -93,6 +108,7 @@ class PostgresEventStore:
         self.poll_interval = poll_interval
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
+        self.lock_timeout = lock_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._relistening: asyncio.Task[None] | None = None
@@ -100,6 +116,7 @@ class PostgresEventStore:
         self._decoder = RowDecoder()
         self._appended = asyncio.Event()
         self._state = "new"
+        self._outage: StoreUnavailable | None = None  # why subscriptions cannot read now
         self._checkpoints = PostgresCheckpointStore(self)
         self._leases = PostgresLeases(self)
 
@@ -119,8 +136,10 @@ class PostgresEventStore:
         if self._state != "new":
             raise StoreError(f"this store was opened before (it is {self._state})")
         self._state = "opening"
+        lock_ms = self.lock_timeout * 1000
         try:
-            settings = {"application_name": "fleet"}
+            # Without a lock_timeout an append behind a lock held in psql waits for ever, silently.
+            settings = {"application_name": "fleet", "lock_timeout": f"{round(lock_ms)}ms"}
             if self.readonly:
                 settings["default_transaction_read_only"] = "on"
             with translated("opening", self.location):
@@ -202,6 +221,16 @@ class PostgresEventStore:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    def _unreachable(self, error: StoreUnavailable) -> None:
+        if self._outage is None:  # one line per outage, not one per subscription and retry
+            logger.warning("%s; subscriptions wait for the server and go on", error)
+        self._outage = error
+
+    def _reachable(self) -> None:
+        if self._outage is not None:
+            self._outage = None
+            logger.warning("reading %s again; subscriptions go on", self.location)
 
     def _notified(self, *_: Any) -> None:
         self._committed()
@@ -452,11 +481,13 @@ class PostgresEventStore:
 
         Each page is read strictly after the last position seen, and commits
         land in position order (note 1), so nothing is skipped or repeated.
-        Ends when the store closes. Raises `StoreClosed` if the store is
+        Waits out a server that cannot be reached (note 6). Ends when the
+        store closes. Raises `StoreClosed` if the store is
         closed when iteration starts.
         """
         self._check_open()
         position = after
+        retry = self.poll_interval
         while not self.closed:
             appended = self._appended
             sql, params = select_events(self.tables.events, position, None, where, _PAGE)
@@ -464,6 +495,17 @@ class PostgresEventStore:
                 page = await self._events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
+            except StoreUnavailable as e:
+                # The server restarted or the network cut us (note 6): wait it out and read
+                # on from `position`, rather than end every subscriber of the process.
+                self._unreachable(e)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(retry):
+                        await appended.wait()  # aclose(), or the listener back (`_relisten`)
+                retry = min(retry * 2, 5.0)
+                continue
+            retry = self.poll_interval
+            self._reachable()
             for event in page:
                 position = event.position
                 yield event

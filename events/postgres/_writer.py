@@ -18,6 +18,11 @@ Notes (do not fix without reading this):
    locks the head itself.
 4. The connection comes from the store's pool for each group, so a server
    restart costs the groups in flight, not the store.
+5. A group (or job) is committed once its statement (or transaction)
+   returns; the pool then resets the connection as it takes it back, and
+   that reset fails if the server cut the connection meanwhile (a restart,
+   `pg_terminate_backend`). Such a failure is not the group's: it is
+   reported committed, else a caller told "failed" would append it again.
 """
 
 from __future__ import annotations
@@ -184,22 +189,36 @@ class PostgresWriter:
         return group
 
     async def _run_job(self, job: Job) -> Any:
+        done: list[Any] = []
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                return await job.run(conn)
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    result = await job.run(conn)
+                done.append(result)  # committed
         except Exception as e:
+            if done:  # committed; only handing the connection back failed (note 5)
+                logger.debug(
+                    "%s %s committed, then its connection failed: %s", job.doing, self._location, e
+                )
+                return done[0]
             logger.debug("%s %s rolled back: %s", job.doing, self._location, e)
             if isinstance(e, FleetError):
                 return e
             return store_error(e, job.doing, self._location)
+        return done[0]
 
     async def _commit(self, group: list[PendingAppend]) -> list[Outcome]:
+        outcomes: list[Outcome] | None = None
         try:
             async with self._pool.acquire() as conn:
-                return await self._insert(conn, group)
+                outcomes = await self._insert(conn, group)  # committed when it returns
         except Exception as e:
+            if outcomes is not None:  # only handing the connection back failed (note 5)
+                logger.debug("append group committed, then its connection failed: %s", e)
+                return outcomes
             logger.debug("append group of %d rolled back: %s", len(group), e)
             return [self._failure(e) for _ in group]
+        return outcomes
 
     async def _insert(self, conn: asyncpg.Connection, group: list[PendingAppend]) -> list[Outcome]:
         """The group in one call of `append_group` (note 1): one statement, its own transaction."""

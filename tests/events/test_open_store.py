@@ -75,6 +75,15 @@ def test_a_postgresql_schema_that_is_not_an_identifier_is_refused() -> None:
         open_store("postgresql://h/db?schema=Robert');DROP")
 
 
+@pytest.mark.parametrize("port", ["99999", "abc", "0", "-1"])
+def test_a_postgresql_port_that_is_not_one_is_refused(port: str) -> None:
+    # asyncpg raised a bare ValueError or OverflowError: a traceback, not one line.
+    with pytest.raises(UnsupportedLocation, match="port must be 1 to 65535"):
+        open_store(f"postgresql://u@h:{port}/db")
+    with pytest.raises(UnsupportedLocation, match="port must be 1 to 65535"):
+        open_store(f"postgresql://u@h:5432,[::1]:{port}/db")  # asyncpg's list of hosts
+
+
 @pytest.mark.parametrize(
     ("location", "reason"),
     [

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,16 @@ import asyncpg
 import pytest
 from postgres_support import (
     POSTGRES_URL,
+    PostgresProxy,
     drop_postgres_schemas,
     postgres_log_url,
     postgres_or_skip,
 )
 
-from events import AgentCommanded, Meta, NewEvent, open_store
+from events import AgentCommanded, ImportedEvent, Meta, NewEvent, open_store
 from events.postgres import PostgresEventStore
 
+T0 = datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
 HELPER = Path(__file__).with_name("postgres_process.py")
 
 
@@ -251,3 +254,128 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
 
     with pytest.raises(StoreUnavailable, match="unreachable"):
         await open_store("postgresql://root@127.0.0.1:1/test", connect_timeout=5).open()
+
+
+@pytest.fixture
+def cut_after_commit(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Stores opened meanwhile have the server cut a connection as the pool takes it back
+    (after its statement committed) when the list holds True (once per True)."""
+    armed: list[bool] = []
+    create_pool = asyncpg.create_pool
+
+    async def reset(conn: asyncpg.Connection) -> None:
+        if armed and armed.pop():
+            # The server ends the session: as `pg_terminate_backend` from psql, or a restart.
+            await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        await conn.execute(conn.get_reset_query())  # what the pool does without a `reset`
+
+    def pool_with_reset(*args: Any, **kwargs: Any) -> Any:
+        return create_pool(*args, reset=reset, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", pool_with_reset)
+    return armed
+
+
+async def test_an_append_committed_before_its_connection_is_cut_is_acknowledged(
+    factory: Logs, cut_after_commit: list[bool]
+) -> None:
+    store = await factory()
+    await store.append("agent-a", [command("a", 0)])
+    cut_after_commit.append(True)
+    # Committed, then the pool's reset of its connection fails: the append happened, and
+    # saying it failed would have its caller append it again.
+    appended = await store.append("agent-a", [command("a", 1)])
+    assert [e.position for e in appended] == [2]
+    assert not cut_after_commit  # the cut happened
+    appended = await store.append("agent-a", [command("a", 2)])  # on a new connection
+    assert [(e.position, e.version) for e in await store.read_all()] == [(1, 1), (2, 2), (3, 3)]
+
+
+async def test_an_import_committed_before_its_connection_is_cut_is_acknowledged(
+    factory: Logs, cut_after_commit: list[bool]
+) -> None:
+    store = await factory()
+    run = [
+        ImportedEvent(n, "agent-x", n, "AgentCommanded", 1, json.dumps({"type": "AgentCommanded",
+            "agent_id": "x", "prompt": f"{n}"}), Meta(run_id="run-x", agent_id="x"), T0)
+        for n in (1, 2)
+    ]  # fmt: skip
+    cut_after_commit.append(True)
+    assert await store.import_run("run-x", run) == 1  # not "failed": importing again conflicts
+    assert not cut_after_commit
+    assert [e.position for e in await store.read_all()] == [1, 2]
+
+
+async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_repeat(
+    factory: Logs, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await PostgresProxy().start()
+    try:
+        writer = await factory()  # straight to the server
+        reader = await PostgresEventStore(proxy.url(factory.schema), poll_interval=0.05).open()
+        try:
+            seen: list[int] = []
+
+            async def follow() -> None:
+                async for event in reader.subscribe():
+                    seen.append(event.position)
+
+            following = asyncio.create_task(follow())
+
+            async def until(condition: Any) -> None:
+                async with asyncio.timeout(60):
+                    while not condition():
+                        assert not following.done(), following.exception()
+                        await asyncio.sleep(0.01)
+
+            for n in range(3):
+                await writer.append("agent-a", [command("a", n)])
+            await until(lambda: seen == [1, 2, 3])
+            proxy.down()  # as a restart: every connection cut, new ones closed at once
+            for n in range(3, 6):
+                await writer.append("agent-a", [command("a", n)])
+            await until(lambda: proxy.refused >= 3)  # the subscription tried, and failed
+            proxy.up()
+            await writer.append("agent-a", [command("a", 6)])
+            await until(lambda: len(seen) >= 7)
+            assert seen == [1, 2, 3, 4, 5, 6, 7]
+            outage = [r.getMessage() for r in caplog.records if "subscriptions" in r.getMessage()]
+            assert len(outage) == 2, outage  # one line down, one line back
+            assert "unavailable" in outage[0] and "again" in outage[1]
+            following.cancel()
+        finally:
+            await reader.aclose()
+    finally:
+        await proxy.aclose()
+
+
+async def test_a_schema_named_by_a_keyword_holds_a_log() -> None:
+    # `order` is a lowercase identifier, and a reserved word: unquoted, opening said
+    # 'syntax error at or near "order"'.
+    postgres_or_skip()
+    try:
+        async with open_store(postgres_log_url("order")) as store:
+            await store.append("agent-a", [command("a", 0)])
+            assert [e.position for e in await store.read_all()] == [1]
+        async with open_store(postgres_log_url("order"), readonly=True) as store:
+            assert await store.head() == 1
+    finally:
+        drop_postgres_schemas(['"order"'])
+
+
+async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: Logs) -> None:
+    from events import StoreError
+
+    store = await factory()  # the default lock_timeout, 10 s
+    await store.append("agent-a", [command("a", 0)])
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with admin.transaction():  # as `BEGIN; LOCK TABLE ...;` left open in psql
+            await admin.execute(f"LOCK TABLE {store.tables.head}")
+            async with asyncio.timeout(30):  # without a lock_timeout: waited for ever, silent
+                with pytest.raises(StoreError, match="held a lock on the log longer than"):
+                    await store.append("agent-a", [command("a", 1)])
+    finally:
+        await admin.close()
+    await store.append("agent-a", [command("a", 2)])
+    assert [(e.position, e.data.prompt) for e in await store.read_all()] == [(1, "0"), (2, "2")]  # type: ignore[union-attr]
