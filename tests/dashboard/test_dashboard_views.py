@@ -9,6 +9,7 @@ JSON or the log's events, as a user would check it.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import json
 import os
@@ -263,7 +264,8 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     """Both calls on hold are listed with their input; Approve and Deny are recorded in the log.
 
     One person types a reason for one call while another, on a second page, approves the
-    other: the typing goes on in the same box, and the reason sent is the whole of it.
+    other: the typing goes on in the same box, and the reason sent is the whole of it. While
+    an answer is on its way, its card takes no other (it would be refused and say so).
     """
     page = await open_page(browser, served.url + "/")
     other = await open_page(browser, served.url + "/")
@@ -284,7 +286,20 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     clean = page.locator('.approval[data-approval-id="appr-clean"]')
     await clean.locator(".reason").click()
     await page.keyboard.type("not ")
+    release = asyncio.Event()
+
+    async def held(route: Any) -> None:
+        await release.wait()  # the answer is on its way until the test lets it through
+        await route.continue_()
+
+    await other.route("**/v1/approvals/appr-ship", held)
     await other.locator('.approval[data-approval-id="appr-ship"] .approve').click()
+    await other.wait_for_function(
+        "() => document.querySelector('.approval[data-approval-id=appr-ship] .deny').disabled"
+    )
+    release.set()
+    # Each page notes the answer it gave (checked now: the note goes after 8 s).
+    await other.locator('.approval.answered[data-approval-id="appr-ship"]').wait_for()
     # The first page renders the panel again without the approved call ...
     await page.wait_for_function(
         "() => !document.querySelector('#approvals .approval[data-approval-id=appr-ship][data-state=pending]')"
@@ -294,6 +309,7 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     await page.wait_for_function(
         "() => !document.querySelector('#approvals .approval[data-state=pending]')"
     )
+    await panel.locator('.approval.answered[data-approval-id="appr-clean"]').wait_for()
     shipped = await get_json(served.url, "/v1/approvals/appr-ship")
     cleaned = await get_json(served.url, "/v1/approvals/appr-clean")
     assert (shipped["status"], shipped["by"]) == ("allowed", "dashboard")
@@ -303,9 +319,6 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     await page.wait_for_function(
         "() => document.querySelectorAll('#feed .feed-row[data-type=ApprovalDecided]').length === 2"
     )
-    # Each page notes the answer it gave.
-    assert await panel.locator('.approval.answered[data-approval-id="appr-clean"]').count() == 1
-    assert await other.locator('.approval.answered[data-approval-id="appr-ship"]').count() == 1
     assert page.errors == [] and other.errors == []
     await page.close()
     await other.close()
