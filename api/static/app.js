@@ -472,17 +472,23 @@
     history.replaceState(null, "", id ? "#run=" + encodeURIComponent(id) : location.pathname + location.search);
     S.runRange = null;
     if (id) {
+      let range = null;
       try {
         const first = await api("v1/events", { run_id: id, limit: 1 });
         const end = await api("v1/events", { run_id: id, type: ["RunCompleted", "RunFailed"], limit: 1 });
         const f = first.body.events[0];
         const e = end.body.events[0];
-        S.runRange = { first: f ? f.position : 0, last: e ? e.position : null };
+        range = { first: f ? f.position : 0, last: e ? e.position : null };
       } catch (err) {
-        S.runRange = null;
+        range = null;
       }
+      // Another run picked while this one's range was asked for: that pick draws the page
+      // (this late answer would put this run's range and feed under the other's name).
+      if (S.run !== id) return;
+      S.runRange = range;
     }
     await loadRunEvents(id);
+    if (S.run !== id) return;
     updateSlider();
     renderRunSummary();
     renderAgents();

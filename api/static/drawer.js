@@ -256,8 +256,10 @@
     if (!q || !current) { box.replaceChildren(); box.dataset.count = "0"; return; }
     const a = card(current);
     const scope = a && a.run_id ? { run_id: a.run_id } : { agent_id: current };
+    const agent = current;
     const events = await eventsOf(scope);
     if ($("search").value.trim().toLowerCase() !== q) return; // typed on meanwhile
+    if (current !== agent) return; // another agent opened meanwhile: its own search shows
     const found = events.filter((e) => `${e.type} ${JSON.stringify(e.data)}`.toLowerCase().includes(q));
     box.dataset.count = String(found.length);
     const rows = found.slice(0, RESULTS_MAX).map((e) => {
