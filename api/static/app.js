@@ -472,17 +472,23 @@
     history.replaceState(null, "", id ? "#run=" + encodeURIComponent(id) : location.pathname + location.search);
     S.runRange = null;
     if (id) {
+      let range = null;
       try {
         const first = await api("v1/events", { run_id: id, limit: 1 });
         const end = await api("v1/events", { run_id: id, type: ["RunCompleted", "RunFailed"], limit: 1 });
         const f = first.body.events[0];
         const e = end.body.events[0];
-        S.runRange = { first: f ? f.position : 0, last: e ? e.position : null };
+        range = { first: f ? f.position : 0, last: e ? e.position : null };
       } catch (err) {
-        S.runRange = null;
+        range = null;
       }
+      // Another run picked while this one's range was asked for: that pick draws the page
+      // (this late answer would put this run's range and feed under the other's name).
+      if (S.run !== id) return;
+      S.runRange = range;
     }
     await loadRunEvents(id);
+    if (S.run !== id) return;
     updateSlider();
     renderRunSummary();
     renderAgents();
@@ -612,32 +618,51 @@
 
   // -- board ----------------------------------------------------------------------
 
+  // The columns and their cards are kept across renders (a card is built again only when
+  // its task changed): a column scrolled down stays where it is while the fleet works.
+  const boardColumns = new Map(); // column name -> its element
+  const taskCache = new Map(); // task id -> { key, el }
+
+  function taskCard(t) {
+    const key = JSON.stringify(t) + "|" + name(t.assignee);
+    const cached = taskCache.get(t.id);
+    if (cached && cached.key === key) return cached.el;
+    const last = t.history && t.history.length ? t.history[t.history.length - 1] : null;
+    const el = h("div", { class: "task-card", "data-task-id": t.id, "data-column": t.column, title: t.id },
+      h("div", { class: "title", text: clip(t.title, 120) }),
+      h("div", { class: "meta" },
+        t.assignee ? h("span", { class: "assignee", "data-agent-id": t.assignee, text: `@${name(t.assignee)}` }) : null,
+        t.artifacts.length ? h("span", { title: t.artifacts.join("\n"), text: `${t.artifacts.length} artifact${t.artifacts.length === 1 ? "" : "s"}` }) : null,
+        t.returns ? h("span", { class: "returns", text: `↺ ${t.returns} sent back` }) : null,
+        last && last.reason ? h("span", { title: last.reason, text: clip(last.reason, 40) }) : null));
+    taskCache.set(t.id, { key, el });
+    return el;
+  }
+
   function renderBoard() {
     const board = S.views.board;
     if (!board) return;
     let count = 0;
+    const seen = new Set();
     const columns = board.columns.map((col) => {
       const all = S.run ? col.tasks.filter((t) => t.run_id === S.run) : col.tasks;
       count += all.length;
       // A column of many runs' tasks: the latest CARD_CAP are drawn (a run picked shows its own).
       const tasks = !S.run && all.length > CARD_CAP ? all.slice(-CARD_CAP) : all;
       const older = all.length - tasks.length;
-      return h("div", { class: "board-column", "data-column": col.name },
+      tasks.forEach((t) => seen.add(t.id));
+      if (!boardColumns.has(col.name)) boardColumns.set(col.name, h("div", { class: "board-column", "data-column": col.name }));
+      const el = boardColumns.get(col.name);
+      patchChildren(el, [
         h("h3", null, h("span", { text: col.name }), h("span", { class: "n", text: all.length })),
         older ? h("div", { class: "older-tasks", "data-count": older, text: `${older} older task${older === 1 ? "" : "s"} not shown: pick a run` }) : null,
-        tasks.map((t) => {
-          const last = t.history && t.history.length ? t.history[t.history.length - 1] : null;
-          return h("div", { class: "task-card", "data-task-id": t.id, "data-column": t.column, title: t.id },
-            h("div", { class: "title", text: clip(t.title, 120) }),
-            h("div", { class: "meta" },
-              t.assignee ? h("span", { class: "assignee", "data-agent-id": t.assignee, text: `@${name(t.assignee)}` }) : null,
-              t.artifacts.length ? h("span", { title: t.artifacts.join("\n"), text: `${t.artifacts.length} artifact${t.artifacts.length === 1 ? "" : "s"}` }) : null,
-              t.returns ? h("span", { class: "returns", text: `↺ ${t.returns} sent back` }) : null,
-              last && last.reason ? h("span", { title: last.reason, text: clip(last.reason, 40) }) : null));
-        }));
+        ...tasks.map(taskCard),
+      ].filter(Boolean));
+      return el;
     });
+    for (const id of [...taskCache.keys()]) if (!seen.has(id)) taskCache.delete(id);
     $("board-count").textContent = count ? String(count) : "";
-    $("board").replaceChildren(...columns);
+    patchChildren($("board"), columns);
   }
 
   // -- graph (graph.js) and feed ---------------------------------------------------

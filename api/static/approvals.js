@@ -86,7 +86,10 @@
   function card(a) {
     const reason = h("input", { class: "reason", type: "text", placeholder: "reason (optional)", "aria-label": "reason" });
     const answer = async (decision, button) => {
-      button.disabled = true;
+      // Both buttons: a second answer while the first is recorded would be refused (409)
+      // and its "Not recorded" would hide that the first one was.
+      const buttons = [...button.parentElement.querySelectorAll("button")];
+      buttons.forEach((b) => { b.disabled = true; });
       const res = await apiPost("v1/approvals/" + encodeURIComponent(a.id), {
         decision, who: WHO, reason: reason.value.trim() || null,
       });
@@ -95,7 +98,7 @@
       } else {
         const detail = (res.body && (res.body.detail || res.body.title)) || `HTTP ${res.status}`;
         notes.set(a.id, { state: "error", text: `Not recorded: ${detail}` });
-        button.disabled = false; // still pending if the answer was refused: it can be given again
+        buttons.forEach((b) => { b.disabled = false; }); // still pending if the answer was refused: it can be given again
       }
       setTimeout(() => { notes.delete(a.id); soon(); }, 8000);
       soon();

@@ -21,6 +21,7 @@
   let runId = ""; // the run the conversation's orchestrator works in
   let shown = new Set(); // positions drawn
   let waiting = 0; // the position of the last message of the person not answered yet
+  let sending = false; // a message on its way: Enter again does not send it twice
 
   function init(state) {
     S = state;
@@ -54,18 +55,22 @@
   }
 
   async function load() {
+    const id = conversation;
     try {
-      const { body } = await api("v1/orchestrator/conversations/" + encodeURIComponent(conversation));
+      const { body } = await api("v1/orchestrator/conversations/" + encodeURIComponent(id));
+      if (id !== conversation) return; // "New" was pressed meanwhile: not this one's messages
       runId = body.run_id || "";
       for (const m of body.messages) message(m.position, m.role, m.author, m.text, m.recorded_at, m.reply_to);
       if (body.pending) waiting = Math.max(waiting, ...body.messages.filter((m) => m.role === "user").map((m) => m.position));
       // The run's agents so far (those created before this page knew the run, too).
       if (runId) {
         const { body: found } = await api("v1/events", { run_id: runId, type: [...PROGRESS], limit: 1000 });
+        if (id !== conversation) return;
         found.events.forEach(progress);
       }
       status();
     } catch (e) {
+      if (id !== conversation) return;
       if (e instanceof ApiError && e.status === 404) start("");
       else status(`Could not load the conversation: ${e.message}`);
     }
@@ -107,21 +112,27 @@
     const log = $("chat-log");
     const p = Number(el.dataset.position);
     const after = [...log.children].find((c) => Number(c.dataset.position) > p);
+    // Follow the conversation only when at its end: a person scrolled up to read stays there.
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
     log.insertBefore(el, after || null);
-    log.scrollTop = log.scrollHeight;
+    if (atEnd) log.scrollTop = log.scrollHeight;
   }
 
   async function send() {
     const input = $("chat-input");
-    const text = input.value.trim();
-    if (!text) return;
+    const typed = input.value;
+    const text = typed.trim();
+    if (!text || sending) return;
+    sending = true;
     $("chat-send").disabled = true;
     try {
       const payload = { text, author: "dashboard" }; // the log says who wrote it
       if (conversation) payload.conversation_id = conversation;
       const res = await apiPost("v1/orchestrator/messages", payload);
       if (res.status === 202) {
-        input.value = "";
+        // Only what was sent leaves the box: what was typed while it was on its way stays.
+        if (input.value.startsWith(typed)) input.value = input.value.slice(typed.length).trimStart();
+        $("chat-log").scrollTop = $("chat-log").scrollHeight; // the answer to follow shows
         if (res.body.conversation_id !== conversation) start(res.body.conversation_id);
         waiting = res.body.position;
         status();
@@ -135,6 +146,7 @@
     } catch (e) {
       status(`Not sent: ${e.message}`, true);
     } finally {
+      sending = false;
       $("chat-send").disabled = false;
     }
   }

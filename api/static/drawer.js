@@ -12,13 +12,14 @@
 
   const {
     $, h, s, fmtCost, fmtTokens, fmtMs, fmtClock, clip, shortModel, name, eventsOf, summarize,
-    agentOf, pretty,
+    agentOf, pretty, patchChildren,
   } = window.fleetLib;
   const RESULTS_MAX = 200;
 
   let S = null;
   let current = null; // the agent id shown
   let mark = null; // a position to bring into view once drawn
+  let marked = null; // the position shown marked (kept marked when the drawer is drawn again)
   let timer = 0;
   let searchTimer = 0;
 
@@ -55,6 +56,7 @@
   function show(agentId, position) {
     current = agentId;
     mark = position ?? null;
+    marked = mark;
     $("drawer").hidden = false;
     $("drawer").dataset.agentId = agentId;
     document.body.classList.add("drawer-open");
@@ -87,14 +89,17 @@
     $("drawer-summary").replaceChildren(...summary(a, events).filter(Boolean));
     const body = $("drawer-body");
     drawnAt = S.live ? "live" : String(S.at);
-    body.replaceChildren(...transcript(events));
+    // An entry drawn the same as before is kept, not replaced: the text a person selected
+    // in it, and where its result is scrolled to, stay while the agent works on.
+    const before = new Map([...body.children].map((el) => [el.dataset.position, el]));
+    patchChildren(body, transcript(events).map((el) => {
+      const old = before.get(el.dataset.position);
+      return old && old.isEqualNode(el) ? old : el;
+    }));
     body.dataset.position = String(events.length ? events[events.length - 1].position : 0);
     if (mark != null) {
-      const el = body.querySelector(`[data-position="${mark}"]`);
-      if (el) {
-        el.classList.add("marked");
-        el.scrollIntoView({ block: "center" });
-      }
+      const el = body.querySelector(`.entry[data-position="${mark}"]`);
+      if (el) el.scrollIntoView({ block: "center" });
       mark = null;
     }
   }
@@ -149,7 +154,8 @@
 
   function entry(kind, e, title, ...body) {
     const future = !S.live && e.position > S.at ? " future" : "";
-    return h("div", { class: `entry entry-${kind}${future}`, "data-position": e.position, "data-type": e.type },
+    const here = e.position === marked ? " marked" : "";
+    return h("div", { class: `entry entry-${kind}${future}${here}`, "data-position": e.position, "data-type": e.type },
       h("div", { class: "entry-head" },
         h("span", { class: "pos", text: `#${e.position}` }),
         h("span", { class: "time", title: e.recorded_at, text: fmtClock(e.recorded_at, true) }),
@@ -256,8 +262,10 @@
     if (!q || !current) { box.replaceChildren(); box.dataset.count = "0"; return; }
     const a = card(current);
     const scope = a && a.run_id ? { run_id: a.run_id } : { agent_id: current };
+    const agent = current;
     const events = await eventsOf(scope);
     if ($("search").value.trim().toLowerCase() !== q) return; // typed on meanwhile
+    if (current !== agent) return; // another agent opened meanwhile: its own search shows
     const found = events.filter((e) => `${e.type} ${JSON.stringify(e.data)}`.toLowerCase().includes(q));
     box.dataset.count = String(found.length);
     const rows = found.slice(0, RESULTS_MAX).map((e) => {

@@ -17,6 +17,7 @@ from dash_support import (
     DOCS,
     ORCH,
     PLANNER,
+    SCOUT_A,
     SCOUT_B,
     append_steps,
     count_events,
@@ -592,5 +593,69 @@ async def test_a_board_column_of_many_runs_shows_its_latest_tasks_and_how_many_a
             timeout=TIMEOUT_MS,
         )  # fmt: skip
         assert await page.locator("#board .older-tasks").count() == 0
+        assert page.errors == []
+        await page.close()
+
+
+async def test_a_board_column_scrolled_down_stays_there_while_the_fleet_works(
+    browser: Any, config: ApiConfig
+) -> None:
+    """A long column scrolled to its end stays there when the page draws the board again
+    (on each refresh of the agents: it went back to the top)."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        meta = Meta(run_id="run-long")
+        await store.append("run-long", [NewEvent(RunStarted(run_id="run-long", task="t"), meta)])
+        for i in range(40):
+            created = TaskCreated(task_id=f"t{i:02d}", title=f"task {i}")
+            await store.append(f"task-t{i:02d}", [NewEvent(created, meta)])
+        page = await open_page(browser, server.url + "/")
+        await settled(page, await store.head())
+        column = page.locator(".board-column", has=page.locator(".task-card"))
+        scrolled = await column.evaluate(
+            "c => { c.scrollTop = c.scrollHeight; return c.scrollTop; }"
+        )
+        assert scrolled > 0
+        agent = AgentCreated(agent_id="scout-9", name="scout", role="scout", model="sim")
+        await store.append("agent-scout-9", [NewEvent(agent, meta)])
+        await settled(page, await store.head())
+        assert await page.locator('.agent-card[data-agent-id="scout-9"]').count() == 1
+        assert await column.evaluate("c => c.scrollTop") == scrolled
+        assert page.errors == []
+        await page.close()
+
+
+async def test_the_drawer_keeps_a_selection_and_its_mark_while_the_agent_works(
+    browser: Any, config: ApiConfig
+) -> None:
+    """Opened from a search result, the drawer marks that event; text selected in it stays
+    selected, and the mark stays, as the agent's next events come (the drawer was drawn
+    anew on each: the selection went, and the mark with it)."""
+    phases = fleet_script()
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        first = await append_steps(store, phases[0])
+        page = await open_page(browser, server.url + "/")
+        await settled(page, first)
+        events = (await get_json(server.url, "/v1/events", agent_id=SCOUT_A, limit=1000))["events"]
+        grep = next(e for e in events if e["type"] == "ToolCallRequested")
+        await page.locator(f'.agent-card[data-agent-id="{SCOUT_A}"]').click()
+        await page.locator("#search").fill("def report")
+        await page.locator(f'#search-results .result[data-position="{grep["position"]}"]').click()
+        marked = page.locator("#drawer-body .entry.marked")
+        assert await marked.get_attribute("data-position") == str(grep["position"])
+        prompt = page.locator("#drawer-body .entry-prompt pre").first
+        said = await prompt.evaluate(
+            "pre => { getSelection().selectAllChildren(pre); return pre.textContent; }"
+        )
+        assert said == "Find where the report is printed."
+
+        await append_steps(store, phases[1])
+        events = (await get_json(server.url, "/v1/events", agent_id=SCOUT_A, limit=1000))["events"]
+        await page.wait_for_function(
+            "(p) => document.getElementById('drawer-body').dataset.position === String(p)",
+            arg=events[-1]["position"],
+        )
+        assert await page.locator("#drawer-body .entry[data-type=AgentCompleted]").count() == 1
+        assert await page.evaluate("() => getSelection().toString()") == said
+        assert await marked.get_attribute("data-position") == str(grep["position"])
         assert page.errors == []
         await page.close()

@@ -7,6 +7,7 @@ conversation's agents as the log tells them.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from dash_support import dashboard_server
 from test_dashboard import get_json, open_page
 
 from api import ApiConfig
+from events import ChatMessagePosted, Meta, NewEvent, SQLiteEventStore
 from runtime import prepare_workspace
 
 pytestmark = pytest.mark.browser
@@ -88,4 +90,111 @@ async def test_a_three_turn_conversation_from_the_chat_panel_with_its_agents_liv
             await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
             await page.screenshot(path=artifacts / f"dashboard-chat-conversation-{size}.png")
         assert page.errors == []
+        await page.close()
+
+
+async def test_text_typed_while_a_message_is_on_its_way_stays_and_enter_sends_it_once(
+    browser: Any, config: ApiConfig
+) -> None:
+    """A message on its way (a slow network): Enter again does not send it a second time, and
+    what is typed meanwhile stays in the box once it is sent (the box was emptied)."""
+    async with dashboard_server(config) as server:
+        page = await open_page(browser, server.url + "/")
+        await page.wait_for_function("document.getElementById('conn').dataset.state === 'live'")
+        sent: list[str] = []
+        release = asyncio.Event()
+
+        async def held(route: Any) -> None:
+            sent.append(route.request.post_data_json["text"])
+            await release.wait()  # on its way until the test lets it through
+            await route.continue_()
+
+        await page.route("**/v1/orchestrator/messages", held)
+        await page.locator("#chat-toggle").click()
+        await page.locator("#chat-input").fill("/status")
+        async with page.expect_request("**/v1/orchestrator/messages"):
+            await page.keyboard.press("Enter")
+        await page.keyboard.press("Enter")
+        await page.keyboard.type(" /cost")
+        release.set()
+        await page.locator('#chat-log .chat-msg[data-role="orchestrator"]').first.wait_for()
+        await page.wait_for_function("() => !document.getElementById('chat-send').disabled")
+        assert sent == ["/status"]
+        assert await page.locator("#chat-input").input_value() == "/cost"
+        assert page.errors == []
+        await page.close()
+
+
+async def test_the_conversation_stays_where_it_was_scrolled_to_as_messages_come(
+    browser: Any, config: ApiConfig
+) -> None:
+    """Scrolled up to read, the panel stays there when a message comes (it jumped to the
+    end); at the end, it follows the conversation."""
+    cid = "c-scroll"
+
+    async def answer(store: SQLiteEventStore, i: int) -> None:
+        posted = ChatMessagePosted(
+            conversation_id=cid, role="orchestrator", text=f"answer {i}", author="fleet"
+        )
+        await store.append(f"chat-{cid}", [NewEvent(posted, Meta(run_id=f"chat-{cid}"))])
+
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        for i in range(30):
+            await answer(store, i)
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(15_000)
+        await page.add_init_script(f"sessionStorage.setItem('fleet-conversation', '{cid}')")
+        await page.goto(server.url + "/")
+        await page.locator("#chat-toggle").click()
+        messages = page.locator("#chat-log .chat-msg")
+        log = page.locator("#chat-log")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#chat-log .chat-msg').length === 30"
+        )
+        assert await log.evaluate("l => l.scrollHeight > l.clientHeight + 100")
+        await page.wait_for_function("document.getElementById('conn').dataset.state === 'live'")
+
+        await log.evaluate("l => { l.scrollTop = 40; }")  # reading an earlier answer
+        await answer(store, 30)
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#chat-log .chat-msg').length === 31"
+        )
+        assert await log.evaluate("l => l.scrollTop") == 40
+
+        await log.evaluate("l => { l.scrollTop = l.scrollHeight; }")  # at the end again
+        await answer(store, 31)
+        await messages.nth(31).wait_for()
+        assert await log.evaluate("l => l.scrollHeight - l.scrollTop - l.clientHeight < 2")
+        await page.close()
+
+
+async def test_new_conversation_pressed_while_the_last_one_loads_stays_empty(
+    browser: Any, config: ApiConfig
+) -> None:
+    """The tab's conversation loads slowly and New is pressed meanwhile: the new conversation
+    stays empty (the old one's messages were drawn into it when they came)."""
+    cid = "c-old"
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        posted = ChatMessagePosted(conversation_id=cid, role="orchestrator", text="an old answer")
+        await store.append(f"chat-{cid}", [NewEvent(posted, Meta(run_id=f"chat-{cid}"))])
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(15_000)
+        release = asyncio.Event()
+
+        async def held(route: Any) -> None:
+            await release.wait()  # a slow answer, until the test lets it through
+            await route.continue_()
+
+        await page.route(f"**/v1/orchestrator/conversations/{cid}", held)
+        await page.add_init_script(f"sessionStorage.setItem('fleet-conversation', '{cid}')")
+        async with page.expect_request(f"**/v1/orchestrator/conversations/{cid}"):
+            await page.goto(server.url + "/")
+        await page.locator("#chat-toggle").click()
+        await page.locator("#chat-new").click()
+        async with page.expect_request_finished(lambda r: f"/conversations/{cid}" in r.url):
+            release.set()
+        await page.evaluate("() => fetch('healthz').then((r) => r.json())")
+        assert await page.locator("#chat-log > *").count() == 0
+        status = await page.locator("#chat-status").text_content() or ""
+        assert status.startswith("A new conversation")
         await page.close()

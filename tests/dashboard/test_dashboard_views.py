@@ -9,6 +9,7 @@ JSON or the log's events, as a user would check it.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import json
 import os
@@ -263,7 +264,8 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     """Both calls on hold are listed with their input; Approve and Deny are recorded in the log.
 
     One person types a reason for one call while another, on a second page, approves the
-    other: the typing goes on in the same box, and the reason sent is the whole of it.
+    other: the typing goes on in the same box, and the reason sent is the whole of it. While
+    an answer is on its way, its card takes no other (it would be refused and say so).
     """
     page = await open_page(browser, served.url + "/")
     other = await open_page(browser, served.url + "/")
@@ -284,7 +286,20 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     clean = page.locator('.approval[data-approval-id="appr-clean"]')
     await clean.locator(".reason").click()
     await page.keyboard.type("not ")
+    release = asyncio.Event()
+
+    async def held(route: Any) -> None:
+        await release.wait()  # the answer is on its way until the test lets it through
+        await route.continue_()
+
+    await other.route("**/v1/approvals/appr-ship", held)
     await other.locator('.approval[data-approval-id="appr-ship"] .approve').click()
+    await other.wait_for_function(
+        "() => document.querySelector('.approval[data-approval-id=appr-ship] .deny').disabled"
+    )
+    release.set()
+    # Each page notes the answer it gave (checked now: the note goes after 8 s).
+    await other.locator('.approval.answered[data-approval-id="appr-ship"]').wait_for()
     # The first page renders the panel again without the approved call ...
     await page.wait_for_function(
         "() => !document.querySelector('#approvals .approval[data-approval-id=appr-ship][data-state=pending]')"
@@ -294,6 +309,7 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     await page.wait_for_function(
         "() => !document.querySelector('#approvals .approval[data-state=pending]')"
     )
+    await panel.locator('.approval.answered[data-approval-id="appr-clean"]').wait_for()
     shipped = await get_json(served.url, "/v1/approvals/appr-ship")
     cleaned = await get_json(served.url, "/v1/approvals/appr-clean")
     assert (shipped["status"], shipped["by"]) == ("allowed", "dashboard")
@@ -303,9 +319,6 @@ async def test_approve_and_deny_a_pending_call_from_the_approvals_panel(
     await page.wait_for_function(
         "() => document.querySelectorAll('#feed .feed-row[data-type=ApprovalDecided]').length === 2"
     )
-    # Each page notes the answer it gave.
-    assert await panel.locator('.approval.answered[data-approval-id="appr-clean"]').count() == 1
-    assert await other.locator('.approval.answered[data-approval-id="appr-ship"]').count() == 1
     assert page.errors == [] and other.errors == []
     await page.close()
     await other.close()
@@ -672,5 +685,82 @@ async def test_a_picked_runs_feed_holds_its_events_older_than_the_feed_keeps(
         "() => [...document.querySelectorAll('#feed .feed-row')].map(r => Number(r.dataset.position))"
     )
     assert sorted(shown) == expected
+    assert page.errors == []
+    await page.close()
+
+
+def held_requests(url_part: str) -> tuple[asyncio.Event, Any]:
+    """A route handler holding every request whose URL holds `url_part` until the event is set."""
+    release = asyncio.Event()
+
+    async def handler(route: Any) -> None:
+        if url_part in route.request.url:
+            await release.wait()  # a slow answer, until the test lets it through
+        await route.continue_()
+
+    return release, handler
+
+
+async def test_a_run_picked_while_another_runs_range_is_loading_keeps_the_page(
+    browser: Any, served: Served
+) -> None:
+    """Pick a run, then another before the first's range came: the page shows the second's
+    slider and feed, not the first's when its answers come late."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    release, handler = held_requests(f"run_id={RUN_ID}")
+    await page.route(lambda url: "/v1/events?" in url, handler)
+    await page.locator("#run-picker").select_option(RUN_ID)
+    await pick_run(page, RUN_2)
+    first = (await get_json(served.url, "/v1/events", run_id=RUN_2, limit=1))["events"][0]
+    await page.wait_for_function(
+        "(min) => document.getElementById('slider').min === String(min)",
+        arg=first["position"] - 1,
+    )
+    # The first run's answers come now; the page's own next round trip comes after them.
+    last = f"run_id={RUN_ID}&type=RunCompleted"
+    async with page.expect_request_finished(lambda r: last in r.url):
+        release.set()
+    await page.evaluate("() => fetch('healthz').then((r) => r.json())")
+    assert await page.locator("#slider").get_attribute("min") == str(first["position"] - 1)
+    assert await page.locator("#run-picker").input_value() == RUN_2
+    runs = await page.evaluate(
+        "() => [...new Set([...document.querySelectorAll('#feed .feed-row')].map(r => r.dataset.run))]"
+    )
+    assert runs == [RUN_2]
+    assert page.errors == []
+    await page.close()
+
+
+async def test_a_search_answered_late_does_not_show_in_another_agents_drawer(
+    browser: Any, served: Served
+) -> None:
+    """Search in one agent's drawer, open another's before the first run's events came: the
+    drawer shows the search through the second agent's run, not the first's when it lands."""
+    page = await open_page(browser, served.url + "/")
+    await settled(page, served)
+    release, handler = held_requests(f"run_id={RUN_ID}")
+    await page.route(lambda url: "/v1/events?" in url, handler)
+    await page.locator(f'.agent-card[data-agent-id="{SCOUT_B}"]').click()
+    async with page.expect_request(lambda r: f"run_id={RUN_ID}" in r.url):
+        await page.locator("#search").fill("bash")
+    await page.locator("#drawer-close").click()  # (Escape would empty the search box too)
+    await page.locator(f'.agent-card[data-agent-id="{SHIPPER}"]').click()
+    results = page.locator("#search-results > .muted")
+    await page.wait_for_function(
+        "(run) => document.querySelector('#search-results > .muted')?.textContent.includes(run)",
+        arg=RUN_2,
+    )
+    async with page.expect_request_finished(lambda r: f"run_id={RUN_ID}" in r.url):
+        release.set()
+    await page.evaluate("() => fetch('healthz').then((r) => r.json())")
+    assert f"of the run {RUN_2} match" in (await results.text_content() or "")
+    events = (await get_json(served.url, "/v1/events", run_id=RUN_2, limit=1000))["events"]
+    expected = [e["position"] for e in events if "bash" in f"{e['type']} {e['data']}".lower()]
+    found = await page.evaluate(
+        "() => [...document.querySelectorAll('#search-results .result')].map("
+        "r => Number(r.dataset.position))"
+    )
+    assert found == expected
     assert page.errors == []
     await page.close()
