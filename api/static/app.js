@@ -297,6 +297,28 @@
     }
   }
 
+  // A run whose process died stays "running" in the log; the API says "interrupted" once
+  // its lease lapses, and no event marks that moment, so no delta brings it (note 4). While
+  // live, the runs the page holds as running are asked for by id now and then.
+  const LAPSED_EVERY_MS = 5000;
+
+  async function checkLapsed() {
+    const held = S.live && S.views.runs;
+    const running = held ? held.runs.filter((r) => r.status === "running").map((r) => r.id) : [];
+    if (!running.length) return;
+    try {
+      const { body } = await api("v1/runs", { run_id: running.slice(-BACK_CAP), status: "interrupted" });
+      const lapsed = new Map(body.runs.map((r) => [r.id, r]));
+      if (!lapsed.size || !S.live || !S.views.runs) return;
+      // Into the runs held now (a round may have brought them forward meanwhile).
+      const runs = S.views.runs.runs.map((r) => (r.status === "running" && lapsed.get(r.id)) || r);
+      S.views.runs = { ...S.views.runs, runs };
+      render(["runs"]);
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) console.warn("fleet: runs check failed", e);
+    }
+  }
+
   // What a round asks of view `n`: with `since[n]`, what changed after it; with `back[n]`,
   // those cards as of the position (note 4).
   function query(n, params, run, since, back) {
@@ -944,6 +966,7 @@
     connect();
     for (const part of PARTS()) part.init(S);
     invalidate(VIEWS);
+    setInterval(checkLapsed, LAPSED_EVERY_MS);
     if (wanted) selectRun(wanted);
   }
 

@@ -34,6 +34,7 @@ from events import (
     SQLiteEventStore,
     TaskCreated,
     TaskMoved,
+    process_owner,
 )
 from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspace, run_pattern
 
@@ -657,5 +658,32 @@ async def test_the_drawer_keeps_a_selection_and_its_mark_while_the_agent_works(
         assert await page.locator("#drawer-body .entry[data-type=AgentCompleted]").count() == 1
         assert await page.evaluate("() => getSelection().toString()") == said
         assert await marked.get_attribute("data-position") == str(grep["position"])
+        assert page.errors == []
+        await page.close()
+
+
+async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
+    browser: Any, config: ApiConfig
+) -> None:
+    """A run's conductor dies: no event says so, its lease lapses, and the API says
+    "interrupted". The open page says so too, in the run picker and the run's summary
+    (it kept "running" until reloaded: no event, so no refresh brought it)."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        lease = await store.leases.acquire_lease("run-r-lapse", process_owner(), 600)
+        meta = Meta(run_id="r-lapse")
+        await store.append("run-r-lapse", [NewEvent(RunStarted(run_id="r-lapse", task="t"), meta)])
+        page = await open_page(browser, server.url + "/#run=r-lapse")
+        await settled(page, await store.head())
+        summary = page.locator("#run-summary .status")
+        await page.wait_for_function(
+            "() => document.querySelector('#run-summary .status')?.dataset.status === 'running'"
+        )
+        await store.leases.release_leases([lease.key], lease.owner)  # as a lapse would
+        await page.wait_for_function(
+            "() => document.querySelector('#run-summary .status')?.dataset.status === 'interrupted'"
+        )
+        option = page.locator('#run-picker option[value="r-lapse"]')
+        assert (await option.text_content() or "").endswith("· interrupted")
+        assert await summary.text_content() == "interrupted"
         assert page.errors == []
         await page.close()
