@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ._common import add_common, console, log_missing, print_json, resolve_db
+from ._common import add_common, console, log_missing, print_json, require_log, resolve_db
 
 __all__ = ["configure"]
 
@@ -73,6 +73,7 @@ async def _decide(
     from projections import ProjectionRunner
     from runtime import decide_approval
 
+    await require_log(db)  # a PostgreSQL schema is made by opening it for writing
     async with open_store(db) as store, ProjectionRunner(store) as runner:
         recorded = await decide_approval(
             store, runner, approval_id, decision=decision, by=who, reason=reason

@@ -12,6 +12,7 @@ so that a `[/]` in it is text, not a `MarkupError`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import os
@@ -32,6 +33,7 @@ __all__ = [
     "log_missing",
     "open_to_read",
     "print_json",
+    "require_log",
     "resolve_db",
     "resolve_run",
 ]
@@ -62,6 +64,28 @@ def resolve_db(arg: str | None) -> Path | str:
 def log_missing(db: Path | str) -> bool:
     """True when `db` is a path with no file (a URL names a server: opening tells)."""
     return isinstance(db, Path) and not db.is_file()
+
+
+async def require_log(db: Path | str) -> None:
+    """Raise `ApiError` when there is no log at `db`. A command that acts on a log must
+    check first: opening one for writing makes it, so a mistyped path or PostgreSQL
+    schema became a new empty log ("nothing to resume", "no agents", exit code 0)."""
+    from events import LogNotFound, open_store
+
+    from ..errors import ApiError
+
+    if isinstance(db, Path):
+        missing = not await asyncio.to_thread(db.is_file)
+    else:  # a URL: asked read-only, which never creates a log
+        try:
+            async with open_store(db, readonly=True):
+                missing = False
+        except LogNotFound:
+            missing = True
+    if missing:
+        raise ApiError(
+            f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
+        )
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
@@ -96,9 +120,11 @@ def print_json(data: Any) -> None:
 async def open_to_read(db: str | Path) -> AsyncIterator[EventStore]:
     """The log at `db` for a command that only reads it: for writing if it can be (the
     projections then keep their checkpoints for the next command), else read-only (a
-    read-only file, folder or disk). Raises what `open_store` raises."""
+    read-only file, folder or disk). Raises `ApiError` when there is no log at `db`
+    (`require_log`: none is made), else what `open_store` raises."""
     from events import StoreUnavailable, open_store
 
+    await require_log(db)
     try:
         store = await open_store(db).open()
     except StoreUnavailable:

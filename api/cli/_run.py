@@ -18,7 +18,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import DEFAULT_DB, add_common, console, print_json, resolve_db, resolve_run
+from ._common import (
+    DEFAULT_DB,
+    add_common,
+    console,
+    print_json,
+    require_log,
+    resolve_db,
+    resolve_run,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -333,6 +341,7 @@ async def _interrupted(db: Path | str, only: str | None) -> list[tuple[str, Path
     from projections import ProjectionRunner
     from runtime import check_resumable, interrupted_runs
 
+    await require_log(db)  # a mistyped --db is not a new, empty log with nothing to resume
     async with open_store(db) as store, ProjectionRunner(store) as runner:
         if only is None:
             ids = await interrupted_runs(store, runner)
@@ -400,6 +409,7 @@ async def _abandon(args: argparse.Namespace) -> int:
     from runtime import RuntimeOptions, abandon_run, open_runtime
 
     options = RuntimeOptions(db=resolve_db(args.db), workspace=Path.cwd())
+    await require_log(options.db)
     async with open_runtime(options) as rt:
         run_id = await _named(rt.store, args.run)
         await abandon_run(rt.fleet, run_id)

@@ -16,8 +16,16 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from postgres_support import (
+    POSTGRES_URL,
+    drop_postgres_schemas,
+    postgres_log_url,
+    postgres_or_skip,
+    run_in_thread,
+)
 from rich.console import Console
 
 from api.cli import main
@@ -349,16 +357,51 @@ def test_events_follow_prints_new_events_until_ctrl_c(
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", ["agents", "board", "runs", "events"])
+# resume, abandon and approve open the log for writing: a mistyped --db became a new,
+# empty log ("nothing to resume", exit code 0).
+ON_A_LOG = ["agents", "board", "runs", "events", "approvals", "resume", "abandon run-x",
+            "approve apr-x"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ON_A_LOG)
 def test_commands_refuse_a_missing_log_and_create_nothing(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nowhere" / "fleet.db"
-    code, out, err = run_cli(capsys, command, "--db", str(missing))
+    code, out, err = run_cli(capsys, *command.split(), "--db", str(missing))
     assert code == 1
     assert f"no fleet log at {missing}" in err
     assert out == ""
     assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize("command", ON_A_LOG)
+def test_commands_refuse_a_missing_postgresql_schema_and_create_nothing(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opening a PostgreSQL log for writing makes its schema: a mistyped `?schema=` was a
+    new, empty log ("no agents", exit code 0) left in the database."""
+    postgres_or_skip()
+    schema = f"typo_{uuid4().hex[:10]}"
+    try:
+        code, out, err = run_cli(capsys, *command.split(), "--db", postgres_log_url(schema))
+        assert code == 1
+        assert "no fleet log at postgresql://" in err and schema in err
+        assert out == ""
+        assert not run_in_thread(_schema_exists(schema))
+    finally:
+        drop_postgres_schemas([schema])
+
+
+async def _schema_exists(schema: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        found = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema)
+    finally:
+        await conn.close()
+    return found is not None
 
 
 def test_db_defaults_to_fleet_db_env(
