@@ -145,7 +145,10 @@ class PostgresEventStore:
             with translated("opening", self.location):
                 self._pool = await asyncpg.create_pool(
                     self._where.dsn,
-                    min_size=1,
+                    # No floor: asyncpg restores one in the background during an outage, with
+                    # a traceback at each retry; the store says it once (note 6). A connection
+                    # stays pooled while used (asyncpg closes it after 5 idle minutes).
+                    min_size=0,
                     max_size=self.pool_size,
                     timeout=self.connect_timeout,
                     server_settings=settings,

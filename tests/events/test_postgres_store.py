@@ -342,6 +342,8 @@ async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_rep
             outage = [r.getMessage() for r in caplog.records if "subscriptions" in r.getMessage()]
             assert len(outage) == 2, outage  # one line down, one line back
             assert "unavailable" in outage[0] and "again" in outage[1]
+            # Nor a traceback from asyncpg's pool at each of its retries.
+            assert not [r for r in caplog.records if r.name.startswith("asyncpg")]
             following.cancel()
         finally:
             await reader.aclose()
