@@ -183,7 +183,12 @@ class PostgresEventStore:
         conn: asyncpg.Connection | None = None
         try:
             with translated("listening to", self.location):
-                conn = await asyncpg.connect(self._where.dsn, timeout=self.connect_timeout)
+                conn = await asyncpg.connect(
+                    self._where.dsn,
+                    timeout=self.connect_timeout,
+                    # Named as the pool's are, so an operator finds it in pg_stat_activity.
+                    server_settings={"application_name": "fleet"},
+                )
                 await conn.add_listener(self.tables.channel, self._notified)
         except BaseException as e:
             # Connected but not listening: closed here, or each retry of `_relisten` leaks one

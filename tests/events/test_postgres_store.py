@@ -365,6 +365,24 @@ async def test_a_schema_named_by_a_keyword_holds_a_log() -> None:
         drop_postgres_schemas(['"order"'])
 
 
+async def test_every_connection_of_a_store_is_named_fleet_in_pg_stat_activity(
+    factory: Logs,
+) -> None:
+    # An operator finds fleet's sessions by name (to see them, or to end them); the one
+    # that listens for notifications had none.
+    store = await factory()
+    await store.append("agent-a", [command("a", 0)])
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        rows = await admin.fetch(
+            "SELECT application_name FROM pg_stat_activity WHERE query = $1",
+            f'LISTEN "{store.tables.channel}"',
+        )
+    finally:
+        await admin.close()
+    assert [r["application_name"] for r in rows] == ["fleet"]
+
+
 async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: Logs) -> None:
     from events import StoreError
 
