@@ -63,17 +63,15 @@ def parse_location(url: str) -> Location:
     """Split `url` into asyncpg's DSN and the log's schema.
 
     Raises `UnsupportedLocation` for a schema name that is not a lowercase
-    identifier (it is used unquoted in statements and in the channel name).
+    identifier (it is in the channel's name), or for two of them.
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = DEFAULT_SCHEMA
-    rest: list[tuple[str, str]] = []
-    for key, value in query:
-        if key == "schema":
-            schema = value
-        else:
-            rest.append((key, value))
+    schemas = [value for key, value in query if key == "schema"]
+    if len(schemas) > 1:  # which log was meant? (the last one was taken, silently)
+        raise UnsupportedLocation(url, f"one schema, not {len(schemas)}: {schemas!r}")
+    schema = schemas[0] if schemas else DEFAULT_SCHEMA
+    rest = [(key, value) for key, value in query if key != "schema"]
     if not _IDENTIFIER.match(schema):
         raise UnsupportedLocation(
             url, f"schema must be a lowercase identifier (a-z, 0-9, _), got {schema!r}"

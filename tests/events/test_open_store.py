@@ -84,6 +84,12 @@ def test_a_postgresql_port_that_is_not_one_is_refused(port: str) -> None:
         open_store(f"postgresql://u@h:5432,[::1]:{port}/db")  # asyncpg's list of hosts
 
 
+def test_a_postgresql_url_naming_two_schemas_is_refused() -> None:
+    # The last was taken without a word: a typo in one meant another log than the other.
+    with pytest.raises(UnsupportedLocation, match="one schema, not 2"):
+        open_store("postgresql://u@h/db?schema=team_a&sslmode=disable&schema=team_b")
+
+
 @pytest.mark.parametrize(
     ("location", "reason"),
     [
