@@ -170,6 +170,11 @@ def _caption(position: int, at: int | None) -> str:
     return f"as of position {position}" if at is not None else f"at position {position} (head)"
 
 
+def _counted(count: int, noun: str) -> str:
+    """`1 run`, `2 runs`: a table's caption counts what it shows."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _agents_command(args: argparse.Namespace) -> int:
     views, position, run_id = asyncio.run(
         read_views(_existing_log(args.db), ["agents"], at=args.at, run=args.run)
@@ -191,7 +196,7 @@ def _agents_command(args: argparse.Namespace) -> int:
     from ._render import render_agents
 
     table = render_agents(agents, width=_width())
-    table.caption = f"{len(agents)} agents, {_caption(position, args.at)}"
+    table.caption = f"{_counted(len(agents), 'agent')}, {_caption(position, args.at)}"
     _print(table)
     return 0
 
@@ -213,7 +218,7 @@ def _board_command(args: argparse.Namespace) -> int:
     from ._render import render_board
 
     table = render_board(board)
-    table.caption = f"{board['count']} tasks, {_caption(position, args.at)}"
+    table.caption = f"{_counted(board['count'], 'task')}, {_caption(position, args.at)}"
     _print(table)
     return 0
 
@@ -234,7 +239,7 @@ def _runs_command(args: argparse.Namespace) -> int:
     from ._render import render_runs
 
     table = render_runs(runs["runs"], width=_width())
-    table.caption = f"{runs['count']} runs, {_caption(position, args.at)}"
+    table.caption = f"{_counted(runs['count'], 'run')}, {_caption(position, args.at)}"
     _print(table)
     return 0
 

@@ -211,6 +211,8 @@ def test_board_shows_tasks_by_column_and_filters_by_run(
         assert column in header
     assert "↺1" in out  # the review sent the task back once
     assert "Write the docs" in out
+    _, out, _ = run_cli(capsys, "board", "--db", str(db), "--run", run_id)
+    assert f"1 task, at position {_head(db)} (head)" in out  # not "1 tasks"
 
     code, out, _ = run_cli(capsys, "board", "--db", str(db), "--run", run_id, "--json")
     board = json.loads(out)
@@ -240,6 +242,7 @@ def test_runs_lists_pattern_status_duration_and_cost(
     extra = next(line for line in table.splitlines() if EXTRA_RUN in line)
     assert "orchestrator" in extra
     assert "interrupted" in extra
+    assert f"{len(runs['runs'])} runs, at position {_head(db)} (head)" in table
 
 
 def test_views_at_a_past_position_are_the_projections_then(
