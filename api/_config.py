@@ -9,6 +9,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from hooks import http_url_problem
+
 __all__ = ["DEFAULT_DB", "ApiConfig"]
 
 DEFAULT_DB = Path(".fleet") / "fleet.db"
@@ -166,6 +168,14 @@ class ApiConfig(BaseModel):
             text = value.get_secret_value()
             if any(c.isspace() for c in text) or not text.isprintable():
                 raise ValueError("the token must be printable and contain no whitespace")
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_url(cls, value: str | None) -> str | None:
+        # Refused at start, not retried at every batch of spans the server makes.
+        if value is not None and (problem := http_url_problem(value.strip())) is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("import_key")

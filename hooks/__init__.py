@@ -24,6 +24,7 @@ from ._config import (
     Matcher,
     default_timeout,
     find_settings,
+    http_url_problem,
     load_project_settings,
     load_settings,
 )
@@ -152,6 +153,7 @@ __all__ = [
     "default_timeout",
     "find_settings",
     "hook_point",
+    "http_url_problem",
     "load_project_settings",
     "load_settings",
     "otlp_response",

@@ -259,13 +259,20 @@ def _validate(model: type[_M], raw: Any, prefix: str, problems: list[tuple[str, 
         return None
 
 
-def _check_url(url: str) -> str | None:
+def http_url_problem(url: str) -> str | None:
+    """What is wrong with `url` as an http(s) URL to post to (a hook's, an OTLP receiver's),
+    or None: parsed as httpx parses it, so "http://[::1" or a port of 99999 is caught here,
+    not at the first post."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as e:
-        return f"not a valid URL: {e}"
+        return f"not a valid URL ({e}): {url!r}"
     if parsed.scheme not in ("http", "https") or not parsed.host:
         return f"expected an http:// or https:// URL with a host, got {url!r}"
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"the port {parsed.port} is not 1-65535 in {url!r}"
+    if any(c.isspace() for c in url):
+        return f"a URL has no spaces, got {url!r}"
     return None
 
 
@@ -317,7 +324,7 @@ def _http(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
     http = _validate(_HttpHook, raw, where, found.problems)
     if http is None:
         return None
-    if (bad := _check_url(http.url)) is not None:
+    if (bad := http_url_problem(http.url)) is not None:
         found.problems.append((f"{where}.url", bad))
         return None
     if _INGEST_PATH.search(urllib.parse.urlsplit(http.url).path):

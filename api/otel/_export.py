@@ -29,6 +29,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from events import EventStore, read_run
+from hooks import http_url_problem
 
 from ._batch import map_events
 from ._mapping import DEFAULT_MAX_CONTENT_CHARS, SpanRecord
@@ -76,6 +77,8 @@ def resolve_endpoint(url: str) -> str:
     url = url.strip()
     if not url.startswith(("http://", "https://")):
         raise ExportFailed(f"the OTLP endpoint {url!r} is not an http:// or https:// URL")
+    if (problem := http_url_problem(url)) is not None:
+        raise ExportFailed(f"the OTLP endpoint is not usable: {problem}")
     return url if url.rstrip("/").endswith(_TRACES_PATH) else url.rstrip("/") + _TRACES_PATH
 
 

@@ -179,6 +179,9 @@ def test_config_from_env_reads_fleet_db_and_fleet_token() -> None:
         {"sse_queue": 0},
         {"page_limit": 5000},
         {"unknown_option": 1},
+        {"otlp_endpoint": "http://[::1"},
+        {"otlp_endpoint": "ftp://collector:4318"},
+        {"otlp_endpoint": "http://collector:99999"},
     ],
 )
 def test_config_refuses_bad_values(values: dict[str, object]) -> None:

@@ -137,6 +137,16 @@ def test_disable_all_hooks_gives_no_hooks() -> None:
             "http:// or https://",
         ),
         (
+            {"hooks": {"Stop": [{"hooks": [{"type": "http", "url": "http://[::1"}]}]}},
+            "hooks.Stop[0].hooks[0].url",
+            "not a valid URL",
+        ),
+        (
+            {"hooks": {"Stop": [{"hooks": [{"type": "http", "url": "http://h:99999/x"}]}]}},
+            "hooks.Stop[0].hooks[0].url",
+            "port 99999 is not 1-65535",
+        ),
+        (
             {"hooks": {"Stop": [{"hooks": [{"type": "comand", "command": "x"}]}]}},
             "hooks.Stop[0].hooks[0].type",
             "unknown hook type 'comand'",

@@ -185,5 +185,13 @@ async def test_an_unknown_run_or_a_dead_endpoint_is_a_clear_error(log: Path, run
             await export_run(store, run_id, "http://127.0.0.1:9", timeout_s=1)
         with pytest.raises(ExportFailed, match="not an http"):
             await export_run(store, run_id, "ftp://x")
+        # A malformed URL is refused before any span is made, not retried at each batch.
+        for bad, words in [
+            ("http://[::1", "not a valid URL"),
+            ("http://127.0.0.1:99999", "port 99999 is not 1-65535"),
+            ("http://receiver host:4318", "no spaces"),
+        ]:
+            with pytest.raises(ExportFailed, match=words):
+                await export_run(store, run_id, bad)
     code = await asyncio.to_thread(main, ["otel", "export", run_id, "--db", str(log)])
     assert code == 1
