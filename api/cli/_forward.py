@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.parse
 
-__all__ = ["DEFAULT_TIMEOUT_S", "MAX_PAYLOAD_BYTES", "configure", "post_hook"]
+__all__ = ["DEFAULT_TIMEOUT_S", "MAX_PAYLOAD_BYTES", "configure", "post_hook", "url_problem"]
 
 DEFAULT_TIMEOUT_S = 2.0
 """How long the whole POST may take before hook-forward gives up (and exits 0)."""
@@ -62,6 +62,9 @@ def _hook_forward(args: argparse.Namespace) -> int:
         payload = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
         if not payload or len(payload) > MAX_PAYLOAD_BYTES:
             return 0
+        if (problem := url_problem(args.url)) is not None:  # a typo would drop every event
+            print(f"fleet hook-forward: --url {args.url!r} {problem}", file=sys.stderr)
+            return 0
         url = args.url.rstrip("/") + "/v1/hooks/ingest"
         if args.source_app:
             url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
@@ -72,6 +75,18 @@ def _hook_forward(args: argparse.Namespace) -> int:
     except Exception:  # the hook must never break the session it observes
         return 0
     return 0
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable as a server's URL (not http(s), no host, a bad port), or None."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not 0-65535)
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http:// or https:// URL with a host"
+    return None
 
 
 def post_hook(

@@ -266,3 +266,25 @@ def test_hook_forward_exits_zero_on_a_silent_server() -> None:
             input=b"{}", capture_output=True, env=_env(), timeout=60,
         )  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("ftp://127.0.0.1:8000", "is not an http:// or https:// URL with a host"),
+        ("localhost:8000", "is not an http:// or https:// URL with a host"),
+        ("http://[::1", "is not a valid URL"),
+        ("http://127.0.0.1:99999", "is not a valid URL"),
+    ],
+)
+def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words: str) -> None:
+    """A typo in --url would drop every event of every session unseen: said, one line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", "--url", url],
+        input=b'{"hook_event_name": "Stop", "session_id": "s1"}', capture_output=True,
+        env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"fleet hook-forward: --url {url!r} {words}")
