@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from events import EVENT_TYPES, Meta, RecordedEvent
+from hooks import http_url_problem
 
 from ._chat_view import SHOWN, Followed, View, converse
 
@@ -62,6 +63,9 @@ MAX_TEXT = 100_000
 
 async def chat_over_http(args: argparse.Namespace) -> int:
     url = str(args.url).rstrip("/")
+    if (problem := http_url_problem(url)) is not None:
+        print(f"fleet chat: --url: {problem}", file=sys.stderr)
+        return 2
     try:
         refusals = await _chat(args, url)
     except ServerError as e:

@@ -142,6 +142,23 @@ async def test_clear_errors_unreachable_unauthorized_unknown_conversation(
     assert chats["events"] == [], "nothing was posted"
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("http://127.0.0.1:99999", "the port 99999 is not 1-65535"),
+        ("localhost:8000", "expected an http:// or https:// URL with a host"),
+        ("ftp://127.0.0.1:8000", "expected an http:// or https:// URL with a host"),
+    ],
+)
+def test_a_malformed_url_is_a_usage_error_in_one_line(url: str, words: str) -> None:
+    """Not an httpx or socket traceback."""
+    run = _chat("--url", url, stdin="hello\n")
+    assert run.returncode == 2, run
+    assert run.stderr.startswith(f"fleet chat: --url: {words}"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
 async def test_a_line_the_server_refuses_is_said_and_the_chat_goes_on(
     config: ApiConfig,
 ) -> None:
