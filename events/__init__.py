@@ -72,6 +72,7 @@ from ._export_format import (
 from ._gc import gc_paused
 from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
+from ._location import without_password
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
 from ._upcasting import UPCASTERS, upcast
@@ -188,4 +189,5 @@ __all__ = [
     "read_run",
     "spool_export",
     "upcast",
+    "without_password",
 ]

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ._location import without_password
+
 
 class FleetError(Exception):
     """Root of every error fleet raises on purpose."""
@@ -140,7 +142,7 @@ class LogNotFound(StoreError):
     """There is no log at `location`, and this opening does not create one (read-only)."""
 
     def __init__(self, location: str) -> None:
-        self.location = location
+        self.location = location = without_password(location)
         super().__init__(f"no fleet log at {location} (opened read-only, so none is created)")
 
 
@@ -148,7 +150,7 @@ class UnsupportedLocation(StoreError):
     """No backend can open a log at `location` (an unknown URL scheme, a backend not built)."""
 
     def __init__(self, location: str, reason: str) -> None:
-        self.location = location
+        self.location = location = without_password(location)
         self.reason = reason
         super().__init__(f"cannot open a fleet log at {location!r}: {reason}")
 

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ._common import add_common, console, log_missing, print_json, require_log, resolve_db
+from ._common import add_common, console, existing_log, print_json, require_log
 
 __all__ = ["configure"]
 
@@ -40,15 +40,6 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "--as", dest="who", default=None, help="who answers (default: your login name)"
     )
     parser.set_defaults(func=_decide_command, decision=decision)
-
-
-def _log(arg: str | None) -> Path | str:
-    from ..errors import ApiError
-
-    db = resolve_db(arg)
-    if log_missing(db):
-        raise ApiError(f"no fleet log at {db} (pass --db PATH or set FLEET_DB)")
-    return db
 
 
 async def _approvals(db: Path | str, status: str | None) -> dict[str, Any]:
@@ -85,7 +76,7 @@ def _list_command(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    found = asyncio.run(_approvals(_log(args.db), None if args.all else "pending"))
+    found = asyncio.run(_approvals(existing_log(args.db), None if args.all else "pending"))
     if args.json:
         print_json(found)
         return 0
@@ -112,7 +103,7 @@ def _list_command(args: argparse.Namespace) -> int:
 def _decide_command(args: argparse.Namespace) -> int:
     who = args.who or f"cli:{getpass.getuser()}"
     position = asyncio.run(
-        _decide(_log(args.db), args.approval_id, args.decision, who, args.reason)
+        _decide(existing_log(args.db), args.approval_id, args.decision, who, args.reason)
     )
     verb = "allowed" if args.decision == "allow" else "denied"
     if args.json:

@@ -66,13 +66,31 @@ def log_missing(db: Path | str) -> bool:
     return isinstance(db, Path) and not db.is_file()
 
 
+def no_log(db: Path | str) -> Exception:
+    """The error for a log that is not at `db` (a URL shown without its password)."""
+    from events import without_password
+
+    from ..errors import ApiError
+
+    return ApiError(
+        f"no fleet log at {without_password(str(db))} "
+        "(run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
+    )
+
+
+def existing_log(arg: str | None) -> Path | str:
+    """The log `--db` names (`resolve_db`); `ApiError` when it is a path with no file."""
+    db = resolve_db(arg)
+    if log_missing(db):
+        raise no_log(db)
+    return db
+
+
 async def require_log(db: Path | str) -> None:
     """Raise `ApiError` when there is no log at `db`. A command that acts on a log must
     check first: opening one for writing makes it, so a mistyped path or PostgreSQL
     schema became a new empty log ("nothing to resume", "no agents", exit code 0)."""
     from events import LogNotFound, open_store
-
-    from ..errors import ApiError
 
     if isinstance(db, Path):
         missing = not await asyncio.to_thread(db.is_file)
@@ -83,9 +101,7 @@ async def require_log(db: Path | str) -> None:
         except LogNotFound:
             missing = True
     if missing:
-        raise ApiError(
-            f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
-        )
+        raise no_log(db)
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:

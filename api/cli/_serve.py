@@ -95,8 +95,10 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         from rich.markup import escape
 
+        from events import without_password
+
         console().print(
-            f"fleet serving {escape(str(db))} at [bold]{escape(url)}/[/] "
+            f"fleet serving {escape(without_password(str(db)))} at [bold]{escape(url)}/[/] "
             f"(API under {escape(url)}/v1, Ctrl-C to stop)"
         )
 

@@ -35,7 +35,15 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._common import add_common, console, log_missing, print_json, resolve_db, resolve_run
+from ._common import (
+    add_common,
+    console,
+    existing_log,
+    log_missing,
+    no_log,
+    print_json,
+    resolve_run,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -47,17 +55,6 @@ __all__ = ["Views", "configure", "read_views"]
 _BATCH = 500  # events printed per write when printing the log
 
 # -- reading the log ------------------------------------------------------------
-
-
-def _existing_log(arg: str | None) -> Path | str:
-    from ..errors import ApiError
-
-    db = resolve_db(arg)
-    if log_missing(db):
-        raise ApiError(
-            f"no fleet log at {db} (run `fleet demo` to make one, or pass --db PATH / set FLEET_DB)"
-        )
-    return db
 
 
 class Views(NamedTuple):
@@ -80,11 +77,10 @@ async def read_views(
     """
     from projections import ProjectionRunner
 
-    from ..errors import ApiError
     from ._common import open_to_read
 
     if await asyncio.to_thread(log_missing, db):
-        raise ApiError(f"no fleet log at {db}")
+        raise no_log(db)
     async with open_to_read(db) as store:
         run_id = None if run is None else await resolve_run(store, run)
         async with ProjectionRunner(store) as runner:
@@ -177,7 +173,7 @@ def _counted(count: int, noun: str) -> str:
 
 def _agents_command(args: argparse.Namespace) -> int:
     views, position, run_id = asyncio.run(
-        read_views(_existing_log(args.db), ["agents"], at=args.at, run=args.run)
+        read_views(existing_log(args.db), ["agents"], at=args.at, run=args.run)
     )
     wanted = set(args.status or ())
     if args.active:
@@ -203,7 +199,7 @@ def _agents_command(args: argparse.Namespace) -> int:
 
 def _board_command(args: argparse.Namespace) -> int:
     views, position, run_id = asyncio.run(
-        read_views(_existing_log(args.db), ["board"], at=args.at, run=args.run)
+        read_views(existing_log(args.db), ["board"], at=args.at, run=args.run)
     )
     board = views["board"]
     if run_id is not None:
@@ -224,7 +220,7 @@ def _board_command(args: argparse.Namespace) -> int:
 
 
 def _runs_command(args: argparse.Namespace) -> int:
-    db = _existing_log(args.db)
+    db = existing_log(args.db)
     if args.at is None:
         runs, position = asyncio.run(_runs_now(db))
     else:
@@ -257,7 +253,7 @@ async def _runs_now(db: Path | str) -> tuple[dict[str, Any], int]:
 
 
 def _events_command(args: argparse.Namespace) -> int:
-    db = _existing_log(args.db)
+    db = existing_log(args.db)
     try:
         if not asyncio.run(_print_events(db, args)):
             return 1

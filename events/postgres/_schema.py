@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._location import without_password
 from .._store import EventFilter
 from ..errors import UnsupportedLocation
 
@@ -65,7 +66,10 @@ def parse_location(url: str) -> Location:
     Raises `UnsupportedLocation` for a schema name that is not a lowercase
     identifier (it is in the channel's name), or for two of them.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # "Invalid IPv6 URL": a traceback for the user otherwise
+        raise UnsupportedLocation(url, f"not a valid URL ({e})") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
     if len(schemas) > 1:  # which log was meant? (the last one was taken, silently)
@@ -79,7 +83,7 @@ def parse_location(url: str) -> Location:
     _check_ports(url, parts.netloc)
     scheme = "postgresql" if parts.scheme.lower() in ("postgresql", "postgres") else parts.scheme
     dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return Location(url=_without_password(url), dsn=dsn, schema=schema)
+    return Location(url=without_password(url), dsn=dsn, schema=schema)
 
 
 def _check_ports(url: str, netloc: str) -> None:
@@ -93,14 +97,6 @@ def _check_ports(url: str, netloc: str) -> None:
         port = host.rpartition(":")[2] if ":" in host else ""
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise UnsupportedLocation(url, f"the port must be 1 to 65535, got {port!r}")
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Tables:

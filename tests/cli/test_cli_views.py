@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
@@ -392,6 +393,25 @@ def test_commands_refuse_a_missing_postgresql_schema_and_create_nothing(
         assert "no fleet log at postgresql://" in err and schema in err
         assert out == ""
         assert not run_in_thread(_schema_exists(schema))
+    finally:
+        drop_postgres_schemas([schema])
+
+
+@pytest.mark.parametrize("command", ["agents", "approvals", "resume"])
+def test_a_missing_log_named_with_a_password_is_shown_without_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message reaches terminals and CI logs: the password stays out of it."""
+    postgres_or_skip()
+    schema = f"typo_{uuid4().hex[:10]}"
+    parts = urlsplit(postgres_log_url(schema))
+    user, _, host = parts.netloc.rpartition("@")
+    url = urlunsplit(parts._replace(netloc=f"{user or 'root'}:hunter2@{host}"))
+    try:
+        code, _, err = run_cli(capsys, command, "--db", url)
+        assert code == 1
+        assert f"no fleet log at postgresql://{user or 'root'}:***@{host}" in err
+        assert "hunter2" not in err
     finally:
         drop_postgres_schemas([schema])
 

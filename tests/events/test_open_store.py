@@ -18,6 +18,7 @@ from events import (
     StoreUnavailable,
     UnsupportedLocation,
     open_store,
+    without_password,
 )
 from events.memory import MemoryEventStore
 
@@ -68,6 +69,40 @@ def test_a_postgresql_url_names_a_postgresql_log(url: str) -> None:
 
 def test_a_postgresql_url_hides_its_password_in_messages() -> None:
     assert open_store("postgresql://u:secret@h/db").location == "postgresql://u:***@h/db"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://u:secret@h/db?schema=Bad", "lowercase identifier"),
+        ("postgresql://u:secret@h:99999/db", "port must be 1 to 65535"),
+        ("postgresql://u:secret@h/db?schema=a&schema=b", "one schema, not 2"),
+        # urlsplit raised a bare ValueError: a traceback, and no word of the URL
+        ("postgresql://u:secret@[::1/db", r"not a valid URL \(Invalid IPv6 URL\)"),
+        ("postgresql://u:secret@[::1", r"not a valid URL \(Invalid IPv6 URL\)"),
+    ],
+)
+def test_a_refused_postgresql_url_is_shown_without_its_password(url: str, words: str) -> None:
+    with pytest.raises(UnsupportedLocation, match=words) as caught:
+        open_store(url)
+    assert "secret" not in str(caught.value)
+    assert "u:***@" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:se:cret@h:5432/db?schema=s", "postgresql://u:***@h:5432/db?schema=s"),
+        ("postgresql://u:secret@[::1", "postgresql://u:***@[::1"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),  # an @ left in the password
+        ("postgresql://u@h/db?note=a:b@c", "postgresql://u@h/db?note=a:b@c"),  # no password
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("/srv/fleet:old@2/fleet.db", "/srv/fleet:old@2/fleet.db"),  # a path, not a URL
+    ],
+)
+def test_without_password_masks_only_the_password(location: str, shown: str) -> None:
+    assert without_password(location) == shown
 
 
 def test_a_postgresql_schema_that_is_not_an_identifier_is_refused() -> None:
