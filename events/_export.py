@@ -53,14 +53,21 @@ Notes (do not fix without reading this):
    and the checked rows are spooled to an anonymous temporary file, which the
    store's one import transaction then reads back chunk by chunk. Nothing is
    written to the log until the whole file has checked (trailer included).
+5. `export_run` writes a file beside the target and renames it over, so a
+   reader never sees half an export. That is for files only: renaming over
+   a FIFO (`fleet export -o pipe` into `fleet import pipe`) or a device
+   (`-o /dev/stdout`, `/dev/null`) replaced it with a plain file, which as
+   root destroyed the device node. Those are written in place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
+import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,6 +198,21 @@ async def _lines(
     yield _line(trailer)
 
 
+def _written_where(path: Path) -> tuple[Path, Path | None]:
+    """Where `export_run` writes `path`: the target, and the file beside it to rename over
+    it (None: written in place, a FIFO or a device)."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        return target, None
+    return target, target.with_name(target.name + ".partial")
+
+
 async def export_run(
     store: EventStore,
     run_id: str,
@@ -200,15 +222,17 @@ async def export_run(
 ) -> RunExported:
     """Write run `run_id` to `path` as JSON Lines, signed with `sign_key` if given.
 
-    The file appears whole or not at all (written beside it, then renamed).
+    A file appears whole or not at all (written beside it, then renamed; a
+    symbolic link is written through). A `path` that is already something else
+    than a file, a FIFO or a device (`/dev/stdout`), is written to as it is:
+    renaming over it replaced the FIFO or the device with a file (note 5).
     Raises `RunNotFound`, `InvalidEvent` (an event of a type unknown to this
     fleet), `ValueError` for a signing key too short, `OSError` when the file
-    cannot be written.
+    cannot be written (`IsADirectoryError` for a folder).
     """
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
+    target, partial = await asyncio.to_thread(_written_where, Path(path))
     lines = await export_lines(store, run_id, sign_key=sign_key)
-    handle = await asyncio.to_thread(partial.open, "wb")
+    handle = await asyncio.to_thread((partial or target).open, "wb")
     size = 0
     last = b""
     try:
@@ -225,11 +249,13 @@ async def export_run(
         await asyncio.to_thread(handle.writelines, chunk)
         size += pending
         await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(os.replace, partial, target)
+        if partial is not None:
+            await asyncio.to_thread(os.replace, partial, target)
     except BaseException:
         handle.close()
-        with contextlib.suppress(OSError):
-            partial.unlink()
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                partial.unlink()
         raise
     trailer = json.loads(last)
     return RunExported(

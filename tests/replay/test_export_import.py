@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +256,47 @@ async def test_export_of_an_unknown_run_is_refused_and_writes_no_file(
     with pytest.raises(RunNotFound, match="no run 'run-nope'"):
         await export_run(store, "run-nope", tmp_path / "x.jsonl")
     assert not [name for name in _names(tmp_path) if name.startswith("x.jsonl")]
+
+
+async def test_an_export_into_a_fifo_is_written_through_it_and_leaves_it_a_fifo(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    """Renaming a finished file over the target replaced a FIFO (or, as root, a device
+    such as /dev/null) with a plain file: a reader of the pipe waited forever."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pipe = out / "pipe"
+    os.mkfifo(pipe)
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = await export_run(store, recorded_pattern.run_id, pipe)
+    await asyncio.to_thread(reader.join, 60)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert _names(out) == ["pipe"]  # no .partial beside it
+    assert len(read) == 1 and len(read[0]) == result.bytes
+    assert read[0].splitlines()[-1].startswith(b'{"end"')
+    (tmp_path / "copy.jsonl").write_bytes(read[0])
+    async with SQLiteEventStore(tmp_path / "target.db") as target:
+        imported = await import_run(target, await read_export(tmp_path / "copy.jsonl"))
+        assert imported.events == recorded_pattern.events
+
+
+async def test_an_export_into_a_folder_or_through_a_link(
+    store: SQLiteEventStore, recorded_pattern: Recording, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    folder = out / "exports"
+    folder.mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="a folder, not a file"):
+        await export_run(store, recorded_pattern.run_id, folder)
+    assert _names(out) == ["exports"] and not _names(folder)
+    # A link is written through: it stays a link, to the new export.
+    link = out / "latest.jsonl"
+    link.symlink_to(folder / "run.jsonl")
+    await export_run(store, recorded_pattern.run_id, link)
+    assert link.is_symlink() and _names(folder) == ["run.jsonl"]
+    assert (await read_export(link)).run_id == recorded_pattern.run_id
 
 
 async def test_an_export_written_by_an_older_schema_is_upcast_on_import(
