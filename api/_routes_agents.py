@@ -23,10 +23,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from runtime import (
+    BUILTIN_PATTERNS,
     WORKER_TOOLS,
     AgentNotFound,
+    PatternError,
     Runtime,
-    load_pattern,
     new_run_id,
     run_orchestrator,
     run_pattern,
@@ -243,7 +244,11 @@ async def start_run(request: Request) -> Response:
     # UnknownModel (422) here, not from inside the run's task (a failed run in the log).
     rt.fleet.models.resolve(body.model or rt.fleet.config.default_model)
     if body.mode == "pattern":
-        spec = load_pattern(body.pattern)  # PatternError (422) for an unknown name
+        # A built-in only: a name is also a file in the server's folder to load_pattern.
+        if body.pattern not in BUILTIN_PATTERNS:
+            known = ", ".join(sorted(BUILTIN_PATTERNS))
+            raise PatternError(f"no pattern named {body.pattern!r} (built in: {known})")
+        spec = BUILTIN_PATTERNS[body.pattern]
         job = run_pattern(rt.fleet, spec, body.task, model=body.model, run_id=run_id)
     else:
         job = run_orchestrator(rt.fleet, body.task, model=body.model, run_id=run_id)

@@ -14,6 +14,7 @@ step produced, comma-separated) and `{feedback}` (the last review's verdict).
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from collections.abc import Iterable
@@ -29,6 +30,7 @@ __all__ = ["BUILTIN_PATTERNS", "PatternSpec", "ReviewLoop", "StepSpec", "load_pa
 
 Column = Literal["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"]
 _ALLOWED_FIELDS = {"task", "index", "outputs", "feedback", "workspace"}
+_TEMPLATE_FIELD = re.compile(r"task|index|feedback|workspace|outputs\[[a-z][a-z0-9_-]{0,31}\]")
 
 
 class ReviewLoop(BaseModel):
@@ -66,8 +68,15 @@ class StepSpec(BaseModel):
     @field_validator("prompt", "outputs")
     @classmethod
     def _known_fields(cls, value: str | list[str]) -> str | list[str]:
+        # Only the fields themselves and `outputs[STEP]`: str.format also follows `.attr` and
+        # `[key]` on its arguments (`{task.__class__...}` reaches the interpreter's objects,
+        # a traceback at run time) and pads to any width (`{task:>99999999999}`).
         for text in [value] if isinstance(value, str) else value:
-            for _, name, _, _ in string.Formatter().parse(text):
+            try:
+                fields = list(string.Formatter().parse(text))
+            except ValueError as e:  # "Single '}' encountered", "unmatched '{'"
+                raise ValueError(f"not a template: {e} (write {{{{ and }}}} for braces)") from None
+            for _, name, spec, conversion in fields:
                 if name is None:
                     continue
                 root = name.split("[", 1)[0].split(".", 1)[0]
@@ -75,6 +84,23 @@ class StepSpec(BaseModel):
                     raise ValueError(
                         f"unknown template field {{{name}}}; allowed: {sorted(_ALLOWED_FIELDS)}"
                     )
+                if not _TEMPLATE_FIELD.fullmatch(name) or spec or conversion:
+                    raise ValueError(
+                        f"template field {{{name}{'!' + conversion if conversion else ''}"
+                        f"{':' + spec if spec else ''}}}: a field is {{task}}, {{index}}, "
+                        "{feedback}, {workspace} or {outputs[STEP]}, with no attribute, "
+                        "index, conversion or format"
+                    )
+        return value
+
+    @field_validator("outputs")
+    @classmethod
+    def _inside_the_workspace(cls, value: list[str]) -> list[str]:
+        # The step's check looks for each file in the workspace: an absolute path or `..`
+        # looked outside it, where an agent's file tools never write.
+        for path in value:
+            if path.startswith(("/", "~", "\\")) or ".." in Path(path).parts or not path.strip():
+                raise ValueError(f"an output is a path inside the workspace, got {path!r}")
         return value
 
 

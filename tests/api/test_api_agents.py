@@ -93,6 +93,24 @@ async def test_bad_agent_requests_get_a_clear_problem_and_write_nothing(
     assert (await client.get("/healthz")).json()["head"] == head
 
 
+async def test_a_run_takes_a_built_in_pattern_only_not_a_file_named_like_one(
+    client: httpx.AsyncClient, config: ApiConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`load_pattern` reads a file when the name is not built in: a client's pattern name
+    was a file of the server's current folder, loaded and run."""
+    assert config.workspace is not None
+    (config.workspace / "planted").write_text(
+        'name = "planted"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = "{task}"\n'
+    )
+    monkeypatch.chdir(config.workspace)
+    head = (await client.get("/healthz")).json()["head"]
+    body = {"task": "t", "pattern": "planted", "workspace": str(config.workspace)}
+    response = await client.post("/v1/runs", json=body)
+    assert response.status_code == 422, response.text
+    assert "no pattern named 'planted' (built in: " in response.json()["detail"]
+    assert (await client.get("/healthz")).json()["head"] == head
+
+
 @pytest.mark.parametrize(
     ("workspace", "slug", "says"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -218,6 +219,12 @@ async def test_ship_in_a_repository_without_a_commit_is_refused_before_anything_
         assert await rt.store.head() == 0
 
 
+def _one_step(*, prompt: str, outputs: str | None = None) -> str:
+    """A pattern of one step with `prompt` (and one output), as TOML."""
+    toml = f'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = {json.dumps(prompt)}\n'
+    return toml if outputs is None else toml + f"outputs = [{json.dumps(outputs)}]\n"
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -239,6 +246,19 @@ async def test_ship_in_a_repository_without_a_commit_is_refused_before_anything_
             "Extra inputs",
         ),
         ("this is = not toml [", "not TOML"),
+        # str.format follows attributes and keys of its arguments, and pads to any width:
+        # a traceback at run time, or the interpreter's objects in a prompt.
+        (_one_step(prompt="{task.__class__}"), "no attribute, index, conversion or format"),
+        (_one_step(prompt="{outputs.__class__}"), "no attribute, index, conversion or format"),
+        (_one_step(prompt="{outputs[a].upper}"), "no attribute, index, conversion or format"),
+        (_one_step(prompt="{task:>999999999999}"), "no attribute, index, conversion or format"),
+        (_one_step(prompt="{task!r}"), "no attribute, index, conversion or format"),
+        (_one_step(prompt="a } b"), r"not a template: Single '\}'"),
+        (_one_step(prompt="p", outputs="{index.real}.md"), "no attribute, index"),
+        # The step's check looked for these outside the workspace.
+        (_one_step(prompt="p", outputs="../../etc/passwd"), "a path inside the workspace"),
+        (_one_step(prompt="p", outputs="/tmp/x.md"), "a path inside the workspace"),
+        (_one_step(prompt="p", outputs="notes/../../x.md"), "a path inside the workspace"),
     ],
 )
 def test_invalid_pattern_files_are_refused_with_the_problem(
