@@ -15,9 +15,10 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,11 @@ __all__ = [
     "add_common",
     "console",
     "log_missing",
+    "not_negative",
     "open_to_read",
+    "percent",
+    "port",
+    "positive",
     "print_json",
     "require_log",
     "resolve_db",
@@ -159,3 +164,53 @@ async def resolve_run(store: EventStore, run: str) -> str:
         if candidate and await store.stream_version(f"run-{candidate}"):
             return candidate
     raise RunNotFound(run)
+
+
+# -- argparse types: a number the command can use, or a usage error saying why ----------
+
+
+def _number(kind: type[float], text: str) -> float:
+    """`text` as a finite number of `kind`, else `ArgumentTypeError` saying why."""
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive(kind: type[float]) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` (int or float) above 0, else a clear error."""
+
+    def positive(text: str) -> float:
+        value = _number(kind, text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    return positive
+
+
+def not_negative(text: str) -> float:
+    """An argparse type: a number, 0 or more."""
+    value = _number(float, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def percent(text: str) -> float:
+    """An argparse type: a share of 100, above 0."""
+    value = _number(float, text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 100, not {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)

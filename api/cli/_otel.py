@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ._common import add_common, console, print_json, resolve_db, resolve_run
+from ._common import add_common, console, positive, print_json, resolve_db, resolve_run
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
@@ -30,9 +30,14 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "(default: off, or OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)",
     )
     p.add_argument(
-        "--max-content-chars", type=int, default=4096, help="cut each content value to this"
+        "--max-content-chars",
+        type=positive(int),
+        default=4096,
+        help="cut each content value to this",
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export request")
+    p.add_argument(
+        "--timeout", type=positive(float), default=10.0, help="seconds per export request"
+    )
     p.set_defaults(func=_export)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import shlex
 import subprocess
 import sys
@@ -22,6 +21,9 @@ from ._common import (
     DEFAULT_DB,
     add_common,
     console,
+    not_negative,
+    percent,
+    positive,
     print_json,
     require_log,
     resolve_db,
@@ -97,27 +99,27 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
     )
     parser.add_argument(
         "--budget-usd",
-        type=_positive(float),
+        type=positive(float),
         help="stop the run past this cost (this run's agents together; other runs in the "
         "log do not count)",
     )
     parser.add_argument(
         "--budget-tokens",
-        type=_positive(int),
+        type=positive(int),
         help="stop the run past this many tokens (this run's agents together)",
     )
     parser.add_argument(
-        "--agent-budget-usd", type=_positive(float), help="stop any agent past this cost"
+        "--agent-budget-usd", type=positive(float), help="stop any agent past this cost"
     )
     parser.add_argument(
-        "--agent-budget-tokens", type=_positive(int), help="stop any agent past this many tokens"
+        "--agent-budget-tokens", type=positive(int), help="stop any agent past this many tokens"
     )
     parser.add_argument(
         "--agent-context-percent",
-        type=_percent,
+        type=percent,
         help="stop any agent past this share of its context",
     )
-    parser.add_argument("--max-agents", type=_positive(int), default=64, help="live agents at most")
+    parser.add_argument("--max-agents", type=positive(int), default=64, help="live agents at most")
     parser.add_argument(
         "--engine",
         choices=["fleet", "claude-code"],
@@ -125,49 +127,9 @@ def _add_run_options(parser: argparse.ArgumentParser, *, latency: float = 0.0) -
         help="what runs the agents a step does not assign: fleet's loop or Claude Code",
     )
     parser.add_argument(
-        "--latency", type=_not_negative, default=latency, help="simulator pause per answer, seconds"
+        "--latency", type=not_negative, default=latency, help="simulator pause per answer, seconds"
     )
     parser.add_argument("--quiet", action="store_true", help="no live view")
-
-
-def _number(kind: type[float], text: str) -> float:
-    """`text` as a finite number of `kind`, else `ArgumentTypeError` saying why."""
-    try:
-        value = kind(text)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _positive(kind: type[float]) -> Callable[[str], float]:
-    """An argparse type: a number of `kind` (int or float) above 0, else a clear error."""
-
-    def positive(text: str) -> float:
-        value = _number(kind, text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-        return value
-
-    return positive
-
-
-def _not_negative(text: str) -> float:
-    """An argparse type: a number, 0 or more."""
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def _percent(text: str) -> float:
-    """An argparse type: a share of 100, above 0."""
-    value = _number(float, text)
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 100, not {text}")
-    return value
 
 
 def _options(args: argparse.Namespace, workspace: Path) -> RuntimeOptions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_common, console, resolve_db
+from ._common import add_common, console, port, resolve_db
 
 __all__ = ["configure"]
 
@@ -16,7 +16,7 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    parser.add_argument("--port", type=_port, default=8000)
+    parser.add_argument("--port", type=port, default=8000)
     parser.add_argument(
         "--token",
         help="require this bearer token (default: $FLEET_TOKEN); needed beyond loopback, "
@@ -105,12 +105,6 @@ def _serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, config=config, ready=ready, log_level="warning"))
     return 0
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
-    return int(text)
 
 
 def _first_error(error: Any) -> str:

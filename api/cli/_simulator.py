@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import not_negative, port
+
 __all__ = ["configure"]
 
 
@@ -23,13 +25,17 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="port to listen on (default: any free port)"
+        "--port", type=port, default=0, help="port to listen on (default: any free port)"
     )
     parser.add_argument(
         "--api-key", metavar="KEY", help="accept only this key (default: any non-empty key)"
     )
     parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="pause before each answer"
+        "--latency",
+        type=not_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="pause before each answer",
     )
     parser.add_argument(
         "--models",
@@ -43,9 +49,6 @@ def _simulator(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
-    if args.latency < 0 or not 0 <= args.port <= 65535:
-        print("fleet: error: --latency must be >= 0 and --port 0..65535", file=sys.stderr)
-        return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args))
     return 0

@@ -16,7 +16,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from ._common import add_common, console, resolve_db
+from ._common import add_common, console, not_negative, positive, resolve_db
 
 __all__ = ["configure"]
 
@@ -28,18 +28,21 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "--workspace", metavar="DIR", default=".", help="where agents work (default: here)"
     )
     parser.add_argument(
-        "--capacity", type=int, default=32, help="agents driven at once, at most (default 32)"
+        "--capacity",
+        type=positive(int),
+        default=32,
+        help="agents driven at once, at most (default 32)",
     )
     parser.add_argument(
         "--lease-ttl",
-        type=float,
+        type=positive(float),
         default=15.0,
         help="seconds an agent's lease lasts unless renewed: how soon a dead worker's "
         "agents are taken over (default 15)",
     )
     parser.add_argument("--model", help="default model for agents (haiku, sonnet, opus, ...)")
     parser.add_argument(
-        "--latency", type=float, default=0.0, help="simulator pause per answer, seconds"
+        "--latency", type=not_negative, default=0.0, help="simulator pause per answer, seconds"
     )
     parser.set_defaults(func=_worker_command)
 
@@ -51,10 +54,6 @@ def _worker_command(args: argparse.Namespace) -> int:
 async def _work(args: argparse.Namespace, workspace: Path) -> int:
     from runtime import RuntimeOptions, open_runtime
 
-    from ..errors import ApiError
-
-    if args.capacity < 1 or args.lease_ttl <= 0:
-        raise ApiError("--capacity must be at least 1 and --lease-ttl positive")
     options = RuntimeOptions(
         db=resolve_db(args.db),
         workspace=workspace,

@@ -288,6 +288,31 @@ def test_a_limit_that_cannot_be_met_is_refused_before_anything_is_written(
     assert not db.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        # A NaN lease: a ValueError traceback; infinity: a dead worker's agents kept forever.
+        (["worker", "--lease-ttl", "nan"], "argument --lease-ttl: 'nan' is not a finite number"),
+        (["worker", "--lease-ttl", "inf"], "argument --lease-ttl: 'inf' is not a finite number"),
+        (["worker", "--capacity", "0"], "argument --capacity: must be more than 0, not 0"),
+        (["worker", "--latency", "nan"], "argument --latency: 'nan' is not a finite number"),
+        (["simulator", "--latency", "inf"], "argument --latency: 'inf' is not a finite number"),
+        (["simulator", "--port", "99999"], "argument --port: '99999' is not a port (0 to 65535)"),
+        (["otel", "export", "r", "--timeout", "nan"], "argument --timeout: 'nan' is not a finite"),
+        (["otel", "export", "r", "--max-content-chars", "0"], "must be more than 0, not 0"),
+    ],
+)
+def test_a_number_no_command_can_use_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    db = tmp_path / "fleet.db"
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--db", str(db)] if argv[0] != "simulator" else argv)
+    assert refused.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not db.exists()
+
+
 def test_what_changed_counts_the_runs_changes_only(tmp_path: Path) -> None:
     """A workspace with uncommitted edits: they were listed as the run's; and outside git
     the summary said '(no change)' whatever the agents wrote."""
