@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ _ROWS_CHUNK = 2_000  # spooled rows handed to the store at once
 MIN_KEY_BYTES = 16
 """The shortest signing key accepted (HMAC-SHA256 takes any length; a short one is guessable)."""
 _SIGNATURE = "hmac_sha256"
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""The times an imported event may have (`_Checker.recorded_at`): fleet records none before
+1970, and a year's margin at the end keeps a fold's date arithmetic within `datetime`'s."""
 _MID_LINE = (
     "the file ends mid-line: truncated? (its last line has no newline and is not whole JSON)"
 )
@@ -299,12 +303,28 @@ class _Checker:
         return Meta(**raw)
 
     def recorded_at(self, number: int, raw: Any) -> datetime:
+        """`raw` as a time, refused unless in `_EARLIEST`..`_LATEST` once in UTC (note 2 of
+        `_export.py`): year 1 at +14:00 parsed, then overflowed when it was stored, and
+        9999-12-31 made every read model's fold overflow on the event (the run landed, and
+        the projections stopped)."""
+        reason = "not an ISO 8601 time with a zone"
         try:
             at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        except ValueError:
-            at = None
+        except ValueError as e:  # its reason, when it says more than "invalid": year 0
+            at, detail = None, _short(e)
+            reason += f" ({detail})" if raw not in detail else ""
         if at is None or at.tzinfo is None:
-            raise self.fail(f"recorded_at {raw!r} is not an ISO 8601 time with a zone", number)
+            raise self.fail(f"recorded_at {_shown(raw)} is {reason}", number)
+        try:
+            in_range = _EARLIEST <= at.astimezone(UTC) < _LATEST
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            in_range = False
+        if not in_range:
+            raise self.fail(
+                f"recorded_at {_shown(raw)} is out of range (an event's time is from "
+                f"{_EARLIEST:%Y-%m-%d} to {_LATEST:%Y-%m-%d} UTC)",
+                number,
+            )
         return at
 
     def finish(self, number: int, value: dict[str, Any]) -> None:
@@ -354,6 +374,12 @@ class _Checker:
             dict(self.versions),
             tuple(self.rows),
         )
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """`value` as a message shows a file's value: its repr (control characters escaped), cut."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _short(error: Exception) -> str:

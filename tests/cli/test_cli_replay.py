@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -122,6 +123,91 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert code == 1
     assert "exist in this log already" in err
     assert asyncio.run(_run_ids(other)) == [run_id]
+
+
+def _reseal(lines: list[bytes]) -> bytes:
+    """An export's header and event lines with a trailer computed over them: a forger's file,
+    which passes the checksum, so that only the checks of its contents can refuse it."""
+    events = [json.loads(line) for line in lines[1:]]
+    streams: dict[str, int] = {}
+    for event in events:
+        streams[event["stream_id"]] = streams.get(event["stream_id"], 0) + 1
+    digest = hashlib.sha256(b"".join(lines)).hexdigest()
+    trailer = {"end": "fleet-run", "events": len(events), "streams": streams, "sha256": digest}
+    return b"".join(lines) + json.dumps(trailer).encode() + b"\n"
+
+
+def _another_run(demo: tuple[Path, str], tmp_path: Path, run_id: str = "second") -> list[bytes]:
+    """The demo run's export (header and events, no trailer) renamed `run_id` throughout, its
+    agents renamed too: a run the demo log does not hold, that `_reseal` makes a file it
+    would take."""
+    log, demo_id = demo
+    exported = tmp_path / "demo.jsonl"
+    assert fleet("export", demo_id, "--db", str(log), "-o", str(exported))[0] == 0
+    lines = exported.read_bytes().splitlines(keepends=True)[:-1]
+    names = {demo_id: run_id}
+    for line in lines[1:]:
+        event = json.loads(line)
+        if event["type"] == "AgentCreated":
+            names[event["data"]["agent_id"]] = event["data"]["agent_id"] + "-again"
+    for old, new in names.items():
+        lines = [line.replace(old.encode(), json.dumps(new)[1:-1].encode()) for line in lines]
+    return lines
+
+
+def _edited(lines: list[bytes], number: int, **changes: Any) -> list[bytes]:
+    """`lines` with the keys of the JSON object on line `number` (from 1) changed."""
+    value = json.loads(lines[number - 1])
+    value.update(changes)
+    return [*lines[: number - 1], json.dumps(value).encode() + b"\n", *lines[number:]]
+
+
+def _state(db: Path) -> tuple[int, list[str]]:
+    """The log's head and the ids of its runs: what an import would change."""
+    return asyncio.run(_head(db)), asyncio.run(_run_ids(db))
+
+
+def _refused(db: Path, export: Path, data: bytes) -> str:
+    """Import `data` (written to `export`) into `db`: it must be refused with one line on
+    stderr, nothing on stdout, and the log left as it was. The error line."""
+    export.write_bytes(data)
+    before = _state(db)
+    code, out, err = fleet("import", str(export), "--db", str(db))
+    assert (code, out) == (1, ""), err
+    assert err.startswith("fleet: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert _state(db) == before
+    return err
+
+
+def test_import_refuses_an_event_time_out_of_range_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: year 1 at +14:00 or 9999-12-31 at -14:00 parsed, and then overflowed: the
+    run landed and the projections stopped, or a traceback; year 0 was 'not ISO 8601'."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    for recorded_at, reason in (
+        ("0000-01-01T00:00:00+00:00", "is not an ISO 8601 time with a zone (year 0 is out of"),
+        ("99999-01-01T00:00:00+00:00", "is not an ISO 8601 time with a zone"),
+        ("yesterday", "is not an ISO 8601 time with a zone"),
+        ("0001-01-01T00:00:00+14:00", "is out of range (an event's time is from 1970-01-01"),
+        ("9999-12-31T23:59:59-14:00", "is out of range"),
+        ("1969-12-31T23:59:59+00:00", "is out of range"),
+        ("9999-01-01T00:00:00+00:00", "is out of range"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, 4, recorded_at=recorded_at)))
+        assert f"refusing {export}, line 4: recorded_at {recorded_at!r} {reason}" in err
+        assert err.endswith("; nothing was imported\n")
+    # The same file with its times as recorded lands, and so do the first and last times.
+    for recorded_at in ("1970-01-01T00:00:00+00:00", "9998-12-31T23:59:59.999999+00:00"):
+        export.write_bytes(_reseal(_edited(lines, 3, recorded_at=recorded_at)))
+        code, _, err = fleet("import", str(export), "--db", str(tmp_path / f"{recorded_at}.db"))
+        assert code == 0, err
+    export.write_bytes(_reseal(lines))
+    code, _, err = fleet("import", str(export), "--db", str(db))
+    assert code == 0, err
+    assert asyncio.run(_run_ids(db)) == [demo[1], "second"]
 
 
 def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None:
