@@ -54,6 +54,8 @@ _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 """The times an imported event may have (`_Checker.recorded_at`): fleet records none before
 1970, and a year's margin at the end keeps a fold's date arithmetic within `datetime`'s."""
+_INT64 = 2**63
+"""Positions and versions are below it: the log stores them as signed 64-bit integers."""
 _MID_LINE = (
     "the file ends mid-line: truncated? (its last line has no newline and is not whole JSON)"
 )
@@ -205,6 +207,15 @@ class _Checker:
         position, stream, version = value["position"], value["stream_id"], value["version"]
         if type(position) is not int or type(version) is not int or not isinstance(stream, str):
             raise self.fail("position and version must be integers, stream_id a string", number)
+        for name, number_of in (("position", position), ("version", version)):
+            # Regression: a position of 2**63 went into a signed 64-bit array as the import
+            # numbered the events, a traceback (OverflowError) once the log was open.
+            if not 0 < number_of < _INT64:
+                raise self.fail(
+                    f"{name} {number_of} is out of range (1 to 2**63 - 1: a signed 64-bit "
+                    "integer, as the log stores it)",
+                    number,
+                )
         if position <= self.last_position:
             raise self.fail(
                 f"position {position} is not after {self.last_position}: the events are out "

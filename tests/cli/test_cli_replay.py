@@ -210,6 +210,31 @@ def test_import_refuses_an_event_time_out_of_range_and_changes_nothing(
     assert asyncio.run(_run_ids(db)) == [demo[1], "second"]
 
 
+def test_import_refuses_a_position_a_log_cannot_hold_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a position of 2**63 or more was a traceback (OverflowError) once the log
+    was open; a negative one was 'out of order'."""
+    lines = _another_run(demo, tmp_path)
+    last = len(lines)
+    export = tmp_path / "edited.jsonl"
+    for number, changes, reason in (
+        (last, {"position": 2**63}, f"position {2**63} is out of range (1 to 2**63 - 1"),
+        (last, {"position": 2**64 + 5}, f"position {2**64 + 5} is out of range"),
+        (2, {"position": -5}, "position -5 is out of range"),
+        (2, {"position": 0}, "position 0 is out of range"),
+        (last, {"version": 2**63}, f"version {2**63} is out of range"),
+        (2, {"version": -1}, "version -1 is out of range"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: {reason}" in err
+    # The largest position there is is taken: positions are renumbered on the way in.
+    export.write_bytes(_reseal(_edited(lines, last, position=2**63 - 1)))
+    code, out, err = fleet("import", str(export), "--db", str(db), "--json")
+    assert code == 0, err
+    assert json.loads(out)["last_position"] == _state(db)[0]
+
+
 def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None:
     """Regression: a folder was 'no such file'."""
     code, out, err = fleet("import", str(tmp_path), "--db", str(tmp_path / "other.db"))
