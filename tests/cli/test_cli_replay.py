@@ -14,7 +14,11 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +272,128 @@ def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Pa
         feeder.join(timeout=60)
     assert code == 0, err
     assert json.loads(out)["run_id"] == run_id
+
+
+class _Fleet:
+    """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
+    Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._said = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, lines), daemon=True)
+            for pipe, lines in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe: Any, lines: list[str]) -> None:
+        for line in pipe:
+            with self._said:
+                lines.append(line.decode(errors="replace"))
+                self._said.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        """Until a line of stderr holds `text` (AssertionError after `timeout` seconds)."""
+        with self._said:
+            said = self._said.wait_for(lambda: any(text in line for line in self._err), timeout)
+        assert said, f"no {text!r} on stderr in {timeout} s: {self._err}"
+
+    def end(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once it has exited (TimeoutExpired after `timeout`)."""
+        code = self.proc.wait(timeout)
+        self.close()
+        return code, "".join(self._out), "".join(self._err)
+
+    def close(self) -> None:
+        """Kill it if it runs still; close its pipes once read to their end."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(60)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., _Fleet]]:
+    """Starts `_Fleet`s; kills any still running after the test."""
+    started: list[_Fleet] = []
+
+    def start(*args: str) -> _Fleet:
+        started.append(_Fleet(*args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()
+
+
+def test_import_from_a_fifo_without_a_writer_says_so_and_ctrl_c_ends_it(
+    spawn: Callable[..., _Fleet], tmp_path: Path
+) -> None:
+    """Regression: `fleet import FIFO` with no writer waited silently, and Ctrl-C did not end
+    it (the blocked open held `asyncio.run` until a writer came)."""
+    fifo, db = tmp_path / "fifo", tmp_path / "other.db"
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db))
+    importing.wait_for(f"fleet: waiting for a writer on {fifo}")
+    importing.proc.send_signal(signal.SIGINT)
+    code, out, err = importing.end(timeout=30)
+
+    assert (code, out) == (130, "")
+    assert err.endswith("fleet: import interrupted; nothing was imported\n")
+    assert "Traceback" not in err
+    assert not db.exists()
+
+
+def test_import_from_a_fifo_reads_the_writer_that_comes(
+    spawn: Callable[..., _Fleet], demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    log, run_id = demo
+    exported, fifo, db = tmp_path / "run.jsonl", tmp_path / "fifo", tmp_path / "other.db"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db), "--json")
+    importing.wait_for("waiting for a writer")
+    with fifo.open("wb") as writer:  # the import is the reader this open waits for
+        writer.write(exported.read_bytes())
+    code, out, err = importing.end()
+
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
+    assert asyncio.run(_run_ids(db)) == [run_id]
+
+
+def test_ctrl_c_ends_an_import_whose_fifo_writer_is_silent(
+    spawn: Callable[..., _Fleet], demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A writer that opened the FIFO and sends nothing more: Ctrl-C ends the import at once
+    (a read blocked on a worker thread held it until the writer wrote or went away)."""
+    log, run_id = demo
+    exported, fifo, db = tmp_path / "run.jsonl", tmp_path / "fifo", tmp_path / "other.db"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db))
+    importing.wait_for("waiting for a writer")
+    with fifo.open("wb") as writer:
+        writer.write(exported.read_bytes().splitlines(keepends=True)[0])
+        writer.flush()
+        importing.proc.send_signal(signal.SIGINT)
+        code, out, err = importing.end(timeout=30)
+
+    assert (code, out) == (130, "")
+    assert err.endswith("fleet: import interrupted; nothing was imported\n")
+    assert "Traceback" not in err
+    assert not db.exists()
 
 
 def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
