@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ._catalogue import EVENT_TYPES, AgentCreated, EventModel, RunStarted
 from ._encoding import meta_params
 from ._envelope import Meta
+from ._ids import ID_RULE, is_id
 from ._store import ImportedEvent
 from ._upcasting import upcast
 from .errors import EventTooLarge, ExportInvalid, InvalidEvent
@@ -196,6 +197,15 @@ class _Checker:
         run_id = value.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise self.fail("the header names no run_id", number)
+        if not is_id(run_id):
+            # Regression: any string was taken: a run that the API's paths refuse to name,
+            # that `fleet export` wrote out of the folder (`../x` to `../x.jsonl`), and whose
+            # escape sequences `fleet import` and `fleet runs` sent to the terminal.
+            raise self.fail(
+                f"the header's run_id {_shown(run_id)} is not a run id ({ID_RULE}, as the API "
+                "takes)",
+                number,
+            )
         self.header, self.run_id = value, run_id
         self.digest.update(raw)
 

@@ -274,6 +274,31 @@ def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Pa
     assert json.loads(out)["run_id"] == run_id
 
 
+def test_import_refuses_a_run_id_the_api_would_not_take_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: the header's run id could be any string: `../x` (whose `fleet export` then
+    wrote `../x.jsonl`), escape sequences (printed raw by `fleet import`), 5000 characters."""
+    export = tmp_path / "edited.jsonl"
+    for run_id in ("../../etc/x", "a/b", "red\x1b[31mrun", "a\nb", "nul\x00", "a b", "x" * 129,
+                   ".hidden", "-rf"):  # fmt: skip
+        err = _refused(db, export, _reseal(_another_run(demo, tmp_path, run_id)))
+        shown = repr(run_id) if len(repr(run_id)) <= 80 else repr(run_id)[:76] + "...'"
+        assert (
+            f"refusing {export}, line 1: the header's run_id {shown} is not a run id (1-128 " in err
+        )
+        assert "\x1b" not in err and "\x00" not in err
+    err = _refused(db, export, _reseal(_another_run(demo, tmp_path, "")))
+    assert "line 1: the header names no run_id" in err
+    # The longest, and every character the API takes.
+    for number, run_id in enumerate(("x" * 128, "Run_2.a:b@c-d")):
+        export.write_bytes(_reseal(_another_run(demo, tmp_path, run_id)))
+        target = tmp_path / f"new{number}.db"
+        code, out, err = fleet("import", str(export), "--db", str(target), "--json")
+        assert code == 0, err
+        assert json.loads(out)["run_id"] == run_id
+
+
 class _Fleet:
     """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
     Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
