@@ -13,6 +13,7 @@ import hmac
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,6 +174,14 @@ class _Checker:
             raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
         if not isinstance(value, dict):
             raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)
+        if _SURROGATE.search(raw) and _lone_surrogate(value):
+            # Regression: `\ud800` parsed to a string no UTF-8 encoder takes: a traceback
+            # (UnicodeEncodeError, PydanticSerializationError) from data or meta.
+            raise self.fail(
+                "a string holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                "its pair): it is not text, and the log stores text as UTF-8",
+                number,
+            )
         if self.header is None:
             self.start(number, value, raw)
         elif "end" in value:
@@ -395,6 +404,28 @@ class _Checker:
             dict(self.versions),
             tuple(self.rows),
         )
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of a UTF-16 surrogate: whole characters (a pair) or a lone half."""
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string in `value` (a key or a value, at any depth) is not valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _shown(value: Any, limit: int = 80) -> str:

@@ -299,6 +299,29 @@ def test_import_refuses_a_run_id_the_api_would_not_take_and_changes_nothing(
         assert json.loads(out)["run_id"] == run_id
 
 
+def test_import_refuses_a_lone_surrogate_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a `\\ud800` escape (half a UTF-16 pair) in an event's data or meta was a
+    traceback (a string no UTF-8 encoder takes), or landed in a key of the data."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    started = json.loads(lines[1])
+    for number, changes in (
+        (2, {"data": {**started["data"], "task": "half \ud800 a pair"}}),
+        (2, {"data": {**started["data"], "config": {"\udc00": 1}}}),
+        (2, {"meta": {**started["meta"], "correlation_id": "x\udfff"}}),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: a string holds a lone UTF-16 surrogate" in err
+    # A whole pair is a character like another.
+    paired = {**started["data"], "task": "\U0001f600"}
+    export.write_bytes(_reseal(_edited(lines, 2, data=paired)))
+    assert b"\\ud83d\\ude00" in export.read_bytes()
+    code, _, err = fleet("import", str(export), "--db", str(db))
+    assert code == 0, err
+
+
 class _Fleet:
     """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
     Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
