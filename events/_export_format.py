@@ -197,9 +197,9 @@ class _Checker:
                 number,
             )
         version = value.get("version")
-        if version != EXPORT_VERSION:
+        if type(version) is not int or version != EXPORT_VERSION:  # true == 1 in Python
             raise self.fail(
-                f"export format version {version!r} is not supported (this fleet reads "
+                f"export format version {_shown(version)} is not supported (this fleet reads "
                 f"version {EXPORT_VERSION})",
                 number,
             )
@@ -244,7 +244,7 @@ class _Checker:
         expected = self.versions.get(stream, 0) + 1
         if version != expected:
             raise self.fail(
-                f"stream {stream!r} jumps to version {version} where {expected} was expected "
+                f"stream {_shown(stream)} jumps to version {version} where {expected} was expected "
                 "(an event is missing or out of order)",
                 number,
             )
@@ -252,13 +252,15 @@ class _Checker:
             raise self.fail(f"the first event is not the RunStarted of run-{self.run_id}", number)
         data = self.data(number, value)
         if isinstance(data, RunStarted) and data.run_id != self.run_id:
-            raise self.fail(f"RunStarted is for run {data.run_id!r}, not {self.run_id!r}", number)
+            raise self.fail(
+                f"RunStarted is for run {_shown(data.run_id)}, not {self.run_id!r}", number
+            )
         self.of_the_run(number, stream, version, data)
         meta = self.meta(number, value["meta"])
         if meta.run_id != self.run_id:
             raise self.fail(
-                f"an event of stream {stream!r} has meta.run_id {meta.run_id!r}, not the run's "
-                f"{self.run_id!r} (module note 3)",
+                f"an event of stream {_shown(stream)} has meta.run_id {_shown(meta.run_id)}, "
+                f"not the run's {self.run_id!r} (module note 3)",
                 number,
             )
         recorded_at = self.recorded_at(number, value["recorded_at"])
@@ -299,14 +301,14 @@ class _Checker:
             if isinstance(data, AgentCreated) and stream == f"agent-{data.agent_id}":
                 return
             raise self.fail(
-                f"stream {stream!r} does not begin with the AgentCreated of its agent, so it "
+                f"stream {_shown(stream)} does not begin with the AgentCreated of its agent, so it "
                 f"is not an agent of run {run_id!r} (module note 3)",
                 number,
             )
         raise self.fail(
-            f"stream {stream!r} is not one of run {run_id!r}'s (run-{run_id}, task-{run_id}[-*] "
-            "and the agent-<id> streams of the agents it created): refusing to write into "
-            "another stream (module note 3)",
+            f"stream {_shown(stream)} is not one of run {run_id!r}'s (run-{run_id}, "
+            f"task-{run_id}[-*] and the agent-<id> streams of the agents it created): refusing "
+            "to write into another stream (module note 3)",
             number,
         )
 
@@ -314,11 +316,12 @@ class _Checker:
         kind, schema, data = value["type"], value["schema"], value["data"]
         known = self.validators.get(kind) if isinstance(kind, str) else None
         if known is None:
-            raise self.fail(f"unknown event type {kind!r}", number)
+            raise self.fail(f"unknown event type {_shown(kind)}", number)
         current, cls = known
         if type(schema) is not int or not 1 <= schema <= current:
             raise self.fail(
-                f"{kind} schema {schema!r} is not one this fleet reads (1 to {current})", number
+                f"{kind} schema {_shown(schema)} is not one this fleet reads (1 to {current})",
+                number,
             )
         if not isinstance(data, dict) or data.get("type") != kind:
             raise self.fail(f"data is not a {kind} object", number)

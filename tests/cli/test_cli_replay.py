@@ -322,6 +322,26 @@ def test_import_refuses_a_lone_surrogate_and_changes_nothing(
     assert code == 0, err
 
 
+def test_import_errors_show_a_long_value_cut_and_control_characters_escaped(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a refusal quoted the file's value whole (an event type of 100 000
+    characters made a line as long); a header version of true was taken for 1."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    for number, changes, reason in (
+        (4, {"type": "X" * 100_000}, "unknown event type 'XXXX"),
+        (len(lines), {"stream_id": "agent-\x1b[2J" * 1000}, "stream 'agent-\\x1b[2Jagent-"),
+        (4, {"schema": "9" * 10_000}, "schema '9999"),
+        (1, {"version": True}, "export format version True is not supported"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: " in err
+        assert reason in err
+        assert len(err) < len(str(export)) + 400, err
+        assert "\x1b" not in err
+
+
 class _Fleet:
     """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
     Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
