@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from events import EVENT_TYPES, EventData
+from events import EVENT_TYPES, ID_PATTERN, EventData
 from projections import STATUSES
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
     "ViewQuery",
 ]
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-"""What an id in a path or a stream name may look like: no `/`, no `..` start, no spaces."""
 
 Position = Annotated[int, Field(ge=0, le=2**62)]
 FilterText = Annotated[str, Field(min_length=1, max_length=200)]

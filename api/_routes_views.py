@@ -46,7 +46,6 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -55,7 +54,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import gc_paused, live_keys
+from events import ID_RULE, gc_paused, is_id, live_keys
 from projections import (
     COLUMNS,
     AgentsProjection,
@@ -68,7 +67,6 @@ from runtime.errors import AgentNotFound
 
 from ._bodies import parse_query
 from ._models import (
-    ID_PATTERN,
     AgentsQuery,
     BoardQuery,
     GraphQuery,
@@ -87,7 +85,6 @@ __all__ = ["VIEWS", "check_id", "operations", "page", "query", "routes"]
 VIEWS = ("fleet", "graph", "board", "runs")
 """The views served as `GET /v1/<name>` (agents has its own routes)."""
 
-_ID = re.compile(ID_PATTERN)
 _GONE = 499  # never sent: the client has disconnected (nginx's "client closed request")
 
 Q = TypeVar("Q", bound=BaseModel)
@@ -96,13 +93,10 @@ T = TypeVar("T")
 
 def check_id(value: str, what: str = "agent id") -> str:
     """`value` if it has the shape of an id; else `HTTPProblem` 400 (no lookup happens)."""
-    if not _ID.fullmatch(value):
+    if not is_id(value):
         raise HTTPProblem(
-            400, f"Invalid {what}",
-            f"{what} {value[:80]!r} is not 1-128 letters, digits or ._:@- starting with a "
-            "letter or digit",
-            slug="invalid-id",
-        )  # fmt: skip
+            400, f"Invalid {what}", f"{what} {value[:80]!r} is not {ID_RULE}", slug="invalid-id"
+        )
     return value
 
 

@@ -70,6 +70,7 @@ from ._export_format import (
     read_export,
 )
 from ._gc import gc_paused
+from ._ids import ID_PATTERN, ID_RULE, is_id
 from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._location import without_password
@@ -104,6 +105,8 @@ __all__ = [
     "EVENT_TYPES",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
+    "ID_PATTERN",
+    "ID_RULE",
     "MIN_KEY_BYTES",
     "NO_STREAM",
     "UPCASTERS",
@@ -178,6 +181,7 @@ __all__ = [
     "gc_paused",
     "import_run",
     "import_stream",
+    "is_id",
     "live_keys",
     "load_data",
     "open_store",

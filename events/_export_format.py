@@ -13,9 +13,10 @@ import hmac
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 from ._catalogue import EVENT_TYPES, AgentCreated, EventModel, RunStarted
 from ._encoding import meta_params
 from ._envelope import Meta
+from ._ids import ID_RULE, is_id
 from ._store import ImportedEvent
 from ._upcasting import upcast
 from .errors import EventTooLarge, ExportInvalid, InvalidEvent
@@ -50,6 +52,12 @@ _ROWS_CHUNK = 2_000  # spooled rows handed to the store at once
 MIN_KEY_BYTES = 16
 """The shortest signing key accepted (HMAC-SHA256 takes any length; a short one is guessable)."""
 _SIGNATURE = "hmac_sha256"
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""The times an imported event may have (`_Checker.recorded_at`): fleet records none before
+1970, and a year's margin at the end keeps a fold's date arithmetic within `datetime`'s."""
+_INT64 = 2**63
+"""Positions and versions are below it: the log stores them as signed 64-bit integers."""
 _MID_LINE = (
     "the file ends mid-line: truncated? (its last line has no newline and is not whole JSON)"
 )
@@ -166,6 +174,14 @@ class _Checker:
             raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
         if not isinstance(value, dict):
             raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)
+        if _SURROGATE.search(raw) and _lone_surrogate(value):
+            # Regression: `\ud800` parsed to a string no UTF-8 encoder takes: a traceback
+            # (UnicodeEncodeError, PydanticSerializationError) from data or meta.
+            raise self.fail(
+                "a string holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                "its pair): it is not text, and the log stores text as UTF-8",
+                number,
+            )
         if self.header is None:
             self.start(number, value, raw)
         elif "end" in value:
@@ -181,15 +197,24 @@ class _Checker:
                 number,
             )
         version = value.get("version")
-        if version != EXPORT_VERSION:
+        if type(version) is not int or version != EXPORT_VERSION:  # true == 1 in Python
             raise self.fail(
-                f"export format version {version!r} is not supported (this fleet reads "
+                f"export format version {_shown(version)} is not supported (this fleet reads "
                 f"version {EXPORT_VERSION})",
                 number,
             )
         run_id = value.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise self.fail("the header names no run_id", number)
+        if not is_id(run_id):
+            # Regression: any string was taken: a run that the API's paths refuse to name,
+            # that `fleet export` wrote out of the folder (`../x` to `../x.jsonl`), and whose
+            # escape sequences `fleet import` and `fleet runs` sent to the terminal.
+            raise self.fail(
+                f"the header's run_id {_shown(run_id)} is not a run id ({ID_RULE}, as the API "
+                "takes)",
+                number,
+            )
         self.header, self.run_id = value, run_id
         self.digest.update(raw)
 
@@ -201,6 +226,15 @@ class _Checker:
         position, stream, version = value["position"], value["stream_id"], value["version"]
         if type(position) is not int or type(version) is not int or not isinstance(stream, str):
             raise self.fail("position and version must be integers, stream_id a string", number)
+        for name, number_of in (("position", position), ("version", version)):
+            # Regression: a position of 2**63 went into a signed 64-bit array as the import
+            # numbered the events, a traceback (OverflowError) once the log was open.
+            if not 0 < number_of < _INT64:
+                raise self.fail(
+                    f"{name} {number_of} is out of range (1 to 2**63 - 1: a signed 64-bit "
+                    "integer, as the log stores it)",
+                    number,
+                )
         if position <= self.last_position:
             raise self.fail(
                 f"position {position} is not after {self.last_position}: the events are out "
@@ -210,7 +244,7 @@ class _Checker:
         expected = self.versions.get(stream, 0) + 1
         if version != expected:
             raise self.fail(
-                f"stream {stream!r} jumps to version {version} where {expected} was expected "
+                f"stream {_shown(stream)} jumps to version {version} where {expected} was expected "
                 "(an event is missing or out of order)",
                 number,
             )
@@ -218,13 +252,15 @@ class _Checker:
             raise self.fail(f"the first event is not the RunStarted of run-{self.run_id}", number)
         data = self.data(number, value)
         if isinstance(data, RunStarted) and data.run_id != self.run_id:
-            raise self.fail(f"RunStarted is for run {data.run_id!r}, not {self.run_id!r}", number)
+            raise self.fail(
+                f"RunStarted is for run {_shown(data.run_id)}, not {self.run_id!r}", number
+            )
         self.of_the_run(number, stream, version, data)
         meta = self.meta(number, value["meta"])
         if meta.run_id != self.run_id:
             raise self.fail(
-                f"an event of stream {stream!r} has meta.run_id {meta.run_id!r}, not the run's "
-                f"{self.run_id!r} (module note 3)",
+                f"an event of stream {_shown(stream)} has meta.run_id {_shown(meta.run_id)}, "
+                f"not the run's {self.run_id!r} (module note 3)",
                 number,
             )
         recorded_at = self.recorded_at(number, value["recorded_at"])
@@ -265,14 +301,14 @@ class _Checker:
             if isinstance(data, AgentCreated) and stream == f"agent-{data.agent_id}":
                 return
             raise self.fail(
-                f"stream {stream!r} does not begin with the AgentCreated of its agent, so it "
+                f"stream {_shown(stream)} does not begin with the AgentCreated of its agent, so it "
                 f"is not an agent of run {run_id!r} (module note 3)",
                 number,
             )
         raise self.fail(
-            f"stream {stream!r} is not one of run {run_id!r}'s (run-{run_id}, task-{run_id}[-*] "
-            "and the agent-<id> streams of the agents it created): refusing to write into "
-            "another stream (module note 3)",
+            f"stream {_shown(stream)} is not one of run {run_id!r}'s (run-{run_id}, "
+            f"task-{run_id}[-*] and the agent-<id> streams of the agents it created): refusing "
+            "to write into another stream (module note 3)",
             number,
         )
 
@@ -280,11 +316,12 @@ class _Checker:
         kind, schema, data = value["type"], value["schema"], value["data"]
         known = self.validators.get(kind) if isinstance(kind, str) else None
         if known is None:
-            raise self.fail(f"unknown event type {kind!r}", number)
+            raise self.fail(f"unknown event type {_shown(kind)}", number)
         current, cls = known
         if type(schema) is not int or not 1 <= schema <= current:
             raise self.fail(
-                f"{kind} schema {schema!r} is not one this fleet reads (1 to {current})", number
+                f"{kind} schema {_shown(schema)} is not one this fleet reads (1 to {current})",
+                number,
             )
         if not isinstance(data, dict) or data.get("type") != kind:
             raise self.fail(f"data is not a {kind} object", number)
@@ -299,12 +336,28 @@ class _Checker:
         return Meta(**raw)
 
     def recorded_at(self, number: int, raw: Any) -> datetime:
+        """`raw` as a time, refused unless in `_EARLIEST`..`_LATEST` once in UTC (note 2 of
+        `_export.py`): year 1 at +14:00 parsed, then overflowed when it was stored, and
+        9999-12-31 made every read model's fold overflow on the event (the run landed, and
+        the projections stopped)."""
+        reason = "not an ISO 8601 time with a zone"
         try:
             at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        except ValueError:
-            at = None
+        except ValueError as e:  # its reason, when it says more than "invalid": year 0
+            at, detail = None, _short(e)
+            reason += f" ({detail})" if raw not in detail else ""
         if at is None or at.tzinfo is None:
-            raise self.fail(f"recorded_at {raw!r} is not an ISO 8601 time with a zone", number)
+            raise self.fail(f"recorded_at {_shown(raw)} is {reason}", number)
+        try:
+            in_range = _EARLIEST <= at.astimezone(UTC) < _LATEST
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            in_range = False
+        if not in_range:
+            raise self.fail(
+                f"recorded_at {_shown(raw)} is out of range (an event's time is from "
+                f"{_EARLIEST:%Y-%m-%d} to {_LATEST:%Y-%m-%d} UTC)",
+                number,
+            )
         return at
 
     def finish(self, number: int, value: dict[str, Any]) -> None:
@@ -354,6 +407,34 @@ class _Checker:
             dict(self.versions),
             tuple(self.rows),
         )
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of a UTF-16 surrogate: whole characters (a pair) or a lone half."""
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string in `value` (a key or a value, at any depth) is not valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """`value` as a message shows a file's value: its repr (control characters escaped), cut."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _short(error: Exception) -> str:

@@ -451,25 +451,56 @@ async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -
     return 0
 
 
+WRITER_NOTICE_S = 1.0
+"""How long `fleet import FIFO` waits for a writer before it says that it is waiting."""
+
+_INTERRUPTED = {
+    "reading": "nothing was imported",
+    "writing": "the run was being written: it is in the log whole or not at all (see `fleet runs`)",
+    "written": "the run was imported; its read models catch up at the next command",
+}
+"""What Ctrl-C left behind, by the phase `_import` was in (`_Phase`)."""
+
+
+class _Phase:
+    """Where `_import` is, for the line Ctrl-C prints: reading, writing, written."""
+
+    now = "reading"
+
+
 def _import_command(args: argparse.Namespace) -> int:
+    import stat
+
     try:
         key = export_key() if args.verify else None
     except KeyMissing as e:
         return _error(f"--verify: {e}")
+    fifo = False
     if args.file != "-":
         given = Path(args.file)
         if given.is_dir():
             return _error(f"cannot read {args.file}: it is a folder (give the export's file)")
         if not given.exists():  # a pipe (`<(...)`) is read, as a file is
             return _error(f"cannot read {args.file}: no such file")
+        with contextlib.suppress(OSError):  # the open says what is wrong
+            fifo = stat.S_ISFIFO(given.stat().st_mode)
+    phase = _Phase()
     try:
-        return asyncio.run(_import(args, key))
+        return asyncio.run(_import(args, key, fifo, phase))
     except OSError as e:
         return _error(f"cannot read {args.file}: {e}")
+    except KeyboardInterrupt:
+        print(f"fleet: import interrupted; {_INTERRUPTED[phase.now]}", file=sys.stderr)
+        return 130
 
 
-async def _chunks(file: str) -> AsyncIterator[bytes]:
-    """The file's bytes (stdin for '-') in blocks, read on a worker thread."""
+async def _chunks(file: str, fifo: bool) -> AsyncIterator[bytes]:
+    """The file's bytes (stdin for '-') in blocks: a file read on a worker thread, a FIFO
+    (a named pipe, or `<(...)`) through the event loop (`_fifo_chunks`)."""
+    if fifo:
+        async for block in _fifo_chunks(file):
+            yield block
+        return
     handle = sys.stdin.buffer if file == "-" else await asyncio.to_thread(open, file, "rb")
     try:
         while block := await asyncio.to_thread(handle.read, 1 << 20):
@@ -479,15 +510,70 @@ async def _chunks(file: str) -> AsyncIterator[bytes]:
             handle.close()
 
 
-async def _import(args: argparse.Namespace, key: bytes | None) -> int:
+async def _fifo_chunks(path: str) -> AsyncIterator[bytes]:
+    """The bytes a writer sends through the FIFO at `path`, cancellable at every wait.
+
+    Opening a FIFO to read blocks until a writer opens it, and the blocked call
+    cannot be interrupted: a worker thread opens it (`_open_fifo`). It is then
+    read through the event loop (non-blocking), not on a thread: Ctrl-C while
+    the writer is silent ends the command at once, where a blocked read held
+    `asyncio.run` until the writer wrote or went away.
+    """
+    import os
+
+    pipe = os.fdopen(await _open_fifo(path), "rb", buffering=0)  # the transport closes it
+    reader = asyncio.StreamReader(limit=1 << 20)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), pipe
+    )
+    try:
+        while block := await reader.read(1 << 20):
+            yield block
+    finally:
+        transport.close()
+
+
+async def _open_fifo(path: str) -> int:
+    """A descriptor reading the FIFO at `path`, once a writer has opened it.
+
+    The open waits on a worker thread; after `WRITER_NOTICE_S` without a
+    writer, a line on stderr says what the command waits for (it looked hung).
+    Cancelled (Ctrl-C), it opens the FIFO to write and closes it at once, so
+    that the thread's open returns and `asyncio.run` can end (it waits for its
+    threads).
+    """
+    import os
+
+    opening = asyncio.ensure_future(asyncio.to_thread(os.open, path, os.O_RDONLY))
+    try:
+        done, _ = await asyncio.wait({opening}, timeout=WRITER_NOTICE_S)
+        if not done:
+            print(
+                f"fleet: waiting for a writer on {path} (a FIFO; Ctrl-C to give up)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        if not opening.done():
+            with contextlib.suppress(OSError):  # ENXIO: the thread's open has returned
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        with contextlib.suppress(Exception):
+            os.close(await opening)
+        raise
+
+
+async def _import(args: argparse.Namespace, key: bytes | None, fifo: bool, phase: _Phase) -> int:
     from events import spool_export
 
     db = resolve_db(args.db)
     source = "<stdin>" if args.file == "-" else args.file
     # Checked whole before the log is opened: a refused file creates no log.
-    export = await spool_export(_chunks(args.file), source=source, verify_key=key)
+    export = await spool_export(_chunks(args.file, fifo), source=source, verify_key=key)
     async with export, _open(db, projections=True) as (store, runner):
+        phase.now = "writing"
         result = await export.import_into(store)
+        phase.now = "written"
         await runner.wait_for(result.last_position, timeout=60.0)
         run = next((r for r in runner.view("runs")["runs"] if r["id"] == result.run_id), None)
     if args.json:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +129,116 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert asyncio.run(_run_ids(other)) == [run_id]
 
 
+def _reseal(lines: list[bytes]) -> bytes:
+    """An export's header and event lines with a trailer computed over them: a forger's file,
+    which passes the checksum, so that only the checks of its contents can refuse it."""
+    events = [json.loads(line) for line in lines[1:]]
+    streams: dict[str, int] = {}
+    for event in events:
+        streams[event["stream_id"]] = streams.get(event["stream_id"], 0) + 1
+    digest = hashlib.sha256(b"".join(lines)).hexdigest()
+    trailer = {"end": "fleet-run", "events": len(events), "streams": streams, "sha256": digest}
+    return b"".join(lines) + json.dumps(trailer).encode() + b"\n"
+
+
+def _another_run(demo: tuple[Path, str], tmp_path: Path, run_id: str = "second") -> list[bytes]:
+    """The demo run's export (header and events, no trailer) renamed `run_id` throughout, its
+    agents renamed too: a run the demo log does not hold, that `_reseal` makes a file it
+    would take."""
+    log, demo_id = demo
+    exported = tmp_path / "demo.jsonl"
+    assert fleet("export", demo_id, "--db", str(log), "-o", str(exported))[0] == 0
+    lines = exported.read_bytes().splitlines(keepends=True)[:-1]
+    names = {demo_id: run_id}
+    for line in lines[1:]:
+        event = json.loads(line)
+        if event["type"] == "AgentCreated":
+            names[event["data"]["agent_id"]] = event["data"]["agent_id"] + "-again"
+    for old, new in names.items():
+        lines = [line.replace(old.encode(), json.dumps(new)[1:-1].encode()) for line in lines]
+    return lines
+
+
+def _edited(lines: list[bytes], number: int, **changes: Any) -> list[bytes]:
+    """`lines` with the keys of the JSON object on line `number` (from 1) changed."""
+    value = json.loads(lines[number - 1])
+    value.update(changes)
+    return [*lines[: number - 1], json.dumps(value).encode() + b"\n", *lines[number:]]
+
+
+def _state(db: Path) -> tuple[int, list[str]]:
+    """The log's head and the ids of its runs: what an import would change."""
+    return asyncio.run(_head(db)), asyncio.run(_run_ids(db))
+
+
+def _refused(db: Path, export: Path, data: bytes) -> str:
+    """Import `data` (written to `export`) into `db`: it must be refused with one line on
+    stderr, nothing on stdout, and the log left as it was. The error line."""
+    export.write_bytes(data)
+    before = _state(db)
+    code, out, err = fleet("import", str(export), "--db", str(db))
+    assert (code, out) == (1, ""), err
+    assert err.startswith("fleet: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert _state(db) == before
+    return err
+
+
+def test_import_refuses_an_event_time_out_of_range_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: year 1 at +14:00 or 9999-12-31 at -14:00 parsed, and then overflowed: the
+    run landed and the projections stopped, or a traceback; year 0 was 'not ISO 8601'."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    for recorded_at, reason in (
+        ("0000-01-01T00:00:00+00:00", "is not an ISO 8601 time with a zone (year 0 is out of"),
+        ("99999-01-01T00:00:00+00:00", "is not an ISO 8601 time with a zone"),
+        ("yesterday", "is not an ISO 8601 time with a zone"),
+        ("0001-01-01T00:00:00+14:00", "is out of range (an event's time is from 1970-01-01"),
+        ("9999-12-31T23:59:59-14:00", "is out of range"),
+        ("1969-12-31T23:59:59+00:00", "is out of range"),
+        ("9999-01-01T00:00:00+00:00", "is out of range"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, 4, recorded_at=recorded_at)))
+        assert f"refusing {export}, line 4: recorded_at {recorded_at!r} {reason}" in err
+        assert err.endswith("; nothing was imported\n")
+    # The same file with its times as recorded lands, and so do the first and last times.
+    for recorded_at in ("1970-01-01T00:00:00+00:00", "9998-12-31T23:59:59.999999+00:00"):
+        export.write_bytes(_reseal(_edited(lines, 3, recorded_at=recorded_at)))
+        code, _, err = fleet("import", str(export), "--db", str(tmp_path / f"{recorded_at}.db"))
+        assert code == 0, err
+    export.write_bytes(_reseal(lines))
+    code, _, err = fleet("import", str(export), "--db", str(db))
+    assert code == 0, err
+    assert asyncio.run(_run_ids(db)) == [demo[1], "second"]
+
+
+def test_import_refuses_a_position_a_log_cannot_hold_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a position of 2**63 or more was a traceback (OverflowError) once the log
+    was open; a negative one was 'out of order'."""
+    lines = _another_run(demo, tmp_path)
+    last = len(lines)
+    export = tmp_path / "edited.jsonl"
+    for number, changes, reason in (
+        (last, {"position": 2**63}, f"position {2**63} is out of range (1 to 2**63 - 1"),
+        (last, {"position": 2**64 + 5}, f"position {2**64 + 5} is out of range"),
+        (2, {"position": -5}, "position -5 is out of range"),
+        (2, {"position": 0}, "position 0 is out of range"),
+        (last, {"version": 2**63}, f"version {2**63} is out of range"),
+        (2, {"version": -1}, "version -1 is out of range"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: {reason}" in err
+    # The largest position there is is taken: positions are renumbered on the way in.
+    export.write_bytes(_reseal(_edited(lines, last, position=2**63 - 1)))
+    code, out, err = fleet("import", str(export), "--db", str(db), "--json")
+    assert code == 0, err
+    assert json.loads(out)["last_position"] == _state(db)[0]
+
+
 def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None:
     """Regression: a folder was 'no such file'."""
     code, out, err = fleet("import", str(tmp_path), "--db", str(tmp_path / "other.db"))
@@ -157,6 +272,196 @@ def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Pa
         feeder.join(timeout=60)
     assert code == 0, err
     assert json.loads(out)["run_id"] == run_id
+
+
+def test_import_refuses_a_run_id_the_api_would_not_take_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: the header's run id could be any string: `../x` (whose `fleet export` then
+    wrote `../x.jsonl`), escape sequences (printed raw by `fleet import`), 5000 characters."""
+    export = tmp_path / "edited.jsonl"
+    for run_id in ("../../etc/x", "a/b", "red\x1b[31mrun", "a\nb", "nul\x00", "a b", "x" * 129,
+                   ".hidden", "-rf"):  # fmt: skip
+        err = _refused(db, export, _reseal(_another_run(demo, tmp_path, run_id)))
+        shown = repr(run_id) if len(repr(run_id)) <= 80 else repr(run_id)[:76] + "...'"
+        assert (
+            f"refusing {export}, line 1: the header's run_id {shown} is not a run id (1-128 " in err
+        )
+        assert "\x1b" not in err and "\x00" not in err
+    err = _refused(db, export, _reseal(_another_run(demo, tmp_path, "")))
+    assert "line 1: the header names no run_id" in err
+    # The longest, and every character the API takes.
+    for number, run_id in enumerate(("x" * 128, "Run_2.a:b@c-d")):
+        export.write_bytes(_reseal(_another_run(demo, tmp_path, run_id)))
+        target = tmp_path / f"new{number}.db"
+        code, out, err = fleet("import", str(export), "--db", str(target), "--json")
+        assert code == 0, err
+        assert json.loads(out)["run_id"] == run_id
+
+
+def test_import_refuses_a_lone_surrogate_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a `\\ud800` escape (half a UTF-16 pair) in an event's data or meta was a
+    traceback (a string no UTF-8 encoder takes), or landed in a key of the data."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    started = json.loads(lines[1])
+    for number, changes in (
+        (2, {"data": {**started["data"], "task": "half \ud800 a pair"}}),
+        (2, {"data": {**started["data"], "config": {"\udc00": 1}}}),
+        (2, {"meta": {**started["meta"], "correlation_id": "x\udfff"}}),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: a string holds a lone UTF-16 surrogate" in err
+    # A whole pair is a character like another.
+    paired = {**started["data"], "task": "\U0001f600"}
+    export.write_bytes(_reseal(_edited(lines, 2, data=paired)))
+    assert b"\\ud83d\\ude00" in export.read_bytes()
+    code, _, err = fleet("import", str(export), "--db", str(db))
+    assert code == 0, err
+
+
+def test_import_errors_show_a_long_value_cut_and_control_characters_escaped(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a refusal quoted the file's value whole (an event type of 100 000
+    characters made a line as long); a header version of true was taken for 1."""
+    lines = _another_run(demo, tmp_path)
+    export = tmp_path / "edited.jsonl"
+    for number, changes, reason in (
+        (4, {"type": "X" * 100_000}, "unknown event type 'XXXX"),
+        (len(lines), {"stream_id": "agent-\x1b[2J" * 1000}, "stream 'agent-\\x1b[2Jagent-"),
+        (4, {"schema": "9" * 10_000}, "schema '9999"),
+        (1, {"version": True}, "export format version True is not supported"),
+    ):
+        err = _refused(db, export, _reseal(_edited(lines, number, **changes)))
+        assert f"refusing {export}, line {number}: " in err
+        assert reason in err
+        assert len(err) < len(str(export)) + 400, err
+        assert "\x1b" not in err
+
+
+class _Fleet:
+    """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
+    Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._said = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, lines), daemon=True)
+            for pipe, lines in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe: Any, lines: list[str]) -> None:
+        for line in pipe:
+            with self._said:
+                lines.append(line.decode(errors="replace"))
+                self._said.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        """Until a line of stderr holds `text` (AssertionError after `timeout` seconds)."""
+        with self._said:
+            said = self._said.wait_for(lambda: any(text in line for line in self._err), timeout)
+        assert said, f"no {text!r} on stderr in {timeout} s: {self._err}"
+
+    def end(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once it has exited (TimeoutExpired after `timeout`)."""
+        code = self.proc.wait(timeout)
+        self.close()
+        return code, "".join(self._out), "".join(self._err)
+
+    def close(self) -> None:
+        """Kill it if it runs still; close its pipes once read to their end."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(60)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., _Fleet]]:
+    """Starts `_Fleet`s; kills any still running after the test."""
+    started: list[_Fleet] = []
+
+    def start(*args: str) -> _Fleet:
+        started.append(_Fleet(*args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()
+
+
+def test_import_from_a_fifo_without_a_writer_says_so_and_ctrl_c_ends_it(
+    spawn: Callable[..., _Fleet], tmp_path: Path
+) -> None:
+    """Regression: `fleet import FIFO` with no writer waited silently, and Ctrl-C did not end
+    it (the blocked open held `asyncio.run` until a writer came)."""
+    fifo, db = tmp_path / "fifo", tmp_path / "other.db"
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db))
+    importing.wait_for(f"fleet: waiting for a writer on {fifo}")
+    importing.proc.send_signal(signal.SIGINT)
+    code, out, err = importing.end(timeout=30)
+
+    assert (code, out) == (130, "")
+    assert err.endswith("fleet: import interrupted; nothing was imported\n")
+    assert "Traceback" not in err
+    assert not db.exists()
+
+
+def test_import_from_a_fifo_reads_the_writer_that_comes(
+    spawn: Callable[..., _Fleet], demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    log, run_id = demo
+    exported, fifo, db = tmp_path / "run.jsonl", tmp_path / "fifo", tmp_path / "other.db"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db), "--json")
+    importing.wait_for("waiting for a writer")
+    with fifo.open("wb") as writer:  # the import is the reader this open waits for
+        writer.write(exported.read_bytes())
+    code, out, err = importing.end()
+
+    assert code == 0, err
+    assert json.loads(out)["run_id"] == run_id
+    assert asyncio.run(_run_ids(db)) == [run_id]
+
+
+def test_ctrl_c_ends_an_import_whose_fifo_writer_is_silent(
+    spawn: Callable[..., _Fleet], demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A writer that opened the FIFO and sends nothing more: Ctrl-C ends the import at once
+    (a read blocked on a worker thread held it until the writer wrote or went away)."""
+    log, run_id = demo
+    exported, fifo, db = tmp_path / "run.jsonl", tmp_path / "fifo", tmp_path / "other.db"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    os.mkfifo(fifo)
+    importing = spawn("import", str(fifo), "--db", str(db))
+    importing.wait_for("waiting for a writer")
+    with fifo.open("wb") as writer:
+        writer.write(exported.read_bytes().splitlines(keepends=True)[0])
+        writer.flush()
+        importing.proc.send_signal(signal.SIGINT)
+        code, out, err = importing.end(timeout=30)
+
+    assert (code, out) == (130, "")
+    assert err.endswith("fleet: import interrupted; nothing was imported\n")
+    assert "Traceback" not in err
+    assert not db.exists()
 
 
 def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
