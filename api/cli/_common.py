@@ -6,7 +6,12 @@ console is made on first use.
 What `console().print` (or `rule`, a table's `str` cell) is given is rich
 markup: a string from the person, the log, a model or the file system (a task,
 a path, a name, a summary) goes through `rich.markup.escape`, or in a `Text`,
-so that a `[/]` in it is text, not a `MarkupError`.
+so that a `[/]` in it is text, not a `MarkupError`. And what the console prints
+is shown, not obeyed: its control characters (an escape sequence in a task, a
+model's output or an imported run, a BEL, a carriage return) print as their
+control pictures (`␛`, `␇`, `␍`), so that no text from the log can clear the
+screen, retitle the terminal or overwrite a line; only rich's own styling and
+cursor control reach the terminal as codes (`make_console`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +37,14 @@ __all__ = [
     "add_common",
     "console",
     "log_missing",
+    "make_console",
     "not_negative",
     "open_to_read",
     "percent",
     "port",
     "positive",
     "print_json",
+    "printable",
     "require_log",
     "resolve_db",
     "resolve_run",
@@ -49,9 +56,46 @@ DEFAULT_DB = Path(".fleet") / "fleet.db"
 @functools.cache
 def console() -> Console:
     """The console every command prints through (made, and rich imported, on first use)."""
-    from rich.console import Console
+    return make_console(stderr=False, highlight=False)
 
-    return Console(stderr=False, highlight=False)
+
+# C0 controls but tab and newline, DEL, and C1 controls: their control pictures (U+2400 on),
+# and U+FFFD for C1, which has none. NUL included: a terminal drops it, a file keeps it.
+_CONTROL_PICTURES = (
+    {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)}
+    | {0x7F: 0x2421}
+    | {c: 0xFFFD for c in range(0x80, 0xA0)}
+)
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters as visible symbols (the module's docstring)."""
+    return text.translate(_CONTROL_PICTURES)
+
+
+def make_console(**options: Any) -> Console:
+    """A rich `Console` that prints text's control characters as symbols (see `printable`).
+
+    Rich writes a segment's text as it is and its style as escape codes it makes
+    itself, so the text of every segment that is not rich's own control (cursor
+    moves of a live display) is made printable as the buffer is rendered.
+    """
+    return _console_class()(**options)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class ShownConsole(Console):
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                segment if segment.control else segment._replace(text=printable(segment.text))
+                for segment in buffer
+            )
+
+    return ShownConsole
 
 
 def resolve_db(arg: str | None) -> Path | str:

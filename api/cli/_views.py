@@ -40,8 +40,10 @@ from ._common import (
     console,
     existing_log,
     log_missing,
+    make_console,
     no_log,
     print_json,
+    printable,
     resolve_run,
 )
 
@@ -357,15 +359,13 @@ def _width() -> int | None:
 
 def _print(renderable: RenderableType) -> None:
     """Print a table: fitted to a terminal, at its natural width into a pipe or a file."""
-    from rich.console import Console
-
     out = console()
     if out.is_terminal:
         out.print(renderable)
         return
     width = out.measure(renderable, options=out.options.update(width=1000)).maximum
     # Console.print clamps `width` to the console's own: print through one as wide as the table.
-    wide = Console(highlight=False, width=max(out.width, width))
+    wide = make_console(highlight=False, width=max(out.width, width))
     wide.print(renderable, crop=False)
 
 
@@ -391,6 +391,7 @@ def _emit(events: Sequence[RecordedEvent], as_json: bool) -> int:
         out.print(Text("\n").join(lines))
     else:
         # Into a pipe or a file: whole lines, no styling, without rich's per-line rendering.
-        sys.stdout.write("".join(event_line(event).plain + "\n" for event in events))
+        text = "".join(event_line(event).plain + "\n" for event in events)
+        sys.stdout.write(printable(text))
     sys.stdout.flush()
     return len(events)

@@ -474,3 +474,65 @@ def test_render_fleet_draws_totals_agents_and_board_for_one_run(filled: tuple[Pa
     assert "guarded" not in text
     assert "DONE (1)" in text
     assert "FAILED (0)" in text
+
+
+HOSTILE = "evil \x1b]0;TITLE\x07 \x1b[2J\x1b[31mred\rX\bY \x9b31m"
+
+
+async def _fill_hostile(db: Path) -> None:
+    """A run whose task, agent, board and tool call carry terminal control sequences (a
+    model's output or an imported run can hold any string)."""
+    run_id, agent_id = "hostile01", "builder-hostile"
+    meta = Meta(run_id=run_id, agent_id=agent_id)
+    async with SQLiteEventStore(db) as store:
+        await store.append(f"run-{run_id}", [
+            NewEvent(RunStarted(run_id=run_id, task=HOSTILE, pattern="scout-builder"),
+                     Meta(run_id=run_id)),
+        ])  # fmt: skip
+        await store.append(f"agent-{agent_id}", [
+            NewEvent(AgentCreated(agent_id=agent_id, name="builder", role="builder",
+                                  model="claude-haiku-4-5", task=HOSTILE), meta),
+            NewEvent(ToolCallRequested(agent_id=agent_id, tool_use_id="tu1", name="Bash",
+                                       input={"command": HOSTILE}), meta),
+            NewEvent(ToolCallCompleted(agent_id=agent_id, tool_use_id="tu1", name="Bash",
+                                       result=HOSTILE, is_error=True), meta),
+            NewEvent(AgentFailed(agent_id=agent_id, error=HOSTILE), meta),
+        ])  # fmt: skip
+        await store.append(f"task-{run_id}", [
+            NewEvent(TaskCreated(task_id=run_id, title=HOSTILE), Meta(run_id=run_id)),
+        ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command", ["events", "runs", "agents", "board", "replay hostile01", "approvals --all"]
+)
+def test_control_characters_from_the_log_are_shown_not_sent_to_the_terminal(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An escape sequence in a task retitled the terminal, cleared the screen or coloured
+    what followed; a carriage return overwrote the line. Each prints as its symbol."""
+    db = tmp_path / "fleet.db"
+    asyncio.run(_fill_hostile(db))
+    code, out, _ = run_cli(capsys, *command.split(), "--db", str(db))
+    assert code == 0
+    controls = [c for c in out if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0]
+    assert controls == []
+    if command.split()[0] in ("events", "runs", "board", "replay"):  # they show the task
+        assert "␛]0;TITLE" in out and "␛[2J" in out
+
+
+def test_a_terminal_gets_richs_styles_but_none_of_the_texts_controls() -> None:
+    from io import StringIO
+
+    from rich.text import Text
+
+    from api.cli._common import make_console
+
+    file = StringIO()
+    make_console(file=file, force_terminal=True, color_system="standard", width=200).print(
+        Text(HOSTILE, style="bold")
+    )
+    written = file.getvalue()
+    assert "\x1b[1m" in written  # rich's own bold
+    assert "\x1b]0;" not in written and "\x07" not in written and "\x9b" not in written
+    assert "evil ␛]0;TITLE ␛[2J␛[31mred" in written  # (rich drops BEL, CR and BS itself)
