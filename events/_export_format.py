@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ._catalogue import EVENT_TYPES, AgentCreated, EventModel, RunStarted
 from ._encoding import meta_params
 from ._envelope import Meta
-from ._ids import ID_RULE, is_id
+from ._ids import AGENT_ID_RULE, ID_RULE, is_agent_id, is_id
 from ._store import ImportedEvent
 from ._upcasting import upcast
 from .errors import EventTooLarge, ExportInvalid, InvalidEvent
@@ -299,6 +299,13 @@ class _Checker:
             if version > 1:
                 return  # its first event was checked to be the agent's creation
             if isinstance(data, AgentCreated) and stream == f"agent-{data.agent_id}":
+                if not is_agent_id(data.agent_id):
+                    # An agent of the log is driven again (resume, a worker) and its
+                    # transcript is `<id>.jsonl`: `../../x` would be a file outside the folder.
+                    raise self.fail(
+                        f"agent id {_shown(data.agent_id)} is not an agent id ({AGENT_ID_RULE})",
+                        number,
+                    )
                 return
             raise self.fail(
                 f"stream {_shown(stream)} does not begin with the AgentCreated of its agent, so it "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ID_PATTERN", "ID_RULE", "is_id"]
+__all__ = ["AGENT_ID_RULE", "ID_PATTERN", "ID_RULE", "is_agent_id", "is_id"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """What an id in a path or a stream name may look like: no `/`, no `..` start, no spaces."""
@@ -23,3 +23,15 @@ _ID = re.compile(ID_PATTERN)
 def is_id(value: object) -> bool:
     """Whether `value` is a string of the shape `ID_PATTERN` gives."""
     return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+AGENT_ID_RULE = "1-200 letters, digits or ._:@- starting with a letter or digit"
+"""An agent id in words: an id, longer (`orchestrator-<run id>` of a 128-character run id)."""
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+
+
+def is_agent_id(value: object) -> bool:
+    """Whether `value` can be an agent's id: it names a stream, and a file (its transcript,
+    `<agent id>.jsonl`), so it holds no `/` and does not start with a dot."""
+    return isinstance(value, str) and _AGENT_ID.fullmatch(value) is not None

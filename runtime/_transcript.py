@@ -76,7 +76,13 @@ _NAMESPACE = uuid.UUID("6f1d4c1e-5b0e-4a9c-9a53-1f1e7d0c2b7a")
 
 
 def transcript_path(folder: str | Path, agent_id: str) -> Path:
-    """Where the transcript of `agent_id` is written in `folder`."""
+    """Where the transcript of `agent_id` is written in `folder`.
+
+    Raises `ValueError` for an id that is not a plain file name (`../x`, `a/b`, `.x`):
+    the log an agent comes from may be an imported one.
+    """
+    if "/" in agent_id or "\\" in agent_id or agent_id.startswith(".") or "\0" in agent_id:
+        raise ValueError(f"agent id {agent_id[:80]!r} cannot name a transcript file")
     return Path(folder) / f"{agent_id}.jsonl"
 
 

@@ -299,6 +299,30 @@ def test_import_refuses_a_run_id_the_api_would_not_take_and_changes_nothing(
         assert json.loads(out)["run_id"] == run_id
 
 
+def test_import_refuses_an_agent_id_that_is_no_file_name_and_changes_nothing(
+    db: Path, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """An agent of the log is driven again by `fleet resume` or a worker, and writes its
+    transcript to `<agent id>.jsonl`: `../../x` was taken, a file outside the folder."""
+    export = tmp_path / "edited.jsonl"
+    lines = _another_run(demo, tmp_path, "third")
+    agent = next(
+        json.loads(line)["data"]["agent_id"]
+        for line in lines[1:]
+        if json.loads(line)["type"] == "AgentCreated"
+    )
+    for hostile in ("../../../tmp/pwned", ".hidden", "a/b", "x" * 201, "red\x1b[31m"):
+        new = json.dumps(hostile)[1:-1].encode()
+        edited = [line.replace(agent.encode(), new) for line in lines]
+        err = _refused(db, export, _reseal(edited))
+        assert "is not an agent id (1-200 letters, digits or ._:@-" in err, err
+    # The longest an agent id may be (orchestrator-<a 128-character run id> is 141).
+    edited = [line.replace(agent.encode(), b"a" * 200) for line in lines]
+    export.write_bytes(_reseal(edited))
+    code, _, err = fleet("import", str(export), "--db", str(tmp_path / "new.db"))
+    assert code == 0, err
+
+
 def test_import_refuses_a_lone_surrogate_and_changes_nothing(
     db: Path, demo: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -210,3 +210,15 @@ async def test_a_line_longer_than_a_read_is_skipped_and_the_rest_counted(tmp_pat
         f.write(huge[3_000:] + "\n")
     write(path, assistant("req_2"), user())
     assert [r.request_id for r in await reader.read(str(path))] == ["req_2"]
+
+
+@pytest.mark.parametrize("agent_id", ["../../tmp/pwned", "a/b", ".hidden", "a\\b", "nul\x00"])
+def test_an_agent_id_that_is_no_file_name_names_no_transcript(
+    tmp_path: Path, agent_id: str
+) -> None:
+    """The agents driven come from the log, which may be an imported one."""
+    from runtime._transcript import transcript_path
+
+    with pytest.raises(ValueError, match="cannot name a transcript file"):
+        transcript_path(tmp_path, agent_id)
+    assert transcript_path(tmp_path, "builder-1a2b").parent == tmp_path
