@@ -429,6 +429,16 @@ def spawn() -> Iterator[Callable[..., _Fleet]]:
         process.close()
 
 
+def _interrupted(importing: _Fleet, db: Path) -> None:
+    """Ctrl-C the import: it ends at once, says nothing was imported, and made no log."""
+    importing.proc.send_signal(signal.SIGINT)
+    code, out, err = importing.end(timeout=30)
+    assert (code, out) == (130, "")
+    assert err.endswith("fleet: import interrupted; nothing was imported\n")
+    assert "Traceback" not in err
+    assert not db.exists()
+
+
 def test_import_from_a_fifo_without_a_writer_says_so_and_ctrl_c_ends_it(
     spawn: Callable[..., _Fleet], tmp_path: Path
 ) -> None:
@@ -438,13 +448,7 @@ def test_import_from_a_fifo_without_a_writer_says_so_and_ctrl_c_ends_it(
     os.mkfifo(fifo)
     importing = spawn("import", str(fifo), "--db", str(db))
     importing.wait_for(f"fleet: waiting for a writer on {fifo}")
-    importing.proc.send_signal(signal.SIGINT)
-    code, out, err = importing.end(timeout=30)
-
-    assert (code, out) == (130, "")
-    assert err.endswith("fleet: import interrupted; nothing was imported\n")
-    assert "Traceback" not in err
-    assert not db.exists()
+    _interrupted(importing, db)
 
 
 def test_import_from_a_fifo_reads_the_writer_that_comes(
@@ -479,13 +483,7 @@ def test_ctrl_c_ends_an_import_whose_fifo_writer_is_silent(
     with fifo.open("wb") as writer:
         writer.write(exported.read_bytes().splitlines(keepends=True)[0])
         writer.flush()
-        importing.proc.send_signal(signal.SIGINT)
-        code, out, err = importing.end(timeout=30)
-
-    assert (code, out) == (130, "")
-    assert err.endswith("fleet: import interrupted; nothing was imported\n")
-    assert "Traceback" not in err
-    assert not db.exists()
+        _interrupted(importing, db)
 
 
 def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
