@@ -237,7 +237,9 @@ class ChatCommandInvalid(FleetError):
         self.command = command
         self.problem = problem
         self.usage = usage
-        super().__init__(f"{command}: {problem}; usage: {usage}")
+        # The command is the person's (or a client's) text: a long one is cut, not echoed whole.
+        shown = command if len(command) <= 40 else command[:40] + "…"
+        super().__init__(f"{shown}: {problem}; usage: {usage}")
 
 
 class AgentDrivenElsewhere(FleetError):

@@ -76,7 +76,7 @@ def test_a_scripted_conversation_then_carried_on_elsewhere(
     assert all(": deleted," in line for line in status[1:5])
 
 
-BAD_LINES = ["/frobnicate", "/create-agent", "/wait abc", "x" * 100_001]
+BAD_LINES = ["/frobnicate", "/create-agent", "/wait abc", "x" * 100_001, "/" + "y" * 5000]
 """Lines refused before anything is written: unknown, malformed, too long."""
 
 
@@ -93,6 +93,8 @@ def test_a_bad_line_is_said_and_the_chat_goes_on(tmp_path: Path, repo: Path) -> 
     assert "/create-agent: takes 2 arguments" in refusals[1]
     assert "/wait: SECONDS must be a number" in refusals[2]
     assert "longer than 100000 characters" in refusals[3]
+    assert f"/{'y' * 39}…: unknown command" in refusals[4]  # cut, not echoed whole
+    assert len(refusals[4]) < 300
     out = done.stdout
     assert "you> /cost" in out and "fleet> this conversation: 0 agents" in out
     assert "you> /frobnicate" not in out, "nothing of a refused line is in the log"
