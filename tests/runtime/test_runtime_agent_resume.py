@@ -115,7 +115,7 @@ async def test_a_tool_call_requested_but_not_completed_runs_again_on_resume(
     agent = make_agent(store, client, workspace, toolbox=hanging)
     await agent.create(task=SCOUT)
     task = agent.start()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):
         async for event in store.subscribe(where=EventFilter.of(types=["ToolCallRequested"])):
             assert event.data.name == "Grep"
             break
