@@ -93,6 +93,13 @@ Notes (do not fix without reading this):
    writer for the turn after: one more turn of the loop an append for a
    caller that appends again once answered (one appender: 4 turns an
    append instead of 5; 64: one a group less).
+9. Opening a new file: several processes may do it at once (`fleet run` and
+   `fleet serve` started together on a fresh `--db`). Each reads the mark
+   (`application_id`) and the tables in one read transaction, switches to
+   WAL (tried again while another holds the file: SQLite can answer
+   SQLITE_BUSY there without waiting), then marks the file and makes the
+   tables in one `BEGIN IMMEDIATE` transaction of `IF NOT EXISTS`: whoever
+   comes second finds the work done and changes nothing.
 """
 
 from __future__ import annotations
@@ -713,7 +720,7 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     try:
         with translated("opening", path):
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        await _init_schema(conn, path)
+        await _init_schema(conn, path, busy_timeout_ms)
         with translated("opening", path):
             await conn.executescript(PENDING + PENDING_APPEND)
     except BaseException:
@@ -722,21 +729,35 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
     return conn
 
 
-async def _init_schema(conn: aiosqlite.Connection, path: Path) -> None:
-    with translated("opening", path):
-        ((app_id,),) = await conn.execute_fetchall("PRAGMA application_id")
-        tables = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
-        raise NotADatabase(str(path))
+async def _init_schema(conn: aiosqlite.Connection, path: Path, busy_timeout_ms: int) -> None:
+    """Mark the file as a log, put it in WAL mode and make its tables (note 9).
+
+    Several processes may open one new file at the same moment (`fleet run` and
+    `fleet serve` started together): each step tolerates another having done it.
+    """
     try:
+        with translated("opening", path):
+            # One read transaction, so the mark and the tables are seen as of one
+            # moment: read apart, another process's schema could land between them
+            # (tables without the mark, a fleet log taken for another database).
+            await conn.execute("BEGIN")
+            ((app_id,),) = await conn.execute_fetchall("PRAGMA application_id")
+            tables = await conn.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+            await conn.execute("COMMIT")
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise NotADatabase(str(path))
         with translated("initialising", path):
-            ((mode,),) = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            mode = await _switch_to_wal(conn, busy_timeout_ms)
             if mode != "wal":
                 raise StoreError(f"cannot put {path} in WAL mode (it is in {mode} mode)")
             await conn.execute("PRAGMA synchronous = FULL")
             # One transaction, so a second process opening a new file at the same
-            # time sees either nothing or the whole schema. A log from before
-            # `spans` existed gets them built from its rows.
+            # time sees either nothing or the whole schema; `IF NOT EXISTS`
+            # throughout, so the second to take the lock changes nothing. A log
+            # from before `spans` existed gets them built from its rows (an upsert:
+            # done twice, it builds the same spans).
             names = {name for (name,) in tables}
             backfill = BACKFILL_SPANS if "events" in names and "spans" not in names else ""
             await conn.executescript(
@@ -747,3 +768,27 @@ async def _init_schema(conn: aiosqlite.Connection, path: Path) -> None:
         if conn.in_transaction:
             await _rollback(conn)
         raise
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection, busy_timeout_ms: int) -> str:
+    """`PRAGMA journal_mode = WAL`, tried again while another connection holds the file.
+
+    Leaving rollback mode needs the file to itself, and SQLite may answer
+    SQLITE_BUSY at once rather than call the busy handler (another process
+    reading the new file, or switching it too): the switch is tried again for
+    up to the lock timeout, as any other statement waits for a lock.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.005
+    while True:
+        try:
+            ((mode,),) = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            return str(mode)
+        except sqlite3.OperationalError as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)

@@ -151,8 +151,9 @@ async def read_ids(response: httpx.Response, count: int, *, within: float = 10.0
     return ids
 
 
-async def wait_until(predicate: Any, *, within: float = 5.0, what: str = "condition") -> None:
-    """Poll a sync or async predicate until true; fail with `what` after `timeout`."""
+async def wait_until(predicate: Any, *, within: float = 60.0, what: str = "condition") -> None:
+    """Poll a sync or async predicate until true; fail with `what` after `within` seconds
+    (generous: a loaded machine is slow, and a condition met returns at once)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:

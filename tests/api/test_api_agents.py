@@ -36,7 +36,7 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
     async def complete() -> bool:
         return await _status(client, agent_id) == "completed"
 
-    await wait_until(complete, within=20, what="the scout to finish")
+    await wait_until(complete, within=120, what="the scout to finish")
     output = (await client.get(f"/v1/agents/{agent_id}/output")).json()
     assert output["files_produced"] == ["notes/found.md"]
     card = (await client.get(f"/v1/agents/{agent_id}")).json()
@@ -49,7 +49,7 @@ async def test_agent_crud_round_trip_over_http(client: httpx.AsyncClient) -> Non
         },
     )
     assert commanded.status_code == 202
-    await wait_until(complete, within=20, what="the second command to finish")
+    await wait_until(complete, within=120, what="the second command to finish")
 
     deleted = await client.delete(f"/v1/agents/{agent_id}")
     assert deleted.status_code == 204
@@ -175,7 +175,7 @@ async def test_a_run_started_over_http_on_uvicorn_completes_and_shows_in_the_vie
             runs = (await http.get("/v1/runs")).json()["runs"]
             return any(r["id"] == run_id and r["status"] == "completed" for r in runs)
 
-        await wait_until(finished, within=30, what="the run to complete")
+        await wait_until(finished, within=120, what="the run to complete")
         board = (await http.get("/v1/agents", params={"run_id": run_id})).json()
         assert sorted(a["role"] for a in board["agents"]) == ["builder", "orchestrator", "scout"]
     assert "word_count" in (config.workspace / "textstats" / "counting.py").read_text()

@@ -109,7 +109,7 @@ async def test_two_servers_on_one_log_answer_each_message_once(config: ApiConfig
                 (await one.get("/v1/agents", params={"run_id": f"chat-{cid}"})).json()["agents"]
             )
 
-        await wait_until(working, within=30, what="the orchestrator to start")
+        await wait_until(working, within=120, what="the orchestrator to start")
         follow = await two.post(
             "/v1/orchestrator/messages", json={"text": "status", "conversation_id": cid}
         )
@@ -254,13 +254,13 @@ async def test_interrupt_stops_the_turn_and_keeps_the_agent(
         page = await client.get("/v1/events", params={"type": "ToolCallRequested"})
         return any(e["data"]["agent_id"] == agent_id for e in page.json()["events"])
 
-    await wait_until(running_bash, within=30, what="the shell command to start")
-    await wait_until(_sleeping, within=30, what="the sleep to run")
+    await wait_until(running_bash, within=120, what="the shell command to start")
+    await wait_until(_sleeping, within=120, what="the sleep to run")
     interrupted = await client.post(f"/v1/agents/{agent_id}/interrupt")
     assert interrupted.status_code == 200, interrupted.text
     assert interrupted.json()["status"] == "failed"
     assert interrupted.json()["error"] == "interrupted by api"
-    await wait_until(lambda: not _sleeping(), within=30, what="the turn's process to end")
+    await wait_until(lambda: not _sleeping(), within=120, what="the turn's process to end")
     again = await client.post(f"/v1/agents/{agent_id}/interrupt")
     assert again.status_code == 409
     assert again.json()["type"] == "urn:fleet:problem:agent-not-working"

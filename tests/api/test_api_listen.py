@@ -147,15 +147,18 @@ async def test_serving_raises_the_startup_error_and_frees_its_port(tmp_path: Pat
     settings = tmp_path / ".claude" / "settings.json"
     settings.parent.mkdir()
     settings.write_text('{"hooks": {"PreToolUse": 5}}')
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = ApiConfig(db=tmp_path / "f.db", workspace=tmp_path)
-    with pytest.raises(HookConfigError, match="invalid hook settings"):
-        async with serving(config, port=port):
-            pass  # never reached: entering the block raises the startup's error
-    with socket.create_server(("127.0.0.1", port)):
-        pass  # binding it is the check: the port is free again
+    # The port the OS gave stays bound here, not listening, so no other process takes it
+    # during the test; the server (SO_REUSEADDR) binds it all the same, as does the check.
+    with socket.socket() as reserved:
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        config = ApiConfig(db=tmp_path / "f.db", workspace=tmp_path)
+        with pytest.raises(HookConfigError, match="invalid hook settings"):
+            async with serving(config, port=port):
+                pass  # never reached: entering the block raises the startup's error
+        with socket.create_server(("127.0.0.1", port)):
+            pass  # listening on it is the check: the server's socket is closed
 
 
 def test_fleet_serve_port_must_be_a_port(tmp_path: Path) -> None:

@@ -408,11 +408,11 @@ async def test_a_client_leaving_a_long_poll_leaves_no_task_behind(
     before = request_tasks()
     _reader, writer = await raw_get(server.url, f"/v1/graph?min_position={head + 1}&wait=30")
     await wait_until(
-        lambda: len(request_tasks() - before) == 1, within=10, what="a waiting request"
+        lambda: len(request_tasks() - before) == 1, within=60, what="a waiting request"
     )
     waiting = request_tasks() - before
     reset(writer)
-    await wait_until(lambda: all(t.done() for t in waiting), within=10, what="the task to end")
+    await wait_until(lambda: all(t.done() for t in waiting), within=60, what="the task to end")
     assert not request_tasks() - before
     # The server goes on answering long polls.
     assert (await http.get(f"/v1/graph?min_position={head}&wait=1")).status_code == 200

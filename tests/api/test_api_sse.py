@@ -106,7 +106,7 @@ async def test_fifty_concurrent_clients_receive_the_same_sequence(
 
     async def client() -> list[int]:
         async with http.stream("GET", "/v1/events/stream?from=0") as response:
-            return await read_ids(response, 60, within=20)
+            return await read_ids(response, 60, within=120)
 
     readers = [asyncio.create_task(client()) for _ in range(50)]
     await asyncio.sleep(0.05)
@@ -224,18 +224,19 @@ def _subscribers(server: Serving) -> int:
     return server.app.services.broadcaster.subscriber_count
 
 
-async def test_server_shutdown_ends_open_streams_promptly(tmp_path: Path) -> None:
+async def test_server_shutdown_ends_open_streams_promptly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = ApiConfig(db=tmp_path / "fleet.db", runtime=False)
-    loop = asyncio.get_running_loop()
     async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
         streams = [
             await http.send(http.build_request("GET", "/v1/events/stream"), stream=True)
             for _ in range(5)
         ]
         await wait_until(lambda: _subscribers(server) == 5, what="5 subscribers")
-        started = loop.time()
-    # Leaving `serving` shut the server down: every stream ended and the app closed.
-    assert loop.time() - started < 3
+    # Leaving `serving` shut the server down: every stream ended by itself and the app
+    # closed, before uvicorn's backstop (timeout_graceful_shutdown) had to cancel any.
+    assert "graceful shutdown exceeded" not in caplog.text
     assert server.app.services is None
     for response in streams:
         with contextlib.suppress(httpx.HTTPError):

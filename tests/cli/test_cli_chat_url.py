@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,15 @@ async def _in_thread(*args: str, stdin: str = "", token: str | None = None) -> A
 
 
 @pytest.fixture
-def unused_port() -> int:
+def reserved_port() -> Iterator[int]:
+    """A loopback port the OS picked, kept for the test: a socket stays bound to it (not
+    listening), so no other process can take it between two servers on it, nor get it as
+    a connection's local port, while a server (SO_REUSEADDR, as fleet's) still binds it.
+    A port found free and let go could be taken before the server bound it."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 async def wait_until(predicate: Any, *, within: float, what: str) -> None:
@@ -184,12 +190,12 @@ def test_the_longest_line_sent_is_the_longest_message_the_runtime_takes() -> Non
 
 
 async def test_a_server_restart_mid_chat_loses_and_repeats_nothing(
-    config: ApiConfig, unused_port: int
+    config: ApiConfig, reserved_port: int
 ) -> None:
     """The stream ends with the server; the chat reopens it after the last event it showed."""
     environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     environ |= {"PYTHONPATH": str(ROOT), "COLUMNS": "200", "FLEET_TOKEN": TOKEN}
-    url = f"http://127.0.0.1:{unused_port}"
+    url = f"http://127.0.0.1:{reserved_port}"
     out: list[str] = []
 
     async def shown(text: str, times: int = 1) -> None:
@@ -198,7 +204,7 @@ async def test_a_server_restart_mid_chat_loses_and_repeats_nothing(
 
         await wait_until(enough, within=60, what=f"{text!r} shown {times}x")
 
-    async with serving(config, port=unused_port):
+    async with serving(config, port=reserved_port):
         chat = await asyncio.create_subprocess_exec(
             *FLEET, "chat", "--url", url, env=environ, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -216,7 +222,7 @@ async def test_a_server_restart_mid_chat_loses_and_repeats_nothing(
         found = re.search(r"--conversation (\w+)", "".join(out))
         assert found, out
     async with (
-        serving(config, port=unused_port),
+        serving(config, port=reserved_port),
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
     ):
         # Posted from elsewhere while the chat may still be reconnecting: shown all the same.

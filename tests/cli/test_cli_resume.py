@@ -7,6 +7,11 @@ that took it over, mid-review; a third resume finishes it. Another is stopped
 with SIGINT (Ctrl-C) mid-build and finished by the real `fleet resume`. Their
 files, board and commit are then compared with an uninterrupted run of the
 same task. (Every kill point of every pattern: `python bench/resume.py --kills`.)
+
+The processes stopped and the ones that resume talk to one simulator, this test's
+(`ANTHROPIC_BASE_URL`, tests/sim_support.py), which holds the answer a step asks for
+after its first tool calls until the process is stopped: the stop lands at that step
+however slow the machine, not wherever a process racing a watcher had got to.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sim_support import Request, holding_simulator, role, turn
 
 from api.cli import main
 from events import EventFilter, EventStore, RecordedEvent, SQLiteEventStore
@@ -33,15 +39,19 @@ from runtime import (
     resume_run,
     run_pattern,
 )
+from runtime.simulator import Simulator
 
 ROOT = Path(__file__).parents[2]
 TASK = "rename `count_words` to `word_count` everywhere"
 PATTERN = "plan-build-review-ship"
 
 
-def _env() -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+def _env(simulator: Simulator | None = None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     environ["PYTHONPATH"] = str(ROOT)
+    if simulator is not None:  # the model at this URL: the test's simulator, not one of its own
+        environ["ANTHROPIC_BASE_URL"] = simulator.base_url
+        environ["ANTHROPIC_API_KEY"] = "sim-offline"
     return environ
 
 
@@ -51,9 +61,11 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-async def _start(*args: str, cwd: Path) -> asyncio.subprocess.Process:
+async def _start(
+    *args: str, cwd: Path, simulator: Simulator | None = None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", *args, cwd=cwd, env=_env(),
+        sys.executable, "-m", "api.cli", *args, cwd=cwd, env=_env(simulator),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
@@ -64,9 +76,11 @@ async def _kill_when(
     db: Path,
     seen: Callable[[RecordedEvent], bool],
     sig: signal.Signals = signal.SIGKILL,
+    held: asyncio.Event | None = None,
 ) -> str:
     """Send `sig` to `proc` as soon as the log holds an event `seen` picks (another
-    process's); returns what it said on stderr.
+    process's) and, given `held`, once the simulator holds its next answer (so it
+    is still at that step); returns what it said on stderr.
 
     Its stderr is read all along (a full pipe would stop it), and if it ends before the
     kill point the test fails at once with what it said. Killed, it must end killed;
@@ -85,7 +99,9 @@ async def _kill_when(
         async with SQLiteEventStore(db, poll_interval=0.02) as watcher:
             async for event in watcher.subscribe():
                 if seen(event):
-                    return
+                    break
+        if held is not None:
+            await held.wait()
 
     draining = asyncio.create_task(drain())
     watching = asyncio.create_task(kill_point())
@@ -118,6 +134,11 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
     return proc.returncode, stderr.decode(errors="replace")
 
 
+def _next_turn_of(step_role: str) -> Callable[[Request], bool]:
+    """The request of a step's agent for its second turn: its first tool calls are done."""
+    return lambda body: role(body) == step_role and turn(body) == 2
+
+
 def _of(name: str, event_type: str) -> Callable[[RecordedEvent], bool]:
     return lambda e: e.type == event_type and (e.meta.agent_id or "").startswith(f"{name}-")
 
@@ -148,25 +169,30 @@ async def test_a_pattern_run_killed_mid_build_and_mid_review_resumes_to_the_same
 ) -> None:
     workspace = await prepare_workspace(tmp_path / "repo")
     db = tmp_path / "fleet.db"
-    # A little model latency: a killed process must still be working when its kill point
-    # is seen (the watcher reads the log from the start, then follows it).
-    common = ("--db", str(db), "--quiet", "--json", "--latency", "0.1")
+    common = ("--db", str(db), "--quiet", "--json")
 
-    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
-                       *common, cwd=tmp_path)  # fmt: skip
-    await _kill_when(run, db, _of("build", "ToolCallCompleted"))
-    statuses = await _run_statuses(db, capsys)
-    assert statuses == ["interrupted"], await _what_the_log_holds(db)
-    resume = await _start("resume", *common, cwd=tmp_path)
-    await _kill_when(resume, db, _of("review", "ToolCallCompleted"))
+    async with holding_simulator() as (sim, holding):
+        mid_build = holding.arm(_next_turn_of("builder"))
+        run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                           *common, cwd=tmp_path, simulator=sim)  # fmt: skip
+        await _kill_when(run, db, _of("build", "ToolCallCompleted"), held=mid_build)
+        statuses = await _run_statuses(db, capsys)
+        assert statuses == ["interrupted"], await _what_the_log_holds(db)
+        mid_review = holding.arm(_next_turn_of("reviewer"))
+        resume = await _start("resume", *common, cwd=tmp_path, simulator=sim)
+        await _kill_when(resume, db, _of("review", "ToolCallCompleted"), held=mid_review)
 
-    options = RuntimeOptions(db=db, workspace=workspace, env={})
-    async with open_runtime(options) as rt:
-        [run_id] = await interrupted_runs(rt.store, rt.runner)
-        result = await resume_run(rt.fleet, run_id)
-        assert result.status == "completed", result.error
-        assert await interrupted_runs(rt.store, rt.runner) == []
-        board = await _board(rt.store, run_id)
+        options = RuntimeOptions(
+            db=db,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            [run_id] = await interrupted_runs(rt.store, rt.runner)
+            result = await resume_run(rt.fleet, run_id)
+            assert result.status == "completed", result.error
+            assert await interrupted_runs(rt.store, rt.runner) == []
+            board = await _board(rt.store, run_id)
 
     await _same_as_uninterrupted(tmp_path, workspace, board)
     assert await _run_statuses(db, capsys) == ["completed"]
@@ -179,18 +205,20 @@ async def test_a_pattern_run_stopped_with_ctrl_c_mid_build_resumes_to_the_same_r
     workspace = await prepare_workspace(tmp_path / "repo")
     db = tmp_path / "fleet.db"
 
-    # As a user runs it: the live view, no --quiet.
-    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
-                       "--db", str(db), "--latency", "0.1", cwd=tmp_path)  # fmt: skip
-    await _kill_when(run, db, _of("build", "ToolCallCompleted"), signal.SIGINT)
-    assert await _run_statuses(db, capsys) == ["interrupted"], await _what_the_log_holds(db)
-    async with SQLiteEventStore(db, readonly=True) as store:
-        deleted = await store.read_all(where=EventFilter.of(types=["AgentDeleted"]))
-        assert not [e.stream_id for e in deleted if e.data.was_working]  # type: ignore[union-attr]
+    async with holding_simulator() as (sim, holding):
+        mid_build = holding.arm(_next_turn_of("builder"))
+        # As a user runs it: the live view, no --quiet.
+        run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                           "--db", str(db), cwd=tmp_path, simulator=sim)  # fmt: skip
+        await _kill_when(run, db, _of("build", "ToolCallCompleted"), signal.SIGINT, mid_build)
+        assert await _run_statuses(db, capsys) == ["interrupted"], await _what_the_log_holds(db)
+        async with SQLiteEventStore(db, readonly=True) as store:
+            deleted = await store.read_all(where=EventFilter.of(types=["AgentDeleted"]))
+            assert not [e.stream_id for e in deleted if e.data.was_working]  # type: ignore[union-attr]
 
-    code, stderr = await _finish(await _start("resume", "--db", str(db), "--quiet",
-                                              cwd=tmp_path))  # fmt: skip
-    assert code == 0, stderr[-2000:]
+        code, stderr = await _finish(await _start("resume", "--db", str(db), "--quiet",
+                                                  cwd=tmp_path, simulator=sim))  # fmt: skip
+        assert code == 0, stderr[-2000:]
     async with SQLiteEventStore(db, readonly=True) as store:
         [started] = await store.read_all(where=EventFilter.of(types=["RunStarted"]))
         board = await _board(store, started.data.run_id)  # type: ignore[union-attr]
@@ -207,9 +235,10 @@ async def test_ctrl_c_with_an_answer_in_flight_ends_with_one_line_saying_how_to_
     workspace = await prepare_workspace(tmp_path / "repo")
     db = tmp_path / "fleet.db"
 
-    # Each answer pauses 5 s: the first agent's first answer is in flight at SIGINT.
+    # Each answer of its own simulator pauses an hour: the first agent's first answer is in
+    # flight at SIGINT, however long the test takes to see the kill point.
     run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
-                       "--db", str(db), "--latency", "5", *view, cwd=tmp_path)  # fmt: skip
+                       "--db", str(db), "--latency", "3600", *view, cwd=tmp_path)  # fmt: skip
     stderr = await _kill_when(run, db, _of("plan", "AgentCommanded"), signal.SIGINT)
     async with SQLiteEventStore(db, readonly=True) as store:
         [started] = await store.read_all(where=EventFilter.of(types=["RunStarted"]))

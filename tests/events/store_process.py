@@ -7,9 +7,14 @@
                                                        then exits without closing anything
     python store_process.py follow PATH AFTER COUNT     subscribes after AFTER and prints each
                                                        position until COUNT were seen
+    python store_process.py open-and-append PATH STREAM opens the log (new, perhaps: it
+                                                       waits before opening), appends one
+                                                       event to STREAM, prints its position
+                                                       and the file's application_id
 
-Every mode prints "ready" once its store is open and then waits for a line
-on stdin, so the test can start several processes at the same moment.
+Every mode prints "ready" once its store is open (open-and-append: before it
+opens it) and then waits for a line on stdin, so the test can start several
+processes at the same moment.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
+from contextlib import closing
 
 from events import ANY, AgentCommanded, Meta, NewEvent, SQLiteEventStore
 
@@ -68,6 +75,15 @@ async def follow(path: str, after: int, count: int) -> None:
                 return
 
 
+async def open_and_append(path: str, stream: str) -> None:
+    await wait_for_go()
+    async with SQLiteEventStore(path) as store:
+        [recorded] = await store.append(stream, [event(stream, 0)])
+    with closing(sqlite3.connect(path)) as conn:
+        ((app_id,),) = conn.execute("PRAGMA application_id").fetchall()
+    say(json.dumps({"position": recorded.position, "application_id": app_id}))
+
+
 def main() -> None:
     mode, path, *args = sys.argv[1:]
     if mode == "append":
@@ -76,6 +92,8 @@ def main() -> None:
         asyncio.run(append_and_die(path))
     elif mode == "follow":
         asyncio.run(follow(path, int(args[0]), int(args[1])))
+    elif mode == "open-and-append":
+        asyncio.run(open_and_append(path, args[0]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

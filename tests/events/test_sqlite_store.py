@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ class Child:
 
     async def line(self) -> str:
         assert self.process.stdout is not None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(120):  # several Pythons starting on a loaded machine
             raw = await self.process.stdout.readline()
         if not raw:
             assert self.process.stderr is not None
@@ -602,6 +602,53 @@ async def test_processes_appending_to_one_file_at_once_lose_and_duplicate_nothin
     assert shared == list(range(1, 100 + per_child + 1))
 
 
+async def test_processes_opening_one_new_file_at_once_all_open_it_as_one_log(
+    tmp_path: Path,
+) -> None:
+    """`fleet run` and `fleet serve` started together on a fresh --db: each process
+    creates the file, switches it to WAL and makes the schema at the same moment;
+    none fails (not a fleet database, locked), all see the one log and its mark."""
+    path = tmp_path / "new.db"
+    streams = [f"agent-{n}" for n in range(6)]
+    async with AsyncExitStack() as stack:
+        children = [
+            await stack.enter_async_context(child("open-and-append", str(path), stream))
+            for stream in streams
+        ]
+        await asyncio.gather(*(c.go() for c in children))
+        answers = [json.loads(await c.line()) for c in children]
+
+    assert {a["application_id"] for a in answers} == {0x666C7431}
+    assert sorted(a["position"] for a in answers) == list(range(1, len(streams) + 1))
+    async with SQLiteEventStore(path, readonly=True) as store:
+        assert sorted(e.stream_id for e in await store.read_all()) == streams
+    with closing(raw(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_stores_opening_one_new_file_at_once_share_one_log(tmp_path: Path) -> None:
+    """The same race within one process (each store's connections have threads of
+    their own), many times over: every open succeeds and every append lands."""
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+        stores = [SQLiteEventStore(path) for _ in range(6)]
+        opened = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
+        try:
+            assert [o for o in opened if isinstance(o, BaseException)] == []
+            await asyncio.gather(
+                *(s.append(f"agent-{n}", [command(f"agent-{n}", 0)]) for n, s in enumerate(stores))
+            )
+            everything = await stores[0].read_all()
+            assert [e.position for e in everything] == list(range(1, len(stores) + 1))
+            assert sorted(e.stream_id for e in everything) == [f"agent-{n}" for n in range(6)]
+        finally:
+            for s in stores:
+                await s.aclose()
+        with closing(raw(path)) as conn:
+            assert conn.execute("PRAGMA application_id").fetchone() == (0x666C7431,)
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 async def test_a_subscriber_here_sees_events_appended_by_another_process(
     store: SQLiteEventStore,
 ) -> None:
@@ -618,7 +665,7 @@ async def test_a_subscriber_here_sees_events_appended_by_another_process(
     async with child("append", str(store.path), "agent-far", "10") as other:
         await other.go()
         await other.line()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):
         await follower
     assert seen[0] == "agent-a"
     assert sorted(seen[1:]) == ["agent-far"] * 5 + ["shared"] * 5

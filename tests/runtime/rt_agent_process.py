@@ -1,9 +1,9 @@
-"""Run one scout in a process of its own, slowly, so that a test can kill it mid-run.
+"""Run one scout in a process of its own, so that a test can kill it mid-run.
 
-    python rt_agent_process.py DB WORKSPACE AGENT_ID
+    python rt_agent_process.py DB WORKSPACE AGENT_ID SIMULATOR_URL
 
-It creates the agent and runs it against its own simulator (each answer takes
-`LATENCY_S`), and never returns normally before the test kills it with SIGKILL.
+It creates the agent and runs it against the test's simulator at SIMULATOR_URL,
+which holds the answer at the step the test kills it (tests/sim_support.py).
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ import asyncio
 import sys
 
 from events import SQLiteEventStore
-from runtime import Agent, AgentSpec, ModelClient, Simulator
+from runtime import Agent, AgentSpec, ModelClient
 
-LATENCY_S = 0.25
 PROMPT = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
 
 
-async def main(db: str, workspace: str, agent_id: str) -> None:
+async def main(db: str, workspace: str, agent_id: str, simulator_url: str) -> None:
     async with (
         SQLiteEventStore(db) as store,
-        Simulator(latency_s=LATENCY_S) as sim,
-        ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client,
+        ModelClient.from_env(simulator_base_url=simulator_url, env={}) as client,
     ):
         spec = AgentSpec(
             agent_id=agent_id,
@@ -40,4 +38,4 @@ async def main(db: str, workspace: str, agent_id: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))

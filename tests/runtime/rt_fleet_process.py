@@ -3,8 +3,9 @@
     python rt_fleet_process.py DB WORKSPACE
 
 It prints the agent's id once the agent works (and holds its lease); each
-answer of its simulator takes `LATENCY_S`, so the agent is still working when
-the test looks at it, and the process never ends by itself.
+answer of its simulator takes `LATENCY_S` (an hour: the first is held until the
+test kills the process), so the agent is still working when the test looks at
+it however slow the machine, and the process never ends by itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from runtime import RuntimeOptions, open_runtime
 
-LATENCY_S = 30.0
+LATENCY_S = 3600.0
 PROMPT = "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
 
 

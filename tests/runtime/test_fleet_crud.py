@@ -50,7 +50,7 @@ async def rt(tmp_path: Path, workspace: Path) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await predicate():

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from rt_support import TASK, events_of, make_agent, types_of
+from sim_support import holding_simulator, role, turn
 
 from events import EventFilter, EventStore, ModelResponded, SQLiteEventStore
 from runtime import (
     Agent,
     AgentNotFound,
     ModelClient,
-    Simulator,
     Toolbox,
     ToolContext,
     ToolResult,
@@ -39,31 +39,35 @@ async def _reach(store: EventStore, stream: str, version: int) -> None:
 
 
 async def test_an_agent_killed_mid_run_resumes_from_the_log_and_finishes(
-    tmp_path: Path, workspace: Path, client: ModelClient, sim: Simulator
+    tmp_path: Path, workspace: Path, client: ModelClient
 ) -> None:
     db = tmp_path / "killed.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(HERE)])}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HERE / "rt_agent_process.py"),
-        str(db),
-        str(workspace),
-        "k1",
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"created"
-        async with SQLiteEventStore(db) as watcher:
-            # Past the second model response (the four reads requested), before the end.
-            async with asyncio.timeout(20):
+    async with holding_simulator() as (held_sim, holding):
+        # Past the second model response (the four reads requested), before the end: its
+        # third turn is held until the process is killed.
+        third_turn = holding.arm(lambda body: role(body) == "scout" and turn(body) == 3)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(HERE / "rt_agent_process.py"),
+            str(db),
+            str(workspace),
+            "k1",
+            held_sim.base_url,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert proc.stdout is not None
+            assert (await asyncio.wait_for(proc.stdout.readline(), 120)).strip() == b"created"
+            async with SQLiteEventStore(db) as watcher, asyncio.timeout(120):
                 await _reach(watcher, "agent-k1", 6)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
+                await third_turn.wait()
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
     async with SQLiteEventStore(db) as store:
@@ -111,7 +115,7 @@ async def test_a_tool_call_requested_but_not_completed_runs_again_on_resume(
     agent = make_agent(store, client, workspace, toolbox=hanging)
     await agent.create(task=SCOUT)
     task = agent.start()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(60):
         async for event in store.subscribe(where=EventFilter.of(types=["ToolCallRequested"])):
             assert event.data.name == "Grep"
             break

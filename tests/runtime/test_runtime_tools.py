@@ -346,22 +346,21 @@ async def test_bash_kills_the_whole_process_group_on_timeout(tools: Toolbox, ws:
     started = time.perf_counter()
     result = await tools.call(
         "Bash",
-        {"command": "sleep 30 & echo $! > child.pid; echo started; wait", "timeout": 500},
+        {"command": "sleep 600 & echo $! > child.pid; echo started; wait", "timeout": 500},
         ctx(ws),
     )
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 120  # not the child's 600 s: it was not waited for
     assert result.is_error
     assert result.content.startswith(
         "timed out after 0.5s: the command and every process it started were killed"
     )
     assert "started" in result.content
     child = int((ws.root / "child.pid").read_text())
-    for _ in range(50):
-        if not _alive(child):
-            break
+    deadline = time.perf_counter() + 60  # a loaded machine may take a while to reap it
+    while _alive(child):
+        if time.perf_counter() > deadline:
+            pytest.fail("the background child survived the timeout")
         await asyncio.sleep(0.02)
-    else:
-        pytest.fail("the background child survived the timeout")
 
 
 async def test_bash_caps_a_flood_of_output(ws: Workspace) -> None:
