@@ -25,8 +25,10 @@
  *    last changed it), merged by id. Moved back to P, the cards held that
  *    changed after P are those that differ: when there are at most BACK_CAP,
  *    only they are asked for, by id, as of P (`?agent_id=`, `?run_id=`
- *    repeated), and those the answer lacks were made after P; else, or after a
- *    failed round, the list is asked for whole. The board of every run (no run
+ *    repeated), and those the answer lacks were made after P; else, after a
+ *    failed round, or after the stream reconnected (the server that answered
+ *    as of P is gone: the one now may be another process, even on another log
+ *    whose head is past ours), the list is asked for whole. The board of every run (no run
  *    picked; 1 MB at 1,404 runs) is brought forward the same way, with the
  *    tasks created or moved after P, each put in its column in the order the
  *    tasks were created; moved back, it is asked for whole.
@@ -119,6 +121,7 @@
       retryDelay = 1000;
       if (opened) {
         S.stats.reconnects += 1;
+        for (const n of [...CHANGES, "board"]) delete S.positions[n]; // whole, once (note 4)
         invalidate(VIEWS);
       }
       opened = true;

@@ -323,9 +323,18 @@ async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_
             stats = await page.evaluate("window.fleetDashboard.stats")
             assert stats["gaps"] == []
             assert stats["reconnects"] >= 1
-            await assert_page_matches_api(page, server.url)
+            assert page.errors == []  # first: an error would explain a view left behind
             await page.screenshot(path=artifacts / "dashboard-after-restart.png", full_page=True)
-            assert page.errors == []
+            held = await page.evaluate(
+                "({positions: window.fleetDashboard.positions, board: window.fleetDashboard"
+                ".views.board, stats: window.fleetDashboard.stats})"
+            )
+            try:
+                await assert_page_matches_api(page, server.url)
+            except AssertionError as e:  # what the page held and asked for, to find out why
+                raise AssertionError(
+                    f"{e}\npage held: {held}\nasked: {page.requested[-60:]}"
+                ) from e
             await page.close()
 
 
