@@ -110,6 +110,7 @@ _VECTOR = 16  # note 4
 _DATA = attrgetter("data")
 _META = attrgetter("meta")
 _SOURCES = frozenset(("runtime", "hook", "ingest", "replay", "api"))
+_INT64 = 2**63  # positions are signed 64-bit integers in every store
 _SEQUENCES = (list, tuple)
 
 
@@ -309,7 +310,7 @@ def meta_params(meta: Meta, *, earlier: int = 0) -> StoredMeta:
         and (correlation is None or (type(correlation) is str and correlation))
         and (
             causation is None
-            or (type(causation) is int and (causation > 0 or 0 < -causation <= earlier))
+            or (type(causation) is int and (0 < causation < _INT64 or 0 < -causation <= earlier))
         )
         and source in _SOURCES
     ):
@@ -321,8 +322,8 @@ def meta_params(meta: Meta, *, earlier: int = 0) -> StoredMeta:
     if source not in _SOURCES:
         raise InvalidEvent(f"meta.source must be one of {sorted(_SOURCES)}, got {source!r}")
     raise InvalidEvent(
-        "meta.causation_id must be a position >= 1, -k for the event k places earlier "
-        f"in the same append, or None, got {causation!r}"
+        "meta.causation_id must be a position (1 to 2**63 - 1), -k for the event k places "
+        f"earlier in the same append, or None, got {causation!r}"
     )
 
 

@@ -23,6 +23,11 @@ Notes (do not fix without reading this):
    that reset fails if the server cut the connection meanwhile (a restart,
    `pg_terminate_backend`). Such a failure is not the group's: it is
    reported committed, else a caller told "failed" would append it again.
+6. One append whose values the server or asyncpg cannot take (a lone UTF-16
+   surrogate, an integer beyond 64 bits) failed its whole group: the others'
+   callers were told nothing was written for another's mistake. Such a group
+   is tried again one append at a time, so only that one fails; a failure of
+   the connection or the server is not retried (every append fails alike).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ from .._envelope import (
 from ..errors import FleetError, StoreClosed, StoreError, VersionConflict
 from ._errors import store_error
 from ._schema import Tables
+
+# What an append's own values raise (note 6): asyncpg's encoding, or the server's data
+# exceptions (SQLSTATE class 22).
+_VALUE_ERRORS = (ValueError, OverflowError, TypeError, asyncpg.DataError)
 
 __all__ = ["MAX_GROUP_ROWS", "Job", "PendingAppend", "PostgresWriter", "lock_head", "write_rows"]
 
@@ -217,6 +226,9 @@ class PostgresWriter:
                 logger.debug("append group committed, then its connection failed: %s", e)
                 return outcomes
             logger.debug("append group of %d rolled back: %s", len(group), e)
+            if len(group) > 1 and isinstance(e, _VALUE_ERRORS):
+                # One append's own values (note 6): each alone, so only it fails.
+                return [outcome for item in group for outcome in await self._commit([item])]
             return [self._failure(e) for _ in group]
         return outcomes
 

@@ -100,6 +100,12 @@ Notes (do not fix without reading this):
    SQLITE_BUSY there without waiting), then marks the file and makes the
    tables in one `BEGIN IMMEDIATE` transaction of `IF NOT EXISTS`: whoever
    comes second finds the work done and changes nothing.
+10. A group is one transaction, so one append whose values SQLite cannot take
+   (a lone UTF-16 surrogate in a meta id: no UTF-8 for it; an integer beyond
+   64 bits) rolled back every other append of its group, each caller told
+   "nothing was written" for another's mistake. Such a group is tried again
+   one append at a time: only that append fails. Failures of the file
+   (I/O, a full disk, a lock) are not retried: they fail every append alike.
 """
 
 from __future__ import annotations
@@ -201,6 +207,11 @@ class _Known:
     def forget(self) -> None:
         self.head = None
         self.versions.clear()
+
+
+# What binding an append's own values raises (note 10); sqlite3.Error subclasses but these
+# two are the file's or the connection's.
+_VALUE_ERRORS = (ValueError, OverflowError, TypeError, sqlite3.InterfaceError)
 
 
 class _Stale(Exception):
@@ -379,9 +390,12 @@ class GroupWriter:
                 raise
             return await self._write(conn, numbered, opened=True)
         except Exception as e:
-            # Every caller of the group gets the error (an instance each); nothing was written.
             known.forget()
             logger.debug("append group of %d rolled back: %s", len(group), e)
+            if len(group) > 1 and isinstance(e, _VALUE_ERRORS):
+                # One append's own values (note 10): each alone, so only it fails.
+                return [outcome for item in group for outcome in await self._commit(conn, [item])]
+            # Every caller of the group gets the error (an instance each); nothing was written.
             return [self._failure(e) for _ in group]
         except BaseException:
             known.forget()

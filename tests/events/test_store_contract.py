@@ -372,6 +372,30 @@ async def test_many_concurrent_appenders_get_distinct_gap_free_positions(store: 
         assert [e.version for e in everything if e.stream_id == f"agent-{k}"] == list(range(1, 11))
 
 
+async def test_one_appends_unstorable_value_fails_only_that_append_of_its_group(
+    store: EventStore,
+) -> None:
+    # A lone surrogate passes the checks in Python but has no UTF-8: the database refuses it.
+    bad = NewEvent(AgentCommanded(agent_id="z", prompt="p"), Meta(run_id="run-\ud800"))
+
+    outcomes = await asyncio.gather(
+        *(store.append(f"agent-{n}", [command(str(n), 0)]) for n in range(8)),
+        store.append("agent-z", [bad]),
+        *(store.append(f"agent-{n}", [command(str(n), 0)]) for n in range(8, 16)),
+        return_exceptions=True,
+    )
+
+    good = outcomes[:8] + outcomes[9:]
+    assert all(isinstance(o, list) for o in good), good
+    everything = await store.read_all()
+    landed = [e.position for e in everything if e.stream_id != "agent-z"]
+    assert sorted(o[0].position for o in good) == landed  # type: ignore[index]
+    assert [e.position for e in everything] == list(range(1, len(everything) + 1))
+    if isinstance(outcomes[8], BaseException):  # SQLite and PostgreSQL refuse it
+        assert isinstance(outcomes[8], StoreError)
+        assert await store.stream_version("agent-z") == 0
+
+
 # -- bad input: a clear error and nothing written ---------------------------------------
 
 
@@ -433,6 +457,7 @@ async def test_events_that_are_not_new_events_are_refused(store: EventStore) -> 
         (Meta(agent_id=""), "agent_id"),
         (Meta(correlation_id=7), "correlation_id"),  # type: ignore[arg-type]
         (Meta(causation_id=0), "causation_id"),
+        (Meta(causation_id=2**63), "causation_id"),  # beyond a signed 64-bit position
         (Meta(source="elsewhere"), "source"),  # type: ignore[arg-type]
     ],
 )
