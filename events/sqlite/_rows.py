@@ -66,6 +66,7 @@ from .._decoding import Row, RowDecoder
 from .._envelope import RecordedEvent
 from .._store import EventFilter
 from ..errors import NotADatabase, StoreClosed, StoreError, StoreUnavailable
+from ._connection import connect
 from ._errors import translated
 
 __all__ = [
@@ -395,9 +396,9 @@ class PageReader:
         with translated("opening", self._path):
             if self._readonly:
                 uri = self._path.resolve().as_uri() + query
-                conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+                conn = await connect(uri, uri=True, isolation_level=None)
             else:
-                conn = await aiosqlite.connect(self._path, isolation_level=None)
+                conn = await connect(self._path, isolation_level=None)
         try:
             with translated("opening", self._path):
                 await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")

@@ -134,6 +134,7 @@ from .._envelope import (
 )
 from .._gc import gc_paused
 from ..errors import NotADatabase, StoreClosed, StoreError, VersionConflict
+from ._connection import connect
 from ._errors import store_error, translated
 from ._rows import (
     APPLICATION_ID,
@@ -730,7 +731,7 @@ async def _connect(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
         # Autocommit: a statement outside `BEGIN IMMEDIATE` is a transaction of its own (note 1).
         # Up to 64 + 100 + 100 INSERTs of different sizes (`_rows.py`), and the rest: a
         # statement of 100 rows takes SQLite ~2 ms to prepare again.
-        conn = await aiosqlite.connect(path, isolation_level=None, cached_statements=512)
+        conn = await connect(path, isolation_level=None, cached_statements=512)
     try:
         with translated("opening", path):
             await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")

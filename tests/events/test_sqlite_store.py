@@ -164,6 +164,20 @@ async def test_a_folder_is_not_a_log(tmp_path: Path) -> None:
         await SQLiteEventStore(tmp_path).open()
 
 
+async def test_a_failed_opening_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """aiosqlite stops a connection's thread on a failed connect without waiting: the thread
+    then calls into a loop that may have closed ("Event loop is closed" on stderr)."""
+    before = set(threading.enumerate())
+
+    with pytest.raises(StoreError, match="cannot open"):
+        await SQLiteEventStore(tmp_path).open()  # a folder: sqlite3.connect fails
+
+    left = [  # not the loop's default executor (`open` makes the folder there)
+        t for t in threading.enumerate() if t not in before and not t.name.startswith("asyncio")
+    ]
+    assert left == []
+
+
 async def test_a_store_opens_once(store: SQLiteEventStore) -> None:
     with pytest.raises(StoreError, match="opened before"):
         await store.open()
