@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from events import AGENT_ID_PATTERN
+
 from ._models import ID_PATTERN, Problem
 
 __all__ = ["Operation", "build_document", "document_bytes"]
@@ -135,7 +137,10 @@ def _operation(
     for name, description in op.path_params.items():
         parameters.append({
             "name": name, "in": "path", "required": True, "description": description,
-            "schema": {"type": "string", "pattern": ID_PATTERN},
+            "schema": {
+                "type": "string",
+                "pattern": AGENT_ID_PATTERN if name == "agent_id" else ID_PATTERN,
+            },
         })  # fmt: skip
     if op.query is not None:
         parameters.extend(_query_parameters(op.query, keyed, schemas))

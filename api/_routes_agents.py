@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from events import AGENT_ID_PATTERN
 from runtime import (
     BUILTIN_PATTERNS,
     WORKER_TOOLS,
@@ -59,7 +60,7 @@ class CreateAgent(_Body):
     task: str | None = Field(default=None, min_length=1, max_length=100_000)
     model: str | None = Field(default=None, max_length=100)
     tools: list[Literal[WORKER_TOOL_NAMES]] | None = None  # type: ignore[valid-type]
-    parent_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    parent_id: str | None = Field(default=None, pattern=AGENT_ID_PATTERN)
     engine: Literal["fleet", "claude-code"] | None = Field(
         default=None,
         description="what runs the agent: fleet's own loop, or a Claude Code session "

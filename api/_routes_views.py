@@ -54,7 +54,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import ID_RULE, gc_paused, is_id, live_keys
+from events import AGENT_ID_RULE, ID_RULE, gc_paused, is_agent_id, is_id, live_keys
 from projections import (
     COLUMNS,
     AgentsProjection,
@@ -92,10 +92,13 @@ T = TypeVar("T")
 
 
 def check_id(value: str, what: str = "agent id") -> str:
-    """`value` if it has the shape of an id; else `HTTPProblem` 400 (no lookup happens)."""
-    if not is_id(value):
+    """`value` if it has the shape of an id (an agent's, a longer one: `is_agent_id`); else
+    `HTTPProblem` 400 (no lookup happens)."""
+    agent = what == "agent id"
+    if not (is_agent_id(value) if agent else is_id(value)):
+        rule = AGENT_ID_RULE if agent else ID_RULE
         raise HTTPProblem(
-            400, f"Invalid {what}", f"{what} {value[:80]!r} is not {ID_RULE}", slug="invalid-id"
+            400, f"Invalid {what}", f"{what} {value[:80]!r} is not {rule}", slug="invalid-id"
         )
     return value
 

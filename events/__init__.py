@@ -70,7 +70,7 @@ from ._export_format import (
     read_export,
 )
 from ._gc import gc_paused
-from ._ids import ID_PATTERN, ID_RULE, is_id
+from ._ids import AGENT_ID_PATTERN, AGENT_ID_RULE, ID_PATTERN, ID_RULE, is_agent_id, is_id
 from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._location import without_password
@@ -100,6 +100,8 @@ from .memory import MemoryEventStore
 from .sqlite import SQLiteEventStore
 
 __all__ = [
+    "AGENT_ID_PATTERN",
+    "AGENT_ID_RULE",
     "ANY",
     "DEFAULT_MAX_EVENT_BYTES",
     "EVENT_TYPES",
@@ -181,6 +183,7 @@ __all__ = [
     "gc_paused",
     "import_run",
     "import_stream",
+    "is_agent_id",
     "is_id",
     "live_keys",
     "load_data",

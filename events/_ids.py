@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["AGENT_ID_RULE", "ID_PATTERN", "ID_RULE", "is_agent_id", "is_id"]
+__all__ = ["AGENT_ID_PATTERN", "AGENT_ID_RULE", "ID_PATTERN", "ID_RULE", "is_agent_id", "is_id"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 """What an id in a path or a stream name may look like: no `/`, no `..` start, no spaces."""
@@ -28,7 +28,10 @@ def is_id(value: object) -> bool:
 AGENT_ID_RULE = "1-200 letters, digits or ._:@- starting with a letter or digit"
 """An agent id in words: an id, longer (`orchestrator-<run id>` of a 128-character run id)."""
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$"
+"""What an agent id may look like (`AGENT_ID_RULE` in words)."""
+
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
 
 
 def is_agent_id(value: object) -> bool:

@@ -141,3 +141,26 @@ async def test_unknown_agent_is_404_naming_it(client: httpx.AsyncClient) -> None
     assert body["title"] == "Agent not found"
     assert "nobody" in body["detail"]
     assert body["type"] == "urn:fleet:problem:agent-not-found"
+
+
+async def test_an_agent_of_a_run_with_a_long_id_is_served(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """An imported run may have a 128-character id; its agents' ids are longer (`<run>-a0`,
+    `orchestrator-<run>`: up to 200 characters) and are served like any other."""
+    run_id = "r" * 128
+    recorded = await seed(store, run_id=run_id, agents=1)
+    await _runner(app).wait_for(recorded[-1].position)
+    agent_id = f"{run_id}-a0"
+
+    card = await client.get(f"/v1/agents/{agent_id}")
+    status = await client.get(f"/v1/agents/{agent_id}/status")
+    output = await client.get(f"/v1/agents/{agent_id}/output")
+
+    assert card.status_code == 200, card.text
+    assert card.json()["id"] == agent_id
+    # This app drives no agents (503): what matters is the id was taken, not refused (400).
+    assert [status.status_code, output.status_code] == [503, 503]
+    too_long = await client.get("/v1/agents/" + "a" * 201)
+    assert too_long.status_code == 400
+    assert "1-200 letters" in too_long.json()["detail"]
