@@ -469,14 +469,19 @@ class _Phase:
 
 
 def _import_command(args: argparse.Namespace) -> int:
+    import os
     import stat
 
     try:
         key = export_key() if args.verify else None
     except KeyMissing as e:
         return _error(f"--verify: {e}")
-    fifo = False
-    if args.file != "-":
+    fifo = False  # a pipe: read through the event loop, not on a thread (`_chunks`)
+    if args.file == "-":
+        with contextlib.suppress(OSError, ValueError):  # no stdin: read as a file, says so
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+            fifo = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    else:
         given = Path(args.file)
         if given.is_dir():
             return _error(f"cannot read {args.file}: it is a folder (give the export's file)")
@@ -496,9 +501,9 @@ def _import_command(args: argparse.Namespace) -> int:
 
 async def _chunks(file: str, fifo: bool) -> AsyncIterator[bytes]:
     """The file's bytes (stdin for '-') in blocks: a file read on a worker thread, a FIFO
-    (a named pipe, or `<(...)`) through the event loop (`_fifo_chunks`)."""
+    (a named pipe, `<(...)`, stdin from a pipe) through the event loop (`_pipe_chunks`)."""
     if fifo:
-        async for block in _fifo_chunks(file):
+        async for block in _stdin_pipe_chunks() if file == "-" else _fifo_chunks(file):
             yield block
         return
     handle = sys.stdin.buffer if file == "-" else await asyncio.to_thread(open, file, "rb")
@@ -519,9 +524,30 @@ async def _fifo_chunks(path: str) -> AsyncIterator[bytes]:
     the writer is silent ends the command at once, where a blocked read held
     `asyncio.run` until the writer wrote or went away.
     """
+    async for block in _pipe_chunks(await _open_fifo(path)):
+        yield block
+
+
+async def _stdin_pipe_chunks() -> AsyncIterator[bytes]:
+    """Stdin, a pipe (`producer | fleet import -`), read through the event loop as a FIFO is:
+    Ctrl-C while the producer is silent ends the command (a read on a worker thread held
+    `asyncio.run` until the producer wrote or went away). A copy of the descriptor is read,
+    and stdin left blocking again, as whoever shares it expects."""
     import os
 
-    pipe = os.fdopen(await _open_fifo(path), "rb", buffering=0)  # the transport closes it
+    try:
+        async for block in _pipe_chunks(os.dup(sys.stdin.fileno())):
+            yield block
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(sys.stdin.fileno(), True)
+
+
+async def _pipe_chunks(fd: int) -> AsyncIterator[bytes]:
+    """The bytes of the pipe `fd` (closed at the end), read without a thread."""
+    import os
+
+    pipe = os.fdopen(fd, "rb", buffering=0)  # the transport closes it
     reader = asyncio.StreamReader(limit=1 << 20)
     transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), pipe

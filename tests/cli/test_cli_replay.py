@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -370,10 +374,10 @@ class _Fleet:
     """`fleet ARGS` in a process of its own (to send it Ctrl-C), its output read as it comes.
     Made by the `spawn` fixture, which kills it at teardown if a failed test left it."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, stdin: int = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         self._out: list[str] = []
         self._err: list[str] = []
@@ -420,8 +424,8 @@ def spawn() -> Iterator[Callable[..., _Fleet]]:
     """Starts `_Fleet`s; kills any still running after the test."""
     started: list[_Fleet] = []
 
-    def start(*args: str) -> _Fleet:
-        started.append(_Fleet(*args))
+    def start(*args: str, stdin: int = subprocess.DEVNULL) -> _Fleet:
+        started.append(_Fleet(*args, stdin=stdin))
         return started[-1]
 
     yield start
@@ -484,6 +488,35 @@ def test_ctrl_c_ends_an_import_whose_fifo_writer_is_silent(
         writer.write(exported.read_bytes().splitlines(keepends=True)[0])
         writer.flush()
         _interrupted(importing, db)
+
+
+def test_ctrl_c_ends_an_import_whose_stdin_producer_is_silent(
+    spawn: Callable[..., _Fleet], demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """`producer | fleet import -` with a producer that sent a line and nothing more: Ctrl-C
+    ends the import at once (stdin read on a worker thread held it until the producer wrote
+    or went away), and leaves the pipe as it found it."""
+    log, run_id = demo
+    exported, db = tmp_path / "run.jsonl", tmp_path / "other.db"
+    assert fleet("export", run_id, "--db", str(log), "-o", str(exported))[0] == 0
+    importing = spawn("import", "-", "--db", str(db), stdin=subprocess.PIPE)
+    producer = importing.proc.stdin
+    assert producer is not None
+    producer.write(exported.read_bytes().splitlines(keepends=True)[0])
+    producer.flush()
+    deadline = time.monotonic() + 60
+    while _unread(producer.fileno()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the import has taken the line: it is reading stdin
+    assert _unread(producer.fileno()) == 0, "the import never read its stdin"
+    try:
+        _interrupted(importing, db)
+    finally:
+        producer.close()
+
+
+def _unread(fd: int) -> int:
+    """Bytes written to the pipe `fd` and not read yet (FIONREAD works on either end)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_path: Path) -> None:
