@@ -139,11 +139,14 @@ class LeaseHeld(StoreError):
 
 
 class LogNotFound(StoreError):
-    """There is no log at `location`, and this opening does not create one (read-only)."""
+    """There is no log at `location`, and this opening does not create one: it is read-only,
+    or the PostgreSQL database the URL names does not exist (`reason` says which)."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, reason: str | None = None) -> None:
         self.location = location = without_password(location)
-        super().__init__(f"no fleet log at {location} (opened read-only, so none is created)")
+        self.reason = reason
+        why = reason or "opened read-only, so none is created"
+        super().__init__(f"no fleet log at {location} ({why})")
 
 
 class UnsupportedLocation(StoreError):

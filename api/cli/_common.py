@@ -141,13 +141,17 @@ async def require_log(db: Path | str) -> None:
     schema became a new empty log ("nothing to resume", "no agents", exit code 0)."""
     from events import LogNotFound, open_store
 
+    from ..errors import ApiError
+
     if isinstance(db, Path):
         missing = not await asyncio.to_thread(db.is_file)
     else:  # a URL: asked read-only, which never creates a log
         try:
             async with open_store(db, readonly=True):
                 missing = False
-        except LogNotFound:
+        except LogNotFound as e:
+            if e.reason:  # the server has no such database: `fleet demo` would not help
+                raise ApiError(str(e)) from None
             missing = True
     if missing:
         raise no_log(db)

@@ -27,7 +27,11 @@ def store_error(error: BaseException, doing: str, location: str) -> StoreError:
             f"than lock_timeout ({error})"
         )
     if isinstance(error, asyncpg.InvalidCatalogNameError):
-        return LogNotFound(location)
+        # Even a writer does not create a database (it needs rights a log's user need not
+        # have): say so, not "read-only", which `fleet serve` or `fleet run` are not.
+        return LogNotFound(
+            location, f"{error}: fleet makes its tables, not the database; create it first"
+        )
     if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
         return StoreUnavailable(f"{location} is read-only ({error})")
     if isinstance(error, asyncpg.DiskFullError):
@@ -38,6 +42,8 @@ def store_error(error: BaseException, doing: str, location: str) -> StoreError:
         return StoreUnavailable(
             f"{doing} {location} failed: the server refused the login ({error})"
         )
+    if isinstance(error, asyncpg.ClientConfigurationError):  # an InterfaceError: first
+        return StoreError(f"{doing} {location} failed: a setting of the URL is wrong ({error})")
     if isinstance(
         error,
         OSError

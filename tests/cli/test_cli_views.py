@@ -397,6 +397,20 @@ def test_commands_refuse_a_missing_postgresql_schema_and_create_nothing(
         drop_postgres_schemas([schema])
 
 
+@pytest.mark.parametrize("command", ["agents", "resume"])
+def test_commands_name_a_missing_postgresql_database(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database that does not exist is not "no log: run `fleet demo`" (which could not
+    make one either): the message says to create the database."""
+    postgres_or_skip()
+    url = f"{POSTGRES_URL.partition('?')[0].rsplit('/', 1)[0]}/nosuch_{uuid4().hex[:8]}"
+    code, out, err = run_cli(capsys, *command.split(), "--db", url)
+    assert (code, out) == (1, "")
+    assert "does not exist: fleet makes its tables, not the database; create it first" in err
+    assert "fleet demo" not in err
+
+
 @pytest.mark.parametrize("command", ["agents", "approvals", "resume"])
 def test_a_missing_log_named_with_a_password_is_shown_without_it(
     command: str, capsys: pytest.CaptureFixture[str]

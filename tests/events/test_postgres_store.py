@@ -256,6 +256,39 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
         await open_store("postgresql://root@127.0.0.1:1/test", connect_timeout=5).open()
 
 
+def _with_database(name: str, query: str = "") -> str:
+    """The test server's URL naming another database (and a query string)."""
+    base, _, _ = POSTGRES_URL.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}{query}"
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+async def test_a_database_that_does_not_exist_is_named_not_called_read_only(
+    readonly: bool,
+) -> None:
+    """A writer does not create the database either: it said "(opened read-only, so none
+    is created)" to `fleet serve` and `fleet run`, which are not."""
+    from events import LogNotFound
+
+    postgres_or_skip()
+    url = _with_database(f"nosuch_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(LogNotFound) as caught:
+        await open_store(url, readonly=readonly).open()
+    assert "does not exist: fleet makes its tables, not the database; create it first" in str(
+        caught.value
+    )
+    assert "read-only" not in str(caught.value)
+
+
+async def test_a_wrong_setting_in_the_url_is_not_called_unreachable() -> None:
+    from events import StoreError, StoreUnavailable
+
+    postgres_or_skip()
+    with pytest.raises(StoreError, match=r"a setting of the URL is wrong.*sslmode") as caught:
+        await open_store(_with_database("test", "?sslmode=bogus")).open()
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
 @pytest.fixture
 def cut_after_commit(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Stores opened meanwhile have the server cut a connection as the pool takes it back
