@@ -127,7 +127,7 @@ async def test_stream_filters_by_run_agent_and_type(
         "GET", "/v1/events/stream?from=0&agent_id=r2-a1&type=ToolCallRequested&type=AgentCompleted"
     ) as response:
         items = []
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             async for item in sse_events(response):
                 if isinstance(item, SSEEvent):
                     items.append(item.data)

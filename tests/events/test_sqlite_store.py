@@ -541,7 +541,7 @@ async def test_appends_wait_while_another_connection_holds_the_write_lock(
         assert not append.done()
         assert await store.head() == 0  # reads are not blocked
         blocker.execute("COMMIT")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         [recorded] = await append
     assert recorded.position == 1
 
@@ -580,7 +580,7 @@ async def test_an_append_cancelled_before_its_turn_writes_nothing(store: SQLiteE
         with pytest.raises(asyncio.CancelledError):
             await second
         blocker.execute("COMMIT")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await first
 
     assert [e.stream_id for e in await store.read_all()] == ["agent-a"]

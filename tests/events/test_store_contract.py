@@ -760,7 +760,7 @@ async def test_subscribe_catches_up_then_follows_live_appends(store: EventStore)
             if event.position == 4:
                 return
 
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await follow()
     assert seen == [2, 3, 4]
 
@@ -803,7 +803,7 @@ async def test_subscribe_with_a_filter_sees_only_matching_events(store: EventSto
     await store.append("agent-b", [command("b", 0)])
     await store.append("agent-a", [command("a", 1)])
     await store.append("agent-b", [command("b", 1)])
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await task
     assert seen == ["agent-b:1", "agent-b:2"]
 
@@ -814,7 +814,7 @@ async def test_lenient_subscribe_passes_unknown_types_and_keeps_going(store_fact
     await store.append("agent-a", [command("a", 1)])
     seen: list[str] = []
 
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         async for event in store.subscribe():
             seen.append(event.type)
             if len(seen) == 2:
@@ -823,7 +823,7 @@ async def test_lenient_subscribe_passes_unknown_types_and_keeps_going(store_fact
 
     strict = store.subscribe(lenient=False)
     with pytest.raises(UnknownEventType):
-        await asyncio.wait_for(anext(aiter(strict)), 5)
+        await asyncio.wait_for(anext(aiter(strict)), 30)
 
 
 async def test_subscriptions_end_when_the_store_closes(store_factory) -> None:
@@ -838,7 +838,7 @@ async def test_subscriptions_end_when_the_store_closes(store_factory) -> None:
             caught_up.set()
 
     task = asyncio.create_task(follow())
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         await caught_up.wait()
         await store.aclose()
         await task
@@ -1119,6 +1119,6 @@ async def test_a_read_only_store_reads_and_refuses_every_write(store_factory) ->
     assert await reader.checkpoints.load_checkpoints() == {}
 
     await writer.append("agent-a", [command("a", 1)])
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         follow = reader.subscribe(after=1)
         assert (await anext(aiter(follow))).position == 2
