@@ -476,11 +476,11 @@ def _import_command(args: argparse.Namespace) -> int:
         key = export_key() if args.verify else None
     except KeyMissing as e:
         return _error(f"--verify: {e}")
-    fifo = False  # a pipe: read through the event loop, not on a thread (`_chunks`)
+    fifo = False  # a pipe or a terminal: read through the event loop, not on a thread
     if args.file == "-":
         with contextlib.suppress(OSError, ValueError):  # no stdin: read as a file, says so
             mode = os.fstat(sys.stdin.fileno()).st_mode
-            fifo = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+            fifo = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(sys.stdin.fileno())
     else:
         given = Path(args.file)
         if given.is_dir():
@@ -529,12 +529,20 @@ async def _fifo_chunks(path: str) -> AsyncIterator[bytes]:
 
 
 async def _stdin_pipe_chunks() -> AsyncIterator[bytes]:
-    """Stdin, a pipe (`producer | fleet import -`), read through the event loop as a FIFO is:
-    Ctrl-C while the producer is silent ends the command (a read on a worker thread held
-    `asyncio.run` until the producer wrote or went away). A copy of the descriptor is read,
-    and stdin left blocking again, as whoever shares it expects."""
+    """Stdin, a pipe (`producer | fleet import -`) or a terminal, read through the event loop
+    as a FIFO is: Ctrl-C while the producer (or the person) is silent ends the command (a
+    read on a worker thread held `asyncio.run` until the producer wrote or went away). A copy
+    of the descriptor is read, and stdin left blocking again, as whoever shares it (the
+    shell) expects."""
     import os
 
+    if os.isatty(sys.stdin.fileno()):  # else it looks hung
+        print(
+            "fleet: reading the export from the terminal (paste it, then Ctrl-D; "
+            "Ctrl-C to give up)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         async for block in _pipe_chunks(os.dup(sys.stdin.fileno())):
             yield block

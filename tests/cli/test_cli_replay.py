@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import pty
 import shutil
 import signal
 import struct
@@ -512,6 +513,23 @@ def test_ctrl_c_ends_an_import_whose_stdin_producer_is_silent(
         _interrupted(importing, db)
     finally:
         producer.close()
+
+
+def test_import_from_the_terminal_says_so_and_ctrl_c_ends_it(
+    spawn: Callable[..., _Fleet], tmp_path: Path
+) -> None:
+    """`fleet import -` typed at a terminal waited silently, and Ctrl-C did not end it (the
+    read blocked on a worker thread held `asyncio.run` until a line was typed)."""
+    db = tmp_path / "other.db"
+    main_end, terminal = pty.openpty()
+    try:
+        importing = spawn("import", "-", "--db", str(db), stdin=terminal)
+        importing.wait_for("fleet: reading the export from the terminal")
+        _interrupted(importing, db)
+        assert os.get_blocking(terminal)  # the terminal left as it was found, for the shell
+    finally:
+        os.close(terminal)
+        os.close(main_end)
 
 
 def _unread(fd: int) -> int:
