@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 
 from ._chat_view import SHOWN, Followed, View, converse
+from ._common import folder
 from ._run import SIMULATOR_NOTICE, _add_run_options, _options
 
 __all__ = ["configure"]
@@ -43,7 +44,11 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "--conversation", metavar="ID", help="carry on this conversation (else a new one)"
     )
     parser.add_argument(
-        "--workspace", metavar="DIR", default=".", help="the repository the agents work in"
+        "--workspace",
+        metavar="DIR",
+        type=folder,
+        default=".",
+        help="the repository the agents work in",
     )
     parser.add_argument(
         "--url", metavar="URL",

@@ -241,6 +241,29 @@ def positive(kind: type[float]) -> Callable[[str], float]:
     return positive
 
 
+def at_least(minimum: float, why: str) -> Callable[[str], float]:
+    """An argparse type: a number of seconds, `minimum` or more (`why` says what less does)."""
+
+    def at_least(text: str) -> float:
+        value = _number(float, text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, not {text}: {why}")
+        return value
+
+    return at_least
+
+
+def folder(text: str) -> str:
+    """An argparse type: a folder that exists. Opening a runtime makes `.fleet/` inside its
+    workspace, so a mistyped `--workspace` became a new folder tree (and a file a traceback)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a folder: {text}")
+    return text
+
+
 def not_negative(text: str) -> float:
     """An argparse type: a number, 0 or more."""
     value = _number(float, text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import add_common, console, port, resolve_db
+from ._common import add_common, console, folder, port, resolve_db
 
 __all__ = ["configure"]
 
@@ -29,7 +29,9 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         help="also answer to this name in the Host header (a proxy's or a DNS name); "
         "repeatable (default: $FLEET_ALLOW_HOSTS)",
     )
-    parser.add_argument("--workspace", metavar="DIR", help="where agents created over HTTP work")
+    parser.add_argument(
+        "--workspace", metavar="DIR", type=folder, help="where agents created over HTTP work"
+    )
     parser.add_argument(
         "--otlp-endpoint",
         metavar="URL",

@@ -16,7 +16,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from ._common import add_common, console, not_negative, positive, resolve_db
+from ._common import add_common, at_least, console, folder, not_negative, positive, resolve_db
 
 __all__ = ["configure"]
 
@@ -25,7 +25,11 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Add the arguments of `worker`."""
     add_common(parser, json_output=False)
     parser.add_argument(
-        "--workspace", metavar="DIR", default=".", help="where agents work (default: here)"
+        "--workspace",
+        metavar="DIR",
+        type=folder,
+        default=".",
+        help="where agents work (default: here)",
     )
     parser.add_argument(
         "--capacity",
@@ -35,7 +39,7 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lease-ttl",
-        type=positive(float),
+        type=at_least(1, "a shorter lease is renewed all the time and lost on any pause"),
         default=15.0,
         help="seconds an agent's lease lasts unless renewed: how soon a dead worker's "
         "agents are taken over (default 15)",

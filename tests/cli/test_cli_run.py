@@ -295,6 +295,8 @@ def test_a_limit_that_cannot_be_met_is_refused_before_anything_is_written(
         (["worker", "--lease-ttl", "nan"], "argument --lease-ttl: 'nan' is not a finite number"),
         (["worker", "--lease-ttl", "inf"], "argument --lease-ttl: 'inf' is not a finite number"),
         (["worker", "--capacity", "0"], "argument --capacity: must be more than 0, not 0"),
+        # 0.0001 s: renewed every 33 µs, lost on any pause (agents flapping between workers).
+        (["worker", "--lease-ttl", "0.5"], "argument --lease-ttl: must be at least 1, not 0.5"),
         (["worker", "--latency", "nan"], "argument --latency: 'nan' is not a finite number"),
         (["simulator", "--latency", "inf"], "argument --latency: 'inf' is not a finite number"),
         (["simulator", "--port", "99999"], "argument --port: '99999' is not a port (0 to 65535)"),
@@ -310,6 +312,23 @@ def test_a_number_no_command_can_use_is_a_usage_error(
         main([*argv, "--db", str(db)] if argv[0] != "simulator" else argv)
     assert refused.value.code == 2
     assert said in capsys.readouterr().err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["worker", "serve", "chat"])
+def test_a_workspace_that_is_not_a_folder_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """Opening the runtime makes `.fleet/` in the workspace: a mistyped `--workspace`
+    became a new folder tree (the worker then drove agents in it), a file a traceback."""
+    db, afile = tmp_path / "fleet.db", tmp_path / "notes.txt"
+    afile.write_text("notes")
+    for given, said in ((tmp_path / "typo" / "repo", "no such folder"), (afile, "not a folder")):
+        with pytest.raises(SystemExit) as refused:
+            main([command, "--workspace", str(given), "--db", str(db)])
+        assert refused.value.code == 2
+        assert f"argument --workspace: {said}: {given}" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
     assert not db.exists()
 
 
