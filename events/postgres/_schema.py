@@ -78,7 +78,9 @@ def parse_location(url: str) -> Location:
     rest = [(key, value) for key, value in query if key != "schema"]
     if not _IDENTIFIER.match(schema):
         raise UnsupportedLocation(
-            url, f"schema must be a lowercase identifier (a-z, 0-9, _), got {schema!r}"
+            url,
+            "schema must be a lowercase identifier (a-z, 0-9, _, not starting with a digit, "
+            f"at most 63 characters), got {schema[:80]!r}",
         )
     _check_ports(url, parts.netloc)
     scheme = "postgresql" if parts.scheme.lower() in ("postgresql", "postgres") else parts.scheme

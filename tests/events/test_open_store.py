@@ -75,6 +75,8 @@ def test_a_postgresql_url_hides_its_password_in_messages() -> None:
     ("url", "words"),
     [
         ("postgresql://u:secret@h/db?schema=Bad", "lowercase identifier"),
+        # PostgreSQL's identifiers hold 63 bytes: a longer one said only "lowercase".
+        ("postgresql://u:secret@h/db?schema=" + "a" * 64, "at most 63 characters"),
         ("postgresql://u:secret@h:99999/db", "port must be 1 to 65535"),
         ("postgresql://u:secret@h/db?schema=a&schema=b", "one schema, not 2"),
         # urlsplit raised a bare ValueError: a traceback, and no word of the URL
