@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
+from runtime._bash_tool import Bash
 
 
 @pytest.fixture
@@ -374,6 +375,16 @@ async def test_bash_caps_a_flood_of_output(ws: Workspace) -> None:
     assert time.perf_counter() - started < 30
     assert len(result.content) < 1200
     assert "[... output truncated" in result.content
+
+
+async def test_bash_stops_a_flood_at_once_not_after_the_stop_grace(ws: Workspace) -> None:
+    # asyncio's wait() returned only once the pipe closed, and nobody read it after the
+    # flood: the command, blocked writing, was waited for the whole grace.
+    tools = Toolbox([Bash(max_output_chars=1000, stop_grace=60)])
+    started = time.perf_counter()
+    result = await tools.call("Bash", {"command": "yes flood", "timeout": 120_000}, ctx(ws))
+    assert result.content.startswith("output over 1048576 bytes")
+    assert time.perf_counter() - started < 30
 
 
 async def test_tools_refuse_a_workspace_deleted_under_them(tools: Toolbox, tmp_path: Path) -> None:
