@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hooks import start_command, stop_command
 
@@ -60,6 +60,14 @@ class BashInput(_Input):
         default=None, description="What the command does, in 5-10 words."
     )
     run_in_background: bool = Field(default=False, description="Not supported: always false.")
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, command: str) -> str:
+        # No program can be given one (execve's strings end at NUL): it failed as a ValueError.
+        if "\x00" in command:
+            raise ValueError("a command cannot hold a NUL byte (\\0)")
+        return command
 
     @property
     def timeout_s(self) -> float:

@@ -337,6 +337,15 @@ async def test_bash_runs_in_the_workspace_and_reports_the_exit_code(
     assert "run_in_background is not supported" in background.content
 
 
+async def test_bash_refuses_a_command_with_a_nul_byte(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Bash", {"command": "echo a\x00b > made.txt"}, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        "invalid input for Bash: command: Value error, a command cannot hold a NUL byte (\\0)"
+    )
+    assert not (ws.root / "made.txt").exists()
+
+
 def test_bash_timeouts_are_milliseconds_lowered_to_ten_minutes(tools: Toolbox) -> None:
     assert tools.validate("Bash", {"command": "x"}).timeout_s == 120.0  # type: ignore[attr-defined]
     long = tools.validate("Bash", {"command": "x", "timeout": 3_600_000})
