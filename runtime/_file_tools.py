@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._sandbox import MAX_READ_BYTES, Sandbox
 from ._search import SearchResult, compile_search, search
@@ -92,6 +92,18 @@ FILE_TYPES: Mapping[str, tuple[str, ...]] = {
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*")
+    @classmethod
+    def _utf8(cls, value: Any) -> Any:
+        # A lone surrogate (JSON's "\\ud800") has no UTF-8: a Write of it, or a path holding
+        # it, failed with UnicodeEncodeError. Constrained fields are refused by pydantic.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode (it holds a lone UTF-16 surrogate)") from None
+        return value
 
 
 _PATH = "Path of the file: absolute (inside the workspace) or relative to the workspace."

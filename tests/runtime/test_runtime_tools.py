@@ -267,6 +267,33 @@ async def test_input_that_does_not_match_the_schema_is_a_clear_tool_error(
         tools.validate("Bash", {"command": "ls", "timeout": -1})
 
 
+@pytest.mark.parametrize(
+    ("tool", "args", "field"),
+    [
+        ("Write", {"file_path": "new.txt", "content": "a\ud800b"}, "content"),
+        (
+            "Edit",
+            {"file_path": "README.md", "old_string": "App", "new_string": "\ud800"},
+            "new_string",
+        ),
+        ("Grep", {"pattern": "hello", "path": "src/\ud800"}, "path"),
+        ("Glob", {"pattern": "*", "path": "\udcff"}, "path"),
+    ],
+)
+async def test_a_lone_surrogate_in_the_input_is_refused_as_invalid_input(
+    tools: Toolbox, ws: Workspace, tool: str, args: dict[str, object], field: str
+) -> None:
+    # A JSON "\ud800" escape has no UTF-8: it raised UnicodeEncodeError out of the tool.
+    result = await tools.call(tool, args, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        f"invalid input for {tool}: {field}: Value error, "
+        "not valid Unicode (it holds a lone UTF-16 surrogate)"
+    )
+    assert not (ws.root / "new.txt").exists()
+    assert (ws.root / "README.md").read_text() == "# App\n\nCall hello() to greet.\n"
+
+
 async def test_an_unknown_tool_is_an_error_that_lists_the_tools(
     tools: Toolbox, ws: Workspace
 ) -> None:
