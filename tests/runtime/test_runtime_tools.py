@@ -171,6 +171,33 @@ async def test_glob_globs_and_skips_hidden_folders(tools: Toolbox, ws: Workspace
     assert "pattern: Field required" in required.content
 
 
+@pytest.mark.parametrize(
+    ("pattern", "found"),
+    [
+        ("src/*.py", ["src/app.py"]),
+        ("src/**/*.py", ["src/app.py", "src/lib/deep/c.py", "src/lib/util.py"]),
+        ("src/lib/*.py", ["src/lib/util.py"]),
+        ("**/lib/*.py", ["src/lib/util.py"]),
+        ("*.py", ["src/app.py", "src/lib/deep/c.py", "src/lib/util.py"]),
+        ("src/*/*.py", ["src/lib/util.py"]),
+        ("**/deep/**", ["src/lib/deep/c.py"]),
+        ("./src/*.py", ["src/app.py"]),
+        ("/src/*.py", []),
+    ],
+)
+async def test_glob_stars_stay_within_a_name_and_globstar_matches_no_folder_too(
+    tools: Toolbox, ws: Workspace, pattern: str, found: list[str]
+) -> None:
+    # fnmatch over the whole path let `*` cross folders, and `src/**/` needed one.
+    (ws.root / "src" / "lib" / "deep").mkdir(parents=True)
+    (ws.root / "src" / "lib" / "util.py").write_text("hello = 1\n")
+    (ws.root / "src" / "lib" / "deep" / "c.py").write_text("hello = 2\n")
+    result = await tools.call("Glob", {"pattern": pattern}, ctx(ws))
+    assert sorted(result.content.splitlines()) == (found or ["no files match"])
+    grep = await tools.call("Grep", {"pattern": "hello", "glob": pattern}, ctx(ws))
+    assert sorted(grep.content.splitlines()) == (found or ["no matches"])
+
+
 async def test_grep_lists_the_matching_files_by_default(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call("Grep", {"pattern": r"hello\("}, ctx(ws))
     assert result.content.splitlines() == ["README.md", "src/app.py"]
