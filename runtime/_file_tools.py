@@ -254,11 +254,26 @@ class Read:
         }
         if next_line is None and (input.limit is None or lines < input.limit):
             file["totalLines"] = start - 1 + lines
+        if not text and start > 1:  # past the end: say so, not an empty answer
+            total = await asyncio.to_thread(_count_lines, self.sandbox, ctx.workspace, rel)
+            file["totalLines"] = total
+            text = f"[{rel} has {total} lines: offset {start} is past its end]"
         if next_line is not None:
             text += (
                 f"\n[... truncated: over {MAX_READ_BYTES} bytes; read on with offset={next_line}]"
             )
         return ToolResult(text, files_read=(rel,), response={"type": "text", "file": file})
+
+
+def _count_lines(box: Sandbox, ws: Workspace, path: str) -> int:
+    """The number of lines of the file `path` (a last one without a newline counts)."""
+    fd, _ = box.open_file(ws, path)
+    count, last = 0, b"\n"
+    with open(fd, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def _exists(box: Sandbox, ws: Workspace, path: str) -> bool:

@@ -93,6 +93,19 @@ async def test_read_returns_the_text_and_records_the_read(tools: Toolbox, ws: Wo
     assert whole.response["file"]["totalLines"] == 3 == whole.response["file"]["numLines"]
 
 
+@pytest.mark.parametrize("offset", [5, 50])
+async def test_read_past_the_end_says_how_many_lines_there_are(
+    tools: Toolbox, ws: Workspace, offset: int
+) -> None:
+    # The model was given "" (no word of why) and the hook a totalLines of offset - 1.
+    result = await tools.call("Read", {"file_path": "src/app.py", "offset": offset}, ctx(ws))
+    assert not result.is_error
+    assert result.content == f"[src/app.py has 4 lines: offset {offset} is past its end]"
+    assert result.response is not None
+    file = result.response["file"]
+    assert (file["content"], file["numLines"], file["totalLines"]) == ("", 0, 4)
+
+
 async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
         "Write", {"file_path": "notes/plan.md", "content": "# Plan\n"}, ctx(ws)
