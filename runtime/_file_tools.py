@@ -76,6 +76,7 @@ __all__ = [
 
 MAX_GREP_RESULTS = 200
 MAX_GREP_SECONDS = 30.0
+MAX_READ_SECONDS = 30.0
 MAX_LIST_RESULTS = 1_000
 
 FILE_TYPES: Mapping[str, tuple[str, ...]] = {
@@ -237,14 +238,29 @@ class Read:
         "read_file": _renamed(path="file_path")
     }
 
-    def __init__(self, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_READ_SECONDS):
         self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
 
     async def __call__(self, input: ReadInput, ctx: ToolContext) -> ToolResult:
         start = max(input.offset or 1, 1)
-        rel, text, next_line = await asyncio.to_thread(
-            self.sandbox.read, ctx.workspace, input.file_path, offset=start, limit=input.limit
-        )
+        stop = threading.Event()
+        stopping = _stopping(stop, time.monotonic() + self.max_seconds, self.max_seconds)
+        try:
+            rel, text, next_line = await asyncio.to_thread(
+                self.sandbox.read,
+                ctx.workspace,
+                input.file_path,
+                offset=start,
+                limit=input.limit,
+                stopping=stopping,
+            )
+            if not text and start > 1:  # past the end: say so, not an empty answer
+                total = await asyncio.to_thread(
+                    _count_lines, self.sandbox, ctx.workspace, rel, stopping
+                )
+        finally:
+            stop.set()  # a cancelled call stops its thread
         lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
         file: dict[str, Any] = {
             "filePath": _absolute(ctx.workspace, rel),
@@ -254,8 +270,7 @@ class Read:
         }
         if next_line is None and (input.limit is None or lines < input.limit):
             file["totalLines"] = start - 1 + lines
-        if not text and start > 1:  # past the end: say so, not an empty answer
-            total = await asyncio.to_thread(_count_lines, self.sandbox, ctx.workspace, rel)
+        if not text and start > 1:
             file["totalLines"] = total
             text = f"[{rel} has {total} lines: offset {start} is past its end]"
         if next_line is not None:
@@ -265,12 +280,27 @@ class Read:
         return ToolResult(text, files_read=(rel,), response={"type": "text", "file": file})
 
 
-def _count_lines(box: Sandbox, ws: Workspace, path: str) -> int:
+def _stopping(stop: threading.Event, deadline: float, seconds: float) -> Callable[[], str | None]:
+    """Why a read in a thread should stop now (its call cancelled, its time up), or None."""
+
+    def why() -> str | None:
+        if stop.is_set():
+            return "the call was cancelled"
+        if time.monotonic() > deadline:
+            return f"over {seconds:g}s (the file is too large to skip that far)"
+        return None
+
+    return why
+
+
+def _count_lines(box: Sandbox, ws: Workspace, path: str, stopping: Callable[[], str | None]) -> int:
     """The number of lines of the file `path` (a last one without a newline counts)."""
-    fd, _ = box.open_file(ws, path)
+    fd, rel = box.open_file(ws, path)
     count, last = 0, b"\n"
     with open(fd, "rb") as f:
         while chunk := f.read(1024 * 1024):
+            if why := stopping():
+                raise ToolError(f"stopped counting the lines of {rel}: {why}")
             count += chunk.count(b"\n")
             last = chunk[-1:]
     return count + (last != b"\n")

@@ -28,6 +28,9 @@ Notes (do not fix without reading this):
 3. A write keeps the file's inode (truncate and write in place), as the shell's
    `>` does, and an edit reads and writes through one descriptor: what was
    checked is what is changed.
+4. Skipping to a read's `offset` reads every byte before it: a huge (or
+   sparse: `truncate -s 1T`) file took a thread for as long as that takes
+   (an hour for 1 TB), past a cancel. The caller's `stopping` ends it.
 """
 
 from __future__ import annotations
@@ -238,16 +241,23 @@ class Sandbox:
         offset: int = 1,
         limit: int | None = None,
         max_bytes: int = MAX_READ_BYTES,
+        stopping: Callable[[], str | None] | None = None,
     ) -> tuple[str, str, int | None]:
         """Lines `offset`.. (1-based, at most `limit`) of a text file, read as a stream.
 
         Returns (workspace path, text, next line) where next line is None unless
         `max_bytes` cut the text short: then it is the line to read on from.
+        `stopping()` is asked as the lines before `offset` are skipped: when it
+        names a reason (a deadline, a cancel), `ToolError` says so (note 4).
         """
         fd, rel = self.open_file(ws, path)
         with open(fd, "rb") as f:
             line = 1
+            chunks = 0
             while line < offset:
+                chunks += 1
+                if stopping is not None and chunks % 256 == 0 and (why := stopping()):
+                    raise ToolError(f"stopped reading {rel} before line {offset}: {why}")
                 chunk = f.readline(65536)
                 if not chunk:
                     return rel, "", None

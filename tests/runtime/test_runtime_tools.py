@@ -11,6 +11,7 @@ import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
 from runtime._bash_tool import Bash
+from runtime._file_tools import Read
 
 
 @pytest.fixture
@@ -104,6 +105,23 @@ async def test_read_past_the_end_says_how_many_lines_there_are(
     assert result.response is not None
     file = result.response["file"]
     assert (file["content"], file["numLines"], file["totalLines"]) == ("", 0, 4)
+
+
+async def test_read_stops_skipping_to_a_far_offset_at_its_deadline(ws: Workspace) -> None:
+    # Skipping reads every byte before the offset: a sparse terabyte took a thread for an
+    # hour, the call waiting on it and a cancel leaving it running.
+    with open(ws.root / "huge.bin", "wb") as f:
+        f.truncate(1 << 40)
+    tools = Toolbox([Read(max_seconds=1)])
+    started = time.perf_counter()
+    result = await asyncio.wait_for(
+        tools.call("Read", {"file_path": "huge.bin", "offset": 2}, ctx(ws)), 300
+    )
+    assert time.perf_counter() - started < 120
+    assert result.is_error
+    assert result.content == (
+        "stopped reading huge.bin before line 2: over 1s (the file is too large to skip that far)"
+    )
 
 
 async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: Workspace) -> None:
