@@ -77,6 +77,7 @@ __all__ = [
 MAX_GREP_RESULTS = 200
 MAX_GREP_SECONDS = 30.0
 MAX_READ_SECONDS = 30.0
+MAX_GLOB_SECONDS = 30.0
 MAX_LIST_RESULTS = 1_000
 
 FILE_TYPES: Mapping[str, tuple[str, ...]] = {
@@ -417,21 +418,26 @@ class Edit:
         )
 
 
-def _list(box: Sandbox, ws: Workspace, path: str, pattern: str) -> list[str]:
+def _list(
+    box: Sandbox, ws: Workspace, path: str, pattern: str, stopping: Callable[[], str | None]
+) -> tuple[list[str], str | None]:
+    """The files under `path` matching `pattern`, and why the walk stopped early, if it did."""
     located = ws.locate(path)
     os.close(located.dir_fd)
     start = "" if located.rel == "." else located.rel + "/"
-    found = []
+    found: list[str] = []
     entries = box.walk(ws, path)
     try:
-        for entry in entries:
+        for walked, entry in enumerate(entries):
+            if walked % 256 == 0 and (why := stopping()) is not None:
+                return found, why
             if entry.rel == located.rel:
                 raise ToolError(f"no such folder: {located.rel}")  # a file, not a folder
             if _glob_match(entry.rel[len(start) :], pattern):
                 found.append(entry.rel)
     finally:
         entries.close()
-    return found
+    return found, None
 
 
 class Glob:
@@ -448,14 +454,25 @@ class Glob:
         "list_files": _from_list_files
     }
 
-    def __init__(self, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_GLOB_SECONDS):
         self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
 
     async def __call__(self, input: GlobInput, ctx: ToolContext) -> ToolResult:
         started = time.perf_counter()
-        found = await asyncio.to_thread(
-            _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern
-        )
+        stop = threading.Event()
+
+        def stopping() -> str | None:
+            if stop.is_set():
+                return "cancelled"
+            return "deadline" if time.perf_counter() - started >= self.max_seconds else None
+
+        try:
+            found, why = await asyncio.to_thread(
+                _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern, stopping
+            )
+        finally:
+            stop.set()  # a cancelled call stops its walk
         shown = found[:MAX_LIST_RESULTS]
         response = {
             "filenames": [_absolute(ctx.workspace, rel) for rel in shown],
@@ -463,11 +480,12 @@ class Glob:
             "truncated": len(found) > len(shown),
             "durationMs": round((time.perf_counter() - started) * 1000),
         }
-        if not found:
-            return ToolResult("no files match", response=response)
-        text = "\n".join(shown)
+        text = "\n".join(shown) if found else "no files match"
         if len(found) > len(shown):
             text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        if why is not None:  # the deadline (a cancelled call returns nothing)
+            text += f"\n[... walk stopped after {self.max_seconds:g}s: narrow the path or pattern]"
+            return ToolResult(text, is_error=True, response=response)
         return ToolResult(text, response=response)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
 from runtime._bash_tool import Bash
-from runtime._file_tools import Read
+from runtime._file_tools import Glob, Read
 
 
 @pytest.fixture
@@ -227,6 +227,16 @@ async def test_glob_stars_stay_within_a_name_and_globstar_matches_no_folder_too(
     assert sorted(result.content.splitlines()) == (found or ["no files match"])
     grep = await tools.call("Grep", {"pattern": "hello", "glob": pattern}, ctx(ws))
     assert sorted(grep.content.splitlines()) == (found or ["no matches"])
+
+
+async def test_a_glob_past_its_time_cap_says_so(ws: Workspace) -> None:
+    # The walk had no deadline and no stop: two million files held a thread for 36 s,
+    # and a cancelled call left it walking.
+    result = await Toolbox([Glob(max_seconds=0)]).call("Glob", {"pattern": "**/*"}, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        "no files match\n[... walk stopped after 0s: narrow the path or pattern]"
+    )
 
 
 async def test_grep_lists_the_matching_files_by_default(tools: Toolbox, ws: Workspace) -> None:
