@@ -108,6 +108,14 @@ def _not_a_file(rel: str, st: os.stat_result) -> ToolError:
     )
 
 
+def _file_path(path: str) -> str:
+    """`path`, unless it ends with `/` (it names a folder: `Write notes/` made a file
+    `notes`, `Read a.py/` read `a.py`). Raises `ToolError`, before anything is walked."""
+    if path.endswith(("/", "/.")):
+        raise ToolError(f"{path} ends with /: it names a folder, not a file")
+    return path
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -191,7 +199,7 @@ class Sandbox:
 
     def _locate_for_write(self, ws: Workspace, path: str, *, make_parents: bool) -> Located:
         located = ws.locate(
-            path, make_parents=make_parents, check=self.check_path, on_step=self.on_step
+            _file_path(path), make_parents=make_parents, check=self.check_path, on_step=self.on_step
         )
         try:
             if not located.name:
@@ -210,7 +218,7 @@ class Sandbox:
 
     def open_file(self, ws: Workspace, path: str) -> tuple[int, str]:
         """`path` opened for reading, and its workspace path. Raises `ToolError`."""
-        located = ws.locate(path, on_step=self.on_step)
+        located = ws.locate(_file_path(path), on_step=self.on_step)
         rel = located.rel
         try:
             if not located.name:
@@ -284,7 +292,7 @@ class Sandbox:
         FIFO). Raises `ToolError` for what a write could not be checked against: not
         a regular file, larger than `MAX_EDIT_BYTES`, unreadable; `WorkspaceEscape`.
         """
-        located = ws.locate(path, lenient=True, on_step=self.on_step)
+        located = ws.locate(_file_path(path), lenient=True, on_step=self.on_step)
         rel = located.rel
         try:
             if not located.name:

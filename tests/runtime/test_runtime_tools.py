@@ -138,6 +138,27 @@ async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: W
     assert again.response["type"] == "update"
 
 
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("Write", {"file_path": "notes/", "content": "x"}),
+        ("Write", {"file_path": "new/deeper/", "content": "x"}),
+        ("Read", {"file_path": "src/app.py/"}),
+        ("Edit", {"file_path": "src/app.py/", "old_string": "hello", "new_string": "bye"}),
+    ],
+)
+async def test_a_file_path_ending_with_a_slash_is_refused(
+    tools: Toolbox, ws: Workspace, tool: str, args: dict[str, object]
+) -> None:
+    # The slash was dropped: `Write notes/` made a file named notes, `Read a.py/` read a.py.
+    before = sorted(p.relative_to(ws.root) for p in ws.root.rglob("*"))
+    result = await tools.call(tool, args, ctx(ws))
+    assert result.is_error
+    assert result.content == f"{args['file_path']} ends with /: it names a folder, not a file"
+    assert sorted(p.relative_to(ws.root) for p in ws.root.rglob("*")) == before
+    assert (ws.root / "src" / "app.py").read_text().startswith("def hello():")
+
+
 async def test_edit_replaces_exactly_one_match(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
         "Edit",
