@@ -432,7 +432,7 @@ def _list(
             if walked % 256 == 0 and (why := stopping()) is not None:
                 return found, why
             if entry.rel == located.rel:
-                raise ToolError(f"no such folder: {located.rel}")  # a file, not a folder
+                raise ToolError(f"{located.rel} is a file, not a folder: give its folder")
             if _glob_match(entry.rel[len(start) :], pattern):
                 found.append(entry.rel)
     finally:

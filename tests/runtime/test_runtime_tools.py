@@ -250,6 +250,13 @@ async def test_glob_stars_stay_within_a_name_and_globstar_matches_no_folder_too(
     assert sorted(grep.content.splitlines()) == (found or ["no matches"])
 
 
+async def test_a_glob_in_a_file_says_it_is_a_file(tools: Toolbox, ws: Workspace) -> None:
+    # It said "no such folder: src/app.py", as if the file did not exist.
+    result = await tools.call("Glob", {"pattern": "*", "path": "src/app.py"}, ctx(ws))
+    assert result.is_error
+    assert result.content == "src/app.py is a file, not a folder: give its folder"
+
+
 async def test_a_glob_past_its_time_cap_says_so(ws: Workspace) -> None:
     # The walk had no deadline and no stop: two million files held a thread for 36 s,
     # and a cancelled call left it walking.
