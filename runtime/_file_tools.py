@@ -274,7 +274,12 @@ class Read:
         if not text and start > 1:
             file["totalLines"] = total
             text = f"[{rel} has {total} lines: offset {start} is past its end]"
-        if next_line is not None:
+        if next_line == start:  # one line over the cap: offset=start would give it again
+            text += (
+                f"\n[... truncated: line {start} alone is over {MAX_READ_BYTES} bytes; Read "
+                "cannot show the rest of it: use Bash (e.g. cut -c or head -c)]"
+            )
+        elif next_line is not None:
             text += (
                 f"\n[... truncated: over {MAX_READ_BYTES} bytes; read on with offset={next_line}]"
             )

@@ -124,6 +124,21 @@ async def test_read_stops_skipping_to_a_far_offset_at_its_deadline(ws: Workspace
     )
 
 
+async def test_read_of_a_line_over_the_cap_does_not_send_the_model_back_to_it(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    # It said "read on with offset=1": the same 256 KiB again, for ever.
+    (ws.root / "min.js").write_text("x" * 300_000 + "\nnext\n")
+    result = await tools.call("Read", {"file_path": "min.js"}, ctx(ws))
+    assert result.content.endswith(
+        "\n[... truncated: line 1 alone is over 262144 bytes; Read cannot show the rest of "
+        "it: use Bash (e.g. cut -c or head -c)]"
+    )
+    assert "offset=1" not in result.content
+    second = await tools.call("Read", {"file_path": "min.js", "offset": 2}, ctx(ws))
+    assert second.content == "next\n"
+
+
 async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
         "Write", {"file_path": "notes/plan.md", "content": "# Plan\n"}, ctx(ws)
