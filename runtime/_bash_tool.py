@@ -15,6 +15,10 @@ Notes (do not fix without reading this):
    started is killed, `setsid` ones too. It is not a path sandbox: the
    command can reach outside the workspace like any shell. Confinement of
    paths is for the file tools.
+2. The output is read to its end while the command is stopped: asyncio's
+   `Process.wait()` returns only once its pipes are closed too, so after a
+   flood (reading paused, the command blocked on a full pipe) the wait took
+   `stop_command`'s whole 5 s grace before it gave up.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hooks import start_command, stop_command
 
@@ -56,6 +60,14 @@ class BashInput(_Input):
         default=None, description="What the command does, in 5-10 words."
     )
     run_in_background: bool = Field(default=False, description="Not supported: always false.")
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul(cls, command: str) -> str:
+        # No program can be given one (execve's strings end at NUL): it failed as a ValueError.
+        if "\x00" in command:
+            raise ValueError("a command cannot hold a NUL byte (\\0)")
+        return command
 
     @property
     def timeout_s(self) -> float:
@@ -94,6 +106,12 @@ async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int, floo
     return True
 
 
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read `stream` to its end, keeping nothing."""
+    while await stream.read(65536):
+        pass
+
+
 class Bash:
     """Bash: a shell command in the workspace, with a timeout and an output cap."""
 
@@ -109,8 +127,11 @@ class Bash:
         "run_command": _from_run_command
     }
 
-    def __init__(self, *, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
+    def __init__(
+        self, *, max_output_chars: int = MAX_OUTPUT_CHARS, stop_grace: float = 5.0
+    ) -> None:
         self.max_output_chars = max_output_chars
+        self.stop_grace = stop_grace  # how long a stopped command may take to go (note 1)
         # Output past the cap is read and dropped; this much more means a runaway command.
         self.flood_bytes = max(MIN_FLOOD_BYTES, 32 * max_output_chars)
 
@@ -144,11 +165,15 @@ class Bash:
         except TimeoutError:
             verdict = "timeout"
         finally:
-            await stop_command(proc)  # note 1: every process it started is gone
-            # Read the pipe to its end so its transport closes now: after a flood (reading
-            # paused) or a cancellation nothing else would, and it would leak until GC.
-            with contextlib.suppress(TimeoutError, OSError, ValueError):
-                await asyncio.wait_for(proc.stdout.read(), 2)
+            # Read the pipe to its end while stopping (note 2), then so its transport closes
+            # now: after a flood or a cancellation nothing else would, and it would leak.
+            discard = asyncio.ensure_future(_discard(proc.stdout))
+            try:
+                await stop_command(proc, grace=self.stop_grace)  # every process it started: gone
+                with contextlib.suppress(TimeoutError, OSError, ValueError):
+                    await asyncio.wait_for(asyncio.shield(discard), 2)
+            finally:
+                discard.cancel()  # ends on its own at the loop's next turn; never awaited here
         return self._result(input, verdict, proc.returncode, kept, time.perf_counter() - started)
 
     def _result(

@@ -34,19 +34,28 @@ Notes (do not fix without reading this):
    deadline and stop: read back hit by hit, each from the top of its file,
    they took hits times the file's size, past the deadline and after a
    cancel (400 hits in a 2 MB file: 5.4 s against a 0.5 s deadline).
+5. A glob's `*`, `?` and `[...]` match within one name, never across a `/`;
+   `**` as a whole name matches any number of folders, none too (as
+   ripgrep's and Claude Code's globs do): `src/*.py` is not `src/a/b.py`
+   and `src/**/*.py` is `src/app.py` too. Matched with fnmatch across the
+   whole path, `*` crossed folders and `**/` needed one. A pattern with no
+   `/` matches a file's name at any depth. Matched name by name, in time
+   linear in the pattern's names times the path's, whatever the `**`s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import itertools
+import operator
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._sandbox import MAX_READ_BYTES, Sandbox
 from ._search import SearchResult, compile_search, search
@@ -67,6 +76,8 @@ __all__ = [
 
 MAX_GREP_RESULTS = 200
 MAX_GREP_SECONDS = 30.0
+MAX_READ_SECONDS = 30.0
+MAX_GLOB_SECONDS = 30.0
 MAX_LIST_RESULTS = 1_000
 
 FILE_TYPES: Mapping[str, tuple[str, ...]] = {
@@ -92,6 +103,18 @@ FILE_TYPES: Mapping[str, tuple[str, ...]] = {
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*")
+    @classmethod
+    def _utf8(cls, value: Any) -> Any:
+        # A lone surrogate (JSON's "\\ud800") has no UTF-8: a Write of it, or a path holding
+        # it, failed with UnicodeEncodeError. Constrained fields are refused by pydantic.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("not valid Unicode (it holds a lone UTF-16 surrogate)") from None
+        return value
 
 
 _PATH = "Path of the file: absolute (inside the workspace) or relative to the workspace."
@@ -152,11 +175,25 @@ class GrepInput(_Input):
 
 
 def _glob_match(rel: str, pattern: str) -> bool:
-    if pattern.startswith("**/"):
-        return fnmatch.fnmatchcase(rel, pattern[3:]) or fnmatch.fnmatchcase(rel, pattern)
+    """True if the path `rel` matches the glob `pattern` (module note 5)."""
     if "/" not in pattern:
         return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
-    return fnmatch.fnmatchcase(rel, pattern)
+    names = rel.split("/")
+    # reach[j]: the pattern's names so far match the first j names of `rel`.
+    reach = [True] + [False] * len(names)
+    parts = pattern.split("/")
+    absolute = [""] if pattern.startswith("/") else []  # "" matches no name: nothing
+    for part in absolute + [p for p in parts if p not in ("", ".")]:
+        if part == "**":  # any number of folders, none too
+            reach = list(itertools.accumulate(reach, operator.or_))
+        else:
+            reach = [False] + [
+                ok and fnmatch.fnmatchcase(name, part)
+                for ok, name in zip(reach[:-1], names, strict=True)
+            ]
+        if not any(reach):
+            return False
+    return reach[-1]
 
 
 def _absolute(ws: Workspace, rel: str) -> str:
@@ -202,14 +239,29 @@ class Read:
         "read_file": _renamed(path="file_path")
     }
 
-    def __init__(self, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_READ_SECONDS):
         self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
 
     async def __call__(self, input: ReadInput, ctx: ToolContext) -> ToolResult:
         start = max(input.offset or 1, 1)
-        rel, text, next_line = await asyncio.to_thread(
-            self.sandbox.read, ctx.workspace, input.file_path, offset=start, limit=input.limit
-        )
+        stop = threading.Event()
+        stopping = _stopping(stop, time.monotonic() + self.max_seconds, self.max_seconds)
+        try:
+            rel, text, next_line = await asyncio.to_thread(
+                self.sandbox.read,
+                ctx.workspace,
+                input.file_path,
+                offset=start,
+                limit=input.limit,
+                stopping=stopping,
+            )
+            if not text and start > 1:  # past the end: say so, not an empty answer
+                total = await asyncio.to_thread(
+                    _count_lines, self.sandbox, ctx.workspace, rel, stopping
+                )
+        finally:
+            stop.set()  # a cancelled call stops its thread
         lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
         file: dict[str, Any] = {
             "filePath": _absolute(ctx.workspace, rel),
@@ -219,11 +271,45 @@ class Read:
         }
         if next_line is None and (input.limit is None or lines < input.limit):
             file["totalLines"] = start - 1 + lines
-        if next_line is not None:
+        if not text and start > 1:
+            file["totalLines"] = total
+            text = f"[{rel} has {total} lines: offset {start} is past its end]"
+        if next_line == start:  # one line over the cap: offset=start would give it again
+            text += (
+                f"\n[... truncated: line {start} alone is over {MAX_READ_BYTES} bytes; Read "
+                "cannot show the rest of it: use Bash (e.g. cut -c or head -c)]"
+            )
+        elif next_line is not None:
             text += (
                 f"\n[... truncated: over {MAX_READ_BYTES} bytes; read on with offset={next_line}]"
             )
         return ToolResult(text, files_read=(rel,), response={"type": "text", "file": file})
+
+
+def _stopping(stop: threading.Event, deadline: float, seconds: float) -> Callable[[], str | None]:
+    """Why a read in a thread should stop now (its call cancelled, its time up), or None."""
+
+    def why() -> str | None:
+        if stop.is_set():
+            return "the call was cancelled"
+        if time.monotonic() > deadline:
+            return f"over {seconds:g}s (the file is too large to skip that far)"
+        return None
+
+    return why
+
+
+def _count_lines(box: Sandbox, ws: Workspace, path: str, stopping: Callable[[], str | None]) -> int:
+    """The number of lines of the file `path` (a last one without a newline counts)."""
+    fd, rel = box.open_file(ws, path)
+    count, last = 0, b"\n"
+    with open(fd, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            if why := stopping():
+                raise ToolError(f"stopped counting the lines of {rel}: {why}")
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def _exists(box: Sandbox, ws: Workspace, path: str) -> bool:
@@ -337,21 +423,26 @@ class Edit:
         )
 
 
-def _list(box: Sandbox, ws: Workspace, path: str, pattern: str) -> list[str]:
+def _list(
+    box: Sandbox, ws: Workspace, path: str, pattern: str, stopping: Callable[[], str | None]
+) -> tuple[list[str], str | None]:
+    """The files under `path` matching `pattern`, and why the walk stopped early, if it did."""
     located = ws.locate(path)
     os.close(located.dir_fd)
     start = "" if located.rel == "." else located.rel + "/"
-    found = []
+    found: list[str] = []
     entries = box.walk(ws, path)
     try:
-        for entry in entries:
+        for walked, entry in enumerate(entries):
+            if walked % 256 == 0 and (why := stopping()) is not None:
+                return found, why
             if entry.rel == located.rel:
-                raise ToolError(f"no such folder: {located.rel}")  # a file, not a folder
+                raise ToolError(f"{located.rel} is a file, not a folder: give its folder")
             if _glob_match(entry.rel[len(start) :], pattern):
                 found.append(entry.rel)
     finally:
         entries.close()
-    return found
+    return found, None
 
 
 class Glob:
@@ -368,14 +459,25 @@ class Glob:
         "list_files": _from_list_files
     }
 
-    def __init__(self, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, sandbox: Sandbox | None = None, *, max_seconds: float = MAX_GLOB_SECONDS):
         self.sandbox = sandbox or Sandbox()
+        self.max_seconds = max_seconds
 
     async def __call__(self, input: GlobInput, ctx: ToolContext) -> ToolResult:
         started = time.perf_counter()
-        found = await asyncio.to_thread(
-            _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern
-        )
+        stop = threading.Event()
+
+        def stopping() -> str | None:
+            if stop.is_set():
+                return "cancelled"
+            return "deadline" if time.perf_counter() - started >= self.max_seconds else None
+
+        try:
+            found, why = await asyncio.to_thread(
+                _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern, stopping
+            )
+        finally:
+            stop.set()  # a cancelled call stops its walk
         shown = found[:MAX_LIST_RESULTS]
         response = {
             "filenames": [_absolute(ctx.workspace, rel) for rel in shown],
@@ -383,11 +485,12 @@ class Glob:
             "truncated": len(found) > len(shown),
             "durationMs": round((time.perf_counter() - started) * 1000),
         }
-        if not found:
-            return ToolResult("no files match", response=response)
-        text = "\n".join(shown)
+        text = "\n".join(shown) if found else "no files match"
         if len(found) > len(shown):
             text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        if why is not None:  # the deadline (a cancelled call returns nothing)
+            text += f"\n[... walk stopped after {self.max_seconds:g}s: narrow the path or pattern]"
+            return ToolResult(text, is_error=True, response=response)
         return ToolResult(text, response=response)
 
 
@@ -518,7 +621,10 @@ class Grep:
         if input.multiline:
             raise ToolInputInvalid(self.name, "multiline: not supported (the search is per line)")
         try:
-            regex = compile_search(input.pattern, ignore_case=input.case_insensitive)
+            # In a thread: a pattern of 700 KB took Python's `re` 2.5 s, the loop stopped.
+            regex = await asyncio.to_thread(
+                compile_search, input.pattern, ignore_case=input.case_insensitive
+            )
         except ValueError as e:
             raise ToolInputInvalid(self.name, f"pattern: {e}") from None
         limit = input.head_limit or (MAX_GREP_RESULTS if input.output_mode == "content" else None)

@@ -28,6 +28,9 @@ Notes (do not fix without reading this):
 3. A write keeps the file's inode (truncate and write in place), as the shell's
    `>` does, and an edit reads and writes through one descriptor: what was
    checked is what is changed.
+4. Skipping to a read's `offset` reads every byte before it: a huge (or
+   sparse: `truncate -s 1T`) file took a thread for as long as that takes
+   (an hour for 1 TB), past a cancel. The caller's `stopping` ends it.
 """
 
 from __future__ import annotations
@@ -103,6 +106,14 @@ def _not_a_file(rel: str, st: os.stat_result) -> ToolError:
     return ToolError(
         f"{rel} is a folder" if stat.S_ISDIR(st.st_mode) else f"{rel} is not a regular file"
     )
+
+
+def _file_path(path: str) -> str:
+    """`path`, unless it ends with `/` (it names a folder: `Write notes/` made a file
+    `notes`, `Read a.py/` read `a.py`). Raises `ToolError`, before anything is walked."""
+    if path.endswith(("/", "/.")):
+        raise ToolError(f"{path} ends with /: it names a folder, not a file")
+    return path
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -188,7 +199,7 @@ class Sandbox:
 
     def _locate_for_write(self, ws: Workspace, path: str, *, make_parents: bool) -> Located:
         located = ws.locate(
-            path, make_parents=make_parents, check=self.check_path, on_step=self.on_step
+            _file_path(path), make_parents=make_parents, check=self.check_path, on_step=self.on_step
         )
         try:
             if not located.name:
@@ -207,7 +218,7 @@ class Sandbox:
 
     def open_file(self, ws: Workspace, path: str) -> tuple[int, str]:
         """`path` opened for reading, and its workspace path. Raises `ToolError`."""
-        located = ws.locate(path, on_step=self.on_step)
+        located = ws.locate(_file_path(path), on_step=self.on_step)
         rel = located.rel
         try:
             if not located.name:
@@ -238,16 +249,23 @@ class Sandbox:
         offset: int = 1,
         limit: int | None = None,
         max_bytes: int = MAX_READ_BYTES,
+        stopping: Callable[[], str | None] | None = None,
     ) -> tuple[str, str, int | None]:
         """Lines `offset`.. (1-based, at most `limit`) of a text file, read as a stream.
 
         Returns (workspace path, text, next line) where next line is None unless
         `max_bytes` cut the text short: then it is the line to read on from.
+        `stopping()` is asked as the lines before `offset` are skipped: when it
+        names a reason (a deadline, a cancel), `ToolError` says so (note 4).
         """
         fd, rel = self.open_file(ws, path)
         with open(fd, "rb") as f:
             line = 1
+            chunks = 0
             while line < offset:
+                chunks += 1
+                if stopping is not None and chunks % 256 == 0 and (why := stopping()):
+                    raise ToolError(f"stopped reading {rel} before line {offset}: {why}")
                 chunk = f.readline(65536)
                 if not chunk:
                     return rel, "", None
@@ -274,7 +292,7 @@ class Sandbox:
         FIFO). Raises `ToolError` for what a write could not be checked against: not
         a regular file, larger than `MAX_EDIT_BYTES`, unreadable; `WorkspaceEscape`.
         """
-        located = ws.locate(path, lenient=True, on_step=self.on_step)
+        located = ws.locate(_file_path(path), lenient=True, on_step=self.on_step)
         rel = located.rel
         try:
             if not located.name:

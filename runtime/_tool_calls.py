@@ -45,6 +45,12 @@ Notes (do not fix without reading this):
    hooks of its own calls flush the lines themselves (`_agent_hooks.py`): its
    steps leave the write, a thread hop (`_transcript.py`, note 3), to the end
    of its turn.
+7. A result's text, files and response are made valid UTF-8 (`_utf8`) before
+   anything sees them: a file name that is not UTF-8 on disk comes out of
+   Python as lone surrogates (`\\udcff`), which no event, transcript or hook
+   payload can hold. Glob or Grep in a folder holding one such name failed
+   the agent (its ToolCallCompleted was refused as invalid); now each bad
+   byte shows as U+FFFD, as ripgrep prints it.
 """
 
 from __future__ import annotations
@@ -86,6 +92,41 @@ INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 """Exceptions that stop a task or the process: never turned into a tool error or a failure."""
 
 _ERROR_CHARS = 2_000
+
+
+def _text(value: str) -> str:
+    """`value` as valid UTF-8: each byte a lone surrogate stood for becomes U+FFFD (note 7)."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = value.encode("utf-8", "surrogateescape")  # \udc80-\udcff: a byte on disk
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, Mapping):
+        return {_valid(k): _valid(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid(v) for v in value]
+    return value
+
+
+def _utf8(result: ToolResult) -> ToolResult:
+    """`result` with its text, files and response valid UTF-8 (note 7)."""
+    return replace(
+        result,
+        content=_text(result.content),
+        files_read=tuple(_text(f) for f in result.files_read),
+        files_written=tuple(_text(f) for f in result.files_written),
+        response=None if result.response is None else _valid(result.response),
+    )
 
 
 def unexpected_error(error: BaseException) -> str:
@@ -209,7 +250,8 @@ class ToolCalls:
                 )
                 self._done.append(log.event(note, call.requested_at))
                 if settled.result is not None:
-                    self._done.append(self._completed(call, settled.result, time.perf_counter()))
+                    result = _utf8(settled.result)
+                    self._done.append(self._completed(call, result, time.perf_counter()))
                     continue
             self._done += await self._run(call)
         done, self._done = self._done, []
@@ -225,7 +267,7 @@ class ToolCalls:
         if attempt.result is None:
             assert attempt.validated is not None
             ran = time.perf_counter()
-            attempt.result = await self._execute(attempt, attempt.validated)
+            attempt.result = _utf8(await self._execute(attempt, attempt.validated))
             ran_ms = (time.perf_counter() - ran) * 1000
         if not attempt.blocked and attempt.validated is not None:  # module note 3
             await self._after(attempt, usage, ran_ms)

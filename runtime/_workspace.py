@@ -209,9 +209,13 @@ class Workspace:
         return fd
 
     def _names(self, path: str) -> list[str]:
-        """`path`'s names, last first, relative to the root. Raises `WorkspaceEscape`."""
+        """`path`'s names, last first, relative to the root. Raises `WorkspaceEscape`.
+
+        A NUL byte is refused as what it is (no file name can hold one), not as an escape.
+        """
         if "\x00" in path:
-            raise WorkspaceEscape(path.replace("\x00", "\\0"), str(self.root))
+            shown = path.replace("\x00", "\\0")
+            raise ToolError(f"cannot open {shown}: a path cannot hold a NUL byte (\\0)")
         full = os.path.expanduser(path) if path.startswith("~") else path
         if full.startswith("/"):
             root = str(self.root)

@@ -237,7 +237,16 @@ def _demo_command(args: argparse.Namespace) -> int:
         db = resolve_db(args.db)
         folder = db.parent if isinstance(db, Path) else DEFAULT_DB.parent
         workspace = folder / "workspaces" / time.strftime("demo-%Y%m%d-%H%M%S")
-    workspace = asyncio.run(prepare_workspace(workspace))
+    try:
+        workspace = asyncio.run(prepare_workspace(workspace))
+    except (OSError, RuntimeError) as e:  # a file, a folder not empty, git failing
+        from ..errors import ApiError
+
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ApiError(
+            f"cannot copy the sample repository to {workspace} (--workspace): {why}; "
+            "give a folder that does not exist yet, or an empty one"
+        ) from None
     if not args.json:
         from rich.markup import escape
 

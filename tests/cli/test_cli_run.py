@@ -177,6 +177,30 @@ def test_run_without_a_workspace_outside_a_clean_git_repository_is_refused_befor
     assert not list(tmp_path.rglob("*.db")), "nothing was written"
 
 
+def test_demo_into_a_file_or_a_folder_that_is_not_empty_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: these ended in a traceback (NotADirectoryError, FileExistsError)."""
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine\n")
+    db = str(tmp_path / "fleet.db")
+    for given, why in [
+        ("afile", "Not a directory"),
+        ("afile/sub", "Not a directory"),
+        ("full", "exists and is not empty"),
+    ]:
+        assert main(["demo", "--workspace", str(tmp_path / given), "--db", db]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"fleet: error: cannot copy the sample repository to {tmp_path / given}"
+        )
+        assert why in err
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "fleet.db").exists(), "nothing was written"
+
+
 def test_a_run_in_a_repository_that_does_not_ignore_fleet_leaves_its_tree_clean(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ raised `OSError` out of the toolbox, nothing was written, and the agent stayed
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -107,6 +108,40 @@ async def test_read_with_a_5000_character_path_is_a_tool_error_not_a_stuck_agent
         "ModelResponded",
         "AgentCompleted",
     ]
+
+
+@pytest.mark.parametrize(
+    ("call", "shown"),
+    [
+        (("Glob", {"pattern": "*.txt"}), "caf\ufffd.txt"),
+        (("Grep", {"pattern": "hello", "output_mode": "content"}), "caf\ufffd.txt:1:hello"),
+        (("Read", {"file_path": "link.txt"}), "hello"),
+    ],
+    ids=["Glob", "Grep", "Read"],
+)
+async def test_a_file_name_that_is_not_utf8_does_not_fail_the_agent(
+    store: EventStore,
+    sim: Simulator,
+    client: ModelClient,
+    workspace: Path,
+    call: tuple[str, dict[str, Any]],
+    shown: str,
+) -> None:
+    # Python gives such a name as lone surrogates, which no event can hold: the
+    # ToolCallCompleted was refused and the agent failed.
+    name = os.fsdecode(b"caf\xe9.txt")
+    (workspace / name).write_text("hello\n")
+    (workspace / "link.txt").symlink_to(name)
+    sim.register_policy("tester", _calls(*call))
+    agent = make_agent(store, client, workspace, role="tester")
+    await agent.create(task="go")
+    outcome = await agent.run_until_idle()
+
+    assert outcome.status == "completed", outcome.error
+    completed = await _only(store, ToolCallCompleted)
+    assert not completed.is_error, completed.result
+    assert shown in completed.result
+    assert "caf\ufffd.txt" in completed.files_read or call[0] == "Glob"
 
 
 @pytest.mark.parametrize(

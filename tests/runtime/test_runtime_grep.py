@@ -258,3 +258,20 @@ def test_context_lines_stop_when_the_search_is_told_to(ws: Workspace) -> None:
     shown = _with_context(Sandbox(), ws, found, 1, 1, lambda: "cancelled")
     assert found.stopped == "cancelled"
     assert len(shown) < 1_000  # it stopped within its first few hundred lines
+
+
+async def test_a_huge_pattern_is_compiled_off_the_event_loop(ws: Workspace) -> None:
+    # Compiled on the loop, a 340 KB Python-only pattern stopped every agent and the
+    # server for seconds. Ticks of the loop during the call show whether it ran meanwhile.
+    pattern = "(?=w)" + "|".join(f"w{i}" for i in range(50_000))
+    loop = asyncio.get_running_loop()
+    call = asyncio.ensure_future(worker_toolbox().call("Grep", {"pattern": pattern}, ctx(ws)))
+    started = last = loop.time()
+    longest = 0.0
+    while not call.done():
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        longest, last = max(longest, now - last), now
+    result = await call
+    assert result.content == "no matches"
+    assert longest < (loop.time() - started) / 2, "the loop stood still for most of the call"

@@ -11,8 +11,9 @@ from pathlib import Path
 from rt_support import events_of, make_agent
 
 from events import EventStore, SQLiteEventStore
-from runtime import Agent, ModelClient, Simulator
-from runtime._interrupted import ABSENT
+from runtime import Agent, ModelClient, Simulator, Workspace, worker_toolbox
+from runtime._conversation import PendingCall
+from runtime._interrupted import ABSENT, write_expectations
 from runtime.simulator import Call, Observation, Situation, Turn
 
 
@@ -129,3 +130,30 @@ async def test_writes_to_a_fifo_or_a_socket_fail_clearly_and_the_agent_goes_on(
     assert not completed[requested["ok.txt"].tool_use_id].is_error
     assert requested["ok.txt"].before_sha256 == ABSENT
     assert (workspace / "ok.txt").read_text() == "fine\n"
+
+
+async def test_write_expectations_are_computed_off_the_event_loop(tmp_path: Path) -> None:
+    # Each edit of a 16 MB file is ~90 ms of decoding, replacing and hashing: on the
+    # loop, a response of ten of them held every agent and the server for a second.
+    (tmp_path / "big.txt").write_bytes(b"hello world, a line of text\n" * 580_000)
+    olds = ["hello"] + [f"v{i}" for i in range(9)]  # each edit changes what the last wrote
+    calls = [
+        PendingCall(
+            f"toolu_{i}",
+            "Edit",
+            {"file_path": "big.txt", "old_string": old, "new_string": f"v{i}", "replace_all": True},
+        )
+        for i, old in enumerate(olds)
+    ]
+    loop = asyncio.get_running_loop()
+    work = asyncio.ensure_future(write_expectations(worker_toolbox(), Workspace(tmp_path), calls))
+    started = last = loop.time()
+    longest = 0.0
+    while not work.done():
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        longest, last = max(longest, now - last), now
+    expected = await work
+    assert sorted(expected) == [f"toolu_{i}" for i in range(10)]
+    assert all(after is not None for _, after in expected.values())
+    assert longest < (loop.time() - started) / 2, "the loop stood still for most of the work"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
+from runtime._bash_tool import Bash
+from runtime._file_tools import Glob, Read
 
 
 @pytest.fixture
@@ -92,6 +94,51 @@ async def test_read_returns_the_text_and_records_the_read(tools: Toolbox, ws: Wo
     assert whole.response["file"]["totalLines"] == 3 == whole.response["file"]["numLines"]
 
 
+@pytest.mark.parametrize("offset", [5, 50])
+async def test_read_past_the_end_says_how_many_lines_there_are(
+    tools: Toolbox, ws: Workspace, offset: int
+) -> None:
+    # The model was given "" (no word of why) and the hook a totalLines of offset - 1.
+    result = await tools.call("Read", {"file_path": "src/app.py", "offset": offset}, ctx(ws))
+    assert not result.is_error
+    assert result.content == f"[src/app.py has 4 lines: offset {offset} is past its end]"
+    assert result.response is not None
+    file = result.response["file"]
+    assert (file["content"], file["numLines"], file["totalLines"]) == ("", 0, 4)
+
+
+async def test_read_stops_skipping_to_a_far_offset_at_its_deadline(ws: Workspace) -> None:
+    # Skipping reads every byte before the offset: a sparse terabyte took a thread for an
+    # hour, the call waiting on it and a cancel leaving it running.
+    with open(ws.root / "huge.bin", "wb") as f:
+        f.truncate(1 << 40)
+    tools = Toolbox([Read(max_seconds=1)])
+    started = time.perf_counter()
+    result = await asyncio.wait_for(
+        tools.call("Read", {"file_path": "huge.bin", "offset": 2}, ctx(ws)), 300
+    )
+    assert time.perf_counter() - started < 120
+    assert result.is_error
+    assert result.content == (
+        "stopped reading huge.bin before line 2: over 1s (the file is too large to skip that far)"
+    )
+
+
+async def test_read_of_a_line_over_the_cap_does_not_send_the_model_back_to_it(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    # It said "read on with offset=1": the same 256 KiB again, for ever.
+    (ws.root / "min.js").write_text("x" * 300_000 + "\nnext\n")
+    result = await tools.call("Read", {"file_path": "min.js"}, ctx(ws))
+    assert result.content.endswith(
+        "\n[... truncated: line 1 alone is over 262144 bytes; Read cannot show the rest of "
+        "it: use Bash (e.g. cut -c or head -c)]"
+    )
+    assert "offset=1" not in result.content
+    second = await tools.call("Read", {"file_path": "min.js", "offset": 2}, ctx(ws))
+    assert second.content == "next\n"
+
+
 async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: Workspace) -> None:
     result = await tools.call(
         "Write", {"file_path": "notes/plan.md", "content": "# Plan\n"}, ctx(ws)
@@ -104,6 +151,27 @@ async def test_write_creates_folders_and_records_the_write(tools: Toolbox, ws: W
     again = await tools.call("Write", {"file_path": "notes/plan.md", "content": "# v2\n"}, ctx(ws))
     assert again.response is not None
     assert again.response["type"] == "update"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("Write", {"file_path": "notes/", "content": "x"}),
+        ("Write", {"file_path": "new/deeper/", "content": "x"}),
+        ("Read", {"file_path": "src/app.py/"}),
+        ("Edit", {"file_path": "src/app.py/", "old_string": "hello", "new_string": "bye"}),
+    ],
+)
+async def test_a_file_path_ending_with_a_slash_is_refused(
+    tools: Toolbox, ws: Workspace, tool: str, args: dict[str, object]
+) -> None:
+    # The slash was dropped: `Write notes/` made a file named notes, `Read a.py/` read a.py.
+    before = sorted(p.relative_to(ws.root) for p in ws.root.rglob("*"))
+    result = await tools.call(tool, args, ctx(ws))
+    assert result.is_error
+    assert result.content == f"{args['file_path']} ends with /: it names a folder, not a file"
+    assert sorted(p.relative_to(ws.root) for p in ws.root.rglob("*")) == before
+    assert (ws.root / "src" / "app.py").read_text().startswith("def hello():")
 
 
 async def test_edit_replaces_exactly_one_match(tools: Toolbox, ws: Workspace) -> None:
@@ -168,6 +236,50 @@ async def test_glob_globs_and_skips_hidden_folders(tools: Toolbox, ws: Workspace
     required = await tools.call("Glob", {}, ctx(ws))
     assert required.is_error
     assert "pattern: Field required" in required.content
+
+
+@pytest.mark.parametrize(
+    ("pattern", "found"),
+    [
+        ("src/*.py", ["src/app.py"]),
+        ("src/**/*.py", ["src/app.py", "src/lib/deep/c.py", "src/lib/util.py"]),
+        ("src/lib/*.py", ["src/lib/util.py"]),
+        ("**/lib/*.py", ["src/lib/util.py"]),
+        ("*.py", ["src/app.py", "src/lib/deep/c.py", "src/lib/util.py"]),
+        ("src/*/*.py", ["src/lib/util.py"]),
+        ("**/deep/**", ["src/lib/deep/c.py"]),
+        ("./src/*.py", ["src/app.py"]),
+        ("/src/*.py", []),
+    ],
+)
+async def test_glob_stars_stay_within_a_name_and_globstar_matches_no_folder_too(
+    tools: Toolbox, ws: Workspace, pattern: str, found: list[str]
+) -> None:
+    # fnmatch over the whole path let `*` cross folders, and `src/**/` needed one.
+    (ws.root / "src" / "lib" / "deep").mkdir(parents=True)
+    (ws.root / "src" / "lib" / "util.py").write_text("hello = 1\n")
+    (ws.root / "src" / "lib" / "deep" / "c.py").write_text("hello = 2\n")
+    result = await tools.call("Glob", {"pattern": pattern}, ctx(ws))
+    assert sorted(result.content.splitlines()) == (found or ["no files match"])
+    grep = await tools.call("Grep", {"pattern": "hello", "glob": pattern}, ctx(ws))
+    assert sorted(grep.content.splitlines()) == (found or ["no matches"])
+
+
+async def test_a_glob_in_a_file_says_it_is_a_file(tools: Toolbox, ws: Workspace) -> None:
+    # It said "no such folder: src/app.py", as if the file did not exist.
+    result = await tools.call("Glob", {"pattern": "*", "path": "src/app.py"}, ctx(ws))
+    assert result.is_error
+    assert result.content == "src/app.py is a file, not a folder: give its folder"
+
+
+async def test_a_glob_past_its_time_cap_says_so(ws: Workspace) -> None:
+    # The walk had no deadline and no stop: two million files held a thread for 36 s,
+    # and a cancelled call left it walking.
+    result = await Toolbox([Glob(max_seconds=0)]).call("Glob", {"pattern": "**/*"}, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        "no files match\n[... walk stopped after 0s: narrow the path or pattern]"
+    )
 
 
 async def test_grep_lists_the_matching_files_by_default(tools: Toolbox, ws: Workspace) -> None:
@@ -266,6 +378,33 @@ async def test_input_that_does_not_match_the_schema_is_a_clear_tool_error(
         tools.validate("Bash", {"command": "ls", "timeout": -1})
 
 
+@pytest.mark.parametrize(
+    ("tool", "args", "field"),
+    [
+        ("Write", {"file_path": "new.txt", "content": "a\ud800b"}, "content"),
+        (
+            "Edit",
+            {"file_path": "README.md", "old_string": "App", "new_string": "\ud800"},
+            "new_string",
+        ),
+        ("Grep", {"pattern": "hello", "path": "src/\ud800"}, "path"),
+        ("Glob", {"pattern": "*", "path": "\udcff"}, "path"),
+    ],
+)
+async def test_a_lone_surrogate_in_the_input_is_refused_as_invalid_input(
+    tools: Toolbox, ws: Workspace, tool: str, args: dict[str, object], field: str
+) -> None:
+    # A JSON "\ud800" escape has no UTF-8: it raised UnicodeEncodeError out of the tool.
+    result = await tools.call(tool, args, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        f"invalid input for {tool}: {field}: Value error, "
+        "not valid Unicode (it holds a lone UTF-16 surrogate)"
+    )
+    assert not (ws.root / "new.txt").exists()
+    assert (ws.root / "README.md").read_text() == "# App\n\nCall hello() to greet.\n"
+
+
 async def test_an_unknown_tool_is_an_error_that_lists_the_tools(
     tools: Toolbox, ws: Workspace
 ) -> None:
@@ -336,6 +475,15 @@ async def test_bash_runs_in_the_workspace_and_reports_the_exit_code(
     assert "run_in_background is not supported" in background.content
 
 
+async def test_bash_refuses_a_command_with_a_nul_byte(tools: Toolbox, ws: Workspace) -> None:
+    result = await tools.call("Bash", {"command": "echo a\x00b > made.txt"}, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        "invalid input for Bash: command: Value error, a command cannot hold a NUL byte (\\0)"
+    )
+    assert not (ws.root / "made.txt").exists()
+
+
 def test_bash_timeouts_are_milliseconds_lowered_to_ten_minutes(tools: Toolbox) -> None:
     assert tools.validate("Bash", {"command": "x"}).timeout_s == 120.0  # type: ignore[attr-defined]
     long = tools.validate("Bash", {"command": "x", "timeout": 3_600_000})
@@ -374,6 +522,16 @@ async def test_bash_caps_a_flood_of_output(ws: Workspace) -> None:
     assert time.perf_counter() - started < 30
     assert len(result.content) < 1200
     assert "[... output truncated" in result.content
+
+
+async def test_bash_stops_a_flood_at_once_not_after_the_stop_grace(ws: Workspace) -> None:
+    # asyncio's wait() returned only once the pipe closed, and nobody read it after the
+    # flood: the command, blocked writing, was waited for the whole grace.
+    tools = Toolbox([Bash(max_output_chars=1000, stop_grace=60)])
+    started = time.perf_counter()
+    result = await tools.call("Bash", {"command": "yes flood", "timeout": 120_000}, ctx(ws))
+    assert result.content.startswith("output over 1048576 bytes")
+    assert time.perf_counter() - started < 30
 
 
 async def test_tools_refuse_a_workspace_deleted_under_them(tools: Toolbox, tmp_path: Path) -> None:

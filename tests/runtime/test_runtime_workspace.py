@@ -114,6 +114,13 @@ def test_locate_holds_the_folder_and_names_the_path_walked(tmp_path: Path) -> No
     assert made.rel == "new/deeper/file.txt"
 
 
+def test_a_path_with_a_nul_byte_is_refused_as_such_not_as_an_escape(tmp_path: Path) -> None:
+    with pytest.raises(ToolError) as info:
+        Workspace(tmp_path).locate("src/a\x00b.py")
+    assert not isinstance(info.value, WorkspaceEscape)
+    assert str(info.value) == r"cannot open src/a\0b.py: a path cannot hold a NUL byte (\0)"
+
+
 def test_a_symlink_loop_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     os.symlink("b", tmp_path / "a")
     os.symlink("a", tmp_path / "b")
