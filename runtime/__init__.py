@@ -34,7 +34,7 @@ from ._tools import Tool, Toolbox, ToolContext, ToolKind, ToolResult
 from ._transcripts import TranscriptReader, TranscriptResponse
 from ._worker import Worker
 from ._worker_tools import LEGACY_TOOL_NAMES, WORKER_TOOLS, worker_toolbox
-from ._workspace import Workspace, prepare_workspace
+from ._workspace import Workspace, git_root, prepare_workspace
 from .errors import (
     AgentBusy,
     AgentDrivenElsewhere,
@@ -139,6 +139,7 @@ __all__ = [
     "approval_stream",
     "check_resumable",
     "decide_approval",
+    "git_root",
     "interrupted_runs",
     "load_pattern",
     "new_run_id",

@@ -64,6 +64,7 @@ from ._orchestrator_tools import ORCHESTRATOR_TOOLS
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
 from ._transcript import Transcript, transcript_path
+from ._workspace import git_root
 from .errors import (
     AgentDrivenElsewhere,
     InvalidAgentSpec,
@@ -199,7 +200,7 @@ def _approved(summary: str, marker: str) -> bool:
 
 
 async def _is_git_repo(path: Path) -> bool:
-    return (path / ".git").exists()
+    return await asyncio.to_thread(git_root, path) is not None
 
 
 async def workspace_head(path: Path) -> str | None:

@@ -51,6 +51,7 @@ __all__ = [
     "Located",
     "StepHook",
     "Workspace",
+    "git_root",
     "prepare_workspace",
     "sample_repo_path",
 ]
@@ -347,6 +348,17 @@ def keep_out_of_git(folder: Path) -> None:
         return
     with open(fd, "w") as f:
         f.write(FLEET_GITIGNORE)
+
+
+def git_root(path: Path) -> Path | None:
+    """The top of the git repository `path` is in (itself or a folder above it holding a
+    `.git`, a folder or a worktree's file), or None. A workspace may be a subfolder of its
+    repository (a package of a monorepo): it is in git all the same. Blocking (stats)."""
+    path = path.absolute()
+    for folder in (path, *path.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
 
 
 def sample_repo_path() -> Path:

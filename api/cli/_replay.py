@@ -311,10 +311,12 @@ async def _rerun(args: argparse.Namespace, db: Path | str) -> int:
 
 
 async def _diffstat(workspace: Path) -> str:
-    if not (workspace / ".git").exists():
+    from runtime import git_root
+
+    if await asyncio.to_thread(git_root, workspace) is None:
         return ""
     proc = await asyncio.create_subprocess_exec(
-        "git", "diff", "--stat", "HEAD", cwd=workspace,
+        "git", "diff", "--stat", "HEAD", "--", ".", cwd=workspace,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await proc.communicate()

@@ -463,7 +463,9 @@ def _status_style(status: str) -> str:
 
 
 async def _git(workspace: Path, *args: str) -> str:
-    if not (workspace / ".git").exists():
+    from runtime import git_root
+
+    if await asyncio.to_thread(git_root, workspace) is None:
         return ""
     proc = await asyncio.create_subprocess_exec(
         "git",
@@ -495,7 +497,8 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
     config = config if isinstance(config, dict) else {}
     # From the tree the run started on: its uncommitted changes then are not this run's.
     start = config.get("git_tree") or config.get("git_head")
-    diffstat = await _git(workspace, "diff", "--stat", str(start)) if start else None
+    # `-- .`: a workspace may be a subfolder of its repository; only its changes are the run's.
+    diffstat = await _git(workspace, "diff", "--stat", str(start), "--", ".") if start else None
     agents = [a for a in rt.runner.view("agents")["agents"] if a["run_id"] == result.run_id]
     fleet = rt.runner.view("fleet")
     return {

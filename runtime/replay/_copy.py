@@ -9,6 +9,9 @@ a plain copy of the folder as it is now.
 Notes (do not fix without reading this):
 1. The clone's `origin` remote is removed: a tool that pushes must not reach
    the repository the run was recorded in.
+2. A workspace may be a subfolder of its repository (a package of a
+   monorepo): the repository is cloned whole at `dest`, and the copy returned
+   is the same subfolder of the clone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .._workspace import git_root
 from .errors import WorkspaceUnavailable
 
 __all__ = ["copy_workspace"]
@@ -47,7 +51,8 @@ def _empty_or_absent(path: Path) -> bool:
 async def copy_workspace(source: Path, dest: Path, git_head: str | None) -> Path:
     """A fresh copy of `source` at `dest`: a clone at `git_head`, else a copy of the folder.
 
-    Returns the copy's absolute path. Raises `WorkspaceUnavailable` when
+    Returns the copy's absolute path (a subfolder of `dest` when `source` is one of its
+    repository, note 2). Raises `WorkspaceUnavailable` when
     `source` is missing, is not a git repository although a head was
     recorded, lacks that commit, or `dest` is not empty.
     """
@@ -61,7 +66,8 @@ async def copy_workspace(source: Path, dest: Path, git_head: str | None) -> Path
     if git_head is None:
         await asyncio.to_thread(shutil.copytree, source, dest, symlinks=True, dirs_exist_ok=True)
         return await asyncio.to_thread(dest.resolve)
-    if not await asyncio.to_thread((source / ".git").exists):
+    root = await asyncio.to_thread(git_root, source)
+    if root is None:
         raise WorkspaceUnavailable(
             str(source), f"the run was recorded at commit {git_head[:12]} but it is not a git "
             "repository now",
@@ -70,7 +76,9 @@ async def copy_workspace(source: Path, dest: Path, git_head: str | None) -> Path
     if code != 0:
         raise WorkspaceUnavailable(str(source), f"it has no commit {git_head[:12]}")
     await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    await _checked(dest.parent, "clone", "--quiet", "--no-checkout", str(source), str(dest))
+    # The whole repository is cloned; a workspace that is a subfolder of it (module note 2)
+    # is that subfolder of the clone.
+    await _checked(dest.parent, "clone", "--quiet", "--no-checkout", str(root), str(dest))
     code, branch = await _git(source, "symbolic-ref", "--quiet", "--short", "HEAD")
     await _checked(dest, "checkout", "--quiet", "-B", branch if code == 0 else "main", git_head)
     await _checked(dest, "remote", "remove", "origin")  # module note 1
@@ -78,4 +86,8 @@ async def copy_workspace(source: Path, dest: Path, git_head: str | None) -> Path
         code, value = await _git(source, "config", key)
         if code == 0 and value:
             await _checked(dest, "config", key, value)
-    return await asyncio.to_thread(dest.resolve)
+    prefix = source.relative_to(root)  # both resolved
+    inside = dest / prefix
+    if not await asyncio.to_thread(inside.is_dir):
+        raise WorkspaceUnavailable(str(source), f"commit {git_head[:12]} has no folder {prefix}")
+    return await asyncio.to_thread(inside.resolve)

@@ -356,3 +356,37 @@ async def test_a_run_a_budget_stopped_stops_there_again(tmp_path: Path) -> None:
         result = await _rerun(store, recorded.run_id, workspace=tmp_path / "copy")
     assert result.status == "failed" and "budget exceeded" in (result.error or ""), result.error
     assert [d.kind for d in result.divergences] == [], result.divergences
+
+
+async def test_a_run_in_a_subfolder_of_a_repository_is_in_git_and_re_executes_there(
+    tmp_path: Path,
+) -> None:
+    """A workspace that is a package of a monorepo: the git steps refused it as "not a git
+    repository" (only the folder itself was looked at), no head was recorded, and a rerun
+    could only copy the folder as it is now. The repository is cloned whole at its head and
+    the run re-executed in the same subfolder of the clone."""
+    from replay_support import TASK
+
+    from runtime import RuntimeOptions, load_pattern, open_runtime, run_pattern
+
+    mono = tmp_path / "mono"
+    package = await prepare_workspace(mono / "packages" / "text", git=False)
+    (mono / "README").write_text("the monorepo\n")
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"]):
+        await git(mono, *command)
+    await git(mono, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = (await git(mono, "rev-parse", "HEAD")).strip()
+    options = RuntimeOptions(db=tmp_path / "fleet.db", workspace=package, env={})
+    async with open_runtime(options) as rt:
+        recorded = await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        [started] = await rt.store.read_stream(f"run-{recorded.run_id}", limit=1)
+    assert recorded.status == "completed", recorded.error
+    assert started.data.config["git_head"] == head  # type: ignore[union-attr]
+
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        result = await _rerun(store, recorded.run_id, workspace=tmp_path / "copy")
+
+    assert result.status == "completed", result.error
+    assert result.divergences == ()
+    assert result.workspace == (tmp_path / "copy" / "packages" / "text").resolve()
+    assert (tmp_path / "copy" / "README").read_text() == "the monorepo\n"
