@@ -288,3 +288,23 @@ def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words:
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"fleet hook-forward: --url {url!r} {words}")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--source_app", "x"], "unrecognized arguments: --source_app x"),
+        (["--timeout", "2s"], "argument --timeout: invalid float value: '2s'"),
+        (["--url"], "argument --url: expected one argument"),
+    ],
+)
+def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], words: str) -> None:
+    """argparse exits 2 on a usage error, and Claude Code reads a hook's exit code 2 as
+    a block: a typo in the hook's command line blocked every tool call of the session."""
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9", *args],
+        input=b'{"hook_event_name": "PreToolUse", "session_id": "s1"}', capture_output=True,
+        env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert words in done.stderr.decode()
