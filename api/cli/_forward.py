@@ -49,11 +49,22 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="bearer token (default: $FLEET_TOKEN)")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds for the whole POST (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.set_defaults(func=_hook_forward)
+
+
+def _seconds(text: str) -> float:
+    # 0, a negative, nan or inf would drop every event unseen (no time, or a socket error).
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _hook_forward(args: argparse.Namespace) -> int:

@@ -294,8 +294,11 @@ def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words:
     ("args", "words"),
     [
         (["--source_app", "x"], "unrecognized arguments: --source_app x"),
-        (["--timeout", "2s"], "argument --timeout: invalid float value: '2s'"),
+        (["--timeout", "2s"], "argument --timeout: '2s' is not a positive number of seconds"),
         (["--url"], "argument --url: expected one argument"),
+        (["--timeout", "0"], "argument --timeout: '0' is not a positive number of seconds"),
+        (["--timeout", "inf"], "argument --timeout: 'inf' is not a positive number of seconds"),
+        (["--timeout", "nan"], "argument --timeout: 'nan' is not a positive number of seconds"),
     ],
 )
 def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], words: str) -> None:
