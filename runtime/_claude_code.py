@@ -623,6 +623,11 @@ def _answer(point: str, outcome: HookOutcome) -> dict[str, Any]:
         answer["decision"] = "block"
         if outcome.reason:
             answer["reason"] = outcome.reason
+    elif point == "Stop" and outcome.additional_context and not outcome.stop:
+        # Stop context is feedback that keeps the agent going, its next prompt (as for a
+        # fleet agent); Claude Code's Stop output has no additionalContext: said as a block.
+        answer["decision"] = "block"
+        answer["reason"] = outcome.additional_context
     if outcome.additional_context and point != "Stop":
         specific["additionalContext"] = outcome.additional_context
     if len(specific) > 1:

@@ -461,3 +461,35 @@ async def test_a_subagent_claude_code_starts_is_a_child_agent_with_its_own_calls
         total = rt.runner.view("fleet")["cost_usd"]
         assert total == pytest.approx(parent_cost + child_cost, abs=1e-6)
     gc.collect()
+
+
+# The same garbage-collected stream as above, after a session whose hook callbacks ran.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_stop_hooks_context_keeps_a_claude_code_agent_going_as_a_fleet_agent(
+    tmp_path: Path,
+) -> None:
+    """Stop `additionalContext` is the agent's next prompt (README, What a hook can say);
+    the claude-code engine dropped it, so the same hook did nothing on that engine."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    hook = workspace / ".fleet/once.py"
+    hook.write_text(
+        "import json, sys\n"
+        "if not json.load(sys.stdin).get('stop_hook_active'):\n"
+        "    print(json.dumps({'hookSpecificOutput': {'hookEventName': 'Stop',"
+        " 'additionalContext': 'also check the README'}}))\n"
+    )
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"Stop": [{"hooks": [
+        {"type": "command", "command": sys.executable, "args": [str(hook)]}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("nudged", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        events = await _events(rt, agent_id)
+        stops = [e for e in events if e.type == "HookInvoked" and e.data.point == "Stop"]
+        assert [e.data.additional_context for e in stops] == ["also check the README", None]
+        answered = [e for e in events if e.type == "ModelResponded"]
+        assert any(stops[0].position < e.position < stops[1].position for e in answered)
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+    gc.collect()
