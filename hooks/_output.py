@@ -223,7 +223,7 @@ def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
         _scrub(clip(context)) if context else None,
         stop,
         _scrub(stop_reason),
-        _scrub(out.systemMessage),
+        _scrub(clip(out.systemMessage)) if out.systemMessage else None,
     )
 
 
