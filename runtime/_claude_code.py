@@ -57,6 +57,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -114,6 +115,10 @@ CLAUDE_CODE_HOOKS = (
 )
 """The hook points Claude Code calls back through the SDK (SessionStart, UserPromptSubmit
 and SessionEnd are fired by fleet itself, as for a fleet agent)."""
+
+STDERR_LINES = 20
+STDERR_CHARS = 1_000
+"""How much of what Claude Code last said on stderr a failure of its session quotes."""
 
 SESSIONS = ".fleet/claude-code"
 """Where in its workspace a claude-code agent's session files are kept (`CLAUDE_CONFIG_DIR`)."""
@@ -222,6 +227,7 @@ class ClaudeCodeAgent(Agent):
         self._denied: set[str] = set()
         self._session_s = 0.0
         self._ending = False  # delete: the rest of the session is not the agent's work
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._subagents = Subagents(self, block=_block, usage=usage_from_dict, result=_result)
 
     @property
@@ -265,7 +271,7 @@ class ClaudeCodeAgent(Agent):
                         logger.warning("claude-code agent %s failed", self.agent_id, exc_info=e)
                         await self._log.sync()
                         if self.state.status == "working":
-                            error = unexpected_error(e)
+                            error = self._error(e)
                             await self._fail(f"the Claude Code session failed: {error}")
             return self.outcome()
 
@@ -303,8 +309,25 @@ class ClaudeCodeAgent(Agent):
             include_partial_messages=True,
             hooks=hooks,
             env=self._env(),
-            stderr=lambda line: logger.debug("claude-code %s: %s", self.agent_id, line),
+            stderr=self._on_stderr,
         )
+
+    def _on_stderr(self, line: str) -> None:
+        self._stderr.append(line)
+        logger.debug("claude-code %s: %s", self.agent_id, line)
+
+    def _error(self, error: BaseException) -> str:
+        """What stopped the session, in one line, with the last of what Claude Code said.
+
+        The SDK's error for a Claude Code that exits says "Check stderr output for
+        details", which the user cannot: its stderr is ours (the `stderr` callback).
+        """
+        said = " | ".join(line.strip() for line in self._stderr if line.strip())[-STDERR_CHARS:]
+        if type(error).__name__ == "ProcessError":
+            text = f"Claude Code exited with code {getattr(error, 'exit_code', None)}"
+            return f"{text}: {said}" if said else f"{text} (it said nothing on stderr)"
+        text = unexpected_error(error)
+        return f"{text}; Claude Code said: {said}" if said else text
 
     def _env(self) -> dict[str, str]:
         """Claude Code's environment: the simulator when fleet's client is, its files in ours."""
@@ -330,6 +353,7 @@ class ClaudeCodeAgent(Agent):
     async def _query(self) -> None:
         sdk = _sdk()
         self._ending = False
+        self._stderr.clear()
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         options = self._options()
         started = time.perf_counter()

@@ -493,3 +493,26 @@ async def test_a_stop_hooks_context_keeps_a_claude_code_agent_going_as_a_fleet_a
         assert any(stops[0].position < e.position < stops[1].position for e in answered)
         assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
     gc.collect()
+
+
+async def test_a_claude_code_that_exits_with_an_error_fails_its_agent_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's error says "Check stderr output for details", and that stderr was only
+    logged at debug level: the agent failed with no word of what Claude Code said."""
+    broken = tmp_path / "claude"
+    broken.write_text(
+        "#!/bin/sh\necho 'Invalid API key · Please run /login' >&2\nexec 2>&-\nsleep 1\nexit 3\n"
+    )
+    broken.chmod(0o755)
+    monkeypatch.setenv("FLEET_CLAUDE_BIN", str(broken))
+    _, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("keyless", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None and card["status"] == "failed"
+        assert "Invalid API key · Please run /login" in card["error"]
+        assert "Check stderr output" not in card["error"]
