@@ -61,6 +61,7 @@ import collections
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
@@ -324,7 +325,14 @@ class ClaudeCodeAgent(Agent):
         """
         said = " | ".join(line.strip() for line in self._stderr if line.strip())[-STDERR_CHARS:]
         if type(error).__name__ == "ProcessError":
-            text = f"Claude Code exited with code {getattr(error, 'exit_code', None)}"
+            code = getattr(error, "exit_code", None)
+            if isinstance(code, int) and code < 0:
+                try:
+                    text = f"Claude Code was killed by {signal.Signals(-code).name}"
+                except ValueError:
+                    text = f"Claude Code was killed by signal {-code}"
+            else:
+                text = f"Claude Code exited with code {code}"
             return f"{text}: {said}" if said else f"{text} (it said nothing on stderr)"
         text = unexpected_error(error)
         return f"{text}; Claude Code said: {said}" if said else text

@@ -516,3 +516,44 @@ async def test_a_claude_code_that_exits_with_an_error_fails_its_agent_saying_why
         assert card is not None and card["status"] == "failed"
         assert "Invalid API key · Please run /login" in card["error"]
         assert "Check stderr output" not in card["error"]
+
+
+def _below_workspace(workspace: Path, name: str) -> list[int]:
+    """The pids of processes whose argv[0] ends in `name` and that run in `workspace`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            cwd = os.readlink(proc / "cwd")
+        except (OSError, ValueError):
+            continue
+        if Path(argv0).name == name and Path(cwd) == workspace:
+            found.append(int(proc.name))
+    return found
+
+
+async def test_a_claude_code_killed_mid_turn_fails_its_agent_saying_so(tmp_path: Path) -> None:
+    workspace, opened = await _runtime(tmp_path)
+    try:
+        async with opened as rt:
+            assert rt.simulator is not None
+            rt.simulator.register_policy("sleeper", sleeper_policy)
+            agent_id = (
+                await rt.fleet.create_agent(
+                    "doomed", "sleeper", "Task: sleep", engine="claude-code"
+                )
+            )["id"]
+            await _until(lambda: (workspace / "sleeper.pid").exists())
+            await _until(lambda: bool(_below_workspace(workspace, "claude")))
+            for pid in _below_workspace(workspace, "claude"):
+                os.kill(pid, signal.SIGKILL)  # an OOM kill, a crash
+            await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+            card = rt.runner.agent(agent_id)
+            assert card is not None and card["status"] == "failed"
+            assert "Claude Code was killed by SIGKILL" in card["error"]
+    finally:
+        for pid in _below_workspace(
+            workspace, "sleep"
+        ):  # a killed Claude Code leaves its commands running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
