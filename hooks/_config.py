@@ -444,6 +444,10 @@ def _project_of(path: Path) -> str:
     return str(folder.parent if folder.name in (".fleet", ".claude") else folder)
 
 
+_MAX_SETTINGS_BYTES = 16 * 1024 * 1024
+"""A settings file larger than this is refused (Claude Code's are a few KB)."""
+
+
 def load_settings(
     source: str | os.PathLike[str] | Mapping[str, Any] | HooksConfig | None,
 ) -> HooksConfig:
@@ -469,7 +473,14 @@ def load_settings(
         return _parse(source, "<dict>", None)
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Capped: `--hooks` may name a pipe (`<(...)`), or a device that never ends.
+        with path.open("rb") as f:
+            data = f.read(_MAX_SETTINGS_BYTES + 1)
+        if len(data) > _MAX_SETTINGS_BYTES:
+            raise HookConfigError(
+                str(path), [("(file)", f"over {_MAX_SETTINGS_BYTES} bytes: not a settings file")]
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise HookConfigError(str(path), [("(file)", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -479,6 +490,8 @@ def load_settings(
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         raise HookConfigError(str(path), [("(file)", f"not valid JSON at {where}: {e.msg}")]) from e
+    except (ValueError, RecursionError) as e:  # a number past 4,300 digits, nesting too deep
+        raise HookConfigError(str(path), [("(file)", f"not valid JSON: {e}")]) from e
     return _parse(raw, str(path), _project_of(path))
 
 

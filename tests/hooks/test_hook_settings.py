@@ -191,7 +191,13 @@ def test_every_problem_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("{not json", "not valid JSON at line 1 column 2"), ("[1, 2]", "expected an object")],
+    [
+        ("{not json", "not valid JSON at line 1 column 2"),
+        ("[1, 2]", "expected an object"),
+        # These raised a RecursionError or a ValueError with a traceback, naming no file.
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON: maximum recursion depth"),
+        ('{"hooks": {}, "n": ' + "9" * 5000 + "}", "not valid JSON: Exceeds the limit"),
+    ],
 )
 def test_a_file_that_is_not_a_settings_object_is_refused(
     tmp_path: Path, text: str, words: str
@@ -246,3 +252,11 @@ async def test_add_python_refuses_a_bad_matcher_or_timeout() -> None:
         with pytest.raises(HookConfigError, match="timeout"):
             hooks.add_python("PreToolUse", lambda p: None, timeout=0)
         assert not hooks.has_hooks("PreToolUse")
+
+
+def test_a_settings_file_that_never_ends_is_refused_not_read_forever(tmp_path: Path) -> None:
+    """`--hooks` naming a device (or a pipe that streams) read it to the end of memory."""
+    (tmp_path / "settings.json").symlink_to("/dev/zero")
+    with pytest.raises(HookConfigError) as info:
+        load_settings(tmp_path / "settings.json")
+    assert info.value.detail == "over 16777216 bytes: not a settings file"
