@@ -240,6 +240,10 @@ class _HttpHook(_Common):
     allowedEnvVars: list[str] = Field(default_factory=list)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110's token)."""
+
+
 def _where(prefix: str, loc: tuple[int | str, ...]) -> str:
     out = prefix
     for part in loc:
@@ -302,6 +306,13 @@ def _command(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | No
     if not cmd.command.strip():
         found.problems.append((f"{where}.command", "must not be blank"))
         return None
+    for at, text in [
+        ("command", cmd.command),
+        *((f"args[{i}]", a) for i, a in enumerate(cmd.args or ())),
+    ]:
+        if "\0" in text:  # no program can be given one: it failed every call
+            found.problems.append((f"{where}.{at}", "holds a NUL character"))
+            return None
     if _FORWARD_COMMAND.search(" ".join([cmd.command, *(cmd.args or ())])):
         found.skipped.append(f"{where}: a `fleet hook-forward` command is for Claude Code sessions")
         return None
@@ -327,6 +338,15 @@ def _http(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
     if (bad := http_url_problem(http.url)) is not None:
         found.problems.append((f"{where}.url", bad))
         return None
+    for name, value in http.headers.items():  # else every post failed, at run time
+        if not _HEADER_NAME.fullmatch(name):
+            found.problems.append((f"{where}.headers", f"{name!r} is not an HTTP header name"))
+            return None
+        if any(c in value for c in "\r\n\0"):
+            found.problems.append(
+                (f"{where}.headers.{name}", "a header value is one line, without NUL")
+            )
+            return None
     if _INGEST_PATH.search(urllib.parse.urlsplit(http.url).path):
         found.skipped.append(f"{where}: an http hook to fleet's ingest is for Claude Code sessions")
         return None

@@ -159,6 +159,61 @@ def test_disable_all_hooks_gives_no_hooks() -> None:
         ({"hooks": {"Stop": {"hooks": []}}}, "hooks.Stop", "valid list"),
         ({"hooks": {"Stop": [{"matcher": 3, "hooks": []}]}}, "hooks.Stop[0].matcher", "string"),
         ({"hooks": []}, "hooks", "valid dictionary"),
+        # These loaded, and then failed every call of the hook, at run time.
+        (
+            {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "echo a\0b"}]}]}},
+            "hooks.Stop[0].hooks[0].command",
+            "holds a NUL character",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {"hooks": [{"type": "command", "command": "echo", "args": ["a", "b\0"]}]}
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].args[1]",
+            "holds a NUL character",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {
+                            "hooks": [
+                                {
+                                    "type": "http",
+                                    "url": "http://127.0.0.1:9/",
+                                    "headers": {"X-Team\n": "a"},
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].headers",
+            "'X-Team\\n' is not an HTTP header name",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {
+                            "hooks": [
+                                {
+                                    "type": "http",
+                                    "url": "http://127.0.0.1:9/",
+                                    "headers": {"X-Team": "a\r\nEvil: 1"},
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].headers.X-Team",
+            "a header value is one line, without NUL",
+        ),
     ],
 )
 def test_bad_settings_name_the_path_and_the_field(
