@@ -52,6 +52,10 @@ Notes (do not fix without reading this):
    agent (`_approvals.py`: PermissionRequest hooks, else ApprovalRequested
    and a person's answer, or the timeout's denial); the hook callback answers
    Claude Code only then, so its hook timeout is the approval's plus a minute.
+6. Claude Code runs under fleet's reaper (`hooks.command_argv`, a child
+   subreaper), started by a small script in the session's folder that the
+   SDK runs as its CLI: when Claude Code dies (killed, crashed) the commands
+   its Bash tool started die with it instead of living on under init.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ import collections
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -77,7 +82,7 @@ from events import (
     ToolCallCompleted,
     ToolCallRequested,
 )
-from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
+from hooks import CONTAINED, PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, command_argv, hook_point
 
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
@@ -296,7 +301,7 @@ class ClaudeCodeAgent(Agent):
             } or None
         return sdk.ClaudeAgentOptions(
             cwd=str(self.workspace.root),
-            cli_path=self.cli_path,
+            cli_path=self._reaped_cli(),
             model=self.model_info.id,
             system_prompt=system_prompt_for(spec, tools),
             tools=[*tools, SUBAGENT_TOOL],
@@ -312,6 +317,22 @@ class ClaudeCodeAgent(Agent):
             env=self._env(),
             stderr=self._on_stderr,
         )
+
+    def _reaped_cli(self) -> str | Path | None:
+        """A script that runs Claude Code under fleet's reaper (note 6), else the CLI as is."""
+        claude = self.cli_path or _bundled_cli()
+        if not CONTAINED or claude is None:
+            return self.cli_path
+        script = self.config_dir / "claude-reaped"
+        text = f'#!/bin/sh\nexec {shlex.join(command_argv([str(claude)]))} "$@"\n'
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        if not script.is_file() or script.read_text() != text:
+            # Whole or not at all: the agents of one workspace share the folder.
+            partial = script.with_name(f".{script.name}.{os.getpid()}.{self.agent_id}")
+            partial.write_text(text)
+            partial.chmod(0o755)
+            os.replace(partial, script)
+        return str(script)
 
     def _on_stderr(self, line: str) -> None:
         self._stderr.append(line)
@@ -665,6 +686,12 @@ def _answer(point: str, outcome: HookOutcome) -> dict[str, Any]:
     if len(specific) > 1:
         answer["hookSpecificOutput"] = specific
     return answer
+
+
+def _bundled_cli() -> Path | None:
+    """The Claude Code CLI the SDK's wheel bundles, if it has one."""
+    bundled = Path(_sdk().__file__).parent / "_bundled" / "claude"
+    return bundled if bundled.is_file() else None
 
 
 def _with_session(spec: Any) -> Any:

@@ -532,7 +532,9 @@ def _below_workspace(workspace: Path, name: str) -> list[int]:
     return found
 
 
-async def test_a_claude_code_killed_mid_turn_fails_its_agent_saying_so(tmp_path: Path) -> None:
+async def test_a_claude_code_killed_mid_turn_fails_its_agent_and_its_command_dies(
+    tmp_path: Path,
+) -> None:
     workspace, opened = await _runtime(tmp_path)
     try:
         async with opened as rt:
@@ -551,9 +553,9 @@ async def test_a_claude_code_killed_mid_turn_fails_its_agent_saying_so(tmp_path:
             card = rt.runner.agent(agent_id)
             assert card is not None and card["status"] == "failed"
             assert "Claude Code was killed by SIGKILL" in card["error"]
+            # The command it was running died with it (it lived on under init).
+            await _until(lambda: not _below_workspace(workspace, "sleep"), timeout=30)
     finally:
-        for pid in _below_workspace(
-            workspace, "sleep"
-        ):  # a killed Claude Code leaves its commands running
+        for pid in _below_workspace(workspace, "sleep"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
