@@ -71,7 +71,13 @@ def _hook_forward(args: argparse.Namespace) -> int:
     # Never block or fail Claude Code: whatever happens, exit 0 quickly.
     try:
         payload = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
-        if not payload or len(payload) > MAX_PAYLOAD_BYTES:
+        if not payload:
+            return 0
+        if len(payload) > MAX_PAYLOAD_BYTES:  # dropped, and said as a refused one is
+            print(
+                f"fleet hook-forward: the payload is over {MAX_PAYLOAD_BYTES} bytes: not sent",
+                file=sys.stderr,
+            )
             return 0
         if (problem := url_problem(args.url)) is not None:  # a typo would drop every event
             print(f"fleet hook-forward: --url {args.url!r} {problem}", file=sys.stderr)

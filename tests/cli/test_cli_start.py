@@ -311,3 +311,19 @@ def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], w
     )  # fmt: skip
     assert done.returncode == 0
     assert words in done.stderr.decode()
+
+
+def test_hook_forward_says_a_payload_too_large_to_send() -> None:
+    """A payload over 512 KiB is refused by the server, and said (HTTP 413); one over
+    4 MiB was not sent at all, and nothing said so."""
+    big = (
+        b'{"hook_event_name": "PostToolUse", "session_id": "s1", "x": "' + b"a" * (5 << 20) + b'"}'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9"],
+        input=big, capture_output=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert done.stderr.decode().splitlines() == [
+        "fleet hook-forward: the payload is over 4194304 bytes: not sent"
+    ]
