@@ -568,6 +568,10 @@ class ClaudeCodeAgent(Agent):
         state = self.state
         if state.status != "working":
             return
+        if (reason := self._hooks.stop_reason) is not None:  # as a fleet agent's loop does
+            self._hooks.stop_reason = None
+            await self._fail(f"stopped by a hook: {reason}", limit="hook")
+            return
         if result.subtype == "success" and not result.is_error:
             completed = AgentCompleted(
                 agent_id=self.agent_id,
@@ -598,6 +602,8 @@ class ClaudeCodeAgent(Agent):
             return {}
         if outcome is None:
             return {}
+        if point in ("Stop", "SubagentStop"):
+            self._hooks.stop_reason = None  # `continue: false` there: it stops, as it would
         call_id = str(data.get("tool_use_id") or "") if hook_point(point) in TOOL_POINTS else ""
         events = self._hooks.events(outcome, self.state.last_position)
         if point == "PreToolUse" and outcome.permission == "ask" and call_id:

@@ -559,3 +559,29 @@ async def test_a_claude_code_killed_mid_turn_fails_its_agent_and_its_command_die
         for pid in _below_workspace(workspace, "sleep"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# The same garbage-collected stream as above, after a session whose hook callbacks ran.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_hooks_continue_false_fails_a_claude_code_agent_as_a_fleet_agent(
+    tmp_path: Path,
+) -> None:
+    """A fleet agent stopped by `continue: false` fails with limit "hook"; a claude-code
+    agent completed, its first message ("I'll search ...") taken for its summary."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    enough = json.dumps({"continue": False, "stopReason": "one call is enough"})
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PostToolUse": [
+        {"hooks": [{"type": "command", "command": f"cat >/dev/null; echo '{enough}'"}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("halted", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None
+        assert (card["status"], card["limit"]) == ("failed", "hook")
+        assert card["error"] == "stopped by a hook: one call is enough"
+        events = await _events(rt, agent_id)
+        assert [e.data.name for e in events if e.type == "ToolCallCompleted"] == ["Grep"]
+    gc.collect()
