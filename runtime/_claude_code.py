@@ -389,7 +389,7 @@ class ClaudeCodeAgent(Agent):
         try:
             async with sdk.ClaudeSDKClient(options) as client:
                 self._client = client
-                await client.query(self.state.prompt)
+                await client.query(self._prompt())
                 # Read to the result even after a failure (interrupted): a generator left
                 # open would leave the SDK's streams to the garbage collector.
                 async for message in client.receive_response():
@@ -406,6 +406,17 @@ class ClaudeCodeAgent(Agent):
         await self._flush()
         if self.state.status == "working":  # no result: the session ended on its own
             await self._fail("the Claude Code session ended without a result")
+
+    def _prompt(self) -> str:
+        """The prompt with the hook context held for it (SessionStart's, a detached hook's),
+        as the fleet engine sends it: the text blocks of the conversation's last user message.
+        """
+        prompt = self.state.prompt
+        last = self.state.messages[-1] if self.state.messages else None
+        if last is None or last["role"] != "user" or isinstance(last["content"], str):
+            return prompt
+        texts = [b["text"] for b in last["content"] if b.get("type") == "text"]
+        return "\n\n".join(texts) if prompt in texts else prompt
 
     async def _interrupt_session(self) -> None:
         """Ask the running session to stop its turn (Claude Code's interrupt), if one runs."""

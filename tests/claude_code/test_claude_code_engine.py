@@ -585,3 +585,33 @@ async def test_a_hooks_continue_false_fails_a_claude_code_agent_as_a_fleet_agent
         events = await _events(rt, agent_id)
         assert [e.data.name for e in events if e.type == "ToolCallCompleted"] == ["Grep"]
     gc.collect()
+
+
+# The same garbage-collected stream as above.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_session_start_hooks_context_reaches_claude_code_with_the_first_prompt(
+    tmp_path: Path,
+) -> None:
+    """A fleet agent's model sees SessionStart context before its first prompt; a Claude
+    Code session was sent the prompt alone, so the context never reached its model."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"SessionStart": [
+        {"hooks": [{"type": "command", "command": "cat >/dev/null; echo 'Fact: tabs, never spaces'"}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("briefed", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+        session = rt.runner.agent(agent_id)["session_id"]
+    (transcript,) = (workspace / ".fleet/claude-code/projects").glob(f"*/{session}.jsonl")
+    prompts = [
+        line["message"]["content"]
+        for line in map(json.loads, transcript.read_text().splitlines())
+        if line.get("type") == "user" and isinstance(line["message"]["content"], str)
+    ]
+    assert prompts[0] == (
+        "<system-reminder>\nFact: tabs, never spaces\n</system-reminder>\n\n" + SCOUT
+    )
+    gc.collect()
