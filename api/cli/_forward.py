@@ -86,7 +86,14 @@ def _hook_forward(args: argparse.Namespace) -> int:
         if args.source_app:
             url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
         token = args.token or os.environ.get("FLEET_TOKEN") or None
-        status = post_hook(payload, url, token=token, timeout=args.timeout)
+        try:
+            status = _post(payload, url, token, time.monotonic() + args.timeout)
+        except (OSError, ValueError, UnicodeError) as e:
+            status = None
+            # fleet down or slow is not said; a TLS failure (https to an http server, a
+            # certificate not trusted) is a mistake that would drop every event unseen.
+            if type(e).__name__.startswith("SSL"):
+                print(f"fleet hook-forward: {url}: TLS failed: {e}", file=sys.stderr)
         if status is not None and status >= 400:  # a wrong token, a bad --source-app: said
             print(f"fleet hook-forward: {url} refused the event (HTTP {status})", file=sys.stderr)
     except Exception:  # the hook must never break the session it observes

@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,37 @@ def test_hook_forward_says_a_payload_too_large_to_send() -> None:
     assert done.stderr.decode().splitlines() == [
         "fleet hook-forward: the payload is over 4194304 bytes: not sent"
     ]
+
+
+@contextlib.contextmanager
+def _plain_http_server() -> Iterator[str]:
+    """A server that answers any connection in plain HTTP (a TLS client gets no handshake)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+        thread.join(timeout=10)
+
+
+def test_hook_forward_says_a_tls_failure_and_still_exits_zero() -> None:
+    """https:// to an http server (or a certificate not trusted) dropped every event
+    unseen, as if fleet were down."""
+    with _plain_http_server() as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "hook-forward", "--url", url],
+            input=b'{"hook_event_name": "Stop", "session_id": "s1"}', capture_output=True,
+            env=_env(), timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith(f"fleet hook-forward: {url}/v1/hooks/ingest: TLS failed: ")
