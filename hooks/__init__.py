@@ -73,7 +73,7 @@ from ._points import (
     build_payload,
     hook_point,
 )
-from ._processes import CONTAINED, start_command, stop_command
+from ._processes import CONTAINED, command_argv, start_command, stop_command
 from ._rules import PermissionRule
 from ._runners import MAX_OUTPUT_BYTES, PythonHookFn
 from .errors import (
@@ -150,6 +150,7 @@ __all__ = [
     "UnknownHookPoint",
     "UserPromptSubmitPayload",
     "build_payload",
+    "command_argv",
     "default_timeout",
     "find_settings",
     "hook_point",

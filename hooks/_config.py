@@ -240,6 +240,10 @@ class _HttpHook(_Common):
     allowedEnvVars: list[str] = Field(default_factory=list)
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110's token)."""
+
+
 def _where(prefix: str, loc: tuple[int | str, ...]) -> str:
     out = prefix
     for part in loc:
@@ -302,6 +306,13 @@ def _command(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | No
     if not cmd.command.strip():
         found.problems.append((f"{where}.command", "must not be blank"))
         return None
+    for at, text in [
+        ("command", cmd.command),
+        *((f"args[{i}]", a) for i, a in enumerate(cmd.args or ())),
+    ]:
+        if "\0" in text:  # no program can be given one: it failed every call
+            found.problems.append((f"{where}.{at}", "holds a NUL character"))
+            return None
     if _FORWARD_COMMAND.search(" ".join([cmd.command, *(cmd.args or ())])):
         found.skipped.append(f"{where}: a `fleet hook-forward` command is for Claude Code sessions")
         return None
@@ -327,6 +338,15 @@ def _http(raw: Any, point: str, where: str, found: _Reading) -> HookSpec | None:
     if (bad := http_url_problem(http.url)) is not None:
         found.problems.append((f"{where}.url", bad))
         return None
+    for name, value in http.headers.items():  # else every post failed, at run time
+        if not _HEADER_NAME.fullmatch(name):
+            found.problems.append((f"{where}.headers", f"{name!r} is not an HTTP header name"))
+            return None
+        if any(c in value for c in "\r\n\0"):
+            found.problems.append(
+                (f"{where}.headers.{name}", "a header value is one line, without NUL")
+            )
+            return None
     if _INGEST_PATH.search(urllib.parse.urlsplit(http.url).path):
         found.skipped.append(f"{where}: an http hook to fleet's ingest is for Claude Code sessions")
         return None
@@ -444,6 +464,10 @@ def _project_of(path: Path) -> str:
     return str(folder.parent if folder.name in (".fleet", ".claude") else folder)
 
 
+_MAX_SETTINGS_BYTES = 16 * 1024 * 1024
+"""A settings file larger than this is refused (Claude Code's are a few KB)."""
+
+
 def load_settings(
     source: str | os.PathLike[str] | Mapping[str, Any] | HooksConfig | None,
 ) -> HooksConfig:
@@ -469,7 +493,14 @@ def load_settings(
         return _parse(source, "<dict>", None)
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Capped: `--hooks` may name a pipe (`<(...)`), or a device that never ends.
+        with path.open("rb") as f:
+            data = f.read(_MAX_SETTINGS_BYTES + 1)
+        if len(data) > _MAX_SETTINGS_BYTES:
+            raise HookConfigError(
+                str(path), [("(file)", f"over {_MAX_SETTINGS_BYTES} bytes: not a settings file")]
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise HookConfigError(str(path), [("(file)", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -479,6 +510,8 @@ def load_settings(
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         raise HookConfigError(str(path), [("(file)", f"not valid JSON at {where}: {e.msg}")]) from e
+    except (ValueError, RecursionError) as e:  # a number past 4,300 digits, nesting too deep
+        raise HookConfigError(str(path), [("(file)", f"not valid JSON: {e}")]) from e
     return _parse(raw, str(path), _project_of(path))
 
 

@@ -27,11 +27,17 @@ Notes (do not fix without reading this):
    UserPromptSubmit, and ignored elsewhere, as in Claude Code. Text that starts
    like JSON (`{` or `[`) but is not a valid output object is an "error".
 3. `suppressOutput` has no meaning in fleet (there is no transcript view): read, ignored.
+4. JSON may escape half a UTF-16 surrogate pair (`"\\ud800"`), which
+   JavaScript (Claude Code) takes and Python decodes to a `str` that cannot
+   be encoded as UTF-8: stored as is, it would make the `HookInvoked` (and the
+   tool call it rewrites) unstorable and stop the agent. Each such half
+   becomes U+FFFD, as a UTF-8 decoder would make of it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,6 +96,20 @@ class HookOutput(BaseModel):
     decision: str | None = None
     reason: str | None = None
     hookSpecificOutput: HookSpecificOutput | None = None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) made U+FFFD (note 4)."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -198,12 +218,12 @@ def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
     context = hso.additionalContext if hso else None
     return Verdict(
         decision,
-        clip(reason) if reason else None,
-        updated,
-        clip(context) if context else None,
+        _scrub(clip(reason)) if reason else None,
+        _scrub(updated),
+        _scrub(clip(context)) if context else None,
         stop,
-        stop_reason,
-        out.systemMessage,
+        _scrub(stop_reason),
+        _scrub(clip(out.systemMessage)) if out.systemMessage else None,
     )
 
 

@@ -23,6 +23,9 @@ Notes (do not fix without reading this):
    command while the command holds `$(`, a backtick or `$VAR`, or a tool
    whose rule content fleet cannot read all run the hook. Enforcement belongs
    in the hook itself.
+2. A Bash pattern is matched by hand, not as a regular expression: `*a*b*`
+   made one of several `.*`, whose backtracking took seconds on a long
+   command (a 170 KB heredoc: 3 s), all of it on the event loop.
 """
 
 from __future__ import annotations
@@ -51,15 +54,47 @@ _SUBSHELL = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
 _DYNAMIC = re.compile(r"\$\(|`|\$[A-Za-z_{]")
 
 
-def _bash_regex(pattern: str) -> re.Pattern[str]:
-    if pattern.endswith(":*"):
-        return re.compile(re.escape(pattern[:-2]) + r".*", re.DOTALL)
-    optional_tail = pattern.endswith(" *")
-    core = pattern[:-2] if optional_tail else pattern
-    body = ".*".join(re.escape(part) for part in core.split("*"))
-    if optional_tail:
-        body += r"(?:\s.*)?"
-    return re.compile(body, re.DOTALL)
+@dataclass(frozen=True, slots=True)
+class _BashPattern:
+    """A Bash rule's pattern, matched in linear time (note 2)."""
+
+    parts: tuple[str, ...]  # the literal text between the `*`s
+    optional_tail: bool = False  # `git *`: also `git` alone
+
+    @classmethod
+    def of(cls, pattern: str) -> _BashPattern:
+        if pattern.endswith(":*"):
+            return cls((pattern[:-2], ""))
+        if pattern.endswith(" *"):
+            return cls(tuple(pattern[:-2].split("*")), optional_tail=True)
+        return cls(tuple(pattern.split("*")))
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether the whole of `text` matches (`*` is any text, newlines too)."""
+        first, *middle = self.parts
+        if not text.startswith(first):
+            return False
+        at = len(first)
+        if not middle:  # no `*`: all of it, or (optional tail) it and then a blank
+            rest = text[at:]
+            return rest == "" or (self.optional_tail and rest[0].isspace())
+        *inner, last = middle
+        for part in inner:  # leftmost, greedy: right for `*` alone
+            found = text.find(part, at)
+            if found < 0:
+                return False
+            at = found + len(part)
+        if not self.optional_tail:
+            return len(text) - len(last) >= at and text.endswith(last)
+        if len(text) - len(last) >= at and text.endswith(last):
+            return True
+        found = text.find(last, at)  # `last`, then a blank, then anything
+        while found >= 0:
+            end = found + len(last)
+            if end < len(text) and text[end].isspace():
+                return True
+            found = text.find(last, found + 1)
+        return False
 
 
 def _tokens(command: str) -> list[str]:
@@ -100,7 +135,7 @@ class PermissionRule:
     tool: str
     content: str | None = None
     text: str = field(default="", compare=False)
-    _bash: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _bash: _BashPattern | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> PermissionRule:
@@ -114,7 +149,7 @@ class PermissionRule:
         tool, content = match.group(1), match.group(2)
         if content is not None and not content.strip():
             content = None
-        bash = _bash_regex(content.strip()) if tool == "Bash" and content is not None else None
+        bash = _BashPattern.of(content.strip()) if tool == "Bash" and content is not None else None
         return cls(tool, content, text.strip(), bash)
 
     def matches(
@@ -144,8 +179,8 @@ class PermissionRule:
         parts = subcommands(command)
         if parts is None:
             return True  # note 1
-        regex = self._bash or _bash_regex(self.content.strip())
-        if any(regex.fullmatch(part) for part in parts):
+        pattern = self._bash or _BashPattern.of(self.content.strip())
+        if any(pattern.fullmatch(part) for part in parts):
             return True
         words = self.content.replace(":*", "").split()
         if words and words[-1] == "*":

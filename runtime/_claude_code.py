@@ -52,14 +52,21 @@ Notes (do not fix without reading this):
    agent (`_approvals.py`: PermissionRequest hooks, else ApprovalRequested
    and a person's answer, or the timeout's denial); the hook callback answers
    Claude Code only then, so its hook timeout is the approval's plus a minute.
+6. Claude Code runs under fleet's reaper (`hooks.command_argv`, a child
+   subreaper), started by a small script in the session's folder that the
+   SDK runs as its CLI: when Claude Code dies (killed, crashed) the commands
+   its Bash tool started die with it instead of living on under init.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import shlex
+import signal
 import sys
 import time
 import uuid
@@ -75,7 +82,7 @@ from events import (
     ToolCallCompleted,
     ToolCallRequested,
 )
-from hooks import PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, hook_point
+from hooks import CONTAINED, PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, command_argv, hook_point
 
 from ._agent import Agent
 from ._agent_spec import AgentOutcome, system_prompt_for
@@ -114,6 +121,10 @@ CLAUDE_CODE_HOOKS = (
 )
 """The hook points Claude Code calls back through the SDK (SessionStart, UserPromptSubmit
 and SessionEnd are fired by fleet itself, as for a fleet agent)."""
+
+STDERR_LINES = 20
+STDERR_CHARS = 1_000
+"""How much of what Claude Code last said on stderr a failure of its session quotes."""
 
 SESSIONS = ".fleet/claude-code"
 """Where in its workspace a claude-code agent's session files are kept (`CLAUDE_CONFIG_DIR`)."""
@@ -222,6 +233,7 @@ class ClaudeCodeAgent(Agent):
         self._denied: set[str] = set()
         self._session_s = 0.0
         self._ending = False  # delete: the rest of the session is not the agent's work
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._subagents = Subagents(self, block=_block, usage=usage_from_dict, result=_result)
 
     @property
@@ -265,7 +277,7 @@ class ClaudeCodeAgent(Agent):
                         logger.warning("claude-code agent %s failed", self.agent_id, exc_info=e)
                         await self._log.sync()
                         if self.state.status == "working":
-                            error = unexpected_error(e)
+                            error = self._error(e)
                             await self._fail(f"the Claude Code session failed: {error}")
             return self.outcome()
 
@@ -289,7 +301,7 @@ class ClaudeCodeAgent(Agent):
             } or None
         return sdk.ClaudeAgentOptions(
             cwd=str(self.workspace.root),
-            cli_path=self.cli_path,
+            cli_path=self._reaped_cli(),
             model=self.model_info.id,
             system_prompt=system_prompt_for(spec, tools),
             tools=[*tools, SUBAGENT_TOOL],
@@ -303,8 +315,48 @@ class ClaudeCodeAgent(Agent):
             include_partial_messages=True,
             hooks=hooks,
             env=self._env(),
-            stderr=lambda line: logger.debug("claude-code %s: %s", self.agent_id, line),
+            stderr=self._on_stderr,
         )
+
+    def _reaped_cli(self) -> str | Path | None:
+        """A script that runs Claude Code under fleet's reaper (note 6), else the CLI as is."""
+        claude = self.cli_path or _bundled_cli()
+        if not CONTAINED or claude is None:
+            return self.cli_path
+        script = self.config_dir / "claude-reaped"
+        text = f'#!/bin/sh\nexec {shlex.join(command_argv([str(claude)]))} "$@"\n'
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        if not script.is_file() or script.read_text() != text:
+            # Whole or not at all: the agents of one workspace share the folder.
+            partial = script.with_name(f".{script.name}.{os.getpid()}.{self.agent_id}")
+            partial.write_text(text)
+            partial.chmod(0o755)
+            os.replace(partial, script)
+        return str(script)
+
+    def _on_stderr(self, line: str) -> None:
+        self._stderr.append(line)
+        logger.debug("claude-code %s: %s", self.agent_id, line)
+
+    def _error(self, error: BaseException) -> str:
+        """What stopped the session, in one line, with the last of what Claude Code said.
+
+        The SDK's error for a Claude Code that exits says "Check stderr output for
+        details", which the user cannot: its stderr is ours (the `stderr` callback).
+        """
+        said = " | ".join(line.strip() for line in self._stderr if line.strip())[-STDERR_CHARS:]
+        if type(error).__name__ == "ProcessError":
+            code = getattr(error, "exit_code", None)
+            if isinstance(code, int) and code < 0:
+                try:
+                    text = f"Claude Code was killed by {signal.Signals(-code).name}"
+                except ValueError:
+                    text = f"Claude Code was killed by signal {-code}"
+            else:
+                text = f"Claude Code exited with code {code}"
+            return f"{text}: {said}" if said else f"{text} (it said nothing on stderr)"
+        text = unexpected_error(error)
+        return f"{text}; Claude Code said: {said}" if said else text
 
     def _env(self) -> dict[str, str]:
         """Claude Code's environment: the simulator when fleet's client is, its files in ours."""
@@ -330,13 +382,14 @@ class ClaudeCodeAgent(Agent):
     async def _query(self) -> None:
         sdk = _sdk()
         self._ending = False
+        self._stderr.clear()
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         options = self._options()
         started = time.perf_counter()
         try:
             async with sdk.ClaudeSDKClient(options) as client:
                 self._client = client
-                await client.query(self.state.prompt)
+                await client.query(self._prompt())
                 # Read to the result even after a failure (interrupted): a generator left
                 # open would leave the SDK's streams to the garbage collector.
                 async for message in client.receive_response():
@@ -353,6 +406,17 @@ class ClaudeCodeAgent(Agent):
         await self._flush()
         if self.state.status == "working":  # no result: the session ended on its own
             await self._fail("the Claude Code session ended without a result")
+
+    def _prompt(self) -> str:
+        """The prompt with the hook context held for it (SessionStart's, a detached hook's),
+        as the fleet engine sends it: the text blocks of the conversation's last user message.
+        """
+        prompt = self.state.prompt
+        last = self.state.messages[-1] if self.state.messages else None
+        if last is None or last["role"] != "user" or isinstance(last["content"], str):
+            return prompt
+        texts = [b["text"] for b in last["content"] if b.get("type") == "text"]
+        return "\n\n".join(texts) if prompt in texts else prompt
 
     async def _interrupt_session(self) -> None:
         """Ask the running session to stop its turn (Claude Code's interrupt), if one runs."""
@@ -515,6 +579,10 @@ class ClaudeCodeAgent(Agent):
         state = self.state
         if state.status != "working":
             return
+        if (reason := self._hooks.stop_reason) is not None:  # as a fleet agent's loop does
+            self._hooks.stop_reason = None
+            await self._fail(f"stopped by a hook: {reason}", limit="hook")
+            return
         if result.subtype == "success" and not result.is_error:
             completed = AgentCompleted(
                 agent_id=self.agent_id,
@@ -545,6 +613,8 @@ class ClaudeCodeAgent(Agent):
             return {}
         if outcome is None:
             return {}
+        if point in ("Stop", "SubagentStop"):
+            self._hooks.stop_reason = None  # `continue: false` there: it stops, as it would
         call_id = str(data.get("tool_use_id") or "") if hook_point(point) in TOOL_POINTS else ""
         events = self._hooks.events(outcome, self.state.last_position)
         if point == "PreToolUse" and outcome.permission == "ask" and call_id:
@@ -623,11 +693,22 @@ def _answer(point: str, outcome: HookOutcome) -> dict[str, Any]:
         answer["decision"] = "block"
         if outcome.reason:
             answer["reason"] = outcome.reason
+    elif point == "Stop" and outcome.additional_context and not outcome.stop:
+        # Stop context is feedback that keeps the agent going, its next prompt (as for a
+        # fleet agent); Claude Code's Stop output has no additionalContext: said as a block.
+        answer["decision"] = "block"
+        answer["reason"] = outcome.additional_context
     if outcome.additional_context and point != "Stop":
         specific["additionalContext"] = outcome.additional_context
     if len(specific) > 1:
         answer["hookSpecificOutput"] = specific
     return answer
+
+
+def _bundled_cli() -> Path | None:
+    """The Claude Code CLI the SDK's wheel bundles, if it has one."""
+    bundled = Path(_sdk().__file__).parent / "_bundled" / "claude"
+    return bundled if bundled.is_file() else None
 
 
 def _with_session(spec: Any) -> Any:

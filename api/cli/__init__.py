@@ -94,7 +94,16 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
     parser = build_parser(configure=False) if command is None else build_parser([command])
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        # argparse exits 2 on a usage error, and exit code 2 is a *block* in Claude
+        # Code's hook contract: a typo in a hook-forward command line (or an option
+        # an older fleet lacks) would block every tool call and prompt of the session
+        # it observes. Its usage error is said on stderr; it exits 0 as ever.
+        if command == "hook-forward" and e.code not in (0, None):
+            return 0
+        raise
     if args.verbose or args.command != "hook-forward":  # hook-forward logs nothing (note 1)
         import logging
 

@@ -49,18 +49,35 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="bearer token (default: $FLEET_TOKEN)")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_TIMEOUT_S,
         help=f"seconds for the whole POST (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.set_defaults(func=_hook_forward)
 
 
+def _seconds(text: str) -> float:
+    # 0, a negative, nan or inf would drop every event unseen (no time, or a socket error).
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def _hook_forward(args: argparse.Namespace) -> int:
     # Never block or fail Claude Code: whatever happens, exit 0 quickly.
     try:
         payload = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
-        if not payload or len(payload) > MAX_PAYLOAD_BYTES:
+        if not payload:
+            return 0
+        if len(payload) > MAX_PAYLOAD_BYTES:  # dropped, and said as a refused one is
+            print(
+                f"fleet hook-forward: the payload is over {MAX_PAYLOAD_BYTES} bytes: not sent",
+                file=sys.stderr,
+            )
             return 0
         if (problem := url_problem(args.url)) is not None:  # a typo would drop every event
             print(f"fleet hook-forward: --url {args.url!r} {problem}", file=sys.stderr)
@@ -69,7 +86,14 @@ def _hook_forward(args: argparse.Namespace) -> int:
         if args.source_app:
             url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
         token = args.token or os.environ.get("FLEET_TOKEN") or None
-        status = post_hook(payload, url, token=token, timeout=args.timeout)
+        try:
+            status = _post(payload, url, token, time.monotonic() + args.timeout)
+        except (OSError, ValueError, UnicodeError) as e:
+            status = None
+            # fleet down or slow is not said; a TLS failure (https to an http server, a
+            # certificate not trusted) is a mistake that would drop every event unseen.
+            if type(e).__name__.startswith("SSL"):
+                print(f"fleet hook-forward: {url}: TLS failed: {e}", file=sys.stderr)
         if status is not None and status >= 400:  # a wrong token, a bad --source-app: said
             print(f"fleet hook-forward: {url} refused the event (HTTP {status})", file=sys.stderr)
     except Exception:  # the hook must never break the session it observes

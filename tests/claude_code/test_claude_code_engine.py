@@ -461,3 +461,157 @@ async def test_a_subagent_claude_code_starts_is_a_child_agent_with_its_own_calls
         total = rt.runner.view("fleet")["cost_usd"]
         assert total == pytest.approx(parent_cost + child_cost, abs=1e-6)
     gc.collect()
+
+
+# The same garbage-collected stream as above, after a session whose hook callbacks ran.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_stop_hooks_context_keeps_a_claude_code_agent_going_as_a_fleet_agent(
+    tmp_path: Path,
+) -> None:
+    """Stop `additionalContext` is the agent's next prompt (README, What a hook can say);
+    the claude-code engine dropped it, so the same hook did nothing on that engine."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    hook = workspace / ".fleet/once.py"
+    hook.write_text(
+        "import json, sys\n"
+        "if not json.load(sys.stdin).get('stop_hook_active'):\n"
+        "    print(json.dumps({'hookSpecificOutput': {'hookEventName': 'Stop',"
+        " 'additionalContext': 'also check the README'}}))\n"
+    )
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"Stop": [{"hooks": [
+        {"type": "command", "command": sys.executable, "args": [str(hook)]}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("nudged", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        events = await _events(rt, agent_id)
+        stops = [e for e in events if e.type == "HookInvoked" and e.data.point == "Stop"]
+        assert [e.data.additional_context for e in stops] == ["also check the README", None]
+        answered = [e for e in events if e.type == "ModelResponded"]
+        assert any(stops[0].position < e.position < stops[1].position for e in answered)
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+    gc.collect()
+
+
+async def test_a_claude_code_that_exits_with_an_error_fails_its_agent_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's error says "Check stderr output for details", and that stderr was only
+    logged at debug level: the agent failed with no word of what Claude Code said."""
+    broken = tmp_path / "claude"
+    broken.write_text(
+        "#!/bin/sh\necho 'Invalid API key · Please run /login' >&2\nexec 2>&-\nsleep 1\nexit 3\n"
+    )
+    broken.chmod(0o755)
+    monkeypatch.setenv("FLEET_CLAUDE_BIN", str(broken))
+    _, opened = await _runtime(tmp_path)
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("keyless", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None and card["status"] == "failed"
+        assert "Invalid API key · Please run /login" in card["error"]
+        assert "Check stderr output" not in card["error"]
+
+
+def _below_workspace(workspace: Path, name: str) -> list[int]:
+    """The pids of processes whose argv[0] ends in `name` and that run in `workspace`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            cwd = os.readlink(proc / "cwd")
+        except (OSError, ValueError):
+            continue
+        if Path(argv0).name == name and Path(cwd) == workspace:
+            found.append(int(proc.name))
+    return found
+
+
+async def test_a_claude_code_killed_mid_turn_fails_its_agent_and_its_command_dies(
+    tmp_path: Path,
+) -> None:
+    workspace, opened = await _runtime(tmp_path)
+    try:
+        async with opened as rt:
+            assert rt.simulator is not None
+            rt.simulator.register_policy("sleeper", sleeper_policy)
+            agent_id = (
+                await rt.fleet.create_agent(
+                    "doomed", "sleeper", "Task: sleep", engine="claude-code"
+                )
+            )["id"]
+            await _until(lambda: (workspace / "sleeper.pid").exists())
+            await _until(lambda: bool(_below_workspace(workspace, "claude")))
+            for pid in _below_workspace(workspace, "claude"):
+                os.kill(pid, signal.SIGKILL)  # an OOM kill, a crash
+            await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+            card = rt.runner.agent(agent_id)
+            assert card is not None and card["status"] == "failed"
+            assert "Claude Code was killed by SIGKILL" in card["error"]
+            # The command it was running died with it (it lived on under init).
+            await _until(lambda: not _below_workspace(workspace, "sleep"), timeout=30)
+    finally:
+        for pid in _below_workspace(workspace, "sleep"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# The same garbage-collected stream as above, after a session whose hook callbacks ran.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_hooks_continue_false_fails_a_claude_code_agent_as_a_fleet_agent(
+    tmp_path: Path,
+) -> None:
+    """A fleet agent stopped by `continue: false` fails with limit "hook"; a claude-code
+    agent completed, its first message ("I'll search ...") taken for its summary."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    enough = json.dumps({"continue": False, "stopReason": "one call is enough"})
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PostToolUse": [
+        {"hooks": [{"type": "command", "command": f"cat >/dev/null; echo '{enough}'"}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("halted", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        card = rt.runner.agent(agent_id)
+        assert card is not None
+        assert (card["status"], card["limit"]) == ("failed", "hook")
+        assert card["error"] == "stopped by a hook: one call is enough"
+        events = await _events(rt, agent_id)
+        assert [e.data.name for e in events if e.type == "ToolCallCompleted"] == ["Grep"]
+    gc.collect()
+
+
+# The same garbage-collected stream as above.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_session_start_hooks_context_reaches_claude_code_with_the_first_prompt(
+    tmp_path: Path,
+) -> None:
+    """A fleet agent's model sees SessionStart context before its first prompt; a Claude
+    Code session was sent the prompt alone, so the context never reached its model."""
+    workspace, opened = await _runtime(tmp_path)
+    (workspace / ".fleet").mkdir(exist_ok=True)
+    (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"SessionStart": [
+        {"hooks": [{"type": "command", "command": "cat >/dev/null; echo 'Fact: tabs, never spaces'"}]}]}}))  # fmt: skip
+    async with opened as rt:
+        agent_id = (await rt.fleet.create_agent("briefed", "scout", SCOUT, engine="claude-code"))[
+            "id"
+        ]
+        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
+        session = rt.runner.agent(agent_id)["session_id"]
+    (transcript,) = (workspace / ".fleet/claude-code/projects").glob(f"*/{session}.jsonl")
+    prompts = [
+        line["message"]["content"]
+        for line in map(json.loads, transcript.read_text().splitlines())
+        if line.get("type") == "user" and isinstance(line["message"]["content"], str)
+    ]
+    assert prompts[0] == (
+        "<system-reminder>\nFact: tabs, never spaces\n</system-reminder>\n\n" + SCOUT
+    )
+    gc.collect()

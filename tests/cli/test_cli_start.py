@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,3 +289,76 @@ def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words:
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"fleet hook-forward: --url {url!r} {words}")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--source_app", "x"], "unrecognized arguments: --source_app x"),
+        (["--timeout", "2s"], "argument --timeout: '2s' is not a positive number of seconds"),
+        (["--url"], "argument --url: expected one argument"),
+        (["--timeout", "0"], "argument --timeout: '0' is not a positive number of seconds"),
+        (["--timeout", "inf"], "argument --timeout: 'inf' is not a positive number of seconds"),
+        (["--timeout", "nan"], "argument --timeout: 'nan' is not a positive number of seconds"),
+    ],
+)
+def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], words: str) -> None:
+    """argparse exits 2 on a usage error, and Claude Code reads a hook's exit code 2 as
+    a block: a typo in the hook's command line blocked every tool call of the session."""
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9", *args],
+        input=b'{"hook_event_name": "PreToolUse", "session_id": "s1"}', capture_output=True,
+        env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert words in done.stderr.decode()
+
+
+def test_hook_forward_says_a_payload_too_large_to_send() -> None:
+    """A payload over 512 KiB is refused by the server, and said (HTTP 413); one over
+    4 MiB was not sent at all, and nothing said so."""
+    big = (
+        b'{"hook_event_name": "PostToolUse", "session_id": "s1", "x": "' + b"a" * (5 << 20) + b'"}'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9"],
+        input=big, capture_output=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert done.stderr.decode().splitlines() == [
+        "fleet hook-forward: the payload is over 4194304 bytes: not sent"
+    ]
+
+
+@contextlib.contextmanager
+def _plain_http_server() -> Iterator[str]:
+    """A server that answers any connection in plain HTTP (a TLS client gets no handshake)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+        thread.join(timeout=10)
+
+
+def test_hook_forward_says_a_tls_failure_and_still_exits_zero() -> None:
+    """https:// to an http server (or a certificate not trusted) dropped every event
+    unseen, as if fleet were down."""
+    with _plain_http_server() as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "hook-forward", "--url", url],
+            input=b'{"hook_event_name": "Stop", "session_id": "s1"}', capture_output=True,
+            env=_env(), timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith(f"fleet hook-forward: {url}/v1/hooks/ingest: TLS failed: ")

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,26 @@ def test_if_on_an_event_that_is_not_a_tool_event_never_runs() -> None:
         ("Bash(git *)", "echo 'unbalanced", True),  # cannot be parsed: fails open
         ("Bash", "anything at all", True),
         ("Read", "ls", False),  # another tool
+        ("Bash(git *)", "git", True),  # a trailing " *" matches nothing too
+        ("Bash(git *)", "gitk", False),
+        ("Bash(*rm*-rf*)", "sudo rm -rf build", True),
+        ("Bash(*rm*-rf*)", "echo form storm", False),
+        ("Bash(make*test)", "make test", True),
+        ("Bash(make*test)", "make tests", False),
     ],
 )
 def test_bash_rules_follow_claude_codes_table(rule: str, command_line: str, runs: bool) -> None:
     assert PermissionRule.parse(rule).matches("Bash", {"command": command_line}) is runs
+
+
+def test_a_bash_rule_on_a_long_command_takes_no_time() -> None:
+    """`*rm*-rf*` was a regular expression of three `.*`: on a 700 KB command with many
+    "rm" and no "-rf" it backtracked for most of a minute, on the event loop."""
+    rule = PermissionRule.parse("Bash(*rm*-rf*)")
+    command = "echo " + "form storm " * 64_000
+    started = time.monotonic()
+    assert rule.matches("Bash", {"command": command}) is False
+    assert time.monotonic() - started < 10  # the regex took about 45 s here
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hooks import HookDispatcher, build_payload, load_settings
 
@@ -246,3 +249,24 @@ async def test_a_missing_command_is_an_error_not_a_crash(tmp_path: Path) -> None
     assert not outcome.blocked
     assert outcome.invocations[0].decision == "error"
     assert "exit code 127" in (outcome.invocations[0].reason or "")
+
+
+async def test_a_huge_system_message_is_cut_in_the_log_line_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The record kept 10,000 characters, but the warning logged all of it: a hook saying
+    a megabyte on every tool call wrote a megabyte to the log each time."""
+    loud = script(
+        tmp_path,
+        "loud.sh",
+        "cat >/dev/null; printf '{\"systemMessage\": \"'; head -c 1000000 /dev/zero | tr '\\0' y;"
+        " printf '\"}'\n",
+    )
+    with caplog.at_level(logging.WARNING, logger="hooks"):
+        async with HookDispatcher(settings("PreToolUse", loud)) as hooks:
+            outcome = await hooks.dispatch("PreToolUse", pre_tool("ls"))
+    [inv] = outcome.invocations
+    assert inv.system_message is not None and len(inv.system_message) < 10_100
+    [said] = [r.getMessage() for r in caplog.records if "says:" in r.getMessage()]
+    assert len(said) < 10_500
+    assert said.endswith("more characters cut]")

@@ -159,6 +159,61 @@ def test_disable_all_hooks_gives_no_hooks() -> None:
         ({"hooks": {"Stop": {"hooks": []}}}, "hooks.Stop", "valid list"),
         ({"hooks": {"Stop": [{"matcher": 3, "hooks": []}]}}, "hooks.Stop[0].matcher", "string"),
         ({"hooks": []}, "hooks", "valid dictionary"),
+        # These loaded, and then failed every call of the hook, at run time.
+        (
+            {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "echo a\0b"}]}]}},
+            "hooks.Stop[0].hooks[0].command",
+            "holds a NUL character",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {"hooks": [{"type": "command", "command": "echo", "args": ["a", "b\0"]}]}
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].args[1]",
+            "holds a NUL character",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {
+                            "hooks": [
+                                {
+                                    "type": "http",
+                                    "url": "http://127.0.0.1:9/",
+                                    "headers": {"X-Team\n": "a"},
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].headers",
+            "'X-Team\\n' is not an HTTP header name",
+        ),
+        (
+            {
+                "hooks": {
+                    "Stop": [
+                        {
+                            "hooks": [
+                                {
+                                    "type": "http",
+                                    "url": "http://127.0.0.1:9/",
+                                    "headers": {"X-Team": "a\r\nEvil: 1"},
+                                }
+                            ]
+                        }
+                    ]
+                }
+            },
+            "hooks.Stop[0].hooks[0].headers.X-Team",
+            "a header value is one line, without NUL",
+        ),
     ],
 )
 def test_bad_settings_name_the_path_and_the_field(
@@ -191,7 +246,13 @@ def test_every_problem_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("{not json", "not valid JSON at line 1 column 2"), ("[1, 2]", "expected an object")],
+    [
+        ("{not json", "not valid JSON at line 1 column 2"),
+        ("[1, 2]", "expected an object"),
+        # These raised a RecursionError or a ValueError with a traceback, naming no file.
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON: maximum recursion depth"),
+        ('{"hooks": {}, "n": ' + "9" * 5000 + "}", "not valid JSON: Exceeds the limit"),
+    ],
 )
 def test_a_file_that_is_not_a_settings_object_is_refused(
     tmp_path: Path, text: str, words: str
@@ -246,3 +307,11 @@ async def test_add_python_refuses_a_bad_matcher_or_timeout() -> None:
         with pytest.raises(HookConfigError, match="timeout"):
             hooks.add_python("PreToolUse", lambda p: None, timeout=0)
         assert not hooks.has_hooks("PreToolUse")
+
+
+def test_a_settings_file_that_never_ends_is_refused_not_read_forever(tmp_path: Path) -> None:
+    """`--hooks` naming a device (or a pipe that streams) read it to the end of memory."""
+    (tmp_path / "settings.json").symlink_to("/dev/zero")
+    with pytest.raises(HookConfigError) as info:
+        load_settings(tmp_path / "settings.json")
+    assert info.value.detail == "over 16777216 bytes: not a settings file"

@@ -10,7 +10,7 @@ import pytest
 from rt_support import TASK, events_of, make_agent, types_of
 
 from events import EventStore, HookInvoked
-from hooks import HookDispatcher
+from hooks import HookDispatcher, load_settings
 from runtime import ModelClient, PromptBlocked
 
 BUILD = f"Task: {TASK}\n\nRun the project's tests and report."
@@ -241,3 +241,33 @@ async def test_session_end_fires_on_delete(
     invoked = (await events_of(store, type="HookInvoked"))[0].data
     assert isinstance(invoked, HookInvoked)
     assert invoked.point == "SessionEnd"
+
+
+async def test_a_command_hook_answering_lone_surrogate_escapes_does_not_stop_the_agent(
+    store: EventStore, client: ModelClient, workspace: Path, tmp_path: Path
+) -> None:
+    """JSON may escape half a surrogate pair; Python decodes it to a string UTF-8 cannot
+    hold, which made the HookInvoked unstorable and failed the agent's loop."""
+    hook = tmp_path / "odd.sh"
+    hook.write_text(
+        "#!/bin/sh\ncat >/dev/null\n"
+        """printf '{"systemMessage": "odd \\\\ud800", "hookSpecificOutput": {"""
+        """"permissionDecision": "allow", "permissionDecisionReason": "ok \\\\udcff", """
+        """"additionalContext": "note \\\\udfff", "updatedInput": {"command": "echo x\\\\ud800y"}}}'\n"""
+    )
+    hook.chmod(0o755)
+    settings = {
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": str(hook)}]}]
+    }
+    async with HookDispatcher(load_settings(settings)) as hooks:
+        agent = make_agent(store, client, workspace, agent_id="b1", role="builder", hooks=hooks)
+        await agent.create(task=BUILD)
+        outcome = await agent.run_until_idle()
+    assert outcome.status == "completed"
+    invoked = (await events_of(store, "b1", type="HookInvoked"))[0].data
+    assert invoked.decision == "allow"
+    assert invoked.system_message == "odd \ufffd"
+    assert invoked.additional_context == "note \ufffd"
+    assert invoked.updated_input == {"command": "echo x\ufffdy"}
+    done = (await events_of(store, "b1", type="ToolCallCompleted"))[0].data
+    assert "x\ufffdy" in done.result
