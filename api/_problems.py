@@ -9,6 +9,10 @@ Notes (do not fix without reading this):
    switch on, not URLs that would have to resolve.
 2. Unexpected exceptions answer 500 with a fixed detail: their message may
    hold paths or data that do not belong in a response. They are logged.
+3. A client that hangs up before its whole body has arrived (Starlette's
+   `ClientDisconnect`, from reading the body) is no error of the server's:
+   nothing is written, nobody is there to answer, and it is logged at debug
+   level (it was a 500 and a page of traceback at ERROR).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from events import ExportInvalid, ImportConflict, ReplayError, RunNotFound
@@ -268,6 +272,13 @@ def _log_store_failure(request: Request, exc: StoreUnavailable) -> None:
         logger.debug("%s %s refused: %s", request.method, request.url.path, exc)
 
 
+def _client_gone(request: Request, exc: Exception) -> Response:
+    # Note 3: never sent (the connection is gone); 499 is nginx's "client closed request".
+    logger.debug("%s %s: the client hung up before its body arrived", request.method,
+                 request.url.path)  # fmt: skip
+    return Response(status_code=499)
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     # Note 2: ServerErrorMiddleware logs and re-raises after this answers.
     return problem(
@@ -282,6 +293,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPProblem: _http_problem,
     HTTPException: _starlette_http,
     FleetError: _fleet_error,
+    ClientDisconnect: _client_gone,
     Exception: _unexpected,
 }
 """The app's exception handlers: pass to `Starlette(exception_handlers=...)`."""
