@@ -44,7 +44,10 @@
   const THROTTLE_MS = 300;
   // How many past events the feed loads at start: /?history=N (tests use a small N to scrub
   // beyond it); older ones are fetched around the slider's position when it goes there.
-  const HISTORY = Number(new URLSearchParams(location.search).get("history")) || 500;
+  // A whole number of at least 1, else 500: a fraction asked for `after=3137.5` (a 400 the
+  // page retried forever) and a negative number loaded no history, then streamed all of it.
+  const HISTORY = ((n) => (n >= 1 ? n : 500))(
+    Math.floor(Number(new URLSearchParams(location.search).get("history"))));
   const WINDOW = 150; // events either side of a past position the feed shows
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
