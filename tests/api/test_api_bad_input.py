@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -184,3 +185,30 @@ async def test_a_client_hanging_up_mid_body_is_no_server_error(
         await wait_until(settled, what="the server to see the client go")
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
         assert (await http.get("/healthz")).json()["head"] == head_before
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [("/v1/hooks/ingest", b'{"hook_event_name": "Stop", "session_id": "s1"}', "application/json"),
+     ("/v1/agents", b'{"name": "a", "role": "scout"}', "application/json"),
+     ("/v1/orchestrator/messages", b'{"text": "hello"}', "application/json"),
+     ("/v1/runs/import", b'{"format": "fleet-run"}\n', "application/x-ndjson")],
+)  # fmt: skip
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+async def test_a_compressed_body_is_415_and_writes_nothing(
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    path: str,
+    body: bytes,
+    content_type: str,
+    encoding: str,
+) -> None:
+    """Regression: a gzipped JSON body was a 400 saying it was "not UTF-8", and a body marked
+    `br` that was not compressed at all was taken as it was."""
+    sent = gzip.compress(body) if encoding == "gzip" else body
+    headers = {"content-type": content_type, "content-encoding": encoding}
+    response = await client.post(path, content=sent, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["type"] == "urn:fleet:problem:unsupported-content-encoding"
+    assert encoding in response.json()["detail"]
+    assert await store.head() == 0
