@@ -209,6 +209,20 @@
     return names;
   }
 
+  // Up to `count` events from the first page on: a page also ends at a size (large events,
+  // a file read whole in a tool's result), so `next` is followed until there are enough.
+  async function eventsUpTo(params, count) {
+    const events = [];
+    let after = params.after;
+    while (events.length < count) {
+      const { body } = await api("v1/events", { ...params, after, limit: Math.min(1000, count - events.length) });
+      events.push(...body.events);
+      if (body.next == null) break;
+      after = body.next;
+    }
+    return events;
+  }
+
   async function loadHistory() {
     const first = await api("v1/events", { after: 0, limit: 1 });
     const head = first.body.head;
@@ -754,8 +768,8 @@
     const oldest = S.events.length ? S.events[0].position : 1;
     if (!id || !range || !range.first || range.first >= oldest) return;
     try {
-      const { body } = await api("v1/events", { run_id: id, after: range.first - 1, limit: 1000 });
-      if (S.run === id) S.runEvents = body.events;
+      const events = await eventsUpTo({ run_id: id, after: range.first - 1 }, 1000);
+      if (S.run === id) S.runEvents = events;
     } catch (e) {
       console.warn("fleet: the run's events failed", e);
     }
@@ -876,11 +890,11 @@
       windowBusy = true;
       const at = S.at;
       try {
-        const { body } = await api("v1/events", {
-          after: Math.max(0, at - WINDOW - 1), until: at + WINDOW, limit: 2 * WINDOW + 1, run_id: S.filters.run || null,
-        });
+        const events = await eventsUpTo({
+          after: Math.max(0, at - WINDOW - 1), until: at + WINDOW, run_id: S.filters.run || null,
+        }, 2 * WINDOW + 1);
         if (!S.live && S.at === at) {
-          S.window = body.events;
+          S.window = events;
           renderFeed();
         }
       } catch (e) {
