@@ -1,9 +1,9 @@
 """Request input: the body size limit (before any parsing), JSON bodies and query strings.
 
-Bodies: over the limit is 413, not typed `application/json` is 415, not JSON
-is 400, JSON of the wrong shape is 422 with pydantic's errors listed. Query
-strings: a wrong or unknown parameter is 400 with the same error list (a typo
-in a filter must not silently widen it).
+Bodies: over the limit is 413, not typed `application/json` or sent with a
+`Content-Encoding` is 415, not JSON is 400, JSON of the wrong shape is 422
+with pydantic's errors listed. Query strings: a wrong or unknown parameter is
+400 with the same error list (a typo in a filter must not silently widen it).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._problems import problem, validation_errors
 from .errors import BodyTooLarge, HTTPProblem
 
-__all__ = ["BodyLimit", "parse_body", "parse_query", "read_json"]
+__all__ = ["BodyLimit", "parse_body", "parse_query", "read_json", "require_identity"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,6 +89,7 @@ async def read_json(request: Request) -> Any:
     (not JSON, and stored they would turn into null).
     """
     _require_json_type(request)
+    require_identity(request)
     raw = await request.body()
     if not raw.strip():
         raise _malformed("the request body is empty; expected JSON")
@@ -112,6 +113,18 @@ async def read_json(request: Request) -> Any:
 
 def _malformed(detail: str) -> HTTPProblem:
     return HTTPProblem(400, "Malformed JSON", detail, slug="malformed-json")
+
+
+def require_identity(request: Request) -> None:
+    """Raise `HTTPProblem` 415 when the body is sent with a `Content-Encoding` (gzip, br...):
+    bodies are taken as they are sent, and a compressed one read as JSON was "not UTF-8"."""
+    value = request.headers.get("content-encoding", "").strip()
+    if value and value.lower() != "identity":
+        raise HTTPProblem(
+            415, "Unsupported content encoding",
+            f"this route takes a body sent as it is, not with Content-Encoding {value[:40]!r}",
+            slug="unsupported-content-encoding",
+        )  # fmt: skip
 
 
 def _require_json_type(request: Request) -> None:

@@ -84,6 +84,12 @@ class ApiConfig(BaseModel):
     page_limit: int = Field(
         default=100, ge=1, le=1000, description="default page size of GET /v1/events"
     )
+    page_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="a page of GET /v1/events ends once it holds this many bytes of events "
+        "(`next` goes on from there): 1,000 events of up to 1 MiB each would be a gigabyte",
+    )
     wait_timeout_s: float = Field(
         default=5.0, gt=0, description="how long `?min_position=` waits for the projections"
     )

@@ -96,7 +96,8 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
         return None
     if not rest:
         return normalize_host_name(name), None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    # ASCII digits only: `isdigit` takes "²" (a Latin-1 byte in a header), which `int` refuses.
+    if not rest.startswith(":") or not (rest[1:].isascii() and rest[1:].isdigit()) or len(rest) > 6:
         return None
     port = int(rest[1:])
     return (normalize_host_name(name), port) if 0 < port < 65536 else None

@@ -9,6 +9,14 @@ Notes (do not fix without reading this):
    switch on, not URLs that would have to resolve.
 2. Unexpected exceptions answer 500 with a fixed detail: their message may
    hold paths or data that do not belong in a response. They are logged.
+3. A client that hangs up before its whole body has arrived (Starlette's
+   `ClientDisconnect`, from reading the body) is no error of the server's:
+   nothing is written, nobody is there to answer, and it is logged at debug
+   level (it was a 500 and a page of traceback at ERROR).
+4. A path may be served by several routes, one per method (`GET /v1/agents`
+   is a view, `POST` and `DELETE` are commands in another module): the router
+   answers 405 from the first route of the path, whose `Allow` names its own
+   methods only, so a 405's `Allow` is gathered from every route of the path.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route
 
 from events import ExportInvalid, ImportConflict, ReplayError, RunNotFound
 from events.errors import (
@@ -222,11 +231,40 @@ def _starlette_http(request: Request, exc: Exception) -> Response:
         # A control character (%0A) is shown, not dropped: the path shown would exist.
         detail = f"no route for {request.method} {path if path.isprintable() else repr(path)}"
     elif exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        allowed = _allowed(request, (exc.headers or {}).get("Allow", ""))
         detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+        return problem(405, title, detail, slug=slug, headers={**(exc.headers or {}),
+                                                               "Allow": allowed})  # fmt: skip
     else:
         detail = exc.detail
     return problem(exc.status_code, title, detail, slug=slug, headers=exc.headers)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request, given: str) -> str:
+    """Every method some route of this path takes (note 4), with those of the 405's `Allow`."""
+    methods = {m.strip() for m in given.split(",") if m.strip()}
+    scope = dict(request.scope)
+    # At the top, as the app's router saw the request (a mount changed root_path).
+    scope["root_path"] = scope.get("app_root_path", scope.get("root_path", ""))
+    methods |= _route_methods(request.app.routes, scope)
+    order = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    return ", ".join(sorted(methods, key=lambda m: (order.get(m, len(order)), m)))
+
+
+def _route_methods(routes: list[BaseRoute], scope: dict[str, Any]) -> set[str]:
+    methods: set[str] = set()
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):  # the first mount that takes the path is the one used
+            return methods | _route_methods(route.routes, {**scope, **child})
+        if isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return methods
 
 
 def _fleet_error(request: Request, exc: Exception) -> Response:
@@ -268,6 +306,13 @@ def _log_store_failure(request: Request, exc: StoreUnavailable) -> None:
         logger.debug("%s %s refused: %s", request.method, request.url.path, exc)
 
 
+def _client_gone(request: Request, exc: Exception) -> Response:
+    # Note 3: never sent (the connection is gone); 499 is nginx's "client closed request".
+    logger.debug("%s %s: the client hung up before its body arrived", request.method,
+                 request.url.path)  # fmt: skip
+    return Response(status_code=499)
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     # Note 2: ServerErrorMiddleware logs and re-raises after this answers.
     return problem(
@@ -282,6 +327,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPProblem: _http_problem,
     HTTPException: _starlette_http,
     FleetError: _fleet_error,
+    ClientDisconnect: _client_gone,
     Exception: _unexpected,
 }
 """The app's exception handlers: pass to `Starlette(exception_handlers=...)`."""

@@ -1,4 +1,13 @@
-"""The log over HTTP: `GET /v1/events` (query and page), `GET /v1/events/stream` (SSE)."""
+"""The log over HTTP: `GET /v1/events` (query and page), `GET /v1/events/stream` (SSE).
+
+Notes (do not fix without reading this):
+1. A page ends at `limit` events or once it holds `ApiConfig.page_bytes` of
+   them, whichever comes first, and it is read from the log in chunks sized
+   from the events read so far: an event may hold up to 1 MiB, so 1,000 of
+   them were a gigabyte of JSON in memory for one request (and again in the
+   socket's buffer while a client that stopped reading held it). A page
+   always holds at least one event when one is left; `next` goes on.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +18,16 @@ from starlette.routing import BaseRoute, Route
 from events import EventFilter, encode_event
 
 from ._bodies import parse_query
-from ._models import EventOut, EventPage, EventsQuery, StreamQuery
+from ._models import MAX_PAGE, EventOut, EventPage, EventsQuery, StreamQuery
 from ._openapi import Operation
 from ._sse import stream_events
-from ._state import services
+from ._state import Services, services
 from .errors import HTTPProblem
 
 __all__ = ["operations", "routes"]
+
+FIRST_READ = 16
+"""Events in a page's first read from the log, before their size is known (note 1)."""
 
 
 async def list_events(request: Request) -> Response:
@@ -36,20 +48,42 @@ async def list_events(request: Request) -> Response:
             run_id=query.run_id, agent_id=query.agent_id,
         )  # fmt: skip
     head = await app.store.head()
-    # One more than asked tells whether another page exists without a second query.
-    events = await app.store.read_all(
-        after=query.after, until=query.until, where=where, limit=limit + 1, lenient=True
-    )
-    more = len(events) > limit
-    events = events[:limit]
-    next_after = events[-1].position if more else None
+    encoded, next_after = await _page(app, query.after, query.until, where, limit)
     # The page is assembled from each event's wire JSON: no dict per event.
     body = b'{"events":[%s],"next":%s,"head":%d}' % (
-        b",".join([encode_event(event) for event in events]),
+        b",".join(encoded),
         b"null" if next_after is None else b"%d" % next_after,
         head,
     )
     return Response(body, media_type="application/json")
+
+
+async def _page(
+    app: Services, after: int, until: int | None, where: EventFilter | None, limit: int
+) -> tuple[list[bytes], int | None]:
+    """Up to `limit` events after `after`, encoded, ending once they hold `page_bytes`
+    (note 1); and the next page's cursor, None when no event is left."""
+    page_bytes = app.config.page_bytes
+    encoded: list[bytes] = []
+    size = 0
+    cursor = after
+    chunk = FIRST_READ
+    while True:
+        asked = min(chunk, limit - len(encoded)) + 1  # one more: is there another page?
+        events = await app.store.read_all(
+            after=cursor, until=until, where=where, limit=asked, lenient=True
+        )
+        for event in events:
+            if len(encoded) == limit or size >= page_bytes:
+                return encoded, cursor  # this event is the next page's first
+            data = encode_event(event)
+            encoded.append(data)
+            size += len(data)
+            cursor = event.position
+        if len(events) < asked:
+            return encoded, None
+        # About the bytes left, at the size of the events so far.
+        chunk = max(1, min(MAX_PAGE, (page_bytes - size) * len(encoded) // max(size, 1)))
 
 
 routes: list[BaseRoute] = [
@@ -63,7 +97,8 @@ operations: list[Operation] = [
         "/v1/events",
         "Query the log",
         "A page of events in position order, filtered by run, agent, stream and type, within "
-        "`after < position <= until`. Page with `limit` and pass `next` back as `after`.",
+        "`after < position <= until`. Page with `limit` and pass `next` back as `after`; a "
+        "page also ends once it holds about 4 MiB of events (`next` goes on).",
         query=EventsQuery,
         response=EventPage,
         errors=(400,),

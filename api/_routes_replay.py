@@ -29,6 +29,7 @@ from events import (
 )
 from projections import ProjectionTimeout, load_timeline
 
+from ._bodies import require_identity
 from ._models import NoQuery, TimelineQuery
 from ._openapi import Operation
 from ._polling import ClientGone, answer, reach
@@ -117,6 +118,7 @@ async def post_import(request: Request) -> Response:
     """`POST /v1/runs/import`: load an export (the body) into this log."""
     app = services(request)
     query(NoQuery, request)
+    require_identity(request)
     if not app.imports.take():
         raise HTTPProblem(
             429, "Import in progress",
@@ -203,7 +205,7 @@ operations: list[Operation] = [
         "while another import runs.",
         body_schema={"type": "string", "format": "binary", "description": "a run export"},
         body_media_type=EXPORT_MEDIA_TYPE,
-        query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 422, 429),
+        query=NoQuery, response=ImportedRun, status=201, errors=(400, 409, 413, 415, 422, 429),
         tag="replay",
     ),
 ]  # fmt: skip

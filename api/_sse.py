@@ -38,6 +38,11 @@ Notes (do not fix without reading this):
    subscribes at the broadcaster's position and skips what it already has.
    (Catching up from the ring there found nothing to take and never awaited:
    the loop spun and the server hung.)
+6. A catch-up from the ring never awaits while the socket takes what is
+   written, so a client that resets its connection then goes unnoticed until
+   the catch-up ends (up to `sse_recent_bytes`): every chunk was written to
+   the dead transport, each a "socket.send() raised exception" warning from
+   asyncio. A send to a connection that is closing ends the stream instead.
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class _EventStream(EventSourceResponse):
             if message["type"] != "http.response.body":
                 await send(message)
                 return
+            if connection is not None and connection.closing:
+                # The client is gone (note 6): end the stream here, not after the ring.
+                cancel_scope.cancel()
+                await anyio.lowlevel.checkpoint()
             outlet.sending = len(message.get("body", b""))
             outlet.in_send = True
             try:

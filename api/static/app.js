@@ -44,7 +44,10 @@
   const THROTTLE_MS = 300;
   // How many past events the feed loads at start: /?history=N (tests use a small N to scrub
   // beyond it); older ones are fetched around the slider's position when it goes there.
-  const HISTORY = Number(new URLSearchParams(location.search).get("history")) || 500;
+  // A whole number of at least 1, else 500: a fraction asked for `after=3137.5` (a 400 the
+  // page retried forever) and a negative number loaded no history, then streamed all of it.
+  const HISTORY = ((n) => (n >= 1 ? n : 500))(
+    Math.floor(Number(new URLSearchParams(location.search).get("history"))));
   const WINDOW = 150; // events either side of a past position the feed shows
   const FEED_MAX = 5000;
   const FEED_DOM_MAX = 1000;
@@ -204,6 +207,20 @@
     if (BOARD_TYPES.has(type)) names.push("board");
     if (RUN_TYPES.has(type)) names.push("runs");
     return names;
+  }
+
+  // Up to `count` events from the first page on: a page also ends at a size (large events,
+  // a file read whole in a tool's result), so `next` is followed until there are enough.
+  async function eventsUpTo(params, count) {
+    const events = [];
+    let after = params.after;
+    while (events.length < count) {
+      const { body } = await api("v1/events", { ...params, after, limit: Math.min(1000, count - events.length) });
+      events.push(...body.events);
+      if (body.next == null) break;
+      after = body.next;
+    }
+    return events;
   }
 
   async function loadHistory() {
@@ -751,8 +768,8 @@
     const oldest = S.events.length ? S.events[0].position : 1;
     if (!id || !range || !range.first || range.first >= oldest) return;
     try {
-      const { body } = await api("v1/events", { run_id: id, after: range.first - 1, limit: 1000 });
-      if (S.run === id) S.runEvents = body.events;
+      const events = await eventsUpTo({ run_id: id, after: range.first - 1 }, 1000);
+      if (S.run === id) S.runEvents = events;
     } catch (e) {
       console.warn("fleet: the run's events failed", e);
     }
@@ -873,11 +890,11 @@
       windowBusy = true;
       const at = S.at;
       try {
-        const { body } = await api("v1/events", {
-          after: Math.max(0, at - WINDOW - 1), until: at + WINDOW, limit: 2 * WINDOW + 1, run_id: S.filters.run || null,
-        });
+        const events = await eventsUpTo({
+          after: Math.max(0, at - WINDOW - 1), until: at + WINDOW, run_id: S.filters.run || null,
+        }, 2 * WINDOW + 1);
         if (!S.live && S.at === at) {
-          S.window = body.events;
+          S.window = events;
           renderFeed();
         }
       } catch (e) {

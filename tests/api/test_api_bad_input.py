@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apitest_support import JSON
+from apitest_support import JSON, wait_until
 
-from api import ApiConfig, FleetApp, create_app
+from api import ApiConfig, FleetApp, Serving, create_app
 from events import AgentCommanded, AgentCreated, Meta, NewEvent, RunStarted, SQLiteEventStore
 from runtime import prepare_workspace
 
@@ -150,3 +151,64 @@ async def test_a_run_with_an_unknown_model_is_422_before_anything_starts(
     assert response.json()["type"] == "urn:fleet:problem:unknown-model"
     assert await store.head() == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize(
+    ("path", "head"),
+    [("/v1/agents", "Content-Type: application/json\r\nContent-Length: 5000"),
+     ("/v1/hooks/ingest", "Content-Type: application/json\r\nContent-Length: 5000"),
+     ("/v1/runs/import", "Content-Length: 5000"),
+     ("/v1/runs/import", "Transfer-Encoding: chunked")],
+)  # fmt: skip
+async def test_a_client_hanging_up_mid_body_is_no_server_error(
+    server: Serving, path: str, head: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a body cut short by its client was a 500 and a traceback at ERROR."""
+    caplog.set_level(logging.DEBUG, logger="api")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        head_before = (await http.get("/healthz")).json()["head"]
+        host = server.url.removeprefix("http://")
+        _, writer = await asyncio.open_connection(*host.split(":"))
+        part = b'{"format": "fleet-run", "version": 1' if "import" in path else b'{"name": "a"'
+        if "chunked" in head:
+            part = b"%x\r\n%s\r\n" % (len(part), part)
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n\r\n".encode() + part)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+        def settled() -> bool:
+            return "hung up" in caplog.text or any(
+                r.levelno >= logging.ERROR for r in caplog.records
+            )
+
+        await wait_until(settled, what="the server to see the client go")
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+        assert (await http.get("/healthz")).json()["head"] == head_before
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [("/v1/hooks/ingest", b'{"hook_event_name": "Stop", "session_id": "s1"}', "application/json"),
+     ("/v1/agents", b'{"name": "a", "role": "scout"}', "application/json"),
+     ("/v1/orchestrator/messages", b'{"text": "hello"}', "application/json"),
+     ("/v1/runs/import", b'{"format": "fleet-run"}\n', "application/x-ndjson")],
+)  # fmt: skip
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+async def test_a_compressed_body_is_415_and_writes_nothing(
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    path: str,
+    body: bytes,
+    content_type: str,
+    encoding: str,
+) -> None:
+    """Regression: a gzipped JSON body was a 400 saying it was "not UTF-8", and a body marked
+    `br` that was not compressed at all was taken as it was."""
+    sent = gzip.compress(body) if encoding == "gzip" else body
+    headers = {"content-type": content_type, "content-encoding": encoding}
+    response = await client.post(path, content=sent, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["type"] == "urn:fleet:problem:unsupported-content-encoding"
+    assert encoding in response.json()["detail"]
+    assert await store.head() == 0

@@ -49,6 +49,27 @@ async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None
     assert "DELETE" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("PUT", "/v1/agents", "GET, HEAD, POST, DELETE"),
+     ("PATCH", "/v1/agents/a1", "GET, HEAD, DELETE"),
+     ("PUT", "/v1/approvals/x1", "GET, HEAD, POST"),
+     ("DELETE", "/v1/runs", "GET, HEAD, POST"),
+     ("PUT", "/v1/runs/import", "GET, HEAD, POST"),  # GET is /v1/runs/{run_id}
+     ("GET", "/v1/hooks/ingest", "POST"),
+     ("PUT", "/app.js", "GET, HEAD")],
+)  # fmt: skip
+async def test_a_405_allows_every_method_the_path_takes(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    """Regression: a path served by several routes (a view and its commands) answered with
+    the methods of the first one only: `PUT /v1/agents` said POST was not allowed either."""
+    response = await client.request(method, path)
+    body = assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+    assert body["detail"].endswith(f"allowed: {allowed}")
+
+
 async def test_trailing_slash_is_a_404_not_a_redirect(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/v1/events/"), 404)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apitest_support import seed
+from apitest_support import append_ticks, seed
 
 from api._broadcast import sse_frame
 from events import SQLiteEventStore, encode_event
@@ -148,3 +148,28 @@ def test_ready_frames_are_joined_into_chunks_of_bounded_size() -> None:
     assert alone == [b"a" * 10, big, b"b" * 10]
     assert alone[1] is big, "a frame over the limit is sent as it is, not copied"
     assert list(_chunks([], limit)) == []
+
+
+async def test_a_page_of_large_events_ends_at_page_bytes_and_next_goes_on(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """Regression: `limit=1000` of events of up to 1 MiB each was one answer of up to a
+    gigabyte, built in memory; a page now ends once it holds `page_bytes`."""
+    big = await append_ticks(store, 60, size=100_000)  # 6 MB of events
+    small = await append_ticks(store, 30)
+    response = await client.get("/v1/events?limit=1000")
+    assert response.status_code == 200
+    page = response.json()
+    assert len(response.content) < 4 * 2**20 + 200_000  # the default page_bytes, one event over
+    assert 1 <= len(page["events"]) < len(big)
+    assert page["next"] == page["events"][-1]["position"]
+    # Every event once, in order, following `next`; the filters and `until` still hold.
+    events = await _all(client, limit=1000)
+    assert [e["position"] for e in events] == [e.position for e in big + small]
+    until = small[4].position
+    events = await _all(client, f"&type=TaskCreated&until={until}", limit=1000)
+    assert [e["position"] for e in events] == [e.position for e in big + small[:5]]
+    # A page of small events is cut by `limit` as before.
+    page = (await client.get(f"/v1/events?after={big[-1].position}&limit=7")).json()
+    assert [e["position"] for e in page["events"]] == [e.position for e in small[:7]]
+    assert page["next"] == small[6].position

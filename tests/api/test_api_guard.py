@@ -92,7 +92,17 @@ async def test_the_bound_address_and_localhost_are_served(
     assert status == 200
 
 
-@pytest.mark.parametrize("host", ["", "Host: a\r\nHost: 127.0.0.1:{port}", "Host: 127.0.0.1:x"])
+@pytest.mark.parametrize(
+    "host",
+    # "\xb2" is "²" read as Latin-1: a digit to str.isdigit, not to int() (it was a 500).
+    [
+        "",
+        "Host: a\r\nHost: 127.0.0.1:{port}",
+        "Host: 127.0.0.1:x",
+        "Host: 127.0.0.1:\xb2",
+        "Host: localhost:1\xb9",
+    ],
+)
 async def test_a_missing_doubled_or_malformed_host_is_400(server: Serving, host: str) -> None:
     header = host.format(port=port(server))
     head = "GET /healthz HTTP/1.0" + (f"\r\n{header}" if header else "")

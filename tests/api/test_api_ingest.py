@@ -98,3 +98,25 @@ async def test_bad_source_app_is_refused_and_writes_nothing(
     assert response.status_code in (400, 422)
     assert response.headers["content-type"] == "application/problem+json"
     assert await store.head() == 0
+
+
+@pytest.mark.parametrize("depth", [199, 210, 250])
+async def test_a_deeply_nested_payload_is_kept_and_the_views_go_on(
+    client: httpx.AsyncClient, store: SQLiteEventStore, depth: int
+) -> None:
+    """Regression: nesting pydantic writes but does not parse (about 200 to 255 levels) was
+    appended, then stopped the projection runner: every view answered 503 until a restart."""
+    nested: object = "bottom"
+    for _ in range(depth):
+        nested = [nested]
+    response = await client.post("/v1/hooks/ingest", content=payload(x=nested), headers=JSON)
+    assert response.status_code == 201, response.text
+    after = await client.post("/v1/hooks/ingest", content=payload("Stop"), headers=JSON)
+    assert after.status_code == 201, after.text
+    agent = await client.get(f"/v1/agents/ext-{SESSION}")
+    assert agent.status_code == 200, agent.text
+    health = (await client.get("/healthz")).json()
+    assert health["projections"] == health["head"] == after.json()["position"]
+    (event, _) = await store.read_stream(f"session-{SESSION}")
+    assert isinstance(event.data, ExternalHookReceived)
+    assert event.data.payload["x"] == nested

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 import httpx
@@ -310,3 +311,29 @@ async def test_stream_catches_up_from_the_log_beyond_the_recent_ring(tmp_path: P
             reading = asyncio.create_task(read_ids(response, 1207))
             await append_ticks(store, 10)
             assert await reading == list(range(4, 1211))
+
+
+async def test_a_client_resetting_during_a_catch_up_ends_its_stream_at_once(
+    server: Serving, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a catch-up from the ring never awaits while the socket takes what is written,
+    so after a reset every chunk left was written to the dead connection, each a
+    "socket.send() raised exception" warning from asyncio (hundreds per client)."""
+    store = _store(server)
+    await append_ticks(store, 300, size=10_000)  # 3 MB in the ring
+    connections = [
+        await raw_get(server.url, "/v1/events/stream?from=0", rcvbuf=8192) for _ in range(30)
+    ]
+    await wait_until(lambda: _subscribers(server) + _streams(server) >= 30, what="30 streams")
+    for reader, writer in connections:
+        await reader.read(50_000)  # room again: the server writes on...
+        reset(writer)  # ...and the client is gone
+    await wait_until(lambda: _streams(server) == 0, what="every stream ended")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [], caplog.text
+    assert (await _health(http))["subscribers"] == 0
+
+
+def _streams(server: Serving) -> int:
+    assert server.app.services is not None
+    return server.app.services.broadcaster.open_streams

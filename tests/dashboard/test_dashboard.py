@@ -427,6 +427,30 @@ async def test_feed_filters_by_agent_and_type_and_pause_holds_new_events(
         await page.close()
 
 
+@pytest.mark.parametrize(("history", "loaded"), [("1.5", 1), ("-5", 500), ("abc", 500)])
+async def test_a_history_that_is_no_whole_number_still_loads_the_page(
+    browser: Any, config: ApiConfig, history: str, loaded: int
+) -> None:
+    """Regression: `/?history=1.5` asked for `after=519.5`, a 400 the page retried forever (it
+    never showed anything); `-5` loaded no history, then streamed every event of the log."""
+    async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        ticks = [
+            NewEvent(TaskCreated(task_id=f"t{i}", title="tick"), Meta(run_id="r1"))
+            for i in range(520)
+        ]
+        head = (await store.append("ticks", ticks))[-1].position
+        page = await open_page(browser, f"{server.url}/?history={history}")
+        await settled(page, head)
+        await feed_shows(page, loaded)
+        stats = await page.evaluate("() => window.fleetDashboard.stats")
+        assert stats["received"] == loaded
+        assert sorted(await page.evaluate(FEED_POSITIONS)) == list(
+            range(head - loaded + 1, head + 1)
+        )
+        assert page.errors == []
+        await page.close()
+
+
 async def test_dashboard_with_a_token_authenticates_fetches_and_the_stream(
     browser: Any, tmp_path: Path
 ) -> None:
