@@ -71,6 +71,15 @@ async def _runtime(tmp_path: Path, **options: Any) -> tuple[Path, Any]:
     return workspace, rt
 
 
+async def _scout_done(rt: Runtime, name: str) -> tuple[str, dict[str, Any]]:
+    """A Claude Code scout named `name` on SCOUT, once it has ended: its id and its card."""
+    agent_id = (await rt.fleet.create_agent(name, "scout", SCOUT, engine="claude-code"))["id"]
+    await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+    card = rt.runner.agent(agent_id)
+    assert card is not None
+    return agent_id, card
+
+
 async def _events(rt: Runtime, agent_id: str) -> list[Any]:
     return await rt.store.read_stream(f"agent-{agent_id}")
 
@@ -215,12 +224,7 @@ async def test_fleet_hooks_block_a_claude_code_call_and_a_budget_stops_its_agent
     # A budget below the scout's cost stops it after its first answer, as a fleet agent.
     workspace, opened = await _runtime(tmp_path / "budget", budgets=Budgets(agent_usd=0.0002))
     async with opened as rt:
-        agent_id = (await rt.fleet.create_agent("thrifty", "scout", SCOUT, engine="claude-code"))[
-            "id"
-        ]
-        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
-        card = rt.runner.agent(agent_id)
-        assert card is not None
+        _, card = await _scout_done(rt, "thrifty")
         assert (card["status"], card["limit"]) == ("failed", "cost")
         assert "cost budget reached" in card["error"]
         assert card["turns"] == 1
@@ -482,10 +486,7 @@ async def test_a_stop_hooks_context_keeps_a_claude_code_agent_going_as_a_fleet_a
     (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"Stop": [{"hooks": [
         {"type": "command", "command": sys.executable, "args": [str(hook)]}]}]}}))  # fmt: skip
     async with opened as rt:
-        agent_id = (await rt.fleet.create_agent("nudged", "scout", SCOUT, engine="claude-code"))[
-            "id"
-        ]
-        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        agent_id, _ = await _scout_done(rt, "nudged")
         events = await _events(rt, agent_id)
         stops = [e for e in events if e.type == "HookInvoked" and e.data.point == "Stop"]
         assert [e.data.additional_context for e in stops] == ["also check the README", None]
@@ -508,12 +509,8 @@ async def test_a_claude_code_that_exits_with_an_error_fails_its_agent_saying_why
     monkeypatch.setenv("FLEET_CLAUDE_BIN", str(broken))
     _, opened = await _runtime(tmp_path)
     async with opened as rt:
-        agent_id = (await rt.fleet.create_agent("keyless", "scout", SCOUT, engine="claude-code"))[
-            "id"
-        ]
-        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
-        card = rt.runner.agent(agent_id)
-        assert card is not None and card["status"] == "failed"
+        _, card = await _scout_done(rt, "keyless")
+        assert card["status"] == "failed"
         assert "Invalid API key · Please run /login" in card["error"]
         assert "Check stderr output" not in card["error"]
 
@@ -574,12 +571,7 @@ async def test_a_hooks_continue_false_fails_a_claude_code_agent_as_a_fleet_agent
     (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"PostToolUse": [
         {"hooks": [{"type": "command", "command": f"cat >/dev/null; echo '{enough}'"}]}]}}))  # fmt: skip
     async with opened as rt:
-        agent_id = (await rt.fleet.create_agent("halted", "scout", SCOUT, engine="claude-code"))[
-            "id"
-        ]
-        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
-        card = rt.runner.agent(agent_id)
-        assert card is not None
+        agent_id, card = await _scout_done(rt, "halted")
         assert (card["status"], card["limit"]) == ("failed", "hook")
         assert card["error"] == "stopped by a hook: one call is enough"
         events = await _events(rt, agent_id)
@@ -599,12 +591,9 @@ async def test_a_session_start_hooks_context_reaches_claude_code_with_the_first_
     (workspace / ".fleet/settings.json").write_text(json.dumps({"hooks": {"SessionStart": [
         {"hooks": [{"type": "command", "command": "cat >/dev/null; echo 'Fact: tabs, never spaces'"}]}]}}))  # fmt: skip
     async with opened as rt:
-        agent_id = (await rt.fleet.create_agent("briefed", "scout", SCOUT, engine="claude-code"))[
-            "id"
-        ]
-        await rt.fleet.wait_all([agent_id], timeout_s=WAIT_S)
+        agent_id, card = await _scout_done(rt, "briefed")
         assert (await rt.fleet.get_agent_status(agent_id))["status"] == "completed"
-        session = rt.runner.agent(agent_id)["session_id"]
+        session = card["session_id"]
     (transcript,) = (workspace / ".fleet/claude-code/projects").glob(f"*/{session}.jsonl")
     prompts = [
         line["message"]["content"]

@@ -260,12 +260,20 @@ def test_post_hook_never_raises(url: str) -> None:
     assert post_hook(b"{}", url, timeout=1.0) is None
 
 
+def _forward(
+    *args: str, stdin: bytes = b'{"hook_event_name": "Stop", "session_id": "s1"}'
+) -> subprocess.CompletedProcess[bytes]:
+    """`fleet hook-forward ARGS` with `stdin` as its payload, as Claude Code runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "hook-forward", *args],
+        input=stdin, capture_output=True, env=_env(), timeout=60,
+    )  # fmt: skip
+
+
 def test_hook_forward_exits_zero_on_a_silent_server() -> None:
     with _silent_server() as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "hook-forward", "--url", url.removesuffix("/v1/hooks/ingest"), "--timeout", "0.3"],
-            input=b"{}", capture_output=True, env=_env(), timeout=60,
-        )  # fmt: skip
+        base = url.removesuffix("/v1/hooks/ingest")
+        done = _forward("--url", base, "--timeout", "0.3", stdin=b"{}")
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
 
@@ -280,11 +288,7 @@ def test_hook_forward_exits_zero_on_a_silent_server() -> None:
 )
 def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words: str) -> None:
     """A typo in --url would drop every event of every session unseen: said, one line."""
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "hook-forward", "--url", url],
-        input=b'{"hook_event_name": "Stop", "session_id": "s1"}', capture_output=True,
-        env=_env(), timeout=60,
-    )  # fmt: skip
+    done = _forward("--url", url)
     assert done.returncode == 0
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1, lines
@@ -305,11 +309,8 @@ def test_hook_forward_says_a_malformed_url_and_still_exits_zero(url: str, words:
 def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], words: str) -> None:
     """argparse exits 2 on a usage error, and Claude Code reads a hook's exit code 2 as
     a block: a typo in the hook's command line blocked every tool call of the session."""
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9", *args],
-        input=b'{"hook_event_name": "PreToolUse", "session_id": "s1"}', capture_output=True,
-        env=_env(), timeout=60,
-    )  # fmt: skip
+    payload = b'{"hook_event_name": "PreToolUse", "session_id": "s1"}'
+    done = _forward("--url", "http://127.0.0.1:9", *args, stdin=payload)
     assert done.returncode == 0
     assert words in done.stderr.decode()
 
@@ -320,10 +321,7 @@ def test_hook_forward_says_a_payload_too_large_to_send() -> None:
     big = (
         b'{"hook_event_name": "PostToolUse", "session_id": "s1", "x": "' + b"a" * (5 << 20) + b'"}'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "hook-forward", "--url", "http://127.0.0.1:9"],
-        input=big, capture_output=True, env=_env(), timeout=60,
-    )  # fmt: skip
+    done = _forward("--url", "http://127.0.0.1:9", stdin=big)
     assert done.returncode == 0
     assert done.stderr.decode().splitlines() == [
         "fleet hook-forward: the payload is over 4194304 bytes: not sent"
@@ -354,11 +352,7 @@ def test_hook_forward_says_a_tls_failure_and_still_exits_zero() -> None:
     """https:// to an http server (or a certificate not trusted) dropped every event
     unseen, as if fleet were down."""
     with _plain_http_server() as url:
-        done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "hook-forward", "--url", url],
-            input=b'{"hook_event_name": "Stop", "session_id": "s1"}', capture_output=True,
-            env=_env(), timeout=60,
-        )  # fmt: skip
+        done = _forward("--url", url)
     assert done.returncode == 0
     (line,) = done.stderr.decode().splitlines()
     assert line.startswith(f"fleet hook-forward: {url}/v1/hooks/ingest: TLS failed: ")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from events import EventStore, RecordedEvent
 from runtime import Agent, AgentSpec, ModelClient
+
+T = TypeVar("T")
 
 TASK = "rename `count_words` to `word_count`"
 
@@ -56,3 +59,17 @@ async def events_of(
 ) -> list[RecordedEvent]:
     events = await store.read_stream(f"agent-{agent_id}")
     return [e for e in events if type is None or e.type == type]
+
+
+async def watching_the_loop(work: Awaitable[T]) -> tuple[T, float, float]:
+    """`work`'s result, the event loop's longest stall while it ran and how long it ran
+    (seconds): ticks of the loop during the call show whether it ran meanwhile."""
+    loop = asyncio.get_running_loop()
+    call = asyncio.ensure_future(work)
+    started = last = loop.time()
+    longest = 0.0
+    while not call.done():
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        longest, last = max(longest, now - last), now
+    return await call, longest, loop.time() - started

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rt_support import watching_the_loop
 
 from runtime import Sandbox, Toolbox, ToolContext, Workspace, worker_toolbox
 from runtime._file_tools import Grep
@@ -264,14 +265,8 @@ async def test_a_huge_pattern_is_compiled_off_the_event_loop(ws: Workspace) -> N
     # Compiled on the loop, a 340 KB Python-only pattern stopped every agent and the
     # server for seconds. Ticks of the loop during the call show whether it ran meanwhile.
     pattern = "(?=w)" + "|".join(f"w{i}" for i in range(50_000))
-    loop = asyncio.get_running_loop()
-    call = asyncio.ensure_future(worker_toolbox().call("Grep", {"pattern": pattern}, ctx(ws)))
-    started = last = loop.time()
-    longest = 0.0
-    while not call.done():
-        await asyncio.sleep(0.01)
-        now = loop.time()
-        longest, last = max(longest, now - last), now
-    result = await call
+    result, longest, took = await watching_the_loop(
+        worker_toolbox().call("Grep", {"pattern": pattern}, ctx(ws))
+    )
     assert result.content == "no matches"
-    assert longest < (loop.time() - started) / 2, "the loop stood still for most of the call"
+    assert longest < took / 2, "the loop stood still for most of the call"

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Generator
 from pathlib import Path
 
-from rt_support import events_of, make_agent
+from rt_support import events_of, make_agent, watching_the_loop
 
 from events import EventStore, SQLiteEventStore
 from runtime import Agent, ModelClient, Simulator, Workspace, worker_toolbox
@@ -145,15 +145,9 @@ async def test_write_expectations_are_computed_off_the_event_loop(tmp_path: Path
         )
         for i, old in enumerate(olds)
     ]
-    loop = asyncio.get_running_loop()
-    work = asyncio.ensure_future(write_expectations(worker_toolbox(), Workspace(tmp_path), calls))
-    started = last = loop.time()
-    longest = 0.0
-    while not work.done():
-        await asyncio.sleep(0.01)
-        now = loop.time()
-        longest, last = max(longest, now - last), now
-    expected = await work
+    expected, longest, took = await watching_the_loop(
+        write_expectations(worker_toolbox(), Workspace(tmp_path), calls)
+    )
     assert sorted(expected) == [f"toolu_{i}" for i in range(10)]
     assert all(after is not None for _, after in expected.values())
-    assert longest < (loop.time() - started) / 2, "the loop stood still for most of the work"
+    assert longest < took / 2, "the loop stood still for most of the work"
