@@ -18,6 +18,12 @@ Notes (do not fix without reading this):
    resolver and is not bounded (the default URL is an address). Proxy
    variables are not honoured: fleet serves on loopback, or on a network the
    hook reaches directly.
+3. A payload over the server's ingest limit (`SEND_LIMIT`, the default
+   `hooks.DEFAULT_MAX_INGEST_BYTES`) would be refused, and the tool call lost
+   from fleet's view: Claude Code's PostToolUse of a Write holds the file's
+   text twice, so writing a 300 KB file did that. Its longest strings are cut
+   instead (`_fit`), each ending with a note of its whole length: the event,
+   its tool, its paths and its ids arrive. Only then is `json` imported.
 """
 
 from __future__ import annotations
@@ -29,13 +35,24 @@ import sys
 import time
 import urllib.parse
 
-__all__ = ["DEFAULT_TIMEOUT_S", "MAX_PAYLOAD_BYTES", "configure", "post_hook", "url_problem"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "MAX_PAYLOAD_BYTES",
+    "SEND_LIMIT",
+    "configure",
+    "post_hook",
+    "url_problem",
+]
 
 DEFAULT_TIMEOUT_S = 2.0
 """How long the whole POST may take before hook-forward gives up (and exits 0)."""
 
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-"""A larger payload on stdin is not sent (the server refuses over 512 KiB anyway)."""
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+"""A larger payload on stdin is not sent (one up to this is cut to `SEND_LIMIT`, note 3)."""
+
+SEND_LIMIT = 512 * 1024
+"""The largest payload sent: the server's default ingest limit (`hooks.DEFAULT_MAX_INGEST_BYTES`,
+a test checks they agree); a larger one has its longest strings cut (note 3)."""
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -79,6 +96,8 @@ def _hook_forward(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 0
+        if len(payload) > SEND_LIMIT:  # cut to what the server takes (note 3)
+            payload = _fit(payload, SEND_LIMIT) or payload  # not JSON: the server says so
         if (problem := url_problem(args.url)) is not None:  # a typo would drop every event
             print(f"fleet hook-forward: --url {args.url!r} {problem}", file=sys.stderr)
             return 0
@@ -99,6 +118,59 @@ def _hook_forward(args: argparse.Namespace) -> int:
     except Exception:  # the hook must never break the session it observes
         return 0
     return 0
+
+
+def _fit(payload: bytes, limit: int) -> bytes | None:
+    """`payload` (a JSON object) with its longest strings cut so that it is at most `limit`
+    bytes, each cut one ending with a note of its whole length; None if it is no JSON
+    object, or cannot be made to fit (note 3)."""
+    import json
+
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+
+    def cut(node: object, cap: int) -> object:
+        if isinstance(node, str) and len(node) > cap:
+            return f"{node[:cap]}… [cut by fleet hook-forward: {len(node):,} characters in all]"
+        if isinstance(node, dict):
+            return {key: cut(item, cap) for key, item in node.items()}
+        if isinstance(node, list):
+            return [cut(item, cap) for item in node]
+        return node
+
+    def encoded(cap: int) -> bytes:
+        shorter = cut(value, cap)
+        try:  # as the server measures it: UTF-8, no escapes
+            return json.dumps(shorter, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:  # half a surrogate pair: escaped, as it came
+            return json.dumps(shorter, separators=(",", ":")).encode()
+
+    def longest(node: object) -> int:
+        if isinstance(node, str):
+            return len(node)
+        items = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        return max((longest(item) for item in items), default=0)
+
+    # The largest cap that fits: strings no longer than it are left whole.
+    try:
+        low, high, best = 0, longest(value), None
+    except RecursionError:
+        return None
+    while low <= high:
+        cap = (low + high) // 2
+        try:
+            data = encoded(cap)
+        except RecursionError:
+            return None
+        if len(data) <= limit:
+            low, best = cap + 1, data
+        else:
+            high = cap - 1
+    return best
 
 
 def url_problem(url: str) -> str | None:

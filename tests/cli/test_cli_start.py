@@ -27,7 +27,8 @@ import pytest
 
 from api import ApiConfig, serving
 from api.cli import COMMANDS, build_parser, main
-from api.cli._forward import post_hook
+from api.cli._forward import SEND_LIMIT, post_hook
+from hooks import DEFAULT_MAX_INGEST_BYTES
 
 ROOT = Path(__file__).parents[2]
 FIXTURES = ROOT / "tests" / "hooks" / "fixtures"
@@ -222,6 +223,46 @@ def test_run_help_lists_the_builtin_patterns_without_the_runtime() -> None:
 # -- the forwarder ------------------------------------------------------------------------
 
 
+async def test_hook_forward_cuts_a_payload_over_the_ingest_limit_to_fit(tmp_path: Path) -> None:
+    """Claude Code's PostToolUse of a Write holds the file's text twice: writing a 400 KB
+    file made a payload the server refused (413), and the tool call never reached fleet.
+    The longest strings are cut, each saying its length; the ids and paths arrive whole."""
+    payload = {
+        "session_id": "s1", "hook_event_name": "PostToolUse", "tool_name": "Write",
+        "tool_use_id": "toolu_big", "cwd": "/w", "transcript_path": "/t.jsonl",
+        "tool_input": {"file_path": "/w/big.txt", "content": "line of text\n" * 31_000},
+        "tool_response": {
+            "type": "create", "filePath": "/w/big.txt", "content": "é" * 300_000,
+            "structuredPatch": [],
+        },
+    }  # fmt: skip
+    config = ApiConfig(db=tmp_path / "f.db", store_poll_s=0.05, runtime=False)
+    async with serving(config) as server:
+        done = await asyncio.to_thread(
+            _forward, "--url", server.url, stdin=json.dumps(payload, ensure_ascii=False).encode()
+        )
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            page = (await http.get("/v1/events", params={"type": "ExternalHookReceived"})).json()
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    [event] = page["events"]
+    got = event["data"]["payload"]
+    assert len(json.dumps(got, ensure_ascii=False, separators=(",", ":")).encode()) <= SEND_LIMIT
+    assert {k: v for k, v in got.items() if k not in ("tool_input", "tool_response")} == {
+        k: v for k, v in payload.items() if k not in ("tool_input", "tool_response")
+    }
+    assert got["tool_input"]["file_path"] == got["tool_response"]["filePath"] == "/w/big.txt"
+    content = got["tool_input"]["content"]
+    assert content.startswith("line of text\n" * 1000)
+    assert content.endswith("… [cut by fleet hook-forward: 403,000 characters in all]")
+    assert got["tool_response"]["content"].endswith("[cut by fleet hook-forward: 300,000 "
+                                                    "characters in all]")  # fmt: skip
+
+
+def test_the_forwarders_limit_is_the_servers() -> None:
+    assert SEND_LIMIT == DEFAULT_MAX_INGEST_BYTES
+
+
 async def test_post_hook_sends_the_payload_as_is_with_the_token(tmp_path: Path) -> None:
     raw = (FIXTURES / "Stop.json").read_bytes()
     config = ApiConfig(db=tmp_path / "f.db", token="s3cret-token", runtime=False)
@@ -316,15 +357,15 @@ def test_hook_forward_says_a_usage_error_and_still_exits_zero(args: list[str], w
 
 
 def test_hook_forward_says_a_payload_too_large_to_send() -> None:
-    """A payload over 512 KiB is refused by the server, and said (HTTP 413); one over
-    4 MiB was not sent at all, and nothing said so."""
+    """A payload over 16 MiB is not sent at all (one up to it is cut to fit), and said so:
+    nothing said it before."""
     big = (
-        b'{"hook_event_name": "PostToolUse", "session_id": "s1", "x": "' + b"a" * (5 << 20) + b'"}'
+        b'{"hook_event_name": "PostToolUse", "session_id": "s1", "x": "' + b"a" * (17 << 20) + b'"}'
     )
     done = _forward("--url", "http://127.0.0.1:9", stdin=big)
     assert done.returncode == 0
     assert done.stderr.decode().splitlines() == [
-        "fleet hook-forward: the payload is over 4194304 bytes: not sent"
+        "fleet hook-forward: the payload is over 16777216 bytes: not sent"
     ]
 
 
