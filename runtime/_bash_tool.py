@@ -19,6 +19,13 @@ Notes (do not fix without reading this):
    `Process.wait()` returns only once its pipes are closed too, so after a
    flood (reading paused, the command blocked on a full pipe) the wait took
    `stop_command`'s whole 5 s grace before it gave up.
+3. The command gets fleet's environment less its secrets: the API's token, the
+   export signing key, the model's key and auth headers, and a `FLEET_DB`
+   holding a password. The model writes the command: one that printed `env`
+   (or sent it somewhere) handed over what lets anyone drive the fleet's API,
+   forge a signed export or spend on the account. Commands run by hooks are
+   the user's own and keep everything; so does a Claude Code engine, which
+   needs the key, and whose Bash is Claude Code's.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from events import without_password
 from hooks import start_command, stop_command
 
 from ._tools import ToolContext, ToolKind, ToolResult
@@ -54,7 +62,10 @@ class _Input(BaseModel):
 class BashInput(_Input):
     command: str = Field(min_length=1, description="The command to run, in the workspace.")
     timeout: float | None = Field(
-        default=None, gt=0, description="Timeout in milliseconds (default 120000, max 600000)."
+        default=None,
+        gt=0,
+        strict=True,  # a number: `true` was taken for 1 ms, and "5000" for 5000
+        description="Timeout in milliseconds (default 120000, max 600000).",
     )
     description: str | None = Field(
         default=None, description="What the command does, in 5-10 words."
@@ -85,8 +96,19 @@ def _from_run_command(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Fleet's own secrets and the model's credentials (note 3): no command needs them.
+_SECRETS = frozenset({
+    "FLEET_TOKEN", "FLEET_EXPORT_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_CUSTOM_HEADERS",
+})  # fmt: skip
+
+
 def _command_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _SECRETS and not (name == "FLEET_DB" and without_password(value) != value)
+    }
     # `python` in a command is the interpreter running fleet (its venv's bin comes first).
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

@@ -484,6 +484,44 @@ async def test_bash_refuses_a_command_with_a_nul_byte(tools: Toolbox, ws: Worksp
     assert not (ws.root / "made.txt").exists()
 
 
+@pytest.mark.parametrize("timeout", [True, "5000", [5000]])
+async def test_a_bash_timeout_that_is_no_number_is_refused(
+    tools: Toolbox, ws: Workspace, timeout: object
+) -> None:
+    """`true` was taken for 1 ms (the command killed at once), "5000" for 5000."""
+    result = await tools.call(
+        "Bash", {"command": "echo ran > ran.txt", "timeout": timeout}, ctx(ws)
+    )
+    assert result.is_error
+    assert result.content.startswith("invalid input for Bash: timeout: ")
+    assert not (ws.root / "ran.txt").exists()
+
+
+async def test_bash_runs_without_fleets_secrets(
+    tools: Toolbox, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model writes the command: `env` showed the API's token, the export signing key,
+    the model's key and the log's password to it (and to wherever it sent them)."""
+    secrets = {
+        "FLEET_TOKEN": "tok-1", "FLEET_EXPORT_KEY": "key-2", "ANTHROPIC_API_KEY": "sk-3",
+        "ANTHROPIC_AUTH_TOKEN": "auth-4", "ANTHROPIC_CUSTOM_HEADERS": "x-api-key: h-5",
+        "FLEET_DB": "postgresql://fleet:pw-6@db.internal/fleet",
+    }  # fmt: skip
+    for name, value in {**secrets, "FLEET_WORKSPACE": "/srv/repo", "MY_SETTING": "7"}.items():
+        monkeypatch.setenv(name, value)
+
+    result = await tools.call("Bash", {"command": "env"}, ctx(ws))
+
+    assert not result.is_error, result.content
+    assert "MY_SETTING=7" in result.content and "FLEET_WORKSPACE=/srv/repo" in result.content
+    for name, value in secrets.items():
+        assert name not in result.content and value not in result.content
+    monkeypatch.setenv("FLEET_DB", "/srv/fleet.db")  # no password: left
+    assert (
+        "FLEET_DB=/srv/fleet.db" in (await tools.call("Bash", {"command": "env"}, ctx(ws))).content
+    )
+
+
 def test_bash_timeouts_are_milliseconds_lowered_to_ten_minutes(tools: Toolbox) -> None:
     assert tools.validate("Bash", {"command": "x"}).timeout_s == 120.0  # type: ignore[attr-defined]
     long = tools.validate("Bash", {"command": "x", "timeout": 3_600_000})
