@@ -25,6 +25,11 @@ Notes (do not fix without reading this):
    process group and is stopped by SIGKILL to the group: a `setsid` child
    escapes there. No cgroup is used: a subreaper needs no privilege and no
    writable cgroup tree, and nothing a cgroup would catch escapes it.
+4. Stopping reads the command's pipes to their end, keeping nothing: asyncio's
+   `Process.wait()` returns only once its pipes are closed, and a pipe whose
+   reader was cancelled (a hook's timeout, a Bash flood) with the command
+   blocked writing to it was never read again: every such stop took its
+   whole grace, twice, though the command was gone at once.
 """
 
 from __future__ import annotations
@@ -102,14 +107,33 @@ async def stop_command(proc: asyncio.subprocess.Process, *, grace: float = 5.0) 
     """
     if proc.returncode is not None:
         return
-    if CONTAINED:
-        _signal(proc.pid, signal.SIGTERM, group=False)
+    # `wait()` returns only once the pipes close too: a flood nobody reads any more (a
+    # timeout cancelled its reader) kept it for the whole grace, twice (note 4).
+    draining = [
+        asyncio.ensure_future(_discard(stream))
+        for stream in (proc.stdout, proc.stderr)
+        if stream is not None
+    ]
+    try:
+        if CONTAINED:
+            _signal(proc.pid, signal.SIGTERM, group=False)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await proc.wait()
+            if proc.returncode is not None:
+                return
+        _signal(proc.pid, signal.SIGKILL, group=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await proc.wait()
-        if proc.returncode is not None:
-            return
-    _signal(proc.pid, signal.SIGKILL, group=True)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(grace):
-            await proc.wait()
+    finally:
+        for task in draining:
+            task.cancel()
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read `stream` to its end, keeping nothing (a pipe of a command being stopped).
+    RuntimeError: the caller reads it still (a StreamReader takes one reader), and drains it."""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        while await stream.read(65536):
+            pass

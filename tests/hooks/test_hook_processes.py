@@ -126,6 +126,20 @@ async def run(command: str, **kwargs: Any) -> tuple[int, bytes]:
     return proc.returncode, out
 
 
+async def test_stopping_a_command_whose_output_nobody_reads_is_quick() -> None:
+    """A command hook flooding stdout past its timeout: its reader was cancelled, the
+    command blocked on the full pipe, and `wait()` (which waits for the pipes to close)
+    held the stop for its whole grace, twice, though the command was gone at once."""
+    proc = await start_command(
+        "yes", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    await proc.stdout.read(1)  # it runs, and then nobody reads
+    async with asyncio.timeout(60):  # the grace below is 120: stopped well before it
+        await stop_command(proc, grace=120)
+    assert proc.returncode is not None
+
+
 async def test_the_reaper_exits_as_the_command_did() -> None:
     assert (await run("exit 3"))[0] == 3
     assert (await run("kill -TERM $$"))[0] == -signal.SIGTERM
