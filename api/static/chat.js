@@ -26,6 +26,9 @@
   function init(state) {
     S = state;
     $("chat-toggle").addEventListener("click", () => toggle());
+    // Disabled in the page until now (the page's history loads first): a click before
+    // this did nothing, and the panel stayed shut.
+    $("chat-toggle").disabled = false;
     $("chat-close").addEventListener("click", () => toggle(false));
     $("chat-new").addEventListener("click", () => start(""));
     $("chat-form").addEventListener("submit", (e) => { e.preventDefault(); send(); });

@@ -125,6 +125,32 @@ async def test_text_typed_while_a_message_is_on_its_way_stays_and_enter_sends_it
         await page.close()
 
 
+async def test_the_chat_button_waits_for_the_page_to_be_ready(
+    browser: Any, config: ApiConfig
+) -> None:
+    """The panel's parts start once the page's history has loaded: a click on the button
+    before that did nothing, and the panel stayed shut (seen on a loaded machine)."""
+    asked, released = asyncio.Event(), asyncio.Event()
+
+    async def held(route: Any) -> None:
+        asked.set()
+        await released.wait()  # the history answers when the test says so
+        await route.continue_()
+
+    async with dashboard_server(config) as server:
+        page = await browser.new_page()
+        page.set_default_timeout(30_000)
+        await page.route("**/v1/events?*", held)
+        await page.goto(server.url + "/")
+        async with asyncio.timeout(60):
+            await asked.wait()
+        assert await page.locator("#chat-toggle").is_disabled()
+        released.set()
+        await page.locator("#chat-toggle").click()  # waits for it to be enabled
+        await page.locator("#chat").wait_for(state="visible")
+        await page.close()
+
+
 async def test_the_conversation_stays_where_it_was_scrolled_to_as_messages_come(
     browser: Any, config: ApiConfig
 ) -> None:
