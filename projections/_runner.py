@@ -317,9 +317,14 @@ class ProjectionRunner:
 
         Positions already applied are skipped (duplicates, out of order); the
         first position beyond the next one stops the offer, since the
-        subscription delivers every event in order anyway.
+        subscription delivers every event in order anyway. A runner that has
+        stopped or closed applies nothing (0), and does not raise: the events
+        are in the log already, and a caller that appended them must not be
+        told its write failed (an HTTP client would send it again).
         """
-        self._check_usable()
+        if self._state != "open" or self._stopped is not None:
+            logger.debug("offered events not applied: the runner is %s", self._state)
+            return 0
         applied = 0
         for event in sorted(events, key=lambda e: e.position):
             if event.position <= self.position:

@@ -36,6 +36,21 @@ async def test_ingest_appends_to_the_session_stream_with_ingest_meta(
     assert event.meta.agent_id == f"ext-{SESSION}"
 
 
+async def test_a_stored_payload_is_201_even_when_the_read_models_have_stopped(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """The payload was appended, then offering it to a stopped projection runner answered
+    503: a client told its write failed sends it again, and the log holds it twice."""
+    assert app.services is not None
+    await app.services.runner.aclose()  # the read models stopped (a failed fold does that)
+
+    response = await client.post("/v1/hooks/ingest", content=payload(), headers=JSON)
+
+    assert response.status_code == 201, response.text
+    assert len(await store.read_stream(f"session-{SESSION}")) == 1
+    assert (await client.get("/v1/agents")).status_code == 503  # the views say so, not it
+
+
 async def test_ingested_session_is_an_agent_at_once(client: httpx.AsyncClient) -> None:
     """Read your write: the agents view shows the session when the POST has answered."""
     await client.post(
