@@ -250,7 +250,8 @@ async def healthz(request: Request) -> Response:
     app = services(request)
     broadcaster = app.broadcaster
     store_ok = await _store_writable(app)
-    ok = broadcaster.running and store_ok
+    stopped = app.runner.failure  # the read models no longer follow the log
+    ok = broadcaster.running and store_ok and stopped is None
     body = Health(
         status="ok" if ok else "degraded",
         store="ok" if store_ok else "degraded",
@@ -268,6 +269,11 @@ async def healthz(request: Request) -> Response:
             503, "Service degraded", f"the log cannot be written: {app.store_health.failure}",
             slug="log-unavailable", members=body.model_dump(),
             headers={"Retry-After": str(STORE_RETRY_S)},
+        )  # fmt: skip
+    if stopped is not None:
+        return problem(
+            503, "Service degraded", f"the read models stopped following the log: {stopped}",
+            slug="unavailable", members=body.model_dump(), headers={"Retry-After": "1"},
         )  # fmt: skip
     if not ok:
         reason = broadcaster.failure or "it is shutting down"

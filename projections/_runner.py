@@ -233,6 +233,16 @@ class ProjectionRunner:
     def closed(self) -> bool:
         return self._state in ("closing", "closed")
 
+    @property
+    def failure(self) -> str | None:
+        """Why the runner no longer follows the log (it stopped, or was closed), or None
+        while it does (a health check's question: its views answer 503 meanwhile)."""
+        if self._stopped is not None:
+            return str(self._stopped) or type(self._stopped).__name__
+        if self._state != "open":
+            return f"the projection runner is {self._state}"
+        return None
+
     # -- reading ------------------------------------------------------------
 
     @property

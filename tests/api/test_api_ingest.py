@@ -49,6 +49,11 @@ async def test_a_stored_payload_is_201_even_when_the_read_models_have_stopped(
     assert response.status_code == 201, response.text
     assert len(await store.read_stream(f"session-{SESSION}")) == 1
     assert (await client.get("/v1/agents")).status_code == 503  # the views say so, not it
+    health = await client.get("/healthz")  # and so does the health check (it said "ok")
+    assert health.status_code == 503
+    assert health.json()["detail"] == (
+        "the read models stopped following the log: the projection runner is closed"
+    )
 
 
 async def test_ingested_session_is_an_agent_at_once(client: httpx.AsyncClient) -> None:
