@@ -49,8 +49,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from events import (
+    AgentCommanded,
     AgentDeleted,
     EventStore,
+    EventTooLarge,
     LeaseHeld,
     Meta,
     NewEvent,
@@ -378,6 +380,8 @@ class Fleet:
             self._check_shared_budgets(run_id)
             toolbox = self._toolbox(role, tools)
             agent_id = self._new_id(name)
+            if task is not None:
+                self._check_task_fits(agent_id, task)
             cls = ClaudeCodeAgent if engine == "claude-code" else Agent
             agent = cls(
                 store=self.store,
@@ -416,6 +420,15 @@ class Fleet:
         finally:
             await self._unlease(agent_id)  # the drive task holds it while the agent works
         return await self.get_agent_status(agent_id)
+
+    def _check_task_fits(self, agent_id: str, task: str) -> None:
+        """Raise `EventTooLarge` before AgentCreated for a task its AgentCommanded could not
+        hold: it was refused after, and the agent stayed "created" for ever."""
+        size = len(AgentCommanded(agent_id=agent_id, prompt=task).model_dump_json().encode())
+        if size > self.store.max_event_bytes:
+            raise EventTooLarge(
+                f"agent-{agent_id}", "AgentCommanded", size, self.store.max_event_bytes
+            )
 
     def _toolbox(self, role: str, tools: Iterable[str] | None) -> Toolbox:
         if role == "orchestrator":

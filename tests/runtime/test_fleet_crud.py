@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from events import EventFilter, Meta, NewEvent, RunStarted
+from events import EventFilter, EventTooLarge, Meta, NewEvent, RunStarted
 from runtime import (
     AgentBusy,
     AgentGone,
@@ -114,6 +114,17 @@ async def test_unknown_model_and_missing_workspace_are_refused_before_anything_i
             name="x", role="scout", task="t", workspace=tmp_path / "nowhere"
         )
     assert await rt.store.head() == 0
+
+
+async def test_a_task_too_large_to_record_is_refused_before_the_agent_is_created(
+    rt: Runtime,
+) -> None:
+    """AgentCreated was stored, then the task's AgentCommanded refused as too large: the
+    agent stayed "created" for ever, with nothing to do."""
+    with pytest.raises(EventTooLarge, match="AgentCommanded"):
+        await rt.fleet.create_agent(name="big", role="scout", task="x" * 2_000_000)
+    assert await rt.store.head() == 0
+    assert rt.runner.view("agents")["agents"] == []
 
 
 async def test_deleting_a_working_agent_mid_tool_call_cancels_it_and_kills_its_command(
