@@ -113,8 +113,13 @@ def _hook_forward(args: argparse.Namespace) -> int:
             # certificate not trusted) is a mistake that would drop every event unseen.
             if type(e).__name__.startswith("SSL"):
                 print(f"fleet hook-forward: {url}: TLS failed: {e}", file=sys.stderr)
-        if status is not None and status >= 400:  # a wrong token, a bad --source-app: said
-            print(f"fleet hook-forward: {url} refused the event (HTTP {status})", file=sys.stderr)
+        if status is not None and status >= 300:  # a wrong token, a bad --source-app: said
+            redirect = status < 400
+            why = ": a redirect, not followed: give --url the address it names" if redirect else ""
+            print(
+                f"fleet hook-forward: {url} refused the event (HTTP {status}{why})",
+                file=sys.stderr,
+            )
     except Exception:  # the hook must never break the session it observes
         return 0
     return 0

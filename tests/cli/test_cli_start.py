@@ -370,8 +370,11 @@ def test_hook_forward_says_a_payload_too_large_to_send() -> None:
 
 
 @contextlib.contextmanager
-def _plain_http_server() -> Iterator[str]:
-    """A server that answers any connection in plain HTTP (a TLS client gets no handshake)."""
+def _plain_http_server(
+    status: bytes = b"400 Bad Request", *, scheme: str = "https", headers: bytes = b""
+) -> Iterator[str]:
+    """A server that answers one connection in plain HTTP with `status` (a TLS client gets
+    no handshake); its URL with `scheme`."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -381,12 +384,27 @@ def _plain_http_server() -> Iterator[str]:
                 conn, _ = listener.accept()
                 with conn:
                     conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    conn.sendall(
+                        b"HTTP/1.1 " + status + b"\r\n" + headers + b"Content-Length: 0\r\n\r\n"
+                    )
 
         thread = threading.Thread(target=answer, daemon=True)
         thread.start()
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
         thread.join(timeout=10)
+
+
+def test_hook_forward_says_a_redirect_and_still_exits_zero() -> None:
+    """A redirect (a proxy sending http to https, a moved server) is not followed: the event
+    was dropped without a word, as if fleet were down."""
+    moved = b"Location: https://fleet.example/v1/hooks/ingest\r\n"
+    with _plain_http_server(b"301 Moved Permanently", scheme="http", headers=moved) as url:
+        done = _forward("--url", url)
+    assert done.returncode == 0
+    assert done.stderr.decode().splitlines() == [
+        f"fleet hook-forward: {url}/v1/hooks/ingest refused the event (HTTP 301: a redirect, "
+        "not followed: give --url the address it names)"
+    ]
 
 
 def test_hook_forward_says_a_tls_failure_and_still_exits_zero() -> None:
