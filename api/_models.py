@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from events import EVENT_TYPES, ID_PATTERN, EventData
 from projections import STATUSES
@@ -18,6 +18,7 @@ __all__ = [
     "ID_PATTERN",
     "MAX_PAGE",
     "MAX_WAIT_S",
+    "Actor",
     "AgentsQuery",
     "BoardQuery",
     "EventOut",
@@ -38,6 +39,16 @@ __all__ = [
     "ViewQuery",
 ]
 
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must name someone, not be blank")
+    return value
+
+
+Actor = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_not_blank)]
+"""Who does something (a command's `by`, an approval's `who`, a message's `author`): it is
+recorded and shown, so a blank one ("\n", "") said nobody did it."""
 
 Position = Annotated[int, Field(ge=0, le=2**62)]
 FilterText = Annotated[str, Field(min_length=1, max_length=200)]

@@ -35,7 +35,7 @@ from runtime import (
 )
 
 from ._bodies import parse_body, read_json
-from ._models import ID_PATTERN, NoQuery
+from ._models import ID_PATTERN, Actor, NoQuery
 from ._openapi import Operation
 from ._routes_views import check_id, query
 from ._state import services
@@ -72,7 +72,7 @@ class CommandAgent(_Body):
     """`POST /v1/agents/{agent_id}/commands`."""
 
     prompt: str = Field(min_length=1, max_length=100_000)
-    by: str = Field(default="api", max_length=128)
+    by: Actor = "api"
 
 
 class DeleteAllQuery(NoQuery):

@@ -25,7 +25,7 @@ from runtime import decide_approval
 from runtime.errors import ApprovalNotFound
 
 from ._bodies import parse_body, parse_query, read_json
-from ._models import FilterText, NoQuery
+from ._models import Actor, FilterText, NoQuery
 from ._openapi import Operation
 from ._routes_views import check_id, query
 from ._state import services
@@ -53,7 +53,7 @@ class Decide(BaseModel):
 
     decision: Literal["allow", "deny"]
     reason: str | None = Field(default=None, max_length=10_000)
-    who: str = Field(default="api", min_length=1, max_length=128)
+    who: Actor = "api"
 
 
 class Approvals(BaseModel):

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from runtime import CONVERSATION_ID_PATTERN
 
 from ._bodies import parse_body, read_json
-from ._models import NoQuery
+from ._models import Actor, NoQuery
 from ._openapi import Operation
 from ._routes_agents import runtime_of
 from ._routes_views import check_id, query
@@ -42,7 +42,7 @@ class PostMessage(BaseModel):
         default=None, pattern=CONVERSATION_ID_PATTERN,
         description="the conversation to continue; a new id (or null) starts one",
     )  # fmt: skip
-    author: str = Field(default="api", min_length=1, max_length=128)
+    author: Actor = "api"
 
 
 class MessageAccepted(BaseModel):

@@ -212,3 +212,27 @@ async def test_a_compressed_body_is_415_and_writes_nothing(
     assert response.json()["type"] == "urn:fleet:problem:unsupported-content-encoding"
     assert encoding in response.json()["detail"]
     assert await store.head() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [("/v1/agents/a1/commands", '{"prompt": "go", "by": "%s"}', "by"),
+     ("/v1/orchestrator/messages", '{"text": "hello", "author": "%s"}', "author"),
+     ("/v1/approvals/apr-1", '{"decision": "allow", "who": "%s"}', "who")],
+)  # fmt: skip
+@pytest.mark.parametrize("blank", ["", " ", "\\n\\t"])
+async def test_a_blank_actor_is_422_and_writes_nothing(
+    client: httpx.AsyncClient,
+    store: SQLiteEventStore,
+    path: str,
+    body: str,
+    field: str,
+    blank: str,
+) -> None:
+    """Who did it is recorded and shown: a command `by` "" or a message from "\\n" said
+    nobody did it (an empty `by` was taken; `author` and `who` took whitespace)."""
+    response = await client.post(path, content=body % blank, headers=JSON)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["body", field]
+    assert await store.head() == 0
