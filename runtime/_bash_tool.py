@@ -15,10 +15,10 @@ Notes (do not fix without reading this):
    started is killed, `setsid` ones too. It is not a path sandbox: the
    command can reach outside the workspace like any shell. Confinement of
    paths is for the file tools.
-2. The output is read to its end while the command is stopped: asyncio's
-   `Process.wait()` returns only once its pipes are closed too, so after a
-   flood (reading paused, the command blocked on a full pipe) the wait took
-   `stop_command`'s whole 5 s grace before it gave up.
+2. The output is read to its end while the command is stopped (`stop_command`
+   does it, hooks/_processes.py note 4): asyncio's `Process.wait()` returns
+   only once its pipes are closed too, so after a flood (reading paused, the
+   command blocked on a full pipe) the wait took the whole 5 s grace.
 3. The command gets fleet's environment less its secrets: the API's token, the
    export signing key, the model's key and auth headers, and a `FLEET_DB`
    holding a password. The model writes the command: one that printed `env`
@@ -128,12 +128,6 @@ async def _drain(stream: asyncio.StreamReader, kept: bytearray, limit: int, floo
     return True
 
 
-async def _discard(stream: asyncio.StreamReader) -> None:
-    """Read `stream` to its end, keeping nothing."""
-    while await stream.read(65536):
-        pass
-
-
 class Bash:
     """Bash: a shell command in the workspace, with a timeout and an output cap."""
 
@@ -187,15 +181,12 @@ class Bash:
         except TimeoutError:
             verdict = "timeout"
         finally:
-            # Read the pipe to its end while stopping (note 2), then so its transport closes
-            # now: after a flood or a cancellation nothing else would, and it would leak.
-            discard = asyncio.ensure_future(_discard(proc.stdout))
-            try:
-                await stop_command(proc, grace=self.stop_grace)  # every process it started: gone
-                with contextlib.suppress(TimeoutError, OSError, ValueError):
-                    await asyncio.wait_for(asyncio.shield(discard), 2)
-            finally:
-                discard.cancel()  # ends on its own at the loop's next turn; never awaited here
+            # Every process it started: gone. The stop reads the pipe meanwhile (note 2); what
+            # is left is read so its transport closes now (after a flood or a cancellation
+            # nothing else would, and it would leak until GC).
+            await stop_command(proc, grace=self.stop_grace)
+            with contextlib.suppress(TimeoutError, OSError, ValueError, RuntimeError):
+                await asyncio.wait_for(proc.stdout.read(), 2)
         return self._result(input, verdict, proc.returncode, kept, time.perf_counter() - started)
 
     def _result(

@@ -98,14 +98,13 @@ def _text(value: str) -> str:
     """`value` as valid UTF-8: each byte a lone surrogate stood for becomes U+FFFD (note 7)."""
     try:
         value.encode("utf-8")
-        return value
     except UnicodeEncodeError:
-        pass
-    try:
-        raw = value.encode("utf-8", "surrogateescape")  # \udc80-\udcff: a byte on disk
-    except UnicodeEncodeError:
-        raw = value.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace")
+        try:
+            raw = value.encode("utf-8", "surrogateescape")  # \udc80-\udcff: a byte on disk
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "replace")
+    return value
 
 
 def _valid(value: Any) -> Any:
