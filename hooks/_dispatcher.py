@@ -20,7 +20,10 @@ Notes (do not fix without reading this):
    When it ends, its record (`HookInvoked` with `detached=True`, its
    `additionalContext` and `systemMessage` kept, its decision recorded but
    never applied) goes to the dispatch's `on_detached` callback. `aclose()`
-   cancels detached hooks still running, and every process they started dies.
+   cancels detached hooks still running, and every process they started dies;
+   each one cut so still gets its record, an "error" whose reason says it was
+   stopped at exit (with what it had printed), sent to `on_detached` before
+   `aclose()` returns, so the runtime writes it before its store closes.
 5. `onFailure: "block"`: a hook that could not start, timed out or exited
    with an unexpected code (an "error" or "timeout" verdict) blocks the action
    at points that can block; elsewhere it is the non-blocking error it was.
@@ -46,7 +49,15 @@ from ._config import DEFAULT_TIMEOUT, HooksConfig, Matcher
 from ._output import NO_OUTCOME, HookOutcome, Verdict, clip, combine, error_verdict
 from ._points import BLOCKING_POINTS, IF_POINTS, MATCHER_FIELDS, HookPoint, hook_point
 from ._rules import PermissionRule
-from ._runners import Call, CommandHook, HttpHook, PythonHook, PythonHookFn, Runner
+from ._runners import (
+    Call,
+    CommandHook,
+    CommandOutput,
+    HttpHook,
+    PythonHook,
+    PythonHookFn,
+    Runner,
+)
 from .errors import DispatcherClosed, HookConfigError, UnknownHookPoint
 
 __all__ = ["DetachedSink", "HookDispatcher"]
@@ -80,6 +91,19 @@ def _fn_name(fn: object) -> str:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{module}.{qualname}" if module else qualname
+
+
+def _cut_verdict(output: CommandOutput, ms: float) -> Verdict:
+    """The record of a detached hook `aclose()` stopped (module note 4)."""
+    said = [
+        f"{name} so far: {bytes(data).decode('utf-8', errors='replace').strip()[:2000]!r}"
+        for name, data in (("stdout", output.stdout), ("stderr", output.stderr))
+        if data.strip()
+    ]
+    printed = "; ".join(said) if said else "it printed nothing"
+    return error_verdict(
+        f"stopped at exit: still running after {ms / 1000:.1f} s when fleet closed; {printed}"
+    )
 
 
 class HookDispatcher:
@@ -271,11 +295,16 @@ class HookDispatcher:
         return selected
 
     @staticmethod
-    async def _run(entry: _Entry, call: Call) -> tuple[Verdict, float]:
+    async def _run(
+        entry: _Entry, call: Call, output: CommandOutput | None = None
+    ) -> tuple[Verdict, float]:
         runner = entry.runner
         started = time.perf_counter()
         try:
-            verdict = await runner.run(call)
+            if isinstance(runner, CommandHook):
+                verdict = await runner.run(call, output)
+            else:
+                verdict = await runner.run(call)
         except Exception as e:  # a hook's failure is a verdict, never the agent's failure
             logger.debug("hook %s at %s raised", runner.name, call.point, exc_info=True)
             verdict = error_verdict(f"{type(e).__name__}: {e}")
@@ -352,7 +381,17 @@ class HookDispatcher:
         """Run a detached hook in a task of the dispatcher's own (module note 4)."""
 
         async def run() -> None:
-            verdict, ms = await self._run(replace(entry, on_failure="continue"), call)
+            output = CommandOutput()
+            started = time.perf_counter()
+            try:
+                verdict, ms = await self._run(replace(entry, on_failure="continue"), call, output)
+            except asyncio.CancelledError:
+                if not self._closed:
+                    raise  # not our doing (the loop is going away): nothing to record it with
+                if (me := asyncio.current_task()) is not None:
+                    me.uncancel()  # ours, and handled here
+                ms = (time.perf_counter() - started) * 1000.0
+                verdict = _cut_verdict(output, ms)
             record = self._record(hp, entry.runner, call.payload, verdict, ms, detached=True)
             if sink is None:
                 return
@@ -381,9 +420,14 @@ class HookDispatcher:
         return self._client
 
     async def aclose(self) -> None:
-        """Cancel detached hooks, close the HTTP client (if it made it); safe to call twice."""
+        """Cancel detached hooks (each recorded as stopped, module note 4), close the HTTP
+        client (if it made it); safe to call twice."""
         self._closed = True
         detached = list(self._detached)
+        if detached:
+            # A task not started yet would take the cancel before its first line, where
+            # nothing can catch it to record the cut (module note 4): let each take a step.
+            await asyncio.sleep(0)
         for task in detached:
             task.cancel()
         await asyncio.gather(*detached, return_exceptions=True)

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "Call",
     "CommandHook",
+    "CommandOutput",
     "HttpHook",
     "PythonHook",
     "PythonHookFn",
@@ -118,10 +119,17 @@ class PythonHook:
         return verdict_from_value(call.point, value)
 
 
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
+@dataclass(slots=True)
+class CommandOutput:
+    """What a command hook has printed so far (kept by the caller when the hook is cut)."""
+
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, kept: bytearray) -> bytes:
     if stream is None:
         return b""
-    kept = bytearray()
     while chunk := await stream.read(_READ_CHUNK):
         if len(kept) < MAX_OUTPUT_BYTES:
             kept += chunk[: MAX_OUTPUT_BYTES - len(kept)]
@@ -195,7 +203,8 @@ class CommandHook:
                 return folder
         return None
 
-    async def run(self, call: Call) -> Verdict:
+    async def run(self, call: Call, output: CommandOutput | None = None) -> Verdict:
+        """Run the command; what it prints goes into `output` as it comes (note 2)."""
         try:
             proc = await start_command(
                 command_line(self.spec, self.env),
@@ -207,15 +216,17 @@ class CommandHook:
             )
         except OSError as e:
             return error_verdict(f"cannot start: {e}")
-        return await self._finish(proc, call)
+        return await self._finish(proc, call, output if output is not None else CommandOutput())
 
-    async def _finish(self, proc: asyncio.subprocess.Process, call: Call) -> Verdict:
+    async def _finish(
+        self, proc: asyncio.subprocess.Process, call: Call, output: CommandOutput
+    ) -> Verdict:
         try:
             async with asyncio.timeout(self.spec.timeout):
                 _, out, err = await asyncio.gather(
                     _feed(proc.stdin, call.json_body()),
-                    _read_capped(proc.stdout),
-                    _read_capped(proc.stderr),
+                    _read_capped(proc.stdout, output.stdout),
+                    _read_capped(proc.stderr, output.stderr),
                 )
                 code = await proc.wait()
         except TimeoutError:

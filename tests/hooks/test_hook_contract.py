@@ -389,7 +389,11 @@ async def test_closing_the_dispatcher_stops_detached_hooks(tmp_path: Path) -> No
     hooks = HookDispatcher(config)
     async with hooks:
         await hooks.dispatch("Stop", build_payload("Stop", session_id="s1"), on_detached=sink)
-    assert records == []  # cancelled: nothing to record
+    [record] = records  # recorded before aclose() returned
+    assert (record.detached, record.decision) == (True, "error")
+    assert record.reason is not None
+    assert record.reason.startswith("stopped at exit: still running after ")
+    assert record.reason.endswith("when fleet closed; it printed nothing")
 
 
 # -- PermissionRequest and PreToolUse answers -----------------------------------------------

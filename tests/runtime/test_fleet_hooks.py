@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api import ApiConfig, serving
-from events import EventFilter
+from events import EventFilter, HookInvoked, SQLiteEventStore
 from runtime import RuntimeOptions, open_runtime
 from runtime.simulator import Call, Observation, Situation, Turn
 
@@ -115,6 +116,44 @@ async def test_a_command_hook_from_settings_blocks_rm_rf_and_the_model_sees_why(
         card = rt.runner.agent(agent_id)
         assert card is not None
         assert card["blocked_calls"] == 1
+
+
+async def test_an_async_hook_still_running_at_exit_is_recorded_as_stopped(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """Regression: the exit cut a running `async` hook and left no HookInvoked at all."""
+    started = tmp_path / "started"
+    suite = tmp_path / "suite.sh"
+    suite.write_text(
+        "#!/bin/sh\ncat > /dev/null\necho 'collecting 42 tests'\necho 'warming up' >&2\n"
+        f"touch '{started}'\nexec sleep 600\n"
+    )
+    suite.chmod(0o755)
+    _settings(
+        workspace,
+        {"SessionStart": [{"hooks": [{"type": "command", "command": str(suite), "async": True}]}]},
+    )
+    db = tmp_path / "f.db"
+    began = time.monotonic()
+    async with open_runtime(RuntimeOptions(db=db, workspace=workspace, env={})) as rt:
+        task = (
+            "Task: rename `count_words` to `word_count`\n\nWrite your findings to notes/found.md."
+        )
+        agent_id = (await rt.fleet.create_agent(name="scout", role="scout", task=task))["id"]
+        await rt.fleet.wait_all([agent_id])
+        async with asyncio.timeout(30):
+            while not started.exists():
+                await asyncio.sleep(0.02)
+    assert time.monotonic() - began < 60, "the exit did not wait for the 600 s hook"
+
+    async with SQLiteEventStore(db) as store:
+        events = await store.read_all(where=EventFilter.of(types=["HookInvoked"]))
+    [cut] = [e.data for e in events]
+    assert isinstance(cut, HookInvoked)
+    assert (cut.point, cut.agent_id, cut.detached) == ("SessionStart", agent_id, True)
+    assert cut.decision == "error"
+    assert cut.reason is not None and cut.reason.startswith("stopped at exit")
+    assert "collecting 42 tests" in cut.reason and "warming up" in cut.reason
 
 
 async def test_an_http_post_tool_use_hook_receives_every_call_in_order(
