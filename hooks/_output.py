@@ -252,7 +252,7 @@ def verdict_from_text(point: HookPoint, text: str) -> Verdict:
         return NO_VERDICT
     try:
         value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # a decode error, an integer past 4,300 digits
         return error_verdict(f"output is not valid JSON ({e}): {text[:200]!r}")
     if not isinstance(value, dict):
         return error_verdict(f"output is JSON but not an object: {text[:200]!r}")

@@ -165,6 +165,20 @@ async def test_garbage_json_is_an_error_and_plain_text_is_ignored(tmp_path: Path
     assert "not valid JSON" in (outcome.invocations[0].reason or "")
 
 
+async def test_json_with_an_integer_past_4300_digits_is_said_to_be_invalid_json(
+    tmp_path: Path,
+) -> None:
+    """Regression: the reason was a bare `ValueError: Exceeds the limit ...`, naming no output."""
+    digits = script(tmp_path, "digits.sh", f"cat >/dev/null; echo '{{\"n\": {'9' * 5000}}}'\n")
+    async with HookDispatcher(settings("PreToolUse", digits)) as hooks:
+        outcome = await hooks.dispatch("PreToolUse", pre_tool("ls"))
+    [inv] = outcome.invocations
+    assert inv.decision == "error"
+    assert (inv.reason or "").startswith(
+        "output is not valid JSON (Exceeds the limit (4300 digits)"
+    )
+
+
 async def test_plain_text_is_context_at_user_prompt_submit(tmp_path: Path) -> None:
     context = script(tmp_path, "context.sh", "cat >/dev/null; echo 'Today is release day.'\n")
     async with HookDispatcher(settings("UserPromptSubmit", context)) as hooks:
