@@ -16,7 +16,7 @@ Notes (do not fix without reading this):
    cancelled, every process it started is killed and reaped, a `setsid` or
    SIGTERM-ignoring one too. Its stdout and stderr are drained to the end but
    only the first `MAX_OUTPUT_BYTES` are kept, so a hook spewing output cannot
-   fill memory.
+   fill memory; an answer cut there that cannot be read says it was cut.
 3. Exec form (`args` set) runs `command` found on PATH with `args` as its
    argv, no shell; `${CLAUDE_PROJECT_DIR}` (and `${FLEET_PROJECT_DIR}`) are put
    into `command` and each argument as plain strings. Shell form runs the
@@ -127,13 +127,25 @@ class CommandOutput:
     stderr: bytearray = field(default_factory=bytearray)
 
 
-async def _read_capped(stream: asyncio.StreamReader | None, kept: bytearray) -> bytes:
+async def _read_capped(stream: asyncio.StreamReader | None, kept: bytearray) -> bool:
+    """Read `stream` to its end into `kept`, up to `MAX_OUTPUT_BYTES`; True if it was cut."""
     if stream is None:
-        return b""
+        return False
+    cut = False
     while chunk := await stream.read(_READ_CHUNK):
-        if len(kept) < MAX_OUTPUT_BYTES:
-            kept += chunk[: MAX_OUTPUT_BYTES - len(kept)]
-    return bytes(kept)
+        room = MAX_OUTPUT_BYTES - len(kept)
+        cut = cut or len(chunk) > room
+        kept += chunk[: max(room, 0)]
+    return cut
+
+
+def _answer(point: HookPoint, body: bytes, cut: bool) -> Verdict:
+    """A hook's answer read from `body`; one that was `cut` and so is unreadable says so."""
+    verdict = verdict_from_text(point, body.decode("utf-8", errors="replace"))
+    if cut and verdict.decision == "error":
+        why = f"the answer is over {MAX_OUTPUT_BYTES} bytes and was read that far: "
+        return error_verdict(why + (verdict.reason or ""))
+    return verdict
 
 
 async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
@@ -223,7 +235,7 @@ class CommandHook:
     ) -> Verdict:
         try:
             async with asyncio.timeout(self.spec.timeout):
-                _, out, err = await asyncio.gather(
+                _, cut, _ = await asyncio.gather(
                     _feed(proc.stdin, call.json_body()),
                     _read_capped(proc.stdout, output.stdout),
                     _read_capped(proc.stderr, output.stderr),
@@ -235,9 +247,9 @@ class CommandHook:
             )
         finally:
             await stop_command(proc)  # note 2: at once if it ended, else kills what is left
-        stderr = err.decode("utf-8", errors="replace")
+        stderr = output.stderr.decode("utf-8", errors="replace")
         if code == 0:
-            return verdict_from_text(call.point, out.decode("utf-8", errors="replace"))
+            return _answer(call.point, bytes(output.stdout), cut)
         if code == 2:
             return exit2_verdict(call.point, stderr)
         detail = stderr.strip()[:500] or "(no stderr)"
@@ -293,10 +305,12 @@ class HttpHook:
                 )
                 response = await client.send(request, stream=True)
                 try:
-                    body = bytearray()
+                    body, cut = bytearray(), False
                     async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) >= MAX_OUTPUT_BYTES:
+                        room = MAX_OUTPUT_BYTES - len(body)
+                        body += chunk[:room]
+                        if len(chunk) > room:
+                            cut = True
                             break
                 finally:
                     await response.aclose()
@@ -307,7 +321,7 @@ class HttpHook:
         if not response.is_success:
             text = bytes(body[:300]).decode("utf-8", errors="replace").strip()
             return error_verdict(f"HTTP {response.status_code}" + (f": {text}" if text else ""))
-        return verdict_from_text(call.point, bytes(body).decode("utf-8", errors="replace"))
+        return _answer(call.point, bytes(body), cut)
 
 
 Runner = PythonHook | CommandHook | HttpHook

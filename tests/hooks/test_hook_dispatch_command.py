@@ -179,6 +179,22 @@ async def test_json_with_an_integer_past_4300_digits_is_said_to_be_invalid_json(
     )
 
 
+async def test_a_json_answer_over_the_output_cap_is_said_to_be_cut(tmp_path: Path) -> None:
+    """Regression: valid JSON cut at 1 MiB was reported as "not valid JSON" alone."""
+    huge = script(
+        tmp_path,
+        "huge.sh",
+        'cat >/dev/null; python3 -c \'import json; print(json.dumps({"systemMessage": "x" * 2_000_000}))\'\n',
+    )
+    async with HookDispatcher(settings("PreToolUse", huge)) as hooks:
+        outcome = await hooks.dispatch("PreToolUse", pre_tool("ls"))
+    [inv] = outcome.invocations
+    assert inv.decision == "error"
+    assert (inv.reason or "").startswith(
+        "the answer is over 1048576 bytes and was read that far: output is not valid JSON"
+    )
+
+
 async def test_plain_text_is_context_at_user_prompt_submit(tmp_path: Path) -> None:
     context = script(tmp_path, "context.sh", "cat >/dev/null; echo 'Today is release day.'\n")
     async with HookDispatcher(settings("UserPromptSubmit", context)) as hooks:

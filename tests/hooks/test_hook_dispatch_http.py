@@ -51,6 +51,8 @@ class Receiver:
             self.slow_answered = True
         if mode == "garbage":
             return PlainTextResponse("{oops")
+        if mode == "huge":  # valid JSON, but over the 1 MiB read
+            return JSONResponse({"systemMessage": "x" * 2_000_000})
         return Response(status_code=204)
 
 
@@ -122,6 +124,7 @@ async def test_an_http_hook_can_deny(receiver: tuple[Receiver, str]) -> None:
     [
         ("fail", "error", "HTTP 500: database down"),
         ("garbage", "error", "not valid JSON"),
+        ("huge", "error", "the answer is over 1048576 bytes and was read that far: output is"),
     ],
 )
 async def test_a_failing_http_hook_never_blocks(
