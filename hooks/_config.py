@@ -506,13 +506,19 @@ def load_settings(
     except (OSError, UnicodeDecodeError) as e:
         raise HookConfigError(str(path), [("(file)", f"cannot be read: {e}")]) from e
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         raise HookConfigError(str(path), [("(file)", f"not valid JSON at {where}: {e.msg}")]) from e
     except (ValueError, RecursionError) as e:  # a number past 4,300 digits, nesting too deep
         raise HookConfigError(str(path), [("(file)", f"not valid JSON: {e}")]) from e
     return _parse(raw, str(path), _project_of(path))
+
+
+def _not_json(word: str) -> Any:
+    # Python's json takes NaN and Infinity; Claude Code's JSON.parse refuses them, and an
+    # Infinity timeout would be a hook that never times out.
+    raise ValueError(f"{word} is not a JSON value")
 
 
 def find_settings(project_dir: str | os.PathLike[str]) -> Path | None:

@@ -252,6 +252,13 @@ def test_every_problem_is_reported_at_once() -> None:
         # These raised a RecursionError or a ValueError with a traceback, naming no file.
         ("[" * 100_000 + "]" * 100_000, "not valid JSON: maximum recursion depth"),
         ('{"hooks": {}, "n": ' + "9" * 5000 + "}", "not valid JSON: Exceeds the limit"),
+        # Python's json reads these; Claude Code's JSON.parse does not (a timeout that never is).
+        (
+            '{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "true", '
+            '"timeout": Infinity}]}]}}',
+            "not valid JSON: Infinity is not a JSON value",
+        ),
+        ('{"hooks": {}, "n": NaN}', "not valid JSON: NaN is not a JSON value"),
     ],
 )
 def test_a_file_that_is_not_a_settings_object_is_refused(
