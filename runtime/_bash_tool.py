@@ -87,6 +87,8 @@ class BashInput(_Input):
 
 
 def _from_run_command(raw: Mapping[str, Any]) -> dict[str, Any]:
+    if "timeout_s" in raw and "timeout" in raw:  # one silently won
+        raise ValueError("timeout_s and timeout are both given (timeout is in milliseconds)")
     out = {k: v for k, v in raw.items() if k != "timeout_s"}
     seconds = raw.get("timeout_s")
     if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):

@@ -203,9 +203,18 @@ def _absolute(ws: Workspace, rel: str) -> str:
 # -- legacy names (module note 3) ---------------------------------------------------------
 
 
+def _rename(raw: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """`raw` with its old names (`names`: old -> new) renamed. Raises `ValueError` when a
+    field is given under both names: one silently won (`_tools.py` note 3)."""
+    for old, new in names.items():
+        if old in raw and new in raw:
+            raise ValueError(f"{old} and {new} are both given ({new} is the new name of {old})")
+    return {names.get(k, k): v for k, v in raw.items()}
+
+
 def _renamed(**names: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     def translate(raw: Mapping[str, Any]) -> dict[str, Any]:
-        return {names.get(k, k): v for k, v in raw.items()}
+        return _rename(raw, names)
 
     return translate
 
@@ -216,8 +225,7 @@ def _from_list_files(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _from_grep(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"output_mode": "content", "-n": True}
-    names = {"ignore_case": "-i", "max_results": "head_limit"}
-    out.update({names.get(k, k): v for k, v in raw.items()})
+    out.update(_rename(raw, {"ignore_case": "-i", "max_results": "head_limit"}))
     out.setdefault("head_limit", MAX_GREP_RESULTS)
     return out
 

@@ -168,8 +168,8 @@ async def settle_interrupted(
         kind = toolbox.kind(name)
         tool = toolbox.get(name)
         idempotent = bool(getattr(tool, "idempotent", False))
-    except FleetError:  # an unknown tool: running it again gives the model its error
-        return Settled("ran_again", "the tool is unknown: the call fails as it did")
+    except FleetError:  # an unknown tool, an alias's bad input: running it again gives its error
+        return Settled("ran_again", "the tool is unknown or its input invalid: it fails as it did")
     if kind == "read" or idempotent:
         return Settled("ran_again", f"a {kind} call is safe to run again")
     recover = getattr(tool, "recover", None)

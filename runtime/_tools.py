@@ -20,7 +20,9 @@ Notes (do not fix without reading this):
 3. A tool may keep older names as `aliases` (old name -> a function turning
    the old input into its own): a call recorded under an old name (fleet's
    recordings before the tools took Claude Code's names) is run as the tool's
-   own call. Aliases are never offered to the model.
+   own call. Aliases are never offered to the model. A translator raises
+   `ValueError` for input it cannot translate (a field given under both its
+   old and its new name): the call gets `ToolInputInvalid`, as for any bad input.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ ToolKind = Literal["read", "write", "command"]
 """What a call of a tool does to the world (module note 2)."""
 
 InputTranslator = Callable[[Mapping[str, Any]], dict[str, Any]]
-"""Turns the input of an alias (an older name) into the tool's own input (note 3)."""
+"""Turns the input of an alias (an older name) into the tool's own input (note 3).
+
+Raises `ValueError` for input it cannot translate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,8 @@ class Toolbox:
     def resolve(self, name: str, raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """(the tool's own name, its input) for a call named `name` (an alias is translated).
 
-        Raises `ToolError` naming the tools there are; the argument is never mutated.
+        Raises `ToolError` naming the tools there are, `ToolInputInvalid` for an alias's input
+        that cannot be translated (note 3); the argument is never mutated.
         """
         if name in self._tools:
             return name, dict(raw)
@@ -186,7 +191,10 @@ class Toolbox:
         if alias is None:
             raise ToolError(f"unknown tool {name!r}; available: {', '.join(self._tools)}")
         own, translate = alias
-        return own, translate(raw)
+        try:
+            return own, translate(raw)
+        except ValueError as e:
+            raise ToolInputInvalid(own, str(e)) from None
 
     def get(self, name: str) -> Tool:
         """The tool `name` (or whose alias it is). Raises `ToolError` naming the tools there are."""

@@ -611,3 +611,34 @@ async def test_a_former_tool_name_runs_the_tool_that_has_it_now(
     assert results[0] == results[1]
     assert not any(d["name"] == old for d in worker_toolbox().definitions())
     assert worker_toolbox().resolve(old, old_input) == (new, {**new_input})
+
+
+@pytest.mark.parametrize(
+    ("old", "old_input", "names"),
+    [
+        ("read_file", {"path": "README.md", "file_path": "src/app.py"}, ("path", "file_path")),
+        ("write_file", {"path": "a.txt", "file_path": "b.txt", "content": "x"},
+         ("path", "file_path")),
+        ("edit_file", {"path": "README.md", "file_path": "src/app.py", "old_string": "hello",
+                       "new_string": "bye"}, ("path", "file_path")),
+        ("grep", {"pattern": "hello", "ignore_case": True, "-i": False}, ("ignore_case", "-i")),
+        ("grep", {"pattern": "hello", "max_results": 1, "head_limit": 5},
+         ("max_results", "head_limit")),
+        ("run_command", {"command": "touch ran", "timeout_s": 1, "timeout": 5000},
+         ("timeout_s", "timeout")),
+    ],
+)  # fmt: skip
+async def test_a_former_name_given_with_the_new_one_is_an_input_error_naming_both(
+    ws: Workspace, tools: Toolbox, old: str, old_input: dict[str, object], names: tuple[str, str]
+) -> None:
+    """Neither silently wins: the call fails as bad input does, and changes nothing."""
+    before = sorted(p.relative_to(ws.root) for p in ws.root.rglob("*"))
+    app = (ws.root / "src" / "app.py").read_text()
+    result = await tools.call(old, old_input, ctx(ws))
+    assert result.is_error
+    assert result.content.startswith("invalid input for ")
+    assert all(name in result.content for name in names)
+    with pytest.raises(ToolInputInvalid):
+        tools.validate(old, old_input)
+    assert sorted(p.relative_to(ws.root) for p in ws.root.rglob("*")) == before
+    assert (ws.root / "src" / "app.py").read_text() == app
