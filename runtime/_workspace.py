@@ -29,6 +29,12 @@ Notes (do not fix without reading this):
    `.gitignore` that ignores it all but `settings.json`: without it the
    ship step committed the log and the notes, and the next `fleet run` in
    that folder was refused for uncommitted changes.
+5. A path starting `~/` (or `~` alone) is in the home folder, as Claude Code
+   reads it: inside the workspace when the workspace is there, an escape
+   otherwise. `~name/x` is not another user's home but the workspace's folder
+   `~name`, whoever the machine's users are: expanded like a shell, the same
+   path was an escape or a workspace path depending on whether a user `name`
+   existed.
 """
 
 from __future__ import annotations
@@ -213,11 +219,12 @@ class Workspace:
         """`path`'s names, last first, relative to the root. Raises `WorkspaceEscape`.
 
         A NUL byte is refused as what it is (no file name can hold one), not as an escape.
+        `~` and `~/...` are the user's home (note 5); `~name` is a name like any other.
         """
         if "\x00" in path:
             shown = path.replace("\x00", "\\0")
             raise ToolError(f"cannot open {shown}: a path cannot hold a NUL byte (\\0)")
-        full = os.path.expanduser(path) if path.startswith("~") else path
+        full = os.path.expanduser(path) if path == "~" or path.startswith("~/") else path
         if full.startswith("/"):
             root = str(self.root)
             if full != root and not full.startswith(root.rstrip("/") + "/"):

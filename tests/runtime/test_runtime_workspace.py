@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from rt_support import git
 
-from runtime import ToolError, Workspace, WorkspaceEscape, WorkspaceMissing, prepare_workspace
+from runtime import (
+    ToolContext,
+    ToolError,
+    Workspace,
+    WorkspaceEscape,
+    WorkspaceMissing,
+    prepare_workspace,
+    worker_toolbox,
+)
 from runtime._workspace import GIT_IDENTITY, sample_repo_path
 
 
@@ -126,3 +134,31 @@ def test_a_symlink_loop_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     os.symlink("a", tmp_path / "b")
     with pytest.raises(ToolError, match="too many levels of symbolic links"):
         Workspace(tmp_path).locate("a/x")
+
+
+async def test_a_leading_tilde_is_the_home_folder_and_tilde_name_a_folder_of_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/x` is in the home folder (as Claude Code reads it); `~root/x` is the workspace's
+    folder `~root` whoever the machine's users are: it was /root/x, an escape."""
+    home = tmp_path / "home"
+    root = home / "ws"
+    (root / "~nosuchuser").mkdir(parents=True)
+    (root / "~nosuchuser" / "x.txt").write_text("no user\n")
+    monkeypatch.setenv("HOME", str(home))
+    ws = Workspace(root)
+    assert ws.resolve("~/ws/a.txt") == root.resolve() / "a.txt"
+    for path in ("~", "~/", "~/x", "~/ws/../x"):
+        with pytest.raises(WorkspaceEscape):
+            ws.resolve(path)
+    assert ws.resolve("~root/x") == root.resolve() / "~root" / "x"
+    assert ws.resolve("~nosuchuser/x.txt") == root.resolve() / "~nosuchuser" / "x.txt"
+    tools, ctx = worker_toolbox(), ToolContext(workspace=ws, agent_id="a1")
+    wrote = await tools.call("Write", {"file_path": "~root/notes.txt", "content": "n"}, ctx)
+    assert not wrote.is_error, wrote.content
+    assert (root / "~root" / "notes.txt").read_text() == "n"
+    read = await tools.call("Read", {"file_path": "~nosuchuser/x.txt"}, ctx)
+    assert read.content == "no user\n"
+    monkeypatch.setenv("HOME", str(root))  # the workspace is the home folder
+    assert Workspace(root).resolve("~") == root.resolve()
+    assert Workspace(root).resolve("~/a.txt") == root.resolve() / "a.txt"
