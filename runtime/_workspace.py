@@ -35,6 +35,11 @@ Notes (do not fix without reading this):
    `~name`, whoever the machine's users are: expanded like a shell, the same
    path was an escape or a workspace path depending on whether a user `name`
    existed.
+6. A path through more than `MAX_DEPTH` folders is refused before anything
+   is opened past that depth or created: the walk holds each folder open, and
+   `Write d/d/.../x` 10,000 deep held 10,000 descriptors at once, the
+   process's limit for every agent and the log (or made the tree, which then
+   broke Glob and Grep). Glob and Grep do not go deeper either (`_sandbox.py`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from .errors import ToolError, WorkspaceEscape, WorkspaceMissing
 
 __all__ = [
     "GIT_IDENTITY",
+    "MAX_DEPTH",
     "MAX_SYMLINKS",
     "Located",
     "StepHook",
@@ -67,6 +73,9 @@ GIT_IDENTITY = ("fleet", "fleet@localhost")
 
 MAX_SYMLINKS = 40
 """Symlinks followed in one path before it is refused (Linux's own limit)."""
+
+MAX_DEPTH = 128
+"""Folders one path may go through below the workspace (note 6); each is held open."""
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -142,6 +151,13 @@ class _Walk:
     def down(self, name: str, fd: int) -> None:
         self.fds.append(fd)
         self.names.append(name)
+
+    def check_depth(self, more: int) -> None:
+        """Refuse to go `more` folders deeper past `MAX_DEPTH` (note 6)."""
+        if len(self.names) + more > MAX_DEPTH:
+            raise ToolError(
+                f"cannot open {self.path}: it goes through more than {MAX_DEPTH} folders"
+            )
 
     def follow(self, target: str) -> None:
         """Go on along `target`, the symlink just met in the current folder."""
@@ -283,6 +299,7 @@ class Workspace:
                     return walk.take(name)
                 walk.follow(target)
                 continue
+            walk.check_depth(1)
             if on_step is not None:
                 on_step(tuple(walk.names), name)
             try:
@@ -308,6 +325,7 @@ class Workspace:
     ) -> Located:
         rest = list(reversed(walk.todo))  # no ".." left in it
         walk.todo.clear()
+        walk.check_depth(len(rest) - 1)
         if lenient:
             return Located(walk.fds.pop(), rest[-1], (*walk.names, *rest), len(rest) - 1)
         if not make_parents:

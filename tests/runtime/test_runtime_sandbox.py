@@ -19,6 +19,7 @@ from runtime import (
     WriteRefused,
     worker_toolbox,
 )
+from runtime._workspace import MAX_DEPTH
 
 
 @pytest.fixture
@@ -286,6 +287,28 @@ async def test_a_name_too_long_for_the_system_is_a_tool_error(ws: Workspace) -> 
         result = await tools.call(tool, args, ctx(ws))
         assert result.is_error, tool
         assert "File name too long" in result.content
+
+
+async def test_a_path_through_more_than_max_depth_folders_is_refused_and_makes_nothing(
+    ws: Workspace,
+) -> None:
+    """Each folder of a path is held open: 10,000 of them held 10,000 descriptors at once."""
+    tools, before = worker_toolbox(), snapshot(ws.root)
+    deep = "d/" * (MAX_DEPTH + 1) + "x.txt"
+    for tool, args in [
+        ("Write", {"file_path": deep, "content": "x"}),
+        ("Write", {"file_path": "d/" * 10_000 + "x.txt", "content": "x"}),
+        ("Read", {"file_path": deep}),
+        ("Glob", {"pattern": "*", "path": deep}),
+    ]:
+        result = await tools.call(tool, args, ctx(ws))
+        assert result.is_error, tool
+        assert result.content.endswith(f"it goes through more than {MAX_DEPTH} folders"), tool
+    assert not (ws.root / "d").exists()
+    assert snapshot(ws.root) == before
+    ok = "d/" * MAX_DEPTH + "x.txt"  # as deep as may be
+    assert not (await tools.call("Write", {"file_path": ok, "content": "x"}, ctx(ws))).is_error
+    assert (await tools.call("Read", {"file_path": ok}, ctx(ws))).content == "x"
 
 
 async def test_a_workspace_replaced_under_the_agent_is_a_tool_error(
