@@ -60,7 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ._sandbox import MAX_READ_BYTES, Sandbox
 from ._search import SearchResult, compile_search, search
 from ._tools import ToolContext, ToolKind, ToolResult
-from ._workspace import Workspace
+from ._workspace import MAX_DEPTH, Workspace
 from .errors import ToolError, ToolInputInvalid
 
 __all__ = [
@@ -432,14 +432,21 @@ class Edit:
 
 
 def _list(
-    box: Sandbox, ws: Workspace, path: str, pattern: str, stopping: Callable[[], str | None]
+    box: Sandbox,
+    ws: Workspace,
+    path: str,
+    pattern: str,
+    stopping: Callable[[], str | None],
+    too_deep: list[str],
 ) -> tuple[list[str], str | None]:
-    """The files under `path` matching `pattern`, and why the walk stopped early, if it did."""
+    """The files under `path` matching `pattern`, and why the walk stopped early, if it did.
+
+    The folders too deep to walk are added to `too_deep`."""
     located = ws.locate(path)
     os.close(located.dir_fd)
     start = "" if located.rel == "." else located.rel + "/"
     found: list[str] = []
-    entries = box.walk(ws, path)
+    entries = box.walk(ws, path, too_deep=too_deep)
     try:
         for walked, entry in enumerate(entries):
             if walked % 256 == 0 and (why := stopping()) is not None:
@@ -480,9 +487,16 @@ class Glob:
                 return "cancelled"
             return "deadline" if time.perf_counter() - started >= self.max_seconds else None
 
+        too_deep: list[str] = []
         try:
             found, why = await asyncio.to_thread(
-                _list, self.sandbox, ctx.workspace, input.path or ".", input.pattern, stopping
+                _list,
+                self.sandbox,
+                ctx.workspace,
+                input.path or ".",
+                input.pattern,
+                stopping,
+                too_deep,
             )
         finally:
             stop.set()  # a cancelled call stops its walk
@@ -496,10 +510,20 @@ class Glob:
         text = "\n".join(shown) if found else "no files match"
         if len(found) > len(shown):
             text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        text += _too_deep_note(too_deep)
         if why is not None:  # the deadline (a cancelled call returns nothing)
             text += f"\n[... walk stopped after {self.max_seconds:g}s: narrow the path or pattern]"
             return ToolResult(text, is_error=True, response=response)
         return ToolResult(text, response=response)
+
+
+def _too_deep_note(folders: list[str]) -> str:
+    """What the model is told of the folders a walk did not enter (`_sandbox.py` note 5)."""
+    if not folders:
+        return ""
+    first = folders[0] if len(folders[0]) <= 200 else folders[0][:200] + "..."
+    what = "1 folder" if len(folders) == 1 else f"{len(folders)} folders"
+    return f"\n[... {what} more than {MAX_DEPTH} deep not walked: {first}]"
 
 
 def _file_filter(input: GrepInput) -> Callable[[str], bool] | None:
@@ -694,13 +718,14 @@ def _grep_output(
         text = "\n".join(files) if files else "no matches"
         if len(found.files) > len(files):
             text += f"\n[... {len(found.files) - len(files)} more files not shown]"
-        return text, response
+        return text + _too_deep_note(found.too_deep), response
     if input.output_mode == "count":
         entries = [f"{rel}:{found.counts[rel]}" for rel in files]
         response |= {"content": "\n".join(entries), "numMatches": found.total}
-        return ("\n".join(entries) if entries else "no matches"), response
+        text = "\n".join(entries) if entries else "no matches"
+        return text + _too_deep_note(found.too_deep), response
     text = "\n".join(lines) if lines else "no matches"
     if found.total > len(found.hits):
         text += f"\n[... {found.total - len(found.hits)} more matching lines not shown]"
     response |= {"content": "\n".join(lines), "numLines": len(lines)}
-    return text, response
+    return text + _too_deep_note(found.too_deep), response

@@ -31,6 +31,11 @@ Notes (do not fix without reading this):
 4. Skipping to a read's `offset` reads every byte before it: a huge (or
    sparse: `truncate -s 1T`) file took a thread for as long as that takes
    (an hour for 1 TB), past a cancel. The caller's `stopping` ends it.
+5. `walk` keeps a stack of its own, one open folder a level, and enters no
+   folder more than `MAX_DEPTH` below the workspace (`_workspace.py` note 6),
+   naming those it skipped: `os.fwalk` recursed, one Python frame a level,
+   and a tree 1,000 deep (`mkdir -p` in `Bash`, or a `Write`) made every
+   Glob and Grep of the workspace fail with a RecursionError.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._workspace import DIR_FLAGS, Located, StepHook, Workspace
+from ._workspace import DIR_FLAGS, MAX_DEPTH, Located, StepHook, Workspace
 from .errors import ToolError, WorkspaceEscape, WriteRefused
 
 __all__ = [
@@ -120,6 +125,26 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _listing(dir_fd: int) -> tuple[list[str], list[str]]:
+    """The folders and the files of the open folder `dir_fd`, sorted, those a walk skips left
+    out; a symlink to a folder is neither (it is not entered, as ripgrep does)."""
+    dirs: list[str] = []
+    files: list[str] = []
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink() and not name.startswith(".") and name not in SKIP_DIRS:
+                    dirs.append(name)
+            elif not name.startswith(".") or name == ".gitignore":
+                files.append(name)
+    return sorted(dirs), sorted(files)
 
 
 class Sandbox:
@@ -389,13 +414,16 @@ class Sandbox:
 
     # -- walking ----------------------------------------------------------------------------
 
-    def walk(self, ws: Workspace, path: str) -> Generator[WalkEntry, None, None]:
+    def walk(
+        self, ws: Workspace, path: str, *, too_deep: list[str] | None = None
+    ) -> Generator[WalkEntry, None, None]:
         """The files under the folder `path` (or that one file), sorted, as ripgrep walks.
 
         Hidden files and folders (but `.gitignore`), `__pycache__` and
         `node_modules` are skipped below `path`, and so are symlinks that lead out
-        of the workspace; symlinked folders are not entered. Each entry's
-        `dir_fd` is open only until the next one is asked for. Raises
+        of the workspace; symlinked folders are not entered, nor folders more than
+        `MAX_DEPTH` below the workspace (note 5): those are added to `too_deep`.
+        Each entry's `dir_fd` is open only until the next one is asked for. Raises
         `ToolError` for a missing `path`. A generator: close it when done.
         """
         located = ws.locate(path, on_step=self.on_step)
@@ -411,23 +439,56 @@ class Sandbox:
                 except FileNotFoundError:
                     raise ToolError(f"no such file or folder: {located.rel}") from None
             try:
-                yield from self._walk_folder(ws, top, located.rel)
+                yield from self._walk_folder(ws, top, located.rel, too_deep)
             finally:
                 os.close(top)
         finally:
             os.close(located.dir_fd)
 
-    def _walk_folder(self, ws: Workspace, top: int, top_rel: str) -> Iterator[WalkEntry]:
+    def _walk_folder(
+        self, ws: Workspace, top: int, top_rel: str, too_deep: list[str] | None
+    ) -> Iterator[WalkEntry]:
+        """Depth first, folders in name order, each one's files before its folders (note 5)."""
         prefix = "" if top_rel == "." else top_rel + "/"
-        for folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
-            base = prefix + ("" if folder == "." else folder[2:] + "/")
-            for name in sorted(files):
-                if name.startswith(".") and name != ".gitignore":
+        depth = prefix.count("/")
+        dirs, files = _listing(top)
+        stack = [(prefix, top, iter(dirs))]  # (path, fd, folders not yet entered) per level
+        try:
+            yield from self._files(ws, top, prefix, files)
+            while stack:
+                base, fd, rest = stack[-1]
+                name = next(rest, None)
+                if name is None:
+                    stack.pop()
+                    if fd != top:
+                        os.close(fd)
                     continue
-                rel = base + name
-                if self._escapes(ws, dir_fd, name, rel):
+                if depth + len(stack) > MAX_DEPTH:
+                    if too_deep is not None:
+                        too_deep.append(base + name)
                     continue
+                try:  # O_NOFOLLOW: a symlinked folder is not entered
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue  # gone, unreadable or a symlink: skipped, as os.fwalk did
+                try:
+                    dirs, files = _listing(child)
+                except OSError:
+                    os.close(child)
+                    continue
+                stack.append((base + name + "/", child, iter(dirs)))
+                yield from self._files(ws, child, base + name + "/", files)
+        finally:
+            for _, fd, _ in stack:
+                if fd != top:
+                    os.close(fd)
+
+    def _files(
+        self, ws: Workspace, dir_fd: int, base: str, files: list[str]
+    ) -> Iterator[WalkEntry]:
+        for name in files:
+            rel = base + name
+            if not self._escapes(ws, dir_fd, name, rel):
                 yield WalkEntry(rel, dir_fd, name)
 
     @staticmethod

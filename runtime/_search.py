@@ -80,6 +80,7 @@ class SearchResult:
     hits: list[tuple[str, int, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None  # why the search ended early ("deadline", "cancelled")
+    too_deep: list[str] = field(default_factory=list)  # folders not walked (`Sandbox.walk`)
 
 
 def _rewrite(pattern: str) -> tuple[str, bool]:
@@ -287,7 +288,7 @@ def search(
             return worker.lines(block, halt)
         return _matching_lines(regex, block)
 
-    entries = box.walk(ws, path)
+    entries = box.walk(ws, path, too_deep=found.too_deep)
     try:
         for entry in entries:
             if halt():

@@ -5,6 +5,7 @@ cannot redirect a read or a write."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -309,6 +310,32 @@ async def test_a_path_through_more_than_max_depth_folders_is_refused_and_makes_n
     ok = "d/" * MAX_DEPTH + "x.txt"  # as deep as may be
     assert not (await tools.call("Write", {"file_path": ok, "content": "x"}, ctx(ws))).is_error
     assert (await tools.call("Read", {"file_path": ok}, ctx(ws))).content == "x"
+
+
+async def test_glob_and_grep_walk_a_tree_deeper_than_max_depth_and_name_what_they_skipped(
+    ws: Workspace,
+) -> None:
+    """os.fwalk recursed a frame a level: a tree 1,000 deep (made by Bash) failed every
+    Glob and Grep of the workspace with a RecursionError."""
+    deep, last = "d/" * 1_000, "d/" * MAX_DEPTH + "last.txt"
+    made = f"mkdir -p {deep} && echo needle | tee {deep}bottom.txt {last} top.txt"
+    subprocess.run(made, shell=True, cwd=ws.root, check=True, stdout=subprocess.DEVNULL)
+    try:  # made and removed by the shell: Python's own would recurse too
+        fds = len(os.listdir("/proc/self/fd"))
+        tools = worker_toolbox()
+        skipped = f"[... 1 folder more than {MAX_DEPTH} deep not walked: {'d/' * 100}"
+        glob = await tools.call("Glob", {"pattern": "**/*.txt"}, ctx(ws))
+        assert not glob.is_error
+        assert glob.content.split("\n")[:2] == ["top.txt", last]  # a folder's files first
+        assert skipped in glob.content
+        for mode in ("files_with_matches", "content", "count"):
+            grep = await tools.call("Grep", {"pattern": "needle", "output_mode": mode}, ctx(ws))
+            assert not grep.is_error, mode
+            assert grep.content.startswith("top.txt"), mode
+            assert f"\n{last}" in grep.content and skipped in grep.content, mode
+        assert len(os.listdir("/proc/self/fd")) == fds  # every folder it held is closed
+    finally:
+        subprocess.run(["rm", "-rf", "d"], cwd=ws.root, check=True)
 
 
 async def test_a_workspace_replaced_under_the_agent_is_a_tool_error(
