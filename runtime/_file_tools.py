@@ -659,11 +659,14 @@ class Grep:
             )
         except ValueError as e:
             raise ToolInputInvalid(self.name, f"pattern: {e}") from None
-        limit = input.head_limit or (MAX_GREP_RESULTS if input.output_mode == "content" else None)
+        # Files and counts are capped as Glob's list is: 30,000 matching files gave 3.8 MB.
+        limit = input.head_limit or (
+            MAX_GREP_RESULTS if input.output_mode == "content" else MAX_LIST_RESULTS
+        )
         stop = threading.Event()
         try:
             found, lines = await asyncio.to_thread(
-                self._search, ctx.workspace, input, regex, limit or MAX_GREP_RESULTS, stop
+                self._search, ctx.workspace, input, regex, limit, stop
             )
         finally:
             stop.set()  # a cancelled call stops its search thread (see _search.py note 3)
@@ -706,9 +709,9 @@ class Grep:
 
 
 def _grep_output(
-    ws: Workspace, input: GrepInput, found: SearchResult, lines: list[str], limit: int | None
+    ws: Workspace, input: GrepInput, found: SearchResult, lines: list[str], limit: int
 ) -> tuple[str, dict[str, Any]]:
-    files = found.files if limit is None else found.files[:limit]
+    files = found.files[:limit]
     response: dict[str, Any] = {
         "mode": input.output_mode,
         "numFiles": len(found.files),
@@ -723,6 +726,8 @@ def _grep_output(
         entries = [f"{rel}:{found.counts[rel]}" for rel in files]
         response |= {"content": "\n".join(entries), "numMatches": found.total}
         text = "\n".join(entries) if entries else "no matches"
+        if len(found.files) > len(files):
+            text += f"\n[... {len(found.files) - len(files)} more files not shown]"
         return text + _too_deep_note(found.too_deep), response
     text = "\n".join(lines) if lines else "no matches"
     if found.total > len(found.hits):

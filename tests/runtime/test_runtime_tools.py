@@ -11,7 +11,7 @@ import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
 from runtime._bash_tool import Bash
-from runtime._file_tools import Glob, Read
+from runtime._file_tools import MAX_LIST_RESULTS, Glob, Read
 
 
 @pytest.fixture
@@ -356,6 +356,23 @@ async def test_grep_is_capped_and_says_how_many_were_left_out(
     )
     assert len(result.content.splitlines()) == 11
     assert result.content.endswith("[... 40 more matching lines not shown]")
+
+
+async def test_grep_lists_at_most_as_many_files_as_glob_and_says_how_many_more(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    """Files and counts were not capped: 30,000 matching files gave the model 3.8 MB."""
+    for i in range(MAX_LIST_RESULTS + 5):
+        (ws.root / f"m{i:05d}.txt").write_text("needle\n")
+    for mode in ("files_with_matches", "count"):
+        result = await tools.call("Grep", {"pattern": "needle", "output_mode": mode}, ctx(ws))
+        assert not result.is_error
+        lines = result.content.splitlines()
+        assert len(lines) == MAX_LIST_RESULTS + 1, mode
+        assert lines[-1] == "[... 5 more files not shown]", mode
+        assert result.response is not None and result.response["numFiles"] == MAX_LIST_RESULTS + 5
+    wider = {"pattern": "needle", "output_mode": "count", "head_limit": 2_000}
+    assert len((await tools.call("Grep", wider, ctx(ws))).content.splitlines()) == 1005
 
 
 async def test_grep_with_a_bad_regex_is_an_input_error(tools: Toolbox, ws: Workspace) -> None:
