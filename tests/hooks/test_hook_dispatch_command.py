@@ -165,34 +165,31 @@ async def test_garbage_json_is_an_error_and_plain_text_is_ignored(tmp_path: Path
     assert "not valid JSON" in (outcome.invocations[0].reason or "")
 
 
-async def test_json_with_an_integer_past_4300_digits_is_said_to_be_invalid_json(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("printed", "reason"),
+    [
+        # The reason was a bare `ValueError: Exceeds the limit ...`, naming no output.
+        (
+            f"echo '{{\"n\": {'9' * 5000}}}'",
+            "output is not valid JSON (Exceeds the limit (4300 digits)",
+        ),
+        # Valid JSON cut at 1 MiB was reported as "not valid JSON" alone.
+        (
+            'python3 -c \'import json; print(json.dumps({"systemMessage": "x" * 2_000_000}))\'',
+            "the answer is over 1048576 bytes and was read that far: output is not valid JSON",
+        ),
+    ],
+    ids=["integer-past-4300-digits", "answer-over-the-output-cap"],
+)
+async def test_an_unreadable_json_answer_says_why(
+    tmp_path: Path, printed: str, reason: str
 ) -> None:
-    """Regression: the reason was a bare `ValueError: Exceeds the limit ...`, naming no output."""
-    digits = script(tmp_path, "digits.sh", f"cat >/dev/null; echo '{{\"n\": {'9' * 5000}}}'\n")
-    async with HookDispatcher(settings("PreToolUse", digits)) as hooks:
+    hook = script(tmp_path, "answer.sh", f"cat >/dev/null; {printed}\n")
+    async with HookDispatcher(settings("PreToolUse", hook)) as hooks:
         outcome = await hooks.dispatch("PreToolUse", pre_tool("ls"))
     [inv] = outcome.invocations
     assert inv.decision == "error"
-    assert (inv.reason or "").startswith(
-        "output is not valid JSON (Exceeds the limit (4300 digits)"
-    )
-
-
-async def test_a_json_answer_over_the_output_cap_is_said_to_be_cut(tmp_path: Path) -> None:
-    """Regression: valid JSON cut at 1 MiB was reported as "not valid JSON" alone."""
-    huge = script(
-        tmp_path,
-        "huge.sh",
-        'cat >/dev/null; python3 -c \'import json; print(json.dumps({"systemMessage": "x" * 2_000_000}))\'\n',
-    )
-    async with HookDispatcher(settings("PreToolUse", huge)) as hooks:
-        outcome = await hooks.dispatch("PreToolUse", pre_tool("ls"))
-    [inv] = outcome.invocations
-    assert inv.decision == "error"
-    assert (inv.reason or "").startswith(
-        "the answer is over 1048576 bytes and was read that far: output is not valid JSON"
-    )
+    assert (inv.reason or "").startswith(reason)
 
 
 async def test_plain_text_is_context_at_user_prompt_submit(tmp_path: Path) -> None:
