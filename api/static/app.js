@@ -447,7 +447,9 @@
       tile("context", "Context in use", fmtTokens(f.context_tokens_in_use), f.context_tokens_in_use,
         "tokens held by agents not deleted"),
       tile("events", "Events / s", Number(ev.per_second || 0).toFixed(1), ev.per_second,
-        `${fmtInt(ev.total)} events${S.run ? " in the whole log" : ""} · ${fmtInt(ev.last_minute)} in the last minute`,
+        // The rate is over the minute up to the last event (a function of the log, the same in
+        // a replay), not the wall clock's: an idle log keeps its last rate, so say when that was.
+        `${fmtInt(ev.total)} events${S.run ? " in the whole log" : ""} · ${fmtInt(ev.last_minute)} in the minute to the last event${ev.last_at ? ", " + fmtClock(ev.last_at) : ""}`,
         sparkline(ev.series || [])),
     );
   }

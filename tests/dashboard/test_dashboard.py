@@ -83,6 +83,8 @@ READ_TOTALS = """() => Object.fromEntries([...document.querySelectorAll('#totals
 READ_CHIPS = """() => Object.fromEntries([...document.querySelectorAll('#totals .chip')].map(
   c => [c.dataset.status, Number(c.dataset.count)]))"""
 
+READ_RATE = """() => document.querySelector('#totals [data-tile="events"] .d').textContent"""
+
 FEED_POSITIONS = """() => [...document.querySelectorAll('#feed .feed-row')].map(
   r => Number(r.dataset.position))"""
 
@@ -195,6 +197,9 @@ async def assert_page_matches_api(page: Any, base: str, **at: Any) -> None:
         "events": pytest.approx(fleet["events"]["per_second"]),
     }
     assert await page.evaluate(READ_CHIPS) == fleet["agents"]["by_status"]
+    # The rate is the log's, up to its last event, not the wall clock's: the tile says so.
+    rate = await page.evaluate(READ_RATE)
+    assert f"{fleet['events']['last_minute']:,} in the minute to the last event" in rate
 
 
 async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
