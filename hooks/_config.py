@@ -29,6 +29,13 @@ Notes (do not fix without reading this):
    UserPromptSubmit. Claude Code gives SessionEnd hooks a 1.5 s budget as it
    exits; a fleet agent ends without a process exiting, so SessionEnd hooks
    get the 600 s default.
+4. A matcher's regular expression is RE2's (linear in the name it reads), and
+   Python's `re` only for what RE2 cannot read (look-around, backreferences):
+   a matcher runs on the event loop at every hook point, and a backtracking
+   pattern such as `(a+)+$` against a role or an agent type of 40 characters
+   froze the whole process for hours. (Claude Code reads matchers as
+   JavaScript regular expressions; the names they read are single-line, where
+   RE2's and Python's syntax agree.)
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
+import re2  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._points import DOCUMENTED_EVENTS, IF_POINTS, HookPoint
@@ -89,6 +97,8 @@ _FORWARD_COMMAND = re.compile(r"\bfleet\s+hook-forward\b")
 _INGEST_PATH = re.compile(r"/v1/hooks/ingest/?$")
 # Claude Code: a matcher of only letters, digits, "_", "-", spaces, "," and "|" is
 # a list of exact names separated by "|" or ",".
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a pattern RE2 cannot read goes to Python's re, quietly
 _PLAIN_NAMES = re.compile(r"[A-Za-z0-9_| ,-]+")
 _NAME_SEPARATORS = re.compile(r"[|,]")
 
@@ -96,6 +106,14 @@ _NAME_SEPARATORS = re.compile(r"[|,]")
 def default_timeout(point: str) -> float:
     """Claude Code's default timeout of a command or http hook at `point` (note 3)."""
     return _POINT_TIMEOUTS.get(point, DEFAULT_TIMEOUT)
+
+
+def _compiled(text: str) -> Any:
+    """`text` compiled by RE2, else (look-around, backreferences) by Python (note 4)."""
+    try:
+        return re2.compile(text, _RE2_OPTIONS)
+    except re2.error:
+        return re.compile(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +130,7 @@ class Matcher:
     pattern: str | None = None
     matches_all: bool = field(init=False)
     _names: frozenset[str] = field(init=False)
-    _regex: re.Pattern[str] | None = field(init=False)
+    _regex: Any = field(init=False)  # an RE2 or a Python pattern (note 4)
 
     def __post_init__(self) -> None:
         text = self.pattern
@@ -124,7 +142,7 @@ class Matcher:
             if _PLAIN_NAMES.fullmatch(text):
                 names = frozenset(n.strip() for n in _NAME_SEPARATORS.split(text) if n.strip())
             else:
-                regex = re.compile(text)  # raises re.error
+                regex = _compiled(text)  # raises re.error (note 4)
         object.__setattr__(self, "matches_all", every)
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "_regex", regex)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -300,6 +302,28 @@ def test_matchers_follow_claude_code_semantics(
     pattern: str | None, name: str, selected: bool
 ) -> None:
     assert Matcher(pattern).matches(name) is selected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "selected"),
+    [
+        ("(?<!Notebook)Edit", "NotebookEdit", False),  # look-behind: Python's re reads it
+        ("(?<!Notebook)Edit", "Edit", True),
+        (r"(\w)\1", "Bash", False),  # a backreference too
+        (r"(\w)\1", "Kill", True),
+    ],
+)
+def test_a_matcher_only_pythons_re_reads_still_works(
+    pattern: str, name: str, selected: bool
+) -> None:
+    assert Matcher(pattern).matches(name) is selected
+
+
+def test_a_backtracking_matcher_does_not_freeze_the_process() -> None:
+    """Regression: `(a+)+$` against 40 characters took Python's re hours, on the event loop."""
+    check = "from hooks import Matcher; print(Matcher('(a+)+$').matches('a' * 40 + '!'))"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 def test_a_matcher_never_selects_a_missing_name() -> None:
