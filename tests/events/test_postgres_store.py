@@ -181,18 +181,22 @@ async def test_a_subscriber_in_another_process_is_woken_by_notify_not_by_polling
     factory: Logs,
 ) -> None:
     store = await factory()
-    async with child("follow", factory.location, "3", "3600") as follower:
+    await store.append("agent-a", [command("a", 0)])
+    async with child("follow", factory.location, "4", "3600") as follower:
         await follower.go()
-        await asyncio.sleep(0.5)  # lets the follower reach its wait (it polls once an hour)
-        await store.append("agent-a", [command("a", n) for n in range(3)])
+        # Printed once its first read is done: from there only a wake reads again, and it
+        # polls once an hour, so the appends below reach it by NOTIFY or not at all.
+        assert await follower.line(timeout=60) == "1"
+        await store.append("agent-a", [command("a", n) for n in range(1, 4)], expected_version=1)
         lines = [await follower.line(timeout=60) for _ in range(3)]
-    assert lines == ["1", "2", "3"]
+    assert lines == ["2", "3", "4"]
 
 
 async def test_a_lost_listener_falls_back_to_polling(factory: Logs) -> None:
     reader = await factory(poll_interval=0.05)
     writer = await factory()
     assert isinstance(reader, PostgresEventStore)
+    await writer.append("agent-a", [command("a", 0)])
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
         # Cut the sessions listening on this log's channel, as a network blip would.
@@ -204,12 +208,14 @@ async def test_a_lost_listener_falls_back_to_polling(factory: Logs) -> None:
     finally:
         await admin.close()
     assert cut == 2  # the reader's and the writer's listeners
-    following = asyncio.create_task(anext(aiter(reader.subscribe())))
-    await asyncio.sleep(0.3)  # the subscription has read the empty log and waits
-    await writer.append("agent-a", [command("a", 0)])
+    subscription = aiter(reader.subscribe())
     async with asyncio.timeout(30):
-        event = await following
-    assert event.position == 1
+        first = await anext(subscription)
+    # Its first read is done: it reads again only when woken, its listener cut.
+    await writer.append("agent-a", [command("a", 1)], expected_version=1)
+    async with asyncio.timeout(30):
+        event = await anext(subscription)
+    assert (first.position, event.position) == (1, 2)
 
 
 async def _listening(channel: str) -> int:
