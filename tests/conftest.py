@@ -1,6 +1,9 @@
 """Fixtures shared by every package's tests. Keep this small: package-specific
 fixtures belong in tests/<package>/conftest.py.
 
+`reserved_port` is a loopback port kept for the test, for a server that stops
+and starts again on the same address.
+
 `store_factory` opens event stores on a fresh log for the test, once per
 backend in `STORE_BACKENDS`; a test written against it is part of the store
 contract and runs unchanged on every backend. `store` is one open store.
@@ -15,9 +18,10 @@ skip, saying why, unless `FLEET_POSTGRES_REQUIRED=1` (CI) makes them fail.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -180,3 +184,15 @@ async def store_factory(
 async def store(store_factory: StoreFactory) -> EventStore:
     """One open store on a fresh log."""
     return await store_factory()
+
+
+@pytest.fixture
+def reserved_port() -> Iterator[int]:
+    """A loopback port the OS picked, kept for the test: a socket stays bound to it (not
+    listening), so no other process can take it between two servers on it, nor get it as
+    a connection's local port, while a server (SO_REUSEADDR, as fleet's) still binds it.
+    A port found free and let go could be taken before the server bound it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])

@@ -10,10 +10,8 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +40,6 @@ def _chat(*args: str, stdin: str, token: str | None = None) -> subprocess.Comple
 
 async def _in_thread(*args: str, stdin: str = "", token: str | None = None) -> Any:
     return await asyncio.to_thread(lambda: _chat(*args, stdin=stdin, token=token))
-
-
-@pytest.fixture
-def reserved_port() -> Iterator[int]:
-    """A loopback port the OS picked, kept for the test: a socket stays bound to it (not
-    listening), so no other process can take it between two servers on it, nor get it as
-    a connection's local port, while a server (SO_REUSEADDR, as fleet's) still binds it.
-    A port found free and let go could be taken before the server bound it."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        yield int(s.getsockname()[1])
 
 
 async def wait_until(predicate: Any, *, within: float, what: str) -> None:

@@ -304,14 +304,17 @@ async def test_the_trace_says_no_runs_only_once_it_knows_there_are_none(
 
 
 async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_events(
-    browser: Any, config: ApiConfig, artifacts: Path
+    browser: Any, config: ApiConfig, artifacts: Path, reserved_port: int
 ) -> None:
-    """Stop the server, append while it is down, restart it: the feed holds 1..N exactly once."""
+    """Stop the server, append while it is down, restart it: the feed holds 1..N exactly once.
+
+    The port is kept for the test (`reserved_port`): let go while the server is down,
+    another process could take it (for a server of its own or as a connection's port), and
+    the restart would fail with "address already in use"."""
     phases = fleet_script()
     async with SQLiteEventStore(config.db) as store:
         first = await append_steps(store, phases[0])
-        async with dashboard_server(config) as server:
-            port = int(server.url.rsplit(":", 1)[1])
+        async with dashboard_server(config, port=reserved_port) as server:
             page = await open_page(browser, server.url + "/")
             await settled(page, first)
             await append_steps(store, phases[1][:5])  # some arrive live
@@ -319,7 +322,7 @@ async def test_dashboard_resumes_after_a_server_restart_without_lost_or_doubled_
         await page.wait_for_function("document.getElementById('conn').dataset.state !== 'live'")
         await append_steps(store, phases[1][5:])  # written while the server is down
 
-        async with dashboard_server(config, port=port) as server:
+        async with dashboard_server(config, port=reserved_port) as server:
             head = await append_steps(store, phases[2])  # and after the restart
             await page.wait_for_function("document.getElementById('conn').dataset.state === 'live'")
             positions = await feed_shows(page, head)
