@@ -9,11 +9,12 @@ installs Phoenix into `.venv-phoenix` and runs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -43,43 +44,49 @@ print(json.dumps(spans, default=str))
 """
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port kept until the block ends, as tests/conftest.py's `reserved_port`:
+    bound here, not listening, so no other process takes it, while Phoenix's servers
+    (SO_REUSEADDR) bind it all the same. A port found free and let go could be taken
+    before Phoenix bound it."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 @pytest.fixture
 async def phoenix(tmp_path: Path) -> AsyncIterator[str]:
     """Phoenix serving on loopback with a fresh working folder; its base URL."""
-    port, grpc = free_port(), free_port()
-    env = {**os.environ, "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"), "PHOENIX_HOST": "127.0.0.1",
-           "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"}  # fmt: skip
-    log = (tmp_path / "phoenix.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        PHOENIX, "serve", env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http, asyncio.timeout(150):
-            while True:
-                assert proc.returncode is None, (tmp_path / "phoenix.log").read_text()[-2000:]
-                try:
-                    if (await http.get(f"{url}/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+    with reserved_port() as port, reserved_port() as grpc:
+        env = {**os.environ, "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"), "PHOENIX_HOST": "127.0.0.1",
+               "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(grpc), "PHOENIX_TELEMETRY_ENABLED": "false"}  # fmt: skip
+        log = (tmp_path / "phoenix.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            PHOENIX, "serve", env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            async with asyncio.timeout(30):
+            async with httpx.AsyncClient() as http, asyncio.timeout(150):
+                while True:
+                    assert proc.returncode is None, (tmp_path / "phoenix.log").read_text()[-2000:]
+                    try:
+                        if (await http.get(f"{url}/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
                 await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        log.close()
+            log.close()
 
 
 async def query(url: str, trace_id: str, expected: int) -> list[dict[str, object]]:
