@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -270,14 +271,21 @@ async def test_an_async_hook_past_its_timeout_is_recorded_without_waiting_for_it
 
 
 async def test_a_blocking_sync_hook_runs_in_a_thread_under_its_timeout() -> None:
+    """The slow hook blocks until the dispatch has answered, not for a time: on 3.11 a
+    thread that ended while the loop stood still (a loaded machine) beat the timeout."""
+    answered = threading.Event()
+
     def slow(payload: dict[str, Any]) -> dict[str, Any]:
-        time.sleep(0.3)
+        answered.wait(60)
         return deny("too late")
 
     async with HookDispatcher() as hooks:
         hooks.add_python("PreToolUse", slow, timeout=0.05, thread=True)
         hooks.add_python("PreToolUse", lambda p: deny("threaded"), thread=True)
-        outcome = await hooks.dispatch("PreToolUse", pre_tool())
+        try:
+            outcome = await hooks.dispatch("PreToolUse", pre_tool())
+        finally:
+            answered.set()  # the abandoned thread ends
     assert [i.decision for i in outcome.invocations] == ["timeout", "deny"]
     assert outcome.reason == "threaded"
 
