@@ -327,9 +327,11 @@ async def test_hooks_at_one_point_run_concurrently() -> None:
 
 
 async def test_cancelling_a_dispatch_cancels_its_hooks() -> None:
+    started: list[str] = []
     finished: list[str] = []
 
     async def slow(payload: dict[str, Any]) -> None:
+        started.append("slow")
         await asyncio.sleep(5)
         finished.append("slow")
 
@@ -337,7 +339,9 @@ async def test_cancelling_a_dispatch_cancels_its_hooks() -> None:
         hooks.add_python("PreToolUse", slow)
         hooks.add_python("PreToolUse", slow)
         task = asyncio.create_task(hooks.dispatch("PreToolUse", pre_tool()))
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(30):  # both hooks run: cancelled mid-way, not before
+            while len(started) < 2:
+                await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
