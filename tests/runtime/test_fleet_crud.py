@@ -343,8 +343,10 @@ async def test_a_run_budget_counts_that_runs_spending_only(tmp_path: Path, works
 
 
 def slow_writer_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
-    """A role whose one tool call takes a moment: long enough to stop the process in it."""
-    done = yield Turn("Working.", [Call("Bash", {"command": "sleep 1 && echo done > marker.txt"})])
+    """A role whose one tool call runs 30 s, then writes the marker: the test stops the
+    process in it (a command of 1 s could end first on a loaded machine)."""
+    command = "echo $$ > writer.pid; sleep 30 && echo done > marker.txt"
+    done = yield Turn("Working.", [Call("Bash", {"command": command, "timeout": 60_000})])
     return f"finished: {done[0].content.splitlines()[0]}"
 
 
@@ -359,12 +361,15 @@ async def test_agents_working_when_the_runtime_stopped_resume_from_the_log(
             await first.fleet.create_agent(name="slow", role="slow", task="write the marker")
         )["id"]
 
+        pid_file = workspace / "writer.pid"
+
         async def in_tool_call() -> bool:
-            types = [e.type for e in await first.store.read_stream(f"agent-{agent_id}")]
-            return "ToolCallRequested" in types
+            return pid_file.is_file() and pid_file.read_text().strip() != ""
 
         await _until(in_tool_call)
-    # The runtime stopped mid tool call: the log says the agent is still working.
+    # The runtime stopped mid tool call, and killed the command: the log says the agent is
+    # still working.
+    await _until(lambda: _gone(int(pid_file.read_text())))
     assert not (workspace / "marker.txt").exists()
 
     async with open_runtime(options) as second:
