@@ -34,11 +34,11 @@ pytestmark = pytest.mark.browser
 TIMEOUT_S = 20
 
 ATTACK = """<!doctype html><html><body>
-<iframe name="sink"></iframe>
+<iframe name="sink"></iframe><iframe name="sink2"></iframe>
 <form id="plain" method="post" enctype="text/plain" target="sink" action="API/v1/runs">
   <input name='{"task": "pwned by a form", "x": "' value='"}'>
 </form>
-<form id="urlencoded" method="post" target="sink" action="API/v1/agents">
+<form id="urlencoded" method="post" target="sink2" action="API/v1/agents">
   <input name="name" value="pwned"><input name="role" value="scout">
 </form>
 <script>
@@ -58,8 +58,9 @@ ATTACK = """<!doctype html><html><body>
   await attempt("cors", fetch("API/v1/agents", {method: "POST",
     headers: {"Content-Type": "application/json"},
     body: JSON.stringify({name: "pwned", role: "scout"})}));
+  // A frame each: a second navigation of one frame cancels the first if its request has
+  // not gone out yet (200 ms apart, as they were, is not always enough on a loaded machine).
   document.getElementById("plain").submit();
-  await new Promise((resolve) => setTimeout(resolve, 200));
   document.getElementById("urlencoded").submit();
   window.tries = tries;
 })();
