@@ -151,7 +151,7 @@ async def test_a_slow_http_hook_times_out_without_waiting_for_the_answer(
 
 
 async def test_a_server_that_is_down_is_an_error() -> None:
-    config = http_settings("PreToolUse", "http://127.0.0.1:9/hook", timeout=2)
+    config = http_settings("PreToolUse", "http://127.0.0.1:9/hook", timeout=30)
     async with HookDispatcher(config) as hooks:
         outcome = await hooks.dispatch("PreToolUse", pre_tool())
     assert not outcome.blocked

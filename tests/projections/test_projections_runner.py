@@ -353,7 +353,7 @@ async def test_the_runner_stops_clearly_when_the_store_closes(tmp_path: Path) ->
     async with ProjectionRunner(store) as runner:
         await store.aclose()
         with pytest.raises(RunnerClosed, match="event store closed"):
-            await runner.wait_for(1, timeout=2)
+            await runner.wait_for(1, timeout=30)
 
 
 def test_bad_runner_arguments_are_refused() -> None:
