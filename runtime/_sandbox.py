@@ -36,6 +36,9 @@ Notes (do not fix without reading this):
    naming those it skipped: `os.fwalk` recursed, one Python frame a level,
    and a tree 1,000 deep (`mkdir -p` in `Bash`, or a `Write`) made every
    Glob and Grep of the workspace fail with a RecursionError.
+6. A file with a NUL byte in its first `BINARY_SNIFF` bytes is binary, as
+   Grep has it (`_search.py`): `read` refuses it, having read no more, where
+   it handed up to 256 KiB of NUL and control bytes to the model as text.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import shlex
 import stat
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +56,7 @@ from ._workspace import DIR_FLAGS, MAX_DEPTH, Located, StepHook, Workspace
 from .errors import ToolError, WorkspaceEscape, WriteRefused
 
 __all__ = [
+    "BINARY_SNIFF",
     "MAX_EDIT_BYTES",
     "MAX_READ_BYTES",
     "Sandbox",
@@ -64,6 +69,9 @@ MAX_READ_BYTES = 256 * 1024
 
 MAX_EDIT_BYTES = 16 * 1024 * 1024
 """The largest file an edit rewrites (it is held in memory twice)."""
+
+BINARY_SNIFF = 8192
+"""A file with a NUL byte in its first this many bytes is binary (Read refuses, Grep skips it)."""
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
 _OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -281,10 +289,16 @@ class Sandbox:
         Returns (workspace path, text, next line) where next line is None unless
         `max_bytes` cut the text short: then it is the line to read on from.
         `stopping()` is asked as the lines before `offset` are skipped: when it
-        names a reason (a deadline, a cancel), `ToolError` says so (note 4).
+        names a reason (a deadline, a cancel), `ToolError` says so (note 4). A
+        binary file (note 6) is a `ToolError`, told from its first `BINARY_SNIFF` bytes.
         """
         fd, rel = self.open_file(ws, path)
         with open(fd, "rb") as f:
+            if b"\x00" in os.pread(fd, BINARY_SNIFF, 0):
+                raise ToolError(
+                    f"{rel} is a binary file ({os.fstat(fd).st_size} bytes): Read shows text; "
+                    f"use Bash, e.g. `xxd {shlex.quote(rel)} | head`, to look inside"
+                )
             line = 1
             chunks = 0
             while line < offset:

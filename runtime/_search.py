@@ -40,7 +40,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]
 
 from ._regex_worker import read_frame, write_frame
-from ._sandbox import Sandbox
+from ._sandbox import BINARY_SNIFF, Sandbox
 from ._workspace import Workspace
 from .errors import ToolError
 
@@ -48,7 +48,6 @@ __all__ = ["SearchResult", "compile_search", "search"]
 
 BLOCK_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 500
-BINARY_SNIFF = 8192
 WORKER_PATH = Path(__file__).with_name("_regex_worker.py")
 _POLL_S = 0.05
 

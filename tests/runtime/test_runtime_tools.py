@@ -111,6 +111,7 @@ async def test_read_stops_skipping_to_a_far_offset_at_its_deadline(ws: Workspace
     # Skipping reads every byte before the offset: a sparse terabyte took a thread for an
     # hour, the call waiting on it and a cancel leaving it running.
     with open(ws.root / "huge.bin", "wb") as f:
+        f.write(b"x" * 8192)  # text where a binary file is told (NULs past it)
         f.truncate(1 << 40)
     tools = Toolbox([Read(max_seconds=1)])
     started = time.perf_counter()
@@ -122,6 +123,37 @@ async def test_read_stops_skipping_to_a_far_offset_at_its_deadline(ws: Workspace
     assert result.content == (
         "stopped reading huge.bin before line 2: over 1s (the file is too large to skip that far)"
     )
+
+
+@pytest.mark.parametrize("offset", [None, 2])
+async def test_read_refuses_a_binary_file_as_grep_skips_it(
+    tools: Toolbox, ws: Workspace, offset: int | None
+) -> None:
+    """Read handed up to 256 KiB of NUL and control bytes to the model as text."""
+    (ws.root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x01" * 300_000)
+    args = {"file_path": "logo.png"} | ({"offset": offset} if offset else {})
+    result = await tools.call("Read", args, ctx(ws))
+    assert result.is_error
+    assert result.content == (
+        "logo.png is a binary file (300016 bytes): Read shows text; "
+        "use Bash, e.g. `xxd logo.png | head`, to look inside"
+    )
+    grep = await tools.call("Grep", {"pattern": "PNG"}, ctx(ws))
+    assert grep.content == "no matches"
+    # Told from the first 8 KiB alone: a sparse terabyte is refused at once.
+    with open(ws.root / "my disk.img", "wb") as f:
+        f.truncate(1 << 40)
+    started = time.perf_counter()
+    sparse = await tools.call("Read", {"file_path": "my disk.img", "offset": 2}, ctx(ws))
+    assert time.perf_counter() - started < 10
+    assert sparse.content == (
+        f"my disk.img is a binary file ({1 << 40} bytes): Read shows text; "
+        "use Bash, e.g. `xxd 'my disk.img' | head`, to look inside"
+    )
+    # Text with a NUL past the first 8 KiB is text, for Read as for Grep.
+    (ws.root / "late.txt").write_bytes(b"a\n" * 5000 + b"\x00\n")
+    late = await tools.call("Read", {"file_path": "late.txt", "limit": 1}, ctx(ws))
+    assert (late.is_error, late.content) == (False, "a\n")
 
 
 async def test_read_of_a_line_over_the_cap_does_not_send_the_model_back_to_it(
