@@ -438,7 +438,8 @@ class Sandbox:
         of the workspace; symlinked folders are not entered, nor folders more than
         `MAX_DEPTH` below the workspace (note 5): those are added to `too_deep`.
         Each entry's `dir_fd` is open only until the next one is asked for. Raises
-        `ToolError` for a missing `path`. A generator: close it when done.
+        `ToolError` for a missing `path`, or one that is neither a regular file nor
+        a folder (a FIFO, a device, a socket). A generator: close it when done.
         """
         located = ws.locate(path, on_step=self.on_step)
         try:
@@ -448,6 +449,10 @@ class Sandbox:
                 try:
                     top = os.open(located.name, DIR_FLAGS, dir_fd=located.dir_fd)
                 except NotADirectoryError:
+                    # Never opened unless a regular file (a FIFO was searched as "no matches").
+                    st = os.stat(located.name, dir_fd=located.dir_fd, follow_symlinks=False)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise ToolError(f"{located.rel} is not a regular file or folder") from None
                     yield WalkEntry(located.rel, located.dir_fd, located.name)
                     return
                 except FileNotFoundError:

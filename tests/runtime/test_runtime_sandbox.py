@@ -4,6 +4,7 @@ cannot redirect a read or a write."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -275,6 +276,18 @@ async def test_a_fifo_is_refused_instead_of_waited_on(ws: Workspace) -> None:
     assert read.content == "pipe is not a regular file"
     assert write.is_error
     assert "not a regular file" in write.content
+
+
+@pytest.mark.parametrize("tool", ["Grep", "Glob"])
+async def test_a_search_in_a_fifo_says_it_is_no_file_or_folder(ws: Workspace, tool: str) -> None:
+    """Grep answered "no matches", as if the FIFO were an empty file."""
+    os.mkfifo(ws.root / "pipe")
+    tools = worker_toolbox()
+    result = await asyncio.wait_for(
+        tools.call(tool, {"pattern": "*" if tool == "Glob" else "x", "path": "pipe"}, ctx(ws)), 60
+    )
+    assert result.is_error
+    assert result.content == "pipe is not a regular file or folder"
 
 
 async def test_a_name_too_long_for_the_system_is_a_tool_error(ws: Workspace) -> None:
