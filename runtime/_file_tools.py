@@ -117,15 +117,32 @@ class _Input(BaseModel):
         return value
 
 
+def _whole_number(value: Any) -> Any:
+    """A float with no fraction as the int it is (JSON has one kind of number: 2.0 is 2).
+
+    The integer fields are strict besides, as Bash's `timeout` is: `"2"` was taken for 2
+    and `true` for 1."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 _PATH = "Path of the file: absolute (inside the workspace) or relative to the workspace."
 
 
 class ReadInput(_Input):
     file_path: str = Field(min_length=1, description=_PATH)
     offset: int | None = Field(
-        default=None, ge=0, description="The line number to start reading from (1-based)."
+        default=None,
+        ge=0,
+        strict=True,
+        description="The line number to start reading from (1-based).",
     )
-    limit: int | None = Field(default=None, ge=1, description="The number of lines to read.")
+    limit: int | None = Field(
+        default=None, ge=1, strict=True, description="The number of lines to read."
+    )
+
+    _numbers = field_validator("offset", "limit", mode="before")(_whole_number)
 
 
 class WriteInput(_Input):
@@ -163,15 +180,27 @@ class GrepInput(_Input):
     line_numbers: bool = Field(
         default=True, alias="-n", description='Show line numbers ("content" mode).'
     )
-    after: int | None = Field(default=None, ge=0, le=100, alias="-A", description="Lines after.")
-    before: int | None = Field(default=None, ge=0, le=100, alias="-B", description="Lines before.")
+    after: int | None = Field(
+        default=None, ge=0, le=100, strict=True, alias="-A", description="Lines after."
+    )
+    before: int | None = Field(
+        default=None, ge=0, le=100, strict=True, alias="-B", description="Lines before."
+    )
     context: int | None = Field(
-        default=None, ge=0, le=100, alias="-C", description="Lines before and after."
+        default=None, ge=0, le=100, strict=True, alias="-C", description="Lines before and after."
     )
     head_limit: int | None = Field(
-        default=None, ge=1, le=2_000, description="Show only the first N lines or entries."
+        default=None,
+        ge=1,
+        le=2_000,
+        strict=True,
+        description="Show only the first N lines or entries.",
     )
     multiline: bool = Field(default=False, description="Not supported: the search is per line.")
+
+    _numbers = field_validator("after", "before", "context", "head_limit", mode="before")(
+        _whole_number
+    )
 
 
 def _glob_match(rel: str, pattern: str) -> bool:

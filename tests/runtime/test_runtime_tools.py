@@ -546,6 +546,43 @@ async def test_a_bash_timeout_that_is_no_number_is_refused(
     assert not (ws.root / "ran.txt").exists()
 
 
+@pytest.mark.parametrize(
+    ("tool", "field", "value"),
+    [
+        ("Read", "offset", "2"),
+        ("Read", "offset", True),
+        ("Read", "limit", "1"),
+        ("Read", "offset", 2.5),
+        ("Grep", "head_limit", "1"),
+        ("Grep", "-C", True),
+    ],
+)
+async def test_a_file_tools_integer_that_is_no_number_is_refused_as_bashs_timeout_is(
+    tools: Toolbox, ws: Workspace, tool: str, field: str, value: object
+) -> None:
+    """Read took `offset: "2"` for 2 and `true` for 1, where Bash refuses a string timeout."""
+    base = {"file_path": "src/app.py"} if tool == "Read" else {"pattern": "hello"}
+    result = await tools.call(tool, base | {field: value}, ctx(ws))
+    assert result.is_error
+    assert result.content == f"invalid input for {tool}: {field}: Input should be a valid integer"
+
+
+@pytest.mark.parametrize("number", [2, 2.0])
+async def test_a_file_tools_integer_may_be_any_json_number_without_a_fraction(
+    tools: Toolbox, ws: Workspace, number: float
+) -> None:
+    read = await tools.call("Read", {"file_path": "src/app.py", "offset": number}, ctx(ws))
+    assert read.content == "    return 'hello'\n\nhello()\n"
+    args = {"pattern": "hello", "output_mode": "content", "head_limit": number, "-A": number}
+    grep = await tools.call("Grep", args, ctx(ws))
+    assert not grep.is_error
+    assert grep.content.splitlines()[:3] == [
+        "README.md:3:Call hello() to greet.",
+        "--",
+        "src/app.py:1:def hello():",
+    ]
+
+
 async def test_bash_runs_without_fleets_secrets(
     tools: Toolbox, ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
