@@ -61,7 +61,7 @@ from ._sandbox import MAX_READ_BYTES, Sandbox
 from ._search import SearchResult, compile_search, search
 from ._tools import ToolContext, ToolKind, ToolResult
 from ._workspace import MAX_DEPTH, Workspace
-from .errors import ToolError, ToolInputInvalid
+from .errors import ToolError, ToolInputInvalid, shown_path
 
 __all__ = [
     "FILE_TYPES",
@@ -343,7 +343,7 @@ def _count_lines(box: Sandbox, ws: Workspace, path: str, stopping: Callable[[], 
     with open(fd, "rb") as f:
         while chunk := f.read(1024 * 1024):
             if why := stopping():
-                raise ToolError(f"stopped counting the lines of {rel}: {why}")
+                raise ToolError(f"stopped counting the lines of {shown_path(rel)}: {why}")
             count += chunk.count(b"\n")
             last = chunk[-1:]
     return count + (last != b"\n")
@@ -401,11 +401,11 @@ def _replacer(input: EditInput, counted: list[int]) -> Callable[[str, str], str]
     def change(text: str, rel: str) -> str:
         count = text.count(input.old_string)
         if count == 0:
-            raise ToolError(f"old_string not found in {rel}")
+            raise ToolError(f"old_string not found in {shown_path(rel)}")
         if count > 1 and not input.replace_all:
             raise ToolError(
-                f"old_string occurs {count} times in {rel}: give more surrounding text to "
-                "make it unique, or set replace_all"
+                f"old_string occurs {count} times in {shown_path(rel)}: give more surrounding "
+                "text to make it unique, or set replace_all"
             )
         counted.append(count)
         return text.replace(input.old_string, input.new_string)
@@ -481,7 +481,9 @@ def _list(
             if walked % 256 == 0 and (why := stopping()) is not None:
                 return found, why
             if entry.rel == located.rel:
-                raise ToolError(f"{located.rel} is a file, not a folder: give its folder")
+                raise ToolError(
+                    f"{shown_path(located.rel)} is a file, not a folder: give its folder"
+                )
             if _glob_match(entry.rel[len(start) :], pattern):
                 found.append(entry.rel)
     finally:

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._workspace import DIR_FLAGS, MAX_DEPTH, Located, StepHook, Workspace
-from .errors import ToolError, WorkspaceEscape, WriteRefused
+from .errors import ToolError, WorkspaceEscape, WriteRefused, shown_path
 
 __all__ = [
     "BINARY_SNIFF",
@@ -109,15 +109,19 @@ class WalkEntry:
 
 def _oserror(verb: str, rel: str, e: OSError) -> ToolError:
     if e.errno == errno.ELOOP:
-        return ToolError(f"cannot {verb} {rel}: it became a symbolic link while being opened")
+        return ToolError(
+            f"cannot {verb} {shown_path(rel)}: it became a symbolic link while being opened"
+        )
     if e.errno == errno.ENXIO:
-        return ToolError(f"cannot {verb} {rel}: not a regular file")
-    return ToolError(f"cannot {verb} {rel}: {e.strerror or e}")
+        return ToolError(f"cannot {verb} {shown_path(rel)}: not a regular file")
+    return ToolError(f"cannot {verb} {shown_path(rel)}: {e.strerror or e}")
 
 
 def _not_a_file(rel: str, st: os.stat_result) -> ToolError:
     return ToolError(
-        f"{rel} is a folder" if stat.S_ISDIR(st.st_mode) else f"{rel} is not a regular file"
+        f"{shown_path(rel)} is a folder"
+        if stat.S_ISDIR(st.st_mode)
+        else f"{shown_path(rel)} is not a regular file"
     )
 
 
@@ -125,7 +129,7 @@ def _file_path(path: str) -> str:
     """`path`, unless it ends with `/` (it names a folder: `Write notes/` made a file
     `notes`, `Read a.py/` read `a.py`). Raises `ToolError`, before anything is walked."""
     if path.endswith(("/", "/.")):
-        raise ToolError(f"{path} ends with /: it names a folder, not a file")
+        raise ToolError(f"{shown_path(path)} ends with /: it names a folder, not a file")
     return path
 
 
@@ -236,7 +240,7 @@ class Sandbox:
         )
         try:
             if not located.name:
-                raise ToolError(f"{located.rel} is a folder")
+                raise ToolError(f"{shown_path(located.rel)} is a folder")
             self.check_path(located.parts)
             if self._is_log_name(located):
                 raise WriteRefused(located.rel, "it is fleet's event log")
@@ -255,12 +259,12 @@ class Sandbox:
         rel = located.rel
         try:
             if not located.name:
-                raise ToolError(f"{rel} is a folder")
+                raise ToolError(f"{shown_path(rel)} is a folder")
             if self.on_step is not None:
                 self.on_step(located.parts[:-1], located.name)
             fd = os.open(located.name, os.O_RDONLY | _OPEN, dir_fd=located.dir_fd)
         except FileNotFoundError:
-            raise ToolError(f"no such file: {rel}") from None
+            raise ToolError(f"no such file: {shown_path(rel)}") from None
         except OSError as e:
             raise _oserror("read", rel, e) from e
         finally:
@@ -296,15 +300,18 @@ class Sandbox:
         with open(fd, "rb") as f:
             if b"\x00" in os.pread(fd, BINARY_SNIFF, 0):
                 raise ToolError(
-                    f"{rel} is a binary file ({os.fstat(fd).st_size} bytes): Read shows text; "
-                    f"use Bash, e.g. `xxd {shlex.quote(rel)} | head`, to look inside"
+                    f"{shown_path(rel)} is a binary file ({os.fstat(fd).st_size} bytes): Read "
+                    f"shows text; use Bash, e.g. `xxd {shown_path(shlex.quote(rel))} | head`, "
+                    "to look inside"
                 )
             line = 1
             chunks = 0
             while line < offset:
                 chunks += 1
                 if stopping is not None and chunks % 256 == 0 and (why := stopping()):
-                    raise ToolError(f"stopped reading {rel} before line {offset}: {why}")
+                    raise ToolError(
+                        f"stopped reading {shown_path(rel)} before line {offset}: {why}"
+                    )
                 chunk = f.readline(65536)
                 if not chunk:
                     return rel, "", None
@@ -335,7 +342,7 @@ class Sandbox:
         rel = located.rel
         try:
             if not located.name:
-                raise ToolError(f"{rel} is a folder")
+                raise ToolError(f"{shown_path(rel)} is a folder")
             if located.missing:
                 return rel, None
             fd = os.open(located.name, os.O_RDONLY | _OPEN, dir_fd=located.dir_fd)
@@ -350,13 +357,15 @@ class Sandbox:
             if not stat.S_ISREG(st.st_mode):
                 raise _not_a_file(rel, st)
             if st.st_size > MAX_EDIT_BYTES:
-                raise ToolError(f"{rel} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} checked")
+                raise ToolError(
+                    f"{shown_path(rel)} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} checked"
+                )
             try:
                 data = f.read(MAX_EDIT_BYTES + 1)
             except OSError as e:
                 raise _oserror("read", rel, e) from e
         if len(data) > MAX_EDIT_BYTES:  # it grew while being read
-            raise ToolError(f"{rel} is over the {MAX_EDIT_BYTES} bytes checked")
+            raise ToolError(f"{shown_path(rel)} is over the {MAX_EDIT_BYTES} bytes checked")
         return rel, data
 
     # -- writing ----------------------------------------------------------------------------
@@ -403,7 +412,7 @@ class Sandbox:
         try:
             fd = os.open(located.name, os.O_RDWR | _OPEN, dir_fd=located.dir_fd)
         except FileNotFoundError:
-            raise ToolError(f"no such file: {rel}") from None
+            raise ToolError(f"no such file: {shown_path(rel)}") from None
         except OSError as e:
             raise _oserror("edit", rel, e) from e
         finally:
@@ -412,7 +421,8 @@ class Sandbox:
             st = self._check_opened(fd, rel, created=False)
             if st.st_size > MAX_EDIT_BYTES:
                 raise ToolError(
-                    f"{rel} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} an edit rewrites"
+                    f"{shown_path(rel)} is {st.st_size} bytes, over the {MAX_EDIT_BYTES} an edit "
+                    "rewrites"
                 )
             with open(fd, "rb", closefd=False) as f:
                 text = f.read().decode("utf-8", errors="surrogateescape")
@@ -452,11 +462,13 @@ class Sandbox:
                     # Never opened unless a regular file (a FIFO was searched as "no matches").
                     st = os.stat(located.name, dir_fd=located.dir_fd, follow_symlinks=False)
                     if not stat.S_ISREG(st.st_mode):
-                        raise ToolError(f"{located.rel} is not a regular file or folder") from None
+                        raise ToolError(
+                            f"{shown_path(located.rel)} is not a regular file or folder"
+                        ) from None
                     yield WalkEntry(located.rel, located.dir_fd, located.name)
                     return
                 except FileNotFoundError:
-                    raise ToolError(f"no such file or folder: {located.rel}") from None
+                    raise ToolError(f"no such file or folder: {shown_path(located.rel)}") from None
             try:
                 yield from self._walk_folder(ws, top, located.rel, too_deep)
             finally:

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import ToolError, WorkspaceEscape, WorkspaceMissing
+from .errors import ToolError, WorkspaceEscape, WorkspaceMissing, shown_path
 
 __all__ = [
     "GIT_IDENTITY",
@@ -156,14 +156,17 @@ class _Walk:
         """Refuse to go `more` folders deeper past `MAX_DEPTH` (note 6)."""
         if len(self.names) + more > MAX_DEPTH:
             raise ToolError(
-                f"cannot open {self.path}: it goes through more than {MAX_DEPTH} folders"
+                f"cannot open {shown_path(self.path)}: it goes through more than {MAX_DEPTH} "
+                "folders"
             )
 
     def follow(self, target: str) -> None:
         """Go on along `target`, the symlink just met in the current folder."""
         self.hops += 1
         if self.hops > MAX_SYMLINKS:
-            raise ToolError(f"cannot open {self.path}: too many levels of symbolic links")
+            raise ToolError(
+                f"cannot open {shown_path(self.path)}: too many levels of symbolic links"
+            )
         if target.startswith("/"):
             prefix = self.root.rstrip("/") + "/"
             if target != self.root and not target.startswith(prefix):
@@ -238,7 +241,7 @@ class Workspace:
         `~` and `~/...` are the user's home (note 5); `~name` is a name like any other.
         """
         if "\x00" in path:
-            shown = path.replace("\x00", "\\0")
+            shown = shown_path(path.replace("\x00", "\\0"))
             raise ToolError(f"cannot open {shown}: a path cannot hold a NUL byte (\\0)")
         full = os.path.expanduser(path) if path == "~" or path.startswith("~/") else path
         if full.startswith("/"):
@@ -270,12 +273,12 @@ class Workspace:
         try:
             root_fd = self.open_root()
         except WorkspaceMissing as e:
-            raise ToolError(f"cannot open {path}: {e}") from e
+            raise ToolError(f"cannot open {shown_path(path)}: {e}") from e
         walk = _Walk(str(self.root), root_fd, path, names)
         try:
             return self._walk(walk, make_parents, lenient, check, on_step)
         except OSError as e:
-            raise ToolError(f"cannot open {path}: {e.strerror or e}") from e
+            raise ToolError(f"cannot open {shown_path(path)}: {e.strerror or e}") from e
         finally:
             walk.close()
 
@@ -312,7 +315,8 @@ class Workspace:
             except NotADirectoryError:
                 target = _readlink(name, walk.fds[-1])
                 if target is None:
-                    raise ToolError(f"{'/'.join((*walk.names, name))} is not a folder") from None
+                    folder = "/".join((*walk.names, name))
+                    raise ToolError(f"{shown_path(folder)} is not a folder") from None
                 walk.follow(target)
         return walk.take("")
 
@@ -329,7 +333,7 @@ class Workspace:
         if lenient:
             return Located(walk.fds.pop(), rest[-1], (*walk.names, *rest), len(rest) - 1)
         if not make_parents:
-            raise ToolError(f"no such folder: {'/'.join((*walk.names, rest[0]))}")
+            raise ToolError(f"no such folder: {shown_path('/'.join((*walk.names, rest[0])))}")
         if check is not None:
             check((*walk.names, *rest))
         for folder in rest[:-1]:

@@ -113,6 +113,20 @@ class ClientClosed(ModelError):
         super().__init__(f"the {what} is closed")
 
 
+MAX_SHOWN_PATH = 300
+"""The most of a path an error message shows (`shown_path`)."""
+
+
+def shown_path(path: str) -> str:
+    """`path` as an error message shows it: one over `MAX_SHOWN_PATH` characters is cut in
+    the middle (its start and its file name kept), with its length. A path is the model's
+    text: a 100 KB one came back whole in every error about it."""
+    if len(path) <= MAX_SHOWN_PATH:
+        return path
+    half = MAX_SHOWN_PATH // 2
+    return f"{path[:half]}…{path[-half:]} ({len(path)} characters)"
+
+
 class ToolError(FleetError):
     """A tool call failed; the message is what the model is shown."""
 
@@ -132,7 +146,7 @@ class WorkspaceEscape(ToolError):
     def __init__(self, path: str, workspace: str) -> None:
         self.path = path
         self.workspace = workspace
-        super().__init__(f"path {path!r} is outside the workspace {workspace}")
+        super().__init__(f"path {shown_path(repr(path))} is outside the workspace {workspace}")
 
 
 class WriteRefused(ToolError):
@@ -141,7 +155,7 @@ class WriteRefused(ToolError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"refused to write {path}: {reason}")
+        super().__init__(f"refused to write {shown_path(path)}: {reason}")
 
 
 class WorkspaceMissing(FleetError):

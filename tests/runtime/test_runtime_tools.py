@@ -454,6 +454,33 @@ async def test_a_lone_surrogate_in_the_input_is_refused_as_invalid_input(
     assert (ws.root / "README.md").read_text() == "# App\n\nCall hello() to greet.\n"
 
 
+async def test_a_long_path_is_cut_in_the_errors_that_show_it(tools: Toolbox, ws: Workspace) -> None:
+    """A 100 KB path came back whole in the error, and so in the model's context."""
+    long = "x" * 100_000
+    deep = "/".join(["d" * 255] * 15) + "/notes.txt"  # a real file, 3,849 characters deep
+    (ws.root / deep).parent.mkdir(parents=True)
+    (ws.root / deep).write_text("a note\n")
+    calls = [
+        ("Read", {"file_path": long}, "File name too long"),
+        ("Write", {"file_path": long, "content": "x"}, "File name too long"),
+        ("Grep", {"pattern": "x", "path": long}, "File name too long"),
+        ("Read", {"file_path": f"/elsewhere/{long}"}, "is outside the workspace"),
+        ("Write", {"file_path": f".git/new/{long}", "content": "x"}, ".git belongs to git"),
+        ("Read", {"file_path": f"{long}/"}, "ends with /"),
+        ("Edit", {"file_path": deep, "old_string": "b", "new_string": "c"}, "not found in"),
+    ]
+    for tool, args, reason in calls:
+        result = await tools.call(tool, args, ctx(ws))
+        assert result.is_error, tool
+        assert reason in result.content, tool
+        assert len(result.content) < 500, tool
+    edit = await tools.call("Edit", calls[-1][1], ctx(ws))
+    assert edit.content == (
+        f"old_string not found in {deep[:150]}…{deep[-150:]} ({len(deep)} characters)"
+    )
+    assert edit.content.endswith("d/notes.txt (3849 characters)")
+
+
 async def test_an_unknown_tool_is_an_error_that_lists_the_tools(
     tools: Toolbox, ws: Workspace
 ) -> None:
