@@ -79,6 +79,7 @@ MAX_GREP_SECONDS = 30.0
 MAX_READ_SECONDS = 30.0
 MAX_GLOB_SECONDS = 30.0
 MAX_LIST_RESULTS = 1_000
+MAX_LIST_CHARS = MAX_READ_BYTES  # a list is no longer than the most text one Read gives
 
 FILE_TYPES: Mapping[str, tuple[str, ...]] = {
     "c": ("*.c", "*.h"),
@@ -223,6 +224,26 @@ def _glob_match(rel: str, pattern: str) -> bool:
         if not any(reach):
             return False
     return reach[-1]
+
+
+def _listed(paths: list[str], limit: int) -> tuple[list[str], str]:
+    """The first `limit` of `paths` that fit in `MAX_LIST_CHARS` (a line each), and the note
+    saying how many more were left out ("" if none).
+
+    Paths can be 128 names of 255 characters deep: 1,000 of them were 32 MB of text."""
+    shown: list[str] = []
+    size = 0
+    for rel in paths[:limit]:
+        size += len(rel) + 1
+        if size > MAX_LIST_CHARS:
+            break
+        shown.append(rel)
+    more = len(paths) - len(shown)
+    if not more:
+        return shown, ""
+    if len(shown) < min(limit, len(paths)):
+        return shown, f"\n[... {more} more files not shown (over {MAX_LIST_CHARS} characters)]"
+    return shown, f"\n[... {more} more files not shown]"
 
 
 def _absolute(ws: Workspace, rel: str) -> str:
@@ -531,16 +552,14 @@ class Glob:
             )
         finally:
             stop.set()  # a cancelled call stops its walk
-        shown = found[:MAX_LIST_RESULTS]
+        shown, note = _listed(found, MAX_LIST_RESULTS)
         response = {
             "filenames": [_absolute(ctx.workspace, rel) for rel in shown],
             "numFiles": len(found),
             "truncated": len(found) > len(shown),
             "durationMs": round((time.perf_counter() - started) * 1000),
         }
-        text = "\n".join(shown) if found else "no files match"
-        if len(found) > len(shown):
-            text += f"\n[... {len(found) - len(shown)} more files not shown]"
+        text = ("\n".join(shown) if found else "no files match") + note
         text += _too_deep_note(too_deep)
         if why is not None:  # the deadline (a cancelled call returns nothing)
             text += f"\n[... walk stopped after {self.max_seconds:g}s: narrow the path or pattern]"

@@ -11,7 +11,7 @@ import pytest
 
 from runtime import Toolbox, ToolContext, ToolInputInvalid, Workspace, worker_toolbox
 from runtime._bash_tool import Bash
-from runtime._file_tools import MAX_LIST_RESULTS, Glob, Read
+from runtime._file_tools import MAX_LIST_CHARS, MAX_LIST_RESULTS, Glob, Read
 
 
 @pytest.fixture
@@ -302,6 +302,27 @@ async def test_a_glob_in_a_file_says_it_is_a_file(tools: Toolbox, ws: Workspace)
     result = await tools.call("Glob", {"pattern": "*", "path": "src/app.py"}, ctx(ws))
     assert result.is_error
     assert result.content == "src/app.py is a file, not a folder: give its folder"
+
+
+async def test_a_glob_of_long_paths_is_capped_in_characters_too(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    """1,000 paths were capped, not their text: 128 names of 255 characters each gave 32 MB."""
+    deep = ws.root.joinpath(*["d" * 250] * 4)
+    deep.mkdir(parents=True)
+    for i in range(MAX_LIST_RESULTS):
+        (deep / f"{i:04d}{'f' * 240}.txt").touch()
+    result = await tools.call("Glob", {"pattern": "**/*.txt"}, ctx(ws))
+    assert not result.is_error
+    *paths, note = result.content.split("\n")
+    assert len(result.content) <= MAX_LIST_CHARS + 100
+    assert len(paths) == MAX_LIST_CHARS // (4 * 251 + 248 + 1)
+    assert paths[-1].endswith(f"{len(paths) - 1:04d}{'f' * 240}.txt")
+    more = MAX_LIST_RESULTS - len(paths)
+    assert note == f"[... {more} more files not shown (over {MAX_LIST_CHARS} characters)]"
+    assert result.response is not None
+    assert len(result.response["filenames"]) == len(paths)
+    assert (result.response["numFiles"], result.response["truncated"]) == (1000, True)
 
 
 async def test_a_glob_past_its_time_cap_says_so(ws: Workspace) -> None:
