@@ -761,24 +761,20 @@ class Grep:
 def _grep_output(
     ws: Workspace, input: GrepInput, found: SearchResult, lines: list[str], limit: int
 ) -> tuple[str, dict[str, Any]]:
-    files = found.files[:limit]
-    response: dict[str, Any] = {
-        "mode": input.output_mode,
-        "numFiles": len(found.files),
-        "filenames": [_absolute(ws, rel) for rel in files],
-    }
-    if input.output_mode == "files_with_matches":
-        text = "\n".join(files) if files else "no matches"
-        if len(found.files) > len(files):
-            text += f"\n[... {len(found.files) - len(files)} more files not shown]"
+    response: dict[str, Any] = {"mode": input.output_mode, "numFiles": len(found.files)}
+    if input.output_mode in ("files_with_matches", "count"):  # capped as Glob's list is
+        every = (
+            found.files
+            if input.output_mode == "files_with_matches"
+            else [f"{rel}:{found.counts[rel]}" for rel in found.files]
+        )
+        entries, note = _listed(every, limit)
+        response["filenames"] = [_absolute(ws, rel) for rel in found.files[: len(entries)]]
+        if input.output_mode == "count":
+            response |= {"content": "\n".join(entries), "numMatches": found.total}
+        text = ("\n".join(entries) if entries else "no matches") + note
         return text + _too_deep_note(found.too_deep), response
-    if input.output_mode == "count":
-        entries = [f"{rel}:{found.counts[rel]}" for rel in files]
-        response |= {"content": "\n".join(entries), "numMatches": found.total}
-        text = "\n".join(entries) if entries else "no matches"
-        if len(found.files) > len(files):
-            text += f"\n[... {len(found.files) - len(files)} more files not shown]"
-        return text + _too_deep_note(found.too_deep), response
+    response["filenames"] = [_absolute(ws, rel) for rel in found.files[:limit]]
     text = "\n".join(lines) if lines else "no matches"
     if found.total > len(found.hits):
         text += f"\n[... {found.total - len(found.hits)} more matching lines not shown]"

@@ -325,6 +325,27 @@ async def test_a_glob_of_long_paths_is_capped_in_characters_too(
     assert (result.response["numFiles"], result.response["truncated"]) == (1000, True)
 
 
+@pytest.mark.parametrize("mode", ["files_with_matches", "count"])
+async def test_grep_lists_of_long_paths_are_capped_in_characters_as_globs_are(
+    tools: Toolbox, ws: Workspace, mode: str
+) -> None:
+    """Grep lists 1,000 files as Glob does, and their text was not capped either."""
+    deep = ws.root.joinpath(*["d" * 250] * 4)
+    deep.mkdir(parents=True)
+    for i in range(MAX_LIST_RESULTS):
+        (deep / f"{i:04d}{'f' * 240}.txt").write_text("needle\n")
+    result = await tools.call("Grep", {"pattern": "needle", "output_mode": mode}, ctx(ws))
+    assert not result.is_error
+    *entries, note = result.content.split("\n")
+    assert len(result.content) <= MAX_LIST_CHARS + 100
+    assert 200 < len(entries) < 220
+    more = MAX_LIST_RESULTS - len(entries)
+    assert note == f"[... {more} more files not shown (over {MAX_LIST_CHARS} characters)]"
+    assert result.response is not None
+    assert len(result.response["filenames"]) == len(entries)
+    assert result.response["numFiles"] == MAX_LIST_RESULTS
+
+
 async def test_a_glob_past_its_time_cap_says_so(ws: Workspace) -> None:
     # The walk had no deadline and no stop: two million files held a thread for 36 s,
     # and a cancelled call left it walking.
