@@ -58,7 +58,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._sandbox import MAX_READ_BYTES, Sandbox
-from ._search import SearchResult, compile_search, search
+from ._search import MAX_LINE_CHARS, SearchResult, compile_search, search
 from ._tools import ToolContext, ToolKind, ToolResult
 from ._workspace import MAX_DEPTH, Workspace
 from .errors import ToolError, ToolInputInvalid, shown_path
@@ -226,11 +226,12 @@ def _glob_match(rel: str, pattern: str) -> bool:
     return reach[-1]
 
 
-def _listed(paths: list[str], limit: int) -> tuple[list[str], str]:
-    """The first `limit` of `paths` that fit in `MAX_LIST_CHARS` (a line each), and the note
-    saying how many more were left out ("" if none).
+def _listed(paths: list[str], limit: int, what: str = "files") -> tuple[list[str], str]:
+    """The first `limit` of `paths` (or of any lines) that fit in `MAX_LIST_CHARS` (a line
+    each), and the note saying how many more `what` were left out ("" if none).
 
-    Paths can be 128 names of 255 characters deep: 1,000 of them were 32 MB of text."""
+    Paths can be 128 names of 255 characters deep: 1,000 of them were 32 MB of text;
+    Grep's lines with 100 lines of context each, 200 hits, were 20 MB."""
     shown: list[str] = []
     size = 0
     for rel in paths[:limit]:
@@ -242,8 +243,8 @@ def _listed(paths: list[str], limit: int) -> tuple[list[str], str]:
     if not more:
         return shown, ""
     if len(shown) < min(limit, len(paths)):
-        return shown, f"\n[... {more} more files not shown (over {MAX_LIST_CHARS} characters)]"
-    return shown, f"\n[... {more} more files not shown]"
+        return shown, f"\n[... {more} more {what} not shown (over {MAX_LIST_CHARS} characters)]"
+    return shown, f"\n[... {more} more {what} not shown]"
 
 
 def _absolute(ws: Workspace, rel: str) -> str:
@@ -626,7 +627,9 @@ def _with_context(
                 out.append("--")
             for i in shown:
                 sep = ":" if (rel, i) in matched else "-"
-                out.append(f"{rel}{sep}{i}{sep}{lines[i]}")
+                # Cut as a match's line is without context: a minified file's lines are
+                # hundreds of KiB each, and -C 2 gave the model megabytes.
+                out.append(f"{rel}{sep}{i}{sep}{lines[i][:MAX_LINE_CHARS]}")
         if why is not None:
             found.stopped = why
             break
@@ -775,7 +778,8 @@ def _grep_output(
         text = ("\n".join(entries) if entries else "no matches") + note
         return text + _too_deep_note(found.too_deep), response
     response["filenames"] = [_absolute(ws, rel) for rel in found.files[:limit]]
-    text = "\n".join(lines) if lines else "no matches"
+    lines, cut = _listed(lines, len(lines), "lines")
+    text = ("\n".join(lines) if lines else "no matches") + cut
     if found.total > len(found.hits):
         text += f"\n[... {found.total - len(found.hits)} more matching lines not shown]"
     response |= {"content": "\n".join(lines), "numLines": len(lines)}

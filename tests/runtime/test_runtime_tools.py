@@ -406,6 +406,41 @@ async def test_grep_shows_context_lines_as_ripgrep_does(tools: Toolbox, ws: Work
     assert "--" in two.content.splitlines()  # groups of different files are separated
 
 
+async def test_grep_cuts_context_lines_as_it_cuts_matching_ones(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    """Regression: with -C, each line of a minified file came back whole (up to 256 KiB)."""
+    (ws.root / "app.min.js").write_text("x" * 200_000 + "\nneedle();\n" + "y" * 200_000 + "\n")
+    result = await tools.call(
+        "Grep", {"pattern": "needle", "output_mode": "content", "-C": 1}, ctx(ws)
+    )
+    assert result.content.splitlines() == [
+        "app.min.js-1-" + "x" * 500,  # as many characters as a matching line keeps
+        "app.min.js:2:needle();",
+        "app.min.js-3-" + "y" * 500,
+    ]
+
+
+async def test_grep_content_is_capped_in_characters_as_its_lists_are(
+    tools: Toolbox, ws: Workspace
+) -> None:
+    """Regression: content had no cap but its lines': 2,000 lines of 500 characters were
+    1 MB, and context (up to 100 lines a hit) multiplied it."""
+    (ws.root / "wide.txt").write_text(("w" * 1_000 + "\n") * 2_000)
+    result = await tools.call(
+        "Grep",
+        {"pattern": "^w", "output_mode": "content", "-C": 1, "head_limit": 2_000},
+        ctx(ws),
+    )
+    shown, note = result.content.rsplit("\n", 1)
+    lines = shown.splitlines()
+    assert len(shown) <= MAX_LIST_CHARS
+    assert lines[0] == "wide.txt:1:" + "w" * 500
+    more = 2_000 - len(lines)
+    assert more > 0
+    assert note == f"[... {more} more lines not shown (over {MAX_LIST_CHARS} characters)]"
+
+
 async def test_grep_filters_by_glob_and_type_and_is_case_insensitive_with_i(
     tools: Toolbox, ws: Workspace
 ) -> None:
