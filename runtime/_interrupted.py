@@ -39,6 +39,12 @@ Notes (do not fix without reading this):
    decoding, replacing and hashing, and it ran on the event loop, once per
    call of the response (ten edits of one such file: the loop stood still
    for about a second, every agent and the server with it).
+5. Writes to one file in one response are settled as a chain: a file that
+   holds what a later write of the chain leaves had this one applied too
+   (all of them ran, in order, before the process stopped, and only their
+   ToolCallCompleted were lost: `_tool_calls.py`, note 1). Checked one by
+   one, each but the last was taken for a file "changed since the call",
+   not run, and the model told its edits had failed.
 """
 
 from __future__ import annotations
@@ -150,6 +156,31 @@ def _expectations(
     return expected
 
 
+def _later_states(
+    toolbox: Toolbox,
+    workspace: Workspace,
+    rel: str,
+    call: PendingCall,
+    later: Sequence[PendingCall],
+) -> set[str]:
+    """The hashes of what `rel` holds once `call` and some of the writes to it in `later`
+    after it (in order, each expecting what the one before left) are applied (note 5).
+    Blocking: call it in a thread."""
+    states: set[str] = set()
+    after = call.after_sha256
+    for c in later:
+        write = _write_of(toolbox, workspace, c)
+        current = _current(workspace, write.target) if write is not None else None
+        if current is None or current[0] != rel:  # another file, or not a write
+            continue
+        if after is None or c.before_sha256 != after:  # the chain of expectations ends
+            break
+        after = c.after_sha256
+        if after is not None:
+            states.add(after)
+    return states
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What becomes of an interrupted call: run it again (`result` None), or this result."""
@@ -160,9 +191,18 @@ class Settled:
 
 
 async def settle_interrupted(
-    call: PendingCall, toolbox: Toolbox, workspace: Workspace, context: ToolContext
+    call: PendingCall,
+    toolbox: Toolbox,
+    workspace: Workspace,
+    context: ToolContext,
+    *,
+    later: Sequence[PendingCall] = (),
 ) -> Settled:
-    """Decide what to do with a call its process did not complete (module docstring)."""
+    """Decide what to do with a call its process did not complete (module docstring).
+
+    `later`: the calls of the same response after it that did not complete either, in
+    order (a write whose file a later write of theirs left is applied: note 5).
+    """
     try:
         name, raw = toolbox.resolve(call.name, call.input)
         kind = toolbox.kind(name)
@@ -194,7 +234,10 @@ async def settle_interrupted(
         now = sha256_of(content)
         if now == call.before_sha256:
             return Settled("ran_again", f"{rel} is as the call expected: it had not been written")
-        if call.after_sha256 is not None and now == call.after_sha256:
+        if call.after_sha256 is not None and (
+            now == call.after_sha256
+            or now in await asyncio.to_thread(_later_states, toolbox, workspace, rel, call, later)
+        ):
             text = (
                 f"{rel} already holds what this {call.name} call writes: it was applied before "
                 "the process stopped, and was not run again"

@@ -233,12 +233,17 @@ class ToolCalls:
         if self._starts_agents:
             await log.flush_transcript()  # their hooks may read this transcript (note 6)
         self._done = []  # appended together: module note 1 (or with an approval, note 2)
-        for call in list(log.state.pending):
+        pending = list(log.state.pending)
+        for i, call in enumerate(pending):
             if self._hooks.stop_reason is not None:
                 break
             if call.tool_use_id in interrupted:
                 settled = await settle_interrupted(
-                    call, self._toolbox, self._workspace, self._context(call.requested_at)
+                    call,
+                    self._toolbox,
+                    self._workspace,
+                    self._context(call.requested_at),
+                    later=[c for c in pending[i + 1 :] if c.tool_use_id in interrupted],
                 )
                 note = ToolCallInterrupted(
                     agent_id=log.spec.agent_id,

@@ -85,6 +85,54 @@ async def _check(store: EventStore, client: ModelClient, workspace: Path) -> Non
     assert (workspace / "changed.txt").read_text() == "theirs\n", "someone's change is kept"
 
 
+def chain_editor(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """Three edits of one file, each of what the one before wrote, then a long command."""
+    observations = yield Turn(
+        "Editing.",
+        [
+            Call("Edit", {"file_path": "f.txt", "old_string": "one", "new_string": "two"}),
+            Call("Edit", {"file_path": "f.txt", "old_string": "two", "new_string": "three"}),
+            Call("Edit", {"file_path": "f.txt", "old_string": "three", "new_string": "four"}),
+            Call("Bash", {"command": "echo ran >> ran.txt; sleep 30", "timeout": 60_000}),
+        ],
+    )
+    return f"saw {len(observations)} results"
+
+
+async def test_edits_of_one_file_that_all_landed_before_a_stop_are_all_reported_applied(
+    tmp_path: Path, client: ModelClient, sim: Simulator, workspace: Path
+) -> None:
+    """Regression: each but the last edit was taken for a file changed since its call,
+    not run, and the model told it had failed (a build step of a pattern failed then)."""
+    sim.register_policy("chain-editor", chain_editor)
+    (workspace / "f.txt").write_text("one\n")
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        agent = make_agent(store, client, workspace, role="chain-editor")
+        await agent.create(task="edit it")
+        task = asyncio.create_task(agent.run_until_idle())
+        async with asyncio.timeout(30):  # the edits have run; the command runs
+            while not (workspace / "ran.txt").is_file():
+                await asyncio.sleep(0.02)
+        task.cancel()  # stopped before the calls' results were appended
+        await asyncio.gather(task, return_exceptions=True)
+        assert (workspace / "f.txt").read_text() == "four\n"
+
+        resumed = await Agent.resume(store, "a1", client=client)
+        outcome = await resumed.run_until_idle()
+        settled = [e.data for e in await events_of(store, type="ToolCallInterrupted")]
+        completed = [e.data for e in await events_of(store, type="ToolCallCompleted")]
+
+    assert outcome.status == "completed", outcome.error
+    assert [(s.name, s.resolution) for s in settled] == [  # type: ignore[union-attr]
+        ("Edit", "already_applied"),
+        ("Edit", "already_applied"),
+        ("Edit", "already_applied"),
+        ("Bash", "not_run"),
+    ]
+    assert [c.is_error for c in completed] == [False, False, False, True]  # type: ignore[union-attr]
+    assert (workspace / "f.txt").read_text() == "four\n"
+
+
 def special_writer(situation: Situation) -> Generator[Turn, list[Observation], str]:
     """Writes to a FIFO and a socket of the workspace, then to a plain file."""
     observations = yield Turn(
