@@ -34,6 +34,11 @@ Notes (do not fix without reading this):
    mentions for the reviewer to find, so plan-build-review-ship's review fails
    once and the second build, driven by the review's list, fixes the docs.
    That is the realistic "review fails once"; do not make the scout thorough.
+2. A command cut short by a stop is not run again on resume: its result says
+   so (`runtime/_interrupted.py`) and asks the model to check. The roles' own
+   commands are checks (tests, `git diff`, `git status`), run again, and the
+   shipper's commit, looked for in `git log` before it is made again. Taken
+   for failures, a run killed while its tests ran failed on `fleet resume`.
 """
 
 from __future__ import annotations
@@ -225,6 +230,27 @@ def _locations(text: str, pattern: re.Pattern[str]) -> list[Location]:
 
 def _ok(observation: Observation) -> bool:
     return not observation.is_error
+
+
+_CUT_SHORT = "interrupted: the process running this "
+"""How the runtime answers a call a stop cut short and it did not run again (note 2)."""
+
+
+def _cut_short(observation: Observation) -> bool:
+    return observation.is_error and observation.content.startswith(_CUT_SHORT)
+
+
+def _again(
+    calls: list[Call], results: list[Observation]
+) -> Generator[Turn, list[Observation], list[Observation]]:
+    """`results`, with the calls a stop cut short run again (checks only: note 2)."""
+    redo = [i for i, r in enumerate(results) if _cut_short(r)]
+    results = list(results)
+    if redo:
+        again = yield Turn("A stop cut these short; running them again.", [calls[i] for i in redo])
+        for i, result in zip(redo, again, strict=False):
+            results[i] = result
+    return results
 
 
 def _body(observation: Observation) -> str:
@@ -505,7 +531,8 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
             (applied if _ok(result) else failed).append(f"{e['file']}: {result.content}")
     tests = ""
     if "Bash" in situation.tools:
-        ran = yield Turn("Running the tests.", [_bash(TEST_COMMAND, "Run the tests")])
+        test = [_bash(TEST_COMMAND, "Run the tests")]
+        ran = yield from _again(test, (yield Turn("Running the tests.", test)))
         tail = _body(ran[0]).strip().splitlines()[-1:] or [ran[0].content.splitlines()[0]]
         tests = f" Tests {'pass' if _ok(ran[0]) else 'FAIL'} ({tail[0].strip()})."
     changed = sorted({a.split(":", 1)[0] for a in applied})
@@ -535,6 +562,7 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
     results = yield Turn(
         "Reviewing the diff, searching for leftovers and running the tests.", calls
     )
+    results = yield from _again(calls, results)
     diff, greps, tests = results[0], results[1:-1], results[-1]
     left = _unique(
         loc
@@ -584,9 +612,8 @@ def shipper_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if problem := _missing(situation, ("Bash",)):
         return problem
     message = _commit_message(find_directives(situation), _task_line(situation))
-    status = yield Turn(
-        "Checking the repository.", [_bash("git status --short", "Show what changed")]
-    )
+    check = [_bash("git status --short", "Show what changed")]
+    status = yield from _again(check, (yield Turn("Checking the repository.", check)))
     if not _ok(status[0]):
         if "not a git repository" in status[0].content:
             return (
@@ -598,6 +625,16 @@ def shipper_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         return "Nothing to ship: the working tree is clean."
     command = f"git add -A && git commit -q -m {shlex.quote(message)} && git log -1 --format=%h"
     commit = yield Turn(f"Committing: {message}", [_bash(command, "Commit the change")])
+    if _cut_short(commit[0]):  # note 2: made, or not, before the stop
+        last = "git log -1 --format=%s%n%h"
+        found = yield Turn(
+            "The commit was cut short by a stop; looking for it.",
+            [*check, _bash(last, "Show the last commit")],
+        )
+        made = [line.strip() for line in _body(found[1]).strip().splitlines()]
+        if _ok(found[0]) and not _body(found[0]).strip() and made[:1] == [message]:
+            return f"Committed {made[-1]}: {message}"
+        commit = yield Turn(f"Committing: {message}", [_bash(command, "Commit the change")])
     if not _ok(commit[0]):
         return f"Cannot ship: the commit failed: {_body(commit[0]).strip() or commit[0].content}"
     sha = (_body(commit[0]).strip().splitlines() or ["?"])[-1]

@@ -17,6 +17,7 @@ however slow the machine, not wherever a process racing a watcher had got to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -46,9 +47,10 @@ TASK = "rename `count_words` to `word_count` everywhere"
 PATTERN = "plan-build-review-ship"
 
 
-def _env(simulator: Simulator | None = None) -> dict[str, str]:
+def _env(simulator: Simulator | None = None, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     environ["PYTHONPATH"] = str(ROOT)
+    environ.update(extra)
     if simulator is not None:  # the model at this URL: the test's simulator, not one of its own
         environ["ANTHROPIC_BASE_URL"] = simulator.base_url
         environ["ANTHROPIC_API_KEY"] = "sim-offline"
@@ -62,10 +64,10 @@ def _ctrl_c_as_in_a_terminal() -> None:
 
 
 async def _start(
-    *args: str, cwd: Path, simulator: Simulator | None = None
+    *args: str, cwd: Path, simulator: Simulator | None = None, **env: str
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", *args, cwd=cwd, env=_env(simulator),
+        sys.executable, "-m", "api.cli", *args, cwd=cwd, env=_env(simulator, **env),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
@@ -250,6 +252,60 @@ async def test_ctrl_c_with_an_answer_in_flight_ends_with_one_line_saying_how_to_
 
     code, stderr = await _finish(await _start(*resume.split()[1:], "--quiet", cwd=tmp_path))
     assert code == 0, stderr[-2000:]
+
+
+SLOW_ONCE_TEST = """\
+import os, time, unittest
+
+
+class SlowOnce(unittest.TestCase):
+    def test_the_first_run_waits(self):
+        marker = os.environ.get("SLOW_ONCE")
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(120)
+"""
+
+
+async def test_a_run_killed_while_its_tests_run_resumes_and_runs_them_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: the simulator's builder took its test run, cut short and not run again
+    on resume (a command), for failing tests, and the resumed run failed."""
+    workspace = await prepare_workspace(tmp_path / "repo")
+    (workspace / "tests" / "test_slow_once.py").write_text(SLOW_ONCE_TEST)
+    subprocess.run(["git", "add", "-A"], cwd=workspace, check=True)
+    subprocess.run(["git", "commit", "-qm", "a slow test"], cwd=workspace, check=True)
+    db, marker = tmp_path / "fleet.db", tmp_path / "tests-started"
+    common = ("--db", str(db), "--quiet", "--json")
+
+    def build_tests(e: RecordedEvent) -> bool:
+        return _of("build", "ToolCallRequested")(e) and e.data.name == "Bash"  # type: ignore[union-attr]
+
+    async def tests_running() -> None:
+        while not await asyncio.to_thread(marker.is_file):
+            await asyncio.sleep(0.05)
+
+    running = asyncio.Event()
+    waiter = asyncio.create_task(tests_running())
+    waiter.add_done_callback(lambda _: running.set())
+    run = await _start("run", TASK, "--pattern", PATTERN, "--workspace", str(workspace),
+                       *common, cwd=tmp_path, SLOW_ONCE=str(marker))  # fmt: skip
+    try:
+        await _kill_when(run, db, build_tests, held=running)
+    finally:
+        waiter.cancel()
+        with contextlib.suppress(OSError, ValueError):  # the tests it ran, left waiting
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    code, stderr = await _finish(await _start("resume", *common, cwd=tmp_path))
+    assert code == 0, stderr[-2000:]
+    assert await _run_statuses(db, capsys) == ["completed"]
+    async with SQLiteEventStore(db, readonly=True) as store:
+        settled = await store.read_all(where=EventFilter.of(types=["ToolCallInterrupted"]))
+    assert [(e.data.name, e.data.resolution) for e in settled] == [("Bash", "not_run")]  # type: ignore[union-attr]
+    assert _commits(workspace)[0] == "Rename count_words to word_count"
 
 
 async def _same_as_uninterrupted(
