@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -171,11 +173,14 @@ def _stoppable(
     as the run starts or is taken up, and takes it out when the run has ended).
 
     A stopped run is interrupted, not ended (its agents are left as they were,
-    runtime/_patterns.py note 4): `fleet resume` carries it on.
+    runtime/_patterns.py note 4): `fleet resume` carries it on. The first Ctrl-C
+    stops `main`, which closes the log; a second one while it closes says so
+    and lets it close (asyncio's own handler raised KeyboardInterrupt wherever
+    the closing was, with a traceback); a third quits at once (`_Presses`).
     """
     runs: list[str] = []
     try:
-        return asyncio.run(main(runs))
+        return asyncio.run(_Presses(args).guard(main(runs)))
     except KeyboardInterrupt:
         resume = _resume_line(args)
         if runs:
@@ -186,6 +191,49 @@ def _stoppable(
             said = ""
         print(f"fleet: stopped{said}", file=sys.stderr)
         return 130
+
+
+class _Presses:
+    """Ctrl-C during `guard(coro)`: the first cancels it, as `asyncio.run` does (a
+    KeyboardInterrupt once it ends); the second, while it closes, says so; the third
+    quits at once. What was appended stays (each append is committed when it returns);
+    the projections' last checkpoints are left to the next start to make again."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self.count = 0
+
+    async def guard(self, coro: Coroutine[Any, Any, int]) -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            loop.add_signal_handler(signal.SIGINT, self._pressed, task)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            return await coro
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if self.count and task.uncancel() == 0:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    def _pressed(self, task: asyncio.Task[int]) -> None:
+        self.count += 1
+        if self.count == 1:
+            task.cancel()
+        elif self.count == 2:
+            print("fleet: stopping: closing the log; Ctrl-C again quits at once", file=sys.stderr)
+        else:
+            print(
+                "fleet: quit at once: what was written stays; "
+                f"`{_resume_line(self._args)}` carries on",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(130)
 
 
 def _resume_line(args: argparse.Namespace) -> str:
