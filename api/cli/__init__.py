@@ -115,6 +115,8 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as e:
         from events.errors import FleetError
 
@@ -123,6 +125,26 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         print(f"fleet: error: {e}", file=sys.stderr)
         return 1
     return code
+
+
+def _reader_gone() -> int:
+    """Exit code 1, quietly, for output whose reader went away (`fleet agents --json | head`).
+
+    Nothing is wrong to say: the reader has what it wanted. Standard output is
+    pointed at /dev/null, else the interpreter's last flush of what is still
+    buffered fails again on the way out and prints a second broken pipe (Python's
+    documented recipe); exit code 1, as rich's console gives for the same case.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a file (a test's StringIO): nothing to flush there
+        pass
+    finally:
+        os.close(devnull)
+    return 1
 
 
 if __name__ == "__main__":

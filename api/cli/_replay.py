@@ -409,6 +409,8 @@ def _export_command(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_export(args, db, key))
     except OSError as e:
+        if isinstance(e, BrokenPipeError) and args.output == "-":
+            raise  # stdout's reader went away (`| head`): `api.cli.main` ends quietly
         return _error(f"cannot write the export: {e}")
 
 

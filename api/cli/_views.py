@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -261,12 +260,7 @@ def _events_command(args: argparse.Namespace) -> int:
             return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --follow ends
-    except BrokenPipeError:
-        # The reader went away (`fleet events --json | head`): stop quietly, exit 1 as rich
-        # does when its console meets a broken pipe (Python's documented recipe).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+    # A broken pipe (`fleet events --json | head`) ends it quietly in `api.cli.main`.
     return 0
 
 

@@ -474,6 +474,31 @@ def test_bad_event_options_are_usage_errors(
     assert "error:" in capsys.readouterr().err
 
 
+GONE_READER = [["agents", "--json"], ["runs", "--json"], ["events", "--json"],
+               ["replay", "RUN", "--json"], ["export", "RUN", "-o", "-"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", GONE_READER, ids=" ".join)
+def test_output_into_a_pipe_whose_reader_went_away_ends_quietly(
+    argv: list[str], filled: tuple[Path, str]
+) -> None:
+    """`fleet agents --json | head` on a fleet whose JSON passes a pipe's 64 KiB: the reader is
+    gone, so exit code 1 and nothing on stderr (it was a BrokenPipeError traceback, and
+    `export -o -` said `fleet: error: cannot write the export`)."""
+    db, run_id = filled
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", *(run_id if a == "RUN" else a for a in argv),
+             "--db", str(db)],
+            cwd=REPO_ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
+
+
 def test_render_fleet_draws_totals_agents_and_board_for_one_run(filled: tuple[Path, str]) -> None:
     db, run_id = filled
     views = _views(db, "fleet", "agents", "board")
