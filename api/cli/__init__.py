@@ -91,6 +91,7 @@ def _command_in(argv: collections.abc.Sequence[str]) -> str | None:
 
 def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     """Run `fleet` with `argv` (default: the process's arguments); returns the exit code."""
+    _fill_closed_streams()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
     parser = build_parser(configure=False) if command is None else build_parser([command])
@@ -125,6 +126,32 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         print(f"fleet: error: {e}", file=sys.stderr)
         return 1
     return code
+
+
+def _fill_closed_streams() -> None:
+    """Give each standard stream the process was started without (`<&-`, `>&-`) /dev/null.
+
+    Python leaves `sys.stdin` (`stdout`, `stderr`) None then, and every command that
+    used one failed with an AttributeError traceback (`fleet import - <&-`, `fleet chat
+    <&-`, `fleet runs --json >&-`); with /dev/null, stdin reads as empty and what is
+    written is dropped, as `fleet runs >&-` did already. A descriptor taken meanwhile by
+    another file is left alone.
+    """
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+            continue  # open again (not by us): not ours to replace
+        except OSError:
+            pass
+        devnull = os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
+        if devnull != fd:  # the lowest free descriptor: fd, unless a lower one is closed too
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (the process's own stream)
 
 
 def _reader_gone() -> int:

@@ -255,6 +255,33 @@ def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None
     assert not list(tmp_path.iterdir()), "no log was created"
 
 
+EMPTY_STDIN = "fleet: error: refusing <stdin>: the file is empty; nothing was imported\n"
+WITHOUT_A_STREAM = {
+    "import - <&-": (["import", "-", "--db", "NEW"], 0, 1, EMPTY_STDIN),
+    "export -o - >&-": (["export", "RUN", "-o", "-", "--db", "LOG"], 1, 0, ""),
+    "runs --json >&-": (["runs", "--json", "--db", "LOG"], 1, 0, ""),
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "closed", "code", "said"), WITHOUT_A_STREAM.values(), ids=WITHOUT_A_STREAM.keys()
+)
+def test_a_command_started_without_a_standard_stream_reads_and_writes_dev_null(
+    argv: list[str], closed: int, code: int, said: str, demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: with stdin (or stdout) closed, Python's `sys.stdin` is None and these
+    were an AttributeError traceback; now stdin reads as empty, stdout as /dev/null."""
+    log, run_id = demo
+    values = {"NEW": str(tmp_path / "new.db"), "LOG": str(log), "RUN": run_id}
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", *(values.get(a, a) for a in argv)],
+        cwd=Path(__file__).parents[2], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(closed),
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (code, said)
+    assert not (tmp_path / "new.db").exists()
+
+
 def test_import_reads_an_export_from_a_pipe(demo: tuple[Path, str], tmp_path: Path) -> None:
     """`fleet import <(...)`: the file named is a pipe, not a regular file."""
     log, run_id = demo
