@@ -3,8 +3,9 @@
 These read the SQLite log directly (no server needed): the views come from a
 `ProjectionRunner` on the log (`--at POSITION` folds up to a past position),
 and `events --follow` follows `store.subscribe`, one readable line per event,
-until Ctrl-C. `--json` prints the same JSON as the HTTP API (`events` prints
-JSON Lines, one event per line, each the shape of an event of `GET /v1/events`).
+until Ctrl-C (or until the log file is deleted or replaced: `_while_there`).
+`--json` prints the same JSON as the HTTP API (`events` prints JSON Lines, one
+event per line, each the shape of an event of `GET /v1/events`).
 The tables and lines are drawn by `api/cli/_render.py`. Standard library
 only at import (`api/cli/__init__.py`, note 1): each command imports the
 log, the projections and rich when it runs.
@@ -28,9 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -274,6 +276,7 @@ async def _print_events(db: Path | str, args: argparse.Namespace) -> bool:
     limit = args.limit
     printed = 0
     async with open_store(db, readonly=True) as store:
+        opened = await asyncio.to_thread(_identity, db)
         run_id = None if args.run is None else await resolve_run(store, args.run)
         agent_id = args.agent
         if agent_id is not None:
@@ -295,11 +298,61 @@ async def _print_events(db: Path | str, args: argparse.Namespace) -> bool:
         printed += _emit(batch, args.json)
         if not args.follow:
             return True
-        async for event in store.subscribe(after=max(head, args.after or 0), where=where):
-            printed += _emit([event], args.json)
-            if limit is not None and printed >= limit:
-                return True
+
+        async def follow() -> None:
+            count = printed
+            async for event in store.subscribe(after=max(head, args.after or 0), where=where):
+                count += _emit([event], args.json)
+                if limit is not None and count >= limit:
+                    return
+
+        await _while_there(follow(), db, opened)
     return True
+
+
+FOLLOW_CHECK_S = 1.0
+"""How often `events --follow` checks that the log it follows is still the file at `--db`."""
+
+
+def _identity(db: Path | str) -> tuple[int, int] | None:
+    """The file at `db` (device, inode); None for a URL, or when there is none."""
+    if not isinstance(db, Path):
+        return None
+    try:
+        found = os.stat(db)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+async def _while_there(follow: Coroutine[Any, Any, None], db: Path | str, opened: Any) -> None:
+    """Run `follow` until it ends, or until the log file at `db` is not the one opened.
+
+    A log deleted (or replaced, say by a copy) while followed stays open and readable, so
+    `events --follow` showed nothing more, and waited forever: no process appends to a
+    file that no longer has a name. It now stops, saying so (`ApiError`, exit code 1).
+    """
+    from ..errors import ApiError
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_CHECK_S)
+            now = await asyncio.to_thread(_identity, db)
+            if now != opened:
+                what = "deleted" if now is None else "replaced by another file"
+                raise ApiError(f"the log {db} was {what} while it was followed: stopped")
+
+    following = asyncio.ensure_future(follow)
+    watching = asyncio.ensure_future(watch()) if opened is not None else None
+    tasks = {following} if watching is None else {following, watching}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()  # what ended it: the follow's own error, or ApiError from `watch`
 
 
 async def _agent_named(store: EventStore, ref: str, run_id: str | None) -> str | None:

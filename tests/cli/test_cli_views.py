@@ -361,6 +361,32 @@ def test_events_follow_prints_new_events_until_ctrl_c(
     assert "Traceback" not in err
 
 
+def test_events_follow_stops_when_the_log_is_deleted(
+    filled: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Regression: a log deleted while followed stayed open, and `events --follow` waited
+    forever on a file no process could append to any more."""
+    db = tmp_path / "follow.db"
+    db.write_bytes(filled[0].read_bytes())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "events", "--db", str(db), "--follow", "--tail", "1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # following now
+        for path in tmp_path.glob("follow.db*"):
+            path.unlink()
+        rest, err = proc.communicate(timeout=60)  # a loaded machine: generous, never a bound
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, rest) == (1, "")
+    assert err == f"fleet: error: the log {db} was deleted while it was followed: stopped\n"
+
+
 # resume, abandon and approve open the log for writing: a mistyped --db became a new,
 # empty log ("nothing to resume", exit code 0).
 ON_A_LOG = ["agents", "board", "runs", "events", "approvals", "resume", "abandon run-x",
