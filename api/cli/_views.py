@@ -325,26 +325,48 @@ def _identity(db: Path | str) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
+def _reader_left() -> bool:
+    """True when standard output is a pipe whose reader has closed it (poll says POLLERR)."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a test's StringIO)
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no event asked: only the errors poll always reports
+    return any(mask & select.POLLERR for _, mask in poller.poll(0))
+
+
 async def _while_there(follow: Coroutine[Any, Any, None], db: Path | str, opened: Any) -> None:
-    """Run `follow` until it ends, or until the log file at `db` is not the one opened.
+    """Run `follow` until it ends, until the log file at `db` is not the one opened, or
+    until the reader of standard output has gone.
 
     A log deleted (or replaced, say by a copy) while followed stays open and readable, so
     `events --follow` showed nothing more, and waited forever: no process appends to a
     file that no longer has a name. It now stops, saying so (`ApiError`, exit code 1).
+    And `fleet events -f | head -1` on a quiet log waited for the next event to learn,
+    from a failed write, that `head` had gone: a `BrokenPipeError` now ends it as such
+    a write does (quietly, in `api.cli.main`).
     """
     from ..errors import ApiError
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(FOLLOW_CHECK_S)
+            if _reader_left():
+                raise BrokenPipeError
+            if opened is None:
+                continue
             now = await asyncio.to_thread(_identity, db)
             if now != opened:
                 what = "deleted" if now is None else "replaced by another file"
                 raise ApiError(f"the log {db} was {what} while it was followed: stopped")
 
     following = asyncio.ensure_future(follow)
-    watching = asyncio.ensure_future(watch()) if opened is not None else None
-    tasks = {following} if watching is None else {following, watching}
+    tasks = {following, asyncio.ensure_future(watch())}
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -387,6 +387,29 @@ def test_events_follow_stops_when_the_log_is_deleted(
     assert err == f"fleet: error: the log {db} was deleted while it was followed: stopped\n"
 
 
+def test_events_follow_stops_when_its_reader_goes_on_a_quiet_log(
+    filled: tuple[Path, str],
+) -> None:
+    """Regression: `fleet events -f | head -1` on a log nobody appends to waited for the
+    next event (a failed write) to learn that `head` had gone: it never ended."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "events", "--db", str(filled[0]), "-f", "--tail", "1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # following now
+        proc.stdout.close()  # `head -1` has its line and exits
+        code = proc.wait(timeout=60)  # a loaded machine: generous, never a bound
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert (code, err) == (1, "")
+
+
 # resume, abandon and approve open the log for writing: a mistyped --db became a new,
 # empty log ("nothing to resume", exit code 0).
 ON_A_LOG = ["agents", "board", "runs", "events", "approvals", "resume", "abandon run-x",
