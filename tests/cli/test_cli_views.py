@@ -361,6 +361,15 @@ def test_events_follow_prints_new_events_until_ctrl_c(
     assert "Traceback" not in err
 
 
+def _following(db: Path) -> subprocess.Popen[str]:
+    """`fleet events --db DB --follow --tail 1`, its output unbuffered, read through pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "events", "--db", str(db), "--follow", "--tail", "1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
 def test_events_follow_stops_when_the_log_is_deleted(
     filled: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -368,11 +377,7 @@ def test_events_follow_stops_when_the_log_is_deleted(
     forever on a file no process could append to any more."""
     db = tmp_path / "follow.db"
     db.write_bytes(filled[0].read_bytes())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "events", "--db", str(db), "--follow", "--tail", "1"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    proc = _following(db)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline()  # following now
@@ -392,11 +397,7 @@ def test_events_follow_stops_when_its_reader_goes_on_a_quiet_log(
 ) -> None:
     """Regression: `fleet events -f | head -1` on a log nobody appends to waited for the
     next event (a failed write) to learn that `head` had gone: it never ended."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "events", "--db", str(filled[0]), "-f", "--tail", "1"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    proc = _following(filled[0])
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline()  # following now
