@@ -30,7 +30,9 @@ Notes (do not fix without reading this):
    position every `poll_interval` doubling up to 5 s, or at once when the
    listener is back. Ending it instead would stop, for good, whatever
    follows the log: an API server's projections and SSE streams, workers.
-   Any other error still ends it.
+   A page that waited past `lock_timeout` for a lock another session holds
+   (`LOCK TABLE` in psql, a migration, `VACUUM FULL`) is waited out the same
+   way: the lock ends, the log does not. Any other error still ends it.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class PostgresEventStore:
         self._decoder = RowDecoder()
         self._appended = asyncio.Event()
         self._state = "new"
-        self._outage: StoreUnavailable | None = None  # why subscriptions cannot read now
+        self._outage: StoreError | None = None  # why subscriptions cannot read now
         self._checkpoints = PostgresCheckpointStore(self)
         self._leases = PostgresLeases(self)
 
@@ -230,9 +232,9 @@ class PostgresEventStore:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    def _unreachable(self, error: StoreUnavailable) -> None:
+    def _unreachable(self, error: StoreError) -> None:
         if self._outage is None:  # one line per outage, not one per subscription and retry
-            logger.warning("%s; subscriptions wait for the server and go on", error)
+            logger.warning("%s; subscriptions wait and go on", error)
         self._outage = error
 
     def _reachable(self) -> None:
@@ -503,9 +505,11 @@ class PostgresEventStore:
                 page = await self._events(sql, params, lenient=lenient)
             except StoreClosed:
                 return
-            except StoreUnavailable as e:
-                # The server restarted or the network cut us (note 6): wait it out and read
-                # on from `position`, rather than end every subscriber of the process.
+            except StoreError as e:
+                if not _passing(e):
+                    raise
+                # The server restarted, the network cut us or a lock held us (note 6): wait
+                # it out and read on from `position`, rather than end every subscriber.
                 self._unreachable(e)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(retry):
@@ -522,6 +526,13 @@ class PostgresEventStore:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await appended.wait()
+
+
+def _passing(error: StoreError) -> bool:
+    """Whether a subscription waits `error` out (note 6): an outage, or a lock held elsewhere."""
+    return isinstance(error, StoreUnavailable) or isinstance(
+        error.__cause__, asyncpg.LockNotAvailableError
+    )
 
 
 _COLUMNS = (

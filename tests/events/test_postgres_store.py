@@ -438,3 +438,38 @@ async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: L
         await admin.close()
     await store.append("agent-a", [command("a", 2)])
     assert [(e.position, e.data.prompt) for e in await store.read_all()] == [(1, "0"), (2, "2")]  # type: ignore[union-attr]
+
+
+async def test_a_subscription_waits_out_a_lock_held_past_lock_timeout(
+    factory: Logs, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lock held in psql past lock_timeout ended every subscription for good: `fleet serve`
+    # answered 503 to everything until restarted, `fleet events --follow` exited.
+    reader = await factory(lock_timeout=0.1)
+    writer = await factory()
+    await writer.append("agent-a", [command("a", 0)])
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in reader.subscribe():
+            seen.append(event.position)
+
+    following = asyncio.create_task(follow())
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(60):
+            while not condition():
+                assert not following.done(), following.exception()
+                await asyncio.sleep(0.01)
+
+    await until(lambda: seen == [1])
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with admin.transaction():  # as `BEGIN; LOCK TABLE ...;` left open in psql
+            await admin.execute(f"LOCK TABLE {reader.tables.events} IN ACCESS EXCLUSIVE MODE")
+            await until(lambda: any("lock_timeout" in r.getMessage() for r in caplog.records))
+    finally:
+        await admin.close()
+    await writer.append("agent-a", [command("a", 1)])
+    await until(lambda: seen == [1, 2])
+    following.cancel()
