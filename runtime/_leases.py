@@ -23,6 +23,10 @@ Notes (do not fix without reading this):
    expiry and another took over) is reported to `on_lost`, and the fleet
    stops driving that agent: the expected version of its next append would
    refuse it anyway.
+4. A renewal that fails (the server restarted, a connection was cut, a lock
+   held the table) is tried again at the next turn; only a closed log ends
+   renewal. Ending it at the first failure let every lease of the process
+   lapse while it still drove its agents, and another worker took them over.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from events import EventStore, Lease, LeaseHeld, owner_alive, process_owner
-from events.errors import StoreError
+from events.errors import StoreClosed, StoreError
 
 __all__ = ["DEFAULT_LEASE_TTL_S", "Leaseholder"]
 
@@ -153,6 +157,7 @@ class Leaseholder:
             self._renewer = asyncio.create_task(self._renew(), name="fleet-lease-renewal")
 
     async def _renew(self) -> None:
+        failing = False
         while self._counts:
             await asyncio.sleep(self.ttl_s / 3)
             keys = set(self._counts)
@@ -160,9 +165,17 @@ class Leaseholder:
                 break
             try:
                 renewed = await self.store.leases.renew_leases(keys, self.owner, self.ttl_s)
-            except StoreError as e:  # the log closed under us: nothing left to renew
+            except StoreClosed as e:  # the log closed under us: nothing left to renew
                 logger.debug("lease renewal stopped: %s", e)
                 return
+            except StoreError as e:  # note 4
+                if not failing:
+                    logger.warning("could not renew leases (%s); trying again", e)
+                failing = True
+                continue
+            if failing:
+                logger.warning("leases renewed again")
+                failing = False
             for key in keys - renewed:
                 if self._counts.pop(key, None) is None:
                     continue  # released meanwhile
