@@ -135,6 +135,12 @@ async def test_claude_code_with_http_hooks_is_a_session_with_a_subagent_in_fleet
         params = {"stream_id": f"session-{sid[4:]}", "type": "ExternalHookReceived",
                   "limit": 1000}  # fmt: skip
         page = (await http.get("/v1/events", params=params)).json()
+        # Every hook point of the settings arrived, SessionStart (a command hook: Claude Code
+        # runs no http hook there) first and SessionEnd last, each once.
+        points = [e["data"]["hook_event_name"] for e in page["events"]]
+        assert points[0] == "SessionStart" and points[-1] == "SessionEnd"
+        assert points.count("SessionStart") == points.count("SessionEnd") == 1
+        assert page["events"][0]["data"]["payload"]["source"] == "startup"
         edits = [e["data"]["payload"]["tool_input"] for e in page["events"]
                  if e["data"]["hook_event_name"] == "PreToolUse"
                  and e["data"]["payload"].get("tool_name") == "Edit"]  # fmt: skip
