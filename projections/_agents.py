@@ -72,7 +72,7 @@ from events import (
 from ._agent_record import AgentRecord, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
 from ._gates import Gate
-from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status
+from ._lifecycle import EXTERNAL_ROLE, external_facts, external_status
 
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
 
@@ -471,9 +471,12 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 r["started_at"] = ts
             if f.status in ("working", "waiting"):
                 r["finished_at"] = None
-            elif f.status == "completed":
+                r["error"] = None
+            elif f.status in ("completed", "failed"):
                 r["finished_at"] = ts
-            r["status"] = next_status(r["status"], f.status)
+            if f.error is not None:
+                r["error"] = f.error
+            r["status"] = external_status(r["status"], f)
         if f.tool is not None and f.tool_use_id is not None and not f.completed:
             r["last_tool"] = {
                 "name": f.tool,

@@ -38,7 +38,14 @@ from events import (
 )
 
 from ._base import FoldProjection, iso
-from ._lifecycle import ACTIVE_STATUSES, STATUS_AFTER, STATUSES, external_facts, next_status
+from ._lifecycle import (
+    ACTIVE_STATUSES,
+    STATUS_AFTER,
+    STATUSES,
+    external_facts,
+    external_status,
+    next_status,
+)
 from .errors import ProjectionFailed
 
 __all__ = ["FleetProjection", "FleetState"]
@@ -237,7 +244,7 @@ class FleetProjection(FoldProjection[FleetState]):
         if f.agent_id not in state["agents"]:
             _add_agent(state, f.agent_id)
         if f.status is not None:
-            _move(state, f.agent_id, f.status)
+            _move(state, f.agent_id, external_status(state["agents"][f.agent_id][0], f))
 
 
 def _add_agent(state: FleetState, agent_id: str) -> None:

@@ -87,7 +87,7 @@ from events import (
 from ._base import FoldProjection
 from ._critical_path import critical_path, members_of_runs
 from ._graph_state import GraphState, Segment
-from ._lifecycle import EXTERNAL_ROLE, external_facts, next_status, resolve_path
+from ._lifecycle import EXTERNAL_ROLE, external_facts, external_status, next_status, resolve_path
 
 __all__ = ["MAX_EDGE_FILES", "MAX_SEGMENTS", "GraphProjection", "GraphState"]
 
@@ -403,12 +403,14 @@ class GraphProjection(FoldProjection[GraphState]):
         if f.parent_id is not None:
             self._external_node(state, event, f.parent_id, f.session_name, None)
         self._external_node(state, event, agent_id, f.name, f.parent_id)
-        if f.status is not None and _status(state, agent_id, f.status) is not None:
+        if f.status is not None:
+            node = state["nodes"][agent_id]
+            node["status"] = external_status(node["status"], f)
             if f.status == "working":
                 _resume(state, agent_id, event.position, self.ts(event), [])
             else:
                 ts = self.ts(event)
-                if f.status == "completed":
+                if f.status in ("completed", "failed"):
                     _release_waiters(state, agent_id, ts)
                 _end(state, agent_id, ts)
         if f.files_read or f.files_written:

@@ -13,7 +13,9 @@ External sessions (ExternalHookReceived) become agents `ext-<session_id>`
 with role "external": first sight -> created, UserPromptSubmit / PreToolUse /
 PostToolUse -> working, Notification (Claude Code asks the user something)
 -> waiting, Stop -> completed (a later prompt makes it work again),
-SessionEnd -> completed and finished. Files come from the tool input of
+StopFailure (an API error ended the turn) -> failed, its error Claude Code's
+`error` and message, SessionEnd -> completed and finished (a failed session
+stays failed). Files come from the tool input of
 Read / NotebookRead (consumed) and Write / Edit / MultiEdit / NotebookEdit
 (produced), relative paths resolved against the payload's `cwd`.
 
@@ -52,6 +54,7 @@ __all__ = [
     "ExternalFacts",
     "external_agent_id",
     "external_facts",
+    "external_status",
     "external_subagent_id",
     "next_status",
     "resolve_path",
@@ -80,6 +83,7 @@ _EXTERNAL_STATUS: dict[str, str] = {
     "PostToolUseFailure": "working",
     "Notification": "waiting",
     "Stop": "completed",
+    "StopFailure": "failed",
     "SessionEnd": "completed",
 }
 # Only a payload that names its subagent moves it (older Claude Code sent SubagentStop bare).
@@ -100,6 +104,14 @@ _WRITE_TOOLS = {
 def next_status(current: str, new: str) -> str:
     """The status after a transition to `new`: a deleted agent stays deleted."""
     return current if current == "deleted" else new
+
+
+def external_status(current: str, facts: ExternalFacts) -> str:
+    """The status of an external agent after a payload: its end keeps a failure."""
+    assert facts.status is not None
+    if facts.ended and current == "failed":
+        return current
+    return next_status(current, facts.status)
 
 
 def external_agent_id(session_id: str) -> str:
@@ -147,6 +159,8 @@ class ExternalFacts:
     files_read: tuple[str, ...]
     files_written: tuple[str, ...]
     ended: bool
+    # A StopFailure's: Claude Code's `error` ("rate_limit", "model_not_found") and its message.
+    error: str | None
 
 
 def external_facts(data: ExternalHookReceived) -> ExternalFacts:
@@ -185,7 +199,14 @@ def external_facts(data: ExternalHookReceived) -> ExternalFacts:
         files_read=read,
         files_written=written,
         ended=hook == "SessionEnd",
+        error=_failure(payload) if hook == "StopFailure" else None,
     )
+
+
+def _failure(payload: dict[str, Any]) -> str:
+    kind = _str(payload.get("error")) or "error"
+    message = _str(payload.get("error_details")) or _str(payload.get("last_assistant_message"))
+    return kind if message is None else f"{kind}: {message}"
 
 
 def _str(value: Any) -> str | None:

@@ -188,3 +188,37 @@ async def test_fleet_hook_forward_as_a_command_hook_reaches_fleet_too(
                     if a["parent_id"] == session["id"]]  # fmt: skip
         assert [c["name"].split("/")[0] for c in children] == ["Explore"]
         assert children[0]["tool_calls"]["by_tool"] == {"Bash": 1}
+
+
+async def test_a_session_whose_turn_ends_in_an_api_error_is_failed_in_fleet(
+    tmp_path: Path, simulator: Process, fleet_server: Process
+) -> None:
+    """Claude Code sends StopFailure, not Stop: the session is failed, with Claude Code's error."""
+    workspace, home = await prepared(tmp_path, readme_settings(fleet_server.url))
+    process = await asyncio.create_subprocess_exec(
+        str(claude_bin()), "-p", "--model", "claude-no-such-model", "--", "hello",
+        cwd=workspace, env=offline_env(home, simulator.url),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(CLAUDE_TIMEOUT_S):
+        out, _ = await process.communicate()
+    assert process.returncode == 1, out.decode()
+
+    def ended(agents: dict[str, Any]) -> list[dict[str, Any]]:
+        return [a for a in agents["agents"] if a["external"] and a["task"] == "hello"
+                and a["finished_at"] is not None]  # fmt: skip
+
+    async with httpx.AsyncClient(base_url=fleet_server.url, timeout=10) as http:
+        (card,) = ended(await wait_for(http, "/v1/agents", ended))
+        params = {"stream_id": f"session-{card['id'][4:]}", "limit": 100}
+        page = (await http.get("/v1/events", params=params)).json()
+        points = [e["data"]["hook_event_name"] for e in page["events"]]
+        assert points[-2:] == ["StopFailure", "SessionEnd"]
+        # After its SessionEnd, still failed, saying why, in the card and the fleet's counts.
+        card = (await http.get(f"/v1/agents/{card['id']}")).json()
+        assert card["status"] == "failed"
+        assert card["error"].startswith("model_not_found: ")
+        assert "claude-no-such-model" in card["error"]
+        nodes = (await http.get("/v1/graph")).json()["nodes"]
+        assert [n["status"] for n in nodes if n["id"] == card["id"]] == ["failed"]
+        assert (await http.get("/v1/fleet")).json()["agents"]["by_status"]["failed"] >= 1

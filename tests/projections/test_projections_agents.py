@@ -369,3 +369,23 @@ def test_an_ingested_session_learns_model_and_context_window_from_its_responses(
                               "total": 13053}  # fmt: skip
     assert card["cost_usd"] == 0.012
     assert card["context"] == {"used": 13053, "limit": 1_000_000, "percent": 1.3}
+
+
+def test_an_external_turn_that_ends_in_an_api_error_fails_until_the_next_prompt() -> None:
+    """StopFailure fails the session, its SessionEnd keeps that; a new prompt works again."""
+    tl = Timeline()
+
+    def hook(t: float, name: str, **payload: Any) -> None:
+        data = {"session_id": "s", "hook_event_name": name, **payload}
+        tl.add(t, ExternalHookReceived(source_app="cc", session_id="s", hook_event_name=name,
+                                       payload=data), run=None)  # fmt: skip
+
+    hook(0, "UserPromptSubmit", prompt="hello")
+    hook(1, "StopFailure", error="rate_limit", last_assistant_message="API Error: 429")
+    hook(2, "SessionEnd", reason="other")
+    hook(3, "UserPromptSubmit", prompt="again")
+
+    failed, ended, again = (cards(tl, n)["ext-s"] for n in (2, 3, 4))
+    assert (failed["status"], failed["error"]) == ("failed", "rate_limit: API Error: 429")
+    assert (ended["status"], ended["error"]) == ("failed", failed["error"])
+    assert (again["status"], again["error"], again["finished_at"]) == ("working", None, None)
