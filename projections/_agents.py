@@ -466,6 +466,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
             r["model"] = f.model
         if f.prompt is not None:
             r["task"] = cap_task(f.prompt)
+        if f.summary is not None:
+            r["summary"] = f.summary
         if f.status is not None and r["status"] != "deleted":
             if f.status == "working" and r["started_at"] is None:
                 r["started_at"] = ts

@@ -15,7 +15,8 @@ PostToolUse -> working, Notification (Claude Code asks the user something)
 -> waiting, Stop -> completed (a later prompt makes it work again),
 StopFailure (an API error ended the turn) -> failed, its error Claude Code's
 `error` and message, SessionEnd -> completed and finished (a failed session
-stays failed). Files come from the tool input of
+stays failed). Its summary is the last answer (`last_assistant_message` at
+Stop, a subagent's at its SubagentStop). Files come from the tool input of
 Read / NotebookRead (consumed) and Write / Edit / MultiEdit / NotebookEdit
 (produced), relative paths resolved against the payload's `cwd`.
 
@@ -159,6 +160,8 @@ class ExternalFacts:
     files_read: tuple[str, ...]
     files_written: tuple[str, ...]
     ended: bool
+    # The last answer, at Stop (SubagentStop for a subagent): `last_assistant_message`.
+    summary: str | None
     # A StopFailure's: Claude Code's `error` ("rate_limit", "model_not_found") and its message.
     error: str | None
 
@@ -199,6 +202,9 @@ def external_facts(data: ExternalHookReceived) -> ExternalFacts:
         files_read=read,
         files_written=written,
         ended=hook == "SessionEnd",
+        summary=_str(payload.get("last_assistant_message"))
+        if hook == ("Stop" if sub is None else "SubagentStop")
+        else None,
         error=_failure(payload) if hook == "StopFailure" else None,
     )
 

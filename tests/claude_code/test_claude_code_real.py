@@ -107,6 +107,7 @@ async def test_claude_code_with_http_hooks_is_a_session_with_a_subagent_in_fleet
                                  lambda c: c["status"] == "completed" and c["turns"] >= 6)  # fmt: skip
         assert session["name"].startswith("my-repo/")
         assert session["task"] == TASK
+        assert session["summary"] == answer.strip()
         assert session["tool_calls"]["by_tool"] == {"Agent": 1, "Read": 4, "Edit": 8, "Bash": 1,
                                                     "Write": 1}  # fmt: skip
         assert sorted(session["files_consumed"]) == [str(workspace / p) for p in CHANGED]
@@ -126,6 +127,7 @@ async def test_claude_code_with_http_hooks_is_a_session_with_a_subagent_in_fleet
         child = await wait_for(http, f"/v1/agents/{children[0]['id']}",
                                lambda c: c["status"] == "completed" and c["turns"] >= 2)  # fmt: skip
         assert child["name"].startswith("Explore/")
+        assert child["summary"].startswith("Lines to change for rename `count_words`")
         assert child["tool_calls"]["by_tool"] == {"Bash": 1}
         assert child["tokens"]["output"] > 0 and child["cost_usd"] > 0
         graph = (await http.get("/v1/graph")).json()
