@@ -98,8 +98,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
 
     name = "agents"
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
-    # 5: approvals and what hooks said; 6: engine and session_id; 7: position
-    version = 7
+    # 5: approvals and what hooks said; 6: engine and session_id; 7: position;
+    # 8: a Claude Code session's StopFailure fails it, its Stop gives its summary
+    version = 8
     ignores = frozenset(
         {
             "ToolCallInterrupted",

@@ -77,8 +77,8 @@ class FleetProjection(FoldProjection[FleetState]):
 
     name = "fleet"
     # 2: agents "completed" (was "complete"); 3: external subagents count; 4: waiting for
-    # an approval
-    version = 4
+    # an approval; 5: a Claude Code session's StopFailure fails it
+    version = 5
     ignores = frozenset(
         {
             "ToolCallInterrupted",

@@ -100,8 +100,9 @@ class GraphProjection(FoldProjection[GraphState]):
 
     name = "graph"
     # 2, 3: the state changed shape before the first release; 4: "completed";
-    # 5: external subagents are nodes of their own; 6: approvals
-    version = 6
+    # 5: external subagents are nodes of their own; 6: approvals; 7: a Claude Code
+    # session's StopFailure fails it
+    version = 7
     ignores = frozenset(
         {
             "ToolCallInterrupted",
