@@ -21,6 +21,17 @@ Notes (do not fix without reading this):
    process owns the stream then and nothing may be written to it.
 2. A hook answering `continue: false` ends the agent with
    AgentFailed(limit="hook") at its next step.
+3. A step that fails because the log is unavailable (`StoreUnavailable`: a
+   PostgreSQL restart, a connection cut mid-append, a full disk) does not end
+   the agent: it waits for the log (`_outage.py`), folds what the log holds,
+   and takes its next step from that, as a resumed agent would. A failed
+   append folds nothing; one that committed though it raised is folded by the
+   sync, so nothing is appended twice (and the expected version would refuse
+   it). Tool calls whose completion was not appended are settled as
+   interrupted (`_tool_calls.py`, note 4), not run again blindly; calls still
+   `_fresh` (appended with their response, the step that would run them not
+   begun) never ran, and run. Only an outage longer than `OUTAGE_LIMIT_S`
+   fails the agent, as any error does.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from events import (
     ModelResponded,
     NewEvent,
 )
+from events.errors import StoreUnavailable
 from hooks import HookDispatcher
 
 from ._agent_budget import AgentBudget
@@ -63,6 +75,7 @@ from ._approvals import ApprovalGate
 from ._client import ModelClient, ModelReply
 from ._compaction import Compactor
 from ._conversation import AgentState, AgentStatus, pending_calls, stream_id_of, text_of
+from ._outage import LogOutage
 from ._tool_calls import INTERRUPTIONS, ToolCalls, unexpected_error
 from ._tools import Toolbox
 from ._transcript import Transcript, transcript_path
@@ -160,6 +173,7 @@ class Agent:
             stats=self.stats,
             gate=ApprovalGate(self._log, self._hooks, timeout_s=self.spec.approval_timeout_s),
         )
+        self._outage = LogOutage(store, f"agent {spec.agent_id}")  # module note 3
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[AgentOutcome] | None = None
         self._closed = False
@@ -433,16 +447,25 @@ class Agent:
             return self.outcome()
 
     async def _guarded_step(self) -> None:
-        """One step; anything it raises but an interruption ends the agent (module note 1)."""
+        """One step; anything it raises but an interruption ends the agent (module note 1),
+        and an unavailable log is waited out first (note 3)."""
         try:
             await self._step()
         except (*INTERRUPTIONS, AgentDrivenElsewhere):
             raise
+        except StoreUnavailable as e:
+            if await self._outage.wait(e, self._log.sync):
+                return  # the next step goes on from what the log holds
+            failure: BaseException = e
         except BaseException as e:
-            logger.warning("agent %s failed in its loop", self.agent_id, exc_info=e)
-            await self._log.sync()  # what the failed step did append is part of the state
-            if self.state.status == "working":
-                await self._fail(f"the agent's loop failed: {unexpected_error(e)}")
+            failure = e
+        else:
+            self._outage.over()
+            return
+        logger.warning("agent %s failed in its loop", self.agent_id, exc_info=failure)
+        await self._log.sync()  # what the failed step did append is part of the state
+        if self.state.status == "working":
+            await self._fail(f"the agent's loop failed: {unexpected_error(failure)}")
 
     async def _step(self) -> None:
         state = self.state

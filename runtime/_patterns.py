@@ -24,6 +24,11 @@ Notes (do not fix without reading this):
    run's) leaves them as the log shows them, working or not, so that
    `fleet resume` takes them up where they were (a deleted agent cannot be
    resumed: the resumed run would fail on it).
+5. The conductor's appends (the board's moves, its own events, RunCompleted)
+   wait out an unavailable log (`_outage.py`) rather than fail the run, as
+   its agents do; it is the only writer of its streams while it holds the
+   run's lease, so an append that committed though it raised is found at the
+   end of its stream and not written twice. So do `finish_orchestrator`'s.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from events import (
     LeaseHeld,
     Meta,
     NewEvent,
+    RecordedEvent,
     RunCompleted,
     RunFailed,
     RunStarted,
@@ -61,6 +67,7 @@ from ._agent_spec import TRANSCRIPTS
 from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
+from ._outage import append_waiting
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
 from ._transcript import Transcript, transcript_path
@@ -163,26 +170,27 @@ class _Conductor:
         )
 
     async def record(self, data: EventModel) -> None:
-        recorded = await self.fleet.store.append(
+        recorded = await self._append(
             f"agent-{self.agent_id}",
-            [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
+            NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id)),  # type: ignore[arg-type]
         )
         await self.transcript.record(recorded)
 
     async def run_event(self, data: EventModel) -> None:
-        await self.fleet.store.append(
-            f"run-{self.run_id}",
-            [NewEvent(data, Meta(run_id=self.run_id))],  # type: ignore[arg-type]
-        )
+        await self._append(f"run-{self.run_id}", NewEvent(data, Meta(run_id=self.run_id)))  # type: ignore[arg-type]
 
     async def task_event(self, data: EventModel) -> None:
         if self.journal.task_events > 0:  # recorded before the run was resumed
             self.journal.task_events -= 1
             return
-        await self.fleet.store.append(
+        await self._append(
             f"task-{self.run_id}",
-            [NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id))],  # type: ignore[arg-type]
+            NewEvent(data, Meta(run_id=self.run_id, agent_id=self.agent_id)),  # type: ignore[arg-type]
         )
+
+    async def _append(self, stream_id: str, event: NewEvent) -> list[RecordedEvent]:
+        """Append one event of the run, waiting out an unavailable log (module note 5)."""
+        return await append_waiting(self.fleet.store, stream_id, [event], who=f"run {self.run_id}")
 
 
 class _Outputs(dict[str, str]):
@@ -596,20 +604,17 @@ async def finish_orchestrator(
     ok = output["status"] == "completed" and not summary.startswith("FAILED")
     damage = await run_damage(fleet.store, run_id=run_id) if ok else None
     ok = ok and not damage
+    who = f"run {run_id}"
     if ok:
-        await fleet.store.append(
-            f"run-{run_id}",
-            [NewEvent(RunCompleted(run_id=run_id, summary=summary, duration_ms=duration), meta)],
-        )
+        completed = RunCompleted(run_id=run_id, summary=summary, duration_ms=duration)
+        await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(completed, meta)], who=who)
         return RunResult(run_id, "completed", summary, None, duration, orchestrator_id)
     if damage:
         error = f"the orchestrator completed, but its agents' work did not: {damage.describe()}"
     else:
         error = output["error"] or summary or f"orchestrator ended {output['status']}"
-    await fleet.store.append(
-        f"run-{run_id}",
-        [NewEvent(RunFailed(run_id=run_id, error=error, duration_ms=duration), meta)],
-    )
+    failed = RunFailed(run_id=run_id, error=error, duration_ms=duration)
+    await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(failed, meta)], who=who)
     return RunResult(run_id, "failed", summary, error, duration, orchestrator_id)
 
 

@@ -1,0 +1,284 @@
+"""A log that is unavailable for a while (a PostgreSQL restart, a connection cut) is waited
+out: the run goes on from what the log holds and ends as an uninterrupted run does.
+
+Regression: an append that failed for an outage failed the agent (AgentFailed once the
+log was back, or an exception that left it working for ever), its run then RunFailed, and
+`fleet resume` found nothing to resume, where a `kill -9` at the same point lost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rt_support import events_of, make_agent
+from sim_support import holding_simulator, role, turn
+
+from events import EventStore, Meta, NewEvent, RecordedEvent, TaskCreated, TaskMoved, open_store
+from runtime import (
+    ModelClient,
+    RuntimeOptions,
+    Simulator,
+    load_pattern,
+    open_runtime,
+    prepare_workspace,
+    run_pattern,
+)
+from runtime._outage import append_waiting
+from runtime.simulator import Call, Observation, Situation, Turn
+
+TASK = "rename `count_words` to `word_count` everywhere"
+PATTERN = "plan-build-review-ship"
+
+
+def _files(workspace: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(workspace)): p.read_text(errors="replace")
+        for p in sorted(workspace.rglob("*"))
+        if p.is_file()
+        and not {".git", "transcripts", "__pycache__"} & set(p.relative_to(workspace).parts)
+    }
+
+
+async def _run_log(store: EventStore, run_id: str) -> dict[str, list[str]]:
+    """The event types of each stream of the run, keyed by agent name (ids are random),
+    with the board's columns."""
+    events = [e for e in await store.read_all() if e.meta.run_id == run_id]
+    names = {e.meta.agent_id: e.data.name for e in events if e.type == "AgentCreated"}  # type: ignore[union-attr]
+    streams: dict[str, list[str]] = {}
+    for e in events:
+        key = e.stream_id.split("-", 1)[0]
+        if key == "agent":
+            key = names.get(e.meta.agent_id, e.stream_id)
+        column = getattr(e.data, "column", None) if key == "task" else None
+        streams.setdefault(key, []).append(e.type if column is None else f"{e.type}:{column}")
+    return streams
+
+
+def _duplicates(events: list[RecordedEvent]) -> list[str]:
+    """Tool calls requested or completed twice, agents completed twice, in one run."""
+    seen = Counter(
+        (e.stream_id, e.type, getattr(e.data, "tool_use_id", None))
+        for e in events
+        if e.type in ("ToolCallRequested", "ToolCallCompleted", "AgentCompleted", "RunCompleted")
+    )
+    return [f"{k}: {n}" for k, n in seen.items() if n > 1]
+
+
+async def test_a_pattern_run_waits_out_a_postgres_outage_mid_build_and_ends_as_if_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+
+    postgres_or_skip()
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    schema = f"t_{uuid.uuid4().hex[:16]}_o"
+    workspace = await prepare_workspace(tmp_path / "repo")
+    proxy = await PostgresProxy().start()
+    try:
+        async with holding_simulator() as (sim, holding):
+            # The builder's second answer waits while the log goes away: its append fails.
+            held = holding.arm(lambda body: role(body) == "builder" and turn(body) == 2)
+            options = RuntimeOptions(
+                db=proxy.url(schema),
+                workspace=workspace,
+                env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+            )
+            async with open_runtime(options) as rt:
+                run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
+                holding_now = asyncio.create_task(held.wait())
+                await asyncio.wait(
+                    {run, holding_now}, timeout=120, return_when=asyncio.FIRST_COMPLETED
+                )
+                holding_now.cancel()
+                assert held.is_set(), "the builder never asked for its second answer"
+                proxy.down()
+                holding.release()
+                await _until_a_probe_failed(caplog, run)  # its append failed; it waits
+                proxy.up()
+                result = await asyncio.wait_for(run, 180)
+                assert result.status == "completed", result.error
+                events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+                streams = await _run_log(rt.store, result.run_id)
+        assert "the log is back" in caplog.text
+        assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
+        assert _duplicates(events) == []
+
+        baseline = await prepare_workspace(tmp_path / "baseline")
+        plain = RuntimeOptions(db=tmp_path / "baseline.db", workspace=baseline, env={})
+        async with open_runtime(plain) as rt:
+            expected = await run_pattern(rt.fleet, load_pattern(PATTERN), TASK)
+            assert expected.status == "completed", expected.error
+            expected_streams = await _run_log(rt.store, expected.run_id)
+        assert _files(workspace) == _files(baseline)
+        assert streams == expected_streams
+    finally:
+        await proxy.aclose()
+        drop_postgres_schemas([schema])
+
+
+async def _until_a_probe_failed(caplog: pytest.LogCaptureFixture, run: asyncio.Task[Any]) -> None:
+    """Until an agent that met the outage has tried the log again in vain (`run` still on)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while "still unavailable" not in caplog.text:
+        if run.done():
+            pytest.fail(f"it ended in the outage: {run.exception() or run.result()}")
+        assert loop.time() < deadline, "no agent waited for the log"
+        await asyncio.sleep(0.05)
+    assert "waiting for it" in caplog.text
+
+
+def slow_committer(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A command that runs until the test lets it end, and a write, in one response."""
+    observations = yield Turn(
+        "Working.",
+        [
+            Call(
+                "Bash",
+                {
+                    "command": "echo ran >> ran.txt; while [ ! -f go ]; do sleep 0.05; done",
+                    "timeout": 120_000,
+                },
+            ),
+            Call("Write", {"file_path": "landed.txt", "content": "new\n"}),
+        ],
+    )
+    return f"saw {len(observations)} results"
+
+
+async def test_calls_whose_results_an_outage_kept_out_of_the_log_are_settled_not_rerun(
+    tmp_path: Path,
+    client: ModelClient,
+    sim: Simulator,
+    workspace: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The calls ran, their ToolCallCompleted did not land: once the log is back they are
+    settled as after a crash (the command is not run again, the write is found applied)."""
+    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+
+    postgres_or_skip()
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    sim.register_policy("slow-committer", slow_committer)
+    schema = f"t_{uuid.uuid4().hex[:16]}_o"
+    proxy = await PostgresProxy().start()
+    try:
+        async with open_store(proxy.url(schema)) as store:
+            await _an_outage_between_calls_and_results(
+                store, client, workspace, caplog, down=proxy.down, up=proxy.up
+            )
+    finally:
+        await proxy.aclose()
+        drop_postgres_schemas([schema])
+
+
+async def test_on_sqlite_a_full_disk_between_calls_and_results_is_waited_out(
+    tmp_path: Path,
+    client: ModelClient,
+    sim: Simulator,
+    workspace: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same on SQLite with a real full disk (reads work, appends do not, until freed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    sim.register_policy("slow-committer", slow_committer)
+    filler = mount / "filler"
+    try:
+        async with open_store(mount / "fleet.db") as store:
+            await _an_outage_between_calls_and_results(
+                store, client, workspace, caplog, down=lambda: _fill(filler), up=filler.unlink
+            )
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(filler: Path) -> None:
+    """Write `filler` until the disk is full."""
+    for block in (65536, 512):  # then the last partial block, if it fits
+        with contextlib.suppress(OSError), filler.open("ab") as handle:
+            while True:
+                handle.write(b"\0" * block)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+async def _an_outage_between_calls_and_results(
+    store: EventStore,
+    client: ModelClient,
+    workspace: Path,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    down: Callable[[], object],
+    up: Callable[[], object],
+) -> None:
+    agent = make_agent(store, client, workspace, role="slow-committer")
+    await agent.create(task="do it")
+    run = asyncio.create_task(agent.run_until_idle())
+    async with asyncio.timeout(60):  # until the command runs
+        while not (workspace / "ran.txt").is_file():
+            await asyncio.sleep(0.02)
+    down()
+    (workspace / "go").touch()  # the calls end; their results cannot be appended
+    await _until_a_probe_failed(caplog, run)
+    up()
+    outcome = await asyncio.wait_for(run, 120)
+
+    assert outcome.status == "completed", outcome.error
+    settled = [
+        (e.data.name, e.data.resolution)  # type: ignore[union-attr]
+        for e in await events_of(store, type="ToolCallInterrupted")
+    ]
+    assert settled == [("Bash", "not_run"), ("Write", "already_applied")]
+    assert (workspace / "ran.txt").read_text() == "ran\n", "the command ran once"
+    assert (workspace / "landed.txt").read_text() == "new\n"
+    assert len(await events_of(store, type="ToolCallCompleted")) == 2
+    assert not await events_of(store, type="AgentFailed")
+
+
+async def test_a_board_move_appended_in_an_outage_lands_once_when_the_log_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The conductor's appends (`append_waiting`) wait for the log, as its agents do."""
+    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+
+    postgres_or_skip()
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    schema = f"t_{uuid.uuid4().hex[:16]}_o"
+    proxy = await PostgresProxy().start()
+    meta = Meta(run_id="r1", agent_id="orchestrator-r1")
+    try:
+        async with open_store(proxy.url(schema)) as store:
+            await store.append("task-r1", [NewEvent(TaskCreated(task_id="r1", title="t"), meta)])
+            proxy.down()
+            moved = NewEvent(TaskMoved(task_id="r1", column="BUILD"), meta)
+            append = asyncio.create_task(append_waiting(store, "task-r1", [moved], who="run r1"))
+            await _until_a_probe_failed(caplog, append)
+            proxy.up()
+            [recorded] = await asyncio.wait_for(append, 60)
+            assert recorded.version == 2
+            board = await store.read_stream("task-r1")
+            assert [(e.type, e.data.column) for e in board] == [  # type: ignore[union-attr]
+                ("TaskCreated", "PLAN"),
+                ("TaskMoved", "BUILD"),
+            ]
+    finally:
+        await proxy.aclose()
+        drop_postgres_schemas([schema])
