@@ -30,8 +30,12 @@ Notes (do not fix without reading this):
    it). Tool calls whose completion was not appended are settled as
    interrupted (`_tool_calls.py`, note 4), not run again blindly; calls still
    `_fresh` (appended with their response, the step that would run them not
-   begun) never ran, and run. Only an outage longer than `OUTAGE_LIMIT_S`
-   fails the agent, as any error does.
+   begun) never ran, and run. A model's reply whose append failed is kept
+   and appended once the log is back, if the agent's stream is still where
+   the reply followed it: the call is not made (and paid for) again at each
+   try; a full disk, where reads work and appends do not, tried it every few
+   seconds for ten minutes. Only an outage longer than `OUTAGE_LIMIT_S` fails
+   the agent, as any error does.
 """
 
 from __future__ import annotations
@@ -174,6 +178,8 @@ class Agent:
             gate=ApprovalGate(self._log, self._hooks, timeout_s=self.spec.approval_timeout_s),
         )
         self._outage = LogOutage(store, f"agent {spec.agent_id}")  # module note 3
+        # A model's reply whose append met an unavailable log, and the position it follows.
+        self._unrecorded: tuple[int | None, ModelReply] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[AgentOutcome] | None = None
         self._closed = False
@@ -490,12 +496,16 @@ class Agent:
         if not await self._within_limits():
             return
         cause = self.state.last_position
-        try:
-            reply = await self._model.respond(self.state.messages)
-        except ModelCallFailed as e:
-            await self._fail(str(e))
-            return
-        self.stats.steps += 1
+        kept, self._unrecorded = self._unrecorded, None
+        if kept is not None and kept[0] == cause:
+            reply = kept[1]  # answered before the log went away, not paid for twice (note 3)
+        else:
+            try:
+                reply = await self._model.respond(self.state.messages)
+            except ModelCallFailed as e:
+                await self._fail(str(e))
+                return
+            self.stats.steps += 1
         tokens, cost = self.state.total_tokens, self.state.cost_usd
         responded = self._model.responded(reply)
         riding: list[NewEvent] = []  # what the next step would append, in this commit
@@ -510,7 +520,11 @@ class Agent:
                     stop_reason=reply.stop_reason or "end_turn",
                 )
                 riding = [self._log.event(completed, -1)]  # caused by the response
-        await self._log.append([self._log.event(responded, cause), *riding])
+        try:
+            await self._log.append([self._log.event(responded, cause), *riding])
+        except StoreUnavailable:
+            self._unrecorded = (cause, reply)  # recorded once the log is back (note 3)
+            raise
         for message in self._budget.passed_warning(tokens, cost, self.state):
             await self._hooks.notify(message, notification_type="budget_warning", title="Budget")
         if reply.stop_reason == "max_tokens":

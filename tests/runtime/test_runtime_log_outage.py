@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from rt_support import events_of, make_agent
-from sim_support import holding_simulator, role, turn
+from sim_support import HoldingResponder, holding_simulator, role, turn
 
 from events import EventStore, Meta, NewEvent, RecordedEvent, TaskCreated, TaskMoved, open_store
 from runtime import (
@@ -282,3 +282,59 @@ async def test_a_board_move_appended_in_an_outage_lands_once_when_the_log_is_bac
     finally:
         await proxy.aclose()
         drop_postgres_schemas([schema])
+
+
+async def test_a_reply_whose_append_met_a_full_disk_is_recorded_not_asked_for_again(
+    tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reads work on a full disk, appends do not: each try took the step again, and the
+    model was asked (and, with a key, paid) again every few seconds for ten minutes."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    asked: list[int] = []  # the scout's turn of each request the model got
+    holding = HoldingResponder()
+    held = holding.arm(lambda body: role(body) == "scout")
+
+    async def counting(body: dict[str, Any]) -> dict[str, Any]:
+        if role(body) == "scout":
+            asked.append(turn(body))
+        return await holding(body)
+
+    filler = mount / "filler"
+    try:
+        async with (
+            Simulator(responder=counting) as sim,
+            ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client,
+            open_store(mount / "fleet.db") as store,
+        ):
+            agent = make_agent(store, client, workspace, role="scout")
+            await agent.create(task="find where count_words is used")
+            run = asyncio.create_task(agent.run_until_idle())
+            try:
+                await asyncio.wait_for(held.wait(), 60)
+                _fill(filler)
+                holding.release()  # answered: its append finds the disk full
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 60
+                while caplog.text.count("still unavailable") < 2:  # tried again, twice
+                    assert not run.done(), run
+                    assert loop.time() < deadline, "the agent did not try again"
+                    await asyncio.sleep(0.05)
+                assert asked == [1], "the model was asked again for the same turn"
+                filler.unlink()
+                outcome = await asyncio.wait_for(run, 120)
+            finally:
+                holding.release()
+                run.cancel()
+            assert outcome.status == "completed", outcome.error
+            assert asked.count(1) == 1
+            assert not await events_of(store, type="AgentFailed")
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
