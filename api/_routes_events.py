@@ -110,7 +110,9 @@ operations: list[Operation] = [
         "Follow the log (Server-Sent Events)",
         "Each SSE `id` is the event's position and each `data` its JSON. Resumes after the "
         "`Last-Event-ID` header (else `?from=`) with no gap and no duplicate, else sends only "
-        "new events. Heartbeat comments keep it open. A client that falls too far behind is cut "
+        "new events, starting with an `id:` of the log's head and no data (no event), so a "
+        "client that reconnects before its first event resumes from there. Heartbeat comments "
+        "keep it open. A client that falls too far behind is cut "
         "off: it reconnects with its Last-Event-ID. Browsers may pass the token as `?token=`.",
         query=StreamQuery,
         response=EventOut,

@@ -43,6 +43,13 @@ Notes (do not fix without reading this):
    the catch-up ends (up to `sse_recent_bytes`): every chunk was written to
    the dead transport, each a "socket.send() raised exception" warning from
    asyncio. A send to a connection that is closing ends the stream instead.
+7. A stream opened without a position starts with `id: <head>` and no data:
+   an EventSource sets its lastEventId from it and fires no event. Without
+   it, a client that lost the connection before its first event (a filter
+   that matched nothing yet, a server restart) reconnected without
+   Last-Event-ID, got "only new events" and missed those written meanwhile.
+   A stream given a position does not repeat it: a client that counts `id:`
+   lines as events sees no phantom one on a reconnect.
 """
 
 from __future__ import annotations
@@ -134,6 +141,7 @@ async def stream_events(request: Request) -> _EventStream:
     query = parse_query(StreamQuery, request, lists=("type", "stream_id"))
     after = _resume_from(request, query)
     head = await app.store.head()
+    announce = after is None  # the client holds no position yet: tell it this one (note 7)
     if after is None:
         after = head  # only new events: everything after the head as of this request
     elif after > head:
@@ -149,7 +157,7 @@ async def stream_events(request: Request) -> _EventStream:
     return _EventStream(
         app.broadcaster,
         outlet,
-        _frames(app, after, where, outlet),
+        _frames(app, after, where, outlet, announce=announce),
         ping=config.sse_ping_s,
         sep="\n",
         send_timeout=config.sse_send_timeout_s,
@@ -182,13 +190,16 @@ def _filter(query: StreamQuery) -> EventFilter | None:
 
 
 async def _frames(
-    app: Services, after: int, where: EventFilter | None, outlet: Outlet
+    app: Services, after: int, where: EventFilter | None, outlet: Outlet, *, announce: bool
 ) -> AsyncIterator[bytes]:
     broadcaster = app.broadcaster
     take = broadcaster.take_bytes
     subscriber: Subscriber | None = None
     try:
-        ready: list[bytes] = [b"retry: %d\n\n" % app.config.sse_retry_ms]
+        start = b"retry: %d\n" % app.config.sse_retry_ms
+        if announce:
+            start += b"id: %d\n" % after  # no data: no event, a Last-Event-ID (note 7)
+        ready: list[bytes] = [start + b"\n"]
         last = after
         page = FIRST_PAGE
         # Catch up (note 4): from the ring when it reaches back, else from the log.

@@ -77,6 +77,32 @@ async def test_stream_without_position_sends_only_new_events(
         assert await read_ids(response, 3) == [6, 7, 8]
 
 
+async def test_a_client_that_saw_no_event_resumes_where_its_stream_started(
+    server: Serving, http: httpx.AsyncClient
+) -> None:
+    """A stream opened without a position starts with an `id:` of the head, so a browser (or a
+    monitor that keeps the last `id:` it read, as the SSE spec does) that loses the connection
+    before any event arrives reconnects with Last-Event-ID and misses nothing written
+    meanwhile (a server restart, another process appending)."""
+    store = _store(server)
+    await append_ticks(store, 5)
+    last_event_id = None  # the EventSource's lastEventId: set by any `id:` field
+    async with http.stream("GET", "/v1/events/stream?type=TaskCreated") as response:
+        async with asyncio.timeout(10):
+            async for line in response.aiter_lines():
+                if line.startswith("id:"):
+                    last_event_id = line[3:].strip()
+                if line == "":
+                    break  # the first frame, and nothing else: the client goes away
+    assert last_event_id == "5"
+    await append_ticks(store, 3)  # while it is away
+    headers = {"Last-Event-ID": last_event_id}
+    async with http.stream(
+        "GET", "/v1/events/stream?type=TaskCreated", headers=headers
+    ) as response:
+        assert await read_ids(response, 3) == [6, 7, 8]
+
+
 @pytest.mark.timeout(60)  # the server it guards against spun on the loop: fail, not hang
 async def test_a_stream_opened_before_the_server_has_seen_the_head_starts_there(
     tmp_path: Path,
