@@ -32,7 +32,9 @@ Notes (do not fix without reading this):
    which a dashboard across a real network waits for. The compressed answer
    has its own ETag (the body's, marked `-gzip`), as RFC 9110 asks of another
    representation; `If-None-Match` with either gives 304. Smaller bodies go as
-   they are: on loopback compressing costs more than it saves.
+   they are: on loopback compressing costs more than it saves. A page of the
+   log (`GET /v1/events`, up to 4 MiB) goes the same way (`compressed`), each
+   time: it has no ETag and is not kept.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ __all__ = [
     "Rendered",
     "Renders",
     "answer",
+    "compressed",
     "etag_of",
     "reach",
 ]
@@ -249,6 +252,18 @@ async def answer(request: Request, rendered: Rendered | bytes, position: int) ->
         rendered.gzipped = await anyio.to_thread.run_sync(_gzip, rendered.body)
     headers["Content-Encoding"] = "gzip"
     return Response(rendered.gzipped, media_type="application/json", headers=headers)
+
+
+async def compressed(request: Request, body: bytes) -> Response:
+    """The JSON body as it is, or gzip-compressed on a thread when it is large and the
+    client accepts gzip (note 4); for answers that are not views (no ETag, not kept)."""
+    if len(body) < GZIP_MIN_BYTES:
+        return Response(body, media_type="application/json")
+    headers = {"Vary": "Accept-Encoding"}
+    if _accepts_gzip(request.headers.get("accept-encoding")):
+        body = await anyio.to_thread.run_sync(_gzip, body)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _gzip(body: bytes) -> bytes:

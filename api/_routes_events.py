@@ -20,6 +20,7 @@ from events import EventFilter, encode_event
 from ._bodies import parse_query
 from ._models import MAX_PAGE, EventOut, EventPage, EventsQuery, StreamQuery
 from ._openapi import Operation
+from ._polling import compressed
 from ._sse import stream_events
 from ._state import Services, services
 from .errors import HTTPProblem
@@ -55,7 +56,7 @@ async def list_events(request: Request) -> Response:
         b"null" if next_after is None else b"%d" % next_after,
         head,
     )
-    return Response(body, media_type="application/json")
+    return await compressed(request, body)  # gzip when large and accepted
 
 
 async def _page(
@@ -98,7 +99,8 @@ operations: list[Operation] = [
         "Query the log",
         "A page of events in position order, filtered by run, agent, stream and type, within "
         "`after < position <= until`. Page with `limit` and pass `next` back as `after`; a "
-        "page also ends once it holds about 4 MiB of events (`next` goes on).",
+        "page also ends once it holds about 4 MiB of events (`next` goes on). A page of 64 KiB "
+        "or more goes gzip-compressed to a client that sends `Accept-Encoding: gzip`.",
         query=EventsQuery,
         response=EventPage,
         errors=(400,),

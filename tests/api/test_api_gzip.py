@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from apitest_support import seed
+from apitest_support import append_ticks, seed
 
 from api import FleetApp
 from api._polling import GZIP_MIN_BYTES
@@ -70,3 +70,23 @@ async def test_a_small_view_goes_as_it_is(client: httpx.AsyncClient, head: int) 
     assert "content-encoding" not in response.headers
     assert "vary" not in response.headers
     assert json.loads(response.content)["agents"]["total"] == 80
+
+
+async def test_a_large_page_of_the_log_is_gzipped_for_a_client_that_accepts_it(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """A monitor paging the log (`GET /v1/events`, pages up to 4 MiB) gets it compressed."""
+    await append_ticks(store, 100, size=1000)
+    plain = await _raw(client, "/v1/events?limit=100", **{"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert len(plain.content) >= GZIP_MIN_BYTES
+    zipped = await _raw(client, "/v1/events?limit=100", **{"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert len(zipped.content) < len(plain.content) / 5
+    assert json.loads(gzip.decompress(zipped.content)) == json.loads(plain.content)
+    decoded = await client.get("/v1/events?limit=100")  # as any HTTP client reads it
+    assert [e["position"] for e in decoded.json()["events"]] == list(range(1, 101))
+    small = await _raw(client, "/v1/events?limit=2", **{"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers
