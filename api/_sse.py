@@ -23,7 +23,10 @@ Notes (do not fix without reading this):
    sent (a catch-up page from the log is sized from the last one to about
    four times that; from the ring it takes `take_bytes` at a time), and
    small frames are joined into chunks of at most `take_bytes`, a larger
-   frame being sent alone (not copied). Every send is counted on the
+   frame being sent alone (not copied). A page read from the log is held as
+   its frames only: its events (their text and envelopes, as much again)
+   were kept while the page was sent, and 200 clients catching up from 0 at
+   once peaked 140 MB higher. Every send is counted on the
    stream's `Outlet`, so the broadcaster sees what is stuck in a send. The
    socket's kernel send buffer is fixed at `SOCKET_BUFFER_BYTES` (Linux
    would grow it to 4 MiB for a client that does not read): a reader that
@@ -221,12 +224,7 @@ async def _frames(
                 frames, last = taken
                 ready.extend(frame.data for frame in frames)
             else:
-                until = broadcaster.position
-                events = await app.store.read_all(
-                    after=last, until=until, where=where, limit=page, lenient=True
-                )
-                encoded = [sse_frame(event) for event in events]
-                last = events[-1].position if len(events) == page else until
+                encoded, last = await _log_page(app, last, broadcaster.position, where, page)
                 page = _next_page(encoded, page, 4 * take)
                 ready.extend(encoded)
             for data in _chunks(ready, take):
@@ -250,6 +248,18 @@ async def _frames(
     finally:
         if subscriber is not None:
             broadcaster.unsubscribe(subscriber)
+
+
+async def _log_page(
+    app: Services, after: int, until: int, where: EventFilter | None, page: int
+) -> tuple[list[bytes], int]:
+    """Up to `page` events after `after` from the log, as frames, and the position they
+    reach; the events themselves are gone before a frame is sent (note 3)."""
+    events = await app.store.read_all(
+        after=after, until=until, where=where, limit=page, lenient=True
+    )
+    reached = events[-1].position if len(events) == page else until
+    return [sse_frame(event) for event in events], reached
 
 
 def _next_page(encoded: list[bytes], page: int, page_bytes: int) -> int:
