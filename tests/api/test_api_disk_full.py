@@ -9,52 +9,15 @@ the test is skipped, saying so.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from disk_support import fill
 
 from api import ApiConfig, create_app
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs mounted at a fresh folder (unmounted after the test)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    """Write a file until the disk is full; returns it."""
-    filler = folder / "filler"
-    for block in (65536, 512):  # then the last partial block, if it fits
-        with pytest.raises(OSError, match="No space left") as full:
-            _write_until_error(filler, block)
-        assert full.value.errno == errno.ENOSPC
-    return filler
-
-
-def _write_until_error(path: Path, block: int) -> None:
-    with path.open("ab") as handle:
-        while True:
-            handle.write(b"\0" * block)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 @pytest.fixture
@@ -78,7 +41,7 @@ async def test_a_full_disk_is_a_503_logged_once_and_healthz_recovers_without_res
         answer = await client.post("/v1/hooks/ingest", json=_payload(n))
         assert answer.status_code == 201
         acked.append(answer.json()["position"])
-    filler = _fill(small_disk)
+    filler = fill(small_disk)
 
     with caplog.at_level(logging.DEBUG, logger="api"):
         refused = [await client.post("/v1/hooks/ingest", json=_payload(100 + n)) for n in range(3)]

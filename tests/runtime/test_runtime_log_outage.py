@@ -9,10 +9,7 @@ log was back, or an exception that left it working for ever), its run then RunFa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Callable, Generator
@@ -20,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from disk_support import fill
 from rt_support import events_of, make_agent
 from sim_support import HoldingResponder, holding_simulator, role, turn
 
@@ -183,41 +181,20 @@ async def test_calls_whose_results_an_outage_kept_out_of_the_log_are_settled_not
 
 
 async def test_on_sqlite_a_full_disk_between_calls_and_results_is_waited_out(
-    tmp_path: Path,
+    small_disk: Path,
     client: ModelClient,
     sim: Simulator,
     workspace: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The same on SQLite with a real full disk (reads work, appends do not, until freed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
     sim.register_policy("slow-committer", slow_committer)
-    filler = mount / "filler"
-    try:
-        async with open_store(mount / "fleet.db") as store:
-            await _an_outage_between_calls_and_results(
-                store, client, workspace, caplog, down=lambda: _fill(filler), up=filler.unlink
-            )
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(filler: Path) -> None:
-    """Write `filler` until the disk is full."""
-    for block in (65536, 512):  # then the last partial block, if it fits
-        with contextlib.suppress(OSError), filler.open("ab") as handle:
-            while True:
-                handle.write(b"\0" * block)
-                handle.flush()
-                os.fsync(handle.fileno())
+    filler = small_disk / "filler"
+    async with open_store(small_disk / "fleet.db") as store:
+        await _an_outage_between_calls_and_results(
+            store, client, workspace, caplog, down=lambda: fill(small_disk), up=filler.unlink
+        )
 
 
 async def _an_outage_between_calls_and_results(
@@ -285,18 +262,10 @@ async def test_a_board_move_appended_in_an_outage_lands_once_when_the_log_is_bac
 
 
 async def test_a_reply_whose_append_met_a_full_disk_is_recorded_not_asked_for_again(
-    tmp_path: Path, workspace: Path, caplog: pytest.LogCaptureFixture
+    small_disk: Path, workspace: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Reads work on a full disk, appends do not: each try took the step again, and the
     model was asked (and, with a key, paid) again every few seconds for ten minutes."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {done.stderr.strip()}")
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
     asked: list[int] = []  # the scout's turn of each request the model got
     holding = HoldingResponder()
@@ -307,34 +276,31 @@ async def test_a_reply_whose_append_met_a_full_disk_is_recorded_not_asked_for_ag
             asked.append(turn(body))
         return await holding(body)
 
-    filler = mount / "filler"
-    try:
-        async with (
-            Simulator(responder=counting) as sim,
-            ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client,
-            open_store(mount / "fleet.db") as store,
-        ):
-            agent = make_agent(store, client, workspace, role="scout")
-            await agent.create(task="find where count_words is used")
-            run = asyncio.create_task(agent.run_until_idle())
-            try:
-                await asyncio.wait_for(held.wait(), 60)
-                _fill(filler)
-                holding.release()  # answered: its append finds the disk full
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + 60
-                while caplog.text.count("still unavailable") < 2:  # tried again, twice
-                    assert not run.done(), run
-                    assert loop.time() < deadline, "the agent did not try again"
-                    await asyncio.sleep(0.05)
-                assert asked == [1], "the model was asked again for the same turn"
-                filler.unlink()
-                outcome = await asyncio.wait_for(run, 120)
-            finally:
-                holding.release()
-                run.cancel()
-            assert outcome.status == "completed", outcome.error
-            assert asked.count(1) == 1
-            assert not await events_of(store, type="AgentFailed")
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    filler = small_disk / "filler"
+    async with (
+        Simulator(responder=counting) as sim,
+        ModelClient.from_env(simulator_base_url=sim.base_url, env={}) as client,
+        open_store(small_disk / "fleet.db") as store,
+    ):
+        agent = make_agent(store, client, workspace, role="scout")
+        await agent.create(task="find where count_words is used")
+        run = asyncio.create_task(agent.run_until_idle())
+        try:
+            await asyncio.wait_for(held.wait(), 60)
+            fill(small_disk)
+            holding.release()  # answered: its append finds the disk full
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while caplog.text.count("still unavailable") < 2:  # tried again, twice
+                assert not run.done(), run
+                assert loop.time() < deadline, "the agent did not try again"
+                await asyncio.sleep(0.05)
+            assert asked == [1], "the model was asked again for the same turn"
+            filler.unlink()
+            outcome = await asyncio.wait_for(run, 120)
+        finally:
+            holding.release()
+            run.cancel()
+        assert outcome.status == "completed", outcome.error
+        assert asked.count(1) == 1
+        assert not await events_of(store, type="AgentFailed")
