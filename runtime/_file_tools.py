@@ -572,7 +572,7 @@ def _too_deep_note(folders: list[str]) -> str:
     """What the model is told of the folders a walk did not enter (`_sandbox.py` note 5)."""
     if not folders:
         return ""
-    first = folders[0] if len(folders[0]) <= 200 else folders[0][:200] + "..."
+    first = shown_path(folders[0])
     what = "1 folder" if len(folders) == 1 else f"{len(folders)} folders"
     return f"\n[... {what} more than {MAX_DEPTH} deep not walked: {first}]"
 

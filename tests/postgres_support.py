@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -156,3 +158,17 @@ class PostgresProxy:
                 self._links.discard(dst)
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+@asynccontextmanager
+async def proxied_log() -> AsyncIterator[tuple[PostgresProxy, str]]:
+    """A `PostgresProxy` and the URL of a fresh log through it (its schema dropped after);
+    skips the test without a server (`postgres_or_skip`)."""
+    postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:16]}_p"
+    proxy = await PostgresProxy().start()
+    try:
+        yield proxy, proxy.url(schema)
+    finally:
+        await proxy.aclose()
+        drop_postgres_schemas([schema])

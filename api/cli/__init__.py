@@ -140,13 +140,8 @@ def _fill_closed_streams() -> None:
     import os
 
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
-        if getattr(sys, name) is not None:
+        if getattr(sys, name) is not None or _is_open(fd):  # open again: not ours to replace
             continue
-        try:
-            os.fstat(fd)
-            continue  # open again (not by us): not ours to replace
-        except OSError:
-            pass
         devnull = os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
         if devnull != fd:  # the lowest free descriptor: fd, unless a lower one is closed too
             os.dup2(devnull, fd)
@@ -162,16 +157,25 @@ def _reader_gone() -> int:
     buffered fails again on the way out and prints a second broken pipe (Python's
     documented recipe); exit code 1, as rich's console gives for the same case.
     """
+    import contextlib
     import os
 
     devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
+    # Standard output not a file (a test's StringIO): nothing to flush there.
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # not a file (a test's StringIO): nothing to flush there
-        pass
-    finally:
-        os.close(devnull)
+    os.close(devnull)
     return 1
+
+
+def _is_open(fd: int) -> bool:
+    import os
+
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

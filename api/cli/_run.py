@@ -209,7 +209,7 @@ class _Presses:
         assert task is not None
         try:
             loop.add_signal_handler(signal.SIGINT, self._pressed, task)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        except (NotImplementedError, RuntimeError, ValueError):  # a thread: asyncio.run's way
             return await coro
         try:
             return await coro

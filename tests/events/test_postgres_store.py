@@ -9,7 +9,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,6 +345,28 @@ async def test_an_import_committed_before_its_connection_is_cut_is_acknowledged(
     assert [e.position for e in await store.read_all()] == [1, 2]
 
 
+class _Following:
+    """`reader.subscribe()` followed in a task of its own: the positions it has `seen`, and
+    `until(condition)`, which waits for a condition on them (60 s at most) while it runs."""
+
+    def __init__(self, reader: PostgresEventStore) -> None:
+        self.seen: list[int] = []
+        self._task = asyncio.create_task(self._follow(reader))
+
+    async def _follow(self, reader: PostgresEventStore) -> None:
+        async for event in reader.subscribe():
+            self.seen.append(event.position)
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(60):
+            while not condition():
+                assert not self._task.done(), self._task.exception()
+                await asyncio.sleep(0.01)
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+
 async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_repeat(
     factory: Logs, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -353,20 +375,8 @@ async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_rep
         writer = await factory()  # straight to the server
         reader = await PostgresEventStore(proxy.url(factory.schema), poll_interval=0.05).open()
         try:
-            seen: list[int] = []
-
-            async def follow() -> None:
-                async for event in reader.subscribe():
-                    seen.append(event.position)
-
-            following = asyncio.create_task(follow())
-
-            async def until(condition: Any) -> None:
-                async with asyncio.timeout(60):
-                    while not condition():
-                        assert not following.done(), following.exception()
-                        await asyncio.sleep(0.01)
-
+            following = _Following(reader)
+            seen, until = following.seen, following.until
             for n in range(3):
                 await writer.append("agent-a", [command("a", n)])
             await until(lambda: seen == [1, 2, 3])
@@ -448,20 +458,8 @@ async def test_a_subscription_waits_out_a_lock_held_past_lock_timeout(
     reader = await factory(lock_timeout=0.1)
     writer = await factory()
     await writer.append("agent-a", [command("a", 0)])
-    seen: list[int] = []
-
-    async def follow() -> None:
-        async for event in reader.subscribe():
-            seen.append(event.position)
-
-    following = asyncio.create_task(follow())
-
-    async def until(condition: Any) -> None:
-        async with asyncio.timeout(60):
-            while not condition():
-                assert not following.done(), following.exception()
-                await asyncio.sleep(0.01)
-
+    following = _Following(reader)
+    seen, until = following.seen, following.until
     await until(lambda: seen == [1])
     admin = await asyncpg.connect(POSTGRES_URL)
     try:

@@ -71,11 +71,9 @@ async def phoenix(tmp_path: Path) -> AsyncIterator[str]:
             async with httpx.AsyncClient() as http, asyncio.timeout(150):
                 while True:
                     assert proc.returncode is None, (tmp_path / "phoenix.log").read_text()[-2000:]
-                    try:
+                    with contextlib.suppress(httpx.TransportError):  # not listening yet
                         if (await http.get(f"{url}/healthz")).status_code == 200:
                             break
-                    except httpx.TransportError:
-                        pass
                     await asyncio.sleep(0.5)
             yield url
         finally:

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -117,32 +116,25 @@ async def test_renewal_goes_on_after_the_log_was_unreachable_for_a_while(
 ) -> None:
     # One failed renewal (a PostgreSQL restart, a connection cut) stopped renewal for good:
     # the leases lapsed while the process still drove its agents, and a worker took them.
-    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+    from postgres_support import proxied_log
 
-    postgres_or_skip()
     caplog.set_level(logging.DEBUG, logger="runtime._leases")
-    schema = f"t_{uuid.uuid4().hex[:16]}_l"
-    proxy = await PostgresProxy().start()
-    try:
-        async with open_store(proxy.url(schema)) as store:
-            mine = Leaseholder(store, ttl_s=0.6)
-            await mine.acquire("agent-a")
-            proxy.down()  # as a server restart: the renewals meanwhile fail
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while not [r for r in caplog.records if r.name == "runtime._leases"]:
-                assert loop.time() < deadline, "no renewal failed during the outage"
-                await asyncio.sleep(0.02)
-            proxy.up()
-            back = time.time()
-            while True:
-                [lease] = await store.leases.leases()
-                if lease.expires_at > back + mine.ttl_s:  # renewed after the outage
-                    break
-                assert loop.time() < deadline, "the lease was never renewed again"
-                await asyncio.sleep(0.02)
-            assert mine.holds("agent-a")
-            await mine.aclose()
-    finally:
-        await proxy.aclose()
-        drop_postgres_schemas([schema])
+    async with proxied_log() as (proxy, url), open_store(url) as store:
+        mine = Leaseholder(store, ttl_s=0.6)
+        await mine.acquire("agent-a")
+        proxy.down()  # as a server restart: the renewals meanwhile fail
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not [r for r in caplog.records if r.name == "runtime._leases"]:
+            assert loop.time() < deadline, "no renewal failed during the outage"
+            await asyncio.sleep(0.02)
+        proxy.up()
+        back = time.time()
+        while True:
+            [lease] = await store.leases.leases()
+            if lease.expires_at > back + mine.ttl_s:  # renewed after the outage
+                break
+            assert loop.time() < deadline, "the lease was never renewed again"
+            await asyncio.sleep(0.02)
+        assert mine.holds("agent-a")
+        await mine.aclose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -75,19 +74,16 @@ def _duplicates(events: list[RecordedEvent]) -> list[str]:
 async def test_a_pattern_run_waits_out_a_postgres_outage_mid_build_and_ends_as_if_none(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+    from postgres_support import proxied_log
 
-    postgres_or_skip()
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    schema = f"t_{uuid.uuid4().hex[:16]}_o"
     workspace = await prepare_workspace(tmp_path / "repo")
-    proxy = await PostgresProxy().start()
-    try:
+    async with proxied_log() as (proxy, url):
         async with holding_simulator() as (sim, holding):
             # The builder's second answer waits while the log goes away: its append fails.
             held = holding.arm(lambda body: role(body) == "builder" and turn(body) == 2)
             options = RuntimeOptions(
-                db=proxy.url(schema),
+                db=url,
                 workspace=workspace,
                 env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
             )
@@ -119,9 +115,6 @@ async def test_a_pattern_run_waits_out_a_postgres_outage_mid_build_and_ends_as_i
             expected_streams = await _run_log(rt.store, expected.run_id)
         assert _files(workspace) == _files(baseline)
         assert streams == expected_streams
-    finally:
-        await proxy.aclose()
-        drop_postgres_schemas([schema])
 
 
 async def _until_a_probe_failed(caplog: pytest.LogCaptureFixture, run: asyncio.Task[Any]) -> None:
@@ -163,21 +156,14 @@ async def test_calls_whose_results_an_outage_kept_out_of_the_log_are_settled_not
 ) -> None:
     """The calls ran, their ToolCallCompleted did not land: once the log is back they are
     settled as after a crash (the command is not run again, the write is found applied)."""
-    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+    from postgres_support import proxied_log
 
-    postgres_or_skip()
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
     sim.register_policy("slow-committer", slow_committer)
-    schema = f"t_{uuid.uuid4().hex[:16]}_o"
-    proxy = await PostgresProxy().start()
-    try:
-        async with open_store(proxy.url(schema)) as store:
-            await _an_outage_between_calls_and_results(
-                store, client, workspace, caplog, down=proxy.down, up=proxy.up
-            )
-    finally:
-        await proxy.aclose()
-        drop_postgres_schemas([schema])
+    async with proxied_log() as (proxy, url), open_store(url) as store:
+        await _an_outage_between_calls_and_results(
+            store, client, workspace, caplog, down=proxy.down, up=proxy.up
+        )
 
 
 async def test_on_sqlite_a_full_disk_between_calls_and_results_is_waited_out(
@@ -234,31 +220,24 @@ async def test_a_board_move_appended_in_an_outage_lands_once_when_the_log_is_bac
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The conductor's appends (`append_waiting`) wait for the log, as its agents do."""
-    from postgres_support import PostgresProxy, drop_postgres_schemas, postgres_or_skip
+    from postgres_support import proxied_log
 
-    postgres_or_skip()
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    schema = f"t_{uuid.uuid4().hex[:16]}_o"
-    proxy = await PostgresProxy().start()
     meta = Meta(run_id="r1", agent_id="orchestrator-r1")
-    try:
-        async with open_store(proxy.url(schema)) as store:
-            await store.append("task-r1", [NewEvent(TaskCreated(task_id="r1", title="t"), meta)])
-            proxy.down()
-            moved = NewEvent(TaskMoved(task_id="r1", column="BUILD"), meta)
-            append = asyncio.create_task(append_waiting(store, "task-r1", [moved], who="run r1"))
-            await _until_a_probe_failed(caplog, append)
-            proxy.up()
-            [recorded] = await asyncio.wait_for(append, 60)
-            assert recorded.version == 2
-            board = await store.read_stream("task-r1")
-            assert [(e.type, e.data.column) for e in board] == [  # type: ignore[union-attr]
-                ("TaskCreated", "PLAN"),
-                ("TaskMoved", "BUILD"),
-            ]
-    finally:
-        await proxy.aclose()
-        drop_postgres_schemas([schema])
+    async with proxied_log() as (proxy, url), open_store(url) as store:
+        await store.append("task-r1", [NewEvent(TaskCreated(task_id="r1", title="t"), meta)])
+        proxy.down()
+        moved = NewEvent(TaskMoved(task_id="r1", column="BUILD"), meta)
+        append = asyncio.create_task(append_waiting(store, "task-r1", [moved], who="run r1"))
+        await _until_a_probe_failed(caplog, append)
+        proxy.up()
+        [recorded] = await asyncio.wait_for(append, 60)
+        assert recorded.version == 2
+        board = await store.read_stream("task-r1")
+        assert [(e.type, e.data.column) for e in board] == [  # type: ignore[union-attr]
+            ("TaskCreated", "PLAN"),
+            ("TaskMoved", "BUILD"),
+        ]
 
 
 async def test_a_reply_whose_append_met_a_full_disk_is_recorded_not_asked_for_again(
