@@ -228,7 +228,11 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
             assert any(f"/v1/{name}?" in u and "changed_after=" in u for u in page.requested)
             held = await page.evaluate(f"window.fleetDashboard.views.{name}")
             at = await page.evaluate(f"window.fleetDashboard.positions.{name}")
-            assert held == await get_json(server.url, f"/v1/{name}", at=at)
+            # Live, the runs were asked for now: a run no process conducts is "interrupted",
+            # which the log below the head cannot say (api/_routes_views.py, note 4), and the
+            # runs' position lags the head when the last events were none of theirs.
+            asked = {} if name == "runs" else {"at": at}
+            assert held == await get_json(server.url, f"/v1/{name}", **asked)
         # With no run picked, the graph of the runs it draws only (graph.js's RUN_CAP).
         assert any("/v1/graph?" in url and "latest_runs=8" in url for url in page.requested)
 
