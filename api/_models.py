@@ -32,6 +32,7 @@ __all__ = [
     "MetaOut",
     "NoQuery",
     "Problem",
+    "Reason",
     "RunsQuery",
     "ScopedQuery",
     "StreamQuery",
@@ -46,9 +47,19 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _says_something(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must say why, not be blank")
+    return value
+
+
 Actor = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_not_blank)]
 """Who does something (a command's `by`, an approval's `who`, a message's `author`): it is
 recorded and shown, so a blank one ("\n", "") said nobody did it."""
+
+Reason = Annotated[str, Field(max_length=10_000), AfterValidator(_says_something)]
+"""Why a person decided as they did (an approval's `reason`): the agent is told it, so a blank
+one told it nothing."""
 
 Position = Annotated[int, Field(ge=0, le=2**62)]
 FilterText = Annotated[str, Field(min_length=1, max_length=200)]

@@ -25,7 +25,7 @@ from runtime import decide_approval
 from runtime.errors import ApprovalNotFound
 
 from ._bodies import parse_body, parse_query, read_json
-from ._models import Actor, FilterText, NoQuery
+from ._models import Actor, FilterText, NoQuery, Reason
 from ._openapi import Operation
 from ._routes_views import check_id, query
 from ._state import services
@@ -52,7 +52,7 @@ class Decide(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["allow", "deny"]
-    reason: str | None = Field(default=None, max_length=10_000)
+    reason: Reason | None = None
     who: Actor = "api"
 
 

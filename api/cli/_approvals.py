@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ._common import add_common, console, existing_log, print_json, require_log
+from ._common import add_common, console, existing_log, print_json, reason_text, require_log
 
 __all__ = ["configure"]
 
@@ -35,7 +35,9 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         return
     decision = "allow" if command == "approve" else "deny"
     parser.add_argument("approval_id", metavar="ID")
-    parser.add_argument("--reason", required=decision == "deny", help="why (the agent is told)")
+    parser.add_argument(
+        "--reason", type=reason_text, required=decision == "deny", help="why (the agent is told)"
+    )
     parser.add_argument(
         "--as", dest="who", default=None, help="who answers (default: your login name)"
     )

@@ -280,6 +280,21 @@ def percent(text: str) -> float:
     return value
 
 
+def log_position(text: str) -> int:
+    """An argparse type: a position of the log, a whole number 0 or more."""
+    value = int(text) if text.isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a position is a whole number >= 0, got {text!r}")
+    return value
+
+
+def reason_text(text: str) -> str:
+    """An argparse type: why a person decided so (the agent is told it): not blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must say why, not be blank")
+    return text
+
+
 def port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free one) to 65535."""
     if not text.isdigit() or not 0 <= int(text) <= 65535:

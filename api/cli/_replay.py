@@ -24,7 +24,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._common import add_common, console, log_missing, print_json, resolve_db, resolve_run
+from ._common import (
+    add_common,
+    console,
+    log_missing,
+    log_position,
+    print_json,
+    resolve_db,
+    resolve_run,
+)
 
 if TYPE_CHECKING:
     from events import EventStore
@@ -90,7 +98,7 @@ def _add_replay_arguments(replay: argparse.ArgumentParser) -> None:
     )
     replay.add_argument("run", metavar="RUN", help="the run id (see `fleet runs`)")
     replay.add_argument(
-        "--at", type=int, metavar="POSITION", help="show a read model as of this position"
+        "--at", type=log_position, metavar="POSITION", help="show a read model as of this position"
     )
     replay.add_argument(
         "--view", choices=VIEW_NAMES, default=None, help="the read model for --at (default: agents)"

@@ -41,6 +41,7 @@ from ._common import (
     console,
     existing_log,
     log_missing,
+    log_position,
     make_console,
     no_log,
     print_json,
@@ -140,17 +141,10 @@ def _add_events_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this agent's events (a name: its newest agent)")  # fmt: skip
     parser.add_argument("--type", action="append", choices=sorted(EVENT_TYPES), metavar="TYPE",
                         help="only events of this type (repeatable)")  # fmt: skip
-    parser.add_argument("--after", type=_position, metavar="POSITION",
+    parser.add_argument("--after", type=log_position, metavar="POSITION",
                         help="only events after this position")  # fmt: skip
     parser.add_argument("--tail", type=_count, metavar="N", help="start with the last N events")
     parser.add_argument("--limit", type=_count, metavar="N", help="stop after N events")
-
-
-def _position(text: str) -> int:
-    value = int(text) if text.isdigit() else -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a position is a whole number >= 0, got {text!r}")
-    return value
 
 
 def _count(text: str) -> int:
@@ -161,7 +155,7 @@ def _count(text: str) -> int:
 
 
 def _add_at(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--at", type=_position, metavar="POSITION",
+    parser.add_argument("--at", type=log_position, metavar="POSITION",
                         help="as of this past position in the log (time travel)")  # fmt: skip
 
 

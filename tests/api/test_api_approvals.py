@@ -60,6 +60,13 @@ async def test_a_person_answers_over_http_and_the_agent_goes_on(
 
         bad = await http.post(f"/v1/approvals/{approval['id']}", json={"decision": "maybe"})
         assert bad.status_code == 422
+        # A blank reason would tell the agent nothing.
+        for blank in ("", " \n"):
+            bad = await http.post(
+                f"/v1/approvals/{approval['id']}", json={"decision": "deny", "reason": blank}
+            )
+            assert bad.status_code == 422, bad.text
+            assert "must say why" in bad.text
         # An unknown query parameter is a 400 here too (it was ignored: the call was decided).
         for request in (
             http.get(f"/v1/approvals/{approval['id']}?bogus=1"),

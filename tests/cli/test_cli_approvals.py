@@ -105,9 +105,20 @@ def test_a_second_answer_or_an_unknown_id_is_refused_with_the_reason(
     assert "no approval 'apr_nope'" in err
 
 
-def test_deny_needs_a_reason(tmp_path: Path) -> None:
+def test_deny_needs_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "fleet.db"
     with pytest.raises(SystemExit):
-        main(["deny", "apr_one", "--db", str(tmp_path / "fleet.db")])
+        main(["deny", "apr_one", "--db", str(db)])
+    # A blank reason tells the agent nothing: a usage error, and the call stays on hold.
+    asyncio.run(_seed(db, "apr_one"))
+    for blank in ("", "  \n"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["deny", "apr_one", "--db", str(db), "--reason", blank])
+        assert exit_info.value.code == 2
+        assert "--reason: must say why, not be blank" in capsys.readouterr().err
+    code, out, _ = run_cli(capsys, "approvals", "--db", str(db), "--json")
+    assert code == 0
+    assert [a["id"] for a in json.loads(out)["approvals"]] == ["apr_one"]
 
 
 @pytest.mark.parametrize("columns", [80, 60, 40])

@@ -111,6 +111,11 @@ def test_replay_at_a_position_outside_the_log_is_refused(demo: tuple[Path, str])
     code, _, err = fleet("replay", run_id, "--db", str(log), "--at", "99999")
     assert code == 1
     assert "position 99999 is not in the log" in err
+    # Not a position at all: a usage error, as `fleet agents --at` gives.
+    for bad in ("-1", "x"):
+        with pytest.raises(SystemExit) as exit_info:
+            fleet("replay", run_id, "--db", str(log), "--at", bad)
+        assert exit_info.value.code == 2
 
 
 def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: Path) -> None:
