@@ -70,7 +70,9 @@ class BashInput(_Input):
     description: str | None = Field(
         default=None, description="What the command does, in 5-10 words."
     )
-    run_in_background: bool = Field(default=False, description="Not supported: always false.")
+    run_in_background: bool = Field(
+        default=False, strict=True, description="Not supported: always false."
+    )
 
     @field_validator("command")
     @classmethod

@@ -122,7 +122,7 @@ def _whole_number(value: Any) -> Any:
     """A float with no fraction as the int it is (JSON has one kind of number: 2.0 is 2).
 
     The integer fields are strict besides, as Bash's `timeout` is: `"2"` was taken for 2
-    and `true` for 1."""
+    and `true` for 1. So are the booleans: `"yes"`, `"on"` and `1` were taken for true."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -155,7 +155,9 @@ class EditInput(_Input):
     file_path: str = Field(min_length=1, description=_PATH)
     old_string: str = Field(min_length=1, description="The text to replace.")
     new_string: str = Field(description="The text to replace it with (must be different).")
-    replace_all: bool = Field(default=False, description="Replace all occurrences of old_string.")
+    replace_all: bool = Field(
+        default=False, strict=True, description="Replace all occurrences of old_string."
+    )
 
 
 class GlobInput(_Input):
@@ -177,9 +179,11 @@ class GrepInput(_Input):
         description='"content" shows matching lines, "files_with_matches" file paths, '
         '"count" match counts.',
     )
-    case_insensitive: bool = Field(default=False, alias="-i", description="Case insensitive.")
+    case_insensitive: bool = Field(
+        default=False, strict=True, alias="-i", description="Case insensitive."
+    )
     line_numbers: bool = Field(
-        default=True, alias="-n", description='Show line numbers ("content" mode).'
+        default=True, strict=True, alias="-n", description='Show line numbers ("content" mode).'
     )
     after: int | None = Field(
         default=None, ge=0, le=100, strict=True, alias="-A", description="Lines after."
@@ -197,7 +201,9 @@ class GrepInput(_Input):
         strict=True,
         description="Show only the first N lines or entries.",
     )
-    multiline: bool = Field(default=False, description="Not supported: the search is per line.")
+    multiline: bool = Field(
+        default=False, strict=True, description="Not supported: the search is per line."
+    )
 
     _numbers = field_validator("after", "before", "context", "head_limit", mode="before")(
         _whole_number

@@ -671,6 +671,32 @@ async def test_a_file_tools_integer_that_is_no_number_is_refused_as_bashs_timeou
     assert result.content == f"invalid input for {tool}: {field}: Input should be a valid integer"
 
 
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("Edit", {"old_string": "hello", "new_string": "bye", "replace_all": "yes"}),
+        ("Edit", {"old_string": "hello", "new_string": "bye", "replace_all": 1}),
+        ("Grep", {"pattern": "HELLO", "-i": "true"}),
+        ("Grep", {"pattern": "hello", "output_mode": "content", "-n": 0}),
+        ("Bash", {"command": "echo ran > ran.txt", "run_in_background": "false"}),
+    ],
+)
+async def test_a_tools_boolean_that_is_no_boolean_is_refused_and_changes_nothing(
+    tools: Toolbox, ws: Workspace, tool: str, args: dict[str, object]
+) -> None:
+    """`"yes"` and `1` were taken for true (Edit replaced every occurrence), as a model
+    sending a string for a boolean gets from Claude Code: an error it can correct."""
+    before = (ws.root / "src/app.py").read_text()
+    if tool == "Edit":
+        args = {"file_path": "src/app.py"} | args
+    result = await tools.call(tool, args, ctx(ws))
+    assert result.is_error
+    assert result.content.startswith(f"invalid input for {tool}: ")
+    assert "Input should be a valid boolean" in result.content
+    assert (ws.root / "src/app.py").read_text() == before
+    assert not (ws.root / "ran.txt").exists()
+
+
 @pytest.mark.parametrize("number", [2, 2.0])
 async def test_a_file_tools_integer_may_be_any_json_number_without_a_fraction(
     tools: Toolbox, ws: Workspace, number: float
