@@ -141,6 +141,12 @@ class ApiConfig(BaseModel):
     sse_retry_ms: int = Field(
         default=1000, ge=0, description="the reconnect delay told to EventSource"
     )
+    sse_max_streams: int = Field(
+        default=500,
+        ge=1,
+        description="event streams open at once; one more is 503 with Retry-After (each may "
+        "hold a catch-up page of up to 1 MiB while it sends it)",
+    )
 
     @field_validator("db", mode="before")
     @classmethod

@@ -53,6 +53,11 @@ Notes (do not fix without reading this):
    Last-Event-ID, got "only new events" and missed those written meanwhile.
    A stream given a position does not repeat it: a client that counts `id:`
    lines as events sees no phantom one on a reconnect.
+8. At most `sse_max_streams` streams are open at once; one more is 503 with
+   `Retry-After` (EventSource gives up on a 503: a client that wants to
+   come back retries itself). Each stream catching up from the log holds a
+   page of up to about 1 MiB while it sends it: 1,000 clients reconnecting
+   from 0 at once would have held about 1 GB.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ CATCH_UP_PAGE = 500
 """The most events read from the log per catch-up page (fewer when they are large; note 3)."""
 FIRST_PAGE = 64
 """Events in the first catch-up page, before their size is known."""
+RETRY_STREAM_S = 5
+"""The `Retry-After` of a stream refused because too many are open (note 8)."""
 SOCKET_BUFFER_BYTES = 64 * 1024
 """The kernel send buffer of a stream's socket (note 3)."""
 
@@ -156,7 +163,18 @@ async def stream_events(request: Request) -> _EventStream:
         )  # fmt: skip
     where = _filter(query)
     config = app.config
+    if app.broadcaster.open_streams >= config.sse_max_streams:  # note 8
+        raise HTTPProblem(
+            503, "Too many streams",
+            f"{app.broadcaster.open_streams} event streams are open, the most this server "
+            "keeps at once (ApiConfig.sse_max_streams); retry later",
+            slug="too-many-streams", headers={"Retry-After": str(RETRY_STREAM_S)},
+        )  # fmt: skip
     outlet = Outlet()
+    # Counted from now, not from when the response starts, so that no await a middleware
+    # may add in between lets requests arriving together miss each other (note 8).
+    # `_EventStream` closes it on every path.
+    app.broadcaster.open_outlet(outlet)
     return _EventStream(
         app.broadcaster,
         outlet,

@@ -237,3 +237,37 @@ async def test_a_stalled_catch_up_holds_its_page_as_frames_not_as_decoded_events
         reset(writer)
         await wait_until(lambda: broadcaster.open_streams == 0, what="the stream to end")
     assert held < 16 * KIB, f"{held} bytes of the log's events held by a stalled stream"
+
+
+async def test_streams_past_the_most_open_at_once_are_refused_until_one_ends(
+    tmp_path: Path,
+) -> None:
+    """`sse_max_streams` open, one more is 503 with Retry-After (each may hold a catch-up
+    page while it sends it: a thousand clients from 0 held about 1 GB); one ends, one opens."""
+    config = ApiConfig(db=tmp_path / "f.db", runtime=False, sse_max_streams=2)
+    async with serving(config) as server, httpx.AsyncClient(base_url=server.url) as http:
+        _, broadcaster = _parts(server)
+        # Four at once: two are answered, two refused.
+        opened = await asyncio.gather(*(raw_get(server.url, "/v1/events/stream?from=0")
+                                        for _ in range(4)))  # fmt: skip
+        heads = [await reader.readuntil(b"\r\n\r\n") for reader, _ in opened]
+        statuses = sorted(head.split(b" ", 2)[1].decode() for head in heads)
+        assert statuses == ["200", "200", "503", "503"]
+        assert all(b"retry-after: 5" in head.lower() for head in heads if b" 503 " in head)
+        refused = await http.get("/v1/events/stream")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "5"
+        problem = refused.json()
+        assert problem["type"] == "urn:fleet:problem:too-many-streams"
+        assert "2 event streams are open" in problem["detail"]
+        assert broadcaster.open_streams == 2
+        assert (await http.get("/healthz")).status_code == 200  # other routes answer
+        live = [writer for head, (_, writer) in zip(heads, opened, strict=True) if b" 200 " in head]
+        reset(live[0])
+        await wait_until(lambda: broadcaster.open_streams == 1, what="one stream to end")
+        async with http.stream("GET", "/v1/events/stream?from=0") as again:
+            assert again.status_code == 200
+        for _, writer in opened:
+            if writer is not live[0]:
+                writer.close()
+        await wait_until(lambda: broadcaster.open_streams == 0, what="every stream to end")
