@@ -10,6 +10,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from hooks import http_url_problem
+from projections import DEFAULT_STALE_AFTER_S
 
 __all__ = ["DEFAULT_DB", "ApiConfig"]
 
@@ -90,6 +91,12 @@ class ApiConfig(BaseModel):
         description="a page of GET /v1/events ends once it holds this many bytes of events "
         "(`next` goes on from there): 1,000 events of up to 1 MiB each would be a gigabyte",
     )
+    stale_after_s: float = Field(
+        default=DEFAULT_STALE_AFTER_S, gt=0,
+        description="an external session working with no hook for this long, whose process "
+        "cannot be looked at, is answered \"stale\" now (FLEET_STALE_AFTER, seconds; "
+        "projections/_liveness.py)",
+    )  # fmt: skip
     wait_timeout_s: float = Field(
         default=5.0, gt=0, description="how long `?min_position=` waits for the projections"
     )
@@ -205,6 +212,7 @@ class ApiConfig(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
         """A config from `FLEET_DB`, `FLEET_TOKEN`, `FLEET_WORKSPACE`, `FLEET_ALLOW_HOSTS`,
+        `FLEET_STALE_AFTER`,
         `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`,
         then `overrides`.
 
@@ -220,6 +228,8 @@ class ApiConfig(BaseModel):
             values["token"] = env["FLEET_TOKEN"]
         if env.get("FLEET_WORKSPACE"):
             values["workspace"] = env["FLEET_WORKSPACE"]
+        if env.get("FLEET_STALE_AFTER"):
+            values["stale_after_s"] = env["FLEET_STALE_AFTER"]  # checked as a number > 0
         if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             values["otlp_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
         capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "")

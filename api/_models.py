@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from events import EVENT_TYPES, ID_PATTERN, EventData
-from projections import STATUSES
+from projections import JUDGED_STATUSES, STATUSES
 
 __all__ = [
     "ID_PATTERN",
@@ -126,8 +126,9 @@ class StreamQuery(_EventFilters):
 MAX_WAIT_S = 30.0
 """The longest `wait` a view accepts, in seconds."""
 
-AgentStatusFilter = Literal[STATUSES]  # type: ignore[valid-type]
-"""An agent status a filter may name: one of `projections.STATUSES`."""
+_AGENT_STATUSES = STATUSES + JUDGED_STATUSES
+AgentStatusFilter = Literal[_AGENT_STATUSES]  # type: ignore[valid-type]
+"""An agent status a filter may name: one of `projections.STATUSES` or `JUDGED_STATUSES`."""
 
 
 def _at(what: str = "the view") -> Any:

@@ -8,7 +8,10 @@ posts it, with a `type: "http"` hook). It is checked by
 session then appears in the projections and the live stream like any agent.
 The transcripts the payload names are then read in the background for tokens
 and cost (`_transcripts.py`). The sender is named by `?source_app=` or the
-`X-Fleet-Source-App` header.
+`X-Fleet-Source-App` header. The session's process, named by `fleet
+hook-forward` in `X-Fleet-Process`, is kept in the event only when the
+poster is on this host (a loopback peer: `projections.parse_process_header`); the
+views judge from it whether the session still runs (`projections/_liveness.py`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from events import Meta, NewEvent
+from events import ExternalProcess, Meta, NewEvent
 from hooks import parse_external
-from projections import external_agent_id, external_subagent_id
+from projections import (
+    PROCESS_HEADER,
+    external_agent_id,
+    external_subagent_id,
+    parse_process_header,
+)
 
 from ._bodies import parse_query, read_json
 from ._models import ID_PATTERN, IngestAccepted, IngestQuery
@@ -80,6 +88,10 @@ async def ingest(request: Request) -> Response:
             members={"errors": [{"loc": ["body", "session_id"], "msg": "invalid session id"}]},
         )  # fmt: skip
     agent_id = _agent_of(data.session_id, value.get("agent_id"))
+    peer = request.client.host if request.client is not None else None
+    process = parse_process_header(request.headers.get(PROCESS_HEADER), peer)
+    if process is not None:
+        data = data.model_copy(update={"process": ExternalProcess(**process)})
     stream_id = f"session-{data.session_id}"
     meta = Meta(agent_id=agent_id, source="ingest")
     (recorded,) = await app.store.append(stream_id, [NewEvent(data, meta)])

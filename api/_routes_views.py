@@ -42,10 +42,22 @@ Notes (do not fix without reading this):
    rendered answer is kept under it as well as the position (a lease that
    lapses changes the answer, not the log). A past position (`at` below the
    head) is answered as the log had it; the head is now.
+5. So is an external session (a Claude Code process posting its hooks) that
+   is "created", "working" or "waiting" in the log: answered "interrupted"
+   when its process, on this host, no longer runs, or "stale" when it is
+   working and no hook came for `stale_after_s` (`projections/_liveness.py`). The
+   agents' list and card, the fleet totals (`active` and `by_status`) and the
+   graph's nodes answer the same; a filter on status sees the status answered
+   (the graph's `status` filter excepted: it is the log's). Which sessions are
+   judged so is read before the view and kept with the position,
+   as note 4's runs are; a past position is the log's. `by_status` holds a
+   judged status only when some session is in it (a view at a past position
+   is the runner's, as it is).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -56,12 +68,15 @@ from starlette.routing import BaseRoute, Route
 
 from events import AGENT_ID_RULE, ID_RULE, gc_paused, is_agent_id, is_id, live_keys
 from projections import (
+    ACTIVE_STATUSES,
     COLUMNS,
     AgentsProjection,
     BoardProjection,
     GraphProjection,
     RunsProjection,
     fleet_totals,
+    judge_liveness,
+    this_host,
 )
 from runtime.errors import AgentNotFound
 
@@ -233,8 +248,11 @@ async def _respond(
     return await answer(request, await app.renders.get(request, position, body, vary), position)
 
 
-def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]], bool]:
+def _agent_filter(
+    q: AgentsQuery | ScopedQuery, judged: Mapping[str, str] | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
     extra = isinstance(q, AgentsQuery)
+    judged = judged or {}
     # `agent_id` is repeatable on the agents' list, one id on the scoped views.
     ids = frozenset(q.agent_id) if isinstance(q.agent_id, list) else {q.agent_id} - {None}
 
@@ -242,7 +260,7 @@ def _agent_filter(q: AgentsQuery | ScopedQuery) -> Callable[[Mapping[str, Any]],
         return (
             (q.run_id is None or a["run_id"] == q.run_id)
             and (not ids or a["id"] in ids)
-            and (not q.status or a["status"] in q.status)
+            and (not q.status or judged.get(a["id"], a["status"]) in q.status)
             and (q.role is None or a["role"] == q.role)
             and (
                 not extra
@@ -275,20 +293,54 @@ def _scoped(q: ScopedQuery) -> bool:
     return bool(q.run_id or q.agent_id or q.status or q.role)
 
 
+class _Judged:
+    """The external agents whose status is judged otherwise now (note 5), by id, read when
+    `_respond` calls it (only for a view now or at the head), else None."""
+
+    def __init__(self, app: Services) -> None:
+        self._app = app
+        self.statuses: dict[str, str] | None = None
+        self.logged: dict[str, str] = {}  # the log's status of each judged agent
+
+    async def __call__(self) -> frozenset[str]:
+        runner, config = self._app.runner, self._app.config
+        if isinstance(runner.projection("agents"), AgentsProjection):
+            records: Iterable[Mapping[str, Any]] = runner.state("agents")["agents"].values()
+        else:
+            records = runner.view("agents")["agents"]
+        now, host = time.time(), this_host()
+        statuses = {}
+        for r in records:
+            if r["external"] and r["status"] in ACTIVE_STATUSES:
+                judged = judge_liveness(r, now=now, stale_after=config.stale_after_s, host=host)
+                if judged is not None:
+                    statuses[r["id"]] = judged
+                    self.logged[r["id"]] = r["status"]
+        self.statuses = statuses
+        return frozenset(f"{agent_id}={status}" for agent_id, status in statuses.items())
+
+    def card(self, card: dict[str, Any]) -> dict[str, Any]:
+        """`card` with its status as judged now (a copy when judged otherwise)."""
+        status = None if self.statuses is None else self.statuses.get(card["id"])
+        return card if status is None else {**card, "status": status}
+
+
 async def list_agents(request: Request) -> Response:
     """`GET /v1/agents`: agent cards, filtered and paged."""
     app = services(request)
     q = query(AgentsQuery, request, lists=("status", "agent_id"))
+    judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
         _check_changed_after(app, q, at)
         agents, count, next_cursor = await _page_of(
-            app, "agents", at, _agent_filter(q), AgentsProjection, AgentsProjection.record_view,
-            q.after, q.limit,
+            app, "agents", at, _agent_filter(q, judged.statuses), AgentsProjection,
+            AgentsProjection.record_view, q.after, q.limit,
         )  # fmt: skip
+        agents = [judged.card(a) for a in agents]
         return _valid(AgentPage, {"count": count, "agents": agents, "next": next_cursor})
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, judged)
 
 
 async def get_agent(request: Request) -> Response:
@@ -296,6 +348,7 @@ async def get_agent(request: Request) -> Response:
     app = services(request)
     agent_id = check_id(request.path_params["agent_id"])
     q = query(ViewQuery, request)
+    judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
         projection = app.runner.projection("agents")
@@ -308,26 +361,36 @@ async def get_agent(request: Request) -> Response:
             card = next((a for a in view["agents"] if a["id"] == agent_id), None)
         if card is None:
             raise AgentNotFound(agent_id)
-        return _valid(AgentCard, card)
+        return _valid(AgentCard, judged.card(card))
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, judged)
 
 
 async def get_fleet(request: Request) -> Response:
     """`GET /v1/fleet`: totals over the agents in scope."""
     app = services(request)
     q = query(ScopedQuery, request, lists=("status",))
+    judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
         view = await _view(app, "fleet", at)
+        statuses = judged.statuses or {}
         if _scoped(q):
             cards, _, _ = await _page_of(
-                app, "agents", at, _agent_filter(q), AgentsProjection, AgentsProjection.record_view
-            )
+                app, "agents", at, _agent_filter(q, statuses), AgentsProjection,
+                lambda r: judged.card(AgentsProjection.record_view(r)),
+            )  # fmt: skip
             view = fleet_totals(cards, view["events"])
+        elif statuses:  # the log's counts, each judged session moved to its status now
+            by_status = dict(view["agents"]["by_status"])
+            for agent_id, status in statuses.items():
+                by_status[judged.logged[agent_id]] -= 1
+                by_status[status] = by_status.get(status, 0) + 1
+            active = sum(n for s, n in by_status.items() if s in ACTIVE_STATUSES)
+            view = {**view, "agents": {**view["agents"], "by_status": by_status, "active": active}}
         return _valid(FleetTotals, view)
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, judged)
 
 
 async def get_graph(request: Request) -> Response:
@@ -335,23 +398,27 @@ async def get_graph(request: Request) -> Response:
     app = services(request)
     q = query(GraphQuery, request, lists=("status",))
     runner = app.runner
+    judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
         projection = runner.projection("graph")
         if not (_scoped(q) or q.latest_runs) or not isinstance(projection, GraphProjection):
-            return _valid(Graph, await _view(app, "graph", at))
-        state = await _state(app, "graph", at)
-        view = projection.scoped_view(
-            state,
-            run_id=q.run_id,
-            agent_id=q.agent_id,
-            statuses=q.status,
-            role=q.role,
-            latest_runs=q.latest_runs,
-        )
+            view = await _view(app, "graph", at)
+        else:
+            state = await _state(app, "graph", at)
+            view = projection.scoped_view(
+                state,
+                run_id=q.run_id,
+                agent_id=q.agent_id,
+                statuses=q.status,
+                role=q.role,
+                latest_runs=q.latest_runs,
+            )
+        if judged.statuses:  # the nodes say what the cards say now (note 5)
+            view = {**view, "nodes": [judged.card(n) for n in view["nodes"]]}
         return _valid(Graph, view)
 
-    return await _respond(request, app, q, render)
+    return await _respond(request, app, q, render, judged)
 
 
 async def get_board(request: Request) -> Response:

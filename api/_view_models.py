@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from projections import COLUMNS, STATUSES
+from projections import COLUMNS, JUDGED_STATUSES, STATUSES
 
 __all__ = [
     "AgentCard",
@@ -41,6 +41,7 @@ __all__ = [
     "CriticalPath",
     "Edge",
     "EventPace",
+    "ExternalProcessCard",
     "FleetAgents",
     "FleetTotals",
     "Graph",
@@ -63,8 +64,10 @@ __all__ = [
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 """An ISO 8601 UTC time, as the projections render it (note 1)."""
 
-AgentStatusName = Literal[STATUSES]  # type: ignore[valid-type]
-"""An agent's status: one of `projections.STATUSES` (note 2)."""
+_AGENT_STATUSES = STATUSES + JUDGED_STATUSES
+AgentStatusName = Literal[_AGENT_STATUSES]  # type: ignore[valid-type]
+"""An agent's status: one of `projections.STATUSES`, or (an external session, now) one of
+`projections.JUDGED_STATUSES` (note 2)."""
 
 ColumnName = Literal[COLUMNS]  # type: ignore[valid-type]
 """A column of the task board: one of `projections.COLUMNS`."""
@@ -146,6 +149,16 @@ class SystemMessage(_Out):
     at: Timestamp
 
 
+class ExternalProcessCard(_Out):
+    """An external session's process, as the forwarder of its last hook saw it."""
+
+    pid: int
+    start: int = Field(description="the process's start, in clock ticks after its host's boot")
+    boot_id: str
+    machine_id: str
+    pid_ns: str
+
+
 class AgentCard(_Out):
     """One agent (fleet's own or an external Claude Code session), as the log tells it."""
 
@@ -188,6 +201,11 @@ class AgentCard(_Out):
         "(None for an external session)"
     )
     session_id: str | None = Field(description="the Claude Code session of a claude-code agent")
+    process: ExternalProcessCard | None = Field(
+        default=None,
+        description="an external session's process, when `fleet hook-forward` on the "
+        "server's host said which",
+    )
     position: int = Field(
         description="the position of the last event that changed this card "
         "(`GET /v1/agents?changed_after=`)"
@@ -238,7 +256,9 @@ class FleetAgents(_Out):
     total: int
     active: int = Field(description="created, working or waiting")
     by_status: dict[str, int] = Field(
-        description=f"every status ({', '.join(STATUSES)}) and how many agents are in it"
+        description=f"every status ({', '.join(STATUSES + JUDGED_STATUSES)}) and how many "
+        "agents are in it; now, also interrupted and stale while some external session is "
+        "judged so (never at a past position)"
     )
 
 

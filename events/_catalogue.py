@@ -38,6 +38,7 @@ __all__ = [
     "EventData",
     "EventModel",
     "ExternalHookReceived",
+    "ExternalProcess",
     "HookInvoked",
     "ModelResponded",
     "ReplayDiverged",
@@ -392,14 +393,36 @@ class TaskMoved(EventModel):
 # -- outside world ----------------------------------------------------------
 
 
+class ExternalProcess(BaseModel):
+    """The process of an external session, as its hook forwarder on the same host saw it.
+
+    `start` is the process's start time in clock ticks after boot (`/proc/<pid>/stat`),
+    which tells a reused pid from the same process; `boot_id`, `machine_id` and
+    `pid_ns` say which host, boot and pid namespace the pid belongs to.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pid: int = Field(gt=0)
+    start: int = Field(ge=0)
+    boot_id: str = Field(max_length=64)
+    machine_id: str = Field(max_length=64)
+    pid_ns: str = Field(max_length=64)
+
+
 class ExternalHookReceived(EventModel):
-    """A hook payload posted by an external agent (e.g. a Claude Code session), kept raw."""
+    """A hook payload posted by an external agent (e.g. a Claude Code session), kept raw.
+
+    `process` is the session's process when a poster on the server's own host
+    said which (`fleet hook-forward`), else None.
+    """
 
     type: Literal["ExternalHookReceived"] = "ExternalHookReceived"
     source_app: str
     session_id: str
     hook_event_name: str
     payload: dict[str, Any]
+    process: ExternalProcess | None = None
 
 
 class TelemetryReceived(EventModel):

@@ -21,7 +21,22 @@ from ._critical_path import critical_path
 from ._fleet import FleetProjection, FleetState
 from ._graph import GraphProjection
 from ._graph_state import GraphState
-from ._lifecycle import ACTIVE_STATUSES, STATUSES, external_agent_id, external_subagent_id
+from ._lifecycle import (
+    ACTIVE_STATUSES,
+    JUDGED_STATUSES,
+    STATUSES,
+    external_agent_id,
+    external_subagent_id,
+)
+from ._liveness import (
+    DEFAULT_STALE_AFTER_S,
+    PROCESS_HEADER,
+    Host,
+    judge_liveness,
+    parse_process_header,
+    process_start,
+    this_host,
+)
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
 from ._runs import RunsProjection, RunsState, mark_interrupted
 from ._scoped import fleet_totals
@@ -39,6 +54,9 @@ __all__ = [
     "ACTIVE_STATUSES",
     "COLUMNS",
     "DEFAULT_PROJECTIONS",
+    "DEFAULT_STALE_AFTER_S",
+    "JUDGED_STATUSES",
+    "PROCESS_HEADER",
     "STATUSES",
     "AgentRecord",
     "AgentsProjection",
@@ -50,6 +68,7 @@ __all__ = [
     "FoldProjection",
     "GraphProjection",
     "GraphState",
+    "Host",
     "InvalidPosition",
     "Projection",
     "ProjectionError",
@@ -67,7 +86,11 @@ __all__ = [
     "external_agent_id",
     "external_subagent_id",
     "fleet_totals",
+    "judge_liveness",
     "load_timeline",
     "mark_interrupted",
+    "parse_process_header",
+    "process_start",
     "quiet_reports",
+    "this_host",
 ]

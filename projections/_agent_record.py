@@ -29,6 +29,8 @@ class AgentRecord(TypedDict):
     source_app: str | None
     engine: str | None
     session_id: str | None
+    # An external agent's process, from its last hook (`ExternalProcess`), if a forwarder said.
+    process: dict[str, Any] | None
     context_used: int
     context_limit: int
     input: int
@@ -107,6 +109,7 @@ def new_record(
         "source_app": source_app,
         "engine": engine,
         "session_id": session_id,
+        "process": None,
         "context_used": 0,
         "context_limit": context_limit,
         "input": 0,

@@ -27,8 +27,14 @@ View shape (`AgentsProjection.view`), agents in the order they were created::
         "summary": str, "artifacts": [str],
         "external": bool, "source_app": str | None,
         "engine": "fleet" | "claude-code" | None, "session_id": str | None,
+        "process": {"pid", "start", "boot_id", "machine_id", "pid_ns"} | None,
         "position": int}]}                   # the last event that changed the card
 
+`process` is an external agent's process as a forwarder said (`fleet
+hook-forward` on the server's host), kept from hook to hook until a
+SessionStart says another (or none); a subagent's is its session's. The API
+and the CLI judge from it whether the session still runs
+(`judge_liveness`); the log cannot.
 `tool_calls.last.status` is "running", "ok", "error" or "blocked".
 A card is "waiting" with `waiting_for: "approval"` while a tool call is on
 hold for a person (ApprovalRequested until ApprovalDecided). Every approval
@@ -99,8 +105,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
     name = "agents"
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
     # 5: approvals and what hooks said; 6: engine and session_id; 7: position;
-    # 8: a Claude Code session's StopFailure fails it, its Stop gives its summary
-    version = 8
+    # 8: a Claude Code session's StopFailure fails it, its Stop gives its summary;
+    # 9: an external agent's process
+    version = 9
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -226,6 +233,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             "source_app": r["source_app"],
             "engine": r["engine"],
             "session_id": r["session_id"],
+            "process": r["process"],
             "position": r["position"],
         }
 
@@ -463,6 +471,15 @@ class AgentsProjection(FoldProjection[AgentsState]):
         )
         r["last_activity_at"] = ts
         r["position"] = event.position
+        # The process: as a forwarder said; else the one known (the README's settings forward
+        # SessionStart only), a subagent's its session's; a new process (SessionStart) not
+        # named is not known.
+        if d.process is not None:
+            r["process"] = d.process.model_dump()
+        elif f.hook == "SessionStart":
+            r["process"] = None
+        elif f.parent_id is not None:
+            r["process"] = state["agents"][f.parent_id]["process"]
         if f.model is not None:
             r["model"] = f.model
         if f.prompt is not None:

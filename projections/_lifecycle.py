@@ -50,6 +50,7 @@ from events import (
 __all__ = [
     "ACTIVE_STATUSES",
     "EXTERNAL_ROLE",
+    "JUDGED_STATUSES",
     "STATUSES",
     "STATUS_AFTER",
     "ExternalFacts",
@@ -63,6 +64,9 @@ __all__ = [
 
 STATUSES = ("created", "working", "waiting", "completed", "failed", "deleted")
 ACTIVE_STATUSES = frozenset({"created", "working", "waiting"})
+JUDGED_STATUSES = ("interrupted", "stale")
+"""An external agent's status judged now, never in the log: its process is gone, or no hook
+came for long (`projections/_liveness.py`); the API and the CLI answer them for a view now."""
 
 STATUS_AFTER: dict[type[EventModel], str] = {
     AgentCreated: "created",

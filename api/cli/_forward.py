@@ -24,6 +24,12 @@ Notes (do not fix without reading this):
    text twice, so writing a 300 KB file did that. Its longest strings are cut
    instead (`_fit`), each ending with a note of its whole length: the event,
    its tool, its paths and its ids arrive. Only then is `json` imported.
+4. Each POST names the session's process in `X-Fleet-Process` (`_process`):
+   Claude Code's pid (`CLAUDE_PID`, which Claude Code sets for every hook
+   command; else the parent, past a `sh -c`), its start time and this host's
+   machine id, boot id and pid namespace, read from /proc (nothing is sent
+   without it). The server keeps it from a loopback peer only and judges from
+   it whether the session still runs (`projections/_liveness.py`, read alike there).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import urllib.parse
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_PAYLOAD_BYTES",
+    "PROCESS_HEADER",
     "SEND_LIMIT",
     "configure",
     "post_hook",
@@ -53,6 +60,12 @@ MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 SEND_LIMIT = 512 * 1024
 """The largest payload sent: the server's default ingest limit (`hooks.DEFAULT_MAX_INGEST_BYTES`,
 a test checks they agree); a larger one has its longest strings cut (note 3)."""
+
+
+PROCESS_HEADER = "X-Fleet-Process"
+"""The header naming the session's process (note 4; `projections.PROCESS_HEADER`, a test checks)."""
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash", "busybox"})
 
 
 def configure(command: str, parser: argparse.ArgumentParser) -> None:
@@ -106,7 +119,7 @@ def _hook_forward(args: argparse.Namespace) -> int:
             url += "?source_app=" + urllib.parse.quote(args.source_app, safe="")
         token = args.token or os.environ.get("FLEET_TOKEN") or None
         try:
-            status = _post(payload, url, token, time.monotonic() + args.timeout)
+            status = _post(payload, url, token, time.monotonic() + args.timeout, _process())
         except (OSError, ValueError, UnicodeError) as e:
             status = None
             # fleet down or slow is not said; a TLS failure (https to an http server, a
@@ -205,7 +218,49 @@ def post_hook(
         return None
 
 
-def _post(payload: bytes, url: str, token: str | None, deadline: float) -> int | None:
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """Process `pid`'s name, parent and start time (`/proc/<pid>/stat`), or None."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    try:
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return stat[stat.index("(") + 1 : stat.rindex(")")], int(fields[1]), int(fields[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def _process() -> str | None:
+    """The `X-Fleet-Process` value naming the Claude Code process this hook runs for (note 4),
+    or None where it cannot be read (no /proc)."""
+    claude = os.environ.get("CLAUDE_PID", "")
+    pid = int(claude) if claude.isdigit() and len(claude) < 10 else os.getppid()
+    stat = _stat(pid)
+    if stat is not None and not claude.isdigit() and stat[0] in _SHELLS:
+        pid = stat[1]  # the hook ran through `sh -c`: Claude Code is the shell's parent
+        stat = _stat(pid)
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    machine = _read("/etc/machine-id") or _read("/var/lib/dbus/machine-id")
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    if stat is None or pid <= 1 or boot is None or machine is None:
+        return None
+    return f"pid={pid};start={stat[2]};boot_id={boot};machine_id={machine};pid_ns={pid_ns}"
+
+
+def _post(
+    payload: bytes, url: str, token: str | None, deadline: float, process: str | None = None
+) -> int | None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
@@ -229,6 +284,8 @@ def _post(payload: bytes, url: str, token: str | None, deadline: float) -> int |
         ]
         if token:
             lines.append(f"Authorization: Bearer {token}")
+        if process:
+            lines.append(f"{PROCESS_HEADER}: {process}")
         sock.settimeout(_left(deadline))
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
         return _status(sock, deadline)

@@ -41,6 +41,7 @@ STATUS_STYLES: dict[str, str] = {
     "completed": "green",
     "running": "cyan",
     "interrupted": "bold yellow",
+    "stale": "yellow",
     "failed": "bold red",
     "deleted": "dim",
 }

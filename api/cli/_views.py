@@ -23,6 +23,9 @@ Notes (do not fix without reading this):
 3. `--run RUN` takes a run id with or without its stream's `run-` prefix, as
    `fleet replay` and `export` do (`resolve_run`, shared); a run the log does
    not hold is an error, not an empty table or a silent follow.
+4. `fleet agents` now (no `--at`) answers an external session whose process
+   is gone "interrupted", and one working with no hook for long "stale", as
+   the API does (`projections/_liveness.py`); with `--at`, the log's status.
 """
 
 from __future__ import annotations
@@ -101,12 +104,12 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
     """Add the arguments of `agents`, `board`, `runs` or `events`."""
     add_common(parser)
     if command == "agents":
-        from projections import STATUSES
+        from projections import JUDGED_STATUSES, STATUSES
 
         parser.add_argument(
             "--run", metavar="RUN", help="only this run's agents (its id, a run- prefix or not)"
         )
-        parser.add_argument("--status", action="append", choices=STATUSES,
+        parser.add_argument("--status", action="append", choices=STATUSES + JUDGED_STATUSES,
                             help="only agents in this status (repeatable)")  # fmt: skip
         parser.add_argument(
             "--active", action="store_true", help="only created, working or waiting agents"
@@ -175,9 +178,12 @@ def _agents_command(args: argparse.Namespace) -> int:
     wanted = set(args.status or ())
     if args.active:
         wanted |= {"created", "working", "waiting"}
+    cards = views["agents"]["agents"]
+    if args.at is None:  # now: a session whose process is gone, or silent for long (note 4)
+        cards = _judged(cards)
     agents = [
         a
-        for a in views["agents"]["agents"]
+        for a in cards
         if (run_id is None or a["run_id"] == run_id) and (not wanted or a["status"] in wanted)
     ]
     if args.json:
@@ -192,6 +198,27 @@ def _agents_command(args: argparse.Namespace) -> int:
     table.caption = f"{_counted(len(agents), 'agent')}, {_caption(position, args.at)}"
     _print(table)
     return 0
+
+
+def _judged(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`cards` with each external session's status as judged now (`projections/_liveness.py`), as
+    `GET /v1/agents` answers it; `FLEET_STALE_AFTER` (seconds) as `fleet serve` reads it."""
+    import time
+
+    from projections import DEFAULT_STALE_AFTER_S, judge_liveness, this_host
+
+    try:
+        stale_after = float(os.environ.get("FLEET_STALE_AFTER") or DEFAULT_STALE_AFTER_S)
+    except ValueError:
+        stale_after = DEFAULT_STALE_AFTER_S
+    if not stale_after > 0:
+        stale_after = DEFAULT_STALE_AFTER_S
+    now, host = time.time(), this_host()
+    out = []
+    for card in cards:
+        status = judge_liveness(card, now=now, stale_after=stale_after, host=host)
+        out.append(card if status is None else {**card, "status": status})
+    return out
 
 
 def _board_command(args: argparse.Namespace) -> int:

@@ -62,6 +62,9 @@
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
+  // An external session's status judged now by the API (its process gone, or no hook for
+  // long), never in the log: a chip only when some session is in it.
+  const JUDGED = ["interrupted", "stale"];
   const EVENT_TYPES = [
     "RunStarted", "RunCompleted", "RunFailed", "AgentCreated", "AgentCommanded",
     "ModelResponded", "ToolCallRequested", "ToolCallCompleted", "HookInvoked",
@@ -339,6 +342,27 @@
     }
   }
 
+  // So does an external session whose process died (or that went silent for long): the API
+  // says "interrupted" (or "stale") now, and no event marks that moment. While live, the
+  // sessions the page holds as active are asked for by id now and then, as the runs are.
+  async function checkGone() {
+    const held = S.live && S.views.agents;
+    const active = held
+      ? held.agents.filter((a) => a.external && ACTIVE.has(a.status)).map((a) => a.id) : [];
+    if (!active.length) return;
+    try {
+      const { body } = await api("v1/agents", { agent_id: active.slice(-BACK_CAP), status: JUDGED });
+      const gone = new Map(body.agents.map((a) => [a.id, a]));
+      if (!gone.size || !S.live || !S.views.agents) return;
+      const agents = S.views.agents.agents.map((a) => (ACTIVE.has(a.status) && gone.get(a.id)) || a);
+      S.views.agents = { ...S.views.agents, agents };
+      render(["agents"]);
+      invalidate(["fleet", "graph"]); // the totals count them so too, the graph draws them so
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) console.warn("fleet: sessions check failed", e);
+    }
+  }
+
   // What a round asks of view `n`: with `since[n]`, what changed after it; with `back[n]`,
   // those cards as of the position (note 4).
   function query(n, params, run, since, back) {
@@ -425,8 +449,9 @@
     const f = S.views.fleet;
     if (!f) return;
     const runs = (S.views.runs || {}).runs || [];
+    const shown = [...STATUSES, ...JUDGED.filter((st) => f.agents.by_status[st])];
     const chips = h("div", { class: "chips" },
-      STATUSES.map((st) => h("span", {
+      shown.map((st) => h("span", {
         class: "chip", "data-status": st, "data-count": f.agents.by_status[st] || 0,
         text: `${f.agents.by_status[st] || 0} ${st}`,
       })));
@@ -989,6 +1014,7 @@
     for (const part of PARTS()) part.init(S);
     invalidate(VIEWS);
     setInterval(checkLapsed, LAPSED_EVERY_MS);
+    setInterval(checkGone, LAPSED_EVERY_MS);
     if (wanted) selectRun(wanted);
   }
 

@@ -13,8 +13,11 @@ tokens and cost, graph and `fleet events`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +227,60 @@ async def test_a_session_whose_turn_ends_in_an_api_error_is_failed_in_fleet(
         nodes = (await http.get("/v1/graph")).json()["nodes"]
         assert [n["status"] for n in nodes if n["id"] == card["id"]] == ["failed"]
         assert (await http.get("/v1/fleet")).json()["agents"]["by_status"]["failed"] >= 1
+
+
+async def test_a_session_killed_mid_turn_is_interrupted_not_working(
+    tmp_path: Path, simulator: Process, fleet_server: Process
+) -> None:
+    """SIGKILL sends no Stop and no SessionEnd: the log keeps the session working, the API and
+    `fleet agents` say now that its process is gone (the README's settings: SessionStart
+    through `fleet hook-forward`, which names Claude Code's process)."""
+    settings = readme_settings(fleet_server.url)
+    # A Bash hook that holds the turn: Claude Code is mid-turn, in a tool call, when killed.
+    hold = {"type": "command", "command": "sleep 600", "timeout": 900}
+    settings["hooks"]["PreToolUse"].append({"matcher": "Bash", "hooks": [hold]})
+    workspace, home = await prepared(tmp_path, settings)
+    process = await asyncio.create_subprocess_exec(
+        str(claude_bin()), "-p", "--permission-mode", "acceptEdits", "--allowedTools", "Bash",
+        "--", TASK,
+        cwd=workspace, env=offline_env(home, simulator.url), start_new_session=True,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def held(agents: dict[str, Any]) -> list[dict[str, Any]]:
+            return [a for a in agents["agents"] if a["external"] and a["status"] == "working"
+                    and a["process"] is not None and a["process"]["pid"] == process.pid
+                    and (a["tool_calls"]["last"] or {}).get("name") == "Bash"]  # fmt: skip
+
+        async with httpx.AsyncClient(base_url=fleet_server.url, timeout=10) as http:
+            (card,) = held(await wait_for(http, "/v1/agents", held, timeout=CLAUDE_TIMEOUT_S))
+            session = card["parent_id"] or card["id"]
+            os.killpg(process.pid, signal.SIGKILL)  # Claude Code and its hook, at once
+            await process.wait()
+
+            ids = [session, card["id"]]  # the session, and its subagent if the Bash was one's
+            for agent_id in ids:
+                now = await wait_for(http, f"/v1/agents/{agent_id}",
+                                     lambda c: c["status"] != "working")  # fmt: skip
+                assert now["status"] == "interrupted", now
+            fleet = (await http.get("/v1/fleet")).json()
+            assert fleet["agents"]["by_status"]["interrupted"] >= len(set(ids))
+            # The log is not rewritten: as of the session's last hook, it was working.
+            at = (await http.get(f"/v1/agents/{session}")).json()["position"]
+            head = int((await http.get("/v1/fleet")).headers["Fleet-Position"])
+            if at < head:
+                past = (await http.get(f"/v1/agents/{session}", params={"at": at})).json()
+                assert past["status"] == "working"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+    db = re.search(r"serving (\S+) at", fleet_server.log.read_text())
+    assert db is not None
+    out = subprocess.run([str(Path(sys.executable).with_name("fleet")), "agents", "--db",
+                          db.group(1), "--json"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "COLUMNS": "400"}).stdout  # fmt: skip
+    cards = {a["id"]: a["status"] for a in json.loads(out)["agents"]}
+    assert cards[session] == "interrupted"

@@ -27,8 +27,10 @@ import pytest
 
 from api import ApiConfig, serving
 from api.cli import COMMANDS, build_parser, main
-from api.cli._forward import SEND_LIMIT, post_hook
+from api.cli._forward import PROCESS_HEADER, SEND_LIMIT, post_hook
 from hooks import DEFAULT_MAX_INGEST_BYTES
+from projections import PROCESS_HEADER as SERVERS_PROCESS_HEADER
+from projections import process_start, this_host
 
 ROOT = Path(__file__).parents[2]
 FIXTURES = ROOT / "tests" / "hooks" / "fixtures"
@@ -261,6 +263,37 @@ async def test_hook_forward_cuts_a_payload_over_the_ingest_limit_to_fit(tmp_path
 
 def test_the_forwarders_limit_is_the_servers() -> None:
     assert SEND_LIMIT == DEFAULT_MAX_INGEST_BYTES
+    assert PROCESS_HEADER == SERVERS_PROCESS_HEADER
+
+
+@pytest.mark.parametrize("claude_pid", [True, False])
+async def test_hook_forward_names_the_process_it_forwards_for(
+    tmp_path: Path, claude_pid: bool
+) -> None:
+    """Claude Code gives its hook commands `CLAUDE_PID`; without it (an older Claude Code),
+    the parent of the `sh -c` the hook ran in. This test's process stands for Claude Code."""
+    host = this_host()
+    if host is None:
+        pytest.skip("no /proc here: hook-forward names no process")
+    env = {k: v for k, v in _env().items() if k != "CLAUDE_PID"}
+    if claude_pid:
+        env["CLAUDE_PID"] = str(os.getpid())
+    payload = b'{"hook_event_name": "SessionStart", "session_id": "s1"}'
+    config = ApiConfig(db=tmp_path / "f.db", store_poll_s=0.05, runtime=False)
+    async with serving(config) as server:
+        command = f"{sys.executable} -m api.cli hook-forward --url {server.url}"
+        done = await asyncio.to_thread(
+            subprocess.run, ["/bin/sh", "-c", command], input=payload, capture_output=True,
+            env=env, timeout=60,
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            card = (await http.get("/v1/agents/ext-s1")).json()
+
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert card["process"] == {
+        "pid": os.getpid(), "start": process_start(os.getpid()), "boot_id": host.boot_id,
+        "machine_id": host.machine_id, "pid_ns": host.pid_ns,
+    }  # fmt: skip
 
 
 async def test_post_hook_sends_the_payload_as_is_with_the_token(tmp_path: Path) -> None:

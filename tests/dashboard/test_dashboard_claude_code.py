@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from dash_support import dashboard_server
 from test_dashboard import READ_CARDS, assert_cards_match, get_json, open_page
 
 from api import ApiConfig
+from projections import PROCESS_HEADER, process_start, this_host
 
 pytestmark = pytest.mark.browser
 
@@ -101,3 +103,46 @@ async def test_an_ingested_session_shows_its_subagent_tool_inputs_and_cost(
         assert calls
         assert page.errors == []
         await page.close()
+
+
+async def test_a_session_whose_process_died_turns_interrupted_on_the_page_without_an_event(
+    browser: Any, config: ApiConfig, artifacts: Path
+) -> None:
+    """No event marks the moment a killed Claude Code is gone: the page asks now and then."""
+    host = this_host()
+    if host is None:
+        pytest.skip("no /proc here: only the time-based judgement applies")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(600)"
+    )
+    try:
+        start = process_start(child.pid)
+        value = (f"pid={child.pid};start={start};boot_id={host.boot_id};"
+                 f"machine_id={host.machine_id};pid_ns={host.pid_ns}")  # fmt: skip
+        session = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
+        hook = {"session_id": session, "hook_event_name": "UserPromptSubmit", "prompt": "go"}
+        async with dashboard_server(config) as server:
+            page = await open_page(browser, server.url + "/")
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                start_hook = {**hook, "hook_event_name": "SessionStart"}
+                headers = {PROCESS_HEADER: value}
+                posted = await http.post("/v1/hooks/ingest", json=start_hook, headers=headers)
+                assert posted.status_code == 201
+                assert (await http.post("/v1/hooks/ingest", json=hook)).status_code == 201
+            card = f'.agent-card[data-agent-id="ext-{session}"]'
+            await page.wait_for_selector(f'{card}[data-status="working"]', timeout=30_000)
+
+            child.kill()
+            await child.wait()
+
+            await page.wait_for_selector(f'{card}[data-status="interrupted"]', timeout=30_000)
+            chip = '.chip[data-status="interrupted"][data-count="1"]'
+            await page.wait_for_selector(chip, timeout=30_000)
+            assert await page.query_selector('.chip[data-status="working"][data-count="0"]')
+            node = f'#graph [data-agent-id="ext-{session}"][data-status="interrupted"]'
+            await page.wait_for_selector(node, timeout=30_000)
+            await page.screenshot(path=artifacts / "dashboard-interrupted.png", full_page=True)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
