@@ -417,6 +417,8 @@ class ExternalHookReceived(EventModel):
     said which (`fleet hook-forward`), else None.
     """
 
+    SCHEMA_VERSION: ClassVar[int] = 2  # v1 had no process
+
     type: Literal["ExternalHookReceived"] = "ExternalHookReceived"
     source_app: str
     session_id: str

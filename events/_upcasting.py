@@ -39,10 +39,16 @@ def _agent_created_v1_to_v2(data: RawData) -> RawData:
     return {**data, "engine": "fleet", "session_id": None}
 
 
+def _external_hook_received_v1_to_v2(data: RawData) -> RawData:
+    # Schema 2 added `process`: a v1 poster named none.
+    return {**data, "process": None}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("ToolCallCompleted", 1): _tool_call_completed_v1_to_v2,
     ("HookInvoked", 1): _hook_invoked_v1_to_v2,
     ("AgentCreated", 1): _agent_created_v1_to_v2,
+    ("ExternalHookReceived", 1): _external_hook_received_v1_to_v2,
 }
 
 

@@ -69,6 +69,11 @@ async def prepared(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, Path
     return workspace, home
 
 
+def _pythonpath() -> dict[str, str]:
+    """The test's own PYTHONPATH, if any: a `fleet` command reads the log with this code."""
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+
+
 async def wait_for(http: httpx.AsyncClient, path: str, ready: Any, timeout: float = 30) -> Any:
     """GET `path` until `ready(json)` holds (the transcript is read after the hooks)."""
     async with asyncio.timeout(timeout):
@@ -161,7 +166,7 @@ async def test_claude_code_with_http_hooks_is_a_session_with_a_subagent_in_fleet
     assert db is not None
     lines = subprocess.run([str(Path(sys.executable).with_name("fleet")), "events", "--db",
                             db.group(1), "--agent", sid], capture_output=True, text=True,
-                           check=True, env={"COLUMNS": "400", "PATH": ""}).stdout  # fmt: skip
+                           check=True, env={"COLUMNS": "400", "PATH": "", **_pythonpath()}).stdout  # fmt: skip
     assert "PreToolUse Edit file_path=" in lines
     assert f"UserPromptSubmit: {TASK}"[:60] in lines
 
