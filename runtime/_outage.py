@@ -14,8 +14,9 @@ A PostgreSQL restart, a connection killed mid-statement, a network cut or a
 full disk makes an append raise `StoreUnavailable`. Failing the agent (then its
 run) for it made a moment's outage worse than a `kill -9` at the same point,
 after which `fleet resume` finishes the run. Now the agent (`_agent.py`) and a
-pattern's conductor (`append_waiting`, `_patterns.py`) wait for the log and go
-on from what it holds, as a resumed agent would, in the same process.
+pattern's conductor (`append_waiting`, `read_waiting`, `_patterns.py`) wait for
+the log and go on from what it holds, as a resumed agent would, in the same
+process.
 
 Notes (do not fix without reading this):
 1. An append that raised `StoreUnavailable` may still have committed (the
@@ -37,13 +38,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from events import EventStore, NewEvent, RecordedEvent
 from events.errors import StoreUnavailable
 
-__all__ = ["OUTAGE_LIMIT_S", "LogOutage", "append_waiting"]
+__all__ = ["OUTAGE_LIMIT_S", "LogOutage", "append_waiting", "read_waiting"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 OUTAGE_LIMIT_S = 600.0
 """How long an agent or a run waits for an unavailable log before it fails as it would
@@ -144,6 +148,22 @@ async def append_waiting(
             if landed:
                 logger.info("%s: its append to %s had committed", who, stream_id)
                 return landed
+
+
+async def read_waiting(store: EventStore, read: Callable[[], Awaitable[T]], *, who: str) -> T:
+    """`await read()`, waiting out an unavailable log and then reading again.
+
+    For reads, and for operations that can be tried again as they are (they look
+    at the log before they write). Raises `StoreUnavailable` after `OUTAGE_LIMIT_S`,
+    and whatever else `read` raises.
+    """
+    outage = LogOutage(store, who)
+    while True:
+        try:
+            return await read()
+        except StoreUnavailable as e:
+            if not await outage.wait(e, store.head):
+                raise
 
 
 async def _landed(

@@ -29,6 +29,11 @@ Notes (do not fix without reading this):
    its agents do; it is the only writer of its streams while it holds the
    run's lease, so an append that committed though it raised is found at the
    end of its stream and not written twice. So do `finish_orchestrator`'s.
+6. Its reads of the log (its agents' outputs, the run's damage) wait out an
+   unavailable log too (`read_waiting`), and so does the creation of a step's
+   agent: a create that raised for an outage may have appended AgentCreated
+   (then its agent, found as the conductor's next child in the log, is taken
+   up as a resumed run takes it up) or not (then the agent is created again).
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from events import (
     AgentCommanded,
@@ -49,6 +56,7 @@ from events import (
     AgentCreated,
     AgentDeleted,
     AgentFailed,
+    EventFilter,
     EventModel,
     EventStore,
     LeaseHeld,
@@ -61,13 +69,13 @@ from events import (
     TaskCreated,
     TaskMoved,
 )
-from events.errors import FleetError
+from events.errors import FleetError, StoreUnavailable
 
 from ._agent_spec import TRANSCRIPTS
 from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
-from ._outage import append_waiting
+from ._outage import LogOutage, append_waiting, read_waiting
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
 from ._transcript import Transcript, transcript_path
@@ -95,6 +103,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +201,19 @@ class _Conductor:
     async def _append(self, stream_id: str, event: NewEvent) -> list[RecordedEvent]:
         """Append one event of the run, waiting out an unavailable log (module note 5)."""
         return await append_waiting(self.fleet.store, stream_id, [event], who=f"run {self.run_id}")
+
+    async def read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """`await read()`, waiting out an unavailable log (module note 6)."""
+        return await read_waiting(self.fleet.store, read, who=f"run {self.run_id}")
+
+    async def children(self) -> list[str]:
+        """The ids of the agents the log shows this conductor created, in order."""
+        where = EventFilter.of(types=("AgentCreated",), run_id=self.run_id)
+        return [
+            e.data.agent_id
+            async for e in self.fleet.store.iter_all(where=where)
+            if isinstance(e.data, AgentCreated) and e.meta.parent_id == self.agent_id
+        ]
 
 
 class _Outputs(dict[str, str]):
@@ -415,6 +438,7 @@ class _PatternExecution:
         self.outputs = _Outputs()
         self.summaries: dict[str, str] = {}
         self.feedback = ""
+        self.taken = 0  # the conductor's children taken up or created so far
 
     async def execute(self) -> str:
         waves = self.spec.order()
@@ -482,10 +506,13 @@ class _PatternExecution:
         statuses = await fleet.wait_all(
             ids, waiter_id=self.conductor.agent_id, record=self.conductor.record
         )
-        outputs = [await fleet.get_agent_output(agent_id) for agent_id in ids]
+        read = self.conductor.read
+        outputs = [await read(partial(fleet.get_agent_output, agent_id)) for agent_id in ids]
         for output in outputs:  # taken up by a resumed run after it deleted them
             if output["status"] == "deleted":
-                output["status"] = await status_before_deletion(fleet.store, output["id"])
+                output["status"] = await read(
+                    partial(status_before_deletion, fleet.store, output["id"])
+                )
         for agent_id in ids:
             if statuses.get(agent_id) not in TERMINAL - {"deleted"}:
                 continue
@@ -497,7 +524,9 @@ class _PatternExecution:
             raise StepFailed(step.id, reasons)
         # Completed is not done: an agent's failed edits or failing tests fail the step
         # (a review step's failing tests are its verdict, which the retry loop handles).
-        damage = await run_damage(fleet.store, agent_ids=ids, tests=step.review is None)
+        damage = await read(
+            partial(run_damage, fleet.store, agent_ids=ids, tests=step.review is None)
+        )
         if damage:
             raise StepFailed(step.id, damage.describe())
         artifacts = await self._artifacts(step, outputs)
@@ -516,19 +545,43 @@ class _PatternExecution:
                     f"its log created {recorded!r} where pattern {self.spec.name!r} "
                     f"creates {name!r}",
                 )
-            await self.fleet.adopt_agent(agent_id, prompt, by=self.conductor.agent_id)
+            await self._adopt(agent_id, prompt)
             return agent_id
-        status = await self.fleet.create_agent(
-            name=name,
-            role=step.role,
-            task=prompt,
-            model=model,
-            parent_id=self.conductor.agent_id,
-            run_id=self.conductor.run_id,
-            max_turns=step.max_turns,
-            engine=step.engine,
-        )
-        return str(status["id"])
+        outage = LogOutage(self.fleet.store, f"run {self.conductor.run_id}")
+        found: list[str] = []
+
+        async def probe() -> None:
+            found[:] = await self.conductor.children()
+
+        while True:
+            try:
+                status = await self.fleet.create_agent(
+                    name=name,
+                    role=step.role,
+                    task=prompt,
+                    model=model,
+                    parent_id=self.conductor.agent_id,
+                    run_id=self.conductor.run_id,
+                    max_turns=step.max_turns,
+                    engine=step.engine,
+                )
+            except StoreUnavailable as e:
+                if not await outage.wait(e, probe):
+                    raise
+                if len(found) > self.taken:  # its AgentCreated had committed (module note 6)
+                    agent_id = found[self.taken]
+                    logger.info("run %s: %s had been created", self.conductor.run_id, agent_id)
+                    await self._adopt(agent_id, prompt)
+                    return agent_id
+                continue
+            self.taken += 1
+            return str(status["id"])
+
+    async def _adopt(self, agent_id: str, prompt: str) -> None:
+        """Take up a child the log shows the conductor created (resumed, or met an outage)."""
+        by = self.conductor.agent_id
+        await self.conductor.read(partial(self.fleet.adopt_agent, agent_id, prompt, by=by))
+        self.taken += 1
 
     async def _artifacts(self, step: StepSpec, outputs: list[dict[str, object]]) -> list[str]:
         if not step.outputs:
@@ -596,15 +649,21 @@ async def finish_orchestrator(
     """Wait for the orchestrator agent of run `run_id`, then end the run as it ended."""
     meta = Meta(run_id=run_id)
     await fleet.wait_all([orchestrator_id])
-    output = await fleet.get_agent_output(orchestrator_id)
+    who = f"run {run_id}"
+    output = await read_waiting(
+        fleet.store, partial(fleet.get_agent_output, orchestrator_id), who=who
+    )
     with contextlib.suppress(FleetError):
         await fleet.delete_all_agents(run_id=run_id, by="user")
     duration = (time.time() - started) * 1000
     summary = output["summary"] or ""
     ok = output["status"] == "completed" and not summary.startswith("FAILED")
-    damage = await run_damage(fleet.store, run_id=run_id) if ok else None
+    damage = (
+        await read_waiting(fleet.store, partial(run_damage, fleet.store, run_id=run_id), who=who)
+        if ok
+        else None
+    )
     ok = ok and not damage
-    who = f"run {run_id}"
     if ok:
         completed = RunCompleted(run_id=run_id, summary=summary, duration_ms=duration)
         await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(completed, meta)], who=who)

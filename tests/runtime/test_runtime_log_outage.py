@@ -283,3 +283,47 @@ async def test_a_reply_whose_append_met_a_full_disk_is_recorded_not_asked_for_ag
         assert outcome.status == "completed", outcome.error
         assert asked.count(1) == 1
         assert not await events_of(store, type="AgentFailed")
+
+
+async def test_a_step_agent_whose_creation_met_an_outage_is_taken_up_and_the_run_goes_on(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The conductor's creation of an agent (and its reads) wait for the log, as its appends do.
+
+    Regression: the builder's creation failed (its AgentCreated committed, the append
+    after it did not), and the run ended RunFailed with "StoreUnavailable"."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            cut: list[str] = []
+
+            def cut_at_the_builder(payload: dict[str, Any]) -> None:
+                if payload.get("agent_type") == "builder" and not cut:
+                    cut.append(payload["agent_id"])
+                    proxy.down()  # its AgentCreated is in; its hook's event is not
+
+            rt.hooks.add_python("SubagentStart", cut_at_the_builder)
+            run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    created = [e.data.name for e in events if e.type == "AgentCreated"]  # type: ignore[union-attr]
+    baseline = await prepare_workspace(tmp_path / "baseline")
+    plain = RuntimeOptions(db=tmp_path / "baseline.db", workspace=baseline, env={})
+    async with open_runtime(plain) as rt:
+        expected = await run_pattern(rt.fleet, load_pattern(PATTERN), TASK)
+        events_then = [e for e in await rt.store.read_all() if e.meta.run_id == expected.run_id]
+    assert created == [e.data.name for e in events_then if e.type == "AgentCreated"]  # type: ignore[union-attr]
+    assert cut and cut[0] in {e.data.agent_id for e in events if e.type == "AgentCreated"}  # type: ignore[union-attr]
+    assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
+    assert _duplicates(events) == []
