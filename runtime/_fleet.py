@@ -42,7 +42,7 @@ import logging
 import re
 import uuid
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -168,6 +168,7 @@ class Fleet:
         self._agents: dict[str, Agent] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._runs: set[asyncio.Task[Any]] = set()
+        self._conductors: dict[str, Callable[[], None]] = {}  # run lease -> its stop
         self._closed = False
         # Held from counting the live agents to the AgentCreated that count allows.
         self._creating = asyncio.Lock()
@@ -229,12 +230,24 @@ class Fleet:
         await self.leases.release(f"agent-{agent_id}")
 
     def _lease_lost(self, key: str) -> None:
-        """Another process took over `key` (this one stalled past its lease): stop driving."""
+        """Another process took over `key` (this one stalled past its lease): stop driving
+        the agent, or stop conducting the run (`conducting`)."""
+        stop = self._conductors.pop(key, None)
+        if stop is not None:
+            stop()
+            return
         agent_id = key.removeprefix("agent-")
         task = self._tasks.pop(agent_id, None)
         if task is not None:
             task.cancel()
         self._agents.pop(agent_id, None)  # its state is stale now: load it again if needed
+
+    def conducting(self, key: str, stop: Callable[[], None] | None) -> None:
+        """Call `stop` if the run lease `key` is lost (None: no longer conducting it)."""
+        if stop is None:
+            self._conductors.pop(key, None)
+        else:
+            self._conductors[key] = stop
 
     def start_run(self, job: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
         """Run `job` (e.g. `run_pattern(...)`) in a task the fleet owns and cancels on close."""

@@ -27,6 +27,10 @@ Notes (do not fix without reading this):
    held the table) is tried again at the next turn; only a closed log ends
    renewal. Ending it at the first failure let every lease of the process
    lapse while it still drove its agents, and another worker took them over.
+   A lease that lapsed meanwhile is renewed if no one took it (note 3 if one did).
+5. A holder that cannot tell whether its lease lapsed (it waited out an
+   unavailable log, `_outage.py`) asks `confirm` before it writes again: the
+   next turn of renewal may come after its first write.
 """
 
 from __future__ import annotations
@@ -177,8 +181,21 @@ class Leaseholder:
                 logger.warning("leases renewed again")
                 failing = False
             for key in keys - renewed:
-                if self._counts.pop(key, None) is None:
-                    continue  # released meanwhile
-                logger.warning("lost the lease on %s: another process took it over", key)
-                if self._on_lost is not None:
-                    self._on_lost(key)
+                self._lost(key)
+
+    async def confirm(self, key: str) -> bool:
+        """Renew `key` now: True if this process still holds it, False if another took it
+        over (reported to `on_lost` as by renewal, note 5). Raises `StoreError`."""
+        if key not in self._counts:
+            return False
+        if key in await self.store.leases.renew_leases({key}, self.owner, self.ttl_s):
+            return True
+        self._lost(key)
+        return False
+
+    def _lost(self, key: str) -> None:
+        if self._counts.pop(key, None) is None:
+            return  # released meanwhile
+        logger.warning("lost the lease on %s: another process took it over", key)
+        if self._on_lost is not None:
+            self._on_lost(key)

@@ -123,20 +123,29 @@ class LogOutage:
 
 
 async def append_waiting(
-    store: EventStore, stream_id: str, events: Sequence[NewEvent], *, who: str
+    store: EventStore,
+    stream_id: str,
+    events: Sequence[NewEvent],
+    *,
+    who: str,
+    held: Callable[[], Awaitable[object]] | None = None,
 ) -> list[RecordedEvent]:
     """`store.append(stream_id, events)` (any version), waiting out an unavailable log.
 
     For a stream only its caller writes (a run's conductor, under the run's lease):
     after an outage, events found at the end of the stream equal to `events` (data
     and meta) are taken as this append's, committed before the connection was cut,
-    and not appended again (note 1). Raises `StoreUnavailable` after `OUTAGE_LIMIT_S`,
-    and whatever else `append` raises.
+    and not appended again (note 1). After an outage, `held()` is awaited before
+    anything else: it raises if the caller's lease lapsed and was taken meanwhile.
+    Raises `StoreUnavailable` after `OUTAGE_LIMIT_S`, and whatever else `append`
+    or `held` raise.
     """
     outage = LogOutage(store, who)
     landed: list[RecordedEvent] = []
 
     async def probe() -> None:
+        if held is not None:
+            await held()
         landed[:] = await _landed(store, stream_id, events)
 
     while True:

@@ -34,6 +34,12 @@ Notes (do not fix without reading this):
    agent: a create that raised for an outage may have appended AgentCreated
    (then its agent, found as the conductor's next child in the log, is taken
    up as a resumed run takes it up) or not (then the agent is created again).
+7. The run's lease can lapse while the conductor waits out an outage (renewal
+   fails too), and a `fleet resume` may take the run meanwhile. So after each
+   outage wait the conductor renews the lease before it writes (`run_held`),
+   and a lease that renewal finds taken stops the conductor (`run_lease`): it
+   raises `AgentDrivenElsewhere` and writes nothing more, its agents left for
+   the new conductor (note 4).
 """
 
 from __future__ import annotations
@@ -132,16 +138,40 @@ def conductor_id(run_id: str) -> str:
 @contextlib.asynccontextmanager
 async def run_lease(fleet: Fleet, run_id: str) -> AsyncIterator[None]:
     """Hold `run-<id>` while conducting the run. Raises `AgentDrivenElsewhere` (its
-    conductor) when a live process conducts it."""
+    conductor) when a live process conducts it, or took it over meanwhile (module
+    note 7): the body is cancelled then."""
     key = f"run-{run_id}"
     try:
         await fleet.leases.acquire(key)
     except LeaseHeld as e:
         raise AgentDrivenElsewhere(conductor_id(run_id), owner=e.owner) from None
+    task = asyncio.current_task()
+    assert task is not None
+    lost = False
+
+    def stop() -> None:
+        nonlocal lost
+        lost = True
+        if asyncio.current_task() is not task:  # else `run_held` raises in the body itself
+            task.cancel()
+
+    fleet.conducting(key, stop)
     try:
         yield
+    except asyncio.CancelledError:
+        if lost and task.uncancel() == 0:  # not also cancelled by Ctrl-C or a closing fleet
+            raise AgentDrivenElsewhere(conductor_id(run_id)) from None
+        raise
     finally:
+        fleet.conducting(key, None)
         await asyncio.shield(fleet.leases.release(key))
+
+
+async def run_held(fleet: Fleet, run_id: str) -> None:
+    """Renew the run's lease now; raise `AgentDrivenElsewhere` (its conductor) if another
+    process took it over (module note 7). Raises `StoreError` as renewal does."""
+    if not await fleet.leases.confirm(f"run-{run_id}"):
+        raise AgentDrivenElsewhere(conductor_id(run_id))
 
 
 @dataclass(slots=True)
@@ -200,7 +230,13 @@ class _Conductor:
 
     async def _append(self, stream_id: str, event: NewEvent) -> list[RecordedEvent]:
         """Append one event of the run, waiting out an unavailable log (module note 5)."""
-        return await append_waiting(self.fleet.store, stream_id, [event], who=f"run {self.run_id}")
+        return await append_waiting(
+            self.fleet.store, stream_id, [event], who=f"run {self.run_id}", held=self.held
+        )
+
+    async def held(self) -> None:
+        """Raise `AgentDrivenElsewhere` if another process took the run over (note 7)."""
+        await run_held(self.fleet, self.run_id)
 
     async def read(self, read: Callable[[], Awaitable[T]]) -> T:
         """`await read()`, waiting out an unavailable log (module note 6)."""
@@ -318,6 +354,10 @@ async def conduct(
         summary = await runner.execute()
     except StepFailed as e:
         error = str(e)
+    except AgentDrivenElsewhere as e:
+        if e.agent_id == conductor.agent_id:
+            raise  # another process conducts the run now: not this one's to end (note 7)
+        error = f"{type(e).__name__}: {e}"
     except FleetError as e:
         error = f"{type(e).__name__}: {e}"
     # The run ends here, so its agents go (note 1). A run stopped on the way (cancelled:
@@ -551,6 +591,7 @@ class _PatternExecution:
         found: list[str] = []
 
         async def probe() -> None:
+            await self.conductor.held()  # module note 7
             found[:] = await self.conductor.children()
 
         while True:
@@ -650,6 +691,7 @@ async def finish_orchestrator(
     meta = Meta(run_id=run_id)
     await fleet.wait_all([orchestrator_id])
     who = f"run {run_id}"
+    held = partial(run_held, fleet, run_id)
     output = await read_waiting(
         fleet.store, partial(fleet.get_agent_output, orchestrator_id), who=who
     )
@@ -666,14 +708,16 @@ async def finish_orchestrator(
     ok = ok and not damage
     if ok:
         completed = RunCompleted(run_id=run_id, summary=summary, duration_ms=duration)
-        await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(completed, meta)], who=who)
+        await append_waiting(
+            fleet.store, f"run-{run_id}", [NewEvent(completed, meta)], who=who, held=held
+        )
         return RunResult(run_id, "completed", summary, None, duration, orchestrator_id)
     if damage:
         error = f"the orchestrator completed, but its agents' work did not: {damage.describe()}"
     else:
         error = output["error"] or summary or f"orchestrator ended {output['status']}"
     failed = RunFailed(run_id=run_id, error=error, duration_ms=duration)
-    await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(failed, meta)], who=who)
+    await append_waiting(fleet.store, f"run-{run_id}", [NewEvent(failed, meta)], who=who, held=held)
     return RunResult(run_id, "failed", summary, error, duration, orchestrator_id)
 
 

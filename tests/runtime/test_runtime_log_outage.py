@@ -20,8 +20,18 @@ from disk_support import fill
 from rt_support import events_of, make_agent
 from sim_support import HoldingResponder, holding_simulator, role, turn
 
-from events import EventStore, Meta, NewEvent, RecordedEvent, TaskCreated, TaskMoved, open_store
+from events import (
+    EventStore,
+    LeaseHeld,
+    Meta,
+    NewEvent,
+    RecordedEvent,
+    TaskCreated,
+    TaskMoved,
+    open_store,
+)
 from runtime import (
+    AgentDrivenElsewhere,
     ModelClient,
     RuntimeOptions,
     Simulator,
@@ -327,3 +337,61 @@ async def test_a_step_agent_whose_creation_met_an_outage_is_taken_up_and_the_run
     assert cut and cut[0] in {e.data.agent_id for e in events if e.type == "AgentCreated"}  # type: ignore[union-attr]
     assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
     assert _duplicates(events) == []
+
+
+async def test_a_run_taken_over_while_its_conductor_waited_out_an_outage_is_left_to_the_taker(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's lease lapses during a long outage (its renewal fails too) and another
+    process takes the run: once the log is back, the first conductor stops, writing nothing.
+
+    Regression: it went on as if it still held the run, beside the new conductor."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from postgres_support import postgres_log_url, proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    run_id = "0a1b2c3d4e"
+    async with proxied_log() as (proxy, url):
+        [schema] = parse_qs(urlsplit(url).query)["schema"]
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+            lease_ttl_s=1.0,
+        )
+        async with open_runtime(options) as rt, open_store(postgres_log_url(schema)) as direct:
+
+            def cut_at_the_builder(payload: dict[str, Any]) -> None:
+                if payload.get("agent_type") == "builder":
+                    proxy.down()
+
+            rt.hooks.add_python("SubagentStart", cut_at_the_builder)
+            run = asyncio.create_task(
+                run_pattern(rt.fleet, load_pattern(PATTERN), TASK, run_id=run_id)
+            )
+            await _until_a_probe_failed(caplog, run)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while True:  # until the run's lease has lapsed, then another process takes it
+                try:
+                    await direct.leases.acquire_lease(f"run-{run_id}", "elsewhere:4242:abcd", 60)
+                    break
+                except LeaseHeld:
+                    assert loop.time() < deadline, "the run's lease never lapsed"
+                    await asyncio.sleep(0.1)
+            before = await direct.head()
+            proxy.up()
+            with pytest.raises(AgentDrivenElsewhere):
+                await asyncio.wait_for(run, 120)
+            mine = f"orchestrator-{run_id}"
+            wrote = [
+                e.type
+                for e in await direct.read_all(after=before)
+                if e.stream_id in (f"run-{run_id}", f"task-{run_id}", f"agent-{mine}")
+                or (e.type == "AgentCreated" and e.meta.parent_id == mine)
+            ]
+            assert wrote == [], "the first conductor wrote after it lost the run"
+            [lease] = [x for x in await direct.leases.leases() if x.key == f"run-{run_id}"]
+            assert lease.owner == "elsewhere:4242:abcd"
