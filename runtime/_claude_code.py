@@ -56,6 +56,12 @@ Notes (do not fix without reading this):
    subreaper), started by a small script in the session's folder that the
    SDK runs as its CLI: when Claude Code dies (killed, crashed) the commands
    its Bash tool started die with it instead of living on under init.
+7. An append that fails for an unavailable log (`_outage.py`) is waited out
+   where it is, the session held meanwhile (Claude Code waits for its hook
+   answers, its output waits in the pipe): the session cannot be taken up
+   mid-query as a fleet agent's next step is. Once the log is back, events
+   found at the end of the stream (the append committed before its connection
+   was cut) are not appended again.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ from events import (
     ToolCallCompleted,
     ToolCallRequested,
 )
+from events.errors import StoreUnavailable
 from hooks import CONTAINED, PAYLOAD_MODELS, TOOL_POINTS, HookOutcome, command_argv, hook_point
 
 from ._agent import Agent
@@ -89,6 +96,7 @@ from ._agent_spec import AgentOutcome, system_prompt_for
 from ._approvals import ApprovalGate
 from ._claude_code_subagents import SUBAGENT_TOOLS, Subagents
 from ._client import SIMULATOR_API_KEY, usage_from_dict
+from ._outage import LogOutage, landed
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
 
@@ -597,8 +605,20 @@ class ClaudeCodeAgent(Agent):
         await self._fail(f"Claude Code stopped: {errors}", limit=limit)
 
     async def _append(self, events: Sequence[NewEvent]) -> None:
-        if events:
-            await self._log.append(list(events))
+        """Append the session's `events`, waiting out an unavailable log (note 7). Raises
+        `StoreUnavailable` after `OUTAGE_LIMIT_S`, as the append's other errors."""
+        if not events:
+            return
+        outage = LogOutage(self._log.store, f"agent {self.agent_id}")
+        while True:
+            try:
+                await self._log.append(list(events))
+                return
+            except StoreUnavailable as e:
+                if not await outage.wait(e, self._log.sync):
+                    raise
+                if await landed(self._log.store, self._log.stream_id, events):
+                    return
 
     # -- hooks ------------------------------------------------------------------------------
 

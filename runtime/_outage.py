@@ -43,7 +43,7 @@ from typing import TypeVar
 from events import EventStore, NewEvent, RecordedEvent
 from events.errors import StoreUnavailable
 
-__all__ = ["OUTAGE_LIMIT_S", "LogOutage", "append_waiting", "read_waiting"]
+__all__ = ["OUTAGE_LIMIT_S", "LogOutage", "append_waiting", "landed", "read_waiting"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +141,12 @@ async def append_waiting(
     or `held` raise.
     """
     outage = LogOutage(store, who)
-    landed: list[RecordedEvent] = []
+    found: list[RecordedEvent] = []
 
     async def probe() -> None:
         if held is not None:
             await held()
-        landed[:] = await _landed(store, stream_id, events)
+        found[:] = await landed(store, stream_id, events)
 
     while True:
         try:
@@ -154,9 +154,9 @@ async def append_waiting(
         except StoreUnavailable as e:
             if not await outage.wait(e, probe):
                 raise
-            if landed:
+            if found:
                 logger.info("%s: its append to %s had committed", who, stream_id)
-                return landed
+                return found
 
 
 async def read_waiting(store: EventStore, read: Callable[[], Awaitable[T]], *, who: str) -> T:
@@ -175,10 +175,11 @@ async def read_waiting(store: EventStore, read: Callable[[], Awaitable[T]], *, w
                 raise
 
 
-async def _landed(
+async def landed(
     store: EventStore, stream_id: str, events: Sequence[NewEvent]
 ) -> list[RecordedEvent]:
-    """The last len(events) events of the stream if they are `events`, else []."""
+    """The last len(events) events of the stream if they are `events` (data and meta), else []:
+    an append of `events` that raised for an outage had committed (note 1)."""
     version = await store.stream_version(stream_id)
     if version < len(events):
         return []

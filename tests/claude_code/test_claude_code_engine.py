@@ -604,3 +604,43 @@ async def test_a_session_start_hooks_context_reaches_claude_code_with_the_first_
         "<system-reminder>\nFact: tabs, never spaces\n</system-reminder>\n\n" + SCOUT
     )
     gc.collect()
+
+
+def disk_filler_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role whose command fills the disk the log is on (the path is its prompt's last line)."""
+    filler = situation.prompt.strip().splitlines()[-1]
+    yield Turn("Filling.", [Call("Bash", {"command": f"cat /dev/zero > {filler}; echo full"})])
+    return "filled the disk"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_fleet_agent(
+    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: the session's append that met the full disk failed the agent (and its
+    AgentFailed could not be appended either), where a fleet agent waits for the log."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    filler = small_disk / "filler"
+    options = RuntimeOptions(db=small_disk / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        assert rt.simulator is not None
+        rt.simulator.register_policy("disk-filler", disk_filler_policy)
+        task = f"Fill the disk at\n{filler}"
+        agent_id = (
+            await rt.fleet.create_agent("filler", "disk-filler", task, engine="claude-code")
+        )["id"]
+        await _until(
+            lambda: "still unavailable" in caplog.text or not rt.fleet.is_driving(agent_id)
+        )
+        assert "still unavailable" in caplog.text, "the agent did not wait for the log"
+        filler.unlink()
+        wake = await rt.fleet.wait_for_agents([agent_id], WAIT_S)
+        assert wake.statuses == {agent_id: "completed"}
+        events = await _events(rt, agent_id)
+        assert "AgentFailed" not in [e.type for e in events]
+        completed = [e for e in events if e.type == "ToolCallCompleted"]
+        assert len(completed) == 1 and "full" in completed[0].data.result
+    gc.collect()
