@@ -28,6 +28,19 @@ Notes (do not fix without reading this):
    callers were told nothing was written for another's mistake. Such a group
    is tried again one append at a time, so only that one fails; a failure of
    the connection or the server is not retried (every append fails alike).
+7. ...but for the errors that say the group surely did not commit, met on a
+   pooled connection the server ended meanwhile (a restart, a failover,
+   `pg_terminate_backend`), before asyncpg saw it close: `InternalClientError`
+   ("cannot switch to state ...": the statement was never sent), or the
+   connection closed with the server's "terminating connection due to
+   administrator command" (57P01) as its cause. A backend told to end ends at
+   its next read of a command or aborts the statement it runs, and it commits
+   at the Sync behind the statement with interrupts held, then answers
+   ReadyForQuery before it reads again: told to end, it did not commit, or it
+   answered first. Such a group is sent again on another connection (the pool
+   opens new ones for those closed), at most once per connection of the pool:
+   an append right after a restart failed for nothing. A connection cut any
+   other way (the network) leaves the commit unknown: not sent again.
 """
 
 from __future__ import annotations
@@ -216,7 +229,7 @@ class PostgresWriter:
             return store_error(e, job.doing, self._location)
         return done[0]
 
-    async def _commit(self, group: list[PendingAppend]) -> list[Outcome]:
+    async def _commit(self, group: list[PendingAppend], *, resends: int = 0) -> list[Outcome]:
         outcomes: list[Outcome] | None = None
         try:
             async with self._pool.acquire() as conn:
@@ -225,6 +238,9 @@ class PostgresWriter:
             if outcomes is not None:  # only handing the connection back failed (note 5)
                 logger.debug("append group committed, then its connection failed: %s", e)
                 return outcomes
+            if _not_committed(e) and resends < self._pool.get_max_size():  # note 7
+                logger.debug("append group not committed on an ended connection: %s; again", e)
+                return await self._commit(group, resends=resends + 1)
             logger.debug("append group of %d rolled back: %s", len(group), e)
             if len(group) > 1 and isinstance(e, _VALUE_ERRORS):
                 # One append's own values (note 6): each alone, so only it fails.
@@ -286,3 +302,13 @@ class PostgresWriter:
             else:
                 item.future.set_result(outcome)
         self._on_commit()
+
+
+def _not_committed(error: BaseException) -> bool:
+    """Whether `error` says the statement surely did not commit on a connection the server
+    ended (note 7)."""
+    if isinstance(error, asyncpg.InternalClientError):
+        return True
+    return isinstance(error, asyncpg.ConnectionDoesNotExistError) and isinstance(
+        error.__cause__, asyncpg.AdminShutdownError
+    )
