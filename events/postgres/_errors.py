@@ -2,9 +2,9 @@
 
 Every statement the backend sends runs inside `translated(...)`, so callers
 only ever see `events.errors`: a server that cannot be reached or that went
-away is `StoreUnavailable`, a read-only transaction is `StoreUnavailable`, a
-database that does not exist is `LogNotFound`, anything else a `StoreError`
-naming what was being done. The driver's exception is kept as the `__cause__`.
+away, a read-only transaction, or a lock held elsewhere past `lock_timeout` is
+`StoreUnavailable`, a database that does not exist is `LogNotFound`, anything
+else a `StoreError` naming what was being done. The driver's exception is kept as the `__cause__`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ __all__ = ["store_error", "translated"]
 def store_error(error: BaseException, doing: str, location: str) -> StoreError:
     """The fleet error for a driver error met while `doing` (e.g. "appending to") `location`."""
     if isinstance(error, asyncpg.LockNotAvailableError):
-        return StoreError(
+        # The statement was rolled back, and the lock ends (a `LOCK TABLE` left open in
+        # psql, a migration, `VACUUM FULL`): an outage to wait out, as a restart is.
+        return StoreUnavailable(
             f"{doing} {location} failed: another session held a lock on the log longer "
             f"than lock_timeout ({error})"
         )

@@ -529,10 +529,9 @@ class PostgresEventStore:
 
 
 def _passing(error: StoreError) -> bool:
-    """Whether a subscription waits `error` out (note 6): an outage, or a lock held elsewhere."""
-    return isinstance(error, StoreUnavailable) or isinstance(
-        error.__cause__, asyncpg.LockNotAvailableError
-    )
+    """Whether a subscription waits `error` out (note 6): an outage, a lock held elsewhere
+    included (`_errors.py`)."""
+    return isinstance(error, StoreUnavailable)
 
 
 _COLUMNS = (

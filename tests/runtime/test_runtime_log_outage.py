@@ -395,3 +395,31 @@ async def test_a_run_taken_over_while_its_conductor_waited_out_an_outage_is_left
             assert wrote == [], "the first conductor wrote after it lost the run"
             [lease] = [x for x in await direct.leases.leases() if x.key == f"run-{run_id}"]
             assert lease.owner == "elsewhere:4242:abcd"
+
+
+async def test_an_append_behind_a_postgres_lock_held_past_lock_timeout_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lock held elsewhere (`BEGIN; LOCK TABLE ...` left open in psql, a migration) is
+    waited out as an outage. Regression: the append failed with a plain StoreError at the
+    first lock_timeout, and the run with it."""
+    import asyncpg
+    from postgres_support import POSTGRES_URL, proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    meta = Meta(run_id="r1", agent_id="orchestrator-r1")
+    async with proxied_log() as (_, url), open_store(url, lock_timeout=0.1) as store:
+        await store.append("task-r1", [NewEvent(TaskCreated(task_id="r1", title="t"), meta)])
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            async with admin.transaction():
+                await admin.execute(f"LOCK TABLE {store.tables.head}")  # type: ignore[attr-defined]
+                moved = NewEvent(TaskMoved(task_id="r1", column="BUILD"), meta)
+                append = asyncio.create_task(
+                    append_waiting(store, "task-r1", [moved], who="run r1")
+                )
+                await _until_a_probe_failed(caplog, append)
+            [recorded] = await asyncio.wait_for(append, 60)  # the lock is gone
+        finally:
+            await admin.close()
+        assert recorded.version == 2
