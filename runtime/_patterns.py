@@ -29,8 +29,10 @@ Notes (do not fix without reading this):
    its agents do; it is the only writer of its streams while it holds the
    run's lease, so an append that committed though it raised is found at the
    end of its stream and not written twice. So do `finish_orchestrator`'s.
-6. Its reads of the log (its agents' outputs, the run's damage) wait out an
-   unavailable log too (`read_waiting`), and so does the creation of a step's
+6. Its reads of the log (its agents' outputs, the run's damage, its waits'
+   reads, `_waits.py`) and its deletes of its agents (tried again: a delete
+   whose AgentDeleted landed finds the agent gone) wait out an unavailable
+   log too (`read_waiting`), and so does the creation of a step's
    agent: a create that raised for an outage may have appended AgentCreated
    (then its agent, found as the conductor's next child in the log, is taken
    up as a resumed run takes it up) or not (then the agent is created again).
@@ -363,8 +365,13 @@ async def conduct(
     # The run ends here, so its agents go (note 1). A run stopped on the way (cancelled:
     # Ctrl-C, its fleet closing) never gets here: it keeps them to be resumed (note 4).
     with contextlib.suppress(FleetError):
-        await fleet.delete_all_agents(
-            run_id=run_id, by=conductor.agent_id, parent_id=conductor.agent_id
+        await conductor.read(
+            partial(
+                fleet.delete_all_agents,
+                run_id=run_id,
+                by=conductor.agent_id,
+                parent_id=conductor.agent_id,
+            )
         )
     if error is not None:
         return await _finish_failed(conductor, board, started, error)
@@ -556,8 +563,8 @@ class _PatternExecution:
         for agent_id in ids:
             if statuses.get(agent_id) not in TERMINAL - {"deleted"}:
                 continue
-            with contextlib.suppress(FleetError):
-                await fleet.delete_agent(agent_id, by=self.conductor.agent_id)
+            with contextlib.suppress(FleetError):  # AgentGone: its AgentDeleted had landed
+                await read(partial(fleet.delete_agent, agent_id, by=self.conductor.agent_id))
         failed = [o for o in outputs if o["status"] != "completed"]
         if failed:
             reasons = "; ".join(f"{o['id']}: {o['error'] or o['status']}" for o in failed)

@@ -31,6 +31,8 @@ from events import AgentWaiting, AgentWoke, EventFilter, EventModel, EventStore
 from hooks import HookDispatcher, build_payload
 from projections import ProjectionRunner
 
+from ._outage import read_waiting
+
 __all__ = ["TERMINAL", "Recorder", "ScriptedWake", "Sleeper", "WakeResult", "WakeScript"]
 
 Recorder = Callable[[EventModel], Awaitable[object]]
@@ -113,7 +115,8 @@ class Sleeper:
         scripted = None
         if self.wake_script is not None and waiter_id is not None:
             scripted = await self.wake_script(waiter_id, ids)  # module note 2
-        start_head = await self.store.head()
+        who = f"agent {waiter_id}" if waiter_id is not None else "a wait for agents"
+        start_head = await read_waiting(self.store, self.store.head, who=who)  # an outage
         await self.runner.wait_for(start_head, timeout=10.0)
         statuses = {i: self._status_of(i) for i in ids}
         pending = {i for i, s in statuses.items() if s not in TERMINAL}
@@ -148,7 +151,7 @@ class Sleeper:
                 with contextlib.suppress(asyncio.CancelledError):
                     await notifier
         waited_ms = (time.perf_counter() - started) * 1000
-        await self._sync()
+        await read_waiting(self.store, self._sync, who=who)  # the agents ended; the log went
         statuses = {i: self._status_of(i) for i in ids}
         changed = sorted({*changed, *(i for i in pending if statuses[i] in TERMINAL)})
         wake = WakeResult("changed" if changed else reason, changed, statuses, waited_ms)

@@ -423,3 +423,42 @@ async def test_an_append_behind_a_postgres_lock_held_past_lock_timeout_waits_for
         finally:
             await admin.close()
         assert recorded.version == 2
+
+
+async def test_a_step_agent_whose_delete_met_an_outage_is_deleted_once_the_log_is_back(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The conductor's delete of a step's agent, and the reads after it, wait for the log.
+
+    Regression: the delete's StoreUnavailable was taken for "already gone" and the agent
+    was left undeleted until the run's end, out of the order an uninterrupted run has."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            cut: list[str] = []
+
+            def cut_at_the_planners_end(payload: dict[str, Any]) -> None:
+                if str(payload.get("fleet_agent_id")).startswith("plan-") and not cut:
+                    cut.append(payload["fleet_agent_id"])
+                    proxy.down()  # its SessionEnd is recorded with its AgentDeleted
+
+            rt.hooks.add_python("SessionEnd", cut_at_the_planners_end)
+            run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    order = [(e.type, e.stream_id.split("-")[1]) for e in events if e.type.startswith("Agent")]
+    order = [x for x in order if x[0] in ("AgentCreated", "AgentDeleted")]
+    assert cut
+    assert order.index(("AgentDeleted", "plan")) < order.index(("AgentCreated", "build"))
+    assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
