@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+import weakref
 from datetime import UTC, datetime
 
 import pytest
@@ -48,7 +49,8 @@ from events import (
     load_data,
     upcast,
 )
-from events._envelope import new_appended, new_recorded
+from events._decoding import RowDecoder
+from events._envelope import new_appended, new_recorded, new_stored
 
 # One instance of every event type, with every field that has no default.
 SAMPLES: dict[str, EventModel] = {
@@ -183,6 +185,25 @@ def test_new_appended_builds_what_the_constructor_builds() -> None:
     assert fast == slow
     assert [type(e) for e in fast] == [RecordedEvent] * len(events)
     assert [repr(e) for e in fast] == [repr(e) for e in slow]
+
+
+def test_the_decoder_builds_what_new_stored_builds() -> None:
+    """The decoder makes a current-schema row's event in its loop (`_decoding.py`, note 4):
+    slot for slot, and class, what `new_stored` makes; both decode to the same data."""
+    sample = SAMPLES["ToolCallCompleted"]
+    text = sample.model_dump_json()
+    row = (7, "agent-a", 2, "ToolCallCompleted", ToolCallCompleted.SCHEMA_VERSION, text)
+    row += ("r", "a", None, 3, None, "runtime", 1_700_000_000_123_456)
+    page = RowDecoder().decode_all([row], lenient=False)
+    [fast] = page
+    slow = new_stored(*row[:4], text, fast.meta, fast.recorded_at, weakref.ref(page))
+    assert type(fast) is type(slow)
+    slots = ("position", "stream_id", "version", "type", "meta", "recorded_at", "_text")
+    assert [getattr(fast, n) for n in slots] == [getattr(slow, n) for n in slots]
+    assert fast._page is not None and fast._page() is page
+    assert fast == slow
+    assert fast.data == sample
+    assert fast.meta == Meta(run_id="r", agent_id="a", causation_id=3)
 
 
 async def test_recorded_events_are_immutable(store: EventStore) -> None:
