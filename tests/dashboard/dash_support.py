@@ -42,6 +42,9 @@ from events import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_MS = 60_000
+"""How long a dashboard test waits for the page to show something: CI runs three test
+processes on two cores beside Chromium, and 20 s was once not enough for a drawer's fetch."""
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "dashboard"
 CHROMIUM_ARGS = [
     "--headless",

@@ -19,6 +19,7 @@ from dash_support import (
     PLANNER,
     SCOUT_A,
     SCOUT_B,
+    TIMEOUT_MS,
     append_steps,
     count_events,
     dashboard_server,
@@ -40,7 +41,6 @@ from runtime import RuntimeOptions, load_pattern, open_runtime, prepare_workspac
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT_MS = 15_000
 TASK = "rename `count_words` to `word_count` everywhere"
 
 READ_CARDS = """() => [...document.querySelectorAll('#agents .agent-card')].map(card => {
@@ -521,7 +521,7 @@ async def test_a_real_pattern_run_shows_live_then_the_run_picker_scopes_and_repl
         # The summary is drawn once the run's range has been fetched: wait for it.
         await page.wait_for_function(
             "document.getElementById('run-summary').textContent.includes('completed')",
-            timeout=10_000,
+            timeout=TIMEOUT_MS,
         )
         summary = await page.locator("#run-summary").text_content() or ""
         assert "completed" in summary

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dash_support import CHROMIUM_ARGS, dashboard_server
+from dash_support import CHROMIUM_ARGS, TIMEOUT_MS, dashboard_server
 
 from api import ApiConfig
 from events import (
@@ -40,7 +40,6 @@ from events import (
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT_MS = 20_000
 RUN = "xss0run001"
 ORCH = "orchestrator-xss0run001"
 AGENT = "build-xss001"

@@ -28,6 +28,7 @@ from dash_support import (
     DOCS,
     RUN_ID,
     SCOUT_B,
+    TIMEOUT_MS,
     append_steps,
     dashboard_server,
     find_chromium,
@@ -61,7 +62,6 @@ from runtime import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-TIMEOUT_MS = 20_000
 RUN_2 = "run-d3pl0y22"
 ORCH_2 = "orchestrator-d3pl0y22"
 SHIPPER = "ship-77aa01"
