@@ -42,6 +42,10 @@ Notes (do not fix without reading this):
    and a lease that renewal finds taken stops the conductor (`run_lease`): it
    raises `AgentDrivenElsewhere` and writes nothing more, its agents left for
    the new conductor (note 4).
+8. An orchestrator-agent run (`run_orchestrator`) waits out an unavailable log
+   the same way: its RunStarted and RunCompleted/RunFailed, its reads, and the
+   creation of its orchestrator agent (one whose AgentCreated landed is taken
+   up, as note 6 takes up a step's agent).
 """
 
 from __future__ import annotations
@@ -667,28 +671,60 @@ async def run_orchestrator(
     started = time.time()
     model_name = fleet.models.resolve(model or fleet.config.default_model).id
     async with run_lease(fleet, run_id):
-        await fleet.store.append(
+        started_ = RunStarted(
+            run_id=run_id,
+            task=task,
+            pattern="orchestrator",
+            workspace=str(fleet.config.workspace),
+            model=model_name,
+            simulated=fleet.client.simulated,
+            config=await _run_config(fleet),
+            replay_of=replay_of,
+        )
+        await append_waiting(
+            fleet.store,
             f"run-{run_id}",
-            [
-                NewEvent(
-                    RunStarted(
-                        run_id=run_id,
-                        task=task,
-                        pattern="orchestrator",
-                        workspace=str(fleet.config.workspace),
-                        model=model_name,
-                        simulated=fleet.client.simulated,
-                        config=await _run_config(fleet),
-                        replay_of=replay_of,
-                    ),
-                    Meta(run_id=run_id),
-                )
-            ],
+            [NewEvent(started_, Meta(run_id=run_id))],
+            who=f"run {run_id}",
+            held=partial(run_held, fleet, run_id),
         )
-        status = await fleet.create_agent(
-            name="orchestrator", role="orchestrator", task=task, model=model_name, run_id=run_id
-        )
-        return await finish_orchestrator(fleet, run_id, status["id"], started)
+        orchestrator_id = await _create_orchestrator(fleet, run_id, task, model_name)
+        return await finish_orchestrator(fleet, run_id, orchestrator_id, started)
+
+
+async def _create_orchestrator(fleet: Fleet, run_id: str, task: str, model: str) -> str:
+    """The run's orchestrator agent, created waiting out an unavailable log (module note 8):
+    one whose AgentCreated committed before the connection was cut is taken up (given
+    its task if it had not been), not created a second time."""
+    outage = LogOutage(fleet.store, f"run {run_id}")
+    found: list[str] = []
+    where = EventFilter.of(types=("AgentCreated",), run_id=run_id)
+
+    async def probe() -> None:
+        await run_held(fleet, run_id)
+        found[:] = [
+            e.data.agent_id
+            async for e in fleet.store.iter_all(where=where)
+            if isinstance(e.data, AgentCreated)
+            and e.data.role == "orchestrator"
+            and e.data.parent_id is None
+        ]
+
+    while True:
+        try:
+            status = await fleet.create_agent(
+                name="orchestrator", role="orchestrator", task=task, model=model, run_id=run_id
+            )
+        except StoreUnavailable as e:
+            if not await outage.wait(e, probe):
+                raise
+            if found:
+                logger.info("run %s: %s had been created", run_id, found[0])
+                adopt = partial(fleet.adopt_agent, found[0], task, by="user")
+                await read_waiting(fleet.store, adopt, who=f"run {run_id}")
+                return found[0]
+            continue
+        return str(status["id"])
 
 
 async def finish_orchestrator(

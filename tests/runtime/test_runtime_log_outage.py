@@ -38,6 +38,7 @@ from runtime import (
     load_pattern,
     open_runtime,
     prepare_workspace,
+    run_orchestrator,
     run_pattern,
 )
 from runtime._outage import append_waiting
@@ -462,3 +463,90 @@ async def test_a_step_agent_whose_delete_met_an_outage_is_deleted_once_the_log_i
     assert cut
     assert order.index(("AgentDeleted", "plan")) < order.index(("AgentCreated", "build"))
     assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
+
+
+async def test_an_orchestrator_run_whose_run_started_met_a_lock_waits_for_it(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RunStarted of an orchestrator-agent run waits out an unavailable log (here a lock
+    held past lock_timeout), as a pattern run's does. Regression: `run_orchestrator`
+    raised StoreUnavailable, the run never started."""
+    import asyncpg
+    from postgres_support import POSTGRES_URL, proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (_, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            admin = await asyncpg.connect(POSTGRES_URL)
+            try:
+                async with admin.transaction():  # writes wait, reads do not
+                    await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+                    run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+                    await _until_waiting(caplog, run)
+                result = await asyncio.wait_for(run, 180)  # the lock is gone
+            finally:
+                await admin.close()
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    assert [e.type for e in events if e.stream_id.startswith("run-")] == [
+        "RunStarted",
+        "RunCompleted",
+    ]
+
+
+async def test_an_orchestrator_whose_creation_met_an_outage_is_taken_up_not_created_twice(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The orchestrator agent's AgentCreated landed, the append after it did not: once the
+    log is back the run takes that agent up. Regression: the run raised StoreUnavailable
+    and left RunStarted without an end."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            cut: list[str] = []
+
+            def cut_at_the_orchestrator(payload: dict[str, Any]) -> None:
+                if payload.get("agent_type") == "orchestrator" and not cut:
+                    cut.append(payload["fleet_agent_id"])
+                    proxy.down()  # its AgentCreated is in; its hook's event is not
+
+            rt.hooks.add_python("SessionStart", cut_at_the_orchestrator)
+            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    orchestrators = [
+        e.data.agent_id  # type: ignore[union-attr]
+        for e in events
+        if e.type == "AgentCreated" and e.data.role == "orchestrator"  # type: ignore[union-attr]
+    ]
+    assert orchestrators == cut == [result.orchestrator_id]
+    assert not {"AgentFailed", "RunFailed"} & {e.type for e in events}
+    assert _duplicates(events) == []
+
+
+async def _until_waiting(caplog: pytest.LogCaptureFixture, run: asyncio.Task[Any]) -> None:
+    """Until something met the outage and waits for the log (`run` still on)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while "waiting for it" not in caplog.text:
+        if run.done():
+            pytest.fail(f"it ended in the outage: {run.exception() or run.result()}")
+        assert loop.time() < deadline, "nothing waited for the log"
+        await asyncio.sleep(0.05)
