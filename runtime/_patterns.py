@@ -43,8 +43,9 @@ Notes (do not fix without reading this):
    raises `AgentDrivenElsewhere` and writes nothing more, its agents left for
    the new conductor (note 4).
 8. An orchestrator-agent run (`run_orchestrator`) waits out an unavailable log
-   the same way: its RunStarted and RunCompleted/RunFailed, its reads, and the
-   creation of its orchestrator agent (one whose AgentCreated landed is taken
+   the same way: its RunStarted and RunCompleted/RunFailed, its reads, its
+   deletes of the run's agents at its end, and the creation of its orchestrator
+   agent (one whose AgentCreated landed is taken
    up, as note 6 takes up a step's agent).
 """
 
@@ -738,8 +739,9 @@ async def finish_orchestrator(
     output = await read_waiting(
         fleet.store, partial(fleet.get_agent_output, orchestrator_id), who=who
     )
-    with contextlib.suppress(FleetError):
-        await fleet.delete_all_agents(run_id=run_id, by="user")
+    with contextlib.suppress(FleetError):  # AgentDrivenElsewhere: its driver deletes it
+        delete = partial(fleet.delete_all_agents, run_id=run_id, by="user")
+        await read_waiting(fleet.store, delete, who=who)  # tried again: module note 6
     duration = (time.time() - started) * 1000
     summary = output["summary"] or ""
     ok = output["status"] == "completed" and not summary.startswith("FAILED")

@@ -541,6 +541,42 @@ async def test_an_orchestrator_whose_creation_met_an_outage_is_taken_up_not_crea
     assert _duplicates(events) == []
 
 
+async def test_an_orchestrator_run_whose_final_deletes_met_an_outage_deletes_every_agent(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`finish_orchestrator` deletes the run's agents waiting out the log. Regression: a
+    delete that met an outage was taken as done and the orchestrator stayed undeleted."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            cut: list[str] = []
+
+            def cut_at_the_orchestrators_end(payload: dict[str, Any]) -> None:
+                agent_id = str(payload.get("fleet_agent_id"))
+                ending = payload.get("fleet_reason") == "delete" and agent_id.startswith("orch")
+                if ending and not cut:
+                    cut.append(agent_id)
+                    proxy.down()  # its SessionEnd is recorded with its AgentDeleted
+
+            rt.hooks.add_python("SessionEnd", cut_at_the_orchestrators_end)
+            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            agents = await rt.fleet.list_agents(run_id=result.run_id, include_deleted=True)
+    assert cut == [result.orchestrator_id]
+    assert {a["id"]: a["status"] for a in agents if a["status"] != "deleted"} == {}
+
+
 async def _until_waiting(caplog: pytest.LogCaptureFixture, run: asyncio.Task[Any]) -> None:
     """Until something met the outage and waits for the log (`run` still on)."""
     loop = asyncio.get_running_loop()
