@@ -4,6 +4,17 @@ These are ordinary `Tool`s whose work is done by the `Fleet` the orchestrator
 belongs to (found in `ToolContext.extra["fleet"]`). Their results are short JSON
 documents: statuses, summaries and artifact paths, never a worker's transcript,
 so the orchestrator's own context stays small.
+
+Notes (do not fix without reading this):
+1. A tool that meets an unavailable log (`StoreUnavailable`) waits for it
+   (`_outage.py`), as the agent's own appends do, then looks in the log for
+   its effect (`effect`: an AgentCreated, AgentCommanded or AgentDeleted that
+   committed before the connection was cut) and returns that, or runs again.
+   Telling the model "the log is unavailable" for a create that had landed
+   left an agent created and never given its task, and the model made another.
+   `wait_for_agents` is the exception: it writes the orchestrator's own stream
+   (AgentWaiting), which only the agent's step may retry, so an outage is the
+   tool error the model reads (the waits' reads wait already, `_waits.py`).
 """
 
 from __future__ import annotations
@@ -16,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import EventFilter, RecordedEvent
-from events.errors import FleetError
+from events.errors import FleetError, StoreUnavailable
 
+from ._outage import LogOutage, read_waiting
 from ._tools import Toolbox, ToolContext, ToolKind, ToolResult
 from .errors import ToolError
 
@@ -79,13 +91,36 @@ class _FleetTool(ABC):
     input_model: type[BaseModel] = _Input
     kind: ToolKind = "command"  # creating, commanding, deleting agents: effects to keep
 
+    waits_out_outages = True  # module note 1
+
     async def __call__(self, input: Any, ctx: ToolContext) -> ToolResult:
         try:
-            return _ok(await self.run(_fleet(ctx), input, ctx))
+            fleet = _fleet(ctx)
+            if not self.waits_out_outages:
+                return _ok(await self.run(fleet, input, ctx))
+            return _ok(await self._run_waiting(fleet, input, ctx))
         except ToolError:
             raise
         except FleetError as e:  # unknown agent, budget, ...: the model is told, the loop goes on
             raise ToolError(str(e)) from e
+
+    async def _run_waiting(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:
+        """`run`, waiting out an unavailable log: then its effect found in the log stands
+        for it, or it runs again (module note 1)."""
+        who = f"agent {ctx.agent_id}"
+        after = await read_waiting(fleet.store, fleet.store.head, who=who)
+        outage = LogOutage(fleet.store, who)
+        while True:
+            try:
+                return await self.run(fleet, input, ctx)
+            except StoreUnavailable as e:
+                if not await outage.wait(e, fleet.store.head):
+                    raise
+            found = await read_waiting(
+                fleet.store, lambda: self.effect(fleet, input, ctx, after), who=who
+            )
+            if found is not None:
+                return found
 
     @abstractmethod
     async def run(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:
@@ -252,6 +287,7 @@ class DeleteAllAgents(_FleetTool):
 class WaitForAgents(_FleetTool):
     name = "wait_for_agents"
     kind: ToolKind = "read"
+    waits_out_outages = False  # it appends to the orchestrator's stream (module note 1)
     description = (
         "Sleep until one of the given agents finishes (or fails, or is deleted), or the "
         "timeout passes. Spends no tokens while asleep. Returns each agent's status."

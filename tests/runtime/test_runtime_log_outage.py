@@ -586,3 +586,53 @@ async def _until_waiting(caplog: pytest.LogCaptureFixture, run: asyncio.Task[Any
             pytest.fail(f"it ended in the outage: {run.exception() or run.result()}")
         assert loop.time() < deadline, "nothing waited for the log"
         await asyncio.sleep(0.05)
+
+
+async def test_an_orchestrators_create_agent_that_met_an_outage_waits_and_reports_the_agent(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The orchestrator model's create_agent waits out the log, as an append does, and
+    returns the agent whose AgentCreated landed before the cut. Regression: the model was
+    told "the event log is unavailable" for an agent that existed (never given its task),
+    when the log was back by the time the call's result was appended."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            cut: list[str] = []
+
+            def cut_at_the_first_scout(payload: dict[str, Any]) -> None:
+                if payload.get("agent_type") == "scout" and not cut:
+                    cut.append(payload["agent_id"])
+                    proxy.down()  # its AgentCreated is in; its hook's event is not
+
+            def back_before_the_result(payload: dict[str, Any]) -> None:
+                if payload.get("tool_name") == "create_agent":
+                    proxy.up()  # the call's result (an error) is appended
+
+            rt.hooks.add_python("SubagentStart", cut_at_the_first_scout)
+            rt.hooks.add_python("PostToolUseFailure", back_before_the_result)
+            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+            async with asyncio.timeout(120):
+                while "waiting for it" not in caplog.text and not run.done():
+                    await asyncio.sleep(0.05)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    assert cut
+    created = [
+        e.data.result  # type: ignore[union-attr]
+        for e in events
+        if e.type == "ToolCallCompleted" and e.data.name == "create_agent"  # type: ignore[union-attr]
+    ]
+    assert [c for c in created if "unavailable" in c] == []
+    assert result.status == "completed", result.error
+    commanded = {e.stream_id for e in events if e.type == "AgentCommanded"}
+    assert f"agent-{cut[0]}" in commanded
