@@ -61,7 +61,9 @@ Notes (do not fix without reading this):
    answers, its output waits in the pipe): the session cannot be taken up
    mid-query as a fleet agent's next step is. Once the log is back, events
    found at the end of the stream (the append committed before its connection
-   was cut) are not appended again.
+   was cut) are not appended again. So is the AgentFailed of a session that
+   failed otherwise (Claude Code died while the log was down), and the read of
+   the log before it; after an outage given up on, AgentFailed is tried once.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from typing import Any
 
 from events import (
     AgentCompleted,
+    AgentFailed,
     ModelResponded,
     NewEvent,
     ToolCallCompleted,
@@ -96,7 +99,7 @@ from ._agent_spec import AgentOutcome, system_prompt_for
 from ._approvals import ApprovalGate
 from ._claude_code_subagents import SUBAGENT_TOOLS, Subagents
 from ._client import SIMULATOR_API_KEY, usage_from_dict
-from ._outage import LogOutage, landed
+from ._outage import LogOutage, landed, read_waiting
 from ._tool_calls import INTERRUPTIONS, unexpected_error
 from .errors import AgentDrivenElsewhere, EngineUnavailable
 
@@ -283,10 +286,17 @@ class ClaudeCodeAgent(Agent):
                         raise
                     except BaseException as e:
                         logger.warning("claude-code agent %s failed", self.agent_id, exc_info=e)
-                        await self._log.sync()
+                        # One that gave up on an outage (OUTAGE_LIMIT_S) tries once, as
+                        # fleet's engine does; any other failure waits for the log (note 7).
+                        wait = not isinstance(e, StoreUnavailable)
+                        who = f"agent {self.agent_id}"
+                        if wait:
+                            await read_waiting(self._log.store, self._log.sync, who=who)
+                        else:
+                            await self._log.sync()
                         if self.state.status == "working":
-                            error = self._error(e)
-                            await self._fail(f"the Claude Code session failed: {error}")
+                            why = f"the Claude Code session failed: {self._error(e)}"
+                            await self._session_failed(why, wait=wait)
             return self.outcome()
 
     def _options(self) -> Any:
@@ -413,7 +423,7 @@ class ClaudeCodeAgent(Agent):
             return
         await self._flush()
         if self.state.status == "working":  # no result: the session ended on its own
-            await self._fail("the Claude Code session ended without a result")
+            await self._session_failed("the Claude Code session ended without a result")
 
     def _prompt(self) -> str:
         """The prompt with the hook context held for it (SessionStart's, a detached hook's),
@@ -543,7 +553,7 @@ class ClaudeCodeAgent(Agent):
                 await self._subagents.started(str(use["id"]), dict(use.get("input") or {}))
         if stop == "tool_use" and (crossed := await self._budget.crossed(self.state)):
             # As the fleet engine checks before its next model call.
-            await self._fail(crossed.reason, limit=crossed.limit)
+            await self._session_failed(crossed.reason, limit=crossed.limit)
             await self._interrupt_session()
 
     def _completed(self, block: Any) -> NewEvent:
@@ -589,7 +599,7 @@ class ClaudeCodeAgent(Agent):
             return
         if (reason := self._hooks.stop_reason) is not None:  # as a fleet agent's loop does
             self._hooks.stop_reason = None
-            await self._fail(f"stopped by a hook: {reason}", limit="hook")
+            await self._session_failed(f"stopped by a hook: {reason}", limit="hook")
             return
         if result.subtype == "success" and not result.is_error:
             completed = AgentCompleted(
@@ -602,7 +612,18 @@ class ClaudeCodeAgent(Agent):
             return
         limit = _LIMITS.get(result.subtype)
         errors = "; ".join(result.errors or []) or result.result or result.subtype
-        await self._fail(f"Claude Code stopped: {errors}", limit=limit)
+        await self._session_failed(f"Claude Code stopped: {errors}", limit=limit)
+
+    async def _session_failed(
+        self, error: str, *, limit: str | None = None, wait: bool = True
+    ) -> None:
+        """The session's AgentFailed, waiting out an unavailable log (note 7) unless `wait`
+        is False: its end cannot be taken again at a next step, as a fleet agent's is. (An
+        interrupt's, `Agent._fail`, is a caller's request: it fails at once, as fleet's.)"""
+        if not wait:
+            return await self._fail(error, limit=limit)
+        failed = AgentFailed(agent_id=self.agent_id, error=error, limit=limit)
+        await self._append([self._log.event(failed, self.state.last_position)])
 
     async def _append(self, events: Sequence[NewEvent]) -> None:
         """Append the session's `events`, waiting out an unavailable log (note 7). Raises

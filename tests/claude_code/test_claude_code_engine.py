@@ -644,3 +644,43 @@ async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_flee
         completed = [e for e in events if e.type == "ToolCallCompleted"]
         assert len(completed) == 1 and "full" in completed[0].data.result
     gc.collect()
+
+
+def disk_filler_and_crash_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
+    """A role whose command fills the disk the log is on, then kills its Claude Code."""
+    filler = situation.prompt.strip().splitlines()[-1]
+    yield Turn("Filling.", [Call("Bash", {"command": f"cat /dev/zero > {filler}; kill -9 $PPID"})])
+    return "unreachable"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+async def test_a_claude_code_agent_whose_session_died_in_an_outage_fails_once_the_log_is_back(
+    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session dies while the log's disk is full: its AgentFailed waits for the log.
+
+    Regression: the AgentFailed's append raised StoreUnavailable out of the agent's run,
+    and the agent stayed "working" in the log with nothing driving it."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    filler = small_disk / "filler"
+    options = RuntimeOptions(db=small_disk / "fleet.db", workspace=workspace, env={})
+    async with open_runtime(options) as rt:
+        assert rt.simulator is not None
+        rt.simulator.register_policy("disk-crasher", disk_filler_and_crash_policy)
+        task = f"Fill the disk at\n{filler}"
+        agent_id = (
+            await rt.fleet.create_agent("crasher", "disk-crasher", task, engine="claude-code")
+        )["id"]
+        await _until(
+            lambda: "still unavailable" in caplog.text or not rt.fleet.is_driving(agent_id)
+        )
+        filler.unlink()
+        assert "still unavailable" in caplog.text, "the agent did not wait for the log"
+        wake = await rt.fleet.wait_for_agents([agent_id], WAIT_S)
+        assert wake.statuses == {agent_id: "failed"}
+        [failed] = [e for e in await _events(rt, agent_id) if e.type == "AgentFailed"]
+        assert "the Claude Code session failed" in failed.data.error
+    gc.collect()
