@@ -4,8 +4,9 @@ Every statement the backend sends runs inside `translated(...)` (or, for a
 group of appends that share one failure, goes through `store_error`), so
 callers only ever see `events.errors`: a full disk or a read-only file is
 `StoreUnavailable` with the reason, a file that is not a database is
-`NotADatabase`, a lock held too long by another process is a `StoreError`
-saying so. The driver's exception is kept as the `__cause__`.
+`NotADatabase`, a lock held too long by another process is `StoreUnavailable`
+saying so (waited out by agents, as PostgreSQL's lock_timeout is). The
+driver's exception is kept as the `__cause__`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def store_error(error: sqlite3.Error, doing: str, path: Path) -> StoreError:
     if primary == _CORRUPT:
         return StoreError(f"{doing} {path} failed: the file is corrupt ({error})")
     if primary in (_BUSY, _LOCKED):
-        return StoreError(
+        # Nothing was written, and the lock ends (a `BEGIN IMMEDIATE` left open in the
+        # sqlite3 shell, a backup): an outage to wait out, as PostgreSQL's lock_timeout is.
+        return StoreUnavailable(
             f"{doing} {path} failed: another process held the log's write lock too long "
             f"({error}); nothing was written"
         )

@@ -91,8 +91,8 @@ class SQLiteEventStore:
         poll_interval: how often (seconds) an idle subscription looks for
             appends made by other processes.
         lock_timeout: how long (seconds) an append waits for another
-            process's write transaction before it fails with `StoreError`
-            (nothing written).
+            process's write transaction before it fails with
+            `StoreUnavailable` (nothing written; the lock ends, so agents wait).
     """
 
     def __init__(

@@ -374,7 +374,7 @@ def _sqlite_failure(path: Path, make: str) -> sqlite3.Error:
         ("full", StoreUnavailable, "is full"),
         ("readonly", StoreUnavailable, "is read-only"),
         ("notadb", NotADatabase, "not a fleet SQLite database"),
-        ("locked", StoreError, "held the log's write lock too long"),
+        ("locked", StoreUnavailable, "held the log's write lock too long"),
     ],
 )
 def test_driver_errors_become_fleet_errors_in_one_place(
@@ -552,7 +552,7 @@ async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothi
     async with SQLiteEventStore(tmp_path / "log.db", lock_timeout=0.1) as store:
         with closing(raw(store.path)) as blocker:
             blocker.execute("BEGIN IMMEDIATE")
-            with pytest.raises(StoreError, match="locked"):
+            with pytest.raises(StoreUnavailable, match="locked"):
                 await store.append("agent-a", [command("a", 0)])
             # An append of 100 events of one meta is one statement, of 150 four (`_writer.py`,
             # note 1); of 150 mixed, four too, but INSERTs of every column.
@@ -561,7 +561,7 @@ async def test_an_append_that_cannot_get_the_lock_in_time_fails_and_writes_nothi
                 [command("a", n) for n in range(150)],
                 [NewEvent(command("a", n).data, Meta(run_id=f"r{n % 2}")) for n in range(150)],
             ):
-                with pytest.raises(StoreError, match="locked"):
+                with pytest.raises(StoreUnavailable, match="locked"):
                     await store.append("agent-a", events)
             blocker.execute("ROLLBACK")
         assert await store.head() == 0

@@ -636,3 +636,27 @@ async def test_an_orchestrators_create_agent_that_met_an_outage_waits_and_report
     assert result.status == "completed", result.error
     commanded = {e.stream_id for e in events if e.type == "AgentCommanded"}
     assert f"agent-{cut[0]}" in commanded
+
+
+async def test_on_sqlite_an_agent_waits_out_a_write_lock_held_past_lock_timeout(
+    tmp_path: Path, client: ModelClient, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds SQLite's write lock (`BEGIN IMMEDIATE` left open) past the
+    store's lock_timeout: the agent waits for it, as for a PostgreSQL lock. Regression: the
+    append failed with a plain StoreError and the agent with it."""
+    import sqlite3
+    from contextlib import closing
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    async with open_store(tmp_path / "fleet.db", lock_timeout=0.1) as store:
+        agent = make_agent(store, client, workspace, role="scout")
+        await agent.create(task="find where count_words is used")
+        with closing(sqlite3.connect(tmp_path / "fleet.db", timeout=0)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            run = asyncio.create_task(agent.run_until_idle())
+            await _until_a_probe_failed(caplog, run)
+            holder.execute("ROLLBACK")
+        outcome = await asyncio.wait_for(run, 120)
+        assert outcome.status == "completed", outcome.error
+        assert "held the log's write lock too long" in caplog.text
+        assert not await events_of(store, type="AgentFailed")
