@@ -660,3 +660,37 @@ async def test_on_sqlite_an_agent_waits_out_a_write_lock_held_past_lock_timeout(
         assert outcome.status == "completed", outcome.error
         assert "held the log's write lock too long" in caplog.text
         assert not await events_of(store, type="AgentFailed")
+
+
+@pytest.mark.parametrize("cut", ["before", "asleep"])
+async def test_a_wait_for_agents_in_an_outage_waits_for_the_log_and_wakes_as_without(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cut: str
+) -> None:
+    """The sleep pattern's reads of the log (its head before it sleeps, its agents after)
+    wait out an outage (`_waits.py`). Regression: `wait_for_agents` raised StoreUnavailable,
+    and the orchestrator's or the conductor's wait with it."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    recorded: list[str] = []
+    async with proxied_log() as (proxy, url):
+
+        async def record(event: Any) -> None:  # the waiter's stream, as the test sees it
+            recorded.append(type(event).__name__)
+            if cut == "asleep" and type(event).__name__ == "AgentWaiting":
+                proxy.down()  # the log goes while it sleeps; its wake reads it
+
+        options = RuntimeOptions(db=url, workspace=workspace, env={})
+        async with open_runtime(options) as rt:
+            agent_id = (await rt.fleet.create_agent("idle", "scout"))["id"]  # no task: it waits
+            if cut == "before":
+                proxy.down()
+            wait = asyncio.create_task(
+                rt.fleet.wait_for_agents([agent_id], 1.0, waiter_id="orch-x", record=record)
+            )
+            await _until_a_probe_failed(caplog, wait)
+            proxy.up()
+            wake = await asyncio.wait_for(wait, 60)
+    assert (wake.reason, wake.statuses) == ("timeout", {agent_id: "created"})
+    assert recorded == ["AgentWaiting", "AgentWoke"]
