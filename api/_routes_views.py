@@ -305,7 +305,11 @@ class _Judged:
     async def __call__(self) -> frozenset[str]:
         runner, config = self._app.runner, self._app.config
         if isinstance(runner.projection("agents"), AgentsProjection):
-            records: Iterable[Mapping[str, Any]] = runner.state("agents")["agents"].values()
+            # Only the external agents in an active status: the fold keeps them apart, so a
+            # request does not walk every card (8,560 at 1M events: 2 ms a request).
+            state = runner.state("agents")
+            agents = state["agents"]
+            records: Iterable[Mapping[str, Any]] = [agents[i] for i in state["live_external"]]
         else:
             records = runner.view("agents")["agents"]
         now, host = time.time(), this_host()

@@ -78,7 +78,7 @@ from events import (
 from ._agent_record import AgentRecord, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
 from ._gates import Gate
-from ._lifecycle import EXTERNAL_ROLE, external_facts, external_status
+from ._lifecycle import ACTIVE_STATUSES, EXTERNAL_ROLE, external_facts, external_status
 
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
 
@@ -97,6 +97,9 @@ class AgentsState(TypedDict):
 
     agents: dict[str, AgentRecord]
     approvals: dict[str, dict[str, Any]]
+    # The external agents in an active status (created, working, waiting), a set by id: the
+    # ones the API judges now (note 5 of api/_routes_views.py), without walking every card.
+    live_external: dict[str, None]
 
 
 class AgentsProjection(FoldProjection[AgentsState]):
@@ -106,8 +109,8 @@ class AgentsProjection(FoldProjection[AgentsState]):
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
     # 5: approvals and what hooks said; 6: engine and session_id; 7: position;
     # 8: a Claude Code session's StopFailure fails it, its Stop gives its summary;
-    # 9: an external agent's process
-    version = 9
+    # 9: an external agent's process; 10: the external agents in an active status
+    version = 10
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -149,7 +152,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         )
 
     def initial(self) -> AgentsState:
-        return {"agents": {}, "approvals": {}}
+        return {"agents": {}, "approvals": {}, "live_external": {}}
 
     # -- queries ------------------------------------------------------------
 
@@ -273,12 +276,15 @@ class AgentsProjection(FoldProjection[AgentsState]):
             engine=None if d.external else d.engine,
             session_id=d.session_id,
         )
+        if d.external:
+            state["live_external"][d.agent_id] = None
 
     def _commanded(self, state: AgentsState, event: RecordedEvent, d: AgentCommanded) -> None:
         r = self._get(state, event, d.agent_id)
         if r is None or r["status"] == "deleted":
             return
         r["status"] = "working"
+        _track(state, r)
         r["task"] = cap_task(d.prompt)
         if r["started_at"] is None:
             r["started_at"] = r["last_activity_at"]
@@ -289,6 +295,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r = self._get(state, event, d.agent_id)
         if r is not None and r["status"] != "deleted":
             r["status"] = "waiting"
+            _track(state, r)
             r["waiting_on"] = list(d.on)
             r["waiting_for"] = "agents"
 
@@ -296,6 +303,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         r = self._get(state, event, d.agent_id)
         if r is not None and r["status"] != "deleted":
             r["status"] = "working"
+            _track(state, r)
             r["waiting_on"] = []
             r["waiting_for"] = None
 
@@ -308,6 +316,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             r["artifacts"][intern(path)] = None
         if r["status"] != "deleted":
             r["status"] = "completed"
+            _track(state, r)
             r["finished_at"] = r["last_activity_at"]
             r["waiting_on"] = []
             _end_waits(state, r)
@@ -317,6 +326,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None or r["status"] == "deleted":
             return
         r["status"] = "failed"
+        _track(state, r)
         r["error"] = d.error
         r["limit"] = d.limit
         r["finished_at"] = r["last_activity_at"]
@@ -328,6 +338,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None or r["status"] == "deleted":
             return
         r["status"] = "deleted"
+        _track(state, r)
         r["waiting_on"] = []
         _end_waits(state, r)
         if r["finished_at"] is None:
@@ -436,6 +447,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r["status"] != "deleted":
             r["approval"] = dict(approval)
             r["status"] = "waiting"
+            _track(state, r)
             r["waiting_for"] = "approval"
 
     def _approval_decided(
@@ -497,6 +509,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
             if f.error is not None:
                 r["error"] = f.error
             r["status"] = external_status(r["status"], f)
+            _track(state, r)
         if f.tool is not None and f.tool_use_id is not None and not f.completed:
             r["last_tool"] = {
                 "name": f.tool,
@@ -510,6 +523,15 @@ class AgentsProjection(FoldProjection[AgentsState]):
                 r["files_consumed"][path] = None
             for path in f.files_written:
                 r["files_produced"][path] = None
+
+
+def _track(state: AgentsState, r: AgentRecord) -> None:
+    """Keep `live_external` after `r`'s status changed: in it while external and active."""
+    if r["external"]:
+        if r["status"] in ACTIVE_STATUSES:
+            state["live_external"][r["id"]] = None
+        else:
+            state["live_external"].pop(r["id"], None)
 
 
 def _end_waits(state: AgentsState, r: AgentRecord) -> None:
@@ -556,4 +578,5 @@ def _external_record(
             source_app=d.source_app,
         )
         state["agents"][agent_id] = r
+        state["live_external"][agent_id] = None
     return r

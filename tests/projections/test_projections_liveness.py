@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 from pj_helpers import Timeline, at
 
-from events import ExternalHookReceived, ExternalProcess
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    AgentDeleted,
+    AgentFailed,
+    AgentWaiting,
+    AgentWoke,
+    ApprovalRequested,
+    ExternalHookReceived,
+    ExternalProcess,
+)
 from projections import (
     AgentsProjection,
     Host,
@@ -113,3 +124,43 @@ def test_a_process_header_is_taken_whole_and_from_this_host_only(
 ) -> None:
     parsed = parse_process_header(value, peer)
     assert (parsed == PROCESS) if ok else parsed is None
+
+
+def test_the_external_agents_in_an_active_status_are_kept_apart_event_by_event() -> None:
+    """`live_external` is what the API judges now: the external cards in an active status,
+    whichever event moved them (hooks, fleet's own lifecycle events, approvals)."""
+    tl = Timeline()
+    hook(tl, 0, "SessionStart", PROCESS)
+    hook(tl, 1, "UserPromptSubmit", prompt="go")
+    hook(tl, 2, "SubagentStart", agent_id="a1", agent_type="Explore")
+    hook(tl, 3, "SubagentStop", agent_id="a1", agent_type="Explore")
+    hook(tl, 4, "Notification")
+    hook(tl, 5, "Stop")
+    hook(tl, 6, "SessionEnd")
+    hook(tl, 7, "SessionStart", source="resume")
+    hook(tl, 8, "UserPromptSubmit", prompt="again")
+    for agent, external in (("x1", True), ("i1", False)):
+        tl.add(9, AgentCreated(agent_id=agent, name=agent, role="r", model="m", external=external))
+        tl.add(10, AgentCommanded(agent_id=agent, prompt="go"))
+        tl.add(11, AgentWaiting(agent_id=agent, on=["f"]))
+        tl.add(12, AgentWoke(agent_id=agent, on=["f"]))
+        tl.add(13, AgentCompleted(agent_id=agent, summary="ok"))
+        tl.add(14, AgentCommanded(agent_id=agent, prompt="more"))
+        tl.add(15, ApprovalRequested(approval_id=f"p-{agent}", agent_id=agent, tool_use_id="t",
+                                     tool_name="Bash", timeout_s=60))  # fmt: skip
+        tl.add(16, AgentFailed(agent_id=agent, error="boom"))
+        tl.add(17, AgentCommanded(agent_id=agent, prompt="once more"))
+        tl.add(18, AgentDeleted(agent_id=agent))
+    projection = AgentsProjection()
+    seen = set()
+    for until in range(len(tl.events) + 1):
+        state = tl.fold(projection, until)
+        active = {
+            r["id"]
+            for r in state["agents"].values()
+            if r["external"] and r["status"] in ("created", "working", "waiting")
+        }
+        assert set(state["live_external"]) == active, until
+        seen |= active
+    assert seen == {"ext-s", "ext-s-a1", "x1"}
+    assert state["live_external"] == {"ext-s": None}  # working again; x1 deleted
