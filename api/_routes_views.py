@@ -47,10 +47,9 @@ Notes (do not fix without reading this):
    when its process, on this host, no longer runs, or "stale" when it is
    working and no hook came for `stale_after_s` (`projections/_liveness.py`). The
    agents' list and card, the fleet totals (`active` and `by_status`) and the
-   graph's nodes answer the same; a filter on status sees the status answered
-   (the graph's `status` filter excepted: it is the log's). Which sessions are
-   judged so is read before the view and kept with the position,
-   as note 4's runs are; a past position is the log's. `by_status` holds a
+   graph's nodes answer the same; a filter on status (the graph's too) sees the
+   status answered. Which sessions are judged so is read before the view and
+   kept with the position, as note 4's runs are; a past position is the log's. `by_status` holds a
    judged status only when some session is in it (a view at a past position
    is the runner's, as it is).
 """
@@ -417,6 +416,7 @@ async def get_graph(request: Request) -> Response:
                 statuses=q.status,
                 role=q.role,
                 latest_runs=q.latest_runs,
+                judged=judged.statuses,
             )
         if judged.statuses:  # the nodes say what the cards say now (note 5)
             view = {**view, "nodes": [judged.card(n) for n in view["nodes"]]}

@@ -64,7 +64,7 @@ Notes (do not fix without reading this):
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from sys import intern
 from typing import Any
 
@@ -185,6 +185,7 @@ class GraphProjection(FoldProjection[GraphState]):
         statuses: Collection[str] = (),
         role: str | None = None,
         latest_runs: int | None = None,
+        judged: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The graph restricted to the agents that match every filter given.
 
@@ -193,15 +194,18 @@ class GraphProjection(FoldProjection[GraphState]):
         dashboard draws of a log of many runs. Nodes are those agents, edges
         those between two of them, bottlenecks are counted over those edges,
         and critical paths are those of their runs. No filter is the whole
-        graph. `state` is not mutated.
+        graph. `judged`: the status now of agents whose status is answered otherwise than
+        the log's (external sessions, api/_routes_views.py note 5), which `statuses` sees
+        instead. `state` is not mutated.
         """
         nodes = state["nodes"]
+        judged = judged or {}
         ids = {
             a
             for a, n in nodes.items()
             if (run_id is None or n["run_id"] == run_id)
             and (agent_id is None or a == agent_id)
-            and (not statuses or n["status"] in statuses)
+            and (not statuses or judged.get(a, n["status"]) in statuses)
             and (role is None or n["role"] == role)
         }
         if latest_runs is not None:

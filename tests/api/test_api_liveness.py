@@ -117,6 +117,23 @@ async def test_a_session_whose_process_died_is_interrupted_now_and_working_in_th
     assert past_fleet["by_status"]["working"] == 1
 
 
+async def test_the_graphs_status_filter_sees_the_status_its_nodes_show(
+    http: httpx.AsyncClient, dead_pid: int
+) -> None:
+    """As the agents' filter does: a node shown interrupted is found by `status=interrupted`."""
+    await post(http, "SessionStart", header(dead_pid, start=0))
+    at = await post(http, "UserPromptSubmit")
+    await later_event(http)
+
+    interrupted = (await http.get("/v1/graph", params={"status": "interrupted"})).json()
+    assert [(n["id"], n["status"]) for n in interrupted["nodes"]] == [(AGENT, "interrupted")]
+    working = (await http.get("/v1/graph", params={"status": "working"})).json()
+    assert working["nodes"] == []
+    # As of its last hook, it was working.
+    past = (await http.get("/v1/graph", params={"status": "working", "at": at})).json()
+    assert [(n["id"], n["status"]) for n in past["nodes"]] == [(AGENT, "working")]
+
+
 async def test_a_resumed_session_works_again(
     http: httpx.AsyncClient, session_process: subprocess.Popen[bytes], dead_pid: int
 ) -> None:
