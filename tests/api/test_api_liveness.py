@@ -193,6 +193,26 @@ async def test_a_waiting_session_is_not_stale(http: httpx.AsyncClient) -> None:
     assert (await http.get(f"/v1/agents/{AGENT}")).json()["status"] == "waiting"
 
 
+async def test_a_session_killed_before_its_first_prompt(
+    http: httpx.AsyncClient, dead_pid: int
+) -> None:
+    """Opened, never prompted (`created`): its process judges it; without one, time does not
+    (a session idle at its first prompt is silent too)."""
+    await post(http, "SessionStart", header(dead_pid, start=0))
+    assert (await http.get(f"/v1/agents/{AGENT}")).json()["status"] == "interrupted"
+
+    unnamed = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"  # an http SessionStart: no process
+    body = hook_payload(unnamed, "SessionStart")
+    assert (await http.post("/v1/hooks/ingest", content=body, headers=JSON)).status_code == 201
+    other = "0a1b2c3d-4e5f-4a6b-8c7d-9e8f7a6b5c4d"  # heard from at the same time, working
+    body = hook_payload(other, "UserPromptSubmit", prompt="go")
+    assert (await http.post("/v1/hooks/ingest", content=body, headers=JSON)).status_code == 201
+
+    await until(http, f"/v1/agents/ext-{other}", lambda c: c["status"] == "stale")
+
+    assert (await http.get(f"/v1/agents/ext-{unnamed}")).json()["status"] == "created"
+
+
 @pytest.fixture
 async def remote(app: FleetApp) -> AsyncIterator[httpx.AsyncClient]:
     """A client whose requests come from another machine's address."""
