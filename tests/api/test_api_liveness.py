@@ -134,6 +134,31 @@ async def test_the_graphs_status_filter_sees_the_status_its_nodes_show(
     assert [(n["id"], n["status"]) for n in past["nodes"]] == [(AGENT, "working")]
 
 
+async def test_a_long_poll_sees_the_judgement_when_its_wait_ends(
+    http: httpx.AsyncClient, session_process: subprocess.Popen[bytes]
+) -> None:
+    """No event marks the moment a session is judged gone: a client waiting for the next
+    position is not woken by it, but the answer it gets when its wait ends says it (a new
+    ETag, at the same position)."""
+    await post(http, "SessionStart", header(session_process.pid))
+    head = await post(http, "UserPromptSubmit")
+    before = await http.get(f"/v1/agents/{AGENT}")
+    assert before.json()["status"] == "working"
+    params = {"min_position": head + 1, "wait": 2}
+    waiting = asyncio.create_task(
+        http.get(f"/v1/agents/{AGENT}", params=params,
+                 headers={"If-None-Match": before.headers["etag"]})
+    )  # fmt: skip
+
+    session_process.kill()
+    session_process.wait()
+
+    answer = await waiting
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "interrupted"
+    assert answer.headers["fleet-position"] == before.headers["fleet-position"] == str(head)
+
+
 async def test_a_resumed_session_works_again(
     http: httpx.AsyncClient, session_process: subprocess.Popen[bytes], dead_pid: int
 ) -> None:
