@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -613,12 +613,13 @@ def disk_filler_policy(situation: Situation) -> Generator[Turn, list[Observation
     return "filled the disk"
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
-async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_fleet_agent(
-    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Regression: the session's append that met the full disk failed the agent (and its
-    AgentFailed could not be appended either), where a fleet agent waits for the log."""
+@contextlib.asynccontextmanager
+async def _waited_out_a_full_disk(
+    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture, policy: Any
+) -> AsyncIterator[tuple[Runtime, str]]:
+    """A claude-code agent of `policy` (given the filler's path) that filled the disk its
+    log is on: yields the runtime and the agent once it waited for the log and the disk
+    was freed."""
     import logging
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
@@ -627,7 +628,7 @@ async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_flee
     options = RuntimeOptions(db=small_disk / "fleet.db", workspace=workspace, env={})
     async with open_runtime(options) as rt:
         assert rt.simulator is not None
-        rt.simulator.register_policy("disk-filler", disk_filler_policy)
+        rt.simulator.register_policy("disk-filler", policy)
         task = f"Fill the disk at\n{filler}"
         agent_id = (
             await rt.fleet.create_agent("filler", "disk-filler", task, engine="claude-code")
@@ -635,15 +636,26 @@ async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_flee
         await _until(
             lambda: "still unavailable" in caplog.text or not rt.fleet.is_driving(agent_id)
         )
-        assert "still unavailable" in caplog.text, "the agent did not wait for the log"
         filler.unlink()
+        assert "still unavailable" in caplog.text, "the agent did not wait for the log"
+        yield rt, agent_id
+    gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+async def test_a_claude_code_agent_waits_out_a_full_disk_under_its_log_as_a_fleet_agent(
+    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: the session's append that met the full disk failed the agent (and its
+    AgentFailed could not be appended either), where a fleet agent waits for the log."""
+    waited = _waited_out_a_full_disk(tmp_path, small_disk, caplog, disk_filler_policy)
+    async with waited as (rt, agent_id):
         wake = await rt.fleet.wait_for_agents([agent_id], WAIT_S)
         assert wake.statuses == {agent_id: "completed"}
         events = await _events(rt, agent_id)
         assert "AgentFailed" not in [e.type for e in events]
         completed = [e for e in events if e.type == "ToolCallCompleted"]
         assert len(completed) == 1 and "full" in completed[0].data.result
-    gc.collect()
 
 
 def disk_filler_and_crash_policy(situation: Situation) -> Generator[Turn, list[Observation], str]:
@@ -661,24 +673,8 @@ async def test_a_claude_code_agent_whose_session_died_in_an_outage_fails_once_th
 
     Regression: the AgentFailed's append raised StoreUnavailable out of the agent's run,
     and the agent stayed "working" in the log with nothing driving it."""
-    import logging
-
-    caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    filler = small_disk / "filler"
-    options = RuntimeOptions(db=small_disk / "fleet.db", workspace=workspace, env={})
-    async with open_runtime(options) as rt:
-        assert rt.simulator is not None
-        rt.simulator.register_policy("disk-crasher", disk_filler_and_crash_policy)
-        task = f"Fill the disk at\n{filler}"
-        agent_id = (
-            await rt.fleet.create_agent("crasher", "disk-crasher", task, engine="claude-code")
-        )["id"]
-        await _until(
-            lambda: "still unavailable" in caplog.text or not rt.fleet.is_driving(agent_id)
-        )
-        filler.unlink()
-        assert "still unavailable" in caplog.text, "the agent did not wait for the log"
+    waited = _waited_out_a_full_disk(tmp_path, small_disk, caplog, disk_filler_and_crash_policy)
+    async with waited as (rt, agent_id):
         wake = await rt.fleet.wait_for_agents([agent_id], WAIT_S)
         assert wake.statuses == {agent_id: "failed"}
         [failed] = [e for e in await _events(rt, agent_id) if e.type == "AgentFailed"]
