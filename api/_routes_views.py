@@ -302,7 +302,7 @@ class _Judged:
         self.logged: dict[str, str] = {}  # the log's status of each judged agent
 
     async def __call__(self) -> frozenset[str]:
-        runner, config = self._app.runner, self._app.config
+        runner = self._app.runner
         if isinstance(runner.projection("agents"), AgentsProjection):
             # Only the external agents in an active status: the fold keeps them apart, so a
             # request does not walk every card (8,560 at 1M events: 2 ms a request).
@@ -311,6 +311,12 @@ class _Judged:
             records: Iterable[Mapping[str, Any]] = [agents[i] for i in state["live_external"]]
         else:
             records = runner.view("agents")["agents"]
+        return self.judge(records)
+
+    def judge(self, records: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+        """Judge the external agents in an active status among `records`; what the answer
+        varies with ("<id>=<status>" of each judged otherwise)."""
+        config = self._app.config
         now, host = time.time(), this_host()
         statuses = {}
         for r in records:

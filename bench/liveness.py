@@ -43,7 +43,6 @@ import httpx
 
 from api import ApiConfig, create_app
 from api._routes_views import _Judged
-from projections import ACTIVE_STATUSES, judge_liveness, this_host
 
 _spec = importlib.util.spec_from_file_location("bench_views", Path(__file__).with_name("views.py"))
 assert _spec is not None
@@ -59,17 +58,7 @@ async def _none(self: _Judged) -> frozenset[str]:
 
 async def _every_card(self: _Judged) -> frozenset[str]:
     """The judgement as it was first: every card looked at, on every request."""
-    config = self._app.config
-    now, host = time.time(), this_host()
-    statuses = {}
-    for r in self._app.runner.state("agents")["agents"].values():
-        if r["external"] and r["status"] in ACTIVE_STATUSES:
-            judged = judge_liveness(r, now=now, stale_after=config.stale_after_s, host=host)
-            if judged is not None:
-                statuses[r["id"]] = judged
-                self.logged[r["id"]] = r["status"]
-    self.statuses = statuses
-    return frozenset(f"{agent_id}={status}" for agent_id, status in statuses.items())
+    return self.judge(self._app.runner.state("agents")["agents"].values())
 
 
 async def post_sessions(http: httpx.AsyncClient, sessions: int) -> None:
