@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 
-from events import Checkpoint, EventStore, FleetError, StoreUnavailable, open_store
+from events import Checkpoint, EventStore, FleetError, StoreError, StoreUnavailable, open_store
 from projections import ProjectionRunner
 from runtime import Runtime, RuntimeOptions, open_runtime
 
@@ -252,11 +252,18 @@ async def healthz(request: Request) -> Response:
     store_ok = await _store_writable(app)
     stopped = app.runner.failure  # the read models no longer follow the log
     ok = broadcaster.running and store_ok and stopped is None
+    try:
+        head = await app.store.head()
+    except StoreError as e:  # a health check says why, it does not fail (a dropped schema)
+        return problem(
+            503, "Service degraded", f"the log cannot be read: {e}", slug="log-unavailable",
+            headers={"Retry-After": str(STORE_RETRY_S)},
+        )  # fmt: skip
     body = Health(
         status="ok" if ok else "degraded",
         store="ok" if store_ok else "degraded",
         store_error=app.store_health.failure,
-        head=await app.store.head(),
+        head=head,
         projections=app.runner.position,
         broadcast=broadcaster.position,
         subscribers=broadcaster.subscriber_count,

@@ -70,3 +70,36 @@ async def test_a_full_disk_is_a_503_logged_once_and_healthz_recovers_without_res
     assert answer.status_code == 201
     positions = [e["position"] for e in (await client.get("/v1/events")).json()["events"]]
     assert positions == [*acked, answer.json()["position"]] == list(range(1, 7))
+
+
+async def test_healthz_says_the_log_cannot_be_read_when_its_schema_is_dropped() -> None:
+    """A PostgreSQL log's schema dropped under a running server: /healthz was a 500 (a store
+    error, as a bug would be); it is a 503 saying why, as for a log that cannot be written."""
+    import uuid
+
+    import asyncpg
+    from postgres_support import drop_postgres_schemas, postgres_log_url, postgres_or_skip
+
+    postgres_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:16]}_h"
+    app = create_app(ApiConfig(db=postgres_log_url(schema), runtime=False))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                # On this loop: the app's own connections must go on while the drop waits.
+                conn = await asyncpg.connect(postgres_or_skip(), timeout=10)
+                try:
+                    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+                finally:
+                    await conn.close()
+                health = await client.get("/healthz")
+                assert health.status_code == 503, health.text
+                assert health.headers["retry-after"] == "5"
+                problem = health.json()
+                assert problem["type"] == "urn:fleet:problem:log-unavailable"
+                assert problem["detail"].startswith("the log cannot be read: ")
+                assert "does not exist" in problem["detail"]
+    finally:
+        drop_postgres_schemas([schema])
