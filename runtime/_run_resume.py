@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -44,11 +45,13 @@ from projections import ProjectionRunner, mark_interrupted
 
 from ._fleet import Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
+from ._outage import read_waiting
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec
 from ._patterns import (
     RunJournal,
     RunResult,
     _Conductor,
+    _create_orchestrator,
     conduct,
     conductor_id,
     finish_orchestrator,
@@ -166,7 +169,12 @@ async def _record_conductor(conductor: _Conductor, spec: PatternSpec, started: R
 async def _resume_orchestrator(
     fleet: Fleet, run_id: str, started: RunStarted, began: float
 ) -> RunResult:
-    created = [e async for e in fleet.store.iter_all(where=_created_in(run_id))]
+    """Resume the run's agents and its orchestrator (create it if the run had not), waiting
+    out an unavailable log as `run_orchestrator` does (`_patterns.py`, note 8)."""
+    who = f"run {run_id}"
+    created = await read_waiting(
+        fleet.store, partial(_agents_created, fleet.store, run_id), who=who
+    )
     orchestrators = [
         e.data.agent_id
         for e in created
@@ -176,18 +184,20 @@ async def _resume_orchestrator(
     ]
     if orchestrators:
         orchestrator_id = orchestrators[0]
-        resumed = await fleet.resume_unfinished(run_id=run_id)
+        # Each is tried again as it is: it looks at the log before it writes.
+        unfinished = partial(fleet.resume_unfinished, run_id=run_id)
+        resumed = await read_waiting(fleet.store, unfinished, who=who)
         logger.info("resuming run %s: agents %s", run_id, resumed)
-        status = (await fleet.get_agent_status(orchestrator_id))["status"]
-        if status == "created":
-            await fleet.command_agent(orchestrator_id, started.task)
+        adopt = partial(fleet.adopt_agent, orchestrator_id, started.task, by="user")
+        await read_waiting(fleet.store, adopt, who=who)  # commanded if it never was
     else:  # killed before the orchestrator agent was created
-        status_ = await fleet.create_agent(
-            name="orchestrator", role="orchestrator", task=started.task,
-            model=started.model, run_id=run_id,
-        )  # fmt: skip
-        orchestrator_id = status_["id"]
+        model = started.model or fleet.models.resolve(fleet.config.default_model).id
+        orchestrator_id = await _create_orchestrator(fleet, run_id, started.task, model)
     return await finish_orchestrator(fleet, run_id, orchestrator_id, began)
+
+
+async def _agents_created(store: EventStore, run_id: str) -> list[RecordedEvent]:
+    return [e async for e in store.iter_all(where=_created_in(run_id))]
 
 
 async def abandon_run(fleet: Fleet, run_id: str, *, by: str = "user") -> None:

@@ -26,6 +26,7 @@ from events import (
     Meta,
     NewEvent,
     RecordedEvent,
+    RunStarted,
     TaskCreated,
     TaskMoved,
     open_store,
@@ -38,6 +39,7 @@ from runtime import (
     load_pattern,
     open_runtime,
     prepare_workspace,
+    resume_run,
     run_orchestrator,
     run_pattern,
 )
@@ -694,3 +696,55 @@ async def test_a_wait_for_agents_in_an_outage_waits_for_the_log_and_wakes_as_wit
             wake = await asyncio.wait_for(wait, 60)
     assert (wake.reason, wake.statuses) == ("timeout", {agent_id: "created"})
     assert recorded == ["AgentWaiting", "AgentWoke"]
+
+
+@pytest.mark.parametrize("stopped", ["before its orchestrator", "orchestrator never commanded"])
+async def test_a_resumed_orchestrator_run_waits_out_a_lock_on_its_writes(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture, stopped: str
+) -> None:
+    """`fleet resume` of an orchestrator-agent run creates or commands its orchestrator
+    waiting out an unavailable log (here a lock held past lock_timeout), as a new run does.
+    Regression: `resume_run` raised StoreUnavailable and left the run interrupted."""
+    import asyncpg
+    from postgres_support import POSTGRES_URL, proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (_, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            run_id = "resumed1"
+            model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
+            started = RunStarted(
+                run_id=run_id, task=TASK, pattern="orchestrator",
+                workspace=str(workspace), model=model, simulated=rt.fleet.client.simulated,
+            )  # fmt: skip
+            await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
+            if stopped == "orchestrator never commanded":
+                await rt.fleet.create_agent("orchestrator", "orchestrator", run_id=run_id)
+            admin = await asyncpg.connect(POSTGRES_URL)
+            try:
+                async with admin.transaction():  # writes wait, reads do not
+                    await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+                    run = asyncio.create_task(resume_run(rt.fleet, run_id))
+                    await _until_waiting(caplog, run)
+                result = await asyncio.wait_for(run, 180)  # the lock is gone
+            finally:
+                await admin.close()
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == run_id]
+    orchestrators = [
+        e.data.agent_id  # type: ignore[union-attr]
+        for e in events
+        if e.type == "AgentCreated" and e.data.role == "orchestrator"  # type: ignore[union-attr]
+    ]
+    assert orchestrators == [result.orchestrator_id]
+    assert [e.type for e in events if e.stream_id.startswith("run-")] == [
+        "RunStarted",
+        "RunCompleted",
+    ]
+    assert _duplicates(events) == []
