@@ -144,12 +144,13 @@ def conductor_id(run_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def run_lease(fleet: Fleet, run_id: str) -> AsyncIterator[None]:
-    """Hold `run-<id>` while conducting the run. Raises `AgentDrivenElsewhere` (its
-    conductor) when a live process conducts it, or took it over meanwhile (module
-    note 7): the body is cancelled then."""
+    """Hold `run-<id>` while conducting the run, waiting out an unavailable log to take it.
+    Raises `AgentDrivenElsewhere` (its conductor) at once when a live process conducts
+    it, or when one took it over meanwhile (module note 7): the body is cancelled then."""
     key = f"run-{run_id}"
-    try:
-        await fleet.leases.acquire(key)
+    acquire = partial(fleet.leases.acquire, key)
+    try:  # tried again as it is after an outage: a lease that was taken is already ours
+        await read_waiting(fleet.store, acquire, who=f"run {run_id}")
     except LeaseHeld as e:
         raise AgentDrivenElsewhere(conductor_id(run_id), owner=e.owner) from None
     task = asyncio.current_task()

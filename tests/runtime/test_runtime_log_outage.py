@@ -748,3 +748,37 @@ async def test_a_resumed_orchestrator_run_waits_out_a_lock_on_its_writes(
         "RunCompleted",
     ]
     assert _duplicates(events) == []
+
+
+async def test_a_run_whose_lease_met_an_outage_waits_for_the_log_and_runs(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Taking the run's lease, the first thing a run (or a resume) writes, waits out an
+    unavailable log; a lease a live process elsewhere holds is still refused at once.
+    Regression: the run raised StoreUnavailable before it started."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            await rt.store.leases.acquire_lease("run-taken", "elsewhere:1:abcd", 60)
+            with pytest.raises(AgentDrivenElsewhere):
+                await run_orchestrator(rt.fleet, TASK, run_id="taken")
+            assert "waiting for it" not in caplog.text
+            proxy.down()
+            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    assert [e.type for e in events if e.stream_id.startswith("run-")] == [
+        "RunStarted",
+        "RunCompleted",
+    ]
