@@ -31,6 +31,12 @@ Notes (do not fix without reading this):
 5. A holder that cannot tell whether its lease lapsed (it waited out an
    unavailable log, `_outage.py`) asks `confirm` before it writes again: the
    next turn of renewal may come after its first write.
+6. A release that fails (the log is unavailable or closed) is not tried again:
+   the lease, no longer renewed, lapses within `ttl_s`. One that hangs (a
+   network that drops packets silently: the statement, and asyncpg's cancel of
+   it, wait for TCP to give up) is waited for `ttl_s` at most, when the lease
+   has lapsed anyway, rather than holding up the end of a run whose outcome is
+   written; it goes on in the background.
 """
 
 from __future__ import annotations
@@ -123,14 +129,24 @@ class Leaseholder:
             return
         if self._counts.pop(key, None) is None:
             return
-        # Shielded: a release cancelled half-way would leave the lease held until it expires.
+        # Not cancelled with the caller: one cancelled half-way would leave the lease held
+        # until it expires. Waited for at most ttl_s (note 6).
         releasing = asyncio.ensure_future(self._release([key]))
         self._releasing.add(releasing)
         releasing.add_done_callback(self._releasing.discard)
-        await asyncio.shield(releasing)
+        await self._settle({releasing})
+
+    async def _settle(self, releasing: set[asyncio.Future[None]]) -> None:
+        """Wait for `releasing` at most ttl_s (they go on meanwhile): by then a lease they
+        could not release has lapsed (note 6)."""
+        _, pending = await asyncio.wait(releasing, timeout=self.ttl_s)
+        if pending:
+            logger.warning(
+                "a lease's release is taking over %.0f s; it lapses by itself", self.ttl_s
+            )
 
     async def _release(self, keys: list[str]) -> None:
-        with contextlib.suppress(StoreError):  # a closed log: the lease simply expires
+        with contextlib.suppress(StoreError):  # note 6: the lease simply expires
             await self.store.leases.release_leases(keys, self.owner)
 
     async def holder(self, key: str) -> Lease | None:
@@ -153,8 +169,9 @@ class Leaseholder:
                 await renewer
         keys, self._counts = list(self._counts), {}
         if keys:
-            await self._release(keys)
-        await asyncio.gather(*self._releasing, return_exceptions=True)
+            self._releasing.add(asyncio.ensure_future(self._release(keys)))
+        if self._releasing:
+            await self._settle(set(self._releasing))
 
     def _start_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():

@@ -89,6 +89,8 @@ class PostgresProxy:
 
     `url(schema)` is a log URL through the proxy. `down()` cuts every connection
     through it and closes at once each one opened until `up()`; `refused` counts those.
+    `stall()` keeps connections open but passes nothing on until `up()` (a network that
+    drops packets silently).
     """
 
     def __init__(self) -> None:
@@ -100,6 +102,8 @@ class PostgresProxy:
         self._links: set[asyncio.StreamWriter] = set()
         self.is_up = True
         self.refused = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> PostgresProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -127,6 +131,10 @@ class PostgresProxy:
 
     def up(self) -> None:
         self.is_up = True
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
 
     async def aclose(self) -> None:
         self.down()
@@ -149,6 +157,7 @@ class PostgresProxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):

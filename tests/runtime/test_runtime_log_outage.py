@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -782,3 +783,63 @@ async def test_a_run_whose_lease_met_an_outage_waits_for_the_log_and_runs(
         "RunStarted",
         "RunCompleted",
     ]
+
+
+async def _a_run_whose_release_meets(fleet: Any, cut: Callable[[], None]) -> None:
+    """A run (its lease held) that cuts the log, then ends raising its own outcome."""
+    from runtime._patterns import run_lease
+
+    async with asyncio.timeout(60), run_lease(fleet, "r1"):
+        cut()
+        raise ValueError("the run's own outcome")
+
+
+async def test_a_run_lease_whose_release_met_an_outage_keeps_the_outcome_and_lapses(
+    tmp_path: Path,
+) -> None:
+    """The release of a run's lease at its end meets a cut log: the run's own outcome (here
+    its exception) comes out at once, not StoreUnavailable, and the lease left behind is
+    not renewed: it lapses after its ttl, and another process takes the run then."""
+    from postgres_support import proxied_log
+
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(db=url, workspace=workspace, env={}, lease_ttl_s=3.0)
+        async with open_runtime(options) as rt:
+            with pytest.raises(ValueError, match="the run's own outcome"):
+                await _a_run_whose_release_meets(rt.fleet, proxy.down)
+            assert not rt.fleet.leases.holds("run-r1")
+            proxy.up()
+            [left] = await rt.store.leases.leases(prefix="run-r1")
+            assert left.owner == rt.fleet.leases.owner  # left behind, not released
+            with pytest.raises(LeaseHeld):
+                await rt.store.leases.acquire_lease("run-r1", "elsewhere:1:abcd", 60)
+            async with asyncio.timeout(60):  # not renewed: it lapses
+                while True:
+                    try:
+                        await rt.store.leases.acquire_lease("run-r1", "elsewhere:1:abcd", 60)
+                        break
+                    except LeaseHeld:
+                        await asyncio.sleep(0.5)
+            assert left.expires_at <= time.time()
+
+
+async def test_a_run_lease_whose_release_met_a_silent_network_gives_up_after_its_ttl(
+    tmp_path: Path,
+) -> None:
+    """The release of a run's lease meets a network that drops everything silently (no
+    reset: the statement would wait for TCP to give up, a quarter of an hour): the run's
+    outcome comes out after the lease's ttl, when the lease has lapsed anyway.
+    Regression: the run hung in its release after it had ended."""
+    from postgres_support import proxied_log
+
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(db=url, workspace=workspace, env={}, lease_ttl_s=3.0)
+        async with open_runtime(options) as rt:
+            try:
+                with pytest.raises(ValueError, match="the run's own outcome"):
+                    await _a_run_whose_release_meets(rt.fleet, proxy.stall)
+            finally:
+                proxy.up()
+            assert not rt.fleet.leases.holds("run-r1")
