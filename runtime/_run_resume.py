@@ -109,7 +109,9 @@ async def resume_run(fleet: Fleet, run_id: str) -> RunResult:
     `AgentDrivenElsewhere` when a live process conducts it; nothing is
     written then.
     """
-    recorded = await _started(fleet.store, run_id)
+    # Its reads wait out an unavailable log, as the run's lease and its appends do.
+    check = partial(_started, fleet.store, run_id)
+    recorded = await read_waiting(fleet.store, check, who=f"run {run_id}")
     started = recorded.data
     assert isinstance(started, RunStarted)
     if started.workspace and Path(started.workspace) != fleet.config.workspace:
@@ -121,7 +123,8 @@ async def resume_run(fleet: Fleet, run_id: str) -> RunResult:
     began = recorded.recorded_at.timestamp()
     spec = None if started.pattern == "orchestrator" else _pattern_of(run_id, started)
     async with run_lease(fleet, run_id):
-        await _started(fleet.store, run_id)  # it may have ended while we took the lease
+        # It may have ended while we took the lease.
+        await read_waiting(fleet.store, check, who=f"run {run_id}")
         if spec is None:
             return await _resume_orchestrator(fleet, run_id, started, began)
         journal, conductor_exists = await _journal(fleet.store, run_id)

@@ -843,3 +843,36 @@ async def test_a_run_lease_whose_release_met_a_silent_network_gives_up_after_its
             finally:
                 proxy.up()
             assert not rt.fleet.leases.holds("run-r1")
+
+
+async def test_a_resume_begun_while_the_log_is_cut_waits_for_it(
+    tmp_path: Path, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`fleet resume` begun in an outage waits for the log in its check of the run and its
+    lease, then resumes it. Regression: it raised StoreUnavailable at its first read."""
+    from postgres_support import proxied_log
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    workspace = await prepare_workspace(tmp_path / "repo")
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(
+            db=url,
+            workspace=workspace,
+            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
+        )
+        async with open_runtime(options) as rt:
+            run_id = "resumed2"
+            model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
+            started = RunStarted(
+                run_id=run_id, task=TASK, pattern="orchestrator",
+                workspace=str(workspace), model=model, simulated=rt.fleet.client.simulated,
+            )  # fmt: skip
+            await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
+            proxy.down()
+            run = asyncio.create_task(resume_run(rt.fleet, run_id))
+            await _until_a_probe_failed(caplog, run)
+            proxy.up()
+            result = await asyncio.wait_for(run, 180)
+            assert result.status == "completed", result.error
+            types = [e.type for e in await rt.store.read_stream(f"run-{run_id}")]
+    assert types == ["RunStarted", "RunCompleted"]
