@@ -9,12 +9,13 @@ log was back, or an exception that left it working for ever), its run then RunFa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from disk_support import fill
@@ -35,6 +36,7 @@ from events import (
 from runtime import (
     AgentDrivenElsewhere,
     ModelClient,
+    Runtime,
     RuntimeOptions,
     Simulator,
     load_pattern,
@@ -45,6 +47,9 @@ from runtime import (
     run_pattern,
 )
 from runtime._outage import append_waiting
+
+if TYPE_CHECKING:
+    from postgres_support import PostgresProxy
 from runtime.simulator import Call, Observation, Situation, Turn
 
 TASK = "rename `count_words` to `word_count` everywhere"
@@ -83,6 +88,23 @@ def _duplicates(events: list[RecordedEvent]) -> list[str]:
         if e.type in ("ToolCallRequested", "ToolCallCompleted", "AgentCompleted", "RunCompleted")
     )
     return [f"{k}: {n}" for k, n in seen.items() if n > 1]
+
+
+@contextlib.asynccontextmanager
+async def _runtime_behind_a_proxy(
+    tmp_path: Path, sim: Simulator
+) -> AsyncIterator[tuple[PostgresProxy, Runtime]]:
+    """A runtime on the offline simulator `sim` and a fresh PostgreSQL log reached through a
+    proxy the test cuts (`proxy.down()`), its workspace the sample repository in
+    `tmp_path / "repo"`."""
+    from postgres_support import proxied_log
+
+    workspace = await prepare_workspace(tmp_path / "repo")
+    env = {"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"}
+    async with proxied_log() as (proxy, url):
+        options = RuntimeOptions(db=url, workspace=workspace, env=env)
+        async with open_runtime(options) as rt:
+            yield proxy, rt
 
 
 async def test_a_pattern_run_waits_out_a_postgres_outage_mid_build_and_ends_as_if_none(
@@ -306,31 +328,23 @@ async def test_a_step_agent_whose_creation_met_an_outage_is_taken_up_and_the_run
 
     Regression: the builder's creation failed (its AgentCreated committed, the append
     after it did not), and the run ended RunFailed with "StoreUnavailable"."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            cut: list[str] = []
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        cut: list[str] = []
 
-            def cut_at_the_builder(payload: dict[str, Any]) -> None:
-                if payload.get("agent_type") == "builder" and not cut:
-                    cut.append(payload["agent_id"])
-                    proxy.down()  # its AgentCreated is in; its hook's event is not
+        def cut_at_the_builder(payload: dict[str, Any]) -> None:
+            if payload.get("agent_type") == "builder" and not cut:
+                cut.append(payload["agent_id"])
+                proxy.down()  # its AgentCreated is in; its hook's event is not
 
-            rt.hooks.add_python("SubagentStart", cut_at_the_builder)
-            run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+        rt.hooks.add_python("SubagentStart", cut_at_the_builder)
+        run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     created = [e.data.name for e in events if e.type == "AgentCreated"]  # type: ignore[union-attr]
     baseline = await prepare_workspace(tmp_path / "baseline")
     plain = RuntimeOptions(db=tmp_path / "baseline.db", workspace=baseline, env={})
@@ -436,31 +450,23 @@ async def test_a_step_agent_whose_delete_met_an_outage_is_deleted_once_the_log_i
 
     Regression: the delete's StoreUnavailable was taken for "already gone" and the agent
     was left undeleted until the run's end, out of the order an uninterrupted run has."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            cut: list[str] = []
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        cut: list[str] = []
 
-            def cut_at_the_planners_end(payload: dict[str, Any]) -> None:
-                if str(payload.get("fleet_agent_id")).startswith("plan-") and not cut:
-                    cut.append(payload["fleet_agent_id"])
-                    proxy.down()  # its SessionEnd is recorded with its AgentDeleted
+        def cut_at_the_planners_end(payload: dict[str, Any]) -> None:
+            if str(payload.get("fleet_agent_id")).startswith("plan-") and not cut:
+                cut.append(payload["fleet_agent_id"])
+                proxy.down()  # its SessionEnd is recorded with its AgentDeleted
 
-            rt.hooks.add_python("SessionEnd", cut_at_the_planners_end)
-            run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+        rt.hooks.add_python("SessionEnd", cut_at_the_planners_end)
+        run = asyncio.create_task(run_pattern(rt.fleet, load_pattern(PATTERN), TASK))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     order = [(e.type, e.stream_id.split("-")[1]) for e in events if e.type.startswith("Agent")]
     order = [x for x in order if x[0] in ("AgentCreated", "AgentDeleted")]
     assert cut
@@ -475,28 +481,21 @@ async def test_an_orchestrator_run_whose_run_started_met_a_lock_waits_for_it(
     held past lock_timeout), as a pattern run's does. Regression: `run_orchestrator`
     raised StoreUnavailable, the run never started."""
     import asyncpg
-    from postgres_support import POSTGRES_URL, proxied_log
+    from postgres_support import POSTGRES_URL
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (_, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            admin = await asyncpg.connect(POSTGRES_URL)
-            try:
-                async with admin.transaction():  # writes wait, reads do not
-                    await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
-                    run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
-                    await _until_waiting(caplog, run)
-                result = await asyncio.wait_for(run, 180)  # the lock is gone
-            finally:
-                await admin.close()
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (_, rt):
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            async with admin.transaction():  # writes wait, reads do not
+                await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+                run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+                await _until_waiting(caplog, run)
+            result = await asyncio.wait_for(run, 180)  # the lock is gone
+        finally:
+            await admin.close()
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     assert [e.type for e in events if e.stream_id.startswith("run-")] == [
         "RunStarted",
         "RunCompleted",
@@ -509,31 +508,23 @@ async def test_an_orchestrator_whose_creation_met_an_outage_is_taken_up_not_crea
     """The orchestrator agent's AgentCreated landed, the append after it did not: once the
     log is back the run takes that agent up. Regression: the run raised StoreUnavailable
     and left RunStarted without an end."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            cut: list[str] = []
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        cut: list[str] = []
 
-            def cut_at_the_orchestrator(payload: dict[str, Any]) -> None:
-                if payload.get("agent_type") == "orchestrator" and not cut:
-                    cut.append(payload["fleet_agent_id"])
-                    proxy.down()  # its AgentCreated is in; its hook's event is not
+        def cut_at_the_orchestrator(payload: dict[str, Any]) -> None:
+            if payload.get("agent_type") == "orchestrator" and not cut:
+                cut.append(payload["fleet_agent_id"])
+                proxy.down()  # its AgentCreated is in; its hook's event is not
 
-            rt.hooks.add_python("SessionStart", cut_at_the_orchestrator)
-            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+        rt.hooks.add_python("SessionStart", cut_at_the_orchestrator)
+        run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     orchestrators = [
         e.data.agent_id  # type: ignore[union-attr]
         for e in events
@@ -549,33 +540,25 @@ async def test_an_orchestrator_run_whose_final_deletes_met_an_outage_deletes_eve
 ) -> None:
     """`finish_orchestrator` deletes the run's agents waiting out the log. Regression: a
     delete that met an outage was taken as done and the orchestrator stayed undeleted."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            cut: list[str] = []
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        cut: list[str] = []
 
-            def cut_at_the_orchestrators_end(payload: dict[str, Any]) -> None:
-                agent_id = str(payload.get("fleet_agent_id"))
-                ending = payload.get("fleet_reason") == "delete" and agent_id.startswith("orch")
-                if ending and not cut:
-                    cut.append(agent_id)
-                    proxy.down()  # its SessionEnd is recorded with its AgentDeleted
+        def cut_at_the_orchestrators_end(payload: dict[str, Any]) -> None:
+            agent_id = str(payload.get("fleet_agent_id"))
+            ending = payload.get("fleet_reason") == "delete" and agent_id.startswith("orch")
+            if ending and not cut:
+                cut.append(agent_id)
+                proxy.down()  # its SessionEnd is recorded with its AgentDeleted
 
-            rt.hooks.add_python("SessionEnd", cut_at_the_orchestrators_end)
-            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            agents = await rt.fleet.list_agents(run_id=result.run_id, include_deleted=True)
+        rt.hooks.add_python("SessionEnd", cut_at_the_orchestrators_end)
+        run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        agents = await rt.fleet.list_agents(run_id=result.run_id, include_deleted=True)
     assert cut == [result.orchestrator_id]
     assert {a["id"]: a["status"] for a in agents if a["status"] != "deleted"} == {}
 
@@ -598,37 +581,29 @@ async def test_an_orchestrators_create_agent_that_met_an_outage_waits_and_report
     returns the agent whose AgentCreated landed before the cut. Regression: the model was
     told "the event log is unavailable" for an agent that existed (never given its task),
     when the log was back by the time the call's result was appended."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            cut: list[str] = []
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        cut: list[str] = []
 
-            def cut_at_the_first_scout(payload: dict[str, Any]) -> None:
-                if payload.get("agent_type") == "scout" and not cut:
-                    cut.append(payload["agent_id"])
-                    proxy.down()  # its AgentCreated is in; its hook's event is not
+        def cut_at_the_first_scout(payload: dict[str, Any]) -> None:
+            if payload.get("agent_type") == "scout" and not cut:
+                cut.append(payload["agent_id"])
+                proxy.down()  # its AgentCreated is in; its hook's event is not
 
-            def back_before_the_result(payload: dict[str, Any]) -> None:
-                if payload.get("tool_name") == "create_agent":
-                    proxy.up()  # the call's result (an error) is appended
+        def back_before_the_result(payload: dict[str, Any]) -> None:
+            if payload.get("tool_name") == "create_agent":
+                proxy.up()  # the call's result (an error) is appended
 
-            rt.hooks.add_python("SubagentStart", cut_at_the_first_scout)
-            rt.hooks.add_python("PostToolUseFailure", back_before_the_result)
-            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
-            async with asyncio.timeout(120):
-                while "waiting for it" not in caplog.text and not run.done():
-                    await asyncio.sleep(0.05)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+        rt.hooks.add_python("SubagentStart", cut_at_the_first_scout)
+        rt.hooks.add_python("PostToolUseFailure", back_before_the_result)
+        run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+        async with asyncio.timeout(120):
+            while "waiting for it" not in caplog.text and not run.done():
+                await asyncio.sleep(0.05)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     assert cut
     created = [
         e.data.result  # type: ignore[union-attr]
@@ -707,37 +682,31 @@ async def test_a_resumed_orchestrator_run_waits_out_a_lock_on_its_writes(
     waiting out an unavailable log (here a lock held past lock_timeout), as a new run does.
     Regression: `resume_run` raised StoreUnavailable and left the run interrupted."""
     import asyncpg
-    from postgres_support import POSTGRES_URL, proxied_log
+    from postgres_support import POSTGRES_URL
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (_, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            run_id = "resumed1"
-            model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
-            started = RunStarted(
-                run_id=run_id, task=TASK, pattern="orchestrator",
-                workspace=str(workspace), model=model, simulated=rt.fleet.client.simulated,
-            )  # fmt: skip
-            await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
-            if stopped == "orchestrator never commanded":
-                await rt.fleet.create_agent("orchestrator", "orchestrator", run_id=run_id)
-            admin = await asyncpg.connect(POSTGRES_URL)
-            try:
-                async with admin.transaction():  # writes wait, reads do not
-                    await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
-                    run = asyncio.create_task(resume_run(rt.fleet, run_id))
-                    await _until_waiting(caplog, run)
-                result = await asyncio.wait_for(run, 180)  # the lock is gone
-            finally:
-                await admin.close()
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == run_id]
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (_, rt):
+        run_id = "resumed1"
+        model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
+        started = RunStarted(
+            run_id=run_id, task=TASK, pattern="orchestrator",
+            workspace=str((tmp_path / "repo").resolve()), model=model,
+            simulated=rt.fleet.client.simulated,
+        )  # fmt: skip
+        await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
+        if stopped == "orchestrator never commanded":
+            await rt.fleet.create_agent("orchestrator", "orchestrator", run_id=run_id)
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            async with admin.transaction():  # writes wait, reads do not
+                await admin.execute(f"LOCK TABLE {rt.store.tables.head} IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+                run = asyncio.create_task(resume_run(rt.fleet, run_id))
+                await _until_waiting(caplog, run)
+            result = await asyncio.wait_for(run, 180)  # the lock is gone
+        finally:
+            await admin.close()
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == run_id]
     orchestrators = [
         e.data.agent_id  # type: ignore[union-attr]
         for e in events
@@ -757,28 +726,20 @@ async def test_a_run_whose_lease_met_an_outage_waits_for_the_log_and_runs(
     """Taking the run's lease, the first thing a run (or a resume) writes, waits out an
     unavailable log; a lease a live process elsewhere holds is still refused at once.
     Regression: the run raised StoreUnavailable before it started."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            await rt.store.leases.acquire_lease("run-taken", "elsewhere:1:abcd", 60)
-            with pytest.raises(AgentDrivenElsewhere):
-                await run_orchestrator(rt.fleet, TASK, run_id="taken")
-            assert "waiting for it" not in caplog.text
-            proxy.down()
-            run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        await rt.store.leases.acquire_lease("run-taken", "elsewhere:1:abcd", 60)
+        with pytest.raises(AgentDrivenElsewhere):
+            await run_orchestrator(rt.fleet, TASK, run_id="taken")
+        assert "waiting for it" not in caplog.text
+        proxy.down()
+        run = asyncio.create_task(run_orchestrator(rt.fleet, TASK))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        events = [e for e in await rt.store.read_all() if e.meta.run_id == result.run_id]
     assert [e.type for e in events if e.stream_id.startswith("run-")] == [
         "RunStarted",
         "RunCompleted",
@@ -850,29 +811,22 @@ async def test_a_resume_begun_while_the_log_is_cut_waits_for_it(
 ) -> None:
     """`fleet resume` begun in an outage waits for the log in its check of the run and its
     lease, then resumes it. Regression: it raised StoreUnavailable at its first read."""
-    from postgres_support import proxied_log
 
     caplog.set_level(logging.DEBUG, logger="runtime._outage")
-    workspace = await prepare_workspace(tmp_path / "repo")
-    async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(
-            db=url,
-            workspace=workspace,
-            env={"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"},
-        )
-        async with open_runtime(options) as rt:
-            run_id = "resumed2"
-            model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
-            started = RunStarted(
-                run_id=run_id, task=TASK, pattern="orchestrator",
-                workspace=str(workspace), model=model, simulated=rt.fleet.client.simulated,
-            )  # fmt: skip
-            await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
-            proxy.down()
-            run = asyncio.create_task(resume_run(rt.fleet, run_id))
-            await _until_a_probe_failed(caplog, run)
-            proxy.up()
-            result = await asyncio.wait_for(run, 180)
-            assert result.status == "completed", result.error
-            types = [e.type for e in await rt.store.read_stream(f"run-{run_id}")]
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+        run_id = "resumed2"
+        model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
+        started = RunStarted(
+            run_id=run_id, task=TASK, pattern="orchestrator",
+            workspace=str((tmp_path / "repo").resolve()), model=model,
+            simulated=rt.fleet.client.simulated,
+        )  # fmt: skip
+        await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
+        proxy.down()
+        run = asyncio.create_task(resume_run(rt.fleet, run_id))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert result.status == "completed", result.error
+        types = [e.type for e in await rt.store.read_stream(f"run-{run_id}")]
     assert types == ["RunStarted", "RunCompleted"]
