@@ -30,6 +30,12 @@ Notes (do not fix without reading this):
    reader was cancelled (a hook's timeout, a Bash flood) with the command
    blocked writing to it was never read again: every such stop took its
    whole grace, twice, though the command was gone at once.
+5. A start cancelled after the fork (the caller's task cancelled: a runtime
+   closing, an agent interrupted) is finished, then stopped as in note 2. Left
+   to asyncio, the cancelled start SIGKILLs the reaper alone (note 2's "never
+   SIGKILL first"): the command it had begun lived on, re-parented to init (a
+   `sleep 30 && echo done > marker.txt` wrote its marker half a minute after
+   the runtime that started it had closed).
 """
 
 from __future__ import annotations
@@ -76,18 +82,28 @@ async def start_command(
 ) -> asyncio.subprocess.Process:
     """Start `command` (a shell command, or an argv) under a reaper, in its own session.
 
-    Notes 1 and 3. Always pair it with `stop_command` in a `finally`. Raises
+    Notes 1, 3 and 5. Always pair it with `stop_command` in a `finally`. Raises
     `OSError` if it cannot start.
     """
-    return await asyncio.create_subprocess_exec(
-        *command_argv(command),
-        cwd=cwd,
-        env=env,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *command_argv(command),
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
     )
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Cancelled while it starts (note 5): let it start, then stop it as every command
+        # is stopped, before the cancellation goes on.
+        with contextlib.suppress(OSError):
+            await stop_command(await starting)
+        raise
 
 
 def _signal(pid: int, signum: int, *, group: bool) -> None:

@@ -10,6 +10,8 @@ import asyncio
 import os
 import signal
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,39 @@ def test_the_reaper_is_plain_python_with_no_import_of_fleet() -> None:
         if line.startswith(("import ", "from ")) or line.strip().startswith("import ")
     }
     assert imported <= {"__future__", "ctypes", "os", "signal", "sys", "time", "resource"}
+
+
+def _children() -> set[int]:
+    """This thread's child processes (the event loop's: asyncio forks on it)."""
+    tid = threading.get_native_id()
+    with open(f"/proc/self/task/{tid}/children") as f:
+        return {int(pid) for pid in f.read().split()}
+
+
+async def test_a_start_cancelled_once_its_command_runs_leaves_nothing_running() -> None:
+    """Regression: a start cancelled after the fork (a runtime closing as an agent's Bash
+    started) had asyncio SIGKILL the reaper alone, and the command it had begun ran on
+    (a `sleep 30 && echo done > marker.txt` wrote its marker after the runtime closed)."""
+    mark = uuid.uuid4().hex
+    before = _children()
+    start = asyncio.ensure_future(
+        start_command(
+            "exec sleep 600", env={**os.environ, MARK: mark},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        )
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        while not _children() - before:  # one step at a time, until the reaper is forked
+            await asyncio.sleep(0)
+    # The loop held (the start cannot finish meanwhile) until the command runs under it.
+    deadline = time.monotonic() + 30
+    while len(marked(mark)) < 2:
+        assert time.monotonic() < deadline, "the reaper never started the command"
+        time.sleep(0.01)  # noqa: ASYNC251  # blocks the loop on purpose: the start stays pending
+    assert not start.done()
+    start.cancel()
+    # Left to asyncio, the start waited for the orphaned command's pipe to close (600 s).
+    async with asyncio.timeout(30):
+        with pytest.raises(asyncio.CancelledError):
+            await start
+    assert marked(mark) == []
