@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import EventFilter, RecordedEvent
-from events.errors import FleetError, StoreUnavailable
+from events.errors import FleetError
 
-from ._outage import LogOutage, read_waiting
+from ._outage import effect_waiting, read_waiting
 from ._tools import Toolbox, ToolContext, ToolKind, ToolResult
 from .errors import ToolError
 
@@ -109,18 +109,12 @@ class _FleetTool(ABC):
         for it, or it runs again (module note 1)."""
         who = f"agent {ctx.agent_id}"
         after = await read_waiting(fleet.store, fleet.store.head, who=who)
-        outage = LogOutage(fleet.store, who)
-        while True:
-            try:
-                return await self.run(fleet, input, ctx)
-            except StoreUnavailable as e:
-                if not await outage.wait(e, fleet.store.head):
-                    raise
-            found = await read_waiting(
-                fleet.store, lambda: self.effect(fleet, input, ctx, after), who=who
-            )
-            if found is not None:
-                return found
+        return await effect_waiting(
+            fleet.store,
+            lambda: self.run(fleet, input, ctx),
+            lambda: self.effect(fleet, input, ctx, after),
+            who=who,
+        )
 
     @abstractmethod
     async def run(self, fleet: Fleet, input: Any, ctx: ToolContext) -> Any:

@@ -43,7 +43,14 @@ from typing import TypeVar
 from events import EventStore, NewEvent, RecordedEvent
 from events.errors import StoreUnavailable
 
-__all__ = ["OUTAGE_LIMIT_S", "LogOutage", "append_waiting", "landed", "read_waiting"]
+__all__ = [
+    "OUTAGE_LIMIT_S",
+    "LogOutage",
+    "append_waiting",
+    "effect_waiting",
+    "landed",
+    "read_waiting",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +180,31 @@ async def read_waiting(store: EventStore, read: Callable[[], Awaitable[T]], *, w
         except StoreUnavailable as e:
             if not await outage.wait(e, store.head):
                 raise
+
+
+async def effect_waiting(
+    store: EventStore,
+    do: Callable[[], Awaitable[T]],
+    found: Callable[[], Awaitable[T | None]],
+    *,
+    who: str,
+) -> T:
+    """`await do()`, waiting out an unavailable log. A call an outage cut may have taken
+    effect (its first append committed before the connection went): once the log is back,
+    `found()` (it reads the log) returns that effect, or None and `do` runs again.
+
+    Raises `StoreUnavailable` after `OUTAGE_LIMIT_S`, and whatever else they raise.
+    """
+    outage = LogOutage(store, who)
+    while True:
+        try:
+            return await do()
+        except StoreUnavailable as e:
+            if not await outage.wait(e, store.head):
+                raise
+        effect = await read_waiting(store, found, who=who)
+        if effect is not None:
+            return effect
 
 
 async def landed(

@@ -82,13 +82,13 @@ from events import (
     TaskCreated,
     TaskMoved,
 )
-from events.errors import FleetError, StoreUnavailable
+from events.errors import FleetError
 
 from ._agent_spec import TRANSCRIPTS
 from ._claude_code import require_claude_code
 from ._fleet import TERMINAL, Fleet
 from ._orchestrator_tools import ORCHESTRATOR_TOOLS
-from ._outage import LogOutage, append_waiting, read_waiting
+from ._outage import append_waiting, effect_waiting, read_waiting
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, StepSpec
 from ._run_damage import run_damage
 from ._transcript import Transcript, transcript_path
@@ -600,36 +600,34 @@ class _PatternExecution:
                 )
             await self._adopt(agent_id, prompt)
             return agent_id
-        outage = LogOutage(self.fleet.store, f"run {self.conductor.run_id}")
-        found: list[str] = []
 
-        async def probe() -> None:
-            await self.conductor.held()  # module note 7
-            found[:] = await self.conductor.children()
-
-        while True:
-            try:
-                status = await self.fleet.create_agent(
-                    name=name,
-                    role=step.role,
-                    task=prompt,
-                    model=model,
-                    parent_id=self.conductor.agent_id,
-                    run_id=self.conductor.run_id,
-                    max_turns=step.max_turns,
-                    engine=step.engine,
-                )
-            except StoreUnavailable as e:
-                if not await outage.wait(e, probe):
-                    raise
-                if len(found) > self.taken:  # its AgentCreated had committed (module note 6)
-                    agent_id = found[self.taken]
-                    logger.info("run %s: %s had been created", self.conductor.run_id, agent_id)
-                    await self._adopt(agent_id, prompt)
-                    return agent_id
-                continue
+        async def create() -> str:
+            status = await self.fleet.create_agent(
+                name=name,
+                role=step.role,
+                task=prompt,
+                model=model,
+                parent_id=self.conductor.agent_id,
+                run_id=self.conductor.run_id,
+                max_turns=step.max_turns,
+                engine=step.engine,
+            )
             self.taken += 1
             return str(status["id"])
+
+        async def created() -> str | None:  # its AgentCreated had committed (module note 6)
+            await self.conductor.held()  # module note 7
+            children = await self.conductor.children()
+            if len(children) <= self.taken:
+                return None
+            agent_id = children[self.taken]
+            logger.info("run %s: %s had been created", self.conductor.run_id, agent_id)
+            await self._adopt(agent_id, prompt)
+            return agent_id
+
+        return await effect_waiting(
+            self.fleet.store, create, created, who=f"run {self.conductor.run_id}"
+        )
 
     async def _adopt(self, agent_id: str, prompt: str) -> None:
         """Take up a child the log shows the conductor created (resumed, or met an outage)."""
@@ -698,35 +696,30 @@ async def _create_orchestrator(fleet: Fleet, run_id: str, task: str, model: str)
     """The run's orchestrator agent, created waiting out an unavailable log (module note 8):
     one whose AgentCreated committed before the connection was cut is taken up (given
     its task if it had not been), not created a second time."""
-    outage = LogOutage(fleet.store, f"run {run_id}")
-    found: list[str] = []
     where = EventFilter.of(types=("AgentCreated",), run_id=run_id)
 
-    async def probe() -> None:
+    async def create() -> str:
+        status = await fleet.create_agent(
+            name="orchestrator", role="orchestrator", task=task, model=model, run_id=run_id
+        )
+        return str(status["id"])
+
+    async def created() -> str | None:
         await run_held(fleet, run_id)
-        found[:] = [
+        found = [
             e.data.agent_id
             async for e in fleet.store.iter_all(where=where)
             if isinstance(e.data, AgentCreated)
             and e.data.role == "orchestrator"
             and e.data.parent_id is None
         ]
+        if not found:
+            return None
+        logger.info("run %s: %s had been created", run_id, found[0])
+        await fleet.adopt_agent(found[0], task, by="user")
+        return found[0]
 
-    while True:
-        try:
-            status = await fleet.create_agent(
-                name="orchestrator", role="orchestrator", task=task, model=model, run_id=run_id
-            )
-        except StoreUnavailable as e:
-            if not await outage.wait(e, probe):
-                raise
-            if found:
-                logger.info("run %s: %s had been created", run_id, found[0])
-                adopt = partial(fleet.adopt_agent, found[0], task, by="user")
-                await read_waiting(fleet.store, adopt, who=f"run {run_id}")
-                return found[0]
-            continue
-        return str(status["id"])
+    return await effect_waiting(fleet.store, create, created, who=f"run {run_id}")
 
 
 async def finish_orchestrator(
