@@ -1,10 +1,11 @@
 """The one place where asyncpg's errors become fleet's.
 
 Every statement the backend sends runs inside `translated(...)`, so callers
-only ever see `events.errors`: a server that cannot be reached or that went
-away, a read-only transaction, or a lock held elsewhere past `lock_timeout` is
-`StoreUnavailable`, a database that does not exist is `LogNotFound`, anything
-else a `StoreError` naming what was being done. The driver's exception is kept as the `__cause__`.
+only ever see `events.errors`: a server that cannot be reached, that went
+away or that did not answer in time, a read-only transaction, or a lock held
+elsewhere past `lock_timeout` is `StoreUnavailable`, a database that does not
+exist is `LogNotFound`, anything else a `StoreError` naming what was being
+done. The driver's exception is kept as the `__cause__`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def store_error(error: BaseException, doing: str, location: str) -> StoreError:
         )
     if isinstance(error, asyncpg.ClientConfigurationError):  # an InterfaceError: first
         return StoreError(f"{doing} {location} failed: a setting of the URL is wrong ({error})")
+    if isinstance(error, TimeoutError):
+        # An OSError, so first: asyncpg's `command_timeout` (or its `timeout` to connect)
+        # passed with no answer: a network that drops packets silently, a hung server
+        # (`_store.py`, note 7). A statement's effect is then unknown.
+        return StoreUnavailable(
+            f"{doing} {location} failed: the server did not answer in time "
+            f"(command_timeout): the network or the server is down"
+        )
     if isinstance(
         error,
         OSError
@@ -74,6 +83,6 @@ def translated(doing: str, location: str) -> Iterator[None]:
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
         asyncpg.InternalClientError,
-        OSError,
+        OSError,  # TimeoutError too
     ) as e:
         raise store_error(e, doing, location) from e

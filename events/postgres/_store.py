@@ -33,6 +33,14 @@ Notes (do not fix without reading this):
    A page that waited past `lock_timeout` for a lock another session holds
    (`LOCK TABLE` in psql, a migration, `VACUUM FULL`) is waited out the same
    way: the lock ends, the log does not. Any other error still ends it.
+7. Every statement waits at most `command_timeout` for the server's answer
+   (asyncpg's own timeout, which then cancels it and drops the connection).
+   On a network that drops packets silently (a cut link, a firewall that
+   forgets the connection, a failed-over address) a statement otherwise
+   waits for TCP to give up, about a quarter of an hour, with every append
+   queued behind it and nothing said. A statement past it is
+   `StoreUnavailable`, waited out as any outage; an append's commit is then
+   unknown (the runtime looks in the log, `runtime/_outage.py` note 1).
 """
 
 from __future__ import annotations
@@ -82,6 +90,8 @@ class PostgresEventStore:
             session holds (`LOCK TABLE` in psql, a stuck transaction) before it
             fails with `StoreError` saying so; 0 waits for ever (PostgreSQL's
             `lock_timeout`).
+        command_timeout: how long (seconds) a statement waits for the server's
+            answer before it fails with `StoreUnavailable` (note 7); 0 waits for ever.
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class PostgresEventStore:
         pool_size: int = 4,
         connect_timeout: float = 10.0,
         lock_timeout: float = 10.0,
+        command_timeout: float = 60.0,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
@@ -101,6 +112,8 @@ class PostgresEventStore:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
         if lock_timeout < 0:
             raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
+        if command_timeout < 0:
+            raise ValueError(f"command_timeout must not be negative, got {command_timeout}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be positive, got {pool_size}")
         self._where: Location = parse_location(url)
@@ -111,6 +124,7 @@ class PostgresEventStore:
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.lock_timeout = lock_timeout
+        self.command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._relistening: asyncio.Task[None] | None = None
@@ -153,6 +167,7 @@ class PostgresEventStore:
                     min_size=0,
                     max_size=self.pool_size,
                     timeout=self.connect_timeout,
+                    command_timeout=self.command_timeout or None,  # note 7
                     server_settings=settings,
                 )
                 async with self._pool.acquire() as conn:

@@ -400,6 +400,70 @@ async def test_a_subscription_waits_out_an_outage_and_goes_on_without_gap_or_rep
         await proxy.aclose()
 
 
+async def test_a_statement_a_silent_network_never_answers_is_an_outage_not_a_hang(
+    factory: Logs,
+) -> None:
+    # On a network that drops packets silently (a cut link, a firewall that forgets the
+    # connection) an append waited for TCP to give up, a quarter of an hour, with every
+    # append queued behind it and nothing said.
+    from events import StoreUnavailable
+
+    await factory()  # the schema and its tables
+    proxy = await PostgresProxy().start()
+    try:
+        store = await PostgresEventStore(
+            proxy.url(factory.schema), command_timeout=1, connect_timeout=1
+        ).open()
+        try:
+            await store.append("agent-a", [command("a", 0)])
+            proxy.stall()
+            async with asyncio.timeout(60):
+                with pytest.raises(StoreUnavailable, match="did not answer in time"):
+                    await store.append("agent-a", [command("a", 1)])
+                with pytest.raises(StoreUnavailable, match="did not answer in time"):
+                    await store.head()
+            proxy.up()
+            await store.append("agent-a", [command("a", 2)])
+            # The stalled append's commit is unknown (it may land once the network is back).
+            events = await store.read_all()
+            assert {"0", "2"} <= {e.data.prompt for e in events}  # type: ignore[union-attr]
+            assert [e.position for e in events] == list(range(1, len(events) + 1))
+        finally:
+            await store.aclose()
+    finally:
+        await proxy.aclose()
+
+
+async def test_a_subscription_waits_out_a_silent_network_and_reads_on(
+    factory: Logs, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A page read on a silent network never came back: `fleet serve`'s views and streams
+    # froze, with no line said, until TCP gave up.
+    proxy = await PostgresProxy().start()
+    try:
+        writer = await factory()  # straight to the server
+        reader = await PostgresEventStore(
+            proxy.url(factory.schema), poll_interval=0.05, command_timeout=1, connect_timeout=1
+        ).open()
+        try:
+            following = _Following(reader)
+            seen, until = following.seen, following.until
+            await writer.append("agent-a", [command("a", 0)])
+            await until(lambda: seen == [1])
+            proxy.stall()
+            await writer.append("agent-a", [command("a", 1)])
+            await until(lambda: any("did not answer" in r.getMessage() for r in caplog.records))
+            proxy.up()
+            await writer.append("agent-a", [command("a", 2)])
+            await until(lambda: len(seen) >= 3)
+            assert seen == [1, 2, 3]
+            following.cancel()
+        finally:
+            await reader.aclose()
+    finally:
+        await proxy.aclose()
+
+
 async def test_a_schema_named_by_a_keyword_holds_a_log() -> None:
     # `order` is a lowercase identifier, and a reserved word: unquoted, opening said
     # 'syntax error at or near "order"'.
