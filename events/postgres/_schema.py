@@ -2,8 +2,11 @@
 
 A log is one schema of one database, named by a URL:
 `postgresql://user@host:port/database?schema=NAME` (`schema` defaults to
-`fleet`; every other query parameter goes to asyncpg, e.g. `sslmode`).
-Several logs can share a database, one per schema.
+`fleet`). The store's own options may be given there too (`STORE_OPTIONS`:
+`lock_timeout`, `command_timeout`, `connect_timeout` in seconds, `pool_size`),
+since a URL is all `fleet run --db` or `FLEET_DB` can carry; every other
+query parameter goes to asyncpg (`sslmode`, or a server setting such as
+`statement_timeout`). Several logs can share a database, one per schema.
 
 Notes (do not fix without reading this):
 1. `log_head` is one row holding the last position and the last
@@ -41,6 +44,7 @@ from ..errors import UnsupportedLocation
 __all__ = [
     "DEFAULT_SCHEMA",
     "SELECT_COLUMNS",
+    "STORE_OPTIONS",
     "Location",
     "Tables",
     "parse_location",
@@ -51,13 +55,26 @@ DEFAULT_SCHEMA = "fleet"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+# The store's options a URL may carry, and their types. Each would otherwise reach asyncpg
+# as a server setting: `connect_timeout` (libpq's, so often written) was refused by the
+# server at opening, `lock_timeout` silently replaced by the store's own.
+STORE_OPTIONS: dict[str, type[float] | type[int]] = {
+    "lock_timeout": float,
+    "command_timeout": float,
+    "connect_timeout": float,
+    "pool_size": int,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
-    """A parsed PostgreSQL log URL: what asyncpg connects to, and the log's schema."""
+    """A parsed PostgreSQL log URL: what asyncpg connects to, the log's schema, and the
+    store's options the URL gives (`STORE_OPTIONS`)."""
 
     url: str  # as given, for messages
-    dsn: str  # without `schema`, for asyncpg
+    dsn: str  # without `schema` and the store's options, for asyncpg
     schema: str
+    options: dict[str, float | int]
 
 
 def parse_location(url: str) -> Location:
@@ -75,7 +92,8 @@ def parse_location(url: str) -> Location:
     if len(schemas) > 1:  # which log was meant? (the last one was taken, silently)
         raise UnsupportedLocation(url, f"one schema, not {len(schemas)}: {schemas!r}")
     schema = schemas[0] if schemas else DEFAULT_SCHEMA
-    rest = [(key, value) for key, value in query if key != "schema"]
+    options = _store_options(url, [(key, value) for key, value in query if key in STORE_OPTIONS])
+    rest = [(key, value) for key, value in query if key != "schema" and key not in STORE_OPTIONS]
     if not _IDENTIFIER.match(schema):
         raise UnsupportedLocation(
             url,
@@ -85,7 +103,31 @@ def parse_location(url: str) -> Location:
     _check_ports(url, parts.netloc)
     scheme = "postgresql" if parts.scheme.lower() in ("postgresql", "postgres") else parts.scheme
     dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return Location(url=without_password(url), dsn=dsn, schema=schema)
+    return Location(url=without_password(url), dsn=dsn, schema=schema, options=options)
+
+
+def _store_options(url: str, given: list[tuple[str, str]]) -> dict[str, float | int]:
+    """The store's options in the URL's query, checked: a timeout is a number of seconds
+    (0 or more), `pool_size` a whole number (1 or more), each given once."""
+    options: dict[str, float | int] = {}
+    for key, text in given:
+        if key in options:
+            raise UnsupportedLocation(url, f"{key} is given twice")
+        try:
+            value = STORE_OPTIONS[key](text)
+        except ValueError:
+            value = None
+        if key == "pool_size":
+            if value is None or value < 1:
+                raise UnsupportedLocation(
+                    url, f"pool_size must be a whole number from 1, got {text!r}"
+                )
+        elif value is None or not 0 <= value < float("inf"):
+            raise UnsupportedLocation(url, f"{key} must be a number of seconds, got {text!r}")
+        elif key == "connect_timeout" and not value:
+            raise UnsupportedLocation(url, "connect_timeout must be more than 0 seconds")
+        options[key] = value
+    return options
 
 
 def _check_ports(url: str, netloc: str) -> None:

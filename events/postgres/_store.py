@@ -84,14 +84,17 @@ class PostgresEventStore:
         poll_interval: how often (seconds) an idle subscription looks for
             appends when no notification came (note 2).
         pool_size: the most connections this store opens for reads and writes
-            (plus one that listens).
-        connect_timeout: how long (seconds) opening waits for the server.
+            (plus one that listens); 4.
+        connect_timeout: how long (seconds) opening a connection waits for the server; 10.
         lock_timeout: how long (seconds) a statement waits for a lock another
             session holds (`LOCK TABLE` in psql, a stuck transaction) before it
-            fails with `StoreError` saying so; 0 waits for ever (PostgreSQL's
-            `lock_timeout`).
+            fails with `StoreUnavailable` saying so; 0 waits for ever (PostgreSQL's
+            `lock_timeout`); 10.
         command_timeout: how long (seconds) a statement waits for the server's
-            answer before it fails with `StoreUnavailable` (note 7); 0 waits for ever.
+            answer before it fails with `StoreUnavailable` (note 7); 0 waits for ever; 60.
+
+    The last four may be given in the URL's query instead (`?lock_timeout=2`: `fleet run
+    --db` takes only a URL); an argument given here wins over the URL's.
     """
 
     def __init__(
@@ -101,30 +104,33 @@ class PostgresEventStore:
         readonly: bool = False,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         poll_interval: float = 1.0,
-        pool_size: int = 4,
-        connect_timeout: float = 10.0,
-        lock_timeout: float = 10.0,
-        command_timeout: float = 60.0,
+        pool_size: int | None = None,
+        connect_timeout: float | None = None,
+        lock_timeout: float | None = None,
+        command_timeout: float | None = None,
     ) -> None:
         if max_event_bytes < 1:
             raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
-        if lock_timeout < 0:
-            raise ValueError(f"lock_timeout must not be negative, got {lock_timeout}")
-        if command_timeout < 0:
-            raise ValueError(f"command_timeout must not be negative, got {command_timeout}")
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be positive, got {pool_size}")
         self._where: Location = parse_location(url)
+        given = self._where.options
+        self.pool_size = int(_option(pool_size, given, "pool_size", 4))
+        self.connect_timeout = _option(connect_timeout, given, "connect_timeout", 10.0)
+        self.lock_timeout = _option(lock_timeout, given, "lock_timeout", 10.0)
+        self.command_timeout = _option(command_timeout, given, "command_timeout", 60.0)
+        if self.lock_timeout < 0:
+            raise ValueError(f"lock_timeout must not be negative, got {self.lock_timeout}")
+        if self.command_timeout < 0:
+            raise ValueError(f"command_timeout must not be negative, got {self.command_timeout}")
+        if self.connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive, got {self.connect_timeout}")
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be positive, got {self.pool_size}")
         self.tables = Tables(self._where.schema)
         self.readonly = readonly
         self.max_event_bytes = max_event_bytes
         self.poll_interval = poll_interval
-        self.pool_size = pool_size
-        self.connect_timeout = connect_timeout
-        self.lock_timeout = lock_timeout
-        self.command_timeout = command_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._relistening: asyncio.Task[None] | None = None
@@ -541,6 +547,16 @@ class PostgresEventStore:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await appended.wait()
+
+
+def _option(
+    argument: float | None, given: dict[str, float | int], name: str, default: float
+) -> float:
+    """A store option: the argument if given, else the URL's (`_schema.STORE_OPTIONS`),
+    else its default."""
+    if argument is not None:
+        return argument
+    return given.get(name, default)
 
 
 def _passing(error: StoreError) -> bool:

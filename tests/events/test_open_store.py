@@ -127,6 +127,39 @@ def test_a_postgresql_url_naming_two_schemas_is_refused() -> None:
         open_store("postgresql://u@h/db?schema=team_a&sslmode=disable&schema=team_b")
 
 
+def test_a_postgresql_url_carries_the_stores_options_and_an_argument_wins() -> None:
+    # `fleet run --db URL` takes a URL only: its timeouts could not be set at all, and
+    # `?connect_timeout=5`, as libpq users write it, reached the server as a setting it refused.
+    url = "postgresql://u@h/db?lock_timeout=0.5&command_timeout=30&connect_timeout=3&pool_size=2"
+    store = open_store(url)
+    seen = (store.lock_timeout, store.command_timeout, store.connect_timeout, store.pool_size)  # type: ignore[attr-defined]
+    assert seen == (0.5, 30.0, 3.0, 2)
+    assert "timeout" not in store._where.dsn and "pool_size" not in store._where.dsn  # type: ignore[attr-defined]
+    assert open_store(url, lock_timeout=7).lock_timeout == 7  # type: ignore[attr-defined]
+    defaults = open_store("postgresql://u@h/db?sslmode=disable")
+    assert (defaults.lock_timeout, defaults.command_timeout, defaults.pool_size) == (10, 60, 4)  # type: ignore[attr-defined]
+    assert "sslmode=disable" in defaults._where.dsn  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("lock_timeout=abc", "lock_timeout must be a number of seconds, got 'abc'"),
+        ("command_timeout=-1", "command_timeout must be a number of seconds"),
+        ("lock_timeout=inf", "lock_timeout must be a number of seconds"),
+        ("command_timeout=nan", "command_timeout must be a number of seconds"),
+        ("lock_timeout=", "lock_timeout must be a number of seconds, got ''"),
+        ("connect_timeout=0", "connect_timeout must be more than 0 seconds"),
+        ("pool_size=0", "pool_size must be a whole number from 1"),
+        ("pool_size=1.5", "pool_size must be a whole number from 1"),
+        ("lock_timeout=1&lock_timeout=2", "lock_timeout is given twice"),
+    ],
+)
+def test_a_postgresql_url_with_a_bad_store_option_is_refused(query: str, words: str) -> None:
+    with pytest.raises(UnsupportedLocation, match=words):
+        open_store(f"postgresql://u:secret@h/db?{query}")
+
+
 @pytest.mark.parametrize(
     ("location", "reason"),
     [

@@ -499,7 +499,12 @@ async def test_every_connection_of_a_store_is_named_fleet_in_pg_stat_activity(
 async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: Logs) -> None:
     from events import StoreError
 
-    store = await factory()  # the default lock_timeout, 10 s
+    # Options in the URL, as `fleet run --db` can give them (lock_timeout's default is 10
+    # s); `connect_timeout`, as libpq users write it, had reached the server, which refused it.
+    url = factory.location + "&lock_timeout=0.5&connect_timeout=5"
+    store = await PostgresEventStore(url).open()
+    factory._open.append(store)
+    assert store.lock_timeout == 0.5
     await store.append("agent-a", [command("a", 0)])
     admin = await asyncpg.connect(POSTGRES_URL)
     try:

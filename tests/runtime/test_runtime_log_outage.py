@@ -102,7 +102,8 @@ async def _runtime_behind_a_proxy(
     workspace = await prepare_workspace(tmp_path / "repo")
     env = {"ANTHROPIC_BASE_URL": sim.base_url, "ANTHROPIC_API_KEY": "sim-offline"}
     async with proxied_log() as (proxy, url):
-        options = RuntimeOptions(db=url, workspace=workspace, env=env)
+        # A lock the test holds is met after 1 s, not the default 10.
+        options = RuntimeOptions(db=f"{url}&lock_timeout=1", workspace=workspace, env=env)
         async with open_runtime(options) as rt:
             yield proxy, rt
 
