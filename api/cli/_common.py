@@ -73,6 +73,16 @@ def printable(text: str) -> str:
     return text.translate(_CONTROL_PICTURES)
 
 
+def shell_word(text: str) -> str:
+    """`text` as one word of a shell command a user copies (a path with a space, a URL
+    with `&` and `?`), escaped for rich's markup."""
+    import shlex
+
+    from rich.markup import escape
+
+    return escape(shlex.quote(text))
+
+
 def make_console(**options: Any) -> Console:
     """A rich `Console` that prints text's control characters as symbols (see `printable`).
 

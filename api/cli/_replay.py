@@ -32,6 +32,7 @@ from ._common import (
     print_json,
     resolve_db,
     resolve_run,
+    shell_word,
 )
 
 if TYPE_CHECKING:
@@ -642,7 +643,10 @@ async def _import(args: argparse.Namespace, key: bytes | None, fifo: bool, phase
         console().print(
             f"imported run [bold]{run_id}[/]{escape(status)}: {result.events} events of "
             f"{len(result.streams)} streams at positions {result.first_position}.."
-            f"{result.last_position} of {where}; projections are up to date.\n"
-            f"see it with [bold]fleet replay {run_id} --db {where}[/]"
+            f"{result.last_position} of {where}; projections are up to date."
+        )
+        console().print(
+            f"see it with [bold]fleet replay {run_id} --db {shell_word(str(db))}[/]",
+            soft_wrap=True,
         )
     return 0

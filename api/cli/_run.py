@@ -30,6 +30,7 @@ from ._common import (
     require_log,
     resolve_db,
     resolve_run,
+    shell_word,
 )
 
 if TYPE_CHECKING:
@@ -622,8 +623,12 @@ def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     if report["simulated"]:
         out.print("(costs are what Claude would have charged for the simulator's token counts)")
     log, run_id = escape(report["log"]), escape(report["run_id"])
+    db = shell_word(report["log"])
+    out.print(f"[bold]log[/]: {log}  (run {run_id}, {report['duration_s']} s)")
+    # Commands to copy: the log quoted for the shell, the line left whole (a wrap inside
+    # the command broke it when pasted).
     out.print(
-        f"[bold]log[/]: {log}  (run {run_id}, {report['duration_s']} s)\n"
-        f"next: [bold]fleet replay {run_id} --db {log}[/] or "
-        f"[bold]fleet serve --db {log}[/] and open http://127.0.0.1:8000/"
+        f"next: [bold]fleet replay {run_id} --db {db}[/] or "
+        f"[bold]fleet serve --db {db}[/] and open http://127.0.0.1:8000/",
+        soft_wrap=True,
     )

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pty
+import shlex
 import shutil
 import signal
 import struct
@@ -137,6 +138,15 @@ def test_export_then_import_into_another_log(demo: tuple[Path, str], tmp_path: P
     assert code == 1
     assert "exist in this log already" in err
     assert asyncio.run(_run_ids(other)) == [run_id]
+
+    # The command it says to run next works when pasted: the log quoted for the shell.
+    third = tmp_path / "my logs" / "a&b.db"
+    code, out, err = fleet("import", str(exported), "--db", str(third))
+    assert code == 0, err
+    hint = next(line for line in out.splitlines() if line.startswith("see it with "))
+    assert shlex.split(hint.removeprefix("see it with ")) == [
+        "fleet", "replay", run_id, "--db", str(third)
+    ]  # fmt: skip
 
 
 def _reseal(lines: list[bytes]) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -246,8 +248,9 @@ def test_rich_markup_in_the_task_and_in_file_paths_is_printed_as_text(tmp_path: 
         subprocess.run(git, cwd=repo, check=True)
     task = "rename `count_words` to `word_count` [/] [bold]now[/bold]"
 
-    done = _fleet("run", task, "--workspace", str(repo), "--quiet", "--db", str(tmp_path / "f.db"),
-                  cwd=tmp_path, env={"COLUMNS": "250"})  # fmt: skip
+    db = tmp_path / "my logs" / "a&b [x].db"  # the hint's commands quote it for the shell
+    done = _fleet("run", task, "--workspace", str(repo), "--quiet", "--db", str(db),
+                  cwd=tmp_path, env={"COLUMNS": "100"})  # fmt: skip
 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -256,6 +259,12 @@ def test_rich_markup_in_the_task_and_in_file_paths_is_printed_as_text(tmp_path: 
     assert "lib[/]extra.py" in out.split("what changed")[1].split("tests")[0]  # the diff stat
     assert any(" wrote: " in line and "lib[/]extra.py" in line for line in out.splitlines())
     assert "word_count" in (repo / "lib[" / "]extra.py").read_text()
+    # The commands to copy next work when pasted: one line each, the log quoted (an `&` in
+    # it had sent a pasted `fleet replay` to the background, a space split it in two).
+    run_id = re.search(r"\(run\s+(\w+),", out).group(1)  # type: ignore[union-attr]
+    hint = next(line for line in out.splitlines() if line.startswith("next: "))
+    replay = hint.removeprefix("next: ").split(" or ")[0]
+    assert shlex.split(replay) == ["fleet", "replay", run_id, "--db", str(db)]
 
 
 def test_a_runs_budget_counts_that_run_only_not_the_earlier_runs_in_its_log(
