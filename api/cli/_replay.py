@@ -458,8 +458,12 @@ async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -
         console().print(
             f"exported run [bold]{escape(written.run_id)}[/]: {written.events} events of "
             f"{len(written.streams)} streams to {path} ({written.bytes} bytes, "
-            f"sha256 {written.sha256[:16]}…{signed})\nload it elsewhere with "
-            f"[bold]fleet import {path}{verify} --db OTHER.db[/]"
+            f"sha256 {written.sha256[:16]}…{signed})"
+        )
+        console().print(
+            f"load it elsewhere with [bold]fleet import {shell_word(str(written.path))}"
+            f"{verify} --db OTHER.db[/]",
+            soft_wrap=True,
         )
     return 0
 

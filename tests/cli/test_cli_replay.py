@@ -588,10 +588,12 @@ def test_paths_with_rich_markup_are_printed_as_text(demo: tuple[Path, str], tmp_
 
     code, out, err = fleet("export", run_id, "--db", str(log), "-o", str(exported))
     assert code == 0, err
-    assert f"fleetimport{exported}--dbOTHER.db" in "".join(out.split())  # wrapped anywhere
+    hint = next(line for line in out.splitlines() if line.startswith("load it elsewhere with "))
+    words = shlex.split(hint.removeprefix("load it elsewhere with "))
+    assert words == ["fleet", "import", str(exported), "--db", "OTHER.db"]  # pastes whole
     code, out, err = fleet("import", str(exported), "--db", str(other))
     assert code == 0, err
-    assert f"fleetreplay{run_id}--db{other}" in "".join(out.split())
+    assert f"fleetreplay{run_id}--db{shlex.quote(str(other))}" in "".join(out.split())
 
 
 def test_import_refuses_a_damaged_export_and_creates_no_log(
