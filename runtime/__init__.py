@@ -26,6 +26,7 @@ from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._run_damage import RunDamage, TestRun, run_damage
 from ._run_resume import abandon_run, check_resumable, interrupted_runs, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
 from ._sandbox import Sandbox
@@ -111,6 +112,7 @@ __all__ = [
     "Posted",
     "PriceTable",
     "PromptBlocked",
+    "RunDamage",
     "RunNotResumable",
     "RunResult",
     "Runtime",
@@ -118,6 +120,7 @@ __all__ = [
     "Sandbox",
     "ScriptedWake",
     "Simulator",
+    "TestRun",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -146,6 +149,7 @@ __all__ = [
     "open_runtime",
     "prepare_workspace",
     "resume_run",
+    "run_damage",
     "run_orchestrator",
     "run_pattern",
     "wait_for_decision",

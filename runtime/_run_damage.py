@@ -10,7 +10,11 @@ Notes (do not fix without reading this):
    it and retries) is not a failure: only the last attempt of an input counts.
 2. A call a hook blocked is a decision, not damage: it is in the log as such.
 3. "Tests" are the Bash commands that look like a test run; only the last one
-   counts (a builder may run them, fix, and run them again).
+   counts (a builder may run them, fix, and run them again). That last one is
+   also what `fleet run`'s summary reports (`TestRun`): the command the agents
+   chose, in their environment, is the project's own runner; fleet running
+   `python -m unittest` itself, with its own Python, said "passed" of a pytest
+   repository ("Ran 0 tests") and "failed" of one whose packages fleet lacks.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from events import EventFilter, EventStore, ToolCallCompleted, ToolCallRequested
 
-__all__ = ["EDIT_TOOLS", "RunDamage", "run_damage"]
+__all__ = ["EDIT_TOOLS", "RunDamage", "TestRun", "run_damage"]
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _TEST_COMMAND = re.compile(
@@ -31,12 +35,47 @@ _TEST_COMMAND = re.compile(
 )
 
 
+# The line of a test runner's output that counts them: unittest's "Ran 3 tests in 0.01s",
+# pytest's "4 passed, 1 failed in 0.2s", jest's "Tests: 2 failed, 5 total".
+_COUNT_LINE = re.compile(r"^Ran \d+ tests?\b|\b\d+ (passed|failed|errors?)\b|^Tests?:", re.I)
+
+
+def _test_said(result: str) -> str:
+    """A test command's output in a line: its first line, the line counting the tests when
+    that is not the last (unittest puts "OK" after it: "Ran 0 tests" is what tells), and its
+    last."""
+    lines = [line[:200] for line in result.strip().splitlines() if line.strip()]
+    if len(lines) < 2:
+        return lines[0] if lines else ""
+    shown = [lines[0]]
+    counted = next((line for line in reversed(lines[1:-1]) if _COUNT_LINE.search(line)), None)
+    if counted is not None:
+        shown.append(counted)
+    shown.append(lines[-1])
+    return " ... ".join(shown)
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """The last test command the agents ran (note 3)."""
+
+    __test__ = False  # not a pytest test class
+
+    command: str
+    agent_id: str
+    passed: bool
+    said: str  # its output's first and last lines
+    edits_after: int  # edits and writes made after it, which it did not test
+
+
 @dataclass
 class RunDamage:
-    """Failed edits ("path: error", in log order) and the last test command if it failed."""
+    """Failed edits ("path: error", in log order) and the last test command if it failed;
+    `last_tests`, that command whether it failed or not."""
 
     failed_edits: list[str] = field(default_factory=list)
     failed_tests: str | None = None
+    last_tests: TestRun | None = None
 
     def __bool__(self) -> bool:
         return bool(self.failed_edits or self.failed_tests)
@@ -68,7 +107,8 @@ async def run_damage(
     )
     requested: dict[str, ToolCallRequested] = {}
     last_edit: dict[str, tuple[bool, str]] = {}  # input -> (failed, "path: error")
-    last_test: tuple[bool, str] | None = None
+    last_test: TestRun | None = None
+    edits_after = 0
     async for event in store.iter_all(where=where, lenient=True):
         data = event.data
         if isinstance(data, ToolCallRequested):
@@ -80,11 +120,19 @@ async def run_damage(
                 key = json.dumps([call.agent_id, call.name, call.input], sort_keys=True)
                 path = str(call.input.get("file_path") or call.input.get("notebook_path") or "?")
                 last_edit[key] = (data.is_error, f"{path}: {first_line}")
+                edits_after += not data.is_error
             elif call.name == "Bash" and _TEST_COMMAND.search(str(call.input.get("command", ""))):
-                lines = data.result.strip().splitlines()
-                said = first_line if len(lines) < 2 else f"{first_line} ... {lines[-1][:200]}"
-                last_test = (data.is_error, f"`{call.input.get('command')}`: {said}")
+                said = _test_said(data.result)
+                command = str(call.input.get("command"))
+                last_test = TestRun(command, call.agent_id, not data.is_error, said, 0)
+                edits_after = 0
+    if last_test is not None:
+        last_test = replace(last_test, edits_after=edits_after)
+    failed_tests = None
+    if tests and last_test is not None and not last_test.passed:
+        failed_tests = f"`{last_test.command}`: {last_test.said}"
     return RunDamage(
         failed_edits=[what for failed, what in last_edit.values() if failed],
-        failed_tests=last_test[1] if tests and last_test and last_test[0] else None,
+        failed_tests=failed_tests,
+        last_tests=last_test,
     )

@@ -527,16 +527,22 @@ async def _git(workspace: Path, *args: str) -> str:
     return out.decode(errors="replace").rstrip()  # a diffstat's lines start with a space
 
 
-async def _tests(workspace: Path) -> dict[str, Any]:
-    if not (workspace / "tests").is_dir():
+async def _tests(rt: Runtime, run_id: str) -> dict[str, Any]:
+    """The last test command this run's agents ran, and what it said
+    (`runtime/_run_damage.py`, note 3): fleet does not run a project's tests itself."""
+    from runtime import run_damage
+
+    last = (await run_damage(rt.store, run_id=run_id)).last_tests
+    if last is None:
         return {"ran": False}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "unittest", "-q",
-        cwd=workspace, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    lines = out.decode(errors="replace").strip().splitlines()
-    return {"ran": True, "passed": proc.returncode == 0, "summary": " ".join(lines[-3:])}
+    return {
+        "ran": True,
+        "passed": last.passed,
+        "command": last.command,
+        "agent_id": last.agent_id,
+        "summary": last.said,
+        "edits_after": last.edits_after,
+    }
 
 
 async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, Any]:
@@ -559,9 +565,10 @@ async def _report(rt: Runtime, result: RunResult, workspace: Path) -> dict[str, 
         "simulated": rt.simulated,
         "workspace": str(workspace),
         "diffstat": diffstat,
-        "tests": await _tests(workspace),
+        "tests": await _tests(rt, result.run_id),
         "agents": [
             {
+                "id": a["id"],
                 "name": a["name"],
                 "role": a["role"],
                 "model": a["model"],
@@ -606,7 +613,14 @@ def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
     tests = report["tests"]
     if tests["ran"]:
         verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
-        out.print(f"\n[bold]tests[/]: {verdict}: {escape(tests['summary'])}")
+        out.print(
+            f"\n[bold]tests[/]: {verdict}: {escape(tests['summary'])}\n"
+            f"  (`{escape(tests['command'])}`, run by {escape(tests['agent_id'])})"
+        )
+        if after := tests["edits_after"]:
+            out.print(f"  [yellow]{after} edit{'s' if after > 1 else ''} made after it[/]")
+    else:
+        out.print("\n[bold]tests[/]: none run by this run's agents")
     from ._render import render_agents
 
     out.print(render_agents(cards, title="agents of this run", width=out.width))

@@ -154,3 +154,45 @@ async def test_an_edit_made_again_after_it_failed_or_one_a_hook_blocked_is_no_da
                                         NewEvent(failed, Meta(run_id="r1"))])  # fmt: skip
         damage = await run_damage(store, run_id="r1")
     assert damage.failed_edits == ["a.py: old_string not found in a.py"]
+
+
+async def test_the_last_test_command_is_kept_with_the_edits_made_after_it(tmp_path: Path) -> None:
+    """`fleet run`'s summary reports the agents' last test run (note 3 of _run_damage.py):
+    its command, whose it was, what it said, and the edits it did not see."""
+
+    def call(use_id: str, name: str, tool_input: dict[str, str], result: str,
+             is_error: bool = False) -> list[NewEvent]:  # fmt: skip
+        meta = Meta(run_id="r1")
+        return [
+            NewEvent(ToolCallRequested(agent_id="b1", tool_use_id=use_id, name=name,
+                                       input=tool_input), meta),
+            NewEvent(ToolCallCompleted(agent_id="b1", tool_use_id=use_id, name=name,
+                                       result=result, is_error=is_error), meta),
+        ]  # fmt: skip
+
+    edit = {"file_path": "a.py", "old_string": "x", "new_string": "y"}
+    async with open_store(tmp_path / "f.db") as store:
+        assert (await run_damage(store, run_id="r1")).last_tests is None
+        await store.append("agent-b1", call("t1", "Bash", {"command": "pytest -q"},
+                                            "1 failed\nFAILED a_test.py", is_error=True))  # fmt: skip
+        await store.append("agent-b1", call("t2", "Edit", edit, "edited a.py"))
+        await store.append("agent-b1", call("t3", "Bash", {"command": "ls"}, "a.py"))
+        await store.append("agent-b1", call("t4", "Bash", {"command": "pytest -q"},
+                                            "....\n4 passed in 0.1s"))  # fmt: skip
+        passed = (await run_damage(store, run_id="r1")).last_tests
+        await store.append("agent-b1", call("t5", "Edit", {**edit, "old_string": "z"}, "ok"))
+        await store.append("agent-b1", call("t6", "Edit", {**edit, "old_string": "w"},
+                                            "old_string not found", is_error=True))  # fmt: skip
+        later = (await run_damage(store, run_id="r1")).last_tests
+        # unittest says "OK" last: the line counting the tests is the one that tells.
+        output = "exit code 0 (0.1s)\n\n-------\nRan 0 tests in 0.000s\n\nOK"
+        await store.append("agent-b1", call("t7", "Bash", {"command": "python -m unittest"},
+                                            output))  # fmt: skip
+        unittest = (await run_damage(store, run_id="r1")).last_tests
+    assert unittest is not None
+    assert unittest.said == "exit code 0 (0.1s) ... Ran 0 tests in 0.000s ... OK"
+    assert passed is not None and later is not None
+    assert (passed.command, passed.agent_id, passed.passed) == ("pytest -q", "b1", True)
+    assert passed.said == ".... ... 4 passed in 0.1s"
+    assert passed.edits_after == 0
+    assert later.edits_after == 1  # the edit that failed changed nothing
