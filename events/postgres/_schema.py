@@ -75,6 +75,9 @@ class Location:
     dsn: str  # without `schema` and the store's options, for asyncpg
     schema: str
     options: dict[str, float | int]
+    # How the store's sessions are named in pg_stat_activity: the URL's own
+    # `application_name` if it gives one (to tell workers apart), else "fleet".
+    application_name: str = "fleet"
 
 
 def parse_location(url: str) -> Location:
@@ -103,7 +106,14 @@ def parse_location(url: str) -> Location:
     _check_ports(url, parts.netloc)
     scheme = "postgresql" if parts.scheme.lower() in ("postgresql", "postgres") else parts.scheme
     dsn = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
-    return Location(url=without_password(url), dsn=dsn, schema=schema, options=options)
+    names = [value for key, value in rest if key == "application_name"]
+    return Location(
+        url=without_password(url),
+        dsn=dsn,
+        schema=schema,
+        options=options,
+        application_name=names[-1] if names else "fleet",
+    )
 
 
 def _store_options(url: str, given: list[tuple[str, str]]) -> dict[str, float | int]:

@@ -161,7 +161,11 @@ class PostgresEventStore:
         lock_ms = self.lock_timeout * 1000
         try:
             # Without a lock_timeout an append behind a lock held in psql waits for ever, silently.
-            settings = {"application_name": "fleet", "lock_timeout": f"{round(lock_ms)}ms"}
+            # The URL's application_name is kept: asyncpg lets these settings win over the DSN's.
+            settings = {
+                "application_name": self._where.application_name,
+                "lock_timeout": f"{round(lock_ms)}ms",
+            }
             if self.readonly:
                 settings["default_transaction_read_only"] = "on"
             with translated("opening", self.location):
@@ -210,7 +214,7 @@ class PostgresEventStore:
                     self._where.dsn,
                     timeout=self.connect_timeout,
                     # Named as the pool's are, so an operator finds it in pg_stat_activity.
-                    server_settings={"application_name": "fleet"},
+                    server_settings={"application_name": self._where.application_name},
                 )
                 await conn.add_listener(self.tables.channel, self._notified)
         except BaseException as e:

@@ -496,6 +496,25 @@ async def test_every_connection_of_a_store_is_named_fleet_in_pg_stat_activity(
     assert [r["application_name"] for r in rows] == ["fleet"]
 
 
+async def test_a_url_names_the_stores_sessions_with_its_application_name(factory: Logs) -> None:
+    # Workers on one log told apart in pg_stat_activity, as libpq users do it: fleet's own
+    # "fleet" replaced the URL's, on the listener and on every pooled connection.
+    store = await PostgresEventStore(factory.location + "&application_name=worker-3").open()
+    factory._open.append(store)
+    await store.append("agent-a", [command("a", 0)])
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        names = await admin.fetch(
+            "SELECT application_name, query FROM pg_stat_activity WHERE application_name = $1",
+            "worker-3",
+        )
+    finally:
+        await admin.close()
+    queries = [r["query"] for r in names]
+    assert f'LISTEN "{store.tables.channel}"' in queries
+    assert len(queries) >= 2  # the listener and the pool's connection that appended
+
+
 async def test_an_append_behind_a_lock_held_elsewhere_fails_saying_so(factory: Logs) -> None:
     from events import StoreError
 
