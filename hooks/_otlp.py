@@ -141,7 +141,8 @@ def _inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
     except zlib.error as e:
         raise TelemetryInvalid(f"the body is not valid gzip: {e}") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise TelemetryTooLarge(len(out), limit)
+        # Inflated only to limit + 1 bytes (a bomb is not undone whole): its size is unknown.
+        raise TelemetryTooLarge(None, limit, what="the body, once gzip is undone,")
     if not inflater.eof:
         raise TelemetryInvalid("the gzip body is truncated")
     return out

@@ -115,10 +115,13 @@ class TelemetryInvalid(HookError):
 class TelemetryTooLarge(TelemetryInvalid):
     """An OTLP request, or one record in it, is over the size limit."""
 
-    def __init__(self, size: int, limit: int, *, what: str = "the body") -> None:
-        self.size = size
+    def __init__(self, size: int | None, limit: int, *, what: str = "the body") -> None:
+        self.size = size  # None: not known (a gzip body is inflated no further than the limit)
         self.limit = limit
-        super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
+        if size is None:
+            super().__init__(f"{what} is over the limit of {limit} bytes")
+        else:
+            super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
 
 
 class TelemetryUnsupported(TelemetryInvalid):
