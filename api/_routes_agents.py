@@ -34,10 +34,10 @@ from runtime import (
     run_pattern,
 )
 
-from ._bodies import parse_body, read_json
+from ._bodies import parse_body, parse_query, read_json
 from ._models import ID_PATTERN, Actor, NoQuery
 from ._openapi import Operation
-from ._routes_views import check_id, query
+from ._routes_views import check_id
 from ._state import services
 from ._view_models import AgentOutput, AgentStatus
 from .errors import HTTPProblem
@@ -133,7 +133,7 @@ def _status(value: dict[str, Any], status_code: int = 200, **headers: str) -> Re
 
 async def create_agent(request: Request) -> Response:
     rt = runtime_of(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     body = parse_body(CreateAgent, await read_json(request))
     if body.parent_id is not None:
         await _check_parent(rt, body.parent_id)
@@ -160,7 +160,7 @@ async def _check_parent(rt: Runtime, parent_id: str) -> None:
 async def command_agent(request: Request) -> Response:
     rt = runtime_of(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     body = parse_body(CommandAgent, await read_json(request))
     status = await rt.fleet.command_agent(agent_id, body.prompt, by=body.by)
     return _status(status, 202)
@@ -169,14 +169,14 @@ async def command_agent(request: Request) -> Response:
 async def get_status(request: Request) -> Response:
     rt = runtime_of(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     return _status(await rt.fleet.get_agent_status(agent_id))
 
 
 async def get_output(request: Request) -> Response:
     rt = runtime_of(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     output = AgentOutput.model_validate(await rt.fleet.get_agent_output(agent_id))
     return JSONResponse(output.model_dump(mode="json"))
 
@@ -184,21 +184,21 @@ async def get_output(request: Request) -> Response:
 async def interrupt_agent(request: Request) -> Response:
     rt = runtime_of(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     return _status(await rt.fleet.interrupt_agent(agent_id, by="api"))
 
 
 async def delete_agent(request: Request) -> Response:
     rt = runtime_of(request)
     agent_id = check_id(request.path_params["agent_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     await rt.fleet.delete_agent(agent_id, by="api")
     return Response(status_code=204)
 
 
 async def delete_all(request: Request) -> Response:
     rt = runtime_of(request)
-    run_id = query(DeleteAllQuery, request).run_id
+    run_id = parse_query(DeleteAllQuery, request).run_id
     deleted = await rt.fleet.delete_all_agents(run_id=run_id, by="api")
     return JSONResponse(Deleted(deleted=deleted).model_dump())
 
@@ -238,7 +238,7 @@ def _folder(given: str) -> Path | None:
 
 async def start_run(request: Request) -> Response:
     rt = runtime_of(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     body = parse_body(StartRun, await read_json(request))
     await _check_workspace(rt, body.workspace)
     run_id = new_run_id()

@@ -27,7 +27,7 @@ from runtime.errors import ApprovalNotFound
 from ._bodies import parse_body, parse_query, read_json
 from ._models import Actor, FilterText, NoQuery, Reason
 from ._openapi import Operation
-from ._routes_views import check_id, query
+from ._routes_views import check_id
 from ._state import services
 from ._view_models import Approval
 
@@ -90,7 +90,7 @@ async def list_approvals(request: Request) -> Response:
 
 async def get_approval(request: Request) -> Response:
     app = services(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     approval_id = check_id(request.path_params["approval_id"], "approval id")
     await app.runner.wait_for(await app.store.head())
     projection, state = _agents(request)
@@ -102,7 +102,7 @@ async def get_approval(request: Request) -> Response:
 
 async def decide(request: Request) -> Response:
     app = services(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     approval_id = check_id(request.path_params["approval_id"], "approval id")
     body = parse_body(Decide, await read_json(request))
     recorded = await decide_approval(

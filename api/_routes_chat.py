@@ -20,11 +20,11 @@ from starlette.routing import BaseRoute, Route
 
 from runtime import CONVERSATION_ID_PATTERN
 
-from ._bodies import parse_body, read_json
+from ._bodies import parse_body, parse_query, read_json
 from ._models import Actor, NoQuery
 from ._openapi import Operation
 from ._routes_agents import runtime_of
-from ._routes_views import check_id, query
+from ._routes_views import check_id
 from .errors import HTTPProblem
 
 __all__ = ["operations", "routes"]
@@ -71,7 +71,7 @@ class ConversationView(BaseModel):
 
 async def post_message(request: Request) -> Response:
     rt = runtime_of(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     body = parse_body(PostMessage, await read_json(request))
     if not body.text.strip():
         raise HTTPProblem(
@@ -93,7 +93,7 @@ async def post_message(request: Request) -> Response:
 async def get_conversation(request: Request) -> Response:
     rt = runtime_of(request)
     conversation_id = check_id(request.path_params["conversation_id"])
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     conversation = await rt.fleet.chat.conversation(conversation_id)
     view = ConversationView.model_validate(conversation.to_dict())
     return JSONResponse(view.model_dump(mode="json"))

@@ -29,11 +29,11 @@ from events import (
 )
 from projections import ProjectionTimeout, load_timeline
 
-from ._bodies import require_identity
+from ._bodies import parse_query, require_identity
 from ._models import NoQuery, TimelineQuery
 from ._openapi import Operation
 from ._polling import ClientGone, answer, reach
-from ._routes_views import check_id, query
+from ._routes_views import check_id
 from ._state import services
 from ._view_models import Timeline
 from .errors import HTTPProblem
@@ -73,7 +73,7 @@ async def get_timeline(request: Request) -> Response:
     """`GET /v1/runs/{run_id}/timeline`: the run's timeline, filtered and paged."""
     app = services(request)
     run_id = _run_id(request)
-    q = query(TimelineQuery, request)
+    q = parse_query(TimelineQuery, request)
     try:
         await reach(request, app, q.min_position, q.wait)
     except ClientGone:
@@ -102,7 +102,7 @@ async def get_export(request: Request) -> Response:
     """`GET /v1/runs/{run_id}/export`: the run as a JSON Lines download."""
     app = services(request)
     run_id = _run_id(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     try:
         lines = await export_lines(app.store, run_id)
     except RunNotFound as e:
@@ -117,7 +117,7 @@ async def get_export(request: Request) -> Response:
 async def post_import(request: Request) -> Response:
     """`POST /v1/runs/import`: load an export (the body) into this log."""
     app = services(request)
-    query(NoQuery, request)
+    parse_query(NoQuery, request)
     require_identity(request)
     if not app.imports.take():
         raise HTTPProblem(

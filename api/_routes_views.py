@@ -57,7 +57,7 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -94,14 +94,13 @@ from ._state import Services, services
 from ._view_models import AgentCard, AgentPage, Board, FleetTotals, Graph, RunCard, RunPage
 from .errors import HTTPProblem
 
-__all__ = ["VIEWS", "check_id", "operations", "page", "query", "routes"]
+__all__ = ["VIEWS", "check_id", "operations", "page", "routes"]
 
 VIEWS = ("fleet", "graph", "board", "runs")
 """The views served as `GET /v1/<name>` (agents has its own routes)."""
 
 _GONE = 499  # never sent: the client has disconnected (nginx's "client closed request")
 
-Q = TypeVar("Q", bound=BaseModel)
 T = TypeVar("T")
 
 
@@ -115,30 +114,6 @@ def check_id(value: str, what: str = "agent id") -> str:
             400, f"Invalid {what}", f"{what} {value[:80]!r} is not {rule}", slug="invalid-id"
         )
     return value
-
-
-def query(model: type[Q], request: Request, *, lists: Collection[str] = ()) -> Q:
-    """The query string as `model`: 400 naming unknown parameters and the known ones first.
-
-    Raises `HTTPProblem` 400 for an unknown parameter, a repeated one that is
-    not a list, or a wrong value (every error listed).
-    """
-    known = {field.alias or name for name, field in model.model_fields.items()}
-    unknown = sorted(set(request.query_params) - known)
-    if unknown:
-        names = ", ".join(repr(name) for name in unknown)
-        raise HTTPProblem(
-            400, "Invalid query",
-            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names}; "
-            f"{request.url.path} takes "
-            + (", ".join(sorted(known)) if known else "no query parameters"),
-            slug="invalid-query",
-            members={"errors": [
-                {"loc": ["query", name], "msg": "unknown parameter", "type": "extra_forbidden"}
-                for name in unknown
-            ]},
-        )  # fmt: skip
-    return parse_query(model, request, lists=lists)
 
 
 def page(
@@ -337,7 +312,7 @@ class _Judged:
 async def list_agents(request: Request) -> Response:
     """`GET /v1/agents`: agent cards, filtered and paged."""
     app = services(request)
-    q = query(AgentsQuery, request, lists=("status", "agent_id"))
+    q = parse_query(AgentsQuery, request, lists=("status", "agent_id"))
     judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
@@ -356,7 +331,7 @@ async def get_agent(request: Request) -> Response:
     """`GET /v1/agents/{agent_id}`: one agent card."""
     app = services(request)
     agent_id = check_id(request.path_params["agent_id"])
-    q = query(ViewQuery, request)
+    q = parse_query(ViewQuery, request)
     judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
@@ -378,7 +353,7 @@ async def get_agent(request: Request) -> Response:
 async def get_fleet(request: Request) -> Response:
     """`GET /v1/fleet`: totals over the agents in scope."""
     app = services(request)
-    q = query(ScopedQuery, request, lists=("status",))
+    q = parse_query(ScopedQuery, request, lists=("status",))
     judged = _Judged(app)
 
     async def render(at: int | None) -> BaseModel:
@@ -405,7 +380,7 @@ async def get_fleet(request: Request) -> Response:
 async def get_graph(request: Request) -> Response:
     """`GET /v1/graph`: the dependency graph of the agents in scope."""
     app = services(request)
-    q = query(GraphQuery, request, lists=("status",))
+    q = parse_query(GraphQuery, request, lists=("status",))
     runner = app.runner
     judged = _Judged(app)
 
@@ -434,7 +409,7 @@ async def get_graph(request: Request) -> Response:
 async def get_board(request: Request) -> Response:
     """`GET /v1/board`: the tasks in scope, in all six columns."""
     app = services(request)
-    q = query(BoardQuery, request)
+    q = parse_query(BoardQuery, request)
 
     def keep(t: Mapping[str, Any]) -> bool:
         return (
@@ -488,7 +463,7 @@ def _run_filter(
 async def list_runs(request: Request) -> Response:
     """`GET /v1/runs`: runs, filtered and paged."""
     app = services(request)
-    q = query(RunsQuery, request, lists=("status", "run_id"))
+    q = parse_query(RunsQuery, request, lists=("status", "run_id"))
     conducted = _Conducted(app)
 
     async def render(at: int | None) -> BaseModel:
@@ -530,7 +505,7 @@ async def get_run(request: Request) -> Response:
     """`GET /v1/runs/{run_id}`: one run."""
     app = services(request)
     run_id = check_id(request.path_params["run_id"], "run id")
-    q = query(ViewQuery, request)
+    q = parse_query(ViewQuery, request)
     conducted = _Conducted(app)
 
     async def render(at: int | None) -> BaseModel:

@@ -507,3 +507,25 @@ async def test_a_view_already_rendered_at_a_position_is_not_rendered_again(
     whole = await client.get("/v1/graph")
     assert renders.hits == hits + 2
     assert "r1b-a0" in whole.text
+
+
+@pytest.mark.parametrize(
+    ("path", "unknown", "takes"),
+    [
+        # The stream resumes with `from` (or Last-Event-ID); `after` is the page's cursor.
+        ("/v1/events/stream?after=3", "'after'", "from"),
+        ("/v1/events?from=3", "'from'", "after"),
+        ("/v1/events?types=AgentCreated", "'types'", "type"),
+        ("/v1/approvals?state=pending", "'state'", "status"),
+    ],
+)
+async def test_an_unknown_parameter_is_named_with_the_ones_the_path_takes(
+    client: httpx.AsyncClient, path: str, unknown: str, takes: str
+) -> None:
+    # These routes said only "after: Extra inputs are not permitted"; the views named both.
+    response = await client.get(path)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert f"unknown query parameter {unknown}" in detail
+    assert takes in detail.partition(" takes ")[2].split(", ")
+    assert response.json()["errors"][0]["loc"] == ["query", unknown.strip("'")]
