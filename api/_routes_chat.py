@@ -6,7 +6,7 @@
 A message is accepted (202) once it is in the log; the orchestrator's answer
 comes later as a `ChatMessagePosted` event of role "orchestrator" in the
 stream `chat-<conversation_id>`, so every SSE observer sees it
-(`/v1/events/stream?types=ChatMessagePosted`). `runtime._chat` has the rest.
+(`/v1/events/stream?type=ChatMessagePosted`). `runtime._chat` has the rest.
 """
 
 from __future__ import annotations
