@@ -35,6 +35,12 @@ _TEST_COMMAND = re.compile(
 )
 
 
+# What a runner says when it found no test to run: unittest's "Ran 0 tests" (then "OK" or,
+# from Python 3.12, "NO TESTS RAN"), pytest's "no tests ran" and "collected 0 items", jest's.
+_NONE_RAN = re.compile(
+    r"^Ran 0 tests\b|\bno tests ran\b|\bcollected 0 items\b|^No tests found\b", re.I | re.M
+)
+
 # The line of a test runner's output that counts them: unittest's "Ran 3 tests in 0.01s",
 # pytest's "4 passed, 1 failed in 0.2s", jest's "Tests: 2 failed, 5 total".
 _COUNT_LINE = re.compile(r"^Ran \d+ tests?\b|\b\d+ (passed|failed|errors?)\b|^Tests?:", re.I)
@@ -66,6 +72,7 @@ class TestRun:
     passed: bool
     said: str  # its output's first and last lines
     edits_after: int  # edits and writes made after it, which it did not test
+    none_ran: bool = False  # the runner found no test: its exit code 0 proves nothing
 
 
 @dataclass
@@ -124,7 +131,8 @@ async def run_damage(
             elif call.name == "Bash" and _TEST_COMMAND.search(str(call.input.get("command", ""))):
                 said = _test_said(data.result)
                 command = str(call.input.get("command"))
-                last_test = TestRun(command, call.agent_id, not data.is_error, said, 0)
+                none_ran = bool(_NONE_RAN.search(data.result))
+                last_test = TestRun(command, call.agent_id, not data.is_error, said, 0, none_ran)
                 edits_after = 0
     if last_test is not None:
         last_test = replace(last_test, edits_after=edits_after)

@@ -538,6 +538,7 @@ async def _tests(rt: Runtime, run_id: str) -> dict[str, Any]:
     return {
         "ran": True,
         "passed": last.passed,
+        "none_ran": last.none_ran,
         "command": last.command,
         "agent_id": last.agent_id,
         "summary": last.said,
@@ -612,7 +613,10 @@ def _print_report(report: dict[str, Any], cards: list[dict[str, Any]]) -> None:
         out.print(escape(report["diffstat"]) or "(no change)")
     tests = report["tests"]
     if tests["ran"]:
-        verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
+        if tests["none_ran"]:  # "Ran 0 tests ... OK" is not a pass: the runner found none
+            verdict = "[yellow]none ran[/]"
+        else:
+            verdict = "[green]passed[/]" if tests["passed"] else "[red]failed[/]"
         out.print(
             f"\n[bold]tests[/]: {verdict}: {escape(tests['summary'])}\n"
             f"  (`{escape(tests['command'])}`, run by {escape(tests['agent_id'])})"

@@ -78,8 +78,29 @@ def test_run_with_json_prints_a_report_a_script_can_read(tmp_path: Path) -> None
     tests = report["tests"]
     assert (tests["passed"], tests["agent_id"], tests["edits_after"]) == (True, builder["id"], 0)
     assert "unittest" in tests["command"] and "OK" in tests["summary"]
+    assert tests["none_ran"] is False
     assert report["fleet"]["agents_created"] == 9  # six in the demo, three now
     assert "line_count" in (workspace / "textstats" / "counting.py").read_text()
+
+
+def test_a_test_command_that_found_no_test_is_not_reported_as_passed(tmp_path: Path) -> None:
+    # A pytest repository: the simulator's builder runs `python -m unittest`, which finds no
+    # test and exits 0 ("Ran 0 tests ... OK"). The summary said "tests: passed".
+    workspace = tmp_path / "repo"
+    (workspace / "calc").mkdir(parents=True)
+    (workspace / "calc" / "__init__.py").write_text("def add_numbers(a, b):\n    return a + b\n")
+    (workspace / "tests").mkdir()
+    (workspace / "tests" / "test_calc.py").write_text(
+        "from calc import add_numbers\n\n\ndef test_add():\n    assert add_numbers(2, 3) == 5\n"
+    )
+    done = _fleet(
+        "run", "rename the function add_numbers to add everywhere", "--pattern", "scout-builder",
+        "--workspace", str(workspace), cwd=tmp_path, env={"COLUMNS": "160"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tests: none ran: " in done.stdout
+    assert "Ran 0 tests" in done.stdout
+    assert "tests: passed" not in done.stdout
 
 
 def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path) -> None:

@@ -191,6 +191,9 @@ async def test_the_last_test_command_is_kept_with_the_edits_made_after_it(tmp_pa
         unittest = (await run_damage(store, run_id="r1")).last_tests
     assert unittest is not None
     assert unittest.said == "exit code 0 (0.1s) ... Ran 0 tests in 0.000s ... OK"
+    # Exit code 0, but unittest found nothing to run (a pytest repository): not a pass.
+    assert unittest.passed and unittest.none_ran
+    assert not passed.none_ran and not later.none_ran
     assert passed is not None and later is not None
     assert (passed.command, passed.agent_id, passed.passed) == ("pytest -q", "b1", True)
     assert passed.said == ".... ... 4 passed in 0.1s"
