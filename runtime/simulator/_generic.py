@@ -43,7 +43,7 @@ import shlex
 from collections.abc import Generator, Sequence
 
 from ._policies import Call, Observation, Situation, Turn
-from ._roles import Directive, Location, find_directives
+from ._roles import Directive, Location, find_directives, tests_verdict
 
 __all__ = ["SEARCH_ONLY", "coding_policy", "generic_policy"]
 
@@ -302,7 +302,8 @@ def _run_tests(
         ],
     )
     tail = [ln.strip() for ln in ran[0].content.splitlines() if ln.strip()]
-    verdict = "FAIL" if ran[0].is_error or any("FAILED" in ln for ln in tail) else "pass"
+    failed = ran[0].is_error or any("FAILED" in ln for ln in tail)
+    verdict = tests_verdict(ran[0].content, not failed)
     return f" Tests {verdict} ({tail[-1] if tail else 'no output'})."
 
 

@@ -64,9 +64,23 @@ __all__ = [
     "reviewer_policy",
     "scout_policy",
     "shipper_policy",
+    "tests_verdict",
 ]
 
 TEST_COMMAND = "python -m unittest"
+
+# A test command that found no test (unittest in a pytest repository: "Ran 0 tests ... OK",
+# exit 0): saying "pass" of it would be a lie a model would not tell.
+_NONE_RAN = re.compile(r"^Ran 0 tests\b|\bno tests ran\b", re.I | re.M)
+
+
+def tests_verdict(output: str, ok: bool) -> str:
+    """How a test command went, as the agent tells it: "pass", "FAIL" or "none found"."""
+    if _NONE_RAN.search(output):
+        return "none found"
+    return "pass" if ok else "FAIL"
+
+
 """The command the simulated builder and reviewer run to test the repository."""
 
 # A name in backticks, or a bare identifier (dotted names too; a trailing "." ends the sentence).
@@ -534,7 +548,7 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
         test = [_bash(TEST_COMMAND, "Run the tests")]
         ran = yield from _again(test, (yield Turn("Running the tests.", test)))
         tail = _body(ran[0]).strip().splitlines()[-1:] or [ran[0].content.splitlines()[0]]
-        tests = f" Tests {'pass' if _ok(ran[0]) else 'FAIL'} ({tail[0].strip()})."
+        tests = f" Tests {tests_verdict(ran[0].content, _ok(ran[0]))} ({tail[0].strip()})."
     changed = sorted({a.split(":", 1)[0] for a in applied})
     names = ", ".join(changed) or "none"
     summary = f"Applied {len(applied)} of {len(edits)} edits in {len(changed)} files ({names})."
