@@ -222,6 +222,10 @@ class Chat:
             raise InvalidAgentSpec("text", "must not be empty")
         if len(text) > MAX_TEXT:
             raise InvalidAgentSpec("text", f"longer than {MAX_TEXT} characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a line of bytes in another encoding, as Python reads it
+            raise InvalidAgentSpec("text", "is not valid UTF-8 text") from None
         command = parse_command(text) if text.lstrip().startswith("/") else None
         cid = conversation_id or uuid.uuid4().hex[:12]
         if not _ID.match(cid):

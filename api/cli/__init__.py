@@ -94,6 +94,14 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
     _fill_closed_streams()
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(argv)
+    if command != "hook-forward" and (bad := _not_utf8(argv)) is not None:
+        # Python hands such bytes over as lone surrogates, which no event can hold: `fleet
+        # agents --run` and `fleet replay` ended in a UnicodeEncodeError traceback.
+        print(
+            f"fleet: error: argument {bad!r} is not valid UTF-8 (fleet's log holds UTF-8 text)",
+            file=sys.stderr,
+        )
+        return 2
     parser = build_parser(configure=False) if command is None else build_parser([command])
     try:
         args = parser.parse_args(argv)
@@ -126,6 +134,16 @@ def main(argv: collections.abc.Sequence[str] | None = None) -> int:
         print(f"fleet: error: {e}", file=sys.stderr)
         return 1
     return code
+
+
+def _not_utf8(argv: collections.abc.Sequence[str]) -> bytes | None:
+    """The first argument that is not valid UTF-8, as the bytes it was given as; else None."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return arg.encode("utf-8", "surrogateescape")
+    return None
 
 
 def _fill_closed_streams() -> None:

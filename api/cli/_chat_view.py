@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import sys
@@ -143,6 +144,10 @@ async def converse(
 
     view, cid = followed.view, escape(followed.cid)
     again = escape(again)  # a URL, a conversation id: text, never rich markup
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        # A line that is not UTF-8 is refused as any bad line is (`post`), not a
+        # UnicodeDecodeError traceback that ends the chat (stdin is strict in a UTF-8 locale).
+        sys.stdin.reconfigure(errors="surrogateescape")
     said = carried_on
     refusals = 0
     try:

@@ -104,6 +104,26 @@ def test_a_bad_line_is_said_and_the_chat_goes_on(tmp_path: Path, repo: Path) -> 
     assert only_good.returncode == 0, only_good.stderr
 
 
+def test_a_line_that_is_not_utf8_is_refused_and_the_chat_goes_on(
+    tmp_path: Path, repo: Path
+) -> None:
+    """Regression: a Latin-1 line ended the chat with a traceback: a UnicodeDecodeError where
+    stdin is strict (a UTF-8 locale, as here), else a RunStarted its log could not hold."""
+    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    environ |= {"PYTHONPATH": str(ROOT), "COLUMNS": "200", "PYTHONIOENCODING": "utf-8:strict"}
+    done = subprocess.run(
+        [*FLEET, "chat", *_where(tmp_path)], input="café crème\n/cost\n".encode("latin-1"),
+        cwd=tmp_path, env=environ, capture_output=True, timeout=180,
+    )  # fmt: skip
+    stderr, out = done.stderr.decode(), done.stdout.decode()
+    assert done.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert stderr.splitlines() == [
+        "fleet chat: not posted: invalid agent text: is not valid UTF-8 text"
+    ]
+    assert "fleet> this conversation: 0 agents" in out, "the next line was answered"
+
+
 def test_an_unknown_conversation_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -625,3 +625,24 @@ def test_a_terminal_gets_richs_styles_but_none_of_the_texts_controls() -> None:
     assert "\x1b[1m" in written  # rich's own bold
     assert "\x1b]0;" not in written and "\x07" not in written and "\x9b" not in written
     assert "evil ␛]0;TITLE ␛[2J␛[31mred" in written  # (rich drops BEL, CR and BS itself)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["agents", "--run", b"\xff"], ["replay", b"caf\xe9"], ["run", b"rename caf\xe9 to cafe"]],
+)
+def test_an_argument_that_is_not_utf8_is_a_usage_error(
+    tmp_path: Path, argv: list[str | bytes]
+) -> None:
+    # Python hands such bytes over as lone surrogates: `fleet agents --run` and `fleet
+    # replay` ended in a UnicodeEncodeError traceback, and no event can hold them.
+    environ = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    environ["PYTHONPATH"] = str(Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", *argv], cwd=tmp_path, env=environ,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert b"Traceback" not in done.stderr
+    assert b"is not valid UTF-8" in done.stderr
+    assert not (tmp_path / ".fleet").exists(), "nothing was made"
