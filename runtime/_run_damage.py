@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from events import EventFilter, EventStore, ToolCallCompleted, ToolCallRequested
 
-__all__ = ["EDIT_TOOLS", "RunDamage", "TestRun", "run_damage"]
+__all__ = ["EDIT_TOOLS", "RunDamage", "TestRun", "found_no_test", "run_damage"]
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _TEST_COMMAND = re.compile(
@@ -40,6 +40,12 @@ _TEST_COMMAND = re.compile(
 _NONE_RAN = re.compile(
     r"^Ran 0 tests\b|\bno tests ran\b|\bcollected 0 items\b|^No tests found\b", re.I | re.M
 )
+
+
+def found_no_test(output: str) -> bool:
+    """Whether a test command's output says it found no test to run."""
+    return _NONE_RAN.search(output) is not None
+
 
 # The line of a test runner's output that counts them: unittest's "Ran 3 tests in 0.01s",
 # pytest's "4 passed, 1 failed in 0.2s", jest's "Tests: 2 failed, 5 total".
@@ -131,13 +137,14 @@ async def run_damage(
             elif call.name == "Bash" and _TEST_COMMAND.search(str(call.input.get("command", ""))):
                 said = _test_said(data.result)
                 command = str(call.input.get("command"))
-                none_ran = bool(_NONE_RAN.search(data.result))
+                none_ran = found_no_test(data.result)
                 last_test = TestRun(command, call.agent_id, not data.is_error, said, 0, none_ran)
                 edits_after = 0
     if last_test is not None:
         last_test = replace(last_test, edits_after=edits_after)
     failed_tests = None
-    if tests and last_test is not None and not last_test.passed:
+    # A runner that found no test (pytest exits 5) says nothing failed.
+    if tests and last_test is not None and not last_test.passed and not last_test.none_ran:
         failed_tests = f"`{last_test.command}`: {last_test.said}"
     return RunDamage(
         failed_edits=[what for failed, what in last_edit.values() if failed],

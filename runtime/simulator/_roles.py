@@ -50,9 +50,11 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from .._run_damage import found_no_test
 from ._policies import Call, Observation, Policy, Situation, Turn
 
 __all__ = [
+    "PYTEST_COMMAND",
     "ROLE_POLICIES",
     "TEST_COMMAND",
     "Directive",
@@ -68,15 +70,14 @@ __all__ = [
 ]
 
 TEST_COMMAND = "python -m unittest"
-
-# A test command that found no test (unittest in a pytest repository: "Ran 0 tests ... OK",
-# exit 0): saying "pass" of it would be a lie a model would not tell.
-_NONE_RAN = re.compile(r"^Ran 0 tests\b|\bno tests ran\b", re.I | re.M)
+# Run next when unittest found no test, as a developer would guess: a pytest project.
+PYTEST_COMMAND = "python -m pytest -q"
 
 
 def tests_verdict(output: str, ok: bool) -> str:
-    """How a test command went, as the agent tells it: "pass", "FAIL" or "none found"."""
-    if _NONE_RAN.search(output):
+    """How a test command went, as the agent tells it: "pass", "FAIL" or "none found" (unittest
+    in a pytest repository says "Ran 0 tests ... OK" and exits 0: "pass" would be a lie)."""
+    if found_no_test(output):
         return "none found"
     return "pass" if ok else "FAIL"
 
@@ -265,6 +266,18 @@ def _again(
         for i, result in zip(redo, again, strict=False):
             results[i] = result
     return results
+
+
+def _or_pytest(ran: Observation) -> Generator[Turn, list[Observation], Observation]:
+    """`ran`, a run of `TEST_COMMAND`; or, when it found no test (a pytest project: unittest
+    says "Ran 0 tests ... OK"), the run of `PYTEST_COMMAND` that follows it."""
+    if not found_no_test(ran.content):
+        return ran
+    again = yield Turn(
+        "unittest found no tests; running them with pytest.",
+        [_bash(PYTEST_COMMAND, "Run the tests with pytest")],
+    )
+    return again[0]
 
 
 def _body(observation: Observation) -> str:
@@ -547,8 +560,9 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if "Bash" in situation.tools:
         test = [_bash(TEST_COMMAND, "Run the tests")]
         ran = yield from _again(test, (yield Turn("Running the tests.", test)))
-        tail = _body(ran[0]).strip().splitlines()[-1:] or [ran[0].content.splitlines()[0]]
-        tests = f" Tests {tests_verdict(ran[0].content, _ok(ran[0]))} ({tail[0].strip()})."
+        last = yield from _or_pytest(ran[0])
+        tail = _body(last).strip().splitlines()[-1:] or [last.content.splitlines()[0]]
+        tests = f" Tests {tests_verdict(last.content, _ok(last))} ({tail[0].strip()})."
     changed = sorted({a.split(":", 1)[0] for a in applied})
     names = ", ".join(changed) or "none"
     summary = f"Applied {len(applied)} of {len(edits)} edits in {len(changed)} files ({names})."
@@ -578,6 +592,7 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
     )
     results = yield from _again(calls, results)
     diff, greps, tests = results[0], results[1:-1], results[-1]
+    tests = yield from _or_pytest(tests)
     left = _unique(
         loc
         for r in greps
@@ -596,14 +611,16 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
         olds = ", ".join(f"`{d.old}`" for d in directives)
         problems.append(f"- {len(left)} occurrences of {olds} are left:")
         problems += [loc.listed() for loc in left]
-    if not _ok(tests):
+    verdict = tests_verdict(tests.content, _ok(tests))
+    if verdict == "FAIL":
         tail = _body(tests).strip().splitlines()[-3:]
         problems.append(f"- the tests fail: {' / '.join(t.strip() for t in tail)}")
     if problems:
         return "CHANGES REQUESTED:\n" + "\n".join(problems)
     what = "; ".join(d.describe() for d in directives) or "the change"
     files = len(re.findall(r"^diff --git ", _body(diff), re.MULTILINE))
-    return f"APPROVED: {what} is complete in {files} files, nothing is left, and the tests pass."
+    tested = "the tests pass" if verdict == "pass" else "no test was found to run"
+    return f"APPROVED: {what} is complete in {files} files, nothing is left, and {tested}."
 
 
 # -- shipper -------------------------------------------------------------------------------

@@ -83,25 +83,47 @@ def test_run_with_json_prints_a_report_a_script_can_read(tmp_path: Path) -> None
     assert "line_count" in (workspace / "textstats" / "counting.py").read_text()
 
 
-def test_a_test_command_that_found_no_test_is_not_reported_as_passed(tmp_path: Path) -> None:
-    # A pytest repository: the simulator's builder runs `python -m unittest`, which finds no
-    # test and exits 0 ("Ran 0 tests ... OK"). The summary said "tests: passed".
+@pytest.mark.parametrize("tests", ["pytest", "none"])
+def test_a_pytest_repository_is_tested_with_pytest_and_no_tests_is_not_a_pass(
+    tmp_path: Path, tests: str
+) -> None:
+    # The simulator's builder ran `python -m unittest` alone, which finds no test in a pytest
+    # repository and exits 0: the summary said "tests: passed" of "Ran 0 tests". It now
+    # runs pytest next, as a developer would; where there is no test at all the summary
+    # says so, and the run still completes (no test is not a failing test).
     workspace = tmp_path / "repo"
     (workspace / "calc").mkdir(parents=True)
     (workspace / "calc" / "__init__.py").write_text("def add_numbers(a, b):\n    return a + b\n")
-    (workspace / "tests").mkdir()
-    (workspace / "tests" / "test_calc.py").write_text(
-        "from calc import add_numbers\n\n\ndef test_add():\n    assert add_numbers(2, 3) == 5\n"
-    )
+    if tests == "pytest":
+        (workspace / "tests").mkdir()
+        (workspace / "tests" / "test_calc.py").write_text(
+            "from calc import add_numbers\n\n\ndef test_add():\n    assert add_numbers(2, 3) == 5\n"
+        )
+    # The agents' `python` is this interpreter, which has pytest.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     done = _fleet(
         "run", "rename the function add_numbers to add everywhere", "--pattern", "scout-builder",
-        "--workspace", str(workspace), cwd=tmp_path, env={"COLUMNS": "160"},
+        "--workspace", str(workspace), "--json", cwd=tmp_path, env={"PATH": path},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "tests: none ran: " in done.stdout
-    assert "Ran 0 tests" in done.stdout
-    assert "tests: passed" not in done.stdout
-    assert "Tests none found" in done.stdout  # the simulator's builder says so too
+    report = json.loads(done.stdout)
+    assert report["status"] == "completed"
+    assert report["tests"]["command"] == "python -m pytest -q"
+    if tests == "pytest":
+        assert (report["tests"]["passed"], report["tests"]["none_ran"]) == (True, False)
+        assert "1 passed" in report["tests"]["summary"]
+        assert "Tests pass (1 passed" in report["summary"]
+    else:
+        assert report["tests"]["none_ran"] is True
+        assert "no tests ran" in report["tests"]["summary"]
+        assert "Tests none found" in report["summary"]
+        again = _fleet(
+            "run", "rename the function add to add_numbers everywhere", "--pattern",
+            "scout-builder", "--workspace", str(workspace), cwd=tmp_path,
+            env={"PATH": path, "COLUMNS": "160"},
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert "tests: none ran: " in again.stdout and "tests: passed" not in again.stdout
 
 
 def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path) -> None:

@@ -193,6 +193,13 @@ async def test_the_last_test_command_is_kept_with_the_edits_made_after_it(tmp_pa
     assert unittest.said == "exit code 0 (0.1s) ... Ran 0 tests in 0.000s ... OK"
     # Exit code 0, but unittest found nothing to run (a pytest repository): not a pass.
     assert unittest.passed and unittest.none_ran
+    # pytest's "no tests ran" exits 5: nothing failed, so the run is not damaged by it.
+    async with open_store(tmp_path / "f.db") as store:
+        await store.append("agent-b1", call("t8", "Bash", {"command": "python -m pytest -q"},
+                                            "exit code 5\n\nno tests ran in 0.01s", is_error=True))  # fmt: skip
+        none = await run_damage(store, run_id="r1")
+    assert none.last_tests is not None and none.last_tests.none_ran
+    assert none.failed_tests is None  # (the failed edit above is damage still)
     assert not passed.none_ran and not later.none_ran
     assert passed is not None and later is not None
     assert (passed.command, passed.agent_id, passed.passed) == ("pytest -q", "b1", True)
