@@ -11,6 +11,11 @@ Notes (do not fix without reading this):
    Code's payloads differ between versions.
 2. The size limit is half the store's event limit: the payload is stored inside
    an `ExternalHookReceived` event, whose other fields need room too.
+3. A string holding a lone surrogate (JSON's `"\ud83d"`, half of an emoji's
+   pair: JavaScript cuts strings between the halves, and Claude Code's tool
+   outputs are cut to a length) is kept with U+FFFD in its place
+   (`events.valid_json`): no event can hold the half, and refusing the
+   payload lost the whole hook event.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from events import DEFAULT_MAX_EVENT_BYTES, ExternalHookReceived
+from events import DEFAULT_MAX_EVENT_BYTES, ExternalHookReceived, valid_json
 
 from ._points import PAYLOAD_MODELS, HookPayload
 from .errors import IngestError, IngestTooLarge
@@ -120,8 +125,15 @@ def parse_external(
     try:
         # Re-encoded as the store will: checks it is JSON at all and measures it.
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        size = len(encoded.encode())
-    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as e:
+        try:
+            size = len(encoded.encode())
+        except UnicodeEncodeError:
+            # Half a surrogate pair, `"\ud83d"`: Claude Code's output cut in an emoji
+            # (note 3). Refusing it lost the whole event; the half becomes U+FFFD.
+            value = valid_json(value)
+            encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            size = len(encoded.encode())
+    except (TypeError, ValueError, RecursionError) as e:
         raise IngestError(f"not JSON-serializable: {e}") from None
     if size > max_bytes:
         raise IngestTooLarge(size, max_bytes)

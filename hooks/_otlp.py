@@ -31,6 +31,10 @@ Notes (do not fix without reading this):
 5. A JSON body is refused (400) for an integer Python will not convert
    (over 4,300 digits) and for nesting deeper than `MAX_JSON_DEPTH`, checked
    before the converters, which recurse: both were 500s.
+6. Half a surrogate pair in a JSON string (`"\ud83d"`: JavaScript cuts
+   strings between an emoji's halves) is kept as U+FFFD (`events.valid_json`),
+   as the hook ingest does: protobuf refused it, and with it every record of
+   the request.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from events import DEFAULT_MAX_EVENT_BYTES, EventData, ModelResponded, TelemetryReceived, Usage
+from events import (
+    DEFAULT_MAX_EVENT_BYTES,
+    EventData,
+    ModelResponded,
+    TelemetryReceived,
+    Usage,
+    valid_json,
+)
 
 from ._ingest import _SOURCE_APP, DEFAULT_SOURCE_APP
 from .errors import TelemetryInvalid, TelemetryTooLarge, TelemetryUnsupported
@@ -75,6 +86,8 @@ DEFAULT_MAX_OTLP_BYTES = 4 * 1024 * 1024
 
 _MAX_RECORD_BYTES = DEFAULT_MAX_EVENT_BYTES // 2
 _SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+# A JSON escape of a surrogate, `\ud83d` (a pair's halves, or half of one: note 6).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_JSON_DEPTH = 64
 """The deepest nesting of objects and arrays an OTLP/JSON body may have (note 5)."""
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -192,6 +205,8 @@ def _decode(signal: Signal, body: bytes, media_type: str) -> Message:
         raise TelemetryInvalid(f"expected a JSON object (an OTLP {signal} request)")
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise TelemetryInvalid(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(body):  # note 6; walked only when the text has one
+        value = valid_json(value)
     try:
         json_format.ParseDict(_hex_ids_to_base64(value), message, ignore_unknown_fields=False)
     except json_format.ParseError as e:

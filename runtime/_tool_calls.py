@@ -71,6 +71,8 @@ from events import (
     ToolCallCompleted,
     ToolCallInterrupted,
     ToolCallRequested,
+    valid_json,
+    valid_text,
 )
 
 from ._agent_hooks import AgentHooks
@@ -94,37 +96,14 @@ INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 _ERROR_CHARS = 2_000
 
 
-def _text(value: str) -> str:
-    """`value` as valid UTF-8: each byte a lone surrogate stood for becomes U+FFFD (note 7)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            raw = value.encode("utf-8", "surrogateescape")  # \udc80-\udcff: a byte on disk
-        except UnicodeEncodeError:
-            raw = value.encode("utf-8", "surrogatepass")
-        return raw.decode("utf-8", "replace")
-    return value
-
-
-def _valid(value: Any) -> Any:
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, Mapping):
-        return {_valid(k): _valid(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_valid(v) for v in value]
-    return value
-
-
 def _utf8(result: ToolResult) -> ToolResult:
     """`result` with its text, files and response valid UTF-8 (note 7)."""
     return replace(
         result,
-        content=_text(result.content),
-        files_read=tuple(_text(f) for f in result.files_read),
-        files_written=tuple(_text(f) for f in result.files_written),
-        response=None if result.response is None else _valid(result.response),
+        content=valid_text(result.content),
+        files_read=tuple(valid_text(f) for f in result.files_read),
+        files_written=tuple(valid_text(f) for f in result.files_written),
+        response=None if result.response is None else valid_json(result.response),
     )
 
 

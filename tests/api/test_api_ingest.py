@@ -105,6 +105,23 @@ async def test_unknown_fields_and_points_are_kept(
     assert event.data.payload["brand_new_field"] == {"nested": [1, 2]}  # type: ignore[union-attr]
 
 
+async def test_half_a_surrogate_pair_is_kept_as_a_replacement_character(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    # JavaScript cuts a string between an emoji's two halves (a tool output cut to a
+    # length), and JSON.stringify writes the half left as "\ud83d", as json.dumps does here.
+    # No event can hold it: the whole hook event was refused (422) and lost.
+    output = "done 😀" * 3 + "\ud83d"
+    body = payload("PostToolUse", tool_name="Bash", tool_input={"command": "echo"},
+                   tool_use_id="t1", tool_response={"stdout": output})  # fmt: skip
+    assert b'\\ud83d"' in body, "the half pair is in the JSON text as an escape"
+    response = await client.post("/v1/hooks/ingest", content=body, headers=JSON)
+    assert response.status_code == 201, response.text
+    (event,) = await store.read_all()
+    stdout = event.data.payload["tool_response"]["stdout"]  # type: ignore[union-attr]
+    assert stdout == "done 😀" * 3 + "\ufffd"
+
+
 @pytest.mark.parametrize("source_app", ["", "has space", "x" * 65, "../etc"])
 async def test_bad_source_app_is_refused_and_writes_nothing(
     client: httpx.AsyncClient, store: SQLiteEventStore, source_app: str

@@ -144,6 +144,21 @@ def test_gzip_bodies_are_accepted() -> None:
     assert zipped.sessions == plain.sessions
 
 
+def test_half_a_surrogate_pair_in_json_is_kept_as_a_replacement_character() -> None:
+    # JavaScript cuts strings between an emoji's halves; JSON.stringify writes the half left
+    # as "\ud83d", as json.dumps does here. protobuf refused it, and every record with it.
+    body = json.loads(fixture("json", "logs")[0])
+    record = body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    record["attributes"].append({"key": "prompt", "value": {"stringValue": "hi 😀 \ud83d"}})
+    raw = json.dumps(body).encode()
+    assert b"\\ud83d" in raw
+    batch = parse_otlp(raw, signal="logs", content_type="application/json")
+    assert batch.rejected == 0
+    kept = [e for events in batch.sessions.values() for e in events
+            if isinstance(e, TelemetryReceived) and "prompt" in e.attributes]  # fmt: skip
+    assert "hi 😀 \ufffd" in [e.attributes["prompt"] for e in kept]
+
+
 def test_records_without_a_session_are_rejected_and_the_rest_kept() -> None:
     request = ExportLogsServiceRequest()
     request.ParseFromString(fixture("proto", "logs")[0])
