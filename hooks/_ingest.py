@@ -11,7 +11,7 @@ Notes (do not fix without reading this):
    Code's payloads differ between versions.
 2. The size limit is half the store's event limit: the payload is stored inside
    an `ExternalHookReceived` event, whose other fields need room too.
-3. A string holding a lone surrogate (JSON's `"\ud83d"`, half of an emoji's
+3. A string holding a lone surrogate (JSON's `"\\ud83d"`, half of an emoji's
    pair: JavaScript cuts strings between the halves, and Claude Code's tool
    outputs are cut to a length) is kept with U+FFFD in its place
    (`events.valid_json`): no event can hold the half, and refusing the

@@ -31,7 +31,7 @@ Notes (do not fix without reading this):
 5. A JSON body is refused (400) for an integer Python will not convert
    (over 4,300 digits) and for nesting deeper than `MAX_JSON_DEPTH`, checked
    before the converters, which recurse: both were 500s.
-6. Half a surrogate pair in a JSON string (`"\ud83d"`: JavaScript cuts
+6. Half a surrogate pair in a JSON string (`"\\ud83d"`: JavaScript cuts
    strings between an emoji's halves) is kept as U+FFFD (`events.valid_json`),
    as the hook ingest does: protobuf refused it, and with it every record of
    the request.
