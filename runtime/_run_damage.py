@@ -37,8 +37,11 @@ _TEST_COMMAND = re.compile(
 
 # What a runner says when it found no test to run: unittest's "Ran 0 tests" (then "OK" or,
 # from Python 3.12, "NO TESTS RAN"), pytest's "no tests ran" and "collected 0 items", jest's.
+# A runner that is not installed ran none either ("No module named pytest").
 _NONE_RAN = re.compile(
-    r"^Ran 0 tests\b|\bno tests ran\b|\bcollected 0 items\b|^No tests found\b", re.I | re.M
+    r"^Ran 0 tests\b|\bno tests ran\b|\bcollected 0 items\b|^No tests found\b"
+    r"|\bNo module named pytest\b",
+    re.I | re.M,
 )
 
 

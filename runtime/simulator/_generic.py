@@ -302,6 +302,7 @@ def _run_tests(
         ],
     )
     if tests_verdict(ran[0].content, True) == "none found":  # a pytest project, likely
+        unittest = ran
         ran = yield Turn(
             "unittest found no tests; running them with pytest.",
             [
@@ -314,6 +315,8 @@ def _run_tests(
                 )
             ],
         )
+        if "No module named pytest" in ran[0].content:  # unittest's answer stands
+            ran = unittest
     tail = [ln.strip() for ln in ran[0].content.splitlines() if ln.strip()]
     failed = ran[0].is_error or any("FAILED" in ln for ln in tail)
     verdict = tests_verdict(ran[0].content, not failed)

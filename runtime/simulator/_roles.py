@@ -72,6 +72,7 @@ __all__ = [
 TEST_COMMAND = "python -m unittest"
 # Run next when unittest found no test, as a developer would guess: a pytest project.
 PYTEST_COMMAND = "python -m pytest -q"
+_NO_PYTEST = "No module named pytest"
 
 
 def tests_verdict(output: str, ok: bool) -> str:
@@ -277,7 +278,8 @@ def _or_pytest(ran: Observation) -> Generator[Turn, list[Observation], Observati
         "unittest found no tests; running them with pytest.",
         [_bash(PYTEST_COMMAND, "Run the tests with pytest")],
     )
-    return again[0]
+    # No pytest here (a project of another language, say): unittest's answer stands.
+    return ran if _NO_PYTEST in again[0].content else again[0]
 
 
 def _body(observation: Observation) -> str:

@@ -9,6 +9,8 @@ the sample's tests.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -199,6 +201,18 @@ async def test_the_last_test_command_is_kept_with_the_edits_made_after_it(tmp_pa
                                             "exit code 5\n\nno tests ran in 0.01s", is_error=True))  # fmt: skip
         none = await run_damage(store, run_id="r1")
     assert none.last_tests is not None and none.last_tests.none_ran
+    # Where pytest is not installed (fleet's demo venv has none), as Python really says it.
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True,
+                   timeout=120)  # fmt: skip
+    missing = subprocess.run([str(bare / "bin" / "python"), "-m", "pytest", "-q"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    async with open_store(tmp_path / "f.db") as store:
+        await store.append("agent-b1", call("t9", "Bash", {"command": "python -m pytest -q"},
+                                            f"exit code 1\n\n{missing.stderr}", is_error=True))  # fmt: skip
+        absent = await run_damage(store, run_id="r1")
+    assert absent.last_tests is not None and absent.last_tests.none_ran, missing.stderr
+    assert absent.failed_tests is None
     assert none.failed_tests is None  # (the failed edit above is damage still)
     assert not passed.none_ran and not later.none_ran
     assert passed is not None and later is not None
