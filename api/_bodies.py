@@ -8,6 +8,7 @@ with pydantic's errors listed. Query strings: a wrong or unknown parameter is
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -178,7 +179,7 @@ def parse_query(model: type[M], request: Request, *, lists: Collection[str] = ()
     (every error listed).
     """
     params = request.query_params
-    known = {field.alias or name for name, field in model.model_fields.items()}
+    known = _parameters(model)
     unknown = sorted(set(params) - known)
     if unknown:
         names = ", ".join(repr(name) for name in unknown)
@@ -205,6 +206,12 @@ def parse_query(model: type[M], request: Request, *, lists: Collection[str] = ()
         errors = validation_errors(e, prefix="query")
         raise HTTPProblem(400, "Invalid query", _summary(errors), slug="invalid-query",
                           members={"errors": errors}) from None  # fmt: skip
+
+
+@functools.cache
+def _parameters(model: type[BaseModel]) -> frozenset[str]:
+    """The query parameters `model` takes (a field's alias, else its name), once a model."""
+    return frozenset(field.alias or name for name, field in model.model_fields.items())
 
 
 def _summary(errors: list[dict[str, Any]]) -> str:

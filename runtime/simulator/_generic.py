@@ -43,7 +43,14 @@ import shlex
 from collections.abc import Generator, Sequence
 
 from ._policies import Call, Observation, Situation, Turn
-from ._roles import PYTEST_COMMAND, Directive, Location, find_directives, tests_verdict
+from ._roles import (
+    PYTEST_COMMAND,
+    Directive,
+    Location,
+    find_directives,
+    or_pytest,
+    tests_verdict,
+)
 
 __all__ = ["SEARCH_ONLY", "coding_policy", "generic_policy"]
 
@@ -301,25 +308,10 @@ def _run_tests(
             )
         ],
     )
-    if tests_verdict(ran[0].content, True) == "none found":  # a pytest project, likely
-        unittest = ran
-        ran = yield Turn(
-            "unittest found no tests; running them with pytest.",
-            [
-                Call(
-                    "Bash",
-                    {
-                        "command": f"{PYTEST_COMMAND} 2>&1 | tail -3",
-                        "description": "Run the tests with pytest",
-                    },
-                )
-            ],
-        )
-        if "No module named pytest" in ran[0].content:  # unittest's answer stands
-            ran = unittest
-    tail = [ln.strip() for ln in ran[0].content.splitlines() if ln.strip()]
-    failed = ran[0].is_error or any("FAILED" in ln for ln in tail)
-    verdict = tests_verdict(ran[0].content, not failed)
+    last = yield from or_pytest(ran[0], f"{PYTEST_COMMAND} 2>&1 | tail -3")
+    tail = [ln.strip() for ln in last.content.splitlines() if ln.strip()]
+    failed = last.is_error or any("FAILED" in ln for ln in tail)
+    verdict = tests_verdict(last.content, not failed)
     return f" Tests {verdict} ({tail[-1] if tail else 'no output'})."
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "Location",
     "builder_policy",
     "find_directives",
+    "or_pytest",
     "parse_plan_edits",
     "planner_policy",
     "reviewer_policy",
@@ -269,16 +270,18 @@ def _again(
     return results
 
 
-def _or_pytest(ran: Observation) -> Generator[Turn, list[Observation], Observation]:
+def or_pytest(
+    ran: Observation, command: str = PYTEST_COMMAND
+) -> Generator[Turn, list[Observation], Observation]:
     """`ran`, a run of `TEST_COMMAND`; or, when it found no test (a pytest project: unittest
-    says "Ran 0 tests ... OK"), the run of `PYTEST_COMMAND` that follows it."""
+    says "Ran 0 tests ... OK"), the run of `command` (pytest's) that follows it. Where
+    pytest is not installed (a project of another language, say), unittest's answer stands."""
     if not found_no_test(ran.content):
         return ran
     again = yield Turn(
         "unittest found no tests; running them with pytest.",
-        [_bash(PYTEST_COMMAND, "Run the tests with pytest")],
+        [_bash(command, "Run the tests with pytest")],
     )
-    # No pytest here (a project of another language, say): unittest's answer stands.
     return ran if _NO_PYTEST in again[0].content else again[0]
 
 
@@ -562,7 +565,7 @@ def builder_policy(situation: Situation) -> Generator[Turn, list[Observation], s
     if "Bash" in situation.tools:
         test = [_bash(TEST_COMMAND, "Run the tests")]
         ran = yield from _again(test, (yield Turn("Running the tests.", test)))
-        last = yield from _or_pytest(ran[0])
+        last = yield from or_pytest(ran[0])
         tail = _body(last).strip().splitlines()[-1:] or [last.content.splitlines()[0]]
         tests = f" Tests {tests_verdict(last.content, _ok(last))} ({tail[0].strip()})."
     changed = sorted({a.split(":", 1)[0] for a in applied})
@@ -594,7 +597,7 @@ def reviewer_policy(situation: Situation) -> Generator[Turn, list[Observation], 
     )
     results = yield from _again(calls, results)
     diff, greps, tests = results[0], results[1:-1], results[-1]
-    tests = yield from _or_pytest(tests)
+    tests = yield from or_pytest(tests)
     left = _unique(
         loc
         for r in greps
