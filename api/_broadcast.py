@@ -95,7 +95,7 @@ class Outlet:
     server exposes it; see `api/_transport.py`).
     """
 
-    __slots__ = ("_cancel", "_connection", "aborted", "in_send", "sending")
+    __slots__ = ("_cancel", "_connection", "aborted", "in_send", "sending", "sends")
 
     def __init__(self) -> None:
         self._cancel: Callable[[], object] | None = None
@@ -104,6 +104,8 @@ class Outlet:
         """True while the response is inside the server's send (note 6)."""
         self.sending = 0
         """Bytes of the send in progress."""
+        self.sends = 0
+        """Sends begun: a stream whose count stays put while `in_send` has not moved on."""
         self.aborted = ""
         """Why the broadcaster ended this response ("" while it has not)."""
 

@@ -119,6 +119,7 @@ class _EventStream(EventSourceResponse):
                 cancel_scope.cancel()
                 await anyio.lowlevel.checkpoint()
             outlet.sending = len(message.get("body", b""))
+            outlet.sends += 1
             outlet.in_send = True
             try:
                 await send(message)

@@ -220,16 +220,19 @@ async def test_a_stalled_catch_up_holds_its_page_as_frames_not_as_decoded_events
             held = 0
 
             async def measured_while_stuck() -> bool:
-                # Stuck in a send before and after the measure: the kernel may take a page
-                # more before the stream sticks for good (a send ends, the next begins).
+                # Measured inside one send that lasts across the measure: had the stream
+                # moved on (the kernel may take a page more before it sticks for good), its
+                # next page's rows could be the driver's last result, or its events alive.
                 nonlocal held
-                if broadcaster.held_bytes == 0:
+                outlets = list(broadcaster._outlets.values())
+                if len(outlets) != 1 or not outlets[0].in_send:
                     return False
+                outlet, sends = outlets[0], outlets[0].sends
                 # The driver's thread keeps its last result until its next query: not the
                 # stream's.
                 await store.read_all(limit=1)
                 held = _held_by_the_log(before)
-                return broadcaster.held_bytes > 0
+                return outlet.in_send and outlet.sends == sends
 
             await wait_until(measured_while_stuck, what="a measure while the stream is stuck")
         finally:
