@@ -34,8 +34,9 @@ better of each is shown (the machine is shared, the figures are noisy):
 - memory: the process's peak RSS, its RSS before the rebuild, and the size
   of the five states as checkpoint JSON;
 - time travel around the middle of the log (positions no snapshot is at):
-  `state_at` per read model with the snapshots the rebuild kept, and for the
-  agents model in a runner restarted from its checkpoints ("cold": nothing
+  `state_at` per read model with the snapshots the rebuild kept (for the
+  agents model, split into the snapshot's unpacking and the fold after it),
+  and for the agents model in a runner restarted from its checkpoints ("cold": nothing
   in memory; the snapshots the rebuild persisted in the checkpoint store,
   where this version has them, or a fold from 0 before it), then again.
 
@@ -89,6 +90,9 @@ from events import (
     load_data,
 )
 from projections import ProjectionRunner
+from projections._backfill import snapshot_data
+from projections._checkpoints import Snapshots
+from projections._folding import Slot, fold
 
 TOOLS = ("Read", "Grep", "Glob", "Write", "Edit", "Bash")
 SCOUT_CALLS, PLANNER_CALLS, BUILDER_CALLS = 20, 15, 60
@@ -469,6 +473,39 @@ async def rebuild_seconds(store: SQLiteEventStore) -> tuple[float, float, Projec
     return time.perf_counter() - started, time.process_time() - cpu, runner
 
 
+async def travel_split(
+    runner: ProjectionRunner, store: SQLiteEventStore, name: str, positions: list[int]
+) -> dict[str, float]:
+    """Where `state_at(name, ...)` spends its time, median over `positions`: unpacking
+    the nearest snapshot (fetch, decompress, unpickle) and folding the events after it.
+    The same steps as `TimeTravel.state_at`, timed apart (white-box: internals)."""
+    travel = runner._travel
+    projection = runner.projection(name)
+    unpack, folding, folded = [], [], []
+    for position in positions:
+        t = time.perf_counter()
+        found = await snapshot_data(
+            travel._checkpoints, travel.snapshots, name, projection.version, position
+        )
+        if found is None:
+            continue
+        at, data = found
+        t_fold = time.perf_counter()
+        past = Slot(projection, projection.load(data), at)
+        await fold(store, [past], position, Snapshots(0, 1), quiet=True)
+        unpack.append(t_fold - t)
+        folding.append(time.perf_counter() - t_fold)
+        folded.append(position - at)
+    if not unpack:
+        return {}
+    return {
+        "unpack_ms": statistics.median(unpack) * 1000,
+        "fold_ms": statistics.median(folding) * 1000,
+        "positions_folded": statistics.median(folded),
+        "fold_us_per_position": sum(folding) / max(1, sum(folded)) * 1e6,
+    }
+
+
 async def loop_stall_ms(queries: list[Any]) -> float:
     """The event loop's longest stall (ms) while `queries` run one after another: what
     every other request and stream of a server would wait, measured by a 1 ms ticker."""
@@ -528,6 +565,7 @@ async def measure(path: Path) -> dict[str, Any]:
         result["state_at_stall_ms"] = await loop_stall_ms(
             [runner.state_at("agents", position) for position in around]
         )
+        result["agents_split"] = await travel_split(runner, store, "agents", around)
         await runner.aclose()
 
         async with ProjectionRunner(store, checkpoint_interval=3600) as restarted:
@@ -644,6 +682,13 @@ def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> N
             for k, v in last["state_at_warm_ms"].items()
         )
     )
+    split = last["agents_split"]
+    if split:
+        print(
+            f"  agents, where the time goes (medians): the snapshot unpacked {split['unpack_ms']:.0f}"
+            f" ms, then {split['positions_folded']:,.0f} positions folded {split['fold_ms']:.0f} ms"
+            f" ({split['fold_us_per_position']:.1f} µs a position)"
+        )
     print(
         "  the event loop's longest stall during the agents queries: "
         f"{last['state_at_stall_ms']:.0f} ms"
