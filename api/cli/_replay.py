@@ -468,6 +468,14 @@ async def _export(args: argparse.Namespace, db: Path | str, key: bytes | None) -
     return 0
 
 
+_EXPORT_NOTICE = b"exported run "
+"""How `fleet export`'s notice begins, which a user redirecting its output imports."""
+
+_NOTICE_NOT_EXPORT = (
+    "this is the notice `fleet export` prints, not an export (the run is in the file it "
+    "names, RUN.jsonl by default; `fleet export RUN -o -` writes the run to stdout)"
+)
+
 WRITER_NOTICE_S = 1.0
 """How long `fleet import FIFO` waits for a writer before it says that it is waiting."""
 
@@ -616,11 +624,26 @@ async def _open_fifo(path: str) -> int:
 
 async def _import(args: argparse.Namespace, key: bytes | None, fifo: bool, phase: _Phase) -> int:
     from events import spool_export
+    from events.errors import ExportInvalid
 
     db = resolve_db(args.db)
     source = "<stdin>" if args.file == "-" else args.file
-    # Checked whole before the log is opened: a refused file creates no log.
-    export = await spool_export(_chunks(args.file, fifo), source=source, verify_key=key)
+    first = bytearray()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for block in _chunks(args.file, fifo):
+            if len(first) < len(_EXPORT_NOTICE):
+                first.extend(block[: len(_EXPORT_NOTICE)])
+            yield block
+
+    try:
+        # Checked whole before the log is opened: a refused file creates no log.
+        export = await spool_export(chunks(), source=source, verify_key=key)
+    except ExportInvalid as e:
+        if e.line == 1 and first.startswith(_EXPORT_NOTICE):
+            # `fleet export RUN > run.jsonl` (or `| fleet import -`): the notice, not the run.
+            raise ExportInvalid(source, _NOTICE_NOT_EXPORT, line=1) from None
+        raise
     async with export, _open(db, projections=True) as (store, runner):
         phase.now = "writing"
         result = await export.import_into(store)

@@ -270,6 +270,26 @@ def test_import_of_a_folder_or_a_missing_file_says_which(tmp_path: Path) -> None
     assert not list(tmp_path.iterdir()), "no log was created"
 
 
+def test_importing_what_export_printed_says_where_the_export_is(
+    demo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fleet export RUN > run.jsonl` keeps the notice, the run going to RUN.jsonl: importing
+    run.jsonl said only "Expecting value: line 1 column 1 (char 0)"."""
+    log, run_id = demo
+    monkeypatch.chdir(tmp_path)
+    code, printed, _ = fleet("export", run_id, "--db", str(log))
+    assert code == 0
+    (tmp_path / "run.jsonl").write_text(printed)
+    code, out, err = fleet("import", "run.jsonl", "--db", str(tmp_path / "other.db"))
+    assert (code, out) == (1, "")
+    assert err.startswith("fleet: error: refusing run.jsonl, line 1: this is the notice")
+    assert "`fleet export RUN -o -` writes the run to stdout" in err
+    assert not (tmp_path / "other.db").exists(), "no log was created"
+    # The file the notice names is the export.
+    code, out, err = fleet("import", f"{run_id}.jsonl", "--db", str(tmp_path / "other.db"))
+    assert code == 0, err
+
+
 EMPTY_STDIN = "fleet: error: refusing <stdin>: the file is empty; nothing was imported\n"
 WITHOUT_A_STREAM = {
     "import - <&-": (["import", "-", "--db", "NEW"], 0, 1, EMPTY_STDIN),
