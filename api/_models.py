@@ -14,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from events import EVENT_TYPES, ID_PATTERN, EventData
 from projections import JUDGED_STATUSES, STATUSES
 
+from ._limits import ACTOR_MAX_CHARS, REASON_MAX_CHARS
+
 __all__ = [
     "ID_PATTERN",
     "MAX_PAGE",
@@ -53,11 +55,11 @@ def _says_something(value: str) -> str:
     return value
 
 
-Actor = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_not_blank)]
+Actor = Annotated[str, Field(min_length=1, max_length=ACTOR_MAX_CHARS), AfterValidator(_not_blank)]
 """Who does something (a command's `by`, an approval's `who`, a message's `author`): it is
 recorded and shown, so a blank one ("\n", "") said nobody did it."""
 
-Reason = Annotated[str, Field(max_length=10_000), AfterValidator(_says_something)]
+Reason = Annotated[str, Field(max_length=REASON_MAX_CHARS), AfterValidator(_says_something)]
 """Why a person decided as they did (an approval's `reason`): the agent is told it, so a blank
 one told it nothing."""
 

@@ -21,7 +21,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ._common import add_common, console, existing_log, print_json, reason_text, require_log
+from ._common import (
+    actor_text,
+    add_common,
+    console,
+    existing_log,
+    print_json,
+    reason_text,
+    require_log,
+)
 
 __all__ = ["configure"]
 
@@ -39,7 +47,11 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         "--reason", type=reason_text, required=decision == "deny", help="why (the agent is told)"
     )
     parser.add_argument(
-        "--as", dest="who", default=None, help="who answers (default: your login name)"
+        "--as",
+        dest="who",
+        type=actor_text,
+        default=None,
+        help="who answers (default: your login name)",
     )
     parser.set_defaults(func=_decide_command, decision=decision)
 

@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.cli import main
@@ -119,6 +120,44 @@ def test_deny_needs_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, out, _ = run_cli(capsys, "approvals", "--db", str(db), "--json")
     assert code == 0
     assert [a["id"] for a in json.loads(out)["approvals"]] == ["apr_one"]
+
+
+TAKEN_BY_NEITHER = {
+    "blank --as": (["--as", "  "], "--as: must name someone, not be blank"),
+    "empty --as": (["--as", ""], "--as: must name someone, not be blank"),
+    "--as too long": (["--as", "a" * 129], "--as: 129 characters: a name is at most 128"),
+    "--reason too long": (
+        ["--reason", "x" * 10_001],
+        "--reason: 10001 characters: a reason is at most 10000",
+    ),
+}
+
+
+@pytest.mark.parametrize(("argv", "said"), TAKEN_BY_NEITHER.values(), ids=TAKEN_BY_NEITHER.keys())
+async def test_the_cli_refuses_the_answers_the_api_refuses_and_the_call_stays_on_hold(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression: `--as " "` recorded an approval "allowed by  ", and a 5,000-character
+    `--as` or a 20,000-character reason went in, where `POST /v1/approvals/{id}` says 422."""
+    from api import ApiConfig, serving
+
+    db = tmp_path / "fleet.db"
+    await _seed(db, "apr_one")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["approve", "apr_one", "--db", str(db), *argv])
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err
+    field = "who" if argv[0] == "--as" else "reason"
+    async with (
+        serving(ApiConfig(db=db, runtime=False)) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        answered = await http.post(
+            "/v1/approvals/apr_one", json={"decision": "allow", field: argv[1]}
+        )
+        assert answered.status_code == 422, answered.text
+        pending = (await http.get("/v1/approvals")).json()["approvals"]
+    assert [(a["id"], a["status"]) for a in pending] == [("apr_one", "pending")]
 
 
 @pytest.mark.parametrize("columns", [80, 60, 40])
