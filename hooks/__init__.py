@@ -37,6 +37,7 @@ from ._otlp import (
     OTLP_SIGNALS,
     OtlpBatch,
     Signal,
+    otlp_model,
     otlp_response,
     parse_otlp,
 )
@@ -157,6 +158,7 @@ __all__ = [
     "http_url_problem",
     "load_project_settings",
     "load_settings",
+    "otlp_model",
     "otlp_response",
     "parse_external",
     "parse_otlp",

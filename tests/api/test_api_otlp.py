@@ -119,6 +119,23 @@ async def test_telemetry_first_creates_the_agent_once_and_hooks_then_join_it(
     assert (await client.get("/v1/agents")).json()["count"] == 1
 
 
+async def test_a_huge_model_name_is_cut_on_the_sessions_card(client: httpx.AsyncClient) -> None:
+    """Regression: a poster's 500,000-character `model` became the card's model, carried by
+    every view of the agents (the record itself keeps what was sent)."""
+    attributes = {"session.id": "s-huge-model", "model": "claude-" + "x" * 500_000,
+                  "request_id": "req_1", "input_tokens": "10"}  # fmt: skip
+    record = {
+        "body": {"stringValue": "claude_code.api_request"},
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()],
+    }
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    response = await client.post("/v1/otlp/v1/logs", json=body)
+    assert response.status_code == 200, response.text
+    card = (await client.get("/v1/agents/ext-s-huge-model")).json()
+    assert card["model"] == ("claude-" + "x" * 500_000)[:200]
+    assert card["turns"] == 1 and card["tokens"]["input"] == 10
+
+
 def _nested_log(depth: int) -> bytes:
     """A log record whose one attribute is a list nested `depth` deep."""
     value: dict[str, object] = {"stringValue": "x"}
