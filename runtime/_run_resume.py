@@ -127,7 +127,9 @@ async def resume_run(fleet: Fleet, run_id: str) -> RunResult:
         await read_waiting(fleet.store, check, who=f"run {run_id}")
         if spec is None:
             return await _resume_orchestrator(fleet, run_id, started, began)
-        journal, conductor_exists = await _journal(fleet.store, run_id)
+        journal, conductor_exists = await read_waiting(
+            fleet.store, partial(_journal, fleet.store, run_id), who=f"run {run_id}"
+        )
         conductor = _Conductor(fleet, run_id, spec.name, journal)
         if not conductor_exists:  # killed between RunStarted and the conductor's creation
             await _record_conductor(conductor, spec, started)

@@ -831,3 +831,45 @@ async def test_a_resume_begun_while_the_log_is_cut_waits_for_it(
         assert result.status == "completed", result.error
         types = [e.type for e in await rt.store.read_stream(f"run-{run_id}")]
     assert types == ["RunStarted", "RunCompleted"]
+
+
+async def test_a_pattern_resume_whose_read_of_the_run_meets_an_outage_waits_for_it(
+    tmp_path: Path,
+    sim: Simulator,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log cut as a pattern run's resume reads what the run holds (its agents, its board),
+    after its lease: the read waits for the log, then the run goes on. Regression: that one
+    read raised StoreUnavailable and the resume failed."""
+    from runtime import _run_resume
+
+    caplog.set_level(logging.DEBUG, logger="runtime._outage")
+    read_the_journal = _run_resume._journal
+    cuts: list[int] = []
+
+    async with _runtime_behind_a_proxy(tmp_path, sim) as (proxy, rt):
+
+        async def cut_first(store: EventStore, run_id: str) -> Any:
+            if not cuts:  # the real log goes away just as the run's journal is read
+                cuts.append(1)
+                proxy.down()
+            return await read_the_journal(store, run_id)
+
+        monkeypatch.setattr(_run_resume, "_journal", cut_first)
+        run_id = "resumed3"
+        model = rt.fleet.models.resolve(rt.fleet.config.default_model).id
+        started = RunStarted(
+            run_id=run_id, task=TASK, pattern=PATTERN,
+            workspace=str((tmp_path / "repo").resolve()), model=model,
+            simulated=rt.fleet.client.simulated,
+        )  # fmt: skip
+        await rt.store.append(f"run-{run_id}", [NewEvent(started, Meta(run_id=run_id))])
+        run = asyncio.create_task(resume_run(rt.fleet, run_id))
+        await _until_a_probe_failed(caplog, run)
+        proxy.up()
+        result = await asyncio.wait_for(run, 180)
+        assert cuts == [1]
+        assert result.status == "completed", result.error
+        types = [e.type for e in await rt.store.read_stream(f"run-{run_id}")]
+    assert types == ["RunStarted", "RunCompleted"]
