@@ -42,7 +42,6 @@ from hooks import (
     TelemetryInvalid,
     TelemetryTooLarge,
     TelemetryUnsupported,
-    otlp_model,
     otlp_response,
     parse_otlp,
 )
@@ -74,10 +73,9 @@ def _problem(error: TelemetryInvalid) -> HTTPProblem:
 def _first_sight(session_id: str, source_app: str, events: list[EventData]) -> AgentCreated:
     # The first model any record names (api_request events and metric points carry one).
     models = (
-        otlp_model(getattr(e, "model", None) or getattr(e, "attributes", {}).get("model"))
-        for e in events
+        getattr(e, "model", None) or getattr(e, "attributes", {}).get("model") for e in events
     )
-    model = next((m for m in models if m), "unknown")
+    model = next((m for m in models if isinstance(m, str) and m), "unknown")
     return AgentCreated(
         agent_id=external_agent_id(session_id),
         name=f"{source_app}/{session_id[:8]}",

@@ -37,7 +37,6 @@ from ._otlp import (
     OTLP_SIGNALS,
     OtlpBatch,
     Signal,
-    otlp_model,
     otlp_response,
     parse_otlp,
 )
@@ -158,7 +157,6 @@ __all__ = [
     "http_url_problem",
     "load_project_settings",
     "load_settings",
-    "otlp_model",
     "otlp_response",
     "parse_external",
     "parse_otlp",

@@ -72,7 +72,6 @@ __all__ = [
     "OTLP_SIGNALS",
     "OtlpBatch",
     "Signal",
-    "otlp_model",
     "otlp_response",
     "parse_otlp",
 ]
@@ -93,8 +92,6 @@ MAX_JSON_DEPTH = 64
 """The deepest nesting of objects and arrays an OTLP/JSON body may have (note 5)."""
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 _API_REQUEST = "claude_code.api_request"
-MAX_MODEL_CHARS = 200
-"""A model name longer than this is cut: it lands on the session's card, in every view."""
 
 
 @cache
@@ -286,20 +283,12 @@ def _float(value: Any) -> float:
     return number if math.isfinite(number) and number >= 0 else 0.0
 
 
-def otlp_model(value: object) -> str | None:
-    """A record's `model` attribute as the card keeps it: cut at `MAX_MODEL_CHARS` (a poster
-    may send a megabyte there, which every view of the agents would carry); None if blank."""
-    if not isinstance(value, str) or not value:
-        return None
-    return value[:MAX_MODEL_CHARS]
-
-
 def _model_responded(session_id: str, attrs: Mapping[str, Any]) -> ModelResponded:
     """A Claude Code `api_request` as the model response it reports (Claude Code's numbers)."""
     return ModelResponded(
         agent_id=f"ext-{session_id}",
         message_id=str(attrs.get("request_id") or ""),
-        model=otlp_model(attrs.get("model")) or "unknown",
+        model=str(attrs.get("model") or "unknown"),
         usage=Usage(
             input_tokens=_int(attrs.get("input_tokens")),
             output_tokens=_int(attrs.get("output_tokens")),

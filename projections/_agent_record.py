@@ -9,9 +9,18 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, TypedDict
 
-__all__ = ["TASK_CHARS", "AgentRecord", "cap_task", "count_call", "new_record"]
+__all__ = [
+    "MODEL_CHARS",
+    "TASK_CHARS",
+    "AgentRecord",
+    "cap_model",
+    "cap_task",
+    "count_call",
+    "new_record",
+]
 
 TASK_CHARS = 2000
+MODEL_CHARS = 200
 
 
 class AgentRecord(TypedDict):
@@ -66,6 +75,15 @@ class AgentRecord(TypedDict):
     artifacts: dict[str, None]
 
 
+def cap_model(model: str) -> str:
+    """`model` cut to `MODEL_CHARS`, interned (note above `new_record`). A model name comes
+    from whoever posts a session's hooks or telemetry: a megabyte there was on every card,
+    and interned (never freed on Python 3.12)."""
+    if len(model) > MODEL_CHARS:
+        model = model[: MODEL_CHARS - 1] + "…"
+    return intern(model)
+
+
 def cap_task(text: str | None) -> str | None:
     """`text` cut to `TASK_CHARS` (a task is shown, not kept whole, on a card)."""
     if text is None or len(text) <= TASK_CHARS:
@@ -100,7 +118,7 @@ def new_record(
         "id": agent_id,
         "name": intern(name),
         "role": intern(role),
-        "model": intern(model),
+        "model": cap_model(model),
         "parent_id": parent_id,
         "run_id": run_id,
         "status": "created",

@@ -75,7 +75,7 @@ from events import (
     ToolCallRequested,
 )
 
-from ._agent_record import AgentRecord, cap_task, count_call, new_record
+from ._agent_record import AgentRecord, cap_model, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
 from ._gates import Gate
 from ._lifecycle import ACTIVE_STATUSES, EXTERNAL_ROLE, external_facts, external_status
@@ -109,8 +109,9 @@ class AgentsProjection(FoldProjection[AgentsState]):
     # 2: state shape changed before the first release; 3: "completed"; 4: external subagents;
     # 5: approvals and what hooks said; 6: engine and session_id; 7: position;
     # 8: a Claude Code session's StopFailure fails it, its Stop gives its summary;
-    # 9: an external agent's process; 10: the external agents in an active status
-    version = 10
+    # 9: an external agent's process; 10: the external agents in an active status;
+    # 11: a model name cut to MODEL_CHARS
+    version = 11
     ignores = frozenset(
         {
             "ToolCallInterrupted",
@@ -350,7 +351,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         if r is None:
             return
         if r["external"] and d.model and d.model != "unknown":
-            r["model"] = intern(d.model)  # an ingested session learns its model from its transcript
+            r["model"] = cap_model(d.model)  # an ingested session learns it from its transcript
         if d.context_limit:
             r["context_limit"] = d.context_limit
         u = d.usage
@@ -493,7 +494,7 @@ class AgentsProjection(FoldProjection[AgentsState]):
         elif f.parent_id is not None:
             r["process"] = state["agents"][f.parent_id]["process"]
         if f.model is not None:
-            r["model"] = f.model
+            r["model"] = cap_model(f.model)
         if f.prompt is not None:
             r["task"] = cap_task(f.prompt)
         if f.summary is not None:

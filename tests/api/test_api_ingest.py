@@ -74,6 +74,24 @@ async def test_ingested_session_is_an_agent_at_once(client: httpx.AsyncClient) -
     assert agent["task"] == "fix the bug"
 
 
+async def test_a_huge_model_name_is_cut_on_the_card_and_kept_in_the_log(
+    client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """Regression: a SessionStart's 400,000-character `model` became the card's model (on
+    every agents view, and interned for good); the stored payload keeps what was sent."""
+    huge = "claude-" + "x" * 400_000  # under the ingest limit (512 KiB)
+    response = await client.post(
+        "/v1/hooks/ingest", content=payload("SessionStart", source="startup", model=huge),
+        headers=JSON,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    card = (await client.get(f"/v1/agents/ext-{SESSION}")).json()
+    assert card["model"] == huge[:199] + "…"
+    [stored] = await store.read_stream(f"session-{SESSION}")
+    assert isinstance(stored.data, ExternalHookReceived)
+    assert stored.data.payload["model"] == huge
+
+
 @pytest.mark.parametrize(
     ("url", "headers", "expected"),
     [

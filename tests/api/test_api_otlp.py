@@ -121,7 +121,7 @@ async def test_telemetry_first_creates_the_agent_once_and_hooks_then_join_it(
 
 async def test_a_huge_model_name_is_cut_on_the_sessions_card(client: httpx.AsyncClient) -> None:
     """Regression: a poster's 500,000-character `model` became the card's model, carried by
-    every view of the agents (the record itself keeps what was sent)."""
+    every view of the agents (the events keep what was sent)."""
     attributes = {"session.id": "s-huge-model", "model": "claude-" + "x" * 500_000,
                   "request_id": "req_1", "input_tokens": "10"}  # fmt: skip
     record = {
@@ -132,7 +132,7 @@ async def test_a_huge_model_name_is_cut_on_the_sessions_card(client: httpx.Async
     response = await client.post("/v1/otlp/v1/logs", json=body)
     assert response.status_code == 200, response.text
     card = (await client.get("/v1/agents/ext-s-huge-model")).json()
-    assert card["model"] == ("claude-" + "x" * 500_000)[:200]
+    assert card["model"] == ("claude-" + "x" * 500_000)[:199] + "…"
     assert card["turns"] == 1 and card["tokens"]["input"] == 10
 
 
