@@ -467,7 +467,7 @@
         `${fmtInt(f.agents.total)} total · ${fmtInt(f.agents_created)} created · ${fmtInt(f.agents_deleted)} deleted`,
         chips),
       tile("tokens", "Tokens", fmtTokens(t.total), t.total,
-        `in ${fmtTokens(t.input)} · out ${fmtTokens(t.output)} · cache ${fmtTokens(t.cache_write)} w / ${fmtTokens(t.cache_read)} r`),
+        `in ${fmtTokens(t.input)} uncached · out ${fmtTokens(t.output)} · cache ${fmtTokens(t.cache_write)} w / ${fmtTokens(t.cache_read)} r`),
       tile("cost", "Cost", fmtCost(f.cost_usd), f.cost_usd, costDetail),
       tile("context", "Context in use", fmtTokens(f.context_tokens_in_use), f.context_tokens_in_use,
         "tokens held by agents not deleted"),

@@ -85,6 +85,8 @@ READ_CHIPS = """() => Object.fromEntries([...document.querySelectorAll('#totals 
 
 READ_RATE = """() => document.querySelector('#totals [data-tile="events"] .d').textContent"""
 
+READ_TOKENS = """() => document.querySelector('#totals [data-tile="tokens"] .d').textContent"""
+
 FEED_POSITIONS = """() => [...document.querySelectorAll('#feed .feed-row')].map(
   r => Number(r.dataset.position))"""
 
@@ -200,6 +202,9 @@ async def assert_page_matches_api(page: Any, base: str, **at: Any) -> None:
     # The rate is the log's, up to its last event, not the wall clock's: the tile says so.
     rate = await page.evaluate(READ_RATE)
     assert f"{fleet['events']['last_minute']:,} in the minute to the last event" in rate
+    # "in" is the uncached input alone (a feed row's "in" is the whole prompt): it says so.
+    tokens = await page.evaluate(READ_TOKENS)
+    assert tokens.startswith("in ") and " uncached · out " in tokens, tokens
 
 
 async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
