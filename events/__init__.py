@@ -77,7 +77,7 @@ from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._location import without_password
 from ._open import open_store
 from ._store import EventFilter, EventStore, ImportedEvent
-from ._text import valid_json, valid_text
+from ._text import surrogate_escaped, valid_json, valid_text
 from ._upcasting import UPCASTERS, upcast
 from ._wire import encode_event
 from .errors import (
@@ -198,6 +198,7 @@ __all__ = [
     "read_export",
     "read_run",
     "spool_export",
+    "surrogate_escaped",
     "upcast",
     "valid_json",
     "valid_text",

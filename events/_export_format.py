@@ -13,7 +13,6 @@ import hmac
 import io
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from ._encoding import meta_params
 from ._envelope import Meta
 from ._ids import AGENT_ID_RULE, ID_RULE, is_agent_id, is_id
 from ._store import ImportedEvent
+from ._text import surrogate_escaped
 from ._upcasting import upcast
 from .errors import EventTooLarge, ExportInvalid, InvalidEvent
 
@@ -174,7 +174,7 @@ class _Checker:
             raise self.fail(f"not a JSON Lines run export ({_short(e)})", number) from None
         if not isinstance(value, dict):
             raise self.fail("not a JSON Lines run export (a line is not a JSON object)", number)
-        if _SURROGATE.search(raw) and _lone_surrogate(value):
+        if surrogate_escaped(raw) and _lone_surrogate(value):
             # Regression: `\ud800` parsed to a string no UTF-8 encoder takes: a traceback
             # (UnicodeEncodeError, PydanticSerializationError) from data or meta.
             raise self.fail(
@@ -414,10 +414,6 @@ class _Checker:
             dict(self.versions),
             tuple(self.rows),
         )
-
-
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-"""A JSON escape of a UTF-16 surrogate: whole characters (a pair) or a lone half."""
 
 
 def _lone_surrogate(value: Any) -> bool:

@@ -9,10 +9,19 @@ Each becomes U+FFFD, as ripgrep prints a bad byte, and the rest is kept.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["valid_json", "valid_text"]
+__all__ = ["surrogate_escaped", "valid_json", "valid_text"]
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def surrogate_escaped(raw: bytes) -> bool:
+    """Whether JSON text `raw` escapes a UTF-16 surrogate (`\\ud83d`): a pair's halves, whole
+    or not. Only then can its parsed strings hold a lone one: a cheap test before a walk."""
+    return _SURROGATE_ESCAPE.search(raw) is not None
 
 
 def valid_text(value: str) -> str:

@@ -55,6 +55,7 @@ from events import (
     ModelResponded,
     TelemetryReceived,
     Usage,
+    surrogate_escaped,
     valid_json,
 )
 
@@ -86,8 +87,6 @@ DEFAULT_MAX_OTLP_BYTES = 4 * 1024 * 1024
 
 _MAX_RECORD_BYTES = DEFAULT_MAX_EVENT_BYTES // 2
 _SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-# A JSON escape of a surrogate, `\ud83d` (a pair's halves, or half of one: note 6).
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_JSON_DEPTH = 64
 """The deepest nesting of objects and arrays an OTLP/JSON body may have (note 5)."""
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
@@ -205,7 +204,7 @@ def _decode(signal: Signal, body: bytes, media_type: str) -> Message:
         raise TelemetryInvalid(f"expected a JSON object (an OTLP {signal} request)")
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise TelemetryInvalid(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if _SURROGATE_ESCAPE.search(body):  # note 6; walked only when the text has one
+    if surrogate_escaped(body):  # note 6; walked only when the text has one
         value = valid_json(value)
     try:
         json_format.ParseDict(_hex_ids_to_base64(value), message, ignore_unknown_fields=False)

@@ -37,14 +37,13 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from events import HookInvoked
+from events import HookInvoked, valid_json
 
 from ._points import BLOCKING_POINTS, HookPoint
 
@@ -96,20 +95,6 @@ class HookOutput(BaseModel):
     decision: str | None = None
     reason: str | None = None
     hookSpecificOutput: HookSpecificOutput | None = None
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _scrub(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (keys too) made U+FFFD (note 4)."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_scrub(k): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
 
 
 def clip(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -218,12 +203,12 @@ def verdict_from_output(point: HookPoint, out: HookOutput) -> Verdict:
     context = hso.additionalContext if hso else None
     return Verdict(
         decision,
-        _scrub(clip(reason)) if reason else None,
-        _scrub(updated),
-        _scrub(clip(context)) if context else None,
+        valid_json(clip(reason)) if reason else None,
+        valid_json(updated),
+        valid_json(clip(context)) if context else None,
         stop,
-        _scrub(stop_reason),
-        _scrub(clip(out.systemMessage)) if out.systemMessage else None,
+        valid_json(stop_reason),
+        valid_json(clip(out.systemMessage)) if out.systemMessage else None,
     )
 
 
