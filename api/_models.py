@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from events import EVENT_TYPES, ID_PATTERN, EventData
 from projections import JUDGED_STATUSES, STATUSES
 
-from ._limits import ACTOR_MAX_CHARS, REASON_MAX_CHARS
+from ._limits import ACTOR_MAX_CHARS, REASON_MAX_CHARS, actor, reason
 
 __all__ = [
     "ID_PATTERN",
@@ -43,25 +43,12 @@ __all__ = [
 ]
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must name someone, not be blank")
-    return value
+# The lengths in the schema too (OpenAPI shows them); the rules are `_limits.py`'s.
+Actor = Annotated[str, Field(min_length=1, max_length=ACTOR_MAX_CHARS), AfterValidator(actor)]
+"""Who does something (a command's `by`, an approval's `who`, a message's `author`)."""
 
-
-def _says_something(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must say why, not be blank")
-    return value
-
-
-Actor = Annotated[str, Field(min_length=1, max_length=ACTOR_MAX_CHARS), AfterValidator(_not_blank)]
-"""Who does something (a command's `by`, an approval's `who`, a message's `author`): it is
-recorded and shown, so a blank one ("\n", "") said nobody did it."""
-
-Reason = Annotated[str, Field(max_length=REASON_MAX_CHARS), AfterValidator(_says_something)]
-"""Why a person decided as they did (an approval's `reason`): the agent is told it, so a blank
-one told it nothing."""
+Reason = Annotated[str, Field(max_length=REASON_MAX_CHARS), AfterValidator(reason)]
+"""Why a person decided as they did (an approval's `reason`)."""
 
 Position = Annotated[int, Field(ge=0, le=2**62)]
 FilterText = Annotated[str, Field(min_length=1, max_length=200)]

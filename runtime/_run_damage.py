@@ -26,7 +26,14 @@ from dataclasses import dataclass, field, replace
 
 from events import EventFilter, EventStore, ToolCallCompleted, ToolCallRequested
 
-__all__ = ["EDIT_TOOLS", "RunDamage", "TestRun", "found_no_test", "run_damage"]
+__all__ = [
+    "EDIT_TOOLS",
+    "NO_PYTEST",
+    "RunDamage",
+    "TestRun",
+    "found_no_test",
+    "run_damage",
+]
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 _TEST_COMMAND = re.compile(
@@ -37,10 +44,12 @@ _TEST_COMMAND = re.compile(
 
 # What a runner says when it found no test to run: unittest's "Ran 0 tests" (then "OK" or,
 # from Python 3.12, "NO TESTS RAN"), pytest's "no tests ran" and "collected 0 items", jest's.
-# A runner that is not installed ran none either ("No module named pytest").
+# A runner that is not installed ran none either (`NO_PYTEST`).
+NO_PYTEST = "No module named pytest"
+"""What `python -m pytest` says where pytest is not installed."""
 _NONE_RAN = re.compile(
     r"^Ran 0 tests\b|\bno tests ran\b|\bcollected 0 items\b|^No tests found\b"
-    r"|\bNo module named pytest\b",
+    rf"|\b{re.escape(NO_PYTEST)}\b",
     re.I | re.M,
 )
 

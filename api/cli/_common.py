@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._limits import ACTOR_MAX_CHARS, REASON_MAX_CHARS
+from .._limits import actor, reason
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -301,27 +301,19 @@ def log_position(text: str) -> int:
 
 
 def reason_text(text: str) -> str:
-    """An argparse type: why a person decided so (the agent is told it): not blank, and no
-    longer than the API takes."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must say why, not be blank")
-    if len(text) > REASON_MAX_CHARS:
-        raise argparse.ArgumentTypeError(
-            f"{len(text)} characters: a reason is at most {REASON_MAX_CHARS}"
-        )
-    return text
+    """An argparse type: why a person decided so, by the API's rule (`api._limits.reason`)."""
+    try:
+        return reason(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def actor_text(text: str) -> str:
-    """An argparse type: who does something, recorded and shown: not blank, and no longer
-    than the API takes (a blank one said nobody did it)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must name someone, not be blank")
-    if len(text) > ACTOR_MAX_CHARS:
-        raise argparse.ArgumentTypeError(
-            f"{len(text)} characters: a name is at most {ACTOR_MAX_CHARS}"
-        )
-    return text
+    """An argparse type: who does something, by the API's rule (`api._limits.actor`)."""
+    try:
+        return actor(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def port(text: str) -> int:

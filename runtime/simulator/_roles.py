@@ -50,7 +50,7 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .._run_damage import found_no_test
+from .._run_damage import NO_PYTEST, found_no_test
 from ._policies import Call, Observation, Policy, Situation, Turn
 
 __all__ = [
@@ -73,7 +73,6 @@ __all__ = [
 TEST_COMMAND = "python -m unittest"
 # Run next when unittest found no test, as a developer would guess: a pytest project.
 PYTEST_COMMAND = "python -m pytest -q"
-_NO_PYTEST = "No module named pytest"
 
 
 def tests_verdict(output: str, ok: bool) -> str:
@@ -282,7 +281,7 @@ def or_pytest(
         "unittest found no tests; running them with pytest.",
         [_bash(command, "Run the tests with pytest")],
     )
-    return ran if _NO_PYTEST in again[0].content else again[0]
+    return ran if NO_PYTEST in again[0].content else again[0]
 
 
 def _body(observation: Observation) -> str:
