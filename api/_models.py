@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from events import EVENT_TYPES, ID_PATTERN, EventData
-from projections import JUDGED_STATUSES, STATUSES
+from projections import JUDGED_STATUSES, RUN_STATUSES, STATUSES
 
 from ._limits import ACTOR_MAX_CHARS, REASON_MAX_CHARS, actor, reason
 
@@ -118,6 +118,9 @@ MAX_WAIT_S = 30.0
 _AGENT_STATUSES = STATUSES + JUDGED_STATUSES
 AgentStatusFilter = Literal[_AGENT_STATUSES]  # type: ignore[valid-type]
 """An agent status a filter may name: one of `projections.STATUSES` or `JUDGED_STATUSES`."""
+RunStatusFilter = Literal[RUN_STATUSES]  # type: ignore[valid-type]
+"""A run status a filter may name (`projections.RUN_STATUSES`): a misspelt one is 400, not
+an empty page."""
 
 
 def _at(what: str = "the view") -> Any:
@@ -271,10 +274,10 @@ class RunsQuery(_Changes):
         default_factory=list, max_length=MAX_PAGE, description="only these runs (repeatable)"
     )
     agent_id: FilterText | None = Field(default=None, description="only the run of this agent")
-    status: list[FilterText] = Field(
+    status: list[RunStatusFilter] = Field(
         default_factory=list,
         max_length=10,
-        description="only runs in these statuses, e.g. running, completed, failed (repeatable)",
+        description="only runs in these statuses (repeatable)",
     )
     at: Position | None = _at()
     min_position: Position | None = _min_position()

@@ -12,8 +12,9 @@ Notes (do not fix without reading this):
 1. Timestamps stay strings (`format: date-time`): the projections render them
    with `datetime.isoformat()`, and parsing them here would re-render them in
    pydantic's own form, so the API and `ProjectionRunner.view()` would differ.
-2. Status words come from `projections.STATUSES` (agents) and are free text for
-   runs and tool calls: the runtime owns those words, and this module must not
+2. Status words come from `projections.STATUSES` (agents) and
+   `projections.RUN_STATUSES` (runs), and are free text for tool calls: the
+   projections and the runtime own those words, and this module must not
    freeze a copy of them.
 """
 
@@ -23,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from projections import COLUMNS, JUDGED_STATUSES, STATUSES
+from projections import COLUMNS, JUDGED_STATUSES, RUN_STATUSES, STATUSES
 
 __all__ = [
     "AgentCard",
@@ -421,7 +422,7 @@ class RunCard(_Out):
     pattern: str | None
     model: str | None
     workspace: str | None
-    status: str = Field(
+    status: Literal[RUN_STATUSES] = Field(  # type: ignore[valid-type]
         description='running, completed or failed; now (no `at`), "interrupted" for a '
         "run no live process conducts any more (`fleet resume` takes it up)"
     )

@@ -38,7 +38,7 @@ from ._liveness import (
     this_host,
 )
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
-from ._runs import RunsProjection, RunsState, mark_interrupted
+from ._runs import RUN_STATUSES, RunsProjection, RunsState, mark_interrupted
 from ._scoped import fleet_totals
 from ._timeline import Timeline, TimelineEntry, load_timeline
 from .errors import (
@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_STALE_AFTER_S",
     "JUDGED_STATUSES",
     "PROCESS_HEADER",
+    "RUN_STATUSES",
     "STATUSES",
     "AgentRecord",
     "AgentsProjection",

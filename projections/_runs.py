@@ -43,7 +43,10 @@ from events import (
 from ._base import FoldProjection, iso, report
 from ._lifecycle import external_agent_id, external_subagent_id
 
-__all__ = ["RunRecord", "RunsProjection", "RunsState", "mark_interrupted"]
+__all__ = ["RUN_STATUSES", "RunRecord", "RunsProjection", "RunsState", "mark_interrupted"]
+
+RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+"""A run's status: the log's three, and "interrupted", judged now (`mark_interrupted`)."""
 
 
 class RunRecord(TypedDict):

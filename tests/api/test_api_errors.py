@@ -177,6 +177,8 @@ async def test_a_smaller_body_limit_is_enforced(tmp_path: Path) -> None:
         ("/v1/events?limit=0", "limit"),
         ("/v1/events?type=NoSuchEvent", "type"),
         ("/v1/agents?status=sleeping", "status"),
+        ("/v1/runs?status=finished", "status"),
+        ("/v1/runs?status=running&status=done", "status"),
         ("/v1/fleet?at=yesterday", "at"),
         ("/v1/fleet?bogus=1", "bogus"),
     ],
