@@ -12,6 +12,7 @@ from ._batch import map_events
 from ._export import (
     CONTENT_ENV,
     ENDPOINT_ENV,
+    EXPORT_ERRORS,
     ExportSummary,
     SpanSender,
     content_from_env,
@@ -33,6 +34,7 @@ __all__ = [
     "CONTENT_ENV",
     "DEFAULT_MAX_CONTENT_CHARS",
     "ENDPOINT_ENV",
+    "EXPORT_ERRORS",
     "CheckpointPositions",
     "ExportFailed",
     "ExportSummary",

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -38,6 +41,7 @@ from .errors import ExportFailed
 __all__ = [
     "CONTENT_ENV",
     "ENDPOINT_ENV",
+    "EXPORT_ERRORS",
     "ExportSummary",
     "SpanSender",
     "content_from_env",
@@ -70,6 +74,72 @@ def _fleet_version() -> str:
 
 RESOURCE = Resource.create({"service.name": "fleet", "service.version": _fleet_version()})
 SCOPE = InstrumentationScope("fleet.otel", _fleet_version())
+
+
+class _ExportErrors(logging.Filter):
+    """Why the SDK's exporter failed, per thread: `export()` returns only FAILURE and
+    says why in its log (a refused connection, an unknown host, an HTTP status), so a
+    failed send reads the cause here. With `quiet`, those log lines are dropped: the
+    caller says the cause itself (`fleet otel export` does, in one line)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quiet = False
+        self._last: dict[int, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        # A line with no cause in it ("due to timeout, max retries or shutdown", after
+        # retries) keeps the one before it.
+        if record.levelno >= logging.WARNING and len(args) > 1:
+            error = next((a for a in args if isinstance(a, BaseException)), None)
+            if error is not None:
+                cause = _innermost(error)
+            elif len(args) == 3 and isinstance(args[1], int):  # kind, status, reason
+                cause = f"HTTP {args[1]} {args[2]}"
+            elif isinstance(args[0], str) and isinstance(args[-1], float):  # reason, kind, pause
+                cause = f"{args[0]} (retried)"
+            else:
+                cause = record.getMessage()
+            self._last[record.thread or 0] = cause
+        return not self.quiet
+
+    @contextmanager
+    def quieted(self, quiet: bool = True) -> Iterator[None]:
+        """Drop the SDK's lines in the block when `quiet` (and keep their causes)."""
+        before, self.quiet = self.quiet, quiet
+        try:
+            yield
+        finally:
+            self.quiet = before
+
+    def take(self) -> str | None:
+        """The last cause logged on this thread, forgotten."""
+        return self._last.pop(threading.get_ident(), None)
+
+
+# requests wraps urllib3's error, which names the connection before the cause.
+_CONNECTION = re.compile(r"^\w+\(host=[^)]*\): ")
+
+
+def _innermost(error: BaseException) -> str:
+    """The error a transport error wraps, without the connection's repr: "Failed to
+    establish a new connection: [Errno 111] Connection refused"."""
+    seen: set[int] = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException) and error.args:
+            inner = error.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return _CONNECTION.sub("", str(error)) or type(error).__name__
+
+
+EXPORT_ERRORS = _ExportErrors()
+"""On the SDK's OTLP/HTTP span exporter's logger: the cause of each failed send."""
+logging.getLogger(OTLPSpanExporter.__module__).addFilter(EXPORT_ERRORS)
 
 
 def resolve_endpoint(url: str) -> str:
@@ -127,9 +197,12 @@ class SpanSender:
             endpoint=self.endpoint, timeout=timeout_s
         )
         self.sent = 0
+        self.last_error: str | None = None
+        """Why the last send failed, as the SDK logged it (None: it did not say)."""
 
     async def send(self, records: Sequence[SpanRecord]) -> bool:
-        """Export `records` in one request; True when the receiver took them.
+        """Export `records` in one request; True when the receiver took them (else
+        `last_error` says why, when the SDK said).
 
         The SDK's encoding and the post run in a thread. Raises `ExportFailed`
         after `aclose()`.
@@ -138,15 +211,22 @@ class SpanSender:
         if exporter is None:
             raise ExportFailed("the span sender is closed")
 
-        def export() -> SpanExportResult:
-            return exporter.export([to_sdk_span(r) for r in records])
+        def export() -> tuple[SpanExportResult, str | None]:
+            EXPORT_ERRORS.take()  # none left from an earlier send on this thread
+            result = exporter.export([to_sdk_span(r) for r in records])
+            return result, EXPORT_ERRORS.take()
 
-        result = await asyncio.to_thread(export)
+        result, error = await asyncio.to_thread(export)
         if result is not SpanExportResult.SUCCESS:
-            logger.debug("export of %d spans to %s failed", len(records), self.endpoint)
+            self.last_error = error
+            logger.debug("export of %d spans to %s failed: %s", len(records), self.endpoint, error)
             return False
         self.sent += len(records)
         return True
+
+    def failed(self, what: str) -> str:
+        """`what` failed, and why when the SDK said: a message for a person."""
+        return what if self.last_error is None else f"{what}: {self.last_error}"
 
     async def send_all(self, records: Sequence[SpanRecord]) -> bool:
         """Export `records` in batches, `IN_FLIGHT` at a time; True when all were taken.
@@ -212,7 +292,9 @@ async def export_run(
     records = map_events(events, content=content, max_content_chars=max_content_chars)
     async with SpanSender(endpoint, timeout_s=timeout_s) as sender:
         if not await sender.send_all(records):
-            raise ExportFailed(f"the OTLP receiver at {sender.endpoint} did not take the spans")
+            raise ExportFailed(
+                sender.failed(f"the OTLP receiver at {sender.endpoint} did not take the spans")
+            )
         target = sender.endpoint
     trace = records[0].trace_id if records else 0
     return ExportSummary(run_id, f"{trace:032x}", len(records), len(events), target)

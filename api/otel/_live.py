@@ -206,7 +206,9 @@ class LiveExporter:
             while not await self._sender.send(batch):
                 self.failures += 1
                 where = self._sender.endpoint
-                self.failure = f"the receiver at {where} did not take {len(batch)} spans"
+                self.failure = self._sender.failed(
+                    f"the receiver at {where} did not take {len(batch)} spans"
+                )
                 logger.warning("%s; retrying in %.2f s", self.failure, pause)
                 await asyncio.sleep(pause)
                 pause = min(self._max_retry_s, pause * 2)

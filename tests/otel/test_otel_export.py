@@ -177,12 +177,31 @@ async def test_cli_takes_a_run_whose_own_id_begins_with_run(
             assert capsys.readouterr().out.startswith("sent run run-7: ")
 
 
+async def test_the_cli_says_why_a_receiver_did_not_take_the_spans_in_one_line(
+    log: Path, run_id: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK's exporter returns only "failure" and logged why on every retry: the error
+    said "did not take the spans", after lines of the SDK's own."""
+    argv = ["otel", "export", run_id, "--db", str(log), "--timeout", "1"]
+    code = await asyncio.to_thread(main, [*argv, "--endpoint", "http://127.0.0.1:9"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fleet: error: the OTLP receiver at http://127.0.0.1:9/v1/traces")
+    assert "did not take the spans: " in err and "Connection refused" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
 async def test_an_unknown_run_or_a_dead_endpoint_is_a_clear_error(log: Path, run_id: str) -> None:
     async with SQLiteEventStore(log) as store:
         with pytest.raises(RunNotFound):
             await export_run(store, "nope", "http://127.0.0.1:9")
-        with pytest.raises(ExportFailed, match="did not take"):
+        # Why, as the SDK said it in its log: the refused connection, the HTTP status.
+        with pytest.raises(ExportFailed, match=r"did not take the spans: .*Connection refused"):
             await export_run(store, run_id, "http://127.0.0.1:9", timeout_s=1)
+        async with receiving() as receiver:
+            with pytest.raises(ExportFailed, match="did not take the spans: HTTP 404 Not Found"):
+                await export_run(store, run_id, receiver.url + "/nothing-here")
         with pytest.raises(ExportFailed, match="not an http"):
             await export_run(store, run_id, "ftp://x")
         # A malformed URL is refused before any span is made, not retried at each batch.

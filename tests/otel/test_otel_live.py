@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from otel_support import Receiver, receiving
 
 from api import ApiConfig, serving
@@ -90,7 +91,7 @@ async def test_a_restart_resumes_without_sending_twice_or_skipping(
 
 
 async def test_a_receiver_that_refuses_is_retried_with_the_same_spans(
-    log: Path, run_id: str
+    log: Path, run_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with SQLiteEventStore(log, poll_interval=0.05) as store, receiving() as receiver:
         receiver.refuse = 2
@@ -102,6 +103,9 @@ async def test_a_receiver_that_refuses_is_retried_with_the_same_spans(
             await exporter.aclose()
     assert receiver.refused == 2
     assert exporter.failures >= 1
+    # The server's log says why: the receiver's answer, which the SDK keeps to its own log.
+    said = [r.getMessage() for r in caplog.records if r.name == "api.otel._live"]
+    assert any("did not take" in m and "Service Unavailable" in m for m in said), said
     assert len(receiver.spans) == len({s.span_id for s in receiver.spans}) == len(expected)
 
 
