@@ -24,7 +24,7 @@ from ._client import ModelClient, ModelReply
 from ._fleet import Budgets, Fleet, FleetConfig, ScriptedWake, WakeResult, WakeScript
 from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
-from ._pattern_spec import BUILTIN_PATTERNS, PatternSpec, load_pattern
+from ._pattern_spec import BUILTIN_PATTERNS, PATTERN_MAX_BYTES, PatternSpec, load_pattern
 from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
 from ._run_damage import RunDamage, TestRun, run_damage
 from ._run_resume import abandon_run, check_resumable, interrupted_runs, resume_run
@@ -71,6 +71,7 @@ __all__ = [
     "CONVERSATION_ID_PATTERN",
     "ENGINES",
     "LEGACY_TOOL_NAMES",
+    "PATTERN_MAX_BYTES",
     "SLASH_COMMANDS",
     "WORKER_TOOLS",
     "Agent",

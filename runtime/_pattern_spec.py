@@ -26,7 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import PatternError
 
-__all__ = ["BUILTIN_PATTERNS", "PatternSpec", "ReviewLoop", "StepSpec", "load_pattern"]
+__all__ = [
+    "BUILTIN_PATTERNS",
+    "PATTERN_MAX_BYTES",
+    "PatternSpec",
+    "ReviewLoop",
+    "StepSpec",
+    "load_pattern",
+]
+
+PATTERN_MAX_BYTES = 256 * 1024
+"""The most a pattern may be, as its TOML file and as JSON: it is kept whole in its run's
+first event (`RunStarted`, at most 1 MiB with the task), so a larger one would fail the
+run as it starts."""
 
 Column = Literal["PLAN", "BUILD", "REVIEW", "SHIP", "DONE", "FAILED"]
 _ALLOWED_FIELDS = {"task", "index", "outputs", "feedback", "workspace"}
@@ -195,13 +207,24 @@ def _find_cycle(after: dict[str, list[str]]) -> list[str] | None:
 
 def _parse(data: dict[str, Any], origin: str) -> PatternSpec:
     try:
-        return PatternSpec.model_validate(data)
+        spec = PatternSpec.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(pattern)'}: {err['msg']}"
             for err in e.errors()
         )
         raise PatternError(f"invalid pattern {origin}: {problems}") from e
+    # JSON escapes a control character in six: a file under the limit may be over it here.
+    if (size := len(spec.model_dump_json().encode())) > PATTERN_MAX_BYTES:
+        raise PatternError(_too_large(origin, f"{size:,} bytes as JSON"))
+    return spec
+
+
+def _too_large(origin: str, size: str) -> str:
+    return (
+        f"invalid pattern {origin}: {size}; a pattern is at most {PATTERN_MAX_BYTES:,} "
+        "(its run's first event keeps it whole): shorten its prompts"
+    )
 
 
 def load_pattern(name_or_path: str | Path) -> PatternSpec:
@@ -214,11 +237,14 @@ def load_pattern(name_or_path: str | Path) -> PatternSpec:
     path = Path(name_or_path)
     if not path.is_file():
         known = ", ".join(sorted(BUILTIN_PATTERNS))
-        raise PatternError(
-            f"no pattern named {str(name_or_path)!r} (built in: {known}) and no such file"
-        )
+        what = "not a regular file" if path.exists() else "no such file"
+        raise PatternError(f"no pattern named {str(name_or_path)!r} (built in: {known}) and {what}")
+    with path.open("rb") as f:  # never more than the limit read, whatever the file's size
+        raw = f.read(PATTERN_MAX_BYTES + 1)
+    if len(raw) > PATTERN_MAX_BYTES:
+        raise PatternError(_too_large(str(path), f"over {PATTERN_MAX_BYTES:,} bytes"))
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PatternError(f"invalid pattern {path}: not TOML: {e}") from e
     return _parse(data, str(path))

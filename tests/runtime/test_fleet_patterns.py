@@ -13,6 +13,7 @@ import pytest
 
 from events import EventFilter
 from runtime import (
+    PATTERN_MAX_BYTES,
     InvalidAgentSpec,
     PatternError,
     Runtime,
@@ -284,6 +285,31 @@ def test_a_pattern_with_several_mistakes_names_them_all_at_once(tmp_path: Path) 
     assert "step 'a' reads outputs of unknown step 'ghost'" in message
     assert "step 'b' comes after unknown steps ['nope']" in message
     assert "steps form a cycle" in message
+
+
+def test_a_pattern_too_large_for_its_run_is_refused_before_the_run(tmp_path: Path) -> None:
+    """A pattern is kept whole in its run's RunStarted: a 3 MB prompt failed the run as it
+    started ("RunStarted event ... is 3000453 bytes, over the limit"), after the live
+    table was drawn. Refused as it loads now, by its file's size or its JSON's (a quote is
+    two bytes there)."""
+    path = tmp_path / "p.toml"
+    path.write_text(_one_step(prompt="p" * PATTERN_MAX_BYTES))
+    with pytest.raises(PatternError, match=r"over 262,144 bytes; a pattern is at most 262,144"):
+        load_pattern(path)
+    quotes = '"' * (PATTERN_MAX_BYTES * 2 // 3)  # a TOML literal string keeps them as they are
+    path.write_text(f"name = 'x'\n[[steps]]\nid = 'a'\nrole = 'scout'\nprompt = '{quotes}'\n")
+    assert path.stat().st_size < PATTERN_MAX_BYTES
+    with pytest.raises(PatternError, match="bytes as JSON; a pattern is at most"):
+        load_pattern(path)
+    path.write_text(_one_step(prompt="p" * (PATTERN_MAX_BYTES // 2)))
+    assert len(load_pattern(path).steps[0].prompt) == PATTERN_MAX_BYTES // 2
+
+
+def test_a_pattern_path_that_is_no_regular_file_says_so(tmp_path: Path) -> None:
+    for path, words in [(tmp_path, "not a regular file"), ("/dev/zero", "not a regular file"),
+                        (tmp_path / "nope.toml", "no such file")]:  # fmt: skip
+        with pytest.raises(PatternError, match=words):
+            load_pattern(path)
 
 
 def test_unknown_pattern_name_lists_the_built_in_ones() -> None:
