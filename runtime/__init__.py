@@ -25,7 +25,7 @@ from ._fleet import Budgets, Fleet, FleetConfig, ScriptedWake, WakeResult, WakeS
 from ._leases import Leaseholder
 from ._models import ModelInfo, ModelTable, PriceTable
 from ._pattern_spec import BUILTIN_PATTERNS, PATTERN_MAX_BYTES, PatternSpec, load_pattern
-from ._patterns import RunResult, new_run_id, run_orchestrator, run_pattern
+from ._patterns import RunResult, check_runnable, new_run_id, run_orchestrator, run_pattern
 from ._run_damage import RunDamage, TestRun, run_damage
 from ._run_resume import abandon_run, check_resumable, interrupted_runs, resume_run
 from ._runtime import Runtime, RuntimeOptions, open_runtime
@@ -142,6 +142,7 @@ __all__ = [
     "abandon_run",
     "approval_stream",
     "check_resumable",
+    "check_runnable",
     "decide_approval",
     "git_root",
     "interrupted_runs",

@@ -104,6 +104,7 @@ from .errors import (
 __all__ = [
     "RunJournal",
     "RunResult",
+    "check_runnable",
     "conduct",
     "conductor_id",
     "finish_orchestrator",
@@ -335,7 +336,7 @@ async def run_pattern(
     ends the run with RunFailed and a clear reason; it does not raise.
     """
     check_task(task)
-    await _check_runnable(fleet, spec, model)
+    await check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
     started = time.time()
@@ -397,8 +398,13 @@ def check_task(task: str) -> None:
         raise InvalidAgentSpec("task", "must not be empty")
 
 
-async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) -> None:
-    """Raise `PatternError` or `UnknownModel` if the pattern cannot run in this fleet."""
+async def check_runnable(fleet: Fleet, spec: PatternSpec | None, model: str | None) -> None:
+    """Raise `PatternError` or `UnknownModel` if the pattern (None: the orchestrator) cannot
+    run in this fleet with `model`. `run_pattern` asks first; a caller that shows a run as
+    it goes asks before it shows anything."""
+    fleet.models.resolve(model or fleet.config.default_model)
+    if spec is None:
+        return
     workspace = fleet.config.workspace
     git_step = next((step for step in spec.steps if step.requires_git), None)
     if git_step is not None:  # the workspace is looked at once, for the first such step
@@ -416,7 +422,6 @@ async def _check_runnable(fleet: Fleet, spec: PatternSpec, model: str | None) ->
     for step in spec.steps:
         for name in step.models:
             fleet.models.resolve(name)
-    fleet.models.resolve(model or fleet.config.default_model)
     if any((s.engine or fleet.config.engine) == "claude-code" for s in spec.steps):
         require_claude_code()  # EngineUnavailable before the run starts
 

@@ -312,11 +312,20 @@ async def _run(
     """Run `task`; the run's id is in `runs` from its start to its end (`_stoppable`)."""
     from rich.markup import escape
 
-    from runtime import load_pattern, new_run_id, open_runtime, run_orchestrator, run_pattern
+    from runtime import (
+        check_runnable,
+        load_pattern,
+        new_run_id,
+        open_runtime,
+        run_orchestrator,
+        run_pattern,
+    )
 
     spec = load_pattern(pattern) if pattern else None
     run_id = new_run_id()
     async with open_runtime(_options(args, workspace)) as rt:
+        # An unknown model or a step that needs git: said alone, before the run is shown.
+        await check_runnable(rt.fleet, spec, args.model)
         if not args.json:
             if rt.simulated:
                 console().print(SIMULATOR_NOTICE)

@@ -144,6 +144,30 @@ def test_run_refuses_an_unknown_pattern_and_a_broken_log_clearly(tmp_path: Path)
     assert not (tmp_path / ".fleet").exists()
 
 
+def test_a_pattern_that_cannot_run_here_is_refused_before_the_run_is_shown(
+    tmp_path: Path,
+) -> None:
+    """A step's unknown model was found as the run began: its header and an empty live
+    table were drawn first, and only then the error (nothing was written either way)."""
+    pattern = tmp_path / "p.toml"
+    pattern.write_text(
+        'name = "p"\n[[steps]]\nid = "a"\nrole = "scout"\nmodels = ["gpt-4"]\nprompt = "{task}"\n'
+    )
+    db = tmp_path / "fleet.db"
+    for argv, said in [
+        (["--pattern", str(pattern)], "unknown model 'gpt-4'"),
+        (["--pattern", "plan-build-review-ship"], "step 'ship' of plan-build-review-ship needs"),
+        (["--model", "nope"], "unknown model 'nope'"),
+    ]:
+        refused = _fleet("run", "x", *argv, "--workspace", str(tmp_path), "--db", str(db),
+                         cwd=tmp_path)  # fmt: skip
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith(f"fleet: error: {said}"), refused.stderr
+        assert "running" not in refused.stdout and "agent" not in refused.stdout, refused.stdout
+    shown = _fleet("runs", "--db", str(db), "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["runs"] == []
+
+
 def test_resume_with_nothing_unfinished_says_so(tmp_path: Path) -> None:
     demo = _fleet("demo", "--json", "--latency", "0", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
