@@ -73,7 +73,10 @@ from runtime import (
     AgentStats,
     ModelClient,
     Simulator,
+    ToolContext,
+    Workspace,
     prepare_workspace,
+    worker_toolbox,
 )
 from runtime._client import SIMULATOR_API_KEY, _sdk_tracing
 
@@ -235,6 +238,7 @@ class Requests:
     system: str
     conversations: list[list[dict[str, object]]]
     tools: list[dict[str, object]]
+    calls: list[tuple[str, dict[str, object]]]  # the tool calls the model asked for, in order
 
     def sdk_params(self, client: ModelClient) -> list[dict[str, object]]:
         """The request bodies `ModelClient.respond` sends (cache breakpoints included)."""
@@ -255,7 +259,6 @@ class Requests:
 
 async def recorded(store: SQLiteEventStore, run: str) -> Requests:
     """The requests one scout of `run` made, rebuilt from its stream."""
-    from runtime import worker_toolbox
     from runtime._conversation import AgentState
 
     events = await store.read_stream(f"agent-{run}-scout-0")
@@ -266,7 +269,8 @@ async def recorded(store: SQLiteEventStore, run: str) -> Requests:
         if event.type == "ModelResponded":
             conversations.append([dict(m) for m in state.messages])
         state.apply(event)
-    return Requests(system, conversations, worker_toolbox().definitions())
+    calls = [(e.data.name, e.data.input) for e in events if e.type == "ToolCallRequested"]  # type: ignore[union-attr]
+    return Requests(system, conversations, worker_toolbox().definitions(), calls)
 
 
 async def _timed(n: int, requests: int, send) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -331,6 +335,35 @@ async def bare_sdk(
             await sdk.messages.create(**params[i])  # type: ignore[call-overload]
 
     return await _timed(n, len(params), send)
+
+
+async def tools_alone(
+    requests: Requests, root: Path, run: str, n: int, recorded_as: str
+) -> tuple[float, float]:
+    """(CPU, wall) ms per step of the recorded scout's tool calls alone, `n` scouts' at once,
+    each in a fresh copy of the sample repository as `concurrent` gives them: the calls
+    through the worker toolbox (validation and the tool), no model, no log, no hooks. The
+    agent's own work (grep the repository, read, write its notes), which a step's CPU
+    holds and the runtime does not add."""
+    box = worker_toolbox()
+    cpu = wall = 0.0
+
+    async def scout(workspace: Workspace, tag: str) -> None:
+        ctx = ToolContext(workspace=workspace, agent_id=f"scout-{tag}")
+        for name, raw in requests.calls:
+            # Its own notes file, as each scout of a round writes its own.
+            own = {k: v.replace(recorded_as, tag) if isinstance(v, str) else v
+                   for k, v in raw.items()}  # fmt: skip
+            await box.call(name, own, ctx)
+
+    for r in range(rounds(n)):
+        workspace = Workspace(await prepare_workspace(root / f"{run}r{r}"))
+        started_cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(scout(workspace, f"{run}r{r}-{k}") for k in range(n)))
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
+    steps = n * len(requests.conversations) * rounds(n)
+    return cpu / steps * 1000, wall / steps * 1000
 
 
 def _above(rows: list[dict[str, float]], floors: list[tuple[float, float]]) -> float:
@@ -425,10 +458,10 @@ async def main(sizes: Sizes) -> None:
             print(
                 f"  {'agents':>6}{'steps/s':>9}{'overhead':>10}{'appends':>10}{'model':>10}"
                 f"{'wall s':>8} |{'CPU/step':>9}{'respond':>9}{'bare SDK':>9}{'above SDK':>10}"
-                f"{'aiohttp':>9}{'above it':>9}"
+                f"{'aiohttp':>9}{'above it':>9}{'tools':>7}{'above both':>11}"
             )
             for n in sizes.concurrency:
-                rows, alone, floor, aio_floor = [], [], [], []
+                rows, alone, floor, aio_floor, tools = [], [], [], [], []
                 requests = await recorded(store, "plain0")
                 params = requests.sdk_params(client)
                 for t in range(sizes.trials):
@@ -436,6 +469,8 @@ async def main(sizes: Sizes) -> None:
                     alone.append(await baseline(client, requests, n))
                     floor.append(await bare_sdk(sdk, params, n))
                     aio_floor.append(await bare_sdk(aio, params, n))
+                    tools.append(await tools_alone(requests, root, f"t{n}-{t}", n, "plain0-0"))
+                both = [(a[0] + b[0], 0.0) for a, b in zip(aio_floor, tools, strict=True)]
 
                 print(
                     f"  {n:>6,}{med(rows, 'steps_s'):>9.0f}{med(rows, 'overhead_ms'):>10.2f}"
@@ -443,6 +478,7 @@ async def main(sizes: Sizes) -> None:
                     f"{med(rows, 'wall_s'):>8.2f} |{med(rows, 'cpu_ms'):>9.2f}"
                     f"{cpu(alone):>9.2f}{cpu(floor):>9.2f}{_above(rows, floor):>10.2f}"
                     f"{cpu(aio_floor):>9.2f}{_above(rows, aio_floor):>9.2f}"
+                    f"{cpu(tools):>7.2f}{_above(rows, both):>11.2f}"
                 )
             await sdk.close()
             await aio.close()
@@ -455,7 +491,11 @@ async def main(sizes: Sizes) -> None:
                 "  above SDK: CPU/step minus bare SDK, same trial (median): the runtime's own\n"
                 "    cost beyond the SDK's per-request floor, the SDK as a user makes it.\n"
                 "  aiohttp, above it: the same with the SDK over aiohttp, as the runtime makes it\n"
-                "    (runtime/_client.py, note 6): what the runtime adds to the same transport."
+                "    (runtime/_client.py, note 6): what the runtime adds to the same transport.\n"
+                "  tools: CPU a step of the same scout's tool calls alone, as many scouts at once\n"
+                "    (the toolbox's validation and the tools: the agent's own work, not the\n"
+                "    runtime's); above both: CPU/step minus the SDK over aiohttp and the tools,\n"
+                "    same trial (median): the runtime's own cost a step (the aim: under 2 ms)."
             )
 
 
