@@ -7,7 +7,9 @@ posts it, with a `type: "http"` hook). It is checked by
 (the session's, or its subagent's when the payload has an `agent_id`); the
 session then appears in the projections and the live stream like any agent.
 The transcripts the payload names are then read in the background for tokens
-and cost (`_transcripts.py`). The sender is named by `?source_app=` or the
+and cost (`_transcripts.py`), when the poster is on this host (a loopback peer):
+another machine's paths are not this one's, and a poster elsewhere must not
+have the server read the files it names. The sender is named by `?source_app=` or the
 `X-Fleet-Source-App` header. The session's process, named by `fleet
 hook-forward` in `X-Fleet-Process`, is kept in the event only when the
 poster is on this host (a loopback peer: `projections.parse_process_header`); the
@@ -28,6 +30,7 @@ from projections import (
     PROCESS_HEADER,
     external_agent_id,
     external_subagent_id,
+    is_loopback_peer,
     parse_process_header,
 )
 
@@ -97,8 +100,10 @@ async def ingest(request: Request) -> Response:
     (recorded,) = await app.store.append(stream_id, [NewEvent(data, meta)])
     # Read your writes: the views reflect the payload when this answers.
     await app.runner.offer([recorded])
-    if app.session_usage is not None:
-        app.session_usage.notify(data)  # tokens and cost, read in the background
+    if app.session_usage is not None and is_loopback_peer(peer):
+        # Tokens and cost, read in the background from the files the payload names: only
+        # for a poster on this host, whose paths are this host's (as its process is).
+        app.session_usage.notify(data)
     body = IngestAccepted(position=recorded.position, stream_id=stream_id, version=recorded.version)
     return JSONResponse(body.model_dump(), status_code=201)
 

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_STALE_AFTER_S",
     "PROCESS_HEADER",
     "Host",
+    "is_loopback_peer",
     "judge_liveness",
     "parse_process_header",
     "process_start",
@@ -96,7 +97,9 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def _loopback(peer: str | None) -> bool:
+def is_loopback_peer(peer: str | None) -> bool:
+    """Whether a request's peer address is this host's loopback (an IPv4-mapped one too):
+    a poster that can name this host's processes and files."""
     try:
         address = ipaddress.ip_address(peer or "")
     except ValueError:
@@ -108,7 +111,7 @@ def _loopback(peer: str | None) -> bool:
 def parse_process_header(value: str | None, peer: str | None) -> dict[str, Any] | None:
     """The process `value` (`pid=1;start=2;boot_id=...;machine_id=...;pid_ns=...`) names,
     or None when it is missing, malformed, or not from a loopback `peer`. Never raises."""
-    if not value or not _loopback(peer) or len(value) > 400:
+    if not value or not is_loopback_peer(peer) or len(value) > 400:
         return None
     parts = dict(p.strip().partition("=")[::2] for p in value.split(";") if "=" in p)
     out: dict[str, Any] = {}

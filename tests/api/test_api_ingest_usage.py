@@ -153,6 +153,25 @@ async def test_a_transcript_that_cannot_be_read_leaves_the_session_without_token
     assert (card["turns"], card["cost_usd"], card["model"]) == (0, 0.0, "unknown")
 
 
+async def test_a_transcript_named_by_a_poster_on_another_host_is_not_read(
+    app: FleetApp, client: httpx.AsyncClient, transcript: Path
+) -> None:
+    """Its paths are its machine's, not this one's; and a poster elsewhere (a server
+    reachable with a token) named any `.jsonl` of this host, whose responses' models and
+    tokens then showed on a card. The session is recorded all the same."""
+    elsewhere = httpx.ASGITransport(app, client=("192.0.2.7", 50123))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://testserver") as remote:
+        response = await remote.post("/v1/hooks/ingest", json=hook(transcript, "Stop"))
+    await drained(app)
+    assert response.status_code == 201
+    card = (await client.get(f"/v1/agents/ext-{SESSION}")).json()
+    assert (card["turns"], card["cost_usd"], card["model"]) == (0, 0.0, "unknown")
+    # The same post from this host (loopback): read.
+    await client.post("/v1/hooks/ingest", json=hook(transcript, "Stop"))
+    card = await card_when(client, f"ext-{SESSION}", lambda c: c["turns"] == 2)
+    assert card["model"] == "claude-opus-5-5"
+
+
 def otlp_api_request(request_id: str) -> dict[str, Any]:
     """Claude Code's `api_request` log record for `request_id`, as OTLP/JSON."""
 
