@@ -214,7 +214,7 @@ def _parse(data: dict[str, Any], origin: str) -> PatternSpec:
             for err in e.errors()
         )
         raise PatternError(f"invalid pattern {origin}: {problems}") from e
-    # JSON escapes a control character in six: a file under the limit may be over it here.
+    # A file under the limit may be over it as JSON: a quote in a TOML literal is two bytes.
     if (size := len(spec.model_dump_json().encode())) > PATTERN_MAX_BYTES:
         raise PatternError(_too_large(origin, f"{size:,} bytes as JSON"))
     return spec
