@@ -47,7 +47,7 @@ def _export(args: argparse.Namespace) -> int:
     # Imported here: the OpenTelemetry SDK costs a third of a second to load.
     from events import open_store
 
-    from ..otel import EXPORT_ERRORS, ExportFailed, content_from_env, export_run
+    from ..otel import SDK_LOG, ExportFailed, content_from_env, export_run
 
     endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV)
     if not endpoint:
@@ -63,7 +63,7 @@ def _export(args: argparse.Namespace) -> int:
             )  # fmt: skip
 
     # The error says why a send failed; the SDK's own lines on each retry say it again.
-    with EXPORT_ERRORS.quieted(not args.verbose):
+    with SDK_LOG.quieted(not args.verbose):
         summary = asyncio.run(main())
     if args.json:
         print_json(summary.to_json())

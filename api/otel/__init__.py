@@ -12,7 +12,7 @@ from ._batch import map_events
 from ._export import (
     CONTENT_ENV,
     ENDPOINT_ENV,
-    EXPORT_ERRORS,
+    SDK_LOG,
     ExportSummary,
     SpanSender,
     content_from_env,
@@ -34,7 +34,7 @@ __all__ = [
     "CONTENT_ENV",
     "DEFAULT_MAX_CONTENT_CHARS",
     "ENDPOINT_ENV",
-    "EXPORT_ERRORS",
+    "SDK_LOG",
     "CheckpointPositions",
     "ExportFailed",
     "ExportSummary",

@@ -24,6 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Self
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -41,7 +42,7 @@ from .errors import ExportFailed
 __all__ = [
     "CONTENT_ENV",
     "ENDPOINT_ENV",
-    "EXPORT_ERRORS",
+    "SDK_LOG",
     "ExportSummary",
     "SpanSender",
     "content_from_env",
@@ -76,50 +77,64 @@ RESOURCE = Resource.create({"service.name": "fleet", "service.version": _fleet_v
 SCOPE = InstrumentationScope("fleet.otel", _fleet_version())
 
 
-class _ExportErrors(logging.Filter):
-    """Why the SDK's exporter failed, per thread: `export()` returns only FAILURE and
-    says why in its log (a refused connection, an unknown host, an HTTP status), so a
-    failed send reads the cause here. With `quiet`, those log lines are dropped: the
-    caller says the cause itself (`fleet otel export` does, in one line)."""
+class _SdkLog(logging.Filter):
+    """On the SDK's exporter's logger: drops its lines in a `quieted()` block, where the
+    caller says why a send failed itself (`fleet otel export`, in one line)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.quiet = False
-        self._last: dict[int, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        # A line with no cause in it ("due to timeout, max retries or shutdown", after
-        # retries) keeps the one before it.
-        if record.levelno >= logging.WARNING and len(args) > 1:
-            error = next((a for a in args if isinstance(a, BaseException)), None)
-            if error is not None:
-                cause = _innermost(error)
-            elif len(args) == 3 and isinstance(args[1], int):  # kind, status, reason
-                cause = f"HTTP {args[1]} {args[2]}"
-            elif isinstance(args[0], str) and isinstance(args[-1], float):  # reason, kind, pause
-                cause = f"{args[0]} (retried)"
-            else:
-                cause = record.getMessage()
-            self._last[record.thread or 0] = cause
         return not self.quiet
 
     @contextmanager
     def quieted(self, quiet: bool = True) -> Iterator[None]:
-        """Drop the SDK's lines in the block when `quiet` (and keep their causes)."""
+        """Drop the SDK's lines in the block when `quiet`."""
         before, self.quiet = self.quiet, quiet
         try:
             yield
         finally:
             self.quiet = before
 
+
+SDK_LOG = _SdkLog()
+"""The filter on the SDK's OTLP/HTTP span exporter's logger (its retries, its failures)."""
+logging.getLogger(OTLPSpanExporter.__module__).addFilter(SDK_LOG)
+
+
+class _Session(requests.Session):
+    """The exporter's HTTP session (its public `session=`), noting why a request failed, per
+    thread: `export()` returns only FAILURE, and the SDK says why in its log only when it
+    will retry (not when its timeout leaves no time for one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._why: dict[int, str] = {}
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except Exception as e:
+            self._why[threading.get_ident()] = _innermost(e)
+            raise
+        if response.status_code >= 400:
+            self._why[threading.get_ident()] = f"HTTP {response.status_code} {response.reason}"
+        return response
+
     def take(self) -> str | None:
-        """The last cause logged on this thread, forgotten."""
-        return self._last.pop(threading.get_ident(), None)
+        """Why the last request on this thread failed, forgotten (None: it did not)."""
+        return self._why.pop(threading.get_ident(), None)
 
 
 # requests wraps urllib3's error, which names the connection before the cause.
 _CONNECTION = re.compile(r"^\w+\(host=[^)]*\): ")
+# A session the SDK makes from a credential provider's entry point (these variables) is
+# left to it: its requests' causes are then not known.
+_CREDENTIAL_VARIABLES = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+)
 
 
 def _innermost(error: BaseException) -> str:
@@ -135,11 +150,6 @@ def _innermost(error: BaseException) -> str:
             break
         error = inner
     return _CONNECTION.sub("", str(error)) or type(error).__name__
-
-
-EXPORT_ERRORS = _ExportErrors()
-"""On the SDK's OTLP/HTTP span exporter's logger: the cause of each failed send."""
-logging.getLogger(OTLPSpanExporter.__module__).addFilter(EXPORT_ERRORS)
 
 
 def resolve_endpoint(url: str) -> str:
@@ -193,12 +203,14 @@ class SpanSender:
 
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0) -> None:
         self.endpoint = resolve_endpoint(endpoint)
+        provided = any(os.environ.get(name) for name in _CREDENTIAL_VARIABLES)
+        self._session = None if provided else _Session()
         self._exporter: OTLPSpanExporter | None = OTLPSpanExporter(
-            endpoint=self.endpoint, timeout=timeout_s
+            endpoint=self.endpoint, timeout=timeout_s, session=self._session
         )
         self.sent = 0
         self.last_error: str | None = None
-        """Why the last send failed, as the SDK logged it (None: it did not say)."""
+        """Why the last send failed: its request's error or HTTP status (None: not known)."""
 
     async def send(self, records: Sequence[SpanRecord]) -> bool:
         """Export `records` in one request; True when the receiver took them (else
@@ -211,10 +223,13 @@ class SpanSender:
         if exporter is None:
             raise ExportFailed("the span sender is closed")
 
+        session = self._session
+
         def export() -> tuple[SpanExportResult, str | None]:
-            EXPORT_ERRORS.take()  # none left from an earlier send on this thread
+            if session is not None:
+                session.take()  # none left from an earlier send on this thread
             result = exporter.export([to_sdk_span(r) for r in records])
-            return result, EXPORT_ERRORS.take()
+            return result, None if session is None else session.take()
 
         result, error = await asyncio.to_thread(export)
         if result is not SpanExportResult.SUCCESS:
