@@ -291,6 +291,17 @@ async def _workspace_tree(path: Path) -> str | None:
     return await _git_out(path, "stash", "create")
 
 
+async def _uncommitted(path: Path) -> list[str]:
+    """The paths `git status` shows as changed or untracked (not ignored) in the repository
+    of `path`, the whole repository's (a step's `git add -A` takes all of them)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", "status", "--porcelain", cwd=path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return [line[3:] for line in out.decode(errors="replace").splitlines()] if out else []
+
+
 async def _git_out(path: Path, *args: str) -> str | None:
     """What `git args` prints in `path`, stripped; None outside a repository, on failure or
     for nothing."""
@@ -418,6 +429,15 @@ async def check_runnable(fleet: Fleet, spec: PatternSpec | None, model: str | No
             raise PatternError(
                 f"step {git_step.id!r} of {spec.name} needs a git repository with a commit, "
                 f"and {workspace} has none yet: commit its files first"
+            )
+        # The shipper commits with `git add -A`: a user's work in progress went into the
+        # run's commit, under the run's message.
+        if changed := await _uncommitted(workspace):
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" * (len(changed) > 3))
+            raise PatternError(
+                f"step {git_step.id!r} of {spec.name} commits in git, and the repository of "
+                f"{workspace} has uncommitted changes ({shown}): commit or stash them first, "
+                "or the run's commit would take them in"
             )
     for step in spec.steps:
         for name in step.models:

@@ -220,6 +220,30 @@ async def test_ship_in_a_repository_without_a_commit_is_refused_before_anything_
         assert await rt.store.head() == 0
 
 
+async def test_ship_in_a_repository_with_uncommitted_changes_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """The shipper commits with `git add -A`: a user's edit made before the run (and an
+    untracked file) went into the run's commit, under the run's message."""
+    repo = await prepare_workspace(tmp_path / "repo")
+    with (repo / "README.md").open("a") as f:
+        f.write("my work in progress\n")
+    (repo / "scratch.txt").write_text("notes\n")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=repo, env={})) as rt:
+        with pytest.raises(PatternError) as refused:
+            await run_pattern(rt.fleet, load_pattern("plan-build-review-ship"), TASK)
+        assert "has uncommitted changes (README.md, scratch.txt)" in str(refused.value)
+        assert "commit or stash them first" in str(refused.value)
+        assert await rt.store.head() == 0
+    again = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    assert again.stdout == head.stdout, "nothing was committed"
+    # A pattern that does not commit runs on them as before.
+    async with open_runtime(RuntimeOptions(db=tmp_path / "f.db", workspace=repo, env={})) as rt:
+        result = await run_pattern(rt.fleet, load_pattern("scout-plan-build"), TASK)
+    assert result.status == "completed", result.error
+
+
 def _one_step(*, prompt: str, outputs: str | None = None) -> str:
     """A pattern of one step with `prompt` (and one output), as TOML."""
     toml = f'name = "x"\n[[steps]]\nid = "a"\nrole = "scout"\nprompt = {json.dumps(prompt)}\n'
