@@ -123,6 +123,11 @@ def configure(command: str, parser: argparse.ArgumentParser) -> None:
         _add_at(parser)
         parser.set_defaults(func=_board_command)
     elif command == "runs":
+        from projections import RUN_STATUSES
+
+        parser.add_argument("--status", action="append", choices=RUN_STATUSES,
+                            help="only runs in this status (repeatable; interrupted: "
+                                 "the ones `fleet resume` takes up)")  # fmt: skip
         _add_at(parser)
         parser.set_defaults(func=_runs_command)
     else:
@@ -250,6 +255,9 @@ def _runs_command(args: argparse.Namespace) -> int:
     else:
         views, position, _ = asyncio.run(read_views(db, ["runs"], at=args.at))
         runs = views["runs"]
+    if args.status:
+        kept = [r for r in runs["runs"] if r["status"] in args.status]
+        runs = {**runs, "count": len(kept), "runs": kept}
     if args.json:
         print_json(runs)
         return 0

@@ -246,6 +246,27 @@ def test_runs_lists_pattern_status_duration_and_cost(
     assert f"{len(runs['runs'])} runs, at position {_head(db)} (head)" in table
 
 
+def test_runs_filter_by_status_as_judged_now_or_as_logged_then(
+    filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fleet runs --status interrupted`: what `fleet resume` would take up, as the API's
+    `GET /v1/runs?status=interrupted` answers it."""
+    db, run_id = filled
+    ids = lambda *argv: [r["id"] for r in json.loads(run_cli(capsys, *argv)[1])["runs"]]  # noqa: E731
+    base = ["runs", "--db", str(db), "--json"]
+    assert ids(*base, "--status", "interrupted") == [EXTRA_RUN]
+    assert ids(*base, "--status", "completed") == [run_id]
+    assert ids(*base, "--status", "completed", "--status", "interrupted") == [run_id, EXTRA_RUN]
+    assert ids(*base, "--status", "running") == []  # no live process conducts it
+    # In the past (`--at`), the log's word: running.
+    assert ids(*base, "--status", "running", "--at", str(_head(db))) == [EXTRA_RUN]
+    _, table, _ = run_cli(capsys, "runs", "--db", str(db), "--status", "failed")
+    assert table.startswith("no runs (")
+    with pytest.raises(SystemExit):
+        run_cli(capsys, "runs", "--db", str(db), "--status", "finished")
+    assert "invalid choice: 'finished'" in capsys.readouterr().err
+
+
 def test_views_at_a_past_position_are_the_projections_then(
     filled: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
