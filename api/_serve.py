@@ -22,7 +22,6 @@ Notes (do not fix without reading this):
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from projections import is_loopback_peer
 
 from ._app import FleetApp, create_app
 from ._config import ApiConfig
@@ -48,12 +49,7 @@ _GRACEFUL_S = 5
 
 def is_loopback(host: str) -> bool:
     """True if `host` is a loopback address (or `localhost`): safe to serve without a token."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return host.lower().rstrip(".") == "localhost" or is_loopback_peer(host.strip("[]"))
 
 
 def _check_exposure(config: ApiConfig, host: str) -> str:

@@ -294,12 +294,9 @@ async def _workspace_tree(path: Path) -> str | None:
 async def _uncommitted(path: Path) -> list[str]:
     """The paths `git status` shows as changed or untracked (not ignored) in the repository
     of `path`, the whole repository's (a step's `git add -A` takes all of them)."""
-    proc = await asyncio.create_subprocess_exec(
-        "git", "status", "--porcelain", cwd=path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    return [line[3:] for line in out.decode(errors="replace").splitlines()] if out else []
+    # Not stripped: each line's status columns come first, the first line's a space too.
+    out = await _git(path, "status", "--porcelain")
+    return [line[3:] for line in out.splitlines()] if out else []
 
 
 async def _git_out(path: Path, *args: str) -> str | None:
@@ -307,12 +304,18 @@ async def _git_out(path: Path, *args: str) -> str | None:
     for nothing."""
     if not await _is_git_repo(path):
         return None
+    out = await _git(path, *args)
+    return out.strip() or None if out is not None else None
+
+
+async def _git(path: Path, *args: str) -> str | None:
+    """What `git args` prints in `path`, as it prints it; None on failure."""
     proc = await asyncio.create_subprocess_exec(
         "git", *args, cwd=path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await proc.communicate()
-    return out.decode().strip() or None if proc.returncode == 0 else None
+    return out.decode(errors="replace") if proc.returncode == 0 else None
 
 
 async def _run_config(fleet: Fleet, extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -337,17 +340,21 @@ async def run_pattern(
     model: str | None = None,
     run_id: str | None = None,
     replay_of: str | None = None,
+    checked: bool = False,
 ) -> RunResult:
     """Run `spec` on `task` in the fleet's workspace; returns when the run has ended.
 
     `replay_of` names the run this one re-executes (it goes into RunStarted).
     Raises `PatternError` before anything is appended when the pattern cannot
     run here (e.g. a step needs git and the workspace is not a git repository),
-    and `UnknownModel` for a model name not in the table. A step that fails
-    ends the run with RunFailed and a clear reason; it does not raise.
+    and `UnknownModel` for a model name not in the table; `checked` says the
+    caller has just asked `check_runnable` the same (its git commands are not
+    run twice). A step that fails ends the run with RunFailed and a clear
+    reason; it does not raise.
     """
     check_task(task)
-    await check_runnable(fleet, spec, model)
+    if not checked:
+        await check_runnable(fleet, spec, model)
     run_id = run_id or new_run_id()
     conductor = _Conductor(fleet, run_id, spec.name)
     started = time.time()

@@ -341,7 +341,7 @@ async def _run(
             )
         runs.append(run_id)
         job = (
-            run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id)
+            run_pattern(rt.fleet, spec, task, model=args.model, run_id=run_id, checked=True)
             if spec
             else run_orchestrator(rt.fleet, task, model=args.model, run_id=run_id)
         )

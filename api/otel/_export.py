@@ -214,7 +214,7 @@ class SpanSender:
 
     async def send(self, records: Sequence[SpanRecord]) -> bool:
         """Export `records` in one request; True when the receiver took them (else
-        `last_error` says why, when the SDK said).
+        `last_error` says why, when it is known).
 
         The SDK's encoding and the post run in a thread. Raises `ExportFailed`
         after `aclose()`.
@@ -240,7 +240,7 @@ class SpanSender:
         return True
 
     def failed(self, what: str) -> str:
-        """`what` failed, and why when the SDK said: a message for a person."""
+        """`what` failed, and why when it is known: a message for a person."""
         return what if self.last_error is None else f"{what}: {self.last_error}"
 
     async def send_all(self, records: Sequence[SpanRecord]) -> bool:
