@@ -78,6 +78,7 @@ from events import (
 from ._agent_record import AgentRecord, cap_model, cap_task, count_call, new_record
 from ._base import FoldProjection, iso, report
 from ._gates import Gate
+from ._lean import Lean
 from ._lifecycle import ACTIVE_STATUSES, EXTERNAL_ROLE, external_facts, external_status
 
 __all__ = ["AgentRecord", "AgentsProjection", "AgentsState"]
@@ -129,6 +130,24 @@ class AgentsProjection(FoldProjection[AgentsState]):
     # Most hook events neither block nor say anything: a bulk fold decodes only those that
     # do (`_gates.py`); `_hook_invoked` makes the same test for the live fold.
     gates = (Gate(HookInvoked, ("decision", "system_message"), _hook_matters),)
+    # What the handlers read of the busiest events: a bulk fold validates only these
+    # (`_lean.py`); a model's answer and a tool's input and result are most of their bytes.
+    lean = (
+        Lean(ModelResponded, ("agent_id", "model", "context_limit", "usage", "cost_usd")),
+        Lean(ToolCallRequested, ("agent_id", "name", "tool_use_id")),
+        Lean(
+            ToolCallCompleted,
+            (
+                "agent_id",
+                "name",
+                "tool_use_id",
+                "blocked",
+                "is_error",
+                "files_read",
+                "files_written",
+            ),
+        ),
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -33,8 +33,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from events import EventModel, RecordedEvent
+from pydantic import ValidationError
 
+from events import EventModel, RecordedEvent, StoreError, UnknownEvent, peek
+
+from ._lean import Lean
 from .errors import ProjectionFailed
 
 __all__ = [
@@ -109,9 +112,23 @@ class FoldProjection(ABC, Generic[S]):
     version: int = 1
     ignores: frozenset[str] = frozenset()
 
+    # The fields some handlers read (`_lean.py`): a bulk fold gives them just those.
+    lean: tuple[Lean, ...] = ()
+
     def __init__(self) -> None:
         self.handlers: dict[type[EventModel], Handler] = {}
         self._last_time: tuple[datetime | None, float] = (None, 0.0)
+        self._dispatch: dict[str, tuple[type[EventModel], Handler, Any]] = {}
+
+    def _dispatch_by_name(self) -> dict[str, tuple[type[EventModel], Handler, Any]]:
+        """The handlers by event type name, each with its class and lean validator (or
+        None), made once `handlers` is filled."""
+        leans = {lean.cls: lean.validate_json for lean in self.lean}
+        self._dispatch = {
+            cls.model_fields["type"].default: (cls, handler, leans.get(cls))
+            for cls, handler in self.handlers.items()
+        }
+        return self._dispatch
 
     def ts(self, event: RecordedEvent) -> float:
         """When `event` was recorded, as float seconds since the epoch.
@@ -158,7 +175,8 @@ class FoldProjection(ABC, Generic[S]):
         """`apply` each of `events` in turn (mutates `state`); the runner's bulk path.
 
         Raises `ProjectionFailed` naming the position of the event whose
-        handler raised. A subclass that overrides `apply` gets a loop over it.
+        handler raised (a `StoreError` for one whose data does not decode). A
+        subclass that overrides `apply` gets a loop over it.
         """
         event: RecordedEvent | None = None
         try:
@@ -166,11 +184,23 @@ class FoldProjection(ABC, Generic[S]):
                 for event in events:
                     state = self.apply(state, event)
                 return state
-            handlers = self.handlers
-            for event in events:
-                handler = handlers.get(type(event.data))
-                if handler is not None:
-                    handler(state, event, event.data)
+            dispatch = self._dispatch or self._dispatch_by_name()
+            for event in events:  # by type name: an undecoded event stays so until read
+                entry = dispatch.get(event.type)
+                if entry is None:
+                    continue
+                cls, handler, lean = entry
+                if lean is None or type(event) is RecordedEvent:  # decoded: whole data
+                    data = event.data
+                    if type(data) is not cls:  # a newer schema of its type: unknown
+                        continue
+                else:  # not decoded yet: just the fields its handler reads (`_lean.py`)
+                    data = _lean_data(event, lean)
+                    if type(data) is UnknownEvent:
+                        continue
+                handler(state, event, data)
+        except StoreError:
+            raise  # a row that does not decode: the store's error, as a page's would be
         except Exception as e:
             position = 0 if event is None else event.position
             raise ProjectionFailed(self.name, position, e) from e
@@ -190,6 +220,14 @@ class FoldProjection(ABC, Generic[S]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
+
+
+def _lean_data(event: RecordedEvent, validate_json: Any) -> Any:
+    """The event's data, or its lean model if it is not decoded (`_lean.py`)."""
+    try:
+        return peek(event, validate_json)
+    except ValidationError:
+        return event.data  # decoded whole: the store's error names its position
 
 
 def iso(ts: float | None) -> str | None:

@@ -62,6 +62,11 @@ Notes (do not fix without reading this):
    are neither decoded nor folded by that slot. The type is left out of the
    slot's `read_names`, so the page's decoding (note 9) skips it unless
    another slot reads it.
+12. A projection may list, per event type, the few fields its handlers read
+   (`lean`, `_lean.py`): those types are left out of its `read_names` too,
+   and its `apply_all` validates just those fields of each undecoded event.
+   A lean type that two slots of a fold read is decoded whole with the page
+   instead: two lean validations cost more than one whole one.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ from itertools import compress
 from operator import attrgetter
 from typing import Any
 
-from events import EventFilter, EventStore, RecordedEvent, gc_paused, load_data
+from events import EventFilter, EventStore, RecordedEvent, StoreError, gc_paused, load_data
 
 from ._base import Projection, quiet_reports
 from ._checkpoints import Snapshots, compress_all
@@ -115,16 +120,21 @@ class Slot:
     read_names: frozenset[str] | None = field(init=False)
     # Its optional `gates`, by the name of the events each decides.
     gates: dict[str, Gate] = field(init=False)
+    # The names of the events its handlers read only a few fields of (note 12).
+    lean_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.types = getattr(self.projection, "types", None)
         self.type_names = frozenset(_type_name(cls) for cls in self.types or ())
         self.gates = {gate.type_name: gate for gate in getattr(self.projection, "gates", ())}
+        self.lean_names = frozenset(lean.type_name for lean in getattr(self.projection, "lean", ()))
         reads = getattr(self.projection, "reads", None)
         if reads is None:
             reads = self.types
         self.read_names = (
-            None if reads is None else frozenset(_type_name(c) for c in reads) - set(self.gates)
+            None
+            if reads is None
+            else frozenset(_type_name(c) for c in reads) - set(self.gates) - self.lean_names
         )
 
     @property
@@ -212,6 +222,16 @@ def _only_what_they_fold(slots: list[Slot]) -> EventFilter | None:
     return EventFilter.of(types=names) if names else EventFilter(types=frozenset())
 
 
+def _shared_lean(slots: list[Slot]) -> frozenset[str]:
+    """The lean types more than one slot reads: decoded whole once, not lean twice (note 12)."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for slot in slots:
+        shared.update(seen & slot.lean_names)
+        seen.update(slot.lean_names)
+    return frozenset(shared)
+
+
 def _union(names: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
     """Every name of `names`; None (every event) as soon as one is None."""
     found: set[str] = set()
@@ -269,7 +289,7 @@ def fold_page(
     # Filters by type run in C over the page's type names (note 10).
     types = list(map(_TYPE, page))
     # The data a slot reads, decoded at once; the rest is left undecoded (note 9).
-    reads = _union(slot.read_names for slot in slots)
+    reads = _union([*(slot.read_names for slot in slots), _shared_lean(slots)])
     load_data(page if reads is None else compress(page, map(reads.__contains__, types)))
     known, known_types = page, types
     # The store's page counts its unknown events (`events.Page`); another list is asked.
@@ -316,6 +336,8 @@ def fold_page(
                     due_snapshots.append(
                         (slot.name, due, Snapshots.pickled(projection.dump(state)))
                     )
+        except StoreError:
+            raise  # a row that does not decode fails the fold, as the page's decoding does
         except Exception as e:
             failure = (
                 e

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError, create_model
+from pydantic import ValidationError
 
 from events import EventModel, RecordedEvent, load_data, peek
+
+from ._lean import fields_model
 
 __all__ = ["Gate"]
 
@@ -29,18 +31,8 @@ class Gate:
     def __init__(
         self, cls: type[EventModel], fields: tuple[str, ...], wanted: Callable[[Any], bool]
     ) -> None:
-        unknown = set(fields) - set(cls.model_fields)
-        if unknown:
-            raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
         self.type_name: str = cls.model_fields["type"].default
-        fields_only = create_model(  # type: ignore[call-overload]
-            f"{cls.__name__}Gate",
-            **{
-                name: (info.annotation, ... if info.is_required() else info.default)
-                for name, info in cls.model_fields.items()
-                if name in fields
-            },
-        )
+        fields_only = fields_model(cls, fields, "Gate")
         self._validate = fields_only.__pydantic_validator__.validate_json
         self._wanted = wanted
 
