@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOG = Path("/tmp/fleet-bench-projections/runs-1000000.db")
+LOG = Path("/tmp/fleet-bench-projections/runs-v2-1000000.db")
 MEASURES = ("wire", "fleet fold")
 
 CHILD = r"""

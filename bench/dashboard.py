@@ -4,7 +4,7 @@ Run from the repository root (needs Debian's chromium for the browser part)::
 
     .venv/bin/python bench/dashboard.py                 # 20,000 events in the log, a 3,000 burst
     .venv/bin/python bench/dashboard.py --events 5000 --burst 1000
-    .venv/bin/python bench/dashboard.py --log /tmp/fleet-bench-projections/runs-1000000.db
+    .venv/bin/python bench/dashboard.py --log /tmp/fleet-bench-projections/runs-v2-1000000.db
                                         # the dashboard alone, on a copy of a given log
 
 A synthetic log of scout-plan-build-like runs (an orchestrator, scouts, a

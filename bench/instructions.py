@@ -40,7 +40,10 @@ Workloads (each on a fresh SQLite log in a temporary folder):
   without the noise of timing it;
 - `rebuild`: the five read models folded from position 0 of a log of 50,000
   events shaped as `bench/projections.py --shape runs` writes them (the log
-  is written first, uncounted).
+  is written first, uncounted);
+- `travel`: the agents read model folded over the last 5,000 positions of
+  such a log of 20,000, from its state at 15,000 (folded uncounted): what a
+  time-travel query does after unpacking its snapshot, at its worst.
 
 With `--base REV`, the commit `REV` is unpacked (`git archive`) into a
 temporary folder and each workload runs on both trees in turn; the last
@@ -52,7 +55,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -78,6 +83,7 @@ WORKLOADS = (
     "step",
     "respond",
     "rebuild",
+    "travel",
 )
 UNITS = {
     "step": "step",
@@ -87,6 +93,7 @@ UNITS = {
     "floor-100": "event",
     "floor-1000": "event",
     "rebuild": "event",
+    "travel": "position",
 }
 
 
@@ -217,17 +224,9 @@ async def _respond_only(bench: Any, client: Any, requests: Any) -> int:
 
 
 async def _rebuild(path: Path, events: int) -> int:
-    import importlib.util
-    import random
-
     from events import SQLiteEventStore
 
-    # bench/projections.py of the tree measured, by path: its name is the package's.
-    spec = importlib.util.spec_from_file_location("bench_projections", _bench("projections.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_projections()
     async with SQLiteEventStore(path) as store:
         await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
     async with SQLiteEventStore(path) as store:
@@ -239,6 +238,39 @@ async def _rebuild(path: Path, events: int) -> int:
             return head
 
         return await _measured(run)
+
+
+async def _travel(path: Path, events: int) -> int:
+    from events import SQLiteEventStore
+    from projections import AgentsProjection
+    from projections._checkpoints import Snapshots
+    from projections._folding import Slot, fold
+
+    bench = _bench_projections()
+    async with SQLiteEventStore(path) as store:
+        await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
+    async with SQLiteEventStore(path) as store:
+        head = await store.head()
+        start = head - 5_000
+        projection = AgentsProjection()
+        slot = Slot(projection, projection.initial())
+        await fold(store, [slot], start, Snapshots(0, 1), quiet=True)  # the snapshot's state
+
+        async def run() -> int:
+            await fold(store, [slot], head, Snapshots(0, 1), quiet=True)
+            return head - start
+
+        return await _measured(run)
+
+
+def _bench_projections() -> Any:
+    """bench/projections.py of the tree measured, by path: its name is the package's."""
+    spec = importlib.util.spec_from_file_location("bench_projections", _bench("projections.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
 
 
 def _bench(name: str) -> Path:
@@ -273,6 +305,8 @@ def child(workload: str, units_file: Path) -> None:
                     return await _steps(Path(tmp), 10, respond_only=True)
                 case "rebuild":
                     return await _rebuild(path, 50_000)
+                case "travel":
+                    return await _travel(path, 20_000)
             raise ValueError(f"unknown workload {workload!r}")
 
     units_file.write_text(str(asyncio.run(main())))
@@ -324,8 +358,10 @@ def _unpacked(rev: str, into: Path) -> Path:
         ["git", "archive", rev], cwd=HERE.parent, check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    # The base's own bench may predate this file: measure it with this one.
-    shutil.copy(HERE / "instructions.py", into / "bench" / "instructions.py")
+    # The base's own bench may predate this file, or write other logs: measure it with
+    # this one, on the logs this checkout's bench/projections.py writes.
+    for name in ("instructions.py", "projections.py"):
+        shutil.copy(HERE / name, into / "bench" / name)
     return into
 
 

@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/liveness.py                  # 8,560 agents, as a 1M-event log has
     .venv/bin/python bench/liveness.py --agents 1000
-    .venv/bin/python bench/liveness.py --log /tmp/fleet-bench-projections/runs-1000000.db
+    .venv/bin/python bench/liveness.py --log /tmp/fleet-bench-projections/runs-v2-1000000.db
                                                         # a log bench/projections.py wrote
 
 A log of `--agents` fleet agents (bench/views.py's; with `--log`, a copy of

@@ -13,8 +13,10 @@ log grows. Two shapes (`--shape`, both by default):
 - runs: scout-plan-build runs like the ones fleet records (an orchestrator,
   three scouts, a planner and a builder per run; each tool call a model
   response, a request, a PreToolUse and a PostToolUse hook and a completion;
-  waits, task moves, deletions), a Claude Code session every tenth run. The
-  number of agents grows with the log, and so do the states.
+  waits, task moves, deletions), a Claude Code session every tenth run; a
+  model's answer, a tool's request and its result about as large as in a
+  recorded run (`BODIES`). The number of agents grows with the log, and so
+  do the states.
 - long-lived: one endless run of 41 agents on 200 shared files. The entities
   are fixed, so this shows what the read models keep per event: nothing.
 
@@ -95,6 +97,18 @@ from projections._checkpoints import Snapshots
 from projections._folding import Slot, fold
 
 TOOLS = ("Read", "Grep", "Glob", "Write", "Edit", "Bash")
+# What a model says and a read returns, sized as a recorded run has them (`make demo`'s
+# plan-build-review-ship: a model's answer about 970 bytes of JSON, a tool's result 875,
+# its request 409), so a fold decodes what it would on a log fleet recorded.
+_PYTHON = "def word_count(text: str) -> int:\n    return len(text.split())\n\n"
+BODIES = tuple(f"# src/m{i}.py\n" + _PYTHON * (8 + i % 12) for i in range(40))
+SAYINGS = tuple(
+    f"I have read {i} of the files the task names; the change touches the counting module "
+    "and its tests, and the report that prints the totals. " * (1 + i % 2)
+    for i in range(20)
+)
+# The synthetic logs' format: bumped when what they hold changes, so old copies are not reused.
+LOG_FORMAT = 2
 SCOUT_CALLS, PLANNER_CALLS, BUILDER_CALLS = 20, 15, 60
 
 
@@ -146,25 +160,31 @@ class RunWriter:
             output_tokens=rng.randrange(50, 800),
             cache_read_input_tokens=rng.randrange(0, 20_000),
         )
+        path = writes or reads or f"src/m{n % 200}.py"
+        tool_input: dict[str, Any] = {"file_path": path}
+        if tool in ("Write", "Edit"):
+            tool_input["content"] = rng.choice(BODIES)[:400]
         self.add(
             stream,
             ModelResponded(
                 agent_id=agent_id,
+                message_id=f"msg_{use}",
                 model="sim",
+                stop_reason="tool_use",
+                content=[
+                    {"type": "text", "text": f"Next, {tool} {path}: {rng.choice(SAYINGS)}"},
+                    {"type": "tool_use", "id": use, "name": tool, "input": tool_input},
+                ],
                 usage=usage,
                 cost_usd=usage.input_tokens * 3e-6,
+                duration_ms=rng.uniform(1.0, 40.0),
                 turn=n,
             ),
             agent_id,
         )
         self.add(
             stream,
-            ToolCallRequested(
-                agent_id=agent_id,
-                tool_use_id=use,
-                name=tool,
-                input={"file_path": f"src/m{n % 200}.py"},
-            ),
+            ToolCallRequested(agent_id=agent_id, tool_use_id=use, name=tool, input=tool_input),
             agent_id,
         )
         decision = "deny" if rng.random() < 0.01 else "allow"
@@ -189,8 +209,9 @@ class RunWriter:
                 agent_id=agent_id,
                 tool_use_id=use,
                 name=tool,
-                result="ok",
+                result=rng.choice(BODIES) if tool in TOOLS[:3] else f"wrote {path}",
                 blocked=decision == "deny",
+                duration_ms=rng.uniform(0.1, 20.0),
                 files_read=read,
                 files_written=written,
             ),
@@ -391,7 +412,7 @@ async def grow(work: Path, directory: Path, shape: str, sizes: list[int]) -> Non
 
 
 def log_path(directory: Path, shape: str, size: int) -> Path:
-    return directory / f"{shape}-{size}.db"
+    return directory / f"{shape}-v{LOG_FORMAT}-{size}.db"
 
 
 # -- one measurement, in its own process ------------------------------------

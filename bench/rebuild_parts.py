@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 if sys.path and Path(sys.path[0]).resolve() == HERE:
     del sys.path[0]  # bench/projections.py would shadow the package
 
-LOG = Path("/tmp/fleet-bench-projections/runs-250000.db")
+LOG = Path("/tmp/fleet-bench-projections/runs-v2-250000.db")
 NAMES = ("agents", "fleet", "graph", "board", "runs")
 
 

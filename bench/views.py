@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/views.py                 # 1,000 agents in 100 runs
     .venv/bin/python bench/views.py --agents 5000   # a bigger fleet
-    .venv/bin/python bench/views.py --log /tmp/fleet-bench-projections/runs-1000000.db
+    .venv/bin/python bench/views.py --log /tmp/fleet-bench-projections/runs-v2-1000000.db
                                                     # a log bench/projections.py wrote
 
 A log of `--agents` agents (10 per run, each created, commanded, two tool
