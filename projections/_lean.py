@@ -11,7 +11,11 @@ fleet records them that is 0.6 times the cost of the whole model
 (`BENCHMARKS.md`, twentieth pass).
 
 An event already decoded gives its data, the whole model, which has the
-fields too; the live fold always does. A handler that read a field it does
+fields too; the live fold always does. As with a gate (`_gates.py`), a row
+the whole model would refuse only for a field the handler does not read (a
+key it does not know, a wrong type there: a file edited by hand) is folded
+from what it reads; whatever decodes it whole (an API read, an export)
+still refuses it, naming its position. A handler that read a field it does
 not list would fail only in bulk folds: `tests/projections/test_projections_lean.py`
 reads each listed handler's code and checks it reads no other.
 """

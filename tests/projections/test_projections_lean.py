@@ -236,3 +236,29 @@ def test_the_check_of_a_handler_sees_a_field_it_does_not_list() -> None:
 
     assert fields_read(handler) == {"agent_id", "content"}
     assert fields_read(passes_it_on) is None
+
+
+async def test_a_row_refused_only_for_a_field_the_handler_does_not_read_is_folded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fleet.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("agent-b1", [created("b1", "builder")])
+    # A key the whole model does not know, as a file edited by hand would hold.
+    odd = {"type": "ModelResponded", "agent_id": "b1", "model": "m", "cost_usd": 0.5}
+    odd["surprise"] = True
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
+            "source, recorded_at) VALUES (2, 'agent-b1', 2, 'ModelResponded', 1, ?, "
+            "'runtime', ?)",
+            (json.dumps(odd), time.time_ns() // 1000),
+        )
+    async with SQLiteEventStore(path) as store:
+        page = await store.read_all()
+        projection = AgentsProjection()
+        slot = Slot(projection, projection.initial())
+        fold_page(page, [slot], Snapshots(0, 1), {}, quiet=False)
+        assert slot.state["agents"]["b1"]["cost_usd"] == 0.5
+        with pytest.raises(StoreError, match="position 2"):
+            _ = (await store.read_all())[1].data  # decoded whole, it is refused
