@@ -9,8 +9,10 @@ Notes (do not fix without reading this):
 1. The lifespan opens everything in one `AsyncExitStack` and yields typed
    state (`Services`); it also keeps it on the app (`FleetApp.services`) for
    transports that do not pass lifespan state (httpx's `ASGITransport`) and
-   for `serve()`, which ends the SSE streams before uvicorn waits for open
-   connections at shutdown (an endless stream would hold it forever).
+   for `serve()`, which ends the SSE streams and answers the waiting long
+   polls before uvicorn waits for open connections at shutdown (an endless
+   stream would hold it forever, a long poll up to its 30 s, past uvicorn's
+   graceful timeout: cancelled, its client would get a 500).
 2. Middleware order, outermost first: Starlette's ServerErrorMiddleware,
    RequestGuard (Host, Origin and body type: a rebound name or another
    site's page is refused before anything else, token or not), BearerAuth
@@ -115,13 +117,15 @@ class FleetApp(Starlette):
 
         return sending
 
-    def end_streams(self, grace: float = 1.0) -> None:
-        """End every SSE stream now and refuse new ones (server shutdown; note 1).
+    def shutting_down(self, grace: float = 1.0) -> None:
+        """End every SSE stream now and refuse new ones, and answer every waiting long
+        poll now (server shutdown; note 1).
 
         Streams stuck in a send to a client that stopped reading are cancelled
         after `grace` seconds.
         """
         if self.services is not None:
+            self.services.closing.set()
             self.services.broadcaster.end_streams("the server is shutting down", grace=grace)
 
 

@@ -35,6 +35,11 @@ Notes (do not fix without reading this):
    they are: on loopback compressing costs more than it saves. A page of the
    log (`GET /v1/events`, up to 4 MiB) goes the same way (`compressed`), each
    time: it has no ETag and is not kept.
+5. When the server shuts down (`Services.closing`), a waiting long poll
+   answers at once with the view as it is, as after its `wait`: uvicorn's
+   graceful shutdown waits 5 s for open requests, then cancels them, and a
+   poll cancelled there gave its client a 500 and the server's log a
+   traceback. The client polls again and finds the server gone, or back.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ async def reach(
     Without `wait`: a `min_position` beyond the log's head is 400, else the
     projections are waited for up to the config's `wait_timeout_s` (503 after).
     With `wait`: up to `wait` seconds for the projections to apply
-    `min_position` (beyond the head too), then return either way.
+    `min_position` (beyond the head too), then return either way; at once when
+    the server shuts down (note 5).
 
     Raises `HTTPProblem` (400), `ProjectionTimeout`, `RunnerClosed`, and
     `ClientGone` when the client disconnects while waiting.
@@ -124,7 +130,13 @@ async def reach(
             gone = True
             group.cancel_scope.cancel()
 
+        async def shutdown() -> None:
+            await app.closing.wait()
+            logger.debug("server shutting down: wait for position %d answered", min_position)
+            group.cancel_scope.cancel()
+
         group.start_soon(watch)
+        group.start_soon(shutdown)
         try:
             await runner.wait_for(min_position, timeout=wait)
         except ProjectionTimeout:

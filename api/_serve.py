@@ -7,8 +7,9 @@ Notes (do not fix without reading this):
    non-loopback (it could resolve anywhere). Beyond loopback the token must
    have at least 16 characters (`WeakToken`).
 2. At shutdown uvicorn waits for open connections before it runs the app's
-   lifespan shutdown; an SSE stream never ends by itself, so the server
-   subclass ends the streams (after closing the listening sockets) first.
+   lifespan shutdown; an SSE stream never ends by itself and a long poll
+   waits up to 30 s, so the server subclass ends the streams and answers
+   the polls (after closing the listening sockets) first.
    `timeout_graceful_shutdown` is the backstop.
 3. When the app's lifespan cannot start (invalid hook settings in the
    workspace, a log it cannot open), uvicorn calls `sys.exit(3)` inside the
@@ -65,7 +66,8 @@ def _check_exposure(config: ApiConfig, host: str) -> str:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, ending the app's SSE streams when it shuts down (note 2)."""
+    """uvicorn's server, ending the app's SSE streams and long polls when it shuts down
+    (note 2)."""
 
     def __init__(self, config: uvicorn.Config, app: FleetApp) -> None:
         super().__init__(config)
@@ -83,7 +85,7 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        self.fleet_app.end_streams()
+        self.fleet_app.shutting_down()
         await super().shutdown(sockets)
 
 

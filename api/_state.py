@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,8 @@ class Services:
     imports: ImportSlot = field(default_factory=ImportSlot)
     # Whether the log can be written (disk full), for /healthz and the 503s.
     store_health: StoreHealth = field(default_factory=StoreHealth)
+    # Set when the server shuts down: waiting long polls answer at once (`_polling.py`).
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -172,7 +172,7 @@ async def _serve(kind: str, db: Path) -> None:
         cut_offs = app.services.broadcaster.cut_offs if kind == "fleet" else 0
         print("appended", total, elapsed, cut_offs, flush=True)
     if kind == "fleet":
-        app.end_streams()
+        app.shutting_down()
     server.should_exit = True
     await task
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from apitest_support import append_ticks, raw_get, reset, seed, wait_until
 
-from api import FleetApp, Serving
+from api import ApiConfig, FleetApp, Serving, serving
 from events import Meta, NewEvent, RunStarted, SQLiteEventStore, TaskMoved, process_owner
 
 SCOPED_VIEWS = ["agents", "fleet", "graph", "board", "runs"]
@@ -393,29 +394,57 @@ async def test_wait_with_a_matching_etag_is_304_when_nothing_changed(
     assert int(response.headers["fleet-position"]) >= last + 1
 
 
+def _request_tasks() -> set[asyncio.Task[object]]:
+    """The server's request tasks still running (the server runs in this event loop)."""
+    return {
+        t for t in asyncio.all_tasks()
+        if not t.done() and "run_asgi" in getattr(t.get_coro(), "__qualname__", "")
+    }  # fmt: skip
+
+
 async def test_a_client_leaving_a_long_poll_leaves_no_task_behind(
     server: Serving, http: httpx.AsyncClient
 ) -> None:
     """The server's request task ends at the disconnect, not when the 30 s wait runs out."""
     head = (await http.get("/healthz")).json()["head"]
-
-    def request_tasks() -> set[asyncio.Task[object]]:
-        return {
-            t for t in asyncio.all_tasks()
-            if not t.done() and "run_asgi" in getattr(t.get_coro(), "__qualname__", "")
-        }  # fmt: skip
-
-    before = request_tasks()
+    before = _request_tasks()
     _reader, writer = await raw_get(server.url, f"/v1/graph?min_position={head + 1}&wait=30")
     await wait_until(
-        lambda: len(request_tasks() - before) == 1, within=60, what="a waiting request"
+        lambda: len(_request_tasks() - before) == 1, within=60, what="a waiting request"
     )
-    waiting = request_tasks() - before
+    waiting = _request_tasks() - before
     reset(writer)
     await wait_until(lambda: all(t.done() for t in waiting), within=60, what="the task to end")
-    assert not request_tasks() - before
+    assert not _request_tasks() - before
     # The server goes on answering long polls.
     assert (await http.get(f"/v1/graph?min_position={head}&wait=1")).status_code == 200
+
+
+async def test_a_server_shutting_down_answers_its_waiting_long_polls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not cancelled by uvicorn's graceful-shutdown backstop 5 s later: that gave the
+    client a 500 and the server's log a traceback."""
+    config = ApiConfig(db=tmp_path / "fleet.db", runtime=False)
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with serving(config) as server:
+            head = (await http.get(f"{server.url}/healthz")).json()["head"]
+            before = _request_tasks()
+            polls = [
+                asyncio.create_task(
+                    http.get(f"{server.url}/v1/{view}?min_position={head + 1}&wait=30")
+                )
+                for view in ("fleet", "agents")
+            ]
+            await wait_until(
+                lambda: len(_request_tasks() - before) == 2, within=60, what="two waiting polls"
+            )
+        # Leaving `serving` shut the server down.
+        answers = await asyncio.gather(*polls)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert int(answers[0].headers["Fleet-Position"]) == head
+    assert answers[1].json()["agents"] == []
+    assert "graceful shutdown exceeded" not in caplog.text
 
 
 async def test_a_long_poll_on_stopped_projections_is_503_like_any_query(
