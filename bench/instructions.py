@@ -226,9 +226,7 @@ async def _respond_only(bench: Any, client: Any, requests: Any) -> int:
 async def _rebuild(path: Path, events: int) -> int:
     from events import SQLiteEventStore
 
-    bench = _bench_projections()
-    async with SQLiteEventStore(path) as store:
-        await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
+    bench = await _runs_log(path, events)
     async with SQLiteEventStore(path) as store:
         head = await store.head()
 
@@ -246,9 +244,7 @@ async def _travel(path: Path, events: int) -> int:
     from projections._checkpoints import Snapshots
     from projections._folding import Slot, fold
 
-    bench = _bench_projections()
-    async with SQLiteEventStore(path) as store:
-        await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
+    await _runs_log(path, events)
     async with SQLiteEventStore(path) as store:
         head = await store.head()
         start = head - 5_000
@@ -263,13 +259,19 @@ async def _travel(path: Path, events: int) -> int:
         return await _measured(run)
 
 
-def _bench_projections() -> Any:
-    """bench/projections.py of the tree measured, by path: its name is the package's."""
+async def _runs_log(path: Path, events: int) -> Any:
+    """A log of `events` written at `path` (uncounted) as `bench/projections.py --shape
+    runs` writes it, by that file of the tree measured (loaded by path: its name is the
+    package's); that module."""
+    from events import SQLiteEventStore
+
     spec = importlib.util.spec_from_file_location("bench_projections", _bench("projections.py"))
     assert spec is not None
     assert spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    async with SQLiteEventStore(path) as store:
+        await bench.append_until(store, bench.RunsOfAgents(random.Random(7)), events)
     return bench
 
 

@@ -9,8 +9,12 @@ real store (which gives them its own times) for the runner tests.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from events import (
@@ -306,3 +310,15 @@ def review_fails_once(tl: Timeline) -> Timeline:
     tl.add(17, TaskMoved(task_id="titles", column="DONE", artifacts=["commit 1a2b3c"]), run="r2")
     tl.add(17, TaskCreated(task_id="favicon", title="Add a favicon"), run="r2")
     return tl
+
+
+def insert_row(path: Path, position: int, stream: str, schema: int, data: dict[str, Any]) -> None:
+    """A row written straight into a SQLite log (version = position), past the store's
+    validation: what a damaged or hand-edited file holds."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
+            "source, recorded_at) VALUES (?, ?, ?, ?, ?, ?, 'runtime', ?)",
+            (position, stream, position, data["type"], schema, json.dumps(data),
+             time.time_ns() // 1000),
+        )  # fmt: skip

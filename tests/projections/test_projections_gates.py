@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from pj_helpers import insert_row
 
 from events import (
     AgentCreated,
@@ -97,12 +94,7 @@ async def test_a_hook_event_that_does_not_decode_fails_the_fold_naming_its_posit
         await store.append("agent-a1", [created(), hook(1)])
     # A row whose gate field is not one the model allows, as a damaged file would hold.
     bad = {"type": "HookInvoked", "point": "PreToolUse", "kind": "python", "decision": "maybe"}
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
-            "source, recorded_at) VALUES (3, 'agent-a1', 3, 'HookInvoked', 2, ?, 'runtime', ?)",
-            (json.dumps(bad), time.time_ns() // 1000),
-        )
+    insert_row(path, 3, "agent-a1", 2, bad)
     async with SQLiteEventStore(path) as store:
         page = await store.read_all()
         projection = AgentsProjection()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import ast
 import inspect
-import json
-import sqlite3
 import textwrap
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
+from pj_helpers import insert_row
 
 from events import (
     AgentCreated,
@@ -179,13 +176,7 @@ async def test_a_lean_event_that_does_not_decode_fails_the_fold_naming_its_posit
         await store.append("agent-b1", [created("b1", "builder")])
     # A row whose listed field has the wrong type, as a damaged file would hold.
     bad = {"type": "ToolCallRequested", "agent_id": "b1", "tool_use_id": "u1", "name": 7}
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
-            "source, recorded_at) VALUES (2, 'agent-b1', 2, 'ToolCallRequested', 1, ?, "
-            "'runtime', ?)",
-            (json.dumps(bad), time.time_ns() // 1000),
-        )
+    insert_row(path, 2, "agent-b1", 1, bad)
     async with SQLiteEventStore(path) as store:
         page = await store.read_all()
         projection = AgentsProjection()
@@ -247,13 +238,7 @@ async def test_a_row_refused_only_for_a_field_the_handler_does_not_read_is_folde
     # A key the whole model does not know, as a file edited by hand would hold.
     odd = {"type": "ModelResponded", "agent_id": "b1", "model": "m", "cost_usd": 0.5}
     odd["surprise"] = True
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
-            "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
-            "source, recorded_at) VALUES (2, 'agent-b1', 2, 'ModelResponded', 1, ?, "
-            "'runtime', ?)",
-            (json.dumps(odd), time.time_ns() // 1000),
-        )
+    insert_row(path, 2, "agent-b1", 1, odd)
     async with SQLiteEventStore(path) as store:
         page = await store.read_all()
         projection = AgentsProjection()
