@@ -136,9 +136,12 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SSEEvent | str]:
             data.append(line[5:].lstrip())
 
 
-async def read_ids(response: httpx.Response, count: int, *, within: float = 10.0) -> list[int]:
-    """The ids of the next `count` events of an open SSE response."""
-    ids: list[int] = []
+async def read_ids(
+    response: httpx.Response, count: int, *, within: float = 10.0, into: list[int] | None = None
+) -> list[int]:
+    """The ids of the next `count` events of an open SSE response (appended to `into` as
+    they come, when given: a test can watch the reader's progress)."""
+    ids: list[int] = [] if into is None else into
     async with asyncio.timeout(within):
         async for item in sse_events(response):
             if isinstance(item, SSEEvent):
