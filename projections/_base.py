@@ -118,9 +118,13 @@ class FoldProjection(ABC, Generic[S]):
     def __init__(self) -> None:
         self.handlers: dict[type[EventModel], Handler] = {}
         self._last_time: tuple[datetime | None, float] = (None, 0.0)
-        self._dispatch: dict[str, tuple[type[EventModel], Handler, Any]] = {}
+        self._dispatch: dict[
+            str, tuple[type[EventModel], Handler, Callable[[str], Any] | None]
+        ] = {}
 
-    def _dispatch_by_name(self) -> dict[str, tuple[type[EventModel], Handler, Any]]:
+    def _dispatch_by_name(
+        self,
+    ) -> dict[str, tuple[type[EventModel], Handler, Callable[[str], Any] | None]]:
         """The handlers by event type name, each with its class and lean validator (or
         None), made once `handlers` is filled."""
         leans = {lean.cls: lean.validate_json for lean in self.lean}
@@ -222,7 +226,7 @@ class FoldProjection(ABC, Generic[S]):
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
 
 
-def _lean_data(event: RecordedEvent, validate_json: Any) -> Any:
+def _lean_data(event: RecordedEvent, validate_json: Callable[[str], Any]) -> Any:
     """The event's data, or its lean model if it is not decoded (`_lean.py`)."""
     try:
         return peek(event, validate_json)

@@ -22,6 +22,7 @@ reads each listed handler's code and checks it reads no other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, create_model
@@ -54,9 +55,8 @@ class Lean:
     def __init__(self, cls: type[EventModel], fields: tuple[str, ...]) -> None:
         self.cls = cls
         self.type_name: str = cls.model_fields["type"].default
-        self.validate_json: Any = fields_model(
-            cls, fields, "Lean"
-        ).__pydantic_validator__.validate_json
+        model = fields_model(cls, fields, "Lean")
+        self.validate_json: Callable[[str], Any] = model.__pydantic_validator__.validate_json
         self.fields = frozenset(fields)
 
     def __repr__(self) -> str:
