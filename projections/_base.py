@@ -97,6 +97,8 @@ class Projection(Protocol[S]):
 
 
 Handler = Callable[[Any, RecordedEvent, Any], None]
+# A handler by event type name: its event class, and the validator of its lean fields or None.
+_Entry = tuple[type[EventModel], Handler, Callable[[str], Any] | None]
 
 
 class FoldProjection(ABC, Generic[S]):
@@ -118,13 +120,9 @@ class FoldProjection(ABC, Generic[S]):
     def __init__(self) -> None:
         self.handlers: dict[type[EventModel], Handler] = {}
         self._last_time: tuple[datetime | None, float] = (None, 0.0)
-        self._dispatch: dict[
-            str, tuple[type[EventModel], Handler, Callable[[str], Any] | None]
-        ] = {}
+        self._dispatch: dict[str, _Entry] = {}
 
-    def _dispatch_by_name(
-        self,
-    ) -> dict[str, tuple[type[EventModel], Handler, Callable[[str], Any] | None]]:
+    def _dispatch_by_name(self) -> dict[str, _Entry]:
         """The handlers by event type name, each with its class and lean validator (or
         None), made once `handlers` is filled."""
         leans = {lean.cls: lean.validate_json for lean in self.lean}

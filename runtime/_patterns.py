@@ -305,7 +305,7 @@ async def _git_out(path: Path, *args: str) -> str | None:
     if not await _is_git_repo(path):
         return None
     out = await _git(path, *args)
-    return out.strip() or None if out is not None else None
+    return (out.strip() or None) if out is not None else None
 
 
 async def _git(path: Path, *args: str) -> str | None:
@@ -440,7 +440,9 @@ async def check_runnable(fleet: Fleet, spec: PatternSpec | None, model: str | No
         # The shipper commits with `git add -A`: a user's work in progress went into the
         # run's commit, under the run's message.
         if changed := await _uncommitted(workspace):
-            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" * (len(changed) > 3))
+            shown = ", ".join(changed[:3])
+            if len(changed) > 3:
+                shown += f" and {len(changed) - 3} more"
             raise PatternError(
                 f"step {git_step.id!r} of {spec.name} commits in git, and the repository of "
                 f"{workspace} has uncommitted changes ({shown}): commit or stash them first, "

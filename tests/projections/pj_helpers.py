@@ -33,6 +33,7 @@ from events import (
     RecordedEvent,
     RunCompleted,
     RunStarted,
+    SQLiteEventStore,
     TaskCreated,
     TaskMoved,
     ToolCallCompleted,
@@ -312,9 +313,15 @@ def review_fails_once(tl: Timeline) -> Timeline:
     return tl
 
 
-def insert_row(path: Path, position: int, stream: str, schema: int, data: dict[str, Any]) -> None:
-    """A row written straight into a SQLite log (version = position), past the store's
-    validation: what a damaged or hand-edited file holds."""
+async def read_with_raw_row(
+    path: Path, stream: str, events: list[NewEvent], schema: int, data: dict[str, Any]
+) -> list[RecordedEvent]:
+    """A new SQLite log at `path`: `events` appended to `stream`, then `data` (of schema
+    `schema`) written straight in as that stream's next row, past the store's validation, as
+    a damaged or hand-edited file holds it; the whole log read back."""
+    async with SQLiteEventStore(path) as store:
+        await store.append(stream, events)
+    position = len(events) + 1  # the stream is the log's only one: its version too
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(
             "INSERT INTO events (position, stream_id, version, type, schema_version, data, "
@@ -322,3 +329,5 @@ def insert_row(path: Path, position: int, stream: str, schema: int, data: dict[s
             (position, stream, position, data["type"], schema, json.dumps(data),
              time.time_ns() // 1000),
         )  # fmt: skip
+    async with SQLiteEventStore(path) as store:
+        return await store.read_all()

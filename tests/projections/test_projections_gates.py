@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pj_helpers import insert_row
+from pj_helpers import read_with_raw_row
 
 from events import (
     AgentCreated,
@@ -89,17 +89,12 @@ async def test_a_fold_decodes_no_hook_event_that_changes_no_card(tmp_path: Path)
 async def test_a_hook_event_that_does_not_decode_fails_the_fold_naming_its_position(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "fleet.db"
-    async with SQLiteEventStore(path) as store:
-        await store.append("agent-a1", [created(), hook(1)])
     # A row whose gate field is not one the model allows, as a damaged file would hold.
     bad = {"type": "HookInvoked", "point": "PreToolUse", "kind": "python", "decision": "maybe"}
-    insert_row(path, 3, "agent-a1", 2, bad)
-    async with SQLiteEventStore(path) as store:
-        page = await store.read_all()
-        projection = AgentsProjection()
-        with pytest.raises(StoreError, match="position 3"):
-            fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
+    page = await read_with_raw_row(tmp_path / "fleet.db", "agent-a1", [created(), hook(1)], 2, bad)
+    projection = AgentsProjection()
+    with pytest.raises(StoreError, match="position 3"):
+        fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
 
 
 def test_a_gate_on_a_field_the_event_does_not_have_is_refused() -> None:

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from pj_helpers import insert_row
+from pj_helpers import read_with_raw_row
 
 from events import (
     AgentCreated,
@@ -85,6 +85,9 @@ def step(
 def created(agent: str, role: str) -> NewEvent:
     data = AgentCreated(agent_id=agent, name=role, role=role, model="m", workspace="/ws")
     return new(data, agent)
+
+
+BUILDER = created("b1", "builder")
 
 
 async def write_log(store: SQLiteEventStore) -> None:
@@ -171,17 +174,12 @@ async def test_a_lean_type_another_slot_reads_is_decoded_whole_once(tmp_path: Pa
 async def test_a_lean_event_that_does_not_decode_fails_the_fold_naming_its_position(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "fleet.db"
-    async with SQLiteEventStore(path) as store:
-        await store.append("agent-b1", [created("b1", "builder")])
     # A row whose listed field has the wrong type, as a damaged file would hold.
     bad = {"type": "ToolCallRequested", "agent_id": "b1", "tool_use_id": "u1", "name": 7}
-    insert_row(path, 2, "agent-b1", 1, bad)
-    async with SQLiteEventStore(path) as store:
-        page = await store.read_all()
-        projection = AgentsProjection()
-        with pytest.raises(StoreError, match="position 2"):
-            fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
+    page = await read_with_raw_row(tmp_path / "fleet.db", "agent-b1", [BUILDER], 1, bad)
+    projection = AgentsProjection()
+    with pytest.raises(StoreError, match="position 2"):
+        fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
 
 
 def test_a_lean_read_of_a_field_the_event_does_not_have_is_refused() -> None:
@@ -232,18 +230,13 @@ def test_the_check_of_a_handler_sees_a_field_it_does_not_list() -> None:
 async def test_a_row_refused_only_for_a_field_the_handler_does_not_read_is_folded(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "fleet.db"
-    async with SQLiteEventStore(path) as store:
-        await store.append("agent-b1", [created("b1", "builder")])
     # A key the whole model does not know, as a file edited by hand would hold.
     odd = {"type": "ModelResponded", "agent_id": "b1", "model": "m", "cost_usd": 0.5}
     odd["surprise"] = True
-    insert_row(path, 2, "agent-b1", 1, odd)
-    async with SQLiteEventStore(path) as store:
-        page = await store.read_all()
-        projection = AgentsProjection()
-        slot = Slot(projection, projection.initial())
-        fold_page(page, [slot], Snapshots(0, 1), {}, quiet=False)
-        assert slot.state["agents"]["b1"]["cost_usd"] == 0.5
-        with pytest.raises(StoreError, match="position 2"):
-            _ = (await store.read_all())[1].data  # decoded whole, it is refused
+    page = await read_with_raw_row(tmp_path / "fleet.db", "agent-b1", [BUILDER], 1, odd)
+    projection = AgentsProjection()
+    slot = Slot(projection, projection.initial())
+    fold_page(page, [slot], Snapshots(0, 1), {}, quiet=False)
+    assert slot.state["agents"]["b1"]["cost_usd"] == 0.5
+    with pytest.raises(StoreError, match="position 2"):
+        _ = page[1].data  # left undecoded by the lean read; decoded whole, it is refused
