@@ -33,11 +33,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import ValidationError
+from events import EventModel, RecordedEvent, StoreError, UnknownEvent
 
-from events import EventModel, RecordedEvent, StoreError, UnknownEvent, peek
-
-from ._lean import Lean
+from ._lean import Lean, lean_data, leaned
 from .errors import ProjectionFailed
 
 __all__ = [
@@ -173,6 +171,19 @@ class FoldProjection(ABC, Generic[S]):
             handler(state, event, event.data)
         return state
 
+    def handled(self, event: RecordedEvent) -> tuple[Handler, Any] | None:
+        """The handler of `event` and the data to give it, or None if none folds it: for
+        an `apply` of its own (one that does more than dispatch). Its data is decoded
+        whole, or lean (`_lean.py`) when it is not decoded yet and the handler is lean."""
+        found = (self._dispatch or self._dispatch_by_name()).get(event.type)
+        if found is None:
+            return None
+        cls, handler, lean = found
+        if lean is not None and type(event) is not RecordedEvent:  # not decoded yet
+            return handler, lean_data(event, lean, leaned())
+        data = event.data
+        return None if type(data) is not cls else (handler, data)  # else a newer schema
+
     def apply_all(self, state: S, events: Iterable[RecordedEvent]) -> S:
         """`apply` each of `events` in turn (mutates `state`); the runner's bulk path.
 
@@ -187,17 +198,19 @@ class FoldProjection(ABC, Generic[S]):
                     state = self.apply(state, event)
                 return state
             dispatch = self._dispatch or self._dispatch_by_name()
+            shared = leaned()  # validated for the page, by position (`_lean.py`)
             for event in events:  # by type name: an undecoded event stays so until read
                 entry = dispatch.get(event.type)
                 if entry is None:
                     continue
                 cls, handler, lean = entry
+                data: Any
                 if lean is None or type(event) is RecordedEvent:  # decoded: whole data
                     data = event.data
                     if type(data) is not cls:  # a newer schema of its type: unknown
                         continue
                 else:  # not decoded yet: just the fields its handler reads (`_lean.py`)
-                    data = _lean_data(event, lean)
+                    data = lean_data(event, lean, shared)
                     if type(data) is UnknownEvent:
                         continue
                 handler(state, event, data)
@@ -222,14 +235,6 @@ class FoldProjection(ABC, Generic[S]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} v{self.version}>"
-
-
-def _lean_data(event: RecordedEvent, validate_json: Callable[[str], Any]) -> Any:
-    """The event's data, or its lean model if it is not decoded (`_lean.py`)."""
-    try:
-        return peek(event, validate_json)
-    except ValidationError:
-        return event.data  # decoded whole: the store's error names its position
 
 
 def iso(ts: float | None) -> str | None:

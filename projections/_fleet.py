@@ -38,6 +38,7 @@ from events import (
 )
 
 from ._base import FoldProjection, iso
+from ._lean import Lean, lean_data, leaned
 from ._lifecycle import (
     ACTIVE_STATUSES,
     STATUS_AFTER,
@@ -96,6 +97,9 @@ class FleetProjection(FoldProjection[FleetState]):
         }
     )
 
+    # A model's answer is read for its usage and cost, never its content (`_lean.py`).
+    lean = (Lean(ModelResponded, ("agent_id", "usage", "cost_usd")),)
+
     def __init__(self) -> None:
         super().__init__()
         for cls in STATUS_AFTER:
@@ -107,6 +111,7 @@ class FleetProjection(FoldProjection[FleetState]):
         self.handlers[ExternalHookReceived] = self._external
         # By type name: an event is dispatched without decoding its data (`reads`).
         self._by_name = {cls.model_fields["type"].default: h for cls, h in self.handlers.items()}
+        self._leans = {lean.type_name: lean.validate_json for lean in self.lean}
 
     def initial(self) -> FleetState:
         return {
@@ -147,6 +152,8 @@ class FleetProjection(FoldProjection[FleetState]):
         pace is counted once per run of them, not once per event.
         """
         handlers = self._by_name
+        shared = leaned()  # a bulk fold's lean data, by position (`_lean.py`)
+        leans = self._leans
         at: datetime | None = None
         count = 0
         event: RecordedEvent | None = None
@@ -159,7 +166,11 @@ class FleetProjection(FoldProjection[FleetState]):
                 count += 1
                 handler = handlers.get(event.type)
                 if handler is not None:
-                    handler(state, event, event.data)
+                    lean = leans.get(event.type)
+                    if lean is None or type(event) is RecordedEvent:  # decoded: whole data
+                        handler(state, event, event.data)
+                    else:  # not decoded yet: the fields its handler reads
+                        handler(state, event, lean_data(event, lean, shared))
         except Exception as e:
             raise ProjectionFailed(self.name, 0 if event is None else event.position, e) from e
         if at is not None:

@@ -87,6 +87,7 @@ from events import (
 from ._base import FoldProjection
 from ._critical_path import critical_path, members_of_runs
 from ._graph_state import GraphState, Segment
+from ._lean import Lean
 from ._lifecycle import EXTERNAL_ROLE, external_facts, external_status, next_status, resolve_path
 
 __all__ = ["MAX_EDGE_FILES", "MAX_SEGMENTS", "GraphProjection", "GraphState"]
@@ -120,6 +121,9 @@ class GraphProjection(FoldProjection[GraphState]):
             "TelemetryReceived",
         }
     )
+
+    # A tool call's result is read for the files it touched, never its output (`_lean.py`).
+    lean = (Lean(ToolCallCompleted, ("agent_id", "files_read", "files_written")),)
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,13 +162,14 @@ class GraphProjection(FoldProjection[GraphState]):
 
     def apply(self, state: GraphState, event: RecordedEvent) -> GraphState:
         """Fold `event` and advance the clock (mutates `state`, see _base note 1)."""
-        handler = self.handlers.get(type(event.data))
-        if handler is not None:
+        found = self.handled(event)
+        if found is not None:
             ts = self.ts(event)
             clock = state["clock"]
             if clock is None or ts > clock:
                 state["clock"] = ts
-            handler(state, event, event.data)
+            handler, data = found
+            handler(state, event, data)
         return state
 
     # -- queries ------------------------------------------------------------

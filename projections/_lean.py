@@ -18,18 +18,32 @@ from what it reads; whatever decodes it whole (an API read, an export)
 still refuses it, naming its position. A handler that read a field it does
 not list would fail only in bulk folds: `tests/projections/test_projections_lean.py`
 reads each listed handler's code and checks it reads no other.
+
+Several read models of one fold reading a type lean (a `ModelResponded`:
+the agents, the fleet and the runs) share one validation: the fold
+validates each undecoded event of the type once, by a model of the union
+of their fields (`union`), and hands the results to their handlers by
+position (`leaned`, set while a page folds, `sharing`). Each handler reads
+its own fields of it; three lean validations would cost more than one whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, ValidationError, create_model
 
-from events import EventModel
+from events import EventModel, RecordedEvent, peek
 
-__all__ = ["Lean", "fields_model"]
+__all__ = ["Lean", "fields_model", "lean_data", "leaned", "sharing", "union"]
+
+# The lean data the fold of a page validated, by position (`sharing`); none outside one.
+_leaned: ContextVar[Mapping[int, Any] | None] = ContextVar("projections_leaned", default=None)
+_NONE: Mapping[int, Any] = {}  # never changed: a plain dict's get is the quickest
 
 
 def fields_model(cls: type[EventModel], fields: tuple[str, ...], suffix: str) -> type[BaseModel]:
@@ -61,3 +75,45 @@ class Lean:
 
     def __repr__(self) -> str:
         return f"Lean({self.cls.__name__}, {sorted(self.fields)})"
+
+
+def union(leans: Iterable[Lean]) -> Lean:
+    """One `Lean` of the fields of all of `leans` (of one class): what each of them reads."""
+    found = list(leans)
+    fields = frozenset().union(*(lean.fields for lean in found))
+    return _union(found[0].cls, tuple(sorted(fields)))
+
+
+@functools.cache  # a handful of combinations, each a model made once
+def _union(cls: type[EventModel], fields: tuple[str, ...]) -> Lean:
+    return Lean(cls, fields)
+
+
+def leaned() -> Mapping[int, Any]:
+    """The lean data validated for the page being folded, by position (see above)."""
+    return _leaned.get() or _NONE
+
+
+@contextlib.contextmanager
+def sharing(data: Mapping[int, Any]) -> Iterator[None]:
+    """Hand `data` (lean data by position) to the handlers that fold a page meanwhile."""
+    token = _leaned.set(data)
+    try:
+        yield
+    finally:
+        _leaned.reset(token)
+
+
+def lean_data(
+    event: RecordedEvent, validate_json: Callable[[str], Any], shared: Mapping[int, Any]
+) -> Any:
+    """What a lean handler is given of `event`, not decoded yet: the lean data its fold
+    validated for the page (`shared`), else its own fields validated by `validate_json`,
+    else (they do not validate) its data, whose decoding raises the store's error."""
+    data = shared.get(event.position)
+    if data is not None:
+        return data
+    try:
+        return peek(event, validate_json)
+    except ValidationError:
+        return event.data  # decoded whole: the store's error names its position

@@ -41,6 +41,7 @@ from events import (
 )
 
 from ._base import FoldProjection, iso, report
+from ._lean import Lean
 from ._lifecycle import external_agent_id, external_subagent_id
 
 __all__ = ["RUN_STATUSES", "RunRecord", "RunsProjection", "RunsState", "mark_interrupted"]
@@ -111,6 +112,9 @@ class RunsProjection(FoldProjection[RunsState]):
         }
     )
 
+    # A model's answer is read for its usage and cost, never its content (`_lean.py`).
+    lean = (Lean(ModelResponded, ("agent_id", "usage", "cost_usd")),)
+
     def __init__(self) -> None:
         super().__init__()
         self.handlers.update(
@@ -134,10 +138,11 @@ class RunsProjection(FoldProjection[RunsState]):
 
     def apply(self, state: RunsState, event: RecordedEvent) -> RunsState:
         """Fold `event` and note its run's latest activity (mutates `state`, see _base note 1)."""
-        handler = self.handlers.get(type(event.data))
-        if handler is None:
+        found = self.handled(event)
+        if found is None:
             return state
-        handler(state, event, event.data)
+        handler, data = found
+        handler(state, event, data)
         run_id = event.meta.run_id
         if run_id is not None:
             run = state["runs"].get(run_id)

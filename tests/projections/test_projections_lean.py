@@ -26,16 +26,18 @@ from events import (
 )
 from projections import (
     AgentsProjection,
+    FleetProjection,
     FoldProjection,
     GraphProjection,
     ProjectionRunner,
+    RunsProjection,
     default_projections,
 )
 from projections._checkpoints import Snapshots
 from projections._folding import Slot, fold_page
 from projections._lean import Lean
 
-LEAN_PROJECTIONS = (AgentsProjection,)
+LEAN_PROJECTIONS = (AgentsProjection, FleetProjection, GraphProjection, RunsProjection)
 
 
 def new(data: EventModel, agent: str | None = None) -> NewEvent:
@@ -151,24 +153,69 @@ async def test_every_read_model_rebuilt_and_travelled_to_gives_the_live_states(
             assert card["turns"] == 6 and card["files_produced"] == ["src/words.py"]
 
 
-async def test_a_lean_type_another_slot_reads_is_decoded_whole_once(tmp_path: Path) -> None:
+class ResultSizes(FoldProjection[dict[str, int]]):
+    """A read model of a user's that reads a tool call's result whole."""
+
+    name = "result-sizes"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers[ToolCallCompleted] = self._completed
+
+    def initial(self) -> dict[str, int]:
+        return {}
+
+    def view(self, state: dict[str, int]) -> dict[str, int]:
+        return dict(state)
+
+    def _completed(self, state: dict[str, int], event: object, d: ToolCallCompleted) -> None:
+        state[d.tool_use_id] = len(d.result)
+
+
+async def test_a_lean_type_another_slot_reads_whole_is_decoded_whole(tmp_path: Path) -> None:
     async with SQLiteEventStore(tmp_path / "fleet.db") as store:
         await write_log(store)
-        for others, whole in (
-            # The graph reads ToolCallCompleted whole; the agents read it lean.
-            (GraphProjection(), {"ToolCallCompleted"}),
-            # Two read models with the same lean types: one whole decoding, not two lean.
-            (AgentsProjection(), {lean.type_name for lean in AgentsProjection.lean}),
-        ):
-            page = await store.read_all()
-            slots = [Slot(p, p.initial()) for p in (AgentsProjection(), others)]
-            fold_page(page, slots, Snapshots(0, 1), {}, quiet=False)
-            assert all(s.failed is None for s in slots)
-            for name in {lean.type_name for lean in AgentsProjection.lean}:
-                events = [e for e in page if e.type == name]
-                assert events and all(decoded(e) == (name in whole) for e in events), name
-            if others.name == "agents":
-                assert slots[0].state == slots[1].state
+        page = await store.read_all()
+        slots = [Slot(p, p.initial()) for p in (AgentsProjection(), ResultSizes())]
+        fold_page(page, slots, Snapshots(0, 1), {}, quiet=False)
+        assert all(s.failed is None for s in slots)
+        for name in {lean.type_name for lean in AgentsProjection.lean}:
+            events = [e for e in page if e.type == name]
+            assert events and all(decoded(e) == (name == "ToolCallCompleted") for e in events)
+        assert len(slots[1].state) == 10 and set(slots[1].state.values()) == {360}
+
+
+async def test_read_models_that_read_a_type_lean_share_its_lean_data(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        await write_log(store)
+        page = await store.read_all()
+        kinds = (AgentsProjection, FleetProjection, RunsProjection)
+        slots = [Slot(kind(), kind().initial()) for kind in kinds]
+        given: list[tuple[str, int, object]] = []
+        for slot in slots:  # what each handler of a ModelResponded is given
+            handlers = slot.projection.handlers
+            handler = handlers[ModelResponded]
+            handlers[ModelResponded] = lambda s, e, d, h=handler, n=slot.name: (
+                given.append((n, e.position, d)),
+                h(s, e, d),
+            )
+            if isinstance(slot.projection, FleetProjection):  # it dispatches by name
+                slot.projection._by_name["ModelResponded"] = handlers[ModelResponded]
+        fold_page(page, slots, Snapshots(0, 1), {}, quiet=False)
+        assert all(s.failed is None for s in slots)
+        answers = [e for e in page if e.type == "ModelResponded"]
+        assert answers and not any(decoded(e) for e in answers)
+        # One validation an answer, of the fields the three read: the same object to each.
+        for event in answers:
+            data = {id(d) for _, position, d in given if position == event.position}
+            assert len(data) == 1
+        assert {name for name, _, _ in given} == {"agents", "fleet", "runs"}
+        for slot, kind in zip(slots, kinds, strict=True):
+            reference = kind()
+            state = reference.initial()
+            for event in await store.read_all():
+                state = reference.apply(state, event)
+            assert slot.projection.view(slot.state) == reference.view(state), slot.name
 
 
 async def test_a_lean_event_that_does_not_decode_fails_the_fold_naming_its_position(
