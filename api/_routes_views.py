@@ -38,7 +38,10 @@ Notes (do not fix without reading this):
 4. A run whose status is "running" now and whose conductor no live process
    is (its `run-<id>` lease is not held) is answered "interrupted", as `fleet
    runs` says: the log cannot tell a run at work from one whose process was
-   killed. Which runs are conducted is read before the view, and the
+   killed. So are the run's agents that the log has "created", "working" or
+   "waiting" (their cards, the fleet totals, the graph's nodes, as note 5's
+   sessions): their work was cut short with the run, until `fleet resume`
+   takes it up. Which runs are conducted is read before the view, and the
    rendered answer is kept under it as well as the position (a lease that
    lapses changes the answer, not the log). A past position (`at` below the
    head) is answered as the log had it; the head is now.
@@ -65,7 +68,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from events import AGENT_ID_RULE, ID_RULE, gc_paused, is_agent_id, is_id, live_keys
+from events import AGENT_ID_RULE, ID_RULE, gc_paused, is_agent_id, is_id
 from projections import (
     ACTIVE_STATUSES,
     COLUMNS,
@@ -73,6 +76,8 @@ from projections import (
     BoardProjection,
     GraphProjection,
     RunsProjection,
+    conducted_runs,
+    cut_short,
     fleet_totals,
     judge_liveness,
     this_host,
@@ -268,8 +273,9 @@ def _scoped(q: ScopedQuery) -> bool:
 
 
 class _Judged:
-    """The external agents whose status is judged otherwise now (note 5), by id, read when
-    `_respond` calls it (only for a view now or at the head), else None."""
+    """The agents whose status is judged otherwise now (note 5), by id, read when
+    `_respond` calls it (only for a view now or at the head), else None: external
+    sessions by their process and hooks, fleet's agents of an interrupted run (note 4)."""
 
     def __init__(self, app: Services) -> None:
         self._app = app
@@ -277,29 +283,48 @@ class _Judged:
         self.logged: dict[str, str] = {}  # the log's status of each judged agent
 
     async def __call__(self) -> frozenset[str]:
+        cut = await self._cut_short()  # before the states are read: no await after
         runner = self._app.runner
         if isinstance(runner.projection("agents"), AgentsProjection):
             # Only the external agents in an active status: the fold keeps them apart, so a
             # request does not walk every card (8,560 at 1M events: 2 ms a request).
             state = runner.state("agents")
             agents = state["agents"]
-            records: Iterable[Mapping[str, Any]] = [agents[i] for i in state["live_external"]]
+            records: list[Mapping[str, Any]] = [agents[i] for i in state["live_external"]]
+            records += [agents[i] for i in cut if i in agents]
         else:
             records = runner.view("agents")["agents"]
-        return self.judge(records)
+        return self.judge(records, cut)
 
-    def judge(self, records: Iterable[Mapping[str, Any]]) -> frozenset[str]:
-        """Judge the external agents in an active status among `records`; what the answer
-        varies with ("<id>=<status>" of each judged otherwise)."""
+    async def _cut_short(self) -> frozenset[str]:
+        """The agents of the runs "running" in the log that no live process conducts."""
+        runner = self._app.runner
+        if not isinstance(runner.projection("runs"), RunsProjection):
+            return frozenset()
+        running = [r for r in runner.state("runs")["runs"].values() if r["status"] == "running"]
+        if not running:
+            return frozenset()  # no lease to read
+        return cut_short(running, await conducted_runs(self._app.store))
+
+    def judge(
+        self, records: Iterable[Mapping[str, Any]], cut: frozenset[str] = frozenset()
+    ) -> frozenset[str]:
+        """Judge the agents in an active status among `records`: an external one by its
+        process and hooks, one of fleet's "interrupted" if it is in `cut` (its run was
+        cut short); what the answer varies with ("<id>=<status>" of each)."""
         config = self._app.config
         now, host = time.time(), this_host()
         statuses = {}
         for r in records:
-            if r["external"] and r["status"] in ACTIVE_STATUSES:
+            if r["status"] not in ACTIVE_STATUSES:
+                continue
+            if r["external"]:
                 judged = judge_liveness(r, now=now, stale_after=config.stale_after_s, host=host)
-                if judged is not None:
-                    statuses[r["id"]] = judged
-                    self.logged[r["id"]] = r["status"]
+            else:
+                judged = "interrupted" if r["id"] in cut else None
+            if judged is not None:
+                statuses[r["id"]] = judged
+                self.logged[r["id"]] = r["status"]
         self.statuses = statuses
         return frozenset(f"{agent_id}={status}" for agent_id, status in statuses.items())
 
@@ -489,8 +514,7 @@ class _Conducted:
         self.ids: frozenset[str] | None = None
 
     async def __call__(self) -> frozenset[str]:
-        keys = await live_keys(self._app.store.leases, "run-")
-        self.ids = frozenset(key.removeprefix("run-") for key in keys)
+        self.ids = await conducted_runs(self._app.store)
         return self.ids
 
 

@@ -39,7 +39,14 @@ from ._liveness import (
     this_host,
 )
 from ._runner import DEFAULT_PROJECTIONS, ProjectionRunner, default_projections
-from ._runs import RUN_STATUSES, RunsProjection, RunsState, mark_interrupted
+from ._runs import (
+    RUN_STATUSES,
+    RunsProjection,
+    RunsState,
+    conducted_runs,
+    cut_short,
+    mark_interrupted,
+)
 from ._scoped import fleet_totals
 from ._timeline import Timeline, TimelineEntry, load_timeline
 from .errors import (
@@ -83,7 +90,9 @@ __all__ = [
     "Timeline",
     "TimelineEntry",
     "UnknownProjection",
+    "conducted_runs",
     "critical_path",
+    "cut_short",
     "default_projections",
     "external_agent_id",
     "external_subagent_id",

@@ -24,7 +24,7 @@ event that changed its card (`GET /v1/runs?changed_after=`, as for agents).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from events import (
@@ -44,7 +44,15 @@ from ._base import FoldProjection, iso, report
 from ._lean import Lean
 from ._lifecycle import external_agent_id, external_subagent_id
 
-__all__ = ["RUN_STATUSES", "RunRecord", "RunsProjection", "RunsState", "mark_interrupted"]
+__all__ = [
+    "RUN_STATUSES",
+    "RunRecord",
+    "RunsProjection",
+    "RunsState",
+    "conducted_runs",
+    "cut_short",
+    "mark_interrupted",
+]
 
 RUN_STATUSES = ("running", "completed", "failed", "interrupted")
 """A run's status: the log's three, and "interrupted", judged now (`mark_interrupted`)."""
@@ -299,10 +307,28 @@ async def mark_interrupted(
     running run whose lease no live process holds was cut short (`fleet resume`
     takes it up). The records are copied, never changed.
     """
-    live = await live_keys(store.leases, "run-")
+    live = await conducted_runs(store)
     return [
         {**r, "status": "interrupted"}
-        if r["status"] == "running" and f"run-{r['id']}" not in live
+        if r["status"] == "running" and r["id"] not in live
         else dict(r)
         for r in runs
     ]
+
+
+async def conducted_runs(store: EventStore) -> frozenset[str]:
+    """The ids of the runs a live process conducts now: it holds their `run-<id>` lease."""
+    keys = await live_keys(store.leases, "run-")
+    return frozenset(key.removeprefix("run-") for key in keys)
+
+
+def cut_short(runs: Iterable[Mapping[str, Any]], conducted: frozenset[str]) -> frozenset[str]:
+    """The agents of the runs among `runs` (records or their views) that are "running"
+    in the log and that no live process conducts (`conducted_runs`): their agents'
+    work was cut short with them, whatever the log last said of it."""
+    return frozenset(
+        agent_id
+        for r in runs
+        if r["status"] == "running" and r["id"] not in conducted
+        for agent_id in r["agents"]
+    )

@@ -70,19 +70,27 @@ class Views(NamedTuple):
     views: dict[str, dict[str, Any]]
     position: int
     run_id: str | None
+    # The runs a live process conducts now (`projections.conducted_runs`), when asked.
+    conducted: frozenset[str] | None = None
 
 
 async def read_views(
-    db: Path | str, names: Sequence[str], *, at: int | None = None, run: str | None = None
+    db: Path | str,
+    names: Sequence[str],
+    *,
+    at: int | None = None,
+    run: str | None = None,
+    conducted: bool = False,
 ) -> Views:
     """The views `names` of the log at `db` now (or as of position `at`), and that position;
-    with `run`, the id of the run it names (`resolve_run`: a `run-` prefix or not).
+    with `run`, the id of the run it names (`resolve_run`: a `run-` prefix or not); with
+    `conducted` (now only), the runs a live process conducts.
 
     Raises `ApiError` when there is no log at `db` (nothing is created),
     `projections.InvalidPosition` when `at` is negative or past the head,
     `RunNotFound` when `run` names no run of the log.
     """
-    from projections import ProjectionRunner
+    from projections import ProjectionRunner, conducted_runs
 
     from ._common import open_to_read
 
@@ -92,8 +100,9 @@ async def read_views(
         run_id = None if run is None else await resolve_run(store, run)
         async with ProjectionRunner(store) as runner:
             if at is None:
-                position = runner.position
-                return Views({name: runner.view(name) for name in names}, position, run_id)
+                live = await conducted_runs(store) if conducted else None
+                views = {name: runner.view(name) for name in names}
+                return Views(views, runner.position, run_id, live)
             return Views({name: await runner.view_at(name, at) for name in names}, at, run_id)
 
 
@@ -177,15 +186,19 @@ def _counted(count: int, noun: str) -> str:
 
 
 def _agents_command(args: argparse.Namespace) -> int:
-    views, position, run_id = asyncio.run(
-        read_views(existing_log(args.db), ["agents"], at=args.at, run=args.run)
-    )
+    views, position, run_id, conducted = asyncio.run(
+        read_views(existing_log(args.db), ["agents", "runs"], at=args.at, run=args.run,
+                   conducted=True)
+    )  # fmt: skip
     wanted = set(args.status or ())
     if args.active:
         wanted |= {"created", "working", "waiting"}
     cards = views["agents"]["agents"]
-    if args.at is None:  # now: a session whose process is gone, or silent for long (note 4)
-        cards = _judged(cards)
+    if conducted is not None:  # now: a session whose process is gone, or silent for long,
+        # an agent of a run no live process conducts (note 4)
+        from projections import cut_short
+
+        cards = _judged(cards, cut_short(views["runs"]["runs"], conducted))
     agents = [
         a
         for a in cards
@@ -205,12 +218,13 @@ def _agents_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judged(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`cards` with each external session's status as judged now (`projections/_liveness.py`), as
-    `GET /v1/agents` answers it; `FLEET_STALE_AFTER` (seconds) as `fleet serve` reads it."""
+def _judged(cards: list[dict[str, Any]], cut: frozenset[str]) -> list[dict[str, Any]]:
+    """`cards` with each external session's status as judged now (`projections/_liveness.py`),
+    and those of `cut` (their run was cut short) in an active status "interrupted", as
+    `GET /v1/agents` answers them; `FLEET_STALE_AFTER` (seconds) as `fleet serve` reads it."""
     import time
 
-    from projections import DEFAULT_STALE_AFTER_S, judge_liveness, this_host
+    from projections import ACTIVE_STATUSES, DEFAULT_STALE_AFTER_S, judge_liveness, this_host
 
     try:
         stale_after = float(os.environ.get("FLEET_STALE_AFTER") or DEFAULT_STALE_AFTER_S)
@@ -221,13 +235,18 @@ def _judged(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     now, host = time.time(), this_host()
     out = []
     for card in cards:
-        status = judge_liveness(card, now=now, stale_after=stale_after, host=host)
-        out.append(card if status is None else {**card, "status": status})
+        if card["external"]:
+            status = judge_liveness(card, now=now, stale_after=stale_after, host=host)
+        else:
+            status = "interrupted" if card["id"] in cut else None
+        if status is not None and card["status"] in ACTIVE_STATUSES:
+            card = {**card, "status": status}
+        out.append(card)
     return out
 
 
 def _board_command(args: argparse.Namespace) -> int:
-    views, position, run_id = asyncio.run(
+    views, position, run_id, _ = asyncio.run(
         read_views(existing_log(args.db), ["board"], at=args.at, run=args.run)
     )
     board = views["board"]
@@ -253,7 +272,7 @@ def _runs_command(args: argparse.Namespace) -> int:
     if args.at is None:
         runs, position = asyncio.run(_runs_now(db))
     else:
-        views, position, _ = asyncio.run(read_views(db, ["runs"], at=args.at))
+        views, position, _, _ = asyncio.run(read_views(db, ["runs"], at=args.at))
         runs = views["runs"]
     if args.status:
         kept = [r for r in runs["runs"] if r["status"] in args.status]

@@ -62,8 +62,8 @@
   const CARD_CAP = 120;
   const ACTIVE = new Set(["created", "working", "waiting"]);
   const STATUSES = ["created", "working", "waiting", "completed", "failed", "deleted"];
-  // An external session's status judged now by the API (its process gone, or no hook for
-  // long), never in the log: a chip only when some session is in it.
+  // An agent's status judged now by the API (an external session's process gone, or no
+  // hook for long; its run cut short), never in the log: a chip only when some agent is in it.
   const JUDGED = ["interrupted", "stale"];
   const EVENT_TYPES = [
     "RunStarted", "RunCompleted", "RunFailed", "AgentCreated", "AgentCommanded",
@@ -342,13 +342,17 @@
     }
   }
 
-  // So does an external session whose process died (or that went silent for long): the API
-  // says "interrupted" (or "stale") now, and no event marks that moment. While live, the
-  // sessions the page holds as active are asked for by id now and then, as the runs are.
+  // So does an external session whose process died (or that went silent for long), and an
+  // agent of a run cut short: the API says "interrupted" (or "stale") now, and no event
+  // marks that moment. While live, the sessions the page holds as active, and the active
+  // agents of the runs it holds as interrupted, are asked for by id now and then.
   async function checkGone() {
     const held = S.live && S.views.agents;
-    const active = held
-      ? held.agents.filter((a) => a.external && ACTIVE.has(a.status)).map((a) => a.id) : [];
+    const runs = S.views.runs ? S.views.runs.runs : [];
+    const cut = new Set(runs.filter((r) => r.status === "interrupted").map((r) => r.id));
+    const active = held ? held.agents
+      .filter((a) => ACTIVE.has(a.status) && (a.external || cut.has(a.run_id)))
+      .map((a) => a.id) : [];
     if (!active.length) return;
     try {
       const { body } = await api("v1/agents", { agent_id: active.slice(-BACK_CAP), status: JUDGED });

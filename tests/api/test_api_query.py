@@ -12,7 +12,17 @@ import pytest
 from apitest_support import append_ticks, raw_get, reset, seed, wait_until
 
 from api import ApiConfig, FleetApp, Serving, serving
-from events import Meta, NewEvent, RunStarted, SQLiteEventStore, TaskMoved, process_owner
+from events import (
+    AgentCommanded,
+    AgentCompleted,
+    AgentCreated,
+    Meta,
+    NewEvent,
+    RunStarted,
+    SQLiteEventStore,
+    TaskMoved,
+    process_owner,
+)
 
 SCOPED_VIEWS = ["agents", "fleet", "graph", "board", "runs"]
 
@@ -53,6 +63,53 @@ async def test_a_run_no_live_process_conducts_is_interrupted_as_the_cli_says(
     await store.leases.release_leases([lease.key], lease.owner)
     runs = {r["id"]: r["status"] for r in (await client.get("/v1/runs")).json()["runs"]}
     assert runs == {"r1": "interrupted", "r2": "interrupted"}
+
+
+async def test_the_agents_of_an_interrupted_run_are_interrupted_now_and_working_in_the_past(
+    app: FleetApp, client: httpx.AsyncClient, store: SQLiteEventStore
+) -> None:
+    """Run r1's process was killed while its builder worked and its reviewer waited to be
+    commanded: the log says "working" and "created" for ever. Every view says what the
+    runs say: interrupted, until a live process conducts the run again."""
+    started = RunStarted(run_id="r1", task="t", pattern="plan-build-review-ship")
+    await store.append("run-r1", [NewEvent(started, Meta(run_id="r1"))])
+    for agent_id, role in (("r1-b", "builder"), ("r1-v", "reviewer"), ("r1-p", "planner")):
+        meta = Meta(run_id="r1", agent_id=agent_id)
+        data: list[Any] = [AgentCreated(agent_id=agent_id, name=role, role=role, model="m")]
+        if role != "reviewer":
+            data.append(AgentCommanded(agent_id=agent_id, prompt="go"))
+        if role == "planner":
+            data.append(AgentCompleted(agent_id=agent_id, summary="planned"))
+        await store.append(f"agent-{agent_id}", [NewEvent(d, meta) for d in data])
+    last = await store.head()
+    assert app.services is not None
+    await app.services.runner.wait_for(last)
+
+    def statuses(body: dict[str, Any]) -> dict[str, str]:
+        return {a["id"]: a["status"] for a in body["agents"]}
+
+    cut = {"r1-b": "interrupted", "r1-v": "interrupted", "r1-p": "completed"}
+    assert statuses((await client.get("/v1/agents")).json()) == cut
+    assert (await client.get("/v1/agents/r1-b")).json()["status"] == "interrupted"
+    only = (await client.get("/v1/agents", params={"status": "interrupted"})).json()
+    assert sorted(a["id"] for a in only["agents"]) == ["r1-b", "r1-v"]
+    fleet = (await client.get("/v1/fleet")).json()["agents"]
+    assert fleet["active"] == 0
+    assert fleet["by_status"]["interrupted"] == 2 and fleet["by_status"]["working"] == 0
+    nodes = (await client.get("/v1/graph")).json()["nodes"]
+    assert {n["id"]: n["status"] for n in nodes} == cut
+    # As the log had it at a past position (the head is now).
+    past = (await client.get("/v1/agents", params={"at": last - 1})).json()
+    assert statuses(past)["r1-b"] == "working"
+    # Conducted again (`fleet resume` holds the run's lease): what the log says.
+    lease = await store.leases.acquire_lease("run-r1", process_owner(), 60)
+    try:
+        resumed = statuses((await client.get("/v1/agents")).json())
+        assert resumed == {"r1-b": "working", "r1-v": "created", "r1-p": "completed"}
+        fleet = (await client.get("/v1/fleet")).json()["agents"]
+        assert fleet["active"] == 2 and "interrupted" not in fleet["by_status"]
+    finally:
+        await store.leases.release_leases([lease.key], lease.owner)
 
 
 # -- scoping ------------------------------------------------------------------

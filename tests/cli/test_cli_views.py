@@ -32,6 +32,7 @@ from rich.console import Console
 from api.cli import main
 from api.cli._render import render_fleet
 from events import (
+    AgentCommanded,
     AgentCreated,
     AgentFailed,
     HookInvoked,
@@ -165,6 +166,37 @@ def test_agents_filter_by_run_status_and_active(
     assert {a["status"] for a in deleted["agents"]} == {"deleted"}
     _, out, _ = run_cli(capsys, "agents", "--db", str(db), "--active")
     assert out.strip() == f"no agents (at position {_head(db)} (head))"
+
+
+def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed while its builder worked: `fleet agents` says interrupted, as `fleet
+    runs` says of the run and `GET /v1/agents` of the builder; `--at` says the log's word."""
+    db = tmp_path / "fleet.db"
+
+    async def write() -> None:
+        meta = Meta(run_id="r9", agent_id="r9-b")
+        async with SQLiteEventStore(db) as store:
+            await store.append("run-r9", [NewEvent(RunStarted(run_id="r9", task="t"),
+                                                   Meta(run_id="r9"))])  # fmt: skip
+            await store.append("agent-r9-b", [
+                NewEvent(AgentCreated(agent_id="r9-b", name="b", role="builder", model="m"), meta),
+                NewEvent(AgentCommanded(agent_id="r9-b", prompt="build it"), meta),
+            ])  # fmt: skip
+
+    asyncio.run(write())
+    base = ["agents", "--db", str(db), "--json"]
+
+    def statuses(*argv: str) -> list[str]:
+        return [a["status"] for a in json.loads(run_cli(capsys, *base, *argv)[1])["agents"]]
+
+    assert statuses() == ["interrupted"]
+    assert statuses("--status", "interrupted") == ["interrupted"]
+    assert statuses("--active") == []
+    assert statuses("--at", str(_head(db))) == ["working"]
+    _, table, _ = run_cli(capsys, "agents", "--db", str(db))
+    assert "interrupted" in next(line for line in table.splitlines() if "builder" in line)
 
 
 def test_a_run_is_named_with_or_without_its_run_prefix_everywhere(

@@ -28,6 +28,7 @@ from dash_support import (
 
 from api import ApiConfig
 from events import (
+    AgentCommanded,
     AgentCreated,
     Meta,
     NewEvent,
@@ -716,18 +717,27 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
     browser: Any, config: ApiConfig
 ) -> None:
     """A run's conductor dies: no event says so, its lease lapses, and the API says
-    "interrupted". The open page says so too, in the run picker and the run's summary
-    (it kept "running" until reloaded: no event, so no refresh brought it)."""
+    "interrupted". The open page says so too, in the run picker and the run's summary,
+    and of the agent that was working in it, on its card and in the status chips (it
+    kept "running" and "working" until reloaded: no event, so no refresh brought it)."""
     async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
         lease = await store.leases.acquire_lease("run-r-lapse", process_owner(), 600)
         meta = Meta(run_id="r-lapse")
         await store.append("run-r-lapse", [NewEvent(RunStarted(run_id="r-lapse", task="t"), meta)])
+        builder = Meta(run_id="r-lapse", agent_id="r-lapse-b")
+        await store.append("agent-r-lapse-b", [
+            NewEvent(AgentCreated(agent_id="r-lapse-b", name="b", role="builder", model="m"),
+                     builder),
+            NewEvent(AgentCommanded(agent_id="r-lapse-b", prompt="build it"), builder),
+        ])  # fmt: skip
         page = await open_page(browser, server.url + "/#run=r-lapse")
         await settled(page, await store.head())
         summary = page.locator("#run-summary .status")
         await page.wait_for_function(
             "() => document.querySelector('#run-summary .status')?.dataset.status === 'running'"
         )
+        card = '.agent-card[data-agent-id="r-lapse-b"]'
+        await page.wait_for_selector(f'{card}[data-status="working"]', timeout=30_000)
         await store.leases.release_leases([lease.key], lease.owner)  # as a lapse would
         await page.wait_for_function(
             "() => document.querySelector('#run-summary .status')?.dataset.status === 'interrupted'"
@@ -735,5 +745,8 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
         option = page.locator('#run-picker option[value="r-lapse"]')
         assert (await option.text_content() or "").endswith("· interrupted")
         assert await summary.text_content() == "interrupted"
+        await page.wait_for_selector(f'{card}[data-status="interrupted"]', timeout=30_000)
+        chip = '.chip[data-status="interrupted"][data-count="1"]'
+        await page.wait_for_selector(chip, timeout=30_000)
         assert page.errors == []
         await page.close()
