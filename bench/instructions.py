@@ -43,7 +43,9 @@ Workloads (each on a fresh SQLite log in a temporary folder):
   is written first, uncounted);
 - `travel`: the agents read model folded over the last 5,000 positions of
   such a log of 20,000, from its state at 15,000 (folded uncounted): what a
-  time-travel query does after unpacking its snapshot, at its worst.
+  time-travel query does after unpacking its snapshot, at its worst;
+  `travel-graph`, `travel-fleet`, `travel-runs`: the same of the other read
+  models.
 
 With `--base REV`, the commit `REV` is unpacked (`git archive`) into a
 temporary folder and each workload runs on both trees in turn; the last
@@ -84,6 +86,9 @@ WORKLOADS = (
     "respond",
     "rebuild",
     "travel",
+    "travel-graph",
+    "travel-fleet",
+    "travel-runs",
 )
 UNITS = {
     "step": "step",
@@ -94,6 +99,9 @@ UNITS = {
     "floor-1000": "event",
     "rebuild": "event",
     "travel": "position",
+    "travel-graph": "position",
+    "travel-fleet": "position",
+    "travel-runs": "position",
 }
 
 
@@ -238,9 +246,9 @@ async def _rebuild(path: Path, events: int) -> int:
         return await _measured(run)
 
 
-async def _travel(path: Path, events: int) -> int:
+async def _travel(path: Path, events: int, name: str) -> int:
     from events import SQLiteEventStore
-    from projections import AgentsProjection
+    from projections import default_projections
     from projections._checkpoints import Snapshots
     from projections._folding import Slot, fold
 
@@ -248,7 +256,7 @@ async def _travel(path: Path, events: int) -> int:
     async with SQLiteEventStore(path) as store:
         head = await store.head()
         start = head - 5_000
-        projection = AgentsProjection()
+        projection = next(p for p in default_projections() if p.name == name)
         slot = Slot(projection, projection.initial())
         await fold(store, [slot], start, Snapshots(0, 1), quiet=True)  # the snapshot's state
 
@@ -308,7 +316,9 @@ def child(workload: str, units_file: Path) -> None:
                 case "rebuild":
                     return await _rebuild(path, 50_000)
                 case "travel":
-                    return await _travel(path, 20_000)
+                    return await _travel(path, 20_000, "agents")
+                case "travel-graph" | "travel-fleet" | "travel-runs":
+                    return await _travel(path, 20_000, workload.removeprefix("travel-"))
             raise ValueError(f"unknown workload {workload!r}")
 
     units_file.write_text(str(asyncio.run(main())))

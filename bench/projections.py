@@ -40,7 +40,9 @@ better of each is shown (the machine is shared, the figures are noisy):
   agents model, split into the snapshot's unpacking and the fold after it),
   and for the agents model in a runner restarted from its checkpoints ("cold": nothing
   in memory; the snapshots the rebuild persisted in the checkpoint store,
-  where this version has them, or a fold from 0 before it), then again.
+  where this version has them, or a fold from 0 before it), then again;
+- time travel at the worst positions: the last before each of the last five
+  snapshots (the longest fold from the snapshot before, the largest states).
 
 The machine has 2 cores and other work may be running: the figures are
 indicative. Nothing here is a test.
@@ -583,6 +585,20 @@ async def measure(path: Path) -> dict[str, Any]:
                 warm.setdefault(name, []).append((time.perf_counter() - t) * 1000)
         result["state_at_warm_ms"] = {k: statistics.median(v) for k, v in warm.items()}
         result["state_at_warm_max_ms"] = {k: max(v) for k, v in warm.items()}
+        # The worst positions: the last before each of the last five snapshots, where the
+        # fold from the one before is longest and the states are largest.
+        spacing = runner._travel.snapshots.spacing("agents") or 5000
+        last_snapshot = head // spacing * spacing
+        worst = [last_snapshot - k * spacing - 1 for k in range(5) if last_snapshot > k * spacing]
+        result["worst_positions"] = worst
+        result["state_at_worst_ms"] = {}
+        for name in runner.names:
+            times = []
+            for position in worst:
+                t = time.perf_counter()
+                await runner.state_at(name, position)
+                times.append((time.perf_counter() - t) * 1000)
+            result["state_at_worst_ms"][name] = (statistics.median(times), max(times))
         result["state_at_stall_ms"] = await loop_stall_ms(
             [runner.state_at("agents", position) for position in around]
         )
@@ -702,6 +718,12 @@ def report(directory: Path, shape: str, sizes: list[int], regenerate: bool) -> N
             f"{k} {v:.0f} ({last['state_at_warm_max_ms'][k]:.0f}) ms"
             for k, v in last["state_at_warm_ms"].items()
         )
+    )
+    worst = last["worst_positions"]
+    print(
+        f"  at the last position before each of the last {len(worst)} snapshots "
+        f"({worst[-1]:,} to {worst[0]:,}), the longest folds, median (worst): "
+        + ", ".join(f"{k} {m:.0f} ({w:.0f}) ms" for k, (m, w) in last["state_at_worst_ms"].items())
     )
     split = last["agents_split"]
     if split:

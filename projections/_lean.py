@@ -110,9 +110,10 @@ def lean_data(
     """What a lean handler is given of `event`, not decoded yet: the lean data its fold
     validated for the page (`shared`), else its own fields validated by `validate_json`,
     else (they do not validate) its data, whose decoding raises the store's error."""
-    data = shared.get(event.position)
-    if data is not None:
-        return data
+    if shared:  # a fold of one read model shares nothing: no lookup an event
+        data = shared.get(event.position)
+        if data is not None:
+            return data
     try:
         return peek(event, validate_json)
     except ValidationError:
