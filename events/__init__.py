@@ -76,7 +76,7 @@ from ._import_stream import SpooledExport, import_stream, spool_export
 from ._leases import Lease, LeaseStore, live_keys, owner_alive, process_owner
 from ._location import without_password
 from ._open import open_store
-from ._store import EventFilter, EventStore, ImportedEvent
+from ._store import DataTest, EventFilter, EventStore, ImportedEvent
 from ._text import surrogate_escaped, valid_json, valid_text
 from ._upcasting import UPCASTERS, upcast
 from ._wire import encode_event
@@ -128,6 +128,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "ContextCompacted",
+    "DataTest",
     "EventData",
     "EventFilter",
     "EventModel",

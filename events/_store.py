@@ -35,17 +35,47 @@ from ._checkpoints import CheckpointStore
 from ._envelope import ExpectedVersion, Meta, NewEvent, RecordedEvent
 from ._leases import LeaseStore
 
-__all__ = ["EventFilter", "EventStore", "ImportedEvent"]
+__all__ = ["DataTest", "EventFilter", "EventStore", "ImportedEvent"]
+
+
+# What a test with no values takes for a field left unset (SQL's NULL, JSON's false, 0, "").
+_UNSET = (None, False, 0, "")
+
+
+@dataclass(frozen=True, slots=True)
+class DataTest:
+    """What makes an event of `type` wanted: one of `fields` of its data set to one of
+    its values, or (values None) to anything but null, false, 0 or "". A hint
+    (`EventFilter.skippable`): a store may leave out the events that fail it."""
+
+    type: str
+    fields: tuple[tuple[str, frozenset[str] | None], ...]
+
+    def passes(self, data: object) -> bool:
+        """Whether `data` (the event's decoded data) passes the test."""
+        for name, values in self.fields:
+            value = getattr(data, name, None)
+            if value not in _UNSET if values is None else value in values:
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which events a read or a subscription wants; `None` means any."""
+    """Which events a read or a subscription wants; `None` means any.
+
+    `skippable`: tests a reader makes itself of the events of their types
+    (`DataTest`); a store may leave out those that fail (the SQLite log tests
+    the stored JSON in SQL, on its reading thread), or return them all (the
+    PostgreSQL and in-memory logs do). A hint for bulk reads: `matches` and
+    subscriptions ignore it.
+    """
 
     stream_ids: frozenset[str] | None = None
     types: frozenset[str] | None = None
     run_id: str | None = None
     agent_id: str | None = None
+    skippable: tuple[DataTest, ...] = ()
 
     @classmethod
     def of(
@@ -55,6 +85,7 @@ class EventFilter:
         types: Collection[str] | None = None,
         run_id: str | None = None,
         agent_id: str | None = None,
+        skippable: Iterable[DataTest] = (),
     ) -> EventFilter:
         """Build a filter from any collections (empty ones mean 'any')."""
         return cls(
@@ -62,6 +93,7 @@ class EventFilter:
             types=frozenset(types) if types else None,
             run_id=run_id,
             agent_id=agent_id,
+            skippable=tuple(skippable),
         )
 
     def matches(self, event: RecordedEvent) -> bool:

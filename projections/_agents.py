@@ -129,7 +129,14 @@ class AgentsProjection(FoldProjection[AgentsState]):
 
     # Most hook events neither block nor say anything: a bulk fold decodes only those that
     # do (`_gates.py`); `_hook_invoked` makes the same test for the live fold.
-    gates = (Gate(HookInvoked, ("decision", "system_message"), _hook_matters),)
+    gates = (
+        Gate(
+            HookInvoked,
+            ("decision", "system_message"),
+            _hook_matters,
+            store_test=(("decision", _BLOCKING), ("system_message", None)),
+        ),
+    )
     # What the handlers read of the busiest events: a bulk fold validates only these
     # (`_lean.py`); a model's answer and a tool's input and result are most of their bytes.
     lean = (

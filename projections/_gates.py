@@ -8,6 +8,13 @@ validates just those fields from the stored JSON (a small model, a third of
 the cost), folds the events that pass, and decodes only them. An event
 already decoded is asked through its data. The projection's handler still
 makes the same test: the live fold gives it every event, decoded.
+
+A gate may also say its test as the store can make it (`store_test`, an
+`events.DataTest`: one of these fields set, or set to one of these values);
+a fold in which every read model that folds the type gates it so asks the
+store to leave out the events that fail (`_folding.py`, note 5), and the
+SQLite log does, in SQL, before they reach Python. The store's test may let
+more through (the gate decides): it must never keep out one the gate passes.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events import EventModel, RecordedEvent, load_data, peek
+from events import DataTest, EventModel, RecordedEvent, load_data, peek
 
 from ._lean import fields_model
 
@@ -29,9 +36,16 @@ class Gate:
     `fields` alone (the decoded data has them too)."""
 
     def __init__(
-        self, cls: type[EventModel], fields: tuple[str, ...], wanted: Callable[[Any], bool]
+        self,
+        cls: type[EventModel],
+        fields: tuple[str, ...],
+        wanted: Callable[[Any], bool],
+        *,
+        store_test: tuple[tuple[str, frozenset[str] | None], ...] = (),
     ) -> None:
         self.type_name: str = cls.model_fields["type"].default
+        # The test as a store makes it (see above), of some of `fields`.
+        self.store_test = DataTest(self.type_name, store_test) if store_test else None
         fields_only = fields_model(cls, fields, "Gate")
         self._validate = fields_only.__pydantic_validator__.validate_json
         self._wanted = wanted

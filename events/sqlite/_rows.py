@@ -51,6 +51,19 @@ Notes (do not fix without reading this):
    instead of two and one statement sent instead of four (BEGIN, INSERT,
    spans, COMMIT). Larger appends would pay for it: the trigger's rows cost
    SQLite a third more than a plain INSERT's at 1,000 events.
+10. A read's `skippable` tests (`events.DataTest`, a reader's own test of
+   the events of a type, such as the agents read model's of hook events)
+   are made in SQL on the stored JSON (`json_extract`), so the rows that
+   fail never reach Python: SQLite runs them on the reading connection's
+   thread, which does not hold the GIL while a statement steps, and a time
+   travel of the agents read model no longer reads, decodes and validates
+   the hook events it would drop (38% of a recorded log; 0.82 of the
+   query's instructions, `BENCHMARKS.md`, twenty-first pass). A row whose
+   JSON does not parse (`json_valid`), or of another schema version than
+   this fleet's, is kept: its reader's decoding names it or upcasts it. (One
+   that parses with a field of a type its model refuses fails the test like
+   any other and is left out of that read; a rebuild still names it.) Only
+   `read_all` makes them: a subscription wants every event.
 """
 
 from __future__ import annotations
@@ -62,9 +75,10 @@ from typing import Any, cast
 
 import aiosqlite
 
+from .._catalogue import EVENT_TYPES
 from .._decoding import Row, RowDecoder
 from .._envelope import RecordedEvent
-from .._store import EventFilter
+from .._store import DataTest, EventFilter
 from ..errors import NotADatabase, StoreClosed, StoreError, StoreUnavailable
 from ._connection import connect
 from ._errors import translated
@@ -302,13 +316,19 @@ SELECT_COLUMNS = (
 
 
 def select_events(
-    after: int, until: int | None, where: EventFilter | None, limit: int | None
+    after: int,
+    until: int | None,
+    where: EventFilter | None,
+    limit: int | None,
+    *,
+    skip: bool = False,
 ) -> tuple[str, list[Any]]:
     """The SELECT of a page of the log, `after < position <= until`, and its parameters.
 
     A run or agent filter narrows the position range to that id's span
     (note 5); SQLite takes one range on the rowid, so the bounds are folded
-    into one `position > MAX(...)` and one `position <= MIN(...)`.
+    into one `position > MAX(...)` and one `position <= MIN(...)`. With `skip`,
+    the filter's `skippable` tests leave out the rows that fail them (note 10).
     """
     lower: list[str] = ["?"]
     lower_params: list[Any] = [after]
@@ -340,6 +360,8 @@ def select_events(
             lower_params.append(value)
             upper.append(f"COALESCE((SELECT last FROM spans WHERE kind = '{kind}' AND key = ?), 0)")
             upper_params.append(value)
+        for test in where.skippable if skip else ():
+            clauses.append(_skippable(test, params))
     ranges = [f"position > {_fold('MAX', lower)}"]
     if upper:
         ranges.append(f"position <= {_fold('MIN', upper)}")
@@ -351,6 +373,24 @@ def select_events(
 
 
 _NOWHERE = 2**63 - 1
+
+
+def _skippable(test: DataTest, params: list[Any]) -> str:
+    """The clause that keeps the rows of other types, and those of `test.type` passing it
+    (note 10); its parameters appended to `params`, in order. A row of another schema
+    version than this fleet's is kept: the test is of the current schema's fields."""
+    cls = EVENT_TYPES.get(test.type)
+    params += [test.type, -1 if cls is None else cls.SCHEMA_VERSION]
+    passing = []
+    for name, values in test.fields:
+        params.append(f"$.{name}")
+        if values is None:
+            passing.append("COALESCE(json_extract(data, ?), '') NOT IN ('', 0)")
+        else:
+            passing.append(f"json_extract(data, ?) IN ({','.join('?' * len(values))})")
+            params.extend(sorted(values))
+    tests = " OR ".join(passing)
+    return f"(type <> ? OR schema_version <> ? OR NOT json_valid(data) OR {tests})"
 
 
 def _fold(function: str, terms: list[str]) -> str:

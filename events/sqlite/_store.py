@@ -338,7 +338,7 @@ class SQLiteEventStore:
         Raises `StoreClosed` after `aclose()`, `ValueError` for a negative `limit`.
         """
         check_limit("limit", limit)
-        sql, params = select_events(after, until, where, limit)
+        sql, params = select_events(after, until, where, limit, skip=True)
         return await self._read().events(sql, params, lenient=lenient)
 
     async def iter_all(

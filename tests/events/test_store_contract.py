@@ -27,10 +27,12 @@ from events import (
     AgentCreated,
     Checkpoint,
     CheckpointStore,
+    DataTest,
     EventFilter,
     EventStore,
     EventTooLarge,
     ExternalHookReceived,
+    HookInvoked,
     ImportConflict,
     ImportedEvent,
     InvalidEvent,
@@ -225,6 +227,51 @@ async def test_read_all_filters_by_stream_type_run_and_agent(store: EventStore) 
         assert [e.position for e in everything if where.matches(e)] == await positions(
             store, where=where
         )
+
+
+async def test_a_read_may_leave_out_what_a_skippable_test_fails_never_what_it_passes(
+    store_factory,
+) -> None:
+    """`EventFilter.skippable` is a hint: a store may leave out the events of the test's
+    type that fail it (the SQLite log does, in SQL), and keeps every other event."""
+    store = await store_factory()
+    said = [("none", None), ("deny", None), ("allow", "careful"), ("allow", ""), ("block", None)]
+    await store.append("agent-a", [command("a", 1)])
+    await store.append("agent-a", [
+        NewEvent(HookInvoked(point="PreToolUse", kind="command", agent_id="a",
+                             decision=decision, system_message=message), Meta(agent_id="a"))
+        for decision, message in said
+    ])  # fmt: skip
+    # Rows the test cannot judge are kept: a JSON that does not parse, an older schema.
+    broken = store_factory.write_raw(
+        stream_id="agent-a", type="HookInvoked", schema_version=2, data_json="{"
+    )
+    older = store_factory.write_raw(
+        stream_id="agent-a",
+        type="HookInvoked",
+        schema_version=1,
+        data_json='{"point": "Stop", "kind": "command", "decision": "none"}',
+    )
+    await store.append("agent-a", [command("a", 2)])
+    test = DataTest(
+        "HookInvoked", (("decision", frozenset({"deny", "block"})), ("system_message", None))
+    )
+    where = EventFilter.of(skippable=[test])
+    read = [e.position for e in await store.read_all(where=where, lenient=True)]
+    passing = [1, 3, 4, 6, broken, older, older + 1]
+    assert set(passing) <= set(read)
+    if store_factory.backend == "sqlite":
+        assert read == passing
+    else:  # the PostgreSQL and in-memory logs return them all
+        assert read == list(range(1, older + 2))
+    # Only a bulk read takes the hint: a subscription, and `matches`, want every event.
+    seen = []
+    async for event in store.subscribe(where=where):
+        seen.append(event.position)
+        if event.position == older + 1:
+            break
+    assert seen == list(range(1, older + 2))
+    assert all(where.matches(e) for e in await store.read_all(lenient=True))
 
 
 async def test_filtered_reads_agree_with_filtering_everything(store: EventStore) -> None:

@@ -17,8 +17,9 @@ from events import (
     StoreError,
 )
 from projections import AgentsProjection, ProjectionRunner
+from projections._agents import _hook_matters
 from projections._checkpoints import Snapshots
-from projections._folding import Slot, fold_page
+from projections._folding import Slot, _only_what_they_fold, fold_page
 from projections._gates import Gate
 
 
@@ -37,6 +38,11 @@ def hook(n: int, decision: str = "allow", said: str | None = None) -> NewEvent:
 def created() -> NewEvent:
     data = AgentCreated(agent_id="a1", name="scout", role="scout", model="m", workspace="/ws")
     return NewEvent(data, Meta(agent_id="a1"))
+
+
+def created_later() -> NewEvent:
+    data = AgentCreated(agent_id="a2", name="scout", role="scout", model="m", workspace="/ws")
+    return NewEvent(data, Meta(agent_id="a2"))
 
 
 HOOKS = [
@@ -95,6 +101,35 @@ async def test_a_hook_event_that_does_not_decode_fails_the_fold_naming_its_posit
     projection = AgentsProjection()
     with pytest.raises(StoreError, match="position 3"):
         fold_page(page, [Slot(projection, projection.initial())], Snapshots(0, 1), {}, False)
+
+
+async def test_the_sqlite_log_leaves_out_the_hook_events_the_gate_drops_before_they_are_read(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteEventStore(tmp_path / "fleet.db") as store:
+        await store.append("agent-a1", [created(), *HOOKS, created_later()])
+        projection = AgentsProjection()
+        where = _only_what_they_fold([Slot(projection, projection.initial())])
+        assert where is not None and [t.type for t in where.skippable] == ["HookInvoked"]
+        read = await store.read_all(where=where)
+        assert [e.position for e in read] == [1, *sorted(MATTER), 9]
+        # A time-travel query reads so: the card it gives is the live fold's then.
+        async with ProjectionRunner(store, snapshot_every=0) as runner:
+            travelled = await runner.view_at("agents", position=8)
+        reference = AgentsProjection()
+        state = reference.initial()
+        for event in (await store.read_all())[:8]:
+            state = reference.apply(state, event)
+        assert travelled == reference.view(state)
+        assert travelled["agents"][0]["blocked_calls"] == 2
+
+
+def test_the_gates_store_test_keeps_every_event_the_gate_passes() -> None:
+    (gate,) = AgentsProjection.gates
+    assert gate.store_test is not None
+    for new in HOOKS:
+        data = new.data
+        assert gate.store_test.passes(data) == _hook_matters(data), data
 
 
 def test_a_gate_on_a_field_the_event_does_not_have_is_refused() -> None:
