@@ -181,9 +181,10 @@ def render_agents(
         if a.get("blocked_calls"):
             tools.append(f" ({a['blocked_calls']} blocked)", style="red")
         status = _status(a["status"])
-        if a.get("waiting_on"):
+        waiting = a["status"] == "waiting"  # not a wait cut short (judged "interrupted")
+        if waiting and a.get("waiting_on"):
             status.append(f" on {len(a['waiting_on'])}", style="magenta")
-        elif a.get("approval"):
+        elif waiting and a.get("approval"):
             status.append(f" for approval {a['approval']['id']}", style="magenta")
         rows.append([
             Text(a["name"], style="bold"),

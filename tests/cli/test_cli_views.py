@@ -35,6 +35,7 @@ from events import (
     AgentCommanded,
     AgentCreated,
     AgentFailed,
+    AgentWaiting,
     HookInvoked,
     Meta,
     NewEvent,
@@ -171,8 +172,9 @@ def test_agents_filter_by_run_status_and_active(
 def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run killed while its builder worked: `fleet agents` says interrupted, as `fleet
-    runs` says of the run and `GET /v1/agents` of the builder; `--at` says the log's word."""
+    """A run killed while its builder worked and its orchestrator waited on it: `fleet
+    agents` says interrupted, as `fleet runs` says of the run and `GET /v1/agents` of
+    them; `--at` says the log's word."""
     db = tmp_path / "fleet.db"
 
     async def write() -> None:
@@ -184,6 +186,12 @@ def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
                 NewEvent(AgentCreated(agent_id="r9-b", name="b", role="builder", model="m"), meta),
                 NewEvent(AgentCommanded(agent_id="r9-b", prompt="build it"), meta),
             ])  # fmt: skip
+            boss = Meta(run_id="r9", agent_id="r9-o")
+            await store.append("agent-r9-o", [
+                NewEvent(AgentCreated(agent_id="r9-o", name="o", role="orchestrator", model="m"),
+                         boss),
+                NewEvent(AgentWaiting(agent_id="r9-o", on=["r9-b"]), boss),
+            ])  # fmt: skip
 
     asyncio.run(write())
     base = ["agents", "--db", str(db), "--json"]
@@ -191,12 +199,16 @@ def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
     def statuses(*argv: str) -> list[str]:
         return [a["status"] for a in json.loads(run_cli(capsys, *base, *argv)[1])["agents"]]
 
-    assert statuses() == ["interrupted"]
-    assert statuses("--status", "interrupted") == ["interrupted"]
+    assert statuses() == ["interrupted", "interrupted"]
+    assert statuses("--status", "interrupted") == ["interrupted", "interrupted"]
     assert statuses("--active") == []
-    assert statuses("--at", str(_head(db))) == ["working"]
+    assert statuses("--at", str(_head(db))) == ["working", "waiting"]
     _, table, _ = run_cli(capsys, "agents", "--db", str(db))
     assert "interrupted" in next(line for line in table.splitlines() if "builder" in line)
+    boss = next(line for line in table.splitlines() if "orchestrator" in line)
+    assert "interrupted" in boss and " on 1" not in boss  # a wait cut short waits on nothing
+    _, past, _ = run_cli(capsys, "agents", "--db", str(db), "--at", str(_head(db)))
+    assert "waiting on 1" in next(line for line in past.splitlines() if "orchestrator" in line)
 
 
 def test_a_run_is_named_with_or_without_its_run_prefix_everywhere(
