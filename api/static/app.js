@@ -622,7 +622,8 @@
         tc.errors ? h("span", { class: "errors", text: `${tc.errors} failed` }) : null,
         a.blocked_calls ? h("span", { class: "blocked", "data-value": a.blocked_calls, text: `${a.blocked_calls} blocked` }) : null,
         last ? h("span", { class: "last", "data-status": last.status, "data-name": last.name, title: `${last.tool_use_id} at ${last.at}`, text: `${last.name} · ${last.status}` }) : null),
-      a.waiting_on && a.waiting_on.length
+      // Only while it waits: a wait cut short (an interrupted run's) waits on nothing.
+      a.status === "waiting" && a.waiting_on && a.waiting_on.length
         ? h("div", { class: "waiting", text: `waiting on ${a.waiting_on.map(name).join(", ")}` }) : null,
       a.approval
         ? h("div", { class: "waiting approval", "data-approval-id": a.approval.id, title: a.approval.reason || "",

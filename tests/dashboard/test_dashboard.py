@@ -30,6 +30,7 @@ from api import ApiConfig
 from events import (
     AgentCommanded,
     AgentCreated,
+    AgentWaiting,
     Meta,
     NewEvent,
     RunStarted,
@@ -730,6 +731,12 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
                      builder),
             NewEvent(AgentCommanded(agent_id="r-lapse-b", prompt="build it"), builder),
         ])  # fmt: skip
+        boss = Meta(run_id="r-lapse", agent_id="r-lapse-o")
+        await store.append("agent-r-lapse-o", [
+            NewEvent(AgentCreated(agent_id="r-lapse-o", name="o", role="orchestrator", model="m"),
+                     boss),
+            NewEvent(AgentWaiting(agent_id="r-lapse-o", on=["r-lapse-b"]), boss),
+        ])  # fmt: skip
         page = await open_page(browser, server.url + "/#run=r-lapse")
         await settled(page, await store.head())
         summary = page.locator("#run-summary .status")
@@ -738,6 +745,8 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
         )
         card = '.agent-card[data-agent-id="r-lapse-b"]'
         await page.wait_for_selector(f'{card}[data-status="working"]', timeout=30_000)
+        waiting = '.agent-card[data-agent-id="r-lapse-o"]'
+        await page.wait_for_selector(f'{waiting}[data-status="waiting"] .waiting', timeout=30_000)
         await store.leases.release_leases([lease.key], lease.owner)  # as a lapse would
         await page.wait_for_function(
             "() => document.querySelector('#run-summary .status')?.dataset.status === 'interrupted'"
@@ -746,7 +755,9 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
         assert (await option.text_content() or "").endswith("· interrupted")
         assert await summary.text_content() == "interrupted"
         await page.wait_for_selector(f'{card}[data-status="interrupted"]', timeout=30_000)
-        chip = '.chip[data-status="interrupted"][data-count="1"]'
+        await page.wait_for_selector(f'{waiting}[data-status="interrupted"]', timeout=30_000)
+        chip = '.chip[data-status="interrupted"][data-count="2"]'
         await page.wait_for_selector(chip, timeout=30_000)
+        assert await page.locator(f"{waiting} .waiting").count() == 0  # a wait cut short
         assert page.errors == []
         await page.close()
