@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
+from log_support import cut_short
 from postgres_support import (
     POSTGRES_URL,
     drop_postgres_schemas,
@@ -32,10 +33,8 @@ from rich.console import Console
 from api.cli import main
 from api.cli._render import render_fleet
 from events import (
-    AgentCommanded,
     AgentCreated,
     AgentFailed,
-    AgentWaiting,
     HookInvoked,
     Meta,
     NewEvent,
@@ -178,20 +177,8 @@ def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
     db = tmp_path / "fleet.db"
 
     async def write() -> None:
-        meta = Meta(run_id="r9", agent_id="r9-b")
         async with SQLiteEventStore(db) as store:
-            await store.append("run-r9", [NewEvent(RunStarted(run_id="r9", task="t"),
-                                                   Meta(run_id="r9"))])  # fmt: skip
-            await store.append("agent-r9-b", [
-                NewEvent(AgentCreated(agent_id="r9-b", name="b", role="builder", model="m"), meta),
-                NewEvent(AgentCommanded(agent_id="r9-b", prompt="build it"), meta),
-            ])  # fmt: skip
-            boss = Meta(run_id="r9", agent_id="r9-o")
-            await store.append("agent-r9-o", [
-                NewEvent(AgentCreated(agent_id="r9-o", name="o", role="orchestrator", model="m"),
-                         boss),
-                NewEvent(AgentWaiting(agent_id="r9-o", on=["r9-b"]), boss),
-            ])  # fmt: skip
+            await cut_short(store, "r9")
 
     asyncio.run(write())
     base = ["agents", "--db", str(db), "--json"]

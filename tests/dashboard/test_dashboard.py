@@ -25,12 +25,11 @@ from dash_support import (
     dashboard_server,
     fleet_script,
 )
+from log_support import cut_short
 
 from api import ApiConfig
 from events import (
-    AgentCommanded,
     AgentCreated,
-    AgentWaiting,
     Meta,
     NewEvent,
     RunStarted,
@@ -723,20 +722,7 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
     kept "running" and "working" until reloaded: no event, so no refresh brought it)."""
     async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
         lease = await store.leases.acquire_lease("run-r-lapse", process_owner(), 600)
-        meta = Meta(run_id="r-lapse")
-        await store.append("run-r-lapse", [NewEvent(RunStarted(run_id="r-lapse", task="t"), meta)])
-        builder = Meta(run_id="r-lapse", agent_id="r-lapse-b")
-        await store.append("agent-r-lapse-b", [
-            NewEvent(AgentCreated(agent_id="r-lapse-b", name="b", role="builder", model="m"),
-                     builder),
-            NewEvent(AgentCommanded(agent_id="r-lapse-b", prompt="build it"), builder),
-        ])  # fmt: skip
-        boss = Meta(run_id="r-lapse", agent_id="r-lapse-o")
-        await store.append("agent-r-lapse-o", [
-            NewEvent(AgentCreated(agent_id="r-lapse-o", name="o", role="orchestrator", model="m"),
-                     boss),
-            NewEvent(AgentWaiting(agent_id="r-lapse-o", on=["r-lapse-b"]), boss),
-        ])  # fmt: skip
+        await cut_short(store, "r-lapse")  # the builder working, the orchestrator waiting
         page = await open_page(browser, server.url + "/#run=r-lapse")
         await settled(page, await store.head())
         summary = page.locator("#run-summary .status")
