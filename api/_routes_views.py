@@ -309,19 +309,15 @@ class _Judged:
     def judge(
         self, records: Iterable[Mapping[str, Any]], cut: frozenset[str] = frozenset()
     ) -> frozenset[str]:
-        """Judge the agents in an active status among `records`: an external one by its
-        process and hooks, one of fleet's "interrupted" if it is in `cut` (its run was
-        cut short); what the answer varies with ("<id>=<status>" of each)."""
+        """Judge the agents among `records` (`judge_liveness`; `cut`: those of the runs cut
+        short); what the answer varies with ("<id>=<status>" of each judged otherwise)."""
         config = self._app.config
         now, host = time.time(), this_host()
         statuses = {}
         for r in records:
-            if r["status"] not in ACTIVE_STATUSES:
-                continue
-            if r["external"]:
-                judged = judge_liveness(r, now=now, stale_after=config.stale_after_s, host=host)
-            else:
-                judged = "interrupted" if r["id"] in cut else None
+            judged = judge_liveness(
+                r, now=now, stale_after=config.stale_after_s, host=host, cut=cut
+            )
             if judged is not None:
                 statuses[r["id"]] = judged
                 self.logged[r["id"]] = r["status"]

@@ -38,7 +38,7 @@ from events import (
 )
 
 from ._base import FoldProjection, iso
-from ._lean import Lean, lean_data, leaned
+from ._lean import Lean
 from ._lifecycle import (
     ACTIVE_STATUSES,
     STATUS_AFTER,
@@ -109,9 +109,6 @@ class FleetProjection(FoldProjection[FleetState]):
         self.handlers[ModelResponded] = self._model_responded
         self.handlers[ContextCompacted] = self._compacted
         self.handlers[ExternalHookReceived] = self._external
-        # By type name: an event is dispatched without decoding its data (`reads`).
-        self._by_name = {cls.model_fields["type"].default: h for cls, h in self.handlers.items()}
-        self._leans = {lean.type_name: lean.validate_json for lean in self.lean}
 
     def initial(self) -> FleetState:
         return {
@@ -151,9 +148,8 @@ class FleetProjection(FoldProjection[FleetState]):
         The events of one group commit share one `recorded_at` object: the
         pace is counted once per run of them, not once per event.
         """
-        handlers = self._by_name
-        shared = leaned()  # a bulk fold's lean data, by position (`_lean.py`)
-        leans = self._leans
+        # By type name: an event is dispatched without decoding its data (`reads`).
+        handled = self._dispatch or self._dispatch_by_name()
         at: datetime | None = None
         count = 0
         event: RecordedEvent | None = None
@@ -164,13 +160,10 @@ class FleetProjection(FoldProjection[FleetState]):
                         _count(state, at, count)
                     at, count = event.recorded_at, 0
                 count += 1
-                handler = handlers.get(event.type)
-                if handler is not None:
-                    lean = leans.get(event.type)
-                    if lean is None or type(event) is RecordedEvent:  # decoded: whole data
-                        handler(state, event, event.data)
-                    else:  # not decoded yet: the fields its handler reads
-                        handler(state, event, lean_data(event, lean, shared))
+                if event.type in handled:  # its data whole, or lean (`handled`)
+                    found = self.handled(event)
+                    if found is not None:
+                        found[0](state, event, found[1])
         except Exception as e:
             raise ProjectionFailed(self.name, 0 if event is None else event.position, e) from e
         if at is not None:

@@ -129,16 +129,25 @@ def parse_process_header(value: str | None, peer: str | None) -> dict[str, Any] 
 
 
 def judge_liveness(
-    card: Mapping[str, Any], *, now: float, stale_after: float, host: Host | None
+    card: Mapping[str, Any],
+    *,
+    now: float,
+    stale_after: float,
+    host: Host | None,
+    cut: frozenset[str] = frozenset(),
 ) -> str | None:
-    """The status an external agent's card has now when it is no longer what the log says:
-    "interrupted" (its process is gone) or "stale" (no hook for `stale_after` seconds,
-    and no process to look at); None when the card's own status stands.
+    """The status an agent's card has now when it is no longer what the log says:
+    "interrupted" (an external session's process is gone, or one of fleet's agents is in
+    `cut`, the agents of the runs cut short: `cut_short`) or "stale" (an external session
+    with no hook for `stale_after` seconds, and no process to look at); None when the
+    card's own status stands.
 
     `card` is an agent card (`AgentsProjection.record_view`); it is not mutated.
     """
-    if not card["external"] or card["status"] not in _JUDGED:
+    if card["status"] not in _JUDGED:
         return None
+    if not card["external"]:
+        return "interrupted" if card["id"] in cut else None
     process = card.get("process")
     if process is not None and host is not None and process["machine_id"] == host.machine_id:
         if process["boot_id"] != host.boot_id:

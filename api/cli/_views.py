@@ -186,9 +186,10 @@ def _counted(count: int, noun: str) -> str:
 
 
 def _agents_command(args: argparse.Namespace) -> int:
+    now = args.at is None  # the runs and their leases judge the agents now (note 4)
     views, position, run_id, conducted = asyncio.run(
-        read_views(existing_log(args.db), ["agents", "runs"], at=args.at, run=args.run,
-                   conducted=True)
+        read_views(existing_log(args.db), ["agents", "runs"] if now else ["agents"],
+                   at=args.at, run=args.run, conducted=now)
     )  # fmt: skip
     wanted = set(args.status or ())
     if args.active:
@@ -224,7 +225,7 @@ def _judged(cards: list[dict[str, Any]], cut: frozenset[str]) -> list[dict[str, 
     `GET /v1/agents` answers them; `FLEET_STALE_AFTER` (seconds) as `fleet serve` reads it."""
     import time
 
-    from projections import ACTIVE_STATUSES, DEFAULT_STALE_AFTER_S, judge_liveness, this_host
+    from projections import DEFAULT_STALE_AFTER_S, judge_liveness, this_host
 
     try:
         stale_after = float(os.environ.get("FLEET_STALE_AFTER") or DEFAULT_STALE_AFTER_S)
@@ -235,13 +236,8 @@ def _judged(cards: list[dict[str, Any]], cut: frozenset[str]) -> list[dict[str, 
     now, host = time.time(), this_host()
     out = []
     for card in cards:
-        if card["external"]:
-            status = judge_liveness(card, now=now, stale_after=stale_after, host=host)
-        else:
-            status = "interrupted" if card["id"] in cut else None
-        if status is not None and card["status"] in ACTIVE_STATUSES:
-            card = {**card, "status": status}
-        out.append(card)
+        status = judge_liveness(card, now=now, stale_after=stale_after, host=host, cut=cut)
+        out.append(card if status is None else {**card, "status": status})
     return out
 
 

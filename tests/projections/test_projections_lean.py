@@ -199,8 +199,6 @@ async def test_read_models_that_read_a_type_lean_share_its_lean_data(tmp_path: P
                 given.append((n, e.position, d)),
                 h(s, e, d),
             )
-            if isinstance(slot.projection, FleetProjection):  # it dispatches by name
-                slot.projection._by_name["ModelResponded"] = handlers[ModelResponded]
         fold_page(page, slots, Snapshots(0, 1), {}, quiet=False)
         assert all(s.failed is None for s in slots)
         answers = [e for e in page if e.type == "ModelResponded"]

@@ -65,7 +65,8 @@ def test_the_process_is_kept_until_a_session_start_names_another_or_none() -> No
 
 
 def card(status: str = "working", process: dict[str, Any] | None = None, seen: float = 0) -> dict:
-    return {"external": True, "status": status, "process": process, "last_activity_at": at(seen)}
+    return {"id": "ext-1", "external": True, "status": status, "process": process,
+            "last_activity_at": at(seen)}  # fmt: skip
 
 
 def test_judgement_by_time_when_the_process_cannot_be_looked_at() -> None:
@@ -79,6 +80,13 @@ def test_judgement_by_time_when_the_process_cannot_be_looked_at() -> None:
     assert judge_liveness(card("completed"), now=now + 10**6, stale_after=60, host=None) is None
     assert judge_liveness({**card(), "external": False}, now=now + 10**6, stale_after=60,
                           host=None) is None  # fmt: skip
+    # One of fleet's agents is judged by its run alone: interrupted when the run was cut short.
+    ours = {**card(), "id": "b1", "external": False}
+    assert judge_liveness(ours, now=now, stale_after=60, host=HOST, cut=frozenset({"b1"})) == (
+        "interrupted"
+    )
+    done = {**ours, "status": "completed"}
+    assert judge_liveness(done, now=now, stale_after=60, host=HOST, cut=frozenset({"b1"})) is None
 
 
 def test_judgement_by_the_process_on_this_host() -> None:
