@@ -80,6 +80,7 @@ from projections import (
     cut_short,
     fleet_totals,
     judge_liveness,
+    judged_card,
     this_host,
 )
 from runtime.errors import AgentNotFound
@@ -327,7 +328,7 @@ class _Judged:
     def card(self, card: dict[str, Any]) -> dict[str, Any]:
         """`card` with its status as judged now (a copy when judged otherwise)."""
         status = None if self.statuses is None else self.statuses.get(card["id"])
-        return card if status is None else {**card, "status": status}
+        return judged_card(card, status)
 
 
 async def list_agents(request: Request) -> Response:

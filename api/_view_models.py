@@ -105,7 +105,10 @@ class LastToolCall(_Out):
 
     name: str
     tool_use_id: str | None
-    status: str = Field(description="running, ok, error or blocked")
+    status: str = Field(
+        description='running, ok, error or blocked; now (no `at`), "interrupted" for the '
+        "call an agent of a run cut short was making"
+    )
     at: Timestamp
 
 

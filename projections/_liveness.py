@@ -40,6 +40,7 @@ __all__ = [
     "Host",
     "is_loopback_peer",
     "judge_liveness",
+    "judged_card",
     "parse_process_header",
     "process_start",
     "this_host",
@@ -160,3 +161,18 @@ def judge_liveness(
     last = card["last_activity_at"]
     seen = datetime.fromisoformat(last).timestamp() if isinstance(last, str) else float(last)
     return "stale" if now - seen > stale_after else None
+
+
+def judged_card(card: dict[str, Any], status: str | None) -> dict[str, Any]:
+    """`card` as answered now, `status` being what `judge_liveness` said of it: itself when
+    None, else a copy in that status. An interrupted agent's last tool call, "running" in
+    the log, is "interrupted" too: its process stopped before the call ended (a resumed
+    run records how it was settled, `ToolCallInterrupted`). `card` is not mutated."""
+    if status is None:
+        return card
+    judged = {**card, "status": status}
+    calls = card.get("tool_calls") or {}
+    last = calls.get("last")
+    if status == "interrupted" and last is not None and last["status"] == "running":
+        judged["tool_calls"] = {**calls, "last": {**last, "status": "interrupted"}}
+    return judged

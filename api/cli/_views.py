@@ -225,7 +225,7 @@ def _judged(cards: list[dict[str, Any]], cut: frozenset[str]) -> list[dict[str, 
     `GET /v1/agents` answers them; `FLEET_STALE_AFTER` (seconds) as `fleet serve` reads it."""
     import time
 
-    from projections import DEFAULT_STALE_AFTER_S, judge_liveness, this_host
+    from projections import DEFAULT_STALE_AFTER_S, judge_liveness, judged_card, this_host
 
     try:
         stale_after = float(os.environ.get("FLEET_STALE_AFTER") or DEFAULT_STALE_AFTER_S)
@@ -237,7 +237,7 @@ def _judged(cards: list[dict[str, Any]], cut: frozenset[str]) -> list[dict[str, 
     out = []
     for card in cards:
         status = judge_liveness(card, now=now, stale_after=stale_after, host=host, cut=cut)
-        out.append(card if status is None else {**card, "status": status})
+        out.append(judged_card(card, status))
     return out
 
 

@@ -21,6 +21,7 @@ from events import (
     RunStarted,
     SQLiteEventStore,
     TaskMoved,
+    ToolCallRequested,
     process_owner,
 )
 
@@ -80,6 +81,8 @@ async def test_the_agents_of_an_interrupted_run_are_interrupted_now_and_working_
             data.append(AgentCommanded(agent_id=agent_id, prompt="go"))
         if role == "planner":
             data.append(AgentCompleted(agent_id=agent_id, summary="planned"))
+        if role == "builder":  # killed mid-call
+            data.append(ToolCallRequested(agent_id=agent_id, tool_use_id="t1", name="Bash"))
         await store.append(f"agent-{agent_id}", [NewEvent(d, meta) for d in data])
     last = await store.head()
     assert app.services is not None
@@ -90,7 +93,10 @@ async def test_the_agents_of_an_interrupted_run_are_interrupted_now_and_working_
 
     cut = {"r1-b": "interrupted", "r1-v": "interrupted", "r1-p": "completed"}
     assert statuses((await client.get("/v1/agents")).json()) == cut
-    assert (await client.get("/v1/agents/r1-b")).json()["status"] == "interrupted"
+    builder = (await client.get("/v1/agents/r1-b")).json()
+    assert builder["status"] == "interrupted"
+    # The call it was making never ended: interrupted too, not "running" for ever.
+    assert builder["tool_calls"]["last"]["status"] == "interrupted"
     only = (await client.get("/v1/agents", params={"status": "interrupted"})).json()
     assert sorted(a["id"] for a in only["agents"]) == ["r1-b", "r1-v"]
     fleet = (await client.get("/v1/fleet")).json()["agents"]
@@ -101,11 +107,14 @@ async def test_the_agents_of_an_interrupted_run_are_interrupted_now_and_working_
     # As the log had it at a past position (the head is now).
     past = (await client.get("/v1/agents", params={"at": last - 1})).json()
     assert statuses(past)["r1-b"] == "working"
+    assert past["agents"][0]["tool_calls"]["last"]["status"] == "running"
     # Conducted again (`fleet resume` holds the run's lease): what the log says.
     lease = await store.leases.acquire_lease("run-r1", process_owner(), 60)
     try:
         resumed = statuses((await client.get("/v1/agents")).json())
         assert resumed == {"r1-b": "working", "r1-v": "created", "r1-p": "completed"}
+        builder = (await client.get("/v1/agents/r1-b")).json()
+        assert builder["tool_calls"]["last"]["status"] == "running"
         fleet = (await client.get("/v1/fleet")).json()["agents"]
         assert fleet["active"] == 2 and "interrupted" not in fleet["by_status"]
     finally:

@@ -186,12 +186,20 @@ def test_the_agents_of_a_run_no_live_process_conducts_are_interrupted_now(
     def statuses(*argv: str) -> list[str]:
         return [a["status"] for a in json.loads(run_cli(capsys, *base, *argv)[1])["agents"]]
 
+    def last_call(*argv: str) -> str:
+        builder = json.loads(run_cli(capsys, *base, *argv)[1])["agents"][0]
+        return f"{builder['tool_calls']['last']['name']} {builder['tool_calls']['last']['status']}"
+
     assert statuses() == ["interrupted", "interrupted"]
+    # The call it was making never ended: interrupted too, not "running" for ever.
+    assert last_call() == "Bash interrupted"
+    assert last_call("--at", str(_head(db))) == "Bash running"
     assert statuses("--status", "interrupted") == ["interrupted", "interrupted"]
     assert statuses("--active") == []
     assert statuses("--at", str(_head(db))) == ["working", "waiting"]
     _, table, _ = run_cli(capsys, "agents", "--db", str(db))
-    assert "interrupted" in next(line for line in table.splitlines() if "builder" in line)
+    builder = next(line for line in table.splitlines() if "builder" in line)
+    assert "interrupted" in builder and "running" not in builder
     boss = next(line for line in table.splitlines() if "orchestrator" in line)
     assert "interrupted" in boss and " on 1" not in boss  # a wait cut short waits on nothing
     _, past, _ = run_cli(capsys, "agents", "--db", str(db), "--at", str(_head(db)))

@@ -731,6 +731,7 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
         )
         card = '.agent-card[data-agent-id="r-lapse-b"]'
         await page.wait_for_selector(f'{card}[data-status="working"]', timeout=30_000)
+        assert await page.locator(f"{card} .last").text_content() == "Bash · running"
         waiting = '.agent-card[data-agent-id="r-lapse-o"]'
         await page.wait_for_selector(f'{waiting}[data-status="waiting"] .waiting', timeout=30_000)
         await store.leases.release_leases([lease.key], lease.owner)  # as a lapse would
@@ -741,6 +742,10 @@ async def test_a_run_whose_process_died_turns_interrupted_without_a_reload(
         assert (await option.text_content() or "").endswith("· interrupted")
         assert await summary.text_content() == "interrupted"
         await page.wait_for_selector(f'{card}[data-status="interrupted"]', timeout=30_000)
+        # Its Bash call never ended: the card no longer says it runs.
+        last = page.locator(f"{card} .last")
+        assert await last.get_attribute("data-status") == "interrupted"
+        assert await last.text_content() == "Bash · interrupted"
         await page.wait_for_selector(f'{waiting}[data-status="interrupted"]', timeout=30_000)
         chip = '.chip[data-status="interrupted"][data-count="2"]'
         await page.wait_for_selector(chip, timeout=30_000)
