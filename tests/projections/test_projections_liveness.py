@@ -25,6 +25,7 @@ from projections import (
     AgentsProjection,
     Host,
     judge_liveness,
+    judged_card,
     parse_process_header,
     process_start,
     this_host,
@@ -87,6 +88,27 @@ def test_judgement_by_time_when_the_process_cannot_be_looked_at() -> None:
     )
     done = {**ours, "status": "completed"}
     assert judge_liveness(done, now=now, stale_after=60, host=HOST, cut=frozenset({"b1"})) is None
+
+
+def test_a_judged_card_is_a_copy_and_an_interrupted_agent_runs_no_tool() -> None:
+    running = {"name": "Bash", "tool_use_id": "t1", "status": "running", "at": at(0)}
+    calls = {"count": 1, "errors": 0, "by_tool": {"Bash": 1}, "last": running}
+    working = {**card(), "tool_calls": calls}
+    assert judged_card(working, None) is working
+    interrupted = judged_card(working, "interrupted")
+    assert interrupted["status"] == "interrupted"
+    assert interrupted["tool_calls"] == {**calls, "last": {**running, "status": "interrupted"}}
+    assert working["status"] == "working" and running["status"] == "running"  # not mutated
+    # A stale session may still be in its call; a call that ended stays as it ended.
+    assert judged_card(working, "stale")["tool_calls"]["last"]["status"] == "running"
+    ended = {**working, "tool_calls": {**calls, "last": {**running, "status": "ok"}}}
+    assert judged_card(ended, "interrupted")["tool_calls"]["last"]["status"] == "ok"
+    assert (
+        judged_card({**card(), "tool_calls": {**calls, "last": None}}, "interrupted")["tool_calls"][
+            "last"
+        ]
+        is None
+    )
 
 
 def test_judgement_by_the_process_on_this_host() -> None:
