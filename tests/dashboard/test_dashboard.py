@@ -17,6 +17,7 @@ from dash_support import (
     DOCS,
     ORCH,
     PLANNER,
+    RUN_ID,
     SCOUT_A,
     SCOUT_B,
     TIMEOUT_MS,
@@ -214,6 +215,9 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
     """Cards, board, graph, totals and feed follow the log live and agree with the API."""
     phases = fleet_script()
     async with SQLiteEventStore(config.db) as store, dashboard_server(config) as server:
+        # The run is live: this test holds its lease, as its conductor would. Without it the
+        # run and its agents are "interrupted" now (test_a_run_whose_process_died_...).
+        await store.leases.acquire_lease(f"run-{RUN_ID}", process_owner(), 600)
         first = await append_steps(store, phases[0])
         page = await open_page(browser, server.url + "/")
         await settled(page, first)
@@ -234,9 +238,9 @@ async def test_dashboard_shows_what_the_projections_say_as_events_arrive(
             assert any(f"/v1/{name}?" in u and "changed_after=" in u for u in page.requested)
             held = await page.evaluate(f"window.fleetDashboard.views.{name}")
             at = await page.evaluate(f"window.fleetDashboard.positions.{name}")
-            # Live, the runs were asked for now: a run no process conducts is "interrupted",
-            # which the log below the head cannot say (api/_routes_views.py, note 4), and the
-            # runs' position lags the head when the last events were none of theirs.
+            # Live, the runs were asked for now: whether a process conducts a run is not in
+            # the log below the head (api/_routes_views.py, note 4), and the runs' position
+            # lags the head when the last events were none of theirs.
             asked = {} if name == "runs" else {"at": at}
             assert held == await get_json(server.url, f"/v1/{name}", **asked)
         # With no run picked, the graph of the runs it draws only (graph.js's RUN_CAP).
