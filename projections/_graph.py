@@ -85,7 +85,7 @@ from events import (
 )
 
 from ._base import FoldProjection
-from ._critical_path import critical_path, members_of_runs
+from ._critical_path import CriticalPaths, members_of_runs
 from ._graph_state import GraphState, Segment
 from ._lean import Lean
 from ._lifecycle import EXTERNAL_ROLE, external_facts, external_status, next_status, resolve_path
@@ -127,6 +127,7 @@ class GraphProjection(FoldProjection[GraphState]):
 
     def __init__(self) -> None:
         super().__init__()
+        self._paths = CriticalPaths()  # `_critical_path.py`, note 1
         self.handlers.update(
             {
                 AgentCreated: self._created,
@@ -303,7 +304,7 @@ class GraphProjection(FoldProjection[GraphState]):
             ],
             "edges": edges,
             "bottlenecks": bottlenecks,
-            "critical_paths": [critical_path(state, r, members[r]) for r in sorted(runs)],
+            "critical_paths": [self._paths.of(state, r, members[r]) for r in sorted(runs)],
         }
 
     # -- folding ------------------------------------------------------------

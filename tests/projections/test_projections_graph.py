@@ -17,6 +17,7 @@ from events import (
     ToolCallCompleted,
 )
 from projections import GraphProjection, critical_path
+from projections._critical_path import CriticalPaths, members_of_runs
 from projections._graph import MAX_EDGE_FILES, MAX_SEGMENTS
 
 graph = GraphProjection()
@@ -242,3 +243,76 @@ def test_each_run_of_a_many_run_view_has_its_own_critical_path() -> None:
         pytest.approx(6000),
         pytest.approx(2000),
     ]
+
+
+def _three_runs() -> Timeline:
+    """scout-plan-build as r1, then two short runs, r2 and r3, whose builders read r1's plan."""
+    tl = scout_plan_build(Timeline())
+    for run, start, work_s in (("r2", 30.0, 4.0), ("r3", 40.0, 1.5)):
+        o, w = f"o-{run}", f"w-{run}"
+        tl.add(start, AgentCreated(agent_id=o, name=o, role="orchestrator", model="m"), run=run)
+        tl.add(
+            start + 0.5,
+            AgentCreated(agent_id=w, name=w, role="builder", model="m", parent_id=o),
+            run=run,
+        )
+        tl.add(start + 0.5, AgentCommanded(agent_id=w, prompt="build", by=o), run=run)
+        tl.add(start + 0.6, AgentWaiting(agent_id=o, on=[w]), run=run)
+        tl.add(
+            start + 1,
+            ToolCallCompleted(
+                agent_id=w, tool_use_id=f"{run}-r", name="read", files_read=["plan.md"]
+            ),
+            run=run,
+        )
+        tl.add(start + work_s, AgentWaiting(agent_id=w, on=[]), run=run)
+        tl.add(
+            start + work_s + 0.1, AgentWoke(agent_id=o, on=[w], changed=[w], waited_ms=1), run=run
+        )
+    return tl
+
+
+def test_remembered_critical_paths_are_those_computed_afresh_at_every_position() -> None:
+    """A view remembers each run's path while the run's segments stay as they were
+    (`_critical_path.py`, note 1): at every position of the log, forwards then back, each
+    state a new object as a time-travel query makes one, every path is the one computed
+    afresh, open segments (counted up to the log's clock) included."""
+    tl = _three_runs()
+    remembering = GraphProjection()
+    positions = list(range(1, len(tl.events) + 1))
+    compared = 0
+    for until in [*positions, *reversed(positions)]:
+        state = tl.fold(remembering, until)
+        view = remembering.view(state)
+        assert view["critical_paths"] == [
+            critical_path(state, path["run_id"]) for path in view["critical_paths"]
+        ], f"at position {until}"
+        compared += len(view["critical_paths"])
+    assert compared > 2 * len(positions)  # most positions show more than one run
+
+
+def test_a_remembered_critical_path_is_the_callers_to_change() -> None:
+    tl = _three_runs()
+    remembering = GraphProjection()
+    state = tl.fold(remembering)
+    first = remembering.view(state)["critical_paths"]
+    for path in first:
+        path["total_ms"] = -1.0
+        path["path"][0]["ms"] = -1.0
+        path["path"].append({"agent_id": "nobody", "ms": 0.0})
+
+    again = remembering.view(state)["critical_paths"]
+
+    assert again == [critical_path(state, run) for run in ("r1", "r2", "r3")]
+    assert all(path["total_ms"] > 0 for path in again)
+
+
+def test_the_remembered_critical_paths_are_bounded() -> None:
+    state = _three_runs().fold(GraphProjection())
+    members = members_of_runs(state, ("r1", "r2", "r3"))
+    paths = CriticalPaths(limit=2)
+
+    for _ in range(2):
+        for run in ("r1", "r2", "r3"):
+            assert paths.of(state, run, members[run]) == critical_path(state, run)
+            assert len(paths) <= 2
