@@ -107,7 +107,7 @@ from ._state import Services, services
 from ._view_models import AgentCard, AgentPage, Board, FleetTotals, Graph, RunCard, RunPage
 from .errors import HTTPProblem
 
-__all__ = ["VIEWS", "check_id", "operations", "page", "routes"]
+__all__ = ["VIEWS", "Answer", "check_id", "operations", "page", "rendered", "routes"]
 
 VIEWS = ("fleet", "graph", "board", "runs")
 """The views served as `GET /v1/<name>` (agents has its own routes)."""
@@ -195,15 +195,22 @@ async def _page_of(
 
 
 class Answer(NamedTuple):
-    """A view's data, and the response model it is answered through (note 3)."""
+    """A view's response model, and what makes its data: called where the data is
+    validated (`rendered`, note 3)."""
 
     model: type[BaseModel]
-    data: Any = None
-    # Or what makes the data, called where it is validated (note 3).
-    make: Callable[[], Any] | None = None
+    make: Callable[[], Any]
 
 
 Render = Callable[[int | None], Awaitable[Answer]]
+
+
+def rendered(answer: Answer) -> bytes:
+    """`answer`'s JSON: its data made, validated and serialized in one pause of the
+    collector, and let go before the pause ends (note 3)."""
+    with gc_paused():
+        text = answer.model.model_validate(answer.make()).model_dump_json(by_alias=True)
+    return text.encode()
 
 
 async def _respond(
@@ -231,12 +238,7 @@ async def _respond(
     position = at if at is not None else app.runner.position
 
     async def body() -> bytes:
-        answer = await render(at)
-        with gc_paused():  # note 3
-            data = answer.data if answer.make is None else answer.make()
-            text = answer.model.model_validate(data).model_dump_json(by_alias=True)
-            del answer, data  # what they made goes while the collector is paused (note 3)
-        return text.encode()
+        return rendered(await render(at))
 
     return await answer(request, await app.renders.get(request, position, body, vary), position)
 
@@ -361,7 +363,7 @@ async def list_agents(request: Request) -> Response:
             agents = [judged.card(a) for a in cards()]
             return {"count": count, "agents": agents, "next": next_cursor}
 
-        return Answer(AgentPage, make=make)
+        return Answer(AgentPage, make)
 
     return await _respond(request, app, q, render, judged)
 
@@ -384,7 +386,8 @@ async def get_agent(request: Request) -> Response:
             card = next((a for a in view["agents"] if a["id"] == agent_id), None)
         if card is None:
             raise AgentNotFound(agent_id)
-        return Answer(AgentCard, judged.card(card))
+        judged_card = judged.card(card)
+        return Answer(AgentCard, lambda: judged_card)
 
     return await _respond(request, app, q, render, judged)
 
@@ -412,7 +415,7 @@ async def get_fleet(request: Request) -> Response:
                 by_status[status] = by_status.get(status, 0) + 1
             active = sum(n for s, n in by_status.items() if s in ACTIVE_STATUSES)
             view = {**view, "agents": {**view["agents"], "by_status": by_status, "active": active}}
-        return Answer(FleetTotals, view)
+        return Answer(FleetTotals, lambda: view)
 
     return await _respond(request, app, q, render, judged)
 
@@ -441,7 +444,7 @@ async def get_graph(request: Request) -> Response:
             )
         if judged.statuses:  # the nodes say what the cards say now (note 5)
             view = {**view, "nodes": [judged.card(n) for n in view["nodes"]]}
-        return Answer(Graph, view)
+        return Answer(Graph, lambda: view)
 
     return await _respond(request, app, q, render, judged)
 
@@ -462,7 +465,8 @@ async def get_board(request: Request) -> Response:
     async def render(at: int | None) -> Answer:
         _check_changed_after(app, q, at)
         if q.run_id is None and q.agent_id is None and q.changed_after is None:
-            return Answer(Board, await _view(app, "board", at))
+            whole = await _view(app, "board", at)
+            return Answer(Board, lambda: whole)
         if isinstance(app.runner.projection("board"), BoardProjection):
             # Cut from the records, only the kept tasks' cards made (note 2).
             records = (await _state(app, "board", at))["tasks"].values()
@@ -474,7 +478,7 @@ async def get_board(request: Request) -> Response:
         columns = [
             {"name": name, "tasks": [t for t in tasks if t["column"] == name]} for name in COLUMNS
         ]
-        return Answer(Board, {"count": len(tasks), "columns": columns})
+        return Answer(Board, lambda: {"count": len(tasks), "columns": columns})
 
     return await _respond(request, app, q, render)
 
@@ -519,7 +523,7 @@ async def list_runs(request: Request) -> Response:
             runs = cards() if ours else [_conducted(r, now) for r in cards()]
             return {"count": count, "runs": runs, "next": next_cursor}
 
-        return Answer(RunPage, make=make)
+        return Answer(RunPage, make)
 
     return await _respond(request, app, q, render, conducted)
 
@@ -557,7 +561,8 @@ async def get_run(request: Request) -> Response:
         if run is None:
             raise HTTPProblem(404, "Run not found", f"no run {run_id!r} in this log",
                               slug="run-not-found")  # fmt: skip
-        return Answer(RunCard, _conducted(run, conducted.ids))
+        card = _conducted(run, conducted.ids)
+        return Answer(RunCard, lambda: card)
 
     return await _respond(request, app, q, render, conducted)
 

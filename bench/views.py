@@ -62,6 +62,7 @@ from pydantic import BaseModel
 
 from api import ApiConfig, create_app
 from api._polling import etag_of
+from api._routes_views import Answer, rendered
 from api._view_models import AgentPage, Board, FleetTotals, Graph, RunPage
 from events import (
     AgentCommanded,
@@ -78,7 +79,6 @@ from events import (
     ToolCallCompleted,
     ToolCallRequested,
     Usage,
-    gc_paused,
 )
 
 PER_RUN = 10
@@ -150,14 +150,8 @@ async def median_request_ms(
 
 
 def _model_render(model: type[BaseModel], view: dict[str, Any]) -> Callable[[], object]:
-    def render() -> object:
-        # As the server answers (`api/_routes_views.py`, note 3): the collector paused, the
-        # validated model let go before the pause ends.
-        with gc_paused():
-            body = model.model_validate(view).model_dump_json(by_alias=True).encode()
-        return etag_of(body)
-
-    return render
+    # As the server answers: `rendered` is its own code (`api/_routes_views.py`, note 3).
+    return lambda: etag_of(rendered(Answer(model, lambda: view)))
 
 
 def _dict_render(view: dict[str, Any]) -> Callable[[], object]:
